@@ -1,0 +1,288 @@
+//! Per-client state: the driver connection, keepalive and event registrations.
+//!
+//! A [`Client`] is shared between the connection's I/O task and the worker threads
+//! running its calls. Outgoing frames go through an unbounded channel to the
+//! connection's writer task, so driver threads (event callbacks) never block on a slow
+//! client.
+
+use rvirt_host::{Connection, DomainEvent};
+use rvirt_wire::protocol::{self, NonnullDomain, REMOTE_PROGRAM, REMOTE_VERSION, event_id};
+use rvirt_wire::remote::{DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg};
+use rvirt_wire::{Header, RemoteProcedure, frame};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+/// Frames queued for a client's socket.
+pub type Outbox = mpsc::UnboundedSender<Vec<u8>>;
+
+/// The daemon-wide part every client sees.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: Arc<rvirt_host::Runtime>,
+    pub default_uri: String,
+}
+
+/// One connected client.
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    /// Connected on a read-only socket.
+    pub read_only_socket: bool,
+    pub shared: Arc<Shared>,
+    pub outbox: Outbox,
+    /// Whether the client asked for keepalive (`CONNECT_SUPPORTS_FEATURE` 10).
+    pub keepalive: AtomicBool,
+    /// Whether the client registered a close callback.
+    pub close_callback: AtomicBool,
+    state: Mutex<State>,
+    /// Serialises event subscription (held across the driver call, unlike `state`).
+    subscribe: Mutex<()>,
+    events: Arc<Mutex<Events>>,
+}
+
+/// What CONNECT_OPEN set up.
+#[derive(Default)]
+struct State {
+    conn: Option<Connection>,
+    read_only: bool,
+    subscription: Option<u64>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("open", &self.conn.is_some())
+            .field("read_only", &self.read_only)
+            .field("subscription", &self.subscription)
+            .finish()
+    }
+}
+
+/// A registered event callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    /// The id handed to the client (modern registrations) or the event id (legacy).
+    pub id: i32,
+    pub event_id: i32,
+    /// Only events of this domain (by uuid), if set.
+    pub domain: Option<[u8; 16]>,
+    /// Legacy registration (`CONNECT_DOMAIN_EVENT_REGISTER_ANY`): messages without callback id.
+    pub legacy: bool,
+}
+
+/// The event callbacks of one client.
+#[derive(Debug, Default)]
+pub struct Events {
+    next_id: i32,
+    callbacks: Vec<Callback>,
+}
+
+impl Events {
+    /// Adds a modern registration; returns its callback id.
+    pub fn add(&mut self, event_id: i32, domain: Option<[u8; 16]>) -> i32 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.callbacks.push(Callback { id, event_id, domain, legacy: false });
+        id
+    }
+
+    /// Adds a legacy registration; false if this event id is already registered.
+    pub fn add_legacy(&mut self, event_id: i32) -> bool {
+        if self.callbacks.iter().any(|c| c.legacy && c.event_id == event_id) {
+            return false;
+        }
+        self.callbacks.push(Callback { id: event_id, event_id, domain: None, legacy: true });
+        true
+    }
+
+    /// Removes a registration; false if it did not exist.
+    pub fn remove(&mut self, id: i32, legacy: bool) -> bool {
+        let before = self.callbacks.len();
+        self.callbacks.retain(|c| !(c.legacy == legacy && c.id == id));
+        before != self.callbacks.len()
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    /// The frames to push for one lifecycle event.
+    pub fn frames_for(&self, event: &DomainEvent) -> Vec<Vec<u8>> {
+        let uuid = *event.domain.uuid.as_bytes();
+        let dom = NonnullDomain { name: event.domain.name.clone(), uuid, id: event.domain.id };
+        let msg = DomainEventLifecycleMsg { dom, event: event.event, detail: event.detail };
+        let mut out = Vec::new();
+        for cb in &self.callbacks {
+            if cb.event_id != event_id::LIFECYCLE || cb.domain.is_some_and(|d| d != uuid) {
+                continue;
+            }
+            let encoded = if cb.legacy {
+                let header = Header::message(REMOTE_PROGRAM, REMOTE_VERSION, RemoteProcedure::DomainEventLifecycle.number());
+                frame::encode(&header, &msg)
+            } else {
+                let header =
+                    Header::message(REMOTE_PROGRAM, REMOTE_VERSION, RemoteProcedure::DomainEventCallbackLifecycle.number());
+                frame::encode(&header, &DomainEventCallbackLifecycleMsg { callback_id: cb.id, msg: msg.clone() })
+            };
+            match encoded {
+                Ok(f) => out.push(f),
+                Err(e) => tracing::warn!("cannot encode lifecycle event: {e}"),
+            }
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Client {
+    pub fn new(id: u64, read_only_socket: bool, shared: Arc<Shared>, outbox: Outbox) -> Client {
+        Client {
+            id,
+            read_only_socket,
+            shared,
+            outbox,
+            keepalive: AtomicBool::new(false),
+            close_callback: AtomicBool::new(false),
+            subscribe: Mutex::new(()),
+            state: Mutex::new(State { read_only: read_only_socket, ..State::default() }),
+            events: Arc::default(),
+        }
+    }
+
+    /// Queues a frame for the client; dropped silently if the client is gone.
+    pub fn send(&self, frame: Vec<u8>) {
+        let _ = self.outbox.send(frame);
+    }
+
+    /// The open driver connection, if any.
+    pub fn connection(&self) -> Option<Connection> {
+        lock(&self.state).conn.clone()
+    }
+
+    /// Whether mutating calls are refused (read-only socket or read-only open).
+    pub fn is_read_only(&self) -> bool {
+        lock(&self.state).read_only
+    }
+
+    /// Stores the connection made by CONNECT_OPEN; false if one is open already.
+    pub fn set_connection(&self, conn: Connection, read_only: bool) -> bool {
+        let mut st = lock(&self.state);
+        if st.conn.is_some() {
+            return false;
+        }
+        st.read_only = st.read_only || read_only;
+        st.conn = Some(conn);
+        true
+    }
+
+    pub fn set_close_callback(&self, on: bool) {
+        self.close_callback.store(on, Ordering::Relaxed);
+    }
+
+    pub fn enable_keepalive(&self) {
+        self.keepalive.store(true, Ordering::Relaxed);
+    }
+
+    pub fn keepalive_enabled(&self) -> bool {
+        self.keepalive.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the event registrations.
+    pub fn with_events<T>(&self, f: impl FnOnce(&mut Events) -> T) -> T {
+        f(&mut lock(&self.events))
+    }
+
+    /// Makes sure the driver delivers events to this client. Must not be called with
+    /// the events lock held (the driver calls back into it).
+    pub fn ensure_subscribed(&self) -> Result<(), rvirt_host::Error> {
+        let _serial = lock(&self.subscribe);
+        let conn = {
+            let st = lock(&self.state);
+            if st.subscription.is_some() {
+                return Ok(());
+            }
+            let Some(conn) = st.conn.clone() else { return Ok(()) };
+            conn
+        };
+        let events = Arc::clone(&self.events);
+        let outbox = self.outbox.clone();
+        let id = conn.subscribe_events(move |event: &DomainEvent| {
+            let frames = lock(&events).frames_for(event);
+            for f in frames {
+                let _ = outbox.send(f);
+            }
+        })?;
+        lock(&self.state).subscription = Some(id);
+        Ok(())
+    }
+
+    /// Drops the driver connection and its event subscription (CONNECT_CLOSE or
+    /// disconnect). Runs driver calls: call from a worker thread.
+    pub fn close(&self) {
+        let _serial = lock(&self.subscribe);
+        let (conn, sub) = {
+            let mut st = lock(&self.state);
+            (st.conn.take(), st.subscription.take())
+        };
+        if let (Some(conn), Some(id)) = (&conn, sub) {
+            if let Err(e) = conn.unsubscribe_events(id) {
+                tracing::debug!(client = self.id, "unsubscribe failed: {e}");
+            }
+        }
+        lock(&self.events).callbacks.clear();
+        drop(conn);
+    }
+}
+
+/// A keepalive message (PING or PONG).
+pub fn keepalive_frame(procedure: i32) -> Vec<u8> {
+    let header = Header::message(protocol::KEEPALIVE_PROGRAM, protocol::KEEPALIVE_VERSION, procedure);
+    frame::encode(&header, &()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvirt_host::DomainId;
+    use rvirt_wire::xdr;
+
+    fn event(uuid: uuid::Uuid) -> DomainEvent {
+        DomainEvent { domain: DomainId { name: "vm".into(), uuid, id: 3 }, event: 2, detail: 0 }
+    }
+
+    #[test]
+    fn registrations_and_frames() {
+        let mut ev = Events::default();
+        let a = ev.add(event_id::LIFECYCLE, None);
+        let b = ev.add(event_id::REBOOT, None);
+        let other = uuid::Uuid::from_bytes([9; 16]);
+        let c = ev.add(event_id::LIFECYCLE, Some(*other.as_bytes()));
+        assert!(ev.add_legacy(event_id::LIFECYCLE));
+        assert!(!ev.add_legacy(event_id::LIFECYCLE));
+        assert_ne!(a, b);
+        let frames = ev.frames_for(&event(uuid::Uuid::nil()));
+        assert_eq!(frames.len(), 2); // a + legacy; not the reboot one nor the filtered one
+        let modern = &frames[0];
+        assert_eq!(&modern[12..16], 318i32.to_be_bytes());
+        let body: DomainEventCallbackLifecycleMsg = xdr::from_bytes(&modern[28..]).unwrap();
+        assert_eq!((body.callback_id, body.msg.event, body.msg.dom.id), (a, 2, 3));
+        assert_eq!(&frames[1][12..16], 107i32.to_be_bytes());
+        assert_eq!(ev.frames_for(&event(other)).len(), 3);
+        assert!(ev.remove(c, false));
+        assert!(!ev.remove(c, false));
+        assert!(ev.remove(event_id::LIFECYCLE, true));
+        assert!(ev.remove(a, false) && ev.remove(b, false) && ev.is_empty());
+    }
+
+    #[test]
+    fn keepalive_bytes() {
+        let ping = keepalive_frame(protocol::KEEPALIVE_PING);
+        assert_eq!(ping.len(), 28);
+        assert_eq!(&ping[4..8], b"keep");
+    }
+}

@@ -1,0 +1,198 @@
+//! Daemon configuration (TOML) and the file system layout.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid socket permissions '{0}': expected an octal mode such as \"0700\"")]
+    Perms(String),
+    #[error("no runtime directory: XDG_RUNTIME_DIR is not set and the daemon does not run as root")]
+    NoRuntimeDir,
+}
+
+/// The settings of `rvirtd.toml`. Every key is optional.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// URI opened when a client connects without naming one (`virsh -c test+unix://...`
+    /// always names one; `remote:///` or an empty name does not).
+    pub default_uri: String,
+    /// Most clients connected at once; more are accepted and closed at once.
+    pub max_clients: usize,
+    /// Seconds between keepalive pings to an idle client that asked for keepalive.
+    pub keepalive_interval: u64,
+    /// Unanswered pings after which such a client is dropped.
+    pub keepalive_count: u32,
+    /// Mode of the read-write socket.
+    pub unix_sock_rw_perms: String,
+    /// Mode of the read-only socket.
+    pub unix_sock_ro_perms: String,
+    /// Also listen on libvirt's own socket paths (`libvirt-sock`, `libvirt-sock-ro`).
+    pub libvirt_sockets: bool,
+    /// Threads running driver calls.
+    pub max_workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_uri: "test:///default".into(),
+            max_clients: 5000,
+            keepalive_interval: 5,
+            keepalive_count: 5,
+            unix_sock_rw_perms: "0700".into(),
+            unix_sock_ro_perms: "0777".into(),
+            libvirt_sockets: false,
+            max_workers: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        Config::parse(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// Parses the TOML text of a config file.
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The read-write socket mode.
+    pub fn rw_mode(&self) -> Result<u32, ConfigError> {
+        parse_mode(&self.unix_sock_rw_perms)
+    }
+
+    /// The read-only socket mode.
+    pub fn ro_mode(&self) -> Result<u32, ConfigError> {
+        parse_mode(&self.unix_sock_ro_perms)
+    }
+}
+
+fn parse_mode(text: &str) -> Result<u32, ConfigError> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| ConfigError::Perms(text.into()))
+}
+
+/// Where the daemon keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Socket directory (`/run/rvirt`).
+    pub run_dir: PathBuf,
+    /// State directory (`/var/lib/rvirt`).
+    pub state_dir: PathBuf,
+    /// Default config file (`/etc/rvirt/rvirtd.toml`).
+    pub config_file: PathBuf,
+    /// libvirt's socket directory, for `--libvirt-sockets`.
+    pub libvirt_run_dir: PathBuf,
+    /// Whether this is a system (root) daemon: it then also has a read-only socket on
+    /// libvirt's paths.
+    pub system: bool,
+}
+
+impl Layout {
+    /// `--root DIR`: everything under `DIR`.
+    pub fn under_root(root: &Path) -> Layout {
+        Layout {
+            run_dir: root.join("run"),
+            state_dir: root.join("var/lib/rvirt"),
+            config_file: root.join("etc/rvirt/rvirtd.toml"),
+            libvirt_run_dir: root.join("run/libvirt"),
+            system: true,
+        }
+    }
+
+    /// The system layout for root, the session layout (`$XDG_RUNTIME_DIR/rvirt`) otherwise.
+    pub fn default_for(uid: u32, env: impl Fn(&str) -> Option<String>) -> Result<Layout, ConfigError> {
+        if uid == 0 {
+            return Ok(Layout {
+                run_dir: "/run/rvirt".into(),
+                state_dir: "/var/lib/rvirt".into(),
+                config_file: "/etc/rvirt/rvirtd.toml".into(),
+                libvirt_run_dir: "/run/libvirt".into(),
+                system: true,
+            });
+        }
+        let runtime = env("XDG_RUNTIME_DIR").filter(|s| !s.is_empty()).ok_or(ConfigError::NoRuntimeDir)?;
+        let home = env("HOME").unwrap_or_else(|| "/".into());
+        let config_home = env("XDG_CONFIG_HOME").filter(|s| !s.is_empty()).unwrap_or_else(|| format!("{home}/.config"));
+        let data_home = env("XDG_DATA_HOME").filter(|s| !s.is_empty()).unwrap_or_else(|| format!("{home}/.local/share"));
+        Ok(Layout {
+            run_dir: PathBuf::from(&runtime).join("rvirt"),
+            state_dir: PathBuf::from(data_home).join("rvirt"),
+            config_file: PathBuf::from(config_home).join("rvirt/rvirtd.toml"),
+            libvirt_run_dir: PathBuf::from(runtime).join("libvirt"),
+            system: false,
+        })
+    }
+
+    /// The read-write socket.
+    pub fn rw_socket(&self) -> PathBuf {
+        self.run_dir.join("rvirt-sock")
+    }
+
+    /// The read-only socket.
+    pub fn ro_socket(&self) -> PathBuf {
+        self.run_dir.join("rvirt-sock-ro")
+    }
+
+    /// libvirt's read-write socket path.
+    pub fn libvirt_rw_socket(&self) -> PathBuf {
+        self.libvirt_run_dir.join("libvirt-sock")
+    }
+
+    /// libvirt's read-only socket path (system daemons only, like libvirt).
+    pub fn libvirt_ro_socket(&self) -> Option<PathBuf> {
+        self.system.then(|| self.libvirt_run_dir.join("libvirt-sock-ro"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_parsing() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c = Config::parse("default_uri = \"test:///tmp/x.xml\"\nmax_clients = 10\n").unwrap();
+        assert_eq!((c.default_uri.as_str(), c.max_clients), ("test:///tmp/x.xml", 10));
+        assert!(Config::parse("bogus = 1").is_err());
+        assert_eq!(Config::default().rw_mode().unwrap(), 0o700);
+        let bad = Config { unix_sock_ro_perms: "999".into(), ..Config::default() };
+        assert!(matches!(bad.ro_mode(), Err(ConfigError::Perms(_))));
+    }
+
+    #[test]
+    fn layouts() {
+        let l = Layout::under_root(Path::new("/tmp/r"));
+        assert_eq!(l.rw_socket(), Path::new("/tmp/r/run/rvirt-sock"));
+        assert_eq!(l.ro_socket(), Path::new("/tmp/r/run/rvirt-sock-ro"));
+        assert_eq!(l.libvirt_ro_socket().unwrap(), Path::new("/tmp/r/run/libvirt/libvirt-sock-ro"));
+        let root = Layout::default_for(0, |_| None).unwrap();
+        assert_eq!(root.rw_socket(), Path::new("/run/rvirt/rvirt-sock"));
+        let env = |k: &str| match k {
+            "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        let user = Layout::default_for(1000, env).unwrap();
+        assert_eq!(user.rw_socket(), Path::new("/run/user/1000/rvirt/rvirt-sock"));
+        assert_eq!(user.config_file, Path::new("/home/u/.config/rvirt/rvirtd.toml"));
+        assert!(user.libvirt_ro_socket().is_none());
+        assert!(matches!(Layout::default_for(1000, |_| None), Err(ConfigError::NoRuntimeDir)));
+    }
+}

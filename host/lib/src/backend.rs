@@ -1,0 +1,48 @@
+//! The seam between [`crate::Connection`] and what serves it: a loaded plugin
+//! ([`crate::plugin`]) or a remote daemon (`remote.rs`).
+
+use crate::{DomainEvent, DomainId, DomainInfo, NodeInfo, Result};
+use std::sync::Arc;
+
+/// A callback receiving domain events. It runs on the driver's thread: it must be quick
+/// and must not call back into the connection (queue the event instead).
+pub type EventCallback = Arc<dyn Fn(&DomainEvent) + Send + Sync>;
+
+/// One open connection's operations. Domains are addressed by UUID.
+#[allow(missing_docs)]
+pub trait Backend: Send + Sync {
+    /// Name of the driver behind this backend (`test`, `qemu`, `remote`), for messages.
+    fn driver_name(&self) -> &str;
+    fn get_type(&self) -> Result<String>;
+    fn get_version(&self) -> Result<u64>;
+    fn get_uri(&self) -> Result<String>;
+    fn get_hostname(&self) -> Result<String>;
+    fn get_capabilities(&self) -> Result<String>;
+    fn node_get_info(&self) -> Result<NodeInfo>;
+    fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainId>>;
+    fn lookup_by_name(&self, name: &str) -> Result<DomainId>;
+    fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<DomainId>;
+    fn lookup_by_id(&self, id: i32) -> Result<DomainId>;
+    fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainId>;
+    fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn create(&self, uuid: uuid::Uuid, flags: u32) -> Result<DomainId>;
+    fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainId>;
+    fn destroy(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn shutdown(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn reboot(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn suspend(&self, uuid: uuid::Uuid) -> Result<()>;
+    fn resume(&self, uuid: uuid::Uuid) -> Result<()>;
+    fn get_info(&self, uuid: uuid::Uuid) -> Result<DomainInfo>;
+    fn get_state(&self, uuid: uuid::Uuid) -> Result<(i32, i32)>;
+    fn get_xml_desc(&self, uuid: uuid::Uuid, flags: u32) -> Result<String>;
+    fn is_persistent(&self, uuid: uuid::Uuid) -> Result<bool>;
+    fn get_autostart(&self, uuid: uuid::Uuid) -> Result<bool>;
+    fn set_autostart(&self, uuid: uuid::Uuid, autostart: bool) -> Result<()>;
+    fn get_vcpus_flags(&self, uuid: uuid::Uuid, flags: u32) -> Result<i32>;
+    fn get_os_type(&self, uuid: uuid::Uuid) -> Result<String>;
+    fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool>;
+    /// Register a callback for domain events; returns its id.
+    fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
+    /// Remove a callback registered with [`Backend::subscribe_events`].
+    fn unsubscribe_events(&self, id: u64) -> Result<()>;
+}

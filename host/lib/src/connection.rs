@@ -1,0 +1,282 @@
+//! The embedder's API: [`Connection`] and [`Domain`].
+
+use crate::{
+    DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime,
+    backend::Backend, error::Error,
+};
+use std::sync::Arc;
+
+/// An open connection to a driver. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Connection {
+    backend: Arc<dyn Backend>,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("driver", &self.backend.driver_name())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// `VIR_DOMAIN_XML_INACTIVE`
+pub const XML_INACTIVE: u32 = 2;
+/// `VIR_DOMAIN_START_PAUSED`
+pub const START_PAUSED: u32 = 1;
+/// `VIR_DOMAIN_VCPU_MAXIMUM`
+pub const VCPU_MAXIMUM: u32 = 4;
+
+impl Connection {
+    /// Opens `uri` read-write through the process-wide [`Runtime::global`].
+    pub fn open(uri: &str) -> Result<Self> {
+        Runtime::global().open(uri, false)
+    }
+
+    /// Opens `uri` read-only: every mutating call is refused.
+    pub fn open_read_only(uri: &str) -> Result<Self> {
+        Runtime::global().open(uri, true)
+    }
+
+    pub(crate) fn new(backend: Arc<dyn Backend>, read_only: bool) -> Self {
+        Self { backend, read_only }
+    }
+
+    fn writable(&self, operation: &'static str) -> Result<()> {
+        if self.read_only { Err(Error::ReadOnly(operation)) } else { Ok(()) }
+    }
+
+    /// Whether this connection refuses mutating calls.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The driver's name (`test`, `qemu`, `remote`).
+    pub fn driver_name(&self) -> &str {
+        self.backend.driver_name()
+    }
+
+    /// `virConnectGetType`.
+    pub fn get_type(&self) -> Result<String> {
+        self.backend.get_type()
+    }
+
+    /// `virConnectGetVersion`: the hypervisor version, libvirt-encoded.
+    pub fn get_version(&self) -> Result<u64> {
+        self.backend.get_version()
+    }
+
+    /// `virConnectGetLibVersion`: this library's version, libvirt-encoded.
+    pub fn get_lib_version(&self) -> Result<u64> {
+        Ok(crate::lib_version())
+    }
+
+    /// `virConnectGetURI`.
+    pub fn get_uri(&self) -> Result<String> {
+        self.backend.get_uri()
+    }
+
+    /// `virConnectGetHostname`.
+    pub fn get_hostname(&self) -> Result<String> {
+        self.backend.get_hostname()
+    }
+
+    /// `virConnectGetCapabilities`.
+    pub fn get_capabilities(&self) -> Result<String> {
+        self.backend.get_capabilities()
+    }
+
+    /// `virNodeGetInfo`.
+    pub fn node_get_info(&self) -> Result<NodeInfo> {
+        self.backend.node_get_info()
+    }
+
+    /// `virConnectListAllDomains` with `VIR_CONNECT_LIST_DOMAINS_*` flags.
+    pub fn list_all_domains(&self, flags: u32) -> Result<Vec<Domain>> {
+        Ok(self.backend.list_all_domains(flags)?.into_iter().map(|d| self.domain(d)).collect())
+    }
+
+    /// `virDomainLookupByName`.
+    pub fn lookup_domain_by_name(&self, name: &str) -> Result<Domain> {
+        self.backend.lookup_by_name(name).map(|d| self.domain(d))
+    }
+
+    /// `virDomainLookupByUUID`.
+    pub fn lookup_domain_by_uuid(&self, uuid: uuid::Uuid) -> Result<Domain> {
+        self.backend.lookup_by_uuid(uuid).map(|d| self.domain(d))
+    }
+
+    /// `virDomainLookupByID`.
+    pub fn lookup_domain_by_id(&self, id: i32) -> Result<Domain> {
+        self.backend.lookup_by_id(id).map(|d| self.domain(d))
+    }
+
+    /// `virDomainDefineXMLFlags`.
+    pub fn define_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
+        self.writable("virDomainDefineXML")?;
+        self.backend.define_xml(xml, flags).map(|d| self.domain(d))
+    }
+
+    /// `virDomainCreateXML`: create and start a transient domain.
+    pub fn create_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
+        self.writable("virDomainCreateXML")?;
+        self.backend.create_xml(xml, flags).map(|d| self.domain(d))
+    }
+
+    /// Registers `callback` for this connection's domain lifecycle events. The callback
+    /// runs on the driver's thread: keep it quick and do not call the connection from it.
+    pub fn subscribe_events(
+        &self,
+        callback: impl Fn(&DomainEvent) + Send + Sync + 'static,
+    ) -> Result<u64> {
+        self.backend.subscribe_events(Arc::new(callback))
+    }
+
+    /// Removes a callback registered with [`Connection::subscribe_events`].
+    pub fn unsubscribe_events(&self, id: u64) -> Result<()> {
+        self.backend.unsubscribe_events(id)
+    }
+
+    fn domain(&self, id: DomainId) -> Domain {
+        Domain { conn: self.clone(), id }
+    }
+}
+
+/// A handle on one domain of a connection.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    conn: Connection,
+    id: DomainId,
+}
+
+impl Domain {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+
+    /// UUID.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.id.uuid
+    }
+
+    /// The id the domain had when this handle was made (-1: not running).
+    pub fn id(&self) -> i32 {
+        self.id.id
+    }
+
+    /// Name, UUID and id.
+    pub fn identity(&self) -> &DomainId {
+        &self.id
+    }
+
+    /// The connection this handle belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn b(&self) -> &dyn Backend {
+        &*self.conn.backend
+    }
+
+    /// Start the domain (`virDomainCreateWithFlags`); refreshes this handle's id.
+    pub fn create(&mut self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainCreate")?;
+        self.id = self.b().create(self.id.uuid, flags)?;
+        Ok(())
+    }
+
+    /// `virDomainUndefineFlags`.
+    pub fn undefine(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainUndefine")?;
+        self.b().undefine(self.id.uuid, flags)
+    }
+
+    /// `virDomainDestroyFlags`.
+    pub fn destroy(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainDestroy")?;
+        self.b().destroy(self.id.uuid, flags)
+    }
+
+    /// `virDomainShutdownFlags`.
+    pub fn shutdown(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainShutdown")?;
+        self.b().shutdown(self.id.uuid, flags)
+    }
+
+    /// `virDomainReboot`.
+    pub fn reboot(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainReboot")?;
+        self.b().reboot(self.id.uuid, flags)
+    }
+
+    /// `virDomainSuspend`.
+    pub fn suspend(&self) -> Result<()> {
+        self.conn.writable("virDomainSuspend")?;
+        self.b().suspend(self.id.uuid)
+    }
+
+    /// `virDomainResume`.
+    pub fn resume(&self) -> Result<()> {
+        self.conn.writable("virDomainResume")?;
+        self.b().resume(self.id.uuid)
+    }
+
+    /// `virDomainGetInfo`.
+    pub fn get_info(&self) -> Result<DomainInfo> {
+        self.b().get_info(self.id.uuid)
+    }
+
+    /// `virDomainGetState`: state and reason.
+    pub fn get_state(&self) -> Result<(DomainState, i32)> {
+        self.b().get_state(self.id.uuid).map(|(s, r)| (DomainState::from_i32(s), r))
+    }
+
+    /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_*` flags.
+    pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.b().get_xml_desc(self.id.uuid, flags)
+    }
+
+    /// `virDomainIsActive`.
+    pub fn is_active(&self) -> Result<bool> {
+        self.get_state().map(|(s, _)| s.is_active())
+    }
+
+    /// `virDomainIsPersistent`.
+    pub fn is_persistent(&self) -> Result<bool> {
+        self.b().is_persistent(self.id.uuid)
+    }
+
+    /// `virDomainGetAutostart`.
+    pub fn get_autostart(&self) -> Result<bool> {
+        self.b().get_autostart(self.id.uuid)
+    }
+
+    /// `virDomainSetAutostart`.
+    pub fn set_autostart(&self, autostart: bool) -> Result<()> {
+        self.conn.writable("virDomainSetAutostart")?;
+        self.b().set_autostart(self.id.uuid, autostart)
+    }
+
+    /// `virDomainGetOSType`.
+    pub fn get_os_type(&self) -> Result<String> {
+        self.b().get_os_type(self.id.uuid)
+    }
+
+    /// `virDomainGetVcpusFlags`.
+    pub fn get_vcpus_flags(&self, flags: u32) -> Result<i32> {
+        self.b().get_vcpus_flags(self.id.uuid, flags)
+    }
+
+    /// `virDomainHasManagedSaveImage`.
+    pub fn has_managed_save_image(&self, flags: u32) -> Result<bool> {
+        self.b().has_managed_save_image(self.id.uuid, flags)
+    }
+
+    /// `virDomainGetMaxMemory`, KiB.
+    pub fn get_max_memory(&self) -> Result<u64> {
+        self.get_info().map(|i| i.max_mem_kib)
+    }
+}

@@ -1,0 +1,596 @@
+//! Plugin discovery and loading, and the [`Backend`] that drives a loaded plugin.
+//!
+//! Architecture invariant: this is the only module of the host that touches ABI types;
+//! everything it hands out is a plain host type (`types.rs`).
+
+use crate::{
+    DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result,
+    backend::{Backend, EventCallback},
+};
+use rvirt_plugin_api::{
+    self as api, DriverConnectionBox, EventSink, EventSink_TO, PResult, PluginError, PluginMod_Ref,
+    abi_stable::{
+        library::{LibraryError, lib_header_from_path},
+        sabi_trait::TD_Opaque,
+        std_types::{RResult, RStr},
+    },
+};
+use std::{
+    collections::HashMap,
+    ffi::{CStr, c_char},
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// The system directory searched for plugins after `RVIRT_PLUGIN_PATH`.
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/rvirt/plugins";
+
+/// Why a file in the search path was not loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The dynamic loader refused the file.
+    #[error("cannot load '{}': {reason}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+    /// A shared object without rvirt's version symbol.
+    #[error("'{}' is not an rvirt plugin: it exports no `rvirt_plugin_api_version` symbol", path.display())]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The version symbol's text is not a semver version.
+    #[error("'{}' declares plugin API version '{version}', which is not a semver version", path.display())]
+    BadVersion {
+        /// The file.
+        path: PathBuf,
+        /// What it declared.
+        version: String,
+    },
+    /// Built against an API this host cannot load.
+    #[error(
+        "'{}' was built against plugin API {plugin_api}; this host loads plugin API {supported}: rebuild the plugin against rvirt-plugin-api {host_major}.x",
+        path.display()
+    )]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's API version.
+        plugin_api: String,
+        /// The range this host supports, e.g. `1.0 to 1.1`.
+        supported: String,
+        /// The host's major version.
+        host_major: u64,
+    },
+    /// abi_stable's loader or layout check refused it.
+    #[error("'{}' failed the ABI check: {summary}", path.display())]
+    Abi {
+        /// The file.
+        path: PathBuf,
+        /// The relevant lines of abi_stable's report.
+        summary: String,
+    },
+    /// The plugin's manifest is unusable.
+    #[error("'{}' has a bad manifest: {reason}", path.display())]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A plugin's manifest, as host values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginManifest {
+    /// Plugin name.
+    pub name: String,
+    /// Kind (`hypervisor`, ...).
+    pub kind: String,
+    /// URI schemes served.
+    pub schemes: Vec<String>,
+    /// The plugin's version.
+    pub version: String,
+    /// The plugin API version it was built against.
+    pub api_version: String,
+    /// One line about it.
+    pub description: String,
+}
+
+/// What happened to one file found in the search path.
+#[derive(Debug, Clone)]
+pub enum PluginStatus {
+    /// Loaded and usable.
+    Loaded(PluginManifest),
+    /// Loaded, but an earlier file in the search path has the same plugin name.
+    Shadowed {
+        /// Its manifest.
+        manifest: PluginManifest,
+        /// The file that wins.
+        by: PathBuf,
+    },
+    /// Not loaded.
+    Refused(LoadError),
+}
+
+/// One file found in the search path.
+#[derive(Debug, Clone)]
+pub struct PluginRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// The outcome.
+    pub status: PluginStatus,
+}
+
+struct LoadedPlugin {
+    manifest: PluginManifest,
+    module: PluginMod_Ref,
+}
+
+/// Libraries are never unloaded (abi_stable keeps `'static` references into them), so a
+/// file is loaded at most once per process, whatever the number of runtimes.
+fn load_cache() -> &'static Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>
+{
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>> =
+        OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`SYSTEM_PLUGIN_DIR`], then the
+/// running binary's directory and its `plugins/` subdirectory (for a test binary in
+/// `target/*/deps`, the directory above).
+pub fn default_search_path() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("RVIRT_PLUGIN_PATH") {
+        dirs.extend(std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()));
+    }
+    dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
+    if let Some(mut dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        if dir.file_name().is_some_and(|n| n == "deps") {
+            if let Some(parent) = dir.parent() {
+                dir = parent.to_path_buf();
+            }
+        }
+        dirs.push(dir.join("plugins"));
+        dirs.push(dir);
+    }
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        if seen.contains(&key) {
+            false
+        } else {
+            seen.push(key);
+            true
+        }
+    });
+    dirs
+}
+
+/// The plugins found along a search path.
+pub struct Registry {
+    search_path: Vec<PathBuf>,
+    records: Vec<PluginRecord>,
+    by_name: Vec<Arc<LoadedPlugin>>,
+}
+
+impl Registry {
+    /// Scans `search_path` in order, loading every `*.so` file found.
+    pub fn scan(search_path: Vec<PathBuf>) -> Self {
+        let mut records = Vec::new();
+        let mut by_name: Vec<(PathBuf, Arc<LoadedPlugin>)> = Vec::new();
+        for dir in &search_path {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
+                .collect();
+            files.sort();
+            for path in files {
+                let status = match load_file(&path) {
+                    Ok(p) => match by_name.iter().find(|(_, q)| q.manifest.name == p.manifest.name) {
+                        Some((first, _)) => PluginStatus::Shadowed {
+                            manifest: p.manifest.clone(),
+                            by: first.clone(),
+                        },
+                        None => {
+                            by_name.push((path.clone(), p.clone()));
+                            PluginStatus::Loaded(p.manifest.clone())
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!("plugin refused: {e}");
+                        PluginStatus::Refused(e)
+                    }
+                };
+                records.push(PluginRecord { path, status });
+            }
+        }
+        Self { search_path, records, by_name: by_name.into_iter().map(|(_, p)| p).collect() }
+    }
+
+    /// Every file found, with what happened to it.
+    pub fn records(&self) -> &[PluginRecord] {
+        &self.records
+    }
+
+    /// The directories searched.
+    pub fn search_path(&self) -> &[PathBuf] {
+        &self.search_path
+    }
+
+    /// Opens a connection through the plugin serving `scheme`.
+    pub(crate) fn open(
+        &self,
+        scheme: &str,
+        uri: &str,
+        read_only: bool,
+    ) -> Result<Arc<dyn Backend>> {
+        let Some(plugin) = self.by_name.iter().find(|p| p.manifest.schemes.iter().any(|s| s == scheme))
+        else {
+            let searched: Vec<String> =
+                self.search_path.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::NoPlugin { scheme: scheme.to_string(), searched: searched.join(":") });
+        };
+        PluginBackend::open(plugin.clone(), uri, read_only)
+    }
+}
+
+fn load_file(path: &Path) -> std::result::Result<Arc<LoadedPlugin>, LoadError> {
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mut cache = load_cache().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = cache.get(&key) {
+        return r.clone();
+    }
+    let r = load_uncached(path).map(Arc::new);
+    cache.insert(key, r.clone());
+    r
+}
+
+/// The plugin API version a file declares through its plain C symbol.
+fn declared_api_version(path: &Path) -> std::result::Result<semver::Version, LoadError> {
+    // SAFETY: loading a shared object runs its initialisers. Plugin directories are
+    // trusted configuration (like libvirt's driver module directory); nothing else is
+    // loaded from them.
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| LoadError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    // SAFETY: the symbol's type is fixed forever by the plugin API (see
+    // `rvirt_plugin_api::API_VERSION_SYMBOL`): a C function with no arguments returning a
+    // pointer to a static NUL-terminated string.
+    let text = unsafe {
+        let f = lib
+            .get::<extern "C" fn() -> *const c_char>(api::API_VERSION_SYMBOL)
+            .map_err(|_| LoadError::NotAPlugin { path: path.to_path_buf() })?;
+        let p = f();
+        if p.is_null() {
+            return Err(LoadError::NotAPlugin { path: path.to_path_buf() });
+        }
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    };
+    // The library stays loaded: abi_stable will dlopen it again and never unload it.
+    std::mem::forget(lib);
+    semver::Version::parse(&text)
+        .map_err(|_| LoadError::BadVersion { path: path.to_path_buf(), version: text })
+}
+
+fn host_api_version() -> semver::Version {
+    semver::Version::parse(api::API_VERSION).unwrap_or_else(|_| semver::Version::new(0, 0, 0))
+}
+
+/// The last `Error:` paragraphs of abi_stable's (very long) layout report.
+fn summarize_abi_error(e: &LibraryError) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("Error:") {
+            let mut s = (*l).to_string();
+            for next in lines.iter().skip(i + 1).take(4) {
+                if next.starts_with("Error:") {
+                    break;
+                }
+                s.push(' ');
+                s.push_str(next);
+            }
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        lines.into_iter().take(3).collect::<Vec<_>>().join(" ")
+    } else {
+        out.dedup();
+        out.into_iter().rev().take(3).collect::<Vec<_>>().join("; ")
+    }
+}
+
+fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
+    let declared = declared_api_version(path)?;
+    let host = host_api_version();
+    if declared.major != host.major || declared.minor > host.minor {
+        return Err(LoadError::Incompatible {
+            path: path.to_path_buf(),
+            plugin_api: declared.to_string(),
+            supported: format!("{}.0 to {}.{}", host.major, host.major, host.minor),
+            host_major: host.major,
+        });
+    }
+    let abi_err = |e: LibraryError| LoadError::Abi { path: path.to_path_buf(), summary: summarize_abi_error(&e) };
+    let header = lib_header_from_path(path).map_err(abi_err)?;
+    let module = if declared.minor == host.minor {
+        header.init_root_module::<PluginMod_Ref>().map_err(abi_err)?
+    } else {
+        // An older minor: check the plugin against that minor's frozen layout, then view
+        // it through the current types.
+        match declared.minor {
+            0 => header.ensure_layout::<api::frozen::v1_0::PluginMod_Ref>().map_err(abi_err)?,
+            m => {
+                return Err(LoadError::Incompatible {
+                    path: path.to_path_buf(),
+                    plugin_api: declared.to_string(),
+                    supported: format!("{}.0 to {}.{} (no frozen layout of {}.{m})", host.major, host.major, host.minor, host.major),
+                    host_major: host.major,
+                });
+            }
+        }
+        // SAFETY: the layout was just checked against the frozen copy of the plugin's
+        // minor, and every later minor only appends fields to prefix types (the root
+        // module and the `DriverConnection` vtable): the current types read the fields
+        // the plugin has and their accessors report the appended ones as absent, which
+        // the trait's default methods turn into the no-support error.
+        unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }.map_err(abi_err)?
+    };
+    let manifest_fn = module.manifest();
+    let m = catch_unwind(|| manifest_fn()).map_err(|_| LoadError::Manifest {
+        path: path.to_path_buf(),
+        reason: "the manifest function panicked".into(),
+    })?;
+    let manifest = PluginManifest {
+        name: m.name.to_string(),
+        kind: m.kind.to_string(),
+        schemes: m.schemes.iter().map(|s| s.to_string()).collect(),
+        version: m.version.to_string(),
+        api_version: m.api_version.to_string(),
+        description: m.description.to_string(),
+    };
+    if manifest.name.is_empty() || manifest.schemes.is_empty() {
+        return Err(LoadError::Manifest {
+            path: path.to_path_buf(),
+            reason: "it names no plugin or no URI scheme".into(),
+        });
+    }
+    tracing::debug!(plugin = %manifest.name, path = %path.display(), api = %declared, "plugin loaded");
+    Ok(LoadedPlugin { manifest, module })
+}
+
+/// Delivers a plugin's events to the connection's subscribers.
+#[derive(Clone, Default)]
+struct Subscribers {
+    next: Arc<AtomicU64>,
+    list: Arc<Mutex<Vec<(u64, EventCallback)>>>,
+}
+
+struct HostSink(Subscribers);
+
+impl EventSink for HostSink {
+    fn domain_lifecycle(&self, dom: api::DomainRef, event: i32, detail: i32) {
+        let ev = DomainEvent { domain: domain_id(&dom), event, detail };
+        let callbacks: Vec<EventCallback> = {
+            let list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+            list.iter().map(|(_, c)| c.clone()).collect()
+        };
+        for cb in callbacks {
+            // A panicking subscriber must not unwind into the plugin's extern "C" frame.
+            if catch_unwind(AssertUnwindSafe(|| cb(&ev))).is_err() {
+                tracing::error!("a domain event subscriber panicked");
+            }
+        }
+    }
+}
+
+fn domain_id(d: &api::DomainRef) -> DomainId {
+    DomainId { name: d.name.to_string(), uuid: uuid::Uuid::from_bytes(d.uuid.0), id: d.id }
+}
+
+fn abi_uuid(u: uuid::Uuid) -> api::Uuid {
+    api::Uuid(*u.as_bytes())
+}
+
+/// A connection served by a loaded plugin.
+struct PluginBackend {
+    plugin: Arc<LoadedPlugin>,
+    conn: DriverConnectionBox,
+    subscribers: Subscribers,
+}
+
+impl PluginBackend {
+    fn open(plugin: Arc<LoadedPlugin>, uri: &str, read_only: bool) -> Result<Arc<dyn Backend>> {
+        let subscribers = Subscribers::default();
+        let sink = EventSink_TO::from_value(HostSink(subscribers.clone()), TD_Opaque);
+        let open = plugin.module.open();
+        let name = plugin.manifest.name.clone();
+        let conn = call(&name, "virConnectOpen", || open(RStr::from_str(uri), read_only, sink))?;
+        Ok(Arc::new(Self { plugin, conn, subscribers }))
+    }
+
+    fn call<T>(&self, operation: &'static str, f: impl FnOnce() -> PResult<T>) -> Result<T> {
+        call(&self.plugin.manifest.name, operation, f).map_err(|e| match e {
+            Error::Driver { code, domain, message }
+                if code == api::ErrorCode::NoSupport as i32
+                    && !message.contains(&self.plugin.manifest.name) =>
+            {
+                Error::Driver {
+                    code,
+                    domain,
+                    message: format!(
+                        "{message} (driver '{}', plugin API {})",
+                        self.plugin.manifest.name, self.plugin.manifest.api_version
+                    ),
+                }
+            }
+            e => e,
+        })
+    }
+}
+
+/// Calls into a plugin, catching a panic that reaches the host side.
+fn call<T>(plugin: &str, operation: &'static str, f: impl FnOnce() -> PResult<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(RResult::ROk(v)) => Ok(v),
+        Ok(RResult::RErr(e)) => Err(from_plugin_error(e)),
+        Err(payload) => Err(Error::PluginPanic {
+            plugin: plugin.to_string(),
+            operation,
+            message: payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+fn from_plugin_error(e: PluginError) -> Error {
+    Error::Driver { code: e.code, domain: e.domain, message: e.message.into_string() }
+}
+
+impl Backend for PluginBackend {
+    fn driver_name(&self) -> &str {
+        &self.plugin.manifest.name
+    }
+    fn get_type(&self) -> Result<String> {
+        self.call("virConnectGetType", || self.conn.get_type()).map(Into::into)
+    }
+    fn get_version(&self) -> Result<u64> {
+        self.call("virConnectGetVersion", || self.conn.get_version())
+    }
+    fn get_uri(&self) -> Result<String> {
+        self.call("virConnectGetURI", || self.conn.get_uri()).map(Into::into)
+    }
+    fn get_hostname(&self) -> Result<String> {
+        self.call("virConnectGetHostname", || self.conn.get_hostname()).map(Into::into)
+    }
+    fn get_capabilities(&self) -> Result<String> {
+        self.call("virConnectGetCapabilities", || self.conn.get_capabilities()).map(Into::into)
+    }
+    fn node_get_info(&self) -> Result<NodeInfo> {
+        let n = self.call("virNodeGetInfo", || self.conn.node_get_info())?;
+        Ok(NodeInfo {
+            model: n.model.into(),
+            memory_kib: n.memory_kib,
+            cpus: n.cpus,
+            mhz: n.mhz,
+            nodes: n.nodes,
+            sockets: n.sockets,
+            cores: n.cores,
+            threads: n.threads,
+        })
+    }
+    fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainId>> {
+        let v = self.call("virConnectListAllDomains", || self.conn.list_all_domains(flags))?;
+        Ok(v.iter().map(domain_id).collect())
+    }
+    fn lookup_by_name(&self, name: &str) -> Result<DomainId> {
+        self.call("virDomainLookupByName", || self.conn.lookup_by_name(RStr::from_str(name)))
+            .map(|d| domain_id(&d))
+    }
+    fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<DomainId> {
+        self.call("virDomainLookupByUUID", || self.conn.lookup_by_uuid(abi_uuid(uuid)))
+            .map(|d| domain_id(&d))
+    }
+    fn lookup_by_id(&self, id: i32) -> Result<DomainId> {
+        self.call("virDomainLookupByID", || self.conn.lookup_by_id(id)).map(|d| domain_id(&d))
+    }
+    fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
+        self.call("virDomainDefineXMLFlags", || self.conn.define_xml(RStr::from_str(xml), flags))
+            .map(|d| domain_id(&d))
+    }
+    fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainUndefineFlags", || self.conn.undefine(abi_uuid(uuid), flags))
+    }
+    fn create(&self, uuid: uuid::Uuid, flags: u32) -> Result<DomainId> {
+        self.call("virDomainCreateWithFlags", || self.conn.create(abi_uuid(uuid), flags))
+            .map(|d| domain_id(&d))
+    }
+    fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
+        self.call("virDomainCreateXML", || self.conn.create_xml(RStr::from_str(xml), flags))
+            .map(|d| domain_id(&d))
+    }
+    fn destroy(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainDestroyFlags", || self.conn.destroy(abi_uuid(uuid), flags))
+    }
+    fn shutdown(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainShutdownFlags", || self.conn.shutdown(abi_uuid(uuid), flags))
+    }
+    fn reboot(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainReboot", || self.conn.reboot(abi_uuid(uuid), flags))
+    }
+    fn suspend(&self, uuid: uuid::Uuid) -> Result<()> {
+        self.call("virDomainSuspend", || self.conn.suspend(abi_uuid(uuid)))
+    }
+    fn resume(&self, uuid: uuid::Uuid) -> Result<()> {
+        self.call("virDomainResume", || self.conn.resume(abi_uuid(uuid)))
+    }
+    fn get_info(&self, uuid: uuid::Uuid) -> Result<DomainInfo> {
+        let i = self.call("virDomainGetInfo", || self.conn.get_info(abi_uuid(uuid)))?;
+        Ok(DomainInfo {
+            state: DomainState::from_i32(i.state),
+            max_mem_kib: i.max_mem_kib,
+            memory_kib: i.memory_kib,
+            nr_virt_cpu: i.nr_virt_cpu,
+            cpu_time_ns: i.cpu_time_ns,
+        })
+    }
+    fn get_state(&self, uuid: uuid::Uuid) -> Result<(i32, i32)> {
+        let s = self.call("virDomainGetState", || self.conn.get_state(abi_uuid(uuid)))?;
+        Ok((s.state, s.reason))
+    }
+    fn get_xml_desc(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
+        self.call("virDomainGetXMLDesc", || self.conn.get_xml_desc(abi_uuid(uuid), flags))
+            .map(Into::into)
+    }
+    fn is_persistent(&self, uuid: uuid::Uuid) -> Result<bool> {
+        self.call("virDomainIsPersistent", || self.conn.is_persistent(abi_uuid(uuid)))
+    }
+    fn get_autostart(&self, uuid: uuid::Uuid) -> Result<bool> {
+        self.call("virDomainGetAutostart", || self.conn.get_autostart(abi_uuid(uuid)))
+    }
+    fn set_autostart(&self, uuid: uuid::Uuid, autostart: bool) -> Result<()> {
+        self.call("virDomainSetAutostart", || self.conn.set_autostart(abi_uuid(uuid), autostart))
+    }
+    fn get_vcpus_flags(&self, uuid: uuid::Uuid, flags: u32) -> Result<i32> {
+        self.call("virDomainGetVcpusFlags", || self.conn.get_vcpus_flags(abi_uuid(uuid), flags))
+    }
+    fn get_os_type(&self, uuid: uuid::Uuid) -> Result<String> {
+        self.call("virDomainGetOSType", || self.conn.get_os_type(abi_uuid(uuid))).map(Into::into)
+    }
+    fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool> {
+        self.call("virDomainHasManagedSaveImage", || {
+            self.conn.has_managed_save_image(abi_uuid(uuid), flags)
+        })
+    }
+    fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
+        let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.subscribers.list.lock().unwrap_or_else(|e| e.into_inner()).push((id, callback));
+        Ok(id)
+    }
+    fn unsubscribe_events(&self, id: u64) -> Result<()> {
+        let mut list = self.subscribers.list.lock().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
+        list.retain(|(i, _)| *i != id);
+        if list.len() == before {
+            return Err(Error::driver(
+                api::ErrorCode::InvalidArg,
+                api::ErrorDomain::None,
+                format!("no event callback with id {id}"),
+            ));
+        }
+        Ok(())
+    }
+}

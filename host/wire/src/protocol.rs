@@ -1,0 +1,326 @@
+//! Programs, shared types and constants of libvirt's RPC protocol.
+
+use serde::{Deserialize, Serialize};
+
+/// `REMOTE_PROGRAM`: the main hypervisor API.
+pub const REMOTE_PROGRAM: u32 = 0x2000_8086;
+/// `REMOTE_PROTOCOL_VERSION`.
+pub const REMOTE_VERSION: u32 = 1;
+/// `KEEPALIVE_PROGRAM` ("keep").
+pub const KEEPALIVE_PROGRAM: u32 = 0x6b65_6570;
+/// `KEEPALIVE_PROTOCOL_VERSION`.
+pub const KEEPALIVE_VERSION: u32 = 1;
+/// Keepalive procedure: PING (payload void).
+pub const KEEPALIVE_PING: i32 = 1;
+/// Keepalive procedure: PONG (payload void).
+pub const KEEPALIVE_PONG: i32 = 2;
+/// `QEMU_PROGRAM` (not served, recognised for error messages).
+pub const QEMU_PROGRAM: u32 = 0x2000_8087;
+/// `LXC_PROGRAM` (not served).
+pub const LXC_PROGRAM: u32 = 0x0006_8000;
+/// `ADMIN_PROGRAM` (not served).
+pub const ADMIN_PROGRAM: u32 = 0x0690_0690;
+
+/// `REMOTE_STRING_MAX`.
+pub const STRING_MAX: usize = 4_194_304;
+/// `REMOTE_DOMAIN_LIST_MAX` (also used for domain id and name lists).
+pub const DOMAIN_LIST_MAX: usize = 16_384;
+/// `REMOTE_AUTH_TYPE_LIST_MAX`.
+pub const AUTH_TYPE_LIST_MAX: usize = 20;
+/// `REMOTE_SECURITY_LABEL_MAX` (`VIR_SECURITY_LABEL_BUFLEN`).
+pub const SECURITY_LABEL_MAX: usize = 4097;
+/// `REMOTE_SECURITY_MODEL_MAX` (`VIR_SECURITY_MODEL_BUFLEN`).
+pub const SECURITY_MODEL_MAX: usize = 257;
+/// `REMOTE_SECURITY_DOI_MAX` (`VIR_SECURITY_DOI_BUFLEN`).
+pub const SECURITY_DOI_MAX: usize = 257;
+/// `VIR_UUID_BUFLEN`.
+pub const UUID_LEN: usize = 16;
+
+/// `remote_auth_type` values.
+pub mod auth {
+    pub const NONE: i32 = 0;
+    pub const SASL: i32 = 1;
+    pub const POLKIT: i32 = 2;
+}
+
+/// `VIR_DRV_FEATURE_*` values asked with `CONNECT_SUPPORTS_FEATURE`.
+pub mod feature {
+    pub const MIGRATION_V1: i32 = 1;
+    pub const REMOTE: i32 = 2;
+    pub const MIGRATION_V2: i32 = 3;
+    pub const MIGRATION_P2P: i32 = 4;
+    pub const MIGRATION_DIRECT: i32 = 5;
+    pub const MIGRATION_V3: i32 = 6;
+    pub const MIGRATE_CHANGE_PROTECTION: i32 = 7;
+    pub const FD_PASSING: i32 = 8;
+    pub const TYPED_PARAM_STRING: i32 = 9;
+    pub const PROGRAM_KEEPALIVE: i32 = 10;
+    pub const XML_MIGRATABLE: i32 = 11;
+    pub const MIGRATION_OFFLINE: i32 = 12;
+    pub const MIGRATION_PARAMS: i32 = 13;
+    pub const REMOTE_EVENT_CALLBACK: i32 = 14;
+    pub const REMOTE_CLOSE_CALLBACK: i32 = 15;
+}
+
+/// `VIR_CONNECT_*` open flags.
+pub mod connect_flags {
+    pub const RO: u32 = 1;
+}
+
+/// Some `virErrorNumber` values.
+pub mod error_code {
+    pub const INTERNAL_ERROR: i32 = 1;
+    pub const NO_SUPPORT: i32 = 3;
+    pub const INVALID_ARG: i32 = 8;
+    pub const OPERATION_FAILED: i32 = 9;
+    pub const XML_ERROR: i32 = 27;
+    pub const DOM_EXIST: i32 = 28;
+    pub const OPERATION_DENIED: i32 = 29;
+    pub const RPC: i32 = 39;
+    pub const NO_DOMAIN: i32 = 42;
+    pub const AUTH_FAILED: i32 = 45;
+    pub const OPERATION_INVALID: i32 = 55;
+    pub const OPERATION_UNSUPPORTED: i32 = 84;
+}
+
+/// Some `virErrorDomain` values.
+pub mod error_domain {
+    pub const NONE: i32 = 0;
+    pub const RPC: i32 = 7;
+    pub const TEST: i32 = 12;
+    pub const REMOTE: i32 = 13;
+    pub const DOMAIN: i32 = 20;
+}
+
+/// `virErrorLevel` values.
+pub mod error_level {
+    pub const NONE: i32 = 0;
+    pub const WARNING: i32 = 1;
+    pub const ERROR: i32 = 2;
+}
+
+/// `VIR_DOMAIN_EVENT_ID_*` values.
+pub mod event_id {
+    pub const LIFECYCLE: i32 = 0;
+    pub const REBOOT: i32 = 1;
+    /// Number of event ids known to libvirt 10.x.
+    pub const LAST: i32 = 27;
+}
+
+/// `virDomainEventType` (lifecycle events).
+pub mod lifecycle {
+    pub const DEFINED: i32 = 0;
+    pub const UNDEFINED: i32 = 1;
+    pub const STARTED: i32 = 2;
+    pub const SUSPENDED: i32 = 3;
+    pub const RESUMED: i32 = 4;
+    pub const STOPPED: i32 = 5;
+    pub const SHUTDOWN: i32 = 6;
+    pub const PMSUSPENDED: i32 = 7;
+    pub const CRASHED: i32 = 8;
+}
+
+/// `virDomainState` values.
+pub mod domain_state {
+    pub const NOSTATE: i32 = 0;
+    pub const RUNNING: i32 = 1;
+    pub const BLOCKED: i32 = 2;
+    pub const PAUSED: i32 = 3;
+    pub const SHUTDOWN: i32 = 4;
+    pub const SHUTOFF: i32 = 5;
+    pub const CRASHED: i32 = 6;
+    pub const PMSUSPENDED: i32 = 7;
+}
+
+/// Variable-length `opaque<>` data, encoded as packed bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opaque(pub Vec<u8>);
+
+impl Serialize for Opaque {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Opaque {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl serde::de::Visitor<'_> for BytesVisitor {
+            type Value = Opaque;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("opaque bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Opaque, E> {
+                Ok(Opaque(v.to_vec()))
+            }
+        }
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
+
+/// `remote_uuid`: `opaque[16]`.
+pub type Uuid = [u8; UUID_LEN];
+
+/// `remote_nonnull_domain`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullDomain {
+    pub name: String,
+    pub uuid: Uuid,
+    /// -1 when the domain is not running.
+    pub id: i32,
+}
+
+impl Default for NonnullDomain {
+    /// An inactive domain with an empty name and a nil uuid.
+    fn default() -> Self {
+        NonnullDomain {
+            name: String::new(),
+            uuid: [0; UUID_LEN],
+            id: -1,
+        }
+    }
+}
+
+/// `remote_nonnull_network`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullNetwork {
+    pub name: String,
+    pub uuid: Uuid,
+}
+
+/// `remote_nonnull_storage_pool`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullStoragePool {
+    pub name: String,
+    pub uuid: Uuid,
+}
+
+/// `remote_nonnull_storage_vol`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullStorageVol {
+    pub pool: String,
+    pub name: String,
+    pub key: String,
+}
+
+/// `remote_nonnull_node_device`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullNodeDevice {
+    pub name: String,
+}
+
+/// `remote_nonnull_secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullSecret {
+    pub uuid: Uuid,
+    pub usage_type: i32,
+    pub usage_id: String,
+}
+
+/// `remote_nonnull_interface`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NonnullInterface {
+    pub name: String,
+    pub mac: String,
+}
+
+/// `remote_error` (= `virNetMessageError`): the payload of a REPLY with status ERROR.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RemoteError {
+    pub code: i32,
+    pub domain: i32,
+    pub message: Option<String>,
+    pub level: i32,
+    /// Unused by libvirt; always `None`.
+    pub dom: Option<NonnullDomain>,
+    pub str1: Option<String>,
+    pub str2: Option<String>,
+    pub str3: Option<String>,
+    pub int1: i32,
+    pub int2: i32,
+    /// Unused by libvirt; always `None`.
+    pub net: Option<NonnullNetwork>,
+}
+
+impl RemoteError {
+    /// An error of level ERROR.
+    pub fn new(code: i32, domain: i32, message: impl Into<String>) -> Self {
+        RemoteError {
+            code,
+            domain,
+            message: Some(message.into()),
+            level: error_level::ERROR,
+            ..RemoteError::default()
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => write!(f, "{m} (code {}, domain {})", self.code, self.domain),
+            None => write!(f, "error code {} domain {}", self.code, self.domain),
+        }
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Fills a fixed XDR `char[N]` from a string, truncating and NUL-terminating it.
+pub fn to_char_array<const N: usize>(s: &str) -> [i8; N] {
+    let mut out = [0i8; N];
+    for (slot, byte) in out.iter_mut().zip(s.bytes().take(N.saturating_sub(1))) {
+        *slot = byte as i8;
+    }
+    out
+}
+
+/// Reads a NUL-terminated XDR `char` array back into a string (lossy).
+pub fn from_char_array(chars: &[i8]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdr;
+
+    #[test]
+    fn remote_error_bytes() {
+        let e = RemoteError::new(42, 12, "no dom");
+        let bytes = xdr::to_vec(&e).unwrap();
+        let mut expected = vec![0, 0, 0, 42, 0, 0, 0, 12];
+        expected.extend([
+            0, 0, 0, 1, 0, 0, 0, 6, b'n', b'o', b' ', b'd', b'o', b'm', 0, 0,
+        ]); // message
+        expected.extend([0, 0, 0, 2]); // level
+        expected.extend([0, 0, 0, 0]); // dom
+        expected.extend([0; 12]); // str1, str2, str3
+        expected.extend([0; 8]); // int1, int2
+        expected.extend([0; 4]); // net
+        assert_eq!(bytes, expected);
+        assert_eq!(xdr::from_bytes::<RemoteError>(&bytes).unwrap(), e);
+        assert_eq!(e.to_string(), "no dom (code 42, domain 12)");
+    }
+
+    #[test]
+    fn char_arrays() {
+        let a: [i8; 4] = to_char_array("abcdef");
+        assert_eq!(a, [97, 98, 99, 0]);
+        assert_eq!(from_char_array(&a), "abc");
+        assert_eq!(xdr::to_vec(&a).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn opaque_round_trip() {
+        let o = Opaque(vec![1, 2, 3, 4, 5]);
+        let bytes = xdr::to_vec(&o).unwrap();
+        assert_eq!(bytes, [0, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0]);
+        assert_eq!(xdr::from_bytes::<Opaque>(&bytes).unwrap(), o);
+    }
+}

@@ -1,0 +1,392 @@
+//! Procedures of `REMOTE_PROGRAM` and their argument and return types.
+//!
+//! Each procedure is one line of [`remote_procedures!`]: its name, number, argument
+//! type and return type (`()` for XDR `void`). That line produces a variant of
+//! [`RemoteProcedure`] and a marker type in [`procs`] implementing [`Procedure`], so
+//! a client can write `call::<procs::DomainLookupByName>(&args)` and a server can
+//! decode `<procs::DomainLookupByName as Procedure>::Args`.
+//! Event messages (pushed by the server as MESSAGE) are listed the same way, with
+//! the message body as `Args`.
+
+use crate::protocol::{DOMAIN_LIST_MAX, NonnullDomain, Uuid};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A procedure with typed arguments and return value.
+pub trait Procedure {
+    const PROC: RemoteProcedure;
+    type Args: Serialize + DeserializeOwned;
+    type Ret: Serialize + DeserializeOwned;
+}
+
+macro_rules! remote_procedures {
+    ($($name:ident = $num:literal : $args:ty => $ret:ty;)*) => {
+        /// `remote_procedure`: the procedures this crate knows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(i32)]
+        pub enum RemoteProcedure {
+            $($name = $num,)*
+        }
+
+        impl RemoteProcedure {
+            /// Every known procedure, in declaration order.
+            pub const ALL: &'static [RemoteProcedure] = &[$(RemoteProcedure::$name,)*];
+
+            /// The procedure with this number, if known.
+            pub fn from_number(number: i32) -> Option<Self> {
+                match number {
+                    $($num => Some(RemoteProcedure::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The wire number.
+            pub fn number(self) -> i32 {
+                self as i32
+            }
+
+            /// The procedure's name, e.g. `ConnectOpen`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(RemoteProcedure::$name => stringify!($name),)*
+                }
+            }
+        }
+
+        /// One marker type per procedure, implementing [`Procedure`].
+        pub mod procs {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[doc = concat!("`", stringify!($name), "` (", stringify!($num), ")")]
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+
+                impl Procedure for $name {
+                    const PROC: RemoteProcedure = RemoteProcedure::$name;
+                    type Args = $args;
+                    type Ret = $ret;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! xdr_structs {
+    ($($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? })*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+            pub struct $name {
+                $($(#[$fmeta])* pub $field: $ty,)*
+            }
+        )*
+    };
+}
+
+remote_procedures! {
+    ConnectOpen = 1: ConnectOpenArgs => ();
+    ConnectClose = 2: () => ();
+    ConnectGetType = 3: () => ConnectGetTypeRet;
+    ConnectGetVersion = 4: () => ConnectGetVersionRet;
+    NodeGetInfo = 6: () => NodeGetInfoRet;
+    ConnectGetCapabilities = 7: () => ConnectGetCapabilitiesRet;
+    DomainCreate = 9: DomainArgs => ();
+    DomainCreateXml = 10: DomainCreateXmlArgs => DomainRet;
+    DomainDefineXml = 11: DomainDefineXmlArgs => DomainRet;
+    DomainDestroy = 12: DomainArgs => ();
+    DomainGetXmlDesc = 14: DomainFlagsArgs => DomainGetXmlDescRet;
+    DomainGetAutostart = 15: DomainArgs => DomainGetAutostartRet;
+    DomainGetInfo = 16: DomainArgs => DomainGetInfoRet;
+    DomainGetMaxMemory = 17: DomainArgs => DomainGetMaxMemoryRet;
+    DomainGetMaxVcpus = 18: DomainArgs => NumRet;
+    DomainGetOsType = 19: DomainArgs => DomainGetOsTypeRet;
+    ConnectListDefinedDomains = 21: ConnectListDefinedDomainsArgs => ConnectListDefinedDomainsRet;
+    DomainLookupById = 22: DomainLookupByIdArgs => DomainRet;
+    DomainLookupByName = 23: DomainLookupByNameArgs => DomainRet;
+    DomainLookupByUuid = 24: DomainLookupByUuidArgs => DomainRet;
+    ConnectNumOfDefinedDomains = 25: () => NumRet;
+    DomainReboot = 27: DomainFlagsArgs => ();
+    DomainResume = 28: DomainArgs => ();
+    DomainSetAutostart = 29: DomainSetAutostartArgs => ();
+    DomainShutdown = 33: DomainArgs => ();
+    DomainSuspend = 34: DomainArgs => ();
+    DomainUndefine = 35: DomainArgs => ();
+    ConnectListDomains = 37: ConnectListDomainsArgs => ConnectListDomainsRet;
+    ConnectNumOfDomains = 51: () => NumRet;
+    ConnectGetHostname = 59: () => ConnectGetHostnameRet;
+    ConnectSupportsFeature = 60: ConnectSupportsFeatureArgs => ConnectSupportsFeatureRet;
+    AuthList = 66: () => AuthListRet;
+    DomainEventLifecycle = 107: DomainEventLifecycleMsg => ();
+    ConnectGetUri = 110: () => ConnectGetUriRet;
+    DomainGetSecurityLabel = 121: DomainArgs => DomainGetSecurityLabelRet;
+    NodeGetSecurityModel = 122: () => NodeGetSecurityModelRet;
+    ConnectIsSecure = 149: () => ConnectIsSecureRet;
+    DomainIsActive = 150: DomainArgs => DomainIsActiveRet;
+    DomainIsPersistent = 151: DomainArgs => DomainIsPersistentRet;
+    ConnectGetLibVersion = 157: () => ConnectGetLibVersionRet;
+    ConnectDomainEventRegisterAny = 167: ConnectDomainEventRegisterAnyArgs => ();
+    ConnectDomainEventDeregisterAny = 168: ConnectDomainEventRegisterAnyArgs => ();
+    DomainHasManagedSaveImage = 183: DomainFlagsArgs => DomainHasManagedSaveImageRet;
+    DomainCreateWithFlags = 196: DomainFlagsArgs => DomainRet;
+    DomainGetVcpusFlags = 200: DomainFlagsArgs => NumRet;
+    DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
+    DomainUndefineFlags = 231: DomainFlagsArgs => ();
+    DomainDestroyFlags = 234: DomainFlagsArgs => ();
+    DomainShutdownFlags = 258: DomainFlagsArgs => ();
+    ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
+    ConnectDomainEventCallbackRegisterAny = 316: ConnectDomainEventCallbackRegisterAnyArgs => ConnectDomainEventCallbackRegisterAnyRet;
+    ConnectDomainEventCallbackDeregisterAny = 317: ConnectDomainEventCallbackDeregisterAnyArgs => ();
+    DomainEventCallbackLifecycle = 318: DomainEventCallbackLifecycleMsg => ();
+    DomainDefineXmlFlags = 350: DomainDefineXmlFlagsArgs => DomainRet;
+    ConnectRegisterCloseCallback = 360: () => ();
+    ConnectUnregisterCloseCallback = 361: () => ();
+}
+
+xdr_structs! {
+    /// `remote_connect_open_args`.
+    ConnectOpenArgs { name: Option<String>, flags: u32 }
+    /// `remote_connect_get_type_ret`.
+    ConnectGetTypeRet { r#type: String }
+    /// `remote_connect_get_version_ret`.
+    ConnectGetVersionRet { hv_ver: u64 }
+    /// `remote_connect_get_lib_version_ret`.
+    ConnectGetLibVersionRet { lib_ver: u64 }
+    /// `remote_connect_get_hostname_ret`.
+    ConnectGetHostnameRet { hostname: String }
+    /// `remote_connect_get_uri_ret`.
+    ConnectGetUriRet { uri: String }
+    /// `remote_connect_get_capabilities_ret`.
+    ConnectGetCapabilitiesRet { capabilities: String }
+    /// `remote_connect_supports_feature_args`.
+    ConnectSupportsFeatureArgs { feature: i32 }
+    /// `remote_connect_supports_feature_ret`.
+    ConnectSupportsFeatureRet { supported: i32 }
+    /// `remote_connect_is_secure_ret`.
+    ConnectIsSecureRet { secure: i32 }
+    /// `remote_auth_list_ret`: `remote_auth_type types<REMOTE_AUTH_TYPE_LIST_MAX>`.
+    AuthListRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<{ crate::protocol::AUTH_TYPE_LIST_MAX }, _, _>")]
+        types: Vec<i32>,
+    }
+    /// `remote_node_get_info_ret`; `model` is an XDR `char[32]` (128 bytes on the wire).
+    NodeGetInfoRet {
+        model: [i8; 32],
+        memory: u64,
+        cpus: i32,
+        mhz: i32,
+        nodes: i32,
+        sockets: i32,
+        cores: i32,
+        threads: i32,
+    }
+    /// `remote_node_get_security_model_ret`: XDR `char` arrays.
+    NodeGetSecurityModelRet { model: Vec<i8>, doi: Vec<i8> }
+    /// Any `{int num}` return (`num_of_*`, `get_max_vcpus`, `get_vcpus_flags`).
+    NumRet { num: i32 }
+    /// Any `{remote_nonnull_domain dom}` argument list.
+    DomainArgs { dom: NonnullDomain }
+    /// Any `{remote_nonnull_domain dom; unsigned int flags}` argument list.
+    DomainFlagsArgs { dom: NonnullDomain, flags: u32 }
+    /// Any `{remote_nonnull_domain dom}` return.
+    DomainRet { dom: NonnullDomain }
+    /// `remote_domain_create_xml_args`.
+    DomainCreateXmlArgs { xml_desc: String, flags: u32 }
+    /// `remote_domain_define_xml_args`.
+    DomainDefineXmlArgs { xml: String }
+    /// `remote_domain_define_xml_flags_args`.
+    DomainDefineXmlFlagsArgs { xml: String, flags: u32 }
+    /// `remote_domain_get_xml_desc_ret`.
+    DomainGetXmlDescRet { xml: String }
+    /// `remote_domain_get_autostart_ret`.
+    DomainGetAutostartRet { autostart: i32 }
+    /// `remote_domain_set_autostart_args`.
+    DomainSetAutostartArgs { dom: NonnullDomain, autostart: i32 }
+    /// `remote_domain_get_info_ret`: `state` is an `unsigned char`, `nr_virt_cpu` an
+    /// `unsigned short` (4 bytes each on the wire).
+    DomainGetInfoRet { state: u8, max_mem: u64, memory: u64, nr_virt_cpu: u16, cpu_time: u64 }
+    /// `remote_domain_get_max_memory_ret`.
+    DomainGetMaxMemoryRet { memory: u64 }
+    /// `remote_domain_get_os_type_ret`.
+    DomainGetOsTypeRet { r#type: String }
+    /// `remote_domain_get_state_ret`.
+    DomainGetStateRet { state: i32, reason: i32 }
+    /// `remote_domain_is_active_ret`.
+    DomainIsActiveRet { active: i32 }
+    /// `remote_domain_is_persistent_ret`.
+    DomainIsPersistentRet { persistent: i32 }
+    /// `remote_domain_has_managed_save_image_ret`.
+    DomainHasManagedSaveImageRet { result: i32 }
+    /// `remote_domain_get_security_label_ret`: `label` is an XDR `char` array.
+    DomainGetSecurityLabelRet { label: Vec<i8>, enforcing: i32 }
+    /// `remote_domain_lookup_by_id_args`.
+    DomainLookupByIdArgs { id: i32 }
+    /// `remote_domain_lookup_by_name_args`.
+    DomainLookupByNameArgs { name: String }
+    /// `remote_domain_lookup_by_uuid_args`.
+    DomainLookupByUuidArgs { uuid: Uuid }
+    /// `remote_connect_list_domains_args`.
+    ConnectListDomainsArgs { maxids: i32 }
+    /// `remote_connect_list_domains_ret`.
+    ConnectListDomainsRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<DOMAIN_LIST_MAX, _, _>")]
+        ids: Vec<i32>,
+    }
+    /// `remote_connect_list_defined_domains_args`.
+    ConnectListDefinedDomainsArgs { maxnames: i32 }
+    /// `remote_connect_list_defined_domains_ret`.
+    ConnectListDefinedDomainsRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<DOMAIN_LIST_MAX, _, _>")]
+        names: Vec<String>,
+    }
+    /// `remote_connect_list_all_domains_args`.
+    ConnectListAllDomainsArgs { need_results: i32, flags: u32 }
+    /// `remote_connect_list_all_domains_ret`.
+    ConnectListAllDomainsRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<DOMAIN_LIST_MAX, _, _>")]
+        domains: Vec<NonnullDomain>,
+        ret: u32,
+    }
+    /// `remote_connect_domain_event_register_any_args` (and the deregister twin).
+    ConnectDomainEventRegisterAnyArgs { event_id: i32 }
+    /// `remote_connect_domain_event_callback_register_any_args`.
+    ConnectDomainEventCallbackRegisterAnyArgs { event_id: i32, dom: Option<NonnullDomain> }
+    /// `remote_connect_domain_event_callback_register_any_ret`.
+    ConnectDomainEventCallbackRegisterAnyRet { callback_id: i32 }
+    /// `remote_connect_domain_event_callback_deregister_any_args`.
+    ConnectDomainEventCallbackDeregisterAnyArgs { callback_id: i32 }
+    /// `remote_domain_event_lifecycle_msg`.
+    DomainEventLifecycleMsg { dom: NonnullDomain, event: i32, detail: i32 }
+    /// `remote_domain_event_callback_lifecycle_msg`.
+    DomainEventCallbackLifecycleMsg { callback_id: i32, msg: DomainEventLifecycleMsg }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{self, Header, MessageType, Status};
+    use crate::protocol::{REMOTE_PROGRAM, REMOTE_VERSION};
+    use crate::xdr;
+
+    #[test]
+    fn connect_open_call_packet() {
+        let args = ConnectOpenArgs {
+            name: Some("test:///default".into()),
+            flags: 1,
+        };
+        let header = Header::call(
+            REMOTE_PROGRAM,
+            REMOTE_VERSION,
+            procs::ConnectOpen::PROC.number(),
+            3,
+        );
+        let bytes = frame::encode(&header, &args).unwrap();
+        #[rustfmt::skip]
+        let expected: Vec<u8> = vec![
+            0, 0, 0, 0x38,                 // len 56
+            0x20, 0x00, 0x80, 0x86,        // prog
+            0, 0, 0, 1,                    // vers
+            0, 0, 0, 1,                    // proc CONNECT_OPEN
+            0, 0, 0, 0,                    // type CALL
+            0, 0, 0, 3,                    // serial
+            0, 0, 0, 0,                    // status OK
+            0, 0, 0, 1,                    // name present
+            0, 0, 0, 15,                   // length
+            b't', b'e', b's', b't', b':', b'/', b'/', b'/',
+            b'd', b'e', b'f', b'a', b'u', b'l', b't', 0,
+            0, 0, 0, 1,                    // flags RO
+        ];
+        assert_eq!(bytes, expected);
+        let mut dec = frame::FrameDecoder::new();
+        dec.feed(&bytes);
+        let f = dec.next_frame().unwrap().unwrap();
+        assert_eq!(f.header.msg_type, MessageType::Call);
+        assert_eq!(f.body::<ConnectOpenArgs>().unwrap(), args);
+    }
+
+    #[test]
+    fn lookup_reply_packet() {
+        let call = Header::call(REMOTE_PROGRAM, REMOTE_VERSION, 23, 5);
+        let ret = DomainRet {
+            dom: NonnullDomain {
+                name: "test".into(),
+                uuid: [7; 16],
+                id: 1,
+            },
+        };
+        let bytes = frame::encode(&call.reply(Status::Ok), &ret).unwrap();
+        assert_eq!(bytes.len(), 28 + 8 + 16 + 4);
+        assert_eq!(&bytes[12..20], [0, 0, 0, 23, 0, 0, 0, 1]);
+        assert_eq!(&bytes[28..36], [0, 0, 0, 4, b't', b'e', b's', b't']);
+    }
+
+    #[test]
+    fn domain_info_sizes() {
+        let info = DomainGetInfoRet {
+            state: 1,
+            max_mem: 2,
+            memory: 3,
+            nr_virt_cpu: 4,
+            cpu_time: 5,
+        };
+        let bytes = xdr::to_vec(&info).unwrap();
+        assert_eq!(bytes.len(), 4 + 8 + 8 + 4 + 8);
+        assert_eq!(&bytes[..4], [0, 0, 0, 1]);
+        assert_eq!(xdr::from_bytes::<DomainGetInfoRet>(&bytes).unwrap(), info);
+        let node = NodeGetInfoRet {
+            model: crate::protocol::to_char_array("x86_64"),
+            ..Default::default()
+        };
+        assert_eq!(xdr::to_vec(&node).unwrap().len(), 128 + 8 + 6 * 4);
+    }
+
+    #[test]
+    fn lifecycle_event_layout() {
+        let msg = DomainEventCallbackLifecycleMsg {
+            callback_id: 2,
+            msg: DomainEventLifecycleMsg {
+                dom: NonnullDomain::default(),
+                event: 3,
+                detail: 0,
+            },
+        };
+        let bytes = xdr::to_vec(&msg).unwrap();
+        assert_eq!(&bytes[..8], [0, 0, 0, 2, 0, 0, 0, 0]);
+        assert_eq!(bytes.len(), 4 + 4 + 16 + 4 + 4 + 4);
+    }
+
+    #[test]
+    fn list_limits_enforced() {
+        let mut bytes = vec![0, 0, 0x40, 0x01]; // 16385 ids
+        bytes.extend(std::iter::repeat_n(0u8, 16385 * 4));
+        assert!(matches!(
+            xdr::from_bytes::<ConnectListDomainsRet>(&bytes),
+            Err(xdr::Error::InvalidLength { len: 16385, .. })
+        ));
+    }
+
+    #[test]
+    fn procedure_table() {
+        for &p in RemoteProcedure::ALL {
+            assert_eq!(RemoteProcedure::from_number(p.number()), Some(p));
+        }
+        assert_eq!(
+            RemoteProcedure::from_number(273),
+            Some(RemoteProcedure::ConnectListAllDomains)
+        );
+        assert_eq!(RemoteProcedure::ConnectOpen.name(), "ConnectOpen");
+        assert_eq!(RemoteProcedure::from_number(9999), None);
+    }
+
+    #[test]
+    fn truncated_args_rejected() {
+        let bytes = xdr::to_vec(&DomainFlagsArgs {
+            dom: NonnullDomain::default(),
+            flags: 0,
+        })
+        .unwrap();
+        for cut in 0..bytes.len() {
+            assert!(xdr::from_bytes::<DomainFlagsArgs>(&bytes[..cut]).is_err());
+        }
+    }
+}

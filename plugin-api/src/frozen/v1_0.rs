@@ -1,0 +1,63 @@
+//! API 1.0, frozen. Only prefix types (the root module and the connection vtable) differ
+//! between minors; everything else is shared with the current API.
+
+use crate::{DomainInfo, DomainRef, EventSinkBox, Manifest, NodeInfo, PResult, StateReason, Uuid};
+use abi_stable::{
+    StableAbi, declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RStr, RString, RVec},
+};
+
+#[sabi_trait]
+pub trait DriverConnection: Send + Sync {
+    fn get_type(&self) -> PResult<RString>;
+    fn get_version(&self) -> PResult<u64>;
+    fn get_uri(&self) -> PResult<RString>;
+    fn get_hostname(&self) -> PResult<RString>;
+    fn get_capabilities(&self) -> PResult<RString>;
+    fn node_get_info(&self) -> PResult<NodeInfo>;
+    fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>>;
+    fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef>;
+    fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef>;
+    fn lookup_by_id(&self, id: i32) -> PResult<DomainRef>;
+    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
+    fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef>;
+    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
+    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn suspend(&self, uuid: Uuid) -> PResult<()>;
+    fn resume(&self, uuid: Uuid) -> PResult<()>;
+    fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo>;
+    fn get_state(&self, uuid: Uuid) -> PResult<StateReason>;
+    fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString>;
+    fn is_persistent(&self, uuid: Uuid) -> PResult<bool>;
+    fn get_autostart(&self, uuid: Uuid) -> PResult<bool>;
+    #[sabi(last_prefix_field)]
+    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()>;
+}
+
+pub type DriverConnectionBox = DriverConnection_TO<'static, RBox<()>>;
+
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginMod_Ref)))]
+pub struct PluginMod {
+    pub manifest: extern "C" fn() -> Manifest,
+    #[sabi(last_prefix_field)]
+    pub open: extern "C" fn(
+        uri: RStr<'_>,
+        read_only: bool,
+        events: EventSinkBox,
+    ) -> PResult<DriverConnectionBox>,
+}
+
+impl RootModule for PluginMod_Ref {
+    declare_root_module_statics! {PluginMod_Ref}
+    const BASE_NAME: &'static str = "rvirt_plugin";
+    const NAME: &'static str = "rvirt_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

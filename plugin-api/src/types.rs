@@ -1,0 +1,131 @@
+//! Plain values that cross the plugin boundary.
+
+use abi_stable::{
+    StableAbi,
+    std_types::{RString, RVec},
+};
+
+/// A domain UUID: 16 raw bytes, as in libvirt's `remote_uuid`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uuid(pub [u8; 16]);
+
+/// What identifies a domain to a client: libvirt's `remote_nonnull_domain`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct DomainRef {
+    /// The domain's name.
+    pub name: RString,
+    /// The domain's UUID.
+    pub uuid: Uuid,
+    /// The running domain's id, or -1 when it is not running.
+    pub id: i32,
+}
+
+/// libvirt's `virDomainInfo`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// `VIR_DOMAIN_*` state number.
+    pub state: i32,
+    /// Maximum memory in KiB.
+    pub max_mem_kib: u64,
+    /// Current memory in KiB.
+    pub memory_kib: u64,
+    /// Number of virtual CPUs.
+    pub nr_virt_cpu: u32,
+    /// CPU time used, in nanoseconds.
+    pub cpu_time_ns: u64,
+}
+
+/// A domain's state and the reason for it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateReason {
+    /// `VIR_DOMAIN_*` state number.
+    pub state: i32,
+    /// The state's reason (`VIR_DOMAIN_RUNNING_BOOTED` and so on).
+    pub reason: i32,
+}
+
+/// libvirt's `virNodeInfo`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// CPU model (at most 31 bytes on the wire).
+    pub model: RString,
+    /// Memory size in KiB.
+    pub memory_kib: u64,
+    /// Number of active CPUs.
+    pub cpus: u32,
+    /// Expected CPU frequency in MHz.
+    pub mhz: u32,
+    /// NUMA nodes.
+    pub nodes: u32,
+    /// Sockets per node.
+    pub sockets: u32,
+    /// Cores per socket.
+    pub cores: u32,
+    /// Threads per core.
+    pub threads: u32,
+}
+
+/// Who a plugin is and what it serves.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Plugin name, e.g. `test` or `qemu`.
+    pub name: RString,
+    /// Kind: `hypervisor`, `storage`, `network` or `policy`.
+    pub kind: RString,
+    /// URI schemes served, e.g. `["test"]`.
+    pub schemes: RVec<RString>,
+    /// The plugin's own version (semver).
+    pub version: RString,
+    /// The plugin API version it was built against (semver).
+    pub api_version: RString,
+    /// One line saying what it is.
+    pub description: RString,
+}
+
+/// `VIR_DOMAIN_*` state numbers.
+pub mod state {
+    /// VIR_DOMAIN_NOSTATE
+    pub const NOSTATE: i32 = 0;
+    /// VIR_DOMAIN_RUNNING
+    pub const RUNNING: i32 = 1;
+    /// VIR_DOMAIN_BLOCKED
+    pub const BLOCKED: i32 = 2;
+    /// VIR_DOMAIN_PAUSED
+    pub const PAUSED: i32 = 3;
+    /// VIR_DOMAIN_SHUTDOWN
+    pub const SHUTDOWN: i32 = 4;
+    /// VIR_DOMAIN_SHUTOFF
+    pub const SHUTOFF: i32 = 5;
+    /// VIR_DOMAIN_CRASHED
+    pub const CRASHED: i32 = 6;
+    /// VIR_DOMAIN_PMSUSPENDED
+    pub const PMSUSPENDED: i32 = 7;
+}
+
+/// `VIR_DOMAIN_EVENT_*` lifecycle event numbers.
+pub mod event {
+    /// VIR_DOMAIN_EVENT_DEFINED
+    pub const DEFINED: i32 = 0;
+    /// VIR_DOMAIN_EVENT_UNDEFINED
+    pub const UNDEFINED: i32 = 1;
+    /// VIR_DOMAIN_EVENT_STARTED
+    pub const STARTED: i32 = 2;
+    /// VIR_DOMAIN_EVENT_SUSPENDED
+    pub const SUSPENDED: i32 = 3;
+    /// VIR_DOMAIN_EVENT_RESUMED
+    pub const RESUMED: i32 = 4;
+    /// VIR_DOMAIN_EVENT_STOPPED
+    pub const STOPPED: i32 = 5;
+    /// VIR_DOMAIN_EVENT_SHUTDOWN
+    pub const SHUTDOWN: i32 = 6;
+    /// VIR_DOMAIN_EVENT_PMSUSPENDED
+    pub const PMSUSPENDED: i32 = 7;
+    /// VIR_DOMAIN_EVENT_CRASHED
+    pub const CRASHED: i32 = 8;
+}

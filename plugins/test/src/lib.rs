@@ -1,0 +1,233 @@
+//! The test driver: an in-memory hypervisor, compatible with libvirt's `test://` driver.
+//!
+//! `test:///default` starts with libvirt's default objects (a running domain `test`, a
+//! network `default`, a storage pool `default-pool`) and is shared by every connection
+//! in the process. `test:///ABSOLUTE/PATH.xml` loads a node description in libvirt's
+//! test-driver format (a `<node>` holding `<domain>`, `<network>`, `<pool>` and `<cpu>` /
+//! `<memory>` facts) into a state private to that connection.
+
+mod node;
+
+use node::{Node, SharedNode};
+use rvirt_sdk::{
+    PluginInfo,
+    abi::{
+        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
+        NodeInfo, PResult, PluginError, StateReason, Uuid,
+        abi_stable::std_types::{RResult, RStr, RString, RVec},
+    },
+    util::read_only_denied,
+};
+use std::sync::{Arc, Mutex, OnceLock};
+
+rvirt_sdk::export_plugin! {
+    manifest: PluginInfo {
+        name: "test",
+        kind: "hypervisor",
+        schemes: &["test"],
+        version: env!("CARGO_PKG_VERSION"),
+        description: "in-memory test hypervisor, compatible with libvirt's test:// driver",
+    },
+    open: open,
+}
+
+fn default_node() -> SharedNode {
+    static DEFAULT: OnceLock<SharedNode> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            let node = Node::from_node_xml(node::DEFAULT_NODE_XML, None)
+                .unwrap_or_else(|e| panic!("built-in default node does not parse: {e}"));
+            Arc::new(Mutex::new(node))
+        })
+        .clone()
+}
+
+/// Opens `test:///default` or `test:///PATH.xml`.
+pub fn open(uri: &str, read_only: bool, events: EventSinkBox) -> Result<TestConnection, PluginError> {
+    let path = uri
+        .strip_prefix("test://")
+        .map(|rest| rest.split('?').next().unwrap_or(""))
+        .unwrap_or("");
+    let node = match path {
+        "/default" | "" | "/" => default_node(),
+        p if p.starts_with('/') => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                PluginError::new(
+                    ErrorCode::OpenFailed,
+                    ErrorDomain::Test,
+                    format!("cannot read test node file '{p}': {e}"),
+                )
+            })?;
+            let dir = std::path::Path::new(p).parent().map(|d| d.to_path_buf());
+            Arc::new(Mutex::new(Node::from_node_xml(&text, dir.as_deref())?))
+        }
+        p => {
+            return Err(PluginError::new(
+                ErrorCode::InvalidArg,
+                ErrorDomain::Test,
+                format!("test driver URI path '{p}' must be '/default' or an absolute file path"),
+            ));
+        }
+    };
+    let panic_in = uri
+        .split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("panic=")))
+        .map(str::to_string);
+    let sink_id = node.lock().unwrap_or_else(|e| e.into_inner()).add_sink(events);
+    let uri = if path.is_empty() || path == "/" { "test:///default".to_string() } else { format!("test://{path}") };
+    Ok(TestConnection { node, uri, read_only, sink_id, panic_in })
+}
+
+/// One connection to a test node.
+pub struct TestConnection {
+    node: SharedNode,
+    uri: String,
+    read_only: bool,
+    sink_id: u64,
+    /// Fault injection for testing the host: `?panic=virDomainSuspend` makes that
+    /// mutating operation panic inside the plugin.
+    panic_in: Option<String>,
+}
+
+impl Drop for TestConnection {
+    fn drop(&mut self) {
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).remove_sink(self.sink_id);
+    }
+}
+
+impl TestConnection {
+    fn with<T>(&self, f: impl FnOnce(&mut Node) -> Result<T, PluginError>) -> PResult<T> {
+        let mut node = self.node.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut node).into()
+    }
+
+    fn write<T>(&self, op: &str, f: impl FnOnce(&mut Node) -> Result<T, PluginError>) -> PResult<T> {
+        if self.read_only {
+            return RResult::RErr(read_only_denied(op));
+        }
+        if self.panic_in.as_deref() == Some(op) {
+            panic!("fault injected by the connection URI in {op}");
+        }
+        self.with(f)
+    }
+}
+
+fn ok<T>(v: T) -> PResult<T> {
+    RResult::ROk(v)
+}
+
+impl DriverConnection for TestConnection {
+    fn get_type(&self) -> PResult<RString> {
+        ok("Test".into())
+    }
+
+    fn get_version(&self) -> PResult<u64> {
+        ok(2)
+    }
+
+    fn get_uri(&self) -> PResult<RString> {
+        ok(self.uri.as_str().into())
+    }
+
+    fn get_hostname(&self) -> PResult<RString> {
+        let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        ok(name.into())
+    }
+
+    fn get_capabilities(&self) -> PResult<RString> {
+        ok(node::CAPABILITIES_XML.into())
+    }
+
+    fn node_get_info(&self) -> PResult<NodeInfo> {
+        self.with(|n| Ok(n.node_info.clone()))
+    }
+
+    fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
+        self.with(|n| Ok(n.list(flags).into_iter().collect()))
+    }
+
+    fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
+        self.with(|n| n.by_name(name.as_str()).map(|d| d.reference()))
+    }
+
+    fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.reference()))
+    }
+
+    fn lookup_by_id(&self, id: i32) -> PResult<DomainRef> {
+        self.with(|n| n.by_id(id).map(|d| d.reference()))
+    }
+
+    fn define_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+        self.write("virDomainDefineXML", |n| n.define(xml.as_str()))
+    }
+
+    fn undefine(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+        self.write("virDomainUndefine", |n| n.undefine(uuid))
+    }
+
+    fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
+        self.write("virDomainCreate", |n| n.start(uuid, flags))
+    }
+
+    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        self.write("virDomainCreateXML", |n| n.create_transient(xml.as_str(), flags))
+    }
+
+    fn destroy(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+        self.write("virDomainDestroy", |n| n.stop(uuid, node::Stop::Destroy))
+    }
+
+    fn shutdown(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+        self.write("virDomainShutdown", |n| n.stop(uuid, node::Stop::Shutdown))
+    }
+
+    fn reboot(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+        self.write("virDomainReboot", |n| n.reboot(uuid))
+    }
+
+    fn suspend(&self, uuid: Uuid) -> PResult<()> {
+        self.write("virDomainSuspend", |n| n.suspend(uuid))
+    }
+
+    fn resume(&self, uuid: Uuid) -> PResult<()> {
+        self.write("virDomainResume", |n| n.resume(uuid))
+    }
+
+    fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.info()))
+    }
+
+    fn get_state(&self, uuid: Uuid) -> PResult<StateReason> {
+        self.with(|n| n.by_uuid(uuid).map(|d| StateReason { state: d.state, reason: d.reason }))
+    }
+
+    fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.xml(flags).into()))
+    }
+
+    fn is_persistent(&self, uuid: Uuid) -> PResult<bool> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.persistent))
+    }
+
+    fn get_autostart(&self, uuid: Uuid) -> PResult<bool> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.autostart))
+    }
+
+    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> {
+        self.write("virDomainSetAutostart", |n| n.set_autostart(uuid, autostart))
+    }
+
+    fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.vcpus(flags)))
+    }
+
+    fn get_os_type(&self, uuid: Uuid) -> PResult<RString> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.def.os_type().into()))
+    }
+
+    fn has_managed_save_image(&self, uuid: Uuid, _flags: u32) -> PResult<bool> {
+        self.with(|n| n.by_uuid(uuid).map(|d| d.managed_save))
+    }
+}
+

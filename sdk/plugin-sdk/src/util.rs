@@ -1,0 +1,104 @@
+//! Helpers drivers share: UUID conversion, libvirt's common errors, atomic file writes.
+
+use crate::abi::{ErrorCode, ErrorDomain, PluginError, Uuid};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+/// ABI UUID from a `uuid::Uuid`.
+pub fn to_abi_uuid(u: uuid::Uuid) -> Uuid {
+    Uuid(*u.as_bytes())
+}
+
+/// `uuid::Uuid` from an ABI UUID.
+pub fn from_abi_uuid(u: Uuid) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(u.0)
+}
+
+/// libvirt's "Domain not found" error for a lookup that matched nothing.
+pub fn no_domain(domain: ErrorDomain, what: &str) -> PluginError {
+    PluginError::new(ErrorCode::NoDomain, domain, format!("domain not found: {what}"))
+}
+
+/// libvirt's "Requested operation is not valid" error.
+pub fn operation_invalid(domain: ErrorDomain, why: &str) -> PluginError {
+    PluginError::new(
+        ErrorCode::OperationInvalid,
+        domain,
+        format!("requested operation is not valid: {why}"),
+    )
+}
+
+/// The error a read-only connection answers to a mutating call.
+pub fn read_only_denied(operation: &str) -> PluginError {
+    PluginError::new(
+        ErrorCode::OperationDenied,
+        ErrorDomain::None,
+        format!("operation forbidden: read only access prevents {operation}"),
+    )
+}
+
+/// Errors of [`atomic_write`].
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A step of the write failed.
+    #[error("cannot {step} '{}'", path.display())]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same directory, fsync,
+/// rename over the target, fsync of the directory. Readers see the old or the new
+/// content, never a half-written file.
+pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), WriteError> {
+    let io = |step, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| WriteError::Io { step, path: p, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(data).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("rename into", path)(e)
+    })?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = std::env::temp_dir().join(format!("rvirt-sdk-aw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("cfg.xml");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn uuid_round_trip() {
+        let u = uuid::Uuid::new_v4();
+        assert_eq!(from_abi_uuid(to_abi_uuid(u)), u);
+    }
+}

@@ -1,0 +1,205 @@
+//! The normaliser: validation of the documented core, generic post-parse
+//! defaults, and reordering of children into libvirt's order.  The rules are
+//! data in [`crate::tables`]; this module only interprets them.
+
+use crate::domain::{ensure_macs, scale_mem_element};
+use crate::error::XmlError;
+use crate::tree::{Element, Node};
+use crate::util::{parse_uuid, req_attr};
+use crate::FormatOptions;
+
+/// Errors of the normaliser are reported as [`XmlError`].
+pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) -> Result<(), XmlError> {
+    let ty = req_attr(root, "domain", "type")?;
+    if !crate::domain::DOMAIN_TYPES.contains(&ty) {
+        return Err(XmlError::invalid("domain/@type", format!("unknown domain type '{ty}'")));
+    }
+    check_name(root, "domain")?;
+    ensure_uuid(root, "domain")?;
+
+    // memory
+    let mut mem_kib = None;
+    if let Some(m) = root.child_mut("memory") {
+        mem_kib = Some(scale_mem_element(m, "domain/memory")?);
+    }
+    if mem_kib.is_none() {
+        return Err(XmlError::missing_element("domain/memory"));
+    }
+    let mem = mem_kib.unwrap_or(0);
+    match root.child_mut("currentMemory") {
+        Some(c) => {
+            let cur = scale_mem_element(c, "domain/currentMemory")?;
+            if cur == 0 || cur > mem {
+                c.set_text(&mem.to_string());
+            }
+        }
+        None => {
+            root.push(Element::new("currentMemory").with_attr("unit", "KiB").with_text(&mem.to_string()));
+        }
+    }
+    if let Some(m) = root.child_mut("maxMemory") {
+        scale_mem_element(m, "domain/maxMemory")?;
+    }
+
+    // vcpu
+    match root.child_mut("vcpu") {
+        Some(v) => {
+            let t = v.text();
+            let n: u32 = t.trim().parse().map_err(|_| {
+                XmlError::invalid("domain/vcpu", format!("invalid vcpu count '{}'", t.trim()))
+            })?;
+            if n == 0 {
+                return Err(XmlError::invalid("domain/vcpu", "vcpu count must be at least 1"));
+            }
+            v.set_text(&n.to_string());
+            if let Some(cur) = v.attr("current") {
+                let c: u32 = cur.trim().parse().map_err(|_| {
+                    XmlError::invalid("domain/vcpu/@current", format!("invalid vcpu count '{cur}'"))
+                })?;
+                if c > n {
+                    return Err(XmlError::invalid(
+                        "domain/vcpu/@current",
+                        "current vcpus must not exceed maximum vcpus",
+                    ));
+                }
+                if c == n {
+                    v.remove_attr("current");
+                }
+            }
+            if v.attr("placement").is_none() {
+                v.insert_attr(0, "placement", "static");
+            }
+        }
+        None => {
+            root.push(Element::new("vcpu").with_attr("placement", "static").with_text("1"));
+        }
+    }
+
+    // os
+    let os = root.child("os").ok_or_else(|| XmlError::missing_element("domain/os"))?;
+    let ty = os.child("type").ok_or_else(|| XmlError::missing_element("domain/os/type"))?;
+    if ty.text().trim().is_empty() {
+        return Err(XmlError::invalid("domain/os/type", "empty os type"));
+    }
+    if let Some(os) = root.child_mut("os")
+        && let Some(t) = os.child_mut("type")
+    {
+        let v = t.text().trim().to_string();
+        t.set_text(&v);
+    }
+
+    ensure_macs(root, opts)?;
+    order_domain(root);
+    Ok(())
+}
+
+/// Validates `<name>`: present, non-empty, no `/`.
+pub(crate) fn check_name(root: &mut Element, kind: &str) -> Result<(), XmlError> {
+    let path = format!("{kind}/name");
+    let n = root.child_mut("name").ok_or_else(|| XmlError::missing_element(path.clone()))?;
+    let text = n.text();
+    if text.is_empty() {
+        return Err(XmlError::invalid(path, "empty name"));
+    }
+    if text.contains('/') {
+        return Err(XmlError::invalid(path, format!("name '{text}' cannot contain '/'")));
+    }
+    n.set_text(&text);
+    Ok(())
+}
+
+/// Validates `<uuid>` or generates one; canonical spelling afterwards.
+pub(crate) fn ensure_uuid(root: &mut Element, kind: &str) -> Result<(), XmlError> {
+    let path = format!("{kind}/uuid");
+    match root.child_mut("uuid") {
+        Some(u) => {
+            let t = u.text();
+            let parsed = parse_uuid(&t)
+                .ok_or_else(|| XmlError::invalid(path, format!("invalid uuid '{}'", t.trim())))?;
+            u.set_text(&parsed.to_string());
+        }
+        None => {
+            let u = uuid::Uuid::new_v4();
+            let pos = root
+                .nodes()
+                .iter()
+                .position(|n| matches!(n, Node::Element(e) if e.name() == "name"))
+                .map_or(0, |p| p + 1);
+            root.nodes_mut().insert(pos, Node::Element(Element::new("uuid").with_text(&u.to_string())));
+        }
+    }
+    Ok(())
+}
+
+/// Orders the top-level children of `<domain>`.
+pub fn order_domain_top(root: &mut Element) {
+    sort_children(root, crate::tables::DOMAIN_TOP_ORDER);
+}
+
+/// Orders the whole domain tree.
+pub fn order_domain(root: &mut Element) {
+    sort_tree(root, "domain", crate::tables::DOMAIN_ORDER);
+}
+
+/// Stable reorder by a name list; names not in the list keep their place
+/// after the preceding known sibling.
+pub fn sort_children(e: &mut Element, order: &[&str]) {
+    let rank_of = |n: &str| order.iter().position(|o| *o == n);
+    let nodes = std::mem::take(e.nodes_mut());
+    let mut keyed: Vec<(usize, usize, Node)> = Vec::with_capacity(nodes.len());
+    let mut last_rank = 0usize;
+    for (i, n) in nodes.into_iter().enumerate() {
+        let r = match &n {
+            Node::Element(el) => match rank_of(el.name()) {
+                Some(r) => {
+                    last_rank = r;
+                    r
+                }
+                None => last_rank,
+            },
+            _ => last_rank,
+        };
+        keyed.push((r, i, n));
+    }
+    keyed.sort_by_key(|(r, i, _)| (*r, *i));
+    *e.nodes_mut() = keyed.into_iter().map(|(_, _, n)| n).collect();
+}
+
+/// Recursively orders children by a table of `parent path -> child order`.
+pub fn sort_tree(e: &mut Element, path: &str, table: &[(&str, &[&str])]) {
+    if let Some((_, order)) = table.iter().find(|(p, _)| *p == path) {
+        sort_children(e, order);
+    }
+    let prefix_match = table.iter().any(|(p, _)| p.len() > path.len() && p.starts_with(path));
+    if !prefix_match {
+        return;
+    }
+    let own = e.name().to_string();
+    for c in e.elements_mut() {
+        if c.name() == own {
+            sort_tree(c, path, table);
+        } else {
+            let cp = format!("{path}/{}", c.name());
+            sort_tree(c, &cp, table);
+        }
+    }
+}
+
+/// Applies the output flags to a copy of the tree before formatting.
+pub fn format_filter_domain(root: &mut Element, opts: &FormatOptions) {
+    if opts.inactive {
+        root.remove_attr("id");
+    }
+    if !opts.secure {
+        strip_secure(root);
+    }
+}
+
+fn strip_secure(e: &mut Element) {
+    if e.name() == "graphics" {
+        e.remove_attr("passwd");
+    }
+    for c in e.elements_mut() {
+        strip_secure(c);
+    }
+}

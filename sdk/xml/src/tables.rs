@@ -1,0 +1,268 @@
+//! Data tables that drive the normaliser (libvirt's element order, units,
+//! canonical spellings).  Keep these as plain data.
+
+/// Child order of `<domain>` as libvirt formats it.
+pub const DOMAIN_TOP_ORDER: &[&str] = &[
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
+    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
+    "iothreadids", "defaultiothread", "throttlegroups", "cputune", "numatune", "resource",
+    "sysinfo", "bootloader", "bootloader_args", "os", "idmap", "features", "cpu", "clock",
+    "on_poweroff", "on_reboot", "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel",
+    "keywrap", "launchSecurity", "qemu:commandline", "qemu:capabilities", "qemu:override",
+    "qemu:deprecation", "lxc:namespace", "bhyve:commandline", "xen:commandline",
+];
+
+/// Shared child order of character devices (serial, parallel, console, channel).
+const CHARDEV: &[&str] = &["source", "log", "protocol", "target", "alias", "address"];
+
+/// Child order per parent path in `<domain>` documents.  An element nested
+/// in one of its own name (`backingStore` chains) uses its parent's entry.
+pub const DOMAIN_ORDER: &[(&str, &[&str])] = &[
+    ("domain", DOMAIN_TOP_ORDER),
+    ("domain/blkiotune", &["weight", "device"]),
+    ("domain/blkiotune/device", &["path", "weight", "read_iops_sec", "write_iops_sec",
+        "read_bytes_sec", "write_bytes_sec"]),
+    ("domain/memtune", &["hard_limit", "soft_limit", "min_guarantee", "swap_hard_limit"]),
+    ("domain/memoryBacking", &["hugepages", "nosharepages", "locked", "source", "access",
+        "allocation", "discard"]),
+    ("domain/cputune", &["shares", "period", "quota", "global_period", "global_quota",
+        "emulator_period", "emulator_quota", "iothread_period", "iothread_quota", "vcpupin",
+        "emulatorpin", "iothreadpin", "vcpusched", "iothreadsched", "emulatorsched",
+        "cachetune", "memorytune"]),
+    ("domain/cputune/cachetune", &["cache", "monitor"]),
+    ("domain/cputune/memorytune", &["node", "monitor"]),
+    ("domain/numatune", &["memory", "memnode"]),
+    ("domain/resource", &["partition", "fibrechannel"]),
+    ("domain/sysinfo", &["bios", "system", "baseBoard", "chassis", "processor", "memory",
+        "oemStrings", "entry"]),
+    ("domain/os", &["type", "firmware", "init", "initarg", "initenv", "initdir", "inituser",
+        "initgroup", "loader", "nvram", "varstore", "kernel", "initrd", "cmdline", "shim", "dtb",
+        "acpi", "boot", "bootmenu", "smbios", "bios"]),
+    ("domain/os/firmware", &["feature"]),
+    ("domain/os/nvram/source", &["host", "auth"]),
+    ("domain/idmap", &["uid", "gid"]),
+    ("domain/features", &["acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm",
+        "xen", "pvspinlock", "capabilities", "pmu", "vmport", "gic", "smm", "ioapic", "hpt",
+        "vmcoreinfo", "htm", "nested-hv", "msrs", "ccf-assist", "cfpc", "sbbc", "ibs", "tcg",
+        "async-teardown", "ras", "ps2", "aia"]),
+    ("domain/features/hyperv", &["relaxed", "vapic", "spinlocks", "vpindex", "runtime",
+        "synic", "stimer", "reset", "vendor_id", "frequencies", "reenlightenment", "tlbflush",
+        "ipi", "evmcs", "avic", "emsr_bitmap", "xmm_input"]),
+    ("domain/features/kvm", &["hidden", "hint-dedicated", "poll-control", "pv-ipi",
+        "dirty-ring"]),
+    ("domain/cpu", &["model", "vendor", "microcode", "signature", "counter", "topology",
+        "cache", "maxphysaddr", "feature", "numa"]),
+    ("domain/cpu/numa", &["cell", "interconnects"]),
+    ("domain/cpu/numa/cell", &["distances", "cache"]),
+    ("domain/cpu/numa/cell/cache", &["size", "line"]),
+    ("domain/cpu/numa/interconnects", &["latency", "bandwidth"]),
+    ("domain/clock", &["timer"]),
+    ("domain/pm", &["suspend-to-mem", "suspend-to-disk"]),
+    ("domain/devices", &["emulator", "disk", "controller", "lease", "filesystem", "interface",
+        "smartcard", "serial", "parallel", "console", "channel", "input", "tpm", "graphics",
+        "sound", "audio", "video", "hostdev", "redirdev", "redirfilter", "hub", "watchdog",
+        "memballoon", "rng", "nvram", "panic", "shmem", "memory", "iommu", "vsock", "crypto",
+        "pstore"]),
+    ("domain/devices/disk", &["driver", "auth", "source", "backingStore", "backenddomain",
+        "mirror", "geometry", "blockio", "target", "iotune", "throttlefilters", "readonly",
+        "shareable", "transient", "serial", "wwn", "vendor", "product", "encryption", "boot",
+        "acpi", "alias", "address"]),
+    ("domain/devices/disk/driver", &["metadata_cache", "iothreads"]),
+    ("domain/devices/disk/source", &["host", "address", "snapshot", "config", "auth",
+        "encryption", "initiator", "reservations", "slices", "ssl", "cookies", "readahead",
+        "timeout", "identity", "knownHosts", "reconnect", "seclabel", "dataStore"]),
+    ("domain/devices/disk/backingStore", &["format", "source", "backingStore"]),
+    ("domain/devices/disk/backingStore/source", &["host", "address", "snapshot", "config",
+        "auth", "encryption", "initiator", "reservations", "slices", "ssl", "cookies",
+        "readahead", "timeout", "identity", "knownHosts", "reconnect", "seclabel"]),
+    ("domain/devices/disk/mirror", &["format", "source", "backingStore"]),
+    ("domain/devices/disk/iotune", &["total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
+        "total_iops_sec", "read_iops_sec", "write_iops_sec", "total_bytes_sec_max",
+        "read_bytes_sec_max", "write_bytes_sec_max", "total_iops_sec_max", "read_iops_sec_max",
+        "write_iops_sec_max", "size_iops_sec", "group_name", "total_bytes_sec_max_length",
+        "read_bytes_sec_max_length", "write_bytes_sec_max_length", "total_iops_sec_max_length",
+        "read_iops_sec_max_length", "write_iops_sec_max_length"]),
+    ("domain/devices/controller", &["model", "driver", "master", "pcihole64", "target", "alias",
+        "address"]),
+    ("domain/devices/lease", &["lockspace", "key", "target"]),
+    ("domain/devices/filesystem", &["driver", "binary", "idmap", "source", "target",
+        "readonly", "space_hard_limit", "space_soft_limit", "boot", "alias", "address"]),
+    ("domain/devices/filesystem/binary", &["cache", "sandbox", "lock", "thread_pool",
+        "openfiles"]),
+    ("domain/devices/filesystem/idmap", &["uid", "gid"]),
+    ("domain/devices/interface", &["mac", "source", "vlan", "ip", "route", "script",
+        "downscript", "backenddomain", "port", "bandwidth", "virtualport", "portForward",
+        "target", "guest", "model", "teaming", "tune", "rom", "coalesce", "boot", "acpi",
+        "link", "filterref", "driver", "backend", "alias", "mtu", "address"]),
+    ("domain/devices/interface/source", &["ip", "address", "local", "route"]),
+    ("domain/devices/interface/bandwidth", &["inbound", "outbound"]),
+    ("domain/devices/smartcard", &["source", "certificate", "database", "protocol", "alias",
+        "address"]),
+    ("domain/devices/serial", CHARDEV),
+    ("domain/devices/parallel", CHARDEV),
+    ("domain/devices/console", CHARDEV),
+    ("domain/devices/channel", CHARDEV),
+    ("domain/devices/channel/source", &["clipboard", "mouse", "reconnect", "seclabel"]),
+    ("domain/devices/serial/source", &["reconnect", "seclabel"]),
+    ("domain/devices/input", &["driver", "source", "alias", "address"]),
+    ("domain/devices/tpm", &["backend", "alias", "address"]),
+    ("domain/devices/tpm/backend", &["device", "encryption", "source", "active_pcr_banks",
+        "profile"]),
+    ("domain/devices/graphics", &["listen", "gl", "audio", "channel", "image", "jpeg", "zlib",
+        "playback", "streaming", "clipboard", "mouse", "filetransfer", "rendernode"]),
+    ("domain/devices/sound", &["codec", "audio", "driver", "alias", "address"]),
+    ("domain/devices/audio", &["input", "output"]),
+    ("domain/devices/video", &["driver", "model", "acpi", "alias", "address"]),
+    ("domain/devices/video/model", &["acceleration", "resolution"]),
+    ("domain/devices/hostdev", &["driver", "source", "teaming", "shareable", "readonly",
+        "rom", "boot", "acpi", "alias", "address"]),
+    ("domain/devices/hostdev/source", &["adapter", "host", "vendor", "product", "address",
+        "auth", "initiator"]),
+    ("domain/devices/redirdev", &["source", "protocol", "boot", "alias", "address"]),
+    ("domain/devices/memballoon", &["stats", "alias", "address", "driver"]),
+    ("domain/devices/rng", &["rate", "backend", "driver", "alias", "address"]),
+    ("domain/devices/rng/backend", &["source", "protocol"]),
+    ("domain/devices/shmem", &["model", "server", "size", "msi", "alias", "address"]),
+    ("domain/devices/memory", &["uuid", "source", "target", "alias", "address"]),
+    ("domain/devices/memory/source", &["path", "pagesize", "nodemask", "alignsize", "pmem"]),
+    ("domain/devices/memory/target", &["size", "node", "label", "block", "requested",
+        "current", "readonly", "address"]),
+    ("domain/devices/iommu", &["driver", "alias", "address"]),
+    ("domain/devices/vsock", &["cid", "driver", "alias", "address"]),
+    ("domain/devices/crypto", &["backend", "alias", "address"]),
+    ("domain/devices/pstore", &["path", "size", "alias", "address"]),
+    ("domain/seclabel", &["label", "imagelabel", "baselabel"]),
+    ("domain/launchSecurity", &["cbitpos", "reducedPhysBits", "policy", "handle", "dhCert",
+        "session", "guestVisibleWorkarounds", "idBlock", "idAuth", "hostData"]),
+    ("domain/qemu:commandline", &["qemu:arg", "qemu:env"]),
+    ("domain/qemu:capabilities", &["qemu:add", "qemu:del"]),
+];
+
+/// Child order per parent path in `<network>` documents.
+pub const NETWORK_ORDER: &[(&str, &[&str])] = &[
+    ("network", &["name", "uuid", "title", "description", "metadata", "forward", "bridge",
+        "mtu", "mac", "port", "domain", "dns", "vlan", "virtualport", "portgroup", "bandwidth",
+        "ip", "route", "dnsmasq:options"]),
+    ("network/forward", &["driver", "address", "nat", "pf", "interface"]),
+    ("network/forward/nat", &["address", "port"]),
+    ("network/dns", &["forwarder", "txt", "host", "srv"]),
+    ("network/ip", &["tftp", "dhcp"]),
+    ("network/ip/dhcp", &["range", "host", "bootp"]),
+    ("network/portgroup", &["vlan", "virtualport", "bandwidth"]),
+    ("network/bandwidth", &["inbound", "outbound"]),
+];
+
+/// Top-level order of `<network>` (kept for the UUID setter).
+pub const NETWORK_TOP_ORDER: &[&str] = &["name", "uuid", "title", "description", "metadata",
+    "forward", "bridge", "mtu", "mac", "port", "domain", "dns", "vlan", "virtualport",
+    "portgroup", "bandwidth", "ip", "route"];
+
+/// Forward modes of network.rng.
+pub const NETWORK_FORWARD_MODES: &[&str] =
+    &["nat", "route", "open", "bridge", "passthrough", "private", "vepa", "hostdev"];
+
+/// Forward modes whose `dev` and first `<interface>` are not mirrored.
+pub const NETWORK_FORWARD_NO_DEV_IFACE: &[&str] = &["hostdev", "passthrough"];
+
+/// Forward modes (besides isolated) where libvirt creates the bridge and
+/// writes `stp='on' delay='0'` defaults.
+pub const NETWORK_MANAGED_BRIDGE_MODES: &[&str] = &["nat", "route", "open"];
+
+/// Child order per parent path in `<pool>` documents.
+pub const POOL_ORDER: &[(&str, &[&str])] = &[
+    ("pool", &["name", "uuid", "capacity", "allocation", "available", "features", "source",
+        "config_opts", "target", "mount_opts", "refresh"]),
+    ("pool/source", &["host", "device", "dir", "adapter", "initiator", "name", "auth", "format",
+        "vendor", "product", "protocol"]),
+    ("pool/target", &["path", "permissions"]),
+    ("pool/target/permissions", &["mode", "owner", "group", "label"]),
+];
+
+/// Top-level order of `<pool>` (kept for the UUID setter).
+pub const POOL_TOP_ORDER: &[&str] = &["name", "uuid", "capacity", "allocation", "available",
+    "features", "source", "target", "refresh"];
+
+/// Child order per parent path in `<volume>` documents.
+pub const VOLUME_ORDER: &[(&str, &[&str])] = &[
+    ("volume", &["name", "key", "source", "capacity", "allocation", "physical", "target",
+        "backingStore"]),
+    ("volume/target", &["path", "format", "permissions", "timestamps", "compat", "encryption",
+        "clusterSize", "nocow", "features"]),
+    ("volume/target/permissions", &["mode", "owner", "group", "label"]),
+    ("volume/target/encryption", &["secret", "cipher", "ivgen"]),
+    ("volume/target/features", &["lazy_refcounts", "extended_l2"]),
+    ("volume/backingStore", &["path", "format", "permissions"]),
+    ("volume/backingStore/permissions", &["mode", "owner", "group", "label"]),
+];
+
+/// Pool types whose missing `<name>` is taken from `<source><name>`.
+pub const POOL_NAME_FROM_SOURCE: &[&str] = &["logical"];
+
+/// Per pool type defaults applied after parsing.
+#[derive(Debug)]
+pub struct PoolDefaults {
+    pub pool_type: &'static str,
+    /// `<source><format type=...>` when absent.
+    pub source_format: Option<&'static str>,
+    /// `<source><name>` defaults to the pool name.
+    pub source_name_from_pool: bool,
+    /// `<source><dir path=...>` when absent.
+    pub source_dir: Option<&'static str>,
+    /// `<target><path>` when absent; `{source_name}` is substituted.
+    pub target_path: Option<&'static str>,
+}
+
+const fn pd(
+    pool_type: &'static str,
+    source_format: Option<&'static str>,
+    source_name_from_pool: bool,
+    source_dir: Option<&'static str>,
+    target_path: Option<&'static str>,
+) -> PoolDefaults {
+    PoolDefaults { pool_type, source_format, source_name_from_pool, source_dir, target_path }
+}
+
+/// Pool defaults table.
+pub const POOL_DEFAULTS: &[PoolDefaults] = &[
+    //  type        source format    name<-pool source dir  target path
+    pd("netfs", Some("auto"), false, None, None),
+    pd("fs", Some("auto"), false, None, None),
+    pd("logical", Some("lvm2"), true, None, Some("/dev/{source_name}")),
+    pd("disk", Some("unknown"), false, None, None),
+    pd("zfs", None, false, None, Some("/dev/zvol/{source_name}")),
+    pd("gluster", None, false, Some("/"), None),
+];
+
+/// Per pool type defaults for the volumes in it.
+#[derive(Debug)]
+pub struct VolumeDefaults {
+    pub pool_type: &'static str,
+    /// `<volume type=...>` when absent.
+    pub volume_type: Option<&'static str>,
+    /// `<target><format type=...>` when absent.
+    pub default_format: Option<&'static str>,
+    /// `<target><path>` is `<pool target path>/<name>` when absent.
+    pub path_from_pool: bool,
+}
+
+const fn vd(
+    pool_type: &'static str,
+    volume_type: Option<&'static str>,
+    default_format: Option<&'static str>,
+    path_from_pool: bool,
+) -> VolumeDefaults {
+    VolumeDefaults { pool_type, volume_type, default_format, path_from_pool }
+}
+
+/// Volume defaults table.
+pub const VOLUME_DEFAULTS: &[VolumeDefaults] = &[
+    vd("dir", Some("file"), Some("raw"), true),
+    vd("fs", Some("file"), Some("raw"), true),
+    vd("netfs", Some("file"), Some("raw"), true),
+    vd("logical", Some("block"), None, false),
+    vd("disk", Some("block"), None, false),
+    vd("gluster", Some("network"), Some("raw"), false),
+];
+
+/// `<compat>` written when qcow2 v3 features are requested without one.
+pub const QCOW2_DEFAULT_COMPAT: &str = "1.1";

@@ -1,0 +1,115 @@
+//! The storage volume document (`<volume>`), parsed in its pool's context.
+
+use crate::error::XmlError;
+use crate::pool::StoragePool;
+use crate::tree::Element;
+use crate::util::parse_u64;
+use crate::FormatOptions;
+
+/// Options for parsing a volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeParseOptions {
+    /// Accept a volume without `<capacity>` (e.g. when cloning or
+    /// uploading, where the size comes from elsewhere).
+    pub allow_missing_capacity: bool,
+}
+
+/// A validated storage volume definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageVolume {
+    root: Element,
+}
+
+impl StorageVolume {
+    /// Parses and validates a volume, using the pool's type for defaults.
+    pub fn parse(xml: &str, pool: Option<&StoragePool>) -> Result<StorageVolume, XmlError> {
+        StorageVolume::from_element(Element::parse(xml)?, pool)
+    }
+
+    /// [`StorageVolume::parse`] with explicit options.
+    pub fn parse_with(
+        xml: &str,
+        pool: Option<&StoragePool>,
+        opts: &VolumeParseOptions,
+    ) -> Result<StorageVolume, XmlError> {
+        StorageVolume::from_element_with(Element::parse(xml)?, pool, opts)
+    }
+
+    /// Validates a parsed tree in the pool's context.
+    pub fn from_element(root: Element, pool: Option<&StoragePool>) -> Result<StorageVolume, XmlError> {
+        StorageVolume::from_element_with(root, pool, &VolumeParseOptions::default())
+    }
+
+    /// [`StorageVolume::from_element`] with explicit options.
+    pub fn from_element_with(
+        mut root: Element,
+        pool: Option<&StoragePool>,
+        opts: &VolumeParseOptions,
+    ) -> Result<StorageVolume, XmlError> {
+        if root.name() != "volume" {
+            return Err(XmlError::invalid(
+                root.name().to_string(),
+                "unexpected root element, expected 'volume'",
+            ));
+        }
+        crate::storagenorm::normalize_volume(&mut root, pool, opts)?;
+        Ok(StorageVolume { root })
+    }
+
+    /// The normalised tree.
+    pub fn element(&self) -> &Element {
+        &self.root
+    }
+
+    /// `<name>`.
+    pub fn name(&self) -> &str {
+        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
+    }
+
+    /// `<key>` when present.
+    pub fn key(&self) -> Option<&str> {
+        self.root.child("key").and_then(|n| n.text_ref())
+    }
+
+    /// `<capacity>` in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.root.child("capacity").and_then(|c| parse_u64(&c.text())).unwrap_or(0)
+    }
+
+    /// `<allocation>` in bytes (defaults to the capacity).
+    pub fn allocation_bytes(&self) -> u64 {
+        self.root
+            .child("allocation")
+            .and_then(|c| parse_u64(&c.text()))
+            .unwrap_or_else(|| self.capacity_bytes())
+    }
+
+    /// `<target><format type=...>` when present.
+    pub fn format_type(&self) -> Option<&str> {
+        self.root.child("target").and_then(|t| t.child("format")).and_then(|f| f.attr("type"))
+    }
+
+    /// Formats like libvirt.
+    pub fn to_xml(&self, _opts: &FormatOptions) -> String {
+        self.root.to_xml_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_volume() {
+        let v = StorageVolume::parse(
+            "<volume><name>v</name><capacity unit='M'>1</capacity><target><format type='qcow2'/></target></volume>",
+            None,
+        )
+        .expect("parse");
+        assert_eq!(v.name(), "v");
+        assert_eq!(v.capacity_bytes(), 1 << 20);
+        assert_eq!(v.format_type(), Some("qcow2"));
+        let e = StorageVolume::parse("<volume><name>v</name></volume>", None).expect_err("no capacity");
+        assert_eq!(e.to_string(), "volume/capacity: missing required element");
+    }
+}
