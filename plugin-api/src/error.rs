@@ -96,7 +96,11 @@ pub struct PluginError {
 impl PluginError {
     /// An error with the given code, domain and message.
     pub fn new(code: ErrorCode, domain: ErrorDomain, message: impl Into<String>) -> Self {
-        Self { code: code as i32, domain: domain as i32, message: RString::from(message.into()) }
+        Self {
+            code: code as i32,
+            domain: domain as i32,
+            message: RString::from(message.into()),
+        }
     }
 
     /// The no-support error for an operation (named by its libvirt API name).

@@ -185,8 +185,16 @@ fn main() {
 
 fn default_uri(given: Option<String>) -> String {
     given
-        .or_else(|| std::env::var("RVIRT_DEFAULT_URI").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("RVIRT_DEFAULT_URI")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| {
+            std::env::var("LIBVIRT_DEFAULT_URI")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| "test:///default".to_string())
 }
 
@@ -201,7 +209,9 @@ fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     // Commands that need no connection.
     match &cli.command {
-        Command::Plugin { command: PluginCommand::List } => return plugin_list(json),
+        Command::Plugin {
+            command: PluginCommand::List,
+        } => return plugin_list(json),
         Command::Xml { command } => return xml_command(command),
         _ => {}
     }
@@ -211,13 +221,19 @@ fn run(cli: Cli) -> Result<()> {
         .open(&uri, cli.readonly)
         .with_context(|| format!("failed to connect to '{uri}'"))?;
     match cli.command {
-        Command::List { all, inactive, name, uuid } => list(&conn, all, inactive, name, uuid, json),
+        Command::List {
+            all,
+            inactive,
+            name,
+            uuid,
+        } => list(&conn, all, inactive, name, uuid, json),
         Command::Define { file, validate } => {
             let xml = read_file(&file)?;
             let mut flags = 0;
             if validate {
-                rvirt_xml::Domain::parse(&xml)
-                    .with_context(|| format!("'{}' is not a valid domain document", file.display()))?;
+                rvirt_xml::Domain::parse(&xml).with_context(|| {
+                    format!("'{}' is not a valid domain document", file.display())
+                })?;
                 flags |= 1; // VIR_DOMAIN_DEFINE_VALIDATE
             }
             let dom = conn
@@ -228,7 +244,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Undefine { domain } => {
             let d = lookup(&conn, &domain)?;
-            d.undefine(0).with_context(|| format!("failed to undefine domain '{domain}'"))?;
+            d.undefine(0)
+                .with_context(|| format!("failed to undefine domain '{domain}'"))?;
             println!("Domain '{}' has been undefined\n", d.name());
             Ok(())
         }
@@ -247,21 +264,28 @@ fn run(cli: Cli) -> Result<()> {
             println!("Domain '{}' created from {}\n", d.name(), file.display());
             Ok(())
         }
-        Command::Destroy { domain } => act(&conn, &domain, "destroy", "destroyed", |d| d.destroy(0)),
-        Command::Shutdown { domain } => {
-            act(&conn, &domain, "shutdown", "is being shutdown", |d| d.shutdown(0))
+        Command::Destroy { domain } => {
+            act(&conn, &domain, "destroy", "destroyed", |d| d.destroy(0))
         }
-        Command::Reboot { domain } => act(&conn, &domain, "reboot", "is being rebooted", |d| d.reboot(0)),
+        Command::Shutdown { domain } => act(&conn, &domain, "shutdown", "is being shutdown", |d| {
+            d.shutdown(0)
+        }),
+        Command::Reboot { domain } => act(&conn, &domain, "reboot", "is being rebooted", |d| {
+            d.reboot(0)
+        }),
         Command::Suspend { domain } => act(&conn, &domain, "suspend", "suspended", |d| d.suspend()),
         Command::Resume { domain } => act(&conn, &domain, "resume", "resumed", |d| d.resume()),
         Command::Dominfo { domain } => dominfo(&conn, &domain, json),
         Command::Domstate { domain, reason } => {
             let d = lookup(&conn, &domain)?;
-            let (state, r) =
-                d.get_state().with_context(|| format!("failed to get state of domain '{domain}'"))?;
+            let (state, r) = d
+                .get_state()
+                .with_context(|| format!("failed to get state of domain '{domain}'"))?;
             if json {
-                print_json(&json!({"name": d.name(), "state": state.as_str(), "state_code": state.as_i32(),
-                    "reason": state.reason_str(r), "reason_code": r}))
+                print_json(
+                    &json!({"name": d.name(), "state": state.as_str(), "state_code": state.as_i32(),
+                    "reason": state.reason_str(r), "reason_code": r}),
+                )
             } else {
                 if reason {
                     println!("{} ({})\n", state, state.reason_str(r));
@@ -271,7 +295,11 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-        Command::Dumpxml { domain, inactive, security_info } => {
+        Command::Dumpxml {
+            domain,
+            inactive,
+            security_info,
+        } => {
             let d = lookup(&conn, &domain)?;
             let flags = if inactive { XML_INACTIVE } else { 0 } | u32::from(security_info);
             let xml = d
@@ -300,7 +328,11 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&json!({"name": d.name(), "id": id}));
             }
-            if id < 0 { println!("-\n") } else { println!("{id}\n") }
+            if id < 0 {
+                println!("-\n")
+            } else {
+                println!("{id}\n")
+            }
             Ok(())
         }
         Command::Domuuid { domain } => {
@@ -322,14 +354,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Version => version(&conn, json),
         Command::Uri => {
             let uri = conn.get_uri().context("failed to get the connection URI")?;
-            if json { print_json(&json!({"uri": uri})) } else { println!("{uri}\n"); Ok(()) }
+            if json {
+                print_json(&json!({"uri": uri}))
+            } else {
+                println!("{uri}\n");
+                Ok(())
+            }
         }
         Command::Hostname => {
             let h = conn.get_hostname().context("failed to get hostname")?;
-            if json { print_json(&json!({"hostname": h})) } else { println!("{h}\n"); Ok(()) }
+            if json {
+                print_json(&json!({"hostname": h}))
+            } else {
+                println!("{h}\n");
+                Ok(())
+            }
         }
         Command::Nodeinfo => {
-            let n = conn.node_get_info().context("failed to get node information")?;
+            let n = conn
+                .node_get_info()
+                .context("failed to get node information")?;
             if json {
                 return print_json(&serde_json::to_value(&n)?);
             }
@@ -350,7 +394,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Capabilities => {
-            let caps = conn.get_capabilities().context("failed to get capabilities")?;
+            let caps = conn
+                .get_capabilities()
+                .context("failed to get capabilities")?;
             print!("{caps}");
             if !caps.ends_with('\n') {
                 println!();
@@ -362,7 +408,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn read_file(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("failed to read file '{}'", path.display()))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read file '{}'", path.display()))
 }
 
 /// Finds a domain by id, UUID or name, in that order, as virsh does.
@@ -379,7 +426,8 @@ fn lookup(conn: &Connection, arg: &str) -> Result<Domain> {
             return Ok(d);
         }
     }
-    conn.lookup_domain_by_name(arg).with_context(|| format!("failed to get domain '{arg}'"))
+    conn.lookup_domain_by_name(arg)
+        .with_context(|| format!("failed to get domain '{arg}'"))
 }
 
 fn current_id(conn: &Connection, d: &Domain) -> Result<i32> {
@@ -399,7 +447,14 @@ fn act(
     Ok(())
 }
 
-fn list(conn: &Connection, all: bool, inactive: bool, name: bool, uuid: bool, json: bool) -> Result<()> {
+fn list(
+    conn: &Connection,
+    all: bool,
+    inactive: bool,
+    name: bool,
+    uuid: bool,
+    json: bool,
+) -> Result<()> {
     use rvirt_host::DomainState as S;
     let flags = match (all, inactive) {
         (true, _) => 0,
@@ -407,14 +462,25 @@ fn list(conn: &Connection, all: bool, inactive: bool, name: bool, uuid: bool, js
         (false, false) => 1, // VIR_CONNECT_LIST_DOMAINS_ACTIVE
     };
     let mut rows = Vec::new();
-    for d in conn.list_all_domains(flags).context("failed to list domains")? {
+    for d in conn
+        .list_all_domains(flags)
+        .context("failed to list domains")?
+    {
         // A domain may vanish between the listing and the state query.
-        let Ok((state, _)) = d.get_state() else { continue };
+        let Ok((state, _)) = d.get_state() else {
+            continue;
+        };
         rows.push((d, state));
     }
     // virsh lists active domains by id first, then inactive ones by name.
     rows.sort_by(|(a, sa), (b, sb)| {
-        let key = |d: &Domain, s: &S| (!s.is_active(), if s.is_active() { d.id() } else { 0 }, d.name().to_string());
+        let key = |d: &Domain, s: &S| {
+            (
+                !s.is_active(),
+                if s.is_active() { d.id() } else { 0 },
+                d.name().to_string(),
+            )
+        };
         key(a, sa).cmp(&key(b, sb))
     });
     if json {
@@ -440,7 +506,11 @@ fn list(conn: &Connection, all: bool, inactive: bool, name: bool, uuid: bool, js
     }
     let mut t = Table::new(&["Id", "Name", "State"]);
     for (d, s) in &rows {
-        let id = if d.id() >= 0 { d.id().to_string() } else { "-".into() };
+        let id = if d.id() >= 0 {
+            d.id().to_string()
+        } else {
+            "-".into()
+        };
         t.row(vec![id, d.name().to_string(), s.as_str().to_string()]);
     }
     print!("{}", t.render());
@@ -477,13 +547,19 @@ fn dominfo(conn: &Connection, arg: &str, json: bool) -> Result<()> {
         ("CPU(s):", info.nr_virt_cpu.to_string()),
     ];
     if info.state != DomainState::Shutoff {
-        rows.push(("CPU time:", format!("{:.1}s", info.cpu_time_ns as f64 / 1e9)));
+        rows.push((
+            "CPU time:",
+            format!("{:.1}s", info.cpu_time_ns as f64 / 1e9),
+        ));
     }
     rows.extend([
         ("Max memory:", format!("{} KiB", info.max_mem_kib)),
         ("Used memory:", format!("{} KiB", info.memory_kib)),
         ("Persistent:", yes(persistent).to_string()),
-        ("Autostart:", if autostart { "enable" } else { "disable" }.to_string()),
+        (
+            "Autostart:",
+            if autostart { "enable" } else { "disable" }.to_string(),
+        ),
         ("Managed save:", yes(managed).to_string()),
     ]);
     for (k, v) in rows {
@@ -499,11 +575,17 @@ fn encoded(v: u64) -> String {
 
 fn version(conn: &Connection, json: bool) -> Result<()> {
     let lib = encoded(rvirt_host::lib_version());
-    let ty = conn.get_type().context("failed to get the hypervisor type")?;
-    let hv = conn.get_version().context("failed to get the hypervisor version")?;
+    let ty = conn
+        .get_type()
+        .context("failed to get the hypervisor type")?;
+    let hv = conn
+        .get_version()
+        .context("failed to get the hypervisor version")?;
     if json {
-        return print_json(&json!({"library": lib, "plugin_api": rvirt_host::PLUGIN_API_VERSION,
-            "hypervisor_type": ty, "hypervisor_version": encoded(hv)}));
+        return print_json(
+            &json!({"library": lib, "plugin_api": rvirt_host::PLUGIN_API_VERSION,
+            "hypervisor_type": ty, "hypervisor_version": encoded(hv)}),
+        );
     }
     println!("Compiled against library: rvirt {lib}");
     println!("Using library: rvirt {lib}");
@@ -521,13 +603,19 @@ fn plugin_list(json: bool) -> Result<()> {
             .map(|r| {
                 let file = r.path.display().to_string();
                 match &r.status {
-                    PluginStatus::Loaded(m) => json!({"file": file, "status": "loaded", "name": m.name,
+                    PluginStatus::Loaded(m) => {
+                        json!({"file": file, "status": "loaded", "name": m.name,
                         "kind": m.kind, "version": m.version, "api_version": m.api_version,
-                        "schemes": m.schemes, "description": m.description}),
-                    PluginStatus::Shadowed { manifest: m, by } => json!({"file": file, "status": "shadowed",
+                        "schemes": m.schemes, "description": m.description})
+                    }
+                    PluginStatus::Shadowed { manifest: m, by } => {
+                        json!({"file": file, "status": "shadowed",
                         "shadowed_by": by.display().to_string(), "name": m.name, "kind": m.kind,
-                        "version": m.version, "api_version": m.api_version, "schemes": m.schemes}),
-                    PluginStatus::Refused(e) => json!({"file": file, "status": "refused", "reason": e.to_string()}),
+                        "version": m.version, "api_version": m.api_version, "schemes": m.schemes})
+                    }
+                    PluginStatus::Refused(e) => {
+                        json!({"file": file, "status": "refused", "reason": e.to_string()})
+                    }
                 }
             })
             .collect();
@@ -537,20 +625,37 @@ fn plugin_list(json: bool) -> Result<()> {
             "plugins": v,
         }));
     }
-    let mut t = Table::new(&["Name", "Kind", "Version", "API", "Schemes", "File", "Status"]);
+    let mut t = Table::new(&[
+        "Name", "Kind", "Version", "API", "Schemes", "File", "Status",
+    ]);
     for r in rt.plugins() {
         let file = r.path.display().to_string();
         match &r.status {
             PluginStatus::Loaded(m) => t.row(vec![
-                m.name.clone(), m.kind.clone(), m.version.clone(), m.api_version.clone(),
-                m.schemes.join(","), file, "loaded".into(),
+                m.name.clone(),
+                m.kind.clone(),
+                m.version.clone(),
+                m.api_version.clone(),
+                m.schemes.join(","),
+                file,
+                "loaded".into(),
             ]),
             PluginStatus::Shadowed { manifest: m, by } => t.row(vec![
-                m.name.clone(), m.kind.clone(), m.version.clone(), m.api_version.clone(),
-                m.schemes.join(","), file, format!("shadowed by {}", by.display()),
+                m.name.clone(),
+                m.kind.clone(),
+                m.version.clone(),
+                m.api_version.clone(),
+                m.schemes.join(","),
+                file,
+                format!("shadowed by {}", by.display()),
             ]),
             PluginStatus::Refused(e) => t.row(vec![
-                "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), file,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                file,
                 format!("refused: {e}"),
             ]),
         }
@@ -558,29 +663,47 @@ fn plugin_list(json: bool) -> Result<()> {
     print!("{}", t.render());
     println!();
     if rt.plugins().is_empty() {
-        let dirs: Vec<String> = rt.search_path().iter().map(|p| p.display().to_string()).collect();
+        let dirs: Vec<String> = rt
+            .search_path()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         println!("no plugin found; searched {}", dirs.join(":"));
     }
     Ok(())
 }
 
 fn xml_command(cmd: &XmlCommand) -> Result<()> {
-    let XmlCommand::Normalize { kind, file, pool, inactive } = cmd;
+    let XmlCommand::Normalize {
+        kind,
+        file,
+        pool,
+        inactive,
+    } = cmd;
     let text = read_file(file)?;
-    let opts = rvirt_xml::FormatOptions { inactive: *inactive, secure: true };
+    let opts = rvirt_xml::FormatOptions {
+        inactive: *inactive,
+        secure: true,
+    };
     let what = |k: &str| format!("'{}' is not a valid {k} document", file.display());
     let out = match kind {
-        XmlKind::Domain => rvirt_xml::Domain::parse(&text).with_context(|| what("domain"))?.to_xml(&opts),
-        XmlKind::Network => rvirt_xml::Network::parse(&text).with_context(|| what("network"))?.to_xml(&opts),
-        XmlKind::Pool => rvirt_xml::StoragePool::parse(&text).with_context(|| what("pool"))?.to_xml(&opts),
+        XmlKind::Domain => rvirt_xml::Domain::parse(&text)
+            .with_context(|| what("domain"))?
+            .to_xml(&opts),
+        XmlKind::Network => rvirt_xml::Network::parse(&text)
+            .with_context(|| what("network"))?
+            .to_xml(&opts),
+        XmlKind::Pool => rvirt_xml::StoragePool::parse(&text)
+            .with_context(|| what("pool"))?
+            .to_xml(&opts),
         XmlKind::Volume => {
-            let pool = match pool {
-                Some(p) => Some(
-                    rvirt_xml::StoragePool::parse(&read_file(p)?)
-                        .with_context(|| format!("'{}' is not a valid pool document", p.display()))?,
-                ),
-                None => None,
-            };
+            let pool =
+                match pool {
+                    Some(p) => Some(rvirt_xml::StoragePool::parse(&read_file(p)?).with_context(
+                        || format!("'{}' is not a valid pool document", p.display()),
+                    )?),
+                    None => None,
+                };
             rvirt_xml::StorageVolume::parse(&text, pool.as_ref())
                 .with_context(|| what("volume"))?
                 .to_xml(&opts)

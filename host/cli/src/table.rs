@@ -8,7 +8,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -57,6 +60,9 @@ mod tests {
     fn virsh_shape() {
         let mut t = Table::new(&["Id", "Name", "State"]);
         t.row(vec!["1".into(), "test".into(), "running".into()]);
-        assert_eq!(t.render(), " Id   Name   State\n----------------------\n 1    test   running\n");
+        assert_eq!(
+            t.render(),
+            " Id   Name   State\n----------------------\n 1    test   running\n"
+        );
     }
 }

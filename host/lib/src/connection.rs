@@ -1,8 +1,8 @@
 //! The embedder's API: [`Connection`] and [`Domain`].
 
 use crate::{
-    DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime,
-    backend::Backend, error::Error,
+    DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime, backend::Backend,
+    error::Error,
 };
 use std::sync::Arc;
 
@@ -45,7 +45,11 @@ impl Connection {
     }
 
     fn writable(&self, operation: &'static str) -> Result<()> {
-        if self.read_only { Err(Error::ReadOnly(operation)) } else { Ok(()) }
+        if self.read_only {
+            Err(Error::ReadOnly(operation))
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether this connection refuses mutating calls.
@@ -95,7 +99,12 @@ impl Connection {
 
     /// `virConnectListAllDomains` with `VIR_CONNECT_LIST_DOMAINS_*` flags.
     pub fn list_all_domains(&self, flags: u32) -> Result<Vec<Domain>> {
-        Ok(self.backend.list_all_domains(flags)?.into_iter().map(|d| self.domain(d)).collect())
+        Ok(self
+            .backend
+            .list_all_domains(flags)?
+            .into_iter()
+            .map(|d| self.domain(d))
+            .collect())
     }
 
     /// `virDomainLookupByName`.
@@ -140,7 +149,10 @@ impl Connection {
     }
 
     fn domain(&self, id: DomainId) -> Domain {
-        Domain { conn: self.clone(), id }
+        Domain {
+            conn: self.clone(),
+            id,
+        }
     }
 }
 
@@ -231,7 +243,9 @@ impl Domain {
 
     /// `virDomainGetState`: state and reason.
     pub fn get_state(&self) -> Result<(DomainState, i32)> {
-        self.b().get_state(self.id.uuid).map(|(s, r)| (DomainState::from_i32(s), r))
+        self.b()
+            .get_state(self.id.uuid)
+            .map(|(s, r)| (DomainState::from_i32(s), r))
     }
 
     /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_*` flags.

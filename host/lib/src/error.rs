@@ -66,7 +66,11 @@ impl Error {
 
     /// An error carrying libvirt numbers directly.
     pub fn driver(code: ErrorCode, domain: ErrorDomain, message: impl Into<String>) -> Self {
-        Error::Driver { code: code as i32, domain: domain as i32, message: message.into() }
+        Error::Driver {
+            code: code as i32,
+            domain: domain as i32,
+            message: message.into(),
+        }
     }
 
     /// Whether this is libvirt's no-support error.

@@ -64,7 +64,9 @@ impl Runtime {
 
     /// Scans the given directories, in order.
     pub fn with_search_path(dirs: Vec<PathBuf>) -> Self {
-        Self { registry: plugin::Registry::scan(dirs) }
+        Self {
+            registry: plugin::Registry::scan(dirs),
+        }
     }
 
     /// The process-wide runtime, discovered on first use.

@@ -136,24 +136,31 @@ struct LoadedPlugin {
 
 /// Libraries are never unloaded (abi_stable keeps `'static` references into them), so a
 /// file is loaded at most once per process, whatever the number of runtimes.
-fn load_cache() -> &'static Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>
-{
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>> =
-        OnceLock::new();
+fn load_cache()
+-> &'static Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>> {
+    static CACHE: OnceLock<
+        Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>,
+    > = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
 /// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`SYSTEM_PLUGIN_DIR`], then the
-/// running binary's directory and its `plugins/` subdirectory (for a test binary in
-/// `target/*/deps`, the directory above).
+/// running binary's directory and its `plugins/` subdirectory (for a test or example
+/// binary in `target/*/deps` or `target/*/examples`, the directory above).
 pub fn default_search_path() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("RVIRT_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()));
     }
     dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
-    if let Some(mut dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        if dir.file_name().is_some_and(|n| n == "deps") {
+    if let Some(mut dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "deps" || n == "examples")
+        {
             if let Some(parent) = dir.parent() {
                 dir = parent.to_path_buf();
             }
@@ -187,7 +194,9 @@ impl Registry {
         let mut records = Vec::new();
         let mut by_name: Vec<(PathBuf, Arc<LoadedPlugin>)> = Vec::new();
         for dir in &search_path {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
@@ -195,7 +204,10 @@ impl Registry {
             files.sort();
             for path in files {
                 let status = match load_file(&path) {
-                    Ok(p) => match by_name.iter().find(|(_, q)| q.manifest.name == p.manifest.name) {
+                    Ok(p) => match by_name
+                        .iter()
+                        .find(|(_, q)| q.manifest.name == p.manifest.name)
+                    {
                         Some((first, _)) => PluginStatus::Shadowed {
                             manifest: p.manifest.clone(),
                             by: first.clone(),
@@ -213,7 +225,11 @@ impl Registry {
                 records.push(PluginRecord { path, status });
             }
         }
-        Self { search_path, records, by_name: by_name.into_iter().map(|(_, p)| p).collect() }
+        Self {
+            search_path,
+            records,
+            by_name: by_name.into_iter().map(|(_, p)| p).collect(),
+        }
     }
 
     /// Every file found, with what happened to it.
@@ -233,11 +249,20 @@ impl Registry {
         uri: &str,
         read_only: bool,
     ) -> Result<Arc<dyn Backend>> {
-        let Some(plugin) = self.by_name.iter().find(|p| p.manifest.schemes.iter().any(|s| s == scheme))
+        let Some(plugin) = self
+            .by_name
+            .iter()
+            .find(|p| p.manifest.schemes.iter().any(|s| s == scheme))
         else {
-            let searched: Vec<String> =
-                self.search_path.iter().map(|p| p.display().to_string()).collect();
-            return Err(Error::NoPlugin { scheme: scheme.to_string(), searched: searched.join(":") });
+            let searched: Vec<String> = self
+                .search_path
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(Error::NoPlugin {
+                scheme: scheme.to_string(),
+                searched: searched.join(":"),
+            });
         };
         PluginBackend::open(plugin.clone(), uri, read_only)
     }
@@ -259,25 +284,33 @@ fn declared_api_version(path: &Path) -> std::result::Result<semver::Version, Loa
     // SAFETY: loading a shared object runs its initialisers. Plugin directories are
     // trusted configuration (like libvirt's driver module directory); nothing else is
     // loaded from them.
-    let lib = unsafe { libloading::Library::new(path) }
-        .map_err(|e| LoadError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     // SAFETY: the symbol's type is fixed forever by the plugin API (see
     // `rvirt_plugin_api::API_VERSION_SYMBOL`): a C function with no arguments returning a
     // pointer to a static NUL-terminated string.
     let text = unsafe {
         let f = lib
             .get::<extern "C" fn() -> *const c_char>(api::API_VERSION_SYMBOL)
-            .map_err(|_| LoadError::NotAPlugin { path: path.to_path_buf() })?;
+            .map_err(|_| LoadError::NotAPlugin {
+                path: path.to_path_buf(),
+            })?;
         let p = f();
         if p.is_null() {
-            return Err(LoadError::NotAPlugin { path: path.to_path_buf() });
+            return Err(LoadError::NotAPlugin {
+                path: path.to_path_buf(),
+            });
         }
         CStr::from_ptr(p).to_string_lossy().into_owned()
     };
     // The library stays loaded: abi_stable will dlopen it again and never unload it.
     std::mem::forget(lib);
-    semver::Version::parse(&text)
-        .map_err(|_| LoadError::BadVersion { path: path.to_path_buf(), version: text })
+    semver::Version::parse(&text).map_err(|_| LoadError::BadVersion {
+        path: path.to_path_buf(),
+        version: text,
+    })
 }
 
 fn host_api_version() -> semver::Version {
@@ -287,7 +320,11 @@ fn host_api_version() -> semver::Version {
 /// The last `Error:` paragraphs of abi_stable's (very long) layout report.
 fn summarize_abi_error(e: &LibraryError) -> String {
     let text = e.to_string();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         if l.starts_with("Error:") {
@@ -321,20 +358,30 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             host_major: host.major,
         });
     }
-    let abi_err = |e: LibraryError| LoadError::Abi { path: path.to_path_buf(), summary: summarize_abi_error(&e) };
+    let abi_err = |e: LibraryError| LoadError::Abi {
+        path: path.to_path_buf(),
+        summary: summarize_abi_error(&e),
+    };
     let header = lib_header_from_path(path).map_err(abi_err)?;
     let module = if declared.minor == host.minor {
-        header.init_root_module::<PluginMod_Ref>().map_err(abi_err)?
+        header
+            .init_root_module::<PluginMod_Ref>()
+            .map_err(abi_err)?
     } else {
         // An older minor: check the plugin against that minor's frozen layout, then view
         // it through the current types.
         match declared.minor {
-            0 => header.ensure_layout::<api::frozen::v1_0::PluginMod_Ref>().map_err(abi_err)?,
+            0 => header
+                .ensure_layout::<api::frozen::v1_0::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
                     plugin_api: declared.to_string(),
-                    supported: format!("{}.0 to {}.{} (no frozen layout of {}.{m})", host.major, host.major, host.minor, host.major),
+                    supported: format!(
+                        "{}.0 to {}.{} (no frozen layout of {}.{m})",
+                        host.major, host.major, host.minor, host.major
+                    ),
                     host_major: host.major,
                 });
             }
@@ -344,7 +391,8 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
         // module and the `DriverConnection` vtable): the current types read the fields
         // the plugin has and their accessors report the appended ones as absent, which
         // the trait's default methods turn into the no-support error.
-        unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }.map_err(abi_err)?
+        unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }
+            .map_err(abi_err)?
     };
     let manifest_fn = module.manifest();
     let m = catch_unwind(|| manifest_fn()).map_err(|_| LoadError::Manifest {
@@ -380,7 +428,11 @@ struct HostSink(Subscribers);
 
 impl EventSink for HostSink {
     fn domain_lifecycle(&self, dom: api::DomainRef, event: i32, detail: i32) {
-        let ev = DomainEvent { domain: domain_id(&dom), event, detail };
+        let ev = DomainEvent {
+            domain: domain_id(&dom),
+            event,
+            detail,
+        };
         let callbacks: Vec<EventCallback> = {
             let list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
             list.iter().map(|(_, c)| c.clone()).collect()
@@ -395,7 +447,11 @@ impl EventSink for HostSink {
 }
 
 fn domain_id(d: &api::DomainRef) -> DomainId {
-    DomainId { name: d.name.to_string(), uuid: uuid::Uuid::from_bytes(d.uuid.0), id: d.id }
+    DomainId {
+        name: d.name.to_string(),
+        uuid: uuid::Uuid::from_bytes(d.uuid.0),
+        id: d.id,
+    }
 }
 
 fn abi_uuid(u: uuid::Uuid) -> api::Uuid {
@@ -415,15 +471,24 @@ impl PluginBackend {
         let sink = EventSink_TO::from_value(HostSink(subscribers.clone()), TD_Opaque);
         let open = plugin.module.open();
         let name = plugin.manifest.name.clone();
-        let conn = call(&name, "virConnectOpen", || open(RStr::from_str(uri), read_only, sink))?;
-        Ok(Arc::new(Self { plugin, conn, subscribers }))
+        let conn = call(&name, "virConnectOpen", || {
+            open(RStr::from_str(uri), read_only, sink)
+        })?;
+        Ok(Arc::new(Self {
+            plugin,
+            conn,
+            subscribers,
+        }))
     }
 
     fn call<T>(&self, operation: &'static str, f: impl FnOnce() -> PResult<T>) -> Result<T> {
         call(&self.plugin.manifest.name, operation, f).map_err(|e| match e {
-            Error::Driver { code, domain, message }
-                if code == api::ErrorCode::NoSupport as i32
-                    && !message.contains(&self.plugin.manifest.name) =>
+            Error::Driver {
+                code,
+                domain,
+                message,
+            } if code == api::ErrorCode::NoSupport as i32
+                && !message.contains(&self.plugin.manifest.name) =>
             {
                 Error::Driver {
                     code,
@@ -457,7 +522,11 @@ fn call<T>(plugin: &str, operation: &'static str, f: impl FnOnce() -> PResult<T>
 }
 
 fn from_plugin_error(e: PluginError) -> Error {
-    Error::Driver { code: e.code, domain: e.domain, message: e.message.into_string() }
+    Error::Driver {
+        code: e.code,
+        domain: e.domain,
+        message: e.message.into_string(),
+    }
 }
 
 impl Backend for PluginBackend {
@@ -465,19 +534,23 @@ impl Backend for PluginBackend {
         &self.plugin.manifest.name
     }
     fn get_type(&self) -> Result<String> {
-        self.call("virConnectGetType", || self.conn.get_type()).map(Into::into)
+        self.call("virConnectGetType", || self.conn.get_type())
+            .map(Into::into)
     }
     fn get_version(&self) -> Result<u64> {
         self.call("virConnectGetVersion", || self.conn.get_version())
     }
     fn get_uri(&self) -> Result<String> {
-        self.call("virConnectGetURI", || self.conn.get_uri()).map(Into::into)
+        self.call("virConnectGetURI", || self.conn.get_uri())
+            .map(Into::into)
     }
     fn get_hostname(&self) -> Result<String> {
-        self.call("virConnectGetHostname", || self.conn.get_hostname()).map(Into::into)
+        self.call("virConnectGetHostname", || self.conn.get_hostname())
+            .map(Into::into)
     }
     fn get_capabilities(&self) -> Result<String> {
-        self.call("virConnectGetCapabilities", || self.conn.get_capabilities()).map(Into::into)
+        self.call("virConnectGetCapabilities", || self.conn.get_capabilities())
+            .map(Into::into)
     }
     fn node_get_info(&self) -> Result<NodeInfo> {
         let n = self.call("virNodeGetInfo", || self.conn.node_get_info())?;
@@ -493,43 +566,64 @@ impl Backend for PluginBackend {
         })
     }
     fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainId>> {
-        let v = self.call("virConnectListAllDomains", || self.conn.list_all_domains(flags))?;
+        let v = self.call("virConnectListAllDomains", || {
+            self.conn.list_all_domains(flags)
+        })?;
         Ok(v.iter().map(domain_id).collect())
     }
     fn lookup_by_name(&self, name: &str) -> Result<DomainId> {
-        self.call("virDomainLookupByName", || self.conn.lookup_by_name(RStr::from_str(name)))
-            .map(|d| domain_id(&d))
+        self.call("virDomainLookupByName", || {
+            self.conn.lookup_by_name(RStr::from_str(name))
+        })
+        .map(|d| domain_id(&d))
     }
     fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<DomainId> {
-        self.call("virDomainLookupByUUID", || self.conn.lookup_by_uuid(abi_uuid(uuid)))
-            .map(|d| domain_id(&d))
+        self.call("virDomainLookupByUUID", || {
+            self.conn.lookup_by_uuid(abi_uuid(uuid))
+        })
+        .map(|d| domain_id(&d))
     }
     fn lookup_by_id(&self, id: i32) -> Result<DomainId> {
-        self.call("virDomainLookupByID", || self.conn.lookup_by_id(id)).map(|d| domain_id(&d))
+        self.call("virDomainLookupByID", || self.conn.lookup_by_id(id))
+            .map(|d| domain_id(&d))
     }
     fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
-        self.call("virDomainDefineXMLFlags", || self.conn.define_xml(RStr::from_str(xml), flags))
-            .map(|d| domain_id(&d))
+        self.call("virDomainDefineXMLFlags", || {
+            self.conn.define_xml(RStr::from_str(xml), flags)
+        })
+        .map(|d| domain_id(&d))
     }
     fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
-        self.call("virDomainUndefineFlags", || self.conn.undefine(abi_uuid(uuid), flags))
+        self.call("virDomainUndefineFlags", || {
+            self.conn.undefine(abi_uuid(uuid), flags)
+        })
     }
     fn create(&self, uuid: uuid::Uuid, flags: u32) -> Result<DomainId> {
-        self.call("virDomainCreateWithFlags", || self.conn.create(abi_uuid(uuid), flags))
-            .map(|d| domain_id(&d))
+        self.call("virDomainCreateWithFlags", || {
+            self.conn.create(abi_uuid(uuid), flags)
+        })
+        .map(|d| domain_id(&d))
     }
     fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
-        self.call("virDomainCreateXML", || self.conn.create_xml(RStr::from_str(xml), flags))
-            .map(|d| domain_id(&d))
+        self.call("virDomainCreateXML", || {
+            self.conn.create_xml(RStr::from_str(xml), flags)
+        })
+        .map(|d| domain_id(&d))
     }
     fn destroy(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
-        self.call("virDomainDestroyFlags", || self.conn.destroy(abi_uuid(uuid), flags))
+        self.call("virDomainDestroyFlags", || {
+            self.conn.destroy(abi_uuid(uuid), flags)
+        })
     }
     fn shutdown(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
-        self.call("virDomainShutdownFlags", || self.conn.shutdown(abi_uuid(uuid), flags))
+        self.call("virDomainShutdownFlags", || {
+            self.conn.shutdown(abi_uuid(uuid), flags)
+        })
     }
     fn reboot(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
-        self.call("virDomainReboot", || self.conn.reboot(abi_uuid(uuid), flags))
+        self.call("virDomainReboot", || {
+            self.conn.reboot(abi_uuid(uuid), flags)
+        })
     }
     fn suspend(&self, uuid: uuid::Uuid) -> Result<()> {
         self.call("virDomainSuspend", || self.conn.suspend(abi_uuid(uuid)))
@@ -552,23 +646,36 @@ impl Backend for PluginBackend {
         Ok((s.state, s.reason))
     }
     fn get_xml_desc(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
-        self.call("virDomainGetXMLDesc", || self.conn.get_xml_desc(abi_uuid(uuid), flags))
-            .map(Into::into)
+        self.call("virDomainGetXMLDesc", || {
+            self.conn.get_xml_desc(abi_uuid(uuid), flags)
+        })
+        .map(Into::into)
     }
     fn is_persistent(&self, uuid: uuid::Uuid) -> Result<bool> {
-        self.call("virDomainIsPersistent", || self.conn.is_persistent(abi_uuid(uuid)))
+        self.call("virDomainIsPersistent", || {
+            self.conn.is_persistent(abi_uuid(uuid))
+        })
     }
     fn get_autostart(&self, uuid: uuid::Uuid) -> Result<bool> {
-        self.call("virDomainGetAutostart", || self.conn.get_autostart(abi_uuid(uuid)))
+        self.call("virDomainGetAutostart", || {
+            self.conn.get_autostart(abi_uuid(uuid))
+        })
     }
     fn set_autostart(&self, uuid: uuid::Uuid, autostart: bool) -> Result<()> {
-        self.call("virDomainSetAutostart", || self.conn.set_autostart(abi_uuid(uuid), autostart))
+        self.call("virDomainSetAutostart", || {
+            self.conn.set_autostart(abi_uuid(uuid), autostart)
+        })
     }
     fn get_vcpus_flags(&self, uuid: uuid::Uuid, flags: u32) -> Result<i32> {
-        self.call("virDomainGetVcpusFlags", || self.conn.get_vcpus_flags(abi_uuid(uuid), flags))
+        self.call("virDomainGetVcpusFlags", || {
+            self.conn.get_vcpus_flags(abi_uuid(uuid), flags)
+        })
     }
     fn get_os_type(&self, uuid: uuid::Uuid) -> Result<String> {
-        self.call("virDomainGetOSType", || self.conn.get_os_type(abi_uuid(uuid))).map(Into::into)
+        self.call("virDomainGetOSType", || {
+            self.conn.get_os_type(abi_uuid(uuid))
+        })
+        .map(Into::into)
     }
     fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool> {
         self.call("virDomainHasManagedSaveImage", || {
@@ -577,11 +684,19 @@ impl Backend for PluginBackend {
     }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.subscribers.list.lock().unwrap_or_else(|e| e.into_inner()).push((id, callback));
+        self.subscribers
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, callback));
         Ok(id)
     }
     fn unsubscribe_events(&self, id: u64) -> Result<()> {
-        let mut list = self.subscribers.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self
+            .subscribers
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let before = list.len();
         list.retain(|(i, _)| *i != id);
         if list.len() == before {

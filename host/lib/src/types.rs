@@ -90,25 +90,57 @@ impl DomainState {
         let table: &[&str] = match self {
             Self::NoState => &["unknown"],
             Self::Running => &[
-                "unknown", "booted", "migrated", "restored", "from snapshot", "unpaused",
-                "migration canceled", "save canceled", "event wakeup", "crashed",
-                "post-copy", "post-copy failed",
+                "unknown",
+                "booted",
+                "migrated",
+                "restored",
+                "from snapshot",
+                "unpaused",
+                "migration canceled",
+                "save canceled",
+                "event wakeup",
+                "crashed",
+                "post-copy",
+                "post-copy failed",
             ],
             Self::Blocked => &["unknown"],
             Self::Paused => &[
-                "unknown", "user", "migrating", "saving", "dumping", "I/O error",
-                "watchdog", "from snapshot", "shutting down", "creating snapshot",
-                "crashed", "starting up", "post-copy", "post-copy failed", "api error",
+                "unknown",
+                "user",
+                "migrating",
+                "saving",
+                "dumping",
+                "I/O error",
+                "watchdog",
+                "from snapshot",
+                "shutting down",
+                "creating snapshot",
+                "crashed",
+                "starting up",
+                "post-copy",
+                "post-copy failed",
+                "api error",
             ],
             Self::Shutdown => &["unknown", "user"],
             Self::Shutoff => &[
-                "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved",
-                "failed", "from snapshot", "daemon",
+                "unknown",
+                "shutdown",
+                "destroyed",
+                "crashed",
+                "migrated",
+                "saved",
+                "failed",
+                "from snapshot",
+                "daemon",
             ],
             Self::Crashed => &["unknown", "panicked"],
             Self::PmSuspended => &["unknown"],
         };
-        usize::try_from(reason).ok().and_then(|i| table.get(i)).copied().unwrap_or("unknown")
+        usize::try_from(reason)
+            .ok()
+            .and_then(|i| table.get(i))
+            .copied()
+            .unwrap_or("unknown")
     }
 }
 
@@ -169,10 +201,21 @@ impl DomainEvent {
     /// The event name as virsh prints it (`Started`, `Stopped`, ...).
     pub fn event_str(&self) -> &'static str {
         const NAMES: [&str; 9] = [
-            "Defined", "Undefined", "Started", "Suspended", "Resumed", "Stopped", "Shutdown",
-            "PMSuspended", "Crashed",
+            "Defined",
+            "Undefined",
+            "Started",
+            "Suspended",
+            "Resumed",
+            "Stopped",
+            "Shutdown",
+            "PMSuspended",
+            "Crashed",
         ];
-        usize::try_from(self.event).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("Unknown")
+        usize::try_from(self.event)
+            .ok()
+            .and_then(|i| NAMES.get(i))
+            .copied()
+            .unwrap_or("Unknown")
     }
 }
 

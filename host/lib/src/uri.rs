@@ -69,8 +69,10 @@ const CLIENT_PARAMS: &[&str] = &[
 impl ConnectUri {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Self, UriError> {
-        let url = Url::parse(text)
-            .map_err(|source| UriError::Syntax { uri: text.to_string(), source })?;
+        let url = Url::parse(text).map_err(|source| UriError::Syntax {
+            uri: text.to_string(),
+            source,
+        })?;
         let scheme = url.scheme();
         let (driver, transport) = match scheme.split_once('+') {
             Some((d, t)) => (d.to_string(), Some(t.to_string())),
@@ -82,7 +84,9 @@ impl ConnectUri {
                 reason: format!("scheme '{scheme}' has an empty driver or transport"),
             });
         }
-        let user = Some(url.username()).filter(|u| !u.is_empty()).map(str::to_string);
+        let user = Some(url.username())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
         let host = url.host_str().filter(|h| !h.is_empty()).map(str::to_string);
         Ok(Self {
             original: text.to_string(),
@@ -92,13 +96,19 @@ impl ConnectUri {
             host,
             port: url.port(),
             path: url.path().to_string(),
-            params: url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            params: url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
         })
     }
 
     /// The value of a query parameter.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the URI names a remote daemon (a transport or a host) rather than a

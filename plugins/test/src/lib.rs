@@ -12,8 +12,8 @@ use node::{Node, SharedNode};
 use rvirt_sdk::{
     PluginInfo,
     abi::{
-        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
-        NodeInfo, PResult, PluginError, StateReason, Uuid,
+        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo,
+        PResult, PluginError, StateReason, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
     },
     util::read_only_denied,
@@ -43,7 +43,11 @@ fn default_node() -> SharedNode {
 }
 
 /// Opens `test:///default` or `test:///PATH.xml`.
-pub fn open(uri: &str, read_only: bool, events: EventSinkBox) -> Result<TestConnection, PluginError> {
+pub fn open(
+    uri: &str,
+    read_only: bool,
+    events: EventSinkBox,
+) -> Result<TestConnection, PluginError> {
     let path = uri
         .strip_prefix("test://")
         .map(|rest| rest.split('?').next().unwrap_or(""))
@@ -73,9 +77,22 @@ pub fn open(uri: &str, read_only: bool, events: EventSinkBox) -> Result<TestConn
         .split_once('?')
         .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("panic=")))
         .map(str::to_string);
-    let sink_id = node.lock().unwrap_or_else(|e| e.into_inner()).add_sink(events);
-    let uri = if path.is_empty() || path == "/" { "test:///default".to_string() } else { format!("test://{path}") };
-    Ok(TestConnection { node, uri, read_only, sink_id, panic_in })
+    let sink_id = node
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add_sink(events);
+    let uri = if path.is_empty() || path == "/" {
+        "test:///default".to_string()
+    } else {
+        format!("test://{path}")
+    };
+    Ok(TestConnection {
+        node,
+        uri,
+        read_only,
+        sink_id,
+        panic_in,
+    })
 }
 
 /// One connection to a test node.
@@ -91,7 +108,10 @@ pub struct TestConnection {
 
 impl Drop for TestConnection {
     fn drop(&mut self) {
-        self.node.lock().unwrap_or_else(|e| e.into_inner()).remove_sink(self.sink_id);
+        self.node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_sink(self.sink_id);
     }
 }
 
@@ -101,7 +121,11 @@ impl TestConnection {
         f(&mut node).into()
     }
 
-    fn write<T>(&self, op: &str, f: impl FnOnce(&mut Node) -> Result<T, PluginError>) -> PResult<T> {
+    fn write<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut Node) -> Result<T, PluginError>,
+    ) -> PResult<T> {
         if self.read_only {
             return RResult::RErr(read_only_denied(op));
         }
@@ -130,7 +154,10 @@ impl DriverConnection for TestConnection {
     }
 
     fn get_hostname(&self) -> PResult<RString> {
-        let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        let name = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
         ok(name.into())
     }
 
@@ -171,7 +198,9 @@ impl DriverConnection for TestConnection {
     }
 
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
-        self.write("virDomainCreateXML", |n| n.create_transient(xml.as_str(), flags))
+        self.write("virDomainCreateXML", |n| {
+            n.create_transient(xml.as_str(), flags)
+        })
     }
 
     fn destroy(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
@@ -199,7 +228,12 @@ impl DriverConnection for TestConnection {
     }
 
     fn get_state(&self, uuid: Uuid) -> PResult<StateReason> {
-        self.with(|n| n.by_uuid(uuid).map(|d| StateReason { state: d.state, reason: d.reason }))
+        self.with(|n| {
+            n.by_uuid(uuid).map(|d| StateReason {
+                state: d.state,
+                reason: d.reason,
+            })
+        })
     }
 
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
@@ -215,7 +249,9 @@ impl DriverConnection for TestConnection {
     }
 
     fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> {
-        self.write("virDomainSetAutostart", |n| n.set_autostart(uuid, autostart))
+        self.write("virDomainSetAutostart", |n| {
+            n.set_autostart(uuid, autostart)
+        })
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
@@ -230,4 +266,3 @@ impl DriverConnection for TestConnection {
         self.with(|n| n.by_uuid(uuid).map(|d| d.managed_save))
     }
 }
-

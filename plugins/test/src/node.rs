@@ -175,7 +175,11 @@ impl Dom {
     }
 
     pub fn reference(&self) -> DomainRef {
-        DomainRef { name: self.def.name().into(), uuid: self.uuid(), id: self.id.unwrap_or(-1) }
+        DomainRef {
+            name: self.def.name().into(),
+            uuid: self.uuid(),
+            id: self.id.unwrap_or(-1),
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -197,7 +201,11 @@ impl Dom {
 
     pub fn vcpus(&self, flags: u32) -> i32 {
         const MAXIMUM: u32 = 4;
-        let n = if flags & MAXIMUM != 0 { self.def.max_vcpus() } else { self.def.current_vcpus() };
+        let n = if flags & MAXIMUM != 0 {
+            self.def.max_vcpus()
+        } else {
+            self.def.current_vcpus()
+        };
         i32::try_from(n).unwrap_or(i32::MAX)
     }
 
@@ -205,7 +213,10 @@ impl Dom {
         const INACTIVE: u32 = 2;
         const SECURE: u32 = 1;
         let inactive = flags & INACTIVE != 0;
-        let opts = FormatOptions { inactive, secure: flags & SECURE != 0 };
+        let opts = FormatOptions {
+            inactive,
+            secure: flags & SECURE != 0,
+        };
         if inactive {
             let def = self.next_def.as_ref().unwrap_or(&self.def);
             let mut d = def.clone();
@@ -293,7 +304,11 @@ impl Node {
                     let text = std::fs::read_to_string(&p).map_err(|err| {
                         test_err(
                             ErrorCode::OpenFailed,
-                            format!("cannot read '{}' named by node/{}/@file: {err}", p.display(), e.name()),
+                            format!(
+                                "cannot read '{}' named by node/{}/@file: {err}",
+                                p.display(),
+                                e.name()
+                            ),
                         )
                     })?;
                     Element::parse(&text).map_err(xml_error)
@@ -320,16 +335,23 @@ impl Node {
                     }
                     node.doms.push(d);
                 }
-                "network" => node.networks.push(Network::from_element(load(child)?).map_err(xml_error)?),
+                "network" => node
+                    .networks
+                    .push(Network::from_element(load(child)?).map_err(xml_error)?),
                 "pool" => {
                     let mut e = load(child)?;
                     // Volumes of a pool in a node file are the pool's contents, not part of
                     // its XML.
                     e.remove_children(|c| c.name() == "volume");
-                    node.pools.push(StoragePool::from_element(e).map_err(xml_error)?)
+                    node.pools
+                        .push(StoragePool::from_element(e).map_err(xml_error)?)
                 }
                 "cpu" => {
-                    let num = |name: &str| child.child(name).and_then(|c| c.text().trim().parse::<u32>().ok());
+                    let num = |name: &str| {
+                        child
+                            .child(name)
+                            .and_then(|c| c.text().trim().parse::<u32>().ok())
+                    };
                     let ni = &mut node.node_info;
                     ni.mhz = num("mhz").unwrap_or(ni.mhz);
                     ni.cpus = num("active").unwrap_or(ni.cpus);
@@ -370,20 +392,35 @@ impl Node {
     }
 
     pub fn list(&self, flags: u32) -> Vec<DomainRef> {
-        self.doms.iter().filter(|d| filter::matches(flags, &d.facts())).map(Dom::reference).collect()
+        self.doms
+            .iter()
+            .filter(|d| filter::matches(flags, &d.facts()))
+            .map(Dom::reference)
+            .collect()
     }
 
     pub fn by_name(&self, name: &str) -> Result<&Dom, PluginError> {
         self.doms
             .iter()
             .find(|d| d.def.name() == name)
-            .ok_or_else(|| no_domain(ErrorDomain::Test, &format!("no domain with matching name '{name}'")))
+            .ok_or_else(|| {
+                no_domain(
+                    ErrorDomain::Test,
+                    &format!("no domain with matching name '{name}'"),
+                )
+            })
     }
 
     fn index(&self, uuid: Uuid) -> Result<usize, PluginError> {
-        self.doms.iter().position(|d| d.uuid() == uuid).ok_or_else(|| {
-            no_domain(ErrorDomain::Test, &format!("no domain with matching uuid '{}'", from_abi_uuid(uuid)))
-        })
+        self.doms
+            .iter()
+            .position(|d| d.uuid() == uuid)
+            .ok_or_else(|| {
+                no_domain(
+                    ErrorDomain::Test,
+                    &format!("no domain with matching uuid '{}'", from_abi_uuid(uuid)),
+                )
+            })
     }
 
     pub fn by_uuid(&self, uuid: Uuid) -> Result<&Dom, PluginError> {
@@ -391,10 +428,12 @@ impl Node {
     }
 
     pub fn by_id(&self, id: i32) -> Result<&Dom, PluginError> {
-        self.doms
-            .iter()
-            .find(|d| d.id == Some(id))
-            .ok_or_else(|| no_domain(ErrorDomain::Test, &format!("no domain with matching id {id}")))
+        self.doms.iter().find(|d| d.id == Some(id)).ok_or_else(|| {
+            no_domain(
+                ErrorDomain::Test,
+                &format!("no domain with matching id {id}"),
+            )
+        })
     }
 
     /// Checks that a new definition neither reuses a name with another UUID nor a UUID
@@ -408,13 +447,21 @@ impl Node {
                 (true, false) => {
                     return Err(test_err(
                         ErrorCode::DomExist,
-                        format!("domain '{}' already exists with uuid {}", def.name(), d.def.uuid()),
+                        format!(
+                            "domain '{}' already exists with uuid {}",
+                            def.name(),
+                            d.def.uuid()
+                        ),
                     ));
                 }
                 (false, true) => {
                     return Err(test_err(
                         ErrorCode::DomExist,
-                        format!("domain '{}' is already defined with uuid {}", d.def.name(), def.uuid()),
+                        format!(
+                            "domain '{}' is already defined with uuid {}",
+                            d.def.name(),
+                            def.uuid()
+                        ),
                     ));
                 }
                 (false, false) => {}
@@ -463,7 +510,10 @@ impl Node {
         let i = self.index(uuid)?;
         let d = &self.doms[i];
         if !d.persistent {
-            return Err(operation_invalid(ErrorDomain::Test, "cannot undefine transient domain"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "cannot undefine transient domain",
+            ));
         }
         self.emit(d, event::UNDEFINED, 0);
         if d.is_active() {
@@ -500,7 +550,10 @@ impl Node {
     pub fn start(&mut self, uuid: Uuid, flags: u32) -> Result<DomainRef, PluginError> {
         let i = self.index(uuid)?;
         if self.doms[i].is_active() {
-            return Err(operation_invalid(ErrorDomain::Test, "domain is already running"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "domain is already running",
+            ));
         }
         self.start_at(i, flags);
         Ok(self.doms[i].reference())
@@ -513,7 +566,10 @@ impl Node {
                 if self.doms[i].is_active() {
                     return Err(test_err(
                         ErrorCode::OperationInvalid,
-                        format!("requested operation is not valid: domain '{}' is already active", def.name()),
+                        format!(
+                            "requested operation is not valid: domain '{}' is already active",
+                            def.name()
+                        ),
                     ));
                 }
                 let d = &mut self.doms[i];
@@ -533,11 +589,14 @@ impl Node {
     pub fn stop(&mut self, uuid: Uuid, how: Stop) -> Result<(), PluginError> {
         let i = self.index(uuid)?;
         if !self.doms[i].is_active() {
-            return Err(operation_invalid(ErrorDomain::Test, "domain is not running"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "domain is not running",
+            ));
         }
         let (reason, detail) = match how {
-            Stop::Shutdown => (1, 0),  // shut off: shutdown / stopped: shutdown
-            Stop::Destroy => (2, 1),   // shut off: destroyed / stopped: destroyed
+            Stop::Shutdown => (1, 0), // shut off: shutdown / stopped: shutdown
+            Stop::Destroy => (2, 1),  // shut off: destroyed / stopped: destroyed
         };
         let d = &mut self.doms[i];
         d.state = state::SHUTOFF;
@@ -561,7 +620,10 @@ impl Node {
     pub fn reboot(&mut self, uuid: Uuid) -> Result<(), PluginError> {
         let i = self.index(uuid)?;
         if !self.doms[i].is_active() {
-            return Err(operation_invalid(ErrorDomain::Test, "domain is not running"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "domain is not running",
+            ));
         }
         let d = &mut self.doms[i];
         d.state = state::RUNNING;
@@ -573,7 +635,10 @@ impl Node {
         let i = self.index(uuid)?;
         let d = &mut self.doms[i];
         if !d.is_active() {
-            return Err(operation_invalid(ErrorDomain::Test, "domain is not running"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "domain is not running",
+            ));
         }
         if d.state == state::PAUSED {
             return Err(operation_invalid(
@@ -605,7 +670,10 @@ impl Node {
     pub fn set_autostart(&mut self, uuid: Uuid, autostart: bool) -> Result<(), PluginError> {
         let i = self.index(uuid)?;
         if !self.doms[i].persistent {
-            return Err(operation_invalid(ErrorDomain::Test, "cannot set autostart for transient domain"));
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "cannot set autostart for transient domain",
+            ));
         }
         self.doms[i].autostart = autostart;
         Ok(())
@@ -628,10 +696,16 @@ impl RunHints {
             .iter()
             .find(|(k, v)| k.starts_with("xmlns:") && v == TEST_NS)
             .map(|(k, _)| k.trim_start_matches("xmlns:").to_string());
-        let mut h = RunHints { runstate: None, transient: false, managed_save: false };
+        let mut h = RunHints {
+            runstate: None,
+            transient: false,
+            managed_save: false,
+        };
         let Some(prefix) = prefix else { return h };
         for c in e.elements() {
-            let Some(local) = c.name().strip_prefix(&format!("{prefix}:")) else { continue };
+            let Some(local) = c.name().strip_prefix(&format!("{prefix}:")) else {
+                continue;
+            };
             match local {
                 "runstate" => h.runstate = c.text().trim().parse().ok(),
                 "transient" => h.transient = true,
@@ -686,7 +760,10 @@ mod tests {
         let e = n.define(clash).unwrap_err();
         assert_eq!(e.code, ErrorCode::DomExist as i32);
         let kvm = "<domain type='kvm'><name>k</name><memory>1024</memory><os><type>hvm</type></os></domain>";
-        assert_eq!(n.define(kvm).unwrap_err().code, ErrorCode::ConfigUnsupported as i32);
+        assert_eq!(
+            n.define(kvm).unwrap_err().code,
+            ErrorCode::ConfigUnsupported as i32
+        );
     }
 
     #[test]

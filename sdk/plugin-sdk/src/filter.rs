@@ -81,7 +81,11 @@ mod tests {
     use super::*;
 
     fn facts(state: i32, persistent: bool) -> DomainFacts {
-        DomainFacts { state, persistent, ..Default::default() }
+        DomainFacts {
+            state,
+            persistent,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub fn guard<T>(plugin: &str, method: &str, f: impl FnOnce() -> PResult<T>) -> P
         Err(payload) => RResult::RErr(PluginError::new(
             ErrorCode::InternalError,
             ErrorDomain::None,
-            format!("plugin '{plugin}' panicked in {method}: {}", panic_message(&*payload)),
+            format!(
+                "plugin '{plugin}' panicked in {method}: {}",
+                panic_message(&*payload)
+            ),
         )),
     }
 }
@@ -99,7 +102,10 @@ mod tests {
         let r: PResult<()> = guard("demo", "virDomainCreate", || panic!("boom {}", 7));
         let e = r.into_result().unwrap_err();
         assert_eq!(e.code, ErrorCode::InternalError as i32);
-        assert_eq!(e.message.as_str(), "plugin 'demo' panicked in virDomainCreate: boom 7");
+        assert_eq!(
+            e.message.as_str(),
+            "plugin 'demo' panicked in virDomainCreate: boom 7"
+        );
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl PluginInfo {
         Manifest {
             name: self.name.into(),
             kind: self.kind.into(),
-            schemes: self.schemes.iter().map(|s| RString::from(*s)).collect::<RVec<_>>(),
+            schemes: self
+                .schemes
+                .iter()
+                .map(|s| RString::from(*s))
+                .collect::<RVec<_>>(),
             version: self.version.into(),
             api_version: abi::API_VERSION.into(),
             description: self.description.into(),
@@ -88,12 +92,14 @@ where
     F: FnOnce(&str, bool, EventSinkBox) -> Result<D, PluginError>,
 {
     let name = info.name;
-    guard(name, "virConnectOpen", move || match open(uri.as_str(), read_only, events) {
-        Ok(conn) => RResult::ROk(abi::DriverConnection_TO::from_value(
-            Guarded::new(name, conn),
-            TD_Opaque,
-        )),
-        Err(e) => RResult::RErr(e),
+    guard(name, "virConnectOpen", move || {
+        match open(uri.as_str(), read_only, events) {
+            Ok(conn) => RResult::ROk(abi::DriverConnection_TO::from_value(
+                Guarded::new(name, conn),
+                TD_Opaque,
+            )),
+            Err(e) => RResult::RErr(e),
+        }
     })
 }
 
@@ -109,8 +115,11 @@ macro_rules! export_plugin {
         #[::abi_stable::export_root_module]
         pub fn __rvirt_root_module() -> $crate::abi::PluginMod_Ref {
             use ::abi_stable::prefix_type::PrefixTypeTrait;
-            $crate::abi::PluginMod { manifest: __rvirt_manifest, open: __rvirt_open }
-                .leak_into_prefix()
+            $crate::abi::PluginMod {
+                manifest: __rvirt_manifest,
+                open: __rvirt_open,
+            }
+            .leak_into_prefix()
         }
 
         /// The plugin API version this plugin was built against (NUL-terminated).

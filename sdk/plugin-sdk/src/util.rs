@@ -18,7 +18,11 @@ pub fn from_abi_uuid(u: Uuid) -> uuid::Uuid {
 
 /// libvirt's "Domain not found" error for a lookup that matched nothing.
 pub fn no_domain(domain: ErrorDomain, what: &str) -> PluginError {
-    PluginError::new(ErrorCode::NoDomain, domain, format!("domain not found: {what}"))
+    PluginError::new(
+        ErrorCode::NoDomain,
+        domain,
+        format!("domain not found: {what}"),
+    )
 }
 
 /// libvirt's "Requested operation is not valid" error.
@@ -61,10 +65,17 @@ pub enum WriteError {
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), WriteError> {
     let io = |step, p: &Path| {
         let p = p.to_path_buf();
-        move |source| WriteError::Io { step, path: p, source }
+        move |source| WriteError::Io {
+            step,
+            path: p,
+            source,
+        }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
     f.write_all(data).map_err(io("write", &tmp))?;
@@ -92,7 +103,11 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,15 +1,15 @@
 //! The domain document (`<domain>`): validation, generic post-parse defaults
 //! and libvirt-style formatting on top of the lossless [`Element`] tree.
 
+use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::tree::{Element, Node};
 use crate::util::{child_path, generate_mac, parse_u64, parse_uuid, req_attr, scale_to_bytes};
-use crate::FormatOptions;
 
 /// Hypervisor types accepted in `<domain type=...>` (domaincommon.rng).
 pub const DOMAIN_TYPES: &[&str] = &[
     "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware", "hyperv", "vbox",
-    "phyp", "vz", "bhyve",
+    "phyp", "vz", "bhyve", "hvf",
 ];
 
 /// Options for parsing a domain.
@@ -72,7 +72,10 @@ impl Domain {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
+        self.root
+            .child("name")
+            .and_then(|n| n.text_ref())
+            .unwrap_or("")
     }
 
     /// Renames the domain.
@@ -112,14 +115,22 @@ impl Domain {
 
     /// Runtime id (`<domain id=...>`) when running.
     pub fn id(&self) -> Option<i32> {
-        self.root.attr("id").and_then(|s| s.trim().parse::<i32>().ok()).filter(|v| *v >= 0)
+        self.root
+            .attr("id")
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|v| *v >= 0)
     }
 
     /// Sets or clears the runtime id; the live form shows `id='N'`.
     pub fn set_id(&mut self, id: Option<i32>) {
         match id {
             Some(v) if v >= 0 => {
-                let pos = self.root.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+                let pos = self
+                    .root
+                    .attrs()
+                    .iter()
+                    .position(|(k, _)| k == "type")
+                    .map_or(0, |p| p + 1);
                 self.root.insert_attr(pos, "id", &v.to_string());
             }
             _ => self.root.remove_attr("id"),
@@ -152,7 +163,10 @@ impl Domain {
     /// `<maxMemory>` in KiB and its slot count, when present.
     pub fn max_memory_kib(&self) -> Option<(u64, Option<u32>)> {
         let m = self.root.child("maxMemory")?;
-        Some((kib_of(Some(m)), m.attr("slots").and_then(|s| s.trim().parse().ok())))
+        Some((
+            kib_of(Some(m)),
+            m.attr("slots").and_then(|s| s.trim().parse().ok()),
+        ))
     }
 
     /// `<vcpu>` (maximum vCPUs, default 1).
@@ -183,22 +197,34 @@ impl Domain {
 
     /// `<os><type arch=...>`.
     pub fn os_arch(&self) -> Option<&str> {
-        self.root.child("os").and_then(|o| o.child("type")).and_then(|t| t.attr("arch"))
+        self.root
+            .child("os")
+            .and_then(|o| o.child("type"))
+            .and_then(|t| t.attr("arch"))
     }
 
     /// `<os><type machine=...>`.
     pub fn os_machine(&self) -> Option<&str> {
-        self.root.child("os").and_then(|o| o.child("type")).and_then(|t| t.attr("machine"))
+        self.root
+            .child("os")
+            .and_then(|o| o.child("type"))
+            .and_then(|t| t.attr("machine"))
     }
 
     /// `<devices>` children (all device elements in order).
     pub fn devices(&self) -> impl Iterator<Item = &Element> {
-        self.root.child("devices").into_iter().flat_map(|d| d.elements())
+        self.root
+            .child("devices")
+            .into_iter()
+            .flat_map(|d| d.elements())
     }
 
     /// Devices of one kind (`disk`, `interface`, ...).
     pub fn devices_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.root.child("devices").into_iter().flat_map(move |d| d.children_named(kind))
+        self.root
+            .child("devices")
+            .into_iter()
+            .flat_map(move |d| d.children_named(kind))
     }
 
     /// Formats the domain like libvirt.
@@ -251,12 +277,19 @@ pub(crate) fn ensure_macs(root: &mut Element, opts: &ParseOptions) -> Result<(),
         if opts.deterministic_macs {
             let c = counter;
             counter += 1;
-            format!("52:54:00:{:02x}:{:02x}:{:02x}", (c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff)
+            format!(
+                "52:54:00:{:02x}:{:02x}:{:02x}",
+                (c >> 16) & 0xff,
+                (c >> 8) & 0xff,
+                c & 0xff
+            )
         } else {
             generate_mac()
         }
     };
-    let Some(devs) = root.child_mut("devices") else { return Ok(()) };
+    let Some(devs) = root.child_mut("devices") else {
+        return Ok(());
+    };
     let snapshot = devs.clone();
     let mut k = 0usize;
     for iface in devs.children_named_mut("interface") {
@@ -266,11 +299,17 @@ pub(crate) fn ensure_macs(root: &mut Element, opts: &ParseOptions) -> Result<(),
             Some(mac) => {
                 let addr = req_attr(mac, &format!("{path}/mac"), "address")?;
                 let canon = crate::util::canonical_mac(addr).ok_or_else(|| {
-                    XmlError::invalid(format!("{path}/mac/@address"), format!("invalid mac address '{addr}'"))
+                    XmlError::invalid(
+                        format!("{path}/mac/@address"),
+                        format!("invalid mac address '{addr}'"),
+                    )
                 })?;
                 if canon == "00:00:00:00:00:00" {
                     mac.set_attr("address", &next_mac());
-                } else if u8::from_str_radix(&canon[..2], 16).map(|b| b & 1 == 1).unwrap_or(false) {
+                } else if u8::from_str_radix(&canon[..2], 16)
+                    .map(|b| b & 1 == 1)
+                    .unwrap_or(false)
+                {
                     return Err(XmlError::invalid(
                         format!("{path}/mac/@address"),
                         format!("expected unicast mac address, found multicast '{canon}'"),
@@ -317,7 +356,10 @@ mod tests {
         assert_eq!(d.id(), Some(1));
         let live = d.to_xml(&FormatOptions::default());
         assert!(live.starts_with("<domain type='kvm' id='1'>"), "{live}");
-        let inactive = d.to_xml(&FormatOptions { inactive: true, secure: false });
+        let inactive = d.to_xml(&FormatOptions {
+            inactive: true,
+            secure: false,
+        });
         assert!(inactive.starts_with("<domain type='kvm'>"), "{inactive}");
         d.set_id(None);
         assert_eq!(d.id(), None);
@@ -325,8 +367,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let e = Domain::parse("<domain type='kvm'><memory>1</memory><os><type>hvm</type></os></domain>")
-            .expect_err("no name");
+        let e = Domain::parse(
+            "<domain type='kvm'><memory>1</memory><os><type>hvm</type></os></domain>",
+        )
+        .expect_err("no name");
         assert_eq!(e.to_string(), "domain/name: missing required element");
         let e = Domain::parse("<domain><name>x</name></domain>").expect_err("no type");
         assert_eq!(e.to_string(), "domain/@type: missing required attribute");

@@ -10,6 +10,7 @@
 
 pub mod compat;
 pub mod domain;
+pub mod domrules;
 pub mod error;
 pub mod network;
 pub mod normalize;

@@ -15,8 +15,9 @@ pub fn normalize_network(root: &mut Element) -> Result<(), XmlError> {
     }
     if let Some(m) = root.child_mut("mac") {
         let a = m.attr("address").unwrap_or("").to_string();
-        let c = canonical_mac(&a)
-            .ok_or_else(|| XmlError::invalid("network/mac/@address", format!("invalid mac address '{a}'")))?;
+        let c = canonical_mac(&a).ok_or_else(|| {
+            XmlError::invalid("network/mac/@address", format!("invalid mac address '{a}'"))
+        })?;
         m.set_attr("address", &c);
     }
     let mut mode = None;
@@ -26,7 +27,10 @@ pub fn normalize_network(root: &mut Element) -> Result<(), XmlError> {
         }
         let m = f.attr("mode").unwrap_or("nat").to_string();
         if !tables::NETWORK_FORWARD_MODES.contains(&m.as_str()) {
-            return Err(XmlError::invalid("network/forward/@mode", format!("unknown forward mode '{m}'")));
+            return Err(XmlError::invalid(
+                "network/forward/@mode",
+                format!("unknown forward mode '{m}'"),
+            ));
         }
         let dev = f.attr("dev").map(str::to_string);
         if m == "open" && dev.is_some() {

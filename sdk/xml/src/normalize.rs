@@ -2,17 +2,23 @@
 //! defaults, and reordering of children into libvirt's order.  The rules are
 //! data in [`crate::tables`]; this module only interprets them.
 
+use crate::FormatOptions;
 use crate::domain::{ensure_macs, scale_mem_element};
 use crate::error::XmlError;
 use crate::tree::{Element, Node};
 use crate::util::{parse_uuid, req_attr};
-use crate::FormatOptions;
 
 /// Errors of the normaliser are reported as [`XmlError`].
-pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) -> Result<(), XmlError> {
+pub fn normalize_domain(
+    root: &mut Element,
+    opts: &crate::domain::ParseOptions,
+) -> Result<(), XmlError> {
     let ty = req_attr(root, "domain", "type")?;
     if !crate::domain::DOMAIN_TYPES.contains(&ty) {
-        return Err(XmlError::invalid("domain/@type", format!("unknown domain type '{ty}'")));
+        return Err(XmlError::invalid(
+            "domain/@type",
+            format!("unknown domain type '{ty}'"),
+        ));
     }
     check_name(root, "domain")?;
     ensure_uuid(root, "domain")?;
@@ -34,7 +40,11 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
             }
         }
         None => {
-            root.push(Element::new("currentMemory").with_attr("unit", "KiB").with_text(&mem.to_string()));
+            root.push(
+                Element::new("currentMemory")
+                    .with_attr("unit", "KiB")
+                    .with_text(&mem.to_string()),
+            );
         }
     }
     if let Some(m) = root.child_mut("maxMemory") {
@@ -49,12 +59,18 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
                 XmlError::invalid("domain/vcpu", format!("invalid vcpu count '{}'", t.trim()))
             })?;
             if n == 0 {
-                return Err(XmlError::invalid("domain/vcpu", "vcpu count must be at least 1"));
+                return Err(XmlError::invalid(
+                    "domain/vcpu",
+                    "vcpu count must be at least 1",
+                ));
             }
             v.set_text(&n.to_string());
             if let Some(cur) = v.attr("current") {
                 let c: u32 = cur.trim().parse().map_err(|_| {
-                    XmlError::invalid("domain/vcpu/@current", format!("invalid vcpu count '{cur}'"))
+                    XmlError::invalid(
+                        "domain/vcpu/@current",
+                        format!("invalid vcpu count '{cur}'"),
+                    )
                 })?;
                 if c > n {
                     return Err(XmlError::invalid(
@@ -66,18 +82,23 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
                     v.remove_attr("current");
                 }
             }
-            if v.attr("placement").is_none() {
-                v.insert_attr(0, "placement", "static");
-            }
         }
         None => {
-            root.push(Element::new("vcpu").with_attr("placement", "static").with_text("1"));
+            root.push(
+                Element::new("vcpu")
+                    .with_attr("placement", "static")
+                    .with_text("1"),
+            );
         }
     }
 
     // os
-    let os = root.child("os").ok_or_else(|| XmlError::missing_element("domain/os"))?;
-    let ty = os.child("type").ok_or_else(|| XmlError::missing_element("domain/os/type"))?;
+    let os = root
+        .child("os")
+        .ok_or_else(|| XmlError::missing_element("domain/os"))?;
+    let ty = os
+        .child("type")
+        .ok_or_else(|| XmlError::missing_element("domain/os/type"))?;
     if ty.text().trim().is_empty() {
         return Err(XmlError::invalid("domain/os/type", "empty os type"));
     }
@@ -89,6 +110,7 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
     }
 
     ensure_macs(root, opts)?;
+    crate::domrules::apply(root)?;
     order_domain(root);
     Ok(())
 }
@@ -96,13 +118,18 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
 /// Validates `<name>`: present, non-empty, no `/`.
 pub(crate) fn check_name(root: &mut Element, kind: &str) -> Result<(), XmlError> {
     let path = format!("{kind}/name");
-    let n = root.child_mut("name").ok_or_else(|| XmlError::missing_element(path.clone()))?;
+    let n = root
+        .child_mut("name")
+        .ok_or_else(|| XmlError::missing_element(path.clone()))?;
     let text = n.text();
     if text.is_empty() {
         return Err(XmlError::invalid(path, "empty name"));
     }
     if text.contains('/') {
-        return Err(XmlError::invalid(path, format!("name '{text}' cannot contain '/'")));
+        return Err(XmlError::invalid(
+            path,
+            format!("name '{text}' cannot contain '/'"),
+        ));
     }
     n.set_text(&text);
     Ok(())
@@ -125,7 +152,10 @@ pub(crate) fn ensure_uuid(root: &mut Element, kind: &str) -> Result<(), XmlError
                 .iter()
                 .position(|n| matches!(n, Node::Element(e) if e.name() == "name"))
                 .map_or(0, |p| p + 1);
-            root.nodes_mut().insert(pos, Node::Element(Element::new("uuid").with_text(&u.to_string())));
+            root.nodes_mut().insert(
+                pos,
+                Node::Element(Element::new("uuid").with_text(&u.to_string())),
+            );
         }
     }
     Ok(())
@@ -170,7 +200,9 @@ pub fn sort_tree(e: &mut Element, path: &str, table: &[(&str, &[&str])]) {
     if let Some((_, order)) = table.iter().find(|(p, _)| *p == path) {
         sort_children(e, order);
     }
-    let prefix_match = table.iter().any(|(p, _)| p.len() > path.len() && p.starts_with(path));
+    let prefix_match = table
+        .iter()
+        .any(|(p, _)| p.len() > path.len() && p.starts_with(path));
     if !prefix_match {
         return;
     }
@@ -189,9 +221,40 @@ pub fn sort_tree(e: &mut Element, path: &str, table: &[(&str, &[&str])]) {
 pub fn format_filter_domain(root: &mut Element, opts: &FormatOptions) {
     if opts.inactive {
         root.remove_attr("id");
+        for (path, attr) in crate::tables::LIVE_ONLY {
+            match attr {
+                Some(a) => crate::domrules::for_each_path(root, path, &mut |e| e.remove_attr(a)),
+                None => {
+                    let (parent, leaf) = path.rsplit_once('/').unwrap_or(("", path));
+                    if parent.is_empty() {
+                        root.remove_children(|c| c.name() == leaf);
+                    } else {
+                        crate::domrules::for_each_path(root, parent, &mut |e| {
+                            e.remove_children(|c| c.name() == leaf)
+                        });
+                    }
+                }
+            }
+        }
+        strip_backing_index(root);
+        crate::domrules::for_each_path(root, "devices/disk/source", &mut |s| {
+            s.remove_children(|c| c.name() == "seclabel" && c.attr("labelskip").is_some())
+        });
     }
     if !opts.secure {
         strip_secure(root);
+    }
+}
+
+fn strip_backing_index(e: &mut Element) {
+    if e.name() == "backingStore" {
+        e.remove_attr("index");
+        if let Some(s) = e.child_mut("source") {
+            s.remove_attr("index");
+        }
+    }
+    for c in e.elements_mut() {
+        strip_backing_index(c);
     }
 }
 

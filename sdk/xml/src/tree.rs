@@ -28,11 +28,21 @@ pub struct Element {
 
 /// Errors of the tree module are reported as [`XmlError::Syntax`].
 fn syntax(reader_pos: u64, xml: &str, problem: impl Into<String>) -> XmlError {
-    let pos = usize::try_from(reader_pos).unwrap_or(usize::MAX).min(xml.len());
+    let pos = usize::try_from(reader_pos)
+        .unwrap_or(usize::MAX)
+        .min(xml.len());
     let upto = xml.get(..pos).unwrap_or(xml);
     let line = upto.matches('\n').count() + 1;
-    let col = upto.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
-    XmlError::Syntax { path: format!("line {line} column {col}"), problem: problem.into() }
+    let col = upto
+        .rsplit('\n')
+        .next()
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    XmlError::Syntax {
+        path: format!("line {line} column {col}"),
+        problem: problem.into(),
+    }
 }
 
 fn resolve_entity(name: &str) -> Option<String> {
@@ -88,7 +98,11 @@ fn normalize_attr_ws(raw: &str) -> std::borrow::Cow<'_, str> {
 impl Element {
     /// A new element without attributes or children.
     pub fn new(name: impl Into<String>) -> Element {
-        Element { name: name.into(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Parses a document and returns its root element.  The XML declaration,
@@ -163,7 +177,9 @@ impl Element {
                 }
                 Event::Comment(c) => {
                     if let Some(parent) = stack.last_mut() {
-                        parent.children.push(Node::Comment(c.xml10_content().into_owned()));
+                        parent
+                            .children
+                            .push(Node::Comment(c.xml10_content().into_owned()));
                     }
                 }
                 Event::PI(p) => {
@@ -176,7 +192,11 @@ impl Element {
             }
         }
         if let Some(open) = stack.last() {
-            return Err(syntax(xml.len() as u64, xml, format!("element '{}' is not closed", open.name)));
+            return Err(syntax(
+                xml.len() as u64,
+                xml,
+                format!("element '{}' is not closed", open.name),
+            ));
         }
         root.ok_or_else(|| syntax(0, xml, "document has no root element"))
     }
@@ -193,11 +213,19 @@ impl Element {
             let key = a.key.as_ref().to_string();
             let raw: &str = &a.value;
             if raw.contains('<') {
-                return Err(syntax(pos, xml, format!("'<' in value of attribute '{key}'")));
+                return Err(syntax(
+                    pos,
+                    xml,
+                    format!("'<' in value of attribute '{key}'"),
+                ));
             }
             let norm = normalize_attr_ws(raw);
             let Some(val) = unescape(&norm) else {
-                return Err(syntax(pos, xml, format!("bad entity in value of attribute '{key}'")));
+                return Err(syntax(
+                    pos,
+                    xml,
+                    format!("bad entity in value of attribute '{key}'"),
+                ));
             };
             el.attrs.push((key, val));
         }
@@ -229,7 +257,10 @@ impl Element {
 
     /// Value of an attribute.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets an attribute, keeping its position when it already exists.
@@ -279,7 +310,11 @@ impl Element {
     /// First child element with this name, appended when absent.
     #[allow(clippy::unreachable)]
     pub fn child_or_insert(&mut self, name: &str) -> &mut Element {
-        let idx = match self.children.iter().position(|n| matches!(n, Node::Element(c) if c.name == name)) {
+        let idx = match self
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Element(c) if c.name == name))
+        {
             Some(i) => i,
             None => {
                 self.children.push(Node::Element(Element::new(name)));
@@ -364,7 +399,8 @@ impl Element {
 
     /// Replaces all text/CDATA children by one text node (keeps elements/comments).
     pub fn set_text(&mut self, text: &str) {
-        self.children.retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
+        self.children
+            .retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
         if !text.is_empty() {
             self.children.insert(0, Node::Text(text.to_string()));
         }
@@ -416,7 +452,10 @@ impl Element {
         indent(out, depth);
         self.write_open(out);
         let has_elem = self.children.iter().any(|n| matches!(n, Node::Element(_)));
-        let has_other = self.children.iter().any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
+        let has_other = self
+            .children
+            .iter()
+            .any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
         let has_text = self.children.iter().any(|n| match n {
             Node::Text(t) => !t.trim().is_empty(),
             Node::CData(_) => true,
@@ -572,7 +611,15 @@ mod tests {
 
     #[test]
     fn malformed_is_error() {
-        for bad in ["", "<a>", "<a></b>", "<a x='1' x='2'/>", "<a>&foo;</a>", "<a/><b/>", "text"] {
+        for bad in [
+            "",
+            "<a>",
+            "<a></b>",
+            "<a x='1' x='2'/>",
+            "<a>&foo;</a>",
+            "<a/><b/>",
+            "text",
+        ] {
             assert!(Element::parse(bad).is_err(), "{bad:?} should fail");
         }
     }

@@ -12,13 +12,22 @@ use std::path::Path;
 fn corpus() -> Option<std::path::PathBuf> {
     let c = compat::locate_corpus(Path::new(env!("CARGO_MANIFEST_DIR")));
     if c.is_none() {
-        eprintln!("!!!!!!!! rvirt-xml corpus tests DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!");
+        eprintln!(
+            "!!!!!!!! rvirt-xml corpus tests DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!"
+        );
     }
     c
 }
 
 fn show(r: &DirReport) {
-    eprintln!("{:<28} {:<45} {:>4}/{:<4} {:.1}%", r.dir, r.what, r.passed(), r.total(), r.rate() * 100.0);
+    eprintln!(
+        "{:<28} {:<45} {:>4}/{:<4} {:.1}%",
+        r.dir,
+        r.what,
+        r.passed(),
+        r.total(),
+        r.rate() * 100.0
+    );
     if std::env::var_os("RVIRT_VERBOSE").is_some() {
         for x in r.results.iter().filter(|x| !x.ok) {
             eprintln!("    FAIL {}: {}", x.case, x.detail);
@@ -28,8 +37,12 @@ fn show(r: &DirReport) {
 
 fn require(r: &DirReport, min_rate: f64) {
     show(r);
-    let fails: Vec<String> =
-        r.results.iter().filter(|x| !x.ok).map(|x| format!("{}: {}", x.case, x.detail)).collect();
+    let fails: Vec<String> = r
+        .results
+        .iter()
+        .filter(|x| !x.ok)
+        .map(|x| format!("{}: {}", x.case, x.detail))
+        .collect();
     assert!(
         r.rate() >= min_rate,
         "{} below {:.0}%: {}/{}\n{}",
@@ -47,26 +60,32 @@ fn generic_roundtrip() {
     let (a, b) = compat::run_domain_roundtrip(
         &c.join("genericxml2xmlindata"),
         &c.join("genericxml2xmloutdata"),
-        rvirt_xml::FormatOptions { inactive: false, secure: true },
+        rvirt_xml::FormatOptions {
+            inactive: false,
+            secure: true,
+        },
     );
-    require(&a, 0.0);
-    require(&b, 0.0);
+    require(&a, 0.55);
+    require(&b, 0.6);
 }
 
 #[test]
 fn network_roundtrip() {
     let Some(c) = corpus() else { return };
     let (a, b) = compat::run_network(&c.join("networkxml2xmlin"), &c.join("networkxml2xmlout"));
-    require(&a, 0.0);
-    require(&b, 0.0);
+    require(&a, 1.0);
+    require(&b, 1.0);
 }
 
 #[test]
 fn pool_roundtrip() {
     let Some(c) = corpus() else { return };
-    let (a, b) = compat::run_pool(&c.join("storagepoolxml2xmlin"), &c.join("storagepoolxml2xmlout"));
-    require(&a, 0.0);
-    require(&b, 0.0);
+    let (a, b) = compat::run_pool(
+        &c.join("storagepoolxml2xmlin"),
+        &c.join("storagepoolxml2xmlout"),
+    );
+    require(&a, 1.0);
+    require(&b, 1.0);
 }
 
 #[test]
@@ -77,8 +96,8 @@ fn volume_roundtrip() {
         &c.join("storagevolxml2xmlout"),
         &c.join("storagepoolxml2xmlin"),
     );
-    require(&a, 0.0);
-    require(&b, 0.0);
+    require(&a, 1.0);
+    require(&b, 1.0);
 }
 
 #[test]
@@ -87,22 +106,27 @@ fn lxc_roundtrip() {
     let (a, b) = compat::run_domain_roundtrip(
         &c.join("lxcxml2xmldata"),
         &c.join("lxcxml2xmloutdata"),
-        rvirt_xml::FormatOptions { inactive: false, secure: true },
+        rvirt_xml::FormatOptions {
+            inactive: false,
+            secure: true,
+        },
     );
-    require(&a, 0.0);
+    require(&a, 0.9);
     require(&b, 0.0);
 }
 
 #[test]
 fn qemu_inputs() {
     let Some(c) = corpus() else { return };
-    require(&compat::run_qemu(&c.join("qemuxmlconfdata")), 0.0);
+    require(&compat::run_qemu(&c.join("qemuxmlconfdata")), 0.95);
 }
 
 #[test]
 fn compat_report() {
     let Some(c) = corpus() else { return };
-    let Some(out) = std::env::var_os("RVIRT_WRITE_COMPAT") else { return };
+    let Some(out) = std::env::var_os("RVIRT_WRITE_COMPAT") else {
+        return;
+    };
     let reports = compat::run_all(&c);
     let table = compat::markdown(&reports);
     let path = Path::new(&out);

@@ -1,0 +1,870 @@
+//! Generic (driver-agnostic) domain post-parse rules: canonical spellings,
+//! defaults and live-only data.  Value tables live in [`crate::tables`].
+
+use crate::error::XmlError;
+use crate::tables;
+use crate::tree::{Element, Node};
+use crate::util::{child_path, parse_u64, scale_to_bytes};
+
+/// Calls `f` on every element reached by the `/`-separated `path` below `e`.
+pub fn for_each_path(e: &mut Element, path: &str, f: &mut dyn FnMut(&mut Element)) {
+    match path.split_once('/') {
+        None => {
+            for c in e.children_named_mut(path) {
+                f(c);
+            }
+        }
+        Some((head, rest)) => {
+            for c in e.children_named_mut(head) {
+                for_each_path(c, rest, f);
+            }
+        }
+    }
+}
+
+/// Parses a libvirt bitmap (`0-3,^2,8`) into a sorted list of bits.
+pub fn parse_bitmap(s: &str) -> Option<Vec<u32>> {
+    let mut set = std::collections::BTreeSet::new();
+    let mut neg = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return None;
+        }
+        let (exclude, body) = match part.strip_prefix('^') {
+            Some(b) => (true, b),
+            None => (false, part),
+        };
+        let (lo, hi) = match body.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let v = body.parse::<u32>().ok()?;
+                (v, v)
+            }
+        };
+        if lo > hi || hi - lo > 1 << 20 {
+            return None;
+        }
+        for b in lo..=hi {
+            if exclude {
+                neg.push(b);
+            } else {
+                set.insert(b);
+            }
+        }
+    }
+    for b in neg {
+        set.remove(&b);
+    }
+    Some(set.into_iter().collect())
+}
+
+/// Formats bits as libvirt does: ranges joined by commas.
+pub fn format_bitmap(bits: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bits.len() {
+        let start = bits[i];
+        let mut end = start;
+        while i + 1 < bits.len() && bits[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    let t = s.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+/// Canonical spelling of `<address>` attributes (hex widths per type).
+fn canon_address(e: &mut Element) {
+    let ty = e.attr("type").unwrap_or("pci").to_string();
+    let Some((_, fields)) = tables::ADDRESS_FORMATS.iter().find(|(t, _)| *t == ty) else {
+        return;
+    };
+    for (name, width) in fields.iter() {
+        if let Some(v) = e.attr(name)
+            && let Some(n) = parse_num(v)
+        {
+            let s = match width {
+                0 => n.to_string(),
+                w => format!("0x{:0w$x}", n, w = *w),
+            };
+            e.set_attr(name, &s);
+        }
+    }
+}
+
+fn walk_mut(e: &mut Element, f: &mut dyn FnMut(&mut Element)) {
+    f(e);
+    for c in e.elements_mut() {
+        walk_mut(c, f);
+    }
+}
+
+/// Disk target name to index (`sda` -> 0, `sdaa` -> 26), as in the docs.
+fn disk_index(dev: &str) -> Option<u64> {
+    let letters = tables::DISK_PREFIXES
+        .iter()
+        .filter_map(|(p, _)| dev.strip_prefix(p))
+        .find(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase()))?;
+    let mut idx: u64 = 0;
+    for (i, b) in letters.bytes().enumerate() {
+        let v = u64::from(b - b'a');
+        idx = if i == 0 {
+            v
+        } else {
+            (idx + 1).checked_mul(26)?.checked_add(v)?
+        };
+    }
+    Some(idx)
+}
+
+fn disk_bus(disk: &Element) -> String {
+    let t = disk.child("target");
+    if let Some(b) = t.and_then(|t| t.attr("bus")) {
+        return b.to_string();
+    }
+    let dev = t.and_then(|t| t.attr("dev")).unwrap_or("");
+    tables::DISK_PREFIXES
+        .iter()
+        .find(|(p, _)| dev.starts_with(p))
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// Re-inserts disks the way libvirt keeps them: grouped by bus, sorted by
+/// target name within a bus.
+fn order_disks(devices: &mut Element) {
+    let nodes = std::mem::take(devices.nodes_mut());
+    let mut disks: Vec<Element> = Vec::new();
+    let mut rest: Vec<Node> = Vec::new();
+    let mut first_disk_pos = None;
+    for n in nodes {
+        match n {
+            Node::Element(e) if e.name() == "disk" => {
+                if first_disk_pos.is_none() {
+                    first_disk_pos = Some(rest.len());
+                }
+                let bus = disk_bus(&e);
+                let idx = e
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .and_then(disk_index);
+                let mut at = None;
+                let mut last_same = None;
+                for (i, d) in disks.iter().enumerate() {
+                    if disk_bus(d) == bus {
+                        last_same = Some(i);
+                        let di = d
+                            .child("target")
+                            .and_then(|t| t.attr("dev"))
+                            .and_then(disk_index);
+                        if at.is_none()
+                            && let (Some(a), Some(b)) = (di, idx)
+                            && a > b
+                        {
+                            at = Some(i);
+                        }
+                    }
+                }
+                let pos = at.or(last_same.map(|l| l + 1)).unwrap_or(disks.len());
+                disks.insert(pos, e);
+            }
+            other => rest.push(other),
+        }
+    }
+    let pos = first_disk_pos.unwrap_or(rest.len());
+    let mut out: Vec<Node> = Vec::with_capacity(rest.len() + disks.len());
+    let mut rest_iter = rest.into_iter();
+    for _ in 0..pos {
+        if let Some(n) = rest_iter.next() {
+            out.push(n);
+        }
+    }
+    out.extend(disks.into_iter().map(Node::Element));
+    out.extend(rest_iter);
+    *devices.nodes_mut() = out;
+}
+
+fn resolve_ns<'a>(
+    e: &'a Element,
+    root_decls: &'a [(String, String)],
+    prefix: &str,
+) -> Option<&'a str> {
+    let key = format!("xmlns:{prefix}");
+    e.attr(&key).or_else(|| {
+        root_decls
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    })
+}
+
+fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
+    if let Some((p, local)) = e.name().split_once(':')
+        && p == from
+    {
+        let n = format!("{to}:{local}");
+        e.set_name(&n);
+    }
+    e.attrs_mut()
+        .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+    for c in e.elements_mut() {
+        // nested elements may declare their own prefix for the same namespace
+        let own: Option<(String, String)> = c.name().split_once(':').and_then(|(p, _)| {
+            c.attr(&format!("xmlns:{p}"))
+                .filter(|u| *u == uri)
+                .map(|_| (p.to_string(), uri.to_string()))
+        });
+        match own {
+            Some((p, u)) => rename_prefix(c, &p, to, &u),
+            None => rename_prefix(c, from, to, uri),
+        }
+    }
+}
+
+/// Canonical prefixes for libvirt's driver namespaces, declared on the root.
+fn canon_namespaces(root: &mut Element) {
+    let root_decls: Vec<(String, String)> = root
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
+    let mut needed: Vec<(&str, &str)> = Vec::new();
+    for c in root.elements_mut() {
+        let Some((p, _)) = c.name().split_once(':') else {
+            continue;
+        };
+        let p = p.to_string();
+        let Some(uri) = resolve_ns(c, &root_decls, &p).map(str::to_string) else {
+            continue;
+        };
+        let Some((canon, curi)) = tables::DOMAIN_NAMESPACES.iter().find(|(_, u)| *u == uri) else {
+            continue;
+        };
+        rename_prefix(c, &p, canon, curi);
+        if !needed.iter().any(|(c2, _)| c2 == canon) {
+            needed.push((canon, curi));
+        }
+    }
+    for (canon, uri) in needed {
+        root.attrs_mut()
+            .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+        root.set_attr(&format!("xmlns:{canon}"), uri);
+    }
+}
+
+/// `<metadata>`: only namespaced elements, one per namespace, each carrying
+/// its own declaration.
+fn sanitize_metadata(root: &mut Element) {
+    let root_decls: Vec<(String, String)> = root
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
+    let Some(md) = root.child_mut("metadata") else {
+        return;
+    };
+    let md_decls: Vec<(String, String)> = md
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
+    let mut seen: Vec<String> = Vec::new();
+    let nodes = std::mem::take(md.nodes_mut());
+    let mut out = Vec::new();
+    for n in nodes {
+        match n {
+            Node::Element(mut e) => {
+                let Some((p, _)) = e.name().split_once(':') else {
+                    continue;
+                };
+                let p = p.to_string();
+                let key = format!("xmlns:{p}");
+                let uri = e.attr(&key).map(str::to_string).or_else(|| {
+                    md_decls
+                        .iter()
+                        .chain(root_decls.iter())
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.clone())
+                });
+                let Some(uri) = uri else { continue };
+                if seen.contains(&uri) {
+                    continue;
+                }
+                seen.push(uri.clone());
+                if e.attr(&key).is_none() {
+                    e.insert_attr(0, &key, &uri);
+                }
+                out.push(Node::Element(e));
+            }
+            Node::Comment(c) => out.push(Node::Comment(c)),
+            _ => {}
+        }
+    }
+    *md.nodes_mut() = out;
+}
+
+fn scale_kib_attr(e: &mut Element, attr: &str, unit_attr: &str) {
+    if let Some(v) = e.attr(attr)
+        && let Ok(b) = scale_to_bytes(v, e.attr(unit_attr), 1024)
+    {
+        let kib = b.div_ceil(1024);
+        e.set_attr(attr, &kib.to_string());
+        e.set_attr(unit_attr, "KiB");
+    }
+}
+
+/// Applies the generic rules.  `path` style errors are produced for
+/// documented constraints.
+pub fn apply(root: &mut Element) -> Result<(), XmlError> {
+    canon_namespaces(root);
+    sanitize_metadata(root);
+
+    // bitmaps
+    for (path, attr) in tables::BITMAP_ATTRS {
+        let mut err = None;
+        for_each_path(root, path, &mut |e| {
+            if let Some(v) = e.attr(attr) {
+                match parse_bitmap(v) {
+                    Some(bits) => {
+                        let s = format_bitmap(&bits);
+                        e.set_attr(attr, &s);
+                    }
+                    None => {
+                        if err.is_none() {
+                            err = Some(XmlError::invalid(
+                                format!("domain/{path}/@{attr}"),
+                                format!("invalid bitmap '{v}'"),
+                            ));
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+
+    // addresses anywhere
+    walk_mut(root, &mut |e| {
+        if e.name() == "address" && e.attr("type").is_some() {
+            canon_address(e);
+        }
+    });
+    for_each_path(root, "devices/hostdev/source/address", &mut |e| {
+        if e.attr("type").is_none() && e.attr("slot").is_some() {
+            canon_address(e);
+        }
+    });
+
+    // attribute values dropped because they are the default
+    for (path, attr, value) in tables::DEFAULT_ATTR_VALUES {
+        for_each_path(root, path, &mut |e| {
+            if e.attr(attr) == Some(value) {
+                e.remove_attr(attr);
+            }
+        });
+    }
+    // canonical lower-case enum spellings
+    for (path, attr, known) in tables::CASE_INSENSITIVE_ENUMS {
+        for_each_path(root, path, &mut |e| {
+            if let Some(v) = e.attr(attr) {
+                let l = v.to_ascii_lowercase();
+                if l != v && known.contains(&l.as_str()) {
+                    e.set_attr(attr, &l);
+                }
+            }
+        });
+    }
+    // octal permission attributes
+    for (path, attr) in tables::OCTAL_ATTRS {
+        for_each_path(root, path, &mut |e| {
+            if let Some(v) = e.attr(attr)
+                && let Ok(n) = u32::from_str_radix(v.trim(), 8)
+            {
+                e.set_attr(attr, &format!("{n:04o}"));
+            }
+        });
+    }
+
+    memory_rules(root)?;
+    cpu_rules(root);
+    os_rules(root);
+    if let Some(devs) = root.child_mut("devices") {
+        order_disks(devs);
+        device_rules(devs)?;
+    }
+    Ok(())
+}
+
+fn memory_rules(root: &mut Element) -> Result<(), XmlError> {
+    if let Some(mt) = root.child_mut("memtune") {
+        let mut bad = None;
+        for c in mt.elements_mut() {
+            let t = c.text();
+            match scale_to_bytes(&t, c.attr("unit"), 1024) {
+                Ok(b) => {
+                    c.set_attr("unit", "KiB");
+                    c.set_text(&b.div_ceil(1024).to_string());
+                }
+                Err(p) => bad = Some(XmlError::invalid(format!("domain/memtune/{}", c.name()), p)),
+            }
+        }
+        if let Some(b) = bad {
+            return Err(b);
+        }
+        mt.remove_children(|c| {
+            parse_u64(&c.text()).is_some_and(|v| v >= tables::MEMORY_PARAM_UNLIMITED_KIB)
+        });
+        if mt.elements().next().is_none() {
+            root.remove_children(|c| c.name() == "memtune");
+        }
+    }
+    for_each_path(root, "memoryBacking/hugepages/page", &mut |e| {
+        scale_kib_attr(e, "size", "unit")
+    });
+    for_each_path(root, "devices/memory/source/pagesize", &mut |e| {
+        if let Ok(b) = scale_to_bytes(&e.text(), e.attr("unit"), 1024) {
+            e.set_attr("unit", "KiB");
+            e.set_text(&b.div_ceil(1024).to_string());
+        }
+    });
+    for_each_path(
+        root,
+        "devices/disk/driver/metadata_cache/max_size",
+        &mut |e| to_bytes(e),
+    );
+    walk_mut(root, &mut |e| {
+        if e.name() == "backingStore" || e.name() == "disk" {
+            for_each_path(e, "format/metadata_cache/max_size", &mut |m| to_bytes(m));
+            for_each_path(e, "driver/metadata_cache/max_size", &mut |m| to_bytes(m));
+        }
+    });
+    Ok(())
+}
+
+fn to_bytes(e: &mut Element) {
+    if let Ok(b) = scale_to_bytes(&e.text(), e.attr("unit"), 1) {
+        e.set_attr("unit", "bytes");
+        e.set_text(&b.to_string());
+    }
+}
+
+fn cpu_rules(root: &mut Element) {
+    if let Some(cpu) = root.child_mut("cpu") {
+        let host_mode = matches!(
+            cpu.attr("mode"),
+            Some("host-model" | "host-passthrough" | "maximum")
+        );
+        cpu.remove_children(|m| {
+            m.name() == "model"
+                && m.text().trim().is_empty()
+                && (host_mode || m.attr("fallback").is_none_or(|f| f == "allow"))
+                && m.attr("vendor_id").is_none()
+        });
+        if let Some(numa) = cpu.child_mut("numa") {
+            let nodes = std::mem::take(numa.nodes_mut());
+            let (mut cells, others): (Vec<Node>, Vec<Node>) = nodes
+                .into_iter()
+                .partition(|n| matches!(n, Node::Element(e) if e.name() == "cell"));
+            cells.sort_by_key(|n| match n {
+                Node::Element(e) => e
+                    .attr("id")
+                    .and_then(|i| i.trim().parse::<u64>().ok())
+                    .unwrap_or(u64::MAX),
+                _ => u64::MAX,
+            });
+            let mut v = cells;
+            v.extend(others);
+            *numa.nodes_mut() = v;
+            for c in numa.children_named_mut("cell") {
+                scale_kib_attr(c, "memory", "unit");
+            }
+        }
+    }
+    if let Some(ct) = root.child_mut("cputune") {
+        split_sched(ct, "vcpusched", "vcpus");
+        split_sched(ct, "iothreadsched", "iothreads");
+    }
+    for_each_path(root, "cputune/vcpusched", &mut |e| {
+        if !matches!(e.attr("scheduler"), Some("fifo" | "rr")) {
+            e.remove_attr("priority");
+        }
+    });
+    for_each_path(root, "cputune/iothreadsched", &mut |e| {
+        if !matches!(e.attr("scheduler"), Some("fifo" | "rr")) {
+            e.remove_attr("priority");
+        }
+    });
+    // numatune placement
+    let mut auto = false;
+    if let Some(m) = root
+        .child_mut("numatune")
+        .and_then(|n| n.child_mut("memory"))
+    {
+        if m.attr("placement").is_none() {
+            // placement follows from the presence of a nodeset
+        }
+        if m.attr("placement") == Some("auto") {
+            m.remove_attr("nodeset");
+            auto = true;
+        }
+    }
+    if let Some(v) = root.child_mut("vcpu")
+        && v.attr("placement").is_none()
+    {
+        let p = if auto && v.attr("cpuset").is_none() {
+            "auto"
+        } else {
+            "static"
+        };
+        v.insert_attr(0, "placement", p);
+    }
+}
+
+/// One scheduler entry per vCPU/iothread, sorted by id, as libvirt stores them.
+fn split_sched(ct: &mut Element, name: &str, attr: &str) {
+    if ct.children_named(name).next().is_none() {
+        return;
+    }
+    let mut entries: Vec<(u32, Element)> = Vec::new();
+    let nodes = std::mem::take(ct.nodes_mut());
+    let mut out = Vec::new();
+    let mut first_pos = None;
+    for n in nodes {
+        match n {
+            Node::Element(e) if e.name() == name => {
+                if first_pos.is_none() {
+                    first_pos = Some(out.len());
+                }
+                match e.attr(attr).and_then(parse_bitmap) {
+                    Some(bits) => {
+                        for b in bits {
+                            let mut c = e.clone();
+                            c.set_attr(attr, &b.to_string());
+                            entries.push((b, c));
+                        }
+                    }
+                    None => entries.push((u32::MAX, e)),
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    entries.sort_by_key(|(b, _)| *b);
+    let pos = first_pos.unwrap_or(out.len());
+    let tail = out.split_off(pos);
+    out.extend(entries.into_iter().map(|(_, e)| Node::Element(e)));
+    out.extend(tail);
+    *ct.nodes_mut() = out;
+}
+
+fn os_rules(root: &mut Element) {
+    if let Some(bm) = root.child_mut("os").and_then(|o| o.child_mut("bootmenu"))
+        && bm.attr("enable") == Some("no")
+    {
+        bm.remove_attr("timeout");
+    }
+}
+
+const CHARDEVS: &[&str] = &[
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "smartcard",
+    "redirdev",
+];
+
+fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
+    let snapshot_names: Vec<String> = devs.elements().map(|e| e.name().to_string()).collect();
+    let _ = snapshot_names;
+    // disks
+    for d in devs.children_named_mut("disk") {
+        if let Some(t) = d.child_mut("target") {
+            if t.attr("tray") == Some("closed") {
+                t.remove_attr("tray");
+            }
+            if t.attr("removable").is_some() && t.attr("bus") != Some("usb") {
+                t.remove_attr("removable");
+            }
+        }
+        if d.attr("type") == Some("network") && d.child("source").is_none() {
+            d.set_attr("type", "file");
+        }
+        iscsi_lun(d.child_mut("source"));
+    }
+    for h in devs.children_named_mut("hostdev") {
+        iscsi_lun(h.child_mut("source"));
+    }
+    // chardevs
+    for name in CHARDEVS {
+        for c in devs.children_named_mut(name) {
+            let ty = c.attr("type").unwrap_or("pty").to_string();
+            if ty == "unix" {
+                c.remove_children(|s| s.name() == "source" && s.attr("path").is_none());
+            }
+            if ty != "tcp" {
+                c.remove_children(|s| s.name() == "protocol");
+            }
+            if ty == "tcp" || ty == "udp" {
+                for s in c.children_named_mut("source") {
+                    if s.attr("mode").is_none() {
+                        s.insert_attr(0, "mode", "connect");
+                    }
+                }
+            }
+            if ty == "tcp"
+                && c.child("protocol").is_none()
+                && *name != "smartcard"
+                && *name != "redirdev"
+            {
+                c.push(Element::new("protocol").with_attr("type", "raw"));
+            }
+        }
+    }
+    // video: the primary one first, marked
+    let mut videos: Vec<usize> = Vec::new();
+    for (i, n) in devs.nodes().iter().enumerate() {
+        if matches!(n, Node::Element(e) if e.name() == "video") {
+            videos.push(i);
+        }
+    }
+    if let Some(&first) = videos.first() {
+        let primary = videos
+            .iter()
+            .copied()
+            .find(|&i| {
+                matches!(devs.nodes().get(i), Some(Node::Element(e))
+                    if e.child("model").and_then(|m| m.attr("primary")) == Some("yes"))
+            })
+            .unwrap_or(first);
+        if primary != first {
+            let n = devs.nodes_mut().remove(primary);
+            devs.nodes_mut().insert(first, n);
+        }
+        let mut idx = 0;
+        for v in devs.children_named_mut("video") {
+            if let Some(m) = v.child_mut("model") {
+                if idx == 0 && m.attr("type") != Some("none") {
+                    m.set_attr("primary", "yes");
+                } else if m.attr("primary") == Some("no") {
+                    m.remove_attr("primary");
+                }
+            }
+            idx += 1;
+        }
+    }
+    // graphics
+    let snapshot = devs.clone();
+    for (k, g) in devs.children_named_mut("graphics").enumerate() {
+        let path = child_path("domain/devices", &snapshot, "graphics", k);
+        graphics_rules(g, &path)?;
+    }
+    // interfaces
+    for i in devs.children_named_mut("interface") {
+        if let Some(c) = i.child_mut("coalesce") {
+            for_each_path(c, "rx/frames", &mut |f| {
+                if f.attr("max") == Some("0") {
+                    f.remove_attr("max");
+                }
+            });
+            for_each_path(c, "rx", &mut |rx| rx.remove_children(|f| f.is_empty()));
+            c.remove_children(|rx| rx.is_empty());
+        }
+        i.remove_children(|c| c.name() == "coalesce" && c.is_empty());
+    }
+    // redirfilter
+    for_each_path(devs, "redirfilter/usbdev", &mut |u| {
+        for a in ["class", "vendor", "product", "version"] {
+            if u.attr(a) == Some("-1") {
+                u.remove_attr(a);
+            }
+        }
+        if let Some(v) = u.attr("version")
+            && let Some((maj, min)) = v.split_once('.')
+            && let (Ok(a), Ok(b)) = (u32::from_str_radix(maj, 16), u32::from_str_radix(min, 16))
+        {
+            let bcd_min = if min.len() == 1 { b << 4 } else { b };
+            u.set_attr("version", &format!("{a:x}.{bcd_min:02x}"));
+        }
+    });
+    Ok(())
+}
+
+fn iscsi_lun(src: Option<&mut Element>) {
+    if let Some(s) = src
+        && s.attr("protocol") == Some("iscsi")
+        && let Some(n) = s.attr("name")
+        && !n.contains('/')
+    {
+        let v = format!("{n}/0");
+        s.set_attr("name", &v);
+    }
+}
+
+fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
+    let ty = g.attr("type").unwrap_or("").to_string();
+    if ty != "vnc" && ty != "spice" && ty != "rdp" {
+        return Ok(());
+    }
+    // listen attribute vs <listen> elements
+    let attr_listen = g.attr("listen").map(str::to_string);
+    let first_addr = g
+        .children_named("listen")
+        .find(|l| l.attr("type") == Some("address"))
+        .map(|l| l.attr("address").map(str::to_string));
+    match (&attr_listen, &first_addr) {
+        (Some(a), Some(Some(b))) if a != b => {
+            return Err(XmlError::invalid(
+                format!("{path}/@listen"),
+                format!(
+                    "graphics 'listen' attribute '{a}' must match 'address' attribute of first listen element (found '{b}')"
+                ),
+            ));
+        }
+        (Some(a), Some(None)) => {
+            if let Some(l) = g
+                .children_named_mut("listen")
+                .find(|l| l.attr("type") == Some("address"))
+            {
+                l.set_attr("address", a);
+            }
+        }
+        (None, Some(Some(b))) => {
+            let b = b.clone();
+            g.set_attr("listen", &b);
+        }
+        _ => {}
+    }
+    if ty == "vnc"
+        && let Some(sock) = g.attr("socket").map(str::to_string)
+    {
+        let first_sock = g
+            .children_named("listen")
+            .find(|l| l.attr("type") == Some("socket"));
+        if let Some(fs) = first_sock
+            && let Some(s2) = fs.attr("socket")
+            && s2 != sock
+        {
+            return Err(XmlError::invalid(
+                format!("{path}/@socket"),
+                format!(
+                    "graphics 'socket' attribute '{sock}' must match 'socket' attribute of first listen element (found '{s2}')"
+                ),
+            ));
+        }
+        if g.child("listen").is_none() {
+            g.push(
+                Element::new("listen")
+                    .with_attr("type", "socket")
+                    .with_attr("socket", &sock),
+            );
+        }
+    }
+    let has_listen = g.child("listen").is_some();
+    if !has_listen
+        && ty == "spice"
+        && attr_listen.is_none()
+        && g.attr("port").is_none()
+        && g.attr("tlsPort").is_none()
+        && g.attr("autoport") != Some("yes")
+    {
+        g.nodes_mut().insert(
+            0,
+            Node::Element(Element::new("listen").with_attr("type", "none")),
+        );
+    } else if !has_listen {
+        let mut l = Element::new("listen").with_attr("type", "address");
+        if let Some(a) = &attr_listen {
+            l.set_attr("address", a);
+        }
+        g.nodes_mut().insert(0, Node::Element(l));
+    }
+    let first_type = g
+        .child("listen")
+        .and_then(|l| l.attr("type"))
+        .unwrap_or("address")
+        .to_string();
+    if ty == "vnc" {
+        if first_type == "address" || first_type == "network" {
+            let port = g.attr("port").and_then(|p| p.trim().parse::<i64>().ok());
+            let auto = g.attr("autoport") == Some("yes") || port.is_none() || port == Some(-1);
+            if auto {
+                let pos = g
+                    .attrs()
+                    .iter()
+                    .position(|(k, _)| k == "type")
+                    .map_or(0, |p| p + 1);
+                g.insert_attr(pos, "port", "-1");
+                g.insert_attr(pos + 1, "autoport", "yes");
+                g.set_attr("port", "-1");
+                g.set_attr("autoport", "yes");
+            } else {
+                g.set_attr("autoport", "no");
+            }
+        } else {
+            g.remove_attr("port");
+            g.remove_attr("autoport");
+        }
+    } else if ty == "spice"
+        && g.attr("autoport") == Some("no")
+        && g.attr("port").is_none()
+        && g.attr("tlsPort").is_none()
+    {
+        g.remove_attr("autoport");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmaps() {
+        assert_eq!(
+            parse_bitmap("0-2,^1").map(|b| format_bitmap(&b)).as_deref(),
+            Some("0,2")
+        );
+        assert_eq!(
+            parse_bitmap("1-4,8-20,525")
+                .map(|b| format_bitmap(&b))
+                .as_deref(),
+            Some("1-4,8-20,525")
+        );
+        assert!(parse_bitmap("a").is_none());
+        assert!(parse_bitmap("5-1").is_none());
+    }
+
+    #[test]
+    fn disk_indexes() {
+        assert_eq!(disk_index("sda"), Some(0));
+        assert_eq!(disk_index("vdz"), Some(25));
+        assert_eq!(disk_index("sdaa"), Some(26));
+        assert_eq!(disk_index("hdc"), Some(2));
+        assert_eq!(disk_index("xvdb"), Some(1));
+    }
+}

@@ -1,0 +1,266 @@
+//! End-to-end tests: the built `rvirt` binary and plugins, run as a user runs them.
+//!
+//! They need `cargo build --workspace` first; a missing binary or plugin is a failure.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn rvirt_bin() -> PathBuf {
+    let p = profile_dir().join("rvirt");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rvirt-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `rvirt` with a clean environment for plugin lookup and URIs.
+fn run_bin(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("RVIRT_PLUGIN_PATH")
+        .env_remove("RVIRT_DEFAULT_URI")
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .expect("run rvirt")
+}
+
+fn rvirt(args: &[&str]) -> (String, String, bool) {
+    let o = run_bin(&rvirt_bin(), args);
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.success(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (out, err, success) = rvirt(args);
+    assert!(success, "rvirt {args:?} failed: {err}");
+    out
+}
+
+fn fails(args: &[&str]) -> String {
+    let (_, err, success) = rvirt(args);
+    assert!(!success, "rvirt {args:?} should fail");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn list_all_shows_the_running_test_domain() {
+    let out = ok(&["-c", "test:///default", "list", "--all"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Id", "Name", "State"]
+    );
+    assert!(lines[1].chars().all(|c| c == '-'));
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["1", "test", "running"]
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["-c", "test:///default", "list", "--all", "--json"])).unwrap();
+    let doms = json.as_array().unwrap();
+    assert!(
+        doms.iter()
+            .any(|d| d["name"] == "test" && d["state"] == "running" && d["id"] == 1)
+    );
+    assert_eq!(
+        ok(&["list", "--name"]).trim(),
+        "test",
+        "default URI is test:///default"
+    );
+}
+
+#[test]
+fn without_the_plugin_the_cli_says_no_plugin_serves_test() {
+    // A copy of the binary in a directory of its own: the test plugin is out of its
+    // search path (nothing in /usr/lib/rvirt/plugins on a test machine).
+    let dir = tmpdir("noplugin");
+    let bin = dir.join("rvirt");
+    std::fs::copy(rvirt_bin(), &bin).unwrap();
+    let o = run_bin(&bin, &["-c", "test:///default", "list", "--all"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    if Path::new("/usr/lib/rvirt/plugins/librvirt_plugin_test.so").exists() {
+        panic!("a system-wide test plugin is installed; this test cannot isolate the binary");
+    }
+    assert!(
+        err.contains("no installed plugin serves 'test://'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rvirt plugin list"),
+        "hints at plugin list: {err}"
+    );
+    // Putting the plugin back beside the binary makes it work.
+    std::fs::copy(
+        profile_dir().join("librvirt_plugin_test.so"),
+        dir.join("librvirt_plugin_test.so"),
+    )
+    .unwrap();
+    let o = run_bin(&bin, &["-c", "test:///default", "list", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("test"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn plugin_list_reports_loaded_and_refused_plugins() {
+    let out = ok(&["plugin", "list"]);
+    assert!(
+        out.contains("test") && out.contains("hypervisor") && out.contains("loaded"),
+        "{out}"
+    );
+    let dir = tmpdir("pluginlist");
+    std::fs::write(dir.join("libbroken.so"), b"not elf").unwrap();
+    let o = Command::new(rvirt_bin())
+        .args(["plugin", "list", "--json"])
+        .env("RVIRT_PLUGIN_PATH", &dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plugins = v["plugins"].as_array().unwrap();
+    assert!(plugins.iter().any(|p| p["status"] == "refused"
+        && p["file"].as_str().unwrap().ends_with("libbroken.so")
+        && p["reason"].as_str().unwrap().contains("cannot load")));
+    assert!(
+        plugins
+            .iter()
+            .any(|p| p["name"] == "test" && p["api_version"] == v["host_api_version"])
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn domain_commands_on_the_default_node() {
+    let info = ok(&["dominfo", "test"]);
+    for want in [
+        "Name:           test",
+        "State:          running",
+        "CPU(s):         2",
+        "Max memory:     8388608 KiB",
+        "Persistent:     yes",
+    ] {
+        assert!(info.contains(want), "missing {want:?} in {info}");
+    }
+    // A domain argument may be a name, an id or a UUID.
+    assert_eq!(ok(&["domname", "1"]).trim(), "test");
+    assert_eq!(
+        ok(&["domname", "6695eb01-f6a4-8304-79aa-97f2502e193f"]).trim(),
+        "test"
+    );
+    assert_eq!(
+        ok(&["domuuid", "test"]).trim(),
+        "6695eb01-f6a4-8304-79aa-97f2502e193f"
+    );
+    assert_eq!(ok(&["domid", "test"]).trim(), "1");
+    assert_eq!(
+        ok(&["domstate", "test", "--reason"]).trim(),
+        "running (booted)"
+    );
+    assert!(ok(&["suspend", "test"]).contains("Domain 'test' suspended"));
+    assert!(ok(&["destroy", "test"]).contains("Domain 'test' destroyed"));
+    assert!(ok(&["shutdown", "test"]).contains("is being shutdown"));
+    assert!(ok(&["reboot", "test"]).contains("is being rebooted"));
+    assert!(ok(&["autostart", "test"]).contains("marked as autostarted"));
+    let live = ok(&["dumpxml", "test"]);
+    assert!(live.starts_with("<domain type='test' id='1'>"), "{live}");
+    let inactive = ok(&["dumpxml", "--inactive", "test"]);
+    assert!(inactive.starts_with("<domain type='test'>"), "{inactive}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["dominfo", "test", "--json"])).unwrap();
+    assert_eq!(json["max_memory_kib"], 8388608);
+}
+
+#[test]
+fn define_create_and_validate_from_files() {
+    let dir = tmpdir("define");
+    let good = dir.join("vm.xml");
+    std::fs::write(&good, "<domain type='test'><name>vm1</name><memory unit='MiB'>256</memory><os><type>hvm</type></os></domain>").unwrap();
+    assert!(ok(&["define", good.to_str().unwrap()]).contains("Domain 'vm1' defined"));
+    assert!(ok(&["define", "--validate", good.to_str().unwrap()]).contains("defined"));
+    assert!(ok(&["create", good.to_str().unwrap()]).contains("Domain 'vm1' created"));
+    let bad = dir.join("bad.xml");
+    std::fs::write(&bad, "<domain type='test'><memory>1</memory></domain>").unwrap();
+    let e = fails(&["define", "--validate", bad.to_str().unwrap()]);
+    assert!(e.contains("bad.xml") && e.contains("domain/name"), "{e}");
+    let e = fails(&["define", dir.join("missing.xml").to_str().unwrap()]);
+    assert!(e.contains("missing.xml"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn errors_are_one_line_naming_object_and_cause() {
+    let e = fails(&["dominfo", "nosuch"]);
+    assert!(
+        e.contains("'nosuch'") && e.contains("domain not found"),
+        "{e}"
+    );
+    let e = fails(&["resume", "test"]);
+    assert!(e.contains("'test'") && e.contains("not paused"), "{e}");
+    let e = fails(&["-c", "bogus:///x", "list"]);
+    assert!(
+        e.contains("'bogus:///x'") && e.contains("no installed plugin serves 'bogus://'"),
+        "{e}"
+    );
+    let e = fails(&["-r", "destroy", "test"]);
+    assert!(e.contains("read only"), "{e}");
+}
+
+#[test]
+fn host_commands() {
+    assert_eq!(ok(&["uri"]).trim(), "test:///default");
+    assert!(!ok(&["hostname"]).trim().is_empty());
+    let v = ok(&["version"]);
+    assert!(v.contains("Running hypervisor: Test 0.0.2"), "{v}");
+    let n = ok(&["nodeinfo"]);
+    assert!(
+        n.contains("CPU(s):              16") && n.contains("Memory size:         16777216 KiB"),
+        "{n}"
+    );
+    let caps = ok(&["capabilities"]);
+    assert!(
+        caps.starts_with("<capabilities>") && caps.contains("<domain type='test'/>"),
+        "{caps}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&ok(&["nodeinfo", "--json"])).unwrap();
+    assert_eq!(j["cpus"], 16);
+    let help = ok(&["help", "list"]);
+    assert!(help.contains("--all"), "{help}");
+}
+
+#[test]
+fn xml_normalize_prints_libvirts_form() {
+    let dir = tmpdir("normalize");
+    let f = dir.join("d.xml");
+    std::fs::write(&f, "<domain type=\"kvm\"><name>n</name><memory unit=\"MiB\">1</memory><os><type>hvm</type></os></domain>").unwrap();
+    let out = ok(&["xml", "normalize", "--kind", "domain", f.to_str().unwrap()]);
+    assert!(out.contains("<memory unit='KiB'>1024</memory>"), "{out}");
+    std::fs::write(&f, "<domain type='kvm'><name>n</name>").unwrap();
+    let e = fails(&["xml", "normalize", "--kind", "domain", f.to_str().unwrap()]);
+    assert!(e.contains("d.xml"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: builds all binaries and plugin shared objects first
+# (the integration tests load the real plugins and run the real binaries), then the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --workspace --locked
+for fixture in tests/fixtures/*/Cargo.toml; do
+    cargo build --locked --quiet --manifest-path "$fixture" --target-dir target/fixtures
+done
+cargo test --workspace --locked
