@@ -135,6 +135,19 @@ pub trait DriverConnection: Send + Sync {
     fn has_managed_save_image(&self, _uuid: Uuid, _flags: u32) -> PResult<bool> {
         RResult::RErr(PluginError::no_support("virDomainHasManagedSaveImage"))
     }
+
+    // ---- API 1.2 ----
+
+    /// Convert a domain XML document to the hypervisor's native configuration (`format`
+    /// names it, e.g. `qemu-argv`). Since 1.2.
+    fn domain_xml_to_native(
+        &self,
+        _format: RStr<'_>,
+        _xml: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RString> {
+        RResult::RErr(PluginError::no_support("virConnectDomainXMLToNative"))
+    }
 }
 
 /// The boxed connection trait object a plugin hands to the host.

@@ -126,6 +126,14 @@ enum Command {
     Nodeinfo,
     /// Capabilities XML
     Capabilities,
+    /// Convert a domain XML document to the hypervisor's native format (e.g. qemu-argv)
+    #[command(name = "domxml-to-native")]
+    DomxmlToNative {
+        /// Native format, e.g. qemu-argv
+        format: String,
+        /// Domain XML file
+        file: PathBuf,
+    },
     /// Plugins
     Plugin {
         #[command(subcommand)]
@@ -399,6 +407,17 @@ fn run(cli: Cli) -> Result<()> {
                 .context("failed to get capabilities")?;
             print!("{caps}");
             if !caps.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+        Command::DomxmlToNative { format, file } => {
+            let xml = read_file(&file)?;
+            let native = conn
+                .domain_xml_to_native(&format, &xml)
+                .with_context(|| format!("failed to convert '{}' to {format}", file.display()))?;
+            print!("{native}");
+            if !native.ends_with('\n') {
                 println!();
             }
             Ok(())

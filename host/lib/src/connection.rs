@@ -134,6 +134,12 @@ impl Connection {
         self.backend.create_xml(xml, flags).map(|d| self.domain(d))
     }
 
+    /// `virConnectDomainXMLToNative`: the hypervisor's native form of a domain document
+    /// (`format` e.g. `qemu-argv`).
+    pub fn domain_xml_to_native(&self, format: &str, xml: &str) -> Result<String> {
+        self.backend.domain_xml_to_native(format, xml, 0)
+    }
+
     /// Registers `callback` for this connection's domain lifecycle events. The callback
     /// runs on the driver's thread: keep it quick and do not call the connection from it.
     pub fn subscribe_events(

@@ -374,6 +374,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             0 => header
                 .ensure_layout::<api::frozen::v1_0::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            1 => header
+                .ensure_layout::<api::frozen::v1_1::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -681,6 +684,13 @@ impl Backend for PluginBackend {
         self.call("virDomainHasManagedSaveImage", || {
             self.conn.has_managed_save_image(abi_uuid(uuid), flags)
         })
+    }
+    fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String> {
+        self.call("virConnectDomainXMLToNative", || {
+            self.conn
+                .domain_xml_to_native(RStr::from_str(format), RStr::from_str(xml), flags)
+        })
+        .map(Into::into)
     }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;

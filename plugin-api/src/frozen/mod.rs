@@ -11,3 +11,4 @@
 #![allow(missing_docs)]
 
 pub mod v1_0;
+pub mod v1_1;

@@ -91,6 +91,7 @@ guarded! {
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> = "virDomainGetVcpusFlags";
     fn get_os_type(&self, uuid: Uuid) -> PResult<RString> = "virDomainGetOSType";
     fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> = "virDomainHasManagedSaveImage";
+    fn domain_xml_to_native(&self, format: RStr<'_>, xml: RStr<'_>, flags: u32) -> PResult<RString> = "virConnectDomainXMLToNative";
 }
 
 #[cfg(test)]

@@ -11,6 +11,14 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
+/// `1.N` of the host's plugin API.
+fn current_minor() -> String {
+    rvirt_host::PLUGIN_API_VERSION
+        .rsplit_once('.')
+        .map(|(mm, _)| mm.to_string())
+        .unwrap()
+}
+
 /// `target/debug` (or the profile directory this test binary was built in).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -179,6 +187,9 @@ fn older_minor_plugin_loads_and_lacking_methods_answer_no_support() {
         d.get_vcpus_flags(0).unwrap_err(),
         d.get_os_type().map(|_| 0).unwrap_err(),
         d.has_managed_save_image(0).map(|_| 0).unwrap_err(),
+        conn.domain_xml_to_native("qemu-argv", "<domain/>")
+            .map(|_| 0)
+            .unwrap_err(),
     ] {
         assert!(err.is_no_support(), "{err}");
         let msg = err.to_string();
@@ -186,8 +197,40 @@ fn older_minor_plugin_loads_and_lacking_methods_answer_no_support() {
             msg.contains("not supported") && msg.contains("driver 'legacy'"),
             "{msg}"
         );
-        assert!(msg.contains("virDomain"), "names the operation: {msg}");
+        assert!(msg.contains(": vir"), "names the operation: {msg}");
     }
+}
+
+#[test]
+fn minor_1_1_plugin_loads_into_the_1_2_host() {
+    let so = fixture("minor-1-1", "rvirt_fixture_legacy11");
+    let (rt, _dir) = runtime_with(&[(&so, "librvirt_fixture_legacy11.so")]);
+    match &rt.plugins()[0].status {
+        PluginStatus::Loaded(m) => assert_eq!(m.api_version, "1.1.0"),
+        other => panic!("the 1.1 plugin should load into the 1.2 host: {other:?}"),
+    }
+    let conn = rt.open("legacy11:///", false).unwrap();
+    let d = conn.lookup_domain_by_name("legacy11").unwrap();
+    assert_eq!(d.get_state().unwrap().0, DomainState::Running);
+    // A 1.1 method the plugin left at the trait's default, and a 1.2 method its vtable
+    // does not have at all: both answer no-support, naming the operation.
+    let e = d.get_os_type().unwrap_err();
+    assert!(
+        e.is_no_support() && e.to_string().contains("virDomainGetOSType"),
+        "{e}"
+    );
+    let e = conn
+        .domain_xml_to_native("qemu-argv", "<domain/>")
+        .unwrap_err();
+    assert!(
+        e.is_no_support() && e.to_string().contains("virConnectDomainXMLToNative"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("driver 'legacy11', plugin API 1.1.0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -204,7 +247,7 @@ fn other_major_plugin_is_refused_with_versions_and_file() {
         "names the plugin's API version: {msg}"
     );
     assert!(
-        msg.contains("1.0 to 1.1"),
+        msg.contains(&format!("1.0 to {}", current_minor())),
         "names the supported range: {msg}"
     );
     let e = rt.open("future:///", false).unwrap_err();
