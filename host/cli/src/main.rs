@@ -433,17 +433,16 @@ fn read_file(path: &PathBuf) -> Result<String> {
 
 /// Finds a domain by id, UUID or name, in that order, as virsh does.
 fn lookup(conn: &Connection, arg: &str) -> Result<Domain> {
-    if let Ok(id) = arg.parse::<i32>() {
-        if id >= 0 {
-            if let Ok(d) = conn.lookup_domain_by_id(id) {
-                return Ok(d);
-            }
-        }
+    if let Ok(id) = arg.parse::<i32>()
+        && id >= 0
+        && let Ok(d) = conn.lookup_domain_by_id(id)
+    {
+        return Ok(d);
     }
-    if let Ok(u) = uuid::Uuid::parse_str(arg) {
-        if let Ok(d) = conn.lookup_domain_by_uuid(u) {
-            return Ok(d);
-        }
+    if let Ok(u) = uuid::Uuid::parse_str(arg)
+        && let Ok(d) = conn.lookup_domain_by_uuid(u)
+    {
+        return Ok(d);
     }
     conn.lookup_domain_by_name(arg)
         .with_context(|| format!("failed to get domain '{arg}'"))

@@ -136,11 +136,10 @@ struct LoadedPlugin {
 
 /// Libraries are never unloaded (abi_stable keeps `'static` references into them), so a
 /// file is loaded at most once per process, whatever the number of runtimes.
-fn load_cache()
--> &'static Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>> {
-    static CACHE: OnceLock<
-        Mutex<HashMap<PathBuf, std::result::Result<Arc<LoadedPlugin>, LoadError>>>,
-    > = OnceLock::new();
+type LoadResult = std::result::Result<Arc<LoadedPlugin>, LoadError>;
+
+fn load_cache() -> &'static Mutex<HashMap<PathBuf, LoadResult>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, LoadResult>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -160,10 +159,9 @@ pub fn default_search_path() -> Vec<PathBuf> {
         if dir
             .file_name()
             .is_some_and(|n| n == "deps" || n == "examples")
+            && let Some(parent) = dir.parent()
         {
-            if let Some(parent) = dir.parent() {
-                dir = parent.to_path_buf();
-            }
+            dir = parent.to_path_buf();
         }
         dirs.push(dir.join("plugins"));
         dirs.push(dir);
