@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --locked
 for fixture in tests/fixtures/*/Cargo.toml; do
-    cargo build --locked --quiet --manifest-path "$fixture" --target-dir target/fixtures
+    cargo build --locked --quiet --manifest-path "$fixture" --target-dir "${CARGO_TARGET_DIR:-target}/fixtures"
 done
 cargo test --workspace --locked
