@@ -3,6 +3,7 @@
 //! It links no driver: every connection goes through `rvirt-host`, which loads the plugin
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
+mod console;
 mod table;
 
 use anyhow::{Context, Result};
@@ -126,6 +127,8 @@ enum Command {
     Nodeinfo,
     /// Capabilities XML
     Capabilities,
+    /// Attach to the domain's serial console (pty); Ctrl + ] detaches
+    Console { domain: String },
     /// Convert a domain XML document to the hypervisor's native format (e.g. qemu-argv)
     #[command(name = "domxml-to-native")]
     DomxmlToNative {
@@ -400,6 +403,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!();
             Ok(())
+        }
+        Command::Console { domain } => {
+            let d = lookup(&conn, &domain)?;
+            let xml = d
+                .get_xml_desc(0)
+                .with_context(|| format!("failed to get XML of domain '{domain}'"))?;
+            console::run(d.name(), &xml)
         }
         Command::Capabilities => {
             let caps = conn

@@ -5,22 +5,28 @@
 //! connection's writer task, so driver threads (event callbacks) never block on a slow
 //! client.
 
+use crate::outbox::Outbox;
 use rvirt_host::{Connection, DomainEvent};
 use rvirt_wire::protocol::{self, NonnullDomain, REMOTE_PROGRAM, REMOTE_VERSION, event_id};
 use rvirt_wire::remote::{DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg};
 use rvirt_wire::{Header, RemoteProcedure, frame};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
-
-/// Frames queued for a client's socket.
-pub type Outbox = mpsc::UnboundedSender<Vec<u8>>;
 
 /// The daemon-wide part every client sees.
-#[derive(Debug)]
 pub struct Shared {
     pub runtime: Arc<rvirt_host::Runtime>,
     pub default_uri: String,
+    /// Run query calls on the async worker that read them (see `Config::inline_queries`).
+    pub inline_queries: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("default_uri", &self.default_uri)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One connected client.
@@ -30,7 +36,7 @@ pub struct Client {
     /// Connected on a read-only socket.
     pub read_only_socket: bool,
     pub shared: Arc<Shared>,
-    pub outbox: Outbox,
+    pub outbox: Arc<Outbox>,
     /// Whether the client asked for keepalive (`CONNECT_SUPPORTS_FEATURE` 10).
     pub keepalive: AtomicBool,
     /// Whether the client registered a close callback.
@@ -83,48 +89,79 @@ impl Events {
     pub fn add(&mut self, event_id: i32, domain: Option<[u8; 16]>) -> i32 {
         self.next_id += 1;
         let id = self.next_id;
-        self.callbacks.push(Callback { id, event_id, domain, legacy: false });
+        self.callbacks.push(Callback {
+            id,
+            event_id,
+            domain,
+            legacy: false,
+        });
         id
     }
 
     /// Adds a legacy registration; false if this event id is already registered.
     pub fn add_legacy(&mut self, event_id: i32) -> bool {
-        if self.callbacks.iter().any(|c| c.legacy && c.event_id == event_id) {
+        if self
+            .callbacks
+            .iter()
+            .any(|c| c.legacy && c.event_id == event_id)
+        {
             return false;
         }
-        self.callbacks.push(Callback { id: event_id, event_id, domain: None, legacy: true });
+        self.callbacks.push(Callback {
+            id: event_id,
+            event_id,
+            domain: None,
+            legacy: true,
+        });
         true
     }
 
     /// Removes a registration; false if it did not exist.
     pub fn remove(&mut self, id: i32, legacy: bool) -> bool {
         let before = self.callbacks.len();
-        self.callbacks.retain(|c| !(c.legacy == legacy && c.id == id));
+        self.callbacks
+            .retain(|c| !(c.legacy == legacy && c.id == id));
         before != self.callbacks.len()
-    }
-
-    /// Whether nothing is registered.
-    pub fn is_empty(&self) -> bool {
-        self.callbacks.is_empty()
     }
 
     /// The frames to push for one lifecycle event.
     pub fn frames_for(&self, event: &DomainEvent) -> Vec<Vec<u8>> {
         let uuid = *event.domain.uuid.as_bytes();
-        let dom = NonnullDomain { name: event.domain.name.clone(), uuid, id: event.domain.id };
-        let msg = DomainEventLifecycleMsg { dom, event: event.event, detail: event.detail };
+        let dom = NonnullDomain {
+            name: event.domain.name.clone(),
+            uuid,
+            id: event.domain.id,
+        };
+        let msg = DomainEventLifecycleMsg {
+            dom,
+            event: event.event,
+            detail: event.detail,
+        };
         let mut out = Vec::new();
         for cb in &self.callbacks {
             if cb.event_id != event_id::LIFECYCLE || cb.domain.is_some_and(|d| d != uuid) {
                 continue;
             }
             let encoded = if cb.legacy {
-                let header = Header::message(REMOTE_PROGRAM, REMOTE_VERSION, RemoteProcedure::DomainEventLifecycle.number());
+                let header = Header::message(
+                    REMOTE_PROGRAM,
+                    REMOTE_VERSION,
+                    RemoteProcedure::DomainEventLifecycle.number(),
+                );
                 frame::encode(&header, &msg)
             } else {
-                let header =
-                    Header::message(REMOTE_PROGRAM, REMOTE_VERSION, RemoteProcedure::DomainEventCallbackLifecycle.number());
-                frame::encode(&header, &DomainEventCallbackLifecycleMsg { callback_id: cb.id, msg: msg.clone() })
+                let header = Header::message(
+                    REMOTE_PROGRAM,
+                    REMOTE_VERSION,
+                    RemoteProcedure::DomainEventCallbackLifecycle.number(),
+                );
+                frame::encode(
+                    &header,
+                    &DomainEventCallbackLifecycleMsg {
+                        callback_id: cb.id,
+                        msg: msg.clone(),
+                    },
+                )
             };
             match encoded {
                 Ok(f) => out.push(f),
@@ -140,7 +177,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Client {
-    pub fn new(id: u64, read_only_socket: bool, shared: Arc<Shared>, outbox: Outbox) -> Client {
+    pub fn new(
+        id: u64,
+        read_only_socket: bool,
+        shared: Arc<Shared>,
+        outbox: Arc<Outbox>,
+    ) -> Client {
         Client {
             id,
             read_only_socket,
@@ -149,14 +191,17 @@ impl Client {
             keepalive: AtomicBool::new(false),
             close_callback: AtomicBool::new(false),
             subscribe: Mutex::new(()),
-            state: Mutex::new(State { read_only: read_only_socket, ..State::default() }),
+            state: Mutex::new(State {
+                read_only: read_only_socket,
+                ..State::default()
+            }),
             events: Arc::default(),
         }
     }
 
-    /// Queues a frame for the client; dropped silently if the client is gone.
+    /// Sends a frame to the client; dropped silently if the client is gone.
     pub fn send(&self, frame: Vec<u8>) {
-        let _ = self.outbox.send(frame);
+        self.outbox.send(frame);
     }
 
     /// The open driver connection, if any.
@@ -206,15 +251,17 @@ impl Client {
             if st.subscription.is_some() {
                 return Ok(());
             }
-            let Some(conn) = st.conn.clone() else { return Ok(()) };
+            let Some(conn) = st.conn.clone() else {
+                return Ok(());
+            };
             conn
         };
         let events = Arc::clone(&self.events);
-        let outbox = self.outbox.clone();
+        let outbox = Arc::clone(&self.outbox);
         let id = conn.subscribe_events(move |event: &DomainEvent| {
             let frames = lock(&events).frames_for(event);
             for f in frames {
-                let _ = outbox.send(f);
+                outbox.send(f);
             }
         })?;
         lock(&self.state).subscription = Some(id);
@@ -229,10 +276,10 @@ impl Client {
             let mut st = lock(&self.state);
             (st.conn.take(), st.subscription.take())
         };
-        if let (Some(conn), Some(id)) = (&conn, sub) {
-            if let Err(e) = conn.unsubscribe_events(id) {
-                tracing::debug!(client = self.id, "unsubscribe failed: {e}");
-            }
+        if let (Some(conn), Some(id)) = (&conn, sub)
+            && let Err(e) = conn.unsubscribe_events(id)
+        {
+            tracing::debug!(client = self.id, "unsubscribe failed: {e}");
         }
         lock(&self.events).callbacks.clear();
         drop(conn);
@@ -241,7 +288,11 @@ impl Client {
 
 /// A keepalive message (PING or PONG).
 pub fn keepalive_frame(procedure: i32) -> Vec<u8> {
-    let header = Header::message(protocol::KEEPALIVE_PROGRAM, protocol::KEEPALIVE_VERSION, procedure);
+    let header = Header::message(
+        protocol::KEEPALIVE_PROGRAM,
+        protocol::KEEPALIVE_VERSION,
+        procedure,
+    );
     frame::encode(&header, &()).unwrap_or_default()
 }
 
@@ -252,7 +303,15 @@ mod tests {
     use rvirt_wire::xdr;
 
     fn event(uuid: uuid::Uuid) -> DomainEvent {
-        DomainEvent { domain: DomainId { name: "vm".into(), uuid, id: 3 }, event: 2, detail: 0 }
+        DomainEvent {
+            domain: DomainId {
+                name: "vm".into(),
+                uuid,
+                id: 3,
+            },
+            event: 2,
+            detail: 0,
+        }
     }
 
     #[test]
@@ -270,13 +329,16 @@ mod tests {
         let modern = &frames[0];
         assert_eq!(&modern[12..16], 318i32.to_be_bytes());
         let body: DomainEventCallbackLifecycleMsg = xdr::from_bytes(&modern[28..]).unwrap();
-        assert_eq!((body.callback_id, body.msg.event, body.msg.dom.id), (a, 2, 3));
+        assert_eq!(
+            (body.callback_id, body.msg.event, body.msg.dom.id),
+            (a, 2, 3)
+        );
         assert_eq!(&frames[1][12..16], 107i32.to_be_bytes());
         assert_eq!(ev.frames_for(&event(other)).len(), 3);
         assert!(ev.remove(c, false));
         assert!(!ev.remove(c, false));
         assert!(ev.remove(event_id::LIFECYCLE, true));
-        assert!(ev.remove(a, false) && ev.remove(b, false) && ev.is_empty());
+        assert!(ev.remove(a, false) && ev.remove(b, false) && ev.callbacks.is_empty());
     }
 
     #[test]

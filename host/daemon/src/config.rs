@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid socket permissions '{0}': expected an octal mode such as \"0700\"")]
     Perms(String),
     #[error("no runtime directory: XDG_RUNTIME_DIR is not set and the daemon does not run as root")]
@@ -25,6 +31,9 @@ pub struct Config {
     pub default_uri: String,
     /// Most clients connected at once; more are accepted and closed at once.
     pub max_clients: usize,
+    /// Calls of one client that may run in the worker pool at once (queries on the fast
+    /// path do not count); further requests wait unread in the socket.
+    pub max_client_requests: usize,
     /// Seconds between keepalive pings to an idle client that asked for keepalive.
     pub keepalive_interval: u64,
     /// Unanswered pings after which such a client is dropped.
@@ -37,6 +46,11 @@ pub struct Config {
     pub libvirt_sockets: bool,
     /// Threads running driver calls.
     pub max_workers: usize,
+    /// Run query calls (lookups, info, XML, lists: libvirt's high-priority calls) on the
+    /// async worker thread that read them instead of handing the worker's duties to
+    /// another thread first. Lower latency, but a driver that blocks in a query stalls
+    /// that worker's other connections. Off by default.
+    pub inline_queries: bool,
 }
 
 impl Default for Config {
@@ -44,12 +58,14 @@ impl Default for Config {
         Config {
             default_uri: "test:///default".into(),
             max_clients: 5000,
+            max_client_requests: 5,
             keepalive_interval: 5,
             keepalive_count: 5,
             unix_sock_rw_perms: "0700".into(),
             unix_sock_ro_perms: "0777".into(),
             libvirt_sockets: false,
-            max_workers: 16,
+            max_workers: 8,
+            inline_queries: false,
         }
     }
 }
@@ -59,10 +75,20 @@ impl Config {
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
         };
-        Config::parse(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        Config::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Parses the TOML text of a config file.
@@ -117,7 +143,10 @@ impl Layout {
     }
 
     /// The system layout for root, the session layout (`$XDG_RUNTIME_DIR/rvirt`) otherwise.
-    pub fn default_for(uid: u32, env: impl Fn(&str) -> Option<String>) -> Result<Layout, ConfigError> {
+    pub fn default_for(
+        uid: u32,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Layout, ConfigError> {
         if uid == 0 {
             return Ok(Layout {
                 run_dir: "/run/rvirt".into(),
@@ -127,10 +156,16 @@ impl Layout {
                 system: true,
             });
         }
-        let runtime = env("XDG_RUNTIME_DIR").filter(|s| !s.is_empty()).ok_or(ConfigError::NoRuntimeDir)?;
+        let runtime = env("XDG_RUNTIME_DIR")
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::NoRuntimeDir)?;
         let home = env("HOME").unwrap_or_else(|| "/".into());
-        let config_home = env("XDG_CONFIG_HOME").filter(|s| !s.is_empty()).unwrap_or_else(|| format!("{home}/.config"));
-        let data_home = env("XDG_DATA_HOME").filter(|s| !s.is_empty()).unwrap_or_else(|| format!("{home}/.local/share"));
+        let config_home = env("XDG_CONFIG_HOME")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{home}/.config"));
+        let data_home = env("XDG_DATA_HOME")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{home}/.local/share"));
         Ok(Layout {
             run_dir: PathBuf::from(&runtime).join("rvirt"),
             state_dir: PathBuf::from(data_home).join("rvirt"),
@@ -157,7 +192,8 @@ impl Layout {
 
     /// libvirt's read-only socket path (system daemons only, like libvirt).
     pub fn libvirt_ro_socket(&self) -> Option<PathBuf> {
-        self.system.then(|| self.libvirt_run_dir.join("libvirt-sock-ro"))
+        self.system
+            .then(|| self.libvirt_run_dir.join("libvirt-sock-ro"))
     }
 }
 
@@ -169,10 +205,16 @@ mod tests {
     fn defaults_and_parsing() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         let c = Config::parse("default_uri = \"test:///tmp/x.xml\"\nmax_clients = 10\n").unwrap();
-        assert_eq!((c.default_uri.as_str(), c.max_clients), ("test:///tmp/x.xml", 10));
+        assert_eq!(
+            (c.default_uri.as_str(), c.max_clients),
+            ("test:///tmp/x.xml", 10)
+        );
         assert!(Config::parse("bogus = 1").is_err());
         assert_eq!(Config::default().rw_mode().unwrap(), 0o700);
-        let bad = Config { unix_sock_ro_perms: "999".into(), ..Config::default() };
+        let bad = Config {
+            unix_sock_ro_perms: "999".into(),
+            ..Config::default()
+        };
         assert!(matches!(bad.ro_mode(), Err(ConfigError::Perms(_))));
     }
 
@@ -181,7 +223,10 @@ mod tests {
         let l = Layout::under_root(Path::new("/tmp/r"));
         assert_eq!(l.rw_socket(), Path::new("/tmp/r/run/rvirt-sock"));
         assert_eq!(l.ro_socket(), Path::new("/tmp/r/run/rvirt-sock-ro"));
-        assert_eq!(l.libvirt_ro_socket().unwrap(), Path::new("/tmp/r/run/libvirt/libvirt-sock-ro"));
+        assert_eq!(
+            l.libvirt_ro_socket().unwrap(),
+            Path::new("/tmp/r/run/libvirt/libvirt-sock-ro")
+        );
         let root = Layout::default_for(0, |_| None).unwrap();
         assert_eq!(root.rw_socket(), Path::new("/run/rvirt/rvirt-sock"));
         let env = |k: &str| match k {
@@ -190,9 +235,18 @@ mod tests {
             _ => None,
         };
         let user = Layout::default_for(1000, env).unwrap();
-        assert_eq!(user.rw_socket(), Path::new("/run/user/1000/rvirt/rvirt-sock"));
-        assert_eq!(user.config_file, Path::new("/home/u/.config/rvirt/rvirtd.toml"));
+        assert_eq!(
+            user.rw_socket(),
+            Path::new("/run/user/1000/rvirt/rvirt-sock")
+        );
+        assert_eq!(
+            user.config_file,
+            Path::new("/home/u/.config/rvirt/rvirtd.toml")
+        );
         assert!(user.libvirt_ro_socket().is_none());
-        assert!(matches!(Layout::default_for(1000, |_| None), Err(ConfigError::NoRuntimeDir)));
+        assert!(matches!(
+            Layout::default_for(1000, |_| None),
+            Err(ConfigError::NoRuntimeDir)
+        ));
     }
 }

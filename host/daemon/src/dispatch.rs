@@ -17,7 +17,14 @@ const LIST_ACTIVE: u32 = 1;
 /// `VIR_CONNECT_LIST_DOMAINS_INACTIVE`.
 const LIST_INACTIVE: u32 = 2;
 
-type CallResult = Result<Vec<u8>, RemoteError>;
+/// A failed call: the `remote_error` to send (boxed: it is large and errors are rare).
+pub type Failure = Box<RemoteError>;
+
+fn err(code: i32, domain: i32, message: impl Into<String>) -> Failure {
+    Box::new(RemoteError::new(code, domain, message))
+}
+
+type CallResult = Result<Vec<u8>, Failure>;
 
 /// Answers one CALL of `REMOTE_PROGRAM`; returns the whole reply frame.
 pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> {
@@ -28,12 +35,19 @@ pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> 
     let encoded = match result {
         Ok(ret) => frame::encode_raw(&header.reply(Status::Ok), &ret),
         Err(err) => {
-            tracing::debug!(client = client.id, procedure = header.procedure, "call failed: {err}");
+            tracing::debug!(
+                client = client.id,
+                procedure = header.procedure,
+                "call failed: {err}"
+            );
             frame::encode(&header.reply(Status::Error), &err)
         }
     };
     encoded.unwrap_or_else(|e| {
-        let err = rpc_error(format!("cannot encode the reply to procedure {}: {e}", header.procedure));
+        let err = rpc_error(format!(
+            "cannot encode the reply to procedure {}: {e}",
+            header.procedure
+        ));
         frame::encode(&header.reply(Status::Error), &err).unwrap_or_default()
     })
 }
@@ -54,11 +68,19 @@ pub fn is_inline(procedure: i32) -> bool {
     ) || P::from_number(procedure).is_none()
 }
 
+/// Calls that reach a driver but are expected to return quickly (queries: libvirt's
+/// high-priority calls). Everything else, state changes first, runs on the pool.
+pub fn is_quick(procedure: i32) -> bool {
+    P::from_number(procedure)
+        .is_some_and(|p| !is_mutating(p) && !matches!(p, P::ConnectOpen | P::ConnectClose))
+}
+
 /// Procedures that change state: refused on read-only connections.
 pub fn is_mutating(procedure: P) -> bool {
     matches!(
         procedure,
-        P::DomainCreate
+        P::ConnectDomainXmlToNative
+            | P::DomainCreate
             | P::DomainCreateXml
             | P::DomainCreateWithFlags
             | P::DomainDefineXml
@@ -78,46 +100,71 @@ pub fn is_mutating(procedure: P) -> bool {
 
 /// Procedures allowed before CONNECT_OPEN.
 fn allowed_before_open(procedure: P) -> bool {
-    matches!(procedure, P::AuthList | P::ConnectSupportsFeature | P::ConnectOpen | P::ConnectClose)
+    matches!(
+        procedure,
+        P::AuthList | P::ConnectSupportsFeature | P::ConnectOpen | P::ConnectClose
+    )
 }
 
 /// `VIR_ERR_NO_SUPPORT` for a procedure this daemon does not implement.
-pub fn unsupported(procedure: i32) -> RemoteError {
-    RemoteError::new(
+pub fn unsupported(procedure: i32) -> Failure {
+    err(
         error_code::NO_SUPPORT,
         error_domain::RPC,
-        format!("this function is not supported by the connection driver: rvirtd does not implement procedure {procedure}"),
+        format!(
+            "this function is not supported by the connection driver: rvirtd does not implement procedure {procedure}"
+        ),
     )
 }
 
 /// `VIR_ERR_RPC`.
-pub fn rpc_error(message: String) -> RemoteError {
-    RemoteError::new(error_code::RPC, error_domain::RPC, message)
+pub fn rpc_error(message: String) -> Failure {
+    err(error_code::RPC, error_domain::RPC, message)
 }
 
-fn host_error(e: rvirt_host::Error) -> RemoteError {
-    RemoteError::new(e.code(), e.domain(), e.to_string())
+fn host_error(e: rvirt_host::Error) -> Failure {
+    err(e.code(), e.domain(), e.to_string())
 }
 
 /// Decodes `P::Args`, runs `f`, encodes `P::Ret`.
-fn call<Proc: Procedure>(payload: &[u8], f: impl FnOnce(Proc::Args) -> Result<Proc::Ret, RemoteError>) -> CallResult {
+fn call<Proc: Procedure>(
+    payload: &[u8],
+    f: impl FnOnce(Proc::Args) -> Result<Proc::Ret, Failure>,
+) -> CallResult {
     let args: Proc::Args = xdr::from_bytes(payload).map_err(|e| {
-        rpc_error(format!("cannot decode the arguments of procedure {} ({}): {e}", Proc::PROC.number(), Proc::PROC.name()))
+        rpc_error(format!(
+            "cannot decode the arguments of procedure {} ({}): {e}",
+            Proc::PROC.number(),
+            Proc::PROC.name()
+        ))
     })?;
     let ret = f(args)?;
-    xdr::to_vec(&ret).map_err(|e| rpc_error(format!("cannot encode the result of procedure {}: {e}", Proc::PROC.number())))
+    xdr::to_vec(&ret).map_err(|e| {
+        rpc_error(format!(
+            "cannot encode the result of procedure {}: {e}",
+            Proc::PROC.number()
+        ))
+    })
 }
 
 fn wire_domain(d: &Domain) -> NonnullDomain {
-    NonnullDomain { name: d.name().to_string(), uuid: *d.uuid().as_bytes(), id: d.id() }
+    NonnullDomain {
+        name: d.name().to_string(),
+        uuid: *d.uuid().as_bytes(),
+        id: d.id(),
+    }
 }
 
-fn dom_ret(d: Result<Domain, rvirt_host::Error>) -> Result<DomainRet, RemoteError> {
-    d.map(|d| DomainRet { dom: wire_domain(&d) }).map_err(host_error)
+fn dom_ret(d: Result<Domain, rvirt_host::Error>) -> Result<DomainRet, Failure> {
+    d.map(|d| DomainRet {
+        dom: wire_domain(&d),
+    })
+    .map_err(host_error)
 }
 
-fn lookup(conn: &Connection, dom: &NonnullDomain) -> Result<Domain, RemoteError> {
-    conn.lookup_domain_by_uuid(uuid::Uuid::from_bytes(dom.uuid)).map_err(host_error)
+fn lookup(conn: &Connection, dom: &NonnullDomain) -> Result<Domain, Failure> {
+    conn.lookup_domain_by_uuid(uuid::Uuid::from_bytes(dom.uuid))
+        .map_err(host_error)
 }
 
 fn int(b: bool) -> i32 {
@@ -127,29 +174,52 @@ fn int(b: bool) -> i32 {
 fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
     let conn = client.connection();
     if conn.is_none() && !allowed_before_open(procedure) {
-        return Err(RemoteError::new(error_code::INTERNAL_ERROR, error_domain::RPC, "connection not open"));
+        return Err(err(
+            error_code::INTERNAL_ERROR,
+            error_domain::RPC,
+            "connection not open",
+        ));
     }
     if is_mutating(procedure) && client.is_read_only() {
-        return Err(RemoteError::new(
+        return Err(err(
             error_code::OPERATION_DENIED,
             error_domain::DOMAIN,
-            format!("operation forbidden: read only access prevents {}", procedure.name()),
+            format!(
+                "operation forbidden: read only access prevents {}",
+                procedure.name()
+            ),
         ));
     }
     // `conn` is Some for every procedure past the check above except these four
-    let c = || conn.as_ref().ok_or_else(|| RemoteError::new(error_code::INTERNAL_ERROR, error_domain::RPC, "connection not open"));
+    let c = || {
+        conn.as_ref().ok_or_else(|| {
+            err(
+                error_code::INTERNAL_ERROR,
+                error_domain::RPC,
+                "connection not open",
+            )
+        })
+    };
     match procedure {
-        P::AuthList => call::<procs::AuthList>(payload, |()| Ok(AuthListRet { types: vec![auth::NONE] })),
+        P::AuthList => call::<procs::AuthList>(payload, |()| {
+            Ok(AuthListRet {
+                types: vec![auth::NONE],
+            })
+        }),
         P::ConnectSupportsFeature => call::<procs::ConnectSupportsFeature>(payload, |a| {
             let supported = match a.feature {
                 feature::PROGRAM_KEEPALIVE => {
                     client.enable_keepalive();
                     true
                 }
-                feature::REMOTE_EVENT_CALLBACK | feature::REMOTE_CLOSE_CALLBACK | feature::TYPED_PARAM_STRING => true,
+                feature::REMOTE_EVENT_CALLBACK
+                | feature::REMOTE_CLOSE_CALLBACK
+                | feature::TYPED_PARAM_STRING => true,
                 _ => false,
             };
-            Ok(ConnectSupportsFeatureRet { supported: int(supported) })
+            Ok(ConnectSupportsFeatureRet {
+                supported: int(supported),
+            })
         }),
         P::ConnectOpen => call::<procs::ConnectOpen>(payload, |a| open(client, a)),
         P::ConnectClose => call::<procs::ConnectClose>(payload, |()| {
@@ -157,24 +227,44 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
             Ok(())
         }),
         P::ConnectGetType => call::<procs::ConnectGetType>(payload, |()| {
-            Ok(ConnectGetTypeRet { r#type: c()?.get_type().map_err(host_error)? })
+            Ok(ConnectGetTypeRet {
+                r#type: c()?.get_type().map_err(host_error)?,
+            })
         }),
         P::ConnectGetVersion => call::<procs::ConnectGetVersion>(payload, |()| {
-            Ok(ConnectGetVersionRet { hv_ver: c()?.get_version().map_err(host_error)? })
+            Ok(ConnectGetVersionRet {
+                hv_ver: c()?.get_version().map_err(host_error)?,
+            })
         }),
         P::ConnectGetLibVersion => call::<procs::ConnectGetLibVersion>(payload, |()| {
-            Ok(ConnectGetLibVersionRet { lib_ver: c()?.get_lib_version().map_err(host_error)? })
+            Ok(ConnectGetLibVersionRet {
+                lib_ver: c()?.get_lib_version().map_err(host_error)?,
+            })
         }),
         P::ConnectGetHostname => call::<procs::ConnectGetHostname>(payload, |()| {
-            Ok(ConnectGetHostnameRet { hostname: c()?.get_hostname().map_err(host_error)? })
+            Ok(ConnectGetHostnameRet {
+                hostname: c()?.get_hostname().map_err(host_error)?,
+            })
         }),
         P::ConnectGetUri => call::<procs::ConnectGetUri>(payload, |()| {
-            Ok(ConnectGetUriRet { uri: c()?.get_uri().map_err(host_error)? })
+            Ok(ConnectGetUriRet {
+                uri: c()?.get_uri().map_err(host_error)?,
+            })
         }),
         P::ConnectGetCapabilities => call::<procs::ConnectGetCapabilities>(payload, |()| {
-            Ok(ConnectGetCapabilitiesRet { capabilities: c()?.get_capabilities().map_err(host_error)? })
+            Ok(ConnectGetCapabilitiesRet {
+                capabilities: c()?.get_capabilities().map_err(host_error)?,
+            })
         }),
-        P::ConnectIsSecure => call::<procs::ConnectIsSecure>(payload, |()| Ok(ConnectIsSecureRet { secure: 1 })),
+        P::ConnectDomainXmlToNative => call::<procs::ConnectDomainXmlToNative>(payload, |a| {
+            let native_config = c()?
+                .domain_xml_to_native(&a.native_format, &a.domain_xml)
+                .map_err(host_error)?;
+            Ok(ConnectDomainXmlToNativeRet { native_config })
+        }),
+        P::ConnectIsSecure => {
+            call::<procs::ConnectIsSecure>(payload, |()| Ok(ConnectIsSecureRet { secure: 1 }))
+        }
         P::NodeGetInfo => call::<procs::NodeGetInfo>(payload, |()| {
             let n = c()?.node_get_info().map_err(host_error)?;
             let i = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
@@ -190,80 +280,129 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
             })
         }),
         P::NodeGetSecurityModel => {
-            call::<procs::NodeGetSecurityModel>(payload, |()| Ok(NodeGetSecurityModelRet::default()))
+            call::<procs::NodeGetSecurityModel>(
+                payload,
+                |()| Ok(NodeGetSecurityModelRet::default()),
+            )
         }
-        P::ConnectRegisterCloseCallback => call::<procs::ConnectRegisterCloseCallback>(payload, |()| {
-            client.set_close_callback(true);
-            Ok(())
-        }),
-        P::ConnectUnregisterCloseCallback => call::<procs::ConnectUnregisterCloseCallback>(payload, |()| {
-            client.set_close_callback(false);
-            Ok(())
-        }),
+        P::ConnectRegisterCloseCallback => {
+            call::<procs::ConnectRegisterCloseCallback>(payload, |()| {
+                client.set_close_callback(true);
+                Ok(())
+            })
+        }
+        P::ConnectUnregisterCloseCallback => {
+            call::<procs::ConnectUnregisterCloseCallback>(payload, |()| {
+                client.set_close_callback(false);
+                Ok(())
+            })
+        }
         P::ConnectListAllDomains => call::<procs::ConnectListAllDomains>(payload, |a| {
             let doms = c()?.list_all_domains(a.flags).map_err(host_error)?;
             if doms.len() > protocol::DOMAIN_LIST_MAX {
-                return Err(rpc_error(format!("too many domains: {} (at most {})", doms.len(), protocol::DOMAIN_LIST_MAX)));
+                return Err(rpc_error(format!(
+                    "too many domains: {} (at most {})",
+                    doms.len(),
+                    protocol::DOMAIN_LIST_MAX
+                )));
             }
             let ret = doms.len() as u32;
-            let domains = if a.need_results != 0 { doms.iter().map(wire_domain).collect() } else { Vec::new() };
+            let domains = if a.need_results != 0 {
+                doms.iter().map(wire_domain).collect()
+            } else {
+                Vec::new()
+            };
             Ok(ConnectListAllDomainsRet { domains, ret })
         }),
         P::ConnectNumOfDomains => call::<procs::ConnectNumOfDomains>(payload, |()| {
-            Ok(NumRet { num: c()?.list_all_domains(LIST_ACTIVE).map_err(host_error)?.len() as i32 })
+            Ok(NumRet {
+                num: c()?
+                    .list_all_domains(LIST_ACTIVE)
+                    .map_err(host_error)?
+                    .len() as i32,
+            })
         }),
         P::ConnectNumOfDefinedDomains => call::<procs::ConnectNumOfDefinedDomains>(payload, |()| {
-            Ok(NumRet { num: c()?.list_all_domains(LIST_INACTIVE).map_err(host_error)?.len() as i32 })
+            Ok(NumRet {
+                num: c()?
+                    .list_all_domains(LIST_INACTIVE)
+                    .map_err(host_error)?
+                    .len() as i32,
+            })
         }),
         P::ConnectListDomains => call::<procs::ConnectListDomains>(payload, |a| {
             let max = list_max(a.maxids)?;
             let doms = c()?.list_all_domains(LIST_ACTIVE).map_err(host_error)?;
-            Ok(ConnectListDomainsRet { ids: doms.iter().map(Domain::id).take(max).collect() })
+            Ok(ConnectListDomainsRet {
+                ids: doms.iter().map(Domain::id).take(max).collect(),
+            })
         }),
         P::ConnectListDefinedDomains => call::<procs::ConnectListDefinedDomains>(payload, |a| {
             let max = list_max(a.maxnames)?;
             let doms = c()?.list_all_domains(LIST_INACTIVE).map_err(host_error)?;
-            Ok(ConnectListDefinedDomainsRet { names: doms.iter().map(|d| d.name().to_string()).take(max).collect() })
+            Ok(ConnectListDefinedDomainsRet {
+                names: doms
+                    .iter()
+                    .map(|d| d.name().to_string())
+                    .take(max)
+                    .collect(),
+            })
         }),
         P::DomainLookupById => {
             call::<procs::DomainLookupById>(payload, |a| dom_ret(c()?.lookup_domain_by_id(a.id)))
         }
-        P::DomainLookupByName => {
-            call::<procs::DomainLookupByName>(payload, |a| dom_ret(c()?.lookup_domain_by_name(&a.name)))
-        }
+        P::DomainLookupByName => call::<procs::DomainLookupByName>(payload, |a| {
+            dom_ret(c()?.lookup_domain_by_name(&a.name))
+        }),
         P::DomainLookupByUuid => call::<procs::DomainLookupByUuid>(payload, |a| {
             dom_ret(c()?.lookup_domain_by_uuid(uuid::Uuid::from_bytes(a.uuid)))
         }),
-        P::DomainDefineXml => call::<procs::DomainDefineXml>(payload, |a| dom_ret(c()?.define_xml(&a.xml, 0))),
-        P::DomainDefineXmlFlags => {
-            call::<procs::DomainDefineXmlFlags>(payload, |a| dom_ret(c()?.define_xml(&a.xml, a.flags)))
+        P::DomainDefineXml => {
+            call::<procs::DomainDefineXml>(payload, |a| dom_ret(c()?.define_xml(&a.xml, 0)))
         }
-        P::DomainCreateXml => {
-            call::<procs::DomainCreateXml>(payload, |a| dom_ret(c()?.create_xml(&a.xml_desc, a.flags)))
-        }
+        P::DomainDefineXmlFlags => call::<procs::DomainDefineXmlFlags>(payload, |a| {
+            dom_ret(c()?.define_xml(&a.xml, a.flags))
+        }),
+        P::DomainCreateXml => call::<procs::DomainCreateXml>(payload, |a| {
+            dom_ret(c()?.create_xml(&a.xml_desc, a.flags))
+        }),
         P::DomainCreate => call::<procs::DomainCreate>(payload, |a| {
             lookup(c()?, &a.dom)?.create(0).map_err(host_error)
         }),
         P::DomainCreateWithFlags => call::<procs::DomainCreateWithFlags>(payload, |a| {
             let mut d = lookup(c()?, &a.dom)?;
             d.create(a.flags).map_err(host_error)?;
-            Ok(DomainRet { dom: wire_domain(&d) })
+            Ok(DomainRet {
+                dom: wire_domain(&d),
+            })
         }),
-        P::DomainUndefine => call::<procs::DomainUndefine>(payload, |a| lookup(c()?, &a.dom)?.undefine(0).map_err(host_error)),
-        P::DomainUndefineFlags => {
-            call::<procs::DomainUndefineFlags>(payload, |a| lookup(c()?, &a.dom)?.undefine(a.flags).map_err(host_error))
-        }
-        P::DomainDestroy => call::<procs::DomainDestroy>(payload, |a| lookup(c()?, &a.dom)?.destroy(0).map_err(host_error)),
-        P::DomainDestroyFlags => {
-            call::<procs::DomainDestroyFlags>(payload, |a| lookup(c()?, &a.dom)?.destroy(a.flags).map_err(host_error))
-        }
-        P::DomainShutdown => call::<procs::DomainShutdown>(payload, |a| lookup(c()?, &a.dom)?.shutdown(0).map_err(host_error)),
-        P::DomainShutdownFlags => {
-            call::<procs::DomainShutdownFlags>(payload, |a| lookup(c()?, &a.dom)?.shutdown(a.flags).map_err(host_error))
-        }
-        P::DomainReboot => call::<procs::DomainReboot>(payload, |a| lookup(c()?, &a.dom)?.reboot(a.flags).map_err(host_error)),
-        P::DomainSuspend => call::<procs::DomainSuspend>(payload, |a| lookup(c()?, &a.dom)?.suspend().map_err(host_error)),
-        P::DomainResume => call::<procs::DomainResume>(payload, |a| lookup(c()?, &a.dom)?.resume().map_err(host_error)),
+        P::DomainUndefine => call::<procs::DomainUndefine>(payload, |a| {
+            lookup(c()?, &a.dom)?.undefine(0).map_err(host_error)
+        }),
+        P::DomainUndefineFlags => call::<procs::DomainUndefineFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?.undefine(a.flags).map_err(host_error)
+        }),
+        P::DomainDestroy => call::<procs::DomainDestroy>(payload, |a| {
+            lookup(c()?, &a.dom)?.destroy(0).map_err(host_error)
+        }),
+        P::DomainDestroyFlags => call::<procs::DomainDestroyFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?.destroy(a.flags).map_err(host_error)
+        }),
+        P::DomainShutdown => call::<procs::DomainShutdown>(payload, |a| {
+            lookup(c()?, &a.dom)?.shutdown(0).map_err(host_error)
+        }),
+        P::DomainShutdownFlags => call::<procs::DomainShutdownFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?.shutdown(a.flags).map_err(host_error)
+        }),
+        P::DomainReboot => call::<procs::DomainReboot>(payload, |a| {
+            lookup(c()?, &a.dom)?.reboot(a.flags).map_err(host_error)
+        }),
+        P::DomainSuspend => call::<procs::DomainSuspend>(payload, |a| {
+            lookup(c()?, &a.dom)?.suspend().map_err(host_error)
+        }),
+        P::DomainResume => call::<procs::DomainResume>(payload, |a| {
+            lookup(c()?, &a.dom)?.resume().map_err(host_error)
+        }),
         P::DomainGetInfo => call::<procs::DomainGetInfo>(payload, |a| {
             let i = lookup(c()?, &a.dom)?.get_info().map_err(host_error)?;
             Ok(DomainGetInfoRet {
@@ -276,44 +415,76 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         }),
         P::DomainGetState => call::<procs::DomainGetState>(payload, |a| {
             let (state, reason) = lookup(c()?, &a.dom)?.get_state().map_err(host_error)?;
-            Ok(DomainGetStateRet { state: state.as_i32(), reason })
+            Ok(DomainGetStateRet {
+                state: state.as_i32(),
+                reason,
+            })
         }),
         P::DomainGetXmlDesc => call::<procs::DomainGetXmlDesc>(payload, |a| {
-            Ok(DomainGetXmlDescRet { xml: lookup(c()?, &a.dom)?.get_xml_desc(a.flags).map_err(host_error)? })
+            Ok(DomainGetXmlDescRet {
+                xml: lookup(c()?, &a.dom)?
+                    .get_xml_desc(a.flags)
+                    .map_err(host_error)?,
+            })
         }),
         P::DomainIsActive => call::<procs::DomainIsActive>(payload, |a| {
-            Ok(DomainIsActiveRet { active: int(lookup(c()?, &a.dom)?.is_active().map_err(host_error)?) })
+            Ok(DomainIsActiveRet {
+                active: int(lookup(c()?, &a.dom)?.is_active().map_err(host_error)?),
+            })
         }),
         P::DomainIsPersistent => call::<procs::DomainIsPersistent>(payload, |a| {
-            Ok(DomainIsPersistentRet { persistent: int(lookup(c()?, &a.dom)?.is_persistent().map_err(host_error)?) })
+            Ok(DomainIsPersistentRet {
+                persistent: int(lookup(c()?, &a.dom)?.is_persistent().map_err(host_error)?),
+            })
         }),
         P::DomainGetOsType => call::<procs::DomainGetOsType>(payload, |a| {
-            Ok(DomainGetOsTypeRet { r#type: lookup(c()?, &a.dom)?.get_os_type().map_err(host_error)? })
+            Ok(DomainGetOsTypeRet {
+                r#type: lookup(c()?, &a.dom)?.get_os_type().map_err(host_error)?,
+            })
         }),
         P::DomainGetAutostart => call::<procs::DomainGetAutostart>(payload, |a| {
-            Ok(DomainGetAutostartRet { autostart: int(lookup(c()?, &a.dom)?.get_autostart().map_err(host_error)?) })
+            Ok(DomainGetAutostartRet {
+                autostart: int(lookup(c()?, &a.dom)?.get_autostart().map_err(host_error)?),
+            })
         }),
         P::DomainSetAutostart => call::<procs::DomainSetAutostart>(payload, |a| {
-            lookup(c()?, &a.dom)?.set_autostart(a.autostart != 0).map_err(host_error)
+            lookup(c()?, &a.dom)?
+                .set_autostart(a.autostart != 0)
+                .map_err(host_error)
         }),
         P::DomainHasManagedSaveImage => call::<procs::DomainHasManagedSaveImage>(payload, |a| {
-            let has = lookup(c()?, &a.dom)?.has_managed_save_image(a.flags).map_err(host_error)?;
+            let has = lookup(c()?, &a.dom)?
+                .has_managed_save_image(a.flags)
+                .map_err(host_error)?;
             Ok(DomainHasManagedSaveImageRet { result: int(has) })
         }),
         P::DomainGetMaxMemory => call::<procs::DomainGetMaxMemory>(payload, |a| {
-            Ok(DomainGetMaxMemoryRet { memory: lookup(c()?, &a.dom)?.get_max_memory().map_err(host_error)? })
+            Ok(DomainGetMaxMemoryRet {
+                memory: lookup(c()?, &a.dom)?.get_max_memory().map_err(host_error)?,
+            })
         }),
         P::DomainGetMaxVcpus => call::<procs::DomainGetMaxVcpus>(payload, |a| {
-            let n = lookup(c()?, &a.dom)?.get_vcpus_flags(rvirt_host::VCPU_MAXIMUM).map_err(host_error)?;
+            let n = lookup(c()?, &a.dom)?
+                .get_vcpus_flags(rvirt_host::VCPU_MAXIMUM)
+                .map_err(host_error)?;
             Ok(NumRet { num: n })
         }),
         P::DomainGetVcpusFlags => call::<procs::DomainGetVcpusFlags>(payload, |a| {
-            Ok(NumRet { num: lookup(c()?, &a.dom)?.get_vcpus_flags(a.flags).map_err(host_error)? })
+            Ok(NumRet {
+                num: lookup(c()?, &a.dom)?
+                    .get_vcpus_flags(a.flags)
+                    .map_err(host_error)?,
+            })
         }),
         P::DomainGetSecurityLabel => call::<procs::DomainGetSecurityLabel>(payload, |_| {
-            Ok(DomainGetSecurityLabelRet { label: Vec::new(), enforcing: 0 })
+            Ok(DomainGetSecurityLabelRet {
+                label: Vec::new(),
+                enforcing: 0,
+            })
         }),
-        P::ConnectDomainEventCallbackRegisterAny => call::<procs::ConnectDomainEventCallbackRegisterAny>(payload, |a| {
+        P::ConnectDomainEventCallbackRegisterAny => call::<
+            procs::ConnectDomainEventCallbackRegisterAny,
+        >(payload, |a| {
             check_event_id(a.event_id)?;
             let callback_id = client.with_events(|ev| ev.add(a.event_id, a.dom.map(|d| d.uuid)));
             if let Err(e) = client.ensure_subscribed() {
@@ -327,7 +498,7 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
                 if client.with_events(|ev| ev.remove(a.callback_id, false)) {
                     Ok(())
                 } else {
-                    Err(RemoteError::new(
+                    Err(err(
                         error_code::INVALID_ARG,
                         error_domain::RPC,
                         format!("domain event callback {} not registered", a.callback_id),
@@ -335,71 +506,121 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
                 }
             })
         }
-        P::ConnectDomainEventRegisterAny => call::<procs::ConnectDomainEventRegisterAny>(payload, |a| {
-            check_event_id(a.event_id)?;
-            if !client.with_events(|ev| ev.add_legacy(a.event_id)) {
-                return Err(RemoteError::new(
-                    error_code::INTERNAL_ERROR,
-                    error_domain::RPC,
-                    format!("domain event {} already registered", a.event_id),
-                ));
-            }
+        P::ConnectDomainEventRegister => call::<procs::ConnectDomainEventRegister>(payload, |()| {
+            // the oldest API: lifecycle events as DOMAIN_EVENT_LIFECYCLE messages
+            let added = client.with_events(|ev| ev.add_legacy(event_id::LIFECYCLE));
             if let Err(e) = client.ensure_subscribed() {
-                client.with_events(|ev| ev.remove(a.event_id, true));
+                if added {
+                    client.with_events(|ev| ev.remove(event_id::LIFECYCLE, true));
+                }
                 return Err(host_error(e));
             }
-            Ok(())
+            Ok(ConnectDomainEventRegisterRet { cb_registered: 1 })
         }),
-        P::ConnectDomainEventDeregisterAny => call::<procs::ConnectDomainEventDeregisterAny>(payload, |a| {
-            if client.with_events(|ev| ev.remove(a.event_id, true)) {
+        P::ConnectDomainEventDeregister => {
+            call::<procs::ConnectDomainEventDeregister>(payload, |()| {
+                client.with_events(|ev| ev.remove(event_id::LIFECYCLE, true));
+                Ok(ConnectDomainEventRegisterRet { cb_registered: 0 })
+            })
+        }
+        P::ConnectDomainEventRegisterAny => {
+            call::<procs::ConnectDomainEventRegisterAny>(payload, |a| {
+                check_event_id(a.event_id)?;
+                if !client.with_events(|ev| ev.add_legacy(a.event_id)) {
+                    return Err(err(
+                        error_code::INTERNAL_ERROR,
+                        error_domain::RPC,
+                        format!("domain event {} already registered", a.event_id),
+                    ));
+                }
+                if let Err(e) = client.ensure_subscribed() {
+                    client.with_events(|ev| ev.remove(a.event_id, true));
+                    return Err(host_error(e));
+                }
                 Ok(())
-            } else {
-                Err(RemoteError::new(
-                    error_code::INTERNAL_ERROR,
-                    error_domain::RPC,
-                    format!("domain event {} not registered", a.event_id),
-                ))
-            }
-        }),
+            })
+        }
+        P::ConnectDomainEventDeregisterAny => {
+            call::<procs::ConnectDomainEventDeregisterAny>(payload, |a| {
+                if client.with_events(|ev| ev.remove(a.event_id, true)) {
+                    Ok(())
+                } else {
+                    Err(err(
+                        error_code::INTERNAL_ERROR,
+                        error_domain::RPC,
+                        format!("domain event {} not registered", a.event_id),
+                    ))
+                }
+            })
+        }
         // event messages go from the daemon to clients, never the other way
-        P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => Err(unsupported(procedure.number())),
+        P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => {
+            Err(unsupported(procedure.number()))
+        }
     }
 }
 
-fn list_max(requested: i32) -> Result<usize, RemoteError> {
+fn list_max(requested: i32) -> Result<usize, Failure> {
     usize::try_from(requested)
         .ok()
         .filter(|&n| n <= protocol::DOMAIN_LIST_MAX)
-        .ok_or_else(|| rpc_error(format!("list length {requested} out of range (0..={})", protocol::DOMAIN_LIST_MAX)))
+        .ok_or_else(|| {
+            rpc_error(format!(
+                "list length {requested} out of range (0..={})",
+                protocol::DOMAIN_LIST_MAX
+            ))
+        })
 }
 
-fn check_event_id(id: i32) -> Result<(), RemoteError> {
+fn check_event_id(id: i32) -> Result<(), Failure> {
     if (0..event_id::LAST).contains(&id) {
         Ok(())
     } else {
-        Err(RemoteError::new(error_code::INVALID_ARG, error_domain::RPC, format!("unsupported event ID {id}")))
+        Err(err(
+            error_code::INVALID_ARG,
+            error_domain::RPC,
+            format!("unsupported event ID {id}"),
+        ))
     }
 }
 
-fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), RemoteError> {
+fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
     let name = args.name.unwrap_or_default();
-    let uri = if name.is_empty() { client.shared.default_uri.clone() } else { name };
+    let uri = if name.is_empty() {
+        client.shared.default_uri.clone()
+    } else {
+        name
+    };
     let parsed = rvirt_host::ConnectUri::parse(&uri).map_err(|e| host_error(e.into()))?;
     if parsed.is_remote() {
-        return Err(RemoteError::new(
+        return Err(err(
             error_code::INVALID_ARG,
             error_domain::REMOTE,
-            format!("rvirtd does not forward to other daemons: '{uri}' names a transport or a host"),
+            format!(
+                "rvirtd does not forward to other daemons: '{uri}' names a transport or a host"
+            ),
         ));
     }
     let read_only = client.read_only_socket || args.flags & protocol::connect_flags::RO != 0;
     if client.connection().is_some() {
-        return Err(RemoteError::new(error_code::INTERNAL_ERROR, error_domain::RPC, "connection already open"));
+        return Err(err(
+            error_code::INTERNAL_ERROR,
+            error_domain::RPC,
+            "connection already open",
+        ));
     }
-    let conn = client.shared.runtime.open(&uri, read_only).map_err(host_error)?;
+    let conn = client
+        .shared
+        .runtime
+        .open(&uri, read_only)
+        .map_err(host_error)?;
     tracing::debug!(client = client.id, uri, read_only, "connection opened");
     if !client.set_connection(conn, read_only) {
-        return Err(RemoteError::new(error_code::INTERNAL_ERROR, error_domain::RPC, "connection already open"));
+        return Err(err(
+            error_code::INTERNAL_ERROR,
+            error_domain::RPC,
+            "connection already open",
+        ));
     }
     Ok(())
 }

@@ -1,1 +1,188 @@
-fn main() {}
+//! `rvirtd`: the rvirt host daemon. It speaks libvirt's remote protocol on unix
+//! sockets, so unmodified `virsh` and python-libvirt manage domains through it:
+//!
+//! ```text
+//! rvirtd --root /tmp/r &
+//! virsh -c 'test+unix:///default?socket=/tmp/r/run/rvirt-sock' list --all
+//! ```
+
+mod client;
+mod config;
+mod dispatch;
+mod outbox;
+mod server;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use config::{Config, Layout};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The rvirt host daemon: serves libvirt's remote protocol on unix sockets.
+#[derive(Debug, Parser)]
+#[command(name = "rvirtd", version)]
+struct Args {
+    /// Keep every path under DIR: sockets in DIR/run, config in DIR/etc/rvirt, state in
+    /// DIR/var/lib/rvirt. Without it: /run/rvirt, /etc/rvirt and /var/lib/rvirt as root,
+    /// $XDG_RUNTIME_DIR/rvirt otherwise.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Configuration file (TOML). Default: rvirtd.toml in the config directory, if present.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// URI opened for clients that name none (overrides `default_uri` of the config).
+    #[arg(long, value_name = "URI")]
+    default_uri: Option<String>,
+    /// Also listen on libvirt's own socket paths (libvirt-sock, libvirt-sock-ro).
+    #[arg(long)]
+    libvirt_sockets: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let layout = match &args.root {
+        Some(root) => Layout::under_root(root),
+        None => Layout::default_for(rustix::process::getuid().as_raw(), |k| {
+            std::env::var(k).ok()
+        })?,
+    };
+    let mut config = match &args.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(&layout.config_file, false)?,
+    };
+    if let Some(uri) = args.default_uri {
+        config.default_uri = uri;
+    }
+    config.libvirt_sockets |= args.libvirt_sockets;
+    raise_fd_limit();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
+        )
+        .max_blocking_threads(config.max_workers.max(1))
+        .thread_keep_alive(Duration::from_secs(30))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let res = runtime.block_on(run(layout, config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    res
+}
+
+async fn run(layout: Layout, config: Config) -> Result<()> {
+    // discover plugins while the sockets are being set up
+    let mut signals = Signals::install()?;
+    let discovery = tokio::task::spawn_blocking(rvirt_host::Runtime::discover);
+
+    let mut sockets = vec![
+        (layout.rw_socket(), config.rw_mode()?, false),
+        (layout.ro_socket(), config.ro_mode()?, true),
+    ];
+    if config.libvirt_sockets {
+        sockets.push((layout.libvirt_rw_socket(), config.rw_mode()?, false));
+        if let Some(ro) = layout.libvirt_ro_socket() {
+            sockets.push((ro, config.ro_mode()?, true));
+        }
+    }
+    let mut listeners = Vec::new();
+    for (path, mode, read_only) in &sockets {
+        match server::bind(path, *mode, *read_only) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                remove_sockets(listeners.iter().map(|l| &l.path));
+                return Err(e.into());
+            }
+        }
+    }
+
+    let runtime = discovery.await.context("plugin discovery failed")?;
+    for p in runtime.plugins() {
+        tracing::debug!("plugin {:?}", p);
+    }
+    let shared = Arc::new(client::Shared {
+        runtime: Arc::new(runtime),
+        default_uri: config.default_uri.clone(),
+        inline_queries: config.inline_queries,
+    });
+    let settings = server::ConnSettings {
+        max_clients: config.max_clients,
+        max_client_requests: config.max_client_requests.max(1),
+        keepalive_interval: Duration::from_secs(config.keepalive_interval.max(1)),
+        keepalive_count: config.keepalive_count,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = server::Server::new(shared, settings, stop_rx);
+    let paths: Vec<PathBuf> = listeners.iter().map(|l| l.path.clone()).collect();
+    let mut accept_tasks = Vec::new();
+    for l in listeners {
+        tracing::info!(socket = %l.path.display(), read_only = l.read_only, "listening");
+        accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_loop(l)));
+    }
+
+    let signal = signals.wait().await;
+    tracing::info!("{signal}: shutting down");
+    let _ = stop_tx.send(true);
+    remove_sockets(paths.iter());
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    // give connections a moment to notice the shutdown
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, installed before any socket exists so that a signal arriving
+/// during start-up still shuts the daemon down cleanly.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+fn remove_sockets<'a>(paths: impl Iterator<Item = &'a PathBuf>) {
+    for p in paths {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::warn!(socket = %p.display(), "cannot remove socket: {e}");
+        }
+    }
+}
+
+/// Thousands of clients need thousands of descriptors: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open files limit: {e}");
+        }
+    }
+}

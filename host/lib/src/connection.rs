@@ -154,6 +154,13 @@ impl Connection {
         self.backend.unsubscribe_events(id)
     }
 
+    /// A handle on a domain the caller has already identified (say, from a remote
+    /// client's domain reference), made without asking the driver. Operations on a domain
+    /// that no longer exists fail with `VIR_ERR_NO_DOMAIN`.
+    pub fn domain_handle(&self, id: DomainId) -> Domain {
+        self.domain(id)
+    }
+
     fn domain(&self, id: DomainId) -> Domain {
         Domain {
             conn: self.clone(),

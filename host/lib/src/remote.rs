@@ -1,19 +1,748 @@
 //! The remote driver: URIs with a transport or a host (`test+unix:///default?socket=...`)
-//! are served by a daemon speaking libvirt's remote protocol.
+//! are served by a daemon speaking libvirt's remote protocol (`rvirtd`, or libvirtd).
+//!
+//! Only the `unix` transport is implemented. One connection is one socket: callers send
+//! CALLs under a write lock and wait for the REPLY with their serial, while a reader
+//! thread cuts incoming frames, hands replies to their callers, answers keepalive PINGs
+//! and runs the event callbacks.
 
-use crate::{Error, Result, backend::Backend, uri::ConnectUri};
+use crate::backend::{Backend, EventCallback};
+use crate::uri::ConnectUri;
+use crate::{DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
-use std::sync::Arc;
+use rvirt_wire::protocol::{self, NonnullDomain, RemoteError};
+use rvirt_wire::remote::*;
+use rvirt_wire::{Frame, Header, MessageType, Procedure, RemoteProcedure, Status, frame, procs};
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 /// Opens a connection to the daemon the URI names.
-pub fn open(uri: &ConnectUri, _read_only: bool) -> Result<Arc<dyn Backend>> {
-    Err(Error::driver(
-        ErrorCode::NoSupport,
-        ErrorDomain::Remote,
-        format!(
-            "transport '{}' of '{}' is not supported by this build of the remote driver",
-            uri.transport.as_deref().unwrap_or("tcp"),
-            uri.original
-        ),
-    ))
+pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<dyn Backend>> {
+    match uri.transport.as_deref() {
+        Some("unix") => {}
+        None if uri.host.is_none() || uri.host.as_deref() == Some("localhost") => {}
+        other => {
+            return Err(Error::driver(
+                ErrorCode::NoSupport,
+                ErrorDomain::Remote,
+                format!(
+                    "transport '{}' of '{}' is not supported by the remote driver (only unix)",
+                    other.unwrap_or("tls"),
+                    uri.original
+                ),
+            ));
+        }
+    }
+    let path = socket_path(uri, read_only)?;
+    let remote = RemoteBackend::connect(&path, &uri.server_name(), read_only)?;
+    Ok(Arc::new(remote))
+}
+
+/// The socket to use: `socket=` from the URI, else rvirtd's default path.
+fn socket_path(uri: &ConnectUri, read_only: bool) -> Result<PathBuf> {
+    if let Some(p) = uri.param("socket") {
+        return Ok(PathBuf::from(p));
+    }
+    let name = if read_only {
+        "rvirt-sock-ro"
+    } else {
+        "rvirt-sock"
+    };
+    if running_as_root() {
+        return Ok(PathBuf::from("/run/rvirt").join(name));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("rvirt").join(name)),
+        _ => Err(Error::driver(
+            ErrorCode::NoConnect,
+            ErrorDomain::Remote,
+            format!(
+                "no socket for '{}': add ?socket=PATH or set XDG_RUNTIME_DIR",
+                uri.original
+            ),
+        )),
+    }
+}
+
+fn running_as_root() -> bool {
+    // /proc/self is owned by the effective uid of this process
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn rpc_error(message: impl Into<String>) -> Error {
+    Error::driver(ErrorCode::Rpc, ErrorDomain::Rpc, message)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a waiting caller receives.
+type Answer = std::result::Result<Frame, String>;
+
+/// Event callbacks and the daemon-side registration behind them.
+#[derive(Default)]
+struct Subscribers {
+    next_id: u64,
+    list: Vec<(u64, EventCallback)>,
+    /// The daemon's callback id while at least one subscriber exists.
+    remote_id: Option<i32>,
+}
+
+/// State shared with the reader thread.
+struct Link {
+    writer: Mutex<UnixStream>,
+    pending: Mutex<HashMap<u32, mpsc::Sender<Answer>>>,
+    serial: AtomicU32,
+    closed: AtomicBool,
+    subscribers: Mutex<Subscribers>,
+    /// Serialises event (de)registration with the daemon.
+    registration: Mutex<()>,
+}
+
+impl Link {
+    fn send(&self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(rpc_error("the connection to the daemon is closed"));
+        }
+        lock(&self.writer)
+            .write_all(bytes)
+            .map_err(|e| rpc_error(format!("cannot send to the daemon: {e}")))
+    }
+
+    fn call<P: Procedure>(&self, args: &P::Args) -> Result<P::Ret> {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let header = Header::call(
+            protocol::REMOTE_PROGRAM,
+            protocol::REMOTE_VERSION,
+            P::PROC.number(),
+            serial,
+        );
+        let bytes = frame::encode(&header, args)
+            .map_err(|e| rpc_error(format!("cannot encode {}: {e}", P::PROC.name())))?;
+        let (tx, rx) = mpsc::channel();
+        lock(&self.pending).insert(serial, tx);
+        if let Err(e) = self.send(&bytes) {
+            lock(&self.pending).remove(&serial);
+            return Err(e);
+        }
+        let reply = match rx.recv() {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return Err(rpc_error(e)),
+            Err(_) => return Err(rpc_error("the connection to the daemon is closed")),
+        };
+        match reply.header.status {
+            Status::Ok => reply.body::<P::Ret>().map_err(|e| {
+                rpc_error(format!(
+                    "cannot decode the reply to {}: {e}",
+                    P::PROC.name()
+                ))
+            }),
+            _ => {
+                let err: RemoteError = reply.body().map_err(|e| {
+                    rpc_error(format!(
+                        "cannot decode the error reply to {}: {e}",
+                        P::PROC.name()
+                    ))
+                })?;
+                Err(Error::Driver {
+                    code: err.code,
+                    domain: err.domain,
+                    message: err.message.unwrap_or_else(|| "unknown error".into()),
+                })
+            }
+        }
+    }
+
+    /// Reader thread body: runs until the socket fails or closes.
+    fn read_loop(self: Arc<Link>, mut stream: UnixStream) {
+        let why = loop {
+            let f = match frame::read_frame(&mut stream) {
+                Ok(Some(f)) => f,
+                Ok(None) => break "the daemon closed the connection".to_string(),
+                Err(e) => break format!("connection to the daemon failed: {e}"),
+            };
+            match (f.header.prog, f.header.msg_type) {
+                (_, MessageType::Reply) => {
+                    if let Some(tx) = lock(&self.pending).remove(&f.header.serial) {
+                        let _ = tx.send(Ok(f));
+                    }
+                }
+                (protocol::KEEPALIVE_PROGRAM, MessageType::Message) => {
+                    if f.header.procedure == protocol::KEEPALIVE_PING {
+                        let pong = Header::message(
+                            protocol::KEEPALIVE_PROGRAM,
+                            protocol::KEEPALIVE_VERSION,
+                            protocol::KEEPALIVE_PONG,
+                        );
+                        if let Ok(bytes) = frame::encode(&pong, &()) {
+                            let _ = self.send(&bytes);
+                        }
+                    }
+                }
+                (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
+                _ => tracing::debug!(prog = f.header.prog, "ignoring an unexpected message"),
+            }
+        };
+        tracing::debug!("remote reader ends: {why}");
+        self.closed.store(true, Ordering::Release);
+        for (_, tx) in lock(&self.pending).drain() {
+            let _ = tx.send(Err(why.clone()));
+        }
+    }
+
+    fn event(&self, f: &Frame) {
+        let msg = match RemoteProcedure::from_number(f.header.procedure) {
+            Some(RemoteProcedure::DomainEventCallbackLifecycle) => {
+                match f.body::<DomainEventCallbackLifecycleMsg>() {
+                    // one daemon-side registration per connection: every event is ours
+                    Ok(m) => m.msg,
+                    Err(e) => {
+                        tracing::debug!("undecodable lifecycle event: {e}");
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        let event = DomainEvent {
+            domain: domain_id(msg.dom),
+            event: msg.event,
+            detail: msg.detail,
+        };
+        let callbacks: Vec<EventCallback> = lock(&self.subscribers)
+            .list
+            .iter()
+            .map(|(_, cb)| Arc::clone(cb))
+            .collect();
+        for cb in callbacks {
+            cb(&event);
+        }
+    }
+}
+
+fn domain_id(d: NonnullDomain) -> DomainId {
+    DomainId {
+        name: d.name,
+        uuid: uuid::Uuid::from_bytes(d.uuid),
+        id: d.id,
+    }
+}
+
+/// A handle naming a domain by UUID only (the daemon resolves the UUID).
+fn handle(uuid: uuid::Uuid) -> NonnullDomain {
+    NonnullDomain {
+        name: String::new(),
+        uuid: *uuid.as_bytes(),
+        id: -1,
+    }
+}
+
+/// A connection to a daemon.
+pub struct RemoteBackend {
+    link: Arc<Link>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RemoteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBackend").finish_non_exhaustive()
+    }
+}
+
+impl RemoteBackend {
+    /// Connects to the socket at `path` and opens `name` (empty: the daemon's default).
+    pub fn connect(path: &std::path::Path, name: &str, read_only: bool) -> Result<RemoteBackend> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Error::driver(
+                ErrorCode::NoConnect,
+                ErrorDomain::Remote,
+                format!("cannot connect to the daemon at {}: {e}", path.display()),
+            )
+        })?;
+        let reading = stream
+            .try_clone()
+            .map_err(|e| rpc_error(format!("cannot clone the socket: {e}")))?;
+        let link = Arc::new(Link {
+            writer: Mutex::new(stream),
+            pending: Mutex::default(),
+            serial: AtomicU32::new(1),
+            closed: AtomicBool::new(false),
+            subscribers: Mutex::default(),
+            registration: Mutex::new(()),
+        });
+        let reader = {
+            let link = Arc::clone(&link);
+            std::thread::Builder::new()
+                .name("rvirt-remote".into())
+                .spawn(move || link.read_loop(reading))
+                .map_err(|e| rpc_error(format!("cannot start the reader thread: {e}")))?
+        };
+        let backend = RemoteBackend {
+            link,
+            reader: Some(reader),
+        };
+        let auth = backend.link.call::<procs::AuthList>(&())?;
+        if !auth.types.is_empty() && !auth.types.contains(&protocol::auth::NONE) {
+            return Err(Error::driver(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Remote,
+                format!(
+                    "the daemon wants authentication {:?}, which is not supported",
+                    auth.types
+                ),
+            ));
+        }
+        let flags = if read_only {
+            protocol::connect_flags::RO
+        } else {
+            0
+        };
+        let name = (!name.is_empty()).then(|| name.to_string());
+        backend
+            .link
+            .call::<procs::ConnectOpen>(&ConnectOpenArgs { name, flags })?;
+        Ok(backend)
+    }
+
+    fn call<P: Procedure>(&self, args: &P::Args) -> Result<P::Ret> {
+        self.link.call::<P>(args)
+    }
+
+    fn dom<P: Procedure<Args = DomainArgs>>(&self, uuid: uuid::Uuid) -> Result<P::Ret> {
+        self.call::<P>(&DomainArgs { dom: handle(uuid) })
+    }
+
+    fn dom_flags<P: Procedure<Args = DomainFlagsArgs>>(
+        &self,
+        uuid: uuid::Uuid,
+        flags: u32,
+    ) -> Result<P::Ret> {
+        self.call::<P>(&DomainFlagsArgs {
+            dom: handle(uuid),
+            flags,
+        })
+    }
+}
+
+impl Drop for RemoteBackend {
+    fn drop(&mut self) {
+        if !self.link.closed.load(Ordering::Acquire) {
+            let _ = self.link.call::<procs::ConnectClose>(&());
+        }
+        let _ = lock(&self.link.writer).shutdown(std::net::Shutdown::Both);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn driver_name(&self) -> &str {
+        "remote"
+    }
+
+    fn get_type(&self) -> Result<String> {
+        Ok(self.call::<procs::ConnectGetType>(&())?.r#type)
+    }
+
+    fn get_version(&self) -> Result<u64> {
+        Ok(self.call::<procs::ConnectGetVersion>(&())?.hv_ver)
+    }
+
+    fn get_uri(&self) -> Result<String> {
+        Ok(self.call::<procs::ConnectGetUri>(&())?.uri)
+    }
+
+    fn get_hostname(&self) -> Result<String> {
+        Ok(self.call::<procs::ConnectGetHostname>(&())?.hostname)
+    }
+
+    fn get_capabilities(&self) -> Result<String> {
+        Ok(self
+            .call::<procs::ConnectGetCapabilities>(&())?
+            .capabilities)
+    }
+
+    fn node_get_info(&self) -> Result<NodeInfo> {
+        let n = self.call::<procs::NodeGetInfo>(&())?;
+        let u = |v: i32| u32::try_from(v).unwrap_or(0);
+        Ok(NodeInfo {
+            model: protocol::from_char_array(&n.model),
+            memory_kib: n.memory,
+            cpus: u(n.cpus),
+            mhz: u(n.mhz),
+            nodes: u(n.nodes),
+            sockets: u(n.sockets),
+            cores: u(n.cores),
+            threads: u(n.threads),
+        })
+    }
+
+    fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainId>> {
+        let ret = self.call::<procs::ConnectListAllDomains>(&ConnectListAllDomainsArgs {
+            need_results: 1,
+            flags,
+        })?;
+        Ok(ret.domains.into_iter().map(domain_id).collect())
+    }
+
+    fn lookup_by_name(&self, name: &str) -> Result<DomainId> {
+        let args = DomainLookupByNameArgs {
+            name: name.to_string(),
+        };
+        Ok(domain_id(
+            self.call::<procs::DomainLookupByName>(&args)?.dom,
+        ))
+    }
+
+    fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<DomainId> {
+        let args = DomainLookupByUuidArgs {
+            uuid: *uuid.as_bytes(),
+        };
+        Ok(domain_id(
+            self.call::<procs::DomainLookupByUuid>(&args)?.dom,
+        ))
+    }
+
+    fn lookup_by_id(&self, id: i32) -> Result<DomainId> {
+        Ok(domain_id(
+            self.call::<procs::DomainLookupById>(&DomainLookupByIdArgs { id })?
+                .dom,
+        ))
+    }
+
+    fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
+        let ret = if flags == 0 {
+            self.call::<procs::DomainDefineXml>(&DomainDefineXmlArgs {
+                xml: xml.to_string(),
+            })?
+        } else {
+            let args = DomainDefineXmlFlagsArgs {
+                xml: xml.to_string(),
+                flags,
+            };
+            self.call::<procs::DomainDefineXmlFlags>(&args)?
+        };
+        Ok(domain_id(ret.dom))
+    }
+
+    fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        if flags == 0 {
+            self.dom::<procs::DomainUndefine>(uuid)
+        } else {
+            self.dom_flags::<procs::DomainUndefineFlags>(uuid, flags)
+        }
+    }
+
+    fn create(&self, uuid: uuid::Uuid, flags: u32) -> Result<DomainId> {
+        Ok(domain_id(
+            self.dom_flags::<procs::DomainCreateWithFlags>(uuid, flags)?
+                .dom,
+        ))
+    }
+
+    fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainId> {
+        let args = DomainCreateXmlArgs {
+            xml_desc: xml.to_string(),
+            flags,
+        };
+        Ok(domain_id(self.call::<procs::DomainCreateXml>(&args)?.dom))
+    }
+
+    fn destroy(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        if flags == 0 {
+            self.dom::<procs::DomainDestroy>(uuid)
+        } else {
+            self.dom_flags::<procs::DomainDestroyFlags>(uuid, flags)
+        }
+    }
+
+    fn shutdown(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        if flags == 0 {
+            self.dom::<procs::DomainShutdown>(uuid)
+        } else {
+            self.dom_flags::<procs::DomainShutdownFlags>(uuid, flags)
+        }
+    }
+
+    fn reboot(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.dom_flags::<procs::DomainReboot>(uuid, flags)
+    }
+
+    fn suspend(&self, uuid: uuid::Uuid) -> Result<()> {
+        self.dom::<procs::DomainSuspend>(uuid)
+    }
+
+    fn resume(&self, uuid: uuid::Uuid) -> Result<()> {
+        self.dom::<procs::DomainResume>(uuid)
+    }
+
+    fn get_info(&self, uuid: uuid::Uuid) -> Result<DomainInfo> {
+        let i = self.dom::<procs::DomainGetInfo>(uuid)?;
+        Ok(DomainInfo {
+            state: DomainState::from_i32(i32::from(i.state)),
+            max_mem_kib: i.max_mem,
+            memory_kib: i.memory,
+            nr_virt_cpu: u32::from(i.nr_virt_cpu),
+            cpu_time_ns: i.cpu_time,
+        })
+    }
+
+    fn get_state(&self, uuid: uuid::Uuid) -> Result<(i32, i32)> {
+        let s = self.dom_flags::<procs::DomainGetState>(uuid, 0)?;
+        Ok((s.state, s.reason))
+    }
+
+    fn get_xml_desc(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
+        Ok(self.dom_flags::<procs::DomainGetXmlDesc>(uuid, flags)?.xml)
+    }
+
+    fn is_persistent(&self, uuid: uuid::Uuid) -> Result<bool> {
+        Ok(self.dom::<procs::DomainIsPersistent>(uuid)?.persistent != 0)
+    }
+
+    fn get_autostart(&self, uuid: uuid::Uuid) -> Result<bool> {
+        Ok(self.dom::<procs::DomainGetAutostart>(uuid)?.autostart != 0)
+    }
+
+    fn set_autostart(&self, uuid: uuid::Uuid, autostart: bool) -> Result<()> {
+        let args = DomainSetAutostartArgs {
+            dom: handle(uuid),
+            autostart: i32::from(autostart),
+        };
+        self.call::<procs::DomainSetAutostart>(&args)
+    }
+
+    fn get_vcpus_flags(&self, uuid: uuid::Uuid, flags: u32) -> Result<i32> {
+        Ok(self
+            .dom_flags::<procs::DomainGetVcpusFlags>(uuid, flags)?
+            .num)
+    }
+
+    fn get_os_type(&self, uuid: uuid::Uuid) -> Result<String> {
+        Ok(self.dom::<procs::DomainGetOsType>(uuid)?.r#type)
+    }
+
+    fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool> {
+        Ok(self
+            .dom_flags::<procs::DomainHasManagedSaveImage>(uuid, flags)?
+            .result
+            != 0)
+    }
+
+    fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String> {
+        let args = ConnectDomainXmlToNativeArgs {
+            native_format: format.to_string(),
+            domain_xml: xml.to_string(),
+            flags,
+        };
+        Ok(self
+            .call::<procs::ConnectDomainXmlToNative>(&args)?
+            .native_config)
+    }
+
+    fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
+        let _serial = lock(&self.link.registration);
+        // listen locally first, so events sent right after the registration reply are seen
+        let (id, needs_remote) = {
+            let mut subs = lock(&self.link.subscribers);
+            subs.next_id += 1;
+            let id = subs.next_id;
+            subs.list.push((id, callback));
+            (id, subs.remote_id.is_none())
+        };
+        if needs_remote {
+            let args = ConnectDomainEventCallbackRegisterAnyArgs {
+                event_id: protocol::event_id::LIFECYCLE,
+                dom: None,
+            };
+            match self.call::<procs::ConnectDomainEventCallbackRegisterAny>(&args) {
+                Ok(ret) => lock(&self.link.subscribers).remote_id = Some(ret.callback_id),
+                Err(e) => {
+                    lock(&self.link.subscribers).list.retain(|(i, _)| *i != id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn unsubscribe_events(&self, id: u64) -> Result<()> {
+        let _serial = lock(&self.link.registration);
+        let remote = {
+            let mut subs = lock(&self.link.subscribers);
+            let before = subs.list.len();
+            subs.list.retain(|(i, _)| *i != id);
+            if subs.list.len() == before {
+                return Err(Error::driver(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Remote,
+                    format!("no event subscription {id}"),
+                ));
+            }
+            if subs.list.is_empty() {
+                subs.remote_id.take()
+            } else {
+                None
+            }
+        };
+        if let Some(callback_id) = remote {
+            let args = ConnectDomainEventCallbackDeregisterAnyArgs { callback_id };
+            self.call::<procs::ConnectDomainEventCallbackDeregisterAny>(&args)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvirt_wire::FrameDecoder;
+    use std::io::{Read, Write};
+
+    /// A scripted daemon on a socket pair: answers the calls a test expects.
+    fn fake_daemon(
+        mut sock: UnixStream,
+        mut answer: impl FnMut(&Header, &[u8]) -> Option<Vec<u8>> + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut dec = FrameDecoder::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match sock.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                dec.feed(&buf[..n]);
+                while let Ok(Some(f)) = dec.next_frame() {
+                    if let Some(reply) = answer(&f.header, &f.payload)
+                        && sock.write_all(&reply).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    fn ok<T: serde::Serialize>(h: &Header, body: &T) -> Option<Vec<u8>> {
+        Some(frame::encode(&h.reply(Status::Ok), body).unwrap())
+    }
+
+    #[test]
+    fn calls_errors_and_events() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let dom = NonnullDomain {
+            name: "vm".into(),
+            uuid: [5; 16],
+            id: 4,
+        };
+        let events_for = dom.clone();
+        let daemon = fake_daemon(
+            server,
+            move |h, payload| match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectOpen) => {
+                    let a: ConnectOpenArgs = rvirt_wire::xdr::from_bytes(payload).unwrap();
+                    assert_eq!(a.name.as_deref(), Some("test:///default"));
+                    ok(h, &())
+                }
+                Some(RemoteProcedure::ConnectGetType) => ok(
+                    h,
+                    &ConnectGetTypeRet {
+                        r#type: "Test".into(),
+                    },
+                ),
+                Some(RemoteProcedure::DomainLookupByName) => {
+                    let e = RemoteError::new(42, 12, "domain not found: nope");
+                    Some(frame::encode(&h.reply(Status::Error), &e).unwrap())
+                }
+                Some(RemoteProcedure::ConnectDomainEventCallbackRegisterAny) => {
+                    let mut out = frame::encode(
+                        &h.reply(Status::Ok),
+                        &ConnectDomainEventCallbackRegisterAnyRet { callback_id: 7 },
+                    )
+                    .unwrap();
+                    let msg = DomainEventCallbackLifecycleMsg {
+                        callback_id: 7,
+                        msg: DomainEventLifecycleMsg {
+                            dom: events_for.clone(),
+                            event: 2,
+                            detail: 0,
+                        },
+                    };
+                    let ev = Header::message(
+                        protocol::REMOTE_PROGRAM,
+                        protocol::REMOTE_VERSION,
+                        RemoteProcedure::DomainEventCallbackLifecycle.number(),
+                    );
+                    out.extend(frame::encode(&ev, &msg).unwrap());
+                    Some(out)
+                }
+                _ => ok(h, &()),
+            },
+        );
+        let link_stream = client;
+        let backend = {
+            // connect over the pair: same code path as RemoteBackend::connect after the socket
+            let reading = link_stream.try_clone().unwrap();
+            let link = Arc::new(Link {
+                writer: Mutex::new(link_stream),
+                pending: Mutex::default(),
+                serial: AtomicU32::new(1),
+                closed: AtomicBool::new(false),
+                subscribers: Mutex::default(),
+                registration: Mutex::new(()),
+            });
+            let l2 = Arc::clone(&link);
+            let reader = std::thread::spawn(move || l2.read_loop(reading));
+            let b = RemoteBackend {
+                link,
+                reader: Some(reader),
+            };
+            b.call::<procs::AuthList>(&()).unwrap();
+            let args = ConnectOpenArgs {
+                name: Some("test:///default".into()),
+                flags: 0,
+            };
+            b.call::<procs::ConnectOpen>(&args).unwrap();
+            b
+        };
+        assert_eq!(backend.get_type().unwrap(), "Test");
+        let err = backend.lookup_by_name("nope").unwrap_err();
+        assert_eq!((err.code(), err.domain()), (42, 12));
+        assert!(err.to_string().contains("nope"));
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        backend
+            .subscribe_events(Arc::new(move |e: &DomainEvent| {
+                let _ = lock(&tx).send(e.clone());
+            }))
+            .unwrap();
+        let ev = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (ev.domain.name.as_str(), ev.domain.id, ev.event),
+            ("vm", 4, 2)
+        );
+        drop(backend);
+        daemon.join().unwrap();
+    }
+
+    #[test]
+    fn unsupported_transport() {
+        let uri = ConnectUri::parse("qemu+ssh://host/system").unwrap();
+        let Err(err) = open(&uri, false) else {
+            panic!("ssh transport accepted")
+        };
+        assert!(err.is_no_support(), "{err}");
+        let uri = ConnectUri::parse("test+unix:///default?socket=/nonexistent/sock").unwrap();
+        assert!(open(&uri, false).is_err());
+    }
 }

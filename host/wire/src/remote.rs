@@ -117,6 +117,8 @@ remote_procedures! {
     ConnectGetHostname = 59: () => ConnectGetHostnameRet;
     ConnectSupportsFeature = 60: ConnectSupportsFeatureArgs => ConnectSupportsFeatureRet;
     AuthList = 66: () => AuthListRet;
+    ConnectDomainEventRegister = 105: () => ConnectDomainEventRegisterRet;
+    ConnectDomainEventDeregister = 106: () => ConnectDomainEventRegisterRet;
     DomainEventLifecycle = 107: DomainEventLifecycleMsg => ();
     ConnectGetUri = 110: () => ConnectGetUriRet;
     DomainGetSecurityLabel = 121: DomainArgs => DomainGetSecurityLabelRet;
@@ -124,6 +126,7 @@ remote_procedures! {
     ConnectIsSecure = 149: () => ConnectIsSecureRet;
     DomainIsActive = 150: DomainArgs => DomainIsActiveRet;
     DomainIsPersistent = 151: DomainArgs => DomainIsPersistentRet;
+    ConnectDomainXmlToNative = 136: ConnectDomainXmlToNativeArgs => ConnectDomainXmlToNativeRet;
     ConnectGetLibVersion = 157: () => ConnectGetLibVersionRet;
     ConnectDomainEventRegisterAny = 167: ConnectDomainEventRegisterAnyArgs => ();
     ConnectDomainEventDeregisterAny = 168: ConnectDomainEventRegisterAnyArgs => ();
@@ -144,6 +147,10 @@ remote_procedures! {
 }
 
 xdr_structs! {
+    /// `remote_connect_domain_xml_to_native_args`.
+    ConnectDomainXmlToNativeArgs { native_format: String, domain_xml: String, flags: u32 }
+    /// `remote_connect_domain_xml_to_native_ret`.
+    ConnectDomainXmlToNativeRet { native_config: String }
     /// `remote_connect_open_args`.
     ConnectOpenArgs { name: Option<String>, flags: u32 }
     /// `remote_connect_get_type_ret`.
@@ -247,6 +254,9 @@ xdr_structs! {
         domains: Vec<NonnullDomain>,
         ret: u32,
     }
+    /// `remote_connect_domain_event_register_ret` (and the deregister twin): the oldest,
+    /// lifecycle-only event registration.
+    ConnectDomainEventRegisterRet { cb_registered: i32 }
     /// `remote_connect_domain_event_register_any_args` (and the deregister twin).
     ConnectDomainEventRegisterAnyArgs { event_id: i32 }
     /// `remote_connect_domain_event_callback_register_any_args`.

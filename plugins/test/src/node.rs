@@ -11,6 +11,7 @@ use rvirt_sdk::{
 };
 use rvirt_xml::{Domain, Element, FormatOptions, Network, StoragePool};
 use std::{
+    collections::HashMap,
     path::Path,
     sync::{Arc, Mutex},
     time::Instant,
@@ -142,8 +143,12 @@ const TEST_NS: &str = "http://libvirt.org/schemas/domain/test/1.0";
 
 /// One domain of the node.
 pub struct Dom {
-    /// The definition in force (the running one for an active domain).
+    /// The definition in force (the running one for an active domain). Its name and UUID
+    /// never change: a redefinition must keep both.
     pub def: Domain,
+    /// `def`'s UUID and name, cached: lookups must not walk the XML tree.
+    uuid: Uuid,
+    name: String,
     /// The persistent definition to switch to when an active domain stops.
     pub next_def: Option<Domain>,
     pub state: i32,
@@ -158,6 +163,8 @@ pub struct Dom {
 impl Dom {
     fn new(def: Domain, persistent: bool) -> Self {
         Dom {
+            uuid: to_abi_uuid(def.uuid()),
+            name: def.name().to_string(),
             def,
             next_def: None,
             state: state::SHUTOFF,
@@ -170,14 +177,10 @@ impl Dom {
         }
     }
 
-    pub fn uuid(&self) -> Uuid {
-        to_abi_uuid(self.def.uuid())
-    }
-
     pub fn reference(&self) -> DomainRef {
         DomainRef {
-            name: self.def.name().into(),
-            uuid: self.uuid(),
+            name: self.name.as_str().into(),
+            uuid: self.uuid,
             id: self.id.unwrap_or(-1),
         }
     }
@@ -244,6 +247,9 @@ impl Dom {
 pub struct Node {
     pub node_info: NodeInfo,
     doms: Vec<Dom>,
+    /// Position of each domain in `doms`, by UUID and by name.
+    by_uuid: HashMap<Uuid, usize>,
+    by_name: HashMap<String, usize>,
     #[allow(dead_code)]
     networks: Vec<Network>,
     #[allow(dead_code)]
@@ -291,6 +297,8 @@ impl Node {
                 threads: 2,
             },
             doms: Vec::new(),
+            by_uuid: HashMap::new(),
+            by_name: HashMap::new(),
             networks: Vec::new(),
             pools: Vec::new(),
             next_id: 1,
@@ -333,7 +341,7 @@ impl Node {
                         d.reason = 1;
                         d.started = Some(Instant::now());
                     }
-                    node.doms.push(d);
+                    node.push(d);
                 }
                 "network" => node
                     .networks
@@ -399,10 +407,28 @@ impl Node {
             .collect()
     }
 
+    fn push(&mut self, d: Dom) -> usize {
+        let i = self.doms.len();
+        self.by_uuid.insert(d.uuid, i);
+        self.by_name.insert(d.name.clone(), i);
+        self.doms.push(d);
+        i
+    }
+
+    fn remove(&mut self, i: usize) {
+        let d = self.doms.remove(i);
+        self.by_uuid.remove(&d.uuid);
+        self.by_name.remove(&d.name);
+        for (j, d) in self.doms.iter().enumerate().skip(i) {
+            self.by_uuid.insert(d.uuid, j);
+            self.by_name.insert(d.name.clone(), j);
+        }
+    }
+
     pub fn by_name(&self, name: &str) -> Result<&Dom, PluginError> {
-        self.doms
-            .iter()
-            .find(|d| d.def.name() == name)
+        self.by_name
+            .get(name)
+            .map(|&i| &self.doms[i])
             .ok_or_else(|| {
                 no_domain(
                     ErrorDomain::Test,
@@ -412,15 +438,12 @@ impl Node {
     }
 
     fn index(&self, uuid: Uuid) -> Result<usize, PluginError> {
-        self.doms
-            .iter()
-            .position(|d| d.uuid() == uuid)
-            .ok_or_else(|| {
-                no_domain(
-                    ErrorDomain::Test,
-                    &format!("no domain with matching uuid '{}'", from_abi_uuid(uuid)),
-                )
-            })
+        self.by_uuid.get(&uuid).copied().ok_or_else(|| {
+            no_domain(
+                ErrorDomain::Test,
+                &format!("no domain with matching uuid '{}'", from_abi_uuid(uuid)),
+            )
+        })
     }
 
     pub fn by_uuid(&self, uuid: Uuid) -> Result<&Dom, PluginError> {
@@ -439,35 +462,27 @@ impl Node {
     /// Checks that a new definition neither reuses a name with another UUID nor a UUID
     /// with another name.
     fn check_new(&self, def: &Domain) -> Result<Option<usize>, PluginError> {
-        for (i, d) in self.doms.iter().enumerate() {
-            let same_name = d.def.name() == def.name();
-            let same_uuid = d.def.uuid() == def.uuid();
-            match (same_name, same_uuid) {
-                (true, true) => return Ok(Some(i)),
-                (true, false) => {
-                    return Err(test_err(
-                        ErrorCode::DomExist,
-                        format!(
-                            "domain '{}' already exists with uuid {}",
-                            def.name(),
-                            d.def.uuid()
-                        ),
-                    ));
-                }
-                (false, true) => {
-                    return Err(test_err(
-                        ErrorCode::DomExist,
-                        format!(
-                            "domain '{}' is already defined with uuid {}",
-                            d.def.name(),
-                            def.uuid()
-                        ),
-                    ));
-                }
-                (false, false) => {}
-            }
+        let uuid = to_abi_uuid(def.uuid());
+        match (self.by_name.get(def.name()), self.by_uuid.get(&uuid)) {
+            (Some(&i), Some(&j)) if i == j => Ok(Some(i)),
+            (Some(&i), _) => Err(test_err(
+                ErrorCode::DomExist,
+                format!(
+                    "domain '{}' already exists with uuid {}",
+                    def.name(),
+                    from_abi_uuid(self.doms[i].uuid)
+                ),
+            )),
+            (None, Some(&j)) => Err(test_err(
+                ErrorCode::DomExist,
+                format!(
+                    "domain '{}' is already defined with uuid {}",
+                    self.doms[j].name,
+                    def.uuid()
+                ),
+            )),
+            (None, None) => Ok(None),
         }
-        Ok(None)
     }
 
     fn parse(xml: &str) -> Result<Domain, PluginError> {
@@ -498,8 +513,7 @@ impl Node {
                 (i, 1) // VIR_DOMAIN_EVENT_DEFINED_UPDATED
             }
             None => {
-                self.doms.push(Dom::new(def, true));
-                (self.doms.len() - 1, 0) // VIR_DOMAIN_EVENT_DEFINED_ADDED
+                (self.push(Dom::new(def, true)), 0) // VIR_DOMAIN_EVENT_DEFINED_ADDED
             }
         };
         self.emit(&self.doms[i], event::DEFINED, detail);
@@ -521,7 +535,7 @@ impl Node {
             d.persistent = false;
             d.next_def = None;
         } else {
-            self.doms.remove(i);
+            self.remove(i);
         }
         Ok(())
     }
@@ -577,10 +591,7 @@ impl Node {
                 d.next_def = Some(persistent_def);
                 i
             }
-            None => {
-                self.doms.push(Dom::new(def, false));
-                self.doms.len() - 1
-            }
+            None => self.push(Dom::new(def, false)),
         };
         self.start_at(i, flags);
         Ok(self.doms[i].reference())
@@ -612,7 +623,7 @@ impl Node {
             s.domain_lifecycle(r.clone(), event::STOPPED, detail);
         }
         if !self.doms[i].persistent {
-            self.doms.remove(i);
+            self.remove(i);
         }
         Ok(())
     }
@@ -764,6 +775,24 @@ mod tests {
             n.define(kvm).unwrap_err().code,
             ErrorCode::ConfigUnsupported as i32
         );
+    }
+
+    #[test]
+    fn lookups_stay_right_after_removals() {
+        let mut n = Node::from_node_xml(DEFAULT_NODE_XML, None).unwrap();
+        let refs: Vec<_> = (0..4)
+            .map(|k| {
+                let xml = format!("<domain type='test'><name>d{k}</name><memory>1024</memory><os><type>hvm</type></os></domain>");
+                n.define(&xml).unwrap()
+            })
+            .collect();
+        n.undefine(refs[1].uuid).unwrap();
+        assert!(n.by_name("d1").is_err() && n.by_uuid(refs[1].uuid).is_err());
+        for k in [0usize, 2, 3] {
+            assert_eq!(n.by_name(&format!("d{k}")).unwrap().reference(), refs[k]);
+            assert_eq!(n.by_uuid(refs[k].uuid).unwrap().reference(), refs[k]);
+        }
+        assert_eq!(n.list(0).len(), 4);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::error::XmlError;
 use crate::tables;
 use crate::tree::{Element, Node};
-use crate::util::{child_path, parse_u64, scale_to_bytes};
+use crate::util::{parse_u64, scale_to_bytes};
 
 /// Calls `f` on every element reached by the `/`-separated `path` below `e`.
 pub fn for_each_path(e: &mut Element, path: &str, f: &mut dyn FnMut(&mut Element)) {
@@ -20,6 +20,44 @@ pub fn for_each_path(e: &mut Element, path: &str, f: &mut dyn FnMut(&mut Element
             }
         }
     }
+}
+
+/// Whether any element reached by `path` below `e` satisfies `pred`.
+pub fn any_path(e: &Element, path: &str, pred: &dyn Fn(&Element) -> bool) -> bool {
+    match path.split_once('/') {
+        None => e.children_named(path).any(pred),
+        Some((head, rest)) => e.children_named(head).any(|c| any_path(c, rest, pred)),
+    }
+}
+
+fn any_element(e: &Element, pred: &dyn Fn(&Element) -> bool) -> bool {
+    pred(e) || e.elements().any(|c| any_element(c, pred))
+}
+
+/// Whether formatting with these options removes anything (so the tree
+/// must be copied and filtered first).
+pub fn format_changes(root: &Element, inactive: bool, secure: bool) -> bool {
+    if inactive {
+        if root.attr("id").is_some() {
+            return true;
+        }
+        for (path, attr) in tables::LIVE_ONLY {
+            let hit = match attr {
+                Some(a) => any_path(root, path, &|e| e.attr(a).is_some()),
+                None => any_path(root, path, &|_| true),
+            };
+            if hit {
+                return true;
+            }
+        }
+        if any_element(root, &|e| {
+            (e.name() == "backingStore" && (e.attr("index").is_some() || e.child("source").is_some_and(|s| s.attr("index").is_some())))
+                || (e.name() == "seclabel" && e.attr("labelskip").is_some())
+        }) {
+            return true;
+        }
+    }
+    !secure && any_element(root, &|e| e.name() == "graphics" && e.attr("passwd").is_some())
 }
 
 /// Parses a libvirt bitmap (`0-3,^2,8`) into a sorted list of bits.
@@ -95,9 +133,7 @@ fn parse_num(s: &str) -> Option<u64> {
 /// Canonical spelling of `<address>` attributes (hex widths per type).
 fn canon_address(e: &mut Element) {
     let ty = e.attr("type").unwrap_or("pci").to_string();
-    let Some((_, fields)) = tables::ADDRESS_FORMATS.iter().find(|(t, _)| *t == ty) else {
-        return;
-    };
+    let Some((_, fields)) = tables::ADDRESS_FORMATS.iter().find(|(t, _)| *t == ty) else { return };
     for (name, width) in fields.iter() {
         if let Some(v) = e.attr(name)
             && let Some(n) = parse_num(v)
@@ -127,11 +163,7 @@ fn disk_index(dev: &str) -> Option<u64> {
     let mut idx: u64 = 0;
     for (i, b) in letters.bytes().enumerate() {
         let v = u64::from(b - b'a');
-        idx = if i == 0 {
-            v
-        } else {
-            (idx + 1).checked_mul(26)?.checked_add(v)?
-        };
+        idx = if i == 0 { v } else { (idx + 1).checked_mul(26)?.checked_add(v)? };
     }
     Some(idx)
 }
@@ -163,19 +195,13 @@ fn order_disks(devices: &mut Element) {
                     first_disk_pos = Some(rest.len());
                 }
                 let bus = disk_bus(&e);
-                let idx = e
-                    .child("target")
-                    .and_then(|t| t.attr("dev"))
-                    .and_then(disk_index);
+                let idx = e.child("target").and_then(|t| t.attr("dev")).and_then(disk_index);
                 let mut at = None;
                 let mut last_same = None;
                 for (i, d) in disks.iter().enumerate() {
                     if disk_bus(d) == bus {
                         last_same = Some(i);
-                        let di = d
-                            .child("target")
-                            .and_then(|t| t.attr("dev"))
-                            .and_then(disk_index);
+                        let di = d.child("target").and_then(|t| t.attr("dev")).and_then(disk_index);
                         if at.is_none()
                             && let (Some(a), Some(b)) = (di, idx)
                             && a > b
@@ -203,18 +229,9 @@ fn order_disks(devices: &mut Element) {
     *devices.nodes_mut() = out;
 }
 
-fn resolve_ns<'a>(
-    e: &'a Element,
-    root_decls: &'a [(String, String)],
-    prefix: &str,
-) -> Option<&'a str> {
+fn resolve_ns<'a>(e: &'a Element, root_decls: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
     let key = format!("xmlns:{prefix}");
-    e.attr(&key).or_else(|| {
-        root_decls
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
-    })
+    e.attr(&key).or_else(|| root_decls.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str()))
 }
 
 fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
@@ -224,14 +241,11 @@ fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
         let n = format!("{to}:{local}");
         e.set_name(&n);
     }
-    e.attrs_mut()
-        .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+    e.attrs_mut().retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
     for c in e.elements_mut() {
         // nested elements may declare their own prefix for the same namespace
         let own: Option<(String, String)> = c.name().split_once(':').and_then(|(p, _)| {
-            c.attr(&format!("xmlns:{p}"))
-                .filter(|u| *u == uri)
-                .map(|_| (p.to_string(), uri.to_string()))
+            c.attr(&format!("xmlns:{p}")).filter(|u| *u == uri).map(|_| (p.to_string(), uri.to_string()))
         });
         match own {
             Some((p, u)) => rename_prefix(c, &p, to, &u),
@@ -242,32 +256,21 @@ fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
 
 /// Canonical prefixes for libvirt's driver namespaces, declared on the root.
 fn canon_namespaces(root: &mut Element) {
-    let root_decls: Vec<(String, String)> = root
-        .attrs()
-        .iter()
-        .filter(|(k, _)| k.starts_with("xmlns:"))
-        .cloned()
-        .collect();
+    let root_decls: Vec<(String, String)> =
+        root.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
     let mut needed: Vec<(&str, &str)> = Vec::new();
     for c in root.elements_mut() {
-        let Some((p, _)) = c.name().split_once(':') else {
-            continue;
-        };
+        let Some((p, _)) = c.name().split_once(':') else { continue };
         let p = p.to_string();
-        let Some(uri) = resolve_ns(c, &root_decls, &p).map(str::to_string) else {
-            continue;
-        };
-        let Some((canon, curi)) = tables::DOMAIN_NAMESPACES.iter().find(|(_, u)| *u == uri) else {
-            continue;
-        };
+        let Some(uri) = resolve_ns(c, &root_decls, &p).map(str::to_string) else { continue };
+        let Some((canon, curi)) = tables::DOMAIN_NAMESPACES.iter().find(|(_, u)| *u == uri) else { continue };
         rename_prefix(c, &p, canon, curi);
         if !needed.iter().any(|(c2, _)| c2 == canon) {
             needed.push((canon, curi));
         }
     }
     for (canon, uri) in needed {
-        root.attrs_mut()
-            .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+        root.attrs_mut().retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
         root.set_attr(&format!("xmlns:{canon}"), uri);
     }
 }
@@ -275,39 +278,24 @@ fn canon_namespaces(root: &mut Element) {
 /// `<metadata>`: only namespaced elements, one per namespace, each carrying
 /// its own declaration.
 fn sanitize_metadata(root: &mut Element) {
-    let root_decls: Vec<(String, String)> = root
-        .attrs()
-        .iter()
-        .filter(|(k, _)| k.starts_with("xmlns:"))
-        .cloned()
-        .collect();
-    let Some(md) = root.child_mut("metadata") else {
-        return;
-    };
-    let md_decls: Vec<(String, String)> = md
-        .attrs()
-        .iter()
-        .filter(|(k, _)| k.starts_with("xmlns:"))
-        .cloned()
-        .collect();
+    let root_decls: Vec<(String, String)> =
+        root.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
+    let Some(md) = root.child_mut("metadata") else { return };
+    let md_decls: Vec<(String, String)> =
+        md.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
     let mut seen: Vec<String> = Vec::new();
     let nodes = std::mem::take(md.nodes_mut());
     let mut out = Vec::new();
     for n in nodes {
         match n {
             Node::Element(mut e) => {
-                let Some((p, _)) = e.name().split_once(':') else {
-                    continue;
-                };
+                let Some((p, _)) = e.name().split_once(':') else { continue };
                 let p = p.to_string();
                 let key = format!("xmlns:{p}");
-                let uri = e.attr(&key).map(str::to_string).or_else(|| {
-                    md_decls
-                        .iter()
-                        .chain(root_decls.iter())
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| v.clone())
-                });
+                let uri = e
+                    .attr(&key)
+                    .map(str::to_string)
+                    .or_else(|| md_decls.iter().chain(root_decls.iter()).find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
                 let Some(uri) = uri else { continue };
                 if seen.contains(&uri) {
                     continue;
@@ -353,10 +341,7 @@ pub fn apply(root: &mut Element) -> Result<(), XmlError> {
                     }
                     None => {
                         if err.is_none() {
-                            err = Some(XmlError::invalid(
-                                format!("domain/{path}/@{attr}"),
-                                format!("invalid bitmap '{v}'"),
-                            ));
+                            err = Some(XmlError::invalid(format!("domain/{path}/@{attr}"), format!("invalid bitmap '{v}'")));
                         }
                     }
                 }
@@ -410,7 +395,7 @@ pub fn apply(root: &mut Element) -> Result<(), XmlError> {
     }
 
     memory_rules(root)?;
-    cpu_rules(root);
+    cpu_rules(root)?;
     os_rules(root);
     if let Some(devs) = root.child_mut("devices") {
         order_disks(devs);
@@ -435,27 +420,19 @@ fn memory_rules(root: &mut Element) -> Result<(), XmlError> {
         if let Some(b) = bad {
             return Err(b);
         }
-        mt.remove_children(|c| {
-            parse_u64(&c.text()).is_some_and(|v| v >= tables::MEMORY_PARAM_UNLIMITED_KIB)
-        });
+        mt.remove_children(|c| parse_u64(&c.text()).is_some_and(|v| v >= tables::MEMORY_PARAM_UNLIMITED_KIB));
         if mt.elements().next().is_none() {
             root.remove_children(|c| c.name() == "memtune");
         }
     }
-    for_each_path(root, "memoryBacking/hugepages/page", &mut |e| {
-        scale_kib_attr(e, "size", "unit")
-    });
+    for_each_path(root, "memoryBacking/hugepages/page", &mut |e| scale_kib_attr(e, "size", "unit"));
     for_each_path(root, "devices/memory/source/pagesize", &mut |e| {
         if let Ok(b) = scale_to_bytes(&e.text(), e.attr("unit"), 1024) {
             e.set_attr("unit", "KiB");
             e.set_text(&b.div_ceil(1024).to_string());
         }
     });
-    for_each_path(
-        root,
-        "devices/disk/driver/metadata_cache/max_size",
-        &mut |e| to_bytes(e),
-    );
+    for_each_path(root, "devices/disk/driver/metadata_cache/max_size", &mut |e| to_bytes(e));
     walk_mut(root, &mut |e| {
         if e.name() == "backingStore" || e.name() == "disk" {
             for_each_path(e, "format/metadata_cache/max_size", &mut |m| to_bytes(m));
@@ -472,12 +449,87 @@ fn to_bytes(e: &mut Element) {
     }
 }
 
-fn cpu_rules(root: &mut Element) {
+/// Cache and memory-bandwidth tunes: vCPU sets clipped to existing vCPUs,
+/// no overlaps, no duplicate allocations, monitors inside their tune.
+fn resctrl_rules(ct: &mut Element, maxv: u32) -> Result<(), XmlError> {
+    let snapshot = crate::util::Siblings::of(ct);
+    let ct_ro: &Element = ct;
+    let mut taken: Vec<(String, Vec<u32>)> = Vec::new();
+    let mut drop_idx: Vec<(String, usize)> = Vec::new();
+    for kind in ["cachetune", "memorytune"] {
+        for (k, t) in ct_ro.children_named(kind).enumerate() {
+            let p = snapshot.path("domain/cputune", kind, k);
+            let bits: Vec<u32> = t
+                .attr("vcpus")
+                .and_then(parse_bitmap)
+                .ok_or_else(|| XmlError::missing_attr(format!("{p}/@vcpus")))?
+                .into_iter()
+                .filter(|b| *b < maxv)
+                .collect();
+            if bits.is_empty() {
+                drop_idx.push((kind.to_string(), k));
+                continue;
+            }
+            for (other_kind, ob) in &taken {
+                if other_kind == kind && ob.iter().any(|b| bits.contains(b)) {
+                    return Err(XmlError::invalid(format!("{p}/@vcpus"), format!("overlapping vcpus in {kind}s")));
+                }
+            }
+            taken.push((kind.to_string(), bits.clone()));
+            let item = if kind == "cachetune" { "cache" } else { "node" };
+            let mut seen: Vec<(Option<&str>, Option<&str>, Option<&str>)> = Vec::new();
+            for c in t.children_named(item) {
+                let key = (c.attr("id"), c.attr("level"), if kind == "cachetune" { c.attr("type") } else { None });
+                if seen.contains(&key) {
+                    return Err(XmlError::invalid(format!("{p}/{item}"), format!("duplicate {item} allocation for id '{}'", c.attr("id").unwrap_or(""))));
+                }
+                seen.push(key);
+            }
+            for m in t.children_named("monitor") {
+                let mb = m.attr("vcpus").and_then(parse_bitmap).unwrap_or_default();
+                if mb.iter().any(|b| !bits.contains(b)) {
+                    return Err(XmlError::invalid(format!("{p}/monitor/@vcpus"), "monitor vcpus must be a subset of the tune's vcpus"));
+                }
+            }
+        }
+    }
+    let mut counters: Vec<(String, usize)> = Vec::new();
+    let nodes = std::mem::take(ct.nodes_mut());
+    let mut out = Vec::new();
+    for n in nodes {
+        if let Node::Element(mut e) = n {
+            let name = e.name().to_string();
+            if name == "cachetune" || name == "memorytune" {
+                let i = match counters.iter_mut().find(|(k, _)| *k == name) {
+                    Some(c) => {
+                        c.1 += 1;
+                        c.1
+                    }
+                    None => {
+                        counters.push((name.clone(), 0));
+                        0
+                    }
+                };
+                if drop_idx.contains(&(name.clone(), i)) {
+                    continue;
+                }
+                if let Some(bits) = e.attr("vcpus").and_then(parse_bitmap) {
+                    let clipped: Vec<u32> = bits.into_iter().filter(|b| *b < maxv).collect();
+                    e.set_attr("vcpus", &format_bitmap(&clipped));
+                }
+            }
+            out.push(Node::Element(e));
+        } else {
+            out.push(n);
+        }
+    }
+    *ct.nodes_mut() = out;
+    Ok(())
+}
+
+fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
     if let Some(cpu) = root.child_mut("cpu") {
-        let host_mode = matches!(
-            cpu.attr("mode"),
-            Some("host-model" | "host-passthrough" | "maximum")
-        );
+        let host_mode = matches!(cpu.attr("mode"), Some("host-model" | "host-passthrough" | "maximum"));
         cpu.remove_children(|m| {
             m.name() == "model"
                 && m.text().trim().is_empty()
@@ -486,14 +538,10 @@ fn cpu_rules(root: &mut Element) {
         });
         if let Some(numa) = cpu.child_mut("numa") {
             let nodes = std::mem::take(numa.nodes_mut());
-            let (mut cells, others): (Vec<Node>, Vec<Node>) = nodes
-                .into_iter()
-                .partition(|n| matches!(n, Node::Element(e) if e.name() == "cell"));
+            let (mut cells, others): (Vec<Node>, Vec<Node>) =
+                nodes.into_iter().partition(|n| matches!(n, Node::Element(e) if e.name() == "cell"));
             cells.sort_by_key(|n| match n {
-                Node::Element(e) => e
-                    .attr("id")
-                    .and_then(|i| i.trim().parse::<u64>().ok())
-                    .unwrap_or(u64::MAX),
+                Node::Element(e) => e.attr("id").and_then(|i| i.trim().parse::<u64>().ok()).unwrap_or(u64::MAX),
                 _ => u64::MAX,
             });
             let mut v = cells;
@@ -504,7 +552,9 @@ fn cpu_rules(root: &mut Element) {
             }
         }
     }
+    let maxv: u32 = root.child("vcpu").and_then(|v| v.text().trim().parse().ok()).unwrap_or(1);
     if let Some(ct) = root.child_mut("cputune") {
+        resctrl_rules(ct, maxv)?;
         split_sched(ct, "vcpusched", "vcpus");
         split_sched(ct, "iothreadsched", "iothreads");
     }
@@ -520,10 +570,7 @@ fn cpu_rules(root: &mut Element) {
     });
     // numatune placement
     let mut auto = false;
-    if let Some(m) = root
-        .child_mut("numatune")
-        .and_then(|n| n.child_mut("memory"))
-    {
+    if let Some(m) = root.child_mut("numatune").and_then(|n| n.child_mut("memory")) {
         if m.attr("placement").is_none() {
             // placement follows from the presence of a nodeset
         }
@@ -535,13 +582,10 @@ fn cpu_rules(root: &mut Element) {
     if let Some(v) = root.child_mut("vcpu")
         && v.attr("placement").is_none()
     {
-        let p = if auto && v.attr("cpuset").is_none() {
-            "auto"
-        } else {
-            "static"
-        };
+        let p = if auto && v.attr("cpuset").is_none() { "auto" } else { "static" };
         v.insert_attr(0, "placement", p);
     }
+    Ok(())
 }
 
 /// One scheduler entry per vCPU/iothread, sorted by id, as libvirt stores them.
@@ -589,18 +633,9 @@ fn os_rules(root: &mut Element) {
     }
 }
 
-const CHARDEVS: &[&str] = &[
-    "serial",
-    "parallel",
-    "console",
-    "channel",
-    "smartcard",
-    "redirdev",
-];
+const CHARDEVS: &[&str] = &["serial", "parallel", "console", "channel", "smartcard", "redirdev"];
 
 fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
-    let snapshot_names: Vec<String> = devs.elements().map(|e| e.name().to_string()).collect();
-    let _ = snapshot_names;
     // disks
     for d in devs.children_named_mut("disk") {
         if let Some(t) = d.child_mut("target") {
@@ -620,11 +655,37 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
         iscsi_lun(h.child_mut("source"));
     }
     // chardevs
+    let snapshot = crate::util::Siblings::of(devs);
     for name in CHARDEVS {
-        for c in devs.children_named_mut(name) {
+        for (k, c) in devs.children_named_mut(name).enumerate() {
+            let cpath = snapshot.path("domain/devices", name, k);
             let ty = c.attr("type").unwrap_or("pty").to_string();
+            let virtio_channel =
+                *name == "channel" && c.child("target").and_then(|t| t.attr("type")) == Some("virtio");
+            check_chardev_source(c, &ty, &cpath, virtio_channel)?;
+            if ty == "udp" {
+                // libvirt keeps the bind source first
+                let nodes = std::mem::take(c.nodes_mut());
+                let (mut binds, rest): (Vec<Node>, Vec<Node>) = nodes.into_iter().partition(
+                    |n| matches!(n, Node::Element(e) if e.name() == "source" && e.attr("mode") == Some("bind")),
+                );
+                let at = rest
+                    .iter()
+                    .position(|n| matches!(n, Node::Element(e) if e.name() == "source"))
+                    .unwrap_or(0);
+                let mut out = rest;
+                for (i, b) in binds.drain(..).enumerate() {
+                    out.insert(at + i, b);
+                }
+                *c.nodes_mut() = out;
+            }
             if ty == "unix" {
                 c.remove_children(|s| s.name() == "source" && s.attr("path").is_none());
+                for s in c.children_named_mut("source") {
+                    if s.attr("mode").is_none() {
+                        s.insert_attr(0, "mode", "connect");
+                    }
+                }
             }
             if ty != "tcp" {
                 c.remove_children(|s| s.name() == "protocol");
@@ -636,15 +697,43 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
                     }
                 }
             }
-            if ty == "tcp"
-                && c.child("protocol").is_none()
-                && *name != "smartcard"
-                && *name != "redirdev"
-            {
+            if ty == "tcp" && c.child("protocol").is_none() && *name != "smartcard" && *name != "redirdev" {
                 c.push(Element::new("protocol").with_attr("type", "raw"));
             }
         }
     }
+    for (k, r) in devs.children_named("rng").enumerate() {
+        if let Some(b) = r.child("backend")
+            && b.attr("model") == Some("egd")
+        {
+            let ty = b.attr("type").unwrap_or("").to_string();
+            let p = format!("{}/backend", snapshot.path("domain/devices", "rng", k));
+            check_chardev_source(b, &ty, &p, false)?;
+        }
+    }
+    for b in devs.children_named_mut("rng").filter_map(|r| r.child_mut("backend")) {
+        if matches!(b.attr("type"), Some("unix" | "tcp" | "udp")) {
+            for s in b.children_named_mut("source") {
+                if s.attr("mode").is_none() {
+                    s.insert_attr(0, "mode", "connect");
+                }
+            }
+        }
+    }
+    smartcard_addresses(devs);
+    // filesystems
+    for f in devs.children_named_mut("filesystem") {
+        if f.attr("type") == Some("ram")
+            && let Some(src) = f.child_mut("source")
+        {
+            scale_kib_attr(src, "usage", "units");
+        }
+        if f.attr("accessmode").is_none() {
+            let pos = f.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+            f.insert_attr(pos, "accessmode", "passthrough");
+        }
+    }
+    controller_indexes(devs);
     // video: the primary one first, marked
     let mut videos: Vec<usize> = Vec::new();
     for (i, n) in devs.nodes().iter().enumerate() {
@@ -678,9 +767,9 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
         }
     }
     // graphics
-    let snapshot = devs.clone();
+    let snapshot = crate::util::Siblings::of(devs);
     for (k, g) in devs.children_named_mut("graphics").enumerate() {
-        let path = child_path("domain/devices", &snapshot, "graphics", k);
+        let path = snapshot.path("domain/devices", "graphics", k);
         graphics_rules(g, &path)?;
     }
     // interfaces
@@ -714,6 +803,191 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
     Ok(())
 }
 
+fn check_chardev_source(c: &Element, ty: &str, path: &str, virtio_channel: bool) -> Result<(), XmlError> {
+    let sources: Vec<&Element> = c.children_named("source").collect();
+    let max = match ty {
+        "udp" => 2,
+        _ => 1,
+    };
+    if sources.len() > max {
+        return Err(XmlError::invalid(format!("{path}/source"), format!("only {max} <source> element(s) allowed for a '{ty}' character device")));
+    }
+    for s in &sources {
+        let mode = s.attr("mode").unwrap_or("connect");
+        match ty {
+            "tcp" => {
+                if s.attr("host").is_none() {
+                    return Err(XmlError::missing_attr(format!("{path}/source/@host")));
+                }
+                if s.attr("service").is_none() {
+                    return Err(XmlError::missing_attr(format!("{path}/source/@service")));
+                }
+            }
+            "unix" if s.attr("path").is_none() && !virtio_channel => {
+                return Err(XmlError::missing_attr(format!("{path}/source/@path")));
+            }
+            _ => {}
+        }
+        if let Some(r) = s.child("reconnect")
+            && r.attr("enabled") == Some("yes")
+        {
+            if mode != "connect" {
+                return Err(XmlError::invalid(
+                    format!("{path}/source/reconnect"),
+                    "chardev reconnect is possible only for connect mode",
+                ));
+            }
+            if r.attr("timeout").is_none() {
+                return Err(XmlError::missing_attr(format!("{path}/source/reconnect/@timeout")));
+            }
+        }
+    }
+    if ty == "unix" && sources.is_empty() && !virtio_channel && c.name() != "channel" {
+        return Err(XmlError::missing_element(format!("{path}/source")));
+    }
+    Ok(())
+}
+
+/// Smartcards without an address sit on a CCID controller, one slot each.
+fn smartcard_addresses(devs: &mut Element) {
+    let need = devs.children_named("smartcard").any(|s| s.child("address").is_none());
+    if !need {
+        return;
+    }
+    if !devs.children_named("controller").any(|c| c.attr("type") == Some("ccid")) {
+        let ctl = Element::new("controller").with_attr("type", "ccid").with_attr("index", "0");
+        let pos = devs
+            .nodes()
+            .iter()
+            .rposition(|n| matches!(n, Node::Element(e) if e.name() == "controller"))
+            .map_or(devs.nodes().len(), |p| p + 1);
+        devs.nodes_mut().insert(pos, Node::Element(ctl));
+    }
+    let mut used: Vec<u64> = devs
+        .children_named("smartcard")
+        .filter_map(|s| s.child("address")?.attr("slot")?.trim().parse().ok())
+        .collect();
+    for s in devs.children_named_mut("smartcard") {
+        if s.child("address").is_some() {
+            continue;
+        }
+        let mut slot = 0;
+        while used.contains(&slot) {
+            slot += 1;
+        }
+        used.push(slot);
+        s.push(
+            Element::new("address")
+                .with_attr("type", "ccid")
+                .with_attr("controller", "0")
+                .with_attr("slot", &slot.to_string()),
+        );
+    }
+}
+
+/// Controllers without an index get one: USB companions join the group of
+/// the controller before them when it has no controller of their model yet,
+/// everything else takes the lowest unused index of its type.  Companions
+/// get their default `<master startport>`; controllers are then kept sorted
+/// by type (first appearance) and index, masters before companions.
+fn controller_indexes(devs: &mut Element) {
+    let mut used: Vec<(String, u64, String)> = devs
+        .children_named("controller")
+        .filter_map(|c| {
+            Some((c.attr("type")?.to_string(), c.attr("index")?.trim().parse().ok()?, c.attr("model").unwrap_or("").to_string()))
+        })
+        .collect();
+    let family = |m: &str| {
+        tables::USB_MASTERS.contains(&m) || tables::USB_COMPANIONS.iter().any(|(c, _)| *c == m)
+    };
+    let mut prev_usb: Option<(u64, String)> = None;
+    for c in devs.children_named_mut("controller") {
+        let ty = c.attr("type").unwrap_or("").to_string();
+        let model = c.attr("model").unwrap_or("").to_string();
+        if let Some(raw) = c.attr("index") {
+            // an unparsable index is left for validation to report
+            if let Ok(idx) = raw.trim().parse::<u64>()
+                && ty == "usb"
+            {
+                prev_usb = Some((idx, model));
+            }
+            continue;
+        }
+        let mut chosen = None;
+        if ty == "usb"
+            && family(&model)
+            && let Some((pidx, pmodel)) = &prev_usb
+            && family(pmodel)
+            && !used.iter().any(|(t, n, m)| t == "usb" && n == pidx && *m == model)
+        {
+            chosen = Some(*pidx);
+        }
+        let i = chosen.unwrap_or_else(|| {
+            let mut i = 0u64;
+            while used.iter().any(|(t, n, _)| *t == ty && *n == i) {
+                i += 1;
+            }
+            i
+        });
+        used.push((ty.clone(), i, model.clone()));
+        if ty == "usb" {
+            prev_usb = Some((i, model));
+        }
+        let pos = c.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+        c.insert_attr(pos, "index", &i.to_string());
+    }
+    // companion master ports
+    let masters: Vec<u64> = used
+        .iter()
+        .filter(|(t, _, m)| t == "usb" && tables::USB_MASTERS.contains(&m.as_str()))
+        .map(|(_, n, _)| *n)
+        .collect();
+    for c in devs.children_named_mut("controller") {
+        if c.attr("type") != Some("usb") || c.child("master").is_some() {
+            continue;
+        }
+        let model = c.attr("model").unwrap_or("");
+        let Some((_, port)) = tables::USB_COMPANIONS.iter().find(|(m, _)| *m == model) else { continue };
+        let idx = c.attr("index").and_then(|i| i.trim().parse::<u64>().ok());
+        if idx.is_some_and(|i| masters.contains(&i)) {
+            c.nodes_mut().insert(0, Node::Element(Element::new("master").with_attr("startport", &port.to_string())));
+        }
+    }
+    // keep controllers sorted
+    let nodes = std::mem::take(devs.nodes_mut());
+    let mut types: Vec<String> = Vec::new();
+    let mut ctls: Vec<(usize, u64, bool, usize, Node)> = Vec::new();
+    let mut rest: Vec<Node> = Vec::new();
+    let mut first = None;
+    for (seq, n) in nodes.into_iter().enumerate() {
+        match n {
+            Node::Element(e) if e.name() == "controller" => {
+                if first.is_none() {
+                    first = Some(rest.len());
+                }
+                let ty = e.attr("type").unwrap_or("").to_string();
+                let tpos = match types.iter().position(|t| *t == ty) {
+                    Some(p) => p,
+                    None => {
+                        types.push(ty);
+                        types.len() - 1
+                    }
+                };
+                let idx = e.attr("index").and_then(|i| i.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
+                let companion = e.child("master").is_some();
+                ctls.push((tpos, idx, companion, seq, Node::Element(e)));
+            }
+            other => rest.push(other),
+        }
+    }
+    ctls.sort_by_key(|(t, i, c, s, _)| (*t, *i, *c, *s));
+    let at = first.unwrap_or(rest.len());
+    let tail = rest.split_off(at);
+    rest.extend(ctls.into_iter().map(|(_, _, _, _, n)| n));
+    rest.extend(tail);
+    *devs.nodes_mut() = rest;
+}
+
 fn iscsi_lun(src: Option<&mut Element>) {
     if let Some(s) = src
         && s.attr("protocol") == Some("iscsi")
@@ -740,16 +1014,11 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         (Some(a), Some(Some(b))) if a != b => {
             return Err(XmlError::invalid(
                 format!("{path}/@listen"),
-                format!(
-                    "graphics 'listen' attribute '{a}' must match 'address' attribute of first listen element (found '{b}')"
-                ),
+                format!("graphics 'listen' attribute '{a}' must match 'address' attribute of first listen element (found '{b}')"),
             ));
         }
         (Some(a), Some(None)) => {
-            if let Some(l) = g
-                .children_named_mut("listen")
-                .find(|l| l.attr("type") == Some("address"))
-            {
+            if let Some(l) = g.children_named_mut("listen").find(|l| l.attr("type") == Some("address")) {
                 l.set_attr("address", a);
             }
         }
@@ -762,28 +1031,24 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
     if ty == "vnc"
         && let Some(sock) = g.attr("socket").map(str::to_string)
     {
-        let first_sock = g
-            .children_named("listen")
-            .find(|l| l.attr("type") == Some("socket"));
-        if let Some(fs) = first_sock
+        if let Some(fs) = g.child("listen")
+            && fs.attr("type") == Some("socket")
             && let Some(s2) = fs.attr("socket")
             && s2 != sock
         {
             return Err(XmlError::invalid(
                 format!("{path}/@socket"),
-                format!(
-                    "graphics 'socket' attribute '{sock}' must match 'socket' attribute of first listen element (found '{s2}')"
-                ),
+                format!("graphics 'socket' attribute '{sock}' must match 'socket' attribute of first listen element (found '{s2}')"),
             ));
         }
-        if g.child("listen").is_none() {
-            g.push(
-                Element::new("listen")
-                    .with_attr("type", "socket")
-                    .with_attr("socket", &sock),
-            );
-        }
+        g.remove_children(|l| l.name() == "listen");
+        g.remove_attr("listen");
+        g.nodes_mut().insert(
+            0,
+            Node::Element(Element::new("listen").with_attr("type", "socket").with_attr("socket", &sock)),
+        );
     }
+    let attr_listen = g.attr("listen").map(str::to_string);
     let has_listen = g.child("listen").is_some();
     if !has_listen
         && ty == "spice"
@@ -792,10 +1057,7 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         && g.attr("tlsPort").is_none()
         && g.attr("autoport") != Some("yes")
     {
-        g.nodes_mut().insert(
-            0,
-            Node::Element(Element::new("listen").with_attr("type", "none")),
-        );
+        g.nodes_mut().insert(0, Node::Element(Element::new("listen").with_attr("type", "none")));
     } else if !has_listen {
         let mut l = Element::new("listen").with_attr("type", "address");
         if let Some(a) = &attr_listen {
@@ -803,21 +1065,16 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         }
         g.nodes_mut().insert(0, Node::Element(l));
     }
-    let first_type = g
-        .child("listen")
-        .and_then(|l| l.attr("type"))
-        .unwrap_or("address")
-        .to_string();
+    let first_type = g.child("listen").and_then(|l| l.attr("type")).unwrap_or("address").to_string();
     if ty == "vnc" {
         if first_type == "address" || first_type == "network" {
             let port = g.attr("port").and_then(|p| p.trim().parse::<i64>().ok());
-            let auto = g.attr("autoport") == Some("yes") || port.is_none() || port == Some(-1);
-            if auto {
-                let pos = g
-                    .attrs()
-                    .iter()
-                    .position(|(k, _)| k == "type")
-                    .map_or(0, |p| p + 1);
+            let explicit_no = g.attr("autoport") == Some("no");
+            let auto = g.attr("autoport") == Some("yes") || (!explicit_no && (port.is_none() || port == Some(-1)));
+            if explicit_no && port.is_none_or(|p| p < 0) {
+                g.remove_attr("port");
+            } else if auto {
+                let pos = g.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
                 g.insert_attr(pos, "port", "-1");
                 g.insert_attr(pos + 1, "autoport", "yes");
                 g.set_attr("port", "-1");
@@ -829,11 +1086,7 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
             g.remove_attr("port");
             g.remove_attr("autoport");
         }
-    } else if ty == "spice"
-        && g.attr("autoport") == Some("no")
-        && g.attr("port").is_none()
-        && g.attr("tlsPort").is_none()
-    {
+    } else if ty == "spice" && g.attr("autoport") == Some("no") && g.attr("port").is_none() && g.attr("tlsPort").is_none() {
         g.remove_attr("autoport");
     }
     Ok(())
@@ -845,16 +1098,8 @@ mod tests {
 
     #[test]
     fn bitmaps() {
-        assert_eq!(
-            parse_bitmap("0-2,^1").map(|b| format_bitmap(&b)).as_deref(),
-            Some("0,2")
-        );
-        assert_eq!(
-            parse_bitmap("1-4,8-20,525")
-                .map(|b| format_bitmap(&b))
-                .as_deref(),
-            Some("1-4,8-20,525")
-        );
+        assert_eq!(parse_bitmap("0-2,^1").map(|b| format_bitmap(&b)).as_deref(), Some("0,2"));
+        assert_eq!(parse_bitmap("1-4,8-20,525").map(|b| format_bitmap(&b)).as_deref(), Some("1-4,8-20,525"));
         assert!(parse_bitmap("a").is_none());
         assert!(parse_bitmap("5-1").is_none());
     }

@@ -8,6 +8,7 @@
 //! * **Formatted like libvirt** — libvirt's element order, 2-space
 //!   indentation, single-quoted attributes, units as libvirt writes them.
 
+pub mod caps;
 pub mod compat;
 pub mod domain;
 pub mod domrules;
@@ -18,6 +19,8 @@ pub mod pool;
 pub mod tables;
 pub mod tree;
 pub mod util;
+pub mod validate;
+pub mod views;
 pub mod volume;
 
 mod netnorm;

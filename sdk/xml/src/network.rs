@@ -1,9 +1,9 @@
 //! The virtual network document (`<network>`).
 
-use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::tree::Element;
 use crate::util::parse_uuid;
+use crate::FormatOptions;
 
 /// A validated virtual network definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,18 +36,12 @@ impl Network {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root
-            .child("name")
-            .and_then(|n| n.text_ref())
-            .unwrap_or("")
+        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
     }
 
     /// `<uuid>`.
     pub fn uuid(&self) -> uuid::Uuid {
-        self.root
-            .child("uuid")
-            .and_then(|n| parse_uuid(&n.text()))
-            .unwrap_or_else(uuid::Uuid::nil)
+        self.root.child("uuid").and_then(|n| parse_uuid(&n.text())).unwrap_or_else(uuid::Uuid::nil)
     }
 
     /// Replaces the UUID.
@@ -58,9 +52,7 @@ impl Network {
 
     /// `<forward mode=...>` when present.
     pub fn forward_mode(&self) -> Option<&str> {
-        self.root
-            .child("forward")
-            .map(|f| f.attr("mode").unwrap_or("nat"))
+        self.root.child("forward").map(|f| f.attr("mode").unwrap_or("nat"))
     }
 
     /// `<bridge name=...>`.
@@ -84,10 +76,8 @@ mod tests {
 
     #[test]
     fn basic_network() {
-        let n = Network::parse(
-            "<network><name>default</name><bridge name='virbr0'/><forward/></network>",
-        )
-        .expect("parse");
+        let n = Network::parse("<network><name>default</name><bridge name='virbr0'/><forward/></network>")
+            .expect("parse");
         assert_eq!(n.name(), "default");
         assert!(!n.uuid().is_nil());
         assert_eq!(n.bridge_name(), Some("virbr0"));

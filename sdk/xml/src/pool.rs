@@ -1,26 +1,14 @@
 //! The storage pool document (`<pool type=...>`).
 
-use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::tree::Element;
 use crate::util::{parse_u64, parse_uuid};
+use crate::FormatOptions;
 
 /// Pool types of storagepool.rng.
 pub const POOL_TYPES: &[&str] = &[
-    "dir",
-    "fs",
-    "netfs",
-    "logical",
-    "disk",
-    "iscsi",
-    "iscsi-direct",
-    "scsi",
-    "mpath",
-    "rbd",
-    "sheepdog",
-    "gluster",
-    "zfs",
-    "vstorage",
+    "dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
+    "sheepdog", "gluster", "zfs", "vstorage",
 ];
 
 /// A validated storage pool definition.
@@ -54,18 +42,12 @@ impl StoragePool {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root
-            .child("name")
-            .and_then(|n| n.text_ref())
-            .unwrap_or("")
+        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
     }
 
     /// `<uuid>`.
     pub fn uuid(&self) -> uuid::Uuid {
-        self.root
-            .child("uuid")
-            .and_then(|n| parse_uuid(&n.text()))
-            .unwrap_or_else(uuid::Uuid::nil)
+        self.root.child("uuid").and_then(|n| parse_uuid(&n.text())).unwrap_or_else(uuid::Uuid::nil)
     }
 
     /// Replaces the UUID.
@@ -81,18 +63,12 @@ impl StoragePool {
 
     /// `<target><path>` when present.
     pub fn target_path(&self) -> Option<&str> {
-        self.root
-            .child("target")
-            .and_then(|t| t.child("path"))
-            .and_then(|p| p.text_ref())
+        self.root.child("target").and_then(|t| t.child("path")).and_then(|p| p.text_ref())
     }
 
     /// `<capacity>` in bytes.
     pub fn capacity_bytes(&self) -> u64 {
-        self.root
-            .child("capacity")
-            .and_then(|c| parse_u64(&c.text()))
-            .unwrap_or(0)
+        self.root.child("capacity").and_then(|c| parse_u64(&c.text())).unwrap_or(0)
     }
 
     /// Formats like libvirt.

@@ -3,7 +3,7 @@
 
 use crate::error::XmlError;
 use crate::normalize::{check_name, ensure_uuid, sort_tree};
-use crate::pool::{POOL_TYPES, StoragePool};
+use crate::pool::{StoragePool, POOL_TYPES};
 use crate::tables;
 use crate::tree::{Element, Node};
 use crate::util::{req_attr, scale_to_bytes};
@@ -43,12 +43,8 @@ pub(crate) fn sanitize_path(p: &str) -> String {
 fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError> {
     if let Some(m) = perm.child_mut("mode") {
         let t = m.text();
-        let v = u32::from_str_radix(t.trim(), 8).map_err(|_| {
-            XmlError::invalid(
-                format!("{path}/mode"),
-                format!("malformed octal mode '{}'", t.trim()),
-            )
-        })?;
+        let v = u32::from_str_radix(t.trim(), 8)
+            .map_err(|_| XmlError::invalid(format!("{path}/mode"), format!("malformed octal mode '{}'", t.trim())))?;
         m.set_text(&format!("0{v:o}"));
     }
     for id in ["owner", "group"] {
@@ -56,9 +52,9 @@ fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError>
         if let Some(o) = perm.child_mut(id) {
             let t = o.text();
             let t = t.trim();
-            let v: i64 = t.parse().map_err(|_| {
-                XmlError::invalid(format!("{path}/{id}"), format!("malformed {id} '{t}'"))
-            })?;
+            let v: i64 = t
+                .parse()
+                .map_err(|_| XmlError::invalid(format!("{path}/{id}"), format!("malformed {id} '{t}'")))?;
             if v == -1 || v == i64::from(u32::MAX) {
                 drop = true;
             } else {
@@ -76,21 +72,14 @@ fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError>
 pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
     let ty = req_attr(root, "pool", "type")?.to_string();
     if !POOL_TYPES.contains(&ty.as_str()) {
-        return Err(XmlError::invalid(
-            "pool/@type",
-            format!("unknown storage pool type '{ty}'"),
-        ));
+        return Err(XmlError::invalid("pool/@type", format!("unknown storage pool type '{ty}'")));
     }
-    let src_name = root
-        .child("source")
-        .and_then(|s| s.child("name"))
-        .map(|n| n.text());
+    let src_name = root.child("source").and_then(|s| s.child("name")).map(|n| n.text());
     if root.child("name").is_none()
         && let Some(sn) = &src_name
         && tables::POOL_NAME_FROM_SOURCE.contains(&ty.as_str())
     {
-        root.nodes_mut()
-            .insert(0, Node::Element(Element::new("name").with_text(sn)));
+        root.nodes_mut().insert(0, Node::Element(Element::new("name").with_text(sn)));
     }
     check_name(root, "pool")?;
     ensure_uuid(root, "pool")?;
@@ -113,11 +102,7 @@ pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
     if let Some(ad) = src.child_mut("adapter")
         && ad.attr("type").is_none()
     {
-        let t = if ad.attr("wwnn").is_some() || ad.attr("wwpn").is_some() {
-            "fc_host"
-        } else {
-            "scsi_host"
-        };
+        let t = if ad.attr("wwnn").is_some() || ad.attr("wwpn").is_some() { "fc_host" } else { "scsi_host" };
         ad.insert_attr(0, "type", t);
     }
     let defaults = tables::POOL_DEFAULTS.iter().find(|d| d.pool_type == ty);
@@ -144,8 +129,7 @@ pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
         let tgt = root.child_or_insert("target");
         if tgt.child("path").is_none() {
             let p = tmpl.replace("{source_name}", src_name.as_deref().unwrap_or(""));
-            tgt.nodes_mut()
-                .insert(0, Node::Element(Element::new("path").with_text(&p)));
+            tgt.nodes_mut().insert(0, Node::Element(Element::new("path").with_text(&p)));
         }
     }
     if let Some(tgt) = root.child_mut("target") {
@@ -184,11 +168,7 @@ pub fn normalize_volume(
     let cap = match root.child_mut("capacity") {
         Some(c) => scale_bytes_element(c, "volume/capacity")?,
         None if has_backing || opts.allow_missing_capacity => {
-            root.push(
-                Element::new("capacity")
-                    .with_attr("unit", "bytes")
-                    .with_text("0"),
-            );
+            root.push(Element::new("capacity").with_attr("unit", "bytes").with_text("0"));
             0
         }
         None => return Err(XmlError::missing_element("volume/capacity")),
@@ -197,11 +177,7 @@ pub fn normalize_volume(
         Some(a) => {
             scale_bytes_element(a, "volume/allocation")?;
         }
-        None => root.push(
-            Element::new("allocation")
-                .with_attr("unit", "bytes")
-                .with_text(&cap.to_string()),
-        ),
+        None => root.push(Element::new("allocation").with_attr("unit", "bytes").with_text(&cap.to_string())),
     }
     if let Some(p) = root.child_mut("physical") {
         scale_bytes_element(p, "volume/physical")?;
@@ -214,10 +190,7 @@ pub fn normalize_volume(
         && let Some(tp) = p.target_path()
         && defaults.is_some_and(|d| d.path_from_pool)
     {
-        tgt.nodes_mut().insert(
-            0,
-            Node::Element(Element::new("path").with_text(&format!("{tp}/{name}"))),
-        );
+        tgt.nodes_mut().insert(0, Node::Element(Element::new("path").with_text(&format!("{tp}/{name}"))));
     }
     if tgt.child("format").is_none()
         && let Some(d) = defaults
@@ -234,9 +207,7 @@ pub fn normalize_volume(
         cs.set_attr("unit", "B");
         cs.set_text(&b.to_string());
     }
-    if tgt.child("compat").is_none()
-        && (tgt.child("features").is_some() || tgt.child("clusterSize").is_some())
-    {
+    if tgt.child("compat").is_none() && (tgt.child("features").is_some() || tgt.child("clusterSize").is_some()) {
         tgt.push(Element::new("compat").with_text(tables::QCOW2_DEFAULT_COMPAT));
     }
     if tgt.is_empty() {

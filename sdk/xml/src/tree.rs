@@ -26,23 +26,23 @@ pub struct Element {
     children: Vec<Node>,
 }
 
+/// Puts back whitespace seen right before text that follows it.
+fn flush_ws(parent: &mut Element, ws: Option<&mut Vec<(usize, std::borrow::Cow<'_, str>)>>) {
+    if let Some(ws) = ws
+        && ws.last().is_some_and(|(i, _)| *i == parent.children.len())
+        && let Some((_, w)) = ws.pop()
+    {
+        parent.push_text(&w);
+    }
+}
+
 /// Errors of the tree module are reported as [`XmlError::Syntax`].
 fn syntax(reader_pos: u64, xml: &str, problem: impl Into<String>) -> XmlError {
-    let pos = usize::try_from(reader_pos)
-        .unwrap_or(usize::MAX)
-        .min(xml.len());
+    let pos = usize::try_from(reader_pos).unwrap_or(usize::MAX).min(xml.len());
     let upto = xml.get(..pos).unwrap_or(xml);
     let line = upto.matches('\n').count() + 1;
-    let col = upto
-        .rsplit('\n')
-        .next()
-        .map(|s| s.chars().count())
-        .unwrap_or(0)
-        + 1;
-    XmlError::Syntax {
-        path: format!("line {line} column {col}"),
-        problem: problem.into(),
-    }
+    let col = upto.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
+    XmlError::Syntax { path: format!("line {line} column {col}"), problem: problem.into() }
 }
 
 fn resolve_entity(name: &str) -> Option<String> {
@@ -98,11 +98,7 @@ fn normalize_attr_ws(raw: &str) -> std::borrow::Cow<'_, str> {
 impl Element {
     /// A new element without attributes or children.
     pub fn new(name: impl Into<String>) -> Element {
-        Element {
-            name: name.into(),
-            attrs: Vec::new(),
-            children: Vec::new(),
-        }
+        Element { name: name.into(), attrs: Vec::new(), children: Vec::new() }
     }
 
     /// Parses a document and returns its root element.  The XML declaration,
@@ -113,6 +109,10 @@ impl Element {
         reader.config_mut().check_end_names = true;
         reader.config_mut().check_comments = true;
         let mut stack: Vec<Element> = Vec::new();
+        // whitespace-only text seen in each open element, kept borrowed until
+        // the element closes: layout whitespace in element-only content is
+        // dropped, in mixed or text-only content it is put back in place
+        let mut ws_stack: Vec<Vec<(usize, std::borrow::Cow<'_, str>)>> = Vec::new();
         let mut root: Option<Element> = None;
         loop {
             let pos = reader.buffer_position();
@@ -130,6 +130,7 @@ impl Element {
                 }
                 Event::Start(s) => {
                     stack.push(Self::from_start(&s, pos, xml)?);
+                    ws_stack.push(Vec::new());
                 }
                 Event::Empty(s) => {
                     let el = Self::from_start(&s, pos, xml)?;
@@ -139,18 +140,40 @@ impl Element {
                     }
                 }
                 Event::End(_) => {
-                    let Some(el) = stack.pop() else {
+                    let Some(mut el) = stack.pop() else {
                         return Err(syntax(pos, xml, "unexpected closing tag"));
                     };
+                    let ws = ws_stack.pop().unwrap_or_default();
+                    if !ws.is_empty() && el.keeps_whitespace() {
+                        for (i, w) in ws.into_iter().rev() {
+                            let i = i.min(el.children.len());
+                            el.children.insert(i, Node::Text(w.into_owned()));
+                        }
+                    }
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(Node::Element(el)),
                         None => root = Some(el),
                     }
                 }
                 Event::Text(t) => {
-                    let s = t.xml10_content();
+                    let s = t.into_inner();
+                    let s = if s.contains('\r') {
+                        std::borrow::Cow::Owned(s.replace("\r\n", "\n").replace('\r', "\n"))
+                    } else {
+                        s
+                    };
                     match stack.last_mut() {
-                        Some(parent) => parent.push_text(&s),
+                        Some(parent) => {
+                            let last_is_text = matches!(parent.children.last(), Some(Node::Text(_)));
+                            if s.trim().is_empty() && !last_is_text {
+                                if let Some(ws) = ws_stack.last_mut() {
+                                    ws.push((parent.children.len(), s));
+                                }
+                            } else {
+                                flush_ws(parent, ws_stack.last_mut());
+                                parent.push_text(&s);
+                            }
+                        }
                         None => {
                             if !s.trim().is_empty() {
                                 return Err(syntax(pos, xml, "text outside the root element"));
@@ -164,22 +187,26 @@ impl Element {
                         return Err(syntax(pos, xml, format!("unknown entity '&{name};'")));
                     };
                     match stack.last_mut() {
-                        Some(parent) => parent.push_text(&val),
+                        Some(parent) => {
+                            flush_ws(parent, ws_stack.last_mut());
+                            parent.push_text(&val);
+                        }
                         None => return Err(syntax(pos, xml, "text outside the root element")),
                     }
                 }
                 Event::CData(c) => {
                     let s = c.xml10_content().into_owned();
                     match stack.last_mut() {
-                        Some(parent) => parent.children.push(Node::CData(s)),
+                        Some(parent) => {
+                            flush_ws(parent, ws_stack.last_mut());
+                            parent.children.push(Node::CData(s));
+                        }
                         None => return Err(syntax(pos, xml, "cdata outside the root element")),
                     }
                 }
                 Event::Comment(c) => {
                     if let Some(parent) = stack.last_mut() {
-                        parent
-                            .children
-                            .push(Node::Comment(c.xml10_content().into_owned()));
+                        parent.children.push(Node::Comment(c.xml10_content().into_owned()));
                     }
                 }
                 Event::PI(p) => {
@@ -192,11 +219,7 @@ impl Element {
             }
         }
         if let Some(open) = stack.last() {
-            return Err(syntax(
-                xml.len() as u64,
-                xml,
-                format!("element '{}' is not closed", open.name),
-            ));
+            return Err(syntax(xml.len() as u64, xml, format!("element '{}' is not closed", open.name)));
         }
         root.ok_or_else(|| syntax(0, xml, "document has no root element"))
     }
@@ -213,23 +236,30 @@ impl Element {
             let key = a.key.as_ref().to_string();
             let raw: &str = &a.value;
             if raw.contains('<') {
-                return Err(syntax(
-                    pos,
-                    xml,
-                    format!("'<' in value of attribute '{key}'"),
-                ));
+                return Err(syntax(pos, xml, format!("'<' in value of attribute '{key}'")));
             }
             let norm = normalize_attr_ws(raw);
             let Some(val) = unescape(&norm) else {
-                return Err(syntax(
-                    pos,
-                    xml,
-                    format!("bad entity in value of attribute '{key}'"),
-                ));
+                return Err(syntax(pos, xml, format!("bad entity in value of attribute '{key}'")));
             };
             el.attrs.push((key, val));
         }
         Ok(el)
+    }
+
+    /// Whether whitespace-only text is content here: mixed content, or no
+    /// child elements at all.
+    fn keeps_whitespace(&self) -> bool {
+        let mut has_elem = false;
+        for n in &self.children {
+            match n {
+                Node::Element(_) => has_elem = true,
+                Node::Text(t) if !t.trim().is_empty() => return true,
+                Node::CData(_) => return true,
+                _ => {}
+            }
+        }
+        !has_elem
     }
 
     fn push_text(&mut self, s: &str) {
@@ -257,10 +287,7 @@ impl Element {
 
     /// Value of an attribute.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Sets an attribute, keeping its position when it already exists.
@@ -310,11 +337,7 @@ impl Element {
     /// First child element with this name, appended when absent.
     #[allow(clippy::unreachable)]
     pub fn child_or_insert(&mut self, name: &str) -> &mut Element {
-        let idx = match self
-            .children
-            .iter()
-            .position(|n| matches!(n, Node::Element(c) if c.name == name))
-        {
+        let idx = match self.children.iter().position(|n| matches!(n, Node::Element(c) if c.name == name)) {
             Some(i) => i,
             None => {
                 self.children.push(Node::Element(Element::new(name)));
@@ -399,8 +422,7 @@ impl Element {
 
     /// Replaces all text/CDATA children by one text node (keeps elements/comments).
     pub fn set_text(&mut self, text: &str) {
-        self.children
-            .retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
+        self.children.retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
         if !text.is_empty() {
             self.children.insert(0, Node::Text(text.to_string()));
         }
@@ -452,10 +474,7 @@ impl Element {
         indent(out, depth);
         self.write_open(out);
         let has_elem = self.children.iter().any(|n| matches!(n, Node::Element(_)));
-        let has_other = self
-            .children
-            .iter()
-            .any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
+        let has_other = self.children.iter().any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
         let has_text = self.children.iter().any(|n| match n {
             Node::Text(t) => !t.trim().is_empty(),
             Node::CData(_) => true,
@@ -574,6 +593,11 @@ fn indent(out: &mut String, depth: usize) {
 
 /// Escapes `<`, `>`, `&` and, in attributes, quotes and layout whitespace.
 pub(crate) fn escape_into(s: &str, out: &mut String, attr: bool) {
+    let special = |b: u8| matches!(b, b'<' | b'>' | b'&' | b'\r') || (attr && matches!(b, b'\'' | b'"' | b'\n' | b'\t'));
+    if !s.bytes().any(special) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '<' => out.push_str("&lt;"),
@@ -611,15 +635,7 @@ mod tests {
 
     #[test]
     fn malformed_is_error() {
-        for bad in [
-            "",
-            "<a>",
-            "<a></b>",
-            "<a x='1' x='2'/>",
-            "<a>&foo;</a>",
-            "<a/><b/>",
-            "text",
-        ] {
+        for bad in ["", "<a>", "<a></b>", "<a x='1' x='2'/>", "<a>&foo;</a>", "<a/><b/>", "text"] {
             assert!(Element::parse(bad).is_err(), "{bad:?} should fail");
         }
     }
@@ -640,5 +656,10 @@ mod tests {
     fn mixed_content_kept_inline() {
         let e = Element::parse("<p>a <b>b</b> c</p>").expect("parse");
         assert_eq!(e.to_xml_string(), "<p>a <b>b</b> c</p>\n");
+        let e = Element::parse("<p><b>x</b> <i>y</i> tail &amp; <![CDATA[z]]></p>").expect("parse");
+        assert_eq!(e.to_xml_string(), "<p><b>x</b> <i>y</i> tail &amp; <![CDATA[z]]></p>\n");
+        let e = Element::parse("<r>\n  <c> </c>\n  <d>\n  </d>\n</r>").expect("parse");
+        assert_eq!(e.to_xml_string(), "<r>\n  <c> </c>\n  <d/>\n</r>\n");
+        assert_eq!(e.nodes().len(), 2);
     }
 }

@@ -1,10 +1,10 @@
 //! The storage volume document (`<volume>`), parsed in its pool's context.
 
-use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::pool::StoragePool;
 use crate::tree::Element;
 use crate::util::parse_u64;
+use crate::FormatOptions;
 
 /// Options for parsing a volume.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,10 +36,7 @@ impl StorageVolume {
     }
 
     /// Validates a parsed tree in the pool's context.
-    pub fn from_element(
-        root: Element,
-        pool: Option<&StoragePool>,
-    ) -> Result<StorageVolume, XmlError> {
+    pub fn from_element(root: Element, pool: Option<&StoragePool>) -> Result<StorageVolume, XmlError> {
         StorageVolume::from_element_with(root, pool, &VolumeParseOptions::default())
     }
 
@@ -66,10 +63,7 @@ impl StorageVolume {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root
-            .child("name")
-            .and_then(|n| n.text_ref())
-            .unwrap_or("")
+        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
     }
 
     /// `<key>` when present.
@@ -79,10 +73,7 @@ impl StorageVolume {
 
     /// `<capacity>` in bytes.
     pub fn capacity_bytes(&self) -> u64 {
-        self.root
-            .child("capacity")
-            .and_then(|c| parse_u64(&c.text()))
-            .unwrap_or(0)
+        self.root.child("capacity").and_then(|c| parse_u64(&c.text())).unwrap_or(0)
     }
 
     /// `<allocation>` in bytes (defaults to the capacity).
@@ -95,10 +86,7 @@ impl StorageVolume {
 
     /// `<target><format type=...>` when present.
     pub fn format_type(&self) -> Option<&str> {
-        self.root
-            .child("target")
-            .and_then(|t| t.child("format"))
-            .and_then(|f| f.attr("type"))
+        self.root.child("target").and_then(|t| t.child("format")).and_then(|f| f.attr("type"))
     }
 
     /// Formats like libvirt.
@@ -121,8 +109,7 @@ mod tests {
         assert_eq!(v.name(), "v");
         assert_eq!(v.capacity_bytes(), 1 << 20);
         assert_eq!(v.format_type(), Some("qcow2"));
-        let e =
-            StorageVolume::parse("<volume><name>v</name></volume>", None).expect_err("no capacity");
+        let e = StorageVolume::parse("<volume><name>v</name></volume>", None).expect_err("no capacity");
         assert_eq!(e.to_string(), "volume/capacity: missing required element");
     }
 }

@@ -1,0 +1,170 @@
+//! A client's outgoing byte stream.
+//!
+//! Whoever produces a frame (the connection's task, a worker thread, a driver thread
+//! delivering an event) writes it straight to the socket when nothing is queued and
+//! the socket takes it whole; only the rest is queued for the connection's flush task.
+//! That keeps the common reply path free of thread hand-offs while a slow reader
+//! never blocks a producer.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+/// Queued bytes after which a client that does not read is disconnected.
+pub const MAX_QUEUED: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Vec<u8>>,
+    /// Bytes of the front frame already written.
+    offset: usize,
+    /// Bytes queued in total.
+    bytes: usize,
+    closed: bool,
+}
+
+/// The write side of a client connection.
+#[derive(Debug)]
+pub struct Outbox {
+    half: OwnedWriteHalf,
+    queue: Mutex<Queue>,
+    notify: Notify,
+}
+
+impl Outbox {
+    pub fn new(half: OwnedWriteHalf) -> Outbox {
+        Outbox {
+            half,
+            queue: Mutex::default(),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a frame; silently dropped once the connection is closed. Never blocks.
+    pub fn send(&self, frame: Vec<u8>) {
+        let mut q = self.lock();
+        if q.closed || frame.is_empty() {
+            return;
+        }
+        if q.frames.is_empty() {
+            let written = match self.half.try_write(&frame) {
+                Ok(n) if n == frame.len() => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    tracing::debug!("write failed: {e}");
+                    q.closed = true;
+                    drop(q);
+                    self.notify.notify_one();
+                    return;
+                }
+            };
+            q.offset = written;
+        }
+        q.bytes += frame.len();
+        q.frames.push_back(frame);
+        if q.bytes > MAX_QUEUED {
+            tracing::warn!(
+                "client does not read its replies ({} bytes queued), disconnecting",
+                q.bytes
+            );
+            q.closed = true;
+            q.frames.clear();
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Stops all writing; the flush task ends.
+    pub fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        q.frames.clear();
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Whether the outbox gave up (write error, overflow or [`Outbox::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Writes queued frames as the socket accepts them, until the outbox is closed.
+    pub async fn flush_loop(&self) {
+        loop {
+            self.notify.notified().await;
+            loop {
+                let progressed = {
+                    let mut q = self.lock();
+                    if q.closed {
+                        return;
+                    }
+                    let offset = q.offset;
+                    let (res, len) = match q.frames.front() {
+                        None => break,
+                        Some(front) => (self.half.try_write(&front[offset..]), front.len()),
+                    };
+                    match res {
+                        Ok(n) => {
+                            q.offset += n;
+                            if q.offset == len {
+                                q.frames.pop_front();
+                                q.offset = 0;
+                                q.bytes -= len;
+                            }
+                            true
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                        Err(e) => {
+                            tracing::debug!("write failed: {e}");
+                            q.closed = true;
+                            q.frames.clear();
+                            return;
+                        }
+                    }
+                };
+                if !progressed && self.half.writable().await.is_err() {
+                    self.lock().closed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn direct_and_queued_writes_keep_order() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let (_ra, wa) = a.into_split();
+        let out = std::sync::Arc::new(Outbox::new(wa));
+        let flusher = {
+            let out = out.clone();
+            tokio::spawn(async move { out.flush_loop().await })
+        };
+        // more than the socket buffer, so part of it is queued
+        let mut expected = Vec::new();
+        for i in 0..64u32 {
+            let frame = vec![i as u8; 64 * 1024];
+            expected.extend_from_slice(&frame);
+            out.send(frame);
+        }
+        let mut got = vec![0u8; expected.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert!(got == expected, "bytes out of order");
+        out.close();
+        flusher.await.unwrap();
+        assert!(out.is_closed());
+        out.send(vec![1]);
+    }
+}

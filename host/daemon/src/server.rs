@@ -1,0 +1,317 @@
+//! Sockets, the accept loops and the per-connection I/O tasks.
+//!
+//! Each connection is two tokio tasks: a reader that cuts frames and dispatches them,
+//! and a writer draining the client's outbox. Calls that may reach a driver run on
+//! tokio's blocking pool; nothing on the reactor blocks.
+
+use crate::client::{Client, Shared, keepalive_frame};
+use crate::dispatch;
+use crate::outbox::Outbox;
+use rvirt_wire::protocol::{
+    self, KEEPALIVE_PROGRAM, REMOTE_PROGRAM, REMOTE_VERSION, RemoteError, error_code, error_domain,
+};
+use rvirt_wire::{Frame, FrameDecoder, Header, MessageType, Status, frame};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+/// Errors while setting up a socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create socket directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("socket {0} is in use by another daemon")]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// One listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub listener: UnixListener,
+}
+
+/// Creates (or takes over a stale) unix socket at `path` with permissions `mode`.
+pub fn bind(path: &Path, mode: u32, read_only: bool) -> Result<Listener, ServerError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::InUse(path.into()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let bind_err = |source| ServerError::Bind {
+        path: path.into(),
+        source,
+    };
+    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let listener = UnixListener::from_std(std_listener).map_err(bind_err)?;
+    Ok(Listener {
+        path: path.into(),
+        read_only,
+        listener,
+    })
+}
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub max_clients: usize,
+    /// Calls of one client running in the worker pool at once.
+    pub max_client_requests: usize,
+    pub keepalive_interval: Duration,
+    pub keepalive_count: u32,
+}
+
+/// The running daemon's shared counters.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    settings: ConnSettings,
+    clients: AtomicUsize,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Server {
+    pub fn new(
+        shared: Arc<Shared>,
+        settings: ConnSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Server> {
+        Arc::new(Server {
+            shared,
+            settings,
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            shutdown,
+        })
+    }
+
+    /// Accepts clients on `listener` until shutdown.
+    pub async fn accept_loop(self: Arc<Server>, listener: Listener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.listener.accept() => r,
+                _ = shutdown.changed() => break,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    if self.clients.load(Ordering::Relaxed) >= self.settings.max_clients {
+                        tracing::warn!(
+                            "refusing a client: max_clients ({}) reached",
+                            self.settings.max_clients
+                        );
+                        drop(stream);
+                        continue;
+                    }
+                    self.clients.fetch_add(1, Ordering::Relaxed);
+                    let server = Arc::clone(&self);
+                    let read_only = listener.read_only;
+                    tokio::spawn(async move {
+                        server.serve(stream, read_only).await;
+                        server.clients.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning
+                    tracing::warn!(socket = %listener.path.display(), "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Serves one connection until it closes, misbehaves or the daemon stops.
+    async fn serve(&self, stream: UnixStream, read_only: bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (mut reader, writer) = stream.into_split();
+        let outbox = Arc::new(Outbox::new(writer));
+        let flusher = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { outbox.flush_loop().await })
+        };
+        let client = Arc::new(Client::new(
+            id,
+            read_only,
+            Arc::clone(&self.shared),
+            Arc::clone(&outbox),
+        ));
+        tracing::debug!(client = id, read_only, "client connected");
+        let mut shutdown = self.shutdown.clone();
+        let mut decoder = FrameDecoder::new();
+        let requests = Arc::new(tokio::sync::Semaphore::new(
+            self.settings.max_client_requests,
+        ));
+        let interval = self.settings.keepalive_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_rx = Instant::now();
+        let mut pings = 0u32;
+        'conn: loop {
+            let buf = decoder.read_buffer();
+            if buf.is_empty() && buf.capacity() > 256 * 1024 {
+                // give back the memory of a large frame once it is handled
+                *buf = Vec::new();
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                // small, growing reads: thousands of idle clients must stay cheap; the
+                // decoder reserves a large frame's full size once its length is known
+                buf.reserve(4096);
+            }
+            tokio::select! {
+                r = reader.read_buf(buf) => match r {
+                    Ok(0) => {
+                        if let Err(e) = decoder.finish() {
+                            tracing::debug!(client = id, "connection closed mid-frame: {e}");
+                        }
+                        break 'conn;
+                    }
+                    Ok(_) => {
+                        last_rx = Instant::now();
+                        pings = 0;
+                    }
+                    Err(e) => {
+                        tracing::debug!(client = id, "read failed: {e}");
+                        break 'conn;
+                    }
+                },
+                _ = tick.tick() => {
+                    if client.keepalive_enabled() && last_rx.elapsed() >= interval {
+                        if pings >= self.settings.keepalive_count {
+                            tracing::info!(client = id, "keepalive timeout, closing the connection");
+                            break 'conn;
+                        }
+                        pings += 1;
+                        client.send(keepalive_frame(protocol::KEEPALIVE_PING));
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => break 'conn,
+            }
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(f)) => {
+                        if let Route::Offload(f) = handle_frame(&client, f) {
+                            // at most `max_client_requests` calls of one client in the
+                            // pool; past that, stop reading from it (backpressure)
+                            let permit = tokio::select! {
+                                p = Arc::clone(&requests).acquire_owned() => p,
+                                _ = shutdown.changed() => break 'conn,
+                            };
+                            let Ok(permit) = permit else { break 'conn };
+                            let client = Arc::clone(&client);
+                            tokio::task::spawn_blocking(move || {
+                                let reply = dispatch::handle_call(&client, &f.header, &f.payload);
+                                client.send(reply);
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(client = id, "closing the connection: {e}");
+                        break 'conn;
+                    }
+                }
+            }
+            if outbox.is_closed() {
+                tracing::debug!(client = id, "output closed, dropping the connection");
+                break 'conn;
+            }
+        }
+        outbox.close();
+        let _ = flusher.await;
+        let closing = Arc::clone(&client);
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        tracing::debug!(client = id, "client disconnected");
+    }
+}
+
+/// What to do after [`handle_frame`].
+enum Route {
+    Continue,
+    /// Run this call on the worker pool.
+    Offload(Frame),
+}
+
+/// Handles one frame, except the calls it hands back for the worker pool.
+fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
+    let h = f.header;
+    match (h.prog, h.msg_type) {
+        (KEEPALIVE_PROGRAM, MessageType::Message) => {
+            if h.procedure == protocol::KEEPALIVE_PING {
+                client.send(keepalive_frame(protocol::KEEPALIVE_PONG));
+            }
+            Route::Continue
+        }
+        (REMOTE_PROGRAM, MessageType::Call)
+            if h.vers == REMOTE_VERSION && h.status == Status::Ok =>
+        {
+            if dispatch::is_inline(h.procedure) {
+                client.send(dispatch::handle_call(client, &h, &f.payload));
+            } else if dispatch::is_quick(h.procedure) {
+                // a short driver call: this worker hands its scheduler duties to another
+                // thread for the duration, so the reactor never waits on the driver and
+                // the reply needs no thread hand-off (`inline_queries` skips even that)
+                let reply = if client.shared.inline_queries {
+                    dispatch::handle_call(client, &h, &f.payload)
+                } else {
+                    tokio::task::block_in_place(|| dispatch::handle_call(client, &h, &f.payload))
+                };
+                client.send(reply);
+            } else {
+                return Route::Offload(f);
+            }
+            Route::Continue
+        }
+        (_, MessageType::Call | MessageType::CallWithFds) => {
+            let message = if h.msg_type == MessageType::CallWithFds {
+                "file descriptor passing is not supported".to_string()
+            } else if h.prog == REMOTE_PROGRAM {
+                format!(
+                    "cannot find program {:#x} version {} (status {:?})",
+                    h.prog, h.vers, h.status
+                )
+            } else {
+                format!("cannot find program {:#x} version {}", h.prog, h.vers)
+            };
+            tracing::debug!(client = client.id, "{message}");
+            let err = RemoteError::new(error_code::RPC, error_domain::RPC, message);
+            let reply = Header {
+                msg_type: MessageType::Reply,
+                status: Status::Error,
+                ..h
+            };
+            client.send(frame::encode(&reply, &err).unwrap_or_default());
+            Route::Continue
+        }
+        (_, msg_type) => {
+            // replies, streams and stray messages: this daemon opens no streams
+            tracing::debug!(
+                client = client.id,
+                prog = h.prog,
+                ?msg_type,
+                "ignoring an unexpected message"
+            );
+            Route::Continue
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Integration tests of `rvirtd`: start the daemon under a temporary `--root` and
+//! drive it with the real `virsh`, python-libvirt and raw protocol clients.
+//!
+//! The daemon binary comes from cargo (`CARGO_BIN_EXE_rvirtd`); the test plugin must
+//! have been built next to it (`cargo build --workspace`). Tests needing `virsh` or
+//! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
+
+mod protocol;
+mod python;
+mod remote_driver;
+mod virsh;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon started for one test; stopped (SIGTERM) on drop.
+pub struct Daemon {
+    pub root: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        Daemon::start_full(extra, None)
+    }
+
+    /// Starts with `config` written to `ROOT/etc/rvirt/rvirtd.toml` (the default config path).
+    pub fn start_with_config(config: &str) -> Daemon {
+        Daemon::start_full(&[], Some(config))
+    }
+
+    fn start_full(extra: &[&str], config: Option<&str>) -> Daemon {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
+        let bin_dir = bin.parent().expect("binary directory");
+        let plugin = bin_dir.join("librvirt_plugin_test.so");
+        assert!(
+            plugin.exists(),
+            "\n\n!!! the test plugin {} is missing: run `cargo build --workspace` before the tests\n",
+            plugin.display()
+        );
+        let root = tempfile::Builder::new()
+            .prefix("rvirtd-it.")
+            .tempdir()
+            .expect("tempdir");
+        if let Some(text) = config {
+            let dir = root.path().join("etc/rvirt");
+            std::fs::create_dir_all(&dir).expect("config dir");
+            std::fs::write(dir.join("rvirtd.toml"), text).expect("config file");
+        }
+        let child = Command::new(&bin)
+            .arg("--root")
+            .arg(root.path())
+            .args(extra)
+            .env("RVIRT_PLUGIN_PATH", bin_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start rvirtd");
+        let d = Daemon {
+            root,
+            child: Some(child),
+        };
+        d.wait_for_socket();
+        d
+    }
+
+    fn wait_for_socket(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+                && std::os::unix::net::UnixStream::connect(self.socket_ro()).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "rvirtd did not create {} within 10 s",
+            self.socket().display()
+        );
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root.path().join("run/rvirt-sock")
+    }
+
+    pub fn socket_ro(&self) -> PathBuf {
+        self.root.path().join("run/rvirt-sock-ro")
+    }
+
+    pub fn uri(&self) -> String {
+        format!("test+unix:///default?socket={}", self.socket().display())
+    }
+
+    pub fn uri_ro(&self) -> String {
+        format!("test+unix:///default?socket={}", self.socket_ro().display())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether a tool needed by a test is missing; panics loudly unless skipping is allowed.
+pub fn missing(tool: &str, check: &mut Command) -> bool {
+    let ok = check
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return false;
+    }
+    let msg = format!(
+        "\n\n!!! {tool} is not available, so this test cannot run.\n!!! Install it with: apt-get install -y libvirt-clients python3-libvirt\n!!! (set RVIRT_ALLOW_SKIP=1 to skip instead of failing)\n"
+    );
+    if std::env::var("RVIRT_ALLOW_SKIP").is_ok_and(|v| v == "1") {
+        eprintln!("{msg}!!! SKIPPED\n");
+        return true;
+    }
+    panic!("{msg}");
+}
+
+/// Writes a file under the daemon's root.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write test file");
+    p
+}
+
+pub fn domain_xml(name: &str) -> String {
+    format!(
+        "<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64'>hvm</type></os></domain>"
+    )
+}
+
+#[test]
+fn sigterm_removes_sockets() {
+    let mut d = Daemon::start();
+    assert!(d.socket().exists() && d.socket_ro().exists());
+    assert!(d.stop(), "rvirtd did not exit cleanly on SIGTERM");
+    assert!(!d.socket().exists(), "socket left behind");
+    assert!(!d.socket_ro().exists(), "read-only socket left behind");
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvirtd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("--root") && text.contains("--libvirt-sockets"),
+        "{text}"
+    );
+}
+
+#[test]
+fn second_daemon_refuses_live_socket() {
+    let d = Daemon::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_rvirtd"))
+        .arg("--root")
+        .arg(d.root.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        std::os::unix::net::UnixStream::connect(d.socket()).is_ok(),
+        "first daemon's socket was clobbered"
+    );
+}

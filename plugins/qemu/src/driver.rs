@@ -1,0 +1,1441 @@
+//! The driver state of one root: domains, their QEMU processes and monitors, status
+//! files, reattachment and lifecycle events.
+//!
+//! One [`Driver`] exists per root directory per process (connections share it). Each
+//! running domain has two threads: one blocks until QEMU exits (`waitpid` on our own child,
+//! or `poll` on a pidfd for a domain started by another process) and one reads QMP events.
+//! Both take the driver lock only to update state, and emit events after releasing it.
+
+use crate::command::{self, BuildOptions, Monitor};
+use crate::paths::Paths;
+use rvirt_qmp::{Event, Qmp};
+use rvirt_sdk::{
+    abi::{DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, PluginError, event, state},
+    filter::{self, DomainFacts},
+    util::{atomic_write, no_domain, operation_invalid, to_abi_uuid},
+};
+use rvirt_xml::{Domain, FormatOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::unix::{net::UnixListener, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock},
+    time::{Duration, Instant},
+};
+
+/// Errors of the driver's operations (converted to [`PluginError`] at the ABI edge).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The definition cannot become a command line.
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    /// The XML does not parse or validate.
+    #[error("XML error: {0}")]
+    Xml(#[source] rvirt_xml::XmlError),
+    /// A file operation failed.
+    #[error("cannot {what} '{}'", path.display())]
+    Io {
+        /// What was done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An atomic write failed.
+    #[error(transparent)]
+    Write(#[from] rvirt_sdk::util::WriteError),
+    /// QEMU did not come up.
+    #[error("qemu failed to start: {reason}{}", if log.is_empty() { String::new() } else { format!(": {log}") })]
+    Launch {
+        /// Why.
+        reason: String,
+        /// The end of QEMU's log.
+        log: String,
+    },
+    /// A monitor command failed.
+    #[error("monitor command failed")]
+    Qmp(#[from] rvirt_qmp::QmpError),
+    /// Another error already in libvirt form.
+    #[error("{}", .0.message)]
+    Plugin(PluginError),
+}
+
+impl From<DriverError> for PluginError {
+    fn from(e: DriverError) -> Self {
+        use command::CommandError as C;
+        let code = match &e {
+            DriverError::Plugin(p) => return p.clone(),
+            DriverError::Command(C::Unsupported(_) | C::NoKvm(_)) => ErrorCode::ConfigUnsupported,
+            DriverError::Command(C::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
+            DriverError::Command(C::Missing { .. }) | DriverError::Io { .. } | DriverError::Write(_) => {
+                ErrorCode::SystemError
+            }
+            DriverError::Launch { .. } | DriverError::Qmp(_) => ErrorCode::OperationFailed,
+        };
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            let t = s.to_string();
+            if !msg.contains(&t) {
+                msg.push_str(": ");
+                msg.push_str(&t.to_lowercase());
+            }
+            src = s.source();
+        }
+        PluginError::new(code, ErrorDomain::Qemu, msg)
+    }
+}
+
+type Result<T> = std::result::Result<T, DriverError>;
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DriverError {
+    let path = path.to_path_buf();
+    move |source| DriverError::Io { what, path, source }
+}
+
+fn perr(e: PluginError) -> DriverError {
+    DriverError::Plugin(e)
+}
+
+/// libvirt's reason numbers the driver uses.
+mod reason {
+    pub const RUNNING_UNKNOWN: i32 = 0;
+    pub const RUNNING_BOOTED: i32 = 1;
+    pub const RUNNING_UNPAUSED: i32 = 5;
+    pub const PAUSED_UNKNOWN: i32 = 0;
+    pub const PAUSED_USER: i32 = 1;
+    pub const PAUSED_SHUTTING_DOWN: i32 = 8;
+    pub const SHUTOFF_UNKNOWN: i32 = 0;
+    pub const SHUTOFF_SHUTDOWN: i32 = 1;
+    pub const SHUTOFF_DESTROYED: i32 = 2;
+    pub const SHUTOFF_CRASHED: i32 = 3;
+    pub const SHUTOFF_FAILED: i32 = 6;
+    pub const CRASHED_PANICKED: i32 = 1;
+}
+
+/// Event details.
+mod detail {
+    pub const DEFINED_ADDED: i32 = 0;
+    pub const DEFINED_UPDATED: i32 = 1;
+    pub const STARTED_BOOTED: i32 = 0;
+    pub const SUSPENDED_PAUSED: i32 = 0;
+    pub const RESUMED_UNPAUSED: i32 = 0;
+    pub const STOPPED_SHUTDOWN: i32 = 0;
+    pub const STOPPED_DESTROYED: i32 = 1;
+    pub const STOPPED_CRASHED: i32 = 2;
+    pub const STOPPED_FAILED: i32 = 5;
+    pub const SHUTDOWN_GUEST: i32 = 1;
+    pub const SHUTDOWN_HOST: i32 = 2;
+    pub const CRASHED_PANICKED: i32 = 0;
+}
+
+/// The status file format version.
+const STATUS_VERSION: u32 = 1;
+
+/// What a running domain leaves in `run/NAME.status` (written atomically).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Status {
+    version: u32,
+    pid: i32,
+    /// Field 22 of `/proc/PID/stat`: tells a reused pid from ours.
+    start_time: u64,
+    id: i32,
+    monitor: PathBuf,
+    state: i32,
+    reason: i32,
+    persistent: bool,
+    /// The live XML.
+    live: String,
+    /// The definition to return to when the domain stops (transient domains).
+    def: String,
+    overlays: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    Destroy,
+}
+
+struct Run {
+    generation: u64,
+    id: i32,
+    pid: i32,
+    start_time: u64,
+    pidfd: Arc<OwnedFd>,
+    live: Domain,
+    qmp: Option<Qmp>,
+    monitor: PathBuf,
+    overlays: Vec<PathBuf>,
+    stopping: Option<Stopping>,
+    shutdown_seen: bool,
+    panicked: bool,
+    fake_reboot: bool,
+    expect_pause: Option<i32>,
+}
+
+struct Dom {
+    def: Domain,
+    persistent: bool,
+    autostart: bool,
+    state: i32,
+    reason: i32,
+    run: Option<Run>,
+}
+
+impl Dom {
+    fn reference(&self) -> DomainRef {
+        DomainRef {
+            name: self.def.name().into(),
+            uuid: to_abi_uuid(self.def.uuid()),
+            id: self.run.as_ref().map_or(-1, |r| r.id),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    doms: BTreeMap<uuid::Uuid, Dom>,
+    generation: u64,
+}
+
+type Emit = Vec<(DomainRef, i32, i32)>;
+
+/// The driver of one root.
+pub struct Driver {
+    /// Directories and URI.
+    pub paths: Paths,
+    state: Mutex<State>,
+    exited: Condvar,
+    sinks: Mutex<Vec<(u64, Arc<EventSinkBox>)>>,
+    next_sink: Mutex<u64>,
+}
+
+/// The driver for `paths`, created (and its root loaded, reattached and autostarted) on
+/// first use in this process.
+pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
+    static DRIVERS: OnceLock<Mutex<HashMap<PathBuf, &'static Driver>>> = OnceLock::new();
+    let map = DRIVERS.get_or_init(Default::default);
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = m.get(&paths.config) {
+        return Ok(d);
+    }
+    for dir in [&paths.config, &paths.state, &paths.run, &paths.log] {
+        std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    }
+    let d: &'static Driver = Box::leak(Box::new(Driver {
+        paths: paths.clone(),
+        state: Mutex::new(State::default()),
+        exited: Condvar::new(),
+        sinks: Mutex::new(Vec::new()),
+        next_sink: Mutex::new(0),
+    }));
+    m.insert(paths.config.clone(), d);
+    drop(m);
+    d.load()?;
+    d.autostart();
+    Ok(d)
+}
+
+fn proc_start_time(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let st = f.first()?.chars().next()?;
+    Some((f.get(19)?.parse().ok()?, st))
+}
+
+fn proc_cpu_ns(pid: i32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(p) = s.rfind(')') else { return 0 };
+    let f: Vec<&str> = s[p + 2..].split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = n(11) + n(12);
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    ticks.saturating_mul(1_000_000_000 / hz)
+}
+
+fn log_tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s
+        .lines()
+        .filter(|l| !l.starts_with("rvirt:") && !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(3)..].join(" ").trim().to_string()
+}
+
+impl Driver {
+    /// Registers an event sink; returns its id for [`Driver::remove_sink`].
+    pub fn add_sink(&self, sink: EventSinkBox) -> u64 {
+        let mut n = self.next_sink.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((*n, Arc::new(sink)));
+        *n
+    }
+
+    /// Drops an event sink.
+    pub fn remove_sink(&self, id: u64) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != id);
+    }
+
+    fn emit(&self, events: Emit) {
+        if events.is_empty() {
+            return;
+        }
+        let sinks: Vec<_> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for (d, ev, det) in events {
+            for s in &sinks {
+                s.domain_lifecycle(d.clone(), ev, det);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn build_options(&self, monitor: Monitor, check: bool) -> BuildOptions {
+        BuildOptions {
+            monitor,
+            kvm: command::kvm_usable(),
+            check_files: check,
+            nvram_dir: self.paths.nvram_dir(),
+            channel_dir: self.paths.channel_dir(),
+            allocate_vnc: check,
+        }
+    }
+
+    /// `domxml-to-native qemu-argv`.
+    pub fn to_native(&self, xml: &str) -> Result<String> {
+        let def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        let n = command::build(
+            &def,
+            &BuildOptions {
+                kvm: Ok(()),
+                ..self.build_options(Monitor::Path(self.paths.monitor(def.name())), false)
+            },
+        )?;
+        Ok(command::to_argv_text(&n))
+    }
+
+    // ---- loading and reattaching ----
+
+    fn load(&'static self) -> Result<()> {
+        let mut found = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.paths.config) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "xml")
+                    && let Ok(text) = std::fs::read_to_string(&p)
+                        && let Ok(def) = Domain::parse(&text) {
+                            let autostart = self.paths.autostart_link(def.name()).exists();
+                            found.push((def, autostart));
+                        }
+            }
+        }
+        {
+            let mut st = self.lock();
+            for (def, autostart) in found {
+                st.doms.insert(
+                    def.uuid(),
+                    Dom {
+                        def,
+                        persistent: true,
+                        autostart,
+                        state: state::SHUTOFF,
+                        reason: reason::SHUTOFF_UNKNOWN,
+                        run: None,
+                    },
+                );
+            }
+        }
+        let mut statuses = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.paths.run) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "status") {
+                    statuses.push(p);
+                }
+            }
+        }
+        for p in statuses {
+            self.reattach(&p);
+        }
+        Ok(())
+    }
+
+    fn cleanup_run_files(&self, name: &str, monitor: &Path, overlays: &[PathBuf]) {
+        let _ = std::fs::remove_file(self.paths.status_file(name));
+        let _ = std::fs::remove_file(monitor);
+        for o in overlays {
+            let _ = std::fs::remove_file(o);
+        }
+    }
+
+    fn reattach(&'static self, status_path: &Path) {
+        let Some(s) = std::fs::read_to_string(status_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Status>(&t).ok())
+            .filter(|s| s.version == STATUS_VERSION)
+        else {
+            let _ = std::fs::remove_file(status_path);
+            return;
+        };
+        let Ok(live) = Domain::parse(&s.live) else {
+            let _ = std::fs::remove_file(status_path);
+            return;
+        };
+        let def = Domain::parse(&s.def).unwrap_or_else(|_| live.clone());
+        let uuid = live.uuid();
+        let name = live.name().to_string();
+        let alive = proc_start_time(s.pid)
+            .filter(|(t, st)| *t == s.start_time && *st != 'Z')
+            .is_some();
+        let pidfd = alive
+            .then(|| rustix::process::Pid::from_raw(s.pid))
+            .flatten()
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+        let mut st = self.lock();
+        let persistent_known = st.doms.contains_key(&uuid);
+        let Some(pidfd) = pidfd else {
+            // QEMU died while nobody watched: shut off, crashed.
+            self.cleanup_run_files(&name, &s.monitor, &s.overlays);
+            if let Some(d) = st.doms.get_mut(&uuid) {
+                d.state = state::SHUTOFF;
+                d.reason = reason::SHUTOFF_CRASHED;
+            }
+            return;
+        };
+        let connected = Qmp::connect(&s.monitor, Duration::from_secs(3)).ok();
+        let (mut dstate, mut dreason) = (s.state, s.reason);
+        let mut shutdown_seen = false;
+        if let Some((q, _)) = &connected
+            && let Ok(v) = q.execute("query-status", None) {
+                match v["status"].as_str().unwrap_or("") {
+                    "running" => {
+                        if dstate != state::RUNNING {
+                            dreason = reason::RUNNING_UNKNOWN;
+                        }
+                        dstate = state::RUNNING;
+                    }
+                    "shutdown" => {
+                        shutdown_seen = true;
+                        dstate = state::PAUSED;
+                        dreason = reason::PAUSED_SHUTTING_DOWN;
+                    }
+                    "guest-panicked" => {
+                        dstate = state::CRASHED;
+                        dreason = reason::CRASHED_PANICKED;
+                    }
+                    _ => {
+                        if dstate != state::PAUSED {
+                            dreason = reason::PAUSED_UNKNOWN;
+                        }
+                        dstate = state::PAUSED;
+                    }
+                }
+            }
+        st.generation += 1;
+        let generation = st.generation;
+        let (qmp, events) = match connected {
+            Some((q, e)) => (Some(q), Some(e)),
+            None => (None, None),
+        };
+        let pidfd = Arc::new(pidfd);
+        let run = Run {
+            generation,
+            id: s.id,
+            pid: s.pid,
+            start_time: s.start_time,
+            pidfd: pidfd.clone(),
+            live,
+            qmp: qmp.clone(),
+            monitor: s.monitor.clone(),
+            overlays: s.overlays.clone(),
+            stopping: None,
+            shutdown_seen,
+            panicked: false,
+            fake_reboot: false,
+            expect_pause: None,
+        };
+        let entry = st.doms.entry(uuid).or_insert_with(|| Dom {
+            def,
+            persistent: false,
+            autostart: false,
+            state: state::SHUTOFF,
+            reason: 0,
+            run: None,
+        });
+        entry.persistent = persistent_known;
+        entry.state = dstate;
+        entry.reason = dreason;
+        entry.run = Some(run);
+        drop(st);
+        self.spawn_pidfd_waiter(uuid, generation, pidfd);
+        if let Some(ev) = events {
+            self.spawn_event_loop(uuid, generation, ev);
+        }
+        if shutdown_seen {
+            // The guest powered off while nobody watched: apply on_poweroff now, and let
+            // the caller see the outcome.
+            self.after_guest_shutdown(uuid, generation, false);
+            self.wait_gone(uuid, generation, Duration::from_secs(10));
+        }
+    }
+
+    fn autostart(&'static self) {
+        let todo: Vec<uuid::Uuid> = self
+            .lock()
+            .doms
+            .iter()
+            .filter(|(_, d)| d.autostart && d.persistent && d.run.is_none())
+            .map(|(u, _)| *u)
+            .collect();
+        for u in todo {
+            if let Err(e) = self.start(u, 0) {
+                let d = self.lock().doms.get(&u).map(|d| d.def.name().to_string());
+                if let Some(n) = d {
+                    let msg = PluginError::from(e).message.to_string();
+                    let _ = append_log(&self.paths.log_file(&n), &format!("rvirt: autostart failed: {msg}\n"));
+                }
+            }
+        }
+    }
+
+    // ---- queries ----
+
+    /// Domains matching the list flags.
+    pub fn list(&self, flags: u32) -> Vec<DomainRef> {
+        self.lock()
+            .doms
+            .values()
+            .filter(|d| {
+                filter::matches(
+                    flags,
+                    &DomainFacts {
+                        state: d.state,
+                        persistent: d.persistent,
+                        autostart: d.autostart,
+                        managed_save: false,
+                        has_snapshot: false,
+                    },
+                )
+            })
+            .map(Dom::reference)
+            .collect()
+    }
+
+    fn with_dom<T>(&self, uuid: uuid::Uuid, f: impl FnOnce(&Dom) -> T) -> std::result::Result<T, PluginError> {
+        let st = self.lock();
+        st.doms
+            .get(&uuid)
+            .map(f)
+            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching uuid '{uuid}'")))
+    }
+
+    /// Lookup by name.
+    pub fn by_name(&self, name: &str) -> std::result::Result<DomainRef, PluginError> {
+        self.lock()
+            .doms
+            .values()
+            .find(|d| d.def.name() == name)
+            .map(Dom::reference)
+            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching name '{name}'")))
+    }
+
+    /// Lookup by UUID.
+    pub fn by_uuid(&self, uuid: uuid::Uuid) -> std::result::Result<DomainRef, PluginError> {
+        self.with_dom(uuid, Dom::reference)
+    }
+
+    /// Lookup by id.
+    pub fn by_id(&self, id: i32) -> std::result::Result<DomainRef, PluginError> {
+        self.lock()
+            .doms
+            .values()
+            .find(|d| d.run.as_ref().is_some_and(|r| r.id == id))
+            .map(Dom::reference)
+            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching id {id}")))
+    }
+
+    /// State and reason.
+    pub fn state(&self, uuid: uuid::Uuid) -> std::result::Result<(i32, i32), PluginError> {
+        self.with_dom(uuid, |d| (d.state, d.reason))
+    }
+
+    /// virDomainGetInfo.
+    pub fn info(&self, uuid: uuid::Uuid) -> std::result::Result<DomainInfo, PluginError> {
+        self.with_dom(uuid, |d| {
+            let def = d.run.as_ref().map_or(&d.def, |r| &r.live);
+            DomainInfo {
+                state: d.state,
+                max_mem_kib: def.memory_kib(),
+                memory_kib: def.current_memory_kib(),
+                nr_virt_cpu: def.current_vcpus(),
+                cpu_time_ns: d.run.as_ref().map_or(0, |r| proc_cpu_ns(r.pid)),
+            }
+        })
+    }
+
+    /// The XML (live when running, unless `VIR_DOMAIN_XML_INACTIVE`).
+    pub fn xml(&self, uuid: uuid::Uuid, flags: u32) -> std::result::Result<String, PluginError> {
+        self.with_dom(uuid, |d| {
+            let inactive = flags & 2 != 0;
+            let opts = FormatOptions {
+                inactive: inactive || d.run.is_none(),
+                secure: flags & 1 != 0,
+            };
+            match (&d.run, inactive) {
+                (Some(r), false) => r.live.to_xml(&opts),
+                _ => d.def.to_xml(&opts),
+            }
+        })
+    }
+
+    /// Persistent?
+    pub fn is_persistent(&self, uuid: uuid::Uuid) -> std::result::Result<bool, PluginError> {
+        self.with_dom(uuid, |d| d.persistent)
+    }
+
+    /// Autostart?
+    pub fn get_autostart(&self, uuid: uuid::Uuid) -> std::result::Result<bool, PluginError> {
+        self.with_dom(uuid, |d| d.autostart)
+    }
+
+    /// vCPUs (`VIR_DOMAIN_VCPU_MAXIMUM` = 4 gives the maximum).
+    pub fn vcpus(&self, uuid: uuid::Uuid, flags: u32) -> std::result::Result<i32, PluginError> {
+        self.with_dom(uuid, |d| {
+            let n = if flags & 4 != 0 { d.def.max_vcpus() } else { d.def.current_vcpus() };
+            i32::try_from(n).unwrap_or(i32::MAX)
+        })
+    }
+
+    /// `<os><type>`.
+    pub fn os_type(&self, uuid: uuid::Uuid) -> std::result::Result<String, PluginError> {
+        self.with_dom(uuid, |d| d.def.os_type().to_string())
+    }
+
+    // ---- definitions ----
+
+    fn parse_def(xml: &str) -> Result<Domain> {
+        let def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        match def.domain_type() {
+            "qemu" | "kvm" => Ok(def),
+            other => Err(command::CommandError::Unsupported(format!(
+                "domain type '{other}' is not served by the qemu driver (use 'qemu' or 'kvm')"
+            ))
+            .into()),
+        }
+    }
+
+    fn check_unique(st: &State, def: &Domain) -> Result<()> {
+        for d in st.doms.values() {
+            if d.def.name() == def.name() && d.def.uuid() != def.uuid() {
+                return Err(perr(PluginError::new(
+                    ErrorCode::DomExist,
+                    ErrorDomain::Qemu,
+                    format!("domain '{}' already exists with uuid {}", def.name(), d.def.uuid()),
+                )));
+            }
+            if d.def.uuid() == def.uuid() && d.def.name() != def.name() {
+                return Err(perr(PluginError::new(
+                    ErrorCode::DomExist,
+                    ErrorDomain::Qemu,
+                    format!("domain '{}' is already defined with uuid {}", d.def.name(), def.uuid()),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// virDomainDefineXML.
+    pub fn define(&self, xml: &str) -> Result<DomainRef> {
+        let def = Self::parse_def(xml)?;
+        let mut st = self.lock();
+        Self::check_unique(&st, &def)?;
+        let path = self.paths.config_file(def.name());
+        atomic_write(&path, def.to_xml(&FormatOptions { inactive: true, secure: true }).as_bytes())?;
+        let uuid = def.uuid();
+        let updated = st.doms.contains_key(&uuid);
+        let d = st.doms.entry(uuid).or_insert_with(|| Dom {
+            def: def.clone(),
+            persistent: true,
+            autostart: false,
+            state: state::SHUTOFF,
+            reason: reason::SHUTOFF_UNKNOWN,
+            run: None,
+        });
+        d.def = def;
+        d.persistent = true;
+        let r = d.reference();
+        if let Some(run) = &d.run {
+            let _ = self.write_status_locked(d, run);
+        }
+        drop(st);
+        self.emit(vec![(
+            r.clone(),
+            event::DEFINED,
+            if updated { detail::DEFINED_UPDATED } else { detail::DEFINED_ADDED },
+        )]);
+        Ok(r)
+    }
+
+    /// virDomainUndefineFlags (`VIR_DOMAIN_UNDEFINE_NVRAM` = 4 removes the NVRAM file).
+    pub fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        let mut st = self.lock();
+        let d = st
+            .doms
+            .get_mut(&uuid)
+            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+        if !d.persistent {
+            return Err(perr(operation_invalid(ErrorDomain::Qemu, "cannot undefine transient domain")));
+        }
+        let name = d.def.name().to_string();
+        let cfg = self.paths.config_file(&name);
+        std::fs::remove_file(&cfg).map_err(io("remove", &cfg))?;
+        let _ = std::fs::remove_file(self.paths.autostart_link(&name));
+        if flags & 4 != 0 {
+            let _ = std::fs::remove_file(self.paths.nvram_dir().join(format!("{name}_VARS.fd")));
+        }
+        d.persistent = false;
+        d.autostart = false;
+        let r = d.reference();
+        if let Some(run) = &d.run {
+            let _ = self.write_status_locked(d, run);
+        } else {
+            st.doms.remove(&uuid);
+        }
+        drop(st);
+        self.emit(vec![(r, event::UNDEFINED, 0)]);
+        Ok(())
+    }
+
+    /// virDomainSetAutostart.
+    pub fn set_autostart(&self, uuid: uuid::Uuid, on: bool) -> Result<()> {
+        let mut st = self.lock();
+        let d = st
+            .doms
+            .get_mut(&uuid)
+            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+        if !d.persistent {
+            return Err(perr(operation_invalid(ErrorDomain::Qemu, "cannot set autostart for transient domain")));
+        }
+        let name = d.def.name().to_string();
+        let link = self.paths.autostart_link(&name);
+        if on {
+            let dir = self.paths.config.join("autostart");
+            std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(self.paths.config_file(&name), &link).map_err(io("create link", &link))?;
+        } else {
+            let _ = std::fs::remove_file(&link);
+        }
+        d.autostart = on;
+        Ok(())
+    }
+
+    /// virDomainCreateXML: a transient domain, started; nothing is left behind on failure.
+    pub fn create_transient(&'static self, xml: &str, flags: u32) -> Result<DomainRef> {
+        let def = Self::parse_def(xml)?;
+        let uuid = def.uuid();
+        {
+            let mut st = self.lock();
+            Self::check_unique(&st, &def)?;
+            if let Some(d) = st.doms.get(&uuid) {
+                if d.run.is_some() {
+                    return Err(perr(operation_invalid(
+                        ErrorDomain::Qemu,
+                        &format!("domain '{}' is already active", def.name()),
+                    )));
+                }
+                if d.persistent {
+                    return Err(perr(operation_invalid(
+                        ErrorDomain::Qemu,
+                        &format!("domain '{}' is already defined; start it instead", def.name()),
+                    )));
+                }
+            }
+            st.doms.insert(
+                uuid,
+                Dom {
+                    def,
+                    persistent: false,
+                    autostart: false,
+                    state: state::SHUTOFF,
+                    reason: 0,
+                    run: None,
+                },
+            );
+        }
+        match self.start(uuid, flags) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let mut st = self.lock();
+                if st.doms.get(&uuid).is_some_and(|d| !d.persistent && d.run.is_none()) {
+                    st.doms.remove(&uuid);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    // ---- start ----
+
+    fn next_id(&self, st: &State) -> i32 {
+        let mut max = st.doms.values().filter_map(|d| d.run.as_ref().map(|r| r.id)).max().unwrap_or(0);
+        if let Ok(rd) = std::fs::read_dir(&self.paths.run) {
+            for e in rd.flatten() {
+                if let Some(s) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Status>(&t).ok())
+                {
+                    max = max.max(s.id);
+                }
+            }
+        }
+        max + 1
+    }
+
+    /// virDomainCreateWithFlags (`VIR_DOMAIN_START_PAUSED` = 1).
+    pub fn start(&'static self, uuid: uuid::Uuid, flags: u32) -> Result<DomainRef> {
+        let mut st = self.lock();
+        let d = st
+            .doms
+            .get(&uuid)
+            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+        if d.run.is_some() {
+            return Err(perr(operation_invalid(ErrorDomain::Qemu, "domain is already running")));
+        }
+        let def = d.def.clone();
+        let name = def.name().to_string();
+        let monitor = self.paths.monitor(&name);
+        // Everything that can be checked is checked before QEMU is spawned.
+        let _ = std::fs::remove_file(&monitor);
+        let listener = UnixListener::bind(&monitor).map_err(io("bind monitor socket", &monitor))?;
+        let fd = listener.as_raw_fd();
+        let native = match command::build(&def, &self.build_options(Monitor::Fd(fd), true)) {
+            Ok(n) => n,
+            Err(e) => {
+                drop(listener);
+                let _ = std::fs::remove_file(&monitor);
+                return Err(e.into());
+            }
+        };
+        let cleanup_monitor = |m: &Path| {
+            let _ = std::fs::remove_file(m);
+        };
+        let mut args = native.args.clone();
+        let mut overlays = Vec::new();
+        let prep = (|| -> Result<()> {
+            if let Some((template, vars)) = &native.nvram {
+                if let Some(p) = vars.parent() {
+                    std::fs::create_dir_all(p).map_err(io("create directory", p))?;
+                }
+                std::fs::copy(template, vars).map_err(io("copy nvram template to", vars))?;
+            }
+            if native.transient.iter().any(|_| true) || native.live.devices_of("channel").next().is_some() {
+                let ch = self.paths.channel_dir();
+                std::fs::create_dir_all(&ch).map_err(io("create directory", &ch))?;
+            }
+            for t in &native.transient {
+                let overlay = self.paths.run.join(format!("{name}-{}.transient.qcow2", t.target));
+                let out = Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2", "-F", &t.format, "-b"])
+                    .arg(&t.source)
+                    .arg(&overlay)
+                    .output()
+                    .map_err(io("run qemu-img for", &overlay))?;
+                if !out.status.success() {
+                    return Err(DriverError::Launch {
+                        reason: format!("cannot create the overlay of transient disk '{}'", t.target),
+                        log: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
+                }
+                args[t.arg_index] = args[t.arg_index].replacen(
+                    &json!(t.source).to_string(),
+                    &json!(overlay).to_string(),
+                    1,
+                );
+                overlays.push(overlay);
+            }
+            Ok(())
+        })();
+        if let Err(e) = prep {
+            cleanup_monitor(&monitor);
+            for o in &overlays {
+                let _ = std::fs::remove_file(o);
+            }
+            return Err(e);
+        }
+        let log_path = self.paths.log_file(&name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io("open log file", &log_path))?;
+        let mut line = format!("rvirt: starting {}", native.emulator);
+        for a in &args {
+            line.push(' ');
+            line.push_str(&command::shell_quote(a));
+        }
+        line.push('\n');
+        let _ = append_log(&log_path, &line);
+        let err_log = log.try_clone().map_err(io("open log file", &log_path))?;
+        let mut cmd = Command::new(&native.emulator);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log))
+            .env("LC_ALL", "C");
+        // SAFETY: the closure runs in the child between fork and exec and only makes
+        // async-signal-safe system calls (setsid, fcntl) on memory it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Its own session: QEMU must not die with the process that started it.
+                rustix::process::setsid().map_err(std::io::Error::from)?;
+                // SAFETY: `fd` is the monitor listener, open in the parent across fork.
+                let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty()).map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let t0 = Instant::now();
+        let child = cmd.spawn();
+        drop(listener);
+        let mut child: Child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup_monitor(&monitor);
+                for o in &overlays {
+                    let _ = std::fs::remove_file(o);
+                }
+                return Err(io("execute", Path::new(&native.emulator))(e));
+            }
+        };
+        let pid = i32::try_from(child.id()).unwrap_or(-1);
+        let fail = |child: &mut Child, e: DriverError| -> DriverError {
+            let _ = child.kill();
+            let _ = child.wait();
+            cleanup_monitor(&monitor);
+            for o in &overlays {
+                let _ = std::fs::remove_file(o);
+            }
+            let _ = std::fs::remove_file(self.paths.status_file(&name));
+            match e {
+                DriverError::Qmp(q) => DriverError::Launch {
+                    reason: format!("the monitor did not answer ({q})"),
+                    log: log_tail(&log_path),
+                },
+                e => e,
+            }
+        };
+        let pidfd = match rustix::process::Pid::from_raw(pid)
+            .ok_or(rustix::io::Errno::SRCH)
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()))
+        {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return Err(fail(&mut child, io("open pidfd of", Path::new(&native.emulator))(e.into()))),
+        };
+        let (qmp, events) = match Qmp::connect(&monitor, Duration::from_secs(60)) {
+            Ok(x) => x,
+            Err(e) => return Err(fail(&mut child, e.into())),
+        };
+        let mut live = native.live;
+        // pty paths into the live XML.
+        if let Ok(chardevs) = qmp.execute("query-chardev", None) {
+            fill_pty_paths(&mut live, &chardevs);
+        }
+        let paused = flags & 1 != 0;
+        let id = self.next_id(&st);
+        live.set_id(Some(id));
+        let start_time = proc_start_time(pid).map_or(0, |(t, _)| t);
+        st.generation += 1;
+        let generation = st.generation;
+        let d = st.doms.get_mut(&uuid).expect("domain checked above");
+        d.state = if paused { state::PAUSED } else { state::RUNNING };
+        d.reason = if paused { reason::PAUSED_USER } else { reason::RUNNING_BOOTED };
+        d.run = Some(Run {
+            generation,
+            id,
+            pid,
+            start_time,
+            pidfd,
+            live,
+            qmp: Some(qmp.clone()),
+            monitor: monitor.clone(),
+            overlays: overlays.clone(),
+            stopping: None,
+            shutdown_seen: false,
+            panicked: false,
+            fake_reboot: false,
+            expect_pause: None,
+        });
+        if !paused
+            && let Err(e) = qmp.execute("cont", None) {
+                d.run = None;
+                d.state = state::SHUTOFF;
+                d.reason = reason::SHUTOFF_FAILED;
+                return Err(fail(&mut child, e.into()));
+            }
+        let d = st.doms.get(&uuid).expect("domain checked above");
+        if let Some(run) = &d.run
+            && let Err(e) = self.write_status_locked(d, run) {
+                let d = st.doms.get_mut(&uuid).expect("domain checked above");
+                d.run = None;
+                d.state = state::SHUTOFF;
+                d.reason = reason::SHUTOFF_FAILED;
+                return Err(fail(&mut child, e));
+            }
+        let r = d.reference();
+        drop(st);
+        let _ = append_log(&log_path, &format!("rvirt: qemu pid {pid} up in {:?}\n", t0.elapsed()));
+        self.spawn_child_waiter(uuid, generation, child);
+        self.spawn_event_loop(uuid, generation, events);
+        let mut ev = vec![(r.clone(), event::STARTED, detail::STARTED_BOOTED)];
+        if paused {
+            ev.push((r.clone(), event::SUSPENDED, detail::SUSPENDED_PAUSED));
+        }
+        self.emit(ev);
+        Ok(r)
+    }
+
+    fn write_status_locked(&self, d: &Dom, run: &Run) -> Result<()> {
+        let s = Status {
+            version: STATUS_VERSION,
+            pid: run.pid,
+            start_time: run.start_time,
+            id: run.id,
+            monitor: run.monitor.clone(),
+            state: d.state,
+            reason: d.reason,
+            persistent: d.persistent,
+            live: run.live.to_xml(&FormatOptions { inactive: false, secure: true }),
+            def: d.def.to_xml(&FormatOptions { inactive: true, secure: true }),
+            overlays: run.overlays.clone(),
+        };
+        let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+        atomic_write(&self.paths.status_file(d.def.name()), text.as_bytes())?;
+        Ok(())
+    }
+
+    // ---- supervision ----
+
+    fn spawn_child_waiter(&'static self, uuid: uuid::Uuid, generation: u64, mut child: Child) {
+        let _ = std::thread::Builder::new()
+            .name("qemu-wait".into())
+            .spawn(move || {
+                let _ = child.wait();
+                self.on_exit(uuid, generation);
+            });
+    }
+
+    fn spawn_pidfd_waiter(&'static self, uuid: uuid::Uuid, generation: u64, pidfd: Arc<OwnedFd>) {
+        let _ = std::thread::Builder::new()
+            .name("qemu-pidfd".into())
+            .spawn(move || {
+                loop {
+                    let fd = pidfd.as_fd();
+                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                    match rustix::event::poll(&mut fds, None) {
+                        Ok(_) => break,
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(_) => break,
+                    }
+                }
+                self.on_exit(uuid, generation);
+            });
+    }
+
+    fn spawn_event_loop(&'static self, uuid: uuid::Uuid, generation: u64, events: std::sync::mpsc::Receiver<Event>) {
+        let _ = std::thread::Builder::new()
+            .name("qemu-events".into())
+            .spawn(move || {
+                for ev in events {
+                    self.on_event(uuid, generation, ev);
+                }
+            });
+    }
+
+    fn on_exit(&self, uuid: uuid::Uuid, generation: u64) {
+        let mut st = self.lock();
+        let Some(d) = st.doms.get_mut(&uuid) else { return };
+        if d.run.as_ref().is_none_or(|r| r.generation != generation) {
+            return;
+        }
+        let run = d.run.take().expect("checked above");
+        if let Some(q) = &run.qmp {
+            q.close();
+        }
+        let (rsn, det) = if run.stopping == Some(Stopping::Destroy) {
+            (reason::SHUTOFF_DESTROYED, detail::STOPPED_DESTROYED)
+        } else if run.shutdown_seen {
+            (reason::SHUTOFF_SHUTDOWN, detail::STOPPED_SHUTDOWN)
+        } else if run.panicked {
+            (reason::SHUTOFF_CRASHED, detail::STOPPED_CRASHED)
+        } else {
+            (reason::SHUTOFF_CRASHED, detail::STOPPED_FAILED)
+        };
+        d.state = state::SHUTOFF;
+        d.reason = rsn;
+        let mut r = d.reference();
+        r.id = -1;
+        let name = d.def.name().to_string();
+        let transient = !d.persistent;
+        if transient {
+            st.doms.remove(&uuid);
+        }
+        self.cleanup_run_files(&name, &run.monitor, &run.overlays);
+        let _ = append_log(&self.paths.log_file(&name), &format!("rvirt: qemu pid {} ended (shutoff reason {rsn})\n", run.pid));
+        drop(st);
+        self.exited.notify_all();
+        self.emit(vec![(r, event::STOPPED, det)]);
+    }
+
+    fn transition(&self, uuid: uuid::Uuid, generation: u64, to: (i32, i32), ev: Option<(i32, i32)>) -> Emit {
+        let mut st = self.lock();
+        let Some(d) = st.doms.get_mut(&uuid) else { return vec![] };
+        if d.run.as_ref().is_none_or(|r| r.generation != generation) || d.state == to.0 {
+            return vec![];
+        }
+        d.state = to.0;
+        d.reason = to.1;
+        if let Some(run) = &d.run {
+            let _ = self.write_status_locked(d, run);
+        }
+        ev.map(|(e, det)| vec![(d.reference(), e, det)]).unwrap_or_default()
+    }
+
+    fn on_event(&self, uuid: uuid::Uuid, generation: u64, ev: Event) {
+        match ev.name.as_str() {
+            "STOP" => {
+                let expect = {
+                    let mut st = self.lock();
+                    let Some(run) = st.doms.get_mut(&uuid).and_then(|d| d.run.as_mut()).filter(|r| r.generation == generation) else {
+                        return;
+                    };
+                    if run.shutdown_seen || run.stopping.is_some() || run.panicked {
+                        return;
+                    }
+                    run.expect_pause.take().unwrap_or(reason::PAUSED_UNKNOWN)
+                };
+                let e = self.transition(uuid, generation, (state::PAUSED, expect), Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)));
+                self.emit(e);
+            }
+            "RESUME" => {
+                let e = self.transition(uuid, generation, (state::RUNNING, reason::RUNNING_UNPAUSED), Some((event::RESUMED, detail::RESUMED_UNPAUSED)));
+                self.emit(e);
+            }
+            "SHUTDOWN" => {
+                let guest = ev.data["guest"].as_bool().unwrap_or(false);
+                let qreason = ev.data["reason"].as_str().unwrap_or("").to_string();
+                self.after_shutdown_event(uuid, generation, guest, &qreason);
+            }
+            "GUEST_PANICKED" => {
+                let (action, r, qmp) = {
+                    let mut st = self.lock();
+                    let Some(d) = st.doms.get_mut(&uuid) else { return };
+                    let action = d.def.element().child("on_crash").map(|e| e.text().trim().to_string()).unwrap_or_else(|| "destroy".into());
+                    let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else { return };
+                    run.panicked = true;
+                    let q = run.qmp.clone();
+                    d.state = state::CRASHED;
+                    d.reason = reason::CRASHED_PANICKED;
+                    (action, d.reference(), q)
+                };
+                self.emit(vec![(r, event::CRASHED, detail::CRASHED_PANICKED)]);
+                if let Some(q) = qmp {
+                    match action.as_str() {
+                        "restart" | "restart-rename" => {
+                            let _ = q.execute("system_reset", None);
+                            let _ = q.execute("cont", None);
+                        }
+                        "preserve" | "coredump-restart" | "coredump-destroy" if action == "preserve" => {}
+                        _ => {
+                            let _ = q.execute("quit", None);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn after_shutdown_event(&self, uuid: uuid::Uuid, generation: u64, guest: bool, qreason: &str) {
+        let (r, fake) = {
+            let mut st = self.lock();
+            let Some(d) = st.doms.get_mut(&uuid) else { return };
+            let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else { return };
+            if run.stopping.is_some() {
+                return;
+            }
+            let fake = std::mem::take(&mut run.fake_reboot);
+            if !fake {
+                run.shutdown_seen = true;
+            }
+            (d.reference(), fake)
+        };
+        if fake {
+            // virDomainReboot through ACPI: reset and continue.
+            if let Some(q) = self.qmp_of(uuid) {
+                let _ = q.execute("system_reset", None);
+                let _ = q.execute("cont", None);
+            }
+            return;
+        }
+        self.emit(vec![(r, event::SHUTDOWN, if guest { detail::SHUTDOWN_GUEST } else { detail::SHUTDOWN_HOST })]);
+        self.after_guest_shutdown(uuid, generation, qreason == "guest-reset");
+    }
+
+    /// Applies `on_poweroff` (or `on_reboot` for a reset QEMU turned into a stop).
+    fn after_guest_shutdown(&self, uuid: uuid::Uuid, generation: u64, was_reset: bool) {
+        let (action, qmp) = {
+            let st = self.lock();
+            let Some(d) = st.doms.get(&uuid) else { return };
+            let Some(run) = d.run.as_ref().filter(|r| r.generation == generation) else { return };
+            let key = if was_reset { "on_reboot" } else { "on_poweroff" };
+            let dflt = if was_reset { "restart" } else { "destroy" };
+            let a = run.live.element().child(key).map(|e| e.text().trim().to_string()).unwrap_or_else(|| dflt.into());
+            (a, run.qmp.clone())
+        };
+        match action.as_str() {
+            "restart" | "restart-rename" => {
+                if let Some(q) = qmp {
+                    if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()) {
+                        run.shutdown_seen = false;
+                    }
+                    let _ = q.execute("system_reset", None);
+                    let _ = q.execute("cont", None);
+                }
+            }
+            "preserve" => {
+                let e = self.transition(uuid, generation, (state::PAUSED, reason::PAUSED_SHUTTING_DOWN), None);
+                self.emit(e);
+            }
+            _ => {
+                // destroy: QEMU stays up only because of -no-shutdown; end it.
+                let ok = qmp.is_some_and(|q| q.execute("quit", None).is_ok());
+                if !ok {
+                    let pidfd = self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).map(|r| r.pidfd.clone());
+                    if let Some(fd) = pidfd {
+                        let _ = rustix::process::pidfd_send_signal(&*fd, rustix::process::Signal::TERM);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks until the run `generation` of `uuid` has ended (or `timeout` passed).
+    fn wait_gone(&self, uuid: uuid::Uuid, generation: u64, timeout: Duration) -> bool {
+        let st = self.lock();
+        let (_g, to) = self
+            .exited
+            .wait_timeout_while(st, timeout, |s| {
+                s.doms
+                    .get(&uuid)
+                    .and_then(|d| d.run.as_ref())
+                    .is_some_and(|r| r.generation == generation)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        !to.timed_out()
+    }
+
+    fn qmp_of(&self, uuid: uuid::Uuid) -> Option<Qmp> {
+        self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).and_then(|r| r.qmp.clone())
+    }
+
+    fn running(&self, uuid: uuid::Uuid) -> Result<(Qmp, u64)> {
+        let st = self.lock();
+        let d = st
+            .doms
+            .get(&uuid)
+            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+        let run = d
+            .run
+            .as_ref()
+            .ok_or_else(|| perr(operation_invalid(ErrorDomain::Qemu, "domain is not running")))?;
+        let q = run.qmp.clone().ok_or_else(|| {
+            perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "the domain's monitor is held by another process",
+            ))
+        })?;
+        Ok((q, run.generation))
+    }
+
+    // ---- lifecycle operations ----
+
+    /// virDomainDestroy: SIGTERM, then SIGKILL after a grace period; returns once QEMU
+    /// has exited and its state is cleaned up.
+    pub fn destroy(&self, uuid: uuid::Uuid) -> Result<()> {
+        const GRACE: Duration = Duration::from_secs(5);
+        let mut st = self.lock();
+        let d = st
+            .doms
+            .get_mut(&uuid)
+            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+        let run = d
+            .run
+            .as_mut()
+            .ok_or_else(|| perr(operation_invalid(ErrorDomain::Qemu, "domain is not running")))?;
+        run.stopping = Some(Stopping::Destroy);
+        let generation = run.generation;
+        let pidfd = run.pidfd.clone();
+        let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::TERM);
+        let gone = |s: &mut State| {
+            s.doms
+                .get(&uuid)
+                .and_then(|d| d.run.as_ref())
+                .is_some_and(|r| r.generation == generation)
+        };
+        let (g, to) = self.exited.wait_timeout_while(st, GRACE, gone).unwrap_or_else(|e| e.into_inner());
+        st = g;
+        if to.timed_out() {
+            let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
+            let (g, to) = self
+                .exited
+                .wait_timeout_while(st, Duration::from_secs(30), gone)
+                .unwrap_or_else(|e| e.into_inner());
+            if to.timed_out() {
+                return Err(DriverError::Launch {
+                    reason: "qemu did not exit after SIGKILL".into(),
+                    log: String::new(),
+                });
+            }
+            drop(g);
+        }
+        Ok(())
+    }
+
+    /// virDomainShutdown: ACPI power button.
+    pub fn shutdown(&self, uuid: uuid::Uuid) -> Result<()> {
+        let (q, _) = self.running(uuid)?;
+        q.execute("system_powerdown", None)?;
+        Ok(())
+    }
+
+    /// virDomainReboot: ACPI power button, then reset instead of stopping.
+    pub fn reboot(&self, uuid: uuid::Uuid) -> Result<()> {
+        let (q, generation) = self.running(uuid)?;
+        if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()).filter(|r| r.generation == generation) {
+            run.fake_reboot = true;
+        }
+        q.execute("system_powerdown", None)?;
+        Ok(())
+    }
+
+    /// virDomainSuspend.
+    pub fn suspend(&self, uuid: uuid::Uuid) -> Result<()> {
+        let (q, generation) = self.running(uuid)?;
+        if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()) {
+            run.expect_pause = Some(reason::PAUSED_USER);
+        }
+        q.execute("stop", None)?;
+        let e = self.transition(uuid, generation, (state::PAUSED, reason::PAUSED_USER), Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)));
+        self.emit(e);
+        Ok(())
+    }
+
+    /// virDomainResume.
+    pub fn resume(&self, uuid: uuid::Uuid) -> Result<()> {
+        let (q, generation) = self.running(uuid)?;
+        if self.state(uuid).map_err(perr)?.0 == state::PAUSED
+            && self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).is_some_and(|r| r.shutdown_seen)
+        {
+            return Err(perr(operation_invalid(ErrorDomain::Qemu, "the guest has shut down; it cannot be resumed")));
+        }
+        q.execute("cont", None)?;
+        let e = self.transition(uuid, generation, (state::RUNNING, reason::RUNNING_UNPAUSED), Some((event::RESUMED, detail::RESUMED_UNPAUSED)));
+        self.emit(e);
+        Ok(())
+    }
+}
+
+fn append_log(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f: File = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Puts the pty paths QEMU reports (`query-chardev`) into the live XML's serial, console
+/// and channel elements of type `pty`.
+fn fill_pty_paths(live: &mut Domain, chardevs: &serde_json::Value) {
+    let mut map = HashMap::new();
+    for c in chardevs.as_array().into_iter().flatten() {
+        if let (Some(label), Some(f)) = (c["label"].as_str(), c["filename"].as_str())
+            && let Some(p) = f.strip_prefix("pty:") {
+                map.insert(label.to_string(), p.to_string());
+            }
+    }
+    let Some(devs) = live.element_mut().child_mut("devices") else { return };
+    for e in devs.elements_mut() {
+        if !matches!(e.name(), "serial" | "console" | "channel") || e.attr("type") != Some("pty") {
+            continue;
+        }
+        let Some(alias) = e.child("alias").and_then(|a| a.attr("name")).map(str::to_string) else { continue };
+        if let Some(p) = map.get(&format!("char{alias}")) {
+            if e.name() == "console" {
+                e.set_attr("tty", p);
+            }
+            let s = e.child_or_insert("source");
+            s.set_attr("path", p);
+            // <source> comes first among the children, as libvirt writes it.
+            let idx = e.nodes().iter().position(|n| matches!(n, rvirt_xml::Node::Element(c) if c.name() == "source"));
+            if let Some(i) = idx {
+                let n = e.nodes_mut().remove(i);
+                e.nodes_mut().insert(0, n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pty_paths_fill_serial_and_console() {
+        let mut d = Domain::parse("<domain type='qemu'><name>a</name><memory>1024</memory><os><type>hvm</type></os><devices><serial type='pty'><target port='0'/><alias name='serial0'/></serial><console type='pty'><target type='serial' port='0'/><alias name='serial0'/></console></devices></domain>").unwrap();
+        fill_pty_paths(&mut d, &json!([{"label": "charserial0", "filename": "pty:/dev/pts/7"}, {"label": "charmonitor", "filename": "unix:/x"}]));
+        let x = d.to_xml(&FormatOptions::default());
+        assert!(x.contains("<serial type='pty'>\n      <source path='/dev/pts/7'/>"), "{x}");
+        assert!(x.contains("<console type='pty' tty='/dev/pts/7'>\n      <source path='/dev/pts/7'/>"), "{x}");
+        assert!(x.contains("<console type='pty' tty='/dev/pts/7'>"), "{x}");
+    }
+
+    #[test]
+    fn errors_carry_libvirt_codes() {
+        let e: PluginError = DriverError::Command(command::CommandError::Unsupported("x".into())).into();
+        assert_eq!((e.code, e.domain), (67, 10));
+        let e: PluginError = DriverError::Xml(Domain::parse("<domain/>").unwrap_err()).into();
+        assert_eq!(e.code, 27);
+        assert!(e.message.starts_with("XML error: "));
+    }
+
+    #[test]
+    fn proc_stat_parsing() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let (t, st) = proc_start_time(me).unwrap();
+        assert!(t > 0 && st != 'Z');
+        let _ = proc_cpu_ns(me);
+    }
+}

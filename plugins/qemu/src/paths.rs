@@ -1,0 +1,170 @@
+//! Which directories a connection URI means: `qemu:///system`, `qemu:///session` and
+//! `qemu:///embed?root=DIR`.
+
+use std::path::{Path, PathBuf};
+
+/// Errors of URI interpretation.
+#[derive(Debug, thiserror::Error)]
+pub enum PathsError {
+    /// The URI is not one the driver serves.
+    #[error("unsupported qemu URI '{0}': use qemu:///system, qemu:///session or qemu:///embed?root=DIR")]
+    Uri(String),
+    /// `embed` needs an absolute root.
+    #[error("qemu:///embed needs an absolute root directory (?root=/path), got '{0}'")]
+    Root(String),
+}
+
+/// The driver's directories for one root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Paths {
+    /// The canonical URI.
+    pub uri: String,
+    /// Persistent configs (`NAME.xml`) and `autostart/`.
+    pub config: PathBuf,
+    /// Persistent state: NVRAM.
+    pub state: PathBuf,
+    /// Run-time state: status files, monitor sockets, channels, transient overlays.
+    pub run: PathBuf,
+    /// Per-domain logs (QEMU's stderr).
+    pub log: PathBuf,
+}
+
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len()
+            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Paths {
+    /// Interprets a `qemu://` URI.
+    pub fn from_uri(uri: &str) -> Result<Paths, PathsError> {
+        let rest = uri
+            .strip_prefix("qemu://")
+            .ok_or_else(|| PathsError::Uri(uri.into()))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        match path {
+            "/system" => Ok(Paths::under("qemu:///system".into(), None)),
+            "/session" => {
+                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+                let xdg = |var: &str, dflt: &str| {
+                    std::env::var_os(var)
+                        .map(PathBuf::from)
+                        .filter(|p| p.is_absolute())
+                        .unwrap_or_else(|| home.join(dflt))
+                };
+                let config = xdg("XDG_CONFIG_HOME", ".config").join("rvirt/qemu");
+                let state = xdg("XDG_STATE_HOME", ".local/state").join("rvirt/qemu");
+                let run = std::env::var_os("XDG_RUNTIME_DIR")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .map(|p| p.join("rvirt/qemu"))
+                    .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("rvirt/qemu/run"));
+                Ok(Paths {
+                    uri: "qemu:///session".into(),
+                    log: state.join("log"),
+                    config,
+                    state: state.join("lib"),
+                    run,
+                })
+            }
+            "/embed" => {
+                let root = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("root="))
+                    .map(decode)
+                    .unwrap_or_default();
+                if !Path::new(&root).is_absolute() {
+                    return Err(PathsError::Root(root));
+                }
+                let root = PathBuf::from(root);
+                Ok(Paths::under(
+                    format!("qemu:///embed?root={}", root.display()),
+                    Some(&root),
+                ))
+            }
+            _ => Err(PathsError::Uri(uri.into())),
+        }
+    }
+
+    fn under(uri: String, root: Option<&Path>) -> Paths {
+        let at = |p: &str| match root {
+            Some(r) => r.join(p),
+            None => PathBuf::from("/").join(p),
+        };
+        match root {
+            None => Paths {
+                uri,
+                config: at("etc/rvirt/qemu"),
+                state: at("var/lib/rvirt/qemu"),
+                run: at("run/rvirt/qemu"),
+                log: at("var/log/rvirt/qemu"),
+            },
+            Some(_) => Paths {
+                uri,
+                config: at("etc/qemu"),
+                state: at("lib/qemu"),
+                run: at("run/qemu"),
+                log: at("log/qemu"),
+            },
+        }
+    }
+
+    /// `config/NAME.xml`.
+    pub fn config_file(&self, name: &str) -> PathBuf {
+        self.config.join(format!("{name}.xml"))
+    }
+    /// `config/autostart/NAME.xml`.
+    pub fn autostart_link(&self, name: &str) -> PathBuf {
+        self.config.join("autostart").join(format!("{name}.xml"))
+    }
+    /// `run/NAME.status`.
+    pub fn status_file(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.status"))
+    }
+    /// `run/NAME.monitor`.
+    pub fn monitor(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.monitor"))
+    }
+    /// `log/NAME.log`.
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.log.join(format!("{name}.log"))
+    }
+    /// `state/nvram`.
+    pub fn nvram_dir(&self) -> PathBuf {
+        self.state.join("nvram")
+    }
+    /// `run/channel`.
+    pub fn channel_dir(&self) -> PathBuf {
+        self.run.join("channel")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        let p = Paths::from_uri("qemu:///system").unwrap();
+        assert_eq!(p.config, PathBuf::from("/etc/rvirt/qemu"));
+        assert_eq!(p.run, PathBuf::from("/run/rvirt/qemu"));
+        assert_eq!(p.log, PathBuf::from("/var/log/rvirt/qemu"));
+        assert_eq!(p.state, PathBuf::from("/var/lib/rvirt/qemu"));
+        let e = Paths::from_uri("qemu:///embed?root=/tmp/x%20y").unwrap();
+        assert!(e.config.starts_with("/tmp/x y") && e.run.starts_with("/tmp/x y") && e.log.starts_with("/tmp/x y"));
+        assert!(Paths::from_uri("qemu:///embed?root=rel").is_err());
+        assert!(Paths::from_uri("qemu:///other").is_err());
+        assert!(Paths::from_uri("qemu:///session").unwrap().config.ends_with("rvirt/qemu"));
+    }
+}

@@ -1,0 +1,406 @@
+//! Integration tests of the QEMU driver plugin: real QEMU processes (TCG), driven through
+//! `rvirt_host::Runtime` and the built `rvirt` binary.
+//!
+//! They need `cargo build --workspace` first (the plugin `.so` and `rvirt`), QEMU, OVMF
+//! and the test guest (`shared/guest/build-guest.sh`, run by the tests themselves). A
+//! missing QEMU fails loudly unless `RVIRT_ALLOW_SKIP=1`.
+
+use rvirt_host::{Connection, DomainState, Runtime};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// `false` (after a loud message) when QEMU is missing and skipping is allowed.
+fn qemu_present() -> bool {
+    if Path::new(QEMU).is_file() {
+        return true;
+    }
+    let msg = format!(
+        "{QEMU} is missing: install it with `apt-get install -y qemu-system-x86 qemu-utils ovmf xz-utils`"
+    );
+    if std::env::var("RVIRT_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("\n!!!!! SKIPPED (RVIRT_ALLOW_SKIP=1): {msg}\n");
+        false
+    } else {
+        panic!("{msg} (set RVIRT_ALLOW_SKIP=1 to skip)");
+    }
+}
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let so = profile_dir().join("librvirt_plugin_qemu.so");
+        assert!(
+            so.is_file(),
+            "the qemu plugin {} is missing: run `cargo build --workspace` before the tests",
+            so.display()
+        );
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-it-plugins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&so, dir.join("librvirt_plugin_qemu.so")).unwrap();
+        Runtime::with_search_path(vec![dir])
+    })
+}
+
+/// The test guest, built (or found up to date) once.
+fn guest() -> PathBuf {
+    static G: OnceLock<PathBuf> = OnceLock::new();
+    G.get_or_init(|| {
+        let shared = std::env::var_os("RVIRT_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("../shared"));
+        let out = workspace_root().join("target/guest");
+        let st = Command::new(shared.join("guest/build-guest.sh"))
+            .arg(&out)
+            .status()
+            .expect("run build-guest.sh");
+        assert!(st.success(), "build-guest.sh failed");
+        assert!(out.join("vmlinux").is_file(), "the guest has no vmlinux (is xz-utils installed?)");
+        out
+    })
+    .clone()
+}
+
+/// A fresh embed root (short path: unix socket paths are limited to 108 bytes).
+fn root(tag: &str) -> PathBuf {
+    let r = PathBuf::from(format!("/tmp/rvq-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&r);
+    std::fs::create_dir_all(&r).unwrap();
+    r
+}
+
+fn uri(root: &Path) -> String {
+    format!("qemu:///embed?root={}", root.display())
+}
+
+fn guest_xml(name: &str, dir: &Path, extra_devices: &str) -> String {
+    let g = guest();
+    let disk = dir.join("disk.raw");
+    std::fs::copy(g.join("disk.raw"), &disk).unwrap();
+    format!(
+        "<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <on_reboot>destroy</on_reboot><devices>\
+         <serial type='file'><source path='{s}'/></serial>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{d}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>{extra_devices}\
+         </devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = dir.join("serial.log").display(),
+        d = disk.display(),
+    )
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn serial(dir: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(dir.join("serial.log")).unwrap_or_default()).into_owned()
+}
+
+fn events(conn: &Connection) -> Arc<Mutex<Vec<(String, i32)>>> {
+    let ev = Arc::new(Mutex::new(Vec::new()));
+    let e = ev.clone();
+    conn.subscribe_events(move |x| e.lock().unwrap().push((x.event_str().to_string(), x.detail)))
+        .unwrap();
+    ev
+}
+
+fn status_pid(root: &Path, name: &str) -> i32 {
+    let s = std::fs::read_to_string(root.join(format!("run/qemu/{name}.status"))).expect("status file");
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["version"], 1);
+    v["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn guest_boots_suspends_resumes_and_shuts_down_by_acpi() {
+    if !qemu_present() {
+        return;
+    }
+    let r = root("boot");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    let ev = events(&conn);
+    let mut d = conn.define_xml(&guest_xml("boot", &r, ""), 0).unwrap();
+    assert!(r.join("etc/qemu/boot.xml").is_file(), "persistent config written under the root");
+    d.create(0).unwrap();
+    assert_eq!(d.get_state().unwrap(), (DomainState::Running, 1));
+    wait_for("GUEST-READY", Duration::from_secs(90), || serial(&r).contains("GUEST-READY"));
+    let out = serial(&r);
+    assert!(out.contains("DISK-MARKER: VIRT-DISK-MARKER"), "{out}");
+    assert!(out.contains("GUEST-NET: eth0 mac=52:54:00:12:34:56"), "{out}");
+    let live = d.get_xml_desc(0).unwrap();
+    assert!(live.contains("<alias name='virtio-disk0'/>") && live.contains("bus='0x00' slot="), "{live}");
+    let info = d.get_info().unwrap();
+    assert_eq!(info.max_mem_kib, 262144);
+    assert!(info.cpu_time_ns > 0, "cpu time from /proc");
+    d.suspend().unwrap();
+    assert_eq!(d.get_state().unwrap(), (DomainState::Paused, 1));
+    d.resume().unwrap();
+    assert_eq!(d.get_state().unwrap().0, DomainState::Running);
+    d.shutdown(0).unwrap();
+    wait_for("shut off after ACPI shutdown", Duration::from_secs(30), || {
+        d.get_state().unwrap().0 == DomainState::Shutoff
+    });
+    assert_eq!(d.get_state().unwrap(), (DomainState::Shutoff, 1), "reason shutdown");
+    assert!(serial(&r).contains("GUEST-POWEROFF: acpi power button"));
+    assert!(!r.join("run/qemu/boot.status").exists(), "status cleaned up");
+    let names: Vec<String> = ev.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names.first().map(String::as_str), Some("Defined"));
+    for want in ["Started", "Suspended", "Resumed", "Shutdown", "Stopped"] {
+        assert!(names.iter().any(|n| n == want), "missing {want} event in {names:?}");
+    }
+    assert_eq!(ev.lock().unwrap().last().unwrap(), &("Stopped".to_string(), 0), "stopped/shutdown");
+    d.undefine(0).unwrap();
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+fn small_xml(name: &str, extra_os: &str, dtype: &str) -> String {
+    format!(
+        "<domain type='{dtype}'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+         <os{extra_os}><type arch='x86_64' machine='pc'>hvm</type></os>\
+         <devices><serial type='pty'/><console type='pty'/><memballoon model='none'/></devices></domain>"
+    )
+}
+
+#[test]
+fn destroy_and_kill_9_are_reported() {
+    if !qemu_present() {
+        return;
+    }
+    let r = root("kill");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    let ev = events(&conn);
+    let a = conn.create_xml(&small_xml("a", "", "qemu"), 0).unwrap();
+    let mut b = conn.define_xml(&small_xml("b", "", "qemu"), 0).unwrap();
+    b.create(0).unwrap();
+    // The live XML shows the pty of the console.
+    let live = a.get_xml_desc(0).unwrap();
+    assert!(live.contains("<console type='pty' tty='/dev/pts/"), "{live}");
+    let pid_a = status_pid(&r, "a");
+    let t0 = Instant::now();
+    a.destroy(0).unwrap();
+    eprintln!("destroy took {:?}", t0.elapsed());
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid_a}/stat")).map_or(true, |s| s.contains(") Z")),
+        "qemu is gone after destroy"
+    );
+    // A transient domain disappears when it stops.
+    assert!(conn.lookup_domain_by_name("a").is_err());
+    let pid = status_pid(&r, "b");
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    wait_for("the killed domain to be noticed", Duration::from_secs(20), || {
+        b.get_state().unwrap().0 == DomainState::Shutoff
+    });
+    assert_eq!(b.get_state().unwrap(), (DomainState::Shutoff, 3), "reason crashed");
+    let evs = ev.lock().unwrap().clone();
+    assert!(evs.contains(&("Stopped".to_string(), 1)), "destroyed event: {evs:?}");
+    assert!(evs.contains(&("Stopped".to_string(), 5)), "failed event: {evs:?}");
+    assert!(!r.join("run/qemu/b.status").exists());
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+fn rvirt(root: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(profile_dir().join("rvirt"))
+        .arg("-c")
+        .arg(uri(root))
+        .args(args)
+        .env("RVIRT_PLUGIN_PATH", profile_dir())
+        .output()
+        .expect("run rvirt");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_new_process_reattaches_to_a_running_domain() {
+    if !qemu_present() {
+        return;
+    }
+    assert!(profile_dir().join("rvirt").is_file(), "build the rvirt binary first");
+    let r = root("reatt");
+    let xml = r.join("vm.xml");
+    std::fs::write(&xml, small_xml("re", "", "qemu")).unwrap();
+    let (ok, out) = rvirt(&r, &["define", xml.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = rvirt(&r, &["start", "re"]);
+    assert!(ok, "{out}");
+    // The process that started QEMU has exited; QEMU must still run.
+    let pid = status_pid(&r, "re");
+    let (ok, out) = rvirt(&r, &["domstate", "--reason", "re"]);
+    assert!(ok && out.contains("running (booted)"), "{out}");
+    let (ok, out) = rvirt(&r, &["suspend", "re"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rvirt(&r, &["domstate", "--reason", "re"]);
+    assert!(ok && out.contains("paused (user)"), "{out}");
+    let (ok, out) = rvirt(&r, &["dumpxml", "re"]);
+    assert!(ok && out.contains("id='") && out.contains("<alias name='serial0'/>"), "{out}");
+    let (ok, out) = rvirt(&r, &["destroy", "re"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rvirt(&r, &["domstate", "--reason", "re"]);
+    assert!(ok && out.contains("shut off"), "{out}");
+    assert!(!r.join("run/qemu/re.status").exists());
+    let gone = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"));
+    assert!(gone, "qemu {pid} still runs after destroy");
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+#[test]
+fn uefi_boot_reaches_the_firmware() {
+    if !qemu_present() {
+        return;
+    }
+    assert!(
+        Path::new(rvirt_plugin_qemu::command::OVMF_CODE).is_file(),
+        "OVMF is missing: apt-get install -y ovmf"
+    );
+    let r = root("uefi");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    let mut d = conn.define_xml(&small_xml("efi", " firmware='efi'", "qemu"), 0).unwrap();
+    d.create(0).unwrap();
+    assert_eq!(d.get_state().unwrap().0, DomainState::Running);
+    let log = std::fs::read_to_string(r.join("log/qemu/efi.log")).unwrap();
+    assert!(log.contains("OVMF_CODE_4M.fd") && log.contains("pflash1"), "{log}");
+    assert!(r.join("lib/qemu/nvram/efi_VARS.fd").is_file(), "per-domain NVRAM copied from the template");
+    let live = d.get_xml_desc(0).unwrap();
+    assert!(live.contains("type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"), "{live}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.get_state().unwrap().0, DomainState::Running, "firmware keeps running");
+    d.destroy(0).unwrap();
+    assert_eq!(d.get_state().unwrap(), (DomainState::Shutoff, 2));
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+#[test]
+fn kvm_domains_start_where_kvm_is_usable() {
+    if !qemu_present() {
+        return;
+    }
+    let r = root("kvm");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    match rvirt_plugin_qemu::command::kvm_usable() {
+        Ok(()) => {
+            let d = conn.create_xml(&small_xml("k", "", "kvm"), 0).unwrap();
+            assert_eq!(d.get_state().unwrap().0, DomainState::Running);
+            d.destroy(0).unwrap();
+        }
+        Err(why) => {
+            eprintln!("\n!!!!! KVM IS NOT USABLE HERE, the kvm boot did not run: {why}\n");
+            let e = conn.create_xml(&small_xml("k", "", "kvm"), 0).unwrap_err();
+            assert_eq!(e.code(), 67, "{e}");
+            assert!(e.to_string().contains("requires KVM"), "{e}");
+            assert!(conn.list_all_domains(0).unwrap().is_empty());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+#[test]
+fn bad_xml_and_missing_disks_fail_clearly_and_leave_nothing() {
+    if !qemu_present() {
+        return;
+    }
+    let r = root("bad");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    let e = conn.create_xml("<domain type='qemu'><name>x</name>", 0).unwrap_err();
+    assert_eq!(e.code(), 27, "{e}");
+    let e = conn.define_xml("<domain type='qemu'><memory>1024</memory><os><type>hvm</type></os></domain>", 0).unwrap_err();
+    assert_eq!(e.code(), 27, "{e}");
+    assert!(e.to_string().contains("domain/name"), "{e}");
+    let xml = small_xml("m", "", "qemu").replace(
+        "<memballoon",
+        "<disk type='file' device='disk'><source file='/nonexistent/disk.img'/><target dev='vda' bus='virtio'/></disk><memballoon",
+    );
+    let e = conn.create_xml(&xml, 0).unwrap_err();
+    assert!(e.to_string().contains("cannot access storage file '/nonexistent/disk.img'"), "{e}");
+    let mut d = conn.define_xml(&xml, 0).unwrap();
+    assert!(d.create(0).is_err());
+    assert_eq!(d.get_state().unwrap().0, DomainState::Shutoff);
+    d.undefine(0).unwrap();
+    assert!(conn.list_all_domains(0).unwrap().is_empty());
+    let run: Vec<_> = std::fs::read_dir(r.join("run/qemu")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(run.is_empty(), "left behind: {run:?}");
+    let log = std::fs::read_to_string(r.join("log/qemu/m.log")).unwrap_or_default();
+    assert!(!log.contains("starting"), "qemu was spawned: {log}");
+    let e = conn.domain_xml_to_native("qemu-argv", &small_xml("n", "", "xen")).unwrap_err();
+    assert_eq!(e.code(), 67, "{e}");
+    let _ = std::fs::remove_dir_all(&r);
+}
+
+/// Our argument shapes against libvirt's `.x86_64-latest.args` for a few simple inputs:
+/// every `-device`, `-netdev` and `-blockdev` object libvirt emits must be emitted the same.
+#[test]
+fn argv_matches_libvirt_shapes_for_simple_corpus_files() {
+    let shared = std::env::var_os("RVIRT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    let corpus = shared.join("corpus/qemuxmlconfdata");
+    assert!(corpus.is_dir(), "{} is missing", corpus.display());
+    let r = root("golden");
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    for name in ["net-user", "disk-cdrom", "serial-pty-chardev", "watchdog-device", "input-usbtablet", "graphics-vnc-no-listen-attr"] {
+        let xml = std::fs::read_to_string(corpus.join(format!("{name}.xml"))).unwrap();
+        let ours = conn.domain_xml_to_native("qemu-argv", &xml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = std::fs::read_to_string(corpus.join(format!("{name}.x86_64-latest.args"))).unwrap();
+        let objects = |text: &str| -> Vec<(String, serde_json::Value)> {
+            text.lines()
+                .filter_map(|l| {
+                    let l = l.trim_end_matches(" \\");
+                    let (flag, rest) = l.split_once(' ')?;
+                    if !matches!(flag, "-device" | "-netdev" | "-blockdev") {
+                        return None;
+                    }
+                    let v = serde_json::from_str(rest.trim_matches('\'')).ok()?;
+                    Some((flag.to_string(), v))
+                })
+                .collect()
+        };
+        let mine = objects(&ours);
+        let theirs = objects(&expected);
+        assert!(!theirs.is_empty(), "{name}: nothing to compare");
+        for t in &theirs {
+            assert!(mine.contains(t), "{name}: libvirt emits {} {} which we do not:\n{ours}", t.0, t.1);
+        }
+        let machine = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("-machine ").map(|m| m.trim_end_matches(" \\").to_string()))
+        };
+        assert_eq!(machine(&ours), machine(&expected), "{name}: -machine");
+        for flag in ["-smp ", "-m ", "-uuid "] {
+            let pick = |text: &str| text.lines().find(|l| l.starts_with(flag)).map(|l| l.trim_end_matches(" \\").to_string());
+            assert_eq!(pick(&ours), pick(&expected), "{name}: {flag}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&r);
+}
