@@ -7,8 +7,8 @@
 # env:   RUNS=3 N=1000 THREADS=8 DURATION=5 STARTUP_RUNS=8 OUT=/tmp/rpcbench.XXXX
 #        NO_BUILD=1 (use the existing release build)  NO_LIBVIRTD=1 (rvirtd only)
 #        BENCH_DIR=/work/shared/bench  CARGO_TARGET_DIR=...
-#        INLINE_TOO=1 (also run rvirtd with inline_queries = true, label rvirtd-inline)
 #        PLUGIN_DIR=... (where rvirtd finds its driver plugins; default: the release dir)
+#        RVIRTD_CONFIG=FILE (rvirtd.toml for the rvirtd runs)
 # Runs of the two daemons are interleaved; the machines are noisy, compare ratios.
 set -eu
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +36,7 @@ run_rvirtd() {
     R="$OUT/rvirtd-root.$i"
     rm -rf "$R"
     mkdir -p "$R/etc/rvirt"
-    if [ "$label" = rvirtd-inline ]; then echo "inline_queries = true" >"$R/etc/rvirt/rvirtd.toml"; fi
+    if [ -n "${RVIRTD_CONFIG:-}" ]; then cp "$RVIRTD_CONFIG" "$R/etc/rvirt/rvirtd.toml"; fi
     RUST_LOG=warn RVIRT_PLUGIN_PATH="${PLUGIN_DIR:-$TARGET/release}" "$RVIRTD" --root "$R" 2>>"$OUT/rvirtd.log" &
     PID=$!
     while [ ! -S "$R/run/rvirt-sock" ]; do sleep 0.01; done
@@ -67,10 +67,6 @@ i=1
 while [ "$i" -le "$RUNS" ]; do
     echo "run $i/$RUNS: rvirtd" >&2
     run_rvirtd "$i"
-    if [ "${INLINE_TOO:-0}" = 1 ]; then
-        echo "run $i/$RUNS: rvirtd (inline_queries)" >&2
-        run_rvirtd "$i" rvirtd-inline
-    fi
     if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
         echo "run $i/$RUNS: libvirtd" >&2
         run_libvirtd "$i"

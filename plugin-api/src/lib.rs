@@ -47,6 +47,12 @@ pub const API_VERSION_NUL: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 /// `extern "C" fn() -> *const c_char`, returning the API version it was built against.
 pub const API_VERSION_SYMBOL: &[u8] = b"rvirt_plugin_api_version\0";
 
+/// The environment variable that relocates plugins' system paths: when it is set to an
+/// absolute directory (rvirtd `--root DIR` sets it to DIR), the `/etc/...`, `/var/lib/...`,
+/// `/run/...` and `/var/log/...` paths of system connections (`qemu:///system`) live under
+/// it instead of `/`. A convention of the API since 1.2, not part of the binary layout.
+pub const SYSTEM_ROOT_ENV: &str = "RVIRT_SYSTEM_ROOT";
+
 /// The result type of every method that crosses the boundary.
 pub type PResult<T> = RResult<T, PluginError>;
 

@@ -17,8 +17,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct Shared {
     pub runtime: Arc<rvirt_host::Runtime>,
     pub default_uri: String,
-    /// Run query calls on the async worker that read them (see `Config::inline_queries`).
-    pub inline_queries: bool,
 }
 
 impl std::fmt::Debug for Shared {

@@ -46,11 +46,6 @@ pub struct Config {
     pub libvirt_sockets: bool,
     /// Threads running driver calls.
     pub max_workers: usize,
-    /// Run query calls (lookups, info, XML, lists: libvirt's high-priority calls) on the
-    /// async worker thread that read them instead of handing the worker's duties to
-    /// another thread first. Lower latency, but a driver that blocks in a query stalls
-    /// that worker's other connections. Off by default.
-    pub inline_queries: bool,
 }
 
 impl Default for Config {
@@ -65,7 +60,6 @@ impl Default for Config {
             unix_sock_ro_perms: "0777".into(),
             libvirt_sockets: false,
             max_workers: 8,
-            inline_queries: false,
         }
     }
 }

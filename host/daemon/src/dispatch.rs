@@ -1,11 +1,12 @@
 //! `REMOTE_PROGRAM` calls: decode the arguments, run the driver call, encode the reply.
 //!
-//! Everything here is synchronous and may block in a driver: it runs on worker threads,
-//! never on the reactor. [`is_inline`] names the calls that never touch a driver and
-//! may be answered from the I/O task directly.
+//! Everything here is synchronous and may block in a driver. [`is_inline`] names the
+//! calls that never touch a driver (answered by the connection's task), [`is_quick`] the
+//! queries (run under `block_in_place`), and the rest runs on the blocking pool: a driver
+//! call never runs on a thread that owns the reactor.
 
 use crate::client::Client;
-use rvirt_host::{Connection, Domain};
+use rvirt_host::{Connection, Domain, DomainId};
 use rvirt_wire::protocol::{
     self, NonnullDomain, RemoteError, auth, error_code, error_domain, event_id, feature,
 };
@@ -75,7 +76,8 @@ pub fn is_quick(procedure: i32) -> bool {
         .is_some_and(|p| !is_mutating(p) && !matches!(p, P::ConnectOpen | P::ConnectClose))
 }
 
-/// Procedures that change state: refused on read-only connections.
+/// Procedures refused on read-only connections: every state change, and XML-to-native
+/// conversion, which libvirt also reserves for read-write connections.
 pub fn is_mutating(procedure: P) -> bool {
     matches!(
         procedure,
@@ -162,9 +164,14 @@ fn dom_ret(d: Result<Domain, rvirt_host::Error>) -> Result<DomainRet, Failure> {
     .map_err(host_error)
 }
 
+/// The domain a client's handle names. No driver call: the driver resolves the UUID when
+/// the operation runs and answers `VIR_ERR_NO_DOMAIN` if it is gone.
 fn lookup(conn: &Connection, dom: &NonnullDomain) -> Result<Domain, Failure> {
-    conn.lookup_domain_by_uuid(uuid::Uuid::from_bytes(dom.uuid))
-        .map_err(host_error)
+    Ok(conn.domain_handle(DomainId {
+        name: dom.name.clone(),
+        uuid: uuid::Uuid::from_bytes(dom.uuid),
+        id: dom.id,
+    }))
 }
 
 fn int(b: bool) -> i32 {

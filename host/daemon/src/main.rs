@@ -24,7 +24,8 @@ use std::time::Duration;
 #[command(name = "rvirtd", version)]
 struct Args {
     /// Keep every path under DIR: sockets in DIR/run, config in DIR/etc/rvirt, state in
-    /// DIR/var/lib/rvirt. Without it: /run/rvirt, /etc/rvirt and /var/lib/rvirt as root,
+    /// DIR/var/lib/rvirt, and the plugins' system paths (qemu:///system's configs, status
+    /// files and logs) under DIR too (through RVIRT_SYSTEM_ROOT). Without it: /run/rvirt, /etc/rvirt and /var/lib/rvirt as root,
     /// $XDG_RUNTIME_DIR/rvirt otherwise.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -41,6 +42,12 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(root) = &args.root {
+        let root = std::path::absolute(root).context("cannot resolve --root")?;
+        // SAFETY: nothing else runs yet (no thread has been spawned), so no other thread
+        // can read the environment concurrently.
+        unsafe { std::env::set_var(rvirt_host::SYSTEM_ROOT_ENV, root) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -114,7 +121,6 @@ async fn run(layout: Layout, config: Config) -> Result<()> {
     let shared = Arc::new(client::Shared {
         runtime: Arc::new(runtime),
         default_uri: config.default_uri.clone(),
-        inline_queries: config.inline_queries,
     });
     let settings = server::ConnSettings {
         max_clients: config.max_clients,

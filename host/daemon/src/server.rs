@@ -1,8 +1,10 @@
 //! Sockets, the accept loops and the per-connection I/O tasks.
 //!
 //! Each connection is two tokio tasks: a reader that cuts frames and dispatches them,
-//! and a writer draining the client's outbox. Calls that may reach a driver run on
-//! tokio's blocking pool; nothing on the reactor blocks.
+//! and a flush task writing what the client's [`Outbox`] could not write at once. Calls
+//! that reach a driver run under `block_in_place` (queries) or on tokio's blocking pool
+//! (everything else, at most `max_client_requests` per client); nothing that owns the
+//! reactor blocks.
 
 use crate::client::{Client, Shared, keepalive_frame};
 use crate::dispatch;
@@ -269,13 +271,10 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
                 client.send(dispatch::handle_call(client, &h, &f.payload));
             } else if dispatch::is_quick(h.procedure) {
                 // a short driver call: this worker hands its scheduler duties to another
-                // thread for the duration, so the reactor never waits on the driver and
-                // the reply needs no thread hand-off (`inline_queries` skips even that)
-                let reply = if client.shared.inline_queries {
-                    dispatch::handle_call(client, &h, &f.payload)
-                } else {
-                    tokio::task::block_in_place(|| dispatch::handle_call(client, &h, &f.payload))
-                };
+                // thread for the duration, so the reactor never waits on the driver, and the
+                // reply needs no thread hand-off
+                let reply =
+                    tokio::task::block_in_place(|| dispatch::handle_call(client, &h, &f.payload));
                 client.send(reply);
             } else {
                 return Route::Offload(f);
@@ -285,11 +284,8 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
         (_, MessageType::Call | MessageType::CallWithFds) => {
             let message = if h.msg_type == MessageType::CallWithFds {
                 "file descriptor passing is not supported".to_string()
-            } else if h.prog == REMOTE_PROGRAM {
-                format!(
-                    "cannot find program {:#x} version {} (status {:?})",
-                    h.prog, h.vers, h.status
-                )
+            } else if h.prog == REMOTE_PROGRAM && h.vers == REMOTE_VERSION {
+                format!("invalid status {:?} in a call", h.status)
             } else {
                 format!("cannot find program {:#x} version {}", h.prog, h.vers)
             };

@@ -41,6 +41,8 @@ pub use uri::ConnectUri;
 
 use std::{path::PathBuf, sync::OnceLock};
 
+pub use rvirt_plugin_api::SYSTEM_ROOT_ENV;
+
 /// The plugin API version this host implements.
 pub const PLUGIN_API_VERSION: &str = rvirt_plugin_api::API_VERSION;
 

@@ -100,7 +100,7 @@ impl Paths {
     fn under(uri: String, root: Option<&Path>) -> Paths {
         let at = |p: &str| match root {
             Some(r) => r.join(p),
-            None => PathBuf::from("/").join(p),
+            None => rvirt_sdk::util::system_path(p),
         };
         match root {
             None => Paths {
@@ -131,6 +131,16 @@ impl Paths {
     /// `run/NAME.status`.
     pub fn status_file(&self, name: &str) -> PathBuf {
         self.run.join(format!("{name}.status"))
+    }
+    /// `run/NAME.stopped`: why a persistent domain last stopped (a libvirt shutoff reason
+    /// number), so that every process reports the same reason until the host reboots.
+    pub fn stopped_file(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.stopped"))
+    }
+    /// `run/autostarted`: the marker of the first open of the root since the host booted
+    /// (domains are autostarted then, and only then).
+    pub fn autostarted_marker(&self) -> PathBuf {
+        self.run.join("autostarted")
     }
     /// `run/NAME.monitor`.
     pub fn monitor(&self, name: &str) -> PathBuf {

@@ -6,6 +6,18 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use crate::abi::SYSTEM_ROOT_ENV;
+
+/// A system path (`rel` is relative to `/`, e.g. `etc/rvirt/qemu`), under
+/// [`SYSTEM_ROOT_ENV`] when that is set to an absolute path.
+pub fn system_path(rel: &str) -> PathBuf {
+    let root = std::env::var_os(SYSTEM_ROOT_ENV)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    root.join(rel.trim_start_matches('/'))
+}
+
 /// ABI UUID from a `uuid::Uuid`.
 pub fn to_abi_uuid(u: uuid::Uuid) -> Uuid {
     Uuid(*u.as_bytes())

@@ -7,6 +7,7 @@
 
 mod protocol;
 mod python;
+mod qemu;
 mod remote_driver;
 mod virsh;
 
@@ -102,6 +103,26 @@ impl Daemon {
 
     pub fn uri_ro(&self) -> String {
         format!("test+unix:///default?socket={}", self.socket_ro().display())
+    }
+
+    /// Stops the daemon (SIGTERM) and starts a new one on the same root.
+    pub fn restart(&mut self) {
+        assert!(self.stop(), "rvirtd did not exit cleanly on SIGTERM");
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
+        let bin_dir = bin.parent().expect("binary directory").to_path_buf();
+        let child = Command::new(&bin)
+            .arg("--root")
+            .arg(self.root.path())
+            .env("RVIRT_PLUGIN_PATH", bin_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot restart rvirtd");
+        self.child = Some(child);
+        self.wait_for_socket();
     }
 
     pub fn pid(&self) -> u32 {

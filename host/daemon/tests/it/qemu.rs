@@ -1,0 +1,162 @@
+//! Unmodified `virsh` over `qemu+unix:///system` through rvirtd: it boots the shared test
+//! guest under the QEMU plugin (TCG), and a restarted daemon reattaches to the running VM.
+//! Every path, QEMU's status files and logs included, stays under the daemon's `--root`.
+
+use super::{Daemon, missing};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The test guest from `shared/guest/build-guest.sh` (idempotent, locked for parallel use).
+fn guest() -> PathBuf {
+    let shared = std::env::var_os("RVIRT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    let out = workspace_root().join("target/guest");
+    let st = Command::new(shared.join("guest/build-guest.sh"))
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run shared/guest/build-guest.sh");
+    assert!(st.success(), "build-guest.sh failed");
+    assert!(
+        out.join("vmlinux").is_file(),
+        "the guest has no vmlinux (is xz-utils installed?)"
+    );
+    out
+}
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh")
+}
+
+fn ok(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(
+        o.status.success(),
+        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn state(uri: &str, name: &str) -> String {
+    ok(uri, &["domstate", name]).trim().to_string()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
+    if missing("virsh", Command::new("virsh").arg("--version"))
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+    {
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        bin_dir.join("librvirt_plugin_qemu.so").is_file(),
+        "the qemu plugin is missing next to rvirtd: run `cargo build --workspace` first"
+    );
+    let g = guest();
+    let mut d = Daemon::start();
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let disk = root.join("disk.raw");
+    std::fs::copy(g.join("disk.raw"), &disk).unwrap();
+    let serial = root.join("serial.log");
+    let xml = format!(
+        "<domain type='qemu'><name>vguest</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{d}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='user'><model type='virtio'/></interface></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = serial.display(),
+        d = disk.display(),
+    );
+    let file = root.join("vguest.xml");
+    std::fs::write(&file, xml).unwrap();
+
+    assert!(ok(&uri, &["define", file.to_str().unwrap()]).contains("vguest"));
+    assert_eq!(state(&uri, "vguest"), "shut off");
+    ok(&uri, &["start", "vguest"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for(
+        "GUEST-READY on the serial console",
+        Duration::from_secs(90),
+        || log().contains("GUEST-READY"),
+    );
+    assert!(
+        log().contains("VIRT-DISK-MARKER"),
+        "the guest saw its disk: {}",
+        log()
+    );
+    assert_eq!(state(&uri, "vguest"), "running");
+    let info = ok(&uri, &["dominfo", "vguest"]);
+    assert!(info.contains("262144 KiB"), "{info}");
+
+    // The driver's files live under the daemon's root, not under /etc, /var or /run.
+    let status = root.join("run/rvirt/qemu/vguest.status");
+    assert!(
+        status.is_file(),
+        "status file under --root: {}",
+        status.display()
+    );
+    assert!(root.join("etc/rvirt/qemu/vguest.xml").is_file());
+
+    ok(&uri, &["suspend", "vguest"]);
+    assert_eq!(state(&uri, "vguest"), "paused");
+    ok(&uri, &["resume", "vguest"]);
+    assert_eq!(state(&uri, "vguest"), "running");
+
+    // The VM outlives the daemon; the next daemon finds it running.
+    d.restart();
+    assert_eq!(
+        state(&uri, "vguest"),
+        "running",
+        "reattached after a daemon restart"
+    );
+    assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<domain type='qemu' id="));
+
+    ok(&uri, &["shutdown", "vguest"]);
+    wait_for("ACPI shutdown", Duration::from_secs(60), || {
+        state(&uri, "vguest") == "shut off"
+    });
+    let reason = ok(&uri, &["domstate", "--reason", "vguest"]);
+    assert!(reason.contains("shut off (shutdown)"), "{reason}");
+    ok(&uri, &["undefine", "vguest"]);
+    assert!(!virsh(&uri, &["domstate", "vguest"]).status.success());
+}
