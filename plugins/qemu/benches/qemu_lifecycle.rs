@@ -47,7 +47,10 @@ fn raw_once(dir: &Path) -> (f64, f64) {
     .unwrap();
     let t0 = Instant::now();
     let mut cmd = Command::new(&n.emulator);
-    cmd.args(&n.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(&n.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // SAFETY: only fcntl on the inherited listener between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -60,7 +63,10 @@ fn raw_once(dir: &Path) -> (f64, f64) {
     drop(listener);
     let (q, _ev) = Qmp::connect(&sock, Duration::from_secs(30)).unwrap();
     q.execute("cont", None).unwrap();
-    assert_eq!(q.execute("query-status", None).unwrap()["status"], "running");
+    assert_eq!(
+        q.execute("query-status", None).unwrap()["status"],
+        "running"
+    );
     let start = ms(t0.elapsed());
     let t1 = Instant::now();
     rustix::process::kill_process(
@@ -73,11 +79,18 @@ fn raw_once(dir: &Path) -> (f64, f64) {
 }
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let so = profile.join("librvirt_plugin_qemu.so");
-    assert!(so.is_file(), "{} missing: cargo build --release -p rvirt-plugin-qemu", so.display());
+    assert!(
+        so.is_file(),
+        "{} missing: cargo build --release -p rvirt-plugin-qemu",
+        so.display()
+    );
     let plugdir = PathBuf::from(format!("/tmp/rvq-bench-plugins-{}", std::process::id()));
     std::fs::create_dir_all(&plugdir).unwrap();
     std::fs::copy(&so, plugdir.join("librvirt_plugin_qemu.so")).unwrap();
@@ -85,8 +98,10 @@ fn main() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let rt = rvirt_host::Runtime::with_search_path(vec![plugdir.clone()]);
-    let conn = rt.open(&format!("qemu:///embed?root={}", root.display()), false).unwrap();
-    let (mut rs, mut rd, mut ps, mut pd) = (vec![], vec![], vec![], vec![]);
+    let conn = rt
+        .open(&format!("qemu:///embed?root={}", root.display()), false)
+        .unwrap();
+    let (mut rs, mut rd, mut ps, mut pd, mut pdef) = (vec![], vec![], vec![], vec![], vec![]);
     // Warm-up (page cache), then interleave raw and plugin runs.
     let _ = raw_once(&root);
     for _ in 0..runs {
@@ -95,6 +110,7 @@ fn main() {
         rd.push(d);
         let t0 = Instant::now();
         let mut dom = conn.define_xml(XML, 0).unwrap();
+        pdef.push(ms(t0.elapsed()));
         dom.create(0).unwrap();
         ps.push(ms(t0.elapsed()));
         let t1 = Instant::now();
@@ -102,8 +118,12 @@ fn main() {
         pd.push(ms(t1.elapsed()));
         dom.undefine(0).unwrap();
     }
-    let (rs, rd, ps, pd) = (median(rs), median(rd), median(ps), median(pd));
-    println!("{{\"runs\":{runs},\"raw_start_ms\":{rs:.1},\"rvirt_start_ms\":{ps:.1},\"start_ratio\":{:.2},\"raw_destroy_ms\":{rd:.1},\"rvirt_destroy_ms\":{pd:.1},\"destroy_ratio\":{:.2}}}", ps / rs, pd / rd);
+    let (rs, rd, ps, pd, pdef) = (median(rs), median(rd), median(ps), median(pd), median(pdef));
+    println!(
+        "{{\"runs\":{runs},\"raw_start_ms\":{rs:.1},\"rvirt_start_ms\":{ps:.1},\"rvirt_define_ms\":{pdef:.1},\"start_ratio\":{:.2},\"raw_destroy_ms\":{rd:.1},\"rvirt_destroy_ms\":{pd:.1},\"destroy_ratio\":{:.2}}}",
+        ps / rs,
+        pd / rd
+    );
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&plugdir);
 }

@@ -95,8 +95,7 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// Whether KVM is usable: a vendor module is loaded and `/dev/kvm` opens.
 pub fn kvm_usable() -> Result<(), String> {
-    if !Path::new("/sys/module/kvm_intel").exists() && !Path::new("/sys/module/kvm_amd").exists()
-    {
+    if !Path::new("/sys/module/kvm_intel").exists() && !Path::new("/sys/module/kvm_amd").exists() {
         return Err(
             "neither /sys/module/kvm_intel nor /sys/module/kvm_amd exists (no hardware virtualization module is loaded)"
                 .into(),
@@ -146,7 +145,10 @@ impl Obj {
 impl std::ops::Index<&str> for Obj {
     type Output = Value;
     fn index(&self, k: &str) -> &Value {
-        self.0.iter().find(|(n, _)| n == k).map_or(&Value::Null, |(_, v)| v)
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or(&Value::Null, |(_, v)| v)
     }
 }
 
@@ -266,13 +268,9 @@ impl Pci {
     fn root_port_args(&self) -> Vec<String> {
         let mut out = Vec::new();
         for &(idx, slot, func) in &self.root_ports {
-            let multi = func == 0
-                && self
-                    .root_ports
-                    .iter()
-                    .any(|&(_, s, f)| s == slot && f > 0);
+            let multi = func == 0 && self.root_ports.iter().any(|&(_, s, f)| s == slot && f > 0);
             let mut v = obj! {"driver": "pcie-root-port", "port": (slot << 3) | func,
-                "chassis": idx, "id": format!("pci.{idx}"), "bus": "pcie.0"};
+            "chassis": idx, "id": format!("pci.{idx}"), "bus": "pcie.0"};
             if multi {
                 v["multifunction"] = json!(true);
             }
@@ -389,13 +387,20 @@ fn chardev(
     default_unix: Option<PathBuf>,
 ) -> Result<String, CommandError> {
     let ty = e.attr("type").unwrap_or("pty").to_string();
-    let src_path = |e: &Element| e.child("source").and_then(|s| s.attr("path")).map(str::to_string);
+    let src_path = |e: &Element| {
+        e.child("source")
+            .and_then(|s| s.attr("path"))
+            .map(str::to_string)
+    };
     Ok(match ty.as_str() {
         "pty" => format!("pty,id={id}"),
         "null" => format!("null,id={id}"),
         "file" => {
             let p = src_path(e).ok_or_else(|| {
-                CommandError::Invalid(format!("{} of type 'file' needs <source path=...>", e.name()))
+                CommandError::Invalid(format!(
+                    "{} of type 'file' needs <source path=...>",
+                    e.name()
+                ))
             })?;
             let append = e.child("source").and_then(|s| s.attr("append")) == Some("on");
             format!(
@@ -420,7 +425,11 @@ fn chardev(
                     p.to_string_lossy().into_owned()
                 }
             };
-            let bind = e.child("source").and_then(|s| s.attr("mode")).unwrap_or("bind") == "bind";
+            let bind = e
+                .child("source")
+                .and_then(|s| s.attr("mode"))
+                .unwrap_or("bind")
+                == "bind";
             format!(
                 "socket,id={id},path={}{}",
                 p.replace(',', ",,"),
@@ -486,11 +495,16 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         .map(|e| e.text().trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("/usr/bin/qemu-system-{arch}"));
-    let devices_has_emulator = root.child("devices").and_then(|d| d.child("emulator")).is_some();
+    let devices_has_emulator = root
+        .child("devices")
+        .and_then(|d| d.child("emulator"))
+        .is_some();
     if !devices_has_emulator {
         let devs = root.child_or_insert("devices");
-        devs.nodes_mut()
-            .insert(0, rvirt_xml::Node::Element(Element::new("emulator").with_text(&emulator)));
+        devs.nodes_mut().insert(
+            0,
+            rvirt_xml::Node::Element(Element::new("emulator").with_text(&emulator)),
+        );
     }
 
     let mut head: Vec<String> = vec![
@@ -500,11 +514,18 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     ];
 
     // Firmware.
-    let os = root.child("os").cloned().unwrap_or_else(|| Element::new("os"));
+    let os = root
+        .child("os")
+        .cloned()
+        .unwrap_or_else(|| Element::new("os"));
     let efi = os.attr("firmware") == Some("efi")
         || os.child("loader").and_then(|l| l.attr("type")) == Some("pflash");
     let mut nvram = None;
-    let mut machine_opts = vec![machine.clone(), "usb=off".into(), "dump-guest-core=off".into()];
+    let mut machine_opts = vec![
+        machine.clone(),
+        "usb=off".into(),
+        "dump-guest-core=off".into(),
+    ];
     let mut fw_args = Vec::new();
     if efi {
         let loader = os
@@ -534,13 +555,15 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         }
         fw_args.push("-blockdev".into());
         fw_args.push(json_arg(&obj! {"driver": "file", "filename": loader,
-            "node-name": "libvirt-pflash0-storage", "auto-read-only": true, "discard": "unmap"}));
+        "node-name": "libvirt-pflash0-storage", "auto-read-only": true, "discard": "unmap"}));
         fw_args.push("-blockdev".into());
-        fw_args.push(json_arg(&obj! {"node-name": "libvirt-pflash0-format", "read-only": true,
-            "driver": "raw", "file": "libvirt-pflash0-storage"}));
+        fw_args.push(json_arg(
+            &obj! {"node-name": "libvirt-pflash0-format", "read-only": true,
+            "driver": "raw", "file": "libvirt-pflash0-storage"},
+        ));
         fw_args.push("-blockdev".into());
         fw_args.push(json_arg(&obj! {"driver": "file", "filename": vars,
-            "node-name": "libvirt-pflash1-storage", "read-only": false}));
+        "node-name": "libvirt-pflash1-storage", "read-only": false}));
         machine_opts.push("pflash0=libvirt-pflash0-format".into());
         machine_opts.push("pflash1=libvirt-pflash1-storage".into());
         let o = root.child_or_insert("os");
@@ -551,10 +574,17 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 .with_attr("type", "pflash")
                 .with_text(&loader),
         );
-        o.push(Element::new("nvram").with_attr("template", &template).with_text(&vars));
+        o.push(
+            Element::new("nvram")
+                .with_attr("template", &template)
+                .with_text(&vars),
+        );
     }
     machine_opts.push("memory-backend=pc.ram".into());
-    let acpi = root.child("features").and_then(|f| f.child("acpi")).is_some();
+    let acpi = root
+        .child("features")
+        .and_then(|f| f.child("acpi"))
+        .is_some();
     machine_opts.push(format!("acpi={}", if acpi { "on" } else { "off" }));
     head.extend(fw_args);
     head.push("-machine".into());
@@ -564,7 +594,11 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
 
     // CPU.
     let cpu = root.child("cpu").cloned();
-    let cpu_arg = match cpu.as_ref().and_then(|c| c.attr("mode")).unwrap_or("custom") {
+    let cpu_arg = match cpu
+        .as_ref()
+        .and_then(|c| c.attr("mode"))
+        .unwrap_or("custom")
+    {
         "host-passthrough" | "maximum" if accel == "kvm" => "host,migratable=on".to_string(),
         "host-passthrough" => {
             return Err(CommandError::Unsupported(
@@ -583,7 +617,10 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             let mut s = model;
             for f in c.into_iter().flat_map(|c| c.children_named("feature")) {
                 let Some(n) = f.attr("name") else { continue };
-                let on = matches!(f.attr("policy").unwrap_or("require"), "require" | "force" | "optional");
+                let on = matches!(
+                    f.attr("policy").unwrap_or("require"),
+                    "require" | "force" | "optional"
+                );
                 s.push_str(&format!(",{n}={}", if on { "on" } else { "off" }));
             }
             s
@@ -595,12 +632,16 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     // Memory: QEMU wants whole MiB on x86.
     let mem_kib = def.memory_kib().div_ceil(1024) * 1024;
     if mem_kib == 0 {
-        return Err(CommandError::Invalid("memory size must be greater than zero".into()));
+        return Err(CommandError::Invalid(
+            "memory size must be greater than zero".into(),
+        ));
     }
     head.push("-m".into());
     head.push(format!("size={mem_kib}k"));
     head.push("-object".into());
-    head.push(json_arg(&obj! {"qom-type": "memory-backend-ram", "id": "pc.ram", "size": mem_kib * 1024}));
+    head.push(json_arg(
+        &obj! {"qom-type": "memory-backend-ram", "id": "pc.ram", "size": mem_kib * 1024},
+    ));
     head.push("-overcommit".into());
     head.push("mem-lock=off".into());
 
@@ -608,9 +649,18 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     let maxv = def.max_vcpus().max(1);
     let cur = def.current_vcpus().clamp(1, maxv);
     let topo = cpu.as_ref().and_then(|c| c.child("topology"));
-    let t = |k: &str| topo.and_then(|t| t.attr(k)).and_then(parse_num).map(|v| v as u32);
+    let t = |k: &str| {
+        topo.and_then(|t| t.attr(k))
+            .and_then(parse_num)
+            .map(|v| v as u32)
+    };
     let (sockets, dies, cores, threads) = match topo {
-        Some(_) => (t("sockets").unwrap_or(1), t("dies").unwrap_or(1), t("cores").unwrap_or(1), t("threads").unwrap_or(1)),
+        Some(_) => (
+            t("sockets").unwrap_or(1),
+            t("dies").unwrap_or(1),
+            t("cores").unwrap_or(1),
+            t("threads").unwrap_or(1),
+        ),
         None => (maxv, 1, 1, 1),
     };
     if sockets * dies * cores * threads != maxv {
@@ -651,21 +701,46 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     head.push("chardev=charmonitor,id=monitor,mode=control".into());
     let offset = attr(root, &["clock"], "offset").unwrap_or("utc");
     head.push("-rtc".into());
-    head.push(format!("base={}", if offset == "localtime" { "localtime" } else { "utc" }));
+    head.push(format!(
+        "base={}",
+        if offset == "localtime" {
+            "localtime"
+        } else {
+            "utc"
+        }
+    ));
     head.push("-no-shutdown".into());
-    if root.child("on_reboot").map(|e| e.text()) .as_deref().map(str::trim) == Some("destroy") {
+    if root
+        .child("on_reboot")
+        .map(|e| e.text())
+        .as_deref()
+        .map(str::trim)
+        == Some("destroy")
+    {
         head.push("-no-reboot".into());
     }
     let bootmenu = attr(root, &["os", "bootmenu"], "enable") == Some("yes");
     head.push("-boot".into());
-    head.push(if bootmenu { "menu=on,strict=on".into() } else { "strict=on".into() });
+    head.push(if bootmenu {
+        "menu=on,strict=on".into()
+    } else {
+        "strict=on".into()
+    });
 
     // Direct kernel boot.
-    if let Some(k) = os.child("kernel").map(|k| k.text().trim().to_string()).filter(|s| !s.is_empty()) {
+    if let Some(k) = os
+        .child("kernel")
+        .map(|k| k.text().trim().to_string())
+        .filter(|s| !s.is_empty())
+    {
         check_exists(opts.check_files, "kernel", &k)?;
         head.push("-kernel".into());
         head.push(k);
-        if let Some(i) = os.child("initrd").map(|k| k.text().trim().to_string()).filter(|s| !s.is_empty()) {
+        if let Some(i) = os
+            .child("initrd")
+            .map(|k| k.text().trim().to_string())
+            .filter(|s| !s.is_empty())
+        {
             check_exists(opts.check_files, "initrd", &i)?;
             head.push("-initrd".into());
             head.push(i);
@@ -681,9 +756,15 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     let devs = root.child_or_insert("devices");
 
     // Implicit controllers.
-    let has_ctrl = |d: &Element, ty: &str| d.children_named("controller").any(|c| c.attr("type") == Some(ty));
+    let has_ctrl = |d: &Element, ty: &str| {
+        d.children_named("controller")
+            .any(|c| c.attr("type") == Some(ty))
+    };
     let mut implicit = Vec::new();
-    if !devs.children_named("controller").any(|c| c.attr("type") == Some("pci") && c.attr("index") == Some("0")) {
+    if !devs
+        .children_named("controller")
+        .any(|c| c.attr("type") == Some("pci") && c.attr("index") == Some("0"))
+    {
         implicit.push(
             Element::new("controller")
                 .with_attr("type", "pci")
@@ -700,13 +781,22 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         );
     }
     let needs = |d: &Element, bus: &str| {
-        d.children_named("disk").any(|k| attr(k, &["target"], "bus") == Some(bus))
+        d.children_named("disk")
+            .any(|k| attr(k, &["target"], "bus") == Some(bus))
     };
     if !q35 && !has_ctrl(devs, "ide") {
-        implicit.push(Element::new("controller").with_attr("type", "ide").with_attr("index", "0"));
+        implicit.push(
+            Element::new("controller")
+                .with_attr("type", "ide")
+                .with_attr("index", "0"),
+        );
     }
     if (q35 || needs(devs, "sata")) && !has_ctrl(devs, "sata") {
-        implicit.push(Element::new("controller").with_attr("type", "sata").with_attr("index", "0"));
+        implicit.push(
+            Element::new("controller")
+                .with_attr("type", "sata")
+                .with_attr("index", "0"),
+        );
     }
     if needs(devs, "scsi") && !has_ctrl(devs, "scsi") {
         implicit.push(
@@ -716,20 +806,43 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 .with_attr("model", "virtio-scsi"),
         );
     }
-    let has_virtio_channel = devs.children_named("channel").any(|c| attr(c, &["target"], "type") == Some("virtio"));
+    let has_virtio_channel = devs
+        .children_named("channel")
+        .any(|c| attr(c, &["target"], "type") == Some("virtio"));
     if has_virtio_channel && !has_ctrl(devs, "virtio-serial") {
-        implicit.push(Element::new("controller").with_attr("type", "virtio-serial").with_attr("index", "0"));
+        implicit.push(
+            Element::new("controller")
+                .with_attr("type", "virtio-serial")
+                .with_attr("index", "0"),
+        );
     }
     if devs.child("memballoon").is_none() {
         implicit.push(Element::new("memballoon").with_attr("model", "virtio"));
     }
-    if !devs.children_named("input").any(|i| i.attr("bus") == Some("ps2")) {
-        implicit.push(Element::new("input").with_attr("type", "mouse").with_attr("bus", "ps2"));
-        implicit.push(Element::new("input").with_attr("type", "keyboard").with_attr("bus", "ps2"));
+    if !devs
+        .children_named("input")
+        .any(|i| i.attr("bus") == Some("ps2"))
+    {
+        implicit.push(
+            Element::new("input")
+                .with_attr("type", "mouse")
+                .with_attr("bus", "ps2"),
+        );
+        implicit.push(
+            Element::new("input")
+                .with_attr("type", "keyboard")
+                .with_attr("bus", "ps2"),
+        );
     }
     if !graphics.is_empty() && devs.child("video").is_none() {
         let mut v = Element::new("video");
-        v.push(Element::new("model").with_attr("type", "vga").with_attr("vram", "16384").with_attr("heads", "1").with_attr("primary", "yes"));
+        v.push(
+            Element::new("model")
+                .with_attr("type", "vga")
+                .with_attr("vram", "16384")
+                .with_attr("heads", "1")
+                .with_attr("primary", "yes"),
+        );
         implicit.push(v);
     }
     for e in implicit {
@@ -752,10 +865,12 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     if let Some(vi) = primary_video {
         let slot = if q35 { 1 } else { 2 };
         if let Some(v) = devs.children_named_mut("video").nth(vi)
-            && explicit_pci(v).is_none() && !pci.used.contains(&(0, slot, 0)) {
-                pci.reserve(0, slot, 0);
-                v.push(pci_address_element(0, slot, 0));
-            }
+            && explicit_pci(v).is_none()
+            && !pci.used.contains(&(0, slot, 0))
+        {
+            pci.reserve(0, slot, 0);
+            v.push(pci_address_element(0, slot, 0));
+        }
     }
 
     let mut ctrl_args: Vec<String> = Vec::new();
@@ -780,15 +895,20 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     // A user-defined root port: keep its index as a bus.
                     let (bus, addr) = place(&mut pci, c, true)?;
                     let v = obj! {"driver": "pcie-root-port", "port": 8 + idx, "chassis": idx,
-                        "id": format!("pci.{idx}"), "bus": bus, "addr": addr};
+                    "id": format!("pci.{idx}"), "bus": bus, "addr": addr};
                     set_alias(c, &format!("pci.{idx}"));
                     push_device(&mut ctrl_args, &v);
                 } else {
-                    return Err(CommandError::Unsupported(format!("PCI controller model '{model}' is not supported")));
+                    return Err(CommandError::Unsupported(format!(
+                        "PCI controller model '{model}' is not supported"
+                    )));
                 }
             }
             "usb" => {
-                let model = c.attr("model").unwrap_or(if q35 { "qemu-xhci" } else { "piix3-uhci" }).to_string();
+                let model = c
+                    .attr("model")
+                    .unwrap_or(if q35 { "qemu-xhci" } else { "piix3-uhci" })
+                    .to_string();
                 if model == "none" {
                     continue;
                 }
@@ -798,7 +918,11 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "qemu-xhci" => "qemu-xhci",
                     "nec-xhci" => "nec-usb-xhci",
                     "ich9-ehci1" => "ich9-usb-ehci1",
-                    other => return Err(CommandError::Unsupported(format!("USB controller model '{other}' is not supported"))),
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "USB controller model '{other}' is not supported"
+                        )));
+                    }
                 };
                 let bus = if driver == "piix3-usb-uhci" && !q35 && explicit_pci(c).is_none() {
                     pci.reserve(0, 1, 2);
@@ -807,11 +931,17 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 } else {
                     place(&mut pci, c, false)?
                 };
-                push_device(&mut ctrl_args, &with_pci(obj! {"driver": driver, "id": "usb"}, bus));
+                push_device(
+                    &mut ctrl_args,
+                    &with_pci(obj! {"driver": driver, "id": "usb"}, bus),
+                );
             }
             "ide" => {
                 if q35 {
-                    return Err(CommandError::Unsupported("IDE controllers are unsupported for this QEMU binary or machine type".into()));
+                    return Err(CommandError::Unsupported(
+                        "IDE controllers are unsupported for this QEMU binary or machine type"
+                            .into(),
+                    ));
                 }
                 set_alias(c, "ide");
                 if explicit_pci(c).is_none() {
@@ -819,7 +949,17 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 }
             }
             "sata" => {
-                set_alias(c, &format!("ide{}", if q35 && idx == 0 { String::new() } else { idx.to_string() }));
+                set_alias(
+                    c,
+                    &format!(
+                        "ide{}",
+                        if q35 && idx == 0 {
+                            String::new()
+                        } else {
+                            idx.to_string()
+                        }
+                    ),
+                );
                 if q35 && idx == 0 {
                     if explicit_pci(c).is_none() {
                         c.push(pci_address_element(0, 0x1f, 2));
@@ -828,7 +968,13 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     sata_pc = true;
                     set_alias(c, &format!("sata{idx}"));
                     let bus = place(&mut pci, c, true)?;
-                    push_device(&mut ctrl_args, &with_pci(obj! {"driver": "ich9-ahci", "id": format!("sata{idx}")}, bus));
+                    push_device(
+                        &mut ctrl_args,
+                        &with_pci(
+                            obj! {"driver": "ich9-ahci", "id": format!("sata{idx}")},
+                            bus,
+                        ),
+                    );
                 }
             }
             "scsi" => {
@@ -839,7 +985,11 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "megasas" => "megasas",
                     "mptsas1068" => "mptsas1068",
                     "vmpvscsi" => "pvscsi",
-                    other => return Err(CommandError::Unsupported(format!("SCSI controller model '{other}' is not supported"))),
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "SCSI controller model '{other}' is not supported"
+                        )));
+                    }
                 };
                 if c.attr("model").is_none() {
                     c.set_attr("model", &model);
@@ -847,15 +997,26 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 scsi_models.insert(idx, model.clone());
                 set_alias(c, &format!("scsi{idx}"));
                 let bus = place(&mut pci, c, false)?;
-                push_device(&mut ctrl_args, &with_pci(obj! {"driver": driver, "id": format!("scsi{idx}")}, bus));
+                push_device(
+                    &mut ctrl_args,
+                    &with_pci(obj! {"driver": driver, "id": format!("scsi{idx}")}, bus),
+                );
             }
             "virtio-serial" => {
                 set_alias(c, &format!("virtio-serial{idx}"));
                 let bus = place(&mut pci, c, false)?;
-                push_device(&mut ctrl_args, &with_pci(obj! {"driver": "virtio-serial-pci", "id": format!("virtio-serial{idx}")}, bus));
+                push_device(
+                    &mut ctrl_args,
+                    &with_pci(
+                        obj! {"driver": "virtio-serial-pci", "id": format!("virtio-serial{idx}")},
+                        bus,
+                    ),
+                );
             }
             other => {
-                return Err(CommandError::Unsupported(format!("controller type '{other}' is not supported")));
+                return Err(CommandError::Unsupported(format!(
+                    "controller type '{other}' is not supported"
+                )));
             }
         }
     }
@@ -885,19 +1046,35 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         let ty = d.attr("type").unwrap_or("file").to_string();
         let device = d.attr("device").unwrap_or("disk").to_string();
         let dev = attr(d, &["target"], "dev").unwrap_or("").to_string();
-        let bus = attr(d, &["target"], "bus").map(str::to_string).unwrap_or_else(|| {
-            if dev.starts_with("vd") { "virtio".into() } else if dev.starts_with("sd") { if q35 { "sata".into() } else { "scsi".into() } } else { "ide".into() }
-        });
+        let bus = attr(d, &["target"], "bus")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if dev.starts_with("vd") {
+                    "virtio".into()
+                } else if dev.starts_with("sd") {
+                    if q35 { "sata".into() } else { "scsi".into() }
+                } else {
+                    "ide".into()
+                }
+            });
         let format = attr(d, &["driver"], "type").unwrap_or("raw").to_string();
         let readonly = device == "cdrom" || d.child("readonly").is_some();
         let source = match ty.as_str() {
             "file" => attr(d, &["source"], "file").map(str::to_string),
             "block" => attr(d, &["source"], "dev").map(str::to_string),
-            other => return Err(CommandError::Unsupported(format!("disk type '{other}' is not supported (file and block only)"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk type '{other}' is not supported (file and block only)"
+                )));
+            }
         };
         let kind: &'static str = if device == "cdrom" { "cdrom" } else { "disk" };
         let nth = *kind_seen.entry(kind).and_modify(|v| *v += 1).or_insert(0);
-        let bootindex = match d.child("boot").and_then(|b| b.attr("order")).and_then(parse_num) {
+        let bootindex = match d
+            .child("boot")
+            .and_then(|b| b.attr("order"))
+            .and_then(parse_num)
+        {
             Some(o) => Some(o),
             None => boot_for.get(&(kind, nth)).copied(),
         };
@@ -906,7 +1083,9 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             check_exists(opts.check_files, "storage file", src)?;
             let is_transient = d.child("transient").is_some();
             if is_transient && readonly {
-                return Err(CommandError::Unsupported(format!("transient disk '{dev}' cannot be read-only")));
+                return Err(CommandError::Unsupported(format!(
+                    "transient disk '{dev}' cannot be read-only"
+                )));
             }
             let driver = match (ty.as_str(), kind) {
                 ("block", "cdrom") => "host_cdrom",
@@ -931,19 +1110,26 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                             arg_index: disk_args.len(),
                         });
                     }
-                    disk_args.push(json_arg(&obj! {"driver": driver, "filename": src, "node-name": storage,
-                        "auto-read-only": true, "discard": "unmap"}));
+                    disk_args.push(json_arg(
+                        &obj! {"driver": driver, "filename": src, "node-name": storage,
+                        "auto-read-only": true, "discard": "unmap"},
+                    ));
                     disk_args.push("-blockdev".into());
                     disk_args.push(json_arg(&obj! {"node-name": fmt_node, "read-only": readonly,
                         "driver": if is_transient { "qcow2" } else { format.as_str() }, "file": storage}));
                     drive = Some(fmt_node);
                 }
-                (other, _) => return Err(CommandError::Unsupported(format!("disk format '{other}' is not supported (raw and qcow2)"))),
+                (other, _) => {
+                    return Err(CommandError::Unsupported(format!(
+                        "disk format '{other}' is not supported (raw and qcow2)"
+                    )));
+                }
             }
         } else if kind == "disk" {
             return Err(CommandError::Invalid(format!("disk '{dev}' has no source")));
         }
-        let idx = target_index(&dev).ok_or_else(|| CommandError::Invalid(format!("invalid disk target '{dev}'")))?;
+        let idx = target_index(&dev)
+            .ok_or_else(|| CommandError::Invalid(format!("invalid disk target '{dev}'")))?;
         let mut v = match bus.as_str() {
             "virtio" => {
                 let alias = format!("virtio-disk{idx}");
@@ -958,7 +1144,10 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             }
             "ide" => {
                 if q35 {
-                    return Err(CommandError::Unsupported("IDE controllers are unsupported for this QEMU binary or machine type".into()));
+                    return Err(CommandError::Unsupported(
+                        "IDE controllers are unsupported for this QEMU binary or machine type"
+                            .into(),
+                    ));
                 }
                 let (b, u) = (idx / 2, idx % 2);
                 let alias = format!("ide0-{b}-{u}");
@@ -970,7 +1159,11 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 let alias = format!("sata0-0-{idx}");
                 set_alias(d, &alias);
                 set_drive_address(d, 0, 0, 0, idx);
-                let busname = if q35 && !sata_pc { format!("ide.{idx}") } else { format!("sata0.{idx}") };
+                let busname = if q35 && !sata_pc {
+                    format!("ide.{idx}")
+                } else {
+                    format!("sata0.{idx}")
+                };
                 obj! {"driver": if kind == "cdrom" { "ide-cd" } else { "ide-hd" }, "bus": busname, "drive": drive, "id": alias}
             }
             "scsi" => {
@@ -978,9 +1171,13 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 set_alias(d, &alias);
                 set_drive_address(d, 0, 0, 0, idx);
                 obj! {"driver": if kind == "cdrom" { "scsi-cd" } else { "scsi-hd" }, "bus": "scsi0.0", "channel": 0,
-                    "scsi-id": 0, "lun": idx, "device_id": format!("drive-{alias}"), "drive": drive, "id": alias}
+                "scsi-id": 0, "lun": idx, "device_id": format!("drive-{alias}"), "drive": drive, "id": alias}
             }
-            other => return Err(CommandError::Unsupported(format!("disk bus '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk bus '{other}' is not supported"
+                )));
+            }
         };
         if drive.is_none() {
             v.remove("drive");
@@ -1011,10 +1208,18 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 v
             }
             "bridge" => {
-                let br = attr(i, &["source"], "bridge").ok_or_else(|| CommandError::Invalid("interface of type 'bridge' needs <source bridge=...>".into()))?;
+                let br = attr(i, &["source"], "bridge").ok_or_else(|| {
+                    CommandError::Invalid(
+                        "interface of type 'bridge' needs <source bridge=...>".into(),
+                    )
+                })?;
                 obj! {"type": "bridge", "br": br, "id": id}
             }
-            other => return Err(CommandError::Unsupported(format!("interface type '{other}' is not supported by the qemu driver (user, ethernet, bridge)"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "interface type '{other}' is not supported by the qemu driver (user, ethernet, bridge)"
+                )));
+            }
         };
         let model = attr(i, &["model"], "type").unwrap_or("rtl8139").to_string();
         let driver = match model.as_str() {
@@ -1022,12 +1227,20 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             "e1000" => "e1000",
             "e1000e" => "e1000e",
             "rtl8139" => "rtl8139",
-            other => return Err(CommandError::Unsupported(format!("interface model '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "interface model '{other}' is not supported"
+                )));
+            }
         };
         let alias = format!("net{k}");
         set_alias(i, &alias);
         let mac = attr(i, &["mac"], "address").map(str::to_string);
-        let bootindex = match i.child("boot").and_then(|b| b.attr("order")).and_then(parse_num) {
+        let bootindex = match i
+            .child("boot")
+            .and_then(|b| b.attr("order"))
+            .and_then(parse_num)
+        {
             Some(o) => Some(o),
             None => boot_for.get(&("interface", ni)).copied(),
         };
@@ -1048,26 +1261,36 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     // Serial ports and consoles.
     let nserial = devs.children_named("serial").count();
     for (k, s) in devs.children_named_mut("serial").enumerate() {
-        let port = attr(s, &["target"], "port").and_then(parse_num).unwrap_or(k as u64);
+        let port = attr(s, &["target"], "port")
+            .and_then(parse_num)
+            .unwrap_or(k as u64);
         let id = format!("charserial{k}");
         char_args.push("-chardev".into());
         char_args.push(chardev(s, &id, None)?);
         set_alias(s, &format!("serial{k}"));
-        push_device(&mut char_args, &obj! {"driver": "isa-serial", "chardev": id, "id": format!("serial{k}"), "index": port});
+        push_device(
+            &mut char_args,
+            &obj! {"driver": "isa-serial", "chardev": id, "id": format!("serial{k}"), "index": port},
+        );
     }
     let mut console_serial = false;
     let nconsole = devs.children_named("console").count();
     for c in devs.children_named_mut("console") {
         let tt = attr(c, &["target"], "type").unwrap_or("serial").to_string();
         if tt != "serial" {
-            return Err(CommandError::Unsupported(format!("console target type '{tt}' is not supported (serial only)")));
+            return Err(CommandError::Unsupported(format!(
+                "console target type '{tt}' is not supported (serial only)"
+            )));
         }
         set_alias(c, "serial0");
         if nserial == 0 && !console_serial {
             // A console with no serial is the first serial port.
             char_args.push("-chardev".into());
             char_args.push(chardev(c, "charserial0", None)?);
-            push_device(&mut char_args, &obj! {"driver": "isa-serial", "chardev": "charserial0", "id": "serial0", "index": 0});
+            push_device(
+                &mut char_args,
+                &obj! {"driver": "isa-serial", "chardev": "charserial0", "id": "serial0", "index": 0},
+            );
             console_serial = true;
         }
     }
@@ -1079,9 +1302,17 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             if let Some(src) = s0.child("source") {
                 c.push(src.clone());
             }
-            c.push(Element::new("target").with_attr("type", "serial").with_attr("port", "0"));
+            c.push(
+                Element::new("target")
+                    .with_attr("type", "serial")
+                    .with_attr("port", "0"),
+            );
             c.push(Element::new("alias").with_attr("name", "serial0"));
-            let pos = devs.nodes().iter().rposition(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "serial")).map_or(devs.nodes().len(), |p| p + 1);
+            let pos = devs
+                .nodes()
+                .iter()
+                .rposition(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "serial"))
+                .map_or(devs.nodes().len(), |p| p + 1);
             devs.nodes_mut().insert(pos, rvirt_xml::Node::Element(c));
         }
     }
@@ -1090,7 +1321,9 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     for (k, c) in devs.children_named_mut("channel").enumerate() {
         let tt = attr(c, &["target"], "type").unwrap_or("").to_string();
         if tt != "virtio" {
-            return Err(CommandError::Unsupported(format!("channel target type '{tt}' is not supported (virtio only)")));
+            return Err(CommandError::Unsupported(format!(
+                "channel target type '{tt}' is not supported (virtio only)"
+            )));
         }
         let tname = attr(c, &["target"], "name").unwrap_or("").to_string();
         let id = format!("charchannel{k}");
@@ -1104,8 +1337,13 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             v["name"] = json!(tname);
         }
         if c.child("address").is_none() {
-            c.push(Element::new("address").with_attr("type", "virtio-serial").with_attr("controller", "0")
-                .with_attr("bus", "0").with_attr("port", &(k + 1).to_string()));
+            c.push(
+                Element::new("address")
+                    .with_attr("type", "virtio-serial")
+                    .with_attr("controller", "0")
+                    .with_attr("bus", "0")
+                    .with_attr("port", &(k + 1).to_string()),
+            );
         }
         push_device(&mut char_args, &v);
     }
@@ -1124,13 +1362,25 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "tablet" => "usb-tablet",
                     "mouse" => "usb-mouse",
                     "keyboard" => "usb-kbd",
-                    other => return Err(CommandError::Unsupported(format!("input type '{other}' is not supported"))),
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "input type '{other}' is not supported"
+                        )));
+                    }
                 };
                 let alias = format!("input{k}");
                 set_alias(i, &alias);
-                push_device(&mut tail_args, &obj! {"driver": driver, "id": alias, "bus": "usb.0", "port": usb_port.to_string()});
+                push_device(
+                    &mut tail_args,
+                    &obj! {"driver": driver, "id": alias, "bus": "usb.0", "port": usb_port.to_string()},
+                );
                 if i.child("address").is_none() {
-                    i.push(Element::new("address").with_attr("type", "usb").with_attr("bus", "0").with_attr("port", &usb_port.to_string()));
+                    i.push(
+                        Element::new("address")
+                            .with_attr("type", "usb")
+                            .with_attr("bus", "0")
+                            .with_attr("port", &usb_port.to_string()),
+                    );
                 }
                 usb_port += 1;
             }
@@ -1139,19 +1389,33 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "tablet" => "virtio-tablet-pci",
                     "mouse" => "virtio-mouse-pci",
                     "keyboard" => "virtio-keyboard-pci",
-                    other => return Err(CommandError::Unsupported(format!("input type '{other}' is not supported"))),
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "input type '{other}' is not supported"
+                        )));
+                    }
                 };
                 let alias = format!("input{k}");
                 set_alias(i, &alias);
                 let b = place(&mut pci, i, false)?;
-                push_device(&mut tail_args, &with_pci(obj! {"driver": driver, "id": alias}, b));
+                push_device(
+                    &mut tail_args,
+                    &with_pci(obj! {"driver": driver, "id": alias}, b),
+                );
             }
-            other => return Err(CommandError::Unsupported(format!("input bus '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "input bus '{other}' is not supported"
+                )));
+            }
         }
     }
 
     // Graphics.
     let mut gfx_args = Vec::new();
+    // The port of each VNC display, in order: put back into the live definition after
+    // validation (post-parse rules turn an autoport's port into -1).
+    let mut vnc_ports = Vec::new();
     if !graphics.is_empty() {
         gfx_args.push("-audiodev".into());
         gfx_args.push("id=audio1,driver=none".into());
@@ -1159,7 +1423,9 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     for g in devs.children_named_mut("graphics") {
         let ty = g.attr("type").unwrap_or("").to_string();
         if ty != "vnc" {
-            return Err(CommandError::Unsupported(format!("graphics type '{ty}' is not supported (vnc only)")));
+            return Err(CommandError::Unsupported(format!(
+                "graphics type '{ty}' is not supported (vnc only)"
+            )));
         }
         let listen = g
             .attr("listen")
@@ -1169,13 +1435,20 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         let auto = g.attr("autoport") == Some("yes") || g.attr("port").is_none_or(|p| p == "-1");
         let port: u16 = if auto {
             if opts.allocate_vnc {
-                free_vnc_port().ok_or_else(|| CommandError::Unsupported("no free VNC port between 5900 and 6899".into()))?
+                free_vnc_port().ok_or_else(|| {
+                    CommandError::Unsupported("no free VNC port between 5900 and 6899".into())
+                })?
             } else {
                 5900
             }
         } else {
-            g.attr("port").and_then(parse_num).and_then(|p| u16::try_from(p).ok()).filter(|p| *p >= 5900)
-                .ok_or_else(|| CommandError::Invalid("VNC port must be -1 or at least 5900".into()))?
+            g.attr("port")
+                .and_then(parse_num)
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p >= 5900)
+                .ok_or_else(|| {
+                    CommandError::Invalid("VNC port must be -1 or at least 5900".into())
+                })?
         };
         if auto {
             g.set_attr("autoport", "yes");
@@ -1184,7 +1457,12 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         if g.attr("listen").is_none() {
             g.set_attr("listen", &listen);
         }
-        let host = if listen.contains(':') { format!("[{listen}]") } else { listen };
+        vnc_ports.push(port);
+        let host = if listen.contains(':') {
+            format!("[{listen}]")
+        } else {
+            listen
+        };
         gfx_args.push("-vnc".into());
         gfx_args.push(format!("{host}:{},audiodev=audio1", port - 5900));
     }
@@ -1200,18 +1478,26 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         primary_done = true;
         let alias = format!("video{k}");
         set_alias(v, &alias);
-        let vga_mem = attr(v, &["model"], "vgamem").and_then(parse_num).unwrap_or(16384);
+        let vga_mem = attr(v, &["model"], "vgamem")
+            .and_then(parse_num)
+            .unwrap_or(16384);
         let dev = match (model.as_str(), primary) {
             ("virtio", true) => obj! {"driver": "virtio-vga", "id": alias, "max_outputs": 1},
             ("virtio", false) => obj! {"driver": "virtio-gpu-pci", "id": alias, "max_outputs": 1},
-            ("qxl", p) => obj! {"driver": if p { "qxl-vga" } else { "qxl" }, "id": alias, "max_outputs": 1,
+            ("qxl", p) => {
+                obj! {"driver": if p { "qxl-vga" } else { "qxl" }, "id": alias, "max_outputs": 1,
                 "ram_size": attr(v, &["model"], "ram").and_then(parse_num).unwrap_or(65536) * 1024,
                 "vram_size": attr(v, &["model"], "vram").and_then(parse_num).unwrap_or(65536) * 1024,
-                "vram64_size_mb": 0, "vgamem_mb": vga_mem / 1024},
+                "vram64_size_mb": 0, "vgamem_mb": vga_mem / 1024}
+            }
             ("vga", _) => obj! {"driver": "VGA", "id": alias, "vgamem_mb": vga_mem / 1024},
             ("cirrus", _) => obj! {"driver": "cirrus-vga", "id": alias},
             ("bochs", _) => obj! {"driver": "bochs-display", "id": alias},
-            (other, _) => return Err(CommandError::Unsupported(format!("video model '{other}' is not supported"))),
+            (other, _) => {
+                return Err(CommandError::Unsupported(format!(
+                    "video model '{other}' is not supported"
+                )));
+            }
         };
         let b = place(&mut pci, v, true)?;
         push_device(&mut gfx_args, &with_pci(dev, b));
@@ -1224,9 +1510,16 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             "virtio" => {
                 set_alias(b, "balloon0");
                 let bus = place(&mut pci, b, false)?;
-                push_device(&mut tail_args, &with_pci(obj! {"driver": "virtio-balloon-pci", "id": "balloon0"}, bus));
+                push_device(
+                    &mut tail_args,
+                    &with_pci(obj! {"driver": "virtio-balloon-pci", "id": "balloon0"}, bus),
+                );
             }
-            other => return Err(CommandError::Unsupported(format!("memballoon model '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "memballoon model '{other}' is not supported"
+                )));
+            }
         }
     }
 
@@ -1238,17 +1531,28 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         match model.as_str() {
             "i6300esb" => {
                 let b = place(&mut pci, w, true)?;
-                push_device(&mut tail_args, &with_pci(obj! {"driver": "i6300esb", "id": alias}, b));
+                push_device(
+                    &mut tail_args,
+                    &with_pci(obj! {"driver": "i6300esb", "id": alias}, b),
+                );
             }
             "ib700" => push_device(&mut tail_args, &obj! {"driver": "ib700", "id": alias}),
-            other => return Err(CommandError::Unsupported(format!("watchdog model '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "watchdog model '{other}' is not supported"
+                )));
+            }
         }
         let action = w.attr("action").unwrap_or("reset").to_string();
         let qaction = match action.as_str() {
             "reset" | "shutdown" | "poweroff" | "pause" | "none" => action.clone(),
             "inject-nmi" => "inject-nmi".into(),
             "dump" => "pause".into(),
-            other => return Err(CommandError::Unsupported(format!("watchdog action '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "watchdog action '{other}' is not supported"
+                )));
+            }
         };
         tail_args.push("-watchdog-action".into());
         tail_args.push(qaction);
@@ -1257,24 +1561,39 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     // RNG.
     for (k, r) in devs.children_named_mut("rng").enumerate() {
         if r.attr("model").unwrap_or("virtio") != "virtio" {
-            return Err(CommandError::Unsupported("rng model must be 'virtio'".into()));
+            return Err(CommandError::Unsupported(
+                "rng model must be 'virtio'".into(),
+            ));
         }
         let backend = r.child("backend");
         let obj = format!("objrng{k}");
         let o = match backend.and_then(|b| b.attr("model")).unwrap_or("random") {
             "random" => {
-                let f = backend.map(|b| b.text().trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/urandom".into());
+                let f = backend
+                    .map(|b| b.text().trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "/dev/urandom".into());
                 obj! {"qom-type": "rng-random", "id": obj, "filename": f}
             }
             "builtin" => obj! {"qom-type": "rng-builtin", "id": obj},
-            other => return Err(CommandError::Unsupported(format!("rng backend '{other}' is not supported"))),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "rng backend '{other}' is not supported"
+                )));
+            }
         };
         let alias = format!("rng{k}");
         set_alias(r, &alias);
         let b = place(&mut pci, r, false)?;
         tail_args.push("-object".into());
         tail_args.push(json_arg(&o));
-        push_device(&mut tail_args, &with_pci(obj! {"driver": "virtio-rng-pci", "rng": obj, "id": alias}, b));
+        push_device(
+            &mut tail_args,
+            &with_pci(
+                obj! {"driver": "virtio-rng-pci", "rng": obj, "id": alias},
+                b,
+            ),
+        );
     }
 
     // Root ports created on the way (q35) become controllers in the live XML.
@@ -1284,10 +1603,18 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             .with_attr("index", &idx.to_string())
             .with_attr("model", "pcie-root-port");
         c.push(Element::new("model").with_attr("name", "pcie-root-port"));
-        c.push(Element::new("target").with_attr("chassis", &idx.to_string()).with_attr("port", &format!("0x{:x}", (slot << 3) | func)));
+        c.push(
+            Element::new("target")
+                .with_attr("chassis", &idx.to_string())
+                .with_attr("port", &format!("0x{:x}", (slot << 3) | func)),
+        );
         c.push(Element::new("alias").with_attr("name", &format!("pci.{idx}")));
         c.push(pci_address_element(0, slot, func));
-        let pos = devs.nodes().iter().rposition(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "controller")).map_or(devs.nodes().len(), |p| p + 1);
+        let pos = devs
+            .nodes()
+            .iter()
+            .rposition(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "controller"))
+            .map_or(devs.nodes().len(), |p| p + 1);
         devs.nodes_mut().insert(pos, rvirt_xml::Node::Element(c));
     }
 
@@ -1304,8 +1631,13 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     args.extend(tail_args);
     args.push("-msg".into());
     args.push("timestamp=on".into());
-    let live = Domain::from_element(live.into_element())
+    let mut live = Domain::from_element(live.into_element())
         .map_err(|e| CommandError::Invalid(format!("live definition does not validate: {e}")))?;
+    if let Some(devs) = live.element_mut().child_mut("devices") {
+        for (g, port) in devs.children_named_mut("graphics").zip(&vnc_ports) {
+            g.set_attr("port", &port.to_string());
+        }
+    }
     Ok(Native {
         emulator,
         args,
@@ -1343,7 +1675,8 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The `qemu-argv` native format: environment and command, one argument pair per line.
 pub fn to_argv_text(n: &Native) -> String {
-    let mut out = String::from("LC_ALL=C \\\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin \\\n");
+    let mut out =
+        String::from("LC_ALL=C \\\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin \\\n");
     out.push_str(&shell_quote(&n.emulator));
     let mut i = 0;
     while i < n.args.len() {
@@ -1396,15 +1729,27 @@ mod tests {
     #[test]
     fn basic_machine_memory_and_smp() {
         let n = build_xml(&format!("{BASE}<devices/></domain>")).unwrap();
-        assert!(has_pair(&n, "-machine", "pc,usb=off,dump-guest-core=off,memory-backend=pc.ram,acpi=off"));
+        assert!(has_pair(
+            &n,
+            "-machine",
+            "pc,usb=off,dump-guest-core=off,memory-backend=pc.ram,acpi=off"
+        ));
         assert!(has_pair(&n, "-accel", "tcg"));
         assert!(has_pair(&n, "-m", "size=219136k"));
         assert!(has_pair(&n, "-smp", "2,sockets=2,cores=1,threads=1"));
         assert!(has_pair(&n, "-cpu", "qemu64"));
         assert!(has_pair(&n, "-display", "none"));
         // Implicit USB controller and balloon get PCI addresses, visible in the live XML.
-        assert!(n.args.iter().any(|a| a.contains("\"piix3-usb-uhci\"") && a.contains("0x1.0x2")));
-        assert!(n.args.iter().any(|a| a.contains("virtio-balloon-pci") && a.contains("\"addr\":\"0x2\"")));
+        assert!(
+            n.args
+                .iter()
+                .any(|a| a.contains("\"piix3-usb-uhci\"") && a.contains("0x1.0x2"))
+        );
+        assert!(
+            n.args
+                .iter()
+                .any(|a| a.contains("virtio-balloon-pci") && a.contains("\"addr\":\"0x2\""))
+        );
         let live = n.live.to_xml(&Default::default());
         assert!(live.contains("<alias name='balloon0'/>"), "{live}");
         assert!(live.contains("model='pci-root'"), "{live}");
@@ -1421,14 +1766,32 @@ mod tests {
         let n = build_xml(&format!("{BASE}<features><acpi/></features><cpu mode='custom'><model>Haswell</model><feature policy='require' name='vmx'/><feature policy='disable' name='avx'/><topology sockets='1' dies='1' cores='2' threads='1'/></cpu><devices/></domain>").replace("<os><type arch='x86_64' machine='pc'>hvm</type></os>", "<os><type arch='x86_64' machine='q35'>hvm</type><kernel>/k</kernel><initrd>/i</initrd><cmdline>console=ttyS0</cmdline></os>")).unwrap();
         assert!(has_pair(&n, "-cpu", "Haswell,vmx=on,avx=off"));
         assert!(has_pair(&n, "-smp", "2,sockets=1,cores=2,threads=1"));
-        assert!(has_pair(&n, "-kernel", "/k") && has_pair(&n, "-initrd", "/i") && has_pair(&n, "-append", "console=ttyS0"));
-        assert!(n.args.iter().any(|a| a.starts_with("q35,") && a.ends_with("acpi=on")));
+        assert!(
+            has_pair(&n, "-kernel", "/k")
+                && has_pair(&n, "-initrd", "/i")
+                && has_pair(&n, "-append", "console=ttyS0")
+        );
+        assert!(
+            n.args
+                .iter()
+                .any(|a| a.starts_with("q35,") && a.ends_with("acpi=on"))
+        );
         // q35: devices sit behind PCIe root ports.
         assert!(n.args.iter().any(|a| a.contains("pcie-root-port")));
-        assert!(n.args.iter().any(|a| a.contains("qemu-xhci") && a.contains("\"bus\":\"pci.")));
-        let e = build_xml(&format!("{BASE}<cpu mode='host-passthrough'/><devices/></domain>")).unwrap_err();
+        assert!(
+            n.args
+                .iter()
+                .any(|a| a.contains("qemu-xhci") && a.contains("\"bus\":\"pci."))
+        );
+        let e = build_xml(&format!(
+            "{BASE}<cpu mode='host-passthrough'/><devices/></domain>"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("host-passthrough"));
-        let n = build_xml(&format!("{BASE}<cpu mode='host-model'/><devices/></domain>")).unwrap();
+        let n = build_xml(&format!(
+            "{BASE}<cpu mode='host-model'/><devices/></domain>"
+        ))
+        .unwrap();
         assert!(has_pair(&n, "-cpu", "max"));
     }
 
@@ -1447,17 +1810,31 @@ mod tests {
             <watchdog model='i6300esb' action='poweroff'/></devices></domain>")).unwrap();
         let a = n.args.join("\n");
         assert!(a.contains(r#"{"driver":"file","filename":"/a.qcow2","node-name":"libvirt-3-storage","auto-read-only":true,"discard":"unmap"}"#), "{a}");
-        assert!(a.contains(r#""driver":"qcow2","file":"libvirt-3-storage""#), "{a}");
-        assert!(a.contains(r#""driver":"virtio-blk-pci""#) && a.contains(r#""drive":"libvirt-3-format""#));
+        assert!(
+            a.contains(r#""driver":"qcow2","file":"libvirt-3-storage""#),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#""driver":"virtio-blk-pci""#)
+                && a.contains(r#""drive":"libvirt-3-format""#)
+        );
         assert!(a.contains(r#"{"driver":"file","filename":"/b.iso","node-name":"libvirt-2-storage","read-only":true}"#));
         assert!(a.contains(r#"{"driver":"ide-cd","bus":"ide.1","unit":0,"drive":"libvirt-2-storage","id":"ide0-1-0"}"#), "{a}");
         assert!(a.contains("virtio-scsi-pci") && a.contains(r#""driver":"scsi-hd""#));
         assert!(a.contains(r#"{"type":"user","id":"hostnet0"}"#));
         assert!(a.contains(r#""mac":"52:54:00:11:22:33""#));
-        assert!(a.contains(r#""type":"tap""#) && a.contains(r#""ifname":"tap7""#) && a.contains(r#""driver":"e1000""#));
+        assert!(
+            a.contains(r#""type":"tap""#)
+                && a.contains(r#""ifname":"tap7""#)
+                && a.contains(r#""driver":"e1000""#)
+        );
         assert!(a.contains("file,id=charserial0,path=/tmp/s.log"));
-        assert!(a.contains("socket,id=charchannel0,path=/run/ch/t.org.qemu.guest_agent.0,server=on,wait=off"));
-        assert!(a.contains("virtio-serial-pci") && a.contains(r#""name":"org.qemu.guest_agent.0""#));
+        assert!(a.contains(
+            "socket,id=charchannel0,path=/run/ch/t.org.qemu.guest_agent.0,server=on,wait=off"
+        ));
+        assert!(
+            a.contains("virtio-serial-pci") && a.contains(r#""name":"org.qemu.guest_agent.0""#)
+        );
         assert!(a.contains("127.0.0.1:5,audiodev=audio1"));
         assert!(a.contains(r#""driver":"virtio-vga""#) && a.contains(r#""addr":"0x2""#));
         assert!(a.contains("usb-tablet") && a.contains("virtio-rng-pci") && a.contains("i6300esb"));
@@ -1469,21 +1846,38 @@ mod tests {
 
     #[test]
     fn transient_disk_and_missing_source() {
-        let xml = format!("{BASE}<devices><disk type='file' device='disk'><source file='/nonexistent/x.raw'/><target dev='vda' bus='virtio'/><transient/></disk></devices></domain>");
+        let xml = format!(
+            "{BASE}<devices><disk type='file' device='disk'><source file='/nonexistent/x.raw'/><target dev='vda' bus='virtio'/><transient/></disk></devices></domain>"
+        );
         let n = build_xml(&xml).unwrap();
         assert_eq!(n.transient.len(), 1);
-        assert!(n.args[n.transient[0].arg_index].contains("/nonexistent/x.raw"), "{:?}", n.args);
+        assert!(
+            n.args[n.transient[0].arg_index].contains("/nonexistent/x.raw"),
+            "{:?}",
+            n.args
+        );
         let mut o = opts();
         o.check_files = true;
         let e = build(&Domain::parse(&xml).unwrap(), &o).unwrap_err();
-        assert_eq!(e.to_string(), "cannot access storage file '/nonexistent/x.raw'");
+        assert_eq!(
+            e.to_string(),
+            "cannot access storage file '/nonexistent/x.raw'"
+        );
     }
 
     #[test]
     fn uefi_uses_ovmf_and_a_per_domain_nvram() {
-        let n = build_xml(&format!("{BASE}<devices/></domain>").replace("<os>", "<os firmware='efi'>")).unwrap();
+        let n =
+            build_xml(&format!("{BASE}<devices/></domain>").replace("<os>", "<os firmware='efi'>"))
+                .unwrap();
         let a = n.args.join(" ");
-        assert!(a.contains(OVMF_CODE) && a.contains("pflash0=libvirt-pflash0-format"), "{a}");
-        assert_eq!(n.nvram.as_ref().unwrap().1, PathBuf::from("/var/lib/nv/t_VARS.fd"));
+        assert!(
+            a.contains(OVMF_CODE) && a.contains("pflash0=libvirt-pflash0-format"),
+            "{a}"
+        );
+        assert_eq!(
+            n.nvram.as_ref().unwrap().1,
+            PathBuf::from("/var/lib/nv/t_VARS.fd")
+        );
     }
 }

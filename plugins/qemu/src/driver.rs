@@ -12,7 +12,7 @@ use rvirt_qmp::{Event, Qmp};
 use rvirt_sdk::{
     abi::{DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, PluginError, event, state},
     filter::{self, DomainFacts},
-    util::{atomic_write, no_domain, operation_invalid, to_abi_uuid},
+    util::{no_domain, operation_invalid, to_abi_uuid},
 };
 use rvirt_xml::{Domain, FormatOptions};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,10 @@ use std::{
     os::unix::{net::UnixListener, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock},
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -74,9 +77,9 @@ impl From<DriverError> for PluginError {
             DriverError::Plugin(p) => return p.clone(),
             DriverError::Command(C::Unsupported(_) | C::NoKvm(_)) => ErrorCode::ConfigUnsupported,
             DriverError::Command(C::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
-            DriverError::Command(C::Missing { .. }) | DriverError::Io { .. } | DriverError::Write(_) => {
-                ErrorCode::SystemError
-            }
+            DriverError::Command(C::Missing { .. })
+            | DriverError::Io { .. }
+            | DriverError::Write(_) => ErrorCode::SystemError,
             DriverError::Launch { .. } | DriverError::Qmp(_) => ErrorCode::OperationFailed,
         };
         let mut msg = e.to_string();
@@ -156,6 +159,10 @@ struct Status {
     /// The definition to return to when the domain stops (transient domains).
     def: String,
     overlays: Vec<PathBuf>,
+    /// The guest has shut down (QEMU is kept only until the driver ends it): a later
+    /// process that finds QEMU gone reports the domain shut off (shutdown), not crashed.
+    #[serde(default)]
+    shutdown: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +176,8 @@ struct Run {
     pid: i32,
     start_time: u64,
     pidfd: Arc<OwnedFd>,
+    /// QEMU is our child (we reap it); false for a reattached domain.
+    own_child: bool,
     live: Domain,
     qmp: Option<Qmp>,
     monitor: PathBuf,
@@ -177,6 +186,9 @@ struct Run {
     shutdown_seen: bool,
     panicked: bool,
     fake_reboot: bool,
+    /// The driver resets and continues the guest after a guest shutdown or reboot: the
+    /// STOP and RESUME events of that are not state changes.
+    resetting: bool,
     expect_pause: Option<i32>,
 }
 
@@ -239,7 +251,17 @@ pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
     m.insert(paths.config.clone(), d);
     drop(m);
     d.load()?;
-    d.autostart();
+    // Autostart belongs to the first open since the host booted (`run/` is volatile), as
+    // libvirt's: a domain the user shut off is not started again by the next process.
+    // Creating the marker exclusively elects one process even when several open at once.
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(d.paths.autostarted_marker())
+        .is_ok();
+    if first {
+        d.autostart();
+    }
     Ok(d)
 }
 
@@ -269,7 +291,107 @@ fn log_tail(path: &Path) -> String {
         .lines()
         .filter(|l| !l.starts_with("rvirt:") && !l.trim().is_empty())
         .collect();
-    lines[lines.len().saturating_sub(3)..].join(" ").trim().to_string()
+    lines[lines.len().saturating_sub(3)..]
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
+/// How a state file is written. Always a temporary file renamed over the target, so a
+/// reader (or a process that starts after a crash of this one) sees the old or the new
+/// content, never a part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// `run/` files: they describe processes that a host crash ends anyway, so they are
+    /// not synced to disk (on a real host `run/` is a tmpfs).
+    Volatile,
+    /// Definitions: the data is synced before the rename (after a power loss the old or
+    /// the new file is there, as with libvirt's `virFileRewrite`); the directory sync that
+    /// makes the rename itself durable runs in the background, off the caller's path.
+    Durable,
+}
+
+fn write_file(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
+    use std::io::Write;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(data).map_err(io("write", &tmp))?;
+        if durability == Durability::Durable {
+            f.sync_data().map_err(io("fsync", &tmp))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io("rename into", path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
+    }
+    if durability == Durability::Durable {
+        let dir = dir.to_path_buf();
+        let _ = std::thread::Builder::new()
+            .name("qemu-dirsync".into())
+            .spawn(move || {
+                if let Ok(d) = File::open(&dir) {
+                    let _ = d.sync_all();
+                }
+            });
+    }
+    Ok(())
+}
+
+/// The pid in the name of a temporary file of [`write_file`] or `record_stop`
+/// (`.NAME.tmpPID-N`).
+fn stale_temp_owner(p: &Path) -> Option<i32> {
+    let n = p.file_name()?.to_str()?;
+    if !n.starts_with('.') {
+        return None;
+    }
+    let (_, rest) = n.rsplit_once(".tmp")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
+/// Blocks until the process behind `pidfd` has exited (or `timeout` passed): `true` when
+/// it has.
+fn wait_exit(pidfd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ts = left.map(|l| rustix::event::Timespec {
+            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(l.subsec_nanos()),
+        });
+        let fd = pidfd.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            // An unpollable pidfd cannot tell; the caller's state update must not wait.
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Reaps our exited child through its pidfd (no pid reuse race); `ECHILD` (someone else
+/// reaped it, or it is not ours) is fine.
+fn reap(pidfd: &OwnedFd) {
+    let _ = rustix::process::waitid(
+        rustix::process::WaitId::PidFd(pidfd.as_fd()),
+        rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
+    );
 }
 
 impl Driver {
@@ -314,10 +436,15 @@ impl Driver {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn build_options(&self, monitor: Monitor, check: bool) -> BuildOptions {
+    fn build_options(&self, monitor: Monitor, check: bool, dtype: &str) -> BuildOptions {
         BuildOptions {
             monitor,
-            kvm: command::kvm_usable(),
+            // Probed only for domains that need it: a `qemu` (TCG) start skips it.
+            kvm: if dtype == "kvm" {
+                command::kvm_usable()
+            } else {
+                Err("not probed: the domain type is not kvm".into())
+            },
             check_files: check,
             nvram_dir: self.paths.nvram_dir(),
             channel_dir: self.paths.channel_dir(),
@@ -332,7 +459,7 @@ impl Driver {
             &def,
             &BuildOptions {
                 kvm: Ok(()),
-                ..self.build_options(Monitor::Path(self.paths.monitor(def.name())), false)
+                ..self.build_options(Monitor::Path(self.paths.monitor(def.name())), false, "qemu")
             },
         )?;
         Ok(command::to_argv_text(&n))
@@ -345,17 +472,28 @@ impl Driver {
         if let Ok(rd) = std::fs::read_dir(&self.paths.config) {
             for e in rd.flatten() {
                 let p = e.path();
+                if let Some(pid) = stale_temp_owner(&p)
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    // A temporary file of a process that ended mid-write.
+                    let _ = std::fs::remove_file(&p);
+                    continue;
+                }
                 if p.extension().is_some_and(|x| x == "xml")
                     && let Ok(text) = std::fs::read_to_string(&p)
-                        && let Ok(def) = Domain::parse(&text) {
-                            let autostart = self.paths.autostart_link(def.name()).exists();
-                            found.push((def, autostart));
-                        }
+                    && let Ok(def) = Domain::parse(&text)
+                {
+                    let autostart = self.paths.autostart_link(def.name()).exists();
+                    found.push((def, autostart));
+                }
             }
         }
         {
             let mut st = self.lock();
             for (def, autostart) in found {
+                let last = self
+                    .recorded_stop(def.name())
+                    .unwrap_or(reason::SHUTOFF_UNKNOWN);
                 st.doms.insert(
                     def.uuid(),
                     Dom {
@@ -363,7 +501,7 @@ impl Driver {
                         persistent: true,
                         autostart,
                         state: state::SHUTOFF,
-                        reason: reason::SHUTOFF_UNKNOWN,
+                        reason: last,
                         run: None,
                     },
                 );
@@ -375,6 +513,11 @@ impl Driver {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "status") {
                     statuses.push(p);
+                } else if let Some(pid) = stale_temp_owner(&p)
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    // A temporary file of a process that ended mid-write.
+                    let _ = std::fs::remove_file(&p);
                 }
             }
         }
@@ -382,6 +525,33 @@ impl Driver {
             self.reattach(&p);
         }
         Ok(())
+    }
+
+    /// Records why a persistent domain stopped. The record is a symlink whose target is
+    /// the reason number, renamed into place: atomic, and no data block to write on the
+    /// destroy path.
+    fn record_stop(&self, name: &str, rsn: i32) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = self.paths.stopped_file(name);
+        let tmp = self.paths.run.join(format!(
+            ".{name}.stopped.tmp{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        if std::os::unix::fs::symlink(rsn.to_string(), &tmp).is_ok()
+            && std::fs::rename(&tmp, &path).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// The reason [`Driver::record_stop`] recorded for `name`.
+    fn recorded_stop(&self, name: &str) -> Option<i32> {
+        std::fs::read_link(self.paths.stopped_file(name))
+            .ok()?
+            .to_str()?
+            .parse()
+            .ok()
     }
 
     fn cleanup_run_files(&self, name: &str, monitor: &Path, overlays: &[PathBuf]) {
@@ -401,7 +571,7 @@ impl Driver {
             let _ = std::fs::remove_file(status_path);
             return;
         };
-        let Ok(live) = Domain::parse(&s.live) else {
+        let Ok(mut live) = Domain::parse(&s.live) else {
             let _ = std::fs::remove_file(status_path);
             return;
         };
@@ -414,47 +584,64 @@ impl Driver {
         let pidfd = alive
             .then(|| rustix::process::Pid::from_raw(s.pid))
             .flatten()
-            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
         let mut st = self.lock();
         let persistent_known = st.doms.contains_key(&uuid);
         let Some(pidfd) = pidfd else {
-            // QEMU died while nobody watched: shut off, crashed.
+            // QEMU ended while nobody watched (or is a zombie nobody reaps): after a guest
+            // shutdown that was recorded, shut off (shutdown); otherwise it crashed.
             self.cleanup_run_files(&name, &s.monitor, &s.overlays);
             if let Some(d) = st.doms.get_mut(&uuid) {
                 d.state = state::SHUTOFF;
-                d.reason = reason::SHUTOFF_CRASHED;
+                d.reason = if s.shutdown {
+                    reason::SHUTOFF_SHUTDOWN
+                } else {
+                    reason::SHUTOFF_CRASHED
+                };
+                self.record_stop(&name, d.reason);
             }
             return;
         };
         let connected = Qmp::connect(&s.monitor, Duration::from_secs(3)).ok();
         let (mut dstate, mut dreason) = (s.state, s.reason);
-        let mut shutdown_seen = false;
+        let mut shutdown_seen = s.shutdown;
+        let mut rewrite = false;
         if let Some((q, _)) = &connected
-            && let Ok(v) = q.execute("query-status", None) {
-                match v["status"].as_str().unwrap_or("") {
-                    "running" => {
-                        if dstate != state::RUNNING {
-                            dreason = reason::RUNNING_UNKNOWN;
-                        }
-                        dstate = state::RUNNING;
+            && let Ok(v) = q.execute("query-status", None)
+        {
+            if let Ok(c) = q.execute("query-chardev", None) {
+                // The process that started it may have ended before it recorded them.
+                let before = live.to_xml(&FormatOptions::default());
+                fill_pty_paths(&mut live, &c);
+                rewrite = live.to_xml(&FormatOptions::default()) != before;
+            }
+            match v["status"].as_str().unwrap_or("") {
+                "running" => {
+                    shutdown_seen = false;
+                    if dstate != state::RUNNING {
+                        dreason = reason::RUNNING_UNKNOWN;
                     }
-                    "shutdown" => {
-                        shutdown_seen = true;
-                        dstate = state::PAUSED;
-                        dreason = reason::PAUSED_SHUTTING_DOWN;
+                    dstate = state::RUNNING;
+                }
+                "shutdown" => {
+                    shutdown_seen = true;
+                    dstate = state::PAUSED;
+                    dreason = reason::PAUSED_SHUTTING_DOWN;
+                }
+                "guest-panicked" => {
+                    dstate = state::CRASHED;
+                    dreason = reason::CRASHED_PANICKED;
+                }
+                _ => {
+                    if dstate != state::PAUSED {
+                        dreason = reason::PAUSED_UNKNOWN;
                     }
-                    "guest-panicked" => {
-                        dstate = state::CRASHED;
-                        dreason = reason::CRASHED_PANICKED;
-                    }
-                    _ => {
-                        if dstate != state::PAUSED {
-                            dreason = reason::PAUSED_UNKNOWN;
-                        }
-                        dstate = state::PAUSED;
-                    }
+                    dstate = state::PAUSED;
                 }
             }
+        }
         st.generation += 1;
         let generation = st.generation;
         let (qmp, events) = match connected {
@@ -468,6 +655,7 @@ impl Driver {
             pid: s.pid,
             start_time: s.start_time,
             pidfd: pidfd.clone(),
+            own_child: false,
             live,
             qmp: qmp.clone(),
             monitor: s.monitor.clone(),
@@ -476,6 +664,7 @@ impl Driver {
             shutdown_seen,
             panicked: false,
             fake_reboot: false,
+            resetting: false,
             expect_pause: None,
         };
         let entry = st.doms.entry(uuid).or_insert_with(|| Dom {
@@ -490,10 +679,16 @@ impl Driver {
         entry.state = dstate;
         entry.reason = dreason;
         entry.run = Some(run);
+        if rewrite || (shutdown_seen && !s.shutdown) {
+            let d = &*entry;
+            if let Some(run) = &d.run {
+                let _ = self.write_status_locked(d, run);
+            }
+        }
         drop(st);
-        self.spawn_pidfd_waiter(uuid, generation, pidfd);
+        self.spawn_exit_waiter(uuid, generation, pidfd, false);
         if let Some(ev) = events {
-            self.spawn_event_loop(uuid, generation, ev);
+            self.spawn_event_loop(uuid, generation, ev, None);
         }
         if shutdown_seen {
             // The guest powered off while nobody watched: apply on_poweroff now, and let
@@ -516,7 +711,10 @@ impl Driver {
                 let d = self.lock().doms.get(&u).map(|d| d.def.name().to_string());
                 if let Some(n) = d {
                     let msg = PluginError::from(e).message.to_string();
-                    let _ = append_log(&self.paths.log_file(&n), &format!("rvirt: autostart failed: {msg}\n"));
+                    let _ = append_log(
+                        &self.paths.log_file(&n),
+                        &format!("rvirt: autostart failed: {msg}\n"),
+                    );
                 }
             }
         }
@@ -545,12 +743,18 @@ impl Driver {
             .collect()
     }
 
-    fn with_dom<T>(&self, uuid: uuid::Uuid, f: impl FnOnce(&Dom) -> T) -> std::result::Result<T, PluginError> {
+    fn with_dom<T>(
+        &self,
+        uuid: uuid::Uuid,
+        f: impl FnOnce(&Dom) -> T,
+    ) -> std::result::Result<T, PluginError> {
         let st = self.lock();
-        st.doms
-            .get(&uuid)
-            .map(f)
-            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching uuid '{uuid}'")))
+        st.doms.get(&uuid).map(f).ok_or_else(|| {
+            no_domain(
+                ErrorDomain::Qemu,
+                &format!("no domain with matching uuid '{uuid}'"),
+            )
+        })
     }
 
     /// Lookup by name.
@@ -560,7 +764,12 @@ impl Driver {
             .values()
             .find(|d| d.def.name() == name)
             .map(Dom::reference)
-            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching name '{name}'")))
+            .ok_or_else(|| {
+                no_domain(
+                    ErrorDomain::Qemu,
+                    &format!("no domain with matching name '{name}'"),
+                )
+            })
     }
 
     /// Lookup by UUID.
@@ -575,7 +784,12 @@ impl Driver {
             .values()
             .find(|d| d.run.as_ref().is_some_and(|r| r.id == id))
             .map(Dom::reference)
-            .ok_or_else(|| no_domain(ErrorDomain::Qemu, &format!("no domain with matching id {id}")))
+            .ok_or_else(|| {
+                no_domain(
+                    ErrorDomain::Qemu,
+                    &format!("no domain with matching id {id}"),
+                )
+            })
     }
 
     /// State and reason.
@@ -625,7 +839,11 @@ impl Driver {
     /// vCPUs (`VIR_DOMAIN_VCPU_MAXIMUM` = 4 gives the maximum).
     pub fn vcpus(&self, uuid: uuid::Uuid, flags: u32) -> std::result::Result<i32, PluginError> {
         self.with_dom(uuid, |d| {
-            let n = if flags & 4 != 0 { d.def.max_vcpus() } else { d.def.current_vcpus() };
+            let n = if flags & 4 != 0 {
+                d.def.max_vcpus()
+            } else {
+                d.def.current_vcpus()
+            };
             i32::try_from(n).unwrap_or(i32::MAX)
         })
     }
@@ -654,14 +872,22 @@ impl Driver {
                 return Err(perr(PluginError::new(
                     ErrorCode::DomExist,
                     ErrorDomain::Qemu,
-                    format!("domain '{}' already exists with uuid {}", def.name(), d.def.uuid()),
+                    format!(
+                        "domain '{}' already exists with uuid {}",
+                        def.name(),
+                        d.def.uuid()
+                    ),
                 )));
             }
             if d.def.uuid() == def.uuid() && d.def.name() != def.name() {
                 return Err(perr(PluginError::new(
                     ErrorCode::DomExist,
                     ErrorDomain::Qemu,
-                    format!("domain '{}' is already defined with uuid {}", d.def.name(), def.uuid()),
+                    format!(
+                        "domain '{}' is already defined with uuid {}",
+                        d.def.name(),
+                        def.uuid()
+                    ),
                 )));
             }
         }
@@ -674,7 +900,15 @@ impl Driver {
         let mut st = self.lock();
         Self::check_unique(&st, &def)?;
         let path = self.paths.config_file(def.name());
-        atomic_write(&path, def.to_xml(&FormatOptions { inactive: true, secure: true }).as_bytes())?;
+        write_file(
+            &path,
+            def.to_xml(&FormatOptions {
+                inactive: true,
+                secure: true,
+            })
+            .as_bytes(),
+            Durability::Durable,
+        )?;
         let uuid = def.uuid();
         let updated = st.doms.contains_key(&uuid);
         let d = st.doms.entry(uuid).or_insert_with(|| Dom {
@@ -695,7 +929,11 @@ impl Driver {
         self.emit(vec![(
             r.clone(),
             event::DEFINED,
-            if updated { detail::DEFINED_UPDATED } else { detail::DEFINED_ADDED },
+            if updated {
+                detail::DEFINED_UPDATED
+            } else {
+                detail::DEFINED_ADDED
+            },
         )]);
         Ok(r)
     }
@@ -708,12 +946,16 @@ impl Driver {
             .get_mut(&uuid)
             .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
         if !d.persistent {
-            return Err(perr(operation_invalid(ErrorDomain::Qemu, "cannot undefine transient domain")));
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "cannot undefine transient domain",
+            )));
         }
         let name = d.def.name().to_string();
         let cfg = self.paths.config_file(&name);
         std::fs::remove_file(&cfg).map_err(io("remove", &cfg))?;
         let _ = std::fs::remove_file(self.paths.autostart_link(&name));
+        let _ = std::fs::remove_file(self.paths.stopped_file(&name));
         if flags & 4 != 0 {
             let _ = std::fs::remove_file(self.paths.nvram_dir().join(format!("{name}_VARS.fd")));
         }
@@ -738,7 +980,10 @@ impl Driver {
             .get_mut(&uuid)
             .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
         if !d.persistent {
-            return Err(perr(operation_invalid(ErrorDomain::Qemu, "cannot set autostart for transient domain")));
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "cannot set autostart for transient domain",
+            )));
         }
         let name = d.def.name().to_string();
         let link = self.paths.autostart_link(&name);
@@ -746,7 +991,8 @@ impl Driver {
             let dir = self.paths.config.join("autostart");
             std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(self.paths.config_file(&name), &link).map_err(io("create link", &link))?;
+            std::os::unix::fs::symlink(self.paths.config_file(&name), &link)
+                .map_err(io("create link", &link))?;
         } else {
             let _ = std::fs::remove_file(&link);
         }
@@ -771,7 +1017,10 @@ impl Driver {
                 if d.persistent {
                     return Err(perr(operation_invalid(
                         ErrorDomain::Qemu,
-                        &format!("domain '{}' is already defined; start it instead", def.name()),
+                        &format!(
+                            "domain '{}' is already defined; start it instead",
+                            def.name()
+                        ),
                     )));
                 }
             }
@@ -791,7 +1040,11 @@ impl Driver {
             Ok(r) => Ok(r),
             Err(e) => {
                 let mut st = self.lock();
-                if st.doms.get(&uuid).is_some_and(|d| !d.persistent && d.run.is_none()) {
+                if st
+                    .doms
+                    .get(&uuid)
+                    .is_some_and(|d| !d.persistent && d.run.is_none())
+                {
                     st.doms.remove(&uuid);
                 }
                 Err(e)
@@ -802,9 +1055,17 @@ impl Driver {
     // ---- start ----
 
     fn next_id(&self, st: &State) -> i32 {
-        let mut max = st.doms.values().filter_map(|d| d.run.as_ref().map(|r| r.id)).max().unwrap_or(0);
+        let mut max = st
+            .doms
+            .values()
+            .filter_map(|d| d.run.as_ref().map(|r| r.id))
+            .max()
+            .unwrap_or(0);
         if let Ok(rd) = std::fs::read_dir(&self.paths.run) {
             for e in rd.flatten() {
+                if e.path().extension().is_none_or(|x| x != "status") {
+                    continue;
+                }
                 if let Some(s) = std::fs::read_to_string(e.path())
                     .ok()
                     .and_then(|t| serde_json::from_str::<Status>(&t).ok())
@@ -824,7 +1085,10 @@ impl Driver {
             .get(&uuid)
             .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
         if d.run.is_some() {
-            return Err(perr(operation_invalid(ErrorDomain::Qemu, "domain is already running")));
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "domain is already running",
+            )));
         }
         let def = d.def.clone();
         let name = def.name().to_string();
@@ -833,7 +1097,10 @@ impl Driver {
         let _ = std::fs::remove_file(&monitor);
         let listener = UnixListener::bind(&monitor).map_err(io("bind monitor socket", &monitor))?;
         let fd = listener.as_raw_fd();
-        let native = match command::build(&def, &self.build_options(Monitor::Fd(fd), true)) {
+        let native = match command::build(
+            &def,
+            &self.build_options(Monitor::Fd(fd), true, def.domain_type()),
+        ) {
             Ok(n) => n,
             Err(e) => {
                 drop(listener);
@@ -853,12 +1120,17 @@ impl Driver {
                 }
                 std::fs::copy(template, vars).map_err(io("copy nvram template to", vars))?;
             }
-            if native.transient.iter().any(|_| true) || native.live.devices_of("channel").next().is_some() {
+            if native.transient.iter().any(|_| true)
+                || native.live.devices_of("channel").next().is_some()
+            {
                 let ch = self.paths.channel_dir();
                 std::fs::create_dir_all(&ch).map_err(io("create directory", &ch))?;
             }
             for t in &native.transient {
-                let overlay = self.paths.run.join(format!("{name}-{}.transient.qcow2", t.target));
+                let overlay = self
+                    .paths
+                    .run
+                    .join(format!("{name}-{}.transient.qcow2", t.target));
                 let out = Command::new("qemu-img")
                     .args(["create", "-q", "-f", "qcow2", "-F", &t.format, "-b"])
                     .arg(&t.source)
@@ -867,7 +1139,10 @@ impl Driver {
                     .map_err(io("run qemu-img for", &overlay))?;
                 if !out.status.success() {
                     return Err(DriverError::Launch {
-                        reason: format!("cannot create the overlay of transient disk '{}'", t.target),
+                        reason: format!(
+                            "cannot create the overlay of transient disk '{}'",
+                            t.target
+                        ),
                         log: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                     });
                 }
@@ -888,19 +1163,29 @@ impl Driver {
             return Err(e);
         }
         let log_path = self.paths.log_file(&name);
-        let log = std::fs::OpenOptions::new()
+        let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(io("open log file", &log_path))?;
+            .and_then(|log| Ok((log.try_clone()?, log)))
+            .map_err(io("open log file", &log_path));
+        let (log, err_log) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                cleanup_monitor(&monitor);
+                for o in &overlays {
+                    let _ = std::fs::remove_file(o);
+                }
+                return Err(e);
+            }
+        };
         let mut line = format!("rvirt: starting {}", native.emulator);
         for a in &args {
             line.push(' ');
             line.push_str(&command::shell_quote(a));
         }
         line.push('\n');
-        let _ = append_log(&log_path, &line);
-        let err_log = log.try_clone().map_err(io("open log file", &log_path))?;
+        let _ = std::io::Write::write_all(&mut &log, line.as_bytes());
         let mut cmd = Command::new(&native.emulator);
         cmd.args(&args)
             .stdin(Stdio::null())
@@ -915,7 +1200,8 @@ impl Driver {
                 rustix::process::setsid().map_err(std::io::Error::from)?;
                 // SAFETY: `fd` is the monitor listener, open in the parent across fork.
                 let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
-                rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty()).map_err(std::io::Error::from)?;
+                rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty())
+                    .map_err(std::io::Error::from)?;
                 Ok(())
             });
         }
@@ -954,63 +1240,96 @@ impl Driver {
             .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()))
         {
             Ok(fd) => Arc::new(fd),
-            Err(e) => return Err(fail(&mut child, io("open pidfd of", Path::new(&native.emulator))(e.into()))),
+            Err(e) => {
+                return Err(fail(
+                    &mut child,
+                    io("open pidfd of", Path::new(&native.emulator))(e.into()),
+                ));
+            }
         };
-        let (qmp, events) = match Qmp::connect(&monitor, Duration::from_secs(60)) {
-            Ok(x) => x,
-            Err(e) => return Err(fail(&mut child, e.into())),
-        };
-        let mut live = native.live;
-        // pty paths into the live XML.
-        if let Ok(chardevs) = qmp.execute("query-chardev", None) {
-            fill_pty_paths(&mut live, &chardevs);
-        }
+        // QEMU initialises for tens of milliseconds now; record it meanwhile. The status
+        // file exists before the guest's CPUs run (`cont` below), so a running domain is
+        // always found by a new process; it is rewritten with the pty paths once known.
         let paused = flags & 1 != 0;
         let id = self.next_id(&st);
+        let mut live = native.live;
         live.set_id(Some(id));
         let start_time = proc_start_time(pid).map_or(0, |(t, _)| t);
         st.generation += 1;
         let generation = st.generation;
         let d = st.doms.get_mut(&uuid).expect("domain checked above");
-        d.state = if paused { state::PAUSED } else { state::RUNNING };
-        d.reason = if paused { reason::PAUSED_USER } else { reason::RUNNING_BOOTED };
+        d.state = if paused {
+            state::PAUSED
+        } else {
+            state::RUNNING
+        };
+        d.reason = if paused {
+            reason::PAUSED_USER
+        } else {
+            reason::RUNNING_BOOTED
+        };
         d.run = Some(Run {
             generation,
             id,
             pid,
             start_time,
-            pidfd,
+            pidfd: pidfd.clone(),
+            own_child: true,
             live,
-            qmp: Some(qmp.clone()),
+            qmp: None,
             monitor: monitor.clone(),
             overlays: overlays.clone(),
             stopping: None,
             shutdown_seen: false,
             panicked: false,
             fake_reboot: false,
+            resetting: false,
             expect_pause: None,
         });
-        if !paused
-            && let Err(e) = qmp.execute("cont", None) {
+        let unwind = |st: &mut State| {
+            if let Some(d) = st.doms.get_mut(&uuid) {
                 d.run = None;
                 d.state = state::SHUTOFF;
                 d.reason = reason::SHUTOFF_FAILED;
-                return Err(fail(&mut child, e.into()));
             }
+        };
         let d = st.doms.get(&uuid).expect("domain checked above");
         if let Some(run) = &d.run
-            && let Err(e) = self.write_status_locked(d, run) {
-                let d = st.doms.get_mut(&uuid).expect("domain checked above");
-                d.run = None;
-                d.state = state::SHUTOFF;
-                d.reason = reason::SHUTOFF_FAILED;
-                return Err(fail(&mut child, e));
+            && let Err(e) = self.write_status_locked(d, run)
+        {
+            unwind(&mut st);
+            return Err(fail(&mut child, e));
+        }
+        let (qmp, events) = match Qmp::connect(&monitor, Duration::from_secs(60)) {
+            Ok(x) => x,
+            Err(e) => {
+                unwind(&mut st);
+                return Err(fail(&mut child, e.into()));
             }
+        };
+        // The pty paths and `cont` in flight together: one round trip.
+        let chardevs = qmp.send("query-chardev", None);
+        let cont = (!paused).then(|| qmp.send("cont", None));
+        let chardevs = chardevs.and_then(|p| p.wait(Duration::from_secs(60)));
+        if let Some(Err(e)) = cont.map(|c| c.and_then(|p| p.wait(Duration::from_secs(60)))) {
+            unwind(&mut st);
+            return Err(fail(&mut child, e.into()));
+        }
+        let d = st.doms.get_mut(&uuid).expect("domain checked above");
+        if let Some(run) = d.run.as_mut() {
+            if let Ok(c) = &chardevs {
+                fill_pty_paths(&mut run.live, c);
+            }
+            run.qmp = Some(qmp.clone());
+        }
         let r = d.reference();
         drop(st);
-        let _ = append_log(&log_path, &format!("rvirt: qemu pid {pid} up in {:?}\n", t0.elapsed()));
-        self.spawn_child_waiter(uuid, generation, child);
-        self.spawn_event_loop(uuid, generation, events);
+        // The child is reaped through its pidfd (see `spawn_exit_waiter`).
+        drop(child);
+        let _ = std::fs::remove_file(self.paths.stopped_file(&name));
+        let up = format!("rvirt: qemu pid {pid} up in {:?}\n", t0.elapsed());
+        self.spawn_exit_waiter(uuid, generation, pidfd, true);
+        self.spawn_event_loop(uuid, generation, events, Some((log_path, up)));
         let mut ev = vec![(r.clone(), event::STARTED, detail::STARTED_BOOTED)];
         if paused {
             ev.push((r.clone(), event::SUSPENDED, detail::SUSPENDED_PAUSED));
@@ -1029,47 +1348,73 @@ impl Driver {
             state: d.state,
             reason: d.reason,
             persistent: d.persistent,
-            live: run.live.to_xml(&FormatOptions { inactive: false, secure: true }),
-            def: d.def.to_xml(&FormatOptions { inactive: true, secure: true }),
+            live: run.live.to_xml(&FormatOptions {
+                inactive: false,
+                secure: true,
+            }),
+            def: d.def.to_xml(&FormatOptions {
+                inactive: true,
+                secure: true,
+            }),
             overlays: run.overlays.clone(),
+            shutdown: run.shutdown_seen,
         };
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-        atomic_write(&self.paths.status_file(d.def.name()), text.as_bytes())?;
-        Ok(())
+        write_file(
+            &self.paths.status_file(d.def.name()),
+            text.as_bytes(),
+            Durability::Volatile,
+        )
+    }
+
+    /// Rewrites the status file of the run `generation` (if it is still the current one).
+    fn refresh_status(&self, uuid: uuid::Uuid, generation: u64) {
+        let st = self.lock();
+        if let Some(d) = st.doms.get(&uuid)
+            && let Some(run) = d.run.as_ref().filter(|r| r.generation == generation)
+        {
+            let _ = self.write_status_locked(d, run);
+        }
     }
 
     // ---- supervision ----
 
-    fn spawn_child_waiter(&'static self, uuid: uuid::Uuid, generation: u64, mut child: Child) {
+    /// One thread per run waits for QEMU's exit on its pidfd (reaping it when it is our
+    /// child), then updates the state.
+    fn spawn_exit_waiter(
+        &'static self,
+        uuid: uuid::Uuid,
+        generation: u64,
+        pidfd: Arc<OwnedFd>,
+        own_child: bool,
+    ) {
         let _ = std::thread::Builder::new()
             .name("qemu-wait".into())
             .spawn(move || {
-                let _ = child.wait();
-                self.on_exit(uuid, generation);
-            });
-    }
-
-    fn spawn_pidfd_waiter(&'static self, uuid: uuid::Uuid, generation: u64, pidfd: Arc<OwnedFd>) {
-        let _ = std::thread::Builder::new()
-            .name("qemu-pidfd".into())
-            .spawn(move || {
-                loop {
-                    let fd = pidfd.as_fd();
-                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) => break,
-                        Err(rustix::io::Errno::INTR) => continue,
-                        Err(_) => break,
-                    }
+                wait_exit(&pidfd, None);
+                if own_child {
+                    reap(&pidfd);
                 }
                 self.on_exit(uuid, generation);
             });
     }
 
-    fn spawn_event_loop(&'static self, uuid: uuid::Uuid, generation: u64, events: std::sync::mpsc::Receiver<Event>) {
+    fn spawn_event_loop(
+        &'static self,
+        uuid: uuid::Uuid,
+        generation: u64,
+        events: std::sync::mpsc::Receiver<Event>,
+        after_start: Option<(PathBuf, String)>,
+    ) {
         let _ = std::thread::Builder::new()
             .name("qemu-events".into())
             .spawn(move || {
+                if let Some((log, line)) = after_start {
+                    // Off the start's path: the status file gains the pty paths, the log
+                    // its line.
+                    self.refresh_status(uuid, generation);
+                    let _ = append_log(&log, &line);
+                }
                 for ev in events {
                     self.on_event(uuid, generation, ev);
                 }
@@ -1078,7 +1423,9 @@ impl Driver {
 
     fn on_exit(&self, uuid: uuid::Uuid, generation: u64) {
         let mut st = self.lock();
-        let Some(d) = st.doms.get_mut(&uuid) else { return };
+        let Some(d) = st.doms.get_mut(&uuid) else {
+            return;
+        };
         if d.run.as_ref().is_none_or(|r| r.generation != generation) {
             return;
         }
@@ -1103,17 +1450,30 @@ impl Driver {
         let transient = !d.persistent;
         if transient {
             st.doms.remove(&uuid);
+        } else {
+            self.record_stop(&name, rsn);
         }
         self.cleanup_run_files(&name, &run.monitor, &run.overlays);
-        let _ = append_log(&self.paths.log_file(&name), &format!("rvirt: qemu pid {} ended (shutoff reason {rsn})\n", run.pid));
+        let _ = append_log(
+            &self.paths.log_file(&name),
+            &format!("rvirt: qemu pid {} ended (shutoff reason {rsn})\n", run.pid),
+        );
         drop(st);
         self.exited.notify_all();
         self.emit(vec![(r, event::STOPPED, det)]);
     }
 
-    fn transition(&self, uuid: uuid::Uuid, generation: u64, to: (i32, i32), ev: Option<(i32, i32)>) -> Emit {
+    fn transition(
+        &self,
+        uuid: uuid::Uuid,
+        generation: u64,
+        to: (i32, i32),
+        ev: Option<(i32, i32)>,
+    ) -> Emit {
         let mut st = self.lock();
-        let Some(d) = st.doms.get_mut(&uuid) else { return vec![] };
+        let Some(d) = st.doms.get_mut(&uuid) else {
+            return vec![];
+        };
         if d.run.as_ref().is_none_or(|r| r.generation != generation) || d.state == to.0 {
             return vec![];
         }
@@ -1122,7 +1482,8 @@ impl Driver {
         if let Some(run) = &d.run {
             let _ = self.write_status_locked(d, run);
         }
-        ev.map(|(e, det)| vec![(d.reference(), e, det)]).unwrap_or_default()
+        ev.map(|(e, det)| vec![(d.reference(), e, det)])
+            .unwrap_or_default()
     }
 
     fn on_event(&self, uuid: uuid::Uuid, generation: u64, ev: Event) {
@@ -1130,19 +1491,49 @@ impl Driver {
             "STOP" => {
                 let expect = {
                     let mut st = self.lock();
-                    let Some(run) = st.doms.get_mut(&uuid).and_then(|d| d.run.as_mut()).filter(|r| r.generation == generation) else {
+                    let Some(run) = st
+                        .doms
+                        .get_mut(&uuid)
+                        .and_then(|d| d.run.as_mut())
+                        .filter(|r| r.generation == generation)
+                    else {
                         return;
                     };
-                    if run.shutdown_seen || run.stopping.is_some() || run.panicked {
+                    if run.shutdown_seen || run.stopping.is_some() || run.panicked || run.resetting
+                    {
                         return;
                     }
                     run.expect_pause.take().unwrap_or(reason::PAUSED_UNKNOWN)
                 };
-                let e = self.transition(uuid, generation, (state::PAUSED, expect), Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)));
+                let e = self.transition(
+                    uuid,
+                    generation,
+                    (state::PAUSED, expect),
+                    Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)),
+                );
                 self.emit(e);
             }
             "RESUME" => {
-                let e = self.transition(uuid, generation, (state::RUNNING, reason::RUNNING_UNPAUSED), Some((event::RESUMED, detail::RESUMED_UNPAUSED)));
+                {
+                    let mut st = self.lock();
+                    let Some(run) = st
+                        .doms
+                        .get_mut(&uuid)
+                        .and_then(|d| d.run.as_mut())
+                        .filter(|r| r.generation == generation)
+                    else {
+                        return;
+                    };
+                    if std::mem::take(&mut run.resetting) {
+                        return;
+                    }
+                }
+                let e = self.transition(
+                    uuid,
+                    generation,
+                    (state::RUNNING, reason::RUNNING_UNPAUSED),
+                    Some((event::RESUMED, detail::RESUMED_UNPAUSED)),
+                );
                 self.emit(e);
             }
             "SHUTDOWN" => {
@@ -1153,9 +1544,18 @@ impl Driver {
             "GUEST_PANICKED" => {
                 let (action, r, qmp) = {
                     let mut st = self.lock();
-                    let Some(d) = st.doms.get_mut(&uuid) else { return };
-                    let action = d.def.element().child("on_crash").map(|e| e.text().trim().to_string()).unwrap_or_else(|| "destroy".into());
-                    let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else { return };
+                    let Some(d) = st.doms.get_mut(&uuid) else {
+                        return;
+                    };
+                    let action = d
+                        .def
+                        .element()
+                        .child("on_crash")
+                        .map(|e| e.text().trim().to_string())
+                        .unwrap_or_else(|| "destroy".into());
+                    let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else {
+                        return;
+                    };
                     run.panicked = true;
                     let q = run.qmp.clone();
                     d.state = state::CRASHED;
@@ -1169,7 +1569,8 @@ impl Driver {
                             let _ = q.execute("system_reset", None);
                             let _ = q.execute("cont", None);
                         }
-                        "preserve" | "coredump-restart" | "coredump-destroy" if action == "preserve" => {}
+                        "preserve" | "coredump-restart" | "coredump-destroy"
+                            if action == "preserve" => {}
                         _ => {
                             let _ = q.execute("quit", None);
                         }
@@ -1183,16 +1584,27 @@ impl Driver {
     fn after_shutdown_event(&self, uuid: uuid::Uuid, generation: u64, guest: bool, qreason: &str) {
         let (r, fake) = {
             let mut st = self.lock();
-            let Some(d) = st.doms.get_mut(&uuid) else { return };
-            let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else { return };
+            let Some(d) = st.doms.get_mut(&uuid) else {
+                return;
+            };
+            let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else {
+                return;
+            };
             if run.stopping.is_some() {
                 return;
             }
             let fake = std::mem::take(&mut run.fake_reboot);
-            if !fake {
+            if fake {
+                run.resetting = true;
+            } else {
                 run.shutdown_seen = true;
             }
-            (d.reference(), fake)
+            let r = d.reference();
+            if !fake && let Some(run) = &d.run {
+                // Recorded before QEMU is ended: whoever finds it gone reports a shutdown.
+                let _ = self.write_status_locked(d, run);
+            }
+            (r, fake)
         };
         if fake {
             // virDomainReboot through ACPI: reset and continue.
@@ -1202,7 +1614,15 @@ impl Driver {
             }
             return;
         }
-        self.emit(vec![(r, event::SHUTDOWN, if guest { detail::SHUTDOWN_GUEST } else { detail::SHUTDOWN_HOST })]);
+        self.emit(vec![(
+            r,
+            event::SHUTDOWN,
+            if guest {
+                detail::SHUTDOWN_GUEST
+            } else {
+                detail::SHUTDOWN_HOST
+            },
+        )]);
         self.after_guest_shutdown(uuid, generation, qreason == "guest-reset");
     }
 
@@ -1211,33 +1631,65 @@ impl Driver {
         let (action, qmp) = {
             let st = self.lock();
             let Some(d) = st.doms.get(&uuid) else { return };
-            let Some(run) = d.run.as_ref().filter(|r| r.generation == generation) else { return };
-            let key = if was_reset { "on_reboot" } else { "on_poweroff" };
+            let Some(run) = d.run.as_ref().filter(|r| r.generation == generation) else {
+                return;
+            };
+            let key = if was_reset {
+                "on_reboot"
+            } else {
+                "on_poweroff"
+            };
             let dflt = if was_reset { "restart" } else { "destroy" };
-            let a = run.live.element().child(key).map(|e| e.text().trim().to_string()).unwrap_or_else(|| dflt.into());
+            let a = run
+                .live
+                .element()
+                .child(key)
+                .map(|e| e.text().trim().to_string())
+                .unwrap_or_else(|| dflt.into());
             (a, run.qmp.clone())
         };
         match action.as_str() {
             "restart" | "restart-rename" => {
                 if let Some(q) = qmp {
-                    if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()) {
-                        run.shutdown_seen = false;
+                    {
+                        let mut st = self.lock();
+                        if let Some(d) = st.doms.get_mut(&uuid)
+                            && let Some(run) = d.run.as_mut().filter(|r| r.generation == generation)
+                        {
+                            run.shutdown_seen = false;
+                            run.resetting = true;
+                            let d = &*d;
+                            if let Some(run) = &d.run {
+                                let _ = self.write_status_locked(d, run);
+                            }
+                        }
                     }
                     let _ = q.execute("system_reset", None);
                     let _ = q.execute("cont", None);
                 }
             }
             "preserve" => {
-                let e = self.transition(uuid, generation, (state::PAUSED, reason::PAUSED_SHUTTING_DOWN), None);
+                let e = self.transition(
+                    uuid,
+                    generation,
+                    (state::PAUSED, reason::PAUSED_SHUTTING_DOWN),
+                    None,
+                );
                 self.emit(e);
             }
             _ => {
                 // destroy: QEMU stays up only because of -no-shutdown; end it.
                 let ok = qmp.is_some_and(|q| q.execute("quit", None).is_ok());
                 if !ok {
-                    let pidfd = self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).map(|r| r.pidfd.clone());
+                    let pidfd = self
+                        .lock()
+                        .doms
+                        .get(&uuid)
+                        .and_then(|d| d.run.as_ref())
+                        .map(|r| r.pidfd.clone());
                     if let Some(fd) = pidfd {
-                        let _ = rustix::process::pidfd_send_signal(&*fd, rustix::process::Signal::TERM);
+                        let _ =
+                            rustix::process::pidfd_send_signal(&*fd, rustix::process::Signal::TERM);
                     }
                 }
             }
@@ -1260,7 +1712,11 @@ impl Driver {
     }
 
     fn qmp_of(&self, uuid: uuid::Uuid) -> Option<Qmp> {
-        self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).and_then(|r| r.qmp.clone())
+        self.lock()
+            .doms
+            .get(&uuid)
+            .and_then(|d| d.run.as_ref())
+            .and_then(|r| r.qmp.clone())
     }
 
     fn running(&self, uuid: uuid::Uuid) -> Result<(Qmp, u64)> {
@@ -1269,10 +1725,12 @@ impl Driver {
             .doms
             .get(&uuid)
             .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
-        let run = d
-            .run
-            .as_ref()
-            .ok_or_else(|| perr(operation_invalid(ErrorDomain::Qemu, "domain is not running")))?;
+        let run = d.run.as_ref().ok_or_else(|| {
+            perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "domain is not running",
+            ))
+        })?;
         let q = run.qmp.clone().ok_or_else(|| {
             perr(operation_invalid(
                 ErrorDomain::Qemu,
@@ -1288,41 +1746,37 @@ impl Driver {
     /// has exited and its state is cleaned up.
     pub fn destroy(&self, uuid: uuid::Uuid) -> Result<()> {
         const GRACE: Duration = Duration::from_secs(5);
-        let mut st = self.lock();
-        let d = st
-            .doms
-            .get_mut(&uuid)
-            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
-        let run = d
-            .run
-            .as_mut()
-            .ok_or_else(|| perr(operation_invalid(ErrorDomain::Qemu, "domain is not running")))?;
-        run.stopping = Some(Stopping::Destroy);
-        let generation = run.generation;
-        let pidfd = run.pidfd.clone();
-        let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::TERM);
-        let gone = |s: &mut State| {
-            s.doms
-                .get(&uuid)
-                .and_then(|d| d.run.as_ref())
-                .is_some_and(|r| r.generation == generation)
+        let (generation, pidfd, own_child) = {
+            let mut st = self.lock();
+            let d = st
+                .doms
+                .get_mut(&uuid)
+                .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+            let run = d.run.as_mut().ok_or_else(|| {
+                perr(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "domain is not running",
+                ))
+            })?;
+            run.stopping = Some(Stopping::Destroy);
+            (run.generation, run.pidfd.clone(), run.own_child)
         };
-        let (g, to) = self.exited.wait_timeout_while(st, GRACE, gone).unwrap_or_else(|e| e.into_inner());
-        st = g;
-        if to.timed_out() {
+        let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::TERM);
+        // This thread waits on QEMU's exit itself and updates the state (the waiter thread
+        // then finds nothing to do): no hand-over between threads after QEMU is gone.
+        if !wait_exit(&pidfd, Some(GRACE)) {
             let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
-            let (g, to) = self
-                .exited
-                .wait_timeout_while(st, Duration::from_secs(30), gone)
-                .unwrap_or_else(|e| e.into_inner());
-            if to.timed_out() {
+            if !wait_exit(&pidfd, Some(Duration::from_secs(30))) {
                 return Err(DriverError::Launch {
                     reason: "qemu did not exit after SIGKILL".into(),
                     log: String::new(),
                 });
             }
-            drop(g);
         }
+        if own_child {
+            reap(&pidfd);
+        }
+        self.on_exit(uuid, generation);
         Ok(())
     }
 
@@ -1336,7 +1790,13 @@ impl Driver {
     /// virDomainReboot: ACPI power button, then reset instead of stopping.
     pub fn reboot(&self, uuid: uuid::Uuid) -> Result<()> {
         let (q, generation) = self.running(uuid)?;
-        if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()).filter(|r| r.generation == generation) {
+        if let Some(run) = self
+            .lock()
+            .doms
+            .get_mut(&uuid)
+            .and_then(|d| d.run.as_mut())
+            .filter(|r| r.generation == generation)
+        {
             run.fake_reboot = true;
         }
         q.execute("system_powerdown", None)?;
@@ -1350,7 +1810,12 @@ impl Driver {
             run.expect_pause = Some(reason::PAUSED_USER);
         }
         q.execute("stop", None)?;
-        let e = self.transition(uuid, generation, (state::PAUSED, reason::PAUSED_USER), Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)));
+        let e = self.transition(
+            uuid,
+            generation,
+            (state::PAUSED, reason::PAUSED_USER),
+            Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)),
+        );
         self.emit(e);
         Ok(())
     }
@@ -1359,12 +1824,25 @@ impl Driver {
     pub fn resume(&self, uuid: uuid::Uuid) -> Result<()> {
         let (q, generation) = self.running(uuid)?;
         if self.state(uuid).map_err(perr)?.0 == state::PAUSED
-            && self.lock().doms.get(&uuid).and_then(|d| d.run.as_ref()).is_some_and(|r| r.shutdown_seen)
+            && self
+                .lock()
+                .doms
+                .get(&uuid)
+                .and_then(|d| d.run.as_ref())
+                .is_some_and(|r| r.shutdown_seen)
         {
-            return Err(perr(operation_invalid(ErrorDomain::Qemu, "the guest has shut down; it cannot be resumed")));
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "the guest has shut down; it cannot be resumed",
+            )));
         }
         q.execute("cont", None)?;
-        let e = self.transition(uuid, generation, (state::RUNNING, reason::RUNNING_UNPAUSED), Some((event::RESUMED, detail::RESUMED_UNPAUSED)));
+        let e = self.transition(
+            uuid,
+            generation,
+            (state::RUNNING, reason::RUNNING_UNPAUSED),
+            Some((event::RESUMED, detail::RESUMED_UNPAUSED)),
+        );
         self.emit(e);
         Ok(())
     }
@@ -1372,7 +1850,10 @@ impl Driver {
 
 fn append_log(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f: File = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f: File = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }
 
@@ -1382,16 +1863,25 @@ fn fill_pty_paths(live: &mut Domain, chardevs: &serde_json::Value) {
     let mut map = HashMap::new();
     for c in chardevs.as_array().into_iter().flatten() {
         if let (Some(label), Some(f)) = (c["label"].as_str(), c["filename"].as_str())
-            && let Some(p) = f.strip_prefix("pty:") {
-                map.insert(label.to_string(), p.to_string());
-            }
+            && let Some(p) = f.strip_prefix("pty:")
+        {
+            map.insert(label.to_string(), p.to_string());
+        }
     }
-    let Some(devs) = live.element_mut().child_mut("devices") else { return };
+    let Some(devs) = live.element_mut().child_mut("devices") else {
+        return;
+    };
     for e in devs.elements_mut() {
         if !matches!(e.name(), "serial" | "console" | "channel") || e.attr("type") != Some("pty") {
             continue;
         }
-        let Some(alias) = e.child("alias").and_then(|a| a.attr("name")).map(str::to_string) else { continue };
+        let Some(alias) = e
+            .child("alias")
+            .and_then(|a| a.attr("name"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
         if let Some(p) = map.get(&format!("char{alias}")) {
             if e.name() == "console" {
                 e.set_attr("tty", p);
@@ -1399,7 +1889,10 @@ fn fill_pty_paths(live: &mut Domain, chardevs: &serde_json::Value) {
             let s = e.child_or_insert("source");
             s.set_attr("path", p);
             // <source> comes first among the children, as libvirt writes it.
-            let idx = e.nodes().iter().position(|n| matches!(n, rvirt_xml::Node::Element(c) if c.name() == "source"));
+            let idx = e
+                .nodes()
+                .iter()
+                .position(|n| matches!(n, rvirt_xml::Node::Element(c) if c.name() == "source"));
             if let Some(i) = idx {
                 let n = e.nodes_mut().remove(i);
                 e.nodes_mut().insert(0, n);
@@ -1415,20 +1908,53 @@ mod tests {
     #[test]
     fn pty_paths_fill_serial_and_console() {
         let mut d = Domain::parse("<domain type='qemu'><name>a</name><memory>1024</memory><os><type>hvm</type></os><devices><serial type='pty'><target port='0'/><alias name='serial0'/></serial><console type='pty'><target type='serial' port='0'/><alias name='serial0'/></console></devices></domain>").unwrap();
-        fill_pty_paths(&mut d, &json!([{"label": "charserial0", "filename": "pty:/dev/pts/7"}, {"label": "charmonitor", "filename": "unix:/x"}]));
+        fill_pty_paths(
+            &mut d,
+            &json!([{"label": "charserial0", "filename": "pty:/dev/pts/7"}, {"label": "charmonitor", "filename": "unix:/x"}]),
+        );
         let x = d.to_xml(&FormatOptions::default());
-        assert!(x.contains("<serial type='pty'>\n      <source path='/dev/pts/7'/>"), "{x}");
-        assert!(x.contains("<console type='pty' tty='/dev/pts/7'>\n      <source path='/dev/pts/7'/>"), "{x}");
+        assert!(
+            x.contains("<serial type='pty'>\n      <source path='/dev/pts/7'/>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<console type='pty' tty='/dev/pts/7'>\n      <source path='/dev/pts/7'/>"),
+            "{x}"
+        );
         assert!(x.contains("<console type='pty' tty='/dev/pts/7'>"), "{x}");
     }
 
     #[test]
     fn errors_carry_libvirt_codes() {
-        let e: PluginError = DriverError::Command(command::CommandError::Unsupported("x".into())).into();
+        let e: PluginError =
+            DriverError::Command(command::CommandError::Unsupported("x".into())).into();
         assert_eq!((e.code, e.domain), (67, 10));
         let e: PluginError = DriverError::Xml(Domain::parse("<domain/>").unwrap_err()).into();
         assert_eq!(e.code, 27);
         assert!(e.message.starts_with("XML error: "));
+    }
+
+    #[test]
+    fn state_files_are_replaced_whole_and_temporaries_are_recognised() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-wf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.status");
+        write_file(&p, b"one", Durability::Volatile).unwrap();
+        write_file(&p, b"two", Durability::Durable).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        assert_eq!(
+            stale_temp_owner(Path::new("/r/.a.status.tmp123-4")),
+            Some(123)
+        );
+        assert_eq!(stale_temp_owner(Path::new("/r/.b.stopped.tmp9-0")), Some(9));
+        assert_eq!(stale_temp_owner(Path::new("/r/a.status")), None);
+        assert_eq!(stale_temp_owner(Path::new("/r/.x.tmp")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

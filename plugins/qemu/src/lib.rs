@@ -33,7 +33,11 @@ rvirt_sdk::export_plugin! {
 }
 
 /// Opens a `qemu://` connection.
-pub fn open(uri: &str, read_only: bool, events: EventSinkBox) -> Result<QemuConnection, PluginError> {
+pub fn open(
+    uri: &str,
+    read_only: bool,
+    events: EventSinkBox,
+) -> Result<QemuConnection, PluginError> {
     let paths = paths::Paths::from_uri(uri)
         .map_err(|e| PluginError::new(ErrorCode::OpenFailed, ErrorDomain::Qemu, e.to_string()))?;
     let driver = driver::driver_for(&paths).map_err(PluginError::from)?;
@@ -63,7 +67,11 @@ fn res<T>(r: Result<T, driver::DriverError>) -> PResult<T> {
 }
 
 impl QemuConnection {
-    fn write<T>(&self, op: &str, f: impl FnOnce(&'static Driver) -> Result<T, driver::DriverError>) -> PResult<T> {
+    fn write<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&'static Driver) -> Result<T, driver::DriverError>,
+    ) -> PResult<T> {
         if self.read_only {
             return RResult::RErr(read_only_denied(op));
         }
@@ -78,14 +86,24 @@ fn qemu_version() -> u64 {
             .arg("--version")
             .output()
             .ok();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let v = text
             .split_whitespace()
             .skip_while(|w| *w != "version")
             .nth(1)
             .unwrap_or("0.0.0");
-        let mut it = v.split('.').map(|x| x.trim_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap_or(0));
-        let (a, b, c) = (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0));
+        let mut it = v.split('.').map(|x| {
+            x.trim_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+                .unwrap_or(0)
+        });
+        let (a, b, c) = (
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+        );
         a * 1_000_000 + b * 1_000 + c
     })
 }
@@ -121,7 +139,9 @@ fn node_info() -> NodeInfo {
 
 fn capabilities() -> String {
     let kvm = command::kvm_usable().is_ok();
-    let mut s = String::from("<capabilities>\n  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/bin/qemu-system-x86_64</emulator>\n      <machine>pc</machine>\n      <machine>q35</machine>\n      <domain type='qemu'/>\n");
+    let mut s = String::from(
+        "<capabilities>\n  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/bin/qemu-system-x86_64</emulator>\n      <machine>pc</machine>\n      <machine>q35</machine>\n      <domain type='qemu'/>\n",
+    );
     if kvm {
         s.push_str("      <domain type='kvm'/>\n");
     }
@@ -181,7 +201,9 @@ impl DriverConnection for QemuConnection {
     }
 
     fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> {
-        self.write("virDomainUndefine", |d| d.undefine(from_abi_uuid(uuid), flags))
+        self.write("virDomainUndefine", |d| {
+            d.undefine(from_abi_uuid(uuid), flags)
+        })
     }
 
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
@@ -189,7 +211,9 @@ impl DriverConnection for QemuConnection {
     }
 
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
-        self.write("virDomainCreateXML", |d| d.create_transient(xml.as_str(), flags))
+        self.write("virDomainCreateXML", |d| {
+            d.create_transient(xml.as_str(), flags)
+        })
     }
 
     fn destroy(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
@@ -224,7 +248,10 @@ impl DriverConnection for QemuConnection {
     }
 
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
-        self.driver.xml(from_abi_uuid(uuid), flags).map(RString::from).into()
+        self.driver
+            .xml(from_abi_uuid(uuid), flags)
+            .map(RString::from)
+            .into()
     }
 
     fn is_persistent(&self, uuid: Uuid) -> PResult<bool> {
@@ -236,7 +263,9 @@ impl DriverConnection for QemuConnection {
     }
 
     fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> {
-        self.write("virDomainSetAutostart", |d| d.set_autostart(from_abi_uuid(uuid), autostart))
+        self.write("virDomainSetAutostart", |d| {
+            d.set_autostart(from_abi_uuid(uuid), autostart)
+        })
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
@@ -244,14 +273,25 @@ impl DriverConnection for QemuConnection {
     }
 
     fn get_os_type(&self, uuid: Uuid) -> PResult<RString> {
-        self.driver.os_type(from_abi_uuid(uuid)).map(RString::from).into()
+        self.driver
+            .os_type(from_abi_uuid(uuid))
+            .map(RString::from)
+            .into()
     }
 
     fn has_managed_save_image(&self, uuid: Uuid, _flags: u32) -> PResult<bool> {
-        self.driver.by_uuid(from_abi_uuid(uuid)).map(|_| false).into()
+        self.driver
+            .by_uuid(from_abi_uuid(uuid))
+            .map(|_| false)
+            .into()
     }
 
-    fn domain_xml_to_native(&self, format: RStr<'_>, xml: RStr<'_>, _flags: u32) -> PResult<RString> {
+    fn domain_xml_to_native(
+        &self,
+        format: RStr<'_>,
+        xml: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RString> {
         if format.as_str() != "qemu-argv" {
             return RResult::RErr(PluginError::new(
                 ErrorCode::InvalidArg,

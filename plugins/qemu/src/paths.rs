@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PathsError {
     /// The URI is not one the driver serves.
-    #[error("unsupported qemu URI '{0}': use qemu:///system, qemu:///session or qemu:///embed?root=DIR")]
+    #[error(
+        "unsupported qemu URI '{0}': use qemu:///system, qemu:///session or qemu:///embed?root=DIR"
+    )]
     Uri(String),
     /// `embed` needs an absolute root.
     #[error("qemu:///embed needs an absolute root directory (?root=/path), got '{0}'")]
@@ -34,12 +36,14 @@ fn decode(v: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len()
-            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
     }
@@ -56,7 +60,9 @@ impl Paths {
         match path {
             "/system" => Ok(Paths::under("qemu:///system".into(), None)),
             "/session" => {
-                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| "/root".into());
                 let xdg = |var: &str, dflt: &str| {
                     std::env::var_os(var)
                         .map(PathBuf::from)
@@ -132,8 +138,9 @@ impl Paths {
     pub fn status_file(&self, name: &str) -> PathBuf {
         self.run.join(format!("{name}.status"))
     }
-    /// `run/NAME.stopped`: why a persistent domain last stopped (a libvirt shutoff reason
-    /// number), so that every process reports the same reason until the host reboots.
+    /// `run/NAME.stopped`: why a persistent domain last stopped (a symlink to a libvirt
+    /// shutoff reason number), so that every process reports the same reason until the
+    /// host reboots.
     pub fn stopped_file(&self, name: &str) -> PathBuf {
         self.run.join(format!("{name}.stopped"))
     }
@@ -172,9 +179,18 @@ mod tests {
         assert_eq!(p.log, PathBuf::from("/var/log/rvirt/qemu"));
         assert_eq!(p.state, PathBuf::from("/var/lib/rvirt/qemu"));
         let e = Paths::from_uri("qemu:///embed?root=/tmp/x%20y").unwrap();
-        assert!(e.config.starts_with("/tmp/x y") && e.run.starts_with("/tmp/x y") && e.log.starts_with("/tmp/x y"));
+        assert!(
+            e.config.starts_with("/tmp/x y")
+                && e.run.starts_with("/tmp/x y")
+                && e.log.starts_with("/tmp/x y")
+        );
         assert!(Paths::from_uri("qemu:///embed?root=rel").is_err());
         assert!(Paths::from_uri("qemu:///other").is_err());
-        assert!(Paths::from_uri("qemu:///session").unwrap().config.ends_with("rvirt/qemu"));
+        assert!(
+            Paths::from_uri("qemu:///session")
+                .unwrap()
+                .config
+                .ends_with("rvirt/qemu")
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! [`Qmp::handshake`] reads the greeting from a connected stream, negotiates capabilities
 //! (`qmp_capabilities`) and starts one reader thread. After that, [`Qmp::execute`] may be
 //! called from any thread: each command carries an `id`, and the reader thread routes every
-//! answer to the caller waiting for that id. Asynchronous events (`STOP`, `SHUTDOWN`, ...)
+//! answer to the caller waiting for that id; [`Qmp::send`] puts a command in flight without
+//! waiting, so that several cost one round trip. Asynchronous events (`STOP`, `SHUTDOWN`, ...)
 //! arrive on the [`Event`] channel returned with the client. When QEMU closes the socket
 //! (it exited, or another client took the monitor), waiting callers get
 //! [`QmpError::Closed`] and the event channel disconnects, so a supervisor can block on the
@@ -103,7 +104,9 @@ pub struct Qmp {
 
 impl std::fmt::Debug for Qmp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Qmp").field("version", &self.version()).finish()
+        f.debug_struct("Qmp")
+            .field("version", &self.version())
+            .finish()
     }
 }
 
@@ -230,6 +233,12 @@ impl Qmp {
         arguments: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, QmpError> {
+        self.send(command, arguments)?.wait(timeout)
+    }
+
+    /// Sends `command` without waiting for its answer, so that several commands can be in
+    /// flight at once (QEMU answers them in order). Wait with [`PendingReply::wait`].
+    pub fn send(&self, command: &str, arguments: Option<Value>) -> Result<PendingReply, QmpError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         {
@@ -257,19 +266,12 @@ impl Qmp {
                 QmpError::Io(e)
             });
         }
-        match rx.recv_timeout(timeout) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err((class, desc))) => Err(QmpError::Command {
-                command: command.to_string(),
-                class,
-                desc,
-            }),
-            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                self.lock_pending().waiters.remove(&id);
-                Err(QmpError::Timeout(command.to_string()))
-            }
-        }
+        Ok(PendingReply {
+            qmp: self.clone(),
+            id,
+            command: command.to_string(),
+            rx,
+        })
     }
 
     /// Whether the reader has seen the end of the connection.
@@ -292,6 +294,35 @@ impl Qmp {
     }
 }
 
+/// A command sent with [`Qmp::send`] whose answer has not been read yet.
+#[derive(Debug)]
+pub struct PendingReply {
+    qmp: Qmp,
+    id: u64,
+    command: String,
+    rx: Receiver<Reply>,
+}
+
+impl PendingReply {
+    /// Blocks until the answer arrives (or `timeout` passes) and returns its `return`
+    /// member.
+    pub fn wait(self, timeout: Duration) -> Result<Value, QmpError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err((class, desc))) => Err(QmpError::Command {
+                command: self.command,
+                class,
+                desc,
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                self.qmp.lock_pending().waiters.remove(&self.id);
+                Err(QmpError::Timeout(self.command))
+            }
+        }
+    }
+}
+
 fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: Sender<Event>) {
     loop {
         let msg = match read_message(&mut reader) {
@@ -303,9 +334,7 @@ fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: S
         };
         if let Some(name) = msg.get("event").and_then(Value::as_str) {
             let ts = &msg["timestamp"];
-            let timestamp = ts["seconds"]
-                .as_i64()
-                .zip(ts["microseconds"].as_i64());
+            let timestamp = ts["seconds"].as_i64().zip(ts["microseconds"].as_i64());
             let _ = events.send(Event {
                 name: name.to_string(),
                 data: msg.get("data").cloned().unwrap_or(Value::Null),
@@ -343,7 +372,10 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     /// A scripted QMP server: greeting, capabilities, then answers per command name.
-    fn mock_server(listener: UnixListener, close_after: usize) -> std::thread::JoinHandle<Vec<Value>> {
+    fn mock_server(
+        listener: UnixListener,
+        close_after: usize,
+    ) -> std::thread::JoinHandle<Vec<Value>> {
         std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut w = stream.try_clone().unwrap();
@@ -363,7 +395,9 @@ mod tests {
                         json!({"return": {"status": "paused", "running": false}, "id": id})
                     }
                     "echo" => json!({"return": cmd["arguments"].clone(), "id": id}),
-                    _ => json!({"error": {"class": "CommandNotFound", "desc": format!("The command {name} has not been found")}, "id": id}),
+                    _ => {
+                        json!({"error": {"class": "CommandNotFound", "desc": format!("The command {name} has not been found")}, "id": id})
+                    }
                 };
                 w.write_all(format!("{answer}\r\n").as_bytes()).unwrap();
                 if name != "qmp_capabilities" {
@@ -414,7 +448,10 @@ mod tests {
             Err(RecvTimeoutError::Disconnected)
         ));
         assert!(qmp.is_closed());
-        assert!(matches!(qmp.execute("query-status", None), Err(QmpError::Closed)));
+        assert!(matches!(
+            qmp.execute("query-status", None),
+            Err(QmpError::Closed)
+        ));
         let _ = std::fs::remove_file(&path);
     }
 
@@ -432,6 +469,44 @@ mod tests {
         for (i, h) in handles.into_iter().enumerate() {
             assert_eq!(h.join().unwrap(), json!({ "n": i }));
         }
+        server.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn pipelined_commands_are_answered_in_order() {
+        // The server reads both commands before it answers either: only a client that
+        // sends the second without waiting for the first answer gets through.
+        let path = socket_path("pipe");
+        let l = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = l.accept().unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
+            let caps = read_message(&mut r).unwrap().unwrap();
+            w.write_all(format!("{}\r\n", json!({"return": {}, "id": caps["id"]})).as_bytes())
+                .unwrap();
+            let a = read_message(&mut r).unwrap().unwrap();
+            let b = read_message(&mut r).unwrap().unwrap();
+            for c in [&a, &b] {
+                w.write_all(
+                    format!("{}\r\n", json!({"return": c["execute"], "id": c["id"]})).as_bytes(),
+                )
+                .unwrap();
+            }
+            let _ = read_message(&mut r);
+        });
+        let (qmp, _events) = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        let first = qmp.send("query-chardev", None).unwrap();
+        let second = qmp.send("cont", None).unwrap();
+        assert_eq!(second.wait(Duration::from_secs(5)).unwrap(), json!("cont"));
+        assert_eq!(
+            first.wait(Duration::from_secs(5)).unwrap(),
+            json!("query-chardev")
+        );
+        qmp.close();
         server.join().unwrap();
         let _ = std::fs::remove_file(&path);
     }
@@ -461,6 +536,9 @@ mod tests {
         t.join().unwrap();
         let _ = std::fs::remove_file(&path);
         let e = Qmp::connect(&path, Duration::from_secs(1)).unwrap_err();
-        assert!(e.to_string().starts_with("cannot connect to the monitor socket"));
+        assert!(
+            e.to_string()
+                .starts_with("cannot connect to the monitor socket")
+        );
     }
 }
