@@ -338,7 +338,7 @@ impl Node {
                         d.id = Some(node.next_id);
                         node.next_id += 1;
                         d.state = st;
-                        d.reason = 1;
+                        d.reason = 0; // unknown, as libvirt reports node-file domains
                         d.started = Some(Instant::now());
                     }
                     node.push(d);
