@@ -7,22 +7,10 @@ use std::{
     process::{Command, Output},
 };
 
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
+use rvirt_tests::profile_dir;
 
 fn rvirt_bin() -> PathBuf {
-    let p = profile_dir().join("rvirt");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        p.display()
-    );
-    p
+    rvirt_tests::built("rvirt")
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -269,27 +257,30 @@ fn xml_normalize_prints_libvirts_form() {
 /// own libvirtd (a private instance from `shared/bench/lvd.py`, its test driver).
 #[test]
 fn rvirt_cli_drives_debians_libvirtd() {
-    let shared = std::env::var_os("RVIRT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let lvd = shared.join("bench/lvd.py");
+    let lvd = rvirt_tests::shared_dir().join("bench/lvd.py");
     let have = Path::new("/usr/sbin/libvirtd").is_file() && lvd.is_file() && rustix_is_root();
     if !have {
-        let msg = format!(
-            "\n!!! rvirt_cli_drives_debians_libvirtd DID NOT RUN: needs root, /usr/sbin/libvirtd \
-             (apt-get install libvirt-daemon) and {}\n",
-            lvd.display()
+        rvirt_tests::cannot_run(
+            "rvirt_cli_drives_debians_libvirtd",
+            &format!(
+                "needs root, /usr/sbin/libvirtd (apt-get install libvirt-daemon) and {}",
+                lvd.display()
+            ),
         );
-        if std::env::var_os("RVIRT_ALLOW_SKIP").is_some() {
-            eprintln!("{msg}");
-            return;
-        }
-        panic!("{msg}");
+        return;
     }
     let dir = tmpdir("lvd");
     let py = |args: &[&str]| {
-        let o = Command::new("/usr/bin/python3").arg(&lvd).args(args).output().expect("run lvd.py");
-        assert!(o.status.success(), "lvd.py {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("/usr/bin/python3")
+            .arg(&lvd)
+            .args(args)
+            .output()
+            .expect("run lvd.py");
+        assert!(
+            o.status.success(),
+            "lvd.py {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     let d = dir.to_str().unwrap();
@@ -302,19 +293,32 @@ fn rvirt_cli_drives_debians_libvirtd() {
         }
     }
     let stop = || {
-        let _ = Command::new("/usr/bin/python3").arg(&lvd).args(["stop", d]).output();
+        let _ = Command::new("/usr/bin/python3")
+            .arg(&lvd)
+            .args(["stop", d])
+            .output();
     };
     let _guard = Stop(&stop);
     let uri = py(&["uri", d, "test"]);
     assert!(uri.starts_with("test+unix://"), "{uri}");
     let out = ok(&["-c", &uri, "list", "--all"]);
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "test", "running"]), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "test", "running"]),
+        "{out}"
+    );
     // libvirtd's test driver drops test:///default's state when its last connection
     // closes, so each rvirt process starts from the default node again.
     assert!(ok(&["-c", &uri, "suspend", "test"]).contains("suspended"));
-    assert_eq!(ok(&["-c", &uri, "domstate", "test", "--reason"]).trim(), "running (unknown)");
+    assert_eq!(
+        ok(&["-c", &uri, "domstate", "test", "--reason"]).trim(),
+        "running (unknown)"
+    );
     let e = fails(&["-c", &uri, "resume", "test"]);
-    assert!(e.contains("'test'") && e.contains("not paused"), "libvirtd's own error comes through: {e}");
+    assert!(
+        e.contains("'test'") && e.contains("not paused"),
+        "libvirtd's own error comes through: {e}"
+    );
     let info = ok(&["-c", &uri, "dominfo", "test"]);
     assert!(info.contains("Max memory:     8388608 KiB"), "{info}");
     assert!(ok(&["-c", &uri, "dumpxml", "test"]).contains("<name>test</name>"));
@@ -323,5 +327,8 @@ fn rvirt_cli_drives_debians_libvirtd() {
 }
 
 fn rustix_is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

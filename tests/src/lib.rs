@@ -1,1 +1,86 @@
-//! End-to-end tests live in tests/e2e; this library is empty.
+//! Test support shared by the integration tests of every crate: where the built binaries,
+//! plugins and the shared material are, the test guest, and the rule for tests that
+//! cannot run (they say why, loudly, and fail unless `RVIRT_ALLOW_SKIP=1`).
+//!
+//! The end-to-end tests themselves are in `tests/e2e`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// `shared/` beside the checkout (or `$RVIRT_SHARED`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("RVIRT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"))
+}
+
+/// The directory of the build profile the running test binary belongs to
+/// (`target/debug` for `target/debug/deps/it-...`): where `cargo build --workspace` put the
+/// binaries and plugin shared objects.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A built artifact of the workspace (`rvirt`, `librvirt_plugin_test.so`, ...); panics
+/// with the remedy when it is missing.
+pub fn built(name: &str) -> PathBuf {
+    let p = profile_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        p.display()
+    );
+    p
+}
+
+/// Whether a test may skip what it cannot run (`RVIRT_ALLOW_SKIP=1`).
+pub fn skip_allowed() -> bool {
+    std::env::var("RVIRT_ALLOW_SKIP").as_deref() == Ok("1")
+}
+
+/// Says loudly that a test cannot run and why; returns (so the test can return) only when
+/// skipping is allowed, and panics otherwise.
+pub fn cannot_run(test: &str, why: &str) {
+    let msg = format!("\n!!!!! {test} DID NOT RUN: {why}\n");
+    if skip_allowed() {
+        eprintln!("{msg}(RVIRT_ALLOW_SKIP=1)\n");
+    } else {
+        panic!("{msg}(set RVIRT_ALLOW_SKIP=1 to skip)");
+    }
+}
+
+/// The test guest (`shared/guest/build-guest.sh target/guest`), built or found up to date
+/// once per test process; the script itself locks against parallel builds.
+pub fn guest() -> PathBuf {
+    static G: OnceLock<PathBuf> = OnceLock::new();
+    G.get_or_init(|| {
+        let out = workspace_root().join("target/guest");
+        let st = Command::new(shared_dir().join("guest/build-guest.sh"))
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run shared/guest/build-guest.sh");
+        assert!(st.success(), "build-guest.sh failed");
+        assert!(
+            out.join("vmlinux").is_file(),
+            "the guest has no vmlinux (is xz-utils installed?)"
+        );
+        out
+    })
+    .clone()
+}

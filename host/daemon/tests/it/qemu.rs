@@ -4,36 +4,12 @@
 
 use super::{Daemon, missing};
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
     time::{Duration, Instant},
 };
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-/// The test guest from `shared/guest/build-guest.sh` (idempotent, locked for parallel use).
-fn guest() -> PathBuf {
-    let shared = std::env::var_os("RVIRT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
-    let out = workspace_root().join("target/guest");
-    let st = Command::new(shared.join("guest/build-guest.sh"))
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run shared/guest/build-guest.sh");
-    assert!(st.success(), "build-guest.sh failed");
-    assert!(
-        out.join("vmlinux").is_file(),
-        "the guest has no vmlinux (is xz-utils installed?)"
-    );
-    out
-}
+use rvirt_tests::guest;
 
 fn virsh(uri: &str, args: &[&str]) -> Output {
     Command::new("virsh")

@@ -19,32 +19,13 @@ fn current_minor() -> String {
         .unwrap()
 }
 
-/// `target/debug` (or the profile directory this test binary was built in).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use rvirt_tests::{profile_dir, workspace_root};
 
 /// A directory holding only the test driver plugin.
 fn test_plugin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let so = profile_dir().join("librvirt_plugin_test.so");
-        assert!(
-            so.is_file(),
-            "the test driver plugin {} is missing: run `cargo build --workspace` before the tests",
-            so.display()
-        );
+        let so = rvirt_tests::built("librvirt_plugin_test.so");
         let dir = std::env::temp_dir().join(format!("rvirt-it-plugins-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&so, dir.join("librvirt_plugin_test.so")).unwrap();

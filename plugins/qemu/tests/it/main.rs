@@ -15,20 +15,7 @@ use std::{
 
 const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use rvirt_tests::profile_dir;
 
 /// `false` (after a loud message) when QEMU is missing and skipping is allowed.
 fn qemu_present() -> bool {
@@ -63,27 +50,7 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-/// The test guest, built (or found up to date) once.
-fn guest() -> PathBuf {
-    static G: OnceLock<PathBuf> = OnceLock::new();
-    G.get_or_init(|| {
-        let shared = std::env::var_os("RVIRT_SHARED")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("../shared"));
-        let out = workspace_root().join("target/guest");
-        let st = Command::new(shared.join("guest/build-guest.sh"))
-            .arg(&out)
-            .status()
-            .expect("run build-guest.sh");
-        assert!(st.success(), "build-guest.sh failed");
-        assert!(
-            out.join("vmlinux").is_file(),
-            "the guest has no vmlinux (is xz-utils installed?)"
-        );
-        out
-    })
-    .clone()
-}
+use rvirt_tests::guest;
 
 /// A fresh embed root (short path: unix socket paths are limited to 108 bytes).
 fn root(tag: &str) -> PathBuf {
@@ -462,9 +429,7 @@ fn bad_xml_and_missing_disks_fail_clearly_and_leave_nothing() {
 /// every `-device`, `-netdev` and `-blockdev` object libvirt emits must be emitted the same.
 #[test]
 fn argv_matches_libvirt_shapes_for_simple_corpus_files() {
-    let shared = std::env::var_os("RVIRT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
+    let shared = rvirt_tests::shared_dir();
     let corpus = shared.join("corpus/qemuxmlconfdata");
     assert!(corpus.is_dir(), "{} is missing", corpus.display());
     let r = root("golden");
