@@ -17,11 +17,17 @@ fn measure(label: &str, bytes: usize, min: Duration, mut f: impl FnMut()) {
     }
     let secs = start.elapsed().as_secs_f64();
     let mb = (bytes as f64 * f64::from(iters)) / 1e6;
-    println!("{label:<40} {:>8.1} MB/s  ({iters} passes, {:.2} s)", mb / secs, secs);
+    println!(
+        "{label:<40} {:>8.1} MB/s  ({iters} passes, {:.2} s)",
+        mb / secs,
+        secs
+    );
 }
 
 fn main() {
-    let Some(corpus) = rvirt_xml::compat::locate_corpus(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))) else {
+    let Some(corpus) =
+        rvirt_xml::compat::locate_corpus(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+    else {
         eprintln!("!!!!!!!! benchmark DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!");
         return;
     };
@@ -32,8 +38,14 @@ fn main() {
             inputs.push(t);
         }
     }
-    let opts = FormatOptions { inactive: true, secure: true };
-    let domains: Vec<Domain> = inputs.iter().filter_map(|t| Domain::parse(t).ok()).collect();
+    let opts = FormatOptions {
+        inactive: true,
+        secure: true,
+    };
+    let domains: Vec<Domain> = inputs
+        .iter()
+        .filter_map(|t| Domain::parse(t).ok())
+        .collect();
     let ok_inputs: Vec<&String> = inputs.iter().filter(|t| Domain::parse(t).is_ok()).collect();
     let bytes: usize = ok_inputs.iter().map(|t| t.len()).sum();
     let out_bytes: usize = domains.iter().map(|d| d.to_xml(&opts).len()).sum();

@@ -91,7 +91,8 @@ impl Capabilities {
         }
         if !self.host.cells.is_empty() {
             let mut topo = Element::new("topology");
-            let mut cells = Element::new("cells").with_attr("num", &self.host.cells.len().to_string());
+            let mut cells =
+                Element::new("cells").with_attr("num", &self.host.cells.len().to_string());
             for c in &self.host.cells {
                 let mut cell = Element::new("cell").with_attr("id", &c.id.to_string());
                 cell.push(text("memory", &c.memory_kib.to_string()).with_attr("unit", "KiB"));
@@ -137,7 +138,11 @@ impl Capabilities {
             if !g.features.is_empty() {
                 let mut f = Element::new("features");
                 for (name, default, toggle) in &g.features {
-                    f.push(Element::new(name.as_str()).with_attr("default", if *default { "on" } else { "off" }).with_attr("toggle", yes_no(*toggle)));
+                    f.push(
+                        Element::new(name.as_str())
+                            .with_attr("default", if *default { "on" } else { "off" })
+                            .with_attr("toggle", yes_no(*toggle)),
+                    );
                 }
                 guest.push(f);
             }
@@ -199,21 +204,34 @@ impl DomainCaps {
         if !self.firmwares.is_empty() {
             os.push(enum_el("firmware", &self.firmwares));
         }
-        let mut loader = Element::new("loader").with_attr("supported", yes_no(!self.loader_values.is_empty()));
+        let mut loader =
+            Element::new("loader").with_attr("supported", yes_no(!self.loader_values.is_empty()));
         for v in &self.loader_values {
             loader.push(text("value", v));
         }
         os.push(loader);
         root.push(os);
         let mut cpu = Element::new("cpu");
-        cpu.push(Element::new("mode").with_attr("name", "host-passthrough").with_attr("supported", yes_no(self.cpu_host_passthrough)));
-        cpu.push(Element::new("mode").with_attr("name", "maximum").with_attr("supported", yes_no(self.cpu_maximum)));
-        let mut hm = Element::new("mode").with_attr("name", "host-model").with_attr("supported", yes_no(self.cpu_host_model.is_some()));
+        cpu.push(
+            Element::new("mode")
+                .with_attr("name", "host-passthrough")
+                .with_attr("supported", yes_no(self.cpu_host_passthrough)),
+        );
+        cpu.push(
+            Element::new("mode")
+                .with_attr("name", "maximum")
+                .with_attr("supported", yes_no(self.cpu_maximum)),
+        );
+        let mut hm = Element::new("mode")
+            .with_attr("name", "host-model")
+            .with_attr("supported", yes_no(self.cpu_host_model.is_some()));
         if let Some(m) = &self.cpu_host_model {
             hm.push(text("model", m).with_attr("fallback", "forbid"));
         }
         cpu.push(hm);
-        let mut custom = Element::new("mode").with_attr("name", "custom").with_attr("supported", yes_no(!self.cpu_custom_models.is_empty()));
+        let mut custom = Element::new("mode")
+            .with_attr("name", "custom")
+            .with_attr("supported", yes_no(!self.cpu_custom_models.is_empty()));
         for m in &self.cpu_custom_models {
             custom.push(text("model", m).with_attr("usable", "unknown"));
         }
@@ -255,12 +273,23 @@ mod tests {
     #[test]
     fn capabilities_format() {
         let caps = Capabilities {
-            host: HostCaps { arch: "x86_64".into(), cells: vec![HostCell { id: 0, memory_kib: 1024, cpus: vec![0, 1] }], ..Default::default() },
+            host: HostCaps {
+                arch: "x86_64".into(),
+                cells: vec![HostCell {
+                    id: 0,
+                    memory_kib: 1024,
+                    cpus: vec![0, 1],
+                }],
+                ..Default::default()
+            },
             guests: vec![GuestCaps {
                 os_type: "hvm".into(),
                 arch: "x86_64".into(),
                 wordsize: 64,
-                machines: vec![Machine { name: "pc".into(), ..Default::default() }],
+                machines: vec![Machine {
+                    name: "pc".into(),
+                    ..Default::default()
+                }],
                 domain_types: vec!["test".into()],
                 ..Default::default()
             }],
@@ -279,7 +308,11 @@ mod tests {
             domain: "test".into(),
             arch: "x86_64".into(),
             max_vcpus: 4,
-            device_enums: vec![("disk".into(), "bus".into(), vec!["virtio".into(), "sata".into()])],
+            device_enums: vec![(
+                "disk".into(),
+                "bus".into(),
+                vec!["virtio".into(), "sata".into()],
+            )],
             features: vec![("gic".into(), false)],
             ..Default::default()
         };

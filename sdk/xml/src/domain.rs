@@ -1,10 +1,10 @@
 //! The domain document (`<domain>`): validation, generic post-parse defaults
 //! and libvirt-style formatting on top of the lossless [`Element`] tree.
 
+use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::tree::{Element, Node};
 use crate::util::{generate_mac, parse_u64, parse_uuid, req_attr, scale_to_bytes};
-use crate::FormatOptions;
 
 /// Hypervisor types accepted in `<domain type=...>` (domaincommon.rng).
 pub const DOMAIN_TYPES: &[&str] = &[
@@ -75,7 +75,10 @@ impl Domain {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
+        self.root
+            .child("name")
+            .and_then(|n| n.text_ref())
+            .unwrap_or("")
     }
 
     /// Renames the domain.
@@ -115,14 +118,22 @@ impl Domain {
 
     /// Runtime id (`<domain id=...>`) when running.
     pub fn id(&self) -> Option<i32> {
-        self.root.attr("id").and_then(|s| s.trim().parse::<i32>().ok()).filter(|v| *v >= 0)
+        self.root
+            .attr("id")
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|v| *v >= 0)
     }
 
     /// Sets or clears the runtime id; the live form shows `id='N'`.
     pub fn set_id(&mut self, id: Option<i32>) {
         match id {
             Some(v) if v >= 0 => {
-                let pos = self.root.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+                let pos = self
+                    .root
+                    .attrs()
+                    .iter()
+                    .position(|(k, _)| k == "type")
+                    .map_or(0, |p| p + 1);
                 self.root.insert_attr(pos, "id", &v.to_string());
             }
             _ => self.root.remove_attr("id"),
@@ -155,7 +166,10 @@ impl Domain {
     /// `<maxMemory>` in KiB and its slot count, when present.
     pub fn max_memory_kib(&self) -> Option<(u64, Option<u32>)> {
         let m = self.root.child("maxMemory")?;
-        Some((kib_of(Some(m)), m.attr("slots").and_then(|s| s.trim().parse().ok())))
+        Some((
+            kib_of(Some(m)),
+            m.attr("slots").and_then(|s| s.trim().parse().ok()),
+        ))
     }
 
     /// `<vcpu>` (maximum vCPUs, default 1).
@@ -186,22 +200,34 @@ impl Domain {
 
     /// `<os><type arch=...>`.
     pub fn os_arch(&self) -> Option<&str> {
-        self.root.child("os").and_then(|o| o.child("type")).and_then(|t| t.attr("arch"))
+        self.root
+            .child("os")
+            .and_then(|o| o.child("type"))
+            .and_then(|t| t.attr("arch"))
     }
 
     /// `<os><type machine=...>`.
     pub fn os_machine(&self) -> Option<&str> {
-        self.root.child("os").and_then(|o| o.child("type")).and_then(|t| t.attr("machine"))
+        self.root
+            .child("os")
+            .and_then(|o| o.child("type"))
+            .and_then(|t| t.attr("machine"))
     }
 
     /// `<devices>` children (all device elements in order).
     pub fn devices(&self) -> impl Iterator<Item = &Element> {
-        self.root.child("devices").into_iter().flat_map(|d| d.elements())
+        self.root
+            .child("devices")
+            .into_iter()
+            .flat_map(|d| d.elements())
     }
 
     /// Devices of one kind (`disk`, `interface`, ...).
     pub fn devices_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.root.child("devices").into_iter().flat_map(move |d| d.children_named(kind))
+        self.root
+            .child("devices")
+            .into_iter()
+            .flat_map(move |d| d.children_named(kind))
     }
 
     /// `<metadata>`: the raw elements, namespace declarations kept.
@@ -211,7 +237,11 @@ impl Domain {
 
     /// The metadata element of one namespace URI.
     pub fn metadata_for(&self, uri: &str) -> Option<&Element> {
-        self.metadata()?.elements().find(|e| e.attrs().iter().any(|(k, v)| k.starts_with("xmlns") && v == uri))
+        self.metadata()?.elements().find(|e| {
+            e.attrs()
+                .iter()
+                .any(|(k, v)| k.starts_with("xmlns") && v == uri)
+        })
     }
 
     /// `<memoryBacking>`.
@@ -221,7 +251,10 @@ impl Domain {
 
     /// `<iothreads>` count (0 when absent).
     pub fn iothreads(&self) -> u32 {
-        self.root.child("iothreads").and_then(|i| i.text().trim().parse().ok()).unwrap_or(0)
+        self.root
+            .child("iothreads")
+            .and_then(|i| i.text().trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// `<vcpus>`: per-vCPU `(id, enabled, hotpluggable, order)`.
@@ -253,7 +286,10 @@ impl Domain {
 
     /// `<resource><partition>`.
     pub fn resource_partition(&self) -> Option<&str> {
-        self.root.child("resource").and_then(|r| r.child("partition")).and_then(|p| p.text_ref())
+        self.root
+            .child("resource")
+            .and_then(|r| r.child("partition"))
+            .and_then(|p| p.text_ref())
     }
 
     /// `<sysinfo>` blocks.
@@ -283,23 +319,36 @@ impl Domain {
 
     /// `<on_poweroff>` (default `destroy`).
     pub fn on_poweroff(&self) -> &str {
-        self.root.child("on_poweroff").and_then(|e| e.text_ref()).unwrap_or("destroy")
+        self.root
+            .child("on_poweroff")
+            .and_then(|e| e.text_ref())
+            .unwrap_or("destroy")
     }
 
     /// `<on_reboot>` (default `restart`).
     pub fn on_reboot(&self) -> &str {
-        self.root.child("on_reboot").and_then(|e| e.text_ref()).unwrap_or("restart")
+        self.root
+            .child("on_reboot")
+            .and_then(|e| e.text_ref())
+            .unwrap_or("restart")
     }
 
     /// `<on_crash>` (default `destroy`).
     pub fn on_crash(&self) -> &str {
-        self.root.child("on_crash").and_then(|e| e.text_ref()).unwrap_or("destroy")
+        self.root
+            .child("on_crash")
+            .and_then(|e| e.text_ref())
+            .unwrap_or("destroy")
     }
 
     /// `<pm>` settings as `(suspend-to-mem, suspend-to-disk)` enabled flags.
     pub fn pm(&self) -> (Option<bool>, Option<bool>) {
         let get = |n: &str| {
-            self.root.child("pm").and_then(|p| p.child(n)).and_then(|e| e.attr("enabled")).map(|v| v == "yes")
+            self.root
+                .child("pm")
+                .and_then(|p| p.child(n))
+                .and_then(|e| e.attr("enabled"))
+                .map(|v| v == "yes")
         };
         (get("suspend-to-mem"), get("suspend-to-disk"))
     }
@@ -307,13 +356,18 @@ impl Domain {
     /// All devices with their kinds, in document order.
     pub fn device_list(&self) -> Vec<crate::views::Device<'_>> {
         self.devices()
-            .filter_map(|e| crate::views::DeviceKind::from_name(e.name()).map(|kind| crate::views::Device { kind, element: e }))
+            .filter_map(|e| {
+                crate::views::DeviceKind::from_name(e.name())
+                    .map(|kind| crate::views::Device { kind, element: e })
+            })
             .collect()
     }
 
     /// `<emulator>`.
     pub fn emulator(&self) -> Option<&str> {
-        self.devices_of("emulator").next().and_then(|e| e.text_ref())
+        self.devices_of("emulator")
+            .next()
+            .and_then(|e| e.text_ref())
     }
 
     /// Disks.
@@ -355,7 +409,9 @@ impl Domain {
 
     /// Domain-level `<seclabel>`s.
     pub fn seclabels(&self) -> impl Iterator<Item = crate::views::Seclabel<'_>> {
-        self.root.children_named("seclabel").map(crate::views::Seclabel)
+        self.root
+            .children_named("seclabel")
+            .map(crate::views::Seclabel)
     }
 
     /// `<qemu:commandline>` arguments.
@@ -431,26 +487,37 @@ pub(crate) fn ensure_macs(root: &mut Element, opts: &ParseOptions) -> Result<(),
         if opts.deterministic_macs {
             let c = counter;
             counter += 1;
-            format!("52:54:00:{:02x}:{:02x}:{:02x}", (c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff)
+            format!(
+                "52:54:00:{:02x}:{:02x}:{:02x}",
+                (c >> 16) & 0xff,
+                (c >> 8) & 0xff,
+                c & 0xff
+            )
         } else {
             generate_mac()
         }
     };
-    let Some(devs) = root.child_mut("devices") else { return Ok(()) };
+    let Some(devs) = root.child_mut("devices") else {
+        return Ok(());
+    };
     let snapshot = crate::util::Siblings::of(devs);
-    let mut k = 0usize;
-    for iface in devs.children_named_mut("interface") {
+    for (k, iface) in devs.children_named_mut("interface").enumerate() {
         let path = snapshot.path("domain/devices", "interface", k);
-        k += 1;
         match iface.child_mut("mac") {
             Some(mac) => {
                 let addr = req_attr(mac, &format!("{path}/mac"), "address")?;
                 let canon = crate::util::canonical_mac(addr).ok_or_else(|| {
-                    XmlError::invalid(format!("{path}/mac/@address"), format!("invalid mac address '{addr}'"))
+                    XmlError::invalid(
+                        format!("{path}/mac/@address"),
+                        format!("invalid mac address '{addr}'"),
+                    )
                 })?;
                 if canon == "00:00:00:00:00:00" {
                     mac.set_attr("address", &next_mac());
-                } else if u8::from_str_radix(&canon[..2], 16).map(|b| b & 1 == 1).unwrap_or(false) {
+                } else if u8::from_str_radix(&canon[..2], 16)
+                    .map(|b| b & 1 == 1)
+                    .unwrap_or(false)
+                {
                     return Err(XmlError::invalid(
                         format!("{path}/mac/@address"),
                         format!("expected unicast mac address, found multicast '{canon}'"),
@@ -497,7 +564,10 @@ mod tests {
         assert_eq!(d.id(), Some(1));
         let live = d.to_xml(&FormatOptions::default());
         assert!(live.starts_with("<domain type='kvm' id='1'>"), "{live}");
-        let inactive = d.to_xml(&FormatOptions { inactive: true, secure: false });
+        let inactive = d.to_xml(&FormatOptions {
+            inactive: true,
+            secure: false,
+        });
         assert!(inactive.starts_with("<domain type='kvm'>"), "{inactive}");
         d.set_id(None);
         assert_eq!(d.id(), None);
@@ -505,8 +575,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let e = Domain::parse("<domain type='kvm'><memory>1</memory><os><type>hvm</type></os></domain>")
-            .expect_err("no name");
+        let e = Domain::parse(
+            "<domain type='kvm'><memory>1</memory><os><type>hvm</type></os></domain>",
+        )
+        .expect_err("no name");
         assert_eq!(e.to_string(), "domain/name: missing required element");
         let e = Domain::parse("<domain><name>x</name></domain>").expect_err("no type");
         assert_eq!(e.to_string(), "domain/@type: missing required attribute");
@@ -520,16 +592,51 @@ mod tests {
     #[test]
     fn fuzz_regressions() {
         let base = |devs: &str| {
-            format!("<domain type='kvm'><name>f</name><memory>1</memory><os><type>hvm</type></os><devices>{devs}</devices></domain>")
+            format!(
+                "<domain type='kvm'><name>f</name><memory>1</memory><os><type>hvm</type></os><devices>{devs}</devices></domain>"
+            )
         };
-        let e = Domain::parse(&base("<controller index='0'/><controller/>")).expect_err("typeless controller");
-        assert_eq!(e.to_string(), "domain/devices/controller[1]/@type: missing required attribute");
-        let x = base("<controller type='pci' model='pcie-root'/><controller type='pci' index='0' model='pci-root'/>");
+        let e = Domain::parse(&base("<controller index='0'/><controller/>"))
+            .expect_err("typeless controller");
+        assert_eq!(
+            e.to_string(),
+            "domain/devices/controller[1]/@type: missing required attribute"
+        );
+        let x = base(
+            "<controller type='pci' model='pcie-root'/><controller type='pci' index='0' model='pci-root'/>",
+        );
         if let Ok(d) = Domain::parse(&x) {
             let out = d.to_xml(&FormatOptions::default());
             assert!(Domain::parse(&out).is_ok(), "{out}");
         }
-        let e = Domain::parse(&base("<controller type='pci' index='-1' model='pci-bridge'/>")).expect_err("negative index");
+        // text in element-only content is stray (libvirt ignores it); control characters are not XML
+        let d = Domain::parse(&base("junk<disk type='file'>x<target dev='vda'/></disk>"))
+            .expect("stray text");
+        let out = d.to_xml(&FormatOptions::default());
+        assert!(!out.contains("junk") && !out.contains(">x<"), "{out}");
+        assert_eq!(
+            Domain::parse(&out)
+                .map(|d2| d2.to_xml(&FormatOptions::default()))
+                .ok(),
+            Some(out)
+        );
+        assert!(Domain::parse(&base("<disk type='file'>\u{0}<target dev='vda'/></disk>")).is_err());
+        for g in [
+            "<graphics type='vnc' port='-2'/>",
+            "<graphics type='vnc' port='-2' autoport='no'/>",
+        ] {
+            let once = Domain::parse(&base(g))
+                .expect("graphics")
+                .to_xml(&FormatOptions::default());
+            let twice = Domain::parse(&once)
+                .expect("reparse")
+                .to_xml(&FormatOptions::default());
+            assert_eq!(once, twice);
+        }
+        let e = Domain::parse(&base(
+            "<controller type='pci' index='-1' model='pci-bridge'/>",
+        ))
+        .expect_err("negative index");
         assert_eq!(e.path(), "domain/devices/controller/@index");
     }
 

@@ -51,13 +51,18 @@ pub fn format_changes(root: &Element, inactive: bool, secure: bool) -> bool {
             }
         }
         if any_element(root, &|e| {
-            (e.name() == "backingStore" && (e.attr("index").is_some() || e.child("source").is_some_and(|s| s.attr("index").is_some())))
+            (e.name() == "backingStore"
+                && (e.attr("index").is_some()
+                    || e.child("source").is_some_and(|s| s.attr("index").is_some())))
                 || (e.name() == "seclabel" && e.attr("labelskip").is_some())
         }) {
             return true;
         }
     }
-    !secure && any_element(root, &|e| e.name() == "graphics" && e.attr("passwd").is_some())
+    !secure
+        && any_element(root, &|e| {
+            e.name() == "graphics" && e.attr("passwd").is_some()
+        })
 }
 
 /// Parses a libvirt bitmap (`0-3,^2,8`) into a sorted list of bits.
@@ -80,7 +85,8 @@ pub fn parse_bitmap(s: &str) -> Option<Vec<u32>> {
                 (v, v)
             }
         };
-        if lo > hi || hi - lo > 1 << 20 {
+        // libvirt bitmaps are bounded; refuse absurd ranges instead of looping over them
+        if lo > hi || hi > tables::BITMAP_MAX_BIT {
             return None;
         }
         for b in lo..=hi {
@@ -133,7 +139,9 @@ fn parse_num(s: &str) -> Option<u64> {
 /// Canonical spelling of `<address>` attributes (hex widths per type).
 fn canon_address(e: &mut Element) {
     let ty = e.attr("type").unwrap_or("pci").to_string();
-    let Some((_, fields)) = tables::ADDRESS_FORMATS.iter().find(|(t, _)| *t == ty) else { return };
+    let Some((_, fields)) = tables::ADDRESS_FORMATS.iter().find(|(t, _)| *t == ty) else {
+        return;
+    };
     for (name, width) in fields.iter() {
         if let Some(v) = e.attr(name)
             && let Some(n) = parse_num(v)
@@ -163,7 +171,11 @@ fn disk_index(dev: &str) -> Option<u64> {
     let mut idx: u64 = 0;
     for (i, b) in letters.bytes().enumerate() {
         let v = u64::from(b - b'a');
-        idx = if i == 0 { v } else { (idx + 1).checked_mul(26)?.checked_add(v)? };
+        idx = if i == 0 {
+            v
+        } else {
+            (idx + 1).checked_mul(26)?.checked_add(v)?
+        };
     }
     Some(idx)
 }
@@ -195,13 +207,19 @@ fn order_disks(devices: &mut Element) {
                     first_disk_pos = Some(rest.len());
                 }
                 let bus = disk_bus(&e);
-                let idx = e.child("target").and_then(|t| t.attr("dev")).and_then(disk_index);
+                let idx = e
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .and_then(disk_index);
                 let mut at = None;
                 let mut last_same = None;
                 for (i, d) in disks.iter().enumerate() {
                     if disk_bus(d) == bus {
                         last_same = Some(i);
-                        let di = d.child("target").and_then(|t| t.attr("dev")).and_then(disk_index);
+                        let di = d
+                            .child("target")
+                            .and_then(|t| t.attr("dev"))
+                            .and_then(disk_index);
                         if at.is_none()
                             && let (Some(a), Some(b)) = (di, idx)
                             && a > b
@@ -229,9 +247,18 @@ fn order_disks(devices: &mut Element) {
     *devices.nodes_mut() = out;
 }
 
-fn resolve_ns<'a>(e: &'a Element, root_decls: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
+fn resolve_ns<'a>(
+    e: &'a Element,
+    root_decls: &'a [(String, String)],
+    prefix: &str,
+) -> Option<&'a str> {
     let key = format!("xmlns:{prefix}");
-    e.attr(&key).or_else(|| root_decls.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str()))
+    e.attr(&key).or_else(|| {
+        root_decls
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
@@ -241,11 +268,14 @@ fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
         let n = format!("{to}:{local}");
         e.set_name(&n);
     }
-    e.attrs_mut().retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+    e.attrs_mut()
+        .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
     for c in e.elements_mut() {
         // nested elements may declare their own prefix for the same namespace
         let own: Option<(String, String)> = c.name().split_once(':').and_then(|(p, _)| {
-            c.attr(&format!("xmlns:{p}")).filter(|u| *u == uri).map(|_| (p.to_string(), uri.to_string()))
+            c.attr(&format!("xmlns:{p}"))
+                .filter(|u| *u == uri)
+                .map(|_| (p.to_string(), uri.to_string()))
         });
         match own {
             Some((p, u)) => rename_prefix(c, &p, to, &u),
@@ -256,21 +286,32 @@ fn rename_prefix(e: &mut Element, from: &str, to: &str, uri: &str) {
 
 /// Canonical prefixes for libvirt's driver namespaces, declared on the root.
 fn canon_namespaces(root: &mut Element) {
-    let root_decls: Vec<(String, String)> =
-        root.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
+    let root_decls: Vec<(String, String)> = root
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
     let mut needed: Vec<(&str, &str)> = Vec::new();
     for c in root.elements_mut() {
-        let Some((p, _)) = c.name().split_once(':') else { continue };
+        let Some((p, _)) = c.name().split_once(':') else {
+            continue;
+        };
         let p = p.to_string();
-        let Some(uri) = resolve_ns(c, &root_decls, &p).map(str::to_string) else { continue };
-        let Some((canon, curi)) = tables::DOMAIN_NAMESPACES.iter().find(|(_, u)| *u == uri) else { continue };
+        let Some(uri) = resolve_ns(c, &root_decls, &p).map(str::to_string) else {
+            continue;
+        };
+        let Some((canon, curi)) = tables::DOMAIN_NAMESPACES.iter().find(|(_, u)| *u == uri) else {
+            continue;
+        };
         rename_prefix(c, &p, canon, curi);
         if !needed.iter().any(|(c2, _)| c2 == canon) {
             needed.push((canon, curi));
         }
     }
     for (canon, uri) in needed {
-        root.attrs_mut().retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
+        root.attrs_mut()
+            .retain(|(k, v)| !(k.starts_with("xmlns:") && v == uri));
         root.set_attr(&format!("xmlns:{canon}"), uri);
     }
 }
@@ -278,24 +319,39 @@ fn canon_namespaces(root: &mut Element) {
 /// `<metadata>`: only namespaced elements, one per namespace, each carrying
 /// its own declaration.
 fn sanitize_metadata(root: &mut Element) {
-    let root_decls: Vec<(String, String)> =
-        root.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
-    let Some(md) = root.child_mut("metadata") else { return };
-    let md_decls: Vec<(String, String)> =
-        md.attrs().iter().filter(|(k, _)| k.starts_with("xmlns:")).cloned().collect();
+    let root_decls: Vec<(String, String)> = root
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
+    let Some(md) = root.child_mut("metadata") else {
+        return;
+    };
+    let md_decls: Vec<(String, String)> = md
+        .attrs()
+        .iter()
+        .filter(|(k, _)| k.starts_with("xmlns:"))
+        .cloned()
+        .collect();
     let mut seen: Vec<String> = Vec::new();
     let nodes = std::mem::take(md.nodes_mut());
     let mut out = Vec::new();
     for n in nodes {
         match n {
             Node::Element(mut e) => {
-                let Some((p, _)) = e.name().split_once(':') else { continue };
+                let Some((p, _)) = e.name().split_once(':') else {
+                    continue;
+                };
                 let p = p.to_string();
                 let key = format!("xmlns:{p}");
-                let uri = e
-                    .attr(&key)
-                    .map(str::to_string)
-                    .or_else(|| md_decls.iter().chain(root_decls.iter()).find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+                let uri = e.attr(&key).map(str::to_string).or_else(|| {
+                    md_decls
+                        .iter()
+                        .chain(root_decls.iter())
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.clone())
+                });
                 let Some(uri) = uri else { continue };
                 if seen.contains(&uri) {
                     continue;
@@ -341,7 +397,10 @@ pub fn apply(root: &mut Element) -> Result<(), XmlError> {
                     }
                     None => {
                         if err.is_none() {
-                            err = Some(XmlError::invalid(format!("domain/{path}/@{attr}"), format!("invalid bitmap '{v}'")));
+                            err = Some(XmlError::invalid(
+                                format!("domain/{path}/@{attr}"),
+                                format!("invalid bitmap '{v}'"),
+                            ));
                         }
                     }
                 }
@@ -420,19 +479,54 @@ fn memory_rules(root: &mut Element) -> Result<(), XmlError> {
         if let Some(b) = bad {
             return Err(b);
         }
-        mt.remove_children(|c| parse_u64(&c.text()).is_some_and(|v| v >= tables::MEMORY_PARAM_UNLIMITED_KIB));
+        mt.remove_children(|c| {
+            parse_u64(&c.text()).is_some_and(|v| v >= tables::MEMORY_PARAM_UNLIMITED_KIB)
+        });
         if mt.elements().next().is_none() {
             root.remove_children(|c| c.name() == "memtune");
         }
     }
-    for_each_path(root, "memoryBacking/hugepages/page", &mut |e| scale_kib_attr(e, "size", "unit"));
+    for_each_path(root, "memoryBacking/hugepages/page", &mut |e| {
+        scale_kib_attr(e, "size", "unit")
+    });
+    let mut tseg_err = None;
+    for_each_path(root, "features/smm/tseg", &mut |e| match scale_to_bytes(
+        &e.text(),
+        e.attr("unit"),
+        1 << 20,
+    ) {
+        Ok(b) if b % (1 << 20) == 0 => {
+            e.set_attr("unit", "MiB");
+            e.set_text(&(b >> 20).to_string());
+        }
+        Ok(_) => {
+            tseg_err = Some(XmlError::invalid(
+                "domain/features/smm/tseg",
+                "SMM TSEG size must be divisible by 1 MiB",
+            ))
+        }
+        Err(p) => tseg_err = Some(XmlError::invalid("domain/features/smm/tseg", p)),
+    });
+    if let Some(e) = tseg_err {
+        return Err(e);
+    }
+    for_each_path(root, "features/hpt/maxpagesize", &mut |e| {
+        if let Ok(b) = scale_to_bytes(&e.text(), e.attr("unit"), 1024) {
+            e.set_attr("unit", "KiB");
+            e.set_text(&b.div_ceil(1024).to_string());
+        }
+    });
     for_each_path(root, "devices/memory/source/pagesize", &mut |e| {
         if let Ok(b) = scale_to_bytes(&e.text(), e.attr("unit"), 1024) {
             e.set_attr("unit", "KiB");
             e.set_text(&b.div_ceil(1024).to_string());
         }
     });
-    for_each_path(root, "devices/disk/driver/metadata_cache/max_size", &mut |e| to_bytes(e));
+    for_each_path(
+        root,
+        "devices/disk/driver/metadata_cache/max_size",
+        &mut |e| to_bytes(e),
+    );
     walk_mut(root, &mut |e| {
         if e.name() == "backingStore" || e.name() == "disk" {
             for_each_path(e, "format/metadata_cache/max_size", &mut |m| to_bytes(m));
@@ -471,24 +565,58 @@ fn resctrl_rules(ct: &mut Element, maxv: u32) -> Result<(), XmlError> {
                 continue;
             }
             for (other_kind, ob) in &taken {
-                if other_kind == kind && ob.iter().any(|b| bits.contains(b)) {
-                    return Err(XmlError::invalid(format!("{p}/@vcpus"), format!("overlapping vcpus in {kind}s")));
+                let overlap = ob.iter().any(|b| bits.contains(b));
+                if other_kind == kind && overlap {
+                    return Err(XmlError::invalid(
+                        format!("{p}/@vcpus"),
+                        format!("overlapping vcpus in {kind}s"),
+                    ));
+                }
+                // a memory tune shares a cache tune's group only with exactly its vCPUs
+                if other_kind != kind && overlap && *ob != bits {
+                    return Err(XmlError::invalid(
+                        format!("{p}/@vcpus"),
+                        "vcpus of memorytune and cachetune must either match or not overlap",
+                    ));
                 }
             }
             taken.push((kind.to_string(), bits.clone()));
             let item = if kind == "cachetune" { "cache" } else { "node" };
             let mut seen: Vec<(Option<&str>, Option<&str>, Option<&str>)> = Vec::new();
             for c in t.children_named(item) {
-                let key = (c.attr("id"), c.attr("level"), if kind == "cachetune" { c.attr("type") } else { None });
-                if seen.contains(&key) {
-                    return Err(XmlError::invalid(format!("{p}/{item}"), format!("duplicate {item} allocation for id '{}'", c.attr("id").unwrap_or(""))));
+                let key = (
+                    c.attr("id"),
+                    c.attr("level"),
+                    if kind == "cachetune" {
+                        c.attr("type")
+                    } else {
+                        None
+                    },
+                );
+                // a 'both' allocation collides with any other of the same cache
+                let collides = seen.iter().any(|s| {
+                    s.0 == key.0
+                        && s.1 == key.1
+                        && (s.2 == key.2 || s.2 == Some("both") || key.2 == Some("both"))
+                });
+                if collides {
+                    return Err(XmlError::invalid(
+                        format!("{p}/{item}"),
+                        format!(
+                            "duplicate {item} allocation for id '{}'",
+                            c.attr("id").unwrap_or("")
+                        ),
+                    ));
                 }
                 seen.push(key);
             }
             for m in t.children_named("monitor") {
                 let mb = m.attr("vcpus").and_then(parse_bitmap).unwrap_or_default();
                 if mb.iter().any(|b| !bits.contains(b)) {
-                    return Err(XmlError::invalid(format!("{p}/monitor/@vcpus"), "monitor vcpus must be a subset of the tune's vcpus"));
+                    return Err(XmlError::invalid(
+                        format!("{p}/monitor/@vcpus"),
+                        "monitor vcpus must be a subset of the tune's vcpus",
+                    ));
                 }
             }
         }
@@ -529,7 +657,10 @@ fn resctrl_rules(ct: &mut Element, maxv: u32) -> Result<(), XmlError> {
 
 fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
     if let Some(cpu) = root.child_mut("cpu") {
-        let host_mode = matches!(cpu.attr("mode"), Some("host-model" | "host-passthrough" | "maximum"));
+        let host_mode = matches!(
+            cpu.attr("mode"),
+            Some("host-model" | "host-passthrough" | "maximum")
+        );
         cpu.remove_children(|m| {
             m.name() == "model"
                 && m.text().trim().is_empty()
@@ -538,10 +669,14 @@ fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
         });
         if let Some(numa) = cpu.child_mut("numa") {
             let nodes = std::mem::take(numa.nodes_mut());
-            let (mut cells, others): (Vec<Node>, Vec<Node>) =
-                nodes.into_iter().partition(|n| matches!(n, Node::Element(e) if e.name() == "cell"));
+            let (mut cells, others): (Vec<Node>, Vec<Node>) = nodes
+                .into_iter()
+                .partition(|n| matches!(n, Node::Element(e) if e.name() == "cell"));
             cells.sort_by_key(|n| match n {
-                Node::Element(e) => e.attr("id").and_then(|i| i.trim().parse::<u64>().ok()).unwrap_or(u64::MAX),
+                Node::Element(e) => e
+                    .attr("id")
+                    .and_then(|i| i.trim().parse::<u64>().ok())
+                    .unwrap_or(u64::MAX),
                 _ => u64::MAX,
             });
             let mut v = cells;
@@ -552,7 +687,10 @@ fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
             }
         }
     }
-    let maxv: u32 = root.child("vcpu").and_then(|v| v.text().trim().parse().ok()).unwrap_or(1);
+    let maxv: u32 = root
+        .child("vcpu")
+        .and_then(|v| v.text().trim().parse().ok())
+        .unwrap_or(1);
     if let Some(ct) = root.child_mut("cputune") {
         resctrl_rules(ct, maxv)?;
         split_sched(ct, "vcpusched", "vcpus");
@@ -570,7 +708,10 @@ fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
     });
     // numatune placement
     let mut auto = false;
-    if let Some(m) = root.child_mut("numatune").and_then(|n| n.child_mut("memory")) {
+    if let Some(m) = root
+        .child_mut("numatune")
+        .and_then(|n| n.child_mut("memory"))
+    {
         if m.attr("placement").is_none() {
             // placement follows from the presence of a nodeset
         }
@@ -579,11 +720,23 @@ fn cpu_rules(root: &mut Element) -> Result<(), XmlError> {
             auto = true;
         }
     }
-    if let Some(v) = root.child_mut("vcpu")
-        && v.attr("placement").is_none()
-    {
-        let p = if auto && v.attr("cpuset").is_none() { "auto" } else { "static" };
-        v.insert_attr(0, "placement", p);
+    // automatic NUMA placement makes vCPU placement automatic too, unless
+    // the vCPUs or emulator are pinned explicitly
+    let pinned = root.child("cputune").is_some_and(|c| {
+        c.elements()
+            .any(|e| matches!(e.name(), "vcpupin" | "emulatorpin" | "iothreadpin"))
+    });
+    if let Some(v) = root.child_mut("vcpu") {
+        let unpinned_auto = auto && v.attr("cpuset").is_none() && !pinned;
+        match v.attr("placement") {
+            None => v.insert_attr(
+                0,
+                "placement",
+                if unpinned_auto { "auto" } else { "static" },
+            ),
+            Some("static") if unpinned_auto => v.set_attr("placement", "auto"),
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -633,9 +786,34 @@ fn os_rules(root: &mut Element) {
     }
 }
 
-const CHARDEVS: &[&str] = &["serial", "parallel", "console", "channel", "smartcard", "redirdev"];
+const CHARDEVS: &[&str] = &[
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "smartcard",
+    "redirdev",
+];
 
 fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
+    console_compat(devs);
+    // consoles other than the serial one are numbered by position
+    for (i, c) in devs.children_named_mut("console").enumerate() {
+        if let Some(t) = c.child_mut("target")
+            && t.attr("type").is_some_and(|ty| ty != "serial")
+        {
+            t.set_attr("port", &i.to_string());
+        }
+    }
+    // boot load parameters are upper case
+    for d in devs.elements_mut() {
+        if let Some(b) = d.child_mut("boot")
+            && let Some(lp) = b.attr("loadparm")
+        {
+            let up = lp.to_ascii_uppercase();
+            b.set_attr("loadparm", &up);
+        }
+    }
     // disks
     for d in devs.children_named_mut("disk") {
         if let Some(t) = d.child_mut("target") {
@@ -660,8 +838,8 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
         for (k, c) in devs.children_named_mut(name).enumerate() {
             let cpath = snapshot.path("domain/devices", name, k);
             let ty = c.attr("type").unwrap_or("pty").to_string();
-            let virtio_channel =
-                *name == "channel" && c.child("target").and_then(|t| t.attr("type")) == Some("virtio");
+            let virtio_channel = *name == "channel"
+                && c.child("target").and_then(|t| t.attr("type")) == Some("virtio");
             check_chardev_source(c, &ty, &cpath, virtio_channel)?;
             if ty == "udp" {
                 // libvirt keeps the bind source first
@@ -697,7 +875,11 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
                     }
                 }
             }
-            if ty == "tcp" && c.child("protocol").is_none() && *name != "smartcard" && *name != "redirdev" {
+            if ty == "tcp"
+                && c.child("protocol").is_none()
+                && *name != "smartcard"
+                && *name != "redirdev"
+            {
                 c.push(Element::new("protocol").with_attr("type", "raw"));
             }
         }
@@ -711,7 +893,10 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
             check_chardev_source(b, &ty, &p, false)?;
         }
     }
-    for b in devs.children_named_mut("rng").filter_map(|r| r.child_mut("backend")) {
+    for b in devs
+        .children_named_mut("rng")
+        .filter_map(|r| r.child_mut("backend"))
+    {
         if matches!(b.attr("type"), Some("unix" | "tcp" | "udp")) {
             for s in b.children_named_mut("source") {
                 if s.attr("mode").is_none() {
@@ -729,7 +914,11 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
             scale_kib_attr(src, "usage", "units");
         }
         if f.attr("accessmode").is_none() {
-            let pos = f.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+            let pos = f
+                .attrs()
+                .iter()
+                .position(|(k, _)| k == "type")
+                .map_or(0, |p| p + 1);
             f.insert_attr(pos, "accessmode", "passthrough");
         }
     }
@@ -754,8 +943,7 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
             let n = devs.nodes_mut().remove(primary);
             devs.nodes_mut().insert(first, n);
         }
-        let mut idx = 0;
-        for v in devs.children_named_mut("video") {
+        for (idx, v) in devs.children_named_mut("video").enumerate() {
             if let Some(m) = v.child_mut("model") {
                 if idx == 0 && m.attr("type") != Some("none") {
                     m.set_attr("primary", "yes");
@@ -763,7 +951,6 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
                     m.remove_attr("primary");
                 }
             }
-            idx += 1;
         }
     }
     // graphics
@@ -774,6 +961,33 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
     }
     // interfaces
     for i in devs.children_named_mut("interface") {
+        let virtio = i
+            .child("model")
+            .and_then(|m| m.attr("type"))
+            .is_some_and(|m| tables::VIRTIO_NET_MODELS.contains(&m));
+        let hostdev = i.attr("type") == Some("hostdev");
+        if !virtio {
+            // the <driver> tunables and vhost backend only exist for virtio NICs
+            if hostdev {
+                if let Some(d) = i.child_mut("driver") {
+                    d.attrs_mut().retain(|(k, _)| k == "name");
+                }
+                i.remove_children(|d| {
+                    d.name() == "driver"
+                        && d.attr("name").is_none()
+                        && d.elements().next().is_none()
+                });
+            } else {
+                i.remove_children(|d| d.name() == "driver");
+            }
+            if let Some(b) = i.child_mut("backend") {
+                b.remove_attr("vhost");
+            }
+        }
+        if hostdev {
+            // no packet filtering on a passed-through NIC
+            i.remove_children(|f| f.name() == "filterref");
+        }
         if let Some(c) = i.child_mut("coalesce") {
             for_each_path(c, "rx/frames", &mut |f| {
                 if f.attr("max") == Some("0") {
@@ -803,14 +1017,22 @@ fn device_rules(devs: &mut Element) -> Result<(), XmlError> {
     Ok(())
 }
 
-fn check_chardev_source(c: &Element, ty: &str, path: &str, virtio_channel: bool) -> Result<(), XmlError> {
+fn check_chardev_source(
+    c: &Element,
+    ty: &str,
+    path: &str,
+    virtio_channel: bool,
+) -> Result<(), XmlError> {
     let sources: Vec<&Element> = c.children_named("source").collect();
     let max = match ty {
         "udp" => 2,
         _ => 1,
     };
     if sources.len() > max {
-        return Err(XmlError::invalid(format!("{path}/source"), format!("only {max} <source> element(s) allowed for a '{ty}' character device")));
+        return Err(XmlError::invalid(
+            format!("{path}/source"),
+            format!("only {max} <source> element(s) allowed for a '{ty}' character device"),
+        ));
     }
     for s in &sources {
         let mode = s.attr("mode").unwrap_or("connect");
@@ -838,7 +1060,9 @@ fn check_chardev_source(c: &Element, ty: &str, path: &str, virtio_channel: bool)
                 ));
             }
             if r.attr("timeout").is_none() {
-                return Err(XmlError::missing_attr(format!("{path}/source/reconnect/@timeout")));
+                return Err(XmlError::missing_attr(format!(
+                    "{path}/source/reconnect/@timeout"
+                )));
             }
         }
     }
@@ -848,14 +1072,65 @@ fn check_chardev_source(c: &Element, ty: &str, path: &str, virtio_channel: bool)
     Ok(())
 }
 
+/// With a serial port, the first console is the serial port's console: when
+/// the first console is of another kind, a console for the first serial
+/// port is put in front of it.
+fn console_compat(devs: &mut Element) {
+    let first_console_kind = devs
+        .children_named("console")
+        .next()
+        .map(|c| c.child("target").and_then(|t| t.attr("type")));
+    let Some(Some(kind)) = first_console_kind else {
+        return;
+    };
+    if kind == "serial" {
+        return;
+    }
+    let Some(serial) = devs.children_named("serial").next() else {
+        return;
+    };
+    let mut con = Element::new("console");
+    for (k, v) in serial.attrs() {
+        if k == "type" {
+            con.set_attr(k, v);
+        }
+    }
+    if let Some(src) = serial.child("source") {
+        con.push(src.clone());
+    }
+    let port = serial
+        .child("target")
+        .and_then(|t| t.attr("port"))
+        .unwrap_or("0")
+        .to_string();
+    con.push(
+        Element::new("target")
+            .with_attr("type", "serial")
+            .with_attr("port", &port),
+    );
+    let pos = devs
+        .nodes()
+        .iter()
+        .position(|n| matches!(n, Node::Element(e) if e.name() == "console"))
+        .unwrap_or(devs.nodes().len());
+    devs.nodes_mut().insert(pos, Node::Element(con));
+}
+
 /// Smartcards without an address sit on a CCID controller, one slot each.
 fn smartcard_addresses(devs: &mut Element) {
-    let need = devs.children_named("smartcard").any(|s| s.child("address").is_none());
+    let need = devs
+        .children_named("smartcard")
+        .any(|s| s.child("address").is_none());
     if !need {
         return;
     }
-    if !devs.children_named("controller").any(|c| c.attr("type") == Some("ccid")) {
-        let ctl = Element::new("controller").with_attr("type", "ccid").with_attr("index", "0");
+    if !devs
+        .children_named("controller")
+        .any(|c| c.attr("type") == Some("ccid"))
+    {
+        let ctl = Element::new("controller")
+            .with_attr("type", "ccid")
+            .with_attr("index", "0");
         let pos = devs
             .nodes()
             .iter()
@@ -894,7 +1169,11 @@ fn controller_indexes(devs: &mut Element) {
     let mut used: Vec<(String, u64, String)> = devs
         .children_named("controller")
         .filter_map(|c| {
-            Some((c.attr("type")?.to_string(), c.attr("index")?.trim().parse().ok()?, c.attr("model").unwrap_or("").to_string()))
+            Some((
+                c.attr("type")?.to_string(),
+                c.attr("index")?.trim().parse().ok()?,
+                c.attr("model").unwrap_or("").to_string(),
+            ))
         })
         .collect();
     let family = |m: &str| {
@@ -918,7 +1197,9 @@ fn controller_indexes(devs: &mut Element) {
             && family(&model)
             && let Some((pidx, pmodel)) = &prev_usb
             && family(pmodel)
-            && !used.iter().any(|(t, n, m)| t == "usb" && n == pidx && *m == model)
+            && !used
+                .iter()
+                .any(|(t, n, m)| t == "usb" && n == pidx && *m == model)
         {
             chosen = Some(*pidx);
         }
@@ -933,7 +1214,11 @@ fn controller_indexes(devs: &mut Element) {
         if ty == "usb" {
             prev_usb = Some((i, model));
         }
-        let pos = c.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+        let pos = c
+            .attrs()
+            .iter()
+            .position(|(k, _)| k == "type")
+            .map_or(0, |p| p + 1);
         c.insert_attr(pos, "index", &i.to_string());
     }
     // companion master ports
@@ -947,10 +1232,15 @@ fn controller_indexes(devs: &mut Element) {
             continue;
         }
         let model = c.attr("model").unwrap_or("");
-        let Some((_, port)) = tables::USB_COMPANIONS.iter().find(|(m, _)| *m == model) else { continue };
+        let Some((_, port)) = tables::USB_COMPANIONS.iter().find(|(m, _)| *m == model) else {
+            continue;
+        };
         let idx = c.attr("index").and_then(|i| i.trim().parse::<u64>().ok());
         if idx.is_some_and(|i| masters.contains(&i)) {
-            c.nodes_mut().insert(0, Node::Element(Element::new("master").with_attr("startport", &port.to_string())));
+            c.nodes_mut().insert(
+                0,
+                Node::Element(Element::new("master").with_attr("startport", &port.to_string())),
+            );
         }
     }
     // keep controllers sorted
@@ -973,7 +1263,10 @@ fn controller_indexes(devs: &mut Element) {
                         types.len() - 1
                     }
                 };
-                let idx = e.attr("index").and_then(|i| i.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
+                let idx = e
+                    .attr("index")
+                    .and_then(|i| i.trim().parse::<u64>().ok())
+                    .unwrap_or(u64::MAX);
                 let companion = e.child("master").is_some();
                 ctls.push((tpos, idx, companion, seq, Node::Element(e)));
             }
@@ -1014,11 +1307,16 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         (Some(a), Some(Some(b))) if a != b => {
             return Err(XmlError::invalid(
                 format!("{path}/@listen"),
-                format!("graphics 'listen' attribute '{a}' must match 'address' attribute of first listen element (found '{b}')"),
+                format!(
+                    "graphics 'listen' attribute '{a}' must match 'address' attribute of first listen element (found '{b}')"
+                ),
             ));
         }
         (Some(a), Some(None)) => {
-            if let Some(l) = g.children_named_mut("listen").find(|l| l.attr("type") == Some("address")) {
+            if let Some(l) = g
+                .children_named_mut("listen")
+                .find(|l| l.attr("type") == Some("address"))
+            {
                 l.set_attr("address", a);
             }
         }
@@ -1038,14 +1336,20 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         {
             return Err(XmlError::invalid(
                 format!("{path}/@socket"),
-                format!("graphics 'socket' attribute '{sock}' must match 'socket' attribute of first listen element (found '{s2}')"),
+                format!(
+                    "graphics 'socket' attribute '{sock}' must match 'socket' attribute of first listen element (found '{s2}')"
+                ),
             ));
         }
         g.remove_children(|l| l.name() == "listen");
         g.remove_attr("listen");
         g.nodes_mut().insert(
             0,
-            Node::Element(Element::new("listen").with_attr("type", "socket").with_attr("socket", &sock)),
+            Node::Element(
+                Element::new("listen")
+                    .with_attr("type", "socket")
+                    .with_attr("socket", &sock),
+            ),
         );
     }
     let attr_listen = g.attr("listen").map(str::to_string);
@@ -1057,7 +1361,10 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         && g.attr("tlsPort").is_none()
         && g.attr("autoport") != Some("yes")
     {
-        g.nodes_mut().insert(0, Node::Element(Element::new("listen").with_attr("type", "none")));
+        g.nodes_mut().insert(
+            0,
+            Node::Element(Element::new("listen").with_attr("type", "none")),
+        );
     } else if !has_listen {
         let mut l = Element::new("listen").with_attr("type", "address");
         if let Some(a) = &attr_listen {
@@ -1065,16 +1372,29 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
         }
         g.nodes_mut().insert(0, Node::Element(l));
     }
-    let first_type = g.child("listen").and_then(|l| l.attr("type")).unwrap_or("address").to_string();
+    let first_type = g
+        .child("listen")
+        .and_then(|l| l.attr("type"))
+        .unwrap_or("address")
+        .to_string();
     if ty == "vnc" {
         if first_type == "address" || first_type == "network" {
-            let port = g.attr("port").and_then(|p| p.trim().parse::<i64>().ok());
+            // any negative port means "pick one", as -1 does
+            let port = g
+                .attr("port")
+                .and_then(|p| p.trim().parse::<i64>().ok())
+                .map(|p| p.max(-1));
             let explicit_no = g.attr("autoport") == Some("no");
-            let auto = g.attr("autoport") == Some("yes") || (!explicit_no && (port.is_none() || port == Some(-1)));
+            let auto = g.attr("autoport") == Some("yes")
+                || (!explicit_no && (port.is_none() || port == Some(-1)));
             if explicit_no && port.is_none_or(|p| p < 0) {
                 g.remove_attr("port");
             } else if auto {
-                let pos = g.attrs().iter().position(|(k, _)| k == "type").map_or(0, |p| p + 1);
+                let pos = g
+                    .attrs()
+                    .iter()
+                    .position(|(k, _)| k == "type")
+                    .map_or(0, |p| p + 1);
                 g.insert_attr(pos, "port", "-1");
                 g.insert_attr(pos + 1, "autoport", "yes");
                 g.set_attr("port", "-1");
@@ -1086,7 +1406,11 @@ fn graphics_rules(g: &mut Element, path: &str) -> Result<(), XmlError> {
             g.remove_attr("port");
             g.remove_attr("autoport");
         }
-    } else if ty == "spice" && g.attr("autoport") == Some("no") && g.attr("port").is_none() && g.attr("tlsPort").is_none() {
+    } else if ty == "spice"
+        && g.attr("autoport") == Some("no")
+        && g.attr("port").is_none()
+        && g.attr("tlsPort").is_none()
+    {
         g.remove_attr("autoport");
     }
     Ok(())
@@ -1098,8 +1422,16 @@ mod tests {
 
     #[test]
     fn bitmaps() {
-        assert_eq!(parse_bitmap("0-2,^1").map(|b| format_bitmap(&b)).as_deref(), Some("0,2"));
-        assert_eq!(parse_bitmap("1-4,8-20,525").map(|b| format_bitmap(&b)).as_deref(), Some("1-4,8-20,525"));
+        assert_eq!(
+            parse_bitmap("0-2,^1").map(|b| format_bitmap(&b)).as_deref(),
+            Some("0,2")
+        );
+        assert_eq!(
+            parse_bitmap("1-4,8-20,525")
+                .map(|b| format_bitmap(&b))
+                .as_deref(),
+            Some("1-4,8-20,525")
+        );
         assert!(parse_bitmap("a").is_none());
         assert!(parse_bitmap("5-1").is_none());
     }

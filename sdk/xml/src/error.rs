@@ -42,7 +42,10 @@ impl XmlError {
     }
 
     pub(crate) fn invalid(path: impl Into<String>, problem: impl Into<String>) -> Self {
-        XmlError::Invalid { path: path.into(), problem: problem.into() }
+        XmlError::Invalid {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
 
     pub(crate) fn missing_element(path: impl Into<String>) -> Self {
@@ -61,7 +64,10 @@ mod tests {
     #[test]
     fn display_names_path_and_problem() {
         let e = XmlError::missing_attr("domain/devices/disk[2]/target/@dev");
-        assert_eq!(e.to_string(), "domain/devices/disk[2]/target/@dev: missing required attribute");
+        assert_eq!(
+            e.to_string(),
+            "domain/devices/disk[2]/target/@dev: missing required attribute"
+        );
         let e = XmlError::missing_element("domain/name");
         assert_eq!(e.to_string(), "domain/name: missing required element");
         assert_eq!(e.path(), "domain/name");

@@ -2,17 +2,25 @@
 //! defaults, and reordering of children into libvirt's order.  The rules are
 //! data in [`crate::tables`]; this module only interprets them.
 
+use crate::FormatOptions;
 use crate::domain::{ensure_macs, scale_mem_element};
 use crate::error::XmlError;
 use crate::tree::{Element, Node};
 use crate::util::{parse_uuid, req_attr};
-use crate::FormatOptions;
 
 /// Errors of the normaliser are reported as [`XmlError`].
-pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) -> Result<(), XmlError> {
+pub fn normalize_domain(
+    root: &mut Element,
+    opts: &crate::domain::ParseOptions,
+) -> Result<(), XmlError> {
+    // text between the elements of element-only content means nothing (libvirt ignores it)
+    root.drop_stray_text(crate::tables::FREE_FORM_ELEMENTS);
     let ty = req_attr(root, "domain", "type")?;
     if !crate::domain::DOMAIN_TYPES.contains(&ty) {
-        return Err(XmlError::invalid("domain/@type", format!("unknown domain type '{ty}'")));
+        return Err(XmlError::invalid(
+            "domain/@type",
+            format!("unknown domain type '{ty}'"),
+        ));
     }
     check_name(root, "domain")?;
     ensure_uuid(root, "domain")?;
@@ -26,7 +34,12 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
         // the size may come from the NUMA cells
         let mut total = 0u64;
         let mut any = false;
-        for c in root.child("cpu").and_then(|c| c.child("numa")).into_iter().flat_map(|n| n.children_named("cell")) {
+        for c in root
+            .child("cpu")
+            .and_then(|c| c.child("numa"))
+            .into_iter()
+            .flat_map(|n| n.children_named("cell"))
+        {
             if let Some(m) = c.attr("memory") {
                 let b = crate::util::scale_to_bytes(m, c.attr("unit"), 1024)
                     .map_err(|p| XmlError::invalid("domain/cpu/numa/cell/@memory", p))?;
@@ -40,7 +53,11 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
                 "memory size must be specified via <memory> or in the <numa> configuration",
             ));
         }
-        root.push(Element::new("memory").with_attr("unit", "KiB").with_text(&total.to_string()));
+        root.push(
+            Element::new("memory")
+                .with_attr("unit", "KiB")
+                .with_text(&total.to_string()),
+        );
         mem_kib = Some(total);
     }
     let mem = mem_kib.unwrap_or(0);
@@ -52,7 +69,11 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
             }
         }
         None => {
-            root.push(Element::new("currentMemory").with_attr("unit", "KiB").with_text(&mem.to_string()));
+            root.push(
+                Element::new("currentMemory")
+                    .with_attr("unit", "KiB")
+                    .with_text(&mem.to_string()),
+            );
         }
     }
     if let Some(m) = root.child_mut("maxMemory") {
@@ -67,12 +88,18 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
                 XmlError::invalid("domain/vcpu", format!("invalid vcpu count '{}'", t.trim()))
             })?;
             if n == 0 {
-                return Err(XmlError::invalid("domain/vcpu", "vcpu count must be at least 1"));
+                return Err(XmlError::invalid(
+                    "domain/vcpu",
+                    "vcpu count must be at least 1",
+                ));
             }
             v.set_text(&n.to_string());
             if let Some(cur) = v.attr("current") {
                 let c: u32 = cur.trim().parse().map_err(|_| {
-                    XmlError::invalid("domain/vcpu/@current", format!("invalid vcpu count '{cur}'"))
+                    XmlError::invalid(
+                        "domain/vcpu/@current",
+                        format!("invalid vcpu count '{cur}'"),
+                    )
                 })?;
                 if c > n {
                     return Err(XmlError::invalid(
@@ -86,13 +113,21 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
             }
         }
         None => {
-            root.push(Element::new("vcpu").with_attr("placement", "static").with_text("1"));
+            root.push(
+                Element::new("vcpu")
+                    .with_attr("placement", "static")
+                    .with_text("1"),
+            );
         }
     }
 
     // os
-    let os = root.child("os").ok_or_else(|| XmlError::missing_element("domain/os"))?;
-    let ty = os.child("type").ok_or_else(|| XmlError::missing_element("domain/os/type"))?;
+    let os = root
+        .child("os")
+        .ok_or_else(|| XmlError::missing_element("domain/os"))?;
+    let ty = os
+        .child("type")
+        .ok_or_else(|| XmlError::missing_element("domain/os/type"))?;
     if ty.text().trim().is_empty() {
         return Err(XmlError::invalid("domain/os/type", "empty os type"));
     }
@@ -108,6 +143,8 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
     crate::domrules::apply(root)?;
     // validated after the defaults are in: the output must be valid too
     crate::validate::validate_domain(root)?;
+    // defaults may have added elements next to text: that text is stray too
+    root.drop_stray_text(crate::tables::FREE_FORM_ELEMENTS);
     order_domain(root);
     Ok(())
 }
@@ -115,11 +152,15 @@ pub fn normalize_domain(root: &mut Element, opts: &crate::domain::ParseOptions) 
 /// Host architecture name as libvirt spells it.
 pub fn host_arch() -> &'static str {
     let a = std::env::consts::ARCH;
-    crate::tables::ARCH_NAMES.iter().find(|(rust, _)| *rust == a).map_or(a, |(_, l)| l)
+    crate::tables::ARCH_NAMES
+        .iter()
+        .find(|(rust, _)| *rust == a)
+        .map_or(a, |(_, l)| l)
 }
 
 fn has_device_boot(e: &Element) -> bool {
-    e.elements().any(|c| c.elements().any(|b| b.name() == "boot"))
+    e.elements()
+        .any(|c| c.elements().any(|b| b.name() == "boot"))
 }
 
 /// Generic defaults every formatted domain carries.
@@ -133,13 +174,17 @@ fn domain_defaults(root: &mut Element, opts: &crate::domain::ParseOptions) {
             t.insert_attr(0, "arch", host_arch());
         }
         let direct = os.child("kernel").is_some();
-        if is_hvm && os.child("boot").is_none() && !direct && !devices_boot && !opts.no_default_boot {
+        if is_hvm && os.child("boot").is_none() && !direct && !devices_boot && !opts.no_default_boot
+        {
             let pos = os
                 .nodes()
                 .iter()
                 .rposition(|n| matches!(n, Node::Element(e) if matches!(e.name(), "type" | "firmware" | "loader" | "nvram" | "kernel" | "initrd" | "cmdline" | "dtb" | "acpi")))
                 .map_or(0, |p| p + 1);
-            os.nodes_mut().insert(pos, Node::Element(Element::new("boot").with_attr("dev", "hd")));
+            os.nodes_mut().insert(
+                pos,
+                Node::Element(Element::new("boot").with_attr("dev", "hd")),
+            );
         }
     }
     if root.child("clock").is_none() {
@@ -155,13 +200,18 @@ fn domain_defaults(root: &mut Element, opts: &crate::domain::ParseOptions) {
 /// Validates `<name>`: present, non-empty, no `/`.
 pub(crate) fn check_name(root: &mut Element, kind: &str) -> Result<(), XmlError> {
     let path = format!("{kind}/name");
-    let n = root.child_mut("name").ok_or_else(|| XmlError::missing_element(path.clone()))?;
+    let n = root
+        .child_mut("name")
+        .ok_or_else(|| XmlError::missing_element(path.clone()))?;
     let text = n.text();
     if text.is_empty() {
         return Err(XmlError::invalid(path, "empty name"));
     }
     if text.contains('/') {
-        return Err(XmlError::invalid(path, format!("name '{text}' cannot contain '/'")));
+        return Err(XmlError::invalid(
+            path,
+            format!("name '{text}' cannot contain '/'"),
+        ));
     }
     n.set_text(&text);
     Ok(())
@@ -184,7 +234,10 @@ pub(crate) fn ensure_uuid(root: &mut Element, kind: &str) -> Result<(), XmlError
                 .iter()
                 .position(|n| matches!(n, Node::Element(e) if e.name() == "name"))
                 .map_or(0, |p| p + 1);
-            root.nodes_mut().insert(pos, Node::Element(Element::new("uuid").with_text(&u.to_string())));
+            root.nodes_mut().insert(
+                pos,
+                Node::Element(Element::new("uuid").with_text(&u.to_string())),
+            );
         }
     }
     Ok(())
@@ -223,8 +276,11 @@ pub fn sort_children(e: &mut Element, order: &[&str]) {
         return;
     }
     let nodes = std::mem::take(e.nodes_mut());
-    let mut keyed: Vec<(usize, usize, Node)> =
-        nodes.into_iter().enumerate().map(|(i, n)| (ranks.get(i).copied().unwrap_or(0), i, n)).collect();
+    let mut keyed: Vec<(usize, usize, Node)> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (ranks.get(i).copied().unwrap_or(0), i, n))
+        .collect();
     keyed.sort_by_key(|(r, i, _)| (*r, *i));
     *e.nodes_mut() = keyed.into_iter().map(|(_, _, n)| n).collect();
 }
@@ -241,7 +297,9 @@ fn sort_tree_buf(e: &mut Element, path: &mut String, table: &[(&str, &[&str])]) 
         sort_children(e, order);
     }
     let prefix_match = table.iter().any(|(p, _)| {
-        p.len() > path.len() && p.starts_with(path.as_str()) && p.as_bytes().get(path.len()) == Some(&b'/')
+        p.len() > path.len()
+            && p.starts_with(path.as_str())
+            && p.as_bytes().get(path.len()) == Some(&b'/')
     });
     if !prefix_match {
         return;

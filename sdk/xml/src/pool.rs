@@ -1,14 +1,26 @@
 //! The storage pool document (`<pool type=...>`).
 
+use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::tree::Element;
 use crate::util::{parse_u64, parse_uuid};
-use crate::FormatOptions;
 
 /// Pool types of storagepool.rng.
 pub const POOL_TYPES: &[&str] = &[
-    "dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
-    "sheepdog", "gluster", "zfs", "vstorage",
+    "dir",
+    "fs",
+    "netfs",
+    "logical",
+    "disk",
+    "iscsi",
+    "iscsi-direct",
+    "scsi",
+    "mpath",
+    "rbd",
+    "sheepdog",
+    "gluster",
+    "zfs",
+    "vstorage",
 ];
 
 /// A validated storage pool definition.
@@ -42,12 +54,18 @@ impl StoragePool {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
+        self.root
+            .child("name")
+            .and_then(|n| n.text_ref())
+            .unwrap_or("")
     }
 
     /// `<uuid>`.
     pub fn uuid(&self) -> uuid::Uuid {
-        self.root.child("uuid").and_then(|n| parse_uuid(&n.text())).unwrap_or_else(uuid::Uuid::nil)
+        self.root
+            .child("uuid")
+            .and_then(|n| parse_uuid(&n.text()))
+            .unwrap_or_else(uuid::Uuid::nil)
     }
 
     /// Replaces the UUID.
@@ -63,12 +81,101 @@ impl StoragePool {
 
     /// `<target><path>` when present.
     pub fn target_path(&self) -> Option<&str> {
-        self.root.child("target").and_then(|t| t.child("path")).and_then(|p| p.text_ref())
+        self.root
+            .child("target")
+            .and_then(|t| t.child("path"))
+            .and_then(|p| p.text_ref())
     }
 
     /// `<capacity>` in bytes.
     pub fn capacity_bytes(&self) -> u64 {
-        self.root.child("capacity").and_then(|c| parse_u64(&c.text())).unwrap_or(0)
+        self.root
+            .child("capacity")
+            .and_then(|c| parse_u64(&c.text()))
+            .unwrap_or(0)
+    }
+
+    /// Sets the runtime figures (bytes) a running pool reports.
+    pub fn set_sizes(&mut self, capacity: u64, allocation: u64, available: u64) {
+        for (name, v) in [
+            ("capacity", capacity),
+            ("allocation", allocation),
+            ("available", available),
+        ] {
+            let e = self.root.child_or_insert(name);
+            e.set_attr("unit", "bytes");
+            e.set_text(&v.to_string());
+        }
+        crate::normalize::sort_tree(&mut self.root, "pool", crate::tables::POOL_ORDER);
+    }
+
+    /// `<allocation>` in bytes.
+    pub fn allocation_bytes(&self) -> u64 {
+        self.root
+            .child("allocation")
+            .and_then(|c| parse_u64(&c.text()))
+            .unwrap_or(0)
+    }
+
+    /// `<available>` in bytes.
+    pub fn available_bytes(&self) -> u64 {
+        self.root
+            .child("available")
+            .and_then(|c| parse_u64(&c.text()))
+            .unwrap_or(0)
+    }
+
+    /// `<source><name>`.
+    pub fn source_name(&self) -> Option<&str> {
+        self.root
+            .child("source")
+            .and_then(|s| s.child("name"))
+            .and_then(|n| n.text_ref())
+    }
+
+    /// `<source><host name=... port=...>` entries.
+    pub fn source_hosts(&self) -> Vec<(&str, Option<&str>)> {
+        self.root
+            .child("source")
+            .into_iter()
+            .flat_map(|s| s.children_named("host"))
+            .filter_map(|h| Some((h.attr("name")?, h.attr("port"))))
+            .collect()
+    }
+
+    /// `<source><device path=...>` entries.
+    pub fn source_devices(&self) -> Vec<&str> {
+        self.root
+            .child("source")
+            .into_iter()
+            .flat_map(|s| s.children_named("device"))
+            .filter_map(|d| d.attr("path"))
+            .collect()
+    }
+
+    /// `<source><dir path=...>`.
+    pub fn source_dir(&self) -> Option<&str> {
+        self.root
+            .child("source")
+            .and_then(|s| s.child("dir"))
+            .and_then(|d| d.attr("path"))
+    }
+
+    /// `<source><format type=...>`.
+    pub fn source_format(&self) -> Option<&str> {
+        self.root
+            .child("source")
+            .and_then(|s| s.child("format"))
+            .and_then(|f| f.attr("type"))
+    }
+
+    /// `<target><permissions><mode>` (octal text).
+    pub fn target_mode(&self) -> Option<&str> {
+        self.root
+            .child("target")
+            .and_then(|t| t.child("permissions"))
+            .and_then(|p| p.child("mode"))
+            .and_then(|m| m.text_ref())
     }
 
     /// Formats like libvirt.
@@ -91,6 +198,26 @@ mod tests {
         // capacity is runtime data: a definition always says 0
         assert_eq!(p.capacity_bytes(), 0);
         assert_eq!(p.target_path(), Some("/x"));
+        let mut p = p;
+        p.set_sizes(10, 4, 6);
+        assert_eq!(
+            (
+                p.capacity_bytes(),
+                p.allocation_bytes(),
+                p.available_bytes()
+            ),
+            (10, 4, 6)
+        );
+        let again = StoragePool::parse(&p.to_xml(&FormatOptions::default())).expect("reparse");
+        assert_eq!(again.capacity_bytes(), 0);
+        let l = StoragePool::parse(
+            "<pool type='logical'><name>vg</name><source><device path='/dev/sdb'/></source></pool>",
+        )
+        .expect("parse");
+        assert_eq!(l.source_name(), Some("vg"));
+        assert_eq!(l.source_format(), Some("lvm2"));
+        assert_eq!(l.source_devices(), vec!["/dev/sdb"]);
+        assert_eq!(l.target_path(), Some("/dev/vg"));
         let e = StoragePool::parse("<pool><name>p</name></pool>").expect_err("no type");
         assert_eq!(e.to_string(), "pool/@type: missing required attribute");
     }

@@ -3,7 +3,7 @@
 
 use crate::error::XmlError;
 use crate::normalize::{check_name, ensure_uuid, sort_tree};
-use crate::pool::{StoragePool, POOL_TYPES};
+use crate::pool::{POOL_TYPES, StoragePool};
 use crate::tables;
 use crate::tree::{Element, Node};
 use crate::util::{req_attr, scale_to_bytes};
@@ -43,8 +43,12 @@ pub(crate) fn sanitize_path(p: &str) -> String {
 fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError> {
     if let Some(m) = perm.child_mut("mode") {
         let t = m.text();
-        let v = u32::from_str_radix(t.trim(), 8)
-            .map_err(|_| XmlError::invalid(format!("{path}/mode"), format!("malformed octal mode '{}'", t.trim())))?;
+        let v = u32::from_str_radix(t.trim(), 8).map_err(|_| {
+            XmlError::invalid(
+                format!("{path}/mode"),
+                format!("malformed octal mode '{}'", t.trim()),
+            )
+        })?;
         m.set_text(&format!("0{v:o}"));
     }
     for id in ["owner", "group"] {
@@ -52,9 +56,9 @@ fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError>
         if let Some(o) = perm.child_mut(id) {
             let t = o.text();
             let t = t.trim();
-            let v: i64 = t
-                .parse()
-                .map_err(|_| XmlError::invalid(format!("{path}/{id}"), format!("malformed {id} '{t}'")))?;
+            let v: i64 = t.parse().map_err(|_| {
+                XmlError::invalid(format!("{path}/{id}"), format!("malformed {id} '{t}'"))
+            })?;
             if v == -1 || v == i64::from(u32::MAX) {
                 drop = true;
             } else {
@@ -70,16 +74,24 @@ fn normalize_permissions(perm: &mut Element, path: &str) -> Result<(), XmlError>
 
 /// Validates and applies generic defaults to a pool tree.
 pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
+    root.drop_stray_text(tables::FREE_FORM_ELEMENTS);
     let ty = req_attr(root, "pool", "type")?.to_string();
     if !POOL_TYPES.contains(&ty.as_str()) {
-        return Err(XmlError::invalid("pool/@type", format!("unknown storage pool type '{ty}'")));
+        return Err(XmlError::invalid(
+            "pool/@type",
+            format!("unknown storage pool type '{ty}'"),
+        ));
     }
-    let src_name = root.child("source").and_then(|s| s.child("name")).map(|n| n.text());
+    let src_name = root
+        .child("source")
+        .and_then(|s| s.child("name"))
+        .map(|n| n.text());
     if root.child("name").is_none()
         && let Some(sn) = &src_name
         && tables::POOL_NAME_FROM_SOURCE.contains(&ty.as_str())
     {
-        root.nodes_mut().insert(0, Node::Element(Element::new("name").with_text(sn)));
+        root.nodes_mut()
+            .insert(0, Node::Element(Element::new("name").with_text(sn)));
     }
     check_name(root, "pool")?;
     ensure_uuid(root, "pool")?;
@@ -102,7 +114,11 @@ pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
     if let Some(ad) = src.child_mut("adapter")
         && ad.attr("type").is_none()
     {
-        let t = if ad.attr("wwnn").is_some() || ad.attr("wwpn").is_some() { "fc_host" } else { "scsi_host" };
+        let t = if ad.attr("wwnn").is_some() || ad.attr("wwpn").is_some() {
+            "fc_host"
+        } else {
+            "scsi_host"
+        };
         ad.insert_attr(0, "type", t);
     }
     let defaults = tables::POOL_DEFAULTS.iter().find(|d| d.pool_type == ty);
@@ -129,7 +145,8 @@ pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
         let tgt = root.child_or_insert("target");
         if tgt.child("path").is_none() {
             let p = tmpl.replace("{source_name}", src_name.as_deref().unwrap_or(""));
-            tgt.nodes_mut().insert(0, Node::Element(Element::new("path").with_text(&p)));
+            tgt.nodes_mut()
+                .insert(0, Node::Element(Element::new("path").with_text(&p)));
         }
     }
     if let Some(tgt) = root.child_mut("target") {
@@ -141,6 +158,7 @@ pub fn normalize_pool(root: &mut Element) -> Result<(), XmlError> {
             normalize_permissions(perm, "pool/target/permissions")?;
         }
     }
+    root.drop_stray_text(tables::FREE_FORM_ELEMENTS);
     sort_tree(root, "pool", tables::POOL_ORDER);
     Ok(())
 }
@@ -151,6 +169,7 @@ pub fn normalize_volume(
     pool: Option<&StoragePool>,
     opts: &crate::volume::VolumeParseOptions,
 ) -> Result<(), XmlError> {
+    root.drop_stray_text(tables::FREE_FORM_ELEMENTS);
     check_name(root, "volume")?;
     let pool_type = pool.map(|p| p.pool_type().to_string());
     let defaults = pool_type
@@ -168,7 +187,11 @@ pub fn normalize_volume(
     let cap = match root.child_mut("capacity") {
         Some(c) => scale_bytes_element(c, "volume/capacity")?,
         None if has_backing || opts.allow_missing_capacity => {
-            root.push(Element::new("capacity").with_attr("unit", "bytes").with_text("0"));
+            root.push(
+                Element::new("capacity")
+                    .with_attr("unit", "bytes")
+                    .with_text("0"),
+            );
             0
         }
         None => return Err(XmlError::missing_element("volume/capacity")),
@@ -177,7 +200,11 @@ pub fn normalize_volume(
         Some(a) => {
             scale_bytes_element(a, "volume/allocation")?;
         }
-        None => root.push(Element::new("allocation").with_attr("unit", "bytes").with_text(&cap.to_string())),
+        None => root.push(
+            Element::new("allocation")
+                .with_attr("unit", "bytes")
+                .with_text(&cap.to_string()),
+        ),
     }
     if let Some(p) = root.child_mut("physical") {
         scale_bytes_element(p, "volume/physical")?;
@@ -190,7 +217,10 @@ pub fn normalize_volume(
         && let Some(tp) = p.target_path()
         && defaults.is_some_and(|d| d.path_from_pool)
     {
-        tgt.nodes_mut().insert(0, Node::Element(Element::new("path").with_text(&format!("{tp}/{name}"))));
+        tgt.nodes_mut().insert(
+            0,
+            Node::Element(Element::new("path").with_text(&format!("{tp}/{name}"))),
+        );
     }
     if tgt.child("format").is_none()
         && let Some(d) = defaults
@@ -207,7 +237,9 @@ pub fn normalize_volume(
         cs.set_attr("unit", "B");
         cs.set_text(&b.to_string());
     }
-    if tgt.child("compat").is_none() && (tgt.child("features").is_some() || tgt.child("clusterSize").is_some()) {
+    if tgt.child("compat").is_none()
+        && (tgt.child("features").is_some() || tgt.child("clusterSize").is_some())
+    {
         tgt.push(Element::new("compat").with_text(tables::QCOW2_DEFAULT_COMPAT));
     }
     if tgt.is_empty() {
@@ -219,6 +251,7 @@ pub fn normalize_volume(
         }
         b.remove_children(|c| c.name() == "timestamps");
     }
+    root.drop_stray_text(tables::FREE_FORM_ELEMENTS);
     sort_tree(root, "volume", tables::VOLUME_ORDER);
     Ok(())
 }

@@ -7,6 +7,10 @@ use crate::error::XmlError;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
+/// Deepest element nesting accepted (libxml2's default limit too); keeps
+/// the recursive algorithms on the tree far from the stack limit.
+pub const MAX_DEPTH: usize = 256;
+
 /// One child node of an element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -26,6 +30,17 @@ pub struct Element {
     children: Vec<Node>,
 }
 
+/// An XML name: starts with a letter, `_` or `:` (or any non-ASCII
+/// character), continues with those, digits, `-` and `.`.
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_alphabetic() || first == '_' || first == ':' || !first.is_ascii())
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.') || !c.is_ascii())
+}
+
 /// Puts back whitespace seen right before text that follows it.
 fn flush_ws(parent: &mut Element, ws: Option<&mut Vec<(usize, std::borrow::Cow<'_, str>)>>) {
     if let Some(ws) = ws
@@ -38,11 +53,21 @@ fn flush_ws(parent: &mut Element, ws: Option<&mut Vec<(usize, std::borrow::Cow<'
 
 /// Errors of the tree module are reported as [`XmlError::Syntax`].
 fn syntax(reader_pos: u64, xml: &str, problem: impl Into<String>) -> XmlError {
-    let pos = usize::try_from(reader_pos).unwrap_or(usize::MAX).min(xml.len());
+    let pos = usize::try_from(reader_pos)
+        .unwrap_or(usize::MAX)
+        .min(xml.len());
     let upto = xml.get(..pos).unwrap_or(xml);
     let line = upto.matches('\n').count() + 1;
-    let col = upto.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
-    XmlError::Syntax { path: format!("line {line} column {col}"), problem: problem.into() }
+    let col = upto
+        .rsplit('\n')
+        .next()
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    XmlError::Syntax {
+        path: format!("line {line} column {col}"),
+        problem: problem.into(),
+    }
 }
 
 fn resolve_entity(name: &str) -> Option<String> {
@@ -98,13 +123,28 @@ fn normalize_attr_ws(raw: &str) -> std::borrow::Cow<'_, str> {
 impl Element {
     /// A new element without attributes or children.
     pub fn new(name: impl Into<String>) -> Element {
-        Element { name: name.into(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Parses a document and returns its root element.  The XML declaration,
     /// DOCTYPE and anything outside the root element except whitespace,
     /// comments and processing instructions is rejected or skipped.
     pub fn parse(xml: &str) -> Result<Element, XmlError> {
+        // XML 1.0 allows no C0 control characters other than tab, LF and CR
+        if let Some(p) = xml
+            .bytes()
+            .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        {
+            return Err(syntax(
+                p as u64,
+                xml,
+                "control character not allowed in XML",
+            ));
+        }
         let mut reader = Reader::from_str(xml);
         reader.config_mut().check_end_names = true;
         reader.config_mut().check_comments = true;
@@ -129,6 +169,13 @@ impl Element {
                     return Err(syntax(pos, xml, "extra content after the root element"));
                 }
                 Event::Start(s) => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(syntax(
+                            pos,
+                            xml,
+                            format!("elements nested deeper than {MAX_DEPTH}"),
+                        ));
+                    }
                     stack.push(Self::from_start(&s, pos, xml)?);
                     ws_stack.push(Vec::new());
                 }
@@ -164,7 +211,8 @@ impl Element {
                     };
                     match stack.last_mut() {
                         Some(parent) => {
-                            let last_is_text = matches!(parent.children.last(), Some(Node::Text(_)));
+                            let last_is_text =
+                                matches!(parent.children.last(), Some(Node::Text(_)));
                             if s.trim().is_empty() && !last_is_text {
                                 if let Some(ws) = ws_stack.last_mut() {
                                     ws.push((parent.children.len(), s));
@@ -206,7 +254,9 @@ impl Element {
                 }
                 Event::Comment(c) => {
                     if let Some(parent) = stack.last_mut() {
-                        parent.children.push(Node::Comment(c.xml10_content().into_owned()));
+                        parent
+                            .children
+                            .push(Node::Comment(c.xml10_content().into_owned()));
                     }
                 }
                 Event::PI(p) => {
@@ -219,7 +269,11 @@ impl Element {
             }
         }
         if let Some(open) = stack.last() {
-            return Err(syntax(xml.len() as u64, xml, format!("element '{}' is not closed", open.name)));
+            return Err(syntax(
+                xml.len() as u64,
+                xml,
+                format!("element '{}' is not closed", open.name),
+            ));
         }
         root.ok_or_else(|| syntax(0, xml, "document has no root element"))
     }
@@ -230,17 +284,31 @@ impl Element {
         xml: &str,
     ) -> Result<Element, XmlError> {
         let name = s.name().as_ref().to_string();
+        if !valid_name(&name) {
+            return Err(syntax(pos, xml, format!("invalid element name '{name}'")));
+        }
         let mut el = Element::new(name);
         for a in s.attributes() {
             let a = a.map_err(|e| syntax(pos, xml, format!("in element '{}': {e}", el.name)))?;
             let key = a.key.as_ref().to_string();
+            if !valid_name(&key) {
+                return Err(syntax(pos, xml, format!("invalid attribute name '{key}'")));
+            }
             let raw: &str = &a.value;
             if raw.contains('<') {
-                return Err(syntax(pos, xml, format!("'<' in value of attribute '{key}'")));
+                return Err(syntax(
+                    pos,
+                    xml,
+                    format!("'<' in value of attribute '{key}'"),
+                ));
             }
             let norm = normalize_attr_ws(raw);
             let Some(val) = unescape(&norm) else {
-                return Err(syntax(pos, xml, format!("bad entity in value of attribute '{key}'")));
+                return Err(syntax(
+                    pos,
+                    xml,
+                    format!("bad entity in value of attribute '{key}'"),
+                ));
             };
             el.attrs.push((key, val));
         }
@@ -287,7 +355,10 @@ impl Element {
 
     /// Value of an attribute.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets an attribute, keeping its position when it already exists.
@@ -337,7 +408,11 @@ impl Element {
     /// First child element with this name, appended when absent.
     #[allow(clippy::unreachable)]
     pub fn child_or_insert(&mut self, name: &str) -> &mut Element {
-        let idx = match self.children.iter().position(|n| matches!(n, Node::Element(c) if c.name == name)) {
+        let idx = match self
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Element(c) if c.name == name))
+        {
             Some(i) => i,
             None => {
                 self.children.push(Node::Element(Element::new(name)));
@@ -422,7 +497,8 @@ impl Element {
 
     /// Replaces all text/CDATA children by one text node (keeps elements/comments).
     pub fn set_text(&mut self, text: &str) {
-        self.children.retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
+        self.children
+            .retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
         if !text.is_empty() {
             self.children.insert(0, Node::Text(text.to_string()));
         }
@@ -443,6 +519,22 @@ impl Element {
     pub fn with_text(mut self, text: &str) -> Element {
         self.set_text(text);
         self
+    }
+
+    /// Drops text and CDATA from every element below this one that has
+    /// child elements (element-only content), except inside the named
+    /// subtrees (free-form XML such as `<metadata>`).
+    pub fn drop_stray_text(&mut self, keep_subtrees: &[&str]) {
+        if keep_subtrees.contains(&self.name.as_str()) {
+            return;
+        }
+        if self.children.iter().any(|n| matches!(n, Node::Element(_))) {
+            self.children
+                .retain(|n| !matches!(n, Node::Text(_) | Node::CData(_)));
+        }
+        for c in self.elements_mut() {
+            c.drop_stray_text(keep_subtrees);
+        }
     }
 
     /// Removes child elements matching a predicate.
@@ -474,7 +566,10 @@ impl Element {
         indent(out, depth);
         self.write_open(out);
         let has_elem = self.children.iter().any(|n| matches!(n, Node::Element(_)));
-        let has_other = self.children.iter().any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
+        let has_other = self
+            .children
+            .iter()
+            .any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
         let has_text = self.children.iter().any(|n| match n {
             Node::Text(t) => !t.trim().is_empty(),
             Node::CData(_) => true,
@@ -593,7 +688,10 @@ fn indent(out: &mut String, depth: usize) {
 
 /// Escapes `<`, `>`, `&` and, in attributes, quotes and layout whitespace.
 pub(crate) fn escape_into(s: &str, out: &mut String, attr: bool) {
-    let special = |b: u8| matches!(b, b'<' | b'>' | b'&' | b'\r') || (attr && matches!(b, b'\'' | b'"' | b'\n' | b'\t'));
+    let special = |b: u8| {
+        matches!(b, b'<' | b'>' | b'&' | b'\r')
+            || (attr && matches!(b, b'\'' | b'"' | b'\n' | b'\t'))
+    };
     if !s.bytes().any(special) {
         out.push_str(s);
         return;
@@ -634,8 +732,27 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_bounded() {
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert!(Element::parse(&deep).is_err());
+        let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(Element::parse(&ok).is_ok());
+    }
+
+    #[test]
     fn malformed_is_error() {
-        for bad in ["", "<a>", "<a></b>", "<a x='1' x='2'/>", "<a>&foo;</a>", "<a/><b/>", "text"] {
+        for bad in [
+            "",
+            "<a>",
+            "<a></b>",
+            "<a x='1' x='2'/>",
+            "<a>&foo;</a>",
+            "<a/><b/>",
+            "text",
+            "< />",
+            "<1a/>",
+            "<a><-b/></a>",
+        ] {
             assert!(Element::parse(bad).is_err(), "{bad:?} should fail");
         }
     }
@@ -657,7 +774,10 @@ mod tests {
         let e = Element::parse("<p>a <b>b</b> c</p>").expect("parse");
         assert_eq!(e.to_xml_string(), "<p>a <b>b</b> c</p>\n");
         let e = Element::parse("<p><b>x</b> <i>y</i> tail &amp; <![CDATA[z]]></p>").expect("parse");
-        assert_eq!(e.to_xml_string(), "<p><b>x</b> <i>y</i> tail &amp; <![CDATA[z]]></p>\n");
+        assert_eq!(
+            e.to_xml_string(),
+            "<p><b>x</b> <i>y</i> tail &amp; <![CDATA[z]]></p>\n"
+        );
         let e = Element::parse("<r>\n  <c> </c>\n  <d>\n  </d>\n</r>").expect("parse");
         assert_eq!(e.to_xml_string(), "<r>\n  <c> </c>\n  <d/>\n</r>\n");
         assert_eq!(e.nodes().len(), 2);

@@ -71,13 +71,18 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 }
 
 /// Scales `value unit` to bytes.  `default_unit_bytes` applies without a unit.
-pub fn scale_to_bytes(value: &str, unit: Option<&str>, default_unit_bytes: u64) -> Result<u64, String> {
+pub fn scale_to_bytes(
+    value: &str,
+    unit: Option<&str>,
+    default_unit_bytes: u64,
+) -> Result<u64, String> {
     let v = parse_u64(value).ok_or_else(|| format!("invalid number '{}'", value.trim()))?;
     let mult = match unit {
         None => default_unit_bytes,
         Some(u) => unit_multiplier(u).ok_or_else(|| format!("unknown unit '{u}'"))?,
     };
-    v.checked_mul(mult).ok_or_else(|| "value too large".to_string())
+    v.checked_mul(mult)
+        .ok_or_else(|| "value too large".to_string())
 }
 
 /// A random locally administered MAC in libvirt's QEMU prefix 52:54:00.
@@ -137,18 +142,24 @@ impl Siblings {
     /// Path of the `k`th (0-based) child named `name`, like [`child_path`].
     pub fn path(&self, base: &str, name: &str, k: usize) -> String {
         let total = self.0.iter().find(|(n, _)| n == name).map_or(0, |x| x.1);
-        if total > 1 { format!("{base}/{name}[{}]", k + 1) } else { format!("{base}/{name}") }
+        if total > 1 {
+            format!("{base}/{name}[{}]", k + 1)
+        } else {
+            format!("{base}/{name}")
+        }
     }
 }
 
 /// Requires an attribute.
 pub fn req_attr<'a>(e: &'a Element, path: &str, name: &str) -> Result<&'a str, XmlError> {
-    e.attr(name).ok_or_else(|| XmlError::missing_attr(format!("{path}/@{name}")))
+    e.attr(name)
+        .ok_or_else(|| XmlError::missing_attr(format!("{path}/@{name}")))
 }
 
 /// Requires a child element.
 pub fn req_child<'a>(e: &'a Element, path: &str, name: &str) -> Result<&'a Element, XmlError> {
-    e.child(name).ok_or_else(|| XmlError::missing_element(format!("{path}/{name}")))
+    e.child(name)
+        .ok_or_else(|| XmlError::missing_element(format!("{path}/{name}")))
 }
 
 #[cfg(test)]
@@ -178,7 +189,10 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(canonical_mac("52:54:0:AB:cd:1").as_deref(), Some("52:54:00:ab:cd:01"));
+        assert_eq!(
+            canonical_mac("52:54:0:AB:cd:1").as_deref(),
+            Some("52:54:00:ab:cd:01")
+        );
         assert!(canonical_mac("52:54:00").is_none());
         assert!(canonical_mac(&generate_mac()).is_some());
     }

@@ -39,30 +39,75 @@ fn yes(v: Option<&str>) -> bool {
 /// Every device kind of domaincommon.rng, in libvirt's formatting order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
-    Emulator, Disk, Controller, Lease, Filesystem, Interface, Smartcard, Serial, Parallel,
-    Console, Channel, Input, Tpm, Graphics, Sound, Audio, Video, Hostdev, Redirdev,
-    Redirfilter, Hub, Watchdog, Memballoon, Rng, Nvram, Panic, Shmem, Memory, Iommu, Vsock,
-    Crypto, Pstore,
+    Emulator,
+    Disk,
+    Controller,
+    Lease,
+    Filesystem,
+    Interface,
+    Smartcard,
+    Serial,
+    Parallel,
+    Console,
+    Channel,
+    Input,
+    Tpm,
+    Graphics,
+    Sound,
+    Audio,
+    Video,
+    Hostdev,
+    Redirdev,
+    Redirfilter,
+    Hub,
+    Watchdog,
+    Memballoon,
+    Rng,
+    Nvram,
+    Panic,
+    Shmem,
+    Memory,
+    Iommu,
+    Vsock,
+    Crypto,
+    Pstore,
 }
 
 impl DeviceKind {
     /// All kinds with their element names.
     pub const ALL: &'static [(DeviceKind, &'static str)] = &[
-        (DeviceKind::Emulator, "emulator"), (DeviceKind::Disk, "disk"),
-        (DeviceKind::Controller, "controller"), (DeviceKind::Lease, "lease"),
-        (DeviceKind::Filesystem, "filesystem"), (DeviceKind::Interface, "interface"),
-        (DeviceKind::Smartcard, "smartcard"), (DeviceKind::Serial, "serial"),
-        (DeviceKind::Parallel, "parallel"), (DeviceKind::Console, "console"),
-        (DeviceKind::Channel, "channel"), (DeviceKind::Input, "input"), (DeviceKind::Tpm, "tpm"),
-        (DeviceKind::Graphics, "graphics"), (DeviceKind::Sound, "sound"),
-        (DeviceKind::Audio, "audio"), (DeviceKind::Video, "video"),
-        (DeviceKind::Hostdev, "hostdev"), (DeviceKind::Redirdev, "redirdev"),
-        (DeviceKind::Redirfilter, "redirfilter"), (DeviceKind::Hub, "hub"),
-        (DeviceKind::Watchdog, "watchdog"), (DeviceKind::Memballoon, "memballoon"),
-        (DeviceKind::Rng, "rng"), (DeviceKind::Nvram, "nvram"), (DeviceKind::Panic, "panic"),
-        (DeviceKind::Shmem, "shmem"), (DeviceKind::Memory, "memory"),
-        (DeviceKind::Iommu, "iommu"), (DeviceKind::Vsock, "vsock"),
-        (DeviceKind::Crypto, "crypto"), (DeviceKind::Pstore, "pstore"),
+        (DeviceKind::Emulator, "emulator"),
+        (DeviceKind::Disk, "disk"),
+        (DeviceKind::Controller, "controller"),
+        (DeviceKind::Lease, "lease"),
+        (DeviceKind::Filesystem, "filesystem"),
+        (DeviceKind::Interface, "interface"),
+        (DeviceKind::Smartcard, "smartcard"),
+        (DeviceKind::Serial, "serial"),
+        (DeviceKind::Parallel, "parallel"),
+        (DeviceKind::Console, "console"),
+        (DeviceKind::Channel, "channel"),
+        (DeviceKind::Input, "input"),
+        (DeviceKind::Tpm, "tpm"),
+        (DeviceKind::Graphics, "graphics"),
+        (DeviceKind::Sound, "sound"),
+        (DeviceKind::Audio, "audio"),
+        (DeviceKind::Video, "video"),
+        (DeviceKind::Hostdev, "hostdev"),
+        (DeviceKind::Redirdev, "redirdev"),
+        (DeviceKind::Redirfilter, "redirfilter"),
+        (DeviceKind::Hub, "hub"),
+        (DeviceKind::Watchdog, "watchdog"),
+        (DeviceKind::Memballoon, "memballoon"),
+        (DeviceKind::Rng, "rng"),
+        (DeviceKind::Nvram, "nvram"),
+        (DeviceKind::Panic, "panic"),
+        (DeviceKind::Shmem, "shmem"),
+        (DeviceKind::Memory, "memory"),
+        (DeviceKind::Iommu, "iommu"),
+        (DeviceKind::Vsock, "vsock"),
+        (DeviceKind::Crypto, "crypto"),
+        (DeviceKind::Pstore, "pstore"),
     ];
 
     /// The kind of a device element name.
@@ -72,7 +117,10 @@ impl DeviceKind {
 
     /// The element name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(k, _)| *k == self).map_or("", |(_, n)| n)
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("", |(_, n)| n)
     }
 }
 
@@ -94,7 +142,10 @@ impl<'a> Device<'a> {
     }
     /// `<boot order=...>`.
     pub fn boot_order(&self) -> Option<u32> {
-        self.element.child("boot").and_then(|b| b.attr("order")).and_then(|o| o.trim().parse().ok())
+        self.element
+            .child("boot")
+            .and_then(|b| b.attr("order"))
+            .and_then(|o| o.trim().parse().ok())
     }
 }
 
@@ -157,7 +208,9 @@ impl<'a> Os<'a> {
     }
     /// `<nvram>` path (or template).
     pub fn nvram(&self) -> Option<&'a str> {
-        self.0.child("nvram").and_then(|n| n.text_ref().or_else(|| n.attr("template")))
+        self.0
+            .child("nvram")
+            .and_then(|n| n.text_ref().or_else(|| n.attr("template")))
     }
     /// `<kernel>`.
     pub fn kernel(&self) -> Option<&'a str> {
@@ -177,13 +230,19 @@ impl<'a> Os<'a> {
     }
     /// `<boot dev=...>` in order.
     pub fn boot_devices(&self) -> Vec<&'a str> {
-        self.0.children_named("boot").filter_map(|b| b.attr("dev")).collect()
+        self.0
+            .children_named("boot")
+            .filter_map(|b| b.attr("dev"))
+            .collect()
     }
     /// `<bootmenu enable=... timeout=...>`.
     pub fn bootmenu(&self) -> Option<(bool, Option<u32>)> {
-        self.0
-            .child("bootmenu")
-            .map(|b| (yes(b.attr("enable")), b.attr("timeout").and_then(|t| t.trim().parse().ok())))
+        self.0.child("bootmenu").map(|b| {
+            (
+                yes(b.attr("enable")),
+                b.attr("timeout").and_then(|t| t.trim().parse().ok()),
+            )
+        })
     }
     /// `<smbios mode=...>`.
     pub fn smbios_mode(&self) -> Option<&'a str> {
@@ -232,7 +291,13 @@ impl<'a> Cpu<'a> {
     pub fn topology(&self) -> Option<Topology> {
         let t = self.0.child("topology")?;
         let n = |a: &str| t.attr(a).and_then(|v| v.trim().parse().ok()).unwrap_or(1);
-        Some(Topology { sockets: n("sockets"), dies: n("dies"), clusters: n("clusters"), cores: n("cores"), threads: n("threads") })
+        Some(Topology {
+            sockets: n("sockets"),
+            dies: n("dies"),
+            clusters: n("clusters"),
+            cores: n("cores"),
+            threads: n("threads"),
+        })
     }
     /// `<feature policy=... name=...>` pairs.
     pub fn features(&self) -> Vec<(&'a str, &'a str)> {
@@ -280,7 +345,11 @@ impl<'a> Clock<'a> {
         self.0
             .children_named("timer")
             .filter_map(|t| {
-                Some(Timer { name: t.attr("name")?, present: t.attr("present").map(|p| p == "yes"), tickpolicy: t.attr("tickpolicy") })
+                Some(Timer {
+                    name: t.attr("name")?,
+                    present: t.attr("present").map(|p| p == "yes"),
+                    tickpolicy: t.attr("tickpolicy"),
+                })
             })
             .collect()
     }
@@ -297,7 +366,9 @@ impl<'a> Features<'a> {
     }
     /// Whether a feature is enabled (present, and not `state='off'`).
     pub fn enabled(&self, name: &str) -> bool {
-        self.0.child(name).is_some_and(|f| f.attr("state") != Some("off"))
+        self.0
+            .child(name)
+            .is_some_and(|f| f.attr("state") != Some("off"))
     }
 }
 
@@ -317,7 +388,9 @@ impl<'a> Disk<'a> {
     /// The source: file, dev, dir, pool/volume name or network name.
     pub fn source(&self) -> Option<&'a str> {
         let s = self.0.child("source")?;
-        ["file", "dev", "dir", "name", "volume", "path"].iter().find_map(|a| s.attr(a))
+        ["file", "dev", "dir", "name", "volume", "path"]
+            .iter()
+            .find_map(|a| s.attr(a))
     }
     /// `<source protocol=...>` for network disks.
     pub fn protocol(&self) -> Option<&'a str> {
@@ -333,7 +406,9 @@ impl<'a> Disk<'a> {
     }
     /// `<driver name=... type=...>`.
     pub fn driver(&self) -> Option<(Option<&'a str>, Option<&'a str>)> {
-        self.0.child("driver").map(|d| (d.attr("name"), d.attr("type")))
+        self.0
+            .child("driver")
+            .map(|d| (d.attr("name"), d.attr("type")))
     }
     /// `<readonly/>`.
     pub fn readonly(&self) -> bool {
@@ -352,7 +427,10 @@ impl<'a> Disk<'a> {
         let mut out = Vec::new();
         let mut cur = self.0.child("backingStore");
         while let Some(b) = cur {
-            if let Some(s) = b.child("source").and_then(|s| ["file", "dev", "name"].iter().find_map(|a| s.attr(a))) {
+            if let Some(s) = b
+                .child("source")
+                .and_then(|s| ["file", "dev", "name"].iter().find_map(|a| s.attr(a)))
+            {
                 out.push(s);
             }
             cur = b.child("backingStore");
@@ -377,7 +455,9 @@ impl<'a> Interface<'a> {
     /// The source: network, bridge or host device name.
     pub fn source(&self) -> Option<&'a str> {
         let s = self.0.child("source")?;
-        ["network", "bridge", "dev", "path", "name"].iter().find_map(|a| s.attr(a))
+        ["network", "bridge", "dev", "path", "name"]
+            .iter()
+            .find_map(|a| s.attr(a))
     }
     /// `<model type=...>`.
     pub fn model(&self) -> Option<&'a str> {
@@ -389,7 +469,10 @@ impl<'a> Interface<'a> {
     }
     /// `<mtu size=...>`.
     pub fn mtu(&self) -> Option<u32> {
-        self.0.child("mtu").and_then(|m| m.attr("size")).and_then(|s| s.trim().parse().ok())
+        self.0
+            .child("mtu")
+            .and_then(|m| m.attr("size"))
+            .and_then(|s| s.trim().parse().ok())
     }
 }
 
@@ -416,7 +499,12 @@ impl<'a> Graphics<'a> {
             .children_named("listen")
             .map(|l| {
                 let ty = l.attr("type").unwrap_or("address");
-                (ty, l.attr("address").or_else(|| l.attr("network")).or_else(|| l.attr("socket")))
+                (
+                    ty,
+                    l.attr("address")
+                        .or_else(|| l.attr("network"))
+                        .or_else(|| l.attr("socket")),
+                )
             })
             .collect()
     }
@@ -471,11 +559,17 @@ impl<'a> Video<'a> {
     }
     /// `<model vram=...>` (KiB).
     pub fn vram_kib(&self) -> Option<u64> {
-        self.0.child("model").and_then(|m| m.attr("vram")).and_then(parse_u64)
+        self.0
+            .child("model")
+            .and_then(|m| m.attr("vram"))
+            .and_then(parse_u64)
     }
     /// `<model heads=...>`.
     pub fn heads(&self) -> Option<u32> {
-        self.0.child("model").and_then(|m| m.attr("heads")).and_then(|h| h.trim().parse().ok())
+        self.0
+            .child("model")
+            .and_then(|m| m.attr("heads"))
+            .and_then(|h| h.trim().parse().ok())
     }
     /// `<model primary='yes'>`.
     pub fn primary(&self) -> bool {
@@ -502,7 +596,10 @@ impl<'a> Chardev<'a> {
     }
     /// `<target port=...>`.
     pub fn target_port(&self) -> Option<u32> {
-        self.0.child("target").and_then(|t| t.attr("port")).and_then(|p| p.trim().parse().ok())
+        self.0
+            .child("target")
+            .and_then(|t| t.attr("port"))
+            .and_then(|p| p.trim().parse().ok())
     }
     /// `<target name=...>` (channels).
     pub fn target_name(&self) -> Option<&'a str> {
@@ -555,7 +652,10 @@ mod tests {
         let os = d.os().expect("os");
         assert_eq!(os.machine(), Some("q35"));
         assert_eq!(os.firmware(), Some("efi"));
-        assert_eq!(os.loader().map(|l| (l.path, l.readonly)), Some((Some("/l.fd"), true)));
+        assert_eq!(
+            os.loader().map(|l| (l.path, l.readonly)),
+            Some((Some("/l.fd"), true))
+        );
         assert_eq!(os.kernel(), Some("/k"));
         assert_eq!(os.bootmenu(), Some((true, Some(3))));
         let cpu = d.cpu().expect("cpu");
@@ -571,11 +671,20 @@ mod tests {
         assert_eq!(disk.target_dev(), Some("vda"));
         assert_eq!(disk.backing_chain(), vec!["/b.raw"]);
         let nic = d.interfaces().next().expect("nic");
-        assert_eq!((nic.source(), nic.model(), nic.mac()), (Some("br0"), Some("virtio"), Some("52:54:00:aa:bb:cc")));
+        assert_eq!(
+            (nic.source(), nic.model(), nic.mac()),
+            (Some("br0"), Some("virtio"), Some("52:54:00:aa:bb:cc"))
+        );
         let g = d.graphics().next().expect("graphics");
         assert_eq!((g.port(), g.autoport()), (Some(5901), false));
         assert!(d.videos().next().expect("video").primary());
-        assert_eq!(d.device_list().iter().filter(|x| x.kind == DeviceKind::Disk).count(), 1);
+        assert_eq!(
+            d.device_list()
+                .iter()
+                .filter(|x| x.kind == DeviceKind::Disk)
+                .count(),
+            1
+        );
         assert_eq!(d.device_list()[0].boot_order(), Some(1));
         assert_eq!(d.seclabels().next().and_then(|s| s.label()), Some("l"));
         assert_eq!(d.on_poweroff(), "destroy");

@@ -1,10 +1,10 @@
 //! The storage volume document (`<volume>`), parsed in its pool's context.
 
+use crate::FormatOptions;
 use crate::error::XmlError;
 use crate::pool::StoragePool;
 use crate::tree::Element;
 use crate::util::parse_u64;
-use crate::FormatOptions;
 
 /// Options for parsing a volume.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +36,10 @@ impl StorageVolume {
     }
 
     /// Validates a parsed tree in the pool's context.
-    pub fn from_element(root: Element, pool: Option<&StoragePool>) -> Result<StorageVolume, XmlError> {
+    pub fn from_element(
+        root: Element,
+        pool: Option<&StoragePool>,
+    ) -> Result<StorageVolume, XmlError> {
         StorageVolume::from_element_with(root, pool, &VolumeParseOptions::default())
     }
 
@@ -63,7 +66,10 @@ impl StorageVolume {
 
     /// `<name>`.
     pub fn name(&self) -> &str {
-        self.root.child("name").and_then(|n| n.text_ref()).unwrap_or("")
+        self.root
+            .child("name")
+            .and_then(|n| n.text_ref())
+            .unwrap_or("")
     }
 
     /// `<key>` when present.
@@ -73,7 +79,10 @@ impl StorageVolume {
 
     /// `<capacity>` in bytes.
     pub fn capacity_bytes(&self) -> u64 {
-        self.root.child("capacity").and_then(|c| parse_u64(&c.text())).unwrap_or(0)
+        self.root
+            .child("capacity")
+            .and_then(|c| parse_u64(&c.text()))
+            .unwrap_or(0)
     }
 
     /// `<allocation>` in bytes (defaults to the capacity).
@@ -86,7 +95,55 @@ impl StorageVolume {
 
     /// `<target><format type=...>` when present.
     pub fn format_type(&self) -> Option<&str> {
-        self.root.child("target").and_then(|t| t.child("format")).and_then(|f| f.attr("type"))
+        self.root
+            .child("target")
+            .and_then(|t| t.child("format"))
+            .and_then(|f| f.attr("type"))
+    }
+
+    /// Sets `<capacity>` and `<allocation>` (bytes).
+    pub fn set_sizes(&mut self, capacity: u64, allocation: u64) {
+        for (name, v) in [("capacity", capacity), ("allocation", allocation)] {
+            let e = self.root.child_or_insert(name);
+            e.set_attr("unit", "bytes");
+            e.set_text(&v.to_string());
+        }
+        crate::normalize::sort_tree(&mut self.root, "volume", crate::tables::VOLUME_ORDER);
+    }
+
+    /// Sets `<key>` (drivers derive it, e.g. from the path).
+    pub fn set_key(&mut self, key: &str) {
+        self.root.child_or_insert("key").set_text(key);
+        crate::normalize::sort_tree(&mut self.root, "volume", crate::tables::VOLUME_ORDER);
+    }
+
+    /// `<volume type=...>`.
+    pub fn volume_type(&self) -> Option<&str> {
+        self.root.attr("type")
+    }
+
+    /// `<target><path>`.
+    pub fn target_path(&self) -> Option<&str> {
+        self.root
+            .child("target")
+            .and_then(|t| t.child("path"))
+            .and_then(|p| p.text_ref())
+    }
+
+    /// `<backingStore><path>` and its format.
+    pub fn backing_store(&self) -> Option<(Option<&str>, Option<&str>)> {
+        let b = self.root.child("backingStore")?;
+        Some((
+            b.child("path").and_then(|p| p.text_ref()),
+            b.child("format").and_then(|f| f.attr("type")),
+        ))
+    }
+
+    /// `<physical>` in bytes when present.
+    pub fn physical_bytes(&self) -> Option<u64> {
+        self.root
+            .child("physical")
+            .and_then(|c| parse_u64(&c.text()))
     }
 
     /// Formats like libvirt.
@@ -109,7 +166,32 @@ mod tests {
         assert_eq!(v.name(), "v");
         assert_eq!(v.capacity_bytes(), 1 << 20);
         assert_eq!(v.format_type(), Some("qcow2"));
-        let e = StorageVolume::parse("<volume><name>v</name></volume>", None).expect_err("no capacity");
+        let pool = StoragePool::parse(
+            "<pool type='dir'><name>d</name><target><path>/p</path></target></pool>",
+        )
+        .expect("pool");
+        let v = StorageVolume::parse(
+            "<volume><name>v.img</name><capacity>10</capacity><backingStore><path>/b</path><format type='raw'/></backingStore></volume>",
+            Some(&pool),
+        )
+        .expect("parse");
+        assert_eq!(v.volume_type(), Some("file"));
+        assert_eq!(v.target_path(), Some("/p/v.img"));
+        assert_eq!(v.format_type(), Some("raw"));
+        assert_eq!(v.backing_store(), Some((Some("/b"), Some("raw"))));
+        let mut v = v;
+        v.set_key("/p/v.img");
+        v.set_sizes(20, 5);
+        assert_eq!(
+            (v.key(), v.capacity_bytes(), v.allocation_bytes()),
+            (Some("/p/v.img"), 20, 5)
+        );
+        assert!(
+            v.to_xml(&FormatOptions::default())
+                .starts_with("<volume type='file'>\n  <name>v.img</name>\n  <key>")
+        );
+        let e =
+            StorageVolume::parse("<volume><name>v</name></volume>", None).expect_err("no capacity");
         assert_eq!(e.to_string(), "volume/capacity: missing required element");
     }
 }

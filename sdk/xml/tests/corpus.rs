@@ -12,13 +12,22 @@ use std::path::Path;
 fn corpus() -> Option<std::path::PathBuf> {
     let c = compat::locate_corpus(Path::new(env!("CARGO_MANIFEST_DIR")));
     if c.is_none() {
-        eprintln!("!!!!!!!! rvirt-xml corpus tests DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!");
+        eprintln!(
+            "!!!!!!!! rvirt-xml corpus tests DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!"
+        );
     }
     c
 }
 
 fn show(r: &DirReport) {
-    eprintln!("{:<28} {:<45} {:>4}/{:<4} {:.1}%", r.dir, r.what, r.passed(), r.total(), r.rate() * 100.0);
+    eprintln!(
+        "{:<28} {:<45} {:>4}/{:<4} {:.1}%",
+        r.dir,
+        r.what,
+        r.passed(),
+        r.total(),
+        r.rate() * 100.0
+    );
     if std::env::var_os("RVIRT_VERBOSE").is_some() {
         for x in r.results.iter().filter(|x| !x.ok) {
             eprintln!("    FAIL {}: {}", x.case, x.detail);
@@ -26,17 +35,35 @@ fn show(r: &DirReport) {
     }
 }
 
+/// Asserts the floor on the developer side of the corpus; cases of the
+/// hold-out side (when present) are reported, not asserted.
 fn require(r: &DirReport, min_rate: f64) {
     show(r);
-    let fails: Vec<String> =
-        r.results.iter().filter(|x| !x.ok).map(|x| format!("{}: {}", x.case, x.detail)).collect();
+    let dev = r.side(false);
+    let held = r.side(true);
+    if !held.results.is_empty() {
+        eprintln!(
+            "{:<28} {:<45} {:>4}/{:<4} {:.1}%  (hold-out side, reported only)",
+            held.dir,
+            held.what,
+            held.passed(),
+            held.total(),
+            held.rate() * 100.0
+        );
+    }
+    let fails: Vec<String> = dev
+        .results
+        .iter()
+        .filter(|x| !x.ok)
+        .map(|x| format!("{}: {}", x.case, x.detail))
+        .collect();
     assert!(
-        r.rate() >= min_rate,
+        dev.rate() >= min_rate,
         "{} below {:.0}%: {}/{}\n{}",
-        r.dir,
+        dev.dir,
         min_rate * 100.0,
-        r.passed(),
-        r.total(),
+        dev.passed(),
+        dev.total(),
         fails.join("\n")
     );
 }
@@ -47,7 +74,10 @@ fn generic_roundtrip() {
     let (a, b) = compat::run_domain_roundtrip(
         &c.join("genericxml2xmlindata"),
         &c.join("genericxml2xmloutdata"),
-        rvirt_xml::FormatOptions { inactive: false, secure: true },
+        rvirt_xml::FormatOptions {
+            inactive: false,
+            secure: true,
+        },
     );
     require(&a, 1.0);
     require(&b, 1.0);
@@ -64,7 +94,10 @@ fn network_roundtrip() {
 #[test]
 fn pool_roundtrip() {
     let Some(c) = corpus() else { return };
-    let (a, b) = compat::run_pool(&c.join("storagepoolxml2xmlin"), &c.join("storagepoolxml2xmlout"));
+    let (a, b) = compat::run_pool(
+        &c.join("storagepoolxml2xmlin"),
+        &c.join("storagepoolxml2xmlout"),
+    );
     require(&a, 1.0);
     require(&b, 1.0);
 }
@@ -87,7 +120,10 @@ fn lxc_roundtrip() {
     let (a, b) = compat::run_domain_roundtrip(
         &c.join("lxcxml2xmldata"),
         &c.join("lxcxml2xmloutdata"),
-        rvirt_xml::FormatOptions { inactive: false, secure: true },
+        rvirt_xml::FormatOptions {
+            inactive: false,
+            secure: true,
+        },
     );
     require(&a, 1.0);
     require(&b, 1.0);
@@ -102,7 +138,9 @@ fn qemu_inputs() {
 #[test]
 fn compat_report() {
     let Some(c) = corpus() else { return };
-    let Some(out) = std::env::var_os("RVIRT_WRITE_COMPAT") else { return };
+    let Some(out) = std::env::var_os("RVIRT_WRITE_COMPAT") else {
+        return;
+    };
     let reports = compat::run_all(&c);
     let table = format!(
         "{}\n### Failing cases\n{}",
@@ -122,10 +160,24 @@ fn compat_report() {
 #[test]
 fn other_domain_inputs_parse() {
     let Some(c) = corpus() else { return };
-    for d in ["bhyvexml2argvdata", "xlconfigdata", "xml2vmxdata", "vmx2xmldata"] {
-        show(&compat::run_parse_only(&c.join(d), "domain xml parses + idempotent format"));
+    for d in [
+        "bhyvexml2argvdata",
+        "xlconfigdata",
+        "xml2vmxdata",
+        "vmx2xmldata",
+    ] {
+        show(&compat::run_parse_only(
+            &c.join(d),
+            "domain xml parses + idempotent format",
+        ));
     }
-    require(&compat::run_parse_only(&c.join("qemuxmlconfdata"), "qemu inputs parse + idempotent format"), 0.9);
+    require(
+        &compat::run_parse_only(
+            &c.join("qemuxmlconfdata"),
+            "qemu inputs parse + idempotent format",
+        ),
+        0.9,
+    );
 }
 
 #[test]
@@ -133,7 +185,11 @@ fn formatted_fixpoints() {
     let Some(c) = corpus() else { return };
     // the VMware driver has no boot order, so it adds no <boot dev='hd'/>
     for (d, no_boot) in [("vmx2xmldata", true), ("xlconfigdata", false)] {
-        show(&compat::run_formatted_fixpoint(&c.join(d), "libvirt-formatted xml is a fixpoint", no_boot));
+        show(&compat::run_formatted_fixpoint(
+            &c.join(d),
+            "libvirt-formatted xml is a fixpoint",
+            no_boot,
+        ));
     }
 }
 
@@ -167,23 +223,75 @@ mod mutation {
     ];
 
     const JUNK: &[&str] = &[
-        "", "-1", "0", "0x", "99999999999999999999999", "a", "&amp;", "<", "'", "\"", "yes", "no",
-        "0-3,^2", "^", "1-", "0x1F", "virtio", "KiB", "zz", "/", "//a//", "\u{fffd}", " ",
+        "",
+        "-1",
+        "0",
+        "0x",
+        "99999999999999999999999",
+        "a",
+        "&amp;",
+        "<",
+        "'",
+        "\"",
+        "yes",
+        "no",
+        "0-3,^2",
+        "^",
+        "1-",
+        "0x1F",
+        "virtio",
+        "KiB",
+        "zz",
+        "/",
+        "//a//",
+        "\u{fffd}",
+        " ",
+        "-2",
+        "none",
+        "auto",
+        "static",
+        "on",
+        "off",
+        "1.5",
+        "0x10",
+        "4294967296",
+        "pci",
+        "usb",
+        "drive",
+        "bind",
+        "connect",
+        "unix",
+        "tcp",
+        "serial",
+        "0,^0",
+        "both",
+        "restrictive",
     ];
 
     fn inputs() -> Vec<String> {
         let mut v: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
-        if let Some(c) = rvirt_xml::compat::locate_corpus(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))) {
-            for d in ["genericxml2xmlindata", "networkxml2xmlin", "storagepoolxml2xmlin", "storagevolxml2xmlin", "qemuxmlconfdata"] {
-                let Ok(rd) = std::fs::read_dir(c.join(d)) else { continue };
+        if let Some(c) =
+            rvirt_xml::compat::locate_corpus(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        {
+            for d in [
+                "genericxml2xmlindata",
+                "networkxml2xmlin",
+                "storagepoolxml2xmlin",
+                "storagevolxml2xmlin",
+                "qemuxmlconfdata",
+            ] {
+                let Ok(rd) = std::fs::read_dir(c.join(d)) else {
+                    continue;
+                };
                 let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
                 files.sort();
                 for (i, f) in files.iter().enumerate() {
                     // every input of the small directories, a sample of the big one
-                    if f.extension().is_some_and(|e| e == "xml") && (d != "qemuxmlconfdata" || i % 7 == 0) {
-                        if let Ok(t) = std::fs::read_to_string(f) {
-                            v.push(t);
-                        }
+                    if f.extension().is_some_and(|e| e == "xml")
+                        && (d != "qemuxmlconfdata" || i % 7 == 0)
+                        && let Ok(t) = std::fs::read_to_string(f)
+                    {
+                        v.push(t);
                     }
                 }
             }
@@ -255,21 +363,35 @@ mod mutation {
     }
 
     fn check(text: &str) {
-        let opts = FormatOptions { inactive: true, secure: true };
+        let opts = FormatOptions {
+            inactive: true,
+            secure: true,
+        };
         if let Ok(d) = Domain::parse(text) {
             let once = d.to_xml(&opts);
-            let again = Domain::parse(&once).unwrap_or_else(|e| panic!("formatted domain does not parse: {e}\n{once}"));
-            assert_eq!(again.to_xml(&opts), once, "domain formatting not idempotent");
+            let again = Domain::parse(&once)
+                .unwrap_or_else(|e| panic!("formatted domain does not parse: {e}\n{once}"));
+            assert_eq!(
+                again.to_xml(&opts),
+                once,
+                "domain formatting not idempotent"
+            );
         }
         if let Ok(n) = Network::parse(text) {
             let once = n.to_xml(&opts);
-            let again = Network::parse(&once).unwrap_or_else(|e| panic!("formatted network does not parse: {e}\n{once}"));
-            assert_eq!(again.to_xml(&opts), once, "network formatting not idempotent");
+            let again = Network::parse(&once)
+                .unwrap_or_else(|e| panic!("formatted network does not parse: {e}\n{once}"));
+            assert_eq!(
+                again.to_xml(&opts),
+                once,
+                "network formatting not idempotent"
+            );
         }
         let pool = StoragePool::parse(text).ok();
         if let Some(p) = &pool {
             let once = p.to_xml(&opts);
-            let again = StoragePool::parse(&once).unwrap_or_else(|e| panic!("formatted pool does not parse: {e}\n{once}"));
+            let again = StoragePool::parse(&once)
+                .unwrap_or_else(|e| panic!("formatted pool does not parse: {e}\n{once}"));
             assert_eq!(again.to_xml(&opts), once, "pool formatting not idempotent");
         }
         if let Ok(v) = StorageVolume::parse(text, pool.as_ref()) {
@@ -279,8 +401,14 @@ mod mutation {
 
     #[test]
     fn random_mutations_never_panic() {
-        let seed: u64 = std::env::var("RVIRT_MUTATION_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
-        let rounds: usize = std::env::var("RVIRT_MUTATION_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+        let seed: u64 = std::env::var("RVIRT_MUTATION_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed);
+        let rounds: usize = std::env::var("RVIRT_MUTATION_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2);
         let mut rng = StdRng::seed_from_u64(seed);
         let inputs = inputs();
         let mut checked = 0usize;
@@ -307,7 +435,9 @@ mod mutation {
                 checked += 1;
             }
             // tree-level: structured mutations keep the document well-formed
-            let Ok(tree) = Element::parse(text) else { continue };
+            let Ok(tree) = Element::parse(text) else {
+                continue;
+            };
             for _ in 0..rounds * 2 {
                 let mut t = tree.clone();
                 for _ in 0..rng.random_range(1..4) {
@@ -320,4 +450,10 @@ mod mutation {
         }
         eprintln!("mutation test: {checked} mutated documents checked (seed {seed:#x})");
     }
+}
+
+#[test]
+fn qemu_other_arch_informational() {
+    let Some(c) = corpus() else { return };
+    show(&compat::run_qemu_other_arch(&c.join("qemuxmlconfdata")));
 }
