@@ -121,6 +121,9 @@ mod tests {
         let xml = "<domain type='qemu'><name>a</name><devices><serial type='pty'><source path='/dev/pts/3'/></serial>\
                    <console type='pty' tty='/dev/pts/3'><source path='/dev/pts/3'/><target type='serial' port='0'/></console></devices></domain>";
         assert_eq!(console_pty(xml).as_deref(), Some("/dev/pts/3"));
-        assert_eq!(console_pty("<domain><devices><console type='file'/></devices></domain>"), None);
+        assert_eq!(
+            console_pty("<domain><devices><console type='file'/></devices></domain>"),
+            None
+        );
     }
 }
