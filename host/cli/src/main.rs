@@ -424,7 +424,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::DomxmlToNative { format, file } => {
             let xml = read_file(&file)?;
             let native = conn
-                .domain_xml_to_native(&format, &xml)
+                .domain_xml_to_native(&format, &xml, 0)
                 .with_context(|| format!("failed to convert '{}' to {format}", file.display()))?;
             print!("{native}");
             if !native.ends_with('\n') {

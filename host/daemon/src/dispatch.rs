@@ -265,7 +265,7 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         }),
         P::ConnectDomainXmlToNative => call::<procs::ConnectDomainXmlToNative>(payload, |a| {
             let native_config = c()?
-                .domain_xml_to_native(&a.native_format, &a.domain_xml)
+                .domain_xml_to_native(&a.native_format, &a.domain_xml, a.flags)
                 .map_err(host_error)?;
             Ok(ConnectDomainXmlToNativeRet { native_config })
         }),

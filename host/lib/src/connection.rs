@@ -136,8 +136,8 @@ impl Connection {
 
     /// `virConnectDomainXMLToNative`: the hypervisor's native form of a domain document
     /// (`format` e.g. `qemu-argv`).
-    pub fn domain_xml_to_native(&self, format: &str, xml: &str) -> Result<String> {
-        self.backend.domain_xml_to_native(format, xml, 0)
+    pub fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String> {
+        self.backend.domain_xml_to_native(format, xml, flags)
     }
 
     /// Registers `callback` for this connection's domain lifecycle events. The callback

@@ -168,7 +168,7 @@ fn older_minor_plugin_loads_and_lacking_methods_answer_no_support() {
         d.get_vcpus_flags(0).unwrap_err(),
         d.get_os_type().map(|_| 0).unwrap_err(),
         d.has_managed_save_image(0).map(|_| 0).unwrap_err(),
-        conn.domain_xml_to_native("qemu-argv", "<domain/>")
+        conn.domain_xml_to_native("qemu-argv", "<domain/>", 0)
             .map(|_| 0)
             .unwrap_err(),
     ] {
@@ -201,7 +201,7 @@ fn minor_1_1_plugin_loads_into_the_1_2_host() {
         "{e}"
     );
     let e = conn
-        .domain_xml_to_native("qemu-argv", "<domain/>")
+        .domain_xml_to_native("qemu-argv", "<domain/>", 0)
         .unwrap_err();
     assert!(
         e.is_no_support() && e.to_string().contains("virConnectDomainXMLToNative"),

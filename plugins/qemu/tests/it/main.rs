@@ -419,7 +419,7 @@ fn bad_xml_and_missing_disks_fail_clearly_and_leave_nothing() {
     let log = std::fs::read_to_string(r.join("log/qemu/m.log")).unwrap_or_default();
     assert!(!log.contains("starting"), "qemu was spawned: {log}");
     let e = conn
-        .domain_xml_to_native("qemu-argv", &small_xml("n", "", "xen"))
+        .domain_xml_to_native("qemu-argv", &small_xml("n", "", "xen"), 0)
         .unwrap_err();
     assert_eq!(e.code(), 67, "{e}");
     let _ = std::fs::remove_dir_all(&r);
@@ -444,7 +444,7 @@ fn argv_matches_libvirt_shapes_for_simple_corpus_files() {
     ] {
         let xml = std::fs::read_to_string(corpus.join(format!("{name}.xml"))).unwrap();
         let ours = conn
-            .domain_xml_to_native("qemu-argv", &xml)
+            .domain_xml_to_native("qemu-argv", &xml, 0)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let expected =
             std::fs::read_to_string(corpus.join(format!("{name}.x86_64-latest.args"))).unwrap();
