@@ -258,7 +258,7 @@ fn xml_normalize_prints_libvirts_form() {
 #[test]
 fn rvirt_cli_drives_debians_libvirtd() {
     let lvd = rvirt_tests::shared_dir().join("bench/lvd.py");
-    let have = Path::new("/usr/sbin/libvirtd").is_file() && lvd.is_file() && rustix_is_root();
+    let have = Path::new("/usr/sbin/libvirtd").is_file() && lvd.is_file() && running_as_root();
     if !have {
         rvirt_tests::cannot_run(
             "rvirt_cli_drives_debians_libvirtd",
@@ -326,7 +326,7 @@ fn rvirt_cli_drives_debians_libvirtd() {
     assert!(e.contains("'nosuch'"), "{e}");
 }
 
-fn rustix_is_root() -> bool {
+fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

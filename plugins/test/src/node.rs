@@ -250,6 +250,8 @@ pub struct Node {
     /// Position of each domain in `doms`, by UUID and by name.
     by_uuid: HashMap<Uuid, usize>,
     by_name: HashMap<String, usize>,
+    /// The node's networks and pools. Parsing them validates a node file; no operation
+    /// reads them yet, because the plugin API has no network or storage calls so far.
     #[allow(dead_code)]
     networks: Vec<Network>,
     #[allow(dead_code)]
