@@ -55,6 +55,27 @@ pub fn read_only_denied(operation: &str) -> PluginError {
     )
 }
 
+/// libvirt's `virCheckFlags`: refuses any bit of `flags` outside `allowed` with
+/// `VIR_ERR_INVALID_ARG` naming the operation (`"virDomainCreateWithFlags"`). Every
+/// driver calls it first thing in every method that takes flags, so an unknown flag is
+/// never silently ignored.
+pub fn check_flags(
+    domain: ErrorDomain,
+    operation: &str,
+    flags: u32,
+    allowed: u32,
+) -> Result<(), PluginError> {
+    let unknown = flags & !allowed;
+    if unknown == 0 {
+        return Ok(());
+    }
+    Err(PluginError::new(
+        ErrorCode::InvalidArg,
+        domain,
+        format!("invalid argument: unsupported flags (0x{unknown:x}) in function {operation}"),
+    ))
+}
+
 /// Errors of [`atomic_write`].
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -121,6 +142,17 @@ mod tests {
             "no temp file left behind"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_flags_are_refused_naming_the_operation() {
+        assert!(check_flags(ErrorDomain::Qemu, "virDomainReboot", 0x3, 0x3).is_ok());
+        let e = check_flags(ErrorDomain::Qemu, "virDomainReboot", 0x5, 0x1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArg as i32);
+        assert_eq!(
+            e.message.as_str(),
+            "invalid argument: unsupported flags (0x4) in function virDomainReboot"
+        );
     }
 
     #[test]
