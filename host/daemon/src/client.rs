@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct Shared {
     pub runtime: Arc<rvirt_host::Runtime>,
     pub default_uri: String,
+    /// The URIs clients may open.
+    pub served: crate::served::Served,
 }
 
 impl std::fmt::Debug for Shared {

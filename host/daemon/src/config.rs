@@ -29,6 +29,11 @@ pub struct Config {
     /// URI opened when a client connects without naming one (`virsh -c test+unix://...`
     /// always names one; `remote:///` or an empty name does not).
     pub default_uri: String,
+    /// The connection URIs clients may open (besides `default_uri`), compared whole:
+    /// driver, path and query parameters. Default: `test:///default` and `qemu:///system`
+    /// for a system daemon (root, or `--root`), `test:///default` and `qemu:///session`
+    /// otherwise. `embed` URIs are never served.
+    pub uris: Option<Vec<String>>,
     /// Most clients connected at once; more are accepted and closed at once.
     pub max_clients: usize,
     /// Calls of one client that may run in the worker pool at once (queries on the fast
@@ -52,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             default_uri: "test:///default".into(),
+            uris: None,
             max_clients: 5000,
             max_client_requests: 5,
             keepalive_interval: 5,
@@ -88,6 +94,20 @@ impl Config {
     /// Parses the TOML text of a config file.
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The URIs served: `uris` (or the default for the layout) and `default_uri`.
+    pub fn served_uris(&self, system: bool) -> Vec<String> {
+        let mut list = self.uris.clone().unwrap_or_else(|| {
+            let qemu = if system {
+                "qemu:///system"
+            } else {
+                "qemu:///session"
+            };
+            vec!["test:///default".into(), qemu.into()]
+        });
+        list.push(self.default_uri.clone());
+        list
     }
 
     /// The read-write socket mode.
@@ -204,6 +224,14 @@ mod tests {
             ("test:///tmp/x.xml", 10)
         );
         assert!(Config::parse("bogus = 1").is_err());
+        assert_eq!(
+            Config::default().served_uris(true),
+            ["test:///default", "qemu:///system", "test:///default"]
+        );
+        assert_eq!(Config::default().served_uris(false)[1], "qemu:///session");
+        let c =
+            Config::parse("uris = [\"qemu:///system\"]\ndefault_uri = \"qemu:///system\"").unwrap();
+        assert_eq!(c.served_uris(false), ["qemu:///system", "qemu:///system"]);
         assert_eq!(Config::default().rw_mode().unwrap(), 0o700);
         let bad = Config {
             unix_sock_ro_perms: "999".into(),

@@ -6,17 +6,20 @@
 //! call never runs on a thread that owns the reactor.
 
 use crate::client::Client;
+use crate::served::ServedError;
 use rvirt_host::{Connection, Domain, DomainId};
 use rvirt_wire::protocol::{
     self, NonnullDomain, RemoteError, auth, error_code, error_domain, event_id, feature,
 };
 use rvirt_wire::remote::*;
-use rvirt_wire::{Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
+use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
 
 /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE`.
 const LIST_ACTIVE: u32 = 1;
 /// `VIR_CONNECT_LIST_DOMAINS_INACTIVE`.
 const LIST_INACTIVE: u32 = 2;
+/// `VIR_DOMAIN_XML_SECURE`.
+const XML_SECURE: u32 = 1;
 
 /// A failed call: the `remote_error` to send (boxed: it is large and errors are rare).
 pub type Failure = Box<RemoteError>;
@@ -72,32 +75,35 @@ pub fn is_inline(procedure: i32) -> bool {
 /// Calls that reach a driver but are expected to return quickly (queries: libvirt's
 /// high-priority calls). Everything else, state changes first, runs on the pool.
 pub fn is_quick(procedure: i32) -> bool {
-    P::from_number(procedure)
-        .is_some_and(|p| !is_mutating(p) && !matches!(p, P::ConnectOpen | P::ConnectClose))
+    P::from_number(procedure).is_some_and(|p| {
+        p.access() == Access::ReadOnly && !matches!(p, P::ConnectOpen | P::ConnectClose)
+    })
 }
 
-/// Procedures refused on read-only connections: every state change, and XML-to-native
-/// conversion, which libvirt also reserves for read-write connections.
-pub fn is_mutating(procedure: P) -> bool {
-    matches!(
-        procedure,
-        P::ConnectDomainXmlToNative
-            | P::DomainCreate
-            | P::DomainCreateXml
-            | P::DomainCreateWithFlags
-            | P::DomainDefineXml
-            | P::DomainDefineXmlFlags
-            | P::DomainDestroy
-            | P::DomainDestroyFlags
-            | P::DomainReboot
-            | P::DomainResume
-            | P::DomainSuspend
-            | P::DomainSetAutostart
-            | P::DomainShutdown
-            | P::DomainShutdownFlags
-            | P::DomainUndefine
-            | P::DomainUndefineFlags
-    )
+/// Whether a read-only connection may make this call. Decided by the procedure table's
+/// `#[ro]` marks ([`P::access`]), so a procedure nobody classified is refused; a few
+/// read-only procedures are refused for some arguments too (secrets).
+fn read_only_refusal(procedure: P, payload: &[u8]) -> Option<Failure> {
+    let denied = |what: &str| {
+        Some(err(
+            error_code::OPERATION_DENIED,
+            error_domain::DOMAIN,
+            format!("operation forbidden: read only access prevents {what}"),
+        ))
+    };
+    if procedure.access() != Access::ReadOnly {
+        return denied(procedure.name());
+    }
+    if procedure == P::DomainGetXmlDesc {
+        // VIR_DOMAIN_XML_SECURE: the XML with passwords and keys, as libvirt refuses it
+        // to read-only connections. Undecodable arguments fail later, in the call.
+        if let Ok(a) = xdr::from_bytes::<DomainFlagsArgs>(payload)
+            && a.flags & XML_SECURE != 0
+        {
+            return denied("virDomainGetXMLDesc with the secure flag");
+        }
+    }
+    None
 }
 
 /// Procedures allowed before CONNECT_OPEN.
@@ -187,15 +193,10 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
             "connection not open",
         ));
     }
-    if is_mutating(procedure) && client.is_read_only() {
-        return Err(err(
-            error_code::OPERATION_DENIED,
-            error_domain::DOMAIN,
-            format!(
-                "operation forbidden: read only access prevents {}",
-                procedure.name()
-            ),
-        ));
+    if client.is_read_only()
+        && let Some(refusal) = read_only_refusal(procedure, payload)
+    {
+        return Err(refusal);
     }
     // `conn` is Some for every procedure past the check above except these four
     let c = || {
@@ -579,15 +580,24 @@ fn list_max(requested: i32) -> Result<usize, Failure> {
         })
 }
 
+/// Event ids a client may register: the ones rvirtd delivers. Others are valid libvirt
+/// event ids that no driver here emits yet, so registering them answers no-support
+/// rather than a registration that would never fire.
 fn check_event_id(id: i32) -> Result<(), Failure> {
-    if (0..event_id::LAST).contains(&id) {
-        Ok(())
-    } else {
-        Err(err(
+    match id {
+        event_id::LIFECYCLE => Ok(()),
+        _ if (0..event_id::LAST).contains(&id) => Err(err(
+            error_code::NO_SUPPORT,
+            error_domain::RPC,
+            format!(
+                "this function is not supported by the connection driver: rvirtd does not deliver domain event {id} (only lifecycle events, id 0)"
+            ),
+        )),
+        _ => Err(err(
             error_code::INVALID_ARG,
             error_domain::RPC,
-            format!("unsupported event ID {id}"),
-        ))
+            format!("invalid argument: unsupported event ID {id}"),
+        )),
     }
 }
 
@@ -598,16 +608,13 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
     } else {
         name
     };
-    let parsed = rvirt_host::ConnectUri::parse(&uri).map_err(|e| host_error(e.into()))?;
-    if parsed.is_remote() {
-        return Err(err(
-            error_code::INVALID_ARG,
-            error_domain::REMOTE,
-            format!(
-                "rvirtd does not forward to other daemons: '{uri}' names a transport or a host"
-            ),
-        ));
-    }
+    client.shared.served.check(&uri).map_err(|e| {
+        let code = match e {
+            ServedError::Invalid { .. } => error_code::INVALID_ARG,
+            _ => error_code::OPERATION_DENIED,
+        };
+        err(code, error_domain::REMOTE, e.to_string())
+    })?;
     let read_only = client.read_only_socket || args.flags & protocol::connect_flags::RO != 0;
     if client.connection().is_some() {
         return Err(err(
@@ -637,14 +644,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mutating_set() {
-        assert!(is_mutating(P::DomainDefineXml));
-        assert!(is_mutating(P::DomainUndefineFlags));
-        assert!(!is_mutating(P::DomainGetXmlDesc));
-        assert!(!is_mutating(P::ConnectListAllDomains));
+    fn access_classes() {
+        let rw = |p: P| p.access() == Access::ReadWrite;
+        assert!(rw(P::DomainDefineXml) && rw(P::DomainUndefineFlags));
+        assert!(rw(P::ConnectDomainXmlToNative));
+        assert!(!rw(P::DomainGetXmlDesc) && !rw(P::ConnectListAllDomains));
         for &p in P::ALL {
-            assert!(!(is_mutating(p) && is_inline(p.number())), "{p:?}");
+            // calls answered on the I/O task never change anything
+            assert!(!(rw(p) && is_inline(p.number())), "{p:?}");
         }
+    }
+
+    #[test]
+    fn secure_xml_is_refused_read_only() {
+        let args = |flags| {
+            xdr::to_vec(&DomainFlagsArgs {
+                dom: NonnullDomain::default(),
+                flags,
+            })
+            .unwrap()
+        };
+        assert!(read_only_refusal(P::DomainGetXmlDesc, &args(0)).is_none());
+        assert!(read_only_refusal(P::DomainGetXmlDesc, &args(2)).is_none());
+        let e = read_only_refusal(P::DomainGetXmlDesc, &args(XML_SECURE | 2)).unwrap();
+        assert_eq!(e.code, error_code::OPERATION_DENIED);
+        assert!(read_only_refusal(P::DomainCreate, &[]).is_some());
     }
 
     #[test]
@@ -654,6 +678,15 @@ mod tests {
         assert!(e.message.unwrap().contains("999"));
         assert!(list_max(-1).is_err() && list_max(16385).is_err());
         assert_eq!(list_max(5).unwrap(), 5);
-        assert!(check_event_id(27).is_err() && check_event_id(0).is_ok());
+        assert!(check_event_id(0).is_ok());
+        assert_eq!(check_event_id(1).unwrap_err().code, error_code::NO_SUPPORT);
+        assert_eq!(
+            check_event_id(27).unwrap_err().code,
+            error_code::INVALID_ARG
+        );
+        assert_eq!(
+            check_event_id(-1).unwrap_err().code,
+            error_code::INVALID_ARG
+        );
     }
 }

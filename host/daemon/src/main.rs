@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod dispatch;
 mod outbox;
+mod served;
 mod server;
 
 use anyhow::{Context, Result};
@@ -70,6 +71,9 @@ fn main() -> Result<()> {
         config.default_uri = uri;
     }
     config.libvirt_sockets |= args.libvirt_sockets;
+    let served_list = config.served_uris(layout.system);
+    let served = served::Served::new(served_list.iter().map(String::as_str))
+        .context("invalid 'uris' or 'default_uri' in the configuration")?;
     raise_fd_limit();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,12 +87,12 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let res = runtime.block_on(run(layout, config));
+    let res = runtime.block_on(run(layout, config, served));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
 }
 
-async fn run(layout: Layout, config: Config) -> Result<()> {
+async fn run(layout: Layout, config: Config, served: served::Served) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
     let discovery = tokio::task::spawn_blocking(rvirt_host::Runtime::discover);
@@ -115,12 +119,14 @@ async fn run(layout: Layout, config: Config) -> Result<()> {
     }
 
     let runtime = discovery.await.context("plugin discovery failed")?;
+    tracing::info!("serving {}", served.describe());
     for p in runtime.plugins() {
         tracing::debug!("plugin {:?}", p);
     }
     let shared = Arc::new(client::Shared {
         runtime: Arc::new(runtime),
         default_uri: config.default_uri.clone(),
+        served,
     });
     let settings = server::ConnSettings {
         max_clients: config.max_clients,

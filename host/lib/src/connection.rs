@@ -22,6 +22,8 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// `VIR_DOMAIN_XML_SECURE`
+pub const XML_SECURE: u32 = 1;
 /// `VIR_DOMAIN_XML_INACTIVE`
 pub const XML_INACTIVE: u32 = 2;
 /// `VIR_DOMAIN_START_PAUSED`
@@ -262,7 +264,12 @@ impl Domain {
     }
 
     /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_*` flags.
+    /// `VIR_DOMAIN_XML_SECURE` (passwords and keys) is refused on read-only connections.
     pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        if flags & XML_SECURE != 0 {
+            self.conn
+                .writable("virDomainGetXMLDesc with the secure flag")?;
+        }
         self.b().get_xml_desc(self.id.uuid, flags)
     }
 

@@ -33,7 +33,7 @@ pub mod remote;
 mod types;
 pub mod uri;
 
-pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE};
+pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
 pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus};
 pub use types::{DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo};

@@ -15,9 +15,33 @@ use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Header, MessageType, Procedure, RemoteProcedure, Status, frame, procs};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+/// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
+/// while a call waits, the client pings the daemon every `interval` of silence and gives
+/// up once nothing at all has arrived for `interval * count`. A call that the daemon is
+/// still working on keeps waiting as long as the daemon answers the pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence after which the client pings.
+    pub interval: Duration,
+    /// Unanswered intervals after which the connection is declared dead.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    /// libvirt's client defaults: 5 s, 5 times.
+    fn default() -> Self {
+        Keepalive {
+            interval: Duration::from_secs(5),
+            count: 5,
+        }
+    }
+}
 
 /// Opens a connection to the daemon the URI names.
 pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<dyn Backend>> {
@@ -103,6 +127,9 @@ struct Link {
     subscribers: Mutex<Subscribers>,
     /// Serialises event (de)registration with the daemon.
     registration: Mutex<()>,
+    /// When the last frame of any kind arrived from the daemon.
+    last_rx: Mutex<Instant>,
+    keepalive: Keepalive,
 }
 
 impl Link {
@@ -132,10 +159,9 @@ impl Link {
             lock(&self.pending).remove(&serial);
             return Err(e);
         }
-        let reply = match rx.recv() {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => return Err(rpc_error(e)),
-            Err(_) => return Err(rpc_error("the connection to the daemon is closed")),
+        let reply = match self.wait(serial, &rx) {
+            Ok(f) => f,
+            Err(e) => return Err(rpc_error(e)),
         };
         match reply.header.status {
             Status::Ok => reply.body::<P::Ret>().map_err(|e| {
@@ -160,6 +186,49 @@ impl Link {
         }
     }
 
+    /// Waits for the reply `serial`, pinging a silent daemon; fails once the daemon has
+    /// been silent for the whole keepalive budget (a hung or vanished peer).
+    fn wait(&self, serial: u32, rx: &mpsc::Receiver<Answer>) -> Answer {
+        let budget = self.keepalive.interval * self.keepalive.count.max(1);
+        loop {
+            match rx.recv_timeout(self.keepalive.interval) {
+                Ok(answer) => return answer,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the connection to the daemon is closed".into());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let silent = lock(&self.last_rx).elapsed();
+            if silent >= budget {
+                lock(&self.pending).remove(&serial);
+                let why = format!(
+                    "the daemon did not answer for {} s (keepalive: {} pings unanswered): the connection is dead",
+                    silent.as_secs(),
+                    self.keepalive.count
+                );
+                self.kill(&why);
+                return Err(why);
+            }
+            if silent >= self.keepalive.interval {
+                let ping = Header::message(
+                    protocol::KEEPALIVE_PROGRAM,
+                    protocol::KEEPALIVE_VERSION,
+                    protocol::KEEPALIVE_PING,
+                );
+                if let Ok(bytes) = frame::encode(&ping, &()) {
+                    let _ = self.send(&bytes);
+                }
+            }
+        }
+    }
+
+    /// Declares the connection dead: later calls fail at once, the reader thread ends.
+    fn kill(&self, why: &str) {
+        tracing::debug!("remote connection closed: {why}");
+        self.closed.store(true, Ordering::Release);
+        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+    }
+
     /// Reader thread body: runs until the socket fails or closes.
     fn read_loop(self: Arc<Link>, mut stream: UnixStream) {
         let why = loop {
@@ -168,6 +237,7 @@ impl Link {
                 Ok(None) => break "the daemon closed the connection".to_string(),
                 Err(e) => break format!("connection to the daemon failed: {e}"),
             };
+            *lock(&self.last_rx) = Instant::now();
             match (f.header.prog, f.header.msg_type) {
                 (_, MessageType::Reply) => {
                     if let Some(tx) = lock(&self.pending).remove(&f.header.serial) {
@@ -222,7 +292,16 @@ impl Link {
             .map(|(_, cb)| Arc::clone(cb))
             .collect();
         for cb in callbacks {
-            cb(&event);
+            // A panicking callback must not end the reader thread: every later reply of
+            // this connection travels through it.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(&event))) {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::warn!("a domain event callback panicked: {what}");
+            }
         }
     }
 }
@@ -259,6 +338,16 @@ impl std::fmt::Debug for RemoteBackend {
 impl RemoteBackend {
     /// Connects to the socket at `path` and opens `name` (empty: the daemon's default).
     pub fn connect(path: &std::path::Path, name: &str, read_only: bool) -> Result<RemoteBackend> {
+        Self::connect_with(path, name, read_only, Keepalive::default())
+    }
+
+    /// [`RemoteBackend::connect`] with the given keepalive settings.
+    pub fn connect_with(
+        path: &std::path::Path,
+        name: &str,
+        read_only: bool,
+        keepalive: Keepalive,
+    ) -> Result<RemoteBackend> {
         let stream = UnixStream::connect(path).map_err(|e| {
             Error::driver(
                 ErrorCode::NoConnect,
@@ -266,6 +355,16 @@ impl RemoteBackend {
                 format!("cannot connect to the daemon at {}: {e}", path.display()),
             )
         })?;
+        Self::over_stream(stream, name, read_only, keepalive)
+    }
+
+    /// Opens `name` over an already connected socket.
+    pub fn over_stream(
+        stream: UnixStream,
+        name: &str,
+        read_only: bool,
+        keepalive: Keepalive,
+    ) -> Result<RemoteBackend> {
         let reading = stream
             .try_clone()
             .map_err(|e| rpc_error(format!("cannot clone the socket: {e}")))?;
@@ -276,6 +375,8 @@ impl RemoteBackend {
             closed: AtomicBool::new(false),
             subscribers: Mutex::default(),
             registration: Mutex::new(()),
+            last_rx: Mutex::new(Instant::now()),
+            keepalive,
         });
         let reader = {
             let link = Arc::clone(&link);
@@ -689,32 +790,9 @@ mod tests {
                 _ => ok(h, &()),
             },
         );
-        let link_stream = client;
-        let backend = {
-            // connect over the pair: same code path as RemoteBackend::connect after the socket
-            let reading = link_stream.try_clone().unwrap();
-            let link = Arc::new(Link {
-                writer: Mutex::new(link_stream),
-                pending: Mutex::default(),
-                serial: AtomicU32::new(1),
-                closed: AtomicBool::new(false),
-                subscribers: Mutex::default(),
-                registration: Mutex::new(()),
-            });
-            let l2 = Arc::clone(&link);
-            let reader = std::thread::spawn(move || l2.read_loop(reading));
-            let b = RemoteBackend {
-                link,
-                reader: Some(reader),
-            };
-            b.call::<procs::AuthList>(&()).unwrap();
-            let args = ConnectOpenArgs {
-                name: Some("test:///default".into()),
-                flags: 0,
-            };
-            b.call::<procs::ConnectOpen>(&args).unwrap();
-            b
-        };
+        let backend =
+            RemoteBackend::over_stream(client, "test:///default", false, Keepalive::default())
+                .unwrap();
         assert_eq!(backend.get_type().unwrap(), "Test");
         let err = backend.lookup_by_name("nope").unwrap_err();
         assert_eq!((err.code(), err.domain()), (42, 12));
@@ -733,6 +811,155 @@ mod tests {
         );
         drop(backend);
         daemon.join().unwrap();
+    }
+
+    /// A daemon that answers the opening calls, then nothing at all (not even pings).
+    fn hung_daemon(sock: UnixStream) -> std::thread::JoinHandle<()> {
+        fake_daemon(sock, |h, _| {
+            if h.prog != protocol::REMOTE_PROGRAM {
+                return None;
+            }
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectOpen) => ok(h, &()),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn calls_to_a_hung_daemon_time_out() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let _daemon = hung_daemon(server);
+        let keepalive = Keepalive {
+            interval: Duration::from_millis(100),
+            count: 3,
+        };
+        let backend = RemoteBackend::over_stream(client, "", false, keepalive).unwrap();
+        let t0 = Instant::now();
+        let err = backend.get_type().unwrap_err();
+        let waited = t0.elapsed();
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        // the connection is now dead: later calls fail at once
+        let t0 = Instant::now();
+        assert!(backend.get_hostname().is_err());
+        assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_slow_daemon_that_answers_pings_is_waited_for() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let mut writer = server.try_clone().unwrap();
+        // answers GetType after 600 ms, and every ping at once
+        std::thread::spawn(move || {
+            if let Ok(bytes) = rx.recv() {
+                std::thread::sleep(Duration::from_millis(600));
+                let _ = writer.write_all(&bytes);
+            }
+        });
+        let tx = Mutex::new(tx);
+        let _daemon = fake_daemon(server, move |h, _| {
+            if h.prog == protocol::KEEPALIVE_PROGRAM {
+                let pong = Header::message(
+                    protocol::KEEPALIVE_PROGRAM,
+                    protocol::KEEPALIVE_VERSION,
+                    protocol::KEEPALIVE_PONG,
+                );
+                return Some(frame::encode(&pong, &()).unwrap());
+            }
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectOpen) => ok(h, &()),
+                Some(RemoteProcedure::ConnectClose) => ok(h, &()),
+                Some(RemoteProcedure::ConnectGetType) => {
+                    let late = ok(
+                        h,
+                        &ConnectGetTypeRet {
+                            r#type: "Slow".into(),
+                        },
+                    )
+                    .unwrap();
+                    lock(&tx).send(late).unwrap();
+                    None
+                }
+                _ => None,
+            }
+        });
+        let keepalive = Keepalive {
+            interval: Duration::from_millis(100),
+            count: 3,
+        };
+        let backend = RemoteBackend::over_stream(client, "", false, keepalive).unwrap();
+        assert_eq!(backend.get_type().unwrap(), "Slow");
+    }
+
+    #[test]
+    fn a_panicking_event_callback_does_not_stop_the_reader() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let dom = NonnullDomain {
+            name: "vm".into(),
+            uuid: [5; 16],
+            id: 4,
+        };
+        let _daemon = fake_daemon(server, move |h, _| {
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectOpen) => ok(h, &()),
+                Some(RemoteProcedure::ConnectClose) => ok(h, &()),
+                Some(RemoteProcedure::ConnectDomainEventCallbackRegisterAny) => ok(
+                    h,
+                    &ConnectDomainEventCallbackRegisterAnyRet { callback_id: 7 },
+                ),
+                // every GetType reply is preceded by an event
+                Some(RemoteProcedure::ConnectGetType) => {
+                    let ev = Header::message(
+                        protocol::REMOTE_PROGRAM,
+                        protocol::REMOTE_VERSION,
+                        RemoteProcedure::DomainEventCallbackLifecycle.number(),
+                    );
+                    let msg = DomainEventCallbackLifecycleMsg {
+                        callback_id: 7,
+                        msg: DomainEventLifecycleMsg {
+                            dom: dom.clone(),
+                            event: 2,
+                            detail: 0,
+                        },
+                    };
+                    let mut out = frame::encode(&ev, &msg).unwrap();
+                    out.extend(
+                        ok(
+                            h,
+                            &ConnectGetTypeRet {
+                                r#type: "Test".into(),
+                            },
+                        )
+                        .unwrap(),
+                    );
+                    Some(out)
+                }
+                _ => None,
+            }
+        });
+        let backend = RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        backend
+            .subscribe_events(Arc::new(|_: &DomainEvent| panic!("callback bug")))
+            .unwrap();
+        backend
+            .subscribe_events(Arc::new(move |e: &DomainEvent| {
+                let _ = lock(&tx).send(e.event);
+            }))
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(backend.get_type().unwrap(), "Test");
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+        }
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub mod xdr;
 
 pub use frame::{Frame, FrameDecoder, Header, MessageType, Status};
 pub use protocol::{NonnullDomain, RemoteError};
-pub use remote::{Procedure, RemoteProcedure, procs};
+pub use remote::{Access, Procedure, RemoteProcedure, procs};

@@ -19,8 +19,28 @@ pub trait Procedure {
     type Ret: Serialize + DeserializeOwned;
 }
 
+/// Who may call a procedure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Allowed on read-only connections: it reads state and reveals no secret.
+    ReadOnly,
+    /// Changes state or reveals secrets: refused on read-only connections. Every
+    /// procedure not marked `#[ro]` in the table is this, so a procedure added without
+    /// a thought about access is refused there (the check fails closed).
+    ReadWrite,
+}
+
+macro_rules! access {
+    () => {
+        Access::ReadWrite
+    };
+    (ro) => {
+        Access::ReadOnly
+    };
+}
+
 macro_rules! remote_procedures {
-    ($($name:ident = $num:literal : $args:ty => $ret:ty;)*) => {
+    ($($(#[$access:ident])? $name:ident = $num:literal : $args:ty => $ret:ty;)*) => {
         /// `remote_procedure`: the procedures this crate knows.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(i32)]
@@ -49,6 +69,13 @@ macro_rules! remote_procedures {
             pub fn name(self) -> &'static str {
                 match self {
                     $(RemoteProcedure::$name => stringify!($name),)*
+                }
+            }
+
+            /// Whether a read-only connection may call it (`#[ro]` in the table).
+            pub fn access(self) -> Access {
+                match self {
+                    $(RemoteProcedure::$name => access!($($access)?),)*
                 }
             }
         }
@@ -84,66 +111,68 @@ macro_rules! xdr_structs {
     };
 }
 
+// The procedure table. `#[ro]` marks the procedures a read-only connection may call;
+// every other one is refused there. Event messages (daemon to client) are listed too.
 remote_procedures! {
-    ConnectOpen = 1: ConnectOpenArgs => ();
-    ConnectClose = 2: () => ();
-    ConnectGetType = 3: () => ConnectGetTypeRet;
-    ConnectGetVersion = 4: () => ConnectGetVersionRet;
-    NodeGetInfo = 6: () => NodeGetInfoRet;
-    ConnectGetCapabilities = 7: () => ConnectGetCapabilitiesRet;
+    #[ro] ConnectOpen = 1: ConnectOpenArgs => ();
+    #[ro] ConnectClose = 2: () => ();
+    #[ro] ConnectGetType = 3: () => ConnectGetTypeRet;
+    #[ro] ConnectGetVersion = 4: () => ConnectGetVersionRet;
+    #[ro] NodeGetInfo = 6: () => NodeGetInfoRet;
+    #[ro] ConnectGetCapabilities = 7: () => ConnectGetCapabilitiesRet;
     DomainCreate = 9: DomainArgs => ();
     DomainCreateXml = 10: DomainCreateXmlArgs => DomainRet;
     DomainDefineXml = 11: DomainDefineXmlArgs => DomainRet;
     DomainDestroy = 12: DomainArgs => ();
-    DomainGetXmlDesc = 14: DomainFlagsArgs => DomainGetXmlDescRet;
-    DomainGetAutostart = 15: DomainArgs => DomainGetAutostartRet;
-    DomainGetInfo = 16: DomainArgs => DomainGetInfoRet;
-    DomainGetMaxMemory = 17: DomainArgs => DomainGetMaxMemoryRet;
-    DomainGetMaxVcpus = 18: DomainArgs => NumRet;
-    DomainGetOsType = 19: DomainArgs => DomainGetOsTypeRet;
-    ConnectListDefinedDomains = 21: ConnectListDefinedDomainsArgs => ConnectListDefinedDomainsRet;
-    DomainLookupById = 22: DomainLookupByIdArgs => DomainRet;
-    DomainLookupByName = 23: DomainLookupByNameArgs => DomainRet;
-    DomainLookupByUuid = 24: DomainLookupByUuidArgs => DomainRet;
-    ConnectNumOfDefinedDomains = 25: () => NumRet;
+    #[ro] DomainGetXmlDesc = 14: DomainFlagsArgs => DomainGetXmlDescRet;
+    #[ro] DomainGetAutostart = 15: DomainArgs => DomainGetAutostartRet;
+    #[ro] DomainGetInfo = 16: DomainArgs => DomainGetInfoRet;
+    #[ro] DomainGetMaxMemory = 17: DomainArgs => DomainGetMaxMemoryRet;
+    #[ro] DomainGetMaxVcpus = 18: DomainArgs => NumRet;
+    #[ro] DomainGetOsType = 19: DomainArgs => DomainGetOsTypeRet;
+    #[ro] ConnectListDefinedDomains = 21: ConnectListDefinedDomainsArgs => ConnectListDefinedDomainsRet;
+    #[ro] DomainLookupById = 22: DomainLookupByIdArgs => DomainRet;
+    #[ro] DomainLookupByName = 23: DomainLookupByNameArgs => DomainRet;
+    #[ro] DomainLookupByUuid = 24: DomainLookupByUuidArgs => DomainRet;
+    #[ro] ConnectNumOfDefinedDomains = 25: () => NumRet;
     DomainReboot = 27: DomainFlagsArgs => ();
     DomainResume = 28: DomainArgs => ();
     DomainSetAutostart = 29: DomainSetAutostartArgs => ();
     DomainShutdown = 33: DomainArgs => ();
     DomainSuspend = 34: DomainArgs => ();
     DomainUndefine = 35: DomainArgs => ();
-    ConnectListDomains = 37: ConnectListDomainsArgs => ConnectListDomainsRet;
-    ConnectNumOfDomains = 51: () => NumRet;
-    ConnectGetHostname = 59: () => ConnectGetHostnameRet;
-    ConnectSupportsFeature = 60: ConnectSupportsFeatureArgs => ConnectSupportsFeatureRet;
-    AuthList = 66: () => AuthListRet;
-    ConnectDomainEventRegister = 105: () => ConnectDomainEventRegisterRet;
-    ConnectDomainEventDeregister = 106: () => ConnectDomainEventRegisterRet;
+    #[ro] ConnectListDomains = 37: ConnectListDomainsArgs => ConnectListDomainsRet;
+    #[ro] ConnectNumOfDomains = 51: () => NumRet;
+    #[ro] ConnectGetHostname = 59: () => ConnectGetHostnameRet;
+    #[ro] ConnectSupportsFeature = 60: ConnectSupportsFeatureArgs => ConnectSupportsFeatureRet;
+    #[ro] AuthList = 66: () => AuthListRet;
+    #[ro] ConnectDomainEventRegister = 105: () => ConnectDomainEventRegisterRet;
+    #[ro] ConnectDomainEventDeregister = 106: () => ConnectDomainEventRegisterRet;
     DomainEventLifecycle = 107: DomainEventLifecycleMsg => ();
-    ConnectGetUri = 110: () => ConnectGetUriRet;
-    DomainGetSecurityLabel = 121: DomainArgs => DomainGetSecurityLabelRet;
-    NodeGetSecurityModel = 122: () => NodeGetSecurityModelRet;
-    ConnectIsSecure = 149: () => ConnectIsSecureRet;
-    DomainIsActive = 150: DomainArgs => DomainIsActiveRet;
-    DomainIsPersistent = 151: DomainArgs => DomainIsPersistentRet;
+    #[ro] ConnectGetUri = 110: () => ConnectGetUriRet;
+    #[ro] DomainGetSecurityLabel = 121: DomainArgs => DomainGetSecurityLabelRet;
+    #[ro] NodeGetSecurityModel = 122: () => NodeGetSecurityModelRet;
+    #[ro] ConnectIsSecure = 149: () => ConnectIsSecureRet;
+    #[ro] DomainIsActive = 150: DomainArgs => DomainIsActiveRet;
+    #[ro] DomainIsPersistent = 151: DomainArgs => DomainIsPersistentRet;
     ConnectDomainXmlToNative = 136: ConnectDomainXmlToNativeArgs => ConnectDomainXmlToNativeRet;
-    ConnectGetLibVersion = 157: () => ConnectGetLibVersionRet;
-    ConnectDomainEventRegisterAny = 167: ConnectDomainEventRegisterAnyArgs => ();
-    ConnectDomainEventDeregisterAny = 168: ConnectDomainEventRegisterAnyArgs => ();
-    DomainHasManagedSaveImage = 183: DomainFlagsArgs => DomainHasManagedSaveImageRet;
+    #[ro] ConnectGetLibVersion = 157: () => ConnectGetLibVersionRet;
+    #[ro] ConnectDomainEventRegisterAny = 167: ConnectDomainEventRegisterAnyArgs => ();
+    #[ro] ConnectDomainEventDeregisterAny = 168: ConnectDomainEventRegisterAnyArgs => ();
+    #[ro] DomainHasManagedSaveImage = 183: DomainFlagsArgs => DomainHasManagedSaveImageRet;
     DomainCreateWithFlags = 196: DomainFlagsArgs => DomainRet;
-    DomainGetVcpusFlags = 200: DomainFlagsArgs => NumRet;
-    DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
+    #[ro] DomainGetVcpusFlags = 200: DomainFlagsArgs => NumRet;
+    #[ro] DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
     DomainShutdownFlags = 258: DomainFlagsArgs => ();
-    ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
-    ConnectDomainEventCallbackRegisterAny = 316: ConnectDomainEventCallbackRegisterAnyArgs => ConnectDomainEventCallbackRegisterAnyRet;
-    ConnectDomainEventCallbackDeregisterAny = 317: ConnectDomainEventCallbackDeregisterAnyArgs => ();
+    #[ro] ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
+    #[ro] ConnectDomainEventCallbackRegisterAny = 316: ConnectDomainEventCallbackRegisterAnyArgs => ConnectDomainEventCallbackRegisterAnyRet;
+    #[ro] ConnectDomainEventCallbackDeregisterAny = 317: ConnectDomainEventCallbackDeregisterAnyArgs => ();
     DomainEventCallbackLifecycle = 318: DomainEventCallbackLifecycleMsg => ();
     DomainDefineXmlFlags = 350: DomainDefineXmlFlagsArgs => DomainRet;
-    ConnectRegisterCloseCallback = 360: () => ();
-    ConnectUnregisterCloseCallback = 361: () => ();
+    #[ro] ConnectRegisterCloseCallback = 360: () => ();
+    #[ro] ConnectUnregisterCloseCallback = 361: () => ();
 }
 
 xdr_structs! {

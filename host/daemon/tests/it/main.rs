@@ -9,6 +9,7 @@ mod protocol;
 mod python;
 mod qemu;
 mod remote_driver;
+mod security;
 mod virsh;
 
 use std::path::{Path, PathBuf};

@@ -11,13 +11,13 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct Raw {
-    stream: UnixStream,
+pub struct Raw {
+    pub stream: UnixStream,
     serial: u32,
 }
 
 impl Raw {
-    fn connect(path: &Path) -> Raw {
+    pub fn connect(path: &Path) -> Raw {
         let stream = UnixStream::connect(path).expect("connect to rvirtd");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -25,7 +25,7 @@ impl Raw {
         Raw { stream, serial: 0 }
     }
 
-    fn send_call<T: Serialize>(&mut self, prog: u32, procedure: i32, body: &T) -> u32 {
+    pub fn send_call<T: Serialize>(&mut self, prog: u32, procedure: i32, body: &T) -> u32 {
         self.serial += 1;
         let header = Header::call(prog, protocol::REMOTE_VERSION, procedure, self.serial);
         frame::write_frame(&mut self.stream, &header, body).expect("send call");
@@ -33,7 +33,7 @@ impl Raw {
     }
 
     /// Next frame that is not an event or keepalive message.
-    fn reply(&mut self) -> Frame {
+    pub fn reply(&mut self) -> Frame {
         loop {
             let f = frame::read_frame(&mut self.stream)
                 .expect("read reply")
@@ -44,14 +44,14 @@ impl Raw {
         }
     }
 
-    fn call<T: Serialize>(&mut self, procedure: P, body: &T) -> Frame {
+    pub fn call<T: Serialize>(&mut self, procedure: P, body: &T) -> Frame {
         let serial = self.send_call(REMOTE_PROGRAM, procedure.number(), body);
         let f = self.reply();
         assert_eq!(f.header.serial, serial);
         f
     }
 
-    fn open(&mut self) {
+    pub fn open(&mut self) {
         let f = self.call(P::AuthList, &());
         assert_eq!(f.header.status, Status::Ok);
         let f = self.call(
@@ -69,7 +69,7 @@ impl Raw {
         );
     }
 
-    fn get_type(&mut self) -> String {
+    pub fn get_type(&mut self) -> String {
         let f = self.call(P::ConnectGetType, &());
         assert_eq!(f.header.status, Status::Ok);
         f.body::<ConnectGetTypeRet>().unwrap().r#type

@@ -55,3 +55,24 @@ fn host_library_remote_driver() {
     let err = ro.define_xml(&domain_xml("nope"), 0).unwrap_err();
     assert_eq!(err.code(), 29, "{err}");
 }
+
+#[test]
+fn secure_xml_is_refused_on_read_only_connections_local_and_remote() {
+    let d = Daemon::start();
+    let plugins = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let runtime = rvirt_host::Runtime::with_search_path(vec![plugins]);
+    for uri in [d.uri_ro(), "test:///default".to_string()] {
+        let ro = runtime.open(&uri, true).expect("open read-only");
+        let dom = ro.lookup_domain_by_name("test").unwrap();
+        assert!(dom.get_xml_desc(0).unwrap().contains("<name>test</name>"));
+        let err = dom.get_xml_desc(rvirt_host::XML_SECURE).unwrap_err();
+        assert_eq!(err.code(), 29, "{uri}: {err}");
+        assert!(err.to_string().contains("secure"), "{err}");
+    }
+    let rw = runtime.open(&d.uri(), false).unwrap();
+    let dom = rw.lookup_domain_by_name("test").unwrap();
+    assert!(dom.get_xml_desc(rvirt_host::XML_SECURE).is_ok());
+}
