@@ -210,15 +210,20 @@ impl Link {
                 return Err(why);
             }
             if silent >= self.keepalive.interval {
-                let ping = Header::message(
-                    protocol::KEEPALIVE_PROGRAM,
-                    protocol::KEEPALIVE_VERSION,
-                    protocol::KEEPALIVE_PING,
-                );
-                if let Ok(bytes) = frame::encode(&ping, &()) {
-                    let _ = self.send(&bytes);
-                }
+                self.send_keepalive(protocol::KEEPALIVE_PING);
             }
+        }
+    }
+
+    /// Sends a keepalive PING or PONG (best effort: a failed send shows up as a dead link).
+    fn send_keepalive(&self, procedure: i32) {
+        let header = Header::message(
+            protocol::KEEPALIVE_PROGRAM,
+            protocol::KEEPALIVE_VERSION,
+            procedure,
+        );
+        if let Ok(bytes) = frame::encode(&header, &()) {
+            let _ = self.send(&bytes);
         }
     }
 
@@ -246,14 +251,7 @@ impl Link {
                 }
                 (protocol::KEEPALIVE_PROGRAM, MessageType::Message) => {
                     if f.header.procedure == protocol::KEEPALIVE_PING {
-                        let pong = Header::message(
-                            protocol::KEEPALIVE_PROGRAM,
-                            protocol::KEEPALIVE_VERSION,
-                            protocol::KEEPALIVE_PONG,
-                        );
-                        if let Ok(bytes) = frame::encode(&pong, &()) {
-                            let _ = self.send(&bytes);
-                        }
+                        self.send_keepalive(protocol::KEEPALIVE_PONG);
                     }
                 }
                 (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
