@@ -5,6 +5,7 @@
 //! [`FrameDecoder`] cuts frames out of a byte stream incrementally (for async
 //! readers); [`read_frame`] and [`write_frame`] do the same on `std::io` streams.
 
+use crate::protocol::RemoteError;
 use crate::xdr;
 use serde::Serialize;
 use std::io::{self, Read, Write};
@@ -33,6 +34,17 @@ pub enum Error {
     UnknownType(u32),
     #[error("unknown message status {0}")]
     UnknownStatus(u32),
+    #[error("not a stream packet: {msg_type:?} with status {status:?}")]
+    NotStream {
+        msg_type: MessageType,
+        status: Status,
+    },
+    #[error("stream packet {msg_type:?} with status {status:?} carries {len} unexpected bytes")]
+    StreamPayload {
+        msg_type: MessageType,
+        status: Status,
+        len: usize,
+    },
     #[error("payload encoding: {0}")]
     Xdr(#[from] xdr::Error),
     #[error("i/o: {0}")]
@@ -137,6 +149,26 @@ impl Header {
             msg_type: MessageType::Message,
             serial: 0,
             status: Status::Ok,
+        }
+    }
+
+    /// A STREAM (or STREAM_HOLE) header for the stream opened by the call `serial` of
+    /// `procedure`: stream packets repeat the call's program, procedure and serial.
+    pub fn stream(
+        prog: u32,
+        vers: u32,
+        procedure: i32,
+        serial: u32,
+        msg_type: MessageType,
+        status: Status,
+    ) -> Header {
+        Header {
+            prog,
+            vers,
+            procedure,
+            msg_type,
+            serial,
+            status,
         }
     }
 
@@ -404,6 +436,151 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, io::Error
     Ok(got)
 }
 
+/// `virNetStreamHole`: the payload of a STREAM_HOLE packet, a run of `length` bytes that
+/// reads as zeros (sparse streams, `VIR_STORAGE_VOL_{UP,DOWN}LOAD_SPARSE_STREAM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct StreamHole {
+    pub length: i64,
+    /// Unused by libvirt; always 0.
+    pub flags: u32,
+}
+
+/// Most data a libvirt sender puts in one STREAM packet
+/// (`VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX`); receivers accept up to [`PAYLOAD_MAX`].
+pub const STREAM_CHUNK_MAX: usize = 262_120;
+
+/// One packet of a data stream (volume upload/download, console), as libvirt's
+/// `virnetclientstream.c` and the daemon's `stream.c` use them. Every packet repeats the
+/// program, procedure and serial of the CALL that opened the stream; the stream exists
+/// once that call's REPLY (status OK) has been sent.
+///
+/// - [`StreamPacket::Data`]: type STREAM, status CONTINUE, the payload is the raw bytes
+///   (no XDR length word). An empty one is end-of-file: the daemon sends it when the
+///   source of a download is exhausted (`virNetServerProgramSendStreamData` with a
+///   zero length).
+/// - [`StreamPacket::Hole`]: type STREAM_HOLE, status CONTINUE, payload [`StreamHole`].
+/// - [`StreamPacket::End`]: type STREAM, status OK, empty payload: the finish handshake.
+///   The client sends it (`virStreamFinish`) after its data or after reading EOF, and
+///   the daemon confirms with an `End` of its own once the stream is finished (after an
+///   upload, that confirmation means the volume is written).
+/// - [`StreamPacket::Abort`]: type STREAM, status ERROR. From the daemon the payload is a
+///   `remote_error` (why the stream failed); a client aborting (`virStreamAbort`) sends
+///   an empty payload (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPacket {
+    Data(Vec<u8>),
+    Hole(StreamHole),
+    End,
+    Abort(Option<RemoteError>),
+}
+
+impl StreamPacket {
+    /// The header for this packet in the stream opened by call `serial` of `procedure`.
+    pub fn header(&self, prog: u32, vers: u32, procedure: i32, serial: u32) -> Header {
+        let (msg_type, status) = match self {
+            StreamPacket::Data(_) => (MessageType::Stream, Status::Continue),
+            StreamPacket::Hole(_) => (MessageType::StreamHole, Status::Continue),
+            StreamPacket::End => (MessageType::Stream, Status::Ok),
+            StreamPacket::Abort(_) => (MessageType::Stream, Status::Error),
+        };
+        Header::stream(prog, vers, procedure, serial, msg_type, status)
+    }
+
+    /// Encodes the whole message (length word, header, payload).
+    pub fn encode(
+        &self,
+        prog: u32,
+        vers: u32,
+        procedure: i32,
+        serial: u32,
+    ) -> Result<Vec<u8>, Error> {
+        let header = self.header(prog, vers, procedure, serial);
+        match self {
+            StreamPacket::Data(data) => encode_raw(&header, data),
+            StreamPacket::Hole(hole) => encode(&header, hole),
+            StreamPacket::End | StreamPacket::Abort(None) => encode_raw(&header, &[]),
+            StreamPacket::Abort(Some(err)) => encode(&header, err),
+        }
+    }
+
+    /// Decodes a STREAM or STREAM_HOLE frame; any other frame, or a payload that does
+    /// not fit the packet, is an error.
+    pub fn decode(frame: &Frame) -> Result<StreamPacket, Error> {
+        let Header {
+            msg_type, status, ..
+        } = frame.header;
+        let unexpected = |len| Error::StreamPayload {
+            msg_type,
+            status,
+            len,
+        };
+        match (msg_type, status) {
+            (MessageType::Stream, Status::Continue) => {
+                Ok(StreamPacket::Data(frame.payload.clone()))
+            }
+            (MessageType::StreamHole, Status::Continue) => Ok(StreamPacket::Hole(frame.body()?)),
+            (MessageType::Stream, Status::Ok) => match frame.payload.len() {
+                0 => Ok(StreamPacket::End),
+                n => Err(unexpected(n)),
+            },
+            (MessageType::Stream, Status::Error) => match frame.payload.len() {
+                0 => Ok(StreamPacket::Abort(None)),
+                _ => Ok(StreamPacket::Abort(Some(frame.body()?))),
+            },
+            _ => Err(Error::NotStream { msg_type, status }),
+        }
+    }
+}
+
+/// A STREAM data packet (status CONTINUE) carrying `data` for the stream of call
+/// (`procedure`, `serial`).
+pub fn stream_data(
+    prog: u32,
+    vers: u32,
+    procedure: i32,
+    serial: u32,
+    data: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let header = StreamPacket::Data(Vec::new()).header(prog, vers, procedure, serial);
+    encode_raw(&header, data)
+}
+
+/// A STREAM_HOLE packet: `length` bytes of zeros for the stream of (`procedure`, `serial`).
+pub fn stream_hole(
+    prog: u32,
+    vers: u32,
+    procedure: i32,
+    serial: u32,
+    length: i64,
+) -> Result<Vec<u8>, Error> {
+    StreamPacket::Hole(StreamHole { length, flags: 0 }).encode(prog, vers, procedure, serial)
+}
+
+/// The end-of-stream packet (STREAM, status OK, no payload), also the receiver's
+/// confirmation that it has finished.
+pub fn stream_end(prog: u32, vers: u32, procedure: i32, serial: u32) -> Result<Vec<u8>, Error> {
+    StreamPacket::End.encode(prog, vers, procedure, serial)
+}
+
+/// The daemon's abort packet: STREAM, status ERROR, payload the `remote_error`.
+pub fn stream_error(
+    prog: u32,
+    vers: u32,
+    procedure: i32,
+    serial: u32,
+    err: &RemoteError,
+) -> Result<Vec<u8>, Error> {
+    encode(
+        &StreamPacket::Abort(None).header(prog, vers, procedure, serial),
+        err,
+    )
+}
+
+/// A client's abort packet: STREAM, status ERROR, no payload.
+pub fn stream_abort(prog: u32, vers: u32, procedure: i32, serial: u32) -> Result<Vec<u8>, Error> {
+    StreamPacket::Abort(None).encode(prog, vers, procedure, serial)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,6 +718,172 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert!(matches!(encode_raw(&h, &big), Err(Error::TooLarge { .. })));
+    }
+
+    const RP: u32 = 0x2000_8086;
+
+    fn decode_one(bytes: &[u8]) -> Frame {
+        let mut dec = FrameDecoder::new();
+        dec.feed(bytes);
+        let f = dec.next_frame().unwrap().unwrap();
+        assert_eq!(dec.pending(), 0);
+        f
+    }
+
+    #[test]
+    fn stream_data_bytes() {
+        let bytes = stream_data(RP, 1, 209, 5, b"abcde").unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            0, 0, 0, 33,                 // 28 + 5: raw payload, no length word, no padding
+            0x20, 0x00, 0x80, 0x86,
+            0, 0, 0, 1,
+            0, 0, 0, 209,                // the procedure that opened the stream
+            0, 0, 0, 3,                  // STREAM
+            0, 0, 0, 5,                  // the opening call's serial
+            0, 0, 0, 2,                  // CONTINUE
+            b'a', b'b', b'c', b'd', b'e',
+        ];
+        assert_eq!(bytes, expected);
+        let f = decode_one(&bytes);
+        assert_eq!(
+            StreamPacket::decode(&f).unwrap(),
+            StreamPacket::Data(b"abcde".to_vec())
+        );
+        assert_eq!(
+            StreamPacket::Data(b"abcde".to_vec())
+                .encode(RP, 1, 209, 5)
+                .unwrap(),
+            bytes
+        );
+        // an empty data packet is the daemon's end-of-file, still CONTINUE
+        let eof = stream_data(RP, 1, 209, 5, &[]).unwrap();
+        assert_eq!((eof.len(), eof[27]), (28, 2));
+        assert_eq!(
+            StreamPacket::decode(&decode_one(&eof)).unwrap(),
+            StreamPacket::Data(Vec::new())
+        );
+    }
+
+    #[test]
+    fn stream_hole_bytes() {
+        let bytes = stream_hole(RP, 1, 208, 7, 0x1_0000_0000).unwrap();
+        assert_eq!(bytes.len(), 28 + 12);
+        assert_eq!(
+            &bytes[12..28],
+            [0, 0, 0, 208, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0, 2]
+        );
+        assert_eq!(&bytes[28..], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let f = decode_one(&bytes);
+        assert_eq!(f.header.msg_type, MessageType::StreamHole);
+        assert_eq!(
+            StreamPacket::decode(&f).unwrap(),
+            StreamPacket::Hole(StreamHole {
+                length: 1 << 32,
+                flags: 0
+            })
+        );
+        // a hole packet without its 12 bytes is refused
+        let mut short = bytes[..32].to_vec();
+        short[3] = 32;
+        assert!(matches!(
+            StreamPacket::decode(&decode_one(&short)),
+            Err(Error::Xdr(_))
+        ));
+    }
+
+    #[test]
+    fn stream_end_error_and_abort() {
+        let end = stream_end(RP, 1, 209, 5).unwrap();
+        assert_eq!(end.len(), 28);
+        assert_eq!(&end[16..28], [0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 0]);
+        assert_eq!(
+            StreamPacket::decode(&decode_one(&end)).unwrap(),
+            StreamPacket::End
+        );
+
+        let err = RemoteError::new(38, 38, "stream broke");
+        let bytes = stream_error(RP, 1, 209, 5, &err).unwrap();
+        assert_eq!(&bytes[16..28], [0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 1]);
+        assert_eq!(&bytes[28..], crate::xdr::to_vec(&err).unwrap());
+        assert_eq!(
+            StreamPacket::decode(&decode_one(&bytes)).unwrap(),
+            StreamPacket::Abort(Some(err.clone()))
+        );
+        assert_eq!(
+            StreamPacket::Abort(Some(err))
+                .encode(RP, 1, 209, 5)
+                .unwrap(),
+            bytes
+        );
+
+        let abort = stream_abort(RP, 1, 208, 9).unwrap();
+        assert_eq!(abort.len(), 28);
+        assert_eq!(
+            StreamPacket::decode(&decode_one(&abort)).unwrap(),
+            StreamPacket::Abort(None)
+        );
+    }
+
+    #[test]
+    fn stream_decode_refuses_other_frames() {
+        for header in [
+            Header::call(RP, 1, 209, 5),
+            Header::call(RP, 1, 209, 5).reply(Status::Ok),
+            Header::message(RP, 1, 370),
+            Header::stream(RP, 1, 209, 5, MessageType::StreamHole, Status::Ok),
+        ] {
+            let f = decode_one(&encode(&header, &()).unwrap());
+            assert!(
+                matches!(StreamPacket::decode(&f), Err(Error::NotStream { .. })),
+                "{header:?}"
+            );
+        }
+        // the finish handshake carries nothing
+        let h = Header::stream(RP, 1, 209, 5, MessageType::Stream, Status::Ok);
+        let f = decode_one(&encode_raw(&h, &[1, 2, 3, 4]).unwrap());
+        let err = StreamPacket::decode(&f).unwrap_err();
+        assert!(matches!(err, Error::StreamPayload { len: 4, .. }) && !err.is_fatal());
+        // a daemon error payload that is not a remote_error
+        let h = Header::stream(RP, 1, 209, 5, MessageType::Stream, Status::Error);
+        let f = decode_one(&encode_raw(&h, &[0, 0, 0, 1]).unwrap());
+        assert!(matches!(StreamPacket::decode(&f), Err(Error::Xdr(_))));
+    }
+
+    #[test]
+    fn stream_sequence_through_the_decoder() {
+        let mut wire = Vec::new();
+        wire.extend(stream_data(RP, 1, 209, 3, &[1; 1000]).unwrap());
+        wire.extend(stream_hole(RP, 1, 209, 3, 4096).unwrap());
+        wire.extend(stream_data(RP, 1, 209, 3, &[]).unwrap());
+        wire.extend(stream_end(RP, 1, 209, 3).unwrap());
+        let mut dec = FrameDecoder::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(7) {
+            dec.feed(chunk);
+            while let Some(f) = dec.next_frame().unwrap() {
+                assert_eq!((f.header.procedure, f.header.serial), (209, 3));
+                got.push(StreamPacket::decode(&f).unwrap());
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                StreamPacket::Data(vec![1; 1000]),
+                StreamPacket::Hole(StreamHole {
+                    length: 4096,
+                    flags: 0
+                }),
+                StreamPacket::Data(Vec::new()),
+                StreamPacket::End,
+            ]
+        );
+        // a data chunk over the message limit is not encoded
+        assert!(matches!(
+            stream_data(RP, 1, 209, 3, &vec![0; PAYLOAD_MAX + 1]),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(stream_data(RP, 1, 209, 3, &vec![0; STREAM_CHUNK_MAX]).is_ok());
     }
 
     fn serde_bytes_like(data: &[u8]) -> crate::protocol::Opaque {

@@ -35,6 +35,14 @@ pub const SECURITY_MODEL_MAX: usize = 257;
 pub const SECURITY_DOI_MAX: usize = 257;
 /// `VIR_UUID_BUFLEN`.
 pub const UUID_LEN: usize = 16;
+/// `REMOTE_STORAGE_POOL_LIST_MAX`: storage pool names and handles in one list.
+pub const STORAGE_POOL_LIST_MAX: usize = 16_384;
+/// `REMOTE_STORAGE_VOL_LIST_MAX`: storage volume names and handles in one list.
+pub const STORAGE_VOL_LIST_MAX: usize = 16_384;
+/// `REMOTE_SECRET_LIST_MAX`: secret uuid strings and handles in one list.
+pub const SECRET_LIST_MAX: usize = 16_384;
+/// `REMOTE_SECRET_VALUE_MAX`: bytes of a secret value.
+pub const SECRET_VALUE_MAX: usize = 65_536;
 
 /// `remote_auth_type` values.
 pub mod auth {
@@ -79,8 +87,18 @@ pub mod error_code {
     pub const RPC: i32 = 39;
     pub const NO_DOMAIN: i32 = 42;
     pub const AUTH_FAILED: i32 = 45;
+    pub const INVALID_STORAGE_POOL: i32 = 46;
+    pub const INVALID_STORAGE_VOL: i32 = 47;
+    pub const NO_STORAGE_POOL: i32 = 49;
+    pub const NO_STORAGE_VOL: i32 = 50;
     pub const OPERATION_INVALID: i32 = 55;
+    pub const INVALID_SECRET: i32 = 65;
+    pub const NO_SECRET: i32 = 66;
+    pub const INVALID_STREAM: i32 = 73;
+    pub const STORAGE_PROBE_FAILED: i32 = 75;
+    pub const STORAGE_POOL_BUILT: i32 = 76;
     pub const OPERATION_UNSUPPORTED: i32 = 84;
+    pub const STORAGE_VOL_EXIST: i32 = 90;
 }
 
 /// Some `virErrorDomain` values.
@@ -89,7 +107,10 @@ pub mod error_domain {
     pub const RPC: i32 = 7;
     pub const TEST: i32 = 12;
     pub const REMOTE: i32 = 13;
+    pub const STORAGE: i32 = 18;
     pub const DOMAIN: i32 = 20;
+    pub const SECRET: i32 = 30;
+    pub const STREAMS: i32 = 38;
 }
 
 /// `virErrorLevel` values.
@@ -131,6 +152,58 @@ pub mod domain_state {
     pub const CRASHED: i32 = 6;
     pub const PMSUSPENDED: i32 = 7;
 }
+
+/// `virStoragePoolState` (`state` of `STORAGE_POOL_GET_INFO`).
+pub mod storage_pool_state {
+    pub const INACTIVE: u8 = 0;
+    pub const BUILDING: u8 = 1;
+    pub const RUNNING: u8 = 2;
+    pub const DEGRADED: u8 = 3;
+    pub const INACCESSIBLE: u8 = 4;
+}
+
+/// `virStorageVolType` (`type` of `STORAGE_VOL_GET_INFO`).
+pub mod storage_vol_type {
+    pub const FILE: i8 = 0;
+    pub const BLOCK: i8 = 1;
+    pub const DIR: i8 = 2;
+    pub const NETWORK: i8 = 3;
+    pub const NETDIR: i8 = 4;
+    pub const PLOOP: i8 = 5;
+}
+
+/// `VIR_STORAGE_POOL_EVENT_ID_*` and `virStoragePoolEventLifecycleType`.
+pub mod storage_pool_event {
+    pub const ID_LIFECYCLE: i32 = 0;
+    pub const ID_REFRESH: i32 = 1;
+    pub const DEFINED: i32 = 0;
+    pub const UNDEFINED: i32 = 1;
+    pub const STARTED: i32 = 2;
+    pub const STOPPED: i32 = 3;
+    pub const CREATED: i32 = 4;
+    pub const DELETED: i32 = 5;
+}
+
+/// `VIR_SECRET_EVENT_ID_*` and `virSecretEventLifecycleType`.
+pub mod secret_event {
+    pub const ID_LIFECYCLE: i32 = 0;
+    pub const ID_VALUE_CHANGED: i32 = 1;
+    pub const DEFINED: i32 = 0;
+    pub const UNDEFINED: i32 = 1;
+}
+
+/// `virSecretUsageType` (`usageType` of `remote_nonnull_secret`).
+pub mod secret_usage {
+    pub const NONE: i32 = 0;
+    pub const VOLUME: i32 = 1;
+    pub const CEPH: i32 = 2;
+    pub const ISCSI: i32 = 3;
+    pub const TLS: i32 = 4;
+    pub const VTPM: i32 = 5;
+}
+
+/// `VIR_STORAGE_XML_INACTIVE`, the one flag of `STORAGE_POOL_GET_XML_DESC`.
+pub const STORAGE_XML_INACTIVE: u32 = 1;
 
 /// Variable-length `opaque<>` data, encoded as packed bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,14 +262,15 @@ pub struct NonnullNetwork {
 }
 
 /// `remote_nonnull_storage_pool`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NonnullStoragePool {
     pub name: String,
     pub uuid: Uuid,
 }
 
-/// `remote_nonnull_storage_vol`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// `remote_nonnull_storage_vol`: a volume names its pool by name, and `key` is its
+/// pool-independent identity (usually the path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NonnullStorageVol {
     pub pool: String,
     pub name: String,
@@ -210,10 +284,12 @@ pub struct NonnullNodeDevice {
 }
 
 /// `remote_nonnull_secret`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NonnullSecret {
     pub uuid: Uuid,
+    /// `usageType`: a [`secret_usage`] value.
     pub usage_type: i32,
+    /// `usageID`: the volume path, ceph/iscsi/tls/vtpm name, or empty.
     pub usage_id: String,
 }
 
