@@ -465,7 +465,10 @@ pub const STREAM_CHUNK_MAX: usize = 262_120;
 ///   upload, that confirmation means the volume is written).
 /// - [`StreamPacket::Abort`]: type STREAM, status ERROR. From the daemon the payload is a
 ///   `remote_error` (why the stream failed); a client aborting (`virStreamAbort`) sends
-///   an empty payload (`None`).
+///   an empty payload (`None`), which libvirtd confirms with an `End`.
+///
+/// `tests/libvirtd_storage.rs` checks all of this against libvirtd (volume upload and
+/// download, sparse both ways, the finish handshake and a client abort).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamPacket {
     Data(Vec<u8>),
