@@ -77,10 +77,13 @@ impl From<DriverError> for PluginError {
             DriverError::Plugin(p) => return p.clone(),
             DriverError::Command(C::Unsupported(_) | C::NoKvm(_)) => ErrorCode::ConfigUnsupported,
             DriverError::Command(C::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
+            DriverError::Command(C::Internal(_)) => ErrorCode::InternalError,
             DriverError::Command(C::Missing { .. })
             | DriverError::Io { .. }
             | DriverError::Write(_) => ErrorCode::SystemError,
-            DriverError::Launch { .. } | DriverError::Qmp(_) => ErrorCode::OperationFailed,
+            DriverError::Launch { .. }
+            | DriverError::Qmp(_)
+            | DriverError::Command(C::Password { .. }) => ErrorCode::OperationFailed,
         };
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -1307,6 +1310,12 @@ impl Driver {
                 return Err(fail(&mut child, e.into()));
             }
         };
+        // Graphics passwords before the guest runs; a display that cannot get its
+        // password fails the start (QEMU began with `password=on`: nobody got in).
+        if let Err(e) = command::set_passwords(&qmp, &native.passwords) {
+            unwind(&mut st);
+            return Err(fail(&mut child, e.into()));
+        }
         // The pty paths and `cont` in flight together: one round trip.
         let chardevs = qmp.send("query-chardev", None);
         let cont = (!paused).then(|| qmp.send("cont", None));
