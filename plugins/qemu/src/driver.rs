@@ -328,7 +328,16 @@ fn write_file(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let written = (|| {
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        // Owner only, as libvirt's: definitions and status files hold graphics passwords.
+        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
         f.write_all(data).map_err(io("write", &tmp))?;
         if durability == Durability::Durable {
             f.sync_data().map_err(io("fsync", &tmp))?;
