@@ -969,7 +969,19 @@ impl Driver {
         let _ = std::fs::remove_file(self.paths.autostart_link(&name));
         let _ = std::fs::remove_file(self.paths.stopped_file(&name));
         if flags & 4 != 0 {
-            let _ = std::fs::remove_file(self.paths.nvram_dir().join(format!("{name}_VARS.fd")));
+            // The definition's own <nvram> path, else the per-domain default.
+            let nvram = d
+                .def
+                .element()
+                .child("os")
+                .and_then(|o| o.child("nvram"))
+                .map(|n| n.text().trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map_or_else(
+                    || self.paths.nvram_dir().join(format!("{name}_VARS.fd")),
+                    PathBuf::from,
+                );
+            let _ = std::fs::remove_file(nvram);
         }
         d.persistent = false;
         d.autostart = false;

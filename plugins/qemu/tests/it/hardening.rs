@@ -486,4 +486,13 @@ fn unknown_flags_are_rejected_naming_the_function() {
     assert_eq!(d.undefine(4 | 8).unwrap_err().code(), 55);
     d.undefine(1 | 2 | 16).unwrap();
     assert!(conn.list_all_domains(0).unwrap().is_empty());
+    // VIR_DOMAIN_UNDEFINE_NVRAM removes the definition's own NVRAM file; KEEP_NVRAM keeps it.
+    for (flag, kept) in [(4, false), (8, true)] {
+        let vars = r.join(format!("own-{flag}_VARS.fd"));
+        std::fs::write(&vars, b"vars").unwrap();
+        let xml = small_xml("nv", "", "qemu")
+            .replace("</os>", &format!("<nvram>{}</nvram></os>", vars.display()));
+        conn.define_xml(&xml, 0).unwrap().undefine(flag).unwrap();
+        assert_eq!(vars.exists(), kept, "undefine flags {flag}");
+    }
 }
