@@ -5,6 +5,7 @@
 //! `DIR`). A domain definition becomes a modern QEMU command line (`command`); QEMU runs
 //! in its own session, supervised by threads of the plugin that talk QMP (`rvirt-qmp`);
 //! a versioned status file per running domain lets a later process reattach (`driver`).
+//! `<capabilities>` come from the host and from what each emulator reports (`caps`).
 
 pub mod caps;
 pub mod command;
