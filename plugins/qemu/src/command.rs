@@ -15,9 +15,22 @@ pub enum CommandError {
     /// The definition asks for something this driver does not do.
     #[error("unsupported configuration: {0}")]
     Unsupported(String),
-    /// The definition is inconsistent.
+    /// The definition is inconsistent (the user's XML is wrong).
     #[error("invalid domain definition: {0}")]
     Invalid(String),
+    /// The driver contradicted itself (an address it assigned clashes, the live
+    /// definition it produced does not validate): a bug of the driver, not of the XML.
+    #[error("internal error of the qemu driver: {0}")]
+    Internal(String),
+    /// A graphics password could not be set: the domain must not run without it.
+    #[error("cannot set the password of a graphics display ({command})")]
+    Password {
+        /// The QMP command that failed.
+        command: &'static str,
+        /// Why.
+        #[source]
+        source: rvirt_qmp::QmpError,
+    },
     /// KVM was asked for and is not usable.
     #[error("unsupported configuration: domain requires KVM, but it is not available: {0}")]
     NoKvm(String),
@@ -73,6 +86,109 @@ pub struct Native {
     pub nvram: Option<(PathBuf, PathBuf)>,
     /// Transient disks: (original source, format, overlay path placeholder index).
     pub transient: Vec<TransientDisk>,
+    /// Graphics passwords, set over QMP before the guest runs (never on the command line).
+    pub passwords: Vec<GraphicsPassword>,
+}
+
+/// The password of a graphics display (`<graphics passwd=...>`). QEMU starts with
+/// `password=on` and no password, so nobody gets in until the driver sets it over QMP
+/// ([`password_commands`]); the password itself is never on QEMU's command line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GraphicsPassword {
+    /// The QMP protocol name (`vnc`).
+    pub protocol: &'static str,
+    /// The password.
+    pub password: String,
+    /// `passwdValidTo`, in seconds since the epoch (UTC).
+    pub valid_to: Option<i64>,
+}
+
+impl std::fmt::Debug for GraphicsPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphicsPassword")
+            .field("protocol", &self.protocol)
+            .field("password", &"<redacted>")
+            .field("valid_to", &self.valid_to)
+            .finish()
+    }
+}
+
+/// The QMP commands that give each display its password, in order: `set_password`, then
+/// `expire_password` (`now` if `passwdValidTo` has passed, its time if it has not,
+/// `never` without one), as libvirt does. `now` is the current time in seconds since
+/// the epoch.
+pub fn password_commands(passwords: &[GraphicsPassword], now: i64) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    for p in passwords {
+        out.push((
+            "set_password",
+            json!({"protocol": p.protocol, "password": p.password}),
+        ));
+        let time = match p.valid_to {
+            None => "never".to_string(),
+            Some(t) if t <= now => "now".to_string(),
+            Some(t) => t.to_string(),
+        };
+        out.push((
+            "expire_password",
+            json!({"protocol": p.protocol, "time": time}),
+        ));
+    }
+    out
+}
+
+/// Sets every password of [`password_commands`] over the monitor of a QEMU that has not
+/// run its guest yet.
+pub fn set_passwords(
+    qmp: &rvirt_qmp::Qmp,
+    passwords: &[GraphicsPassword],
+) -> Result<(), CommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for (command, args) in password_commands(passwords, now) {
+        qmp.execute(command, Some(args))
+            .map_err(|source| CommandError::Password { command, source })?;
+    }
+    Ok(())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `passwdValidTo` (`YYYY-MM-DDTHH:MM:SS`, UTC) in seconds since the epoch.
+fn parse_valid_to(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once('T')?;
+    let num = |t: &str, max: i64| {
+        (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse::<i64>().ok())
+            .flatten()
+            .filter(|v| *v <= max)
+    };
+    let mut d = date.split('-');
+    let (y, mo, da) = (
+        num(d.next()?, 9999)?,
+        num(d.next()?, 12)?,
+        num(d.next()?, 31)?,
+    );
+    let mut t = time.split(':');
+    let (h, mi, se) = (
+        num(t.next()?, 23)?,
+        num(t.next()?, 59)?,
+        num(t.next()?, 60)?,
+    );
+    if d.next().is_some() || t.next().is_some() || mo == 0 || da == 0 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, da) * 86_400 + h * 3_600 + mi * 60 + se)
 }
 
 /// A `<transient/>` disk: QEMU gets a qcow2 overlay over the original, deleted at stop.
@@ -107,6 +223,15 @@ pub fn kvm_usable() -> Result<(), String> {
         .open("/dev/kvm")
         .map(|_| ())
         .map_err(|e| format!("cannot open /dev/kvm: {e}"))
+}
+
+/// The QEMU binary that runs guests of `arch` when the XML names none.
+pub fn default_emulator(arch: &str) -> String {
+    let target = match arch {
+        "i686" => "i386",
+        other => other,
+    };
+    format!("/usr/bin/qemu-system-{target}")
 }
 
 fn attr<'a>(e: &'a Element, path: &[&str], name: &str) -> Option<&'a str> {
@@ -313,6 +438,60 @@ fn explicit_pci(e: &Element) -> Option<(u32, u32, u32)> {
     Some((n("bus"), n("slot"), n("function")))
 }
 
+/// `0000:00:03.0`, as libvirt writes a PCI address in messages.
+fn pci_addr_text((bus, slot, func): (u32, u32, u32)) -> String {
+    format!("0000:{bus:02x}:{slot:02x}.{func:x}")
+}
+
+/// The addresses the XML gives: two devices at one address, or a device in a slot of the
+/// machine's built-in devices (host bridge; PIIX3 on pc, ICH9 LPC/SMBus on q35), are the
+/// user's mistakes.
+fn check_user_addresses(devs: &Element, q35: bool) -> Result<(), CommandError> {
+    let mut seen = std::collections::BTreeMap::new();
+    let builtin_slot = if q35 { 0x1f } else { 1 };
+    for e in devs.elements() {
+        let Some(a) = explicit_pci(e) else { continue };
+        if let Some(prev) = seen.insert(a, e.name().to_string()) {
+            return Err(CommandError::Invalid(format!(
+                "attempted double use of PCI address {} (<{prev}> and <{}>)",
+                pci_addr_text(a),
+                e.name()
+            )));
+        }
+        // The built-in IDE/USB functions of PIIX3 and the AHCI function of ICH9 are
+        // described by controllers.
+        let owner = matches!((q35, a), (false, (0, 1, 1 | 2)) | (true, (0, 0x1f, 2)))
+            && e.name() == "controller";
+        if a.0 == 0 && (a.1 == 0 || a.1 == builtin_slot) && !owner {
+            return Err(CommandError::Invalid(format!(
+                "PCI address {} of <{}> belongs to a built-in device of the {} machine",
+                pci_addr_text(a),
+                e.name(),
+                if q35 { "q35" } else { "pc" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every PCI address of the live definition is distinct. The user's own addresses were
+/// checked before placement ([`check_user_addresses`]), so a clash found here was made by
+/// the driver.
+fn check_assigned_addresses(devs: &Element) -> Result<(), CommandError> {
+    let mut seen = std::collections::BTreeMap::new();
+    for e in devs.elements() {
+        let Some(a) = explicit_pci(e) else { continue };
+        if let Some(prev) = seen.insert(a, e.name().to_string()) {
+            return Err(CommandError::Internal(format!(
+                "PCI address {} was assigned to both <{prev}> and <{}>",
+                pci_addr_text(a),
+                e.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn set_alias(e: &mut Element, alias: &str) {
     e.remove_children(|c| c.name() == "alias");
     let at = e
@@ -494,7 +673,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         .and_then(|d| d.child("emulator"))
         .map(|e| e.text().trim().to_string())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("/usr/bin/qemu-system-{arch}"));
+        .unwrap_or_else(|| default_emulator(&arch));
     let devices_has_emulator = root
         .child("devices")
         .and_then(|d| d.child("emulator"))
@@ -849,7 +1028,8 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         devs.push(e);
     }
 
-    // Explicit PCI addresses are reserved first.
+    // Explicit PCI addresses are checked and reserved first.
+    check_user_addresses(devs, q35)?;
     for e in devs.elements() {
         if let Some((b, s, f)) = explicit_pci(e) {
             pci.reserve(b, s, f);
@@ -1416,6 +1596,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     // The port of each VNC display, in order: put back into the live definition after
     // validation (post-parse rules turn an autoport's port into -1).
     let mut vnc_ports = Vec::new();
+    let mut passwords = Vec::new();
     if !graphics.is_empty() {
         gfx_args.push("-audiodev".into());
         gfx_args.push("id=audio1,driver=none".into());
@@ -1463,8 +1644,26 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         } else {
             listen
         };
+        let mut vnc = format!("{host}:{}", port - 5900);
+        if let Some(pw) = g.attr("passwd") {
+            let valid_to = match g.attr("passwdValidTo") {
+                Some(v) => Some(parse_valid_to(v).ok_or_else(|| {
+                    CommandError::Invalid(format!(
+                        "graphics passwdValidTo '{v}' is not a time of the form YYYY-MM-DDTHH:MM:SS"
+                    ))
+                })?),
+                None => None,
+            };
+            passwords.push(GraphicsPassword {
+                protocol: "vnc",
+                password: pw.to_string(),
+                valid_to,
+            });
+            vnc.push_str(",password=on");
+        }
+        vnc.push_str(",audiodev=audio1");
         gfx_args.push("-vnc".into());
-        gfx_args.push(format!("{host}:{},audiodev=audio1", port - 5900));
+        gfx_args.push(vnc);
     }
 
     // Video.
@@ -1618,6 +1817,8 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         devs.nodes_mut().insert(pos, rvirt_xml::Node::Element(c));
     }
 
+    check_assigned_addresses(devs)?;
+
     let mut args = head;
     args.extend(pci.root_port_args());
     args.extend(ctrl_args);
@@ -1631,8 +1832,9 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     args.extend(tail_args);
     args.push("-msg".into());
     args.push("timestamp=on".into());
-    let mut live = Domain::from_element(live.into_element())
-        .map_err(|e| CommandError::Invalid(format!("live definition does not validate: {e}")))?;
+    let mut live = Domain::from_element(live.into_element()).map_err(|e| {
+        CommandError::Internal(format!("the live definition does not validate: {e}"))
+    })?;
     if let Some(devs) = live.element_mut().child_mut("devices") {
         for (g, port) in devs.children_named_mut("graphics").zip(&vnc_ports) {
             g.set_attr("port", &port.to_string());
@@ -1644,6 +1846,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         live,
         nvram,
         transient,
+        passwords,
     })
 }
 
@@ -1879,5 +2082,158 @@ mod tests {
             n.nvram.as_ref().unwrap().1,
             PathBuf::from("/var/lib/nv/t_VARS.fd")
         );
+    }
+
+    #[test]
+    fn vnc_password_is_set_over_qmp_and_never_on_the_command_line() {
+        let n = build_xml(&format!(
+            "{BASE}<devices><graphics type='vnc' port='5901' listen='127.0.0.1' passwd='s3cr3t' \
+             passwdValidTo='2010-04-09T15:51:00'/><graphics type='vnc' port='5902'/></devices></domain>"
+        ))
+        .unwrap();
+        assert!(
+            has_pair(&n, "-vnc", "127.0.0.1:1,password=on,audiodev=audio1"),
+            "{:?}",
+            n.args
+        );
+        assert!(
+            has_pair(&n, "-vnc", "127.0.0.1:2,audiodev=audio1"),
+            "{:?}",
+            n.args
+        );
+        assert!(!n.args.iter().any(|a| a.contains("s3cr3t")), "{:?}", n.args);
+        assert!(!to_argv_text(&n).contains("s3cr3t"));
+        assert!(
+            !format!("{:?}", n.passwords).contains("s3cr3t"),
+            "Debug redacts the password"
+        );
+        assert_eq!(
+            n.passwords,
+            vec![GraphicsPassword {
+                protocol: "vnc",
+                password: "s3cr3t".into(),
+                valid_to: Some(1_270_828_260),
+            }]
+        );
+        let cmds = password_commands(&n.passwords, 1_000_000_000);
+        assert_eq!(
+            cmds,
+            vec![
+                (
+                    "set_password",
+                    json!({"protocol": "vnc", "password": "s3cr3t"})
+                ),
+                (
+                    "expire_password",
+                    json!({"protocol": "vnc", "time": "1270828260"})
+                ),
+            ]
+        );
+        // Expired already: `now`; no passwdValidTo: `never`.
+        assert_eq!(
+            password_commands(&n.passwords, 2_000_000_000)[1].1["time"],
+            "now"
+        );
+        let never = GraphicsPassword {
+            valid_to: None,
+            ..n.passwords[0].clone()
+        };
+        assert_eq!(password_commands(&[never], 0)[1].1["time"], "never");
+        let e = build_xml(&format!(
+            "{BASE}<devices><graphics type='vnc' port='5901' passwd='x' passwdValidTo='tomorrow'/></devices></domain>"
+        ))
+        .unwrap_err();
+        assert!(matches!(e, CommandError::Invalid(_)), "{e}");
+    }
+
+    #[test]
+    fn valid_to_times() {
+        assert_eq!(parse_valid_to("1970-01-01T00:00:00"), Some(0));
+        assert_eq!(parse_valid_to("2000-03-01T00:00:01"), Some(951_868_801));
+        assert_eq!(parse_valid_to("2024-02-29T23:59:59"), Some(1_709_251_199));
+        for bad in [
+            "",
+            "2010-04-09",
+            "2010-13-01T00:00:00",
+            "2010-04-09T24:00:00",
+            "2010-04-09T1:2:3:4",
+            "a-b-cTd:e:f",
+        ] {
+            assert_eq!(parse_valid_to(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn graphics_that_cannot_get_a_password_do_not_build() {
+        let e = build_xml(&format!(
+            "{BASE}<devices><graphics type='spice' autoport='yes' passwd='s3cr3t'/></devices></domain>"
+        ))
+        .unwrap_err();
+        assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn clashing_user_addresses_are_the_users_error() {
+        let addr = |slot: u32, func: u32| {
+            format!(
+                "<address type='pci' domain='0x0000' bus='0x00' slot='0x{slot:02x}' function='0x{func:x}'/>"
+            )
+        };
+        // Two devices at one address: rvirt-xml rejects the XML, and so does the driver
+        // for a definition that skipped validation.
+        let devs = Element::parse(&format!(
+            "<devices><rng model='virtio'>{}</rng><memballoon model='virtio'>{}</memballoon></devices>",
+            addr(5, 0),
+            addr(5, 0)
+        ))
+        .unwrap();
+        let e = check_user_addresses(&devs, false).unwrap_err();
+        assert!(matches!(e, CommandError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("0000:00:05.0"), "{e}");
+        // A device in the PIIX3 slot of pc; the IDE controller there is fine.
+        let e = build_xml(&format!(
+            "{BASE}<devices><memballoon model='virtio'>{}</memballoon></devices></domain>",
+            addr(1, 3)
+        ))
+        .unwrap_err();
+        assert!(matches!(e, CommandError::Invalid(_)), "{e}");
+        build_xml(&format!(
+            "{BASE}<devices><controller type='ide' index='0'>{}</controller>\
+             <memballoon model='virtio'>{}</memballoon></devices></domain>",
+            addr(1, 1),
+            addr(6, 0)
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn clashing_driver_addresses_are_internal_errors() {
+        let devs = Element::parse(
+            "<devices><memballoon model='virtio'><address type='pci' bus='0x00' slot='0x03' function='0x0'/></memballoon>\
+             <rng model='virtio'><address type='pci' bus='0x00' slot='0x03' function='0x0'/></rng></devices>",
+        )
+        .unwrap();
+        let e = check_assigned_addresses(&devs).unwrap_err();
+        assert!(matches!(e, CommandError::Internal(_)), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("internal error of the qemu driver: PCI address 0000:00:03.0"),
+            "{e}"
+        );
+        // Everything the driver places itself is distinct.
+        let n = build_xml(&format!(
+            "{BASE}<devices><disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/></disk>\
+             <interface type='user'><model type='virtio'/></interface><graphics type='vnc' port='5901'/>\
+             <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices></domain>"
+        ))
+        .unwrap();
+        check_assigned_addresses(n.live.element().child("devices").unwrap()).unwrap();
+    }
+
+    #[test]
+    fn i686_runs_on_qemu_system_i386() {
+        assert_eq!(default_emulator("i686"), "/usr/bin/qemu-system-i386");
+        assert_eq!(default_emulator("x86_64"), "/usr/bin/qemu-system-x86_64");
     }
 }

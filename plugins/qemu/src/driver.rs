@@ -77,10 +77,13 @@ impl From<DriverError> for PluginError {
             DriverError::Plugin(p) => return p.clone(),
             DriverError::Command(C::Unsupported(_) | C::NoKvm(_)) => ErrorCode::ConfigUnsupported,
             DriverError::Command(C::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
+            DriverError::Command(C::Internal(_)) => ErrorCode::InternalError,
             DriverError::Command(C::Missing { .. })
             | DriverError::Io { .. }
             | DriverError::Write(_) => ErrorCode::SystemError,
-            DriverError::Launch { .. } | DriverError::Qmp(_) => ErrorCode::OperationFailed,
+            DriverError::Launch { .. }
+            | DriverError::Qmp(_)
+            | DriverError::Command(C::Password { .. }) => ErrorCode::OperationFailed,
         };
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -325,7 +328,16 @@ fn write_file(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let written = (|| {
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        // Owner only, as libvirt's: definitions and status files hold graphics passwords.
+        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
         f.write_all(data).map_err(io("write", &tmp))?;
         if durability == Durability::Durable {
             f.sync_data().map_err(io("fsync", &tmp))?;
@@ -957,7 +969,19 @@ impl Driver {
         let _ = std::fs::remove_file(self.paths.autostart_link(&name));
         let _ = std::fs::remove_file(self.paths.stopped_file(&name));
         if flags & 4 != 0 {
-            let _ = std::fs::remove_file(self.paths.nvram_dir().join(format!("{name}_VARS.fd")));
+            // The definition's own <nvram> path, else the per-domain default.
+            let nvram = d
+                .def
+                .element()
+                .child("os")
+                .and_then(|o| o.child("nvram"))
+                .map(|n| n.text().trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map_or_else(
+                    || self.paths.nvram_dir().join(format!("{name}_VARS.fd")),
+                    PathBuf::from,
+                );
+            let _ = std::fs::remove_file(nvram);
         }
         d.persistent = false;
         d.autostart = false;
@@ -1307,6 +1331,12 @@ impl Driver {
                 return Err(fail(&mut child, e.into()));
             }
         };
+        // Graphics passwords before the guest runs; a display that cannot get its
+        // password fails the start (QEMU began with `password=on`: nobody got in).
+        if let Err(e) = command::set_passwords(&qmp, &native.passwords) {
+            unwind(&mut st);
+            return Err(fail(&mut child, e.into()));
+        }
         // The pty paths and `cont` in flight together: one round trip.
         let chardevs = qmp.send("query-chardev", None);
         let cont = (!paused).then(|| qmp.send("cont", None));

@@ -5,7 +5,9 @@
 //! `DIR`). A domain definition becomes a modern QEMU command line (`command`); QEMU runs
 //! in its own session, supervised by threads of the plugin that talk QMP (`rvirt-qmp`);
 //! a versioned status file per running domain lets a later process reattach (`driver`).
+//! `<capabilities>` come from the host and from what each emulator reports (`caps`).
 
+pub mod caps;
 pub mod command;
 pub mod driver;
 pub mod paths;
@@ -17,8 +19,9 @@ use rvirt_sdk::{
         DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo,
         PResult, PluginError, StateReason, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
+        state,
     },
-    util::{from_abi_uuid, read_only_denied},
+    util::{check_flags, from_abi_uuid, operation_invalid, read_only_denied},
 };
 
 rvirt_sdk::export_plugin! {
@@ -79,35 +82,6 @@ impl QemuConnection {
     }
 }
 
-fn qemu_version() -> u64 {
-    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        let out = std::process::Command::new("/usr/bin/qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .ok();
-        let text = out
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let v = text
-            .split_whitespace()
-            .skip_while(|w| *w != "version")
-            .nth(1)
-            .unwrap_or("0.0.0");
-        let mut it = v.split('.').map(|x| {
-            x.trim_matches(|c: char| !c.is_ascii_digit())
-                .parse::<u64>()
-                .unwrap_or(0)
-        });
-        let (a, b, c) = (
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-        );
-        a * 1_000_000 + b * 1_000 + c
-    })
-}
-
 fn node_info() -> NodeInfo {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -137,16 +111,63 @@ fn node_info() -> NodeInfo {
     }
 }
 
+/// libvirt's flag values of the calls that take flags, and the ones this driver honours.
+pub mod flags {
+    /// `VIR_DOMAIN_DEFINE_VALIDATE`: definitions are always validated.
+    pub const DEFINE_VALIDATE: u32 = 1;
+    /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: the driver makes no managed saves.
+    pub const UNDEFINE_MANAGED_SAVE: u32 = 1;
+    /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`: the driver keeps no snapshots.
+    pub const UNDEFINE_SNAPSHOTS_METADATA: u32 = 2;
+    /// `VIR_DOMAIN_UNDEFINE_NVRAM`: the NVRAM file goes too.
+    pub const UNDEFINE_NVRAM: u32 = 4;
+    /// `VIR_DOMAIN_UNDEFINE_KEEP_NVRAM`: the NVRAM file stays (the default here).
+    pub const UNDEFINE_KEEP_NVRAM: u32 = 8;
+    /// `VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA`: the driver keeps no checkpoints.
+    pub const UNDEFINE_CHECKPOINTS_METADATA: u32 = 16;
+    /// `VIR_DOMAIN_UNDEFINE_TPM`: the driver runs no TPM emulator, so keeps no TPM state.
+    pub const UNDEFINE_TPM: u32 = 32;
+    /// `VIR_DOMAIN_UNDEFINE_KEEP_TPM`.
+    pub const UNDEFINE_KEEP_TPM: u32 = 64;
+    /// `VIR_DOMAIN_START_PAUSED`.
+    pub const START_PAUSED: u32 = 1;
+    /// `VIR_DOMAIN_START_BYPASS_CACHE`: only about restoring a managed save (none here).
+    pub const START_BYPASS_CACHE: u32 = 4;
+    /// `VIR_DOMAIN_START_FORCE_BOOT`: discard a managed save (none here); boots anyway.
+    pub const START_FORCE_BOOT: u32 = 8;
+    /// `VIR_DOMAIN_START_VALIDATE`: definitions are always validated.
+    pub const START_VALIDATE: u32 = 16;
+    /// `VIR_DOMAIN_XML_SECURE`.
+    pub const XML_SECURE: u32 = 1;
+    /// `VIR_DOMAIN_XML_INACTIVE`.
+    pub const XML_INACTIVE: u32 = 2;
+    /// `VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN` (and `VIR_DOMAIN_REBOOT_ACPI_POWER_BTN`).
+    pub const POWER_ACPI_POWER_BTN: u32 = 1;
+    /// `VIR_DOMAIN_VCPU_LIVE`.
+    pub const VCPU_LIVE: u32 = 1;
+    /// `VIR_DOMAIN_VCPU_CONFIG`.
+    pub const VCPU_CONFIG: u32 = 2;
+    /// `VIR_DOMAIN_VCPU_MAXIMUM`.
+    pub const VCPU_MAXIMUM: u32 = 4;
+    /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE` .. `VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT`.
+    pub const LIST_FILTERS: u32 = 0x3fff;
+    /// `VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT`: no domain has one here.
+    pub const LIST_HAS_CHECKPOINT: u32 = 0x4000;
+    /// `VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT`.
+    pub const LIST_NO_CHECKPOINT: u32 = 0x8000;
+}
+
+fn check(op: &str, flags: u32, allowed: u32) -> Result<(), PluginError> {
+    check_flags(ErrorDomain::Qemu, op, flags, allowed)
+}
+
+/// [`check`] for the closures of [`QemuConnection::write`].
+fn check_w(op: &str, flags: u32, allowed: u32) -> Result<(), driver::DriverError> {
+    check(op, flags, allowed).map_err(driver::DriverError::Plugin)
+}
+
 fn capabilities() -> String {
-    let kvm = command::kvm_usable().is_ok();
-    let mut s = String::from(
-        "<capabilities>\n  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/bin/qemu-system-x86_64</emulator>\n      <machine>pc</machine>\n      <machine>q35</machine>\n      <domain type='qemu'/>\n",
-    );
-    if kvm {
-        s.push_str("      <domain type='kvm'/>\n");
-    }
-    s.push_str("    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n    </features>\n  </guest>\n</capabilities>\n");
-    s
+    caps::capabilities().to_xml()
 }
 
 impl DriverConnection for QemuConnection {
@@ -155,7 +176,7 @@ impl DriverConnection for QemuConnection {
     }
 
     fn get_version(&self) -> PResult<u64> {
-        RResult::ROk(qemu_version())
+        RResult::ROk(caps::qemu_version())
     }
 
     fn get_uri(&self) -> PResult<RString> {
@@ -181,7 +202,16 @@ impl DriverConnection for QemuConnection {
     }
 
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
-        RResult::ROk(self.driver.list(flags).into_iter().collect())
+        use flags::{LIST_FILTERS, LIST_HAS_CHECKPOINT, LIST_NO_CHECKPOINT};
+        let all = LIST_FILTERS | LIST_HAS_CHECKPOINT | LIST_NO_CHECKPOINT;
+        if let Err(e) = check("virConnectListAllDomains", flags, all) {
+            return RResult::RErr(e);
+        }
+        // No domain has a checkpoint: asking only for those with one lists none.
+        if flags & (LIST_HAS_CHECKPOINT | LIST_NO_CHECKPOINT) == LIST_HAS_CHECKPOINT {
+            return RResult::ROk(RVec::new());
+        }
+        RResult::ROk(self.driver.list(flags & LIST_FILTERS).into_iter().collect())
     }
 
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
@@ -196,36 +226,82 @@ impl DriverConnection for QemuConnection {
         self.driver.by_id(id).into()
     }
 
-    fn define_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
-        self.write("virDomainDefineXML", |d| d.define(xml.as_str()))
+    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        self.write("virDomainDefineXML", |d| {
+            check_w("virDomainDefineXMLFlags", flags, flags::DEFINE_VALIDATE)?;
+            d.define(xml.as_str())
+        })
     }
 
     fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        use flags::*;
         self.write("virDomainUndefine", |d| {
-            d.undefine(from_abi_uuid(uuid), flags)
+            check_w(
+                "virDomainUndefineFlags",
+                flags,
+                UNDEFINE_MANAGED_SAVE
+                    | UNDEFINE_SNAPSHOTS_METADATA
+                    | UNDEFINE_NVRAM
+                    | UNDEFINE_KEEP_NVRAM
+                    | UNDEFINE_CHECKPOINTS_METADATA
+                    | UNDEFINE_TPM
+                    | UNDEFINE_KEEP_TPM,
+            )?;
+            if flags & UNDEFINE_NVRAM != 0 && flags & UNDEFINE_KEEP_NVRAM != 0 {
+                return Err(driver::DriverError::Plugin(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "cannot both keep and delete nvram",
+                )));
+            }
+            if flags & UNDEFINE_TPM != 0 && flags & UNDEFINE_KEEP_TPM != 0 {
+                return Err(driver::DriverError::Plugin(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "cannot both keep and delete the TPM state",
+                )));
+            }
+            d.undefine(from_abi_uuid(uuid), flags & UNDEFINE_NVRAM)
         })
     }
 
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
-        self.write("virDomainCreate", |d| d.start(from_abi_uuid(uuid), flags))
-    }
-
-    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
-        self.write("virDomainCreateXML", |d| {
-            d.create_transient(xml.as_str(), flags)
+        use flags::{START_BYPASS_CACHE, START_FORCE_BOOT, START_PAUSED};
+        self.write("virDomainCreate", |d| {
+            check_w(
+                "virDomainCreateWithFlags",
+                flags,
+                START_PAUSED | START_BYPASS_CACHE | START_FORCE_BOOT,
+            )?;
+            d.start(from_abi_uuid(uuid), flags & START_PAUSED)
         })
     }
 
-    fn destroy(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
-        self.write("virDomainDestroy", |d| d.destroy(from_abi_uuid(uuid)))
+    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        use flags::{START_PAUSED, START_VALIDATE};
+        self.write("virDomainCreateXML", |d| {
+            check_w("virDomainCreateXML", flags, START_PAUSED | START_VALIDATE)?;
+            d.create_transient(xml.as_str(), flags & START_PAUSED)
+        })
     }
 
-    fn shutdown(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
-        self.write("virDomainShutdown", |d| d.shutdown(from_abi_uuid(uuid)))
+    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainDestroy", |d| {
+            check_w("virDomainDestroyFlags", flags, 0)?;
+            d.destroy(from_abi_uuid(uuid))
+        })
     }
 
-    fn reboot(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
-        self.write("virDomainReboot", |d| d.reboot(from_abi_uuid(uuid)))
+    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainShutdown", |d| {
+            check_w("virDomainShutdownFlags", flags, flags::POWER_ACPI_POWER_BTN)?;
+            d.shutdown(from_abi_uuid(uuid))
+        })
+    }
+
+    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainReboot", |d| {
+            check_w("virDomainReboot", flags, flags::POWER_ACPI_POWER_BTN)?;
+            d.reboot(from_abi_uuid(uuid))
+        })
     }
 
     fn suspend(&self, uuid: Uuid) -> PResult<()> {
@@ -248,6 +324,13 @@ impl DriverConnection for QemuConnection {
     }
 
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        if let Err(e) = check(
+            "virDomainGetXMLDesc",
+            flags,
+            flags::XML_SECURE | flags::XML_INACTIVE,
+        ) {
+            return RResult::RErr(e);
+        }
         self.driver
             .xml(from_abi_uuid(uuid), flags)
             .map(RString::from)
@@ -269,7 +352,40 @@ impl DriverConnection for QemuConnection {
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
-        self.driver.vcpus(from_abi_uuid(uuid), flags).into()
+        use flags::{VCPU_CONFIG, VCPU_LIVE, VCPU_MAXIMUM};
+        let uuid = from_abi_uuid(uuid);
+        let checked = (|| {
+            check(
+                "virDomainGetVcpusFlags",
+                flags,
+                VCPU_LIVE | VCPU_CONFIG | VCPU_MAXIMUM,
+            )?;
+            if flags & VCPU_LIVE != 0 && flags & VCPU_CONFIG != 0 {
+                return Err(PluginError::new(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Qemu,
+                    "invalid argument: flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+                ));
+            }
+            if flags & VCPU_LIVE != 0 && self.driver.state(uuid)?.0 == state::SHUTOFF {
+                return Err(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "domain is not running",
+                ));
+            }
+            if flags & VCPU_CONFIG != 0 && !self.driver.is_persistent(uuid)? {
+                return Err(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "transient domains do not have any persistent config",
+                ));
+            }
+            Ok(())
+        })();
+        if let Err(e) = checked {
+            return RResult::RErr(e);
+        }
+        // Without vCPU hot-plug the live count is the defined one.
+        self.driver.vcpus(uuid, flags & VCPU_MAXIMUM).into()
     }
 
     fn get_os_type(&self, uuid: Uuid) -> PResult<RString> {
@@ -279,7 +395,10 @@ impl DriverConnection for QemuConnection {
             .into()
     }
 
-    fn has_managed_save_image(&self, uuid: Uuid, _flags: u32) -> PResult<bool> {
+    fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> {
+        if let Err(e) = check("virDomainHasManagedSaveImage", flags, 0) {
+            return RResult::RErr(e);
+        }
         self.driver
             .by_uuid(from_abi_uuid(uuid))
             .map(|_| false)
@@ -290,8 +409,11 @@ impl DriverConnection for QemuConnection {
         &self,
         format: RStr<'_>,
         xml: RStr<'_>,
-        _flags: u32,
+        flags: u32,
     ) -> PResult<RString> {
+        if let Err(e) = check("virConnectDomainXMLToNative", flags, 0) {
+            return RResult::RErr(e);
+        }
         if format.as_str() != "qemu-argv" {
             return RResult::RErr(PluginError::new(
                 ErrorCode::InvalidArg,
@@ -300,5 +422,51 @@ impl DriverConnection for QemuConnection {
             ));
         }
         res(self.driver.to_native(xml.as_str()).map(RString::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use command::CommandError;
+    use driver::DriverError;
+
+    #[test]
+    fn the_users_mistakes_stay_user_errors() {
+        let e: PluginError =
+            DriverError::Command(CommandError::Invalid("disk 'vda' has no source".into())).into();
+        assert_eq!((e.code, e.domain), (ErrorCode::XmlError as i32, 10));
+        let e: PluginError =
+            DriverError::Command(CommandError::Unsupported("graphics type 'sdl'".into())).into();
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32);
+    }
+
+    #[test]
+    fn the_drivers_own_inconsistencies_are_internal_errors() {
+        let e: PluginError = DriverError::Command(CommandError::Internal(
+            "PCI address 0000:00:03.0 was assigned to both <rng> and <memballoon>".into(),
+        ))
+        .into();
+        assert_eq!((e.code, e.domain), (ErrorCode::InternalError as i32, 10));
+        assert_eq!(
+            e.message.as_str(),
+            "internal error of the qemu driver: PCI address 0000:00:03.0 was assigned to both <rng> and <memballoon>"
+        );
+    }
+
+    #[test]
+    fn libvirt_flag_values() {
+        // virCheckFlags' answer: VIR_ERR_INVALID_ARG naming the function.
+        let e = check("virDomainCreateWithFlags", 0x8000_0000, flags::START_PAUSED).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArg as i32);
+        assert!(
+            e.message
+                .contains("(0x80000000) in function virDomainCreateWithFlags"),
+            "{}",
+            e.message
+        );
+        assert_eq!(flags::UNDEFINE_KEEP_NVRAM, 1 << 3);
+        assert_eq!(flags::START_VALIDATE, 1 << 4);
+        assert_eq!(flags::LIST_NO_CHECKPOINT, 1 << 15);
     }
 }

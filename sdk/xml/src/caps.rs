@@ -16,6 +16,15 @@ pub struct HostCell {
     pub cpus: Vec<u32>,
 }
 
+/// The host CPU's `<topology>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTopology {
+    pub sockets: u32,
+    pub dies: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
 /// The `<host>` part.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostCaps {
@@ -23,6 +32,7 @@ pub struct HostCaps {
     pub arch: String,
     pub cpu_model: Option<String>,
     pub cpu_vendor: Option<String>,
+    pub cpu_topology: Option<CpuTopology>,
     pub cells: Vec<HostCell>,
     pub migration_transports: Vec<String>,
     /// `(model, doi)` security models.
@@ -35,6 +45,8 @@ pub struct Machine {
     pub name: String,
     pub canonical: Option<String>,
     pub max_cpus: Option<u32>,
+    /// Deprecated by the hypervisor (`deprecated='yes'`).
+    pub deprecated: bool,
 }
 
 /// One `<guest>` entry.
@@ -77,6 +89,15 @@ impl Capabilities {
         }
         if let Some(v) = &self.host.cpu_vendor {
             cpu.push(text("vendor", v));
+        }
+        if let Some(t) = &self.host.cpu_topology {
+            cpu.push(
+                Element::new("topology")
+                    .with_attr("sockets", &t.sockets.to_string())
+                    .with_attr("dies", &t.dies.to_string())
+                    .with_attr("cores", &t.cores.to_string())
+                    .with_attr("threads", &t.threads.to_string()),
+            );
         }
         host.push(cpu);
         if !self.host.migration_transports.is_empty() {
@@ -128,6 +149,9 @@ impl Capabilities {
                 }
                 if let Some(n) = m.max_cpus {
                     me.set_attr("maxCpus", &n.to_string());
+                }
+                if m.deprecated {
+                    me.set_attr("deprecated", "yes");
                 }
                 arch.push(me);
             }
@@ -275,6 +299,13 @@ mod tests {
         let caps = Capabilities {
             host: HostCaps {
                 arch: "x86_64".into(),
+                cpu_vendor: Some("Intel".into()),
+                cpu_topology: Some(CpuTopology {
+                    sockets: 1,
+                    dies: 1,
+                    cores: 2,
+                    threads: 1,
+                }),
                 cells: vec![HostCell {
                     id: 0,
                     memory_kib: 1024,
@@ -286,10 +317,20 @@ mod tests {
                 os_type: "hvm".into(),
                 arch: "x86_64".into(),
                 wordsize: 64,
-                machines: vec![Machine {
-                    name: "pc".into(),
-                    ..Default::default()
-                }],
+                machines: vec![
+                    Machine {
+                        name: "pc".into(),
+                        canonical: Some("pc-i440fx-7.2".into()),
+                        max_cpus: Some(255),
+                        deprecated: false,
+                    },
+                    Machine {
+                        name: "pc-i440fx-1.4".into(),
+                        max_cpus: Some(255),
+                        deprecated: true,
+                        ..Default::default()
+                    },
+                ],
                 domain_types: vec!["test".into()],
                 ..Default::default()
             }],
@@ -298,6 +339,18 @@ mod tests {
         assert!(x.contains("<arch>x86_64</arch>"), "{x}");
         assert!(x.contains("<cells num='1'>"), "{x}");
         assert!(x.contains("<domain type='test'/>"), "{x}");
+        assert!(
+            x.contains("<vendor>Intel</vendor>\n      <topology sockets='1' dies='1' cores='2' threads='1'/>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<machine maxCpus='255' deprecated='yes'>pc-i440fx-1.4</machine>"),
+            "{x}"
+        );
         assert_eq!(Element::parse(&x).map(|e| e.to_xml_string()).ok(), Some(x));
     }
 

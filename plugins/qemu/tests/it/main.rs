@@ -17,6 +17,8 @@ const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
 use rvirt_tests::profile_dir;
 
+mod hardening;
+
 /// `false` (after a loud message) when QEMU is missing and skipping is allowed.
 fn qemu_present() -> bool {
     if Path::new(QEMU).is_file() {
