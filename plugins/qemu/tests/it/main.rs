@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod hardening;
+
 const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
 use rvirt_tests::profile_dir;
