@@ -2406,6 +2406,44 @@ mod tests {
     }
 
     #[test]
+    fn lock_files_exclude_exist_only_while_held_and_survive_removal_races() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("d.lock");
+        let soon = || Instant::now() + Duration::from_millis(30);
+        let a = FileLock::acquire(&p, soon()).unwrap().expect("free");
+        assert!(p.exists());
+        assert!(FileLock::acquire(&p, soon()).unwrap().is_none(), "held");
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                FileLock::acquire(&p, Instant::now() + Duration::from_secs(5))
+                    .unwrap()
+                    .is_some()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(a);
+        assert!(waiter.join().unwrap(), "the waiter gets it once released");
+        assert!(!p.exists(), "removed by its last holder");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_holding_a_listener_is_recognised() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-lsn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("m.sock");
+        let _l = UnixListener::bind(&sock).unwrap();
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(holds_listener(me, &sock));
+        assert!(!holds_listener(me, &dir.join("other.sock")));
+        let me_uid = rustix::process::geteuid().as_raw();
+        assert_eq!(proc_uids(me), Some((me_uid, me_uid)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn proc_stat_parsing() {
         let me = i32::try_from(std::process::id()).unwrap();
         let (t, st) = proc_start_time(me).unwrap();
