@@ -729,11 +729,14 @@ impl Driver {
             let Some(name) = p.file_stem().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
-            // Under the domain's lock: a job of another process on it (a start writing
-            // this file, a destroy removing it) ends first.
-            let deadline = Instant::now() + job_timeout();
-            if let Ok(Some(_lock)) = FileLock::acquire(&self.paths.domain_lock(&name), deadline) {
-                self.reattach(&name);
+            // Under the domain's lock, a job of another process on it (a start writing this
+            // file, a destroy removing it) ends first. An open does not wait long for it:
+            // while that job goes on, the domain is only observed (see `reattach`).
+            let deadline = Instant::now() + Duration::from_millis(250).min(job_timeout());
+            match FileLock::acquire(&self.paths.domain_lock(&name), deadline) {
+                Ok(Some(_lock)) => self.reattach(&name, true),
+                Ok(None) => self.reattach(&name, false),
+                Err(_) => {}
             }
         }
         Ok(())
@@ -892,11 +895,15 @@ impl Driver {
     }
 
     /// Reattaches to the QEMU that `run/NAME.status` records, or, when it has ended,
-    /// reports the domain shut off and removes its run files. The caller holds the
-    /// domain's lock file (a load, or a job).
-    fn reattach(&'static self, name: &str) {
+    /// reports the domain shut off and removes its run files. `locked`: the caller holds
+    /// the domain's lock file (a load, or a job). Without it (another process runs a job
+    /// on the domain) a live QEMU is only observed: no monitor connection (that process
+    /// may be in its handshake), no action, and nothing is removed or rewritten.
+    fn reattach(&'static self, name: &str, locked: bool) {
         let (s, pidfd) = match self.read_status(name) {
             None => return,
+            Some(Recorded::Live(s, fd)) => (s, Some(fd)),
+            Some(_) if !locked => return,
             Some(Recorded::Untrusted(why)) => {
                 // Nothing it names is signalled or removed.
                 let _ = std::fs::remove_file(self.paths.status_file(name));
@@ -907,7 +914,6 @@ impl Driver {
                 return;
             }
             Some(Recorded::Dead(s)) => (s, None),
-            Some(Recorded::Live(s, fd)) => (s, Some(fd)),
         };
         let Ok(mut live) = Domain::parse(&s.live) else {
             return;
@@ -931,7 +937,9 @@ impl Driver {
             }
             return;
         };
-        let connected = Qmp::connect(&s.monitor, Duration::from_secs(3)).ok();
+        let connected = locked
+            .then(|| Qmp::connect(&s.monitor, Duration::from_secs(3)).ok())
+            .flatten();
         let (mut dstate, mut dreason) = (s.state, s.reason);
         let mut shutdown_seen = s.shutdown;
         let mut rewrite = false;
@@ -1017,7 +1025,7 @@ impl Driver {
         if let Some(ev) = events {
             self.spawn_event_loop(uuid, generation, ev, None);
         }
-        if shutdown_seen {
+        if shutdown_seen && locked {
             // The guest powered off while nobody watched: apply on_poweroff now, and let
             // the caller see the outcome.
             self.after_guest_shutdown(uuid, generation, false);
@@ -1442,7 +1450,7 @@ impl Driver {
             .get(&job.uuid)
             .is_some_and(|d| d.run.is_some());
         if !known && self.paths.status_file(&job.name).exists() {
-            self.reattach(&job.name);
+            self.reattach(&job.name, true);
         }
     }
 
