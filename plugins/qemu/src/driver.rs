@@ -937,8 +937,11 @@ impl Driver {
             }
             return;
         };
+        // Under the domain's lock no start is in its handshake: a free monitor greets at
+        // once, and one held by another process never does. So the wait is short (it is
+        // paid by every process that opens the root while another one holds the monitor).
         let connected = locked
-            .then(|| Qmp::connect(&s.monitor, Duration::from_secs(3)).ok())
+            .then(|| Qmp::connect(&s.monitor, Duration::from_secs(1)).ok())
             .flatten();
         let (mut dstate, mut dreason) = (s.state, s.reason);
         let mut shutdown_seen = s.shutdown;

@@ -83,7 +83,7 @@ fn a_hung_start_blocks_neither_queries_nor_other_domains() {
     run_child_test(
         "hardening::hung_start_child",
         &[
-            ("RVIRT_QEMU_MONITOR_TIMEOUT_MS", "6000"),
+            ("RVIRT_QEMU_MONITOR_TIMEOUT_MS", "4000"),
             ("RVIRT_QEMU_JOB_TIMEOUT_MS", "500"),
         ],
     );
@@ -280,6 +280,24 @@ fn two_processes_starting_one_domain_start_one_qemu() {
         assert!(pids_with(uuid).is_empty(), "round {round}");
         assert!(!r.join("run/qemu/race.status").exists());
     }
+    // A process whose view is stale (it loaded the root before another process started
+    // the domain) acts on what the disk says.
+    let conn = runtime().open(&uri(&r), false).unwrap();
+    let d = conn.lookup_domain_by_name("race").unwrap();
+    assert_eq!(d.get_state().unwrap().0, DomainState::Shutoff);
+    let (ok, out) = rvirt(&r, &["start", "--paused", "race"]);
+    assert!(ok, "{out}");
+    let pid = status_pid(&r, "race");
+    let mut again = d.clone();
+    let e = again.create(0).unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
+    assert_eq!(d.get_state().unwrap().0, DomainState::Paused);
+    d.destroy(0).unwrap();
+    assert!(
+        proc_gone(pid),
+        "destroyed by the process with the stale view"
+    );
+    assert!(!r.join("run/qemu/race.status").exists());
 }
 
 /// Threads opening a root for the first time in this process all see its domains: the
