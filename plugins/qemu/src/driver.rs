@@ -5,6 +5,24 @@
 //! running domain has two threads: one blocks until QEMU exits (`waitpid` on our own child,
 //! or `poll` on a pidfd for a domain started by another process) and one reads QMP events.
 //! Both take the driver lock only to update state, and emit events after releasing it.
+//!
+//! Jobs and locks. The driver lock (`Driver::state`) is held only for short updates and
+//! never across a process spawn, a `qemu-img` run or a monitor command. A state change of
+//! a domain (start, destroy, shutdown, reboot, suspend, resume, undefine, define over an
+//! existing domain) runs as the domain's job ([`Job`], like libvirt's state-change job):
+//! one per domain per process (`State::jobs`, waited for up to [`job_timeout`]), and
+//! across processes of the same root an exclusive `flock` on `run/NAME.lock` held for the
+//! whole job. Under that lock the job first re-reads the disk (`sync_from_disk`): a status
+//! file left by another process is verified and reattached, so that the domain is not
+//! started twice and its files are not removed under a live QEMU. Domain ids are chosen
+//! under `run/ids.lock`, held from the scan of the status files until the new status file
+//! is written. Queries take only the driver lock and never wait for a job.
+//!
+//! Status files are trusted only after checks (`read_status`): a regular file owned by
+//! us and writable by nobody else, naming this domain's monitor, and a live process of our
+//! uid with the recorded start time, this domain's name on its command line and the
+//! domain's monitor socket among its descriptors. A pid from disk is signalled only
+//! through a pidfd opened before those checks and found alive after them.
 
 use crate::command::{self, BuildOptions, Monitor};
 use crate::paths::Paths;
@@ -18,10 +36,14 @@ use rvirt_xml::{Domain, FormatOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fs::File,
     os::fd::{AsFd, AsRawFd, OwnedFd},
-    os::unix::{net::UnixListener, process::CommandExt},
+    os::unix::{
+        fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
+        net::UnixListener,
+        process::CommandExt,
+    },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -218,6 +240,10 @@ impl Dom {
 struct State {
     doms: BTreeMap<uuid::Uuid, Dom>,
     generation: u64,
+    /// Domains with a state-change job in this process.
+    jobs: HashSet<uuid::Uuid>,
+    /// QEMU processes spawned by a start that has not finished yet (destroy ends them).
+    starting: HashMap<uuid::Uuid, Arc<OwnedFd>>,
 }
 
 type Emit = Vec<(DomainRef, i32, i32)>;
@@ -228,32 +254,43 @@ pub struct Driver {
     pub paths: Paths,
     state: Mutex<State>,
     exited: Condvar,
+    /// Signalled when a job ends.
+    job_done: Condvar,
     sinks: Mutex<Vec<(u64, Arc<EventSinkBox>)>>,
     next_sink: Mutex<u64>,
 }
 
 /// The driver for `paths`, created (and its root loaded, reattached and autostarted) on
-/// first use in this process.
+/// first use in this process. A driver is handed out only once its root is loaded:
+/// concurrent opens of the same root wait for the load; opens of other roots do not.
 pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
-    static DRIVERS: OnceLock<Mutex<HashMap<PathBuf, &'static Driver>>> = OnceLock::new();
-    let map = DRIVERS.get_or_init(Default::default);
-    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = m.get(&paths.config) {
+    type Slot = Arc<Mutex<Option<&'static Driver>>>;
+    static DRIVERS: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
+    let slot = DRIVERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(paths.config.clone())
+        .or_default()
+        .clone();
+    let mut loaded = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = *loaded {
         return Ok(d);
     }
     for dir in [&paths.config, &paths.state, &paths.run, &paths.log] {
-        std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+        mkdir_private(dir)?;
     }
     let d: &'static Driver = Box::leak(Box::new(Driver {
         paths: paths.clone(),
         state: Mutex::new(State::default()),
         exited: Condvar::new(),
+        job_done: Condvar::new(),
         sinks: Mutex::new(Vec::new()),
         next_sink: Mutex::new(0),
     }));
-    m.insert(paths.config.clone(), d);
-    drop(m);
     d.load()?;
+    *loaded = Some(d);
+    drop(loaded);
     // Autostart belongs to the first open since the host booted (`run/` is volatile), as
     // libvirt's: a domain the user shut off is not started again by the next process.
     // Creating the marker exclusively elects one process even when several open at once.
@@ -266,6 +303,166 @@ pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
         d.autostart();
     }
     Ok(d)
+}
+
+/// Creates `dir` and its missing parents, readable by the owner only (`0700`); an existing
+/// directory is left as it is.
+fn mkdir_private(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create directory", dir))
+}
+
+fn env_ms(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(default, Duration::from_millis)
+}
+
+/// How long a state change waits for the job of another one on the same domain
+/// (`RVIRT_QEMU_JOB_TIMEOUT_MS`, default 30 s, as libvirt's job wait).
+fn job_timeout() -> Duration {
+    env_ms("RVIRT_QEMU_JOB_TIMEOUT_MS", Duration::from_secs(30))
+}
+
+/// How long a start waits for QEMU's monitor greeting (`RVIRT_QEMU_MONITOR_TIMEOUT_MS`,
+/// default 60 s).
+fn monitor_timeout() -> Duration {
+    env_ms("RVIRT_QEMU_MONITOR_TIMEOUT_MS", Duration::from_secs(60))
+}
+
+fn job_timeout_error(name: &str) -> DriverError {
+    perr(PluginError::new(
+        ErrorCode::OperationTimeout,
+        ErrorDomain::Qemu,
+        format!(
+            "timeout: cannot acquire state change lock for domain '{name}' (held by another job)"
+        ),
+    ))
+}
+
+/// An exclusive `flock` on a lock file, held until dropped. The holder removes the file
+/// before it unlocks, so the file exists only while held; whoever locked a file that was
+/// meanwhile removed (or replaced) sees it and tries again on the file now at the path.
+struct FileLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl FileLock {
+    /// Waits until `deadline` for the lock; `None` when it passed.
+    fn acquire(path: &Path, deadline: Instant) -> Result<Option<FileLock>> {
+        use rustix::fs::{FlockOperation, flock};
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)
+                .map_err(io("open lock file", path))?;
+            let mut pause = Duration::from_millis(1);
+            loop {
+                match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break,
+                    Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return Ok(None);
+                        }
+                        std::thread::sleep(pause.min(deadline - now));
+                        pause = (pause * 2).min(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(io("lock", path)(e.into())),
+                }
+            }
+            let held = file.metadata().map_err(io("stat", path))?;
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => {
+                    return Ok(Some(FileLock {
+                        path: path.to_path_buf(),
+                        _file: file,
+                    }));
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Removed while still locked; closing the file then unlocks it.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A state-change job on one domain: this process's job slot of the domain and, across
+/// processes, the `flock` of `run/NAME.lock`. Ends when dropped.
+struct Job<'a> {
+    driver: &'a Driver,
+    uuid: uuid::Uuid,
+    name: String,
+    lock: Option<FileLock>,
+}
+
+impl Drop for Job<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.driver.lock().jobs.remove(&self.uuid);
+        self.driver.job_done.notify_all();
+    }
+}
+
+/// What the checks of a status file found.
+enum Recorded {
+    /// A live QEMU of this domain, pinned by its pidfd.
+    Live(Box<Status>, OwnedFd),
+    /// The QEMU it names has ended.
+    Dead(Box<Status>),
+    /// Not to be trusted: discarded without touching the process or files it names.
+    Untrusted(String),
+}
+
+/// The uid of process `pid` (real and effective, from `/proc/PID/status`).
+fn proc_uids(pid: i32) -> Option<(u32, u32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("Uid:"))?;
+    let mut f = l.split_whitespace().skip(1).map(|v| v.parse::<u32>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// Whether process `pid` holds the listening unix socket bound at `path` (the monitor
+/// socket the driver made for this domain's QEMU).
+fn holds_listener(pid: i32, path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    let inodes: HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path
+            (f.len() >= 8 && f[7..].join(" ") == want).then(|| format!("socket:[{}]", f[6]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| inodes.contains(t.to_string_lossy().as_ref()))
+        })
 }
 
 fn proc_start_time(pid: i32) -> Option<(u64, char)> {
@@ -328,16 +525,14 @@ fn write_file(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let written = (|| {
-        // Owner only, as libvirt's: definitions and status files hold graphics passwords.
-        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true),
-            0o600,
-        )
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
+        // Status files and definitions hold secure XML: readable by the owner only, from
+        // the moment the file exists.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         f.write_all(data).map_err(io("write", &tmp))?;
         if durability == Durability::Durable {
             f.sync_data().map_err(io("fsync", &tmp))?;
@@ -534,7 +729,18 @@ impl Driver {
             }
         }
         for p in statuses {
-            self.reattach(&p);
+            let Some(name) = p.file_stem().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            // Under the domain's lock, a job of another process on it (a start writing this
+            // file, a destroy removing it) ends first. An open does not wait long for it:
+            // while that job goes on, the domain is only observed (see `reattach`).
+            let deadline = Instant::now() + Duration::from_millis(250).min(job_timeout());
+            match FileLock::acquire(&self.paths.domain_lock(&name), deadline) {
+                Ok(Some(_lock)) => self.reattach(&name, true),
+                Ok(None) => self.reattach(&name, false),
+                Err(_) => {}
+            }
         }
         Ok(())
     }
@@ -566,45 +772,163 @@ impl Driver {
             .ok()
     }
 
-    fn cleanup_run_files(&self, name: &str, monitor: &Path, overlays: &[PathBuf]) {
+    /// Removes the run files of domain `name`: its status file, its monitor socket and
+    /// those of `overlays` that are this domain's transient overlays in `run/` (a status
+    /// file names them; nothing else is removed on its word).
+    fn cleanup_run_files(&self, name: &str, overlays: &[PathBuf]) {
         let _ = std::fs::remove_file(self.paths.status_file(name));
-        let _ = std::fs::remove_file(monitor);
+        let _ = std::fs::remove_file(self.paths.monitor(name));
         for o in overlays {
-            let _ = std::fs::remove_file(o);
+            let ours = o.parent() == Some(self.paths.run.as_path())
+                && o.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&format!("{name}-")) && n.ends_with(".transient.qcow2")
+                });
+            if ours {
+                let _ = std::fs::remove_file(o);
+            }
         }
     }
 
-    fn reattach(&'static self, status_path: &Path) {
-        let Some(s) = std::fs::read_to_string(status_path)
+    /// Whether `run/NAME.status` records the QEMU `pid` started at `start_time` (and not
+    /// a later run, maybe of another process).
+    fn status_names(&self, name: &str, pid: i32, start_time: u64) -> bool {
+        std::fs::read_to_string(self.paths.status_file(name))
             .ok()
             .and_then(|t| serde_json::from_str::<Status>(&t).ok())
-            .filter(|s| s.version == STATUS_VERSION)
-        else {
-            let _ = std::fs::remove_file(status_path);
-            return;
+            .is_some_and(|s| s.pid == pid && s.start_time == start_time)
+    }
+
+    /// Reads and checks `run/NAME.status` (see the module documentation).
+    fn read_status(&self, name: &str) -> Option<Recorded> {
+        use std::io::Read;
+        let path = self.paths.status_file(name);
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(Recorded::Untrusted(format!("cannot open it: {e}"))),
+        };
+        let Ok(m) = f.metadata() else {
+            return Some(Recorded::Untrusted("cannot stat it".into()));
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if !m.file_type().is_file() {
+            return Some(Recorded::Untrusted("it is not a regular file".into()));
+        }
+        if m.uid() != me {
+            return Some(Recorded::Untrusted(format!(
+                "it is owned by uid {}, not {me}",
+                m.uid()
+            )));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Some(Recorded::Untrusted(format!(
+                "others may write it (mode {:o})",
+                m.mode() & 0o777
+            )));
+        }
+        let mut text = String::new();
+        if f.read_to_string(&mut text).is_err() {
+            return Some(Recorded::Untrusted("cannot read it".into()));
+        }
+        let s = match serde_json::from_str::<Status>(&text) {
+            Ok(s) if s.version == STATUS_VERSION => Box::new(s),
+            Ok(s) => {
+                return Some(Recorded::Untrusted(format!(
+                    "unknown version {}",
+                    s.version
+                )));
+            }
+            Err(e) => return Some(Recorded::Untrusted(format!("invalid: {e}"))),
+        };
+        if s.monitor != self.paths.monitor(name) {
+            return Some(Recorded::Untrusted(format!(
+                "it names another monitor socket '{}'",
+                s.monitor.display()
+            )));
+        }
+        if Domain::parse(&s.live).map_or(true, |l| l.name() != name) {
+            return Some(Recorded::Untrusted(
+                "its live definition is not domain's".into(),
+            ));
+        }
+        // Pinned first: checked through /proc, then found still alive, the pidfd refers
+        // to the process that was checked (a reused pid cannot slip in between).
+        let Some(pidfd) = rustix::process::Pid::from_raw(s.pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        }) else {
+            return Some(Recorded::Dead(s));
+        };
+        if proc_start_time(s.pid).is_none_or(|(t, st)| t != s.start_time || st == 'Z') {
+            return Some(Recorded::Dead(s));
+        }
+        if proc_uids(s.pid).is_none_or(|(r, e)| r != me || e != me) {
+            return Some(Recorded::Untrusted(format!(
+                "process {} does not run as uid {me}",
+                s.pid
+            )));
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", s.pid)).unwrap_or_default();
+        let guest = format!("guest={},", name.replace(',', ",,"));
+        if !cmdline
+            .split(|b| *b == 0)
+            .any(|a| a.starts_with(guest.as_bytes()))
+        {
+            return Some(Recorded::Untrusted(format!(
+                "process {} is not the qemu of domain '{name}'",
+                s.pid
+            )));
+        }
+        if !holds_listener(s.pid, &s.monitor) {
+            return Some(Recorded::Untrusted(format!(
+                "process {} does not hold the monitor socket '{}'",
+                s.pid,
+                s.monitor.display()
+            )));
+        }
+        if wait_exit(&pidfd, Some(Duration::ZERO)) {
+            return Some(Recorded::Dead(s));
+        }
+        Some(Recorded::Live(s, pidfd))
+    }
+
+    /// Reattaches to the QEMU that `run/NAME.status` records, or, when it has ended,
+    /// reports the domain shut off and removes its run files. `locked`: the caller holds
+    /// the domain's lock file (a load, or a job). Without it (another process runs a job
+    /// on the domain) a live QEMU is only observed: no monitor connection (that process
+    /// may be in its handshake), no action, and nothing is removed or rewritten.
+    fn reattach(&'static self, name: &str, locked: bool) {
+        let (s, pidfd) = match self.read_status(name) {
+            None => return,
+            Some(Recorded::Live(s, fd)) => (s, Some(fd)),
+            Some(_) if !locked => return,
+            Some(Recorded::Untrusted(why)) => {
+                // Nothing it names is signalled or removed.
+                let _ = std::fs::remove_file(self.paths.status_file(name));
+                let _ = append_log(
+                    &self.paths.log_file(name),
+                    &format!("rvirt: discarded status file: {why}\n"),
+                );
+                return;
+            }
+            Some(Recorded::Dead(s)) => (s, None),
         };
         let Ok(mut live) = Domain::parse(&s.live) else {
-            let _ = std::fs::remove_file(status_path);
             return;
         };
         let def = Domain::parse(&s.def).unwrap_or_else(|_| live.clone());
         let uuid = live.uuid();
-        let name = live.name().to_string();
-        let alive = proc_start_time(s.pid)
-            .filter(|(t, st)| *t == s.start_time && *st != 'Z')
-            .is_some();
-        let pidfd = alive
-            .then(|| rustix::process::Pid::from_raw(s.pid))
-            .flatten()
-            .and_then(|p| {
-                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-            });
         let mut st = self.lock();
-        let persistent_known = st.doms.contains_key(&uuid);
+        let persistent_known = st.doms.get(&uuid).is_some_and(|d| d.persistent);
         let Some(pidfd) = pidfd else {
             // QEMU ended while nobody watched (or is a zombie nobody reaps): after a guest
             // shutdown that was recorded, shut off (shutdown); otherwise it crashed.
-            self.cleanup_run_files(&name, &s.monitor, &s.overlays);
+            self.cleanup_run_files(name, &s.overlays);
             if let Some(d) = st.doms.get_mut(&uuid) {
                 d.state = state::SHUTOFF;
                 d.reason = if s.shutdown {
@@ -612,11 +936,16 @@ impl Driver {
                 } else {
                     reason::SHUTOFF_CRASHED
                 };
-                self.record_stop(&name, d.reason);
+                self.record_stop(name, d.reason);
             }
             return;
         };
-        let connected = Qmp::connect(&s.monitor, Duration::from_secs(3)).ok();
+        // Under the domain's lock no start is in its handshake: a free monitor greets at
+        // once, and one held by another process never does. So the wait is short (it is
+        // paid by every process that opens the root while another one holds the monitor).
+        let connected = locked
+            .then(|| Qmp::connect(&s.monitor, Duration::from_secs(1)).ok())
+            .flatten();
         let (mut dstate, mut dreason) = (s.state, s.reason);
         let mut shutdown_seen = s.shutdown;
         let mut rewrite = false;
@@ -702,7 +1031,7 @@ impl Driver {
         if let Some(ev) = events {
             self.spawn_event_loop(uuid, generation, ev, None);
         }
-        if shutdown_seen {
+        if shutdown_seen && locked {
             // The guest powered off while nobody watched: apply on_poweroff now, and let
             // the caller see the outcome.
             self.after_guest_shutdown(uuid, generation, false);
@@ -907,8 +1236,17 @@ impl Driver {
     }
 
     /// virDomainDefineXML.
-    pub fn define(&self, xml: &str) -> Result<DomainRef> {
+    pub fn define(&'static self, xml: &str) -> Result<DomainRef> {
         let def = Self::parse_def(xml)?;
+        // Over an existing domain (maybe running): as the domain's job.
+        let exists = self.lock().doms.contains_key(&def.uuid());
+        let _job = if exists {
+            let job = self.begin_job(def.uuid(), None)?;
+            self.sync_from_disk(&job);
+            Some(job)
+        } else {
+            None
+        };
         let mut st = self.lock();
         Self::check_unique(&st, &def)?;
         let path = self.paths.config_file(def.name());
@@ -951,7 +1289,9 @@ impl Driver {
     }
 
     /// virDomainUndefineFlags (`VIR_DOMAIN_UNDEFINE_NVRAM` = 4 removes the NVRAM file).
-    pub fn undefine(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+    pub fn undefine(&'static self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let mut st = self.lock();
         let d = st
             .doms
@@ -1013,7 +1353,7 @@ impl Driver {
         let link = self.paths.autostart_link(&name);
         if on {
             let dir = self.paths.config.join("autostart");
-            std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+            mkdir_private(&dir)?;
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(self.paths.config_file(&name), &link)
                 .map_err(io("create link", &link))?;
@@ -1028,6 +1368,8 @@ impl Driver {
     pub fn create_transient(&'static self, xml: &str, flags: u32) -> Result<DomainRef> {
         let def = Self::parse_def(xml)?;
         let uuid = def.uuid();
+        let job = self.begin_job(uuid, Some(def.name()))?;
+        self.sync_from_disk(&job);
         {
             let mut st = self.lock();
             Self::check_unique(&st, &def)?;
@@ -1060,7 +1402,7 @@ impl Driver {
                 },
             );
         }
-        match self.start(uuid, flags) {
+        match self.start_in_job(&job, flags) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let mut st = self.lock();
@@ -1076,15 +1418,66 @@ impl Driver {
         }
     }
 
+    // ---- jobs ----
+
+    /// Begins a state-change job on `uuid` (named `name`, or as the driver knows it):
+    /// waits for a job of this process on it, then for the domain's lock file, together
+    /// at most [`job_timeout`].
+    fn begin_job(&self, uuid: uuid::Uuid, name: Option<&str>) -> Result<Job<'_>> {
+        let timeout = job_timeout();
+        let deadline = Instant::now() + timeout;
+        let st = self.lock();
+        let (mut st, _) = self
+            .job_done
+            .wait_timeout_while(st, timeout, |s| s.jobs.contains(&uuid))
+            .unwrap_or_else(|e| e.into_inner());
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => st
+                .doms
+                .get(&uuid)
+                .map(|d| d.def.name().to_string())
+                .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?,
+        };
+        if st.jobs.contains(&uuid) {
+            return Err(job_timeout_error(&name));
+        }
+        st.jobs.insert(uuid);
+        drop(st);
+        let mut job = Job {
+            driver: self,
+            uuid,
+            name,
+            lock: None,
+        };
+        // On an error, dropping `job` gives the slot back.
+        job.lock = Some(
+            FileLock::acquire(&self.paths.domain_lock(&job.name), deadline)?
+                .ok_or_else(|| job_timeout_error(&job.name))?,
+        );
+        Ok(job)
+    }
+
+    /// Under a job: when the driver knows no QEMU of the domain but a status file names
+    /// one (another process started it), the status file is checked and reattached (or,
+    /// its QEMU gone, cleaned up), so the job acts on what the disk says.
+    fn sync_from_disk(&'static self, job: &Job<'_>) {
+        let known = self
+            .lock()
+            .doms
+            .get(&job.uuid)
+            .is_some_and(|d| d.run.is_some());
+        if !known && self.paths.status_file(&job.name).exists() {
+            self.reattach(&job.name, true);
+        }
+    }
+
     // ---- start ----
 
-    fn next_id(&self, st: &State) -> i32 {
-        let mut max = st
-            .doms
-            .values()
-            .filter_map(|d| d.run.as_ref().map(|r| r.id))
-            .max()
-            .unwrap_or(0);
+    /// The next free domain id: above every id of a running domain of this process and of
+    /// every status file. The caller holds `run/ids.lock` until its status file exists.
+    fn next_id(&self) -> i32 {
+        let mut max = 0;
         if let Ok(rd) = std::fs::read_dir(&self.paths.run) {
             for e in rd.flatten() {
                 if e.path().extension().is_none_or(|x| x != "status") {
@@ -1098,26 +1491,46 @@ impl Driver {
                 }
             }
         }
-        max + 1
+        let st = self.lock();
+        let mem = st
+            .doms
+            .values()
+            .filter_map(|d| d.run.as_ref().map(|r| r.id))
+            .max()
+            .unwrap_or(0);
+        max.max(mem) + 1
     }
 
     /// virDomainCreateWithFlags (`VIR_DOMAIN_START_PAUSED` = 1).
     pub fn start(&'static self, uuid: uuid::Uuid, flags: u32) -> Result<DomainRef> {
-        let mut st = self.lock();
-        let d = st
-            .doms
-            .get(&uuid)
-            .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
-        if d.run.is_some() {
-            return Err(perr(operation_invalid(
-                ErrorDomain::Qemu,
-                "domain is already running",
-            )));
-        }
-        let def = d.def.clone();
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        self.start_in_job(&job, flags)
+    }
+
+    /// Starts the domain of `job`. The driver lock is taken only to read the definition
+    /// and to commit the run: `qemu-img`, the spawn, the monitor handshake and `cont` run
+    /// without it.
+    fn start_in_job(&'static self, job: &Job<'_>, flags: u32) -> Result<DomainRef> {
+        let uuid = job.uuid;
+        let (def, persistent) = {
+            let st = self.lock();
+            let d = st
+                .doms
+                .get(&uuid)
+                .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
+            if d.run.is_some() {
+                return Err(perr(operation_invalid(
+                    ErrorDomain::Qemu,
+                    "domain is already running",
+                )));
+            }
+            (d.def.clone(), d.persistent)
+        };
         let name = def.name().to_string();
         let monitor = self.paths.monitor(&name);
-        // Everything that can be checked is checked before QEMU is spawned.
+        // Everything that can be checked is checked before QEMU is spawned. Under the
+        // domain's lock, with its status file checked, a socket left here is stale.
         let _ = std::fs::remove_file(&monitor);
         let listener = UnixListener::bind(&monitor).map_err(io("bind monitor socket", &monitor))?;
         let fd = listener.as_raw_fd();
@@ -1140,7 +1553,7 @@ impl Driver {
         let prep = (|| -> Result<()> {
             if let Some((template, vars)) = &native.nvram {
                 if let Some(p) = vars.parent() {
-                    std::fs::create_dir_all(p).map_err(io("create directory", p))?;
+                    mkdir_private(p)?;
                 }
                 std::fs::copy(template, vars).map_err(io("copy nvram template to", vars))?;
             }
@@ -1148,7 +1561,7 @@ impl Driver {
                 || native.live.devices_of("channel").next().is_some()
             {
                 let ch = self.paths.channel_dir();
-                std::fs::create_dir_all(&ch).map_err(io("create directory", &ch))?;
+                mkdir_private(&ch)?;
             }
             for t in &native.transient {
                 let overlay = self
@@ -1179,29 +1592,27 @@ impl Driver {
             }
             Ok(())
         })();
-        if let Err(e) = prep {
+        let early_fail = |e: DriverError, overlays: &[PathBuf]| -> DriverError {
             cleanup_monitor(&monitor);
-            for o in &overlays {
+            for o in overlays {
                 let _ = std::fs::remove_file(o);
             }
-            return Err(e);
+            e
+        };
+        if let Err(e) = prep {
+            return Err(early_fail(e, &overlays));
         }
         let log_path = self.paths.log_file(&name);
         let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .and_then(|log| Ok((log.try_clone()?, log)))
             .map_err(io("open log file", &log_path));
         let (log, err_log) = match opened {
             Ok(x) => x,
-            Err(e) => {
-                cleanup_monitor(&monitor);
-                for o in &overlays {
-                    let _ = std::fs::remove_file(o);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(early_fail(e, &overlays)),
         };
         let mut line = format!("rvirt: starting {}", native.emulator);
         for a in &args {
@@ -1229,21 +1640,29 @@ impl Driver {
                 Ok(())
             });
         }
+        // The id is chosen and recorded (status file) under the root's id lock: no other
+        // start of this root, in any process, picks it meanwhile.
+        let ids = match FileLock::acquire(&self.paths.ids_lock(), Instant::now() + job_timeout()) {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(early_fail(job_timeout_error(&name), &overlays)),
+            Err(e) => return Err(early_fail(e, &overlays)),
+        };
+        let id = self.next_id();
         let t0 = Instant::now();
         let child = cmd.spawn();
         drop(listener);
         let mut child: Child = match child {
             Ok(c) => c,
             Err(e) => {
-                cleanup_monitor(&monitor);
-                for o in &overlays {
-                    let _ = std::fs::remove_file(o);
-                }
-                return Err(io("execute", Path::new(&native.emulator))(e));
+                return Err(early_fail(
+                    io("execute", Path::new(&native.emulator))(e),
+                    &overlays,
+                ));
             }
         };
         let pid = i32::try_from(child.id()).unwrap_or(-1);
         let fail = |child: &mut Child, e: DriverError| -> DriverError {
+            // Our own child, not reaped yet: its pid cannot have been reused.
             let _ = child.kill();
             let _ = child.wait();
             cleanup_monitor(&monitor);
@@ -1251,6 +1670,14 @@ impl Driver {
                 let _ = std::fs::remove_file(o);
             }
             let _ = std::fs::remove_file(self.paths.status_file(&name));
+            {
+                let mut st = self.lock();
+                st.starting.remove(&uuid);
+                if let Some(d) = st.doms.get_mut(&uuid) {
+                    d.state = state::SHUTOFF;
+                    d.reason = reason::SHUTOFF_FAILED;
+                }
+            }
             match e {
                 DriverError::Qmp(q) => DriverError::Launch {
                     reason: format!("the monitor did not answer ({q})"),
@@ -1275,25 +1702,16 @@ impl Driver {
         // file exists before the guest's CPUs run (`cont` below), so a running domain is
         // always found by a new process; it is rewritten with the pty paths once known.
         let paused = flags & 1 != 0;
-        let id = self.next_id(&st);
+        let (dstate, dreason) = if paused {
+            (state::PAUSED, reason::PAUSED_USER)
+        } else {
+            (state::RUNNING, reason::RUNNING_BOOTED)
+        };
         let mut live = native.live;
         live.set_id(Some(id));
         let start_time = proc_start_time(pid).map_or(0, |(t, _)| t);
-        st.generation += 1;
-        let generation = st.generation;
-        let d = st.doms.get_mut(&uuid).expect("domain checked above");
-        d.state = if paused {
-            state::PAUSED
-        } else {
-            state::RUNNING
-        };
-        d.reason = if paused {
-            reason::PAUSED_USER
-        } else {
-            reason::RUNNING_BOOTED
-        };
-        d.run = Some(Run {
-            generation,
+        let mut run = Run {
+            generation: 0,
             id,
             pid,
             start_time,
@@ -1309,32 +1727,20 @@ impl Driver {
             fake_reboot: false,
             resetting: false,
             expect_pause: None,
-        });
-        let unwind = |st: &mut State| {
-            if let Some(d) = st.doms.get_mut(&uuid) {
-                d.run = None;
-                d.state = state::SHUTOFF;
-                d.reason = reason::SHUTOFF_FAILED;
-            }
         };
-        let d = st.doms.get(&uuid).expect("domain checked above");
-        if let Some(run) = &d.run
-            && let Err(e) = self.write_status_locked(d, run)
-        {
-            unwind(&mut st);
+        if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));
         }
-        let (qmp, events) = match Qmp::connect(&monitor, Duration::from_secs(60)) {
+        drop(ids);
+        self.lock().starting.insert(uuid, pidfd.clone());
+        let (qmp, events) = match Qmp::connect(&monitor, monitor_timeout()) {
             Ok(x) => x,
-            Err(e) => {
-                unwind(&mut st);
-                return Err(fail(&mut child, e.into()));
-            }
+            Err(e) => return Err(fail(&mut child, e.into())),
         };
         // Graphics passwords before the guest runs; a display that cannot get its
         // password fails the start (QEMU began with `password=on`: nobody got in).
         if let Err(e) = command::set_passwords(&qmp, &native.passwords) {
-            unwind(&mut st);
+            qmp.close();
             return Err(fail(&mut child, e.into()));
         }
         // The pty paths and `cont` in flight together: one round trip.
@@ -1342,18 +1748,26 @@ impl Driver {
         let cont = (!paused).then(|| qmp.send("cont", None));
         let chardevs = chardevs.and_then(|p| p.wait(Duration::from_secs(60)));
         if let Some(Err(e)) = cont.map(|c| c.and_then(|p| p.wait(Duration::from_secs(60)))) {
-            unwind(&mut st);
+            qmp.close();
             return Err(fail(&mut child, e.into()));
         }
-        let d = st.doms.get_mut(&uuid).expect("domain checked above");
-        if let Some(run) = d.run.as_mut() {
-            if let Ok(c) = &chardevs {
-                fill_pty_paths(&mut run.live, c);
-            }
-            run.qmp = Some(qmp.clone());
+        if let Ok(c) = &chardevs {
+            fill_pty_paths(&mut run.live, c);
         }
-        let r = d.reference();
-        drop(st);
+        run.qmp = Some(qmp);
+        let (r, generation) = {
+            let mut st = self.lock();
+            st.starting.remove(&uuid);
+            st.generation += 1;
+            let generation = st.generation;
+            run.generation = generation;
+            // The job keeps the domain: nothing removes it while the job runs.
+            let d = st.doms.get_mut(&uuid).expect("the job holds the domain");
+            d.state = dstate;
+            d.reason = dreason;
+            d.run = Some(run);
+            (d.reference(), generation)
+        };
         // The child is reaped through its pidfd (see `spawn_exit_waiter`).
         drop(child);
         let _ = std::fs::remove_file(self.paths.stopped_file(&name));
@@ -1369,20 +1783,31 @@ impl Driver {
     }
 
     fn write_status_locked(&self, d: &Dom, run: &Run) -> Result<()> {
+        self.write_status(&d.def, d.persistent, d.state, d.reason, run)
+    }
+
+    fn write_status(
+        &self,
+        def: &Domain,
+        persistent: bool,
+        state: i32,
+        reason: i32,
+        run: &Run,
+    ) -> Result<()> {
         let s = Status {
             version: STATUS_VERSION,
             pid: run.pid,
             start_time: run.start_time,
             id: run.id,
             monitor: run.monitor.clone(),
-            state: d.state,
-            reason: d.reason,
-            persistent: d.persistent,
+            state,
+            reason,
+            persistent,
             live: run.live.to_xml(&FormatOptions {
                 inactive: false,
                 secure: true,
             }),
-            def: d.def.to_xml(&FormatOptions {
+            def: def.to_xml(&FormatOptions {
                 inactive: true,
                 secure: true,
             }),
@@ -1391,7 +1816,7 @@ impl Driver {
         };
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
         write_file(
-            &self.paths.status_file(d.def.name()),
+            &self.paths.status_file(def.name()),
             text.as_bytes(),
             Durability::Volatile,
         )
@@ -1483,7 +1908,11 @@ impl Driver {
         } else {
             self.record_stop(&name, rsn);
         }
-        self.cleanup_run_files(&name, &run.monitor, &run.overlays);
+        // Only while the status file is this run's: another process that found this QEMU
+        // gone may already have started the domain again, with new files.
+        if self.status_names(&name, run.pid, run.start_time) {
+            self.cleanup_run_files(&name, &run.overlays);
+        }
         let _ = append_log(
             &self.paths.log_file(&name),
             &format!("rvirt: qemu pid {} ended (shutoff reason {rsn})\n", run.pid),
@@ -1774,20 +2203,32 @@ impl Driver {
 
     /// virDomainDestroy: SIGTERM, then SIGKILL after a grace period; returns once QEMU
     /// has exited and its state is cleaned up.
-    pub fn destroy(&self, uuid: uuid::Uuid) -> Result<()> {
+    pub fn destroy(&'static self, uuid: uuid::Uuid) -> Result<()> {
         const GRACE: Duration = Duration::from_secs(5);
+        // A start in progress is ended now rather than waited for (as libvirt's destroy):
+        // its QEMU is killed, and the start fails and ends its job.
+        let starting = self.lock().starting.get(&uuid).cloned();
+        if let Some(fd) = &starting {
+            let _ = rustix::process::pidfd_send_signal(&**fd, rustix::process::Signal::KILL);
+        }
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let (generation, pidfd, own_child) = {
             let mut st = self.lock();
             let d = st
                 .doms
                 .get_mut(&uuid)
                 .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
-            let run = d.run.as_mut().ok_or_else(|| {
-                perr(operation_invalid(
+            let Some(run) = d.run.as_mut() else {
+                if starting.is_some() {
+                    // The start it interrupted has failed: nothing runs.
+                    return Ok(());
+                }
+                return Err(perr(operation_invalid(
                     ErrorDomain::Qemu,
                     "domain is not running",
-                ))
-            })?;
+                )));
+            };
             run.stopping = Some(Stopping::Destroy);
             (run.generation, run.pidfd.clone(), run.own_child)
         };
@@ -1811,14 +2252,18 @@ impl Driver {
     }
 
     /// virDomainShutdown: ACPI power button.
-    pub fn shutdown(&self, uuid: uuid::Uuid) -> Result<()> {
+    pub fn shutdown(&'static self, uuid: uuid::Uuid) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let (q, _) = self.running(uuid)?;
         q.execute("system_powerdown", None)?;
         Ok(())
     }
 
     /// virDomainReboot: ACPI power button, then reset instead of stopping.
-    pub fn reboot(&self, uuid: uuid::Uuid) -> Result<()> {
+    pub fn reboot(&'static self, uuid: uuid::Uuid) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let (q, generation) = self.running(uuid)?;
         if let Some(run) = self
             .lock()
@@ -1834,7 +2279,9 @@ impl Driver {
     }
 
     /// virDomainSuspend.
-    pub fn suspend(&self, uuid: uuid::Uuid) -> Result<()> {
+    pub fn suspend(&'static self, uuid: uuid::Uuid) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let (q, generation) = self.running(uuid)?;
         if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut()) {
             run.expect_pause = Some(reason::PAUSED_USER);
@@ -1851,7 +2298,9 @@ impl Driver {
     }
 
     /// virDomainResume.
-    pub fn resume(&self, uuid: uuid::Uuid) -> Result<()> {
+    pub fn resume(&'static self, uuid: uuid::Uuid) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
         let (q, generation) = self.running(uuid)?;
         if self.state(uuid).map_err(perr)?.0 == state::PAUSED
             && self
@@ -1883,6 +2332,7 @@ fn append_log(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f: File = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
 }
@@ -1984,6 +2434,44 @@ mod tests {
         assert_eq!(stale_temp_owner(Path::new("/r/.b.stopped.tmp9-0")), Some(9));
         assert_eq!(stale_temp_owner(Path::new("/r/a.status")), None);
         assert_eq!(stale_temp_owner(Path::new("/r/.x.tmp")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lock_files_exclude_exist_only_while_held_and_survive_removal_races() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("d.lock");
+        let soon = || Instant::now() + Duration::from_millis(30);
+        let a = FileLock::acquire(&p, soon()).unwrap().expect("free");
+        assert!(p.exists());
+        assert!(FileLock::acquire(&p, soon()).unwrap().is_none(), "held");
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                FileLock::acquire(&p, Instant::now() + Duration::from_secs(5))
+                    .unwrap()
+                    .is_some()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(a);
+        assert!(waiter.join().unwrap(), "the waiter gets it once released");
+        assert!(!p.exists(), "removed by its last holder");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_holding_a_listener_is_recognised() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-lsn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("m.sock");
+        let _l = UnixListener::bind(&sock).unwrap();
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(holds_listener(me, &sock));
+        assert!(!holds_listener(me, &dir.join("other.sock")));
+        let me_uid = rustix::process::geteuid().as_raw();
+        assert_eq!(proc_uids(me), Some((me_uid, me_uid)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -149,6 +149,15 @@ impl Paths {
     pub fn autostarted_marker(&self) -> PathBuf {
         self.run.join("autostarted")
     }
+    /// `run/NAME.lock`: held (`flock`) by the process that runs a state-change job on the
+    /// domain; it exists only while held.
+    pub fn domain_lock(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.lock"))
+    }
+    /// `run/ids.lock`: held while a domain id is chosen and recorded in a status file.
+    pub fn ids_lock(&self) -> PathBuf {
+        self.run.join("ids.lock")
+    }
     /// `run/NAME.monitor`.
     pub fn monitor(&self, name: &str) -> PathBuf {
         self.run.join(format!("{name}.monitor"))

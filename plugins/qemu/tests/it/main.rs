@@ -13,11 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod hardening;
+
 const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
 use rvirt_tests::profile_dir;
 
-mod hardening;
+mod graphics_caps_flags;
 
 /// `false` (after a loud message) when QEMU is missing and skipping is allowed.
 fn qemu_present() -> bool {
