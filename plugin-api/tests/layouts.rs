@@ -169,6 +169,70 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
+/// The paths a frozen file takes types from: abi_stable's and std's, and an older frozen
+/// minor's. Anything else (`crate::DomainInfo`, `rvirt_plugin_api::...`) would let an edit
+/// of a current type change a frozen layout.
+fn foreign_imports(source: &str) -> Vec<String> {
+    let code: Vec<&str> = source
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect();
+    let mut bad = Vec::new();
+    for (i, line) in code.iter().enumerate() {
+        let t = line.trim_start();
+        let used = t
+            .strip_prefix("pub use ")
+            .or_else(|| t.strip_prefix("use "))
+            .map(str::trim_start);
+        let foreign_use = used.is_some_and(|path| {
+            !["abi_stable", "std::", "core::", "super::v1_"]
+                .iter()
+                .any(|ok| path.starts_with(ok))
+        });
+        let foreign_path = ["crate::", "rvirt_plugin_api::", "super::super"]
+            .iter()
+            .any(|root| t.contains(root));
+        if foreign_use || foreign_path {
+            bad.push(format!("line {}: {}", i + 1, t));
+        }
+    }
+    bad
+}
+
+#[test]
+fn frozen_files_take_no_type_from_outside_frozen() {
+    let files = [
+        ("v1_0.rs", include_str!("../src/frozen/v1_0.rs")),
+        ("v1_1.rs", include_str!("../src/frozen/v1_1.rs")),
+        ("v1_2.rs", include_str!("../src/frozen/v1_2.rs")),
+    ];
+    let mut bad = Vec::new();
+    for (name, source) in files {
+        bad.extend(
+            foreign_imports(source)
+                .into_iter()
+                .map(|l| format!("{name}: {l}")),
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "frozen files import current types:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_import_scan_catches_a_current_type() {
+    assert_eq!(
+        foreign_imports("use crate::{DomainInfo, Uuid};\nuse abi_stable::StableAbi;\n"),
+        vec!["line 1: use crate::{DomainInfo, Uuid};".to_string()]
+    );
+    assert_eq!(
+        foreign_imports("pub use super::v1_0::Uuid;\nfn f() -> crate::PResult<()>;\n").len(),
+        1
+    );
+}
+
 #[test]
 fn an_older_minor_does_not_extend_a_newer_one() {
     // Prefix types may only grow: the 1.2 vtable checked as an implementation of the
