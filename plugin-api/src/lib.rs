@@ -68,93 +68,150 @@ pub trait EventSink: Send + Sync {
 /// The boxed event sink trait object.
 pub type EventSinkBox = EventSink_TO<'static, RBox<()>>;
 
-/// One open connection to a driver. Domains are addressed by UUID.
+/// Calls `$callback! { ... }` with every method of [`DriverConnection`], in vtable order:
+/// the single declaration of the trait's methods.
 ///
-/// Methods up to `domain_set_autostart` form API 1.0. Methods after it were added in later
-/// minors; their default bodies answer no-support, which is what a host sees when it calls
-/// them on an object from a plugin built against an older minor.
-#[sabi_trait]
-pub trait DriverConnection: Send + Sync {
-    /// The hypervisor type, as `virConnectGetType` reports it (`"Test"`, `"QEMU"`).
-    fn get_type(&self) -> PResult<RString>;
-    /// The hypervisor version as libvirt encodes it (major * 1,000,000 + minor * 1,000 + micro).
-    fn get_version(&self) -> PResult<u64>;
-    /// The canonical URI of this connection.
-    fn get_uri(&self) -> PResult<RString>;
-    /// The host's name as the driver sees it.
-    fn get_hostname(&self) -> PResult<RString>;
-    /// The capabilities XML document.
-    fn get_capabilities(&self) -> PResult<RString>;
-    /// The node's CPU and memory facts.
-    fn node_get_info(&self) -> PResult<NodeInfo>;
-    /// Domains matching `VIR_CONNECT_LIST_DOMAINS_*` flags (0 = all).
-    fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>>;
-    /// Look a domain up by name.
-    fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef>;
-    /// Look a domain up by UUID.
-    fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef>;
-    /// Look a running domain up by its id.
-    fn lookup_by_id(&self, id: i32) -> PResult<DomainRef>;
-    /// Define (or redefine) a persistent domain from XML.
-    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
-    /// Remove a domain's persistent config (`VIR_DOMAIN_UNDEFINE_*` flags).
-    fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Start a defined domain (`VIR_DOMAIN_START_*` flags).
-    fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef>;
-    /// Create and start a transient domain from XML.
-    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
-    /// Stop a domain at once.
-    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Ask the guest to shut down.
-    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Ask the guest to reboot.
-    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Pause a running domain.
-    fn suspend(&self, uuid: Uuid) -> PResult<()>;
-    /// Resume a paused domain.
-    fn resume(&self, uuid: Uuid) -> PResult<()>;
-    /// State, memory, vcpus and CPU time.
-    fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo>;
-    /// State and reason (`VIR_DOMAIN_*` and the state's reason enum).
-    fn get_state(&self, uuid: Uuid) -> PResult<StateReason>;
-    /// The domain XML (`VIR_DOMAIN_XML_*` flags).
-    fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString>;
-    /// Whether the domain has a persistent config.
-    fn is_persistent(&self, uuid: Uuid) -> PResult<bool>;
-    /// Whether the domain starts with the driver.
-    fn get_autostart(&self, uuid: Uuid) -> PResult<bool>;
-    /// Set whether the domain starts with the driver.
-    #[sabi(last_prefix_field)]
-    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()>;
-
-    // ---- API 1.1 ----
-
-    /// Number of vcpus (`VIR_DOMAIN_VCPU_*` flags: LIVE 1, CONFIG 2, MAXIMUM 4). Since 1.1.
-    fn get_vcpus_flags(&self, _uuid: Uuid, _flags: u32) -> PResult<i32> {
-        RResult::RErr(PluginError::no_support("virDomainGetVcpusFlags"))
-    }
-    /// The guest OS type (`hvm`, `linux`, `exe`). Since 1.1.
-    fn get_os_type(&self, _uuid: Uuid) -> PResult<RString> {
-        RResult::RErr(PluginError::no_support("virDomainGetOSType"))
-    }
-    /// Whether a managed save image exists. Since 1.1.
-    fn has_managed_save_image(&self, _uuid: Uuid, _flags: u32) -> PResult<bool> {
-        RResult::RErr(PluginError::no_support("virDomainHasManagedSaveImage"))
-    }
-
-    // ---- API 1.2 ----
-
-    /// Convert a domain XML document to the hypervisor's native configuration (`format`
-    /// names it, e.g. `qemu-argv`). Since 1.2.
-    fn domain_xml_to_native(
-        &self,
-        _format: RStr<'_>,
-        _xml: RStr<'_>,
-        _flags: u32,
-    ) -> PResult<RString> {
-        RResult::RErr(PluginError::no_support("virConnectDomainXMLToNative"))
-    }
+/// The trait itself is generated from this list, and so is the SDK's panic-guarding
+/// adapter (`rvirt_sdk::Guarded`), so a method cannot be added to one and forgotten in the
+/// other. The callback receives two groups, each a list of
+/// `$(#[attr])* fn name(&self, arg: Type, ...) -> Ret = "virLibvirtApiName";`:
+///
+/// - `api_1_0 { ... }`: the methods every plugin has, the last marked
+///   `#[sabi(last_prefix_field)]`;
+/// - `appended { ... }`: methods appended by later minors, each documented with the minor
+///   that added it. Their default bodies answer no-support naming the libvirt API.
+///
+/// To add a method in a new minor, append it at the end of `appended` (see
+/// `docs/plugin-abi.md`); the names of types are resolved where the callback expands.
+#[macro_export]
+macro_rules! driver_connection_methods {
+    ($callback:ident) => {
+        $callback! {
+            api_1_0 {
+                /// The hypervisor type, as `virConnectGetType` reports it (`"Test"`, `"QEMU"`).
+                fn get_type(&self) -> PResult<RString> = "virConnectGetType";
+                /// The hypervisor version as libvirt encodes it (major * 1,000,000 + minor *
+                /// 1,000 + micro).
+                fn get_version(&self) -> PResult<u64> = "virConnectGetVersion";
+                /// The canonical URI of this connection.
+                fn get_uri(&self) -> PResult<RString> = "virConnectGetURI";
+                /// The host's name as the driver sees it.
+                fn get_hostname(&self) -> PResult<RString> = "virConnectGetHostname";
+                /// The capabilities XML document.
+                fn get_capabilities(&self) -> PResult<RString> = "virConnectGetCapabilities";
+                /// The node's CPU and memory facts.
+                fn node_get_info(&self) -> PResult<NodeInfo> = "virNodeGetInfo";
+                /// Domains matching `VIR_CONNECT_LIST_DOMAINS_*` flags (0 = all).
+                fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> =
+                    "virConnectListAllDomains";
+                /// Look a domain up by name.
+                fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> =
+                    "virDomainLookupByName";
+                /// Look a domain up by UUID.
+                fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef> =
+                    "virDomainLookupByUUID";
+                /// Look a running domain up by its id.
+                fn lookup_by_id(&self, id: i32) -> PResult<DomainRef> = "virDomainLookupByID";
+                /// Define (or redefine) a persistent domain from XML
+                /// (`VIR_DOMAIN_DEFINE_*` flags).
+                fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> =
+                    "virDomainDefineXMLFlags";
+                /// Remove a domain's persistent config (`VIR_DOMAIN_UNDEFINE_*` flags).
+                fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainUndefineFlags";
+                /// Start a defined domain (`VIR_DOMAIN_START_*` flags).
+                fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> =
+                    "virDomainCreateWithFlags";
+                /// Create and start a transient domain from XML (`VIR_DOMAIN_START_*` flags).
+                fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> =
+                    "virDomainCreateXML";
+                /// Stop a domain at once (`VIR_DOMAIN_DESTROY_*` flags).
+                fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainDestroyFlags";
+                /// Ask the guest to shut down (`VIR_DOMAIN_SHUTDOWN_*` flags).
+                fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainShutdownFlags";
+                /// Ask the guest to reboot (`VIR_DOMAIN_REBOOT_*` flags).
+                fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()> = "virDomainReboot";
+                /// Pause a running domain.
+                fn suspend(&self, uuid: Uuid) -> PResult<()> = "virDomainSuspend";
+                /// Resume a paused domain.
+                fn resume(&self, uuid: Uuid) -> PResult<()> = "virDomainResume";
+                /// State, memory, vcpus and CPU time.
+                fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo> = "virDomainGetInfo";
+                /// State and reason (`VIR_DOMAIN_*` and the state's reason enum).
+                fn get_state(&self, uuid: Uuid) -> PResult<StateReason> = "virDomainGetState";
+                /// The domain XML (`VIR_DOMAIN_XML_*` flags).
+                fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> =
+                    "virDomainGetXMLDesc";
+                /// Whether the domain has a persistent config.
+                fn is_persistent(&self, uuid: Uuid) -> PResult<bool> = "virDomainIsPersistent";
+                /// Whether the domain starts with the driver.
+                fn get_autostart(&self, uuid: Uuid) -> PResult<bool> = "virDomainGetAutostart";
+                /// Set whether the domain starts with the driver.
+                #[sabi(last_prefix_field)]
+                fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> =
+                    "virDomainSetAutostart";
+            }
+            appended {
+                /// Number of vcpus (`VIR_DOMAIN_VCPU_*` flags: LIVE 1, CONFIG 2, MAXIMUM 4).
+                /// Since 1.1.
+                fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> =
+                    "virDomainGetVcpusFlags";
+                /// The guest OS type (`hvm`, `linux`, `exe`). Since 1.1.
+                fn get_os_type(&self, uuid: Uuid) -> PResult<RString> = "virDomainGetOSType";
+                /// Whether a managed save image exists. Since 1.1.
+                fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> =
+                    "virDomainHasManagedSaveImage";
+                /// Convert a domain XML document to the hypervisor's native configuration
+                /// (`format` names it, e.g. `qemu-argv`). Since 1.2.
+                fn domain_xml_to_native(
+                    &self,
+                    format: RStr<'_>,
+                    xml: RStr<'_>,
+                    flags: u32
+                ) -> PResult<RString> = "virConnectDomainXMLToNative";
+            }
+        }
+    };
 }
+
+/// Declares the `DriverConnection` trait from [`driver_connection_methods!`].
+macro_rules! declare_driver_connection {
+    (
+        api_1_0 {
+            $( $(#[$battr:meta])* fn $bm:ident(&self $(, $ba:ident : $bt:ty)* $(,)?) -> $br:ty = $bapi:literal; )*
+        }
+        appended {
+            $( $(#[$aattr:meta])* fn $am:ident(&self $(, $aa:ident : $at:ty)* $(,)?) -> $ar:ty = $aapi:literal; )*
+        }
+    ) => {
+        /// One open connection to a driver. Domains are addressed by UUID.
+        ///
+        /// Methods up to `set_autostart` form API 1.0. Methods after it were added in later
+        /// minors; their default bodies answer no-support, which is what a host sees when it
+        /// calls them on an object from a plugin built against an older minor.
+        ///
+        /// The methods are declared once, in [`driver_connection_methods!`].
+        #[sabi_trait]
+        pub trait DriverConnection: Send + Sync {
+            $(
+                $(#[$battr])*
+                fn $bm(&self $(, $ba: $bt)*) -> $br;
+            )*
+            $(
+                $(#[$aattr])*
+                fn $am(&self $(, $aa: $at)*) -> $ar {
+                    // The default body needs none of the arguments.
+                    let _ = ($($aa,)*);
+                    RResult::RErr(PluginError::no_support($aapi))
+                }
+            )*
+        }
+    };
+}
+
+driver_connection_methods!(declare_driver_connection);
 
 /// The boxed connection trait object a plugin hands to the host.
 pub type DriverConnectionBox = DriverConnection_TO<'static, RBox<()>>;

@@ -1,14 +1,24 @@
-//! Frozen copies of the root module as older minors of the API defined it.
+//! Frozen copies of the root module's whole type closure as each released minor of the
+//! API defined it.
 //!
 //! abi_stable refuses to view a plugin's prefix types through a host type with *more*
-//! fields than the plugin has, so a host of API 1.1 cannot check a 1.0 plugin against the
-//! 1.1 layout. Instead it checks the plugin against the frozen 1.0 layout kept here, and,
+//! fields than the plugin has, so a host of API 1.2 cannot check a 1.0 plugin against the
+//! 1.2 layout. Instead it checks the plugin against the frozen 1.0 layout kept here, and,
 //! since every later minor only appends fields to prefix types, then views it through the
 //! current types, whose accessors report the appended methods as absent.
 //!
-//! Architecture invariant: a file here is never edited after its minor is released; each
-//! new minor adds the previous one's frozen copy.
+//! Each module is self-contained: every type reachable from its `PluginMod` (the plain
+//! values, `PluginError`, the `EventSink` and `DriverConnection` trait objects) is a copy
+//! living under `frozen/`, never a re-export of a current type, so that editing a current
+//! type cannot silently change a frozen layout. A minor reuses the previous minor's types
+//! where it did not change them (`v1_1` and `v1_2` reuse `v1_0`'s values and event sink).
+//! The test `plugin-api/tests/layouts.rs` checks that the current types extend every
+//! frozen layout, with the same layout checker the loader runs.
+//!
+//! Architecture invariant: a file here is never edited after its minor is released (beyond
+//! making it self-contained); each new minor adds its own frozen copy before it ships.
 #![allow(missing_docs)]
 
 pub mod v1_0;
 pub mod v1_1;
+pub mod v1_2;

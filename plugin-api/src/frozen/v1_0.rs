@@ -1,14 +1,110 @@
-//! API 1.0, frozen. Only prefix types (the root module and the connection vtable) differ
-//! between minors; everything else is shared with the current API.
+//! API 1.0, frozen: the whole closure of its root module.
+//!
+//! Every type reachable from [`PluginMod`] is copied here as 1.0 released it, so that
+//! editing a current type never changes this layout. Later minors reuse the types they did
+//! not change from this module. Nothing here refers to a type outside `frozen/` (abi_stable
+//! and std types excepted).
 
-use crate::{DomainInfo, DomainRef, EventSinkBox, Manifest, NodeInfo, PResult, StateReason, Uuid};
 use abi_stable::{
     StableAbi, declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RStr, RString, RVec},
+    std_types::{RBox, RResult, RStr, RString, RVec},
 };
+
+/// A domain UUID: 16 raw bytes.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uuid(pub [u8; 16]);
+
+/// What identifies a domain to a client.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct DomainRef {
+    pub name: RString,
+    pub uuid: Uuid,
+    pub id: i32,
+}
+
+/// libvirt's `virDomainInfo`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub state: i32,
+    pub max_mem_kib: u64,
+    pub memory_kib: u64,
+    pub nr_virt_cpu: u32,
+    pub cpu_time_ns: u64,
+}
+
+/// A domain's state and the reason for it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateReason {
+    pub state: i32,
+    pub reason: i32,
+}
+
+/// libvirt's `virNodeInfo`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub model: RString,
+    pub memory_kib: u64,
+    pub cpus: u32,
+    pub mhz: u32,
+    pub nodes: u32,
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+/// Who a plugin is and what it serves.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: RString,
+    pub kind: RString,
+    pub schemes: RVec<RString>,
+    pub version: RString,
+    pub api_version: RString,
+    pub description: RString,
+}
+
+/// An error returned by a plugin: libvirt error code and domain numbers and a message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    pub code: i32,
+    pub domain: i32,
+    pub message: RString,
+}
+
+impl PluginError {
+    /// The no-support error for an operation, as 1.0 wrote it (`VIR_ERR_NO_SUPPORT`,
+    /// `VIR_FROM_NONE`); the default bodies of later minors' methods answer it.
+    pub fn no_support(operation: &str) -> Self {
+        Self {
+            code: 3,
+            domain: 0,
+            message: RString::from(format!(
+                "this function is not supported by the connection driver: {operation}"
+            )),
+        }
+    }
+}
+
+/// The result type of every method that crosses the boundary.
+pub type PResult<T> = RResult<T, PluginError>;
+
+#[sabi_trait]
+pub trait EventSink: Send + Sync {
+    #[sabi(last_prefix_field)]
+    fn domain_lifecycle(&self, dom: DomainRef, event: i32, detail: i32);
+}
+
+pub type EventSinkBox = EventSink_TO<'static, RBox<()>>;
 
 #[sabi_trait]
 pub trait DriverConnection: Send + Sync {

@@ -1,9 +1,10 @@
-//! API 1.1, frozen. Only prefix types (the root module and the connection vtable) differ
-//! between minors; everything else is shared with the current API.
+//! API 1.1, frozen. 1.1 appended three methods to the connection vtable; every other type
+//! of the closure is 1.0's, reused from [`super::v1_0`]. Nothing here refers to a type
+//! outside `frozen/` (abi_stable and std types excepted).
 
-use crate::{
-    DomainInfo, DomainRef, EventSinkBox, Manifest, NodeInfo, PResult, PluginError, StateReason,
-    Uuid,
+pub use super::v1_0::{
+    DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, Manifest, NodeInfo, PResult,
+    PluginError, StateReason, Uuid,
 };
 use abi_stable::{
     StableAbi, declare_root_module_statics,
@@ -13,93 +14,54 @@ use abi_stable::{
     std_types::{RBox, RResult, RStr, RString, RVec},
 };
 
-/// One open connection to a driver. Domains are addressed by UUID.
-///
-/// Methods up to `domain_set_autostart` form API 1.0. Methods after it were added in later
-/// minors; their default bodies answer no-support, which is what a host sees when it calls
-/// them on an object from a plugin built against an older minor.
 #[sabi_trait]
 pub trait DriverConnection: Send + Sync {
-    /// The hypervisor type, as `virConnectGetType` reports it (`"Test"`, `"QEMU"`).
     fn get_type(&self) -> PResult<RString>;
-    /// The hypervisor version as libvirt encodes it (major * 1,000,000 + minor * 1,000 + micro).
     fn get_version(&self) -> PResult<u64>;
-    /// The canonical URI of this connection.
     fn get_uri(&self) -> PResult<RString>;
-    /// The host's name as the driver sees it.
     fn get_hostname(&self) -> PResult<RString>;
-    /// The capabilities XML document.
     fn get_capabilities(&self) -> PResult<RString>;
-    /// The node's CPU and memory facts.
     fn node_get_info(&self) -> PResult<NodeInfo>;
-    /// Domains matching `VIR_CONNECT_LIST_DOMAINS_*` flags (0 = all).
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>>;
-    /// Look a domain up by name.
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef>;
-    /// Look a domain up by UUID.
     fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef>;
-    /// Look a running domain up by its id.
     fn lookup_by_id(&self, id: i32) -> PResult<DomainRef>;
-    /// Define (or redefine) a persistent domain from XML.
     fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
-    /// Remove a domain's persistent config (`VIR_DOMAIN_UNDEFINE_*` flags).
     fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Start a defined domain (`VIR_DOMAIN_START_*` flags).
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef>;
-    /// Create and start a transient domain from XML.
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
-    /// Stop a domain at once.
     fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Ask the guest to shut down.
     fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Ask the guest to reboot.
     fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()>;
-    /// Pause a running domain.
     fn suspend(&self, uuid: Uuid) -> PResult<()>;
-    /// Resume a paused domain.
     fn resume(&self, uuid: Uuid) -> PResult<()>;
-    /// State, memory, vcpus and CPU time.
     fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo>;
-    /// State and reason (`VIR_DOMAIN_*` and the state's reason enum).
     fn get_state(&self, uuid: Uuid) -> PResult<StateReason>;
-    /// The domain XML (`VIR_DOMAIN_XML_*` flags).
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString>;
-    /// Whether the domain has a persistent config.
     fn is_persistent(&self, uuid: Uuid) -> PResult<bool>;
-    /// Whether the domain starts with the driver.
     fn get_autostart(&self, uuid: Uuid) -> PResult<bool>;
-    /// Set whether the domain starts with the driver.
     #[sabi(last_prefix_field)]
     fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()>;
 
     // ---- API 1.1 ----
-
-    /// Number of vcpus (`VIR_DOMAIN_VCPU_*` flags: LIVE 1, CONFIG 2, MAXIMUM 4). Since 1.1.
     fn get_vcpus_flags(&self, _uuid: Uuid, _flags: u32) -> PResult<i32> {
         RResult::RErr(PluginError::no_support("virDomainGetVcpusFlags"))
     }
-    /// The guest OS type (`hvm`, `linux`, `exe`). Since 1.1.
     fn get_os_type(&self, _uuid: Uuid) -> PResult<RString> {
         RResult::RErr(PluginError::no_support("virDomainGetOSType"))
     }
-    /// Whether a managed save image exists. Since 1.1.
     fn has_managed_save_image(&self, _uuid: Uuid, _flags: u32) -> PResult<bool> {
         RResult::RErr(PluginError::no_support("virDomainHasManagedSaveImage"))
     }
 }
 
-/// The boxed connection trait object a plugin hands to the host.
 pub type DriverConnectionBox = DriverConnection_TO<'static, RBox<()>>;
 
-/// The root module every plugin exports.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginMod_Ref)))]
 pub struct PluginMod {
-    /// Who the plugin is and what it serves.
     pub manifest: extern "C" fn() -> Manifest,
-    /// Open a connection for `uri` (the full URI string, already routed to this plugin by
-    /// scheme). `read_only` connections must refuse every mutating call.
     #[sabi(last_prefix_field)]
     pub open: extern "C" fn(
         uri: RStr<'_>,

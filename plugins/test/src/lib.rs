@@ -16,7 +16,8 @@ use rvirt_sdk::{
         PResult, PluginError, StateReason, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
     },
-    util::read_only_denied,
+    filter,
+    util::{check_flags, read_only_denied},
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -140,6 +141,48 @@ fn ok<T>(v: T) -> PResult<T> {
     RResult::ROk(v)
 }
 
+/// libvirt's flag values (`libvirt-domain.h`) the test driver accepts, per operation: what
+/// it honours, plus what libvirt's own test driver accepts and that changes nothing for an
+/// in-memory domain. Any other bit is refused by `checked!`.
+mod allowed {
+    /// `VIR_DOMAIN_DEFINE_VALIDATE`: definitions are always validated.
+    pub const DEFINE: u32 = 1;
+    /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE` (1) | `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`
+    /// (2), as libvirt's test driver; the in-memory domain keeps neither once undefined.
+    pub const UNDEFINE: u32 = 1 | 2;
+    /// `VIR_DOMAIN_START_PAUSED`.
+    pub const CREATE: u32 = 1;
+    /// `VIR_DOMAIN_START_PAUSED` (1) | `VIR_DOMAIN_START_VALIDATE` (16): XML is always
+    /// validated.
+    pub const CREATE_XML: u32 = 1 | 16;
+    /// `VIR_DOMAIN_DESTROY_GRACEFUL`: an in-memory domain stops the same either way.
+    pub const DESTROY: u32 = 1;
+    /// None: `virDomainShutdownFlags` modes are refused, as libvirt's test driver does.
+    pub const SHUTDOWN: u32 = 0;
+    /// `VIR_DOMAIN_REBOOT_ACPI_POWER_BTN` (1), `_GUEST_AGENT` (2), `_INITCTL` (4),
+    /// `_SIGNAL` (8), `_PARAVIRT` (16): every method reboots the in-memory domain.
+    pub const REBOOT: u32 = 1 | 2 | 4 | 8 | 16;
+    /// `VIR_DOMAIN_XML_SECURE` (1) | `VIR_DOMAIN_XML_INACTIVE` (2) |
+    /// `VIR_DOMAIN_XML_MIGRATABLE` (8), libvirt's common XML flags; `UPDATE_CPU` (4) is
+    /// refused (there is no host CPU to update from).
+    pub const XML_DESC: u32 = 1 | 2 | 8;
+    /// `VIR_DOMAIN_AFFECT_LIVE` (1) | `VIR_DOMAIN_AFFECT_CONFIG` (2) |
+    /// `VIR_DOMAIN_VCPU_MAXIMUM` (4).
+    pub const VCPUS: u32 = 1 | 2 | 4;
+    /// None.
+    pub const MANAGED_SAVE: u32 = 0;
+}
+
+/// Returns libvirt's invalid-argument error from the enclosing method when `flags` has a
+/// bit outside `allowed` (`virCheckFlags`).
+macro_rules! checked {
+    ($op:literal, $flags:expr, $allowed:expr) => {
+        if let Err(e) = check_flags(ErrorDomain::Test, $op, $flags, $allowed) {
+            return RResult::RErr(e);
+        }
+    };
+}
+
 impl DriverConnection for TestConnection {
     fn get_type(&self) -> PResult<RString> {
         ok("Test".into())
@@ -170,6 +213,7 @@ impl DriverConnection for TestConnection {
     }
 
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
+        checked!("virConnectListAllDomains", flags, filter::FILTERS);
         self.with(|n| Ok(n.list(flags).into_iter().collect()))
     }
 
@@ -185,33 +229,40 @@ impl DriverConnection for TestConnection {
         self.with(|n| n.by_id(id).map(|d| d.reference()))
     }
 
-    fn define_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        checked!("virDomainDefineXMLFlags", flags, allowed::DEFINE);
         self.write("virDomainDefineXML", |n| n.define(xml.as_str()))
     }
 
-    fn undefine(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+    fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainUndefineFlags", flags, allowed::UNDEFINE);
         self.write("virDomainUndefine", |n| n.undefine(uuid))
     }
 
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
+        checked!("virDomainCreateWithFlags", flags, allowed::CREATE);
         self.write("virDomainCreate", |n| n.start(uuid, flags))
     }
 
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        checked!("virDomainCreateXML", flags, allowed::CREATE_XML);
         self.write("virDomainCreateXML", |n| {
             n.create_transient(xml.as_str(), flags)
         })
     }
 
-    fn destroy(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainDestroyFlags", flags, allowed::DESTROY);
         self.write("virDomainDestroy", |n| n.stop(uuid, node::Stop::Destroy))
     }
 
-    fn shutdown(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainShutdownFlags", flags, allowed::SHUTDOWN);
         self.write("virDomainShutdown", |n| n.stop(uuid, node::Stop::Shutdown))
     }
 
-    fn reboot(&self, uuid: Uuid, _flags: u32) -> PResult<()> {
+    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainReboot", flags, allowed::REBOOT);
         self.write("virDomainReboot", |n| n.reboot(uuid))
     }
 
@@ -237,6 +288,7 @@ impl DriverConnection for TestConnection {
     }
 
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        checked!("virDomainGetXMLDesc", flags, allowed::XML_DESC);
         self.with(|n| n.by_uuid(uuid).map(|d| d.xml(flags).into()))
     }
 
@@ -255,6 +307,7 @@ impl DriverConnection for TestConnection {
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
+        checked!("virDomainGetVcpusFlags", flags, allowed::VCPUS);
         self.with(|n| n.by_uuid(uuid).map(|d| d.vcpus(flags)))
     }
 
@@ -262,7 +315,8 @@ impl DriverConnection for TestConnection {
         self.with(|n| n.by_uuid(uuid).map(|d| d.def.os_type().into()))
     }
 
-    fn has_managed_save_image(&self, uuid: Uuid, _flags: u32) -> PResult<bool> {
+    fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> {
+        checked!("virDomainHasManagedSaveImage", flags, allowed::MANAGED_SAVE);
         self.with(|n| n.by_uuid(uuid).map(|d| d.managed_save))
     }
 }

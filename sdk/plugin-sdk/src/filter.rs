@@ -31,6 +31,24 @@ pub const HAS_SNAPSHOT: u32 = 4096;
 /// VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT
 pub const NO_SNAPSHOT: u32 = 8192;
 
+/// Every filter bit [`matches`] applies (`ACTIVE` through `NO_SNAPSHOT`): what a driver
+/// using it accepts in `virConnectListAllDomains`. libvirt's checkpoint filters
+/// (`HAS_CHECKPOINT` 16384, `NO_CHECKPOINT` 32768) are not among them.
+pub const FILTERS: u32 = ACTIVE
+    | INACTIVE
+    | PERSISTENT
+    | TRANSIENT
+    | RUNNING
+    | PAUSED
+    | SHUTOFF
+    | OTHER
+    | MANAGEDSAVE
+    | NO_MANAGEDSAVE
+    | AUTOSTART
+    | NO_AUTOSTART
+    | HAS_SNAPSHOT
+    | NO_SNAPSHOT;
+
 /// What the list filter looks at.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DomainFacts {
@@ -100,5 +118,6 @@ mod tests {
         assert!(matches(TRANSIENT, &transient) && !matches(TRANSIENT, &running));
         assert!(matches(PAUSED, &transient) && !matches(RUNNING | SHUTOFF, &transient));
         assert!(matches(NO_AUTOSTART, &off) && !matches(AUTOSTART, &off));
+        assert_eq!(FILTERS, 0x3fff);
     }
 }

@@ -50,53 +50,121 @@ impl<D> Guarded<D> {
     }
 }
 
+/// Implements `DriverConnection` for `Guarded` from the trait's own method list
+/// ([`driver_connection_methods!`](crate::abi::driver_connection_methods)), so every method
+/// of the trait is guarded: one appended to the trait cannot be forgotten here and answer
+/// no-support through every plugin. Also lists the methods in [`Guarded::METHODS`].
 macro_rules! guarded {
-    ($( fn $m:ident(&self $(, $a:ident : $t:ty)*) -> $r:ty = $api:literal; )*) => {
+    (
+        api_1_0 {
+            $( $(#[$battr:meta])* fn $bm:ident(&self $(, $ba:ident : $bt:ty)* $(,)?) -> $br:ty = $bapi:literal; )*
+        }
+        appended {
+            $( $(#[$aattr:meta])* fn $am:ident(&self $(, $aa:ident : $at:ty)* $(,)?) -> $ar:ty = $aapi:literal; )*
+        }
+    ) => {
         impl<D: DriverConnection> DriverConnection for Guarded<D> {
             $(
-                fn $m(&self $(, $a: $t)*) -> $r {
-                    guard(self.plugin, $api, || self.inner.$m($($a),*))
+                fn $bm(&self $(, $ba: $bt)*) -> $br {
+                    guard(self.plugin, $bapi, || self.inner.$bm($($ba),*))
                 }
             )*
+            $(
+                fn $am(&self $(, $aa: $at)*) -> $ar {
+                    guard(self.plugin, $aapi, || self.inner.$am($($aa),*))
+                }
+            )*
+        }
+
+        impl<D> Guarded<D> {
+            /// Every `DriverConnection` method this adapter guards, in vtable order, with
+            /// the libvirt API it names in errors.
+            pub const METHODS: &'static [(&'static str, &'static str)] = &[
+                $( (stringify!($bm), $bapi), )*
+                $( (stringify!($am), $aapi), )*
+            ];
         }
     };
 }
 
-guarded! {
-    fn get_type(&self) -> PResult<RString> = "virConnectGetType";
-    fn get_version(&self) -> PResult<u64> = "virConnectGetVersion";
-    fn get_uri(&self) -> PResult<RString> = "virConnectGetURI";
-    fn get_hostname(&self) -> PResult<RString> = "virConnectGetHostname";
-    fn get_capabilities(&self) -> PResult<RString> = "virConnectGetCapabilities";
-    fn node_get_info(&self) -> PResult<NodeInfo> = "virNodeGetInfo";
-    fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> = "virConnectListAllDomains";
-    fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> = "virDomainLookupByName";
-    fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef> = "virDomainLookupByUUID";
-    fn lookup_by_id(&self, id: i32) -> PResult<DomainRef> = "virDomainLookupByID";
-    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> = "virDomainDefineXMLFlags";
-    fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> = "virDomainUndefineFlags";
-    fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> = "virDomainCreateWithFlags";
-    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> = "virDomainCreateXML";
-    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> = "virDomainDestroyFlags";
-    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()> = "virDomainShutdownFlags";
-    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()> = "virDomainReboot";
-    fn suspend(&self, uuid: Uuid) -> PResult<()> = "virDomainSuspend";
-    fn resume(&self, uuid: Uuid) -> PResult<()> = "virDomainResume";
-    fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo> = "virDomainGetInfo";
-    fn get_state(&self, uuid: Uuid) -> PResult<StateReason> = "virDomainGetState";
-    fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> = "virDomainGetXMLDesc";
-    fn is_persistent(&self, uuid: Uuid) -> PResult<bool> = "virDomainIsPersistent";
-    fn get_autostart(&self, uuid: Uuid) -> PResult<bool> = "virDomainGetAutostart";
-    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> = "virDomainSetAutostart";
-    fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> = "virDomainGetVcpusFlags";
-    fn get_os_type(&self, uuid: Uuid) -> PResult<RString> = "virDomainGetOSType";
-    fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> = "virDomainHasManagedSaveImage";
-    fn domain_xml_to_native(&self, format: RStr<'_>, xml: RStr<'_>, flags: u32) -> PResult<RString> = "virConnectDomainXMLToNative";
-}
+crate::abi::driver_connection_methods!(guarded);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::{
+        DriverConnectionBox,
+        abi_stable::{
+            StableAbi,
+            type_layout::{TLData, TypeLayout},
+        },
+    };
+
+    /// The method names of a `#[sabi_trait]` object's vtable, read from its abi_stable
+    /// layout: the prefix type `VTable` reachable from the object (through fields and
+    /// phantom fields), without abi_stable's own `_sabi_*` entries.
+    fn vtable_methods(object: &'static TypeLayout) -> Vec<&'static str> {
+        let mut queue = std::collections::VecDeque::from([object]);
+        while let Some(l) = queue.pop_front() {
+            match l.data() {
+                TLData::PrefixType(p) if l.name() == "VTable" => {
+                    return p
+                        .fields
+                        .iter()
+                        .map(|f| f.name())
+                        .filter(|n| !n.starts_with("_sabi"))
+                        .collect();
+                }
+                TLData::Struct { fields } => queue.extend(fields.iter().map(|f| f.layout())),
+                _ => {}
+            }
+            queue.extend(l.phantom_fields().iter().map(|f| f.layout()));
+        }
+        panic!("no vtable below {}", object.full_type())
+    }
+
+    /// The methods of `trait_methods` that `guarded` lacks, in `trait_methods` order.
+    fn unguarded<'a>(trait_methods: &[&'a str], guarded: &[&str]) -> Vec<&'a str> {
+        trait_methods
+            .iter()
+            .filter(|m| !guarded.contains(m))
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn every_method_of_the_connection_vtable_is_guarded() {
+        // `Guarded` is generated from the same list as the trait, so this holds by
+        // construction; the check reads the trait from its ABI layout instead of that
+        // list, so a method declared in the trait any other way is caught too.
+        let methods = vtable_methods(<DriverConnectionBox as StableAbi>::LAYOUT);
+        assert!(methods.len() >= 29, "{methods:?}");
+        let guarded: Vec<&str> = Guarded::<()>::METHODS.iter().map(|(m, _)| *m).collect();
+        assert_eq!(
+            unguarded(&methods, &guarded),
+            Vec::<&str>::new(),
+            "connection methods Guarded does not guard (they would answer no-support)"
+        );
+        assert_eq!(
+            guarded, methods,
+            "Guarded lists the vtable's methods in order"
+        );
+        for (m, api) in Guarded::<()>::METHODS {
+            assert!(api.starts_with("vir"), "{m} names a libvirt API: {api}");
+        }
+    }
+
+    #[test]
+    fn a_guarded_list_missing_a_method_is_caught() {
+        let methods = vtable_methods(<DriverConnectionBox as StableAbi>::LAYOUT);
+        let mut guarded: Vec<&str> = Guarded::<()>::METHODS.iter().map(|(m, _)| *m).collect();
+        guarded.retain(|m| *m != "get_os_type");
+        assert_eq!(unguarded(&methods, &guarded), vec!["get_os_type"]);
+        assert_eq!(
+            unguarded(&["get_type", "domain_xml_to_native"], &["get_type"]),
+            vec!["domain_xml_to_native"]
+        );
+    }
 
     #[test]
     fn panic_becomes_internal_error_naming_plugin_and_method() {

@@ -328,3 +328,93 @@ fn unknown_scheme_names_the_scheme_and_the_hint() {
     assert_eq!(e.code(), 5, "VIR_ERR_NO_CONNECT");
     assert!(rt.open("::bad", false).is_err());
 }
+
+#[test]
+fn unknown_flags_are_refused_naming_the_function_and_valid_ones_work() {
+    let rt = Runtime::with_search_path(vec![test_plugin_dir()]);
+    let node = std::env::temp_dir().join(format!("rvirt-it-flags-{}.xml", std::process::id()));
+    std::fs::write(
+        &node,
+        "<node><domain type='test'><name>f</name><memory>1024</memory><vcpu>2</vcpu><os><type>hvm</type></os></domain></node>",
+    )
+    .unwrap();
+    let conn = rt
+        .open(&format!("test://{}", node.display()), false)
+        .unwrap();
+    let d = conn.lookup_domain_by_name("f").unwrap();
+    let xml = |name: &str| {
+        format!(
+            "<domain type='test'><name>{name}</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+        )
+    };
+    fn unit<T>(r: Result<T, rvirt_host::Error>) -> Result<(), rvirt_host::Error> {
+        r.map(|_| ())
+    }
+    // One bit each operation does not define (or defines but the test driver refuses,
+    // as libvirt's does), with the value libvirt gives it.
+    let refused = [
+        (
+            "virConnectListAllDomains",
+            0x4000,
+            unit(conn.list_all_domains(0x4000)),
+        ), // HAS_CHECKPOINT
+        (
+            "virDomainDefineXMLFlags",
+            0x2,
+            unit(conn.define_xml(&xml("g"), 0x2)),
+        ),
+        (
+            "virDomainCreateXML",
+            0x2,
+            unit(conn.create_xml(&xml("h"), 0x2)),
+        ), // AUTODESTROY
+        ("virDomainGetXMLDesc", 0x4, unit(d.get_xml_desc(0x4))), // UPDATE_CPU
+        ("virDomainGetXMLDesc", 0x10, unit(d.get_xml_desc(0x10))),
+        ("virDomainGetVcpusFlags", 0x8, unit(d.get_vcpus_flags(0x8))), // GUEST
+        (
+            "virDomainHasManagedSaveImage",
+            0x1,
+            unit(d.has_managed_save_image(0x1)),
+        ),
+        ("virDomainShutdownFlags", 0x1, d.shutdown(0x1)), // ACPI_POWER_BTN
+        ("virDomainReboot", 0x20, d.reboot(0x20)),
+        ("virDomainDestroyFlags", 0x2, d.destroy(0x2)), // REMOVE_LOGS
+        ("virDomainUndefineFlags", 0x4, d.undefine(0x4)), // NVRAM
+        ("virDomainCreateWithFlags", 0x8, d.clone().create(0x8)), // FORCE_BOOT
+    ];
+    for (op, bits, r) in refused {
+        let e = r.expect_err(op);
+        assert_eq!(e.code(), 8, "VIR_ERR_INVALID_ARG for {op}: {e}");
+        assert_eq!(e.domain(), 12, "VIR_FROM_TEST for {op}: {e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("unsupported flags (0x{bits:x}) in function {op}")),
+            "{e}"
+        );
+    }
+    // Nothing a refused call asked for happened.
+    assert_eq!(d.get_state().unwrap().0, DomainState::Running);
+    assert!(d.is_persistent().unwrap());
+    assert_eq!(conn.list_all_domains(0).unwrap().len(), 1);
+
+    // libvirt's flags the test driver honours still work.
+    let listed = conn.list_all_domains(0x1 | 0x4 | 0x10).unwrap(); // ACTIVE|PERSISTENT|RUNNING
+    assert_eq!(listed.len(), 1);
+    let x = d.get_xml_desc(0x1 | 0x2 | 0x8).unwrap(); // SECURE|INACTIVE|MIGRATABLE
+    assert!(x.contains("<name>f</name>"), "{x}");
+    assert_eq!(d.get_vcpus_flags(0x2 | 0x4).unwrap(), 2); // CONFIG|MAXIMUM
+    assert!(!d.has_managed_save_image(0).unwrap());
+    d.reboot(0x1).unwrap(); // ACPI_POWER_BTN
+    d.destroy(0x1).unwrap(); // GRACEFUL
+    assert_eq!(d.get_state().unwrap().0, DomainState::Shutoff);
+    let mut d2 = d.clone();
+    d2.create(0x1).unwrap(); // PAUSED
+    assert_eq!(d.get_state().unwrap().0, DomainState::Paused);
+    d.shutdown(0).unwrap();
+    let g = conn.define_xml(&xml("g"), 0x1).unwrap(); // VALIDATE
+    let h = conn.create_xml(&xml("h"), 0x1 | 0x10).unwrap(); // PAUSED|VALIDATE
+    assert_eq!(h.get_state().unwrap().0, DomainState::Paused);
+    g.undefine(0x1 | 0x2).unwrap(); // MANAGED_SAVE|SNAPSHOTS_METADATA
+    assert!(conn.lookup_domain_by_name("g").is_err());
+    std::fs::remove_file(node).ok();
+}
