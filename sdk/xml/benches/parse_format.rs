@@ -29,7 +29,7 @@ fn main() {
         rvirt_xml::compat::locate_corpus(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
     else {
         eprintln!("!!!!!!!! benchmark DID NOT RUN: corpus not found (set RVIRT_CORPUS) !!!!!!!!");
-        return;
+        std::process::exit(1);
     };
     let dir = corpus.join("qemuxmlconfdata");
     let mut inputs: Vec<String> = Vec::new();

@@ -651,8 +651,13 @@ mod mutation {
     }
 }
 
+/// QEMU inputs of other architectures against their own `-latest.xml` (167 of 171 pass
+/// today); a drop below 95% on the developer side fails.
 #[test]
-fn qemu_other_arch_informational() {
+fn qemu_other_arch() {
     let c = corpus();
-    show(&compat::run_qemu_other_arch(&dir(&c, "qemuxmlconfdata")));
+    require(
+        &compat::run_qemu_other_arch(&dir(&c, "qemuxmlconfdata")),
+        0.95,
+    );
 }

@@ -435,7 +435,11 @@ fn bad_xml_and_missing_disks_fail_clearly_and_leave_nothing() {
 fn argv_matches_libvirt_shapes_for_simple_corpus_files() {
     let shared = rvirt_tests::shared_dir();
     let corpus = shared.join("corpus/qemuxmlconfdata");
-    assert!(corpus.is_dir(), "{} is missing", corpus.display());
+    assert!(
+        corpus.is_dir(),
+        "\n!!!!! libvirt's test corpus {} is missing: this test CANNOT RUN. Put shared/ beside the checkout or set RVIRT_SHARED=/path/to/shared\n",
+        corpus.display()
+    );
     let r = root("golden");
     let conn = runtime().open(&uri(&r), false).unwrap();
     for name in [
