@@ -6,9 +6,14 @@
 //! client.
 
 use crate::outbox::Outbox;
-use rvirt_host::{Connection, DomainEvent};
-use rvirt_wire::protocol::{self, NonnullDomain, REMOTE_PROGRAM, REMOTE_VERSION, event_id};
-use rvirt_wire::remote::{DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg};
+use rvirt_host::{Connection, DomainEvent, PoolEvent};
+use rvirt_wire::protocol::{
+    self, NonnullDomain, NonnullStoragePool, REMOTE_PROGRAM, REMOTE_VERSION, event_id,
+};
+use rvirt_wire::remote::{
+    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, StoragePoolEventLifecycleMsg,
+    StoragePoolEventRefreshMsg,
+};
 use rvirt_wire::{Header, RemoteProcedure, frame};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +58,7 @@ struct State {
     conn: Option<Connection>,
     read_only: bool,
     subscription: Option<u64>,
+    pool_subscription: Option<u64>,
 }
 
 impl std::fmt::Debug for State {
@@ -61,6 +67,7 @@ impl std::fmt::Debug for State {
             .field("open", &self.conn.is_some())
             .field("read_only", &self.read_only)
             .field("subscription", &self.subscription)
+            .field("pool_subscription", &self.pool_subscription)
             .finish()
     }
 }
@@ -77,11 +84,27 @@ pub struct Callback {
     pub legacy: bool,
 }
 
+/// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE`.
+pub const POOL_EVENT_LIFECYCLE: i32 = 0;
+/// `VIR_STORAGE_POOL_EVENT_ID_REFRESH`.
+pub const POOL_EVENT_REFRESH: i32 = 1;
+
+/// A registered storage pool event callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolCallback {
+    pub id: i32,
+    /// [`POOL_EVENT_LIFECYCLE`] or [`POOL_EVENT_REFRESH`].
+    pub event_id: i32,
+    /// Only events of this pool (by uuid), if set.
+    pub pool: Option<[u8; 16]>,
+}
+
 /// The event callbacks of one client.
 #[derive(Debug, Default)]
 pub struct Events {
     next_id: i32,
     callbacks: Vec<Callback>,
+    pool_callbacks: Vec<PoolCallback>,
 }
 
 impl Events {
@@ -114,6 +137,73 @@ impl Events {
             legacy: true,
         });
         true
+    }
+
+    /// Adds a storage pool event registration; returns its callback id.
+    pub fn add_pool(&mut self, event_id: i32, pool: Option<[u8; 16]>) -> i32 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.pool_callbacks
+            .push(PoolCallback { id, event_id, pool });
+        id
+    }
+
+    /// Removes a storage pool event registration; false if it did not exist.
+    pub fn remove_pool(&mut self, id: i32) -> bool {
+        let before = self.pool_callbacks.len();
+        self.pool_callbacks.retain(|c| c.id != id);
+        before != self.pool_callbacks.len()
+    }
+
+    /// The frames to push for one storage pool event (lifecycle or refresh).
+    pub fn pool_frames_for(&self, event: &PoolEvent) -> Vec<Vec<u8>> {
+        let uuid = *event.uuid.as_bytes();
+        let pool = NonnullStoragePool {
+            name: event.name.clone(),
+            uuid,
+        };
+        let wanted = if event.event.is_some() {
+            POOL_EVENT_LIFECYCLE
+        } else {
+            POOL_EVENT_REFRESH
+        };
+        let mut out = Vec::new();
+        for cb in &self.pool_callbacks {
+            if cb.event_id != wanted || cb.pool.is_some_and(|p| p != uuid) {
+                continue;
+            }
+            let encoded = match event.event {
+                Some(ev) => frame::encode(
+                    &Header::message(
+                        REMOTE_PROGRAM,
+                        REMOTE_VERSION,
+                        RemoteProcedure::StoragePoolEventLifecycle.number(),
+                    ),
+                    &StoragePoolEventLifecycleMsg {
+                        callback_id: cb.id,
+                        pool: pool.clone(),
+                        event: ev,
+                        detail: 0,
+                    },
+                ),
+                None => frame::encode(
+                    &Header::message(
+                        REMOTE_PROGRAM,
+                        REMOTE_VERSION,
+                        RemoteProcedure::StoragePoolEventRefresh.number(),
+                    ),
+                    &StoragePoolEventRefreshMsg {
+                        callback_id: cb.id,
+                        pool: pool.clone(),
+                    },
+                ),
+            };
+            match encoded {
+                Ok(f) => out.push(f),
+                Err(e) => tracing::warn!("cannot encode storage pool event: {e}"),
+            }
+        }
+        out
     }
 
     /// Removes a registration; false if it did not exist.
@@ -268,20 +358,59 @@ impl Client {
         Ok(())
     }
 
-    /// Drops the driver connection and its event subscription (CONNECT_CLOSE or
+    /// Makes sure the connection's storage delivers pool events to this client. Must
+    /// not be called with the events lock held.
+    pub fn ensure_pool_subscribed(&self) -> Result<(), rvirt_host::Error> {
+        let _serial = lock(&self.subscribe);
+        let conn = {
+            let st = lock(&self.state);
+            if st.pool_subscription.is_some() {
+                return Ok(());
+            }
+            let Some(conn) = st.conn.clone() else {
+                return Ok(());
+            };
+            conn
+        };
+        let events = Arc::clone(&self.events);
+        let outbox = Arc::clone(&self.outbox);
+        let id = conn.subscribe_storage_pool_events(move |event: &PoolEvent| {
+            let frames = lock(&events).pool_frames_for(event);
+            for f in frames {
+                outbox.send(f);
+            }
+        })?;
+        lock(&self.state).pool_subscription = Some(id);
+        Ok(())
+    }
+
+    /// Drops the driver connection and its event subscriptions (CONNECT_CLOSE or
     /// disconnect). Runs driver calls: call from a worker thread.
     pub fn close(&self) {
         let _serial = lock(&self.subscribe);
-        let (conn, sub) = {
+        let (conn, sub, pool_sub) = {
             let mut st = lock(&self.state);
-            (st.conn.take(), st.subscription.take())
+            (
+                st.conn.take(),
+                st.subscription.take(),
+                st.pool_subscription.take(),
+            )
         };
         if let (Some(conn), Some(id)) = (&conn, sub)
             && let Err(e) = conn.unsubscribe_events(id)
         {
             tracing::debug!(client = self.id, "unsubscribe failed: {e}");
         }
-        lock(&self.events).callbacks.clear();
+        if let (Some(conn), Some(id)) = (&conn, pool_sub)
+            && let Err(e) = conn.unsubscribe_storage_pool_events(id)
+        {
+            tracing::debug!(client = self.id, "pool event unsubscribe failed: {e}");
+        }
+        {
+            let mut ev = lock(&self.events);
+            ev.callbacks.clear();
+            ev.pool_callbacks.clear();
+        }
         drop(conn);
     }
 }

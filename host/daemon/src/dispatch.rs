@@ -14,6 +14,8 @@ use rvirt_wire::protocol::{
 use rvirt_wire::remote::*;
 use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
 
+mod storage;
+
 /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE`.
 const LIST_ACTIVE: u32 = 1;
 /// `VIR_CONNECT_LIST_DOMAINS_INACTIVE`.
@@ -121,6 +123,19 @@ pub fn unsupported(procedure: i32) -> Failure {
         error_domain::RPC,
         format!(
             "this function is not supported by the connection driver: rvirtd does not implement procedure {procedure}"
+        ),
+    )
+}
+
+/// `VIR_ERR_NO_SUPPORT` for a known procedure this daemon does not serve, naming it.
+pub fn unsupported_named(procedure: P) -> Failure {
+    err(
+        error_code::NO_SUPPORT,
+        error_domain::RPC,
+        format!(
+            "this function is not supported by the connection driver: rvirtd does not implement {} (procedure {})",
+            procedure.name(),
+            procedure.number()
         ),
     )
 }
@@ -565,8 +580,27 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => {
             Err(unsupported(procedure.number()))
         }
-        // storage pools, volumes and secrets: the wire layer knows them; the storage
-        // subsystem will serve them (until then, no-support as for any unknown procedure)
+        // streams come with the next session; secrets have no driver yet; event
+        // messages go from the daemon to clients
+        P::StorageVolUpload
+        | P::StorageVolDownload
+        | P::ConnectNumOfSecrets
+        | P::ConnectListSecrets
+        | P::SecretLookupByUuid
+        | P::SecretDefineXml
+        | P::SecretGetXmlDesc
+        | P::SecretSetValue
+        | P::SecretGetValue
+        | P::SecretUndefine
+        | P::SecretLookupByUsage
+        | P::ConnectListAllSecrets
+        | P::ConnectSecretEventRegisterAny
+        | P::ConnectSecretEventDeregisterAny
+        | P::SecretEventLifecycle
+        | P::SecretEventValueChanged
+        | P::StoragePoolEventLifecycle
+        | P::StoragePoolEventRefresh => Err(unsupported_named(procedure)),
+        // storage pools and volumes
         P::ConnectNumOfStoragePools
         | P::ConnectListStoragePools
         | P::ConnectNumOfDefinedStoragePools
@@ -598,36 +632,21 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         | P::StorageVolGetXmlDesc
         | P::StorageVolGetPath
         | P::StorageVolCreateXmlFrom
-        | P::ConnectNumOfSecrets
-        | P::ConnectListSecrets
-        | P::SecretLookupByUuid
-        | P::SecretDefineXml
-        | P::SecretGetXmlDesc
-        | P::SecretSetValue
-        | P::SecretGetValue
-        | P::SecretUndefine
-        | P::SecretLookupByUsage
         | P::StoragePoolIsActive
         | P::StoragePoolIsPersistent
         | P::StorageVolWipe
-        | P::StorageVolUpload
-        | P::StorageVolDownload
         | P::StorageVolWipePattern
         | P::StorageVolResize
         | P::ConnectListAllStoragePools
         | P::StoragePoolListAllVolumes
-        | P::ConnectListAllSecrets
         | P::ConnectStoragePoolEventRegisterAny
         | P::ConnectStoragePoolEventDeregisterAny
-        | P::StoragePoolEventLifecycle
-        | P::StoragePoolEventRefresh
         | P::StorageVolGetInfoFlags
-        | P::ConnectSecretEventRegisterAny
-        | P::ConnectSecretEventDeregisterAny
-        | P::SecretEventLifecycle
-        | P::SecretEventValueChanged
         | P::StoragePoolLookupByTargetPath
-        | P::ConnectGetStoragePoolCapabilities => Err(unsupported(procedure.number())),
+        | P::ConnectGetStoragePoolCapabilities => {
+            storage::dispatch(client, c()?, procedure, payload)
+                .unwrap_or_else(|| Err(unsupported_named(procedure)))
+        }
     }
 }
 

@@ -87,12 +87,17 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let res = runtime.block_on(run(layout, config, served));
+    let res = runtime.block_on(run(layout, config, served, served_list));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
 }
 
-async fn run(layout: Layout, config: Config, served: served::Served) -> Result<()> {
+async fn run(
+    layout: Layout,
+    config: Config,
+    served: served::Served,
+    served_list: Vec<String>,
+) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
     let discovery = tokio::task::spawn_blocking(rvirt_host::Runtime::discover);
@@ -118,13 +123,28 @@ async fn run(layout: Layout, config: Config, served: served::Served) -> Result<(
         }
     }
 
-    let runtime = discovery.await.context("plugin discovery failed")?;
+    let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
+    // As libvirtd starts its storage driver: the pools of every served root are loaded
+    // now, so pools that were active stay active and autostart pools start.
+    let binding = Arc::clone(&runtime);
+    let bound = tokio::task::spawn_blocking(move || {
+        for uri in &served_list {
+            if rvirt_host::ConnectUri::parse(uri).is_ok_and(|u| u.is_remote()) {
+                continue;
+            }
+            match binding.storage_pools(uri) {
+                Ok(_) => tracing::debug!(uri, "storage pools loaded"),
+                Err(e) if e.is_no_support() => {}
+                Err(e) => tracing::warn!(uri, "cannot load the storage pools: {e}"),
+            }
+        }
+    });
     tracing::info!("serving {}", served.describe());
     for p in runtime.plugins() {
         tracing::debug!("plugin {:?}", p);
     }
     let shared = Arc::new(client::Shared {
-        runtime: Arc::new(runtime),
+        runtime,
         default_uri: config.default_uri.clone(),
         served,
     });
@@ -143,6 +163,7 @@ async fn run(layout: Layout, config: Config, served: served::Served) -> Result<(
         accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_loop(l)));
     }
 
+    let _ = bound.await;
     let signal = signals.wait().await;
     tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(true);

@@ -2,7 +2,7 @@
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime, backend::Backend,
-    error::Error,
+    error::Error, storage_api::StorageService,
 };
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Connection {
     backend: Arc<dyn Backend>,
+    pub(crate) storage: Arc<dyn StorageService>,
     read_only: bool,
 }
 
@@ -42,11 +43,19 @@ impl Connection {
         Runtime::global().open(uri, true)
     }
 
-    pub(crate) fn new(backend: Arc<dyn Backend>, read_only: bool) -> Self {
-        Self { backend, read_only }
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        storage: Arc<dyn StorageService>,
+        read_only: bool,
+    ) -> Self {
+        Self {
+            backend,
+            storage,
+            read_only,
+        }
     }
 
-    fn writable(&self, operation: &'static str) -> Result<()> {
+    pub(crate) fn writable(&self, operation: &'static str) -> Result<()> {
         if self.read_only {
             Err(Error::ReadOnly(operation))
         } else {

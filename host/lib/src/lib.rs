@@ -31,16 +31,23 @@ mod error;
 pub mod plugin;
 pub mod remote;
 pub mod storage;
+mod storage_api;
+pub mod storage_bind;
 mod types;
 pub mod uri;
 
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
 pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus};
+pub use storage::{PoolEvent, PoolId, PoolInfo, VolumeId, VolumeInfo};
+pub use storage_api::{StoragePool, StorageService, StorageVol};
 pub use types::{DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo};
 pub use uri::ConnectUri;
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
 
 pub use rvirt_plugin_api::SYSTEM_ROOT_ENV;
 
@@ -56,7 +63,8 @@ pub fn lib_version() -> u64 {
 
 /// The plugins of one search path, and the entry point that opens connections.
 pub struct Runtime {
-    registry: plugin::Registry,
+    registry: Arc<plugin::Registry>,
+    backends: Arc<storage_bind::Backends>,
 }
 
 impl Runtime {
@@ -67,8 +75,10 @@ impl Runtime {
 
     /// Scans the given directories, in order.
     pub fn with_search_path(dirs: Vec<PathBuf>) -> Self {
+        let registry = Arc::new(plugin::Registry::scan(dirs));
         Self {
-            registry: plugin::Registry::scan(dirs),
+            registry,
+            backends: Arc::new(storage_bind::Backends::new(None)),
         }
     }
 
@@ -92,11 +102,41 @@ impl Runtime {
     /// others to the plugin serving their scheme.
     pub fn open(&self, uri: &str, read_only: bool) -> Result<Connection> {
         let parsed = ConnectUri::parse(uri)?;
-        let backend = if parsed.is_remote() {
-            remote::open(&parsed, read_only)?
-        } else {
-            self.registry.open(&parsed.driver, uri, read_only)?
-        };
-        Ok(Connection::new(backend, read_only))
+        if parsed.is_remote() {
+            let remote = remote::open(&parsed, read_only)?;
+            return Ok(Connection::new(remote.clone(), remote, read_only));
+        }
+        let backend = self.registry.open(&parsed.driver, uri, read_only)?;
+        let storage = storage_api::LocalStorage::new(&parsed, self.pool_backends());
+        Ok(Connection::new(backend, Arc::new(storage), read_only))
+    }
+
+    /// Serves storage pools of `pool_type` with an in-process backend, ahead of any
+    /// storage plugin. Add backends before the first connection of a root uses its pools:
+    /// a root's pools are opened (and its autostart pools started) once per process.
+    pub fn add_pool_backend(&self, pool_type: &str, backend: Arc<dyn storage::PoolBackend>) {
+        self.backends.add(pool_type, backend);
+    }
+
+    /// What serves each pool type for this runtime: the in-process backends, then the
+    /// storage plugins.
+    pub fn pool_backends(&self) -> Arc<dyn storage::BackendResolver> {
+        self.backends.clone()
+    }
+
+    /// The storage pools bound to a local connection URI (`qemu:///system`,
+    /// `qemu:///session`, `qemu:///embed?root=DIR`, `test:///default`), opened on first
+    /// use and shared by every connection of the process to the same root.
+    pub fn storage_pools(&self, uri: &str) -> Result<Arc<storage::Pools>> {
+        let parsed = ConnectUri::parse(uri)?;
+        let root =
+            storage_bind::root_for(&parsed, |k| std::env::var(k).ok())?.ok_or_else(|| {
+                Error::driver(
+                    rvirt_plugin_api::ErrorCode::NoSupport,
+                    rvirt_plugin_api::ErrorDomain::Storage,
+                    format!("'{uri}' has no storage pools"),
+                )
+            })?;
+        storage_bind::pools_for(&root, self.pool_backends())
     }
 }

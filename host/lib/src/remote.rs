@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod storage;
+
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
 /// while a call waits, the client pings the daemon every `interval` of silence and gives
 /// up once nothing at all has arrived for `interval * count`. A call that the daemon is
@@ -44,7 +46,7 @@ impl Default for Keepalive {
 }
 
 /// Opens a connection to the daemon the URI names.
-pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<dyn Backend>> {
+pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<RemoteBackend>> {
     match uri.transport.as_deref() {
         Some("unix") => {}
         None if uri.host.is_none() || uri.host.as_deref() == Some("localhost") => {}
@@ -125,6 +127,8 @@ struct Link {
     serial: AtomicU32,
     closed: AtomicBool,
     subscribers: Mutex<Subscribers>,
+    /// Storage pool event callbacks.
+    pool_subscribers: Mutex<storage::PoolSubscribers>,
     /// Serialises event (de)registration with the daemon.
     registration: Mutex<()>,
     /// When the last frame of any kind arrived from the daemon.
@@ -277,6 +281,10 @@ impl Link {
                     }
                 }
             }
+            Some(
+                RemoteProcedure::StoragePoolEventLifecycle
+                | RemoteProcedure::StoragePoolEventRefresh,
+            ) => return self.pool_event(f),
             _ => return,
         };
         let event = DomainEvent {
@@ -372,6 +380,7 @@ impl RemoteBackend {
             serial: AtomicU32::new(1),
             closed: AtomicBool::new(false),
             subscribers: Mutex::default(),
+            pool_subscribers: Mutex::default(),
             registration: Mutex::new(()),
             last_rx: Mutex::new(Instant::now()),
             keepalive,

@@ -1,0 +1,413 @@
+//! The storage procedures of the remote driver: pools, volumes and pool events over the
+//! daemon connection.
+
+use super::{RemoteBackend, lock};
+use crate::storage::{PoolEvent, PoolEventCallback, PoolId, PoolInfo, VolumeId, VolumeInfo};
+use crate::storage_api::StorageService;
+use crate::{Error, Result};
+use rvirt_plugin_api::{ErrorCode, ErrorDomain};
+use rvirt_wire::protocol::{NonnullStoragePool, NonnullStorageVol};
+use rvirt_wire::remote::*;
+use rvirt_wire::{Frame, Procedure, RemoteProcedure, procs};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE` and `_REFRESH`.
+const POOL_EVENT_LIFECYCLE: i32 = 0;
+const POOL_EVENT_REFRESH: i32 = 1;
+
+/// Pool event callbacks and the daemon-side registrations behind them.
+#[derive(Default)]
+pub(super) struct PoolSubscribers {
+    next_id: u64,
+    list: Vec<(u64, PoolEventCallback)>,
+    /// The daemon's callback ids (lifecycle, refresh) while a subscriber exists.
+    remote: Option<(i32, i32)>,
+}
+
+fn pool_handle(p: &PoolId) -> NonnullStoragePool {
+    NonnullStoragePool {
+        name: p.name.clone(),
+        uuid: *p.uuid.as_bytes(),
+    }
+}
+
+fn pool_id(p: NonnullStoragePool) -> PoolId {
+    PoolId {
+        name: p.name,
+        uuid: uuid::Uuid::from_bytes(p.uuid),
+    }
+}
+
+fn vol_handle(v: &VolumeId) -> NonnullStorageVol {
+    NonnullStorageVol {
+        pool: v.pool.clone(),
+        name: v.name.clone(),
+        key: v.key.clone(),
+    }
+}
+
+fn vol_id(v: NonnullStorageVol) -> VolumeId {
+    VolumeId {
+        pool: v.pool,
+        name: v.name,
+        key: v.key,
+    }
+}
+
+impl super::Link {
+    /// Runs the pool event callbacks for an event message (called by the reader thread).
+    pub(super) fn pool_event(&self, f: &Frame) {
+        let decoded = match RemoteProcedure::from_number(f.header.procedure) {
+            Some(RemoteProcedure::StoragePoolEventLifecycle) => f
+                .body::<StoragePoolEventLifecycleMsg>()
+                .map(|m| (m.callback_id, m.pool, Some(m.event))),
+            Some(RemoteProcedure::StoragePoolEventRefresh) => f
+                .body::<StoragePoolEventRefreshMsg>()
+                .map(|m| (m.callback_id, m.pool, None)),
+            _ => return,
+        };
+        let (callback_id, pool, event) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("undecodable storage pool event: {e}");
+                return;
+            }
+        };
+        let callbacks: Vec<PoolEventCallback> = {
+            let subs = lock(&self.pool_subscribers);
+            // events of registrations this connection no longer holds are stale
+            let ours = subs
+                .remote
+                .is_some_and(|(l, r)| callback_id == l || callback_id == r);
+            if !ours {
+                return;
+            }
+            subs.list.iter().map(|(_, cb)| cb.clone()).collect()
+        };
+        let ev = PoolEvent {
+            name: pool.name,
+            uuid: uuid::Uuid::from_bytes(pool.uuid),
+            event,
+        };
+        for cb in callbacks {
+            if catch_unwind(AssertUnwindSafe(|| cb(&ev))).is_err() {
+                tracing::warn!("a storage pool event callback panicked");
+            }
+        }
+    }
+}
+
+impl RemoteBackend {
+    fn pool_call<P: Procedure<Args = StoragePoolArgs>>(&self, p: &PoolId) -> Result<P::Ret> {
+        self.call::<P>(&StoragePoolArgs {
+            pool: pool_handle(p),
+        })
+    }
+
+    fn pool_flags<P: Procedure<Args = StoragePoolFlagsArgs>>(
+        &self,
+        p: &PoolId,
+        flags: u32,
+    ) -> Result<P::Ret> {
+        self.call::<P>(&StoragePoolFlagsArgs {
+            pool: pool_handle(p),
+            flags,
+        })
+    }
+
+    fn vol_flags<P: Procedure<Args = StorageVolFlagsArgs>>(
+        &self,
+        v: &VolumeId,
+        flags: u32,
+    ) -> Result<P::Ret> {
+        self.call::<P>(&StorageVolFlagsArgs {
+            vol: vol_handle(v),
+            flags,
+        })
+    }
+}
+
+impl StorageService for RemoteBackend {
+    fn list_pools(&self, flags: u32) -> Result<Vec<PoolId>> {
+        let ret = self.call::<procs::ConnectListAllStoragePools>(&ListAllArgs {
+            need_results: 1,
+            flags,
+        })?;
+        Ok(ret.pools.into_iter().map(pool_id).collect())
+    }
+    fn pool_by_name(&self, name: &str) -> Result<PoolId> {
+        let a = NameArgs { name: name.into() };
+        Ok(pool_id(
+            self.call::<procs::StoragePoolLookupByName>(&a)?.pool,
+        ))
+    }
+    fn pool_by_uuid(&self, uuid: uuid::Uuid) -> Result<PoolId> {
+        let a = UuidArgs {
+            uuid: *uuid.as_bytes(),
+        };
+        Ok(pool_id(
+            self.call::<procs::StoragePoolLookupByUuid>(&a)?.pool,
+        ))
+    }
+    fn pool_by_target_path(&self, path: &str) -> Result<PoolId> {
+        let a = PathArgs { path: path.into() };
+        Ok(pool_id(
+            self.call::<procs::StoragePoolLookupByTargetPath>(&a)?.pool,
+        ))
+    }
+    fn pool_by_volume(&self, vol: &VolumeId) -> Result<PoolId> {
+        let a = StorageVolArgs {
+            vol: vol_handle(vol),
+        };
+        Ok(pool_id(
+            self.call::<procs::StoragePoolLookupByVolume>(&a)?.pool,
+        ))
+    }
+    fn define_pool(&self, xml: &str, flags: u32) -> Result<PoolId> {
+        let a = XmlFlagsArgs {
+            xml: xml.into(),
+            flags,
+        };
+        Ok(pool_id(self.call::<procs::StoragePoolDefineXml>(&a)?.pool))
+    }
+    fn create_pool_xml(&self, xml: &str, flags: u32) -> Result<PoolId> {
+        let a = XmlFlagsArgs {
+            xml: xml.into(),
+            flags,
+        };
+        Ok(pool_id(self.call::<procs::StoragePoolCreateXml>(&a)?.pool))
+    }
+    fn find_pool_sources(&self, pool_type: &str, spec: Option<&str>, flags: u32) -> Result<String> {
+        let a = ConnectFindStoragePoolSourcesArgs {
+            r#type: pool_type.into(),
+            src_spec: spec.map(str::to_string),
+            flags,
+        };
+        Ok(self.call::<procs::ConnectFindStoragePoolSources>(&a)?.xml)
+    }
+    fn pool_capabilities(&self, flags: u32) -> Result<String> {
+        let a = ConnectGetStoragePoolCapabilitiesArgs { flags };
+        Ok(self
+            .call::<procs::ConnectGetStoragePoolCapabilities>(&a)?
+            .capabilities)
+    }
+    fn create_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pool_flags::<procs::StoragePoolCreate>(pool, flags)
+    }
+    fn build_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pool_flags::<procs::StoragePoolBuild>(pool, flags)
+    }
+    fn destroy_pool(&self, pool: &PoolId) -> Result<()> {
+        self.pool_call::<procs::StoragePoolDestroy>(pool)
+    }
+    fn delete_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pool_flags::<procs::StoragePoolDelete>(pool, flags)
+    }
+    fn undefine_pool(&self, pool: &PoolId) -> Result<()> {
+        self.pool_call::<procs::StoragePoolUndefine>(pool)
+    }
+    fn refresh_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pool_flags::<procs::StoragePoolRefresh>(pool, flags)
+    }
+    fn pool_info(&self, pool: &PoolId) -> Result<PoolInfo> {
+        let i = self.pool_call::<procs::StoragePoolGetInfo>(pool)?;
+        Ok(PoolInfo {
+            state: i32::from(i.state),
+            capacity: i.capacity,
+            allocation: i.allocation,
+            available: i.available,
+        })
+    }
+    fn pool_xml(&self, pool: &PoolId, flags: u32) -> Result<String> {
+        Ok(self
+            .pool_flags::<procs::StoragePoolGetXmlDesc>(pool, flags)?
+            .xml)
+    }
+    fn pool_autostart(&self, pool: &PoolId) -> Result<bool> {
+        Ok(self
+            .pool_call::<procs::StoragePoolGetAutostart>(pool)?
+            .autostart
+            != 0)
+    }
+    fn set_pool_autostart(&self, pool: &PoolId, on: bool) -> Result<()> {
+        let a = StoragePoolSetAutostartArgs {
+            pool: pool_handle(pool),
+            autostart: i32::from(on),
+        };
+        self.call::<procs::StoragePoolSetAutostart>(&a)
+    }
+    fn pool_is_active(&self, pool: &PoolId) -> Result<bool> {
+        Ok(self.pool_call::<procs::StoragePoolIsActive>(pool)?.active != 0)
+    }
+    fn pool_is_persistent(&self, pool: &PoolId) -> Result<bool> {
+        Ok(self
+            .pool_call::<procs::StoragePoolIsPersistent>(pool)?
+            .persistent
+            != 0)
+    }
+    fn list_volumes(&self, pool: &PoolId, flags: u32) -> Result<Vec<VolumeId>> {
+        let a = StoragePoolListAllVolumesArgs {
+            pool: pool_handle(pool),
+            need_results: 1,
+            flags,
+        };
+        let ret = self.call::<procs::StoragePoolListAllVolumes>(&a)?;
+        Ok(ret.vols.into_iter().map(vol_id).collect())
+    }
+    fn volume_by_name(&self, pool: &PoolId, name: &str) -> Result<VolumeId> {
+        let a = StorageVolLookupByNameArgs {
+            pool: pool_handle(pool),
+            name: name.into(),
+        };
+        Ok(vol_id(self.call::<procs::StorageVolLookupByName>(&a)?.vol))
+    }
+    fn volume_by_key(&self, key: &str) -> Result<VolumeId> {
+        let a = StorageVolLookupByKeyArgs { key: key.into() };
+        Ok(vol_id(self.call::<procs::StorageVolLookupByKey>(&a)?.vol))
+    }
+    fn volume_by_path(&self, path: &str) -> Result<VolumeId> {
+        let a = PathArgs { path: path.into() };
+        Ok(vol_id(self.call::<procs::StorageVolLookupByPath>(&a)?.vol))
+    }
+    fn create_volume(&self, pool: &PoolId, xml: &str, flags: u32) -> Result<VolumeId> {
+        let a = StorageVolCreateXmlArgs {
+            pool: pool_handle(pool),
+            xml: xml.into(),
+            flags,
+        };
+        Ok(vol_id(self.call::<procs::StorageVolCreateXml>(&a)?.vol))
+    }
+    fn create_volume_from(
+        &self,
+        pool: &PoolId,
+        xml: &str,
+        from: &VolumeId,
+        flags: u32,
+    ) -> Result<VolumeId> {
+        let a = StorageVolCreateXmlFromArgs {
+            pool: pool_handle(pool),
+            xml: xml.into(),
+            clonevol: vol_handle(from),
+            flags,
+        };
+        Ok(vol_id(self.call::<procs::StorageVolCreateXmlFrom>(&a)?.vol))
+    }
+    fn delete_volume(&self, vol: &VolumeId, flags: u32) -> Result<()> {
+        self.vol_flags::<procs::StorageVolDelete>(vol, flags)
+    }
+    fn wipe_volume(&self, vol: &VolumeId, algorithm: u32, flags: u32) -> Result<()> {
+        if algorithm == 0 {
+            return self.vol_flags::<procs::StorageVolWipe>(vol, flags);
+        }
+        let a = StorageVolWipePatternArgs {
+            vol: vol_handle(vol),
+            algorithm,
+            flags,
+        };
+        self.call::<procs::StorageVolWipePattern>(&a)
+    }
+    fn resize_volume(&self, vol: &VolumeId, capacity: u64, flags: u32) -> Result<()> {
+        let a = StorageVolResizeArgs {
+            vol: vol_handle(vol),
+            capacity,
+            flags,
+        };
+        self.call::<procs::StorageVolResize>(&a)
+    }
+    fn volume_info(&self, vol: &VolumeId, flags: u32) -> Result<VolumeInfo> {
+        let i = if flags == 0 {
+            self.call::<procs::StorageVolGetInfo>(&StorageVolArgs {
+                vol: vol_handle(vol),
+            })?
+        } else {
+            self.vol_flags::<procs::StorageVolGetInfoFlags>(vol, flags)?
+        };
+        Ok(VolumeInfo {
+            kind: i32::from(i.r#type),
+            capacity: i.capacity,
+            allocation: i.allocation,
+        })
+    }
+    fn volume_xml(&self, vol: &VolumeId, flags: u32) -> Result<String> {
+        Ok(self
+            .vol_flags::<procs::StorageVolGetXmlDesc>(vol, flags)?
+            .xml)
+    }
+    fn volume_path(&self, vol: &VolumeId) -> Result<String> {
+        let a = StorageVolArgs {
+            vol: vol_handle(vol),
+        };
+        Ok(self.call::<procs::StorageVolGetPath>(&a)?.name)
+    }
+
+    fn subscribe_pool_events(&self, callback: PoolEventCallback) -> Result<u64> {
+        let _serial = lock(&self.link.registration);
+        let (id, needs_remote) = {
+            let mut subs = lock(&self.link.pool_subscribers);
+            subs.next_id += 1;
+            let id = subs.next_id;
+            subs.list.push((id, callback));
+            (id, subs.remote.is_none())
+        };
+        if needs_remote {
+            let register = |event_id| {
+                self.call::<procs::ConnectStoragePoolEventRegisterAny>(
+                    &ConnectStoragePoolEventRegisterAnyArgs {
+                        event_id,
+                        pool: None,
+                    },
+                )
+                .map(|r| r.callback_id)
+            };
+            let both =
+                register(POOL_EVENT_LIFECYCLE).and_then(|l| match register(POOL_EVENT_REFRESH) {
+                    Ok(r) => Ok((l, r)),
+                    Err(e) => {
+                        let _ = self.call::<procs::ConnectStoragePoolEventDeregisterAny>(
+                            &CallbackIdArgs { callback_id: l },
+                        );
+                        Err(e)
+                    }
+                });
+            match both {
+                Ok(ids) => lock(&self.link.pool_subscribers).remote = Some(ids),
+                Err(e) => {
+                    lock(&self.link.pool_subscribers)
+                        .list
+                        .retain(|(i, _)| *i != id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn unsubscribe_pool_events(&self, id: u64) -> Result<()> {
+        let _serial = lock(&self.link.registration);
+        let remote = {
+            let mut subs = lock(&self.link.pool_subscribers);
+            let before = subs.list.len();
+            subs.list.retain(|(i, _)| *i != id);
+            if subs.list.len() == before {
+                return Err(Error::driver(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Remote,
+                    format!("no storage pool event subscription {id}"),
+                ));
+            }
+            if subs.list.is_empty() {
+                subs.remote.take()
+            } else {
+                None
+            }
+        };
+        if let Some((l, r)) = remote {
+            for callback_id in [l, r] {
+                self.call::<procs::ConnectStoragePoolEventDeregisterAny>(&CallbackIdArgs {
+                    callback_id,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,565 @@
+//! Storage pools and volumes of a [`Connection`](crate::Connection): the [`StoragePool`]
+//! and [`StorageVol`] handles, and the [`StorageService`] behind them (the root's
+//! [`Pools`] for a local connection, the daemon for a remote one).
+
+use crate::storage::{
+    BackendResolver, PoolEvent, PoolEventCallback, PoolId, PoolInfo, Pools, VolumeId, VolumeInfo,
+};
+use crate::storage_bind::{self, StorageRoot};
+use crate::{Connection, Error, Result};
+use rvirt_plugin_api::{ErrorCode, ErrorDomain};
+use std::sync::Arc;
+
+/// The storage operations of one connection. Pools are addressed by [`PoolId`] (the name
+/// decides), volumes by [`VolumeId`] (pool and name decide).
+#[allow(missing_docs)]
+pub trait StorageService: Send + Sync {
+    fn list_pools(&self, flags: u32) -> Result<Vec<PoolId>>;
+    fn pool_by_name(&self, name: &str) -> Result<PoolId>;
+    fn pool_by_uuid(&self, uuid: uuid::Uuid) -> Result<PoolId>;
+    fn pool_by_target_path(&self, path: &str) -> Result<PoolId>;
+    fn pool_by_volume(&self, vol: &VolumeId) -> Result<PoolId>;
+    fn define_pool(&self, xml: &str, flags: u32) -> Result<PoolId>;
+    fn create_pool_xml(&self, xml: &str, flags: u32) -> Result<PoolId>;
+    fn find_pool_sources(&self, pool_type: &str, spec: Option<&str>, flags: u32) -> Result<String>;
+    fn pool_capabilities(&self, flags: u32) -> Result<String>;
+    fn create_pool(&self, pool: &PoolId, flags: u32) -> Result<()>;
+    fn build_pool(&self, pool: &PoolId, flags: u32) -> Result<()>;
+    fn destroy_pool(&self, pool: &PoolId) -> Result<()>;
+    fn delete_pool(&self, pool: &PoolId, flags: u32) -> Result<()>;
+    fn undefine_pool(&self, pool: &PoolId) -> Result<()>;
+    fn refresh_pool(&self, pool: &PoolId, flags: u32) -> Result<()>;
+    fn pool_info(&self, pool: &PoolId) -> Result<PoolInfo>;
+    fn pool_xml(&self, pool: &PoolId, flags: u32) -> Result<String>;
+    fn pool_autostart(&self, pool: &PoolId) -> Result<bool>;
+    fn set_pool_autostart(&self, pool: &PoolId, on: bool) -> Result<()>;
+    fn pool_is_active(&self, pool: &PoolId) -> Result<bool>;
+    fn pool_is_persistent(&self, pool: &PoolId) -> Result<bool>;
+    fn list_volumes(&self, pool: &PoolId, flags: u32) -> Result<Vec<VolumeId>>;
+    fn volume_by_name(&self, pool: &PoolId, name: &str) -> Result<VolumeId>;
+    fn volume_by_key(&self, key: &str) -> Result<VolumeId>;
+    fn volume_by_path(&self, path: &str) -> Result<VolumeId>;
+    fn create_volume(&self, pool: &PoolId, xml: &str, flags: u32) -> Result<VolumeId>;
+    fn create_volume_from(
+        &self,
+        pool: &PoolId,
+        xml: &str,
+        from: &VolumeId,
+        flags: u32,
+    ) -> Result<VolumeId>;
+    fn delete_volume(&self, vol: &VolumeId, flags: u32) -> Result<()>;
+    fn wipe_volume(&self, vol: &VolumeId, algorithm: u32, flags: u32) -> Result<()>;
+    fn resize_volume(&self, vol: &VolumeId, capacity: u64, flags: u32) -> Result<()>;
+    fn volume_info(&self, vol: &VolumeId, flags: u32) -> Result<VolumeInfo>;
+    fn volume_xml(&self, vol: &VolumeId, flags: u32) -> Result<String>;
+    fn volume_path(&self, vol: &VolumeId) -> Result<String>;
+    /// Registers a callback for pool lifecycle and refresh events; returns its id.
+    fn subscribe_pool_events(&self, callback: PoolEventCallback) -> Result<u64>;
+    /// Removes a callback registered with [`StorageService::subscribe_pool_events`].
+    fn unsubscribe_pool_events(&self, id: u64) -> Result<()>;
+}
+
+fn no_support(what: String) -> Error {
+    Error::driver(
+        ErrorCode::NoSupport,
+        ErrorDomain::Storage,
+        format!("this function is not supported by the connection driver: {what}"),
+    )
+}
+
+/// `virStoragePoolListAllVolumes` takes no flags yet.
+fn check_no_flags(op: &str, flags: u32) -> Result<()> {
+    if flags == 0 {
+        Ok(())
+    } else {
+        Err(Error::driver(
+            ErrorCode::InvalidArg,
+            ErrorDomain::Storage,
+            format!("invalid argument: unsupported flags (0x{flags:x}) in function {op}"),
+        ))
+    }
+}
+
+/// A local connection's storage: the pools of its root, bound on first use.
+pub(crate) struct LocalStorage {
+    binding: std::result::Result<StorageRoot, String>,
+    backends: Arc<dyn BackendResolver>,
+}
+
+impl LocalStorage {
+    /// The storage of a local connection to `uri`; a URI without storage, or whose root
+    /// cannot be found, answers every call with no-support naming why.
+    pub(crate) fn new(uri: &crate::ConnectUri, backends: Arc<dyn BackendResolver>) -> Self {
+        let binding = match storage_bind::root_for(uri, |k| std::env::var(k).ok()) {
+            Ok(Some(root)) => Ok(root),
+            Ok(None) => Err(format!(
+                "the '{}' driver has no storage pools (use qemu:///system, qemu:///session, qemu:///embed?root=DIR or test:///default)",
+                uri.driver
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        LocalStorage { binding, backends }
+    }
+
+    fn pools(&self) -> Result<Arc<Pools>> {
+        match &self.binding {
+            Ok(root) => storage_bind::pools_for(root, Arc::clone(&self.backends)),
+            Err(why) => Err(no_support(why.clone())),
+        }
+    }
+}
+
+impl StorageService for LocalStorage {
+    fn list_pools(&self, flags: u32) -> Result<Vec<PoolId>> {
+        self.pools()?.list(flags)
+    }
+    fn pool_by_name(&self, name: &str) -> Result<PoolId> {
+        self.pools()?.lookup_by_name(name)
+    }
+    fn pool_by_uuid(&self, uuid: uuid::Uuid) -> Result<PoolId> {
+        self.pools()?.lookup_by_uuid(uuid)
+    }
+    fn pool_by_target_path(&self, path: &str) -> Result<PoolId> {
+        self.pools()?.lookup_by_target_path(path)
+    }
+    fn pool_by_volume(&self, vol: &VolumeId) -> Result<PoolId> {
+        self.pools()?.lookup_by_name(&vol.pool)
+    }
+    fn define_pool(&self, xml: &str, flags: u32) -> Result<PoolId> {
+        self.pools()?.define(xml, flags)
+    }
+    fn create_pool_xml(&self, xml: &str, flags: u32) -> Result<PoolId> {
+        self.pools()?.create_xml(xml, flags)
+    }
+    fn find_pool_sources(&self, pool_type: &str, _: Option<&str>, _: u32) -> Result<String> {
+        Err(no_support(format!(
+            "virConnectFindStoragePoolSources (the '{pool_type}' backend cannot discover sources)"
+        )))
+    }
+    fn pool_capabilities(&self, _flags: u32) -> Result<String> {
+        Err(no_support("virConnectGetStoragePoolCapabilities".into()))
+    }
+    fn create_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pools()?.create(&pool.name, flags)
+    }
+    fn build_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pools()?.build(&pool.name, flags)
+    }
+    fn destroy_pool(&self, pool: &PoolId) -> Result<()> {
+        self.pools()?.destroy(&pool.name)
+    }
+    fn delete_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pools()?.delete(&pool.name, flags)
+    }
+    fn undefine_pool(&self, pool: &PoolId) -> Result<()> {
+        self.pools()?.undefine(&pool.name)
+    }
+    fn refresh_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
+        self.pools()?.refresh(&pool.name, flags)
+    }
+    fn pool_info(&self, pool: &PoolId) -> Result<PoolInfo> {
+        self.pools()?.info(&pool.name)
+    }
+    fn pool_xml(&self, pool: &PoolId, flags: u32) -> Result<String> {
+        self.pools()?.xml(&pool.name, flags)
+    }
+    fn pool_autostart(&self, pool: &PoolId) -> Result<bool> {
+        self.pools()?.autostart(&pool.name)
+    }
+    fn set_pool_autostart(&self, pool: &PoolId, on: bool) -> Result<()> {
+        self.pools()?.set_autostart(&pool.name, on)
+    }
+    fn pool_is_active(&self, pool: &PoolId) -> Result<bool> {
+        self.pools()?.is_active(&pool.name)
+    }
+    fn pool_is_persistent(&self, pool: &PoolId) -> Result<bool> {
+        self.pools()?.is_persistent(&pool.name)
+    }
+    fn list_volumes(&self, pool: &PoolId, flags: u32) -> Result<Vec<VolumeId>> {
+        check_no_flags("virStoragePoolListAllVolumes", flags)?;
+        self.pools()?.list_volumes(&pool.name)
+    }
+    fn volume_by_name(&self, pool: &PoolId, name: &str) -> Result<VolumeId> {
+        self.pools()?.volume_by_name(&pool.name, name)
+    }
+    fn volume_by_key(&self, key: &str) -> Result<VolumeId> {
+        self.pools()?.volume_by_key(key)
+    }
+    fn volume_by_path(&self, path: &str) -> Result<VolumeId> {
+        self.pools()?.volume_by_path(path)
+    }
+    fn create_volume(&self, pool: &PoolId, xml: &str, flags: u32) -> Result<VolumeId> {
+        self.pools()?.create_volume(&pool.name, xml, None, flags)
+    }
+    fn create_volume_from(
+        &self,
+        pool: &PoolId,
+        xml: &str,
+        from: &VolumeId,
+        flags: u32,
+    ) -> Result<VolumeId> {
+        self.pools()?
+            .create_volume(&pool.name, xml, Some((&from.pool, &from.name)), flags)
+    }
+    fn delete_volume(&self, vol: &VolumeId, flags: u32) -> Result<()> {
+        self.pools()?.delete_volume(&vol.pool, &vol.name, flags)
+    }
+    fn wipe_volume(&self, vol: &VolumeId, algorithm: u32, flags: u32) -> Result<()> {
+        self.pools()?
+            .wipe_volume(&vol.pool, &vol.name, algorithm, flags)
+    }
+    fn resize_volume(&self, vol: &VolumeId, capacity: u64, flags: u32) -> Result<()> {
+        self.pools()?
+            .resize_volume(&vol.pool, &vol.name, capacity, flags)
+    }
+    fn volume_info(&self, vol: &VolumeId, flags: u32) -> Result<VolumeInfo> {
+        // VIR_STORAGE_VOL_GET_PHYSICAL is not honoured yet
+        check_no_flags("virStorageVolGetInfoFlags", flags)?;
+        self.pools()?.volume_info(&vol.pool, &vol.name)
+    }
+    fn volume_xml(&self, vol: &VolumeId, flags: u32) -> Result<String> {
+        self.pools()?.volume_xml(&vol.pool, &vol.name, flags)
+    }
+    fn volume_path(&self, vol: &VolumeId) -> Result<String> {
+        self.pools()?.volume_path(&vol.pool, &vol.name)
+    }
+    fn subscribe_pool_events(&self, callback: PoolEventCallback) -> Result<u64> {
+        Ok(self.pools()?.subscribe(callback))
+    }
+    fn unsubscribe_pool_events(&self, id: u64) -> Result<()> {
+        self.pools()?.unsubscribe(id);
+        Ok(())
+    }
+}
+
+/// A handle on a storage pool of a connection (`virStoragePoolPtr`).
+#[derive(Clone, Debug)]
+pub struct StoragePool {
+    conn: Connection,
+    id: PoolId,
+}
+
+/// A handle on a storage volume of a connection (`virStorageVolPtr`).
+#[derive(Clone, Debug)]
+pub struct StorageVol {
+    conn: Connection,
+    id: VolumeId,
+}
+
+impl Connection {
+    fn storage(&self) -> &dyn StorageService {
+        &*self.storage
+    }
+
+    fn pool(&self, id: PoolId) -> StoragePool {
+        StoragePool {
+            conn: self.clone(),
+            id,
+        }
+    }
+
+    fn vol(&self, id: VolumeId) -> StorageVol {
+        StorageVol {
+            conn: self.clone(),
+            id,
+        }
+    }
+
+    /// A handle on a pool the caller already identified (a remote client's handle),
+    /// made without asking the driver.
+    pub fn storage_pool_handle(&self, id: PoolId) -> StoragePool {
+        self.pool(id)
+    }
+
+    /// A handle on a volume the caller already identified, made without asking.
+    pub fn storage_vol_handle(&self, id: VolumeId) -> StorageVol {
+        self.vol(id)
+    }
+
+    /// `virConnectListAllStoragePools` with `VIR_CONNECT_LIST_STORAGE_POOLS_*` flags
+    /// ([`crate::storage::list_flags`]).
+    pub fn list_all_storage_pools(&self, flags: u32) -> Result<Vec<StoragePool>> {
+        Ok(self
+            .storage()
+            .list_pools(flags)?
+            .into_iter()
+            .map(|p| self.pool(p))
+            .collect())
+    }
+
+    /// `virStoragePoolLookupByName`.
+    pub fn lookup_storage_pool_by_name(&self, name: &str) -> Result<StoragePool> {
+        self.storage().pool_by_name(name).map(|p| self.pool(p))
+    }
+
+    /// `virStoragePoolLookupByUUID`.
+    pub fn lookup_storage_pool_by_uuid(&self, uuid: uuid::Uuid) -> Result<StoragePool> {
+        self.storage().pool_by_uuid(uuid).map(|p| self.pool(p))
+    }
+
+    /// `virStoragePoolLookupByTargetPath`.
+    pub fn lookup_storage_pool_by_target_path(&self, path: &str) -> Result<StoragePool> {
+        self.storage()
+            .pool_by_target_path(path)
+            .map(|p| self.pool(p))
+    }
+
+    /// `virStoragePoolDefineXML`.
+    pub fn storage_pool_define_xml(&self, xml: &str, flags: u32) -> Result<StoragePool> {
+        self.writable("virStoragePoolDefineXML")?;
+        self.storage().define_pool(xml, flags).map(|p| self.pool(p))
+    }
+
+    /// `virStoragePoolCreateXML`: a transient pool, started.
+    pub fn storage_pool_create_xml(&self, xml: &str, flags: u32) -> Result<StoragePool> {
+        self.writable("virStoragePoolCreateXML")?;
+        self.storage()
+            .create_pool_xml(xml, flags)
+            .map(|p| self.pool(p))
+    }
+
+    /// `virConnectFindStoragePoolSources`.
+    pub fn find_storage_pool_sources(
+        &self,
+        pool_type: &str,
+        spec: Option<&str>,
+        flags: u32,
+    ) -> Result<String> {
+        self.writable("virConnectFindStoragePoolSources")?;
+        self.storage().find_pool_sources(pool_type, spec, flags)
+    }
+
+    /// `virConnectGetStoragePoolCapabilities`.
+    pub fn storage_pool_capabilities(&self, flags: u32) -> Result<String> {
+        self.storage().pool_capabilities(flags)
+    }
+
+    /// `virStorageVolLookupByKey`.
+    pub fn lookup_storage_vol_by_key(&self, key: &str) -> Result<StorageVol> {
+        self.storage().volume_by_key(key).map(|v| self.vol(v))
+    }
+
+    /// `virStorageVolLookupByPath`.
+    pub fn lookup_storage_vol_by_path(&self, path: &str) -> Result<StorageVol> {
+        self.storage().volume_by_path(path).map(|v| self.vol(v))
+    }
+
+    /// Registers `callback` for storage pool lifecycle and refresh events. It runs on
+    /// the thread that made the change (or the remote reader): keep it quick.
+    pub fn subscribe_storage_pool_events(
+        &self,
+        callback: impl Fn(&PoolEvent) + Send + Sync + 'static,
+    ) -> Result<u64> {
+        self.storage().subscribe_pool_events(Arc::new(callback))
+    }
+
+    /// Removes a callback registered with [`Connection::subscribe_storage_pool_events`].
+    pub fn unsubscribe_storage_pool_events(&self, id: u64) -> Result<()> {
+        self.storage().unsubscribe_pool_events(id)
+    }
+}
+
+impl StoragePool {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+
+    /// UUID.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.id.uuid
+    }
+
+    /// Name and UUID.
+    pub fn identity(&self) -> &PoolId {
+        &self.id
+    }
+
+    /// The connection this handle belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn s(&self) -> &dyn StorageService {
+        self.conn.storage()
+    }
+
+    /// `virStoragePoolCreate`: starts the pool (`VIR_STORAGE_POOL_CREATE_WITH_BUILD*`).
+    pub fn create(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virStoragePoolCreate")?;
+        self.s().create_pool(&self.id, flags)
+    }
+
+    /// `virStoragePoolBuild`.
+    pub fn build(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virStoragePoolBuild")?;
+        self.s().build_pool(&self.id, flags)
+    }
+
+    /// `virStoragePoolDestroy`.
+    pub fn destroy(&self) -> Result<()> {
+        self.conn.writable("virStoragePoolDestroy")?;
+        self.s().destroy_pool(&self.id)
+    }
+
+    /// `virStoragePoolDelete`.
+    pub fn delete(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virStoragePoolDelete")?;
+        self.s().delete_pool(&self.id, flags)
+    }
+
+    /// `virStoragePoolUndefine`.
+    pub fn undefine(&self) -> Result<()> {
+        self.conn.writable("virStoragePoolUndefine")?;
+        self.s().undefine_pool(&self.id)
+    }
+
+    /// `virStoragePoolRefresh`.
+    pub fn refresh(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virStoragePoolRefresh")?;
+        self.s().refresh_pool(&self.id, flags)
+    }
+
+    /// `virStoragePoolGetInfo`.
+    pub fn get_info(&self) -> Result<PoolInfo> {
+        self.s().pool_info(&self.id)
+    }
+
+    /// `virStoragePoolGetXMLDesc` (`VIR_STORAGE_XML_INACTIVE` = 1).
+    pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.s().pool_xml(&self.id, flags)
+    }
+
+    /// `virStoragePoolGetAutostart`.
+    pub fn get_autostart(&self) -> Result<bool> {
+        self.s().pool_autostart(&self.id)
+    }
+
+    /// `virStoragePoolSetAutostart`.
+    pub fn set_autostart(&self, autostart: bool) -> Result<()> {
+        self.conn.writable("virStoragePoolSetAutostart")?;
+        self.s().set_pool_autostart(&self.id, autostart)
+    }
+
+    /// `virStoragePoolIsActive`.
+    pub fn is_active(&self) -> Result<bool> {
+        self.s().pool_is_active(&self.id)
+    }
+
+    /// `virStoragePoolIsPersistent`.
+    pub fn is_persistent(&self) -> Result<bool> {
+        self.s().pool_is_persistent(&self.id)
+    }
+
+    /// `virStoragePoolListAllVolumes`.
+    pub fn list_all_volumes(&self, flags: u32) -> Result<Vec<StorageVol>> {
+        Ok(self
+            .s()
+            .list_volumes(&self.id, flags)?
+            .into_iter()
+            .map(|v| self.conn.vol(v))
+            .collect())
+    }
+
+    /// `virStorageVolLookupByName`.
+    pub fn lookup_vol_by_name(&self, name: &str) -> Result<StorageVol> {
+        self.s()
+            .volume_by_name(&self.id, name)
+            .map(|v| self.conn.vol(v))
+    }
+
+    /// `virStorageVolCreateXML`.
+    pub fn create_vol_xml(&self, xml: &str, flags: u32) -> Result<StorageVol> {
+        self.conn.writable("virStorageVolCreateXML")?;
+        self.s()
+            .create_volume(&self.id, xml, flags)
+            .map(|v| self.conn.vol(v))
+    }
+
+    /// `virStorageVolCreateXMLFrom`: a new volume in this pool with `from`'s contents.
+    pub fn create_vol_xml_from(
+        &self,
+        xml: &str,
+        from: &StorageVol,
+        flags: u32,
+    ) -> Result<StorageVol> {
+        self.conn.writable("virStorageVolCreateXMLFrom")?;
+        self.s()
+            .create_volume_from(&self.id, xml, &from.id, flags)
+            .map(|v| self.conn.vol(v))
+    }
+}
+
+impl StorageVol {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+
+    /// Key (the path, for file-based pools).
+    pub fn key(&self) -> &str {
+        &self.id.key
+    }
+
+    /// The name of the pool holding it.
+    pub fn pool_name(&self) -> &str {
+        &self.id.pool
+    }
+
+    /// Pool, name and key.
+    pub fn identity(&self) -> &VolumeId {
+        &self.id
+    }
+
+    fn s(&self) -> &dyn StorageService {
+        self.conn.storage()
+    }
+
+    /// `virStoragePoolLookupByVolume`.
+    pub fn pool(&self) -> Result<StoragePool> {
+        self.s().pool_by_volume(&self.id).map(|p| self.conn.pool(p))
+    }
+
+    /// `virStorageVolDelete`.
+    pub fn delete(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virStorageVolDelete")?;
+        self.s().delete_volume(&self.id, flags)
+    }
+
+    /// `virStorageVolWipe`.
+    pub fn wipe(&self, flags: u32) -> Result<()> {
+        self.wipe_pattern(0, flags)
+    }
+
+    /// `virStorageVolWipePattern` (`VIR_STORAGE_VOL_WIPE_ALG_*`).
+    pub fn wipe_pattern(&self, algorithm: u32, flags: u32) -> Result<()> {
+        self.conn.writable("virStorageVolWipePattern")?;
+        self.s().wipe_volume(&self.id, algorithm, flags)
+    }
+
+    /// `virStorageVolResize` (`VIR_STORAGE_VOL_RESIZE_*`).
+    pub fn resize(&self, capacity: u64, flags: u32) -> Result<()> {
+        self.conn.writable("virStorageVolResize")?;
+        self.s().resize_volume(&self.id, capacity, flags)
+    }
+
+    /// `virStorageVolGetInfo`.
+    pub fn get_info(&self) -> Result<VolumeInfo> {
+        self.s().volume_info(&self.id, 0)
+    }
+
+    /// `virStorageVolGetInfoFlags`.
+    pub fn get_info_flags(&self, flags: u32) -> Result<VolumeInfo> {
+        self.s().volume_info(&self.id, flags)
+    }
+
+    /// `virStorageVolGetXMLDesc`.
+    pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.s().volume_xml(&self.id, flags)
+    }
+
+    /// `virStorageVolGetPath`.
+    pub fn get_path(&self) -> Result<String> {
+        self.s().volume_path(&self.id)
+    }
+}
