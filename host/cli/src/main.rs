@@ -4,6 +4,7 @@
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
 mod console;
+mod storage;
 mod table;
 
 use anyhow::{Context, Result};
@@ -137,6 +138,8 @@ enum Command {
         /// Domain XML file
         file: PathBuf,
     },
+    #[command(flatten)]
+    Storage(storage::StorageCommand),
     /// Plugins
     Plugin {
         #[command(subcommand)]
@@ -432,6 +435,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
     }
 }

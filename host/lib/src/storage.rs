@@ -1260,4 +1260,4 @@ fn check_flags(op: &str, flags: u32, allowed: u32) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Pools of type `mem`: a set of "existing" targets, each a map of volume name to
 /// capacity. `slow` pools sleep in `create_volume`.
 #[derive(Default)]
-struct MemBackend {
+pub(crate) struct MemBackend {
     targets: Mutex<HashMap<String, BTreeMap<String, u64>>>,
     slow: Mutex<Option<Duration>>,
 }
