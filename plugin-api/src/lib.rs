@@ -16,6 +16,14 @@
 //! minor's layout in [`frozen`] to check an older plugin before viewing it through the
 //! current types. See `docs/plugin-abi.md` for the rules and the changelog.
 //!
+//! # Facets
+//!
+//! Since 1.3 the root module offers optional per-kind entries after `open`: the
+//! [`StorageFacet`] (storage backends) now, network, node devices and secrets later. Each
+//! facet is a prefix type of its own with its own minor line ([`FacetVersion`]), so it
+//! grows without touching [`PluginMod`] again. A facet is opened with the
+//! [`HostServices`] the host lends the plugin.
+//!
 //! Besides the abi_stable root module, every plugin exports the plain C symbol
 //! [`API_VERSION_SYMBOL`]: a function returning a NUL-terminated version string. Its shape
 //! never changes, so the host can read it from any plugin of any major and refuse it with
@@ -24,6 +32,7 @@
 
 pub mod error;
 pub mod frozen;
+pub mod storage;
 pub mod types;
 
 pub use abi_stable;
@@ -35,6 +44,7 @@ use abi_stable::{
     std_types::{RBox, RResult, RStr, RString, RVec},
 };
 pub use error::{ErrorCode, ErrorDomain, PluginError};
+pub use storage::*;
 pub use types::*;
 
 /// The plugin API version this crate defines (its Cargo version).
@@ -231,6 +241,9 @@ pub struct PluginMod {
         read_only: bool,
         events: EventSinkBox,
     ) -> PResult<DriverConnectionBox>,
+    /// The storage facet, for a plugin serving storage pool types (since 1.3). Absent in
+    /// older plugins: the accessor answers `None` for them.
+    pub storage: Option<StorageFacet_Ref>,
 }
 
 impl RootModule for PluginMod_Ref {
