@@ -10,9 +10,9 @@
 //! # Versioning
 //!
 //! The crate's own version is the plugin API version. A plugin built against `M.m` loads
-//! into a host of API `M.n` when `m <= n`. Minor versions only *append* methods to
-//! [`DriverConnection`] (after the method marked `last_prefix_field`), each with a default
-//! body that answers the no-support error; the host keeps a frozen copy of every older
+//! into a host of API `M.n` when `m <= n`. Minor versions only *append*: methods to the
+//! trait objects (after the method marked `last_prefix_field`), each with a default body
+//! that answers the no-support error, and fields to the prefix types; the host keeps a frozen copy of every older
 //! minor's layout in [`frozen`] to check an older plugin before viewing it through the
 //! current types. See `docs/plugin-abi.md` for the rules and the changelog.
 //!
@@ -61,6 +61,7 @@ pub const API_VERSION_SYMBOL: &[u8] = b"rvirt_plugin_api_version\0";
 /// absolute directory (rvirtd `--root DIR` sets it to DIR), the `/etc/...`, `/var/lib/...`,
 /// `/run/...` and `/var/log/...` paths of system connections (`qemu:///system`) live under
 /// it instead of `/`. A convention of the API since 1.2, not part of the binary layout.
+/// Facets (since 1.3) learn the system root from [`HostServices::system_root`] instead.
 pub const SYSTEM_ROOT_ENV: &str = "RVIRT_SYSTEM_ROOT";
 
 /// The result type of every method that crosses the boundary.
