@@ -273,6 +273,30 @@ fn plugins_older_than_1_3_have_no_storage_facet() {
 }
 
 #[test]
+fn a_1_2_plugin_loads_into_the_1_3_host_against_its_frozen_layout() {
+    let so = fixture("minor-1-2", "rvirt_fixture_legacy12");
+    let (rt, _dir) = runtime_with(&[(&so, "librvirt_fixture_legacy12.so")]);
+    match &rt.plugins()[0].status {
+        PluginStatus::Loaded(m) => {
+            assert_eq!(m.api_version, "1.2.0");
+            assert!(m.pool_types.is_empty());
+        }
+        other => panic!("the 1.2 plugin should load into the 1.3 host: {other:?}"),
+    }
+    let conn = rt.open("legacy12:///", false).unwrap();
+    // Its own 1.2 method works through the current types.
+    assert_eq!(
+        conn.domain_xml_to_native("qemu-argv", "<domain/>", 0)
+            .unwrap(),
+        "legacy12 native qemu-argv"
+    );
+    let d = conn.lookup_domain_by_name("legacy12").unwrap();
+    d.suspend().unwrap();
+    let e = rt.storage_backend("mock").unwrap_err();
+    assert!(e.to_string().contains("storage pool type 'mock'"), "{e}");
+}
+
+#[test]
 fn a_shadowed_copy_of_a_plugin_claims_no_pool_type() {
     // Two copies of the test plugin in two directories: the second is shadowed (same
     // name) and claims nothing; the first serves `mock`. (Two different plugins claiming
