@@ -353,7 +353,7 @@ impl Registry {
         );
         let open = facet.open();
         let name = plugin.manifest.name.clone();
-        let inner = call(&name, "virStoragePoolLookupByName", || {
+        let inner = call(&name, "virConnectOpen", || {
             open(RStr::from_str(pool_type), services)
         })?;
         Ok(StorageBackend::new(

@@ -133,7 +133,7 @@ where
     F: FnOnce(&str, abi::HostServicesBox) -> Result<B, PluginError>,
 {
     let name = info.name;
-    guard(name, "virStoragePoolLookupByName", move || {
+    guard(name, "virConnectOpen", move || {
         let pool_type = pool_type.as_str();
         if !pool_types.contains(&pool_type) {
             return RResult::RErr(PluginError::new(
