@@ -12,9 +12,9 @@
 //! The crate's own version is the plugin API version. A plugin built against `M.m` loads
 //! into a host of API `M.n` when `m <= n`. Minor versions only *append*: methods to the
 //! trait objects (after the method marked `last_prefix_field`), each with a default body
-//! that answers the no-support error, and fields to the prefix types; the host keeps a frozen copy of every older
-//! minor's layout in [`frozen`] to check an older plugin before viewing it through the
-//! current types. See `docs/plugin-abi.md` for the rules and the changelog.
+//! that answers the no-support error, and fields to the prefix types; the host keeps a
+//! frozen copy of every older minor's layout in [`frozen`] to check an older plugin before
+//! viewing it through the current types. See `docs/plugin-abi.md` for the rules and the changelog.
 //!
 //! # Facets
 //!

@@ -211,7 +211,11 @@ macro_rules! storage_backend_methods {
                     flags: u32
                 ) -> PResult<()> = "virStorageVolWipePattern";
                 /// The volume's XML as it is now (sizes, format).
-                fn refresh_volume(&self, pool_xml: RStr<'_>, vol_xml: RStr<'_>) -> PResult<RString> =
+                fn refresh_volume(
+                    &self,
+                    pool_xml: RStr<'_>,
+                    vol_xml: RStr<'_>
+                ) -> PResult<RString> =
                     "virStorageVolGetXMLDesc";
                 /// A stream the host `send`s the volume's new contents to, from `offset`
                 /// (at most `length` bytes, 0 = to the end), then `finish`es.
@@ -236,7 +240,11 @@ macro_rules! storage_backend_methods {
                 /// Pool sources this backend can find from a `<source>` spec; answers a
                 /// `<sources>` document.
                 #[sabi(last_prefix_field)]
-                fn find_pool_sources(&self, source_spec_xml: RStr<'_>, flags: u32) -> PResult<RString> =
+                fn find_pool_sources(
+                    &self,
+                    source_spec_xml: RStr<'_>,
+                    flags: u32
+                ) -> PResult<RString> =
                     "virConnectFindStoragePoolSources";
             }
             appended {}
