@@ -36,7 +36,8 @@ pub mod uri;
 
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
-pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus};
+pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
+pub use storage::{PoolRefresh, StorageBackend, VolumeStream};
 pub use types::{DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo};
 pub use uri::ConnectUri;
 
@@ -54,9 +55,11 @@ pub fn lib_version() -> u64 {
     v.major * 1_000_000 + v.minor * 1_000 + v.patch
 }
 
-/// The plugins of one search path, and the entry point that opens connections.
+/// The plugins of one search path, and the entry point that opens connections and
+/// storage backends.
 pub struct Runtime {
     registry: plugin::Registry,
+    system_root: PathBuf,
 }
 
 impl Runtime {
@@ -67,9 +70,33 @@ impl Runtime {
 
     /// Scans the given directories, in order.
     pub fn with_search_path(dirs: Vec<PathBuf>) -> Self {
+        let system_root = std::env::var_os(SYSTEM_ROOT_ENV)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("/"));
         Self {
             registry: plugin::Registry::scan(dirs),
+            system_root,
         }
+    }
+
+    /// Sets the directory system paths live under, which plugins learn through the host
+    /// services they are opened with (default: `RVIRT_SYSTEM_ROOT` when it is absolute,
+    /// else `/`).
+    pub fn with_system_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.system_root = root.into();
+        self
+    }
+
+    /// The directory system paths live under.
+    pub fn system_root(&self) -> &std::path::Path {
+        &self.system_root
+    }
+
+    /// Opens the storage backend serving `pool_type` (`dir`, `logical`, ...): the first
+    /// plugin along the search path whose storage facet lists it.
+    pub fn storage_backend(&self, pool_type: &str) -> Result<StorageBackend> {
+        self.registry.storage_backend(pool_type, &self.system_root)
     }
 
     /// The process-wide runtime, discovered on first use.
