@@ -220,7 +220,7 @@ pub struct PoolRefresh {
 ///
 /// One `openat` + `fstat` + `pread` (4 KiB) per file; `qemu-img` is never run. Symbolic
 /// links, sockets, FIFOs and devices are skipped. Large directories are read by two
-/// threads.
+/// threads (`RVIRT_REFRESH_THREADS` overrides).
 pub fn refresh_pool(pool: &StoragePool) -> Result<PoolRefresh> {
     let t = Target::open(pool)?;
     let (capacity, allocation, available) = t.fs_sizes()?;
@@ -247,10 +247,15 @@ pub fn refresh_pool(pool: &StoragePool) -> Result<PoolRefresh> {
         }
     }
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let threads = if entries.len() >= 512 {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
-    } else {
-        1
+    let threads = match std::env::var("RVIRT_REFRESH_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(n) => n.clamp(1, 16),
+        None if entries.len() >= 512 => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+        }
+        None => 1,
     };
     let volumes = if threads <= 1 {
         let mut buf = vec![0u8; probe::HEADER_LEN];
