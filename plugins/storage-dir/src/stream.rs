@@ -46,7 +46,7 @@ pub fn upload(pool: &StoragePool, vol: &StorageVolume, offset: u64, length: u64)
     let t = Target::open(pool)?;
     let name = t.vol_name(vol)?.to_string();
     let obj = t.vol_object(&name);
-    let (fd, st) = t.open_volume_file(&name, OFlags::WRONLY)?;
+    let (fd, st) = t.open_volume_file(&name, OFlags::RDWR)?;
     let mut buf = vec![0u8; probe::HEADER_LEN];
     let p = t.probe_fd(&name, &fd, &st, &mut buf)?;
     let end = if length > 0 {
