@@ -373,3 +373,51 @@ impl Target {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(path: &Path) -> StoragePool {
+        StoragePool::parse(&format!(
+            "<pool type='dir'><name>t</name><target><path>{}</path></target></pool>",
+            path.display()
+        ))
+        .expect("pool")
+    }
+
+    #[test]
+    fn names() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let t = Target::open(&pool(tmp.path())).expect("open");
+        for bad in ["", "a\0b", "/abs", "a/b", ".", ".."] {
+            let e = t.check_name(bad).expect_err(bad);
+            assert_eq!(e.code(), 8, "{bad:?}");
+            assert!(e.to_string().contains("volume/name"), "{e}");
+            assert!(e.to_string().contains("pool 't'"), "{e}");
+        }
+        for good in ["a.img", "...", ".hidden", "with space", "ünï"] {
+            t.check_name(good).expect(good);
+        }
+        assert_eq!(t.vol_path("a.img"), tmp.path().join("a.img"));
+    }
+
+    #[test]
+    fn fs_sizes_add_up() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let t = Target::open(&pool(tmp.path())).expect("open");
+        let (c, a, v) = t.fs_sizes().expect("sizes");
+        assert_eq!(a + v, c);
+        assert!(t.fs_avail().expect("avail") <= v);
+    }
+
+    #[test]
+    fn not_a_dir_pool() {
+        let p = StoragePool::parse(
+            "<pool type='fs'><name>f</name><source><device path='/dev/x'/></source><target><path>/x</path></target></pool>",
+        )
+        .expect("pool");
+        let e = target_path(&p).expect_err("fs pool");
+        assert!(e.to_string().contains("pool/@type"), "{e}");
+    }
+}

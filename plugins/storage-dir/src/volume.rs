@@ -390,13 +390,11 @@ pub fn resize_volume(
     let p = t.probe_fd(name, &fd, &st, &mut buf)?;
     let cur = p.capacity.unwrap_or(st.st_size as u64);
     let shrink = flags & flags::VOL_RESIZE_SHRINK != 0;
+    let allocation = (st.st_blocks as u64).saturating_mul(512);
+    // libvirt's rules (storageVolResize): a delta shrink stops at zero
     let new = if flags & flags::VOL_RESIZE_DELTA != 0 {
         if shrink {
-            cur.checked_sub(capacity).ok_or_else(|| Error::InvalidArg {
-                object: obj.clone(),
-                field: "capacity".into(),
-                reason: format!("cannot shrink by {capacity} bytes below zero (capacity {cur})"),
-            })?
+            cur - capacity.min(cur)
         } else {
             cur.checked_add(capacity).ok_or_else(|| Error::Overflow {
                 object: obj.clone(),
@@ -416,11 +414,20 @@ pub fn resize_volume(
             ),
         });
     }
+    if new < cur && new < allocation {
+        return Err(Error::InvalidArg {
+            object: obj,
+            field: "capacity".into(),
+            reason: format!(
+                "cannot shrink capacity to {new} bytes, below the existing allocation ({allocation} bytes)"
+            ),
+        });
+    }
     let allocate = flags & flags::VOL_RESIZE_ALLOCATE != 0;
     match p.format {
         "raw" => {
-            if allocate && new > cur {
-                check_space(&t, name, "capacity", new - cur)?;
+            if allocate {
+                check_space(&t, name, "capacity", new.saturating_sub(allocation))?;
             }
             rustix::fs::ftruncate(&fd, new).map_err(|e| io_err(&obj, "resize", &path, e))?;
             if allocate && new > cur {
@@ -476,12 +483,18 @@ pub fn wipe_volume(
     let t = Target::open(pool)?;
     let name = t.vol_name(vol)?;
     let obj = t.vol_object(name);
+    let Some(alg) = crate::WIPE_ALGORITHMS.get(algorithm as usize) else {
+        return Err(Error::InvalidArg {
+            object: obj,
+            field: "algorithm".into(),
+            reason: format!("unknown wipe algorithm {algorithm}"),
+        });
+    };
     if algorithm != flags::WIPE_ALG_ZERO {
-        let what = crate::WIPE_ALGORITHMS.get(algorithm as usize).map_or_else(
-            || format!("unknown wipe algorithm {algorithm}"),
-            |a| format!("wipe algorithm '{a}' ({algorithm})"),
-        );
-        return Err(Error::NoSupport { object: obj, what });
+        return Err(Error::NoSupport {
+            object: obj,
+            what: format!("wipe algorithm '{alg}' ({algorithm})"),
+        });
     }
     let path = t.vol_path(name);
     let (fd, st) = t.open_volume_file(name, OFlags::RDWR)?;

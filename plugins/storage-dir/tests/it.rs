@@ -379,14 +379,29 @@ fn resize_rules() {
     )
     .expect("delta shrink");
     assert_eq!(v.capacity_bytes(), 1 << 20);
-    let err = dir::resize_volume(
+    // as libvirt, a delta shrink stops at zero
+    let z = e.vol(
+        "<volume><name>z.img</name><capacity>4096</capacity><allocation>0</allocation></volume>",
+    );
+    dir::create_volume(&e.pool, &z, 0).expect("create");
+    let v = dir::resize_volume(
         &e.pool,
-        &r,
-        2 << 20,
+        &z,
+        1 << 20,
         flags::VOL_RESIZE_DELTA | flags::VOL_RESIZE_SHRINK,
     )
-    .expect_err("below zero");
+    .expect("to zero");
+    assert_eq!(v.capacity_bytes(), 0);
+    // never below what is allocated
+    let a = e.vol("<volume><name>a.img</name><capacity unit='KiB'>64</capacity></volume>");
+    dir::create_volume(&e.pool, &a, 0).expect("create");
+    let err = dir::resize_volume(&e.pool, &a, 4096, flags::VOL_RESIZE_SHRINK)
+        .expect_err("below allocation");
     assert_eq!(err.code(), 8);
+    assert!(err.to_string().contains("allocation"), "{err}");
+    let err =
+        dir::resize_volume(&e.pool, &r, 8 << 40, flags::VOL_RESIZE_ALLOCATE).expect_err("no space");
+    assert_eq!(err.code(), 9);
     let err =
         dir::resize_volume(&e.pool, &r, u64::MAX, flags::VOL_RESIZE_DELTA).expect_err("overflow");
     assert_eq!(err.code(), 82);
@@ -430,7 +445,7 @@ fn wipe_zero_and_other_algorithms() {
     assert_eq!(err.code(), 3);
     assert!(err.to_string().contains("gutmann"), "{err}");
     let err = dir::wipe_volume(&e.pool, &w, 99, 0).expect_err("unknown");
-    assert_eq!(err.code(), 3);
+    assert_eq!(err.code(), 8);
     assert!(err.to_string().contains("99"), "{err}");
 }
 
