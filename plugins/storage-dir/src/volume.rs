@@ -33,8 +33,16 @@ fn os(s: impl Into<OsString>) -> OsString {
     s.into()
 }
 
-/// The format a new volume asks for (`raw` by default); only `raw` and `qcow2` are created.
+/// The format a new volume asks for (`raw` by default); only `raw` and `qcow2` are created,
+/// and never encrypted (creating one unencrypted would silently drop `<encryption>`).
 fn create_format<'v>(t: &Target, name: &str, vol: &'v StorageVolume) -> Result<&'v str> {
+    let tgt = vol.element().child("target");
+    if tgt.and_then(|t| t.child("encryption")).is_some() {
+        return Err(Error::NoSupport {
+            object: t.vol_object(name),
+            what: "volume/target/encryption".into(),
+        });
+    }
     let f = vol.format_type().unwrap_or("raw");
     if !CREATE_FORMATS.contains(&f) {
         return Err(Error::NoSupport {
@@ -174,6 +182,20 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
         });
     }
     opts.push(format!("compat={compat}"));
+    if let Some(cs) = vol
+        .element()
+        .child("target")
+        .and_then(|t| t.child("clusterSize"))
+    {
+        opts.push(format!("cluster_size={}", cs.text().trim()));
+    }
+    if vol
+        .element()
+        .child("target")
+        .is_some_and(|t| t.child("nocow").is_some())
+    {
+        opts.push("nocow=on".into());
+    }
     if vol.has_target_feature("lazy_refcounts") {
         if compat == "0.10" {
             return Err(Error::InvalidArg {

@@ -249,6 +249,22 @@ fn qcow2_create_and_backing_store() {
     assert_eq!(v.capacity_bytes(), 1024);
     assert_eq!(v.target_compat(), Some("0.10"));
     assert_matches_qemu_img(&v);
+    let clustered = e.vol(
+        "<volume><name>c.qcow2</name><capacity unit='M'>1</capacity><target><format type='qcow2'/><clusterSize unit='KiB'>128</clusterSize></target></volume>",
+    );
+    let v = dir::create_volume(&e.pool, &clustered, 0).expect("cluster size");
+    assert_eq!(info(&e.dir.join("c.qcow2"))["cluster-size"], 131072);
+    assert!(
+        v.to_xml(&Default::default())
+            .contains("<clusterSize unit='B'>131072</clusterSize>")
+    );
+    let enc = e.vol(
+        "<volume><name>e.qcow2</name><capacity unit='M'>1</capacity><target><format type='qcow2'/><encryption format='luks'><secret type='passphrase' uuid='f52a81b2-424e-490c-823d-6bd4235bc572'/></encryption></target></volume>",
+    );
+    let err = dir::create_volume(&e.pool, &enc, 0).expect_err("encryption");
+    assert_eq!(err.code(), 3);
+    assert!(err.to_string().contains("encryption"), "{err}");
+    assert!(!e.dir.join("e.qcow2").exists());
     let lazy = e.vol(
         "<volume><name>lazy.qcow2</name><capacity unit='M'>1</capacity><target><format type='qcow2'/><features><lazy_refcounts/></features></target></volume>",
     );
