@@ -1,7 +1,7 @@
 //! Volume operations: create, clone, delete, resize, wipe, refresh.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{FallocateFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -31,6 +31,13 @@ fn qemu_err(object: &str) -> impl FnOnce(crate::QemuImgError) -> Error + '_ {
 
 fn os(s: impl Into<OsString>) -> OsString {
     s.into()
+}
+
+/// A path by which `qemu-img` (our child, same uid) opens exactly the file we hold open:
+/// it goes through `/proc`'s link to the open file, never through the pool directory
+/// again, so nothing swapped into the directory meanwhile is written instead.
+fn fd_path(fd: &OwnedFd) -> OsString {
+    format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()).into()
 }
 
 /// The format a new volume asks for (`raw` by default); only `raw` and `qcow2` are created,
@@ -165,6 +172,13 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
             field: "volume/backingStore/path".into(),
             reason: "missing".into(),
         })?;
+        if !bpath.starts_with('/') {
+            return Err(Error::InvalidArg {
+                object: obj,
+                field: "volume/backingStore/path".into(),
+                reason: format!("'{bpath}' is not an absolute path"),
+            });
+        }
         let bfmt = match bfmt {
             Some(f) => f.to_string(),
             None => probe_backing(&obj, bpath)?,
@@ -216,15 +230,15 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
         }
     }
     args.extend([os("-o"), os(opts.join(","))]);
-    let path = t.vol_path(name);
-    args.push(path.clone().into_os_string());
+    let fd = create_file(&t, name, vol)?;
+    args.push(fd_path(&fd));
     if capacity > 0 || vol.backing_store().is_none() {
         // libvirt passes KiB, rounded up
         args.push(os(format!("{}K", capacity.div_ceil(1024))));
     }
-    let fd = create_file(&t, name, vol)?;
+    let r = qemu_img::run(&args);
     drop(fd);
-    if let Err(e) = qemu_img::run(&args) {
+    if let Err(e) = r {
         remove_entry(&t, name);
         return Err(qemu_err(&obj)(e));
     }
@@ -308,19 +322,22 @@ pub fn create_volume_from(
             .unwrap_or(rvirt_xml::tables::QCOW2_DEFAULT_COMPAT);
         args.extend([os("-o"), os(format!("compat={compat}"))]);
     }
+    // the source is only read, by its path (a qcow2 finds its relative backing file
+    // next to it)
     args.push(st.vol_path(src_name).into_os_string());
-    args.push(path.clone().into_os_string());
-    drop(create_file(&t, name, vol)?);
+    let dfd = create_file(&t, name, vol)?;
+    args.push(fd_path(&dfd));
     let mut r = qemu_img::run(&args);
     if r.is_ok() && capacity > src_cap {
         r = qemu_img::run(&[
             os("resize"),
             os("-f"),
             os(dst_fmt),
-            path.clone().into_os_string(),
+            fd_path(&dfd),
             os(capacity.to_string()),
         ]);
     }
+    drop(dfd);
     if let Err(e) = r {
         remove_entry(&t, name);
         return Err(qemu_err(&obj)(e));
@@ -464,14 +481,14 @@ pub fn resize_volume(
                     what: "preallocating while resizing a qcow2 volume".into(),
                 });
             }
-            drop(fd);
             let mut args = vec![os("resize"), os("-f"), os("qcow2")];
             if new < cur {
                 args.push(os("--shrink"));
             }
-            args.push(path.into_os_string());
+            args.push(fd_path(&fd));
             args.push(os(new.to_string()));
             qemu_img::run(&args).map_err(qemu_err(&obj))?;
+            drop(fd);
         }
         other => {
             return Err(Error::NoSupport {
