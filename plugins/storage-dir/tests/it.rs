@@ -723,6 +723,15 @@ fn qemu_img_failures_carry_stderr() {
         !e.dir.join("o.qcow2").exists(),
         "no half-made volume is left"
     );
+    let rel = e.vol(
+        "<volume><name>r.qcow2</name><capacity unit='M'>1</capacity><target><format type='qcow2'/></target><backingStore><path>base.img</path><format type='raw'/></backingStore></volume>",
+    );
+    let err = dir::create_volume(&e.pool, &rel, 0).expect_err("relative backing");
+    assert_eq!(err.code(), 8);
+    assert!(
+        err.to_string().contains("volume/backingStore/path"),
+        "{err}"
+    );
     // qemu-img missing: run in a child with RVIRT_QEMU_IMG pointing nowhere
     let out = Command::new(std::env::current_exe().expect("exe"))
         .args([
