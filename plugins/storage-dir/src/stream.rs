@@ -40,7 +40,8 @@ impl std::fmt::Debug for Upload {
 }
 
 /// Opens `vol` for an upload of `length` bytes at `offset` (`length` 0: up to the end).
-/// For a raw volume, a range past its capacity is refused before anything is written.
+/// For a raw (or ISO) volume, a range past its capacity is refused before anything is
+/// written.
 /// Other formats receive the bytes as they are (an image file uploaded whole).
 pub fn upload(pool: &StoragePool, vol: &StorageVolume, offset: u64, length: u64) -> Result<Upload> {
     let t = Target::open(pool)?;
@@ -58,7 +59,7 @@ pub fn upload(pool: &StoragePool, vol: &StorageVolume, offset: u64, length: u64)
     } else {
         None
     };
-    let limit = (p.format == "raw").then_some(st.st_size as u64);
+    let limit = matches!(p.format, "raw" | "iso").then_some(st.st_size as u64);
     if let Some(cap) = limit
         && (offset > cap || end.is_some_and(|e| e > cap))
     {

@@ -285,9 +285,13 @@ pub fn create_volume_from(
     let (sfd, sst) = st.open_volume_file(src_name, OFlags::RDONLY)?;
     let mut buf = vec![0u8; probe::HEADER_LEN];
     let sprobe = st.probe_fd(src_name, &sfd, &sst, &mut buf)?;
-    // the source's declared format wins over what its bytes look like (a raw guest disk
-    // may contain anything)
-    let src_fmt = src.format_type().unwrap_or(sprobe.format);
+    // A format the source's document names explicitly wins over what its bytes look like.
+    // `raw` is what every volume document of a dir pool says by default, so there the
+    // header decides, as libvirt's refresh does when it lists the volume.
+    let src_fmt = match src.format_type() {
+        Some(f) if f != "raw" => f,
+        _ => sprobe.format,
+    };
     if !CLONE_SOURCE_FORMATS.contains(&src_fmt) {
         return Err(Error::NoSupport {
             object: st.vol_object(src_name),

@@ -333,7 +333,9 @@ fn clone_raw_to_qcow2_and_back() {
     assert_eq!(v.format_type(), Some("qcow2"));
     assert_eq!(v.capacity_bytes(), 2 << 20);
     assert_matches_qemu_img(&v);
-    let qsrc = e.vol("<volume><name>c.qcow2</name><capacity>0</capacity><target><format type='qcow2'/></target></volume>");
+    // the document says raw (the default): the header says qcow2, and decides
+    let qsrc = e.named("c.qcow2");
+    assert_eq!(qsrc.format_type(), Some("raw"));
     let back = e.vol("<volume><name>back.img</name><capacity>0</capacity></volume>");
     let v = dir::create_volume_from(&e.pool, &back, &e.pool, &qsrc, 0).expect("qcow2->raw");
     assert_eq!(v.format_type(), Some("raw"));
