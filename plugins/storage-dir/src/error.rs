@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::qemu_img::QemuImgError;
+
 /// libvirt's `virErrorNumber` values this backend reports.
 pub mod code {
     /// VIR_ERR_INTERNAL_ERROR
@@ -27,38 +29,6 @@ pub mod code {
     pub const OVERFLOW: i32 = 82;
     /// VIR_ERR_STORAGE_VOL_EXIST
     pub const STORAGE_VOL_EXIST: i32 = 90;
-}
-
-/// Why a `qemu-img` run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum QemuImgError {
-    /// The binary could not be started (missing, not executable).
-    #[error("cannot run '{binary}'")]
-    Spawn {
-        /// The binary looked up.
-        binary: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// It ran and failed.
-    #[error("'{command}' failed ({status}): {stderr}")]
-    Failed {
-        /// The command line.
-        command: String,
-        /// The exit status.
-        status: String,
-        /// Its standard error, trimmed.
-        stderr: String,
-    },
-    /// It printed something we cannot read.
-    #[error("'{command}' printed unexpected output: {detail}")]
-    Output {
-        /// The command line.
-        command: String,
-        /// What was wrong.
-        detail: String,
-    },
 }
 
 /// Every failure of the `dir` backend. [`Error::code`] gives libvirt's error number.

@@ -8,7 +8,16 @@
 //! **Confinement.** Every file operation goes through a descriptor of the pool's target
 //! directory (`openat` with `O_NOFOLLOW` on a single path component): a volume name is
 //! never a path, and a symbolic link in the target is never followed, so nothing outside
-//! the target is written. Symbolic links are not listed as volumes.
+//! the target is written. Symbolic links are not listed as volumes. `qemu-img` is given
+//! `/proc/PID/fd/N` of the file this process opened, never a path it would resolve again.
+//!
+//! **Refresh** reads one 4 KiB header per file with a single `pread` (qcow2, qcow, qed,
+//! vmdk, vpc, vdi; ISO 9660 by its descriptor; raw otherwise) and never runs `qemu-img`.
+//!
+//! **Where it differs from libvirt**: symbolic links are skipped rather than followed;
+//! volumes with `<encryption>` are refused (not created in clear); wiping supports the
+//! `zero` algorithm on raw volumes only; creating a volume whose preallocation exceeds
+//! the free space fails before anything is written; qcow2 backing paths must be absolute.
 
 mod error;
 pub mod probe;
@@ -17,7 +26,8 @@ mod stream;
 mod target;
 mod volume;
 
-pub use error::{Error, QemuImgError, Result, code};
+pub use error::{Error, Result, code};
+pub use qemu_img::QemuImgError;
 pub use stream::{Download, Upload};
 pub use volume::{
     WipeMethod, create_volume, create_volume_from, delete_volume, refresh_volume, resize_volume,

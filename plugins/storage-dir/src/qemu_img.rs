@@ -1,9 +1,40 @@
 //! Running `qemu-img` (`$RVIRT_QEMU_IMG`, default `qemu-img` on `PATH`).
 
 use std::ffi::OsString;
+use std::io;
 use std::process::{Command, Stdio};
 
-use crate::error::QemuImgError;
+/// Why a `qemu-img` run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuImgError {
+    /// The binary could not be started (missing, not executable).
+    #[error("cannot run '{binary}'")]
+    Spawn {
+        /// The binary looked up.
+        binary: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// It ran and failed.
+    #[error("'{command}' failed ({status}): {stderr}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// The exit status.
+        status: String,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// It printed something we cannot read.
+    #[error("'{command}' printed unexpected output: {detail}")]
+    Output {
+        /// The command line.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
 
 /// The binary to run.
 pub fn binary() -> OsString {
