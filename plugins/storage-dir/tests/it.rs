@@ -76,6 +76,11 @@ impl Env {
     }
 }
 
+/// More bytes than the pool's whole file system holds.
+fn more_than_the_fs(e: &Env) -> u64 {
+    dir::refresh_pool(&e.pool).expect("refresh").capacity + (1 << 30)
+}
+
 fn info(path: &Path) -> serde_json::Value {
     let o = Command::new("qemu-img")
         .args(["info", "--output=json"])
@@ -417,8 +422,13 @@ fn resize_rules() {
         .expect_err("below allocation");
     assert_eq!(err.code(), 8);
     assert!(err.to_string().contains("allocation"), "{err}");
-    let err =
-        dir::resize_volume(&e.pool, &r, 8 << 40, flags::VOL_RESIZE_ALLOCATE).expect_err("no space");
+    let err = dir::resize_volume(
+        &e.pool,
+        &r,
+        more_than_the_fs(&e),
+        flags::VOL_RESIZE_ALLOCATE,
+    )
+    .expect_err("no space");
     assert_eq!(err.code(), 9);
     let err =
         dir::resize_volume(&e.pool, &r, u64::MAX, flags::VOL_RESIZE_DELTA).expect_err("overflow");
@@ -686,7 +696,10 @@ fn bad_names_and_paths() {
     assert!(e.dir.join("evil.img").is_symlink());
 
     // more than the file system has, preallocated: refused; sparse: fine
-    let huge = e.vol("<volume><name>huge.img</name><capacity unit='TiB'>4</capacity></volume>");
+    let huge = e.vol(&format!(
+        "<volume><name>huge.img</name><capacity>{}</capacity></volume>",
+        more_than_the_fs(&e)
+    ));
     let err = dir::create_volume(&e.pool, &huge, 0).expect_err("no space");
     assert_eq!(err.code(), 9, "{}", err.full_message());
     assert!(err.to_string().contains("huge.img"), "{err}");
