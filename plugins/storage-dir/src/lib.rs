@@ -20,6 +20,7 @@
 //! the free space fails before anything is written; qcow2 backing paths must be absolute.
 
 mod error;
+pub mod plugin;
 pub mod probe;
 mod qemu_img;
 mod stream;
