@@ -30,6 +30,7 @@ mod connection;
 mod error;
 pub mod plugin;
 pub mod remote;
+pub mod secrets;
 pub mod storage;
 mod types;
 pub mod uri;
