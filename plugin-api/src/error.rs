@@ -112,6 +112,18 @@ impl PluginError {
         )
     }
 
+    /// The no-support error of a storage backend: the operation (by its libvirt API name)
+    /// and the pool type of the backend that lacks it.
+    pub fn no_support_by_backend(operation: &str, pool_type: &str) -> Self {
+        Self::new(
+            ErrorCode::NoSupport,
+            ErrorDomain::Storage,
+            format!(
+                "this function is not supported by the connection driver: {operation} (storage backend '{pool_type}')"
+            ),
+        )
+    }
+
     /// Whether this is the no-support error.
     pub fn is_no_support(&self) -> bool {
         self.code == ErrorCode::NoSupport as i32

@@ -10,11 +10,19 @@
 //! # Versioning
 //!
 //! The crate's own version is the plugin API version. A plugin built against `M.m` loads
-//! into a host of API `M.n` when `m <= n`. Minor versions only *append* methods to
-//! [`DriverConnection`] (after the method marked `last_prefix_field`), each with a default
-//! body that answers the no-support error; the host keeps a frozen copy of every older
-//! minor's layout in [`frozen`] to check an older plugin before viewing it through the
-//! current types. See `docs/plugin-abi.md` for the rules and the changelog.
+//! into a host of API `M.n` when `m <= n`. Minor versions only *append*: methods to the
+//! trait objects (after the method marked `last_prefix_field`), each with a default body
+//! that answers the no-support error, and fields to the prefix types; the host keeps a
+//! frozen copy of every older minor's layout in [`frozen`] to check an older plugin before
+//! viewing it through the current types. See `docs/plugin-abi.md` for the rules and the changelog.
+//!
+//! # Facets
+//!
+//! Since 1.3 the root module offers optional per-kind entries after `open`: the
+//! [`StorageFacet`] (storage backends) now, network, node devices and secrets later. Each
+//! facet is a prefix type of its own with its own minor line ([`FacetVersion`]), so it
+//! grows without touching [`PluginMod`] again. A facet is opened with the
+//! [`HostServices`] the host lends the plugin.
 //!
 //! Besides the abi_stable root module, every plugin exports the plain C symbol
 //! [`API_VERSION_SYMBOL`]: a function returning a NUL-terminated version string. Its shape
@@ -24,6 +32,7 @@
 
 pub mod error;
 pub mod frozen;
+pub mod storage;
 pub mod types;
 
 pub use abi_stable;
@@ -35,6 +44,7 @@ use abi_stable::{
     std_types::{RBox, RResult, RStr, RString, RVec},
 };
 pub use error::{ErrorCode, ErrorDomain, PluginError};
+pub use storage::*;
 pub use types::*;
 
 /// The plugin API version this crate defines (its Cargo version).
@@ -51,6 +61,7 @@ pub const API_VERSION_SYMBOL: &[u8] = b"rvirt_plugin_api_version\0";
 /// absolute directory (rvirtd `--root DIR` sets it to DIR), the `/etc/...`, `/var/lib/...`,
 /// `/run/...` and `/var/log/...` paths of system connections (`qemu:///system`) live under
 /// it instead of `/`. A convention of the API since 1.2, not part of the binary layout.
+/// Facets (since 1.3) learn the system root from [`HostServices::system_root`] instead.
 pub const SYSTEM_ROOT_ENV: &str = "RVIRT_SYSTEM_ROOT";
 
 /// The result type of every method that crosses the boundary.
@@ -231,6 +242,9 @@ pub struct PluginMod {
         read_only: bool,
         events: EventSinkBox,
     ) -> PResult<DriverConnectionBox>,
+    /// The storage facet, for a plugin serving storage pool types (since 1.3). Absent in
+    /// older plugins: the accessor answers `None` for them.
+    pub storage: Option<StorageFacet_Ref>,
 }
 
 impl RootModule for PluginMod_Ref {

@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2},
+    frozen::{v1_0, v1_1, v1_2, v1_3},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -108,6 +108,25 @@ macro_rules! closure {
     }};
 }
 
+/// The types the storage facet added in 1.3 (`$old` and `$new` hold them under the same
+/// names); with [`closure!`], the whole closure of a 1.3 or later root module.
+macro_rules! storage_closure {
+    ($old:path => $new:path) => {{
+        use $new as new;
+        use $old as old;
+        let mut v = closure!($old => $new);
+        v.extend([
+            pair!(StorageFacet_Ref, old, new),
+            pair!(StorageBackendBox, old, new),
+            pair!(StreamBox, old, new),
+            pair!(HostServicesBox, old, new),
+            pair!(PoolRefresh, old, new),
+            pair!(FacetVersion, old, new),
+        ]);
+        v
+    }};
+}
+
 macro_rules! pair {
     ($t:ident, $old:ident, $new:ident) => {
         Pair {
@@ -135,6 +154,7 @@ fn current_types_extend_every_frozen_layout() {
     let mut fails = extends("1.0 -> current", &closure!(v1_0 => api));
     fails.extend(extends("1.1 -> current", &closure!(v1_1 => api)));
     fails.extend(extends("1.2 -> current", &closure!(v1_2 => api)));
+    fails.extend(extends("1.3 -> current", &storage_closure!(v1_3 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -142,6 +162,7 @@ fn current_types_extend_every_frozen_layout() {
 fn each_frozen_minor_extends_the_one_before() {
     let mut fails = extends("1.0 -> 1.1", &closure!(v1_0 => v1_1));
     fails.extend(extends("1.1 -> 1.2", &closure!(v1_1 => v1_2)));
+    fails.extend(extends("1.2 -> 1.3", &closure!(v1_2 => v1_3)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -151,7 +172,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "2" => closure!(v1_2 => api),
+        "3" => storage_closure!(v1_3 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -205,6 +226,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_0.rs", include_str!("../src/frozen/v1_0.rs")),
         ("v1_1.rs", include_str!("../src/frozen/v1_1.rs")),
         ("v1_2.rs", include_str!("../src/frozen/v1_2.rs")),
+        ("v1_3.rs", include_str!("../src/frozen/v1_3.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -338,6 +360,7 @@ fn a_changed_field_type_is_incompatible_with_every_frozen_copy() {
         ("1.0", <v1_0::DomainInfo as StableAbi>::LAYOUT),
         ("1.1", <v1_1::DomainInfo as StableAbi>::LAYOUT),
         ("1.2", <v1_2::DomainInfo as StableAbi>::LAYOUT),
+        ("1.3", <v1_3::DomainInfo as StableAbi>::LAYOUT),
     ] {
         let e = check(
             frozen,
@@ -406,4 +429,73 @@ fn a_field_inserted_in_the_middle_of_the_root_module_is_incompatible() {
             "{minor}: names the inserted field: {e:#?}"
         );
     }
+}
+
+#[test]
+fn a_1_2_root_module_does_not_stand_for_a_1_3_one_but_a_1_3_plugin_extends_1_2() {
+    // The 1.3 root module appends `storage`: a 1.3 plugin passes the 1.2 check, and the
+    // shorter 1.2 root module is refused where the 1.3 one is expected.
+    check(
+        <v1_2::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_3::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap();
+    let e = check(
+        <v1_3::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_2::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|l| l.contains("field count 3 expected, 2 found")),
+        "{e:#?}"
+    );
+}
+
+/// The current storage backend with `PoolRefresh::capacity` narrowed to `u32`.
+mod changed_pool_refresh {
+    #![allow(dead_code)] // only the layouts are used
+    use abi_stable::{
+        StableAbi, sabi_trait,
+        std_types::{RBox, RString, RVec},
+    };
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    pub struct PoolRefresh {
+        pub capacity: u32,
+        pub allocation: u64,
+        pub available: u64,
+        pub volumes: RVec<RString>,
+    }
+
+    #[sabi_trait]
+    pub trait StorageBackend: Send + Sync {
+        fn pool_type(&self) -> RString;
+        #[sabi(last_prefix_field)]
+        fn refresh_pool(&self) -> PoolRefresh;
+    }
+
+    pub type StorageBackendBox = StorageBackend_TO<'static, RBox<()>>;
+}
+
+#[test]
+fn a_changed_storage_type_is_incompatible_with_the_1_3_copy() {
+    let e = check(
+        <v1_3::PoolRefresh as StableAbi>::LAYOUT,
+        <changed_pool_refresh::PoolRefresh as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("capacity: type u64 expected, u32 found")),
+        "{e:#?}"
+    );
+    assert!(
+        check(
+            <v1_3::StorageBackendBox as StableAbi>::LAYOUT,
+            <changed_pool_refresh::StorageBackendBox as StableAbi>::LAYOUT,
+        )
+        .is_err()
+    );
 }

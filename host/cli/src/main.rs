@@ -634,16 +634,24 @@ fn plugin_list(json: bool) -> Result<()> {
             .iter()
             .map(|r| {
                 let file = r.path.display().to_string();
+                let refused_pool_types: Vec<_> = r
+                    .refused_pool_types
+                    .iter()
+                    .map(|p| json!({"pool_type": p.pool_type, "served_by": p.served_by.display().to_string()}))
+                    .collect();
                 match &r.status {
                     PluginStatus::Loaded(m) => {
                         json!({"file": file, "status": "loaded", "name": m.name,
-                        "kind": m.kind, "version": m.version, "api_version": m.api_version,
-                        "schemes": m.schemes, "description": m.description})
+                        "kind": m.kind, "kinds": m.kinds(), "version": m.version,
+                        "api_version": m.api_version, "schemes": m.schemes,
+                        "pool_types": m.pool_types, "refused_pool_types": refused_pool_types,
+                        "description": m.description})
                     }
                     PluginStatus::Shadowed { manifest: m, by } => {
                         json!({"file": file, "status": "shadowed",
                         "shadowed_by": by.display().to_string(), "name": m.name, "kind": m.kind,
-                        "version": m.version, "api_version": m.api_version, "schemes": m.schemes})
+                        "kinds": m.kinds(), "version": m.version, "api_version": m.api_version,
+                        "schemes": m.schemes, "pool_types": m.pool_types})
                     }
                     PluginStatus::Refused(e) => {
                         json!({"file": file, "status": "refused", "reason": e.to_string()})
@@ -658,30 +666,53 @@ fn plugin_list(json: bool) -> Result<()> {
         }));
     }
     let mut t = Table::new(&[
-        "Name", "Kind", "Version", "API", "Schemes", "File", "Status",
+        "Name",
+        "Kind",
+        "Version",
+        "API",
+        "Schemes",
+        "Pool types",
+        "File",
+        "Status",
     ]);
+    let or_dash = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
     for r in rt.plugins() {
         let file = r.path.display().to_string();
         match &r.status {
-            PluginStatus::Loaded(m) => t.row(vec![
-                m.name.clone(),
-                m.kind.clone(),
-                m.version.clone(),
-                m.api_version.clone(),
-                m.schemes.join(","),
-                file,
-                "loaded".into(),
-            ]),
+            PluginStatus::Loaded(m) => {
+                let mut status = "loaded".to_string();
+                for p in &r.refused_pool_types {
+                    status.push_str(&format!("; {p}"));
+                }
+                t.row(vec![
+                    m.name.clone(),
+                    m.kinds().join(","),
+                    m.version.clone(),
+                    m.api_version.clone(),
+                    or_dash(&m.schemes),
+                    or_dash(&m.pool_types),
+                    file,
+                    status,
+                ])
+            }
             PluginStatus::Shadowed { manifest: m, by } => t.row(vec![
                 m.name.clone(),
-                m.kind.clone(),
+                m.kinds().join(","),
                 m.version.clone(),
                 m.api_version.clone(),
-                m.schemes.join(","),
+                or_dash(&m.schemes),
+                or_dash(&m.pool_types),
                 file,
                 format!("shadowed by {}", by.display()),
             ]),
             PluginStatus::Refused(e) => t.row(vec![
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),

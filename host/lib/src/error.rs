@@ -26,6 +26,16 @@ pub enum Error {
         /// The directories searched, colon-separated.
         searched: String,
     },
+    /// No plugin serves a storage pool type.
+    #[error(
+        "no installed plugin serves storage pool type '{pool_type}' (searched {searched}); run `rvirt plugin list` to see the plugins found, the pool types they serve and why any was refused"
+    )]
+    NoStorageBackend {
+        /// The pool type asked for.
+        pool_type: String,
+        /// The directories searched, colon-separated.
+        searched: String,
+    },
     /// The connection URI does not parse.
     #[error(transparent)]
     Uri(#[from] crate::uri::UriError),
@@ -50,6 +60,9 @@ impl Error {
         match self {
             Error::Driver { code, .. } => *code,
             Error::NoPlugin { .. } => ErrorCode::NoConnect as i32,
+            // libvirt's answer for a pool type without a backend ("missing backend for
+            // pool type").
+            Error::NoStorageBackend { .. } => ErrorCode::InternalError as i32,
             Error::Uri(_) => ErrorCode::InvalidArg as i32,
             Error::ReadOnly(_) => ErrorCode::OperationDenied as i32,
             Error::PluginPanic { .. } => ErrorCode::InternalError as i32,
@@ -60,6 +73,7 @@ impl Error {
     pub fn domain(&self) -> i32 {
         match self {
             Error::Driver { domain, .. } => *domain,
+            Error::NoStorageBackend { .. } => ErrorDomain::Storage as i32,
             _ => ErrorDomain::None as i32,
         }
     }

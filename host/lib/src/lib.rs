@@ -30,6 +30,7 @@ mod connection;
 mod error;
 pub mod plugin;
 pub mod remote;
+pub mod secrets;
 pub mod storage;
 mod storage_api;
 pub mod storage_bind;
@@ -38,8 +39,10 @@ pub mod uri;
 
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
-pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus};
-pub use storage::{PoolEvent, PoolId, PoolInfo, VolumeId, VolumeInfo};
+pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
+pub use storage::{
+    PoolEvent, PoolId, PoolInfo, PoolRefresh, StorageBackend, VolumeId, VolumeInfo, VolumeStream,
+};
 pub use storage_api::{StoragePool, StorageService, StorageVol};
 pub use types::{DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo};
 pub use uri::ConnectUri;
@@ -61,9 +64,11 @@ pub fn lib_version() -> u64 {
     v.major * 1_000_000 + v.minor * 1_000 + v.patch
 }
 
-/// The plugins of one search path, and the entry point that opens connections.
+/// The plugins of one search path, and the entry point that opens connections and
+/// storage backends.
 pub struct Runtime {
     registry: Arc<plugin::Registry>,
+    system_root: PathBuf,
     backends: Arc<storage_bind::Backends>,
 }
 
@@ -75,11 +80,41 @@ impl Runtime {
 
     /// Scans the given directories, in order.
     pub fn with_search_path(dirs: Vec<PathBuf>) -> Self {
+        let system_root = std::env::var_os(SYSTEM_ROOT_ENV)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("/"));
         let registry = Arc::new(plugin::Registry::scan(dirs));
+        let backends = Arc::new(storage_bind::Backends::new(Some(Arc::new(
+            storage_bind::PluginBackends::new(registry.clone(), system_root.clone()),
+        ))));
         Self {
             registry,
-            backends: Arc::new(storage_bind::Backends::new(None)),
+            system_root,
+            backends,
         }
+    }
+
+    /// Sets the directory system paths live under, which plugins learn through the host
+    /// services they are opened with (default: `RVIRT_SYSTEM_ROOT` when it is absolute,
+    /// else `/`).
+    pub fn with_system_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.system_root = root.into();
+        let plugins =
+            storage_bind::PluginBackends::new(self.registry.clone(), self.system_root.clone());
+        self.backends = Arc::new(self.backends.with_plugins(Arc::new(plugins)));
+        self
+    }
+
+    /// The directory system paths live under.
+    pub fn system_root(&self) -> &std::path::Path {
+        &self.system_root
+    }
+
+    /// Opens the storage backend serving `pool_type` (`dir`, `logical`, ...): the first
+    /// plugin along the search path whose storage facet lists it.
+    pub fn storage_backend(&self, pool_type: &str) -> Result<StorageBackend> {
+        self.registry.storage_backend(pool_type, &self.system_root)
     }
 
     /// The process-wide runtime, discovered on first use.
@@ -107,7 +142,8 @@ impl Runtime {
             return Ok(Connection::new(remote.clone(), remote, read_only));
         }
         let backend = self.registry.open(&parsed.driver, uri, read_only)?;
-        let storage = storage_api::LocalStorage::new(&parsed, self.pool_backends());
+        let storage =
+            storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
         Ok(Connection::new(backend, Arc::new(storage), read_only))
     }
 
@@ -129,14 +165,14 @@ impl Runtime {
     /// use and shared by every connection of the process to the same root.
     pub fn storage_pools(&self, uri: &str) -> Result<Arc<storage::Pools>> {
         let parsed = ConnectUri::parse(uri)?;
-        let root =
-            storage_bind::root_for(&parsed, |k| std::env::var(k).ok())?.ok_or_else(|| {
-                Error::driver(
-                    rvirt_plugin_api::ErrorCode::NoSupport,
-                    rvirt_plugin_api::ErrorDomain::Storage,
-                    format!("'{uri}' has no storage pools"),
-                )
-            })?;
+        let root = storage_bind::root_for(&parsed, &self.system_root, |k| std::env::var(k).ok())?
+            .ok_or_else(|| {
+            Error::driver(
+                rvirt_plugin_api::ErrorCode::NoSupport,
+                rvirt_plugin_api::ErrorDomain::Storage,
+                format!("'{uri}' has no storage pools"),
+            )
+        })?;
         storage_bind::pools_for(&root, self.pool_backends())
     }
 }

@@ -1,14 +1,17 @@
 //! Plugin discovery and loading, and the [`Backend`] that drives a loaded plugin.
 //!
-//! Architecture invariant: this is the only module of the host that touches ABI types;
-//! everything it hands out is a plain host type (`types.rs`).
+//! Architecture invariant: this module and its storage counterpart (`storage.rs`, the
+//! handle of a plugin's storage backend) are the only modules of the host that touch ABI
+//! types; everything they hand out is a plain host type.
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result,
     backend::{Backend, EventCallback},
+    storage::StorageBackend,
 };
 use rvirt_plugin_api::{
-    self as api, DriverConnectionBox, EventSink, EventSink_TO, PResult, PluginError, PluginMod_Ref,
+    self as api, DriverConnectionBox, EventSink, EventSink_TO, HostServices_TO, PResult,
+    PluginError, PluginMod_Ref, StorageFacet_Ref,
     abi_stable::{
         library::{LibraryError, lib_header_from_path},
         sabi_trait::TD_Opaque,
@@ -92,16 +95,56 @@ pub enum LoadError {
 pub struct PluginManifest {
     /// Plugin name.
     pub name: String,
-    /// Kind (`hypervisor`, ...).
+    /// Kind (`hypervisor`, ...), as the plugin declares it; see [`PluginManifest::kinds`]
+    /// for what it serves.
     pub kind: String,
     /// URI schemes served.
     pub schemes: Vec<String>,
+    /// Storage pool types served through the storage facet (plugin API 1.3 and later;
+    /// empty for a plugin without the facet).
+    pub pool_types: Vec<String>,
     /// The plugin's version.
     pub version: String,
     /// The plugin API version it was built against.
     pub api_version: String,
     /// One line about it.
     pub description: String,
+}
+
+impl PluginManifest {
+    /// What the plugin serves: `hypervisor` when it has URI schemes, `storage` when it
+    /// has pool types.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k = Vec::new();
+        if !self.schemes.is_empty() {
+            k.push("hypervisor");
+        }
+        if !self.pool_types.is_empty() {
+            k.push("storage");
+        }
+        k
+    }
+}
+
+/// A storage pool type a plugin claims but does not serve, because a plugin earlier in
+/// the search path serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTypeRefusal {
+    /// The pool type.
+    pub pool_type: String,
+    /// The file of the plugin that serves it.
+    pub served_by: PathBuf,
+}
+
+impl std::fmt::Display for PoolTypeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pool type '{}' refused: '{}' earlier in the search path serves it",
+            self.pool_type,
+            self.served_by.display()
+        )
+    }
 }
 
 /// What happened to one file found in the search path.
@@ -127,11 +170,15 @@ pub struct PluginRecord {
     pub path: PathBuf,
     /// The outcome.
     pub status: PluginStatus,
+    /// Pool types the plugin claims that an earlier plugin serves (first in the search
+    /// path wins).
+    pub refused_pool_types: Vec<PoolTypeRefusal>,
 }
 
-struct LoadedPlugin {
-    manifest: PluginManifest,
+pub(crate) struct LoadedPlugin {
+    pub(crate) manifest: PluginManifest,
     module: PluginMod_Ref,
+    storage: Option<StorageFacet_Ref>,
 }
 
 /// Libraries are never unloaded (abi_stable keeps `'static` references into them), so a
@@ -184,6 +231,28 @@ pub struct Registry {
     search_path: Vec<PathBuf>,
     records: Vec<PluginRecord>,
     by_name: Vec<Arc<LoadedPlugin>>,
+    by_pool_type: Vec<(String, Arc<LoadedPlugin>)>,
+}
+
+/// Records `pool_types` of the plugin in `path` in `taken` (pool type → file serving it),
+/// answering the ones an earlier plugin took: the first plugin in the search path wins.
+fn claim_pool_types(
+    taken: &mut Vec<(String, PathBuf)>,
+    path: &Path,
+    pool_types: &[String],
+) -> Vec<PoolTypeRefusal> {
+    let mut refused = Vec::new();
+    for t in pool_types {
+        match taken.iter().find(|(p, _)| p == t) {
+            Some((_, first)) if first != path => refused.push(PoolTypeRefusal {
+                pool_type: t.clone(),
+                served_by: first.clone(),
+            }),
+            Some(_) => {}
+            None => taken.push((t.clone(), path.to_path_buf())),
+        }
+    }
+    refused
 }
 
 impl Registry {
@@ -191,6 +260,8 @@ impl Registry {
     pub fn scan(search_path: Vec<PathBuf>) -> Self {
         let mut records = Vec::new();
         let mut by_name: Vec<(PathBuf, Arc<LoadedPlugin>)> = Vec::new();
+        let mut taken: Vec<(String, PathBuf)> = Vec::new();
+        let mut by_pool_type: Vec<(String, Arc<LoadedPlugin>)> = Vec::new();
         for dir in &search_path {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -201,6 +272,7 @@ impl Registry {
                 .collect();
             files.sort();
             for path in files {
+                let mut refused_pool_types = Vec::new();
                 let status = match load_file(&path) {
                     Ok(p) => match by_name
                         .iter()
@@ -212,6 +284,20 @@ impl Registry {
                         },
                         None => {
                             by_name.push((path.clone(), p.clone()));
+                            refused_pool_types =
+                                claim_pool_types(&mut taken, &path, &p.manifest.pool_types);
+                            for r in &refused_pool_types {
+                                tracing::warn!("plugin '{}': {r}", p.manifest.name);
+                            }
+                            by_pool_type.extend(
+                                p.manifest
+                                    .pool_types
+                                    .iter()
+                                    .filter(|t| {
+                                        !refused_pool_types.iter().any(|r| &r.pool_type == *t)
+                                    })
+                                    .map(|t| (t.clone(), p.clone())),
+                            );
                             PluginStatus::Loaded(p.manifest.clone())
                         }
                     },
@@ -220,14 +306,62 @@ impl Registry {
                         PluginStatus::Refused(e)
                     }
                 };
-                records.push(PluginRecord { path, status });
+                records.push(PluginRecord {
+                    path,
+                    status,
+                    refused_pool_types,
+                });
             }
         }
         Self {
             search_path,
             records,
             by_name: by_name.into_iter().map(|(_, p)| p).collect(),
+            by_pool_type,
         }
+    }
+
+    /// The directories searched, as one colon-separated string for messages.
+    fn searched(&self) -> String {
+        let searched: Vec<String> = self
+            .search_path
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        searched.join(":")
+    }
+
+    /// Opens the storage backend of the plugin serving `pool_type`, lending it `services`.
+    pub(crate) fn storage_backend(
+        &self,
+        pool_type: &str,
+        system_root: &Path,
+    ) -> Result<StorageBackend> {
+        let Some((_, plugin)) = self.by_pool_type.iter().find(|(t, _)| t == pool_type) else {
+            return Err(Error::NoStorageBackend {
+                pool_type: pool_type.to_string(),
+                searched: self.searched(),
+            });
+        };
+        let facet = plugin.storage.ok_or_else(|| Error::NoStorageBackend {
+            pool_type: pool_type.to_string(),
+            searched: self.searched(),
+        })?;
+        let services = HostServices_TO::from_value(
+            crate::storage::plugin::HostServicesImpl::new(&plugin.manifest.name, system_root),
+            TD_Opaque,
+        );
+        let open = facet.open();
+        let name = plugin.manifest.name.clone();
+        let inner = call(&name, "virConnectOpen", || {
+            open(RStr::from_str(pool_type), services)
+        })?;
+        Ok(StorageBackend::new(
+            &plugin.manifest.name,
+            &plugin.manifest.api_version,
+            pool_type,
+            inner,
+        ))
     }
 
     /// Every file found, with what happened to it.
@@ -252,14 +386,9 @@ impl Registry {
             .iter()
             .find(|p| p.manifest.schemes.iter().any(|s| s == scheme))
         else {
-            let searched: Vec<String> = self
-                .search_path
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
             return Err(Error::NoPlugin {
                 scheme: scheme.to_string(),
-                searched: searched.join(":"),
+                searched: self.searched(),
             });
         };
         PluginBackend::open(plugin.clone(), uri, read_only)
@@ -375,6 +504,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             1 => header
                 .ensure_layout::<api::frozen::v1_1::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            2 => header
+                .ensure_layout::<api::frozen::v1_2::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -389,9 +521,10 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
         }
         // SAFETY: the layout was just checked against the frozen copy of the plugin's
         // minor, and every later minor only appends fields to prefix types (the root
-        // module and the `DriverConnection` vtable): the current types read the fields
-        // the plugin has and their accessors report the appended ones as absent, which
-        // the trait's default methods turn into the no-support error.
+        // module, the facets and the trait objects' vtables): the current types read the
+        // fields the plugin has and their accessors report the appended ones as absent
+        // (the storage facet of a plugin older than 1.3 reads as `None`), which the
+        // traits' default methods turn into the no-support error.
         unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }
             .map_err(abi_err)?
     };
@@ -400,22 +533,61 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
         path: path.to_path_buf(),
         reason: "the manifest function panicked".into(),
     })?;
+    let storage = module.storage().flatten();
+    let pool_types = match storage {
+        None => Vec::new(),
+        Some(facet) => {
+            let api = facet.api();
+            if api.major != api::STORAGE_FACET_VERSION.major {
+                return Err(LoadError::Manifest {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "its storage facet is version {}.{}; this host serves storage facet {}.x",
+                        api.major,
+                        api.minor,
+                        api::STORAGE_FACET_VERSION.major
+                    ),
+                });
+            }
+            let list = facet.pool_types();
+            let types = catch_unwind(|| list()).map_err(|_| LoadError::Manifest {
+                path: path.to_path_buf(),
+                reason: "the storage facet's pool type list panicked".into(),
+            })?;
+            let mut v: Vec<String> = Vec::new();
+            for t in types.iter().map(|t| t.to_string()) {
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+            }
+            v
+        }
+    };
     let manifest = PluginManifest {
         name: m.name.to_string(),
         kind: m.kind.to_string(),
         schemes: m.schemes.iter().map(|s| s.to_string()).collect(),
+        pool_types,
         version: m.version.to_string(),
         api_version: m.api_version.to_string(),
         description: m.description.to_string(),
     };
-    if manifest.name.is_empty() || manifest.schemes.is_empty() {
+    if manifest.name.is_empty()
+        || (manifest.schemes.is_empty() && manifest.pool_types.is_empty())
+        || manifest.pool_types.iter().any(String::is_empty)
+    {
         return Err(LoadError::Manifest {
             path: path.to_path_buf(),
-            reason: "it names no plugin or no URI scheme".into(),
+            reason: "it names no plugin, or serves neither a URI scheme nor a storage pool type"
+                .into(),
         });
     }
     tracing::debug!(plugin = %manifest.name, path = %path.display(), api = %declared, "plugin loaded");
-    Ok(LoadedPlugin { manifest, module })
+    Ok(LoadedPlugin {
+        manifest,
+        module,
+        storage,
+    })
 }
 
 /// Delivers a plugin's events to the connection's subscribers.
@@ -506,7 +678,11 @@ impl PluginBackend {
 }
 
 /// Calls into a plugin, catching a panic that reaches the host side.
-fn call<T>(plugin: &str, operation: &'static str, f: impl FnOnce() -> PResult<T>) -> Result<T> {
+pub(crate) fn call<T>(
+    plugin: &str,
+    operation: &'static str,
+    f: impl FnOnce() -> PResult<T>,
+) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(RResult::ROk(v)) => Ok(v),
         Ok(RResult::RErr(e)) => Err(from_plugin_error(e)),
@@ -715,5 +891,39 @@ impl Backend for PluginBackend {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_plugin_to_claim_a_pool_type_serves_it() {
+        let mut taken = Vec::new();
+        let a = Path::new("/p/liba.so");
+        let b = Path::new("/q/libb.so");
+        let types = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(claim_pool_types(&mut taken, a, &types(&["dir", "fs"])).is_empty());
+        let refused = claim_pool_types(&mut taken, b, &types(&["fs", "logical"]));
+        assert_eq!(
+            refused,
+            vec![PoolTypeRefusal {
+                pool_type: "fs".into(),
+                served_by: a.to_path_buf(),
+            }]
+        );
+        assert_eq!(
+            refused[0].to_string(),
+            "pool type 'fs' refused: '/p/liba.so' earlier in the search path serves it"
+        );
+        assert_eq!(
+            taken,
+            vec![
+                ("dir".to_string(), a.to_path_buf()),
+                ("fs".to_string(), a.to_path_buf()),
+                ("logical".to_string(), b.to_path_buf()),
+            ]
+        );
     }
 }

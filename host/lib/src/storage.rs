@@ -11,6 +11,10 @@
 //! the backend calls of an operation on that pool, so a long volume operation in one pool
 //! blocks neither the others nor the listing of pools.
 
+pub mod plugin;
+
+pub use plugin::{StorageBackend, VolumeStream};
+
 use crate::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_xml::{FormatOptions, StoragePool, StorageVolume};

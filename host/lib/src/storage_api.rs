@@ -89,8 +89,12 @@ pub(crate) struct LocalStorage {
 impl LocalStorage {
     /// The storage of a local connection to `uri`; a URI without storage, or whose root
     /// cannot be found, answers every call with no-support naming why.
-    pub(crate) fn new(uri: &crate::ConnectUri, backends: Arc<dyn BackendResolver>) -> Self {
-        let binding = match storage_bind::root_for(uri, |k| std::env::var(k).ok()) {
+    pub(crate) fn new(
+        uri: &crate::ConnectUri,
+        system_root: &std::path::Path,
+        backends: Arc<dyn BackendResolver>,
+    ) -> Self {
+        let binding = match storage_bind::root_for(uri, system_root, |k| std::env::var(k).ok()) {
             Ok(Some(root)) => Ok(root),
             Ok(None) => Err(format!(
                 "the '{}' driver has no storage pools (use qemu:///system, qemu:///session, qemu:///embed?root=DIR or test:///default)",

@@ -9,9 +9,9 @@
 use crate::storage::{BackendResolver, PoolBackend, Pools, StorageDirs};
 use crate::uri::ConnectUri;
 use crate::{Error, Result};
-use rvirt_plugin_api::{ErrorCode, ErrorDomain, SYSTEM_ROOT_ENV};
+use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,20 +49,12 @@ impl StorageRoot {
     }
 }
 
-/// A system path (`rel` relative to `/`), under `RVIRT_SYSTEM_ROOT` when that is an
-/// absolute path: the rule every plugin follows (`rvirt_sdk::util::system_path`).
-pub fn system_path(rel: &str) -> PathBuf {
-    let root = std::env::var_os(SYSTEM_ROOT_ENV)
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from("/"));
-    root.join(rel.trim_start_matches('/'))
-}
-
-/// The storage root of a local connection URI, with `env` giving the environment.
+/// The storage root of a local connection URI: `system_root` is where system paths live
+/// (the runtime's: `RVIRT_SYSTEM_ROOT` or `/`), `env` gives the environment.
 /// `Ok(None)`: the URI has no storage (the driver serves domains only).
 pub fn root_for(
     uri: &ConnectUri,
+    system_root: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<StorageRoot>> {
     let dirs =
@@ -70,8 +62,8 @@ pub fn root_for(
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     Ok(match (uri.driver.as_str(), uri.path.as_str()) {
         ("qemu", "/system") => dirs(
-            system_path("etc/rvirt/storage"),
-            system_path("run/rvirt/storage"),
+            system_root.join("etc/rvirt/storage"),
+            system_root.join("run/rvirt/storage"),
         ),
         ("qemu", "/session") => {
             let config = nonempty("XDG_CONFIG_HOME")
@@ -113,6 +105,38 @@ pub fn no_backend(pool_type: &str) -> Error {
     )
 }
 
+/// The storage plugins of a runtime's registry, each pool type's backend opened once.
+pub struct PluginBackends {
+    registry: Arc<crate::plugin::Registry>,
+    system_root: PathBuf,
+    opened: Mutex<HashMap<String, Arc<dyn PoolBackend>>>,
+}
+
+impl PluginBackends {
+    pub(crate) fn new(registry: Arc<crate::plugin::Registry>, system_root: PathBuf) -> Self {
+        PluginBackends {
+            registry,
+            system_root,
+            opened: Mutex::default(),
+        }
+    }
+}
+
+impl BackendResolver for PluginBackends {
+    fn backend(&self, pool_type: &str) -> Result<Arc<dyn PoolBackend>> {
+        if let Some(b) = lock(&self.opened).get(pool_type) {
+            return Ok(Arc::clone(b));
+        }
+        let b: Arc<dyn PoolBackend> = Arc::new(
+            self.registry
+                .storage_backend(pool_type, &self.system_root)?,
+        );
+        Ok(Arc::clone(
+            lock(&self.opened).entry(pool_type.to_string()).or_insert(b),
+        ))
+    }
+}
+
 /// A runtime's pool backends: the ones an embedder added in-process first, then the
 /// storage plugins.
 pub struct Backends {
@@ -126,6 +150,15 @@ impl Backends {
         Backends {
             local: RwLock::default(),
             plugins,
+        }
+    }
+
+    /// The same in-process backends, with `plugins` behind them.
+    pub fn with_plugins(&self, plugins: Arc<dyn BackendResolver>) -> Self {
+        let local = self.local.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Backends {
+            local: RwLock::new(local),
+            plugins: Some(plugins),
         }
     }
 
@@ -191,7 +224,11 @@ mod tests {
     }
 
     fn root(uri: &str, vars: &[(&str, &str)]) -> Result<Option<StorageRoot>> {
-        root_for(&ConnectUri::parse(uri).unwrap(), env(vars))
+        root_for(
+            &ConnectUri::parse(uri).unwrap(),
+            Path::new("/sys-root"),
+            env(vars),
+        )
     }
 
     fn dirs(c: &str, s: &str) -> Option<StorageRoot> {
@@ -236,12 +273,10 @@ mod tests {
             Some(StorageRoot::Memory("test:///default".into()))
         );
         assert_eq!(root("test:///tmp/node.xml", &[]).unwrap(), None);
-        let sys = root("qemu:///system", &[]).unwrap().unwrap();
-        let StorageRoot::Dirs(k) = sys else {
-            panic!("system is on disk")
-        };
-        assert!(k.config.ends_with("etc/rvirt/storage"), "{k:?}");
-        assert!(k.state.ends_with("run/rvirt/storage"), "{k:?}");
+        assert_eq!(
+            root("qemu:///system", &[]).unwrap(),
+            dirs("/sys-root/etc/rvirt/storage", "/sys-root/run/rvirt/storage")
+        );
     }
 
     #[test]

@@ -1,9 +1,6 @@
 //! API 1.2, frozen. 1.2 appended `domain_xml_to_native` to the 1.1 connection vtable;
 //! every other type of the closure is 1.0's, reused from [`super::v1_0`]. Nothing here
 //! refers to a type outside `frozen/` (abi_stable and std types excepted).
-//!
-//! 1.2 is the current minor: this copy is what the host checks a 1.2 plugin against once
-//! a later minor exists.
 
 pub use super::v1_0::{
     DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, Manifest, NodeInfo, PResult,

@@ -5,8 +5,12 @@
 //! in the process. `test:///ABSOLUTE/PATH.xml` loads a node description in libvirt's
 //! test-driver format (a `<node>` holding `<domain>`, `<network>`, `<pool>` and `<cpu>` /
 //! `<memory>` facts) into a state private to that connection.
+//!
+//! Its storage facet serves pool type `mock` (see [`storage`]): an in-memory backend for
+//! the host's storage tests.
 
 mod node;
+pub mod storage;
 
 use node::{Node, SharedNode};
 use rvirt_sdk::{
@@ -30,6 +34,7 @@ rvirt_sdk::export_plugin! {
         description: "in-memory test hypervisor, compatible with libvirt's test:// driver",
     },
     open: open,
+    storage: { pool_types: &[storage::POOL_TYPE], open: storage::open },
 }
 
 fn default_node() -> SharedNode {

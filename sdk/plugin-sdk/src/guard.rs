@@ -90,7 +90,7 @@ macro_rules! guarded {
 crate::abi::driver_connection_methods!(guarded);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::abi::{
         DriverConnectionBox,
@@ -103,7 +103,7 @@ mod tests {
     /// The method names of a `#[sabi_trait]` object's vtable, read from its abi_stable
     /// layout: the prefix type `VTable` reachable from the object (through fields and
     /// phantom fields), without abi_stable's own `_sabi_*` entries.
-    fn vtable_methods(object: &'static TypeLayout) -> Vec<&'static str> {
+    pub(crate) fn vtable_methods(object: &'static TypeLayout) -> Vec<&'static str> {
         let mut queue = std::collections::VecDeque::from([object]);
         while let Some(l) = queue.pop_front() {
             match l.data() {

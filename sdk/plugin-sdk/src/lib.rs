@@ -17,18 +17,34 @@
 //! }
 //! ```
 //!
-//! The macro wraps every method of the connection in [`Guarded`], so a panic in the plugin
-//! reaches the host as a `VIR_ERR_INTERNAL_ERROR` instead of aborting the process.
+//! A plugin serving storage pool types adds the storage facet (since plugin API 1.3); a
+//! storage-only plugin leaves out `open`, and its hypervisor entry answers that it serves
+//! storage pool types, not hypervisor connections:
+//!
+//! ```ignore
+//! rvirt_sdk::export_plugin! {
+//!     manifest: rvirt_sdk::PluginInfo { name: "dir", kind: "storage", schemes: &[], .. },
+//!     storage: { pool_types: &["dir"], open: open_backend },
+//!     // fn(&str, HostServicesBox) -> Result<impl StorageBackend, PluginError>
+//! }
+//! ```
+//!
+//! The macro wraps every method of the connection in [`Guarded`], and every operation of a
+//! storage backend in [`GuardedBackend`] (streams are boxed with [`stream_box`], which
+//! wraps them in [`GuardedStream`]), so a panic in the plugin reaches the host as a
+//! `VIR_ERR_INTERNAL_ERROR` instead of aborting the process.
 //!
 //! Architecture invariant: the SDK never changes the ABI; it only builds on
 //! `rvirt-plugin-api`, which it re-exports as [`abi`].
 
 pub mod filter;
 mod guard;
+mod storage_guard;
 pub mod util;
 
 pub use guard::{Guarded, guard, panic_message};
 pub use rvirt_plugin_api as abi;
+pub use storage_guard::{GuardedBackend, GuardedStream, not_a_hypervisor, stream_box};
 
 use abi::{
     EventSinkBox, Manifest, PResult, PluginError,
@@ -103,13 +119,145 @@ where
     })
 }
 
+/// Runs a plugin's storage `open` function under a panic guard, for one of the pool
+/// types the plugin declared, and boxes the backend in [`GuardedBackend`].
+pub fn open_storage_guarded<B, F>(
+    info: &PluginInfo,
+    pool_types: &[&str],
+    pool_type: RStr<'_>,
+    host: abi::HostServicesBox,
+    open: F,
+) -> PResult<abi::StorageBackendBox>
+where
+    B: abi::StorageBackend + 'static,
+    F: FnOnce(&str, abi::HostServicesBox) -> Result<B, PluginError>,
+{
+    let name = info.name;
+    guard(name, "virConnectOpen", move || {
+        let pool_type = pool_type.as_str();
+        if !pool_types.contains(&pool_type) {
+            return RResult::RErr(PluginError::new(
+                abi::ErrorCode::NoSupport,
+                abi::ErrorDomain::Storage,
+                format!(
+                    "plugin '{name}' does not serve storage pool type '{pool_type}' (it serves [{}])",
+                    pool_types.join(", ")
+                ),
+            ));
+        }
+        match open(pool_type, host) {
+            Ok(b) => RResult::ROk(abi::StorageBackend_TO::from_value(
+                GuardedBackend::new(name, pool_type, b),
+                TD_Opaque,
+            )),
+            Err(e) => RResult::RErr(e),
+        }
+    })
+}
+
+/// The connection type of a plugin that serves no hypervisor connections: it has no
+/// values, so its `open` can only answer an error.
+#[derive(Debug)]
+pub enum NoConnection {}
+
+macro_rules! no_connection {
+    (
+        api_1_0 {
+            $( $(#[$battr:meta])* fn $bm:ident(&self $(, $ba:ident : $bt:ty)* $(,)?) -> $br:ty = $bapi:literal; )*
+        }
+        appended {
+            $( $(#[$aattr:meta])* fn $am:ident(&self $(, $aa:ident : $at:ty)* $(,)?) -> $ar:ty = $aapi:literal; )*
+        }
+    ) => {
+        impl abi::DriverConnection for NoConnection {
+            $( fn $bm(&self $(, $ba: $bt)*) -> $br { let _ = ($($ba,)*); match *self {} } )*
+            $( fn $am(&self $(, $aa: $at)*) -> $ar { let _ = ($($aa,)*); match *self {} } )*
+        }
+    };
+}
+
+use abi::{DomainInfo, DomainRef, NodeInfo, StateReason, Uuid};
+abi::driver_connection_methods!(no_connection);
+
+/// The pool types of a storage facet, for the ABI.
+pub fn pool_type_list(pool_types: &[&str]) -> RVec<RString> {
+    pool_types.iter().map(|s| RString::from(*s)).collect()
+}
+
 /// Exports a plugin: the abi_stable root module and the `rvirt_plugin_api_version` symbol.
 ///
 /// `manifest` is a [`PluginInfo`] expression; `open` a function
-/// `fn(&str, bool, EventSinkBox) -> Result<impl DriverConnection, PluginError>`.
+/// `fn(&str, bool, EventSinkBox) -> Result<impl DriverConnection, PluginError>`. The
+/// optional `storage: { pool_types: &["dir"], open: f }` adds the storage facet, with
+/// `f: fn(&str, HostServicesBox) -> Result<impl StorageBackend, PluginError>`; a plugin
+/// serving storage only leaves out the hypervisor `open`.
 #[macro_export]
 macro_rules! export_plugin {
+    (
+        manifest: $info:expr,
+        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+    ) => {
+        fn __rvirt_not_a_hypervisor(
+            _uri: &str,
+            _read_only: bool,
+            _events: $crate::abi::EventSinkBox,
+        ) -> ::std::result::Result<$crate::NoConnection, $crate::abi::PluginError> {
+            ::std::result::Result::Err($crate::not_a_hypervisor(
+                __RVIRT_PLUGIN_INFO.name,
+                $pool_types,
+            ))
+        }
+
+        $crate::export_plugin! {
+            @root $info,
+            __rvirt_not_a_hypervisor,
+            { pool_types: $pool_types, open: $sopen }
+        }
+    };
+    (
+        manifest: $info:expr,
+        open: $open:path,
+        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+    ) => {
+        $crate::export_plugin! { @root $info, $open, { pool_types: $pool_types, open: $sopen } }
+    };
     (manifest: $info:expr, open: $open:path $(,)?) => {
+        $crate::export_plugin! { @root $info, $open, {} }
+    };
+    (@storage) => {
+        ::std::option::Option::None
+    };
+    (@storage pool_types: $pool_types:expr, open: $sopen:path) => {{
+        const __RVIRT_POOL_TYPES: &[&str] = $pool_types;
+
+        extern "C" fn __rvirt_pool_types()
+        -> ::abi_stable::std_types::RVec<::abi_stable::std_types::RString> {
+            $crate::pool_type_list(__RVIRT_POOL_TYPES)
+        }
+
+        extern "C" fn __rvirt_storage_open(
+            pool_type: ::abi_stable::std_types::RStr<'_>,
+            host: $crate::abi::HostServicesBox,
+        ) -> $crate::abi::PResult<$crate::abi::StorageBackendBox> {
+            $crate::open_storage_guarded(
+                &__RVIRT_PLUGIN_INFO,
+                __RVIRT_POOL_TYPES,
+                pool_type,
+                host,
+                $sopen,
+            )
+        }
+
+        ::std::option::Option::Some(
+            $crate::abi::StorageFacet {
+                api: $crate::abi::STORAGE_FACET_VERSION,
+                pool_types: __rvirt_pool_types,
+                open: __rvirt_storage_open,
+            }
+            .leak_into_prefix(),
+        )
+    }};
+    (@root $info:expr, $open:path, { $($storage:tt)* }) => {
         const __RVIRT_PLUGIN_INFO: $crate::PluginInfo = $info;
 
         #[::abi_stable::export_root_module]
@@ -118,6 +266,7 @@ macro_rules! export_plugin {
             $crate::abi::PluginMod {
                 manifest: __rvirt_manifest,
                 open: __rvirt_open,
+                storage: $crate::export_plugin!(@storage $($storage)*),
             }
             .leak_into_prefix()
         }

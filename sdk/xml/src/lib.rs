@@ -16,6 +16,7 @@ pub mod error;
 pub mod network;
 pub mod normalize;
 pub mod pool;
+pub mod secret;
 pub mod tables;
 pub mod tree;
 pub mod util;
@@ -30,6 +31,7 @@ pub use domain::{Domain, ParseOptions};
 pub use error::XmlError;
 pub use network::Network;
 pub use pool::StoragePool;
+pub use secret::Secret;
 pub use tree::{Element, Node};
 pub use volume::{StorageVolume, VolumeParseOptions};
 

@@ -178,10 +178,31 @@ impl StoragePool {
             .and_then(|m| m.text_ref())
     }
 
+    /// `<target><permissions><owner>` (numeric uid; absent or `-1` is `None`).
+    pub fn target_owner(&self) -> Option<u32> {
+        perm_id(self.root.child("target"), "owner")
+    }
+
+    /// `<target><permissions><group>` (numeric gid; absent or `-1` is `None`).
+    pub fn target_group(&self) -> Option<u32> {
+        perm_id(self.root.child("target"), "group")
+    }
+
     /// Formats like libvirt.
     pub fn to_xml(&self, _opts: &FormatOptions) -> String {
         self.root.to_xml_string()
     }
+}
+
+/// A numeric id under `<permissions>` of `parent`.
+pub(crate) fn perm_id(parent: Option<&Element>, id: &str) -> Option<u32> {
+    parent?
+        .child("permissions")?
+        .child(id)?
+        .text()
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -198,6 +219,16 @@ mod tests {
         // capacity is runtime data: a definition always says 0
         assert_eq!(p.capacity_bytes(), 0);
         assert_eq!(p.target_path(), Some("/x"));
+        assert_eq!((p.target_owner(), p.target_group()), (None, None));
+        let perm = StoragePool::parse(
+            "<pool type='dir'><name>p</name><target><path>/x</path><permissions><mode>0750</mode><owner>107</owner><group>-1</group></permissions></target></pool>",
+        )
+        .expect("parse");
+        assert_eq!(perm.target_mode(), Some("0750"));
+        assert_eq!(
+            (perm.target_owner(), perm.target_group()),
+            (Some(107), None)
+        );
         let mut p = p;
         p.set_sizes(10, 4, 6);
         assert_eq!(

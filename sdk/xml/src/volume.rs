@@ -146,6 +146,43 @@ impl StorageVolume {
             .and_then(|c| parse_u64(&c.text()))
     }
 
+    /// `<target><permissions><mode>` as a number (the text is octal).
+    pub fn target_mode(&self) -> Option<u32> {
+        let t = self
+            .root
+            .child("target")?
+            .child("permissions")?
+            .child("mode")?
+            .text();
+        u32::from_str_radix(t.trim(), 8).ok()
+    }
+
+    /// `<target><permissions><owner>` (numeric uid; absent or `-1` is `None`).
+    pub fn target_owner(&self) -> Option<u32> {
+        crate::pool::perm_id(self.root.child("target"), "owner")
+    }
+
+    /// `<target><permissions><group>` (numeric gid; absent or `-1` is `None`).
+    pub fn target_group(&self) -> Option<u32> {
+        crate::pool::perm_id(self.root.child("target"), "group")
+    }
+
+    /// `<target><compat>` (qcow2's compatibility level) when present.
+    pub fn target_compat(&self) -> Option<&str> {
+        self.root
+            .child("target")
+            .and_then(|t| t.child("compat"))
+            .and_then(|c| c.text_ref())
+    }
+
+    /// Whether `<target><features>` lists `name` (e.g. `lazy_refcounts`).
+    pub fn has_target_feature(&self, name: &str) -> bool {
+        self.root
+            .child("target")
+            .and_then(|t| t.child("features"))
+            .is_some_and(|f| f.child(name).is_some())
+    }
+
     /// Formats like libvirt.
     pub fn to_xml(&self, _opts: &FormatOptions) -> String {
         self.root.to_xml_string()
@@ -179,6 +216,22 @@ mod tests {
         assert_eq!(v.target_path(), Some("/p/v.img"));
         assert_eq!(v.format_type(), Some("raw"));
         assert_eq!(v.backing_store(), Some((Some("/b"), Some("raw"))));
+        assert_eq!(
+            (v.target_mode(), v.target_owner(), v.target_compat()),
+            (None, None, None)
+        );
+        let q = StorageVolume::parse(
+            "<volume><name>q</name><capacity>1</capacity><target><format type='qcow2'/><permissions><mode>0640</mode><owner>0</owner><group>-1</group></permissions><features><lazy_refcounts/></features></target></volume>",
+            Some(&pool),
+        )
+        .expect("parse");
+        assert_eq!(
+            (q.target_mode(), q.target_owner(), q.target_group()),
+            (Some(0o640), Some(0), None)
+        );
+        assert_eq!(q.target_compat(), Some("1.1"));
+        assert!(q.has_target_feature("lazy_refcounts"));
+        assert!(!q.has_target_feature("extended_l2"));
         let mut v = v;
         v.set_key("/p/v.img");
         v.set_sizes(20, 5);

@@ -4,6 +4,9 @@
 //! They need `cargo build --workspace` first (the test driver's `.so`); a missing plugin is
 //! a failure, never a skip.
 
+mod pools;
+mod storage;
+
 use rvirt_host::{DomainState, PluginStatus, Runtime};
 use std::{
     path::{Path, PathBuf},
