@@ -1115,7 +1115,14 @@ impl Pools {
         let opts = rvirt_xml::volume::VolumeParseOptions {
             allow_missing_capacity: from.is_some(),
         };
-        let vol = StorageVolume::parse_with(xml, Some(&pool_def), &opts)
+        // The key and path of a new volume are the pool's to choose, as in libvirt (which
+        // overwrites them): virsh's vol-clone sends the source volume's XML, renamed.
+        let mut tree = rvirt_xml::Element::parse(xml).map_err(|e| xml_err("storage volume", e))?;
+        tree.remove_children(|e| e.name() == "key");
+        if let Some(t) = tree.child_mut("target") {
+            t.remove_children(|e| e.name() == "path");
+        }
+        let vol = StorageVolume::from_element_with(tree, Some(&pool_def), &opts)
             .map_err(|e| xml_err("storage volume", e))?;
         let name = vol.name().to_string();
         if live.volumes.contains_key(&name) {

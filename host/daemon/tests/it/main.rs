@@ -10,6 +10,7 @@ mod python;
 mod qemu;
 mod remote_driver;
 mod security;
+mod storage;
 mod virsh;
 
 use std::path::{Path, PathBuf};
