@@ -8,6 +8,7 @@ use std::{
 };
 
 use rvirt_tests::profile_dir;
+use serde_json::json;
 
 fn rvirt_bin() -> PathBuf {
     rvirt_tests::built("rvirt")
@@ -331,4 +332,110 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Storage through the CLI on an embed root: the storage-dir plugin serves the `dir`
+/// pool, definitions live under the root, and every process sees the same pools.
+#[test]
+fn storage_commands_on_an_embed_root_with_json() {
+    assert!(
+        profile_dir().join("librvirt_storage_dir.so").is_file(),
+        "the storage-dir plugin is missing: run `cargo build --workspace` first"
+    );
+    let dir = tmpdir("storage");
+    let uri = format!("qemu:///embed?root={}", dir.display());
+    let target = dir.join("pool");
+    let t = target.to_str().unwrap();
+    let c = |args: &[&str]| {
+        let mut all = vec!["-c", uri.as_str()];
+        all.extend_from_slice(args);
+        ok(&all)
+    };
+    assert!(c(&["pool-define-as", "p", "dir", "--target", t]).contains("Pool p defined"));
+    assert!(
+        dir.join("etc/storage/p.xml").is_file(),
+        "definition under the root"
+    );
+    c(&["pool-build", "p"]);
+    c(&["pool-start", "p"]);
+    c(&["pool-autostart", "p"]);
+    let pools: serde_json::Value =
+        serde_json::from_str(&c(&["--json", "pool-list", "--all"])).unwrap();
+    let p = &pools.as_array().unwrap()[0];
+    assert_eq!(
+        (&p["name"], &p["state"], &p["autostart"], &p["persistent"]),
+        (&json!("p"), &json!("running"), &json!(true), &json!(true)),
+        "{pools}"
+    );
+    assert!(p["capacity"].as_u64().unwrap() > 0);
+    let table = c(&["pool-list", "--details"]);
+    assert_eq!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "Name",
+            "State",
+            "Autostart",
+            "Persistent",
+            "Capacity",
+            "Allocation",
+            "Available"
+        ]
+    );
+
+    assert!(
+        c(&["vol-create-as", "p", "a.qcow2", "1G", "--format", "qcow2"])
+            .contains("Vol a.qcow2 created")
+    );
+    c(&["vol-create-as", "p", "b.raw", "1M"]);
+    let vols: serde_json::Value = serde_json::from_str(&c(&["--json", "vol-list", "p"])).unwrap();
+    let names: Vec<&str> = vols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.qcow2", "b.raw"]);
+    assert_eq!(vols[0]["path"], json!(format!("{t}/a.qcow2")));
+    let info: serde_json::Value =
+        serde_json::from_str(&c(&["--json", "vol-info", "--pool", "p", "a.qcow2"])).unwrap();
+    assert_eq!(
+        (&info["capacity"], &info["type"]),
+        (&json!(1u64 << 30), &json!("file"))
+    );
+    // by path, without --pool
+    let text = c(&["vol-info", &format!("{t}/b.raw")]);
+    assert!(text.contains("Capacity:       1.00 MiB"), "{text}");
+    c(&["vol-resize", "--pool", "p", "b.raw", "2M"]);
+    let info: serde_json::Value =
+        serde_json::from_str(&c(&["--json", "vol-info", "--pool", "p", "b.raw"])).unwrap();
+    assert_eq!(info["capacity"], json!(2u64 << 20));
+    assert_eq!(
+        c(&["vol-path", "--pool", "p", "b.raw"]).trim(),
+        format!("{t}/b.raw")
+    );
+    let pinfo: serde_json::Value = serde_json::from_str(&c(&["--json", "pool-info", "p"])).unwrap();
+    assert_eq!(pinfo["state"], json!("running"));
+
+    let e = fails(&["-c", &uri, "vol-create-as", "p", "../x", "1M"]);
+    assert!(
+        e.contains("'../x'") && e.contains("cannot contain '/'"),
+        "{e}"
+    );
+    let e = fails(&["-c", &uri, "-r", "vol-delete", "--pool", "p", "b.raw"]);
+    assert!(e.contains("read only"), "{e}");
+
+    for v in ["a.qcow2", "b.raw"] {
+        c(&["vol-delete", "--pool", "p", v]);
+    }
+    c(&["pool-destroy", "p"]);
+    c(&["pool-delete", "p"]);
+    c(&["pool-undefine", "p"]);
+    assert_eq!(c(&["--json", "pool-list", "--all"]).trim(), "[]");
+    assert!(!target.exists());
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -471,6 +471,41 @@ mod tests {
     }
 
     #[test]
+    fn pool_registrations_and_frames() {
+        use rvirt_wire::remote::{StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg};
+        let mut ev = Events::default();
+        let p = uuid::Uuid::from_bytes([4; 16]);
+        let lc = ev.add_pool(POOL_EVENT_LIFECYCLE, None);
+        let rf = ev.add_pool(POOL_EVENT_REFRESH, Some(*p.as_bytes()));
+        let other = ev.add_pool(POOL_EVENT_LIFECYCLE, Some([8; 16]));
+        let event = |event| PoolEvent {
+            name: "p".into(),
+            uuid: p,
+            event,
+        };
+        let frames = ev.pool_frames_for(&event(Some(2)));
+        assert_eq!(
+            frames.len(),
+            1,
+            "only the unfiltered lifecycle registration"
+        );
+        assert_eq!(&frames[0][12..16], 370i32.to_be_bytes());
+        let body: StoragePoolEventLifecycleMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(
+            (body.callback_id, body.event, body.pool.name.as_str()),
+            (lc, 2, "p")
+        );
+        let frames = ev.pool_frames_for(&event(None));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(&frames[0][12..16], 373i32.to_be_bytes());
+        let body: StoragePoolEventRefreshMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(body.callback_id, rf);
+        assert!(ev.remove_pool(other) && !ev.remove_pool(other));
+        assert!(ev.remove_pool(lc) && ev.remove_pool(rf));
+        assert!(ev.pool_frames_for(&event(Some(0))).is_empty());
+    }
+
+    #[test]
     fn keepalive_bytes() {
         let ping = keepalive_frame(protocol::KEEPALIVE_PING);
         assert_eq!(ping.len(), 28);

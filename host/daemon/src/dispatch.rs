@@ -758,6 +758,13 @@ mod tests {
         let e = unsupported(999);
         assert_eq!(e.code, error_code::NO_SUPPORT);
         assert!(e.message.unwrap().contains("999"));
+        let e = unsupported_named(P::StorageVolUpload);
+        assert_eq!(e.code, error_code::NO_SUPPORT);
+        assert!(
+            e.message
+                .unwrap()
+                .contains("StorageVolUpload (procedure 208)")
+        );
         assert!(list_max(-1).is_err() && list_max(16385).is_err());
         assert_eq!(list_max(5).unwrap(), 5);
         assert!(check_event_id(0).is_ok());

@@ -970,6 +970,90 @@ mod tests {
     }
 
     #[test]
+    fn storage_calls_and_pool_events() {
+        use crate::storage_api::StorageService;
+        use rvirt_wire::protocol::NonnullStoragePool;
+        let (client, server) = UnixStream::pair().unwrap();
+        let pool = NonnullStoragePool {
+            name: "p".into(),
+            uuid: [3; 16],
+        };
+        let next = std::sync::atomic::AtomicI32::new(10);
+        let _daemon = fake_daemon(server, move |h, payload| {
+            let message = |procedure: RemoteProcedure| {
+                Header::message(
+                    protocol::REMOTE_PROGRAM,
+                    protocol::REMOTE_VERSION,
+                    procedure.number(),
+                )
+            };
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::StoragePoolLookupByName) => {
+                    let a: NameArgs = rvirt_wire::xdr::from_bytes(payload).unwrap();
+                    assert_eq!(a.name, "p");
+                    ok(h, &StoragePoolRet { pool: pool.clone() })
+                }
+                Some(RemoteProcedure::ConnectStoragePoolEventRegisterAny) => ok(
+                    h,
+                    &CallbackIdRet {
+                        callback_id: next.fetch_add(1, Ordering::Relaxed),
+                    },
+                ),
+                // a stale registration's event, then lifecycle (10) and refresh (11)
+                Some(RemoteProcedure::StoragePoolRefresh) => {
+                    let mut out = Vec::new();
+                    for callback_id in [99, 10] {
+                        let msg = StoragePoolEventLifecycleMsg {
+                            callback_id,
+                            pool: pool.clone(),
+                            event: 2,
+                            detail: 0,
+                        };
+                        out.extend(
+                            frame::encode(
+                                &message(RemoteProcedure::StoragePoolEventLifecycle),
+                                &msg,
+                            )
+                            .unwrap(),
+                        );
+                    }
+                    let msg = StoragePoolEventRefreshMsg {
+                        callback_id: 11,
+                        pool: pool.clone(),
+                    };
+                    out.extend(
+                        frame::encode(&message(RemoteProcedure::StoragePoolEventRefresh), &msg)
+                            .unwrap(),
+                    );
+                    out.extend(ok(h, &()).unwrap());
+                    Some(out)
+                }
+                _ => ok(h, &()),
+            }
+        });
+        let backend = RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        backend
+            .subscribe_pool_events(Arc::new(move |e: &crate::PoolEvent| {
+                let _ = lock(&tx).send((e.name.clone(), e.event));
+            }))
+            .unwrap();
+        let id = backend.pool_by_name("p").unwrap();
+        assert_eq!(id.uuid, uuid::Uuid::from_bytes([3; 16]));
+        backend.refresh_pool(&id, 0).unwrap();
+        let got: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(got, [("p".to_string(), Some(2)), ("p".to_string(), None)]);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the stale registration's event is dropped"
+        );
+    }
+
+    #[test]
     fn unsupported_transport() {
         let uri = ConnectUri::parse("qemu+ssh://host/system").unwrap();
         let Err(err) = open(&uri, false) else {

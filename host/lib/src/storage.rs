@@ -487,9 +487,28 @@ impl Pools {
                 }
             }
         }
+        // Autostart runs once per root and host boot, as libvirt's storage driver does
+        // (an `autostarted` marker in the volatile state directory): a later process
+        // opening the root leaves the pools a user stopped stopped.
+        let marker = dirs.state.join("autostarted");
+        let first = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+        {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => {
+                tracing::warn!(
+                    "not autostarting storage pools: cannot create {}: {e}",
+                    marker.display()
+                );
+                false
+            }
+        };
         let autostart: Vec<String> = map
             .iter()
-            .filter(|(_, o)| o.autostart && o.live.is_none())
+            .filter(|(_, o)| first && o.autostart && o.live.is_none())
             .map(|(n, _)| n.clone())
             .collect();
         *lock(&self.pools) = map

@@ -567,3 +567,77 @@ impl StorageVol {
         self.s().volume_path(&self.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::tests::MemBackend;
+    use crate::{Error, Runtime};
+    use std::sync::Arc;
+
+    fn runtime() -> Runtime {
+        let rt = Runtime::with_search_path(vec![rvirt_tests::profile_dir()]);
+        rt.add_pool_backend("dir", Arc::new(MemBackend::default()));
+        rt
+    }
+
+    #[test]
+    fn a_local_connection_drives_its_roots_pools() {
+        let rt = runtime();
+        let conn = rt.open("test:///default", false).unwrap();
+        let p = conn
+            .storage_pool_define_xml(
+                "<pool type='dir'><name>emb</name><target><path>/t/emb</path></target></pool>",
+                0,
+            )
+            .unwrap();
+        p.build(0).unwrap();
+        p.create(0).unwrap();
+        let v = p
+            .create_vol_xml(
+                "<volume><name>v</name><capacity unit='bytes'>512</capacity></volume>",
+                0,
+            )
+            .unwrap();
+        assert_eq!(v.get_info().unwrap().capacity, 512);
+        assert_eq!(conn.lookup_storage_vol_by_key(v.key()).unwrap().name(), "v");
+        assert_eq!(v.pool().unwrap().name(), "emb");
+        // another connection of the process sees the same in-memory root
+        let other = rt.open("test:///default", true).unwrap();
+        let seen = other.lookup_storage_pool_by_name("emb").unwrap();
+        assert!(seen.is_active().unwrap());
+        assert_eq!(seen.list_all_volumes(0).unwrap().len(), 1);
+        assert!(seen.list_all_volumes(1).is_err(), "no flags yet");
+        // ... read-only: queries only
+        for e in [
+            seen.destroy().unwrap_err(),
+            other.storage_pool_define_xml("<pool/>", 0).unwrap_err(),
+            other
+                .lookup_storage_vol_by_key(v.key())
+                .unwrap()
+                .delete(0)
+                .unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::ReadOnly(_)), "{e}");
+            assert_eq!(e.code(), 29);
+        }
+        v.delete(0).unwrap();
+        p.destroy().unwrap();
+        p.undefine().unwrap();
+    }
+
+    #[test]
+    fn roots_are_shared_per_process_and_uris_without_storage_say_so() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("qemu:///embed?root={}", dir.path().display());
+        let a = rt.storage_pools(&uri).unwrap();
+        let b = Runtime::with_search_path(vec![])
+            .storage_pools(&uri)
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one Pools per root per process");
+        assert!(dir.path().join("etc/storage/autostart").is_dir());
+        assert!(dir.path().join("run/storage").is_dir());
+        let e = rt.storage_pools("test:///tmp/node.xml").unwrap_err();
+        assert!(e.is_no_support(), "{e}");
+    }
+}

@@ -218,13 +218,25 @@ fn virsh_manages_a_dir_pool_through_rvirtd_and_a_restart_keeps_it() {
     let list = ok(&uri, &["pool-list", "--all"]);
     assert_eq!(
         rows(&list),
-        [["p1", "active", "no"], ["p2", "active", "yes"]],
-        "after a restart: {list}"
+        [["p1", "active", "no"], ["p2", "inactive", "yes"]],
+        "after a restart, active stays active; autostart ran at this boot already: {list}"
     );
     assert_eq!(
         names(&ok(&uri, &["vol-list", "p1"])),
         ["a.raw", "b.qcow2", "c.qcow2"]
     );
+    // a host reboot empties the volatile state (run/): the autostart pool starts, the
+    // other one is inactive
+    assert!(d.stop());
+    std::fs::remove_dir_all(root.join("run/rvirt/storage")).unwrap();
+    d.restart();
+    let list = ok(&uri, &["pool-list", "--all"]);
+    assert_eq!(
+        rows(&list),
+        [["p1", "inactive", "no"], ["p2", "active", "yes"]],
+        "after a reboot: {list}"
+    );
+    ok(&uri, &["pool-start", "p1"]);
 
     // tear down
     for v in ["a.raw", "b.qcow2", "c.qcow2"] {

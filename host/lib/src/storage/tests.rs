@@ -377,6 +377,13 @@ fn active_pools_stay_active_across_a_restart_and_autostart_runs() {
     }
     // the target of 'gone' vanished while no process ran
     lock(&mem.targets).remove("/t/gone");
+    // autostart runs once per boot: a second process of the same boot does not run it
+    assert!(
+        !setup(Some(dirs(root.path())), &mem)
+            .is_active("auto")
+            .unwrap()
+    );
+    std::fs::remove_file(root.path().join("run/storage/autostarted")).unwrap();
     let pools = setup(Some(dirs(root.path())), &mem);
     assert!(
         pools.is_active("on").unwrap(),
