@@ -62,6 +62,15 @@ pub trait PoolBackend: Send + Sync {
     fn wipe_volume(&self, pool: &str, vol: &str, algorithm: u32, flags: u32) -> Result<()>;
     /// The volume's XML as it is now.
     fn refresh_volume(&self, pool: &str, vol: &str) -> Result<String>;
+    /// `virConnectFindStoragePoolSources`: the sources found from a `<source>` spec, as a
+    /// `<sources>` document. Backends that cannot discover answer no-support.
+    fn find_pool_sources(&self, spec: &str, _flags: u32) -> Result<String> {
+        let _ = spec;
+        Err(storage_err(
+            ErrorCode::NoSupport as i32,
+            "this function is not supported by the connection driver: virConnectFindStoragePoolSources",
+        ))
+    }
 }
 
 /// Finds the backend serving a pool type (the plugin registry, or a test's table).

@@ -135,10 +135,10 @@ impl StorageService for LocalStorage {
     fn create_pool_xml(&self, xml: &str, flags: u32) -> Result<PoolId> {
         self.pools()?.create_xml(xml, flags)
     }
-    fn find_pool_sources(&self, pool_type: &str, _: Option<&str>, _: u32) -> Result<String> {
-        Err(no_support(format!(
-            "virConnectFindStoragePoolSources (the '{pool_type}' backend cannot discover sources)"
-        )))
+    fn find_pool_sources(&self, pool_type: &str, spec: Option<&str>, flags: u32) -> Result<String> {
+        self.backends
+            .backend(pool_type)?
+            .find_pool_sources(spec.unwrap_or(""), flags)
     }
     fn pool_capabilities(&self, _flags: u32) -> Result<String> {
         Err(no_support("virConnectGetStoragePoolCapabilities".into()))

@@ -179,6 +179,12 @@ fn virsh_manages_a_dir_pool_through_rvirtd_and_a_restart_keeps_it() {
         "{e}"
     );
 
+    // what is not served says so, naming the procedure
+    let e = fails(&uri, &["find-storage-pool-sources", "dir"]);
+    assert!(e.contains("ConnectFindStoragePoolSources"), "{e}");
+    let e = fails(&uri, &["pool-capabilities"]);
+    assert!(e.contains("ConnectGetStoragePoolCapabilities"), "{e}");
+
     // the lifecycle events so far: virsh prints them when its --timeout ends the loop
     let deadline = Instant::now() + Duration::from_secs(20);
     while events.try_wait().unwrap().is_none() {

@@ -391,6 +391,9 @@ impl api::HostServices for HostServicesImpl {
 
 /// A plugin's backend serves the host's storage subsystem directly.
 impl super::PoolBackend for StorageBackend {
+    fn find_pool_sources(&self, spec: &str, flags: u32) -> Result<String> {
+        StorageBackend::find_pool_sources(self, spec, flags)
+    }
     fn check_pool(&self, pool: &str) -> Result<bool> {
         StorageBackend::check_pool(self, pool)
     }
