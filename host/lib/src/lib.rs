@@ -28,6 +28,7 @@
 pub mod backend;
 mod connection;
 mod error;
+mod files;
 pub mod plugin;
 pub mod remote;
 pub mod secrets;

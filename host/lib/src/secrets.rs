@@ -12,7 +12,6 @@ use base64::Engine as _;
 use rvirt_plugin_api::ErrorCode;
 use rvirt_xml::{FormatOptions, Secret};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -111,20 +110,6 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     )
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err("create a temporary file in", dir, e))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| io_err("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("rename into", path, e.error))?;
-    Ok(())
-}
-
 fn id_of(def: &Secret) -> SecretId {
     SecretId {
         uuid: def.uuid(),
@@ -135,17 +120,6 @@ fn id_of(def: &Secret) -> SecretId {
 
 fn no_secret(what: String) -> Error {
     err(NO_SECRET, format!("secret not found: {what}"))
-}
-
-fn check_flags(op: &str, flags: u32, allowed: u32) -> Result<()> {
-    let unknown = flags & !allowed;
-    if unknown == 0 {
-        return Ok(());
-    }
-    Err(err(
-        ErrorCode::InvalidArg as i32,
-        format!("invalid argument: unsupported flags (0x{unknown:x}) in function {op}"),
-    ))
 }
 
 impl Secrets {
@@ -223,7 +197,7 @@ impl Secrets {
     /// value is kept).
     pub fn define(&self, xml: &str, flags: u32) -> Result<SecretId> {
         // VIR_SECRET_DEFINE_VALIDATE
-        check_flags("virSecretDefineXML", flags, 1)?;
+        crate::files::check_flags(FROM_SECRET, "virSecretDefineXML", flags, 1)?;
         let mut def = Secret::parse(xml).map_err(|e| {
             err(
                 ErrorCode::XmlError as i32,
@@ -265,7 +239,11 @@ impl Secrets {
         if !def.ephemeral()
             && let Some(p) = self.file(id.uuid, "xml")
         {
-            write_private(&p, def.to_xml(&FormatOptions::default()).as_bytes())?;
+            crate::files::write_private(
+                &p,
+                def.to_xml(&FormatOptions::default()).as_bytes(),
+                FROM_SECRET,
+            )?;
         }
         let value = entries.remove(&id.uuid).and_then(|e| e.value);
         entries.insert(id.uuid, Entry { def, value });
@@ -290,7 +268,7 @@ impl Secrets {
 
     /// Secrets matching `VIR_CONNECT_LIST_SECRETS_*` flags.
     pub fn list(&self, flags: u32) -> Result<Vec<SecretId>> {
-        check_flags("virConnectListAllSecrets", flags, 15)?;
+        crate::files::check_flags(FROM_SECRET, "virConnectListAllSecrets", flags, 15)?;
         let pair = |a: u32, b: u32, x: bool| {
             let (fa, fb) = (flags & a != 0, flags & b != 0);
             !(fa || fb) || (fa && x) || (fb && !x)
@@ -329,7 +307,7 @@ impl Secrets {
 
     /// `virSecretGetXMLDesc` (never contains the value).
     pub fn xml(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
-        check_flags("virSecretGetXMLDesc", flags, 0)?;
+        crate::files::check_flags(FROM_SECRET, "virSecretGetXMLDesc", flags, 0)?;
         lock(&self.entries)
             .get(&uuid)
             .map(|e| e.def.to_xml(&FormatOptions::default()))
@@ -338,7 +316,7 @@ impl Secrets {
 
     /// `virSecretSetValue`.
     pub fn set_value(&self, uuid: uuid::Uuid, value: &[u8], flags: u32) -> Result<()> {
-        check_flags("virSecretSetValue", flags, 0)?;
+        crate::files::check_flags(FROM_SECRET, "virSecretSetValue", flags, 0)?;
         if value.len() > VALUE_MAX {
             return Err(err(
                 ErrorCode::InvalidArg as i32,
@@ -356,7 +334,7 @@ impl Secrets {
             && let Some(p) = self.file(uuid, "base64")
         {
             let text = base64::engine::general_purpose::STANDARD.encode(value);
-            write_private(&p, text.as_bytes())?;
+            crate::files::write_private(&p, text.as_bytes(), FROM_SECRET)?;
         }
         e.value = Some(value.to_vec());
         let id = id_of(&e.def);
@@ -367,7 +345,7 @@ impl Secrets {
 
     /// `virSecretGetValue` for a client: refused for private secrets.
     pub fn value(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<u8>> {
-        check_flags("virSecretGetValue", flags, 0)?;
+        crate::files::check_flags(FROM_SECRET, "virSecretGetValue", flags, 0)?;
         let entries = lock(&self.entries);
         let e = entries
             .get(&uuid)

@@ -19,7 +19,6 @@ use crate::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_xml::{FormatOptions, StoragePool, StorageVolume};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -367,22 +366,6 @@ fn fmt_opts() -> FormatOptions {
     }
 }
 
-/// Writes `data` to `path` atomically and owner-only: a temporary file (created 0600) in the
-/// same directory, fsync, rename.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err("create a temporary file in", dir, e))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| io_err("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("rename into", path, e.error))?;
-    Ok(())
-}
-
 /// Pool names become file names: no separators, no dot-dot, nothing empty.
 fn check_pool_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".." {
@@ -676,7 +659,12 @@ impl Pools {
     /// `virStoragePoolGetXMLDesc` (`VIR_STORAGE_XML_INACTIVE` = 1: the definition that
     /// applies at the next start).
     pub fn xml(&self, name: &str, flags: u32) -> Result<String> {
-        check_flags("virStoragePoolGetXMLDesc", flags, XML_INACTIVE)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStoragePoolGetXMLDesc",
+            flags,
+            XML_INACTIVE,
+        )?;
         let s = self.slot(name)?;
         let o = s.view();
         if flags & XML_INACTIVE != 0 {
@@ -768,11 +756,20 @@ impl Pools {
     /// `virStoragePoolDefineXML`.
     pub fn define(&self, xml: &str, flags: u32) -> Result<PoolId> {
         // VIR_STORAGE_POOL_DEFINE_VALIDATE: the schema check always happens
-        check_flags("virStoragePoolDefineXML", flags, 1)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStoragePoolDefineXML",
+            flags,
+            1,
+        )?;
         let def = self.parse_new(xml)?;
         let name = def.name().to_string();
         if let Some(p) = self.config_file(&name) {
-            write_private(&p, def.to_xml(&fmt_opts()).as_bytes())?;
+            crate::files::write_private(
+                &p,
+                def.to_xml(&fmt_opts()).as_bytes(),
+                ErrorDomain::Storage as i32,
+            )?;
         }
         let id = PoolId {
             name: name.clone(),
@@ -807,7 +804,12 @@ impl Pools {
 
     /// `virStoragePoolCreateXML`: a transient pool, started.
     pub fn create_xml(&self, xml: &str, flags: u32) -> Result<PoolId> {
-        check_flags("virStoragePoolCreateXML", flags, CREATE_WITH_BUILD)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStoragePoolCreateXML",
+            flags,
+            CREATE_WITH_BUILD,
+        )?;
         let def = self.parse_new(xml)?;
         let name = def.name().to_string();
         let slot = PoolSlot::new(PoolObj {
@@ -920,7 +922,8 @@ impl Pools {
             }
         };
         if let Some(p) = self.state_file(&name)
-            && let Err(e) = write_private(&p, xml.as_bytes())
+            && let Err(e) =
+                crate::files::write_private(&p, xml.as_bytes(), ErrorDomain::Storage as i32)
         {
             let _ = b.stop_pool(&xml);
             return Err(e);
@@ -931,7 +934,12 @@ impl Pools {
 
     /// `virStoragePoolCreate`: starts a defined pool.
     pub fn create(&self, name: &str, flags: u32) -> Result<()> {
-        check_flags("virStoragePoolCreate", flags, CREATE_WITH_BUILD)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStoragePoolCreate",
+            flags,
+            CREATE_WITH_BUILD,
+        )?;
         let s = self.slot(name)?;
         let mut o = s.edit();
         self.start_locked(&mut o, flags)?;
@@ -999,7 +1007,12 @@ impl Pools {
 
     /// `virStoragePoolRefresh`.
     pub fn refresh(&self, name: &str, flags: u32) -> Result<()> {
-        check_flags("virStoragePoolRefresh", flags, 0)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStoragePoolRefresh",
+            flags,
+            0,
+        )?;
         let s = self.slot(name)?;
         let mut o = s.edit();
         if o.live.is_none() {
@@ -1119,7 +1132,12 @@ impl Pools {
     ) -> Result<VolumeId> {
         // PREALLOC_METADATA = 1, REFLINK = 2 (passed to the backend, which refuses what
         // it cannot do)
-        check_flags("virStorageVolCreateXML", flags, 1 | 2)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStorageVolCreateXML",
+            flags,
+            1 | 2,
+        )?;
         let src = match from {
             Some((sp, sv)) if sp != pool => {
                 let s = self.slot(sp)?;
@@ -1184,7 +1202,12 @@ impl Pools {
     /// `virStorageVolDelete`.
     pub fn delete_volume(&self, pool: &str, name: &str, flags: u32) -> Result<()> {
         // ZEROED = 1, WITH_SNAPSHOTS = 2
-        check_flags("virStorageVolDelete", flags, 1 | 2)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStorageVolDelete",
+            flags,
+            1 | 2,
+        )?;
         self.with_volume(pool, name, |b, pool_xml, live, vol| {
             b.delete_volume(pool_xml, &vol.to_xml(&fmt_opts()), flags)?;
             live.volumes.remove(name);
@@ -1195,7 +1218,12 @@ impl Pools {
     /// `virStorageVolResize`.
     pub fn resize_volume(&self, pool: &str, name: &str, capacity: u64, flags: u32) -> Result<()> {
         // ALLOCATE = 1, DELTA = 2, SHRINK = 4
-        check_flags("virStorageVolResize", flags, 1 | 2 | 4)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStorageVolResize",
+            flags,
+            1 | 2 | 4,
+        )?;
         self.with_volume(pool, name, |b, pool_xml, live, vol| {
             let xml = vol.to_xml(&fmt_opts());
             b.resize_volume(pool_xml, &xml, capacity, flags)?;
@@ -1205,7 +1233,12 @@ impl Pools {
 
     /// `virStorageVolWipePattern` (`virStorageVolWipe` is algorithm 0).
     pub fn wipe_volume(&self, pool: &str, name: &str, algorithm: u32, flags: u32) -> Result<()> {
-        check_flags("virStorageVolWipePattern", flags, 0)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStorageVolWipePattern",
+            flags,
+            0,
+        )?;
         self.with_volume(pool, name, |b, pool_xml, live, vol| {
             let xml = vol.to_xml(&fmt_opts());
             b.wipe_volume(pool_xml, &xml, algorithm, flags)?;
@@ -1240,7 +1273,12 @@ impl Pools {
 
     /// `virStorageVolGetXMLDesc`: refreshed from the backend.
     pub fn volume_xml(&self, pool: &str, name: &str, flags: u32) -> Result<String> {
-        check_flags("virStorageVolGetXMLDesc", flags, 0)?;
+        crate::files::check_flags(
+            ErrorDomain::Storage as i32,
+            "virStorageVolGetXMLDesc",
+            flags,
+            0,
+        )?;
         self.with_volume(pool, name, |b, pool_xml, live, vol| {
             Self::reread(b, pool_xml, live, &vol.to_xml(&fmt_opts()))?;
             Ok(live.volumes[name].to_xml(&fmt_opts()))
@@ -1285,17 +1323,6 @@ fn live_of(def: &StoragePool, r: PoolRefresh) -> Result<Live> {
         available: r.available,
         volumes,
     })
-}
-
-fn check_flags(op: &str, flags: u32, allowed: u32) -> Result<()> {
-    let unknown = flags & !allowed;
-    if unknown == 0 {
-        return Ok(());
-    }
-    Err(storage_err(
-        ErrorCode::InvalidArg as i32,
-        format!("invalid argument: unsupported flags (0x{unknown:x}) in function {op}"),
-    ))
 }
 
 #[cfg(test)]
