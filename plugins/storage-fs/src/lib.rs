@@ -263,9 +263,9 @@ pub fn start_pool(pool: &StoragePool) -> Result<()> {
     let st = State::read(pool)?;
     let obj = pool_object(pool);
     let target = validate(pool)?;
+    let src = source::require(pool, "starting")?;
     // a file, a missing target: the dir backend's clear errors
     rvirt_storage_dir::start_pool(&dir_view(pool)?)?;
-    let src = source::require(pool, "starting")?;
     if st.ours().is_some() {
         return Err(Error::OperationInvalid {
             object: obj,
