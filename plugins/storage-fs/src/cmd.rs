@@ -30,7 +30,7 @@ pub enum CommandError {
         command: String,
         /// How it ended.
         status: String,
-        /// What it wrote to stderr (trimmed).
+        /// What it wrote to stderr (or stdout when stderr is empty), on one line.
         stderr: String,
     },
 }
@@ -81,10 +81,20 @@ pub(crate) fn run<S: AsRef<OsStr>>(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// One line: the non-empty lines of `text`, trimmed, joined with `; `.
+fn one_line(text: &[u8]) -> String {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub(crate) fn failed(command: String, out: &Output) -> CommandError {
-    let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let mut stderr = one_line(&out.stderr);
     if stderr.is_empty() {
-        stderr = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        stderr = one_line(&out.stdout);
     }
     CommandError::Failed {
         command,
@@ -99,10 +109,10 @@ mod tests {
 
     #[test]
     fn failures_keep_stderr_and_missing_tools_are_named() {
-        let e = run("sh", &["-c", "echo oops >&2; exit 3"]).expect_err("fails");
+        let e = run("sh", &["-c", "echo oops >&2; echo '  more ' >&2; exit 3"]).expect_err("fails");
         let m = e.to_string();
-        assert!(m.contains("'sh -c echo oops >&2; exit 3' failed"), "{m}");
-        assert!(m.contains("exit status: 3") && m.ends_with("oops"), "{m}");
+        assert!(m.contains("' failed (exit status: 3): "), "{m}");
+        assert!(m.ends_with(": oops; more"), "{m}");
         assert_eq!(run("sh", &["-c", "echo hi"]).expect("runs"), "hi\n");
         let e = find("rvirt-no-such-tool").expect_err("missing");
         assert_eq!(e.to_string(), "'rvirt-no-such-tool' is not installed");

@@ -376,3 +376,46 @@ fn bad_sources_and_targets_and_failing_tools_give_clear_errors() {
     let e = fs::build_pool(&p, 1).expect_err("REPAIR");
     assert!(matches!(e, Error::UnsupportedFlags { .. }), "{e}");
 }
+
+#[test]
+fn a_block_device_source_is_mounted_as_it_is_and_left_bound() {
+    if !can_run("a_block_device_source_is_mounted_as_it_is_and_left_bound") {
+        return;
+    }
+    let mut s = Scratch::new();
+    let img = s.image("disk.img", 64);
+    // the test's own loop device stands for a disk
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&img)
+        .output()
+        .expect("losetup");
+    assert!(out.status.success(), "{out:?}");
+    let disk = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let p = s.pool("disk", &disk, "ext4");
+    assert!(matches!(
+        fs::source::find(&p).expect("find"),
+        Some(fs::Source::Block { .. })
+    ));
+    fs::build_pool(&p, flags::POOL_BUILD_NO_OVERWRITE).expect("build");
+    fs::start_pool(&p).expect("start");
+    assert!(fs::check_pool(&p).expect("check"));
+    let m = mount_of(&p).expect("mounted");
+    assert_eq!(PathBuf::from(&m.source), disk);
+    create(
+        &p,
+        "<volume><name>v.qcow2</name><capacity unit='MiB'>8</capacity><target><format type='qcow2'/></target></volume>",
+    );
+    assert!(volumes(&p).contains(&("v.qcow2".to_string(), "qcow2".to_string())));
+    fs::stop_pool(&p).expect("stop");
+    assert!(!fs::check_pool(&p).expect("check"));
+    assert_eq!(
+        mounts::loops_backed_by(&std::fs::canonicalize(&img).expect("canonical"))
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect::<Vec<_>>(),
+        vec![disk],
+        "a block device the pool did not bind stays bound"
+    );
+    // the guard detaches it
+}
