@@ -93,7 +93,7 @@ pub enum Error {
         device: PathBuf,
         /// The command's failure, with its stderr.
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// `mount`, `umount`, `losetup` or `blkid` failed.
     #[error("{object}: cannot {action}")]
@@ -104,7 +104,7 @@ pub enum Error {
         action: String,
         /// The command's failure, with its stderr.
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// A system call failed.
     #[error("{object}: cannot {action} '{}'", path.display())]
@@ -165,11 +165,11 @@ mod tests {
             object: "pool 'p'".into(),
             format: "ext4".into(),
             device: "/dev/x".into(),
-            source: CommandError::Failed {
+            source: Box::new(CommandError::Failed {
                 command: "mkfs -t ext4 -F /dev/x".into(),
                 status: "exit status: 1".into(),
                 stderr: "mke2fs: no such file".into(),
-            },
+            }),
         };
         assert_eq!(e.code(), 38);
         assert_eq!(

@@ -324,7 +324,7 @@ pub fn start_pool(pool: &StoragePool) -> Result<()> {
         return Err(Error::Command {
             object: obj,
             action: format!("mount '{}' on '{}'", dev.display(), target.display()),
-            source,
+            source: Box::new(source),
         });
     }
     Ok(())
@@ -341,7 +341,7 @@ pub fn stop_pool(pool: &StoragePool) -> Result<()> {
     cmd::run("umount", &[target.as_os_str()]).map_err(|source| Error::Command {
         object: pool_object(pool),
         action: format!("unmount '{}'", target.display()),
-        source,
+        source: Box::new(source),
     })?;
     if matches!(st.source, Some(Source::File { .. })) {
         let still_mounted = read_mounts(pool)?.iter().any(|e| e.dev == m.dev);

@@ -177,7 +177,7 @@ pub fn probe(pool: &StoragePool, device: &Path) -> Result<Probed> {
     let (line, out) = cmd::output("blkid", &args).map_err(|source| Error::Command {
         object: pool_object(pool),
         action: action(),
-        source,
+        source: Box::new(source),
     })?;
     match out.status.code() {
         // nothing detected
@@ -225,7 +225,7 @@ pub fn mkfs(pool: &StoragePool, format: &str, device: &Path) -> Result<()> {
             object: pool_object(pool),
             format: format.to_string(),
             device: device.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -245,7 +245,7 @@ pub fn attach_loop(pool: &StoragePool, file: &Path, all: &[MountEntry]) -> Resul
     .map_err(|source| Error::Command {
         object: pool_object(pool),
         action: format!("bind '{}' to a loop device", file.display()),
-        source,
+        source: Box::new(source),
     })?;
     Ok((PathBuf::from(out.trim()), true))
 }
@@ -257,7 +257,7 @@ pub fn detach_loop(pool: &StoragePool, dev: &Path) -> Result<()> {
         .map_err(|source| Error::Command {
             object: pool_object(pool),
             action: format!("detach loop device '{}'", dev.display()),
-            source,
+            source: Box::new(source),
         })
 }
 

@@ -61,12 +61,20 @@ fn can_run(test: &str) -> bool {
         return false;
     }
     for t in [
-        "mkfs", "mkfs.ext4", "blkid", "losetup", "mount", "umount", "qemu-img",
+        "mkfs",
+        "mkfs.ext4",
+        "blkid",
+        "losetup",
+        "mount",
+        "umount",
+        "qemu-img",
     ] {
         if !tool(t) {
             rvirt_tests::cannot_run(
                 test,
-                &format!("'{t}' is not installed (apt-get install util-linux e2fsprogs qemu-utils)"),
+                &format!(
+                    "'{t}' is not installed (apt-get install util-linux e2fsprogs qemu-utils)"
+                ),
             );
             return false;
         }
@@ -185,7 +193,10 @@ fn fs_pools_through_the_plugin_mount_an_image_and_survive_a_restart() {
         // build again without OVERWRITE: the file system is there, refused
         let e = pools.build("fspool", 4).unwrap_err();
         assert_eq!(e.code(), 76, "VIR_ERR_STORAGE_POOL_BUILT: {e}");
-        assert!(e.to_string().contains("already formatted using 'ext4'"), "{e}");
+        assert!(
+            e.to_string().contains("already formatted using 'ext4'"),
+            "{e}"
+        );
 
         pools.create("fspool", 0).unwrap();
         assert!(is_mounted(&target), "started: mounted at the target");
