@@ -29,6 +29,13 @@ fn tool(name: &str) -> bool {
         .any(|d| d.join(name).is_file())
 }
 
+/// One test at a time: each binds loop devices, and a host has few (eight by default).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether the test can run here; says why not, loudly.
 fn can_run(test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
@@ -166,6 +173,7 @@ fn an_image_file_is_built_mounted_through_a_loop_device_and_serves_volumes() {
     if !can_run("an_image_file_is_built_mounted_through_a_loop_device_and_serves_volumes") {
         return;
     }
+    let _serial = serial();
     let mut s = Scratch::new();
     let img = s.image("ext4.img", 64);
     let p = s.pool("images", &img, "ext4");
@@ -249,6 +257,7 @@ fn build_never_overwrites_without_the_flag_and_start_refuses_another_format() {
     if !can_run("build_never_overwrites_without_the_flag_and_start_refuses_another_format") {
         return;
     }
+    let _serial = serial();
     let mut s = Scratch::new();
     let img = s.image("fs.img", 64);
     let p = s.pool("p", &img, "ext4");
@@ -312,6 +321,7 @@ fn bad_sources_and_targets_and_failing_tools_give_clear_errors() {
     if !can_run("bad_sources_and_targets_and_failing_tools_give_clear_errors") {
         return;
     }
+    let _serial = serial();
     let mut s = Scratch::new();
     // a missing device
     let gone = s.path().join("gone.img");
@@ -382,6 +392,7 @@ fn a_block_device_source_is_mounted_as_it_is_and_left_bound() {
     if !can_run("a_block_device_source_is_mounted_as_it_is_and_left_bound") {
         return;
     }
+    let _serial = serial();
     let mut s = Scratch::new();
     let img = s.image("disk.img", 64);
     // the test's own loop device stands for a disk
