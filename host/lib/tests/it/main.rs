@@ -5,6 +5,7 @@
 //! a failure, never a skip.
 
 mod pools;
+mod pools_fs;
 mod storage;
 
 use rvirt_host::{DomainState, PluginStatus, Runtime};
