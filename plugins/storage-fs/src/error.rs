@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use crate::cmd::CommandError;
 
 /// libvirt's `virErrorNumber` values this backend reports (besides those of
-/// [`rvirt_storage_dir::code`], which its volume operations report).
+/// [`rvirt_storage_files::code`], which its volume operations report).
 pub mod code {
-    pub use rvirt_storage_dir::code::*;
+    pub use rvirt_storage_files::code::*;
     /// VIR_ERR_STORAGE_PROBE_FAILED
     pub const STORAGE_PROBE_FAILED: i32 = 75;
     /// VIR_ERR_STORAGE_POOL_BUILT
@@ -20,7 +20,7 @@ pub mod code {
 pub enum Error {
     /// What the `dir` functions report (the target directory, the volumes).
     #[error(transparent)]
-    Dir(#[from] rvirt_storage_dir::Error),
+    Dir(#[from] rvirt_storage_files::Error),
     /// A field of the definition is unusable (a relative target, a source that is neither
     /// a block device nor a file).
     #[error("{object}: {field}: {reason}")]

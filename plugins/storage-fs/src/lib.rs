@@ -14,7 +14,7 @@
 //!   target, by `/proc/self/mountinfo` (device number against the source's).
 //! - **stop** unmounts the target (`umount`); **delete** removes the (empty) target.
 //! - **refresh** and every volume operation are the `dir` backend's
-//!   ([`rvirt_storage_dir`]) on the mounted target, refused while it is not mounted, so
+//!   ([`rvirt_storage_files`]) on the mounted target, refused while it is not mounted, so
 //!   nothing is ever written into the bare mount point.
 //!
 //! **Image files.** libvirt takes only block devices; here a `<device path>` that is a
@@ -33,7 +33,7 @@ pub mod source;
 
 pub use cmd::CommandError;
 pub use error::{Error, Result, code};
-pub use rvirt_storage_dir::flags;
+pub use rvirt_storage_files::flags;
 pub use source::{FORMATS, Probed, Source};
 
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ fn check_flags(function: &'static str, flags: u32, known: u32) -> Result<()> {
 
 /// Parses a pool document.
 pub fn parse_pool(xml: &str) -> Result<StoragePool> {
-    Ok(rvirt_storage_dir::parse_pool(xml)?)
+    Ok(rvirt_storage_files::parse_pool(xml)?)
 }
 
 /// Parses a volume document in its pool's context.
@@ -75,7 +75,7 @@ pub fn parse_volume(
     xml: &str,
     allow_missing_capacity: bool,
 ) -> Result<StorageVolume> {
-    Ok(rvirt_storage_dir::parse_volume(
+    Ok(rvirt_storage_files::parse_volume(
         pool,
         xml,
         allow_missing_capacity,
@@ -111,14 +111,14 @@ fn validate(pool: &StoragePool) -> Result<&Path> {
 }
 
 /// The same pool seen as a `dir` pool over its target (name, UUID, target and its
-/// permissions; no source): what [`rvirt_storage_dir`]'s functions are given.
+/// permissions; no source): what [`rvirt_storage_files`]'s functions are given.
 pub fn dir_view(pool: &StoragePool) -> Result<StoragePool> {
     validate(pool)?;
     let mut root = pool.element().clone();
     root.set_attr("type", "dir");
     root.remove_children(|c| c.name() == "source");
     StoragePool::from_element(root).map_err(|source| {
-        Error::Dir(rvirt_storage_dir::Error::Xml {
+        Error::Dir(rvirt_storage_files::Error::Xml {
             what: "pool",
             source,
         })
@@ -201,7 +201,7 @@ pub fn build_pool(pool: &StoragePool, flags: u32) -> Result<()> {
             reason: "OVERWRITE and NO_OVERWRITE are mutually exclusive".into(),
         });
     }
-    rvirt_storage_dir::build_pool(&dir_view(pool)?, 0)?;
+    rvirt_storage_files::build_pool(&dir_view(pool)?, 0)?;
     if flags == 0 {
         return Ok(());
     }
@@ -265,7 +265,7 @@ pub fn start_pool(pool: &StoragePool) -> Result<()> {
     let target = validate(pool)?;
     let src = source::require(pool, "starting")?;
     // a file, a missing target: the dir backend's clear errors
-    rvirt_storage_dir::start_pool(&dir_view(pool)?)?;
+    rvirt_storage_files::start_pool(&dir_view(pool)?)?;
     if st.ours().is_some() {
         return Err(Error::OperationInvalid {
             object: obj,
@@ -362,7 +362,7 @@ pub fn delete_pool(pool: &StoragePool, flags: u32) -> Result<()> {
             reason: "cannot delete the pool while its device is mounted".into(),
         });
     }
-    Ok(rvirt_storage_dir::delete_pool(&dir_view(pool)?, 0)?)
+    Ok(rvirt_storage_files::delete_pool(&dir_view(pool)?, 0)?)
 }
 
 /// The `dir` pool the volume operations run on: [`dir_view`], refused unless the device
@@ -382,8 +382,8 @@ pub fn volume_pool(pool: &StoragePool) -> Result<StoragePool> {
 }
 
 /// Lists the volumes and the mounted file system's figures.
-pub fn refresh_pool(pool: &StoragePool) -> Result<rvirt_storage_dir::PoolRefresh> {
-    Ok(rvirt_storage_dir::refresh_pool(&volume_pool(pool)?)?)
+pub fn refresh_pool(pool: &StoragePool) -> Result<rvirt_storage_files::PoolRefresh> {
+    Ok(rvirt_storage_files::refresh_pool(&volume_pool(pool)?)?)
 }
 
 #[cfg(test)]

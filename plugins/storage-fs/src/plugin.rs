@@ -1,6 +1,6 @@
 //! The plugin edge: the `fs` backend behind the plugin API's storage facet. The pool's
 //! life cycle is this crate's; refresh and the volume operations are the `dir` backend's
-//! plugin object ([`rvirt_storage_dir::plugin::DirBackend`], streams included), handed
+//! plugin object ([`rvirt_storage_files::plugin::DirBackend`], streams included), handed
 //! the pool seen as a `dir` pool over its mounted target ([`crate::volume_pool`]).
 
 use crate::Error;
@@ -9,7 +9,7 @@ use rvirt_sdk::abi::{
     abi_stable::std_types::{RStr, RString},
     log_level,
 };
-use rvirt_storage_dir::plugin::DirBackend;
+use rvirt_storage_files::plugin::DirBackend;
 use rvirt_xml::{FormatOptions, StoragePool};
 
 pub use crate::POOL_TYPE;
@@ -32,7 +32,7 @@ pub fn open(_pool_type: &str, host: HostServicesBox) -> Result<FsBackend, Plugin
         RStr::from_str("fs storage backend opened"),
     );
     Ok(FsBackend {
-        dir: rvirt_storage_dir::plugin::open(rvirt_storage_dir::plugin::POOL_TYPE, host)?,
+        dir: rvirt_storage_files::plugin::open(rvirt_storage_files::plugin::POOL_TYPE, host)?,
     })
 }
 

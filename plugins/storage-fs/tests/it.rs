@@ -143,7 +143,7 @@ fn probe(p: &StoragePool, img: &Path) -> Probed {
 fn create(p: &StoragePool, xml: &str) {
     let dir = fs::volume_pool(p).expect("mounted");
     let v = fs::parse_volume(p, xml, false).expect("volume xml");
-    rvirt_storage_dir::create_volume(&dir, &v, 0).expect("create volume");
+    rvirt_storage_files::create_volume(&dir, &v, 0).expect("create volume");
 }
 
 fn volumes(p: &StoragePool) -> Vec<(String, String)> {

@@ -1,4 +1,5 @@
-//! The plugin edge: the `dir` backend behind the plugin API's storage facet. Pools and
+//! The plugin edge: the `dir` backend behind the plugin API's storage facet (exported by
+//! the `rvirt-storage-dir` plugin crate; `rvirt-storage-fs` serves its volumes with it). Pools and
 //! volumes arrive as libvirt XML, are parsed here, handed to the library functions, and
 //! what they return goes back as XML; errors keep their libvirt numbers.
 
@@ -14,17 +15,6 @@ use std::io::{Read, Write};
 
 /// The pool type served.
 pub const POOL_TYPE: &str = "dir";
-
-rvirt_sdk::export_plugin! {
-    manifest: rvirt_sdk::PluginInfo {
-        name: "storage-dir",
-        kind: "storage",
-        schemes: &[],
-        version: env!("CARGO_PKG_VERSION"),
-        description: "dir storage pools: a directory of raw and qcow2 image files (qemu-img)",
-    },
-    storage: { pool_types: &[POOL_TYPE], open: open },
-}
 
 /// Opens the backend (stateless: every call carries its pool).
 pub fn open(_pool_type: &str, host: HostServicesBox) -> Result<DirBackend, PluginError> {

@@ -3,7 +3,7 @@
 //! `posix_fadvise(DONTNEED)`, or the whole page cache with `RVIRT_BENCH_DROP_CACHES=1`)
 //! and steady (median of 7 warm runs).
 //!
-//! `cargo bench -p rvirt-storage-dir --bench refresh` (`RVIRT_BENCH_DIR` chooses the
+//! `cargo bench -p rvirt-storage-files --bench refresh` (`RVIRT_BENCH_DIR` chooses the
 //! file system, default `/var/tmp`; `RVIRT_BENCH_VOLUMES` the count).
 
 use std::io::Write;
@@ -11,8 +11,8 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rvirt_storage_dir::probe::write_qcow2_header;
-use rvirt_storage_dir::{parse_pool, refresh_pool};
+use rvirt_storage_files::probe::write_qcow2_header;
+use rvirt_storage_files::{parse_pool, refresh_pool};
 
 fn populate(dir: &Path, n: usize) {
     let mut hdr = vec![0u8; 4096];

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rvirt_storage_dir::{self as dir, Error, WipeMethod, flags};
+use rvirt_storage_files::{self as dir, Error, WipeMethod, flags};
 use rvirt_xml::{StoragePool, StorageVolume};
 
 fn have_qemu_img(test: &str) -> bool {
