@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod secrets;
 mod storage;
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
