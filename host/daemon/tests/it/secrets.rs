@@ -405,3 +405,116 @@ fn the_rvirt_cli_round_trip_with_json() {
         serde_json::from_str(&run(&["--json", "secret-list"], None)).unwrap();
     assert_eq!(list, serde_json::json!([]));
 }
+
+/// virsh prints secret events: lifecycle (defined, undefined) and value-changed.
+#[test]
+fn virsh_sees_secret_events() {
+    if missing("virsh", Command::new("virsh").arg("--version")) {
+        return;
+    }
+    let d = Daemon::start();
+    let uri = system_uri(&d.socket());
+    let dir = d.root.path().to_path_buf();
+    let watch = |event: &str| {
+        Command::new("virsh")
+            .args(["-c", &uri, "secret-event", "--loop", "--timeout", "3"])
+            .args(["--event", event])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let lifecycle = watch("lifecycle");
+    let changed = watch("value-changed");
+    std::thread::sleep(Duration::from_millis(700));
+    let u = define(&uri, &write_file(&dir, "c.xml", &ceph_xml(false)));
+    ok(&uri, &["secret-set-value", &u, "--base64", &b64(VALUE)]);
+    ok(&uri, &["secret-undefine", &u]);
+    let lifecycle =
+        String::from_utf8_lossy(&lifecycle.wait_with_output().unwrap().stdout).into_owned();
+    let changed = String::from_utf8_lossy(&changed.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        lifecycle.contains(&format!("for secret {u}: Defined"))
+            && lifecycle.contains(&format!("for secret {u}: Undefined")),
+        "{lifecycle}"
+    );
+    assert!(
+        changed.contains(&format!("for secret {u}")) && !changed.contains(VALUE),
+        "{changed}"
+    );
+}
+
+/// The host's remote driver (what `rvirt -c qemu+unix://...` and embedders use) against
+/// rvirtd: secret calls and events, and the read-only refusals.
+#[test]
+fn the_remote_driver_serves_secrets_and_their_events() {
+    use rvirt_host::secrets::SecretEvent;
+    let d = Daemon::start();
+    let conn = rvirt_host::Connection::open(&system_uri(&d.socket())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let sub = conn
+        .subscribe_secret_events(move |e| {
+            let _ = tx.lock().unwrap().send((e.secret.uuid, e.event));
+        })
+        .unwrap();
+    let s = conn
+        .secret_define_xml(&volume_xml(false, false, "/r/v.img"), 0)
+        .unwrap();
+    assert_eq!((s.usage_type(), s.usage_id()), (1, "/r/v.img"));
+    s.set_value(b"\x00bytes\xff", 0).unwrap();
+    assert_eq!(s.get_value(0).unwrap(), b"\x00bytes\xff");
+    let found = conn.lookup_secret_by_usage(1, "/r/v.img").unwrap();
+    assert_eq!(found.uuid(), s.uuid());
+    assert!(found.get_xml_desc(0).unwrap().contains("/r/v.img"));
+    assert_eq!(conn.list_all_secrets(0).unwrap().len(), 1);
+
+    let ro = rvirt_host::Connection::open_read_only(&system_uri(&d.socket_ro())).unwrap();
+    let r = ro.lookup_secret_by_uuid(s.uuid()).unwrap();
+    assert_eq!(
+        r.get_value(0).unwrap_err().code(),
+        29,
+        "read-only get-value"
+    );
+    assert_eq!(r.set_value(b"x", 0).unwrap_err().code(), 29);
+    assert_eq!(
+        ro.secret_define_xml(&ceph_xml(true), 0).unwrap_err().code(),
+        29
+    );
+
+    s.undefine().unwrap();
+    assert_eq!(conn.lookup_secret_by_uuid(s.uuid()).unwrap_err().code(), 66);
+    let got: Vec<_> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (s.uuid(), SecretEvent::Defined),
+            (s.uuid(), SecretEvent::ValueChanged),
+            (s.uuid(), SecretEvent::Undefined)
+        ]
+    );
+    conn.unsubscribe_secret_events(sub).unwrap();
+}
+
+/// A local read-only connection refuses changes and values too.
+#[test]
+fn a_local_read_only_connection_refuses_values() {
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let rt = rvirt_host::Runtime::with_search_path(vec![bin_dir]);
+    let rw = rt.open("test:///default", false).unwrap();
+    let s = rw
+        .secret_define_xml(&volume_xml(true, false, "/local/ro.img"), 0)
+        .unwrap();
+    s.set_value(b"v", 0).unwrap();
+    let ro = rt.open("test:///default", true).unwrap();
+    let r = ro.lookup_secret_by_uuid(s.uuid()).unwrap();
+    assert_eq!(r.get_value(0).unwrap_err().code(), 29);
+    assert_eq!(r.undefine().unwrap_err().code(), 29);
+    assert_eq!(s.get_value(0).unwrap(), b"v");
+    s.undefine().unwrap();
+}
