@@ -53,7 +53,12 @@ pub enum SecretCommand {
     },
     /// Print a secret's value, base64-encoded
     #[command(name = "secret-get-value")]
-    GetValue { secret: String },
+    GetValue {
+        secret: String,
+        /// Print the raw value, not base64
+        #[arg(long)]
+        plain: bool,
+    },
     /// Undefine a secret
     #[command(name = "secret-undefine")]
     Undefine { secret: String },
@@ -179,11 +184,17 @@ pub fn run(conn: &Connection, cmd: SecretCommand, json: bool) -> Result<()> {
             println!("Secret value set\n");
             Ok(())
         }
-        C::GetValue { secret } => {
+        C::GetValue { secret, plain } => {
             let s = lookup(conn, &secret)?;
             let value = s
                 .get_value(0)
                 .with_context(|| format!("failed to get the value of secret {}", s.uuid()))?;
+            if plain && !json {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&value)?;
+                return Ok(out.flush()?);
+            }
             let b64 = base64::engine::general_purpose::STANDARD.encode(value);
             if json {
                 return print_json(&json!({"uuid": s.uuid(), "value_base64": b64}));

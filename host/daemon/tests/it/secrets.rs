@@ -392,6 +392,10 @@ fn the_rvirt_cli_round_trip_with_json() {
         .contains("set")
     );
     assert_eq!(run(&["secret-get-value", &uuid], None).trim(), b64(VALUE));
+    assert_eq!(run(&["secret-get-value", &uuid, "--plain"], None), VALUE);
+    let got: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "secret-get-value", &uuid], None)).unwrap();
+    assert_eq!(got["value_base64"], b64(VALUE));
     let list: serde_json::Value =
         serde_json::from_str(&run(&["--json", "secret-list"], None)).unwrap();
     assert_eq!(
