@@ -632,6 +632,43 @@ mod tests {
     }
 
     #[test]
+    fn secret_registrations_and_frames() {
+        use rvirt_host::secrets::SecretId;
+        let mut ev = Events::default();
+        let u = uuid::Uuid::from_bytes([6; 16]);
+        let lc = ev.add_secret(SECRET_EVENT_LIFECYCLE, None);
+        let vc = ev.add_secret(SECRET_EVENT_VALUE_CHANGED, Some(*u.as_bytes()));
+        let other = ev.add_secret(SECRET_EVENT_VALUE_CHANGED, Some([9; 16]));
+        let event = |event| SecretEventInfo {
+            secret: SecretId {
+                uuid: u,
+                usage_type: 2,
+                usage_id: "client.admin".into(),
+            },
+            event,
+        };
+        let frames = ev.secret_frames_for(&event(SecretEvent::Undefined));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(&frames[0][12..16], 382i32.to_be_bytes());
+        let body: SecretEventLifecycleMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(
+            (body.callback_id, body.event, body.secret.usage_id.as_str()),
+            (lc, 1, "client.admin")
+        );
+        let frames = ev.secret_frames_for(&event(SecretEvent::ValueChanged));
+        assert_eq!(frames.len(), 1, "only the registration for this secret");
+        assert_eq!(&frames[0][12..16], 383i32.to_be_bytes());
+        let body: SecretEventValueChangedMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!((body.callback_id, body.secret.uuid), (vc, [6; 16]));
+        assert!(ev.remove_secret(other) && !ev.remove_secret(other));
+        assert!(ev.remove_secret(lc) && ev.remove_secret(vc));
+        assert!(
+            ev.secret_frames_for(&event(SecretEvent::Defined))
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn keepalive_bytes() {
         let ping = keepalive_frame(protocol::KEEPALIVE_PING);
         assert_eq!(ping.len(), 28);

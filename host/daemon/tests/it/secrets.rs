@@ -522,3 +522,63 @@ fn a_local_read_only_connection_refuses_values() {
     assert_eq!(s.get_value(0).unwrap(), b"v");
     s.undefine().unwrap();
 }
+
+/// The legacy list calls check their limit; bad event ids and oversized values are
+/// refused, and no error names a value.
+#[test]
+fn raw_protocol_limits_and_refusals() {
+    use super::protocol::Raw;
+    use rvirt_wire::RemoteProcedure as P;
+    use rvirt_wire::Status;
+    use rvirt_wire::protocol::RemoteError;
+    use rvirt_wire::remote::*;
+    let d = Daemon::start();
+    let mut raw = Raw::connect(&d.socket());
+    raw.open();
+    for maxuuids in [-1, 16_385] {
+        let f = raw.call(P::ConnectListSecrets, &ConnectListSecretsArgs { maxuuids });
+        assert_eq!(f.header.status, Status::Error, "maxuuids {maxuuids}");
+    }
+    let f = raw.call(
+        P::SecretDefineXml,
+        &XmlFlagsArgs {
+            xml: volume_xml(true, false, "/raw/a.img"),
+            flags: 0,
+        },
+    );
+    assert_eq!(f.header.status, Status::Ok);
+    let secret = f.body::<SecretRet>().unwrap().secret;
+    let f = raw.call(
+        P::ConnectListSecrets,
+        &ConnectListSecretsArgs { maxuuids: 0 },
+    );
+    assert!(f.body::<ConnectListSecretsRet>().unwrap().uuids.is_empty());
+    let f = raw.call(
+        P::ConnectListSecrets,
+        &ConnectListSecretsArgs { maxuuids: 5 },
+    );
+    let uuids = f.body::<ConnectListSecretsRet>().unwrap().uuids;
+    assert_eq!(uuids, [uuid::Uuid::from_bytes(secret.uuid).to_string()]);
+    let f = raw.call(P::ConnectNumOfSecrets, &());
+    assert_eq!(f.body::<NumRet>().unwrap().num, 1);
+
+    let f = raw.call(
+        P::ConnectSecretEventRegisterAny,
+        &ConnectSecretEventRegisterAnyArgs {
+            event_id: 2,
+            secret: None,
+        },
+    );
+    assert_eq!(f.header.status, Status::Error);
+
+    // one byte over REMOTE_SECRET_VALUE_MAX: refused while decoding, the value unnamed
+    let big = SecretSetValueArgs {
+        secret,
+        value: VALUE.as_bytes().repeat(65_536 / VALUE.len() + 1)[..65_537].to_vec(),
+        flags: 0,
+    };
+    let f = raw.call(P::SecretSetValue, &big);
+    let e = f.body::<RemoteError>().unwrap();
+    let msg = format!("{e:?}");
+    assert!(!msg.contains(&VALUE[..8]), "{msg}");
+}
