@@ -4,6 +4,7 @@
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
 mod console;
+mod secrets;
 mod storage;
 mod table;
 
@@ -140,6 +141,8 @@ enum Command {
     },
     #[command(flatten)]
     Storage(storage::StorageCommand),
+    #[command(flatten)]
+    Secret(secrets::SecretCommand),
     /// Plugins
     Plugin {
         #[command(subcommand)]
@@ -436,6 +439,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
+        Command::Secret(cmd) => secrets::run(&conn, cmd, json),
         Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
     }
 }

@@ -6,13 +6,15 @@
 //! client.
 
 use crate::outbox::Outbox;
-use rvirt_host::{Connection, DomainEvent, PoolEvent};
+use rvirt_host::secrets::SecretEvent;
+use rvirt_host::{Connection, DomainEvent, PoolEvent, SecretEventInfo};
 use rvirt_wire::protocol::{
-    self, NonnullDomain, NonnullStoragePool, REMOTE_PROGRAM, REMOTE_VERSION, event_id,
+    self, NonnullDomain, NonnullSecret, NonnullStoragePool, REMOTE_PROGRAM, REMOTE_VERSION,
+    event_id,
 };
 use rvirt_wire::remote::{
-    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, StoragePoolEventLifecycleMsg,
-    StoragePoolEventRefreshMsg,
+    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, SecretEventLifecycleMsg,
+    SecretEventValueChangedMsg, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg,
 };
 use rvirt_wire::{Header, RemoteProcedure, frame};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,7 @@ struct State {
     read_only: bool,
     subscription: Option<u64>,
     pool_subscription: Option<u64>,
+    secret_subscription: Option<u64>,
 }
 
 impl std::fmt::Debug for State {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for State {
             .field("read_only", &self.read_only)
             .field("subscription", &self.subscription)
             .field("pool_subscription", &self.pool_subscription)
+            .field("secret_subscription", &self.secret_subscription)
             .finish()
     }
 }
@@ -89,6 +93,21 @@ pub const POOL_EVENT_LIFECYCLE: i32 = 0;
 /// `VIR_STORAGE_POOL_EVENT_ID_REFRESH`.
 pub const POOL_EVENT_REFRESH: i32 = 1;
 
+/// `VIR_SECRET_EVENT_ID_LIFECYCLE`.
+pub const SECRET_EVENT_LIFECYCLE: i32 = 0;
+/// `VIR_SECRET_EVENT_ID_VALUE_CHANGED`.
+pub const SECRET_EVENT_VALUE_CHANGED: i32 = 1;
+
+/// A registered secret event callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretCallback {
+    pub id: i32,
+    /// [`SECRET_EVENT_LIFECYCLE`] or [`SECRET_EVENT_VALUE_CHANGED`].
+    pub event_id: i32,
+    /// Only events of this secret (by uuid), if set.
+    pub secret: Option<[u8; 16]>,
+}
+
 /// A registered storage pool event callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolCallback {
@@ -105,6 +124,7 @@ pub struct Events {
     next_id: i32,
     callbacks: Vec<Callback>,
     pool_callbacks: Vec<PoolCallback>,
+    secret_callbacks: Vec<SecretCallback>,
 }
 
 impl Events {
@@ -153,6 +173,79 @@ impl Events {
         let before = self.pool_callbacks.len();
         self.pool_callbacks.retain(|c| c.id != id);
         before != self.pool_callbacks.len()
+    }
+
+    /// Adds a secret event registration; returns its callback id.
+    pub fn add_secret(&mut self, event_id: i32, secret: Option<[u8; 16]>) -> i32 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.secret_callbacks.push(SecretCallback {
+            id,
+            event_id,
+            secret,
+        });
+        id
+    }
+
+    /// Removes a secret event registration; false if it did not exist.
+    pub fn remove_secret(&mut self, id: i32) -> bool {
+        let before = self.secret_callbacks.len();
+        self.secret_callbacks.retain(|c| c.id != id);
+        before != self.secret_callbacks.len()
+    }
+
+    /// The frames to push for one secret event (lifecycle or value changed; never the
+    /// value itself).
+    pub fn secret_frames_for(&self, event: &SecretEventInfo) -> Vec<Vec<u8>> {
+        let uuid = *event.secret.uuid.as_bytes();
+        let secret = NonnullSecret {
+            uuid,
+            usage_type: event.secret.usage_type,
+            usage_id: event.secret.usage_id.clone(),
+        };
+        let (wanted, lifecycle) = match event.event {
+            // VIR_SECRET_EVENT_DEFINED, VIR_SECRET_EVENT_UNDEFINED
+            SecretEvent::Defined => (SECRET_EVENT_LIFECYCLE, Some(0)),
+            SecretEvent::Undefined => (SECRET_EVENT_LIFECYCLE, Some(1)),
+            SecretEvent::ValueChanged => (SECRET_EVENT_VALUE_CHANGED, None),
+        };
+        let mut out = Vec::new();
+        for cb in &self.secret_callbacks {
+            if cb.event_id != wanted || cb.secret.is_some_and(|s| s != uuid) {
+                continue;
+            }
+            let encoded = match lifecycle {
+                Some(ev) => frame::encode(
+                    &Header::message(
+                        REMOTE_PROGRAM,
+                        REMOTE_VERSION,
+                        RemoteProcedure::SecretEventLifecycle.number(),
+                    ),
+                    &SecretEventLifecycleMsg {
+                        callback_id: cb.id,
+                        secret: secret.clone(),
+                        event: ev,
+                        detail: 0,
+                    },
+                ),
+                None => frame::encode(
+                    &Header::message(
+                        REMOTE_PROGRAM,
+                        REMOTE_VERSION,
+                        RemoteProcedure::SecretEventValueChanged.number(),
+                    ),
+                    &SecretEventValueChangedMsg {
+                        callback_id: cb.id,
+                        secret: secret.clone(),
+                    },
+                ),
+            };
+            match encoded {
+                Ok(f) => out.push(f),
+                Err(e) => tracing::warn!("cannot encode secret event: {e}"),
+            }
+        }
+        out
     }
 
     /// The frames to push for one storage pool event (lifecycle or refresh).
@@ -384,18 +477,50 @@ impl Client {
         Ok(())
     }
 
+    /// Makes sure the connection's secret store delivers secret events to this client.
+    /// Must not be called with the events lock held.
+    pub fn ensure_secret_subscribed(&self) -> Result<(), rvirt_host::Error> {
+        let _serial = lock(&self.subscribe);
+        let conn = {
+            let st = lock(&self.state);
+            if st.secret_subscription.is_some() {
+                return Ok(());
+            }
+            let Some(conn) = st.conn.clone() else {
+                return Ok(());
+            };
+            conn
+        };
+        let events = Arc::clone(&self.events);
+        let outbox = Arc::clone(&self.outbox);
+        let id = conn.subscribe_secret_events(move |event: &SecretEventInfo| {
+            let frames = lock(&events).secret_frames_for(event);
+            for f in frames {
+                outbox.send(f);
+            }
+        })?;
+        lock(&self.state).secret_subscription = Some(id);
+        Ok(())
+    }
+
     /// Drops the driver connection and its event subscriptions (CONNECT_CLOSE or
     /// disconnect). Runs driver calls: call from a worker thread.
     pub fn close(&self) {
         let _serial = lock(&self.subscribe);
-        let (conn, sub, pool_sub) = {
+        let (conn, sub, pool_sub, secret_sub) = {
             let mut st = lock(&self.state);
             (
                 st.conn.take(),
                 st.subscription.take(),
                 st.pool_subscription.take(),
+                st.secret_subscription.take(),
             )
         };
+        if let (Some(conn), Some(id)) = (&conn, secret_sub)
+            && let Err(e) = conn.unsubscribe_secret_events(id)
+        {
+            tracing::debug!(client = self.id, "secret event unsubscribe failed: {e}");
+        }
         if let (Some(conn), Some(id)) = (&conn, sub)
             && let Err(e) = conn.unsubscribe_events(id)
         {
@@ -410,6 +535,7 @@ impl Client {
             let mut ev = lock(&self.events);
             ev.callbacks.clear();
             ev.pool_callbacks.clear();
+            ev.secret_callbacks.clear();
         }
         drop(conn);
     }
@@ -503,6 +629,43 @@ mod tests {
         assert!(ev.remove_pool(other) && !ev.remove_pool(other));
         assert!(ev.remove_pool(lc) && ev.remove_pool(rf));
         assert!(ev.pool_frames_for(&event(Some(0))).is_empty());
+    }
+
+    #[test]
+    fn secret_registrations_and_frames() {
+        use rvirt_host::secrets::SecretId;
+        let mut ev = Events::default();
+        let u = uuid::Uuid::from_bytes([6; 16]);
+        let lc = ev.add_secret(SECRET_EVENT_LIFECYCLE, None);
+        let vc = ev.add_secret(SECRET_EVENT_VALUE_CHANGED, Some(*u.as_bytes()));
+        let other = ev.add_secret(SECRET_EVENT_VALUE_CHANGED, Some([9; 16]));
+        let event = |event| SecretEventInfo {
+            secret: SecretId {
+                uuid: u,
+                usage_type: 2,
+                usage_id: "client.admin".into(),
+            },
+            event,
+        };
+        let frames = ev.secret_frames_for(&event(SecretEvent::Undefined));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(&frames[0][12..16], 382i32.to_be_bytes());
+        let body: SecretEventLifecycleMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(
+            (body.callback_id, body.event, body.secret.usage_id.as_str()),
+            (lc, 1, "client.admin")
+        );
+        let frames = ev.secret_frames_for(&event(SecretEvent::ValueChanged));
+        assert_eq!(frames.len(), 1, "only the registration for this secret");
+        assert_eq!(&frames[0][12..16], 383i32.to_be_bytes());
+        let body: SecretEventValueChangedMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!((body.callback_id, body.secret.uuid), (vc, [6; 16]));
+        assert!(ev.remove_secret(other) && !ev.remove_secret(other));
+        assert!(ev.remove_secret(lc) && ev.remove_secret(vc));
+        assert!(
+            ev.secret_frames_for(&event(SecretEvent::Defined))
+                .is_empty()
+        );
     }
 
     #[test]

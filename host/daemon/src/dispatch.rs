@@ -14,6 +14,7 @@ use rvirt_wire::protocol::{
 use rvirt_wire::remote::*;
 use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
 
+mod secrets;
 mod storage;
 
 /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE`.
@@ -580,11 +581,8 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => {
             Err(unsupported(procedure.number()))
         }
-        // streams come with the next session; secrets have no driver yet; event
-        // messages go from the daemon to clients
-        P::StorageVolUpload
-        | P::StorageVolDownload
-        | P::ConnectNumOfSecrets
+        // secrets (values are never logged: see dispatch/secrets.rs)
+        P::ConnectNumOfSecrets
         | P::ConnectListSecrets
         | P::SecretLookupByUuid
         | P::SecretDefineXml
@@ -595,7 +593,12 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         | P::SecretLookupByUsage
         | P::ConnectListAllSecrets
         | P::ConnectSecretEventRegisterAny
-        | P::ConnectSecretEventDeregisterAny
+        | P::ConnectSecretEventDeregisterAny => secrets::dispatch(client, c()?, procedure, payload)
+            .unwrap_or_else(|| Err(unsupported_named(procedure))),
+        // streams come with the next session; event messages go from the daemon to
+        // clients
+        P::StorageVolUpload
+        | P::StorageVolDownload
         | P::SecretEventLifecycle
         | P::SecretEventValueChanged
         | P::StoragePoolEventLifecycle

@@ -124,8 +124,9 @@ async fn run(
     }
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
-    // As libvirtd starts its storage driver: the pools of every served root are loaded
-    // now, so pools that were active stay active and autostart pools start.
+    // As libvirtd starts its storage and secret drivers: the pools and secrets of every
+    // served root are loaded now, so pools that were active stay active and autostart
+    // pools start.
     let binding = Arc::clone(&runtime);
     let bound = tokio::task::spawn_blocking(move || {
         for uri in &served_list {
@@ -136,6 +137,12 @@ async fn run(
                 Ok(_) => tracing::debug!(uri, "storage pools loaded"),
                 Err(e) if e.is_no_support() => {}
                 Err(e) => tracing::warn!(uri, "cannot load the storage pools: {e}"),
+            }
+            // and its secret store, as libvirtd starts its secret driver
+            match binding.secrets(uri) {
+                Ok(_) => tracing::debug!(uri, "secrets loaded"),
+                Err(e) if e.is_no_support() => {}
+                Err(e) => tracing::warn!(uri, "cannot load the secrets: {e}"),
             }
         }
     });

@@ -2,7 +2,7 @@
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime, backend::Backend,
-    error::Error, storage_api::StorageService,
+    error::Error, secrets_api::SecretService, storage_api::StorageService,
 };
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub struct Connection {
     backend: Arc<dyn Backend>,
     pub(crate) storage: Arc<dyn StorageService>,
+    pub(crate) secrets: Arc<dyn SecretService>,
     read_only: bool,
 }
 
@@ -46,11 +47,13 @@ impl Connection {
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         storage: Arc<dyn StorageService>,
+        secrets: Arc<dyn SecretService>,
         read_only: bool,
     ) -> Self {
         Self {
             backend,
             storage,
+            secrets,
             read_only,
         }
     }

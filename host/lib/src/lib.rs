@@ -32,6 +32,7 @@ mod files;
 pub mod plugin;
 pub mod remote;
 pub mod secrets;
+pub mod secrets_api;
 pub mod storage;
 mod storage_api;
 pub mod storage_bind;
@@ -41,6 +42,7 @@ pub mod uri;
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
 pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
+pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
     PoolEvent, PoolId, PoolInfo, PoolRefresh, StorageBackend, VolumeId, VolumeInfo, VolumeStream,
 };
@@ -140,12 +142,23 @@ impl Runtime {
         let parsed = ConnectUri::parse(uri)?;
         if parsed.is_remote() {
             let remote = remote::open(&parsed, read_only)?;
-            return Ok(Connection::new(remote.clone(), remote, read_only));
+            return Ok(Connection::new(
+                remote.clone(),
+                remote.clone(),
+                remote,
+                read_only,
+            ));
         }
         let backend = self.registry.open(&parsed.driver, uri, read_only)?;
         let storage =
             storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
-        Ok(Connection::new(backend, Arc::new(storage), read_only))
+        let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
+        Ok(Connection::new(
+            backend,
+            Arc::new(storage),
+            Arc::new(secrets),
+            read_only,
+        ))
     }
 
     /// Serves storage pools of `pool_type` with an in-process backend, ahead of any
@@ -159,6 +172,23 @@ impl Runtime {
     /// storage plugins.
     pub fn pool_backends(&self) -> Arc<dyn storage::BackendResolver> {
         self.backends.clone()
+    }
+
+    /// The secret store bound to a local connection URI (`qemu:///system`,
+    /// `qemu:///session`, `qemu:///embed?root=DIR`, `test:///default`), opened on first use
+    /// and shared by every connection of the process to the same root.
+    pub fn secrets(&self, uri: &str) -> Result<Arc<secrets::Secrets>> {
+        let parsed = ConnectUri::parse(uri)?;
+        let root =
+            secrets_api::secrets_root_for(&parsed, &self.system_root, |k| std::env::var(k).ok())?
+                .ok_or_else(|| {
+                Error::driver(
+                    rvirt_plugin_api::ErrorCode::NoSupport,
+                    rvirt_plugin_api::ErrorDomain::None,
+                    format!("'{uri}' has no secrets"),
+                )
+            })?;
+        secrets_api::secrets_for(&root)
     }
 
     /// The storage pools bound to a local connection URI (`qemu:///system`,

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod secrets;
 mod storage;
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
@@ -129,6 +130,8 @@ struct Link {
     subscribers: Mutex<Subscribers>,
     /// Storage pool event callbacks.
     pool_subscribers: Mutex<storage::PoolSubscribers>,
+    /// Secret event callbacks.
+    secret_subscribers: Mutex<secrets::SecretSubscribers>,
     /// Serialises event (de)registration with the daemon.
     registration: Mutex<()>,
     /// When the last frame of any kind arrived from the daemon.
@@ -285,6 +288,9 @@ impl Link {
                 RemoteProcedure::StoragePoolEventLifecycle
                 | RemoteProcedure::StoragePoolEventRefresh,
             ) => return self.pool_event(f),
+            Some(
+                RemoteProcedure::SecretEventLifecycle | RemoteProcedure::SecretEventValueChanged,
+            ) => return self.secret_event(f),
             _ => return,
         };
         let event = DomainEvent {
@@ -381,6 +387,7 @@ impl RemoteBackend {
             closed: AtomicBool::new(false),
             subscribers: Mutex::default(),
             pool_subscribers: Mutex::default(),
+            secret_subscribers: Mutex::default(),
             registration: Mutex::new(()),
             last_rx: Mutex::new(Instant::now()),
             keepalive,

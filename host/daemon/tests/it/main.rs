@@ -9,6 +9,7 @@ mod protocol;
 mod python;
 mod qemu;
 mod remote_driver;
+mod secrets;
 mod security;
 mod storage;
 mod virsh;
