@@ -156,18 +156,6 @@ xdr_structs! {
         secrets: Vec<NonnullSecret>,
         ret: u32,
     }
-    /// `remote_secret_set_value_args`: `opaque value<REMOTE_SECRET_VALUE_MAX>`.
-    SecretSetValueArgs {
-        secret: NonnullSecret,
-        #[serde(deserialize_with = "crate::xdr::bounded::<SECRET_VALUE_MAX, _, _>")]
-        value: Vec<u8>,
-        flags: u32,
-    }
-    /// `remote_secret_get_value_ret`: `opaque value<REMOTE_SECRET_VALUE_MAX>`.
-    SecretGetValueRet {
-        #[serde(deserialize_with = "crate::xdr::bounded::<SECRET_VALUE_MAX, _, _>")]
-        value: Vec<u8>,
-    }
     /// `remote_secret_lookup_by_usage_args`.
     SecretLookupByUsageArgs { usage_type: i32, usage_id: String }
 
@@ -633,5 +621,67 @@ mod tests {
         huge.extend(ret);
         assert!(xdr::from_bytes::<ConnectListAllStoragePoolsRet>(&huge).is_err());
         assert!(xdr::from_bytes::<SecretGetValueRet>(&huge).is_err());
+    }
+}
+
+/// `remote_secret_set_value_args`: `opaque value<REMOTE_SECRET_VALUE_MAX>`. Its `Debug`
+/// shows the value's length only, so a secret never reaches a log through `{:?}`.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SecretSetValueArgs {
+    pub secret: NonnullSecret,
+    #[serde(deserialize_with = "crate::xdr::bounded::<SECRET_VALUE_MAX, _, _>")]
+    pub value: Vec<u8>,
+    pub flags: u32,
+}
+
+impl std::fmt::Debug for SecretSetValueArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSetValueArgs")
+            .field("secret", &self.secret)
+            .field(
+                "value",
+                &format_args!("<{} bytes hidden>", self.value.len()),
+            )
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+/// `remote_secret_get_value_ret`: `opaque value<REMOTE_SECRET_VALUE_MAX>`, with a `Debug`
+/// that hides the value.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SecretGetValueRet {
+    #[serde(deserialize_with = "crate::xdr::bounded::<SECRET_VALUE_MAX, _, _>")]
+    pub value: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretGetValueRet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretGetValueRet")
+            .field(
+                "value",
+                &format_args!("<{} bytes hidden>", self.value.len()),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::*;
+
+    #[test]
+    fn secret_values_never_show_in_debug() {
+        let a = SecretSetValueArgs {
+            value: b"hunter2".to_vec(),
+            ..Default::default()
+        };
+        let r = SecretGetValueRet {
+            value: b"hunter2".to_vec(),
+        };
+        for text in [format!("{a:?}"), format!("{r:?}")] {
+            assert!(!text.contains("hunter2") && !text.contains("104"), "{text}");
+            assert!(text.contains("<7 bytes hidden>"), "{text}");
+        }
     }
 }
