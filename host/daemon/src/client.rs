@@ -425,13 +425,23 @@ impl Client {
         f(&mut lock(&self.events))
     }
 
-    /// Makes sure the driver delivers events to this client. Must not be called with
-    /// the events lock held (the driver calls back into it).
-    pub fn ensure_subscribed(&self) -> Result<(), rvirt_host::Error> {
+    /// Subscribes this client once to one event source of its connection: `slot` picks
+    /// the state field that records the subscription, `subscribe` makes it with a
+    /// callback that turns each event into frames for the outbox. Must not be called
+    /// with the events lock held (the source calls back into it).
+    fn ensure_subscribed_to<E: 'static>(
+        &self,
+        slot: fn(&mut State) -> &mut Option<u64>,
+        subscribe: impl FnOnce(
+            &Connection,
+            Box<dyn Fn(&E) + Send + Sync>,
+        ) -> Result<u64, rvirt_host::Error>,
+        frames: fn(&Events, &E) -> Vec<Vec<u8>>,
+    ) -> Result<(), rvirt_host::Error> {
         let _serial = lock(&self.subscribe);
         let conn = {
-            let st = lock(&self.state);
-            if st.subscription.is_some() {
+            let mut st = lock(&self.state);
+            if slot(&mut st).is_some() {
                 return Ok(());
             }
             let Some(conn) = st.conn.clone() else {
@@ -441,66 +451,43 @@ impl Client {
         };
         let events = Arc::clone(&self.events);
         let outbox = Arc::clone(&self.outbox);
-        let id = conn.subscribe_events(move |event: &DomainEvent| {
-            let frames = lock(&events).frames_for(event);
-            for f in frames {
-                outbox.send(f);
-            }
-        })?;
-        lock(&self.state).subscription = Some(id);
+        let id = subscribe(
+            &conn,
+            Box::new(move |event: &E| {
+                for f in frames(&lock(&events), event) {
+                    outbox.send(f);
+                }
+            }),
+        )?;
+        *slot(&mut lock(&self.state)) = Some(id);
         Ok(())
     }
 
-    /// Makes sure the connection's storage delivers pool events to this client. Must
-    /// not be called with the events lock held.
+    /// Makes sure the driver delivers domain events to this client.
+    pub fn ensure_subscribed(&self) -> Result<(), rvirt_host::Error> {
+        self.ensure_subscribed_to(
+            |st| &mut st.subscription,
+            |conn, cb| conn.subscribe_events(move |e: &DomainEvent| cb(e)),
+            Events::frames_for,
+        )
+    }
+
+    /// Makes sure the connection's storage delivers pool events to this client.
     pub fn ensure_pool_subscribed(&self) -> Result<(), rvirt_host::Error> {
-        let _serial = lock(&self.subscribe);
-        let conn = {
-            let st = lock(&self.state);
-            if st.pool_subscription.is_some() {
-                return Ok(());
-            }
-            let Some(conn) = st.conn.clone() else {
-                return Ok(());
-            };
-            conn
-        };
-        let events = Arc::clone(&self.events);
-        let outbox = Arc::clone(&self.outbox);
-        let id = conn.subscribe_storage_pool_events(move |event: &PoolEvent| {
-            let frames = lock(&events).pool_frames_for(event);
-            for f in frames {
-                outbox.send(f);
-            }
-        })?;
-        lock(&self.state).pool_subscription = Some(id);
-        Ok(())
+        self.ensure_subscribed_to(
+            |st| &mut st.pool_subscription,
+            |conn, cb| conn.subscribe_storage_pool_events(move |e: &PoolEvent| cb(e)),
+            Events::pool_frames_for,
+        )
     }
 
     /// Makes sure the connection's secret store delivers secret events to this client.
-    /// Must not be called with the events lock held.
     pub fn ensure_secret_subscribed(&self) -> Result<(), rvirt_host::Error> {
-        let _serial = lock(&self.subscribe);
-        let conn = {
-            let st = lock(&self.state);
-            if st.secret_subscription.is_some() {
-                return Ok(());
-            }
-            let Some(conn) = st.conn.clone() else {
-                return Ok(());
-            };
-            conn
-        };
-        let events = Arc::clone(&self.events);
-        let outbox = Arc::clone(&self.outbox);
-        let id = conn.subscribe_secret_events(move |event: &SecretEventInfo| {
-            let frames = lock(&events).secret_frames_for(event);
-            for f in frames {
-                outbox.send(f);
-            }
-        })?;
-        lock(&self.state).secret_subscription = Some(id);
-        Ok(())
+        self.ensure_subscribed_to(
+            |st| &mut st.secret_subscription,
+            |conn, cb| conn.subscribe_secret_events(move |e: &SecretEventInfo| cb(e)),
+            Events::secret_frames_for,
+        )
     }
 
     /// Drops the driver connection and its event subscriptions (CONNECT_CLOSE or

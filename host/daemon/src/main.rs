@@ -129,10 +129,8 @@ async fn run(
     // pools start.
     let binding = Arc::clone(&runtime);
     let bound = tokio::task::spawn_blocking(move || {
+        // (`Served::new` already refused remote URIs in the configuration)
         for uri in &served_list {
-            if rvirt_host::ConnectUri::parse(uri).is_ok_and(|u| u.is_remote()) {
-                continue;
-            }
             match binding.storage_pools(uri) {
                 Ok(_) => tracing::debug!(uri, "storage pools loaded"),
                 Err(e) if e.is_no_support() => {}

@@ -31,6 +31,7 @@ mod error;
 mod files;
 pub mod plugin;
 pub mod remote;
+mod roots;
 pub mod secrets;
 pub mod secrets_api;
 pub mod storage;

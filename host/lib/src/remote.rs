@@ -112,13 +112,71 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a waiting caller receives.
 type Answer = std::result::Result<Frame, String>;
 
-/// Event callbacks and the daemon-side registration behind them.
-#[derive(Default)]
-struct Subscribers {
+/// Event callbacks of one kind and the daemon-side registration behind them (`R`: the
+/// daemon's callback id or ids while at least one subscriber exists).
+pub(super) struct Subscribers<C, R> {
     next_id: u64,
-    list: Vec<(u64, EventCallback)>,
-    /// The daemon's callback id while at least one subscriber exists.
-    remote_id: Option<i32>,
+    list: Vec<(u64, C)>,
+    remote: Option<R>,
+}
+
+impl<C, R> Default for Subscribers<C, R> {
+    fn default() -> Self {
+        Subscribers {
+            next_id: 0,
+            list: Vec::new(),
+            remote: None,
+        }
+    }
+}
+
+impl<C: Clone, R: Copy> Subscribers<C, R> {
+    /// Adds a callback; returns its id and whether the daemon-side registration must
+    /// be made (none exists yet).
+    fn add(&mut self, cb: C) -> (u64, bool) {
+        self.next_id += 1;
+        self.list.push((self.next_id, cb));
+        (self.next_id, self.remote.is_none())
+    }
+
+    /// Drops a callback whose daemon-side registration failed.
+    fn forget(&mut self, id: u64) {
+        self.list.retain(|(i, _)| *i != id);
+    }
+
+    /// Removes a callback; returns the daemon-side registration to drop when it was the
+    /// last one. `what` names the kind of subscription for the error.
+    fn remove(&mut self, id: u64, what: &str) -> Result<Option<R>> {
+        let before = self.list.len();
+        self.forget(id);
+        if self.list.len() == before {
+            return Err(Error::driver(
+                ErrorCode::InvalidArg,
+                ErrorDomain::Remote,
+                format!("no {what} subscription {id}"),
+            ));
+        }
+        Ok(if self.list.is_empty() {
+            self.remote.take()
+        } else {
+            None
+        })
+    }
+
+    /// Every callback.
+    fn callbacks(&self) -> Vec<C> {
+        self.list.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// The callbacks, when `ours` holds for the daemon-side registration (events of a
+    /// registration this connection no longer holds are stale).
+    fn callbacks_if(&self, ours: impl FnOnce(R) -> bool) -> Vec<C> {
+        if self.remote.is_some_and(ours) {
+            self.callbacks()
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 /// State shared with the reader thread.
@@ -127,11 +185,11 @@ struct Link {
     pending: Mutex<HashMap<u32, mpsc::Sender<Answer>>>,
     serial: AtomicU32,
     closed: AtomicBool,
-    subscribers: Mutex<Subscribers>,
+    subscribers: Mutex<Subscribers<EventCallback, i32>>,
     /// Storage pool event callbacks.
-    pool_subscribers: Mutex<storage::PoolSubscribers>,
+    pool_subscribers: Mutex<Subscribers<crate::storage::PoolEventCallback, (i32, i32)>>,
     /// Secret event callbacks.
-    secret_subscribers: Mutex<secrets::SecretSubscribers>,
+    secret_subscribers: Mutex<Subscribers<crate::secrets::SecretCallback, (i32, i32)>>,
     /// Serialises event (de)registration with the daemon.
     registration: Mutex<()>,
     /// When the last frame of any kind arrived from the daemon.
@@ -298,11 +356,9 @@ impl Link {
             event: msg.event,
             detail: msg.detail,
         };
-        let callbacks: Vec<EventCallback> = lock(&self.subscribers)
-            .list
-            .iter()
-            .map(|(_, cb)| Arc::clone(cb))
-            .collect();
+        // one daemon-side registration per connection: every event is ours, even one
+        // that arrives before the registration's reply has been recorded
+        let callbacks = lock(&self.subscribers).callbacks();
         for cb in callbacks {
             // A panicking callback must not end the reader thread: every later reply of
             // this connection travels through it.
@@ -666,22 +722,16 @@ impl Backend for RemoteBackend {
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let _serial = lock(&self.link.registration);
         // listen locally first, so events sent right after the registration reply are seen
-        let (id, needs_remote) = {
-            let mut subs = lock(&self.link.subscribers);
-            subs.next_id += 1;
-            let id = subs.next_id;
-            subs.list.push((id, callback));
-            (id, subs.remote_id.is_none())
-        };
+        let (id, needs_remote) = lock(&self.link.subscribers).add(callback);
         if needs_remote {
             let args = ConnectDomainEventCallbackRegisterAnyArgs {
                 event_id: protocol::event_id::LIFECYCLE,
                 dom: None,
             };
             match self.call::<procs::ConnectDomainEventCallbackRegisterAny>(&args) {
-                Ok(ret) => lock(&self.link.subscribers).remote_id = Some(ret.callback_id),
+                Ok(ret) => lock(&self.link.subscribers).remote = Some(ret.callback_id),
                 Err(e) => {
-                    lock(&self.link.subscribers).list.retain(|(i, _)| *i != id);
+                    lock(&self.link.subscribers).forget(id);
                     return Err(e);
                 }
             }
@@ -691,23 +741,7 @@ impl Backend for RemoteBackend {
 
     fn unsubscribe_events(&self, id: u64) -> Result<()> {
         let _serial = lock(&self.link.registration);
-        let remote = {
-            let mut subs = lock(&self.link.subscribers);
-            let before = subs.list.len();
-            subs.list.retain(|(i, _)| *i != id);
-            if subs.list.len() == before {
-                return Err(Error::driver(
-                    ErrorCode::InvalidArg,
-                    ErrorDomain::Remote,
-                    format!("no event subscription {id}"),
-                ));
-            }
-            if subs.list.is_empty() {
-                subs.remote_id.take()
-            } else {
-                None
-            }
-        };
+        let remote = lock(&self.link.subscribers).remove(id, "event")?;
         if let Some(callback_id) = remote {
             let args = ConnectDomainEventCallbackDeregisterAnyArgs { callback_id };
             self.call::<procs::ConnectDomainEventCallbackDeregisterAny>(&args)?;

@@ -35,29 +35,13 @@ pub fn secrets_root_for(
     system_root: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<SecretsRoot>> {
-    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    Ok(match (uri.driver.as_str(), uri.path.as_str()) {
-        ("qemu", "/system") => Some(SecretsRoot::Dir(system_root.join("etc/rvirt/secrets"))),
-        ("qemu", "/session") => {
-            let config = nonempty("XDG_CONFIG_HOME")
-                .or_else(|| nonempty("HOME").map(|h| h.join(".config")))
-                .ok_or_else(|| no_secrets(uri, "neither XDG_CONFIG_HOME nor HOME is set"))?;
-            Some(SecretsRoot::Dir(config.join("rvirt/secrets")))
-        }
-        ("qemu", "/embed") => {
-            let root = uri
-                .param("root")
-                .filter(|r| r.starts_with('/'))
-                .ok_or_else(|| no_secrets(uri, "an embed URI needs ?root=ABSOLUTE-DIR"))?;
-            Some(SecretsRoot::Dir(PathBuf::from(root).join("etc/secrets")))
-        }
-        ("test", "/default") => Some(SecretsRoot::Memory("test:///default".into())),
-        _ => None,
+    use crate::roots::{LocalRoot, local_root};
+    // VIR_FROM_SECRET
+    Ok(match local_root(uri, system_root, env, "secrets", 30)? {
+        None => None,
+        Some(LocalRoot::Memory(key)) => Some(SecretsRoot::Memory(key.into())),
+        Some(LocalRoot::Dirs { config, .. }) => Some(SecretsRoot::Dir(config.join("secrets"))),
     })
-}
-
-fn no_secrets(uri: &ConnectUri, why: &str) -> Error {
-    no_support(format!("no secrets for '{}': {why}", uri.original))
 }
 
 fn no_support(what: String) -> Error {

@@ -57,33 +57,21 @@ pub fn root_for(
     system_root: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<StorageRoot>> {
-    let dirs =
-        |config: PathBuf, state: PathBuf| Some(StorageRoot::Dirs(StorageDirsKey { config, state }));
-    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    Ok(match (uri.driver.as_str(), uri.path.as_str()) {
-        ("qemu", "/system") => dirs(
-            system_root.join("etc/rvirt/storage"),
-            system_root.join("run/rvirt/storage"),
-        ),
-        ("qemu", "/session") => {
-            let config = nonempty("XDG_CONFIG_HOME")
-                .or_else(|| nonempty("HOME").map(|h| h.join(".config")))
-                .ok_or_else(|| no_storage(uri, "neither XDG_CONFIG_HOME nor HOME is set"))?;
-            let run = nonempty("XDG_RUNTIME_DIR")
-                .ok_or_else(|| no_storage(uri, "XDG_RUNTIME_DIR is not set"))?;
-            dirs(config.join("rvirt/storage"), run.join("rvirt/storage"))
-        }
-        ("qemu", "/embed") => {
-            let root = uri
-                .param("root")
-                .filter(|r| r.starts_with('/'))
-                .ok_or_else(|| no_storage(uri, "an embed URI needs ?root=ABSOLUTE-DIR"))?;
-            let root = PathBuf::from(root);
-            dirs(root.join("etc/storage"), root.join("run/storage"))
-        }
-        ("test", "/default") => Some(StorageRoot::Memory("test:///default".into())),
-        _ => None,
-    })
+    use crate::roots::{LocalRoot, local_root};
+    let storage = ErrorDomain::Storage as i32;
+    Ok(
+        match local_root(uri, system_root, env, "storage", storage)? {
+            None => None,
+            Some(LocalRoot::Memory(key)) => Some(StorageRoot::Memory(key.into())),
+            Some(LocalRoot::Dirs { config, run }) => {
+                let run = run.map_err(|why| no_storage(uri, &why))?;
+                Some(StorageRoot::Dirs(StorageDirsKey {
+                    config: config.join("storage"),
+                    state: run.join("storage"),
+                }))
+            }
+        },
+    )
 }
 
 fn no_storage(uri: &ConnectUri, why: &str) -> Error {

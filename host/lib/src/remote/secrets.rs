@@ -2,10 +2,9 @@
 //! `SecretSetValue` arguments and the `SecretGetValue` reply, and are never logged.
 
 use super::{RemoteBackend, lock};
+use crate::Result;
 use crate::secrets::{SecretCallback, SecretEvent, SecretId};
 use crate::secrets_api::SecretService;
-use crate::{Error, Result};
-use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_wire::protocol::NonnullSecret;
 use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Procedure, RemoteProcedure, procs};
@@ -14,15 +13,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// `VIR_SECRET_EVENT_ID_LIFECYCLE` and `_VALUE_CHANGED`.
 const SECRET_EVENT_LIFECYCLE: i32 = 0;
 const SECRET_EVENT_VALUE_CHANGED: i32 = 1;
-
-/// Secret event callbacks and the daemon-side registrations behind them.
-#[derive(Default)]
-pub(super) struct SecretSubscribers {
-    next_id: u64,
-    list: Vec<(u64, SecretCallback)>,
-    /// The daemon's callback ids (lifecycle, value changed) while a subscriber exists.
-    remote: Option<(i32, i32)>,
-}
 
 impl super::Link {
     /// Runs the secret event callbacks for an event message (called by the reader thread).
@@ -50,16 +40,9 @@ impl super::Link {
             Some(_) => return,
             None => SecretEvent::ValueChanged,
         };
-        let callbacks: Vec<SecretCallback> = {
-            let subs = lock(&self.secret_subscribers);
-            let ours = subs
-                .remote
-                .is_some_and(|(l, v)| callback_id == l || callback_id == v);
-            if !ours {
-                return;
-            }
-            subs.list.iter().map(|(_, cb)| cb.clone()).collect()
-        };
+        // events of registrations this connection no longer holds are stale
+        let callbacks = lock(&self.secret_subscribers)
+            .callbacks_if(|(l, v)| callback_id == l || callback_id == v);
         let id = id(secret);
         for cb in callbacks {
             if catch_unwind(AssertUnwindSafe(|| cb(&id, event))).is_err() {
@@ -144,13 +127,7 @@ impl SecretService for RemoteBackend {
     }
     fn subscribe_secret_events(&self, callback: SecretCallback) -> Result<u64> {
         let _serial = lock(&self.link.registration);
-        let (sub, needs_remote) = {
-            let mut subs = lock(&self.link.secret_subscribers);
-            subs.next_id += 1;
-            let sub = subs.next_id;
-            subs.list.push((sub, callback));
-            (sub, subs.remote.is_none())
-        };
+        let (sub, needs_remote) = lock(&self.link.secret_subscribers).add(callback);
         if needs_remote {
             let register = |event_id| {
                 self.call::<procs::ConnectSecretEventRegisterAny>(
@@ -176,9 +153,7 @@ impl SecretService for RemoteBackend {
             match both {
                 Ok(ids) => lock(&self.link.secret_subscribers).remote = Some(ids),
                 Err(e) => {
-                    lock(&self.link.secret_subscribers)
-                        .list
-                        .retain(|(i, _)| *i != sub);
+                    lock(&self.link.secret_subscribers).forget(sub);
                     return Err(e);
                 }
             }
@@ -187,23 +162,7 @@ impl SecretService for RemoteBackend {
     }
     fn unsubscribe_secret_events(&self, sub: u64) -> Result<()> {
         let _serial = lock(&self.link.registration);
-        let remote = {
-            let mut subs = lock(&self.link.secret_subscribers);
-            let before = subs.list.len();
-            subs.list.retain(|(i, _)| *i != sub);
-            if subs.list.len() == before {
-                return Err(Error::driver(
-                    ErrorCode::InvalidArg,
-                    ErrorDomain::Remote,
-                    format!("no secret event subscription {sub}"),
-                ));
-            }
-            if subs.list.is_empty() {
-                subs.remote.take()
-            } else {
-                None
-            }
-        };
+        let remote = lock(&self.link.secret_subscribers).remove(sub, "secret event")?;
         if let Some((l, v)) = remote {
             for callback_id in [l, v] {
                 self.call::<procs::ConnectSecretEventDeregisterAny>(&CallbackIdArgs {

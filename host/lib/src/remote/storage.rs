@@ -2,10 +2,9 @@
 //! daemon connection.
 
 use super::{RemoteBackend, lock};
+use crate::Result;
 use crate::storage::{PoolEvent, PoolEventCallback, PoolId, PoolInfo, VolumeId, VolumeInfo};
 use crate::storage_api::StorageService;
-use crate::{Error, Result};
-use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_wire::protocol::{NonnullStoragePool, NonnullStorageVol};
 use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Procedure, RemoteProcedure, procs};
@@ -14,15 +13,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE` and `_REFRESH`.
 const POOL_EVENT_LIFECYCLE: i32 = 0;
 const POOL_EVENT_REFRESH: i32 = 1;
-
-/// Pool event callbacks and the daemon-side registrations behind them.
-#[derive(Default)]
-pub(super) struct PoolSubscribers {
-    next_id: u64,
-    list: Vec<(u64, PoolEventCallback)>,
-    /// The daemon's callback ids (lifecycle, refresh) while a subscriber exists.
-    remote: Option<(i32, i32)>,
-}
 
 fn pool_handle(p: &PoolId) -> NonnullStoragePool {
     NonnullStoragePool {
@@ -73,17 +63,9 @@ impl super::Link {
                 return;
             }
         };
-        let callbacks: Vec<PoolEventCallback> = {
-            let subs = lock(&self.pool_subscribers);
-            // events of registrations this connection no longer holds are stale
-            let ours = subs
-                .remote
-                .is_some_and(|(l, r)| callback_id == l || callback_id == r);
-            if !ours {
-                return;
-            }
-            subs.list.iter().map(|(_, cb)| cb.clone()).collect()
-        };
+        // events of registrations this connection no longer holds are stale
+        let callbacks = lock(&self.pool_subscribers)
+            .callbacks_if(|(l, r)| callback_id == l || callback_id == r);
         let ev = PoolEvent {
             name: pool.name,
             uuid: uuid::Uuid::from_bytes(pool.uuid),
@@ -342,13 +324,7 @@ impl StorageService for RemoteBackend {
 
     fn subscribe_pool_events(&self, callback: PoolEventCallback) -> Result<u64> {
         let _serial = lock(&self.link.registration);
-        let (id, needs_remote) = {
-            let mut subs = lock(&self.link.pool_subscribers);
-            subs.next_id += 1;
-            let id = subs.next_id;
-            subs.list.push((id, callback));
-            (id, subs.remote.is_none())
-        };
+        let (id, needs_remote) = lock(&self.link.pool_subscribers).add(callback);
         if needs_remote {
             let register = |event_id| {
                 self.call::<procs::ConnectStoragePoolEventRegisterAny>(
@@ -372,9 +348,7 @@ impl StorageService for RemoteBackend {
             match both {
                 Ok(ids) => lock(&self.link.pool_subscribers).remote = Some(ids),
                 Err(e) => {
-                    lock(&self.link.pool_subscribers)
-                        .list
-                        .retain(|(i, _)| *i != id);
+                    lock(&self.link.pool_subscribers).forget(id);
                     return Err(e);
                 }
             }
@@ -384,23 +358,7 @@ impl StorageService for RemoteBackend {
 
     fn unsubscribe_pool_events(&self, id: u64) -> Result<()> {
         let _serial = lock(&self.link.registration);
-        let remote = {
-            let mut subs = lock(&self.link.pool_subscribers);
-            let before = subs.list.len();
-            subs.list.retain(|(i, _)| *i != id);
-            if subs.list.len() == before {
-                return Err(Error::driver(
-                    ErrorCode::InvalidArg,
-                    ErrorDomain::Remote,
-                    format!("no storage pool event subscription {id}"),
-                ));
-            }
-            if subs.list.is_empty() {
-                subs.remote.take()
-            } else {
-                None
-            }
-        };
+        let remote = lock(&self.link.pool_subscribers).remove(id, "storage pool event")?;
         if let Some((l, r)) = remote {
             for callback_id in [l, r] {
                 self.call::<procs::ConnectStoragePoolEventDeregisterAny>(&CallbackIdArgs {
