@@ -520,6 +520,84 @@ fn place(pci: &mut Pci, e: &mut Element, on_root: bool) -> Result<(String, Strin
     Ok((pci.bus_name(bus), addr_str(slot, func)))
 }
 
+/// The USB 1 companions of an `ich9-ehci1` controller (`ich9-uhci1`..`3`, as
+/// virt-install writes them for `pc` machines) share its PCI slot: the EHCI function at 7,
+/// the companions at 0-2 with `multifunction` on function 0, as libvirt assigns them.
+/// Controllers with an address of their own keep it.
+fn place_ich9_companions(pci: &mut Pci, devs: &mut Element) -> Result<(), CommandError> {
+    let usb = |c: &Element| c.attr("type") == Some("usb");
+    let indexes: std::collections::BTreeSet<String> = devs
+        .children_named("controller")
+        .filter(|c| usb(c) && c.attr("model") == Some("ich9-ehci1"))
+        .map(|c| c.attr("index").unwrap_or("0").to_string())
+        .collect();
+    for index in indexes {
+        let group = |c: &Element| {
+            usb(c)
+                && c.attr("index").unwrap_or("0") == index
+                && c.attr("model").is_some_and(|m| m.starts_with("ich9-"))
+        };
+        if devs
+            .children_named("controller")
+            .filter(|c| group(c))
+            .any(|c| explicit_pci(c).is_some())
+        {
+            continue;
+        }
+        let (bus, slot, _) = pci.alloc(true)?;
+        for c in devs.children_named_mut("controller").filter(|c| group(c)) {
+            let func = match c.attr("model").unwrap_or_default() {
+                "ich9-ehci1" => 7,
+                "ich9-uhci1" => 0,
+                "ich9-uhci2" => 1,
+                "ich9-uhci3" => 2,
+                // an unknown model is reported by the controller loop
+                _ => continue,
+            };
+            pci.reserve(bus, slot, func);
+            let mut a = pci_address_element(bus, slot, func);
+            if func == 0 {
+                a.set_attr("multifunction", "on");
+            }
+            c.remove_children(|e| e.name() == "address");
+            c.push(a);
+        }
+    }
+    Ok(())
+}
+
+/// The `-device` of an `ich9-uhciN` companion controller of the EHCI controller `alias`.
+fn ich9_companion(
+    c: &mut Element,
+    n: &str,
+    alias: &str,
+    pci: &mut Pci,
+) -> Result<Obj, CommandError> {
+    if !matches!(n, "1" | "2" | "3") {
+        return Err(CommandError::Unsupported(format!(
+            "USB controller model 'ich9-uhci{n}' is not supported"
+        )));
+    }
+    let start = c
+        .child("master")
+        .and_then(|m| m.attr("startport"))
+        .and_then(parse_num)
+        .ok_or_else(|| {
+            CommandError::Invalid(format!(
+                "USB companion controller 'ich9-uhci{n}' needs <master startport=...>"
+            ))
+        })?;
+    let multifunction = c.child("address").and_then(|a| a.attr("multifunction")) == Some("on");
+    let (bus, addr) = place(pci, c, true)?;
+    let mut v = obj! {"driver": format!("ich9-usb-uhci{n}"), "masterbus": format!("{alias}.0"),
+    "firstport": start, "bus": bus};
+    if multifunction {
+        v["multifunction"] = json!(true);
+    }
+    v["addr"] = json!(addr);
+    Ok(v)
+}
+
 fn with_pci(mut v: Obj, bus: (String, String)) -> Obj {
     v["bus"] = json!(bus.0);
     v["addr"] = json!(bus.1);
@@ -1053,6 +1131,8 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         }
     }
 
+    place_ich9_companions(&mut pci, devs)?;
+
     let mut ctrl_args: Vec<String> = Vec::new();
     let mut disk_args: Vec<String> = Vec::new();
     let mut net_args: Vec<String> = Vec::new();
@@ -1092,7 +1172,16 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 if model == "none" {
                     continue;
                 }
-                set_alias(c, "usb");
+                let alias = if idx == 0 {
+                    "usb".to_string()
+                } else {
+                    format!("usb{idx}")
+                };
+                set_alias(c, &alias);
+                if let Some(n) = model.strip_prefix("ich9-uhci") {
+                    push_device(&mut ctrl_args, &ich9_companion(c, n, &alias, &mut pci)?);
+                    continue;
+                }
                 let driver = match model.as_str() {
                     "piix3-uhci" => "piix3-usb-uhci",
                     "qemu-xhci" => "qemu-xhci",
@@ -1113,7 +1202,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 };
                 push_device(
                     &mut ctrl_args,
-                    &with_pci(obj! {"driver": driver, "id": "usb"}, bus),
+                    &with_pci(obj! {"driver": driver, "id": alias}, bus),
                 );
             }
             "ide" => {

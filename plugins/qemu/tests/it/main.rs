@@ -449,6 +449,8 @@ fn argv_matches_libvirt_shapes_for_simple_corpus_files() {
         "watchdog-device",
         "input-usbtablet",
         "graphics-vnc-no-listen-attr",
+        "usb-controller-ich9-companion",
+        "usb-controller-ich9-ehci-addr",
     ] {
         let xml = std::fs::read_to_string(corpus.join(format!("{name}.xml"))).unwrap();
         let ours = conn
