@@ -97,6 +97,32 @@ pub enum StorageCommand {
         #[arg(long)]
         inactive: bool,
     },
+    /// The pool types this host serves, with their source and volume formats (XML)
+    #[command(name = "pool-capabilities")]
+    PoolCapabilities,
+    /// Discover the sources of a pool type from a `<source>` spec file (XML)
+    #[command(name = "find-storage-pool-sources")]
+    FindStoragePoolSources {
+        /// Pool type (`fs`, `netfs`, `logical`, `iscsi`, ...)
+        #[arg(name = "type")]
+        pool_type: String,
+        /// File with a `<source>` element narrowing the search
+        srcspec: Option<std::path::PathBuf>,
+    },
+    /// Discover the sources of a pool type on a host
+    #[command(name = "find-storage-pool-sources-as")]
+    FindStoragePoolSourcesAs {
+        /// Pool type (`fs`, `netfs`, `logical`, `iscsi`, ...)
+        #[arg(name = "type")]
+        pool_type: String,
+        /// Host to query
+        host: Option<String>,
+        /// Port on the host
+        port: Option<u16>,
+        /// Initiator IQN (iSCSI)
+        #[arg(long)]
+        initiator: Option<String>,
+    },
     /// Set or unset a pool's autostart
     #[command(name = "pool-autostart")]
     PoolAutostart {
@@ -428,6 +454,40 @@ pub fn run(conn: &Connection, cmd: StorageCommand, json: bool) -> Result<()> {
                 .with_context(|| format!("failed to get XML of pool '{arg}'"))?;
             print_xml(&xml);
             Ok(())
+        }
+        C::PoolCapabilities => {
+            let xml = conn
+                .storage_pool_capabilities(0)
+                .context("failed to get storage pool capabilities")?;
+            print_xml(&xml);
+            Ok(())
+        }
+        C::FindStoragePoolSources { pool_type, srcspec } => {
+            let spec = srcspec
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read source spec {}", f.display()))
+                })
+                .transpose()?;
+            find_sources(conn, &pool_type, spec.as_deref())
+        }
+        C::FindStoragePoolSourcesAs {
+            pool_type,
+            host,
+            port,
+            initiator,
+        } => {
+            let spec = host.map(|h| {
+                let port = port.map(|p| format!(" port='{p}'")).unwrap_or_default();
+                let initiator = initiator
+                    .map(|i| format!("<initiator><iqn name='{}'/></initiator>", xml_escape(&i)))
+                    .unwrap_or_default();
+                format!(
+                    "<source><host name='{}'{port}/>{initiator}</source>",
+                    xml_escape(&h)
+                )
+            });
+            find_sources(conn, &pool_type, spec.as_deref())
         }
         C::VolList { pool: arg, details } => vol_list(conn, &arg, details, json),
         C::VolCreate { pool: arg, file } => {
@@ -779,6 +839,23 @@ fn vol_list(conn: &Connection, arg: &str, details: bool, json: bool) -> Result<(
     print!("{}", t.render());
     println!();
     Ok(())
+}
+
+fn find_sources(conn: &Connection, pool_type: &str, spec: Option<&str>) -> Result<()> {
+    let xml = conn
+        .find_storage_pool_sources(pool_type, spec, 0)
+        .with_context(|| format!("failed to find any {pool_type} pool sources"))?;
+    print_xml(&xml);
+    Ok(())
+}
+
+/// Escapes text for an XML attribute value.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -140,8 +140,16 @@ impl StorageService for LocalStorage {
             .backend(pool_type)?
             .find_pool_sources(spec.unwrap_or(""), flags)
     }
-    fn pool_capabilities(&self, _flags: u32) -> Result<String> {
-        Err(no_support("virConnectGetStoragePoolCapabilities".into()))
+    fn pool_capabilities(&self, flags: u32) -> Result<String> {
+        crate::files::check_flags(
+            rvirt_plugin_api::ErrorDomain::Storage as i32,
+            "virConnectGetStoragePoolCapabilities",
+            flags,
+            0,
+        )?;
+        Ok(rvirt_xml::pool::capabilities_xml(&|t| {
+            self.backends.backend(t).is_ok()
+        }))
     }
     fn create_pool(&self, pool: &PoolId, flags: u32) -> Result<()> {
         self.pools()?.create(&pool.name, flags)

@@ -23,6 +23,83 @@ pub const POOL_TYPES: &[&str] = &[
     "vstorage",
 ];
 
+/// Volume formats of file-based pools, in libvirt's order.
+const FILE_VOLUME_FORMATS: &[&str] = &[
+    "none", "raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
+    "cow", "qcow", "qcow2", "qed", "vmdk",
+];
+
+/// What `<poolOptions>` and `<volOptions>` a pool type offers in the storage pool
+/// capabilities document: (default, enum values) for the pool source format and for the
+/// volume target format.
+type CapsOptions = (
+    Option<(&'static str, &'static [&'static str])>,
+    Option<(&'static str, &'static [&'static str])>,
+);
+
+fn caps_options(pool_type: &str) -> CapsOptions {
+    const FS: &[&str] = &[
+        "auto", "ext2", "ext3", "ext4", "ufs", "iso9660", "udf", "gfs", "gfs2", "vfat", "hfs+",
+        "xfs", "ocfs2", "vmfs",
+    ];
+    const NETFS: &[&str] = &["auto", "nfs", "glusterfs", "cifs"];
+    const LOGICAL: &[&str] = &["unknown", "lvm2"];
+    const DISK: &[&str] = &[
+        "unknown", "dos", "dvh", "gpt", "mac", "bsd", "pc98", "sun", "lvm2",
+    ];
+    const PARTITIONS: &[&str] = &[
+        "none",
+        "linux",
+        "fat16",
+        "fat32",
+        "linux-swap",
+        "linux-lvm",
+        "linux-raid",
+        "extended",
+    ];
+    let files = Some(("raw", FILE_VOLUME_FORMATS));
+    match pool_type {
+        "dir" | "rbd" | "gluster" | "vstorage" => (None, files),
+        "fs" => (Some(("auto", FS)), files),
+        "netfs" => (Some(("auto", NETFS)), files),
+        "logical" => (Some(("lvm2", LOGICAL)), None),
+        "disk" => (Some(("unknown", DISK)), Some(("none", PARTITIONS))),
+        _ => (None, None),
+    }
+}
+
+/// The storage pool capabilities document (`virConnectGetStoragePoolCapabilities`,
+/// storagepoolcaps.rng): every pool type libvirt knows, `supported` where `served` says a
+/// backend is installed, with the source and volume formats of each type.
+pub fn capabilities_xml(served: &dyn Fn(&str) -> bool) -> String {
+    use std::fmt::Write;
+    let options =
+        |out: &mut String, tag: &str, enum_name: &str, (default, values): (&str, &[&str])| {
+            let _ = writeln!(out, "    <{tag}>\n      <defaultFormat type='{default}'/>");
+            let _ = writeln!(out, "      <enum name='{enum_name}'>");
+            for v in values {
+                let _ = writeln!(out, "        <value>{v}</value>");
+            }
+            let _ = writeln!(out, "      </enum>\n    </{tag}>");
+        };
+    let mut out = String::from("<storagepoolCapabilities>\n");
+    // sheepdog left libvirt in 8.8
+    for t in POOL_TYPES.iter().filter(|t| **t != "sheepdog") {
+        let yes = if served(t) { "yes" } else { "no" };
+        let _ = writeln!(out, "  <pool type='{t}' supported='{yes}'>");
+        let (pool, vol) = caps_options(t);
+        if let Some(p) = pool {
+            options(&mut out, "poolOptions", "sourceFormatType", p);
+        }
+        if let Some(v) = vol {
+            options(&mut out, "volOptions", "targetFormatType", v);
+        }
+        out.push_str("  </pool>\n");
+    }
+    out.push_str("</storagepoolCapabilities>\n");
+    out
+}
+
 /// A validated storage pool definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoragePool {
@@ -207,6 +284,39 @@ pub(crate) fn perm_id(parent: Option<&Element>, id: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn capabilities_list_every_type_and_mark_the_served_ones() {
+        let xml = capabilities_xml(&|t| t == "dir" || t == "fs");
+        let doc = crate::tree::Element::parse(&xml).expect("well-formed");
+        let pools: Vec<_> = doc.children_named("pool").collect();
+        assert_eq!(pools.len(), POOL_TYPES.len() - 1);
+        let supported: Vec<_> = pools
+            .iter()
+            .filter(|p| p.attr("supported") == Some("yes"))
+            .map(|p| p.attr("type").unwrap())
+            .collect();
+        assert_eq!(supported, ["dir", "fs"]);
+        let fs = pools.iter().find(|p| p.attr("type") == Some("fs")).unwrap();
+        let pool_opts = fs.child("poolOptions").expect("fs has pool options");
+        assert_eq!(
+            pool_opts.child("defaultFormat").unwrap().attr("type"),
+            Some("auto")
+        );
+        let vol_opts = fs.child("volOptions").expect("fs has volume options");
+        let formats: Vec<String> = vol_opts
+            .child("enum")
+            .unwrap()
+            .children_named("value")
+            .map(|v| v.text())
+            .collect();
+        assert!(formats.iter().any(|f| f == "qcow2") && formats[0] == "none");
+        let iscsi = pools
+            .iter()
+            .find(|p| p.attr("type") == Some("iscsi"))
+            .unwrap();
+        assert!(iscsi.child("poolOptions").is_none() && iscsi.child("volOptions").is_none());
+    }
     use super::*;
 
     #[test]

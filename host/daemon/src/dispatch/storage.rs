@@ -1,6 +1,6 @@
 //! The storage pool and volume procedures, and storage pool events.
 
-use super::{CallResult, Failure, call, err, host_error, int, rpc_error, unsupported_named};
+use super::{CallResult, Failure, call, err, host_error, int, rpc_error};
 use crate::client::{Client, POOL_EVENT_LIFECYCLE, POOL_EVENT_REFRESH};
 use rvirt_host::storage::list_flags;
 use rvirt_host::{Connection, PoolId, StoragePool, StorageVol, VolumeId};
@@ -159,14 +159,18 @@ pub(super) fn dispatch(
         }),
         P::ConnectFindStoragePoolSources => {
             call::<procs::ConnectFindStoragePoolSources>(payload, |a| {
-                match c.find_storage_pool_sources(&a.r#type, a.src_spec.as_deref(), a.flags) {
-                    Ok(xml) => Ok(XmlRet { xml }),
-                    Err(e) if e.is_no_support() => Err(unsupported_named(procedure)),
-                    Err(e) => Err(host_error(e)),
-                }
+                c.find_storage_pool_sources(&a.r#type, a.src_spec.as_deref(), a.flags)
+                    .map(|xml| XmlRet { xml })
+                    .map_err(host_error)
             })
         }
-        P::ConnectGetStoragePoolCapabilities => Err(unsupported_named(procedure)),
+        P::ConnectGetStoragePoolCapabilities => {
+            call::<procs::ConnectGetStoragePoolCapabilities>(payload, |a| {
+                c.storage_pool_capabilities(a.flags)
+                    .map(|capabilities| ConnectGetStoragePoolCapabilitiesRet { capabilities })
+                    .map_err(host_error)
+            })
+        }
         P::StoragePoolCreateXml => call::<procs::StoragePoolCreateXml>(payload, |a| {
             pool_ret(c.storage_pool_create_xml(&a.xml, a.flags))
         }),

@@ -415,3 +415,41 @@ fn the_remote_driver_serves_storage() {
     let e = ro.storage_pool_define_xml(&xml, 0).unwrap_err();
     assert_eq!(e.code(), 29, "{e}");
 }
+
+#[test]
+fn pool_capabilities_and_source_discovery_through_virsh() {
+    if tools_missing() {
+        return;
+    }
+    let d = Daemon::start();
+    let uri = system_uri(&d.socket());
+    let ro = system_uri(&d.socket_ro());
+    let caps = ok(&ro, &["-r", "pool-capabilities"]);
+    let supported = |t: &str| {
+        let tag = format!("<pool type='{t}' supported='");
+        caps.lines()
+            .find_map(|l| l.trim().strip_prefix(tag.as_str()))
+            .and_then(|rest| rest.split('\'').next())
+            .map(str::to_string)
+    };
+    // the installed plugins serve dir and fs; nothing here serves netfs or rbd
+    assert_eq!(supported("dir").as_deref(), Some("yes"), "{caps}");
+    assert_eq!(supported("fs").as_deref(), Some("yes"), "{caps}");
+    assert_eq!(supported("netfs").as_deref(), Some("no"), "{caps}");
+    assert_eq!(supported("rbd").as_deref(), Some("no"), "{caps}");
+    assert!(caps.contains("<value>qcow2</value>"), "{caps}");
+
+    // dir pools have no sources to discover: no-support naming the call and the backend
+    let e = fails(&uri, &["find-storage-pool-sources-as", "dir"]);
+    assert!(
+        e.contains("not supported")
+            && e.contains("virConnectFindStoragePoolSources")
+            && e.contains("'dir'"),
+        "{e}"
+    );
+    let e = fails(
+        &uri,
+        &["find-storage-pool-sources-as", "netfs", "localhost"],
+    );
+    assert!(e.contains("storage pool type 'netfs'"), "{e}");
+}
