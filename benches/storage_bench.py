@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--steady", type=int, default=7)
     a = ap.parse_args()
 
+    libvirt.registerErrorHandler(lambda *_: None, None)
     conn = libvirt.open(a.uri)
     name = "benchpool"
     try:

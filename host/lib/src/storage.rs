@@ -216,7 +216,31 @@ struct Live {
     capacity: u64,
     allocation: u64,
     available: u64,
-    volumes: BTreeMap<String, StorageVolume>,
+    volumes: BTreeMap<String, Arc<LiveVol>>,
+}
+
+/// A volume of an active pool, shared between snapshots of the pool (an edit copies the
+/// map, not the volumes), with the text the backend reported it as at the last pool
+/// refresh: a refresh reporting the same text keeps the volume without parsing it again.
+struct LiveVol {
+    vol: StorageVolume,
+    reported: Option<String>,
+}
+
+impl LiveVol {
+    fn new(vol: StorageVolume) -> Arc<Self> {
+        Arc::new(Self {
+            vol,
+            reported: None,
+        })
+    }
+}
+
+impl std::ops::Deref for LiveVol {
+    type Target = StorageVolume;
+    fn deref(&self) -> &StorageVolume {
+        &self.vol
+    }
 }
 
 #[derive(Clone)]
@@ -465,7 +489,7 @@ impl Pools {
                         )))
                     }
                 })
-                .and_then(|r| live_of(&obj.def, r));
+                .and_then(|r| live_of(&obj.def, r, None));
             match revived {
                 Ok(live) => obj.live = Some(live),
                 Err(e) => {
@@ -913,7 +937,7 @@ impl Pools {
         if !b.check_pool(&xml)? {
             b.start_pool(&xml)?;
         }
-        let refreshed = b.refresh_pool(&xml).and_then(|r| live_of(&o.def, r));
+        let refreshed = b.refresh_pool(&xml).and_then(|r| live_of(&o.def, r, None));
         let live = match refreshed {
             Ok(l) => l,
             Err(e) => {
@@ -1021,7 +1045,7 @@ impl Pools {
         let b = self.backend_for(&o.def)?;
         let live = b
             .refresh_pool(&o.def.to_xml(&fmt_opts()))
-            .and_then(|r| live_of(&o.def, r))?;
+            .and_then(|r| live_of(&o.def, r, o.live.as_ref()))?;
         o.live = Some(live);
         let def = o.def.clone();
         drop(o);
@@ -1195,7 +1219,7 @@ impl Pools {
         let created = StorageVolume::parse(&created, Some(&pool_def))
             .map_err(|e| xml_err("created storage volume", e))?;
         let id = Self::vol_id(pool, &created);
-        live.volumes.insert(name, created);
+        live.volumes.insert(name, LiveVol::new(created));
         Ok(id)
     }
 
@@ -1254,7 +1278,7 @@ impl Pools {
     ) -> Result<()> {
         let now = b.refresh_volume(pool_xml, vol_xml)?;
         let v = StorageVolume::parse(&now, None).map_err(|e| xml_err("storage volume", e))?;
-        live.volumes.insert(v.name().to_string(), v);
+        live.volumes.insert(v.name().to_string(), LiveVol::new(v));
         Ok(())
     }
 
@@ -1310,11 +1334,37 @@ fn volume_kind(t: &str) -> i32 {
     }
 }
 
-fn live_of(def: &StoragePool, r: PoolRefresh) -> Result<Live> {
+/// The text of the first `<name>` element of a volume document, when it needs no
+/// unescaping.
+fn name_hint(xml: &str) -> Option<&str> {
+    let start = xml.find("<name>")? + "<name>".len();
+    let len = xml[start..].find("</name>")?;
+    let name = &xml[start..start + len];
+    (!name.contains('&')).then_some(name)
+}
+
+/// The live state of a pool from a backend's refresh report. Volumes reported with the
+/// same text as at the `previous` refresh are kept as they are (no parse): a steady
+/// refresh of a large pool costs one lookup and one string comparison per volume here.
+fn live_of(def: &StoragePool, r: PoolRefresh, previous: Option<&Live>) -> Result<Live> {
     let mut volumes = BTreeMap::new();
     for x in r.volumes {
-        let v = StorageVolume::parse(&x, Some(def))
+        // The name in the text is only a hint to find the previous report: a volume is
+        // kept only when its whole text is the same.
+        let same = previous
+            .zip(name_hint(&x))
+            .and_then(|(p, n)| p.volumes.get_key_value(n))
+            .filter(|(_, v)| v.reported.as_deref() == Some(x.as_str()));
+        if let Some((name, v)) = same {
+            volumes.insert(name.clone(), Arc::clone(v));
+            continue;
+        }
+        let vol = StorageVolume::parse(&x, Some(def))
             .map_err(|e| xml_err("storage volume reported by the backend", e))?;
+        let v = Arc::new(LiveVol {
+            vol,
+            reported: Some(x),
+        });
         volumes.insert(v.name().to_string(), v);
     }
     Ok(Live {

@@ -235,6 +235,134 @@ pub struct PoolRefresh {
 pub fn refresh_pool(pool: &StoragePool) -> Result<PoolRefresh> {
     let t = Target::open(pool)?;
     let (capacity, allocation, available) = t.fs_sizes()?;
+    let volumes = scan_entries(&t, |name, buf| t.scan(name, buf))?;
+    Ok(PoolRefresh {
+        capacity,
+        allocation,
+        available,
+        volumes,
+    })
+}
+
+/// [`refresh_pool`] reporting each volume as its XML text, through a [`RefreshCache`]: an
+/// entry whose `stat` (inode, size, blocks, modification and change times, mode, owner) is
+/// what it was at the previous refresh of the same target keeps its text, with one
+/// `fstatat` and no open or read. The change time cannot be set by users, so a file
+/// rewritten in place is always read again.
+pub fn refresh_pool_xml(pool: &StoragePool, cache: &RefreshCache) -> Result<PoolRefreshXml> {
+    let t = Target::open(pool)?;
+    let (capacity, allocation, available) = t.fs_sizes()?;
+    let previous = cache
+        .targets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&t.path)
+        .unwrap_or_default();
+    let found = scan_entries(&t, |name, buf| {
+        let st = match rustix::fs::statat(&t.dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => {
+                return Err(target::io_err(
+                    &t.vol_object(name),
+                    "stat",
+                    &t.vol_path(name),
+                    e,
+                ));
+            }
+        };
+        if !matches!(
+            FileType::from_raw_mode(st.st_mode),
+            FileType::RegularFile | FileType::Directory
+        ) {
+            return Ok(None);
+        }
+        let key = StatKey::of(&st);
+        if let Some((k, xml)) = previous.get(name)
+            && *k == key
+        {
+            return Ok(Some((name.to_string(), key, xml.clone())));
+        }
+        Ok(t.scan(name, buf)?
+            .map(|v| (name.to_string(), key, v.to_xml(&xml_opts()))))
+    })?;
+    let mut next = std::collections::HashMap::with_capacity(found.len());
+    let mut volumes = Vec::with_capacity(found.len());
+    for (name, key, xml) in found {
+        volumes.push(xml.clone());
+        next.insert(name, (key, xml));
+    }
+    cache
+        .targets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(t.path.clone(), next);
+    Ok(PoolRefreshXml {
+        capacity,
+        allocation,
+        available,
+        volumes,
+    })
+}
+
+/// What [`refresh_pool_xml`] reports.
+#[derive(Debug, Clone)]
+pub struct PoolRefreshXml {
+    /// As [`PoolRefresh::capacity`].
+    pub capacity: u64,
+    /// As [`PoolRefresh::allocation`].
+    pub allocation: u64,
+    /// As [`PoolRefresh::available`].
+    pub available: u64,
+    /// One `<volume>` document per regular file or directory, sorted by name.
+    pub volumes: Vec<String>,
+}
+
+/// The volume texts of the last refresh of each pool target, keyed by what `stat` said
+/// of each entry (see [`refresh_pool_xml`]). Only the last refresh's entries are kept.
+#[derive(Debug, Default)]
+pub struct RefreshCache {
+    targets: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, TargetTexts>>,
+}
+
+/// One target's entries: name to (`stat` key, reported text).
+type TargetTexts = std::collections::HashMap<String, (StatKey, String)>;
+
+/// The `stat` fields a volume's reported text depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatKey([i128; 11]);
+
+impl StatKey {
+    fn of(st: &rustix::fs::Stat) -> Self {
+        Self([
+            st.st_dev as i128,
+            st.st_ino as i128,
+            st.st_size as i128,
+            st.st_blocks as i128,
+            st.st_mtime as i128,
+            st.st_mtime_nsec as i128,
+            st.st_ctime as i128,
+            st.st_ctime_nsec as i128,
+            st.st_mode as i128,
+            st.st_uid as i128,
+            st.st_gid as i128,
+        ])
+    }
+}
+
+fn xml_opts() -> rvirt_xml::FormatOptions {
+    rvirt_xml::FormatOptions {
+        inactive: false,
+        secure: true,
+    }
+}
+
+/// Reads the target's directory and runs `per_entry` on every regular file or directory
+/// (or entry of unknown type), by name order, on up to eight threads.
+fn scan_entries<T: Send>(
+    t: &Target,
+    per_entry: impl Fn(&str, &mut [u8]) -> Result<Option<T>> + Sync,
+) -> Result<Vec<T>> {
     let mut entries: Vec<(String, FileType)> = Vec::new();
     let dup = rustix::io::fcntl_dupfd_cloexec(&t.dir, 0)
         .map_err(|e| io_err(&t.object, "read directory", &t.path, e))?;
@@ -267,54 +395,41 @@ pub fn refresh_pool(pool: &StoragePool) -> Result<PoolRefresh> {
         // than one on a 2-core virtio machine) and cost nothing measurable when it is warm
         None => (entries.len() / 256).clamp(1, 8),
     };
-    let volumes = if threads <= 1 {
+    let run = |part: &[(String, FileType)]| -> Result<Vec<T>> {
         let mut buf = vec![0u8; probe::HEADER_LEN];
-        let mut out = Vec::with_capacity(entries.len());
-        for (name, _) in &entries {
-            if let Some(v) = t.scan(name, &mut buf)? {
+        let mut out = Vec::with_capacity(part.len());
+        for (name, _) in part {
+            if let Some(v) = per_entry(name, &mut buf)? {
                 out.push(v);
             }
         }
-        out
-    } else {
-        let chunk = entries.len().div_ceil(threads);
-        let results: Vec<Result<Vec<StorageVolume>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = entries
-                .chunks(chunk)
-                .map(|part| {
-                    let t = &t;
-                    s.spawn(move || {
-                        let mut buf = vec![0u8; probe::HEADER_LEN];
-                        let mut out = Vec::with_capacity(part.len());
-                        for (name, _) in part {
-                            if let Some(v) = t.scan(name, &mut buf)? {
-                                out.push(v);
-                            }
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Internal("refresh thread panicked".into())))
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(entries.len());
-        for r in results {
-            out.extend(r?);
-        }
-        out
+        Ok(out)
     };
-    Ok(PoolRefresh {
-        capacity,
-        allocation,
-        available,
-        volumes,
-    })
+    if threads <= 1 {
+        return run(&entries);
+    }
+    let chunk = entries.len().div_ceil(threads);
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                let run = &run;
+                s.spawn(move || run(part))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Internal("refresh thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(entries.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
 }
 
 /// Returns `pool` with the refreshed figures set (what `pool-dumpxml` shows of a running

@@ -22,12 +22,17 @@ pub fn open(_pool_type: &str, host: HostServicesBox) -> Result<DirBackend, Plugi
         log_level::DEBUG,
         RStr::from_str("dir storage backend opened"),
     );
-    Ok(DirBackend { _host: host })
+    Ok(DirBackend {
+        _host: host,
+        refreshed: crate::RefreshCache::default(),
+    })
 }
 
 /// The `dir` backend as a plugin object.
 pub struct DirBackend {
     _host: HostServicesBox,
+    /// What the last refresh of each target found (see [`crate::refresh_pool_xml`]).
+    refreshed: crate::RefreshCache,
 }
 
 fn perr(e: Error) -> PluginError {
@@ -88,16 +93,12 @@ impl StorageBackend for DirBackend {
 
     fn refresh_pool(&self, pool_xml: RStr<'_>) -> PResult<PoolRefresh> {
         res(pool(pool_xml).and_then(|p| {
-            let r = crate::refresh_pool(&p).map_err(perr)?;
+            let r = crate::refresh_pool_xml(&p, &self.refreshed).map_err(perr)?;
             Ok(PoolRefresh {
                 capacity: r.capacity,
                 allocation: r.allocation,
                 available: r.available,
-                volumes: r
-                    .volumes
-                    .iter()
-                    .map(|v| RString::from(v.to_xml(&opts())))
-                    .collect(),
+                volumes: r.volumes.into_iter().map(RString::from).collect(),
             })
         }))
     }

@@ -781,3 +781,52 @@ fn qemu_img_missing_child() {
     assert!(m.contains("cannot run '/nonexistent/qemu-img'"), "{m}");
     assert!(!e.dir.join("q.qcow2").exists());
 }
+
+#[test]
+fn cached_refresh_reads_again_only_what_changed() {
+    use rvirt_storage_files::probe::write_qcow2_header;
+    let e = env();
+    let cache = dir::RefreshCache::default();
+    std::fs::write(e.dir.join("a.raw"), vec![1u8; 4096]).expect("write");
+    std::fs::write(e.dir.join("b.raw"), vec![2u8; 4096]).expect("write");
+    let first = dir::refresh_pool_xml(&e.pool, &cache).expect("refresh");
+    assert_eq!(first.volumes.len(), 2);
+    // the same text as the uncached refresh
+    let plain = dir::refresh_pool(&e.pool).expect("refresh");
+    let opts = rvirt_xml::FormatOptions {
+        inactive: false,
+        secure: true,
+    };
+    let texts: Vec<String> = plain.volumes.iter().map(|v| v.to_xml(&opts)).collect();
+    assert_eq!(first.volumes, texts);
+    // b becomes a qcow2 image in place, same length: its change time tells
+    let mut hdr = vec![0u8; 4096];
+    write_qcow2_header(&mut hdr, 1 << 30, None);
+    std::fs::write(e.dir.join("b.raw"), &hdr).expect("rewrite");
+    let second = dir::refresh_pool_xml(&e.pool, &cache).expect("refresh");
+    assert_eq!(second.volumes[0], first.volumes[0], "a is unchanged");
+    assert!(
+        second.volumes[1].contains("<format type='qcow2'/>"),
+        "{}",
+        second.volumes[1]
+    );
+    // a file that goes is gone from the report; one that comes is in it
+    std::fs::remove_file(e.dir.join("a.raw")).expect("rm");
+    std::fs::write(e.dir.join("c.raw"), b"x").expect("write");
+    let third = dir::refresh_pool_xml(&e.pool, &cache).expect("refresh");
+    let names: Vec<bool> = ["<name>b.raw<", "<name>c.raw<"]
+        .iter()
+        .zip(&third.volumes)
+        .map(|(n, x)| x.contains(n))
+        .collect();
+    assert_eq!((third.volumes.len(), names), (2, vec![true, true]));
+    // a symbolic link is never a volume, cached or not
+    std::os::unix::fs::symlink("/etc/passwd", e.dir.join("link")).expect("symlink");
+    assert_eq!(
+        dir::refresh_pool_xml(&e.pool, &cache)
+            .expect("refresh")
+            .volumes
+            .len(),
+        2
+    );
+}

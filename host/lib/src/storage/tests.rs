@@ -427,3 +427,50 @@ fn a_slow_volume_operation_blocks_only_its_own_pool() {
     assert!(took < Duration::from_millis(50), "{took:?}");
     t.join().unwrap();
 }
+
+#[test]
+fn a_refresh_reparses_only_volumes_whose_report_changed() {
+    let mem = Arc::new(MemBackend::default());
+    let pools = setup(None, &mem);
+    pools.define(&pool_xml("p", "/t/r"), 0).unwrap();
+    pools.build("p", 0).unwrap();
+    {
+        let mut t = lock(&mem.targets);
+        let vols = t.get_mut("/t/r").unwrap();
+        vols.insert("a.img".into(), 100);
+        vols.insert("b.img".into(), 200);
+    }
+    pools.create("p", 0).unwrap();
+    pools.refresh("p", 0).unwrap();
+    let vol = |name: &str| {
+        let o = pools.slot("p").unwrap().view();
+        Arc::clone(&o.live.as_ref().unwrap().volumes[name])
+    };
+    let (a1, b1) = (vol("a.img"), vol("b.img"));
+    assert!(
+        a1.reported.is_some(),
+        "the report is kept for the next refresh"
+    );
+    // b changes outside the pool: only b is parsed again
+    lock(&mem.targets)
+        .get_mut("/t/r")
+        .unwrap()
+        .insert("b.img".into(), 300);
+    pools.refresh("p", 0).unwrap();
+    let (a2, b2) = (vol("a.img"), vol("b.img"));
+    assert!(
+        Arc::ptr_eq(&a1, &a2),
+        "an unchanged volume is kept as it was"
+    );
+    assert!(!Arc::ptr_eq(&b1, &b2));
+    assert_eq!(pools.volume_info("p", "b.img").unwrap().capacity, 300);
+    // an operation on a volume forgets its report, so the next refresh parses it again
+    pools.resize_volume("p", "a.img", 150, 0).unwrap();
+    assert!(vol("a.img").reported.is_none());
+    pools.refresh("p", 0).unwrap();
+    assert_eq!(pools.volume_info("p", "a.img").unwrap().capacity, 150);
+    // a volume gone outside the pool goes from the list
+    lock(&mem.targets).get_mut("/t/r").unwrap().remove("a.img");
+    pools.refresh("p", 0).unwrap();
+    assert_eq!(pools.list_volumes("p").unwrap().len(), 1);
+}
