@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Storage benchmark through python-libvirt: the same steps against any daemon URI.
 
-usage: storage_bench.py URI POOL_DIR --label NAME [--volumes 10000] [--creates 30] [--steady 7]
+usage: storage_bench.py --side LABEL URI POOL_DIR [--side ...] [--volumes 10000]
+                        [--creates 30] [--steady 7]
 
-Steps, each printed as one JSON line:
+Every daemon named is measured in the same run, in turn, step by step (this machine is
+shared and noisy: compare sides of one run). Steps, each printed as JSON lines:
   refresh  define + build + start a `dir` pool at POOL_DIR, write VOLUMES files into it
            from outside the daemon (half raw with 4 KiB of data and a 1 GiB length, half
            qcow2 headers for 10 GiB, one qcow2 in ten with a raw backing file), then
@@ -93,89 +95,97 @@ def emit(label, step, **kv):
     print(json.dumps({"label": label, "step": step, **kv}), flush=True)
 
 
+class Side:
+    """One daemon under test: its connection and a fresh `dir` pool at `pool_dir`."""
+
+    def __init__(self, label, uri, pool_dir):
+        self.label = label
+        self.dir = pool_dir
+        self.conn = libvirt.open(uri)
+        try:
+            old = self.conn.storagePoolLookupByName(POOL)
+            if old.isActive():
+                old.destroy()
+            old.undefine()
+        except libvirt.libvirtError:
+            pass
+        shutil.rmtree(pool_dir, ignore_errors=True)
+        self.pool = self.conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{POOL}</name><target><path>{pool_dir}</path></target></pool>"
+        )
+        self.pool.build(0)
+        self.pool.create(0)
+
+    def clear(self):
+        for f in os.listdir(self.dir):
+            os.unlink(os.path.join(self.dir, f))
+
+    def close(self):
+        self.pool.destroy()
+        self.pool.undefine()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.conn.close()
+
+
+POOL = "benchpool"
+VOL_XML = (
+    "<volume><name>{}</name><capacity unit='G'>10</capacity>"
+    "<target><format type='qcow2'/></target></volume>"
+)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("uri")
-    ap.add_argument("pool_dir")
-    ap.add_argument("--label", required=True)
+    ap.add_argument("--side", nargs=3, action="append", required=True,
+                    metavar=("LABEL", "URI", "POOL_DIR"), help="a daemon to measure (repeat)")
     ap.add_argument("--volumes", type=int, default=10000)
     ap.add_argument("--creates", type=int, default=30)
     ap.add_argument("--steady", type=int, default=7)
     a = ap.parse_args()
-
     libvirt.registerErrorHandler(lambda *_: None, None)
-    conn = libvirt.open(a.uri)
-    name = "benchpool"
-    try:
-        old = conn.storagePoolLookupByName(name)
-        if old.isActive():
-            old.destroy()
-        old.undefine()
-    except libvirt.libvirtError:
-        pass
-    shutil.rmtree(a.pool_dir, ignore_errors=True)
-    pool = conn.storagePoolDefineXML(
-        f"<pool type='dir'><name>{name}</name><target><path>{a.pool_dir}</path></target></pool>"
-    )
-    pool.build(0)
-    pool.create(0)
+    sides = [Side(*spec) for spec in a.side]
 
-    # volume create through the API against qemu-img by hand
-    vol_xml = (
-        "<volume><name>{}</name><capacity unit='G'>10</capacity>"
-        "<target><format type='qcow2'/></target></volume>"
-    )
-    api = []
+    # volume create through each API against qemu-img by hand, interleaved
+    times = {s.label: [] for s in sides}
+    times["qemu-img"] = []
+    hand_dir = sides[0].dir
     for i in range(a.creates):
-        vname = f"create{i}.qcow2"
-        holder = []
-        api.append(timed(lambda: holder.append(pool.createXML(vol_xml.format(vname), 0))))
-        holder[0].delete(0)
-    hand = []
-    for i in range(a.creates):
-        p = os.path.join(a.pool_dir, f"hand{i}.qcow2")
-        hand.append(
-            timed(
-                lambda: subprocess.run(
-                    ["qemu-img", "create", "-q", "-f", "qcow2", p, "10G"], check=True
-                )
+        for s in sides:
+            holder = []
+            times[s.label].append(
+                timed(lambda: holder.append(s.pool.createXML(VOL_XML.format(f"c{i}.qcow2"), 0)))
             )
+            holder[0].delete(0)
+        p = os.path.join(hand_dir, f"hand{i}.qcow2")
+        times["qemu-img"].append(
+            timed(lambda: subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", p, "10G"], check=True))
         )
         os.unlink(p)
-    emit(
-        a.label,
-        "create",
-        api_median_ms=round(statistics.median(api), 2),
-        api_min_ms=round(min(api), 2),
-        qemu_img_median_ms=round(statistics.median(hand), 2),
-        qemu_img_min_ms=round(min(hand), 2),
-        ratio=round(statistics.median(api) / statistics.median(hand), 2),
-    )
+    hand = statistics.median(times["qemu-img"])
+    for label, t in times.items():
+        emit(label, "create", median_ms=round(statistics.median(t), 2), min_ms=round(min(t), 2),
+             vs_qemu_img=round(statistics.median(t) / hand, 2))
 
-    # refresh: right after the files appear (cache kept), cold (cache dropped), steady
-    populate(a.pool_dir, a.volumes)
-    after_write = timed(lambda: pool.refresh(0))
-    found = pool.numOfVolumes()
-    for f in os.listdir(a.pool_dir):
-        os.unlink(os.path.join(a.pool_dir, f))
-    populate(a.pool_dir, a.volumes)
-    drop_caches()
-    cold = timed(lambda: pool.refresh(0))
-    steady = [timed(lambda: pool.refresh(0)) for _ in range(a.steady)]
-    emit(
-        a.label,
-        "refresh",
-        volumes=found,
-        after_write_ms=round(after_write, 1),
-        cold_ms=round(cold, 1),
-        steady_median_ms=round(statistics.median(steady), 1),
-        steady_min_ms=round(min(steady), 1),
-    )
-
-    pool.destroy()
-    pool.undefine()
-    shutil.rmtree(a.pool_dir, ignore_errors=True)
-    conn.close()
+    # refresh right after the files appear (page cache kept), then cold, then steady
+    for s in sides:
+        populate(s.dir, a.volumes)
+        after_write = timed(lambda: s.pool.refresh(0))
+        found = s.pool.numOfVolumes()
+        s.clear()
+        populate(s.dir, a.volumes)
+        drop_caches()
+        cold = timed(lambda: s.pool.refresh(0))
+        emit(s.label, "refresh-first", volumes=found, after_write_ms=round(after_write, 1),
+             cold_ms=round(cold, 1))
+    steady = {s.label: [] for s in sides}
+    for _ in range(a.steady):
+        for s in sides:
+            steady[s.label].append(timed(lambda: s.pool.refresh(0)))
+    for label, t in steady.items():
+        emit(label, "refresh-steady", median_ms=round(statistics.median(t), 1),
+             min_ms=round(min(t), 1))
+    for s in sides:
+        s.close()
     return 0
 
 

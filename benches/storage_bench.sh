@@ -1,8 +1,9 @@
 #!/bin/sh
 # Storage side by side: rvirtd against Debian's libvirtd (a private instance, see
-# /work/shared/bench/lvd.py) in the same run, through python-libvirt on qemu:///system:
-# `dir` pool refresh of VOLUMES files (right after they appear, cold, steady) and qcow2
-# volume create through the API against `qemu-img create` by hand (benches/storage_bench.py).
+# /work/shared/bench/lvd.py), both running, measured in turn within each step of one run
+# through python-libvirt on qemu:///system (benches/storage_bench.py): qcow2 volume create
+# through the API against `qemu-img create` by hand, and `dir` pool refresh of VOLUMES
+# files right after they appear, cold and steady.
 #
 # usage: benches/storage_bench.sh     (as root; needs libvirt-daemon, python3-libvirt, qemu-utils)
 # env:   RUNS=2 VOLUMES=10000 CREATES=30 OUT=/tmp/storagebench.XXXX NO_BUILD=1 NO_LIBVIRTD=1
@@ -27,44 +28,32 @@ RVIRTD="$TARGET/release/rvirtd"
 [ -x "$RVIRTD" ] || { echo "no $RVIRTD" >&2; exit 1; }
 echo "results in $OUT" >&2
 
-run_rvirtd() {
-    i=$1
+i=1
+while [ "$i" -le "$RUNS" ]; do
+    echo "run $i/$RUNS" >&2
     R="$OUT/rvirtd-root.$i"
     rm -rf "$R"
     mkdir -p "$R"
     RUST_LOG=warn RVIRT_PLUGIN_PATH="$TARGET/release" "$RVIRTD" --root "$R" 2>>"$OUT/rvirtd.log" &
     PID=$!
     while [ ! -S "$R/run/rvirt-sock" ]; do sleep 0.01; done
-    $PY "$ROOT_DIR/benches/storage_bench.py" "qemu+unix:///system?socket=$R/run/rvirt-sock" \
-        "$OUT/pool-rvirtd.$i" --label rvirtd --volumes "$VOLUMES" --creates "$CREATES" |
-        sed "s/^{/{\"run\": $i, /" >>"$OUT/results.jsonl"
+    set -- --side rvirtd "qemu+unix:///system?socket=$R/run/rvirt-sock" "$OUT/pool-rvirtd"
+    if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
+        D="$OUT/lvd.$i"
+        rm -rf "$D"
+        mkdir -p "$D"
+        $PY "$BENCH_DIR/lvd.py" prepare "$D" >/dev/null
+        $PY "$BENCH_DIR/lvd.py" start "$D" --no-qemu >/dev/null
+        set -- "$@" --side libvirtd "$($PY "$BENCH_DIR/lvd.py" uri "$D" qemu)" "$OUT/pool-libvirtd"
+    fi
+    $PY "$ROOT_DIR/benches/storage_bench.py" "$@" --volumes "$VOLUMES" --creates "$CREATES" |
+        sed "s/^{/{\"run\": $i, /" | tee -a "$OUT/results.jsonl"
     kill -TERM "$PID"
     wait "$PID" || true
-    rm -rf "$R" "$OUT/pool-rvirtd.$i"
-}
-
-run_libvirtd() {
-    i=$1
-    D="$OUT/lvd.$i"
-    rm -rf "$D"
-    mkdir -p "$D"
-    $PY "$BENCH_DIR/lvd.py" prepare "$D" >/dev/null
-    $PY "$BENCH_DIR/lvd.py" start "$D" --no-qemu >/dev/null
-    $PY "$ROOT_DIR/benches/storage_bench.py" "$($PY "$BENCH_DIR/lvd.py" uri "$D" qemu)" \
-        "$OUT/pool-libvirtd.$i" --label libvirtd --volumes "$VOLUMES" --creates "$CREATES" |
-        sed "s/^{/{\"run\": $i, /" >>"$OUT/results.jsonl"
-    $PY "$BENCH_DIR/lvd.py" stop "$D" >/dev/null
-    rm -rf "$D" "$OUT/pool-libvirtd.$i"
-}
-
-i=1
-while [ "$i" -le "$RUNS" ]; do
-    echo "run $i/$RUNS: rvirtd" >&2
-    run_rvirtd "$i"
     if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
-        echo "run $i/$RUNS: libvirtd" >&2
-        run_libvirtd "$i"
+        $PY "$BENCH_DIR/lvd.py" stop "$D" >/dev/null
+        rm -rf "$D"
     fi
+    rm -rf "$R"
     i=$((i + 1))
 done
-cat "$OUT/results.jsonl"
