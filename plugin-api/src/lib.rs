@@ -245,6 +245,18 @@ pub struct PluginMod {
     /// The storage facet, for a plugin serving storage pool types (since 1.3). Absent in
     /// older plugins: the accessor answers `None` for them.
     pub storage: Option<StorageFacet_Ref>,
+    /// Opens a connection as `open` does, lending the plugin the host's services for the
+    /// connection (system root, parsed URI, storage volume lookup; since 1.4). A host
+    /// prefers it when present; it is absent in older plugins (and `None` in a plugin
+    /// serving no hypervisor), and the host then calls `open`.
+    pub open_with_host: Option<
+        extern "C" fn(
+            uri: RStr<'_>,
+            read_only: bool,
+            events: EventSinkBox,
+            host: HostServicesBox,
+        ) -> PResult<DriverConnectionBox>,
+    >,
 }
 
 impl RootModule for PluginMod_Ref {

@@ -71,6 +71,91 @@ pub struct BuildOptions {
     pub channel_dir: PathBuf,
     /// Pick a free VNC port for `autoport` graphics.
     pub allocate_vnc: bool,
+    /// The storage volumes of the `<disk type='volume'>` disks, resolved through the
+    /// host's storage pools, by target device (`vda`); see [`volume_disks`].
+    pub volumes: std::collections::HashMap<String, ResolvedVolume>,
+}
+
+/// A `<disk type='volume'>` resolved to what QEMU opens (libvirt's "actual" source of a
+/// volume disk): the host's answer to the driver's question, kept in the status file of
+/// a running domain so that a later process knows what its QEMU opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedVolume {
+    /// The pool named by the disk.
+    pub pool: String,
+    /// The volume named by the disk.
+    pub volume: String,
+    /// `file`, `block`, `dir` or `network`.
+    pub disk_type: String,
+    /// The volume's path on the host.
+    pub path: String,
+    /// The volume's format (`raw`, `qcow2`); empty when the pool reports none.
+    pub format: String,
+    /// The pool's type (`dir`, `logical`, ...).
+    pub pool_type: String,
+}
+
+/// A `<disk type='volume'>` with a source: its target device, pool and volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDisk {
+    /// The target device (`vda`).
+    pub target: String,
+    /// The pool's name.
+    pub pool: String,
+    /// The volume's name.
+    pub volume: String,
+}
+
+/// Checks a storage pool or volume name as libvirt does: not empty, no `/`.
+fn check_storage_name(
+    target: &str,
+    field: &str,
+    name: Option<&str>,
+) -> Result<String, CommandError> {
+    match name {
+        None | Some("") => Err(CommandError::Invalid(format!(
+            "disk '{target}': the <source> of a volume disk needs the '{field}' attribute"
+        ))),
+        Some(n) if n.contains('/') => Err(CommandError::Invalid(format!(
+            "disk '{target}': invalid {field} name '{n}' in <source> (a storage {field} name contains no '/')"
+        ))),
+        Some(n) => Ok(n.to_string()),
+    }
+}
+
+/// The `<disk type='volume'>` disks of `def` that have a `<source>` (a volume cdrom may
+/// be empty), checked for syntax only: `pool` and `volume` present and valid names,
+/// `mode` (iSCSI pools) `host` or `direct`. What they name is resolved at start.
+pub fn volume_disks(def: &Domain) -> Result<Vec<VolumeDisk>, CommandError> {
+    let mut out = Vec::new();
+    let Some(devs) = def.element().child("devices") else {
+        return Ok(out);
+    };
+    for d in devs.children_named("disk") {
+        if d.attr("type") != Some("volume") {
+            continue;
+        }
+        let target = attr(d, &["target"], "dev").unwrap_or("").to_string();
+        let Some(src) = d.child("source") else {
+            continue;
+        };
+        let pool = check_storage_name(&target, "pool", src.attr("pool"))?;
+        let volume = check_storage_name(&target, "volume", src.attr("volume"))?;
+        if let Some(m) = src.attr("mode")
+            && m != "host"
+            && m != "direct"
+        {
+            return Err(CommandError::Invalid(format!(
+                "disk '{target}': unknown source mode '{m}' of a volume disk (host or direct)"
+            )));
+        }
+        out.push(VolumeDisk {
+            target,
+            pool,
+            volume,
+        });
+    }
+    Ok(out)
 }
 
 /// The result of [`build`].
@@ -1237,17 +1322,60 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "ide".into()
                 }
             });
-        let format = attr(d, &["driver"], "type").unwrap_or("raw").to_string();
-        let readonly = device == "cdrom" || d.child("readonly").is_some();
-        let source = match ty.as_str() {
-            "file" => attr(d, &["source"], "file").map(str::to_string),
-            "block" => attr(d, &["source"], "dev").map(str::to_string),
-            other => {
+        // A volume disk opens what its volume resolved to (libvirt's actual type and
+        // path); its format defaults to the volume's.
+        let volume = if ty == "volume" && d.child("source").is_some() {
+            let Some(v) = opts.volumes.get(&dev) else {
+                let (pool, vol) = (
+                    attr(d, &["source"], "pool").unwrap_or(""),
+                    attr(d, &["source"], "volume").unwrap_or(""),
+                );
                 return Err(CommandError::Unsupported(format!(
-                    "disk type '{other}' is not supported (file and block only)"
+                    "disk '{dev}': volume '{vol}' of storage pool '{pool}' was not resolved (volume disks need the host's storage services, plugin API 1.4)"
+                )));
+            };
+            Some(v)
+        } else {
+            None
+        };
+        let actual = volume.map_or(ty.as_str(), |v| v.disk_type.as_str());
+        let explicit_format = attr(d, &["driver"], "type").map(str::to_string);
+        let format = explicit_format
+            .clone()
+            .or_else(|| volume.map(|v| v.format.clone()).filter(|f| !f.is_empty()))
+            .unwrap_or_else(|| "raw".to_string());
+        let readonly = device == "cdrom" || d.child("readonly").is_some();
+        let source = match (ty.as_str(), actual) {
+            ("file", _) => attr(d, &["source"], "file").map(str::to_string),
+            ("block", _) => attr(d, &["source"], "dev").map(str::to_string),
+            ("volume", "file" | "block") => volume.map(|v| v.path.clone()),
+            ("volume", _) if volume.is_none() => None,
+            ("volume", other) => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk '{dev}': storage volume of type '{other}' is not supported (file and block volumes only)"
+                )));
+            }
+            (other, _) => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk type '{other}' is not supported (file, block and volume only)"
                 )));
             }
         };
+        let actual = actual.to_string();
+        if volume.is_some() && explicit_format.is_none() {
+            // The live definition shows the format the volume resolved to, as libvirt's.
+            match d.child_mut("driver") {
+                Some(drv) => drv.set_attr("type", &format),
+                None => d.nodes_mut().insert(
+                    0,
+                    rvirt_xml::Node::Element(
+                        Element::new("driver")
+                            .with_attr("name", "qemu")
+                            .with_attr("type", &format),
+                    ),
+                ),
+            }
+        }
         let kind: &'static str = if device == "cdrom" { "cdrom" } else { "disk" };
         let nth = *kind_seen.entry(kind).and_modify(|v| *v += 1).or_insert(0);
         let bootindex = match d
@@ -1267,7 +1395,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "transient disk '{dev}' cannot be read-only"
                 )));
             }
-            let driver = match (ty.as_str(), kind) {
+            let driver = match (actual.as_str(), kind) {
                 ("block", "cdrom") => "host_cdrom",
                 ("block", _) => "host_device",
                 _ => "file",
@@ -1908,6 +2036,7 @@ mod tests {
             nvram_dir: "/var/lib/nv".into(),
             channel_dir: "/run/ch".into(),
             allocate_vnc: false,
+            volumes: Default::default(),
         }
     }
 
