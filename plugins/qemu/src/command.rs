@@ -2360,6 +2360,210 @@ mod tests {
         check_assigned_addresses(n.live.element().child("devices").unwrap()).unwrap();
     }
 
+    fn resolved(
+        pool: &str,
+        volume: &str,
+        disk_type: &str,
+        path: &str,
+        format: &str,
+    ) -> ResolvedVolume {
+        ResolvedVolume {
+            pool: pool.into(),
+            volume: volume.into(),
+            disk_type: disk_type.into(),
+            path: path.into(),
+            format: format.into(),
+            pool_type: "dir".into(),
+        }
+    }
+
+    fn build_with_volumes(
+        xml: &str,
+        volumes: &[(&str, ResolvedVolume)],
+    ) -> Result<Native, CommandError> {
+        let mut o = opts();
+        o.volumes = volumes
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.clone()))
+            .collect();
+        build(&Domain::parse(xml).expect("parse"), &o)
+    }
+
+    #[test]
+    fn a_resolved_volume_disk_opens_the_volume_path_with_the_volume_format() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><source pool='p1' volume='v1.qcow2'/><target dev='vda' bus='virtio'/></disk>\
+             <disk type='volume' device='disk'><driver name='qemu' type='raw'/><source pool='p1' volume='v2' mode='host'/><target dev='vdb' bus='virtio'/></disk>\
+             <disk type='volume' device='disk'><source pool='p2' volume='lv'/><target dev='vdc' bus='virtio'/></disk></devices></domain>"
+        );
+        let n = build_with_volumes(
+            &xml,
+            &[
+                (
+                    "vda",
+                    resolved("p1", "v1.qcow2", "file", "/pool/v1.qcow2", "qcow2"),
+                ),
+                ("vdb", resolved("p1", "v2", "file", "/pool/v2", "qcow2")),
+                ("vdc", resolved("p2", "lv", "block", "/dev/vg/lv", "")),
+            ],
+        )
+        .unwrap();
+        let a = n.args.join(" ");
+        // No <driver type>: the volume's format (qcow2), over a file node.
+        assert!(
+            a.contains(r#"{"driver":"file","filename":"/pool/v1.qcow2","node-name":"libvirt-3-storage","auto-read-only":true,"discard":"unmap"}"#),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#"{"node-name":"libvirt-3-format","read-only":false,"driver":"qcow2","file":"libvirt-3-storage"}"#),
+            "{a}"
+        );
+        // An explicit <driver type> wins over the volume's format.
+        assert!(
+            a.contains(r#"{"driver":"file","filename":"/pool/v2","node-name":"libvirt-2-storage","read-only":false}"#),
+            "{a}"
+        );
+        // A block volume opens as a host device; no format reported means raw.
+        assert!(
+            a.contains(r#"{"driver":"host_device","filename":"/dev/vg/lv","node-name":"libvirt-1-storage","read-only":false}"#),
+            "{a}"
+        );
+        // The live XML keeps the volume form, with the format it resolved to.
+        let live = n.live.to_xml(&rvirt_xml::FormatOptions::default());
+        assert!(
+            live.contains("<source pool='p1' volume='v1.qcow2'/>"),
+            "{live}"
+        );
+        assert!(
+            live.contains("<source pool='p1' volume='v2' mode='host'/>"),
+            "{live}"
+        );
+        assert!(!live.contains("/pool/v1.qcow2"), "{live}");
+        let vda = n
+            .live
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .find(|d| attr(d, &["target"], "dev") == Some("vda"))
+            .unwrap();
+        assert_eq!(vda.attr("type"), Some("volume"));
+        assert_eq!(attr(vda, &["driver"], "type"), Some("qcow2"));
+        assert_eq!(attr(vda, &["driver"], "name"), Some("qemu"));
+        let vdb = n
+            .live
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .find(|d| attr(d, &["target"], "dev") == Some("vdb"))
+            .unwrap();
+        assert_eq!(attr(vdb, &["driver"], "type"), Some("raw"));
+    }
+
+    #[test]
+    fn an_unresolved_or_unsupported_volume_disk_is_refused() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><source pool='p1' volume='v1'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+        );
+        let e = build_with_volumes(&xml, &[]).unwrap_err();
+        assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("disk 'vda': volume 'v1' of storage pool 'p1' was not resolved"),
+            "{e}"
+        );
+        let e = build_with_volumes(
+            &xml,
+            &[("vda", resolved("p1", "v1", "network", "rbd/v1", "raw"))],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("disk 'vda': storage volume of type 'network' is not supported"),
+            "{e}"
+        );
+        // An empty volume cdrom needs nothing resolved.
+        let n = build_with_volumes(
+            &format!(
+                "{BASE}<devices><disk type='volume' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk></devices></domain>"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(!n.args.join(" ").contains("libvirt-1-storage"));
+    }
+
+    #[test]
+    fn volume_disks_need_a_pool_and_a_volume_named_validly() {
+        let disk = |src: &str| {
+            Domain::parse(&format!(
+                "{BASE}<devices><disk type='volume' device='disk'>{src}<target dev='vdb' bus='virtio'/></disk></devices></domain>"
+            ))
+            .unwrap()
+        };
+        let e = volume_disks(&disk("<source volume='v'/>")).unwrap_err();
+        assert!(matches!(e, CommandError::Invalid(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "invalid domain definition: disk 'vdb': the <source> of a volume disk needs the 'pool' attribute"
+        );
+        let e = volume_disks(&disk("<source pool='p' volume=''/>")).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "disk 'vdb': the <source> of a volume disk needs the 'volume' attribute"
+            ),
+            "{e}"
+        );
+        let e = volume_disks(&disk("<source pool='a/b' volume='v'/>")).unwrap_err();
+        assert!(e.to_string().contains("invalid pool name 'a/b'"), "{e}");
+        let e = volume_disks(&disk("<source pool='p' volume='v' mode='odd'/>")).unwrap_err();
+        assert!(e.to_string().contains("unknown source mode 'odd'"), "{e}");
+        assert_eq!(
+            volume_disks(&disk("<source pool='p' volume='v' mode='direct'/>")).unwrap(),
+            vec![VolumeDisk {
+                target: "vdb".into(),
+                pool: "p".into(),
+                volume: "v".into()
+            }]
+        );
+        assert!(volume_disks(&disk("")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn volume_disks_round_trip_with_pool_volume_and_mode() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='pool-disk' volume='dir+vol1' mode='direct'/><target dev='vda' bus='virtio'/></disk>\
+             <disk device='cdrom' type='volume'><readonly/><target bus='ide' dev='hda'/><source volume='block+cdrom' pool='pool-disk'/></disk></devices></domain>"
+        );
+        let def = Domain::parse(&xml).unwrap();
+        let out = def.to_xml(&rvirt_xml::FormatOptions::default());
+        let again = Domain::parse(&out).unwrap();
+        let sources: Vec<(String, String, Option<String>)> = again
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .map(|d| {
+                assert_eq!(d.attr("type"), Some("volume"), "{out}");
+                let s = d.child("source").unwrap();
+                (
+                    s.attr("pool").unwrap().to_string(),
+                    s.attr("volume").unwrap().to_string(),
+                    s.attr("mode").map(str::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("pool-disk".into(), "dir+vol1".into(), Some("direct".into())),
+                ("pool-disk".into(), "block+cdrom".into(), None),
+            ]
+        );
+        assert_eq!(volume_disks(&again).unwrap().len(), 2);
+    }
+
     #[test]
     fn i686_runs_on_qemu_system_i386() {
         assert_eq!(default_emulator("i686"), "/usr/bin/qemu-system-i386");

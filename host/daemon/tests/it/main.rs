@@ -13,6 +13,7 @@ mod secrets;
 mod security;
 mod storage;
 mod virsh;
+mod volume_disk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
