@@ -172,3 +172,112 @@ impl api::HostServices for HypervisorServices {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tests::MemBackend;
+    use crate::storage_bind::Backends;
+    use rvirt_plugin_api::{HostServices_TO, HostServicesBox, abi_stable::sabi_trait::TD_Opaque};
+
+    fn services(uri: &str, pools: PoolsLookup) -> HostServicesBox {
+        HostServices_TO::from_value(
+            HypervisorServices::new(
+                "qemu",
+                ConnectionContext {
+                    system_root: PathBuf::from("/srv/root"),
+                    uri: ConnectUri::parse(uri).unwrap(),
+                    pools,
+                },
+            ),
+            TD_Opaque,
+        )
+    }
+
+    fn mem_pools() -> Arc<Pools> {
+        let backends = Backends::new(None);
+        backends.add("dir", Arc::new(MemBackend::default()));
+        let pools = Pools::open(None, Arc::new(backends)).unwrap();
+        pools
+            .define(
+                "<pool type='dir'><name>p</name><target><path>/t/p</path></target></pool>",
+                0,
+            )
+            .unwrap();
+        pools.build("p", 0).unwrap();
+        pools.create("p", 0).unwrap();
+        pools
+            .create_volume(
+                "p",
+                "<volume><name>a.img</name><capacity unit='bytes'>4096</capacity></volume>",
+                None,
+                0,
+            )
+            .unwrap();
+        Arc::new(pools)
+    }
+
+    fn s(x: &str) -> RStr<'_> {
+        RStr::from_str(x)
+    }
+
+    #[test]
+    fn volume_source_resolves_through_the_bound_pools_with_libvirts_errors() {
+        let pools = mem_pools();
+        let p = pools.clone();
+        let h = services("qemu:///system", Arc::new(move || Ok(Some(p.clone()))));
+        let v = h.volume_source(s("p"), s("a.img")).unwrap();
+        assert_eq!(v.path.as_str(), "/t/p/a.img");
+        assert_eq!(v.format.as_str(), "raw");
+        assert_eq!(v.disk_type.as_str(), "file");
+        assert_eq!(v.pool_type.as_str(), "dir");
+        assert!(
+            v.volume_xml.contains("<name>a.img</name>"),
+            "{}",
+            v.volume_xml
+        );
+
+        let e = h.volume_source(s("p"), s("nope")).unwrap_err();
+        assert_eq!(e.code, 50, "VIR_ERR_NO_STORAGE_VOL: {}", e.message);
+        assert_eq!(e.domain, ErrorDomain::Storage as i32);
+        assert!(e.message.contains("'nope'"), "{}", e.message);
+        let e = h.volume_source(s("q"), s("a.img")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoStoragePool as i32, "{}", e.message);
+
+        pools.destroy("p").unwrap();
+        let e = h.volume_source(s("p"), s("a.img")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::OperationInvalid as i32);
+        assert_eq!(
+            e.message.as_str(),
+            "requested operation is not valid: storage pool 'p' containing volume 'a.img' is not active"
+        );
+    }
+
+    #[test]
+    fn a_uri_without_storage_and_a_panicking_lookup_answer_errors() {
+        let h = services("test:///tmp/node.xml", Arc::new(|| Ok(None)));
+        let e = h.volume_source(s("p"), s("v")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoSupport as i32);
+        assert!(e.message.contains("has no storage pools"), "{}", e.message);
+        let h = services("qemu:///system", Arc::new(|| panic!("lookup exploded")));
+        let e = h.volume_source(s("p"), s("v")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InternalError as i32);
+        assert_eq!(
+            e.message.as_str(),
+            "the host panicked in virStorageVolGetPath"
+        );
+    }
+
+    #[test]
+    fn the_connection_uri_and_system_root_are_the_hosts() {
+        let h = services("qemu:///embed?root=/tmp/a%20b", Arc::new(|| Ok(None)));
+        assert_eq!(h.system_root().as_str(), "/srv/root");
+        let u = h.connection_uri().unwrap();
+        assert_eq!(u.original.as_str(), "qemu:///embed?root=/tmp/a%20b");
+        assert_eq!(u.driver.as_str(), "qemu");
+        assert_eq!(u.path.as_str(), "/embed");
+        assert_eq!(u.params.len(), 1);
+        assert_eq!(u.params[0].name.as_str(), "root");
+        assert_eq!(u.params[0].value.as_str(), "/tmp/a b");
+    }
+}
