@@ -17,6 +17,19 @@
 //! }
 //! ```
 //!
+//! A hypervisor plugin that uses the host's services (plugin API 1.4: the system root, the
+//! URI as the host parsed it, storage volume lookup for `<disk type='volume'>`) exports
+//! `open_with_host` instead; its function gets them as `Some` from a 1.4 host (`None` from
+//! an older host, which calls the plain `open`):
+//!
+//! ```ignore
+//! rvirt_sdk::export_plugin! {
+//!     manifest: rvirt_sdk::PluginInfo { name: "demo", kind: "hypervisor", schemes: &["demo"], .. },
+//!     open_with_host: open_connection,
+//!     // fn(&str, bool, EventSinkBox, Option<HostServicesBox>) -> Result<MyConn, PluginError>
+//! }
+//! ```
+//!
 //! A plugin serving storage pool types adds the storage facet (since plugin API 1.3); a
 //! storage-only plugin leaves out `open`, and its hypervisor entry answers that it serves
 //! storage pool types, not hypervisor connections:
