@@ -260,3 +260,69 @@ fn a_volume_disk_starts_from_a_dir_pool_and_bad_volumes_or_pools_refuse_the_star
         ok(&uri, &["undefine", name]);
     }
 }
+
+#[test]
+fn the_shared_guest_boots_and_reads_its_disk_from_a_volume() {
+    if missing("virsh", Command::new("virsh").arg("--version"))
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+        || missing("qemu-img", Command::new("qemu-img").arg("--version"))
+    {
+        return;
+    }
+    let g = rvirt_tests::guest();
+    let d = Daemon::start();
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let pool_dir = root.join("gpool");
+    ok(
+        &uri,
+        &[
+            "pool-create-as",
+            "gpool",
+            "dir",
+            "--target",
+            pool_dir.to_str().unwrap(),
+            "--build",
+        ],
+    );
+    // The guest's disk (its first bytes are VIRT-DISK-MARKER) becomes a volume.
+    std::fs::copy(g.join("disk.raw"), pool_dir.join("guest.raw")).unwrap();
+    ok(&uri, &["pool-refresh", "gpool"]);
+    assert!(ok(&uri, &["vol-list", "gpool"]).contains("guest.raw"));
+    let serial = root.join("serial.log");
+    let xml = format!(
+        "<domain type='qemu'><name>vboot</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial>\
+         <disk type='volume' device='disk'><source pool='gpool' volume='guest.raw'/><target dev='vda' bus='virtio'/></disk>\
+         </devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = serial.display(),
+    );
+    let o = define(&uri, &root, "vboot", &xml);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&uri, &["start", "vboot"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    let t0 = std::time::Instant::now();
+    while !log().contains("GUEST-READY") {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(90),
+            "timed out waiting for GUEST-READY: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        log().contains("VIRT-DISK-MARKER"),
+        "the guest read its disk through the volume: {}",
+        log()
+    );
+    assert!(ok(&uri, &["dumpxml", "vboot"]).contains("<source pool='gpool' volume='guest.raw'/>"));
+    ok(&uri, &["destroy", "vboot"]);
+    ok(&uri, &["undefine", "vboot"]);
+}
