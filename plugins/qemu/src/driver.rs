@@ -2554,4 +2554,36 @@ mod tests {
         assert!(t > 0 && st != 'Z');
         let _ = proc_cpu_ns(me);
     }
+
+    #[test]
+    fn without_host_services_a_volume_disk_is_refused_before_anything_runs() {
+        let root = std::env::temp_dir().join(format!("rvirt-qemu-novol-{}", std::process::id()));
+        let paths = Paths::from_uri(&format!("qemu:///embed?root={}", root.display())).unwrap();
+        // Opened as by a host older than plugin API 1.4: no services.
+        let d = driver_for(&paths, None).unwrap();
+        let xml = "<domain type='qemu'><name>novol</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm</type></os>\
+                   <devices><disk type='volume' device='disk'><source pool='p' volume='v'/><target dev='vda' bus='virtio'/></disk></devices></domain>";
+        let r = d.define(xml).unwrap();
+        let e = PluginError::from(d.start(uuid::Uuid::from_bytes(r.uuid.0), 0).unwrap_err());
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+        assert!(
+            e.message.contains("disk 'vda': volume 'v' of storage pool 'p' cannot be resolved: the host lent no storage services"),
+            "{}",
+            e.message
+        );
+        assert!(!paths.status_file("novol").exists());
+        assert!(!paths.monitor("novol").exists());
+        let e = PluginError::from(d.to_native(xml).unwrap_err());
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+        // A volume disk without a volume name is refused at define.
+        let e = PluginError::from(d.define(&xml.replace(" volume='v'", "")).unwrap_err());
+        assert_eq!(e.code, ErrorCode::XmlError as i32, "{}", e.message);
+        assert!(
+            e.message
+                .contains("disk 'vda': the <source> of a volume disk needs the 'volume' attribute"),
+            "{}",
+            e.message
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
