@@ -141,8 +141,8 @@ pub trait HostServices: Send + Sync {
     }
     /// Resolves volume `volume` of storage pool `pool` among the pools bound to the
     /// connection (libvirt's translation of a `<disk type='volume'>`): an inactive pool
-    /// answers `VIR_ERR_OPERATION_INVALID`, an unknown pool `VIR_ERR_NO_STORAGE_POOL`, an
-    /// unknown volume `VIR_ERR_NO_STORAGE_VOL`. Since 1.4.
+    /// answers `VIR_ERR_CONFIG_UNSUPPORTED` (as libvirt's), an unknown pool
+    /// `VIR_ERR_NO_STORAGE_POOL`, an unknown volume `VIR_ERR_NO_STORAGE_VOL`. Since 1.4.
     fn volume_source(&self, pool: RStr<'_>, volume: RStr<'_>) -> PResult<VolumeSource> {
         let _ = (pool, volume);
         RResult::RErr(host_lacks("virStorageVolGetPath", ErrorDomain::Storage))

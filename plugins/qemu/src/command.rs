@@ -93,6 +93,9 @@ pub struct ResolvedVolume {
     pub format: String,
     /// The pool's type (`dir`, `logical`, ...).
     pub pool_type: String,
+    /// The pool reports a backing file for the volume (from its header).
+    #[serde(default)]
+    pub backing: bool,
 }
 
 /// A `<disk type='volume'>` with a source: its target device, pool and volume.
@@ -104,6 +107,8 @@ pub struct VolumeDisk {
     pub pool: String,
     /// The volume's name.
     pub volume: String,
+    /// `<source mode>` (`host` or `direct`, iSCSI pools only).
+    pub mode: Option<String>,
 }
 
 /// Checks a storage pool or volume name as libvirt does: not empty, no `/`.
@@ -153,6 +158,7 @@ pub fn volume_disks(def: &Domain) -> Result<Vec<VolumeDisk>, CommandError> {
             target,
             pool,
             volume,
+            mode: src.attr("mode").map(str::to_string),
         });
     }
     Ok(out)
@@ -1340,6 +1346,17 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         };
         let actual = volume.map_or(ty.as_str(), |v| v.disk_type.as_str());
         let explicit_format = attr(d, &["driver"], "type").map(str::to_string);
+        // A format taken from the volume comes from the pool's look at the image header,
+        // which the guest can write: QEMU never follows a backing file named there
+        // (`"backing": null`), and a volume reported with one needs its format declared.
+        let format_from_volume = volume.is_some() && explicit_format.is_none();
+        if format_from_volume && volume.is_some_and(|v| v.backing) {
+            let v = volume.expect("checked");
+            return Err(CommandError::Unsupported(format!(
+                "disk '{dev}': volume '{}' of storage pool '{}' has a backing file: declare its format in <driver type> (a format read from a volume never opens backing files)",
+                v.volume, v.pool
+            )));
+        }
         let format = explicit_format
             .clone()
             .or_else(|| volume.map(|v| v.format.clone()).filter(|f| !f.is_empty()))
@@ -1423,8 +1440,12 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                         "auto-read-only": true, "discard": "unmap"},
                     ));
                     disk_args.push("-blockdev".into());
-                    disk_args.push(json_arg(&obj! {"node-name": fmt_node, "read-only": readonly,
-                        "driver": if is_transient { "qcow2" } else { format.as_str() }, "file": storage}));
+                    let mut fmt = obj! {"node-name": fmt_node, "read-only": readonly,
+                    "driver": if is_transient { "qcow2" } else { format.as_str() }, "file": storage};
+                    if format_from_volume && !is_transient && format == "qcow2" {
+                        fmt["backing"] = Value::Null;
+                    }
+                    disk_args.push(json_arg(&fmt));
                     drive = Some(fmt_node);
                 }
                 (other, _) => {
@@ -2374,6 +2395,7 @@ mod tests {
             path: path.into(),
             format: format.into(),
             pool_type: "dir".into(),
+            backing: false,
         }
     }
 
@@ -2414,8 +2436,9 @@ mod tests {
             a.contains(r#"{"driver":"file","filename":"/pool/v1.qcow2","node-name":"libvirt-3-storage","auto-read-only":true,"discard":"unmap"}"#),
             "{a}"
         );
+        // A format read from the volume never opens a backing file named in its header.
         assert!(
-            a.contains(r#"{"node-name":"libvirt-3-format","read-only":false,"driver":"qcow2","file":"libvirt-3-storage"}"#),
+            a.contains(r#"{"node-name":"libvirt-3-format","read-only":false,"driver":"qcow2","file":"libvirt-3-storage","backing":null}"#),
             "{a}"
         );
         // An explicit <driver type> wins over the volume's format.
@@ -2459,6 +2482,33 @@ mod tests {
             .find(|d| attr(d, &["target"], "dev") == Some("vdb"))
             .unwrap();
         assert_eq!(attr(vdb, &["driver"], "type"), Some("raw"));
+    }
+
+    #[test]
+    fn a_volume_with_a_backing_file_needs_its_format_declared() {
+        let disk = |driver: &str| {
+            format!(
+                "{BASE}<devices><disk type='volume' device='disk'>{driver}<source pool='p' volume='o.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+            )
+        };
+        let mut v = resolved("p", "o.qcow2", "file", "/pool/o.qcow2", "qcow2");
+        v.backing = true;
+        let e = build_with_volumes(&disk(""), &[("vda", v.clone())]).unwrap_err();
+        assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+        assert!(
+            e.to_string().contains(
+                "disk 'vda': volume 'o.qcow2' of storage pool 'p' has a backing file: declare its format in <driver type>"
+            ),
+            "{e}"
+        );
+        // Declared, QEMU opens the image's backing chain as for a file disk.
+        let n =
+            build_with_volumes(&disk("<driver name='qemu' type='qcow2'/>"), &[("vda", v)]).unwrap();
+        let a = n.args.join(" ");
+        assert!(
+            a.contains(r#"{"node-name":"libvirt-1-format","read-only":false,"driver":"qcow2","file":"libvirt-1-storage"}"#),
+            "{a}"
+        );
     }
 
     #[test]
@@ -2524,7 +2574,8 @@ mod tests {
             vec![VolumeDisk {
                 target: "vdb".into(),
                 pool: "p".into(),
-                volume: "v".into()
+                volume: "v".into(),
+                mode: Some("direct".into()),
             }]
         );
         assert!(volume_disks(&disk("")).unwrap().is_empty());

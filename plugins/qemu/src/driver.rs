@@ -704,6 +704,17 @@ impl Driver {
                     return Err(perr(e));
                 }
             };
+            if disk.mode.is_some() && v.pool_type.as_str() != "iscsi" {
+                // libvirt's check, once the pool's type is known.
+                return Err(command::CommandError::Invalid(format!(
+                    "disk '{}': disk source mode is only valid when storage pool is of iscsi type",
+                    disk.target
+                ))
+                .into());
+            }
+            let backing = rvirt_xml::StorageVolume::parse(v.volume_xml.as_str(), None)
+                .ok()
+                .is_some_and(|vol| vol.backing_store().is_some());
             out.insert(
                 disk.target.clone(),
                 command::ResolvedVolume {
@@ -713,6 +724,7 @@ impl Driver {
                     path: v.path.into_string(),
                     format: v.format.into_string(),
                     pool_type: v.pool_type.into_string(),
+                    backing,
                 },
             );
         }

@@ -163,7 +163,7 @@ fn a_volume_disk_starts_from_a_dir_pool_and_bad_volumes_or_pools_refuse_the_star
         "{cmdline}"
     );
     assert!(
-        cmdline.contains(r#""driver":"qcow2","file":"libvirt-1-storage""#),
+        cmdline.contains(r#""driver":"qcow2","file":"libvirt-1-storage","backing":null"#),
         "{cmdline}"
     );
 
@@ -241,11 +241,69 @@ fn a_volume_disk_starts_from_a_dir_pool_and_bad_volumes_or_pools_refuse_the_star
     );
     assert!(qemu_pids("vnopool").is_empty());
 
-    // An inactive pool: libvirt's "operation invalid" naming the pool and the volume.
+    // `mode` belongs to iSCSI pools (libvirt's check, once the pool type is known).
+    let o = define(
+        &uri,
+        &root,
+        "vmode",
+        &domain_xml("vmode", "vpool", "disk1.qcow2").replace("/>", " mode='host'/>"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = fails(&uri, &["start", "vmode"]);
+    assert!(
+        e.contains("disk 'vda': disk source mode is only valid when storage pool is of iscsi type"),
+        "{e}"
+    );
+    assert!(qemu_pids("vmode").is_empty());
+
+    // A qcow2 volume with a backing file: its format must be declared (a format read from
+    // the volume's header never opens backing files); declared, it starts.
+    ok(
+        &uri,
+        &[
+            "vol-create-as",
+            "vpool",
+            "overlay.qcow2",
+            "16M",
+            "--format",
+            "qcow2",
+            "--backing-vol",
+            "disk1.qcow2",
+            "--backing-vol-format",
+            "qcow2",
+        ],
+    );
+    let o = define(
+        &uri,
+        &root,
+        "vover",
+        &domain_xml("vover", "vpool", "overlay.qcow2"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = fails(&uri, &["start", "vover"]);
+    assert!(
+        e.contains("volume 'overlay.qcow2' of storage pool 'vpool' has a backing file"),
+        "{e}"
+    );
+    assert!(qemu_pids("vover").is_empty());
+    let declared = domain_xml("vdecl", "vpool", "overlay.qcow2").replace(
+        "<disk type='volume' device='disk'>",
+        "<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>",
+    );
+    let o = define(&uri, &root, "vdecl", &declared);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&uri, &["start", "vdecl"]);
+    assert_eq!(qemu_pids("vdecl").len(), 1);
+    ok(&uri, &["destroy", "vdecl"]);
+
+    // An inactive pool: libvirt's "unsupported configuration" naming the pool and the
+    // volume.
     ok(&uri, &["pool-destroy", "vpool"]);
     let e = fails(&uri, &["start", "vdisk"]);
     assert!(
-        e.contains("storage pool 'vpool' containing volume 'disk1.qcow2' is not active"),
+        e.contains(
+            "unsupported configuration: storage pool 'vpool' containing volume 'disk1.qcow2' is not active"
+        ),
         "{e}"
     );
     assert!(qemu_pids("vdisk").is_empty());
@@ -256,7 +314,7 @@ fn a_volume_disk_starts_from_a_dir_pool_and_bad_volumes_or_pools_refuse_the_star
     ok(&uri, &["start", "vdisk"]);
     assert_eq!(qemu_pids("vdisk").len(), 1);
     ok(&uri, &["destroy", "vdisk"]);
-    for name in ["vdisk", "vmissing", "vnopool"] {
+    for name in ["vdisk", "vmissing", "vnopool", "vmode", "vover", "vdecl"] {
         ok(&uri, &["undefine", name]);
     }
 }

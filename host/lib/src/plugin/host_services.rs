@@ -61,11 +61,12 @@ impl HypervisorServices {
             )
         })?;
         if !pools.is_active(pool)? {
+            // libvirt's code and wording (`virDomainDiskTranslateSourcePool`).
             return Err(Error::driver(
-                ErrorCode::OperationInvalid,
+                ErrorCode::ConfigUnsupported,
                 ErrorDomain::Storage,
                 format!(
-                    "requested operation is not valid: storage pool '{pool}' containing volume '{volume}' is not active"
+                    "unsupported configuration: storage pool '{pool}' containing volume '{volume}' is not active"
                 ),
             ));
         }
@@ -246,10 +247,10 @@ mod tests {
 
         pools.destroy("p").unwrap();
         let e = h.volume_source(s("p"), s("a.img")).unwrap_err();
-        assert_eq!(e.code, ErrorCode::OperationInvalid as i32);
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32);
         assert_eq!(
             e.message.as_str(),
-            "requested operation is not valid: storage pool 'p' containing volume 'a.img' is not active"
+            "unsupported configuration: storage pool 'p' containing volume 'a.img' is not active"
         );
     }
 

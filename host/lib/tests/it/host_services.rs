@@ -90,7 +90,7 @@ fn a_1_4_plugin_is_opened_with_host_services_that_resolve_volumes() {
     let e = conn
         .domain_xml_to_native("volume-source", "hs14/d.qcow2", 0)
         .unwrap_err();
-    assert_eq!(e.code(), 55, "VIR_ERR_OPERATION_INVALID: {e}");
+    assert_eq!(e.code(), 67, "VIR_ERR_CONFIG_UNSUPPORTED: {e}");
     assert!(
         e.to_string()
             .contains("storage pool 'hs14' containing volume 'd.qcow2' is not active"),
