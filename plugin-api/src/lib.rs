@@ -24,6 +24,14 @@
 //! grows without touching [`PluginMod`] again. A facet is opened with the
 //! [`HostServices`] the host lends the plugin.
 //!
+//! # Host services for hypervisors
+//!
+//! Since 1.4 a hypervisor connection is opened with the [`HostServices`] too, through the
+//! optional `PluginMod::open_with_host` (a host calls `open` for plugins without it): the
+//! system root, the connection's URI as the host parsed it
+//! ([`HostServices::connection_uri`]) and the resolution of storage volumes for
+//! `<disk type='volume'>` ([`HostServices::volume_source`]).
+//!
 //! Besides the abi_stable root module, every plugin exports the plain C symbol
 //! [`API_VERSION_SYMBOL`]: a function returning a NUL-terminated version string. Its shape
 //! never changes, so the host can read it from any plugin of any major and refuse it with
@@ -245,6 +253,18 @@ pub struct PluginMod {
     /// The storage facet, for a plugin serving storage pool types (since 1.3). Absent in
     /// older plugins: the accessor answers `None` for them.
     pub storage: Option<StorageFacet_Ref>,
+    /// Opens a connection as `open` does, lending the plugin the host's services for the
+    /// connection (system root, parsed URI, storage volume lookup; since 1.4). A host
+    /// prefers it when present; it is absent in older plugins (and `None` in a plugin
+    /// serving no hypervisor), and the host then calls `open`.
+    pub open_with_host: Option<
+        extern "C" fn(
+            uri: RStr<'_>,
+            read_only: bool,
+            events: EventSinkBox,
+            host: HostServicesBox,
+        ) -> PResult<DriverConnectionBox>,
+    >,
 }
 
 impl RootModule for PluginMod_Ref {

@@ -10,7 +10,7 @@
 //! specific to its pool type and reports what exists. Definitions cross as libvirt XML
 //! (`<pool>`, `<volume>`), results as XML or small values.
 
-use crate::{PResult, PluginError};
+use crate::{ErrorCode, ErrorDomain, PResult, PluginError};
 use abi_stable::{
     StableAbi, sabi_trait,
     std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
@@ -56,9 +56,74 @@ pub mod log_level {
     pub const DEBUG: u32 = 4;
 }
 
-/// What the host lends a plugin when it opens one of the plugin's facets: the system
-/// root, secrets, logging. Replaces side channels such as the `RVIRT_SYSTEM_ROOT`
-/// environment variable for facets opened with it.
+/// A storage volume resolved for a domain disk (`<disk type='volume'>`): what the
+/// hypervisor needs to open it, as the host's storage subsystem knows it
+/// ([`HostServices::volume_source`], since 1.4).
+///
+/// A plain `#[repr(C)]` struct: only a major may change it. Anything a later minor needs
+/// beyond these fields (network hosts, authentication) can be read from `volume_xml`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSource {
+    /// The disk type the volume stands for: `file`, `block`, `dir` or `network`
+    /// (libvirt's "actual type" of a volume disk).
+    pub disk_type: RString,
+    /// The volume's path on the host (its target path).
+    pub path: RString,
+    /// The volume's format (`raw`, `qcow2`, ...); empty when the pool reports none.
+    pub format: RString,
+    /// The type of the pool holding it (`dir`, `fs`, `logical`, ...).
+    pub pool_type: RString,
+    /// The volume's `<volume>` document as the pool reports it now.
+    pub volume_xml: RString,
+}
+
+/// One query parameter of a [`ConnectionUri`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct UriParam {
+    /// The parameter's name.
+    pub name: RString,
+    /// Its value, percent-decoded.
+    pub value: RString,
+}
+
+/// The URI of the connection being opened, as the host parsed it
+/// ([`HostServices::connection_uri`], since 1.4).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionUri {
+    /// The URI as given (`qemu:///embed?root=/tmp/x`).
+    pub original: RString,
+    /// The driver part of the scheme (`qemu`).
+    pub driver: RString,
+    /// The path (`/system`, `/session`, `/embed`).
+    pub path: RString,
+    /// The query parameters, in order.
+    pub params: RVec<UriParam>,
+}
+
+/// The no-support answer of a host-services method the host lacks: a plugin built against
+/// a newer minor running in an older host reads it (the method is absent from the older
+/// host's vtable, so the trait object runs the default body).
+fn host_lacks(operation: &str, domain: ErrorDomain) -> PluginError {
+    PluginError::new(
+        ErrorCode::NoSupport,
+        domain,
+        format!(
+            "this function is not supported by the connection driver: {operation} (the host's services predate it)"
+        ),
+    )
+}
+
+/// What the host lends a plugin when it opens one of the plugin's facets (since 1.3) or,
+/// since 1.4, a hypervisor connection (`PluginMod::open_with_host`): the system root,
+/// secrets, logging, the connection's URI and storage volumes. Replaces side channels such
+/// as the `RVIRT_SYSTEM_ROOT` environment variable for plugins opened with it.
+///
+/// Methods after `log` were appended by later minors. Each has a default body answering
+/// no-support: a host of an older minor lacks them in its vtable, and a plugin calling
+/// one then gets that error instead of a panic.
 #[sabi_trait]
 pub trait HostServices: Send + Sync {
     /// The directory system paths live under (`/`, or the daemon's `--root DIR`).
@@ -69,6 +134,19 @@ pub trait HostServices: Send + Sync {
     /// A line for the host's log, at one of the [`log_level`]s.
     #[sabi(last_prefix_field)]
     fn log(&self, level: u32, message: RStr<'_>);
+    /// The URI of the hypervisor connection these services were lent with, as the host
+    /// parsed it. Services lent to a storage facet answer no-support. Since 1.4.
+    fn connection_uri(&self) -> PResult<ConnectionUri> {
+        RResult::RErr(host_lacks("virConnectGetURI", ErrorDomain::None))
+    }
+    /// Resolves volume `volume` of storage pool `pool` among the pools bound to the
+    /// connection (libvirt's translation of a `<disk type='volume'>`): an inactive pool
+    /// answers `VIR_ERR_CONFIG_UNSUPPORTED` (as libvirt's), an unknown pool
+    /// `VIR_ERR_NO_STORAGE_POOL`, an unknown volume `VIR_ERR_NO_STORAGE_VOL`. Since 1.4.
+    fn volume_source(&self, pool: RStr<'_>, volume: RStr<'_>) -> PResult<VolumeSource> {
+        let _ = (pool, volume);
+        RResult::RErr(host_lacks("virStorageVolGetPath", ErrorDomain::Storage))
+    }
 }
 
 /// The boxed host services trait object.

@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2, v1_3},
+    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -127,6 +127,22 @@ macro_rules! storage_closure {
     }};
 }
 
+/// The types 1.4 added for the host services of hypervisor connections; with
+/// [`storage_closure!`], the whole closure of a 1.4 or later root module.
+macro_rules! host_closure {
+    ($old:path => $new:path) => {{
+        use $new as new;
+        use $old as old;
+        let mut v = storage_closure!($old => $new);
+        v.extend([
+            pair!(VolumeSource, old, new),
+            pair!(ConnectionUri, old, new),
+            pair!(UriParam, old, new),
+        ]);
+        v
+    }};
+}
+
 macro_rules! pair {
     ($t:ident, $old:ident, $new:ident) => {
         Pair {
@@ -155,6 +171,7 @@ fn current_types_extend_every_frozen_layout() {
     fails.extend(extends("1.1 -> current", &closure!(v1_1 => api)));
     fails.extend(extends("1.2 -> current", &closure!(v1_2 => api)));
     fails.extend(extends("1.3 -> current", &storage_closure!(v1_3 => api)));
+    fails.extend(extends("1.4 -> current", &host_closure!(v1_4 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -163,6 +180,7 @@ fn each_frozen_minor_extends_the_one_before() {
     let mut fails = extends("1.0 -> 1.1", &closure!(v1_0 => v1_1));
     fails.extend(extends("1.1 -> 1.2", &closure!(v1_1 => v1_2)));
     fails.extend(extends("1.2 -> 1.3", &closure!(v1_2 => v1_3)));
+    fails.extend(extends("1.3 -> 1.4", &storage_closure!(v1_3 => v1_4)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -172,7 +190,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "3" => storage_closure!(v1_3 => api),
+        "4" => host_closure!(v1_4 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -227,6 +245,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_1.rs", include_str!("../src/frozen/v1_1.rs")),
         ("v1_2.rs", include_str!("../src/frozen/v1_2.rs")),
         ("v1_3.rs", include_str!("../src/frozen/v1_3.rs")),
+        ("v1_4.rs", include_str!("../src/frozen/v1_4.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -361,6 +380,7 @@ fn a_changed_field_type_is_incompatible_with_every_frozen_copy() {
         ("1.1", <v1_1::DomainInfo as StableAbi>::LAYOUT),
         ("1.2", <v1_2::DomainInfo as StableAbi>::LAYOUT),
         ("1.3", <v1_3::DomainInfo as StableAbi>::LAYOUT),
+        ("1.4", <v1_4::DomainInfo as StableAbi>::LAYOUT),
     ] {
         let e = check(
             frozen,
@@ -497,5 +517,73 @@ fn a_changed_storage_type_is_incompatible_with_the_1_3_copy() {
             <changed_pool_refresh::StorageBackendBox as StableAbi>::LAYOUT,
         )
         .is_err()
+    );
+}
+
+#[test]
+fn a_1_3_root_module_does_not_stand_for_a_1_4_one_but_a_1_4_plugin_extends_1_3() {
+    // 1.4 appends `open_with_host` to the root module and two methods to the host
+    // services: a 1.4 plugin passes the 1.3 check, a 1.3 root module is refused where the
+    // 1.4 one is expected.
+    check(
+        <v1_3::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_4::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap();
+    let e = check(
+        <v1_4::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_3::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|l| l.contains("field count 4 expected, 3 found")),
+        "{e:#?}"
+    );
+    // The services' vtable grew by two optional methods: the 1.3 vtable is a prefix of it.
+    check(
+        <v1_3::HostServicesBox as StableAbi>::LAYOUT,
+        <v1_4::HostServicesBox as StableAbi>::LAYOUT,
+    )
+    .unwrap();
+    let e = check(
+        <v1_4::HostServicesBox as StableAbi>::LAYOUT,
+        <v1_3::HostServicesBox as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|l| l.contains("field count 7 expected, 5 found")),
+        "{e:#?}"
+    );
+}
+
+/// `VolumeSource` with `path` and `format` swapped for a `u64` size: a changed value type
+/// of 1.4.
+mod changed_volume_source {
+    #![allow(dead_code)] // only the layout is used
+    use abi_stable::{StableAbi, std_types::RString};
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    pub struct VolumeSource {
+        pub disk_type: RString,
+        pub path: RString,
+        pub format: u64,
+        pub pool_type: RString,
+        pub volume_xml: RString,
+    }
+}
+
+#[test]
+fn a_changed_host_services_type_is_incompatible_with_the_1_4_copy() {
+    let e = check(
+        <v1_4::VolumeSource as StableAbi>::LAYOUT,
+        <changed_volume_source::VolumeSource as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter().any(|l| l.starts_with("format: ")),
+        "names the changed field: {e:#?}"
     );
 }

@@ -150,7 +150,12 @@ impl Runtime {
                 read_only,
             ));
         }
-        let backend = self.registry.open(&parsed.driver, uri, read_only)?;
+        let ctx = plugin::ConnectionContext {
+            system_root: self.system_root.clone(),
+            uri: parsed.clone(),
+            pools: self.pools_lookup(&parsed),
+        };
+        let backend = self.registry.open(&parsed.driver, uri, read_only, ctx)?;
         let storage =
             storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
@@ -160,6 +165,21 @@ impl Runtime {
             Arc::new(secrets),
             read_only,
         ))
+    }
+
+    /// The pools bound to `uri`, for the host services of its connection: opened when a
+    /// plugin first asks (a `<disk type='volume'>` to resolve), `None` when the URI has
+    /// no storage.
+    fn pools_lookup(&self, uri: &ConnectUri) -> plugin::PoolsLookup {
+        let uri = uri.clone();
+        let system_root = self.system_root.clone();
+        let backends = self.pool_backends();
+        Arc::new(move || {
+            match storage_bind::root_for(&uri, &system_root, |k| std::env::var(k).ok())? {
+                None => Ok(None),
+                Some(root) => storage_bind::pools_for(&root, Arc::clone(&backends)).map(Some),
+            }
+        })
     }
 
     /// Serves storage pools of `pool_type` with an in-process backend, ahead of any

@@ -1,8 +1,13 @@
 //! Plugin discovery and loading, and the [`Backend`] that drives a loaded plugin.
 //!
-//! Architecture invariant: this module and its storage counterpart (`storage.rs`, the
+//! Architecture invariant: this module (with its submodule `host_services`, the services
+//! lent to a hypervisor connection) and its storage counterpart (`storage/plugin.rs`, the
 //! handle of a plugin's storage backend) are the only modules of the host that touch ABI
 //! types; everything they hand out is a plain host type.
+
+mod host_services;
+
+pub(crate) use host_services::{ConnectionContext, PoolsLookup};
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result,
@@ -380,6 +385,7 @@ impl Registry {
         scheme: &str,
         uri: &str,
         read_only: bool,
+        ctx: ConnectionContext,
     ) -> Result<Arc<dyn Backend>> {
         let Some(plugin) = self
             .by_name
@@ -391,7 +397,7 @@ impl Registry {
                 searched: self.searched(),
             });
         };
-        PluginBackend::open(plugin.clone(), uri, read_only)
+        PluginBackend::open(plugin.clone(), uri, read_only, ctx)
     }
 }
 
@@ -506,6 +512,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
                 .map_err(abi_err)?,
             2 => header
                 .ensure_layout::<api::frozen::v1_2::PluginMod_Ref>()
+                .map_err(abi_err)?,
+            3 => header
+                .ensure_layout::<api::frozen::v1_3::PluginMod_Ref>()
                 .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
@@ -639,14 +648,34 @@ struct PluginBackend {
 }
 
 impl PluginBackend {
-    fn open(plugin: Arc<LoadedPlugin>, uri: &str, read_only: bool) -> Result<Arc<dyn Backend>> {
+    /// Opens through `open_with_host` (plugin API 1.4 and later), lending the plugin the
+    /// connection's host services; through `open` for an older plugin.
+    fn open(
+        plugin: Arc<LoadedPlugin>,
+        uri: &str,
+        read_only: bool,
+        ctx: ConnectionContext,
+    ) -> Result<Arc<dyn Backend>> {
         let subscribers = Subscribers::default();
         let sink = EventSink_TO::from_value(HostSink(subscribers.clone()), TD_Opaque);
-        let open = plugin.module.open();
         let name = plugin.manifest.name.clone();
-        let conn = call(&name, "virConnectOpen", || {
-            open(RStr::from_str(uri), read_only, sink)
-        })?;
+        let conn = match plugin.module.open_with_host().flatten() {
+            Some(open) => {
+                let services = HostServices_TO::from_value(
+                    host_services::HypervisorServices::new(&name, ctx),
+                    TD_Opaque,
+                );
+                call(&name, "virConnectOpen", || {
+                    open(RStr::from_str(uri), read_only, sink, services)
+                })?
+            }
+            None => {
+                let open = plugin.module.open();
+                call(&name, "virConnectOpen", || {
+                    open(RStr::from_str(uri), read_only, sink)
+                })?
+            }
+        };
         Ok(Arc::new(Self {
             plugin,
             conn,

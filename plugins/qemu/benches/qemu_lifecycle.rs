@@ -42,6 +42,7 @@ fn raw_once(dir: &Path) -> (f64, f64) {
             nvram_dir: dir.into(),
             channel_dir: dir.into(),
             allocate_vnc: false,
+            volumes: Default::default(),
         },
     )
     .unwrap();

@@ -71,6 +71,97 @@ pub struct BuildOptions {
     pub channel_dir: PathBuf,
     /// Pick a free VNC port for `autoport` graphics.
     pub allocate_vnc: bool,
+    /// The storage volumes of the `<disk type='volume'>` disks, resolved through the
+    /// host's storage pools, by target device (`vda`); see [`volume_disks`].
+    pub volumes: std::collections::HashMap<String, ResolvedVolume>,
+}
+
+/// A `<disk type='volume'>` resolved to what QEMU opens (libvirt's "actual" source of a
+/// volume disk): the host's answer to the driver's question, kept in the status file of
+/// a running domain so that a later process knows what its QEMU opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedVolume {
+    /// The pool named by the disk.
+    pub pool: String,
+    /// The volume named by the disk.
+    pub volume: String,
+    /// `file`, `block`, `dir` or `network`.
+    pub disk_type: String,
+    /// The volume's path on the host.
+    pub path: String,
+    /// The volume's format (`raw`, `qcow2`); empty when the pool reports none.
+    pub format: String,
+    /// The pool's type (`dir`, `logical`, ...).
+    pub pool_type: String,
+    /// The pool reports a backing file for the volume (from its header).
+    #[serde(default)]
+    pub backing: bool,
+}
+
+/// A `<disk type='volume'>` with a source: its target device, pool and volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDisk {
+    /// The target device (`vda`).
+    pub target: String,
+    /// The pool's name.
+    pub pool: String,
+    /// The volume's name.
+    pub volume: String,
+    /// `<source mode>` (`host` or `direct`, iSCSI pools only).
+    pub mode: Option<String>,
+}
+
+/// Checks a storage pool or volume name as libvirt does: not empty, no `/`.
+fn check_storage_name(
+    target: &str,
+    field: &str,
+    name: Option<&str>,
+) -> Result<String, CommandError> {
+    match name {
+        None | Some("") => Err(CommandError::Invalid(format!(
+            "disk '{target}': the <source> of a volume disk needs the '{field}' attribute"
+        ))),
+        Some(n) if n.contains('/') => Err(CommandError::Invalid(format!(
+            "disk '{target}': invalid {field} name '{n}' in <source> (a storage {field} name contains no '/')"
+        ))),
+        Some(n) => Ok(n.to_string()),
+    }
+}
+
+/// The `<disk type='volume'>` disks of `def` that have a `<source>` (a volume cdrom may
+/// be empty), checked for syntax only: `pool` and `volume` present and valid names,
+/// `mode` (iSCSI pools) `host` or `direct`. What they name is resolved at start.
+pub fn volume_disks(def: &Domain) -> Result<Vec<VolumeDisk>, CommandError> {
+    let mut out = Vec::new();
+    let Some(devs) = def.element().child("devices") else {
+        return Ok(out);
+    };
+    for d in devs.children_named("disk") {
+        if d.attr("type") != Some("volume") {
+            continue;
+        }
+        let target = attr(d, &["target"], "dev").unwrap_or("").to_string();
+        let Some(src) = d.child("source") else {
+            continue;
+        };
+        let pool = check_storage_name(&target, "pool", src.attr("pool"))?;
+        let volume = check_storage_name(&target, "volume", src.attr("volume"))?;
+        if let Some(m) = src.attr("mode")
+            && m != "host"
+            && m != "direct"
+        {
+            return Err(CommandError::Invalid(format!(
+                "disk '{target}': unknown source mode '{m}' of a volume disk (host or direct)"
+            )));
+        }
+        out.push(VolumeDisk {
+            target,
+            pool,
+            volume,
+            mode: src.attr("mode").map(str::to_string),
+        });
+    }
+    Ok(out)
 }
 
 /// The result of [`build`].
@@ -1326,17 +1417,71 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "ide".into()
                 }
             });
-        let format = attr(d, &["driver"], "type").unwrap_or("raw").to_string();
-        let readonly = device == "cdrom" || d.child("readonly").is_some();
-        let source = match ty.as_str() {
-            "file" => attr(d, &["source"], "file").map(str::to_string),
-            "block" => attr(d, &["source"], "dev").map(str::to_string),
-            other => {
+        // A volume disk opens what its volume resolved to (libvirt's actual type and
+        // path); its format defaults to the volume's.
+        let volume = if ty == "volume" && d.child("source").is_some() {
+            let Some(v) = opts.volumes.get(&dev) else {
+                let (pool, vol) = (
+                    attr(d, &["source"], "pool").unwrap_or(""),
+                    attr(d, &["source"], "volume").unwrap_or(""),
+                );
                 return Err(CommandError::Unsupported(format!(
-                    "disk type '{other}' is not supported (file and block only)"
+                    "disk '{dev}': volume '{vol}' of storage pool '{pool}' was not resolved (volume disks need the host's storage services, plugin API 1.4)"
+                )));
+            };
+            Some(v)
+        } else {
+            None
+        };
+        let actual = volume.map_or(ty.as_str(), |v| v.disk_type.as_str());
+        let explicit_format = attr(d, &["driver"], "type").map(str::to_string);
+        // A format taken from the volume comes from the pool's look at the image header,
+        // which the guest can write: QEMU never follows a backing file named there
+        // (`"backing": null`), and a volume reported with one needs its format declared.
+        let format_from_volume = volume.is_some() && explicit_format.is_none();
+        if format_from_volume && volume.is_some_and(|v| v.backing) {
+            let v = volume.expect("checked");
+            return Err(CommandError::Unsupported(format!(
+                "disk '{dev}': volume '{}' of storage pool '{}' has a backing file: declare its format in <driver type> (a format read from a volume never opens backing files)",
+                v.volume, v.pool
+            )));
+        }
+        let format = explicit_format
+            .clone()
+            .or_else(|| volume.map(|v| v.format.clone()).filter(|f| !f.is_empty()))
+            .unwrap_or_else(|| "raw".to_string());
+        let readonly = device == "cdrom" || d.child("readonly").is_some();
+        let source = match (ty.as_str(), actual) {
+            ("file", _) => attr(d, &["source"], "file").map(str::to_string),
+            ("block", _) => attr(d, &["source"], "dev").map(str::to_string),
+            ("volume", "file" | "block") => volume.map(|v| v.path.clone()),
+            ("volume", _) if volume.is_none() => None,
+            ("volume", other) => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk '{dev}': storage volume of type '{other}' is not supported (file and block volumes only)"
+                )));
+            }
+            (other, _) => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk type '{other}' is not supported (file, block and volume only)"
                 )));
             }
         };
+        let actual = actual.to_string();
+        if volume.is_some() && explicit_format.is_none() {
+            // The live definition shows the format the volume resolved to, as libvirt's.
+            match d.child_mut("driver") {
+                Some(drv) => drv.set_attr("type", &format),
+                None => d.nodes_mut().insert(
+                    0,
+                    rvirt_xml::Node::Element(
+                        Element::new("driver")
+                            .with_attr("name", "qemu")
+                            .with_attr("type", &format),
+                    ),
+                ),
+            }
+        }
         let kind: &'static str = if device == "cdrom" { "cdrom" } else { "disk" };
         let nth = *kind_seen.entry(kind).and_modify(|v| *v += 1).or_insert(0);
         let bootindex = match d
@@ -1356,7 +1501,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                     "transient disk '{dev}' cannot be read-only"
                 )));
             }
-            let driver = match (ty.as_str(), kind) {
+            let driver = match (actual.as_str(), kind) {
                 ("block", "cdrom") => "host_cdrom",
                 ("block", _) => "host_device",
                 _ => "file",
@@ -1384,8 +1529,12 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                         "auto-read-only": true, "discard": "unmap"},
                     ));
                     disk_args.push("-blockdev".into());
-                    disk_args.push(json_arg(&obj! {"node-name": fmt_node, "read-only": readonly,
-                        "driver": if is_transient { "qcow2" } else { format.as_str() }, "file": storage}));
+                    let mut fmt = obj! {"node-name": fmt_node, "read-only": readonly,
+                    "driver": if is_transient { "qcow2" } else { format.as_str() }, "file": storage};
+                    if format_from_volume && !is_transient && format == "qcow2" {
+                        fmt["backing"] = Value::Null;
+                    }
+                    disk_args.push(json_arg(&fmt));
                     drive = Some(fmt_node);
                 }
                 (other, _) => {
@@ -1997,6 +2146,7 @@ mod tests {
             nvram_dir: "/var/lib/nv".into(),
             channel_dir: "/run/ch".into(),
             allocate_vnc: false,
+            volumes: Default::default(),
         }
     }
 
@@ -2318,6 +2468,240 @@ mod tests {
         ))
         .unwrap();
         check_assigned_addresses(n.live.element().child("devices").unwrap()).unwrap();
+    }
+
+    fn resolved(
+        pool: &str,
+        volume: &str,
+        disk_type: &str,
+        path: &str,
+        format: &str,
+    ) -> ResolvedVolume {
+        ResolvedVolume {
+            pool: pool.into(),
+            volume: volume.into(),
+            disk_type: disk_type.into(),
+            path: path.into(),
+            format: format.into(),
+            pool_type: "dir".into(),
+            backing: false,
+        }
+    }
+
+    fn build_with_volumes(
+        xml: &str,
+        volumes: &[(&str, ResolvedVolume)],
+    ) -> Result<Native, CommandError> {
+        let mut o = opts();
+        o.volumes = volumes
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.clone()))
+            .collect();
+        build(&Domain::parse(xml).expect("parse"), &o)
+    }
+
+    #[test]
+    fn a_resolved_volume_disk_opens_the_volume_path_with_the_volume_format() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><source pool='p1' volume='v1.qcow2'/><target dev='vda' bus='virtio'/></disk>\
+             <disk type='volume' device='disk'><driver name='qemu' type='raw'/><source pool='p1' volume='v2' mode='host'/><target dev='vdb' bus='virtio'/></disk>\
+             <disk type='volume' device='disk'><source pool='p2' volume='lv'/><target dev='vdc' bus='virtio'/></disk></devices></domain>"
+        );
+        let n = build_with_volumes(
+            &xml,
+            &[
+                (
+                    "vda",
+                    resolved("p1", "v1.qcow2", "file", "/pool/v1.qcow2", "qcow2"),
+                ),
+                ("vdb", resolved("p1", "v2", "file", "/pool/v2", "qcow2")),
+                ("vdc", resolved("p2", "lv", "block", "/dev/vg/lv", "")),
+            ],
+        )
+        .unwrap();
+        let a = n.args.join(" ");
+        // No <driver type>: the volume's format (qcow2), over a file node.
+        assert!(
+            a.contains(r#"{"driver":"file","filename":"/pool/v1.qcow2","node-name":"libvirt-3-storage","auto-read-only":true,"discard":"unmap"}"#),
+            "{a}"
+        );
+        // A format read from the volume never opens a backing file named in its header.
+        assert!(
+            a.contains(r#"{"node-name":"libvirt-3-format","read-only":false,"driver":"qcow2","file":"libvirt-3-storage","backing":null}"#),
+            "{a}"
+        );
+        // An explicit <driver type> wins over the volume's format.
+        assert!(
+            a.contains(r#"{"driver":"file","filename":"/pool/v2","node-name":"libvirt-2-storage","read-only":false}"#),
+            "{a}"
+        );
+        // A block volume opens as a host device; no format reported means raw.
+        assert!(
+            a.contains(r#"{"driver":"host_device","filename":"/dev/vg/lv","node-name":"libvirt-1-storage","read-only":false}"#),
+            "{a}"
+        );
+        // The live XML keeps the volume form, with the format it resolved to.
+        let live = n.live.to_xml(&rvirt_xml::FormatOptions::default());
+        assert!(
+            live.contains("<source pool='p1' volume='v1.qcow2'/>"),
+            "{live}"
+        );
+        assert!(
+            live.contains("<source pool='p1' volume='v2' mode='host'/>"),
+            "{live}"
+        );
+        assert!(!live.contains("/pool/v1.qcow2"), "{live}");
+        let vda = n
+            .live
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .find(|d| attr(d, &["target"], "dev") == Some("vda"))
+            .unwrap();
+        assert_eq!(vda.attr("type"), Some("volume"));
+        assert_eq!(attr(vda, &["driver"], "type"), Some("qcow2"));
+        assert_eq!(attr(vda, &["driver"], "name"), Some("qemu"));
+        let vdb = n
+            .live
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .find(|d| attr(d, &["target"], "dev") == Some("vdb"))
+            .unwrap();
+        assert_eq!(attr(vdb, &["driver"], "type"), Some("raw"));
+    }
+
+    #[test]
+    fn a_volume_with_a_backing_file_needs_its_format_declared() {
+        let disk = |driver: &str| {
+            format!(
+                "{BASE}<devices><disk type='volume' device='disk'>{driver}<source pool='p' volume='o.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+            )
+        };
+        let mut v = resolved("p", "o.qcow2", "file", "/pool/o.qcow2", "qcow2");
+        v.backing = true;
+        let e = build_with_volumes(&disk(""), &[("vda", v.clone())]).unwrap_err();
+        assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+        assert!(
+            e.to_string().contains(
+                "disk 'vda': volume 'o.qcow2' of storage pool 'p' has a backing file: declare its format in <driver type>"
+            ),
+            "{e}"
+        );
+        // Declared, QEMU opens the image's backing chain as for a file disk.
+        let n =
+            build_with_volumes(&disk("<driver name='qemu' type='qcow2'/>"), &[("vda", v)]).unwrap();
+        let a = n.args.join(" ");
+        assert!(
+            a.contains(r#"{"node-name":"libvirt-1-format","read-only":false,"driver":"qcow2","file":"libvirt-1-storage"}"#),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn an_unresolved_or_unsupported_volume_disk_is_refused() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><source pool='p1' volume='v1'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+        );
+        let e = build_with_volumes(&xml, &[]).unwrap_err();
+        assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("disk 'vda': volume 'v1' of storage pool 'p1' was not resolved"),
+            "{e}"
+        );
+        let e = build_with_volumes(
+            &xml,
+            &[("vda", resolved("p1", "v1", "network", "rbd/v1", "raw"))],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("disk 'vda': storage volume of type 'network' is not supported"),
+            "{e}"
+        );
+        // An empty volume cdrom needs nothing resolved.
+        let n = build_with_volumes(
+            &format!(
+                "{BASE}<devices><disk type='volume' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk></devices></domain>"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(!n.args.join(" ").contains("libvirt-1-storage"));
+    }
+
+    #[test]
+    fn volume_disks_need_a_pool_and_a_volume_named_validly() {
+        let disk = |src: &str| {
+            Domain::parse(&format!(
+                "{BASE}<devices><disk type='volume' device='disk'>{src}<target dev='vdb' bus='virtio'/></disk></devices></domain>"
+            ))
+            .unwrap()
+        };
+        let e = volume_disks(&disk("<source volume='v'/>")).unwrap_err();
+        assert!(matches!(e, CommandError::Invalid(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "invalid domain definition: disk 'vdb': the <source> of a volume disk needs the 'pool' attribute"
+        );
+        let e = volume_disks(&disk("<source pool='p' volume=''/>")).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "disk 'vdb': the <source> of a volume disk needs the 'volume' attribute"
+            ),
+            "{e}"
+        );
+        let e = volume_disks(&disk("<source pool='a/b' volume='v'/>")).unwrap_err();
+        assert!(e.to_string().contains("invalid pool name 'a/b'"), "{e}");
+        let e = volume_disks(&disk("<source pool='p' volume='v' mode='odd'/>")).unwrap_err();
+        assert!(e.to_string().contains("unknown source mode 'odd'"), "{e}");
+        assert_eq!(
+            volume_disks(&disk("<source pool='p' volume='v' mode='direct'/>")).unwrap(),
+            vec![VolumeDisk {
+                target: "vdb".into(),
+                pool: "p".into(),
+                volume: "v".into(),
+                mode: Some("direct".into()),
+            }]
+        );
+        assert!(volume_disks(&disk("")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn volume_disks_round_trip_with_pool_volume_and_mode() {
+        let xml = format!(
+            "{BASE}<devices><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='pool-disk' volume='dir+vol1' mode='direct'/><target dev='vda' bus='virtio'/></disk>\
+             <disk device='cdrom' type='volume'><readonly/><target bus='ide' dev='hda'/><source volume='block+cdrom' pool='pool-disk'/></disk></devices></domain>"
+        );
+        let def = Domain::parse(&xml).unwrap();
+        let out = def.to_xml(&rvirt_xml::FormatOptions::default());
+        let again = Domain::parse(&out).unwrap();
+        let sources: Vec<(String, String, Option<String>)> = again
+            .element()
+            .child("devices")
+            .unwrap()
+            .children_named("disk")
+            .map(|d| {
+                assert_eq!(d.attr("type"), Some("volume"), "{out}");
+                let s = d.child("source").unwrap();
+                (
+                    s.attr("pool").unwrap().to_string(),
+                    s.attr("volume").unwrap().to_string(),
+                    s.attr("mode").map(str::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("pool-disk".into(), "dir+vol1".into(), Some("direct".into())),
+                ("pool-disk".into(), "block+cdrom".into(), None),
+            ]
+        );
+        assert_eq!(volume_disks(&again).unwrap().len(), 2);
     }
 
     #[test]

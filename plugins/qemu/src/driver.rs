@@ -28,7 +28,11 @@ use crate::command::{self, BuildOptions, Monitor};
 use crate::paths::Paths;
 use rvirt_qmp::{Event, Qmp};
 use rvirt_sdk::{
-    abi::{DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, PluginError, event, state},
+    abi::{
+        DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, HostServicesBox, PluginError,
+        abi_stable::std_types::{RResult, RStr},
+        event, state,
+    },
     filter::{self, DomainFacts},
     util::{no_domain, operation_invalid, to_abi_uuid},
 };
@@ -188,6 +192,10 @@ struct Status {
     /// process that finds QEMU gone reports the domain shut off (shutdown), not crashed.
     #[serde(default)]
     shutdown: bool,
+    /// The storage volumes of its `<disk type='volume'>` disks as they were resolved at
+    /// start (path, format): what QEMU opened, while the live XML shows pool and volume.
+    #[serde(default)]
+    volumes: Vec<command::ResolvedVolume>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +215,8 @@ struct Run {
     qmp: Option<Qmp>,
     monitor: PathBuf,
     overlays: Vec<PathBuf>,
+    /// The volume disks' resolved sources (kept in the status file).
+    volumes: Vec<command::ResolvedVolume>,
     stopping: Option<Stopping>,
     shutdown_seen: bool,
     panicked: bool,
@@ -258,12 +268,16 @@ pub struct Driver {
     job_done: Condvar,
     sinks: Mutex<Vec<(u64, Arc<EventSinkBox>)>>,
     next_sink: Mutex<u64>,
+    /// The host's services (plugin API 1.4 hosts), lent by the latest connection opened
+    /// with them: every connection of a root is bound to the same storage pools.
+    host: Mutex<Option<Arc<HostServicesBox>>>,
 }
 
 /// The driver for `paths`, created (and its root loaded, reattached and autostarted) on
 /// first use in this process. A driver is handed out only once its root is loaded:
 /// concurrent opens of the same root wait for the load; opens of other roots do not.
-pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
+pub fn driver_for(paths: &Paths, host: Option<HostServicesBox>) -> Result<&'static Driver> {
+    let host = host.map(Arc::new);
     type Slot = Arc<Mutex<Option<&'static Driver>>>;
     static DRIVERS: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
     let slot = DRIVERS
@@ -275,6 +289,9 @@ pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
         .clone();
     let mut loaded = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(d) = *loaded {
+        if let Some(h) = host {
+            *d.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
         return Ok(d);
     }
     for dir in [&paths.config, &paths.state, &paths.run, &paths.log] {
@@ -287,6 +304,7 @@ pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
         job_done: Condvar::new(),
         sinks: Mutex::new(Vec::new()),
         next_sink: Mutex::new(0),
+        host: Mutex::new(host),
     }));
     d.load()?;
     *loaded = Some(d);
@@ -656,16 +674,72 @@ impl Driver {
             nvram_dir: self.paths.nvram_dir(),
             channel_dir: self.paths.channel_dir(),
             allocate_vnc: check,
+            volumes: Default::default(),
         }
+    }
+
+    /// Resolves the `<disk type='volume'>` disks of `def` through the host's storage
+    /// pools (libvirt's translation of volume disks, done at start), by target device.
+    fn resolve_volumes(&self, def: &Domain) -> Result<HashMap<String, command::ResolvedVolume>> {
+        let disks = command::volume_disks(def)?;
+        let mut out = HashMap::new();
+        if disks.is_empty() {
+            return Ok(out);
+        }
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for disk in disks {
+            let Some(host) = &host else {
+                return Err(command::CommandError::Unsupported(format!(
+                    "disk '{}': volume '{}' of storage pool '{}' cannot be resolved: the host lent no storage services (volume disks need a host of plugin API 1.4 or later)",
+                    disk.target, disk.volume, disk.pool
+                ))
+                .into());
+            };
+            let v = match host
+                .volume_source(RStr::from_str(&disk.pool), RStr::from_str(&disk.volume))
+            {
+                RResult::ROk(v) => v,
+                RResult::RErr(mut e) => {
+                    e.message = format!("{} (disk '{}')", e.message, disk.target).into();
+                    return Err(perr(e));
+                }
+            };
+            if disk.mode.is_some() && v.pool_type.as_str() != "iscsi" {
+                // libvirt's check, once the pool's type is known.
+                return Err(command::CommandError::Invalid(format!(
+                    "disk '{}': disk source mode is only valid when storage pool is of iscsi type",
+                    disk.target
+                ))
+                .into());
+            }
+            let backing = rvirt_xml::StorageVolume::parse(v.volume_xml.as_str(), None)
+                .ok()
+                .is_some_and(|vol| vol.backing_store().is_some());
+            out.insert(
+                disk.target.clone(),
+                command::ResolvedVolume {
+                    pool: disk.pool,
+                    volume: disk.volume,
+                    disk_type: v.disk_type.into_string(),
+                    path: v.path.into_string(),
+                    format: v.format.into_string(),
+                    pool_type: v.pool_type.into_string(),
+                    backing,
+                },
+            );
+        }
+        Ok(out)
     }
 
     /// `domxml-to-native qemu-argv`.
     pub fn to_native(&self, xml: &str) -> Result<String> {
         let def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        let volumes = self.resolve_volumes(&def)?;
         let n = command::build(
             &def,
             &BuildOptions {
                 kvm: Ok(()),
+                volumes,
                 ..self.build_options(Monitor::Path(self.paths.monitor(def.name())), false, "qemu")
             },
         )?;
@@ -1001,6 +1075,7 @@ impl Driver {
             qmp: qmp.clone(),
             monitor: s.monitor.clone(),
             overlays: s.overlays.clone(),
+            volumes: s.volumes.clone(),
             stopping: None,
             shutdown_seen,
             panicked: false,
@@ -1198,6 +1273,7 @@ impl Driver {
 
     fn parse_def(xml: &str) -> Result<Domain> {
         let def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        command::volume_disks(&def)?;
         match def.domain_type() {
             "qemu" | "kvm" => Ok(def),
             other => Err(command::CommandError::Unsupported(format!(
@@ -1528,6 +1604,9 @@ impl Driver {
             (d.def.clone(), d.persistent)
         };
         let name = def.name().to_string();
+        // Volume disks resolve through the host's pools before anything is made.
+        let volumes = self.resolve_volumes(&def)?;
+        let native_volumes: Vec<command::ResolvedVolume> = volumes.values().cloned().collect();
         let monitor = self.paths.monitor(&name);
         // Everything that can be checked is checked before QEMU is spawned. Under the
         // domain's lock, with its status file checked, a socket left here is stale.
@@ -1536,7 +1615,10 @@ impl Driver {
         let fd = listener.as_raw_fd();
         let native = match command::build(
             &def,
-            &self.build_options(Monitor::Fd(fd), true, def.domain_type()),
+            &BuildOptions {
+                volumes,
+                ..self.build_options(Monitor::Fd(fd), true, def.domain_type())
+            },
         ) {
             Ok(n) => n,
             Err(e) => {
@@ -1721,6 +1803,7 @@ impl Driver {
             qmp: None,
             monitor: monitor.clone(),
             overlays: overlays.clone(),
+            volumes: native_volumes,
             stopping: None,
             shutdown_seen: false,
             panicked: false,
@@ -1813,6 +1896,7 @@ impl Driver {
             }),
             overlays: run.overlays.clone(),
             shutdown: run.shutdown_seen,
+            volumes: run.volumes.clone(),
         };
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
         write_file(
@@ -2481,5 +2565,37 @@ mod tests {
         let (t, st) = proc_start_time(me).unwrap();
         assert!(t > 0 && st != 'Z');
         let _ = proc_cpu_ns(me);
+    }
+
+    #[test]
+    fn without_host_services_a_volume_disk_is_refused_before_anything_runs() {
+        let root = std::env::temp_dir().join(format!("rvirt-qemu-novol-{}", std::process::id()));
+        let paths = Paths::from_uri(&format!("qemu:///embed?root={}", root.display())).unwrap();
+        // Opened as by a host older than plugin API 1.4: no services.
+        let d = driver_for(&paths, None).unwrap();
+        let xml = "<domain type='qemu'><name>novol</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm</type></os>\
+                   <devices><disk type='volume' device='disk'><source pool='p' volume='v'/><target dev='vda' bus='virtio'/></disk></devices></domain>";
+        let r = d.define(xml).unwrap();
+        let e = PluginError::from(d.start(uuid::Uuid::from_bytes(r.uuid.0), 0).unwrap_err());
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+        assert!(
+            e.message.contains("disk 'vda': volume 'v' of storage pool 'p' cannot be resolved: the host lent no storage services"),
+            "{}",
+            e.message
+        );
+        assert!(!paths.status_file("novol").exists());
+        assert!(!paths.monitor("novol").exists());
+        let e = PluginError::from(d.to_native(xml).unwrap_err());
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+        // A volume disk without a volume name is refused at define.
+        let e = PluginError::from(d.define(&xml.replace(" volume='v'", "")).unwrap_err());
+        assert_eq!(e.code, ErrorCode::XmlError as i32, "{}", e.message);
+        assert!(
+            e.message
+                .contains("disk 'vda': the <source> of a volume disk needs the 'volume' attribute"),
+            "{}",
+            e.message
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -16,8 +16,8 @@ use driver::Driver;
 use rvirt_sdk::{
     PluginInfo,
     abi::{
-        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo,
-        PResult, PluginError, StateReason, Uuid,
+        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
+        HostServicesBox, NodeInfo, PResult, PluginError, StateReason, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -32,18 +32,45 @@ rvirt_sdk::export_plugin! {
         version: env!("CARGO_PKG_VERSION"),
         description: "QEMU/KVM driver: qemu:///system, qemu:///session, qemu:///embed?root=DIR",
     },
-    open: open,
+    open_with_host: open,
 }
 
-/// Opens a `qemu://` connection.
+/// Opens a `qemu://` connection. With the host's services (a host of plugin API 1.4 or
+/// later), the directories come from the URI as the host parsed it and the host's system
+/// root, and `<disk type='volume'>` resolves through the host's storage pools; without
+/// them (an older host), from the URI text and the `RVIRT_SYSTEM_ROOT` side channel, and
+/// volume disks cannot start.
 pub fn open(
     uri: &str,
     read_only: bool,
     events: EventSinkBox,
+    host: Option<HostServicesBox>,
 ) -> Result<QemuConnection, PluginError> {
-    let paths = paths::Paths::from_uri(uri)
-        .map_err(|e| PluginError::new(ErrorCode::OpenFailed, ErrorDomain::Qemu, e.to_string()))?;
-    let driver = driver::driver_for(&paths).map_err(PluginError::from)?;
+    let open_failed = |e: paths::PathsError| {
+        PluginError::new(ErrorCode::OpenFailed, ErrorDomain::Qemu, e.to_string())
+    };
+    let paths = match &host {
+        Some(h) => match h.connection_uri() {
+            RResult::ROk(u) => {
+                let root = u
+                    .params
+                    .iter()
+                    .find(|p| p.name.as_str() == "root")
+                    .map(|p| p.value.to_string());
+                paths::Paths::from_host(
+                    u.original.as_str(),
+                    u.driver.as_str(),
+                    u.path.as_str(),
+                    root,
+                    std::path::Path::new(h.system_root().as_str()),
+                )
+            }
+            RResult::RErr(_) => paths::Paths::from_uri(uri),
+        },
+        None => paths::Paths::from_uri(uri),
+    }
+    .map_err(open_failed)?;
+    let driver = driver::driver_for(&paths, host).map_err(PluginError::from)?;
     let sink = driver.add_sink(events);
     Ok(QemuConnection {
         driver,

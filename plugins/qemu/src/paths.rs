@@ -51,14 +51,44 @@ fn decode(v: &str) -> String {
 }
 
 impl Paths {
-    /// Interprets a `qemu://` URI.
+    /// Interprets a `qemu://` URI; system paths live under `RVIRT_SYSTEM_ROOT` when it is
+    /// set (the side channel of hosts older than plugin API 1.4).
     pub fn from_uri(uri: &str) -> Result<Paths, PathsError> {
         let rest = uri
             .strip_prefix("qemu://")
             .ok_or_else(|| PathsError::Uri(uri.into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let root = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("root="))
+            .map(decode);
+        Self::resolve(uri, path, root, None)
+    }
+
+    /// Interprets the URI as the host parsed it (`HostServices::connection_uri`, plugin
+    /// API 1.4): `path` and the decoded `root` parameter, with system paths under
+    /// `system_root` (the host's, instead of the `RVIRT_SYSTEM_ROOT` side channel).
+    pub fn from_host(
+        original: &str,
+        driver: &str,
+        path: &str,
+        root: Option<String>,
+        system_root: &Path,
+    ) -> Result<Paths, PathsError> {
+        if driver != "qemu" {
+            return Err(PathsError::Uri(original.into()));
+        }
+        Self::resolve(original, path, root, Some(system_root))
+    }
+
+    fn resolve(
+        uri: &str,
+        path: &str,
+        root: Option<String>,
+        system_root: Option<&Path>,
+    ) -> Result<Paths, PathsError> {
         match path {
-            "/system" => Ok(Paths::under("qemu:///system".into(), None)),
+            "/system" => Ok(Paths::under("qemu:///system".into(), None, system_root)),
             "/session" => {
                 let home = std::env::var_os("HOME")
                     .map(PathBuf::from)
@@ -85,11 +115,7 @@ impl Paths {
                 })
             }
             "/embed" => {
-                let root = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("root="))
-                    .map(decode)
-                    .unwrap_or_default();
+                let root = root.unwrap_or_default();
                 if !Path::new(&root).is_absolute() {
                     return Err(PathsError::Root(root));
                 }
@@ -97,16 +123,18 @@ impl Paths {
                 Ok(Paths::under(
                     format!("qemu:///embed?root={}", root.display()),
                     Some(&root),
+                    system_root,
                 ))
             }
             _ => Err(PathsError::Uri(uri.into())),
         }
     }
 
-    fn under(uri: String, root: Option<&Path>) -> Paths {
-        let at = |p: &str| match root {
-            Some(r) => r.join(p),
-            None => rvirt_sdk::util::system_path(p),
+    fn under(uri: String, root: Option<&Path>, system_root: Option<&Path>) -> Paths {
+        let at = |p: &str| match (root, system_root) {
+            (Some(r), _) => r.join(p),
+            (None, Some(sys)) => sys.join(p),
+            (None, None) => rvirt_sdk::util::system_path(p),
         };
         match root {
             None => Paths {
@@ -194,6 +222,28 @@ mod tests {
                 && e.log.starts_with("/tmp/x y")
         );
         assert!(Paths::from_uri("qemu:///embed?root=rel").is_err());
+        let h = Paths::from_host(
+            "qemu:///system",
+            "qemu",
+            "/system",
+            None,
+            Path::new("/srv/r"),
+        )
+        .unwrap();
+        assert_eq!(h.config, PathBuf::from("/srv/r/etc/rvirt/qemu"));
+        assert_eq!(h.run, PathBuf::from("/srv/r/run/rvirt/qemu"));
+        let h = Paths::from_host(
+            "qemu:///embed?root=/tmp/e",
+            "qemu",
+            "/embed",
+            Some("/tmp/e".into()),
+            Path::new("/srv/r"),
+        )
+        .unwrap();
+        assert_eq!(h.config, PathBuf::from("/tmp/e/etc/qemu"));
+        assert!(
+            Paths::from_host("test:///default", "test", "/default", None, Path::new("/")).is_err()
+        );
         assert!(Paths::from_uri("qemu:///other").is_err());
         assert!(
             Paths::from_uri("qemu:///session")

@@ -17,6 +17,19 @@
 //! }
 //! ```
 //!
+//! A hypervisor plugin that uses the host's services (plugin API 1.4: the system root, the
+//! URI as the host parsed it, storage volume lookup for `<disk type='volume'>`) exports
+//! `open_with_host` instead; its function gets them as `Some` from a 1.4 host (`None` from
+//! an older host, which calls the plain `open`):
+//!
+//! ```ignore
+//! rvirt_sdk::export_plugin! {
+//!     manifest: rvirt_sdk::PluginInfo { name: "demo", kind: "hypervisor", schemes: &["demo"], .. },
+//!     open_with_host: open_connection,
+//!     // fn(&str, bool, EventSinkBox, Option<HostServicesBox>) -> Result<MyConn, PluginError>
+//! }
+//! ```
+//!
 //! A plugin serving storage pool types adds the storage facet (since plugin API 1.3); a
 //! storage-only plugin leaves out `open`, and its hypervisor entry answers that it serves
 //! storage pool types, not hypervisor connections:
@@ -119,6 +132,26 @@ where
     })
 }
 
+/// Runs a plugin's `open` function taking the host's services under a panic guard and
+/// boxes the connection. `host` is `Some` when the host opened the connection through
+/// `open_with_host` (plugin API 1.4 and later hosts), `None` when it called `open`.
+pub fn open_guarded_with_host<D, F>(
+    info: &PluginInfo,
+    uri: RStr<'_>,
+    read_only: bool,
+    events: EventSinkBox,
+    host: Option<abi::HostServicesBox>,
+    open: F,
+) -> PResult<abi::DriverConnectionBox>
+where
+    D: abi::DriverConnection + 'static,
+    F: FnOnce(&str, bool, EventSinkBox, Option<abi::HostServicesBox>) -> Result<D, PluginError>,
+{
+    open_guarded(info, uri, read_only, events, move |u, r, e| {
+        open(u, r, e, host)
+    })
+}
+
 /// Runs a plugin's storage `open` function under a panic guard, for one of the pool
 /// types the plugin declared, and boxes the backend in [`GuardedBackend`].
 pub fn open_storage_guarded<B, F>(
@@ -186,11 +219,19 @@ pub fn pool_type_list(pool_types: &[&str]) -> RVec<RString> {
 
 /// Exports a plugin: the abi_stable root module and the `rvirt_plugin_api_version` symbol.
 ///
-/// `manifest` is a [`PluginInfo`] expression; `open` a function
-/// `fn(&str, bool, EventSinkBox) -> Result<impl DriverConnection, PluginError>`. The
-/// optional `storage: { pool_types: &["dir"], open: f }` adds the storage facet, with
+/// `manifest` is a [`PluginInfo`] expression. The hypervisor entry is either
+///
+/// - `open: f`, `f: fn(&str, bool, EventSinkBox) -> Result<impl DriverConnection, PluginError>`,
+///   or
+/// - `open_with_host: f`, `f: fn(&str, bool, EventSinkBox, Option<HostServicesBox>) ->
+///   Result<impl DriverConnection, PluginError>` (since plugin API 1.4): `f` gets the host's
+///   services (system root, parsed URI, storage volume lookup) when the host lends them,
+///   `None` when the host called the plain `open`.
+///
+/// Both fill the root module's `open` and `open_with_host` entries. The optional
+/// `storage: { pool_types: &["dir"], open: f }` adds the storage facet, with
 /// `f: fn(&str, HostServicesBox) -> Result<impl StorageBackend, PluginError>`; a plugin
-/// serving storage only leaves out the hypervisor `open`.
+/// serving storage only leaves out the hypervisor entry.
 #[macro_export]
 macro_rules! export_plugin {
     (
@@ -201,6 +242,7 @@ macro_rules! export_plugin {
             _uri: &str,
             _read_only: bool,
             _events: $crate::abi::EventSinkBox,
+            _host: ::std::option::Option<$crate::abi::HostServicesBox>,
         ) -> ::std::result::Result<$crate::NoConnection, $crate::abi::PluginError> {
             ::std::result::Result::Err($crate::not_a_hypervisor(
                 __RVIRT_PLUGIN_INFO.name,
@@ -219,10 +261,39 @@ macro_rules! export_plugin {
         open: $open:path,
         storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
     ) => {
+        $crate::export_plugin! { @without_host $open }
+        $crate::export_plugin! {
+            @root $info, __rvirt_open_without_host, { pool_types: $pool_types, open: $sopen }
+        }
+    };
+    (
+        manifest: $info:expr,
+        open_with_host: $open:path,
+        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+    ) => {
         $crate::export_plugin! { @root $info, $open, { pool_types: $pool_types, open: $sopen } }
     };
     (manifest: $info:expr, open: $open:path $(,)?) => {
+        $crate::export_plugin! { @without_host $open }
+        $crate::export_plugin! { @root $info, __rvirt_open_without_host, {} }
+    };
+    (manifest: $info:expr, open_with_host: $open:path $(,)?) => {
         $crate::export_plugin! { @root $info, $open, {} }
+    };
+    (@without_host $open:path) => {
+        /// The plugin's `open`, which takes no host services, in the shape of
+        /// `open_with_host`.
+        fn __rvirt_open_without_host(
+            uri: &str,
+            read_only: bool,
+            events: $crate::abi::EventSinkBox,
+            _host: ::std::option::Option<$crate::abi::HostServicesBox>,
+        ) -> ::std::result::Result<
+            impl $crate::abi::DriverConnection + 'static + use<>,
+            $crate::abi::PluginError,
+        > {
+            $open(uri, read_only, events)
+        }
     };
     (@storage) => {
         ::std::option::Option::None
@@ -267,6 +338,7 @@ macro_rules! export_plugin {
                 manifest: __rvirt_manifest,
                 open: __rvirt_open,
                 storage: $crate::export_plugin!(@storage $($storage)*),
+                open_with_host: ::std::option::Option::Some(__rvirt_open_with_host),
             }
             .leak_into_prefix()
         }
@@ -286,7 +358,30 @@ macro_rules! export_plugin {
             read_only: bool,
             events: $crate::abi::EventSinkBox,
         ) -> $crate::abi::PResult<$crate::abi::DriverConnectionBox> {
-            $crate::open_guarded(&__RVIRT_PLUGIN_INFO, uri, read_only, events, $open)
+            $crate::open_guarded_with_host(
+                &__RVIRT_PLUGIN_INFO,
+                uri,
+                read_only,
+                events,
+                ::std::option::Option::None,
+                $open,
+            )
+        }
+
+        extern "C" fn __rvirt_open_with_host(
+            uri: ::abi_stable::std_types::RStr<'_>,
+            read_only: bool,
+            events: $crate::abi::EventSinkBox,
+            host: $crate::abi::HostServicesBox,
+        ) -> $crate::abi::PResult<$crate::abi::DriverConnectionBox> {
+            $crate::open_guarded_with_host(
+                &__RVIRT_PLUGIN_INFO,
+                uri,
+                read_only,
+                events,
+                ::std::option::Option::Some(host),
+                $open,
+            )
         }
     };
 }

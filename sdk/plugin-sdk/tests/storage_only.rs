@@ -76,6 +76,17 @@ fn the_root_module_carries_the_storage_facet_and_refuses_connections() {
         e.message.as_str(),
         "plugin 'demo-storage' serves storage pool types [demo, demo2], not hypervisor connections"
     );
+    // The 1.4 entry (which a host prefers) refuses the same way.
+    let open_with_host = root.open_with_host().flatten().expect("open_with_host");
+    match open_with_host(
+        RStr::from("demo-storage:///"),
+        false,
+        EventSink_TO::from_value(Sink, TD_Opaque),
+        HostServices_TO::from_value(Host, TD_Opaque),
+    ) {
+        RResult::RErr(e2) => assert_eq!(e2.message, e.message),
+        RResult::ROk(_) => panic!("a storage-only plugin opened a connection"),
+    }
     let facet = root.storage().flatten().expect("the storage facet");
     assert_eq!(facet.api(), rvirt_sdk::abi::STORAGE_FACET_VERSION);
     let types: Vec<String> = (facet.pool_types())()

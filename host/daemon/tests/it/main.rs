@@ -14,6 +14,7 @@ mod security;
 mod storage;
 mod virsh;
 mod virt_install;
+mod volume_disk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -159,6 +159,12 @@ fn libvirt_socket_paths() {
     }
     let d = Daemon::start_with(&["--libvirt-sockets"]);
     let sock = d.root.path().join("run/libvirt/libvirt-sock");
+    // The daemon binds libvirt's paths just after its own (which `start_with` waited for):
+    // on a loaded machine that can take a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(sock.exists(), "no {}", sock.display());
     let uri = format!("test+unix:///default?socket={}", sock.display());
     assert!(ok(&uri, &["list", "--all"]).contains("test"));

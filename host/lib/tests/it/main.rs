@@ -4,6 +4,7 @@
 //! They need `cargo build --workspace` first (the test driver's `.so`); a missing plugin is
 //! a failure, never a skip.
 
+mod host_services;
 mod pools;
 mod pools_fs;
 mod storage;

@@ -146,7 +146,10 @@ fn operations_the_mock_lacks_answer_no_support_naming_them() {
         assert!(
             msg.contains(&format!("not supported by the connection driver: {api}"))
                 && msg.contains("storage backend 'mock'")
-                && msg.contains("plugin 'test', plugin API 1.3"),
+                && msg.contains(&format!(
+                    "plugin 'test', plugin API {}",
+                    rvirt_host::PLUGIN_API_VERSION
+                )),
             "{msg}"
         );
     }

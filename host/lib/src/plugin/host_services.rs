@@ -1,0 +1,284 @@
+//! The services the host lends a hypervisor connection (plugin API 1.4,
+//! `PluginMod::open_with_host`): the system root, the connection's URI as the host parsed
+//! it, the host's log, and the resolution of storage volumes for `<disk type='volume'>`
+//! through the pools bound to the connection's URI (`storage_bind`).
+//!
+//! Every method runs on the plugin's side of the boundary (inside an abi_stable
+//! `extern "C"` shim): nothing here may unwind, so each body runs under `catch_unwind`.
+
+use crate::{Error, Result, storage::Pools, uri::ConnectUri};
+use rvirt_plugin_api::{
+    self as api, ConnectionUri, ErrorCode, ErrorDomain, PResult, PluginError, UriParam,
+    VolumeSource,
+    abi_stable::std_types::{RResult, RStr, RString, RVec},
+    log_level,
+};
+use rvirt_xml::{StoragePool, StorageVolume};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::PathBuf,
+    sync::Arc,
+};
+
+/// Finds the pools bound to a connection: `Ok(None)` when its URI has no storage.
+pub(crate) type PoolsLookup = Arc<dyn Fn() -> Result<Option<Arc<Pools>>> + Send + Sync>;
+
+/// What the host knows about a connection it opens, for the services it lends.
+#[derive(Clone)]
+pub(crate) struct ConnectionContext {
+    /// The directory system paths live under.
+    pub(crate) system_root: PathBuf,
+    /// The connection's URI.
+    pub(crate) uri: ConnectUri,
+    /// The pools bound to that URI, opened on first use.
+    pub(crate) pools: PoolsLookup,
+}
+
+/// [`api::HostServices`] for one hypervisor connection.
+pub(crate) struct HypervisorServices {
+    plugin: String,
+    ctx: ConnectionContext,
+}
+
+impl HypervisorServices {
+    pub(crate) fn new(plugin: &str, ctx: ConnectionContext) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            ctx,
+        }
+    }
+
+    /// Resolves `volume` of `pool` (libvirt's `virDomainDiskTranslateSourcePool`).
+    pub(crate) fn resolve(&self, pool: &str, volume: &str) -> Result<VolumeSource> {
+        let pools = (self.ctx.pools)()?.ok_or_else(|| {
+            Error::driver(
+                ErrorCode::NoSupport,
+                ErrorDomain::Storage,
+                format!(
+                    "'{}' has no storage pools: volume '{volume}' of pool '{pool}' cannot be resolved",
+                    self.ctx.uri.original
+                ),
+            )
+        })?;
+        if !pools.is_active(pool)? {
+            // libvirt's code and wording (`virDomainDiskTranslateSourcePool`).
+            return Err(Error::driver(
+                ErrorCode::ConfigUnsupported,
+                ErrorDomain::Storage,
+                format!(
+                    "unsupported configuration: storage pool '{pool}' containing volume '{volume}' is not active"
+                ),
+            ));
+        }
+        let vol_xml = pools.volume_xml(pool, volume, 0)?;
+        let pool_def = StoragePool::parse(&pools.xml(pool, 0)?).map_err(|e| bad_xml("pool", &e))?;
+        let vol =
+            StorageVolume::parse(&vol_xml, Some(&pool_def)).map_err(|e| bad_xml("volume", &e))?;
+        let path = vol.target_path().ok_or_else(|| {
+            Error::driver(
+                ErrorCode::InternalError,
+                ErrorDomain::Storage,
+                format!("volume '{volume}' of pool '{pool}' has no target path"),
+            )
+        })?;
+        let disk_type = match vol.volume_type().unwrap_or("file") {
+            "block" => "block",
+            "dir" => "dir",
+            "network" | "netdir" => "network",
+            _ => "file",
+        };
+        Ok(VolumeSource {
+            disk_type: disk_type.into(),
+            path: path.into(),
+            format: vol.format_type().unwrap_or("").into(),
+            pool_type: pool_def.pool_type().into(),
+            volume_xml: vol_xml.into(),
+        })
+    }
+}
+
+fn bad_xml(what: &str, e: &rvirt_xml::XmlError) -> Error {
+    Error::driver(
+        ErrorCode::InternalError,
+        ErrorDomain::Storage,
+        format!("the storage {what} reported by the host does not parse: {e}"),
+    )
+}
+
+fn to_plugin_error(e: &Error) -> PluginError {
+    PluginError {
+        code: e.code(),
+        domain: e.domain(),
+        message: e.to_string().into(),
+    }
+}
+
+/// Runs host code called by a plugin, turning a panic into an internal error.
+fn guarded<T>(operation: &str, f: impl FnOnce() -> Result<T>) -> PResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(to_plugin_error(&e)),
+        Err(_) => RResult::RErr(PluginError::new(
+            ErrorCode::InternalError,
+            ErrorDomain::None,
+            format!("the host panicked in {operation}"),
+        )),
+    }
+}
+
+impl api::HostServices for HypervisorServices {
+    fn system_root(&self) -> RString {
+        self.ctx.system_root.display().to_string().into()
+    }
+
+    fn secret_value(&self, usage_type: i32, usage_id: RStr<'_>) -> PResult<RVec<u8>> {
+        let _ = (usage_type, usage_id);
+        RResult::RErr(PluginError::no_support("virSecretGetValue"))
+    }
+
+    fn log(&self, level: u32, message: RStr<'_>) {
+        let plugin = self.plugin.as_str();
+        let message = message.as_str();
+        let logged = catch_unwind(AssertUnwindSafe(|| match level {
+            log_level::ERROR => tracing::error!(plugin, "{message}"),
+            log_level::WARN => tracing::warn!(plugin, "{message}"),
+            log_level::INFO => tracing::info!(plugin, "{message}"),
+            _ => tracing::debug!(plugin, "{message}"),
+        }));
+        if logged.is_err() {
+            eprintln!("rvirt: logging a message of plugin '{plugin}' panicked");
+        }
+    }
+
+    fn connection_uri(&self) -> PResult<ConnectionUri> {
+        let u = &self.ctx.uri;
+        RResult::ROk(ConnectionUri {
+            original: u.original.as_str().into(),
+            driver: u.driver.as_str().into(),
+            path: u.path.as_str().into(),
+            params: u
+                .params
+                .iter()
+                .map(|(name, value)| UriParam {
+                    name: name.as_str().into(),
+                    value: value.as_str().into(),
+                })
+                .collect(),
+        })
+    }
+
+    fn volume_source(&self, pool: RStr<'_>, volume: RStr<'_>) -> PResult<VolumeSource> {
+        guarded("virStorageVolGetPath", || {
+            self.resolve(pool.as_str(), volume.as_str())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tests::MemBackend;
+    use crate::storage_bind::Backends;
+    use rvirt_plugin_api::{HostServices_TO, HostServicesBox, abi_stable::sabi_trait::TD_Opaque};
+
+    fn services(uri: &str, pools: PoolsLookup) -> HostServicesBox {
+        HostServices_TO::from_value(
+            HypervisorServices::new(
+                "qemu",
+                ConnectionContext {
+                    system_root: PathBuf::from("/srv/root"),
+                    uri: ConnectUri::parse(uri).unwrap(),
+                    pools,
+                },
+            ),
+            TD_Opaque,
+        )
+    }
+
+    fn mem_pools() -> Arc<Pools> {
+        let backends = Backends::new(None);
+        backends.add("dir", Arc::new(MemBackend::default()));
+        let pools = Pools::open(None, Arc::new(backends)).unwrap();
+        pools
+            .define(
+                "<pool type='dir'><name>p</name><target><path>/t/p</path></target></pool>",
+                0,
+            )
+            .unwrap();
+        pools.build("p", 0).unwrap();
+        pools.create("p", 0).unwrap();
+        pools
+            .create_volume(
+                "p",
+                "<volume><name>a.img</name><capacity unit='bytes'>4096</capacity></volume>",
+                None,
+                0,
+            )
+            .unwrap();
+        Arc::new(pools)
+    }
+
+    fn s(x: &str) -> RStr<'_> {
+        RStr::from_str(x)
+    }
+
+    #[test]
+    fn volume_source_resolves_through_the_bound_pools_with_libvirts_errors() {
+        let pools = mem_pools();
+        let p = pools.clone();
+        let h = services("qemu:///system", Arc::new(move || Ok(Some(p.clone()))));
+        let v = h.volume_source(s("p"), s("a.img")).unwrap();
+        assert_eq!(v.path.as_str(), "/t/p/a.img");
+        assert_eq!(v.format.as_str(), "raw");
+        assert_eq!(v.disk_type.as_str(), "file");
+        assert_eq!(v.pool_type.as_str(), "dir");
+        assert!(
+            v.volume_xml.contains("<name>a.img</name>"),
+            "{}",
+            v.volume_xml
+        );
+
+        let e = h.volume_source(s("p"), s("nope")).unwrap_err();
+        assert_eq!(e.code, 50, "VIR_ERR_NO_STORAGE_VOL: {}", e.message);
+        assert_eq!(e.domain, ErrorDomain::Storage as i32);
+        assert!(e.message.contains("'nope'"), "{}", e.message);
+        let e = h.volume_source(s("q"), s("a.img")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoStoragePool as i32, "{}", e.message);
+
+        pools.destroy("p").unwrap();
+        let e = h.volume_source(s("p"), s("a.img")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32);
+        assert_eq!(
+            e.message.as_str(),
+            "unsupported configuration: storage pool 'p' containing volume 'a.img' is not active"
+        );
+    }
+
+    #[test]
+    fn a_uri_without_storage_and_a_panicking_lookup_answer_errors() {
+        let h = services("test:///tmp/node.xml", Arc::new(|| Ok(None)));
+        let e = h.volume_source(s("p"), s("v")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoSupport as i32);
+        assert!(e.message.contains("has no storage pools"), "{}", e.message);
+        let h = services("qemu:///system", Arc::new(|| panic!("lookup exploded")));
+        let e = h.volume_source(s("p"), s("v")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InternalError as i32);
+        assert_eq!(
+            e.message.as_str(),
+            "the host panicked in virStorageVolGetPath"
+        );
+    }
+
+    #[test]
+    fn the_connection_uri_and_system_root_are_the_hosts() {
+        let h = services("qemu:///embed?root=/tmp/a%20b", Arc::new(|| Ok(None)));
+        assert_eq!(h.system_root().as_str(), "/srv/root");
+        let u = h.connection_uri().unwrap();
+        assert_eq!(u.original.as_str(), "qemu:///embed?root=/tmp/a%20b");
+        assert_eq!(u.driver.as_str(), "qemu");
+        assert_eq!(u.path.as_str(), "/embed");
+        assert_eq!(u.params.len(), 1);
+        assert_eq!(u.params[0].name.as_str(), "root");
+        assert_eq!(u.params[0].value.as_str(), "/tmp/a b");
+    }
+}
