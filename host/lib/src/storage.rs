@@ -1348,6 +1348,7 @@ fn name_hint(xml: &str) -> Option<&str> {
 /// refresh of a large pool costs one lookup and one string comparison per volume here.
 fn live_of(def: &StoragePool, r: PoolRefresh, previous: Option<&Live>) -> Result<Live> {
     let mut volumes = BTreeMap::new();
+    let mut fresh = Vec::new();
     for x in r.volumes {
         // The name in the text is only a hint to find the previous report: a volume is
         // kept only when its whole text is the same.
@@ -1355,16 +1356,14 @@ fn live_of(def: &StoragePool, r: PoolRefresh, previous: Option<&Live>) -> Result
             .zip(name_hint(&x))
             .and_then(|(p, n)| p.volumes.get_key_value(n))
             .filter(|(_, v)| v.reported.as_deref() == Some(x.as_str()));
-        if let Some((name, v)) = same {
-            volumes.insert(name.clone(), Arc::clone(v));
-            continue;
+        match same {
+            Some((name, v)) => {
+                volumes.insert(name.clone(), Arc::clone(v));
+            }
+            None => fresh.push(x),
         }
-        let vol = StorageVolume::parse(&x, Some(def))
-            .map_err(|e| xml_err("storage volume reported by the backend", e))?;
-        let v = Arc::new(LiveVol {
-            vol,
-            reported: Some(x),
-        });
+    }
+    for v in parse_reported(def, fresh)? {
         volumes.insert(v.name().to_string(), v);
     }
     Ok(Live {
@@ -1373,6 +1372,59 @@ fn live_of(def: &StoragePool, r: PoolRefresh, previous: Option<&Live>) -> Result
         available: r.available,
         volumes,
     })
+}
+
+/// Parses the volume texts a backend reported, on every core when there are many (a
+/// pool's first refresh after thousands of files appeared).
+fn parse_reported(def: &StoragePool, texts: Vec<String>) -> Result<Vec<Arc<LiveVol>>> {
+    let parse = |x: String| -> Result<Arc<LiveVol>> {
+        let vol = StorageVolume::parse(&x, Some(def))
+            .map_err(|e| xml_err("storage volume reported by the backend", e))?;
+        Ok(Arc::new(LiveVol {
+            vol,
+            reported: Some(x),
+        }))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(texts.len() / 512)
+        .max(1);
+    if threads == 1 {
+        return texts.into_iter().map(parse).collect();
+    }
+    let mut texts = texts;
+    let chunk = texts.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    while texts.len() > chunk {
+        parts.push(texts.split_off(texts.len() - chunk));
+    }
+    parts.push(texts);
+    parts.reverse();
+    let done: Vec<Result<Vec<Arc<LiveVol>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let parse = &parse;
+                s.spawn(move || part.into_iter().map(parse).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(storage_err(
+                        ErrorCode::InternalError as i32,
+                        "parsing the refreshed volumes panicked",
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for d in done {
+        out.extend(d?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

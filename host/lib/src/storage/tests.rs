@@ -474,3 +474,35 @@ fn a_refresh_reparses_only_volumes_whose_report_changed() {
     pools.refresh("p", 0).unwrap();
     assert_eq!(pools.list_volumes("p").unwrap().len(), 1);
 }
+
+#[test]
+fn a_large_report_is_parsed_on_several_threads_and_bad_text_fails_the_refresh() {
+    let pool = StoragePool::parse(&pool_xml("big", "/t/big")).unwrap();
+    let texts: Vec<String> = (0..3000)
+        .map(|i| vol_xml("/t/big", &format!("v{i:04}.img"), i))
+        .collect();
+    let live = live_of(
+        &pool,
+        PoolRefresh {
+            capacity: 1,
+            allocation: 0,
+            available: 1,
+            volumes: texts.clone(),
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(live.volumes.len(), 3000);
+    assert_eq!(live.volumes["v2999.img"].capacity_bytes(), 2999);
+    // one bad text anywhere fails the whole refresh, naming what was wrong
+    let mut bad = texts;
+    bad[2500] = "<volume><name>x</name></volume>".into();
+    let r = PoolRefresh {
+        capacity: 1,
+        allocation: 0,
+        available: 1,
+        volumes: bad,
+    };
+    let e = live_of(&pool, r, Some(&live)).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("reported by the backend"), "{e}");
+}
