@@ -437,4 +437,28 @@ impl super::PoolBackend for StorageBackend {
     fn refresh_volume(&self, pool: &str, vol: &str) -> Result<String> {
         StorageBackend::refresh_volume(self, pool, vol)
     }
+    fn upload_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn super::BackendStream>> {
+        Ok(Box::new(StorageBackend::upload(
+            self, pool, vol, offset, length, flags,
+        )?))
+    }
+    fn download_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn super::BackendStream>> {
+        Ok(Box::new(StorageBackend::download(
+            self, pool, vol, offset, length, flags,
+        )?))
+    }
 }
