@@ -9,6 +9,7 @@
 use crate::client::{Client, Shared, keepalive_frame};
 use crate::dispatch;
 use crate::outbox::Outbox;
+use rvirt_wire::frame::StreamPacket;
 use rvirt_wire::protocol::{
     self, KEEPALIVE_PROGRAM, REMOTE_PROGRAM, REMOTE_VERSION, RemoteError, error_code, error_domain,
 };
@@ -210,8 +211,20 @@ impl Server {
             }
             loop {
                 match decoder.next_frame() {
-                    Ok(Some(f)) => {
-                        if let Route::Offload(f) = handle_frame(&client, f) {
+                    Ok(Some(f)) => match handle_frame(&client, f) {
+                        Route::Continue => {}
+                        Route::Stream(tx, packet) => {
+                            // a full queue stops reading this client: flow control
+                            tokio::select! {
+                                r = tx.send(packet) => {
+                                    if r.is_err() {
+                                        tracing::debug!(client = id, "dropping a packet of an ended stream");
+                                    }
+                                }
+                                _ = shutdown.changed() => break 'conn,
+                            }
+                        }
+                        Route::Offload(f) => {
                             // at most `max_client_requests` calls of one client in the
                             // pool; past that, stop reading from it (backpressure)
                             let permit = tokio::select! {
@@ -223,10 +236,12 @@ impl Server {
                             tokio::task::spawn_blocking(move || {
                                 let reply = dispatch::handle_call(&client, &f.header, &f.payload);
                                 client.send(reply);
+                                // a stream the call opened runs once its reply is out
+                                crate::streams::start(&client, f.header.serial);
                                 drop(permit);
                             });
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(client = id, "closing the connection: {e}");
@@ -242,7 +257,12 @@ impl Server {
         outbox.close();
         let _ = flusher.await;
         let closing = Arc::clone(&client);
-        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // open streams abort (their workers see the queues close), then the connection
+            drop(closing.with_streams(|s| s.close()));
+            closing.close()
+        })
+        .await;
         tracing::debug!(client = id, "client disconnected");
     }
 }
@@ -252,6 +272,8 @@ enum Route {
     Continue,
     /// Run this call on the worker pool.
     Offload(Frame),
+    /// Deliver this packet to its stream's worker.
+    Stream(tokio::sync::mpsc::Sender<StreamPacket>, StreamPacket),
 }
 
 /// Handles one frame, except the calls it hands back for the worker pool.
@@ -299,8 +321,25 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
             client.send(frame::encode(&reply, &err).unwrap_or_default());
             Route::Continue
         }
+        (REMOTE_PROGRAM, MessageType::Stream | MessageType::StreamHole) => {
+            // packets of a stream that ended (or never was) are dropped, as libvirtd does
+            let Some(tx) = client.with_streams(|s| s.sender(h.serial)) else {
+                tracing::debug!(
+                    client = client.id,
+                    serial = h.serial,
+                    "ignoring a packet of no open stream"
+                );
+                return Route::Continue;
+            };
+            let packet = StreamPacket::decode(&f).unwrap_or_else(|e| {
+                // a malformed packet aborts its stream
+                tracing::debug!(client = client.id, "bad stream packet: {e}");
+                StreamPacket::Abort(None)
+            });
+            Route::Stream(tx, packet)
+        }
         (_, msg_type) => {
-            // replies, streams and stray messages: this daemon opens no streams
+            // replies and stray messages
             tracing::debug!(
                 client = client.id,
                 prog = h.prog,

@@ -1547,6 +1547,7 @@ impl Pools {
                 kind,
                 inner: Some(inner),
                 limit,
+                requested_length: length > 0,
                 sent: 0,
                 released: false,
             })
@@ -1567,6 +1568,8 @@ pub struct PoolStream {
     inner: Option<Box<dyn BackendStream>>,
     /// Bytes an upload may still send in total, when bounded.
     limit: Option<u64>,
+    /// Whether `limit` is the length the caller asked for.
+    requested_length: bool,
     sent: u64,
     /// The volume is no longer marked busy by this stream.
     released: bool,
@@ -1615,8 +1618,13 @@ impl PoolStream {
         if let Some(limit) = self.limit
             && self.sent + data.len() as u64 > limit
         {
+            let what = if self.requested_length {
+                "the requested length"
+            } else {
+                "what the volume holds from the offset"
+            };
             let e = invalid_arg(format!(
-                "volume '{}' in pool '{}': upload length goes past {limit} bytes, the length the volume can take",
+                "volume '{}' in pool '{}': the upload goes past {limit} bytes ({what})",
                 self.name, self.pool
             ));
             self.release(true);
@@ -1659,8 +1667,7 @@ impl PoolStream {
             // was never blocked by this stream
             let mut o = self.slot.edit();
             if let Some(live) = o.live.as_mut()
-                && let Err(e) =
-                    Pools::reread(&self.backend, &self.pool_xml, live, &self.vol_xml)
+                && let Err(e) = Pools::reread(&self.backend, &self.pool_xml, live, &self.vol_xml)
             {
                 tracing::warn!(
                     "cannot refresh volume '{}' after its upload: {e}",

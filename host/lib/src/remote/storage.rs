@@ -2,17 +2,17 @@
 //! daemon connection.
 
 use super::{Link, RemoteBackend, lock, rpc_error};
+use crate::storage::{PoolEvent, PoolEventCallback, PoolId, PoolInfo, VolumeId, VolumeInfo};
+use crate::storage_api::StorageService;
 use crate::storage_api::StreamIo;
 use crate::{Error, Result};
 use rvirt_wire::frame::{self, STREAM_CHUNK_MAX, StreamPacket};
-use rvirt_wire::protocol::{REMOTE_PROGRAM, REMOTE_VERSION, RemoteError};
-use std::sync::{Arc, mpsc};
-use crate::storage::{PoolEvent, PoolEventCallback, PoolId, PoolInfo, VolumeId, VolumeInfo};
-use crate::storage_api::StorageService;
 use rvirt_wire::protocol::{NonnullStoragePool, NonnullStorageVol};
+use rvirt_wire::protocol::{REMOTE_PROGRAM, REMOTE_VERSION, RemoteError};
 use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Procedure, RemoteProcedure, procs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, mpsc};
 
 /// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE` and `_REFRESH`.
 const POOL_EVENT_LIFECYCLE: i32 = 0;
@@ -57,7 +57,10 @@ impl super::Link {
     pub(super) fn stream_packet(&self, f: &Frame) {
         let tx = lock(&self.streams).get(&f.header.serial).cloned();
         let Some(tx) = tx else {
-            tracing::debug!(serial = f.header.serial, "dropping a packet of a closed stream");
+            tracing::debug!(
+                serial = f.header.serial,
+                "dropping a packet of a closed stream"
+            );
             return;
         };
         let packet = match StreamPacket::decode(f) {
@@ -159,15 +162,17 @@ impl RemoteStream {
     fn handshake(&mut self, last: StreamPacket) -> Result<()> {
         let bytes = self.packet(&last)?;
         let sent = self.link.send(&bytes);
-        let r = sent.and_then(|()| loop {
-            match self.link.next_packet(&self.rx)? {
-                StreamPacket::End => break Ok(()),
-                StreamPacket::Abort(Some(e)) => break Err(remote_error(e)),
-                StreamPacket::Abort(None) => {
-                    break Err(rpc_error("the daemon aborted the stream"));
+        let r = sent.and_then(|()| {
+            loop {
+                match self.link.next_packet(&self.rx)? {
+                    StreamPacket::End => break Ok(()),
+                    StreamPacket::Abort(Some(e)) => break Err(remote_error(e)),
+                    StreamPacket::Abort(None) => {
+                        break Err(rpc_error("the daemon aborted the stream"));
+                    }
+                    // data in flight before the daemon saw our packet
+                    StreamPacket::Data(_) | StreamPacket::Hole(_) => {}
                 }
-                // data in flight before the daemon saw our packet
-                StreamPacket::Data(_) | StreamPacket::Hole(_) => {}
             }
         });
         self.close();
