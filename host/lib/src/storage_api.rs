@@ -789,6 +789,19 @@ mod tests {
             assert!(matches!(e, Error::ReadOnly(_)), "{e}");
             assert_eq!(e.code(), 29);
         }
+        // a backend without streams says so, naming the API and the pool's type
+        let e = v.upload(0, 0, 0).unwrap_err();
+        assert!(e.is_no_support(), "{e}");
+        assert!(
+            e.to_string().contains("virStorageVolUpload") && e.to_string().contains("type 'dir'"),
+            "{e}"
+        );
+        let e = v.download(0, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("virStorageVolDownload"), "{e}");
+        // read-only connections stream nothing
+        let ro_vol = other.lookup_storage_vol_by_key(v.key()).unwrap();
+        assert_eq!(ro_vol.upload(0, 0, 0).unwrap_err().code(), 29);
+        assert_eq!(ro_vol.download(0, 0, 0).unwrap_err().code(), 29);
         v.delete(0).unwrap();
         p.destroy().unwrap();
         p.undefine().unwrap();
