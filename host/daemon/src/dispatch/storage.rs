@@ -367,33 +367,6 @@ fn vol_info(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_all_counts_and_limits() {
-        let (items, n) = list_all(vec![1, 2, 3], 1, 10, "x", |v| *v * 2).unwrap();
-        assert_eq!((items, n), (vec![2, 4, 6], 3));
-        let (items, n) = list_all(vec![1, 2, 3], 0, 10, "x", |v| *v).unwrap();
-        assert!(items.is_empty());
-        assert_eq!(n, 3, "the count without the results");
-        let e = list_all(vec![0; 11], 1, 10, "pools", |v| *v).unwrap_err();
-        assert_eq!(e.code, error_code::RPC);
-        assert!(names_max(-1, 10, "x").is_err() && names_max(11, 10, "x").is_err());
-        assert_eq!(names_max(10, 10, "x").unwrap(), 10);
-    }
-
-    #[test]
-    fn pool_event_ids() {
-        assert!(check_pool_event_id(0).is_ok() && check_pool_event_id(1).is_ok());
-        assert_eq!(
-            check_pool_event_id(2).unwrap_err().code,
-            error_code::INVALID_ARG
-        );
-    }
-}
-
 /// `STORAGE_VOL_UPLOAD` / `STORAGE_VOL_DOWNLOAD`: opens the volume's stream and registers
 /// it under the call's serial; its worker starts once the reply is sent
 /// ([`crate::streams::start`]).
@@ -424,5 +397,32 @@ pub(super) fn open_stream(
         call::<procs::StorageVolUpload>(payload, open)
     } else {
         call::<procs::StorageVolDownload>(payload, open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_all_counts_and_limits() {
+        let (items, n) = list_all(vec![1, 2, 3], 1, 10, "x", |v| *v * 2).unwrap();
+        assert_eq!((items, n), (vec![2, 4, 6], 3));
+        let (items, n) = list_all(vec![1, 2, 3], 0, 10, "x", |v| *v).unwrap();
+        assert!(items.is_empty());
+        assert_eq!(n, 3, "the count without the results");
+        let e = list_all(vec![0; 11], 1, 10, "pools", |v| *v).unwrap_err();
+        assert_eq!(e.code, error_code::RPC);
+        assert!(names_max(-1, 10, "x").is_err() && names_max(11, 10, "x").is_err());
+        assert_eq!(names_max(10, 10, "x").unwrap(), 10);
+    }
+
+    #[test]
+    fn pool_event_ids() {
+        assert!(check_pool_event_id(0).is_ok() && check_pool_event_id(1).is_ok());
+        assert_eq!(
+            check_pool_event_id(2).unwrap_err().code,
+            error_code::INVALID_ARG
+        );
     }
 }
