@@ -61,17 +61,20 @@ impl std::fmt::Debug for Streams {
 }
 
 impl Streams {
-    /// Registers a stream opened by call `serial`; false when the client is gone (the
-    /// stream is dropped, which aborts it).
+    /// Registers a stream opened by call `serial`. Refused (the stream is dropped, which
+    /// aborts it) when the client is gone or a stream of that serial is open.
     pub fn register(
         &mut self,
         serial: u32,
         procedure: i32,
         upload: bool,
         stream: VolStream,
-    ) -> bool {
+    ) -> Result<(), String> {
         if self.closed {
-            return false;
+            return Err("the client is disconnecting".into());
+        }
+        if self.open.contains_key(&serial) {
+            return Err(format!("a stream with serial {serial} is already open"));
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         self.open.insert(serial, tx);
@@ -84,7 +87,7 @@ impl Streams {
                 upload,
             },
         );
-        true
+        Ok(())
     }
 
     /// The queue of stream `serial`, if it is open.

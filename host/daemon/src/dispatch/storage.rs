@@ -386,12 +386,9 @@ pub(super) fn open_stream(
             v.download(a.offset, a.length, a.flags)
         }
         .map_err(host_error)?;
-        let registered =
-            client.with_streams(|s| s.register(serial, procedure.number(), upload, stream));
-        if !registered {
-            return Err(rpc_error("the client is disconnecting".into()));
-        }
-        Ok(())
+        client
+            .with_streams(|s| s.register(serial, procedure.number(), upload, stream))
+            .map_err(rpc_error)
     };
     if upload {
         call::<procs::StorageVolUpload>(payload, open)
