@@ -2,7 +2,8 @@
 # Volume upload/download throughput: unmodified `virsh vol-upload` / `vol-download` of one
 # SIZE_MIB file through rvirtd and through Debian's libvirtd (a private instance started
 # with /work/shared/bench/lvd.py), side by side in one run, and `cp` of the same file on the
-# same disk. Prints MiB/s per run and the medians.
+# same disk (and `cp` followed by `sync FILE`: an rvirtd upload is on disk when it is
+# confirmed). Prints MiB/s per run and the medians.
 #
 # usage: benches/vol_stream.sh SIZE_MIB RUNS      (as root; needs libvirt-daemon,
 #                                                 libvirt-clients, python3)
@@ -102,13 +103,22 @@ while [ "$i" -le "$RUNS" ]; do
     rm -f "$OUT/cp.img"
     c=$(rate "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     echo "cp copy $c" >>"$RESULTS"
-    echo "run $i: cp $c MiB/s"
+    # the same with the data on disk at the end, as a finished rvirtd upload has it
+    # (the dir backend fsyncs before it confirms)
+    t0=$(now)
+    cp "$SRC" "$OUT/cp.img"
+    sync "$OUT/cp.img"
+    t1=$(now)
+    rm -f "$OUT/cp.img"
+    cs=$(rate "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+    echo "cp+sync copy $cs" >>"$RESULTS"
+    echo "run $i: cp $c MiB/s, cp+sync $cs MiB/s"
     i=$((i + 1))
 done
 
 echo
 echo "medians of $RUNS runs, $SIZE MiB (MiB/s):"
-for key in "rvirtd upload" "rvirtd download" "libvirtd upload" "libvirtd download" "cp copy"; do
+for key in "rvirtd upload" "rvirtd download" "libvirtd upload" "libvirtd download" "cp copy" "cp+sync copy"; do
     grep "^$key " "$RESULTS" | awk '{ print $3 }' | sort -n |
         awk -v k="$key" '{ v[NR] = $1 } END { if (NR) printf "  %-18s %s\n", k, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 done
