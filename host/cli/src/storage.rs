@@ -709,9 +709,10 @@ fn vol_download(v: &StorageVol, file: &std::path::Path, offset: u64, length: u64
         std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?;
     let mut out = std::io::BufWriter::with_capacity(STREAM_BUF, f);
     let bar = progress(total, "downloading");
+    let mut chunk = Vec::with_capacity(STREAM_BUF);
     loop {
-        let chunk = st.recv(STREAM_BUF)?;
-        if chunk.is_empty() {
+        chunk.clear();
+        if st.recv_into(&mut chunk, STREAM_BUF)? == 0 {
             break;
         }
         out.write_all(&chunk)

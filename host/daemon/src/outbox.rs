@@ -86,9 +86,15 @@ impl Outbox {
     }
 
     /// Sends a frame once at most `high_water` bytes are queued, waiting (a blocking
-    /// thread's call: stream workers) until the client has read enough. False when the
-    /// connection is closed.
-    pub fn send_bounded(&self, frame: Vec<u8>, high_water: usize) -> bool {
+    /// thread's call: stream workers) until the client has read enough. `Err(())` when
+    /// the connection is closed; `Ok(Some(frame))` hands the buffer back for reuse when
+    /// the socket took it whole at once.
+    #[allow(clippy::result_unit_err)]
+    pub fn send_bounded(
+        &self,
+        mut frame: Vec<u8>,
+        high_water: usize,
+    ) -> Result<Option<Vec<u8>>, ()> {
         let mut q = self.lock();
         while !q.closed && q.bytes > high_water {
             q = match self.space.wait_timeout(q, Duration::from_millis(200)) {
@@ -97,11 +103,33 @@ impl Outbox {
             };
         }
         if q.closed {
-            return false;
+            return Err(());
+        }
+        if q.frames.is_empty() && !frame.is_empty() {
+            match self.half.try_write(&frame) {
+                Ok(n) if n == frame.len() => {
+                    frame.clear();
+                    return Ok(Some(frame));
+                }
+                Ok(n) => q.offset = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => q.offset = 0,
+                Err(e) => {
+                    tracing::debug!("write failed: {e}");
+                    q.closed = true;
+                    drop(q);
+                    self.notify.notify_one();
+                    return Err(());
+                }
+            }
+            q.bytes += frame.len();
+            q.frames.push_back(frame);
+            drop(q);
+            self.notify.notify_one();
+            return Ok(None);
         }
         drop(q);
         self.send(frame);
-        !self.is_closed()
+        if self.is_closed() { Err(()) } else { Ok(None) }
     }
 
     /// Stops all writing; the flush task ends.

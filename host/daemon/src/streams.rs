@@ -223,6 +223,15 @@ impl Worker {
     }
 
     fn download(self, mut stream: VolStream, mut rx: mpsc::Receiver<StreamPacket>) {
+        let header = StreamPacket::Data(Vec::new()).header(
+            REMOTE_PROGRAM,
+            REMOTE_VERSION,
+            self.procedure,
+            self.serial,
+        );
+        // one frame buffer, reused while the socket takes frames whole: no allocation
+        // and no copy per chunk beyond the read itself
+        let mut spare: Option<Vec<u8>> = None;
         loop {
             // the client may abort (or finish early) while data flows
             match rx.try_recv() {
@@ -232,33 +241,24 @@ impl Worker {
                 Err(mpsc::error::TryRecvError::Empty) => {}
                 Err(mpsc::error::TryRecvError::Disconnected) => return self.gone(&mut stream),
             }
-            let chunk = match stream.recv(STREAM_CHUNK_MAX) {
-                Ok(c) => c,
+            let mut buf = spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(frame::FRAME_MIN + STREAM_CHUNK_MAX));
+            buf.clear();
+            buf.extend_from_slice(&[0; frame::LEN_LEN]);
+            header.encode(&mut buf);
+            let n = match stream.recv_into(&mut buf, STREAM_CHUNK_MAX) {
+                Ok(n) => n,
                 Err(e) => return self.fail(&mut stream, host_error(e)),
             };
-            let eof = chunk.is_empty();
-            let bytes = match frame::stream_data(
-                REMOTE_PROGRAM,
-                REMOTE_VERSION,
-                self.procedure,
-                self.serial,
-                &chunk,
-            ) {
-                Ok(b) => b,
-                Err(e) => {
-                    let e = RemoteError::new(
-                        error_code::RPC,
-                        error_domain::RPC,
-                        format!("cannot encode a stream packet: {e}"),
-                    );
-                    return self.fail(&mut stream, e);
-                }
-            };
-            drop(chunk);
-            if !self.client.outbox.send_bounded(bytes, HIGH_WATER) {
-                return self.gone(&mut stream);
+            // the length word: at most FRAME_MIN + STREAM_CHUNK_MAX, far below u32::MAX
+            let len = buf.len() as u32;
+            buf[..frame::LEN_LEN].copy_from_slice(&len.to_be_bytes());
+            match self.client.outbox.send_bounded(buf, HIGH_WATER) {
+                Ok(back) => spare = back,
+                Err(()) => return self.gone(&mut stream),
             }
-            if eof {
+            if n == 0 {
                 break;
             }
         }

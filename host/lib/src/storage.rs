@@ -111,6 +111,13 @@ pub trait BackendStream: Send {
     fn send(&mut self, data: &[u8]) -> Result<()>;
     /// Reads at most `max` bytes of a download; empty at the end.
     fn recv(&mut self, max: usize) -> Result<Vec<u8>>;
+    /// [`BackendStream::recv`] appending to `out` (no buffer of its own); returns the
+    /// bytes appended, 0 at the end.
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        let chunk = self.recv(max)?;
+        out.extend_from_slice(&chunk);
+        Ok(chunk.len())
+    }
     /// Ends the stream (an upload is committed).
     fn finish(&mut self) -> Result<()>;
     /// Abandons the stream.
@@ -123,6 +130,9 @@ impl BackendStream for VolumeStream {
     }
     fn recv(&mut self, max: usize) -> Result<Vec<u8>> {
         VolumeStream::recv(self, max)
+    }
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        VolumeStream::recv_into(self, out, max)
     }
     fn finish(&mut self) -> Result<()> {
         VolumeStream::finish(self)
@@ -1652,6 +1662,21 @@ impl PoolStream {
             )));
         }
         let r = self.inner()?.recv(max);
+        if r.is_err() {
+            self.release(true);
+        }
+        r
+    }
+
+    /// [`PoolStream::recv`] appending to `out`; returns the bytes appended (0 at the end).
+    pub fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        if self.kind != StreamKind::Download {
+            return Err(invalid(format!(
+                "the upload stream of volume '{}' cannot be read",
+                self.name
+            )));
+        }
+        let r = self.inner()?.recv_into(out, max);
         if r.is_err() {
             self.release(true);
         }

@@ -82,6 +82,12 @@ pub trait StreamIo: Send {
     fn send(&mut self, data: &[u8]) -> Result<()>;
     /// Reads at most `max` bytes of a download; empty at the end.
     fn recv(&mut self, max: usize) -> Result<Vec<u8>>;
+    /// [`StreamIo::recv`] appending to `out`; returns the bytes appended, 0 at the end.
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        let chunk = self.recv(max)?;
+        out.extend_from_slice(&chunk);
+        Ok(chunk.len())
+    }
     /// Ends the stream; an upload is committed when this returns.
     fn finish(&mut self) -> Result<()>;
     /// Abandons the stream.
@@ -94,6 +100,9 @@ impl StreamIo for crate::storage::PoolStream {
     }
     fn recv(&mut self, max: usize) -> Result<Vec<u8>> {
         crate::storage::PoolStream::recv(self, max)
+    }
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        crate::storage::PoolStream::recv_into(self, out, max)
     }
     fn finish(&mut self) -> Result<()> {
         crate::storage::PoolStream::finish(self)
@@ -151,6 +160,19 @@ impl VolStream {
             return Err(Self::closed());
         }
         let r = self.io.recv(max);
+        if r.is_err() {
+            self.done = true;
+        }
+        r
+    }
+
+    /// [`VolStream::recv`] appending to `out` (a buffer the caller reuses); returns the
+    /// bytes appended, 0 at the end.
+    pub fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        if self.done {
+            return Err(Self::closed());
+        }
+        let r = self.io.recv_into(out, max);
         if r.is_err() {
             self.done = true;
         }
