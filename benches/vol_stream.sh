@@ -7,7 +7,8 @@
 #
 # usage: benches/vol_stream.sh SIZE_MIB RUNS      (as root; needs libvirt-daemon,
 #                                                 libvirt-clients, python3)
-# env:   OUT=/tmp/volbench.XXXX (must be on the disk to measure, not under /etc /var /run)
+# env:   OUT=/tmp/volbench.XXXX (must be on the disk to measure, not under /etc /var /run;
+#        a directory the script made is removed at the end unless KEEP=1)
 #        NO_BUILD=1 (use the existing release build)  NO_LIBVIRTD=1 (rvirtd and cp only)
 #        BENCH_DIR=/work/shared/bench  CARGO_TARGET_DIR=...
 # Each side writes its volume file and its downloaded copy in OUT, on the same disk as
@@ -20,7 +21,12 @@ ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/work/shared/bench}
 TARGET=${CARGO_TARGET_DIR:-$ROOT_DIR/target}
 PY=/usr/bin/python3
-OUT=${OUT:-$(mktemp -d /tmp/volbench.XXXXXX)}
+if [ -z "${OUT:-}" ]; then
+    OUT=$(mktemp -d /tmp/volbench.XXXXXX)
+    OWN_OUT=1
+else
+    OWN_OUT=0
+fi
 mkdir -p "$OUT"
 echo "work dir $OUT" >&2
 
@@ -58,7 +64,10 @@ fi
 
 cleanup() {
     kill -TERM "$RPID" 2>/dev/null || true
+    wait "$RPID" 2>/dev/null || true
     if [ -n "$LPID" ]; then $PY "$BENCH_DIR/lvd.py" stop "$OUT/lvd" >/dev/null 2>&1 || true; fi
+    # the volumes are SIZE_MIB each: keep nothing of a work dir this script made
+    if [ "$OWN_OUT" = 1 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 
@@ -75,6 +84,11 @@ if [ -n "$LPID" ]; then
 fi
 
 uri_of() { if [ "$1" = rvirtd ]; then echo "$RURI"; else echo "$LURI"; fi; }
+
+# an untimed warm-up: every side's volume allocated, both daemons' code paths loaded
+for side in $SIDES; do
+    virsh -q -c "$(uri_of "$side")" vol-upload vol.img "$SRC" --pool bench
+done
 
 RESULTS="$OUT/results.txt"
 : >"$RESULTS"
