@@ -28,9 +28,8 @@ fn start_writeback(fd: &OwnedFd, offset: u64, len: u64) {
     };
     // SAFETY: `fd` is an open descriptor borrowed for the call; sync_file_range reads no
     // memory of this process.
-    let _ = unsafe {
-        libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
+    let _ =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Writes into a volume from `offset`; [`Upload::finish`] syncs and returns the refreshed
