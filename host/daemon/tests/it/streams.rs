@@ -651,3 +651,92 @@ fn the_remote_driver_and_the_cli_stream_through_rvirtd() {
         "{err}"
     );
 }
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_download_nobody_reads_is_not_buffered_by_the_daemon() {
+    use rvirt_wire::protocol::{NonnullStorageVol, REMOTE_PROGRAM, REMOTE_VERSION};
+    use rvirt_wire::remote::{ConnectOpenArgs, StorageVolTransferArgs};
+    use rvirt_wire::{Header, MessageType, RemoteProcedure, Status, frame};
+    if tools_missing() {
+        return;
+    }
+    let (d, uri, target) = daemon_with_pool();
+    ok(&uri, &["vol-create-as", "p", "big.raw", "96M"]);
+    std::fs::write(target.join("big.raw"), random_bytes(96 * MIB, 9)).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    let call = |s: &mut std::os::unix::net::UnixStream,
+                procedure: RemoteProcedure,
+                serial,
+                body: &[u8]| {
+        let h = Header::call(REMOTE_PROGRAM, REMOTE_VERSION, procedure.number(), serial);
+        std::io::Write::write_all(s, &frame::encode_raw(&h, body).unwrap()).unwrap();
+        let f = frame::read_frame(s).unwrap().unwrap();
+        assert_eq!(
+            (f.header.msg_type, f.header.status),
+            (MessageType::Reply, Status::Ok),
+            "{procedure:?}"
+        );
+    };
+    let open = rvirt_wire::xdr::to_vec(&ConnectOpenArgs {
+        name: Some("qemu:///system".into()),
+        flags: 0,
+    })
+    .unwrap();
+    call(&mut s, RemoteProcedure::ConnectOpen, 1, &open);
+    let before = rss_kib(d.pid());
+    let args = rvirt_wire::xdr::to_vec(&StorageVolTransferArgs {
+        vol: NonnullStorageVol {
+            pool: "p".into(),
+            name: "big.raw".into(),
+            key: String::new(),
+        },
+        offset: 0,
+        length: 0,
+        flags: 0,
+    })
+    .unwrap();
+    call(&mut s, RemoteProcedure::StorageVolDownload, 2, &args);
+    // the client reads nothing for a while: the daemon must wait, not queue 96 MiB
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_kib(d.pid()).saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "rvirtd grew by {grown} KiB for a download nobody reads"
+    );
+    // then everything arrives, in packets of at most libvirt's 256 KiB, and the finish
+    // handshake completes
+    let mut got = 0usize;
+    loop {
+        let f = frame::read_frame(&mut s).unwrap().unwrap();
+        assert_eq!(
+            (f.header.msg_type, f.header.serial, f.header.procedure),
+            (MessageType::Stream, 2, 209)
+        );
+        assert_eq!(f.header.status, Status::Continue);
+        assert!(f.payload.len() <= frame::STREAM_CHUNK_MAX);
+        if f.payload.is_empty() {
+            break;
+        }
+        got += f.payload.len();
+    }
+    assert_eq!(got, 96 * MIB);
+    let end = frame::stream_end(REMOTE_PROGRAM, REMOTE_VERSION, 209, 2).unwrap();
+    std::io::Write::write_all(&mut s, &end).unwrap();
+    let f = frame::read_frame(&mut s).unwrap().unwrap();
+    assert_eq!(
+        (f.header.msg_type, f.header.status, f.payload.len()),
+        (MessageType::Stream, Status::Ok, 0)
+    );
+    ok(&uri, &["vol-delete", "big.raw", "--pool", "p"]);
+}
