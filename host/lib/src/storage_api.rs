@@ -115,6 +115,11 @@ impl StreamIo for crate::storage::PoolStream {
 /// A volume upload or download stream (`virStreamPtr` of `virStorageVolUpload` and
 /// `virStorageVolDownload`), local or remote alike. Dropped before [`VolStream::finish`]
 /// or [`VolStream::abort`], it aborts: an unfinished upload is not committed.
+///
+/// Over a remote connection the daemon's packets wait in a small queue per stream; when
+/// it is full the connection stops reading (flow control back to the daemon). Read a
+/// download on, or finish or drop it, rather than waiting on other calls of the same
+/// connection while it has data pending.
 pub struct VolStream {
     io: Box<dyn StreamIo>,
     done: bool,
