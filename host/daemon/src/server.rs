@@ -171,8 +171,12 @@ impl Server {
         let mut pings = 0u32;
         'conn: loop {
             let buf = decoder.read_buffer();
-            if buf.is_empty() && buf.capacity() > 256 * 1024 {
-                // give back the memory of a large frame once it is handled
+            if buf.is_empty()
+                && buf.capacity() > 256 * 1024
+                && !client.with_streams(|s| s.has_open())
+            {
+                // give back the memory of a large frame once it is handled (kept while a
+                // stream is open: its packets come one after another)
                 *buf = Vec::new();
             }
             if buf.capacity() - buf.len() < 1024 {

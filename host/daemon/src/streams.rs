@@ -95,6 +95,11 @@ impl Streams {
         self.open.get(&serial).cloned()
     }
 
+    /// Whether any stream is open.
+    pub fn has_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Forgets stream `serial`: later packets for it are dropped.
     pub fn remove(&mut self, serial: u32) {
         self.open.remove(&serial);
