@@ -185,6 +185,34 @@ pub enum StorageCommand {
         #[arg(long)]
         pool: Option<String>,
     },
+    /// Upload a file's contents into a volume
+    #[command(name = "vol-upload")]
+    VolUpload {
+        vol: String,
+        file: PathBuf,
+        #[arg(long)]
+        pool: Option<String>,
+        /// Byte offset in the volume to start writing at
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Bytes to write (0: the whole file)
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+    },
+    /// Download a volume's contents into a file
+    #[command(name = "vol-download")]
+    VolDownload {
+        vol: String,
+        file: PathBuf,
+        #[arg(long)]
+        pool: Option<String>,
+        /// Byte offset in the volume to start reading at
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Bytes to read (0: to the end of the volume)
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+    },
     /// A volume's path
     #[command(name = "vol-path")]
     VolPath {
@@ -655,7 +683,107 @@ pub fn run(conn: &Connection, cmd: StorageCommand, json: bool) -> Result<()> {
             println!("{path}\n");
             Ok(())
         }
+        C::VolUpload {
+            vol: arg,
+            file,
+            pool: pool_arg,
+            offset,
+            length,
+        } => {
+            let v = vol(conn, &arg, pool_arg.as_deref())?;
+            vol_upload(&v, &file, offset, length)
+                .with_context(|| format!("cannot upload to volume '{arg}'"))
+        }
+        C::VolDownload {
+            vol: arg,
+            file,
+            pool: pool_arg,
+            offset,
+            length,
+        } => {
+            let v = vol(conn, &arg, pool_arg.as_deref())?;
+            vol_download(&v, &file, offset, length)
+                .with_context(|| format!("cannot download from volume '{arg}'"))
+        }
     }
+}
+
+/// Bytes per `send`/`recv` of the CLI's streams.
+const STREAM_BUF: usize = 4 << 20;
+
+/// A progress bar on standard error when it is a terminal; hidden otherwise.
+fn progress(total: Option<u64>, verb: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{msg} {spinner} {bytes} {binary_bytes_per_sec}",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(verb.to_string());
+    bar
+}
+
+fn vol_upload(v: &StorageVol, file: &std::path::Path, offset: u64, length: u64) -> Result<()> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let total = if length > 0 { length.min(size) } else { size };
+    let mut src = f.take(if length > 0 { length } else { u64::MAX });
+    let mut st = v.upload(offset, length, 0)?;
+    let bar = progress(Some(total), "uploading");
+    let mut buf = vec![0u8; STREAM_BUF];
+    loop {
+        let n = src
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        st.send(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    st.finish()?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn vol_download(v: &StorageVol, file: &std::path::Path, offset: u64, length: u64) -> Result<()> {
+    use std::io::Write;
+    let total = match length {
+        0 => v.get_info().ok().map(|i| i.capacity.saturating_sub(offset)),
+        n => Some(n),
+    };
+    let mut st = v.download(offset, length, 0)?;
+    let f =
+        std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(STREAM_BUF, f);
+    let bar = progress(total, "downloading");
+    let mut chunk = Vec::with_capacity(STREAM_BUF);
+    loop {
+        chunk.clear();
+        if st.recv_into(&mut chunk, STREAM_BUF)? == 0 {
+            break;
+        }
+        out.write_all(&chunk)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        bar.inc(chunk.len() as u64);
+    }
+    st.finish()?;
+    out.flush()
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    bar.finish_and_clear();
+    Ok(())
 }
 
 fn pool_act(

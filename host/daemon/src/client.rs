@@ -52,6 +52,8 @@ pub struct Client {
     /// Serialises event subscription (held across the driver call, unlike `state`).
     subscribe: Mutex<()>,
     events: Arc<Mutex<Events>>,
+    /// Open volume streams (`streams.rs`).
+    streams: Mutex<crate::streams::Streams>,
 }
 
 /// What CONNECT_OPEN set up.
@@ -379,7 +381,13 @@ impl Client {
                 ..State::default()
             }),
             events: Arc::default(),
+            streams: Mutex::default(),
         }
+    }
+
+    /// Runs `f` on the client's volume streams.
+    pub fn with_streams<T>(&self, f: impl FnOnce(&mut crate::streams::Streams) -> T) -> T {
+        f(&mut lock(&self.streams))
     }
 
     /// Sends a frame to the client; dropped silently if the client is gone.

@@ -36,7 +36,7 @@ type CallResult = Result<Vec<u8>, Failure>;
 /// Answers one CALL of `REMOTE_PROGRAM`; returns the whole reply frame.
 pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> {
     let result = match P::from_number(header.procedure) {
-        Some(procedure) => dispatch(client, procedure, payload),
+        Some(procedure) => dispatch(client, procedure, header.serial, payload),
         None => Err(unsupported(header.procedure)),
     };
     let encoded = match result {
@@ -200,7 +200,7 @@ fn int(b: bool) -> i32 {
     i32::from(b)
 }
 
-fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
+fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallResult {
     let conn = client.connection();
     if conn.is_none() && !allowed_before_open(procedure) {
         return Err(err(
@@ -595,11 +595,12 @@ fn dispatch(client: &Client, procedure: P, payload: &[u8]) -> CallResult {
         | P::ConnectSecretEventRegisterAny
         | P::ConnectSecretEventDeregisterAny => secrets::dispatch(client, c()?, procedure, payload)
             .unwrap_or_else(|| Err(unsupported_named(procedure))),
-        // streams come with the next session; event messages go from the daemon to
-        // clients
-        P::StorageVolUpload
-        | P::StorageVolDownload
-        | P::SecretEventLifecycle
+        // volume streams: the reply opens the stream (`streams.rs`)
+        P::StorageVolUpload | P::StorageVolDownload => {
+            storage::open_stream(client, c()?, procedure, serial, payload)
+        }
+        // event messages go from the daemon to clients
+        P::SecretEventLifecycle
         | P::SecretEventValueChanged
         | P::StoragePoolEventLifecycle
         | P::StoragePoolEventRefresh => Err(unsupported_named(procedure)),

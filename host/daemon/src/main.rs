@@ -12,6 +12,7 @@ mod dispatch;
 mod outbox;
 mod served;
 mod server;
+mod streams;
 
 use anyhow::{Context, Result};
 use clap::Parser;

@@ -8,7 +8,8 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
@@ -31,6 +32,8 @@ pub struct Outbox {
     half: OwnedWriteHalf,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Signalled when queued bytes are written or the outbox closes.
+    space: Condvar,
 }
 
 impl Outbox {
@@ -39,6 +42,7 @@ impl Outbox {
             half,
             queue: Mutex::default(),
             notify: Notify::new(),
+            space: Condvar::new(),
         }
     }
 
@@ -81,6 +85,53 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Sends a frame once at most `high_water` bytes are queued, waiting (a blocking
+    /// thread's call: stream workers) until the client has read enough. `Err(())` when
+    /// the connection is closed; `Ok(Some(frame))` hands the buffer back for reuse when
+    /// the socket took it whole at once.
+    #[allow(clippy::result_unit_err)]
+    pub fn send_bounded(
+        &self,
+        mut frame: Vec<u8>,
+        high_water: usize,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        let mut q = self.lock();
+        while !q.closed && q.bytes > high_water {
+            q = match self.space.wait_timeout(q, Duration::from_millis(200)) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        if q.closed {
+            return Err(());
+        }
+        if q.frames.is_empty() && !frame.is_empty() {
+            match self.half.try_write(&frame) {
+                Ok(n) if n == frame.len() => {
+                    frame.clear();
+                    return Ok(Some(frame));
+                }
+                Ok(n) => q.offset = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => q.offset = 0,
+                Err(e) => {
+                    tracing::debug!("write failed: {e}");
+                    q.closed = true;
+                    drop(q);
+                    self.notify.notify_one();
+                    return Err(());
+                }
+            }
+            q.bytes += frame.len();
+            q.frames.push_back(frame);
+            drop(q);
+            self.notify.notify_one();
+            return Ok(None);
+        }
+        drop(q);
+        self.send(frame);
+        if self.is_closed() { Err(()) } else { Ok(None) }
+    }
+
     /// Stops all writing; the flush task ends.
     pub fn close(&self) {
         let mut q = self.lock();
@@ -88,6 +139,7 @@ impl Outbox {
         q.frames.clear();
         drop(q);
         self.notify.notify_one();
+        self.space.notify_all();
     }
 
     /// Whether the outbox gave up (write error, overflow or [`Outbox::close`]).
@@ -117,6 +169,7 @@ impl Outbox {
                                 q.frames.pop_front();
                                 q.offset = 0;
                                 q.bytes -= len;
+                                self.space.notify_all();
                             }
                             true
                         }

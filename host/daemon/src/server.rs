@@ -9,6 +9,7 @@
 use crate::client::{Client, Shared, keepalive_frame};
 use crate::dispatch;
 use crate::outbox::Outbox;
+use rvirt_wire::frame::StreamPacket;
 use rvirt_wire::protocol::{
     self, KEEPALIVE_PROGRAM, REMOTE_PROGRAM, REMOTE_VERSION, RemoteError, error_code, error_domain,
 };
@@ -144,6 +145,7 @@ impl Server {
     /// Serves one connection until it closes, misbehaves or the daemon stops.
     async fn serve(&self, stream: UnixStream, read_only: bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        set_socket_buffers(&stream);
         let (mut reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::new(writer));
         let flusher = {
@@ -169,8 +171,12 @@ impl Server {
         let mut pings = 0u32;
         'conn: loop {
             let buf = decoder.read_buffer();
-            if buf.is_empty() && buf.capacity() > 256 * 1024 {
-                // give back the memory of a large frame once it is handled
+            if buf.is_empty()
+                && buf.capacity() > 256 * 1024
+                && !client.with_streams(|s| s.has_open())
+            {
+                // give back the memory of a large frame once it is handled (kept while a
+                // stream is open: its packets come one after another)
                 *buf = Vec::new();
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -210,8 +216,20 @@ impl Server {
             }
             loop {
                 match decoder.next_frame() {
-                    Ok(Some(f)) => {
-                        if let Route::Offload(f) = handle_frame(&client, f) {
+                    Ok(Some(f)) => match handle_frame(&client, f) {
+                        Route::Continue => {}
+                        Route::Stream(tx, packet) => {
+                            // a full queue stops reading this client: flow control
+                            tokio::select! {
+                                r = tx.send(packet) => {
+                                    if r.is_err() {
+                                        tracing::debug!(client = id, "dropping a packet of an ended stream");
+                                    }
+                                }
+                                _ = shutdown.changed() => break 'conn,
+                            }
+                        }
+                        Route::Offload(f) => {
                             // at most `max_client_requests` calls of one client in the
                             // pool; past that, stop reading from it (backpressure)
                             let permit = tokio::select! {
@@ -223,10 +241,12 @@ impl Server {
                             tokio::task::spawn_blocking(move || {
                                 let reply = dispatch::handle_call(&client, &f.header, &f.payload);
                                 client.send(reply);
+                                // a stream the call opened runs once its reply is out
+                                crate::streams::start(&client, f.header.serial);
                                 drop(permit);
                             });
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(client = id, "closing the connection: {e}");
@@ -242,8 +262,29 @@ impl Server {
         outbox.close();
         let _ = flusher.await;
         let closing = Arc::clone(&client);
-        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // open streams abort (their workers see the queues close), then the connection
+            drop(closing.with_streams(|s| s.close()));
+            closing.close()
+        })
+        .await;
         tracing::debug!(client = id, "client disconnected");
+    }
+}
+
+/// Socket buffer wanted for a connection (send side: the bytes a volume download keeps in
+/// flight without waking the daemon).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Larger socket buffers: fewer wake-ups per MiB streamed. Best effort: past
+/// `net.core.wmem_max` only a privileged daemon gets them (`SO_SNDBUFFORCE`).
+fn set_socket_buffers(stream: &UnixStream) {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_send_buffer_size_force(stream, SOCKET_BUFFER).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(stream, SOCKET_BUFFER);
+    }
+    if sockopt::set_socket_recv_buffer_size_force(stream, SOCKET_BUFFER).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(stream, SOCKET_BUFFER);
     }
 }
 
@@ -252,6 +293,8 @@ enum Route {
     Continue,
     /// Run this call on the worker pool.
     Offload(Frame),
+    /// Deliver this packet to its stream's worker.
+    Stream(tokio::sync::mpsc::Sender<StreamPacket>, StreamPacket),
 }
 
 /// Handles one frame, except the calls it hands back for the worker pool.
@@ -299,8 +342,25 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
             client.send(frame::encode(&reply, &err).unwrap_or_default());
             Route::Continue
         }
+        (REMOTE_PROGRAM, MessageType::Stream | MessageType::StreamHole) => {
+            // packets of a stream that ended (or never was) are dropped, as libvirtd does
+            let Some(tx) = client.with_streams(|s| s.sender(h.serial)) else {
+                tracing::debug!(
+                    client = client.id,
+                    serial = h.serial,
+                    "ignoring a packet of no open stream"
+                );
+                return Route::Continue;
+            };
+            let packet = StreamPacket::decode(&f).unwrap_or_else(|e| {
+                // a malformed packet aborts its stream
+                tracing::debug!(client = client.id, "bad stream packet: {e}");
+                StreamPacket::Abort(None)
+            });
+            Route::Stream(tx, packet)
+        }
         (_, msg_type) => {
-            // replies, streams and stray messages: this daemon opens no streams
+            // replies and stray messages
             tracing::debug!(
                 client = client.id,
                 prog = h.prog,

@@ -47,7 +47,7 @@ pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
     PoolEvent, PoolId, PoolInfo, PoolRefresh, StorageBackend, VolumeId, VolumeInfo, VolumeStream,
 };
-pub use storage_api::{StoragePool, StorageService, StorageVol};
+pub use storage_api::{StoragePool, StorageService, StorageVol, StreamIo, VolStream};
 pub use types::{DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo};
 pub use uri::ConnectUri;
 

@@ -195,6 +195,10 @@ struct Link {
     /// When the last frame of any kind arrived from the daemon.
     last_rx: Mutex<Instant>,
     keepalive: Keepalive,
+    /// Open volume streams: the packets the daemon sends for each, by the serial of the
+    /// call that opened it. Bounded: a download nobody reads stops the reader thread,
+    /// and so the daemon (flow control, as libvirt's client).
+    streams: Mutex<HashMap<u32, mpsc::SyncSender<frame::StreamPacket>>>,
 }
 
 impl Link {
@@ -210,6 +214,10 @@ impl Link {
 
     fn call<P: Procedure>(&self, args: &P::Args) -> Result<P::Ret> {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        self.call_with_serial::<P>(serial, args)
+    }
+
+    fn call_with_serial<P: Procedure>(&self, serial: u32, args: &P::Args) -> Result<P::Ret> {
         let header = Header::call(
             protocol::REMOTE_PROGRAM,
             protocol::REMOTE_VERSION,
@@ -320,11 +328,15 @@ impl Link {
                     }
                 }
                 (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
+                (protocol::REMOTE_PROGRAM, MessageType::Stream | MessageType::StreamHole) => {
+                    self.stream_packet(&f)
+                }
                 _ => tracing::debug!(prog = f.header.prog, "ignoring an unexpected message"),
             }
         };
         tracing::debug!("remote reader ends: {why}");
         self.closed.store(true, Ordering::Release);
+        lock(&self.streams).clear();
         for (_, tx) in lock(&self.pending).drain() {
             let _ = tx.send(Err(why.clone()));
         }
@@ -447,6 +459,7 @@ impl RemoteBackend {
             registration: Mutex::new(()),
             last_rx: Mutex::new(Instant::now()),
             keepalive,
+            streams: Mutex::default(),
         });
         let reader = {
             let link = Arc::clone(&link);

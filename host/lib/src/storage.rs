@@ -61,6 +61,37 @@ pub trait PoolBackend: Send + Sync {
     fn wipe_volume(&self, pool: &str, vol: &str, algorithm: u32, flags: u32) -> Result<()>;
     /// The volume's XML as it is now.
     fn refresh_volume(&self, pool: &str, vol: &str) -> Result<String>;
+    /// `virStorageVolUpload`: a stream to `send` the volume's new bytes to (`length` 0:
+    /// up to the end). Backends that cannot upload answer no-support.
+    fn upload_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn BackendStream>> {
+        let _ = (pool, vol, offset, length, flags);
+        Err(storage_err(
+            ErrorCode::NoSupport as i32,
+            "this function is not supported by the connection driver: virStorageVolUpload",
+        ))
+    }
+    /// `virStorageVolDownload`: a stream to `recv` the volume's bytes from.
+    fn download_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn BackendStream>> {
+        let _ = (pool, vol, offset, length, flags);
+        Err(storage_err(
+            ErrorCode::NoSupport as i32,
+            "this function is not supported by the connection driver: virStorageVolDownload",
+        ))
+    }
     /// `virConnectFindStoragePoolSources`: the sources found from a `<source>` spec, as a
     /// `<sources>` document. Backends that cannot discover answer no-support.
     fn find_pool_sources(&self, spec: &str, _flags: u32) -> Result<String> {
@@ -71,6 +102,49 @@ pub trait PoolBackend: Send + Sync {
         ))
     }
 }
+
+/// A volume stream a backend opened: an upload (`send`, then `finish` commits) or a
+/// download (`recv` until an empty chunk, then `finish`). Dropped unfinished, it must
+/// abort.
+pub trait BackendStream: Send {
+    /// Writes the next chunk of an upload.
+    fn send(&mut self, data: &[u8]) -> Result<()>;
+    /// Reads at most `max` bytes of a download; empty at the end.
+    fn recv(&mut self, max: usize) -> Result<Vec<u8>>;
+    /// [`BackendStream::recv`] appending to `out` (no buffer of its own); returns the
+    /// bytes appended, 0 at the end.
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        let chunk = self.recv(max)?;
+        out.extend_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+    /// Ends the stream (an upload is committed).
+    fn finish(&mut self) -> Result<()>;
+    /// Abandons the stream.
+    fn abort(&mut self) -> Result<()>;
+}
+
+impl BackendStream for VolumeStream {
+    fn send(&mut self, data: &[u8]) -> Result<()> {
+        VolumeStream::send(self, data)
+    }
+    fn recv(&mut self, max: usize) -> Result<Vec<u8>> {
+        VolumeStream::recv(self, max)
+    }
+    fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        VolumeStream::recv_into(self, out, max)
+    }
+    fn finish(&mut self) -> Result<()> {
+        VolumeStream::finish(self)
+    }
+    fn abort(&mut self) -> Result<()> {
+        VolumeStream::abort(self)
+    }
+}
+
+/// `VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM` / `VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM`: not
+/// honoured (no holes), so refused.
+pub const STREAM_SPARSE: u32 = 1;
 
 /// Finds the backend serving a pool type (the plugin registry, or a test's table).
 pub trait BackendResolver: Send + Sync {
@@ -260,6 +334,8 @@ struct PoolObj {
 struct PoolSlot {
     op: Mutex<()>,
     view: Mutex<Arc<PoolObj>>,
+    /// Volumes with open streams: name -> (an upload is open, open streams).
+    streams: Mutex<BTreeMap<String, (bool, u32)>>,
 }
 
 impl PoolSlot {
@@ -267,7 +343,22 @@ impl PoolSlot {
         Arc::new(PoolSlot {
             op: Mutex::new(()),
             view: Mutex::new(Arc::new(o)),
+            streams: Mutex::default(),
         })
+    }
+
+    /// Fails when a stream is open on volume `name` (any stream, or only an upload when
+    /// `uploads_only`).
+    fn check_idle(&self, pool: &str, name: &str, uploads_only: bool) -> Result<()> {
+        match lock(&self.streams).get(name) {
+            Some(&(upload, _)) if upload || !uploads_only => Err(in_use(pool, name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether any volume of the pool has an open stream.
+    fn has_streams(&self) -> bool {
+        !lock(&self.streams).is_empty()
     }
 
     /// The pool as it is now (no waiting for an operation in progress).
@@ -349,6 +440,20 @@ fn storage_err(code: i32, message: impl Into<String>) -> Error {
         domain: ErrorDomain::Storage as i32,
         message: message.into(),
     }
+}
+
+/// `VIR_ERR_OPERATION_INVALID`: a volume with an open stream.
+fn in_use(pool: &str, name: &str) -> Error {
+    invalid(format!(
+        "volume '{name}' in pool '{pool}' is in use by a stream"
+    ))
+}
+
+fn invalid_arg(message: String) -> Error {
+    storage_err(
+        ErrorCode::InvalidArg as i32,
+        format!("invalid argument: {message}"),
+    )
 }
 
 fn no_pool(what: &str) -> Error {
@@ -980,6 +1085,11 @@ impl Pools {
         if o.live.is_none() {
             return Err(invalid(format!("storage pool '{name}' is not active")));
         }
+        if s.has_streams() {
+            return Err(invalid(format!(
+                "storage pool '{name}' has volumes in use by streams"
+            )));
+        }
         let b = self.backend_for(&o.def)?;
         b.stop_pool(&o.def.to_xml(&fmt_opts()))?;
         if let Some(p) = self.state_file(name) {
@@ -1145,6 +1255,20 @@ impl Pools {
         f(&b, &pool_xml, live, &vol)
     }
 
+    /// [`Pools::with_volume`] for an operation that changes the volume: refused while a
+    /// stream is open on it.
+    fn with_idle_volume<T>(
+        &self,
+        pool: &str,
+        name: &str,
+        f: impl FnOnce(&Arc<dyn PoolBackend>, &str, &mut Live, &StorageVolume) -> Result<T>,
+    ) -> Result<T> {
+        self.with_volume(pool, name, |b, pool_xml, live, vol| {
+            self.slot(pool)?.check_idle(pool, name, false)?;
+            f(b, pool_xml, live, vol)
+        })
+    }
+
     /// `virStorageVolCreateXML`; with `from`, `virStorageVolCreateXMLFrom` (pool and
     /// volume name of the source).
     pub fn create_volume(
@@ -1162,6 +1286,10 @@ impl Pools {
             flags,
             1 | 2,
         )?;
+        if let Some((sp, sv)) = from {
+            // a volume being uploaded has no consistent contents to copy
+            self.slot(sp)?.check_idle(sp, sv, true)?;
+        }
         let src = match from {
             Some((sp, sv)) if sp != pool => {
                 let s = self.slot(sp)?;
@@ -1232,7 +1360,7 @@ impl Pools {
             flags,
             1 | 2,
         )?;
-        self.with_volume(pool, name, |b, pool_xml, live, vol| {
+        self.with_idle_volume(pool, name, |b, pool_xml, live, vol| {
             b.delete_volume(pool_xml, &vol.to_xml(&fmt_opts()), flags)?;
             live.volumes.remove(name);
             Ok(())
@@ -1248,7 +1376,7 @@ impl Pools {
             flags,
             1 | 2 | 4,
         )?;
-        self.with_volume(pool, name, |b, pool_xml, live, vol| {
+        self.with_idle_volume(pool, name, |b, pool_xml, live, vol| {
             let xml = vol.to_xml(&fmt_opts());
             b.resize_volume(pool_xml, &xml, capacity, flags)?;
             Self::reread(b, pool_xml, live, &xml)
@@ -1263,7 +1391,7 @@ impl Pools {
             flags,
             0,
         )?;
-        self.with_volume(pool, name, |b, pool_xml, live, vol| {
+        self.with_idle_volume(pool, name, |b, pool_xml, live, vol| {
             let xml = vol.to_xml(&fmt_opts());
             b.wipe_volume(pool_xml, &xml, algorithm, flags)?;
             Self::reread(b, pool_xml, live, &xml)
@@ -1320,6 +1448,325 @@ impl Pools {
         vol.target_path()
             .map(str::to_string)
             .ok_or_else(|| no_vol(&format!("volume '{name}' has no target path")))
+    }
+}
+
+/// Which way a [`PoolStream`] moves bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `virStorageVolUpload`: bytes go into the volume.
+    Upload,
+    /// `virStorageVolDownload`: bytes come out of the volume.
+    Download,
+}
+
+impl StreamKind {
+    fn api(self) -> &'static str {
+        match self {
+            StreamKind::Upload => "virStorageVolUpload",
+            StreamKind::Download => "virStorageVolDownload",
+        }
+    }
+}
+
+impl Pools {
+    /// `virStorageVolUpload`: a stream writing `length` bytes (0: up to the end) into
+    /// the volume from `offset`. The volume is busy (no delete, resize, wipe or other
+    /// stream) until the stream is finished, aborted or dropped; the rest of the pool
+    /// stays usable. After a finished upload the volume's sizes are read again.
+    pub fn upload_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<PoolStream> {
+        self.open_stream(StreamKind::Upload, pool, name, offset, length, flags)
+    }
+
+    /// `virStorageVolDownload`: a stream reading `length` bytes (0: to the end) of the
+    /// volume from `offset`. Other downloads of the volume may run at the same time;
+    /// changes to it wait until the stream ends.
+    pub fn download_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<PoolStream> {
+        self.open_stream(StreamKind::Download, pool, name, offset, length, flags)
+    }
+
+    fn open_stream(
+        &self,
+        kind: StreamKind,
+        pool: &str,
+        name: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<PoolStream> {
+        // VIR_STORAGE_VOL_{UP,DOWN}LOAD_SPARSE_STREAM needs holes, which are not sent
+        crate::files::check_flags(ErrorDomain::Storage as i32, kind.api(), flags, 0)?;
+        let slot = self.slot(pool)?;
+        self.with_volume(pool, name, |b, pool_xml, live, vol| {
+            // a stream excludes an upload; an upload excludes every other stream
+            slot.check_idle(pool, name, kind == StreamKind::Download)?;
+            // the sizes as they are now, not as the last refresh saw them
+            Self::reread(b, pool_xml, live, &vol.to_xml(&fmt_opts()))?;
+            let vol = live.volumes.get(name).cloned().ok_or_else(|| {
+                no_vol(&format!("no storage vol with matching name '{name}'"))
+            })?;
+            let capacity = vol.capacity_bytes();
+            let what = format!("volume '{name}' in pool '{pool}'");
+            if offset > capacity {
+                return Err(invalid_arg(format!(
+                    "{what}: offset {offset} is past the volume's capacity ({capacity} bytes)"
+                )));
+            }
+            let room = capacity - offset;
+            if length > room {
+                return Err(invalid_arg(format!(
+                    "{what}: length {length} at offset {offset} goes past the volume's capacity ({capacity} bytes)"
+                )));
+            }
+            // Bytes an upload may send: its length, or for a raw volume what fits in it.
+            // Other formats (an image file uploaded whole) are the backend's to check.
+            let raw = matches!(vol.format_type(), None | Some("raw" | "iso"));
+            let limit = match (kind, length) {
+                (StreamKind::Upload, 0) if raw => Some(room),
+                (StreamKind::Upload, 0) => None,
+                (StreamKind::Upload, n) => Some(n),
+                (StreamKind::Download, _) => None,
+            };
+            let vol_xml = vol.to_xml(&fmt_opts());
+            let opened = match kind {
+                StreamKind::Upload => b.upload_volume(pool_xml, &vol_xml, offset, length, flags),
+                StreamKind::Download => {
+                    b.download_volume(pool_xml, &vol_xml, offset, length, flags)
+                }
+            };
+            let inner = opened.map_err(|e| match e {
+                Error::Driver {
+                    code,
+                    domain,
+                    message,
+                } if code == ErrorCode::NoSupport as i32 => Error::Driver {
+                    code,
+                    domain,
+                    message: format!(
+                        "{message} (storage pool '{pool}' of type '{}')",
+                        self.slot(pool)
+                            .map(|s| s.view().def.pool_type().to_string())
+                            .unwrap_or_default()
+                    ),
+                },
+                e => e,
+            })?;
+            {
+                let mut streams = lock(&slot.streams);
+                let e = streams.entry(name.to_string()).or_insert((false, 0));
+                e.0 |= kind == StreamKind::Upload;
+                e.1 += 1;
+            }
+            Ok(PoolStream {
+                slot: Arc::clone(&slot),
+                backend: Arc::clone(b),
+                pool: pool.to_string(),
+                name: name.to_string(),
+                pool_xml: pool_xml.to_string(),
+                vol_xml,
+                kind,
+                inner: Some(inner),
+                limit,
+                requested_length: length > 0,
+                sent: 0,
+                released: false,
+            })
+        })
+    }
+}
+
+/// An open volume stream of a [`Pools`]: the backend's stream, and the volume marked
+/// busy until [`PoolStream::finish`], [`PoolStream::abort`] or drop (which aborts).
+pub struct PoolStream {
+    slot: Slot,
+    backend: Arc<dyn PoolBackend>,
+    pool: String,
+    name: String,
+    pool_xml: String,
+    vol_xml: String,
+    kind: StreamKind,
+    inner: Option<Box<dyn BackendStream>>,
+    /// Bytes an upload may still send in total, when bounded.
+    limit: Option<u64>,
+    /// Whether `limit` is the length the caller asked for.
+    requested_length: bool,
+    sent: u64,
+    /// The volume is no longer marked busy by this stream.
+    released: bool,
+}
+
+impl std::fmt::Debug for PoolStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolStream")
+            .field("pool", &self.pool)
+            .field("volume", &self.name)
+            .field("kind", &self.kind)
+            .field("open", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl PoolStream {
+    /// Upload or download.
+    pub fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    fn closed(&self) -> Error {
+        invalid(format!(
+            "the stream of volume '{}' in pool '{}' is closed",
+            self.name, self.pool
+        ))
+    }
+
+    fn inner(&mut self) -> Result<&mut Box<dyn BackendStream>> {
+        if self.inner.is_none() {
+            return Err(self.closed());
+        }
+        Ok(self.inner.as_mut().expect("checked above"))
+    }
+
+    /// Writes the next chunk of an upload. Past the volume's capacity (raw) or the
+    /// requested length, the stream fails and is aborted.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        if self.kind != StreamKind::Upload {
+            return Err(invalid(format!(
+                "the download stream of volume '{}' cannot be written",
+                self.name
+            )));
+        }
+        if let Some(limit) = self.limit
+            && self.sent + data.len() as u64 > limit
+        {
+            let what = if self.requested_length {
+                "the requested length"
+            } else {
+                "what the volume holds from the offset"
+            };
+            let e = invalid_arg(format!(
+                "volume '{}' in pool '{}': the upload goes past {limit} bytes ({what})",
+                self.name, self.pool
+            ));
+            self.release(true);
+            return Err(e);
+        }
+        let r = self.inner()?.send(data);
+        match r {
+            Ok(()) => {
+                self.sent += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.release(true);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads at most `max` bytes of a download; empty at the end.
+    pub fn recv(&mut self, max: usize) -> Result<Vec<u8>> {
+        if self.kind != StreamKind::Download {
+            return Err(invalid(format!(
+                "the upload stream of volume '{}' cannot be read",
+                self.name
+            )));
+        }
+        let r = self.inner()?.recv(max);
+        if r.is_err() {
+            self.release(true);
+        }
+        r
+    }
+
+    /// [`PoolStream::recv`] appending to `out`; returns the bytes appended (0 at the end).
+    pub fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        if self.kind != StreamKind::Download {
+            return Err(invalid(format!(
+                "the upload stream of volume '{}' cannot be read",
+                self.name
+            )));
+        }
+        let r = self.inner()?.recv_into(out, max);
+        if r.is_err() {
+            self.release(true);
+        }
+        r
+    }
+
+    /// Ends the stream: an upload is committed and the volume's sizes read again.
+    pub fn finish(&mut self) -> Result<()> {
+        let r = self.inner()?.finish();
+        self.inner = None;
+        if r.is_ok() && self.kind == StreamKind::Upload {
+            // the op lock only for the refresh: a long operation elsewhere in the pool
+            // was never blocked by this stream
+            let mut o = self.slot.edit();
+            if let Some(live) = o.live.as_mut()
+                && let Err(e) = Pools::reread(&self.backend, &self.pool_xml, live, &self.vol_xml)
+            {
+                tracing::warn!(
+                    "cannot refresh volume '{}' after its upload: {e}",
+                    self.name
+                );
+            }
+        }
+        self.release(false);
+        r
+    }
+
+    /// Abandons the stream.
+    pub fn abort(&mut self) -> Result<()> {
+        let r = match self.inner.as_mut() {
+            Some(s) => s.abort(),
+            None => Ok(()),
+        };
+        self.inner = None;
+        self.release(false);
+        r
+    }
+
+    /// Aborts the backend stream (when `abort`) and frees the volume.
+    fn release(&mut self, abort: bool) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        if let Some(mut s) = self.inner.take()
+            && abort
+            && let Err(e) = s.abort()
+        {
+            tracing::debug!("aborting the stream of volume '{}': {e}", self.name);
+        }
+        let mut streams = lock(&self.slot.streams);
+        if let Some(e) = streams.get_mut(&self.name) {
+            e.1 = e.1.saturating_sub(1);
+            if self.kind == StreamKind::Upload {
+                e.0 = false;
+            }
+            if e.1 == 0 {
+                streams.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl Drop for PoolStream {
+    fn drop(&mut self) {
+        self.release(true);
     }
 }
 

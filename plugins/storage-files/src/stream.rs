@@ -14,6 +14,24 @@ use crate::target::{Target, io_err};
 /// Chunk size for [`Download::copy_to`].
 pub const CHUNK: usize = 1 << 20;
 
+/// Bytes an upload writes before it asks the kernel to start writing them back, so that
+/// the disk works while the data arrives and the final sync has little left to do.
+const WRITEBACK_STEP: u64 = 16 << 20;
+
+/// Starts asynchronous write-back of `len` bytes at `offset` (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`: no waiting, no durability promise; the final fsync gives
+/// that). Best effort: a failure only means the final sync does the work.
+fn start_writeback(fd: &OwnedFd, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: `fd` is an open descriptor borrowed for the call; sync_file_range reads no
+    // memory of this process.
+    let _ =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
 /// Writes into a volume from `offset`; [`Upload::finish`] syncs and returns the refreshed
 /// volume.
 pub struct Upload {
@@ -27,6 +45,8 @@ pub struct Upload {
     limit: Option<u64>,
     length: u64,
     written: u64,
+    /// Where write-back was last started up to.
+    flushed: u64,
 }
 
 impl std::fmt::Debug for Upload {
@@ -80,6 +100,7 @@ pub fn upload(pool: &StoragePool, vol: &StorageVolume, offset: u64, length: u64)
         limit,
         length,
         written: 0,
+        flushed: offset,
     })
 }
 
@@ -109,6 +130,10 @@ impl io::Write for Upload {
                 Ok(n) => {
                     self.pos += n as u64;
                     self.written += n as u64;
+                    if self.pos >= self.flushed + WRITEBACK_STEP {
+                        start_writeback(&self.fd, self.flushed, self.pos - self.flushed);
+                        self.flushed = self.pos;
+                    }
                     return Ok(n);
                 }
                 Err(Errno::INTR) => {}

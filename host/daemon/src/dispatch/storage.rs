@@ -371,6 +371,36 @@ fn vol_info(
     })
 }
 
+/// `STORAGE_VOL_UPLOAD` / `STORAGE_VOL_DOWNLOAD`: opens the volume's stream and registers
+/// it under the call's serial; its worker starts once the reply is sent
+/// ([`crate::streams::start`]).
+pub(super) fn open_stream(
+    client: &Client,
+    conn: &Connection,
+    procedure: P,
+    serial: u32,
+    payload: &[u8],
+) -> CallResult {
+    let upload = procedure == P::StorageVolUpload;
+    let open = |a: StorageVolTransferArgs| -> Result<(), Failure> {
+        let v = vol(conn, &a.vol);
+        let stream = if upload {
+            v.upload(a.offset, a.length, a.flags)
+        } else {
+            v.download(a.offset, a.length, a.flags)
+        }
+        .map_err(host_error)?;
+        client
+            .with_streams(|s| s.register(serial, procedure.number(), upload, stream))
+            .map_err(rpc_error)
+    };
+    if upload {
+        call::<procs::StorageVolUpload>(payload, open)
+    } else {
+        call::<procs::StorageVolDownload>(payload, open)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

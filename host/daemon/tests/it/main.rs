@@ -12,6 +12,7 @@ mod remote_driver;
 mod secrets;
 mod security;
 mod storage;
+mod streams;
 mod virsh;
 mod virt_install;
 mod volume_disk;

@@ -1,14 +1,18 @@
 //! The storage procedures of the remote driver: pools, volumes and pool events over the
 //! daemon connection.
 
-use super::{RemoteBackend, lock};
-use crate::Result;
+use super::{Link, RemoteBackend, lock, rpc_error};
 use crate::storage::{PoolEvent, PoolEventCallback, PoolId, PoolInfo, VolumeId, VolumeInfo};
 use crate::storage_api::StorageService;
+use crate::storage_api::StreamIo;
+use crate::{Error, Result};
+use rvirt_wire::frame::{self, STREAM_CHUNK_MAX, StreamPacket};
 use rvirt_wire::protocol::{NonnullStoragePool, NonnullStorageVol};
+use rvirt_wire::protocol::{REMOTE_PROGRAM, REMOTE_VERSION, RemoteError};
 use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Procedure, RemoteProcedure, procs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, mpsc};
 
 /// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE` and `_REFRESH`.
 const POOL_EVENT_LIFECYCLE: i32 = 0;
@@ -41,6 +45,226 @@ fn vol_id(v: NonnullStorageVol) -> VolumeId {
         pool: v.pool,
         name: v.name,
         key: v.key,
+    }
+}
+
+/// Stream packets queued per stream before the reader thread waits for the consumer.
+const STREAM_QUEUE: usize = 32;
+
+impl super::Link {
+    /// Hands a STREAM packet to the stream its serial names (reader thread). Packets of
+    /// streams that are gone are dropped, as libvirt's daemon and client drop them.
+    pub(super) fn stream_packet(&self, f: &Frame) {
+        let tx = lock(&self.streams).get(&f.header.serial).cloned();
+        let Some(tx) = tx else {
+            tracing::debug!(
+                serial = f.header.serial,
+                "dropping a packet of a closed stream"
+            );
+            return;
+        };
+        let packet = match StreamPacket::decode(f) {
+            Ok(p) => p,
+            Err(e) => StreamPacket::Abort(Some(RemoteError::new(
+                rvirt_plugin_api::ErrorCode::Rpc as i32,
+                rvirt_plugin_api::ErrorDomain::Rpc as i32,
+                format!("undecodable stream packet from the daemon: {e}"),
+            ))),
+        };
+        // blocks while the consumer is behind: flow control back to the daemon
+        if tx.send(packet).is_err() {
+            lock(&self.streams).remove(&f.header.serial);
+        }
+    }
+
+    /// Sends the call that opens a stream, with the stream's packet queue registered
+    /// first (the daemon may send data right after the reply).
+    fn open_stream<P: Procedure>(
+        &self,
+        args: &P::Args,
+    ) -> Result<(u32, mpsc::Receiver<StreamPacket>)> {
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::sync_channel(STREAM_QUEUE);
+        lock(&self.streams).insert(serial, tx);
+        match self.call_with_serial::<P>(serial, args) {
+            Ok(_) => Ok((serial, rx)),
+            Err(e) => {
+                lock(&self.streams).remove(&serial);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the next packet of a stream, pinging a silent daemon as calls do.
+    fn next_packet(&self, rx: &mpsc::Receiver<StreamPacket>) -> Result<StreamPacket> {
+        let budget = self.keepalive.interval * self.keepalive.count.max(1);
+        loop {
+            match rx.recv_timeout(self.keepalive.interval) {
+                Ok(p) => return Ok(p),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(rpc_error("the connection to the daemon is closed"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let silent = lock(&self.last_rx).elapsed();
+            if silent >= budget {
+                let why = format!(
+                    "the daemon did not answer for {} s (keepalive: {} pings unanswered): the connection is dead",
+                    silent.as_secs(),
+                    self.keepalive.count
+                );
+                self.kill(&why);
+                return Err(rpc_error(why));
+            }
+            if silent >= self.keepalive.interval {
+                self.send_keepalive(rvirt_wire::protocol::KEEPALIVE_PING);
+            }
+        }
+    }
+}
+
+fn remote_error(e: RemoteError) -> Error {
+    Error::Driver {
+        code: e.code,
+        domain: e.domain,
+        message: e.message.unwrap_or_else(|| "unknown error".into()),
+    }
+}
+
+/// A volume stream over the daemon connection: STREAM packets carrying the serial of the
+/// upload or download call.
+pub(super) struct RemoteStream {
+    link: Arc<Link>,
+    procedure: i32,
+    serial: u32,
+    rx: mpsc::Receiver<StreamPacket>,
+    /// Received bytes not yet handed out, from `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    closed: bool,
+}
+
+impl RemoteStream {
+    fn packet(&self, p: &StreamPacket) -> Result<Vec<u8>> {
+        p.encode(REMOTE_PROGRAM, REMOTE_VERSION, self.procedure, self.serial)
+            .map_err(|e| rpc_error(format!("cannot encode a stream packet: {e}")))
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        lock(&self.link.streams).remove(&self.serial);
+    }
+
+    /// Ends the stream with `last` (End or Abort) and waits for the daemon's End.
+    fn handshake(&mut self, last: StreamPacket) -> Result<()> {
+        let bytes = self.packet(&last)?;
+        let sent = self.link.send(&bytes);
+        let r = sent.and_then(|()| {
+            loop {
+                match self.link.next_packet(&self.rx)? {
+                    StreamPacket::End => break Ok(()),
+                    StreamPacket::Abort(Some(e)) => break Err(remote_error(e)),
+                    StreamPacket::Abort(None) => {
+                        break Err(rpc_error("the daemon aborted the stream"));
+                    }
+                    // data in flight before the daemon saw our packet
+                    StreamPacket::Data(_) | StreamPacket::Hole(_) => {}
+                }
+            }
+        });
+        self.close();
+        r
+    }
+}
+
+impl StreamIo for RemoteStream {
+    fn send(&mut self, data: &[u8]) -> Result<()> {
+        if self.closed {
+            return Err(rpc_error("the stream is closed"));
+        }
+        // the daemon reports a failed upload at once; do not keep sending into it
+        while let Ok(p) = self.rx.try_recv() {
+            if let StreamPacket::Abort(e) = p {
+                self.close();
+                return Err(e
+                    .map(remote_error)
+                    .unwrap_or_else(|| rpc_error("the daemon aborted the stream")));
+            }
+        }
+        for chunk in data.chunks(STREAM_CHUNK_MAX) {
+            let bytes = frame::stream_data(
+                REMOTE_PROGRAM,
+                REMOTE_VERSION,
+                self.procedure,
+                self.serial,
+                chunk,
+            )
+            .map_err(|e| rpc_error(format!("cannot encode a stream packet: {e}")))?;
+            if let Err(e) = self.link.send(&bytes) {
+                self.close();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, max: usize) -> Result<Vec<u8>> {
+        if self.closed {
+            return Err(rpc_error("the stream is closed"));
+        }
+        while self.pos >= self.buf.len() && !self.eof {
+            match self.link.next_packet(&self.rx) {
+                Ok(StreamPacket::Data(d)) if d.is_empty() => self.eof = true,
+                Ok(StreamPacket::Data(d)) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                Ok(StreamPacket::Hole(_)) => {
+                    self.close();
+                    return Err(rpc_error("the daemon sent a hole on a non-sparse stream"));
+                }
+                Ok(StreamPacket::End) => self.eof = true,
+                Ok(StreamPacket::Abort(e)) => {
+                    self.close();
+                    return Err(e
+                        .map(remote_error)
+                        .unwrap_or_else(|| rpc_error("the daemon aborted the stream")));
+                }
+                Err(e) => {
+                    self.close();
+                    return Err(e);
+                }
+            }
+        }
+        let n = max.max(1).min(self.buf.len() - self.pos);
+        let out = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(rpc_error("the stream is closed"));
+        }
+        self.handshake(StreamPacket::End)
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.handshake(StreamPacket::Abort(None))
+    }
+}
+
+impl Drop for RemoteStream {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.abort();
+        }
     }
 }
 
@@ -109,7 +333,53 @@ impl RemoteBackend {
     }
 }
 
+impl RemoteBackend {
+    fn open_vol_stream<P: Procedure<Args = StorageVolTransferArgs>>(
+        &self,
+        v: &VolumeId,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn StreamIo>> {
+        let args = StorageVolTransferArgs {
+            vol: vol_handle(v),
+            offset,
+            length,
+            flags,
+        };
+        let (serial, rx) = self.link.open_stream::<P>(&args)?;
+        Ok(Box::new(RemoteStream {
+            link: Arc::clone(&self.link),
+            procedure: P::PROC.number(),
+            serial,
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+            closed: false,
+        }))
+    }
+}
+
 impl StorageService for RemoteBackend {
+    fn upload_volume(
+        &self,
+        vol: &VolumeId,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn StreamIo>> {
+        self.open_vol_stream::<procs::StorageVolUpload>(vol, offset, length, flags)
+    }
+    fn download_volume(
+        &self,
+        vol: &VolumeId,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn StreamIo>> {
+        self.open_vol_stream::<procs::StorageVolDownload>(vol, offset, length, flags)
+    }
     fn list_pools(&self, flags: u32) -> Result<Vec<PoolId>> {
         let ret = self.call::<procs::ConnectListAllStoragePools>(&ListAllArgs {
             need_results: 1,

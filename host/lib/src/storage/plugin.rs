@@ -308,6 +308,17 @@ impl VolumeStream {
             .map(RVec::into_vec)
     }
 
+    /// [`VolumeStream::recv`] appending to `out` straight from the plugin's buffer (no
+    /// host-side copy of its own); returns the bytes appended, 0 at the end.
+    pub fn recv_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        let inner = &mut self.inner;
+        let chunk = self
+            .origin
+            .call("virStreamRecv", || inner.recv(max as u64))?;
+        out.extend_from_slice(chunk.as_slice());
+        Ok(chunk.len())
+    }
+
     /// Reads everything left, in chunks of `chunk` bytes, then finishes the stream.
     pub fn recv_all(&mut self, chunk: usize) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -436,5 +447,29 @@ impl super::PoolBackend for StorageBackend {
     }
     fn refresh_volume(&self, pool: &str, vol: &str) -> Result<String> {
         StorageBackend::refresh_volume(self, pool, vol)
+    }
+    fn upload_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn super::BackendStream>> {
+        Ok(Box::new(StorageBackend::upload(
+            self, pool, vol, offset, length, flags,
+        )?))
+    }
+    fn download_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        offset: u64,
+        length: u64,
+        flags: u32,
+    ) -> Result<Box<dyn super::BackendStream>> {
+        Ok(Box::new(StorageBackend::download(
+            self, pool, vol, offset, length, flags,
+        )?))
     }
 }

@@ -137,3 +137,143 @@ fn dir_pools_through_the_plugin_survive_a_restart() {
     assert!(!target.exists());
     pools.undefine("images").unwrap();
 }
+
+#[test]
+fn volume_streams_keep_the_volume_busy_and_respect_its_capacity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("images");
+    let pools = Pools::open(None, resolver()).unwrap();
+    pools
+        .create_xml(
+            &format!(
+                "<pool type='dir'><name>s</name><target><path>{}</path></target></pool>",
+                target.display()
+            ),
+            1, // VIR_STORAGE_POOL_CREATE_WITH_BUILD
+        )
+        .unwrap();
+    let vol = |name: &str, bytes: u64| {
+        pools
+            .create_volume(
+                "s",
+                &format!(
+                    "<volume><name>{name}</name><capacity unit='bytes'>{bytes}</capacity><allocation>0</allocation></volume>"
+                ),
+                None,
+                0,
+            )
+            .unwrap();
+    };
+    vol("a.raw", 2 << 20);
+    vol("b.raw", 1 << 20);
+    assert!(pools.volume_info("s", "a.raw").unwrap().allocation < 1 << 20);
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+
+    let busy = |e: rvirt_host::Error| {
+        assert_eq!(e.code(), 55, "{e}"); // VIR_ERR_OPERATION_INVALID
+        assert!(
+            e.to_string()
+                .contains("volume 'a.raw' in pool 's' is in use by a stream"),
+            "{e}"
+        );
+    };
+    let mut up = pools.upload_volume("s", "a.raw", 0, 0, 0).unwrap();
+    up.send(&data[..300_000]).unwrap();
+    // the volume is busy while the stream is open...
+    busy(pools.delete_volume("s", "a.raw", 0).unwrap_err());
+    busy(pools.resize_volume("s", "a.raw", 4 << 20, 0).unwrap_err());
+    busy(pools.wipe_volume("s", "a.raw", 0, 0).unwrap_err());
+    busy(pools.upload_volume("s", "a.raw", 0, 0, 0).unwrap_err());
+    busy(pools.download_volume("s", "a.raw", 0, 0, 0).unwrap_err());
+    busy(
+        pools
+            .create_volume(
+                "s",
+                "<volume><name>clone.raw</name></volume>",
+                Some(("s", "a.raw")),
+                0,
+            )
+            .unwrap_err(),
+    );
+    let e = pools.destroy("s").unwrap_err();
+    assert!(e.to_string().contains("in use by streams"), "{e}");
+    // ... and the rest of the pool is not: no pool lock is held by the stream
+    vol("c.raw", 4096);
+    pools.delete_volume("s", "c.raw", 0).unwrap();
+    pools.resize_volume("s", "b.raw", 2 << 20, 0).unwrap();
+    assert_eq!(pools.volume_info("s", "a.raw").unwrap().capacity, 2 << 20);
+    up.send(&data[300_000..]).unwrap();
+    up.finish().unwrap();
+    // the upload is committed, the sizes read again, the volume free
+    assert!(std::fs::read(target.join("a.raw")).unwrap()[..data.len()] == data[..]);
+    assert!(pools.volume_info("s", "a.raw").unwrap().allocation >= 1 << 20);
+
+    // downloads share the volume, and still keep changes out
+    let mut d1 = pools.download_volume("s", "a.raw", 0, 0, 0).unwrap();
+    let mut d2 = pools.download_volume("s", "a.raw", 4096, 100, 0).unwrap();
+    busy(pools.upload_volume("s", "a.raw", 0, 0, 0).unwrap_err());
+    busy(pools.wipe_volume("s", "a.raw", 0, 0).unwrap_err());
+    assert_eq!(d2.recv(1 << 20).unwrap(), data[4096..4196]);
+    assert!(d2.recv(1 << 20).unwrap().is_empty());
+    d2.finish().unwrap();
+    let mut all = Vec::new();
+    loop {
+        let c = d1.recv(256 * 1024).unwrap();
+        if c.is_empty() {
+            break;
+        }
+        all.extend_from_slice(&c);
+    }
+    d1.finish().unwrap();
+    assert_eq!(all.len(), 2 << 20);
+    assert!(all[..data.len()] == data[..]);
+
+    // capacity checks name the volume and the field, with VIR_ERR_INVALID_ARG
+    let invalid = |e: rvirt_host::Error, field: &str| {
+        assert_eq!(e.code(), 8, "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("volume 'b.raw' in pool 's'") && m.contains(field),
+            "{m}"
+        );
+    };
+    invalid(
+        pools
+            .upload_volume("s", "b.raw", (2 << 20) + 1, 0, 0)
+            .unwrap_err(),
+        "offset",
+    );
+    invalid(
+        pools
+            .upload_volume("s", "b.raw", 1 << 20, (1 << 20) + 1, 0)
+            .unwrap_err(),
+        "length",
+    );
+    invalid(
+        pools
+            .download_volume("s", "b.raw", 0, 3 << 20, 0)
+            .unwrap_err(),
+        "length",
+    );
+    let mut up = pools
+        .upload_volume("s", "b.raw", (2 << 20) - 1000, 0, 0)
+        .unwrap();
+    up.send(&data[..1000]).unwrap();
+    invalid(up.send(&[0]).unwrap_err(), "goes past");
+    drop(up);
+    assert_eq!(
+        std::fs::metadata(target.join("b.raw")).unwrap().len(),
+        2 << 20,
+        "nothing written past the volume"
+    );
+    // sparse streams are not implemented
+    let e = pools.upload_volume("s", "b.raw", 0, 0, 1).unwrap_err();
+    assert!(e.to_string().contains("unsupported flags (0x1)"), "{e}");
+    // a dropped stream frees its volume
+    let mut up = pools.upload_volume("s", "b.raw", 0, 0, 0).unwrap();
+    up.send(&data[..10]).unwrap();
+    drop(up);
+    pools.delete_volume("s", "b.raw", 0).unwrap();
+    pools.delete_volume("s", "a.raw", 0).unwrap();
+    pools.destroy("s").unwrap();
+}

@@ -315,3 +315,53 @@ fn a_shadowed_copy_of_a_plugin_claims_no_pool_type() {
     assert!(rt.plugins()[1].refused_pool_types.is_empty());
     assert_eq!(rt.storage_backend("mock").unwrap().plugin(), "test");
 }
+
+/// `test:///default`'s in-memory storage root streams through the same `Pools` machinery
+/// (its pool definitions live in memory; a `dir` pool's volumes are files).
+#[test]
+fn test_default_streams_a_dir_volume_through_the_public_api() {
+    let rt = Runtime::with_search_path(vec![rvirt_tests::profile_dir()]);
+    let conn = rt.open("test:///default", false).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = conn
+        .storage_pool_create_xml(
+            &format!(
+                "<pool type='dir'><name>public-streams</name><target><path>{}</path></target></pool>",
+                tmp.path().display()
+            ),
+            0,
+        )
+        .unwrap();
+    let v = p.create_vol_xml(&vol("disk", 100_000), 0).unwrap();
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 253) as u8).collect();
+    let mut up = v.upload(0, 0, 0).unwrap();
+    let e = v.delete(0).unwrap_err();
+    assert!(e.to_string().contains("in use by a stream"), "{e}");
+    for chunk in content.chunks(30_000) {
+        up.send(chunk).unwrap();
+    }
+    up.finish().unwrap();
+    let mut down = v.download(0, 0, 0).unwrap();
+    let mut back = Vec::new();
+    loop {
+        let c = down.recv(40_000).unwrap();
+        if c.is_empty() {
+            break;
+        }
+        back.extend_from_slice(&c);
+    }
+    down.finish().unwrap();
+    assert!(back == content);
+    // past the volume's capacity: refused, and the stream is closed
+    let mut up = v.upload(99_990, 0, 0).unwrap();
+    let e = up.send(&[0; 11]).unwrap_err();
+    assert_eq!(e.code(), 8, "{e}");
+    assert!(up.send(&[0]).is_err());
+    drop(up);
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("disk")).unwrap().len(),
+        100_000
+    );
+    v.delete(0).unwrap();
+    p.destroy().unwrap();
+}
