@@ -43,6 +43,7 @@ fn raw_once(dir: &Path) -> (f64, f64) {
             channel_dir: dir.into(),
             allocate_vnc: false,
             volumes: Default::default(),
+            taps: Default::default(),
         },
     )
     .unwrap();

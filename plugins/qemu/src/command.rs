@@ -74,6 +74,9 @@ pub struct BuildOptions {
     /// The storage volumes of the `<disk type='volume'>` disks, resolved through the
     /// host's storage pools, by target device (`vda`); see [`volume_disks`].
     pub volumes: std::collections::HashMap<String, ResolvedVolume>,
+    /// The TAP devices made for the bridge interfaces, by the interface's position among
+    /// the `<interface>` elements: (descriptor QEMU inherits, device name).
+    pub taps: std::collections::HashMap<usize, (i32, String)>,
 }
 
 /// A `<disk type='volume'>` resolved to what QEMU opens (libvirt's "actual" source of a
@@ -698,6 +701,48 @@ fn with_pci(mut v: Obj, bus: (String, String)) -> Obj {
 fn push_device(args: &mut Vec<String>, v: &Obj) {
     args.push("-device".into());
     args.push(json_arg(v));
+}
+
+/// Gives every `<interface>` without a `<mac address>` one, as libvirt does when it parses
+/// a definition: `52:54:00` (QEMU's prefix) and three random bytes. Returns how many.
+pub fn assign_macs(def: &mut Domain) -> usize {
+    let Some(devs) = def.element_mut().child_mut("devices") else {
+        return 0;
+    };
+    let mut n = 0;
+    for i in devs.children_named_mut("interface") {
+        if i.child("mac").and_then(|m| m.attr("address")).is_some() {
+            continue;
+        }
+        let r = uuid::Uuid::new_v4();
+        let b = r.as_bytes();
+        let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]);
+        i.remove_children(|c| c.name() == "mac");
+        i.nodes_mut().insert(
+            0,
+            rvirt_xml::Node::Element(Element::new("mac").with_attr("address", &mac)),
+        );
+        n += 1;
+    }
+    n
+}
+
+/// The interfaces that need a TAP device made by the driver: (position among the
+/// `<interface>` elements, bridge, guest MAC, virtio model).
+pub fn bridge_interfaces(def: &Domain) -> Vec<(usize, String, String, bool)> {
+    let Some(devs) = def.element().child("devices") else {
+        return Vec::new();
+    };
+    devs.children_named("interface")
+        .enumerate()
+        .filter(|(_, i)| i.attr("type") == Some("bridge"))
+        .filter_map(|(k, i)| {
+            let br = attr(i, &["source"], "bridge")?.to_string();
+            let mac = attr(i, &["mac"], "address").unwrap_or_default().to_string();
+            let virtio = attr(i, &["model"], "type") == Some("virtio");
+            Some((k, br, mac, virtio))
+        })
+        .collect()
 }
 
 /// Index of a disk target name: `vda` → 0, `hdc` → 2, `sdaa` → 26.
@@ -1631,7 +1676,26 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                         "interface of type 'bridge' needs <source bridge=...>".into(),
                     )
                 })?;
-                obj! {"type": "bridge", "br": br, "id": id}
+                match opts.taps.get(&k) {
+                    // the TAP the driver made: QEMU inherits its descriptor
+                    Some((fd, dev)) => {
+                        i.remove_children(|c| c.name() == "target");
+                        let at = i
+                            .nodes()
+                            .iter()
+                            .position(|n| {
+                                matches!(n, rvirt_xml::Node::Element(c) if c.name() == "model" || c.name() == "alias" || c.name() == "address")
+                            })
+                            .unwrap_or(i.nodes().len());
+                        i.nodes_mut().insert(
+                            at,
+                            rvirt_xml::Node::Element(Element::new("target").with_attr("dev", dev)),
+                        );
+                        obj! {"type": "tap", "fd": fd.to_string(), "id": id}
+                    }
+                    // domxml-to-native: no device is made
+                    None => obj! {"type": "bridge", "br": br, "id": id},
+                }
             }
             other => {
                 return Err(CommandError::Unsupported(format!(
@@ -2147,6 +2211,7 @@ mod tests {
             channel_dir: "/run/ch".into(),
             allocate_vnc: false,
             volumes: Default::default(),
+            taps: Default::default(),
         }
     }
 

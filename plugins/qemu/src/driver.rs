@@ -675,6 +675,7 @@ impl Driver {
             channel_dir: self.paths.channel_dir(),
             allocate_vnc: check,
             volumes: Default::default(),
+            taps: Default::default(),
         }
     }
 
@@ -1272,7 +1273,8 @@ impl Driver {
     // ---- definitions ----
 
     fn parse_def(xml: &str) -> Result<Domain> {
-        let def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        let mut def = Domain::parse(xml).map_err(DriverError::Xml)?;
+        command::assign_macs(&mut def);
         command::volume_disks(&def)?;
         match def.domain_type() {
             "qemu" | "kvm" => Ok(def),
@@ -1607,6 +1609,10 @@ impl Driver {
         // Volume disks resolve through the host's pools before anything is made.
         let volumes = self.resolve_volumes(&def)?;
         let native_volumes: Vec<command::ResolvedVolume> = volumes.values().cloned().collect();
+        // TAP devices for bridge interfaces, made before QEMU and inherited by it; they
+        // vanish with their last descriptor (a failed start, or QEMU's exit).
+        let taps = make_taps(&def)?;
+        let tap_fds: Vec<i32> = taps.iter().map(|(_, t)| t.fd.as_raw_fd()).collect();
         let monitor = self.paths.monitor(&name);
         // Everything that can be checked is checked before QEMU is spawned. Under the
         // domain's lock, with its status file checked, a socket left here is stale.
@@ -1617,6 +1623,10 @@ impl Driver {
             &def,
             &BuildOptions {
                 volumes,
+                taps: taps
+                    .iter()
+                    .map(|(k, t)| (*k, (t.fd.as_raw_fd(), t.name.clone())))
+                    .collect(),
                 ..self.build_options(Monitor::Fd(fd), true, def.domain_type())
             },
         ) {
@@ -1719,6 +1729,12 @@ impl Driver {
                 let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty())
                     .map_err(std::io::Error::from)?;
+                for &t in &tap_fds {
+                    // SAFETY: the TAP descriptors are open in the parent across fork.
+                    let tfd = rustix::fd::BorrowedFd::borrow_raw(t);
+                    rustix::io::fcntl_setfd(tfd, rustix::io::FdFlags::empty())
+                        .map_err(std::io::Error::from)?;
+                }
                 Ok(())
             });
         }
@@ -1733,6 +1749,8 @@ impl Driver {
         let t0 = Instant::now();
         let child = cmd.spawn();
         drop(listener);
+        // QEMU holds its own copies now
+        drop(taps);
         let mut child: Child = match child {
             Ok(c) => c,
             Err(e) => {
@@ -2463,6 +2481,38 @@ fn fill_pty_paths(live: &mut Domain, chardevs: &serde_json::Value) {
             }
         }
     }
+}
+
+/// Makes the TAP devices of the bridge interfaces of `def` (see [`crate::tap`]).
+fn make_taps(def: &Domain) -> Result<Vec<(usize, crate::tap::Tap)>> {
+    let mut out = Vec::new();
+    for (k, bridge, mac, virtio) in command::bridge_interfaces(def) {
+        let guest = crate::tap::parse_mac(&mac).ok_or_else(|| {
+            DriverError::from(command::CommandError::Invalid(format!(
+                "interface {k} has no valid MAC address ('{mac}')"
+            )))
+        })?;
+        let tap = crate::tap::create("vnet%d", &bridge, guest, virtio).map_err(|e| {
+            DriverError::from(command::CommandError::Invalid(format!(
+                "interface {k} on bridge '{bridge}': {}",
+                error_chain(&e)
+            )))
+        })?;
+        out.push((k, tap));
+    }
+    Ok(out)
+}
+
+/// An error and its sources, joined with ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

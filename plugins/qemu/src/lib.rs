@@ -11,6 +11,7 @@ pub mod caps;
 pub mod command;
 pub mod driver;
 pub mod paths;
+pub mod tap;
 
 use driver::Driver;
 use rvirt_sdk::{

@@ -19,6 +19,7 @@ const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
 use rvirt_tests::profile_dir;
 
+mod bridge;
 mod graphics_caps_flags;
 
 /// `false` (after a loud message) when QEMU is missing and skipping is allowed.
