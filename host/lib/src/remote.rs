@@ -435,6 +435,10 @@ impl RemoteBackend {
                 format!("cannot connect to the daemon at {}: {e}", path.display()),
             )
         })?;
+        // Larger buffers than the default: a streamed 256 KiB packet goes in one write
+        // (best effort; the kernel caps them at net.core.{w,r}mem_max).
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, 4 << 20);
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&stream, 4 << 20);
         Self::over_stream(stream, name, read_only, keepalive)
     }
 
