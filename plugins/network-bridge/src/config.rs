@@ -226,7 +226,7 @@ impl Plan {
             .and_then(|f| f.child("nat"))
             .and_then(|n| n.attr("ipv6"))
             == Some("yes");
-        Ok(Plan {
+        let plan = Plan {
             mode,
             bridge,
             forward_dev: net.forward_dev().map(str::to_string),
@@ -243,7 +243,68 @@ impl Plan {
             dns_hosts,
             nat_ipv6,
             name,
-        })
+        };
+        plan.check_tokens()?;
+        Ok(plan)
+    }
+
+    /// Refuses values that would change the meaning of the dnsmasq configuration or the
+    /// nftables batch they are written into (a newline, a comma, a quote...).
+    fn check_tokens(&self) -> Result<()> {
+        let net = self.name.as_str();
+        if let Some(d) = &self.forward_dev {
+            check_ifname(net, "network/forward/@dev", d)?;
+        }
+        let mut fields: Vec<(String, &str, &str)> = Vec::new();
+        if let Some(d) = &self.domain {
+            fields.push(("network/domain/@name".into(), d, "/"));
+        }
+        for (i, f) in self.forwarders.iter().enumerate() {
+            let p = format!("network/dns/forwarder[{}]", i + 1);
+            if let Some(d) = &f.domain {
+                fields.push((format!("{p}/@domain"), d, "/"));
+            }
+            if let Some(a) = &f.addr {
+                fields.push((format!("{p}/@addr"), a, "/"));
+            }
+        }
+        for (i, h) in self.dns_hosts.iter().enumerate() {
+            for n in &h.names {
+                fields.push((format!("network/dns/host[{}]/hostname", i + 1), n, "/"));
+            }
+        }
+        for (i, ip) in self.ips.iter().enumerate() {
+            for (j, h) in ip.hosts.iter().enumerate() {
+                let p = format!("network/ip[{}]/dhcp/host[{}]", i + 1, j + 1);
+                for (attr, v) in [("mac", &h.mac), ("id", &h.id), ("name", &h.name)] {
+                    if let Some(v) = v {
+                        fields.push((format!("{p}/@{attr}"), v, "/"));
+                    }
+                }
+            }
+            if let Some((file, server)) = &ip.bootp {
+                let p = format!("network/ip[{}]/dhcp/bootp", i + 1);
+                fields.push((format!("{p}/@file"), file, ""));
+                if let Some(sv) = server {
+                    fields.push((format!("{p}/@server"), sv, "/"));
+                }
+            }
+        }
+        for (field, v, extra) in fields {
+            if let Some(c) = v.chars().find(|c| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(c, ',' | '#' | '"' | '\\' | '\'')
+                    || extra.contains(*c)
+            }) {
+                return Err(Error::Config {
+                    object: object(net),
+                    field,
+                    reason: format!("character {c:?} is not allowed in '{v}'"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the network needs dnsmasq: a managed bridge with an address that serves
@@ -270,7 +331,11 @@ pub fn check_ifname(network: &str, field: &str, name: &str) -> Result<()> {
             "interface name '{name}' is {} characters long, the limit is {IFNAME_MAX}",
             name.len()
         )
-    } else if name.contains(['/', ' ', ':', '\0']) || name == "." || name == ".." {
+    } else if name.contains(['/', ':', '"', '\\', '\''])
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        || name == "."
+        || name == ".."
+    {
         format!("'{name}' is not a valid interface name")
     } else {
         return Ok(());
@@ -546,6 +611,29 @@ mod tests {
         .expect("xml");
         let e = parse_ip("n", 1, &ip).expect_err("reversed");
         assert!(e.to_string().contains("is after its end"), "{e}");
+    }
+
+    #[test]
+    fn refuses_injection() {
+        let e = plan(
+            "<network><name>n</name><domain name='a&#10;user=x'/><ip address='10.1.0.1' prefix='24'/></network>",
+        )
+        .expect_err("newline");
+        assert_eq!(
+            e.to_string(),
+            "network 'n': network/domain/@name: character '\\n' is not allowed in 'a\nuser=x'"
+        );
+        let e = plan("<network><name>n</name><forward mode='nat' dev='eth\"0'/></network>")
+            .expect_err("quote");
+        assert!(e.to_string().contains("network/forward/@dev"), "{e}");
+        let e = plan(
+            "<network><name>n</name><dns><host ip='10.1.0.5'><hostname>a,b</hostname></host></dns></network>",
+        )
+        .expect_err("comma");
+        assert!(
+            e.to_string().contains("network/dns/host[1]/hostname"),
+            "{e}"
+        );
     }
 
     #[test]

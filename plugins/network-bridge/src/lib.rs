@@ -272,21 +272,45 @@ pub fn start(net: &Network, state_dir: &Path) -> Result<Started> {
         nl.set_link(idx, Some(true), None, None, None)
             .map_err(nl_err(name, format!("set bridge '{bridge}' up")))?;
         let ip_forward = enable_forwarding(name, &plan)?;
-        if let Some(rules) = nft::ruleset(&plan, &bridge) {
-            let table = nft::table_name(name);
-            nft::apply(name, &rules)?;
-            done.push(Undo::Table(table.clone()));
-            st.table = Some(table);
-            st.save(name, &files)?;
+        // the table is loaded in a thread while dnsmasq starts: neither needs the other
+        let rules = nft::ruleset(&plan, &bridge);
+        let table = rules.as_ref().map(|_| nft::table_name(name));
+        if let Some(t) = &table {
+            // recorded first, so a stop after a crash removes it (removal is idempotent)
+            st.table = Some(t.clone());
         }
-        let mut pid = None;
-        if plan.needs_dnsmasq() {
-            dnsmasq::write_files(&plan, &bridge, &files)?;
-            st.dnsmasq = true;
-            st.save(name, &files)?;
+        st.dnsmasq = plan.needs_dnsmasq();
+        st.save(name, &files)?;
+        let (nft_r, dnsmasq_r) = std::thread::scope(|s| {
+            let nft = s.spawn(|| match &rules {
+                Some(r) => nft::apply(name, r),
+                None => Ok(()),
+            });
+            let dm = if st.dnsmasq {
+                dnsmasq::write_files(&plan, &bridge, &files)
+                    .and_then(|()| dnsmasq::spawn(name, &files))
+                    .map(Some)
+            } else {
+                Ok(None)
+            };
+            let nft = nft.join().unwrap_or_else(|_| {
+                Err(Error::Program {
+                    object: object(name),
+                    program: "nft",
+                    detail: "the thread loading the table panicked".into(),
+                })
+            });
+            (nft, dm)
+        });
+        if let (Ok(()), Some(t)) = (&nft_r, &table) {
+            done.push(Undo::Table(t.clone()));
+        }
+        if st.dnsmasq {
+            // also after a failed spawn: a daemon may be up without its pid reported
             done.push(Undo::Dnsmasq);
-            pid = Some(dnsmasq::spawn(name, &files)?);
         }
+        nft_r?;
+        let pid = dnsmasq_r?;
         Ok(Started {
             bridge: bridge.clone(),
             dnsmasq_pid: pid,
@@ -323,20 +347,36 @@ pub fn stop(net: &Network, state_dir: &Path) -> Result<()> {
     if st.dnsmasq {
         keep(dnsmasq::kill(name, &files));
     }
-    match open_netlink(name) {
-        Ok(mut nl) => {
-            for t in &st.taps {
-                keep(delete_link(name, &mut nl, t));
+    // the table goes in a thread while the kernel deletes the links (unregistering a
+    // device waits for RCU grace periods): the two waits overlap
+    let (table_r, links_r) = std::thread::scope(|s| {
+        let table = s.spawn(|| match &st.table {
+            Some(t) => nft::remove(name, t),
+            None => Ok(()),
+        });
+        let mut links = Vec::new();
+        match open_netlink(name) {
+            Ok(mut nl) => {
+                for t in &st.taps {
+                    links.push(delete_link(name, &mut nl, t));
+                }
+                if st.created_bridge {
+                    links.push(delete_link(name, &mut nl, &st.bridge));
+                }
             }
-            if let Some(t) = &st.table {
-                keep(nft::remove(name, t));
-            }
-            if st.created_bridge {
-                keep(delete_link(name, &mut nl, &st.bridge));
-            }
+            Err(e) => links.push(Err(e)),
         }
-        Err(e) => keep(Err(e)),
-    }
+        let table = table.join().unwrap_or_else(|_| {
+            Err(Error::Program {
+                object: object(name),
+                program: "nft",
+                detail: "the thread removing the table panicked".into(),
+            })
+        });
+        (table, links)
+    });
+    links_r.into_iter().for_each(&mut keep);
+    keep(table_r);
     if let Some(e) = first {
         return Err(e);
     }
