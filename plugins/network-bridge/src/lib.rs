@@ -200,51 +200,13 @@ pub fn start(net: &Network, state_dir: &Path) -> Result<Started> {
             ip_forward: false,
         });
     }
-    let bridge = match plan.bridge.as_deref() {
-        Some(b) if !b.contains("%d") => {
-            if nl
-                .link(b)
-                .map_err(nl_err(name, format!("look up link '{b}'")))?
-                .is_some()
-            {
-                return Err(Error::BridgeInUse {
-                    network: name.into(),
-                    bridge: b.into(),
-                });
-            }
-            b.to_string()
-        }
-        template => {
-            let taken: Vec<String> = nl
-                .links()
-                .map_err(nl_err(name, "list links".into()))?
-                .into_iter()
-                .map(|l| l.name)
-                .collect();
-            let t = template.unwrap_or("virbr%d");
-            pick_name(t, &taken).ok_or_else(|| Error::Config {
-                object: object(name),
-                field: "network/bridge/@name".into(),
-                reason: format!("no free bridge name from '{t}'"),
-            })?
-        }
-    };
     let spec = BridgeSpec {
         mac: plan.mac,
         mtu: plan.mtu,
         stp: plan.stp,
         delay: plan.delay,
     };
-    nl.add_bridge(&bridge, &spec).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EEXIST) {
-            Error::BridgeInUse {
-                network: name.into(),
-                bridge: bridge.clone(),
-            }
-        } else {
-            nl_err(name, format!("create bridge '{bridge}'"))(e)
-        }
-    })?;
+    let bridge = create_bridge(name, &mut nl, plan.bridge.as_deref(), &spec)?;
     let mut st = State {
         bridge: bridge.clone(),
         created_bridge: true,
@@ -322,6 +284,54 @@ pub fn start(net: &Network, state_dir: &Path) -> Result<Started> {
         rollback(name, &files, &mut nl, done);
     }
     r
+}
+
+/// Creates the bridge: `wanted` as is, or the first free name from a template (`virbr%d`
+/// when none), trying the next one when another process took the name meanwhile.
+fn create_bridge(
+    name: &str,
+    nl: &mut Netlink,
+    wanted: Option<&str>,
+    spec: &BridgeSpec,
+) -> Result<String> {
+    let in_use = |bridge: &str| Error::BridgeInUse {
+        network: name.into(),
+        bridge: bridge.into(),
+    };
+    if let Some(b) = wanted.filter(|b| !b.contains("%d")) {
+        if nl
+            .link(b)
+            .map_err(nl_err(name, format!("look up link '{b}'")))?
+            .is_some()
+        {
+            return Err(in_use(b));
+        }
+        return match nl.add_bridge(b, spec) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(in_use(b)),
+            r => r
+                .map(|()| b.to_string())
+                .map_err(nl_err(name, format!("create bridge '{b}'"))),
+        };
+    }
+    let t = wanted.unwrap_or("virbr%d");
+    let mut taken: Vec<String> = nl
+        .links()
+        .map_err(nl_err(name, "list links".into()))?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    loop {
+        let b = pick_name(t, &taken).ok_or_else(|| Error::Config {
+            object: object(name),
+            field: "network/bridge/@name".into(),
+            reason: format!("no free bridge name from '{t}'"),
+        })?;
+        match nl.add_bridge(&b, spec) {
+            Ok(()) => return Ok(b),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => taken.push(b),
+            Err(e) => return Err(nl_err(name, format!("create bridge '{b}'"))(e)),
+        }
+    }
 }
 
 /// Stops the network: dnsmasq, the TAP devices plugged through [`plug`], the firewall

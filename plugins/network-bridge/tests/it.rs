@@ -204,6 +204,18 @@ fn nat_network_start_dns_dhcp_stop() {
         assert!(br.up);
         assert_eq!(br.mtu, Some(1400));
         assert_eq!(br.mac, Some(vec![0x52, 0x54, 0, 0x11, 0x22, 0x33]));
+        let details = sh("ip -d link show virbr0");
+        assert!(
+            details.contains("stp_state 1 "),
+            "stp on by default: {details}"
+        );
+        // a second network without a bridge name takes the next free one
+        let other = net("<network><name>other</name></network>");
+        assert_eq!(
+            nb::start(&other, dir.path()).expect("start other").bridge,
+            "virbr1"
+        );
+        nb::stop(&other, dir.path()).expect("stop other");
         let addrs = nl.addrs(br.index).expect("addrs");
         let strs: Vec<String> = addrs.iter().map(|(a, p)| format!("{a}/{p}")).collect();
         assert!(strs.contains(&"192.168.100.1/24".to_string()), "{strs:?}");
@@ -256,10 +268,15 @@ fn nat_network_start_dns_dhcp_stop() {
 fn isolated_and_route_modes() {
     in_netns("isolated_and_route_modes", || {
         let dir = tempfile::tempdir().expect("tempdir");
-        let iso = net("<network><name>iso</name><bridge name='isobr'/>\
-             <ip address='10.10.0.1' prefix='24'/></network>");
+        let iso = net(
+            "<network><name>iso</name><bridge name='isobr' stp='off' delay='3'/>\
+             <ip address='10.10.0.1' prefix='24'/></network>",
+        );
         let s = nb::start(&iso, dir.path()).expect("start isolated");
         assert_eq!(s.bridge, "isobr");
+        let details = sh("ip -d link show isobr");
+        assert!(details.contains("forward_delay 300 "), "{details}");
+        assert!(details.contains("stp_state 0 "), "{details}");
         assert!(!s.ip_forward);
         let rules = sh("nft list table inet rvirt_iso");
         assert!(rules.contains("iifname \"isobr\" reject"), "{rules}");
