@@ -524,3 +524,95 @@ fn bad_input_and_rollback() {
         nb::stop(&n, dir.path()).expect("stop");
     });
 }
+
+/// Definitions whose generated dnsmasq configuration and nft batch the real tools check
+/// (`dnsmasq --test`, `nft -c`): every option spelling and rule this backend writes.
+const CHECKED: &[&str] = &[
+    NAT_XML,
+    "<network><name>v6</name><forward mode='nat'><nat ipv6='yes'/></forward>\
+     <domain name='lab' localOnly='yes'/>\
+     <dns forwardPlainNames='no'><forwarder addr='192.0.2.53'/><forwarder domain='corp' addr='192.0.2.54'/>\
+     <forwarder domain='local.lab'/></dns>\
+     <ip address='10.40.0.1' prefix='24'><dhcp><range start='10.40.0.10' end='10.40.0.20'>\
+     <lease expiry='0'/></range><host mac='52:54:00:00:00:05' name='h5' ip='10.40.0.5'/>\
+     <bootp file='pxelinux.0' server='10.40.0.2'/></dhcp></ip>\
+     <ip family='ipv6' address='fd00:40::1' prefix='64'><dhcp><range start='fd00:40::10' end='fd00:40::ff'>\
+     <lease expiry='2' unit='hours'/></range><host id='0:4:7e:7d:f0:7d:a8:bc:c5:d2:13:32:11:ed:16:ea:84:63' name='six' ip='fd00:40::5'/></dhcp></ip></network>",
+    "<network><name>static</name><forward mode='route' dev='eth0'/>\
+     <ip address='10.41.0.1' prefix='24'><dhcp><host mac='52:54:00:00:00:06' ip='10.41.0.6'/></dhcp></ip>\
+     <ip family='ipv6' address='fd00:41::1' prefix='64'/></network>",
+    "<network><name>nodns</name><dns enable='no'/><ip address='10.42.0.1' prefix='24'><dhcp>\
+     <range start='10.42.0.10' end='10.42.0.20'/></dhcp></ip></network>",
+];
+
+#[test]
+fn generated_config_passes_the_tools_checks() {
+    in_netns("generated_config_passes_the_tools_checks", || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for xml in CHECKED {
+            let n = net(xml);
+            let conf = nb::dnsmasq_config(&n, "virbr9", dir.path()).expect("config");
+            let path = dir.path().join("check.conf");
+            std::fs::write(&path, &conf).expect("write");
+            let out = Command::new("dnsmasq")
+                .arg("--test")
+                .arg(format!("--conf-file={}", path.display()))
+                .output()
+                .expect("dnsmasq (package dnsmasq-base) is needed");
+            assert!(
+                out.status.success(),
+                "dnsmasq refuses the config of {}: {}\n{conf}",
+                n.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if let Some(rules) = nb::nft_ruleset(&n, "virbr9").expect("rules") {
+                let path = dir.path().join("check.nft");
+                std::fs::write(&path, &rules).expect("write");
+                let out = Command::new("nft")
+                    .arg("-c")
+                    .arg("-f")
+                    .arg(&path)
+                    .output()
+                    .expect("nft (package nftables) is needed");
+                assert!(
+                    out.status.success(),
+                    "nft refuses the rules of {}: {}\n{rules}",
+                    n.name(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn ipv6_dhcp_and_nat6_network_runs() {
+    in_netns("ipv6_dhcp_and_nat6_network_runs", || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = net(CHECKED[1]);
+        let s = nb::start(&n, dir.path()).expect("start");
+        let pid = s.dnsmasq_pid.expect("dnsmasq");
+        assert!(pid_alive(pid));
+        assert_eq!(sh("cat /proc/sys/net/ipv6/conf/all/forwarding").trim(), "1");
+        let rules = sh("nft list table inet rvirt_v6");
+        assert!(
+            rules.contains("ip6 saddr fd00:40::/64 ip6 daddr != fd00:40::/64 masquerade"),
+            "{rules}"
+        );
+        // dnsmasq listens on the IPv6 address (DNS over UDP, port 53)
+        let sock = std::net::UdpSocket::bind("[::]:0").expect("bind");
+        sock.connect("[fd00:40::1]:53").expect("connect");
+        let mut q = vec![
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'x', 0, 0, 1, 0, 1,
+        ];
+        sock.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        sock.send(&q).expect("send");
+        q.resize(512, 0);
+        let got = sock.recv(&mut q).expect("dns answer over IPv6");
+        assert!(got >= 12 && q[0] == 0x12 && q[1] == 0x34);
+        nb::stop(&n, dir.path()).expect("stop");
+        assert!(!pid_alive(pid));
+        assert!(!table_exists("inet rvirt_v6"));
+    });
+}
