@@ -52,6 +52,26 @@ fn in_netns(test: &str, body: impl FnOnce()) {
     );
 }
 
+/// Asserts no dnsmasq runs in this namespace.
+fn assert_no_dnsmasq_in_netns() {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        assert!(
+            !(comm.trim_end() == "dnsmasq"
+                && !zombie
+                && std::fs::read_link(p.join("ns/net")).ok() == ours),
+            "a dnsmasq is left running: {}",
+            p.display()
+        );
+    }
+}
+
 fn kill_netns_dnsmasqs() {
     let ours = std::fs::read_link("/proc/self/ns/net").ok();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -516,8 +536,22 @@ fn bad_input_and_rollback() {
         assert!(!table_exists("inet rvirt_rb"), "table rolled back");
         assert!(!dir.path().join("rb.state").exists());
         assert!(!nb::is_running(&n, dir.path()).expect("is_running"));
-        // and once the obstacle is gone it starts
+        // a failure of dnsmasq itself (port 53 taken), after the bridge and the table
+        let blocker = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind port 53");
         std::fs::remove_dir_all(dir.path().join("rb.conf")).expect("rm");
+        let e = nb::start(&n, dir.path()).expect_err("port 53 taken");
+        assert!(
+            e.to_string().starts_with("network 'rb': dnsmasq failed: "),
+            "{e}"
+        );
+        println!("dnsmasq failure reported as: {e}");
+        assert_eq!(e.code(), 1);
+        assert!(!link_exists("rbbr"), "bridge rolled back");
+        assert!(!table_exists("inet rvirt_rb"), "table rolled back");
+        assert!(!dir.path().join("rb.state").exists());
+        assert_no_dnsmasq_in_netns();
+        drop(blocker);
+        // and once the obstacle is gone it starts
         nb::start(&n, dir.path()).expect("start");
         let e = nb::start(&n, dir.path()).expect_err("twice");
         assert_eq!(e.to_string(), "network 'rb': network is already active");
