@@ -102,7 +102,7 @@ fn pick_name(template: &str, taken: &[String]) -> Option<String> {
 
 /// The steps of a start, undone in reverse when a later one fails.
 enum Undo {
-    Bridge(u32),
+    Bridge(String),
     Table(String),
     Dnsmasq,
 }
@@ -112,9 +112,7 @@ fn rollback(net: &str, files: &Files, nl: &mut Netlink, done: Vec<Undo>) {
         let _ = match step {
             Undo::Dnsmasq => dnsmasq::kill(net, files),
             Undo::Table(t) => nft::remove(net, &t),
-            Undo::Bridge(i) => nl
-                .del_link(i)
-                .map_err(nl_err(net, "delete the bridge".into())),
+            Undo::Bridge(b) => delete_link(net, nl, &b),
         };
     }
     remove_files(files);
@@ -212,7 +210,7 @@ pub fn start(net: &Network, state_dir: &Path) -> Result<Started> {
         created_bridge: true,
         ..State::default()
     };
-    let mut done = Vec::new();
+    let mut done = vec![Undo::Bridge(bridge.clone())];
     let r = (|| -> Result<Started> {
         let idx = nl
             .link(&bridge)
@@ -223,7 +221,6 @@ pub fn start(net: &Network, state_dir: &Path) -> Result<Started> {
                 source: io::Error::from_raw_os_error(libc::ENODEV),
             })?
             .index;
-        done.push(Undo::Bridge(idx));
         st.save(name, &files)?;
         for ip in &plan.ips {
             nl.add_addr(idx, ip.addr, ip.prefix).map_err(nl_err(
