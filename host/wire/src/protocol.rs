@@ -39,6 +39,12 @@ pub const UUID_LEN: usize = 16;
 pub const STORAGE_POOL_LIST_MAX: usize = 16_384;
 /// `REMOTE_STORAGE_VOL_LIST_MAX`: storage volume names and handles in one list.
 pub const STORAGE_VOL_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_LIST_MAX`: network names and handles in one list.
+pub const NETWORK_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_PORT_LIST_MAX`: network port handles in one list.
+pub const NETWORK_PORT_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_DHCP_LEASES_MAX`: leases in one answer.
+pub const NETWORK_DHCP_LEASES_MAX: usize = 65_536;
 /// `REMOTE_SECRET_LIST_MAX`: secret uuid strings and handles in one list.
 pub const SECRET_LIST_MAX: usize = 16_384;
 /// `REMOTE_SECRET_VALUE_MAX`: bytes of a secret value.
@@ -255,9 +261,16 @@ impl Default for NonnullDomain {
 }
 
 /// `remote_nonnull_network`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NonnullNetwork {
     pub name: String,
+    pub uuid: Uuid,
+}
+
+/// `remote_nonnull_network_port`: a port names its network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct NonnullNetworkPort {
+    pub net: NonnullNetwork,
     pub uuid: Uuid,
 }
 
