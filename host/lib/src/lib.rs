@@ -29,6 +29,7 @@ pub mod backend;
 mod connection;
 mod error;
 mod files;
+mod network_api;
 pub mod network_bind;
 pub mod networks;
 pub mod plugin;
@@ -44,6 +45,7 @@ pub mod uri;
 
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
+pub use network_api::NetworkService;
 pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
 pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
@@ -157,6 +159,7 @@ impl Runtime {
                 remote.clone(),
                 remote.clone(),
                 remote,
+                network_api::remote_lookup(),
                 read_only,
             ));
         }
@@ -169,10 +172,28 @@ impl Runtime {
         let storage =
             storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
+        let networks: network_api::NetworksLookup = {
+            let uri = uri.to_string();
+            let system_root = self.system_root.clone();
+            let backends = self.network_backends();
+            Arc::new(move || {
+                let parsed = ConnectUri::parse(&uri)?;
+                let root = network_bind::root_for(&parsed, &system_root, |k| std::env::var(k).ok())?
+                    .ok_or_else(|| {
+                        Error::driver(
+                            rvirt_plugin_api::ErrorCode::NoSupport,
+                            rvirt_plugin_api::ErrorDomain::Network,
+                            format!("this function is not supported by the connection driver: '{uri}' has no networks"),
+                        )
+                    })?;
+                network_bind::networks_for(&root, Arc::clone(&backends))
+            })
+        };
         Ok(Connection::new(
             backend,
             Arc::new(storage),
             Arc::new(secrets),
+            networks,
             read_only,
         ))
     }

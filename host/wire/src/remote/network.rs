@@ -37,7 +37,9 @@ xdr_structs! {
     NetworkIsActiveRet { active: i32 }
     /// `remote_network_is_persistent_ret`.
     NetworkIsPersistentRet { persistent: i32 }
-    /// `remote_network_update_args`.
+    /// `remote_network_update_args`. libvirt's clients send the update's section in
+    /// `command` and its command in `section` (virsh's `net-update add ip-dhcp-host`
+    /// arrives as `command = 4, section = 3`); the daemon swaps them back.
     NetworkUpdateArgs {
         net: NonnullNetwork,
         command: u32,
