@@ -563,19 +563,36 @@ impl Networks {
             let ports = self.read_ports(&name);
             let xml = to_xml(&live_def);
             let state_dir = self.run_dir(&name);
-            let revived = self
-                .backends
-                .backend(backend_mode(&live_def))
-                .and_then(|b| {
-                    if b.check_network(&xml, &state_dir)? {
-                        return Ok(live_def.clone());
+            // Without its backend (a plugin not installed now) the network is kept as the
+            // state file says: nothing shows it stopped, and forgetting it would leave
+            // its bridge and rules behind with nobody to stop them.
+            let b = match self.backends.backend(backend_mode(&live_def)) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(
+                        "network '{name}' was active; its backend is missing ({e}): kept active as its state file says"
+                    );
+                    if obj.persistent && obj.def.element() != live_def.element() {
+                        obj.new_def = Some(obj.def.clone());
                     }
-                    // Gone (a host reboot kept the state directory, someone removed the
-                    // bridge): libvirt starts it again.
-                    tracing::info!("network '{name}' was active and is not running: restarting it");
-                    let added = b.start_network(&xml, &state_dir)?;
-                    merge_live(&live_def, &added)
-                });
+                    obj.def = live_def.clone();
+                    obj.live = Some(Live {
+                        def: live_def,
+                        ports,
+                    });
+                    continue;
+                }
+            };
+            let revived = (|| {
+                if b.check_network(&xml, &state_dir)? {
+                    return Ok(live_def.clone());
+                }
+                // Gone (a host reboot kept the state directory, someone removed the
+                // bridge): libvirt starts it again.
+                tracing::info!("network '{name}' was active and is not running: restarting it");
+                let added = b.start_network(&xml, &state_dir)?;
+                merge_live(&live_def, &added)
+            })();
             match revived {
                 Ok(def) => {
                     if obj.persistent && obj.def.element() != live_def.element() {

@@ -416,3 +416,35 @@ fn leases_and_updates() {
             .any(|c| c == &format!("update virbr0 3 {}", update::SECTION_IP_DHCP_HOST))
     );
 }
+
+struct Nothing;
+
+impl NetBackendResolver for Nothing {
+    fn backend(&self, mode: &str) -> Result<Arc<dyn NetBackend>> {
+        Err(crate::network_bind::no_backend(mode, "nothing"))
+    }
+}
+
+#[test]
+fn an_active_network_whose_backend_is_missing_is_kept_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(MemNet::default());
+    {
+        let n = open(Some(dir.path()), &b);
+        n.define(&net_xml("kept", "10.4.0"), 0).unwrap();
+        n.create("kept").unwrap();
+    }
+    let dirs = NetworkDirs {
+        config: dir.path().join("etc"),
+        state: dir.path().join("run"),
+    };
+    let n = Networks::open(Some(dirs), Arc::new(Nothing)).unwrap();
+    assert!(n.is_active("kept").unwrap());
+    assert!(
+        dir.path().join("run/kept.xml").is_file(),
+        "the state file stays"
+    );
+    // Stopping it needs the backend, and says which one is missing.
+    let e = n.destroy("kept").unwrap_err();
+    assert!(e.to_string().contains("forward mode 'nat'"), "{e}");
+}
