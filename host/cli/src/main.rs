@@ -4,6 +4,7 @@
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
 mod console;
+mod networks;
 mod secrets;
 mod storage;
 mod table;
@@ -141,6 +142,8 @@ enum Command {
     },
     #[command(flatten)]
     Storage(storage::StorageCommand),
+    #[command(flatten)]
+    Network(networks::NetworkCommand),
     #[command(flatten)]
     Secret(secrets::SecretCommand),
     /// Plugins
@@ -439,6 +442,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
+        Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
         Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
     }
