@@ -114,6 +114,7 @@ pub mod error_domain {
     pub const TEST: i32 = 12;
     pub const REMOTE: i32 = 13;
     pub const STORAGE: i32 = 18;
+    pub const NETWORK: i32 = 19;
     pub const DOMAIN: i32 = 20;
     pub const SECRET: i32 = 30;
     pub const STREAMS: i32 = 38;

@@ -276,8 +276,8 @@ remote_procedures! {
     NetworkPortCreateXml = 406: NetworkPortCreateXmlArgs => NetworkPortRet;
     #[ro] NetworkPortGetXmlDesc = 409: NetworkPortFlagsArgs => XmlRet;
     NetworkPortDelete = 410: NetworkPortFlagsArgs => ();
-    NetworkCreateXmlFlags = 431: XmlFlagsArgs => NetworkRet;
     NetworkDefineXmlFlags = 432: XmlFlagsArgs => NetworkRet;
+    NetworkCreateXmlFlags = 437: XmlFlagsArgs => NetworkRet;
 }
 
 xdr_structs! {

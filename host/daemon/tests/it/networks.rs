@@ -152,7 +152,8 @@ fn virsh_manages_networks_through_rvirtd() {
         "t.xml",
         "<network><name>t1</name><ip address='10.77.0.1' prefix='24'/></network>",
     );
-    ok(&uri, &["net-create", t.to_str().unwrap()]);
+    // --validate: virNetworkCreateXMLFlags
+    ok(&uri, &["net-create", "--validate", t.to_str().unwrap()]);
     let list = ok(&uri, &["net-list", "--all"]);
     assert!(
         rows(&list).contains(&vec![
