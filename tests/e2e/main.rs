@@ -140,6 +140,10 @@ fn plugin_list_reports_loaded_and_refused_plugins() {
             .iter()
             .any(|p| p["name"] == "test" && p["api_version"] == v["host_api_version"])
     );
+    assert!(
+        out.contains("Forward modes") && out.contains("hypervisor,storage,network"),
+        "{out}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
