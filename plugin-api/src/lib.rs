@@ -19,7 +19,8 @@
 //! # Facets
 //!
 //! Since 1.3 the root module offers optional per-kind entries after `open`: the
-//! [`StorageFacet`] (storage backends) now, network, node devices and secrets later. Each
+//! [`StorageFacet`] (storage backends) and, since 1.5, the [`NetworkFacet`] (network
+//! backends); node devices and secrets later. Each
 //! facet is a prefix type of its own with its own minor line ([`FacetVersion`]), so it
 //! grows without touching [`PluginMod`] again. A facet is opened with the
 //! [`HostServices`] the host lends the plugin.
