@@ -19,7 +19,8 @@
 //! # Facets
 //!
 //! Since 1.3 the root module offers optional per-kind entries after `open`: the
-//! [`StorageFacet`] (storage backends) now, network, node devices and secrets later. Each
+//! [`StorageFacet`] (storage backends) and, since 1.5, the [`NetworkFacet`] (network
+//! backends); node devices and secrets later. Each
 //! facet is a prefix type of its own with its own minor line ([`FacetVersion`]), so it
 //! grows without touching [`PluginMod`] again. A facet is opened with the
 //! [`HostServices`] the host lends the plugin.
@@ -32,6 +33,11 @@
 //! ([`HostServices::connection_uri`]) and the resolution of storage volumes for
 //! `<disk type='volume'>` ([`HostServices::volume_source`]).
 //!
+//! # Networks
+//!
+//! Since 1.5 the root module offers the [`NetworkFacet`] after `open_with_host`: network
+//! backends for libvirt forward modes ([`NetworkBackend`]), opened with the host services.
+//!
 //! Besides the abi_stable root module, every plugin exports the plain C symbol
 //! [`API_VERSION_SYMBOL`]: a function returning a NUL-terminated version string. Its shape
 //! never changes, so the host can read it from any plugin of any major and refuse it with
@@ -40,6 +46,7 @@
 
 pub mod error;
 pub mod frozen;
+pub mod network;
 pub mod storage;
 pub mod types;
 
@@ -52,6 +59,7 @@ use abi_stable::{
     std_types::{RBox, RResult, RStr, RString, RVec},
 };
 pub use error::{ErrorCode, ErrorDomain, PluginError};
+pub use network::*;
 pub use storage::*;
 pub use types::*;
 
@@ -265,6 +273,9 @@ pub struct PluginMod {
             host: HostServicesBox,
         ) -> PResult<DriverConnectionBox>,
     >,
+    /// The network facet, for a plugin serving libvirt forward modes (since 1.5). Absent
+    /// in older plugins: the accessor answers `None` for them.
+    pub network: Option<NetworkFacet_Ref>,
 }
 
 impl RootModule for PluginMod_Ref {

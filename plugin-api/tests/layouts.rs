@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4},
+    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -143,6 +143,23 @@ macro_rules! host_closure {
     }};
 }
 
+/// The types 1.5 added for the network facet; with [`host_closure!`], the whole closure of
+/// a 1.5 or later root module.
+macro_rules! network_closure {
+    ($old:path => $new:path) => {{
+        use $new as new;
+        use $old as old;
+        let mut v = host_closure!($old => $new);
+        v.extend([
+            pair!(NetworkFacet_Ref, old, new),
+            pair!(NetworkBackendBox, old, new),
+            pair!(PortPlug, old, new),
+            pair!(Lease, old, new),
+        ]);
+        v
+    }};
+}
+
 macro_rules! pair {
     ($t:ident, $old:ident, $new:ident) => {
         Pair {
@@ -172,6 +189,7 @@ fn current_types_extend_every_frozen_layout() {
     fails.extend(extends("1.2 -> current", &closure!(v1_2 => api)));
     fails.extend(extends("1.3 -> current", &storage_closure!(v1_3 => api)));
     fails.extend(extends("1.4 -> current", &host_closure!(v1_4 => api)));
+    fails.extend(extends("1.5 -> current", &network_closure!(v1_5 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -181,6 +199,7 @@ fn each_frozen_minor_extends_the_one_before() {
     fails.extend(extends("1.1 -> 1.2", &closure!(v1_1 => v1_2)));
     fails.extend(extends("1.2 -> 1.3", &closure!(v1_2 => v1_3)));
     fails.extend(extends("1.3 -> 1.4", &storage_closure!(v1_3 => v1_4)));
+    fails.extend(extends("1.4 -> 1.5", &host_closure!(v1_4 => v1_5)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -190,7 +209,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "4" => host_closure!(v1_4 => api),
+        "5" => network_closure!(v1_5 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -246,6 +265,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_2.rs", include_str!("../src/frozen/v1_2.rs")),
         ("v1_3.rs", include_str!("../src/frozen/v1_3.rs")),
         ("v1_4.rs", include_str!("../src/frozen/v1_4.rs")),
+        ("v1_5.rs", include_str!("../src/frozen/v1_5.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -381,6 +401,7 @@ fn a_changed_field_type_is_incompatible_with_every_frozen_copy() {
         ("1.2", <v1_2::DomainInfo as StableAbi>::LAYOUT),
         ("1.3", <v1_3::DomainInfo as StableAbi>::LAYOUT),
         ("1.4", <v1_4::DomainInfo as StableAbi>::LAYOUT),
+        ("1.5", <v1_5::DomainInfo as StableAbi>::LAYOUT),
     ] {
         let e = check(
             frozen,
@@ -584,6 +605,60 @@ fn a_changed_host_services_type_is_incompatible_with_the_1_4_copy() {
     .unwrap_err();
     assert!(
         e.iter().any(|l| l.starts_with("format: ")),
+        "names the changed field: {e:#?}"
+    );
+}
+
+#[test]
+fn a_1_4_root_module_does_not_stand_for_a_1_5_one_but_a_1_5_plugin_extends_1_4() {
+    // 1.5 appends `network` to the root module: a 1.5 plugin passes the 1.4 check, a 1.4
+    // root module is refused where the 1.5 one is expected.
+    check(
+        <v1_4::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_5::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap();
+    let e = check(
+        <v1_5::PluginMod_Ref as StableAbi>::LAYOUT,
+        <v1_4::PluginMod_Ref as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|l| l.contains("field count 5 expected, 4 found")),
+        "{e:#?}"
+    );
+}
+
+/// `Lease` with `expiry_time` narrowed to `i32`: a changed value type of 1.5.
+mod changed_lease {
+    #![allow(dead_code)] // only the layout is used
+    use abi_stable::{StableAbi, std_types::RString};
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    pub struct Lease {
+        pub iface: RString,
+        pub expiry_time: i32,
+        pub ip_type: i32,
+        pub mac: RString,
+        pub iaid: RString,
+        pub ipaddr: RString,
+        pub prefix: u32,
+        pub hostname: RString,
+        pub clientid: RString,
+    }
+}
+
+#[test]
+fn a_changed_network_type_is_incompatible_with_the_1_5_copy() {
+    let e = check(
+        <v1_5::Lease as StableAbi>::LAYOUT,
+        <changed_lease::Lease as StableAbi>::LAYOUT,
+    )
+    .unwrap_err();
+    assert!(
+        e.iter().any(|l| l.starts_with("expiry_time: ")),
         "names the changed field: {e:#?}"
     );
 }

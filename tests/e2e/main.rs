@@ -140,6 +140,10 @@ fn plugin_list_reports_loaded_and_refused_plugins() {
             .iter()
             .any(|p| p["name"] == "test" && p["api_version"] == v["host_api_version"])
     );
+    assert!(
+        out.contains("Forward modes") && out.contains("hypervisor,storage,network"),
+        "{out}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -438,4 +442,48 @@ fn storage_commands_on_an_embed_root_with_json() {
     assert_eq!(c(&["--json", "pool-list", "--all"]).trim(), "[]");
     assert!(!target.exists());
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Network commands: on `test:///default` (the test plugin's bookkeeping backend, one
+/// process per command, so each command sees a fresh memory root) and on an embed root,
+/// where no network plugin is installed in this workspace: the error names the forward
+/// mode and the way to see the plugins.
+#[test]
+fn network_commands_with_json_and_a_missing_backend() {
+    let dir = tmpdir("networks");
+    let f = dir.join("n.xml");
+    std::fs::write(
+        &f,
+        "<network><name>n</name><ip address='10.55.0.1' prefix='24'/></network>",
+    )
+    .unwrap();
+    let fs = f.to_str().unwrap();
+    assert!(ok(&["-c", "test:///default", "net-create", fs]).contains("Network n created"));
+    let list: serde_json::Value = serde_json::from_str(&ok(&[
+        "-c",
+        "test:///default",
+        "--json",
+        "net-list",
+        "--all",
+    ]))
+    .unwrap();
+    assert_eq!(list, json!([]), "a new process, a new memory root");
+    let table = ok(&["-c", "test:///default", "net-list", "--all"]);
+    assert_eq!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["Name", "State", "Autostart", "Persistent"]
+    );
+    let uri = format!("qemu:///embed?root={}", dir.display());
+    let e = fails(&["-c", &uri, "net-define", fs]);
+    assert!(
+        e.contains("forward mode 'isolated'") && e.contains("rvirt plugin list"),
+        "{e}"
+    );
+    let e = fails(&["-c", &uri, "net-info", "nope"]);
+    assert!(e.contains("network not found"), "{e}");
 }

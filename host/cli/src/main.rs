@@ -4,6 +4,7 @@
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
 mod console;
+mod networks;
 mod secrets;
 mod storage;
 mod table;
@@ -141,6 +142,8 @@ enum Command {
     },
     #[command(flatten)]
     Storage(storage::StorageCommand),
+    #[command(flatten)]
+    Network(networks::NetworkCommand),
     #[command(flatten)]
     Secret(secrets::SecretCommand),
     /// Plugins
@@ -439,6 +442,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
+        Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
         Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
     }
@@ -649,13 +653,15 @@ fn plugin_list(json: bool) -> Result<()> {
                         "kind": m.kind, "kinds": m.kinds(), "version": m.version,
                         "api_version": m.api_version, "schemes": m.schemes,
                         "pool_types": m.pool_types, "refused_pool_types": refused_pool_types,
+                        "forward_modes": m.forward_modes,
                         "description": m.description})
                     }
                     PluginStatus::Shadowed { manifest: m, by } => {
                         json!({"file": file, "status": "shadowed",
                         "shadowed_by": by.display().to_string(), "name": m.name, "kind": m.kind,
                         "kinds": m.kinds(), "version": m.version, "api_version": m.api_version,
-                        "schemes": m.schemes, "pool_types": m.pool_types})
+                        "schemes": m.schemes, "pool_types": m.pool_types,
+                        "forward_modes": m.forward_modes})
                     }
                     PluginStatus::Refused(e) => {
                         json!({"file": file, "status": "refused", "reason": e.to_string()})
@@ -676,6 +682,7 @@ fn plugin_list(json: bool) -> Result<()> {
         "API",
         "Schemes",
         "Pool types",
+        "Forward modes",
         "File",
         "Status",
     ]);
@@ -701,6 +708,7 @@ fn plugin_list(json: bool) -> Result<()> {
                     m.api_version.clone(),
                     or_dash(&m.schemes),
                     or_dash(&m.pool_types),
+                    or_dash(&m.forward_modes),
                     file,
                     status,
                 ])
@@ -712,10 +720,12 @@ fn plugin_list(json: bool) -> Result<()> {
                 m.api_version.clone(),
                 or_dash(&m.schemes),
                 or_dash(&m.pool_types),
+                or_dash(&m.forward_modes),
                 file,
                 format!("shadowed by {}", by.display()),
             ]),
             PluginStatus::Refused(e) => t.row(vec![
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),

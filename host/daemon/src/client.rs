@@ -6,15 +6,17 @@
 //! client.
 
 use crate::outbox::Outbox;
+use rvirt_host::networks::NetworkEvent;
 use rvirt_host::secrets::SecretEvent;
 use rvirt_host::{Connection, DomainEvent, PoolEvent, SecretEventInfo};
 use rvirt_wire::protocol::{
-    self, NonnullDomain, NonnullSecret, NonnullStoragePool, REMOTE_PROGRAM, REMOTE_VERSION,
-    event_id,
+    self, NonnullDomain, NonnullNetwork, NonnullSecret, NonnullStoragePool, REMOTE_PROGRAM,
+    REMOTE_VERSION, event_id,
 };
 use rvirt_wire::remote::{
-    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, SecretEventLifecycleMsg,
-    SecretEventValueChangedMsg, StoragePoolEventLifecycleMsg, StoragePoolEventRefreshMsg,
+    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, NetworkEventLifecycleMsg,
+    SecretEventLifecycleMsg, SecretEventValueChangedMsg, StoragePoolEventLifecycleMsg,
+    StoragePoolEventRefreshMsg,
 };
 use rvirt_wire::{Header, RemoteProcedure, frame};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +66,7 @@ struct State {
     subscription: Option<u64>,
     pool_subscription: Option<u64>,
     secret_subscription: Option<u64>,
+    network_subscription: Option<u64>,
 }
 
 impl std::fmt::Debug for State {
@@ -96,6 +99,18 @@ pub const POOL_EVENT_LIFECYCLE: i32 = 0;
 pub const POOL_EVENT_REFRESH: i32 = 1;
 
 /// `VIR_SECRET_EVENT_ID_LIFECYCLE`.
+/// `VIR_NETWORK_EVENT_ID_LIFECYCLE`: the only network event id.
+pub const NETWORK_EVENT_LIFECYCLE: i32 = 0;
+
+/// A registered network event callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkCallback {
+    /// The callback id given to the client.
+    pub id: i32,
+    /// Only events of this network (by uuid), if set.
+    pub net: Option<[u8; 16]>,
+}
+
 pub const SECRET_EVENT_LIFECYCLE: i32 = 0;
 /// `VIR_SECRET_EVENT_ID_VALUE_CHANGED`.
 pub const SECRET_EVENT_VALUE_CHANGED: i32 = 1;
@@ -127,6 +142,7 @@ pub struct Events {
     callbacks: Vec<Callback>,
     pool_callbacks: Vec<PoolCallback>,
     secret_callbacks: Vec<SecretCallback>,
+    network_callbacks: Vec<NetworkCallback>,
 }
 
 impl Events {
@@ -178,6 +194,53 @@ impl Events {
     }
 
     /// Adds a secret event registration; returns its callback id.
+    /// Adds a network event registration; returns its callback id.
+    pub fn add_network(&mut self, net: Option<[u8; 16]>) -> i32 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.network_callbacks.push(NetworkCallback { id, net });
+        id
+    }
+
+    /// Removes a network event registration; false if it did not exist.
+    pub fn remove_network(&mut self, id: i32) -> bool {
+        let before = self.network_callbacks.len();
+        self.network_callbacks.retain(|c| c.id != id);
+        before != self.network_callbacks.len()
+    }
+
+    /// The frames to push for one network lifecycle event.
+    pub fn network_frames_for(&self, event: &NetworkEvent) -> Vec<Vec<u8>> {
+        let uuid = *event.uuid.as_bytes();
+        let net = NonnullNetwork {
+            name: event.name.clone(),
+            uuid,
+        };
+        let mut out = Vec::new();
+        for cb in &self.network_callbacks {
+            if cb.net.is_some_and(|n| n != uuid) {
+                continue;
+            }
+            match frame::encode(
+                &Header::message(
+                    REMOTE_PROGRAM,
+                    REMOTE_VERSION,
+                    RemoteProcedure::NetworkEventLifecycle.number(),
+                ),
+                &NetworkEventLifecycleMsg {
+                    callback_id: cb.id,
+                    net: net.clone(),
+                    event: event.event,
+                    detail: 0,
+                },
+            ) {
+                Ok(f) => out.push(f),
+                Err(e) => tracing::warn!("cannot encode network event: {e}"),
+            }
+        }
+        out
+    }
+
     pub fn add_secret(&mut self, event_id: i32, secret: Option<[u8; 16]>) -> i32 {
         self.next_id += 1;
         let id = self.next_id;
@@ -498,19 +561,42 @@ impl Client {
         )
     }
 
+    /// Makes sure the connection's networks deliver network events to this client.
+    pub fn ensure_network_subscribed(&self) -> Result<(), rvirt_host::Error> {
+        self.ensure_subscribed_to(
+            |st| &mut st.network_subscription,
+            |conn, cb| {
+                let nets = conn.networks()?;
+                let cb: std::sync::Arc<dyn Fn(&NetworkEvent) + Send + Sync> =
+                    std::sync::Arc::from(cb);
+                Ok(nets.subscribe(cb))
+            },
+            Events::network_frames_for,
+        )
+    }
+
     /// Drops the driver connection and its event subscriptions (CONNECT_CLOSE or
     /// disconnect). Runs driver calls: call from a worker thread.
     pub fn close(&self) {
         let _serial = lock(&self.subscribe);
-        let (conn, sub, pool_sub, secret_sub) = {
+        let (conn, sub, pool_sub, secret_sub, net_sub) = {
             let mut st = lock(&self.state);
             (
                 st.conn.take(),
                 st.subscription.take(),
                 st.pool_subscription.take(),
                 st.secret_subscription.take(),
+                st.network_subscription.take(),
             )
         };
+        if let (Some(conn), Some(id)) = (&conn, net_sub) {
+            match conn.networks() {
+                Ok(n) => n.unsubscribe(id),
+                Err(e) => {
+                    tracing::debug!(client = self.id, "network event unsubscribe failed: {e}")
+                }
+            }
+        }
         if let (Some(conn), Some(id)) = (&conn, secret_sub)
             && let Err(e) = conn.unsubscribe_secret_events(id)
         {
@@ -531,6 +617,7 @@ impl Client {
             ev.callbacks.clear();
             ev.pool_callbacks.clear();
             ev.secret_callbacks.clear();
+            ev.network_callbacks.clear();
         }
         drop(conn);
     }

@@ -14,6 +14,7 @@ use rvirt_wire::protocol::{
 use rvirt_wire::remote::*;
 use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
 
+mod networks;
 mod secrets;
 mod storage;
 
@@ -581,6 +582,40 @@ fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallR
         P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => {
             Err(unsupported(procedure.number()))
         }
+        // networks and their ports
+        P::ConnectNumOfNetworks
+        | P::ConnectNumOfDefinedNetworks
+        | P::ConnectListNetworks
+        | P::ConnectListDefinedNetworks
+        | P::ConnectListAllNetworks
+        | P::NetworkLookupByName
+        | P::NetworkLookupByUuid
+        | P::NetworkCreateXml
+        | P::NetworkCreateXmlFlags
+        | P::NetworkDefineXml
+        | P::NetworkDefineXmlFlags
+        | P::NetworkUndefine
+        | P::NetworkCreate
+        | P::NetworkDestroy
+        | P::NetworkGetXmlDesc
+        | P::NetworkGetBridgeName
+        | P::NetworkGetAutostart
+        | P::NetworkSetAutostart
+        | P::NetworkIsActive
+        | P::NetworkIsPersistent
+        | P::NetworkUpdate
+        | P::NetworkGetDhcpLeases
+        | P::NetworkListAllPorts
+        | P::NetworkPortLookupByUuid
+        | P::NetworkPortCreateXml
+        | P::NetworkPortGetXmlDesc
+        | P::NetworkPortDelete
+        | P::ConnectNetworkEventRegisterAny
+        | P::ConnectNetworkEventDeregisterAny => {
+            networks::dispatch(client, c()?, procedure, payload)
+                .unwrap_or_else(|| Err(unsupported_named(procedure)))
+        }
+        P::NetworkEventLifecycle => Err(unsupported(procedure.number())),
         // secrets (values are never logged: see dispatch/secrets.rs)
         P::ConnectNumOfSecrets
         | P::ConnectListSecrets

@@ -125,9 +125,9 @@ async fn run(
     }
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
-    // As libvirtd starts its storage and secret drivers: the pools and secrets of every
-    // served root are loaded now, so pools that were active stay active and autostart
-    // pools start.
+    // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
+    // networks of every served root are loaded now, so pools and networks that were
+    // active stay active and autostart ones start.
     let binding = Arc::clone(&runtime);
     let bound = tokio::task::spawn_blocking(move || {
         // (`Served::new` already refused remote URIs in the configuration)
@@ -142,6 +142,13 @@ async fn run(
                 Ok(_) => tracing::debug!(uri, "secrets loaded"),
                 Err(e) if e.is_no_support() => {}
                 Err(e) => tracing::warn!(uri, "cannot load the secrets: {e}"),
+            }
+            // and its networks, as libvirtd starts its network driver: active networks
+            // are reattached (or started again) and autostart networks start
+            match binding.networks(uri) {
+                Ok(_) => tracing::debug!(uri, "networks loaded"),
+                Err(e) if e.is_no_support() => {}
+                Err(e) => tracing::warn!(uri, "cannot load the networks: {e}"),
             }
         }
     });

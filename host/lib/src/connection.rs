@@ -12,6 +12,7 @@ pub struct Connection {
     backend: Arc<dyn Backend>,
     pub(crate) storage: Arc<dyn StorageService>,
     pub(crate) secrets: Arc<dyn SecretService>,
+    pub(crate) networks: crate::network_api::NetworksLookup,
     read_only: bool,
 }
 
@@ -48,12 +49,14 @@ impl Connection {
         backend: Arc<dyn Backend>,
         storage: Arc<dyn StorageService>,
         secrets: Arc<dyn SecretService>,
+        networks: crate::network_api::NetworksLookup,
         read_only: bool,
     ) -> Self {
         Self {
             backend,
             storage,
             secrets,
+            networks,
             read_only,
         }
     }

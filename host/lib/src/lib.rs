@@ -29,6 +29,9 @@ pub mod backend;
 mod connection;
 mod error;
 mod files;
+mod network_api;
+pub mod network_bind;
+pub mod networks;
 pub mod plugin;
 pub mod remote;
 mod roots;
@@ -42,6 +45,7 @@ pub mod uri;
 
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
+pub use network_api::NetworkService;
 pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
 pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
@@ -74,6 +78,7 @@ pub struct Runtime {
     registry: Arc<plugin::Registry>,
     system_root: PathBuf,
     backends: Arc<storage_bind::Backends>,
+    net_backends: Arc<network_bind::NetBackends>,
 }
 
 impl Runtime {
@@ -92,10 +97,14 @@ impl Runtime {
         let backends = Arc::new(storage_bind::Backends::new(Some(Arc::new(
             storage_bind::PluginBackends::new(registry.clone(), system_root.clone()),
         ))));
+        let net_backends = Arc::new(network_bind::NetBackends::new(Some(Arc::new(
+            network_bind::PluginNetBackends::new(registry.clone(), system_root.clone()),
+        ))));
         Self {
             registry,
             system_root,
             backends,
+            net_backends,
         }
     }
 
@@ -107,6 +116,9 @@ impl Runtime {
         let plugins =
             storage_bind::PluginBackends::new(self.registry.clone(), self.system_root.clone());
         self.backends = Arc::new(self.backends.with_plugins(Arc::new(plugins)));
+        let net_plugins =
+            network_bind::PluginNetBackends::new(self.registry.clone(), self.system_root.clone());
+        self.net_backends = Arc::new(self.net_backends.with_plugins(Arc::new(net_plugins)));
         self
     }
 
@@ -147,6 +159,7 @@ impl Runtime {
                 remote.clone(),
                 remote.clone(),
                 remote,
+                network_api::remote_lookup(),
                 read_only,
             ));
         }
@@ -159,10 +172,28 @@ impl Runtime {
         let storage =
             storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
+        let networks: network_api::NetworksLookup = {
+            let uri = uri.to_string();
+            let system_root = self.system_root.clone();
+            let backends = self.network_backends();
+            Arc::new(move || {
+                let parsed = ConnectUri::parse(&uri)?;
+                let root = network_bind::root_for(&parsed, &system_root, |k| std::env::var(k).ok())?
+                    .ok_or_else(|| {
+                        Error::driver(
+                            rvirt_plugin_api::ErrorCode::NoSupport,
+                            rvirt_plugin_api::ErrorDomain::Network,
+                            format!("this function is not supported by the connection driver: '{uri}' has no networks"),
+                        )
+                    })?;
+                network_bind::networks_for(&root, Arc::clone(&backends))
+            })
+        };
         Ok(Connection::new(
             backend,
             Arc::new(storage),
             Arc::new(secrets),
+            networks,
             read_only,
         ))
     }
@@ -226,5 +257,34 @@ impl Runtime {
             )
         })?;
         storage_bind::pools_for(&root, self.pool_backends())
+    }
+
+    /// Serves networks of forward mode `mode` (`isolated` for networks without
+    /// `<forward>`) with an in-process backend, ahead of any network plugin. Add backends
+    /// before the first use of a root's networks (opened once per process).
+    pub fn add_network_backend(&self, mode: &str, backend: Arc<dyn networks::NetBackend>) {
+        self.net_backends.add(mode, backend);
+    }
+
+    /// What serves each forward mode for this runtime: the in-process backends, then the
+    /// network plugins.
+    pub fn network_backends(&self) -> Arc<dyn networks::NetBackendResolver> {
+        self.net_backends.clone()
+    }
+
+    /// The networks bound to a local connection URI (`qemu:///system`, `qemu:///session`,
+    /// `qemu:///embed?root=DIR`, `test:///default`), opened on first use and shared by
+    /// every connection of the process to the same root.
+    pub fn networks(&self, uri: &str) -> Result<Arc<networks::Networks>> {
+        let parsed = ConnectUri::parse(uri)?;
+        let root = network_bind::root_for(&parsed, &self.system_root, |k| std::env::var(k).ok())?
+            .ok_or_else(|| {
+            Error::driver(
+                rvirt_plugin_api::ErrorCode::NoSupport,
+                rvirt_plugin_api::ErrorDomain::Network,
+                format!("'{uri}' has no networks"),
+            )
+        })?;
+        network_bind::networks_for(&root, self.network_backends())
     }
 }

@@ -15,8 +15,8 @@ use crate::{
     storage::StorageBackend,
 };
 use rvirt_plugin_api::{
-    self as api, DriverConnectionBox, EventSink, EventSink_TO, HostServices_TO, PResult,
-    PluginError, PluginMod_Ref, StorageFacet_Ref,
+    self as api, DriverConnectionBox, EventSink, EventSink_TO, HostServices_TO, NetworkFacet_Ref,
+    PResult, PluginError, PluginMod_Ref, StorageFacet_Ref,
     abi_stable::{
         library::{LibraryError, lib_header_from_path},
         sabi_trait::TD_Opaque,
@@ -108,6 +108,9 @@ pub struct PluginManifest {
     /// Storage pool types served through the storage facet (plugin API 1.3 and later;
     /// empty for a plugin without the facet).
     pub pool_types: Vec<String>,
+    /// libvirt forward modes served through the network facet (plugin API 1.5 and later;
+    /// empty for a plugin without the facet).
+    pub forward_modes: Vec<String>,
     /// The plugin's version.
     pub version: String,
     /// The plugin API version it was built against.
@@ -126,6 +129,9 @@ impl PluginManifest {
         }
         if !self.pool_types.is_empty() {
             k.push("storage");
+        }
+        if !self.forward_modes.is_empty() {
+            k.push("network");
         }
         k
     }
@@ -184,6 +190,7 @@ pub(crate) struct LoadedPlugin {
     pub(crate) manifest: PluginManifest,
     module: PluginMod_Ref,
     storage: Option<StorageFacet_Ref>,
+    network: Option<NetworkFacet_Ref>,
 }
 
 /// Libraries are never unloaded (abi_stable keeps `'static` references into them), so a
@@ -237,6 +244,7 @@ pub struct Registry {
     records: Vec<PluginRecord>,
     by_name: Vec<Arc<LoadedPlugin>>,
     by_pool_type: Vec<(String, Arc<LoadedPlugin>)>,
+    by_forward_mode: Vec<(String, Arc<LoadedPlugin>)>,
 }
 
 /// Records `pool_types` of the plugin in `path` in `taken` (pool type → file serving it),
@@ -267,6 +275,7 @@ impl Registry {
         let mut by_name: Vec<(PathBuf, Arc<LoadedPlugin>)> = Vec::new();
         let mut taken: Vec<(String, PathBuf)> = Vec::new();
         let mut by_pool_type: Vec<(String, Arc<LoadedPlugin>)> = Vec::new();
+        let mut by_forward_mode: Vec<(String, Arc<LoadedPlugin>)> = Vec::new();
         for dir in &search_path {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -303,6 +312,18 @@ impl Registry {
                                     })
                                     .map(|t| (t.clone(), p.clone())),
                             );
+                            // Forward modes: the first plugin in the search path serves a
+                            // mode, as for pool types.
+                            for m in &p.manifest.forward_modes {
+                                if by_forward_mode.iter().any(|(t, _)| t == m) {
+                                    tracing::warn!(
+                                        "plugin '{}': forward mode '{m}' refused: an earlier plugin serves it",
+                                        p.manifest.name
+                                    );
+                                } else {
+                                    by_forward_mode.push((m.clone(), p.clone()));
+                                }
+                            }
                             PluginStatus::Loaded(p.manifest.clone())
                         }
                     },
@@ -323,7 +344,38 @@ impl Registry {
             records,
             by_name: by_name.into_iter().map(|(_, p)| p).collect(),
             by_pool_type,
+            by_forward_mode,
         }
+    }
+
+    /// Opens the network backend of the plugin serving forward mode `mode`, lending it
+    /// the host's services.
+    pub(crate) fn network_backend(
+        &self,
+        mode: &str,
+        system_root: &Path,
+    ) -> Result<crate::networks::plugin::PluginNetBackend> {
+        let Some((_, plugin)) = self.by_forward_mode.iter().find(|(t, _)| t == mode) else {
+            return Err(crate::network_bind::no_backend(mode, &self.searched()));
+        };
+        let facet = plugin
+            .network
+            .ok_or_else(|| crate::network_bind::no_backend(mode, &self.searched()))?;
+        let services = HostServices_TO::from_value(
+            crate::storage::plugin::HostServicesImpl::new(&plugin.manifest.name, system_root),
+            TD_Opaque,
+        );
+        let open = facet.open();
+        let name = plugin.manifest.name.clone();
+        let inner = call(&name, "virConnectOpen", || {
+            open(RStr::from_str(mode), services)
+        })?;
+        Ok(crate::networks::plugin::PluginNetBackend::new(
+            &plugin.manifest.name,
+            &plugin.manifest.api_version,
+            mode,
+            inner,
+        ))
     }
 
     /// The directories searched, as one colon-separated string for messages.
@@ -516,6 +568,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             3 => header
                 .ensure_layout::<api::frozen::v1_3::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            4 => header
+                .ensure_layout::<api::frozen::v1_4::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -572,22 +627,56 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             v
         }
     };
+    let network = module.network().flatten();
+    let forward_modes = match network {
+        None => Vec::new(),
+        Some(facet) => {
+            let api = facet.api();
+            if api.major != api::NETWORK_FACET_VERSION.major {
+                return Err(LoadError::Manifest {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "its network facet is version {}.{}; this host serves network facet {}.x",
+                        api.major,
+                        api.minor,
+                        api::NETWORK_FACET_VERSION.major
+                    ),
+                });
+            }
+            let list = facet.forward_modes();
+            let modes = catch_unwind(|| list()).map_err(|_| LoadError::Manifest {
+                path: path.to_path_buf(),
+                reason: "the network facet's forward mode list panicked".into(),
+            })?;
+            let mut v: Vec<String> = Vec::new();
+            for t in modes.iter().map(|t| t.to_string()) {
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+            }
+            v
+        }
+    };
     let manifest = PluginManifest {
         name: m.name.to_string(),
         kind: m.kind.to_string(),
         schemes: m.schemes.iter().map(|s| s.to_string()).collect(),
         pool_types,
+        forward_modes,
         version: m.version.to_string(),
         api_version: m.api_version.to_string(),
         description: m.description.to_string(),
     };
     if manifest.name.is_empty()
-        || (manifest.schemes.is_empty() && manifest.pool_types.is_empty())
+        || (manifest.schemes.is_empty()
+            && manifest.pool_types.is_empty()
+            && manifest.forward_modes.is_empty())
         || manifest.pool_types.iter().any(String::is_empty)
+        || manifest.forward_modes.iter().any(String::is_empty)
     {
         return Err(LoadError::Manifest {
             path: path.to_path_buf(),
-            reason: "it names no plugin, or serves neither a URI scheme nor a storage pool type"
+            reason: "it names no plugin, or serves no URI scheme, storage pool type or network forward mode"
                 .into(),
         });
     }
@@ -596,6 +685,7 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
         manifest,
         module,
         storage,
+        network,
     })
 }
 

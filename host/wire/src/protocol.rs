@@ -39,6 +39,12 @@ pub const UUID_LEN: usize = 16;
 pub const STORAGE_POOL_LIST_MAX: usize = 16_384;
 /// `REMOTE_STORAGE_VOL_LIST_MAX`: storage volume names and handles in one list.
 pub const STORAGE_VOL_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_LIST_MAX`: network names and handles in one list.
+pub const NETWORK_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_PORT_LIST_MAX`: network port handles in one list.
+pub const NETWORK_PORT_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_DHCP_LEASES_MAX`: leases in one answer.
+pub const NETWORK_DHCP_LEASES_MAX: usize = 65_536;
 /// `REMOTE_SECRET_LIST_MAX`: secret uuid strings and handles in one list.
 pub const SECRET_LIST_MAX: usize = 16_384;
 /// `REMOTE_SECRET_VALUE_MAX`: bytes of a secret value.
@@ -108,6 +114,7 @@ pub mod error_domain {
     pub const TEST: i32 = 12;
     pub const REMOTE: i32 = 13;
     pub const STORAGE: i32 = 18;
+    pub const NETWORK: i32 = 19;
     pub const DOMAIN: i32 = 20;
     pub const SECRET: i32 = 30;
     pub const STREAMS: i32 = 38;
@@ -255,9 +262,16 @@ impl Default for NonnullDomain {
 }
 
 /// `remote_nonnull_network`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NonnullNetwork {
     pub name: String,
+    pub uuid: Uuid,
+}
+
+/// `remote_nonnull_network_port`: a port names its network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct NonnullNetworkPort {
+    pub net: NonnullNetwork,
     pub uuid: Uuid,
 }
 

@@ -111,7 +111,9 @@ macro_rules! xdr_structs {
     };
 }
 
+mod network;
 mod storage;
+pub use network::*;
 pub use storage::*;
 
 // The procedure table. `#[ro]` marks the procedures a read-only connection may call;
@@ -144,8 +146,23 @@ remote_procedures! {
     DomainShutdown = 33: DomainArgs => ();
     DomainSuspend = 34: DomainArgs => ();
     DomainUndefine = 35: DomainArgs => ();
+    #[ro] ConnectListDefinedNetworks = 36: MaxNamesArgs => NetworkNamesRet;
     #[ro] ConnectListDomains = 37: ConnectListDomainsArgs => ConnectListDomainsRet;
+    #[ro] ConnectListNetworks = 38: MaxNamesArgs => NetworkNamesRet;
+    NetworkCreate = 39: NetworkArgs => ();
+    NetworkCreateXml = 40: NetworkXmlArgs => NetworkRet;
+    NetworkDefineXml = 41: NetworkXmlArgs => NetworkRet;
+    NetworkDestroy = 42: NetworkArgs => ();
+    #[ro] NetworkGetXmlDesc = 43: NetworkFlagsArgs => XmlRet;
+    #[ro] NetworkGetAutostart = 44: NetworkArgs => NetworkGetAutostartRet;
+    #[ro] NetworkGetBridgeName = 45: NetworkArgs => NetworkGetBridgeNameRet;
+    #[ro] NetworkLookupByName = 46: NameArgs => NetworkRet;
+    #[ro] NetworkLookupByUuid = 47: UuidArgs => NetworkRet;
+    NetworkSetAutostart = 48: NetworkSetAutostartArgs => ();
+    NetworkUndefine = 49: NetworkArgs => ();
+    #[ro] ConnectNumOfDefinedNetworks = 50: () => NumRet;
     #[ro] ConnectNumOfDomains = 51: () => NumRet;
+    #[ro] ConnectNumOfNetworks = 52: () => NumRet;
     #[ro] ConnectGetHostname = 59: () => ConnectGetHostnameRet;
     #[ro] ConnectSupportsFeature = 60: ConnectSupportsFeatureArgs => ConnectSupportsFeatureRet;
     #[ro] AuthList = 66: () => AuthListRet;
@@ -203,6 +220,8 @@ remote_procedures! {
     SecretGetValue = 145: SecretFlagsArgs => SecretGetValueRet;
     SecretUndefine = 146: SecretArgs => ();
     #[ro] SecretLookupByUsage = 147: SecretLookupByUsageArgs => SecretRet;
+    #[ro] NetworkIsActive = 152: NetworkArgs => NetworkIsActiveRet;
+    #[ro] NetworkIsPersistent = 153: NetworkArgs => NetworkIsPersistentRet;
     #[ro] StoragePoolIsActive = 154: StoragePoolArgs => StoragePoolIsActiveRet;
     #[ro] StoragePoolIsPersistent = 155: StoragePoolArgs => StoragePoolIsPersistentRet;
     #[ro] ConnectGetLibVersion = 157: () => ConnectGetLibVersionRet;
@@ -225,10 +244,18 @@ remote_procedures! {
     #[ro] ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
     #[ro] ConnectListAllStoragePools = 281: ListAllArgs => ConnectListAllStoragePoolsRet;
     #[ro] StoragePoolListAllVolumes = 282: StoragePoolListAllVolumesArgs => StoragePoolListAllVolumesRet;
+    #[ro] ConnectListAllNetworks = 283: ListAllArgs => ConnectListAllNetworksRet;
     #[ro] ConnectListAllSecrets = 287: ListAllArgs => ConnectListAllSecretsRet;
+    NetworkUpdate = 291: NetworkUpdateArgs => ();
+    // event registration only reads (libvirt allows it read-only, as for domains)
+    #[ro] ConnectNetworkEventRegisterAny = 313: ConnectNetworkEventRegisterAnyArgs => CallbackIdRet;
+    #[ro] ConnectNetworkEventDeregisterAny = 314: CallbackIdArgs => ();
+    NetworkEventLifecycle = 315: NetworkEventLifecycleMsg => ();
     #[ro] ConnectDomainEventCallbackRegisterAny = 316: ConnectDomainEventCallbackRegisterAnyArgs => ConnectDomainEventCallbackRegisterAnyRet;
     #[ro] ConnectDomainEventCallbackDeregisterAny = 317: ConnectDomainEventCallbackDeregisterAnyArgs => ();
     DomainEventCallbackLifecycle = 318: DomainEventCallbackLifecycleMsg => ();
+    // leases name the guests' addresses; libvirt answers them read-only
+    #[ro] NetworkGetDhcpLeases = 341: NetworkGetDhcpLeasesArgs => NetworkGetDhcpLeasesRet;
     DomainDefineXmlFlags = 350: DomainDefineXmlFlagsArgs => DomainRet;
     #[ro] ConnectRegisterCloseCallback = 360: () => ();
     #[ro] ConnectUnregisterCloseCallback = 361: () => ();
@@ -244,6 +271,13 @@ remote_procedures! {
     SecretEventValueChanged = 383: SecretEventValueChangedMsg => ();
     #[ro] StoragePoolLookupByTargetPath = 391: PathArgs => StoragePoolRet;
     #[ro] ConnectGetStoragePoolCapabilities = 403: ConnectGetStoragePoolCapabilitiesArgs => ConnectGetStoragePoolCapabilitiesRet;
+    #[ro] NetworkListAllPorts = 404: NetworkListAllPortsArgs => NetworkListAllPortsRet;
+    #[ro] NetworkPortLookupByUuid = 405: NetworkPortLookupByUuidArgs => NetworkPortRet;
+    NetworkPortCreateXml = 406: NetworkPortCreateXmlArgs => NetworkPortRet;
+    #[ro] NetworkPortGetXmlDesc = 409: NetworkPortFlagsArgs => XmlRet;
+    NetworkPortDelete = 410: NetworkPortFlagsArgs => ();
+    NetworkDefineXmlFlags = 432: XmlFlagsArgs => NetworkRet;
+    NetworkCreateXmlFlags = 437: XmlFlagsArgs => NetworkRet;
 }
 
 xdr_structs! {

@@ -13,7 +13,8 @@
 //!   finish handshake), resize, wipe, info flags, lookup by target path;
 //! - read-only connections: every storage and secret procedure the table leaves
 //!   unmarked is refused by libvirtd with `VIR_ERR_OPERATION_DENIED`, and none it marks
-//!   `#[ro]` is.
+//!   `#[ro]` is; the same for every network and network port procedure (on the test
+//!   driver's networks).
 //!
 //! Needs root and `/usr/sbin/libvirtd`; without them it says so loudly and fails unless
 //! `RVIRT_ALLOW_SKIP=1`.
@@ -321,6 +322,7 @@ fn wire_types_match_debians_libvirtd() {
     secrets(&socket);
     dir_pool_streams(&socket, &daemon.dir.join("pool"));
     read_only_classes(&socket);
+    network_read_only_classes(&socket);
 }
 
 /// Pools and volumes of `test:///default`, and the storage pool event messages.
@@ -939,6 +941,105 @@ fn read_only_classes(socket: &Path) {
     assert!(
         wrong.is_empty(),
         "read-only classes differ from libvirtd:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The network and network port procedures on a read-only connection to libvirtd's test
+/// driver: the ones the table leaves unmarked are refused (`VIR_ERR_OPERATION_DENIED`,
+/// network domain), the `#[ro]` ones are not.
+fn network_read_only_classes(socket: &Path) {
+    fn probe<P: Procedure>(
+        c: &mut Client,
+        args: &P::Args,
+    ) -> (RemoteProcedure, Option<Box<RemoteError>>) {
+        (P::PROC, c.call::<P>(args).err())
+    }
+    macro_rules! probes {
+        ($c:expr; $($p:ident $(= $args:expr)?),* $(,)?) => {
+            vec![$(probe::<procs::$p>($c, &probes!(@args $($args)?))),*]
+        };
+        (@args) => { Default::default() };
+        (@args $args:expr) => { $args };
+    }
+    let ro = protocol::connect_flags::RO;
+    let mut c = Client::open(socket, "test:///default", ro);
+    let net = protocol::NonnullNetwork {
+        name: "default".into(),
+        ..Default::default()
+    };
+    let port = protocol::NonnullNetworkPort {
+        net: net.clone(),
+        uuid: [3; 16],
+    };
+    let results = probes![&mut c;
+        ConnectNumOfNetworks, ConnectListNetworks, ConnectNumOfDefinedNetworks,
+        ConnectListDefinedNetworks,
+        NetworkLookupByName = remote::NameArgs { name: "default".into() },
+        NetworkLookupByUuid,
+        NetworkCreateXml = remote::NetworkXmlArgs { xml: "<network/>".into() },
+        NetworkCreateXmlFlags = remote::XmlFlagsArgs { xml: "<network/>".into(), flags: 0 },
+        NetworkDefineXml = remote::NetworkXmlArgs { xml: "<network/>".into() },
+        NetworkDefineXmlFlags = remote::XmlFlagsArgs { xml: "<network/>".into(), flags: 0 },
+        NetworkUndefine = remote::NetworkArgs { net: net.clone() },
+        NetworkCreate = remote::NetworkArgs { net: net.clone() },
+        NetworkDestroy = remote::NetworkArgs { net: net.clone() },
+        NetworkGetXmlDesc = remote::NetworkFlagsArgs { net: net.clone(), flags: 0 },
+        NetworkGetBridgeName = remote::NetworkArgs { net: net.clone() },
+        NetworkGetAutostart = remote::NetworkArgs { net: net.clone() },
+        NetworkSetAutostart = remote::NetworkSetAutostartArgs { net: net.clone(), autostart: 0 },
+        NetworkIsActive = remote::NetworkArgs { net: net.clone() },
+        NetworkIsPersistent = remote::NetworkArgs { net: net.clone() },
+        ConnectListAllNetworks,
+        NetworkUpdate = remote::NetworkUpdateArgs { net: net.clone(), ..Default::default() },
+        NetworkGetDhcpLeases = remote::NetworkGetDhcpLeasesArgs {
+            net: net.clone(), mac: None, need_results: 1, flags: 0 },
+        NetworkListAllPorts = remote::NetworkListAllPortsArgs {
+            network: net.clone(), need_results: 1, flags: 0 },
+        NetworkPortLookupByUuid = remote::NetworkPortLookupByUuidArgs {
+            network: net.clone(), uuid: [3; 16] },
+        NetworkPortCreateXml = remote::NetworkPortCreateXmlArgs {
+            network: net.clone(), xml: "<networkport/>".into(), flags: 0 },
+        NetworkPortGetXmlDesc = remote::NetworkPortFlagsArgs { port: port.clone(), flags: 0 },
+        NetworkPortDelete = remote::NetworkPortFlagsArgs { port: port.clone(), flags: 0 },
+        ConnectNetworkEventRegisterAny, ConnectNetworkEventDeregisterAny,
+    ];
+    // every classified network procedure but the event message was probed
+    let classified = RemoteProcedure::ALL
+        .iter()
+        .filter(|p| p.name().contains("Network"))
+        .count();
+    assert_eq!(results.len() + 1, classified);
+    let mut wrong = Vec::new();
+    for (p, err) in &results {
+        if err.as_ref().is_some_and(|e| e.code == error_code::RPC) {
+            wrong.push(format!(
+                "{} ({}): unknown to libvirtd: {err:?}",
+                p.name(),
+                p.number()
+            ));
+            continue;
+        }
+        // denied naming a network API (a wrong number would name another API)
+        let denied = err.as_ref().is_some_and(|e| {
+            e.code == error_code::OPERATION_DENIED
+                && e.domain == error_domain::NETWORK
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("virNetwork"))
+        });
+        if denied != (p.access() == Access::ReadWrite) {
+            wrong.push(format!(
+                "{} ({}): {:?} but libvirtd says {err:?}",
+                p.name(),
+                p.number(),
+                p.access()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "network read-only classes differ from libvirtd:\n{}",
         wrong.join("\n")
     );
 }

@@ -8,7 +8,11 @@
 //!
 //! Its storage facet serves pool type `mock` (see [`storage`]): an in-memory backend for
 //! the host's storage tests.
+//!
+//! Its network facet serves the pseudo forward mode `test` (see [`network`]): the
+//! bookkeeping backend the host runs every network of `test:///default` on.
 
+pub mod network;
 mod node;
 pub mod storage;
 
@@ -35,6 +39,7 @@ rvirt_sdk::export_plugin! {
     },
     open: open,
     storage: { pool_types: &[storage::POOL_TYPE], open: storage::open },
+    network: { forward_modes: &[network::FORWARD_MODE], open: network::open },
 }
 
 fn default_node() -> SharedNode {

@@ -52,10 +52,12 @@
 
 pub mod filter;
 mod guard;
+mod network_guard;
 mod storage_guard;
 pub mod util;
 
 pub use guard::{Guarded, guard, panic_message};
+pub use network_guard::{GuardedNetworkBackend, not_a_network_hypervisor, open_network_guarded};
 pub use rvirt_plugin_api as abi;
 pub use storage_guard::{GuardedBackend, GuardedStream, not_a_hypervisor, stream_box};
 
@@ -231,12 +233,17 @@ pub fn pool_type_list(pool_types: &[&str]) -> RVec<RString> {
 /// Both fill the root module's `open` and `open_with_host` entries. The optional
 /// `storage: { pool_types: &["dir"], open: f }` adds the storage facet, with
 /// `f: fn(&str, HostServicesBox) -> Result<impl StorageBackend, PluginError>`; a plugin
-/// serving storage only leaves out the hypervisor entry.
+/// serving storage only leaves out the hypervisor entry. The optional
+/// `network: { forward_modes: &["nat"], open: f }` (after `storage` when both are given;
+/// since plugin API 1.5) adds the network facet, with
+/// `f: fn(&str, HostServicesBox) -> Result<impl NetworkBackend, PluginError>`; a plugin
+/// serving networks only gives `manifest` and `network` alone.
 #[macro_export]
 macro_rules! export_plugin {
     (
         manifest: $info:expr,
-        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? }
+        $(, network: { forward_modes: $modes:expr, open: $nopen:path $(,)? })? $(,)?
     ) => {
         fn __rvirt_not_a_hypervisor(
             _uri: &str,
@@ -253,32 +260,59 @@ macro_rules! export_plugin {
         $crate::export_plugin! {
             @root $info,
             __rvirt_not_a_hypervisor,
-            { pool_types: $pool_types, open: $sopen }
+            { pool_types: $pool_types, open: $sopen },
+            { $(forward_modes: $modes, open: $nopen)? }
         }
     };
     (
         manifest: $info:expr,
-        open: $open:path,
-        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+        network: { forward_modes: $modes:expr, open: $nopen:path $(,)? } $(,)?
+    ) => {
+        fn __rvirt_not_a_hypervisor(
+            _uri: &str,
+            _read_only: bool,
+            _events: $crate::abi::EventSinkBox,
+            _host: ::std::option::Option<$crate::abi::HostServicesBox>,
+        ) -> ::std::result::Result<$crate::NoConnection, $crate::abi::PluginError> {
+            ::std::result::Result::Err($crate::not_a_network_hypervisor(
+                __RVIRT_PLUGIN_INFO.name,
+                $modes,
+            ))
+        }
+
+        $crate::export_plugin! {
+            @root $info,
+            __rvirt_not_a_hypervisor,
+            {},
+            { forward_modes: $modes, open: $nopen }
+        }
+    };
+    (
+        manifest: $info:expr,
+        open: $open:path
+        $(, storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? })?
+        $(, network: { forward_modes: $modes:expr, open: $nopen:path $(,)? })? $(,)?
     ) => {
         $crate::export_plugin! { @without_host $open }
         $crate::export_plugin! {
-            @root $info, __rvirt_open_without_host, { pool_types: $pool_types, open: $sopen }
+            @root $info,
+            __rvirt_open_without_host,
+            { $(pool_types: $pool_types, open: $sopen)? },
+            { $(forward_modes: $modes, open: $nopen)? }
         }
     };
     (
         manifest: $info:expr,
-        open_with_host: $open:path,
-        storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? } $(,)?
+        open_with_host: $open:path
+        $(, storage: { pool_types: $pool_types:expr, open: $sopen:path $(,)? })?
+        $(, network: { forward_modes: $modes:expr, open: $nopen:path $(,)? })? $(,)?
     ) => {
-        $crate::export_plugin! { @root $info, $open, { pool_types: $pool_types, open: $sopen } }
-    };
-    (manifest: $info:expr, open: $open:path $(,)?) => {
-        $crate::export_plugin! { @without_host $open }
-        $crate::export_plugin! { @root $info, __rvirt_open_without_host, {} }
-    };
-    (manifest: $info:expr, open_with_host: $open:path $(,)?) => {
-        $crate::export_plugin! { @root $info, $open, {} }
+        $crate::export_plugin! {
+            @root $info,
+            $open,
+            { $(pool_types: $pool_types, open: $sopen)? },
+            { $(forward_modes: $modes, open: $nopen)? }
+        }
     };
     (@without_host $open:path) => {
         /// The plugin's `open`, which takes no host services, in the shape of
@@ -328,7 +362,40 @@ macro_rules! export_plugin {
             .leak_into_prefix(),
         )
     }};
-    (@root $info:expr, $open:path, { $($storage:tt)* }) => {
+    (@network) => {
+        ::std::option::Option::None
+    };
+    (@network forward_modes: $modes:expr, open: $nopen:path) => {{
+        const __RVIRT_FORWARD_MODES: &[&str] = $modes;
+
+        extern "C" fn __rvirt_forward_modes()
+        -> ::abi_stable::std_types::RVec<::abi_stable::std_types::RString> {
+            $crate::pool_type_list(__RVIRT_FORWARD_MODES)
+        }
+
+        extern "C" fn __rvirt_network_open(
+            mode: ::abi_stable::std_types::RStr<'_>,
+            host: $crate::abi::HostServicesBox,
+        ) -> $crate::abi::PResult<$crate::abi::NetworkBackendBox> {
+            $crate::open_network_guarded(
+                &__RVIRT_PLUGIN_INFO,
+                __RVIRT_FORWARD_MODES,
+                mode,
+                host,
+                $nopen,
+            )
+        }
+
+        ::std::option::Option::Some(
+            $crate::abi::NetworkFacet {
+                api: $crate::abi::NETWORK_FACET_VERSION,
+                forward_modes: __rvirt_forward_modes,
+                open: __rvirt_network_open,
+            }
+            .leak_into_prefix(),
+        )
+    }};
+    (@root $info:expr, $open:path, { $($storage:tt)* }, { $($network:tt)* }) => {
         const __RVIRT_PLUGIN_INFO: $crate::PluginInfo = $info;
 
         #[::abi_stable::export_root_module]
@@ -339,6 +406,7 @@ macro_rules! export_plugin {
                 open: __rvirt_open,
                 storage: $crate::export_plugin!(@storage $($storage)*),
                 open_with_host: ::std::option::Option::Some(__rvirt_open_with_host),
+                network: $crate::export_plugin!(@network $($network)*),
             }
             .leak_into_prefix()
         }

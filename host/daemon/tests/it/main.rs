@@ -5,6 +5,7 @@
 //! have been built next to it (`cargo build --workspace`). Tests needing `virsh` or
 //! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
 
+mod networks;
 mod protocol;
 mod python;
 mod qemu;

@@ -5,6 +5,7 @@
 //! a failure, never a skip.
 
 mod host_services;
+mod networks;
 mod pools;
 mod pools_fs;
 mod storage;

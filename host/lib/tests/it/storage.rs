@@ -38,7 +38,8 @@ fn the_test_plugin_lists_its_pool_type_and_kinds() {
         other => panic!("{other:?}"),
     };
     assert_eq!(m.pool_types, vec!["mock".to_string()]);
-    assert_eq!(m.kinds(), vec!["hypervisor", "storage"]);
+    assert_eq!(m.kinds(), vec!["hypervisor", "storage", "network"]);
+    assert_eq!(m.forward_modes, vec!["test".to_string()]);
     assert!(rt.plugins()[0].refused_pool_types.is_empty());
     let b = rt.storage_backend("mock").unwrap();
     assert_eq!((b.pool_type(), b.plugin()), ("mock", "test"));

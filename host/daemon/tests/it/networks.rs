@@ -1,0 +1,286 @@
+//! Networks through rvirtd with unmodified `virsh` and python-libvirt, on
+//! `test:///default`, whose networks the host runs on the test plugin's bookkeeping
+//! backend (forward mode `test`): no bridge is made, and the backend records what the
+//! host asked in `ROOT/test-network-calls.log`.
+
+use super::{Daemon, missing, write_file};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh")
+}
+
+fn ok(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(
+        o.status.success(),
+        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(!o.status.success(), "virsh {args:?} succeeded");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+const NET: &str = "<network><name>n1</name><forward mode='nat'/><ip address='192.168.90.1' netmask='255.255.255.0'><dhcp><range start='192.168.90.2' end='192.168.90.254'/><host mac='52:54:00:00:00:05' name='five' ip='192.168.90.5'/></dhcp></ip></network>";
+
+#[test]
+fn virsh_manages_networks_through_rvirtd() {
+    if missing("virsh", Command::new("virsh").arg("--version")) {
+        return;
+    }
+    let d = Daemon::start();
+    let uri = d.uri();
+    let ro = d.uri_ro();
+    let dir = d.root.path().to_path_buf();
+
+    let mut events = Command::new("virsh")
+        .args(["-c", &uri, "net-event", "--loop", "--timeout", "4"])
+        .args(["--event", "lifecycle"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let f = write_file(&dir, "n1.xml", NET);
+    assert!(ok(&uri, &["net-define", f.to_str().unwrap()]).contains("Network n1 defined"));
+    let list = ok(&uri, &["net-list", "--all"]);
+    assert_eq!(rows(&list), [["n1", "inactive", "no", "yes"]], "{list}");
+    ok(&uri, &["net-start", "n1"]);
+    ok(&uri, &["net-autostart", "n1"]);
+    let list = ok(&uri, &["net-list"]);
+    assert_eq!(rows(&list), [["n1", "active", "yes", "yes"]], "{list}");
+    assert_eq!(ok(&uri, &["net-list", "--name"]).trim(), "n1");
+    let uuid = ok(&uri, &["net-uuid", "n1"]).trim().to_string();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(ok(&uri, &["net-name", &uuid]).trim(), "n1");
+    let info = ok(&uri, &["net-info", "n1"]);
+    assert!(
+        info.contains("Active:         yes") && info.contains("Bridge:         virbr0"),
+        "{info}"
+    );
+    let xml = ok(&uri, &["net-dumpxml", "n1"]);
+    assert!(
+        xml.contains("<bridge name='virbr0'") && xml.contains(&format!("<uuid>{uuid}</uuid>")),
+        "{xml}"
+    );
+    assert!(ok(&uri, &["net-dumpxml", "--inactive", "n1"]).contains("<name>n1</name>"));
+    let leases = ok(&uri, &["net-dhcp-leases", "n1"]);
+    assert!(
+        leases.contains("52:54:00:00:00:05") && leases.contains("192.168.90.5/24"),
+        "{leases}"
+    );
+    ok(
+        &uri,
+        &[
+            "net-update",
+            "n1",
+            "add",
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:06' name='six' ip='192.168.90.6'/>",
+            "--live",
+            "--config",
+        ],
+    );
+    assert!(ok(&uri, &["net-dumpxml", "n1"]).contains("name='six'"));
+
+    // ports (virNetworkPort)
+    let port = write_file(
+        &dir,
+        "port.xml",
+        "<networkport><owner><name>vm</name><uuid>11111111-2222-3333-4444-555555555555</uuid></owner><mac address='52:54:00:00:00:07'/></networkport>",
+    );
+    ok(&uri, &["net-port-create", "n1", port.to_str().unwrap()]);
+    let ports = ok(&uri, &["net-port-list", "n1"]);
+    let port_uuid = rows(&ports)[0][0].clone();
+    let pxml = ok(&uri, &["net-port-dumpxml", "n1", &port_uuid]);
+    assert!(
+        pxml.contains("<plug type='network' bridge='virbr0'/>"),
+        "{pxml}"
+    );
+    ok(&uri, &["net-port-delete", "n1", &port_uuid]);
+    assert!(rows(&ok(&uri, &["net-port-list", "n1"])).is_empty());
+
+    // the read-only socket reads and refuses changes
+    assert_eq!(rows(&ok(&ro, &["net-list", "--all"]))[0][0], "n1");
+    assert!(ok(&ro, &["net-dumpxml", "n1"]).contains("<name>n1</name>"));
+    let e = fails(&ro, &["net-destroy", "n1"]);
+    assert!(e.contains("read only") || e.contains("read-only"), "{e}");
+    let e = fails(&ro, &["net-define", f.to_str().unwrap()]);
+    assert!(e.contains("read only") || e.contains("read-only"), "{e}");
+
+    // bad input is refused clearly
+    let bad = write_file(
+        &dir,
+        "bad.xml",
+        "<network><name>a/b</name><ip address='10.0.0.1' prefix='24'/></network>",
+    );
+    let e = fails(&uri, &["net-define", bad.to_str().unwrap()]);
+    assert!(e.contains("a/b"), "{e}");
+    let overlap = write_file(
+        &dir,
+        "overlap.xml",
+        "<network><name>n2</name><ip address='192.168.90.129' prefix='25'/></network>",
+    );
+    let e = fails(&uri, &["net-create", overlap.to_str().unwrap()]);
+    assert!(e.contains("overlaps active network 'n1'"), "{e}");
+
+    // a transient network
+    let t = write_file(
+        &dir,
+        "t.xml",
+        "<network><name>t1</name><ip address='10.77.0.1' prefix='24'/></network>",
+    );
+    // --validate: virNetworkCreateXMLFlags
+    ok(&uri, &["net-create", "--validate", t.to_str().unwrap()]);
+    let list = ok(&uri, &["net-list", "--all"]);
+    assert!(
+        rows(&list).contains(&vec![
+            "t1".to_string(),
+            "active".into(),
+            "no".into(),
+            "no".into()
+        ]),
+        "{list}"
+    );
+    ok(&uri, &["net-destroy", "t1"]);
+
+    ok(&uri, &["net-autostart", "n1", "--disable"]);
+    ok(&uri, &["net-destroy", "n1"]);
+    assert_eq!(
+        rows(&ok(&uri, &["net-list", "--inactive"])),
+        [["n1", "inactive", "no", "yes"]]
+    );
+    ok(&uri, &["net-undefine", "n1"]);
+    assert!(rows(&ok(&uri, &["net-list", "--all"])).is_empty());
+    let e = fails(&uri, &["net-info", "n1"]);
+    assert!(
+        e.contains("Network not found") || e.contains("network not found"),
+        "{e}"
+    );
+
+    let log = std::fs::read_to_string(dir.join("test-network-calls.log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "start n1",
+            "update n1 3 4",
+            "plug n1",
+            "unplug n1",
+            "start t1",
+            "stop t1",
+            "stop n1"
+        ],
+        "{log}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while events.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "virsh net-event did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for want in ["Defined", "Started", "Stopped", "Undefined"] {
+        assert!(
+            seen.contains(&format!("event 'lifecycle' for network n1: {want}")),
+            "{want} missing from {seen}"
+        );
+    }
+}
+
+const PYTHON: &str = "/usr/bin/python3";
+
+const SCRIPT: &str = r#"
+import sys, threading, time
+import libvirt
+
+uri = sys.argv[1]
+libvirt.registerErrorHandler(lambda *a: None, None)
+libvirt.virEventRegisterDefaultImpl()
+
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+threading.Thread(target=loop, daemon=True).start()
+
+conn = libvirt.open(uri)
+events = []
+def on_lifecycle(c, net, event, detail, opaque):
+    events.append((net.name(), event))
+cid = conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+
+net = conn.networkDefineXML("<network><name>py1</name><ip address='10.66.0.1' prefix='24'/></network>")
+assert net.isPersistent() == 1 and net.isActive() == 0
+net.create()
+assert net.isActive() == 1
+assert net.bridgeName().startswith("virbr"), net.bridgeName()
+names = [n.name() for n in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)]
+assert names == ["py1"], names
+assert conn.listNetworks() == ["py1"]
+assert conn.numOfNetworks() == 1 and conn.numOfDefinedNetworks() == 0
+assert conn.networkLookupByUUIDString(net.UUIDString()).name() == "py1"
+net.setAutostart(1)
+assert net.autostart() == 1
+net.destroy()
+net.undefine()
+try:
+    conn.networkLookupByName("py1")
+    raise SystemExit("lookup of an undefined network succeeded")
+except libvirt.libvirtError as e:
+    assert e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK, e.get_error_code()
+
+deadline = time.time() + 5
+want = {libvirt.VIR_NETWORK_EVENT_DEFINED, libvirt.VIR_NETWORK_EVENT_STARTED,
+        libvirt.VIR_NETWORK_EVENT_STOPPED, libvirt.VIR_NETWORK_EVENT_UNDEFINED}
+while time.time() < deadline and not want <= {e for n, e in events if n == "py1"}:
+    time.sleep(0.05)
+got = {e for n, e in events if n == "py1"}
+assert want <= got, events
+conn.networkEventDeregisterAny(cid)
+conn.close()
+print("OK")
+"#;
+
+#[test]
+fn python_libvirt_lists_networks_and_gets_their_events() {
+    if missing(
+        "python3-libvirt",
+        Command::new(PYTHON).args(["-c", "import libvirt"]),
+    ) {
+        return;
+    }
+    let d = Daemon::start();
+    let out = Command::new(PYTHON)
+        .args(["-c", SCRIPT, &d.uri()])
+        .output()
+        .expect("cannot run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "python-libvirt script failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
