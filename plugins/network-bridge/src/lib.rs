@@ -31,6 +31,7 @@ mod error;
 pub mod leases;
 pub mod netlink;
 pub mod nft;
+pub mod plugin;
 pub mod state;
 mod tap;
 
@@ -47,6 +48,17 @@ use error::object;
 use netlink::{BridgeSpec, Netlink};
 use rvirt_xml::Network;
 use state::{Files, State};
+
+rvirt_sdk::export_plugin! {
+    manifest: rvirt_sdk::PluginInfo {
+        name: "network-bridge",
+        kind: "network",
+        schemes: &[],
+        version: env!("CARGO_PKG_VERSION"),
+        description: "virtual networks on Linux bridges: nat, route, open, isolated and host bridges (netlink, dnsmasq, nftables)",
+    },
+    network: { forward_modes: plugin::FORWARD_MODES, open: plugin::open },
+}
 
 /// What [`start`] set up.
 #[derive(Debug, Clone, PartialEq, Eq)]

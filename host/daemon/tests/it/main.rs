@@ -5,6 +5,7 @@
 //! have been built next to it (`cargo build --workspace`). Tests needing `virsh` or
 //! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
 
+mod bridge_networks;
 mod networks;
 mod protocol;
 mod python;
@@ -114,7 +115,14 @@ impl Daemon {
 
     /// Stops the daemon (SIGTERM) and starts a new one on the same root.
     pub fn restart(&mut self) {
+        self.restart_after(|_| {});
+    }
+
+    /// [`Daemon::restart`], running `between` on the root while no daemon runs (a test's
+    /// host reboot removes the volatile `run/` state there).
+    pub fn restart_after(&mut self, between: impl FnOnce(&Path)) {
         assert!(self.stop(), "rvirtd did not exit cleanly on SIGTERM");
+        between(self.root.path());
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
         let bin_dir = bin.parent().expect("binary directory").to_path_buf();
         let child = Command::new(&bin)

@@ -1,0 +1,242 @@
+//! The plugin edge: this crate's functions behind the plugin API's network facet
+//! (plugin API 1.5). Networks arrive as libvirt XML and are parsed here; what the library
+//! returns goes back as ABI types; errors keep their libvirt numbers. The backend is
+//! stateless: every call carries the network and the run directory the host gave it.
+
+use crate::Error;
+use rvirt_sdk::abi::{
+    ErrorDomain, HostServicesBox, Lease, NetworkBackend, PResult, PluginError, PortPlug,
+    abi_stable::std_types::{RResult, RStr, RString, RVec},
+    log_level,
+};
+use rvirt_xml::Network;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The forward modes served: `<forward mode>` values, and `isolated` for no `<forward>`.
+pub const FORWARD_MODES: &[&str] = &["nat", "route", "open", "isolated", "bridge"];
+
+/// `VIR_NETWORK_SECTION_IP_DHCP_HOST` and `VIR_NETWORK_SECTION_DNS_HOST`.
+const SECTION_IP_DHCP_HOST: u32 = 4;
+const SECTION_DNS_HOST: u32 = 10;
+
+/// One backend per forward mode. It keeps only the run directory the host gave each
+/// network at start (or at the reattach check after a host restart), for the calls whose
+/// ABI does not carry it (leases, updates).
+pub struct BridgeBackend {
+    mode: String,
+    _host: HostServicesBox,
+    run_dirs: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl BridgeBackend {
+    fn remember(&self, n: &Network, dir: &Path) {
+        self.run_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(n.name().to_string(), dir.to_path_buf());
+    }
+
+    fn forget(&self, n: &Network) {
+        self.run_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(n.name());
+    }
+
+    fn lease_dir(&self, n: &Network) -> Result<PathBuf, PluginError> {
+        self.run_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(n.name())
+            .cloned()
+            .ok_or_else(|| PluginError {
+                code: rvirt_sdk::abi::ErrorCode::OperationInvalid as i32,
+                domain: ErrorDomain::Network as i32,
+                message: format!("network '{}' is not running on this backend", n.name()).into(),
+            })
+    }
+}
+
+/// Opens the backend of `mode`.
+pub fn open(mode: &str, host: HostServicesBox) -> Result<BridgeBackend, PluginError> {
+    host.log(
+        log_level::DEBUG,
+        RStr::from_str("bridge network backend opened"),
+    );
+    Ok(BridgeBackend {
+        mode: mode.to_string(),
+        _host: host,
+        run_dirs: Mutex::default(),
+    })
+}
+
+fn perr(e: Error) -> PluginError {
+    PluginError {
+        code: e.code(),
+        domain: ErrorDomain::Network as i32,
+        message: e.full_message().into(),
+    }
+}
+
+fn net(xml: RStr<'_>) -> Result<Network, PluginError> {
+    Network::parse(xml.as_str()).map_err(|e| PluginError {
+        code: rvirt_sdk::abi::ErrorCode::XmlError as i32,
+        domain: ErrorDomain::Network as i32,
+        message: format!("network definition from the host: {e}").into(),
+    })
+}
+
+fn dir(state_dir: RStr<'_>) -> Result<&Path, PluginError> {
+    if state_dir.is_empty() {
+        return Err(PluginError {
+            code: rvirt_sdk::abi::ErrorCode::OperationInvalid as i32,
+            domain: ErrorDomain::Network as i32,
+            message: "the bridge backend needs a run directory (networks of a host root kept in memory cannot be started)".into(),
+        });
+    }
+    Ok(Path::new(state_dir.as_str()))
+}
+
+fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
+    match r {
+        Ok(v) => RResult::ROk(v),
+        Err(e) => RResult::RErr(e),
+    }
+}
+
+/// `<network><bridge name='X'/></network>`: what the host adds to the live definition.
+fn live_additions(bridge: &str) -> String {
+    let mut b = String::with_capacity(bridge.len());
+    for c in bridge.chars() {
+        match c {
+            '&' => b.push_str("&amp;"),
+            '<' => b.push_str("&lt;"),
+            '\'' => b.push_str("&apos;"),
+            c => b.push(c),
+        }
+    }
+    format!("<network><bridge name='{b}'/></network>")
+}
+
+impl NetworkBackend for BridgeBackend {
+    fn forward_mode(&self) -> RString {
+        self.mode.as_str().into()
+    }
+
+    fn start_network(&self, net_xml: RStr<'_>, state_dir: RStr<'_>) -> PResult<RString> {
+        res((|| {
+            let n = net(net_xml)?;
+            let d = dir(state_dir)?;
+            let started = crate::start(&n, d).map_err(perr)?;
+            self.remember(&n, d);
+            Ok(live_additions(&started.bridge).into())
+        })())
+    }
+
+    fn stop_network(&self, net_xml: RStr<'_>, state_dir: RStr<'_>) -> PResult<()> {
+        res((|| {
+            let n = net(net_xml)?;
+            crate::stop(&n, dir(state_dir)?).map_err(perr)?;
+            self.forget(&n);
+            Ok(())
+        })())
+    }
+
+    fn check_network(&self, net_xml: RStr<'_>, state_dir: RStr<'_>) -> PResult<bool> {
+        res((|| {
+            let n = net(net_xml)?;
+            let d = dir(state_dir)?;
+            let running = crate::is_running(&n, d).map_err(perr)?;
+            if running {
+                self.remember(&n, d);
+            }
+            Ok(running)
+        })())
+    }
+
+    fn plug_port(&self, net_xml: RStr<'_>, port_xml: RStr<'_>) -> PResult<PortPlug> {
+        // The hypervisor makes the guest's TAP (QEMU inherits its descriptor); the network
+        // answers which bridge it joins and with what MTU.
+        res((|| {
+            let n = net(net_xml)?;
+            let bridge = n.bridge_name().unwrap_or_default().to_string();
+            if bridge.is_empty() {
+                return Err(PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::OperationInvalid as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: format!("network '{}' has no bridge (is it active?)", n.name()).into(),
+                });
+            }
+            Ok(PortPlug {
+                plug_type: if self.mode == "bridge" {
+                    "bridge"
+                } else {
+                    "network"
+                }
+                .into(),
+                bridge: bridge.into(),
+                tap: RString::new(),
+                mtu: n.mtu().unwrap_or(0),
+                port_xml: port_xml.as_str().into(),
+            })
+        })())
+    }
+
+    fn unplug_port(&self, _net_xml: RStr<'_>, _port_xml: RStr<'_>) -> PResult<()> {
+        // nothing was taken: the hypervisor's TAP goes with the guest
+        RResult::ROk(())
+    }
+
+    fn dhcp_leases(&self, net_xml: RStr<'_>, mac: RStr<'_>) -> PResult<RVec<Lease>> {
+        res((|| {
+            let n = net(net_xml)?;
+            let iface = n.bridge_name().unwrap_or_default().to_string();
+            let mac = (!mac.is_empty()).then_some(mac.as_str());
+            let found = crate::leases(&n, &self.lease_dir(&n)?, mac).map_err(perr)?;
+            Ok(found
+                .into_iter()
+                .map(|l| Lease {
+                    iface: iface.as_str().into(),
+                    expiry_time: i64::try_from(l.expiry).unwrap_or(i64::MAX),
+                    ip_type: i32::from(l.ip.is_ipv6()),
+                    mac: l.mac.unwrap_or_default().into(),
+                    iaid: l.iaid.unwrap_or_default().into(),
+                    ipaddr: l.ip.to_string().into(),
+                    prefix: u32::from(l.prefix.unwrap_or(0)),
+                    hostname: l.hostname.unwrap_or_default().into(),
+                    clientid: l.client_id.unwrap_or_default().into(),
+                })
+                .collect())
+        })())
+    }
+
+    fn update(
+        &self,
+        net_xml: RStr<'_>,
+        _command: u32,
+        section: u32,
+        _parent_index: i32,
+        _xml: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<()> {
+        res((|| {
+            let n = net(net_xml)?;
+            let d = self.lease_dir(&n)?;
+            match section {
+                SECTION_IP_DHCP_HOST => crate::update_dhcp_hosts(&n, &d).map_err(perr),
+                SECTION_DNS_HOST => crate::update_dns_hosts(&n, &d).map_err(perr),
+                other => Err(PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::NoSupport as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: format!(
+                        "this function is not supported by the connection driver: virNetworkUpdate of section {other} on a running network (network backend '{}')",
+                        self.mode
+                    )
+                    .into(),
+                }),
+            }
+        })())
+    }
+}
