@@ -147,6 +147,21 @@ pub trait HostServices: Send + Sync {
         let _ = (pool, volume);
         RResult::RErr(host_lacks("virStorageVolGetPath", ErrorDomain::Storage))
     }
+    /// Plugs a guest interface into virtual network `network` of the connection (what
+    /// libvirt's hypervisor drivers do for `<interface type='network'>` at start):
+    /// `port_xml` is a `<networkport>` document (UUID, owner, MAC); answers it as the
+    /// network completed it, with `<plug type='network' bridge='...'/>` naming the bridge
+    /// the hypervisor's TAP joins. An inactive network answers `VIR_ERR_OPERATION_INVALID`,
+    /// an unknown one `VIR_ERR_NO_NETWORK`. Since 1.5.
+    fn network_port_create(&self, network: RStr<'_>, port_xml: RStr<'_>) -> PResult<RString> {
+        let _ = (network, port_xml);
+        RResult::RErr(host_lacks("virNetworkPortCreateXML", ErrorDomain::Network))
+    }
+    /// Releases the port `port_uuid` of `network` (the guest stopped). Since 1.5.
+    fn network_port_delete(&self, network: RStr<'_>, port_uuid: RStr<'_>) -> PResult<()> {
+        let _ = (network, port_uuid);
+        RResult::RErr(host_lacks("virNetworkPortDelete", ErrorDomain::Network))
+    }
 }
 
 /// The boxed host services trait object.

@@ -163,15 +163,6 @@ impl Runtime {
                 read_only,
             ));
         }
-        let ctx = plugin::ConnectionContext {
-            system_root: self.system_root.clone(),
-            uri: parsed.clone(),
-            pools: self.pools_lookup(&parsed),
-        };
-        let backend = self.registry.open(&parsed.driver, uri, read_only, ctx)?;
-        let storage =
-            storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
-        let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
         let networks: network_api::NetworksLookup = {
             let uri = uri.to_string();
             let system_root = self.system_root.clone();
@@ -189,6 +180,16 @@ impl Runtime {
                 network_bind::networks_for(&root, Arc::clone(&backends))
             })
         };
+        let ctx = plugin::ConnectionContext {
+            system_root: self.system_root.clone(),
+            uri: parsed.clone(),
+            pools: self.pools_lookup(&parsed),
+            networks: Arc::clone(&networks),
+        };
+        let backend = self.registry.open(&parsed.driver, uri, read_only, ctx)?;
+        let storage =
+            storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
+        let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
         Ok(Connection::new(
             backend,
             Arc::new(storage),

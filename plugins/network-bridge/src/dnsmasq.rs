@@ -137,6 +137,10 @@ pub fn config(plan: &Plan, bridge: &str, files: &Files) -> String {
     if any_dhcp {
         c.push_str("dhcp-no-override\n");
         c.push_str("dhcp-authoritative\n");
+        // No ICMP probe of an address before offering it: dnsmasq is the only server on
+        // the network and keeps its leases, and the probe holds the first offers back
+        // for seconds (a guest whose client tries three times a second gets none).
+        c.push_str("no-ping\n");
         if lease_max > 0 {
             let _ = writeln!(c, "dhcp-lease-max={}", lease_max.min(u32::MAX as u128));
         }
@@ -396,6 +400,7 @@ dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,3600
 dhcp-range=fd00:1::100,fd00:1::1ff,64
 dhcp-no-override
 dhcp-authoritative
+no-ping
 dhcp-lease-max=509
 dhcp-hostsfile=/s/default.hostsfile
 dhcp-leasefile=/s/default.leases

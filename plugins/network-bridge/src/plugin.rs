@@ -156,7 +156,7 @@ impl NetworkBackend for BridgeBackend {
         })())
     }
 
-    fn plug_port(&self, net_xml: RStr<'_>, port_xml: RStr<'_>) -> PResult<PortPlug> {
+    fn plug_port(&self, net_xml: RStr<'_>, _port_xml: RStr<'_>) -> PResult<PortPlug> {
         // The hypervisor makes the guest's TAP (QEMU inherits its descriptor); the network
         // answers which bridge it joins and with what MTU.
         res((|| {
@@ -179,7 +179,8 @@ impl NetworkBackend for BridgeBackend {
                 bridge: bridge.into(),
                 tap: RString::new(),
                 mtu: n.mtu().unwrap_or(0),
-                port_xml: port_xml.as_str().into(),
+                // the host completes the port with `<plug type bridge>` from the above
+                port_xml: RString::new(),
             })
         })())
     }

@@ -74,9 +74,21 @@ pub struct BuildOptions {
     /// The storage volumes of the `<disk type='volume'>` disks, resolved through the
     /// host's storage pools, by target device (`vda`); see [`volume_disks`].
     pub volumes: std::collections::HashMap<String, ResolvedVolume>,
-    /// The TAP devices made for the bridge interfaces, by the interface's position among
-    /// the `<interface>` elements: (descriptor QEMU inherits, device name).
-    pub taps: std::collections::HashMap<usize, (i32, String)>,
+    /// The TAP devices made for the bridge and network interfaces, by the interface's
+    /// position among the `<interface>` elements.
+    pub taps: std::collections::HashMap<usize, TapInfo>,
+}
+
+/// A TAP device the driver made for an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapInfo {
+    /// The descriptor QEMU inherits.
+    pub fd: i32,
+    /// The device's name (`vnet0`).
+    pub dev: String,
+    /// For `<interface type='network'>`: the network port plugged for it and the bridge
+    /// the network answered, shown in the live `<source portid bridge>`.
+    pub port: Option<(String, String)>,
 }
 
 /// A `<disk type='volume'>` resolved to what QEMU opens (libvirt's "actual" source of a
@@ -727,20 +739,58 @@ pub fn assign_macs(def: &mut Domain) -> usize {
     n
 }
 
-/// The interfaces that need a TAP device made by the driver: (position among the
-/// `<interface>` elements, bridge, guest MAC, virtio model).
-pub fn bridge_interfaces(def: &Domain) -> Vec<(usize, String, String, bool)> {
+/// An interface that needs a TAP device made by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapInterface {
+    /// Its position among the `<interface>` elements.
+    pub index: usize,
+    /// `<source bridge>` of a bridge interface.
+    pub bridge: Option<String>,
+    /// `<source network>` of a network interface.
+    pub network: Option<String>,
+    /// The guest's MAC address.
+    pub mac: String,
+    /// A virtio model (the TAP gets a virtio-net header).
+    pub virtio: bool,
+}
+
+/// The bridge and network interfaces of `def`.
+pub fn tap_interfaces(def: &Domain) -> Vec<TapInterface> {
     let Some(devs) = def.element().child("devices") else {
         return Vec::new();
     };
     devs.children_named("interface")
         .enumerate()
-        .filter(|(_, i)| i.attr("type") == Some("bridge"))
-        .filter_map(|(k, i)| {
-            let br = attr(i, &["source"], "bridge")?.to_string();
-            let mac = attr(i, &["mac"], "address").unwrap_or_default().to_string();
-            let virtio = attr(i, &["model"], "type") == Some("virtio");
-            Some((k, br, mac, virtio))
+        .filter_map(|(index, i)| {
+            let (bridge, network) = match i.attr("type") {
+                Some("bridge") => (Some(attr(i, &["source"], "bridge")?.to_string()), None),
+                Some("network") => (None, Some(attr(i, &["source"], "network")?.to_string())),
+                _ => return None,
+            };
+            Some(TapInterface {
+                index,
+                bridge,
+                network,
+                mac: attr(i, &["mac"], "address").unwrap_or_default().to_string(),
+                virtio: attr(i, &["model"], "type") == Some("virtio"),
+            })
+        })
+        .collect()
+}
+
+/// The network ports a live definition holds: (network, port UUID) of each
+/// `<interface type='network'>` with a `<source portid>`.
+pub fn network_ports(live: &Domain) -> Vec<(String, String)> {
+    let Some(devs) = live.element().child("devices") else {
+        return Vec::new();
+    };
+    devs.children_named("interface")
+        .filter(|i| i.attr("type") == Some("network"))
+        .filter_map(|i| {
+            Some((
+                attr(i, &["source"], "network")?.to_string(),
+                attr(i, &["source"], "portid")?.to_string(),
+            ))
         })
         .collect()
 }
@@ -1670,15 +1720,28 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                 }
                 v
             }
-            "bridge" => {
-                let br = attr(i, &["source"], "bridge").ok_or_else(|| {
-                    CommandError::Invalid(
-                        "interface of type 'bridge' needs <source bridge=...>".into(),
-                    )
-                })?;
+            "bridge" | "network" => {
+                let br = if ty == "bridge" {
+                    attr(i, &["source"], "bridge").ok_or_else(|| {
+                        CommandError::Invalid(
+                            "interface of type 'bridge' needs <source bridge=...>".into(),
+                        )
+                    })?
+                } else {
+                    attr(i, &["source"], "network").ok_or_else(|| {
+                        CommandError::Invalid(
+                            "interface of type 'network' needs <source network=...>".into(),
+                        )
+                    })?
+                }
+                .to_string();
                 match opts.taps.get(&k) {
                     // the TAP the driver made: QEMU inherits its descriptor
-                    Some((fd, dev)) => {
+                    Some(TapInfo { fd, dev, port }) => {
+                        if let (Some((portid, bridge)), Some(src)) = (port, i.child_mut("source")) {
+                            src.set_attr("portid", portid);
+                            src.set_attr("bridge", bridge);
+                        }
                         i.remove_children(|c| c.name() == "target");
                         let at = i
                             .nodes()
@@ -1694,12 +1757,14 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
                         obj! {"type": "tap", "fd": fd.to_string(), "id": id}
                     }
                     // domxml-to-native: no device is made
-                    None => obj! {"type": "bridge", "br": br, "id": id},
+                    None if ty == "bridge" => obj! {"type": "bridge", "br": br, "id": id},
+                    // the network's bridge is known only once a port is plugged at start
+                    None => obj! {"type": "tap", "fd": "-1", "id": id},
                 }
             }
             other => {
                 return Err(CommandError::Unsupported(format!(
-                    "interface type '{other}' is not supported by the qemu driver (user, ethernet, bridge)"
+                    "interface type '{other}' is not supported by the qemu driver (user, ethernet, bridge, network)"
                 )));
             }
         };

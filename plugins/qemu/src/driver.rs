@@ -679,6 +679,113 @@ impl Driver {
         }
     }
 
+    /// Makes the TAP devices of the bridge and network interfaces of `def` (see
+    /// [`crate::tap`]); a network interface first gets a port of its network through the
+    /// host's services, which names the bridge. On failure everything made is undone.
+    fn make_taps(&self, def: &Domain) -> Result<Vec<MadeTap>> {
+        let mut out: Vec<MadeTap> = Vec::new();
+        let r = (|| -> Result<()> {
+            for t in command::tap_interfaces(def) {
+                let k = t.index;
+                let guest = crate::tap::parse_mac(&t.mac)
+                    .ok_or_else(|| iface_err(k, &format!("no valid MAC address ('{}')", t.mac)))?;
+                let (bridge, port) = match (&t.bridge, &t.network) {
+                    (Some(b), _) => (b.clone(), None),
+                    (None, Some(net)) => {
+                        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let Some(host) = host else {
+                            return Err(iface_err(
+                                k,
+                                &format!(
+                                    "network '{net}' cannot be joined: the host lent no network services (plugin API 1.5 or later)"
+                                ),
+                            ));
+                        };
+                        let portid = uuid::Uuid::new_v4().to_string();
+                        let port_xml = format!(
+                            "<networkport><uuid>{portid}</uuid><owner><name>{}</name><uuid>{}</uuid></owner><mac address='{}'/></networkport>",
+                            xml_text(def.name()),
+                            def.uuid(),
+                            t.mac
+                        );
+                        let done = match host
+                            .network_port_create(RStr::from_str(net), RStr::from_str(&port_xml))
+                        {
+                            RResult::ROk(x) => x.into_string(),
+                            RResult::RErr(mut e) => {
+                                e.message =
+                                    format!("{} (interface {k}, network '{net}')", e.message)
+                                        .into();
+                                return Err(perr(e));
+                            }
+                        };
+                        let Some(bridge) = plug_bridge(&done) else {
+                            let _ = host
+                                .network_port_delete(RStr::from_str(net), RStr::from_str(&portid));
+                            return Err(iface_err(
+                                k,
+                                &format!("network '{net}' plugged the port on no bridge"),
+                            ));
+                        };
+                        (bridge.clone(), Some((net.clone(), portid, bridge)))
+                    }
+                    (None, None) => continue,
+                };
+                let made = crate::tap::create("vnet%d", &bridge, guest, t.virtio);
+                match made {
+                    Ok(tap) => out.push(MadeTap {
+                        index: k,
+                        tap,
+                        port,
+                    }),
+                    Err(e) => {
+                        if let Some((net, portid, _)) = &port {
+                            self.release_port(net, portid);
+                        }
+                        return Err(iface_err(
+                            k,
+                            &format!("on bridge '{bridge}': {}", error_chain(&e)),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for m in &out {
+                if let Some((net, portid, _)) = &m.port {
+                    self.release_port(net, portid);
+                }
+            }
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Gives back a network port (best effort: the guest is gone either way).
+    fn release_port(&self, network: &str, portid: &str) {
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(host) = host
+            && let RResult::RErr(e) =
+                host.network_port_delete(RStr::from_str(network), RStr::from_str(portid))
+        {
+            host.log(
+                rvirt_sdk::abi::log_level::WARN,
+                RStr::from_str(&format!(
+                    "cannot release port {portid} of network '{network}': {}",
+                    e.message
+                )),
+            );
+        }
+    }
+
+    /// Releases the network ports a stopped domain's live definition held.
+    fn release_ports(&self, live: &Domain) {
+        for (net, portid) in command::network_ports(live) {
+            self.release_port(&net, &portid);
+        }
+    }
+
     /// Resolves the `<disk type='volume'>` disks of `def` through the host's storage
     /// pools (libvirt's translation of volume disks, done at start), by target device.
     fn resolve_volumes(&self, def: &Domain) -> Result<HashMap<String, command::ResolvedVolume>> {
@@ -1004,6 +1111,9 @@ impl Driver {
             // QEMU ended while nobody watched (or is a zombie nobody reaps): after a guest
             // shutdown that was recorded, shut off (shutdown); otherwise it crashed.
             self.cleanup_run_files(name, &s.overlays);
+            if let Ok(live) = Domain::parse(&s.live) {
+                self.release_ports(&live);
+            }
             if let Some(d) = st.doms.get_mut(&uuid) {
                 d.state = state::SHUTOFF;
                 d.reason = if s.shutdown {
@@ -1611,8 +1721,16 @@ impl Driver {
         let native_volumes: Vec<command::ResolvedVolume> = volumes.values().cloned().collect();
         // TAP devices for bridge interfaces, made before QEMU and inherited by it; they
         // vanish with their last descriptor (a failed start, or QEMU's exit).
-        let taps = make_taps(&def)?;
-        let tap_fds: Vec<i32> = taps.iter().map(|(_, t)| t.fd.as_raw_fd()).collect();
+        let taps = self.make_taps(&def)?;
+        let tap_fds: Vec<i32> = taps.iter().map(|m| m.tap.fd.as_raw_fd()).collect();
+        // the ports go back if the start fails anywhere below
+        let mut ports = PortGuard {
+            driver: self,
+            ports: taps
+                .iter()
+                .filter_map(|m| m.port.as_ref().map(|(n, id, _)| (n.clone(), id.clone())))
+                .collect(),
+        };
         let monitor = self.paths.monitor(&name);
         // Everything that can be checked is checked before QEMU is spawned. Under the
         // domain's lock, with its status file checked, a socket left here is stale.
@@ -1625,7 +1743,16 @@ impl Driver {
                 volumes,
                 taps: taps
                     .iter()
-                    .map(|(k, t)| (*k, (t.fd.as_raw_fd(), t.name.clone())))
+                    .map(|m| {
+                        (
+                            m.index,
+                            command::TapInfo {
+                                fd: m.tap.fd.as_raw_fd(),
+                                dev: m.tap.name.clone(),
+                                port: m.port.as_ref().map(|(_, id, br)| (id.clone(), br.clone())),
+                            },
+                        )
+                    })
                     .collect(),
                 ..self.build_options(Monitor::Fd(fd), true, def.domain_type())
             },
@@ -1875,6 +2002,8 @@ impl Driver {
         let up = format!("rvirt: qemu pid {pid} up in {:?}\n", t0.elapsed());
         self.spawn_exit_waiter(uuid, generation, pidfd, true);
         self.spawn_event_loop(uuid, generation, events, Some((log_path, up)));
+        // started: the ports belong to the run now (released when it stops)
+        ports.ports.clear();
         let mut ev = vec![(r.clone(), event::STARTED, detail::STARTED_BOOTED)];
         if paused {
             ev.push((r.clone(), event::SUSPENDED, detail::SUSPENDED_PAUSED));
@@ -2014,6 +2143,7 @@ impl Driver {
         // gone may already have started the domain again, with new files.
         if self.status_names(&name, run.pid, run.start_time) {
             self.cleanup_run_files(&name, &run.overlays);
+            self.release_ports(&run.live);
         }
         let _ = append_log(
             &self.paths.log_file(&name),
@@ -2483,26 +2613,45 @@ fn fill_pty_paths(live: &mut Domain, chardevs: &serde_json::Value) {
     }
 }
 
-/// Makes the TAP devices of the bridge interfaces of `def` (see [`crate::tap`]).
-fn make_taps(def: &Domain) -> Result<Vec<(usize, crate::tap::Tap)>> {
-    let mut out = Vec::new();
-    for (k, bridge, mac, virtio) in command::bridge_interfaces(def) {
-        let guest = crate::tap::parse_mac(&mac).ok_or_else(|| {
-            DriverError::from(command::CommandError::Invalid(format!(
-                "interface {k} has no valid MAC address ('{mac}')"
-            )))
-        })?;
-        let tap = crate::tap::create("vnet%d", &bridge, guest, virtio).map_err(|e| {
-            DriverError::from(command::CommandError::Invalid(format!(
-                "interface {k} on bridge '{bridge}': {}",
-                error_chain(&e)
-            )))
-        })?;
-        out.push((k, tap));
-    }
-    Ok(out)
+/// Network ports plugged for a start, released on drop unless the start succeeded.
+struct PortGuard<'a> {
+    driver: &'a Driver,
+    ports: Vec<(String, String)>,
 }
 
+impl Drop for PortGuard<'_> {
+    fn drop(&mut self) {
+        for (net, id) in &self.ports {
+            self.driver.release_port(net, id);
+        }
+    }
+}
+
+/// Text for an XML element's content.
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A TAP device made for an interface at start, with the network port plugged for it.
+struct MadeTap {
+    index: usize,
+    tap: crate::tap::Tap,
+    port: Option<(String, String, String)>,
+}
+
+fn iface_err(k: usize, what: &str) -> DriverError {
+    DriverError::from(command::CommandError::Invalid(format!(
+        "interface {k}: {what}"
+    )))
+}
+
+/// The `<plug bridge>` of a `<networkport>` document.
+fn plug_bridge(port_xml: &str) -> Option<String> {
+    let e = rvirt_xml::Element::parse(port_xml).ok()?;
+    e.child("plug")?.attr("bridge").map(str::to_string)
+}
 /// An error and its sources, joined with ": ".
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -32,6 +32,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) uri: ConnectUri,
     /// The pools bound to that URI, opened on first use.
     pub(crate) pools: PoolsLookup,
+    /// The networks bound to that URI, opened on first use.
+    pub(crate) networks: crate::network_api::NetworksLookup,
 }
 
 /// [`api::HostServices`] for one hypervisor connection.
@@ -172,6 +174,28 @@ impl api::HostServices for HypervisorServices {
             self.resolve(pool.as_str(), volume.as_str())
         })
     }
+
+    fn network_port_create(&self, network: RStr<'_>, port_xml: RStr<'_>) -> PResult<RString> {
+        guarded("virNetworkPortCreateXML", || {
+            let nets = (self.ctx.networks)()?;
+            let id = nets.port_create(network.as_str(), port_xml.as_str(), 0)?;
+            nets.port_xml(network.as_str(), id.uuid, 0)
+                .map(RString::from)
+        })
+    }
+
+    fn network_port_delete(&self, network: RStr<'_>, port_uuid: RStr<'_>) -> PResult<()> {
+        guarded("virNetworkPortDelete", || {
+            let uuid = uuid::Uuid::parse_str(port_uuid.as_str()).map_err(|_| {
+                Error::driver(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Network,
+                    format!("invalid network port UUID '{port_uuid}'"),
+                )
+            })?;
+            (self.ctx.networks)()?.port_delete(network.as_str(), uuid, 0)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +213,7 @@ mod tests {
                     system_root: PathBuf::from("/srv/root"),
                     uri: ConnectUri::parse(uri).unwrap(),
                     pools,
+                    networks: crate::network_api::remote_lookup(),
                 },
             ),
             TD_Opaque,
