@@ -452,6 +452,11 @@ fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallR
                     .map_err(host_error)?,
             })
         }),
+        P::DomainInterfaceAddresses => call::<procs::DomainInterfaceAddresses>(payload, |a| {
+            let conn = c()?;
+            let dom = lookup(conn, &a.dom)?;
+            interface_addresses(conn, &dom, a.source, a.flags)
+        }),
         P::DomainIsActive => call::<procs::DomainIsActive>(payload, |a| {
             Ok(DomainIsActiveRet {
                 active: int(lookup(c()?, &a.dom)?.is_active().map_err(host_error)?),
@@ -758,6 +763,88 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// `virDomainInterfaceAddresses` from the DHCP leases of the networks the domain's
+/// `<interface type='network'>` devices are on (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE`,
+/// as libvirt's daemon answers it from its network driver); the agent and ARP sources
+/// need the hypervisor and answer no-support.
+fn interface_addresses(
+    conn: &Connection,
+    dom: &rvirt_host::Domain,
+    source: u32,
+    flags: u32,
+) -> Result<DomainInterfaceAddressesRet, Failure> {
+    if flags != 0 {
+        return Err(err(
+            error_code::INVALID_ARG,
+            error_domain::DOMAIN,
+            format!("virDomainInterfaceAddresses: unsupported flags ({flags:#x})"),
+        ));
+    }
+    if source != 0 {
+        let what = match source {
+            1 => "the guest agent",
+            2 => "the ARP table",
+            _ => "an unknown source",
+        };
+        return Err(err(
+            error_code::NO_SUPPORT,
+            error_domain::DOMAIN,
+            format!(
+                "this function is not supported by the connection driver: virDomainInterfaceAddresses from {what}"
+            ),
+        ));
+    }
+    let live = dom.get_xml_desc(0).map_err(host_error)?;
+    let def = rvirt_xml::Element::parse(&live).map_err(|e| {
+        err(
+            error_code::INTERNAL_ERROR,
+            error_domain::DOMAIN,
+            format!("the domain's live XML does not parse: {e}"),
+        )
+    })?;
+    let mut ifaces = Vec::new();
+    let Some(devs) = def.child("devices") else {
+        return Ok(DomainInterfaceAddressesRet { ifaces });
+    };
+    let mut nets = None;
+    for i in devs.children_named("interface") {
+        let net = i.child("source").and_then(|s| s.attr("network"));
+        let mac = i.child("mac").and_then(|m| m.attr("address"));
+        let (Some(net), Some(mac)) = (net, mac) else {
+            continue;
+        };
+        if nets.is_none() {
+            nets = Some(conn.networks().map_err(host_error)?);
+        }
+        let leases = nets
+            .as_ref()
+            .expect("set above")
+            .dhcp_leases(net, Some(mac), 0)
+            .map_err(host_error)?;
+        if leases.is_empty() {
+            continue;
+        }
+        let name = i
+            .child("target")
+            .and_then(|t| t.attr("dev"))
+            .unwrap_or("-")
+            .to_string();
+        ifaces.push(DomainInterface {
+            name,
+            hwaddr: Some(mac.to_string()),
+            addrs: leases
+                .iter()
+                .map(|l| DomainIpAddr {
+                    r#type: l.ip_type,
+                    addr: l.ipaddr.clone(),
+                    prefix: l.prefix,
+                })
+                .collect(),
+        });
+    }
+    Ok(DomainInterfaceAddressesRet { ifaces })
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub const STORAGE_VOL_LIST_MAX: usize = 16_384;
 pub const NETWORK_LIST_MAX: usize = 16_384;
 /// `REMOTE_NETWORK_PORT_LIST_MAX`: network port handles in one list.
 pub const NETWORK_PORT_LIST_MAX: usize = 16_384;
+/// `REMOTE_DOMAIN_INTERFACE_MAX`: interfaces in one `virDomainInterfaceAddresses` answer.
+pub const DOMAIN_INTERFACE_MAX: usize = 2048;
+/// `REMOTE_DOMAIN_IP_ADDR_MAX`: addresses of one interface.
+pub const DOMAIN_IP_ADDR_MAX: usize = 2048;
 /// `REMOTE_NETWORK_DHCP_LEASES_MAX`: leases in one answer.
 pub const NETWORK_DHCP_LEASES_MAX: usize = 65_536;
 /// `REMOTE_SECRET_LIST_MAX`: secret uuid strings and handles in one list.

@@ -256,6 +256,7 @@ remote_procedures! {
     DomainEventCallbackLifecycle = 318: DomainEventCallbackLifecycleMsg => ();
     // leases name the guests' addresses; libvirt answers them read-only
     #[ro] NetworkGetDhcpLeases = 341: NetworkGetDhcpLeasesArgs => NetworkGetDhcpLeasesRet;
+    DomainInterfaceAddresses = 353: DomainInterfaceAddressesArgs => DomainInterfaceAddressesRet;
     DomainDefineXmlFlags = 350: DomainDefineXmlFlagsArgs => DomainRet;
     #[ro] ConnectRegisterCloseCallback = 360: () => ();
     #[ro] ConnectUnregisterCloseCallback = 361: () => ();
@@ -339,6 +340,23 @@ xdr_structs! {
     DomainDefineXmlFlagsArgs { xml: String, flags: u32 }
     /// `remote_domain_get_xml_desc_ret`.
     DomainGetXmlDescRet { xml: String }
+    /// `remote_domain_interface_addresses_args`: `source` is a
+    /// `VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_*` (0 lease, 1 agent, 2 ARP).
+    DomainInterfaceAddressesArgs { dom: NonnullDomain, source: u32, flags: u32 }
+    /// `remote_domain_ip_addr`: `type` is `VIR_IP_ADDR_TYPE_*` (0 IPv4, 1 IPv6).
+    DomainIpAddr { r#type: i32, addr: String, prefix: u32 }
+    /// `remote_domain_interface`.
+    DomainInterface {
+        name: String,
+        hwaddr: Option<String>,
+        #[serde(deserialize_with = "crate::xdr::bounded::<{ crate::protocol::DOMAIN_IP_ADDR_MAX }, _, _>")]
+        addrs: Vec<DomainIpAddr>,
+    }
+    /// `remote_domain_interface_addresses_ret`.
+    DomainInterfaceAddressesRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<{ crate::protocol::DOMAIN_INTERFACE_MAX }, _, _>")]
+        ifaces: Vec<DomainInterface>,
+    }
     /// `remote_domain_get_autostart_ret`.
     DomainGetAutostartRet { autostart: i32 }
     /// `remote_domain_set_autostart_args`.

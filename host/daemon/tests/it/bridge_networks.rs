@@ -309,6 +309,14 @@ fn a_guest_on_a_nat_network_gets_a_lease_through_a_network_port() {
     );
     let leases = ok(&uri, &["net-dhcp-leases", "default"]);
     assert!(leases.contains(&mac) && leases.contains(&ip), "{leases}");
+    // the guest's address as virsh domifaddr shows it (from the network's leases)
+    let addrs = ok(&uri, &["domifaddr", "netvm", "--source", "lease"]);
+    assert!(
+        addrs.contains("vnet0") && addrs.contains(&mac) && addrs.contains(&format!("{ip}/24")),
+        "{addrs}"
+    );
+    let o = virsh(&uri, &["domifaddr", "netvm", "--source", "agent"]);
+    assert!(!o.status.success(), "no guest agent here");
 
     ok(&uri, &["destroy", "netvm"]);
     let ports = ok(&uri, &["net-port-list", "default"]);
