@@ -84,3 +84,31 @@ pub fn guest() -> PathBuf {
     })
     .clone()
 }
+
+/// Runs the calling test again, alone, in a network namespace of its own (`unshare -n`),
+/// so that the bridges, TAPs and firewall tables it makes never touch the host. Returns
+/// `true` in the outer process once the inner run passed (the caller then returns), and
+/// `false` inside the namespace (the caller goes on with the test). Panics when the inner
+/// run fails or did not run exactly the test `name` (`module::function`).
+pub fn rerun_in_netns(name: &str) -> bool {
+    if std::env::var_os("RVIRT_TEST_IN_NETNS").is_some() {
+        return false;
+    }
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("RVIRT_TEST_IN_NETNS", "1")
+        .output()
+        .expect("run unshare -n (util-linux)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("test result: ok. 1 passed"),
+        "{name} in its network namespace:\n{text}"
+    );
+    true
+}

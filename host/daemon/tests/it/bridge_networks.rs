@@ -87,15 +87,7 @@ fn virsh_runs_nat_isolated_and_route_networks_on_the_bridge_plugin() {
     {
         return;
     }
-    if std::env::var_os("RVIRT_TEST_IN_NETNS").is_none() {
-        let st = Command::new("unshare")
-            .arg("-n")
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env("RVIRT_TEST_IN_NETNS", "1")
-            .status()
-            .expect("run unshare -n (util-linux)");
-        assert!(st.success(), "the test failed in its network namespace");
+    if rvirt_tests::rerun_in_netns(NAME) {
         return;
     }
     assert!(sh("ip", &["link", "set", "lo", "up"]).0);
@@ -203,10 +195,10 @@ fn virsh_runs_nat_isolated_and_route_networks_on_the_bridge_plugin() {
 }
 
 const GUEST_TEST: &str =
-    "bridge_networks::a_guest_on_a_nat_network_gets_a_lease_through_a_network_port";
+    "bridge_networks::guests_on_nat_isolated_and_route_networks_get_leases_through_network_ports";
 
 #[test]
-fn a_guest_on_a_nat_network_gets_a_lease_through_a_network_port() {
+fn guests_on_nat_isolated_and_route_networks_get_leases_through_network_ports() {
     if missing("virsh", Command::new("virsh").arg("--version"))
         || missing("dnsmasq", Command::new("dnsmasq").arg("--version"))
         || missing(
@@ -216,120 +208,144 @@ fn a_guest_on_a_nat_network_gets_a_lease_through_a_network_port() {
     {
         return;
     }
-    if std::env::var_os("RVIRT_TEST_IN_NETNS").is_none() {
-        // built before entering the namespace (the guest build downloads packages)
-        let _ = rvirt_tests::guest();
-        let st = Command::new("unshare")
-            .arg("-n")
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", GUEST_TEST, "--nocapture", "--test-threads=1"])
-            .env("RVIRT_TEST_IN_NETNS", "1")
-            .status()
-            .expect("run unshare -n (util-linux)");
-        assert!(st.success(), "the test failed in its network namespace");
+    // built before entering the namespace (the guest build downloads packages)
+    let _ = rvirt_tests::guest();
+    if rvirt_tests::rerun_in_netns(GUEST_TEST) {
         return;
     }
     assert!(sh("ip", &["link", "set", "lo", "up"]).0);
     let g = rvirt_tests::guest();
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let root = d.root.path().to_path_buf();
     let _reap = Reap(root.clone());
     let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
-    let f = root.join("default.xml");
-    std::fs::write(
-        &f,
-        "<network><name>default</name><forward mode='nat'/>\
-         <ip address='192.168.150.1' netmask='255.255.255.0'>\
-         <dhcp><range start='192.168.150.100' end='192.168.150.200'/></dhcp></ip></network>",
-    )
-    .unwrap();
-    ok(&uri, &["net-define", f.to_str().unwrap()]);
-    ok(&uri, &["net-start", "default"]);
-    let serial = root.join("serial.log");
-    let dom = root.join("vm.xml");
-    std::fs::write(
-        &dom,
-        format!(
-            "<domain type='qemu'><name>netvm</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
-             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
-             <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
-             <devices><serial type='file'><source path='{s}'/></serial>\
-             <interface type='network'><source network='default'/><model type='virtio'/></interface>\
-             </devices></domain>",
-            k = g.join("vmlinux").display(),
-            i = g.join("initrd.img").display(),
-            s = serial.display(),
-        ),
-    )
-    .unwrap();
-    ok(&uri, &["define", dom.to_str().unwrap()]);
-    ok(&uri, &["start", "netvm"]);
-    let live = ok(&uri, &["dumpxml", "netvm"]);
-    assert!(
-        live.contains("bridge='virbr0'")
-            && live.contains("portid=")
-            && live.contains("<target dev='vnet0'/>"),
-        "{live}"
-    );
-    let mac = live
-        .split("<mac address='")
-        .nth(1)
-        .and_then(|t| t.split('\'').next())
-        .unwrap()
-        .to_string();
-    let ports = ok(&uri, &["net-port-list", "default"]);
-    assert_eq!(port_rows(&ports), 1, "one port for the guest: {ports}");
-    let (_, members) = sh("ip", &["-o", "link", "show", "master", "virbr0"]);
-    assert!(members.contains("vnet0"), "{members}");
+    let modes = [
+        ("natnet", "<forward mode='nat'/>", "192.168.150"),
+        ("isonet", "", "192.168.151"),
+        ("routenet", "<forward mode='route'/>", "192.168.152"),
+    ];
+    for (k, (net, fwd, p)) in modes.into_iter().enumerate() {
+        let f = root.join(format!("{net}.xml"));
+        std::fs::write(
+            &f,
+            format!(
+                "<network><name>{net}</name>{fwd}<ip address='{p}.1' netmask='255.255.255.0'>\
+                 <dhcp><range start='{p}.100' end='{p}.200'/></dhcp></ip></network>"
+            ),
+        )
+        .unwrap();
+        ok(&uri, &["net-define", f.to_str().unwrap()]);
+        ok(&uri, &["net-start", net]);
+        let serial = root.join(format!("serial-{net}.log"));
+        let dom = root.join(format!("vm-{net}.xml"));
+        std::fs::write(
+            &dom,
+            format!(
+                "<domain type='qemu'><name>netvm</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+                 <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+                 <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+                 <devices><serial type='file'><source path='{s}'/></serial>\
+                 <interface type='network'><source network='{net}'/><model type='virtio'/></interface>\
+                 </devices></domain>",
+                k = g.join("vmlinux").display(),
+                i = g.join("initrd.img").display(),
+                s = serial.display(),
+            ),
+        )
+        .unwrap();
+        ok(&uri, &["define", dom.to_str().unwrap()]);
+        ok(&uri, &["start", "netvm"]);
+        let live = ok(&uri, &["dumpxml", "netvm"]);
+        assert!(
+            live.contains("bridge='virbr0'")
+                && live.contains("portid=")
+                && live.contains("<target dev='vnet0'/>"),
+            "{net}: {live}"
+        );
+        let mac = live
+            .split("<mac address='")
+            .nth(1)
+            .and_then(|t| t.split('\'').next())
+            .unwrap()
+            .to_string();
+        let ports = ok(&uri, &["net-port-list", net]);
+        assert_eq!(
+            port_rows(&ports),
+            1,
+            "{net}: one port for the guest: {ports}"
+        );
+        let (_, members) = sh("ip", &["-o", "link", "show", "master", "virbr0"]);
+        assert!(members.contains("vnet0"), "{net}: {members}");
 
-    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
-    let t0 = std::time::Instant::now();
-    while !log().contains("GUEST-READY") {
-        assert!(t0.elapsed().as_secs() < 90, "no GUEST-READY: {}", log());
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        let log =
+            || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+        let t0 = std::time::Instant::now();
+        while !log().contains("GUEST-READY") {
+            assert!(
+                t0.elapsed().as_secs() < 90,
+                "{net}: no GUEST-READY: {}",
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = log();
+        let line = out
+            .lines()
+            .find(|l| l.contains("GUEST-NET: eth0"))
+            .unwrap_or_else(|| panic!("{net}: no GUEST-NET line: {out}"));
+        assert!(
+            line.contains(&format!("mac={mac}")) && line.contains("carrier=1"),
+            "{net}: {line}"
+        );
+        let ip = line
+            .split("ip=")
+            .nth(1)
+            .and_then(|t| t.split('/').next())
+            .unwrap()
+            .to_string();
+        assert!(
+            ip.starts_with(&format!("{p}.")),
+            "{net}: the guest leased an address: {line}"
+        );
+        let leases = ok(&uri, &["net-dhcp-leases", net]);
+        assert!(
+            leases.contains(&mac) && leases.contains(&ip),
+            "{net}: {leases}"
+        );
+        if k == 0 {
+            // the guest and its port outlive the daemon
+            d.restart();
+            assert_eq!(ok(&uri, &["domstate", "netvm"]).trim(), "running");
+            let ports = ok(&uri, &["net-port-list", net]);
+            assert_eq!(
+                port_rows(&ports),
+                1,
+                "{net}: the port after a restart: {ports}"
+            );
+        }
+        // the guest's address as virsh domifaddr shows it (from the network's leases)
+        let addrs = ok(&uri, &["domifaddr", "netvm", "--source", "lease"]);
+        assert!(
+            addrs.contains("vnet0") && addrs.contains(&mac) && addrs.contains(&format!("{ip}/24")),
+            "{net}: {addrs}"
+        );
+        let o = virsh(&uri, &["domifaddr", "netvm", "--source", "agent"]);
+        assert!(!o.status.success(), "no guest agent here");
+
+        ok(&uri, &["destroy", "netvm"]);
+        let ports = ok(&uri, &["net-port-list", net]);
+        assert_eq!(
+            port_rows(&ports),
+            0,
+            "{net}: the port went with the guest: {ports}"
+        );
+        assert!(
+            !sh("ip", &["link", "show", "vnet0"]).0,
+            "{net}: the TAP went with QEMU"
+        );
+        ok(&uri, &["undefine", "netvm"]);
+        ok(&uri, &["net-destroy", net]);
+        nothing_left(&root, net, "virbr0");
+        ok(&uri, &["net-undefine", net]);
     }
-    let out = log();
-    let line = out
-        .lines()
-        .find(|l| l.contains("GUEST-NET: eth0"))
-        .unwrap_or_else(|| panic!("no GUEST-NET line: {out}"));
-    assert!(
-        line.contains(&format!("mac={mac}")) && line.contains("carrier=1"),
-        "{line}"
-    );
-    let ip = line
-        .split("ip=")
-        .nth(1)
-        .and_then(|t| t.split('/').next())
-        .unwrap()
-        .to_string();
-    assert!(
-        ip.starts_with("192.168.150."),
-        "the guest leased an address: {line}"
-    );
-    let leases = ok(&uri, &["net-dhcp-leases", "default"]);
-    assert!(leases.contains(&mac) && leases.contains(&ip), "{leases}");
-    // the guest's address as virsh domifaddr shows it (from the network's leases)
-    let addrs = ok(&uri, &["domifaddr", "netvm", "--source", "lease"]);
-    assert!(
-        addrs.contains("vnet0") && addrs.contains(&mac) && addrs.contains(&format!("{ip}/24")),
-        "{addrs}"
-    );
-    let o = virsh(&uri, &["domifaddr", "netvm", "--source", "agent"]);
-    assert!(!o.status.success(), "no guest agent here");
-
-    ok(&uri, &["destroy", "netvm"]);
-    let ports = ok(&uri, &["net-port-list", "default"]);
-    assert_eq!(
-        port_rows(&ports),
-        0,
-        "the port went with the guest: {ports}"
-    );
-    assert!(
-        !sh("ip", &["link", "show", "vnet0"]).0,
-        "the TAP went with QEMU"
-    );
-    ok(&uri, &["undefine", "netvm"]);
-    ok(&uri, &["net-destroy", "default"]);
-    nothing_left(&root, "default", "virbr0");
 }

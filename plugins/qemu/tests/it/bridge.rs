@@ -25,15 +25,7 @@ fn bridge_interfaces_get_a_tap_made_by_the_driver() {
     if !qemu_present() {
         return;
     }
-    if std::env::var_os("RVIRT_TEST_IN_NETNS").is_none() {
-        let st = Command::new("unshare")
-            .arg("-n")
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env("RVIRT_TEST_IN_NETNS", "1")
-            .status()
-            .expect("run unshare -n (util-linux)");
-        assert!(st.success(), "the test failed in its network namespace");
+    if rvirt_tests::rerun_in_netns(NAME) {
         return;
     }
     ip(&["link", "set", "lo", "up"]);
