@@ -1,6 +1,8 @@
 //! API 1.5, frozen. 1.5 appended the network facet to the root module: `NetworkFacet`
 //! (facet 1.0), the `NetworkBackend` trait object and the values it answers, `PortPlug`
-//! and `Lease`, copied here. Everything else is 1.4's, reused from [`super::v1_4`]. Nothing
+//! and `Lease`, copied here; and `network_port_create`/`network_port_delete` to
+//! `HostServices`, so `HostServices` and the facets whose `open` takes it (`StorageFacet`)
+//! are copied too. Everything else is 1.4's, reused from [`super::v1_4`]. Nothing
 //! here refers to a type outside `frozen/` (abi_stable and std types excepted).
 //!
 //! 1.5 is the current minor: this copy is what the host checks a 1.5 plugin against once
@@ -8,10 +10,10 @@
 
 pub use super::v1_4::{
     ConnectionUri, DomainInfo, DomainRef, DriverConnection, DriverConnection_TO,
-    DriverConnectionBox, EventSink, EventSink_TO, EventSinkBox, FacetVersion, HostServices,
-    HostServices_TO, HostServicesBox, Manifest, NodeInfo, PResult, PluginError, PoolRefresh,
-    StateReason, StorageBackend, StorageBackend_TO, StorageBackendBox, StorageFacet,
-    StorageFacet_Ref, Stream, Stream_TO, StreamBox, UriParam, Uuid, VolumeSource,
+    DriverConnectionBox, EventSink, EventSink_TO, EventSinkBox, FacetVersion, Manifest,
+    NodeInfo, PResult, PluginError, PoolRefresh, StateReason, StorageBackend,
+    StorageBackend_TO, StorageBackendBox, Stream, Stream_TO, StreamBox, UriParam, Uuid,
+    VolumeSource,
 };
 use abi_stable::{
     StableAbi, declare_root_module_statics,
@@ -20,6 +22,49 @@ use abi_stable::{
     sabi_types::VersionStrings,
     std_types::{RBox, RResult, RStr, RString, RVec},
 };
+
+fn host_lacks(operation: &str, domain: i32) -> PluginError {
+    PluginError {
+        code: 3,
+        domain,
+        message: RString::from(format!(
+            "this function is not supported by the connection driver: {operation} (the host's services predate it)"
+        )),
+    }
+}
+
+#[sabi_trait]
+pub trait HostServices: Send + Sync {
+    fn system_root(&self) -> RString;
+    fn secret_value(&self, usage_type: i32, usage_id: RStr<'_>) -> PResult<RVec<u8>>;
+    #[sabi(last_prefix_field)]
+    fn log(&self, level: u32, message: RStr<'_>);
+    fn connection_uri(&self) -> PResult<ConnectionUri> {
+        RResult::RErr(host_lacks("virConnectGetURI", 0))
+    }
+    fn volume_source(&self, _pool: RStr<'_>, _volume: RStr<'_>) -> PResult<VolumeSource> {
+        RResult::RErr(host_lacks("virStorageVolGetPath", 18))
+    }
+    fn network_port_create(&self, _network: RStr<'_>, _port_xml: RStr<'_>) -> PResult<RString> {
+        RResult::RErr(host_lacks("virNetworkPortCreateXML", 19))
+    }
+    fn network_port_delete(&self, _network: RStr<'_>, _port_uuid: RStr<'_>) -> PResult<()> {
+        RResult::RErr(host_lacks("virNetworkPortDelete", 19))
+    }
+}
+
+pub type HostServicesBox = HostServices_TO<'static, RBox<()>>;
+
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = StorageFacet_Ref)))]
+pub struct StorageFacet {
+    pub api: FacetVersion,
+    pub pool_types: extern "C" fn() -> RVec<RString>,
+    #[sabi(last_prefix_field)]
+    pub open:
+        extern "C" fn(pool_type: RStr<'_>, host: HostServicesBox) -> PResult<StorageBackendBox>,
+}
 
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
