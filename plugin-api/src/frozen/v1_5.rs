@@ -10,10 +10,9 @@
 
 pub use super::v1_4::{
     ConnectionUri, DomainInfo, DomainRef, DriverConnection, DriverConnection_TO,
-    DriverConnectionBox, EventSink, EventSink_TO, EventSinkBox, FacetVersion, Manifest,
-    NodeInfo, PResult, PluginError, PoolRefresh, StateReason, StorageBackend,
-    StorageBackend_TO, StorageBackendBox, Stream, Stream_TO, StreamBox, UriParam, Uuid,
-    VolumeSource,
+    DriverConnectionBox, EventSink, EventSink_TO, EventSinkBox, FacetVersion, Manifest, NodeInfo,
+    PResult, PluginError, PoolRefresh, StateReason, StorageBackend, StorageBackend_TO,
+    StorageBackendBox, Stream, Stream_TO, StreamBox, UriParam, Uuid, VolumeSource,
 };
 use abi_stable::{
     StableAbi, declare_root_module_statics,
