@@ -479,9 +479,19 @@ fn network_commands_with_json_and_a_missing_backend() {
         ["Name", "State", "Autostart", "Persistent"]
     );
     let uri = format!("qemu:///embed?root={}", dir.display());
-    let e = fails(&["-c", &uri, "net-define", fs]);
+    // isolated networks are the network-bridge plugin's; a mode no plugin serves is
+    // refused at definition, naming it
+    assert!(ok(&["-c", &uri, "net-define", fs]).contains("Network n defined"));
+    ok(&["-c", &uri, "net-undefine", "n"]);
+    let p = dir.join("p.xml");
+    std::fs::write(
+        &p,
+        "<network><name>p</name><forward mode='private'><interface dev='eth9'/></forward></network>",
+    )
+    .unwrap();
+    let e = fails(&["-c", &uri, "net-define", p.to_str().unwrap()]);
     assert!(
-        e.contains("forward mode 'isolated'") && e.contains("rvirt plugin list"),
+        e.contains("forward mode 'private'") && e.contains("rvirt plugin list"),
         "{e}"
     );
     let e = fails(&["-c", &uri, "net-info", "nope"]);
