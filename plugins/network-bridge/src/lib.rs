@@ -626,6 +626,28 @@ fn running_dnsmasq(plan: &Plan, files: &Files, option: &str) -> Result<()> {
 
 /// Applies the `<dhcp><host>` entries of `net` (the updated definition) to the running
 /// network: rewrites dnsmasq's hosts file and makes it read it again (SIGHUP).
+/// Applies a changed set of DHCP ranges (the updated definition `net`) to a running
+/// network: dnsmasq reads its ranges only at start, so its configuration is written again
+/// and it is restarted; the lease file stays, so guests keep their addresses.
+pub fn update_dhcp_ranges(net: &Network, state_dir: &Path) -> Result<()> {
+    let plan = Plan::from_network(net)?;
+    let files = Files::new(state_dir, &plan.name);
+    let st = running_state(&plan.name, &files)?;
+    if !st.dnsmasq {
+        return Err(Error::OperationInvalid {
+            object: object(&plan.name),
+            reason: "the running network has no DHCP server (restart it to add one)".into(),
+        });
+    }
+    let bridge = plan.bridge.clone().ok_or_else(|| Error::OperationInvalid {
+        object: object(&plan.name),
+        reason: "the running network has no bridge name".into(),
+    })?;
+    dnsmasq::write_files(&plan, &bridge, &files)?;
+    dnsmasq::kill(&plan.name, &files)?;
+    dnsmasq::spawn(&plan.name, &files).map(|_| ())
+}
+
 pub fn update_dhcp_hosts(net: &Network, state_dir: &Path) -> Result<()> {
     let plan = Plan::from_network(net)?;
     let files = Files::new(state_dir, &plan.name);

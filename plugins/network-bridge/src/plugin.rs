@@ -17,8 +17,11 @@ use std::sync::Mutex;
 /// The forward modes served: `<forward mode>` values, and `isolated` for no `<forward>`.
 pub const FORWARD_MODES: &[&str] = &["nat", "route", "open", "isolated", "bridge"];
 
-/// `VIR_NETWORK_SECTION_IP_DHCP_HOST` and `VIR_NETWORK_SECTION_DNS_HOST`.
+/// `VIR_NETWORK_SECTION_IP_DHCP_HOST`.
 const SECTION_IP_DHCP_HOST: u32 = 4;
+/// `VIR_NETWORK_SECTION_IP_DHCP_RANGE`.
+const SECTION_IP_DHCP_RANGE: u32 = 5;
+/// `VIR_NETWORK_SECTION_DNS_HOST`.
 const SECTION_DNS_HOST: u32 = 10;
 
 /// One backend per forward mode. It keeps only the run directory the host gave each
@@ -227,6 +230,7 @@ impl NetworkBackend for BridgeBackend {
             let d = self.lease_dir(&n)?;
             match section {
                 SECTION_IP_DHCP_HOST => crate::update_dhcp_hosts(&n, &d).map_err(perr),
+                SECTION_IP_DHCP_RANGE => crate::update_dhcp_ranges(&n, &d).map_err(perr),
                 SECTION_DNS_HOST => crate::update_dns_hosts(&n, &d).map_err(perr),
                 other => Err(PluginError {
                     code: rvirt_sdk::abi::ErrorCode::NoSupport as i32,

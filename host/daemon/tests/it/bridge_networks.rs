@@ -128,6 +128,48 @@ fn virsh_runs_nat_isolated_and_route_networks_on_the_bridge_plugin() {
             "{name}: {rules}"
         );
     }
+    // live updates: a static DHCP host (dnsmasq reloads) and a new DHCP range (dnsmasq
+    // restarts with it)
+    let conf = root.join("run/rvirt/networks/natnet.run/natnet.conf");
+    ok(
+        &uri,
+        &[
+            "net-update",
+            "natnet",
+            "add",
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:07' name='seven' ip='10.71.0.7'/>",
+            "--live",
+            "--config",
+        ],
+    );
+    let hosts =
+        std::fs::read_to_string(root.join("run/rvirt/networks/natnet.run/natnet.hostsfile"))
+            .unwrap();
+    assert!(
+        hosts.contains("52:54:00:00:00:07") && hosts.contains("10.71.0.7"),
+        "{hosts}"
+    );
+    ok(
+        &uri,
+        &[
+            "net-update",
+            "natnet",
+            "add",
+            "ip-dhcp-range",
+            "<range start='10.71.0.50' end='10.71.0.60'/>",
+            "--live",
+            "--config",
+        ],
+    );
+    let c = std::fs::read_to_string(&conf).unwrap();
+    assert!(c.contains("dhcp-range=10.71.0.50,10.71.0.60"), "{c}");
+    assert!(
+        dnsmasq_of(&root, "natnet"),
+        "dnsmasq runs again with the new range"
+    );
+    assert!(ok(&uri, &["net-dumpxml", "natnet", "--inactive"]).contains("10.71.0.50"));
+
     // an overlapping subnet is refused while the other network is active
     let f = root.join("overlap.xml");
     std::fs::write(
