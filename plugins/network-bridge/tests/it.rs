@@ -650,3 +650,60 @@ fn ipv6_dhcp_and_nat6_network_runs() {
         assert!(!table_exists("inet rvirt_v6"));
     });
 }
+
+/// Runs the test in a fresh network namespace and a mount namespace where
+/// `/usr/sbin/dnsmasq` is `/dev/null` (what a host without `dnsmasq-base` looks like to
+/// the program lookup).
+fn in_netns_without_dnsmasq(test: &str, body: impl FnOnce()) {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        in_netns(test, body);
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("unshare")
+        .args(["-n", "-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null /usr/sbin/dnsmasq && exec \"$0\" --exact \"$1\" --nocapture --test-threads=1")
+        .arg(&exe)
+        .arg(test)
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("cannot run unshare (util-linux): these tests need it and root");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- {test} without dnsmasq ---\n{stdout}\n{stderr}");
+    assert!(out.status.success(), "{test} failed ({})", out.status);
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its namespaces"
+    );
+}
+
+#[test]
+fn a_missing_dnsmasq_is_named_with_its_package_and_nothing_is_left() {
+    in_netns_without_dnsmasq(
+        "a_missing_dnsmasq_is_named_with_its_package_and_nothing_is_left",
+        || {
+            assert!(
+                nb::dnsmasq::find_program("dnsmasq").is_none(),
+                "dnsmasq hidden"
+            );
+            let n = net(
+                "<network><name>nodns</name><forward mode='nat'/><bridge name='rvnd0'/>\
+             <ip address='10.93.0.1' netmask='255.255.255.0'>\
+             <dhcp><range start='10.93.0.10' end='10.93.0.20'/></dhcp></ip></network>",
+            );
+            let dir = tempfile::tempdir().expect("tempdir");
+            let e = nb::start(&n, dir.path()).expect_err("no dnsmasq");
+            let msg = e.full_message();
+            assert!(
+                msg.contains("dnsmasq") && msg.contains("dnsmasq-base"),
+                "{msg}"
+            );
+            assert!(!link_exists("rvnd0"), "the bridge was rolled back");
+            assert!(
+                !table_exists("inet rvirt_nodns"),
+                "the table was rolled back"
+            );
+        },
+    );
+}
