@@ -363,7 +363,7 @@ fn the_remote_driver_serves_networks() {
         )
         .unwrap();
     assert_eq!(port.net, id);
-    assert_eq!(n.port_list("n1", 0).unwrap(), [port.clone()]);
+    assert_eq!(n.port_list("n1", 0).unwrap(), std::slice::from_ref(&port));
     assert_eq!(n.port_lookup("n1", port.uuid).unwrap(), port);
     let pxml = n.port_xml("n1", port.uuid, 0).unwrap();
     assert!(
@@ -377,7 +377,7 @@ fn the_remote_driver_serves_networks() {
     // connection before asking
     let ro = rvirt_host::Connection::open(&d.uri_ro()).unwrap();
     let rn = ro.networks().unwrap();
-    assert_eq!(rn.list(0).unwrap(), [id.clone()]);
+    assert_eq!(rn.list(0).unwrap(), std::slice::from_ref(&id));
     assert!(rn.xml("n1", 0).unwrap().contains("<name>n1</name>"));
     let e = rn.define(NET, 0).unwrap_err();
     assert_eq!(e.code(), 29, "{e}");
