@@ -469,11 +469,13 @@ pub fn run(conn: &Connection, cmd: NetworkCommand, json: bool) -> Result<()> {
             let only = network.map(|a| find(&n, &a)).transpose()?.map(|i| i.uuid);
             let seen: Arc<Mutex<Vec<NetworkEvent>>> = Arc::default();
             let s = Arc::clone(&seen);
-            let id = n.subscribe(Arc::new(move |e: &NetworkEvent| {
-                if only.is_none_or(|u| u == e.uuid) {
-                    s.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone());
-                }
-            }));
+            let id = n
+                .subscribe(Arc::new(move |e: &NetworkEvent| {
+                    if only.is_none_or(|u| u == e.uuid) {
+                        s.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone());
+                    }
+                }))
+                .context("failed to subscribe to network events")?;
             let deadline = timeout.map(|t| Instant::now() + Duration::from_secs(t));
             let mut printed = 0;
             loop {
@@ -495,7 +497,8 @@ pub fn run(conn: &Connection, cmd: NetworkCommand, json: bool) -> Result<()> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            n.unsubscribe(id);
+            n.unsubscribe(id)
+                .context("failed to unsubscribe from network events")?;
             println!("events received: {printed}");
             Ok(())
         }

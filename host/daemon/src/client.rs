@@ -569,7 +569,7 @@ impl Client {
                 let nets = conn.networks()?;
                 let cb: std::sync::Arc<dyn Fn(&NetworkEvent) + Send + Sync> =
                     std::sync::Arc::from(cb);
-                Ok(nets.subscribe(cb))
+                nets.subscribe(cb)
             },
             Events::network_frames_for,
         )
@@ -590,8 +590,8 @@ impl Client {
             )
         };
         if let (Some(conn), Some(id)) = (&conn, net_sub) {
-            match conn.networks() {
-                Ok(n) => n.unsubscribe(id),
+            match conn.networks().and_then(|n| n.unsubscribe(id)) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::debug!(client = self.id, "network event unsubscribe failed: {e}")
                 }

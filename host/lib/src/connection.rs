@@ -12,7 +12,7 @@ pub struct Connection {
     backend: Arc<dyn Backend>,
     pub(crate) storage: Arc<dyn StorageService>,
     pub(crate) secrets: Arc<dyn SecretService>,
-    pub(crate) networks: crate::network_api::NetworksLookup,
+    pub(crate) networks: crate::network_api::NetworkOpsLookup,
     read_only: bool,
 }
 
@@ -49,7 +49,7 @@ impl Connection {
         backend: Arc<dyn Backend>,
         storage: Arc<dyn StorageService>,
         secrets: Arc<dyn SecretService>,
-        networks: crate::network_api::NetworksLookup,
+        networks: crate::network_api::NetworkOpsLookup,
         read_only: bool,
     ) -> Self {
         Self {

@@ -155,11 +155,15 @@ impl Runtime {
         let parsed = ConnectUri::parse(uri)?;
         if parsed.is_remote() {
             let remote = remote::open(&parsed, read_only)?;
+            let networks: network_api::NetworkOpsLookup = {
+                let remote = Arc::clone(&remote);
+                Arc::new(move || Ok(Arc::clone(&remote) as Arc<dyn network_api::NetworkOps>))
+            };
             return Ok(Connection::new(
                 remote.clone(),
                 remote.clone(),
                 remote,
-                network_api::remote_lookup(),
+                networks,
                 read_only,
             ));
         }
@@ -194,7 +198,7 @@ impl Runtime {
             backend,
             Arc::new(storage),
             Arc::new(secrets),
-            networks,
+            network_api::local_ops(networks),
             read_only,
         ))
     }

@@ -1,32 +1,158 @@
 //! The embedder's network API: [`Connection::networks`] answers a [`NetworkService`], the
-//! networks bound to the connection's URI (`network_bind`) seen through the connection's
-//! access (a read-only connection is refused every change, `VIR_ERR_OPERATION_DENIED`).
-//! Remote connections do not carry networks yet: the daemon serves them to libvirt's
-//! clients, and the remote driver answers no-support naming the call.
+//! networks of the connection seen through the connection's access (a read-only
+//! connection is refused every change, `VIR_ERR_OPERATION_DENIED`). A local connection's
+//! networks are those bound to its URI (`network_bind`); a remote connection's are the
+//! daemon's, reached over the remote driver (`remote/networks.rs`).
 
 use crate::networks::{Lease, NetworkEventCallback, NetworkId, Networks, PortId};
 use crate::{Connection, Error, Result};
-use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use std::sync::Arc;
 
-/// How a connection finds its networks (opened on first use).
+/// How a local connection finds its networks (opened on first use).
 pub(crate) type NetworksLookup = Arc<dyn Fn() -> Result<Arc<Networks>> + Send + Sync>;
 
-/// The lookup of a remote connection: no-support.
+/// How a connection finds its network operations: the local [`Networks`] or the remote
+/// driver.
+pub(crate) type NetworkOpsLookup = Arc<dyn Fn() -> Result<Arc<dyn NetworkOps>> + Send + Sync>;
+
+/// A lookup without networks (no-support): what a plugin's host services see in tests.
+#[cfg(test)]
 pub(crate) fn remote_lookup() -> NetworksLookup {
     Arc::new(|| {
         Err(Error::driver(
-            ErrorCode::NoSupport,
-            ErrorDomain::Network,
-            "this function is not supported by the connection driver: virConnectListAllNetworks (the remote driver does not carry networks yet)",
+            rvirt_plugin_api::ErrorCode::NoSupport,
+            rvirt_plugin_api::ErrorDomain::Network,
+            "this function is not supported by the connection driver: virConnectListAllNetworks (the remote driver carries networks through the daemon)",
         ))
     })
+}
+
+/// The operations of a local connection's networks.
+pub(crate) fn local_ops(lookup: NetworksLookup) -> NetworkOpsLookup {
+    Arc::new(move || Ok(lookup()? as Arc<dyn NetworkOps>))
+}
+
+/// The network operations of one connection, addressed by network name, as
+/// [`Networks`] answers them.
+pub(crate) trait NetworkOps: Send + Sync {
+    fn list(&self, flags: u32) -> Result<Vec<NetworkId>>;
+    fn lookup_by_name(&self, name: &str) -> Result<NetworkId>;
+    fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<NetworkId>;
+    fn xml(&self, name: &str, flags: u32) -> Result<String>;
+    fn bridge_name(&self, name: &str) -> Result<String>;
+    fn is_active(&self, name: &str) -> Result<bool>;
+    fn is_persistent(&self, name: &str) -> Result<bool>;
+    fn autostart(&self, name: &str) -> Result<bool>;
+    fn dhcp_leases(&self, name: &str, mac: Option<&str>, flags: u32) -> Result<Vec<Lease>>;
+    fn define(&self, xml: &str, flags: u32) -> Result<NetworkId>;
+    fn create_xml(&self, xml: &str, flags: u32) -> Result<NetworkId>;
+    fn undefine(&self, name: &str) -> Result<()>;
+    fn create(&self, name: &str) -> Result<()>;
+    fn destroy(&self, name: &str) -> Result<()>;
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
+    fn update(
+        &self,
+        name: &str,
+        command: u32,
+        section: u32,
+        parent_index: i32,
+        xml: &str,
+        flags: u32,
+    ) -> Result<()>;
+    fn port_create(&self, name: &str, xml: &str, flags: u32) -> Result<PortId>;
+    fn port_lookup(&self, name: &str, port: uuid::Uuid) -> Result<PortId>;
+    fn port_list(&self, name: &str, flags: u32) -> Result<Vec<PortId>>;
+    fn port_xml(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<String>;
+    fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()>;
+    fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64>;
+    fn unsubscribe(&self, id: u64) -> Result<()>;
+}
+
+impl NetworkOps for Networks {
+    fn list(&self, flags: u32) -> Result<Vec<NetworkId>> {
+        Networks::list(self, flags)
+    }
+    fn lookup_by_name(&self, name: &str) -> Result<NetworkId> {
+        Networks::lookup_by_name(self, name)
+    }
+    fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<NetworkId> {
+        Networks::lookup_by_uuid(self, uuid)
+    }
+    fn xml(&self, name: &str, flags: u32) -> Result<String> {
+        Networks::xml(self, name, flags)
+    }
+    fn bridge_name(&self, name: &str) -> Result<String> {
+        Networks::bridge_name(self, name)
+    }
+    fn is_active(&self, name: &str) -> Result<bool> {
+        Networks::is_active(self, name)
+    }
+    fn is_persistent(&self, name: &str) -> Result<bool> {
+        Networks::is_persistent(self, name)
+    }
+    fn autostart(&self, name: &str) -> Result<bool> {
+        Networks::autostart(self, name)
+    }
+    fn dhcp_leases(&self, name: &str, mac: Option<&str>, flags: u32) -> Result<Vec<Lease>> {
+        Networks::dhcp_leases(self, name, mac, flags)
+    }
+    fn define(&self, xml: &str, flags: u32) -> Result<NetworkId> {
+        Networks::define(self, xml, flags)
+    }
+    fn create_xml(&self, xml: &str, flags: u32) -> Result<NetworkId> {
+        Networks::create_xml(self, xml, flags)
+    }
+    fn undefine(&self, name: &str) -> Result<()> {
+        Networks::undefine(self, name)
+    }
+    fn create(&self, name: &str) -> Result<()> {
+        Networks::create(self, name)
+    }
+    fn destroy(&self, name: &str) -> Result<()> {
+        Networks::destroy(self, name)
+    }
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
+        Networks::set_autostart(self, name, on)
+    }
+    fn update(
+        &self,
+        name: &str,
+        command: u32,
+        section: u32,
+        parent_index: i32,
+        xml: &str,
+        flags: u32,
+    ) -> Result<()> {
+        Networks::update(self, name, command, section, parent_index, xml, flags)
+    }
+    fn port_create(&self, name: &str, xml: &str, flags: u32) -> Result<PortId> {
+        Networks::port_create(self, name, xml, flags)
+    }
+    fn port_lookup(&self, name: &str, port: uuid::Uuid) -> Result<PortId> {
+        Networks::port_lookup(self, name, port)
+    }
+    fn port_list(&self, name: &str, flags: u32) -> Result<Vec<PortId>> {
+        Networks::port_list(self, name, flags)
+    }
+    fn port_xml(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<String> {
+        Networks::port_xml(self, name, port, flags)
+    }
+    fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()> {
+        Networks::port_delete(self, name, port, flags)
+    }
+    fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
+        Ok(Networks::subscribe(self, cb))
+    }
+    fn unsubscribe(&self, id: u64) -> Result<()> {
+        Networks::unsubscribe(self, id);
+        Ok(())
+    }
 }
 
 /// The networks of a connection.
 #[derive(Clone)]
 pub struct NetworkService {
-    nets: Arc<Networks>,
+    nets: Arc<dyn NetworkOps>,
     read_only: bool,
 }
 
@@ -40,7 +166,7 @@ impl std::fmt::Debug for NetworkService {
 
 impl Connection {
     /// The networks bound to this connection's URI (`qemu:///system`, `qemu:///session`,
-    /// `qemu:///embed?root=DIR`, `test:///default`).
+    /// `qemu:///embed?root=DIR`, `test:///default`), or the daemon's for a remote URI.
     pub fn networks(&self) -> Result<NetworkService> {
         Ok(NetworkService {
             nets: (self.networks)()?,
@@ -50,11 +176,11 @@ impl Connection {
 }
 
 impl NetworkService {
-    fn writable(&self, op: &'static str) -> Result<&Networks> {
+    fn writable(&self, op: &'static str) -> Result<&dyn NetworkOps> {
         if self.read_only {
             Err(Error::ReadOnly(op))
         } else {
-            Ok(&self.nets)
+            Ok(&*self.nets)
         }
     }
 
@@ -154,12 +280,13 @@ impl NetworkService {
         self.writable("virNetworkPortDelete")?
             .port_delete(name, port, flags)
     }
-    /// Subscribes to network lifecycle events.
-    pub fn subscribe(&self, cb: NetworkEventCallback) -> u64 {
+    /// Subscribes to network lifecycle events; returns the subscription's id. Over a
+    /// remote connection the first subscription registers with the daemon, which may fail.
+    pub fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
         self.nets.subscribe(cb)
     }
     /// Drops a subscription.
-    pub fn unsubscribe(&self, id: u64) {
+    pub fn unsubscribe(&self, id: u64) -> Result<()> {
         self.nets.unsubscribe(id)
     }
 }

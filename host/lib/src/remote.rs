@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod networks;
 mod secrets;
 mod storage;
 
@@ -190,6 +191,8 @@ struct Link {
     pool_subscribers: Mutex<Subscribers<crate::storage::PoolEventCallback, (i32, i32)>>,
     /// Secret event callbacks.
     secret_subscribers: Mutex<Subscribers<crate::secrets::SecretCallback, (i32, i32)>>,
+    /// Network event callbacks.
+    network_subscribers: Mutex<Subscribers<crate::networks::NetworkEventCallback, i32>>,
     /// Serialises event (de)registration with the daemon.
     registration: Mutex<()>,
     /// When the last frame of any kind arrived from the daemon.
@@ -361,6 +364,7 @@ impl Link {
             Some(
                 RemoteProcedure::SecretEventLifecycle | RemoteProcedure::SecretEventValueChanged,
             ) => return self.secret_event(f),
+            Some(RemoteProcedure::NetworkEventLifecycle) => return self.network_event(f),
             _ => return,
         };
         let event = DomainEvent {
@@ -460,6 +464,7 @@ impl RemoteBackend {
             subscribers: Mutex::default(),
             pool_subscribers: Mutex::default(),
             secret_subscribers: Mutex::default(),
+            network_subscribers: Mutex::default(),
             registration: Mutex::new(()),
             last_rx: Mutex::new(Instant::now()),
             keepalive,
@@ -1109,6 +1114,80 @@ mod tests {
             rx.recv_timeout(Duration::from_millis(100)).is_err(),
             "the stale registration's event is dropped"
         );
+    }
+
+    #[test]
+    fn network_calls_send_libvirt_s_layout_and_route_events() {
+        use crate::network_api::NetworkOps;
+        use rvirt_wire::protocol::NonnullNetwork;
+        let (client, server) = UnixStream::pair().unwrap();
+        let net = NonnullNetwork {
+            name: "n".into(),
+            uuid: [5; 16],
+        };
+        let _daemon = fake_daemon(server, move |h, payload| {
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::NetworkLookupByName) => {
+                    let a: NameArgs = rvirt_wire::xdr::from_bytes(payload).unwrap();
+                    assert_eq!(a.name, "n");
+                    ok(h, &NetworkRet { net: net.clone() })
+                }
+                Some(RemoteProcedure::ConnectNetworkEventRegisterAny) => {
+                    ok(h, &CallbackIdRet { callback_id: 7 })
+                }
+                // libvirt's client: the section in `command`, the command in `section`;
+                // a stale registration's event, then ours
+                Some(RemoteProcedure::NetworkUpdate) => {
+                    let a: NetworkUpdateArgs = rvirt_wire::xdr::from_bytes(payload).unwrap();
+                    assert_eq!((a.command, a.section, a.parent_index), (4, 3, -1));
+                    assert_eq!(a.net, net);
+                    let mut out = Vec::new();
+                    for callback_id in [99, 7] {
+                        let msg = NetworkEventLifecycleMsg {
+                            callback_id,
+                            net: net.clone(),
+                            event: 2,
+                            detail: 0,
+                        };
+                        let header = Header::message(
+                            protocol::REMOTE_PROGRAM,
+                            protocol::REMOTE_VERSION,
+                            RemoteProcedure::NetworkEventLifecycle.number(),
+                        );
+                        out.extend(frame::encode(&header, &msg).unwrap());
+                    }
+                    out.extend(ok(h, &()).unwrap());
+                    Some(out)
+                }
+                _ => ok(h, &()),
+            }
+        });
+        let backend = RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let sub = NetworkOps::subscribe(
+            &backend,
+            Arc::new(move |e: &crate::networks::NetworkEvent| {
+                let _ = lock(&tx).send((e.name.clone(), e.event));
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            NetworkOps::lookup_by_name(&backend, "n").unwrap().uuid,
+            uuid::Uuid::from_bytes([5; 16])
+        );
+        backend.update("n", 3, 4, -1, "<host/>", 3).unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            ("n".to_string(), 2)
+        );
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the stale registration's event is dropped"
+        );
+        NetworkOps::unsubscribe(&backend, sub).unwrap();
+        assert!(NetworkOps::unsubscribe(&backend, sub).is_err());
     }
 
     #[test]

@@ -284,3 +284,298 @@ fn python_libvirt_lists_networks_and_gets_their_events() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// rvirt's own remote driver (`rvirt_host` over `test+unix://...`): the operations virsh
+/// runs above, through [`rvirt_host::NetworkService`].
+#[test]
+fn the_remote_driver_serves_networks() {
+    use rvirt_host::networks::{XML_INACTIVE, list_flags, net_event, update};
+    let d = Daemon::start();
+    let dir = d.root.path().to_path_buf();
+    let conn = rvirt_host::Connection::open(&d.uri()).unwrap();
+    let n = conn.networks().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let sub = n
+        .subscribe(std::sync::Arc::new(
+            move |e: &rvirt_host::networks::NetworkEvent| {
+                let _ = tx.lock().unwrap().send((e.name.clone(), e.event));
+            },
+        ))
+        .unwrap();
+
+    let id = n.define(NET, 0).unwrap();
+    assert_eq!(id.name, "n1");
+    let names =
+        |flags| -> Vec<String> { n.list(flags).unwrap().into_iter().map(|i| i.name).collect() };
+    assert_eq!(names(0), ["n1"]);
+    assert_eq!(names(list_flags::INACTIVE), ["n1"]);
+    assert!(names(list_flags::ACTIVE).is_empty());
+    assert!(!n.is_active("n1").unwrap() && n.is_persistent("n1").unwrap());
+    n.create("n1").unwrap();
+    n.set_autostart("n1", true).unwrap();
+    assert!(n.is_active("n1").unwrap() && n.autostart("n1").unwrap());
+    assert_eq!(names(list_flags::ACTIVE | list_flags::AUTOSTART), ["n1"]);
+    assert_eq!(n.lookup_by_name("n1").unwrap(), id);
+    assert_eq!(n.lookup_by_uuid(id.uuid).unwrap(), id);
+    assert_eq!(n.bridge_name("n1").unwrap(), "virbr0");
+    let xml = n.xml("n1", 0).unwrap();
+    assert!(
+        xml.contains("<bridge name='virbr0'") && xml.contains(&format!("<uuid>{}</uuid>", id.uuid)),
+        "{xml}"
+    );
+    assert!(
+        n.xml("n1", XML_INACTIVE)
+            .unwrap()
+            .contains("<name>n1</name>")
+    );
+    let leases = n.dhcp_leases("n1", None, 0).unwrap();
+    assert!(
+        leases
+            .iter()
+            .any(|l| l.mac == "52:54:00:00:00:05" && l.ipaddr == "192.168.90.5" && l.prefix == 24),
+        "{leases:?}"
+    );
+    assert_eq!(
+        n.dhcp_leases("n1", Some("52:54:00:00:00:05"), 0)
+            .unwrap()
+            .len(),
+        1
+    );
+    n.update(
+        "n1",
+        update::ADD_LAST,
+        update::SECTION_IP_DHCP_HOST,
+        -1,
+        "<host mac='52:54:00:00:00:06' name='six' ip='192.168.90.6'/>",
+        update::AFFECT_LIVE | update::AFFECT_CONFIG,
+    )
+    .unwrap();
+    assert!(n.xml("n1", 0).unwrap().contains("name='six'"));
+    assert!(n.xml("n1", XML_INACTIVE).unwrap().contains("name='six'"));
+
+    // ports
+    let port = n
+        .port_create(
+            "n1",
+            "<networkport><owner><name>vm</name><uuid>11111111-2222-3333-4444-555555555555</uuid></owner><mac address='52:54:00:00:00:07'/></networkport>",
+            0,
+        )
+        .unwrap();
+    assert_eq!(port.net, id);
+    assert_eq!(n.port_list("n1", 0).unwrap(), std::slice::from_ref(&port));
+    assert_eq!(n.port_lookup("n1", port.uuid).unwrap(), port);
+    let pxml = n.port_xml("n1", port.uuid, 0).unwrap();
+    assert!(
+        pxml.contains("<plug type='network' bridge='virbr0'/>"),
+        "{pxml}"
+    );
+    n.port_delete("n1", port.uuid, 0).unwrap();
+    assert!(n.port_list("n1", 0).unwrap().is_empty());
+
+    // the read-only socket reads; the daemon refuses changes, and so does a read-only
+    // connection before asking
+    let ro = rvirt_host::Connection::open(&d.uri_ro()).unwrap();
+    let rn = ro.networks().unwrap();
+    assert_eq!(rn.list(0).unwrap(), std::slice::from_ref(&id));
+    assert!(rn.xml("n1", 0).unwrap().contains("<name>n1</name>"));
+    let e = rn.define(NET, 0).unwrap_err();
+    assert_eq!(e.code(), 29, "{e}");
+    assert!(e.to_string().contains("read"), "{e}");
+    let e = rn.destroy("n1").unwrap_err();
+    assert_eq!(e.code(), 29, "{e}");
+    let ro = rvirt_host::Connection::open_read_only(&d.uri_ro()).unwrap();
+    let e = ro.networks().unwrap().define(NET, 0).unwrap_err();
+    assert_eq!(e.code(), 29, "{e}");
+
+    // errors travel with libvirt's codes
+    let e = n
+        .create_xml(
+            "<network><name>n2</name><ip address='192.168.90.129' prefix='25'/></network>",
+            0,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("overlaps active network 'n1'"),
+        "{e}"
+    );
+    for e in [
+        n.lookup_by_name("nope").unwrap_err(),
+        n.xml("nope", 0).unwrap_err(),
+        n.lookup_by_uuid(uuid::Uuid::from_u128(7)).unwrap_err(),
+    ] {
+        assert_eq!(e.code(), 43, "{e}");
+    }
+
+    // a transient network, through virNetworkCreateXMLFlags (VALIDATE)
+    let t = n
+        .create_xml(
+            "<network><name>t1</name><ip address='10.77.0.1' prefix='24'/></network>",
+            1,
+        )
+        .unwrap();
+    assert_eq!(t.name, "t1");
+    assert!(n.is_active("t1").unwrap() && !n.is_persistent("t1").unwrap());
+    assert_eq!(names(list_flags::TRANSIENT), ["t1"]);
+    n.destroy("t1").unwrap();
+    assert_eq!(n.lookup_by_name("t1").unwrap_err().code(), 43);
+
+    n.set_autostart("n1", false).unwrap();
+    n.destroy("n1").unwrap();
+    assert_eq!(names(list_flags::INACTIVE), ["n1"]);
+    assert!(!n.autostart("n1").unwrap());
+    n.undefine("n1").unwrap();
+    assert!(names(0).is_empty());
+    assert_eq!(n.is_active("n1").unwrap_err().code(), 43);
+
+    // the backend saw what virsh's run makes it see: the update's command and section
+    // arrived in libvirt's order
+    let log = std::fs::read_to_string(dir.join("test-network-calls.log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "start n1",
+            "update n1 3 4",
+            "plug n1",
+            "unplug n1",
+            "start t1",
+            "stop t1",
+            "stop n1"
+        ],
+        "{log}"
+    );
+
+    let want = [
+        ("n1", net_event::DEFINED),
+        ("n1", net_event::STARTED),
+        ("t1", net_event::STARTED),
+        ("t1", net_event::STOPPED),
+        ("n1", net_event::STOPPED),
+        ("n1", net_event::UNDEFINED),
+    ];
+    let got: Vec<(String, i32)> = (0..want.len())
+        .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        want.map(|(n, e)| (n.to_string(), e)),
+        "the lifecycle events, in order"
+    );
+    n.unsubscribe(sub).unwrap();
+    assert!(n.unsubscribe(sub).is_err(), "already dropped");
+    n.define(NET, 0).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "no events after the last unsubscribe"
+    );
+}
+
+/// The `rvirt` CLI over the remote driver: `rvirt -c test+unix:///default?socket=...`.
+#[test]
+fn the_rvirt_cli_manages_networks_over_the_remote_driver() {
+    let bin_dir = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let rvirt = bin_dir.join("rvirt");
+    assert!(
+        rvirt.is_file(),
+        "the rvirt CLI is missing next to rvirtd: run `cargo build --workspace` first"
+    );
+    let d = Daemon::start();
+    let dir = d.root.path().to_path_buf();
+    let run = |uri: &str, args: &[&str]| -> Output {
+        Command::new(&rvirt)
+            .arg("-c")
+            .arg(uri)
+            .args(args)
+            .env("RVIRT_PLUGIN_PATH", &bin_dir)
+            .output()
+            .unwrap()
+    };
+    let uri = d.uri();
+    let ok = |args: &[&str]| -> String {
+        let o = run(&uri, args);
+        assert!(
+            o.status.success(),
+            "rvirt {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let events = Command::new(&rvirt)
+        .args(["-c", &uri, "net-event", "--loop", "--timeout", "6"])
+        .env("RVIRT_PLUGIN_PATH", &bin_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+
+    let f = write_file(&dir, "n1.xml", NET);
+    ok(&["net-define", f.to_str().unwrap()]);
+    ok(&["net-start", "n1"]);
+    ok(&["net-autostart", "n1"]);
+    let list: serde_json::Value = serde_json::from_str(&ok(&["--json", "net-list"])).unwrap();
+    let uuid = list[0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(
+        list,
+        serde_json::json!([{"name": "n1", "uuid": uuid, "active": true,
+            "autostart": true, "persistent": true}])
+    );
+    assert_eq!(ok(&["net-uuid", "n1"]).trim(), uuid);
+    assert_eq!(ok(&["net-name", &uuid]).trim(), "n1");
+    assert!(ok(&["net-dumpxml", "n1"]).contains("<bridge name='virbr0'"));
+    assert!(ok(&["net-info", "n1"]).contains("virbr0"));
+    assert!(ok(&["net-dhcp-leases", "n1"]).contains("192.168.90.5"));
+    ok(&[
+        "net-update",
+        "n1",
+        "add",
+        "ip-dhcp-host",
+        "<host mac='52:54:00:00:00:06' name='six' ip='192.168.90.6'/>",
+        "--live",
+        "--config",
+    ]);
+    assert!(ok(&["net-dumpxml", "n1"]).contains("name='six'"));
+    let port = write_file(
+        &dir,
+        "port.xml",
+        "<networkport><owner><name>vm</name><uuid>11111111-2222-3333-4444-555555555555</uuid></owner><mac address='52:54:00:00:00:07'/></networkport>",
+    );
+    ok(&["net-port-create", "n1", port.to_str().unwrap()]);
+    let ports: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "net-port-list", "n1"])).unwrap();
+    let port_uuid = ports[0]["uuid"].as_str().unwrap().to_string();
+    assert!(ok(&["net-port-dumpxml", "n1", &port_uuid]).contains("bridge='virbr0'"));
+    ok(&["net-port-delete", "n1", &port_uuid]);
+
+    // the read-only socket lists and refuses net-define
+    let o = run(&d.uri_ro(), &["net-list", "--name"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n1");
+    let o = run(&d.uri_ro(), &["net-define", f.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("read only") || e.contains("read-only"), "{e}");
+
+    ok(&["net-destroy", "n1"]);
+    ok(&["net-undefine", "n1"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "net-list", "--all"])).unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    let o = run(&uri, &["net-info", "n1"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.to_lowercase().contains("network not found"), "{e}");
+
+    let out = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for want in ["Defined", "Started", "Stopped", "Undefined"] {
+        assert!(
+            seen.contains(&format!("event 'lifecycle' for network n1: {want}")),
+            "{want} missing from {seen} ({})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
