@@ -778,6 +778,21 @@ pub fn tap_interfaces(def: &Domain) -> Vec<TapInterface> {
         .collect()
 }
 
+/// The device aliases (`net0`) of the interfaces with `<link state='down'/>`.
+pub fn links_down(live: &Domain) -> Vec<String> {
+    let Some(devs) = live.element().child("devices") else {
+        return Vec::new();
+    };
+    devs.children_named("interface")
+        .filter(|i| attr(i, &["link"], "state") == Some("down"))
+        .filter_map(|i| {
+            i.child("alias")
+                .and_then(|a| a.attr("name"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 /// The network ports a live definition holds: (network, port UUID) of each
 /// `<interface type='network'>` with a `<source portid>`.
 pub fn network_ports(live: &Domain) -> Vec<(String, String)> {

@@ -1971,6 +1971,17 @@ impl Driver {
             qmp.close();
             return Err(fail(&mut child, e.into()));
         }
+        // Interfaces defined with `<link state='down'/>` start with their link down, as
+        // libvirt sets them, before the guest runs.
+        for alias in command::links_down(&run.live) {
+            if let Err(e) = qmp.execute(
+                "set_link",
+                Some(serde_json::json!({"name": alias, "up": false})),
+            ) {
+                qmp.close();
+                return Err(fail(&mut child, e.into()));
+            }
+        }
         // The pty paths and `cont` in flight together: one round trip.
         let chardevs = qmp.send("query-chardev", None);
         let cont = (!paused).then(|| qmp.send("cont", None));

@@ -42,6 +42,7 @@ fn bridge_interfaces_get_a_tap_made_by_the_driver() {
          <cmdline>console=ttyS0 quiet panic=-1 guest.ip=10.77.0.2/24</cmdline></os>\
          <devices><serial type='file'><source path='{s}'/></serial>\
          <interface type='bridge'><source bridge='rvbr0'/><model type='virtio'/></interface>\
+         <interface type='bridge'><source bridge='rvbr0'/><model type='virtio'/><link state='down'/></interface>\
          </devices></domain>",
         k = g.join("vmlinux").display(),
         i = g.join("initrd.img").display(),
@@ -83,6 +84,13 @@ fn bridge_interfaces_get_a_tap_made_by_the_driver() {
         )),
         "{out}"
     );
+    // the second interface was defined with its link down: the guest sees no carrier
+    let eth1 = out
+        .lines()
+        .find(|l| l.contains("GUEST-NET: eth1 "))
+        .unwrap_or_else(|| panic!("no eth1: {out}"));
+    assert!(eth1.ends_with("carrier=0"), "{eth1}");
+    assert!(live.contains("<link state='down'/>"), "{live}");
     // traffic crosses the bridge: the host learns the guest's MAC by ARP
     let sock = std::net::UdpSocket::bind("10.77.0.1:0").unwrap();
     wait_for("the guest's ARP answer", Duration::from_secs(20), || {
