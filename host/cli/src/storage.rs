@@ -506,14 +506,19 @@ pub fn run(conn: &Connection, cmd: StorageCommand, json: bool) -> Result<()> {
             initiator,
         } => {
             let spec = host.map(|h| {
-                let port = port.map(|p| format!(" port='{p}'")).unwrap_or_default();
-                let initiator = initiator
-                    .map(|i| format!("<initiator><iqn name='{}'/></initiator>", xml_escape(&i)))
-                    .unwrap_or_default();
-                format!(
-                    "<source><host name='{}'{port}/>{initiator}</source>",
-                    xml_escape(&h)
-                )
+                use rvirt_xml::Element;
+                let mut host = Element::new("host").with_attr("name", &h);
+                if let Some(p) = port {
+                    host.set_attr("port", &p.to_string());
+                }
+                let mut source = Element::new("source");
+                source.push(host);
+                if let Some(i) = initiator {
+                    let mut ini = Element::new("initiator");
+                    ini.push(Element::new("iqn").with_attr("name", &i));
+                    source.push(ini);
+                }
+                source.to_xml_string()
             });
             find_sources(conn, &pool_type, spec.as_deref())
         }
@@ -975,15 +980,6 @@ fn find_sources(conn: &Connection, pool_type: &str, spec: Option<&str>) -> Resul
         .with_context(|| format!("failed to find any {pool_type} pool sources"))?;
     print_xml(&xml);
     Ok(())
-}
-
-/// Escapes text for an XML attribute value.
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

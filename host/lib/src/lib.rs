@@ -37,6 +37,7 @@ pub mod remote;
 mod roots;
 pub mod secrets;
 pub mod secrets_api;
+mod snapshot;
 pub mod storage;
 mod storage_api;
 pub mod storage_bind;

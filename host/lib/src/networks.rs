@@ -13,6 +13,7 @@ pub mod plugin;
 #[cfg(test)]
 mod tests;
 
+use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_xml::{FormatOptions, network::Network, tree::Element};
@@ -205,61 +206,11 @@ struct NetObj {
     live: Option<Live>,
 }
 
-struct NetSlot {
-    op: Mutex<()>,
-    view: Mutex<Arc<NetObj>>,
-}
+/// One network: its snapshot and operation lock.
+type Slot = Arc<Snapshot<NetObj>>;
 
-type Slot = Arc<NetSlot>;
-
-impl NetSlot {
-    fn new(o: NetObj) -> Slot {
-        Arc::new(NetSlot {
-            op: Mutex::new(()),
-            view: Mutex::new(Arc::new(o)),
-        })
-    }
-
-    fn view(&self) -> Arc<NetObj> {
-        lock(&self.view).clone()
-    }
-
-    fn edit(&self) -> Edit<'_> {
-        let op = lock(&self.op);
-        let obj = Some((*self.view()).clone());
-        Edit {
-            slot: self,
-            _op: op,
-            obj,
-        }
-    }
-}
-
-struct Edit<'a> {
-    slot: &'a NetSlot,
-    _op: MutexGuard<'a, ()>,
-    obj: Option<NetObj>,
-}
-
-impl std::ops::Deref for Edit<'_> {
-    type Target = NetObj;
-    fn deref(&self) -> &NetObj {
-        self.obj.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Edit<'_> {
-    fn deref_mut(&mut self) -> &mut NetObj {
-        self.obj.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for Edit<'_> {
-    fn drop(&mut self) {
-        if let Some(o) = self.obj.take() {
-            *lock(&self.slot.view) = Arc::new(o);
-        }
-    }
+fn new_slot(o: NetObj) -> Slot {
+    Arc::new(Snapshot::new(o))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -631,7 +582,7 @@ impl Networks {
             .filter(|(_, o)| first && o.autostart && o.live.is_none())
             .map(|(n, _)| n.clone())
             .collect();
-        *lock(&self.nets) = map.into_iter().map(|(n, o)| (n, NetSlot::new(o))).collect();
+        *lock(&self.nets) = map.into_iter().map(|(n, o)| (n, new_slot(o))).collect();
         for name in autostart {
             if let Err(e) = self.create(&name) {
                 tracing::warn!("cannot autostart network '{name}': {e}");
@@ -992,7 +943,7 @@ impl Networks {
             }
             None => {
                 lock(&self.nets).entry(name).or_insert_with(|| {
-                    NetSlot::new(NetObj {
+                    new_slot(NetObj {
                         def: def.clone(),
                         new_def: None,
                         persistent: true,
@@ -1016,7 +967,7 @@ impl Networks {
         )?;
         let def = self.parse_new(xml)?;
         let name = def.name().to_string();
-        let slot = NetSlot::new(NetObj {
+        let slot = new_slot(NetObj {
             def: def.clone(),
             new_def: None,
             persistent: false,

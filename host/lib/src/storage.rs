@@ -15,6 +15,7 @@ pub mod plugin;
 
 pub use plugin::{StorageBackend, VolumeStream};
 
+use crate::snapshot::{Edit, Snapshot};
 use crate::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_xml::{FormatOptions, StoragePool, StorageVolume};
@@ -328,12 +329,10 @@ struct PoolObj {
     live: Option<Live>,
 }
 
-/// One pool: a snapshot readers clone without waiting, and an operation lock that a
-/// state change holds across its backend calls. A change edits a copy of the snapshot and
-/// publishes it when done, so queries never wait for a slow operation.
+/// One pool: its snapshot and operation lock ([`Snapshot`]), and the streams open on its
+/// volumes.
 struct PoolSlot {
-    op: Mutex<()>,
-    view: Mutex<Arc<PoolObj>>,
+    snapshot: Snapshot<PoolObj>,
     /// Volumes with open streams: name -> (an upload is open, open streams).
     streams: Mutex<BTreeMap<String, (bool, u32)>>,
 }
@@ -341,8 +340,7 @@ struct PoolSlot {
 impl PoolSlot {
     fn new(o: PoolObj) -> Slot {
         Arc::new(PoolSlot {
-            op: Mutex::new(()),
-            view: Mutex::new(Arc::new(o)),
+            snapshot: Snapshot::new(o),
             streams: Mutex::default(),
         })
     }
@@ -361,48 +359,12 @@ impl PoolSlot {
         !lock(&self.streams).is_empty()
     }
 
-    /// The pool as it is now (no waiting for an operation in progress).
     fn view(&self) -> Arc<PoolObj> {
-        lock(&self.view).clone()
+        self.snapshot.view()
     }
 
-    /// Waits for the pool's operation lock and returns an editable copy, published when
-    /// the edit is dropped.
-    fn edit(&self) -> Edit<'_> {
-        let op = lock(&self.op);
-        let obj = Some((*self.view()).clone());
-        Edit {
-            slot: self,
-            _op: op,
-            obj,
-        }
-    }
-}
-
-struct Edit<'a> {
-    slot: &'a PoolSlot,
-    _op: MutexGuard<'a, ()>,
-    obj: Option<PoolObj>,
-}
-
-impl std::ops::Deref for Edit<'_> {
-    type Target = PoolObj;
-    fn deref(&self) -> &PoolObj {
-        self.obj.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Edit<'_> {
-    fn deref_mut(&mut self) -> &mut PoolObj {
-        self.obj.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for Edit<'_> {
-    fn drop(&mut self) {
-        if let Some(o) = self.obj.take() {
-            *lock(&self.slot.view) = Arc::new(o);
-        }
+    fn edit(&self) -> Edit<'_, PoolObj> {
+        self.snapshot.edit()
     }
 }
 

@@ -111,16 +111,9 @@ fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
 
 /// `<network><bridge name='X'/></network>`: what the host adds to the live definition.
 fn live_additions(bridge: &str) -> String {
-    let mut b = String::with_capacity(bridge.len());
-    for c in bridge.chars() {
-        match c {
-            '&' => b.push_str("&amp;"),
-            '<' => b.push_str("&lt;"),
-            '\'' => b.push_str("&apos;"),
-            c => b.push(c),
-        }
-    }
-    format!("<network><bridge name='{b}'/></network>")
+    let mut n = rvirt_xml::Element::new("network");
+    n.push(rvirt_xml::Element::new("bridge").with_attr("name", bridge));
+    n.to_xml_string()
 }
 
 impl NetworkBackend for BridgeBackend {

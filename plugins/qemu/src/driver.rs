@@ -702,12 +702,17 @@ impl Driver {
                             ));
                         };
                         let portid = uuid::Uuid::new_v4().to_string();
-                        let port_xml = format!(
-                            "<networkport><uuid>{portid}</uuid><owner><name>{}</name><uuid>{}</uuid></owner><mac address='{}'/></networkport>",
-                            xml_text(def.name()),
-                            def.uuid(),
-                            t.mac
-                        );
+                        let port_xml = {
+                            use rvirt_xml::Element;
+                            let mut owner = Element::new("owner");
+                            owner.push(Element::new("name").with_text(def.name()));
+                            owner.push(Element::new("uuid").with_text(&def.uuid().to_string()));
+                            let mut port = Element::new("networkport");
+                            port.push(Element::new("uuid").with_text(&portid));
+                            port.push(owner);
+                            port.push(Element::new("mac").with_attr("address", &t.mac));
+                            port.to_xml_string()
+                        };
                         let done = match host
                             .network_port_create(RStr::from_str(net), RStr::from_str(&port_xml))
                         {
@@ -744,7 +749,7 @@ impl Driver {
                         }
                         return Err(iface_err(
                             k,
-                            &format!("on bridge '{bridge}': {}", error_chain(&e)),
+                            &format!("on bridge '{bridge}': {}", rvirt_sdk::util::error_chain(&e)),
                         ));
                     }
                 }
@@ -2638,13 +2643,6 @@ impl Drop for PortGuard<'_> {
     }
 }
 
-/// Text for an XML element's content.
-fn xml_text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// A TAP device made for an interface at start, with the network port plugged for it.
 struct MadeTap {
     index: usize,
@@ -2662,17 +2660,6 @@ fn iface_err(k: usize, what: &str) -> DriverError {
 fn plug_bridge(port_xml: &str) -> Option<String> {
     let e = rvirt_xml::Element::parse(port_xml).ok()?;
     e.child("plug")?.attr("bridge").map(str::to_string)
-}
-/// An error and its sources, joined with ": ".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

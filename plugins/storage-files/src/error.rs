@@ -160,14 +160,7 @@ impl Error {
 
     /// The message with every `#[source]` below it, `: `-separated (what a client sees).
     pub fn full_message(&self) -> String {
-        let mut s = self.to_string();
-        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        rvirt_sdk::util::error_chain(self)
     }
 }
 

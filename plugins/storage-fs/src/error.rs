@@ -141,14 +141,7 @@ impl Error {
         if let Error::Dir(e) = self {
             return e.full_message();
         }
-        let mut s = self.to_string();
-        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        rvirt_sdk::util::error_chain(self)
     }
 }
 

@@ -55,6 +55,19 @@ pub fn read_only_denied(operation: &str) -> PluginError {
     )
 }
 
+/// An error's message with every `source()` below it, `: `-separated (what a libvirt
+/// client sees of a chain of `#[source]` errors).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// libvirt's `virCheckFlags`: refuses any bit of `flags` outside `allowed` with
 /// `VIR_ERR_INVALID_ARG` naming the operation (`"virDomainCreateWithFlags"`). Every
 /// driver calls it first thing in every method that takes flags, so an unknown flag is
