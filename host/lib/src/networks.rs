@@ -204,6 +204,9 @@ struct NetObj {
     persistent: bool,
     autostart: bool,
     live: Option<Live>,
+    /// Ports of guests that were plugged when the network stopped (their guests still
+    /// run): kept, with their files, and plugged again when the network starts.
+    dormant: BTreeMap<uuid::Uuid, Port>,
 }
 
 /// One network: its snapshot and operation lock.
@@ -491,6 +494,7 @@ impl Networks {
                 .join("autostart")
                 .join(format!("{}.xml", def.name()))
                 .exists();
+            let dormant = self.read_ports(def.name());
             map.insert(
                 def.name().to_string(),
                 NetObj {
@@ -499,6 +503,7 @@ impl Networks {
                     persistent: true,
                     autostart,
                     live: None,
+                    dormant,
                 },
             );
         }
@@ -510,7 +515,9 @@ impl Networks {
                 persistent: false,
                 autostart: false,
                 live: None,
+                dormant: BTreeMap::new(),
             });
+            obj.dormant.clear();
             let ports = self.read_ports(&name);
             let xml = to_xml(&live_def);
             let state_dir = self.run_dir(&name);
@@ -658,6 +665,14 @@ impl Networks {
         out
     }
 
+    /// Removes the active network's state file only (its ports and run directory stay).
+    fn remove_state_file(&self, name: &str) {
+        if let Some(p) = self.state_file(name) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Removes everything the network keeps in the state directory.
     fn remove_state(&self, name: &str) {
         if let Some(p) = self.state_file(name) {
             let _ = std::fs::remove_file(p);
@@ -949,6 +964,7 @@ impl Networks {
                         persistent: true,
                         autostart: false,
                         live: None,
+                        dormant: BTreeMap::new(),
                     })
                 });
             }
@@ -973,6 +989,7 @@ impl Networks {
             persistent: false,
             autostart: false,
             live: None,
+            dormant: BTreeMap::new(),
         });
         {
             let mut nets = lock(&self.nets);
@@ -1014,6 +1031,11 @@ impl Networks {
         o.autostart = false;
         o.new_def = None;
         let active = o.live.is_some();
+        if !active {
+            // ports kept for a restart and the leases go with the definition
+            o.dormant.clear();
+            self.remove_state(name);
+        }
         let def = o.def.clone();
         drop(o);
         if !active {
@@ -1087,14 +1109,34 @@ impl Networks {
             Ok(def) => def,
             Err(e) => {
                 let _ = b.stop_network(&xml, &state_dir);
-                self.remove_state(&name);
+                self.remove_state_file(&name);
                 return Err(e);
             }
         };
-        o.live = Some(Live {
-            def: live,
-            ports: BTreeMap::new(),
-        });
+        let live_xml = to_xml(&live);
+        let mut ports = BTreeMap::new();
+        for (uuid, port) in std::mem::take(&mut o.dormant) {
+            let text = match Element::parse(&port.xml)
+                .map_err(|e| xml_err("network port", e))
+                .and_then(|p| {
+                    let plug = b.plug_port(&live_xml, &port.xml)?;
+                    Ok(plugged_text(p, &plug))
+                }) {
+                Ok(t) => {
+                    tracing::info!("network '{name}': port {uuid} plugged again");
+                    t
+                }
+                Err(e) => {
+                    tracing::warn!("network '{name}': cannot plug port {uuid} again: {e}");
+                    port.xml
+                }
+            };
+            if let Err(e) = self.write(self.port_file(&name, uuid), &text) {
+                tracing::warn!("network '{name}': {e}");
+            }
+            ports.insert(uuid, Port { xml: text });
+        }
+        o.live = Some(Live { def: live, ports });
         Ok(())
     }
 
@@ -1119,7 +1161,20 @@ impl Networks {
         };
         let b = self.backends.backend(backend_mode(&live.def))?;
         b.stop_network(&to_xml(&live.def), &self.run_dir(name))?;
-        self.remove_state(name);
+        if o.persistent {
+            // guests still plugged keep their ports (and the run directory its leases)
+            // until the network starts again or they stop
+            self.remove_state_file(name);
+            if !live.ports.is_empty() {
+                tracing::warn!(
+                    "network '{name}' stopped with {} port(s) in use: their guests are cut off until it starts again",
+                    live.ports.len()
+                );
+            }
+            o.dormant = live.ports;
+        } else {
+            self.remove_state(name);
+        }
         o.live = None;
         if let Some(d) = o.new_def.take() {
             o.def = d;
@@ -1228,7 +1283,7 @@ impl Networks {
             flags,
             1 | 2,
         )?;
-        let (uuid, mut port) = parse_port(xml)?;
+        let (uuid, port) = parse_port(xml)?;
         let s = self.slot(name)?;
         let mut o = s.edit();
         let Some(live) = o.live.clone() else {
@@ -1243,18 +1298,7 @@ impl Networks {
         let b = self.backends.backend(backend_mode(&live.def))?;
         let net_xml = to_xml(&live.def);
         let plug = b.plug_port(&net_xml, &port.to_xml_string())?;
-        let text = if plug.port_xml.trim().is_empty() {
-            if port.child("plug").is_none() && !plug.plug_type.is_empty() {
-                let mut p = Element::new("plug").with_attr("type", &plug.plug_type);
-                if !plug.bridge.is_empty() {
-                    p.set_attr("bridge", &plug.bridge);
-                }
-                port.push(p);
-            }
-            port.to_xml_string()
-        } else {
-            plug.port_xml.clone()
-        };
+        let text = plugged_text(port, &plug);
         if let Some(dir) = self.ports_dir(name)
             && let Err(e) = std::fs::create_dir_all(&dir)
                 .map_err(|e| io_err("create directory", &dir, e))
@@ -1342,6 +1386,13 @@ impl Networks {
         )?;
         let s = self.slot(name)?;
         let mut o = s.edit();
+        if o.live.is_none() && o.dormant.remove(&port).is_some() {
+            // its network is stopped: nothing is plugged, only the record goes
+            if let Some(p) = self.port_file(name, port) {
+                let _ = std::fs::remove_file(p);
+            }
+            return Ok(());
+        }
         let (_, xml) = self.port_of(name, port)?;
         let live = o.live.clone().expect("a port means an active network");
         let b = self.backends.backend(backend_mode(&live.def))?;
@@ -1354,6 +1405,23 @@ impl Networks {
         }
         Ok(())
     }
+}
+
+/// The port's text once plugged: the backend's own text, or the port completed with
+/// `<plug type bridge>` from what the backend answered.
+fn plugged_text(mut port: Element, plug: &PortPlug) -> String {
+    if !plug.port_xml.trim().is_empty() {
+        return plug.port_xml.clone();
+    }
+    if !plug.plug_type.is_empty() {
+        port.remove_children(|c| c.name() == "plug");
+        let mut p = Element::new("plug").with_attr("type", &plug.plug_type);
+        if !plug.bridge.is_empty() {
+            p.set_attr("bridge", &plug.bridge);
+        }
+        port.push(p);
+    }
+    port.to_xml_string()
 }
 
 /// A redefinition keeps the bridge name and MAC the host chose for the old definition

@@ -568,6 +568,62 @@ pub fn plug(net: &Network, state_dir: &Path, port: &PortSpec) -> Result<Plugged>
     })
 }
 
+/// Puts the guest TAP device of `mac` back on the network's bridge when it has fallen off
+/// (its bridge was deleted by a stop and made again by a start): the device whose MAC is
+/// `mac` with the first byte `fe` (the rule every TAP maker here follows, as libvirt's),
+/// of kind `tun`, and a port of no bridge. Answers its name, or `None` when no such
+/// device exists (the hypervisor has not made it yet, or it is on the bridge already).
+/// Devices on another bridge are never moved.
+pub fn reattach(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<String>> {
+    let name = net.name();
+    let files = Files::new(state_dir, name);
+    let st = running_state(name, &files)?;
+    let mut want = parse_mac(mac).ok_or_else(|| Error::Config {
+        object: object(name),
+        field: "networkport/mac/@address".into(),
+        reason: format!("'{mac}' is not a MAC address"),
+    })?;
+    want[0] = 0xfe;
+    let mut nl = open_netlink(name)?;
+    let bridge = nl
+        .link(&st.bridge)
+        .map_err(nl_err(name, format!("look up bridge '{}'", st.bridge)))?
+        .ok_or_else(|| Error::OperationInvalid {
+            object: object(name),
+            reason: format!("bridge '{}' does not exist", st.bridge),
+        })?;
+    let links = nl.links().map_err(nl_err(name, "list links".into()))?;
+    let candidates: Vec<_> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("tun") && l.mac.as_deref() == Some(&want[..]))
+        .collect();
+    if candidates.iter().any(|l| l.master == Some(bridge.index)) {
+        return Ok(None);
+    }
+    let loose: Vec<_> = candidates.iter().filter(|l| l.master.is_none()).collect();
+    let [tap] = loose.as_slice() else {
+        if loose.len() > 1 {
+            return Err(Error::OperationInvalid {
+                object: object(name),
+                reason: format!(
+                    "{} tap devices carry the address {} of port MAC {mac}: cannot tell which to attach",
+                    loose.len(),
+                    format_mac(&want)
+                ),
+            });
+        }
+        return Ok(None);
+    };
+    nl.set_link(tap.index, None, None, bridge.mtu, None)
+        .map_err(nl_err(name, format!("set mtu of '{}'", tap.name)))?;
+    nl.set_link(tap.index, Some(true), Some(bridge.index), None, None)
+        .map_err(nl_err(
+            name,
+            format!("attach '{}' to bridge '{}'", tap.name, st.bridge),
+        ))?;
+    Ok(Some(tap.name.clone()))
+}
+
 /// Deletes a TAP device [`plug`] created for this network.
 pub fn unplug(net: &Network, state_dir: &Path, tap: &str) -> Result<()> {
     let name = net.name();

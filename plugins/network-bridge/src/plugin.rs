@@ -29,7 +29,7 @@ const SECTION_DNS_HOST: u32 = 10;
 /// ABI does not carry it (leases, updates).
 pub struct BridgeBackend {
     mode: String,
-    _host: HostServicesBox,
+    host: HostServicesBox,
     run_dirs: Mutex<HashMap<String, PathBuf>>,
 }
 
@@ -70,7 +70,7 @@ pub fn open(mode: &str, host: HostServicesBox) -> Result<BridgeBackend, PluginEr
     );
     Ok(BridgeBackend {
         mode: mode.to_string(),
-        _host: host,
+        host,
         run_dirs: Mutex::default(),
     })
 }
@@ -107,6 +107,10 @@ fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
         Ok(v) => RResult::ROk(v),
         Err(e) => RResult::RErr(e),
     }
+}
+
+fn tracing_log(host: &HostServicesBox, msg: &str) {
+    host.log(log_level::INFO, RStr::from_str(msg));
 }
 
 /// `<network><bridge name='X'/></network>`: what the host adds to the live definition.
@@ -152,11 +156,20 @@ impl NetworkBackend for BridgeBackend {
         })())
     }
 
-    fn plug_port(&self, net_xml: RStr<'_>, _port_xml: RStr<'_>) -> PResult<PortPlug> {
+    fn plug_port(&self, net_xml: RStr<'_>, port_xml: RStr<'_>) -> PResult<PortPlug> {
         // The hypervisor makes the guest's TAP (QEMU inherits its descriptor); the network
-        // answers which bridge it joins and with what MTU.
+        // answers which bridge it joins and with what MTU. Plugging is idempotent: when
+        // the host plugs a port again after the network started anew, the guest's TAP,
+        // which fell off with the old bridge, is put back on the new one.
         res((|| {
             let n = net(net_xml)?;
+            let mac = rvirt_xml::Element::parse(port_xml.as_str())
+                .ok()
+                .and_then(|p| {
+                    p.child("mac")
+                        .and_then(|m| m.attr("address"))
+                        .map(str::to_string)
+                });
             let bridge = n.bridge_name().unwrap_or_default().to_string();
             if bridge.is_empty() {
                 return Err(PluginError {
@@ -164,6 +177,17 @@ impl NetworkBackend for BridgeBackend {
                     domain: ErrorDomain::Network as i32,
                     message: format!("network '{}' has no bridge (is it active?)", n.name()).into(),
                 });
+            }
+            if let (Some(mac), Ok(d)) = (mac, self.lease_dir(&n))
+                && let Some(tap) = crate::reattach(&n, &d, &mac).map_err(perr)?
+            {
+                tracing_log(
+                    &self.host,
+                    &format!(
+                        "network '{}': tap '{tap}' of port {mac} attached to bridge '{bridge}' again",
+                        n.name()
+                    ),
+                );
             }
             Ok(PortPlug {
                 plug_type: if self.mode == "bridge" {

@@ -364,6 +364,39 @@ fn guests_on_nat_isolated_and_route_networks_get_leases_through_network_ports() 
                 1,
                 "{net}: the port after a restart: {ports}"
             );
+            // Destroying the network under a running guest is allowed (as libvirt): the
+            // guest keeps running, cut off; starting the network again puts its TAP back
+            // on the new bridge (libvirt leaves that to a daemon restart) and the guest
+            // answers at the address it leased, which the kept lease file still shows.
+            let ping = || sh("busybox", &["ping", "-c", "1", "-W", "2", &ip]).0;
+            assert!(ping(), "{net}: the guest answers before the network stops");
+            ok(&uri, &["net-destroy", net]);
+            assert_eq!(ok(&uri, &["domstate", "netvm"]).trim(), "running");
+            let (there, tap) = sh("ip", &["-o", "link", "show", "vnet0"]);
+            assert!(
+                there && !tap.contains("master"),
+                "{net}: the TAP stays, on no bridge: {tap}"
+            );
+            assert!(
+                !ping(),
+                "{net}: the guest is cut off while the network is down"
+            );
+            ok(&uri, &["net-start", net]);
+            let (_, members) = sh("ip", &["-o", "link", "show", "master", "virbr0"]);
+            assert!(
+                members.contains("vnet0"),
+                "{net}: the TAP is on the new bridge: {members}"
+            );
+            assert_eq!(port_rows(&ok(&uri, &["net-port-list", net])), 1);
+            let t0 = std::time::Instant::now();
+            while !ping() {
+                assert!(
+                    t0.elapsed().as_secs() < 10,
+                    "{net}: the guest answers again after net-start"
+                );
+            }
+            let leases = ok(&uri, &["net-dhcp-leases", net]);
+            assert!(leases.contains(&ip), "{net}: lease kept: {leases}");
         }
         // the guest's address as virsh domifaddr shows it (from the network's leases)
         let addrs = ok(&uri, &["domifaddr", "netvm", "--source", "lease"]);

@@ -353,11 +353,53 @@ fn ports_plug_list_and_unplug() {
     n.port_delete("p", id.uuid, 0).unwrap();
     assert!(lock(&b.plugged).is_empty());
     assert_eq!(n.port_lookup("p", id.uuid).unwrap_err().code(), 107);
-    // Destroying a network with ports is allowed, as in libvirt.
+    // Destroying a network with ports is allowed, as in libvirt; the ports of its
+    // (still running) guests are plugged again when it starts.
     n.port_create("p", port, 0).unwrap();
     n.destroy("p").unwrap();
+    assert!(
+        n.port_list("p", 0).is_err(),
+        "an inactive network lists no ports"
+    );
+    n.create("p").unwrap();
+    assert_eq!(n.port_list("p", 0).unwrap().len(), 1);
+    assert_eq!(lock(&b.plugged).len(), 2, "plugged once more at start");
+    // A guest that stops while its network is down gives its port back all the same.
+    n.destroy("p").unwrap();
+    n.port_delete("p", id.uuid, 0).unwrap();
     n.create("p").unwrap();
     assert!(n.port_list("p", 0).unwrap().is_empty());
+}
+
+#[test]
+fn ports_of_a_stopped_network_survive_a_host_restart_and_go_with_undefine() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(MemNet::default());
+    let port = "<networkport><uuid>6b5b5b5b-1111-2222-3333-444444444444</uuid><owner><name>vm</name><uuid>11111111-2222-3333-4444-555555555555</uuid></owner><mac address='52:54:00:aa:bb:cd'/></networkport>";
+    {
+        let n = open(Some(dir.path()), &b);
+        n.define(&net_xml("q", "10.4.0"), 0).unwrap();
+        n.create("q").unwrap();
+        n.port_create("q", port, 0).unwrap();
+        n.destroy("q").unwrap();
+    }
+    let ports_dir = dir.path().join("run/q.ports");
+    assert!(ports_dir.is_dir(), "kept for the restart");
+    {
+        let n = open(Some(dir.path()), &b);
+        n.create("q").unwrap();
+        let ports = n.port_list("q", 0).unwrap();
+        assert_eq!(ports.len(), 1);
+        let x = n.port_xml("q", ports[0].uuid, 0).unwrap();
+        assert!(
+            x.contains("bridge='virbr0'") && x.matches("<plug").count() == 1,
+            "{x}"
+        );
+        n.destroy("q").unwrap();
+        n.undefine("q").unwrap();
+    }
+    assert!(!ports_dir.exists(), "undefine forgets the ports");
+    assert!(!dir.path().join("run/q.run").exists());
 }
 
 #[test]
