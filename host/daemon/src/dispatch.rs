@@ -615,6 +615,8 @@ fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallR
         | P::NetworkPortCreateXml
         | P::NetworkPortGetXmlDesc
         | P::NetworkPortDelete
+        | P::NetworkPortGetParameters
+        | P::NetworkPortSetParameters
         | P::ConnectNetworkEventRegisterAny
         | P::ConnectNetworkEventDeregisterAny => {
             networks::dispatch(client, c()?, procedure, payload)

@@ -347,27 +347,7 @@ pub fn check_ifname(network: &str, field: &str, name: &str) -> Result<()> {
     })
 }
 
-/// `52:54:00:aa:bb:cc` → bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.trim().split(':');
-    for b in &mut out {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
-/// Bytes → `52:54:00:aa:bb:cc`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use rvirt_netdev::mac::{format as format_mac, parse as parse_mac};
 
 fn parse_addr(net: &str, field: &str, v: Option<&str>) -> Result<IpAddr> {
     let v = v.ok_or_else(|| Error::Config {

@@ -18,6 +18,11 @@
 //! leaves nothing behind. `stop` undoes what `NAME.state` lists, carrying on past a
 //! failing step and reporting the first failure.
 //!
+//! **Ports.** The hypervisor makes each guest's TAP; [`port_device`] finds it by the
+//! host-side MAC rule and puts it back on the bridge when the network was started anew
+//! under a running guest (libvirt leaves that to a daemon restart), and the plugin applies
+//! the port's `<bandwidth>` to it (`rvirt_netdev::bandwidth`).
+//!
 //! **Where it differs from libvirt**: there is no `virbrN-nic` dummy device (the bridge
 //! gets its `<mac>` directly); `stop` also deletes the TAP devices [`plug`] created that are
 //! still present; IPv6 leases carry no MAC (dnsmasq does not record it); `<dns><txt>`,
@@ -33,7 +38,6 @@ pub mod netlink;
 pub mod nft;
 pub mod plugin;
 pub mod state;
-mod tap;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -535,7 +539,11 @@ pub fn plug(net: &Network, state_dir: &Path, port: &PortSpec) -> Result<Plugged>
             })?
         }
     };
-    tap::create(&tap).map_err(nl_err(name, format!("create tap device '{tap}'")))?;
+    rvirt_netdev::tap::create_persistent(&tap).map_err(|e| Error::Program {
+        object: object(name),
+        program: "tun",
+        detail: rvirt_sdk::util::error_chain(&e),
+    })?;
     let r = (|| -> Result<()> {
         let idx = nl
             .link(&tap)
@@ -568,13 +576,22 @@ pub fn plug(net: &Network, state_dir: &Path, port: &PortSpec) -> Result<Plugged>
     })
 }
 
-/// Puts the guest TAP device of `mac` back on the network's bridge when it has fallen off
-/// (its bridge was deleted by a stop and made again by a start): the device whose MAC is
-/// `mac` with the first byte `fe` (the rule every TAP maker here follows, as libvirt's),
-/// of kind `tun`, and a port of no bridge. Answers its name, or `None` when no such
-/// device exists (the hypervisor has not made it yet, or it is on the bridge already).
-/// Devices on another bridge are never moved.
-pub fn reattach(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<String>> {
+/// A guest's TAP device found on (or put back on) the network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDevice {
+    /// The TAP device's name.
+    pub tap: String,
+    /// It had fallen off the bridge and was attached again.
+    pub reattached: bool,
+}
+
+/// Finds the guest TAP device of port MAC `mac` and makes sure it is a port of the
+/// network's bridge: the device whose MAC is `mac` with the first byte `fe` (the rule
+/// every TAP maker here follows, as libvirt's), of kind `tun`, on this bridge or on none
+/// (its bridge was deleted by a stop and made again by a start: it is attached again).
+/// `None` when no such device exists (the hypervisor has not made it yet). Devices on
+/// another bridge are never moved.
+pub fn port_device(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<PortDevice>> {
     let name = net.name();
     let files = Files::new(state_dir, name);
     let st = running_state(name, &files)?;
@@ -597,8 +614,11 @@ pub fn reattach(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<Str
         .iter()
         .filter(|l| l.kind.as_deref() == Some("tun") && l.mac.as_deref() == Some(&want[..]))
         .collect();
-    if candidates.iter().any(|l| l.master == Some(bridge.index)) {
-        return Ok(None);
+    if let Some(on) = candidates.iter().find(|l| l.master == Some(bridge.index)) {
+        return Ok(Some(PortDevice {
+            tap: on.name.clone(),
+            reattached: false,
+        }));
     }
     let loose: Vec<_> = candidates.iter().filter(|l| l.master.is_none()).collect();
     let [tap] = loose.as_slice() else {
@@ -621,7 +641,10 @@ pub fn reattach(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<Str
             name,
             format!("attach '{}' to bridge '{}'", tap.name, st.bridge),
         ))?;
-    Ok(Some(tap.name.clone()))
+    Ok(Some(PortDevice {
+        tap: tap.name.clone(),
+        reattached: true,
+    }))
 }
 
 /// Deletes a TAP device [`plug`] created for this network.

@@ -34,6 +34,10 @@ pub struct BridgeBackend {
 }
 
 impl BridgeBackend {
+    fn info(&self, msg: &str) {
+        self.host.log(log_level::INFO, RStr::from_str(msg));
+    }
+
     fn remember(&self, n: &Network, dir: &Path) {
         self.run_dirs
             .lock()
@@ -109,10 +113,6 @@ fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
     }
 }
 
-fn tracing_log(host: &HostServicesBox, msg: &str) {
-    host.log(log_level::INFO, RStr::from_str(msg));
-}
-
 /// `<network><bridge name='X'/></network>`: what the host adds to the live definition.
 fn live_additions(bridge: &str) -> String {
     let mut n = rvirt_xml::Element::new("network");
@@ -163,13 +163,18 @@ impl NetworkBackend for BridgeBackend {
         // which fell off with the old bridge, is put back on the new one.
         res((|| {
             let n = net(net_xml)?;
-            let mac = rvirt_xml::Element::parse(port_xml.as_str())
-                .ok()
-                .and_then(|p| {
-                    p.child("mac")
-                        .and_then(|m| m.attr("address"))
-                        .map(str::to_string)
-                });
+            let port = rvirt_xml::Element::parse(port_xml.as_str()).map_err(|e| PluginError {
+                code: rvirt_sdk::abi::ErrorCode::XmlError as i32,
+                domain: ErrorDomain::Network as i32,
+                message: format!("network port from the host: {e}").into(),
+            })?;
+            let bandwidth = rvirt_xml::bandwidth::Bandwidth::of(&port, "networkport")
+                .map_err(|e| PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::XmlError as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: e.to_string().into(),
+                })?
+                .unwrap_or_default();
             let bridge = n.bridge_name().unwrap_or_default().to_string();
             if bridge.is_empty() {
                 return Err(PluginError {
@@ -178,16 +183,27 @@ impl NetworkBackend for BridgeBackend {
                     message: format!("network '{}' has no bridge (is it active?)", n.name()).into(),
                 });
             }
+            let mac = port.child("mac").and_then(|m| m.attr("address"));
             if let (Some(mac), Ok(d)) = (mac, self.lease_dir(&n))
-                && let Some(tap) = crate::reattach(&n, &d, &mac).map_err(perr)?
+                && let Some(dev) = crate::port_device(&n, &d, mac).map_err(perr)?
             {
-                tracing_log(
-                    &self.host,
-                    &format!(
-                        "network '{}': tap '{tap}' of port {mac} attached to bridge '{bridge}' again",
-                        n.name()
-                    ),
-                );
+                if dev.reattached {
+                    self.info(&format!(
+                        "network '{}': tap '{}' of port {mac} attached to bridge '{bridge}' again",
+                        n.name(),
+                        dev.tap
+                    ));
+                }
+                rvirt_netdev::bandwidth::apply(&dev.tap, &bandwidth).map_err(|e| PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::OperationFailed as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: format!(
+                        "network '{}': {}",
+                        n.name(),
+                        rvirt_sdk::util::error_chain(&e)
+                    )
+                    .into(),
+                })?;
             }
             Ok(PortPlug {
                 plug_type: if self.mode == "bridge" {

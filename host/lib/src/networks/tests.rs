@@ -490,3 +490,50 @@ fn an_active_network_whose_backend_is_missing_is_kept_active() {
     let e = n.destroy("kept").unwrap_err();
     assert!(e.to_string().contains("forward mode 'nat'"), "{e}");
 }
+
+#[test]
+fn port_parameters_read_and_change_the_port_bandwidth() {
+    let b = Arc::new(MemNet::default());
+    let n = open(None, &b);
+    n.define(&net_xml("bw", "10.5.0"), 0).unwrap();
+    n.create("bw").unwrap();
+    let bad = "<networkport><mac address='52:54:00:aa:bb:01'/><bandwidth><inbound peak='5'/></bandwidth></networkport>";
+    let e = n.port_create("bw", bad, 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("networkport/bandwidth/inbound/@average"),
+        "{e}"
+    );
+    let id = n
+        .port_create(
+            "bw",
+            "<networkport><mac address='52:54:00:aa:bb:01'/></networkport>",
+            0,
+        )
+        .unwrap();
+    let p = n.port_parameters("bw", id.uuid, 0).unwrap();
+    assert_eq!(p.len(), 7);
+    assert!(p.iter().all(|(_, v)| *v == 0), "{p:?}");
+    n.port_set_parameters("bw", id.uuid, &[("inbound.average".into(), 100)], 0)
+        .unwrap();
+    let x = n.port_xml("bw", id.uuid, 0).unwrap();
+    assert!(
+        x.contains("<bandwidth>\n    <inbound average='100'/>\n  </bandwidth>"),
+        "{x}"
+    );
+    assert!(
+        lock(&b.plugged).last().unwrap().contains("average='100'"),
+        "plugged again with it"
+    );
+    let e = n
+        .port_set_parameters("bw", id.uuid, &[("inbound.nope".into(), 1)], 0)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArg as i32);
+    assert!(e.to_string().contains("inbound.nope"), "{e}");
+    assert!(
+        n.port_set_parameters("bw", id.uuid, &[], 1).is_err(),
+        "unknown flag"
+    );
+    let p = n.port_parameters("bw", id.uuid, 0).unwrap();
+    assert!(p.contains(&("inbound.average".to_string(), 100)), "{p:?}");
+}
