@@ -137,6 +137,16 @@ pub mod update {
     pub const SECTION_IP_DHCP_HOST: u32 = 4;
     /// `VIR_NETWORK_SECTION_IP_DHCP_RANGE`.
     pub const SECTION_IP_DHCP_RANGE: u32 = 5;
+    /// `VIR_NETWORK_SECTION_FORWARD_INTERFACE`.
+    pub const SECTION_FORWARD_INTERFACE: u32 = 7;
+    /// `VIR_NETWORK_SECTION_PORTGROUP`.
+    pub const SECTION_PORTGROUP: u32 = 9;
+    /// `VIR_NETWORK_SECTION_DNS_HOST`.
+    pub const SECTION_DNS_HOST: u32 = 10;
+    /// `VIR_NETWORK_SECTION_DNS_TXT`.
+    pub const SECTION_DNS_TXT: u32 = 11;
+    /// `VIR_NETWORK_SECTION_DNS_SRV`.
+    pub const SECTION_DNS_SRV: u32 = 12;
     /// `VIR_NETWORK_UPDATE_AFFECT_LIVE`.
     pub const AFFECT_LIVE: u32 = 1;
     /// `VIR_NETWORK_UPDATE_AFFECT_CONFIG`.
@@ -1524,17 +1534,24 @@ fn keep_assigned(new: &Network, old: &Network, text: &str) -> Result<Network> {
     Network::from_element(root).map_err(|e| xml_err("network", e))
 }
 
-/// Applies one `virNetworkUpdate` edit to a definition.
-fn apply_update(
-    def: &Network,
-    command: u32,
-    section: u32,
-    parent_index: i32,
-    xml: &str,
-) -> Result<Network> {
-    let (child_name, inner) = match section {
-        update::SECTION_IP_DHCP_HOST => ("host", "host"),
-        update::SECTION_IP_DHCP_RANGE => ("range", "range"),
+/// What a `virNetworkUpdate` section edits: the element expected, its container, and
+/// how an entry matches the one sent.
+struct Section {
+    /// The element the client sends (`host`, `range`, `txt`, ...).
+    item: &'static str,
+    /// Words for messages (`dhcp host`, `dns txt`).
+    what: &'static str,
+}
+
+fn section(section: u32) -> Result<Section> {
+    let (item, what) = match section {
+        update::SECTION_IP_DHCP_HOST => ("host", "dhcp host"),
+        update::SECTION_IP_DHCP_RANGE => ("range", "dhcp range"),
+        update::SECTION_FORWARD_INTERFACE => ("interface", "forward interface"),
+        update::SECTION_PORTGROUP => ("portgroup", "portgroup"),
+        update::SECTION_DNS_HOST => ("host", "dns host"),
+        update::SECTION_DNS_TXT => ("txt", "dns txt"),
+        update::SECTION_DNS_SRV => ("srv", "dns srv"),
         _ => {
             return Err(net_err(
                 ErrorCode::NoSupport as i32,
@@ -1544,60 +1561,119 @@ fn apply_update(
             ));
         }
     };
+    Ok(Section { item, what })
+}
+
+/// Whether existing entry `e` is the one `item` names, per section (libvirt's rules:
+/// a DHCP host by MAC, id, name or IP; a range by its bounds; a DNS host by IP or any of
+/// its names; TXT by name; SRV by service and protocol, and domain and target when
+/// given; a port group by name; a forward interface by device).
+fn same_entry(section: u32, e: &Element, item: &Element) -> bool {
+    let same = |k: &str| item.attr(k).is_some() && e.attr(k) == item.attr(k);
+    match section {
+        update::SECTION_IP_DHCP_RANGE => {
+            e.attr("start") == item.attr("start") && e.attr("end") == item.attr("end")
+        }
+        update::SECTION_IP_DHCP_HOST => {
+            same("mac") || same("id") || (item.attr("mac").is_none() && same("name")) || same("ip")
+        }
+        update::SECTION_DNS_HOST => {
+            let names = |x: &Element| -> Vec<String> {
+                x.children_named("hostname")
+                    .map(|h| h.text().trim().to_string())
+                    .collect()
+            };
+            let mine = names(item);
+            same("ip") || names(e).iter().any(|n| mine.contains(n))
+        }
+        update::SECTION_DNS_TXT | update::SECTION_PORTGROUP => same("name"),
+        update::SECTION_DNS_SRV => {
+            let opt = |k: &str| item.attr(k).is_none() || e.attr(k) == item.attr(k);
+            same("service") && same("protocol") && opt("domain") && opt("target")
+        }
+        update::SECTION_FORWARD_INTERFACE => same("dev"),
+        _ => false,
+    }
+}
+
+/// The element a section's entries live in: an `<ip>`'s `<dhcp>` (the `parent_index`th
+/// `<ip>`, or with -1 the first IPv4 one), `<dns>`, `<forward>` or the network itself.
+fn container(root: &mut Element, section: u32, parent_index: i32) -> Result<&mut Element> {
+    match section {
+        update::SECTION_IP_DHCP_HOST | update::SECTION_IP_DHCP_RANGE => {
+            let ips: Vec<usize> = root
+                .nodes()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| match n {
+                    rvirt_xml::tree::Node::Element(e) if e.name() == "ip" => Some(i),
+                    _ => None,
+                })
+                .collect();
+            let pick = if parent_index >= 0 {
+                ips.get(parent_index as usize).copied()
+            } else {
+                ips.iter().copied().find(|i| match &root.nodes()[*i] {
+                    rvirt_xml::tree::Node::Element(e) => {
+                        e.attr("family").is_none_or(|f| f == "ipv4")
+                            && !e.attr("address").is_some_and(|a| a.contains(':'))
+                    }
+                    _ => false,
+                })
+            };
+            let Some(ip_index) = pick else {
+                return Err(net_err(
+                    ErrorCode::OperationInvalid as i32,
+                    "requested operation is not valid: couldn't locate a matching <ip> element in network",
+                ));
+            };
+            let rvirt_xml::tree::Node::Element(ip) = &mut root.nodes_mut()[ip_index] else {
+                unreachable!("indexes of elements")
+            };
+            Ok(ip.child_or_insert("dhcp"))
+        }
+        update::SECTION_DNS_HOST | update::SECTION_DNS_TXT | update::SECTION_DNS_SRV => {
+            Ok(root.child_or_insert("dns"))
+        }
+        update::SECTION_FORWARD_INTERFACE => {
+            if root.child("forward").is_none() {
+                return Err(net_err(
+                    ErrorCode::OperationInvalid as i32,
+                    "requested operation is not valid: can't add or delete a forward interface of a network without <forward>",
+                ));
+            }
+            Ok(root.child_or_insert("forward"))
+        }
+        _ => Ok(root),
+    }
+}
+
+/// Applies one `virNetworkUpdate` edit to a definition; the result is validated as a
+/// whole network.
+fn apply_update(
+    def: &Network,
+    command: u32,
+    section_id: u32,
+    parent_index: i32,
+    xml: &str,
+) -> Result<Network> {
+    let sec = section(section_id)?;
     let item = Element::parse(xml).map_err(|e| xml_err("network update", e))?;
-    if item.name() != inner {
+    if item.name() != sec.item {
         return Err(net_err(
             ErrorCode::XmlError as i32,
             format!(
-                "invalid network update XML: unexpected element '{}', expecting '{inner}'",
-                item.name()
+                "invalid network update XML: unexpected element '{}', expecting '{}'",
+                item.name(),
+                sec.item
             ),
         ));
     }
+    let what = sec.what;
     let mut root = def.element().clone();
-    // The <ip> whose <dhcp> is edited: `parent_index` among the <ip>s, or (-1) the first
-    // IPv4 one.
-    let ips: Vec<usize> = root
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| match n {
-            rvirt_xml::tree::Node::Element(e) if e.name() == "ip" => Some(i),
-            _ => None,
-        })
-        .collect();
-    let pick = if parent_index >= 0 {
-        ips.get(parent_index as usize).copied()
-    } else {
-        ips.iter().copied().find(|i| match &root.nodes()[*i] {
-            rvirt_xml::tree::Node::Element(e) => {
-                e.attr("family").is_none_or(|f| f == "ipv4")
-                    && !e.attr("address").is_some_and(|a| a.contains(':'))
-            }
-            _ => false,
-        })
-    };
-    let Some(ip_index) = pick else {
-        return Err(net_err(
-            ErrorCode::OperationInvalid as i32,
-            "requested operation is not valid: couldn't locate a matching <ip> element in network",
-        ));
-    };
-    let rvirt_xml::tree::Node::Element(ip) = &mut root.nodes_mut()[ip_index] else {
-        unreachable!("indexes of elements")
-    };
-    let dhcp = ip.child_or_insert("dhcp");
-    let matches = |e: &Element| -> bool {
-        if e.name() != child_name {
-            return false;
-        }
-        if child_name == "range" {
-            return e.attr("start") == item.attr("start") && e.attr("end") == item.attr("end");
-        }
-        let same = |k: &str| item.attr(k).is_some() && e.attr(k) == item.attr(k);
-        same("mac") || same("id") || (item.attr("mac").is_none() && same("name")) || same("ip")
-    };
-    let found = dhcp.elements().position(&matches);
+    let parent = container(&mut root, section_id, parent_index)?;
+    let matches = |e: &Element| e.name() == sec.item && same_entry(section_id, e, &item);
+    let found = parent.elements().position(matches);
     let node = rvirt_xml::tree::Node::Element(item.clone());
     match command {
         update::ADD_FIRST | update::ADD_LAST => {
@@ -1605,14 +1681,21 @@ fn apply_update(
                 return Err(net_err(
                     ErrorCode::OperationInvalid as i32,
                     format!(
-                        "requested operation is not valid: there is an existing dhcp {child_name} entry in network that matches \"{xml}\""
+                        "requested operation is not valid: there is an existing {what} entry in network that matches \"{xml}\""
                     ),
                 ));
             }
-            if command == update::ADD_FIRST {
-                dhcp.nodes_mut().insert(0, node);
+            let first_of_kind = parent.nodes().iter().position(
+                |n| matches!(n, rvirt_xml::tree::Node::Element(e) if e.name() == sec.item),
+            );
+            if command == update::ADD_FIRST
+                && let Some(at) = first_of_kind
+            {
+                parent.nodes_mut().insert(at, node);
+            } else if command == update::ADD_FIRST {
+                parent.nodes_mut().insert(0, node);
             } else {
-                dhcp.push(item.clone());
+                parent.push(item.clone());
             }
         }
         update::DELETE | update::MODIFY => {
@@ -1620,21 +1703,21 @@ fn apply_update(
                 return Err(net_err(
                     ErrorCode::OperationInvalid as i32,
                     format!(
-                        "requested operation is not valid: couldn't locate a matching dhcp {child_name} entry in network"
+                        "requested operation is not valid: couldn't locate a matching {what} entry in network"
                     ),
                 ));
             }
             let mut done = false;
-            let nodes = std::mem::take(dhcp.nodes_mut());
+            let nodes = std::mem::take(parent.nodes_mut());
             for n in nodes {
                 match &n {
                     rvirt_xml::tree::Node::Element(e) if !done && matches(e) => {
                         done = true;
                         if command == update::MODIFY {
-                            dhcp.nodes_mut().push(node.clone());
+                            parent.nodes_mut().push(node.clone());
                         }
                     }
-                    _ => dhcp.nodes_mut().push(n),
+                    _ => parent.nodes_mut().push(n),
                 }
             }
         }

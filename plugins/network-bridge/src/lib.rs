@@ -25,10 +25,12 @@
 //!
 //! **Where it differs from libvirt**: there is no `virbrN-nic` dummy device (the bridge
 //! gets its `<mac>` directly); `stop` also deletes the TAP devices [`plug`] created that are
-//! still present; IPv6 leases carry no MAC (dnsmasq does not record it); `<dns><txt>`,
-//! `<srv>` and per-host `<dhcp><host>` options beyond mac/id/name/ip/lease are not
-//! passed to dnsmasq yet; forward modes `private`, `vepa`, `passthrough` and `hostdev` are
-//! refused.
+//! still present; IPv6 leases carry no MAC (dnsmasq does not record it); per-host
+//! `<dhcp><host>` options beyond mac/id/name/ip/lease are not passed to dnsmasq yet;
+//! forward modes `private`, `vepa`, `passthrough` and `hostdev` are refused. Live updates:
+//! DHCP hosts and DNS hosts reload dnsmasq, DHCP ranges and DNS TXT/SRV records restart
+//! it (leases kept), port groups need nothing; forward interfaces change only the
+//! persistent definition.
 
 pub mod config;
 pub mod dnsmasq;
@@ -703,19 +705,26 @@ fn running_dnsmasq(plan: &Plan, files: &Files, option: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies the `<dhcp><host>` entries of `net` (the updated definition) to the running
-/// network: rewrites dnsmasq's hosts file and makes it read it again (SIGHUP).
-/// Applies a changed set of DHCP ranges (the updated definition `net`) to a running
-/// network: dnsmasq reads its ranges only at start, so its configuration is written again
-/// and it is restarted; the lease file stays, so guests keep their addresses.
+/// Applies a change of the DHCP ranges to the running network: dnsmasq's configuration
+/// is rewritten and dnsmasq restarted (its leases file stays).
 pub fn update_dhcp_ranges(net: &Network, state_dir: &Path) -> Result<()> {
+    restart_dnsmasq(net, state_dir)
+}
+
+/// Applies a change of the DNS TXT or SRV records (they live in dnsmasq's configuration):
+/// rewritten, dnsmasq restarted.
+pub fn update_dns_records(net: &Network, state_dir: &Path) -> Result<()> {
+    restart_dnsmasq(net, state_dir)
+}
+
+fn restart_dnsmasq(net: &Network, state_dir: &Path) -> Result<()> {
     let plan = Plan::from_network(net)?;
     let files = Files::new(state_dir, &plan.name);
     let st = running_state(&plan.name, &files)?;
     if !st.dnsmasq {
         return Err(Error::OperationInvalid {
             object: object(&plan.name),
-            reason: "the running network has no DHCP server (restart it to add one)".into(),
+            reason: "the running network has no dnsmasq (restart it to add one)".into(),
         });
     }
     let bridge = plan.bridge.clone().ok_or_else(|| Error::OperationInvalid {
@@ -727,6 +736,8 @@ pub fn update_dhcp_ranges(net: &Network, state_dir: &Path) -> Result<()> {
     dnsmasq::spawn(&plan.name, &files).map(|_| ())
 }
 
+/// Applies the `<dhcp><host>` entries of `net` (the updated definition) to the running
+/// network: rewrites dnsmasq's hosts file and makes it read it again (SIGHUP).
 pub fn update_dhcp_hosts(net: &Network, state_dir: &Path) -> Result<()> {
     let plan = Plan::from_network(net)?;
     let files = Files::new(state_dir, &plan.name);

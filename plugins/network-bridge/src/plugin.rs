@@ -21,8 +21,14 @@ pub const FORWARD_MODES: &[&str] = &["nat", "route", "open", "isolated", "bridge
 const SECTION_IP_DHCP_HOST: u32 = 4;
 /// `VIR_NETWORK_SECTION_IP_DHCP_RANGE`.
 const SECTION_IP_DHCP_RANGE: u32 = 5;
+/// `VIR_NETWORK_SECTION_PORTGROUP`.
+const SECTION_PORTGROUP: u32 = 9;
 /// `VIR_NETWORK_SECTION_DNS_HOST`.
 const SECTION_DNS_HOST: u32 = 10;
+/// `VIR_NETWORK_SECTION_DNS_TXT`.
+const SECTION_DNS_TXT: u32 = 11;
+/// `VIR_NETWORK_SECTION_DNS_SRV`.
+const SECTION_DNS_SRV: u32 = 12;
 
 /// One backend per forward mode. It keeps only the run directory the host gave each
 /// network at start (or at the reattach check after a host restart), for the calls whose
@@ -265,6 +271,10 @@ impl NetworkBackend for BridgeBackend {
                 SECTION_IP_DHCP_HOST => crate::update_dhcp_hosts(&n, &d).map_err(perr),
                 SECTION_IP_DHCP_RANGE => crate::update_dhcp_ranges(&n, &d).map_err(perr),
                 SECTION_DNS_HOST => crate::update_dns_hosts(&n, &d).map_err(perr),
+                // TXT and SRV records are in dnsmasq's configuration: rewritten, restarted
+                SECTION_DNS_TXT | SECTION_DNS_SRV => crate::update_dns_records(&n, &d).map_err(perr),
+                // port groups only shape ports plugged later: nothing runs to change
+                SECTION_PORTGROUP => Ok(()),
                 other => Err(PluginError {
                     code: rvirt_sdk::abi::ErrorCode::NoSupport as i32,
                     domain: ErrorDomain::Network as i32,

@@ -170,6 +170,98 @@ fn virsh_runs_nat_isolated_and_route_networks_on_the_bridge_plugin() {
     );
     assert!(ok(&uri, &["net-dumpxml", "natnet", "--inactive"]).contains("10.71.0.50"));
 
+    // DNS entries on the running network, answered by its dnsmasq at once: a host (hosts
+    // file reloaded), a TXT and an SRV record (configuration rewritten, dnsmasq restarted)
+    let ask = |kind: &str, name: &str| {
+        let o = Command::new("busybox")
+            .args(["nslookup", &format!("-type={kind}"), name, "10.71.0.1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let update = |cmd: &str, section: &str, xml: &str| {
+        ok(
+            &uri,
+            &[
+                "net-update",
+                "natnet",
+                cmd,
+                section,
+                xml,
+                "--live",
+                "--config",
+            ],
+        )
+    };
+    update(
+        "add",
+        "dns-host",
+        "<host ip='10.71.0.9'><hostname>nine</hostname></host>",
+    );
+    update("add", "dns-txt", "<txt name='motd' value='hello there'/>");
+    update(
+        "add",
+        "dns-srv",
+        "<srv service='ldap' protocol='tcp' target='nine' port='389' priority='1' weight='5'/>",
+    );
+    let wait_dns = |kind: &str, name: &str, want: &str| {
+        let t0 = std::time::Instant::now();
+        loop {
+            let a = ask(kind, name);
+            if a.contains(want) {
+                return;
+            }
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "{kind} {name}: no '{want}' in {a}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_dns("a", "nine", "10.71.0.9");
+    wait_dns("txt", "motd", "hello there");
+    wait_dns("srv", "_ldap._tcp", "389");
+    let inactive = ok(&uri, &["net-dumpxml", "natnet", "--inactive"]);
+    assert!(
+        inactive.contains("<txt name='motd' value='hello there'/>")
+            && inactive.contains("service='ldap'"),
+        "{inactive}"
+    );
+    update(
+        "delete",
+        "dns-txt",
+        "<txt name='motd' value='hello there'/>",
+    );
+    update(
+        "modify",
+        "dns-host",
+        "<host ip='10.71.0.9'><hostname>niner</hostname></host>",
+    );
+    wait_dns("a", "niner", "10.71.0.9");
+    assert!(
+        !ask("txt", "motd").contains("hello there"),
+        "the TXT record went"
+    );
+    let o = virsh(
+        &uri,
+        &[
+            "net-update",
+            "natnet",
+            "delete",
+            "dns-txt",
+            "<txt name='motd' value='x'/>",
+            "--live",
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("couldn't locate a matching dns txt entry"),
+        "{e}"
+    );
+    // a port group changes what later ports get; nothing runs to change
+    update("add", "portgroup", "<portgroup name='engineering'/>");
+    assert!(ok(&uri, &["net-dumpxml", "natnet"]).contains("<portgroup name='engineering'/>"));
+
     // an overlapping subnet is refused while the other network is active
     let f = root.join("overlap.xml");
     std::fs::write(

@@ -449,7 +449,7 @@ fn leases_and_updates() {
     assert!(!n.xml("u", 0).unwrap().contains("name='nine'"));
     assert!(n.xml("u", XML_INACTIVE).unwrap().contains("name='nine'"));
     let e = n
-        .update("u", update::ADD_LAST, 10, -1, "<x/>", 0)
+        .update("u", update::ADD_LAST, 8, -1, "<pf dev='eth0'/>", 0)
         .unwrap_err();
     assert!(e.is_no_support(), "{e}");
     assert!(
@@ -536,4 +536,119 @@ fn port_parameters_read_and_change_the_port_bandwidth() {
     );
     let p = n.port_parameters("bw", id.uuid, 0).unwrap();
     assert!(p.contains(&("inbound.average".to_string(), 100)), "{p:?}");
+}
+
+#[test]
+fn updates_of_dns_records_port_groups_and_forward_interfaces() {
+    let b = Arc::new(MemNet::default());
+    let n = open(None, &b);
+    n.define(&net_xml("u", "10.6.0"), 0).unwrap();
+    let cfg = update::AFFECT_CONFIG;
+    let add = update::ADD_LAST;
+    n.update(
+        "u",
+        add,
+        update::SECTION_DNS_TXT,
+        -1,
+        "<txt name='a' value='b'/>",
+        cfg,
+    )
+    .unwrap();
+    let e = n
+        .update(
+            "u",
+            add,
+            update::SECTION_DNS_TXT,
+            -1,
+            "<txt name='a' value='c'/>",
+            cfg,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("existing dns txt entry"), "{e}");
+    n.update(
+        "u",
+        update::MODIFY,
+        update::SECTION_DNS_TXT,
+        -1,
+        "<txt name='a' value='c'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_DNS_SRV,
+        -1,
+        "<srv service='ldap' protocol='tcp'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        update::ADD_FIRST,
+        update::SECTION_DNS_HOST,
+        -1,
+        "<host ip='10.6.0.9'><hostname>h</hostname></host>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_PORTGROUP,
+        -1,
+        "<portgroup name='pg'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_FORWARD_INTERFACE,
+        -1,
+        "<interface dev='eth9'/>",
+        cfg,
+    )
+    .unwrap();
+    let x = n.xml("u", 0).unwrap();
+    for want in [
+        "<txt name='a' value='c'/>",
+        "<srv service='ldap' protocol='tcp'/>",
+        "<hostname>h</hostname>",
+        "<portgroup name='pg'/>",
+        "<interface dev='eth9'/>",
+    ] {
+        assert!(x.contains(want), "{want}: {x}");
+    }
+    // wrong element, unknown section, missing entry
+    let e = n
+        .update("u", add, update::SECTION_DNS_TXT, -1, "<srv/>", cfg)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::XmlError as i32, "{e}");
+    assert!(
+        n.update("u", add, 1, -1, "<bridge/>", cfg)
+            .unwrap_err()
+            .is_no_support()
+    );
+    let e = n
+        .update(
+            "u",
+            update::DELETE,
+            update::SECTION_PORTGROUP,
+            -1,
+            "<portgroup name='x'/>",
+            cfg,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("matching portgroup entry"), "{e}");
+    n.update(
+        "u",
+        update::DELETE,
+        update::SECTION_DNS_HOST,
+        -1,
+        "<host><hostname>h</hostname></host>",
+        cfg,
+    )
+    .unwrap();
+    assert!(!n.xml("u", 0).unwrap().contains("<hostname>h</hostname>"));
 }
