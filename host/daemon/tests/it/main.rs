@@ -10,6 +10,7 @@ mod networks;
 mod protocol;
 mod python;
 mod qemu;
+mod rbd;
 mod remote_driver;
 mod secrets;
 mod security;

@@ -1,0 +1,400 @@
+//! Ceph RBD pools through rvirtd with the real `virsh` and python-libvirt, against a real
+//! single-node Ceph with cephx (`plugins/storage-rbd/tests/ceph-cluster.sh`), started
+//! once per test run in a network namespace of its own and stopped by PID when the test
+//! binary exits. rvirtd runs inside that namespace (`ip netns exec`), so its rbd plugin
+//! and the QEMU it starts reach the monitor at 127.0.0.1:6789; virsh and python talk to
+//! it over its UNIX socket from outside. The cephx key is defined as a libvirt secret
+//! (`secret-define` + `secret-set-value`) and reaches the plugin through the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::missing;
+
+struct Cluster {
+    dir: PathBuf,
+    ns: String,
+    /// The client.admin key, base64 (what `secret-set-value --base64` takes).
+    key: String,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+fn script() -> PathBuf {
+    rvirt_tests::workspace_root().join("plugins/storage-rbd/tests/ceph-cluster.sh")
+}
+
+unsafe extern "C" {
+    /// The C library's `atexit` (the test binary links the C library anyway).
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(c) = CLUSTER.get() {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(&c.dir)
+            .arg(&c.ns)
+            .status();
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+}
+
+/// The test run's cluster, started on first use; a cluster that cannot start fails the
+/// test with the daemons' log tails.
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("rvirt-rbd-daemon-it-{pid}"));
+        let ns = format!("rvirt-rbd-d{pid}");
+        let t = Instant::now();
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .arg(&ns)
+            .arg("cephx")
+            .output()
+            .expect("run ceph-cluster.sh");
+        if !out.status.success() {
+            let _ = Command::new(script()).arg("stop").arg(&dir).arg(&ns).status();
+            panic!(
+                "\n\n!!! the test Ceph cluster did not start (apt-get install ceph-mon ceph-osd ceph-common):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // SAFETY: registers a plain extern "C" function, run once at process exit.
+        unsafe { atexit(stop_cluster) };
+        eprintln!("ceph cluster up in {:?}", t.elapsed());
+        let key = std::fs::read_to_string(dir.join("admin.key"))
+            .expect("admin.key")
+            .trim()
+            .to_string();
+        Cluster { dir, ns, key }
+    })
+}
+
+/// rvirtd inside the cluster's namespace; SIGTERM on drop.
+struct NsDaemon {
+    root: tempfile::TempDir,
+    child: Child,
+}
+
+impl NsDaemon {
+    fn start() -> NsDaemon {
+        let c = cluster();
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
+        let bin_dir = bin.parent().expect("binary directory").to_path_buf();
+        for plugin in ["librvirt_storage_rbd.so", "librvirt_plugin_qemu.so"] {
+            assert!(
+                bin_dir.join(plugin).is_file(),
+                "{plugin} is missing next to rvirtd: run `cargo build --workspace` first"
+            );
+        }
+        let root = tempfile::Builder::new()
+            .prefix("rvirtd-rbd.")
+            .tempdir()
+            .expect("tempdir");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &c.ns])
+            .arg(&bin)
+            .arg("--root")
+            .arg(root.path())
+            .env("RVIRT_PLUGIN_PATH", &bin_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start rvirtd in the namespace");
+        let d = NsDaemon { root, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(d.socket()).is_err() {
+            assert!(Instant::now() < deadline, "rvirtd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.path().join("run/rvirt-sock")
+    }
+
+    fn uri(&self) -> String {
+        format!("qemu+unix:///system?socket={}", self.socket().display())
+    }
+}
+
+impl Drop for NsDaemon {
+    fn drop(&mut self) {
+        // `ip netns exec` execs rvirtd: the child's PID is the daemon's
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh")
+}
+
+fn ok(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(
+        o.status.success(),
+        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(
+        !o.status.success(),
+        "virsh {args:?} succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tools_missing() -> bool {
+    missing("virsh", Command::new("virsh").arg("--version"))
+        || missing("ceph-mon", Command::new("ceph-mon").arg("--version"))
+}
+
+const SECRET_USAGE: &str = "client.admin secret";
+
+/// Defines the ceph secret holding the cluster's key; answers its UUID.
+fn define_secret(uri: &str, dir: &Path) -> String {
+    let file = dir.join("secret.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<secret ephemeral='no' private='yes'><usage type='ceph'><name>{SECRET_USAGE}</name></usage></secret>"
+        ),
+    )
+    .unwrap();
+    let out = ok(uri, &["secret-define", file.to_str().unwrap()]);
+    let uuid = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no uuid in {out:?}"))
+        .to_string();
+    ok(
+        uri,
+        &["secret-set-value", &uuid, "--base64", &cluster().key],
+    );
+    uuid
+}
+
+fn pool_xml(name: &str, secret: &str) -> String {
+    format!(
+        "<pool type='rbd'><name>{name}</name><source><name>rbd</name>\
+         <host name='127.0.0.1' port='6789'/>\
+         <auth type='ceph' username='admin'><secret {secret}/></auth></source></pool>"
+    )
+}
+
+fn define_pool(uri: &str, dir: &Path, name: &str, secret: &str) {
+    let file = dir.join(format!("{name}.xml"));
+    std::fs::write(&file, pool_xml(name, secret)).unwrap();
+    ok(uri, &["pool-define", file.to_str().unwrap()]);
+}
+
+#[test]
+fn rbd_pool_and_volumes_through_virsh_with_a_cephx_secret() {
+    if tools_missing() {
+        return;
+    }
+    let d = NsDaemon::start();
+    let uri = d.uri();
+    let dir = d.root.path();
+
+    // without the secret, the pool cannot start, and says which secret it lacks
+    define_pool(&uri, dir, "cephp", &format!("usage='{SECRET_USAGE}'"));
+    let e = fails(&uri, &["pool-start", "cephp"]);
+    assert!(
+        e.contains("pool 'cephp'") && e.contains("client.admin secret"),
+        "{e}"
+    );
+    let uuid = define_secret(&uri, dir);
+    ok(&uri, &["pool-start", "cephp"]);
+    let info = ok(&uri, &["pool-info", "cephp"]);
+    assert!(info.contains("running"), "{info}");
+
+    ok(&uri, &["vol-create-as", "cephp", "v1", "64M"]);
+    ok(&uri, &["vol-create-as", "cephp", "v2", "1G"]);
+    let e = fails(&uri, &["vol-create-as", "cephp", "v1", "64M"]);
+    assert!(
+        e.contains("already exists") || e.contains("exists already"),
+        "{e}"
+    );
+    let e = fails(
+        &uri,
+        &["vol-create-as", "cephp", "q", "64M", "--format", "qcow2"],
+    );
+    assert!(e.contains("RBD images are raw"), "{e}");
+    let list = ok(&uri, &["vol-list", "cephp"]);
+    assert!(list.contains("v1") && list.contains("rbd/v1"), "{list}");
+    assert!(list.contains("v2") && list.contains("rbd/v2"), "{list}");
+    let vi = ok(&uri, &["vol-info", "--pool", "cephp", "v1"]);
+    assert!(vi.contains("network") && vi.contains("64.00 MiB"), "{vi}");
+    let x = ok(&uri, &["vol-dumpxml", "--pool", "cephp", "v1"]);
+    assert!(
+        x.contains("<key>rbd/v1</key>") && x.contains("<path>rbd/v1</path>"),
+        "{x}"
+    );
+    assert_eq!(
+        ok(&uri, &["vol-path", "--pool", "cephp", "v1"]).trim(),
+        "rbd/v1"
+    );
+
+    ok(&uri, &["vol-resize", "--pool", "cephp", "v1", "128M"]);
+    assert!(ok(&uri, &["vol-info", "--pool", "cephp", "v1"]).contains("128.00 MiB"));
+    let e = fails(&uri, &["vol-resize", "--pool", "cephp", "v1", "32M"]);
+    assert!(e.contains("SHRINK") || e.contains("shrink"), "{e}");
+    ok(
+        &uri,
+        &["vol-resize", "--pool", "cephp", "v1", "32M", "--shrink"],
+    );
+    assert!(ok(&uri, &["vol-info", "--pool", "cephp", "v1"]).contains("32.00 MiB"));
+
+    // a clone is an RBD clone of a protected snapshot of its source
+    ok(&uri, &["vol-clone", "--pool", "cephp", "v1", "v1c"]);
+    assert!(ok(&uri, &["vol-info", "--pool", "cephp", "v1c"]).contains("32.00 MiB"));
+    let e = fails(&uri, &["vol-delete", "--pool", "cephp", "v1"]);
+    assert!(e.contains("has snapshots"), "{e}");
+    ok(&uri, &["vol-delete", "--pool", "cephp", "v1c"]);
+    ok(
+        &uri,
+        &["vol-delete", "--pool", "cephp", "v1", "--delete-snapshots"],
+    );
+    ok(&uri, &["vol-wipe", "--pool", "cephp", "v2"]);
+
+    // an image made behind the daemon's back appears on refresh
+    let ns = &cluster().ns;
+    let conf = cluster().dir.join("ceph.conf");
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "rbd", "-c", conf.to_str().unwrap()])
+        .args(["create", "--size", "16", "rbd/outside"])
+        .status()
+        .expect("rbd create");
+    assert!(st.success());
+    assert!(!ok(&uri, &["vol-list", "cephp"]).contains("outside"));
+    ok(&uri, &["pool-refresh", "cephp"]);
+    let list = ok(&uri, &["vol-list", "cephp"]);
+    assert!(list.contains("outside"), "{list}");
+    ok(&uri, &["vol-delete", "--pool", "cephp", "outside"]);
+    ok(&uri, &["vol-delete", "--pool", "cephp", "v2"]);
+    let e = fails(&uri, &["vol-info", "--pool", "cephp", "v2"]);
+    assert!(e.contains("v2"), "{e}");
+
+    ok(&uri, &["pool-destroy", "cephp"]);
+    assert!(ok(&uri, &["pool-info", "cephp"]).contains("inactive"));
+    ok(&uri, &["pool-undefine", "cephp"]);
+
+    // the same pool naming its secret by UUID
+    define_pool(&uri, dir, "cephu", &format!("uuid='{uuid}'"));
+    ok(&uri, &["pool-start", "cephu"]);
+    ok(&uri, &["vol-create-as", "cephu", "u1", "8M"]);
+    ok(&uri, &["vol-delete", "--pool", "cephu", "u1"]);
+    ok(&uri, &["pool-destroy", "cephu"]);
+    ok(&uri, &["pool-undefine", "cephu"]);
+}
+
+const PY_STREAMS: &str = r#"
+import sys
+import libvirt
+
+uri, pool_name = sys.argv[1], sys.argv[2]
+libvirt.registerErrorHandler(lambda *a: None, None)
+conn = libvirt.open(uri)
+pool = conn.storagePoolLookupByName(pool_name)
+data = bytes((i * 7 + i // 4099) % 256 for i in range((9 << 20) + 777))
+vol = pool.createXML("<volume><name>py</name><capacity unit='bytes'>%d</capacity></volume>" % (16 << 20), 0)
+
+st = conn.newStream(0)
+vol.upload(st, 0, 0, 0)
+pos = [0]
+def source(stream, nbytes, opaque):
+    n = min(nbytes, 100000)
+    chunk = data[pos[0]:pos[0] + n]
+    pos[0] += len(chunk)
+    return chunk
+st.sendAll(source, None)
+st.finish()
+
+got = []
+st = conn.newStream(0)
+vol.download(st, 0, len(data), 0)
+st.recvAll(lambda s, buf, opaque: got.append(buf) or len(buf), None)
+st.finish()
+back = b"".join(got)
+assert back == data, (len(back), len(data))
+
+# a window in the middle
+st = conn.newStream(0)
+vol.download(st, 5000000, 123457, 0)
+got = []
+st.recvAll(lambda s, buf, opaque: got.append(buf) or len(buf), None)
+st.finish()
+assert b"".join(got) == data[5000000:5000000 + 123457]
+
+# past the end: refused
+st = conn.newStream(0)
+try:
+    vol.upload(st, 16 << 20, 10, 0)
+    raise SystemExit("upload past the end accepted")
+except libvirt.libvirtError as e:
+    assert "past the" in str(e), str(e)
+vol.delete(0)
+print("STREAMS-OK")
+"#;
+
+#[test]
+fn python_libvirt_streams_round_trip_on_an_rbd_volume() {
+    if tools_missing()
+        || missing(
+            "python3-libvirt",
+            Command::new("/usr/bin/python3").args(["-c", "import libvirt"]),
+        )
+    {
+        return;
+    }
+    let d = NsDaemon::start();
+    let uri = d.uri();
+    let dir = d.root.path();
+    define_secret(&uri, dir);
+    define_pool(&uri, dir, "pyp", &format!("usage='{SECRET_USAGE}'"));
+    ok(&uri, &["pool-start", "pyp"]);
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", PY_STREAMS, &uri, "pyp"])
+        .output()
+        .expect("python3");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success() && out.contains("STREAMS-OK"), "{out}");
+    ok(&uri, &["pool-destroy", "pyp"]);
+}
