@@ -44,6 +44,7 @@ fn raw_once(dir: &Path) -> (f64, f64) {
             allocate_vnc: false,
             volumes: Default::default(),
             taps: Default::default(),
+            secrets: Default::default(),
         },
     )
     .unwrap();

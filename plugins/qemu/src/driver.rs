@@ -676,6 +676,7 @@ impl Driver {
             allocate_vnc: check,
             volumes: Default::default(),
             taps: Default::default(),
+            secrets: Default::default(),
         }
     }
 
@@ -801,6 +802,45 @@ impl Driver {
         for (net, portid) in command::network_ports(live) {
             self.release_port(&net, &portid);
         }
+    }
+
+    /// The keys of the `<auth>` of `def`'s network disks, read through the host's
+    /// secrets, each written to a memfd (close-on-exec until the spawn clears it for
+    /// QEMU), by target device.
+    fn disk_secrets(&self, def: &Domain) -> Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        let auths = command::network_auths(def)?;
+        let mut out = Vec::new();
+        if auths.is_empty() {
+            return Ok(out);
+        }
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (dev, a) in auths {
+            let Some(host) = &host else {
+                return Err(command::CommandError::Unsupported(format!(
+                    "disk '{dev}': the {} secret '{}' cannot be read: the host lent no services",
+                    a.secret_type, a.secret
+                ))
+                .into());
+            };
+            let value = match host.secret_value(a.usage_type(), RStr::from_str(&a.secret)) {
+                RResult::ROk(v) => v,
+                RResult::RErr(mut e) => {
+                    e.message = format!("{} (disk '{dev}' auth)", e.message).into();
+                    return Err(perr(e));
+                }
+            };
+            let fd = rustix::fs::memfd_create("rvirt-disk-secret", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|e| {
+                    io("create a memfd for the secret of disk", Path::new(&dev))(
+                        std::io::Error::from(e),
+                    )
+                })?;
+            rustix::io::write(&fd, value.as_slice()).map_err(|e| {
+                io("write the secret of disk", Path::new(&dev))(std::io::Error::from(e))
+            })?;
+            out.push((dev, fd));
+        }
+        Ok(out)
     }
 
     /// Resolves the `<disk type='volume'>` disks of `def` through the host's storage
@@ -1736,6 +1776,10 @@ impl Driver {
         // Volume disks resolve through the host's pools before anything is made.
         let volumes = self.resolve_volumes(&def)?;
         let native_volumes: Vec<command::ResolvedVolume> = volumes.values().cloned().collect();
+        // The keys of network disks' <auth>, each in a memfd QEMU inherits and reads as
+        // its secret object's file: the key is never on the command line nor on disk.
+        let secret_fds = self.disk_secrets(&def)?;
+        let secret_raw: Vec<i32> = secret_fds.iter().map(|(_, f)| f.as_raw_fd()).collect();
         // TAP devices for bridge interfaces, made before QEMU and inherited by it; they
         // vanish with their last descriptor (a failed start, or QEMU's exit).
         let taps = self.make_taps(&def)?;
@@ -1758,6 +1802,10 @@ impl Driver {
             &def,
             &BuildOptions {
                 volumes,
+                secrets: secret_fds
+                    .iter()
+                    .map(|(dev, f)| (dev.clone(), format!("/proc/self/fd/{}", f.as_raw_fd())))
+                    .collect(),
                 taps: taps
                     .iter()
                     .map(|m| {
@@ -1873,6 +1921,12 @@ impl Driver {
                 let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty())
                     .map_err(std::io::Error::from)?;
+                for &t in &secret_raw {
+                    // SAFETY: the secrets' memfds are open in the parent across fork.
+                    let sfd = rustix::fd::BorrowedFd::borrow_raw(t);
+                    rustix::io::fcntl_setfd(sfd, rustix::io::FdFlags::empty())
+                        .map_err(std::io::Error::from)?;
+                }
                 for &t in &tap_fds {
                     // SAFETY: the TAP descriptors are open in the parent across fork.
                     let tfd = rustix::fd::BorrowedFd::borrow_raw(t);
@@ -1895,6 +1949,7 @@ impl Driver {
         drop(listener);
         // QEMU holds its own copies now
         drop(taps);
+        drop(secret_fds);
         let mut child: Child = match child {
             Ok(c) => c,
             Err(e) => {

@@ -398,3 +398,128 @@ fn python_libvirt_streams_round_trip_on_an_rbd_volume() {
     assert!(o.status.success() && out.contains("STREAMS-OK"), "{out}");
     ok(&uri, &["pool-destroy", "pyp"]);
 }
+
+/// The pids of QEMU processes running guest `name`.
+fn qemu_pids(name: &str) -> Vec<u32> {
+    let want = format!("guest={name},");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .split('\0')
+                    .any(|a| a.starts_with(&want))
+            })
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
+    if tools_missing()
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+    {
+        return;
+    }
+    let g = rvirt_tests::guest();
+    let d = NsDaemon::start();
+    let uri = d.uri();
+    let dir = d.root.path();
+    define_secret(&uri, dir);
+    define_pool(&uri, dir, "gpool", &format!("usage='{SECRET_USAGE}'"));
+    ok(&uri, &["pool-start", "gpool"]);
+    ok(&uri, &["vol-create-as", "gpool", "gdisk", "8M"]);
+    // the guest's disk image goes into the RBD image through the daemon's volume upload
+    ok(
+        &uri,
+        &[
+            "vol-upload",
+            "--pool",
+            "gpool",
+            "gdisk",
+            g.join("disk.raw").to_str().unwrap(),
+        ],
+    );
+    let serial = dir.join("serial.log");
+    let xml = format!(
+        "<domain type='qemu'><name>rbdguest</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial>\
+         <disk type='network' device='disk'><driver name='qemu' type='raw'/>\
+         <source protocol='rbd' name='rbd/gdisk'><host name='127.0.0.1' port='6789'/></source>\
+         <auth username='admin'><secret type='ceph' usage='{SECRET_USAGE}'/></auth>\
+         <target dev='vda' bus='virtio'/></disk></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = serial.display(),
+    );
+    let file = dir.join("rbdguest.xml");
+    std::fs::write(&file, xml).unwrap();
+    ok(&uri, &["define", file.to_str().unwrap()]);
+
+    // domxml-to-native shows libvirt's rbd node and a secret object, no key
+    let native = ok(
+        &uri,
+        &["domxml-to-native", "qemu-argv", file.to_str().unwrap()],
+    );
+    assert!(
+        native.contains("\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"gdisk\",\"server\":[{\"host\":\"127.0.0.1\",\"port\":\"6789\"}],\"user\":\"admin\",\"auth-client-required\":[\"cephx\",\"none\"],\"key-secret\":\"libvirt-1-storage-auth-secret0\""),
+        "{native}"
+    );
+    assert!(
+        !native.contains(&cluster().key),
+        "the key is on the command line"
+    );
+
+    ok(&uri, &["start", "rbdguest"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for(
+        "GUEST-READY on the serial console",
+        Duration::from_secs(120),
+        || log().contains("GUEST-READY"),
+    );
+    assert!(
+        log().contains("VIRT-DISK-MARKER"),
+        "the guest read its disk marker from the RBD image: {}",
+        log()
+    );
+    // QEMU's command line names the secret object and holds no key
+    let pids = qemu_pids("rbdguest");
+    assert_eq!(pids.len(), 1, "one QEMU");
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap())
+            .replace('\0', " ");
+    assert!(
+        cmdline.contains("\"key-secret\":\"libvirt-1-storage-auth-secret0\""),
+        "{cmdline}"
+    );
+    assert!(cmdline.contains("\"qom-type\":\"secret\""), "{cmdline}");
+    assert!(
+        !cmdline.contains(&cluster().key),
+        "the cephx key is on QEMU's command line"
+    );
+    let image_key_b64_free = !cmdline.contains("key=");
+    assert!(image_key_b64_free, "{cmdline}");
+
+    ok(&uri, &["shutdown", "rbdguest"]);
+    wait_for("ACPI shutdown", Duration::from_secs(60), || {
+        ok(&uri, &["domstate", "rbdguest"]).trim() == "shut off"
+    });
+    ok(&uri, &["undefine", "rbdguest"]);
+    ok(&uri, &["vol-delete", "--pool", "gpool", "gdisk"]);
+    ok(&uri, &["pool-destroy", "gpool"]);
+}

@@ -1,0 +1,193 @@
+//! Network disk sources (`<disk type='network'>`, and volume disks whose pool is on the
+//! network) as QEMU `-blockdev` storage nodes, in libvirt's member order.
+//!
+//! The source is read once into a protocol-neutral [`NetSource`] (protocol, name, hosts,
+//! snapshot, config file, auth); [`storage_node`] turns it into the node of the
+//! protocol's QEMU driver. `rbd` is served; another protocol (`iscsi`, `nfs`, `gluster`)
+//! adds one arm there. Authentication never puts a key on the command line: the node
+//! names a QEMU `secret` object (`key-secret`, `password-secret`) whose value the driver
+//! hands QEMU through an inherited descriptor.
+
+use super::{CommandError, Obj, attr};
+use rvirt_xml::Element;
+
+/// `<auth username><secret type usage|uuid/></auth>` of a network disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetAuth {
+    /// The user (`admin` for cephx's `client.admin`).
+    pub username: String,
+    /// `ceph` or `iscsi`.
+    pub secret_type: String,
+    /// The secret's usage id or, failing that, its UUID.
+    pub secret: String,
+}
+
+impl NetAuth {
+    /// The `VIR_SECRET_USAGE_TYPE_*` of the secret (ceph 2, iscsi 3).
+    pub fn usage_type(&self) -> i32 {
+        match self.secret_type.as_str() {
+            "ceph" => 2,
+            "iscsi" => 3,
+            _ => 0,
+        }
+    }
+}
+
+/// One `<host name port transport>` of a network source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetHost {
+    /// The host name or address.
+    pub name: String,
+    /// The port, as written.
+    pub port: Option<String>,
+}
+
+/// A network disk's source, whatever its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSource {
+    /// `rbd`, `iscsi`, `nfs`, `gluster`, ...
+    pub protocol: String,
+    /// `<source name>`: `pool/image` for rbd.
+    pub name: String,
+    /// The servers, in order.
+    pub hosts: Vec<NetHost>,
+    /// `<snapshot name>` (rbd).
+    pub snapshot: Option<String>,
+    /// `<config file>` (rbd: a ceph.conf).
+    pub config: Option<String>,
+    /// Authentication.
+    pub auth: Option<NetAuth>,
+}
+
+fn invalid(dev: &str, what: String) -> CommandError {
+    CommandError::Invalid(format!("disk '{dev}': {what}"))
+}
+
+/// Reads `<auth>` from under `<source>` or, in the older placement, under `<disk>`.
+pub fn auth_of(dev: &str, disk: &Element) -> Result<Option<NetAuth>, CommandError> {
+    let a = disk
+        .child("source")
+        .and_then(|s| s.child("auth"))
+        .or_else(|| disk.child("auth"));
+    let Some(a) = a else { return Ok(None) };
+    let username = a
+        .attr("username")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid(dev, "<auth> needs a 'username'".into()))?;
+    let s = a
+        .child("secret")
+        .ok_or_else(|| invalid(dev, "<auth> needs a <secret>".into()))?;
+    let secret_type = s
+        .attr("type")
+        .or_else(|| a.attr("type"))
+        .unwrap_or("ceph")
+        .to_string();
+    let secret = s
+        .attr("usage")
+        .or_else(|| s.attr("uuid"))
+        .filter(|x| !x.is_empty())
+        .ok_or_else(|| invalid(dev, "<auth><secret> needs a 'usage' or 'uuid'".into()))?;
+    Ok(Some(NetAuth {
+        username: username.to_string(),
+        secret_type,
+        secret: secret.to_string(),
+    }))
+}
+
+impl NetSource {
+    /// Reads the `<source>` of a `<disk type='network'>`.
+    pub fn from_disk(dev: &str, disk: &Element) -> Result<NetSource, CommandError> {
+        let src = disk
+            .child("source")
+            .ok_or_else(|| invalid(dev, "a network disk needs a <source>".into()))?;
+        let protocol = src
+            .attr("protocol")
+            .ok_or_else(|| invalid(dev, "<source> needs a 'protocol'".into()))?
+            .to_string();
+        let name = src.attr("name").unwrap_or("").to_string();
+        let hosts = src
+            .children_named("host")
+            .map(|h| {
+                Ok(NetHost {
+                    name: h
+                        .attr("name")
+                        .ok_or_else(|| invalid(dev, "<source><host> needs a 'name'".into()))?
+                        .to_string(),
+                    port: h.attr("port").map(str::to_string),
+                })
+            })
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        Ok(NetSource {
+            protocol,
+            name,
+            hosts,
+            snapshot: attr(src, &["snapshot"], "name").map(str::to_string),
+            config: attr(src, &["config"], "file").map(str::to_string),
+            auth: auth_of(dev, disk)?,
+        })
+    }
+}
+
+/// The default port of a protocol's servers (QEMU's `server` entries need one).
+fn default_port(protocol: &str) -> &'static str {
+    match protocol {
+        "rbd" => "6789",
+        "iscsi" => "3260",
+        "gluster" => "24007",
+        _ => "0",
+    }
+}
+
+/// The protocol's storage node, without `node-name` and `read-only` (the caller adds
+/// them): `secret_id` names the `secret` object holding the auth's key.
+pub(super) fn storage_node(
+    dev: &str,
+    src: &NetSource,
+    secret_id: Option<&str>,
+) -> Result<Obj, CommandError> {
+    match src.protocol.as_str() {
+        "rbd" => rbd(dev, src, secret_id),
+        other => Err(CommandError::Unsupported(format!(
+            "disk '{dev}': network disk protocol '{other}' is not supported (rbd)"
+        ))),
+    }
+}
+
+fn rbd(dev: &str, src: &NetSource, secret_id: Option<&str>) -> Result<Obj, CommandError> {
+    let (pool, image) = src
+        .name
+        .split_once('/')
+        .filter(|(p, i)| !p.is_empty() && !i.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                dev,
+                format!("rbd source name '{}' is not 'pool/image'", src.name),
+            )
+        })?;
+    let mut o = obj! {"driver": "rbd", "pool": pool, "image": image};
+    if let Some(s) = &src.snapshot {
+        o["snapshot"] = serde_json::json!(s);
+    }
+    if let Some(c) = &src.config {
+        o["conf"] = serde_json::json!(c);
+    }
+    if !src.hosts.is_empty() {
+        let servers: Vec<serde_json::Value> = src
+            .hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.name,
+                    "port": h.port.clone().unwrap_or_else(|| default_port("rbd").to_string()),
+                })
+            })
+            .collect();
+        o["server"] = serde_json::Value::Array(servers);
+    }
+    if let (Some(a), Some(id)) = (&src.auth, secret_id) {
+        o["user"] = serde_json::json!(a.username);
+        o["auth-client-required"] = serde_json::json!(["cephx", "none"]);
+        o["key-secret"] = serde_json::json!(id);
+    }
+    Ok(o)
+}
