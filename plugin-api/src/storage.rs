@@ -162,6 +162,15 @@ pub trait HostServices: Send + Sync {
         let _ = (network, port_uuid);
         RResult::RErr(host_lacks("virNetworkPortDelete", ErrorDomain::Network))
     }
+    /// The definition of storage pool `pool` among the pools bound to the connection
+    /// (`virStoragePoolGetXMLDesc` with no flags): what a hypervisor needs beyond
+    /// [`VolumeSource`] to open a volume of a network pool (`<source><host>`, `<auth>`,
+    /// the Ceph pool or iSCSI target). An unknown pool answers
+    /// `VIR_ERR_NO_STORAGE_POOL`, a URI without storage no-support. Since 1.6.
+    fn storage_pool_xml(&self, pool: RStr<'_>) -> PResult<RString> {
+        let _ = pool;
+        RResult::RErr(host_lacks("virStoragePoolGetXMLDesc", ErrorDomain::Storage))
+    }
 }
 
 /// The boxed host services trait object.

@@ -53,4 +53,12 @@ fn a_1_3_host_services_vtable_answers_no_support_for_the_1_4_methods() {
     );
     let e = now.connection_uri().unwrap_err();
     assert_eq!(e.code, ErrorCode::NoSupport as i32);
+    // 1.6's storage_pool_xml too
+    let e = now.storage_pool_xml(RStr::from_str("p")).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoSupport as i32);
+    assert!(
+        e.message.contains("virStoragePoolGetXMLDesc"),
+        "{}",
+        e.message
+    );
 }

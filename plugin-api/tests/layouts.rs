@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5},
+    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5, v1_6},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -190,6 +190,7 @@ fn current_types_extend_every_frozen_layout() {
     fails.extend(extends("1.3 -> current", &storage_closure!(v1_3 => api)));
     fails.extend(extends("1.4 -> current", &host_closure!(v1_4 => api)));
     fails.extend(extends("1.5 -> current", &network_closure!(v1_5 => api)));
+    fails.extend(extends("1.6 -> current", &network_closure!(v1_6 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -200,6 +201,7 @@ fn each_frozen_minor_extends_the_one_before() {
     fails.extend(extends("1.2 -> 1.3", &closure!(v1_2 => v1_3)));
     fails.extend(extends("1.3 -> 1.4", &storage_closure!(v1_3 => v1_4)));
     fails.extend(extends("1.4 -> 1.5", &host_closure!(v1_4 => v1_5)));
+    fails.extend(extends("1.5 -> 1.6", &network_closure!(v1_5 => v1_6)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -209,7 +211,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "5" => network_closure!(v1_5 => api),
+        "6" => network_closure!(v1_6 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -266,6 +268,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_3.rs", include_str!("../src/frozen/v1_3.rs")),
         ("v1_4.rs", include_str!("../src/frozen/v1_4.rs")),
         ("v1_5.rs", include_str!("../src/frozen/v1_5.rs")),
+        ("v1_6.rs", include_str!("../src/frozen/v1_6.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -661,4 +664,20 @@ fn a_changed_network_type_is_incompatible_with_the_1_5_copy() {
         e.iter().any(|l| l.starts_with("expiry_time: ")),
         "names the changed field: {e:#?}"
     );
+}
+
+#[test]
+fn a_1_5_host_services_vtable_is_a_prefix_of_the_1_6_one_not_the_reverse() {
+    // 1.6 appends `storage_pool_xml` to `HostServices`: 1.6 services pass where 1.5 ones
+    // are expected, 1.5 services are refused where 1.6 ones are expected.
+    check(
+        <v1_5::HostServicesBox as StableAbi>::LAYOUT,
+        <v1_6::HostServicesBox as StableAbi>::LAYOUT,
+    )
+    .expect("1.6 services extend 1.5");
+    check(
+        <v1_6::HostServicesBox as StableAbi>::LAYOUT,
+        <v1_5::HostServicesBox as StableAbi>::LAYOUT,
+    )
+    .expect_err("1.5 services lack storage_pool_xml");
 }

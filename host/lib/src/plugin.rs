@@ -576,6 +576,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             4 => header
                 .ensure_layout::<api::frozen::v1_4::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            5 => header
+                .ensure_layout::<api::frozen::v1_5::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),

@@ -85,17 +85,26 @@ pub struct BuildOptions {
 
 /// The `<disk type='network'>` disks of `def` with an `<auth>`, by target device: whose
 /// keys the driver fetches (host services' `secret_value`) before QEMU starts.
-pub fn network_auths(def: &Domain) -> Result<Vec<(String, NetAuth)>, CommandError> {
+/// Volume disks on network pools (in `volumes`) count with their pool's `<auth>`.
+pub fn network_auths(
+    def: &Domain,
+    volumes: &std::collections::HashMap<String, ResolvedVolume>,
+) -> Result<Vec<(String, NetAuth)>, CommandError> {
     let mut out = Vec::new();
     let Some(devs) = def.element().child("devices") else {
         return Ok(out);
     };
     for d in devs.children_named("disk") {
-        if d.attr("type") != Some("network") {
-            continue;
-        }
         let dev = attr(d, &["target"], "dev").unwrap_or("").to_string();
-        if let Some(a) = auth_of(&dev, d)? {
+        let auth = match d.attr("type") {
+            Some("network") => auth_of(&dev, d)?,
+            Some("volume") => match volumes.get(&dev) {
+                Some(v) if v.disk_type == "network" => v.net_source(&dev)?.auth,
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(a) = auth {
             out.push((dev, a));
         }
     }
@@ -134,6 +143,17 @@ pub struct ResolvedVolume {
     /// The pool reports a backing file for the volume (from its header).
     #[serde(default)]
     pub backing: bool,
+    /// For a volume of a network pool (`disk_type` `network`): the pool's definition,
+    /// whose `<source>` names the servers and the auth (host services 1.6).
+    #[serde(default)]
+    pub pool_xml: String,
+}
+
+impl ResolvedVolume {
+    /// The network source of a volume of a network pool.
+    pub fn net_source(&self, dev: &str) -> Result<NetSource, CommandError> {
+        NetSource::from_pool_volume(dev, &self.pool_type, &self.pool_xml, &self.path)
+    }
 }
 
 /// A `<disk type='volume'>` with a source: its target device, pool and volume.
@@ -1593,20 +1613,20 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
             .or_else(|| volume.map(|v| v.format.clone()).filter(|f| !f.is_empty()))
             .unwrap_or_else(|| "raw".to_string());
         let readonly = device == "cdrom" || d.child("readonly").is_some();
-        let net = if ty == "network" {
-            Some(NetSource::from_disk(&dev, d)?)
-        } else {
-            None
+        let net = match (ty.as_str(), volume) {
+            ("network", _) => Some(NetSource::from_disk(&dev, d)?),
+            ("volume", Some(v)) if v.disk_type == "network" => Some(v.net_source(&dev)?),
+            _ => None,
         };
         let source = match (ty.as_str(), actual) {
-            ("network", _) => None,
+            ("network", _) | ("volume", "network") => None,
             ("file", _) => attr(d, &["source"], "file").map(str::to_string),
             ("block", _) => attr(d, &["source"], "dev").map(str::to_string),
             ("volume", "file" | "block") => volume.map(|v| v.path.clone()),
             ("volume", _) if volume.is_none() => None,
             ("volume", other) => {
                 return Err(CommandError::Unsupported(format!(
-                    "disk '{dev}': storage volume of type '{other}' is not supported (file and block volumes only)"
+                    "disk '{dev}': storage volume of type '{other}' is not supported (file, block and network volumes only)"
                 )));
             }
             (other, _) => {
@@ -2767,6 +2787,7 @@ mod tests {
             format: format.into(),
             pool_type: "dir".into(),
             backing: false,
+            pool_xml: String::new(),
         }
     }
 

@@ -807,8 +807,12 @@ impl Driver {
     /// The keys of the `<auth>` of `def`'s network disks, read through the host's
     /// secrets, each written to a memfd (close-on-exec until the spawn clears it for
     /// QEMU), by target device.
-    fn disk_secrets(&self, def: &Domain) -> Result<Vec<(String, std::os::fd::OwnedFd)>> {
-        let auths = command::network_auths(def)?;
+    fn disk_secrets(
+        &self,
+        def: &Domain,
+        volumes: &HashMap<String, command::ResolvedVolume>,
+    ) -> Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        let auths = command::network_auths(def, volumes)?;
         let mut out = Vec::new();
         if auths.is_empty() {
             return Ok(out);
@@ -880,6 +884,18 @@ impl Driver {
             let backing = rvirt_xml::StorageVolume::parse(v.volume_xml.as_str(), None)
                 .ok()
                 .is_some_and(|vol| vol.backing_store().is_some());
+            // a volume of a network pool: the pool's <source> names servers and auth
+            let pool_xml = if v.disk_type.as_str() == "network" {
+                match host.storage_pool_xml(RStr::from_str(&disk.pool)) {
+                    RResult::ROk(x) => x.into_string(),
+                    RResult::RErr(mut e) => {
+                        e.message = format!("{} (disk '{}')", e.message, disk.target).into();
+                        return Err(perr(e));
+                    }
+                }
+            } else {
+                String::new()
+            };
             out.insert(
                 disk.target.clone(),
                 command::ResolvedVolume {
@@ -890,6 +906,7 @@ impl Driver {
                     format: v.format.into_string(),
                     pool_type: v.pool_type.into_string(),
                     backing,
+                    pool_xml,
                 },
             );
         }
@@ -1778,7 +1795,7 @@ impl Driver {
         let native_volumes: Vec<command::ResolvedVolume> = volumes.values().cloned().collect();
         // The keys of network disks' <auth>, each in a memfd QEMU inherits and reads as
         // its secret object's file: the key is never on the command line nor on disk.
-        let secret_fds = self.disk_secrets(&def)?;
+        let secret_fds = self.disk_secrets(&def, &volumes)?;
         let secret_raw: Vec<i32> = secret_fds.iter().map(|(_, f)| f.as_raw_fd()).collect();
         // TAP devices for bridge interfaces, made before QEMU and inherited by it; they
         // vanish with their last descriptor (a failed start, or QEMU's exit).

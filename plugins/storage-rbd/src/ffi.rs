@@ -83,6 +83,8 @@ pub struct rbd_snap_info_t {
 pub const RBD_FEATURE_LAYERING: u64 = 1;
 /// `RBD_FEATURE_FAST_DIFF`.
 pub const RBD_FEATURE_FAST_DIFF: u64 = 1 << 4;
+/// `RBD_FLAG_OBJECT_MAP_INVALID`.
+pub const RBD_FLAG_OBJECT_MAP_INVALID: u64 = 1;
 /// `RBD_FLAG_FAST_DIFF_INVALID`.
 pub const RBD_FLAG_FAST_DIFF_INVALID: u64 = 1 << 1;
 /// `RBD_IMAGE_OPTION_FORMAT`.
@@ -200,4 +202,47 @@ unsafe extern "C" {
         buf: *mut c_char,
         c: rbd_completion_t,
     ) -> c_int;
+}
+
+pub type rados_completion_t = *mut c_void;
+pub type rados_read_op_t = *mut c_void;
+
+#[link(name = "rados")]
+unsafe extern "C" {
+    pub fn rados_aio_create_completion2(
+        cb_arg: *mut c_void,
+        cb_complete: *mut c_void,
+        pc: *mut rados_completion_t,
+    ) -> c_int;
+    pub fn rados_aio_wait_for_complete(c: rados_completion_t) -> c_int;
+    pub fn rados_aio_get_return_value(c: rados_completion_t) -> c_int;
+    pub fn rados_aio_release(c: rados_completion_t);
+    pub fn rados_aio_read(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        completion: rados_completion_t,
+        buf: *mut c_char,
+        len: size_t,
+        off: u64,
+    ) -> c_int;
+    pub fn rados_create_read_op() -> rados_read_op_t;
+    pub fn rados_release_read_op(op: rados_read_op_t);
+    pub fn rados_read_op_exec(
+        op: rados_read_op_t,
+        cls: *const c_char,
+        method: *const c_char,
+        in_buf: *const c_char,
+        in_len: size_t,
+        out_buf: *mut *mut c_char,
+        out_len: *mut size_t,
+        prval: *mut c_int,
+    );
+    pub fn rados_aio_read_op_operate(
+        op: rados_read_op_t,
+        io: rados_ioctx_t,
+        completion: rados_completion_t,
+        oid: *const c_char,
+        flags: c_int,
+    ) -> c_int;
+    pub fn rados_buffer_free(buf: *mut c_char);
 }

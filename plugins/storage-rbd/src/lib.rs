@@ -28,6 +28,7 @@
 //! `raw`. Every error names the pool or volume and carries libvirt's error number.
 
 pub mod error;
+pub mod fastlist;
 pub mod ffi;
 pub mod plugin;
 pub mod rados;
@@ -464,7 +465,9 @@ impl Rbd {
         self.lock().remove(&cfg.uuid);
     }
 
-    /// Lists the images with their sizes, statting them on [`REFRESH_THREADS`] threads.
+    /// Lists the images with their sizes: from their headers and object maps, read
+    /// asynchronously ([`fastlist`]); an image those do not answer is opened and statted
+    /// (on [`REFRESH_THREADS`] threads).
     pub fn refresh_pool(&self, cfg: &PoolConfig) -> Result<Refresh> {
         let conn = self.conn(cfg)?;
         let obj = pool_object(&cfg.name);
@@ -483,10 +486,53 @@ impl Rbd {
             "read the figures of Ceph pool '{}'",
             cfg.ceph_pool
         )))?;
-        let names = conn.list().map_err(rerr(format!(
+        let specs = conn.list().map_err(rerr(format!(
             "list the images of Ceph pool '{}'",
             cfg.ceph_pool
         )))?;
+        // the fast path: header and object map reads, many in flight (see `fastlist`)
+        let ids: Vec<Option<String>> = specs
+            .iter()
+            .map(|(_, id)| (!id.is_empty()).then(|| id.clone()))
+            .collect();
+        let headers = fastlist::headers(&conn, &ids);
+        let mut maps = Vec::new();
+        let mut map_of = vec![None; specs.len()];
+        for (i, h) in headers.iter().enumerate() {
+            if let (Some(h), Some(id)) = (h, &ids[i])
+                && h.features & ffi::RBD_FEATURE_FAST_DIFF != 0
+                && h.flags & (ffi::RBD_FLAG_OBJECT_MAP_INVALID | ffi::RBD_FLAG_FAST_DIFF_INVALID)
+                    == 0
+                && h.order < 64
+            {
+                map_of[i] = Some(maps.len());
+                maps.push((id.clone(), h.size.div_ceil(1u64 << h.order)));
+            }
+        }
+        let counts = fastlist::existing_objects(&conn, &maps);
+        let mut fast: Vec<Option<ImageInfo>> = Vec::with_capacity(specs.len());
+        for (i, (name, _)) in specs.iter().enumerate() {
+            let info = headers[i].and_then(|h| {
+                let allocation = match map_of[i] {
+                    None if h.features & ffi::RBD_FEATURE_FAST_DIFF == 0 => h.size,
+                    None => return None,
+                    Some(m) => counts[m]?.saturating_mul(1u64 << h.order).min(h.size),
+                };
+                Some(ImageInfo {
+                    name: name.clone(),
+                    capacity: h.size,
+                    allocation,
+                })
+            });
+            fast.push(info);
+        }
+        // the slow path for what the fast one could not answer: open the image
+        let names: Vec<(usize, &String)> = specs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| fast[*i].is_none())
+            .map(|(i, (n, _))| (i, n))
+            .collect();
         let next = AtomicUsize::new(0);
         let threads = REFRESH_THREADS.min(names.len()).max(1);
         let results: Vec<Vec<(usize, Result<Option<ImageInfo>>)>> = std::thread::scope(|s| {
@@ -495,9 +541,9 @@ impl Rbd {
                     s.spawn(|| {
                         let mut out = Vec::new();
                         loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(n) = names.get(i) else { break };
-                            out.push((i, image_info(&conn, cfg, n)));
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((i, n)) = names.get(k) else { break };
+                            out.push((*i, image_info(&conn, cfg, n)));
                         }
                         out
                     })
@@ -517,7 +563,11 @@ impl Rbd {
                 })
                 .collect()
         });
-        let mut all: Vec<(usize, ImageInfo)> = Vec::with_capacity(names.len());
+        let mut all: Vec<(usize, ImageInfo)> = fast
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i, f?)))
+            .collect();
         for (i, r) in results.into_iter().flatten() {
             // an image removed between the listing and the stat is simply gone
             if let Some(info) = r? {

@@ -150,8 +150,13 @@ impl Conn {
         Ok(st.num_bytes)
     }
 
-    /// The names of the pool's images (`rbd_list2`).
-    pub fn list(&self) -> RadosResult<Vec<String>> {
+    /// The I/O context, for [`crate::fastlist`].
+    pub(crate) fn io(&self) -> ffi::rados_ioctx_t {
+        self.io
+    }
+
+    /// The names and ids of the pool's images (`rbd_list2`).
+    pub fn list(&self) -> RadosResult<Vec<(String, String)>> {
         let mut cap: size_t = 1024;
         loop {
             let mut specs: Vec<ffi::rbd_image_spec_t> = Vec::with_capacity(cap);
@@ -169,10 +174,16 @@ impl Conn {
             let names = specs
                 .iter()
                 .map(|s| {
-                    // SAFETY: each entry's name is a NUL-terminated string owned by librbd.
-                    unsafe { CStr::from_ptr(s.name) }
-                        .to_string_lossy()
-                        .into_owned()
+                    // SAFETY: each entry's name and id are NUL-terminated strings owned by
+                    // librbd (the id may be NULL for an old format 1 image).
+                    unsafe {
+                        let id = if s.id.is_null() {
+                            String::new()
+                        } else {
+                            CStr::from_ptr(s.id).to_string_lossy().into_owned()
+                        };
+                        (CStr::from_ptr(s.name).to_string_lossy().into_owned(), id)
+                    }
                 })
                 .collect();
             // SAFETY: the entries librbd filled, released once.

@@ -164,6 +164,11 @@ fn volume_life_cycle_on_a_cephx_cluster() {
             info.allocation >= 5 * MIB && info.allocation <= 8 * MIB,
             "{info:?}"
         );
+        // the refresh reads headers and object maps without opening images: the same
+        // figures as the open image's diff over whole objects
+        let r = rbd.refresh_pool(&c).expect("refresh");
+        let listed = r.images.iter().find(|i| i.name == "lc-a").expect("listed");
+        assert_eq!(listed, &info);
 
         // clone: a protected snapshot and an RBD clone, grown to the asked capacity
         let b = vol(&p, "lc-b", 80 * MIB);

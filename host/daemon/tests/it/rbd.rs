@@ -453,6 +453,21 @@ fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
             g.join("disk.raw").to_str().unwrap(),
         ],
     );
+    // a second volume, reached as <disk type='volume'>: the pool's monitors and auth come
+    // from the pool's definition (host services 1.6 storage_pool_xml)
+    ok(&uri, &["vol-create-as", "gpool", "gvol", "4M"]);
+    let marker = dir.join("marker.bin");
+    std::fs::write(&marker, b"RBD-VOLUME-DISK!").unwrap();
+    ok(
+        &uri,
+        &[
+            "vol-upload",
+            "--pool",
+            "gpool",
+            "gvol",
+            marker.to_str().unwrap(),
+        ],
+    );
     let serial = dir.join("serial.log");
     let xml = format!(
         "<domain type='qemu'><name>rbdguest</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
@@ -462,7 +477,9 @@ fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
          <disk type='network' device='disk'><driver name='qemu' type='raw'/>\
          <source protocol='rbd' name='rbd/gdisk'><host name='127.0.0.1' port='6789'/></source>\
          <auth username='admin'><secret type='ceph' usage='{SECRET_USAGE}'/></auth>\
-         <target dev='vda' bus='virtio'/></disk></devices></domain>",
+         <target dev='vda' bus='virtio'/></disk>\
+         <disk type='volume' device='disk'><source pool='gpool' volume='gvol'/>\
+         <target dev='vdb' bus='virtio'/></disk></devices></domain>",
         k = g.join("vmlinux").display(),
         i = g.join("initrd.img").display(),
         s = serial.display(),
@@ -477,7 +494,11 @@ fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
         &["domxml-to-native", "qemu-argv", file.to_str().unwrap()],
     );
     assert!(
-        native.contains("\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"gdisk\",\"server\":[{\"host\":\"127.0.0.1\",\"port\":\"6789\"}],\"user\":\"admin\",\"auth-client-required\":[\"cephx\",\"none\"],\"key-secret\":\"libvirt-1-storage-auth-secret0\""),
+        native.contains("\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"gdisk\",\"server\":[{\"host\":\"127.0.0.1\",\"port\":\"6789\"}],\"user\":\"admin\",\"auth-client-required\":[\"cephx\",\"none\"],\"key-secret\":\"libvirt-2-storage-auth-secret0\""),
+        "{native}"
+    );
+    assert!(
+        native.contains("\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"gvol\",\"server\":[{\"host\":\"127.0.0.1\",\"port\":\"6789\"}],\"user\":\"admin\",\"auth-client-required\":[\"cephx\",\"none\"],\"key-secret\":\"libvirt-1-storage-auth-secret0\""),
         "{native}"
     );
     assert!(
@@ -493,8 +514,13 @@ fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
         || log().contains("GUEST-READY"),
     );
     assert!(
-        log().contains("VIRT-DISK-MARKER"),
+        log().contains("DISK-MARKER: VIRT-DISK-MARKER"),
         "the guest read its disk marker from the RBD image: {}",
+        log()
+    );
+    assert!(
+        log().contains("DISK-MARKER-vdb: RBD-VOLUME-DISK!"),
+        "the guest read the volume disk's marker: {}",
         log()
     );
     // QEMU's command line names the secret object and holds no key
@@ -521,5 +547,6 @@ fn a_tcg_guest_boots_from_an_rbd_volume_uploaded_through_the_daemon() {
     });
     ok(&uri, &["undefine", "rbdguest"]);
     ok(&uri, &["vol-delete", "--pool", "gpool", "gdisk"]);
+    ok(&uri, &["vol-delete", "--pool", "gpool", "gvol"]);
     ok(&uri, &["pool-destroy", "gpool"]);
 }

@@ -196,6 +196,22 @@ impl api::HostServices for HypervisorServices {
         })
     }
 
+    fn storage_pool_xml(&self, pool: RStr<'_>) -> PResult<RString> {
+        guarded("virStoragePoolGetXMLDesc", || {
+            let pools = (self.ctx.pools)()?.ok_or_else(|| {
+                Error::driver(
+                    ErrorCode::NoSupport,
+                    ErrorDomain::Storage,
+                    format!(
+                        "'{}' has no storage pools: pool '{pool}' cannot be read",
+                        self.ctx.uri.original
+                    ),
+                )
+            })?;
+            pools.xml(pool.as_str(), 0).map(RString::from)
+        })
+    }
+
     fn network_port_create(&self, network: RStr<'_>, port_xml: RStr<'_>) -> PResult<RString> {
         guarded("virNetworkPortCreateXML", || {
             let nets = (self.ctx.networks)()?;

@@ -128,6 +128,68 @@ impl NetSource {
     }
 }
 
+impl NetSource {
+    /// The source of a `<disk type='volume'>` whose volume is on a network pool: the
+    /// pool's definition (`pool_xml`, from the host's `storage_pool_xml`) gives the
+    /// servers and the auth, the volume's path the name (`cephpool/image` for rbd).
+    pub fn from_pool_volume(
+        dev: &str,
+        pool_type: &str,
+        pool_xml: &str,
+        path: &str,
+    ) -> Result<NetSource, CommandError> {
+        let protocol = match pool_type {
+            "rbd" => "rbd",
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "disk '{dev}': volumes of '{other}' pools are not supported as network disks (rbd)"
+                )));
+            }
+        };
+        let pool = Element::parse(pool_xml).map_err(|e| {
+            invalid(
+                dev,
+                format!("the definition of the volume's pool does not parse: {e}"),
+            )
+        })?;
+        let src = pool.child("source");
+        let hosts = src
+            .into_iter()
+            .flat_map(|s| s.children_named("host"))
+            .filter_map(|h| {
+                Some(NetHost {
+                    name: h.attr("name")?.to_string(),
+                    port: h.attr("port").map(str::to_string),
+                })
+            })
+            .collect();
+        let auth = match src.and_then(|s| s.child("auth")) {
+            None => None,
+            Some(a) => {
+                let s = a.child("secret");
+                let secret = s
+                    .and_then(|s| s.attr("usage").or_else(|| s.attr("uuid")))
+                    .ok_or_else(|| {
+                        invalid(dev, "the volume's pool names no secret in <auth>".into())
+                    })?;
+                Some(NetAuth {
+                    username: a.attr("username").unwrap_or("admin").to_string(),
+                    secret_type: a.attr("type").unwrap_or("ceph").to_string(),
+                    secret: secret.to_string(),
+                })
+            }
+        };
+        Ok(NetSource {
+            protocol: protocol.to_string(),
+            name: path.to_string(),
+            hosts,
+            snapshot: None,
+            config: None,
+            auth,
+        })
+    }
+}
+
 /// The default port of a protocol's servers (QEMU's `server` entries need one).
 fn default_port(protocol: &str) -> &'static str {
     match protocol {
