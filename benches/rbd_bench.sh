@@ -1,7 +1,7 @@
 #!/bin/sh
 # Ceph RBD side by side: rvirtd (storage-rbd plugin) against Debian's libvirtd with its rbd
 # backend (libvirt-daemon-driver-storage-rbd; a private instance, /work/shared/bench/lvd.py),
-# both running inside the network namespace of a single-node cephx Ceph started for the run
+# (the QEMU plugin too: pools are bound to qemu:///system), both running inside the network namespace of a single-node cephx Ceph started for the run
 # (plugins/storage-rbd/tests/ceph-cluster.sh), measured in turn within each step by
 # benches/rbd_bench.py: vol-create-as 1 GiB / vol-delete against an in-process librbd
 # create/remove, pool-refresh of IMAGES images, stream upload/download against
@@ -21,7 +21,7 @@ NS=rvirt-rbd-bench-$$
 mkdir -p "$OUT"
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    (cd "$ROOT_DIR" && cargo build --release -q -p rvirt-daemon -p rvirt-storage-rbd)
+    (cd "$ROOT_DIR" && cargo build --release -q -p rvirt-daemon -p rvirt-plugin-qemu -p rvirt-storage-rbd)
 fi
 RVIRTD="$TARGET/release/rvirtd"
 [ -x "$RVIRTD" ] || { echo "no $RVIRTD" >&2; exit 1; }

@@ -2915,6 +2915,7 @@ mod tests {
                 .contains("disk 'vda': volume 'v1' of storage pool 'p1' was not resolved"),
             "{e}"
         );
+        // a network volume opens as a network disk of its pool's protocol: rbd only
         let e = build_with_volumes(
             &xml,
             &[("vda", resolved("p1", "v1", "network", "rbd/v1", "raw"))],
@@ -2922,8 +2923,20 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string()
-                .contains("disk 'vda': storage volume of type 'network' is not supported"),
+                .contains("disk 'vda': volumes of 'dir' pools are not supported as network disks"),
             "{e}"
+        );
+        let mut v = resolved("p1", "v1", "network", "rbd/v1", "raw");
+        v.pool_type = "rbd".into();
+        v.pool_xml = "<pool type='rbd'><name>p1</name><source><name>rbd</name>\
+            <host name='mon1' port='6789'/><host name='mon2'/>\
+            <auth type='ceph' username='admin'><secret usage='ceph-admin'/></auth></source></pool>"
+            .into();
+        let n = build_with_volumes(&xml, &[("vda", v)]).expect("rbd volume");
+        assert!(
+            n.args.iter().any(|a| a == "{\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"v1\",\"server\":[{\"host\":\"mon1\",\"port\":\"6789\"},{\"host\":\"mon2\",\"port\":\"6789\"}],\"user\":\"admin\",\"auth-client-required\":[\"cephx\",\"none\"],\"key-secret\":\"libvirt-1-storage-auth-secret0\",\"node-name\":\"libvirt-1-storage\",\"read-only\":false}"),
+            "{:?}",
+            n.args
         );
         // An empty volume cdrom needs nothing resolved.
         let n = build_with_volumes(
