@@ -172,10 +172,10 @@ fn virsh_manages_a_dir_pool_through_rvirtd_and_a_restart_keeps_it() {
     assert!(!root.join("pools/x.raw").exists());
     let e = fails(
         &uri,
-        &["pool-define-as", "r1", "rbd", "--target", "/tmp/r1"],
+        &["pool-define-as", "r1", "zfs", "--target", "/tmp/r1"],
     );
     assert!(
-        e.contains("pool type 'rbd'") && e.contains("rvirt plugin list"),
+        e.contains("pool type 'zfs'") && e.contains("rvirt plugin list"),
         "{e}"
     );
 
@@ -431,11 +431,12 @@ fn pool_capabilities_and_source_discovery_through_virsh() {
             .and_then(|rest| rest.split('\'').next())
             .map(str::to_string)
     };
-    // the installed plugins serve dir and fs; nothing here serves netfs or rbd
+    // the installed plugins serve dir, fs and rbd; nothing here serves netfs or zfs
     assert_eq!(supported("dir").as_deref(), Some("yes"), "{caps}");
     assert_eq!(supported("fs").as_deref(), Some("yes"), "{caps}");
     assert_eq!(supported("netfs").as_deref(), Some("no"), "{caps}");
-    assert_eq!(supported("rbd").as_deref(), Some("no"), "{caps}");
+    assert_eq!(supported("rbd").as_deref(), Some("yes"), "{caps}");
+    assert_eq!(supported("zfs").as_deref(), Some("no"), "{caps}");
     assert!(caps.contains("<value>qcow2</value>"), "{caps}");
 
     // dir pools have no sources to discover: no-support naming the call and the backend
