@@ -83,7 +83,7 @@ struct NsDaemon {
 }
 
 impl NsDaemon {
-    fn start() -> NsDaemon {
+    fn spawn(root: &Path) -> Child {
         let c = cluster();
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
         let bin_dir = bin.parent().expect("binary directory").to_path_buf();
@@ -93,15 +93,11 @@ impl NsDaemon {
                 "{plugin} is missing next to rvirtd: run `cargo build --workspace` first"
             );
         }
-        let root = tempfile::Builder::new()
-            .prefix("rvirtd-rbd.")
-            .tempdir()
-            .expect("tempdir");
         let child = Command::new("ip")
             .args(["netns", "exec", &c.ns])
             .arg(&bin)
             .arg("--root")
-            .arg(root.path())
+            .arg(root)
             .env("RVIRT_PLUGIN_PATH", &bin_dir)
             .env(
                 "RUST_LOG",
@@ -110,26 +106,31 @@ impl NsDaemon {
             .stdin(Stdio::null())
             .spawn()
             .expect("start rvirtd in the namespace");
-        let d = NsDaemon { root, child };
+        let sock = root.join("run/rvirt-sock");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(d.socket()).is_err() {
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(Instant::now() < deadline, "rvirtd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        d
+        child
     }
 
-    fn socket(&self) -> PathBuf {
-        self.root.path().join("run/rvirt-sock")
+    fn start() -> NsDaemon {
+        let root = tempfile::Builder::new()
+            .prefix("rvirtd-rbd.")
+            .tempdir()
+            .expect("tempdir");
+        let child = NsDaemon::spawn(root.path());
+        NsDaemon { root, child }
     }
 
-    fn uri(&self) -> String {
-        format!("qemu+unix:///system?socket={}", self.socket().display())
+    /// Stops the daemon (SIGTERM) and starts a new one on the same root.
+    fn restart(&mut self) {
+        self.stop();
+        self.child = NsDaemon::spawn(self.root.path());
     }
-}
 
-impl Drop for NsDaemon {
-    fn drop(&mut self) {
+    fn stop(&mut self) {
         // `ip netns exec` execs rvirtd: the child's PID is the daemon's
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -143,6 +144,20 @@ impl Drop for NsDaemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.path().join("run/rvirt-sock")
+    }
+
+    fn uri(&self) -> String {
+        format!("qemu+unix:///system?socket={}", self.socket().display())
+    }
+}
+
+impl Drop for NsDaemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -225,9 +240,10 @@ fn rbd_pool_and_volumes_through_virsh_with_a_cephx_secret() {
     if tools_missing() {
         return;
     }
-    let d = NsDaemon::start();
+    let mut d = NsDaemon::start();
     let uri = d.uri();
-    let dir = d.root.path();
+    let dir = d.root.path().to_path_buf();
+    let dir = dir.as_path();
 
     // without the secret, the pool cannot start, and says which secret it lacks
     define_pool(&uri, dir, "cephp", &format!("usage='{SECRET_USAGE}'"));
