@@ -377,12 +377,17 @@ impl Rbd {
         Ok((key, h.finish()))
     }
 
-    fn connect_new(&self, cfg: &PoolConfig, key: Option<&str>) -> Result<Conn> {
+    fn connect_new(
+        &self,
+        cfg: &PoolConfig,
+        key: Option<&str>,
+        mount_timeout: &str,
+    ) -> Result<Conn> {
         let mon = cfg.mon_host();
         let mut opts: Vec<(&str, &str)> = vec![
             ("mon_host", &mon),
             // libvirt's timeouts: a cluster that does not answer fails the call
-            ("client_mount_timeout", "30"),
+            ("client_mount_timeout", mount_timeout),
             ("rados_mon_op_timeout", "30"),
             ("rados_osd_op_timeout", "30"),
             // no ceph.conf or keyring of the host is read: the pool says everything
@@ -418,6 +423,10 @@ impl Rbd {
     /// The pool's connection: the cached one when its settings are unchanged, else a
     /// new one (kept for later calls).
     pub fn conn(&self, cfg: &PoolConfig) -> Result<Arc<Conn>> {
+        self.conn_with(cfg, "30")
+    }
+
+    fn conn_with(&self, cfg: &PoolConfig, mount_timeout: &str) -> Result<Arc<Conn>> {
         let (key, fp) = self.settings(cfg)?;
         if let Some(c) = self.lock().get(&cfg.uuid)
             && c.fingerprint == fp
@@ -425,7 +434,7 @@ impl Rbd {
             return Ok(Arc::clone(&c.conn));
         }
         // connect without holding the lock: other pools keep working meanwhile
-        let conn = Arc::new(self.connect_new(cfg, key.as_deref())?);
+        let conn = Arc::new(self.connect_new(cfg, key.as_deref(), mount_timeout)?);
         let mut m = self.lock();
         match m.get(&cfg.uuid) {
             Some(c) if c.fingerprint == fp => Ok(Arc::clone(&c.conn)),
@@ -445,6 +454,26 @@ impl Rbd {
     /// Whether the pool has a live connection here.
     pub fn is_connected(&self, cfg: &PoolConfig) -> bool {
         self.lock().contains_key(&cfg.uuid)
+    }
+
+    /// Whether the pool is usable here without a start: it has a connection in this
+    /// process, or one can be made now (a daemon restarted with the pool active keeps it
+    /// active, where libvirt's rbd backend, which has no check, makes it inactive). The
+    /// attempt waits at most 5 s for the monitors; any failure answers `false`, and the
+    /// start that follows reports it.
+    pub fn check_pool(&self, cfg: &PoolConfig) -> bool {
+        if self.is_connected(cfg) {
+            return true;
+        }
+        self.conn_with(cfg, "5")
+            .and_then(|c| {
+                c.pool_bytes().map_err(|source| Error::Rados {
+                    object: pool_object(&cfg.name),
+                    action: "read the pool's figures".into(),
+                    source,
+                })
+            })
+            .is_ok()
     }
 
     /// Connects (again) and checks the pool answers.

@@ -94,8 +94,7 @@ impl StorageBackend for RbdBackend {
     }
 
     fn check_pool(&self, pool_xml: RStr<'_>) -> PResult<bool> {
-        // a pool is active here only once started: nothing to find on the host
-        res(pool(pool_xml).map(|_| false))
+        res(pool(pool_xml).map(|(_, c)| self.rbd.check_pool(&c)))
     }
 
     fn start_pool(&self, pool_xml: RStr<'_>) -> PResult<()> {

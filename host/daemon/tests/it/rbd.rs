@@ -304,6 +304,13 @@ fn rbd_pool_and_volumes_through_virsh_with_a_cephx_secret() {
         &uri,
         &["vol-delete", "--pool", "cephp", "v1", "--delete-snapshots"],
     );
+
+    // a restarted daemon finds the pool active; the plugin connects again on first use
+    d.restart();
+    assert!(ok(&uri, &["pool-info", "cephp"]).contains("running"));
+    assert!(ok(&uri, &["vol-list", "cephp"]).contains("rbd/v2"));
+    ok(&uri, &["pool-refresh", "cephp"]);
+    assert!(ok(&uri, &["vol-info", "--pool", "cephp", "v2"]).contains("1.00 GiB"));
     ok(&uri, &["vol-wipe", "--pool", "cephp", "v2"]);
 
     // an image made behind the daemon's back appears on refresh
