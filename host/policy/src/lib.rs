@@ -34,4 +34,6 @@ pub use request::{Request, Value, keys};
 pub use settings::{FailMode, HookPoint, Kind, Settings, SettingsError};
 
 #[cfg(test)]
+mod sdk_tests;
+#[cfg(test)]
 mod tests;
