@@ -7,6 +7,7 @@
 
 mod bridge_networks;
 mod networks;
+mod policy;
 mod protocol;
 mod python;
 mod qemu;
