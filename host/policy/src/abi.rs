@@ -99,7 +99,7 @@ pub(crate) struct HostState {
     pub reason: Option<String>,
     /// What the guest passed to `set_xml` during this call.
     pub xml: Option<String>,
-    /// Whether this module may call `set_xml` (hooks only).
+    /// Largest document `set_xml` accepts; 0 for access modules, which may not call it.
     pub xml_cap: usize,
     /// The guest's exported memory, looked up once after instantiation.
     pub memory: Option<Memory>,
