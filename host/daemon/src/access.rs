@@ -750,6 +750,14 @@ mod guard {
                                 .unwrap_or(&[]);
                             let mut args = xdr::to_vec(&amended).map_err(|e| rpc(e.to_string()))?;
                             args.extend_from_slice(rest);
+                            // a hook that renamed the domain must not bypass the check
+                            if let Some(new) = object_of(Target::DomainXml, &args)
+                                && &new != obj
+                            {
+                                for perm in rule(p).perms {
+                                    self.require(perm, &new)?;
+                                }
+                            }
                             call(p, &args)
                         }
                         None => call(p, payload),
