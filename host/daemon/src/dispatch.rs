@@ -628,6 +628,8 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         | P::NetworkPortCreateXml
         | P::NetworkPortGetXmlDesc
         | P::NetworkPortDelete
+        | P::NetworkPortGetParameters
+        | P::NetworkPortSetParameters
         | P::ConnectNetworkEventRegisterAny
         | P::ConnectNetworkEventDeregisterAny => {
             networks::dispatch(client, c()?, procedure, payload)

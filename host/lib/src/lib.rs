@@ -131,7 +131,8 @@ impl Runtime {
     /// Opens the storage backend serving `pool_type` (`dir`, `logical`, ...): the first
     /// plugin along the search path whose storage facet lists it.
     pub fn storage_backend(&self, pool_type: &str) -> Result<StorageBackend> {
-        self.registry.storage_backend(pool_type, &self.system_root)
+        self.registry
+            .storage_backend(pool_type, &self.system_root, None)
     }
 
     /// The process-wide runtime, discovered on first use.
@@ -192,8 +193,11 @@ impl Runtime {
             networks: Arc::clone(&networks),
         };
         let backend = self.registry.open(&parsed.driver, uri, read_only, ctx)?;
-        let storage =
-            storage_api::LocalStorage::new(&parsed, &self.system_root, self.pool_backends());
+        let storage = storage_api::LocalStorage::new(
+            &parsed,
+            &self.system_root,
+            self.pool_backends_for(&parsed),
+        );
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
         Ok(Connection::new(
             backend,
@@ -210,7 +214,7 @@ impl Runtime {
     fn pools_lookup(&self, uri: &ConnectUri) -> plugin::PoolsLookup {
         let uri = uri.clone();
         let system_root = self.system_root.clone();
-        let backends = self.pool_backends();
+        let backends = self.pool_backends_for(&uri);
         Arc::new(move || {
             match storage_bind::root_for(&uri, &system_root, |k| std::env::var(k).ok())? {
                 None => Ok(None),
@@ -224,6 +228,24 @@ impl Runtime {
     /// a root's pools are opened (and its autostart pools started) once per process.
     pub fn add_pool_backend(&self, pool_type: &str, backend: Arc<dyn storage::PoolBackend>) {
         self.backends.add(pool_type, backend);
+    }
+
+    /// What serves each pool type for the pools of `uri`: the in-process backends, then
+    /// the storage plugins, lent the secrets bound to the same URI (a Ceph key, CHAP
+    /// credentials).
+    pub(crate) fn pool_backends_for(&self, uri: &ConnectUri) -> Arc<dyn storage::BackendResolver> {
+        let secrets =
+            secrets_api::secrets_root_for(uri, &self.system_root, |k| std::env::var(k).ok())
+                .ok()
+                .flatten();
+        Arc::new(storage_bind::RootBackends::new(
+            Arc::clone(&self.backends),
+            storage_bind::PluginBackends::with_secrets(
+                self.registry.clone(),
+                self.system_root.clone(),
+                secrets,
+            ),
+        ))
     }
 
     /// What serves each pool type for this runtime: the in-process backends, then the
@@ -262,7 +284,7 @@ impl Runtime {
                 format!("'{uri}' has no storage pools"),
             )
         })?;
-        storage_bind::pools_for(&root, self.pool_backends())
+        storage_bind::pools_for(&root, self.pool_backends_for(&parsed))
     }
 
     /// Serves networks of forward mode `mode` (`isolated` for networks without

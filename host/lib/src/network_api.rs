@@ -64,6 +64,19 @@ pub(crate) trait NetworkOps: Send + Sync {
     fn port_list(&self, name: &str, flags: u32) -> Result<Vec<PortId>>;
     fn port_xml(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<String>;
     fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()>;
+    fn port_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        flags: u32,
+    ) -> Result<Vec<(String, u64)>>;
+    fn port_set_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        params: &[(String, u64)],
+        flags: u32,
+    ) -> Result<()>;
     fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64>;
     fn unsubscribe(&self, id: u64) -> Result<()>;
 }
@@ -139,6 +152,23 @@ impl NetworkOps for Networks {
     }
     fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()> {
         Networks::port_delete(self, name, port, flags)
+    }
+    fn port_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        flags: u32,
+    ) -> Result<Vec<(String, u64)>> {
+        Networks::port_parameters(self, name, port, flags)
+    }
+    fn port_set_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        params: &[(String, u64)],
+        flags: u32,
+    ) -> Result<()> {
+        Networks::port_set_parameters(self, name, port, params, flags)
     }
     fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
         Ok(Networks::subscribe(self, cb))
@@ -274,6 +304,26 @@ impl NetworkService {
     /// `virNetworkPortGetXMLDesc`.
     pub fn port_xml(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<String> {
         self.nets.port_xml(name, port, flags)
+    }
+    /// `virNetworkPortGetParameters`: the port's bandwidth parameters.
+    pub fn port_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        flags: u32,
+    ) -> Result<Vec<(String, u64)>> {
+        self.nets.port_parameters(name, port, flags)
+    }
+    /// `virNetworkPortSetParameters`.
+    pub fn port_set_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        params: &[(String, u64)],
+        flags: u32,
+    ) -> Result<()> {
+        self.writable("virNetworkPortSetParameters")?
+            .port_set_parameters(name, port, params, flags)
     }
     /// `virNetworkPortDelete`.
     pub fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()> {

@@ -16,7 +16,7 @@ mod tests;
 use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
-use rvirt_xml::{FormatOptions, network::Network, tree::Element};
+use rvirt_xml::{FormatOptions, bandwidth::Bandwidth, network::Network, tree::Element};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,16 @@ pub mod update {
     pub const SECTION_IP_DHCP_HOST: u32 = 4;
     /// `VIR_NETWORK_SECTION_IP_DHCP_RANGE`.
     pub const SECTION_IP_DHCP_RANGE: u32 = 5;
+    /// `VIR_NETWORK_SECTION_FORWARD_INTERFACE`.
+    pub const SECTION_FORWARD_INTERFACE: u32 = 7;
+    /// `VIR_NETWORK_SECTION_PORTGROUP`.
+    pub const SECTION_PORTGROUP: u32 = 9;
+    /// `VIR_NETWORK_SECTION_DNS_HOST`.
+    pub const SECTION_DNS_HOST: u32 = 10;
+    /// `VIR_NETWORK_SECTION_DNS_TXT`.
+    pub const SECTION_DNS_TXT: u32 = 11;
+    /// `VIR_NETWORK_SECTION_DNS_SRV`.
+    pub const SECTION_DNS_SRV: u32 = 12;
     /// `VIR_NETWORK_UPDATE_AFFECT_LIVE`.
     pub const AFFECT_LIVE: u32 = 1;
     /// `VIR_NETWORK_UPDATE_AFFECT_CONFIG`.
@@ -204,6 +214,9 @@ struct NetObj {
     persistent: bool,
     autostart: bool,
     live: Option<Live>,
+    /// Ports of guests that were plugged when the network stopped (their guests still
+    /// run): kept, with their files, and plugged again when the network starts.
+    dormant: BTreeMap<uuid::Uuid, Port>,
 }
 
 /// One network: its snapshot and operation lock.
@@ -375,6 +388,7 @@ fn parse_port(xml: &str) -> Result<(uuid::Uuid, Element)> {
             "networkport/mac/@address: missing required attribute",
         ));
     }
+    Bandwidth::of(&root, "networkport").map_err(|e| xml_err("network port", e))?;
     let uuid = match root.child("uuid").map(|u| u.text()) {
         Some(t) => uuid::Uuid::parse_str(t.trim())
             .map_err(|e| xml_err("network port", format!("networkport/uuid: {e}")))?,
@@ -491,6 +505,7 @@ impl Networks {
                 .join("autostart")
                 .join(format!("{}.xml", def.name()))
                 .exists();
+            let dormant = self.read_ports(def.name());
             map.insert(
                 def.name().to_string(),
                 NetObj {
@@ -499,6 +514,7 @@ impl Networks {
                     persistent: true,
                     autostart,
                     live: None,
+                    dormant,
                 },
             );
         }
@@ -510,7 +526,9 @@ impl Networks {
                 persistent: false,
                 autostart: false,
                 live: None,
+                dormant: BTreeMap::new(),
             });
+            obj.dormant.clear();
             let ports = self.read_ports(&name);
             let xml = to_xml(&live_def);
             let state_dir = self.run_dir(&name);
@@ -658,6 +676,14 @@ impl Networks {
         out
     }
 
+    /// Removes the active network's state file only (its ports and run directory stay).
+    fn remove_state_file(&self, name: &str) {
+        if let Some(p) = self.state_file(name) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Removes everything the network keeps in the state directory.
     fn remove_state(&self, name: &str) {
         if let Some(p) = self.state_file(name) {
             let _ = std::fs::remove_file(p);
@@ -949,6 +975,7 @@ impl Networks {
                         persistent: true,
                         autostart: false,
                         live: None,
+                        dormant: BTreeMap::new(),
                     })
                 });
             }
@@ -973,6 +1000,7 @@ impl Networks {
             persistent: false,
             autostart: false,
             live: None,
+            dormant: BTreeMap::new(),
         });
         {
             let mut nets = lock(&self.nets);
@@ -1014,6 +1042,11 @@ impl Networks {
         o.autostart = false;
         o.new_def = None;
         let active = o.live.is_some();
+        if !active {
+            // ports kept for a restart and the leases go with the definition
+            o.dormant.clear();
+            self.remove_state(name);
+        }
         let def = o.def.clone();
         drop(o);
         if !active {
@@ -1087,14 +1120,34 @@ impl Networks {
             Ok(def) => def,
             Err(e) => {
                 let _ = b.stop_network(&xml, &state_dir);
-                self.remove_state(&name);
+                self.remove_state_file(&name);
                 return Err(e);
             }
         };
-        o.live = Some(Live {
-            def: live,
-            ports: BTreeMap::new(),
-        });
+        let live_xml = to_xml(&live);
+        let mut ports = BTreeMap::new();
+        for (uuid, port) in std::mem::take(&mut o.dormant) {
+            let text = match Element::parse(&port.xml)
+                .map_err(|e| xml_err("network port", e))
+                .and_then(|p| {
+                    let plug = b.plug_port(&live_xml, &port.xml)?;
+                    Ok(plugged_text(p, &plug))
+                }) {
+                Ok(t) => {
+                    tracing::info!("network '{name}': port {uuid} plugged again");
+                    t
+                }
+                Err(e) => {
+                    tracing::warn!("network '{name}': cannot plug port {uuid} again: {e}");
+                    port.xml
+                }
+            };
+            if let Err(e) = self.write(self.port_file(&name, uuid), &text) {
+                tracing::warn!("network '{name}': {e}");
+            }
+            ports.insert(uuid, Port { xml: text });
+        }
+        o.live = Some(Live { def: live, ports });
         Ok(())
     }
 
@@ -1119,7 +1172,20 @@ impl Networks {
         };
         let b = self.backends.backend(backend_mode(&live.def))?;
         b.stop_network(&to_xml(&live.def), &self.run_dir(name))?;
-        self.remove_state(name);
+        if o.persistent {
+            // guests still plugged keep their ports (and the run directory its leases)
+            // until the network starts again or they stop
+            self.remove_state_file(name);
+            if !live.ports.is_empty() {
+                tracing::warn!(
+                    "network '{name}' stopped with {} port(s) in use: their guests are cut off until it starts again",
+                    live.ports.len()
+                );
+            }
+            o.dormant = live.ports;
+        } else {
+            self.remove_state(name);
+        }
         o.live = None;
         if let Some(d) = o.new_def.take() {
             o.def = d;
@@ -1228,7 +1294,7 @@ impl Networks {
             flags,
             1 | 2,
         )?;
-        let (uuid, mut port) = parse_port(xml)?;
+        let (uuid, port) = parse_port(xml)?;
         let s = self.slot(name)?;
         let mut o = s.edit();
         let Some(live) = o.live.clone() else {
@@ -1243,18 +1309,7 @@ impl Networks {
         let b = self.backends.backend(backend_mode(&live.def))?;
         let net_xml = to_xml(&live.def);
         let plug = b.plug_port(&net_xml, &port.to_xml_string())?;
-        let text = if plug.port_xml.trim().is_empty() {
-            if port.child("plug").is_none() && !plug.plug_type.is_empty() {
-                let mut p = Element::new("plug").with_attr("type", &plug.plug_type);
-                if !plug.bridge.is_empty() {
-                    p.set_attr("bridge", &plug.bridge);
-                }
-                port.push(p);
-            }
-            port.to_xml_string()
-        } else {
-            plug.port_xml.clone()
-        };
+        let text = plugged_text(port, &plug);
         if let Some(dir) = self.ports_dir(name)
             && let Err(e) = std::fs::create_dir_all(&dir)
                 .map_err(|e| io_err("create directory", &dir, e))
@@ -1332,6 +1387,87 @@ impl Networks {
         Ok(e.to_xml_string())
     }
 
+    /// `virNetworkPortGetParameters`: the port's bandwidth as libvirt's seven typed
+    /// parameters (`inbound.average`, ...), 0 where unset.
+    pub fn port_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        flags: u32,
+    ) -> Result<Vec<(String, u64)>> {
+        // VIR_TYPED_PARAM_STRING_OKAY (4): clients may say they take strings; none come
+        crate::files::check_flags(
+            ErrorDomain::Network as i32,
+            "virNetworkPortGetParameters",
+            flags,
+            4,
+        )?;
+        let (_, xml) = self.port_of(name, port)?;
+        let e = Element::parse(&xml).map_err(|e| xml_err("network port", e))?;
+        let bw = Bandwidth::of(&e, "networkport")
+            .map_err(|e| xml_err("network port", e))?
+            .unwrap_or_default();
+        Ok(rvirt_xml::bandwidth::PARAMS
+            .iter()
+            .map(|p| (p.to_string(), bw.get(p).unwrap_or(0)))
+            .collect())
+    }
+
+    /// `virNetworkPortSetParameters`: changes the port's bandwidth (the parameters given;
+    /// 0 clears one) and has the backend apply it by plugging the port again; the port
+    /// is unchanged when the backend refuses.
+    pub fn port_set_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        params: &[(String, u64)],
+        flags: u32,
+    ) -> Result<()> {
+        crate::files::check_flags(
+            ErrorDomain::Network as i32,
+            "virNetworkPortSetParameters",
+            flags,
+            0,
+        )?;
+        let s = self.slot(name)?;
+        let mut o = s.edit();
+        let (_, xml) = self.port_of(name, port)?;
+        let mut e = Element::parse(&xml).map_err(|e| xml_err("network port", e))?;
+        let mut bw = Bandwidth::of(&e, "networkport")
+            .map_err(|e| xml_err("network port", e))?
+            .unwrap_or_default();
+        let bad = |e: rvirt_xml::XmlError| {
+            net_err(
+                ErrorCode::InvalidArg as i32,
+                format!("invalid argument: network port {port}: {e}"),
+            )
+        };
+        for (k, v) in params {
+            bw.set(k, *v).map_err(bad)?;
+        }
+        bw.validate("networkport/bandwidth").map_err(bad)?;
+        bw.store_in(&mut e);
+        let live = o.live.clone().expect("a port means an active network");
+        let b = self.backends.backend(backend_mode(&live.def))?;
+        let net_xml = to_xml(&live.def);
+        let plug = match b.plug_port(&net_xml, &e.to_xml_string()) {
+            Ok(p) => p,
+            Err(err) => {
+                // the device may be left without limits: plug the port as it was
+                if let Err(e) = b.plug_port(&net_xml, &xml) {
+                    tracing::warn!("network '{name}': port {port}: cannot restore its limits: {e}");
+                }
+                return Err(err);
+            }
+        };
+        let text = plugged_text(e, &plug);
+        self.write(self.port_file(name, port), &text)?;
+        if let Some(l) = o.live.as_mut() {
+            l.ports.insert(port, Port { xml: text });
+        }
+        Ok(())
+    }
+
     /// `virNetworkPortDelete`: unplugs the port.
     pub fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()> {
         crate::files::check_flags(
@@ -1342,6 +1478,13 @@ impl Networks {
         )?;
         let s = self.slot(name)?;
         let mut o = s.edit();
+        if o.live.is_none() && o.dormant.remove(&port).is_some() {
+            // its network is stopped: nothing is plugged, only the record goes
+            if let Some(p) = self.port_file(name, port) {
+                let _ = std::fs::remove_file(p);
+            }
+            return Ok(());
+        }
         let (_, xml) = self.port_of(name, port)?;
         let live = o.live.clone().expect("a port means an active network");
         let b = self.backends.backend(backend_mode(&live.def))?;
@@ -1354,6 +1497,23 @@ impl Networks {
         }
         Ok(())
     }
+}
+
+/// The port's text once plugged: the backend's own text, or the port completed with
+/// `<plug type bridge>` from what the backend answered.
+fn plugged_text(mut port: Element, plug: &PortPlug) -> String {
+    if !plug.port_xml.trim().is_empty() {
+        return plug.port_xml.clone();
+    }
+    if !plug.plug_type.is_empty() {
+        port.remove_children(|c| c.name() == "plug");
+        let mut p = Element::new("plug").with_attr("type", &plug.plug_type);
+        if !plug.bridge.is_empty() {
+            p.set_attr("bridge", &plug.bridge);
+        }
+        port.push(p);
+    }
+    port.to_xml_string()
 }
 
 /// A redefinition keeps the bridge name and MAC the host chose for the old definition
@@ -1374,17 +1534,24 @@ fn keep_assigned(new: &Network, old: &Network, text: &str) -> Result<Network> {
     Network::from_element(root).map_err(|e| xml_err("network", e))
 }
 
-/// Applies one `virNetworkUpdate` edit to a definition.
-fn apply_update(
-    def: &Network,
-    command: u32,
-    section: u32,
-    parent_index: i32,
-    xml: &str,
-) -> Result<Network> {
-    let (child_name, inner) = match section {
-        update::SECTION_IP_DHCP_HOST => ("host", "host"),
-        update::SECTION_IP_DHCP_RANGE => ("range", "range"),
+/// What a `virNetworkUpdate` section edits: the element expected, its container, and
+/// how an entry matches the one sent.
+struct Section {
+    /// The element the client sends (`host`, `range`, `txt`, ...).
+    item: &'static str,
+    /// Words for messages (`dhcp host`, `dns txt`).
+    what: &'static str,
+}
+
+fn section(section: u32) -> Result<Section> {
+    let (item, what) = match section {
+        update::SECTION_IP_DHCP_HOST => ("host", "dhcp host"),
+        update::SECTION_IP_DHCP_RANGE => ("range", "dhcp range"),
+        update::SECTION_FORWARD_INTERFACE => ("interface", "forward interface"),
+        update::SECTION_PORTGROUP => ("portgroup", "portgroup"),
+        update::SECTION_DNS_HOST => ("host", "dns host"),
+        update::SECTION_DNS_TXT => ("txt", "dns txt"),
+        update::SECTION_DNS_SRV => ("srv", "dns srv"),
         _ => {
             return Err(net_err(
                 ErrorCode::NoSupport as i32,
@@ -1394,60 +1561,119 @@ fn apply_update(
             ));
         }
     };
+    Ok(Section { item, what })
+}
+
+/// Whether existing entry `e` is the one `item` names, per section (libvirt's rules:
+/// a DHCP host by MAC, id, name or IP; a range by its bounds; a DNS host by IP or any of
+/// its names; TXT by name; SRV by service and protocol, and domain and target when
+/// given; a port group by name; a forward interface by device).
+fn same_entry(section: u32, e: &Element, item: &Element) -> bool {
+    let same = |k: &str| item.attr(k).is_some() && e.attr(k) == item.attr(k);
+    match section {
+        update::SECTION_IP_DHCP_RANGE => {
+            e.attr("start") == item.attr("start") && e.attr("end") == item.attr("end")
+        }
+        update::SECTION_IP_DHCP_HOST => {
+            same("mac") || same("id") || (item.attr("mac").is_none() && same("name")) || same("ip")
+        }
+        update::SECTION_DNS_HOST => {
+            let names = |x: &Element| -> Vec<String> {
+                x.children_named("hostname")
+                    .map(|h| h.text().trim().to_string())
+                    .collect()
+            };
+            let mine = names(item);
+            same("ip") || names(e).iter().any(|n| mine.contains(n))
+        }
+        update::SECTION_DNS_TXT | update::SECTION_PORTGROUP => same("name"),
+        update::SECTION_DNS_SRV => {
+            let opt = |k: &str| item.attr(k).is_none() || e.attr(k) == item.attr(k);
+            same("service") && same("protocol") && opt("domain") && opt("target")
+        }
+        update::SECTION_FORWARD_INTERFACE => same("dev"),
+        _ => false,
+    }
+}
+
+/// The element a section's entries live in: an `<ip>`'s `<dhcp>` (the `parent_index`th
+/// `<ip>`, or with -1 the first IPv4 one), `<dns>`, `<forward>` or the network itself.
+fn container(root: &mut Element, section: u32, parent_index: i32) -> Result<&mut Element> {
+    match section {
+        update::SECTION_IP_DHCP_HOST | update::SECTION_IP_DHCP_RANGE => {
+            let ips: Vec<usize> = root
+                .nodes()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| match n {
+                    rvirt_xml::tree::Node::Element(e) if e.name() == "ip" => Some(i),
+                    _ => None,
+                })
+                .collect();
+            let pick = if parent_index >= 0 {
+                ips.get(parent_index as usize).copied()
+            } else {
+                ips.iter().copied().find(|i| match &root.nodes()[*i] {
+                    rvirt_xml::tree::Node::Element(e) => {
+                        e.attr("family").is_none_or(|f| f == "ipv4")
+                            && !e.attr("address").is_some_and(|a| a.contains(':'))
+                    }
+                    _ => false,
+                })
+            };
+            let Some(ip_index) = pick else {
+                return Err(net_err(
+                    ErrorCode::OperationInvalid as i32,
+                    "requested operation is not valid: couldn't locate a matching <ip> element in network",
+                ));
+            };
+            let rvirt_xml::tree::Node::Element(ip) = &mut root.nodes_mut()[ip_index] else {
+                unreachable!("indexes of elements")
+            };
+            Ok(ip.child_or_insert("dhcp"))
+        }
+        update::SECTION_DNS_HOST | update::SECTION_DNS_TXT | update::SECTION_DNS_SRV => {
+            Ok(root.child_or_insert("dns"))
+        }
+        update::SECTION_FORWARD_INTERFACE => {
+            if root.child("forward").is_none() {
+                return Err(net_err(
+                    ErrorCode::OperationInvalid as i32,
+                    "requested operation is not valid: can't add or delete a forward interface of a network without <forward>",
+                ));
+            }
+            Ok(root.child_or_insert("forward"))
+        }
+        _ => Ok(root),
+    }
+}
+
+/// Applies one `virNetworkUpdate` edit to a definition; the result is validated as a
+/// whole network.
+fn apply_update(
+    def: &Network,
+    command: u32,
+    section_id: u32,
+    parent_index: i32,
+    xml: &str,
+) -> Result<Network> {
+    let sec = section(section_id)?;
     let item = Element::parse(xml).map_err(|e| xml_err("network update", e))?;
-    if item.name() != inner {
+    if item.name() != sec.item {
         return Err(net_err(
             ErrorCode::XmlError as i32,
             format!(
-                "invalid network update XML: unexpected element '{}', expecting '{inner}'",
-                item.name()
+                "invalid network update XML: unexpected element '{}', expecting '{}'",
+                item.name(),
+                sec.item
             ),
         ));
     }
+    let what = sec.what;
     let mut root = def.element().clone();
-    // The <ip> whose <dhcp> is edited: `parent_index` among the <ip>s, or (-1) the first
-    // IPv4 one.
-    let ips: Vec<usize> = root
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| match n {
-            rvirt_xml::tree::Node::Element(e) if e.name() == "ip" => Some(i),
-            _ => None,
-        })
-        .collect();
-    let pick = if parent_index >= 0 {
-        ips.get(parent_index as usize).copied()
-    } else {
-        ips.iter().copied().find(|i| match &root.nodes()[*i] {
-            rvirt_xml::tree::Node::Element(e) => {
-                e.attr("family").is_none_or(|f| f == "ipv4")
-                    && !e.attr("address").is_some_and(|a| a.contains(':'))
-            }
-            _ => false,
-        })
-    };
-    let Some(ip_index) = pick else {
-        return Err(net_err(
-            ErrorCode::OperationInvalid as i32,
-            "requested operation is not valid: couldn't locate a matching <ip> element in network",
-        ));
-    };
-    let rvirt_xml::tree::Node::Element(ip) = &mut root.nodes_mut()[ip_index] else {
-        unreachable!("indexes of elements")
-    };
-    let dhcp = ip.child_or_insert("dhcp");
-    let matches = |e: &Element| -> bool {
-        if e.name() != child_name {
-            return false;
-        }
-        if child_name == "range" {
-            return e.attr("start") == item.attr("start") && e.attr("end") == item.attr("end");
-        }
-        let same = |k: &str| item.attr(k).is_some() && e.attr(k) == item.attr(k);
-        same("mac") || same("id") || (item.attr("mac").is_none() && same("name")) || same("ip")
-    };
-    let found = dhcp.elements().position(&matches);
+    let parent = container(&mut root, section_id, parent_index)?;
+    let matches = |e: &Element| e.name() == sec.item && same_entry(section_id, e, &item);
+    let found = parent.elements().position(matches);
     let node = rvirt_xml::tree::Node::Element(item.clone());
     match command {
         update::ADD_FIRST | update::ADD_LAST => {
@@ -1455,14 +1681,21 @@ fn apply_update(
                 return Err(net_err(
                     ErrorCode::OperationInvalid as i32,
                     format!(
-                        "requested operation is not valid: there is an existing dhcp {child_name} entry in network that matches \"{xml}\""
+                        "requested operation is not valid: there is an existing {what} entry in network that matches \"{xml}\""
                     ),
                 ));
             }
-            if command == update::ADD_FIRST {
-                dhcp.nodes_mut().insert(0, node);
+            let first_of_kind = parent.nodes().iter().position(
+                |n| matches!(n, rvirt_xml::tree::Node::Element(e) if e.name() == sec.item),
+            );
+            if command == update::ADD_FIRST
+                && let Some(at) = first_of_kind
+            {
+                parent.nodes_mut().insert(at, node);
+            } else if command == update::ADD_FIRST {
+                parent.nodes_mut().insert(0, node);
             } else {
-                dhcp.push(item.clone());
+                parent.push(item.clone());
             }
         }
         update::DELETE | update::MODIFY => {
@@ -1470,21 +1703,21 @@ fn apply_update(
                 return Err(net_err(
                     ErrorCode::OperationInvalid as i32,
                     format!(
-                        "requested operation is not valid: couldn't locate a matching dhcp {child_name} entry in network"
+                        "requested operation is not valid: couldn't locate a matching {what} entry in network"
                     ),
                 ));
             }
             let mut done = false;
-            let nodes = std::mem::take(dhcp.nodes_mut());
+            let nodes = std::mem::take(parent.nodes_mut());
             for n in nodes {
                 match &n {
                     rvirt_xml::tree::Node::Element(e) if !done && matches(e) => {
                         done = true;
                         if command == update::MODIFY {
-                            dhcp.nodes_mut().push(node.clone());
+                            parent.nodes_mut().push(node.clone());
                         }
                     }
-                    _ => dhcp.nodes_mut().push(n),
+                    _ => parent.nodes_mut().push(n),
                 }
             }
         }

@@ -7,7 +7,7 @@
 
 mod host_services;
 
-pub(crate) use host_services::{ConnectionContext, PoolsLookup};
+pub(crate) use host_services::{ConnectionContext, PoolsLookup, secret_for_plugin};
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result,
@@ -362,7 +362,7 @@ impl Registry {
             .network
             .ok_or_else(|| crate::network_bind::no_backend(mode, &self.searched()))?;
         let services = HostServices_TO::from_value(
-            crate::storage::plugin::HostServicesImpl::new(&plugin.manifest.name, system_root),
+            crate::storage::plugin::HostServicesImpl::new(&plugin.manifest.name, system_root, None),
             TD_Opaque,
         );
         let open = facet.open();
@@ -393,6 +393,7 @@ impl Registry {
         &self,
         pool_type: &str,
         system_root: &Path,
+        secrets: Option<crate::secrets_api::SecretsRoot>,
     ) -> Result<StorageBackend> {
         let Some((_, plugin)) = self.by_pool_type.iter().find(|(t, _)| t == pool_type) else {
             return Err(Error::NoStorageBackend {
@@ -405,7 +406,11 @@ impl Registry {
             searched: self.searched(),
         })?;
         let services = HostServices_TO::from_value(
-            crate::storage::plugin::HostServicesImpl::new(&plugin.manifest.name, system_root),
+            crate::storage::plugin::HostServicesImpl::new(
+                &plugin.manifest.name,
+                system_root,
+                secrets,
+            ),
             TD_Opaque,
         );
         let open = facet.open();

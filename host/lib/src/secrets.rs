@@ -361,6 +361,27 @@ impl Secrets {
             .ok_or_else(|| no_secret(format!("secret '{uuid}' does not have a value")))
     }
 
+    /// The value for a driver by usage, or by UUID when `usage_id` is one and no usage
+    /// matches (a private secret too): what a plugin asks the host for.
+    pub fn value_for_driver(&self, usage_type: i32, usage_id: &str) -> Result<Vec<u8>> {
+        match self.value_internal(usage_type, usage_id) {
+            Ok(v) => Ok(v),
+            Err(e) => match uuid::Uuid::parse_str(usage_id.trim()) {
+                Ok(u) => {
+                    let entries = lock(&self.entries);
+                    let Some(found) = entries.get(&u) else {
+                        return Err(e);
+                    };
+                    found
+                        .value
+                        .clone()
+                        .ok_or_else(|| no_secret(format!("secret '{u}' does not have a value")))
+                }
+                Err(_) => Err(e),
+            },
+        }
+    }
+
     /// The value for a driver (a private secret too): what QEMU or a storage backend gets.
     pub fn value_internal(&self, usage_type: i32, usage_id: &str) -> Result<Vec<u8>> {
         let entries = lock(&self.entries);

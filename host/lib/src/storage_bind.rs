@@ -97,6 +97,8 @@ pub fn no_backend(pool_type: &str) -> Error {
 pub struct PluginBackends {
     registry: Arc<crate::plugin::Registry>,
     system_root: PathBuf,
+    /// The secrets the backends may read (those of the root whose pools they serve).
+    secrets: Option<crate::secrets_api::SecretsRoot>,
     opened: Mutex<HashMap<String, Arc<dyn PoolBackend>>>,
 }
 
@@ -105,7 +107,20 @@ impl PluginBackends {
         PluginBackends {
             registry,
             system_root,
+            secrets: None,
             opened: Mutex::default(),
+        }
+    }
+
+    /// The same plugins, lending their backends the secrets of `secrets`.
+    pub(crate) fn with_secrets(
+        registry: Arc<crate::plugin::Registry>,
+        system_root: PathBuf,
+        secrets: Option<crate::secrets_api::SecretsRoot>,
+    ) -> Self {
+        PluginBackends {
+            secrets,
+            ..PluginBackends::new(registry, system_root)
         }
     }
 }
@@ -115,10 +130,11 @@ impl BackendResolver for PluginBackends {
         if let Some(b) = lock(&self.opened).get(pool_type) {
             return Ok(Arc::clone(b));
         }
-        let b: Arc<dyn PoolBackend> = Arc::new(
-            self.registry
-                .storage_backend(pool_type, &self.system_root)?,
-        );
+        let b: Arc<dyn PoolBackend> = Arc::new(self.registry.storage_backend(
+            pool_type,
+            &self.system_root,
+            self.secrets.clone(),
+        )?);
         Ok(Arc::clone(
             lock(&self.opened).entry(pool_type.to_string()).or_insert(b),
         ))
@@ -150,6 +166,15 @@ impl Backends {
         }
     }
 
+    /// The in-process backend of `pool_type`, if one was added.
+    pub fn local_backend(&self, pool_type: &str) -> Option<Arc<dyn PoolBackend>> {
+        self.local
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pool_type)
+            .cloned()
+    }
+
     /// Serves `pool_type` with `backend` in this process (replacing any earlier one).
     pub fn add(&self, pool_type: &str, backend: Arc<dyn PoolBackend>) {
         self.local
@@ -172,6 +197,28 @@ impl BackendResolver for Backends {
         match &self.plugins {
             Some(p) => p.backend(pool_type),
             None => Err(no_backend(pool_type)),
+        }
+    }
+}
+
+/// The backends of one storage root: the runtime's in-process backends, then plugins
+/// opened for that root (lent its secrets).
+pub struct RootBackends {
+    base: Arc<Backends>,
+    plugins: PluginBackends,
+}
+
+impl RootBackends {
+    pub(crate) fn new(base: Arc<Backends>, plugins: PluginBackends) -> Self {
+        RootBackends { base, plugins }
+    }
+}
+
+impl BackendResolver for RootBackends {
+    fn backend(&self, pool_type: &str) -> Result<Arc<dyn PoolBackend>> {
+        match self.base.local_backend(pool_type) {
+            Some(b) => Ok(b),
+            None => self.plugins.backend(pool_type),
         }
     }
 }

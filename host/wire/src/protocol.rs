@@ -43,6 +43,8 @@ pub const STORAGE_VOL_LIST_MAX: usize = 16_384;
 pub const NETWORK_LIST_MAX: usize = 16_384;
 /// `REMOTE_NETWORK_PORT_LIST_MAX`: network port handles in one list.
 pub const NETWORK_PORT_LIST_MAX: usize = 16_384;
+/// `REMOTE_NETWORK_PORT_PARAMETERS_MAX`: typed parameters of one network port call.
+pub const NETWORK_PORT_PARAMETERS_MAX: usize = 16;
 /// `REMOTE_DOMAIN_INTERFACE_MAX`: interfaces in one `virDomainInterfaceAddresses` answer.
 pub const DOMAIN_INTERFACE_MAX: usize = 2048;
 /// `REMOTE_DOMAIN_IP_ADDR_MAX`: addresses of one interface.
@@ -277,6 +279,52 @@ pub struct NonnullNetwork {
 pub struct NonnullNetworkPort {
     pub net: NonnullNetwork,
     pub uuid: Uuid,
+}
+
+/// `remote_typed_param_value`: a union on the `VIR_TYPED_PARAM_*` type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TypedParamValue {
+    /// `VIR_TYPED_PARAM_INT`.
+    #[serde(rename = "1")]
+    Int(i32),
+    /// `VIR_TYPED_PARAM_UINT`.
+    #[serde(rename = "2")]
+    UInt(u32),
+    /// `VIR_TYPED_PARAM_LLONG`.
+    #[serde(rename = "3")]
+    LLong(i64),
+    /// `VIR_TYPED_PARAM_ULLONG`.
+    #[serde(rename = "4")]
+    ULLong(u64),
+    /// `VIR_TYPED_PARAM_DOUBLE`.
+    #[serde(rename = "5")]
+    Double(f64),
+    /// `VIR_TYPED_PARAM_BOOLEAN` (an `int` on the wire).
+    #[serde(rename = "6")]
+    Boolean(i32),
+    /// `VIR_TYPED_PARAM_STRING`.
+    #[serde(rename = "7")]
+    String(String),
+}
+
+impl TypedParamValue {
+    /// The value as an unsigned integer, when it is an integer that fits.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            TypedParamValue::Int(v) => u64::try_from(v).ok(),
+            TypedParamValue::UInt(v) => Some(u64::from(v)),
+            TypedParamValue::LLong(v) => u64::try_from(v).ok(),
+            TypedParamValue::ULLong(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// `remote_typed_param`: a named value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypedParam {
+    pub field: String,
+    pub value: TypedParamValue,
 }
 
 /// `remote_nonnull_storage_pool`.

@@ -275,6 +275,8 @@ remote_procedures! {
     #[ro] NetworkListAllPorts = 404: NetworkListAllPortsArgs => NetworkListAllPortsRet;
     #[ro] NetworkPortLookupByUuid = 405: NetworkPortLookupByUuidArgs => NetworkPortRet;
     NetworkPortCreateXml = 406: NetworkPortCreateXmlArgs => NetworkPortRet;
+    #[ro] NetworkPortGetParameters = 407: NetworkPortGetParametersArgs => NetworkPortGetParametersRet;
+    NetworkPortSetParameters = 408: NetworkPortSetParametersArgs => ();
     #[ro] NetworkPortGetXmlDesc = 409: NetworkPortFlagsArgs => XmlRet;
     NetworkPortDelete = 410: NetworkPortFlagsArgs => ();
     NetworkDefineXmlFlags = 432: XmlFlagsArgs => NetworkRet;

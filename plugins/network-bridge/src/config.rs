@@ -101,6 +101,32 @@ pub struct DnsHost {
     pub names: Vec<String>,
 }
 
+/// `<dns><txt name value>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsTxt {
+    /// The record's name.
+    pub name: String,
+    /// Its text.
+    pub value: String,
+}
+
+/// `<dns><srv service protocol domain target port priority weight>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSrv {
+    /// `service` (`ldap`).
+    pub service: String,
+    /// `protocol` (`tcp`, `udp`).
+    pub protocol: String,
+    /// `domain`, when given.
+    pub domain: Option<String>,
+    /// `target` host, when given.
+    pub target: Option<String>,
+    /// `port`, `priority`, `weight` (with a target).
+    pub port: Option<u16>,
+    pub priority: Option<u16>,
+    pub weight: Option<u16>,
+}
+
 /// The definition, as this backend uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -134,6 +160,10 @@ pub struct Plan {
     pub forwarders: Vec<Forwarder>,
     /// `<dns><host>`s.
     pub dns_hosts: Vec<DnsHost>,
+    /// `<dns><txt>` records.
+    pub dns_txt: Vec<DnsTxt>,
+    /// `<dns><srv>` records.
+    pub dns_srv: Vec<DnsSrv>,
     /// `<forward><nat ipv6='yes'>`.
     pub nat_ipv6: bool,
 }
@@ -203,7 +233,53 @@ impl Plan {
         let dns = root.child("dns");
         let mut forwarders = Vec::new();
         let mut dns_hosts = Vec::new();
+        let mut dns_txt = Vec::new();
+        let mut dns_srv = Vec::new();
         if let Some(dns) = dns {
+            for (i, t) in dns.children_named("txt").enumerate() {
+                let p = format!("network/dns/txt[{}]", i + 1);
+                let need = |k: &str| {
+                    t.attr(k).map(str::to_string).ok_or_else(|| Error::Config {
+                        object: object(&name),
+                        field: format!("{p}/@{k}"),
+                        reason: "missing required attribute".into(),
+                    })
+                };
+                dns_txt.push(DnsTxt {
+                    name: need("name")?,
+                    value: need("value")?,
+                });
+            }
+            for (i, r) in dns.children_named("srv").enumerate() {
+                let p = format!("network/dns/srv[{}]", i + 1);
+                let need = |k: &str| {
+                    r.attr(k).map(str::to_string).ok_or_else(|| Error::Config {
+                        object: object(&name),
+                        field: format!("{p}/@{k}"),
+                        reason: "missing required attribute".into(),
+                    })
+                };
+                let num = |k: &str| -> Result<Option<u16>> {
+                    r.attr(k)
+                        .map(|v| {
+                            v.trim().parse::<u16>().map_err(|_| Error::Config {
+                                object: object(&name),
+                                field: format!("{p}/@{k}"),
+                                reason: format!("'{v}' is not a number from 0 to 65535"),
+                            })
+                        })
+                        .transpose()
+                };
+                dns_srv.push(DnsSrv {
+                    service: need("service")?,
+                    protocol: need("protocol")?,
+                    domain: r.attr("domain").map(str::to_string),
+                    target: r.attr("target").map(str::to_string),
+                    port: num("port")?,
+                    priority: num("priority")?,
+                    weight: num("weight")?,
+                });
+            }
             for f in dns.children_named("forwarder") {
                 forwarders.push(Forwarder {
                     domain: f.attr("domain").map(str::to_string),
@@ -241,6 +317,8 @@ impl Plan {
             dns_domain_needed: dns.and_then(|d| d.attr("forwardPlainNames")) == Some("no"),
             forwarders,
             dns_hosts,
+            dns_txt,
+            dns_srv,
             nat_ipv6,
             name,
         };
@@ -271,6 +349,33 @@ impl Plan {
         for (i, h) in self.dns_hosts.iter().enumerate() {
             for n in &h.names {
                 fields.push((format!("network/dns/host[{}]/hostname", i + 1), n, "/"));
+            }
+        }
+        for (i, t) in self.dns_txt.iter().enumerate() {
+            let p = format!("network/dns/txt[{}]", i + 1);
+            fields.push((format!("{p}/@name"), &t.name, "/"));
+            // the value is written quoted: only the quote, backslash and control characters matter
+            if let Some(c) = t
+                .value
+                .chars()
+                .find(|c| c.is_control() || matches!(c, '"' | '\\'))
+            {
+                return Err(Error::Config {
+                    object: object(net),
+                    field: format!("{p}/@value"),
+                    reason: format!("character {c:?} is not allowed in '{}'", t.value),
+                });
+            }
+        }
+        for (i, r) in self.dns_srv.iter().enumerate() {
+            let p = format!("network/dns/srv[{}]", i + 1);
+            fields.push((format!("{p}/@service"), &r.service, "/"));
+            fields.push((format!("{p}/@protocol"), &r.protocol, "/"));
+            if let Some(d) = &r.domain {
+                fields.push((format!("{p}/@domain"), d, "/"));
+            }
+            if let Some(t) = &r.target {
+                fields.push((format!("{p}/@target"), t, "/"));
             }
         }
         for (i, ip) in self.ips.iter().enumerate() {
@@ -347,27 +452,7 @@ pub fn check_ifname(network: &str, field: &str, name: &str) -> Result<()> {
     })
 }
 
-/// `52:54:00:aa:bb:cc` → bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.trim().split(':');
-    for b in &mut out {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
-/// Bytes → `52:54:00:aa:bb:cc`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use rvirt_netdev::mac::{format as format_mac, parse as parse_mac};
 
 fn parse_addr(net: &str, field: &str, v: Option<&str>) -> Result<IpAddr> {
     let v = v.ok_or_else(|| Error::Config {

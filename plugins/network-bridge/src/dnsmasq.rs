@@ -76,6 +76,28 @@ pub fn config(plan: &Plan, bridge: &str, files: &Files) -> String {
             c.push_str("no-resolv\n");
         }
         let _ = writeln!(c, "addn-hosts={}", files.addnhosts.display());
+        for t in &plan.dns_txt {
+            let _ = writeln!(c, "txt-record={},\"{}\"", t.name, t.value);
+        }
+        for r in &plan.dns_srv {
+            // libvirt's form: _service._protocol[.domain][,target[,port[,priority[,weight]]]]
+            let mut line = format!("srv-host=_{}._{}", r.service, r.protocol);
+            if let Some(d) = &r.domain {
+                let _ = write!(line, ".{d}");
+            }
+            if let Some(t) = &r.target {
+                let _ = write!(line, ",{t}");
+                for v in [r.port, r.priority, r.weight] {
+                    match v {
+                        Some(v) => {
+                            let _ = write!(line, ",{v}");
+                        }
+                        None => break,
+                    }
+                }
+            }
+            let _ = writeln!(c, "{line}");
+        }
     } else {
         c.push_str("port=0\n");
     }

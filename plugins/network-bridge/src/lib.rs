@@ -18,12 +18,19 @@
 //! leaves nothing behind. `stop` undoes what `NAME.state` lists, carrying on past a
 //! failing step and reporting the first failure.
 //!
+//! **Ports.** The hypervisor makes each guest's TAP; [`port_device`] finds it by the
+//! host-side MAC rule and puts it back on the bridge when the network was started anew
+//! under a running guest (libvirt leaves that to a daemon restart), and the plugin applies
+//! the port's `<bandwidth>` to it (`rvirt_netdev::bandwidth`).
+//!
 //! **Where it differs from libvirt**: there is no `virbrN-nic` dummy device (the bridge
 //! gets its `<mac>` directly); `stop` also deletes the TAP devices [`plug`] created that are
-//! still present; IPv6 leases carry no MAC (dnsmasq does not record it); `<dns><txt>`,
-//! `<srv>` and per-host `<dhcp><host>` options beyond mac/id/name/ip/lease are not
-//! passed to dnsmasq yet; forward modes `private`, `vepa`, `passthrough` and `hostdev` are
-//! refused.
+//! still present; IPv6 leases carry no MAC (dnsmasq does not record it); per-host
+//! `<dhcp><host>` options beyond mac/id/name/ip/lease are not passed to dnsmasq yet;
+//! forward modes `private`, `vepa`, `passthrough` and `hostdev` are refused. Live updates:
+//! DHCP hosts and DNS hosts reload dnsmasq, DHCP ranges and DNS TXT/SRV records restart
+//! it (leases kept), port groups need nothing; forward interfaces change only the
+//! persistent definition.
 
 pub mod config;
 pub mod dnsmasq;
@@ -33,7 +40,6 @@ pub mod netlink;
 pub mod nft;
 pub mod plugin;
 pub mod state;
-mod tap;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -535,7 +541,11 @@ pub fn plug(net: &Network, state_dir: &Path, port: &PortSpec) -> Result<Plugged>
             })?
         }
     };
-    tap::create(&tap).map_err(nl_err(name, format!("create tap device '{tap}'")))?;
+    rvirt_netdev::tap::create_persistent(&tap).map_err(|e| Error::Program {
+        object: object(name),
+        program: "tun",
+        detail: rvirt_sdk::util::error_chain(&e),
+    })?;
     let r = (|| -> Result<()> {
         let idx = nl
             .link(&tap)
@@ -566,6 +576,77 @@ pub fn plug(net: &Network, state_dir: &Path, port: &PortSpec) -> Result<Plugged>
         tap,
         bridge: st.bridge,
     })
+}
+
+/// A guest's TAP device found on (or put back on) the network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDevice {
+    /// The TAP device's name.
+    pub tap: String,
+    /// It had fallen off the bridge and was attached again.
+    pub reattached: bool,
+}
+
+/// Finds the guest TAP device of port MAC `mac` and makes sure it is a port of the
+/// network's bridge: the device whose MAC is `mac` with the first byte `fe` (the rule
+/// every TAP maker here follows, as libvirt's), of kind `tun`, on this bridge or on none
+/// (its bridge was deleted by a stop and made again by a start: it is attached again).
+/// `None` when no such device exists (the hypervisor has not made it yet). Devices on
+/// another bridge are never moved.
+pub fn port_device(net: &Network, state_dir: &Path, mac: &str) -> Result<Option<PortDevice>> {
+    let name = net.name();
+    let files = Files::new(state_dir, name);
+    let st = running_state(name, &files)?;
+    let mut want = parse_mac(mac).ok_or_else(|| Error::Config {
+        object: object(name),
+        field: "networkport/mac/@address".into(),
+        reason: format!("'{mac}' is not a MAC address"),
+    })?;
+    want[0] = 0xfe;
+    let mut nl = open_netlink(name)?;
+    let bridge = nl
+        .link(&st.bridge)
+        .map_err(nl_err(name, format!("look up bridge '{}'", st.bridge)))?
+        .ok_or_else(|| Error::OperationInvalid {
+            object: object(name),
+            reason: format!("bridge '{}' does not exist", st.bridge),
+        })?;
+    let links = nl.links().map_err(nl_err(name, "list links".into()))?;
+    let candidates: Vec<_> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("tun") && l.mac.as_deref() == Some(&want[..]))
+        .collect();
+    if let Some(on) = candidates.iter().find(|l| l.master == Some(bridge.index)) {
+        return Ok(Some(PortDevice {
+            tap: on.name.clone(),
+            reattached: false,
+        }));
+    }
+    let loose: Vec<_> = candidates.iter().filter(|l| l.master.is_none()).collect();
+    let [tap] = loose.as_slice() else {
+        if loose.len() > 1 {
+            return Err(Error::OperationInvalid {
+                object: object(name),
+                reason: format!(
+                    "{} tap devices carry the address {} of port MAC {mac}: cannot tell which to attach",
+                    loose.len(),
+                    format_mac(&want)
+                ),
+            });
+        }
+        return Ok(None);
+    };
+    nl.set_link(tap.index, None, None, bridge.mtu, None)
+        .map_err(nl_err(name, format!("set mtu of '{}'", tap.name)))?;
+    nl.set_link(tap.index, Some(true), Some(bridge.index), None, None)
+        .map_err(nl_err(
+            name,
+            format!("attach '{}' to bridge '{}'", tap.name, st.bridge),
+        ))?;
+    Ok(Some(PortDevice {
+        tap: tap.name.clone(),
+        reattached: true,
+    }))
 }
 
 /// Deletes a TAP device [`plug`] created for this network.
@@ -624,19 +705,26 @@ fn running_dnsmasq(plan: &Plan, files: &Files, option: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies the `<dhcp><host>` entries of `net` (the updated definition) to the running
-/// network: rewrites dnsmasq's hosts file and makes it read it again (SIGHUP).
-/// Applies a changed set of DHCP ranges (the updated definition `net`) to a running
-/// network: dnsmasq reads its ranges only at start, so its configuration is written again
-/// and it is restarted; the lease file stays, so guests keep their addresses.
+/// Applies a change of the DHCP ranges to the running network: dnsmasq's configuration
+/// is rewritten and dnsmasq restarted (its leases file stays).
 pub fn update_dhcp_ranges(net: &Network, state_dir: &Path) -> Result<()> {
+    restart_dnsmasq(net, state_dir)
+}
+
+/// Applies a change of the DNS TXT or SRV records (they live in dnsmasq's configuration):
+/// rewritten, dnsmasq restarted.
+pub fn update_dns_records(net: &Network, state_dir: &Path) -> Result<()> {
+    restart_dnsmasq(net, state_dir)
+}
+
+fn restart_dnsmasq(net: &Network, state_dir: &Path) -> Result<()> {
     let plan = Plan::from_network(net)?;
     let files = Files::new(state_dir, &plan.name);
     let st = running_state(&plan.name, &files)?;
     if !st.dnsmasq {
         return Err(Error::OperationInvalid {
             object: object(&plan.name),
-            reason: "the running network has no DHCP server (restart it to add one)".into(),
+            reason: "the running network has no dnsmasq (restart it to add one)".into(),
         });
     }
     let bridge = plan.bridge.clone().ok_or_else(|| Error::OperationInvalid {
@@ -648,6 +736,8 @@ pub fn update_dhcp_ranges(net: &Network, state_dir: &Path) -> Result<()> {
     dnsmasq::spawn(&plan.name, &files).map(|_| ())
 }
 
+/// Applies the `<dhcp><host>` entries of `net` (the updated definition) to the running
+/// network: rewrites dnsmasq's hosts file and makes it read it again (SIGHUP).
 pub fn update_dhcp_hosts(net: &Network, state_dir: &Path) -> Result<()> {
     let plan = Plan::from_network(net)?;
     let files = Files::new(state_dir, &plan.name);

@@ -21,19 +21,29 @@ pub const FORWARD_MODES: &[&str] = &["nat", "route", "open", "isolated", "bridge
 const SECTION_IP_DHCP_HOST: u32 = 4;
 /// `VIR_NETWORK_SECTION_IP_DHCP_RANGE`.
 const SECTION_IP_DHCP_RANGE: u32 = 5;
+/// `VIR_NETWORK_SECTION_PORTGROUP`.
+const SECTION_PORTGROUP: u32 = 9;
 /// `VIR_NETWORK_SECTION_DNS_HOST`.
 const SECTION_DNS_HOST: u32 = 10;
+/// `VIR_NETWORK_SECTION_DNS_TXT`.
+const SECTION_DNS_TXT: u32 = 11;
+/// `VIR_NETWORK_SECTION_DNS_SRV`.
+const SECTION_DNS_SRV: u32 = 12;
 
 /// One backend per forward mode. It keeps only the run directory the host gave each
 /// network at start (or at the reattach check after a host restart), for the calls whose
 /// ABI does not carry it (leases, updates).
 pub struct BridgeBackend {
     mode: String,
-    _host: HostServicesBox,
+    host: HostServicesBox,
     run_dirs: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl BridgeBackend {
+    fn info(&self, msg: &str) {
+        self.host.log(log_level::INFO, RStr::from_str(msg));
+    }
+
     fn remember(&self, n: &Network, dir: &Path) {
         self.run_dirs
             .lock()
@@ -70,7 +80,7 @@ pub fn open(mode: &str, host: HostServicesBox) -> Result<BridgeBackend, PluginEr
     );
     Ok(BridgeBackend {
         mode: mode.to_string(),
-        _host: host,
+        host,
         run_dirs: Mutex::default(),
     })
 }
@@ -152,11 +162,25 @@ impl NetworkBackend for BridgeBackend {
         })())
     }
 
-    fn plug_port(&self, net_xml: RStr<'_>, _port_xml: RStr<'_>) -> PResult<PortPlug> {
+    fn plug_port(&self, net_xml: RStr<'_>, port_xml: RStr<'_>) -> PResult<PortPlug> {
         // The hypervisor makes the guest's TAP (QEMU inherits its descriptor); the network
-        // answers which bridge it joins and with what MTU.
+        // answers which bridge it joins and with what MTU. Plugging is idempotent: when
+        // the host plugs a port again after the network started anew, the guest's TAP,
+        // which fell off with the old bridge, is put back on the new one.
         res((|| {
             let n = net(net_xml)?;
+            let port = rvirt_xml::Element::parse(port_xml.as_str()).map_err(|e| PluginError {
+                code: rvirt_sdk::abi::ErrorCode::XmlError as i32,
+                domain: ErrorDomain::Network as i32,
+                message: format!("network port from the host: {e}").into(),
+            })?;
+            let bandwidth = rvirt_xml::bandwidth::Bandwidth::of(&port, "networkport")
+                .map_err(|e| PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::XmlError as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: e.to_string().into(),
+                })?
+                .unwrap_or_default();
             let bridge = n.bridge_name().unwrap_or_default().to_string();
             if bridge.is_empty() {
                 return Err(PluginError {
@@ -164,6 +188,28 @@ impl NetworkBackend for BridgeBackend {
                     domain: ErrorDomain::Network as i32,
                     message: format!("network '{}' has no bridge (is it active?)", n.name()).into(),
                 });
+            }
+            let mac = port.child("mac").and_then(|m| m.attr("address"));
+            if let (Some(mac), Ok(d)) = (mac, self.lease_dir(&n))
+                && let Some(dev) = crate::port_device(&n, &d, mac).map_err(perr)?
+            {
+                if dev.reattached {
+                    self.info(&format!(
+                        "network '{}': tap '{}' of port {mac} attached to bridge '{bridge}' again",
+                        n.name(),
+                        dev.tap
+                    ));
+                }
+                rvirt_netdev::bandwidth::apply(&dev.tap, &bandwidth).map_err(|e| PluginError {
+                    code: rvirt_sdk::abi::ErrorCode::OperationFailed as i32,
+                    domain: ErrorDomain::Network as i32,
+                    message: format!(
+                        "network '{}': {}",
+                        n.name(),
+                        rvirt_sdk::util::error_chain(&e)
+                    )
+                    .into(),
+                })?;
             }
             Ok(PortPlug {
                 plug_type: if self.mode == "bridge" {
@@ -225,6 +271,10 @@ impl NetworkBackend for BridgeBackend {
                 SECTION_IP_DHCP_HOST => crate::update_dhcp_hosts(&n, &d).map_err(perr),
                 SECTION_IP_DHCP_RANGE => crate::update_dhcp_ranges(&n, &d).map_err(perr),
                 SECTION_DNS_HOST => crate::update_dns_hosts(&n, &d).map_err(perr),
+                // TXT and SRV records are in dnsmasq's configuration: rewritten, restarted
+                SECTION_DNS_TXT | SECTION_DNS_SRV => crate::update_dns_records(&n, &d).map_err(perr),
+                // port groups only shape ports plugged later: nothing runs to change
+                SECTION_PORTGROUP => Ok(()),
                 other => Err(PluginError {
                     code: rvirt_sdk::abi::ErrorCode::NoSupport as i32,
                     domain: ErrorDomain::Network as i32,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -175,6 +175,20 @@ impl Client {
         let pid = self.holder.id();
         sh(&format!(
             "nsenter -t {pid} -n busybox udhcpc -i vc{n} -n -q -t 10 -T 1 -s /bin/true"
+        ));
+    }
+}
+
+impl Client {
+    /// Runs ISC dhclient for DHCPv6 until it holds a lease (after the interface's
+    /// link-local address is usable).
+    fn dhcp6(&self, n: u32, dir: &Path) {
+        let pid = self.holder.id();
+        let d = dir.display();
+        sh(&format!(
+            "nsenter -t {pid} -n sh -c 'for i in $(seq 50); do ip -6 addr show dev vc{n} scope link | grep -q tentative || break; sleep 0.1; done; \
+             timeout 30 dhclient -6 -1 -lf {d}/c6.leases -pf {d}/c6.pid -sf /bin/true vc{n}; \
+             kill $(cat {d}/c6.pid) 2>/dev/null; true'"
         ));
     }
 }
@@ -648,6 +662,57 @@ fn ipv6_dhcp_and_nat6_network_runs() {
         nb::stop(&n, dir.path()).expect("stop");
         assert!(!pid_alive(pid));
         assert!(!table_exists("inet rvirt_v6"));
+    });
+}
+
+#[test]
+fn dhcpv6_leases_are_reported_with_duid_and_iaid() {
+    let found = Command::new("dhclient").arg("--version").output();
+    assert!(
+        found.is_ok(),
+        "\n\n!!! dhclient (package isc-dhcp-client) is not installed: the DHCPv6 lease test cannot run.\n!!! apt-get install -y isc-dhcp-client\n"
+    );
+    in_netns("dhcpv6_leases_are_reported_with_duid_and_iaid", || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = net("<network><name>d6</name><bridge name='rvd6'/>\
+             <ip family='ipv6' address='fd00:46::1' prefix='64'><dhcp>\
+             <range start='fd00:46::10' end='fd00:46::ff'/></dhcp></ip></network>");
+        nb::start(&n, dir.path()).expect("start");
+        let c = Client::new("rvd6", "52:54:00:46:00:01", 6);
+        c.dhcp6(6, dir.path());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let leases = loop {
+            let l = nb::leases(&n, dir.path(), None).expect("leases");
+            if !l.is_empty() || Instant::now() > deadline {
+                break l;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let client_leases = sh(&format!("cat {}/c6.leases", dir.path().display()));
+        assert_eq!(leases.len(), 1, "{leases:?}; client: {client_leases}");
+        let l = &leases[0];
+        let IpAddr::V6(a) = l.ip else {
+            panic!("an IPv6 lease: {l:?}")
+        };
+        let seg = a.segments();
+        assert!(
+            seg[..4] == [0xfd00, 0x46, 0, 0]
+                && (0x10..=0xff).contains(&seg[7])
+                && seg[4..7] == [0, 0, 0],
+            "in the range: {a}"
+        );
+        assert_eq!(l.prefix, Some(64), "{l:?}");
+        assert!(
+            l.client_id.as_deref().is_some_and(|d| d.contains(':')),
+            "the DUID: {l:?}"
+        );
+        assert!(l.iaid.is_some(), "the IAID: {l:?}");
+        assert!(
+            client_leases.contains(&a.to_string()),
+            "the client holds the address the network reports: {client_leases}"
+        );
+        drop(c);
+        nb::stop(&n, dir.path()).expect("stop");
     });
 }
 

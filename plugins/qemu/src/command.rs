@@ -752,6 +752,8 @@ pub struct TapInterface {
     pub mac: String,
     /// A virtio model (the TAP gets a virtio-net header).
     pub virtio: bool,
+    /// `<bandwidth>`: limits the driver sets on the TAP (and records in the port).
+    pub bandwidth: Result<Option<rvirt_xml::bandwidth::Bandwidth>, rvirt_xml::XmlError>,
 }
 
 /// The bridge and network interfaces of `def`.
@@ -773,6 +775,10 @@ pub fn tap_interfaces(def: &Domain) -> Vec<TapInterface> {
                 network,
                 mac: attr(i, &["mac"], "address").unwrap_or_default().to_string(),
                 virtio: attr(i, &["model"], "type") == Some("virtio"),
+                bandwidth: rvirt_xml::bandwidth::Bandwidth::of(
+                    i,
+                    &format!("domain/devices/interface[{}]", index + 1),
+                ),
             })
         })
         .collect()

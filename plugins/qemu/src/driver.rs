@@ -687,8 +687,13 @@ impl Driver {
         let r = (|| -> Result<()> {
             for t in command::tap_interfaces(def) {
                 let k = t.index;
-                let guest = crate::tap::parse_mac(&t.mac)
+                let guest = rvirt_netdev::mac::parse(&t.mac)
                     .ok_or_else(|| iface_err(k, &format!("no valid MAC address ('{}')", t.mac)))?;
+                let bandwidth = t
+                    .bandwidth
+                    .clone()
+                    .map_err(|e| iface_err(k, &e.to_string()))?
+                    .unwrap_or_default();
                 let (bridge, port) = match (&t.bridge, &t.network) {
                     (Some(b), _) => (b.clone(), None),
                     (None, Some(net)) => {
@@ -711,6 +716,7 @@ impl Driver {
                             port.push(Element::new("uuid").with_text(&portid));
                             port.push(owner);
                             port.push(Element::new("mac").with_attr("address", &t.mac));
+                            bandwidth.store_in(&mut port);
                             port.to_xml_string()
                         };
                         let done = match host
@@ -736,7 +742,16 @@ impl Driver {
                     }
                     (None, None) => continue,
                 };
-                let made = crate::tap::create("vnet%d", &bridge, guest, t.virtio);
+                let made = crate::tap::create("vnet%d", &bridge, guest, t.virtio)
+                    .map_err(|e| rvirt_sdk::util::error_chain(&e))
+                    .and_then(|tap| {
+                        if bandwidth.is_empty() {
+                            return Ok(tap);
+                        }
+                        rvirt_netdev::bandwidth::apply(&tap.name, &bandwidth)
+                            .map(|()| tap)
+                            .map_err(|e| rvirt_sdk::util::error_chain(&e))
+                    });
                 match made {
                     Ok(tap) => out.push(MadeTap {
                         index: k,
@@ -747,10 +762,7 @@ impl Driver {
                         if let Some((net, portid, _)) = &port {
                             self.release_port(net, portid);
                         }
-                        return Err(iface_err(
-                            k,
-                            &format!("on bridge '{bridge}': {}", rvirt_sdk::util::error_chain(&e)),
-                        ));
+                        return Err(iface_err(k, &format!("on bridge '{bridge}': {e}")));
                     }
                 }
             }

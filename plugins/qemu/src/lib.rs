@@ -11,7 +11,7 @@ pub mod caps;
 pub mod command;
 pub mod driver;
 pub mod paths;
-pub mod tap;
+pub use rvirt_netdev::tap;
 
 use driver::Driver;
 use rvirt_sdk::{

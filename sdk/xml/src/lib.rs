@@ -8,6 +8,7 @@
 //! * **Formatted like libvirt** — libvirt's element order, 2-space
 //!   indentation, single-quoted attributes, units as libvirt writes them.
 
+pub mod bandwidth;
 pub mod caps;
 pub mod compat;
 pub mod domain;

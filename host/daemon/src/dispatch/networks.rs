@@ -8,7 +8,9 @@ use rvirt_host::networks::{NetworkId, PortId, list_flags};
 use rvirt_host::{Connection, NetworkService};
 use rvirt_wire::RemoteProcedure as P;
 use rvirt_wire::procs;
-use rvirt_wire::protocol::{self, NonnullNetwork, NonnullNetworkPort, error_code, error_domain};
+use rvirt_wire::protocol::{
+    self, NonnullNetwork, NonnullNetworkPort, TypedParam, TypedParamValue, error_code, error_domain,
+};
 use rvirt_wire::remote::*;
 
 fn nets(c: &Connection) -> Result<NetworkService, Failure> {
@@ -240,6 +242,56 @@ pub(super) fn dispatch(
                     )
                     .map_err(host_error)?,
             })
+        }),
+        P::NetworkPortGetParameters => call::<procs::NetworkPortGetParameters>(payload, |a| {
+            let n = nets(c)?;
+            let params = n
+                .port_parameters(
+                    &name_of(&n, &a.port.net)?,
+                    uuid::Uuid::from_bytes(a.port.uuid),
+                    a.flags,
+                )
+                .map_err(host_error)?;
+            let nparams = i32::try_from(params.len()).unwrap_or(i32::MAX);
+            // nparams 0 asks how many there are (libvirt's two-step typed-parameter call)
+            let params = if a.nparams == 0 {
+                Vec::new()
+            } else {
+                params
+                    .into_iter()
+                    .take(usize::try_from(a.nparams).unwrap_or(0))
+                    .map(|(field, v)| TypedParam {
+                        field,
+                        value: TypedParamValue::UInt(u32::try_from(v).unwrap_or(u32::MAX)),
+                    })
+                    .collect()
+            };
+            Ok(NetworkPortGetParametersRet { params, nparams })
+        }),
+        P::NetworkPortSetParameters => call::<procs::NetworkPortSetParameters>(payload, |a| {
+            let n = nets(c)?;
+            let mut params = Vec::new();
+            for p in a.params {
+                // libvirt's bandwidth parameters are unsigned ints
+                let TypedParamValue::UInt(v) = p.value else {
+                    return Err(err(
+                        error_code::INVALID_ARG,
+                        error_domain::NETWORK,
+                        format!(
+                            "invalid argument: parameter '{}' has unexpected type, expected unsigned int",
+                            p.field
+                        ),
+                    ));
+                };
+                params.push((p.field, u64::from(v)));
+            }
+            n.port_set_parameters(
+                &name_of(&n, &a.port.net)?,
+                uuid::Uuid::from_bytes(a.port.uuid),
+                &params,
+                a.flags,
+            )
+            .map_err(host_error)
         }),
         P::NetworkPortDelete => call::<procs::NetworkPortDelete>(payload, |a| {
             let n = nets(c)?;

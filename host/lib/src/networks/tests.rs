@@ -353,11 +353,53 @@ fn ports_plug_list_and_unplug() {
     n.port_delete("p", id.uuid, 0).unwrap();
     assert!(lock(&b.plugged).is_empty());
     assert_eq!(n.port_lookup("p", id.uuid).unwrap_err().code(), 107);
-    // Destroying a network with ports is allowed, as in libvirt.
+    // Destroying a network with ports is allowed, as in libvirt; the ports of its
+    // (still running) guests are plugged again when it starts.
     n.port_create("p", port, 0).unwrap();
     n.destroy("p").unwrap();
+    assert!(
+        n.port_list("p", 0).is_err(),
+        "an inactive network lists no ports"
+    );
+    n.create("p").unwrap();
+    assert_eq!(n.port_list("p", 0).unwrap().len(), 1);
+    assert_eq!(lock(&b.plugged).len(), 2, "plugged once more at start");
+    // A guest that stops while its network is down gives its port back all the same.
+    n.destroy("p").unwrap();
+    n.port_delete("p", id.uuid, 0).unwrap();
     n.create("p").unwrap();
     assert!(n.port_list("p", 0).unwrap().is_empty());
+}
+
+#[test]
+fn ports_of_a_stopped_network_survive_a_host_restart_and_go_with_undefine() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(MemNet::default());
+    let port = "<networkport><uuid>6b5b5b5b-1111-2222-3333-444444444444</uuid><owner><name>vm</name><uuid>11111111-2222-3333-4444-555555555555</uuid></owner><mac address='52:54:00:aa:bb:cd'/></networkport>";
+    {
+        let n = open(Some(dir.path()), &b);
+        n.define(&net_xml("q", "10.4.0"), 0).unwrap();
+        n.create("q").unwrap();
+        n.port_create("q", port, 0).unwrap();
+        n.destroy("q").unwrap();
+    }
+    let ports_dir = dir.path().join("run/q.ports");
+    assert!(ports_dir.is_dir(), "kept for the restart");
+    {
+        let n = open(Some(dir.path()), &b);
+        n.create("q").unwrap();
+        let ports = n.port_list("q", 0).unwrap();
+        assert_eq!(ports.len(), 1);
+        let x = n.port_xml("q", ports[0].uuid, 0).unwrap();
+        assert!(
+            x.contains("bridge='virbr0'") && x.matches("<plug").count() == 1,
+            "{x}"
+        );
+        n.destroy("q").unwrap();
+        n.undefine("q").unwrap();
+    }
+    assert!(!ports_dir.exists(), "undefine forgets the ports");
+    assert!(!dir.path().join("run/q.run").exists());
 }
 
 #[test]
@@ -407,7 +449,7 @@ fn leases_and_updates() {
     assert!(!n.xml("u", 0).unwrap().contains("name='nine'"));
     assert!(n.xml("u", XML_INACTIVE).unwrap().contains("name='nine'"));
     let e = n
-        .update("u", update::ADD_LAST, 10, -1, "<x/>", 0)
+        .update("u", update::ADD_LAST, 8, -1, "<pf dev='eth0'/>", 0)
         .unwrap_err();
     assert!(e.is_no_support(), "{e}");
     assert!(
@@ -447,4 +489,166 @@ fn an_active_network_whose_backend_is_missing_is_kept_active() {
     // Stopping it needs the backend, and says which one is missing.
     let e = n.destroy("kept").unwrap_err();
     assert!(e.to_string().contains("forward mode 'nat'"), "{e}");
+}
+
+#[test]
+fn port_parameters_read_and_change_the_port_bandwidth() {
+    let b = Arc::new(MemNet::default());
+    let n = open(None, &b);
+    n.define(&net_xml("bw", "10.5.0"), 0).unwrap();
+    n.create("bw").unwrap();
+    let bad = "<networkport><mac address='52:54:00:aa:bb:01'/><bandwidth><inbound peak='5'/></bandwidth></networkport>";
+    let e = n.port_create("bw", bad, 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("networkport/bandwidth/inbound/@average"),
+        "{e}"
+    );
+    let id = n
+        .port_create(
+            "bw",
+            "<networkport><mac address='52:54:00:aa:bb:01'/></networkport>",
+            0,
+        )
+        .unwrap();
+    let p = n.port_parameters("bw", id.uuid, 0).unwrap();
+    assert_eq!(p.len(), 7);
+    assert!(p.iter().all(|(_, v)| *v == 0), "{p:?}");
+    n.port_set_parameters("bw", id.uuid, &[("inbound.average".into(), 100)], 0)
+        .unwrap();
+    let x = n.port_xml("bw", id.uuid, 0).unwrap();
+    assert!(
+        x.contains("<bandwidth>\n    <inbound average='100'/>\n  </bandwidth>"),
+        "{x}"
+    );
+    assert!(
+        lock(&b.plugged).last().unwrap().contains("average='100'"),
+        "plugged again with it"
+    );
+    let e = n
+        .port_set_parameters("bw", id.uuid, &[("inbound.nope".into(), 1)], 0)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArg as i32);
+    assert!(e.to_string().contains("inbound.nope"), "{e}");
+    assert!(
+        n.port_set_parameters("bw", id.uuid, &[], 1).is_err(),
+        "unknown flag"
+    );
+    let p = n.port_parameters("bw", id.uuid, 0).unwrap();
+    assert!(p.contains(&("inbound.average".to_string(), 100)), "{p:?}");
+}
+
+#[test]
+fn updates_of_dns_records_port_groups_and_forward_interfaces() {
+    let b = Arc::new(MemNet::default());
+    let n = open(None, &b);
+    n.define(&net_xml("u", "10.6.0"), 0).unwrap();
+    let cfg = update::AFFECT_CONFIG;
+    let add = update::ADD_LAST;
+    n.update(
+        "u",
+        add,
+        update::SECTION_DNS_TXT,
+        -1,
+        "<txt name='a' value='b'/>",
+        cfg,
+    )
+    .unwrap();
+    let e = n
+        .update(
+            "u",
+            add,
+            update::SECTION_DNS_TXT,
+            -1,
+            "<txt name='a' value='c'/>",
+            cfg,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("existing dns txt entry"), "{e}");
+    n.update(
+        "u",
+        update::MODIFY,
+        update::SECTION_DNS_TXT,
+        -1,
+        "<txt name='a' value='c'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_DNS_SRV,
+        -1,
+        "<srv service='ldap' protocol='tcp'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        update::ADD_FIRST,
+        update::SECTION_DNS_HOST,
+        -1,
+        "<host ip='10.6.0.9'><hostname>h</hostname></host>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_PORTGROUP,
+        -1,
+        "<portgroup name='pg'/>",
+        cfg,
+    )
+    .unwrap();
+    n.update(
+        "u",
+        add,
+        update::SECTION_FORWARD_INTERFACE,
+        -1,
+        "<interface dev='eth9'/>",
+        cfg,
+    )
+    .unwrap();
+    let x = n.xml("u", 0).unwrap();
+    for want in [
+        "<txt name='a' value='c'/>",
+        "<srv service='ldap' protocol='tcp'/>",
+        "<hostname>h</hostname>",
+        "<portgroup name='pg'/>",
+        "<interface dev='eth9'/>",
+    ] {
+        assert!(x.contains(want), "{want}: {x}");
+    }
+    // wrong element, unknown section, missing entry
+    let e = n
+        .update("u", add, update::SECTION_DNS_TXT, -1, "<srv/>", cfg)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::XmlError as i32, "{e}");
+    assert!(
+        n.update("u", add, 1, -1, "<bridge/>", cfg)
+            .unwrap_err()
+            .is_no_support()
+    );
+    let e = n
+        .update(
+            "u",
+            update::DELETE,
+            update::SECTION_PORTGROUP,
+            -1,
+            "<portgroup name='x'/>",
+            cfg,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("matching portgroup entry"), "{e}");
+    n.update(
+        "u",
+        update::DELETE,
+        update::SECTION_DNS_HOST,
+        -1,
+        "<host><hostname>h</hostname></host>",
+        cfg,
+    )
+    .unwrap();
+    assert!(!n.xml("u", 0).unwrap().contains("<hostname>h</hostname>"));
 }

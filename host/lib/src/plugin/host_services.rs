@@ -115,6 +115,22 @@ fn to_plugin_error(e: &Error) -> PluginError {
     }
 }
 
+/// `HostServices::secret_value` for a plugin lent services for the secrets of `root`
+/// (`None`: the connection has no secrets: no-support, as before 1.6 hosts answered).
+pub(crate) fn secret_for_plugin(
+    root: Option<&crate::secrets_api::SecretsRoot>,
+    usage_type: i32,
+    usage_id: &str,
+) -> PResult<RVec<u8>> {
+    let Some(root) = root else {
+        return RResult::RErr(PluginError::no_support("virSecretGetValue"));
+    };
+    guarded("virSecretGetValue", || {
+        let store = crate::secrets_api::secrets_for(root)?;
+        store.value_for_driver(usage_type, usage_id).map(RVec::from)
+    })
+}
+
 /// Runs host code called by a plugin, turning a panic into an internal error.
 fn guarded<T>(operation: &str, f: impl FnOnce() -> Result<T>) -> PResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -134,8 +150,13 @@ impl api::HostServices for HypervisorServices {
     }
 
     fn secret_value(&self, usage_type: i32, usage_id: RStr<'_>) -> PResult<RVec<u8>> {
-        let _ = (usage_type, usage_id);
-        RResult::RErr(PluginError::no_support("virSecretGetValue"))
+        let root =
+            crate::secrets_api::secrets_root_for(&self.ctx.uri, &self.ctx.system_root, |k| {
+                std::env::var(k).ok()
+            })
+            .ok()
+            .flatten();
+        secret_for_plugin(root.as_ref(), usage_type, usage_id.as_str())
     }
 
     fn log(&self, level: u32, message: RStr<'_>) {
@@ -305,5 +326,37 @@ mod tests {
         assert_eq!(u.params.len(), 1);
         assert_eq!(u.params[0].name.as_str(), "root");
         assert_eq!(u.params[0].value.as_str(), "/tmp/a b");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use crate::secrets_api::{SecretsRoot, secrets_for};
+
+    #[test]
+    fn plugins_read_secrets_of_their_root_by_usage_or_uuid_private_ones_too() {
+        let root = SecretsRoot::Memory("secret_for_plugin_test".into());
+        let store = secrets_for(&root).unwrap();
+        let id = store
+            .define(
+                "<secret ephemeral='no' private='yes'><usage type='ceph'><name>client.admin</name></usage></secret>",
+                0,
+            )
+            .unwrap();
+        store.set_value(id.uuid, b"AQBkey==", 0).unwrap();
+        // VIR_SECRET_USAGE_TYPE_CEPH = 2
+        let got = secret_for_plugin(Some(&root), 2, "client.admin").unwrap();
+        assert_eq!(got.as_slice(), b"AQBkey==");
+        let by_uuid = secret_for_plugin(Some(&root), 0, &id.uuid.to_string()).unwrap();
+        assert_eq!(by_uuid.as_slice(), b"AQBkey==");
+        let RResult::RErr(e) = secret_for_plugin(Some(&root), 2, "client.nobody") else {
+            panic!("an unknown usage has no value")
+        };
+        assert!(e.message.contains("client.nobody"), "{}", e.message);
+        let RResult::RErr(e) = secret_for_plugin(None, 2, "client.admin") else {
+            panic!("no secrets, no value")
+        };
+        assert_eq!(e.code, ErrorCode::NoSupport as i32);
     }
 }

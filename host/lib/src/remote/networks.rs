@@ -8,7 +8,10 @@ use super::{RemoteBackend, lock};
 use crate::Result;
 use crate::network_api::NetworkOps;
 use crate::networks::{Lease, NetworkEvent, NetworkEventCallback, NetworkId, PortId};
-use rvirt_wire::protocol::{NonnullNetwork, NonnullNetworkPort};
+use rvirt_plugin_api::{ErrorCode, ErrorDomain};
+use rvirt_wire::protocol::{
+    NETWORK_PORT_PARAMETERS_MAX, NonnullNetwork, NonnullNetworkPort, TypedParam, TypedParamValue,
+};
 use rvirt_wire::remote::*;
 use rvirt_wire::{Frame, Procedure, procs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -240,6 +243,54 @@ impl NetworkOps for RemoteBackend {
             flags,
         };
         self.call::<procs::NetworkPortDelete>(&a)
+    }
+    fn port_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        flags: u32,
+    ) -> Result<Vec<(String, u64)>> {
+        let a = NetworkPortGetParametersArgs {
+            port: self.port_handle(name, port)?,
+            nparams: NETWORK_PORT_PARAMETERS_MAX as i32,
+            flags,
+        };
+        let ret = self.call::<procs::NetworkPortGetParameters>(&a)?;
+        Ok(ret
+            .params
+            .into_iter()
+            .filter_map(|p| p.value.as_u64().map(|v| (p.field, v)))
+            .collect())
+    }
+    fn port_set_parameters(
+        &self,
+        name: &str,
+        port: uuid::Uuid,
+        params: &[(String, u64)],
+        flags: u32,
+    ) -> Result<()> {
+        let mut out = Vec::new();
+        for (k, v) in params {
+            let v = u32::try_from(*v).map_err(|_| {
+                crate::Error::driver(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Network,
+                    format!(
+                        "invalid argument: network port parameter '{k}': {v} exceeds the protocol's unsigned int"
+                    ),
+                )
+            })?;
+            out.push(TypedParam {
+                field: k.clone(),
+                value: TypedParamValue::UInt(v),
+            });
+        }
+        let a = NetworkPortSetParametersArgs {
+            port: self.port_handle(name, port)?,
+            params: out,
+            flags,
+        };
+        self.call::<procs::NetworkPortSetParameters>(&a)
     }
     fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
         let _serial = lock(&self.link.registration);

@@ -12,7 +12,7 @@ use super::PoolRefresh;
 use crate::{Error, Result, plugin::call};
 use rvirt_plugin_api::{
     self as api, ErrorCode, PResult, StorageBackendBox, StreamBox,
-    abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec},
+    abi_stable::std_types::{RSlice, RStr, RString, RVec},
     log_level,
 };
 use std::{
@@ -362,13 +362,20 @@ impl Drop for VolumeStream {
 pub(crate) struct HostServicesImpl {
     plugin: String,
     system_root: String,
+    /// The secrets of the root whose pools the backend serves (`None`: no secrets).
+    secrets: Option<crate::secrets_api::SecretsRoot>,
 }
 
 impl HostServicesImpl {
-    pub(crate) fn new(plugin: &str, system_root: &Path) -> Self {
+    pub(crate) fn new(
+        plugin: &str,
+        system_root: &Path,
+        secrets: Option<crate::secrets_api::SecretsRoot>,
+    ) -> Self {
         Self {
             plugin: plugin.to_string(),
             system_root: system_root.display().to_string(),
+            secrets,
         }
     }
 }
@@ -379,8 +386,7 @@ impl api::HostServices for HostServicesImpl {
     }
 
     fn secret_value(&self, usage_type: i32, usage_id: RStr<'_>) -> PResult<RVec<u8>> {
-        let _ = (usage_type, usage_id);
-        RResult::RErr(api::PluginError::no_support("virSecretGetValue"))
+        crate::plugin::secret_for_plugin(self.secrets.as_ref(), usage_type, usage_id.as_str())
     }
 
     fn log(&self, level: u32, message: RStr<'_>) {

@@ -5,8 +5,8 @@
 //! names them).
 
 use crate::protocol::{
-    NETWORK_DHCP_LEASES_MAX, NETWORK_LIST_MAX, NETWORK_PORT_LIST_MAX, NonnullNetwork,
-    NonnullNetworkPort, Uuid,
+    NETWORK_DHCP_LEASES_MAX, NETWORK_LIST_MAX, NETWORK_PORT_LIST_MAX, NETWORK_PORT_PARAMETERS_MAX,
+    NonnullNetwork, NonnullNetworkPort, TypedParam, Uuid,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,21 @@ xdr_structs! {
     /// `{remote_nonnull_network_port port; unsigned int flags}`:
     /// `network_port_{get_xml_desc, delete}_args`.
     NetworkPortFlagsArgs { port: NonnullNetworkPort, flags: u32 }
+    /// `remote_network_port_get_parameters_args`.
+    NetworkPortGetParametersArgs { port: NonnullNetworkPort, nparams: i32, flags: u32 }
+    /// `remote_network_port_get_parameters_ret`.
+    NetworkPortGetParametersRet {
+        #[serde(deserialize_with = "crate::xdr::bounded::<NETWORK_PORT_PARAMETERS_MAX, _, _>")]
+        params: Vec<TypedParam>,
+        nparams: i32,
+    }
+    /// `remote_network_port_set_parameters_args`.
+    NetworkPortSetParametersArgs {
+        port: NonnullNetworkPort,
+        #[serde(deserialize_with = "crate::xdr::bounded::<NETWORK_PORT_PARAMETERS_MAX, _, _>")]
+        params: Vec<TypedParam>,
+        flags: u32,
+    }
 }
 
 #[cfg(test)]

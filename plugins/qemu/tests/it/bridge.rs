@@ -42,7 +42,7 @@ fn bridge_interfaces_get_a_tap_made_by_the_driver() {
          <cmdline>console=ttyS0 quiet panic=-1 guest.ip=10.77.0.2/24</cmdline></os>\
          <devices><serial type='file'><source path='{s}'/></serial>\
          <interface type='bridge'><source bridge='rvbr0'/><model type='virtio'/></interface>\
-         <interface type='bridge'><source bridge='rvbr0'/><model type='virtio'/><link state='down'/></interface>\
+         <interface type='bridge'><source bridge='rvbr0'/><model type='virtio'/><link state='down'/><bandwidth><inbound average='1000' peak='2000'/></bandwidth></interface>\
          </devices></domain>",
         k = g.join("vmlinux").display(),
         i = g.join("initrd.img").display(),
@@ -91,6 +91,13 @@ fn bridge_interfaces_get_a_tap_made_by_the_driver() {
         .unwrap_or_else(|| panic!("no eth1: {out}"));
     assert!(eth1.ends_with("carrier=0"), "{eth1}");
     assert!(live.contains("<link state='down'/>"), "{live}");
+    // the second interface's <bandwidth> is on its TAP (HTB on the TAP's egress)
+    let class = std::process::Command::new("tc")
+        .args(["class", "show", "dev", "vnet1"])
+        .output()
+        .unwrap();
+    let class = String::from_utf8_lossy(&class.stdout);
+    assert!(class.contains("rate 8Mbit ceil 16Mbit"), "{class}");
     // traffic crosses the bridge: the host learns the guest's MAC by ARP
     let sock = std::net::UdpSocket::bind("10.77.0.1:0").unwrap();
     wait_for("the guest's ARP answer", Duration::from_secs(20), || {

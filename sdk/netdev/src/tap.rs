@@ -1,8 +1,10 @@
-//! TAP devices for `<interface type='bridge'>`: the driver makes the device, attaches it
-//! to the bridge and hands QEMU the open descriptor (`-netdev tap,fd=N`), as libvirt does;
-//! QEMU never runs a bridge helper. The device is not persistent: it goes away when the
-//! last descriptor closes, that is when QEMU exits, so a stopped or crashed domain leaves
-//! no device behind and a restarted daemon has nothing to clean.
+//! TAP devices. [`create`] makes the kind a hypervisor hands its guest process: the
+//! plugin makes the device, attaches it to the bridge and passes the open descriptor
+//! (QEMU's `-netdev tap,fd=N`), as libvirt does, so no bridge helper runs. That device is
+//! not persistent: it goes away when the last descriptor closes, that is when the guest
+//! process exits, so a stopped or crashed domain leaves no device behind and a restarted
+//! daemon has nothing to clean. [`create_persistent`] makes a device that outlives its
+//! maker (a network's own ports), owned by root.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -136,24 +138,6 @@ fn index_of(sock: &OwnedFd, name: &str) -> std::io::Result<libc::c_int> {
     Ok(rq.value)
 }
 
-/// The MAC address of the host side of a guest's interface: the guest's with the first
-/// byte 0xFE, so that the bridge never takes the TAP's address as its own (libvirt's rule).
-pub fn host_side_mac(guest: [u8; 6]) -> [u8; 6] {
-    let mut m = guest;
-    m[0] = 0xfe;
-    m
-}
-
-/// Parses `52:54:00:12:34:56`.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = text.split(':');
-    for o in &mut out {
-        *o = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 /// Makes a TAP device named `name` (a `%d` template such as `vnet%d` lets the kernel pick
 /// the number), with the host-side MAC for `guest_mac`, the bridge's MTU, attached to
 /// `bridge` and up. `vnet_hdr` for virtio models.
@@ -207,7 +191,12 @@ pub fn create(
         _pad: [0; 8],
     };
     hw.addr.sa_family = libc::ARPHRD_ETHER;
-    for (d, s) in hw.addr.sa_data.iter_mut().zip(host_side_mac(guest_mac)) {
+    for (d, s) in hw
+        .addr
+        .sa_data
+        .iter_mut()
+        .zip(crate::mac::host_side(guest_mac))
+    {
         *d = s as libc::c_char;
     }
     ioctl(&sock, libc::SIOCSIFHWADDR, &mut hw).map_err(conf("set the MAC address of"))?;
@@ -243,22 +232,62 @@ pub fn create(
     Ok(Tap { fd: tun, name: tap })
 }
 
+/// `_IOW('T', 203, int)`
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+/// `_IOW('T', 204, int)`
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+
+/// `ioctl(fd, req, value)` for the TUN requests that take an integer by value.
+fn ioctl_int(fd: &OwnedFd, req: libc::c_ulong, value: libc::c_ulong) -> std::io::Result<()> {
+    // SAFETY: TUNSETPERSIST and TUNSETOWNER take an integer argument by value.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, value) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Creates the persistent TAP device `name` (an exact name, no template), owned by root.
+/// It stays after this returns; the caller sets its MAC, bridge and state (through
+/// netlink) and deletes it when done.
+pub fn create_persistent(name: &str) -> Result<(), TapError> {
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    let tun = OwnedFd::from(tun);
+    if name.contains('%') {
+        return Err(TapError::BadName(name.to_string()));
+    }
+    let mut rq = IfReqFlags {
+        name: ifname(name)?,
+        flags: IFF_TAP | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    ioctl(&tun, TUNSETIFF, &mut rq).map_err(|source| TapError::Create {
+        name: name.to_string(),
+        source,
+    })?;
+    let conf = |action: &'static str| {
+        move |source| TapError::Configure {
+            action,
+            tap: name.to_string(),
+            source,
+        }
+    };
+    ioctl_int(&tun, TUNSETOWNER, 0).map_err(conf("set the owner of"))?;
+    ioctl_int(&tun, TUNSETPERSIST, 1).map_err(conf("make persistent"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn macs_and_names() {
-        assert_eq!(
-            parse_mac("52:54:00:ab:CD:0f"),
-            Some([0x52, 0x54, 0, 0xab, 0xcd, 0x0f])
-        );
-        assert_eq!(parse_mac("52:54:00:ab:cd"), None);
-        assert_eq!(parse_mac("52:54:00:ab:cd:0f:00"), None);
-        assert_eq!(
-            host_side_mac([0x52, 0x54, 0, 1, 2, 3]),
-            [0xfe, 0x54, 0, 1, 2, 3]
-        );
+    fn names() {
         assert!(ifname("vnet%d").is_ok());
         for bad in ["", "a/b", "sixteen-chars-xx", "a b", "a:b"] {
             assert!(ifname(bad).is_err(), "{bad}");
