@@ -47,6 +47,51 @@ impl Peer {
     }
 }
 
+/// What an event is about, for filtering event delivery by `getattr` (as libvirt filters
+/// events by the ACL): the permission and the object's name and UUID.
+#[cfg_attr(not(feature = "policy"), allow(dead_code))]
+pub trait EventObject {
+    fn acl(&self) -> (&'static str, String, Option<[u8; 16]>);
+}
+
+impl EventObject for rvirt_host::DomainEvent {
+    fn acl(&self) -> (&'static str, String, Option<[u8; 16]>) {
+        let d = &self.domain;
+        ("domain:getattr", d.name.clone(), Some(*d.uuid.as_bytes()))
+    }
+}
+
+impl EventObject for rvirt_host::PoolEvent {
+    fn acl(&self) -> (&'static str, String, Option<[u8; 16]>) {
+        (
+            "storage_pool:getattr",
+            self.name.clone(),
+            Some(*self.uuid.as_bytes()),
+        )
+    }
+}
+
+impl EventObject for rvirt_host::networks::NetworkEvent {
+    fn acl(&self) -> (&'static str, String, Option<[u8; 16]>) {
+        (
+            "network:getattr",
+            self.name.clone(),
+            Some(*self.uuid.as_bytes()),
+        )
+    }
+}
+
+impl EventObject for rvirt_host::SecretEventInfo {
+    fn acl(&self) -> (&'static str, String, Option<[u8; 16]>) {
+        let s = &self.secret;
+        (
+            "secret:getattr",
+            s.usage_id.clone(),
+            Some(*s.uuid.as_bytes()),
+        )
+    }
+}
+
 #[cfg(feature = "policy")]
 pub use guard::*;
 
@@ -275,8 +320,8 @@ mod guard {
             | P::ConnectSecretEventDeregisterAny => r(Connect, &["connect:read"]),
             P::ConnectDomainXmlToNative => r(Connect, &["connect:write"]),
             P::ConnectFindStoragePoolSources => r(Connect, &["connect:detect_storage_pools"]),
-            // event registration: libvirt filters the events by getattr; rvirtd checks the
-            // search permission only (see docs/policy-abi.md)
+            // event registration; the events themselves are filtered by getattr on delivery
+            // (`EventFilter`)
             P::ConnectDomainEventRegister
             | P::ConnectDomainEventRegisterAny
             | P::ConnectDomainEventCallbackRegisterAny => r(Connect, &["connect:search_domains"]),
@@ -345,7 +390,10 @@ mod guard {
             P::NetworkListAllPorts => r(List, &["network:read"]),
             P::NetworkPortLookupByUuid => r(Returned, &["network_port:getattr"]),
             P::NetworkPortCreateXml => r(PortInNetworkXml, &["network_port:create"]),
-            P::NetworkPortGetXmlDesc => r(PortArg, &["network_port:read"]),
+            P::NetworkPortGetXmlDesc | P::NetworkPortGetParameters => {
+                r(PortArg, &["network_port:read"])
+            }
+            P::NetworkPortSetParameters => r(PortArg, &["network_port:write"]),
             P::NetworkPortDelete => r(PortArg, &["network_port:delete"]),
 
             // storage pools and volumes
@@ -1076,6 +1124,45 @@ mod guard {
                 }
                 _ => call(p, payload),
             }
+        }
+    }
+
+    /// Event delivery filter of one client: its identity as a request template, checked
+    /// against each event's object (`getattr`). Made when the client subscribes.
+    pub struct EventFilter {
+        engine: Arc<PolicyEngine>,
+        template: Request,
+    }
+
+    impl EventFilter {
+        /// `None` when no policy engine runs.
+        pub fn new(client: &Client, conn: &rvirt_host::Connection) -> Option<EventFilter> {
+            let engine = client.shared.policy.clone()?;
+            let guard = Guard {
+                engine: &engine,
+                client,
+                procedure: P::ConnectDomainEventRegisterAny,
+            };
+            let mut template = guard.request("", &Obj::Connect);
+            template.remove(keys::PROCEDURE);
+            template.set(keys::OBJECT_DRIVER, conn.driver_name());
+            Some(EventFilter { engine, template })
+        }
+
+        /// Whether the client may see an event about `event`'s object.
+        pub fn visible(&self, event: &impl super::EventObject) -> bool {
+            if !self.engine.access_active() {
+                return true;
+            }
+            let (perm, name, uuid) = event.acl();
+            let mut req = self.template.clone().with_operation(perm);
+            if !name.is_empty() {
+                req.set(keys::OBJECT_NAME, name);
+            }
+            if let Some(u) = uuid {
+                req.set(keys::OBJECT_UUID, uuid::Uuid::from_bytes(u).to_string());
+            }
+            self.engine.check(req).is_allow()
         }
     }
 

@@ -508,7 +508,7 @@ impl Client {
     /// the state field that records the subscription, `subscribe` makes it with a
     /// callback that turns each event into frames for the outbox. Must not be called
     /// with the events lock held (the source calls back into it).
-    fn ensure_subscribed_to<E: 'static>(
+    fn ensure_subscribed_to<E: crate::access::EventObject + 'static>(
         &self,
         slot: fn(&mut State) -> &mut Option<u64>,
         subscribe: impl FnOnce(
@@ -530,9 +530,18 @@ impl Client {
         };
         let events = Arc::clone(&self.events);
         let outbox = Arc::clone(&self.outbox);
+        // events about objects the client may not `getattr` are not delivered
+        #[cfg(feature = "policy")]
+        let filter = crate::access::EventFilter::new(self, &conn);
         let id = subscribe(
             &conn,
             Box::new(move |event: &E| {
+                #[cfg(feature = "policy")]
+                if let Some(filter) = &filter
+                    && !filter.visible(event)
+                {
+                    return;
+                }
                 for f in frames(&lock(&events), event) {
                     outbox.send(f);
                 }

@@ -263,6 +263,42 @@ print("python ok")
         &uri,
     );
     assert!(ok(out).contains("python ok"));
+
+    // events about the hidden domain are not delivered to that user either
+    let mut watcher = as_nobody(PYTHON)
+        .args([
+            "-c",
+            r#"
+import sys, threading, time, libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+conn = libvirt.open(sys.argv[1])
+seen = []
+conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                            lambda c, d, e, x, o: seen.append(d.name()), None)
+print("ready", flush=True)
+end = time.time() + 10
+while "visible" not in seen and time.time() < end:
+    time.sleep(0.05)
+time.sleep(0.3)
+print(" ".join(sorted(set(seen))), flush=True)
+"#,
+            &uri,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    ok(virsh(&uri, &["start", "hidden"]));
+    ok(virsh(&uri, &["start", "visible"]));
+    let seen = lines.next().unwrap().unwrap();
+    assert_eq!(seen, "visible", "events the user saw: {seen}");
+    assert!(watcher.wait().unwrap().success());
 }
 
 /// An access module that misbehaves (`bad`, a WAT instruction sequence) only when uid
