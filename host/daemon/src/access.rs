@@ -699,8 +699,11 @@ mod guard {
         pub fn run(&self, payload: &[u8], call: &dyn Fn(P, &[u8]) -> CallResult) -> CallResult {
             let p = self.procedure;
             let rule = rule(p);
+            let checking = self.engine.access_active();
             match rule.target {
                 Target::Unchecked => call(p, payload),
+                // hooks only: lookups and lists have no hook point
+                Target::Returned | Target::List if !checking => call(p, payload),
                 Target::Returned => {
                     let ret = call(p, payload)?;
                     if let Some(obj) = returned_object(p, &ret) {
