@@ -17,6 +17,7 @@ mod storage;
 mod streams;
 mod virsh;
 mod virt_install;
+mod vmware;
 mod volume_disk;
 
 use std::path::{Path, PathBuf};
