@@ -71,6 +71,35 @@ mod tests {
     }
 
     #[test]
+    fn vnc_both_ways() {
+        let vmx = "config.version = \"8\"\nvirtualHW.version = \"4\"\ndisplayName = \"g\"\n\
+                   RemoteDisplay.vnc.enabled = \"true\"\nRemoteDisplay.vnc.port = \"5903\"\n\
+                   RemoteDisplay.vnc.ip = \"127.0.0.1\"\nRemoteDisplay.vnc.keymap = \"de\"\n";
+        let xml = vmx_text_to_xml(vmx, &esx()).unwrap();
+        assert!(
+            xml.contains(
+                "<graphics type='vnc' port='5903' autoport='no' listen='127.0.0.1' keymap='de'>\n      \
+                 <listen type='address' address='127.0.0.1'/>"
+            ),
+            "{xml}"
+        );
+        let back = Vmx::parse(&xml_to_vmx(&xml, &esx()).unwrap()).unwrap();
+        for (k, v) in [
+            ("RemoteDisplay.vnc.enabled", "true"),
+            ("RemoteDisplay.vnc.port", "5903"),
+            ("RemoteDisplay.vnc.ip", "127.0.0.1"),
+            ("RemoteDisplay.vnc.keymap", "de"),
+        ] {
+            assert_eq!(back.get(k), Some(v), "{k}");
+        }
+        let e = xml_to_vmx(&xml.replace("type='vnc'", "type='spice'"), &esx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "domain/devices/graphics[1]/@type: 'spice' is not supported by VMware (only 'vnc')"
+        );
+    }
+
+    #[test]
     fn local_files_round_trip() {
         let ctx = Context::local("/vms/a");
         let vmx = "config.version = \"8\"\nvirtualHW.version = \"4\"\ndisplayName = \"a\"\n\

@@ -269,6 +269,16 @@ pub fn domain_to_vmx(dom: &Element, ctx: &Context) -> Result<Vmx, VmxError> {
         v.set("sched.cpu.shares", &text);
     }
 
+    let empty_devs = Element::new("devices");
+    for (n, g) in dom
+        .child("devices")
+        .unwrap_or(&empty_devs)
+        .children_named("graphics")
+        .enumerate()
+    {
+        vnc(&mut v, g, n)?;
+    }
+
     let empty = Element::new("devices");
     let devs = dom.child("devices").unwrap_or(&empty);
     disks(&mut v, devs, ctx)?;
@@ -657,6 +667,52 @@ fn disks(v: &mut Vmx, devs: &Element, ctx: &Context) -> Result<(), VmxError> {
         if !slots.contains_key(&Slot::Fdc(u)) {
             v.set(&format!("floppy{u}.present"), "false");
         }
+    }
+    Ok(())
+}
+
+/// `<graphics type='vnc'>` as VMware's built-in VNC server (`RemoteDisplay.vnc.*`).
+fn vnc(v: &mut Vmx, g: &Element, n: usize) -> Result<(), VmxError> {
+    let p = format!("domain/devices/graphics[{}]", n + 1);
+    if n > 0 {
+        return Err(VmxError::xml(p, "VMware supports one graphics device"));
+    }
+    match g.attr("type") {
+        Some("vnc") => {}
+        other => {
+            return Err(VmxError::xml(
+                format!("{p}/@type"),
+                format!(
+                    "'{}' is not supported by VMware (only 'vnc')",
+                    other.unwrap_or("")
+                ),
+            ));
+        }
+    }
+    v.set("RemoteDisplay.vnc.enabled", "true");
+    let autoport = g.attr("autoport") == Some("yes");
+    if !autoport
+        && let Some(port) = g.attr("port")
+        && port != "-1"
+    {
+        let n: u16 = port
+            .parse()
+            .map_err(|_| VmxError::xml(format!("{p}/@port"), format!("'{port}' is not a port")))?;
+        v.set("RemoteDisplay.vnc.port", &n.to_string());
+    }
+    let listen = g.attr("listen").or_else(|| {
+        g.children_named("listen")
+            .find(|l| l.attr("type").unwrap_or("address") == "address")
+            .and_then(|l| l.attr("address"))
+    });
+    if let Some(ip) = listen {
+        v.set("RemoteDisplay.vnc.ip", ip);
+    }
+    if let Some(k) = g.attr("keymap") {
+        v.set("RemoteDisplay.vnc.keymap", k);
+    }
+    if let Some(pw) = g.attr("passwd") {
+        v.set("RemoteDisplay.vnc.password", pw);
     }
     Ok(())
 }

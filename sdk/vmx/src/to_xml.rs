@@ -104,6 +104,13 @@ pub fn vmx_to_domain(vmx: &Vmx, ctx: &Context) -> Result<Element, VmxError> {
             })?;
             set.insert(n);
         }
+        if (set.len() as u64) < vcpus {
+            return Err(VmxError::bad(
+                "sched.cpu.affinity",
+                aff,
+                format!("names fewer CPUs than numvcpus ({vcpus})"),
+            ));
+        }
         vcpu.set_attr("cpuset", &format_cpuset(&set));
     }
     vcpu.set_text(&vcpus.to_string());
@@ -386,6 +393,38 @@ fn devices(vmx: &Vmx, ctx: &Context) -> Result<Element, VmxError> {
             t.set_attr("port", "0");
         }
         devs.push(con);
+    }
+
+    if vmx.get_bool("RemoteDisplay.vnc.enabled")? == Some(true) {
+        let mut g = el("graphics").with_attr("type", "vnc");
+        match vmx.get_u64("RemoteDisplay.vnc.port")? {
+            Some(port) => {
+                g.set_attr("port", &port.to_string());
+                g.set_attr("autoport", "no");
+            }
+            None => {
+                g.set_attr("port", "-1");
+                g.set_attr("autoport", "yes");
+            }
+        }
+        let ip = vmx.get("RemoteDisplay.vnc.ip");
+        if let Some(ip) = ip {
+            g.set_attr("listen", ip);
+        }
+        if let Some(k) = vmx.get("RemoteDisplay.vnc.keymap") {
+            g.set_attr("keymap", k);
+        }
+        if let Some(pw) = vmx.get("RemoteDisplay.vnc.password") {
+            g.set_attr("passwd", pw);
+        }
+        if let Some(ip) = ip {
+            g.push(
+                el("listen")
+                    .with_attr("type", "address")
+                    .with_attr("address", ip),
+            );
+        }
+        devs.push(g);
     }
 
     let vram = match vmx.get_u64("svga.vramSize")? {
