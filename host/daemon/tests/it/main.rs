@@ -18,6 +18,7 @@ mod storage;
 mod streams;
 mod virsh;
 mod virt_install;
+mod vmware;
 mod volume_disk;
 
 use std::path::{Path, PathBuf};
