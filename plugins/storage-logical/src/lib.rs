@@ -285,14 +285,16 @@ impl Group {
     fn require_vg(&self, lvm: &Lvm) -> Result<lvm::VgRow> {
         lvm.vg(&self.vg)
             .map_err(self.command(format!("read volume group '{}'", self.vg)))?
-            .ok_or_else(|| {
-                Error::OperationInvalid(format!(
-                    "{}: cannot find logical volume group name '{}'{}",
-                    self.object,
-                    self.vg,
-                    self.on_devices()
-                ))
-            })
+            .ok_or_else(|| self.vg_missing())
+    }
+
+    fn vg_missing(&self) -> Error {
+        Error::OperationInvalid(format!(
+            "{}: cannot find logical volume group name '{}'{}",
+            self.object,
+            self.vg,
+            self.on_devices()
+        ))
     }
 
     fn on_devices(&self) -> String {
@@ -479,10 +481,10 @@ pub struct Refresh {
 pub fn refresh_pool(pool: &StoragePool) -> Result<Refresh> {
     let g = Group::of(pool)?;
     let lvm = g.lvm();
-    let vg = g.require_vg(&lvm)?;
-    let lvs = lvm
-        .lvs(&g.vg, None)
-        .map_err(g.command(format!("list the logical volumes of '{}'", g.vg)))?;
+    let (vg, lvs) = lvm
+        .group(&g.vg)
+        .map_err(g.command(format!("list the logical volumes of '{}'", g.vg)))?
+        .ok_or_else(|| g.vg_missing())?;
     Ok(Refresh {
         capacity: vg.vg_size,
         allocation: vg.vg_size.saturating_sub(vg.vg_free),
@@ -540,15 +542,25 @@ fn vol_name(g: &Group, vol: &StorageVolume) -> Result<String> {
 
 /// The LV `name` of the group, or `VIR_ERR_NO_STORAGE_VOL`.
 fn lv(g: &Group, lvm: &Lvm, name: &str) -> Result<LvRow> {
-    let all = lvm
-        .lvs(&g.vg, None)
-        .map_err(g.command(format!("list the logical volumes of '{}'", g.vg)))?;
-    all.into_iter().find(|l| l.lv_name == name).ok_or_else(|| {
+    let missing = || {
         Error::NoVolume(format!(
             "storage vol not found: no logical volume '{name}' in volume group '{}'",
             g.vg
         ))
-    })
+    };
+    let rows = match lvm.lvs(&g.vg, Some(name)) {
+        Ok(r) => r,
+        Err(e) if not_found(&e) => return Err(missing()),
+        Err(e) => return Err(g.command(format!("read logical volume '{name}'"))(e)),
+    };
+    rows.into_iter()
+        .find(|l| l.lv_name == name)
+        .ok_or_else(missing)
+}
+
+/// Whether lvm2 failed because the logical volume does not exist.
+fn not_found(e: &CommandError) -> bool {
+    matches!(e, CommandError::Failed { stderr, .. } if stderr.contains("Failed to find logical volume"))
 }
 
 /// `lvcreate` (a snapshot of the `<backingStore>` origin when there is one); answers the
@@ -565,17 +577,6 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
         });
     }
     let lvm = g.lvm();
-    if lvm
-        .lvs(&g.vg, None)
-        .map_err(g.command("list logical volumes"))?
-        .iter()
-        .any(|l| l.lv_name == name)
-    {
-        return Err(Error::VolumeExists(format!(
-            "storage volume '{name}' exists already in volume group '{}'",
-            g.vg
-        )));
-    }
     let capacity = vol.capacity_bytes();
     if capacity == 0 {
         return Err(Error::InvalidArg {
@@ -601,8 +602,17 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
         }
         None => args.push(&g.vg),
     }
-    lvm.run("lvcreate", &args)
-        .map_err(g.command(format!("create logical volume '{name}'")))?;
+    // lvcreate itself refuses a name in use (one command less than asking first)
+    match lvm.run("lvcreate", &args) {
+        Ok(_) => {}
+        Err(CommandError::Failed { stderr, .. }) if stderr.contains("already exists") => {
+            return Err(Error::VolumeExists(format!(
+                "storage volume '{name}' exists already in volume group '{}'",
+                g.vg
+            )));
+        }
+        Err(e) => return Err(g.command(format!("create logical volume '{name}'"))(e)),
+    }
     Ok(volume_xml(&g, &lv(&g, &lvm, &name)?))
 }
 
@@ -630,10 +640,14 @@ pub fn delete_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
     let g = Group::of(pool)?;
     let name = vol_name(&g, vol)?;
     let lvm = g.lvm();
-    lv(&g, &lvm, &name)?;
-    lvm.run("lvremove", &["-f", "-y", &format!("{}/{name}", g.vg)])
-        .map_err(g.command(format!("remove logical volume '{name}'")))?;
-    Ok(())
+    match lvm.run("lvremove", &["-f", "-y", &format!("{}/{name}", g.vg)]) {
+        Ok(_) => Ok(()),
+        Err(e) if not_found(&e) => Err(Error::NoVolume(format!(
+            "storage vol not found: no logical volume '{name}' in volume group '{}'",
+            g.vg
+        ))),
+        Err(e) => Err(g.command(format!("remove logical volume '{name}'"))(e)),
+    }
 }
 
 /// `lvresize` to `capacity` bytes (or by it, with `DELTA`); shrinking needs `SHRINK`.

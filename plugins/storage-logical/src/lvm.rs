@@ -101,23 +101,46 @@ impl Lvm {
                 &what,
             ],
         )?;
-        // one row per segment: merge a multi-segment LV's rows
-        let mut seen: BTreeMap<String, LvRow> = BTreeMap::new();
-        let mut order = Vec::new();
-        for r in parse_report(&out)?.lv {
-            match seen.get_mut(&r.lv_name) {
-                Some(prev) => {
-                    if !r.devices.is_empty() {
-                        prev.devices = format!("{},{}", prev.devices, r.devices);
-                    }
-                }
-                None => {
-                    order.push(r.lv_name.clone());
-                    seen.insert(r.lv_name.clone(), r);
-                }
+        Ok(merge_segments(parse_report(&out)?.lv))
+    }
+
+    /// The volume group `vg` and its logical volumes in one `vgs` run (an empty group
+    /// answers no row, and costs a second run for its sizes); `None` when lvm2 does not
+    /// find the group on the devices.
+    pub fn group(&self, vg: &str) -> Result<Option<(VgRow, Vec<LvRow>)>, CommandError> {
+        let out = match self.run(
+            "vgs",
+            &[
+                "--reportformat",
+                "json",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,lv_name,lv_uuid,lv_size,lv_attr,lv_path,origin,segtype,devices",
+                vg,
+            ],
+        ) {
+            Ok(o) => o,
+            Err(CommandError::Failed { code: Some(5), .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let rows = parse_rows(&out, "vg")?;
+        let Some(first) = rows.first() else {
+            return Ok(self.vg(vg)?.map(|g| (g, Vec::new())));
+        };
+        let group: VgRow = serde_json::from_value(first.clone()).map_err(unreadable)?;
+        let mut lvs = Vec::new();
+        for r in rows {
+            if r.get("lv_name")
+                .and_then(|n| n.as_str())
+                .is_none_or(str::is_empty)
+            {
+                continue;
             }
+            lvs.push(serde_json::from_value::<LvRow>(r).map_err(unreadable)?);
         }
-        Ok(order.into_iter().filter_map(|n| seen.remove(&n)).collect())
+        Ok(Some((group, merge_segments(lvs))))
     }
 
     /// The physical volumes among the devices, with their volume groups.
@@ -231,14 +254,55 @@ fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         .map_err(|_| serde::de::Error::custom(format!("not a size in bytes: '{s}'")))
 }
 
-/// Merges the sections of an lvm2 JSON report.
-fn parse_report(text: &str) -> Result<Sections, CommandError> {
-    let r: Report = serde_json::from_str(text).map_err(|e| CommandError::Failed {
+/// One row per segment: a multi-segment LV's rows merged into one (devices joined).
+fn merge_segments(rows: Vec<LvRow>) -> Vec<LvRow> {
+    let mut seen: BTreeMap<String, LvRow> = BTreeMap::new();
+    let mut order = Vec::new();
+    for r in rows {
+        match seen.get_mut(&r.lv_name) {
+            Some(prev) => {
+                if !r.devices.is_empty() {
+                    prev.devices = format!("{},{}", prev.devices, r.devices);
+                }
+            }
+            None => {
+                order.push(r.lv_name.clone());
+                seen.insert(r.lv_name.clone(), r);
+            }
+        }
+    }
+    order.into_iter().filter_map(|n| seen.remove(&n)).collect()
+}
+
+fn unreadable(e: serde_json::Error) -> CommandError {
+    CommandError::Failed {
         command: "lvm2 --reportformat json".into(),
         status: "unreadable report".into(),
         stderr: e.to_string(),
         code: None,
-    })?;
+    }
+}
+
+/// The raw rows of section `section` of an lvm2 JSON report.
+fn parse_rows(text: &str, section: &str) -> Result<Vec<serde_json::Value>, CommandError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(unreadable)?;
+    let mut rows = Vec::new();
+    for s in v
+        .get("report")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(a) = s.get(section).and_then(|a| a.as_array()) {
+            rows.extend(a.iter().cloned());
+        }
+    }
+    Ok(rows)
+}
+
+/// Merges the sections of an lvm2 JSON report.
+fn parse_report(text: &str) -> Result<Sections, CommandError> {
+    let r: Report = serde_json::from_str(text).map_err(unreadable)?;
     let mut all = Sections::default();
     for s in r.report {
         all.vg.extend(s.vg);
@@ -307,6 +371,18 @@ mod tests {
         let v = &parse_report(vgs).unwrap().vg[0];
         assert_eq!((v.vg_size, v.vg_free), (130023424, 113246208));
         assert!(parse_report("{").is_err());
+        let both = r#"{"report":[{"vg":[
+            {"vg_name":"v","vg_uuid":"u","vg_size":"130023424","vg_free":"113246208","vg_extent_size":"4194304","lv_name":"a","lv_uuid":"x","lv_size":"8388608","lv_attr":"-wi-XX----","lv_path":"","origin":"","segtype":"linear","devices":"/dev/loop0(0)"},
+            {"vg_name":"v","vg_uuid":"u","vg_size":"130023424","vg_free":"113246208","vg_extent_size":"4194304","lv_name":"a","lv_uuid":"x","lv_size":"8388608","lv_attr":"-wi-XX----","lv_path":"","origin":"","segtype":"linear","devices":"/dev/loop0(9)"}]}]}"#;
+        let rows = parse_rows(both, "vg").unwrap();
+        assert_eq!(rows.len(), 2);
+        let lvs: Vec<LvRow> = rows
+            .into_iter()
+            .map(|r| serde_json::from_value(r).unwrap())
+            .collect();
+        let merged = merge_segments(lvs);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].devices, "/dev/loop0(0),/dev/loop0(9)");
         assert!(misc_has_device_mapper(" 58 rfkill\n236 device-mapper\n"));
         assert!(!misc_has_device_mapper(" 58 rfkill\n200 tun\n"));
     }

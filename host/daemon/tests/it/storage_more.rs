@@ -411,6 +411,21 @@ fn virsh_drives_a_logical_pool_on_a_loop_device_with_activation_off() {
         "key is the LV UUID {uuid}:\n{vx}"
     );
     assert!(vx.contains(&format!("<path>/dev/{vg}/lv1</path>")), "{vx}");
+    // an LV made behind the daemon's back: lvcreate's own refusal, then a refresh finds it
+    let made = lv.lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "outside", "-L", "4M", &vg],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let e = fails(&uri, &["vol-create-as", "lp", "outside", "4M"]);
+    assert!(e.contains("exists already"), "{e}");
+    ok(&uri, &["pool-refresh", "lp"]);
+    assert!(ok(&uri, &["vol-list", "lp"]).contains("outside"));
+    ok(&uri, &["vol-delete", "--pool", "lp", "outside"]);
     let info = ok(&uri, &["pool-refresh", "lp"]);
     assert!(info.contains("refreshed"), "{info}");
     let info = ok(&uri, &["pool-info", "lp"]);
