@@ -7,8 +7,9 @@
 //!   optionally, CHAP (`<auth type='chap' username><secret usage|uuid/></auth>`, whose
 //!   value the host's secret driver answers, `VIR_SECRET_USAGE_TYPE_ISCSI`);
 //! - **start** logs in once to check the target is reachable; **refresh** logs in, lists
-//!   the LUNs (REPORT LUNS), keeps the disks (INQUIRY: direct access) and sizes each (READ
-//!   CAPACITY 16);
+//!   the LUNs (REPORT LUNS) and sizes each disk (INQUIRY: direct access; READ CAPACITY 16:
+//!   blocks times block size, where libvirt 9.0 counts one block less); a LUN that is no
+//!   disk (a target's controller) is listed with no size, as libvirt lists it;
 //! - a volume is a LUN, as libvirt names it: name `unit:0:0:N`, key and target path
 //!   `ip-HOST:PORT-iscsi-IQN-lun-N`, type `network`; a `<disk type='volume'>` on it is an
 //!   iSCSI network disk whose source is `IQN/N` on the pool's host and port;
@@ -336,7 +337,7 @@ impl Target {
     }
 }
 
-/// One LUN that is a disk.
+/// One LUN (a LUN that is no disk, such as a target's controller, has no blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lun {
     /// Its number.
@@ -354,7 +355,8 @@ impl Lun {
     }
 }
 
-/// The disks of the target, by LUN.
+/// The LUNs of the target: disks sized by READ CAPACITY (16), others (INQUIRY: not
+/// direct access) listed with no size, as libvirt lists them.
 pub fn luns(t: &Target, s: &mut Session) -> Result<Vec<Lun>> {
     let mut all = s
         .report_luns()
@@ -367,6 +369,12 @@ pub fn luns(t: &Target, s: &mut Session) -> Result<Vec<Lun>> {
             .device_type(lun)
             .map_err(t.iscsi(format!("cannot inquire LUN {lun} of '{}'", t.iqn)))?;
         if ty != ffi::DEVICE_TYPE_DIRECT_ACCESS {
+            // listed with no size, as libvirt lists a target's controller LUN
+            out.push(Lun {
+                lun,
+                blocks: 0,
+                block_size: 0,
+            });
             continue;
         }
         let (blocks, block_size) = s.read_capacity(lun).map_err(t.iscsi(format!(
@@ -415,7 +423,7 @@ pub struct Refresh {
     pub allocation: u64,
     /// Nothing (no volume can be created).
     pub available: u64,
-    /// One `<volume>` per disk LUN.
+    /// One `<volume>` per LUN.
     pub volumes: Vec<String>,
 }
 
