@@ -15,7 +15,8 @@
 //!   iSCSI network disk whose source is `IQN/N` on the pool's host and port;
 //! - volumes cannot be created, deleted or resized (libvirt's `iscsi-direct` cannot
 //!   either): those answer no-support naming the operation and the backend;
-//! - upload and download move whole blocks with READ(16)/WRITE(16).
+//! - upload and download move whole blocks with READ(16)/WRITE(16); wipe writes zeros
+//!   (the only algorithm).
 
 pub mod ffi;
 pub mod plugin;
@@ -453,6 +454,33 @@ pub fn find_lun(t: &Target, s: &mut Session, name: &str) -> Result<Lun> {
         .into_iter()
         .find(|l| l.lun == want)
         .ok_or_else(missing)
+}
+
+/// Writes zeros over the whole LUN (`virStorageVolWipe`, algorithm zero), 1 MiB per
+/// WRITE (16).
+pub fn zero(t: &Target, s: &mut Session, l: &Lun) -> Result<()> {
+    if l.block_size == 0 {
+        return Err(bad(
+            &t.object,
+            "volume",
+            format!("LUN {} is no disk: nothing to wipe", l.lun),
+        ));
+    }
+    let bs = u64::from(l.block_size);
+    let per = (1u64 << 20) / bs * bs;
+    let per = per.max(bs);
+    let mut buf = vec![0u8; per as usize];
+    let mut lba = 0u64;
+    let total = l.bytes();
+    let mut done = 0u64;
+    while done < total {
+        let n = (total - done).min(per) as usize;
+        s.write(l.lun, lba, l.block_size, &mut buf[..n])
+            .map_err(t.iscsi(format!("cannot wipe LUN {} of '{}'", l.lun, t.iqn)))?;
+        lba += n as u64 / bs;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

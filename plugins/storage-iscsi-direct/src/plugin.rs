@@ -146,6 +146,37 @@ impl StorageBackend for IscsiDirectBackend {
             .into()
     }
 
+    fn wipe_volume(
+        &self,
+        pool_xml: RStr<'_>,
+        vol_xml: RStr<'_>,
+        algorithm: u32,
+        flags: u32,
+    ) -> PResult<()> {
+        let r = rvirt_sdk::util::check_flags(
+            ErrorDomain::Storage,
+            "virStorageVolWipePattern",
+            flags,
+            0,
+        )
+        .and_then(|()| {
+            if algorithm != WIPE_ALG_ZERO {
+                return Err(PluginError::new(
+                    ErrorCode::NoSupport,
+                    ErrorDomain::Storage,
+                    format!(
+                        "this function is not supported by the connection driver: wipe algorithm {algorithm} (storage backend 'iscsi-direct' writes zeros only)"
+                    ),
+                ));
+            }
+            self.lun(pool_xml, vol_xml)
+        })
+        .and_then(|(t, mut s, l)| {
+            crate::zero(&t, &mut s, &l).map_err(perr)
+        });
+        r.into()
+    }
+
     fn upload(
         &self,
         pool_xml: RStr<'_>,
@@ -205,6 +236,9 @@ impl StorageBackend for IscsiDirectBackend {
         r.into()
     }
 }
+
+/// `VIR_STORAGE_VOL_WIPE_ALG_ZERO`.
+const WIPE_ALG_ZERO: u32 = 0;
 
 /// Bytes moved per SCSI command.
 const CHUNK: u64 = 1 << 20;

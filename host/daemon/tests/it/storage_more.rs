@@ -916,6 +916,22 @@ fn virsh_lists_the_luns_of_a_real_tgtd_as_iscsi_direct_volumes_with_and_without_
         ],
     );
     assert!(e.contains("whole blocks"), "{e}");
+    // wipe writes zeros over the LUN; other algorithms are refused
+    ok(&uri, &["vol-wipe", "--pool", "ip", "unit:0:0:2"]);
+    let on_disk = std::fs::read(t.lun_file(2)).unwrap();
+    assert!(on_disk.iter().all(|b| *b == 0), "the LUN is zeroed");
+    let e = fails(
+        &uri,
+        &[
+            "vol-wipe",
+            "--pool",
+            "ip",
+            "unit:0:0:2",
+            "--algorithm",
+            "random",
+        ],
+    );
+    assert!(e.contains("not supported"), "{e}");
 
     ok(&uri, &["pool-destroy", "ip"]);
 
