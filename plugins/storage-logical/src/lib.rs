@@ -757,6 +757,25 @@ pub fn needs_active(pool: &StoragePool, vol: &StorageVolume, operation: &str) ->
     ))
 }
 
+/// The refusal of `virStorageVolCreateXMLFrom` (`vol-clone`): copying data needs the new
+/// logical volume active.
+pub fn cannot_copy_into(pool: &StoragePool, vol: &StorageVolume) -> Error {
+    let object = match Group::of(pool) {
+        Ok(g) => g.object,
+        Err(e) => return e,
+    };
+    if lvm::device_mapper_available() {
+        return Error::NoSupport(
+            "this function is not supported by the connection driver: virStorageVolCreateXMLFrom (storage backend 'logical' does not copy volumes)"
+                .to_string(),
+        );
+    }
+    Error::Unsupported(format!(
+        "Operation not supported: cannot copy data into new volume '{}' of {object}: logical volumes cannot be activated, this kernel has no device-mapper (no 'device-mapper' in /proc/misc)",
+        vol.name()
+    ))
+}
+
 /// Volume groups found on the devices of `spec` (a `<source>` document; all devices lvm2
 /// sees when it names none), as libvirt's `<sources>` document.
 pub fn find_pool_sources(spec: Option<&str>) -> Result<String> {

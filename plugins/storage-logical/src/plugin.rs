@@ -127,6 +127,17 @@ impl StorageBackend for LogicalBackend {
         })
     }
 
+    fn create_volume_from(
+        &self,
+        pool_xml: RStr<'_>,
+        vol_xml: RStr<'_>,
+        _src_pool_xml: RStr<'_>,
+        _src_vol_xml: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RString> {
+        with_vol(pool_xml, vol_xml, |p, v| Err(crate::cannot_copy_into(p, v)))
+    }
+
     fn delete_volume(&self, pool_xml: RStr<'_>, vol_xml: RStr<'_>, flags: u32) -> PResult<()> {
         with_vol(pool_xml, vol_xml, |p, v| crate::delete_volume(p, v, flags))
     }
