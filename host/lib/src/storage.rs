@@ -461,7 +461,10 @@ fn fmt_opts() -> FormatOptions {
 fn is_missing_backend(e: &Error) -> bool {
     match e {
         Error::NoStorageBackend { .. } => true,
-        Error::Driver { message, .. } => message.starts_with("no storage backend serves pool type"),
+        Error::Driver { message, .. } => {
+            message.starts_with("no storage backend serves pool type")
+                || message.starts_with("no installed plugin serves storage pool type")
+        }
         _ => false,
     }
 }
