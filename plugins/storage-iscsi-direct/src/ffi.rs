@@ -26,6 +26,21 @@ struct ScsiIovec {
     iov_len: usize,
 }
 
+/// `struct iscsi_target_portal`.
+#[repr(C)]
+struct TargetPortal {
+    next: *mut TargetPortal,
+    portal: *const c_char,
+}
+
+/// `struct iscsi_discovery_address`.
+#[repr(C)]
+struct DiscoveryAddress {
+    next: *mut DiscoveryAddress,
+    target_name: *const c_char,
+    portals: *mut TargetPortal,
+}
+
 /// `struct scsi_readcapacity16` (the leading fields).
 #[repr(C)]
 struct ReadCapacity16 {
@@ -47,6 +62,7 @@ struct InquiryStandard {
     device_type: c_int,
 }
 
+const ISCSI_SESSION_DISCOVERY: c_int = 1;
 const ISCSI_SESSION_NORMAL: c_int = 2;
 const ISCSI_HEADER_DIGEST_NONE_CRC32C: c_int = 1;
 const SCSI_STATUS_GOOD: c_int = 0;
@@ -73,6 +89,10 @@ unsafe extern "C" {
         lun: c_int,
     ) -> c_int;
     fn iscsi_logout_sync(iscsi: *mut IscsiContext) -> c_int;
+    fn iscsi_connect_sync(iscsi: *mut IscsiContext, portal: *const c_char) -> c_int;
+    fn iscsi_login_sync(iscsi: *mut IscsiContext) -> c_int;
+    fn iscsi_discovery_sync(iscsi: *mut IscsiContext) -> *mut DiscoveryAddress;
+    fn iscsi_free_discovery_data(iscsi: *mut IscsiContext, da: *mut DiscoveryAddress);
     fn iscsi_reportluns_sync(
         iscsi: *mut IscsiContext,
         report_type: c_int,
@@ -169,12 +189,9 @@ impl Drop for Task {
 }
 
 impl Session {
-    /// Connects to the portal and logs in to the target (a normal session with CHAP when
-    /// given).
-    pub fn login(l: &Login<'_>) -> Result<Session, IscsiError> {
+    /// A context for `l` (initiator, session type, digest, timeout, CHAP), not connected.
+    fn context(l: &Login<'_>, session_type: c_int) -> Result<Session, IscsiError> {
         let initiator = cstring("iscsi_create_context", "initiator IQN", l.initiator)?;
-        let target = cstring("iscsi_set_targetname", "target IQN", l.target)?;
-        let portal = cstring("iscsi_full_connect_sync", "portal", l.portal)?;
         // SAFETY: `initiator` is a valid C string for the call.
         let raw = unsafe { iscsi_create_context(initiator.as_ptr()) };
         let ctx = NonNull::new(raw).ok_or_else(|| IscsiError {
@@ -187,12 +204,8 @@ impl Session {
         // copies them).
         unsafe {
             s.check(
-                "iscsi_set_targetname",
-                iscsi_set_targetname(p, target.as_ptr()),
-            )?;
-            s.check(
                 "iscsi_set_session_type",
-                iscsi_set_session_type(p, ISCSI_SESSION_NORMAL),
+                iscsi_set_session_type(p, session_type),
             )?;
             s.check(
                 "iscsi_set_header_digest",
@@ -215,10 +228,76 @@ impl Session {
                 )?;
             }
         }
+        Ok(s)
+    }
+
+    /// Connects to the portal and logs in to the target (a normal session with CHAP when
+    /// given).
+    pub fn login(l: &Login<'_>) -> Result<Session, IscsiError> {
+        let target = cstring("iscsi_set_targetname", "target IQN", l.target)?;
+        let portal = cstring("iscsi_full_connect_sync", "portal", l.portal)?;
+        let s = Session::context(l, ISCSI_SESSION_NORMAL)?;
+        let p = s.ctx.as_ptr();
+        // SAFETY: `p` is the live context `s` owns; the strings outlive the calls.
+        unsafe {
+            s.check(
+                "iscsi_set_targetname",
+                iscsi_set_targetname(p, target.as_ptr()),
+            )?;
+        }
         // SAFETY: as above; libiscsi connects and logs in (LUN 0 is only what it probes).
         let rc = unsafe { iscsi_full_connect_sync(p, portal.as_ptr(), 0) };
         s.check("iscsi_full_connect_sync", rc)?;
         Ok(s)
+    }
+
+    /// A discovery session on the portal (`l.target` unused): the targets it offers
+    /// (SendTargets), each with its portals.
+    pub fn discover(l: &Login<'_>) -> Result<Vec<(String, Vec<String>)>, IscsiError> {
+        let portal = cstring("iscsi_connect_sync", "portal", l.portal)?;
+        let s = Session::context(l, ISCSI_SESSION_DISCOVERY)?;
+        let p = s.ctx.as_ptr();
+        // SAFETY: the live context; the portal string outlives the call.
+        unsafe {
+            s.check("iscsi_connect_sync", iscsi_connect_sync(p, portal.as_ptr()))?;
+            s.check("iscsi_login_sync", iscsi_login_sync(p))?;
+        }
+        // SAFETY: the live, logged-in discovery context.
+        let list = unsafe { iscsi_discovery_sync(p) };
+        if list.is_null() {
+            // libiscsi answers NULL for an error and for a target list that is empty
+            let e = s.error_text();
+            if e.is_empty() || e == "unknown error" {
+                return Ok(Vec::new());
+            }
+            return Err(IscsiError {
+                call: "iscsi_discovery_sync",
+                message: e,
+            });
+        }
+        let mut out = Vec::new();
+        let mut cur = list;
+        // SAFETY: a list libiscsi built and owns until `iscsi_free_discovery_data`; every
+        // string is NUL-terminated or NULL; nothing is kept past the free below.
+        unsafe {
+            while !cur.is_null() {
+                let name = (*cur).target_name;
+                let mut portals = Vec::new();
+                let mut tp = (*cur).portals;
+                while !tp.is_null() {
+                    if !(*tp).portal.is_null() {
+                        portals.push(CStr::from_ptr((*tp).portal).to_string_lossy().into_owned());
+                    }
+                    tp = (*tp).next;
+                }
+                if !name.is_null() {
+                    out.push((CStr::from_ptr(name).to_string_lossy().into_owned(), portals));
+                }
+                cur = (*cur).next;
+            }
+            iscsi_free_discovery_data(p, list);
+        }
+        Ok(out)
     }
 
     fn error_text(&self) -> String {

@@ -456,6 +456,120 @@ pub fn find_lun(t: &Target, s: &mut Session, name: &str) -> Result<Lun> {
         .ok_or_else(missing)
 }
 
+/// `virConnectFindStoragePoolSources` for iscsi-direct: a SendTargets discovery session
+/// on the spec's portal (`<source><host name port/><initiator><iqn name/></initiator>`,
+/// CHAP as a pool's), answering one `<source>` per target: the portal, the target as
+/// `<device path>`, and the initiator, ready for a pool definition.
+pub fn find_pool_sources(spec: &str, secret: &SecretLookup) -> Result<String> {
+    let obj = "iscsi-direct source discovery";
+    if spec.trim().is_empty() {
+        return Err(bad(
+            obj,
+            "source",
+            "hostname must be specified for iscsi sources",
+        ));
+    }
+    // a pool around the spec reads it with the pool's rules
+    let pool = parse_pool(&format!(
+        "<pool type='iscsi-direct'><name>discovery</name>{}</pool>",
+        spec.trim()
+    ))?;
+    let object = obj.to_string();
+    let source = pool.element().child("source");
+    let hosts = pool.source_hosts();
+    let (host, port) = match hosts.as_slice() {
+        [(h, p)] if !h.is_empty() => (h.to_string(), *p),
+        _ => {
+            return Err(bad(
+                obj,
+                "source/host",
+                "hostname must be specified for iscsi sources",
+            ));
+        }
+    };
+    let port = match port {
+        None | Some("") => DEFAULT_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad(obj, "source/host/@port", format!("'{p}' is not a port")))?,
+    };
+    let initiator = source
+        .and_then(|s| s.child("initiator"))
+        .and_then(|i| i.child("iqn"))
+        .and_then(|i| i.attr("name"))
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            bad(
+                obj,
+                "source/initiator/iqn/@name",
+                "missing the initiator's IQN",
+            )
+        })?
+        .to_string();
+    // the pool's CHAP reading, with a placeholder target
+    let mut with_target = pool.element().clone();
+    if let Some(src) = with_target.child_mut("source") {
+        src.push(rvirt_xml::Element::new("device").with_attr("path", "discovery"));
+    }
+    let chap = StoragePool::from_element(with_target)
+        .ok()
+        .and_then(|p| Target::of(&p).ok())
+        .and_then(|t| t.chap);
+    let t = Target {
+        object,
+        host,
+        port,
+        iqn: String::new(),
+        initiator,
+        chap,
+    };
+    let value;
+    let chap = match &t.chap {
+        None => None,
+        Some(c) => {
+            value = secret(SECRET_USAGE_ISCSI, &c.secret_id).map_err(|(code, reason)| {
+                Error::Secret {
+                    object: t.object.clone(),
+                    secret: c.secret_desc.clone(),
+                    user: c.user.clone(),
+                    reason,
+                    code,
+                }
+            })?;
+            Some((c.user.as_str(), value.as_slice()))
+        }
+    };
+    let portal = t.portal();
+    let found = Session::discover(&Login {
+        initiator: &t.initiator,
+        portal: &portal,
+        target: "",
+        chap,
+        timeout: TIMEOUT_SECS,
+    })
+    .map_err(t.iscsi(format!("cannot discover the targets at '{portal}'")))?;
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('\'', "&apos;")
+    };
+    let mut x = String::from("<sources>\n");
+    for (name, _portals) in found {
+        x.push_str(&format!(
+            "  <source>\n    <host name='{}' port='{}'/>\n    <device path='{}'/>\n    <initiator>\n      <iqn name='{}'/>\n    </initiator>\n  </source>\n",
+            esc(&t.host),
+            t.port,
+            esc(&name),
+            esc(&t.initiator)
+        ));
+    }
+    x.push_str("</sources>\n");
+    Ok(x)
+}
+
 /// Writes zeros over the whole LUN (`virStorageVolWipe`, algorithm zero), 1 MiB per
 /// WRITE (16).
 pub fn zero(t: &Target, s: &mut Session, l: &Lun) -> Result<()> {

@@ -177,6 +177,21 @@ impl StorageBackend for IscsiDirectBackend {
         r.into()
     }
 
+    fn find_pool_sources(&self, source_spec_xml: RStr<'_>, flags: u32) -> PResult<RString> {
+        rvirt_sdk::util::check_flags(
+            ErrorDomain::Storage,
+            "virConnectFindStoragePoolSources",
+            flags,
+            0,
+        )
+        .and_then(|()| {
+            crate::find_pool_sources(source_spec_xml.as_str(), &|u, id| self.secret(u, id))
+                .map(RString::from)
+                .map_err(perr)
+        })
+        .into()
+    }
+
     fn upload(
         &self,
         pool_xml: RStr<'_>,

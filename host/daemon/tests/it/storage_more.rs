@@ -822,6 +822,35 @@ fn virsh_lists_the_luns_of_a_real_tgtd_as_iscsi_direct_volumes_with_and_without_
     let t = Tgtd::start(&[64, 32]);
     let d = Rvirtd::start(None);
     let uri = d.uri();
+    // SendTargets discovery through libiscsi: the target, ready for a pool definition
+    let spec = write(
+        t.dir.path(),
+        "spec.xml",
+        &format!(
+            "<source><host name='127.0.0.1' port='{}'/><initiator><iqn name='iqn.2026-12.org.rvirt:initiator'/></initiator></source>",
+            t.port
+        ),
+    );
+    let found = ok(&uri, &["find-storage-pool-sources", "iscsi-direct", &spec]);
+    assert!(
+        found.contains(&format!("<device path='{}'/>", t.iqn))
+            && found.contains(&format!("<host name='127.0.0.1' port='{}'/>", t.port))
+            && found.contains("<iqn name='iqn.2026-12.org.rvirt:initiator'/>"),
+        "{found}"
+    );
+    let e = fails(
+        &uri,
+        &[
+            "find-storage-pool-sources-as",
+            "iscsi-direct",
+            "127.0.0.1",
+            &t.port.to_string(),
+        ],
+    );
+    assert!(
+        e.contains("initiator"),
+        "libvirt's iscsi-direct needs the initiator: {e}"
+    );
     let xml = write(t.dir.path(), "pool.xml", &iscsi_pool_xml("ip", &t, None));
     ok(&uri, &["pool-define", &xml]);
     ok(&uri, &["pool-start", "ip"]);
