@@ -11,8 +11,8 @@
 //! - **stop** deactivates it (`vgchange -aln`); **delete** is `vgremove` and `pvremove`;
 //! - **refresh** reports the group's size and free space and one `<volume type='block'>`
 //!   per logical volume (key: the LV's UUID; path: `/dev/VG/LV`);
-//! - volumes: `lvcreate` (a `<backingStore>` makes a snapshot of that origin),
-//!   `lvremove`, `lvresize`.
+//! - volumes: `lvcreate` (a `<backingStore>` makes a snapshot of that origin, which
+//!   lvm2 does only through device-mapper), `lvremove`, `lvresize`.
 //!
 //! **Where device-mapper is missing** (this kernel: no `device-mapper` in `/proc/misc`),
 //! logical volumes cannot be activated, so every command runs with activation off
@@ -21,7 +21,7 @@
 //! libvirt runs at start, is then skipped and logged: the pool starts, its volumes exist
 //! but have no device node. What needs an LV's data (upload, download, wipe) answers
 //! `VIR_ERR_OPERATION_UNSUPPORTED` naming the inactive volume and the missing
-//! device-mapper.
+//! device-mapper, and so do snapshots and clones.
 //!
 //! **Devices.** Every command passes the pool's `<source><device>`s with `--devices`, so
 //! lvm2 never scans other disks of the host. A pool defined by its group's name alone
@@ -590,6 +590,14 @@ pub fn create_volume(pool: &StoragePool, vol: &StorageVolume, flags: u32) -> Res
         Some((Some(path), _)) => Some(origin_of(&g, path)?),
         _ => None,
     };
+    if let Some(o) = &origin
+        && !lvm.activation
+    {
+        return Err(Error::Unsupported(format!(
+            "Operation not supported: cannot create snapshot volume '{name}' of '{o}' in {}: lvm2 makes snapshots only through device-mapper, which this kernel lacks (no 'device-mapper' in /proc/misc)",
+            g.object
+        )));
+    }
     let mut args: Vec<&str> = vec!["-y", "-n", &name, "-L", &size];
     if !lvm.activation {
         args.extend(["-an", "-Zn"]);

@@ -460,10 +460,13 @@ fn virsh_drives_a_logical_pool_on_a_loop_device_with_activation_off() {
             vec!["vol-download", "--pool", "lp", "lv1", "/dev/null"],
             vec!["vol-wipe", "--pool", "lp", "lv1"],
             vec!["vol-clone", "--pool", "lp", "lv1", "lv1copy"],
+            vec!["vol-create-as", "lp", "snap", "4M", "--backing-vol", "lv1"],
         ] {
             let e = fails(&uri, &args);
             assert!(
-                (e.contains("not active") || e.contains("cannot be activated"))
+                (e.contains("not active")
+                    || e.contains("cannot be activated")
+                    || e.contains("snapshot"))
                     && e.contains("device-mapper"),
                 "{args:?}: {e}"
             );
