@@ -15,6 +15,7 @@ mod remote_driver;
 mod secrets;
 mod security;
 mod storage;
+mod storage_more;
 mod streams;
 mod virsh;
 mod virt_install;
