@@ -5,6 +5,7 @@
 
 mod console;
 mod networks;
+mod policy;
 mod secrets;
 mod storage;
 mod table;
@@ -146,6 +147,11 @@ enum Command {
     Network(networks::NetworkCommand),
     #[command(flatten)]
     Secret(secrets::SecretCommand),
+    /// Access policies and hooks of rvirtd (WASM modules)
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Plugins
     Plugin {
         #[command(subcommand)]
@@ -233,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             command: PluginCommand::List,
         } => return plugin_list(json),
         Command::Xml { command } => return xml_command(command),
+        Command::Policy { command } => return policy::run(command),
         _ => {}
     }
     let uri = default_uri(cli.connect);
@@ -444,7 +451,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
-        Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
+        Command::Plugin { .. } | Command::Xml { .. } | Command::Policy { .. } => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

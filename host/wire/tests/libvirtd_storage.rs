@@ -1000,6 +1000,10 @@ fn network_read_only_classes(socket: &Path) {
             network: net.clone(), uuid: [3; 16] },
         NetworkPortCreateXml = remote::NetworkPortCreateXmlArgs {
             network: net.clone(), xml: "<networkport/>".into(), flags: 0 },
+        NetworkPortGetParameters = remote::NetworkPortGetParametersArgs {
+            port: port.clone(), nparams: 16, flags: 0 },
+        NetworkPortSetParameters = remote::NetworkPortSetParametersArgs {
+            port: port.clone(), params: Vec::new(), flags: 0 },
         NetworkPortGetXmlDesc = remote::NetworkPortFlagsArgs { port: port.clone(), flags: 0 },
         NetworkPortDelete = remote::NetworkPortFlagsArgs { port: port.clone(), flags: 0 },
         ConnectNetworkEventRegisterAny, ConnectNetworkEventDeregisterAny,

@@ -431,12 +431,12 @@ fn pool_capabilities_and_source_discovery_through_virsh() {
             .and_then(|rest| rest.split('\'').next())
             .map(str::to_string)
     };
-    // the installed plugins serve dir, fs and rbd; nothing here serves netfs or zfs
+    // the installed plugins serve dir, fs, netfs and rbd; nothing here serves zfs
     assert_eq!(supported("dir").as_deref(), Some("yes"), "{caps}");
     assert_eq!(supported("fs").as_deref(), Some("yes"), "{caps}");
-    assert_eq!(supported("netfs").as_deref(), Some("no"), "{caps}");
-    assert_eq!(supported("rbd").as_deref(), Some("yes"), "{caps}");
+    assert_eq!(supported("netfs").as_deref(), Some("yes"), "{caps}");
     assert_eq!(supported("zfs").as_deref(), Some("no"), "{caps}");
+    assert_eq!(supported("rbd").as_deref(), Some("yes"), "{caps}");
     assert!(caps.contains("<value>qcow2</value>"), "{caps}");
 
     // dir pools have no sources to discover: no-support naming the call and the backend
@@ -447,9 +447,6 @@ fn pool_capabilities_and_source_discovery_through_virsh() {
             && e.contains("'dir'"),
         "{e}"
     );
-    let e = fails(
-        &uri,
-        &["find-storage-pool-sources-as", "netfs", "localhost"],
-    );
-    assert!(e.contains("storage pool type 'netfs'"), "{e}");
+    let e = fails(&uri, &["find-storage-pool-sources-as", "zfs", "localhost"]);
+    assert!(e.contains("storage pool type 'zfs'"), "{e}");
 }
