@@ -2397,6 +2397,41 @@ mod tests {
         }
     }
 
+    /// libvirt's `disk-network-iscsi` case (qemuxmlconfdata): the iscsi storage nodes
+    /// match its `.args` member for member (portal, target, LUN, CHAP user and password
+    /// secret, initiator name).
+    #[test]
+    fn iscsi_network_disks_match_libvirts_blockdev_nodes() {
+        let dir = rvirt_tests::shared_dir().join("corpus/qemuxmlconfdata");
+        let xml = std::fs::read_to_string(dir.join("disk-network-iscsi.xml")).expect("case");
+        let args = std::fs::read_to_string(dir.join("disk-network-iscsi.x86_64-latest.args"))
+            .expect("args");
+        let want: Vec<&str> = args
+            .lines()
+            .filter(|l| l.starts_with("-blockdev '{\"driver\":\"iscsi\""))
+            .map(|l| {
+                l.trim_start_matches("-blockdev '")
+                    .trim_end_matches(" \\")
+                    .trim_end_matches('\'')
+            })
+            .collect();
+        assert_eq!(want.len(), 7);
+        let mut o = opts();
+        for dev in ["vdc", "vdd", "sdc"] {
+            o.secrets.insert(dev.into(), "/proc/self/fd/7".into());
+        }
+        let n = build(&Domain::parse(&xml).expect("parse"), &o).expect("build");
+        let got: Vec<&String> = n
+            .args
+            .iter()
+            .filter(|a| a.starts_with("{\"driver\":\"iscsi\""))
+            .collect();
+        assert_eq!(got.len(), 7, "{:?}", n.args);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.as_str(), *w);
+        }
+    }
+
     /// libvirt's `disk-network-rbd` case (qemuxmlconfdata): the rbd storage nodes match
     /// its `.args` member for member; the disk with cephx auth names a secret object read
     /// from an inherited descriptor, and no key is on the command line.

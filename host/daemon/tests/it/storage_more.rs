@@ -1124,3 +1124,97 @@ fn a_removed_storage_plugin_leaves_the_others_working_and_its_pools_come_back_wi
     d.restart();
     assert!(ok(&uri, &["pool-list", "--all"]).contains("dp"));
 }
+
+/// A TCG guest boots from an iSCSI LUN (`<disk type='network' protocol='iscsi'>`, QEMU's
+/// userspace initiator, no kernel session) and reads a second LUN reached as
+/// `<disk type='volume'>` on an iscsi-direct pool (the pool's host, target and initiator
+/// name make the network source).
+#[test]
+fn a_tcg_guest_boots_from_an_iscsi_lun_and_reads_an_iscsi_direct_volume() {
+    let test = "a_tcg_guest_boots_from_an_iscsi_lun_and_reads_an_iscsi_direct_volume";
+    if !can_run(
+        test,
+        &[
+            ("tgtd", "tgt"),
+            ("tgtadm", "tgt"),
+            ("qemu-system-x86_64", "qemu-system-x86"),
+        ],
+    ) {
+        return;
+    }
+    let g = rvirt_tests::guest();
+    let disk = std::fs::read(g.join("disk.raw")).expect("the guest's disk image");
+    let mib = (disk.len() as u64).div_ceil(1 << 20);
+    let t = Tgtd::start(&[mib, 1]);
+    // tgtd serves the files as they are: the guest's disk on LUN 1, a marker on LUN 2
+    // (the guest prints the first 16 bytes of each extra disk)
+    std::fs::write(t.lun_file(1), &disk).unwrap();
+    let mut marker = b"ISCSI-DIRECT-VOL".to_vec();
+    marker.resize(1 << 20, 0);
+    std::fs::write(t.lun_file(2), &marker).unwrap();
+
+    let d = Rvirtd::start(None);
+    let uri = d.uri();
+    let dir = d.root.path();
+    let pool = write(dir, "ip.xml", &iscsi_pool_xml("ipool", &t, None));
+    ok(&uri, &["pool-define", &pool]);
+    ok(&uri, &["pool-start", "ipool"]);
+    let vols = ok(&uri, &["vol-list", "ipool"]);
+    assert!(vols.contains("unit:0:0:2"), "{vols}");
+
+    let serial = dir.join("serial.log");
+    let xml = format!(
+        "<domain type='qemu'><name>iscsiguest</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial>\
+         <disk type='network' device='disk'><driver name='qemu' type='raw'/>\
+         <source protocol='iscsi' name='{iqn}/1'><host name='127.0.0.1' port='{port}'/></source>\
+         <target dev='vda' bus='virtio'/></disk>\
+         <disk type='volume' device='disk'><driver name='qemu' type='raw'/>\
+         <source pool='ipool' volume='unit:0:0:2'/>\
+         <target dev='vdb' bus='virtio'/></disk></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = serial.display(),
+        iqn = t.iqn,
+        port = t.port,
+    );
+    let file = write(dir, "iscsiguest.xml", &xml);
+    ok(&uri, &["define", &file]);
+    let native = ok(&uri, &["domxml-to-native", "qemu-argv", &file]);
+    assert!(
+        native.contains(&format!(
+            "\"driver\":\"iscsi\",\"portal\":\"127.0.0.1:{}\",\"target\":\"{}\",\"lun\":1,\"transport\":\"tcp\"",
+            t.port, t.iqn
+        )),
+        "{native}"
+    );
+    assert!(
+        native.contains(&format!(
+            "\"driver\":\"iscsi\",\"portal\":\"127.0.0.1:{}\",\"target\":\"{}\",\"lun\":2,\"transport\":\"tcp\",\"initiator-name\":\"iqn.2026-12.org.rvirt:initiator\"",
+            t.port, t.iqn
+        )),
+        "{native}"
+    );
+    ok(&uri, &["start", "iscsiguest"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log().contains("GUEST-READY") {
+        assert!(Instant::now() < deadline, "no GUEST-READY: {}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        log().contains("DISK-MARKER: VIRT-DISK-MARKER"),
+        "the guest read its disk marker from the LUN: {}",
+        log()
+    );
+    assert!(
+        log().contains("DISK-MARKER-vdb: ISCSI-DIRECT-VOL"),
+        "the guest read the iscsi-direct volume: {}",
+        log()
+    );
+    ok(&uri, &["destroy", "iscsiguest"]);
+    ok(&uri, &["undefine", "iscsiguest"]);
+    ok(&uri, &["pool-destroy", "ipool"]);
+}

@@ -57,6 +57,8 @@ pub struct NetSource {
     pub config: Option<String>,
     /// Authentication.
     pub auth: Option<NetAuth>,
+    /// `<initiator><iqn name>` (iscsi): the initiator's own name.
+    pub initiator: Option<String>,
 }
 
 fn invalid(dev: &str, what: String) -> CommandError {
@@ -124,6 +126,7 @@ impl NetSource {
             snapshot: attr(src, &["snapshot"], "name").map(str::to_string),
             config: attr(src, &["config"], "file").map(str::to_string),
             auth: auth_of(dev, disk)?,
+            initiator: attr(src, &["initiator", "iqn"], "name").map(str::to_string),
         })
     }
 }
@@ -140,9 +143,10 @@ impl NetSource {
     ) -> Result<NetSource, CommandError> {
         let protocol = match pool_type {
             "rbd" => "rbd",
+            "iscsi-direct" => "iscsi",
             other => {
                 return Err(CommandError::Unsupported(format!(
-                    "disk '{dev}': volumes of '{other}' pools are not supported as network disks (rbd)"
+                    "disk '{dev}': volumes of '{other}' pools are not supported as network disks (rbd, iscsi-direct)"
                 )));
             }
         };
@@ -174,18 +178,54 @@ impl NetSource {
                     })?;
                 Some(NetAuth {
                     username: a.attr("username").unwrap_or("admin").to_string(),
-                    secret_type: a.attr("type").unwrap_or("ceph").to_string(),
+                    // a pool's <auth type='chap'> is an iscsi secret
+                    secret_type: match a.attr("type") {
+                        Some("chap") => "iscsi".to_string(),
+                        Some(t) => t.to_string(),
+                        None => "ceph".to_string(),
+                    },
                     secret: secret.to_string(),
                 })
             }
         };
+        // an iscsi-direct volume's path is `ip-HOST:PORT-iscsi-IQN-lun-N`: the target is
+        // the pool's <device path>, the LUN the path's last number
+        let name = if protocol == "iscsi" {
+            let iqn = src
+                .and_then(|s| s.child("device"))
+                .and_then(|d| d.attr("path"))
+                .ok_or_else(|| {
+                    invalid(
+                        dev,
+                        "the volume's pool names no target <device path>".into(),
+                    )
+                })?;
+            let lun = path
+                .rsplit_once("-lun-")
+                .map(|(_, n)| n)
+                .filter(|n| n.parse::<u32>().is_ok())
+                .ok_or_else(|| {
+                    invalid(
+                        dev,
+                        format!("iscsi-direct volume path '{path}' names no LUN"),
+                    )
+                })?;
+            format!("{iqn}/{lun}")
+        } else {
+            path.to_string()
+        };
         Ok(NetSource {
             protocol: protocol.to_string(),
-            name: path.to_string(),
+            name,
             hosts,
             snapshot: None,
             config: None,
             auth,
+            initiator: src
+                .and_then(|s| s.child("initiator"))
+                .and_then(|i| i.child("iqn"))
+                .and_then(|q| q.attr("name"))
+                .map(str::to_string),
         })
     }
 }
@@ -209,10 +249,62 @@ pub(super) fn storage_node(
 ) -> Result<Obj, CommandError> {
     match src.protocol.as_str() {
         "rbd" => rbd(dev, src, secret_id),
+        "iscsi" => iscsi(dev, src, secret_id),
         other => Err(CommandError::Unsupported(format!(
-            "disk '{dev}': network disk protocol '{other}' is not supported (rbd)"
+            "disk '{dev}': network disk protocol '{other}' is not supported (rbd, iscsi)"
         ))),
     }
+}
+
+/// QEMU's userspace initiator (libiscsi): `name` is `IQN/LUN` (LUN 0 when absent), one
+/// host (`portal`), CHAP through a `password-secret`.
+fn iscsi(dev: &str, src: &NetSource, secret_id: Option<&str>) -> Result<Obj, CommandError> {
+    let [host] = src.hosts.as_slice() else {
+        return Err(invalid(
+            dev,
+            format!(
+                "an iscsi source needs exactly one <host> ({} given)",
+                src.hosts.len()
+            ),
+        ));
+    };
+    let (target, lun) = match src.name.rsplit_once('/') {
+        Some((t, l)) => (
+            t,
+            l.parse::<u32>().map_err(|_| {
+                invalid(
+                    dev,
+                    format!(
+                        "iscsi source name '{}': LUN '{l}' is not a number",
+                        src.name
+                    ),
+                )
+            })?,
+        ),
+        None => (src.name.as_str(), 0),
+    };
+    if target.is_empty() {
+        return Err(invalid(dev, "an iscsi source needs a target name".into()));
+    }
+    let port = host
+        .port
+        .clone()
+        .unwrap_or_else(|| default_port("iscsi").to_string());
+    let mut o = obj! {
+        "driver": "iscsi",
+        "portal": format!("{}:{port}", host.name),
+        "target": target,
+        "lun": lun,
+        "transport": "tcp",
+    };
+    if let (Some(a), Some(id)) = (&src.auth, secret_id) {
+        o["user"] = serde_json::json!(a.username);
+        o["password-secret"] = serde_json::json!(id);
+    }
+    if let Some(i) = &src.initiator {
+        o["initiator-name"] = serde_json::json!(i);
+    }
+    Ok(o)
 }
 
 fn rbd(dev: &str, src: &NetSource, secret_id: Option<&str>) -> Result<Obj, CommandError> {
