@@ -5,6 +5,7 @@
 
 mod console;
 mod networks;
+mod plugins;
 mod secrets;
 mod storage;
 mod table;
@@ -161,7 +162,16 @@ enum Command {
 #[derive(Subcommand)]
 enum PluginCommand {
     /// List the plugins found along the search path, and why any was refused
-    List,
+    List {
+        /// List the plugins of the index instead: the version this host would install, and
+        /// what is installed
+        #[arg(long)]
+        available: bool,
+        #[command(flatten)]
+        registry: plugins::RegistryArgs,
+    },
+    #[command(flatten)]
+    Manage(plugins::PluginManage),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,8 +240,29 @@ fn run(cli: Cli) -> Result<()> {
     // Commands that need no connection.
     match &cli.command {
         Command::Plugin {
-            command: PluginCommand::List,
-        } => return plugin_list(json),
+            command:
+                PluginCommand::List {
+                    available,
+                    registry,
+                },
+        } => {
+            return if *available {
+                plugins::list_available(registry, json)
+            } else {
+                plugin_list(json)
+            };
+        }
+        Command::Plugin {
+            command: PluginCommand::Manage(_),
+        } => {
+            let Command::Plugin {
+                command: PluginCommand::Manage(cmd),
+            } = cli.command
+            else {
+                unreachable!("matched above")
+            };
+            return plugins::run(cmd, json);
+        }
         Command::Xml { command } => return xml_command(command),
         _ => {}
     }
