@@ -20,7 +20,7 @@ pub const DEFAULT_PATH: &str = "/etc/rvirt/registry.toml";
 pub const ENV: &str = "RVIRT_REGISTRY_CONFIG";
 
 /// The default install directory (on the host's default plugin search path).
-pub const DEFAULT_INSTALL_DIR: &str = "/var/lib/rvirt/plugins";
+pub const DEFAULT_INSTALL_DIR: &str = rvirt_host::plugin::INSTALLED_PLUGIN_DIR;
 
 /// The configuration.
 #[derive(Debug, Clone, Deserialize, Default)]

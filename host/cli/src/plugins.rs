@@ -233,9 +233,21 @@ fn print_outcome(name: &str, o: &Outcome, dir: &std::path::Path) {
                 println!("note: {name} {s}");
             }
             let f = &record.facts;
+            let older = |p: &str| {
+                semver::Version::parse(p)
+                    .ok()
+                    .zip(semver::Version::parse(&f.version).ok())
+                    .is_some_and(|(p, n)| p < n)
+            };
             match previous {
-                Some(p) => println!(
+                Some(p) if older(p) => println!(
                     "upgraded {name} {p} -> {} (plugin API {}) in {}",
+                    f.version,
+                    f.plugin_api,
+                    dir.display()
+                ),
+                Some(p) => println!(
+                    "installed {name} {} (plugin API {}) in {}, replacing {p}",
                     f.version,
                     f.plugin_api,
                     dir.display()

@@ -34,8 +34,14 @@ use std::{
     },
 };
 
-/// The system directory searched for plugins after `RVIRT_PLUGIN_PATH`.
+/// The system directory searched for plugins after `RVIRT_PLUGIN_PATH` and
+/// [`INSTALLED_PLUGIN_DIR`] (where distribution packages put them).
 pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/rvirt/plugins";
+
+/// The directory `rvirt plugin install` installs into by default (the registry's
+/// `install_dir`), searched after `RVIRT_PLUGIN_PATH` and before [`SYSTEM_PLUGIN_DIR`], so
+/// a plugin an operator installed from the registry wins over the distribution's.
+pub const INSTALLED_PLUGIN_DIR: &str = "/var/lib/rvirt/plugins";
 
 /// Why a file in the search path was not loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -202,7 +208,8 @@ fn load_cache() -> &'static Mutex<HashMap<PathBuf, LoadResult>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`SYSTEM_PLUGIN_DIR`], then the
+/// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`INSTALLED_PLUGIN_DIR`], then
+/// [`SYSTEM_PLUGIN_DIR`], then the
 /// running binary's directory and its `plugins/` subdirectory (for a test or example
 /// binary in `target/*/deps` or `target/*/examples`, the directory above).
 pub fn default_search_path() -> Vec<PathBuf> {
@@ -210,6 +217,7 @@ pub fn default_search_path() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("RVIRT_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()));
     }
+    dirs.push(PathBuf::from(INSTALLED_PLUGIN_DIR));
     dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
     if let Some(mut dir) = std::env::current_exe()
         .ok()
