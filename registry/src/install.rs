@@ -429,6 +429,21 @@ impl Installer {
         }
         let p = stage.join("manifest.json");
         write_synced(&p, &pkg.manifest_bytes).map_err(Self::io("cannot write", &p))?;
+        // The host's manifest file: a host starting reads it instead of loading the plugin.
+        let f = &m.facts;
+        let host_manifest = rvirt_host::PluginManifest {
+            name: f.name.clone(),
+            kind: f.kind.clone(),
+            schemes: f.schemes.clone(),
+            pool_types: f.pool_types.clone(),
+            forward_modes: f.forward_modes.clone(),
+            version: f.version.clone(),
+            api_version: f.plugin_api.clone(),
+            description: f.description.clone(),
+        };
+        let p = stage.join(format!("{file}{}", rvirt_host::plugin::MANIFEST_SUFFIX));
+        let text = rvirt_host::plugin::manifest_file_text(&host_manifest, &file, so.size);
+        write_synced(&p, text.as_bytes()).map_err(Self::io("cannot write", &p))?;
         let p = stage.join("manifest.sig");
         write_synced(&p, pkg.signature.as_bytes()).map_err(Self::io("cannot write", &p))?;
         if std::env::var("RVIRT_INSTALL_INTERRUPT").as_deref() == Ok("after-stage") {
