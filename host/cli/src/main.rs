@@ -3,6 +3,7 @@
 //! It links no driver: every connection goes through `rvirt-host`, which loads the plugin
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
+mod assets;
 mod console;
 mod networks;
 mod plugins;
@@ -157,6 +158,9 @@ enum Command {
         #[command(subcommand)]
         command: XmlCommand,
     },
+    /// Write shell completions and man pages into DIR (packaging)
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +268,9 @@ fn run(cli: Cli) -> Result<()> {
             return plugins::run(cmd, json);
         }
         Command::Xml { command } => return xml_command(command),
+        Command::GenerateAssets { dir } => {
+            return assets::generate(<Cli as clap::CommandFactory>::command(), dir);
+        }
         _ => {}
     }
     let uri = default_uri(cli.connect);
@@ -475,7 +482,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
-        Command::Plugin { .. } | Command::Xml { .. } => unreachable!("handled before connecting"),
+        Command::Plugin { .. } | Command::Xml { .. } | Command::GenerateAssets { .. } => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 
