@@ -7,6 +7,7 @@ mod assets;
 mod console;
 mod networks;
 mod plugins;
+mod policy;
 mod secrets;
 mod storage;
 mod table;
@@ -148,6 +149,11 @@ enum Command {
     Network(networks::NetworkCommand),
     #[command(flatten)]
     Secret(secrets::SecretCommand),
+    /// Access policies and hooks of rvirtd (WASM modules)
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Plugins
     Plugin {
         #[command(subcommand)]
@@ -271,6 +277,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::GenerateAssets { dir } => {
             return assets::generate(<Cli as clap::CommandFactory>::command(), dir);
         }
+        Command::Policy { command } => return policy::run(command),
         _ => {}
     }
     let uri = default_uri(cli.connect);
@@ -482,7 +489,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
-        Command::Plugin { .. } | Command::Xml { .. } | Command::GenerateAssets { .. } => {
+        Command::Plugin { .. }
+        | Command::Xml { .. }
+        | Command::Policy { .. }
+        | Command::GenerateAssets { .. } => {
             unreachable!("handled before connecting")
         }
     }

@@ -28,6 +28,9 @@ pub struct Shared {
     pub default_uri: String,
     /// The URIs clients may open.
     pub served: crate::served::Served,
+    /// The access policies and hooks (`None`: none configured, or the engine failed).
+    #[cfg(feature = "policy")]
+    pub policy: Option<Arc<rvirt_policy::PolicyEngine>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -44,6 +47,9 @@ pub struct Client {
     pub id: u64,
     /// Connected on a read-only socket.
     pub read_only_socket: bool,
+    /// Who is at the other end (SO_PEERCRED at accept).
+    #[cfg_attr(not(feature = "policy"), allow(dead_code))]
+    pub peer: crate::access::Peer,
     pub shared: Arc<Shared>,
     pub outbox: Arc<Outbox>,
     /// Whether the client asked for keepalive (`CONNECT_SUPPORTS_FEATURE` 10).
@@ -428,12 +434,14 @@ impl Client {
     pub fn new(
         id: u64,
         read_only_socket: bool,
+        peer: crate::access::Peer,
         shared: Arc<Shared>,
         outbox: Arc<Outbox>,
     ) -> Client {
         Client {
             id,
             read_only_socket,
+            peer,
             shared,
             outbox,
             keepalive: AtomicBool::new(false),
@@ -500,7 +508,7 @@ impl Client {
     /// the state field that records the subscription, `subscribe` makes it with a
     /// callback that turns each event into frames for the outbox. Must not be called
     /// with the events lock held (the source calls back into it).
-    fn ensure_subscribed_to<E: 'static>(
+    fn ensure_subscribed_to<E: crate::access::EventObject + 'static>(
         &self,
         slot: fn(&mut State) -> &mut Option<u64>,
         subscribe: impl FnOnce(
@@ -522,9 +530,18 @@ impl Client {
         };
         let events = Arc::clone(&self.events);
         let outbox = Arc::clone(&self.outbox);
+        // events about objects the client may not `getattr` are not delivered
+        #[cfg(feature = "policy")]
+        let filter = crate::access::EventFilter::new(self, &conn);
         let id = subscribe(
             &conn,
             Box::new(move |event: &E| {
+                #[cfg(feature = "policy")]
+                if let Some(filter) = &filter
+                    && !filter.visible(event)
+                {
+                    return;
+                }
                 for f in frames(&lock(&events), event) {
                     outbox.send(f);
                 }

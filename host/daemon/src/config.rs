@@ -51,6 +51,10 @@ pub struct Config {
     pub libvirt_sockets: bool,
     /// Threads running driver calls.
     pub max_workers: usize,
+    /// Directory of the access policies and hooks (`*.wasm`/`*.wat` + `*.toml`, see
+    /// docs/policy-abi.md). Default: `policy.d` beside the config file
+    /// (`/etc/rvirt/policy.d`, `DIR/etc/rvirt/policy.d` under `--root DIR`).
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             unix_sock_ro_perms: "0777".into(),
             libvirt_sockets: false,
             max_workers: 8,
+            policy_dir: None,
         }
     }
 }
@@ -189,6 +194,15 @@ impl Layout {
         })
     }
 
+    /// The default policy directory: `policy.d` beside the config file.
+    #[cfg_attr(not(feature = "policy"), allow(dead_code))]
+    pub fn policy_dir(&self) -> PathBuf {
+        self.config_file
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("policy.d")
+    }
+
     /// The read-write socket.
     pub fn rw_socket(&self) -> PathBuf {
         self.run_dir.join("rvirt-sock")
@@ -244,6 +258,7 @@ mod tests {
     fn layouts() {
         let l = Layout::under_root(Path::new("/tmp/r"));
         assert_eq!(l.rw_socket(), Path::new("/tmp/r/run/rvirt-sock"));
+        assert_eq!(l.policy_dir(), Path::new("/tmp/r/etc/rvirt/policy.d"));
         assert_eq!(l.ro_socket(), Path::new("/tmp/r/run/rvirt-sock-ro"));
         assert_eq!(
             l.libvirt_ro_socket().unwrap(),

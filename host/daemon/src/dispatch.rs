@@ -215,6 +215,19 @@ fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallR
     {
         return Err(refusal);
     }
+    // access policies and hooks (`access.rs`); a pointer test when none is loaded
+    #[cfg(feature = "policy")]
+    if let Some(guard) = crate::access::Guard::new(client, procedure) {
+        return guard.run(payload, &|p, payload| {
+            dispatch_procedure(client, p, serial, payload)
+        });
+    }
+    dispatch_procedure(client, procedure, serial, payload)
+}
+
+/// Runs one procedure (the checks of [`dispatch`] passed).
+fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallResult {
+    let conn = client.connection();
     // `conn` is Some for every procedure past the check above except these four
     let c = || {
         conn.as_ref().ok_or_else(|| {

@@ -6,6 +6,7 @@
 //! virsh -c 'test+unix:///default?socket=/tmp/r/run/rvirt-sock' list --all
 //! ```
 
+mod access;
 mod client;
 mod config;
 mod dispatch;
@@ -102,6 +103,15 @@ async fn run(
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
     let discovery = tokio::task::spawn_blocking(rvirt_host::Runtime::discover);
+    #[cfg(feature = "policy")]
+    let policy = {
+        let dir = config
+            .policy_dir
+            .clone()
+            .unwrap_or_else(|| layout.policy_dir());
+        let cache = layout.state_dir.join("policy-cache");
+        tokio::task::spawn_blocking(move || access::open_engine(dir, cache))
+    };
 
     let mut sockets = vec![
         (layout.rw_socket(), config.rw_mode()?, false),
@@ -156,10 +166,20 @@ async fn run(
     for p in runtime.plugins() {
         tracing::debug!("plugin {:?}", p);
     }
+    #[cfg(feature = "policy")]
+    let policy = policy.await.context("policy engine start failed")?;
+    #[cfg(feature = "policy")]
+    let policy_files = access::ControlFiles::new(&layout.run_dir);
+    #[cfg(feature = "policy")]
+    if let Some(engine) = &policy {
+        policy_files.publish(engine);
+    }
     let shared = Arc::new(client::Shared {
         runtime,
         default_uri: config.default_uri.clone(),
         served,
+        #[cfg(feature = "policy")]
+        policy: policy.clone(),
     });
     let settings = server::ConnSettings {
         max_clients: config.max_clients,
@@ -177,7 +197,30 @@ async fn run(
     }
 
     let _ = bound.await;
-    let signal = signals.wait().await;
+    let signal = loop {
+        match signals.wait().await {
+            "SIGHUP" => {
+                #[cfg(feature = "policy")]
+                if let Some(engine) = policy.clone() {
+                    let files = policy_files.clone();
+                    // compiling modules blocks: off the reactor; calls keep running on the
+                    // old set until the new one is swapped in
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = engine.reload() {
+                            tracing::error!("policy reload failed: {e}");
+                        }
+                        files.publish(&engine);
+                    })
+                    .await;
+                    continue;
+                }
+                tracing::info!("SIGHUP: nothing to reload");
+            }
+            other => break other,
+        }
+    };
+    #[cfg(feature = "policy")]
+    policy_files.remove();
     tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(true);
     remove_sockets(paths.iter());
@@ -189,11 +232,13 @@ async fn run(
     Ok(())
 }
 
-/// SIGTERM and SIGINT, installed before any socket exists so that a signal arriving
+/// SIGTERM, SIGINT and SIGHUP, installed before any socket exists so that a signal arriving
 /// during start-up still shuts the daemon down cleanly.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    /// Reloads the policies (instead of SIGHUP's default action, which ends the process).
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -202,6 +247,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         })
     }
 
@@ -209,6 +255,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }

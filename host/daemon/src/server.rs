@@ -146,6 +146,7 @@ impl Server {
     async fn serve(&self, stream: UnixStream, read_only: bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         set_socket_buffers(&stream);
+        let peer = crate::access::Peer::of(&stream);
         let (mut reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::new(writer));
         let flusher = {
@@ -155,6 +156,7 @@ impl Server {
         let client = Arc::new(Client::new(
             id,
             read_only,
+            peer,
             Arc::clone(&self.shared),
             Arc::clone(&outbox),
         ));

@@ -457,6 +457,18 @@ fn fmt_opts() -> FormatOptions {
     }
 }
 
+/// Whether `e` says that no backend serves a pool type (its plugin is not installed).
+fn is_missing_backend(e: &Error) -> bool {
+    match e {
+        Error::NoStorageBackend { .. } => true,
+        Error::Driver { message, .. } => {
+            message.starts_with("no storage backend serves pool type")
+                || message.starts_with("no installed plugin serves storage pool type")
+        }
+        _ => false,
+    }
+}
+
 /// Pool names become file names: no separators, no dot-dot, nothing empty.
 fn check_pool_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".." {
@@ -559,6 +571,20 @@ impl Pools {
                 .and_then(|r| live_of(&obj.def, r, None));
             match revived {
                 Ok(live) => obj.live = Some(live),
+                Err(e) if is_missing_backend(&e) => {
+                    // No plugin serves the pool's type now (one was removed): the pool is
+                    // inactive until it returns, and its state file stays, so a process
+                    // started with the plugin back finds the pool active again.
+                    tracing::warn!(
+                        "storage pool '{name}' was active but stays inactive while no backend serves pool type '{}': {e}",
+                        obj.def.pool_type()
+                    );
+                    if !obj.persistent {
+                        map.remove(&name);
+                    } else if let Some(d) = obj.new_def.take() {
+                        obj.def = d;
+                    }
+                }
                 Err(e) => {
                     tracing::info!("storage pool '{name}' was active and is not any more: {e}");
                     let _ = std::fs::remove_file(dirs.state.join(format!("{name}.xml")));
@@ -948,6 +974,10 @@ impl Pools {
         if let Some(l) = self.autostart_link(name) {
             let _ = std::fs::remove_file(l);
         }
+        // the state an inactive pool kept while its backend was missing
+        if let Some(st) = self.state_file(name) {
+            let _ = std::fs::remove_file(st);
+        }
         o.persistent = false;
         o.autostart = false;
         let def = o.def.clone();
@@ -979,8 +1009,24 @@ impl Pools {
 
     // ---- lifecycle ----
 
+    /// The backend of a pool's type; when none serves it (its plugin is missing), the
+    /// error names the pool and its type.
     fn backend_for(&self, def: &StoragePool) -> Result<Arc<dyn PoolBackend>> {
-        self.backends.backend(def.pool_type())
+        self.backends.backend(def.pool_type()).map_err(|e| {
+            if is_missing_backend(&e) {
+                Error::Driver {
+                    code: e.code(),
+                    domain: e.domain(),
+                    message: format!(
+                        "storage pool '{}' of type '{}' cannot be used: {e}",
+                        def.name(),
+                        def.pool_type()
+                    ),
+                }
+            } else {
+                e
+            }
+        })
     }
 
     fn start_locked(&self, o: &mut PoolObj, flags: u32) -> Result<()> {

@@ -7,6 +7,7 @@
 
 mod bridge_networks;
 mod networks;
+mod policy;
 mod protocol;
 mod python;
 mod qemu;
@@ -14,9 +15,11 @@ mod remote_driver;
 mod secrets;
 mod security;
 mod storage;
+mod storage_more;
 mod streams;
 mod virsh;
 mod virt_install;
+mod vmware;
 mod volume_disk;
 
 use std::path::{Path, PathBuf};

@@ -431,10 +431,11 @@ fn pool_capabilities_and_source_discovery_through_virsh() {
             .and_then(|rest| rest.split('\'').next())
             .map(str::to_string)
     };
-    // the installed plugins serve dir and fs; nothing here serves netfs or rbd
+    // the installed plugins serve dir, fs and netfs; nothing here serves zfs or rbd
     assert_eq!(supported("dir").as_deref(), Some("yes"), "{caps}");
     assert_eq!(supported("fs").as_deref(), Some("yes"), "{caps}");
-    assert_eq!(supported("netfs").as_deref(), Some("no"), "{caps}");
+    assert_eq!(supported("netfs").as_deref(), Some("yes"), "{caps}");
+    assert_eq!(supported("zfs").as_deref(), Some("no"), "{caps}");
     assert_eq!(supported("rbd").as_deref(), Some("no"), "{caps}");
     assert!(caps.contains("<value>qcow2</value>"), "{caps}");
 
@@ -446,9 +447,6 @@ fn pool_capabilities_and_source_discovery_through_virsh() {
             && e.contains("'dir'"),
         "{e}"
     );
-    let e = fails(
-        &uri,
-        &["find-storage-pool-sources-as", "netfs", "localhost"],
-    );
-    assert!(e.contains("storage pool type 'netfs'"), "{e}");
+    let e = fails(&uri, &["find-storage-pool-sources-as", "zfs", "localhost"]);
+    assert!(e.contains("storage pool type 'zfs'"), "{e}");
 }

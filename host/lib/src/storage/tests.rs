@@ -506,3 +506,71 @@ fn a_large_report_is_parsed_on_several_threads_and_bad_text_fails_the_refresh() 
     let e = live_of(&pool, r, Some(&live)).map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("reported by the backend"), "{e}");
 }
+
+/// Serves `dir` from the memory backend only while switched on: a plugin that was
+/// removed and put back.
+struct Switch(Arc<MemBackend>, std::sync::atomic::AtomicBool);
+
+impl BackendResolver for Switch {
+    fn backend(&self, pool_type: &str) -> Result<Arc<dyn PoolBackend>> {
+        if pool_type == "dir" && self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(self.0.clone())
+        } else {
+            Err(crate::storage_bind::no_backend(pool_type))
+        }
+    }
+}
+
+#[test]
+fn a_pool_whose_backend_is_missing_stays_listed_and_comes_back_active_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemBackend::default());
+    let open = |on: bool| {
+        Pools::open(
+            Some(dirs(root.path())),
+            Arc::new(Switch(mem.clone(), std::sync::atomic::AtomicBool::new(on))),
+        )
+        .unwrap()
+    };
+    {
+        let pools = open(true);
+        for n in ["p", "q"] {
+            pools.define(&pool_xml(n, &format!("/t/{n}")), 0).unwrap();
+            pools.build(n, 0).unwrap();
+            pools.create(n, 0).unwrap();
+        }
+        pools
+            .create_volume("p", &vol_xml("/t/p", "v", 10), None, 0)
+            .unwrap();
+    }
+    let state = root.path().join("run/storage/p.xml");
+    {
+        let pools = open(false);
+        assert!(
+            !pools.is_active("p").unwrap(),
+            "inactive while its backend is missing"
+        );
+        assert!(state.exists(), "its state file is kept");
+        let e = pools.create("p", 0).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("storage pool 'p' of type 'dir' cannot be used")
+                && m.contains("no storage backend serves pool type 'dir'"),
+            "{m}"
+        );
+        assert_eq!(e.code(), ErrorCode::NoSupport as i32);
+    }
+    let pools = open(true);
+    assert!(
+        pools.is_active("p").unwrap(),
+        "active again with its backend"
+    );
+    assert_eq!(pools.list_volumes("p").unwrap().len(), 1);
+    drop(pools);
+    // undefined meanwhile: the kept state goes with the definition
+    let pools = open(false);
+    pools.undefine("q").unwrap();
+    assert!(!root.path().join("run/storage/q.xml").exists());
+    drop(pools);
+    assert!(open(true).lookup_by_name("q").is_err());
+}
