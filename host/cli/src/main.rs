@@ -3,8 +3,10 @@
 //! It links no driver: every connection goes through `rvirt-host`, which loads the plugin
 //! serving the URI's scheme (or talks to a daemon for remote URIs).
 
+mod assets;
 mod console;
 mod networks;
+mod plugins;
 mod policy;
 mod secrets;
 mod storage;
@@ -162,12 +164,24 @@ enum Command {
         #[command(subcommand)]
         command: XmlCommand,
     },
+    /// Write shell completions and man pages into DIR (packaging)
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
 enum PluginCommand {
     /// List the plugins found along the search path, and why any was refused
-    List,
+    List {
+        /// List the plugins of the index instead: the version this host would install, and
+        /// what is installed
+        #[arg(long)]
+        available: bool,
+        #[command(flatten)]
+        registry: plugins::RegistryArgs,
+    },
+    #[command(flatten)]
+    Manage(plugins::PluginManage),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,9 +250,33 @@ fn run(cli: Cli) -> Result<()> {
     // Commands that need no connection.
     match &cli.command {
         Command::Plugin {
-            command: PluginCommand::List,
-        } => return plugin_list(json),
+            command:
+                PluginCommand::List {
+                    available,
+                    registry,
+                },
+        } => {
+            return if *available {
+                plugins::list_available(registry, json)
+            } else {
+                plugin_list(json)
+            };
+        }
+        Command::Plugin {
+            command: PluginCommand::Manage(_),
+        } => {
+            let Command::Plugin {
+                command: PluginCommand::Manage(cmd),
+            } = cli.command
+            else {
+                unreachable!("matched above")
+            };
+            return plugins::run(cmd, json);
+        }
         Command::Xml { command } => return xml_command(command),
+        Command::GenerateAssets { dir } => {
+            return assets::generate(<Cli as clap::CommandFactory>::command(), dir);
+        }
         Command::Policy { command } => return policy::run(command),
         _ => {}
     }
@@ -451,7 +489,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),
-        Command::Plugin { .. } | Command::Xml { .. } | Command::Policy { .. } => {
+        Command::Plugin { .. }
+        | Command::Xml { .. }
+        | Command::Policy { .. }
+        | Command::GenerateAssets { .. } => {
             unreachable!("handled before connecting")
         }
     }

@@ -23,7 +23,8 @@
 //! (`cargo run -p rvirt-host --example embed`).
 //!
 //! Plugins are found along [`plugin::default_search_path`]: `RVIRT_PLUGIN_PATH`, then
-//! `/usr/lib/rvirt/plugins`, then the running binary's directory.
+//! `/var/lib/rvirt/plugins` (`rvirt plugin install`), then `/usr/lib/rvirt/plugins`, then
+//! the running binary's directory.
 
 pub mod backend;
 mod connection;

@@ -34,8 +34,14 @@ use std::{
     },
 };
 
-/// The system directory searched for plugins after `RVIRT_PLUGIN_PATH`.
+/// The system directory searched for plugins after `RVIRT_PLUGIN_PATH` and
+/// [`INSTALLED_PLUGIN_DIR`] (where distribution packages put them).
 pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/rvirt/plugins";
+
+/// The directory `rvirt plugin install` installs into by default (the registry's
+/// `install_dir`), searched after `RVIRT_PLUGIN_PATH` and before [`SYSTEM_PLUGIN_DIR`], so
+/// a plugin an operator installed from the registry wins over the distribution's.
+pub const INSTALLED_PLUGIN_DIR: &str = "/var/lib/rvirt/plugins";
 
 /// Why a file in the search path was not loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -202,7 +208,8 @@ fn load_cache() -> &'static Mutex<HashMap<PathBuf, LoadResult>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`SYSTEM_PLUGIN_DIR`], then the
+/// The plugin search path: `RVIRT_PLUGIN_PATH`, then [`INSTALLED_PLUGIN_DIR`], then
+/// [`SYSTEM_PLUGIN_DIR`], then the
 /// running binary's directory and its `plugins/` subdirectory (for a test or example
 /// binary in `target/*/deps` or `target/*/examples`, the directory above).
 pub fn default_search_path() -> Vec<PathBuf> {
@@ -210,6 +217,7 @@ pub fn default_search_path() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("RVIRT_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()));
     }
+    dirs.push(PathBuf::from(INSTALLED_PLUGIN_DIR));
     dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
     if let Some(mut dir) = std::env::current_exe()
         .ok()
@@ -242,9 +250,153 @@ pub fn default_search_path() -> Vec<PathBuf> {
 pub struct Registry {
     search_path: Vec<PathBuf>,
     records: Vec<PluginRecord>,
-    by_name: Vec<Arc<LoadedPlugin>>,
-    by_pool_type: Vec<(String, Arc<LoadedPlugin>)>,
-    by_forward_mode: Vec<(String, Arc<LoadedPlugin>)>,
+    /// `records` with every lazily found plugin loaded (and refused if it fails), made on
+    /// the first call of [`Registry::records`].
+    verified: OnceLock<Vec<PluginRecord>>,
+    by_name: Vec<Arc<PluginSlot>>,
+    by_pool_type: Vec<(String, Arc<PluginSlot>)>,
+    by_forward_mode: Vec<(String, Arc<PluginSlot>)>,
+}
+
+/// The suffix of a plugin's manifest file: `librvirt_plugin_x.so.manifest` beside the
+/// plugin's real file (the target of a link), written by `rvirt plugin install`.
+pub const MANIFEST_SUFFIX: &str = ".manifest";
+
+/// A plugin found along the search path: loaded at scan time, or (when a manifest file
+/// describes it) on first use.
+pub(crate) struct PluginSlot {
+    path: PathBuf,
+    manifest: PluginManifest,
+    loaded: OnceLock<std::result::Result<Arc<LoadedPlugin>, LoadError>>,
+}
+
+impl PluginSlot {
+    fn loaded(path: PathBuf, p: Arc<LoadedPlugin>) -> Self {
+        let slot = Self {
+            path,
+            manifest: p.manifest.clone(),
+            loaded: OnceLock::new(),
+        };
+        let _ = slot.loaded.set(Ok(p));
+        slot
+    }
+
+    /// The plugin, loading it on first use. A plugin whose manifest file no longer says
+    /// what the plugin says is refused.
+    fn load(&self) -> std::result::Result<Arc<LoadedPlugin>, LoadError> {
+        self.loaded
+            .get_or_init(|| {
+                let p = load_file(&self.path)?;
+                let m = &p.manifest;
+                let ours = &self.manifest;
+                if m.name != ours.name
+                    || m.schemes != ours.schemes
+                    || m.pool_types != ours.pool_types
+                    || m.forward_modes != ours.forward_modes
+                {
+                    return Err(LoadError::Manifest {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "its manifest file says plugin '{}' serving {:?}/{:?}/{:?}, the plugin says '{}' serving {:?}/{:?}/{:?}: reinstall it",
+                            ours.name, ours.schemes, ours.pool_types, ours.forward_modes,
+                            m.name, m.schemes, m.pool_types, m.forward_modes
+                        ),
+                    });
+                }
+                Ok(p)
+            })
+            .clone()
+    }
+
+    /// [`PluginSlot::load`] as a host error.
+    fn get(&self) -> Result<Arc<LoadedPlugin>> {
+        self.load().map_err(|e| {
+            Error::driver(
+                api::ErrorCode::InternalError,
+                api::ErrorDomain::None,
+                format!("plugin '{}' cannot be loaded: {e}", self.manifest.name),
+            )
+        })
+    }
+}
+
+/// Reads the manifest file describing the plugin `path` (beside its real file): `None`
+/// when there is none, it is unreadable, it names another file or size, or this host
+/// would refuse its API version (the plugin is then loaded at once, which reports why).
+fn manifest_file(path: &Path) -> Option<PluginManifest> {
+    let real = path.canonicalize().ok()?;
+    let mut mpath = real.clone().into_os_string();
+    mpath.push(MANIFEST_SUFFIX);
+    let text = std::fs::read_to_string(mpath).ok()?;
+    let mut m = PluginManifest {
+        name: String::new(),
+        kind: String::new(),
+        schemes: Vec::new(),
+        pool_types: Vec::new(),
+        forward_modes: Vec::new(),
+        version: String::new(),
+        api_version: String::new(),
+        description: String::new(),
+    };
+    let (mut file, mut size) = (None, None);
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim() {
+            "name" => m.name = v.into(),
+            "kind" => m.kind = v.into(),
+            "version" => m.version = v.into(),
+            "api_version" => m.api_version = v.into(),
+            "description" => m.description = v.into(),
+            "schemes" => m.schemes = list(v),
+            "pool_types" => m.pool_types = list(v),
+            "forward_modes" => m.forward_modes = list(v),
+            "file" => file = Some(v.to_string()),
+            "size" => size = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    let meta = std::fs::metadata(&real).ok()?;
+    let fname = real.file_name()?.to_string_lossy().into_owned();
+    if file.as_deref() != Some(fname.as_str()) || size != Some(meta.len()) {
+        return None;
+    }
+    let v = semver::Version::parse(&m.api_version).ok()?;
+    let host = host_api_version();
+    if v.major != host.major || v.minor > host.minor || m.name.is_empty() {
+        return None;
+    }
+    if m.schemes.is_empty() && m.pool_types.is_empty() && m.forward_modes.is_empty() {
+        return None;
+    }
+    Some(m)
+}
+
+/// The text of a manifest file for `manifest`, describing the plugin file `file` of
+/// `size` bytes (what [`Registry::scan`] reads instead of loading the plugin).
+pub fn manifest_file_text(manifest: &PluginManifest, file: &str, size: u64) -> String {
+    let one = |s: &str| s.replace(['\n', '\r'], " ");
+    format!(
+        "# rvirt plugin manifest: the host reads it instead of loading the plugin at start\nname={}\nkind={}\nversion={}\napi_version={}\ndescription={}\nschemes={}\npool_types={}\nforward_modes={}\nfile={}\nsize={size}\n",
+        one(&manifest.name),
+        one(&manifest.kind),
+        one(&manifest.version),
+        one(&manifest.api_version),
+        one(&manifest.description),
+        manifest.schemes.join(","),
+        manifest.pool_types.join(","),
+        manifest.forward_modes.join(","),
+        one(file),
+    )
 }
 
 /// Records `pool_types` of the plugin in `path` in `taken` (pool type → file serving it),
@@ -270,12 +422,16 @@ fn claim_pool_types(
 
 impl Registry {
     /// Scans `search_path` in order, loading every `*.so` file found.
+    ///
+    /// A plugin described by a manifest file (`FILE.manifest` beside its real file, as
+    /// `rvirt plugin install` writes) is not loaded until first used: start-up reads small
+    /// text files instead of dlopen-ing every plugin.
     pub fn scan(search_path: Vec<PathBuf>) -> Self {
         let mut records = Vec::new();
-        let mut by_name: Vec<(PathBuf, Arc<LoadedPlugin>)> = Vec::new();
+        let mut by_name: Vec<(PathBuf, Arc<PluginSlot>)> = Vec::new();
         let mut taken: Vec<(String, PathBuf)> = Vec::new();
-        let mut by_pool_type: Vec<(String, Arc<LoadedPlugin>)> = Vec::new();
-        let mut by_forward_mode: Vec<(String, Arc<LoadedPlugin>)> = Vec::new();
+        let mut by_pool_type: Vec<(String, Arc<PluginSlot>)> = Vec::new();
+        let mut by_forward_mode: Vec<(String, Arc<PluginSlot>)> = Vec::new();
         for dir in &search_path {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -287,7 +443,15 @@ impl Registry {
             files.sort();
             for path in files {
                 let mut refused_pool_types = Vec::new();
-                let status = match load_file(&path) {
+                let found = match manifest_file(&path) {
+                    Some(manifest) => Ok(Arc::new(PluginSlot {
+                        path: path.clone(),
+                        manifest,
+                        loaded: OnceLock::new(),
+                    })),
+                    None => load_file(&path).map(|p| Arc::new(PluginSlot::loaded(path.clone(), p))),
+                };
+                let status = match found {
                     Ok(p) => match by_name
                         .iter()
                         .find(|(_, q)| q.manifest.name == p.manifest.name)
@@ -342,6 +506,7 @@ impl Registry {
         Self {
             search_path,
             records,
+            verified: OnceLock::new(),
             by_name: by_name.into_iter().map(|(_, p)| p).collect(),
             by_pool_type,
             by_forward_mode,
@@ -355,9 +520,10 @@ impl Registry {
         mode: &str,
         system_root: &Path,
     ) -> Result<crate::networks::plugin::PluginNetBackend> {
-        let Some((_, plugin)) = self.by_forward_mode.iter().find(|(t, _)| t == mode) else {
+        let Some((_, slot)) = self.by_forward_mode.iter().find(|(t, _)| t == mode) else {
             return Err(crate::network_bind::no_backend(mode, &self.searched()));
         };
+        let plugin = slot.get()?;
         let facet = plugin
             .network
             .ok_or_else(|| crate::network_bind::no_backend(mode, &self.searched()))?;
@@ -395,12 +561,13 @@ impl Registry {
         system_root: &Path,
         secrets: Option<crate::secrets_api::SecretsRoot>,
     ) -> Result<StorageBackend> {
-        let Some((_, plugin)) = self.by_pool_type.iter().find(|(t, _)| t == pool_type) else {
+        let Some((_, slot)) = self.by_pool_type.iter().find(|(t, _)| t == pool_type) else {
             return Err(Error::NoStorageBackend {
                 pool_type: pool_type.to_string(),
                 searched: self.searched(),
             });
         };
+        let plugin = slot.get()?;
         let facet = plugin.storage.ok_or_else(|| Error::NoStorageBackend {
             pool_type: pool_type.to_string(),
             searched: self.searched(),
@@ -426,8 +593,29 @@ impl Registry {
         ))
     }
 
-    /// Every file found, with what happened to it.
+    /// Every file found, with what happened to it. Plugins found through their manifest
+    /// file are loaded first (once), so that one that fails to load shows as refused.
     pub fn records(&self) -> &[PluginRecord] {
+        self.verified.get_or_init(|| {
+            let mut records = self.records.clone();
+            for r in &mut records {
+                if !matches!(r.status, PluginStatus::Loaded(_)) {
+                    continue;
+                }
+                if let Some(slot) = self.by_name.iter().find(|s| s.path == r.path) {
+                    r.status = match slot.load() {
+                        Ok(p) => PluginStatus::Loaded(p.manifest.clone()),
+                        Err(e) => PluginStatus::Refused(e),
+                    };
+                }
+            }
+            records
+        })
+    }
+
+    /// Every file found, as the scan saw it: plugins described by a manifest file are
+    /// reported from it, without loading them.
+    pub fn scanned(&self) -> &[PluginRecord] {
         &self.records
     }
 
@@ -454,7 +642,7 @@ impl Registry {
                 searched: self.searched(),
             });
         };
-        PluginBackend::open(plugin.clone(), uri, read_only, ctx)
+        PluginBackend::open(plugin.get()?, uri, read_only, ctx)
     }
 }
 

@@ -1,0 +1,174 @@
+//! The conformance kit against every plugin this workspace builds and against the
+//! hypervisor template's output (built outside the workspace), through the `rvirt-tck`
+//! binary as CI runs it. Needs `cargo build --workspace` first (the plugins' `.so`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+fn tck(file: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvirt-tck"))
+        .args(extra)
+        .arg(file)
+        .output()
+        .expect("run rvirt-tck");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), text)
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// The plugin shared objects of the workspace build.
+fn in_tree_plugins() -> Vec<PathBuf> {
+    let dir = rvirt_tests::profile_dir();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.ends_with(".so")
+                && (n.starts_with("librvirt_plugin_")
+                    || n.starts_with("librvirt_storage_")
+                    || n.starts_with("librvirt_network_"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_in_tree_plugin_is_conformant() {
+    let plugins = in_tree_plugins();
+    let names: Vec<String> = plugins
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "librvirt_plugin_test.so",
+        "librvirt_plugin_qemu.so",
+        "librvirt_storage_dir.so",
+        "librvirt_storage_fs.so",
+        "librvirt_network_bridge.so",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} is missing from {}: run `cargo build --workspace` first",
+            rvirt_tests::profile_dir().display()
+        );
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for p in &plugins {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        // QEMU's system and session URIs touch the machine: an embedded root instead.
+        let uri = format!(
+            "qemu:///embed?root={}",
+            scratch.path().join("qemu").display()
+        );
+        let mut extra: Vec<&str> = match name.as_str() {
+            "librvirt_plugin_qemu.so" => vec!["--uri", &uri],
+            "librvirt_plugin_vmware_desktop.so" => vec!["--uri", "vmwareplayer:///session"],
+            _ => vec![],
+        };
+        // Without VMware's `vmrun` the VMware Desktop driver answers no-support to every
+        // lifecycle call, before its read-only check (a finding for that plugin: libvirt
+        // refuses read-only callers first) and before looking the domain up; its
+        // definitions also need a file-backed disk. Those checks need vmrun.
+        if name == "librvirt_plugin_vmware_desktop.so" && !on_path("vmrun") {
+            for c in [
+                "hv.read-only",
+                "hv.errors",
+                "hv.lifecycle",
+                "hv.transient",
+                "hv.panic-caught",
+            ] {
+                extra.extend(["--skip", c]);
+            }
+        }
+        let (ok, text) = tck(p, &extra);
+        eprintln!("{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("PASS manifest")),
+            "{text}"
+        );
+        if !ok {
+            failures.push(format!("{name}:\n{text}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_hypervisor_template_is_conformant_out_of_the_box() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tckhv");
+    rvirt_templates::generate(
+        &dir,
+        &rvirt_templates::Options {
+            name: "tckhv".into(),
+            kind: rvirt_templates::Kind::Hypervisor,
+            version: "0.1.0".into(),
+            description: None,
+            sdk: rvirt_templates::SdkSource::Checkout(rvirt_tests::workspace_root()),
+        },
+    )
+    .unwrap();
+    let target = std::env::var_os("RVIRT_EXT_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| rvirt_tests::profile_dir().parent().unwrap().join("ext"));
+    let so = rvirt_templates::build(&dir, "tckhv", &target).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, text) = tck(&so, &[]);
+    assert!(ok, "{text}");
+    for check in [
+        "hv.read-only",
+        "hv.lifecycle",
+        "hv.events",
+        "hv.panic-caught",
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("PASS {check}")),
+            "{check} did not pass:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("conformant: 18 passed, 0 failed, 0 skipped"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_that_is_no_plugin_fails_with_the_reason_and_status_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("libnot.so");
+    std::fs::write(&f, b"not an ELF file").unwrap();
+    let (ok, text) = tck(&f, &[]);
+    assert!(!ok);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL symbol.version: the dynamic loader refused it")),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOT conformant: 0 passed, 1 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn skipped_checks_are_reported_as_skipped() {
+    let so = rvirt_tests::built("librvirt_plugin_test.so");
+    let (ok, text) = tck(&so, &["--skip", "hv.panic-caught", "--skip", "storage"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("SKIP hv.panic-caught: skipped by --skip"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SKIP storage.open.mock: skipped by --skip"),
+        "{text}"
+    );
+}
