@@ -198,6 +198,14 @@ macro_rules! driver_connection_methods {
                     xml: RStr<'_>,
                     flags: u32
                 ) -> PResult<RString> = "virConnectDomainXMLToNative";
+                /// Convert the hypervisor's native configuration (`format` names it, e.g.
+                /// `vmware-vmx`) to a domain XML document. Since 1.6.
+                fn domain_xml_from_native(
+                    &self,
+                    format: RStr<'_>,
+                    config: RStr<'_>,
+                    flags: u32
+                ) -> PResult<RString> = "virConnectDomainXMLFromNative";
             }
         }
     };

@@ -308,7 +308,7 @@ fn an_older_minor_does_not_extend_a_newer_one() {
     .unwrap_err();
     assert!(
         e.iter()
-            .any(|l| l.contains("field count 31 expected, 27 found")),
+            .any(|l| l.contains("field count 32 expected, 27 found")),
         "{e:#?}"
     );
 }

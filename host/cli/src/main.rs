@@ -135,6 +135,14 @@ enum Command {
     Capabilities,
     /// Attach to the domain's serial console (pty); Ctrl + ] detaches
     Console { domain: String },
+    /// Convert a native configuration (e.g. vmware-vmx) to a domain XML document
+    #[command(name = "domxml-from-native")]
+    DomxmlFromNative {
+        /// Native format, e.g. vmware-vmx
+        format: String,
+        /// Native configuration file
+        file: PathBuf,
+    },
     /// Convert a domain XML document to the hypervisor's native format (e.g. qemu-argv)
     #[command(name = "domxml-to-native")]
     DomxmlToNative {
@@ -471,6 +479,17 @@ fn run(cli: Cli) -> Result<()> {
                 .context("failed to get capabilities")?;
             print!("{caps}");
             if !caps.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+        Command::DomxmlFromNative { format, file } => {
+            let config = read_file(&file)?;
+            let xml = conn
+                .domain_xml_from_native(&format, &config, 0)
+                .with_context(|| format!("failed to convert '{}' from {format}", file.display()))?;
+            print!("{xml}");
+            if !xml.ends_with('\n') {
                 println!();
             }
             Ok(())

@@ -318,7 +318,9 @@ mod guard {
             | P::ConnectNetworkEventDeregisterAny
             | P::ConnectStoragePoolEventDeregisterAny
             | P::ConnectSecretEventDeregisterAny => r(Connect, &["connect:read"]),
-            P::ConnectDomainXmlToNative => r(Connect, &["connect:write"]),
+            P::ConnectDomainXmlToNative | P::ConnectDomainXmlFromNative => {
+                r(Connect, &["connect:write"])
+            }
             P::ConnectFindStoragePoolSources => r(Connect, &["connect:detect_storage_pools"]),
             // event registration; the events themselves are filtered by getattr on delivery
             // (`EventFilter`)

@@ -294,6 +294,12 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                 capabilities: c()?.get_capabilities().map_err(host_error)?,
             })
         }),
+        P::ConnectDomainXmlFromNative => call::<procs::ConnectDomainXmlFromNative>(payload, |a| {
+            let domain_xml = c()?
+                .domain_xml_from_native(&a.native_format, &a.native_config, a.flags)
+                .map_err(host_error)?;
+            Ok(ConnectDomainXmlFromNativeRet { domain_xml })
+        }),
         P::ConnectDomainXmlToNative => call::<procs::ConnectDomainXmlToNative>(payload, |a| {
             let native_config = c()?
                 .domain_xml_to_native(&a.native_format, &a.domain_xml, a.flags)

@@ -42,6 +42,7 @@ pub trait Backend: Send + Sync {
     fn get_os_type(&self, uuid: uuid::Uuid) -> Result<String>;
     fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool>;
     fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String>;
+    fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String>;
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

@@ -157,6 +157,12 @@ impl Connection {
         self.backend.domain_xml_to_native(format, xml, flags)
     }
 
+    /// `virConnectDomainXMLFromNative`: a domain document from the hypervisor's native
+    /// configuration (`format` e.g. `vmware-vmx`).
+    pub fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String> {
+        self.backend.domain_xml_from_native(format, config, flags)
+    }
+
     /// Registers `callback` for this connection's domain lifecycle events. The callback
     /// runs on the driver's thread: keep it quick and do not call the connection from it.
     pub fn subscribe_events(

@@ -1181,6 +1181,13 @@ impl Backend for PluginBackend {
         })
         .map(Into::into)
     }
+    fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String> {
+        self.call("virConnectDomainXMLFromNative", || {
+            self.conn
+                .domain_xml_from_native(RStr::from_str(format), RStr::from_str(config), flags)
+        })
+        .map(Into::into)
+    }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.subscribers

@@ -741,6 +741,17 @@ impl Backend for RemoteBackend {
             .native_config)
     }
 
+    fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String> {
+        let args = ConnectDomainXmlFromNativeArgs {
+            native_format: format.to_string(),
+            native_config: config.to_string(),
+            flags,
+        };
+        Ok(self
+            .call::<procs::ConnectDomainXmlFromNative>(&args)?
+            .domain_xml)
+    }
+
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let _serial = lock(&self.link.registration);
         // listen locally first, so events sent right after the registration reply are seen

@@ -208,6 +208,7 @@ remote_procedures! {
     #[ro] ConnectIsSecure = 149: () => ConnectIsSecureRet;
     #[ro] DomainIsActive = 150: DomainArgs => DomainIsActiveRet;
     #[ro] DomainIsPersistent = 151: DomainArgs => DomainIsPersistentRet;
+    ConnectDomainXmlFromNative = 135: ConnectDomainXmlFromNativeArgs => ConnectDomainXmlFromNativeRet;
     ConnectDomainXmlToNative = 136: ConnectDomainXmlToNativeArgs => ConnectDomainXmlToNativeRet;
     #[ro] ConnectNumOfSecrets = 139: () => NumRet;
     #[ro] ConnectListSecrets = 140: ConnectListSecretsArgs => ConnectListSecretsRet;
@@ -284,6 +285,10 @@ remote_procedures! {
 }
 
 xdr_structs! {
+    /// `remote_connect_domain_xml_from_native_args`.
+    ConnectDomainXmlFromNativeArgs { native_format: String, native_config: String, flags: u32 }
+    /// `remote_connect_domain_xml_from_native_ret`.
+    ConnectDomainXmlFromNativeRet { domain_xml: String }
     /// `remote_connect_domain_xml_to_native_args`.
     ConnectDomainXmlToNativeArgs { native_format: String, domain_xml: String, flags: u32 }
     /// `remote_connect_domain_xml_to_native_ret`.

@@ -1,6 +1,7 @@
-//! API 1.6, frozen. 1.6 appended `storage_pool_xml` to `HostServices`, so
-//! `HostServices`, the facets whose `open` takes it (`StorageFacet`, `NetworkFacet`) and
-//! the root module (`open_with_host`) are copied here. Everything else is 1.5's, reused
+//! API 1.6, frozen. 1.6 appended `storage_pool_xml` to `HostServices` and
+//! `domain_xml_from_native` to `DriverConnection`, so both traits, the facets whose `open`
+//! takes the host services (`StorageFacet`, `NetworkFacet`) and the root module are
+//! copied here. Everything else is 1.5's, reused
 //! from [`super::v1_5`] (which reuses 1.4's). Nothing here refers to a type outside
 //! `frozen/` (abi_stable and std types excepted).
 //!
@@ -8,11 +9,10 @@
 //! a later minor exists.
 
 pub use super::v1_5::{
-    ConnectionUri, DomainInfo, DomainRef, DriverConnection, DriverConnection_TO,
-    DriverConnectionBox, EventSink, EventSink_TO, EventSinkBox, FacetVersion, Lease, Manifest,
-    NetworkBackend, NetworkBackend_TO, NetworkBackendBox, NodeInfo, PResult, PluginError,
-    PoolRefresh, PortPlug, StateReason, StorageBackend, StorageBackend_TO, StorageBackendBox,
-    Stream, Stream_TO, StreamBox, UriParam, Uuid, VolumeSource,
+    ConnectionUri, DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, FacetVersion,
+    Lease, Manifest, NetworkBackend, NetworkBackend_TO, NetworkBackendBox, NodeInfo, PResult,
+    PluginError, PoolRefresh, PortPlug, StateReason, StorageBackend, StorageBackend_TO,
+    StorageBackendBox, Stream, Stream_TO, StreamBox, UriParam, Uuid, VolumeSource,
 };
 
 use abi_stable::{
@@ -57,6 +57,69 @@ pub trait HostServices: Send + Sync {
 }
 
 pub type HostServicesBox = HostServices_TO<'static, RBox<()>>;
+
+#[sabi_trait]
+pub trait DriverConnection: Send + Sync {
+    fn get_type(&self) -> PResult<RString>;
+    fn get_version(&self) -> PResult<u64>;
+    fn get_uri(&self) -> PResult<RString>;
+    fn get_hostname(&self) -> PResult<RString>;
+    fn get_capabilities(&self) -> PResult<RString>;
+    fn node_get_info(&self) -> PResult<NodeInfo>;
+    fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>>;
+    fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef>;
+    fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef>;
+    fn lookup_by_id(&self, id: i32) -> PResult<DomainRef>;
+    fn define_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
+    fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef>;
+    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef>;
+    fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()>;
+    fn suspend(&self, uuid: Uuid) -> PResult<()>;
+    fn resume(&self, uuid: Uuid) -> PResult<()>;
+    fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo>;
+    fn get_state(&self, uuid: Uuid) -> PResult<StateReason>;
+    fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString>;
+    fn is_persistent(&self, uuid: Uuid) -> PResult<bool>;
+    fn get_autostart(&self, uuid: Uuid) -> PResult<bool>;
+    #[sabi(last_prefix_field)]
+    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()>;
+
+    // ---- API 1.1 ----
+    fn get_vcpus_flags(&self, _uuid: Uuid, _flags: u32) -> PResult<i32> {
+        RResult::RErr(PluginError::no_support("virDomainGetVcpusFlags"))
+    }
+    fn get_os_type(&self, _uuid: Uuid) -> PResult<RString> {
+        RResult::RErr(PluginError::no_support("virDomainGetOSType"))
+    }
+    fn has_managed_save_image(&self, _uuid: Uuid, _flags: u32) -> PResult<bool> {
+        RResult::RErr(PluginError::no_support("virDomainHasManagedSaveImage"))
+    }
+
+    // ---- API 1.2 ----
+    fn domain_xml_to_native(
+        &self,
+        _format: RStr<'_>,
+        _xml: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RString> {
+        RResult::RErr(PluginError::no_support("virConnectDomainXMLToNative"))
+    }
+
+    // ---- API 1.6 ----
+    fn domain_xml_from_native(
+        &self,
+        _format: RStr<'_>,
+        _config: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RString> {
+        RResult::RErr(PluginError::no_support("virConnectDomainXMLFromNative"))
+    }
+}
+
+pub type DriverConnectionBox = DriverConnection_TO<'static, RBox<()>>;
 
 #[repr(C)]
 #[derive(StableAbi)]

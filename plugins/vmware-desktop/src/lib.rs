@@ -604,8 +604,8 @@ pub fn xml_to_native(format: &str, xml: &str) -> Result<String, PluginError> {
 }
 
 /// Converts `.vmx` text to domain XML (`domxml-from-native vmware-vmx`): relative file
-/// names are taken relative to `vmx_dir`. The plugin API has no method for it yet; the
-/// host reaches only [`xml_to_native`].
+/// names are taken relative to `vmx_dir`. Served as `domain_xml_from_native` (plugin API
+/// 1.6) with `/`.
 pub fn native_to_xml(format: &str, config: &str, vmx_dir: &Path) -> Result<String, PluginError> {
     if format != rvirt_vmx::NATIVE_FORMAT {
         return Err(err(
@@ -860,5 +860,16 @@ impl DriverConnection for VmwareConnection {
     ) -> PResult<RString> {
         checked!("virConnectDomainXMLToNative", flags, 0);
         res(xml_to_native(format.as_str(), xml.as_str()).map(RString::from))
+    }
+
+    fn domain_xml_from_native(
+        &self,
+        format: RStr<'_>,
+        config: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RString> {
+        checked!("virConnectDomainXMLFromNative", flags, 0);
+        // no .vmx file stands behind the text: file names are kept as written
+        res(native_to_xml(format.as_str(), config.as_str(), Path::new("/")).map(RString::from))
     }
 }

@@ -717,7 +717,11 @@ impl Tgtd {
             l.local_addr().unwrap().port()
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let ctl = (100 + std::process::id() % 100).to_string();
+        // tests of this binary run in parallel: each tgtd gets its own control socket
+        // number and target name
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ctl = (100 + (std::process::id() % 50) * 4 + n % 4).to_string();
         let child = Command::new("tgtd")
             .args(["-f", "-C", &ctl, "--iscsi"])
             .arg(format!("portal=127.0.0.1:{port}"))
@@ -725,7 +729,7 @@ impl Tgtd {
             .stderr(Stdio::null())
             .spawn()
             .expect("tgtd");
-        let iqn = format!("iqn.2026-12.org.rvirt:sm{}", std::process::id());
+        let iqn = format!("iqn.2026-12.org.rvirt:sm{}-{n}", std::process::id());
         let mut t = Tgtd {
             dir,
             port,

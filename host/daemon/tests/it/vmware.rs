@@ -120,6 +120,63 @@ fn virsh_vmware_domxml_to_native_through_rvirtd() {
         "{e}"
     );
 
+    // And back: the .vmx virsh got, converted to domain XML by domxml-from-native
+    // (plugin API 1.6, procedure 135), through virsh and the rvirt CLI over the daemon.
+    let vmx = write_file(d.root.path(), "remote-vm.vmx", &remote);
+    let out = virsh(
+        &uri,
+        &["domxml-from-native", "vmware-vmx", vmx.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let back = String::from_utf8_lossy(&out.stdout).into_owned();
+    for part in [
+        "<name>remote-vm</name>",
+        "<uuid>564d9bef-acd9-b4e0-c8f0-aea8b9103517</uuid>",
+        "<vcpu placement='static'>2</vcpu>",
+        "<source file='/vms/remote-vm/remote-vm.vmdk'/>",
+        "<mac address='00:50:56:91:48:c7' type='generated'/>",
+    ] {
+        assert!(back.contains(part), "{part} missing in:\n{back}");
+    }
+    let cli = Command::new(bin_dir.join("rvirt"))
+        .args(["-c", &uri, "domxml-from-native", "vmware-vmx"])
+        .arg(&vmx)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&cli.stdout).trim_end(),
+        back.trim_end()
+    );
+    let out = virsh(
+        &uri,
+        &["domxml-from-native", "xen-xl", vmx.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unsupported config type xen-xl"),
+        "the format is named"
+    );
+    // the read-only socket refuses it, as libvirt does
+    let ro = format!(
+        "vmwarews+unix:///session?socket={}",
+        d.socket_ro().display()
+    );
+    let out = virsh(
+        &ro,
+        &[
+            "-r",
+            "domxml-from-native",
+            "vmware-vmx",
+            vmx.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+
     // Listing works without vmrun.
     assert!(virsh(&uri, &["list", "--all"]).status.success());
 }
