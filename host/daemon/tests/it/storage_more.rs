@@ -1158,6 +1158,16 @@ fn a_tcg_guest_boots_from_an_iscsi_lun_and_reads_an_iscsi_direct_volume() {
     std::fs::write(t.lun_file(2), &marker).unwrap();
 
     let d = Rvirtd::start(None);
+    // QEMU outlives rvirtd by design: a failed run must not leave the guest behind
+    struct KillGuest;
+    impl Drop for KillGuest {
+        fn drop(&mut self) {
+            let _ = Command::new("pkill")
+                .args(["-f", "guest=iscsiguest,"])
+                .status();
+        }
+    }
+    let _reap = KillGuest;
     let uri = d.uri();
     let dir = d.root.path();
     let pool = write(dir, "ip.xml", &iscsi_pool_xml("ipool", &t, None));
