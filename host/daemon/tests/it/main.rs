@@ -179,6 +179,102 @@ impl Drop for Daemon {
     }
 }
 
+/// A client's event loop (`virsh net-event --loop` and the like) whose output is read
+/// line by line as it comes (virsh runs under `stdbuf -oL`), so a test waits for the
+/// events it expects instead of for a timeout that a loaded machine can outrun.
+pub struct EventWatch {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl EventWatch {
+    /// Starts `program args...` line-buffered; its stdout and stderr are collected.
+    pub fn spawn(program: &str, args: &[&str]) -> EventWatch {
+        use std::io::BufRead;
+        let mut child = Command::new("stdbuf")
+            .arg("-oL")
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} under stdbuf: {e}"));
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut o = out.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        EventWatch { child, out }
+    }
+
+    /// What the watcher printed so far.
+    pub fn seen(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Calls `probe` (something that makes an event) until `needle` shows in the output,
+    /// so the watcher is known to have registered its callbacks; at most 30 s.
+    pub fn ready(&self, needle: &str, mut probe: impl FnMut(u32)) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for round in 0.. {
+            probe(round);
+            let until = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < until {
+                if self.seen().contains(needle) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the event watcher never printed {needle:?}: {}",
+                self.seen()
+            );
+        }
+    }
+
+    /// Waits (at most 60 s) until every one of `wanted` shows in the output, then stops
+    /// the watcher and returns all it printed; panics naming what is missing.
+    pub fn wait_for(mut self, wanted: &[String]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = self.seen();
+            let missing: Vec<&String> = wanted.iter().filter(|w| !seen.contains(*w)).collect();
+            if missing.is_empty() {
+                return seen;
+            }
+            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                std::thread::sleep(Duration::from_millis(200));
+                let seen = self.seen();
+                let missing: Vec<&String> = wanted.iter().filter(|w| !seen.contains(*w)).collect();
+                assert!(
+                    missing.is_empty(),
+                    "events {missing:?} missing from:\n{seen}"
+                );
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Whether a tool needed by a test is missing; panics loudly unless skipping is allowed.
 pub fn missing(tool: &str, check: &mut Command) -> bool {
     let ok = check

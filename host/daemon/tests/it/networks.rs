@@ -3,9 +3,9 @@
 //! backend (forward mode `test`): no bridge is made, and the backend records what the
 //! host asked in `ROOT/test-network-calls.log`.
 
-use super::{Daemon, missing, write_file};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use super::{Daemon, EventWatch, missing, write_file};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 fn virsh(uri: &str, args: &[&str]) -> Output {
     Command::new("virsh")
@@ -54,14 +54,19 @@ fn virsh_manages_networks_through_rvirtd() {
     let ro = d.uri_ro();
     let dir = d.root.path().to_path_buf();
 
-    let mut events = Command::new("virsh")
-        .args(["-c", &uri, "net-event", "--loop", "--timeout", "4"])
-        .args(["--event", "lifecycle"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let events = EventWatch::spawn(
+        "virsh",
+        &["-c", &uri, "net-event", "--loop", "--event", "lifecycle"],
+    );
+    let probe = write_file(
+        &dir,
+        "probe.xml",
+        "<network><name>probe</name><ip address='10.79.0.1' prefix='24'/></network>",
+    );
+    events.ready("for network probe: Defined", |_| {
+        ok(&uri, &["net-define", probe.to_str().unwrap()]);
+        ok(&uri, &["net-undefine", "probe"]);
+    });
 
     let f = write_file(&dir, "n1.xml", NET);
     assert!(ok(&uri, &["net-define", f.to_str().unwrap()]).contains("Network n1 defined"));
@@ -195,19 +200,10 @@ fn virsh_manages_networks_through_rvirtd() {
         "{log}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while events.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "virsh net-event did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = events.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    for want in ["Defined", "Started", "Stopped", "Undefined"] {
-        assert!(
-            seen.contains(&format!("event 'lifecycle' for network n1: {want}")),
-            "{want} missing from {seen}"
-        );
-    }
+    events.wait_for(
+        &["Defined", "Started", "Stopped", "Undefined"]
+            .map(|want| format!("event 'lifecycle' for network n1: {want}")),
+    );
 }
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -503,14 +499,26 @@ fn the_rvirt_cli_manages_networks_over_the_remote_driver() {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let events = Command::new(&rvirt)
-        .args(["-c", &uri, "net-event", "--loop", "--timeout", "6"])
-        .env("RVIRT_PLUGIN_PATH", &bin_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let events = EventWatch::spawn(
+        "env",
+        &[
+            &format!("RVIRT_PLUGIN_PATH={}", bin_dir.display()),
+            rvirt.to_str().unwrap(),
+            "-c",
+            &uri,
+            "net-event",
+            "--loop",
+        ],
+    );
+    let probe = write_file(
+        &dir,
+        "probe.xml",
+        "<network><name>probe</name><ip address='10.79.0.1' prefix='24'/></network>",
+    );
+    events.ready("probe", |_| {
+        ok(&["net-define", probe.to_str().unwrap()]);
+        ok(&["net-undefine", "probe"]);
+    });
 
     let f = write_file(&dir, "n1.xml", NET);
     ok(&["net-define", f.to_str().unwrap()]);
@@ -569,13 +577,8 @@ fn the_rvirt_cli_manages_networks_over_the_remote_driver() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.to_lowercase().contains("network not found"), "{e}");
 
-    let out = events.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    for want in ["Defined", "Started", "Stopped", "Undefined"] {
-        assert!(
-            seen.contains(&format!("event 'lifecycle' for network n1: {want}")),
-            "{want} missing from {seen} ({})",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    events.wait_for(
+        &["Defined", "Started", "Stopped", "Undefined"]
+            .map(|want| format!("event 'lifecycle' for network n1: {want}")),
+    );
 }

@@ -3,7 +3,7 @@
 //! refusals, persistence across a restart, file modes, the `rvirt` CLI, and a trace log
 //! that never shows a value.
 
-use super::{Daemon, missing, write_file};
+use super::{Daemon, EventWatch, missing, write_file};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -420,32 +420,32 @@ fn virsh_sees_secret_events() {
     let uri = system_uri(&d.socket());
     let dir = d.root.path().to_path_buf();
     let watch = |event: &str| {
-        Command::new("virsh")
-            .args(["-c", &uri, "secret-event", "--loop", "--timeout", "3"])
-            .args(["--event", event])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        EventWatch::spawn(
+            "virsh",
+            &["-c", &uri, "secret-event", "--loop", "--event", event],
+        )
     };
     let lifecycle = watch("lifecycle");
     let changed = watch("value-changed");
-    std::thread::sleep(Duration::from_millis(700));
+    // both watchers have registered once they see a probe secret's events (no other
+    // secret exists in this daemon yet)
+    let probe_xml = write_file(&dir, "probe.xml", &ceph_xml(false));
+    let probe = |_| {
+        let p = define(&uri, &probe_xml);
+        ok(&uri, &["secret-set-value", &p, "--base64", &b64(VALUE)]);
+        ok(&uri, &["secret-undefine", &p]);
+    };
+    lifecycle.ready(": Defined", probe);
+    changed.ready("for secret", probe);
     let u = define(&uri, &write_file(&dir, "c.xml", &ceph_xml(false)));
     ok(&uri, &["secret-set-value", &u, "--base64", &b64(VALUE)]);
     ok(&uri, &["secret-undefine", &u]);
-    let lifecycle =
-        String::from_utf8_lossy(&lifecycle.wait_with_output().unwrap().stdout).into_owned();
-    let changed = String::from_utf8_lossy(&changed.wait_with_output().unwrap().stdout).into_owned();
-    assert!(
-        lifecycle.contains(&format!("for secret {u}: Defined"))
-            && lifecycle.contains(&format!("for secret {u}: Undefined")),
-        "{lifecycle}"
-    );
-    assert!(
-        changed.contains(&format!("for secret {u}")) && !changed.contains(VALUE),
-        "{changed}"
-    );
+    lifecycle.wait_for(&[
+        format!("for secret {u}: Defined"),
+        format!("for secret {u}: Undefined"),
+    ]);
+    let changed = changed.wait_for(&[format!("for secret {u}")]);
+    assert!(!changed.contains(VALUE), "{changed}");
 }
 
 /// The host's remote driver (what `rvirt -c qemu+unix://...` and embedders use) against

@@ -2,10 +2,10 @@
 //! a `dir` pool served by the storage-dir plugin (`qemu+unix:///system`, every path under
 //! the daemon's `--root`).
 
-use super::{Daemon, missing};
+use super::{Daemon, EventWatch, missing};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 fn virsh(uri: &str, args: &[&str]) -> Output {
     Command::new("virsh")
@@ -93,14 +93,24 @@ fn virsh_manages_a_dir_pool_through_rvirtd_and_a_restart_keeps_it() {
     let t = target.to_str().unwrap();
 
     // pool events, seen by an unmodified virsh
-    let mut events = Command::new("virsh")
-        .args(["-c", &uri, "pool-event", "--loop", "--timeout", "4"])
-        .args(["--event", "lifecycle"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let events = EventWatch::spawn(
+        "virsh",
+        &["-c", &uri, "pool-event", "--loop", "--event", "lifecycle"],
+    );
+    let probe_dir = root.join("pools/probe");
+    events.ready("for storage pool probe: Defined", |_| {
+        ok(
+            &uri,
+            &[
+                "pool-define-as",
+                "probe",
+                "dir",
+                "--target",
+                probe_dir.to_str().unwrap(),
+            ],
+        );
+        ok(&uri, &["pool-undefine", "probe"]);
+    });
 
     assert!(ok(&uri, &["pool-define-as", "p1", "dir", "--target", t]).contains("Pool p1 defined"));
     ok(&uri, &["pool-build", "p1"]);
@@ -184,20 +194,11 @@ fn virsh_manages_a_dir_pool_through_rvirtd_and_a_restart_keeps_it() {
     let e = fails(&uri, &["find-storage-pool-sources", "dir"]);
     assert!(e.contains("virConnectFindStoragePoolSources"), "{e}");
 
-    // the lifecycle events so far: virsh prints them when its --timeout ends the loop
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while events.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "virsh pool-event did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = events.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    for want in ["Defined", "Created", "Started"] {
-        assert!(
-            seen.contains(&format!("event 'lifecycle' for storage pool p1: {want}")),
-            "{want} missing from {seen}"
-        );
-    }
+    // the lifecycle events so far, as virsh printed them
+    events.wait_for(
+        &["Defined", "Created", "Started"]
+            .map(|want| format!("event 'lifecycle' for storage pool p1: {want}")),
+    );
 
     // a second pool, autostart but not started; p1 stays active across a restart
     let t2 = root.join("pools/p2");

@@ -1,8 +1,7 @@
 //! The real `virsh` against rvirtd.
 
-use crate::{Daemon, domain_xml, missing, write_file};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use crate::{Daemon, EventWatch, domain_xml, missing, write_file};
+use std::process::{Command, Output};
 
 fn no_virsh() -> bool {
     missing(
@@ -94,28 +93,22 @@ fn virsh_events() {
     }
     let d = Daemon::start();
     let uri = d.uri();
-    let watcher = Command::new("virsh")
-        .args(["-c", &uri, "event", "--all", "--loop", "--timeout", "6"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run virsh event");
-    // let the watcher register its callbacks
-    std::thread::sleep(Duration::from_millis(1000));
+    let watcher = EventWatch::spawn("virsh", &["-c", &uri, "event", "--all", "--loop"]);
+    // the watcher has registered its callbacks once it sees a probe domain's events
+    let probe = write_file(d.root.path(), "probe.xml", &domain_xml("probe"));
+    watcher.ready("for domain 'probe': Defined", |_| {
+        ok(&uri, &["define", probe.to_str().unwrap()]);
+        ok(&uri, &["undefine", "probe"]);
+    });
     let file = write_file(d.root.path(), "ev.xml", &domain_xml("ev1"));
     ok(&uri, &["define", file.to_str().unwrap()]);
     ok(&uri, &["start", "ev1"]);
     ok(&uri, &["destroy", "ev1"]);
     ok(&uri, &["undefine", "ev1"]);
-    let out = watcher.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["Defined", "Started", "Stopped", "Undefined"] {
-        assert!(
-            text.contains(&format!("for domain 'ev1': {word}")),
-            "missing {word} event in:\n{text}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    watcher.wait_for(
+        &["Defined", "Started", "Stopped", "Undefined"]
+            .map(|word| format!("for domain 'ev1': {word}")),
+    );
 }
 
 #[test]
