@@ -236,44 +236,14 @@ impl Driver {
             Ok(x) => x,
             Err(e) => return Err(early_fail(e, &overlays)),
         };
-        let mut line = format!("rvirt: starting {}", native.emulator);
-        for a in &args {
-            line.push(' ');
-            line.push_str(&command::shell_quote(a));
-        }
-        line.push('\n');
-        let _ = std::io::Write::write_all(&mut &log, line.as_bytes());
-        let mut cmd = Command::new(&native.emulator);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err_log))
-            .env("LC_ALL", "C");
-        // SAFETY: the closure runs in the child between fork and exec and only makes
-        // async-signal-safe system calls (setsid, fcntl) on memory it owns.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Its own session: QEMU must not die with the process that started it.
-                rustix::process::setsid().map_err(std::io::Error::from)?;
-                // SAFETY: `fd` is the monitor listener, open in the parent across fork.
-                let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
-                rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty())
-                    .map_err(std::io::Error::from)?;
-                for &t in &secret_raw {
-                    // SAFETY: the secrets' memfds are open in the parent across fork.
-                    let sfd = rustix::fd::BorrowedFd::borrow_raw(t);
-                    rustix::io::fcntl_setfd(sfd, rustix::io::FdFlags::empty())
-                        .map_err(std::io::Error::from)?;
-                }
-                for &t in &tap_fds {
-                    // SAFETY: the TAP descriptors are open in the parent across fork.
-                    let tfd = rustix::fd::BorrowedFd::borrow_raw(t);
-                    rustix::io::fcntl_setfd(tfd, rustix::io::FdFlags::empty())
-                        .map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = qemu_command(
+            &native.emulator,
+            &args,
+            (log, err_log),
+            fd,
+            secret_raw,
+            tap_fds,
+        );
         // The id is chosen and recorded (status file) under the root's id lock: no other
         // start of this root, in any process, picks it meanwhile.
         let ids = match FileLock::acquire(&self.paths.ids_lock(), Instant::now() + job_timeout()) {

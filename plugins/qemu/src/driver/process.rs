@@ -132,6 +132,58 @@ pub(super) fn append_log(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// The command that starts QEMU: logged to the domain's log file (stdout and stderr go
+/// there too), in its own session, inheriting the monitor listener `fd`, the secrets'
+/// memfds and the TAP descriptors (everything else is close-on-exec).
+pub(super) fn qemu_command(
+    emulator: &str,
+    args: &[String],
+    (log, err_log): (File, File),
+    fd: i32,
+    secret_raw: Vec<i32>,
+    tap_fds: Vec<i32>,
+) -> Command {
+    let mut line = format!("rvirt: starting {emulator}");
+    for a in args {
+        line.push(' ');
+        line.push_str(&command::shell_quote(a));
+    }
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut &log, line.as_bytes());
+    let mut cmd = Command::new(emulator);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .env("LC_ALL", "C");
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (setsid, fcntl) on memory it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Its own session: QEMU must not die with the process that started it.
+            rustix::process::setsid().map_err(std::io::Error::from)?;
+            // SAFETY: `fd` is the monitor listener, open in the parent across fork.
+            let bfd = rustix::fd::BorrowedFd::borrow_raw(fd);
+            rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::empty())
+                .map_err(std::io::Error::from)?;
+            for &t in &secret_raw {
+                // SAFETY: the secrets' memfds are open in the parent across fork.
+                let sfd = rustix::fd::BorrowedFd::borrow_raw(t);
+                rustix::io::fcntl_setfd(sfd, rustix::io::FdFlags::empty())
+                    .map_err(std::io::Error::from)?;
+            }
+            for &t in &tap_fds {
+                // SAFETY: the TAP descriptors are open in the parent across fork.
+                let tfd = rustix::fd::BorrowedFd::borrow_raw(t);
+                rustix::io::fcntl_setfd(tfd, rustix::io::FdFlags::empty())
+                    .map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 impl Driver {
     /// Reads and checks `run/NAME.status` (see the module documentation).
     pub(super) fn read_status(&self, name: &str) -> Option<Recorded> {
