@@ -9,10 +9,10 @@
 //! shared allocator ([`Ctx`]). The order of the calls is the order of PCI allocation:
 //! changing it changes every guest's addresses.
 //!
-//! Architecture invariant: nothing in `command/` talks to QEMU or the filesystem except
-//! existence checks of the files a domain names (and [`set_passwords`], which the driver
-//! calls on a QEMU that has not run its guest yet); spawning and supervision live in
-//! `crate::driver`.
+//! Architecture invariant: nothing in `command/` talks to QEMU or the host except
+//! existence checks of the files a domain names, the probe for a free VNC port and
+//! [`kvm_usable`] (and [`set_passwords`], which the driver calls on a QEMU that has not
+//! run its guest yet); spawning and supervision live in `crate::driver`.
 
 use rvirt_xml::{Domain, Element};
 use serde_json::Value;
