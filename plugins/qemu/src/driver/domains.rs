@@ -7,7 +7,22 @@
 //! (a temporary file renamed into place); the formats here are what other processes of
 //! the same root, older or newer, read.
 
-use super::*;
+use super::job::{FileLock, job_timeout};
+use super::{Driver, DriverError, Result, detail, io, perr, reason};
+use crate::command;
+use rvirt_qmp::Qmp;
+use rvirt_sdk::abi::{DomainRef, ErrorCode, ErrorDomain, PluginError, event, state};
+use rvirt_sdk::util::{no_domain, operation_invalid, to_abi_uuid};
+use rvirt_xml::{Domain, FormatOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The status file format version.
 pub(super) const STATUS_VERSION: u32 = 1;

@@ -5,7 +5,14 @@
 //!
 //! Architecture invariant: the driver lock is never held while waiting for a job.
 
-use super::*;
+use super::domains::Status;
+use super::{Driver, DriverError, Result, io, perr};
+use rvirt_sdk::abi::{ErrorCode, ErrorDomain, PluginError};
+use rvirt_sdk::util::no_domain;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub(super) fn env_ms(var: &str, default: Duration) -> Duration {
     std::env::var(var)

@@ -5,7 +5,24 @@
 //! Architecture invariant: no process spawn, `qemu-img` run or monitor command happens
 //! under the driver lock.
 
-use super::*;
+use super::domains::{Dom, Run, Stopping, mkdir_private};
+use super::job::{FileLock, Job, job_timeout, job_timeout_error, monitor_timeout};
+use super::monitor::fill_pty_paths;
+use super::process::{append_log, log_tail, proc_start_time, qemu_command, reap, wait_exit};
+use super::resources::PortGuard;
+use super::{Driver, DriverError, Result, detail, io, perr, reason};
+use crate::command::{self, BuildOptions, Monitor};
+use rvirt_qmp::Qmp;
+use rvirt_sdk::abi::{DomainRef, ErrorDomain, PluginError, event, state};
+use rvirt_sdk::util::{no_domain, operation_invalid};
+use serde_json::json;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Driver {
     pub(super) fn autostart(&'static self) {

@@ -30,37 +30,20 @@
 //! supervision, [`monitor`] QMP events, [`resources`] TAPs, network ports, secrets and
 //! volumes, [`lifecycle`] the state-changing calls.
 
-use crate::command::{self, BuildOptions, Monitor};
+use crate::command;
 use crate::paths::Paths;
-use rvirt_qmp::{Event, Qmp};
 use rvirt_sdk::{
     abi::{
         DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, HostServicesBox, PluginError,
-        abi_stable::std_types::{RResult, RStr},
-        event, state,
     },
     filter::{self, DomainFacts},
-    util::{no_domain, operation_invalid, to_abi_uuid},
+    util::no_domain,
 };
-use rvirt_xml::{Domain, FormatOptions};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use rvirt_xml::FormatOptions;
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    fs::File,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
-    os::unix::{
-        fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
-        net::UnixListener,
-        process::CommandExt,
-    },
+    collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc, Condvar, Mutex, MutexGuard, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock},
 };
 
 /// Errors of the driver's operations (converted to [`PluginError`] at the ABI edge).
@@ -181,11 +164,8 @@ mod monitor;
 mod process;
 mod resources;
 
-use domains::*;
-use job::*;
-use monitor::*;
-use process::*;
-use resources::*;
+use domains::{Dom, Emit, State, mkdir_private};
+use process::proc_cpu_ns;
 
 /// The driver of one root.
 pub struct Driver {
@@ -430,7 +410,15 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use super::domains::{Durability, stale_temp_owner, write_file};
+    use super::job::FileLock;
+    use super::monitor::fill_pty_paths;
+    use super::process::{holds_listener, proc_start_time, proc_uids};
     use super::*;
+    use rvirt_xml::Domain;
+    use serde_json::json;
+    use std::os::unix::net::UnixListener;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn pty_paths_fill_serial_and_console() {

@@ -6,7 +6,15 @@
 //! Architecture invariant: the driver lock is taken only to update state; events are
 //! emitted after it is released and no monitor command runs under it.
 
-use super::*;
+use super::domains::Emit;
+use super::process::append_log;
+use super::{Driver, Result, detail, perr, reason};
+use rvirt_qmp::{Event, Qmp};
+use rvirt_sdk::abi::{ErrorDomain, event, state};
+use rvirt_sdk::util::{no_domain, operation_invalid};
+use rvirt_xml::Domain;
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 impl Driver {
     pub(super) fn spawn_event_loop(

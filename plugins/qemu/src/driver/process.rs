@@ -7,7 +7,22 @@
 //! Architecture invariant: a pid read from disk is signalled only through a pidfd opened
 //! before the checks and found alive after them.
 
-use super::*;
+use super::domains::{Dom, Run, STATUS_VERSION, Status, Stopping};
+use super::monitor::fill_pty_paths;
+use super::{Driver, detail, reason};
+use crate::command;
+use rvirt_qmp::Qmp;
+use rvirt_sdk::abi::{event, state};
+use rvirt_xml::{Domain, FormatOptions};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What the checks of a status file found.
 pub(super) enum Recorded {

@@ -7,7 +7,12 @@
 //! Architecture invariant: anything made here is undone on failure (`PortGuard`, the
 //! TAPs' own drop).
 
-use super::*;
+use super::{Driver, DriverError, Result, io, perr};
+use crate::command::{self, BuildOptions, Monitor};
+use rvirt_sdk::abi::abi_stable::std_types::{RResult, RStr};
+use rvirt_xml::Domain;
+use std::collections::HashMap;
+use std::path::Path;
 
 impl Driver {
     pub(super) fn build_options(&self, monitor: Monitor, check: bool, dtype: &str) -> BuildOptions {
