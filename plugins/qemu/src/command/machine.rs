@@ -132,7 +132,11 @@ pub(super) fn head(
         .child("os")
         .cloned()
         .unwrap_or_else(|| Element::new("os"));
-    let (nvram, mut machine_opts, fw_args) = firmware(root, &os, &machine, &name, opts)?;
+    let Firmware {
+        nvram,
+        mut machine_opts,
+        fw_args,
+    } = firmware(root, &os, &machine, &name, opts)?;
     machine_opts.push("memory-backend=pc.ram".into());
     let acpi = root
         .child("features")
@@ -211,16 +215,25 @@ pub(super) fn head(
     })
 }
 
+/// What the firmware adds to the command line.
+struct Firmware {
+    /// NVRAM file to create from a template: (template, nvram).
+    nvram: Option<(PathBuf, PathBuf)>,
+    /// `-machine` options so far (type, pflash drives).
+    machine_opts: Vec<String>,
+    /// The pflash `-blockdev`s.
+    fw_args: Vec<String>,
+}
+
 /// The `-machine` options, pflash `-blockdev`s and NVRAM of UEFI firmware; the live
 /// `<os>` shows the loader and NVRAM chosen.
-#[allow(clippy::type_complexity)]
 fn firmware(
     root: &mut Element,
     os: &Element,
     machine: &str,
     name: &str,
     opts: &BuildOptions,
-) -> Result<(Option<(PathBuf, PathBuf)>, Vec<String>, Vec<String>), CommandError> {
+) -> Result<Firmware, CommandError> {
     let efi = os.attr("firmware") == Some("efi")
         || os.child("loader").and_then(|l| l.attr("type")) == Some("pflash");
     let mut nvram = None;
@@ -283,7 +296,11 @@ fn firmware(
                 .with_text(&vars),
         );
     }
-    Ok((nvram, machine_opts, fw_args))
+    Ok(Firmware {
+        nvram,
+        machine_opts,
+        fw_args,
+    })
 }
 
 /// The `-cpu` argument.

@@ -3,9 +3,10 @@
 //! links, the versioned status file of each running domain in `run/NAME.status` and
 //! the record of why a domain last stopped. Loading a root reads them back.
 //!
-//! Architecture invariant: every state file is written whole through [`write_file`]
-//! (a temporary file renamed into place); the formats here are what other processes of
-//! the same root, older or newer, read.
+//! Architecture invariant: every state file is replaced whole, never written in place
+//! ([`write_file`]: a temporary file renamed over it; the stop record: a symlink renamed
+//! over it); the formats here are what other processes of the same root, older or
+//! newer, read.
 
 use super::job::{FileLock, job_timeout};
 use super::{Driver, DriverError, Result, detail, io, perr, reason};
