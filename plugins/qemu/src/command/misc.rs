@@ -1,0 +1,192 @@
+//! The remaining devices: input (PS/2, USB, virtio), the memory balloon, watchdogs
+//! and random number generators.
+//!
+//! Architecture invariant: nothing here talks to QEMU or the filesystem.
+
+use super::address::{Pci, place, with_pci};
+use super::{CommandError, json_arg, push_device, set_alias};
+use rvirt_xml::Element;
+
+/// Input devices.
+pub(super) fn inputs(
+    pci: &mut Pci,
+    devs: &mut Element,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    let mut usb_port = 1;
+    for (k, i) in devs.children_named_mut("input").enumerate() {
+        let ty = i.attr("type").unwrap_or("mouse").to_string();
+        let bus = i.attr("bus").unwrap_or("ps2").to_string();
+        match bus.as_str() {
+            "ps2" => {
+                set_alias(i, &format!("input{k}"));
+            }
+            "usb" => {
+                let driver = match ty.as_str() {
+                    "tablet" => "usb-tablet",
+                    "mouse" => "usb-mouse",
+                    "keyboard" => "usb-kbd",
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "input type '{other}' is not supported"
+                        )));
+                    }
+                };
+                let alias = format!("input{k}");
+                set_alias(i, &alias);
+                push_device(
+                    tail_args,
+                    &obj! {"driver": driver, "id": alias, "bus": "usb.0", "port": usb_port.to_string()},
+                );
+                if i.child("address").is_none() {
+                    i.push(
+                        Element::new("address")
+                            .with_attr("type", "usb")
+                            .with_attr("bus", "0")
+                            .with_attr("port", &usb_port.to_string()),
+                    );
+                }
+                usb_port += 1;
+            }
+            "virtio" => {
+                let driver = match ty.as_str() {
+                    "tablet" => "virtio-tablet-pci",
+                    "mouse" => "virtio-mouse-pci",
+                    "keyboard" => "virtio-keyboard-pci",
+                    other => {
+                        return Err(CommandError::Unsupported(format!(
+                            "input type '{other}' is not supported"
+                        )));
+                    }
+                };
+                let alias = format!("input{k}");
+                set_alias(i, &alias);
+                let b = place(pci, i, false)?;
+                push_device(
+                    tail_args,
+                    &with_pci(obj! {"driver": driver, "id": alias}, b),
+                );
+            }
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "input bus '{other}' is not supported"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The memory balloon.
+pub(super) fn memballoon(
+    pci: &mut Pci,
+    devs: &mut Element,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    for b in devs.children_named_mut("memballoon") {
+        match b.attr("model").unwrap_or("virtio") {
+            "none" => {}
+            "virtio" => {
+                set_alias(b, "balloon0");
+                let bus = place(pci, b, false)?;
+                push_device(
+                    tail_args,
+                    &with_pci(obj! {"driver": "virtio-balloon-pci", "id": "balloon0"}, bus),
+                );
+            }
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "memballoon model '{other}' is not supported"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Watchdogs and their action.
+pub(super) fn watchdogs(
+    pci: &mut Pci,
+    devs: &mut Element,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    for (k, w) in devs.children_named_mut("watchdog").enumerate() {
+        let model = w.attr("model").unwrap_or("i6300esb").to_string();
+        let alias = format!("watchdog{k}");
+        set_alias(w, &alias);
+        match model.as_str() {
+            "i6300esb" => {
+                let b = place(pci, w, true)?;
+                push_device(
+                    tail_args,
+                    &with_pci(obj! {"driver": "i6300esb", "id": alias}, b),
+                );
+            }
+            "ib700" => push_device(tail_args, &obj! {"driver": "ib700", "id": alias}),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "watchdog model '{other}' is not supported"
+                )));
+            }
+        }
+        let action = w.attr("action").unwrap_or("reset").to_string();
+        let qaction = match action.as_str() {
+            "reset" | "shutdown" | "poweroff" | "pause" | "none" => action.clone(),
+            "inject-nmi" => "inject-nmi".into(),
+            "dump" => "pause".into(),
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "watchdog action '{other}' is not supported"
+                )));
+            }
+        };
+        tail_args.push("-watchdog-action".into());
+        tail_args.push(qaction);
+    }
+    Ok(())
+}
+
+/// Random number generators (virtio-rng and its backend object).
+pub(super) fn rngs(
+    pci: &mut Pci,
+    devs: &mut Element,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    for (k, r) in devs.children_named_mut("rng").enumerate() {
+        if r.attr("model").unwrap_or("virtio") != "virtio" {
+            return Err(CommandError::Unsupported(
+                "rng model must be 'virtio'".into(),
+            ));
+        }
+        let backend = r.child("backend");
+        let obj = format!("objrng{k}");
+        let o = match backend.and_then(|b| b.attr("model")).unwrap_or("random") {
+            "random" => {
+                let f = backend
+                    .map(|b| b.text().trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "/dev/urandom".into());
+                obj! {"qom-type": "rng-random", "id": obj, "filename": f}
+            }
+            "builtin" => obj! {"qom-type": "rng-builtin", "id": obj},
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "rng backend '{other}' is not supported"
+                )));
+            }
+        };
+        let alias = format!("rng{k}");
+        set_alias(r, &alias);
+        let b = place(pci, r, false)?;
+        tail_args.push("-object".into());
+        tail_args.push(json_arg(&o));
+        push_device(
+            tail_args,
+            &with_pci(
+                obj! {"driver": "virtio-rng-pci", "rng": obj, "id": alias},
+                b,
+            ),
+        );
+    }
+    Ok(())
+}
