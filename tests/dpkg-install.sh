@@ -142,7 +142,7 @@ out=$(virsh -c "qemu+unix:///system?socket=$sock" list --all 2>&1) ||
     fail "virsh list --all on qemu:///system failed: $out"
 expect_no_plugin test test default
 out=$(/usr/bin/rvirt plugin served --root "$root") || fail "rvirt plugin served: $out"
-echo "$out" | grep -q '^qemu:// .*qemu.*/usr/lib/rvirt/plugins/librvirt_plugin_qemu.so' ||
+echo "$out" | grep -q '^ *qemu:// .*qemu.*/usr/lib/rvirt/plugins/librvirt_plugin_qemu.so' ||
     fail "rvirt plugin served does not name the installed qemu plugin: $out"
 
 # 3. Remove the backend only.

@@ -194,7 +194,7 @@ enum PluginCommand {
         /// The daemon's --root DIR (reads DIR/run/plugins.json)
         #[arg(long, value_name = "DIR", conflicts_with = "socket")]
         root: Option<PathBuf>,
-        /// A socket of the daemon (reads plugins.json beside it)
+        /// A socket of the daemon in its run directory (reads plugins.json beside it)
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },

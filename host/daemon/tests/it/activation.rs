@@ -85,7 +85,7 @@ fn socket_activated_rvirtd_serves_the_passed_sockets() {
         .arg(format!("--setenv=RVIRT_PLUGIN_PATH={}", bin_dir.display()))
         .arg(format!(
             "--setenv=RUST_LOG={}",
-            std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "info".into())
+            std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into())
         ))
         .arg(&bin)
         .arg("--root")
@@ -164,14 +164,14 @@ fn socket_activated_rvirtd_serves_the_passed_sockets() {
         bin_dir.join("librvirt_plugin_test.so").canonicalize().unwrap()
     );
     let o = Command::new(rvirt_tests::built("rvirt"))
-        .args(["plugin", "served", "--socket"])
-        .arg(&rw)
+        .args(["plugin", "served", "--root"])
+        .arg(root.path())
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        out.lines().any(|l| l.starts_with("test://")
+        out.lines().any(|l| l.trim_start().starts_with("test://")
             && l.contains(" test ")
             && l.contains(env!("CARGO_PKG_VERSION"))),
         "{out}"

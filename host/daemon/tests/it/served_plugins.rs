@@ -74,16 +74,19 @@ struct Daemon {
 impl Daemon {
     fn start(root: &Path, plugins: &Path) -> Daemon {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("rvirtd.log"))
+            .unwrap();
         let child = Command::new(&bin)
             .arg("--root")
             .arg(root)
-            // only the demo plugin: the report then lists what the test loads
+            // the demo plugin first (the workspace's plugins beside rvirtd are found too)
             .env("RVIRT_PLUGIN_PATH", plugins)
-            .env(
-                "RUST_LOG",
-                std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("cannot start rvirtd");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -130,6 +133,17 @@ impl Daemon {
             .unwrap_or_else(|| panic!("{NAME} is not in the report"));
         assert_eq!(p["schemes"][0], NAME, "{p}");
         p["version"].as_str().unwrap().to_string()
+    }
+
+    /// Whether the daemon's log has a line saying the demo plugin at `version` loaded.
+    fn logged(&self, version: &str) -> bool {
+        let log = std::fs::read_to_string(self.root.join("rvirtd.log")).unwrap();
+        log.lines().any(|l| {
+            l.contains("plugin loaded")
+                && l.contains(NAME)
+                && l.contains(version)
+                && l.contains("api")
+        })
     }
 
     fn stop(mut self) {
@@ -196,8 +210,10 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     switch(&link, &a);
     let d = Daemon::start(&root, &plugins);
     assert!(d.served().is_none(), "{NAME} loaded before any use");
+    assert!(!d.logged("0.1.0"));
     d.connect();
     assert_eq!(d.served_version(), "0.1.0");
+    assert!(d.logged("0.1.0"), "no log line for the load of {NAME} 0.1.0");
     let p = d.served().unwrap();
     assert_eq!(Path::new(p["file"].as_str().unwrap()), link);
     assert_eq!(Path::new(p["real_file"].as_str().unwrap()), a);
@@ -209,7 +225,7 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success()
-            && out.lines().any(|l| l.starts_with(&format!("{NAME}://"))
+            && out.lines().any(|l| l.trim_start().starts_with(&format!("{NAME}://"))
                 && l.contains("0.1.0")
                 && l.contains(&a.display().to_string())),
         "{}",
@@ -225,6 +241,7 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     assert!(d.served().is_none(), "{NAME} loaded before any use");
     d.connect();
     assert_eq!(d.served_version(), "0.2.0");
+    assert!(d.logged("0.2.0"), "no log line for the load of {NAME} 0.2.0");
     assert_eq!(
         Path::new(d.served().unwrap()["real_file"].as_str().unwrap()),
         b
