@@ -155,7 +155,7 @@ expect_no_plugin qemu qemu system
 stop_daemon
 
 # 4. Remove everything (the trap purges and checks nothing is left).
-dpkg --purge rvirt-plugin-qemu rvirtd rvirt >/dev/null || fail "dpkg --purge failed"
+dpkg --purge rvirtd rvirt >/dev/null || fail "dpkg --purge failed"
 installed=()
 left=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 'rvirt*' 2>/dev/null |
     awk '$1 != "un" { print $2 }' || true)

@@ -377,9 +377,9 @@ fn served_file(root: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf> {
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) => Ok(PathBuf::from(d).join("rvirt").join(SERVED_FILE)),
-        None => bail!(
-            "XDG_RUNTIME_DIR is not set: name the daemon with --root DIR or --socket PATH"
-        ),
+        None => {
+            bail!("XDG_RUNTIME_DIR is not set: name the daemon with --root DIR or --socket PATH")
+        }
     }
 }
 
@@ -430,7 +430,11 @@ pub fn served(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Result<
             .into_iter()
             .map(|s| format!("{s}://"))
             .collect();
-        serves.extend(strs(p, "pool_types").into_iter().map(|t| format!("pool {t}")));
+        serves.extend(
+            strs(p, "pool_types")
+                .into_iter()
+                .map(|t| format!("pool {t}")),
+        );
         serves.extend(
             strs(p, "forward_modes")
                 .into_iter()

@@ -80,7 +80,9 @@ pub unsafe fn take_from_env() -> Result<Vec<Activated>, ActivationError> {
         .trim()
         .parse()
         .map_err(|_| ActivationError::Count(count.clone()))?;
-    let names: Vec<&str> = names.as_deref().map_or_else(Vec::new, |n| n.split(':').collect());
+    let names: Vec<&str> = names
+        .as_deref()
+        .map_or_else(Vec::new, |n| n.split(':').collect());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let raw = LISTEN_FDS_START + i as RawFd;
@@ -249,9 +251,17 @@ mod tests {
         let l = std::os::unix::net::UnixListener::bind(tmp.path().join("s")).unwrap();
         assert!(check_listening_unix_stream(&l).is_ok());
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(check_listening_unix_stream(&a).unwrap_err().contains("listening"));
+        assert!(
+            check_listening_unix_stream(&a)
+                .unwrap_err()
+                .contains("listening")
+        );
         let dg = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        assert!(check_listening_unix_stream(&dg).unwrap_err().contains("stream"));
+        assert!(
+            check_listening_unix_stream(&dg)
+                .unwrap_err()
+                .contains("stream")
+        );
         let f = std::fs::File::open("/dev/null").unwrap();
         assert!(check_listening_unix_stream(&f).is_err());
     }

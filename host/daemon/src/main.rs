@@ -128,8 +128,18 @@ async fn run(
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
     for (socket, path, mode, read_only) in [
-        (activated.rw.take(), layout.rw_socket(), config.rw_mode()?, false),
-        (activated.ro.take(), layout.ro_socket(), config.ro_mode()?, true),
+        (
+            activated.rw.take(),
+            layout.rw_socket(),
+            config.rw_mode()?,
+            false,
+        ),
+        (
+            activated.ro.take(),
+            layout.ro_socket(),
+            config.ro_mode()?,
+            true,
+        ),
     ] {
         match socket {
             Some(s) => {

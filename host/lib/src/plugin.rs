@@ -531,9 +531,8 @@ impl Registry {
                         loaded: OnceLock::new(),
                         hook: Arc::clone(&hook),
                     })),
-                    None => load_file(&path).map(|p| {
-                        Arc::new(PluginSlot::loaded(path.clone(), p, Arc::clone(&hook)))
-                    }),
+                    None => load_file(&path)
+                        .map(|p| Arc::new(PluginSlot::loaded(path.clone(), p, Arc::clone(&hook)))),
                 };
                 let status = match found {
                     Ok(p) => match by_name
@@ -596,11 +595,7 @@ impl Registry {
             let schemes = m
                 .schemes
                 .iter()
-                .filter(|s| {
-                    !by_name[..i]
-                        .iter()
-                        .any(|q| q.manifest.schemes.contains(*s))
-                })
+                .filter(|s| !by_name[..i].iter().any(|q| q.manifest.schemes.contains(*s)))
                 .cloned()
                 .collect();
             let mine = |list: &[(String, Arc<PluginSlot>)]| -> Vec<String> {

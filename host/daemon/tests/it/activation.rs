@@ -113,7 +113,11 @@ fn socket_activated_rvirtd_serves_the_passed_sockets() {
     let domain = root.path().join("d.xml");
     std::fs::write(&domain, crate::domain_xml("act1")).unwrap();
     let o = virsh(&uri, &["define", domain.to_str().unwrap()]);
-    assert!(o.status.success(), "define on the read-write socket: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "define on the read-write socket: {}",
+        text(&o)
+    );
 
     // the read-only socket answers queries and refuses changes
     let uri_ro = format!("test+unix:///default?socket={}", ro.display());
@@ -124,7 +128,11 @@ fn socket_activated_rvirtd_serves_the_passed_sockets() {
         text(&o)
     );
     let o = virsh(&uri_ro, &["start", "act1"]);
-    assert!(!o.status.success(), "start on the read-only socket: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "start on the read-only socket: {}",
+        text(&o)
+    );
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("read only access prevents"),
         "{}",
@@ -161,7 +169,10 @@ fn socket_activated_rvirtd_serves_the_passed_sockets() {
     assert_eq!(test["api_version"], rvirt_host::PLUGIN_API_VERSION);
     assert_eq!(
         Path::new(test["real_file"].as_str().unwrap()),
-        bin_dir.join("librvirt_plugin_test.so").canonicalize().unwrap()
+        bin_dir
+            .join("librvirt_plugin_test.so")
+            .canonicalize()
+            .unwrap()
     );
     let o = Command::new(rvirt_tests::built("rvirt"))
         .args(["plugin", "served", "--root"])

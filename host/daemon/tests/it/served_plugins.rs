@@ -213,7 +213,10 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     assert!(!d.logged("0.1.0"));
     d.connect();
     assert_eq!(d.served_version(), "0.1.0");
-    assert!(d.logged("0.1.0"), "no log line for the load of {NAME} 0.1.0");
+    assert!(
+        d.logged("0.1.0"),
+        "no log line for the load of {NAME} 0.1.0"
+    );
     let p = d.served().unwrap();
     assert_eq!(Path::new(p["file"].as_str().unwrap()), link);
     assert_eq!(Path::new(p["real_file"].as_str().unwrap()), a);
@@ -225,9 +228,11 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success()
-            && out.lines().any(|l| l.trim_start().starts_with(&format!("{NAME}://"))
-                && l.contains("0.1.0")
-                && l.contains(&a.display().to_string())),
+            && out
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{NAME}://"))
+                    && l.contains("0.1.0")
+                    && l.contains(&a.display().to_string())),
         "{}",
         text(&o)
     );
@@ -241,7 +246,10 @@ fn the_report_names_the_version_serving_a_scheme_across_an_upgrade() {
     assert!(d.served().is_none(), "{NAME} loaded before any use");
     d.connect();
     assert_eq!(d.served_version(), "0.2.0");
-    assert!(d.logged("0.2.0"), "no log line for the load of {NAME} 0.2.0");
+    assert!(
+        d.logged("0.2.0"),
+        "no log line for the load of {NAME} 0.2.0"
+    );
     assert_eq!(
         Path::new(d.served().unwrap()["real_file"].as_str().unwrap()),
         b
