@@ -2,7 +2,7 @@
 # Builds Debian packages per component with dpkg-deb, so an operator installs only what
 # they need:
 #   rvirt                 the CLI, with bash/zsh completions and man pages
-#   rvirtd                the daemon, with its systemd service unit
+#   rvirtd                the daemon, with its systemd service and socket units
 #   rvirt-plugin-NAME     one per plugin (into /usr/lib/rvirt/plugins)
 #   rvirt-sdk-tools       rvirt-tck (conformance kit) and rvirt-registry (packages)
 #
@@ -59,7 +59,9 @@ pkg rvirt "rvirt command-line client (virsh-compatible commands)" ""
 # rvirtd: the daemon and its unit. Plugins come in their own packages.
 d=$work/rvirtd
 install -D -m 0755 "$bin/rvirtd" "$d/usr/sbin/rvirtd"
-install -D -m 0644 packaging/systemd/rvirtd.service "$d/lib/systemd/system/rvirtd.service"
+for unit in rvirtd.service rvirtd.socket rvirtd-ro.socket; do
+    install -D -m 0644 "packaging/systemd/$unit" "$d/lib/systemd/system/$unit"
+done
 mkdir -p "$d/usr/lib/rvirt/plugins" "$d/var/lib/rvirt/plugins"
 pkg rvirtd "rvirt daemon serving libvirt's remote protocol; install the rvirt-plugin-* packages of the backends you need" ""
 

@@ -8,3 +8,5 @@ for fixture in tests/fixtures/*/Cargo.toml; do
     cargo build --locked --quiet --manifest-path "$fixture" --target-dir "${CARGO_TARGET_DIR:-target}/fixtures"
 done
 cargo test --workspace --locked
+# The packages installed into this machine with dpkg (as root; removed again after).
+tests/dpkg-install.sh

@@ -51,8 +51,35 @@ fn installed_plugins_load_on_first_use_and_stale_manifests_are_refused() {
 
     let rt = rvirt_host::Runtime::with_search_path(vec![plugins.clone()]);
     assert!(!mapped(&real), "the plugin was loaded at start");
+    assert!(rt.served_plugins().is_empty(), "served before any use");
+    // the load observer hears of the first load, once
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    assert!(
+        rt.set_load_observer(std::sync::Arc::new(move |p: &rvirt_host::ServedPlugin| {
+            sink.lock().unwrap().push(p.clone())
+        }))
+    );
     let conn = rt.open("test:///default", false).unwrap();
     assert!(mapped(&real), "the plugin was not loaded on first use");
+    let _again = rt.open("test:///default", false).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(rt.served_plugins(), seen);
+    let p = &seen[0];
+    assert_eq!(
+        (p.name.as_str(), p.version.as_str(), p.api_version.as_str()),
+        (
+            "test",
+            env!("CARGO_PKG_VERSION"),
+            rvirt_host::PLUGIN_API_VERSION
+        )
+    );
+    assert_eq!(p.file, plugins.join("librvirt_plugin_test.so"));
+    assert_eq!(p.real_file, real);
+    assert_eq!(p.schemes, vec!["test"]);
+    assert_eq!(p.pool_types, vec!["mock"]);
+    assert_eq!(p.forward_modes, vec!["test"]);
     assert!(
         conn.list_all_domains(0)
             .unwrap()

@@ -1,7 +1,8 @@
 //! `packaging/build-debs.sh` makes one Debian package per component from the workspace
 //! build; a root holding only the CLI and the qemu plugin package serves `qemu` and names
 //! the missing backend for `test:///default`. (Installing with `dpkg -i` into the machine
-//! and socket activation are not tested here.) Needs `cargo build --workspace` first.
+//! is `tests/dpkg-install.sh`; socket activation is rvirtd's `activation` test.) Needs
+//! `cargo build --workspace` first.
 
 use std::{path::Path, process::Command};
 
@@ -73,7 +74,24 @@ fn one_package_per_component_and_only_installed_backends_serve() {
         .arg(deb("rvirtd"))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&list.stdout).contains("lib/systemd/system/rvirtd.service"));
+    let list = String::from_utf8_lossy(&list.stdout);
+    for unit in ["rvirtd.service", "rvirtd.socket", "rvirtd-ro.socket"] {
+        assert!(
+            list.contains(&format!("lib/systemd/system/{unit}")),
+            "{unit} not in the rvirtd package:\n{list}"
+        );
+    }
+    let depends = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb("rvirtd"))
+        .arg("Depends")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&depends.stdout).contains("plugin"),
+        "rvirtd depends on a plugin: {}",
+        String::from_utf8_lossy(&depends.stdout)
+    );
 
     let root = tmp.path().join("root");
     extract(&deb("rvirt"), &root);

@@ -188,6 +188,16 @@ enum PluginCommand {
         #[command(flatten)]
         registry: plugins::RegistryArgs,
     },
+    /// Which plugin, at which version, a running rvirtd serves each scheme, pool type and
+    /// forward mode with (the plugins it has loaded; read from its run directory)
+    Served {
+        /// The daemon's --root DIR (reads DIR/run/plugins.json)
+        #[arg(long, value_name = "DIR", conflicts_with = "socket")]
+        root: Option<PathBuf>,
+        /// A socket of the daemon in its run directory (reads plugins.json beside it)
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     #[command(flatten)]
     Manage(plugins::PluginManage),
 }
@@ -270,6 +280,9 @@ fn run(cli: Cli) -> Result<()> {
                 plugin_list(json)
             };
         }
+        Command::Plugin {
+            command: PluginCommand::Served { root, socket },
+        } => return plugins::served(root.as_deref(), socket.as_deref(), json),
         Command::Plugin {
             command: PluginCommand::Manage(_),
         } => {

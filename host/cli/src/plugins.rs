@@ -1,5 +1,5 @@
-//! `rvirt plugin new|search|install|upgrade|remove|list --available`: plugin projects and
-//! the registry, on the operator's side.
+//! `rvirt plugin new|search|install|upgrade|remove|list --available|served`: plugin
+//! projects and the registry, on the operator's side, and what a running rvirtd serves.
 
 use crate::table::Table;
 use anyhow::{Context, Result, bail};
@@ -10,7 +10,7 @@ use rvirt_registry::{
     install::{InstallError, Installer, Outcome, parse_spec},
 };
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where packages come from and go, overriding the registry configuration
 /// (`/etc/rvirt/registry.toml` or `$RVIRT_REGISTRY_CONFIG`).
@@ -351,5 +351,113 @@ pub fn list_available(args: &RegistryArgs, json: bool) -> Result<()> {
     for n in notes {
         println!("{n}");
     }
+    Ok(())
+}
+
+/// The name of the report rvirtd keeps in its run directory (see rvirtd's
+/// `plugin_report` module).
+const SERVED_FILE: &str = "plugins.json";
+/// The report format this CLI reads.
+const SERVED_FORMAT: u64 = 1;
+
+/// The report of the daemon at `--root DIR` or behind `--socket PATH`, else of the system
+/// daemon (root) or the session daemon (`$XDG_RUNTIME_DIR/rvirt`).
+fn served_file(root: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf> {
+    if let Some(root) = root {
+        return Ok(root.join("run").join(SERVED_FILE));
+    }
+    if let Some(socket) = socket {
+        let dir = socket
+            .parent()
+            .with_context(|| format!("socket path {} has no directory", socket.display()))?;
+        return Ok(dir.join(SERVED_FILE));
+    }
+    if rustix::process::getuid().is_root() {
+        return Ok(PathBuf::from("/run/rvirt").join(SERVED_FILE));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Ok(PathBuf::from(d).join("rvirt").join(SERVED_FILE)),
+        None => {
+            bail!("XDG_RUNTIME_DIR is not set: name the daemon with --root DIR or --socket PATH")
+        }
+    }
+}
+
+/// `rvirt plugin served`: prints what rvirtd serves with which plugin version.
+pub fn served(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Result<()> {
+    let file = served_file(root, socket)?;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no running rvirtd reports its plugins in {} (rvirtd writes it while it runs)",
+            file.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plugin report", file.display()))?;
+    let format = v["format"].as_u64().unwrap_or(0);
+    if format != SERVED_FORMAT {
+        bail!(
+            "{} has report format {format}; this rvirt reads format {SERVED_FORMAT}",
+            file.display()
+        );
+    }
+    let pid = v["pid"].as_u64().unwrap_or(0);
+    if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+        eprintln!(
+            "warning: the rvirtd that wrote {} (pid {pid}) is not running: the report is stale",
+            file.display()
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut t = Table::new(&["Serves", "Plugin", "Version", "API", "File"]);
+    let strs = |p: &serde_json::Value, k: &str| -> Vec<String> {
+        p[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for p in v["plugins"].as_array().map_or(&[][..], Vec::as_slice) {
+        let s = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+        let mut serves: Vec<String> = strs(p, "schemes")
+            .into_iter()
+            .map(|s| format!("{s}://"))
+            .collect();
+        serves.extend(
+            strs(p, "pool_types")
+                .into_iter()
+                .map(|t| format!("pool {t}")),
+        );
+        serves.extend(
+            strs(p, "forward_modes")
+                .into_iter()
+                .map(|m| format!("network {m}")),
+        );
+        if serves.is_empty() {
+            serves.push("-".into());
+        }
+        let file = if p["real_file"] != p["file"] {
+            format!("{} -> {}", s("file"), s("real_file"))
+        } else {
+            s("file")
+        };
+        for what in serves {
+            t.row(vec![
+                what,
+                s("name"),
+                s("version"),
+                s("api_version"),
+                file.clone(),
+            ]);
+        }
+    }
+    print!("{}", t.render());
     Ok(())
 }

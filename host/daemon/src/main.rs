@@ -7,10 +7,12 @@
 //! ```
 
 mod access;
+mod activation;
 mod client;
 mod config;
 mod dispatch;
 mod outbox;
+mod plugin_report;
 mod served;
 mod server;
 mod streams;
@@ -45,6 +47,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.
+    let activated = unsafe { activation::take_from_env() };
     if let Some(root) = &args.root {
         let root = std::path::absolute(root).context("cannot resolve --root")?;
         // SAFETY: nothing else runs yet (no thread has been spawned), so no other thread
@@ -73,6 +77,12 @@ fn main() -> Result<()> {
         config.default_uri = uri;
     }
     config.libvirt_sockets |= args.libvirt_sockets;
+    let activated = activation::assign(
+        activated.context("systemd socket activation")?,
+        &layout.rw_socket(),
+        &layout.ro_socket(),
+    )
+    .context("systemd socket activation")?;
     let served_list = config.served_uris(layout.system);
     let served = served::Served::new(served_list.iter().map(String::as_str))
         .context("invalid 'uris' or 'default_uri' in the configuration")?;
@@ -89,7 +99,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let res = runtime.block_on(run(layout, config, served, served_list));
+    let res = runtime.block_on(run(layout, config, served, served_list, activated));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
 }
@@ -99,6 +109,7 @@ async fn run(
     config: Config,
     served: served::Served,
     served_list: Vec<String>,
+    mut activated: activation::Sockets,
 ) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
@@ -113,28 +124,54 @@ async fn run(
         tokio::task::spawn_blocking(move || access::open_engine(dir, cache))
     };
 
-    let mut sockets = vec![
-        (layout.rw_socket(), config.rw_mode()?, false),
-        (layout.ro_socket(), config.ro_mode()?, true),
-    ];
+    // Sockets systemd passed are served as they are; the daemon binds the others.
+    let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
+    for (socket, path, mode, read_only) in [
+        (
+            activated.rw.take(),
+            layout.rw_socket(),
+            config.rw_mode()?,
+            false,
+        ),
+        (
+            activated.ro.take(),
+            layout.ro_socket(),
+            config.ro_mode()?,
+            true,
+        ),
+    ] {
+        match socket {
+            Some(s) => {
+                tracing::info!(
+                    name = s.name.as_deref().unwrap_or("unnamed"),
+                    read_only,
+                    "socket passed by systemd"
+                );
+                listeners.push(server::from_activated(s, &path, read_only)?);
+            }
+            None => sockets.push((path, mode, read_only)),
+        }
+    }
     if config.libvirt_sockets {
         sockets.push((layout.libvirt_rw_socket(), config.rw_mode()?, false));
         if let Some(ro) = layout.libvirt_ro_socket() {
             sockets.push((ro, config.ro_mode()?, true));
         }
     }
-    let mut listeners = Vec::new();
     for (path, mode, read_only) in &sockets {
         match server::bind(path, *mode, *read_only) {
             Ok(l) => listeners.push(l),
             Err(e) => {
-                remove_sockets(listeners.iter().map(|l| &l.path));
+                remove_sockets(listeners.iter().filter(|l| !l.activated).map(|l| &l.path));
                 return Err(e.into());
             }
         }
     }
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
+    // which plugin version serves what: logged and published as each plugin loads
+    let report = plugin_report::PluginReport::start(&layout.run_dir, &runtime);
     // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
     // networks of every served root are loaded now, so pools and networks that were
     // active stay active and autostart ones start.
@@ -163,7 +200,8 @@ async fn run(
         }
     });
     tracing::info!("serving {}", served.describe());
-    for p in runtime.plugins() {
+    // (as the scan saw them: listing them must not load the plugins that load on first use)
+    for p in runtime.scanned_plugins() {
         tracing::debug!("plugin {:?}", p);
     }
     #[cfg(feature = "policy")]
@@ -189,7 +227,12 @@ async fn run(
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = server::Server::new(shared, settings, stop_rx);
-    let paths: Vec<PathBuf> = listeners.iter().map(|l| l.path.clone()).collect();
+    // sockets systemd passed stay: systemd owns them
+    let paths: Vec<PathBuf> = listeners
+        .iter()
+        .filter(|l| !l.activated)
+        .map(|l| l.path.clone())
+        .collect();
     let mut accept_tasks = Vec::new();
     for l in listeners {
         tracing::info!(socket = %l.path.display(), read_only = l.read_only, "listening");
@@ -224,6 +267,7 @@ async fn run(
     tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(true);
     remove_sockets(paths.iter());
+    report.remove();
     for t in accept_tasks {
         let _ = t.await;
     }

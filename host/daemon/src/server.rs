@@ -40,7 +40,32 @@ pub enum ServerError {
 pub struct Listener {
     pub path: PathBuf,
     pub read_only: bool,
+    /// Passed by systemd: never unlinked by the daemon.
+    pub activated: bool,
     pub listener: UnixListener,
+}
+
+/// Serves a listening socket systemd passed (`fallback` names it in messages when it has
+/// no path). It is used as it is: no unlink, bind or chmod.
+pub fn from_activated(
+    socket: crate::activation::Activated,
+    fallback: &Path,
+    read_only: bool,
+) -> Result<Listener, ServerError> {
+    let path = socket.path.unwrap_or_else(|| fallback.to_path_buf());
+    let bind_err = |source| ServerError::Bind {
+        path: path.clone(),
+        source,
+    };
+    let std_listener = std::os::unix::net::UnixListener::from(socket.fd);
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let listener = UnixListener::from_std(std_listener).map_err(bind_err)?;
+    Ok(Listener {
+        path,
+        read_only,
+        activated: true,
+        listener,
+    })
 }
 
 /// Creates (or takes over a stale) unix socket at `path` with permissions `mode`.
@@ -68,6 +93,7 @@ pub fn bind(path: &Path, mode: u32, read_only: bool) -> Result<Listener, ServerE
     Ok(Listener {
         path: path.into(),
         read_only,
+        activated: false,
         listener,
     })
 }

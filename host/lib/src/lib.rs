@@ -48,7 +48,10 @@ pub mod uri;
 pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
 pub use error::{Error, Result};
 pub use network_api::NetworkService;
-pub use plugin::{LoadError, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal};
+pub use plugin::{
+    LoadError, LoadObserver, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal,
+    ServedPlugin,
+};
 pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
     PoolEvent, PoolId, PoolInfo, PoolRefresh, StorageBackend, VolumeId, VolumeInfo, VolumeStream,
@@ -145,6 +148,24 @@ impl Runtime {
     /// Every plugin file found, with what happened to it.
     pub fn plugins(&self) -> &[PluginRecord] {
         self.registry.records()
+    }
+
+    /// Every plugin file found, as the scan saw it: a plugin described by a manifest file
+    /// is reported from it, without loading it (unlike [`Runtime::plugins`]).
+    pub fn scanned_plugins(&self) -> &[PluginRecord] {
+        self.registry.scanned()
+    }
+
+    /// The plugins this process has loaded so far and what each serves.
+    pub fn served_plugins(&self) -> Vec<ServedPlugin> {
+        self.registry.served()
+    }
+
+    /// Calls `observer` for every plugin loaded from now on (see
+    /// [`plugin::Registry::set_load_observer`]); returns whether it was set (only the first
+    /// observer is kept).
+    pub fn set_load_observer(&self, observer: LoadObserver) -> bool {
+        self.registry.set_load_observer(observer)
     }
 
     /// The directories searched.

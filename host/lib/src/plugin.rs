@@ -194,6 +194,8 @@ pub struct PluginRecord {
 
 pub(crate) struct LoadedPlugin {
     pub(crate) manifest: PluginManifest,
+    /// The file the loader opened (links resolved), as it was when loaded.
+    real_path: PathBuf,
     module: PluginMod_Ref,
     storage: Option<StorageFacet_Ref>,
     network: Option<NetworkFacet_Ref>,
@@ -256,11 +258,55 @@ pub struct Registry {
     by_name: Vec<Arc<PluginSlot>>,
     by_pool_type: Vec<(String, Arc<PluginSlot>)>,
     by_forward_mode: Vec<(String, Arc<PluginSlot>)>,
+    hook: Arc<LoadHook>,
 }
 
 /// The suffix of a plugin's manifest file: `librvirt_plugin_x.so.manifest` beside the
 /// plugin's real file (the target of a link), written by `rvirt plugin install`.
 pub const MANIFEST_SUFFIX: &str = ".manifest";
+
+/// A plugin the process has loaded and serves from, as [`Registry::served`] and the
+/// load observer report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServedPlugin {
+    /// Plugin name.
+    pub name: String,
+    /// The plugin's version (from the loaded library, not from a manifest file).
+    pub version: String,
+    /// The plugin API version it was built against.
+    pub api_version: String,
+    /// The file found along the search path (a link, for a plugin `rvirt plugin install`
+    /// installed).
+    pub file: PathBuf,
+    /// The file the loader opened, links resolved.
+    pub real_file: PathBuf,
+    /// The URI schemes it serves (those no plugin earlier in the search path serves).
+    pub schemes: Vec<String>,
+    /// The storage pool types it serves.
+    pub pool_types: Vec<String>,
+    /// The network forward modes it serves.
+    pub forward_modes: Vec<String>,
+}
+
+/// Called once for every plugin loaded after [`Registry::set_load_observer`], outside any
+/// lock, with the plugin just loaded.
+pub type LoadObserver = Arc<dyn Fn(&ServedPlugin) + Send + Sync>;
+
+/// What a slot reports a load to: the observer, once the registry has one.
+#[derive(Default)]
+struct LoadHook {
+    observer: OnceLock<LoadObserver>,
+    /// What each plugin (by name) serves, filled once the scan has decided who serves what.
+    serves: OnceLock<Vec<(String, Claims)>>,
+}
+
+/// What one plugin serves: the schemes, pool types and forward modes it claimed first.
+#[derive(Clone, Default)]
+struct Claims {
+    schemes: Vec<String>,
+    pool_types: Vec<String>,
+    forward_modes: Vec<String>,
+}
 
 /// A plugin found along the search path: loaded at scan time, or (when a manifest file
 /// describes it) on first use.
@@ -268,14 +314,16 @@ pub(crate) struct PluginSlot {
     path: PathBuf,
     manifest: PluginManifest,
     loaded: OnceLock<std::result::Result<Arc<LoadedPlugin>, LoadError>>,
+    hook: Arc<LoadHook>,
 }
 
 impl PluginSlot {
-    fn loaded(path: PathBuf, p: Arc<LoadedPlugin>) -> Self {
+    fn loaded(path: PathBuf, p: Arc<LoadedPlugin>, hook: Arc<LoadHook>) -> Self {
         let slot = Self {
             path,
             manifest: p.manifest.clone(),
             loaded: OnceLock::new(),
+            hook,
         };
         let _ = slot.loaded.set(Ok(p));
         slot
@@ -284,8 +332,11 @@ impl PluginSlot {
     /// The plugin, loading it on first use. A plugin whose manifest file no longer says
     /// what the plugin says is refused.
     fn load(&self) -> std::result::Result<Arc<LoadedPlugin>, LoadError> {
-        self.loaded
+        let mut fresh = false;
+        let r = self
+            .loaded
             .get_or_init(|| {
+                fresh = true;
                 let p = load_file(&self.path)?;
                 let m = &p.manifest;
                 let ours = &self.manifest;
@@ -305,7 +356,36 @@ impl PluginSlot {
                 }
                 Ok(p)
             })
-            .clone()
+            .clone();
+        if fresh && let Ok(p) = &r {
+            let served = self.served(p);
+            tracing::debug!(plugin = %served.name, version = %served.version, "plugin loaded on first use");
+            if let Some(observe) = self.hook.observer.get() {
+                observe(&served);
+            }
+        }
+        r
+    }
+
+    /// What this slot serves, with the facts of the loaded library `p`.
+    fn served(&self, p: &LoadedPlugin) -> ServedPlugin {
+        let claims = self
+            .hook
+            .serves
+            .get()
+            .and_then(|all| all.iter().find(|(n, _)| *n == p.manifest.name))
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
+        ServedPlugin {
+            name: p.manifest.name.clone(),
+            version: p.manifest.version.clone(),
+            api_version: p.manifest.api_version.clone(),
+            file: self.path.clone(),
+            real_file: p.real_path.clone(),
+            schemes: claims.schemes,
+            pool_types: claims.pool_types,
+            forward_modes: claims.forward_modes,
+        }
     }
 
     /// [`PluginSlot::load`] as a host error.
@@ -432,6 +512,7 @@ impl Registry {
         let mut taken: Vec<(String, PathBuf)> = Vec::new();
         let mut by_pool_type: Vec<(String, Arc<PluginSlot>)> = Vec::new();
         let mut by_forward_mode: Vec<(String, Arc<PluginSlot>)> = Vec::new();
+        let hook = Arc::new(LoadHook::default());
         for dir in &search_path {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -448,8 +529,10 @@ impl Registry {
                         path: path.clone(),
                         manifest,
                         loaded: OnceLock::new(),
+                        hook: Arc::clone(&hook),
                     })),
-                    None => load_file(&path).map(|p| Arc::new(PluginSlot::loaded(path.clone(), p))),
+                    None => load_file(&path)
+                        .map(|p| Arc::new(PluginSlot::loaded(path.clone(), p, Arc::clone(&hook)))),
                 };
                 let status = match found {
                     Ok(p) => match by_name
@@ -503,14 +586,61 @@ impl Registry {
                 });
             }
         }
+        let by_name: Vec<Arc<PluginSlot>> = by_name.into_iter().map(|(_, p)| p).collect();
+        // who serves what: the first plugin in the search path claiming a scheme, pool
+        // type or forward mode
+        let mut serves: Vec<(String, Claims)> = Vec::new();
+        for (i, slot) in by_name.iter().enumerate() {
+            let m = &slot.manifest;
+            let schemes = m
+                .schemes
+                .iter()
+                .filter(|s| !by_name[..i].iter().any(|q| q.manifest.schemes.contains(*s)))
+                .cloned()
+                .collect();
+            let mine = |list: &[(String, Arc<PluginSlot>)]| -> Vec<String> {
+                list.iter()
+                    .filter(|(_, q)| Arc::ptr_eq(q, slot))
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            };
+            serves.push((
+                m.name.clone(),
+                Claims {
+                    schemes,
+                    pool_types: mine(&by_pool_type),
+                    forward_modes: mine(&by_forward_mode),
+                },
+            ));
+        }
+        let _ = hook.serves.set(serves);
         Self {
             search_path,
             records,
             verified: OnceLock::new(),
-            by_name: by_name.into_iter().map(|(_, p)| p).collect(),
+            by_name,
             by_pool_type,
             by_forward_mode,
+            hook,
         }
+    }
+
+    /// Calls `observer` for every plugin loaded from now on (a plugin described by a
+    /// manifest file loads on first use). Only the first observer set is kept; returns
+    /// whether this one was.
+    pub fn set_load_observer(&self, observer: LoadObserver) -> bool {
+        self.hook.observer.set(observer).is_ok()
+    }
+
+    /// The plugins loaded so far, in search-path order, with what each serves.
+    pub fn served(&self) -> Vec<ServedPlugin> {
+        self.by_name
+            .iter()
+            .filter_map(|slot| match slot.loaded.get() {
+                Some(Ok(p)) => Some(slot.served(p)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Opens the network backend of the plugin serving forward mode `mode`, lending it
@@ -652,7 +782,10 @@ fn load_file(path: &Path) -> std::result::Result<Arc<LoadedPlugin>, LoadError> {
     if let Some(r) = cache.get(&key) {
         return r.clone();
     }
-    let r = load_uncached(path).map(Arc::new);
+    let r = load_uncached(path).map(|mut p| {
+        p.real_path = key.clone();
+        Arc::new(p)
+    });
     cache.insert(key, r.clone());
     r
 }
@@ -879,6 +1012,7 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
     tracing::debug!(plugin = %manifest.name, path = %path.display(), api = %declared, "plugin loaded");
     Ok(LoadedPlugin {
         manifest,
+        real_path: path.to_path_buf(),
         module,
         storage,
         network,

@@ -5,6 +5,7 @@
 //! have been built next to it (`cargo build --workspace`). Tests needing `virsh` or
 //! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
 
+mod activation;
 mod bridge_networks;
 mod networks;
 mod policy;
@@ -15,6 +16,7 @@ mod rbd;
 mod remote_driver;
 mod secrets;
 mod security;
+mod served_plugins;
 mod storage;
 mod storage_more;
 mod streams;
