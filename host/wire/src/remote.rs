@@ -8,7 +8,10 @@
 //! Event messages (pushed by the server as MESSAGE) are listed the same way, with
 //! the message body as `Args`.
 
-use crate::protocol::{DOMAIN_LIST_MAX, NonnullDomain, Uuid};
+use crate::protocol::{
+    DOMAIN_LIST_MAX, DOMAIN_MIGRATE_PARAM_LIST_MAX, MIGRATE_COOKIE_MAX, NonnullDomain, TypedParam,
+    Uuid,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -237,6 +240,10 @@ remote_procedures! {
     StorageVolUpload = 208: StorageVolTransferArgs => ();
     StorageVolDownload = 209: StorageVolTransferArgs => ();
     #[ro] DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
+    // incoming migration, destination side (rvirtd runs the migrate hook; no driver
+    // migrates yet)
+    DomainMigratePrepare3 = 214: DomainMigratePrepare3Args => DomainMigratePrepare3Ret;
+    DomainMigratePrepare3Params = 303: DomainMigratePrepare3ParamsArgs => DomainMigratePrepare3Ret;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
     DomainShutdownFlags = 258: DomainFlagsArgs => ();
@@ -347,6 +354,31 @@ xdr_structs! {
     DomainDefineXmlFlagsArgs { xml: String, flags: u32 }
     /// `remote_domain_get_xml_desc_ret`.
     DomainGetXmlDescRet { xml: String }
+    /// `remote_domain_migrate_prepare3_args`.
+    DomainMigratePrepare3Args {
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_in: Vec<u8>,
+        uri_in: Option<String>,
+        flags: u64,
+        dname: Option<String>,
+        resource: u64,
+        dom_xml: String,
+    }
+    /// `remote_domain_migrate_prepare3_ret` and `remote_domain_migrate_prepare3_params_ret`.
+    DomainMigratePrepare3Ret {
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_out: Vec<u8>,
+        uri_out: Option<String>,
+    }
+    /// `remote_domain_migrate_prepare3_params_args`: the incoming XML is the
+    /// `destination_xml` parameter (`VIR_MIGRATE_PARAM_DEST_XML`).
+    DomainMigratePrepare3ParamsArgs {
+        #[serde(deserialize_with = "crate::xdr::bounded::<DOMAIN_MIGRATE_PARAM_LIST_MAX, _, _>")]
+        params: Vec<TypedParam>,
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_in: Vec<u8>,
+        flags: u32,
+    }
     /// `remote_domain_interface_addresses_args`: `source` is a
     /// `VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_*` (0 lease, 1 agent, 2 ARP).
     DomainInterfaceAddressesArgs { dom: NonnullDomain, source: u32, flags: u32 }
