@@ -823,3 +823,98 @@ fn migrate_hook_vetoes_incoming_migrations_and_the_rest_reaches_the_driver() {
     // the connection is still fine
     assert!(!c.get_type().is_empty());
 }
+
+/// The pid of the QEMU whose command line names `needle` (a path under a daemon's root).
+fn qemu_pid(needle: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.starts_with("qemu-system") || cmd.contains("/qemu-system"))
+            .then_some(())
+            .filter(|()| cmd.contains(needle))
+            .map(|()| pid)
+    })
+}
+
+#[test]
+fn a_qemu_killed_behind_the_daemons_back_runs_stopped_then_release() {
+    if no_tools()
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+    {
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        bin_dir.join("librvirt_plugin_qemu.so").is_file(),
+        "the qemu plugin is missing next to rvirtd: run `cargo build --workspace` first"
+    );
+    let g = rvirt_tests::guest();
+    let dir = policy_dir();
+    std::fs::write(dir.path().join("recorder.wat"), VETO_ALL).unwrap();
+    std::fs::write(
+        dir.path().join("recorder.toml"),
+        "kind = \"hook\"\nhooks = [\"domain:stopped\", \"domain:release\"]\n",
+    )
+    .unwrap();
+    let d =
+        Daemon::start_logged_with_config(&format!("policy_dir = \"{}\"\n", dir.path().display()));
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let xml = format!(
+        "<domain type='qemu'><name>hookguest</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = root.join("serial.log").display(),
+    );
+    let file = write_file(&root, "hookguest.xml", &xml);
+    ok(virsh(&uri, &["define", file.to_str().unwrap()]));
+    ok(virsh(&uri, &["start", "hookguest"]));
+    let pid = qemu_pid(root.to_str().unwrap()).expect("the guest's QEMU process");
+
+    // QEMU dies on SIGTERM: no client call stopped it
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok(virsh(&uri, &["domstate", "hookguest"])).trim() != "shut off" {
+        assert!(Instant::now() < deadline, "the domain did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        settle(&d, "recorder", "domain:stopped", 1),
+        1,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        settle(&d, "recorder", "domain:release", 1),
+        1,
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let stopped = lines
+        .iter()
+        .position(|l| l.contains("vetoed domain:stopped,"))
+        .unwrap();
+    let release = lines
+        .iter()
+        .position(|l| l.contains("vetoed domain:release,"))
+        .unwrap();
+    assert!(stopped < release, "stopped runs before release: {log}");
+    assert!(lines[stopped].contains("hookguest"), "{log}");
+    ok(virsh(&uri, &["undefine", "hookguest"]));
+}
