@@ -244,7 +244,14 @@ impl Connection {
         callback: impl Fn(&DomainEvent) + Send + Sync + 'static,
     ) -> Result<u64> {
         self.check_connect(P::ConnectDomainEventRegisterAny)?;
-        self.backend.subscribe_events(Arc::new(callback))
+        // events about domains the subject may not `getattr` are not delivered
+        let acl = self.acl.clone();
+        self.backend
+            .subscribe_events(Arc::new(move |e: &DomainEvent| {
+                if acl.visible("domain:getattr", dom_obj(&e.domain)) {
+                    callback(e)
+                }
+            }))
     }
 
     /// Removes a callback registered with [`Connection::subscribe_events`].

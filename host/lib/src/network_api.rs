@@ -4,7 +4,7 @@
 //! networks are those bound to its URI (`network_bind`); a remote connection's are the
 //! daemon's, reached over the remote driver (`remote/networks.rs`).
 
-use crate::networks::{Lease, NetworkEventCallback, NetworkId, Networks, PortId};
+use crate::networks::{Lease, NetworkEvent, NetworkEventCallback, NetworkId, Networks, PortId};
 use crate::{Connection, Error, Result};
 use std::sync::Arc;
 
@@ -422,7 +422,16 @@ impl NetworkService {
     pub fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
         self.acl
             .require(P::ConnectNetworkEventRegisterAny, Object::Connect)?;
-        self.nets.subscribe(cb)
+        let acl = self.acl.clone();
+        self.nets.subscribe(Arc::new(move |e: &NetworkEvent| {
+            let net = Object::Network {
+                name: &e.name,
+                uuid: Some(e.uuid),
+            };
+            if acl.visible("network:getattr", net) {
+                cb(e)
+            }
+        }))
     }
     /// Drops a subscription.
     pub fn unsubscribe(&self, id: u64) -> Result<()> {

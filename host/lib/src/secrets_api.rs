@@ -242,8 +242,12 @@ impl Connection {
         callback: impl Fn(&SecretEventInfo) + Send + Sync + 'static,
     ) -> Result<u64> {
         self.check_connect(P::ConnectSecretEventRegisterAny)?;
+        let acl = self.acl.clone();
         self.secrets()
             .subscribe_secret_events(Arc::new(move |id: &SecretId, event| {
+                if !acl.visible("secret:getattr", secret_obj(id)) {
+                    return;
+                }
                 callback(&SecretEventInfo {
                     secret: id.clone(),
                     event,

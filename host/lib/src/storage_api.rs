@@ -574,7 +574,17 @@ impl Connection {
         callback: impl Fn(&PoolEvent) + Send + Sync + 'static,
     ) -> Result<u64> {
         self.check_connect(P::ConnectStoragePoolEventRegisterAny)?;
-        self.storage().subscribe_pool_events(Arc::new(callback))
+        let acl = self.acl.clone();
+        self.storage()
+            .subscribe_pool_events(Arc::new(move |e: &PoolEvent| {
+                let pool = Object::Pool {
+                    name: &e.name,
+                    uuid: Some(e.uuid),
+                };
+                if acl.visible("storage_pool:getattr", pool) {
+                    callback(e)
+                }
+            }))
     }
 
     /// Removes a callback registered with [`Connection::subscribe_storage_pool_events`].

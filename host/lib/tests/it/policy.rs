@@ -177,6 +177,13 @@ mod with_feature {
             .unwrap_err();
         assert_eq!(e.code(), ACCESS_DENIED);
 
+        // events about the hidden domain are not delivered to that subject
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let sub = user
+            .subscribe_events(move |e| sink.lock().unwrap().push(e.domain.name.clone()))
+            .unwrap();
+
         // another uid: sees everything and may stop
         let names: Vec<String> = admin
             .list_all_domains(0)
@@ -191,6 +198,10 @@ mod with_feature {
             assert!(!d.is_active().unwrap());
             d.undefine(0).unwrap();
         }
+        user.unsubscribe_events(sub).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.iter().any(|n| n == "emb-guarded"), "{seen:?}");
+        assert!(!seen.iter().any(|n| n == "emb-hidden"), "{seen:?}");
     }
 
     #[test]
