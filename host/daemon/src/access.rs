@@ -1390,6 +1390,67 @@ mod guard {
         }
 
         #[test]
+        fn a_client_stop_is_skipped_once_by_the_watcher() {
+            let stops = ClientStops::default();
+            let (a, b) = ([1; 16], [2; 16]);
+            stops.mark(a);
+            assert!(!stops.take(b), "another domain's stop is not the client's");
+            assert!(stops.take(a));
+            assert!(
+                !stops.take(a),
+                "the mark is consumed: the next stop runs the hooks"
+            );
+            stops.mark(a);
+            stops.unmark(a);
+            assert!(!stops.take(a), "a failed stop leaves no mark");
+        }
+
+        #[test]
+        fn incoming_migrations_are_checked_on_the_incoming_domain() {
+            let xml = "<domain type='test'><name>mig</name><uuid>6f1f6c2e-8c0c-4f1a-9a53-2a9d7d0d6f01</uuid></domain>";
+            let params = xdr::to_vec(&DomainMigratePrepare3ParamsArgs {
+                params: vec![rvirt_wire::protocol::TypedParam {
+                    field: PARAM_DEST_XML.into(),
+                    value: rvirt_wire::protocol::TypedParamValue::String(xml.into()),
+                }],
+                cookie_in: Vec::new(),
+                flags: 0,
+            })
+            .unwrap();
+            match migration_object(P::DomainMigratePrepare3Params, &params) {
+                Some(Obj::Domain { name, uuid }) => {
+                    assert_eq!(name, "mig");
+                    assert!(uuid.is_some());
+                }
+                other => panic!("{other:?}"),
+            }
+            // dname renames the incoming domain; the check is on the new name
+            let v3 = xdr::to_vec(&DomainMigratePrepare3Args {
+                dom_xml: xml.into(),
+                dname: Some("renamed".into()),
+                ..Default::default()
+            })
+            .unwrap();
+            assert!(matches!(
+                migration_object(P::DomainMigratePrepare3, &v3),
+                Some(Obj::Domain { name, .. }) if name == "renamed"
+            ));
+            assert_eq!(
+                rule(P::DomainMigratePrepare3Params).perms,
+                ["domain:migrate", "domain:start", "domain:write"]
+            );
+            let amended =
+                with_incoming_xml(P::DomainMigratePrepare3Params, &params, "<x/>".into()).unwrap();
+            assert_eq!(
+                incoming(P::DomainMigratePrepare3Params, &amended)
+                    .unwrap()
+                    .0
+                    .as_deref(),
+                Some("<x/>")
+            );
+        }
+
+        #[test]
         fn objects_come_from_the_arguments() {
             let dom = NonnullDomain {
                 name: "web".into(),

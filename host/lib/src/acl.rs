@@ -319,7 +319,7 @@ pub(crate) enum Hook {
 }
 
 /// The access checks of one connection: nothing unless the embedder attached a policy
-/// engine (cargo feature `policy`, [`Connection::with_policy`](crate::Connection::with_policy)).
+/// engine (cargo feature `policy`, `Connection::with_policy`).
 /// Without the feature this is empty and every check compiles to `Ok(())`.
 #[derive(Clone, Default)]
 pub(crate) struct Checker {

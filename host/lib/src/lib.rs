@@ -68,7 +68,7 @@ use std::{
 pub use rvirt_plugin_api::SYSTEM_ROOT_ENV;
 
 /// Whether this build of the host library has the cargo feature `policy` (access checks
-/// and hooks for embedders, [`Connection::with_policy`]).
+/// and hooks for embedders, `Connection::with_policy`).
 pub const POLICY_BUILT_IN: bool = cfg!(feature = "policy");
 
 /// The plugin API version this host implements.

@@ -470,6 +470,52 @@ mod tests {
     use crate::xdr;
 
     #[test]
+    fn migrate_prepare3_params_layout() {
+        // params<>, then cookie_in as opaque<> (padded to 4), then flags
+        let args = DomainMigratePrepare3ParamsArgs {
+            params: vec![crate::protocol::TypedParam {
+                field: "destination_xml".into(),
+                value: crate::protocol::TypedParamValue::String("<d/>".into()),
+            }],
+            cookie_in: vec![1, 2, 3],
+            flags: 7,
+        };
+        let bytes = xdr::to_vec(&args).unwrap();
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            &[0, 0, 0, 1][..],                  // one param
+            &[0, 0, 0, 15], b"destination_xml", &[0], // field, padded
+            &[0, 0, 0, 7],                      // VIR_TYPED_PARAM_STRING
+            &[0, 0, 0, 4], b"<d/>",             // value
+            &[0, 0, 0, 3, 1, 2, 3, 0],          // cookie_in
+            &[0, 0, 0, 7],                      // flags
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+        assert_eq!(
+            xdr::from_bytes::<DomainMigratePrepare3ParamsArgs>(&bytes).unwrap(),
+            args
+        );
+        let ret = DomainMigratePrepare3Ret {
+            cookie_out: vec![9; 5],
+            uri_out: Some("tcp://h".into()),
+        };
+        let bytes = xdr::to_vec(&ret).unwrap();
+        assert_eq!(
+            xdr::from_bytes::<DomainMigratePrepare3Ret>(&bytes).unwrap(),
+            ret
+        );
+        assert_eq!(
+            RemoteProcedure::from_number(303),
+            Some(RemoteProcedure::DomainMigratePrepare3Params)
+        );
+        assert_eq!(
+            RemoteProcedure::from_number(214),
+            Some(RemoteProcedure::DomainMigratePrepare3)
+        );
+    }
+
+    #[test]
     fn connect_open_call_packet() {
         let args = ConnectOpenArgs {
             name: Some("test:///default".into()),
