@@ -753,6 +753,8 @@ fn plugin_list(json: bool) -> Result<()> {
             .collect();
         return print_json(&json!({
             "host_api_version": rvirt_host::PLUGIN_API_VERSION,
+            // whether this build's host library checks embedders' calls (feature `policy`)
+            "host_policy_built_in": rvirt_host::POLICY_BUILT_IN,
             "search_path": rt.search_path().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "plugins": v,
         }));

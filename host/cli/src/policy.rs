@@ -50,6 +50,15 @@ fn read_status(run: &Path) -> Result<String> {
     })
 }
 
+/// Whether this build's host library checks embedders' calls (its `policy` feature).
+fn host_library_line() -> &'static str {
+    if rvirt_host::POLICY_BUILT_IN {
+        "host library policy checks for embedders: built in (rvirt-host feature `policy`)"
+    } else {
+        "host library policy checks for embedders: not built (rvirt-host feature `policy` is off)"
+    }
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -57,6 +66,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 pub fn run(command: &PolicyCommand) -> Result<()> {
     match command {
         PolicyCommand::List { root } => {
+            println!("{}", host_library_line());
             print!("{}", read_status(&run_dir(root.as_deref())?)?);
             Ok(())
         }

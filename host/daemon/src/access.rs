@@ -118,6 +118,8 @@ mod guard {
     pub const HOOK_SCRIPT_FAILED: i32 = 70;
     /// `VIR_FROM_HOOK`.
     pub const FROM_HOOK: i32 = 34;
+    /// `VIR_DOMAIN_EVENT_STOPPED`.
+    const EVENT_STOPPED: i32 = 5;
 
     type CallResult = Result<Vec<u8>, Failure>;
 
@@ -244,214 +246,7 @@ mod guard {
         }
     }
 
-    /// Where the object of a procedure comes from.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Target {
-        /// `@acl: none`: nothing to check.
-        Unchecked,
-        /// The connection itself.
-        Connect,
-        /// The `remote_nonnull_*` the arguments start with.
-        DomainArg,
-        NetworkArg,
-        PortArg,
-        PoolArg,
-        VolArg,
-        SecretArg,
-        /// The XML document the arguments start with (define/create).
-        DomainXml,
-        NetworkXml,
-        PoolXml,
-        SecretXml,
-        /// `{pool, xml, ...}`: a new volume in a pool.
-        VolInPoolXml,
-        /// `{network, xml, ...}`: a new port on a network.
-        PortInNetworkXml,
-        /// Lookups: the object the reply names.
-        Returned,
-        /// List calls: `perms[0]` on the connection (or the pool / network the arguments
-        /// name), then the result filtered by `getattr` of each object.
-        List,
-    }
-
-    /// The permissions of one procedure and where its object comes from.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Rule {
-        pub target: Target,
-        pub perms: &'static [&'static str],
-    }
-
-    const fn r(target: Target, perms: &'static [&'static str]) -> Rule {
-        Rule { target, perms }
-    }
-
-    /// The permission table: every procedure the daemon serves, with libvirt's `@acl`
-    /// permissions (flag-dependent extras are added by [`extra_perms`]).
-    pub fn rule(p: P) -> Rule {
-        use Target::*;
-        match p {
-            P::AuthList | P::ConnectIsSecure | P::ConnectClose => r(Unchecked, &[]),
-            // event messages travel daemon to client only
-            P::DomainEventLifecycle
-            | P::DomainEventCallbackLifecycle
-            | P::NetworkEventLifecycle
-            | P::StoragePoolEventLifecycle
-            | P::StoragePoolEventRefresh
-            | P::SecretEventLifecycle
-            | P::SecretEventValueChanged => r(Unchecked, &[]),
-            P::ConnectOpen
-            | P::ConnectGetType
-            | P::ConnectGetVersion
-            | P::ConnectGetLibVersion
-            | P::ConnectGetHostname
-            | P::ConnectGetUri
-            | P::ConnectSupportsFeature
-            | P::ConnectRegisterCloseCallback
-            | P::ConnectUnregisterCloseCallback => r(Connect, &["connect:getattr"]),
-            P::NodeGetInfo
-            | P::ConnectGetCapabilities
-            | P::NodeGetSecurityModel
-            | P::ConnectGetStoragePoolCapabilities
-            | P::ConnectDomainEventDeregister
-            | P::ConnectDomainEventDeregisterAny
-            | P::ConnectDomainEventCallbackDeregisterAny
-            | P::ConnectNetworkEventDeregisterAny
-            | P::ConnectStoragePoolEventDeregisterAny
-            | P::ConnectSecretEventDeregisterAny => r(Connect, &["connect:read"]),
-            P::ConnectDomainXmlToNative | P::ConnectDomainXmlFromNative => {
-                r(Connect, &["connect:write"])
-            }
-            P::ConnectFindStoragePoolSources => r(Connect, &["connect:detect_storage_pools"]),
-            // event registration; the events themselves are filtered by getattr on delivery
-            // (`EventFilter`)
-            P::ConnectDomainEventRegister
-            | P::ConnectDomainEventRegisterAny
-            | P::ConnectDomainEventCallbackRegisterAny => r(Connect, &["connect:search_domains"]),
-            P::ConnectNetworkEventRegisterAny => r(Connect, &["connect:search_networks"]),
-            P::ConnectStoragePoolEventRegisterAny => r(Connect, &["connect:search_storage_pools"]),
-            P::ConnectSecretEventRegisterAny => r(Connect, &["connect:search_secrets"]),
-
-            // domains
-            P::ConnectListAllDomains
-            | P::ConnectListDomains
-            | P::ConnectListDefinedDomains
-            | P::ConnectNumOfDomains
-            | P::ConnectNumOfDefinedDomains => r(List, &["connect:search_domains"]),
-            P::DomainLookupById | P::DomainLookupByName | P::DomainLookupByUuid => {
-                r(Returned, &["domain:getattr"])
-            }
-            P::DomainCreateXml => r(DomainXml, &["domain:write", "domain:start"]),
-            P::DomainDefineXml | P::DomainDefineXmlFlags => {
-                r(DomainXml, &["domain:write", "domain:save"])
-            }
-            P::DomainCreate | P::DomainCreateWithFlags => r(DomainArg, &["domain:start"]),
-            P::DomainDestroy | P::DomainDestroyFlags => r(DomainArg, &["domain:stop"]),
-            P::DomainShutdown | P::DomainShutdownFlags | P::DomainReboot => {
-                r(DomainArg, &["domain:init_control"])
-            }
-            P::DomainSuspend | P::DomainResume => r(DomainArg, &["domain:suspend"]),
-            P::DomainUndefine | P::DomainUndefineFlags => r(DomainArg, &["domain:delete"]),
-            P::DomainSetAutostart => r(DomainArg, &["domain:write"]),
-            P::DomainGetXmlDesc
-            | P::DomainGetAutostart
-            | P::DomainGetInfo
-            | P::DomainGetMaxMemory
-            | P::DomainGetMaxVcpus
-            | P::DomainGetOsType
-            | P::DomainIsActive
-            | P::DomainIsPersistent
-            | P::DomainHasManagedSaveImage
-            | P::DomainGetState
-            | P::DomainGetSecurityLabel
-            | P::DomainGetVcpusFlags
-            | P::DomainInterfaceAddresses => r(DomainArg, &["domain:read"]),
-
-            // networks and ports
-            P::ConnectListAllNetworks
-            | P::ConnectListNetworks
-            | P::ConnectListDefinedNetworks
-            | P::ConnectNumOfNetworks
-            | P::ConnectNumOfDefinedNetworks => r(List, &["connect:search_networks"]),
-            P::NetworkLookupByName | P::NetworkLookupByUuid => r(Returned, &["network:getattr"]),
-            P::NetworkCreateXml | P::NetworkCreateXmlFlags => {
-                r(NetworkXml, &["network:write", "network:start"])
-            }
-            P::NetworkDefineXml | P::NetworkDefineXmlFlags => {
-                r(NetworkXml, &["network:write", "network:save"])
-            }
-            P::NetworkCreate => r(NetworkArg, &["network:start"]),
-            P::NetworkDestroy => r(NetworkArg, &["network:stop"]),
-            P::NetworkUndefine => r(NetworkArg, &["network:delete"]),
-            P::NetworkSetAutostart | P::NetworkUpdate => r(NetworkArg, &["network:write"]),
-            P::NetworkGetXmlDesc
-            | P::NetworkGetAutostart
-            | P::NetworkGetBridgeName
-            | P::NetworkIsActive
-            | P::NetworkIsPersistent
-            | P::NetworkGetDhcpLeases => r(NetworkArg, &["network:read"]),
-            P::NetworkListAllPorts => r(List, &["network:read"]),
-            P::NetworkPortLookupByUuid => r(Returned, &["network_port:getattr"]),
-            P::NetworkPortCreateXml => r(PortInNetworkXml, &["network_port:create"]),
-            P::NetworkPortGetXmlDesc | P::NetworkPortGetParameters => {
-                r(PortArg, &["network_port:read"])
-            }
-            P::NetworkPortSetParameters => r(PortArg, &["network_port:write"]),
-            P::NetworkPortDelete => r(PortArg, &["network_port:delete"]),
-
-            // storage pools and volumes
-            P::ConnectListAllStoragePools
-            | P::ConnectListStoragePools
-            | P::ConnectListDefinedStoragePools
-            | P::ConnectNumOfStoragePools
-            | P::ConnectNumOfDefinedStoragePools => r(List, &["connect:search_storage_pools"]),
-            P::StoragePoolLookupByName
-            | P::StoragePoolLookupByUuid
-            | P::StoragePoolLookupByVolume
-            | P::StoragePoolLookupByTargetPath => r(Returned, &["storage_pool:getattr"]),
-            P::StoragePoolCreateXml => r(PoolXml, &["storage_pool:write", "storage_pool:start"]),
-            P::StoragePoolDefineXml => r(PoolXml, &["storage_pool:write", "storage_pool:save"]),
-            P::StoragePoolCreate => r(PoolArg, &["storage_pool:start"]),
-            P::StoragePoolBuild | P::StoragePoolDelete => r(PoolArg, &["storage_pool:format"]),
-            P::StoragePoolDestroy => r(PoolArg, &["storage_pool:stop"]),
-            P::StoragePoolUndefine => r(PoolArg, &["storage_pool:delete"]),
-            P::StoragePoolRefresh => r(PoolArg, &["storage_pool:refresh"]),
-            P::StoragePoolSetAutostart => r(PoolArg, &["storage_pool:write"]),
-            P::StoragePoolGetInfo
-            | P::StoragePoolGetXmlDesc
-            | P::StoragePoolGetAutostart
-            | P::StoragePoolIsActive
-            | P::StoragePoolIsPersistent => r(PoolArg, &["storage_pool:read"]),
-            P::StoragePoolNumOfVolumes
-            | P::StoragePoolListVolumes
-            | P::StoragePoolListAllVolumes => r(List, &["storage_pool:search_storage_vols"]),
-            P::StorageVolCreateXml | P::StorageVolCreateXmlFrom => {
-                r(VolInPoolXml, &["storage_vol:create"])
-            }
-            P::StorageVolLookupByName | P::StorageVolLookupByKey | P::StorageVolLookupByPath => {
-                r(Returned, &["storage_vol:getattr"])
-            }
-            P::StorageVolDelete => r(VolArg, &["storage_vol:delete"]),
-            P::StorageVolGetInfo
-            | P::StorageVolGetInfoFlags
-            | P::StorageVolGetXmlDesc
-            | P::StorageVolGetPath => r(VolArg, &["storage_vol:read"]),
-            P::StorageVolWipe | P::StorageVolWipePattern => r(VolArg, &["storage_vol:format"]),
-            P::StorageVolResize => r(VolArg, &["storage_vol:resize"]),
-            P::StorageVolUpload => r(VolArg, &["storage_vol:data_write"]),
-            P::StorageVolDownload => r(VolArg, &["storage_vol:data_read"]),
-
-            // secrets
-            P::ConnectListAllSecrets | P::ConnectListSecrets | P::ConnectNumOfSecrets => {
-                r(List, &["connect:search_secrets"])
-            }
-            P::SecretLookupByUuid | P::SecretLookupByUsage => r(Returned, &["secret:getattr"]),
-            P::SecretDefineXml => r(SecretXml, &["secret:write", "secret:save"]),
-            P::SecretGetXmlDesc => r(SecretArg, &["secret:read"]),
-            P::SecretSetValue => r(SecretArg, &["secret:write"]),
-            P::SecretGetValue => r(SecretArg, &["secret:read_secure"]),
-            P::SecretUndefine => r(SecretArg, &["secret:delete"]),
-        }
-    }
+    pub use rvirt_host::acl::{Target, rule};
 
     /// Permissions some flags add (`@acl: perm:FLAG` in libvirt's protocol file).
     fn extra_perms(p: P, payload: &[u8]) -> Option<&'static str> {
@@ -572,8 +367,72 @@ mod guard {
                     uuid: xml_identity(&a.xml).1,
                 }
             }
-            Target::Unchecked | Target::Returned | Target::List => return None,
+            Target::Unchecked | Target::Returned | Target::List | Target::MigrationXml => {
+                return None;
+            }
         })
+    }
+
+    /// `VIR_MIGRATE_PARAM_DEST_XML`.
+    const PARAM_DEST_XML: &str = "destination_xml";
+    /// `VIR_MIGRATE_PARAM_DEST_NAME`.
+    const PARAM_DEST_NAME: &str = "destination_name";
+
+    /// The incoming domain XML of a migration prepare call and the name the domain takes
+    /// (`dname` / `destination_name`, if given).
+    fn incoming(p: P, payload: &[u8]) -> Option<(Option<String>, Option<String>)> {
+        let param = |params: &[rvirt_wire::protocol::TypedParam], field: &str| {
+            params.iter().find_map(|t| match &t.value {
+                rvirt_wire::protocol::TypedParamValue::String(v) if t.field == field => {
+                    Some(v.clone())
+                }
+                _ => None,
+            })
+        };
+        match p {
+            P::DomainMigratePrepare3 => {
+                let a: DomainMigratePrepare3Args = xdr::from_bytes(payload).ok()?;
+                Some((Some(a.dom_xml), a.dname))
+            }
+            P::DomainMigratePrepare3Params => {
+                let a: DomainMigratePrepare3ParamsArgs = xdr::from_bytes(payload).ok()?;
+                Some((
+                    param(&a.params, PARAM_DEST_XML),
+                    param(&a.params, PARAM_DEST_NAME),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The domain an incoming migration creates.
+    fn migration_object(p: P, payload: &[u8]) -> Option<Obj> {
+        let (xml, dname) = incoming(p, payload)?;
+        let (name, uuid) = xml.as_deref().map(xml_identity).unwrap_or_default();
+        Some(Obj::Domain {
+            name: dname.unwrap_or(name),
+            uuid,
+        })
+    }
+
+    /// The arguments of a migration prepare call with the incoming XML replaced.
+    fn with_incoming_xml(p: P, payload: &[u8], xml: String) -> CallResult {
+        match p {
+            P::DomainMigratePrepare3 => {
+                let mut a: DomainMigratePrepare3Args = decode(payload)?;
+                a.dom_xml = xml;
+                encode(&a)
+            }
+            _ => {
+                let mut a: DomainMigratePrepare3ParamsArgs = decode(payload)?;
+                a.params.retain(|t| t.field != PARAM_DEST_XML);
+                a.params.push(rvirt_wire::protocol::TypedParam {
+                    field: PARAM_DEST_XML.into(),
+                    value: rvirt_wire::protocol::TypedParamValue::String(xml),
+                });
+                encode(&a)
+            }
+        }
     }
 
     /// The object a lookup's reply names.
@@ -727,7 +586,11 @@ mod guard {
                         }
                         return Ok(ret);
                     }
-                    let obj = object_of(target, payload);
+                    let obj = if target == Target::MigrationXml {
+                        migration_object(p, payload)
+                    } else {
+                        object_of(target, payload)
+                    };
                     if let Some(obj) = &obj {
                         for perm in rule.perms.iter().copied().chain(extra_perms(p, payload)) {
                             self.require(perm, obj)?;
@@ -841,10 +704,48 @@ mod guard {
                     Ok(ret)
                 }
                 P::DomainDestroy | P::DomainDestroyFlags => {
-                    let ret = call(p, payload)?;
+                    // the driver's STOPPED event of this stop must not run the hooks again
+                    let uuid = obj.uuid();
+                    if let Some(u) = uuid {
+                        self.client.shared.stops.mark(u);
+                    }
+                    let ret = call(p, payload).inspect_err(|_| {
+                        if let Some(u) = uuid {
+                            self.client.shared.stops.unmark(u);
+                        }
+                    })?;
                     after(H::DomainStopped);
                     after(H::DomainRelease);
                     Ok(ret)
+                }
+                // libvirt runs its qemu hook's `migrate` on the destination while preparing
+                // an incoming migration: it may veto, or amend the incoming XML, which is
+                // then validated and checked like a client's
+                P::DomainMigratePrepare3 | P::DomainMigratePrepare3Params => {
+                    let xml = incoming(p, payload).and_then(|(xml, _)| xml);
+                    match before(H::DomainMigrate, xml.as_deref())? {
+                        None => call(p, payload),
+                        Some(amended) => {
+                            if let Err(e) = rvirt_xml::domain::Domain::parse(&amended) {
+                                return Err(Box::new(RemoteError::new(
+                                    error_code::XML_ERROR,
+                                    error_domain::DOMAIN,
+                                    format!(
+                                        "XML error: the migrate hook amended the incoming domain XML into an invalid document: {e}"
+                                    ),
+                                )));
+                            }
+                            let args = with_incoming_xml(p, payload, amended)?;
+                            if let Some(new) = migration_object(p, &args)
+                                && &new != obj
+                            {
+                                for perm in rule(p).perms {
+                                    self.require(perm, &new)?;
+                                }
+                            }
+                            call(p, &args)
+                        }
+                    }
                 }
                 P::NetworkCreate | P::NetworkCreateXml | P::NetworkCreateXmlFlags => {
                     let xml = (p != P::NetworkCreate)
@@ -1291,6 +1192,137 @@ mod guard {
         out
     }
 
+    /// The stops made by client calls (DOMAIN_DESTROY), whose `stopped` and `release`
+    /// hooks ran in the call: the [`StopWatcher`] skips the driver's STOPPED event of each,
+    /// so the hooks run once per stop. A mark whose event never comes (a driver without
+    /// events) expires.
+    #[derive(Debug, Default)]
+    pub struct ClientStops {
+        marks: std::sync::Mutex<Vec<([u8; 16], std::time::Instant)>>,
+    }
+
+    impl ClientStops {
+        const EXPIRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, Vec<([u8; 16], std::time::Instant)>> {
+            self.marks.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Before a client's stop of `uuid` runs.
+        pub fn mark(&self, uuid: [u8; 16]) {
+            tracing::debug!(uuid = %uuid::Uuid::from_bytes(uuid), "client stop");
+            let mut m = self.lock();
+            m.retain(|(_, at)| at.elapsed() < Self::EXPIRY);
+            m.push((uuid, std::time::Instant::now()));
+        }
+
+        /// The client's stop failed: no event will come.
+        pub fn unmark(&self, uuid: [u8; 16]) {
+            let mut m = self.lock();
+            if let Some(i) = m.iter().rposition(|(u, _)| *u == uuid) {
+                m.remove(i);
+            }
+        }
+
+        /// Whether a STOPPED event of `uuid` is a client's stop (consumes the mark).
+        pub fn take(&self, uuid: [u8; 16]) -> bool {
+            let mut m = self.lock();
+            m.retain(|(_, at)| at.elapsed() < Self::EXPIRY);
+            match m.iter().position(|(u, _)| *u == uuid) {
+                Some(i) => {
+                    m.remove(i);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    /// Runs the domain `stopped` and `release` hooks when a domain stops without a
+    /// client's DOMAIN_DESTROY (the guest powered off, QEMU died, a shutdown completed, a
+    /// stop by another path), as libvirt runs its qemu hook on every stop: the daemon
+    /// subscribes to the lifecycle events of one connection per served URI and runs the
+    /// hooks on a thread of its own (never on the driver's event thread). The stop has
+    /// already happened: a veto is logged.
+    pub struct StopWatcher {
+        /// Kept open for the subscriptions; dropped with the watcher.
+        _conns: Vec<rvirt_host::Connection>,
+    }
+
+    impl StopWatcher {
+        pub fn start(
+            runtime: &rvirt_host::Runtime,
+            uris: &[String],
+            engine: Arc<PolicyEngine>,
+            stops: Arc<ClientStops>,
+        ) -> StopWatcher {
+            let (tx, rx) = std::sync::mpsc::channel::<(rvirt_host::DomainId, String)>();
+            let mut conns = Vec::new();
+            for uri in uris {
+                let conn = match runtime.open(uri, true) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(
+                            uri,
+                            "stopped/release hooks will not run for stops the daemon does not make on this URI: cannot open it: {e}"
+                        );
+                        continue;
+                    }
+                };
+                let tx = tx.clone();
+                let driver = conn.driver_name().to_owned();
+                let res = conn.subscribe_events(move |e: &rvirt_host::DomainEvent| {
+                    if e.event == EVENT_STOPPED {
+                        let _ = tx.send((e.domain.clone(), driver.clone()));
+                    }
+                });
+                match res {
+                    Ok(_) => conns.push(conn),
+                    Err(e) => tracing::warn!(
+                        uri,
+                        "stopped/release hooks will not run for stops the daemon does not make on this URI: no lifecycle events: {e}"
+                    ),
+                }
+            }
+            let spawned = std::thread::Builder::new()
+                .name("rvirtd-stop-hooks".into())
+                .spawn(move || {
+                    for (dom, driver) in rx {
+                        tracing::debug!(domain = dom.name, uuid = %dom.uuid, "domain stopped");
+                        if stops.take(*dom.uuid.as_bytes()) {
+                            continue;
+                        }
+                        run_stop_hooks(&engine, &dom, &driver);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start the stop hook thread: {e}");
+            }
+            StopWatcher { _conns: conns }
+        }
+    }
+
+    /// `stopped` then `release` of a domain that stopped on its own; vetoes are logged.
+    fn run_stop_hooks(engine: &PolicyEngine, dom: &rvirt_host::DomainId, driver: &str) {
+        for point in [HookPoint::DomainStopped, HookPoint::DomainRelease] {
+            if !engine.hooks_at(point) {
+                continue;
+            }
+            let req = Request::new()
+                .with(keys::OBJECT_KIND, "domain")
+                .with(keys::OBJECT_NAME, dom.name.as_str())
+                .with(keys::OBJECT_UUID, dom.uuid.to_string())
+                .with(keys::OBJECT_DRIVER, driver);
+            if let HookOutcome::Veto(d) = engine.hook(point, req) {
+                tracing::warn!(
+                    domain = dom.name,
+                    "hook '{}' vetoed {point}, which has already happened",
+                    d.module
+                );
+            }
+        }
+    }
+
     /// Runs the hooks of `point` (nothing when no hook module is loaded).
     pub fn hook(client: &Client, point: HookPoint, obj: &Obj, xml: Option<&str>) -> HookOutcome {
         let Some(engine) = client.shared.policy.as_deref() else {
@@ -1355,6 +1387,67 @@ mod guard {
                 ["domain:write", "domain:save"]
             );
             assert_eq!(rule(P::ConnectListAllDomains).target, Target::List);
+        }
+
+        #[test]
+        fn a_client_stop_is_skipped_once_by_the_watcher() {
+            let stops = ClientStops::default();
+            let (a, b) = ([1; 16], [2; 16]);
+            stops.mark(a);
+            assert!(!stops.take(b), "another domain's stop is not the client's");
+            assert!(stops.take(a));
+            assert!(
+                !stops.take(a),
+                "the mark is consumed: the next stop runs the hooks"
+            );
+            stops.mark(a);
+            stops.unmark(a);
+            assert!(!stops.take(a), "a failed stop leaves no mark");
+        }
+
+        #[test]
+        fn incoming_migrations_are_checked_on_the_incoming_domain() {
+            let xml = "<domain type='test'><name>mig</name><uuid>6f1f6c2e-8c0c-4f1a-9a53-2a9d7d0d6f01</uuid></domain>";
+            let params = xdr::to_vec(&DomainMigratePrepare3ParamsArgs {
+                params: vec![rvirt_wire::protocol::TypedParam {
+                    field: PARAM_DEST_XML.into(),
+                    value: rvirt_wire::protocol::TypedParamValue::String(xml.into()),
+                }],
+                cookie_in: Vec::new(),
+                flags: 0,
+            })
+            .unwrap();
+            match migration_object(P::DomainMigratePrepare3Params, &params) {
+                Some(Obj::Domain { name, uuid }) => {
+                    assert_eq!(name, "mig");
+                    assert!(uuid.is_some());
+                }
+                other => panic!("{other:?}"),
+            }
+            // dname renames the incoming domain; the check is on the new name
+            let v3 = xdr::to_vec(&DomainMigratePrepare3Args {
+                dom_xml: xml.into(),
+                dname: Some("renamed".into()),
+                ..Default::default()
+            })
+            .unwrap();
+            assert!(matches!(
+                migration_object(P::DomainMigratePrepare3, &v3),
+                Some(Obj::Domain { name, .. }) if name == "renamed"
+            ));
+            assert_eq!(
+                rule(P::DomainMigratePrepare3Params).perms,
+                ["domain:migrate", "domain:start", "domain:write"]
+            );
+            let amended =
+                with_incoming_xml(P::DomainMigratePrepare3Params, &params, "<x/>".into()).unwrap();
+            assert_eq!(
+                incoming(P::DomainMigratePrepare3Params, &amended)
+                    .unwrap()
+                    .0
+                    .as_deref(),
+                Some("<x/>")
+            );
         }
 
         #[test]

@@ -31,6 +31,9 @@ pub struct Shared {
     /// The access policies and hooks (`None`: none configured, or the engine failed).
     #[cfg(feature = "policy")]
     pub policy: Option<Arc<rvirt_policy::PolicyEngine>>,
+    /// Domain stops made by client calls, so the stop watcher does not hook them twice.
+    #[cfg(feature = "policy")]
+    pub stops: Arc<crate::access::ClientStops>,
 }
 
 impl std::fmt::Debug for Shared {

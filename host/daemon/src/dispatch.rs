@@ -404,6 +404,19 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         P::DomainDefineXml => {
             call::<procs::DomainDefineXml>(payload, |a| dom_ret(c()?.define_xml(&a.xml, 0)))
         }
+        // no driver migrates yet: the call reaches the connection (after the access
+        // checks and the migrate hook) and is answered no-support
+        P::DomainMigratePrepare3 => call::<procs::DomainMigratePrepare3>(payload, |_| {
+            Err::<DomainMigratePrepare3Ret, _>(no_migration(c()?, "virDomainMigratePrepare3"))
+        }),
+        P::DomainMigratePrepare3Params => {
+            call::<procs::DomainMigratePrepare3Params>(payload, |_| {
+                Err::<DomainMigratePrepare3Ret, _>(no_migration(
+                    c()?,
+                    "virDomainMigratePrepare3Params",
+                ))
+            })
+        }
         P::DomainDefineXmlFlags => call::<procs::DomainDefineXmlFlags>(payload, |a| {
             dom_ret(c()?.define_xml(&a.xml, a.flags))
         }),
@@ -746,6 +759,18 @@ fn check_event_id(id: i32) -> Result<(), Failure> {
             format!("invalid argument: unsupported event ID {id}"),
         )),
     }
+}
+
+/// The answer to a migration call: no driver of this host migrates.
+fn no_migration(conn: &Connection, operation: &str) -> Failure {
+    err(
+        error_code::NO_SUPPORT,
+        error_domain::DOMAIN,
+        format!(
+            "this function is not supported by the connection driver: {operation} (the {} driver does not migrate domains)",
+            conn.driver_name()
+        ),
+    )
 }
 
 fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {

@@ -176,6 +176,10 @@ async fn run(
     // networks of every served root are loaded now, so pools and networks that were
     // active stay active and autostart ones start.
     let binding = Arc::clone(&runtime);
+    // one connection per driver instance: a URI listed twice (`uris` and `default_uri`)
+    // must not deliver each stop twice
+    #[cfg(feature = "policy")]
+    let watched = served.uris();
     let bound = tokio::task::spawn_blocking(move || {
         // (`Served::new` already refused remote URIs in the configuration)
         for uri in &served_list {
@@ -212,12 +216,24 @@ async fn run(
     if let Some(engine) = &policy {
         policy_files.publish(engine);
     }
+    #[cfg(feature = "policy")]
+    let stops = Arc::new(access::ClientStops::default());
+    // stopped/release hooks of stops no client call made (once the served roots are bound)
+    #[cfg(feature = "policy")]
+    let stop_watcher = policy.clone().map(|engine| {
+        let (runtime, uris, stops) = (Arc::clone(&runtime), watched, stops.clone());
+        tokio::task::spawn_blocking(move || {
+            access::StopWatcher::start(&runtime, &uris, engine, stops)
+        })
+    });
     let shared = Arc::new(client::Shared {
         runtime,
         default_uri: config.default_uri.clone(),
         served,
         #[cfg(feature = "policy")]
         policy: policy.clone(),
+        #[cfg(feature = "policy")]
+        stops,
     });
     let settings = server::ConnSettings {
         max_clients: config.max_clients,
@@ -240,6 +256,11 @@ async fn run(
     }
 
     let _ = bound.await;
+    #[cfg(feature = "policy")]
+    let _stop_watcher = match stop_watcher {
+        Some(w) => w.await.ok(),
+        None => None,
+    };
     let signal = loop {
         match signals.wait().await {
             "SIGHUP" => {

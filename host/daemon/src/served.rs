@@ -114,6 +114,12 @@ impl Served {
         })
     }
 
+    /// The served URIs, one spelling per driver instance (the first listed).
+    #[cfg_attr(not(feature = "policy"), allow(dead_code))]
+    pub fn uris(&self) -> Vec<String> {
+        self.list.iter().map(|(u, _)| u.clone()).collect()
+    }
+
     /// The served URIs, comma-separated.
     pub fn describe(&self) -> String {
         if self.list.is_empty() {

@@ -1,5 +1,6 @@
 //! The embedder's API: [`Connection`] and [`Domain`].
 
+use crate::acl::{Hook, Object, P};
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, NodeInfo, Result, Runtime, backend::Backend,
     error::Error, secrets_api::SecretService, storage_api::StorageService,
@@ -14,6 +15,8 @@ pub struct Connection {
     pub(crate) secrets: Arc<dyn SecretService>,
     pub(crate) networks: crate::network_api::NetworkOpsLookup,
     read_only: bool,
+    /// Access checks (feature `policy`, [`Connection::with_policy`]); empty otherwise.
+    pub(crate) acl: crate::acl::Checker,
 }
 
 impl std::fmt::Debug for Connection {
@@ -33,6 +36,8 @@ pub const XML_INACTIVE: u32 = 2;
 pub const START_PAUSED: u32 = 1;
 /// `VIR_DOMAIN_VCPU_MAXIMUM`
 pub const VCPU_MAXIMUM: u32 = 4;
+/// `VIR_DOMAIN_XML_MIGRATABLE`
+const XML_MIGRATABLE: u32 = 8;
 
 impl Connection {
     /// Opens `uri` read-write through the process-wide [`Runtime::global`].
@@ -58,7 +63,35 @@ impl Connection {
             secrets,
             networks,
             read_only,
+            acl: crate::acl::Checker::default(),
         }
+    }
+
+    /// This connection with `engine`'s access policies and hooks applied to every call of
+    /// it, its clones and the handles they make, on behalf of `subject`: permissions are
+    /// checked before each call (a denial is `VIR_ERR_ACCESS_DENIED`, code 88, naming the
+    /// permission), list calls leave out what the subject may not `getattr`, and the
+    /// domain hooks of define, create and destroy run.
+    #[cfg(feature = "policy")]
+    pub fn with_policy(
+        &self,
+        engine: Arc<rvirt_policy::PolicyEngine>,
+        subject: crate::policy::Subject,
+    ) -> Connection {
+        let mut c = self.clone();
+        c.acl.guard = Some(Arc::new(crate::policy::Guard::new(
+            engine,
+            subject,
+            self.read_only,
+            self.backend.driver_name().to_owned(),
+        )));
+        c
+    }
+
+    /// The connection object, for checks.
+    #[inline]
+    pub(crate) fn check_connect(&self, p: P) -> Result<()> {
+        self.acl.require(p, Object::Connect)
     }
 
     pub(crate) fn writable(&self, operation: &'static str) -> Result<()> {
@@ -81,85 +114,126 @@ impl Connection {
 
     /// `virConnectGetType`.
     pub fn get_type(&self) -> Result<String> {
+        self.check_connect(P::ConnectGetType)?;
         self.backend.get_type()
     }
 
     /// `virConnectGetVersion`: the hypervisor version, libvirt-encoded.
     pub fn get_version(&self) -> Result<u64> {
+        self.check_connect(P::ConnectGetVersion)?;
         self.backend.get_version()
     }
 
     /// `virConnectGetLibVersion`: this library's version, libvirt-encoded.
     pub fn get_lib_version(&self) -> Result<u64> {
+        self.check_connect(P::ConnectGetLibVersion)?;
         Ok(crate::lib_version())
     }
 
     /// `virConnectGetURI`.
     pub fn get_uri(&self) -> Result<String> {
+        self.check_connect(P::ConnectGetUri)?;
         self.backend.get_uri()
     }
 
     /// `virConnectGetHostname`.
     pub fn get_hostname(&self) -> Result<String> {
+        self.check_connect(P::ConnectGetHostname)?;
         self.backend.get_hostname()
     }
 
     /// `virConnectGetCapabilities`.
     pub fn get_capabilities(&self) -> Result<String> {
+        self.check_connect(P::ConnectGetCapabilities)?;
         self.backend.get_capabilities()
     }
 
     /// `virNodeGetInfo`.
     pub fn node_get_info(&self) -> Result<NodeInfo> {
+        self.check_connect(P::NodeGetInfo)?;
         self.backend.node_get_info()
     }
 
     /// `virConnectListAllDomains` with `VIR_CONNECT_LIST_DOMAINS_*` flags.
     pub fn list_all_domains(&self, flags: u32) -> Result<Vec<Domain>> {
+        self.check_connect(P::ConnectListAllDomains)?;
         Ok(self
             .backend
             .list_all_domains(flags)?
             .into_iter()
+            .filter(|d| self.acl.visible("domain:getattr", dom_obj(d)))
             .map(|d| self.domain(d))
             .collect())
     }
 
     /// `virDomainLookupByName`.
     pub fn lookup_domain_by_name(&self, name: &str) -> Result<Domain> {
-        self.backend.lookup_by_name(name).map(|d| self.domain(d))
+        let d = self.backend.lookup_by_name(name)?;
+        self.acl.require(P::DomainLookupByName, dom_obj(&d))?;
+        Ok(self.domain(d))
     }
 
     /// `virDomainLookupByUUID`.
     pub fn lookup_domain_by_uuid(&self, uuid: uuid::Uuid) -> Result<Domain> {
-        self.backend.lookup_by_uuid(uuid).map(|d| self.domain(d))
+        let d = self.backend.lookup_by_uuid(uuid)?;
+        self.acl.require(P::DomainLookupByUuid, dom_obj(&d))?;
+        Ok(self.domain(d))
     }
 
     /// `virDomainLookupByID`.
     pub fn lookup_domain_by_id(&self, id: i32) -> Result<Domain> {
-        self.backend.lookup_by_id(id).map(|d| self.domain(d))
+        let d = self.backend.lookup_by_id(id)?;
+        self.acl.require(P::DomainLookupById, dom_obj(&d))?;
+        Ok(self.domain(d))
     }
 
     /// `virDomainDefineXMLFlags`.
     pub fn define_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
         self.writable("virDomainDefineXML")?;
-        self.backend.define_xml(xml, flags).map(|d| self.domain(d))
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        let obj = Object::Domain { name: &name, uuid };
+        self.acl.require(P::DomainDefineXmlFlags, obj)?;
+        match self.acl.hook_before(Hook::Define, obj, Some(xml))? {
+            Some(amended) => {
+                // the amended document is checked like the caller's: a hook that renamed
+                // the domain must not bypass the check
+                let (name, uuid) = crate::acl::xml_identity(&amended);
+                self.acl.require(
+                    P::DomainDefineXmlFlags,
+                    Object::Domain { name: &name, uuid },
+                )?;
+                self.backend.define_xml(&amended, flags)
+            }
+            None => self.backend.define_xml(xml, flags),
+        }
+        .map(|d| self.domain(d))
     }
 
     /// `virDomainCreateXML`: create and start a transient domain.
     pub fn create_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
         self.writable("virDomainCreateXML")?;
-        self.backend.create_xml(xml, flags).map(|d| self.domain(d))
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        let obj = Object::Domain { name: &name, uuid };
+        self.acl.require(P::DomainCreateXml, obj)?;
+        let amended = self.acl.hook_before(Hook::Prepare, obj, Some(xml))?;
+        let xml = amended.as_deref().unwrap_or(xml);
+        self.acl.hook_before(Hook::Start, obj, Some(xml))?;
+        let d = self.backend.create_xml(xml, flags)?;
+        self.acl.hook_after(Hook::Started, dom_obj(&d));
+        Ok(self.domain(d))
     }
 
     /// `virConnectDomainXMLToNative`: the hypervisor's native form of a domain document
     /// (`format` e.g. `qemu-argv`).
     pub fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String> {
+        self.check_connect(P::ConnectDomainXmlToNative)?;
         self.backend.domain_xml_to_native(format, xml, flags)
     }
 
     /// `virConnectDomainXMLFromNative`: a domain document from the hypervisor's native
     /// configuration (`format` e.g. `vmware-vmx`).
     pub fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String> {
+        self.check_connect(P::ConnectDomainXmlFromNative)?;
         self.backend.domain_xml_from_native(format, config, flags)
     }
 
@@ -169,11 +243,20 @@ impl Connection {
         &self,
         callback: impl Fn(&DomainEvent) + Send + Sync + 'static,
     ) -> Result<u64> {
-        self.backend.subscribe_events(Arc::new(callback))
+        self.check_connect(P::ConnectDomainEventRegisterAny)?;
+        // events about domains the subject may not `getattr` are not delivered
+        let acl = self.acl.clone();
+        self.backend
+            .subscribe_events(Arc::new(move |e: &DomainEvent| {
+                if acl.visible("domain:getattr", dom_obj(&e.domain)) {
+                    callback(e)
+                }
+            }))
     }
 
     /// Removes a callback registered with [`Connection::subscribe_events`].
     pub fn unsubscribe_events(&self, id: u64) -> Result<()> {
+        self.check_connect(P::ConnectDomainEventDeregisterAny)?;
         self.backend.unsubscribe_events(id)
     }
 
@@ -189,6 +272,14 @@ impl Connection {
             conn: self.clone(),
             id,
         }
+    }
+}
+
+/// The check object of a domain.
+fn dom_obj(d: &DomainId) -> Object<'_> {
+    Object::Domain {
+        name: &d.name,
+        uuid: Some(d.uuid),
     }
 }
 
@@ -229,56 +320,81 @@ impl Domain {
         &*self.conn.backend
     }
 
+    /// Checks the permissions of `p` on this domain.
+    #[inline]
+    fn check(&self, p: P) -> Result<()> {
+        self.conn.acl.require(p, dom_obj(&self.id))
+    }
+
     /// Start the domain (`virDomainCreateWithFlags`); refreshes this handle's id.
     pub fn create(&mut self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainCreate")?;
+        self.check(P::DomainCreateWithFlags)?;
+        if self.conn.acl.hooks_at(Hook::Start) {
+            let xml = self.b().get_xml_desc(self.id.uuid, 0).ok();
+            self.conn
+                .acl
+                .hook_before(Hook::Start, dom_obj(&self.id), xml.as_deref())?;
+        }
         self.id = self.b().create(self.id.uuid, flags)?;
+        self.conn.acl.hook_after(Hook::Started, dom_obj(&self.id));
         Ok(())
     }
 
     /// `virDomainUndefineFlags`.
     pub fn undefine(&self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainUndefine")?;
+        self.check(P::DomainUndefineFlags)?;
         self.b().undefine(self.id.uuid, flags)
     }
 
     /// `virDomainDestroyFlags`.
     pub fn destroy(&self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainDestroy")?;
-        self.b().destroy(self.id.uuid, flags)
+        self.check(P::DomainDestroyFlags)?;
+        self.b().destroy(self.id.uuid, flags)?;
+        self.conn.acl.hook_after(Hook::Stopped, dom_obj(&self.id));
+        self.conn.acl.hook_after(Hook::Release, dom_obj(&self.id));
+        Ok(())
     }
 
     /// `virDomainShutdownFlags`.
     pub fn shutdown(&self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainShutdown")?;
+        self.check(P::DomainShutdownFlags)?;
         self.b().shutdown(self.id.uuid, flags)
     }
 
     /// `virDomainReboot`.
     pub fn reboot(&self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainReboot")?;
+        self.check(P::DomainReboot)?;
         self.b().reboot(self.id.uuid, flags)
     }
 
     /// `virDomainSuspend`.
     pub fn suspend(&self) -> Result<()> {
         self.conn.writable("virDomainSuspend")?;
+        self.check(P::DomainSuspend)?;
         self.b().suspend(self.id.uuid)
     }
 
     /// `virDomainResume`.
     pub fn resume(&self) -> Result<()> {
         self.conn.writable("virDomainResume")?;
+        self.check(P::DomainResume)?;
         self.b().resume(self.id.uuid)
     }
 
     /// `virDomainGetInfo`.
     pub fn get_info(&self) -> Result<DomainInfo> {
+        self.check(P::DomainGetInfo)?;
         self.b().get_info(self.id.uuid)
     }
 
     /// `virDomainGetState`: state and reason.
     pub fn get_state(&self) -> Result<(DomainState, i32)> {
+        self.check(P::DomainGetState)?;
         self.b()
             .get_state(self.id.uuid)
             .map(|(s, r)| (DomainState::from_i32(s), r))
@@ -291,6 +407,12 @@ impl Domain {
             self.conn
                 .writable("virDomainGetXMLDesc with the secure flag")?;
         }
+        self.check(P::DomainGetXmlDesc)?;
+        if flags & (XML_SECURE | XML_MIGRATABLE) != 0 {
+            self.conn
+                .acl
+                .require_perm("domain:read_secure", dom_obj(&self.id))?;
+        }
         self.b().get_xml_desc(self.id.uuid, flags)
     }
 
@@ -301,32 +423,38 @@ impl Domain {
 
     /// `virDomainIsPersistent`.
     pub fn is_persistent(&self) -> Result<bool> {
+        self.check(P::DomainIsPersistent)?;
         self.b().is_persistent(self.id.uuid)
     }
 
     /// `virDomainGetAutostart`.
     pub fn get_autostart(&self) -> Result<bool> {
+        self.check(P::DomainGetAutostart)?;
         self.b().get_autostart(self.id.uuid)
     }
 
     /// `virDomainSetAutostart`.
     pub fn set_autostart(&self, autostart: bool) -> Result<()> {
         self.conn.writable("virDomainSetAutostart")?;
+        self.check(P::DomainSetAutostart)?;
         self.b().set_autostart(self.id.uuid, autostart)
     }
 
     /// `virDomainGetOSType`.
     pub fn get_os_type(&self) -> Result<String> {
+        self.check(P::DomainGetOsType)?;
         self.b().get_os_type(self.id.uuid)
     }
 
     /// `virDomainGetVcpusFlags`.
     pub fn get_vcpus_flags(&self, flags: u32) -> Result<i32> {
+        self.check(P::DomainGetVcpusFlags)?;
         self.b().get_vcpus_flags(self.id.uuid, flags)
     }
 
     /// `virDomainHasManagedSaveImage`.
     pub fn has_managed_save_image(&self, flags: u32) -> Result<bool> {
+        self.check(P::DomainHasManagedSaveImage)?;
         self.b().has_managed_save_image(self.id.uuid, flags)
     }
 

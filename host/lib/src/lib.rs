@@ -26,6 +26,7 @@
 //! `/var/lib/rvirt/plugins` (`rvirt plugin install`), then `/usr/lib/rvirt/plugins`, then
 //! the running binary's directory.
 
+pub mod acl;
 pub mod backend;
 mod connection;
 mod error;
@@ -34,6 +35,8 @@ mod network_api;
 pub mod network_bind;
 pub mod networks;
 pub mod plugin;
+#[cfg(feature = "policy")]
+pub mod policy;
 pub mod remote;
 mod roots;
 pub mod secrets;
@@ -66,6 +69,10 @@ use std::{
 };
 
 pub use rvirt_plugin_api::SYSTEM_ROOT_ENV;
+
+/// Whether this build of the host library has the cargo feature `policy` (access checks
+/// and hooks for embedders, `Connection::with_policy`).
+pub const POLICY_BUILT_IN: bool = cfg!(feature = "policy");
 
 /// The plugin API version this host implements.
 pub const PLUGIN_API_VERSION: &str = rvirt_plugin_api::API_VERSION;

@@ -4,7 +4,7 @@
 //! networks are those bound to its URI (`network_bind`); a remote connection's are the
 //! daemon's, reached over the remote driver (`remote/networks.rs`).
 
-use crate::networks::{Lease, NetworkEventCallback, NetworkId, Networks, PortId};
+use crate::networks::{Lease, NetworkEvent, NetworkEventCallback, NetworkId, Networks, PortId};
 use crate::{Connection, Error, Result};
 use std::sync::Arc;
 
@@ -184,6 +184,7 @@ impl NetworkOps for Networks {
 pub struct NetworkService {
     nets: Arc<dyn NetworkOps>,
     read_only: bool,
+    acl: crate::acl::Checker,
 }
 
 impl std::fmt::Debug for NetworkService {
@@ -201,7 +202,29 @@ impl Connection {
         Ok(NetworkService {
             nets: (self.networks)()?,
             read_only: self.is_read_only(),
+            acl: self.acl.clone(),
         })
+    }
+}
+
+use crate::acl::{Object, P};
+
+/// The check object of a network named `name` (its UUID unknown).
+fn net(name: &str) -> crate::acl::Object<'_> {
+    crate::acl::Object::Network { name, uuid: None }
+}
+
+fn net_id(n: &NetworkId) -> crate::acl::Object<'_> {
+    crate::acl::Object::Network {
+        name: &n.name,
+        uuid: Some(n.uuid),
+    }
+}
+
+fn port_obj(name: &str, port: uuid::Uuid) -> crate::acl::Object<'_> {
+    crate::acl::Object::Port {
+        network: name,
+        uuid: Some(port),
     }
 }
 
@@ -216,64 +239,97 @@ impl NetworkService {
 
     /// `virConnectListAllNetworks`.
     pub fn list(&self, flags: u32) -> Result<Vec<NetworkId>> {
-        self.nets.list(flags)
+        self.acl
+            .require(P::ConnectListAllNetworks, Object::Connect)?;
+        let mut list = self.nets.list(flags)?;
+        list.retain(|n| self.acl.visible("network:getattr", net_id(n)));
+        Ok(list)
     }
     /// `virNetworkLookupByName`.
     pub fn lookup_by_name(&self, name: &str) -> Result<NetworkId> {
-        self.nets.lookup_by_name(name)
+        let n = self.nets.lookup_by_name(name)?;
+        self.acl.require(P::NetworkLookupByName, net_id(&n))?;
+        Ok(n)
     }
     /// `virNetworkLookupByUUID`.
     pub fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<NetworkId> {
-        self.nets.lookup_by_uuid(uuid)
+        let n = self.nets.lookup_by_uuid(uuid)?;
+        self.acl.require(P::NetworkLookupByUuid, net_id(&n))?;
+        Ok(n)
     }
     /// `virNetworkGetXMLDesc`.
     pub fn xml(&self, name: &str, flags: u32) -> Result<String> {
+        self.acl.require(P::NetworkGetXmlDesc, net(name))?;
         self.nets.xml(name, flags)
     }
     /// `virNetworkGetBridgeName`.
     pub fn bridge_name(&self, name: &str) -> Result<String> {
+        self.acl.require(P::NetworkGetBridgeName, net(name))?;
         self.nets.bridge_name(name)
     }
     /// `virNetworkIsActive`.
     pub fn is_active(&self, name: &str) -> Result<bool> {
+        self.acl.require(P::NetworkIsActive, net(name))?;
         self.nets.is_active(name)
     }
     /// `virNetworkIsPersistent`.
     pub fn is_persistent(&self, name: &str) -> Result<bool> {
+        self.acl.require(P::NetworkIsPersistent, net(name))?;
         self.nets.is_persistent(name)
     }
     /// `virNetworkGetAutostart`.
     pub fn autostart(&self, name: &str) -> Result<bool> {
+        self.acl.require(P::NetworkGetAutostart, net(name))?;
         self.nets.autostart(name)
     }
     /// `virNetworkGetDHCPLeases`.
     pub fn dhcp_leases(&self, name: &str, mac: Option<&str>, flags: u32) -> Result<Vec<Lease>> {
+        self.acl.require(P::NetworkGetDhcpLeases, net(name))?;
         self.nets.dhcp_leases(name, mac, flags)
     }
     /// `virNetworkDefineXMLFlags`.
     pub fn define(&self, xml: &str, flags: u32) -> Result<NetworkId> {
-        self.writable("virNetworkDefineXML")?.define(xml, flags)
+        let ops = self.writable("virNetworkDefineXML")?;
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        self.acl.require(
+            P::NetworkDefineXmlFlags,
+            Object::Network { name: &name, uuid },
+        )?;
+        ops.define(xml, flags)
     }
     /// `virNetworkCreateXMLFlags`.
     pub fn create_xml(&self, xml: &str, flags: u32) -> Result<NetworkId> {
-        self.writable("virNetworkCreateXML")?.create_xml(xml, flags)
+        let ops = self.writable("virNetworkCreateXML")?;
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        self.acl.require(
+            P::NetworkCreateXmlFlags,
+            Object::Network { name: &name, uuid },
+        )?;
+        ops.create_xml(xml, flags)
     }
     /// `virNetworkUndefine`.
     pub fn undefine(&self, name: &str) -> Result<()> {
-        self.writable("virNetworkUndefine")?.undefine(name)
+        let ops = self.writable("virNetworkUndefine")?;
+        self.acl.require(P::NetworkUndefine, net(name))?;
+        ops.undefine(name)
     }
     /// `virNetworkCreate`.
     pub fn create(&self, name: &str) -> Result<()> {
-        self.writable("virNetworkCreate")?.create(name)
+        let ops = self.writable("virNetworkCreate")?;
+        self.acl.require(P::NetworkCreate, net(name))?;
+        ops.create(name)
     }
     /// `virNetworkDestroy`.
     pub fn destroy(&self, name: &str) -> Result<()> {
-        self.writable("virNetworkDestroy")?.destroy(name)
+        let ops = self.writable("virNetworkDestroy")?;
+        self.acl.require(P::NetworkDestroy, net(name))?;
+        ops.destroy(name)
     }
     /// `virNetworkSetAutostart`.
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
-        self.writable("virNetworkSetAutostart")?
-            .set_autostart(name, on)
+        let ops = self.writable("virNetworkSetAutostart")?;
+        self.acl.require(P::NetworkSetAutostart, net(name))?;
+        ops.set_autostart(name, on)
     }
     /// `virNetworkUpdate`.
     pub fn update(
@@ -285,24 +341,49 @@ impl NetworkService {
         xml: &str,
         flags: u32,
     ) -> Result<()> {
-        self.writable("virNetworkUpdate")?
-            .update(name, command, section, parent_index, xml, flags)
+        let ops = self.writable("virNetworkUpdate")?;
+        self.acl.require(P::NetworkUpdate, net(name))?;
+        /// `VIR_NETWORK_UPDATE_AFFECT_CONFIG`
+        const AFFECT_CONFIG: u32 = 2;
+        if flags & AFFECT_CONFIG != 0 {
+            self.acl.require_perm("network:save", net(name))?;
+        }
+        ops.update(name, command, section, parent_index, xml, flags)
     }
     /// `virNetworkPortCreateXML`.
     pub fn port_create(&self, name: &str, xml: &str, flags: u32) -> Result<PortId> {
-        self.writable("virNetworkPortCreateXML")?
-            .port_create(name, xml, flags)
+        let ops = self.writable("virNetworkPortCreateXML")?;
+        let (_, uuid) = crate::acl::xml_identity(xml);
+        self.acl.require(
+            P::NetworkPortCreateXml,
+            Object::Port {
+                network: name,
+                uuid,
+            },
+        )?;
+        ops.port_create(name, xml, flags)
     }
     /// `virNetworkPortLookupByUUID`.
     pub fn port_lookup(&self, name: &str, port: uuid::Uuid) -> Result<PortId> {
-        self.nets.port_lookup(name, port)
+        let p = self.nets.port_lookup(name, port)?;
+        self.acl
+            .require(P::NetworkPortLookupByUuid, port_obj(&p.net.name, p.uuid))?;
+        Ok(p)
     }
     /// `virNetworkListAllPorts`.
     pub fn port_list(&self, name: &str, flags: u32) -> Result<Vec<PortId>> {
-        self.nets.port_list(name, flags)
+        self.acl.require(P::NetworkListAllPorts, net(name))?;
+        let mut list = self.nets.port_list(name, flags)?;
+        list.retain(|p| {
+            self.acl
+                .visible("network_port:getattr", port_obj(&p.net.name, p.uuid))
+        });
+        Ok(list)
     }
     /// `virNetworkPortGetXMLDesc`.
     pub fn port_xml(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<String> {
+        self.acl
+            .require(P::NetworkPortGetXmlDesc, port_obj(name, port))?;
         self.nets.port_xml(name, port, flags)
     }
     /// `virNetworkPortGetParameters`: the port's bandwidth parameters.
@@ -312,6 +393,8 @@ impl NetworkService {
         port: uuid::Uuid,
         flags: u32,
     ) -> Result<Vec<(String, u64)>> {
+        self.acl
+            .require(P::NetworkPortGetParameters, port_obj(name, port))?;
         self.nets.port_parameters(name, port, flags)
     }
     /// `virNetworkPortSetParameters`.
@@ -322,18 +405,33 @@ impl NetworkService {
         params: &[(String, u64)],
         flags: u32,
     ) -> Result<()> {
-        self.writable("virNetworkPortSetParameters")?
-            .port_set_parameters(name, port, params, flags)
+        let ops = self.writable("virNetworkPortSetParameters")?;
+        self.acl
+            .require(P::NetworkPortSetParameters, port_obj(name, port))?;
+        ops.port_set_parameters(name, port, params, flags)
     }
     /// `virNetworkPortDelete`.
     pub fn port_delete(&self, name: &str, port: uuid::Uuid, flags: u32) -> Result<()> {
-        self.writable("virNetworkPortDelete")?
-            .port_delete(name, port, flags)
+        let ops = self.writable("virNetworkPortDelete")?;
+        self.acl
+            .require(P::NetworkPortDelete, port_obj(name, port))?;
+        ops.port_delete(name, port, flags)
     }
     /// Subscribes to network lifecycle events; returns the subscription's id. Over a
     /// remote connection the first subscription registers with the daemon, which may fail.
     pub fn subscribe(&self, cb: NetworkEventCallback) -> Result<u64> {
-        self.nets.subscribe(cb)
+        self.acl
+            .require(P::ConnectNetworkEventRegisterAny, Object::Connect)?;
+        let acl = self.acl.clone();
+        self.nets.subscribe(Arc::new(move |e: &NetworkEvent| {
+            let net = Object::Network {
+                name: &e.name,
+                uuid: Some(e.uuid),
+            };
+            if acl.visible("network:getattr", net) {
+                cb(e)
+            }
+        }))
     }
     /// Drops a subscription.
     pub fn unsubscribe(&self, id: u64) -> Result<()> {

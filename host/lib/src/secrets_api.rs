@@ -170,6 +170,15 @@ pub struct Secret {
     id: SecretId,
 }
 
+use crate::acl::{Object, P};
+
+fn secret_obj(s: &SecretId) -> Object<'_> {
+    Object::Secret {
+        uuid: Some(s.uuid),
+        usage: &s.usage_id,
+    }
+}
+
 impl Connection {
     fn secrets(&self) -> &dyn SecretService {
         &*self.secrets
@@ -191,29 +200,36 @@ impl Connection {
     /// `virConnectListAllSecrets` with `VIR_CONNECT_LIST_SECRETS_*` flags
     /// ([`crate::secrets::list_flags`]).
     pub fn list_all_secrets(&self, flags: u32) -> Result<Vec<Secret>> {
+        self.check_connect(P::ConnectListAllSecrets)?;
         Ok(self
             .secrets()
             .list_secrets(flags)?
             .into_iter()
+            .filter(|s| self.acl.visible("secret:getattr", secret_obj(s)))
             .map(|s| self.secret(s))
             .collect())
     }
 
     /// `virSecretLookupByUUID`.
     pub fn lookup_secret_by_uuid(&self, uuid: uuid::Uuid) -> Result<Secret> {
-        self.secrets().secret_by_uuid(uuid).map(|s| self.secret(s))
+        let s = self.secrets().secret_by_uuid(uuid)?;
+        self.acl.require(P::SecretLookupByUuid, secret_obj(&s))?;
+        Ok(self.secret(s))
     }
 
     /// `virSecretLookupByUsage` (`VIR_SECRET_USAGE_TYPE_*`, and what the usage names).
     pub fn lookup_secret_by_usage(&self, usage_type: i32, usage_id: &str) -> Result<Secret> {
-        self.secrets()
-            .secret_by_usage(usage_type, usage_id)
-            .map(|s| self.secret(s))
+        let s = self.secrets().secret_by_usage(usage_type, usage_id)?;
+        self.acl.require(P::SecretLookupByUsage, secret_obj(&s))?;
+        Ok(self.secret(s))
     }
 
     /// `virSecretDefineXML`.
     pub fn secret_define_xml(&self, xml: &str, flags: u32) -> Result<Secret> {
         self.writable("virSecretDefineXML")?;
+        let (_, uuid) = crate::acl::xml_identity(xml);
+        self.acl
+            .require(P::SecretDefineXml, Object::Secret { uuid, usage: "" })?;
         self.secrets()
             .define_secret(xml, flags)
             .map(|s| self.secret(s))
@@ -225,8 +241,13 @@ impl Connection {
         &self,
         callback: impl Fn(&SecretEventInfo) + Send + Sync + 'static,
     ) -> Result<u64> {
+        self.check_connect(P::ConnectSecretEventRegisterAny)?;
+        let acl = self.acl.clone();
         self.secrets()
             .subscribe_secret_events(Arc::new(move |id: &SecretId, event| {
+                if !acl.visible("secret:getattr", secret_obj(id)) {
+                    return;
+                }
                 callback(&SecretEventInfo {
                     secret: id.clone(),
                     event,
@@ -263,24 +284,36 @@ impl Secret {
 
     /// `virSecretGetXMLDesc` (never contains the value).
     pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.conn
+            .acl
+            .require(P::SecretGetXmlDesc, secret_obj(&self.id))?;
         self.conn.secrets().secret_xml(&self.id, flags)
     }
 
     /// `virSecretSetValue`.
     pub fn set_value(&self, value: &[u8], flags: u32) -> Result<()> {
         self.conn.writable("virSecretSetValue")?;
+        self.conn
+            .acl
+            .require(P::SecretSetValue, secret_obj(&self.id))?;
         self.conn.secrets().set_secret_value(&self.id, value, flags)
     }
 
     /// `virSecretGetValue`: refused on read-only connections and for private secrets.
     pub fn get_value(&self, flags: u32) -> Result<Vec<u8>> {
         self.conn.writable("virSecretGetValue")?;
+        self.conn
+            .acl
+            .require(P::SecretGetValue, secret_obj(&self.id))?;
         self.conn.secrets().secret_value(&self.id, flags)
     }
 
     /// `virSecretUndefine`.
     pub fn undefine(&self) -> Result<()> {
         self.conn.writable("virSecretUndefine")?;
+        self.conn
+            .acl
+            .require(P::SecretUndefine, secret_obj(&self.id))?;
         self.conn.secrets().undefine_secret(&self.id)
     }
 }

@@ -434,6 +434,22 @@ pub struct StorageVol {
     id: VolumeId,
 }
 
+use crate::acl::{Object, P};
+
+fn pool_obj(p: &PoolId) -> Object<'_> {
+    Object::Pool {
+        name: &p.name,
+        uuid: Some(p.uuid),
+    }
+}
+
+fn vol_obj(v: &VolumeId) -> Object<'_> {
+    Object::Vol {
+        pool: &v.pool,
+        name: &v.name,
+    }
+}
+
 impl Connection {
     fn storage(&self) -> &dyn StorageService {
         &*self.storage
@@ -467,40 +483,53 @@ impl Connection {
     /// `virConnectListAllStoragePools` with `VIR_CONNECT_LIST_STORAGE_POOLS_*` flags
     /// ([`crate::storage::list_flags`]).
     pub fn list_all_storage_pools(&self, flags: u32) -> Result<Vec<StoragePool>> {
+        self.check_connect(P::ConnectListAllStoragePools)?;
         Ok(self
             .storage()
             .list_pools(flags)?
             .into_iter()
+            .filter(|p| self.acl.visible("storage_pool:getattr", pool_obj(p)))
             .map(|p| self.pool(p))
             .collect())
     }
 
     /// `virStoragePoolLookupByName`.
     pub fn lookup_storage_pool_by_name(&self, name: &str) -> Result<StoragePool> {
-        self.storage().pool_by_name(name).map(|p| self.pool(p))
+        let p = self.storage().pool_by_name(name)?;
+        self.acl.require(P::StoragePoolLookupByName, pool_obj(&p))?;
+        Ok(self.pool(p))
     }
 
     /// `virStoragePoolLookupByUUID`.
     pub fn lookup_storage_pool_by_uuid(&self, uuid: uuid::Uuid) -> Result<StoragePool> {
-        self.storage().pool_by_uuid(uuid).map(|p| self.pool(p))
+        let p = self.storage().pool_by_uuid(uuid)?;
+        self.acl.require(P::StoragePoolLookupByUuid, pool_obj(&p))?;
+        Ok(self.pool(p))
     }
 
     /// `virStoragePoolLookupByTargetPath`.
     pub fn lookup_storage_pool_by_target_path(&self, path: &str) -> Result<StoragePool> {
-        self.storage()
-            .pool_by_target_path(path)
-            .map(|p| self.pool(p))
+        let p = self.storage().pool_by_target_path(path)?;
+        self.acl
+            .require(P::StoragePoolLookupByTargetPath, pool_obj(&p))?;
+        Ok(self.pool(p))
     }
 
     /// `virStoragePoolDefineXML`.
     pub fn storage_pool_define_xml(&self, xml: &str, flags: u32) -> Result<StoragePool> {
         self.writable("virStoragePoolDefineXML")?;
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        self.acl
+            .require(P::StoragePoolDefineXml, Object::Pool { name: &name, uuid })?;
         self.storage().define_pool(xml, flags).map(|p| self.pool(p))
     }
 
     /// `virStoragePoolCreateXML`: a transient pool, started.
     pub fn storage_pool_create_xml(&self, xml: &str, flags: u32) -> Result<StoragePool> {
         self.writable("virStoragePoolCreateXML")?;
+        let (name, uuid) = crate::acl::xml_identity(xml);
+        self.acl
+            .require(P::StoragePoolCreateXml, Object::Pool { name: &name, uuid })?;
         self.storage()
             .create_pool_xml(xml, flags)
             .map(|p| self.pool(p))
@@ -514,22 +543,28 @@ impl Connection {
         flags: u32,
     ) -> Result<String> {
         self.writable("virConnectFindStoragePoolSources")?;
+        self.check_connect(P::ConnectFindStoragePoolSources)?;
         self.storage().find_pool_sources(pool_type, spec, flags)
     }
 
     /// `virConnectGetStoragePoolCapabilities`.
     pub fn storage_pool_capabilities(&self, flags: u32) -> Result<String> {
+        self.check_connect(P::ConnectGetStoragePoolCapabilities)?;
         self.storage().pool_capabilities(flags)
     }
 
     /// `virStorageVolLookupByKey`.
     pub fn lookup_storage_vol_by_key(&self, key: &str) -> Result<StorageVol> {
-        self.storage().volume_by_key(key).map(|v| self.vol(v))
+        let v = self.storage().volume_by_key(key)?;
+        self.acl.require(P::StorageVolLookupByKey, vol_obj(&v))?;
+        Ok(self.vol(v))
     }
 
     /// `virStorageVolLookupByPath`.
     pub fn lookup_storage_vol_by_path(&self, path: &str) -> Result<StorageVol> {
-        self.storage().volume_by_path(path).map(|v| self.vol(v))
+        let v = self.storage().volume_by_path(path)?;
+        self.acl.require(P::StorageVolLookupByPath, vol_obj(&v))?;
+        Ok(self.vol(v))
     }
 
     /// Registers `callback` for storage pool lifecycle and refresh events. It runs on
@@ -538,7 +573,18 @@ impl Connection {
         &self,
         callback: impl Fn(&PoolEvent) + Send + Sync + 'static,
     ) -> Result<u64> {
-        self.storage().subscribe_pool_events(Arc::new(callback))
+        self.check_connect(P::ConnectStoragePoolEventRegisterAny)?;
+        let acl = self.acl.clone();
+        self.storage()
+            .subscribe_pool_events(Arc::new(move |e: &PoolEvent| {
+                let pool = Object::Pool {
+                    name: &e.name,
+                    uuid: Some(e.uuid),
+                };
+                if acl.visible("storage_pool:getattr", pool) {
+                    callback(e)
+                }
+            }))
     }
 
     /// Removes a callback registered with [`Connection::subscribe_storage_pool_events`].
@@ -572,93 +618,122 @@ impl StoragePool {
         self.conn.storage()
     }
 
+    #[inline]
+    fn check(&self, p: P) -> Result<()> {
+        self.conn.acl.require(p, pool_obj(&self.id))
+    }
+
     /// `virStoragePoolCreate`: starts the pool (`VIR_STORAGE_POOL_CREATE_WITH_BUILD*`).
     pub fn create(&self, flags: u32) -> Result<()> {
         self.conn.writable("virStoragePoolCreate")?;
+        self.check(P::StoragePoolCreate)?;
         self.s().create_pool(&self.id, flags)
     }
 
     /// `virStoragePoolBuild`.
     pub fn build(&self, flags: u32) -> Result<()> {
         self.conn.writable("virStoragePoolBuild")?;
+        self.check(P::StoragePoolBuild)?;
         self.s().build_pool(&self.id, flags)
     }
 
     /// `virStoragePoolDestroy`.
     pub fn destroy(&self) -> Result<()> {
         self.conn.writable("virStoragePoolDestroy")?;
+        self.check(P::StoragePoolDestroy)?;
         self.s().destroy_pool(&self.id)
     }
 
     /// `virStoragePoolDelete`.
     pub fn delete(&self, flags: u32) -> Result<()> {
         self.conn.writable("virStoragePoolDelete")?;
+        self.check(P::StoragePoolDelete)?;
         self.s().delete_pool(&self.id, flags)
     }
 
     /// `virStoragePoolUndefine`.
     pub fn undefine(&self) -> Result<()> {
         self.conn.writable("virStoragePoolUndefine")?;
+        self.check(P::StoragePoolUndefine)?;
         self.s().undefine_pool(&self.id)
     }
 
     /// `virStoragePoolRefresh`.
     pub fn refresh(&self, flags: u32) -> Result<()> {
         self.conn.writable("virStoragePoolRefresh")?;
+        self.check(P::StoragePoolRefresh)?;
         self.s().refresh_pool(&self.id, flags)
     }
 
     /// `virStoragePoolGetInfo`.
     pub fn get_info(&self) -> Result<PoolInfo> {
+        self.check(P::StoragePoolGetInfo)?;
         self.s().pool_info(&self.id)
     }
 
     /// `virStoragePoolGetXMLDesc` (`VIR_STORAGE_XML_INACTIVE` = 1).
     pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.check(P::StoragePoolGetXmlDesc)?;
         self.s().pool_xml(&self.id, flags)
     }
 
     /// `virStoragePoolGetAutostart`.
     pub fn get_autostart(&self) -> Result<bool> {
+        self.check(P::StoragePoolGetAutostart)?;
         self.s().pool_autostart(&self.id)
     }
 
     /// `virStoragePoolSetAutostart`.
     pub fn set_autostart(&self, autostart: bool) -> Result<()> {
         self.conn.writable("virStoragePoolSetAutostart")?;
+        self.check(P::StoragePoolSetAutostart)?;
         self.s().set_pool_autostart(&self.id, autostart)
     }
 
     /// `virStoragePoolIsActive`.
     pub fn is_active(&self) -> Result<bool> {
+        self.check(P::StoragePoolIsActive)?;
         self.s().pool_is_active(&self.id)
     }
 
     /// `virStoragePoolIsPersistent`.
     pub fn is_persistent(&self) -> Result<bool> {
+        self.check(P::StoragePoolIsPersistent)?;
         self.s().pool_is_persistent(&self.id)
     }
 
     /// `virStoragePoolListAllVolumes`.
     pub fn list_all_volumes(&self, flags: u32) -> Result<Vec<StorageVol>> {
+        self.check(P::StoragePoolListAllVolumes)?;
         Ok(self
             .s()
             .list_volumes(&self.id, flags)?
             .into_iter()
+            .filter(|v| self.conn.acl.visible("storage_vol:getattr", vol_obj(v)))
             .map(|v| self.conn.vol(v))
             .collect())
     }
 
     /// `virStorageVolLookupByName`.
     pub fn lookup_vol_by_name(&self, name: &str) -> Result<StorageVol> {
-        self.s()
-            .volume_by_name(&self.id, name)
-            .map(|v| self.conn.vol(v))
+        let v = self.s().volume_by_name(&self.id, name)?;
+        self.conn
+            .acl
+            .require(P::StorageVolLookupByName, vol_obj(&v))?;
+        Ok(self.conn.vol(v))
     }
 
     /// `virStorageVolCreateXML`.
     pub fn create_vol_xml(&self, xml: &str, flags: u32) -> Result<StorageVol> {
         self.conn.writable("virStorageVolCreateXML")?;
+        let (name, _) = crate::acl::xml_identity(xml);
+        self.conn.acl.require(
+            P::StorageVolCreateXml,
+            Object::Vol {
+                pool: &self.id.name,
+                name: &name,
+            },
+        )?;
         self.s()
             .create_volume(&self.id, xml, flags)
             .map(|v| self.conn.vol(v))
@@ -672,6 +747,14 @@ impl StoragePool {
         flags: u32,
     ) -> Result<StorageVol> {
         self.conn.writable("virStorageVolCreateXMLFrom")?;
+        let (name, _) = crate::acl::xml_identity(xml);
+        self.conn.acl.require(
+            P::StorageVolCreateXmlFrom,
+            Object::Vol {
+                pool: &self.id.name,
+                name: &name,
+            },
+        )?;
         self.s()
             .create_volume_from(&self.id, xml, &from.id, flags)
             .map(|v| self.conn.vol(v))
@@ -703,14 +786,24 @@ impl StorageVol {
         self.conn.storage()
     }
 
+    #[inline]
+    fn check(&self, p: P) -> Result<()> {
+        self.conn.acl.require(p, vol_obj(&self.id))
+    }
+
     /// `virStoragePoolLookupByVolume`.
     pub fn pool(&self) -> Result<StoragePool> {
-        self.s().pool_by_volume(&self.id).map(|p| self.conn.pool(p))
+        let p = self.s().pool_by_volume(&self.id)?;
+        self.conn
+            .acl
+            .require(P::StoragePoolLookupByVolume, pool_obj(&p))?;
+        Ok(self.conn.pool(p))
     }
 
     /// `virStorageVolDelete`.
     pub fn delete(&self, flags: u32) -> Result<()> {
         self.conn.writable("virStorageVolDelete")?;
+        self.check(P::StorageVolDelete)?;
         self.s().delete_volume(&self.id, flags)
     }
 
@@ -722,32 +815,38 @@ impl StorageVol {
     /// `virStorageVolWipePattern` (`VIR_STORAGE_VOL_WIPE_ALG_*`).
     pub fn wipe_pattern(&self, algorithm: u32, flags: u32) -> Result<()> {
         self.conn.writable("virStorageVolWipePattern")?;
+        self.check(P::StorageVolWipePattern)?;
         self.s().wipe_volume(&self.id, algorithm, flags)
     }
 
     /// `virStorageVolResize` (`VIR_STORAGE_VOL_RESIZE_*`).
     pub fn resize(&self, capacity: u64, flags: u32) -> Result<()> {
         self.conn.writable("virStorageVolResize")?;
+        self.check(P::StorageVolResize)?;
         self.s().resize_volume(&self.id, capacity, flags)
     }
 
     /// `virStorageVolGetInfo`.
     pub fn get_info(&self) -> Result<VolumeInfo> {
+        self.check(P::StorageVolGetInfo)?;
         self.s().volume_info(&self.id, 0)
     }
 
     /// `virStorageVolGetInfoFlags`.
     pub fn get_info_flags(&self, flags: u32) -> Result<VolumeInfo> {
+        self.check(P::StorageVolGetInfoFlags)?;
         self.s().volume_info(&self.id, flags)
     }
 
     /// `virStorageVolGetXMLDesc`.
     pub fn get_xml_desc(&self, flags: u32) -> Result<String> {
+        self.check(P::StorageVolGetXmlDesc)?;
         self.s().volume_xml(&self.id, flags)
     }
 
     /// `virStorageVolGetPath`.
     pub fn get_path(&self) -> Result<String> {
+        self.check(P::StorageVolGetPath)?;
         self.s().volume_path(&self.id)
     }
 
@@ -756,6 +855,7 @@ impl StorageVol {
     /// `flags`: `VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM` is refused (no holes).
     pub fn upload(&self, offset: u64, length: u64, flags: u32) -> Result<VolStream> {
         self.conn.writable("virStorageVolUpload")?;
+        self.check(P::StorageVolUpload)?;
         self.s()
             .upload_volume(&self.id, offset, length, flags)
             .map(VolStream::new)
@@ -766,6 +866,7 @@ impl StorageVol {
     pub fn download(&self, offset: u64, length: u64, flags: u32) -> Result<VolStream> {
         // refused on read-only connections, as libvirt's procedure table does
         self.conn.writable("virStorageVolDownload")?;
+        self.check(P::StorageVolDownload)?;
         self.s()
             .download_volume(&self.id, offset, length, flags)
             .map(VolStream::new)

@@ -55,6 +55,10 @@ pub const NETWORK_DHCP_LEASES_MAX: usize = 65_536;
 pub const SECRET_LIST_MAX: usize = 16_384;
 /// `REMOTE_SECRET_VALUE_MAX`: bytes of a secret value.
 pub const SECRET_VALUE_MAX: usize = 65_536;
+/// `REMOTE_MIGRATE_COOKIE_MAX`: bytes of a migration cookie.
+pub const MIGRATE_COOKIE_MAX: usize = 4_194_304;
+/// `REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX`: typed parameters of one migration call.
+pub const DOMAIN_MIGRATE_PARAM_LIST_MAX: usize = 64;
 
 /// `remote_auth_type` values.
 pub mod auth {

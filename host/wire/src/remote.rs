@@ -8,7 +8,10 @@
 //! Event messages (pushed by the server as MESSAGE) are listed the same way, with
 //! the message body as `Args`.
 
-use crate::protocol::{DOMAIN_LIST_MAX, NonnullDomain, Uuid};
+use crate::protocol::{
+    DOMAIN_LIST_MAX, DOMAIN_MIGRATE_PARAM_LIST_MAX, MIGRATE_COOKIE_MAX, NonnullDomain, TypedParam,
+    Uuid,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -237,6 +240,10 @@ remote_procedures! {
     StorageVolUpload = 208: StorageVolTransferArgs => ();
     StorageVolDownload = 209: StorageVolTransferArgs => ();
     #[ro] DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
+    // incoming migration, destination side (rvirtd runs the migrate hook; no driver
+    // migrates yet)
+    DomainMigratePrepare3 = 214: DomainMigratePrepare3Args => DomainMigratePrepare3Ret;
+    DomainMigratePrepare3Params = 303: DomainMigratePrepare3ParamsArgs => DomainMigratePrepare3Ret;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
     DomainShutdownFlags = 258: DomainFlagsArgs => ();
@@ -347,6 +354,31 @@ xdr_structs! {
     DomainDefineXmlFlagsArgs { xml: String, flags: u32 }
     /// `remote_domain_get_xml_desc_ret`.
     DomainGetXmlDescRet { xml: String }
+    /// `remote_domain_migrate_prepare3_args`.
+    DomainMigratePrepare3Args {
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_in: Vec<u8>,
+        uri_in: Option<String>,
+        flags: u64,
+        dname: Option<String>,
+        resource: u64,
+        dom_xml: String,
+    }
+    /// `remote_domain_migrate_prepare3_ret` and `remote_domain_migrate_prepare3_params_ret`.
+    DomainMigratePrepare3Ret {
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_out: Vec<u8>,
+        uri_out: Option<String>,
+    }
+    /// `remote_domain_migrate_prepare3_params_args`: the incoming XML is the
+    /// `destination_xml` parameter (`VIR_MIGRATE_PARAM_DEST_XML`).
+    DomainMigratePrepare3ParamsArgs {
+        #[serde(deserialize_with = "crate::xdr::bounded::<DOMAIN_MIGRATE_PARAM_LIST_MAX, _, _>")]
+        params: Vec<TypedParam>,
+        #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
+        cookie_in: Vec<u8>,
+        flags: u32,
+    }
     /// `remote_domain_interface_addresses_args`: `source` is a
     /// `VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_*` (0 lease, 1 agent, 2 ARP).
     DomainInterfaceAddressesArgs { dom: NonnullDomain, source: u32, flags: u32 }
@@ -436,6 +468,52 @@ mod tests {
     use crate::frame::{self, Header, MessageType, Status};
     use crate::protocol::{REMOTE_PROGRAM, REMOTE_VERSION};
     use crate::xdr;
+
+    #[test]
+    fn migrate_prepare3_params_layout() {
+        // params<>, then cookie_in as opaque<> (padded to 4), then flags
+        let args = DomainMigratePrepare3ParamsArgs {
+            params: vec![crate::protocol::TypedParam {
+                field: "destination_xml".into(),
+                value: crate::protocol::TypedParamValue::String("<d/>".into()),
+            }],
+            cookie_in: vec![1, 2, 3],
+            flags: 7,
+        };
+        let bytes = xdr::to_vec(&args).unwrap();
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            &[0, 0, 0, 1][..],                  // one param
+            &[0, 0, 0, 15], b"destination_xml", &[0], // field, padded
+            &[0, 0, 0, 7],                      // VIR_TYPED_PARAM_STRING
+            &[0, 0, 0, 4], b"<d/>",             // value
+            &[0, 0, 0, 3, 1, 2, 3, 0],          // cookie_in
+            &[0, 0, 0, 7],                      // flags
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+        assert_eq!(
+            xdr::from_bytes::<DomainMigratePrepare3ParamsArgs>(&bytes).unwrap(),
+            args
+        );
+        let ret = DomainMigratePrepare3Ret {
+            cookie_out: vec![9; 5],
+            uri_out: Some("tcp://h".into()),
+        };
+        let bytes = xdr::to_vec(&ret).unwrap();
+        assert_eq!(
+            xdr::from_bytes::<DomainMigratePrepare3Ret>(&bytes).unwrap(),
+            ret
+        );
+        assert_eq!(
+            RemoteProcedure::from_number(303),
+            Some(RemoteProcedure::DomainMigratePrepare3Params)
+        );
+        assert_eq!(
+            RemoteProcedure::from_number(214),
+            Some(RemoteProcedure::DomainMigratePrepare3)
+        );
+    }
 
     #[test]
     fn connect_open_call_packet() {

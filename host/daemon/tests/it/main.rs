@@ -49,7 +49,22 @@ impl Daemon {
         Daemon::start_full(&[], Some(config))
     }
 
+    /// [`Daemon::start_with_config`] with the daemon's log (stderr, `warn` and up unless
+    /// `RVIRTD_LOG` says otherwise) written to `ROOT/rvirtd.log`, read with [`Daemon::log`].
+    pub fn start_logged_with_config(config: &str) -> Daemon {
+        Daemon::start_inner(&[], Some(config), true)
+    }
+
+    /// What the daemon logged so far (daemons started with [`Daemon::start_logged_with_config`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("rvirtd.log")).unwrap_or_default()
+    }
+
     fn start_full(extra: &[&str], config: Option<&str>) -> Daemon {
+        Daemon::start_inner(extra, config, false)
+    }
+
+    fn start_inner(extra: &[&str], config: Option<&str>, logged: bool) -> Daemon {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
         let bin_dir = bin.parent().expect("binary directory");
         let plugin = bin_dir.join("librvirt_plugin_test.so");
@@ -67,8 +82,8 @@ impl Daemon {
             std::fs::create_dir_all(&dir).expect("config dir");
             std::fs::write(dir.join("rvirtd.toml"), text).expect("config file");
         }
-        let child = Command::new(&bin)
-            .arg("--root")
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--root")
             .arg(root.path())
             .args(extra)
             .env("RVIRT_PLUGIN_PATH", bin_dir)
@@ -76,9 +91,12 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("cannot start rvirtd");
+            .stdin(Stdio::null());
+        if logged {
+            let log = std::fs::File::create(root.path().join("rvirtd.log")).expect("log file");
+            cmd.stderr(log);
+        }
+        let child = cmd.spawn().expect("cannot start rvirtd");
         let d = Daemon {
             root,
             child: Some(child),

@@ -607,3 +607,314 @@ print("python ok")
         .unwrap();
     assert!(ok(out).contains("python ok"));
 }
+
+/// A hook module that vetoes every call, with the reason `recorded`: each call shows in
+/// the daemon's log as a warning naming the module and the point (stopped and release
+/// happen after the fact, so their veto is only logged).
+const VETO_ALL: &str = r#"
+(module
+  (import "rvirt" "set_reason" (func $set_reason (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "recorded")
+  (func (export "rvirt_policy_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "rvirt_hook") (result i32)
+    (call $set_reason (i32.const 0) (i32.const 8))
+    (i32.const 1)))
+"#;
+
+/// How many times the log says hook `module` vetoed `point`.
+fn vetoes(log: &str, module: &str, point: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(&format!("hook '{module}' vetoed {point},")))
+        .count()
+}
+
+/// Waits until `module` vetoed `point` `n` times (5 s at most), then a moment more to
+/// catch a duplicate; returns the final count.
+fn settle(d: &Daemon, module: &str, point: &str, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while vetoes(&d.log(), module, point) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    vetoes(&d.log(), module, point)
+}
+
+#[test]
+fn stopped_and_release_hooks_run_once_for_every_stop_even_without_a_destroy_call() {
+    if no_tools() {
+        return;
+    }
+    let dir = policy_dir();
+    std::fs::write(dir.path().join("recorder.wat"), VETO_ALL).unwrap();
+    std::fs::write(
+        dir.path().join("recorder.toml"),
+        "kind = \"hook\"\nhooks = [\"domain:stopped\", \"domain:release\"]\n",
+    )
+    .unwrap();
+    let d =
+        Daemon::start_logged_with_config(&format!("policy_dir = \"{}\"\n", dir.path().display()));
+    let uri = d.uri();
+    define_and_start(&uri, d.root.path(), "stopper", true);
+
+    // a client's destroy: the hooks run in the call, and not again for the driver's event
+    ok(virsh(&uri, &["destroy", "stopper"]));
+    assert_eq!(
+        settle(&d, "recorder", "domain:stopped", 1),
+        1,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        settle(&d, "recorder", "domain:release", 1),
+        1,
+        "{}",
+        d.log()
+    );
+
+    // a stop without DOMAIN_DESTROY (the test driver's guest "powers off" at once on a
+    // shutdown request, as a guest answering ACPI would): the daemon's own subscription
+    // to the driver's lifecycle events runs stopped, then release
+    ok(virsh(&uri, &["start", "stopper"]));
+    ok(virsh(&uri, &["shutdown", "stopper"]));
+    assert_eq!(ok(virsh(&uri, &["domstate", "stopper"])).trim(), "shut off");
+    assert_eq!(
+        settle(&d, "recorder", "domain:stopped", 2),
+        2,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        settle(&d, "recorder", "domain:release", 2),
+        2,
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let stopped = lines
+        .iter()
+        .rposition(|l| l.contains("vetoed domain:stopped,"))
+        .unwrap();
+    let release = lines
+        .iter()
+        .rposition(|l| l.contains("vetoed domain:release,"))
+        .unwrap();
+    assert!(stopped < release, "stopped must run before release: {log}");
+    assert!(
+        lines[stopped].contains("stopper"),
+        "the watcher's warning names the domain: {log}"
+    );
+}
+
+/// A hook module for `domain:migrate`: vetoes incoming domains named `refused`, amends
+/// those named `mangled` into a document that is no domain, lets the others go on.
+const MIGRATE_HOOK: &str = r#"
+(module
+  (import "rvirt" "get_str" (func $get_str (param i32 i32 i32 i32) (result i32)))
+  (import "rvirt" "set_reason" (func $set_reason (param i32 i32)))
+  (import "rvirt" "set_xml" (func $set_xml (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "object.name")    ;; 11
+  (data (i32.const 16) "refused")       ;; 7
+  (data (i32.const 32) "mangled")       ;; 7
+  (data (i32.const 48) "no incoming migration of 'refused' here") ;; 39
+  (data (i32.const 96) "<network/>")    ;; 10
+  (func (export "rvirt_policy_abi_version") (result i32) (i32.const 0x10000))
+  (func $name_is (param $want i32) (param $wlen i32) (result i32)
+    (local $n i32) (local $i i32)
+    (local.set $n (call $get_str (i32.const 0) (i32.const 11) (i32.const 1024) (i32.const 256)))
+    (if (i32.ne (local.get $n) (local.get $wlen)) (then (return (i32.const 0))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.ne (i32.load8_u (i32.add (i32.const 1024) (local.get $i)))
+                    (i32.load8_u (i32.add (local.get $want) (local.get $i))))
+          (then (return (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 1))
+  (func (export "rvirt_hook") (result i32)
+    (if (call $name_is (i32.const 16) (i32.const 7))
+      (then (call $set_reason (i32.const 48) (i32.const 39)) (return (i32.const 1))))
+    (if (call $name_is (i32.const 32) (i32.const 7))
+      (then (call $set_xml (i32.const 96) (i32.const 10)) (return (i32.const 2))))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn migrate_hook_vetoes_incoming_migrations_and_the_rest_reaches_the_driver() {
+    use crate::protocol::{Raw, error_of};
+    use rvirt_wire::RemoteProcedure as P;
+    use rvirt_wire::protocol::{TypedParam, TypedParamValue, error_code};
+    use rvirt_wire::remote::{DomainMigratePrepare3Args, DomainMigratePrepare3ParamsArgs};
+
+    let dir = policy_dir();
+    std::fs::write(dir.path().join("incoming.wat"), MIGRATE_HOOK).unwrap();
+    std::fs::write(
+        dir.path().join("incoming.toml"),
+        "kind = \"hook\"\nhooks = [\"domain:migrate\"]\n",
+    )
+    .unwrap();
+    let d = daemon(dir.path());
+    let mut c = Raw::connect(&d.socket());
+    c.open();
+    let params = |name: &str| DomainMigratePrepare3ParamsArgs {
+        params: vec![TypedParam {
+            field: "destination_xml".into(),
+            value: TypedParamValue::String(domain_xml(name)),
+        }],
+        cookie_in: Vec::new(),
+        flags: 0,
+    };
+
+    // vetoed: the hook's reason reaches the client (VIR_ERR_HOOK_SCRIPT_FAILED)
+    let e = error_of(&c.call(P::DomainMigratePrepare3Params, &params("refused")));
+    assert_eq!(e.code, 70, "{e:?}");
+    assert!(
+        e.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("no incoming migration of 'refused' here"),
+        "{e:?}"
+    );
+    let e = error_of(&c.call(
+        P::DomainMigratePrepare3,
+        &DomainMigratePrepare3Args {
+            dom_xml: domain_xml("refused"),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(e.code, 70, "{e:?}");
+
+    // amended into something that is no domain: refused like a client's bad XML
+    let e = error_of(&c.call(P::DomainMigratePrepare3Params, &params("mangled")));
+    assert_eq!(e.code, error_code::XML_ERROR, "{e:?}");
+    assert!(
+        e.message.as_deref().unwrap_or("").contains("migrate hook"),
+        "{e:?}"
+    );
+
+    // not vetoed: the call goes on to the driver, which does not migrate
+    for p in [P::DomainMigratePrepare3Params, P::DomainMigratePrepare3] {
+        let f = if p == P::DomainMigratePrepare3 {
+            c.call(
+                p,
+                &DomainMigratePrepare3Args {
+                    dom_xml: domain_xml("welcome"),
+                    ..Default::default()
+                },
+            )
+        } else {
+            c.call(p, &params("welcome"))
+        };
+        let e = error_of(&f);
+        let m = e.message.clone().unwrap_or_default();
+        assert_eq!(e.code, error_code::NO_SUPPORT, "{e:?}");
+        assert!(
+            m.contains(if p == P::DomainMigratePrepare3 {
+                "virDomainMigratePrepare3 "
+            } else {
+                "virDomainMigratePrepare3Params"
+            }) && m.contains("test driver"),
+            "{m}"
+        );
+    }
+    // the connection is still fine
+    assert!(!c.get_type().is_empty());
+}
+
+/// The pid of the QEMU whose command line names `needle` (a path under a daemon's root).
+fn qemu_pid(needle: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.starts_with("qemu-system") || cmd.contains("/qemu-system"))
+            .then_some(())
+            .filter(|()| cmd.contains(needle))
+            .map(|()| pid)
+    })
+}
+
+#[test]
+fn a_qemu_killed_behind_the_daemons_back_runs_stopped_then_release() {
+    if no_tools()
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+    {
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        bin_dir.join("librvirt_plugin_qemu.so").is_file(),
+        "the qemu plugin is missing next to rvirtd: run `cargo build --workspace` first"
+    );
+    let g = rvirt_tests::guest();
+    let dir = policy_dir();
+    std::fs::write(dir.path().join("recorder.wat"), VETO_ALL).unwrap();
+    std::fs::write(
+        dir.path().join("recorder.toml"),
+        "kind = \"hook\"\nhooks = [\"domain:stopped\", \"domain:release\"]\n",
+    )
+    .unwrap();
+    let d =
+        Daemon::start_logged_with_config(&format!("policy_dir = \"{}\"\n", dir.path().display()));
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let xml = format!(
+        "<domain type='qemu'><name>hookguest</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = root.join("serial.log").display(),
+    );
+    let file = write_file(&root, "hookguest.xml", &xml);
+    ok(virsh(&uri, &["define", file.to_str().unwrap()]));
+    ok(virsh(&uri, &["start", "hookguest"]));
+    let pid = qemu_pid(root.to_str().unwrap()).expect("the guest's QEMU process");
+
+    // QEMU dies on SIGTERM: no client call stopped it
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok(virsh(&uri, &["domstate", "hookguest"])).trim() != "shut off" {
+        assert!(Instant::now() < deadline, "the domain did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        settle(&d, "recorder", "domain:stopped", 1),
+        1,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        settle(&d, "recorder", "domain:release", 1),
+        1,
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let stopped = lines
+        .iter()
+        .position(|l| l.contains("vetoed domain:stopped,"))
+        .unwrap();
+    let release = lines
+        .iter()
+        .position(|l| l.contains("vetoed domain:release,"))
+        .unwrap();
+    assert!(stopped < release, "stopped runs before release: {log}");
+    assert!(lines[stopped].contains("hookguest"), "{log}");
+    ok(virsh(&uri, &["undefine", "hookguest"]));
+}

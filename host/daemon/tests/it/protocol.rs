@@ -89,7 +89,7 @@ impl Raw {
     }
 }
 
-fn error_of(f: &Frame) -> RemoteError {
+pub fn error_of(f: &Frame) -> RemoteError {
     assert_eq!(
         (f.header.msg_type, f.header.status),
         (MessageType::Reply, Status::Error)

@@ -6,6 +6,7 @@
 
 mod host_services;
 mod networks;
+mod policy;
 mod pools;
 mod pools_fs;
 mod storage;
