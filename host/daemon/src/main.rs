@@ -218,14 +218,19 @@ async fn run(
     }
     #[cfg(feature = "policy")]
     let stops = Arc::new(access::ClientStops::default());
-    // stopped/release hooks of stops no client call made (once the served roots are bound)
+    // stopped/release hooks of stops no client call made: watched only while a module
+    // hooks them (watching opens every served URI, which loads its plugin)
     #[cfg(feature = "policy")]
-    let stop_watcher = policy.clone().map(|engine| {
-        let (runtime, uris, stops) = (Arc::clone(&runtime), watched, stops.clone());
-        tokio::task::spawn_blocking(move || {
-            access::StopWatcher::start(&runtime, &uris, engine, stops)
-        })
-    });
+    let watch_stops = {
+        let (runtime, stops) = (Arc::clone(&runtime), stops.clone());
+        move |engine: &Arc<rvirt_policy::PolicyEngine>| {
+            let wanted = engine.hooks_at(rvirt_policy::HookPoint::DomainStopped)
+                || engine.hooks_at(rvirt_policy::HookPoint::DomainRelease);
+            wanted.then(|| {
+                access::StopWatcher::start(&runtime, &watched, engine.clone(), stops.clone())
+            })
+        }
+    };
     let shared = Arc::new(client::Shared {
         runtime,
         default_uri: config.default_uri.clone(),
@@ -256,9 +261,16 @@ async fn run(
     }
 
     let _ = bound.await;
+    // (once the served roots are bound)
     #[cfg(feature = "policy")]
-    let _stop_watcher = match stop_watcher {
-        Some(w) => w.await.ok(),
+    let mut stop_watcher = match &policy {
+        Some(engine) => {
+            let (engine, watch) = (engine.clone(), watch_stops.clone());
+            tokio::task::spawn_blocking(move || watch(&engine))
+                .await
+                .ok()
+                .flatten()
+        }
         None => None,
     };
     let signal = loop {
@@ -269,13 +281,19 @@ async fn run(
                     let files = policy_files.clone();
                     // compiling modules blocks: off the reactor; calls keep running on the
                     // old set until the new one is swapped in
-                    let _ = tokio::task::spawn_blocking(move || {
+                    let (watching, watch) = (stop_watcher.is_some(), watch_stops.clone());
+                    let started = tokio::task::spawn_blocking(move || {
                         if let Err(e) = engine.reload() {
                             tracing::error!("policy reload failed: {e}");
                         }
                         files.publish(&engine);
+                        // a module hooking stopped/release came: watch from now on
+                        if watching { None } else { watch(&engine) }
                     })
                     .await;
+                    if let Ok(Some(w)) = started {
+                        stop_watcher = Some(w);
+                    }
                     continue;
                 }
                 tracing::info!("SIGHUP: nothing to reload");

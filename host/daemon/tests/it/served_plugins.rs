@@ -128,9 +128,13 @@ impl Daemon {
     }
 
     fn served_version(&self) -> String {
-        let p = self
-            .served()
-            .unwrap_or_else(|| panic!("{NAME} is not in the report"));
+        let p = self.served().unwrap_or_else(|| {
+            panic!(
+                "{NAME} is not in the report ({:?}); rvirtd's log:\n{}",
+                std::fs::read_to_string(self.root.join("run/plugins.json")),
+                std::fs::read_to_string(self.root.join("rvirtd.log")).unwrap_or_default()
+            )
+        });
         assert_eq!(p["schemes"][0], NAME, "{p}");
         p["version"].as_str().unwrap().to_string()
     }
