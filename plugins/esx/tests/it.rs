@@ -1,0 +1,571 @@
+//! The esx plugin against a real vSphere API: govmomi's simulator vcsim
+//! (`tests/tools/vcsim/main.go`, built here once from Debian's golang-go and
+//! golang-github-vmware-govmomi-dev), in standalone-ESX mode (`esx://`) and vCenter mode
+//! (`vpx://`). What the plugin reports is compared with an independent read of the
+//! simulator's API: raw SOAP written in this file, not the plugin's client.
+//!
+//! Needs `cargo build -p rvirt-cli -p rvirt-plugin-esx` first (the CLI tests run the built
+//! `rvirt` with the built plugin). Without go or govmomi the tests fail, saying why, unless
+//! `RVIRT_ALLOW_SKIP=1`.
+
+use rvirt_plugin_esx::EsxConnection;
+use rvirt_sdk::abi::{
+    DomainRef, DriverConnection, EventSink, EventSink_TO,
+    abi_stable::{sabi_trait::TD_Opaque, std_types::RResult},
+};
+use rvirt_sdk::util::to_abi_uuid;
+use rvirt_tests::{built, cannot_run, profile_dir, workspace_root};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Builds vcsim into the target directory once (again only when main.go is newer); `None`
+/// (after `cannot_run`) where go or govmomi's sources are missing.
+pub fn vcsim_binary(test: &str) -> Option<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = BIN.get_or_init(|| {
+        let src = workspace_root().join("tests/tools/vcsim/main.go");
+        let target = profile_dir().join("..").join("vcsim");
+        let bin = target.join("vcsim");
+        let fresh = |b: &Path| -> bool {
+            let (Ok(b), Ok(s)) = (b.metadata(), src.metadata()) else {
+                return false;
+            };
+            matches!((b.modified(), s.modified()), (Ok(b), Ok(s)) if b >= s)
+        };
+        if fresh(&bin) {
+            return Ok(bin);
+        }
+        let gocode = Path::new("/usr/share/gocode/src/github.com/vmware/govmomi/simulator");
+        if !gocode.is_dir() {
+            return Err(format!(
+                "{} is missing: apt-get install golang-github-vmware-govmomi-dev",
+                gocode.display()
+            ));
+        }
+        let gopath = target.join("gopath");
+        let pkg = gopath.join("src/rvirt-vcsim");
+        std::fs::create_dir_all(&pkg).map_err(|e| e.to_string())?;
+        std::fs::copy(&src, pkg.join("main.go")).map_err(|e| e.to_string())?;
+        let tmp = target.join(format!("vcsim.tmp.{}", std::process::id()));
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&tmp)
+            .arg("rvirt-vcsim")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
+            .env("GOCACHE", target.join("gocache"))
+            .output()
+            .map_err(|e| format!("cannot run go ({e}): apt-get install golang-go"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "go build of vcsim failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
+        Ok(bin)
+    });
+    match r {
+        Ok(b) => Some(b.clone()),
+        Err(why) => {
+            cannot_run(test, why);
+            None
+        }
+    }
+}
+
+/// A running vcsim, stopped (by its pid) on drop.
+pub struct Vcsim {
+    child: Child,
+    pub port: u16,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Vcsim {
+    pub fn start(test: &str, esx: bool, extra: &[&str]) -> Option<Vcsim> {
+        let bin = vcsim_binary(test)?;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-l", "127.0.0.1:0"]).args(extra);
+        if esx {
+            cmd.arg("-esx");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("start vcsim");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(u) = l.strip_prefix("VCSIM_URL=") {
+                        break u.to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!(
+                        "vcsim exited without VCSIM_URL: {}",
+                        std::fs::read_to_string(log.path()).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // https://user:pass@127.0.0.1:PORT/sdk
+        let port = url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        Some(Vcsim {
+            child,
+            port,
+            _log: log,
+        })
+    }
+}
+
+impl Drop for Vcsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The independent read: raw SOAP over ureq, string-built, string-scanned.
+
+struct Raw {
+    agent: ureq::Agent,
+    url: String,
+    cookie: String,
+    /// ha-property-collector (ESX) or PropertyCollector (vCenter)
+    pc: String,
+    root: String,
+}
+
+fn between<'a>(s: &'a str, a: &str, b: &str) -> Option<&'a str> {
+    let i = s.find(a)? + a.len();
+    let j = s[i..].find(b)? + i;
+    Some(&s[i..j])
+}
+
+impl Raw {
+    fn new(port: u16) -> Raw {
+        let agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut r = Raw {
+            agent,
+            url: format!("https://127.0.0.1:{port}/sdk"),
+            cookie: String::new(),
+            pc: String::new(),
+            root: String::new(),
+        };
+        let sc = r.post(r#"<RetrieveServiceContent xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></RetrieveServiceContent>"#);
+        r.pc = between(&sc, r#"<propertyCollector type="PropertyCollector">"#, "<")
+            .unwrap()
+            .to_string();
+        r.root = between(&sc, r#"<rootFolder type="Folder">"#, "<").unwrap().to_string();
+        let sm = between(&sc, r#"<sessionManager type="SessionManager">"#, "<").unwrap();
+        r.post(&format!(r#"<Login xmlns="urn:vim25"><_this type="SessionManager">{sm}</_this><userName>user</userName><password>pass</password></Login>"#));
+        r
+    }
+
+    fn post(&mut self, body: &str) -> String {
+        let doc = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"#
+        );
+        let mut req = self.agent.post(&self.url).header("Content-Type", "text/xml");
+        if !self.cookie.is_empty() {
+            req = req.header("Cookie", &self.cookie);
+        }
+        let mut resp = req.send(doc.as_bytes()).unwrap();
+        if let Some(c) = resp.headers().get("set-cookie") {
+            self.cookie = c.to_str().unwrap().split(';').next().unwrap().to_string();
+        }
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 28)
+            .read_to_string()
+            .unwrap();
+        assert!(!text.contains("<soapenv:Fault>"), "{body}\n{text}");
+        text
+    }
+
+    /// (moref, name, uuid, powerState) of every VM, by name.
+    fn vms(&mut self) -> Vec<(String, String, String, String)> {
+        let root = self.root.clone();
+        let v = self.post(&format!(r#"<CreateContainerView xmlns="urn:vim25"><_this type="ViewManager">ViewManager</_this><container type="Folder">{root}</container><type>VirtualMachine</type><recursive>true</recursive></CreateContainerView>"#));
+        let view = between(&v, r#"<returnval type="ContainerView">"#, "<")
+            .unwrap()
+            .trim()
+            .to_string();
+        let pc = self.pc.clone();
+        let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>VirtualMachine</type><pathSet>name</pathSet><pathSet>config.uuid</pathSet><pathSet>runtime.powerState</pathSet></propSet><objectSet><obj type="ContainerView">{view}</obj><skip>true</skip><selectSet xsi:type="TraversalSpec"><type>ContainerView</type><path>view</path></selectSet></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+        assert!(!text.contains("<token>"), "more than one page of VMs");
+        let mut out: Vec<_> = text
+            .split("<objects>")
+            .skip(1)
+            .map(|o| {
+                let prop = |n: &str| {
+                    let p = between(o, &format!("<name>{n}</name>"), "</val>").unwrap();
+                    p.rsplit('>').next().unwrap().to_string()
+                };
+                (
+                    between(o, r#"<obj type="VirtualMachine">"#, "<").unwrap().to_string(),
+                    prop("name"),
+                    prop("config.uuid"),
+                    prop("runtime.powerState"),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
+    }
+
+    fn power(&mut self, name: &str) -> String {
+        self.vms()
+            .into_iter()
+            .find(|v| v.1 == name)
+            .map(|v| v.3)
+            .unwrap_or_else(|| panic!("no VM {name} in the simulator"))
+    }
+
+    fn snapshot_names(&mut self, moref: &str) -> Vec<String> {
+        let pc = self.pc.clone();
+        let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>VirtualMachine</type><pathSet>snapshot</pathSet></propSet><objectSet><obj type="VirtualMachine">{moref}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+        let mut names = Vec::new();
+        for part in text.split("<snapshot type=\"VirtualMachineSnapshot\">").skip(1) {
+            if let Some(n) = between(part, "<name>", "</name>") {
+                names.push(n.to_string());
+            }
+        }
+        names
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The plugin through the CLI.
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("plugins")).unwrap();
+        std::fs::create_dir_all(root.join("config/libvirt")).unwrap();
+        std::fs::write(
+            root.join("config/libvirt/auth.conf"),
+            "[credentials-sim]\nusername=user\npassword=pass\n\n[auth-esx-127.0.0.1]\ncredentials=sim\n\n[auth-vpx-default]\ncredentials=sim\n",
+        )
+        .unwrap();
+        std::fs::copy(
+            built("librvirt_plugin_esx.so"),
+            root.join("plugins/librvirt_plugin_esx.so"),
+        )
+        .unwrap();
+        Env { tmp }
+    }
+
+    fn rvirt(&self, uri: &str, args: &[&str]) -> Output {
+        let root = self.tmp.path();
+        let out = Command::new(built("rvirt"))
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", root.join("home"))
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("RVIRT_PLUGIN_PATH", root.join("plugins"))
+            .arg("-c")
+            .arg(uri)
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ rvirt -c {uri} {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, uri: &str, args: &[&str]) -> String {
+        let out = self.rvirt(uri, args);
+        assert!(out.status.success(), "rvirt {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// (name, state) rows of `rvirt list --all`.
+fn list_rows(text: &str) -> Vec<(String, String, String)> {
+    let mut rows: Vec<_> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("---"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let id = w.next().unwrap_or("").to_string();
+            let name = w.next().unwrap_or("").to_string();
+            (id, name, w.collect::<Vec<_>>().join(" "))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.1.cmp(&b.1));
+    rows
+}
+
+fn libvirt_state(power: &str) -> &'static str {
+    match power {
+        "poweredOn" => "running",
+        "suspended" => "paused",
+        _ => "shut off",
+    }
+}
+
+fn check_cli(test: &str, esx: bool) {
+    let Some(sim) = Vcsim::start(test, esx, &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(sim.port);
+    let env = Env::new();
+    let uri = if esx {
+        format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port)
+    } else {
+        format!("vpx://127.0.0.1:{}/DC0/DC0_C0?no_verify=1", sim.port)
+    };
+    let want = raw.vms();
+    assert!(want.len() >= 2, "{want:?}");
+    // vpx://…/DC0/DC0_C0 lists the datacenter's VMs, as libvirt's driver
+    let rows = list_rows(&env.ok(&uri, &["list", "--all"]));
+    let got: Vec<_> = rows.iter().map(|r| (r.1.clone(), r.2.clone())).collect();
+    let expect: Vec<_> = want
+        .iter()
+        .map(|v| (v.1.clone(), libvirt_state(&v.3).to_string()))
+        .collect();
+    assert_eq!(got, expect);
+    // the id is the number of the managed object
+    for (r, v) in rows.iter().zip(&want) {
+        if v.3 == "poweredOn" {
+            assert_eq!(r.0, v.0.trim_start_matches("vm-"), "{r:?} {v:?}");
+        }
+    }
+    let (_, name, uuid, _) = want[0].clone();
+    assert_eq!(env.ok(&uri, &["domuuid", &name]).trim(), uuid);
+    assert_eq!(env.ok(&uri, &["domname", &uuid]).trim(), name);
+    let info = env.ok(&uri, &["dominfo", &name]);
+    assert!(info.contains(&uuid), "{info}");
+    let xml = env.ok(&uri, &["dumpxml", &name]);
+    for needle in [
+        format!("<name>{name}</name>"),
+        format!("<uuid>{uuid}</uuid>"),
+        "<memory unit='KiB'>32768</memory>".to_string(),
+        ">1</vcpu>".to_string(),
+    ] {
+        assert!(xml.contains(&needle), "{needle} not in {xml}");
+    }
+    // lifecycle, read back independently
+    env.ok(&uri, &["suspend", &name]);
+    assert_eq!(raw.power(&name), "suspended");
+    assert!(env.ok(&uri, &["domstate", &name]).contains("paused"));
+    env.ok(&uri, &["resume", &name]);
+    assert_eq!(raw.power(&name), "poweredOn");
+    env.ok(&uri, &["destroy", &name]);
+    assert_eq!(raw.power(&name), "poweredOff");
+    assert!(!env.rvirt(&uri, &["destroy", &name]).status.success());
+    env.ok(&uri, &["start", &name]);
+    assert_eq!(raw.power(&name), "poweredOn");
+    env.ok(&uri, &["shutdown", &name]);
+    assert_eq!(raw.power(&name), "poweredOff");
+    env.ok(&uri, &["start", &name]);
+    // node info from the HostSystem
+    let node = env.ok(&uri, &["nodeinfo"]);
+    assert!(node.contains("Memory size"), "{node}");
+    // define / undefine round trip
+    let ds = "LocalDS_0";
+    let new_uuid = "564d9bef-acd9-b4e0-c8f0-aea8b9103515";
+    let xml_file = env.tmp.path().join("newvm.xml");
+    std::fs::write(
+        &xml_file,
+        format!(
+            "<domain type='vmware'>\n  <name>newvm</name>\n  <uuid>{new_uuid}</uuid>\n  \
+             <memory unit='KiB'>262144</memory>\n  <vcpu>2</vcpu>\n  <os><type>hvm</type></os>\n  \
+             <devices>\n    <disk type='file' device='disk'>\n      \
+             <source file='[{ds}] newvm/newvm.vmdk'/>\n      <target dev='sda' bus='scsi'/>\n    </disk>\n  \
+             </devices>\n</domain>\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&uri, &["define", xml_file.to_str().unwrap()]);
+    let after = raw.vms();
+    let nv = after
+        .iter()
+        .find(|v| v.1 == "newvm")
+        .unwrap_or_else(|| panic!("newvm not registered: {after:?}"));
+    assert_eq!(nv.2, new_uuid);
+    assert_eq!(nv.3, "poweredOff");
+    let xml = env.ok(&uri, &["dumpxml", "newvm"]);
+    for needle in [
+        "<name>newvm</name>".to_string(),
+        format!("<uuid>{new_uuid}</uuid>"),
+        "<memory unit='KiB'>262144</memory>".to_string(),
+        ">2</vcpu>".to_string(),
+        format!("<source file='[{ds}] newvm/newvm.vmdk'/>"),
+    ] {
+        assert!(xml.contains(&needle), "{needle} not in {xml}");
+    }
+    let info = env.ok(&uri, &["dominfo", "newvm"]);
+    assert!(info.contains("262144"), "{info}");
+    // a second define of the same name is refused
+    assert!(!env.rvirt(&uri, &["define", xml_file.to_str().unwrap()]).status.success());
+    env.ok(&uri, &["undefine", "newvm"]);
+    assert!(raw.vms().iter().all(|v| v.1 != "newvm"));
+    assert_eq!(raw.vms(), want_after_lifecycle(&want, &name));
+}
+
+/// The VM list after the lifecycle above: the first VM ends running.
+fn want_after_lifecycle(
+    want: &[(String, String, String, String)],
+    name: &str,
+) -> Vec<(String, String, String, String)> {
+    want.iter()
+        .map(|v| {
+            let mut v = v.clone();
+            if v.1 == name {
+                v.3 = "poweredOn".into();
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn esx_mode_through_the_cli_agrees_with_the_api() {
+    check_cli("esx_mode_through_the_cli_agrees_with_the_api", true);
+}
+
+#[test]
+fn vcenter_mode_through_the_cli_agrees_with_the_api() {
+    check_cli("vcenter_mode_through_the_cli_agrees_with_the_api", false);
+}
+
+// ---------------------------------------------------------------------------------------
+// In-process: what plugin API 1.6 has no method for (snapshots, memory, vCPUs).
+
+struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn domain_lifecycle(&self, _dom: DomainRef, _event: i32, _detail: i32) {}
+}
+
+fn ok<T>(r: RResult<T, rvirt_sdk::abi::PluginError>) -> T {
+    match r {
+        RResult::ROk(v) => v,
+        RResult::RErr(e) => panic!("{}", e.message),
+    }
+}
+
+fn open_in_process(uri: &str, dir: &Path) -> EsxConnection {
+    let auth = dir.join("auth.conf");
+    std::fs::write(
+        &auth,
+        "[credentials-sim]\nusername=user\npassword=pass\n[auth-esx-default]\ncredentials=sim\n[auth-vpx-default]\ncredentials=sim\n",
+    )
+    .unwrap();
+    let uri = format!("{uri}&authfile={}", auth.display());
+    rvirt_plugin_esx::open(&uri, false, EventSink_TO::from_value(NoEvents, TD_Opaque))
+        .unwrap_or_else(|e| panic!("{}", e.message))
+}
+
+#[test]
+fn snapshots_memory_and_vcpus_in_process() {
+    let test = "snapshots_memory_and_vcpus_in_process";
+    for esx in [true, false] {
+        let Some(sim) = Vcsim::start(test, esx, &[]) else {
+            return;
+        };
+        let mut raw = Raw::new(sim.port);
+        let dir = tempfile::tempdir().unwrap();
+        let scheme = if esx { "esx" } else { "vpx" };
+        let c = open_in_process(
+            &format!("{scheme}://127.0.0.1:{}/?no_verify=1", sim.port),
+            dir.path(),
+        );
+        let (moref, name, uuid, _) = raw.vms()[0].clone();
+        let u = to_abi_uuid(uuid::Uuid::parse_str(&uuid).unwrap());
+        assert_eq!(ok(c.lookup_by_uuid(u)).name.as_str(), name);
+        c.snapshot_create(u, "s1", "first").unwrap();
+        c.snapshot_create(u, "s2", "second").unwrap();
+        assert!(c.snapshot_create(u, "s1", "again").is_err());
+        let snaps = c.snapshots(u).unwrap();
+        let names: Vec<_> = snaps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["s1", "s2"]);
+        assert_eq!(snaps[1].parent.as_deref(), Some("s1"));
+        assert!(snaps[1].current);
+        assert_eq!(raw.snapshot_names(&moref), ["s1", "s2"]);
+        c.snapshot_revert(u, "s1").unwrap();
+        assert!(c.snapshots(u).unwrap()[0].current);
+        c.snapshot_delete(u, "s2", false).unwrap();
+        assert_eq!(raw.snapshot_names(&moref), ["s1"]);
+        c.snapshot_delete(u, "s1", true).unwrap();
+        assert!(c.snapshots(u).unwrap().is_empty());
+
+        c.set_memory(u, 65536).unwrap();
+        c.set_vcpus(u, 2).unwrap();
+        let info = ok(c.get_info(u));
+        assert_eq!((info.memory_kib, info.nr_virt_cpu), (65536, 2));
+        assert!(c.set_vcpus(u, 3).is_err());
+        let node = ok(c.node_get_info());
+        assert!(node.memory_kib > 0 && node.cpus > 0, "{node:?}");
+        // a session the server does not know (here: the cookie forgotten) logs in again
+        c.session().client.clear_cookie();
+        assert!(!ok(c.list_all_domains(0)).is_empty());
+    }
+}
+
+#[test]
+fn wrong_password_and_wrong_product_are_refused() {
+    let test = "wrong_password_and_wrong_product_are_refused";
+    let Some(sim) = Vcsim::start(test, true, &["-pass", "other"]) else {
+        return;
+    };
+    let env = Env::new();
+    let out = env.rvirt(
+        &format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidLogin"));
+    drop(sim);
+    let Some(sim) = Vcsim::start(test, false, &[]) else {
+        return;
+    };
+    // vCenter is not an ESX host
+    let out = env.rvirt(
+        &format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vpx"));
+    // the certificate is checked unless no_verify=1
+    let out = env.rvirt(
+        &format!("vpx://user@127.0.0.1:{}/", sim.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+}
