@@ -179,7 +179,11 @@ mod tests {
         let u = ConnectUri::parse("test+unix:///default?socket=/s&foo=bar").unwrap();
         assert_eq!(u.server_name(), "test:///default?foo=bar");
         // the host of a client-side driver is the hypervisor, not a daemon
-        for uri in ["esx://root@10.0.0.1/?no_verify=1", "vpx://vc/dc1/c1", "gsx://h"] {
+        for uri in [
+            "esx://root@10.0.0.1/?no_verify=1",
+            "vpx://vc/dc1/c1",
+            "gsx://h",
+        ] {
             assert!(!ConnectUri::parse(uri).unwrap().is_remote(), "{uri}");
         }
         assert!(ConnectUri::parse("esx+ssh://h/").unwrap().is_remote());

@@ -88,7 +88,9 @@ fn vim_err(op: &str, e: VimError) -> PluginError {
 fn no_support(op: &str, why: &str) -> PluginError {
     err(
         ErrorCode::NoSupport,
-        format!("this function is not supported by the connection driver: {op} (esx driver: {why})"),
+        format!(
+            "this function is not supported by the connection driver: {op} (esx driver: {why})"
+        ),
     )
 }
 
@@ -218,7 +220,11 @@ impl Drop for EsxConnection {
 }
 
 /// Opens `esx://`, `gsx://` or `vpx://`.
-pub fn open(uri: &str, read_only: bool, events: EventSinkBox) -> Result<EsxConnection, PluginError> {
+pub fn open(
+    uri: &str,
+    read_only: bool,
+    events: EventSinkBox,
+) -> Result<EsxConnection, PluginError> {
     let parsed = EsxUri::parse(uri).map_err(|e| err(ErrorCode::InvalidArg, e.to_string()))?;
     let (user, password) = parsed
         .credentials()
@@ -289,7 +295,11 @@ fn inventory(s: &Session, u: &EsxUri) -> Result<Inventory, PluginError> {
     .ok_or_else(|| {
         err(
             ErrorCode::OpenFailed,
-            format!("no datacenter '{}' on {}", segs.first().unwrap_or(&""), u.host),
+            format!(
+                "no datacenter '{}' on {}",
+                segs.first().unwrap_or(&""),
+                u.host
+            ),
         )
     })?;
     let missing = |what: &str| err(ErrorCode::OpenFailed, format!("datacenter without {what}"));
@@ -308,7 +318,11 @@ fn inventory(s: &Session, u: &EsxUri) -> Result<Inventory, PluginError> {
         .filter_map(|d| d.text("name").map(str::to_string))
         .collect();
     let computes = s
-        .retrieve_all(&host_folder, "ComputeResource", &["name", "resourcePool", "host"])
+        .retrieve_all(
+            &host_folder,
+            "ComputeResource",
+            &["name", "resourcePool", "host"],
+        )
         .map_err(fail)?;
     // vpx://vc/DC/[FOLDER/…]COMPUTE[/HOST]: the compute resource is the last segment, or
     // the one before it when the last names one of its hosts.
@@ -397,7 +411,12 @@ fn text_of(e: &Element, name: &str) -> Option<String> {
 /// `uuid.bios` text of a UUID (`56 4d 9b ef ac d9 b4 e0-c8 f0 ae a8 b9 10 35 15`).
 fn bios_uuid(u: &uuid::Uuid) -> String {
     let b = u.as_bytes();
-    let h = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+    let h = |r: &[u8]| {
+        r.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     format!("{}-{}", h(&b[..8]), h(&b[8..]))
 }
 
@@ -637,12 +656,15 @@ impl EsxConnection {
         };
         let (url, _, _) = self.datastore_url(&vmx_ds_path)?;
         let put = |url: &str, data: &[u8]| {
-            self.session.client.file("PUT", url, Some(data)).map_err(|e| {
-                err(
-                    ErrorCode::OperationFailed,
-                    format!("cannot upload '{vmx_ds_path}': {e}"),
-                )
-            })
+            self.session
+                .client
+                .file("PUT", url, Some(data))
+                .map_err(|e| {
+                    err(
+                        ErrorCode::OperationFailed,
+                        format!("cannot upload '{vmx_ds_path}': {e}"),
+                    )
+                })
         };
         put(&url, vmx.to_text().as_bytes())?;
         let host = if self.inv.host_named {
@@ -651,8 +673,13 @@ impl EsxConnection {
             None
         };
         let register = || {
-            self.session
-                .register_vm(&self.inv.vm_folder, &vmx_ds_path, &name, &self.inv.pool, host)
+            self.session.register_vm(
+                &self.inv.vm_folder,
+                &vmx_ds_path,
+                &name,
+                &self.inv.pool,
+                host,
+            )
         };
         let obj = match register() {
             Ok(o) => o,
@@ -662,7 +689,11 @@ impl EsxConnection {
                 let (base, _, _) = self.datastore_url(&vmx_ds_path)?;
                 let (_, q) = base.split_once('?').unwrap_or((&base, ""));
                 for f in [format!("{name}.nvram"), "vmware.log".to_string()] {
-                    let p = if dir.is_empty() { f } else { format!("{dir}/{f}") };
+                    let p = if dir.is_empty() {
+                        f
+                    } else {
+                        format!("{dir}/{f}")
+                    };
                     put(&format!("/folder/{}?{q}", encode(&p, true)), b"")?;
                 }
                 register().map_err(|e| vim_err(op, e))?
@@ -677,11 +708,7 @@ impl EsxConnection {
         // ESX reads the identity and size from the .vmx; vcsim does not read it. Where the
         // registered VM disagrees with its .vmx, reconfigure it to agree.
         let want_mb = vmx.get_u64("memsize").ok().flatten();
-        let want_cpus = vmx
-            .get_u64("numvcpus")
-            .ok()
-            .flatten()
-            .map(|n| n as u32);
+        let want_cpus = vmx.get_u64("numvcpus").ok().flatten().map(|n| n as u32);
         let fix_uuid = (v.uuid != uuid).then(|| uuid.hyphenated().to_string());
         let fix_mb = want_mb.filter(|m| *m != v.memory_mb);
         let fix_cpus = want_cpus.filter(|c| *c != v.vcpus);
@@ -703,9 +730,15 @@ impl EsxConnection {
         let op = "virDomainUndefine";
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
-        Self::require(&v, &[state::SHUTOFF, state::PAUSED], "domain is not suspended or powered off")?;
+        Self::require(
+            &v,
+            &[state::SHUTOFF, state::PAUSED],
+            "domain is not suspended or powered off",
+        )?;
         // As libvirt's driver: the VM leaves the inventory, its files stay.
-        self.session.unregister_vm(&v.obj).map_err(|e| vim_err(op, e))?;
+        self.session
+            .unregister_vm(&v.obj)
+            .map_err(|e| vim_err(op, e))?;
         self.emit(&v, event::UNDEFINED, 0);
         Ok(())
     }
@@ -725,7 +758,11 @@ impl EsxConnection {
         let op = "virDomainDestroyFlags";
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
-        Self::require(&v, &[state::RUNNING, state::PAUSED], "domain is not powered on")?;
+        Self::require(
+            &v,
+            &[state::RUNNING, state::PAUSED],
+            "domain is not powered on",
+        )?;
         self.session.power_off(&v.obj).map_err(|e| vim_err(op, e))?;
         self.emit(&v, event::STOPPED, event::STOPPED_DESTROYED);
         Ok(())
@@ -736,7 +773,9 @@ impl EsxConnection {
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
         Self::require(&v, &[state::RUNNING], "domain is not powered on")?;
-        self.session.shutdown_guest(&v.obj).map_err(|e| vim_err(op, e))?;
+        self.session
+            .shutdown_guest(&v.obj)
+            .map_err(|e| vim_err(op, e))?;
         self.emit(&v, event::STOPPED, event::STOPPED_SHUTDOWN);
         Ok(())
     }
@@ -746,11 +785,17 @@ impl EsxConnection {
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
         Self::require(&v, &[state::RUNNING], "domain is not powered on")?;
-        self.session.reboot_guest(&v.obj).map_err(|e| vim_err(op, e))
+        self.session
+            .reboot_guest(&v.obj)
+            .map_err(|e| vim_err(op, e))
     }
 
     fn pause(&self, u: Uuid, pause: bool) -> Result<(), PluginError> {
-        let op = if pause { "virDomainSuspend" } else { "virDomainResume" };
+        let op = if pause {
+            "virDomainSuspend"
+        } else {
+            "virDomainResume"
+        };
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
         if pause {
@@ -805,7 +850,10 @@ impl EsxConnection {
         };
         let current = info.child("currentSnapshot").and_then(Node::moref);
         fn walk(n: &Node, parent: Option<&str>, current: &Option<MoRef>, out: &mut Vec<Snapshot>) {
-            for t in n.children_named("rootSnapshotList").chain(n.children_named("childSnapshotList")) {
+            for t in n
+                .children_named("rootSnapshotList")
+                .chain(n.children_named("childSnapshotList"))
+            {
                 let Some(obj) = t.child("snapshot").and_then(Node::moref) else {
                     continue;
                 };
@@ -840,7 +888,12 @@ impl EsxConnection {
 
     /// `CreateSnapshot_Task` (without memory, not quiesced; libvirt's driver refuses an
     /// existing name).
-    pub fn snapshot_create(&self, u: Uuid, name: &str, description: &str) -> Result<(), PluginError> {
+    pub fn snapshot_create(
+        &self,
+        u: Uuid,
+        name: &str,
+        description: &str,
+    ) -> Result<(), PluginError> {
         let op = "virDomainSnapshotCreateXML";
         self.guard(op)?;
         if self.snapshots(u)?.iter().any(|s| s.name == name) {
@@ -861,7 +914,9 @@ impl EsxConnection {
         let op = "virDomainRevertToSnapshot";
         self.guard(op)?;
         let s = self.snapshot_named(u, name)?;
-        self.session.revert_snapshot(&s.obj).map_err(|e| vim_err(op, e))
+        self.session
+            .revert_snapshot(&s.obj)
+            .map_err(|e| vim_err(op, e))
     }
 
     /// `RemoveSnapshot_Task`.
@@ -876,7 +931,10 @@ impl EsxConnection {
 
     fn host_props(&self) -> Result<ObjectContent, PluginError> {
         let h = self.inv.host.as_ref().ok_or_else(|| {
-            err(ErrorCode::OperationFailed, "the compute resource has no host")
+            err(
+                ErrorCode::OperationFailed,
+                "the compute resource has no host",
+            )
         })?;
         self.session
             .retrieve_one(
@@ -1018,7 +1076,10 @@ impl DriverConnection for EsxConnection {
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
         let n = name.as_str();
         res(self
-            .find(|v| v.name == n, format!("no domain with matching name '{n}'"))
+            .find(
+                |v| v.name == n,
+                format!("no domain with matching name '{n}'"),
+            )
             .map(|v| v.reference()))
     }
 
@@ -1141,7 +1202,12 @@ impl DriverConnection for EsxConnection {
         res(self.vm_by_uuid(uuid).map(|_| false))
     }
 
-    fn domain_xml_to_native(&self, format: RStr<'_>, xml: RStr<'_>, flags: u32) -> PResult<RString> {
+    fn domain_xml_to_native(
+        &self,
+        format: RStr<'_>,
+        xml: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RString> {
         checked!("virConnectDomainXMLToNative", flags, 0);
         if format.as_str() != rvirt_vmx::NATIVE_FORMAT {
             return RResult::RErr(err(
@@ -1158,7 +1224,12 @@ impl DriverConnection for EsxConnection {
             .map_err(vmx_err))
     }
 
-    fn domain_xml_from_native(&self, format: RStr<'_>, config: RStr<'_>, flags: u32) -> PResult<RString> {
+    fn domain_xml_from_native(
+        &self,
+        format: RStr<'_>,
+        config: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RString> {
         checked!("virConnectDomainXMLFromNative", flags, 0);
         if format.as_str() != rvirt_vmx::NATIVE_FORMAT {
             return RResult::RErr(err(
@@ -1170,9 +1241,11 @@ impl DriverConnection for EsxConnection {
             ));
         }
         let ds = self.inv.datastores.first().cloned().unwrap_or_default();
-        res(rvirt_vmx::vmx_text_to_xml(config.as_str(), &self.context(&ds, ""))
-            .map(RString::from)
-            .map_err(vmx_err))
+        res(
+            rvirt_vmx::vmx_text_to_xml(config.as_str(), &self.context(&ds, ""))
+                .map(RString::from)
+                .map_err(vmx_err),
+        )
     }
 }
 
@@ -1183,7 +1256,10 @@ mod tests {
     #[test]
     fn bios_uuid_is_vmx_text() {
         let u = uuid::Uuid::parse_str("564d9bef-acd9-b4e0-c8f0-aea8b9103515").unwrap();
-        assert_eq!(bios_uuid(&u), "56 4d 9b ef ac d9 b4 e0-c8 f0 ae a8 b9 10 35 15");
+        assert_eq!(
+            bios_uuid(&u),
+            "56 4d 9b ef ac d9 b4 e0-c8 f0 ae a8 b9 10 35 15"
+        );
     }
 
     #[test]

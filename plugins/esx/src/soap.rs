@@ -254,7 +254,12 @@ impl Body {
     }
 
     /// `<name xsi:type="T">` … `</name>`.
-    pub fn open_typed(&mut self, name: &str, xsi_type: Option<&str>, inner: impl FnOnce(&mut Body)) {
+    pub fn open_typed(
+        &mut self,
+        name: &str,
+        xsi_type: Option<&str>,
+        inner: impl FnOnce(&mut Body),
+    ) {
         let mut s = BytesStart::new(name);
         if let Some(t) = xsi_type {
             s.push_attribute(("xsi:type", t));
@@ -370,7 +375,10 @@ impl Client {
     }
 
     fn cookie(&self) -> Option<String> {
-        self.cookie.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cookie
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn keep_cookie(&self, resp: &ureq::http::Response<ureq::Body>) {
@@ -391,7 +399,12 @@ impl Client {
     }
 
     /// Posts one call; returns the element inside `<Body>` (the `…Response`).
-    pub fn call(&self, method: &str, this: &MoRef, args: impl FnOnce(&mut Body)) -> Result<Node, SoapError> {
+    pub fn call(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: impl FnOnce(&mut Body),
+    ) -> Result<Node, SoapError> {
         let doc = envelope(method, this, args)?;
         let url = format!("{}/sdk", self.base);
         let mut req = self
@@ -428,13 +441,12 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        let body = root
-            .child("Body")
-            .ok_or_else(|| SoapError::Malformed(format!("no soap body in the answer to {method}")))?;
-        let first = body
-            .children
-            .first()
-            .ok_or_else(|| SoapError::Malformed(format!("empty soap body in the answer to {method}")))?;
+        let body = root.child("Body").ok_or_else(|| {
+            SoapError::Malformed(format!("no soap body in the answer to {method}"))
+        })?;
+        let first = body.children.first().ok_or_else(|| {
+            SoapError::Malformed(format!("empty soap body in the answer to {method}"))
+        })?;
         if first.name == "Fault" {
             let message = first.text_of("faultstring").unwrap_or("").to_string();
             let fault = first
@@ -459,7 +471,12 @@ impl Client {
     }
 
     /// `GET` or `PUT` of a datastore file (`/folder/PATH?dcPath=DC&dsName=DS`).
-    pub fn file(&self, method: &str, path_and_query: &str, data: Option<&[u8]>) -> Result<Vec<u8>, SoapError> {
+    pub fn file(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        data: Option<&[u8]>,
+    ) -> Result<Vec<u8>, SoapError> {
         let url = format!("{}{path_and_query}", self.base);
         let wrap = |e: ureq::Error| SoapError::Http {
             url: url.clone(),
@@ -467,7 +484,10 @@ impl Client {
         };
         let cookie = self.cookie();
         let mut resp = if method == "PUT" {
-            let mut req = self.agent.put(&url).header("Content-Type", "application/octet-stream");
+            let mut req = self
+                .agent
+                .put(&url)
+                .header("Content-Type", "application/octet-stream");
             if let Some(c) = &cookie {
                 req = req.header("Cookie", c);
             }
@@ -503,10 +523,14 @@ mod tests {
 
     #[test]
     fn envelope_is_typed_and_escaped() {
-        let doc = envelope("Login", &MoRef::new("SessionManager", "ha-sessionmgr"), |b| {
-            b.text("userName", "a<b");
-            b.text("password", "p&q");
-        })
+        let doc = envelope(
+            "Login",
+            &MoRef::new("SessionManager", "ha-sessionmgr"),
+            |b| {
+                b.text("userName", "a<b");
+                b.text("password", "p&q");
+            },
+        )
         .unwrap();
         assert!(doc.contains(r#"<Login xmlns="urn:vim25"><_this type="SessionManager">ha-sessionmgr</_this><userName>a&lt;b</userName><password>p&amp;q</password></Login></soapenv:Body>"#), "{doc}");
     }
@@ -515,7 +539,10 @@ mod tests {
     fn xsi_type_under_any_prefix_or_none() {
         let a = parse(r#"<r xmlns:X="http://www.w3.org/2001/XMLSchema-instance"><val X:type="xsd:int">32</val><obj type="VirtualMachine">vm-9</obj><v>&#xA;x&amp;y</v></r>"#).unwrap();
         assert_eq!(a.child("val").unwrap().xsi_type.as_deref(), Some("int"));
-        assert_eq!(a.child("obj").unwrap().moref(), Some(MoRef::new("VirtualMachine", "vm-9")));
+        assert_eq!(
+            a.child("obj").unwrap().moref(),
+            Some(MoRef::new("VirtualMachine", "vm-9"))
+        );
         assert_eq!(a.child("v").unwrap().text, "\nx&y");
         let b = parse(r#"<r><val>32</val></r>"#).unwrap();
         assert_eq!(b.child("val").unwrap().xsi_type, None);

@@ -93,7 +93,12 @@ impl EsxUri {
             host,
             port: u.port(),
             path: u.path().trim_matches('/').to_string(),
-            transport: if scheme == Scheme::Gsx { "http" } else { "https" }.into(),
+            transport: if scheme == Scheme::Gsx {
+                "http"
+            } else {
+                "https"
+            }
+            .into(),
             no_verify: false,
             auto_answer: false,
             proxy: None,
@@ -151,11 +156,13 @@ impl EsxUri {
 
     /// `https://host:port` of the server.
     pub fn base(&self) -> String {
-        let port = self.port.unwrap_or(match (self.scheme, self.transport.as_str()) {
-            (Scheme::Gsx, _) => 8222,
-            (_, "http") => 80,
-            _ => 443,
-        });
+        let port = self
+            .port
+            .unwrap_or(match (self.scheme, self.transport.as_str()) {
+                (Scheme::Gsx, _) => 8222,
+                (_, "http") => 80,
+                _ => 443,
+            });
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -273,9 +280,12 @@ impl AuthConf {
     /// `key` of the credentials `[auth-SERVICE-HOST]` (else `[auth-SERVICE-default]`)
     /// names, as libvirt's `virAuthConfigLookup`.
     pub fn lookup(&self, service: &str, host: &str, key: &str) -> Option<String> {
-        let group = [format!("auth-{service}-{host}"), format!("auth-{service}-default")]
-            .into_iter()
-            .find(|g| self.groups.iter().any(|(n, _)| n == g))?;
+        let group = [
+            format!("auth-{service}-{host}"),
+            format!("auth-{service}-default"),
+        ]
+        .into_iter()
+        .find(|g| self.groups.iter().any(|(n, _)| n == g))?;
         let cred = self.get(&group, "credentials")?;
         self.get(&format!("credentials-{cred}"), key)
     }
@@ -291,7 +301,8 @@ mod tests {
         assert_eq!((u.scheme, u.user.as_deref()), (Scheme::Esx, Some("root")));
         assert!(u.no_verify && u.auto_answer);
         assert_eq!(u.base(), "https://10.0.0.1:443");
-        let u = EsxUri::parse("vpx://vc.example/dc1/cluster1/h1?transport=http&proxy=p:3128").unwrap();
+        let u =
+            EsxUri::parse("vpx://vc.example/dc1/cluster1/h1?transport=http&proxy=p:3128").unwrap();
         assert_eq!(u.path, "dc1/cluster1/h1");
         assert_eq!(u.base(), "http://vc.example:80");
         assert_eq!(u.proxy.as_deref(), Some("http://p:3128"));

@@ -72,7 +72,8 @@ impl ObjectContent {
 }
 
 fn need<'a>(n: &'a Node, path: &str) -> Result<&'a Node, VimError> {
-    n.path(path).ok_or_else(|| VimError::Missing(path.to_string()))
+    n.path(path)
+        .ok_or_else(|| VimError::Missing(path.to_string()))
 }
 
 fn need_moref(n: &Node, path: &str) -> Result<MoRef, VimError> {
@@ -323,7 +324,11 @@ impl Session {
     }
 
     /// `SearchIndex.FindByUuid` of a virtual machine (BIOS UUID) in `datacenter`.
-    pub fn find_vm_by_uuid(&self, datacenter: &MoRef, uuid: &str) -> Result<Option<MoRef>, VimError> {
+    pub fn find_vm_by_uuid(
+        &self,
+        datacenter: &MoRef,
+        uuid: &str,
+    ) -> Result<Option<MoRef>, VimError> {
         let r = self.invoke("FindByUuid", &self.content.search_index, |b| {
             b.moref("datacenter", datacenter);
             b.text("uuid", uuid);
@@ -401,7 +406,8 @@ impl Session {
     }
 
     pub fn revert_snapshot(&self, snapshot: &MoRef) -> Result<(), VimError> {
-        self.task("RevertToSnapshot_Task", snapshot, |_| {}).map(drop)
+        self.task("RevertToSnapshot_Task", snapshot, |_| {})
+            .map(drop)
     }
 
     pub fn remove_snapshot(&self, snapshot: &MoRef, children: bool) -> Result<(), VimError> {

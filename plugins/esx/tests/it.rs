@@ -177,7 +177,9 @@ impl Raw {
         r.pc = between(&sc, r#"<propertyCollector type="PropertyCollector">"#, "<")
             .unwrap()
             .to_string();
-        r.root = between(&sc, r#"<rootFolder type="Folder">"#, "<").unwrap().to_string();
+        r.root = between(&sc, r#"<rootFolder type="Folder">"#, "<")
+            .unwrap()
+            .to_string();
         let sm = between(&sc, r#"<sessionManager type="SessionManager">"#, "<").unwrap();
         r.post(&format!(r#"<Login xmlns="urn:vim25"><_this type="SessionManager">{sm}</_this><userName>user</userName><password>pass</password></Login>"#));
         r
@@ -187,7 +189,10 @@ impl Raw {
         let doc = format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"#
         );
-        let mut req = self.agent.post(&self.url).header("Content-Type", "text/xml");
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "text/xml");
         if !self.cookie.is_empty() {
             req = req.header("Cookie", &self.cookie);
         }
@@ -225,7 +230,9 @@ impl Raw {
                     p.rsplit('>').next().unwrap().to_string()
                 };
                 (
-                    between(o, r#"<obj type="VirtualMachine">"#, "<").unwrap().to_string(),
+                    between(o, r#"<obj type="VirtualMachine">"#, "<")
+                        .unwrap()
+                        .to_string(),
                     prop("name"),
                     prop("config.uuid"),
                     prop("runtime.powerState"),
@@ -248,7 +255,10 @@ impl Raw {
         let pc = self.pc.clone();
         let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>VirtualMachine</type><pathSet>snapshot</pathSet></propSet><objectSet><obj type="VirtualMachine">{moref}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
         let mut names = Vec::new();
-        for part in text.split("<snapshot type=\"VirtualMachineSnapshot\">").skip(1) {
+        for part in text
+            .split("<snapshot type=\"VirtualMachineSnapshot\">")
+            .skip(1)
+        {
             if let Some(n) = between(part, "<name>", "</name>") {
                 names.push(n.to_string());
             }
@@ -432,7 +442,11 @@ fn check_cli(test: &str, esx: bool) {
     let info = env.ok(&uri, &["dominfo", "newvm"]);
     assert!(info.contains("262144"), "{info}");
     // a second define of the same name is refused
-    assert!(!env.rvirt(&uri, &["define", xml_file.to_str().unwrap()]).status.success());
+    assert!(
+        !env.rvirt(&uri, &["define", xml_file.to_str().unwrap()])
+            .status
+            .success()
+    );
     env.ok(&uri, &["undefine", "newvm"]);
     assert!(raw.vms().iter().all(|v| v.1 != "newvm"));
     assert_eq!(raw.vms(), want_after_lifecycle(&want, &name));
