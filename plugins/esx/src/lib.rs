@@ -211,6 +211,9 @@ pub struct EsxConnection {
     inv: Inventory,
     read_only: bool,
     events: EventSinkBox,
+    /// The ContainerView of the vmFolder's VMs, made once per session and kept (the
+    /// server updates it; it ends with the session).
+    vm_view: std::sync::Mutex<Option<MoRef>>,
 }
 
 impl Drop for EsxConnection {
@@ -272,6 +275,7 @@ pub fn open(
         inv,
         read_only,
         events,
+        vm_view: std::sync::Mutex::new(None),
     })
 }
 
@@ -286,7 +290,7 @@ fn inventory(s: &Session, u: &EsxUri) -> Result<Inventory, PluginError> {
     let root = s.content.root_folder.clone();
     let segs: Vec<&str> = u.path.split('/').filter(|p| !p.is_empty()).collect();
     let dcs = s
-        .retrieve_all(&root, "Datacenter", &["name", "vmFolder", "hostFolder"])
+        .retrieve_all(&root, "Datacenter", &["name", "vmFolder"])
         .map_err(fail)?;
     let dc = match segs.first() {
         Some(want) => dcs.iter().find(|d| d.text("name") == Some(want)),
@@ -307,38 +311,46 @@ fn inventory(s: &Session, u: &EsxUri) -> Result<Inventory, PluginError> {
         .get("vmFolder")
         .and_then(Node::moref)
         .ok_or_else(|| missing("vmFolder"))?;
-    let host_folder = dc
-        .get("hostFolder")
-        .and_then(Node::moref)
-        .ok_or_else(|| missing("hostFolder"))?;
-    let datastores = s
-        .retrieve_all(&dc.obj, "Datastore", &["name"])
-        .map_err(fail)?
+    // the datacenter's datastores and compute resources in one view and one retrieval
+    let view = s
+        .container_view_of(&dc.obj, &["Datastore", "ComputeResource"])
+        .map_err(fail)?;
+    let objs = s.retrieve_specs(
+        &view,
+        true,
+        &[
+            ("Datastore", &["name"]),
+            ("ComputeResource", &["name", "resourcePool", "host"]),
+        ],
+    );
+    s.destroy_view(&view);
+    let objs = objs.map_err(fail)?;
+    let datastores = objs
         .iter()
+        .filter(|o| o.obj.kind == "Datastore")
         .filter_map(|d| d.text("name").map(str::to_string))
         .collect();
-    let computes = s
-        .retrieve_all(
-            &host_folder,
-            "ComputeResource",
-            &["name", "resourcePool", "host"],
-        )
-        .map_err(fail)?;
+    // ClusterComputeResource is a ComputeResource
+    let computes: Vec<&ObjectContent> = objs
+        .iter()
+        .filter(|o| o.obj.kind.ends_with("ComputeResource"))
+        .collect();
     // vpx://vc/DC/[FOLDER/…]COMPUTE[/HOST]: the compute resource is the last segment, or
     // the one before it when the last names one of its hosts.
     let rest = segs.get(1..).unwrap_or_default();
     let mut host_name = None;
     let compute = if rest.is_empty() {
-        computes.first()
+        computes.first().copied()
     } else {
         let last = rest[rest.len() - 1];
         match computes.iter().find(|c| c.text("name") == Some(last)) {
-            Some(c) => Some(c),
+            Some(c) => Some(*c),
             None if rest.len() >= 2 => {
                 host_name = Some(last);
                 computes
                     .iter()
                     .find(|c| c.text("name") == Some(rest[rest.len() - 2]))
+                    .copied()
             }
             None => None,
         }
@@ -445,10 +457,30 @@ impl EsxConnection {
 
     /// Every VM of the datacenter, in one batch.
     pub fn vms(&self) -> Result<Vec<Vm>, PluginError> {
-        let list = self
-            .session
-            .retrieve_all(&self.inv.vm_folder, "VirtualMachine", VM_PROPS)
-            .map_err(|e| vim_err("listing virtual machines", e))?;
+        let fail = |e| vim_err("listing virtual machines", e);
+        let mut cached = self.vm_view.lock().unwrap_or_else(|e| e.into_inner());
+        let list = match cached.clone() {
+            Some(view) => match self.session.retrieve(&view, true, "VirtualMachine", VM_PROPS) {
+                // the session was renewed since the view was made: make it again
+                Err(e) if e.fault() == Some("ManagedObjectNotFound") => None,
+                r => Some(r.map_err(fail)?),
+            },
+            None => None,
+        };
+        let list = match list {
+            Some(l) => l,
+            None => {
+                let view = self
+                    .session
+                    .container_view(&self.inv.vm_folder, "VirtualMachine")
+                    .map_err(fail)?;
+                *cached = Some(view.clone());
+                self.session
+                    .retrieve(&view, true, "VirtualMachine", VM_PROPS)
+                    .map_err(fail)?
+            }
+        };
+        drop(cached);
         let mut v: Vec<Vm> = list.iter().map(Vm::from_content).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)

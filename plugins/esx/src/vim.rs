@@ -159,9 +159,16 @@ impl Session {
 
     /// `CreateContainerView` of `kind` objects under `container`, recursive.
     pub fn container_view(&self, container: &MoRef, kind: &str) -> Result<MoRef, VimError> {
+        self.container_view_of(container, &[kind])
+    }
+
+    /// `CreateContainerView` of objects of any of `kinds` under `container`, recursive.
+    pub fn container_view_of(&self, container: &MoRef, kinds: &[&str]) -> Result<MoRef, VimError> {
         let r = self.invoke("CreateContainerView", &self.content.view_manager, |b| {
             b.moref("container", container);
-            b.text("type", kind);
+            for k in kinds {
+                b.text("type", k);
+            }
             b.text("recursive", "true");
         })?;
         need_moref(&r, "returnval")
@@ -173,8 +180,8 @@ impl Session {
     }
 
     /// `RetrievePropertiesEx` (+ `ContinueRetrievePropertiesEx`) of `paths` of every
-    /// `kind` object in `view` (a ContainerView), or of the single object `obj` when
-    /// `view` is `None`.
+    /// `kind` object in the ContainerView `start` (`through_view`), or of the single object
+    /// `start`.
     pub fn retrieve(
         &self,
         start: &MoRef,
@@ -182,15 +189,27 @@ impl Session {
         kind: &str,
         paths: &[&str],
     ) -> Result<Vec<ObjectContent>, VimError> {
+        self.retrieve_specs(start, through_view, &[(kind, paths)])
+    }
+
+    /// [`Session::retrieve`] with one property set per object type.
+    pub fn retrieve_specs(
+        &self,
+        start: &MoRef,
+        through_view: bool,
+        specs: &[(&str, &[&str])],
+    ) -> Result<Vec<ObjectContent>, VimError> {
         let pc = &self.content.property_collector;
         let r = self.invoke("RetrievePropertiesEx", pc, |b| {
             b.open("specSet", |b| {
-                b.open("propSet", |b| {
-                    b.text("type", kind);
-                    for p in paths {
-                        b.text("pathSet", p);
-                    }
-                });
+                for (kind, paths) in specs {
+                    b.open("propSet", |b| {
+                        b.text("type", kind);
+                        for p in *paths {
+                            b.text("pathSet", p);
+                        }
+                    });
+                }
                 b.open("objectSet", |b| {
                     b.moref("obj", start);
                     if through_view {

@@ -375,6 +375,20 @@ fn check_cli(test: &str, esx: bool) {
             assert_eq!(r.0, v.0.trim_start_matches("vm-"), "{r:?} {v:?}");
         }
     }
+    if !esx {
+        // the URI's path: datacenter, compute resource, host (as libvirt's vpx://)
+        let with_host = format!("vpx://127.0.0.1:{}/DC0/DC0_C0/DC0_C0_H0?no_verify=1", sim.port);
+        assert_eq!(list_rows(&env.ok(&with_host, &["list", "--all"])), rows);
+        let hosted = format!("vpx://127.0.0.1:{}/DC0/DC0_H0?no_verify=1", sim.port);
+        assert_eq!(list_rows(&env.ok(&hosted, &["list", "--all"])), rows);
+        for bad in ["DC9/DC0_C0", "DC0/nowhere", "DC0/DC0_C0/nohost"] {
+            let out = env.rvirt(
+                &format!("vpx://127.0.0.1:{}/{bad}?no_verify=1", sim.port),
+                &["list", "--all"],
+            );
+            assert!(!out.status.success(), "{bad}");
+        }
+    }
     let (_, name, uuid, _) = want[0].clone();
     assert_eq!(env.ok(&uri, &["domuuid", &name]).trim(), uuid);
     assert_eq!(env.ok(&uri, &["domname", &uuid]).trim(), name);
