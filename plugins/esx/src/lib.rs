@@ -780,7 +780,7 @@ impl EsxConnection {
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
         Self::require(&v, &[state::SHUTOFF], "domain is not powered off")?;
-        self.session.power_on(&v.obj).map_err(|e| vim_err(op, e))?;
+        self.session.power_on(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
         let v = self.vm_by_uuid(u)?;
         self.emit(&v, event::STARTED, 0);
         Ok(v)
@@ -795,7 +795,7 @@ impl EsxConnection {
             &[state::RUNNING, state::PAUSED],
             "domain is not powered on",
         )?;
-        self.session.power_off(&v.obj).map_err(|e| vim_err(op, e))?;
+        self.session.power_off(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
         self.emit(&v, event::STOPPED, event::STOPPED_DESTROYED);
         Ok(())
     }
@@ -832,11 +832,11 @@ impl EsxConnection {
         let v = self.vm_by_uuid(u)?;
         if pause {
             Self::require(&v, &[state::RUNNING], "domain is not powered on")?;
-            self.session.suspend(&v.obj).map_err(|e| vim_err(op, e))?;
+            self.session.suspend(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
             self.emit(&v, event::SUSPENDED, 0);
         } else {
             Self::require(&v, &[state::PAUSED], "domain is not suspended")?;
-            self.session.power_on(&v.obj).map_err(|e| vim_err(op, e))?;
+            self.session.power_on(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
             self.emit(&v, event::RESUMED, 0);
         }
         Ok(())

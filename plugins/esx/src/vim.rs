@@ -19,6 +19,10 @@ pub enum VimError {
         fault: String,
         message: String,
     },
+    #[error(
+        "pending question blocks virtual machine execution, question is '{0}' (auto_answer=1 answers the default)"
+    )]
+    Question(String),
     #[error("task {0} did not finish within {1} s")]
     TaskTimeout(String, u64),
 }
@@ -273,6 +277,17 @@ impl Session {
 
     /// Polls a task until it succeeds (its `info.result`) or fails.
     pub fn wait_task(&self, task: &MoRef) -> Result<Option<Node>, VimError> {
+        self.wait_task_on(task, None)
+    }
+
+    /// [`Session::wait_task`] for a task of the VM `vm.0`, whose pending question
+    /// (`runtime.question`) is answered with its default choice when `vm.1`
+    /// (libvirt's `auto_answer=1`), and fails the wait otherwise, as libvirt's driver.
+    pub fn wait_task_on(
+        &self,
+        task: &MoRef,
+        vm: Option<(&MoRef, bool)>,
+    ) -> Result<Option<Node>, VimError> {
         const LIMIT: u64 = 600;
         let start = Instant::now();
         let mut delay = Duration::from_millis(10);
@@ -298,12 +313,57 @@ impl Session {
                 }
                 _ => {}
             }
+            if let Some((vm, answer)) = vm {
+                self.question(vm, answer)?;
+            }
             if start.elapsed() > Duration::from_secs(LIMIT) {
                 return Err(VimError::TaskTimeout(task.value.clone(), LIMIT));
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Handles a pending question of `vm`: answers its default choice (`answer`) or fails.
+    fn question(&self, vm: &MoRef, answer: bool) -> Result<(), VimError> {
+        let o = self.retrieve_one(vm, &["runtime.question"])?;
+        let Some(q) = o.get("runtime.question") else {
+            return Ok(());
+        };
+        let id = q.text_of("id").unwrap_or("").to_string();
+        let text = q.text_of("text").unwrap_or("").to_string();
+        let choice = q.child("choice");
+        let default = choice
+            .and_then(|c| c.text_of("defaultIndex"))
+            .and_then(|i| i.parse::<usize>().ok())
+            .unwrap_or(0);
+        let key = choice
+            .and_then(|c| c.children_named("choiceInfo").nth(default))
+            .and_then(|c| c.text_of("key"))
+            .map(str::to_string);
+        match (answer, key) {
+            (true, Some(key)) => {
+                self.invoke("AnswerVM", vm, |b| {
+                    b.text("questionId", &id);
+                    b.text("answerChoice", &key);
+                })?;
+                Ok(())
+            }
+            _ => Err(VimError::Question(text)),
+        }
+    }
+
+    /// Calls a `…_Task` method on a VM and waits for its task, handling questions.
+    pub fn vm_task(
+        &self,
+        method: &str,
+        vm: &MoRef,
+        auto_answer: bool,
+        args: impl Fn(&mut Body),
+    ) -> Result<Option<Node>, VimError> {
+        let r = self.invoke(method, vm, args)?;
+        let task = need_moref(&r, "returnval")?;
+        self.wait_task_on(&task, Some((vm, auto_answer)))
     }
 
     /// Calls a `…_Task` method and waits for its task.
@@ -318,20 +378,20 @@ impl Session {
         self.wait_task(&task)
     }
 
-    pub fn power_on(&self, vm: &MoRef) -> Result<(), VimError> {
-        self.task("PowerOnVM_Task", vm, |_| {}).map(drop)
+    pub fn power_on(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
+        self.vm_task("PowerOnVM_Task", vm, auto_answer, |_| {}).map(drop)
     }
 
-    pub fn power_off(&self, vm: &MoRef) -> Result<(), VimError> {
-        self.task("PowerOffVM_Task", vm, |_| {}).map(drop)
+    pub fn power_off(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
+        self.vm_task("PowerOffVM_Task", vm, auto_answer, |_| {}).map(drop)
     }
 
-    pub fn suspend(&self, vm: &MoRef) -> Result<(), VimError> {
-        self.task("SuspendVM_Task", vm, |_| {}).map(drop)
+    pub fn suspend(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
+        self.vm_task("SuspendVM_Task", vm, auto_answer, |_| {}).map(drop)
     }
 
-    pub fn reset(&self, vm: &MoRef) -> Result<(), VimError> {
-        self.task("ResetVM_Task", vm, |_| {}).map(drop)
+    pub fn reset(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
+        self.vm_task("ResetVM_Task", vm, auto_answer, |_| {}).map(drop)
     }
 
     pub fn shutdown_guest(&self, vm: &MoRef) -> Result<(), VimError> {
