@@ -626,6 +626,12 @@ impl EsxConnection {
         let op = "virDomainDefineXML";
         self.guard(op)?;
         let mut dom = Element::parse(xml).map_err(|e| err(ErrorCode::XmlError, e.to_string()))?;
+        if dom.name() != "domain" {
+            return Err(err(
+                ErrorCode::XmlError,
+                format!("expected a <domain> document, not <{}>", dom.name()),
+            ));
+        }
         let name = text_of(&dom, "name")
             .filter(|n| !n.is_empty())
             .ok_or_else(|| err(ErrorCode::XmlError, "domain/name: missing"))?;
@@ -643,49 +649,63 @@ impl EsxConnection {
         let uuid = text_of(&dom, "uuid")
             .and_then(|u| uuid::Uuid::parse_str(&u).ok())
             .ok_or_else(|| err(ErrorCode::XmlError, "domain/uuid: not a uuid"))?;
-        if let Ok(v) = self.vm_by_uuid(to_abi_uuid(uuid)) {
-            return Err(err(
-                ErrorCode::OperationInvalid,
-                format!(
-                    "requested operation is not valid: domain '{}' already exists with uuid {uuid}; editing existing domains is not supported by the esx driver",
-                    v.name
-                ),
-            ));
-        }
-        if self.vms()?.iter().any(|v| v.name == name) {
+        // Redefining a VM (same name and UUID) replaces its .vmx and registers it again,
+        // which vSphere allows only while it is powered off; libvirt's driver refuses
+        // every redefinition.
+        let existing = self.vm_by_uuid(to_abi_uuid(uuid)).ok();
+        if let Some(v) = &existing {
+            if v.name != name {
+                return Err(err(
+                    ErrorCode::DomExist,
+                    format!(
+                        "operation failed: domain '{}' is already defined with uuid {uuid}",
+                        v.name
+                    ),
+                ));
+            }
+            Self::require(
+                v,
+                &[state::SHUTOFF],
+                "the esx driver redefines a domain only while it is powered off",
+            )?;
+        } else if self.vms()?.iter().any(|v| v.name == name) {
             return Err(err(
                 ErrorCode::DomExist,
                 format!("operation failed: domain '{name}' already exists"),
             ));
         }
-        // As libvirt: the .vmx goes beside the first file-backed hard disk.
-        let disk = dom
-            .child("devices")
-            .into_iter()
-            .flat_map(|d| d.children_named("disk"))
-            .filter(|d| d.attr("device").unwrap_or("disk") == "disk")
-            .find_map(|d| d.child("source").and_then(|s| s.attr("file")))
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::ConfigUnsupported,
-                    "domain XML doesn't contain any file-based harddisks, cannot deduce datastore and path for the .vmx file",
-                )
-            })?
-            .to_string();
-        let (ds, path) = rvirt_vmx::context::parse_datastore_path(&disk).ok_or_else(|| {
-            err(
-                ErrorCode::ConfigUnsupported,
-                format!("domain/devices/disk/source/@file: '{disk}' is not a datastore path ('[datastore] path')"),
-            )
-        })?;
-        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-        let ctx = self.context(ds, dir);
-        let vmx = rvirt_vmx::domain_to_vmx(&dom, &ctx).map_err(vmx_err)?;
-        let vmx_ds_path = if dir.is_empty() {
-            format!("[{ds}] {name}.vmx")
-        } else {
-            format!("[{ds}] {dir}/{name}.vmx")
+        let vmx_ds_path = match &existing {
+            Some(v) => v.vmx_path.clone(),
+            None => {
+                // As libvirt: the .vmx goes beside the first file-backed hard disk.
+                let disk = dom
+                    .child("devices")
+                    .into_iter()
+                    .flat_map(|d| d.children_named("disk"))
+                    .filter(|d| d.attr("device").unwrap_or("disk") == "disk")
+                    .find_map(|d| d.child("source").and_then(|s| s.attr("file")))
+                    .ok_or_else(|| {
+                        err(
+                            ErrorCode::ConfigUnsupported,
+                            "domain XML doesn't contain any file-based harddisks, cannot deduce datastore and path for the .vmx file",
+                        )
+                    })?;
+                let (ds, path) = rvirt_vmx::context::parse_datastore_path(disk).ok_or_else(|| {
+                    err(
+                        ErrorCode::ConfigUnsupported,
+                        format!("domain/devices/disk/source/@file: '{disk}' is not a datastore path ('[datastore] path')"),
+                    )
+                })?;
+                match path.rsplit_once('/') {
+                    Some((dir, _)) => format!("[{ds}] {dir}/{name}.vmx"),
+                    None => format!("[{ds}] {name}.vmx"),
+                }
+            }
         };
+        let (_, ds, dir) = self.datastore_url(&vmx_ds_path)?;
+        let dir = dir.as_str();
+        let ctx = self.context(&ds, dir);
+        let vmx = rvirt_vmx::domain_to_vmx(&dom, &ctx).map_err(vmx_err)?;
         let (url, _, _) = self.datastore_url(&vmx_ds_path)?;
         let put = |url: &str, data: &[u8]| {
             self.session
@@ -699,6 +719,11 @@ impl EsxConnection {
                 })
         };
         put(&url, vmx.to_text().as_bytes())?;
+        if let Some(v) = &existing {
+            self.session
+                .unregister_vm(&v.obj)
+                .map_err(|e| vim_err(op, e))?;
+        }
         let host = if self.inv.host_named {
             self.inv.host.as_ref()
         } else {
@@ -1144,9 +1169,16 @@ impl DriverConnection for EsxConnection {
         res(self.start(uuid).map(|v| v.reference()))
     }
 
-    fn create_xml(&self, _xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+    fn create_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+        let op = "virDomainCreateXML";
+        if let Err(e) = self.guard(op) {
+            return RResult::RErr(e);
+        }
+        if let Err(e) = Element::parse(xml.as_str()) {
+            return RResult::RErr(err(ErrorCode::XmlError, e.to_string()));
+        }
         RResult::RErr(no_support(
-            "virDomainCreateXML",
+            op,
             "vSphere has no transient VMs; define and start instead",
         ))
     }
@@ -1214,6 +1246,9 @@ impl DriverConnection for EsxConnection {
     }
 
     fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
+        if let Err(e) = self.guard("virDomainSetAutostart") {
+            return RResult::RErr(e);
+        }
         RResult::RErr(no_support(
             "virDomainSetAutostart",
             "the host's HostAutoStartManager is not driven yet",

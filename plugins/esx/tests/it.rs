@@ -14,128 +14,10 @@ use rvirt_sdk::abi::{
     abi_stable::{sabi_trait::TD_Opaque, std_types::RResult},
 };
 use rvirt_sdk::util::to_abi_uuid;
-use rvirt_tests::{built, cannot_run, profile_dir, workspace_root};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-
-/// Builds vcsim into the target directory once (again only when main.go is newer); `None`
-/// (after `cannot_run`) where go or govmomi's sources are missing.
-pub fn vcsim_binary(test: &str) -> Option<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = BIN.get_or_init(|| {
-        let src = workspace_root().join("tests/tools/vcsim/main.go");
-        let target = profile_dir().join("..").join("vcsim");
-        let bin = target.join("vcsim");
-        let fresh = |b: &Path| -> bool {
-            let (Ok(b), Ok(s)) = (b.metadata(), src.metadata()) else {
-                return false;
-            };
-            matches!((b.modified(), s.modified()), (Ok(b), Ok(s)) if b >= s)
-        };
-        if fresh(&bin) {
-            return Ok(bin);
-        }
-        let gocode = Path::new("/usr/share/gocode/src/github.com/vmware/govmomi/simulator");
-        if !gocode.is_dir() {
-            return Err(format!(
-                "{} is missing: apt-get install golang-github-vmware-govmomi-dev",
-                gocode.display()
-            ));
-        }
-        let gopath = target.join("gopath");
-        let pkg = gopath.join("src/rvirt-vcsim");
-        std::fs::create_dir_all(&pkg).map_err(|e| e.to_string())?;
-        std::fs::copy(&src, pkg.join("main.go")).map_err(|e| e.to_string())?;
-        let tmp = target.join(format!("vcsim.tmp.{}", std::process::id()));
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&tmp)
-            .arg("rvirt-vcsim")
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
-            .env("GOCACHE", target.join("gocache"))
-            .output()
-            .map_err(|e| format!("cannot run go ({e}): apt-get install golang-go"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "go build of vcsim failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        std::fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
-        Ok(bin)
-    });
-    match r {
-        Ok(b) => Some(b.clone()),
-        Err(why) => {
-            cannot_run(test, why);
-            None
-        }
-    }
-}
-
-/// A running vcsim, stopped (by its pid) on drop.
-pub struct Vcsim {
-    child: Child,
-    pub port: u16,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Vcsim {
-    pub fn start(test: &str, esx: bool, extra: &[&str]) -> Option<Vcsim> {
-        let bin = vcsim_binary(test)?;
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-l", "127.0.0.1:0"]).args(extra);
-        if esx {
-            cmd.arg("-esx");
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("start vcsim");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(u) = l.strip_prefix("VCSIM_URL=") {
-                        break u.to_string();
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!(
-                        "vcsim exited without VCSIM_URL: {}",
-                        std::fs::read_to_string(log.path()).unwrap_or_default()
-                    );
-                }
-            }
-        };
-        // https://user:pass@127.0.0.1:PORT/sdk
-        let port = url
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {url}"));
-        Some(Vcsim {
-            child,
-            port,
-            _log: log,
-        })
-    }
-}
-
-impl Drop for Vcsim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use rvirt_tests::built;
+use rvirt_tests::vcsim::Vcsim;
+use std::path::Path;
+use std::process::{Command, Output};
 
 // ---------------------------------------------------------------------------------------
 // The independent read: raw SOAP over ureq, string-built, string-scanned.
@@ -455,11 +337,20 @@ fn check_cli(test: &str, esx: bool) {
     }
     let info = env.ok(&uri, &["dominfo", "newvm"]);
     assert!(info.contains("262144"), "{info}");
-    // a second define of the same name is refused
-    assert!(
-        !env.rvirt(&uri, &["define", xml_file.to_str().unwrap()])
-            .status
-            .success()
+    // another domain of the same name is refused
+    let text = std::fs::read_to_string(&xml_file).unwrap();
+    let other = env.tmp.path().join("other.xml");
+    std::fs::write(&other, text.replace(new_uuid, "564d9bef-acd9-b4e0-c8f0-aea8b9103516")).unwrap();
+    assert!(!env.rvirt(&uri, &["define", other.to_str().unwrap()]).status.success());
+    // a redefinition (same name and uuid, powered off) replaces the .vmx
+    std::fs::write(&xml_file, text.replace("262144", "524288")).unwrap();
+    env.ok(&uri, &["define", xml_file.to_str().unwrap()]);
+    let xml = env.ok(&uri, &["dumpxml", "newvm"]);
+    assert!(xml.contains("<memory unit='KiB'>524288</memory>"), "{xml}");
+    assert_eq!(
+        raw.vms().iter().filter(|v| v.1 == "newvm").count(),
+        1,
+        "the redefinition left two VMs"
     );
     env.ok(&uri, &["undefine", "newvm"]);
     assert!(raw.vms().iter().all(|v| v.1 != "newvm"));
