@@ -133,4 +133,3 @@ impl Drop for Vcsim {
         let _ = std::fs::remove_file(&self.log);
     }
 }
-

@@ -460,7 +460,10 @@ impl EsxConnection {
         let fail = |e| vim_err("listing virtual machines", e);
         let mut cached = self.vm_view.lock().unwrap_or_else(|e| e.into_inner());
         let list = match cached.clone() {
-            Some(view) => match self.session.retrieve(&view, true, "VirtualMachine", VM_PROPS) {
+            Some(view) => match self
+                .session
+                .retrieve(&view, true, "VirtualMachine", VM_PROPS)
+            {
                 // the session was renewed since the view was made: make it again
                 Err(e) if e.fault() == Some("ManagedObjectNotFound") => None,
                 r => Some(r.map_err(fail)?),
@@ -805,7 +808,9 @@ impl EsxConnection {
         self.guard(op)?;
         let v = self.vm_by_uuid(u)?;
         Self::require(&v, &[state::SHUTOFF], "domain is not powered off")?;
-        self.session.power_on(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
+        self.session
+            .power_on(&v.obj, self.parsed.auto_answer)
+            .map_err(|e| vim_err(op, e))?;
         let v = self.vm_by_uuid(u)?;
         self.emit(&v, event::STARTED, 0);
         Ok(v)
@@ -820,7 +825,9 @@ impl EsxConnection {
             &[state::RUNNING, state::PAUSED],
             "domain is not powered on",
         )?;
-        self.session.power_off(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
+        self.session
+            .power_off(&v.obj, self.parsed.auto_answer)
+            .map_err(|e| vim_err(op, e))?;
         self.emit(&v, event::STOPPED, event::STOPPED_DESTROYED);
         Ok(())
     }
@@ -857,11 +864,15 @@ impl EsxConnection {
         let v = self.vm_by_uuid(u)?;
         if pause {
             Self::require(&v, &[state::RUNNING], "domain is not powered on")?;
-            self.session.suspend(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
+            self.session
+                .suspend(&v.obj, self.parsed.auto_answer)
+                .map_err(|e| vim_err(op, e))?;
             self.emit(&v, event::SUSPENDED, 0);
         } else {
             Self::require(&v, &[state::PAUSED], "domain is not suspended")?;
-            self.session.power_on(&v.obj, self.parsed.auto_answer).map_err(|e| vim_err(op, e))?;
+            self.session
+                .power_on(&v.obj, self.parsed.auto_answer)
+                .map_err(|e| vim_err(op, e))?;
             self.emit(&v, event::RESUMED, 0);
         }
         Ok(())

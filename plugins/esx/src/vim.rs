@@ -379,19 +379,23 @@ impl Session {
     }
 
     pub fn power_on(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
-        self.vm_task("PowerOnVM_Task", vm, auto_answer, |_| {}).map(drop)
+        self.vm_task("PowerOnVM_Task", vm, auto_answer, |_| {})
+            .map(drop)
     }
 
     pub fn power_off(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
-        self.vm_task("PowerOffVM_Task", vm, auto_answer, |_| {}).map(drop)
+        self.vm_task("PowerOffVM_Task", vm, auto_answer, |_| {})
+            .map(drop)
     }
 
     pub fn suspend(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
-        self.vm_task("SuspendVM_Task", vm, auto_answer, |_| {}).map(drop)
+        self.vm_task("SuspendVM_Task", vm, auto_answer, |_| {})
+            .map(drop)
     }
 
     pub fn reset(&self, vm: &MoRef, auto_answer: bool) -> Result<(), VimError> {
-        self.vm_task("ResetVM_Task", vm, auto_answer, |_| {}).map(drop)
+        self.vm_task("ResetVM_Task", vm, auto_answer, |_| {})
+            .map(drop)
     }
 
     pub fn shutdown_guest(&self, vm: &MoRef) -> Result<(), VimError> {

@@ -259,7 +259,10 @@ fn check_cli(test: &str, esx: bool) {
     }
     if !esx {
         // the URI's path: datacenter, compute resource, host (as libvirt's vpx://)
-        let with_host = format!("vpx://127.0.0.1:{}/DC0/DC0_C0/DC0_C0_H0?no_verify=1", sim.port);
+        let with_host = format!(
+            "vpx://127.0.0.1:{}/DC0/DC0_C0/DC0_C0_H0?no_verify=1",
+            sim.port
+        );
         assert_eq!(list_rows(&env.ok(&with_host, &["list", "--all"])), rows);
         let hosted = format!("vpx://127.0.0.1:{}/DC0/DC0_H0?no_verify=1", sim.port);
         assert_eq!(list_rows(&env.ok(&hosted, &["list", "--all"])), rows);
@@ -340,8 +343,16 @@ fn check_cli(test: &str, esx: bool) {
     // another domain of the same name is refused
     let text = std::fs::read_to_string(&xml_file).unwrap();
     let other = env.tmp.path().join("other.xml");
-    std::fs::write(&other, text.replace(new_uuid, "564d9bef-acd9-b4e0-c8f0-aea8b9103516")).unwrap();
-    assert!(!env.rvirt(&uri, &["define", other.to_str().unwrap()]).status.success());
+    std::fs::write(
+        &other,
+        text.replace(new_uuid, "564d9bef-acd9-b4e0-c8f0-aea8b9103516"),
+    )
+    .unwrap();
+    assert!(
+        !env.rvirt(&uri, &["define", other.to_str().unwrap()])
+            .status
+            .success()
+    );
     // a redefinition (same name and uuid, powered off) replaces the .vmx
     std::fs::write(&xml_file, text.replace("262144", "524288")).unwrap();
     env.ok(&uri, &["define", xml_file.to_str().unwrap()]);
