@@ -997,6 +997,55 @@ impl EsxConnection {
             .map_err(|e| vim_err(op, e))
     }
 
+    /// The host's `HostAutoStartManager`, where it has one (vcsim's hosts have none).
+    fn autostart_manager(&self) -> Result<Option<MoRef>, PluginError> {
+        let Some(h) = self.inv.host.as_ref() else {
+            return Ok(None);
+        };
+        let o = self
+            .session
+            .retrieve_one(h, &["configManager.autoStartManager"])
+            .map_err(|e| vim_err("reading the host's autostart manager", e))?;
+        let Some(m) = o
+            .get("configManager.autoStartManager")
+            .and_then(Node::moref)
+        else {
+            return Ok(None);
+        };
+        // vcsim names a manager it does not serve
+        match self.session.retrieve_one(&m, &["config"]) {
+            Err(e) if e.fault() == Some("ManagedObjectNotFound") => Ok(None),
+            Err(e) => Err(vim_err("reading the host's autostart manager", e)),
+            Ok(_) => Ok(Some(m)),
+        }
+    }
+
+    /// Whether the VM starts with the host (the host's autostart enabled and the VM's
+    /// start action `powerOn`), as libvirt's driver reads it.
+    fn autostart(&self, u: Uuid) -> Result<bool, PluginError> {
+        let v = self.vm_by_uuid(u)?;
+        let Some(m) = self.autostart_manager()? else {
+            return Ok(false);
+        };
+        let (enabled, action) = self
+            .session
+            .autostart_of(&m, &v.obj)
+            .map_err(|e| vim_err("virDomainGetAutostart", e))?;
+        Ok(enabled && action.is_some_and(|a| a.eq_ignore_ascii_case("powerOn")))
+    }
+
+    fn set_autostart_of(&self, u: Uuid, on: bool) -> Result<(), PluginError> {
+        let op = "virDomainSetAutostart";
+        self.guard(op)?;
+        let v = self.vm_by_uuid(u)?;
+        let m = self
+            .autostart_manager()?
+            .ok_or_else(|| no_support(op, "the host has no HostAutoStartManager"))?;
+        self.session
+            .set_autostart(&m, &v.obj, on)
+            .map_err(|e| vim_err(op, e))
+    }
+
     fn host_props(&self) -> Result<ObjectContent, PluginError> {
         let h = self.inv.host.as_ref().ok_or_else(|| {
             err(
@@ -1253,17 +1302,11 @@ impl DriverConnection for EsxConnection {
     }
 
     fn get_autostart(&self, uuid: Uuid) -> PResult<bool> {
-        res(self.vm_by_uuid(uuid).map(|_| false))
+        res(self.autostart(uuid))
     }
 
-    fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
-        if let Err(e) = self.guard("virDomainSetAutostart") {
-            return RResult::RErr(e);
-        }
-        RResult::RErr(no_support(
-            "virDomainSetAutostart",
-            "the host's HostAutoStartManager is not driven yet",
-        ))
+    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> {
+        res(self.set_autostart_of(uuid, autostart))
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {

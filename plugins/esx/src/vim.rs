@@ -499,4 +499,46 @@ impl Session {
         })
         .map(drop)
     }
+
+    /// Whether the host's autostart is enabled, and the `startAction` of `vm` in the
+    /// host's `HostAutoStartManager` configuration.
+    pub fn autostart_of(
+        &self,
+        manager: &MoRef,
+        vm: &MoRef,
+    ) -> Result<(bool, Option<String>), VimError> {
+        let o = self.retrieve_one(manager, &["config"])?;
+        let Some(c) = o.get("config") else {
+            return Ok((false, None));
+        };
+        let enabled = c.path("defaults/enabled").map(|e| e.text.trim()) == Some("true");
+        let action = c
+            .children_named("powerInfo")
+            .find(|p| p.child("key").and_then(Node::moref).as_ref() == Some(vm))
+            .and_then(|p| p.text_of("startAction"))
+            .map(str::to_string);
+        Ok((enabled, action))
+    }
+
+    /// `ReconfigureAutostart`: `vm` starts with the host (`powerOn`) or not (`none`); enabling
+    /// also enables the host's autostart, as libvirt's driver does.
+    pub fn set_autostart(&self, manager: &MoRef, vm: &MoRef, on: bool) -> Result<(), VimError> {
+        self.invoke("ReconfigureAutostart", manager, |b| {
+            b.open("spec", |b| {
+                if on {
+                    b.open("defaults", |b| b.text("enabled", "true"));
+                }
+                b.open("powerInfo", |b| {
+                    b.moref("key", vm);
+                    b.text("startOrder", "-1");
+                    b.text("startDelay", "-1");
+                    b.text("waitForHeartbeat", "systemDefault");
+                    b.text("startAction", if on { "powerOn" } else { "none" });
+                    b.text("stopDelay", "-1");
+                    b.text("stopAction", "systemDefault");
+                });
+            });
+        })
+        .map(drop)
+    }
 }

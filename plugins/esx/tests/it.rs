@@ -460,6 +460,14 @@ fn snapshots_memory_and_vcpus_in_process() {
         let info = ok(c.get_info(u));
         assert_eq!((info.memory_kib, info.nr_virt_cpu), (65536, 2));
         assert!(c.set_vcpus(u, 3).is_err());
+        // vcsim's hosts have no HostAutoStartManager
+        assert!(!ok(c.get_autostart(u)));
+        match c.set_autostart(u, true) {
+            RResult::RErr(e) => {
+                assert!(e.message.contains("HostAutoStartManager"), "{}", e.message)
+            }
+            RResult::ROk(()) => panic!("autostart set without an autostart manager"),
+        }
         let node = ok(c.node_get_info());
         assert!(node.memory_kib > 0 && node.cpus > 0, "{node:?}");
         // a session the server does not know (here: the cookie forgotten) logs in again
