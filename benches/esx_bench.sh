@@ -34,7 +34,8 @@ rvirt() {
         "$target/release/rvirt" -c "$uri" "$@"
 }
 n=$(rvirt list --all | tail -n +3 | grep -c .)
-vm=$(rvirt list --all --name | head -1)
+names=$(rvirt list --all --name)
+vm=${names%%$'\n'*}
 [ "$n" = "$(benches/esx_floor.py "$port" list)" ] || { echo "plugin and floor disagree on the VM count" >&2; exit 1; }
 echo "vcsim $MODE mode, $n VMs, $RUNS runs each, medians (ms):"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -214,7 +214,14 @@ pub struct EsxConnection {
     /// The ContainerView of the vmFolder's VMs, made once per session and kept (the
     /// server updates it; it ends with the session).
     vm_view: std::sync::Mutex<Option<MoRef>>,
+    /// The last list of VMs and when it was read: state queries within [`RECENT`] of it
+    /// answer from it (`virsh list` / `rvirt list` ask each listed domain's state), and
+    /// every change this connection makes forgets it.
+    recent: std::sync::Mutex<Option<(std::time::Instant, Vec<Vm>)>>,
 }
+
+/// How long a list of VMs answers state queries (see `EsxConnection::recent`).
+const RECENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Drop for EsxConnection {
     fn drop(&mut self) {
@@ -276,6 +283,7 @@ pub fn open(
         read_only,
         events,
         vm_view: std::sync::Mutex::new(None),
+        recent: std::sync::Mutex::new(None),
     })
 }
 
@@ -486,7 +494,26 @@ impl EsxConnection {
         drop(cached);
         let mut v: Vec<Vm> = list.iter().map(Vm::from_content).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), v.clone()));
         Ok(v)
+    }
+
+    /// A VM for a state query: from the list read less than [`RECENT`] ago, else fresh.
+    fn vm_for_query(&self, u: Uuid) -> Result<Vm, PluginError> {
+        let want = from_abi_uuid(u);
+        if let Some((at, list)) = &*self.recent.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < RECENT
+            && let Some(v) = list.iter().find(|v| v.uuid == want)
+        {
+            return Ok(v.clone());
+        }
+        self.vm_by_uuid(u)
+    }
+
+    /// Forgets the recent list (before any change).
+    fn forget(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn vm_by_uuid(&self, u: Uuid) -> Result<Vm, PluginError> {
@@ -516,10 +543,12 @@ impl EsxConnection {
             .ok_or_else(|| err(ErrorCode::NoDomain, format!("domain not found: {what}")))
     }
 
+    /// Refuses changes on read-only connections; forgets the recent list otherwise.
     fn guard(&self, op: &str) -> Result<(), PluginError> {
         if self.read_only {
             return Err(read_only_denied(op));
         }
+        self.forget();
         Ok(())
     }
 
@@ -782,6 +811,8 @@ impl EsxConnection {
                 .map_err(|e| vim_err(op, e))?;
             v = Vm::from_content(&o);
         }
+        // the name check above read the list before the change
+        self.forget();
         self.emit(&v, event::DEFINED, 0);
         Ok(v)
     }
@@ -1267,7 +1298,7 @@ impl DriverConnection for EsxConnection {
     }
 
     fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo> {
-        res(self.vm_by_uuid(uuid).map(|v| DomainInfo {
+        res(self.vm_for_query(uuid).map(|v| DomainInfo {
             state: v.state,
             max_mem_kib: v.memory_mb * 1024,
             memory_kib: v.memory_mb * 1024,
@@ -1277,7 +1308,7 @@ impl DriverConnection for EsxConnection {
     }
 
     fn get_state(&self, uuid: Uuid) -> PResult<StateReason> {
-        res(self.vm_by_uuid(uuid).map(|v| StateReason {
+        res(self.vm_for_query(uuid).map(|v| StateReason {
             state: v.state,
             // VIR_DOMAIN_RUNNING_BOOTED, VIR_DOMAIN_PAUSED_USER, VIR_DOMAIN_SHUTOFF_UNKNOWN
             reason: match v.state {
@@ -1298,7 +1329,7 @@ impl DriverConnection for EsxConnection {
     }
 
     fn is_persistent(&self, uuid: Uuid) -> PResult<bool> {
-        res(self.vm_by_uuid(uuid).map(|_| true))
+        res(self.vm_for_query(uuid).map(|_| true))
     }
 
     fn get_autostart(&self, uuid: Uuid) -> PResult<bool> {
@@ -1311,16 +1342,16 @@ impl DriverConnection for EsxConnection {
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {
         checked!("virDomainGetVcpusFlags", flags, 1 | 2 | 4);
-        res(self.vm_by_uuid(uuid).map(|v| v.vcpus as i32))
+        res(self.vm_for_query(uuid).map(|v| v.vcpus as i32))
     }
 
     fn get_os_type(&self, uuid: Uuid) -> PResult<RString> {
-        res(self.vm_by_uuid(uuid).map(|_| "hvm".into()))
+        res(self.vm_for_query(uuid).map(|_| "hvm".into()))
     }
 
     fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> {
         checked!("virDomainHasManagedSaveImage", flags, 0);
-        res(self.vm_by_uuid(uuid).map(|_| false))
+        res(self.vm_for_query(uuid).map(|_| false))
     }
 
     fn domain_xml_to_native(
