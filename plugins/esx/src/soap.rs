@@ -346,6 +346,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Whether `RVIRT_ESX_TRACE=1` asks for one line per call on stderr (method, object, time).
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var("RVIRT_ESX_TRACE").as_deref() == Ok("1"))
+}
+
 const BODY_LIMIT: u64 = 256 * 1024 * 1024;
 
 impl Client {
@@ -405,6 +411,29 @@ impl Client {
         this: &MoRef,
         args: impl FnOnce(&mut Body),
     ) -> Result<Node, SoapError> {
+        let started = std::time::Instant::now();
+        let r = self.call_inner(method, this, args);
+        if trace() {
+            eprintln!(
+                "esx: {method} on {} {}: {:.1} ms{}",
+                this.kind,
+                this.value,
+                started.elapsed().as_secs_f64() * 1000.0,
+                r.as_ref()
+                    .err()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        r
+    }
+
+    fn call_inner(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: impl FnOnce(&mut Body),
+    ) -> Result<Node, SoapError> {
         let doc = envelope(method, this, args)?;
         let url = format!("{}/sdk", self.base);
         let mut req = self
@@ -441,10 +470,14 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        let body = root.child("Body").ok_or_else(|| {
-            SoapError::Malformed(format!("no soap body in the answer to {method}"))
-        })?;
-        let first = body.children.first().ok_or_else(|| {
+        let body = root
+            .children
+            .into_iter()
+            .find(|c| c.name == "Body")
+            .ok_or_else(|| {
+                SoapError::Malformed(format!("no soap body in the answer to {method}"))
+            })?;
+        let first = body.children.into_iter().next().ok_or_else(|| {
             SoapError::Malformed(format!("empty soap body in the answer to {method}"))
         })?;
         if first.name == "Fault" {
@@ -467,7 +500,7 @@ impl Client {
                 body: text.chars().take(300).collect(),
             });
         }
-        Ok(first.clone())
+        Ok(first)
     }
 
     /// `GET` or `PUT` of a datastore file (`/folder/PATH?dcPath=DC&dsName=DS`).

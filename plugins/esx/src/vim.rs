@@ -231,24 +231,31 @@ impl Session {
             b.open("options", |_| {});
         })?;
         let mut out = Vec::new();
-        let mut ret = r.child("returnval").cloned();
+        let returnval = |r: Node| r.children.into_iter().find(|c| c.name == "returnval");
+        let mut ret = returnval(r);
         while let Some(rv) = ret.take() {
-            for o in rv.children_named("objects") {
+            let token = rv.text_of("token").map(str::to_string);
+            for o in rv.children.into_iter().filter(|c| c.name == "objects") {
                 let Some(obj) = o.child("obj").and_then(Node::moref) else {
                     continue;
                 };
                 let props = o
-                    .children_named("propSet")
-                    .filter_map(|p| Some((p.text_of("name")?.to_string(), p.child("val")?.clone())))
+                    .children
+                    .into_iter()
+                    .filter(|c| c.name == "propSet")
+                    .filter_map(|p| {
+                        let name = p.text_of("name")?.to_string();
+                        let val = p.children.into_iter().find(|c| c.name == "val")?;
+                        Some((name, val))
+                    })
                     .collect();
                 out.push(ObjectContent { obj, props });
             }
-            if let Some(token) = rv.text_of("token") {
-                let token = token.to_string();
+            if let Some(token) = token {
                 let r = self.invoke("ContinueRetrievePropertiesEx", pc, |b| {
                     b.text("token", &token);
                 })?;
-                ret = r.child("returnval").cloned();
+                ret = returnval(r);
             }
         }
         Ok(out)
