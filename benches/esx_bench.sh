@@ -46,6 +46,7 @@ time_ms() {
         echo $(( (e - s) / 1000000 ))
     done | median
 }
+printf '%-42s %8s\n' "rvirt uri (open: login, inventory, logout)" "$(time_ms rvirt uri)"
 printf '%-42s %8s\n' "rvirt list --all" "$(time_ms rvirt list --all)"
 printf '%-42s %8s\n' "floor: list (esx_floor.py, in-process)" "$(benches/esx_floor.py "$port" list "$RUNS" | tail -n 1)"
 printf '%-42s %8s\n' "rvirt dominfo $vm" "$(time_ms rvirt dominfo "$vm")"
