@@ -1415,6 +1415,24 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_states_as_libvirt_reports_them() {
+        let vm = |moref: &str, power: &str| {
+            let mut val = Node::default();
+            val.text = power.to_string();
+            Vm::from_content(&ObjectContent {
+                obj: MoRef::new("VirtualMachine", moref),
+                props: vec![("runtime.powerState".to_string(), val)],
+            })
+        };
+        let v = vm("vm-42", "poweredOn");
+        assert_eq!((v.id, v.state), (42, state::RUNNING));
+        let v = vm("7", "suspended");
+        assert_eq!((v.id, v.state), (7, state::PAUSED));
+        let v = vm("vm-42", "poweredOff");
+        assert_eq!((v.id, v.state), (-1, state::SHUTOFF));
+    }
+
+    #[test]
     fn encodes_paths_and_queries() {
         assert_eq!(encode("a b/c.vmx", true), "a%20b/c.vmx");
         assert_eq!(encode("a/b&c", false), "a%2Fb%26c");
