@@ -1417,8 +1417,10 @@ mod tests {
     #[test]
     fn ids_and_states_as_libvirt_reports_them() {
         let vm = |moref: &str, power: &str| {
-            let mut val = Node::default();
-            val.text = power.to_string();
+            let val = Node {
+                text: power.to_string(),
+                ..Node::default()
+            };
             Vm::from_content(&ObjectContent {
                 obj: MoRef::new("VirtualMachine", moref),
                 props: vec![("runtime.powerState".to_string(), val)],
