@@ -105,7 +105,125 @@ const VM_PROPS: &[&str] = &[
 ];
 
 /// The extra properties the `.vmx` view of a VM is built from.
-const VMX_PROPS: &[&str] = &["config.guestId", "config.version", "config.annotation"];
+const VMX_PROPS: &[&str] = &[
+    "config.guestId",
+    "config.version",
+    "config.annotation",
+    "config.hardware.device",
+];
+
+/// `/vmfs/volumes/DS/PATH`, the `.vmx` spelling of the datastore path `[DS] PATH`.
+fn vmfs_path(ds_path: &str) -> Option<String> {
+    let (ds, path) = rvirt_vmx::context::parse_datastore_path(ds_path)?;
+    Some(format!("/vmfs/volumes/{ds}/{path}"))
+}
+
+/// The `.vmx` entries of a VM's `config.hardware.device` (`ArrayOfVirtualDevice`):
+/// SCSI/IDE/SATA hard disks and ISO CD-ROMs on their controllers, and NICs, as ESX
+/// writes them. Devices the domain XML does not show (PS/2, PCI, VMCI, video) and
+/// host-device CD-ROMs are left out.
+fn devices_to_vmx(x: &mut Vmx, devices: &Node) {
+    // controller key -> (vmx bus prefix, bus number, SCSI model)
+    let mut ctl: Vec<(String, &'static str, String, Option<&'static str>)> = Vec::new();
+    for d in &devices.children {
+        let (bus, model) = match d.xsi_type.as_deref().unwrap_or("") {
+            "VirtualLsiLogicController" => ("scsi", Some("lsilogic")),
+            "VirtualLsiLogicSASController" => ("scsi", Some("lsisas1068")),
+            "ParaVirtualSCSIController" => ("scsi", Some("pvscsi")),
+            "VirtualBusLogicController" => ("scsi", Some("buslogic")),
+            "VirtualIDEController" => ("ide", None),
+            "VirtualAHCIController" => ("sata", None),
+            _ => continue,
+        };
+        if let (Some(k), Some(n)) = (d.text_of("key"), d.text_of("busNumber")) {
+            ctl.push((k.to_string(), bus, n.to_string(), model));
+        }
+    }
+    let slot = |d: &Node| -> Option<(String, &'static str, Option<&'static str>, String)> {
+        let key = d.text_of("controllerKey")?;
+        let (_, bus, n, model) = ctl.iter().find(|c| c.0 == key)?;
+        Some((
+            format!("{bus}{n}:{}", d.text_of("unitNumber")?),
+            bus,
+            *model,
+            n.clone(),
+        ))
+    };
+    let mut used = std::collections::BTreeSet::new();
+    let mut nic = 0;
+    for d in &devices.children {
+        let ty = d.xsi_type.as_deref().unwrap_or("");
+        let file = d
+            .path("backing/fileName")
+            .map(|f| f.text.trim().to_string());
+        match ty {
+            "VirtualDisk" | "VirtualCdrom" => {
+                let Some((prefix, bus, model, n)) = slot(d) else {
+                    continue;
+                };
+                let device_type = match (ty, bus) {
+                    ("VirtualDisk", "scsi") => "scsi-hardDisk",
+                    ("VirtualDisk", _) => "ata-hardDisk",
+                    // only ISO images: a host device of the ESX host means nothing here
+                    _ if d.path("backing").and_then(|b| b.xsi_type.as_deref())
+                        == Some("VirtualCdromIsoBackingInfo") =>
+                    {
+                        "cdrom-image"
+                    }
+                    _ => continue,
+                };
+                // a unit holds one device (vcsim puts its CD-ROM and disk on one)
+                if !used.insert(prefix.clone()) {
+                    continue;
+                }
+                if bus == "scsi" {
+                    x.set(&format!("scsi{n}.present"), "TRUE");
+                    if let Some(m) = model {
+                        x.set(&format!("scsi{n}.virtualDev"), m);
+                    }
+                } else if bus == "sata" {
+                    x.set(&format!("sata{n}.present"), "TRUE");
+                }
+                x.set(&format!("{prefix}.present"), "TRUE");
+                x.set(&format!("{prefix}.deviceType"), device_type);
+                if let Some(f) = file.as_deref().and_then(vmfs_path) {
+                    x.set(&format!("{prefix}.fileName"), &f);
+                }
+            }
+            "VirtualE1000" | "VirtualE1000e" | "VirtualVmxnet3" | "VirtualVmxnet2"
+            | "VirtualVmxnet" | "VirtualPCNet32" => {
+                let p = format!("ethernet{nic}");
+                nic += 1;
+                let dev = match ty {
+                    "VirtualE1000" => "e1000",
+                    "VirtualE1000e" => "e1000e",
+                    "VirtualVmxnet3" => "vmxnet3",
+                    "VirtualPCNet32" => "vlance",
+                    _ => "vmxnet",
+                };
+                x.set(&format!("{p}.present"), "TRUE");
+                x.set(&format!("{p}.virtualDev"), dev);
+                if ty == "VirtualVmxnet2" {
+                    x.set(&format!("{p}.features"), "15");
+                }
+                if let Some(net) = d.path("backing/deviceName").map(|n| n.text.trim()) {
+                    x.set(&format!("{p}.networkName"), &rvirt_vmx::vmx::escape(net));
+                    x.set(&format!("{p}.connectionType"), "bridged");
+                }
+                if let Some(mac) = d.text_of("macAddress").filter(|m| !m.is_empty()) {
+                    if d.text_of("addressType") == Some("manual") {
+                        x.set(&format!("{p}.addressType"), "static");
+                        x.set(&format!("{p}.address"), mac);
+                    } else {
+                        x.set(&format!("{p}.addressType"), "generated");
+                        x.set(&format!("{p}.generatedAddress"), mac);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// A VM as the driver sees it.
 #[derive(Debug, Clone)]
@@ -634,6 +752,9 @@ impl EsxConnection {
         }
         if let Some(a) = o.text("config.annotation").filter(|a| !a.is_empty()) {
             x.set("annotation", &rvirt_vmx::vmx::escape(a));
+        }
+        if let Some(devices) = o.get("config.hardware.device") {
+            devices_to_vmx(&mut x, devices);
         }
         Ok(x)
     }

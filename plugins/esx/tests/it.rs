@@ -133,6 +133,17 @@ impl Raw {
             .unwrap_or_else(|| panic!("no VM {name} in the simulator"))
     }
 
+    /// The `backing.fileName` of the VM's disks (`[DS] path.vmdk`).
+    fn disk_files(&mut self, moref: &str) -> Vec<String> {
+        let pc = self.pc.clone();
+        let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>VirtualMachine</type><pathSet>config.hardware.device</pathSet></propSet><objectSet><obj type="VirtualMachine">{moref}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+        text.split("<fileName>")
+            .skip(1)
+            .filter_map(|p| p.split_once("</fileName>").map(|(f, _)| f.to_string()))
+            .filter(|f| f.ends_with(".vmdk"))
+            .collect()
+    }
+
     fn snapshot_names(&mut self, moref: &str) -> Vec<String> {
         let pc = self.pc.clone();
         let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>VirtualMachine</type><pathSet>snapshot</pathSet></propSet><objectSet><obj type="VirtualMachine">{moref}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
@@ -274,7 +285,7 @@ fn check_cli(test: &str, esx: bool) {
             assert!(!out.status.success(), "{bad}");
         }
     }
-    let (_, name, uuid, _) = want[0].clone();
+    let (moref, name, uuid, _) = want[0].clone();
     assert_eq!(env.ok(&uri, &["domuuid", &name]).trim(), uuid);
     assert_eq!(env.ok(&uri, &["domname", &uuid]).trim(), name);
     let info = env.ok(&uri, &["dominfo", &name]);
@@ -288,6 +299,15 @@ fn check_cli(test: &str, esx: bool) {
     ] {
         assert!(xml.contains(&needle), "{needle} not in {xml}");
     }
+    // vcsim's .vmx files are empty: the disks come from config.hardware.device
+    let disks = raw.disk_files(&moref);
+    assert!(!disks.is_empty());
+    for d in &disks {
+        assert!(
+            xml.contains(&format!("<source file='{d}'/>")),
+            "{d} not in {xml}"
+        );
+    }
     // lifecycle, read back independently
     env.ok(&uri, &["suspend", &name]);
     assert_eq!(raw.power(&name), "suspended");
@@ -299,6 +319,12 @@ fn check_cli(test: &str, esx: bool) {
     assert!(!env.rvirt(&uri, &["destroy", &name]).status.success());
     env.ok(&uri, &["start", &name]);
     assert_eq!(raw.power(&name), "poweredOn");
+    // RebootGuest: govmomi 0.24's simulator lacks it, and the error names it
+    let out = env.rvirt(&uri, &["reboot", &name]);
+    assert!(
+        out.status.success() || String::from_utf8_lossy(&out.stderr).contains("RebootGuest"),
+        "reboot"
+    );
     env.ok(&uri, &["shutdown", &name]);
     assert_eq!(raw.power(&name), "poweredOff");
     env.ok(&uri, &["start", &name]);
