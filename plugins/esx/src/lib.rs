@@ -14,7 +14,7 @@
 //!   context (`[DS] dir/file` names). Where the file is empty or unreadable (vcsim, the
 //!   simulator the tests run against, creates its VMs' `.vmx` files empty), the `.vmx` view
 //!   is built from the VM's config properties instead (name, UUID, memory, vCPUs, guest
-//!   OS, hardware version).
+//!   OS, hardware version, and disks, ISO CD-ROMs and NICs from `config.hardware.device`).
 //! * **Define** converts the XML to `.vmx`, uploads it beside the first disk
 //!   (`[DS] dir/NAME.vmx`, HTTP PUT) and registers it (`RegisterVM_Task` in the vmFolder,
 //!   the compute resource's pool); editing an existing domain is refused, as by libvirt.
