@@ -533,3 +533,22 @@ fn wrong_password_and_wrong_product_are_refused() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn plain_http_transport() {
+    let test = "plain_http_transport";
+    let Some(sim) = Vcsim::start(test, true, &["-tls=false"]) else {
+        return;
+    };
+    let env = Env::new();
+    let uri = format!("esx://user@127.0.0.1:{}/?transport=http", sim.port);
+    let rows = list_rows(&env.ok(&uri, &["list", "--all"]));
+    let names: Vec<_> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(names, ["ha-host_VM0", "ha-host_VM1"]);
+    // https against a plain http server fails, naming the server
+    let out = env.rvirt(
+        &format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+}
