@@ -552,3 +552,111 @@ fn plain_http_transport() {
     );
     assert!(!out.status.success());
 }
+
+/// A forward HTTP proxy on 127.0.0.1: `CONNECT host:port` tunnels, and an absolute-form
+/// request is piped to its host:port; counts connections.
+fn start_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut client = conn;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head).into_owned();
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or("").to_string();
+                let uri = words.next().unwrap_or("").to_string();
+                let mut server = if method == "CONNECT" {
+                    // CONNECT host:port: read the rest of the head, then tunnel
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let Ok(server) = TcpStream::connect(&uri) else {
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    server
+                } else {
+                    // absolute form: POST http://host:port/sdk HTTP/1.1
+                    let Some(target) = uri
+                        .strip_prefix("http://")
+                        .and_then(|u| u.split('/').next())
+                    else {
+                        return;
+                    };
+                    let Ok(mut server) = TcpStream::connect(target) else {
+                        return;
+                    };
+                    let _ = server.write_all(&head);
+                    server
+                };
+                let mut s2 = server.try_clone().unwrap();
+                let mut c2 = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                });
+                let _ = std::io::copy(&mut client, &mut server);
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn proxy_parameter_is_applied() {
+    let test = "proxy_parameter_is_applied";
+    let Some(sim) = Vcsim::start(test, true, &["-tls=false"]) else {
+        return;
+    };
+    let (proxy, count) = start_proxy();
+    let env = Env::new();
+    let uri = format!(
+        "esx://user@127.0.0.1:{}/?transport=http&proxy=http://127.0.0.1:{proxy}",
+        sim.port
+    );
+    let rows = list_rows(&env.ok(&uri, &["list", "--all"]));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        count.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy saw no connection"
+    );
+    // https through the proxy (CONNECT)
+    let Some(tls) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let before = count.load(std::sync::atomic::Ordering::SeqCst);
+    let uri = format!(
+        "esx://user@127.0.0.1:{}/?no_verify=1&proxy=127.0.0.1:{proxy}",
+        tls.port
+    );
+    assert_eq!(list_rows(&env.ok(&uri, &["list", "--all"])).len(), 2);
+    assert!(count.load(std::sync::atomic::Ordering::SeqCst) > before);
+    // a proxy that refuses: the connection fails
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let out = env.rvirt(
+        &format!(
+            "esx://user@127.0.0.1:{}/?transport=http&proxy=127.0.0.1:{dead_port}",
+            sim.port
+        ),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+}
