@@ -1249,11 +1249,22 @@ impl EsxConnection {
         })
     }
 
-    fn capabilities(&self) -> String {
+    /// The host's capabilities: its CPU (arch, model, topology) from the HostSystem, and
+    /// the `vmware` guests of libvirt's esx driver.
+    fn capabilities(&self) -> Result<String, PluginError> {
+        let node = self.node_info()?;
         let mut caps = Element::new("capabilities");
         let mut host = Element::new("host");
         let mut cpu = Element::new("cpu");
         cpu.push(Element::new("arch").with_text("x86_64"));
+        if !node.model.is_empty() {
+            cpu.push(Element::new("model").with_text(node.model.as_str()));
+        }
+        let mut topology = Element::new("topology");
+        topology.set_attr("sockets", &node.sockets.to_string());
+        topology.set_attr("cores", &node.cores.to_string());
+        topology.set_attr("threads", &node.threads.to_string());
+        cpu.push(topology);
         host.push(cpu);
         caps.push(host);
         for (arch, bits) in [("i686", "32"), ("x86_64", "64")] {
@@ -1265,7 +1276,7 @@ impl EsxConnection {
             g.push(a);
             caps.push(g);
         }
-        caps.to_xml_string()
+        Ok(caps.to_xml_string())
     }
 
     /// `VERSION` as libvirt encodes it (major * 1,000,000 + minor * 1,000 + micro).
@@ -1316,7 +1327,7 @@ impl DriverConnection for EsxConnection {
     }
 
     fn get_capabilities(&self) -> PResult<RString> {
-        RResult::ROk(self.capabilities().into())
+        res(self.capabilities().map(RString::from))
     }
 
     fn node_get_info(&self) -> PResult<NodeInfo> {

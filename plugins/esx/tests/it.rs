@@ -331,6 +331,9 @@ fn check_cli(test: &str, esx: bool) {
     // node info from the HostSystem
     let node = env.ok(&uri, &["nodeinfo"]);
     assert!(node.contains("Memory size"), "{node}");
+    let caps = env.ok(&uri, &["capabilities"]);
+    assert!(caps.contains("<topology sockets="), "{caps}");
+    assert!(caps.contains("<domain type='vmware'/>"), "{caps}");
     // define / undefine round trip
     let ds = "LocalDS_0";
     let new_uuid = "564d9bef-acd9-b4e0-c8f0-aea8b9103515";
