@@ -61,7 +61,8 @@ pub struct EsxUri {
     pub transport: String,
     pub no_verify: bool,
     pub auto_answer: bool,
-    /// `[type://]host[:port]`; `http` proxies only (the HTTP client's support).
+    /// `[type://]host[:port]` as the HTTP client takes it: `http://`, `socks4://`,
+    /// `socks5://` (libvirt's `socks://` is SOCKS5).
     pub proxy: Option<String>,
     pub auth_file: Option<PathBuf>,
 }

@@ -663,3 +663,74 @@ fn proxy_parameter_is_applied() {
     );
     assert!(!out.status.success());
 }
+
+/// A SOCKS5 proxy on 127.0.0.1 (no authentication, CONNECT to IPv4 or a host name);
+/// counts connections.
+fn start_socks5() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut c = conn;
+                let mut b = [0u8; 2];
+                c.read_exact(&mut b)?;
+                let mut methods = vec![0u8; b[1] as usize];
+                c.read_exact(&mut methods)?;
+                c.write_all(&[5, 0])?;
+                let mut req = [0u8; 4];
+                c.read_exact(&mut req)?;
+                let host = match req[3] {
+                    1 => {
+                        let mut a = [0u8; 4];
+                        c.read_exact(&mut a)?;
+                        std::net::Ipv4Addr::from(a).to_string()
+                    }
+                    3 => {
+                        let mut n = [0u8; 1];
+                        c.read_exact(&mut n)?;
+                        let mut h = vec![0u8; n[0] as usize];
+                        c.read_exact(&mut h)?;
+                        String::from_utf8_lossy(&h).into_owned()
+                    }
+                    _ => return Ok(()),
+                };
+                let mut p = [0u8; 2];
+                c.read_exact(&mut p)?;
+                let mut server = TcpStream::connect((host.as_str(), u16::from_be_bytes(p)))?;
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])?;
+                let mut s2 = server.try_clone()?;
+                let mut c2 = c.try_clone()?;
+                std::thread::spawn(move || std::io::copy(&mut s2, &mut c2));
+                std::io::copy(&mut c, &mut server)?;
+                Ok(())
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn socks_proxy_parameter_is_applied() {
+    let test = "socks_proxy_parameter_is_applied";
+    let Some(sim) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let (proxy, count) = start_socks5();
+    let env = Env::new();
+    // libvirt's socks:// is SOCKS5
+    let uri = format!(
+        "esx://user@127.0.0.1:{}/?no_verify=1&proxy=socks://127.0.0.1:{proxy}",
+        sim.port
+    );
+    assert_eq!(list_rows(&env.ok(&uri, &["list", "--all"])).len(), 2);
+    assert!(
+        count.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy saw no connection"
+    );
+}
