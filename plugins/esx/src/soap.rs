@@ -210,6 +210,26 @@ pub fn parse(xml: &str) -> Result<Node, SoapError> {
     root.ok_or_else(|| SoapError::Malformed("empty document".into()))
 }
 
+/// The error of a `<Fault>`: the vSphere fault type is the `xsi:type` of the detail's
+/// element (`<NotAuthenticatedFault xsi:type="NotAuthenticated">`), or its name without
+/// `Fault` where the server leaves the type out.
+pub fn fault_of(fault: &Node) -> SoapError {
+    let message = fault.text_of("faultstring").unwrap_or("").to_string();
+    let kind = fault
+        .child("detail")
+        .and_then(|d| d.children.first())
+        .map(|f| {
+            f.xsi_type
+                .clone()
+                .unwrap_or_else(|| f.name.trim_end_matches("Fault").to_string())
+        })
+        .unwrap_or_else(|| "ServerFault".to_string());
+    SoapError::Fault {
+        fault: kind,
+        message,
+    }
+}
+
 /// A managed-object reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoRef {
@@ -481,17 +501,7 @@ impl Client {
             SoapError::Malformed(format!("empty soap body in the answer to {method}"))
         })?;
         if first.name == "Fault" {
-            let message = first.text_of("faultstring").unwrap_or("").to_string();
-            let fault = first
-                .child("detail")
-                .and_then(|d| d.children.first())
-                .map(|f| {
-                    f.xsi_type
-                        .clone()
-                        .unwrap_or_else(|| f.name.trim_end_matches("Fault").to_string())
-                })
-                .unwrap_or_else(|| "ServerFault".to_string());
-            return Err(SoapError::Fault { fault, message });
+            return Err(fault_of(&first));
         }
         if status != 200 {
             return Err(SoapError::Status {
@@ -566,6 +576,25 @@ mod tests {
         )
         .unwrap();
         assert!(doc.contains(r#"<Login xmlns="urn:vim25"><_this type="SessionManager">ha-sessionmgr</_this><userName>a&lt;b</userName><password>p&amp;q</password></Login></soapenv:Body>"#), "{doc}");
+    }
+
+    #[test]
+    fn faults_as_esx_and_vcsim_write_them() {
+        // ESX: xsi:type on the detail element
+        let esx = parse(r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The session is not authenticated.</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"><object type="Folder">ha-folder-root</object><privilegeId>System.View</privilegeId></NotAuthenticatedFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#).unwrap();
+        let f = esx.path("Body/Fault").unwrap();
+        let e = fault_of(f);
+        assert_eq!(e.fault(), Some("NotAuthenticated"));
+        assert!(e.to_string().contains("not authenticated"), "{e}");
+        // without the type: the element's name
+        let bare = parse(
+            r#"<Fault><faultstring>x</faultstring><detail><InvalidLoginFault/></detail></Fault>"#,
+        )
+        .unwrap();
+        assert_eq!(fault_of(&bare).fault(), Some("InvalidLogin"));
+        // no detail at all
+        let none = parse(r#"<Fault><faultstring>x</faultstring></Fault>"#).unwrap();
+        assert_eq!(fault_of(&none).fault(), Some("ServerFault"));
     }
 
     #[test]
