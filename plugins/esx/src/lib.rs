@@ -336,6 +336,8 @@ pub struct EsxConnection {
     /// answer from it (`virsh list` / `rvirt list` ask each listed domain's state), and
     /// every change this connection makes forgets it.
     recent: std::sync::Mutex<Option<(std::time::Instant, Vec<Vm>)>>,
+    /// The host's autostart manager (`None` inside: the host has none).
+    autostart_mgr: std::sync::OnceLock<Option<MoRef>>,
 }
 
 /// How long a list of VMs answers state queries (see `EsxConnection::recent`).
@@ -402,6 +404,7 @@ pub fn open(
         events,
         vm_view: std::sync::Mutex::new(None),
         recent: std::sync::Mutex::new(None),
+        autostart_mgr: std::sync::OnceLock::new(),
     })
 }
 
@@ -1149,8 +1152,17 @@ impl EsxConnection {
             .map_err(|e| vim_err(op, e))
     }
 
-    /// The host's `HostAutoStartManager`, where it has one (vcsim's hosts have none).
+    /// The host's `HostAutoStartManager`, where it has one (vcsim's hosts have none);
+    /// looked up once per connection.
     fn autostart_manager(&self) -> Result<Option<MoRef>, PluginError> {
+        if let Some(m) = self.autostart_mgr.get() {
+            return Ok(m.clone());
+        }
+        let m = self.find_autostart_manager()?;
+        Ok(self.autostart_mgr.get_or_init(|| m).clone())
+    }
+
+    fn find_autostart_manager(&self) -> Result<Option<MoRef>, PluginError> {
         let Some(h) = self.inv.host.as_ref() else {
             return Ok(None);
         };
@@ -1175,7 +1187,7 @@ impl EsxConnection {
     /// Whether the VM starts with the host (the host's autostart enabled and the VM's
     /// start action `powerOn`), as libvirt's driver reads it.
     fn autostart(&self, u: Uuid) -> Result<bool, PluginError> {
-        let v = self.vm_by_uuid(u)?;
+        let v = self.vm_for_query(u)?;
         let Some(m) = self.autostart_manager()? else {
             return Ok(false);
         };
