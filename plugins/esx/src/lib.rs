@@ -206,7 +206,19 @@ fn devices_to_vmx(x: &mut Vmx, devices: &Node) {
                 if ty == "VirtualVmxnet2" {
                     x.set(&format!("{p}.features"), "15");
                 }
-                if let Some(net) = d.path("backing/deviceName").map(|n| n.text.trim()) {
+                if let Some(port) = d.path("backing/port") {
+                    // a distributed switch port (vCenter)
+                    for (key, field) in [
+                        ("dvs.switchId", "switchUuid"),
+                        ("dvs.portId", "portKey"),
+                        ("dvs.portgroupId", "portgroupKey"),
+                        ("dvs.connectionId", "connectionCookie"),
+                    ] {
+                        if let Some(v) = port.text_of(field).filter(|v| !v.is_empty()) {
+                            x.set(&format!("{p}.{key}"), &rvirt_vmx::vmx::escape(v));
+                        }
+                    }
+                } else if let Some(net) = d.path("backing/deviceName").map(|n| n.text.trim()) {
                     x.set(&format!("{p}.networkName"), &rvirt_vmx::vmx::escape(net));
                     x.set(&format!("{p}.connectionType"), "bridged");
                 }

@@ -299,7 +299,13 @@ fn check_cli(test: &str, esx: bool) {
     ] {
         assert!(xml.contains(&needle), "{needle} not in {xml}");
     }
-    // vcsim's .vmx files are empty: the disks come from config.hardware.device
+    // vcsim's .vmx files are empty: the disks and NICs come from config.hardware.device
+    let nic = if esx {
+        "<source bridge='VM Network'/>"
+    } else {
+        "<interface type='vds'>"
+    };
+    assert!(xml.contains(nic), "{nic} not in {xml}");
     let disks = raw.disk_files(&moref);
     assert!(!disks.is_empty());
     for d in &disks {
