@@ -57,7 +57,7 @@ rvirt_sdk::export_plugin! {
 }
 
 /// libvirt's `VIR_FROM_ESX` error domain (not among the ABI's named domains).
-const FROM_ESX: i32 = 40;
+const FROM_ESX: i32 = 28;
 
 fn err(code: ErrorCode, message: impl Into<String>) -> PluginError {
     PluginError {
