@@ -4,6 +4,8 @@
 //!
 //! The end-to-end tests themselves are in `tests/e2e`.
 
+pub mod vcsim;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,

@@ -49,10 +49,13 @@ pub enum ServedError {
     },
 }
 
-/// A URI reduced to what identifies a driver instance: driver, path and sorted parameters.
+/// A URI reduced to what identifies a driver instance: driver, the user, host and port of
+/// a client-side driver (`esx://root@host:443/`: the hypervisor the plugin connects to),
+/// path and sorted parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     driver: String,
+    authority: (Option<String>, Option<String>, Option<u16>),
     path: String,
     params: Vec<(String, String)>,
 }
@@ -76,6 +79,7 @@ fn key(text: &str) -> Result<Key, ServedError> {
     let mut params = uri.params.clone();
     params.sort();
     Ok(Key {
+        authority: (uri.user.clone(), uri.host.clone(), uri.port),
         driver: uri.driver,
         path,
         params,
@@ -194,5 +198,22 @@ mod tests {
             s.check("not a uri"),
             Err(ServedError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn a_client_side_driver_is_served_for_its_listed_host_only() {
+        let s = Served::new(["esx://root@10.0.0.5/?no_verify=1"]).unwrap();
+        assert!(s.check("esx://root@10.0.0.5/?no_verify=1").is_ok());
+        for bad in [
+            "esx://root@10.0.0.6/?no_verify=1",
+            "esx://admin@10.0.0.5/?no_verify=1",
+            "esx://root@10.0.0.5:8443/?no_verify=1",
+            "esx://root@10.0.0.5/",
+        ] {
+            assert!(
+                matches!(s.check(bad), Err(ServedError::NotListed { .. })),
+                "{bad}"
+            );
+        }
     }
 }

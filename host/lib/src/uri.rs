@@ -45,6 +45,11 @@ pub struct ConnectUri {
     pub params: Vec<(String, String)>,
 }
 
+/// Drivers that reach their hypervisor over the network themselves, as libvirt's
+/// client-side drivers do: `esx://host/`, `gsx://host/`, `vpx://vcenter/dc/cluster` and
+/// `hyperv://host/` open the driver in this process, not a remote daemon on `host`.
+pub const CLIENT_SIDE_DRIVERS: &[&str] = &["esx", "gsx", "vpx", "hyperv"];
+
 /// Query parameters the client consumes itself and never passes to the server.
 const CLIENT_PARAMS: &[&str] = &[
     "socket",
@@ -112,8 +117,12 @@ impl ConnectUri {
     }
 
     /// Whether the URI names a remote daemon (a transport or a host) rather than a
-    /// driver to load in this process.
+    /// driver to load in this process. The host of a [`CLIENT_SIDE_DRIVERS`] URI without a
+    /// transport is the hypervisor's own, which the driver plugin talks to itself.
     pub fn is_remote(&self) -> bool {
+        if self.transport.is_none() && CLIENT_SIDE_DRIVERS.contains(&self.driver.as_str()) {
+            return false;
+        }
         self.transport.is_some() || self.host.is_some() || self.driver == "remote"
     }
 
@@ -169,6 +178,15 @@ mod tests {
         assert_eq!(u.port, Some(2222));
         let u = ConnectUri::parse("test+unix:///default?socket=/s&foo=bar").unwrap();
         assert_eq!(u.server_name(), "test:///default?foo=bar");
+        // the host of a client-side driver is the hypervisor, not a daemon
+        for uri in [
+            "esx://root@10.0.0.1/?no_verify=1",
+            "vpx://vc/dc1/c1",
+            "gsx://h",
+        ] {
+            assert!(!ConnectUri::parse(uri).unwrap().is_remote(), "{uri}");
+        }
+        assert!(ConnectUri::parse("esx+ssh://h/").unwrap().is_remote());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod activation;
 mod bridge_networks;
+mod esx;
 mod networks;
 mod policy;
 mod protocol;
