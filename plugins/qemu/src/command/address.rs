@@ -13,15 +13,39 @@ use rvirt_xml::Element;
 use serde_json::json;
 use std::collections::BTreeSet;
 
+/// A `pcie-root-port` on `pcie.0` (q35): one the user declared or one the allocator added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RootPort {
+    /// Controller index, the `N` of bus `pci.N`.
+    pub(super) idx: u32,
+    /// Its slot and function on `pcie.0`.
+    pub(super) slot: u32,
+    pub(super) func: u32,
+    /// `<target chassis>` (default: the index).
+    pub(super) chassis: u32,
+    /// `<target port>` (default: `slot << 3 | function`).
+    pub(super) port: u32,
+    /// The QEMU device (`<model name>`: `pcie-root-port` or `ioh3420`).
+    pub(super) driver: String,
+    /// Declared in the XML (else added by the allocator, shown in the live XML).
+    pub(super) user: bool,
+    /// `multifunction` asked for in the XML address.
+    pub(super) multifunction: bool,
+}
+
 /// PCI slot allocation on `pci.0` (pc) or `pcie.0` + root ports (q35).
 pub(super) struct Pci {
     q35: bool,
     /// (bus, slot, function) in use.
     pub(super) used: BTreeSet<(u32, u32, u32)>,
-    /// Root ports created (q35): (index, slot, function on pcie.0).
-    pub(super) root_ports: Vec<(u32, u32, u32)>,
+    /// Root ports (q35), the user's first, then those added, each in index order.
+    pub(super) root_ports: Vec<RootPort>,
     /// Bus indexes that exist (0, plus root ports and user controllers).
     pub(super) buses: BTreeSet<u32>,
+    /// The user's root ports nothing is plugged into yet.
+    pub(super) free_ports: BTreeSet<u32>,
+    /// Whether the allocator added a root port.
+    pub(super) auto_added: bool,
 }
 
 impl Pci {
@@ -42,6 +66,8 @@ impl Pci {
             used,
             root_ports: Vec::new(),
             buses: BTreeSet::from([0]),
+            free_ports: BTreeSet::new(),
+            auto_added: false,
         }
     }
 
@@ -57,7 +83,7 @@ impl Pci {
         self.used.insert((bus, slot, func));
     }
 
-    fn free_slot_on_root(&mut self, from: u32) -> u32 {
+    fn free_slot_on_root(&self, from: u32) -> u32 {
         let mut s = from;
         while (0..8).any(|f| self.used.contains(&(0, s, f))) {
             s += 1;
@@ -65,7 +91,8 @@ impl Pci {
         s
     }
 
-    /// A new address for a device: pc → next slot on pci.0; q35 → a new root port.
+    /// A new address for a device: pc → next slot on pci.0; q35 → the first free root
+    /// port the user declared, else a new root port.
     pub(super) fn alloc(
         &mut self,
         endpoint_on_root: bool,
@@ -78,37 +105,77 @@ impl Pci {
             self.used.insert((0, s, 0));
             return Ok((0, s, 0));
         }
-        let idx = self.add_root_port()?;
+        let idx = match self.free_ports.pop_first() {
+            Some(i) => i,
+            None => {
+                self.auto_added = true;
+                self.add_root_port()?
+            }
+        };
         self.used.insert((idx, 0, 0));
         Ok((idx, 0, 0))
     }
 
-    fn add_root_port(&mut self) -> Result<u32, CommandError> {
-        let idx = self.buses.iter().max().copied().unwrap_or(0) + 1;
-        // Root ports fill the functions of a slot on pcie.0, from slot 2.
+    /// The address of the next root port: the next function of the slot of the last
+    /// root port, else function 0 of the first free slot from 2 (libvirt's packing:
+    /// 00:02.0-00:02.7, then 00:03.0...).
+    fn next_root_port_address(&self) -> Result<(u32, u32), CommandError> {
         let (slot, func) = match self.root_ports.last() {
-            Some(&(_, s, f)) if f < 7 => (s, f + 1),
+            Some(p) if p.func < 7 && !self.used.contains(&(0, p.slot, p.func + 1)) => {
+                (p.slot, p.func + 1)
+            }
             _ => (self.free_slot_on_root(2), 0),
         };
         if slot > 0x1f {
             return Err(CommandError::Unsupported("no free PCI slot left".into()));
         }
+        Ok((slot, func))
+    }
+
+    fn add_root_port(&mut self) -> Result<u32, CommandError> {
+        let idx = self.buses.iter().max().copied().unwrap_or(0) + 1;
+        let (slot, func) = self.next_root_port_address()?;
         self.used.insert((0, slot, func));
-        self.root_ports.push((idx, slot, func));
+        self.root_ports.push(RootPort {
+            idx,
+            slot,
+            func,
+            chassis: idx,
+            port: (slot << 3) | func,
+            driver: "pcie-root-port".into(),
+            user: false,
+            multifunction: false,
+        });
         self.buses.insert(idx);
         Ok(idx)
     }
 
+    /// libvirt leaves one free root port for hotplug when it had to add ports.
+    pub(super) fn add_hotplug_spare(&mut self) -> Result<(), CommandError> {
+        if self.q35 && self.auto_added && self.free_ports.is_empty() {
+            let idx = self.add_root_port()?;
+            self.free_ports.insert(idx);
+        }
+        Ok(())
+    }
+
     pub(super) fn root_port_args(&self) -> Vec<String> {
+        let mut ports: Vec<&RootPort> = self.root_ports.iter().collect();
+        ports.sort_by_key(|p| p.idx);
         let mut out = Vec::new();
-        for &(idx, slot, func) in &self.root_ports {
-            let multi = func == 0 && self.root_ports.iter().any(|&(_, s, f)| s == slot && f > 0);
-            let mut v = obj! {"driver": "pcie-root-port", "port": (slot << 3) | func,
-            "chassis": idx, "id": format!("pci.{idx}"), "bus": "pcie.0"};
+        for p in ports {
+            let multi = p.multifunction
+                || (p.func == 0
+                    && self
+                        .root_ports
+                        .iter()
+                        .any(|q| q.slot == p.slot && q.func > 0));
+            let mut v = obj! {"driver": p.driver, "port": p.port,
+            "chassis": p.chassis, "id": format!("pci.{}", p.idx), "bus": "pcie.0"};
             if multi {
                 v["multifunction"] = json!(true);
             }
-            v["addr"] = json!(addr_str(slot, func));
+            v["addr"] = json!(addr_str(p.slot, p.func));
             out.push("-device".into());
             out.push(json_arg(&v));
         }
@@ -326,9 +393,178 @@ pub(super) fn reserve_explicit(
     Ok(())
 }
 
+/// The root ports the user declared (q35): each becomes a bus `pci.N`, gets libvirt's
+/// defaults where the XML leaves them out (an address packing the functions of slot 2,
+/// then 3..., `<model name>`, `<target chassis>` = index and `port` = `slot << 3 |
+/// function`), written into the live XML, and is free for an endpoint unless a device
+/// of the XML already names its bus.
+pub(super) fn user_root_ports(pci: &mut Pci, devs: &mut Element) -> Result<(), CommandError> {
+    if !pci.q35 {
+        return Ok(());
+    }
+    let is_port = |c: &Element| {
+        c.attr("type") == Some("pci")
+            && matches!(c.attr("model"), Some("pcie-root-port") | None)
+            && c.attr("index").and_then(parse_num).is_some_and(|i| i > 0)
+    };
+    let mut order: Vec<(u32, usize)> = devs
+        .children_named("controller")
+        .enumerate()
+        .filter(|(_, c)| is_port(c))
+        .filter_map(|(k, c)| {
+            let i = c.attr("index").and_then(parse_num)?;
+            Some((u32::try_from(i).ok()?, k))
+        })
+        .collect();
+    order.sort();
+    // buses of the user's explicit addresses that are root ports: not free
+    let taken: BTreeSet<u32> = pci.used.iter().map(|&(b, _, _)| b).collect();
+    for (idx, k) in order {
+        let Some(c) = devs.children_named_mut("controller").nth(k) else {
+            continue;
+        };
+        if c.attr("model").is_none() {
+            c.set_attr("model", "pcie-root-port");
+        }
+        let (slot, func, multifunction) = match explicit_pci(c) {
+            Some((b, s, f)) => {
+                if b != 0 {
+                    return Err(CommandError::Unsupported(format!(
+                        "pcie-root-port {idx} must sit on pcie.0 (bus 0)"
+                    )));
+                }
+                let m = attr(c, &["address"], "multifunction") == Some("on");
+                (s, f, m)
+            }
+            None => {
+                let (s, f) = pci.next_root_port_address()?;
+                pci.reserve(0, s, f);
+                let mut a = pci_address_element(0, s, f);
+                if f == 0 {
+                    a.set_attr("multifunction", "on");
+                }
+                c.push(a);
+                (s, f, false)
+            }
+        };
+        if c.child("model").is_none() {
+            let m = Element::new("model").with_attr("name", "pcie-root-port");
+            c.nodes_mut().insert(0, rvirt_xml::Node::Element(m));
+        }
+        let driver = attr(c, &["model"], "name")
+            .unwrap_or("pcie-root-port")
+            .to_string();
+        if !matches!(driver.as_str(), "pcie-root-port" | "ioh3420") {
+            return Err(CommandError::Unsupported(format!(
+                "pcie-root-port model name '{driver}' is not supported"
+            )));
+        }
+        let num = |k: &str, d: u32| {
+            attr(c, &["target"], k)
+                .and_then(parse_num)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(d)
+        };
+        let (chassis, port) = (num("chassis", idx), num("port", (slot << 3) | func));
+        let target = match c.child_mut("target") {
+            Some(t) => t,
+            None => {
+                let at = c
+                    .nodes()
+                    .iter()
+                    .position(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "model"))
+                    .map_or(0, |p| p + 1);
+                c.nodes_mut()
+                    .insert(at, rvirt_xml::Node::Element(Element::new("target")));
+                c.child_mut("target").expect("just inserted")
+            }
+        };
+        target.set_attr("chassis", &chassis.to_string());
+        target.set_attr("port", &format!("0x{port:x}"));
+        pci.buses.insert(idx);
+        if !taken.contains(&idx) {
+            pci.free_ports.insert(idx);
+        }
+        pci.root_ports.push(RootPort {
+            idx,
+            slot,
+            func,
+            chassis,
+            port,
+            driver,
+            user: true,
+            multifunction,
+        });
+    }
+    // a port added for an endpoint numbers after the user's and packs after them
+    pci.root_ports.sort_by_key(|p| (p.slot, p.func));
+    Ok(())
+}
+
+/// Where a device without a PCI address goes: `None` (not a PCI device, or placed
+/// elsewhere), `Some(false)` a PCIe endpoint (a root port of its own on q35),
+/// `Some(true)` a conventional PCI device (a slot of the root bus).
+fn pci_kind(e: &Element, q35: bool) -> Option<bool> {
+    let model = || attr(e, &["model"], "type");
+    match e.name() {
+        "interface" => match model().unwrap_or("rtl8139") {
+            "virtio" | "e1000e" => Some(false),
+            "e1000" | "rtl8139" => Some(true),
+            _ => None,
+        },
+        "controller" => match (e.attr("type")?, e.attr("model")) {
+            ("usb", Some("qemu-xhci" | "nec-xhci")) => Some(false),
+            ("usb", None) if q35 => Some(false),
+            ("scsi", Some("virtio-scsi") | None) => Some(false),
+            ("scsi", Some("lsilogic" | "megasas" | "mptsas1068" | "vmpvscsi")) => Some(false),
+            ("virtio-serial", _) => Some(false),
+            _ => None,
+        },
+        "disk" => (attr(e, &["target"], "bus") == Some("virtio")).then_some(false),
+        "memballoon" => (e.attr("model").unwrap_or("virtio") == "virtio").then_some(false),
+        "rng" => (e.attr("model").unwrap_or("virtio") == "virtio").then_some(false),
+        "watchdog" => (e.attr("model").unwrap_or("i6300esb") == "i6300esb").then_some(true),
+        "input" => (e.attr("bus") == Some("virtio")).then_some(false),
+        _ => None,
+    }
+}
+
+/// Gives every PCI device without an address one, in libvirt's order of assignment
+/// (interfaces, then controllers, disks, the balloon, RNGs, watchdogs and virtio
+/// inputs, each family in document order), so that the same definition gets the same
+/// addresses as under libvirt. The device builders then find the addresses in the XML.
+pub(super) fn assign_in_libvirt_order(
+    pci: &mut Pci,
+    devs: &mut Element,
+) -> Result<(), CommandError> {
+    let q35 = pci.q35;
+    for family in [
+        "interface",
+        "controller",
+        "disk",
+        "memballoon",
+        "rng",
+        "watchdog",
+        "input",
+    ] {
+        for e in devs.children_named_mut(family) {
+            if e.child("address").is_some() {
+                continue;
+            }
+            if let Some(on_root) = pci_kind(e, q35) {
+                place(pci, e, on_root)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Root ports created on the way (q35) become controllers in the live XML.
 pub(super) fn add_root_port_controllers(pci: &Pci, devs: &mut Element) {
-    for &(idx, slot, func) in &pci.root_ports {
+    let mut added: Vec<&RootPort> = pci.root_ports.iter().filter(|p| !p.user).collect();
+    added.sort_by_key(|p| p.idx);
+    for p in added {
+        let idx = p.idx;
         let mut c = Element::new("controller")
             .with_attr("type", "pci")
             .with_attr("index", &idx.to_string())
@@ -336,11 +572,11 @@ pub(super) fn add_root_port_controllers(pci: &Pci, devs: &mut Element) {
         c.push(Element::new("model").with_attr("name", "pcie-root-port"));
         c.push(
             Element::new("target")
-                .with_attr("chassis", &idx.to_string())
-                .with_attr("port", &format!("0x{:x}", (slot << 3) | func)),
+                .with_attr("chassis", &p.chassis.to_string())
+                .with_attr("port", &format!("0x{:x}", p.port)),
         );
         c.push(Element::new("alias").with_attr("name", &format!("pci.{idx}")));
-        c.push(pci_address_element(0, slot, func));
+        c.push(pci_address_element(0, p.slot, p.func));
         let pos = devs
             .nodes()
             .iter()
@@ -415,7 +651,12 @@ mod tests {
         assert_eq!(pci.bus_name(2), "pci.2");
         // legacy endpoints sit on pcie.0 itself, from slot 2 on (slot 1 is VGA's, 0x1f ICH9's)
         assert_eq!(pci.alloc(true).unwrap(), (0, 3, 0));
-        assert_eq!(pci.root_ports, vec![(1, 2, 0), (2, 2, 1)]);
+        let at: Vec<_> = pci
+            .root_ports
+            .iter()
+            .map(|p| (p.idx, p.slot, p.func, p.port))
+            .collect();
+        assert_eq!(at, vec![(1, 2, 0, 16), (2, 2, 1, 17)]);
         let args = pci.root_port_args();
         assert_eq!(args.len(), 4);
         assert_eq!(
@@ -496,5 +737,74 @@ mod tests {
             (Some("drive"), Some("1"), Some("1"))
         );
         assert_eq!(d.children_named("address").count(), 1);
+    }
+    #[test]
+    fn user_root_ports_without_index_details_get_libvirts_defaults_and_take_endpoints() {
+        let mut pci = Pci::new(true);
+        // as virt-install writes them, after post-parse gave them indexes
+        let mut devs = el(
+            "<devices><controller type='pci' index='0' model='pcie-root'/>\
+             <controller type='pci' index='1' model='pcie-root-port'/>\
+             <controller type='pci' index='2' model='pcie-root-port'/>\
+             <controller type='pci' index='3' model='pcie-root-port'>\
+             <model name='ioh3420'/><target chassis='40' port='0x1a'/></controller>\
+             <disk><target dev='vda' bus='virtio'/></disk>\
+             <rng model='virtio'/></devices>",
+        );
+        reserve_explicit(&mut pci, &mut devs, true).unwrap();
+        user_root_ports(&mut pci, &mut devs).unwrap();
+        let ports: Vec<_> = devs.children_named("controller").skip(1).collect();
+        assert_eq!(explicit_pci(ports[0]), Some((0, 2, 0)));
+        assert_eq!(attr(ports[0], &["address"], "multifunction"), Some("on"));
+        assert_eq!(attr(ports[0], &["model"], "name"), Some("pcie-root-port"));
+        assert_eq!(attr(ports[0], &["target"], "chassis"), Some("1"));
+        assert_eq!(attr(ports[0], &["target"], "port"), Some("0x10"));
+        assert_eq!(explicit_pci(ports[1]), Some((0, 2, 1)));
+        assert_eq!(attr(ports[1], &["target"], "port"), Some("0x11"));
+        assert_eq!(attr(ports[2], &["target"], "chassis"), Some("40"));
+        assert_eq!(attr(ports[2], &["target"], "port"), Some("0x1a"));
+        assert_eq!(pci.free_ports, BTreeSet::from([1, 2, 3]));
+        assign_in_libvirt_order(&mut pci, &mut devs).unwrap();
+        // endpoints fill the declared ports in index order; no port added, no spare
+        assert_eq!(explicit_pci(devs.child("disk").unwrap()), Some((1, 0, 0)));
+        assert_eq!(explicit_pci(devs.child("rng").unwrap()), Some((2, 0, 0)));
+        pci.add_hotplug_spare().unwrap();
+        assert_eq!(pci.root_ports.len(), 3);
+        let args = pci.root_port_args();
+        assert_eq!(
+            args[5],
+            r#"{"driver":"ioh3420","port":26,"chassis":40,"id":"pci.3","bus":"pcie.0","addr":"0x2.0x2"}"#
+        );
+        // a fourth endpoint gets a new port (index 4, 00:02.3), plus a spare for hotplug
+        assert_eq!(pci.alloc(false).unwrap(), (3, 0, 0));
+        assert_eq!(pci.alloc(false).unwrap(), (4, 0, 0));
+        pci.add_hotplug_spare().unwrap();
+        let last = pci.root_ports.last().unwrap();
+        assert_eq!((last.idx, last.slot, last.func), (5, 2, 4));
+        add_root_port_controllers(&pci, &mut devs);
+        assert_eq!(devs.children_named("controller").count(), 6);
+    }
+
+    #[test]
+    fn libvirt_order_is_interfaces_then_controllers_then_disks() {
+        let mut pci = Pci::new(true);
+        let mut devs = el("<devices><disk><target dev='vda' bus='virtio'/></disk>\
+             <controller type='usb' index='0' model='qemu-xhci'/>\
+             <controller type='virtio-serial' index='0'/>\
+             <interface type='user'><model type='virtio'/></interface>\
+             <memballoon model='virtio'/></devices>");
+        assign_in_libvirt_order(&mut pci, &mut devs).unwrap();
+        let bus = |n: &str, k: usize| {
+            explicit_pci(devs.children_named(n).nth(k).unwrap())
+                .unwrap()
+                .0
+        };
+        assert_eq!(bus("interface", 0), 1);
+        assert_eq!(bus("controller", 0), 2);
+        assert_eq!(bus("controller", 1), 3);
+        assert_eq!(bus("disk", 0), 4);
+        assert_eq!(bus("memballoon", 0), 5);
+        pci.add_hotplug_spare().unwrap();
+        assert_eq!(pci.root_ports.len(), 6);
     }
 }

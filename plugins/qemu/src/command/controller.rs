@@ -60,13 +60,9 @@ pub(super) fn controllers(
                 let model = c.attr("model").unwrap_or("").to_string();
                 if idx == 0 {
                     set_alias(c, if q35 { "pcie.0" } else { "pci.0" });
-                } else if model == "pcie-root-port" || model.is_empty() {
-                    // A user-defined root port: keep its index as a bus.
-                    let (bus, addr) = place(pci, c, true)?;
-                    let v = obj! {"driver": "pcie-root-port", "port": 8 + idx, "chassis": idx,
-                    "id": format!("pci.{idx}"), "bus": bus, "addr": addr};
+                } else if q35 && model == "pcie-root-port" {
+                    // placed, defaulted and emitted by the allocator (address.rs)
                     set_alias(c, &format!("pci.{idx}"));
-                    push_device(ctrl_args, &v);
                 } else {
                     return Err(CommandError::Unsupported(format!(
                         "PCI controller model '{model}' is not supported"

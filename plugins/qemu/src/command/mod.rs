@@ -264,7 +264,9 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     defaults::add_implicit(devs, q35, has_graphics);
     let mut pci = address::Pci::new(q35);
     address::reserve_explicit(&mut pci, devs, q35)?;
+    address::user_root_ports(&mut pci, devs)?;
     address::place_ich9_companions(&mut pci, devs)?;
+    address::assign_in_libvirt_order(&mut pci, devs)?;
 
     let mut ctrl_args: Vec<String> = Vec::new();
     let mut disk_args: Vec<String> = Vec::new();
@@ -292,7 +294,8 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     misc::memballoon(&mut cx.pci, devs, &mut tail_args)?;
     misc::watchdogs(&mut cx.pci, devs, &mut tail_args)?;
     misc::rngs(&mut cx.pci, devs, &mut tail_args)?;
-    let pci = cx.pci;
+    let mut pci = cx.pci;
+    pci.add_hotplug_spare()?;
     address::add_root_port_controllers(&pci, devs);
 
     address::check_assigned_addresses(devs)?;
