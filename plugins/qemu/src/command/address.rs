@@ -29,8 +29,9 @@ pub(super) struct RootPort {
     pub(super) driver: String,
     /// Declared in the XML (else added by the allocator, shown in the live XML).
     pub(super) user: bool,
-    /// `multifunction` asked for in the XML address.
-    pub(super) multifunction: bool,
+    /// `multifunction` as the XML address gives it (else on for function 0 of a slot
+    /// shared with other ports).
+    pub(super) multifunction: Option<bool>,
 }
 
 /// PCI slot allocation on `pci.0` (pc) or `pcie.0` + root ports (q35).
@@ -98,7 +99,7 @@ impl Pci {
         endpoint_on_root: bool,
     ) -> Result<(u32, u32, u32), CommandError> {
         if !self.q35 || endpoint_on_root {
-            let s = self.free_slot_on_root(2);
+            let s = self.free_slot_on_root(1);
             if s > 0x1f {
                 return Err(CommandError::Unsupported("no free PCI slot left".into()));
             }
@@ -116,20 +117,27 @@ impl Pci {
         Ok((idx, 0, 0))
     }
 
-    /// The address of the next root port: the next function of the slot of the last
-    /// root port, else function 0 of the first free slot from 2 (libvirt's packing:
-    /// 00:02.0-00:02.7, then 00:03.0...).
+    /// The address of the next root port, packed as libvirt packs them: the first free
+    /// function of the first slot of `pcie.0` that is free or holds only root ports
+    /// (00:01.0-00:01.7, then 00:02.0..., slot 1 being the primary video's when there
+    /// is one).
     fn next_root_port_address(&self) -> Result<(u32, u32), CommandError> {
-        let (slot, func) = match self.root_ports.last() {
-            Some(p) if p.func < 7 && !self.used.contains(&(0, p.slot, p.func + 1)) => {
-                (p.slot, p.func + 1)
+        for slot in 1..=0x1f {
+            let ports_only = (0..8).all(|f| {
+                !self.used.contains(&(0, slot, f))
+                    || self
+                        .root_ports
+                        .iter()
+                        .any(|p| (p.slot, p.func) == (slot, f))
+            });
+            if !ports_only {
+                continue;
             }
-            _ => (self.free_slot_on_root(2), 0),
-        };
-        if slot > 0x1f {
-            return Err(CommandError::Unsupported("no free PCI slot left".into()));
+            if let Some(func) = (0..8).find(|f| !self.used.contains(&(0, slot, *f))) {
+                return Ok((slot, func));
+            }
         }
-        Ok((slot, func))
+        Err(CommandError::Unsupported("no free PCI slot left".into()))
     }
 
     fn add_root_port(&mut self) -> Result<u32, CommandError> {
@@ -144,7 +152,7 @@ impl Pci {
             port: (slot << 3) | func,
             driver: "pcie-root-port".into(),
             user: false,
-            multifunction: false,
+            multifunction: None,
         });
         self.buses.insert(idx);
         Ok(idx)
@@ -164,16 +172,17 @@ impl Pci {
         ports.sort_by_key(|p| p.idx);
         let mut out = Vec::new();
         for p in ports {
-            let multi = p.multifunction
-                || (p.func == 0
-                    && self
-                        .root_ports
-                        .iter()
-                        .any(|q| q.slot == p.slot && q.func > 0));
+            let shared = p.func == 0
+                && self
+                    .root_ports
+                    .iter()
+                    .any(|q| q.slot == p.slot && q.func > 0);
             let mut v = obj! {"driver": p.driver, "port": p.port,
             "chassis": p.chassis, "id": format!("pci.{}", p.idx), "bus": "pcie.0"};
-            if multi {
-                v["multifunction"] = json!(true);
+            match p.multifunction {
+                Some(m) => v["multifunction"] = json!(m),
+                None if shared => v["multifunction"] = json!(true),
+                None => {}
             }
             v["addr"] = json!(addr_str(p.slot, p.func));
             out.push("-device".into());
@@ -407,19 +416,20 @@ pub(super) fn user_root_ports(pci: &mut Pci, devs: &mut Element) -> Result<(), C
             && matches!(c.attr("model"), Some("pcie-root-port") | None)
             && c.attr("index").and_then(parse_num).is_some_and(|i| i > 0)
     };
-    let mut order: Vec<(u32, usize)> = devs
+    // the ports with an address first: the others pack around them
+    let mut order: Vec<(bool, u32, usize)> = devs
         .children_named("controller")
         .enumerate()
         .filter(|(_, c)| is_port(c))
         .filter_map(|(k, c)| {
             let i = c.attr("index").and_then(parse_num)?;
-            Some((u32::try_from(i).ok()?, k))
+            Some((explicit_pci(c).is_none(), u32::try_from(i).ok()?, k))
         })
         .collect();
     order.sort();
     // buses of the user's explicit addresses that are root ports: not free
     let taken: BTreeSet<u32> = pci.used.iter().map(|&(b, _, _)| b).collect();
-    for (idx, k) in order {
+    for (_, idx, k) in order {
         let Some(c) = devs.children_named_mut("controller").nth(k) else {
             continue;
         };
@@ -433,7 +443,11 @@ pub(super) fn user_root_ports(pci: &mut Pci, devs: &mut Element) -> Result<(), C
                         "pcie-root-port {idx} must sit on pcie.0 (bus 0)"
                     )));
                 }
-                let m = attr(c, &["address"], "multifunction") == Some("on");
+                let m = match attr(c, &["address"], "multifunction") {
+                    Some("on") => Some(true),
+                    Some("off") => Some(false),
+                    _ => None,
+                };
                 (s, f, m)
             }
             None => {
@@ -444,7 +458,7 @@ pub(super) fn user_root_ports(pci: &mut Pci, devs: &mut Element) -> Result<(), C
                     a.set_attr("multifunction", "on");
                 }
                 c.push(a);
-                (s, f, false)
+                (s, f, None)
             }
         };
         if c.child("model").is_none() {
@@ -496,8 +510,6 @@ pub(super) fn user_root_ports(pci: &mut Pci, devs: &mut Element) -> Result<(), C
             multifunction,
         });
     }
-    // a port added for an endpoint numbers after the user's and packs after them
-    pci.root_ports.sort_by_key(|p| (p.slot, p.func));
     Ok(())
 }
 
@@ -649,23 +661,23 @@ mod tests {
         assert_eq!(pci.alloc(false).unwrap(), (1, 0, 0));
         assert_eq!(pci.alloc(false).unwrap(), (2, 0, 0));
         assert_eq!(pci.bus_name(2), "pci.2");
-        // legacy endpoints sit on pcie.0 itself, from slot 2 on (slot 1 is VGA's, 0x1f ICH9's)
-        assert_eq!(pci.alloc(true).unwrap(), (0, 3, 0));
+        // legacy endpoints sit on pcie.0 itself, in the first free slot (0x1f is ICH9's)
+        assert_eq!(pci.alloc(true).unwrap(), (0, 2, 0));
         let at: Vec<_> = pci
             .root_ports
             .iter()
             .map(|p| (p.idx, p.slot, p.func, p.port))
             .collect();
-        assert_eq!(at, vec![(1, 2, 0, 16), (2, 2, 1, 17)]);
+        assert_eq!(at, vec![(1, 1, 0, 8), (2, 1, 1, 9)]);
         let args = pci.root_port_args();
         assert_eq!(args.len(), 4);
         assert_eq!(
             args[1],
-            r#"{"driver":"pcie-root-port","port":16,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x2"}"#
+            r#"{"driver":"pcie-root-port","port":8,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x1"}"#
         );
         assert_eq!(
             args[3],
-            r#"{"driver":"pcie-root-port","port":17,"chassis":2,"id":"pci.2","bus":"pcie.0","addr":"0x2.0x1"}"#
+            r#"{"driver":"pcie-root-port","port":9,"chassis":2,"id":"pci.2","bus":"pcie.0","addr":"0x1.0x1"}"#
         );
     }
 
@@ -738,6 +750,7 @@ mod tests {
         );
         assert_eq!(d.children_named("address").count(), 1);
     }
+
     #[test]
     fn user_root_ports_without_index_details_get_libvirts_defaults_and_take_endpoints() {
         let mut pci = Pci::new(true);
@@ -749,8 +762,9 @@ mod tests {
              <controller type='pci' index='3' model='pcie-root-port'>\
              <model name='ioh3420'/><target chassis='40' port='0x1a'/></controller>\
              <disk><target dev='vda' bus='virtio'/></disk>\
-             <rng model='virtio'/></devices>",
+             <rng model='virtio'/><video><model type='vga'/></video></devices>",
         );
+        // the primary video owns slot 1: the ports pack from slot 2
         reserve_explicit(&mut pci, &mut devs, true).unwrap();
         user_root_ports(&mut pci, &mut devs).unwrap();
         let ports: Vec<_> = devs.children_named("controller").skip(1).collect();
@@ -783,6 +797,54 @@ mod tests {
         assert_eq!((last.idx, last.slot, last.func), (5, 2, 4));
         add_root_port_controllers(&pci, &mut devs);
         assert_eq!(devs.children_named("controller").count(), 6);
+    }
+
+    #[test]
+    fn auto_root_ports_fill_slots_holding_only_root_ports() {
+        // libvirt's q35-multifunction: ports at 00:02.0-2 and 00:03.0-1 by address,
+        // then one at 00:04.0; the others fill slot 1, then the rest of slot 2
+        let mut pci = Pci::new(true);
+        let mut xml = String::from("<devices>");
+        for (i, (s, f)) in [(2, 0), (2, 1), (2, 2), (3, 0), (3, 1)].iter().enumerate() {
+            xml.push_str(&format!(
+                "<controller type='pci' index='{}' model='pcie-root-port'>\
+                 <address type='pci' bus='0' slot='{s}' function='{f}'/></controller>",
+                i + 1
+            ));
+        }
+        xml.push_str(
+            "<controller type='pci' index='6' model='pcie-root-port'>\
+             <address type='pci' bus='0' slot='4' function='0' multifunction='off'/></controller>\
+             <rng><address type='pci' bus='0' slot='5' function='0'/></rng>",
+        );
+        for i in 7..=16 {
+            xml.push_str(&format!(
+                "<controller type='pci' index='{i}' model='pcie-root-port'/>"
+            ));
+        }
+        xml.push_str("</devices>");
+        let mut devs = el(&xml);
+        reserve_explicit(&mut pci, &mut devs, true).unwrap();
+        user_root_ports(&mut pci, &mut devs).unwrap();
+        let at = |i: u32| {
+            let p = pci.root_ports.iter().find(|p| p.idx == i).unwrap();
+            (p.slot, p.func)
+        };
+        assert_eq!(at(7), (1, 0));
+        assert_eq!(at(14), (1, 7));
+        assert_eq!(at(15), (2, 3));
+        assert_eq!(at(16), (2, 4));
+        let args = pci.root_port_args();
+        assert!(
+            args[11].contains(r#""multifunction":false,"addr":"0x4""#),
+            "{}",
+            args[11]
+        );
+        assert!(
+            args[7].contains(r#""multifunction":true,"addr":"0x3""#),
+            "{}",
+            args[7]
+        );
     }
 
     #[test]

@@ -105,10 +105,16 @@ pub(super) fn controllers(
                 } else {
                     place(pci, c, false)?
                 };
-                push_device(
-                    ctrl_args,
-                    &with_pci(obj! {"driver": driver, "id": alias}, bus),
-                );
+                let mut v = obj! {"driver": driver};
+                if let Some(ports) = c.attr("ports").and_then(parse_num)
+                    && matches!(driver, "qemu-xhci" | "nec-usb-xhci")
+                {
+                    // xHCI: as many USB 2 as USB 3 ports
+                    v["p2"] = json!(ports);
+                    v["p3"] = json!(ports);
+                }
+                v["id"] = json!(alias);
+                push_device(ctrl_args, &with_pci(v, bus));
             }
             "ide" => {
                 if q35 {
