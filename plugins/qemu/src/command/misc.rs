@@ -1,10 +1,10 @@
-//! The remaining devices: input (PS/2, USB, virtio), the memory balloon, watchdogs
-//! and random number generators.
+//! The remaining devices: input (PS/2, USB, virtio), sound cards, USB redirection, the
+//! memory balloon, watchdogs and random number generators.
 //!
 //! Architecture invariant: nothing here talks to QEMU or the filesystem.
 
-use super::address::{Pci, place, with_pci};
-use super::{CommandError, json_arg, push_device, set_alias};
+use super::address::{Pci, explicit_pci, pci_address_element, place, with_pci};
+use super::{CommandError, attr, json_arg, push_device, set_alias};
 use rvirt_xml::Element;
 
 /// Input devices.
@@ -186,6 +186,125 @@ pub(super) fn rngs(
                 obj! {"driver": "virtio-rng-pci", "rng": obj, "id": alias},
                 b,
             ),
+        );
+    }
+    Ok(())
+}
+
+/// Sound cards (`ich9`, `ich6`, `ac97`) and the codecs of the HDA ones, playing through
+/// the `audio1` backend. On q35 the ICH9 HDA function has its slot, 00:1b.0.
+pub(super) fn sounds(
+    pci: &mut Pci,
+    devs: &mut Element,
+    q35: bool,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    for (k, snd) in devs.children_named_mut("sound").enumerate() {
+        let model = snd.attr("model").unwrap_or("").to_string();
+        let driver = match model.as_str() {
+            "ich9" => "ich9-intel-hda",
+            "ich6" => "intel-hda",
+            "ac97" => "AC97",
+            other => {
+                return Err(CommandError::Unsupported(format!(
+                    "sound model '{other}' is not supported (ich9, ich6, ac97)"
+                )));
+            }
+        };
+        let alias = format!("sound{k}");
+        set_alias(snd, &alias);
+        if q35
+            && model == "ich9"
+            && explicit_pci(snd).is_none()
+            && !pci.used.contains(&(0, 0x1b, 0))
+        {
+            pci.reserve(0, 0x1b, 0);
+            snd.push(pci_address_element(0, 0x1b, 0));
+        }
+        let b = place(pci, snd, true)?;
+        let mut v = obj! {"driver": driver, "id": alias};
+        if model == "ac97" {
+            v["audiodev"] = serde_json::json!("audio1");
+        }
+        push_device(tail_args, &with_pci(v, b));
+        if model == "ac97" {
+            continue;
+        }
+        let codecs: Vec<String> = snd
+            .children_named("codec")
+            .map(|c| c.attr("type").unwrap_or("duplex").to_string())
+            .collect();
+        let codecs = if codecs.is_empty() {
+            vec!["duplex".to_string()]
+        } else {
+            codecs
+        };
+        for (n, c) in codecs.iter().enumerate() {
+            let cdriver = match c.as_str() {
+                "duplex" => "hda-duplex",
+                "micro" => "hda-micro",
+                "output" => "hda-output",
+                other => {
+                    return Err(CommandError::Unsupported(format!(
+                        "sound codec '{other}' is not supported"
+                    )));
+                }
+            };
+            push_device(
+                tail_args,
+                &obj! {"driver": cdriver, "id": format!("{alias}-codec{n}"),
+                "bus": format!("{alias}.0"), "cad": n, "audiodev": "audio1"},
+            );
+        }
+    }
+    Ok(())
+}
+
+/// USB redirection over SPICE (`<redirdev bus='usb' type='spicevmc'>`): a `spicevmc`
+/// chardev and a `usb-redir` device on the first USB bus, in the ports after the USB
+/// input devices.
+pub(super) fn redirdevs(
+    devs: &mut Element,
+    tail_args: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    let mut port = 1 + devs
+        .children_named("input")
+        .filter(|i| i.attr("bus") == Some("usb"))
+        .count();
+    for (k, r) in devs.children_named_mut("redirdev").enumerate() {
+        if r.attr("bus").unwrap_or("usb") != "usb" {
+            return Err(CommandError::Unsupported(
+                "redirdev bus must be 'usb'".into(),
+            ));
+        }
+        let ty = r.attr("type").unwrap_or("").to_string();
+        if ty != "spicevmc" {
+            return Err(CommandError::Unsupported(format!(
+                "redirdev type '{ty}' is not supported (spicevmc only)"
+            )));
+        }
+        let alias = format!("redir{k}");
+        set_alias(r, &alias);
+        let chr = format!("charredir{k}");
+        tail_args.push("-chardev".into());
+        tail_args.push(super::chardev::chardev(r, &chr, None)?);
+        let p = match attr(r, &["address"], "port") {
+            Some(p) => p.to_string(),
+            None => {
+                let p = port.to_string();
+                port += 1;
+                r.push(
+                    Element::new("address")
+                        .with_attr("type", "usb")
+                        .with_attr("bus", "0")
+                        .with_attr("port", &p),
+                );
+                p
+            }
+        };
+        push_device(
+            tail_args,
+            &obj! {"driver": "usb-redir", "chardev": chr, "id": alias, "bus": "usb.0", "port": p},
         );
     }
     Ok(())

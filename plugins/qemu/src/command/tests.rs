@@ -792,3 +792,36 @@ fn virt_install_q35_domain_builds_with_its_root_ports_used() {
         "{joined}"
     );
 }
+
+/// The same with virt-install's default display (`virt-install --osinfo linux2022
+/// --import --machine q35`): SPICE with its agent channel and two USB redirections, an
+/// ICH9 sound card and a QXL video. The video owns 00:01.0, so the root ports start at
+/// 00:02.0, as in libvirt's `q35-virt-manager-basic` case.
+#[test]
+fn virt_install_q35_domain_with_spice_builds() {
+    let xml = include_str!("../../tests/fixtures/virt-install-q35.xml");
+    let n = build(&Domain::parse(xml).expect("parse"), &opts()).expect("build");
+    let joined = n.args.join("\n");
+    for want in [
+        r#"{"driver":"pcie-root-port","port":16,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x2"}"#,
+        r#"{"driver":"qxl-vga","id":"video0","max_outputs":1,"ram_size":67108864,"vram_size":67108864,"vram64_size_mb":0,"vgamem_mb":16,"bus":"pcie.0","addr":"0x1"}"#,
+        r#"{"driver":"ich9-intel-hda","id":"sound0","bus":"pcie.0","addr":"0x1b"}"#,
+        r#"{"driver":"hda-duplex","id":"sound0-codec0","bus":"sound0.0","cad":0,"audiodev":"audio1"}"#,
+        "spicevmc,id=charchannel1,name=vdagent",
+        r#"{"driver":"virtserialport","bus":"virtio-serial0.0","nr":2,"chardev":"charchannel1","id":"channel1","name":"com.redhat.spice.0"}"#,
+        r#"{"driver":"usb-tablet","id":"input0","bus":"usb.0","port":"1"}"#,
+        "spicevmc,id=charredir0,name=usbredir",
+        r#"{"driver":"usb-redir","chardev":"charredir0","id":"redir0","bus":"usb.0","port":"2"}"#,
+        r#"{"driver":"usb-redir","chardev":"charredir1","id":"redir1","bus":"usb.0","port":"3"}"#,
+        "port=5900,addr=127.0.0.1,image-compression=off,disable-ticketing=on,seamless-migration=on",
+        r#"{"id":"audio1","driver":"spice"}"#,
+    ] {
+        assert!(joined.contains(want), "missing {want}:\n{joined}");
+    }
+    let devs = n.live.element().child("devices").expect("devices");
+    let ports = devs
+        .children_named("controller")
+        .filter(|c| c.attr("model") == Some("pcie-root-port"))
+        .count();
+    assert_eq!(ports, 14);
+}
