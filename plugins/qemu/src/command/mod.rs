@@ -261,6 +261,7 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
 
     // ---- devices ----
     let devs = root.child_or_insert("devices");
+    defaults::check_device_kinds(devs)?;
     defaults::add_implicit(devs, q35, has_graphics);
     let mut pci = address::Pci::new(q35);
     address::reserve_explicit(&mut pci, devs, q35)?;

@@ -825,3 +825,24 @@ fn virt_install_q35_domain_with_spice_builds() {
         .count();
     assert_eq!(ports, 14);
 }
+
+/// Devices the driver does not build are refused, not dropped; a TPM emulator names
+/// swtpm when it is missing.
+#[test]
+fn unbuilt_devices_are_refused_and_a_tpm_emulator_names_swtpm() {
+    let e = build_xml(&format!(
+        "{BASE}<devices><tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm></devices></domain>"
+    ))
+    .unwrap_err();
+    assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("swtpm").is_file()));
+    if !on_path {
+        assert!(e.to_string().contains("needs swtpm"), "{e}");
+    }
+    let e = build_xml(&format!("{BASE}<devices><panic/></devices></domain>")).unwrap_err();
+    assert!(
+        e.to_string().contains("device <panic> is not supported"),
+        "{e}"
+    );
+}
