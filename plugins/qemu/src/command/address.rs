@@ -47,6 +47,9 @@ pub(super) struct Pci {
     pub(super) free_ports: BTreeSet<u32>,
     /// Whether the allocator added a root port.
     pub(super) auto_added: bool,
+    /// The `pcie-pci-bridge` conventional PCI devices go on (q35): (its index, the
+    /// root port it sits on).
+    pub(super) legacy_bridge: Option<(u32, u32)>,
 }
 
 impl Pci {
@@ -69,6 +72,7 @@ impl Pci {
             buses: BTreeSet::from([0]),
             free_ports: BTreeSet::new(),
             auto_added: false,
+            legacy_bridge: None,
         }
     }
 
@@ -98,6 +102,14 @@ impl Pci {
         &mut self,
         endpoint_on_root: bool,
     ) -> Result<(u32, u32, u32), CommandError> {
+        if self.q35
+            && endpoint_on_root
+            && let Some((bridge, _)) = self.legacy_bridge
+            && let Some(s) = (1..=0x1f).find(|s| !self.used.contains(&(bridge, *s, 0)))
+        {
+            self.used.insert((bridge, s, 0));
+            return Ok((bridge, s, 0));
+        }
         if !self.q35 || endpoint_on_root {
             let s = self.free_slot_on_root(1);
             if s > 0x1f {
@@ -167,11 +179,34 @@ impl Pci {
         Ok(())
     }
 
+    /// The conventional PCI bridge (q35) for devices that are not PCIe: on a root port
+    /// of its own, as libvirt adds it when such a device needs a slot.
+    pub(super) fn add_legacy_bridge(&mut self) -> Result<u32, CommandError> {
+        if let Some((b, _)) = self.legacy_bridge {
+            return Ok(b);
+        }
+        let (port, _, _) = self.alloc(false)?;
+        let idx = self.buses.iter().max().copied().unwrap_or(0) + 1;
+        self.buses.insert(idx);
+        // slot 0 of a pcie-pci-bridge is its own (SHPC)
+        self.used.insert((idx, 0, 0));
+        self.legacy_bridge = Some((idx, port));
+        Ok(idx)
+    }
+
     pub(super) fn root_port_args(&self) -> Vec<String> {
         let mut ports: Vec<&RootPort> = self.root_ports.iter().collect();
         ports.sort_by_key(|p| p.idx);
         let mut out = Vec::new();
+        let mut bridge = self.legacy_bridge;
         for p in ports {
+            if let Some((b, port)) = bridge
+                && b < p.idx
+            {
+                out.push("-device".into());
+                out.push(json_arg(&bridge_obj(b, port)));
+                bridge = None;
+            }
             let shared = p.func == 0
                 && self
                     .root_ports
@@ -188,8 +223,16 @@ impl Pci {
             out.push("-device".into());
             out.push(json_arg(&v));
         }
+        if let Some((b, port)) = bridge {
+            out.push("-device".into());
+            out.push(json_arg(&bridge_obj(b, port)));
+        }
         out
     }
+}
+
+fn bridge_obj(idx: u32, port: u32) -> Obj {
+    obj! {"driver": "pcie-pci-bridge", "id": format!("pci.{idx}"), "bus": format!("pci.{port}"), "addr": "0x0"}
 }
 
 pub(super) fn addr_str(slot: u32, func: u32) -> String {
@@ -527,8 +570,9 @@ fn pci_kind(e: &Element, q35: bool) -> Option<bool> {
         "controller" => match (e.attr("type")?, e.attr("model")) {
             ("usb", Some("qemu-xhci" | "nec-xhci")) => Some(false),
             ("usb", None) if q35 => Some(false),
+            ("usb", Some("piix3-uhci")) if q35 => Some(true),
             ("scsi", Some("virtio-scsi") | None) => Some(false),
-            ("scsi", Some("lsilogic" | "megasas" | "mptsas1068" | "vmpvscsi")) => Some(false),
+            ("scsi", Some("lsilogic" | "megasas" | "mptsas1068" | "vmpvscsi")) => Some(true),
             ("virtio-serial", _) => Some(false),
             _ => None,
         },
@@ -550,6 +594,15 @@ pub(super) fn assign_in_libvirt_order(
     devs: &mut Element,
 ) -> Result<(), CommandError> {
     let q35 = pci.q35;
+    // a conventional PCI device on q35 goes on a pcie-pci-bridge, made first
+    if q35
+        && pci.legacy_bridge.is_none()
+        && devs
+            .elements()
+            .any(|e| e.child("address").is_none() && pci_kind(e, q35) == Some(true))
+    {
+        pci.add_legacy_bridge()?;
+    }
     for family in [
         "interface",
         "controller",
@@ -571,8 +624,24 @@ pub(super) fn assign_in_libvirt_order(
     Ok(())
 }
 
-/// Root ports created on the way (q35) become controllers in the live XML.
+/// Root ports created on the way (q35) become controllers in the live XML, and so does
+/// the conventional PCI bridge.
 pub(super) fn add_root_port_controllers(pci: &Pci, devs: &mut Element) {
+    if let Some((idx, port)) = pci.legacy_bridge {
+        let mut c = Element::new("controller")
+            .with_attr("type", "pci")
+            .with_attr("index", &idx.to_string())
+            .with_attr("model", "pcie-to-pci-bridge");
+        c.push(Element::new("model").with_attr("name", "pcie-pci-bridge"));
+        c.push(Element::new("alias").with_attr("name", &format!("pci.{idx}")));
+        c.push(pci_address_element(port, 0, 0));
+        let pos = devs
+            .nodes()
+            .iter()
+            .rposition(|n| matches!(n, rvirt_xml::Node::Element(e) if e.name() == "controller"))
+            .map_or(devs.nodes().len(), |p| p + 1);
+        devs.nodes_mut().insert(pos, rvirt_xml::Node::Element(c));
+    }
     let mut added: Vec<&RootPort> = pci.root_ports.iter().filter(|p| !p.user).collect();
     added.sort_by_key(|p| p.idx);
     for p in added {
@@ -868,5 +937,46 @@ mod tests {
         assert_eq!(bus("memballoon", 0), 5);
         pci.add_hotplug_spare().unwrap();
         assert_eq!(pci.root_ports.len(), 6);
+    }
+    #[test]
+    fn q35_conventional_pci_devices_go_on_a_pcie_pci_bridge() {
+        // as libvirt's x86_64-q35-default-models: a root port (pci.1) with the bridge
+        // (pci.2) on it, the devices in its slots from 1, a spare port (pci.3)
+        let mut pci = Pci::new(true);
+        let mut devs = el(
+            "<devices><controller type='usb' index='0' model='piix3-uhci'/>\
+             <controller type='scsi' index='0' model='lsilogic'/>\
+             <interface type='user'><model type='rtl8139'/></interface>\
+             <disk><target dev='vda' bus='virtio'/></disk>\
+             <video><model type='cirrus'/></video></devices>",
+        );
+        reserve_explicit(&mut pci, &mut devs, true).unwrap();
+        assign_in_libvirt_order(&mut pci, &mut devs).unwrap();
+        assert_eq!(pci.legacy_bridge, Some((2, 1)));
+        let at = |n: &str, k: usize| explicit_pci(devs.children_named(n).nth(k).unwrap()).unwrap();
+        assert_eq!(at("interface", 0), (2, 1, 0));
+        assert_eq!(at("controller", 0), (2, 2, 0));
+        assert_eq!(at("controller", 1), (2, 3, 0));
+        assert_eq!(at("disk", 0), (3, 0, 0));
+        pci.add_hotplug_spare().unwrap();
+        let args = pci.root_port_args();
+        assert_eq!(args.len(), 8);
+        assert_eq!(
+            args[1],
+            r#"{"driver":"pcie-root-port","port":16,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x2"}"#
+        );
+        assert_eq!(
+            args[3],
+            r#"{"driver":"pcie-pci-bridge","id":"pci.2","bus":"pci.1","addr":"0x0"}"#
+        );
+        assert_eq!(
+            args[5],
+            r#"{"driver":"pcie-root-port","port":17,"chassis":3,"id":"pci.3","bus":"pcie.0","addr":"0x2.0x1"}"#
+        );
+        add_root_port_controllers(&pci, &mut devs);
+        assert!(
+            devs.children_named("controller")
+                .any(|c| c.attr("model") == Some("pcie-to-pci-bridge"))
+        );
     }
 }

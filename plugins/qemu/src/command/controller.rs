@@ -103,7 +103,8 @@ pub(super) fn controllers(
                     c.push(pci_address_element(0, 1, 2));
                     ("pci.0".to_string(), "0x1.0x2".to_string())
                 } else {
-                    place(pci, c, false)?
+                    // UHCI and EHCI are conventional PCI devices
+                    place(pci, c, !driver.contains("xhci"))?
                 };
                 let mut v = obj! {"driver": driver};
                 if let Some(ports) = c.attr("ports").and_then(parse_num)
@@ -176,7 +177,8 @@ pub(super) fn controllers(
                 }
                 scsi_models.insert(idx, model.clone());
                 set_alias(c, &format!("scsi{idx}"));
-                let bus = place(pci, c, false)?;
+                // only virtio-scsi is a PCIe device
+                let bus = place(pci, c, model != "virtio-scsi")?;
                 push_device(
                     ctrl_args,
                     &with_pci(obj! {"driver": driver, "id": format!("scsi{idx}")}, bus),
