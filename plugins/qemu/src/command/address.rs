@@ -4,9 +4,15 @@
 //! companions that share one slot, drive addresses of IDE/SATA/SCSI disks, and the
 //! final check that no two devices of the live definition share an address.
 //!
+//! On q35 it does what libvirt does with a definition such as virt-install writes
+//! (`pcie-root-port`s without address, target or model name): [`user_root_ports`] gives
+//! them the defaults, [`assign_in_libvirt_order`] puts each PCIe endpoint alone on a free
+//! root port (adding ports when none is left, plus one spare for hotplug) and
+//! conventional PCI devices on a `pcie-pci-bridge`, in libvirt's order of assignment.
+//!
 //! Architecture invariant: this module decides addresses only; it never builds a device's
-//! `-device` argument (except the root ports it creates itself) and never touches QEMU or
-//! the filesystem.
+//! `-device` argument (except the root ports and bridge it creates itself) and never
+//! touches QEMU or the filesystem.
 
 use super::{CommandError, Obj, attr, json_arg, parse_num};
 use rvirt_xml::Element;
@@ -569,8 +575,7 @@ fn pci_kind(e: &Element, q35: bool) -> Option<bool> {
         },
         "controller" => match (e.attr("type")?, e.attr("model")) {
             ("usb", Some("qemu-xhci" | "nec-xhci")) => Some(false),
-            ("usb", None) if q35 => Some(false),
-            ("usb", Some("piix3-uhci")) if q35 => Some(true),
+            ("usb", Some("piix3-uhci") | None) if q35 => Some(true),
             ("scsi", Some("virtio-scsi") | None) => Some(false),
             ("scsi", Some("lsilogic" | "megasas" | "mptsas1068" | "vmpvscsi")) => Some(true),
             ("virtio-serial", _) => Some(false),

@@ -70,10 +70,10 @@ pub(super) fn controllers(
                 }
             }
             "usb" => {
-                let model = c
-                    .attr("model")
-                    .unwrap_or(if q35 { "qemu-xhci" } else { "piix3-uhci" })
-                    .to_string();
+                // a USB controller the XML names without a model is PIIX3's UHCI on
+                // both machines, as libvirt keeps it (the implicit one of q35 is xHCI,
+                // see defaults.rs)
+                let model = c.attr("model").unwrap_or("piix3-uhci").to_string();
                 if model == "none" {
                     continue;
                 }
