@@ -7,13 +7,45 @@ use super::address::{Pci, explicit_pci, pci_address_element, place, with_pci};
 use super::{CommandError, attr, json_arg, push_device, set_alias};
 use rvirt_xml::Element;
 
+/// The USB ports (of the first bus) the XML's USB devices name already.
+fn used_usb_ports(devs: &Element) -> std::collections::BTreeSet<String> {
+    devs.elements()
+        .filter(|e| matches!(e.name(), "input" | "redirdev"))
+        .filter_map(|e| {
+            let a = e.child("address")?;
+            (a.attr("type") == Some("usb") && a.attr("bus").unwrap_or("0") == "0")
+                .then(|| a.attr("port").map(str::to_string))
+                .flatten()
+        })
+        .collect()
+}
+
+/// The USB port of `e`: its address's, else the first free one (written into the XML).
+fn usb_port(e: &mut Element, used: &mut std::collections::BTreeSet<String>) -> String {
+    if let Some(p) = attr(e, &["address"], "port") {
+        return p.to_string();
+    }
+    let p = (1..)
+        .map(|n: u32| n.to_string())
+        .find(|p| !used.contains(p))
+        .expect("a free port");
+    used.insert(p.clone());
+    e.push(
+        Element::new("address")
+            .with_attr("type", "usb")
+            .with_attr("bus", "0")
+            .with_attr("port", &p),
+    );
+    p
+}
+
 /// Input devices.
 pub(super) fn inputs(
     pci: &mut Pci,
     devs: &mut Element,
     tail_args: &mut Vec<String>,
 ) -> Result<(), CommandError> {
-    let mut usb_port = 1;
+    let mut used = used_usb_ports(devs);
     for (k, i) in devs.children_named_mut("input").enumerate() {
         let ty = i.attr("type").unwrap_or("mouse").to_string();
         let bus = i.attr("bus").unwrap_or("ps2").to_string();
@@ -34,19 +66,11 @@ pub(super) fn inputs(
                 };
                 let alias = format!("input{k}");
                 set_alias(i, &alias);
+                let port = usb_port(i, &mut used);
                 push_device(
                     tail_args,
-                    &obj! {"driver": driver, "id": alias, "bus": "usb.0", "port": usb_port.to_string()},
+                    &obj! {"driver": driver, "id": alias, "bus": "usb.0", "port": port},
                 );
-                if i.child("address").is_none() {
-                    i.push(
-                        Element::new("address")
-                            .with_attr("type", "usb")
-                            .with_attr("bus", "0")
-                            .with_attr("port", &usb_port.to_string()),
-                    );
-                }
-                usb_port += 1;
             }
             "virtio" => {
                 let driver = match ty.as_str() {
@@ -261,16 +285,13 @@ pub(super) fn sounds(
 }
 
 /// USB redirection over SPICE (`<redirdev bus='usb' type='spicevmc'>`): a `spicevmc`
-/// chardev and a `usb-redir` device on the first USB bus, in the ports after the USB
-/// input devices.
+/// chardev and a `usb-redir` device on the first USB bus, in the first ports the USB
+/// input devices left free.
 pub(super) fn redirdevs(
     devs: &mut Element,
     tail_args: &mut Vec<String>,
 ) -> Result<(), CommandError> {
-    let mut port = 1 + devs
-        .children_named("input")
-        .filter(|i| i.attr("bus") == Some("usb"))
-        .count();
+    let mut used = used_usb_ports(devs);
     for (k, r) in devs.children_named_mut("redirdev").enumerate() {
         if r.attr("bus").unwrap_or("usb") != "usb" {
             return Err(CommandError::Unsupported(
@@ -288,20 +309,7 @@ pub(super) fn redirdevs(
         let chr = format!("charredir{k}");
         tail_args.push("-chardev".into());
         tail_args.push(super::chardev::chardev(r, &chr, None)?);
-        let p = match attr(r, &["address"], "port") {
-            Some(p) => p.to_string(),
-            None => {
-                let p = port.to_string();
-                port += 1;
-                r.push(
-                    Element::new("address")
-                        .with_attr("type", "usb")
-                        .with_attr("bus", "0")
-                        .with_attr("port", &p),
-                );
-                p
-            }
-        };
+        let p = usb_port(r, &mut used);
         push_device(
             tail_args,
             &obj! {"driver": "usb-redir", "chardev": chr, "id": alias, "bus": "usb.0", "port": p},
