@@ -279,7 +279,9 @@ fn virt_install_q35_guest_with_root_ports_boots() {
     // the virtio disk sits alone on a root port's bus
     let disk = &xml[xml.find("<disk").unwrap()..xml.find("</disk>").unwrap()];
     assert!(
-        disk.contains("<address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>"),
+        disk.contains(
+            "<address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>"
+        ),
         "{disk}"
     );
     // the guest agent's socket is set and exists
