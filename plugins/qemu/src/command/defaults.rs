@@ -1,7 +1,7 @@
 //! The devices a domain gets without asking, as libvirt adds them when it parses a
 //! definition: the root PCI controller, a USB controller, IDE (pc) or SATA (q35), a
 //! virtio-scsi controller for SCSI disks, a virtio-serial controller for virtio
-//! channels, the memory balloon, PS/2 mouse and keyboard, and a VGA for graphics.
+//! channels, the memory balloon, PS/2 mouse and keyboard, and a Cirrus VGA for graphics (libvirt's x86 default).
 //!
 //! Architecture invariant: this only edits the live definition; it emits no arguments
 //! (and [`check_device_kinds`] only looks for the `swtpm` binary).
@@ -159,9 +159,10 @@ pub(super) fn add_implicit(devs: &mut Element, q35: bool, has_graphics: bool) {
     }
     if has_graphics && devs.child("video").is_none() {
         let mut v = Element::new("video");
+        // libvirt's default model for x86 guests with a display
         v.push(
             Element::new("model")
-                .with_attr("type", "vga")
+                .with_attr("type", "cirrus")
                 .with_attr("vram", "16384")
                 .with_attr("heads", "1")
                 .with_attr("primary", "yes"),
