@@ -3,6 +3,8 @@
 //! controllers virt-install writes for `pc` machines), and the guest boots from the
 //! shared test kernel and sees the new disk. A failed install removes the volume it made,
 //! and `virsh undefine --remove-all-storage` deletes the volume through the pool.
+//! A q35 guest as virt-install writes it for a modern Linux (fourteen `pcie-root-port`s
+//! and a guest agent channel, none with an index, address or path) starts and boots too.
 
 use super::{Daemon, missing};
 use std::{
@@ -33,10 +35,15 @@ fn ok(what: &str, o: Output) -> String {
 
 /// virt-install with the options every case here shares; its logs go under `home`.
 fn virt_install(uri: &str, home: &Path, args: &[&str]) -> Output {
+    virt_install_os(uri, home, "detect=on,require=off", args)
+}
+
+/// [`virt_install`] with `--osinfo osinfo`.
+fn virt_install_os(uri: &str, home: &Path, osinfo: &str, args: &[&str]) -> Output {
     run(Command::new("virt-install")
         .env("HOME", home)
         .args(["--connect", uri, "--memory", "256", "--vcpus", "1"])
-        .args(["--osinfo", "detect=on,require=off", "--virt-type", "qemu"])
+        .args(["--osinfo", osinfo, "--virt-type", "qemu"])
         .args(["--noautoconsole", "--graphics", "none", "--network", "none"])
         .args(args))
 }
@@ -185,4 +192,122 @@ fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
     );
     let vols = ok("vol-list", virsh(&uri, &["vol-list", "default"]));
     assert!(!vols.contains("vi1"), "{vols}");
+}
+
+/// `virt-install --osinfo linux2022 --machine q35`: the root ports it lists without
+/// index get libvirt's indexes, addresses (00:01.0-00:02.5: no video), chassis and
+/// ports; the PCIe devices sit on them; the guest agent gets its socket; the guest
+/// boots from the shared kernel under TCG and sees its virtio disk.
+#[test]
+fn virt_install_q35_guest_with_root_ports_boots() {
+    if missing(
+        "virt-install",
+        Command::new("virt-install").arg("--version"),
+    ) || missing("virsh", Command::new("virsh").arg("--version"))
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+        || missing("qemu-img", Command::new("qemu-img").arg("--version"))
+    {
+        return;
+    }
+    let g = guest();
+    let d = Daemon::start();
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let images = root.join("images");
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let images_s = images.to_str().unwrap();
+    ok(
+        "pool-define-as",
+        virsh(
+            &uri,
+            &["pool-define-as", "default", "dir", "--target", images_s],
+        ),
+    );
+    ok("pool-build", virsh(&uri, &["pool-build", "default"]));
+    ok("pool-start", virsh(&uri, &["pool-start", "default"]));
+    let serial = root.join("serial-q35.log");
+    let boot = format!(
+        "kernel={},initrd={},kernel_args=console=ttyS0 quiet panic=-1",
+        g.join("vmlinux").display(),
+        g.join("initrd.img").display()
+    );
+    let serial_arg = format!("file,path={}", serial.display());
+    ok(
+        "virt-install --machine q35",
+        virt_install_os(
+            &uri,
+            &home,
+            "linux2022",
+            &[
+                "--name",
+                "viq35",
+                "--machine",
+                "q35",
+                "--import",
+                "--boot",
+                &boot,
+                "--disk",
+                "size=0.05,format=qcow2,bus=virtio",
+                "--serial",
+                &serial_arg,
+            ],
+        ),
+    );
+    let state = ok("domstate", virsh(&uri, &["domstate", "viq35"]));
+    assert_eq!(state.trim(), "running");
+    let xml = ok("dumpxml", virsh(&uri, &["dumpxml", "viq35"]));
+    let ports = xml.matches("model='pcie-root-port'").count();
+    assert!(ports >= 14, "{ports} root ports:\n{xml}");
+    assert!(
+        !xml.contains("<controller type='pci' model="),
+        "a controller without index:\n{xml}"
+    );
+    for want in [
+        "<controller type='pci' index='1' model='pcie-root-port'>",
+        "<target chassis='1' port='0x8'/>",
+        "<address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0' multifunction='on'/>",
+        "<controller type='pci' index='14' model='pcie-root-port'>",
+        "<target chassis='14' port='0x15'/>",
+        "org.qemu.guest_agent.0",
+    ] {
+        assert!(xml.contains(want), "{want} missing:\n{xml}");
+    }
+    // the virtio disk sits alone on a root port's bus
+    let disk = &xml[xml.find("<disk").unwrap()..xml.find("</disk>").unwrap()];
+    assert!(
+        disk.contains(
+            "<address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>"
+        ),
+        "{disk}"
+    );
+    // the guest agent's socket is set and exists
+    let ch = &xml[xml.find("<channel type='unix'>").unwrap()..];
+    let path = ch
+        .split("path='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_else(|| panic!("no agent socket path:\n{ch}"));
+    assert!(path.ends_with("org.qemu.guest_agent.0"), "{path}");
+    assert!(Path::new(path).exists(), "{path} does not exist");
+
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for(
+        "GUEST-READY on the serial console",
+        Duration::from_secs(120),
+        || log().contains("GUEST-READY"),
+    );
+    assert!(
+        log().contains("GUEST-DISK: vda sectors=104858"),
+        "the guest sees its disk:\n{}",
+        log()
+    );
+    ok("destroy", virsh(&uri, &["destroy", "viq35"]));
+    ok(
+        "undefine",
+        virsh(&uri, &["undefine", "viq35", "--remove-all-storage"]),
+    );
 }

@@ -25,6 +25,14 @@ pub(super) fn chardev(
     Ok(match ty.as_str() {
         "pty" => format!("pty,id={id}"),
         "null" => format!("null,id={id}"),
+        // the SPICE agent channel (com.redhat.spice.0) and USB redirection
+        "spicevmc" => {
+            let name = match e.name() {
+                "redirdev" => "usbredir",
+                _ => "vdagent",
+            };
+            format!("spicevmc,id={id},name={name}")
+        }
         "file" => {
             let p = src_path(e).ok_or_else(|| {
                 CommandError::Invalid(format!(

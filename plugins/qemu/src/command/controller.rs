@@ -60,13 +60,9 @@ pub(super) fn controllers(
                 let model = c.attr("model").unwrap_or("").to_string();
                 if idx == 0 {
                     set_alias(c, if q35 { "pcie.0" } else { "pci.0" });
-                } else if model == "pcie-root-port" || model.is_empty() {
-                    // A user-defined root port: keep its index as a bus.
-                    let (bus, addr) = place(pci, c, true)?;
-                    let v = obj! {"driver": "pcie-root-port", "port": 8 + idx, "chassis": idx,
-                    "id": format!("pci.{idx}"), "bus": bus, "addr": addr};
+                } else if q35 && model == "pcie-root-port" {
+                    // placed, defaulted and emitted by the allocator (address.rs)
                     set_alias(c, &format!("pci.{idx}"));
-                    push_device(ctrl_args, &v);
                 } else {
                     return Err(CommandError::Unsupported(format!(
                         "PCI controller model '{model}' is not supported"
@@ -74,10 +70,10 @@ pub(super) fn controllers(
                 }
             }
             "usb" => {
-                let model = c
-                    .attr("model")
-                    .unwrap_or(if q35 { "qemu-xhci" } else { "piix3-uhci" })
-                    .to_string();
+                // a USB controller the XML names without a model is PIIX3's UHCI on
+                // both machines, as libvirt keeps it (the implicit one of q35 is xHCI,
+                // see defaults.rs)
+                let model = c.attr("model").unwrap_or("piix3-uhci").to_string();
                 if model == "none" {
                     continue;
                 }
@@ -107,12 +103,19 @@ pub(super) fn controllers(
                     c.push(pci_address_element(0, 1, 2));
                     ("pci.0".to_string(), "0x1.0x2".to_string())
                 } else {
-                    place(pci, c, false)?
+                    // UHCI and EHCI are conventional PCI devices
+                    place(pci, c, !driver.contains("xhci"))?
                 };
-                push_device(
-                    ctrl_args,
-                    &with_pci(obj! {"driver": driver, "id": alias}, bus),
-                );
+                let mut v = obj! {"driver": driver};
+                if let Some(ports) = c.attr("ports").and_then(parse_num)
+                    && matches!(driver, "qemu-xhci" | "nec-usb-xhci")
+                {
+                    // xHCI: as many USB 2 as USB 3 ports
+                    v["p2"] = json!(ports);
+                    v["p3"] = json!(ports);
+                }
+                v["id"] = json!(alias);
+                push_device(ctrl_args, &with_pci(v, bus));
             }
             "ide" => {
                 if q35 {
@@ -174,7 +177,8 @@ pub(super) fn controllers(
                 }
                 scsi_models.insert(idx, model.clone());
                 set_alias(c, &format!("scsi{idx}"));
-                let bus = place(pci, c, false)?;
+                // only virtio-scsi is a PCIe device
+                let bus = place(pci, c, model != "virtio-scsi")?;
                 push_device(
                     ctrl_args,
                     &with_pci(obj! {"driver": driver, "id": format!("scsi{idx}")}, bus),

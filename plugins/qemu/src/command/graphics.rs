@@ -115,26 +115,39 @@ fn free_vnc_port() -> Option<u16> {
     (5900..6900u16).find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
 }
 
-/// The `-vnc` arguments. Returns the port of each VNC display, in order (put back into
+/// The `-vnc` and `-spice` arguments, and the `-audiodev` of displays and sound cards.
+/// Returns the port of each display, in order (put back into
 /// the live definition after validation: post-parse rules turn an autoport's port into
 /// -1), and the passwords to set over QMP.
 pub(super) fn graphics(
     devs: &mut Element,
     opts: &BuildOptions,
     has_graphics: bool,
+    name: &str,
     gfx_args: &mut Vec<String>,
 ) -> Result<(Vec<u16>, Vec<GraphicsPassword>), CommandError> {
     let mut vnc_ports = Vec::new();
     let mut passwords = Vec::new();
-    if has_graphics {
+    let spice = devs
+        .children_named("graphics")
+        .any(|g| g.attr("type") == Some("spice"));
+    if has_graphics || devs.child("sound").is_some() {
         gfx_args.push("-audiodev".into());
-        gfx_args.push("id=audio1,driver=none".into());
+        gfx_args.push(if spice {
+            r#"{"id":"audio1","driver":"spice"}"#.into()
+        } else {
+            "id=audio1,driver=none".into()
+        });
     }
     for g in devs.children_named_mut("graphics") {
         let ty = g.attr("type").unwrap_or("").to_string();
+        if ty == "spice" {
+            vnc_ports.push(spice_display(g, opts, name, gfx_args)?);
+            continue;
+        }
         if ty != "vnc" {
             return Err(CommandError::Unsupported(format!(
-                "graphics type '{ty}' is not supported (vnc only)"
+                "graphics type '{ty}' is not supported (vnc and spice)"
             )));
         }
         let listen = g
@@ -195,6 +208,103 @@ pub(super) fn graphics(
         gfx_args.push(vnc);
     }
     Ok((vnc_ports, passwords))
+}
+
+/// The `-spice` arguments of a SPICE display without TLS or password (a password is
+/// refused: it could not be kept off the command line yet). Returns its port.
+fn spice_display(
+    g: &mut Element,
+    opts: &BuildOptions,
+    name: &str,
+    gfx_args: &mut Vec<String>,
+) -> Result<u16, CommandError> {
+    if g.attr("passwd").is_some() {
+        return Err(CommandError::Unsupported(
+            "graphics type 'spice' with a password is not supported".into(),
+        ));
+    }
+    if g.attr("tlsPort").is_some_and(|p| p != "-1")
+        || g.attr("defaultMode").is_some_and(|m| m != "any")
+        || g.children_named("channel").next().is_some()
+        || g.child("gl")
+            .is_some_and(|gl| gl.attr("enable") == Some("yes"))
+    {
+        return Err(CommandError::Unsupported(
+            "graphics type 'spice' with TLS, channel modes or OpenGL is not supported".into(),
+        ));
+    }
+    let mut o = String::new();
+    match attr(g, &["listen"], "type") {
+        Some("socket") => {
+            let path = attr(g, &["listen"], "socket")
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    opts.channel_dir
+                        .join(format!("{name}.spice.sock"))
+                        .to_string_lossy()
+                        .into_owned()
+                });
+            if let Some(l) = g.child_mut("listen") {
+                l.set_attr("socket", &path);
+            }
+            o.push_str(&format!("unix=on,addr={}", path.replace(',', ",,")));
+        }
+        Some("none") => o.push_str("port=0"),
+        _ => {}
+    }
+    if !o.is_empty() {
+        o.push_str(",disable-ticketing=on,seamless-migration=on");
+        gfx_args.push("-spice".into());
+        gfx_args.push(o);
+        return Ok(0);
+    }
+    let listen = g
+        .attr("listen")
+        .or_else(|| attr(g, &["listen"], "address"))
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let auto = g.attr("autoport") == Some("yes") || g.attr("port").is_none_or(|p| p == "-1");
+    let port: u16 = if auto {
+        if opts.allocate_vnc {
+            free_vnc_port().ok_or_else(|| {
+                CommandError::Unsupported("no free SPICE port between 5900 and 6899".into())
+            })?
+        } else {
+            5900
+        }
+    } else {
+        g.attr("port")
+            .and_then(parse_num)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| CommandError::Invalid("SPICE port must be -1 or a port".into()))?
+    };
+    if auto {
+        g.set_attr("autoport", "yes");
+        g.set_attr("port", &port.to_string());
+    }
+    if g.attr("listen").is_none() {
+        g.set_attr("listen", &listen);
+    }
+    let mut o = format!("port={port},addr={listen}");
+    for (elem, opt) in [
+        ("image", "image-compression"),
+        ("jpeg", "jpeg-wan-compression"),
+        ("zlib", "zlib-glz-wan-compression"),
+        ("playback", "playback-compression"),
+    ] {
+        if let Some(v) = attr(g, &[elem], "compression") {
+            o.push_str(&format!(",{opt}={v}"));
+        }
+    }
+    if let Some(v) = attr(g, &["streaming"], "mode") {
+        o.push_str(&format!(",streaming-video={v}"));
+    }
+    // no password: anyone who reaches the address may connect, as with VNC
+    o.push_str(",disable-ticketing=on,seamless-migration=on");
+    gfx_args.push("-spice".into());
+    gfx_args.push(o);
+    Ok(port)
 }
 
 /// The video devices.

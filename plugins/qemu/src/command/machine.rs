@@ -137,7 +137,29 @@ pub(super) fn head(
         mut machine_opts,
         fw_args,
     } = firmware(root, &os, &machine, &name, opts)?;
+    // <features><vmport state>: after usb=off, as libvirt orders them
+    if let Some(st @ ("on" | "off")) = root
+        .child("features")
+        .and_then(|f| f.child("vmport"))
+        .and_then(|v| v.attr("state"))
+    {
+        machine_opts.insert(2, format!("vmport={st}"));
+    }
     machine_opts.push("memory-backend=pc.ram".into());
+    // <clock><timer name='hpet' present>
+    if let Some(present) = root
+        .child("clock")
+        .and_then(|c| {
+            c.children_named("timer")
+                .find(|t| t.attr("name") == Some("hpet"))
+        })
+        .and_then(|t| t.attr("present"))
+    {
+        machine_opts.push(format!(
+            "hpet={}",
+            if present == "yes" { "on" } else { "off" }
+        ));
+    }
     let acpi = root
         .child("features")
         .and_then(|f| f.child("acpi"))

@@ -261,10 +261,13 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
 
     // ---- devices ----
     let devs = root.child_or_insert("devices");
+    defaults::check_device_kinds(devs)?;
     defaults::add_implicit(devs, q35, has_graphics);
     let mut pci = address::Pci::new(q35);
     address::reserve_explicit(&mut pci, devs, q35)?;
+    address::user_root_ports(&mut pci, devs)?;
     address::place_ich9_companions(&mut pci, devs)?;
+    address::assign_in_libvirt_order(&mut pci, devs)?;
 
     let mut ctrl_args: Vec<String> = Vec::new();
     let mut disk_args: Vec<String> = Vec::new();
@@ -287,12 +290,16 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
     chardev::serials_and_consoles(devs, &mut char_args)?;
     chardev::channels(devs, opts, &name, &mut char_args)?;
     misc::inputs(&mut cx.pci, devs, &mut tail_args)?;
-    let (vnc_ports, passwords) = graphics::graphics(devs, opts, has_graphics, &mut gfx_args)?;
+    let (vnc_ports, passwords) =
+        graphics::graphics(devs, opts, has_graphics, &name, &mut gfx_args)?;
     graphics::video(&mut cx.pci, devs, &mut gfx_args)?;
+    misc::sounds(&mut cx.pci, devs, q35, &mut tail_args)?;
+    misc::redirdevs(devs, &mut tail_args)?;
     misc::memballoon(&mut cx.pci, devs, &mut tail_args)?;
     misc::watchdogs(&mut cx.pci, devs, &mut tail_args)?;
     misc::rngs(&mut cx.pci, devs, &mut tail_args)?;
-    let pci = cx.pci;
+    let mut pci = cx.pci;
+    pci.add_hotplug_spare()?;
     address::add_root_port_controllers(&pci, devs);
 
     address::check_assigned_addresses(devs)?;
@@ -314,8 +321,11 @@ pub fn build(def: &Domain, opts: &BuildOptions) -> Result<Native, CommandError> 
         CommandError::Internal(format!("the live definition does not validate: {e}"))
     })?;
     if let Some(devs) = live.element_mut().child_mut("devices") {
+        // 0: a display without a TCP port (SPICE on a socket or none)
         for (g, port) in devs.children_named_mut("graphics").zip(&vnc_ports) {
-            g.set_attr("port", &port.to_string());
+            if *port != 0 {
+                g.set_attr("port", &port.to_string());
+            }
         }
     }
     Ok(Native {

@@ -677,3 +677,172 @@ fn i686_runs_on_qemu_system_i386() {
     assert_eq!(default_emulator("i686"), "/usr/bin/qemu-system-i386");
     assert_eq!(default_emulator("x86_64"), "/usr/bin/qemu-system-x86_64");
 }
+
+/// The domain `virt-install --osinfo linux2022 --import --machine q35 --graphics none`
+/// writes (fourteen `pcie-root-port`s and a `pcie-root` without index, a guest agent
+/// channel without a path): the argv builds, the root ports are libvirt's (00:01.0-7,
+/// 00:02.0-5 without a video device, chassis = index, port = slot << 3 | function), as
+/// in libvirt's `x86_64-q35-headless` case; every PCIe endpoint sits
+/// alone on one of them (no port added) and the agent's socket is under the channel
+/// directory.
+#[test]
+fn virt_install_q35_domain_builds_with_its_root_ports_used() {
+    let xml = include_str!("../../tests/fixtures/virt-install-q35-nographics.xml");
+    let n = build(&Domain::parse(xml).expect("parse"), &opts()).expect("build");
+    let devs = n.live.element().child("devices").expect("devices");
+    let ports: Vec<&Element> = devs
+        .children_named("controller")
+        .filter(|c| c.attr("model") == Some("pcie-root-port"))
+        .collect();
+    assert_eq!(ports.len(), 14, "no root port added");
+    for (k, p) in ports.iter().enumerate() {
+        let idx = k as u32 + 1;
+        let (slot, func) = (1 + k as u32 / 8, k as u32 % 8);
+        assert_eq!(p.attr("index"), Some(idx.to_string().as_str()));
+        assert_eq!(
+            address::explicit_pci(p),
+            Some((0, slot, func)),
+            "port {idx}"
+        );
+        assert_eq!(
+            attr(p, &["target"], "chassis"),
+            Some(idx.to_string().as_str())
+        );
+        assert_eq!(
+            attr(p, &["target"], "port"),
+            Some(format!("0x{:x}", (slot << 3) | func).as_str())
+        );
+        assert_eq!(attr(p, &["model"], "name"), Some("pcie-root-port"));
+        assert_eq!(
+            attr(p, &["alias"], "name"),
+            Some(format!("pci.{idx}").as_str())
+        );
+    }
+    let rp = n
+        .args
+        .iter()
+        .filter(|a| a.starts_with("{\"driver\":\"pcie-root-port\""))
+        .count();
+    assert_eq!(rp, 14);
+    assert!(n.args.contains(
+        &r#"{"driver":"pcie-root-port","port":8,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x1"}"#.to_string()
+    ));
+    assert!(n.args.contains(
+        &r#"{"driver":"pcie-root-port","port":21,"chassis":14,"id":"pci.14","bus":"pcie.0","addr":"0x2.0x5"}"#.to_string()
+    ));
+    // the PCIe endpoints: each alone at slot 0 of a root port, in libvirt's order
+    let bus_of = |name: &str| {
+        let e = devs.child(name).unwrap_or_else(|| panic!("no {name}"));
+        address::explicit_pci(e).unwrap_or_else(|| panic!("{name} has no PCI address"))
+    };
+    let usb = devs
+        .children_named("controller")
+        .find(|c| c.attr("type") == Some("usb"))
+        .expect("usb");
+    let vser = devs
+        .children_named("controller")
+        .find(|c| c.attr("type") == Some("virtio-serial"))
+        .expect("virtio-serial controller added for the agent channel");
+    let placed = [
+        address::explicit_pci(usb).expect("usb address"),
+        address::explicit_pci(vser).expect("virtio-serial address"),
+        bus_of("disk"),
+        bus_of("memballoon"),
+        bus_of("rng"),
+    ];
+    let mut buses: Vec<u32> = placed.iter().map(|a| a.0).collect();
+    assert!(
+        placed
+            .iter()
+            .all(|a| a.0 >= 1 && a.0 <= 14 && a.1 == 0 && a.2 == 0),
+        "{placed:?}"
+    );
+    buses.sort_unstable();
+    buses.dedup();
+    assert_eq!(
+        buses.len(),
+        placed.len(),
+        "one endpoint per port: {placed:?}"
+    );
+    let joined = n.args.join("\n");
+    assert!(
+        joined.contains(
+            r#"{"driver":"qemu-xhci","p2":15,"p3":15,"id":"usb","bus":"pci.1","addr":"0x0"}"#
+        ),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(r#""driver":"virtio-blk-pci","bus":"pci.3","addr":"0x0""#),
+        "{joined}"
+    );
+    // the guest agent: a socket QEMU listens on, under the channel directory
+    let ch = devs.child("channel").expect("channel");
+    assert_eq!(
+        attr(ch, &["source"], "path"),
+        Some("/run/ch/vi1.org.qemu.guest_agent.0")
+    );
+    assert!(
+        joined.contains(
+            "socket,id=charchannel0,path=/run/ch/vi1.org.qemu.guest_agent.0,server=on,wait=off"
+        ),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(r#""name":"org.qemu.guest_agent.0""#),
+        "{joined}"
+    );
+}
+
+/// The same with virt-install's default display (`virt-install --osinfo linux2022
+/// --import --machine q35`): SPICE with its agent channel and two USB redirections, an
+/// ICH9 sound card and a QXL video. The video owns 00:01.0, so the root ports start at
+/// 00:02.0, as in libvirt's `q35-virt-manager-basic` case.
+#[test]
+fn virt_install_q35_domain_with_spice_builds() {
+    let xml = include_str!("../../tests/fixtures/virt-install-q35.xml");
+    let n = build(&Domain::parse(xml).expect("parse"), &opts()).expect("build");
+    let joined = n.args.join("\n");
+    for want in [
+        r#"{"driver":"pcie-root-port","port":16,"chassis":1,"id":"pci.1","bus":"pcie.0","multifunction":true,"addr":"0x2"}"#,
+        r#"{"driver":"qxl-vga","id":"video0","max_outputs":1,"ram_size":67108864,"vram_size":67108864,"vram64_size_mb":0,"vgamem_mb":16,"bus":"pcie.0","addr":"0x1"}"#,
+        r#"{"driver":"ich9-intel-hda","id":"sound0","bus":"pcie.0","addr":"0x1b"}"#,
+        r#"{"driver":"hda-duplex","id":"sound0-codec0","bus":"sound0.0","cad":0,"audiodev":"audio1"}"#,
+        "spicevmc,id=charchannel1,name=vdagent",
+        r#"{"driver":"virtserialport","bus":"virtio-serial0.0","nr":2,"chardev":"charchannel1","id":"channel1","name":"com.redhat.spice.0"}"#,
+        r#"{"driver":"usb-tablet","id":"input0","bus":"usb.0","port":"1"}"#,
+        "spicevmc,id=charredir0,name=usbredir",
+        r#"{"driver":"usb-redir","chardev":"charredir0","id":"redir0","bus":"usb.0","port":"2"}"#,
+        r#"{"driver":"usb-redir","chardev":"charredir1","id":"redir1","bus":"usb.0","port":"3"}"#,
+        "port=5900,addr=127.0.0.1,image-compression=off,disable-ticketing=on,seamless-migration=on",
+        r#"{"id":"audio1","driver":"spice"}"#,
+    ] {
+        assert!(joined.contains(want), "missing {want}:\n{joined}");
+    }
+    let devs = n.live.element().child("devices").expect("devices");
+    let ports = devs
+        .children_named("controller")
+        .filter(|c| c.attr("model") == Some("pcie-root-port"))
+        .count();
+    assert_eq!(ports, 14);
+}
+
+/// Devices the driver does not build are refused, not dropped; a TPM emulator names
+/// swtpm when it is missing.
+#[test]
+fn unbuilt_devices_are_refused_and_a_tpm_emulator_names_swtpm() {
+    let e = build_xml(&format!(
+        "{BASE}<devices><tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm></devices></domain>"
+    ))
+    .unwrap_err();
+    assert!(matches!(e, CommandError::Unsupported(_)), "{e}");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("swtpm").is_file()));
+    if !on_path {
+        assert!(e.to_string().contains("needs swtpm"), "{e}");
+    }
+    let e = build_xml(&format!("{BASE}<devices><panic/></devices></domain>")).unwrap_err();
+    assert!(
+        e.to_string().contains("device <panic> is not supported"),
+        "{e}"
+    );
+}
