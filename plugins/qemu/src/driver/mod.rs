@@ -176,6 +176,11 @@ pub struct Driver {
     /// Signalled when a job ends.
     job_done: Condvar,
     sinks: Mutex<Vec<(u64, Arc<EventSinkBox>)>>,
+    /// Held from deciding a guest shutdown or a QEMU exit until its event is emitted, so
+    /// that `Shutdown` (QMP's SHUTDOWN, on the monitor thread) always comes before the
+    /// `Stopped` of the exit that follows it (on the exit waiter's thread). Taken before
+    /// `state`, never while holding it.
+    emit_order: Mutex<()>,
     next_sink: Mutex<u64>,
     /// The host's services (plugin API 1.4 hosts), lent by the latest connection opened
     /// with them: every connection of a root is bound to the same storage pools.
@@ -212,6 +217,7 @@ pub fn driver_for(paths: &Paths, host: Option<HostServicesBox>) -> Result<&'stat
         exited: Condvar::new(),
         job_done: Condvar::new(),
         sinks: Mutex::new(Vec::new()),
+        emit_order: Mutex::new(()),
         next_sink: Mutex::new(0),
         host: Mutex::new(host),
     }));
@@ -268,6 +274,11 @@ impl Driver {
                 s.domain_lifecycle(d.clone(), ev, det);
             }
         }
+    }
+
+    /// The order lock of lifecycle events that race across threads (see `emit_order`).
+    fn order(&self) -> MutexGuard<'_, ()> {
+        self.emit_order.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

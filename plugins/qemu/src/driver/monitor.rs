@@ -164,6 +164,7 @@ impl Driver {
         guest: bool,
         qreason: &str,
     ) {
+        let order = self.order();
         let (r, fake) = {
             let mut st = self.lock();
             let Some(d) = st.doms.get_mut(&uuid) else {
@@ -189,6 +190,7 @@ impl Driver {
             (r, fake)
         };
         if fake {
+            drop(order);
             // virDomainReboot through ACPI: reset and continue.
             if let Some(q) = self.qmp_of(uuid) {
                 let _ = q.execute("system_reset", None);
@@ -205,6 +207,8 @@ impl Driver {
                 detail::SHUTDOWN_HOST
             },
         )]);
+        // (on_poweroff may end QEMU and wait for it: its exit needs the order lock)
+        drop(order);
         self.after_guest_shutdown(uuid, generation, qreason == "guest-reset");
     }
 

@@ -468,6 +468,7 @@ impl Driver {
     }
 
     pub(super) fn on_exit(&self, uuid: uuid::Uuid, generation: u64) {
+        let _order = self.order();
         let mut st = self.lock();
         let Some(d) = st.doms.get_mut(&uuid) else {
             return;
