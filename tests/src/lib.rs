@@ -66,6 +66,36 @@ pub fn cannot_run(test: &str, why: &str) {
     }
 }
 
+/// A directory `TMP/PREFIX-PID[SUFFIX]` for one test process (plugin copies, compiled
+/// modules, homes kept in statics, which are never dropped), created empty. Directories
+/// of the same prefix left by test processes that are gone are removed first, so repeated
+/// runs do not pile up copies of the plugins.
+pub fn process_temp_dir(prefix: &str, suffix: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    let me = std::process::id();
+    let lead = format!("{prefix}-");
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&lead)) else {
+                continue;
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(pid) = digits.parse::<u32>() else {
+                continue;
+            };
+            if pid != me && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("{prefix}-{me}{suffix}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
 /// The test guest (`shared/guest/build-guest.sh target/guest`), built or found up to date
 /// once per test process; the script itself locks against parallel builds.
 pub fn guest() -> PathBuf {

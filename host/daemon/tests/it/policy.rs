@@ -31,7 +31,7 @@ fn no_tools() -> bool {
 fn c_examples() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("rvirt-policy-it-{}", std::process::id()));
+        let out = rvirt_tests::process_temp_dir("rvirt-policy-it", "");
         let script = rvirt_tests::workspace_root().join("sdk/policy/build.sh");
         let st = Command::new("bash")
             .arg(&script)
@@ -86,8 +86,7 @@ fn copy(from: &Path, dir: &Path) {
 fn nobody_home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("rvirt-nobody-{}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
+        let p = rvirt_tests::process_temp_dir("rvirt-nobody", "");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
         p
     })

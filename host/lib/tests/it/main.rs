@@ -33,8 +33,7 @@ fn test_plugin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let so = rvirt_tests::built("librvirt_plugin_test.so");
-        let dir = std::env::temp_dir().join(format!("rvirt-it-plugins-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = rvirt_tests::process_temp_dir("rvirt-it-plugins", "");
         std::fs::copy(&so, dir.join("librvirt_plugin_test.so")).unwrap();
         dir
     })
@@ -72,9 +71,7 @@ fn fixture(workspace: &str, lib: &str) -> PathBuf {
 fn runtime_with(files: &[(&Path, &str)]) -> (Runtime, PathBuf) {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("rvirt-it-rt-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = rvirt_tests::process_temp_dir("rvirt-it-rt", &format!("-{n}"));
     for (src, name) in files {
         std::fs::copy(src, dir.join(name)).unwrap();
     }

@@ -21,8 +21,7 @@ fn resolver() -> Arc<dyn BackendResolver> {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let so = rvirt_tests::built("librvirt_storage_dir.so");
-        let dir = std::env::temp_dir().join(format!("rvirt-it-dirplug-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = rvirt_tests::process_temp_dir("rvirt-it-dirplug", "");
         std::fs::copy(&so, dir.join("librvirt_storage_dir.so")).unwrap();
         dir
     });

@@ -28,8 +28,7 @@ fn plugin_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let so = rvirt_tests::built("librvirt_storage_fs.so");
-        let dir = std::env::temp_dir().join(format!("rvirt-it-fsplug-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = rvirt_tests::process_temp_dir("rvirt-it-fsplug", "");
         std::fs::copy(&so, dir.join("librvirt_storage_fs.so")).unwrap();
         dir
     })

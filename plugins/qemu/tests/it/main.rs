@@ -47,9 +47,7 @@ fn runtime() -> &'static Runtime {
             "the qemu plugin {} is missing: run `cargo build --workspace` before the tests",
             so.display()
         );
-        let dir =
-            std::env::temp_dir().join(format!("rvirt-qemu-it-plugins-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = rvirt_tests::process_temp_dir("rvirt-qemu-it-plugins", "");
         std::fs::copy(&so, dir.join("librvirt_plugin_qemu.so")).unwrap();
         Runtime::with_search_path(vec![dir])
     })
