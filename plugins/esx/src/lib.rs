@@ -344,9 +344,10 @@ pub struct EsxConnection {
     /// The ContainerView of the vmFolder's VMs, made once per session and kept (the
     /// server updates it; it ends with the session).
     vm_view: std::sync::Mutex<Option<MoRef>>,
-    /// The last list of VMs and when it was read: state queries within [`RECENT`] of it
-    /// answer from it (`virsh list` / `rvirt list` ask each listed domain's state), and
-    /// every change this connection makes forgets it.
+    /// The last list of VMs (or the one VM a lookup by name read) and when it was read:
+    /// state queries within [`RECENT`] of it answer from it (`virsh list` / `rvirt list`
+    /// ask each listed domain's state, `dominfo` looks up and then asks), and every change
+    /// this connection makes forgets it.
     recent: std::sync::Mutex<Option<(std::time::Instant, Vec<Vm>)>>,
     /// The host's autostart manager (`None` inside: the host has none).
     autostart_mgr: std::sync::OnceLock<Option<MoRef>>,
@@ -596,23 +597,21 @@ impl EsxConnection {
         Ok((url, ds.to_string(), dir))
     }
 
-    /// Every VM of the datacenter, in one batch.
-    pub fn vms(&self) -> Result<Vec<Vm>, PluginError> {
+    /// `paths` of every VM of the datacenter, in one retrieval through the VM view the
+    /// connection keeps for its session.
+    fn retrieve_vms(&self, paths: &[&str]) -> Result<Vec<ObjectContent>, PluginError> {
         let fail = |e| vim_err("listing virtual machines", e);
         let mut cached = self.vm_view.lock().unwrap_or_else(|e| e.into_inner());
         let list = match cached.clone() {
-            Some(view) => match self
-                .session
-                .retrieve(&view, true, "VirtualMachine", VM_PROPS)
-            {
+            Some(view) => match self.session.retrieve(&view, true, "VirtualMachine", paths) {
                 // the session was renewed since the view was made: make it again
                 Err(e) if e.fault() == Some("ManagedObjectNotFound") => None,
                 r => Some(r.map_err(fail)?),
             },
             None => None,
         };
-        let list = match list {
-            Some(l) => l,
+        match list {
+            Some(l) => Ok(l),
             None => {
                 let view = self
                     .session
@@ -620,11 +619,40 @@ impl EsxConnection {
                     .map_err(fail)?;
                 *cached = Some(view.clone());
                 self.session
-                    .retrieve(&view, true, "VirtualMachine", VM_PROPS)
-                    .map_err(fail)?
+                    .retrieve(&view, true, "VirtualMachine", paths)
+                    .map_err(fail)
             }
-        };
-        drop(cached);
+        }
+    }
+
+    /// The VM named `name`: the names of every VM (not their other properties), then the
+    /// one VM's properties; remembered as the recent list, for the state queries that
+    /// follow a lookup (dominfo).
+    fn vm_by_name(&self, name: &str) -> Result<Vm, PluginError> {
+        let names = self.retrieve_vms(&["name"])?;
+        let obj = names
+            .iter()
+            .find(|o| o.text("name") == Some(name))
+            .map(|o| o.obj.clone())
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::NoDomain,
+                    format!("domain not found: no domain with matching name '{name}'"),
+                )
+            })?;
+        let o = self
+            .session
+            .retrieve_one(&obj, VM_PROPS)
+            .map_err(|e| vim_err("reading a virtual machine", e))?;
+        let v = Vm::from_content(&o);
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), vec![v.clone()]));
+        Ok(v)
+    }
+
+    /// Every VM of the datacenter, in one batch.
+    pub fn vms(&self) -> Result<Vec<Vm>, PluginError> {
+        let list = self.retrieve_vms(VM_PROPS)?;
         let mut v: Vec<Vm> = list.iter().map(Vm::from_content).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -1378,13 +1406,7 @@ impl DriverConnection for EsxConnection {
     }
 
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
-        let n = name.as_str();
-        res(self
-            .find(
-                |v| v.name == n,
-                format!("no domain with matching name '{n}'"),
-            )
-            .map(|v| v.reference()))
+        res(self.vm_by_name(name.as_str()).map(|v| v.reference()))
     }
 
     fn lookup_by_uuid(&self, uuid: Uuid) -> PResult<DomainRef> {

@@ -479,7 +479,16 @@ impl Client {
                 url: url.clone(),
                 source: Box::new(e),
             })?;
-        let root = match parse(&text) {
+        let parse_started = std::time::Instant::now();
+        let parsed = parse(&text);
+        if trace() {
+            eprintln!(
+                "esx:   {method}: answer of {} bytes, parsed in {:.1} ms",
+                text.len(),
+                parse_started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        let root = match parsed {
             Ok(r) => r,
             Err(_) if status != 200 => {
                 return Err(SoapError::Status {
