@@ -162,6 +162,7 @@ mod tests {
                 command: "mkfs -t ext4 -F /dev/x".into(),
                 status: "exit status: 1".into(),
                 stderr: "mke2fs: no such file".into(),
+                code: Some(1),
             }),
         };
         assert_eq!(e.code(), 38);

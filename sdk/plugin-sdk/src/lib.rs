@@ -54,6 +54,7 @@ pub mod filter;
 mod guard;
 mod network_guard;
 mod storage_guard;
+pub mod tool;
 pub mod util;
 
 pub use guard::{Guarded, guard, panic_message};
