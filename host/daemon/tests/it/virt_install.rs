@@ -59,8 +59,19 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
+/// What both virt-install tests start from: the shared guest built, a daemon, its
+/// `qemu+unix` URI and a started `default` dir pool on `ROOT/images`; `None` (after saying
+/// so) where a tool is missing.
+struct Setup {
+    g: std::path::PathBuf,
+    d: Daemon,
+    uri: String,
+    root: std::path::PathBuf,
+    images: std::path::PathBuf,
+    home: std::path::PathBuf,
+}
+
+fn setup() -> Option<Setup> {
     if missing(
         "virt-install",
         Command::new("virt-install").arg("--version"),
@@ -71,7 +82,7 @@ fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
         )
         || missing("qemu-img", Command::new("qemu-img").arg("--version"))
     {
-        return;
+        return None;
     }
     let g = guest();
     let d = Daemon::start();
@@ -90,6 +101,30 @@ fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
     );
     ok("pool-build", virsh(&uri, &["pool-build", "default"]));
     ok("pool-start", virsh(&uri, &["pool-start", "default"]));
+    Some(Setup {
+        g,
+        d,
+        uri,
+        root,
+        images,
+        home,
+    })
+}
+
+#[test]
+fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
+    // (the daemon lives as long as `_daemon`)
+    let Some(Setup {
+        g,
+        d: _daemon,
+        uri,
+        root,
+        images,
+        home,
+    }) = setup()
+    else {
+        return;
+    };
 
     // A failed install (a controller model the driver refuses) removes the disk it made.
     let o = virt_install(
@@ -200,35 +235,18 @@ fn virt_install_creates_the_disk_in_a_pool_and_boots_the_guest() {
 /// boots from the shared kernel under TCG and sees its virtio disk.
 #[test]
 fn virt_install_q35_guest_with_root_ports_boots() {
-    if missing(
-        "virt-install",
-        Command::new("virt-install").arg("--version"),
-    ) || missing("virsh", Command::new("virsh").arg("--version"))
-        || missing(
-            "qemu-system-x86_64",
-            Command::new("qemu-system-x86_64").arg("--version"),
-        )
-        || missing("qemu-img", Command::new("qemu-img").arg("--version"))
-    {
+    // (the daemon lives as long as `_daemon`)
+    let Some(Setup {
+        g,
+        d: _daemon,
+        uri,
+        root,
+        images: _,
+        home,
+    }) = setup()
+    else {
         return;
-    }
-    let g = guest();
-    let d = Daemon::start();
-    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
-    let root = d.root.path().to_path_buf();
-    let images = root.join("images");
-    let home = root.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let images_s = images.to_str().unwrap();
-    ok(
-        "pool-define-as",
-        virsh(
-            &uri,
-            &["pool-define-as", "default", "dir", "--target", images_s],
-        ),
-    );
-    ok("pool-build", virsh(&uri, &["pool-build", "default"]));
-    ok("pool-start", virsh(&uri, &["pool-start", "default"]));
+    };
     let serial = root.join("serial-q35.log");
     let boot = format!(
         "kernel={},initrd={},kernel_args=console=ttyS0 quiet panic=-1",
