@@ -80,6 +80,10 @@ pub struct Event {
     pub data: Value,
     /// QEMU's timestamp (seconds, microseconds), when given.
     pub timestamp: Option<(i64, i64)>,
+    /// The event's place in the connection's stream: 1 for the first event read after
+    /// the handshake. Compare it with [`Qmp::events_read`] taken after a command's answer
+    /// to tell the events QEMU sent before that answer from those it sent after.
+    pub seq: u64,
 }
 
 type Reply = Result<Value, (String, String)>;
@@ -93,6 +97,8 @@ struct Shared {
     writer: Mutex<UnixStream>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
+    /// Events read so far (the last event's `seq`).
+    events_read: AtomicU64,
 }
 
 /// A connected, negotiated QMP client. Cloning shares the connection.
@@ -196,6 +202,7 @@ impl Qmp {
                 waiters: HashMap::new(),
             }),
             next_id: AtomicU64::new(1),
+            events_read: AtomicU64::new(0),
         });
         let reader_shared = shared.clone();
         std::thread::Builder::new()
@@ -274,6 +281,15 @@ impl Qmp {
         })
     }
 
+    /// How many events the reader has read so far. QEMU writes an event before the
+    /// answer of the command that caused it, and the reader counts events before it hands
+    /// an answer over: taken after an answer arrived, this is at least the `seq` of every
+    /// event QEMU sent before that answer (a STOP caused by `stop`, a RESUME by an earlier
+    /// `cont`), whether or not the event channel's reader got to them yet.
+    pub fn events_read(&self) -> u64 {
+        self.shared.events_read.load(Ordering::SeqCst)
+    }
+
     /// Whether the reader has seen the end of the connection.
     pub fn is_closed(&self) -> bool {
         self.lock_pending().closed
@@ -335,10 +351,12 @@ fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: S
         if let Some(name) = msg.get("event").and_then(Value::as_str) {
             let ts = &msg["timestamp"];
             let timestamp = ts["seconds"].as_i64().zip(ts["microseconds"].as_i64());
+            let seq = shared.events_read.fetch_add(1, Ordering::SeqCst) + 1;
             let _ = events.send(Event {
                 name: name.to_string(),
                 data: msg.get("data").cloned().unwrap_or(Value::Null),
                 timestamp,
+                seq,
             });
             continue;
         }
@@ -423,11 +441,17 @@ mod tests {
         let server = mock_server(UnixListener::bind(&path).unwrap(), 3);
         let (qmp, events) = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
         assert_eq!(qmp.version(), Some((7, 2, 2)));
+        assert_eq!(qmp.events_read(), 0);
         let st = qmp.execute("query-status", None).unwrap();
         assert_eq!(st["status"], "paused");
+        // The event QEMU wrote before the answer is counted once the answer is in, before
+        // anyone took it from the channel.
+        let mark = qmp.events_read();
+        assert_eq!(mark, 1);
         let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(ev.name, "STOP");
         assert_eq!(ev.timestamp, Some((1, 2)));
+        assert!(ev.seq <= mark);
         assert_eq!(
             qmp.execute("echo", Some(json!({"x": 1}))).unwrap(),
             json!({"x": 1})

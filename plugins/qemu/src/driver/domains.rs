@@ -82,6 +82,12 @@ pub(super) struct Run {
     /// STOP and RESUME events of that are not state changes.
     pub(super) resetting: bool,
     pub(super) expect_pause: Option<i32>,
+    /// The STOP and RESUME events up to this place in the monitor's stream (see
+    /// `Qmp::events_read`) are already in the state: a call that ran `stop` or `cont`
+    /// set the state itself once QEMU answered. Such an event handled later (the event
+    /// thread runs behind) must not undo a newer change: a RESUME from the start's `cont`
+    /// taken after a suspend would report a paused guest as running.
+    pub(super) events_applied: u64,
 }
 
 pub(super) struct Dom {

@@ -352,6 +352,7 @@ impl Driver {
             fake_reboot: false,
             resetting: false,
             expect_pause: None,
+            events_applied: 0,
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));
@@ -390,6 +391,8 @@ impl Driver {
         if let Ok(c) = &chardevs {
             fill_pty_paths(&mut run.live, c);
         }
+        // The RESUME of `cont` is in the state set below.
+        run.events_applied = qmp.events_read();
         run.qmp = Some(qmp);
         let (r, generation) = {
             let mut st = self.lock();
@@ -508,9 +511,10 @@ impl Driver {
             run.expect_pause = Some(reason::PAUSED_USER);
         }
         q.execute("stop", None)?;
-        let e = self.transition(
+        let e = self.transition_after(
             uuid,
             generation,
+            q.events_read(),
             (state::PAUSED, reason::PAUSED_USER),
             Some((event::SUSPENDED, detail::SUSPENDED_PAUSED)),
         );
@@ -537,9 +541,10 @@ impl Driver {
             )));
         }
         q.execute("cont", None)?;
-        let e = self.transition(
+        let e = self.transition_after(
             uuid,
             generation,
+            q.events_read(),
             (state::RUNNING, reason::RUNNING_UNPAUSED),
             Some((event::RESUMED, detail::RESUMED_UNPAUSED)),
         );

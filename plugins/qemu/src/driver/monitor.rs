@@ -46,11 +46,33 @@ impl Driver {
         to: (i32, i32),
         ev: Option<(i32, i32)>,
     ) -> Emit {
+        self.transition_after(uuid, generation, 0, to, ev)
+    }
+
+    /// [`Driver::transition`] made by a call once QEMU answered its `stop` or `cont`:
+    /// the monitor's events up to `events_read` (taken after that answer) are in the new
+    /// state, and the event thread leaves them alone (`Run::events_applied`).
+    pub(super) fn transition_after(
+        &self,
+        uuid: uuid::Uuid,
+        generation: u64,
+        events_read: u64,
+        to: (i32, i32),
+        ev: Option<(i32, i32)>,
+    ) -> Emit {
         let mut st = self.lock();
         let Some(d) = st.doms.get_mut(&uuid) else {
             return vec![];
         };
-        if d.run.as_ref().is_none_or(|r| r.generation != generation) || d.state == to.0 {
+        let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else {
+            return vec![];
+        };
+        run.events_applied = run.events_applied.max(events_read);
+        if events_read > 0 {
+            // its STOP, if not handled yet, is skipped: the reason is set here
+            run.expect_pause = None;
+        }
+        if d.state == to.0 {
             return vec![];
         }
         d.state = to.0;
@@ -75,7 +97,11 @@ impl Driver {
                     else {
                         return;
                     };
-                    if run.shutdown_seen || run.stopping.is_some() || run.panicked || run.resetting
+                    if run.shutdown_seen
+                        || run.stopping.is_some()
+                        || run.panicked
+                        || run.resetting
+                        || ev.seq <= run.events_applied
                     {
                         return;
                     }
@@ -100,7 +126,7 @@ impl Driver {
                     else {
                         return;
                     };
-                    if std::mem::take(&mut run.resetting) {
+                    if std::mem::take(&mut run.resetting) || ev.seq <= run.events_applied {
                         return;
                     }
                 }

@@ -413,6 +413,7 @@ impl Driver {
             fake_reboot: false,
             resetting: false,
             expect_pause: None,
+            events_applied: 0,
         };
         let entry = st.doms.entry(uuid).or_insert_with(|| Dom {
             def,
