@@ -68,6 +68,16 @@ pub fn procs(system: &str, id: i32) -> String {
     )
 }
 
+/// `lshwres -r mem -m SYS --level sys -F configurable_sys_mem` (MB).
+pub fn system_memory(system: &str) -> String {
+    format!("lshwres -r mem -m {system} --level sys -F configurable_sys_mem")
+}
+
+/// `lshwres -r proc -m SYS --level sys -F configurable_sys_proc_units`.
+pub fn system_procs(system: &str) -> String {
+    format!("lshwres -r proc -m {system} --level sys -F configurable_sys_proc_units")
+}
+
 /// `chsysstate -m SYS -r lpar -o on --id ID -f PROFILE`: activates the LPAR with its
 /// profile (named as the LPAR, as [`create`] makes it).
 pub fn start(system: &str, id: i32, profile: &str) -> String {

@@ -241,6 +241,21 @@ fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
     r.into()
 }
 
+/// The first line of an answer as a number.
+fn first_number<T: std::str::FromStr>(command: &str, text: &str) -> Result<T, PluginError> {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    line.parse().map_err(|_| {
+        err(
+            ErrorCode::OperationFailed,
+            format!("the HMC's answer '{line}' to '{command}' is not a number"),
+        )
+    })
+}
+
 /// MB (the HMC's unit) to KiB.
 fn mb_to_kib(mb: u64) -> u64 {
     mb * 1024
@@ -541,10 +556,24 @@ impl DriverConnection for PhypConnection {
     }
 
     fn node_get_info(&self) -> PResult<NodeInfo> {
-        RResult::RErr(self.no_support(
-            "virNodeGetInfo",
-            "the managed system's processors and memory are not read from the HMC",
-        ))
+        const OP: &str = "virNodeGetInfo";
+        res((|| {
+            let m = hmc::system_memory(&self.system);
+            let mem_mb: u64 = first_number(&m, &self.run(OP, &m)?)?;
+            let p = hmc::system_procs(&self.system);
+            let units: f64 = first_number(&p, &self.run(OP, &p)?)?;
+            let cpus = units.floor().max(1.0) as u32;
+            Ok(NodeInfo {
+                model: "ppc64".into(),
+                memory_kib: mb_to_kib(mem_mb),
+                cpus,
+                mhz: 0,
+                nodes: 1,
+                sockets: 1,
+                cores: cpus,
+                threads: 1,
+            })
+        })())
     }
 
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
@@ -625,11 +654,18 @@ impl DriverConnection for PhypConnection {
         res(self.start(uuid).map(|l| self.reference(&l)))
     }
 
-    fn create_xml(&self, _xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
-        RResult::RErr(self.no_support(
-            "virDomainCreateXML",
-            "every LPAR is persistent on the HMC: define, then start",
-        ))
+    fn create_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+        const OP: &str = "virDomainCreateXML";
+        // Denied and invalid input answer as for any other call; the XML is read first.
+        let r = self
+            .write_guard(OP)
+            .and_then(|()| lpar_config(xml.as_str()));
+        RResult::RErr(r.err().unwrap_or_else(|| {
+            self.no_support(
+                OP,
+                "every LPAR is persistent on the HMC: define, then start",
+            )
+        }))
     }
 
     fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> {
@@ -648,11 +684,15 @@ impl DriverConnection for PhypConnection {
     }
 
     fn suspend(&self, _uuid: Uuid) -> PResult<()> {
-        RResult::RErr(self.no_support("virDomainSuspend", "the HMC cannot pause an LPAR"))
+        res(self.write_guard("virDomainSuspend").and_then(|()| {
+            Err(self.no_support("virDomainSuspend", "the HMC cannot pause an LPAR"))
+        }))
     }
 
     fn resume(&self, _uuid: Uuid) -> PResult<()> {
-        RResult::RErr(self.no_support("virDomainResume", "the HMC cannot pause an LPAR"))
+        res(self
+            .write_guard("virDomainResume")
+            .and_then(|()| Err(self.no_support("virDomainResume", "the HMC cannot pause an LPAR"))))
     }
 
     fn get_info(&self, uuid: Uuid) -> PResult<DomainInfo> {
@@ -691,10 +731,13 @@ impl DriverConnection for PhypConnection {
     }
 
     fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
-        RResult::RErr(self.no_support(
-            "virDomainSetAutostart",
-            "LPAR auto-start is a managed-system setting the driver does not change",
-        ))
+        const OP: &str = "virDomainSetAutostart";
+        res(self.write_guard(OP).and_then(|()| {
+            Err(self.no_support(
+                OP,
+                "LPAR auto-start is a managed-system setting the driver does not change",
+            ))
+        }))
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {

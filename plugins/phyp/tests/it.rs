@@ -232,6 +232,20 @@ fn lifecycle_over_ssh() {
         "{out}"
     );
 
+    let (node, cmds) = ok(&["nodeinfo"]);
+    assert!(
+        node.contains("67108864 KiB") && node.contains("16"),
+        "{node}"
+    );
+    assert_eq!(
+        cmds,
+        [
+            SYS,
+            "lshwres -r mem -m SYS1 --level sys -F configurable_sys_mem",
+            "lshwres -r proc -m SYS1 --level sys -F configurable_sys_proc_units"
+        ]
+    );
+
     let (info, cmds) = ok(&["dominfo", "vios1"]);
     for want in [
         "Id:             1",
