@@ -514,3 +514,35 @@ fn refused_key_unknown_host_key_and_unknown_system() {
         [SYS, "lssyscfg -r lpar -m SYS2 -F name,lpar_id,state"]
     );
 }
+
+/// The conformance kit (`rvirt-tck`, built with the workspace) against the private sshd
+/// with the fake HMC shell. An HMC cannot suspend an LPAR, so the kit's lifecycle check
+/// (start, suspend, resume, destroy) and the checks that build on it are skipped, as are
+/// transient domains, which an HMC does not have; `lifecycle_over_ssh` covers the HMC's
+/// own lifecycle.
+#[test]
+fn conformance_kit_over_ssh() {
+    let test = "conformance_kit_over_ssh";
+    let Some(hmc) = Hmc::start(test) else {
+        return;
+    };
+    eprintln!("{NOTE}");
+    // the test's sshd has a fresh host key: accepted without a known-hosts entry
+    let uri = hmc.uri("SYS1", "clientkey", "&no_verify=1");
+    let out = Command::new(built("rvirt-tck"))
+        .args([
+            "--uri",
+            &uri,
+            "--skip",
+            "hv.lifecycle",
+            "--skip",
+            "hv.transient",
+        ])
+        .arg(built("librvirt_plugin_phyp.so"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l == "PASS hv.open"), "{text}");
+}
