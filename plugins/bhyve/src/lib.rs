@@ -306,17 +306,12 @@ impl BhyveConnection {
             root.push(Element::new("uuid").with_text(&u));
         }
         let text = root.to_xml_string();
-        // what cannot become a bhyve command line is refused now, as libvirt's define
-        // refuses what its parser and validation reject
+        // what libvirt's parser and bhyve's validation reject is refused now, PCI slots
+        // included (libvirt assigns them when it parses); what only fails when the command
+        // line is built (a disk bus, a NIC model) fails when the domain starts
         let mut d = def::Def::from_element(&root, &Options::default())
             .map_err(|e| conversion_err(e.into()))?;
-        // the firmware is chosen when the domain starts (libvirt's prepare step), so a
-        // definition is checked as if the firmware directory held libvirt's default
-        let opts = Options {
-            firmwares: caps::Firmwares::Listed(vec!["BHYVE_UEFI.fd".into()]),
-            ..Options::default()
-        };
-        command::build_def(&mut d, &opts).map_err(conversion_err)?;
+        d.assign_pci().map_err(|e| conversion_err(e.into()))?;
         let uuid = uuid::Uuid::parse_str(d.uuid.as_deref().unwrap_or_default())
             .map_err(|_| err(ErrorCode::XmlError, "domain/uuid: not a UUID"))?;
         if d.name.contains('/') || d.name.starts_with('.') {
@@ -517,18 +512,35 @@ impl DriverConnection for BhyveConnection {
 
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
         checked!("virDomainCreateWithFlags", flags, 0);
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainCreateWithFlags"));
+        }
         res(self.by_uuid(uuid).and_then(|d| {
+            // the command lines are built first: a definition they cannot hold fails so
+            command::build(&d.xml, &Options::default()).map_err(conversion_err)?;
             Err(self.lifecycle("virDomainCreateWithFlags", &self.start_commands(&d.xml)))
         }))
     }
 
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
         checked!("virDomainCreateXML", flags, 0);
-        RResult::RErr(self.lifecycle("virDomainCreateXML", &self.start_commands(xml.as_str())))
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainCreateXML"));
+        }
+        // the definition is read and its command lines built before anything would run
+        let r = command::build(xml.as_str(), &Options::default())
+            .map_err(conversion_err)
+            .and_then(|_| {
+                Err(self.lifecycle("virDomainCreateXML", &self.start_commands(xml.as_str())))
+            });
+        res(r)
     }
 
     fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> {
         checked!("virDomainDestroyFlags", flags, 0);
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainDestroyFlags"));
+        }
         res(self.by_uuid(uuid).and_then(|d| {
             Err(self.lifecycle(
                 "virDomainDestroyFlags",
@@ -539,6 +551,9 @@ impl DriverConnection for BhyveConnection {
 
     fn shutdown(&self, uuid: Uuid, flags: u32) -> PResult<()> {
         checked!("virDomainShutdownFlags", flags, 0);
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainShutdownFlags"));
+        }
         res(self.by_uuid(uuid).and_then(|d| {
             Err(self.lifecycle(
                 "virDomainShutdownFlags",
@@ -552,6 +567,9 @@ impl DriverConnection for BhyveConnection {
 
     fn reboot(&self, uuid: Uuid, flags: u32) -> PResult<()> {
         checked!("virDomainReboot", flags, 0);
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainReboot"));
+        }
         res(self.by_uuid(uuid).and_then(|d| {
             Err(self.lifecycle(
                 "virDomainReboot",
@@ -561,6 +579,9 @@ impl DriverConnection for BhyveConnection {
     }
 
     fn suspend(&self, uuid: Uuid) -> PResult<()> {
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainSuspend"));
+        }
         res(self.by_uuid(uuid).and_then(|_| {
             Err(err(
                 ErrorCode::NoSupport,
@@ -570,6 +591,9 @@ impl DriverConnection for BhyveConnection {
     }
 
     fn resume(&self, uuid: Uuid) -> PResult<()> {
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainResume"));
+        }
         res(self.by_uuid(uuid).and_then(|_| {
             Err(err(
                 ErrorCode::NoSupport,
@@ -611,6 +635,9 @@ impl DriverConnection for BhyveConnection {
     }
 
     fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainSetAutostart"));
+        }
         RResult::RErr(err(
             ErrorCode::NoSupport,
             "this function is not supported by the connection driver: virDomainSetAutostart (driver 'bhyve')",

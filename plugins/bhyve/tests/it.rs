@@ -230,9 +230,20 @@ fn defines_and_answers_lifecycle_calls_with_what_is_missing() {
     let bad = XML
         .replace("<name>freebsd</name>", "<name>bad</name>")
         .replace(UUID, "11111111-2222-3333-4444-555555555555")
-        .replace("bus='sata'", "bus='ide'");
+        .replace("<devices>", "<devices><controller type='isa' index='1'/>");
     let err = c.define_xml(&bad, 0).unwrap_err().to_string();
+    assert!(
+        err.contains("ISA controller can only have index '0'"),
+        "{err}"
+    );
+    // what only the command line cannot hold fails when the domain would start
+    let ide = bad
+        .replace("<controller type='isa' index='1'/>", "")
+        .replace("bus='sata'", "bus='ide'");
+    let mut d3 = c.define_xml(&ide, 0).unwrap();
+    let err = d3.create(0).unwrap_err().to_string();
     assert!(err.contains("unsupported disk device"), "{err}");
+    d3.undefine(0).unwrap();
     // the same name with another UUID
     let clash = XML.replace(UUID, "11111111-2222-3333-4444-555555555555");
     let err = c.define_xml(&clash, 0).unwrap_err().to_string();
