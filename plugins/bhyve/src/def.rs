@@ -521,6 +521,14 @@ impl Def {
                     .push(a.attr("value").unwrap_or_default().to_string());
             }
         }
+        let mut orders: Vec<u32> = def.disks.iter().filter_map(|d| d.boot_order).collect();
+        orders.sort_unstable();
+        if let Some(w) = orders.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(
+                "domain/devices/disk/boot/@order",
+                format!("boot order '{}' used for more than one device", w[0]),
+            ));
+        }
         if !def.boot_devs.is_empty() && def.disks.iter().any(|d| d.boot_order.is_some()) {
             return Err(invalid(
                 "domain/os/boot",
@@ -1211,6 +1219,42 @@ mod tests {
                 ("sata".into(), 2),
                 ("pci".into(), 0)
             ]
+        );
+    }
+
+    #[test]
+    fn boot_order_rules() {
+        let disk = |dev: &str, order: u32| {
+            format!(
+                "<disk type='file'><source file='/{dev}'/><target dev='{dev}' bus='sata'/><boot order='{order}'/></disk>"
+            )
+        };
+        let dom = |os: &str, devs: String| {
+            format!(
+                "<domain type='bhyve'><name>x</name><memory>1024</memory><os>{os}</os><devices>{devs}</devices></domain>"
+            )
+        };
+        let e = Def::parse(
+            &dom("", disk("hda", 1) + &disk("hdb", 1)),
+            &Options::for_tests(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "domain/devices/disk/boot/@order: boot order '1' used for more than one device"
+        );
+        let e = Def::parse(
+            &dom("<boot dev='hd'/>", disk("hda", 1)),
+            &Options::for_tests(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot be used together"), "{e}");
+        assert!(
+            Def::parse(
+                &dom("", disk("hda", 2) + &disk("hdb", 1)),
+                &Options::for_tests()
+            )
+            .is_ok()
         );
     }
 
