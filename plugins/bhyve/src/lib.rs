@@ -185,6 +185,45 @@ pub fn native_to_xml(format: &str, config: &str) -> Result<String, PluginError> 
         .map_err(|e| err(ErrorCode::ConfigUnsupported, e.to_string()))
 }
 
+/// A definition as libvirt keeps it: validated, defaults filled in (a UUID, MAC
+/// addresses), formatted as libvirt formats an inactive definition, secrets included.
+pub fn normalize(xml: &str) -> Result<String, PluginError> {
+    let opts = rvirt_xml::ParseOptions {
+        // bhyve has no boot order of its own: no implicit <boot dev='hd'/>
+        no_default_boot: true,
+        ..Default::default()
+    };
+    let mut root = Element::parse(xml)
+        .map_err(|e| err(ErrorCode::XmlError, format!("invalid domain xml: {e}")))?;
+    if root.child("uuid").is_none() {
+        let u = uuid::Uuid::new_v4().to_string();
+        root.push(Element::new("uuid").with_text(&u));
+    }
+    let dom = rvirt_xml::Domain::from_element_with(root, &opts)
+        .map_err(|e| err(ErrorCode::XmlError, format!("invalid domain xml: {e}")))?;
+    Ok(dom.to_xml(&rvirt_xml::FormatOptions {
+        inactive: true,
+        secure: true,
+    }))
+}
+
+/// A kept definition as `virDomainGetXMLDesc` shows it: without secrets unless `secure`.
+fn shown(xml: &str, secure: bool) -> Result<String, PluginError> {
+    if secure {
+        return Ok(xml.to_string());
+    }
+    let opts = rvirt_xml::ParseOptions {
+        no_default_boot: true,
+        ..Default::default()
+    };
+    let dom = rvirt_xml::Domain::parse_with(xml, &opts)
+        .map_err(|e| err(ErrorCode::XmlError, format!("invalid domain xml: {e}")))?;
+    Ok(dom.to_xml(&rvirt_xml::FormatOptions {
+        inactive: true,
+        secure: false,
+    }))
+}
+
 fn capabilities() -> String {
     let mut caps = Element::new("capabilities");
     let mut host = Element::new("host");
@@ -299,13 +338,9 @@ impl BhyveConnection {
         if self.read_only {
             return Err(read_only_denied("virDomainDefineXMLFlags"));
         }
-        let mut root = Element::parse(xml)
+        let text = normalize(xml)?;
+        let root = Element::parse(&text)
             .map_err(|e| err(ErrorCode::XmlError, format!("invalid domain xml: {e}")))?;
-        if root.child("uuid").is_none() {
-            let u = uuid::Uuid::new_v4().to_string();
-            root.push(Element::new("uuid").with_text(&u));
-        }
-        let text = root.to_xml_string();
         // what libvirt's parser and bhyve's validation reject is refused now, PCI slots
         // included (libvirt assigns them when it parses); what only fails when the command
         // line is built (a disk bus, a NIC model) fails when the domain starts
@@ -621,9 +656,12 @@ impl DriverConnection for BhyveConnection {
     }
 
     fn get_xml_desc(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
-        // VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE: one definition, kept as given
+        // VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE: one definition, never running
         checked!("virDomainGetXMLDesc", flags, 1 | 2);
-        res(self.by_uuid(uuid).map(|d| d.xml.into()))
+        res(self
+            .by_uuid(uuid)
+            .and_then(|d| shown(&d.xml, flags & 1 != 0))
+            .map(RString::from))
     }
 
     fn is_persistent(&self, uuid: Uuid) -> PResult<bool> {
@@ -684,6 +722,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn definitions_are_normalized_and_keep_the_bhyve_namespace() {
+        let xml = "<domain type='bhyve' xmlns:bhyve='http://libvirt.org/schemas/domain/bhyve/1.0'>\
+                   <name>vm</name><memory>262144</memory><os><type>hvm</type></os><devices>\
+                   <disk type='file'><source file='/a.img'/><target dev='hda' bus='sata'/></disk>\
+                   <interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface>\
+                   <graphics type='vnc' port='5900' passwd='pw'/></devices>\
+                   <bhyve:commandline><bhyve:arg value='-W'/></bhyve:commandline></domain>";
+        let n = normalize(xml).unwrap();
+        assert!(n.contains("<uuid>"), "{n}");
+        assert!(n.contains("<mac address='52:54:00:"), "{n}");
+        let d = def::Def::parse(&n, &Options::for_tests()).unwrap();
+        assert_eq!(d.cmdline, ["-W"]);
+        assert!(shown(&n, true).unwrap().contains("passwd='pw'"));
+        assert!(!shown(&n, false).unwrap().contains("passwd="));
+        let e = normalize("<domain type='bhyve'><name>x</name></domain>").unwrap_err();
+        assert_eq!(e.code, ErrorCode::XmlError as i32);
+    }
+
+    #[test]
     fn formats_are_checked() {
         let e = xml_to_native("qemu-argv", "<domain/>", &Options::for_tests()).unwrap_err();
         assert!(
@@ -701,7 +758,7 @@ mod tests {
 
     #[test]
     fn native_text_has_loader_then_bhyve() {
-        let xml = "<domain type='bhyve'><name>vm</name><memory>262144</memory><devices>\
+        let xml = "<domain type='bhyve'><name>vm</name><memory>262144</memory><os><type>hvm</type></os><devices>\
                    <disk type='file'><source file='/a b.img'/><target dev='hda' bus='sata'/></disk>\
                    </devices></domain>";
         let t = xml_to_native(NATIVE_FORMAT, xml, &Options::default()).unwrap();

@@ -11,7 +11,8 @@
 //!   (`DO_TEST;DO_TEST_FAILURE`) is also run with the capability the program clears
 //!   before its failing run.
 //! * argv → XML: every `.args` (with its `.ldargs` unless `dummy`) is parsed back to domain
-//!   XML, which must build the same command lines again (round trip).
+//!   XML, which must pass rvirt-xml's domain validation and build the same command lines
+//!   again (round trip).
 
 use rvirt_plugin_bhyve::caps::{Caps, Firmwares, Options};
 use rvirt_plugin_bhyve::command::{Commands, build};
@@ -314,6 +315,17 @@ fn argv_to_xml_round_trip() {
                 continue;
             }
         };
+        // the parsed XML is a valid libvirt domain (rvirt-xml's schema checks)
+        let strict = rvirt_xml::ParseOptions {
+            no_default_boot: true,
+            ..Default::default()
+        };
+        if let Err(e) = rvirt_xml::Domain::parse_with(&xml, &strict) {
+            misses.push(format!(
+                "{name}: parsed XML is not a valid domain: {e}\n  xml: {xml}"
+            ));
+            continue;
+        }
         match build(&xml, &options(&name)) {
             Ok(c) => {
                 // the device map is not on the command line: compare the argv only
