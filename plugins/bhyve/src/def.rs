@@ -220,6 +220,8 @@ pub struct Def {
     pub bootloader: Option<String>,
     pub bootloader_args: Option<String>,
     pub loader: Option<String>,
+    /// Whether the loader is a read-only pflash image (what bhyve's bootrom is).
+    pub loader_readonly_pflash: bool,
     pub firmware_efi: bool,
     pub boot_devs: Vec<String>,
     pub controllers: Vec<Controller>,
@@ -457,6 +459,9 @@ impl Def {
             .and_then(|o| o.child("loader"))
             .map(|l| l.text().trim().to_string())
             .filter(|s| !s.is_empty());
+        let loader_readonly_pflash = os
+            .and_then(|o| o.child("loader"))
+            .is_some_and(|l| l.attr("readonly") == Some("yes") && l.attr("type") == Some("pflash"));
         let firmware_efi = os.and_then(|o| o.attr("firmware")) == Some("efi");
         let boot_devs: Vec<String> = os
             .map(|o| {
@@ -480,6 +485,7 @@ impl Def {
             bootloader,
             bootloader_args,
             loader: None,
+            loader_readonly_pflash,
             firmware_efi,
             boot_devs,
             controllers: Vec::new(),
@@ -999,6 +1005,7 @@ impl Def {
             .ok_or_else(|| {
                 DefError::Unsupported(format!("no firmwares found in {}", opts.firmware_dir))
             })?;
+        self.loader_readonly_pflash = true;
         self.loader = Some(format!(
             "{}/{}",
             opts.firmware_dir.trim_end_matches('/'),

@@ -170,10 +170,20 @@ fn check_format(format: &str) -> Result<(), PluginError> {
 }
 
 /// `domxml-to-native bhyve-argv`: the loader's line (when there is a loader) and the
-/// bhyve line, for this host (`tap0` for interfaces, as libvirt's dry run).
+/// bhyve line, as libvirt's dry run prints them: `tap0` for interfaces, `<device.map>`
+/// for grub-bhyve's device map, a UEFI loader only as read-only pflash.
 pub fn xml_to_native(format: &str, xml: &str, opts: &Options) -> Result<String, PluginError> {
     check_format(format)?;
-    let c = command::build(xml, opts).map_err(conversion_err)?;
+    let mut d = def::Def::parse(xml, opts).map_err(|e| conversion_err(e.into()))?;
+    d.fill_firmware(opts)
+        .map_err(|e| conversion_err(e.into()))?;
+    if d.bootloader.is_none() && d.loader.is_some() && !d.loader_readonly_pflash {
+        return Err(err(
+            ErrorCode::ConfigUnsupported,
+            "unsupported configuration: Only read-only pflash is supported (domain/os/loader needs readonly='yes' type='pflash')",
+        ));
+    }
+    let c = command::build_def(&mut d, opts).map_err(conversion_err)?;
     Ok(command::native_text(&c))
 }
 
@@ -703,7 +713,11 @@ impl DriverConnection for BhyveConnection {
         flags: u32,
     ) -> PResult<RString> {
         checked!("virConnectDomainXMLToNative", flags, 0);
-        res(xml_to_native(format.as_str(), xml.as_str(), &Options::default()).map(RString::from))
+        let opts = Options {
+            devmap_file: "<device.map>".into(),
+            ..Options::default()
+        };
+        res(xml_to_native(format.as_str(), xml.as_str(), &opts).map(RString::from))
     }
 
     fn domain_xml_from_native(

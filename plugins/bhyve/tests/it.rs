@@ -125,10 +125,24 @@ fn converts_both_ways_through_the_connection() {
     let native = c.domain_xml_to_native("bhyve-argv", &grub, 0).unwrap();
     assert!(
         native.starts_with(
-            "/usr/local/sbin/grub-bhyve --root cd --device-map /usr/local/var/run/libvirt/bhyve/grub_bhyve-device.map --memory 512 --cons-dev /dev/nmdm0A freebsd\n"
+            "/usr/local/sbin/grub-bhyve --root cd --device-map '<device.map>' --memory 512 --cons-dev /dev/nmdm0A freebsd\n"
         ),
         "{native}"
     );
+
+    // a UEFI loader must be read-only pflash, as libvirt's conversion requires
+    let uefi = XML.replace(
+        "<os><type>hvm</type></os>",
+        "<os><type>hvm</type><loader>/fw.fd</loader></os>",
+    );
+    let err = c
+        .domain_xml_to_native("bhyve-argv", &uefi, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Only read-only pflash is supported"), "{err}");
+    let uefi = uefi.replace("<loader>", "<loader readonly='yes' type='pflash'>");
+    let native = c.domain_xml_to_native("bhyve-argv", &uefi, 0).unwrap();
+    assert!(native.starts_with("/usr/sbin/bhyve -c 2 -m 512 -A -I -u -H -P -s 0:0,hostbridge -l bootrom,/fw.fd -s 1:0,lpc "), "{native}");
 
     // errors name what is wrong
     let err = c
