@@ -9,6 +9,7 @@ mod activation;
 mod bridge_networks;
 mod esx;
 mod networks;
+mod other_hypervisors;
 mod policy;
 mod protocol;
 mod python;
