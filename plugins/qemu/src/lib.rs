@@ -460,6 +460,21 @@ impl DriverConnection for QemuConnection {
         })
     }
 
+    fn attach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainAttachDeviceFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG
+            check_w("virDomainAttachDeviceFlags", flags, 1 | 2)?;
+            d.attach_device(from_abi_uuid(uuid), xml.as_str(), flags)
+        })
+    }
+
+    fn detach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainDetachDeviceFlags", |d| {
+            check_w("virDomainDetachDeviceFlags", flags, 1 | 2)?;
+            d.detach_device(from_abi_uuid(uuid), xml.as_str(), flags)
+        })
+    }
+
     fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
         self.write("virDomainSetVcpusFlags", |d| {
             // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_VCPU_MAXIMUM

@@ -158,6 +158,58 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     // the running guest keeps its own until it stops
     assert!(ok(&uri, &["dominfo", "vguest"]).contains("Max memory:     262144 KiB"));
 
+    // Disk hot-plug (plugin API 1.7): a qcow2 disk into the running guest and out again,
+    // and into the persistent definition.
+    let extra = root.join("extra.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&extra)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let disk_xml = root.join("extra-disk.xml");
+    std::fs::write(
+        &disk_xml,
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+             <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            extra.display()
+        ),
+    )
+    .unwrap();
+    let disk_arg = disk_xml.to_str().unwrap();
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    let blk = ok(&uri, &["domblklist", "vguest"]);
+    assert!(blk.contains("vdb") && blk.contains("extra.qcow2"), "{blk}");
+    assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<alias name='virtio-disk1'/>"));
+    let e = virsh(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("target 'vdb' already exists"));
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
+    assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
+    // plugged again after the unplug: the block nodes were released
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--config"]);
+    assert!(ok(&uri, &["dumpxml", "vguest", "--inactive"]).contains("extra.qcow2"));
+    assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--config"]);
+    let nic = root.join("nic.xml");
+    std::fs::write(
+        &nic,
+        "<interface type='user'><model type='virtio'/></interface>",
+    )
+    .unwrap();
+    let e = virsh(
+        &uri,
+        &["attach-device", "vguest", nic.to_str().unwrap(), "--live"],
+    );
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("disks only"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+
     ok(&uri, &["shutdown", "vguest"]);
     wait_for("ACPI shutdown", Duration::from_secs(60), || {
         state(&uri, "vguest") == "shut off"

@@ -158,6 +158,7 @@ mod detail {
 }
 
 mod domains;
+mod hotplug;
 mod job;
 mod lifecycle;
 mod monitor;

@@ -26,7 +26,7 @@ fn invalid_arg(msg: String) -> super::DriverError {
 
 /// Which definitions a change with `flags` edits: (live, config). No `AFFECT` bit means
 /// the running domain when it runs, else the persistent one (`VIR_DOMAIN_AFFECT_CURRENT`).
-fn affected(flags: u32, active: bool, persistent: bool) -> Result<(bool, bool)> {
+pub(super) fn affected(flags: u32, active: bool, persistent: bool) -> Result<(bool, bool)> {
     let (live, config) = match flags & (LIVE | CONFIG) {
         0 => (active, !active),
         f => (f & LIVE != 0, f & CONFIG != 0),
@@ -95,7 +95,7 @@ fn with_vcpus(def: &Domain, n: u32, maximum: bool) -> Result<Domain> {
 impl Driver {
     /// Writes `def` as the persistent definition of `uuid` (atomically, durably) and keeps
     /// it; the caller holds the domain's job.
-    fn store_config(&self, uuid: uuid::Uuid, def: Domain) -> Result<()> {
+    pub(super) fn store_config(&self, uuid: uuid::Uuid, def: Domain) -> Result<()> {
         let path = self.paths.config_file(def.name());
         write_file(
             &path,
@@ -117,7 +117,7 @@ impl Driver {
     }
 
     /// `(active, persistent, persistent def, live def)` of a domain.
-    fn defs(&self, uuid: uuid::Uuid) -> Result<(bool, bool, Domain, Option<Domain>)> {
+    pub(super) fn defs(&self, uuid: uuid::Uuid) -> Result<(bool, bool, Domain, Option<Domain>)> {
         let st = self.lock();
         let d = st
             .doms
