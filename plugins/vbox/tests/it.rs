@@ -1,0 +1,586 @@
+//! The vbox plugin against a fake VirtualBox web service ([`fake`]): VirtualBox is not in
+//! Debian, so no real `vboxwebsrv` can run here. The fake answers from the SDK reference's
+//! request and response shapes and checks every request the plugin sends; each test ends
+//! by asserting that no request broke a check.
+//!
+//! The in-process tests call the connection the plugin's `open` returns; the CLI test runs
+//! the built `rvirt` with the built plugin (`cargo build -p rvirt-cli -p
+//! rvirt-plugin-vbox` first).
+
+mod fake;
+
+use fake::{Fake, VM};
+use rvirt_plugin_vbox::VboxConnection;
+use rvirt_sdk::abi::{
+    DomainRef, DriverConnection, ErrorCode, EventSink, EventSink_TO, PluginError,
+    abi_stable::{sabi_trait::TD_Opaque, std_types::RResult},
+    state,
+};
+use rvirt_sdk::util::to_abi_uuid;
+use std::sync::{Arc, Mutex};
+
+const U1: &str = "6f1b3a52-4a1e-4c8e-9a3b-0f2d1c5e7a01";
+const U2: &str = "6f1b3a52-4a1e-4c8e-9a3b-0f2d1c5e7a02";
+const U3: &str = "6f1b3a52-4a1e-4c8e-9a3b-0f2d1c5e7a03";
+
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<(String, i32, i32)>>>);
+
+impl EventSink for Events {
+    fn domain_lifecycle(&self, dom: DomainRef, event: i32, detail: i32) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((dom.name.to_string(), event, detail));
+    }
+}
+
+fn inventory() -> Vec<VM> {
+    vec![
+        VM::new(U1, "alpha", "PoweredOff", 1024, 2),
+        VM::new(U2, "beta", "Running", 2048, 4),
+        VM::new(U3, "gamma", "Saved", 512, 1),
+    ]
+}
+
+fn open_with(uri: &str, read_only: bool) -> (Result<VboxConnection, PluginError>, Events) {
+    let ev = Events::default();
+    let c = rvirt_plugin_vbox::open(
+        uri,
+        read_only,
+        EventSink_TO::from_value(ev.clone(), TD_Opaque),
+    );
+    (c, ev)
+}
+
+fn open(f: &Fake) -> (VboxConnection, Events) {
+    let (c, ev) = open_with(&f.uri(), false);
+    (c.unwrap_or_else(|e| panic!("open: {}", e.message)), ev)
+}
+
+fn ok<T>(r: RResult<T, PluginError>) -> T {
+    match r {
+        RResult::ROk(v) => v,
+        RResult::RErr(e) => panic!("unexpected error: {} (code {})", e.message, e.code),
+    }
+}
+
+fn fails<T: std::fmt::Debug>(r: RResult<T, PluginError>) -> PluginError {
+    match r {
+        RResult::ROk(v) => panic!("expected an error, got {v:?}"),
+        RResult::RErr(e) => e,
+    }
+}
+
+fn uuid(s: &str) -> rvirt_sdk::abi::Uuid {
+    to_abi_uuid(uuid::Uuid::parse_str(s).unwrap())
+}
+
+fn clean(f: &Fake) {
+    let v = f.violations();
+    assert!(v.is_empty(), "requests that broke the SDK's shapes: {v:#?}");
+}
+
+#[test]
+fn list_lookup_and_states() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open(&f);
+    let all = ok(c.list_all_domains(0));
+    let got: Vec<(String, i32)> = all.iter().map(|d| (d.name.to_string(), d.id)).collect();
+    // running machines are numbered by their place in the list, as libvirt's vbox driver
+    assert_eq!(
+        got,
+        vec![
+            ("alpha".into(), -1),
+            ("beta".into(), 2),
+            ("gamma".into(), -1)
+        ]
+    );
+    // VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1, INACTIVE = 2
+    let active: Vec<String> = ok(c.list_all_domains(1))
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    assert_eq!(active, ["beta"]);
+    assert_eq!(ok(c.list_all_domains(2)).len(), 2);
+
+    let b = ok(c.lookup_by_name("beta".into()));
+    assert_eq!((b.id, b.uuid), (2, uuid(U2)));
+    let a = ok(c.lookup_by_uuid(uuid(U1)));
+    assert_eq!(a.name.as_str(), "alpha");
+    assert_eq!(ok(c.lookup_by_id(2)).name.as_str(), "beta");
+    let e = fails(c.lookup_by_id(1));
+    assert_eq!(e.code, ErrorCode::NoDomain as i32);
+
+    // states: PoweredOff and Saved are shut off, Running runs; Paused, Aborted, Stuck
+    assert_eq!(ok(c.get_state(uuid(U1))).state, state::SHUTOFF);
+    assert_eq!(ok(c.get_state(uuid(U2))).state, state::RUNNING);
+    assert_eq!(ok(c.get_state(uuid(U3))).state, state::SHUTOFF);
+    assert!(ok(c.has_managed_save_image(uuid(U3), 0)));
+    for (vb, want) in [
+        ("Paused", state::PAUSED),
+        ("Aborted", state::SHUTOFF),
+        ("Stuck", state::CRASHED),
+    ] {
+        f.set_state("alpha", vb);
+        assert_eq!(ok(c.get_state(uuid(U1))).state, want, "{vb}");
+    }
+    assert!(ok(c.is_persistent(uuid(U1))));
+    assert_eq!(ok(c.get_version()), 7_000_014);
+    assert_eq!(ok(c.get_uri()).as_str(), "vbox:///session");
+    assert_eq!(ok(c.get_type()).as_str(), "VBOX");
+    clean(&f);
+}
+
+#[test]
+fn unknown_machine_is_the_fault_named() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open(&f);
+    let e = fails(c.lookup_by_name("nosuch".into()));
+    assert_eq!(e.code, ErrorCode::NoDomain as i32);
+    let m = e.message.to_string();
+    for want in [
+        "no domain with matching name 'nosuch'",
+        "IVirtualBox_findMachine",
+        "VBOX_E_OBJECT_NOT_FOUND",
+        "0x80bb0001",
+        "Could not find a registered machine named 'nosuch'",
+    ] {
+        assert!(m.contains(want), "'{want}' missing from: {m}");
+    }
+    let e = fails(c.get_info(uuid("00000000-0000-4000-8000-000000000009")));
+    assert_eq!(e.code, ErrorCode::NoDomain as i32);
+    clean(&f);
+}
+
+#[test]
+fn dominfo_reads_memory_and_cpus() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open(&f);
+    let i = ok(c.get_info(uuid(U2)));
+    assert_eq!(
+        (i.state, i.memory_kib, i.max_mem_kib, i.nr_virt_cpu),
+        (state::RUNNING, 2048 * 1024, 2048 * 1024, 4)
+    );
+    let i = ok(c.get_info(uuid(U1)));
+    assert_eq!(
+        (i.state, i.memory_kib, i.nr_virt_cpu),
+        (state::SHUTOFF, 1024 * 1024, 2)
+    );
+    assert_eq!(ok(c.get_vcpus_flags(uuid(U1), 0)), 2);
+    clean(&f);
+}
+
+#[test]
+fn lifecycle_start_suspend_resume_shutdown_destroy() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, ev) = open(&f);
+    let a = uuid(U1);
+    let d = ok(c.create(a, 0));
+    assert_eq!((d.name.as_str(), d.id), ("alpha", 1));
+    assert_eq!(f.vm("alpha").unwrap().state, "Running");
+    assert_eq!(ok(c.get_state(a)).state, state::RUNNING);
+    // a second start is refused before anything is called
+    let e = fails(c.create(a, 0));
+    assert_eq!(e.code, ErrorCode::OperationInvalid as i32, "{}", e.message);
+
+    ok(c.suspend(a));
+    assert_eq!(f.vm("alpha").unwrap().state, "Paused");
+    assert_eq!(ok(c.get_state(a)).state, state::PAUSED);
+    let e = fails(c.suspend(a));
+    assert_eq!(e.code, ErrorCode::OperationInvalid as i32);
+    ok(c.resume(a));
+    assert_eq!(ok(c.get_state(a)).state, state::RUNNING);
+    ok(c.reboot(a, 0));
+    assert_eq!(ok(c.get_state(a)).state, state::RUNNING);
+
+    // the fake's guest obeys the ACPI power button
+    ok(c.shutdown(a, 0));
+    assert_eq!(f.vm("alpha").unwrap().state, "PoweredOff");
+    assert_eq!(ok(c.get_state(a)).state, state::SHUTOFF);
+
+    ok(c.create(a, 0));
+    ok(c.destroy(a, 0));
+    assert_eq!(f.vm("alpha").unwrap().state, "PoweredOff");
+    let e = fails(c.destroy(a, 0));
+    assert_eq!(e.code, ErrorCode::OperationInvalid as i32);
+
+    let calls = f.calls();
+    for m in [
+        "IMachine_launchVMProcess",
+        "IProgress_waitForCompletion",
+        "IProgress_getResultCode",
+        "IMachine_lockMachine",
+        "ISession_getConsole",
+        "IConsole_pause",
+        "IConsole_resume",
+        "IConsole_reset",
+        "IConsole_powerButton",
+        "IConsole_powerDown",
+        "ISession_unlockMachine",
+    ] {
+        assert!(calls.iter().any(|c| c == m), "{m} never called");
+    }
+    // every lock was released: the session is free for the next start
+    ok(c.create(a, 0));
+    ok(c.destroy(a, 0));
+    let events: Vec<i32> = ev.0.lock().unwrap().iter().map(|e| e.1).collect();
+    // started, suspended, resumed, started, stopped, started, stopped
+    assert_eq!(events, [2, 3, 4, 2, 5, 2, 5]);
+    clean(&f);
+}
+
+const DEFINE: &str = "<domain type='vbox'>\
+  <name>delta</name>\
+  <uuid>0d1e2f30-4152-4637-8899-aabbccddeeff</uuid>\
+  <description>made by rvirt</description>\
+  <metadata><vbox:os xmlns:vbox='http://www.virtualbox.org/' type='Debian_64'/></metadata>\
+  <memory unit='MiB'>768</memory>\
+  <vcpu>3</vcpu>\
+  <os><type arch='x86_64'>hvm</type></os>\
+</domain>";
+
+fn define_dump_undefine(version: &str) {
+    let f = Fake::start(version, None, inventory());
+    let (c, ev) = open(&f);
+    let d = ok(c.define_xml(DEFINE.into(), 0));
+    assert_eq!((d.name.as_str(), d.id), ("delta", -1));
+    let vm = f.vm("delta").unwrap();
+    assert_eq!(
+        (
+            vm.uuid.as_str(),
+            vm.memory_mb,
+            vm.cpus,
+            vm.os_type.as_str(),
+            vm.description.as_str(),
+            vm.registered,
+            vm.saved
+        ),
+        (
+            "0d1e2f30-4152-4637-8899-aabbccddeeff",
+            768,
+            3,
+            "Debian_64",
+            "made by rvirt",
+            true,
+            true
+        )
+    );
+    let u = uuid("0d1e2f30-4152-4637-8899-aabbccddeeff");
+    let xml = ok(c.get_xml_desc(u, 0)).to_string();
+    let dom = rvirt_xml::Domain::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    assert_eq!(dom.name(), "delta");
+    assert_eq!(
+        dom.uuid().to_string(),
+        "0d1e2f30-4152-4637-8899-aabbccddeeff"
+    );
+    assert_eq!(dom.memory_kib(), 768 * 1024);
+    assert_eq!(dom.current_vcpus(), 3);
+    assert_eq!(dom.description().as_deref(), Some("made by rvirt"));
+    assert_eq!(dom.domain_type(), "vbox");
+    assert_eq!(dom.os_arch(), Some("x86_64"));
+    assert!(
+        xml.contains("type=\"Debian_64\"") || xml.contains("type='Debian_64'"),
+        "{xml}"
+    );
+    // the XML defines the same machine again elsewhere: round trip
+    let again = Fake::start(version, None, vec![]);
+    let (c2, _) = open(&again);
+    ok(c2.define_xml(xml.as_str().into(), 0));
+    let vm2 = again.vm("delta").unwrap();
+    assert_eq!(
+        (
+            vm2.uuid,
+            vm2.memory_mb,
+            vm2.cpus,
+            vm2.os_type,
+            vm2.description
+        ),
+        (
+            vm.uuid.clone(),
+            vm.memory_mb,
+            vm.cpus,
+            vm.os_type.clone(),
+            vm.description.clone()
+        )
+    );
+    clean(&again);
+
+    // names and UUIDs are unique
+    let e = fails(c.define_xml(DEFINE.into(), 0));
+    assert_eq!(e.code, ErrorCode::DomExist as i32, "{}", e.message);
+    let renamed = DEFINE.replace("<name>delta</name>", "<name>epsilon</name>");
+    let e = fails(c.define_xml(renamed.as_str().into(), 0));
+    assert_eq!(e.code, ErrorCode::DomExist as i32, "{}", e.message);
+
+    ok(c.undefine(u, 0));
+    assert!(
+        f.vm("delta").is_none(),
+        "the machine is still in the inventory"
+    );
+    let e = fails(c.lookup_by_uuid(u));
+    assert_eq!(e.code, ErrorCode::NoDomain as i32);
+    let calls = f.calls();
+    for m in [
+        "IVirtualBox_createMachine",
+        "IMachine_setMemorySize",
+        "IMachine_setCPUCount",
+        "IMachine_setDescription",
+        "IMachine_saveSettings",
+        "IVirtualBox_registerMachine",
+        "IMachine_unregister",
+        "IMachine_deleteConfig",
+    ] {
+        assert!(calls.iter().any(|c| c == m), "{m} never called");
+    }
+    let events: Vec<i32> = ev.0.lock().unwrap().iter().map(|e| e.1).collect();
+    assert_eq!(events, [0, 1]);
+    clean(&f);
+}
+
+#[test]
+fn define_dumpxml_undefine_vbox_7_0() {
+    define_dump_undefine("7.0.14");
+}
+
+#[test]
+fn define_uses_the_create_machine_parameters_of_6_1_and_7_1() {
+    // 6.1 has no encryption parameters, 7.1 adds the platform: the fake checks each list
+    define_dump_undefine("6.1.50");
+    define_dump_undefine("7.1.4");
+}
+
+#[test]
+fn define_refuses_what_it_cannot_convert() {
+    let f = Fake::start("7.0.14", None, vec![]);
+    let (c, _) = open(&f);
+    let with_disk = DEFINE.replace(
+        "</os>",
+        "</os><devices><disk type='file' device='disk'><source file='/x.vdi'/><target dev='hda'/></disk></devices>",
+    );
+    let e = fails(c.define_xml(with_disk.as_str().into(), 0));
+    assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32);
+    assert!(e.message.contains("domain/devices/disk"), "{}", e.message);
+    let e = fails(c.define_xml("<domain type='vbox'><name>x</name>".into(), 0));
+    assert_eq!(e.code, ErrorCode::XmlError as i32);
+    assert!(f.vms().is_empty());
+    // a running machine cannot be undefined
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open(&f);
+    let e = fails(c.undefine(uuid(U2), 0));
+    assert_eq!(e.code, ErrorCode::OperationInvalid as i32);
+    assert!(f.vm("beta").unwrap().registered);
+    clean(&f);
+}
+
+#[test]
+fn failed_progress_names_the_call_and_its_error() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open(&f);
+    f.fail_next_launch(
+        fake::VBOX_E_VM_ERROR,
+        "The virtual machine 'alpha' has terminated unexpectedly during startup with exit code 1 (0x1)",
+    );
+    let e = fails(c.create(uuid(U1), 0));
+    assert_eq!(e.code, ErrorCode::OperationFailed as i32);
+    let m = e.message.to_string();
+    for want in [
+        "virDomainCreateWithFlags",
+        "IMachine_launchVMProcess failed",
+        "terminated unexpectedly during startup",
+        "VBOX_E_VM_ERROR",
+    ] {
+        assert!(m.contains(want), "'{want}' missing from: {m}");
+    }
+    assert_eq!(f.vm("alpha").unwrap().state, "PoweredOff");
+    // the session was released: the next start works
+    ok(c.create(uuid(U1), 0));
+    assert!(
+        f.calls()
+            .iter()
+            .any(|c| c == "IVirtualBoxErrorInfo_getText")
+    );
+    clean(&f);
+}
+
+#[test]
+fn endpoint_not_listening_is_a_connection_error_naming_it() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}/");
+    let (c, _) = open_with(&format!("vbox:///session?endpoint={endpoint}"), false);
+    let e = c.err().expect("opened without a web service");
+    assert_eq!(e.code, ErrorCode::NoConnect as i32);
+    let m = e.message.to_string();
+    assert!(m.contains(&endpoint), "{m}");
+    assert!(m.contains("IWebsessionManager_logon"), "{m}");
+    assert!(m.to_lowercase().contains("refused"), "{m}");
+}
+
+#[test]
+fn credentials_come_from_the_auth_file() {
+    let f = Fake::start("7.0.14", Some(("alice", "s3cret")), inventory());
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.conf");
+    // without credentials the empty login is refused
+    let none = format!("{}&authfile={}", f.uri(), auth.display());
+    let e = open_with(&none, false)
+        .0
+        .err()
+        .expect("opened without credentials");
+    assert_eq!(e.code, ErrorCode::OperationDenied as i32);
+    assert!(e.message.contains("E_ACCESSDENIED"), "{}", e.message);
+    std::fs::write(
+        &auth,
+        "[credentials-vb]\nusername=alice\npassword=s3cret\n[auth-vbox-127.0.0.1]\ncredentials=vb\n",
+    )
+    .unwrap();
+    let (c, _) = open_with(&none, false);
+    let c = c.unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(ok(c.list_all_domains(0)).len(), 3);
+    assert_eq!(f.websessions(), 1);
+    drop(c);
+    // closing the connection logs off
+    assert_eq!(f.websessions(), 0);
+    assert!(f.calls().iter().any(|c| c == "IWebsessionManager_logoff"));
+    clean(&f);
+}
+
+#[test]
+fn endpoint_from_the_environment() {
+    let f = Fake::start("7.0.14", None, inventory());
+    // SAFETY: this is the only test of the binary that reads or writes the variable
+    unsafe { std::env::set_var("RVIRT_VBOX_ENDPOINT", f.endpoint()) };
+    let (c, _) = open_with("vbox:///system", false);
+    unsafe { std::env::remove_var("RVIRT_VBOX_ENDPOINT") };
+    let c = c.unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(ok(c.get_uri()).as_str(), "vbox:///system");
+    assert_eq!(ok(c.list_all_domains(0)).len(), 3);
+    clean(&f);
+}
+
+#[test]
+fn read_only_and_unsupported_operations() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let (c, _) = open_with(&f.uri(), true);
+    let c = c.unwrap();
+    for e in [
+        fails(c.define_xml(DEFINE.into(), 0)),
+        fails(c.create(uuid(U1), 0).map(|_| ())),
+        fails(c.destroy(uuid(U2), 0)),
+    ] {
+        assert_eq!(e.code, ErrorCode::OperationDenied as i32, "{}", e.message);
+    }
+    assert_eq!(f.vm("alpha").unwrap().state, "PoweredOff");
+    for (e, op) in [
+        (fails(c.create_xml(DEFINE.into(), 0)), "virDomainCreateXML"),
+        (
+            fails(c.set_autostart(uuid(U1), true)),
+            "virDomainSetAutostart",
+        ),
+        (
+            fails(c.domain_xml_to_native("vbox".into(), DEFINE.into(), 0)),
+            "virConnectDomainXMLToNative",
+        ),
+        (
+            fails(c.domain_xml_from_native("vbox".into(), "".into(), 0)),
+            "virConnectDomainXMLFromNative",
+        ),
+        (fails(c.node_get_info()), "virNodeGetInfo"),
+    ] {
+        assert_eq!(e.code, ErrorCode::NoSupport as i32, "{}", e.message);
+        assert!(
+            e.message.contains(op) && e.message.contains("vbox driver"),
+            "{}",
+            e.message
+        );
+    }
+    clean(&f);
+}
+
+/// The fake's checks can fail: requests that break the SDK's shapes are refused.
+#[test]
+fn the_fake_refuses_malformed_requests() {
+    let f = Fake::start("7.0.14", None, inventory());
+    let env = |body: &str| {
+        format!(
+            r#"<?xml version="1.0"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:vbox="http://www.virtualbox.org/"><SOAP-ENV:Body>{body}</SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        )
+    };
+    let (st, body) = f.post_raw(&env("<vbox:IWebsessionManager_logon><username></username><password></password></vbox:IWebsessionManager_logon>"));
+    assert_eq!(st, 200, "{body}");
+    let vbox = body
+        .split("<returnval>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(vbox.len(), 33);
+    for bad in [
+        // wrong namespace
+        "<IVirtualBox_getVersion><_this>REF</_this></IVirtualBox_getVersion>".to_string(),
+        // unknown reference
+        "<vbox:IVirtualBox_getVersion><_this>0000000000000001-0000000000000001</_this></vbox:IVirtualBox_getVersion>".to_string(),
+        // a parameter the WSDL does not have
+        "<vbox:IVirtualBox_findMachine><_this>REF</_this><name>alpha</name></vbox:IVirtualBox_findMachine>".to_string(),
+        // an IVirtualBox where an IMachine belongs
+        "<vbox:IMachine_getName><_this>REF</_this></vbox:IMachine_getName>".to_string(),
+    ] {
+        let (st, body) = f.post_raw(&env(&bad.replace("REF", &vbox)));
+        assert_eq!(st, 500, "{bad} accepted: {body}");
+        assert!(body.contains("<SOAP-ENV:Fault>"), "{body}");
+    }
+    assert_eq!(f.violations().len(), 4, "{:#?}", f.violations());
+}
+
+/// Through the built `rvirt` and plugin: the plugin loads, lists and reports versions.
+#[test]
+fn cli_lists_and_starts_through_the_plugin() {
+    use std::process::Command;
+    let f = Fake::start("7.0.14", None, inventory());
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        rvirt_tests::built("librvirt_plugin_vbox.so"),
+        plugins.join("librvirt_plugin_vbox.so"),
+    )
+    .unwrap();
+    let rvirt = |args: &[&str]| {
+        let out = Command::new(rvirt_tests::built("rvirt"))
+            .env("RVIRT_PLUGIN_PATH", &plugins)
+            .env("HOME", tmp.path())
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .arg("-c")
+            .arg(f.uri())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("$ rvirt {}\n{text}", args.join(" "));
+        (out.status.success(), text)
+    };
+    let (okk, out) = rvirt(&["list", "--all"]);
+    assert!(okk, "{out}");
+    for n in ["alpha", "beta", "gamma"] {
+        assert!(out.contains(n), "{n} missing: {out}");
+    }
+    let (okk, out) = rvirt(&["start", "alpha"]);
+    assert!(okk, "{out}");
+    assert_eq!(f.vm("alpha").unwrap().state, "Running");
+    let (okk, out) = rvirt(&["dominfo", "beta"]);
+    assert!(okk, "{out}");
+    assert!(out.contains("2097152") && out.contains('4'), "{out}");
+    let (okk, out) = rvirt(&["dominfo", "nosuch"]);
+    assert!(!okk);
+    assert!(out.contains("VBOX_E_OBJECT_NOT_FOUND"), "{out}");
+    clean(&f);
+}
