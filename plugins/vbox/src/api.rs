@@ -4,6 +4,8 @@
 //! and `IProgress` methods. Every error names the call that failed.
 
 use crate::soap::{Arg, Client, Node, SoapError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// An error of one call: the method and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +42,24 @@ pub struct Outcome {
     pub text: Option<String>,
 }
 
-/// A logged-on websession.
+/// The references of one websession.
+#[derive(Debug, Clone, Default)]
+struct Refs {
+    /// The `IVirtualBox` reference `logon` returned.
+    vbox: String,
+    /// The websession's `ISession` object.
+    session: String,
+}
+
+/// A logged-on websession, renewed when vboxwebsrv expired it (its `--timeout`, 300 s by
+/// default, ends websessions idle that long).
 #[derive(Debug)]
 pub struct Api {
     client: Client,
-    /// The `IVirtualBox` reference `logon` returned.
-    pub vbox: String,
-    /// The websession's `ISession` object.
-    pub session: String,
+    user: String,
+    password: String,
+    refs: Mutex<Refs>,
+    last_call: Mutex<Instant>,
 }
 
 fn s(name: &'static str, v: impl Into<String>) -> Arg<'static> {
@@ -67,24 +79,67 @@ impl Api {
     /// Logs on (`IWebsessionManager_logon`) and takes the websession's `ISession`
     /// (`IWebsessionManager_getSessionObject`).
     pub fn logon(endpoint: &str, user: &str, password: &str) -> Result<Api, ApiError> {
-        let client = Client::new(endpoint);
-        let m = "IWebsessionManager_logon";
-        let n = client
-            .call(m, None, &[s("username", user), s("password", password)])
-            .map_err(|source| ApiError {
-                method: m.into(),
-                source,
-            })?;
-        let vbox = returnval(m, &n)?;
-        let mut api = Api {
-            client,
-            vbox: vbox.clone(),
-            session: String::new(),
+        let api = Api {
+            client: Client::new(endpoint),
+            user: user.to_string(),
+            password: password.to_string(),
+            refs: Mutex::new(Refs::default()),
+            last_call: Mutex::new(Instant::now()),
         };
-        let m = "IWebsessionManager_getSessionObject";
-        let n = api.raw(m, None, &[s("refIVirtualBox", vbox)])?;
-        api.session = returnval(m, &n)?;
+        api.relogon()?;
         Ok(api)
+    }
+
+    /// Opens a new websession in place of the current one.
+    pub fn relogon(&self) -> Result<(), ApiError> {
+        let m = "IWebsessionManager_logon";
+        let n = self.raw(
+            m,
+            None,
+            &[
+                s("username", self.user.clone()),
+                s("password", self.password.clone()),
+            ],
+        )?;
+        let vbox = returnval(m, &n)?;
+        let m = "IWebsessionManager_getSessionObject";
+        let n = self.raw(m, None, &[s("refIVirtualBox", vbox.clone())])?;
+        let session = returnval(m, &n)?;
+        *self.refs.lock().unwrap_or_else(|e| e.into_inner()) = Refs { vbox, session };
+        Ok(())
+    }
+
+    /// Renews the websession where it sat idle longer than `idle` and the web service no
+    /// longer knows it (an `InvalidObjectFault` on the `IVirtualBox` reference).
+    pub fn keep_alive(&self, idle: Duration) -> Result<(), ApiError> {
+        let last = *self.last_call.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() < idle {
+            return Ok(());
+        }
+        match self.version() {
+            Err(ApiError {
+                source: SoapError::Fault { kind, .. },
+                ..
+            }) if kind == "InvalidObjectFault" => self.relogon(),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn vbox(&self) -> String {
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .vbox
+            .clone()
+    }
+
+    fn session(&self) -> String {
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .session
+            .clone()
     }
 
     /// The endpoint's URL.
@@ -97,12 +152,13 @@ impl Api {
         self.raw(
             "IWebsessionManager_logoff",
             None,
-            &[s("refIVirtualBox", self.vbox.clone())],
+            &[s("refIVirtualBox", self.vbox())],
         )
         .map(|_| ())
     }
 
     fn raw(&self, method: &str, this: Option<&str>, args: &[Arg<'_>]) -> Result<Node, ApiError> {
+        *self.last_call.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         self.client
             .call(method, this, args)
             .map_err(|source| ApiError {
@@ -132,12 +188,12 @@ impl Api {
 
     /// `IVirtualBox_getVersion` (`7.0.14`, `6.1.50_Ubuntu`).
     pub fn version(&self) -> Result<String, ApiError> {
-        self.get("IVirtualBox_getVersion", &self.vbox)
+        self.get("IVirtualBox_getVersion", &self.vbox())
     }
 
     /// `IVirtualBox_getMachines`: the registered machines.
     pub fn machines(&self) -> Result<Vec<String>, ApiError> {
-        let n = self.call("IVirtualBox_getMachines", &self.vbox, &[])?;
+        let n = self.call("IVirtualBox_getMachines", &self.vbox(), &[])?;
         Ok(n.children_named("returnval")
             .map(|r| r.text.trim().to_string())
             .collect())
@@ -146,7 +202,7 @@ impl Api {
     /// `IVirtualBox_findMachine` by name or UUID.
     pub fn find_machine(&self, name_or_id: &str) -> Result<String, ApiError> {
         let m = "IVirtualBox_findMachine";
-        let n = self.call(m, &self.vbox, &[s("nameOrId", name_or_id)])?;
+        let n = self.call(m, &self.vbox(), &[s("nameOrId", name_or_id)])?;
         returnval(m, &n)
     }
 
@@ -188,7 +244,7 @@ impl Api {
             method,
             m,
             &[
-                s("session", self.session.clone()),
+                s("session", self.session()),
                 s("name", frontend),
                 Arg::Array("environmentChanges", Vec::new()),
             ],
@@ -201,20 +257,20 @@ impl Api {
         self.call(
             "IMachine_lockMachine",
             m,
-            &[s("session", self.session.clone()), s("lockType", lock_type)],
+            &[s("session", self.session()), s("lockType", lock_type)],
         )
         .map(|_| ())
     }
 
     /// `ISession_unlockMachine`.
     pub fn unlock(&self) -> Result<(), ApiError> {
-        self.call("ISession_unlockMachine", &self.session, &[])
+        self.call("ISession_unlockMachine", &self.session(), &[])
             .map(|_| ())
     }
 
     /// `ISession_getConsole` of the locked session.
     pub fn console(&self) -> Result<String, ApiError> {
-        self.get("ISession_getConsole", &self.session)
+        self.get("ISession_getConsole", &self.session())
     }
 
     /// A void `IConsole` method (`IConsole_pause`, `IConsole_resume`,
@@ -274,7 +330,7 @@ impl Api {
             args.push(s("passwordId", ""));
             args.push(s("password", ""));
         }
-        let n = self.call(method, &self.vbox, &args)?;
+        let n = self.call(method, &self.vbox(), &args)?;
         returnval(method, &n)
     }
 
@@ -296,7 +352,7 @@ impl Api {
     pub fn register(&self, m: &str) -> Result<(), ApiError> {
         self.call(
             "IVirtualBox_registerMachine",
-            &self.vbox,
+            &self.vbox(),
             &[s("machine", m)],
         )
         .map(|_| ())

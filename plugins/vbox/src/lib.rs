@@ -44,6 +44,7 @@ use rvirt_sdk::{
 };
 use rvirt_xml::{Domain, Element};
 use std::sync::Mutex;
+use std::time::Duration;
 use uri::VboxUri;
 
 rvirt_sdk::export_plugin! {
@@ -136,8 +137,13 @@ pub fn open(
         read_only,
         events,
         lock: Mutex::new(()),
+        idle: KEEP_ALIVE_IDLE,
     })
 }
+
+/// How long a websession may sit idle before an operation checks that vboxwebsrv still
+/// knows it (and logs on again where it expired).
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// One connection: one websession.
 pub struct VboxConnection {
@@ -148,6 +154,7 @@ pub struct VboxConnection {
     events: EventSinkBox,
     /// Serialises the uses of the websession's one `ISession`.
     lock: Mutex<()>,
+    idle: Duration,
 }
 
 impl Drop for VboxConnection {
@@ -210,6 +217,16 @@ mod event {
 }
 
 impl VboxConnection {
+    /// Sets how long the websession may sit idle before it is checked (tests shorten it).
+    pub fn set_keep_alive_idle(&mut self, idle: Duration) {
+        self.idle = idle;
+    }
+
+    /// Logs on again where the websession expired.
+    fn alive(&self, op: &str) -> Result<(), PluginError> {
+        self.api.keep_alive(self.idle).map_err(|e| api_err(op, e))
+    }
+
     /// The machine's facts; `index` is its place in the machine list.
     fn machine(&self, mref: &str, index: Option<usize>) -> Result<Machine, ApiError> {
         let name = self.api.machine_name(mref)?;
@@ -230,6 +247,7 @@ impl VboxConnection {
     }
 
     fn machines(&self, op: &str) -> Result<Vec<Machine>, PluginError> {
+        self.alive(op)?;
         let refs = self.api.machines().map_err(|e| api_err(op, e))?;
         refs.iter()
             .enumerate()
@@ -239,6 +257,7 @@ impl VboxConnection {
 
     /// The machine named (or with the UUID) `key`, with its id from the machine list.
     fn find(&self, op: &str, key: &str, what: &str) -> Result<Machine, PluginError> {
+        self.alive(op)?;
         let mref = self.api.find_machine(key).map_err(|e| {
             if e.code() == Some(api::E_OBJECT_NOT_FOUND) {
                 err(
@@ -412,6 +431,7 @@ impl VboxConnection {
         let op = "virDomainDefineXMLFlags";
         let _g = self.write_guard(op)?;
         let dom = Domain::parse(xml).map_err(|e| err(ErrorCode::XmlError, e.to_string()))?;
+        self.alive(op)?;
         let name = dom.name().to_string();
         if name.is_empty() {
             return Err(err(ErrorCode::XmlError, "domain/name: missing"));

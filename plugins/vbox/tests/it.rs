@@ -449,16 +449,22 @@ fn credentials_come_from_the_auth_file() {
 }
 
 #[test]
-fn endpoint_from_the_environment() {
+fn an_expired_websession_is_renewed() {
     let f = Fake::start("7.0.14", None, inventory());
-    // SAFETY: this is the only test of the binary that reads or writes the variable
-    unsafe { std::env::set_var("RVIRT_VBOX_ENDPOINT", f.endpoint()) };
-    let (c, _) = open_with("vbox:///system", false);
-    unsafe { std::env::remove_var("RVIRT_VBOX_ENDPOINT") };
-    let c = c.unwrap_or_else(|e| panic!("{}", e.message));
-    assert_eq!(ok(c.get_uri()).as_str(), "vbox:///system");
+    let (mut c, _) = open(&f);
+    c.set_keep_alive_idle(std::time::Duration::ZERO);
     assert_eq!(ok(c.list_all_domains(0)).len(), 3);
-    clean(&f);
+    assert_eq!(f.logons(), 1);
+    f.expire_websessions();
+    // the next operation finds its references dead (InvalidObjectFault) and logs on again
+    assert_eq!(ok(c.lookup_by_name("beta".into())).id, 2);
+    assert_eq!(f.logons(), 2);
+    ok(c.create(uuid(U1), 0));
+    assert_eq!(f.vm("alpha").unwrap().state, "Running");
+    // the probe's InvalidObjectFault is the one request the fake counts as a violation
+    let v = f.violations();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert!(v[0].starts_with("IVirtualBox_getVersion: _this"), "{v:#?}");
 }
 
 #[test]
@@ -537,7 +543,8 @@ fn the_fake_refuses_malformed_requests() {
     assert_eq!(f.violations().len(), 4, "{:#?}", f.violations());
 }
 
-/// Through the built `rvirt` and plugin: the plugin loads, lists and reports versions.
+/// Through the built `rvirt` and plugin: the plugin loads, takes its endpoint from the URI
+/// or the environment, lists, starts and reports errors.
 #[test]
 fn cli_lists_and_starts_through_the_plugin() {
     use std::process::Command;
@@ -550,16 +557,16 @@ fn cli_lists_and_starts_through_the_plugin() {
         plugins.join("librvirt_plugin_vbox.so"),
     )
     .unwrap();
-    let rvirt = |args: &[&str]| {
-        let out = Command::new(rvirt_tests::built("rvirt"))
-            .env("RVIRT_PLUGIN_PATH", &plugins)
+    let rvirt_at = |uri: &str, endpoint: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(rvirt_tests::built("rvirt"));
+        cmd.env("RVIRT_PLUGIN_PATH", &plugins)
             .env("HOME", tmp.path())
             .env("XDG_CONFIG_HOME", tmp.path().join("config"))
-            .arg("-c")
-            .arg(f.uri())
-            .args(args)
-            .output()
-            .unwrap();
+            .env_remove("RVIRT_VBOX_ENDPOINT");
+        if let Some(e) = endpoint {
+            cmd.env("RVIRT_VBOX_ENDPOINT", e);
+        }
+        let out = cmd.arg("-c").arg(uri).args(args).output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -568,6 +575,17 @@ fn cli_lists_and_starts_through_the_plugin() {
         eprintln!("$ rvirt {}\n{text}", args.join(" "));
         (out.status.success(), text)
     };
+    let rvirt = |args: &[&str]| rvirt_at(&f.uri(), None, args);
+    // the endpoint from the environment, with the system URI
+    let (okk, out) = rvirt_at("vbox:///system", Some(&f.endpoint()), &["uri"]);
+    assert!(okk, "{out}");
+    assert_eq!(out.trim(), "vbox:///system");
+    let (okk, out) = rvirt_at("vbox:///system", Some(&f.endpoint()), &["list", "--all"]);
+    assert!(okk && out.contains("gamma"), "{out}");
+    // without it, the default endpoint (nothing listens on 18083 here)
+    let (okk, out) = rvirt_at("vbox:///system", None, &["list"]);
+    assert!(!okk, "{out}");
+    assert!(out.contains("http://localhost:18083/"), "{out}");
     let (okk, out) = rvirt(&["list", "--all"]);
     assert!(okk, "{out}");
     for n in ["alpha", "beta", "gamma"] {

@@ -170,6 +170,19 @@ impl Fake {
         self.state.lock().unwrap().sessions.len()
     }
 
+    /// Ends every websession, as vboxwebsrv does with idle ones.
+    pub fn expire_websessions(&self) {
+        self.state.lock().unwrap().sessions.clear();
+    }
+
+    /// The number of logons so far.
+    pub fn logons(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| *c == "IWebsessionManager_logon")
+            .count()
+    }
+
     /// The next `launchVMProcess` gives a progress that fails with `code` and `text`.
     pub fn fail_next_launch(&self, code: u32, text: &str) {
         self.state.lock().unwrap().fail_launch = Some((code, text.into()));
@@ -204,6 +217,7 @@ impl Fake {
 // HTTP
 
 fn serve(conn: TcpStream, st: &Mutex<State>) {
+    let _ = conn.set_nodelay(true);
     let mut r = BufReader::new(conn.try_clone().unwrap());
     let mut w = conn;
     loop {
@@ -253,12 +267,13 @@ fn serve(conn: TcpStream, st: &Mutex<State>) {
         };
         let reason = if status == 200 { "OK" } else { "Error" };
         let close = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let _ = write!(
-            w,
+        // one write: a response split over several would wait on the client's delayed ack
+        let out = format!(
             "HTTP/1.1 {status} {reason}\r\nServer: gSOAP/2.8\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{answer}",
             answer.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
+        let _ = w.write_all(out.as_bytes());
         let _ = w.flush();
         if close {
             return;
