@@ -268,6 +268,33 @@ impl Api {
             .map(|_| ())
     }
 
+    /// `ISession_getMachine` of the locked session: the mutable machine of a `Write` lock.
+    pub fn session_machine(&self) -> Result<String, ApiError> {
+        self.get("ISession_getMachine", &self.session())
+    }
+
+    /// `IVirtualBox_getHost`.
+    pub fn host(&self) -> Result<String, ApiError> {
+        self.get("IVirtualBox_getHost", &self.vbox())
+    }
+
+    /// A numeric `IHost` attribute (`IHost_getMemorySize` in MiB,
+    /// `IHost_getProcessorOnlineCount`, `IHost_getProcessorCoreCount`).
+    pub fn host_num(&self, host: &str, method: &str) -> Result<u64, ApiError> {
+        self.get_num(method, host)
+    }
+
+    /// `IHost_getProcessorSpeed` of the first CPU, in MHz.
+    pub fn host_cpu_speed(&self, host: &str) -> Result<u32, ApiError> {
+        let m = "IHost_getProcessorSpeed";
+        let n = self.call(m, host, &[s("cpuId", "0")])?;
+        let v = returnval(m, &n)?;
+        v.parse().map_err(|_| ApiError {
+            method: m.into(),
+            source: SoapError::Malformed(format!("'{v}' is not a number")),
+        })
+    }
+
     /// `ISession_getConsole` of the locked session.
     pub fn console(&self) -> Result<String, ApiError> {
         self.get("ISession_getConsole", &self.session())

@@ -21,10 +21,16 @@
 //!   (`Shared`) in the websession's `ISession`.
 //! * **Define** creates the machine (`IVirtualBox_createMachine` with the domain's UUID in
 //!   `flags`, the OS type from the domain's metadata or `Other`/`Other_64`), sets memory,
-//!   CPUs and description, saves and registers it. Disks and NICs are not converted yet:
-//!   a domain with devices is refused naming them. **Undefine** is `IMachine_unregister`
-//!   (`DetachAllReturnNone`) and `IMachine_deleteConfig`. **XML** is built from the
-//!   machine's settings.
+//!   CPUs and description, saves and registers it. Defining a machine that exists (same
+//!   name and UUID) changes its settings through the session machine of a `Write` lock.
+//!   Disks and NICs are not converted yet: a domain with devices is refused naming them.
+//!   **Undefine** is `IMachine_unregister` (`DetachAllReturnNone`) and
+//!   `IMachine_deleteConfig`. **XML** is built from the machine's settings.
+//! * **CreateXML**: VirtualBox has no transient machines; as libvirt's vbox driver, the
+//!   domain is defined and started (and undefined again where the start fails).
+//! * **Autostart** is the machine's `autostartEnabled`; **node info** comes from `IHost`.
+//! * **Websessions** that vboxwebsrv expired (idle past its `--timeout`) are renewed: after
+//!   60 s idle an operation probes the websession and logs on again.
 
 pub mod api;
 pub mod soap;
@@ -446,27 +452,6 @@ impl VboxConnection {
             ));
         }
         let uuid = dom.uuid();
-        match self.api.find_machine(&name) {
-            Ok(r) => {
-                let other = self.api.machine_id(&r).ok().and_then(|u| parse_uuid(&u));
-                return Err(err(
-                    ErrorCode::DomExist,
-                    format!(
-                        "operation failed: domain '{name}' already exists with uuid {}",
-                        other.map(|u| u.to_string()).unwrap_or_default()
-                    ),
-                ));
-            }
-            Err(e) if e.code() == Some(api::E_OBJECT_NOT_FOUND) => {}
-            Err(e) => return Err(api_err(op, e)),
-        }
-        if let Ok(r) = self.api.find_machine(&uuid.to_string()) {
-            let other = self.api.machine_name(&r).unwrap_or_default();
-            return Err(err(
-                ErrorCode::DomExist,
-                format!("operation failed: domain '{other}' is already defined with uuid {uuid}"),
-            ));
-        }
         let os_type = dom
             .metadata_for(METADATA_NS)
             .and_then(|m| m.attr("type").map(str::to_string))
@@ -479,14 +464,105 @@ impl VboxConnection {
             });
         let memory_mb = dom.memory_kib().div_ceil(1024).max(4);
         let cpus = dom.current_vcpus().max(1);
+        let description = dom.description().unwrap_or_default();
+        let by_name = match self.api.find_machine(&name) {
+            Ok(r) => Some(r),
+            Err(e) if e.code() == Some(api::E_OBJECT_NOT_FOUND) => None,
+            Err(e) => return Err(api_err(op, e)),
+        };
+        if let Some(r) = by_name {
+            let other = self
+                .api
+                .machine_id(&r)
+                .map_err(|e| api_err(op, e))
+                .map(|u| parse_uuid(&u))?;
+            if other != Some(uuid) {
+                return Err(err(
+                    ErrorCode::DomExist,
+                    format!(
+                        "operation failed: domain '{name}' already exists with uuid {}",
+                        other.map(|u| u.to_string()).unwrap_or_default()
+                    ),
+                ));
+            }
+            // the same machine: its settings change, in a Write lock
+            let m = self.machine(&r, None).map_err(|e| api_err(op, e))?;
+            self.api.lock(&r, "Write").map_err(|e| api_err(op, e))?;
+            let changed = self
+                .api
+                .session_machine()
+                .map_err(|e| api_err(op, e))
+                .and_then(|sm| {
+                    self.settings(op, &sm, memory_mb, cpus, &description, Some(&os_type))?;
+                    self.api.save_settings(&sm).map_err(|e| api_err(op, e))
+                });
+            let unlocked = self.api.unlock().map_err(|e| api_err(op, e));
+            changed?;
+            unlocked?;
+            self.emit(&m, event::DEFINED, 1);
+            return Ok(m);
+        }
+        if let Ok(r) = self.api.find_machine(&uuid.to_string()) {
+            let other = self.api.machine_name(&r).unwrap_or_default();
+            return Err(err(
+                ErrorCode::DomExist,
+                format!("operation failed: domain '{other}' is already defined with uuid {uuid}"),
+            ));
+        }
+        let memory_mb = dom.memory_kib().div_ceil(1024).max(4);
+        let cpus = dom.current_vcpus().max(1);
         let (maj, min, _) = self.version;
         let m = self
             .api
             .create_machine((maj, min), &name, &os_type, &format!("UUID={uuid}"))
             .map_err(|e| api_err(op, e))?;
+        self.settings(op, &m, memory_mb, cpus, &description, None)?;
+        self.api.save_settings(&m).map_err(|e| api_err(op, e))?;
+        self.api.register(&m).map_err(|e| api_err(op, e))?;
+        let machine = self.machine(&m, None).map_err(|e| api_err(op, e))?;
+        self.emit(&machine, event::DEFINED, 0);
+        Ok(machine)
+    }
+
+    /// `IMachine_setAutostartEnabled` through the session machine: a `Write` lock on a
+    /// machine that is off, a `Shared` one on a running machine.
+    fn set_autostart_enabled(&self, u: Uuid, on: bool) -> Result<(), PluginError> {
+        let op = "virDomainSetAutostart";
+        let _g = self.write_guard(op)?;
+        let m = self.by_uuid(op, u)?;
+        let lock = if active(m.state) { "Shared" } else { "Write" };
+        self.api.lock(&m.mref, lock).map_err(|e| api_err(op, e))?;
+        let r = self
+            .api
+            .session_machine()
+            .and_then(|sm| {
+                self.api.set(
+                    &sm,
+                    "IMachine_setAutostartEnabled",
+                    "autostartEnabled",
+                    if on { "true" } else { "false" },
+                )?;
+                self.api.save_settings(&sm)
+            })
+            .map_err(|e| api_err(op, e));
+        let unlocked = self.api.unlock().map_err(|e| api_err(op, e));
+        r?;
+        unlocked
+    }
+
+    /// Sets memory, CPUs, description (and the OS type) of a mutable machine.
+    fn settings(
+        &self,
+        op: &str,
+        m: &str,
+        memory_mb: u64,
+        cpus: u32,
+        description: &str,
+        os_type: Option<&str>,
+    ) -> Result<(), PluginError> {
         let set = |method: &str, param: &'static str, v: &str| {
             self.api
-                .set(&m, method, param, v)
+                .set(m, method, param, v)
                 .map_err(|e| api_err(op, e))
         };
         set(
@@ -495,14 +571,13 @@ impl VboxConnection {
             &memory_mb.to_string(),
         )?;
         set("IMachine_setCPUCount", "CPUCount", &cpus.to_string())?;
-        if let Some(d) = dom.description().filter(|d| !d.is_empty()) {
-            set("IMachine_setDescription", "description", &d)?;
+        if let Some(t) = os_type {
+            set("IMachine_setOSTypeId", "OSTypeId", t)?;
         }
-        self.api.save_settings(&m).map_err(|e| api_err(op, e))?;
-        self.api.register(&m).map_err(|e| api_err(op, e))?;
-        let machine = self.machine(&m, None).map_err(|e| api_err(op, e))?;
-        self.emit(&machine, event::DEFINED, 0);
-        Ok(machine)
+        if os_type.is_some() || !description.is_empty() {
+            set("IMachine_setDescription", "description", description)?;
+        }
+        Ok(())
     }
 
     fn undefine(&self, u: Uuid) -> Result<(), PluginError> {
@@ -646,7 +721,26 @@ impl DriverConnection for VboxConnection {
     }
 
     fn node_get_info(&self) -> PResult<NodeInfo> {
-        RResult::RErr(no_support("virNodeGetInfo"))
+        let op = "virNodeGetInfo";
+        let r = (|| {
+            let h = self.api.host()?;
+            let mem = self.api.host_num(&h, "IHost_getMemorySize")?;
+            let online = self.api.host_num(&h, "IHost_getProcessorOnlineCount")?;
+            let cores = self.api.host_num(&h, "IHost_getProcessorCoreCount")?.max(1);
+            let count = self.api.host_num(&h, "IHost_getProcessorCount")?;
+            let mhz = self.api.host_cpu_speed(&h)?;
+            Ok(NodeInfo {
+                model: "x86_64".into(),
+                memory_kib: mem * 1024,
+                cpus: online as u32,
+                mhz,
+                nodes: 1,
+                sockets: 1,
+                cores: cores as u32,
+                threads: (count / cores).max(1) as u32,
+            })
+        })();
+        res(r.map_err(|e| api_err(op, e)))
     }
 
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
@@ -715,9 +809,21 @@ impl DriverConnection for VboxConnection {
         res(self.start(uuid).map(|m| m.reference()))
     }
 
-    fn create_xml(&self, _xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
-        // VirtualBox has no transient machines
-        RResult::RErr(no_support("virDomainCreateXML"))
+    fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        checked!("virDomainCreateXML", flags, 0);
+        // VirtualBox has no transient machines: as libvirt's vbox driver, define and start,
+        // and undefine again where the start fails
+        let r = (|| {
+            if self.read_only {
+                return Err(read_only_denied("virDomainCreateXML"));
+            }
+            let m = self.define(xml.as_str())?;
+            let u = to_abi_uuid(m.uuid);
+            self.start(u).inspect_err(|_| {
+                let _ = VboxConnection::undefine(self, u);
+            })
+        })();
+        res(r.map(|m| m.reference()))
     }
 
     fn destroy(&self, uuid: Uuid, flags: u32) -> PResult<()> {
@@ -813,11 +919,17 @@ impl DriverConnection for VboxConnection {
     }
 
     fn get_autostart(&self, uuid: Uuid) -> PResult<bool> {
-        res(self.by_uuid("virDomainGetAutostart", uuid).map(|_| false))
+        let op = "virDomainGetAutostart";
+        res(self.by_uuid(op, uuid).and_then(|m| {
+            self.api
+                .get("IMachine_getAutostartEnabled", &m.mref)
+                .map(|v| v == "true" || v == "1")
+                .map_err(|e| api_err(op, e))
+        }))
     }
 
-    fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
-        RResult::RErr(no_support("virDomainSetAutostart"))
+    fn set_autostart(&self, uuid: Uuid, autostart: bool) -> PResult<()> {
+        res(self.set_autostart_enabled(uuid, autostart))
     }
 
     fn get_vcpus_flags(&self, uuid: Uuid, flags: u32) -> PResult<i32> {

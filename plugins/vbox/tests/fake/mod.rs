@@ -42,6 +42,7 @@ pub struct VM {
     pub description: String,
     pub registered: bool,
     pub saved: bool,
+    pub autostart: bool,
 }
 
 impl VM {
@@ -56,6 +57,7 @@ impl VM {
             description: String::new(),
             registered: true,
             saved: true,
+            autostart: false,
         }
     }
 }
@@ -65,8 +67,14 @@ enum Obj {
     VirtualBox,
     Session,
     Machine(String),
+    /// The mutable machine of a session's `Write` lock.
+    SessionMachine(String),
     Console(String),
-    Progress { code: u32, text: String },
+    Host,
+    Progress {
+        code: u32,
+        text: String,
+    },
     ErrorInfo(String),
 }
 
@@ -75,7 +83,8 @@ impl Obj {
         match self {
             Obj::VirtualBox => "IVirtualBox",
             Obj::Session => "ISession",
-            Obj::Machine(_) => "IMachine",
+            Obj::Machine(_) | Obj::SessionMachine(_) => "IMachine",
+            Obj::Host => "IHost",
             Obj::Console(_) => "IConsole",
             Obj::Progress { .. } => "IProgress",
             Obj::ErrorInfo(_) => "IVirtualBoxErrorInfo",
@@ -88,6 +97,8 @@ struct Websession {
     objects: Vec<Obj>,
     /// The machine the session object holds locked.
     locked: Option<String>,
+    /// Whether that lock is a `Write` lock (settings may change).
+    write: bool,
 }
 
 #[derive(Debug, Default)]
@@ -361,7 +372,18 @@ fn signature(
         "IWebsessionManager_getSessionObject" | "IWebsessionManager_logoff" => {
             (None, vec!["refIVirtualBox"])
         }
-        "IVirtualBox_getVersion" | "IVirtualBox_getMachines" => (Some("IVirtualBox"), none),
+        "IVirtualBox_getVersion" | "IVirtualBox_getMachines" | "IVirtualBox_getHost" => {
+            (Some("IVirtualBox"), none)
+        }
+        "IHost_getMemorySize"
+        | "IHost_getProcessorOnlineCount"
+        | "IHost_getProcessorCoreCount"
+        | "IHost_getProcessorCount" => (Some("IHost"), none),
+        "IHost_getProcessorSpeed" => (Some("IHost"), vec!["cpuId"]),
+        "ISession_getMachine" => (Some("ISession"), none),
+        "IMachine_setOSTypeId" => (Some("IMachine"), vec!["OSTypeId"]),
+        "IMachine_getAutostartEnabled" => (Some("IMachine"), none),
+        "IMachine_setAutostartEnabled" => (Some("IMachine"), vec!["autostartEnabled"]),
         "IVirtualBox_findMachine" => (Some("IVirtualBox"), vec!["nameOrId"]),
         "IVirtualBox_registerMachine" => (Some("IVirtualBox"), vec!["machine"]),
         "IVirtualBox_createMachine" => {
@@ -730,6 +752,7 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 description: String::new(),
                 registered: false,
                 saved: false,
+                autostart: false,
             });
             ok(vec![mkref(s, sid, Obj::Machine(uuid))])
         }
@@ -758,7 +781,7 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
             s.vms[i].registered = true;
             ok(vec![])
         }
-        (Obj::Machine(u), _) => {
+        (Obj::Machine(u), _) | (Obj::SessionMachine(u), _) => {
             let Some(i) = vm_index(s, u) else {
                 return fault(
                     VBOX_E_OBJECT_NOT_FOUND,
@@ -766,8 +789,14 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 );
             };
             let v = s.vms[i].clone();
-            // a new machine is mutable until it is registered
-            let mutable = !v.registered;
+            // a new machine is mutable until it is registered; a registered one through
+            // the session machine of a Write lock while it is not running
+            let ws = &s.sessions[&sid];
+            let mutable = !v.registered
+                || (matches!(obj, Obj::SessionMachine(_))
+                    && ws.locked.as_deref() == Some(u.as_str())
+                    && ws.write
+                    && is_off(&v.state));
             match method.as_str() {
                 "IMachine_getName" => ok(vec![v.name]),
                 "IMachine_getId" => ok(vec![v.uuid]),
@@ -776,7 +805,27 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 "IMachine_getCPUCount" => ok(vec![v.cpus.to_string()]),
                 "IMachine_getOSTypeId" => ok(vec![v.os_type]),
                 "IMachine_getDescription" => ok(vec![v.description]),
-                "IMachine_setMemorySize" | "IMachine_setCPUCount" | "IMachine_setDescription" => {
+                "IMachine_getAutostartEnabled" => ok(vec![v.autostart.to_string()]),
+                "IMachine_setAutostartEnabled" => {
+                    // a setting a running machine may change through a Shared lock
+                    if !matches!(obj, Obj::SessionMachine(_))
+                        || ws.locked.as_deref() != Some(u.as_str())
+                    {
+                        return fault(VBOX_E_INVALID_VM_STATE, "The machine is not mutable".into());
+                    }
+                    let on = match arg("autostartEnabled").as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        x => return fault(E_INVALIDARG, format!("not a boolean: '{x}'")),
+                    };
+                    s.vms[i].autostart = on;
+                    s.vms[i].saved = false;
+                    ok(vec![])
+                }
+                "IMachine_setMemorySize"
+                | "IMachine_setCPUCount"
+                | "IMachine_setDescription"
+                | "IMachine_setOSTypeId" => {
                     if !mutable {
                         return fault(
                             VBOX_E_INVALID_VM_STATE,
@@ -803,13 +852,14 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                                 );
                             }
                         },
+                        "IMachine_setOSTypeId" => m.os_type = arg("OSTypeId"),
                         _ => m.description = arg("description"),
                     }
                     m.saved = false;
                     ok(vec![])
                 }
                 "IMachine_saveSettings" => {
-                    if !mutable {
+                    if !mutable && !matches!(obj, Obj::SessionMachine(_)) {
                         return fault(VBOX_E_INVALID_VM_STATE, "The machine is not mutable".into());
                     }
                     s.vms[i].saved = true;
@@ -829,6 +879,13 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                             format!("Invalid lock type '{}'", arg("lockType")),
                         );
                     }
+                    let write = arg("lockType") == "Write";
+                    if write && !is_off(&v.state) {
+                        return fault(
+                            VBOX_E_INVALID_OBJECT_STATE,
+                            format!("The machine '{}' is already locked by a session", v.name),
+                        );
+                    }
                     let ws = s.sessions.get_mut(&sid).unwrap();
                     if ws.locked.is_some() {
                         return fault(
@@ -837,6 +894,7 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                         );
                     }
                     ws.locked = Some(u.clone());
+                    ws.write = write;
                     ok(vec![])
                 }
                 "IMachine_launchVMProcess" => {
@@ -950,8 +1008,27 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 ),
             }
         }
+        (Obj::Session, "ISession_getMachine") => match s.sessions[&sid].locked.clone() {
+            Some(u) => ok(vec![mkref(s, sid, Obj::SessionMachine(u))]),
+            None => fault(
+                VBOX_E_INVALID_SESSION_STATE,
+                "The session is not locked (session state: Unlocked)".into(),
+            ),
+        },
+        (Obj::VirtualBox, "IVirtualBox_getHost") => ok(vec![mkref(s, sid, Obj::Host)]),
+        (Obj::Host, _) => match method.as_str() {
+            "IHost_getMemorySize" => ok(vec!["15872".into()]),
+            "IHost_getProcessorOnlineCount" | "IHost_getProcessorCount" => ok(vec!["8".into()]),
+            "IHost_getProcessorCoreCount" => ok(vec!["4".into()]),
+            "IHost_getProcessorSpeed" => match arg("cpuId").parse::<u32>() {
+                Ok(n) if n < 8 => ok(vec!["2400".into()]),
+                _ => fault(E_INVALIDARG, format!("Invalid CPU id {}", arg("cpuId"))),
+            },
+            _ => Err(violation(s, format!("{method} on an IHost"))),
+        },
         (Obj::Session, "ISession_unlockMachine") => {
             let ws = s.sessions.get_mut(&sid).unwrap();
+            ws.write = false;
             if ws.locked.take().is_none() {
                 return fault(
                     VBOX_E_INVALID_SESSION_STATE,
