@@ -62,6 +62,11 @@ pub struct Api {
     last_call: Mutex<Instant>,
 }
 
+/// A text argument.
+pub fn arg(name: &'static str, v: impl Into<String>) -> Arg<'static> {
+    s(name, v)
+}
+
 fn s(name: &'static str, v: impl Into<String>) -> Arg<'static> {
     Arg::Text(name, v.into())
 }
@@ -126,6 +131,11 @@ impl Api {
         }
     }
 
+    /// The current `IVirtualBox` reference.
+    pub fn vbox_ref(&self) -> String {
+        self.vbox()
+    }
+
     fn vbox(&self) -> String {
         self.refs
             .lock()
@@ -178,7 +188,7 @@ impl Api {
         returnval(method, &n)
     }
 
-    fn get_num<T: std::str::FromStr>(&self, method: &str, this: &str) -> Result<T, ApiError> {
+    pub fn get_num<T: std::str::FromStr>(&self, method: &str, this: &str) -> Result<T, ApiError> {
         let v = self.get(method, this)?;
         v.parse().map_err(|_| ApiError {
             method: method.into(),

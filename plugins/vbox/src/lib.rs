@@ -23,7 +23,12 @@
 //!   `flags`, the OS type from the domain's metadata or `Other`/`Other_64`), sets memory,
 //!   CPUs and description, saves and registers it. Defining a machine that exists (same
 //!   name and UUID) changes its settings through the session machine of a `Write` lock.
-//!   Disks and NICs are not converted yet: a domain with devices is refused naming them.
+//!   Disks (file-backed hard disks and CD-ROMs on IDE, SATA or SCSI) and interfaces (NAT,
+//!   bridged, host-only, internal; [`devices`]) are attached after registration, in a
+//!   `Write` lock (`addStorageController`, `IVirtualBox_openMedium`, `attachDevice`, the
+//!   `INetworkAdapter` setters); a machine whose attachment fails is removed again. Other
+//!   devices are refused naming the element; the devices of an existing machine do not
+//!   change.
 //!   **Undefine** is `IMachine_unregister` (`DetachAllReturnNone`) and
 //!   `IMachine_deleteConfig`. **XML** is built from the machine's settings.
 //! * **CreateXML**: VirtualBox has no transient machines; as libvirt's vbox driver, the
@@ -33,6 +38,7 @@
 //!   60 s idle an operation probes the websession and logs on again.
 
 pub mod api;
+pub mod devices;
 pub mod soap;
 pub mod uri;
 
@@ -442,15 +448,8 @@ impl VboxConnection {
         if name.is_empty() {
             return Err(err(ErrorCode::XmlError, "domain/name: missing"));
         }
-        if let Some(d) = dom.devices().next() {
-            return Err(err(
-                ErrorCode::ConfigUnsupported,
-                format!(
-                    "domain/devices/{}: the vbox driver does not convert devices yet (disks, interfaces and the rest are attached in VirtualBox)",
-                    d.name()
-                ),
-            ));
-        }
+        let (disks, nics) = devices::from_domain(dom.element().child("devices"))
+            .map_err(|e| err(ErrorCode::ConfigUnsupported, e.to_string()))?;
         let uuid = dom.uuid();
         let os_type = dom
             .metadata_for(METADATA_NS)
@@ -485,8 +484,16 @@ impl VboxConnection {
                     ),
                 ));
             }
-            // the same machine: its settings change, in a Write lock
+            // the same machine: its settings change, in a Write lock; its devices stay
             let m = self.machine(&r, None).map_err(|e| api_err(op, e))?;
+            if self.read_devices(op, &r)? != (disks, nics) {
+                return Err(err(
+                    ErrorCode::ConfigUnsupported,
+                    format!(
+                        "domain/devices: the vbox driver does not change the disks or interfaces of the existing machine '{name}'"
+                    ),
+                ));
+            }
             self.api.lock(&r, "Write").map_err(|e| api_err(op, e))?;
             let changed = self
                 .api
@@ -519,6 +526,34 @@ impl VboxConnection {
         self.settings(op, &m, memory_mb, cpus, &description, None)?;
         self.api.save_settings(&m).map_err(|e| api_err(op, e))?;
         self.api.register(&m).map_err(|e| api_err(op, e))?;
+        if !disks.is_empty() || !nics.is_empty() {
+            // media and adapters change on a registered machine, in a Write lock
+            let attached = self
+                .api
+                .lock(&m, "Write")
+                .map_err(|e| api_err(op, e))
+                .and_then(|()| {
+                    let r = self
+                        .api
+                        .session_machine()
+                        .map_err(|e| api_err(op, e))
+                        .and_then(|sm| {
+                            self.attach(op, &sm, &disks, &nics)?;
+                            self.api.save_settings(&sm).map_err(|e| api_err(op, e))
+                        });
+                    let u = self.api.unlock().map_err(|e| api_err(op, e));
+                    r.and(u)
+                });
+            if let Err(e) = attached {
+                // no half-made machine stays behind
+                if self.api.unregister(&m, "DetachAllReturnNone").is_ok()
+                    && let Ok(p) = self.api.delete_config(&m, Vec::new())
+                {
+                    let _ = self.api.wait(&p);
+                }
+                return Err(e);
+            }
+        }
         let machine = self.machine(&m, None).map_err(|e| api_err(op, e))?;
         self.emit(&machine, event::DEFINED, 0);
         Ok(machine)
@@ -548,6 +583,190 @@ impl VboxConnection {
         let unlocked = self.api.unlock().map_err(|e| api_err(op, e));
         r?;
         unlocked
+    }
+
+    /// Adds the controllers, media and adapters to the session machine `sm`.
+    fn attach(
+        &self,
+        op: &str,
+        sm: &str,
+        disks: &[devices::Disk],
+        nics: &[devices::Nic],
+    ) -> Result<(), PluginError> {
+        use api::arg;
+        let call = |m: &str, this: &str, args: &[soap::Arg<'_>]| {
+            self.api.call(m, this, args).map_err(|e| api_err(op, e))
+        };
+        let ret = |n: soap::Node| n.text_of("returnval").unwrap_or("").to_string();
+        let mut buses: Vec<devices::Bus> = Vec::new();
+        for d in disks {
+            if !buses.contains(&d.bus) {
+                buses.push(d.bus);
+                call(
+                    "IMachine_addStorageController",
+                    sm,
+                    &[
+                        arg("name", d.bus.controller()),
+                        arg("connectionType", d.bus.vbox()),
+                    ],
+                )?;
+            }
+            let medium = ret(call(
+                "IVirtualBox_openMedium",
+                &self.api.vbox_ref(),
+                &[
+                    arg("location", d.location.clone()),
+                    arg("deviceType", d.kind),
+                    arg(
+                        "accessMode",
+                        if d.kind == "DVD" {
+                            "ReadOnly"
+                        } else {
+                            "ReadWrite"
+                        },
+                    ),
+                    arg("forceNewUuid", "false"),
+                ],
+            )?);
+            call(
+                "IMachine_attachDevice",
+                sm,
+                &[
+                    arg("name", d.bus.controller()),
+                    arg("controllerPort", d.port.to_string()),
+                    arg("device", d.device.to_string()),
+                    arg("type", d.kind),
+                    arg("medium", medium),
+                ],
+            )?;
+        }
+        for (slot, n) in nics.iter().enumerate() {
+            let a = ret(call(
+                "IMachine_getNetworkAdapter",
+                sm,
+                &[arg("slot", slot.to_string())],
+            )?);
+            call("INetworkAdapter_setEnabled", &a, &[arg("enabled", "true")])?;
+            call(
+                "INetworkAdapter_setAttachmentType",
+                &a,
+                &[arg("attachmentType", n.attachment.clone())],
+            )?;
+            let source = match n.attachment.as_str() {
+                "Bridged" => Some(("INetworkAdapter_setBridgedInterface", "bridgedInterface")),
+                "HostOnly" => Some(("INetworkAdapter_setHostOnlyInterface", "hostOnlyInterface")),
+                "Internal" => Some(("INetworkAdapter_setInternalNetwork", "internalNetwork")),
+                _ => None,
+            };
+            if let Some((m, p)) = source {
+                call(m, &a, &[arg(p, n.source.clone())])?;
+            }
+            if !n.mac.is_empty() {
+                call(
+                    "INetworkAdapter_setMACAddress",
+                    &a,
+                    &[arg("MACAddress", n.mac.clone())],
+                )?;
+            }
+            if !n.model.is_empty() {
+                call(
+                    "INetworkAdapter_setAdapterType",
+                    &a,
+                    &[arg("adapterType", n.model.clone())],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The media attachments and enabled adapters of machine `m`.
+    fn read_devices(
+        &self,
+        op: &str,
+        m: &str,
+    ) -> Result<(Vec<devices::Disk>, Vec<devices::Nic>), PluginError> {
+        use api::arg;
+        let e = |e| api_err(op, e);
+        let mut disks = Vec::new();
+        let atts = self
+            .api
+            .call("IMachine_getMediumAttachments", m, &[])
+            .map_err(e)?;
+        for a in atts.children_named("returnval") {
+            let medium = a.text_of("medium").unwrap_or("");
+            let kind = match a.text_of("type") {
+                Some("HardDisk") => "HardDisk",
+                Some("DVD") => "DVD",
+                _ => continue,
+            };
+            if medium.is_empty() {
+                continue;
+            }
+            let controller = a.text_of("controller").unwrap_or("").to_string();
+            let c = self
+                .api
+                .call(
+                    "IMachine_getStorageControllerByName",
+                    m,
+                    &[arg("name", controller)],
+                )
+                .map_err(e)?;
+            let c = c.text_of("returnval").unwrap_or("").to_string();
+            let bus = self.api.get("IStorageController_getBus", &c).map_err(e)?;
+            let Some(bus) = devices::Bus::from_vbox(&bus) else {
+                continue;
+            };
+            let num = |n: &str| a.text_of(n).and_then(|v| v.parse().ok()).unwrap_or(0);
+            disks.push(devices::Disk {
+                bus,
+                port: num("port"),
+                device: num("device"),
+                kind,
+                location: self.api.get("IMedium_getLocation", medium).map_err(e)?,
+            });
+        }
+        let mut nics = Vec::new();
+        for slot in 0..devices::NIC_SLOTS {
+            let n = self
+                .api
+                .call(
+                    "IMachine_getNetworkAdapter",
+                    m,
+                    &[arg("slot", slot.to_string())],
+                )
+                .map_err(e)?;
+            let a = n.text_of("returnval").unwrap_or("").to_string();
+            if self.api.get("INetworkAdapter_getEnabled", &a).map_err(e)? != "true" {
+                continue;
+            }
+            let attachment = self
+                .api
+                .get("INetworkAdapter_getAttachmentType", &a)
+                .map_err(e)?;
+            let getter = match attachment.as_str() {
+                "Bridged" => Some("INetworkAdapter_getBridgedInterface"),
+                "HostOnly" => Some("INetworkAdapter_getHostOnlyInterface"),
+                "Internal" => Some("INetworkAdapter_getInternalNetwork"),
+                _ => None,
+            };
+            let source = match getter {
+                Some(g) => self.api.get(g, &a).map_err(e)?,
+                None => String::new(),
+            };
+            nics.push(devices::Nic {
+                attachment,
+                source,
+                mac: self
+                    .api
+                    .get("INetworkAdapter_getMACAddress", &a)
+                    .map_err(e)?,
+                model: self
+                    .api
+                    .get("INetworkAdapter_getAdapterType", &a)
+                    .map_err(e)?,
+            });
+        }
+        Ok((disks, nics))
     }
 
     /// Sets memory, CPUs, description (and the OS type) of a mutable machine.
@@ -663,6 +882,18 @@ impl VboxConnection {
                 .with_text("hvm"),
         );
         d.push(o);
+        let (disks, nics) = self.read_devices(op, &m.mref)?;
+        let nics: Vec<Element> = nics.iter().filter_map(devices::nic_element).collect();
+        if !disks.is_empty() || !nics.is_empty() {
+            let mut devs = Element::new("devices");
+            for x in &disks {
+                devs.push(devices::disk_element(x));
+            }
+            for n in nics {
+                devs.push(n);
+            }
+            d.push(devs);
+        }
         Ok(d.to_xml_string())
     }
 }

@@ -382,13 +382,22 @@ fn define_uses_the_create_machine_parameters_of_6_1_and_7_1() {
 fn define_refuses_what_it_cannot_convert() {
     let f = Fake::start("7.0.14", None, vec![]);
     let (c, _) = open(&f);
-    let with_disk = DEFINE.replace(
-        "</os>",
-        "</os><devices><disk type='file' device='disk'><source file='/x.vdi'/><target dev='hda'/></disk></devices>",
-    );
-    let e = fails(c.define_xml(with_disk.as_str().into(), 0));
-    assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32);
-    assert!(e.message.contains("domain/devices/disk"), "{}", e.message);
+    for (devices, path) in [
+        ("<graphics type='vnc'/>", "domain/devices/graphics"),
+        (
+            "<disk type='file' device='disk'><source file='/x.vdi'/><target dev='hde'/></disk>",
+            "domain/devices/disk[1]/target/@dev",
+        ),
+        (
+            "<interface type='direct'><source dev='eth0'/></interface>",
+            "domain/devices/interface[1]/@type",
+        ),
+    ] {
+        let xml = DEFINE.replace("</os>", &format!("</os><devices>{devices}</devices>"));
+        let e = fails(c.define_xml(xml.as_str().into(), 0));
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+        assert!(e.message.starts_with(path), "{}", e.message);
+    }
     let e = fails(c.define_xml("<domain type='vbox'><name>x</name>".into(), 0));
     assert_eq!(e.code, ErrorCode::XmlError as i32);
     assert!(f.vms().is_empty());
@@ -712,5 +721,117 @@ fn autostart_through_the_session_machine() {
     assert!(f.vm("beta").unwrap().autostart);
     ok(c.set_autostart(uuid(U2), false));
     assert!(!ok(c.get_autostart(uuid(U2))));
+    clean(&f);
+}
+
+const DEVICES: &str = "<devices>\
+  <disk type='file' device='disk'><source file='/vms/eta/eta.vdi'/><target dev='sda' bus='sata'/></disk>\
+  <disk type='file' device='disk'><source file='/vms/eta/data.vdi'/><target dev='sdb' bus='sata'/></disk>\
+  <disk type='file' device='cdrom'><source file='/iso/debian.iso'/><target dev='hdc' bus='ide'/><readonly/></disk>\
+  <interface type='bridge'><mac address='08:00:27:12:34:56'/><source bridge='eth0'/><model type='virtio'/></interface>\
+  <interface type='user'><mac address='08:00:27:12:34:57'/><model type='82540EM'/></interface>\
+  <interface type='network'><mac address='08:00:27:12:34:58'/><source network='vboxnet0'/><model type='82540EM'/></interface>\
+</devices>";
+
+#[test]
+fn define_and_dumpxml_disks_and_interfaces() {
+    let f = Fake::start("7.0.14", None, vec![]);
+    let (c, _) = open(&f);
+    let xml = DEFINE
+        .replace("delta", "eta")
+        .replace("</os>", &format!("</os>{DEVICES}"));
+    let d = ok(c.define_xml(xml.as_str().into(), 0));
+    let vm = f.vm("eta").unwrap();
+    assert_eq!(
+        vm.controllers,
+        [
+            ("SATA Controller".to_string(), "SATA".to_string()),
+            ("IDE Controller".to_string(), "IDE".to_string())
+        ]
+    );
+    let atts: Vec<(&str, u32, u32, &str, &str)> = vm
+        .attachments
+        .iter()
+        .map(|a| {
+            (
+                a.controller.as_str(),
+                a.port,
+                a.device,
+                a.kind.as_str(),
+                a.location.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        atts,
+        [
+            ("SATA Controller", 0, 0, "HardDisk", "/vms/eta/eta.vdi"),
+            ("SATA Controller", 1, 0, "HardDisk", "/vms/eta/data.vdi"),
+            ("IDE Controller", 1, 0, "DVD", "/iso/debian.iso"),
+        ]
+    );
+    let nics: Vec<(bool, &str, &str, &str)> = vm.nics[..4]
+        .iter()
+        .map(|n| {
+            (
+                n.enabled,
+                n.attachment.as_str(),
+                n.mac.as_str(),
+                n.model.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nics,
+        [
+            (true, "Bridged", "080027123456", "Virtio"),
+            (true, "NAT", "080027123457", "I82540EM"),
+            (true, "HostOnly", "080027123458", "I82540EM"),
+            (false, "Null", "080027000000", "I82540EM"),
+        ]
+    );
+    assert_eq!(
+        (vm.nics[0].bridged.as_str(), vm.nics[2].host_only.as_str()),
+        ("eth0", "vboxnet0")
+    );
+    assert!(vm.saved && vm.registered);
+
+    // dumpxml shows the same devices, and the tck-style round trip holds
+    let x1 = ok(c.get_xml_desc(d.uuid, 2)).to_string();
+    let dom = rvirt_xml::Domain::parse(&x1).unwrap_or_else(|e| panic!("{e}\n{x1}"));
+    let disks: Vec<_> = dom.devices_of("disk").collect();
+    assert_eq!(disks.len(), 3, "{x1}");
+    for want in [
+        "file='/vms/eta/data.vdi'",
+        "dev='sdb'",
+        "dev='hdc'",
+        "device='cdrom'",
+        "bridge='eth0'",
+        "network='vboxnet0'",
+        "08:00:27:12:34:57",
+        "type='virtio'",
+    ] {
+        assert!(x1.contains(want), "{want} missing from {x1}");
+    }
+    ok(c.define_xml(x1.as_str().into(), 0));
+    assert_eq!(ok(c.get_xml_desc(d.uuid, 2)).to_string(), x1);
+    // devices of an existing machine do not change
+    let one_less = xml.replace("<disk type='file' device='disk'><source file='/vms/eta/data.vdi'/><target dev='sdb' bus='sata'/></disk>", "");
+    let e = fails(c.define_xml(one_less.as_str().into(), 0));
+    assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+    assert_eq!(f.vm("eta").unwrap().attachments.len(), 3);
+
+    // a medium VirtualBox cannot open: the error names the call, no machine stays behind
+    let bad = DEFINE
+        .replace("delta", "theta")
+        .replace("0d1e2f30", "3d1e2f30")
+        .replace("</os>", "</os><devices><disk type='file' device='disk'><source file='/missing/x.vdi'/><target dev='sda'/></disk></devices>");
+    let e = fails(c.define_xml(bad.as_str().into(), 0));
+    assert!(
+        e.message.contains("IVirtualBox_openMedium") && e.message.contains("/missing/x.vdi"),
+        "{}",
+        e.message
+    );
+    assert!(f.vm("theta").is_none(), "a half-defined machine stayed");
     clean(&f);
 }

@@ -27,6 +27,7 @@ pub const VBOX_E_VM_ERROR: u32 = 0x80BB_0003;
 pub const VBOX_E_FILE_ERROR: u32 = 0x80BB_0004;
 pub const VBOX_E_INVALID_OBJECT_STATE: u32 = 0x80BB_0007;
 pub const VBOX_E_INVALID_SESSION_STATE: u32 = 0x80BB_000B;
+pub const VBOX_E_OBJECT_IN_USE: u32 = 0x80BB_000C;
 pub const E_ACCESSDENIED: u32 = 0x8007_0005;
 pub const E_INVALIDARG: u32 = 0x8007_0057;
 
@@ -43,6 +44,46 @@ pub struct VM {
     pub registered: bool,
     pub saved: bool,
     pub autostart: bool,
+    /// Storage controllers: (name, bus).
+    pub controllers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+    pub nics: Vec<Nic>,
+}
+
+/// A medium attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub controller: String,
+    pub port: u32,
+    pub device: u32,
+    pub kind: String,
+    pub location: String,
+}
+
+/// A network adapter slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nic {
+    pub enabled: bool,
+    pub attachment: String,
+    pub bridged: String,
+    pub host_only: String,
+    pub internal: String,
+    pub mac: String,
+    pub model: String,
+}
+
+impl Default for Nic {
+    fn default() -> Nic {
+        Nic {
+            enabled: false,
+            attachment: "Null".into(),
+            bridged: String::new(),
+            host_only: String::new(),
+            internal: "intnet".into(),
+            mac: "080027000000".into(),
+            model: "I82540EM".into(),
+        }
+    }
 }
 
 impl VM {
@@ -58,6 +99,9 @@ impl VM {
             registered: true,
             saved: true,
             autostart: false,
+            controllers: Vec::new(),
+            attachments: Vec::new(),
+            nics: vec![Nic::default(); 8],
         }
     }
 }
@@ -71,6 +115,10 @@ enum Obj {
     SessionMachine(String),
     Console(String),
     Host,
+    Medium(String),
+    StorageController(String, String),
+    /// (machine, slot, through a session machine)
+    NetworkAdapter(String, usize, bool),
     Progress {
         code: u32,
         text: String,
@@ -85,6 +133,9 @@ impl Obj {
             Obj::Session => "ISession",
             Obj::Machine(_) | Obj::SessionMachine(_) => "IMachine",
             Obj::Host => "IHost",
+            Obj::Medium(_) => "IMedium",
+            Obj::StorageController(..) => "IStorageController",
+            Obj::NetworkAdapter(..) => "INetworkAdapter",
             Obj::Console(_) => "IConsole",
             Obj::Progress { .. } => "IProgress",
             Obj::ErrorInfo(_) => "IVirtualBoxErrorInfo",
@@ -383,6 +434,38 @@ fn signature(
         "ISession_getMachine" => (Some("ISession"), none),
         "IMachine_setOSTypeId" => (Some("IMachine"), vec!["OSTypeId"]),
         "IMachine_getAutostartEnabled" => (Some("IMachine"), none),
+        "IMachine_addStorageController" => (Some("IMachine"), vec!["name", "connectionType"]),
+        "IVirtualBox_openMedium" => (
+            Some("IVirtualBox"),
+            vec!["location", "deviceType", "accessMode", "forceNewUuid"],
+        ),
+        "IMachine_attachDevice" => (
+            Some("IMachine"),
+            vec!["name", "controllerPort", "device", "type", "medium"],
+        ),
+        "IMachine_getMediumAttachments" => (Some("IMachine"), none),
+        "IMachine_getStorageControllerByName" => (Some("IMachine"), vec!["name"]),
+        "IStorageController_getBus" => (Some("IStorageController"), none),
+        "IMedium_getLocation" => (Some("IMedium"), none),
+        "IMachine_getNetworkAdapter" => (Some("IMachine"), vec!["slot"]),
+        "INetworkAdapter_getEnabled"
+        | "INetworkAdapter_getAttachmentType"
+        | "INetworkAdapter_getBridgedInterface"
+        | "INetworkAdapter_getHostOnlyInterface"
+        | "INetworkAdapter_getInternalNetwork"
+        | "INetworkAdapter_getMACAddress"
+        | "INetworkAdapter_getAdapterType" => (Some("INetworkAdapter"), none),
+        "INetworkAdapter_setEnabled" => (Some("INetworkAdapter"), vec!["enabled"]),
+        "INetworkAdapter_setAttachmentType" => (Some("INetworkAdapter"), vec!["attachmentType"]),
+        "INetworkAdapter_setBridgedInterface" => {
+            (Some("INetworkAdapter"), vec!["bridgedInterface"])
+        }
+        "INetworkAdapter_setHostOnlyInterface" => {
+            (Some("INetworkAdapter"), vec!["hostOnlyInterface"])
+        }
+        "INetworkAdapter_setInternalNetwork" => (Some("INetworkAdapter"), vec!["internalNetwork"]),
+        "INetworkAdapter_setMACAddress" => (Some("INetworkAdapter"), vec!["MACAddress"]),
+        "INetworkAdapter_setAdapterType" => (Some("INetworkAdapter"), vec!["adapterType"]),
         "IMachine_setAutostartEnabled" => (Some("IMachine"), vec!["autostartEnabled"]),
         "IVirtualBox_findMachine" => (Some("IVirtualBox"), vec!["nameOrId"]),
         "IVirtualBox_registerMachine" => (Some("IVirtualBox"), vec!["machine"]),
@@ -481,6 +564,17 @@ fn client_fault(text: &str) -> String {
     envelope(&format!(
         "<SOAP-ENV:Fault><faultcode>SOAP-ENV:Client</faultcode><faultstring>{}</faultstring></SOAP-ENV:Fault>",
         escape(text)
+    ))
+}
+
+/// A response whose `returnval`s are structs (already written elements).
+fn struct_response(method: &str, values: &[String]) -> String {
+    let vals: String = values
+        .iter()
+        .map(|v| format!("<returnval>{v}</returnval>"))
+        .collect();
+    envelope(&format!(
+        "<vbox:{method}Response>{vals}</vbox:{method}Response>"
     ))
 }
 
@@ -753,6 +847,9 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 registered: false,
                 saved: false,
                 autostart: false,
+                controllers: Vec::new(),
+                attachments: Vec::new(),
+                nics: vec![Nic::default(); 8],
             });
             ok(vec![mkref(s, sid, Obj::Machine(uuid))])
         }
@@ -806,6 +903,134 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
                 "IMachine_getOSTypeId" => ok(vec![v.os_type]),
                 "IMachine_getDescription" => ok(vec![v.description]),
                 "IMachine_getAutostartEnabled" => ok(vec![v.autostart.to_string()]),
+                "IMachine_getMediumAttachments" => {
+                    let mut out = Vec::new();
+                    for a in &v.attachments {
+                        let m = mkref(s, sid, Obj::Medium(a.location.clone()));
+                        out.push(format!(
+                            "<medium>{m}</medium><controller>{}</controller><port>{}</port><device>{}</device><type>{}</type><passthrough>false</passthrough><temporaryEject>false</temporaryEject><isEjected>false</isEjected><nonRotational>false</nonRotational><discard>false</discard><hotPluggable>false</hotPluggable><bandwidthGroup></bandwidthGroup>",
+                            escape(&a.controller), a.port, a.device, a.kind
+                        ));
+                    }
+                    Ok(struct_response(&method, &out))
+                }
+                "IMachine_getStorageControllerByName" => {
+                    let n = arg("name");
+                    if !v.controllers.iter().any(|(c, _)| *c == n) {
+                        return fault(
+                            VBOX_E_OBJECT_NOT_FOUND,
+                            format!("Could not find a storage controller named '{n}'"),
+                        );
+                    }
+                    ok(vec![mkref(s, sid, Obj::StorageController(u.clone(), n))])
+                }
+                "IMachine_getNetworkAdapter" => match arg("slot").parse::<usize>() {
+                    Ok(n) if n < v.nics.len() => {
+                        let through = matches!(obj, Obj::SessionMachine(_));
+                        ok(vec![mkref(
+                            s,
+                            sid,
+                            Obj::NetworkAdapter(u.clone(), n, through),
+                        )])
+                    }
+                    _ => fault(
+                        E_INVALIDARG,
+                        format!("Invalid slot number: {}", arg("slot")),
+                    ),
+                },
+                "IMachine_addStorageController" | "IMachine_attachDevice" => {
+                    // media attach to a registered machine, through a Write lock
+                    if !(v.registered && mutable) {
+                        return fault(
+                            VBOX_E_INVALID_OBJECT_STATE,
+                            "The machine is not mutable or not registered".into(),
+                        );
+                    }
+                    if method == "IMachine_addStorageController" {
+                        let (n, bus) = (arg("name"), arg("connectionType"));
+                        if !matches!(
+                            bus.as_str(),
+                            "IDE"
+                                | "SATA"
+                                | "SCSI"
+                                | "SAS"
+                                | "Floppy"
+                                | "USB"
+                                | "PCIe"
+                                | "VirtioSCSI"
+                        ) {
+                            return fault(E_INVALIDARG, format!("Invalid connection type '{bus}'"));
+                        }
+                        if v.controllers.iter().any(|(c, _)| *c == n) {
+                            return fault(
+                                VBOX_E_OBJECT_IN_USE,
+                                format!("Storage controller named '{n}' already exists"),
+                            );
+                        }
+                        s.vms[i].controllers.push((n.clone(), bus));
+                        s.vms[i].saved = false;
+                        return ok(vec![mkref(s, sid, Obj::StorageController(u.clone(), n))]);
+                    }
+                    let n = arg("name");
+                    let Some((_, bus)) = v.controllers.iter().find(|(c, _)| *c == n) else {
+                        return fault(
+                            VBOX_E_OBJECT_NOT_FOUND,
+                            format!("Could not find a storage controller named '{n}'"),
+                        );
+                    };
+                    let (Ok(port), Ok(device)) = (
+                        arg("controllerPort").parse::<u32>(),
+                        arg("device").parse::<u32>(),
+                    ) else {
+                        return Err(violation(
+                            s,
+                            format!("{method}: port or device is not a number"),
+                        ));
+                    };
+                    let fits = match bus.as_str() {
+                        "IDE" => port < 2 && device < 2,
+                        "SATA" => port < 30 && device == 0,
+                        _ => port < 16 && device == 0,
+                    };
+                    if !fits {
+                        return fault(
+                            E_INVALIDARG,
+                            format!(
+                                "Invalid controller port {port} / device {device} for the {bus} controller '{n}'"
+                            ),
+                        );
+                    }
+                    if v.attachments
+                        .iter()
+                        .any(|a| a.controller == n && (a.port, a.device) == (port, device))
+                    {
+                        return fault(
+                            VBOX_E_OBJECT_IN_USE,
+                            format!(
+                                "Medium already attached to port {port}, device {device} of controller '{n}'"
+                            ),
+                        );
+                    }
+                    let mr = arg("medium");
+                    let Some((_, Obj::Medium(loc))) = resolve(s, &mr) else {
+                        s.violations
+                            .push(format!("{method}: medium '{mr}' is not a live IMedium"));
+                        return Err(invalid_object(&mr));
+                    };
+                    let kind = arg("type");
+                    if !matches!(kind.as_str(), "HardDisk" | "DVD" | "Floppy") {
+                        return fault(E_INVALIDARG, format!("Invalid device type '{kind}'"));
+                    }
+                    s.vms[i].attachments.push(Attachment {
+                        controller: n,
+                        port,
+                        device,
+                        kind,
+                        location: loc,
+                    });
+                    s.vms[i].saved = false;
+                    ok(vec![])
+                }
                 "IMachine_setAutostartEnabled" => {
                     // a setting a running machine may change through a Shared lock
                     if !matches!(obj, Obj::SessionMachine(_))
@@ -1016,6 +1241,119 @@ fn handle(s: &mut State, body: &str) -> Result<String, String> {
             ),
         },
         (Obj::VirtualBox, "IVirtualBox_getHost") => ok(vec![mkref(s, sid, Obj::Host)]),
+        (Obj::VirtualBox, "IVirtualBox_openMedium") => {
+            let loc = arg("location");
+            // the fake's file system: everything but /missing/ exists
+            if !loc.starts_with('/') || loc.starts_with("/missing/") {
+                return fault(
+                    VBOX_E_FILE_ERROR,
+                    format!("Could not find file for the medium '{loc}'"),
+                );
+            }
+            if !matches!(arg("deviceType").as_str(), "HardDisk" | "DVD" | "Floppy")
+                || !matches!(arg("accessMode").as_str(), "ReadOnly" | "ReadWrite")
+                || !matches!(arg("forceNewUuid").as_str(), "true" | "false" | "0" | "1")
+            {
+                return fault(
+                    E_INVALIDARG,
+                    "Invalid device type, access mode or flag".into(),
+                );
+            }
+            ok(vec![mkref(s, sid, Obj::Medium(loc))])
+        }
+        (Obj::Medium(loc), "IMedium_getLocation") => ok(vec![loc.clone()]),
+        (Obj::StorageController(u, n), "IStorageController_getBus") => {
+            let bus = vm_index(s, u).and_then(|i| {
+                s.vms[i]
+                    .controllers
+                    .iter()
+                    .find(|(c, _)| c == n)
+                    .map(|(_, b)| b.clone())
+            });
+            match bus {
+                Some(b) => ok(vec![b]),
+                None => fault(VBOX_E_OBJECT_NOT_FOUND, format!("controller '{n}' gone")),
+            }
+        }
+        (Obj::NetworkAdapter(u, slot, through), _) => {
+            let Some(i) = vm_index(s, u) else {
+                return fault(VBOX_E_OBJECT_NOT_FOUND, "machine gone".into());
+            };
+            let ws = &s.sessions[&sid];
+            let mutable = *through
+                && ws.locked.as_deref() == Some(u.as_str())
+                && ws.write
+                && s.vms[i].registered;
+            let n = s.vms[i].nics[*slot].clone();
+            if let Some(getter) = method.strip_prefix("INetworkAdapter_get") {
+                return ok(vec![match getter {
+                    "Enabled" => n.enabled.to_string(),
+                    "AttachmentType" => n.attachment,
+                    "BridgedInterface" => n.bridged,
+                    "HostOnlyInterface" => n.host_only,
+                    "InternalNetwork" => n.internal,
+                    "MACAddress" => n.mac,
+                    _ => n.model,
+                }]);
+            }
+            if !mutable {
+                return fault(
+                    VBOX_E_INVALID_VM_STATE,
+                    "The machine is not mutable (state is PoweredOff)".into(),
+                );
+            }
+            let value = children
+                .first()
+                .map(|c| c.text.trim().to_string())
+                .unwrap_or_default();
+            let nic = &mut s.vms[i].nics[*slot];
+            match method.as_str() {
+                "INetworkAdapter_setEnabled" => match value.as_str() {
+                    "true" | "1" => nic.enabled = true,
+                    "false" | "0" => nic.enabled = false,
+                    _ => return fault(E_INVALIDARG, format!("not a boolean: '{value}'")),
+                },
+                "INetworkAdapter_setAttachmentType" => {
+                    if !matches!(
+                        value.as_str(),
+                        "Null"
+                            | "NAT"
+                            | "Bridged"
+                            | "Internal"
+                            | "HostOnly"
+                            | "Generic"
+                            | "NATNetwork"
+                            | "Cloud"
+                    ) {
+                        return fault(E_INVALIDARG, format!("Invalid attachment type '{value}'"));
+                    }
+                    nic.attachment = value;
+                }
+                "INetworkAdapter_setBridgedInterface" => nic.bridged = value,
+                "INetworkAdapter_setHostOnlyInterface" => nic.host_only = value,
+                "INetworkAdapter_setInternalNetwork" => nic.internal = value,
+                "INetworkAdapter_setMACAddress" => {
+                    if value.len() != 12 || !value.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return fault(
+                            E_INVALIDARG,
+                            format!("Invalid MAC address format '{value}'"),
+                        );
+                    }
+                    nic.mac = value;
+                }
+                _ => {
+                    if !matches!(
+                        value.as_str(),
+                        "Am79C970A" | "Am79C973" | "I82540EM" | "I82543GC" | "I82545EM" | "Virtio"
+                    ) {
+                        return fault(E_INVALIDARG, format!("Invalid adapter type '{value}'"));
+                    }
+                    nic.model = value;
+                }
+            }
+            s.vms[i].saved = false;
+            ok(vec![])
+        }
         (Obj::Host, _) => match method.as_str() {
             "IHost_getMemorySize" => ok(vec!["15872".into()]),
             "IHost_getProcessorOnlineCount" | "IHost_getProcessorCount" => ok(vec!["8".into()]),
