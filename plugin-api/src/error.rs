@@ -48,6 +48,8 @@ pub enum ErrorCode {
     ConfigUnsupported = 67,
     /// VIR_ERR_OPERATION_TIMEOUT
     OperationTimeout = 68,
+    /// VIR_ERR_NO_DOMAIN_SNAPSHOT
+    NoDomainSnapshot = 72,
     /// VIR_ERR_OPERATION_UNSUPPORTED
     OperationUnsupported = 84,
 }

@@ -206,6 +206,52 @@ macro_rules! driver_connection_methods {
                     config: RStr<'_>,
                     flags: u32
                 ) -> PResult<RString> = "virConnectDomainXMLFromNative";
+                /// Set the domain's memory in KiB (`VIR_DOMAIN_AFFECT_LIVE` 1,
+                /// `VIR_DOMAIN_AFFECT_CONFIG` 2, `VIR_DOMAIN_MEM_MAXIMUM` 4: the maximum
+                /// instead of the current size). Since 1.7.
+                fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> =
+                    "virDomainSetMemoryFlags";
+                /// Set the number of vCPUs (`VIR_DOMAIN_AFFECT_LIVE` 1,
+                /// `VIR_DOMAIN_AFFECT_CONFIG` 2, `VIR_DOMAIN_VCPU_MAXIMUM` 4). Since 1.7.
+                fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> =
+                    "virDomainSetVcpusFlags";
+                /// Attach the device described by `xml` (a `<disk>`, `<interface>`, ...),
+                /// with `VIR_DOMAIN_AFFECT_*` flags. Since 1.7.
+                fn attach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainAttachDeviceFlags";
+                /// Detach the device `xml` describes. Since 1.7.
+                fn detach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainDetachDeviceFlags";
+                /// Create a snapshot from a `<domainsnapshot>` document; returns its name.
+                /// Since 1.7.
+                fn snapshot_create_xml(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<RString> =
+                    "virDomainSnapshotCreateXML";
+                /// The names of the domain's snapshots the `VIR_DOMAIN_SNAPSHOT_LIST_*` flags
+                /// select. Since 1.7.
+                fn snapshot_list(&self, uuid: Uuid, flags: u32) -> PResult<RVec<RString>> =
+                    "virDomainListAllSnapshots";
+                /// The names of a snapshot's children (`VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS`
+                /// 1: all descendants). Since 1.7.
+                fn snapshot_list_children(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RVec<RString>> =
+                    "virDomainSnapshotListAllChildren";
+                /// A snapshot's `<domainsnapshot>` document. Since 1.7.
+                fn snapshot_get_xml_desc(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> =
+                    "virDomainSnapshotGetXMLDesc";
+                /// The current snapshot's name (`VIR_ERR_NO_DOMAIN_SNAPSHOT` when there is
+                /// none). Since 1.7.
+                fn snapshot_current(&self, uuid: Uuid, flags: u32) -> PResult<RString> =
+                    "virDomainSnapshotCurrent";
+                /// A snapshot's parent's name (`VIR_ERR_NO_DOMAIN_SNAPSHOT` for a root).
+                /// Since 1.7.
+                fn snapshot_get_parent(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> =
+                    "virDomainSnapshotGetParent";
+                /// Revert the domain to a snapshot. Since 1.7.
+                fn snapshot_revert(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainRevertToSnapshot";
+                /// Delete a snapshot (`VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN` 1,
+                /// `_METADATA_ONLY` 2, `_CHILDREN_ONLY` 4). Since 1.7.
+                fn snapshot_delete(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainSnapshotDelete";
             }
         }
     };

@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5, v1_6},
+    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5, v1_6, v1_7},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -191,6 +191,7 @@ fn current_types_extend_every_frozen_layout() {
     fails.extend(extends("1.4 -> current", &host_closure!(v1_4 => api)));
     fails.extend(extends("1.5 -> current", &network_closure!(v1_5 => api)));
     fails.extend(extends("1.6 -> current", &network_closure!(v1_6 => api)));
+    fails.extend(extends("1.7 -> current", &network_closure!(v1_7 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -202,6 +203,7 @@ fn each_frozen_minor_extends_the_one_before() {
     fails.extend(extends("1.3 -> 1.4", &storage_closure!(v1_3 => v1_4)));
     fails.extend(extends("1.4 -> 1.5", &host_closure!(v1_4 => v1_5)));
     fails.extend(extends("1.5 -> 1.6", &network_closure!(v1_5 => v1_6)));
+    fails.extend(extends("1.6 -> 1.7", &network_closure!(v1_6 => v1_7)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -211,7 +213,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "6" => network_closure!(v1_6 => api),
+        "7" => network_closure!(v1_7 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -269,6 +271,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_4.rs", include_str!("../src/frozen/v1_4.rs")),
         ("v1_5.rs", include_str!("../src/frozen/v1_5.rs")),
         ("v1_6.rs", include_str!("../src/frozen/v1_6.rs")),
+        ("v1_7.rs", include_str!("../src/frozen/v1_7.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -308,7 +311,7 @@ fn an_older_minor_does_not_extend_a_newer_one() {
     .unwrap_err();
     assert!(
         e.iter()
-            .any(|l| l.contains("field count 32 expected, 27 found")),
+            .any(|l| l.contains("field count 44 expected, 27 found")),
         "{e:#?}"
     );
 }

@@ -256,6 +256,8 @@ mod guard {
         const GUEST_AGENT: u32 = 2;
         /// `VIR_DOMAIN_VCPU_GUEST`.
         const VCPU_GUEST: u32 = 8;
+        /// `VIR_DOMAIN_AFFECT_CONFIG`.
+        const AFFECT_CONFIG: u32 = 2;
         /// `VIR_NETWORK_UPDATE_AFFECT_CONFIG`.
         const NET_AFFECT_CONFIG: u32 = 2;
         let flags = || {
@@ -273,6 +275,26 @@ mod guard {
             P::DomainGetVcpusFlags => flags()
                 .filter(|f| f & VCPU_GUEST != 0)
                 .map(|_| "domain:write"),
+            // `@acl: domain:save:VIR_DOMAIN_AFFECT_CONFIG`
+            P::DomainSetMemoryFlags => xdr::from_bytes::<DomainSetMemoryFlagsArgs>(payload)
+                .ok()
+                .filter(|a| a.flags & AFFECT_CONFIG != 0)
+                .map(|_| "domain:save"),
+            P::DomainSetVcpusFlags => xdr::from_bytes::<DomainSetVcpusFlagsArgs>(payload)
+                .ok()
+                .filter(|a| a.flags & AFFECT_CONFIG != 0)
+                .map(|_| "domain:save"),
+            P::DomainAttachDeviceFlags | P::DomainDetachDeviceFlags => {
+                xdr::from_bytes::<DomainDeviceFlagsArgs>(payload)
+                    .ok()
+                    .filter(|a| a.flags & AFFECT_CONFIG != 0)
+                    .map(|_| "domain:save")
+            }
+            // `@acl: domain:read_secure:VIR_DOMAIN_SNAPSHOT_XML_SECURE`
+            P::DomainSnapshotGetXmlDesc => xdr::from_bytes::<DomainSnapshotFlagsArgs>(payload)
+                .ok()
+                .filter(|a| a.flags & 1 != 0)
+                .map(|_| "domain:read_secure"),
             // the guest agent as the source of addresses
             P::DomainInterfaceAddresses => xdr::from_bytes::<DomainInterfaceAddressesArgs>(payload)
                 .ok()
@@ -322,6 +344,10 @@ mod guard {
         Some(match target {
             Target::Connect => Obj::Connect,
             Target::DomainArg => Obj::domain(&prefix(payload)?),
+            Target::SnapshotArg => {
+                let snap: rvirt_wire::protocol::NonnullDomainSnapshot = prefix(payload)?;
+                Obj::domain(&snap.dom)
+            }
             Target::NetworkArg => Obj::network(&prefix(payload)?),
             Target::PortArg => Obj::port(&prefix(payload)?),
             Target::PoolArg => Obj::pool(&prefix(payload)?),

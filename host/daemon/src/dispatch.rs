@@ -98,6 +98,12 @@ fn read_only_refusal(procedure: P, payload: &[u8]) -> Option<Failure> {
     if procedure.access() != Access::ReadOnly {
         return denied(procedure.name());
     }
+    if procedure == P::DomainSnapshotGetXmlDesc
+        && let Ok(a) = xdr::from_bytes::<DomainSnapshotFlagsArgs>(payload)
+        && a.flags & XML_SECURE != 0
+    {
+        return denied("virDomainSnapshotGetXMLDesc with the secure flag");
+    }
     if procedure == P::DomainGetXmlDesc {
         // VIR_DOMAIN_XML_SECURE: the XML with passwords and keys, as libvirt refuses it
         // to read-only connections. Undecodable arguments fail later, in the call.
@@ -195,6 +201,44 @@ fn lookup(conn: &Connection, dom: &NonnullDomain) -> Result<Domain, Failure> {
         uuid: uuid::Uuid::from_bytes(dom.uuid),
         id: dom.id,
     }))
+}
+
+/// A snapshot handle named `name` of the domain the call named.
+fn snap_ret(name: String, dom: NonnullDomain) -> DomainSnapshotRet {
+    DomainSnapshotRet {
+        snap: protocol::NonnullDomainSnapshot { name, dom },
+    }
+}
+
+/// `virDomainListAllSnapshots`' answer: the handles when asked for, and their count.
+fn snap_list(names: Vec<String>, dom: &NonnullDomain, need_results: i32) -> DomainSnapshotListRet {
+    let ret = i32::try_from(names.len()).unwrap_or(i32::MAX);
+    let snapshots = if need_results != 0 {
+        names
+            .into_iter()
+            .map(|name| protocol::NonnullDomainSnapshot {
+                name,
+                dom: dom.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    DomainSnapshotListRet { snapshots, ret }
+}
+
+/// The first `maxnames` names (the old `*ListNames` calls); a negative count is libvirt's
+/// invalid-argument error.
+fn truncated(mut names: Vec<String>, maxnames: i32) -> Result<Vec<String>, Failure> {
+    let max = usize::try_from(maxnames).map_err(|_| {
+        err(
+            error_code::INVALID_ARG,
+            error_domain::RPC,
+            format!("maxnames must be positive, got {maxnames}"),
+        )
+    })?;
+    names.truncate(max);
+    Ok(names)
 }
 
 fn int(b: bool) -> i32 {
@@ -537,6 +581,165 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                     .get_vcpus_flags(a.flags)
                     .map_err(host_error)?,
             })
+        }),
+        // memory and vCPU counts, devices (plugin API 1.7); the flag-less calls are libvirt's
+        // live changes
+        P::DomainSetMemory => call::<procs::DomainSetMemory>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_memory_flags(a.memory, rvirt_host::AFFECT_LIVE)
+                .map_err(host_error)
+        }),
+        P::DomainSetMaxMemory => call::<procs::DomainSetMaxMemory>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_memory_flags(a.memory, rvirt_host::MEM_MAXIMUM)
+                .map_err(host_error)
+        }),
+        P::DomainSetMemoryFlags => call::<procs::DomainSetMemoryFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_memory_flags(a.memory, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainSetVcpus => call::<procs::DomainSetVcpus>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_vcpus_flags(a.nvcpus, rvirt_host::AFFECT_LIVE)
+                .map_err(host_error)
+        }),
+        P::DomainSetVcpusFlags => call::<procs::DomainSetVcpusFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_vcpus_flags(a.nvcpus, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainAttachDevice => call::<procs::DomainAttachDevice>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .attach_device(&a.xml, rvirt_host::AFFECT_LIVE)
+                .map_err(host_error)
+        }),
+        P::DomainAttachDeviceFlags => call::<procs::DomainAttachDeviceFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .attach_device(&a.xml, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainDetachDevice => call::<procs::DomainDetachDevice>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .detach_device(&a.xml, rvirt_host::AFFECT_LIVE)
+                .map_err(host_error)
+        }),
+        P::DomainDetachDeviceFlags => call::<procs::DomainDetachDeviceFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .detach_device(&a.xml, a.flags)
+                .map_err(host_error)
+        }),
+        // snapshots (plugin API 1.7)
+        P::DomainSnapshotCreateXml => call::<procs::DomainSnapshotCreateXml>(payload, |a| {
+            let name = lookup(c()?, &a.dom)?
+                .snapshot_create_xml(&a.xml_desc, a.flags)
+                .map_err(host_error)?;
+            Ok(snap_ret(name, a.dom))
+        }),
+        P::DomainSnapshotGetXmlDesc => call::<procs::DomainSnapshotGetXmlDesc>(payload, |a| {
+            let xml = lookup(c()?, &a.snap.dom)?
+                .snapshot_xml(&a.snap.name, a.flags)
+                .map_err(host_error)?;
+            Ok(DomainSnapshotGetXmlDescRet { xml })
+        }),
+        P::DomainSnapshotNum => call::<procs::DomainSnapshotNum>(payload, |a| {
+            let n = lookup(c()?, &a.dom)?
+                .list_snapshots(a.flags)
+                .map_err(host_error)?
+                .len();
+            Ok(NumRet {
+                num: i32::try_from(n).unwrap_or(i32::MAX),
+            })
+        }),
+        P::DomainSnapshotListNames => call::<procs::DomainSnapshotListNames>(payload, |a| {
+            let names = lookup(c()?, &a.dom)?
+                .list_snapshots(a.flags)
+                .map_err(host_error)?;
+            Ok(DomainSnapshotNamesRet {
+                names: truncated(names, a.maxnames)?,
+            })
+        }),
+        P::DomainListAllSnapshots => call::<procs::DomainListAllSnapshots>(payload, |a| {
+            let names = lookup(c()?, &a.dom)?
+                .list_snapshots(a.flags)
+                .map_err(host_error)?;
+            Ok(snap_list(names, &a.dom, a.need_results))
+        }),
+        P::DomainSnapshotLookupByName => call::<procs::DomainSnapshotLookupByName>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .snapshot_lookup(&a.name)
+                .map_err(host_error)?;
+            Ok(snap_ret(a.name, a.dom))
+        }),
+        P::DomainHasCurrentSnapshot => call::<procs::DomainHasCurrentSnapshot>(payload, |a| {
+            let has = lookup(c()?, &a.dom)?
+                .has_current_snapshot()
+                .map_err(host_error)?;
+            Ok(DomainHasCurrentSnapshotRet { result: int(has) })
+        }),
+        P::DomainSnapshotCurrent => call::<procs::DomainSnapshotCurrent>(payload, |a| {
+            let name = lookup(c()?, &a.dom)?
+                .snapshot_current(a.flags)
+                .map_err(host_error)?;
+            Ok(snap_ret(name, a.dom))
+        }),
+        P::DomainRevertToSnapshot => call::<procs::DomainRevertToSnapshot>(payload, |a| {
+            lookup(c()?, &a.snap.dom)?
+                .revert_to_snapshot(&a.snap.name, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainSnapshotDelete => call::<procs::DomainSnapshotDelete>(payload, |a| {
+            lookup(c()?, &a.snap.dom)?
+                .snapshot_delete(&a.snap.name, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainSnapshotGetParent => call::<procs::DomainSnapshotGetParent>(payload, |a| {
+            let name = lookup(c()?, &a.snap.dom)?
+                .snapshot_parent(&a.snap.name, a.flags)
+                .map_err(host_error)?;
+            Ok(snap_ret(name, a.snap.dom))
+        }),
+        P::DomainSnapshotNumChildren => call::<procs::DomainSnapshotNumChildren>(payload, |a| {
+            let n = lookup(c()?, &a.snap.dom)?
+                .snapshot_children(&a.snap.name, a.flags)
+                .map_err(host_error)?
+                .len();
+            Ok(NumRet {
+                num: i32::try_from(n).unwrap_or(i32::MAX),
+            })
+        }),
+        P::DomainSnapshotListChildrenNames => {
+            call::<procs::DomainSnapshotListChildrenNames>(payload, |a| {
+                let names = lookup(c()?, &a.snap.dom)?
+                    .snapshot_children(&a.snap.name, a.flags)
+                    .map_err(host_error)?;
+                Ok(DomainSnapshotNamesRet {
+                    names: truncated(names, a.maxnames)?,
+                })
+            })
+        }
+        P::DomainSnapshotListAllChildren => {
+            call::<procs::DomainSnapshotListAllChildren>(payload, |a| {
+                let names = lookup(c()?, &a.snapshot.dom)?
+                    .snapshot_children(&a.snapshot.name, a.flags)
+                    .map_err(host_error)?;
+                Ok(snap_list(names, &a.snapshot.dom, a.need_results))
+            })
+        }
+        P::DomainSnapshotIsCurrent => call::<procs::DomainSnapshotIsCurrent>(payload, |a| {
+            let current = lookup(c()?, &a.snap.dom)?
+                .snapshot_is_current(&a.snap.name)
+                .map_err(host_error)?;
+            Ok(DomainSnapshotIsCurrentRet {
+                current: int(current),
+            })
+        }),
+        P::DomainSnapshotHasMetadata => call::<procs::DomainSnapshotHasMetadata>(payload, |a| {
+            // every snapshot a plugin reports is one it keeps metadata for
+            lookup(c()?, &a.snap.dom)?
+                .snapshot_lookup(&a.snap.name)
+                .map_err(host_error)?;
+            Ok(DomainSnapshotHasMetadataRet { metadata: 1 })
         }),
         P::DomainGetSecurityLabel => call::<procs::DomainGetSecurityLabel>(payload, |_| {
             Ok(DomainGetSecurityLabelRet {

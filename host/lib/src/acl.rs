@@ -17,6 +17,8 @@ pub enum Target {
     Connect,
     /// The `remote_nonnull_*` the arguments start with.
     DomainArg,
+    /// The domain of the `remote_nonnull_domain_snapshot` the arguments start with.
+    SnapshotArg,
     NetworkArg,
     PortArg,
     PoolArg,
@@ -132,6 +134,31 @@ pub fn rule(p: P) -> Rule {
         | P::DomainGetSecurityLabel
         | P::DomainGetVcpusFlags
         | P::DomainInterfaceAddresses => r(DomainArg, &["domain:read"]),
+        // `@acl: domain:save` for the config flags is added by the caller
+        P::DomainSetMaxMemory
+        | P::DomainSetMemory
+        | P::DomainSetMemoryFlags
+        | P::DomainSetVcpus
+        | P::DomainSetVcpusFlags
+        | P::DomainAttachDevice
+        | P::DomainAttachDeviceFlags
+        | P::DomainDetachDevice
+        | P::DomainDetachDeviceFlags => r(DomainArg, &["domain:write"]),
+        P::DomainSnapshotCreateXml => r(DomainArg, &["domain:snapshot"]),
+        P::DomainSnapshotNum
+        | P::DomainSnapshotListNames
+        | P::DomainSnapshotLookupByName
+        | P::DomainHasCurrentSnapshot
+        | P::DomainSnapshotCurrent
+        | P::DomainListAllSnapshots => r(DomainArg, &["domain:read"]),
+        P::DomainSnapshotGetXmlDesc
+        | P::DomainSnapshotGetParent
+        | P::DomainSnapshotNumChildren
+        | P::DomainSnapshotListChildrenNames
+        | P::DomainSnapshotIsCurrent
+        | P::DomainSnapshotHasMetadata
+        | P::DomainSnapshotListAllChildren => r(SnapshotArg, &["domain:read"]),
+        P::DomainRevertToSnapshot | P::DomainSnapshotDelete => r(SnapshotArg, &["domain:snapshot"]),
         P::DomainMigratePrepare3 | P::DomainMigratePrepare3Params => r(
             MigrationXml,
             &["domain:migrate", "domain:start", "domain:write"],

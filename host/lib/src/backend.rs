@@ -43,6 +43,23 @@ pub trait Backend: Send + Sync {
     fn has_managed_save_image(&self, uuid: uuid::Uuid, flags: u32) -> Result<bool>;
     fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String>;
     fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String>;
+    fn set_memory_flags(&self, uuid: uuid::Uuid, kib: u64, flags: u32) -> Result<()>;
+    fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()>;
+    fn attach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()>;
+    fn detach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()>;
+    fn snapshot_create_xml(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<String>;
+    fn snapshot_list(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<String>>;
+    fn snapshot_list_children(
+        &self,
+        uuid: uuid::Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<Vec<String>>;
+    fn snapshot_get_xml_desc(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String>;
+    fn snapshot_current(&self, uuid: uuid::Uuid, flags: u32) -> Result<String>;
+    fn snapshot_get_parent(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String>;
+    fn snapshot_revert(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()>;
+    fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()>;
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

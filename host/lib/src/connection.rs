@@ -36,6 +36,29 @@ pub const XML_INACTIVE: u32 = 2;
 pub const START_PAUSED: u32 = 1;
 /// `VIR_DOMAIN_VCPU_MAXIMUM`
 pub const VCPU_MAXIMUM: u32 = 4;
+/// `VIR_DOMAIN_AFFECT_LIVE`: change the running domain.
+pub const AFFECT_LIVE: u32 = 1;
+/// `VIR_DOMAIN_AFFECT_CONFIG`: change the persistent definition.
+pub const AFFECT_CONFIG: u32 = 2;
+/// `VIR_DOMAIN_MEM_MAXIMUM`: `virDomainSetMemoryFlags` sets the maximum.
+pub const MEM_MAXIMUM: u32 = 4;
+/// `VIR_ERR_NO_DOMAIN_SNAPSHOT`.
+const NO_DOMAIN_SNAPSHOT: i32 = rvirt_plugin_api::ErrorCode::NoDomainSnapshot as i32;
+
+/// libvirt's error for a snapshot name a domain does not have.
+fn no_snapshot(name: &str) -> crate::Error {
+    crate::Error::Driver {
+        code: NO_DOMAIN_SNAPSHOT,
+        // VIR_FROM_DOMAIN_SNAPSHOT
+        domain: 35,
+        message: format!(
+            "Domain snapshot not found: no domain snapshot with matching name '{name}'"
+        ),
+    }
+}
+
+/// `VIR_DOMAIN_SNAPSHOT_XML_SECURE`: the snapshot's domain with its secrets.
+pub const SNAPSHOT_XML_SECURE: u32 = 1;
 /// `VIR_DOMAIN_XML_MIGRATABLE`
 const XML_MIGRATABLE: u32 = 8;
 
@@ -461,5 +484,148 @@ impl Domain {
     /// `virDomainGetMaxMemory`, KiB.
     pub fn get_max_memory(&self) -> Result<u64> {
         self.get_info().map(|i| i.max_mem_kib)
+    }
+
+    /// `domain:save` besides the procedure's permissions when `flags` change the
+    /// persistent definition (`@acl: domain:save:VIR_DOMAIN_AFFECT_CONFIG`).
+    fn config_perm(&self, flags: u32) -> Result<()> {
+        if flags & AFFECT_CONFIG != 0 {
+            self.conn
+                .acl
+                .require_perm("domain:save", dom_obj(&self.id))?;
+        }
+        Ok(())
+    }
+
+    /// `virDomainSetMemoryFlags`: KiB, with `AFFECT_LIVE`/`AFFECT_CONFIG`/`MEM_MAXIMUM`.
+    pub fn set_memory_flags(&self, kib: u64, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainSetMemoryFlags")?;
+        self.check(P::DomainSetMemoryFlags)?;
+        self.config_perm(flags)?;
+        self.b().set_memory_flags(self.id.uuid, kib, flags)
+    }
+
+    /// `virDomainSetVcpusFlags`, with `AFFECT_LIVE`/`AFFECT_CONFIG`/`VCPU_MAXIMUM`.
+    pub fn set_vcpus_flags(&self, nvcpus: u32, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainSetVcpusFlags")?;
+        self.check(P::DomainSetVcpusFlags)?;
+        self.config_perm(flags)?;
+        self.b().set_vcpus_flags(self.id.uuid, nvcpus, flags)
+    }
+
+    /// `virDomainAttachDeviceFlags`: the device `xml` describes.
+    pub fn attach_device(&self, xml: &str, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainAttachDeviceFlags")?;
+        self.check(P::DomainAttachDeviceFlags)?;
+        self.config_perm(flags)?;
+        self.b().attach_device(self.id.uuid, xml, flags)
+    }
+
+    /// `virDomainDetachDeviceFlags`: the device `xml` describes.
+    pub fn detach_device(&self, xml: &str, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainDetachDeviceFlags")?;
+        self.check(P::DomainDetachDeviceFlags)?;
+        self.config_perm(flags)?;
+        self.b().detach_device(self.id.uuid, xml, flags)
+    }
+
+    /// `virDomainSnapshotCreateXML`: a snapshot from a `<domainsnapshot>` document; its
+    /// name.
+    pub fn snapshot_create_xml(&self, xml: &str, flags: u32) -> Result<String> {
+        self.conn.writable("virDomainSnapshotCreateXML")?;
+        self.check(P::DomainSnapshotCreateXml)?;
+        self.b().snapshot_create_xml(self.id.uuid, xml, flags)
+    }
+
+    /// `virDomainListAllSnapshots`: the names the `VIR_DOMAIN_SNAPSHOT_LIST_*` flags select.
+    pub fn list_snapshots(&self, flags: u32) -> Result<Vec<String>> {
+        self.check(P::DomainListAllSnapshots)?;
+        self.b().snapshot_list(self.id.uuid, flags)
+    }
+
+    /// `virDomainSnapshotListAllChildren`: the names of a snapshot's children.
+    pub fn snapshot_children(&self, name: &str, flags: u32) -> Result<Vec<String>> {
+        self.check(P::DomainSnapshotListAllChildren)?;
+        self.b().snapshot_list_children(self.id.uuid, name, flags)
+    }
+
+    /// `virDomainSnapshotGetXMLDesc`. `SNAPSHOT_XML_SECURE` is refused on read-only
+    /// connections.
+    pub fn snapshot_xml(&self, name: &str, flags: u32) -> Result<String> {
+        if flags & SNAPSHOT_XML_SECURE != 0 {
+            self.conn
+                .writable("virDomainSnapshotGetXMLDesc with the secure flag")?;
+        }
+        self.check(P::DomainSnapshotGetXmlDesc)?;
+        if flags & SNAPSHOT_XML_SECURE != 0 {
+            self.conn
+                .acl
+                .require_perm("domain:read_secure", dom_obj(&self.id))?;
+        }
+        self.b().snapshot_get_xml_desc(self.id.uuid, name, flags)
+    }
+
+    /// `virDomainSnapshotCurrent`: the current snapshot's name (`VIR_ERR_NO_DOMAIN_SNAPSHOT`
+    /// when there is none).
+    pub fn snapshot_current(&self, flags: u32) -> Result<String> {
+        self.check(P::DomainSnapshotCurrent)?;
+        self.b().snapshot_current(self.id.uuid, flags)
+    }
+
+    /// `virDomainSnapshotGetParent` (`VIR_ERR_NO_DOMAIN_SNAPSHOT` for a root).
+    pub fn snapshot_parent(&self, name: &str, flags: u32) -> Result<String> {
+        self.check(P::DomainSnapshotGetParent)?;
+        self.b().snapshot_get_parent(self.id.uuid, name, flags)
+    }
+
+    /// `virDomainSnapshotLookupByName`: `Ok` when the snapshot exists, else
+    /// `VIR_ERR_NO_DOMAIN_SNAPSHOT`.
+    pub fn snapshot_lookup(&self, name: &str) -> Result<()> {
+        self.check(P::DomainSnapshotLookupByName)?;
+        if self
+            .b()
+            .snapshot_list(self.id.uuid, 0)?
+            .iter()
+            .any(|n| n == name)
+        {
+            Ok(())
+        } else {
+            Err(no_snapshot(name))
+        }
+    }
+
+    /// `virDomainHasCurrentSnapshot`.
+    pub fn has_current_snapshot(&self) -> Result<bool> {
+        self.check(P::DomainHasCurrentSnapshot)?;
+        match self.b().snapshot_current(self.id.uuid, 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == NO_DOMAIN_SNAPSHOT => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `virDomainSnapshotIsCurrent`.
+    pub fn snapshot_is_current(&self, name: &str) -> Result<bool> {
+        self.check(P::DomainSnapshotIsCurrent)?;
+        self.snapshot_lookup(name)?;
+        match self.b().snapshot_current(self.id.uuid, 0) {
+            Ok(current) => Ok(current == name),
+            Err(e) if e.code() == NO_DOMAIN_SNAPSHOT => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `virDomainRevertToSnapshot`.
+    pub fn revert_to_snapshot(&self, name: &str, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainRevertToSnapshot")?;
+        self.check(P::DomainRevertToSnapshot)?;
+        self.b().snapshot_revert(self.id.uuid, name, flags)
+    }
+
+    /// `virDomainSnapshotDelete`.
+    pub fn snapshot_delete(&self, name: &str, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainSnapshotDelete")?;
+        self.check(P::DomainSnapshotDelete)?;
+        self.b().snapshot_delete(self.id.uuid, name, flags)
     }
 }

@@ -48,7 +48,10 @@ pub mod storage_bind;
 mod types;
 pub mod uri;
 
-pub use connection::{Connection, Domain, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE};
+pub use connection::{
+    AFFECT_CONFIG, AFFECT_LIVE, Connection, Domain, MEM_MAXIMUM, SNAPSHOT_XML_SECURE, START_PAUSED,
+    VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE,
+};
 pub use error::{Error, Result};
 pub use network_api::NetworkService;
 pub use plugin::{

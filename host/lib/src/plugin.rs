@@ -900,6 +900,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             5 => header
                 .ensure_layout::<api::frozen::v1_5::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            6 => header
+                .ensure_layout::<api::frozen::v1_6::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -1321,6 +1324,85 @@ impl Backend for PluginBackend {
                 .domain_xml_from_native(RStr::from_str(format), RStr::from_str(config), flags)
         })
         .map(Into::into)
+    }
+    fn set_memory_flags(&self, uuid: uuid::Uuid, kib: u64, flags: u32) -> Result<()> {
+        self.call("virDomainSetMemoryFlags", || {
+            self.conn.set_memory_flags(abi_uuid(uuid), kib, flags)
+        })
+    }
+    fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()> {
+        self.call("virDomainSetVcpusFlags", || {
+            self.conn.set_vcpus_flags(abi_uuid(uuid), nvcpus, flags)
+        })
+    }
+    fn attach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()> {
+        self.call("virDomainAttachDeviceFlags", || {
+            self.conn
+                .attach_device_flags(abi_uuid(uuid), RStr::from_str(xml), flags)
+        })
+    }
+    fn detach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()> {
+        self.call("virDomainDetachDeviceFlags", || {
+            self.conn
+                .detach_device_flags(abi_uuid(uuid), RStr::from_str(xml), flags)
+        })
+    }
+    fn snapshot_create_xml(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<String> {
+        self.call("virDomainSnapshotCreateXML", || {
+            self.conn
+                .snapshot_create_xml(abi_uuid(uuid), RStr::from_str(xml), flags)
+        })
+        .map(Into::into)
+    }
+    fn snapshot_list(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<String>> {
+        self.call("virDomainListAllSnapshots", || {
+            self.conn.snapshot_list(abi_uuid(uuid), flags)
+        })
+        .map(|v| v.into_iter().map(Into::into).collect())
+    }
+    fn snapshot_list_children(
+        &self,
+        uuid: uuid::Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        self.call("virDomainSnapshotListAllChildren", || {
+            self.conn
+                .snapshot_list_children(abi_uuid(uuid), RStr::from_str(name), flags)
+        })
+        .map(|v| v.into_iter().map(Into::into).collect())
+    }
+    fn snapshot_get_xml_desc(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String> {
+        self.call("virDomainSnapshotGetXMLDesc", || {
+            self.conn
+                .snapshot_get_xml_desc(abi_uuid(uuid), RStr::from_str(name), flags)
+        })
+        .map(Into::into)
+    }
+    fn snapshot_current(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
+        self.call("virDomainSnapshotCurrent", || {
+            self.conn.snapshot_current(abi_uuid(uuid), flags)
+        })
+        .map(Into::into)
+    }
+    fn snapshot_get_parent(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String> {
+        self.call("virDomainSnapshotGetParent", || {
+            self.conn
+                .snapshot_get_parent(abi_uuid(uuid), RStr::from_str(name), flags)
+        })
+        .map(Into::into)
+    }
+    fn snapshot_revert(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
+        self.call("virDomainRevertToSnapshot", || {
+            self.conn
+                .snapshot_revert(abi_uuid(uuid), RStr::from_str(name), flags)
+        })
+    }
+    fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
+        self.call("virDomainSnapshotDelete", || {
+            self.conn
+                .snapshot_delete(abi_uuid(uuid), RStr::from_str(name), flags)
+        })
     }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;

@@ -407,6 +407,13 @@ fn handle(uuid: uuid::Uuid) -> NonnullDomain {
     }
 }
 
+fn snap_handle(uuid: uuid::Uuid, name: &str) -> protocol::NonnullDomainSnapshot {
+    protocol::NonnullDomainSnapshot {
+        name: name.to_string(),
+        dom: handle(uuid),
+    }
+}
+
 /// A connection to a daemon.
 pub struct RemoteBackend {
     link: Arc<Link>,
@@ -510,6 +517,18 @@ impl RemoteBackend {
 
     fn dom<P: Procedure<Args = DomainArgs>>(&self, uuid: uuid::Uuid) -> Result<P::Ret> {
         self.call::<P>(&DomainArgs { dom: handle(uuid) })
+    }
+
+    fn snap_flags<P: Procedure<Args = DomainSnapshotFlagsArgs>>(
+        &self,
+        uuid: uuid::Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<P::Ret> {
+        self.call::<P>(&DomainSnapshotFlagsArgs {
+            snap: snap_handle(uuid, name),
+            flags,
+        })
     }
 
     fn dom_flags<P: Procedure<Args = DomainFlagsArgs>>(
@@ -750,6 +769,103 @@ impl Backend for RemoteBackend {
         Ok(self
             .call::<procs::ConnectDomainXmlFromNative>(&args)?
             .domain_xml)
+    }
+
+    fn set_memory_flags(&self, uuid: uuid::Uuid, kib: u64, flags: u32) -> Result<()> {
+        self.call::<procs::DomainSetMemoryFlags>(&DomainSetMemoryFlagsArgs {
+            dom: handle(uuid),
+            memory: kib,
+            flags,
+        })
+    }
+
+    fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()> {
+        self.call::<procs::DomainSetVcpusFlags>(&DomainSetVcpusFlagsArgs {
+            dom: handle(uuid),
+            nvcpus,
+            flags,
+        })
+    }
+
+    fn attach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()> {
+        self.call::<procs::DomainAttachDeviceFlags>(&DomainDeviceFlagsArgs {
+            dom: handle(uuid),
+            xml: xml.to_string(),
+            flags,
+        })
+    }
+
+    fn detach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()> {
+        self.call::<procs::DomainDetachDeviceFlags>(&DomainDeviceFlagsArgs {
+            dom: handle(uuid),
+            xml: xml.to_string(),
+            flags,
+        })
+    }
+
+    fn snapshot_create_xml(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<String> {
+        let args = DomainSnapshotCreateXmlArgs {
+            dom: handle(uuid),
+            xml_desc: xml.to_string(),
+            flags,
+        };
+        Ok(self
+            .call::<procs::DomainSnapshotCreateXml>(&args)?
+            .snap
+            .name)
+    }
+
+    fn snapshot_list(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<String>> {
+        let args = DomainListAllSnapshotsArgs {
+            dom: handle(uuid),
+            need_results: 1,
+            flags,
+        };
+        let r = self.call::<procs::DomainListAllSnapshots>(&args)?;
+        Ok(r.snapshots.into_iter().map(|s| s.name).collect())
+    }
+
+    fn snapshot_list_children(
+        &self,
+        uuid: uuid::Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        let args = DomainSnapshotListAllChildrenArgs {
+            snapshot: snap_handle(uuid, name),
+            need_results: 1,
+            flags,
+        };
+        let r = self.call::<procs::DomainSnapshotListAllChildren>(&args)?;
+        Ok(r.snapshots.into_iter().map(|s| s.name).collect())
+    }
+
+    fn snapshot_get_xml_desc(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String> {
+        Ok(self
+            .snap_flags::<procs::DomainSnapshotGetXmlDesc>(uuid, name, flags)?
+            .xml)
+    }
+
+    fn snapshot_current(&self, uuid: uuid::Uuid, flags: u32) -> Result<String> {
+        Ok(self
+            .dom_flags::<procs::DomainSnapshotCurrent>(uuid, flags)?
+            .snap
+            .name)
+    }
+
+    fn snapshot_get_parent(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String> {
+        Ok(self
+            .snap_flags::<procs::DomainSnapshotGetParent>(uuid, name, flags)?
+            .snap
+            .name)
+    }
+
+    fn snapshot_revert(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
+        self.snap_flags::<procs::DomainRevertToSnapshot>(uuid, name, flags)
+    }
+
+    fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
+        self.snap_flags::<procs::DomainSnapshotDelete>(uuid, name, flags)
     }
 
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {

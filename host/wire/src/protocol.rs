@@ -51,6 +51,8 @@ pub const DOMAIN_INTERFACE_MAX: usize = 2048;
 pub const DOMAIN_IP_ADDR_MAX: usize = 2048;
 /// `REMOTE_NETWORK_DHCP_LEASES_MAX`: leases in one answer.
 pub const NETWORK_DHCP_LEASES_MAX: usize = 65_536;
+/// `REMOTE_DOMAIN_SNAPSHOT_LIST_MAX`: snapshot names and handles in one list.
+pub const DOMAIN_SNAPSHOT_LIST_MAX: usize = 16_384;
 /// `REMOTE_SECRET_LIST_MAX`: secret uuid strings and handles in one list.
 pub const SECRET_LIST_MAX: usize = 16_384;
 /// `REMOTE_SECRET_VALUE_MAX`: bytes of a secret value.
@@ -258,6 +260,13 @@ pub struct NonnullDomain {
     pub uuid: Uuid,
     /// -1 when the domain is not running.
     pub id: i32,
+}
+
+/// `remote_nonnull_domain_snapshot`: a snapshot is named within its domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct NonnullDomainSnapshot {
+    pub name: String,
+    pub dom: NonnullDomain,
 }
 
 impl Default for NonnullDomain {

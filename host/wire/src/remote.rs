@@ -114,8 +114,10 @@ macro_rules! xdr_structs {
     };
 }
 
+mod domain_mgmt;
 mod network;
 mod storage;
+pub use domain_mgmt::*;
 pub use network::*;
 pub use storage::*;
 
@@ -128,10 +130,12 @@ remote_procedures! {
     #[ro] ConnectGetVersion = 4: () => ConnectGetVersionRet;
     #[ro] NodeGetInfo = 6: () => NodeGetInfoRet;
     #[ro] ConnectGetCapabilities = 7: () => ConnectGetCapabilitiesRet;
+    DomainAttachDevice = 8: DomainDeviceArgs => ();
     DomainCreate = 9: DomainArgs => ();
     DomainCreateXml = 10: DomainCreateXmlArgs => DomainRet;
     DomainDefineXml = 11: DomainDefineXmlArgs => DomainRet;
     DomainDestroy = 12: DomainArgs => ();
+    DomainDetachDevice = 13: DomainDeviceArgs => ();
     #[ro] DomainGetXmlDesc = 14: DomainFlagsArgs => DomainGetXmlDescRet;
     #[ro] DomainGetAutostart = 15: DomainArgs => DomainGetAutostartRet;
     #[ro] DomainGetInfo = 16: DomainArgs => DomainGetInfoRet;
@@ -146,6 +150,9 @@ remote_procedures! {
     DomainReboot = 27: DomainFlagsArgs => ();
     DomainResume = 28: DomainArgs => ();
     DomainSetAutostart = 29: DomainSetAutostartArgs => ();
+    DomainSetMaxMemory = 30: DomainSetMemoryArgs => ();
+    DomainSetMemory = 31: DomainSetMemoryArgs => ();
+    DomainSetVcpus = 32: DomainSetVcpusArgs => ();
     DomainShutdown = 33: DomainArgs => ();
     DomainSuspend = 34: DomainArgs => ();
     DomainUndefine = 35: DomainArgs => ();
@@ -232,9 +239,22 @@ remote_procedures! {
     StorageVolWipe = 165: StorageVolFlagsArgs => ();
     #[ro] ConnectDomainEventRegisterAny = 167: ConnectDomainEventRegisterAnyArgs => ();
     #[ro] ConnectDomainEventDeregisterAny = 168: ConnectDomainEventRegisterAnyArgs => ();
+    DomainAttachDeviceFlags = 160: DomainDeviceFlagsArgs => ();
+    DomainDetachDeviceFlags = 161: DomainDeviceFlagsArgs => ();
     #[ro] DomainHasManagedSaveImage = 183: DomainFlagsArgs => DomainHasManagedSaveImageRet;
+    DomainSnapshotCreateXml = 185: DomainSnapshotCreateXmlArgs => DomainSnapshotRet;
+    #[ro] DomainSnapshotGetXmlDesc = 186: DomainSnapshotFlagsArgs => DomainSnapshotGetXmlDescRet;
+    #[ro] DomainSnapshotNum = 187: DomainFlagsArgs => NumRet;
+    #[ro] DomainSnapshotListNames = 188: DomainSnapshotListNamesArgs => DomainSnapshotNamesRet;
+    #[ro] DomainSnapshotLookupByName = 189: DomainSnapshotLookupByNameArgs => DomainSnapshotRet;
+    #[ro] DomainHasCurrentSnapshot = 190: DomainFlagsArgs => DomainHasCurrentSnapshotRet;
+    #[ro] DomainSnapshotCurrent = 191: DomainFlagsArgs => DomainSnapshotRet;
+    DomainRevertToSnapshot = 192: DomainSnapshotFlagsArgs => ();
+    DomainSnapshotDelete = 193: DomainSnapshotFlagsArgs => ();
     DomainCreateWithFlags = 196: DomainFlagsArgs => DomainRet;
+    DomainSetVcpusFlags = 199: DomainSetVcpusFlagsArgs => ();
     #[ro] DomainGetVcpusFlags = 200: DomainFlagsArgs => NumRet;
+    DomainSetMemoryFlags = 204: DomainSetMemoryFlagsArgs => ();
     // streams: upload writes the volume; download reads all of its bytes, which libvirt
     // refuses read-only as well
     StorageVolUpload = 208: StorageVolTransferArgs => ();
@@ -246,10 +266,17 @@ remote_procedures! {
     DomainMigratePrepare3Params = 303: DomainMigratePrepare3ParamsArgs => DomainMigratePrepare3Ret;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
+    #[ro] DomainSnapshotGetParent = 244: DomainSnapshotFlagsArgs => DomainSnapshotRet;
+    #[ro] DomainSnapshotNumChildren = 246: DomainSnapshotFlagsArgs => NumRet;
+    #[ro] DomainSnapshotListChildrenNames = 247: DomainSnapshotListChildrenNamesArgs => DomainSnapshotNamesRet;
     DomainShutdownFlags = 258: DomainFlagsArgs => ();
     StorageVolWipePattern = 259: StorageVolWipePatternArgs => ();
     StorageVolResize = 260: StorageVolResizeArgs => ();
+    #[ro] DomainSnapshotIsCurrent = 271: DomainSnapshotFlagsArgs => DomainSnapshotIsCurrentRet;
+    #[ro] DomainSnapshotHasMetadata = 272: DomainSnapshotFlagsArgs => DomainSnapshotHasMetadataRet;
     #[ro] ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
+    #[ro] DomainListAllSnapshots = 274: DomainListAllSnapshotsArgs => DomainSnapshotListRet;
+    #[ro] DomainSnapshotListAllChildren = 275: DomainSnapshotListAllChildrenArgs => DomainSnapshotListRet;
     #[ro] ConnectListAllStoragePools = 281: ListAllArgs => ConnectListAllStoragePoolsRet;
     #[ro] StoragePoolListAllVolumes = 282: StoragePoolListAllVolumesArgs => StoragePoolListAllVolumesRet;
     #[ro] ConnectListAllNetworks = 283: ListAllArgs => ConnectListAllNetworksRet;

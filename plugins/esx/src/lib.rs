@@ -558,6 +558,24 @@ fn vmx_err(e: rvirt_vmx::VmxError) -> PluginError {
     err(code, e.to_string())
 }
 
+/// libvirt's error for a snapshot name the VM does not have.
+fn no_snapshot(name: &str) -> PluginError {
+    err(
+        ErrorCode::NoDomainSnapshot,
+        format!("Domain snapshot not found: no domain snapshot with matching name '{name}'"),
+    )
+}
+
+/// Seconds since the epoch of an `xsd:dateTime` as vSphere writes it
+/// (`2026-12-03T20:30:00.123456Z`).
+fn epoch_seconds(t: &str) -> Option<u64> {
+    humantime::parse_rfc3339_weak(t.trim())
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 fn text_of(e: &Element, name: &str) -> Option<String> {
     e.child(name).map(|c| c.text().trim().to_string())
 }
@@ -1141,12 +1159,7 @@ impl EsxConnection {
         self.snapshots(u)?
             .into_iter()
             .find(|s| s.name == name)
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::InvalidArg,
-                    format!("domain snapshot not found: no snapshot with matching name '{name}'"),
-                )
-            })
+            .ok_or_else(|| no_snapshot(name))
     }
 
     /// `CreateSnapshot_Task` (without memory, not quiesced; libvirt's driver refuses an
@@ -1190,6 +1203,88 @@ impl EsxConnection {
         self.session
             .remove_snapshot(&s.obj, children)
             .map_err(|e| vim_err(op, e))
+    }
+
+    /// The names `virDomainListAllSnapshots` answers: `ROOTS` (1), `LEAVES` (4) /
+    /// `NO_LEAVES` (8), `METADATA` (2) / `NO_METADATA` (16: vSphere keeps every
+    /// snapshot's metadata), `INACTIVE` (32) / `ACTIVE` (64) by the VM's state when
+    /// taken, `INTERNAL` (256) / `DISK_ONLY` (128) / `EXTERNAL` (512: vSphere's are
+    /// internal), `TOPOLOGICAL` (1024: the order is always parents first). With
+    /// `of = Some(name)`: the children of that snapshot (`DESCENDANTS` (1): all below it).
+    pub fn snapshot_names(
+        &self,
+        u: Uuid,
+        of: Option<&str>,
+        flags: u32,
+    ) -> Result<Vec<String>, PluginError> {
+        let all = self.snapshots(u)?;
+        if let Some(n) = of
+            && !all.iter().any(|s| s.name == n)
+        {
+            return Err(no_snapshot(n));
+        }
+        let below = |s: &Snapshot, root: &str| {
+            let mut p = s.parent.clone();
+            while let Some(name) = p {
+                if name == root {
+                    return true;
+                }
+                p = all
+                    .iter()
+                    .find(|x| x.name == name)
+                    .and_then(|x| x.parent.clone());
+            }
+            false
+        };
+        let group = |bits: u32, ok: &dyn Fn(u32) -> bool| {
+            let set = flags & bits;
+            set == 0 || (0..11).any(|b| set & (1 << b) != 0 && ok(1 << b))
+        };
+        Ok(all
+            .iter()
+            .filter(|s| match of {
+                None => flags & 1 == 0 || s.parent.is_none(),
+                Some(root) if flags & 1 != 0 => below(s, root),
+                Some(root) => s.parent.as_deref() == Some(root),
+            })
+            .filter(|s| {
+                let leaf = !all
+                    .iter()
+                    .any(|c| c.parent.as_deref() == Some(s.name.as_str()));
+                let active = s.state != "poweredOff";
+                group(4 | 8, &|b| (b == 4) == leaf)
+                    && group(2 | 16, &|b| b == 2)
+                    && group(32 | 64, &|b| (b == 64) == active)
+                    && group(128 | 256 | 512, &|b| b == 256)
+            })
+            .map(|s| s.name.clone())
+            .collect())
+    }
+
+    /// The `<domainsnapshot>` document of a snapshot, as libvirt's esx driver writes it
+    /// (name, description, state, parent, creation time; vSphere keeps no domain copy).
+    pub fn snapshot_xml(&self, u: Uuid, name: &str) -> Result<String, PluginError> {
+        let s = self.snapshot_named(u, name)?;
+        let mut root = Element::new("domainsnapshot");
+        root.push(Element::new("name").with_text(&s.name));
+        if !s.description.is_empty() {
+            root.push(Element::new("description").with_text(&s.description));
+        }
+        let st = match s.state.as_str() {
+            "poweredOn" => "running",
+            "suspended" => "paused",
+            _ => "shutoff",
+        };
+        root.push(Element::new("state").with_text(st));
+        if let Some(p) = &s.parent {
+            let mut parent = Element::new("parent");
+            parent.push(Element::new("name").with_text(p));
+            root.push(parent);
+        }
+        if let Some(t) = epoch_seconds(&s.create_time) {
+            root.push(Element::new("creationTime").with_text(&t.to_string()));
+        }
+        Ok(root.to_xml_string())
     }
 
     /// The host's `HostAutoStartManager`, where it has one (vcsim's hosts have none);
@@ -1576,6 +1671,136 @@ impl DriverConnection for EsxConnection {
                 .map(RString::from)
                 .map_err(vmx_err),
         )
+    }
+
+    fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> {
+        // LIVE | CONFIG | MEM_MAXIMUM: vSphere has one configuration, its memory size
+        checked!("virDomainSetMemoryFlags", flags, 1 | 2 | 4);
+        res(self.set_memory(uuid, kib))
+    }
+
+    fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
+        // LIVE | CONFIG | VCPU_MAXIMUM: one vCPU count
+        checked!("virDomainSetVcpusFlags", flags, 1 | 2 | 4);
+        res(self.set_vcpus(uuid, nvcpus))
+    }
+
+    fn snapshot_create_xml(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!("virDomainSnapshotCreateXML", flags, 0);
+        let parsed = Element::parse(xml.as_str())
+            .map_err(|e| err(ErrorCode::XmlError, e.to_string()))
+            .and_then(|root| {
+                if root.name() != "domainsnapshot" {
+                    return Err(err(
+                        ErrorCode::XmlError,
+                        format!("domainsnapshot: expected a <domainsnapshot> document, found <{}>", root.name()),
+                    ));
+                }
+                if root.child("memory").and_then(|m| m.attr("snapshot")).is_some_and(|m| m != "no")
+                    || root.child("disks").is_some()
+                {
+                    return Err(err(
+                        ErrorCode::ConfigUnsupported,
+                        "domainsnapshot: memory and disk choices are not supported by the esx driver",
+                    ));
+                }
+                let name = root
+                    .child("name")
+                    .map(|n| n.text().trim().to_string())
+                    .unwrap_or_else(|| {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs().to_string())
+                            .unwrap_or_default()
+                    });
+                if name.is_empty() || name.contains('/') {
+                    return Err(err(
+                        ErrorCode::XmlError,
+                        format!("domainsnapshot/name: invalid snapshot name '{name}'"),
+                    ));
+                }
+                let description = root
+                    .child("description")
+                    .map(|d| d.text().trim().to_string())
+                    .unwrap_or_default();
+                Ok((name, description))
+            });
+        res(parsed.and_then(|(name, description)| {
+            self.snapshot_create(uuid, &name, &description)
+                .map(|()| name.into())
+        }))
+    }
+
+    fn snapshot_list(&self, uuid: Uuid, flags: u32) -> PResult<RVec<RString>> {
+        checked!("virDomainListAllSnapshots", flags, (1 << 11) - 1);
+        res(self
+            .snapshot_names(uuid, None, flags)
+            .map(|v| v.into_iter().map(Into::into).collect()))
+    }
+
+    fn snapshot_list_children(
+        &self,
+        uuid: Uuid,
+        name: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RVec<RString>> {
+        checked!("virDomainSnapshotListAllChildren", flags, (1 << 11) - 1);
+        res(self
+            .snapshot_names(uuid, Some(name.as_str()), flags)
+            .map(|v| v.into_iter().map(Into::into).collect()))
+    }
+
+    fn snapshot_get_xml_desc(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        // VIR_DOMAIN_SNAPSHOT_XML_SECURE: nothing secret in it
+        checked!("virDomainSnapshotGetXMLDesc", flags, 1);
+        res(self.snapshot_xml(uuid, name.as_str()).map(Into::into))
+    }
+
+    fn snapshot_current(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        checked!("virDomainSnapshotCurrent", flags, 0);
+        res(self.snapshots(uuid).and_then(|all| {
+            all.into_iter()
+                .find(|s| s.current)
+                .map(|s| s.name.into())
+                .ok_or_else(|| {
+                    err(
+                        ErrorCode::NoDomainSnapshot,
+                        "Domain snapshot not found: domain has no current snapshot",
+                    )
+                })
+        }))
+    }
+
+    fn snapshot_get_parent(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!("virDomainSnapshotGetParent", flags, 0);
+        res(self.snapshot_named(uuid, name.as_str()).and_then(|s| {
+            s.parent.map(Into::into).ok_or_else(|| {
+                err(
+                    ErrorCode::NoDomainSnapshot,
+                    format!(
+                        "Domain snapshot not found: snapshot '{}' does not have a parent",
+                        s.name
+                    ),
+                )
+            })
+        }))
+    }
+
+    fn snapshot_revert(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        checked!("virDomainRevertToSnapshot", flags, 0);
+        res(EsxConnection::snapshot_revert(self, uuid, name.as_str()))
+    }
+
+    fn snapshot_delete(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        // VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN; metadata-only deletion does not exist in
+        // vSphere, as libvirt's driver says
+        checked!("virDomainSnapshotDelete", flags, 1);
+        res(EsxConnection::snapshot_delete(
+            self,
+            uuid,
+            name.as_str(),
+            flags & 1 != 0,
+        ))
     }
 }
 

@@ -451,6 +451,22 @@ impl DriverConnection for QemuConnection {
         }
         res(self.driver.to_native(xml.as_str()).map(RString::from))
     }
+
+    fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> {
+        self.write("virDomainSetMemoryFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_MEM_MAXIMUM
+            check_w("virDomainSetMemoryFlags", flags, 1 | 2 | 4)?;
+            d.set_memory(from_abi_uuid(uuid), kib, flags)
+        })
+    }
+
+    fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
+        self.write("virDomainSetVcpusFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_VCPU_MAXIMUM
+            check_w("virDomainSetVcpusFlags", flags, 1 | 2 | 4)?;
+            d.set_vcpus(from_abi_uuid(uuid), nvcpus, flags)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 pub mod network;
 mod node;
+mod snapshot;
 pub mod storage;
 
 use node::{Node, SharedNode};
@@ -181,6 +182,13 @@ mod allowed {
     pub const VCPUS: u32 = 1 | 2 | 4;
     /// None.
     pub const MANAGED_SAVE: u32 = 0;
+    /// `VIR_DOMAIN_AFFECT_LIVE` (1) | `VIR_DOMAIN_AFFECT_CONFIG` (2) |
+    /// `VIR_DOMAIN_MEM_MAXIMUM` / `VIR_DOMAIN_VCPU_MAXIMUM` (4).
+    pub const SET_COUNTS: u32 = 1 | 2 | 4;
+    /// `VIR_DOMAIN_SNAPSHOT_XML_SECURE`.
+    pub const SNAPSHOT_XML: u32 = 1;
+    /// None (the topology flags of the children listing are all accepted there).
+    pub const SNAPSHOT_CURRENT: u32 = 0;
 }
 
 /// Returns libvirt's invalid-argument error from the enclosing method when `flags` has a
@@ -246,7 +254,7 @@ impl DriverConnection for TestConnection {
 
     fn undefine(&self, uuid: Uuid, flags: u32) -> PResult<()> {
         checked!("virDomainUndefineFlags", flags, allowed::UNDEFINE);
-        self.write("virDomainUndefine", |n| n.undefine(uuid))
+        self.write("virDomainUndefine", |n| n.undefine(uuid, flags))
     }
 
     fn create(&self, uuid: Uuid, flags: u32) -> PResult<DomainRef> {
@@ -328,5 +336,96 @@ impl DriverConnection for TestConnection {
     fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> {
         checked!("virDomainHasManagedSaveImage", flags, allowed::MANAGED_SAVE);
         self.with(|n| n.by_uuid(uuid).map(|d| d.managed_save))
+    }
+
+    fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> {
+        checked!("virDomainSetMemoryFlags", flags, allowed::SET_COUNTS);
+        self.write("virDomainSetMemoryFlags", |n| {
+            n.set_memory(uuid, kib, flags)
+        })
+    }
+
+    fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
+        checked!("virDomainSetVcpusFlags", flags, allowed::SET_COUNTS);
+        self.write("virDomainSetVcpusFlags", |n| {
+            n.set_vcpus(uuid, nvcpus, flags)
+        })
+    }
+
+    fn snapshot_create_xml(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!(
+            "virDomainSnapshotCreateXML",
+            flags,
+            snapshot::create::ALLOWED
+        );
+        self.write("virDomainSnapshotCreateXML", |n| {
+            n.snapshot_create(uuid, xml.as_str(), flags).map(Into::into)
+        })
+    }
+
+    fn snapshot_list(&self, uuid: Uuid, flags: u32) -> PResult<RVec<RString>> {
+        checked!("virDomainListAllSnapshots", flags, snapshot::list::ALL);
+        self.with(|n| {
+            let s = n.snapshots(uuid)?;
+            Ok(s.names(flags).into_iter().map(Into::into).collect())
+        })
+    }
+
+    fn snapshot_list_children(
+        &self,
+        uuid: Uuid,
+        name: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RVec<RString>> {
+        checked!(
+            "virDomainSnapshotListAllChildren",
+            flags,
+            snapshot::list::ALL
+        );
+        self.with(|n| {
+            let s = n.snapshots(uuid)?.children(name.as_str(), flags)?;
+            Ok(s.into_iter().map(Into::into).collect())
+        })
+    }
+
+    fn snapshot_get_xml_desc(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!("virDomainSnapshotGetXMLDesc", flags, allowed::SNAPSHOT_XML);
+        self.with(|n| {
+            n.snapshots(uuid)?
+                .xml(name.as_str(), flags & allowed::SNAPSHOT_XML != 0)
+                .map(Into::into)
+        })
+    }
+
+    fn snapshot_current(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        checked!("virDomainSnapshotCurrent", flags, allowed::SNAPSHOT_CURRENT);
+        self.with(|n| n.snapshots(uuid)?.current().map(Into::into))
+    }
+
+    fn snapshot_get_parent(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!(
+            "virDomainSnapshotGetParent",
+            flags,
+            allowed::SNAPSHOT_CURRENT
+        );
+        self.with(|n| n.snapshots(uuid)?.parent(name.as_str()).map(Into::into))
+    }
+
+    fn snapshot_revert(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        checked!(
+            "virDomainRevertToSnapshot",
+            flags,
+            snapshot::revert::ALLOWED
+        );
+        self.write("virDomainRevertToSnapshot", |n| {
+            n.snapshot_revert(uuid, name.as_str(), flags)
+        })
+    }
+
+    fn snapshot_delete(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        checked!("virDomainSnapshotDelete", flags, snapshot::delete::ALLOWED);
+        self.write("virDomainSnapshotDelete", |n| {
+            n.snapshot_delete(uuid, name.as_str(), flags)
+        })
     }
 }

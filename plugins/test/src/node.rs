@@ -1,6 +1,7 @@
 //! The state of one test node: its domains, networks, pools and host facts, and the
 //! lifecycle rules libvirt's test driver follows.
 
+use crate::snapshot::{self, Snapshots};
 use rvirt_sdk::{
     abi::{
         DomainInfo, DomainRef, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo, PluginError, Uuid,
@@ -158,6 +159,7 @@ pub struct Dom {
     pub autostart: bool,
     pub managed_save: bool,
     started: Option<Instant>,
+    pub snapshots: Snapshots,
 }
 
 impl Dom {
@@ -174,6 +176,7 @@ impl Dom {
             autostart: false,
             managed_save: false,
             started: None,
+            snapshots: Snapshots::default(),
         }
     }
 
@@ -238,7 +241,7 @@ impl Dom {
             persistent: self.persistent,
             autostart: self.autostart,
             managed_save: self.managed_save,
-            has_snapshot: false,
+            has_snapshot: !self.snapshots.is_empty(),
         }
     }
 }
@@ -522,9 +525,20 @@ impl Node {
         Ok(self.doms[i].reference())
     }
 
-    pub fn undefine(&mut self, uuid: Uuid) -> Result<(), PluginError> {
+    pub fn undefine(&mut self, uuid: Uuid, flags: u32) -> Result<(), PluginError> {
+        /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`.
+        const SNAPSHOTS_METADATA: u32 = 2;
         let i = self.index(uuid)?;
         let d = &self.doms[i];
+        if !d.snapshots.is_empty() && flags & SNAPSHOTS_METADATA == 0 {
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                &format!(
+                    "cannot delete inactive domain with {} snapshots",
+                    d.snapshots.len()
+                ),
+            ));
+        }
         if !d.persistent {
             return Err(operation_invalid(
                 ErrorDomain::Test,
@@ -536,6 +550,7 @@ impl Node {
             let d = &mut self.doms[i];
             d.persistent = false;
             d.next_def = None;
+            d.snapshots = Snapshots::default();
         } else {
             self.remove(i);
         }
@@ -693,6 +708,267 @@ impl Node {
     }
 }
 
+/// `virDomainSetMemoryFlags` / `virDomainSetVcpusFlags` bits.
+mod affect {
+    pub const LIVE: u32 = 1;
+    pub const CONFIG: u32 = 2;
+    /// `VIR_DOMAIN_MEM_MAXIMUM` and `VIR_DOMAIN_VCPU_MAXIMUM`.
+    pub const MAXIMUM: u32 = 4;
+}
+
+/// Domain management (plugin API 1.7): memory and vCPU counts, snapshots.
+impl Node {
+    /// The definitions a change with `flags` edits: the running one (`LIVE`, or the
+    /// default on an active domain), the persistent one (`CONFIG`, or the default on an
+    /// inactive domain).
+    fn targets(
+        &mut self,
+        uuid: Uuid,
+        flags: u32,
+        op: &str,
+    ) -> Result<Vec<&mut Domain>, PluginError> {
+        let i = self.index(uuid)?;
+        let d = &mut self.doms[i];
+        let active = d.is_active();
+        let (live, config) = match flags & (affect::LIVE | affect::CONFIG) {
+            0 => (active, !active),
+            f => (f & affect::LIVE != 0, f & affect::CONFIG != 0),
+        };
+        if live && !active {
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                &format!("{op}: domain is not running"),
+            ));
+        }
+        if config && !d.persistent {
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                &format!("{op}: cannot change the persistent configuration of a transient domain"),
+            ));
+        }
+        if config && active && d.next_def.is_none() {
+            d.next_def = Some(d.def.clone());
+        }
+        let Dom { def, next_def, .. } = d;
+        let mut out = Vec::new();
+        if live || (config && !active) {
+            out.push(def);
+        }
+        if config && active {
+            out.extend(next_def.as_mut());
+        }
+        Ok(out)
+    }
+
+    pub fn set_memory(&mut self, uuid: Uuid, kib: u64, flags: u32) -> Result<(), PluginError> {
+        let op = "virDomainSetMemoryFlags";
+        if flags & affect::MAXIMUM != 0 && flags & affect::LIVE != 0 {
+            return Err(test_err(
+                ErrorCode::ConfigUnsupported,
+                "cannot resize the maximum memory on an active domain".into(),
+            ));
+        }
+        if kib == 0 {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                format!("{op}: memory must be greater than 0 KiB"),
+            ));
+        }
+        let maximum = flags & affect::MAXIMUM != 0;
+        let active = self.doms[self.index(uuid)?].is_active();
+        if maximum && active && flags & affect::CONFIG == 0 {
+            return Err(test_err(
+                ErrorCode::ConfigUnsupported,
+                "cannot resize the maximum memory on an active domain".into(),
+            ));
+        }
+        // check every target first: nothing changes when one refuses
+        let targets = self.targets(uuid, flags, op)?;
+        if !maximum && let Some(max) = targets.iter().map(|d| d.memory_kib()).find(|m| kib > *m) {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                format!("{op}: cannot set memory higher than max memory ({kib} KiB > {max} KiB)"),
+            ));
+        }
+        for d in targets {
+            if maximum {
+                d.set_memory_kib(kib);
+                if d.current_memory_kib() > kib {
+                    d.set_current_memory_kib(kib);
+                }
+            } else {
+                d.set_current_memory_kib(kib);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_vcpus(&mut self, uuid: Uuid, n: u32, flags: u32) -> Result<(), PluginError> {
+        let op = "virDomainSetVcpusFlags";
+        let maximum = flags & affect::MAXIMUM != 0;
+        let active = self.doms[self.index(uuid)?].is_active();
+        if maximum && (flags & affect::LIVE != 0 || (active && flags & affect::CONFIG == 0)) {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                format!("{op}: cannot change the maximum vCPU count of a running domain"),
+            ));
+        }
+        if n == 0 {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                format!("{op}: the vCPU count must be at least 1"),
+            ));
+        }
+        let targets = self.targets(uuid, flags, op)?;
+        if !maximum && let Some(max) = targets.iter().map(|d| d.max_vcpus()).find(|m| n > *m) {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                format!(
+                    "{op}: requested vcpus is greater than max allowable vcpus for the domain: {n} > {max}"
+                ),
+            ));
+        }
+        for d in targets {
+            let current = d.current_vcpus();
+            let v = d.element_mut().child_or_insert("vcpu");
+            if maximum {
+                v.set_text(&n.to_string());
+                if current > n {
+                    v.remove_attr("current");
+                }
+            } else if n == v.text().trim().parse().unwrap_or(1) {
+                v.remove_attr("current");
+            } else {
+                v.set_attr("current", &n.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn snapshots(&self, uuid: Uuid) -> Result<&Snapshots, PluginError> {
+        Ok(&self.doms[self.index(uuid)?].snapshots)
+    }
+
+    pub fn snapshot_create(
+        &mut self,
+        uuid: Uuid,
+        xml: &str,
+        flags: u32,
+    ) -> Result<String, PluginError> {
+        let req = snapshot::Request::parse(xml)?;
+        let i = self.index(uuid)?;
+        let d = &mut self.doms[i];
+        let st = if d.is_active() {
+            d.state
+        } else {
+            state::SHUTOFF
+        };
+        let def = d.def.clone();
+        let name = d.snapshots.take(req, &def, st)?;
+        if flags & snapshot::create::HALT != 0 && self.doms[i].is_active() {
+            self.stop(uuid, Stop::Destroy)?;
+        }
+        Ok(name)
+    }
+
+    pub fn snapshot_revert(
+        &mut self,
+        uuid: Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<(), PluginError> {
+        use snapshot::revert;
+        if flags & revert::RUNNING != 0 && flags & revert::PAUSED != 0 {
+            return Err(test_err(
+                ErrorCode::InvalidArg,
+                "virDomainRevertToSnapshot: the running and paused flags exclude each other".into(),
+            ));
+        }
+        let i = self.index(uuid)?;
+        let (def, snap_state) = self.doms[i].snapshots.revert_to(name)?;
+        let want = if flags & revert::RUNNING != 0 {
+            state::RUNNING
+        } else if flags & revert::PAUSED != 0 {
+            state::PAUSED
+        } else {
+            snap_state
+        };
+        // VIR_DOMAIN_EVENT_*_FROM_SNAPSHOT details and VIR_DOMAIN_*_FROM_SNAPSHOT reasons
+        const STARTED_FROM_SNAPSHOT: i32 = 3;
+        const STOPPED_FROM_SNAPSHOT: i32 = 6;
+        const SUSPENDED_FROM_SNAPSHOT: i32 = 5;
+        const RESUMED_FROM_SNAPSHOT: i32 = 2;
+        const RUNNING_FROM_SNAPSHOT: i32 = 4;
+        const PAUSED_FROM_SNAPSHOT: i32 = 7;
+        const SHUTOFF_FROM_SNAPSHOT: i32 = 7;
+        let was = if self.doms[i].is_active() {
+            self.doms[i].state
+        } else {
+            state::SHUTOFF
+        };
+        if want == state::SHUTOFF {
+            if was != state::SHUTOFF {
+                let d = &mut self.doms[i];
+                let r = d.reference();
+                d.id = None;
+                d.started = None;
+                for (_, s) in &self.sinks {
+                    s.domain_lifecycle(r.clone(), event::STOPPED, STOPPED_FROM_SNAPSHOT);
+                }
+            }
+            let d = &mut self.doms[i];
+            d.state = state::SHUTOFF;
+            d.reason = SHUTOFF_FROM_SNAPSHOT;
+            d.def = def;
+            d.next_def = None;
+            if !d.persistent {
+                self.remove(i);
+            }
+            return Ok(());
+        }
+        if was == state::SHUTOFF {
+            let id = self.next_id;
+            self.next_id += 1;
+            let d = &mut self.doms[i];
+            d.id = Some(id);
+            d.started = Some(Instant::now());
+        }
+        let d = &mut self.doms[i];
+        if d.persistent && d.next_def.is_none() && was != state::SHUTOFF {
+            d.next_def = Some(d.def.clone());
+        }
+        d.def = def;
+        d.state = want;
+        d.reason = if want == state::PAUSED {
+            PAUSED_FROM_SNAPSHOT
+        } else {
+            RUNNING_FROM_SNAPSHOT
+        };
+        let d = &self.doms[i];
+        if was == state::SHUTOFF {
+            self.emit(d, event::STARTED, STARTED_FROM_SNAPSHOT);
+            if want == state::PAUSED {
+                self.emit(d, event::SUSPENDED, SUSPENDED_FROM_SNAPSHOT);
+            }
+        } else if was == state::PAUSED && want == state::RUNNING {
+            self.emit(d, event::RESUMED, RESUMED_FROM_SNAPSHOT);
+        } else if was == state::RUNNING && want == state::PAUSED {
+            self.emit(d, event::SUSPENDED, SUSPENDED_FROM_SNAPSHOT);
+        }
+        Ok(())
+    }
+
+    pub fn snapshot_delete(
+        &mut self,
+        uuid: Uuid,
+        name: &str,
+        flags: u32,
+    ) -> Result<(), PluginError> {
+        let i = self.index(uuid)?;
+        self.doms[i].snapshots.delete(name, flags)
+    }
+}
+
 /// The test driver's run-time hints inside a node file's `<domain>`
 /// (`<test:runstate>`, `<test:transient/>`, `<test:hasmanagedsave/>`), removed from the
 /// definition once read.
@@ -762,7 +1038,7 @@ mod tests {
         n.stop(r.uuid, Stop::Shutdown).unwrap();
         let d = n.by_uuid(r.uuid).unwrap();
         assert_eq!((d.state, d.reason, d.id), (state::SHUTOFF, 1, None));
-        n.undefine(r.uuid).unwrap();
+        n.undefine(r.uuid, 0).unwrap();
         assert!(n.by_name("vm1").is_err());
     }
 
@@ -788,7 +1064,7 @@ mod tests {
                 n.define(&xml).unwrap()
             })
             .collect();
-        n.undefine(refs[1].uuid).unwrap();
+        n.undefine(refs[1].uuid, 0).unwrap();
         assert!(n.by_name("d1").is_err() && n.by_uuid(refs[1].uuid).is_err());
         for k in [0usize, 2, 3] {
             assert_eq!(n.by_name(&format!("d{k}")).unwrap().reference(), refs[k]);

@@ -94,3 +94,84 @@ fn virsh_esx_through_rvirtd_against_vcsim() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not serve"));
 }
+
+/// Plugin API 1.7 on the esx plugin: snapshots, memory and vCPUs of a vSphere VM with
+/// unmodified virsh through rvirtd, checked in the simulator's own answers (dominfo reads
+/// them back; the snapshot tree is vSphere's).
+#[test]
+fn virsh_esx_snapshots_memory_and_vcpus_through_rvirtd() {
+    let test = "esx::virsh_esx_snapshots_memory_and_vcpus_through_rvirtd";
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    let Some(sim) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.conf");
+    std::fs::write(
+        &auth,
+        "[credentials-sim]\nusername=user\npassword=pass\n[auth-esx-default]\ncredentials=sim\n",
+    )
+    .unwrap();
+    let esx = format!(
+        "esx://user@127.0.0.1:{}/?no_verify=1&authfile={}",
+        sim.port,
+        auth.display()
+    );
+    let d = Daemon::start_with_config(&format!("uris = [\"{esx}\"]\n"));
+    let uri = format!(
+        "esx+unix:///?socket={}&name={}",
+        d.socket().display(),
+        encode(&esx)
+    );
+    let ok = |args: &[&str]| {
+        let out = virsh(&uri, args);
+        assert!(out.status.success(), "virsh {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let vm = "ha-host_VM1";
+    ok(&["snapshot-create-as", vm, "s1", "--description", "first"]);
+    ok(&["snapshot-create-as", vm, "s2"]);
+    assert_eq!(
+        ok(&["snapshot-list", vm, "--name"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    assert_eq!(ok(&["snapshot-current", vm, "--name"]).trim(), "s2");
+    assert_eq!(
+        ok(&["snapshot-parent", vm, "--snapshotname", "s2"]).trim(),
+        "s1"
+    );
+    let xml = ok(&["snapshot-dumpxml", vm, "s1"]);
+    assert!(
+        xml.contains("<description>first</description>") && xml.contains("<state>running</state>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<creationTime>"), "{xml}");
+    ok(&["snapshot-revert", vm, "s1"]);
+    assert_eq!(ok(&["snapshot-current", vm, "--name"]).trim(), "s1");
+    let out = virsh(&uri, &["snapshot-revert", vm, "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no domain snapshot with matching name 'nope'")
+    );
+    ok(&["snapshot-delete", vm, "s1", "--children"]);
+    assert!(ok(&["snapshot-list", vm, "--name"]).trim().is_empty());
+
+    ok(&["setmem", vm, "65536"]);
+    ok(&["setvcpus", vm, "2"]);
+    let info = ok(&["dominfo", vm]);
+    assert!(
+        info.contains("Used memory:    65536 KiB") && info.contains("CPU(s):         2"),
+        "{info}"
+    );
+    let out = virsh(&uri, &["setvcpus", vm, "3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected 1 or a multiple of 2"));
+}

@@ -18,6 +18,7 @@ mod remote_driver;
 mod secrets;
 mod security;
 mod served_plugins;
+mod snapshots;
 mod storage;
 mod storage_more;
 mod streams;

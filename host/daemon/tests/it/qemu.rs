@@ -127,6 +127,37 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     );
     assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<domain type='qemu' id="));
 
+    // Memory and vCPU counts (plugin API 1.7): the balloon of the running guest, the
+    // persistent definition on disk; what QEMU cannot do is refused by name.
+    ok(&uri, &["setmem", "vguest", "131072", "--live"]);
+    let info = ok(&uri, &["dominfo", "vguest"]);
+    assert!(info.contains("Used memory:    131072 KiB"), "{info}");
+    let e = virsh(&uri, &["setmem", "vguest", "524288", "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("higher than max memory"));
+    let e = virsh(&uri, &["setmaxmem", "vguest", "393216", "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("maximum memory on an active domain"));
+    ok(&uri, &["setmaxmem", "vguest", "393216", "--config"]);
+    ok(&uri, &["setvcpus", "vguest", "2", "--config", "--maximum"]);
+    let e = virsh(&uri, &["setvcpus", "vguest", "2", "--live"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("vCPU hot-plug"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    let inactive = ok(&uri, &["dumpxml", "vguest", "--inactive"]);
+    assert!(
+        inactive.contains("<memory unit='KiB'>393216</memory>"),
+        "{inactive}"
+    );
+    assert!(
+        inactive.contains("<vcpu placement='static' current='1'>2</vcpu>"),
+        "{inactive}"
+    );
+    let on_disk = std::fs::read_to_string(root.join("etc/rvirt/qemu/vguest.xml")).unwrap();
+    assert!(on_disk.contains("393216"), "{on_disk}");
+    // the running guest keeps its own until it stops
+    assert!(ok(&uri, &["dominfo", "vguest"]).contains("Max memory:     262144 KiB"));
+
     ok(&uri, &["shutdown", "vguest"]);
     wait_for("ACPI shutdown", Duration::from_secs(60), || {
         state(&uri, "vguest") == "shut off"

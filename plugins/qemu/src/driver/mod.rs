@@ -163,6 +163,7 @@ mod lifecycle;
 mod monitor;
 mod process;
 mod resources;
+mod tuning;
 
 use domains::{Dom, Emit, State, mkdir_private};
 use process::proc_cpu_ns;
