@@ -128,8 +128,13 @@ pub fn open(
         err(
             code,
             format!(
-                "cannot open a session with the VirtualBox web service at {} as '{user}': {e}",
-                u.endpoint
+                "cannot open a session with the VirtualBox web service at {} {}: {e}",
+                u.endpoint,
+                if user.is_empty() {
+                    "with the empty login (no [auth-vbox-…] credentials in auth.conf)".to_string()
+                } else {
+                    format!("as '{user}'")
+                }
             ),
         )
     })?;
