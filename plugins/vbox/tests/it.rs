@@ -4,8 +4,8 @@
 //! by asserting that no request broke a check.
 //!
 //! The in-process tests call the connection the plugin's `open` returns; the CLI test runs
-//! the built `rvirt` with the built plugin (`cargo build -p rvirt-cli -p
-//! rvirt-plugin-vbox` first).
+//! the built `rvirt` with the built plugin, and the conformance test the built `rvirt-tck`
+//! (`cargo build -p rvirt-cli -p rvirt-tck -p rvirt-plugin-vbox` first).
 
 mod fake;
 
