@@ -149,3 +149,23 @@ fn virsh_vz_through_rvirtd_names_the_missing_prlctl() {
     assert!(stdout(&out).contains("Using API: vz"), "{}", stdout(&out));
     assert!(stderr(&out).contains("virConnectGetVersion: 'prlctl' is not installed"));
 }
+
+#[test]
+fn virsh_vbox_through_rvirtd_names_the_unreachable_web_service() {
+    if no_virsh() {
+        return;
+    }
+    plugin("librvirt_plugin_vbox.so");
+    if std::net::TcpStream::connect("127.0.0.1:18083").is_ok() {
+        panic!(
+            "something listens on 127.0.0.1:18083: this test checks the error without vboxwebsrv"
+        );
+    }
+    eprintln!("NOTE: VirtualBox is not in Debian: no vboxwebsrv runs here");
+    let d = Daemon::start_with_config("uris = [\"vbox:///session\"]\n");
+    let uri = format!("vbox+unix:///session?socket={}", d.socket().display());
+    let out = virsh(&uri, &["list", "--all"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("localhost:18083"), "{e}");
+}
