@@ -417,6 +417,31 @@ impl HypervConnection {
         })
     }
 
+    /// The domains `VIR_CONNECT_LIST_DOMAINS_*` flags select; a VM's settings are read
+    /// only when the flags ask about autostart.
+    fn list(&self, flags: u32) -> Result<RVec<DomainRef>, PluginError> {
+        let want_autostart = flags & (filter::AUTOSTART | filter::NO_AUTOSTART) != 0;
+        let mut out = RVec::new();
+        for v in self.query_vms(None)? {
+            let autostart = if want_autostart {
+                self.vssd(&v)?.text_of("AutomaticStartupAction") == Some("4")
+            } else {
+                false
+            };
+            let facts = filter::DomainFacts {
+                state: v.state(),
+                persistent: true,
+                autostart,
+                managed_save: wmi::is_saved(v.enabled_state),
+                ..Default::default()
+            };
+            if filter::matches(flags, &facts) {
+                out.push(v.reference());
+            }
+        }
+        Ok(out)
+    }
+
     fn emit(&self, vm: &Vm, ev: i32, detail: i32) {
         let mut r = vm.reference();
         if ev == event::STOPPED || ev == event::UNDEFINED || ev == event::DEFINED {
@@ -989,22 +1014,7 @@ impl DriverConnection for HypervConnection {
 
     fn list_all_domains(&self, flags: u32) -> PResult<RVec<DomainRef>> {
         checked!("virConnectListAllDomains", flags, filter::FILTERS);
-        res(self.query_vms(None).map(|vs| {
-            vs.iter()
-                .filter(|v| {
-                    filter::matches(
-                        flags,
-                        &filter::DomainFacts {
-                            state: v.state(),
-                            persistent: true,
-                            managed_save: wmi::is_saved(v.enabled_state),
-                            ..Default::default()
-                        },
-                    )
-                })
-                .map(Vm::reference)
-                .collect()
-        }))
+        res(self.list(flags))
     }
 
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
