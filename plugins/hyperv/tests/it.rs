@@ -41,7 +41,10 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let fake = Fake::start();
+        Env::with(Fake::start())
+    }
+
+    fn with(fake: Fake) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("auth.conf"),
@@ -515,6 +518,36 @@ fn read_only_and_unsupported_calls() {
     }
     // unknown flags are refused
     assert_eq!(fails(c.destroy(uuid_of(VM_WEB), 1 << 5)).code, 8);
+    env.fake.assert_clean();
+}
+
+#[test]
+fn https_with_a_self_signed_certificate() {
+    let fake = Fake::start_tls();
+    let env = Env::with(fake);
+    let base = format!(
+        "hyperv://127.0.0.1:{}/?authfile={}",
+        env.fake.port,
+        env.dir.path().join("auth.conf").display()
+    );
+    // https is the default transport; the certificate is refused unless no_verify=1
+    let e = env
+        .open_with(&base, false)
+        .err()
+        .expect("self-signed certificate");
+    assert_eq!(e.code, 9, "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("https://127.0.0.1:{}/wsman", env.fake.port)),
+        "{}",
+        e.message
+    );
+    let (c, _) = env
+        .open_with(&format!("{base}&no_verify=1"), false)
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(ok(c.list_all_domains(0)).len(), 3);
+    ok(c.create(uuid_of(VM_DB), 0));
+    assert_eq!(state_of(&c, VM_DB), state::RUNNING);
     env.fake.assert_clean();
 }
 

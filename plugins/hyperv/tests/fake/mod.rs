@@ -30,7 +30,7 @@ pub mod xml;
 use base64::Engine;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use xml::X;
 
@@ -156,6 +156,7 @@ fn violation(why: impl Into<String>) -> Fault {
 
 pub struct Fake {
     pub port: u16,
+    pub scheme: &'static str,
     pub user: String,
     pub password: String,
     state: Arc<Mutex<State>>,
@@ -180,7 +181,29 @@ fn inventory() -> Vec<FakeVm> {
 }
 
 impl Fake {
+    /// Over HTTP.
     pub fn start() -> Fake {
+        Fake::start_with(None)
+    }
+
+    /// Over HTTPS with the self-signed certificate of `tests/fixtures`.
+    pub fn start_tls() -> Fake {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let certs = vec![CertificateDer::from_pem_file(dir.join("winrm-cert.pem")).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(dir.join("winrm-key.pem")).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Fake::start_with(Some(Arc::new(cfg)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
@@ -191,6 +214,7 @@ impl Fake {
         }));
         let fake = Fake {
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
             user: "hvadmin".into(),
             password: "Pa$$w0rd:with colon".into(),
             state: state.clone(),
@@ -201,14 +225,23 @@ impl Fake {
                 let Ok(s) = s else { continue };
                 let st = state.clone();
                 let creds = creds.clone();
-                std::thread::spawn(move || serve(s, st, &creds, port));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(s, st, &creds, port, "http"),
+                    Some(cfg) => {
+                        let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(conn, s), st, &creds, port, "https")
+                    }
+                });
             }
         });
         fake
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/wsman", self.port)
+        format!("{}://127.0.0.1:{}/wsman", self.scheme, self.port)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -237,11 +270,7 @@ impl Fake {
 // ---------------------------------------------------------------------------------------
 // HTTP
 
-fn serve(s: TcpStream, state: Arc<Mutex<State>>, creds: &str, port: u16) {
-    let mut w = match s.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
+fn serve<S: Read + Write>(s: S, state: Arc<Mutex<State>>, creds: &str, port: u16, scheme: &str) {
     let mut r = BufReader::new(s);
     loop {
         let mut line = String::new();
@@ -271,7 +300,14 @@ fn serve(s: TcpStream, state: Arc<Mutex<State>>, creds: &str, port: u16) {
         }
         let (status, extra, text) = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            handle(&mut st, &line, &headers, &body, creds, port)
+            handle(
+                &mut st,
+                &line,
+                &headers,
+                &body,
+                creds,
+                &format!("{scheme}://127.0.0.1:{port}/wsman"),
+            )
         };
         let reason = match status {
             200 => "OK",
@@ -282,7 +318,11 @@ fn serve(s: TcpStream, state: Arc<Mutex<State>>, creds: &str, port: u16) {
             "HTTP/1.1 {status} {reason}\r\nServer: Microsoft-HTTPAPI/2.0\r\n{extra}Content-Type: application/soap+xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
             text.len()
         );
-        if w.write_all(resp.as_bytes()).is_err() {
+        let w = r.get_mut();
+        if w.write_all(resp.as_bytes())
+            .and_then(|()| w.flush())
+            .is_err()
+        {
             return;
         }
     }
@@ -301,7 +341,7 @@ fn handle(
     headers: &[(String, String)],
     body: &[u8],
     creds: &str,
-    port: u16,
+    endpoint: &str,
 ) -> (u16, String, String) {
     let expected = format!(
         "Basic {}",
@@ -339,7 +379,7 @@ fn handle(
         Ok(e) => e,
         Err(e) => return fail(st, format!("not well-formed XML: {e}")),
     };
-    let req = match check_envelope(st, &env, port) {
+    let req = match check_envelope(st, &env, endpoint) {
         Ok(r) => r,
         Err(e) => return fail(st, e),
     };
@@ -433,7 +473,7 @@ fn is_duration(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn check_envelope(st: &mut State, env: &X, port: u16) -> Result<Req, String> {
+fn check_envelope(st: &mut State, env: &X, endpoint: &str) -> Result<Req, String> {
     if env.is(SOAP11, "Envelope") {
         return Err("SOAP 1.1 envelope: WS-Management over WinRM requires SOAP 1.2".into());
     }
@@ -455,10 +495,9 @@ fn check_envelope(st: &mut State, env: &X, port: u16) -> Result<Req, String> {
         Ok(x)
     }
     let to = one(header, WSA, "To")?;
-    let want_to = format!("http://127.0.0.1:{port}/wsman");
-    if to.trimmed() != want_to {
+    if to.trimmed() != endpoint {
         return Err(format!(
-            "wsa:To is '{}', expected '{want_to}'",
+            "wsa:To is '{}', expected '{endpoint}'",
             to.trimmed()
         ));
     }
