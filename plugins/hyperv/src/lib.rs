@@ -15,7 +15,10 @@
 //!   method answering 4096 started an `Msvm_ConcreteJob`, polled until it ends.
 //! * **Define** is `Msvm_VirtualSystemManagementService.DefineSystem` with an embedded
 //!   `Msvm_VirtualSystemSettingData`, then `ModifyResourceSettings` for memory and vCPUs;
-//!   undefine is `DestroySystem`. Editing an existing domain is refused, as by libvirt.
+//!   undefine is `DestroySystem`. Hyper-V gives a new VM its own GUID (the document's
+//!   UUID is not used). A document naming an existing domain (by UUID, or by name
+//!   without a UUID) changes its name (`ModifySystemSettings`), memory and processors
+//!   while it is off, where libvirt's driver refuses any change.
 //! * **Credentials** come from libvirt's `auth.conf` ([`uri::HypervUri::credentials`]);
 //!   the plugin API has no callback to ask the client.
 
@@ -637,25 +640,26 @@ impl HypervConnection {
             ),
             None => None,
         };
-        if let Ok(v) = self.by_name(&name) {
-            return Err(err(
-                ErrorCode::DomExist,
-                format!(
-                    "operation failed: domain '{name}' already exists with uuid {}: editing domains is not supported by the hyperv driver",
-                    v.uuid
-                ),
-            ));
-        }
-        if let Some(u) = uuid
-            && let Ok(v) = self.by_uuid(to_abi_uuid(u))
+        let by_name = maybe(self.by_name(&name))?;
+        let by_uuid = match uuid {
+            Some(u) => maybe(self.by_uuid(to_abi_uuid(u)))?,
+            None => None,
+        };
+        if let Some(v) = &by_name
+            && uuid.is_some_and(|u| u != v.uuid)
         {
             return Err(err(
                 ErrorCode::DomExist,
                 format!(
-                    "operation failed: domain '{}' is already defined with uuid {u}: editing domains is not supported by the hyperv driver",
-                    v.name
+                    "operation failed: domain '{name}' already exists with uuid {}",
+                    v.uuid
                 ),
             ));
+        }
+        // the document names a domain that exists (by UUID, or by name without a UUID):
+        // its definition is changed
+        if let Some(v) = by_uuid.or(by_name) {
+            return self.redefine(&v, &name, max_mib, cur_mib, vcpus);
         }
         let settings = wmi::embedded_instance(
             "Msvm_VirtualSystemSettingData",
@@ -691,6 +695,74 @@ impl HypervConnection {
         }
         self.emit(&vm, event::DEFINED, 0);
         Ok(vm)
+    }
+
+    /// Changes the definition of an existing VM: its name (`ModifySystemSettings`), memory
+    /// and processors (`ModifyResourceSettings`). Hyper-V changes these on a VM that is
+    /// off; an active VM is refused.
+    fn redefine(
+        &self,
+        vm: &Vm,
+        name: &str,
+        max_mib: Option<u64>,
+        cur_mib: Option<u64>,
+        vcpus: Option<u32>,
+    ) -> Result<Vm, PluginError> {
+        if wmi::is_active(vm.enabled_state) {
+            return Err(invalid(&format!(
+                "cannot change the definition of the active domain '{}': Hyper-V changes the settings of a VM that is off",
+                vm.name
+            )));
+        }
+        if vm.name != name {
+            let id = self
+                .vssd(vm)?
+                .text_of("InstanceID")
+                .unwrap_or("")
+                .to_string();
+            self.modify_system(
+                vm,
+                &[
+                    ("InstanceID", "string", &id),
+                    ("ElementName", "string", name),
+                ],
+            )?;
+        }
+        let s = self.settings(vm)?;
+        let (old_max, old_cur) = (s.max_memory_kib() / 1024, s.memory_kib() / 1024);
+        let mem_changed =
+            max_mib.is_some_and(|m| m != old_max) || cur_mib.is_some_and(|c| c != old_cur);
+        let cpu_changed = vcpus.is_some_and(|n| n != s.vcpus());
+        if mem_changed || cpu_changed {
+            self.set_resources(
+                vm,
+                if mem_changed { max_mib } else { None },
+                if mem_changed { cur_mib } else { None },
+                if cpu_changed { vcpus } else { None },
+            )?;
+        }
+        let vm = self.by_uuid(to_abi_uuid(vm.uuid))?;
+        // VIR_DOMAIN_EVENT_DEFINED_UPDATED
+        self.emit(&vm, event::DEFINED, 1);
+        Ok(vm)
+    }
+
+    /// `ModifySystemSettings` with an embedded `Msvm_VirtualSystemSettingData` of `props`.
+    fn modify_system(&self, vm: &Vm, props: &[(&str, &str, &str)]) -> Result<(), PluginError> {
+        let settings = wmi::embedded_instance("Msvm_VirtualSystemSettingData", props);
+        let call = format!(
+            "Msvm_VirtualSystemManagementService.ModifySystemSettings of '{}'",
+            vm.name
+        );
+        let out = self
+            .client
+            .invoke(
+                &self.service,
+                "ModifySystemSettings",
+                &[Param::Value("SystemSettings".into(), settings)],
+            )
+            .map_err(wsman_err)?;
+        wmi::finish(&self.client, &call, &out, &self.jobs).map_err(wmi_err)
     }
 
     /// `ModifyResourceSettings` with the VM's memory and processor settings changed.
@@ -836,26 +908,13 @@ impl HypervConnection {
         let id = v.text_of("InstanceID").unwrap_or("").to_string();
         // 2: none, 4: always start
         let action = if on { "4" } else { "2" };
-        let settings = wmi::embedded_instance(
-            "Msvm_VirtualSystemSettingData",
+        self.modify_system(
+            &vm,
             &[
                 ("InstanceID", "string", &id),
                 ("AutomaticStartupAction", "uint16", action),
             ],
-        );
-        let call = format!(
-            "Msvm_VirtualSystemManagementService.ModifySystemSettings of '{}'",
-            vm.name
-        );
-        let out = self
-            .client
-            .invoke(
-                &self.service,
-                "ModifySystemSettings",
-                &[Param::Value("SystemSettings".into(), settings)],
-            )
-            .map_err(wsman_err)?;
-        wmi::finish(&self.client, &call, &out, &self.jobs).map_err(wmi_err)
+        )
     }
 
     fn node_info(&self) -> Result<NodeInfo, PluginError> {
@@ -964,6 +1023,15 @@ impl HypervConnection {
     }
 }
 
+/// A lookup's domain, `None` where there is none; other errors pass.
+fn maybe(r: Result<Vm, PluginError>) -> Result<Option<Vm>, PluginError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code == ErrorCode::NoDomain as i32 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn pack_version(v: &str) -> Option<u64> {
     let mut it = v.trim().split('.');
     let major: u64 = it.next()?.parse().ok()?;
@@ -1045,7 +1113,13 @@ impl DriverConnection for HypervConnection {
         res(self.start(uuid).map(|v| v.reference()))
     }
 
-    fn create_xml(&self, _xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+    fn create_xml(&self, xml: RStr<'_>, _flags: u32) -> PResult<DomainRef> {
+        if let Err(e) = self.guard("virDomainCreateXML") {
+            return RResult::RErr(e);
+        }
+        if let Err(e) = Element::parse(xml.as_str()) {
+            return RResult::RErr(err(ErrorCode::XmlError, e.to_string()));
+        }
         RResult::RErr(no_support(
             "virDomainCreateXML",
             "Hyper-V has no transient domains; define and start instead",

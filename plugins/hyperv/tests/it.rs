@@ -293,14 +293,42 @@ fn define_dumpxml_and_undefine() {
     assert_eq!(text("currentMemory").as_deref(), Some("2097152"));
     assert_eq!(text("vcpu").as_deref(), Some("3"));
 
-    // names are unique; editing is refused as by libvirt
-    let e = fails(c.define_xml(RStr::from(NEW_XML), 0));
+    // a document naming the domain changes it (its name too, by UUID)
+    let edited = xml.replace(
+        "<vcpu placement='static'>3</vcpu>",
+        "<vcpu placement='static'>6</vcpu>",
+    );
+    assert_ne!(edited, xml);
+    let again = ok(c.define_xml(RStr::from(edited.as_str()), 0));
+    assert_eq!(again.uuid, d.uuid);
+    assert_eq!(ok(c.get_info(d.uuid)).nr_virt_cpu, 6);
+    assert_eq!(ok(c.get_xml_desc(d.uuid, 2)).to_string(), edited);
+    let renamed = edited.replace("<name>app02</name>", "<name>app03</name>");
+    assert_eq!(
+        ok(c.define_xml(RStr::from(renamed.as_str()), 0))
+            .name
+            .as_str(),
+        "app03"
+    );
+    let back = ok(c.define_xml(RStr::from(edited.as_str()), 0));
+    assert_eq!(back.name.as_str(), "app02");
+    // another domain's name under a new UUID is refused
+    let clash = NEW_XML.replace(
+        "<name>app02</name>",
+        "<name>web01</name><uuid>5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f</uuid>",
+    );
+    let e = fails(c.define_xml(RStr::from(clash.as_str()), 0));
     assert_eq!(e.code, 28, "{}", e.message);
     assert!(
-        e.message.contains("editing domains is not supported"),
+        e.message.contains("'web01' already exists"),
         "{}",
         e.message
     );
+    // an active domain's definition is not changed
+    ok(c.create(d.uuid, 0));
+    let e = fails(c.define_xml(RStr::from(NEW_XML), 0));
+    assert_eq!(e.code, 55, "{}", e.message);
+    ok(c.destroy(d.uuid, 0));
     let bad = NEW_XML.replace("<vcpu>3</vcpu>", "<vcpu>three</vcpu>");
     let e = fails(c.define_xml(RStr::from(bad.as_str()), 0));
     assert!(e.message.contains("domain/vcpu"), "{}", e.message);
@@ -333,7 +361,11 @@ fn define_dumpxml_and_undefine() {
         "{log:#?}"
     );
     let ev = ev.lock().unwrap().clone();
-    assert_eq!(ev.first().map(|e| (e.0.as_str(), e.1)), Some(("app02", 0)));
+    assert_eq!(
+        ev.first().map(|e| (e.0.as_str(), e.1, e.2)),
+        Some(("app02", 0, 0))
+    );
+    assert!(ev.contains(&("app03".to_string(), 0, 1)), "{ev:?}");
     assert_eq!(ev.last().map(|e| (e.0.as_str(), e.1)), Some(("app02", 1)));
     env.fake.assert_clean();
 }
@@ -717,4 +749,99 @@ fn the_fake_endpoint_catches_malformed_requests() {
             "expected a violation about {what}, got {v}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The built plugin through the `rvirt` binary and the conformance kit (`cargo build -p
+// rvirt-cli -p rvirt-tck -p rvirt-plugin-hyperv` first).
+
+fn run(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("$ {cmd:?}\n{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_built_plugin_through_the_rvirt_cli() {
+    let env = Env::new();
+    let plugins = env.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        rvirt_tests::built("librvirt_plugin_hyperv.so"),
+        plugins.join("librvirt_plugin_hyperv.so"),
+    )
+    .unwrap();
+    let uri = env.uri();
+    let rvirt = |args: &[&str]| {
+        run(std::process::Command::new(rvirt_tests::built("rvirt"))
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", env.dir.path().join("home"))
+            .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+            .env("RVIRT_PLUGIN_PATH", &plugins)
+            .arg("-c")
+            .arg(&uri)
+            .args(args))
+    };
+    let (ok_, text) = rvirt(&["plugin", "list"]);
+    assert!(ok_, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("hyperv") && l.contains(env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let (ok_, text) = rvirt(&["list", "--all"]);
+    assert!(ok_, "{text}");
+    for want in ["web01", "db01", "running", "shut off"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let (ok_, text) = rvirt(&["start", "db01"]);
+    assert!(ok_, "{text}");
+    let (ok_, text) = rvirt(&["domstate", "db01"]);
+    assert!(ok_ && text.trim() == "running", "{text}");
+    let (ok_, text) = rvirt(&["dominfo", "web01"]);
+    assert!(ok_, "{text}");
+    assert!(
+        text.contains("8388608 KiB") && text.contains("4194304 KiB"),
+        "{text}"
+    );
+    let (ok_, text) = rvirt(&["dumpxml", "web01"]);
+    assert!(
+        ok_ && text.contains("<domain type='hyperv' id='4242'>"),
+        "{text}"
+    );
+    let (ok_, text) = rvirt(&["create", "/dev/null"]);
+    assert!(!ok_, "{text}");
+    let (ok_, text) = rvirt(&["suspend", "nope"]);
+    assert!(!ok_ && text.contains("'nope'"), "{text}");
+    env.fake.assert_clean();
+}
+
+/// `rvirt-tck` against the fake endpoint. Skipped: `hv.transient` (Hyper-V has no
+/// transient domains; libvirt's hyperv driver has no virDomainCreateXML either).
+#[test]
+fn the_conformance_kit_against_the_fake_endpoint() {
+    let env = Env::new();
+    let (ok_, text) = run(std::process::Command::new(rvirt_tests::built("rvirt-tck"))
+        .arg("--uri")
+        .arg(env.uri())
+        .arg("--skip")
+        .arg("hv.transient")
+        .arg(rvirt_tests::built("librvirt_plugin_hyperv.so")));
+    assert!(ok_, "{text}");
+    for check in [
+        "PASS manifest",
+        "PASS hv.lifecycle",
+        "PASS hv.xml-round-trip",
+        "PASS hv.events",
+        "PASS hv.hostile-input",
+    ] {
+        assert!(text.contains(check), "{check}: {text}");
+    }
+    env.fake.assert_clean();
 }

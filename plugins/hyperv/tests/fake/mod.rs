@@ -1690,6 +1690,9 @@ fn invoke(st: &mut State, r: &Req) -> Answer {
                     {
                         vm.autostart = a;
                     }
+                    if let Some(n) = props.get("ElementName") {
+                        vm.name = n.clone();
+                    }
                     Ok(output(ruri, m, "", 0))
                 }
                 "DestroySystem" => {
