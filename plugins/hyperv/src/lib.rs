@@ -10,6 +10,9 @@
 //! * **Settings** are the VM's `Msvm_VirtualSystemSettingData` (associated by
 //!   `Msvm_SettingsDefineState`) and its `Msvm_ProcessorSettingData` and
 //!   `Msvm_MemorySettingData` (associated by `Msvm_VirtualSystemSettingDataComponent`).
+//! * **XML** is built from the settings: name, UUID, description (`Notes`), memory,
+//!   vCPUs, UEFI for generation 2, and the disks, DVDs and NICs of [`devices`]. Devices in
+//!   a defined document are not added to the VM (no `AddResourceSettings` yet).
 //! * **Lifecycle** is `Msvm_ComputerSystem.RequestStateChange` (2 start and resume, 3
 //!   turn off, 9 pause, 10 reboot) and `Msvm_ShutdownComponent.InitiateShutdown`; a
 //!   method answering 4096 started an `Msvm_ConcreteJob`, polled until it ends.
@@ -22,6 +25,7 @@
 //! * **Credentials** come from libvirt's `auth.conf` ([`uri::HypervUri::credentials`]);
 //!   the plugin API has no callback to ask the client.
 
+pub mod devices;
 pub mod uri;
 pub mod wmi;
 pub mod wsman;
@@ -382,6 +386,37 @@ impl HypervConnection {
                 ),
             )
         })
+    }
+
+    /// Every resource setting of class `class` that belongs to the settings `vssd`.
+    fn components(&self, vssd: &Node, class: &str) -> Result<Vec<Node>, PluginError> {
+        let id = vssd.text_of("InstanceID").unwrap_or("");
+        let q = format!(
+            "ASSOCIATORS OF {{Msvm_VirtualSystemSettingData.InstanceID={}}} WHERE AssocClass = Msvm_VirtualSystemSettingDataComponent ResultClass = {class}",
+            quote(id)
+        );
+        self.client.enumerate(NS_VIRT, &q).map_err(wsman_err)
+    }
+
+    /// The `<disk>` and `<interface>` elements of the settings `vssd`.
+    fn devices(&self, vssd: &Node) -> Result<Vec<Element>, PluginError> {
+        let rasds = self.components(vssd, "Msvm_ResourceAllocationSettingData")?;
+        let sasds = self.components(vssd, "Msvm_StorageAllocationSettingData")?;
+        let mut out = devices::disks(&rasds, &sasds);
+        let mut ports = self.components(vssd, "Msvm_SyntheticEthernetPortSettingData")?;
+        ports.extend(self.components(vssd, "Msvm_EmulatedEthernetPortSettingData")?);
+        if !ports.is_empty() {
+            let conns = self.components(vssd, "Msvm_EthernetPortAllocationSettingData")?;
+            let switches = if conns.is_empty() {
+                Vec::new()
+            } else {
+                self.client
+                    .enumerate(NS_VIRT, "SELECT * FROM Msvm_VirtualEthernetSwitch")
+                    .map_err(wsman_err)?
+            };
+            out.extend(devices::interfaces(&ports, &conns, &switches));
+        }
+        Ok(out)
     }
 
     /// The resource settings of class `class` that belong to the settings `vssd`.
@@ -890,7 +925,11 @@ impl HypervConnection {
         d.push(Element::new("on_poweroff").with_text("destroy"));
         d.push(Element::new("on_reboot").with_text("restart"));
         d.push(Element::new("on_crash").with_text("restart"));
-        d.push(Element::new("devices"));
+        let mut devs = Element::new("devices");
+        for e in self.devices(&s.vssd)? {
+            devs.push(e);
+        }
+        d.push(devs);
         Ok(d.to_xml_string())
     }
 

@@ -395,8 +395,32 @@ fn dumpxml_of_an_existing_vm() {
         dom.child("os").and_then(|o| o.attr("firmware")),
         Some("efi")
     );
+    // a SCSI disk and DVD (generation 2), two NICs, one of them on a switch
+    let devices = dom.child("devices").unwrap().to_xml_string();
+    assert_eq!(
+        devices.trim_end(),
+        "<devices>\n  <disk type='file' device='disk'>\n    <source file='C:\\ProgramData\\Microsoft\\Windows\\Virtual Hard Disks\\web01.vhdx'/>\n    <target dev='sda' bus='scsi'/>\n    <address type='drive' controller='0' bus='0' target='0' unit='0'/>\n  </disk>\n  \
+         <disk type='file' device='cdrom'>\n    <source file='C:\\iso\\tools.iso'/>\n    <target dev='sdb' bus='scsi'/>\n    <readonly/>\n    <address type='drive' controller='0' bus='0' target='0' unit='1'/>\n  </disk>\n  \
+         <interface type='bridge'>\n    <mac address='00:15:5d:0a:0b:0c'/>\n    <source bridge='External Switch'/>\n  </interface>\n  \
+         <interface type='bridge'>\n    <mac address='00:15:5d:0a:0b:0d'/>\n  </interface>\n</devices>"
+    );
     let db = ok(c.get_xml_desc(uuid_of(VM_DB), 0)).to_string();
     assert!(!db.contains("firmware"), "{db}");
+    // generation 1: IDE 0:0 disk, IDE 1:0 DVD
+    assert!(
+        db.contains(
+            "<source file='D:\\VMs\\db01\\db01.vhd'/>\n      <target dev='hda' bus='ide'/>"
+        ),
+        "{db}"
+    );
+    assert!(
+        db.contains("<source file='D:\\iso\\install.iso'/>\n      <target dev='hdc' bus='ide'/>"),
+        "{db}"
+    );
+    assert!(
+        db.contains("<address type='drive' controller='0' bus='1' target='0' unit='0'/>"),
+        "{db}"
+    );
     assert!(!db.contains(" id="), "{db}");
     env.fake.assert_clean();
 }

@@ -67,7 +67,22 @@ pub struct FakeVm {
     pub autostart: u16,
     /// While stopping (32774): how many more listings show it so.
     pub stopping_reads: u32,
+    pub disks: Vec<FakeDisk>,
+    /// (MAC as WMI writes it, connected to the switch)
+    pub nics: Vec<(String, bool)>,
 }
+
+/// A disk image or ISO on a controller slot.
+#[derive(Debug, Clone)]
+pub struct FakeDisk {
+    pub path: String,
+    pub dvd: bool,
+    /// `Some(n)`: IDE controller n (generation 1); `None`: the SCSI controller
+    pub ide: Option<u8>,
+    pub slot: u8,
+}
+
+pub const SWITCH: &str = "C08CB7B8-9B3C-408E-8E30-5E16A3AEB444";
 
 impl FakeVm {
     pub fn new(guid: &str, name: &str, enabled: u32, pid: Option<u32>) -> FakeVm {
@@ -83,6 +98,8 @@ impl FakeVm {
             generation: 2,
             autostart: 3,
             stopping_reads: 0,
+            disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
@@ -173,9 +190,41 @@ fn inventory() -> Vec<FakeVm> {
     web.vcpus = 4;
     web.mem_mb = 4096;
     web.limit_mb = 8192;
+    web.disks = vec![
+        FakeDisk {
+            path: r"C:\ProgramData\Microsoft\Windows\Virtual Hard Disks\web01.vhdx".into(),
+            dvd: false,
+            ide: None,
+            slot: 0,
+        },
+        FakeDisk {
+            path: r"C:\iso\tools.iso".into(),
+            dvd: true,
+            ide: None,
+            slot: 1,
+        },
+    ];
+    web.nics = vec![
+        ("00155D0A0B0C".into(), true),
+        ("00155D0A0B0D".into(), false),
+    ];
     let mut db = FakeVm::new(VM_DB, "db01", 3, None);
     db.generation = 1;
     db.autostart = 4;
+    db.disks = vec![
+        FakeDisk {
+            path: r"D:\VMs\db01\db01.vhd".into(),
+            dvd: false,
+            ide: Some(0),
+            slot: 0,
+        },
+        FakeDisk {
+            path: r"D:\iso\install.iso".into(),
+            dvd: true,
+            ide: Some(1),
+            slot: 0,
+        },
+    ];
     let saved = FakeVm::new(VM_SAVED, "build\"agent", 32769, None);
     vec![web, db, saved]
 }
@@ -915,6 +964,189 @@ fn mem_inst(vm: &FakeVm) -> Inst {
     }
 }
 
+/// A WMI object path to an instance by its InstanceID (backslashes and quotes escaped).
+fn object_path(class: &str, id: &str) -> String {
+    format!(
+        "\\\\{HOST_NAME}\\root\\virtualization\\v2:{class}.InstanceID=\"{}\"",
+        id.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+fn switch_path() -> String {
+    format!(
+        "\\\\{HOST_NAME}\\root\\virtualization\\v2:Msvm_VirtualEthernetSwitch.CreationClassName=\"Msvm_VirtualEthernetSwitch\",Name=\"{SWITCH}\""
+    )
+}
+
+fn switch_inst() -> Inst {
+    Inst {
+        class: "Msvm_VirtualEthernetSwitch",
+        ns: V2,
+        props: vec![
+            ("Caption", s("Virtual Switch")),
+            ("ElementName", s("External Switch")),
+            ("CreationClassName", s("Msvm_VirtualEthernetSwitch")),
+            ("Name", s(SWITCH)),
+            ("EnabledState", s(2)),
+        ],
+    }
+}
+
+/// The controllers, drives, images, NICs and connections of a VM (classes
+/// Msvm_ResourceAllocationSettingData, Msvm_StorageAllocationSettingData,
+/// Msvm_SyntheticEthernetPortSettingData, Msvm_EthernetPortAllocationSettingData).
+fn device_insts(vm: &FakeVm, class: &str) -> Vec<Inst> {
+    let g = &vm.guid;
+    let rasd = "Msvm_ResourceAllocationSettingData";
+    let ctl_id = |d: &FakeDisk| match d.ide {
+        Some(n) => format!("Microsoft:{g}\\83F8638B-8DCA-4152-9EDA-2CA8B33039B4\\{n}"),
+        None => format!("Microsoft:{g}\\D422512D-2BF2-4752-809D-7B82B5FCB1B4\\0"),
+    };
+    let drive_id = |d: &FakeDisk| format!("{}\\{}\\D", ctl_id(d), d.slot);
+    let mut out = Vec::new();
+    match class {
+        "Msvm_ResourceAllocationSettingData" => {
+            let mut ctls: Vec<String> = Vec::new();
+            for d in &vm.disks {
+                let c = ctl_id(d);
+                if !ctls.contains(&c) {
+                    ctls.push(c.clone());
+                    out.push(Inst {
+                        class: "Msvm_ResourceAllocationSettingData",
+                        ns: V2,
+                        props: match d.ide {
+                            Some(n) => vec![
+                                ("InstanceID", s(&c)),
+                                ("ElementName", s(format!("IDE Controller {n}"))),
+                                ("ResourceType", s(5)),
+                                (
+                                    "ResourceSubType",
+                                    s("Microsoft:Hyper-V:Emulated IDE Controller"),
+                                ),
+                                ("Address", s(n)),
+                                ("Parent", V::Nil),
+                                ("AddressOnParent", V::Nil),
+                            ],
+                            None => vec![
+                                ("InstanceID", s(&c)),
+                                ("ElementName", s("SCSI Controller")),
+                                ("ResourceType", s(6)),
+                                (
+                                    "ResourceSubType",
+                                    s("Microsoft:Hyper-V:Synthetic SCSI Controller"),
+                                ),
+                                ("Address", V::Nil),
+                                ("Parent", V::Nil),
+                                ("AddressOnParent", V::Nil),
+                            ],
+                        },
+                    });
+                }
+                out.push(Inst {
+                    class: "Msvm_ResourceAllocationSettingData",
+                    ns: V2,
+                    props: vec![
+                        ("InstanceID", s(drive_id(d))),
+                        (
+                            "ElementName",
+                            s(if d.dvd { "DVD Drive" } else { "Hard Drive" }),
+                        ),
+                        ("ResourceType", s(if d.dvd { 16 } else { 17 })),
+                        (
+                            "ResourceSubType",
+                            s(if d.dvd {
+                                "Microsoft:Hyper-V:Synthetic DVD Drive"
+                            } else {
+                                "Microsoft:Hyper-V:Synthetic Disk Drive"
+                            }),
+                        ),
+                        ("Parent", s(object_path(rasd, &c))),
+                        ("AddressOnParent", s(d.slot)),
+                    ],
+                });
+            }
+        }
+        "Msvm_StorageAllocationSettingData" => {
+            for d in &vm.disks {
+                out.push(Inst {
+                    class: "Msvm_StorageAllocationSettingData",
+                    ns: V2,
+                    props: vec![
+                        ("InstanceID", s(format!("{}\\L", drive_id(d)))),
+                        (
+                            "ElementName",
+                            s(if d.dvd {
+                                "ISO Disk Image"
+                            } else {
+                                "Hard Disk Image"
+                            }),
+                        ),
+                        ("ResourceType", s(if d.dvd { 16 } else { 31 })),
+                        (
+                            "ResourceSubType",
+                            s(if d.dvd {
+                                "Microsoft:Hyper-V:Virtual CD/DVD Disk"
+                            } else {
+                                "Microsoft:Hyper-V:Virtual Hard Disk"
+                            }),
+                        ),
+                        ("HostResource", V::A(vec![d.path.clone()])),
+                        ("Parent", s(object_path(rasd, &drive_id(d)))),
+                    ],
+                });
+            }
+        }
+        "Msvm_SyntheticEthernetPortSettingData" => {
+            for (i, (mac, _)) in vm.nics.iter().enumerate() {
+                out.push(Inst {
+                    class: "Msvm_SyntheticEthernetPortSettingData",
+                    ns: V2,
+                    props: vec![
+                        ("InstanceID", s(format!("Microsoft:{g}\\NIC-{i}"))),
+                        ("ElementName", s("Network Adapter")),
+                        ("ResourceType", s(10)),
+                        (
+                            "ResourceSubType",
+                            s("Microsoft:Hyper-V:Synthetic Ethernet Port"),
+                        ),
+                        ("Address", s(mac)),
+                        ("StaticMacAddress", s(false)),
+                    ],
+                });
+            }
+        }
+        "Msvm_EthernetPortAllocationSettingData" => {
+            for (i, (_, connected)) in vm.nics.iter().enumerate() {
+                if !connected {
+                    continue;
+                }
+                let port = format!("Microsoft:{g}\\NIC-{i}");
+                out.push(Inst {
+                    class: "Msvm_EthernetPortAllocationSettingData",
+                    ns: V2,
+                    props: vec![
+                        ("InstanceID", s(format!("{port}\\C"))),
+                        ("ElementName", s("Dynamic Ethernet Switch Port")),
+                        ("ResourceType", s(33)),
+                        (
+                            "ResourceSubType",
+                            s("Microsoft:Hyper-V:Ethernet Connection"),
+                        ),
+                        (
+                            "Parent",
+                            s(object_path("Msvm_SyntheticEthernetPortSettingData", &port)),
+                        ),
+                        ("HostResource", V::A(vec![switch_path()])),
+                        ("EnabledState", s(2)),
+                    ],
+                });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
 fn shutdown_inst(vm: &FakeVm) -> Inst {
     Inst {
         class: "Msvm_ShutdownComponent",
@@ -1058,6 +1290,7 @@ fn select(st: &mut State, ns: &str, q: &Query) -> Result<Vec<Inst>, Fault> {
                     .map(shutdown_inst)
                     .collect(),
                 (V2, "Msvm_VirtualSystemSettingData") => st.vms.iter().map(vssd_inst).collect(),
+                (V2, "Msvm_VirtualEthernetSwitch") => vec![switch_inst()],
                 (CIMV2, c) if c.starts_with("Win32_") => win32(c),
                 (_, c) => {
                     return Err(Fault {
@@ -1101,18 +1334,22 @@ fn select(st: &mut State, ns: &str, q: &Query) -> Result<Vec<Inst>, Fault> {
                 (
                     "Msvm_VirtualSystemSettingData",
                     "Msvm_VirtualSystemSettingDataComponent",
-                    rc @ ("Msvm_ProcessorSettingData" | "Msvm_MemorySettingData"),
+                    rc @ ("Msvm_ProcessorSettingData"
+                    | "Msvm_MemorySettingData"
+                    | "Msvm_ResourceAllocationSettingData"
+                    | "Msvm_StorageAllocationSettingData"
+                    | "Msvm_SyntheticEthernetPortSettingData"
+                    | "Msvm_EmulatedEthernetPortSettingData"
+                    | "Msvm_EthernetPortAllocationSettingData"),
                 ) => {
                     let id = key("InstanceID");
                     st.vms
                         .iter()
                         .filter(|v| format!("Microsoft:{}", v.guid).eq_ignore_ascii_case(&id))
-                        .map(|v| {
-                            if rc == "Msvm_ProcessorSettingData" {
-                                proc_inst(v)
-                            } else {
-                                mem_inst(v)
-                            }
+                        .flat_map(|v| match rc {
+                            "Msvm_ProcessorSettingData" => vec![proc_inst(v)],
+                            "Msvm_MemorySettingData" => vec![mem_inst(v)],
+                            other => device_insts(v, other),
                         })
                         .collect()
                 }
