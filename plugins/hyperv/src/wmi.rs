@@ -302,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn return_values_other_than_0_and_4096_name_the_call() {
+        let c = Client::new("http://127.0.0.1:9/wsman", "u", "p", false);
+        let p = JobPolicy::default();
+        let out = crate::wsman::parse("<o><ReturnValue>0</ReturnValue></o>").unwrap();
+        assert!(finish(&c, "X.M", &out, &p).is_ok());
+        let out = crate::wsman::parse("<o><ReturnValue>32775</ReturnValue></o>").unwrap();
+        let e = finish(&c, "X.M", &out, &p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "X.M failed: return value 32775 (invalid state for this operation)"
+        );
+        let out = crate::wsman::parse("<o><ReturnValue>4096</ReturnValue></o>").unwrap();
+        let e = finish(&c, "X.M", &out, &p).unwrap_err().to_string();
+        assert!(e.contains("no Job reference"), "{e}");
+        let out = crate::wsman::parse("<o/>").unwrap();
+        assert!(finish(&c, "X.M", &out, &p).is_err());
+    }
+
+    #[test]
     fn wql_strings_and_embedded_instances_are_escaped() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(

@@ -512,6 +512,39 @@ fn failed_job_names_its_error() {
 }
 
 #[test]
+fn a_job_that_never_ends_times_out() {
+    let env = Env::new();
+    let (mut c, _) = env.open();
+    c.set_job_policy(JobPolicy {
+        timeout: Duration::from_millis(200),
+        first_poll: Duration::from_millis(5),
+        max_poll: Duration::from_millis(20),
+    });
+    env.fake.lock().hang_next_job = true;
+    let e = fails(c.suspend(uuid_of(VM_WEB)));
+    assert_eq!(e.code, 68, "VIR_ERR_OPERATION_TIMEOUT: {}", e.message);
+    assert!(
+        e.message.contains("RequestStateChange(9) of 'web01'"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("did not end") && e.message.contains("state 4"),
+        "{}",
+        e.message
+    );
+    let polls = env
+        .fake
+        .lock()
+        .log
+        .iter()
+        .filter(|l| *l == "Get Msvm_ConcreteJob")
+        .count();
+    assert!(polls >= 3, "the job was polled {polls} times");
+    env.fake.assert_clean();
+}
+
+#[test]
 fn bad_uris_are_refused_naming_the_problem() {
     let env = Env::new();
     for (uri, what) in [

@@ -141,6 +141,8 @@ pub struct State {
     pub log: Vec<String>,
     /// the next job ends in JobState 10 with this ErrorCode and ErrorDescription
     pub fail_next_job: Option<(u16, String)>,
+    /// the next job never ends (JobState 4, running)
+    pub hang_next_job: bool,
     /// invocations of this method answer a SOAP fault
     pub fault_on: Option<String>,
     /// most items per Enumerate/Pull answer (the client's MaxElements may be larger)
@@ -1643,6 +1645,9 @@ fn new_job(st: &mut State) -> (String, bool) {
     let id = uuid::Uuid::new_v4().hyphenated().to_string().to_uppercase();
     let (states, code, description, summary, ok) = match st.fail_next_job.take() {
         Some((code, d)) => (vec![4, 10], code, d.clone(), d, false),
+        None if std::mem::take(&mut st.hang_next_job) => {
+            (vec![4], 0, String::new(), String::new(), false)
+        }
         None => (vec![4, 7], 0, String::new(), String::new(), true),
     };
     st.jobs.insert(
