@@ -35,7 +35,7 @@ pub const MAX_ELEMENTS: u32 = 100;
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]
 pub enum WsmanError {
-    #[error("{call}: http request to {url} failed: {source}")]
+    #[error("{call}: http request to {url} failed: {source}{}", cert_hint(source))]
     Http {
         call: String,
         url: String,
@@ -62,6 +62,15 @@ pub enum WsmanError {
         code: String,
         reason: String,
     },
+}
+
+/// What to do about a refused server certificate.
+fn cert_hint(e: &ureq::Error) -> &'static str {
+    if e.to_string().contains("certificate") {
+        " (the server's certificate is not trusted: install its CA, or add no_verify=1 to the uri to skip the check)"
+    } else {
+        ""
+    }
 }
 
 /// One element of an answer: local name, attributes by local name, text, children, and

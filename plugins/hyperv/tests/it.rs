@@ -624,6 +624,7 @@ fn https_with_a_self_signed_certificate() {
         .open_with(&base, false)
         .err()
         .expect("self-signed certificate");
+    assert!(e.message.contains("no_verify=1"), "{}", e.message);
     assert_eq!(e.code, 9, "{}", e.message);
     assert!(
         e.message
