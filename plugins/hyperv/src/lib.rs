@@ -800,6 +800,65 @@ impl HypervConnection {
         wmi::finish(&self.client, &call, &out, &self.jobs).map_err(wmi_err)
     }
 
+    /// `virDomainSetMemoryFlags` / `virDomainSetVcpusFlags`: `ModifyResourceSettings` on
+    /// a VM that is off (`VIR_DOMAIN_AFFECT_CONFIG`, or the current state when off). A
+    /// running VM's memory and processors are not changed here.
+    fn set_size(&self, op: &str, u: Uuid, flags: u32, change: Resize) -> Result<(), PluginError> {
+        self.guard(op)?;
+        let vm = self.by_uuid(u)?;
+        let active = wmi::is_active(vm.enabled_state);
+        let live = flags & 1 != 0 || (flags & 3 == 0 && active);
+        if live {
+            return Err(no_support(
+                op,
+                "Hyper-V's memory and processors are changed here only while the VM is off (VIR_DOMAIN_AFFECT_CONFIG)",
+            ));
+        }
+        if active {
+            return Err(invalid(&format!(
+                "cannot change the definition of the active domain '{}': Hyper-V changes the settings of a VM that is off",
+                vm.name
+            )));
+        }
+        let s = self.settings(&vm)?;
+        let (max, cur) = (s.max_memory_kib() / 1024, s.memory_kib() / 1024);
+        match change {
+            Resize::Memory { kib, maximum } => {
+                let mib = kib.div_ceil(1024);
+                if mib == 0 {
+                    return Err(err(
+                        ErrorCode::InvalidArg,
+                        format!("{op}: memory of 0 KiB for domain '{}'", vm.name),
+                    ));
+                }
+                let (max, cur) = if maximum {
+                    (mib, cur.min(mib))
+                } else if mib > max {
+                    return Err(err(
+                        ErrorCode::InvalidArg,
+                        format!(
+                            "{op}: {kib} KiB is more than the maximum {} KiB of domain '{}'",
+                            max * 1024,
+                            vm.name
+                        ),
+                    ));
+                } else {
+                    (max, mib)
+                };
+                self.set_resources(&vm, Some(max), Some(cur), None)
+            }
+            Resize::Vcpus(n) => {
+                if n == 0 {
+                    return Err(err(
+                        ErrorCode::InvalidArg,
+                        format!("{op}: 0 vcpus for domain '{}'", vm.name),
+                    ));
+                }
+                self.set_resources(&vm, None, None, Some(n))
+            }
+        }
+    }
+
     /// `ModifyResourceSettings` with the VM's memory and processor settings changed.
     fn set_resources(
         &self,
@@ -1062,6 +1121,13 @@ impl HypervConnection {
     }
 }
 
+/// What `set_size` changes.
+#[derive(Debug, Clone, Copy)]
+enum Resize {
+    Memory { kib: u64, maximum: bool },
+    Vcpus(u32),
+}
+
 /// A lookup's domain, `None` where there is none; other errors pass.
 fn maybe(r: Result<Vm, PluginError>) -> Result<Option<Vm>, PluginError> {
     match r {
@@ -1081,6 +1147,10 @@ fn pack_version(v: &str) -> Option<u64> {
     }
     Some((major * 100 + minor) * 1_000_000 + build)
 }
+
+/// Why snapshots answer no-support.
+const SNAPSHOTS: &str =
+    "Hyper-V checkpoints (Msvm_VirtualSystemSnapshotService) are not implemented";
 
 fn res<T>(r: Result<T, PluginError>) -> PResult<T> {
     r.into()
@@ -1275,6 +1345,83 @@ impl DriverConnection for HypervConnection {
             "virConnectDomainXMLFromNative",
             "Hyper-V has no native configuration format to convert from",
         ))
+    }
+
+    fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> {
+        // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_MEM_MAXIMUM
+        checked!("virDomainSetMemoryFlags", flags, 1 | 2 | 4);
+        res(self.set_size(
+            "virDomainSetMemoryFlags",
+            uuid,
+            flags,
+            Resize::Memory {
+                kib,
+                maximum: flags & 4 != 0,
+            },
+        ))
+    }
+
+    fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
+        // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_VCPU_MAXIMUM
+        checked!("virDomainSetVcpusFlags", flags, 1 | 2 | 4);
+        if flags & 4 != 0 {
+            return RResult::RErr(no_support(
+                "virDomainSetVcpusFlags",
+                "Hyper-V has no maximum vCPU count apart from the count (VIR_DOMAIN_VCPU_MAXIMUM)",
+            ));
+        }
+        res(self.set_size("virDomainSetVcpusFlags", uuid, flags, Resize::Vcpus(nvcpus)))
+    }
+
+    fn attach_device_flags(&self, _uuid: Uuid, _xml: RStr<'_>, _flags: u32) -> PResult<()> {
+        RResult::RErr(no_support(
+            "virDomainAttachDeviceFlags",
+            "adding devices (AddResourceSettings) is not implemented",
+        ))
+    }
+
+    fn detach_device_flags(&self, _uuid: Uuid, _xml: RStr<'_>, _flags: u32) -> PResult<()> {
+        RResult::RErr(no_support(
+            "virDomainDetachDeviceFlags",
+            "removing devices (RemoveResourceSettings) is not implemented",
+        ))
+    }
+
+    fn snapshot_create_xml(&self, _uuid: Uuid, _xml: RStr<'_>, _flags: u32) -> PResult<RString> {
+        RResult::RErr(no_support("virDomainSnapshotCreateXML", SNAPSHOTS))
+    }
+
+    fn snapshot_list(&self, _uuid: Uuid, _flags: u32) -> PResult<RVec<RString>> {
+        RResult::RErr(no_support("virDomainListAllSnapshots", SNAPSHOTS))
+    }
+
+    fn snapshot_list_children(
+        &self,
+        _uuid: Uuid,
+        _name: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<RVec<RString>> {
+        RResult::RErr(no_support("virDomainSnapshotListAllChildren", SNAPSHOTS))
+    }
+
+    fn snapshot_get_xml_desc(&self, _uuid: Uuid, _name: RStr<'_>, _flags: u32) -> PResult<RString> {
+        RResult::RErr(no_support("virDomainSnapshotGetXMLDesc", SNAPSHOTS))
+    }
+
+    fn snapshot_current(&self, _uuid: Uuid, _flags: u32) -> PResult<RString> {
+        RResult::RErr(no_support("virDomainSnapshotCurrent", SNAPSHOTS))
+    }
+
+    fn snapshot_get_parent(&self, _uuid: Uuid, _name: RStr<'_>, _flags: u32) -> PResult<RString> {
+        RResult::RErr(no_support("virDomainSnapshotGetParent", SNAPSHOTS))
+    }
+
+    fn snapshot_revert(&self, _uuid: Uuid, _name: RStr<'_>, _flags: u32) -> PResult<()> {
+        RResult::RErr(no_support("virDomainRevertToSnapshot", SNAPSHOTS))
+    }
+
+    fn snapshot_delete(&self, _uuid: Uuid, _name: RStr<'_>, _flags: u32) -> PResult<()> {
+        RResult::RErr(no_support("virDomainSnapshotDelete", SNAPSHOTS))
     }
 }
 

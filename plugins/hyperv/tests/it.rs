@@ -371,6 +371,30 @@ fn define_dumpxml_and_undefine() {
 }
 
 #[test]
+fn memory_and_vcpus_of_a_vm_that_is_off() {
+    let env = Env::new();
+    let (c, _) = env.open();
+    let db = uuid_of(VM_DB);
+    // VIR_DOMAIN_MEM_MAXIMUM | AFFECT_CONFIG, then the current size
+    ok(c.set_memory_flags(db, 8 << 20, 4 | 2));
+    ok(c.set_memory_flags(db, 3 << 20, 2));
+    let i = ok(c.get_info(db));
+    assert_eq!((i.max_mem_kib, i.memory_kib), (8 << 20, 3 << 20));
+    let e = fails(c.set_memory_flags(db, 9 << 20, 2));
+    assert_eq!(e.code, 8, "{}", e.message);
+    // the current state (off) is the definition
+    ok(c.set_vcpus_flags(db, 6, 0));
+    assert_eq!(ok(c.get_info(db)).nr_virt_cpu, 6);
+    assert_eq!(fails(c.set_vcpus_flags(db, 0, 2)).code, 8);
+    let vm = env.fake.vm(VM_DB).unwrap();
+    assert_eq!((vm.limit_mb, vm.mem_mb, vm.vcpus), (8192, 3072, 6));
+    // a running VM: live is no-support, config is refused while it runs
+    assert_eq!(fails(c.set_vcpus_flags(uuid_of(VM_WEB), 2, 1)).code, 3);
+    assert_eq!(fails(c.set_vcpus_flags(uuid_of(VM_WEB), 2, 2)).code, 55);
+    env.fake.assert_clean();
+}
+
+#[test]
 fn dumpxml_of_an_existing_vm() {
     let env = Env::new();
     let (c, _) = env.open();
@@ -596,6 +620,31 @@ fn read_only_and_unsupported_calls() {
         (
             fails(c.domain_xml_from_native(RStr::from("x"), RStr::from(""), 0)),
             "virConnectDomainXMLFromNative",
+        ),
+    ] {
+        assert_eq!(e.code, 3, "{}", e.message);
+        assert!(
+            e.message.contains(op) && e.message.contains("hyperv driver"),
+            "{}",
+            e.message
+        );
+    }
+    for (e, op) in [
+        (
+            fails(c.attach_device_flags(uuid_of(VM_DB), RStr::from("<disk/>"), 0)),
+            "virDomainAttachDeviceFlags",
+        ),
+        (
+            fails(c.snapshot_list(uuid_of(VM_DB), 0)),
+            "virDomainListAllSnapshots",
+        ),
+        (
+            fails(c.set_vcpus_flags(uuid_of(VM_DB), 2, 2 | 4)),
+            "virDomainSetVcpusFlags",
+        ),
+        (
+            fails(c.set_memory_flags(uuid_of(VM_WEB), 1 << 20, 0)),
+            "virDomainSetMemoryFlags",
         ),
     ] {
         assert_eq!(e.code, 3, "{}", e.message);
