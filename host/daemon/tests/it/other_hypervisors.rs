@@ -169,3 +169,50 @@ fn virsh_vbox_through_rvirtd_names_the_unreachable_web_service() {
     let e = stderr(&out);
     assert!(e.contains("localhost:18083"), "{e}");
 }
+
+#[test]
+fn virsh_hyperv_through_rvirtd_names_the_unreachable_host() {
+    if no_virsh() {
+        return;
+    }
+    plugin("librvirt_plugin_hyperv.so");
+    // a port nothing listens on: bound, then closed
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    eprintln!(
+        "NOTE: no Hyper-V host exists here; the plugin's own tests use a fake WS-Man endpoint"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.conf");
+    std::fs::write(
+        &auth,
+        "[credentials-h]\nusername=administrator\npassword=pw\n[auth-hyperv-default]\ncredentials=h\n",
+    )
+    .unwrap();
+    let hv = format!(
+        "hyperv://127.0.0.1:{port}/?transport=http&authfile={}",
+        auth.display()
+    );
+    let d = Daemon::start_with_config(&format!("uris = [\"{hv}\"]\n"));
+    let name: String = hv
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let uri = format!(
+        "hyperv+unix:///?socket={}&name={name}",
+        d.socket().display()
+    );
+    let out = virsh(&uri, &["list", "--all"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
