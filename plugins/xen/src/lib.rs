@@ -1,0 +1,3 @@
+//! The Xen driver (placeholder while the converter is built).
+pub mod convert;
+pub mod xlcfg;

@@ -1,0 +1,404 @@
+//! libvirt's xlconfig test data (`../shared/corpus/xlconfigdata` or `$RVIRT_CORPUS`), in
+//! the direction(s) `cases.tsv` gives each case: `DO_TEST` and `DO_TEST_REPLACE_VARS`
+//! both ways, `DO_TEST_PARSE` domain XML → xl.cfg only, `DO_TEST_FORMAT` xl.cfg → domain
+//! XML only. Fails when the corpus is absent.
+//!
+//! * XML → xl.cfg: the written cfg and the expected one are read as key/value sets and
+//!   compared with values exact (strings, numbers, lists).
+//! * xl.cfg → XML: compared as element trees (attribute order and layout whitespace
+//!   aside, as the vmx corpus test compares).
+//! * libxlutil: Debian's `libxlutil.so.4.17` (package libxenmisc4.17), loaded through
+//!   FFI, reads every cfg the plugin writes; every key must read back as written.
+
+use rvirt_plugin_xen::convert::{xl_to_xml, xml_to_xl};
+use rvirt_plugin_xen::xlcfg::{Cfg, Value};
+use rvirt_xml::Element;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn corpus() -> PathBuf {
+    if let Ok(p) = std::env::var("RVIRT_CORPUS") {
+        let p = PathBuf::from(p);
+        assert!(p.is_dir(), "RVIRT_CORPUS={} is not a directory", p.display());
+        return p;
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    assert!(
+        p.is_dir(),
+        "libvirt's corpus is missing: set RVIRT_CORPUS or provide {}",
+        p.display()
+    );
+    p
+}
+
+struct Case {
+    name: String,
+    xml2cfg: bool,
+    cfg2xml: bool,
+}
+
+fn cases() -> (PathBuf, Vec<Case>) {
+    let dir = corpus().join("xlconfigdata");
+    let tsv = std::fs::read_to_string(dir.join("cases.tsv"))
+        .unwrap_or_else(|e| panic!("{}/cases.tsv: {e}", dir.display()));
+    let mut out = Vec::new();
+    for line in tsv.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 4 {
+            continue;
+        }
+        let (xml2cfg, cfg2xml) = match cols[3] {
+            "DO_TEST" | "DO_TEST_REPLACE_VARS" => (true, true),
+            "DO_TEST_PARSE" => (true, false),
+            "DO_TEST_FORMAT" => (false, true),
+            other => panic!("{}: unknown test macro '{other}'", cols[0]),
+        };
+        out.push(Case {
+            name: cols[0].to_string(),
+            xml2cfg,
+            cfg2xml,
+        });
+    }
+    assert!(!out.is_empty(), "no cases in {}/cases.tsv", dir.display());
+    (dir, out)
+}
+
+fn as_map(c: &Cfg) -> BTreeMap<String, Value> {
+    c.entries().iter().cloned().collect()
+}
+
+fn cfg_diff(want: &Cfg, got: &Cfg) -> Vec<String> {
+    let (w, g) = (as_map(want), as_map(got));
+    let mut d = Vec::new();
+    for (k, v) in &w {
+        match g.get(k) {
+            None => d.push(format!("  missing {k} = {v:?}")),
+            Some(x) if x != v => d.push(format!("  {k}: got {x:?}, want {v:?}")),
+            _ => {}
+        }
+    }
+    for (k, v) in &g {
+        if !w.contains_key(k) {
+            d.push(format!("  extra {k} = {v:?}"));
+        }
+    }
+    d
+}
+
+#[test]
+fn xml_to_cfg() {
+    let (dir, cases) = cases();
+    let (mut pass, mut total) = (0, 0);
+    let mut misses = Vec::new();
+    for c in cases.iter().filter(|c| c.xml2cfg) {
+        total += 1;
+        let xml = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
+        let want = Cfg::parse(&std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap())
+            .unwrap_or_else(|e| panic!("{}.cfg: {e}", c.name));
+        match xml_to_xl(&xml) {
+            Err(e) => misses.push(format!("{}: {e} ({:?})", c.name, std::error::Error::source(&e).map(|s| s.to_string()))),
+            Ok(text) => {
+                let got = Cfg::parse(&text).unwrap_or_else(|e| panic!("{}: written cfg does not parse: {e}\n{text}", c.name));
+                let d = cfg_diff(&want, &got);
+                if d.is_empty() {
+                    pass += 1;
+                } else {
+                    misses.push(format!("{}:\n{}", c.name, d.join("\n")));
+                }
+            }
+        }
+    }
+    println!("xml -> xl.cfg: {pass}/{total} pass");
+    for m in &misses {
+        println!("MISS {m}");
+    }
+    assert!(pass * 100 >= total * 95, "xml -> xl.cfg: {pass}/{total}");
+}
+
+#[test]
+fn cfg_to_xml() {
+    let (dir, cases) = cases();
+    let (mut pass, mut exact, mut total) = (0, 0, 0);
+    let mut misses = Vec::new();
+    for c in cases.iter().filter(|c| c.cfg2xml) {
+        total += 1;
+        let cfg = std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap();
+        let want_text = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
+        let want = Element::parse(&want_text).unwrap();
+        match xl_to_xml(&cfg) {
+            Err(e) => misses.push(format!("{}: {e} ({:?})", c.name, std::error::Error::source(&e).map(|s| s.to_string()))),
+            Ok(got_text) => {
+                let got = Element::parse(&got_text).unwrap();
+                match rvirt_xml::compat::compare(&got, &want) {
+                    Ok(()) => {
+                        pass += 1;
+                        if got_text.trim_end() == want_text.trim_end() {
+                            exact += 1;
+                        } else {
+                            println!("not byte-exact: {}", c.name);
+                        }
+                    }
+                    Err(d) => misses.push(format!("{}: {d}\n--- want\n{want_text}--- got\n{got_text}", c.name)),
+                }
+            }
+        }
+    }
+    println!("xl.cfg -> xml: {pass}/{total} pass ({exact} byte-exact)");
+    for m in &misses {
+        println!("MISS {m}");
+    }
+    assert!(pass * 100 >= total * 95, "xl.cfg -> xml: {pass}/{total}");
+}
+
+/// The few libxlutil functions the check needs, declared from `libxlutil.h`.
+mod xlu {
+    use std::ffi::{CStr, CString, c_char, c_int, c_long, c_uint, c_void};
+
+    type Init = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
+    type ReadData = unsafe extern "C" fn(*mut c_void, *const c_char, c_int) -> c_int;
+    type Destroy = unsafe extern "C" fn(*mut c_void);
+    type GetString = unsafe extern "C" fn(*const c_void, *const c_char, *mut *const c_char, c_int) -> c_int;
+    type GetLong = unsafe extern "C" fn(*const c_void, *const c_char, *mut c_long, c_int) -> c_int;
+    type GetList = unsafe extern "C" fn(*const c_void, *const c_char, *mut *mut c_void, *mut c_int, c_int) -> c_int;
+    type ListItem = unsafe extern "C" fn(*const c_void, c_int) -> *const c_char;
+    type ListItem2 = unsafe extern "C" fn(*const c_void, c_uint) -> *mut c_void;
+    type ValueType = unsafe extern "C" fn(*const c_void) -> c_int;
+    type ValueGetString = unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_char, c_int) -> c_int;
+    type ValueGetList = unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_void, c_int) -> c_int;
+
+    unsafe extern "C" {
+        fn fdopen(fd: c_int, mode: *const c_char) -> *mut c_void;
+    }
+
+    /// `XLU_STRING` and `XLU_LIST` of `enum XLU_ConfigValueType`.
+    const XLU_STRING: c_int = 0;
+    const XLU_LIST: c_int = 1;
+
+    pub struct Lib {
+        _lib: libloading::Library,
+        init: Init,
+        readdata: ReadData,
+        destroy: Destroy,
+        get_string: GetString,
+        get_long: GetLong,
+        get_list: GetList,
+        listitem: ListItem,
+        listitem2: ListItem2,
+        value_type: ValueType,
+        value_get_string: ValueGetString,
+        value_get_list: ValueGetList,
+    }
+
+    /// A read-back value: a string, a number, or a list.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Back {
+        Str(String),
+        Num(i64),
+        List(Vec<Back>),
+    }
+
+    impl Lib {
+        pub fn load() -> Result<Lib, String> {
+            // SAFETY: loading Debian's libxlutil runs only its (and libxenlight's) ELF
+            // constructors, which set up nothing beyond their own state.
+            let lib = unsafe { libloading::Library::new("libxlutil.so.4.17") }
+                .map_err(|e| format!("cannot load libxlutil.so.4.17: {e}"))?;
+            macro_rules! sym {
+                ($name:literal, $t:ty) => {{
+                    // SAFETY: the symbol is declared with the C signature of libxlutil.h
+                    // (Xen 4.17); the library outlives the copied function pointer since
+                    // both are kept in `Lib`.
+                    let s: libloading::Symbol<$t> = unsafe { lib.get($name) }
+                        .map_err(|e| format!("libxlutil lacks {}: {e}", String::from_utf8_lossy($name)))?;
+                    *s
+                }};
+            }
+            Ok(Lib {
+                init: sym!(b"xlu_cfg_init", Init),
+                readdata: sym!(b"xlu_cfg_readdata", ReadData),
+                destroy: sym!(b"xlu_cfg_destroy", Destroy),
+                get_string: sym!(b"xlu_cfg_get_string", GetString),
+                get_long: sym!(b"xlu_cfg_get_long", GetLong),
+                get_list: sym!(b"xlu_cfg_get_list", GetList),
+                listitem: sym!(b"xlu_cfg_get_listitem", ListItem),
+                listitem2: sym!(b"xlu_cfg_get_listitem2", ListItem2),
+                value_type: sym!(b"xlu_cfg_value_type", ValueType),
+                value_get_string: sym!(b"xlu_cfg_value_get_string", ValueGetString),
+                value_get_list: sym!(b"xlu_cfg_value_get_list", ValueGetList),
+                _lib: lib,
+            })
+        }
+
+        /// Reads `text` and answers each `(key, kind)`: kind 's' string, 'n' number,
+        /// 'l' list.
+        pub fn read_back(&self, text: &str, keys: &[(String, char)]) -> Result<Vec<Back>, String> {
+            let name = CString::new("rvirt-written.cfg").unwrap();
+            // SAFETY: fd 2 stays open for the process; "w" is a valid mode string.
+            let report = unsafe { fdopen(2, c"w".as_ptr()) };
+            if report.is_null() {
+                return Err("fdopen(2) failed".into());
+            }
+            // SAFETY: report is a FILE*, name a NUL-terminated string that outlives cfg.
+            let cfg = unsafe { (self.init)(report, name.as_ptr()) };
+            if cfg.is_null() {
+                return Err("xlu_cfg_init failed".into());
+            }
+            let data = CString::new(text).map_err(|_| "NUL in cfg text".to_string())?;
+            // SAFETY: cfg is live; data is NUL-terminated and `len` bytes long.
+            let rc = unsafe { (self.readdata)(cfg, data.as_ptr(), text.len() as c_int) };
+            let out = if rc != 0 {
+                Err(format!("xlu_cfg_readdata failed: error {rc}"))
+            } else {
+                keys.iter()
+                    .map(|(k, kind)| self.get(cfg, k, *kind))
+                    .collect()
+            };
+            // SAFETY: cfg came from xlu_cfg_init and is not used afterwards.
+            unsafe { (self.destroy)(cfg) };
+            out
+        }
+
+        fn get(&self, cfg: *mut c_void, key: &str, kind: char) -> Result<Back, String> {
+            let k = CString::new(key).unwrap();
+            match kind {
+                's' => {
+                    let mut p: *const c_char = std::ptr::null();
+                    // SAFETY: cfg is live; p receives a string owned by cfg.
+                    let rc = unsafe { (self.get_string)(cfg, k.as_ptr(), &mut p, 0) };
+                    if rc != 0 || p.is_null() {
+                        return Err(format!("{key}: xlu_cfg_get_string failed ({rc})"));
+                    }
+                    // SAFETY: p is a NUL-terminated string owned by cfg, still live.
+                    Ok(Back::Str(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()))
+                }
+                'n' => {
+                    let mut v: c_long = 0;
+                    // SAFETY: cfg is live; v is a valid out pointer.
+                    let rc = unsafe { (self.get_long)(cfg, k.as_ptr(), &mut v, 0) };
+                    if rc != 0 {
+                        return Err(format!("{key}: xlu_cfg_get_long failed ({rc})"));
+                    }
+                    Ok(Back::Num(v as i64))
+                }
+                _ => {
+                    let mut list: *mut c_void = std::ptr::null_mut();
+                    let mut n: c_int = 0;
+                    // SAFETY: cfg is live; list and n are valid out pointers.
+                    let rc = unsafe { (self.get_list)(cfg, k.as_ptr(), &mut list, &mut n, 0) };
+                    if rc != 0 {
+                        return Err(format!("{key}: xlu_cfg_get_list failed ({rc})"));
+                    }
+                    self.list_items(cfg, list, n, key)
+                }
+            }
+        }
+
+        fn list_items(&self, cfg: *mut c_void, list: *mut c_void, n: c_int, key: &str) -> Result<Back, String> {
+            let mut items = Vec::new();
+            for i in 0..n {
+                // SAFETY: list is a live XLU_ConfigList with n entries.
+                let s = unsafe { (self.listitem)(list, i) };
+                if !s.is_null() {
+                    // SAFETY: a NUL-terminated string owned by the list.
+                    items.push(Back::Str(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()));
+                    continue;
+                }
+                // not a string: a nested list (vnuma)
+                // SAFETY: as above; entry i exists.
+                let v = unsafe { (self.listitem2)(list, i as c_uint) };
+                // SAFETY: v is a live XLU_ConfigValue.
+                match unsafe { (self.value_type)(v) } {
+                    XLU_LIST => {
+                        let mut sub: *mut c_void = std::ptr::null_mut();
+                        // SAFETY: v is a list value; sub receives the list it holds.
+                        let rc = unsafe { (self.value_get_list)(cfg, v, &mut sub, 0) };
+                        if rc != 0 {
+                            return Err(format!("{key}[{i}]: xlu_cfg_value_get_list failed ({rc})"));
+                        }
+                        // The nested list's length: count until an item is missing.
+                        let mut m = 0;
+                        // SAFETY: listitem2 returns NULL past the end.
+                        while !unsafe { (self.listitem2)(sub, m as c_uint) }.is_null() {
+                            m += 1;
+                        }
+                        items.push(self.list_items(cfg, sub, m, key)?);
+                    }
+                    XLU_STRING => {
+                        let mut p: *mut c_char = std::ptr::null_mut();
+                        // SAFETY: v is a string value; p receives a string owned by v.
+                        let rc = unsafe { (self.value_get_string)(cfg, v, &mut p, 0) };
+                        if rc != 0 || p.is_null() {
+                            return Err(format!("{key}[{i}]: xlu_cfg_value_get_string failed ({rc})"));
+                        }
+                        // SAFETY: NUL-terminated, owned by the value.
+                        items.push(Back::Str(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()));
+                    }
+                    t => return Err(format!("{key}[{i}]: unknown value type {t}")),
+                }
+            }
+            Ok(Back::List(items))
+        }
+    }
+}
+
+fn expected_back(v: &Value) -> xlu::Back {
+    match v {
+        Value::Str(s) => xlu::Back::Str(s.clone()),
+        Value::Num(n) => xlu::Back::Num(*n),
+        Value::List(items) => xlu::Back::List(items.iter().map(expected_back).collect()),
+    }
+}
+
+#[test]
+fn libxlutil_reads_back_every_written_key() {
+    let lib = match xlu::Lib::load() {
+        Ok(l) => l,
+        Err(e) => {
+            rvirt_tests::cannot_run(
+                "libxlutil_reads_back_every_written_key",
+                &format!("{e} (install Debian's libxenmisc4.17)"),
+            );
+            return;
+        }
+    };
+    let (dir, cases) = cases();
+    let (mut files, mut keys_checked) = (0, 0);
+    let mut failures = Vec::new();
+    for c in cases.iter().filter(|c| c.xml2cfg) {
+        let xml = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
+        let Ok(text) = xml_to_xl(&xml) else {
+            continue;
+        };
+        files += 1;
+        let cfg = Cfg::parse(&text).unwrap();
+        let keys: Vec<(String, char)> = cfg
+            .entries()
+            .iter()
+            .map(|(k, v)| {
+                let kind = match v {
+                    Value::Str(_) => 's',
+                    Value::Num(_) => 'n',
+                    Value::List(_) => 'l',
+                };
+                (k.clone(), kind)
+            })
+            .collect();
+        match lib.read_back(&text, &keys) {
+            Err(e) => failures.push(format!("{}: {e}\n{text}", c.name)),
+            Ok(back) => {
+                for ((k, v), b) in cfg.entries().iter().zip(back) {
+                    keys_checked += 1;
+                    if expected_back(v) != b {
+                        failures.push(format!("{}: {k}: libxlutil read {b:?}, the plugin wrote {v:?}", c.name));
+                    }
+                }
+            }
+        }
+    }
+    println!("libxlutil read {keys_checked} keys of {files} written cfg files");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(files > 0, "no cfg was written");
+    assert!(failures.is_empty(), "{} keys did not read back as written", failures.len());
+}
