@@ -103,7 +103,12 @@ fn kib(e: &Element, path: &str) -> Result<u64, ConvertError> {
         "G" | "GiB" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "T" | "TiB" => 1 << 40,
-        _ => return Err(invalid(&format!("{path}/@unit"), format!("unknown unit '{unit}'"))),
+        _ => {
+            return Err(invalid(
+                &format!("{path}/@unit"),
+                format!("unknown unit '{unit}'"),
+            ));
+        }
     };
     Ok(v.saturating_mul(bytes_per) / 1024)
 }
@@ -121,9 +126,17 @@ fn kib_element(name: &str, kib: u64) -> Element {
 /// The index of a disk name whose prefix may include letters of the index
 /// (`hda`, `sdb`, `xvdc`).
 fn disk_bus_index(name: &str) -> Option<(&'static str, u32)> {
-    for (prefix, bus) in [("xvd", "xen"), ("hd", "ide"), ("sd", "scsi"), ("vd", "virtio")] {
+    for (prefix, bus) in [
+        ("xvd", "xen"),
+        ("hd", "ide"),
+        ("sd", "scsi"),
+        ("vd", "virtio"),
+    ] {
         if let Some(rest) = name.strip_prefix(prefix) {
-            let letters: String = rest.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+            let letters: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase())
+                .collect();
             if letters.is_empty() {
                 return None;
             }
@@ -282,7 +295,10 @@ pub fn domain_to_cfg(dom: &Element) -> Result<Cfg, ConvertError> {
     }
     if let Some(x) = has("xen") {
         if let Some(e) = x.child("e820_host") {
-            c.set_num("e820_host", (e.attr("state").unwrap_or("on") == "on") as i64);
+            c.set_num(
+                "e820_host",
+                (e.attr("state").unwrap_or("on") == "on") as i64,
+            );
         }
         if let Some(p) = x.child("passthrough") {
             let v = match (p.attr("state").unwrap_or("on"), p.attr("mode")) {
@@ -326,7 +342,10 @@ pub fn domain_to_cfg(dom: &Element) -> Result<Cfg, ConvertError> {
             "variable" => {
                 let adj = clock.and_then(|c| c.attr("adjustment")).unwrap_or("0");
                 let n: i64 = adj.parse().map_err(|_| {
-                    invalid("domain/clock/@adjustment", format!("'{adj}' is not a number"))
+                    invalid(
+                        "domain/clock/@adjustment",
+                        format!("'{adj}' is not a number"),
+                    )
                 })?;
                 c.set_num("rtc_timeoffset", n);
                 let basis = clock.and_then(|c| c.attr("basis")).unwrap_or("utc");
@@ -354,13 +373,14 @@ pub fn domain_to_cfg(dom: &Element) -> Result<Cfg, ConvertError> {
             "destroy" | "restart" | "preserve" | "rename-restart" | "coredump-destroy"
             | "coredump-restart" => c.set_str(key, &v),
             other => {
-                return Err(unsupported(&format!("domain/{key}"), format!("action '{other}'")));
+                return Err(unsupported(
+                    &format!("domain/{key}"),
+                    format!("action '{other}'"),
+                ));
             }
         }
     }
-    if hvm
-        && let Some(em) = dom.child("devices").and_then(|d| text_of(d, "emulator"))
-    {
+    if hvm && let Some(em) = dom.child("devices").and_then(|d| text_of(d, "emulator")) {
         c.set_str("device_model_override", &em);
     }
     graphics_to_cfg(dom, gt, &mut c)?;
@@ -373,12 +393,26 @@ pub fn domain_to_cfg(dom: &Element) -> Result<Cfg, ConvertError> {
     }
     os_to_cfg(dom, gt, &mut c)?;
     cpu_to_cfg(dom, hvm, &mut c)?;
-    if let Some(xb) = devices(dom).find(|d| d.name() == "controller" && d.attr("type") == Some("xenbus")) {
+    if let Some(xb) =
+        devices(dom).find(|d| d.name() == "controller" && d.attr("type") == Some("xenbus"))
+    {
         if let Some(m) = xb.attr("maxEventChannels") {
-            c.set_num("max_event_channels", parse_u64("domain/devices/controller[@type='xenbus']/@maxEventChannels", m)? as i64);
+            c.set_num(
+                "max_event_channels",
+                parse_u64(
+                    "domain/devices/controller[@type='xenbus']/@maxEventChannels",
+                    m,
+                )? as i64,
+            );
         }
         if let Some(m) = xb.attr("maxGrantFrames") {
-            c.set_num("max_grant_frames", parse_u64("domain/devices/controller[@type='xenbus']/@maxGrantFrames", m)? as i64);
+            c.set_num(
+                "max_grant_frames",
+                parse_u64(
+                    "domain/devices/controller[@type='xenbus']/@maxGrantFrames",
+                    m,
+                )? as i64,
+            );
         }
     }
     let disks = disks_to_cfg(dom)?;
@@ -543,14 +577,30 @@ fn cpu_to_cfg(dom: &Element, hvm: bool, c: &mut Cfg) -> Result<(), ConvertError>
                 None => i,
             };
             if id != i {
-                return Err(invalid(&format!("{path}/@id"), "cell ids must be 0, 1, ... in order"));
+                return Err(invalid(
+                    &format!("{path}/@id"),
+                    "cell ids must be 0, 1, ... in order",
+                ));
             }
             ids.push(id);
-            for s in cell.child("distances").into_iter().flat_map(|d| d.children_named("sibling")) {
-                let sid = parse_u64(&format!("{path}/distances/sibling/@id"), s.attr("id").unwrap_or(""))? as usize;
-                let v = parse_u64(&format!("{path}/distances/sibling/@value"), s.attr("value").unwrap_or(""))?;
+            for s in cell
+                .child("distances")
+                .into_iter()
+                .flat_map(|d| d.children_named("sibling"))
+            {
+                let sid = parse_u64(
+                    &format!("{path}/distances/sibling/@id"),
+                    s.attr("id").unwrap_or(""),
+                )? as usize;
+                let v = parse_u64(
+                    &format!("{path}/distances/sibling/@value"),
+                    s.attr("value").unwrap_or(""),
+                )?;
                 if sid >= n {
-                    return Err(invalid(&format!("{path}/distances/sibling/@id"), format!("no cell {sid}")));
+                    return Err(invalid(
+                        &format!("{path}/distances/sibling/@id"),
+                        format!("no cell {sid}"),
+                    ));
                 }
                 dist[i][sid] = Some(v);
             }
@@ -559,7 +609,10 @@ fn cpu_to_cfg(dom: &Element, hvm: bool, c: &mut Cfg) -> Result<(), ConvertError>
         for (i, cell) in cells.iter().enumerate() {
             let path = format!("domain/cpu/numa/cell[{}]", i + 1);
             let mem_kib = {
-                let v = parse_u64(&format!("{path}/@memory"), cell.attr("memory").unwrap_or(""))?;
+                let v = parse_u64(
+                    &format!("{path}/@memory"),
+                    cell.attr("memory").unwrap_or(""),
+                )?;
                 let mut e = Element::new("m").with_text(&v.to_string());
                 e.set_attr("unit", cell.attr("unit").unwrap_or("KiB"));
                 kib(&e, &format!("{path}/@memory"))?
@@ -601,7 +654,12 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
         return Ok(());
     }
     for t in ["vnc", "sdl", "spice"] {
-        if graphics.iter().filter(|g| g.attr("type") == Some(t)).count() > 1 {
+        if graphics
+            .iter()
+            .filter(|g| g.attr("type") == Some(t))
+            .count()
+            > 1
+        {
             return Err(unsupported(
                 "domain/devices/graphics",
                 format!("more than one '{t}' graphics device"),
@@ -611,7 +669,10 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
     for g in &graphics {
         let t = g.attr("type").unwrap_or("");
         if !matches!(t, "vnc" | "sdl" | "spice") {
-            return Err(unsupported("domain/devices/graphics/@type", format!("graphics type '{t}'")));
+            return Err(unsupported(
+                "domain/devices/graphics/@type",
+                format!("graphics type '{t}'"),
+            ));
         }
     }
     let vnc = graphics.iter().find(|g| g.attr("type") == Some("vnc"));
@@ -628,11 +689,14 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
         }
         c.set_num("vnc", vnc.is_some() as i64);
         if let Some(v) = vnc {
-            let autoport = v.attr("autoport") == Some("yes")
-                || v.attr("port").is_none_or(|p| p == "-1");
+            let autoport =
+                v.attr("autoport") == Some("yes") || v.attr("port").is_none_or(|p| p == "-1");
             c.set_num("vncunused", autoport as i64);
             if !autoport {
-                let port = parse_u64("domain/devices/graphics[@type='vnc']/@port", v.attr("port").unwrap_or(""))?;
+                let port = parse_u64(
+                    "domain/devices/graphics[@type='vnc']/@port",
+                    v.attr("port").unwrap_or(""),
+                )?;
                 if port >= 5900 {
                     c.set_num("vncdisplay", (port - 5900) as i64);
                 }
@@ -657,11 +721,14 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
         let mut vfbs = Vec::new();
         if let Some(v) = vnc {
             let mut parts = vec!["vnc=1".to_string()];
-            let autoport = v.attr("autoport") == Some("yes")
-                || v.attr("port").is_none_or(|p| p == "-1");
+            let autoport =
+                v.attr("autoport") == Some("yes") || v.attr("port").is_none_or(|p| p == "-1");
             parts.push(format!("vncunused={}", autoport as u8));
             if !autoport {
-                let port = parse_u64("domain/devices/graphics[@type='vnc']/@port", v.attr("port").unwrap_or(""))?;
+                let port = parse_u64(
+                    "domain/devices/graphics[@type='vnc']/@port",
+                    v.attr("port").unwrap_or(""),
+                )?;
                 if port >= 5900 {
                     parts.push(format!("vncdisplay={}", port - 5900));
                 }
@@ -693,7 +760,8 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
 }
 
 fn spice_to_cfg(dom: &Element, hvm: bool, c: &mut Cfg) -> Result<(), ConvertError> {
-    let Some(s) = devices(dom).find(|d| d.name() == "graphics" && d.attr("type") == Some("spice")) else {
+    let Some(s) = devices(dom).find(|d| d.name() == "graphics" && d.attr("type") == Some("spice"))
+    else {
         return Ok(());
     };
     if !hvm {
@@ -710,7 +778,10 @@ fn spice_to_cfg(dom: &Element, hvm: bool, c: &mut Cfg) -> Result<(), ConvertErro
             c.set_num("spiceport", parse_u64(&format!("{path}/@port"), p)? as i64);
         }
         if let Some(p) = s.attr("tlsPort").filter(|p| *p != "-1") {
-            c.set_num("spicetls_port", parse_u64(&format!("{path}/@tlsPort"), p)? as i64);
+            c.set_num(
+                "spicetls_port",
+                parse_u64(&format!("{path}/@tlsPort"), p)? as i64,
+            );
         }
     }
     match s.attr("passwd") {
@@ -732,7 +803,10 @@ fn spice_to_cfg(dom: &Element, hvm: bool, c: &mut Cfg) -> Result<(), ConvertErro
 
 /// A bandwidth in KB/s as xl's `rate` writes it.
 fn vif_rate(iface: &Element) -> Option<String> {
-    let avg = iface.child("bandwidth")?.child("outbound")?.attr("average")?;
+    let avg = iface
+        .child("bandwidth")?
+        .child("outbound")?
+        .attr("average")?;
     Some(format!("{avg}KB/s"))
 }
 
@@ -753,7 +827,10 @@ fn interfaces_to_cfg(dom: &Element, hvm: bool) -> Result<Vec<String>, ConvertErr
                     .ok_or_else(|| invalid(&format!("{path}/source/@bridge"), "missing"))?;
                 let mut b = br.to_string();
                 if let Some(vlan) = n.child("vlan") {
-                    let tags: Vec<&str> = vlan.children_named("tag").filter_map(|t| t.attr("id")).collect();
+                    let tags: Vec<&str> = vlan
+                        .children_named("tag")
+                        .filter_map(|t| t.attr("id"))
+                        .collect();
                     if vlan.attr("trunk") == Some("yes") || tags.len() > 1 {
                         for t in &tags {
                             b.push(':');
@@ -773,9 +850,17 @@ fn interfaces_to_cfg(dom: &Element, hvm: bool) -> Result<Vec<String>, ConvertErr
                     "an interface on a libvirt network (needs the network driver to name the bridge)",
                 ));
             }
-            other => return Err(unsupported(&format!("{path}/@type"), format!("interface type '{other}'"))),
+            other => {
+                return Err(unsupported(
+                    &format!("{path}/@type"),
+                    format!("interface type '{other}'"),
+                ));
+            }
         }
-        let ips: Vec<&str> = n.children_named("ip").filter_map(|i| i.attr("address")).collect();
+        let ips: Vec<&str> = n
+            .children_named("ip")
+            .filter_map(|i| i.attr("address"))
+            .collect();
         if !ips.is_empty() {
             parts.push(format!("ip={}", ips.join(" ")));
         }
@@ -788,7 +873,10 @@ fn interfaces_to_cfg(dom: &Element, hvm: bool) -> Result<Vec<String>, ConvertErr
             } else if hvm {
                 parts.push(format!("model={m}"));
             } else {
-                return Err(unsupported(&format!("{path}/model/@type"), format!("NIC model '{m}' for a PV guest (only 'netfront')")));
+                return Err(unsupported(
+                    &format!("{path}/model/@type"),
+                    format!("NIC model '{m}' for a PV guest (only 'netfront')"),
+                ));
             }
         }
         if let Some(t) = n.child("target").and_then(|t| t.attr("dev")) {
@@ -813,21 +901,46 @@ fn chardev_spec(e: &Element, path: &str) -> Result<String, ConvertError> {
         "null" => "null".to_string(),
         "vc" => "vc".to_string(),
         "stdio" => "stdio".to_string(),
-        "file" => format!("file:{}", sattr("path").ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?),
-        "dev" => sattr("path").ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?.to_string(),
-        "pipe" => format!("pipe:{}", sattr("path").ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?),
+        "file" => format!(
+            "file:{}",
+            sattr("path").ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?
+        ),
+        "dev" => sattr("path")
+            .ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?
+            .to_string(),
+        "pipe" => format!(
+            "pipe:{}",
+            sattr("path").ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?
+        ),
         "tcp" => {
             let host = sattr("host").unwrap_or("");
             let port = sattr("service").unwrap_or("");
-            let server = if sattr("mode") == Some("bind") { ",server,nowait" } else { "" };
+            let server = if sattr("mode") == Some("bind") {
+                ",server,nowait"
+            } else {
+                ""
+            };
             format!("tcp:{host}:{port}{server}")
         }
-        "udp" => format!("udp:{}:{}", sattr("host").unwrap_or(""), sattr("service").unwrap_or("")),
+        "udp" => format!(
+            "udp:{}:{}",
+            sattr("host").unwrap_or(""),
+            sattr("service").unwrap_or("")
+        ),
         "unix" => {
-            let server = if sattr("mode") == Some("bind") { ",server,nowait" } else { "" };
+            let server = if sattr("mode") == Some("bind") {
+                ",server,nowait"
+            } else {
+                ""
+            };
             format!("unix:{}{server}", sattr("path").unwrap_or(""))
         }
-        other => return Err(unsupported(&format!("{path}/@type"), format!("character device type '{other}'"))),
+        other => {
+            return Err(unsupported(
+                &format!("{path}/@type"),
+                format!("character device type '{other}'"),
+            ));
+        }
     })
 }
 
@@ -836,7 +949,12 @@ fn chardevs_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
     match parallels.as_slice() {
         [] => c.set_str("parallel", "none"),
         [p] => c.set_str("parallel", &chardev_spec(p, "domain/devices/parallel")?),
-        _ => return Err(unsupported("domain/devices/parallel", "more than one parallel port")),
+        _ => {
+            return Err(unsupported(
+                "domain/devices/parallel",
+                "more than one parallel port",
+            ));
+        }
     }
     let serials: Vec<&Element> = devices(dom).filter(|d| d.name() == "serial").collect();
     match serials.as_slice() {
@@ -845,7 +963,10 @@ fn chardevs_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
         many => {
             let mut v = Vec::new();
             for (i, s) in many.iter().enumerate() {
-                v.push(chardev_spec(s, &format!("domain/devices/serial[{}]", i + 1))?);
+                v.push(chardev_spec(
+                    s,
+                    &format!("domain/devices/serial[{}]", i + 1),
+                )?);
             }
             c.set("serial", Value::strings(&v));
         }
@@ -900,7 +1021,10 @@ fn disks_to_cfg(dom: &Element) -> Result<Vec<String>, ConvertError> {
             .ok_or_else(|| invalid(&format!("{path}/target/@dev"), "missing"))?;
         let device = d.attr("device").unwrap_or("disk");
         if !matches!(device, "disk" | "cdrom") {
-            return Err(unsupported(&format!("{path}/@device"), format!("disk device '{device}'")));
+            return Err(unsupported(
+                &format!("{path}/@device"),
+                format!("disk device '{device}'"),
+            ));
         }
         let ty = d.attr("type").unwrap_or("file");
         let driver = d.child("driver");
@@ -913,7 +1037,10 @@ fn disks_to_cfg(dom: &Element) -> Result<Vec<String>, ConvertError> {
             None if ty == "block" => "phy",
             None => "qdisk",
             Some(other) => {
-                return Err(unsupported(&format!("{path}/driver/@name"), format!("disk driver '{other}'")));
+                return Err(unsupported(
+                    &format!("{path}/driver/@name"),
+                    format!("disk driver '{other}'"),
+                ));
             }
         };
         let src = d.child("source");
@@ -931,7 +1058,10 @@ fn disks_to_cfg(dom: &Element) -> Result<Vec<String>, ConvertError> {
                 }
             },
             (other, Some(_)) => {
-                return Err(unsupported(&format!("{path}/@type"), format!("disk type '{other}'")));
+                return Err(unsupported(
+                    &format!("{path}/@type"),
+                    format!("disk type '{other}'"),
+                ));
             }
         };
         let ro = d.child("readonly").is_some() || device == "cdrom";
@@ -946,7 +1076,10 @@ fn disks_to_cfg(dom: &Element) -> Result<Vec<String>, ConvertError> {
             spec.push_str(",target=");
             spec.push_str(&t);
         } else if device != "cdrom" {
-            return Err(invalid(&format!("{path}/source"), "a hard disk needs a source"));
+            return Err(invalid(
+                &format!("{path}/source"),
+                "a hard disk needs a source",
+            ));
         }
         out.push(spec);
     }
@@ -969,7 +1102,10 @@ fn hostdevs_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
     for (i, h) in devices(dom).filter(|d| d.name() == "hostdev").enumerate() {
         let path = format!("domain/devices/hostdev[{}]", i + 1);
         if h.attr("mode").unwrap_or("subsystem") != "subsystem" {
-            return Err(unsupported(&format!("{path}/@mode"), "capabilities host devices"));
+            return Err(unsupported(
+                &format!("{path}/@mode"),
+                "capabilities host devices",
+            ));
         }
         let src = h
             .child("source")
@@ -980,9 +1116,18 @@ fn hostdevs_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
                     .child("address")
                     .ok_or_else(|| invalid(&format!("{path}/source/address"), "missing"))?;
                 let f = |n: &str| -> Result<u32, ConvertError> {
-                    hex_field(a.attr(n).unwrap_or("0"), &format!("{path}/source/address/@{n}"))
+                    hex_field(
+                        a.attr(n).unwrap_or("0"),
+                        &format!("{path}/source/address/@{n}"),
+                    )
                 };
-                let mut s = format!("{:04x}:{:02x}:{:02x}.{:x}", f("domain")?, f("bus")?, f("slot")?, f("function")?);
+                let mut s = format!(
+                    "{:04x}:{:02x}:{:02x}.{:x}",
+                    f("domain")?,
+                    f("bus")?,
+                    f("slot")?,
+                    f("function")?
+                );
                 if src.attr("writeFiltering") == Some("no") {
                     s.push_str(",permissive=1");
                 }
@@ -993,14 +1138,26 @@ fn hostdevs_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
             }
             Some("usb") => {
                 let a = src.child("address").ok_or_else(|| {
-                    unsupported(&format!("{path}/source/vendor"), "a USB device chosen by vendor and product (xl needs hostbus and hostaddr)")
+                    unsupported(
+                        &format!("{path}/source/vendor"),
+                        "a USB device chosen by vendor and product (xl needs hostbus and hostaddr)",
+                    )
                 })?;
-                let bus = hex_field(a.attr("bus").unwrap_or(""), &format!("{path}/source/address/@bus"))?;
-                let dev = hex_field(a.attr("device").unwrap_or(""), &format!("{path}/source/address/@device"))?;
+                let bus = hex_field(
+                    a.attr("bus").unwrap_or(""),
+                    &format!("{path}/source/address/@bus"),
+                )?;
+                let dev = hex_field(
+                    a.attr("device").unwrap_or(""),
+                    &format!("{path}/source/address/@device"),
+                )?;
                 usb.push(format!("hostbus={bus},hostaddr={dev}"));
             }
             other => {
-                return Err(unsupported(&format!("{path}/@type"), format!("host device type '{}'", other.unwrap_or(""))));
+                return Err(unsupported(
+                    &format!("{path}/@type"),
+                    format!("host device type '{}'", other.unwrap_or("")),
+                ));
             }
         }
     }
@@ -1019,7 +1176,10 @@ fn channels_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
         let path = format!("domain/devices/channel[{}]", i + 1);
         let target = ch.child("target");
         if target.and_then(|t| t.attr("type")) != Some("xen") {
-            return Err(unsupported(&format!("{path}/target/@type"), "a channel other than type 'xen'"));
+            return Err(unsupported(
+                &format!("{path}/target/@type"),
+                "a channel other than type 'xen'",
+            ));
         }
         let name = target.and_then(|t| t.attr("name"));
         let spec = match ch.attr("type").unwrap_or("pty") {
@@ -1031,7 +1191,12 @@ fn channels_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
                     .ok_or_else(|| invalid(&format!("{path}/source/@path"), "missing"))?;
                 format!("connection=socket,path={p}")
             }
-            other => return Err(unsupported(&format!("{path}/@type"), format!("channel type '{other}'"))),
+            other => {
+                return Err(unsupported(
+                    &format!("{path}/@type"),
+                    format!("channel type '{other}'"),
+                ));
+            }
         };
         out.push(match name {
             Some(n) => format!("{spec},name={n}"),
@@ -1055,11 +1220,19 @@ fn usb_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
             Some("qusb1") => 1,
             Some("qusb2") => 2,
             None | Some("none") => continue,
-            Some(m) => return Err(unsupported(&format!("{path}/@model"), format!("USB controller model '{m}' (xl has qusb1 and qusb2)"))),
+            Some(m) => {
+                return Err(unsupported(
+                    &format!("{path}/@model"),
+                    format!("USB controller model '{m}' (xl has qusb1 and qusb2)"),
+                ));
+            }
         };
         let mut s = format!("type=qusb,version={version}");
         if let Some(p) = u.attr("ports") {
-            s.push_str(&format!(",ports={}", parse_u64(&format!("{path}/@ports"), p)?));
+            s.push_str(&format!(
+                ",ports={}",
+                parse_u64(&format!("{path}/@ports"), p)?
+            ));
         }
         ctrls.push(s);
     }
@@ -1159,6 +1332,9 @@ pub struct DiskSpec {
     pub script: Option<String>,
 }
 
+/// The image formats a positional disk spec may name.
+const KNOWN_FORMATS: &[&str] = &["raw", "qcow", "qcow2", "vhd", "qed"];
+
 /// Parses a disk spec: positional `target,format,vdev,access` and/or `key=value`
 /// parameters; `target=` takes the rest of the spec, commas included.
 pub fn parse_disk_spec(spec: &str) -> Result<DiskSpec, ConvertError> {
@@ -1193,6 +1369,10 @@ pub fn parse_disk_spec(spec: &str) -> Result<DiskSpec, ConvertError> {
                 if tok == "cdrom" && pos >= 4 {
                     d.devtype = Some("cdrom".into());
                 } else if !tok.is_empty() || pos < 4 {
+                    // the legacy `target,vdev,access` form leaves out the format
+                    if pos == 1 && !tok.is_empty() && !KNOWN_FORMATS.contains(&tok) {
+                        pos = 2;
+                    }
                     let v = (!tok.is_empty()).then(|| tok.to_string());
                     match pos {
                         0 => d.target = v,
@@ -1214,11 +1394,7 @@ pub fn parse_disk_spec(spec: &str) -> Result<DiskSpec, ConvertError> {
     // legacy prefixes on the target
     if let Some(t) = d.target.clone() {
         let mut t = t.as_str();
-        loop {
-            let (p, r) = match t.split_once(':') {
-                Some(x) => x,
-                None => break,
-            };
+        while let Some((p, r)) = t.split_once(':') {
             match p {
                 "phy" => d.backendtype = Some("phy".into()),
                 "file" | "aio" => {
@@ -1239,7 +1415,10 @@ pub fn parse_disk_spec(spec: &str) -> Result<DiskSpec, ConvertError> {
         d.devtype = Some("cdrom".into());
     }
     if d.vdev.is_none() {
-        return Err(bad_key("disk", format!("'{spec}' names no virtual device (vdev)")));
+        return Err(bad_key(
+            "disk",
+            format!("'{spec}' names no virtual device (vdev)"),
+        ));
     }
     Ok(d)
 }
@@ -1390,7 +1569,10 @@ fn disk_element(spec: &str, ctrls: &mut Vec<(String, u32)>) -> Result<Element, C
         e.push(Element::new("readonly"));
     }
     if let Some(a) = drive_address(bus, idx) {
-        let c: u32 = a.attr("controller").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let c: u32 = a
+            .attr("controller")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         if !ctrls.iter().any(|(b, i)| b == bus && *i == c) {
             ctrls.push((bus.to_string(), c));
         }
@@ -1427,7 +1609,14 @@ fn vif_element(spec: &str, hvm: bool) -> Result<Element, ConvertError> {
     let opts = spec_opts(spec);
     let bridge = opt(&opts, "bridge").filter(|b| !b.is_empty());
     let script = opt(&opts, "script").filter(|b| !b.is_empty());
-    let mut e = Element::new("interface").with_attr("type", if bridge.is_some() { "bridge" } else { "ethernet" });
+    let mut e = Element::new("interface").with_attr(
+        "type",
+        if bridge.is_some() {
+            "bridge"
+        } else {
+            "ethernet"
+        },
+    );
     if let Some(m) = opt(&opts, "mac") {
         e.push(Element::new("mac").with_attr("address", &m.to_ascii_lowercase()));
     }
@@ -1435,7 +1624,13 @@ fn vif_element(spec: &str, hvm: bool) -> Result<Element, ConvertError> {
     if let Some(b) = bridge {
         let (name, vlan) = if ovs {
             if let Some((n, tags)) = b.split_once(':') {
-                (n, Some((true, tags.split(':').map(str::to_string).collect::<Vec<_>>())))
+                (
+                    n,
+                    Some((
+                        true,
+                        tags.split(':').map(str::to_string).collect::<Vec<_>>(),
+                    )),
+                )
             } else if let Some((n, tag)) = b.split_once('.') {
                 (n, Some((false, vec![tag.to_string()])))
             } else {
@@ -1559,21 +1754,27 @@ fn chardev_element(name: &str, spec: &str, port: usize) -> Option<Element> {
 
 /// Converts xl.cfg settings to a domain XML tree, with libvirt's post-parse defaults.
 pub fn cfg_to_domain(c: &Cfg) -> Result<Element, ConvertError> {
-    let gt = match (get_str(c, "type")?.as_deref(), get_str(c, "builder")?.as_deref()) {
+    let gt = match (
+        get_str(c, "type")?.as_deref(),
+        get_str(c, "builder")?.as_deref(),
+    ) {
         (Some("pv"), _) => GuestType::Pv,
         (Some("pvh"), _) => GuestType::Pvh,
         (Some("hvm"), _) => GuestType::Hvm,
         (Some(other), _) => return Err(bad_key("type", format!("unknown guest type '{other}'"))),
         (None, Some("hvm")) => GuestType::Hvm,
         (None, Some("generic")) | (None, None) => GuestType::Pv,
-        (None, Some(other)) => return Err(bad_key("builder", format!("unknown builder '{other}'"))),
+        (None, Some(other)) => {
+            return Err(bad_key("builder", format!("unknown builder '{other}'")));
+        }
     };
     let hvm = gt == GuestType::Hvm;
     let mut dom = Element::new("domain").with_attr("type", "xen");
     let name = get_str(c, "name")?.ok_or_else(|| bad_key("name", "missing"))?;
     dom.push(Element::new("name").with_text(&name));
     if let Some(u) = get_str(c, "uuid")? {
-        let parsed = uuid::Uuid::parse_str(&u).map_err(|_| bad_key("uuid", format!("'{u}' is not a UUID")))?;
+        let parsed = uuid::Uuid::parse_str(&u)
+            .map_err(|_| bad_key("uuid", format!("'{u}' is not a UUID")))?;
         dom.push(Element::new("uuid").with_text(&parsed.hyphenated().to_string()));
     }
     let memory = get_num(c, "memory")?.unwrap_or(128);
@@ -1586,7 +1787,10 @@ pub fn cfg_to_domain(c: &Cfg) -> Result<Element, ConvertError> {
     let vcpus = get_num(c, "vcpus")?.unwrap_or(1);
     let maxvcpus = get_num(c, "maxvcpus")?.unwrap_or(vcpus);
     if vcpus < 1 || maxvcpus < vcpus {
-        return Err(bad_key("vcpus", format!("{vcpus} vCPUs with a maximum of {maxvcpus}")));
+        return Err(bad_key(
+            "vcpus",
+            format!("{vcpus} vCPUs with a maximum of {maxvcpus}"),
+        ));
     }
     let mut v = Element::new("vcpu").with_attr("placement", "static");
     if let Some(cpus) = get_str(c, "cpus")? {
@@ -1599,7 +1803,10 @@ pub fn cfg_to_domain(c: &Cfg) -> Result<Element, ConvertError> {
     dom.push(v);
     if !hvm && let Some(b) = get_str(c, "bootloader")? {
         dom.push(Element::new("bootloader").with_text(&b));
-        if let Some(a) = get_list(c, "bootloader_args").ok().filter(|a| !a.is_empty()) {
+        if let Some(a) = get_list(c, "bootloader_args")
+            .ok()
+            .filter(|a| !a.is_empty())
+        {
             dom.push(Element::new("bootloader_args").with_text(&a.join(" ")));
         }
     }
@@ -1620,7 +1827,12 @@ pub fn cfg_to_domain(c: &Cfg) -> Result<Element, ConvertError> {
         let v = v.replace('_', "-");
         if !matches!(
             v.as_str(),
-            "destroy" | "restart" | "preserve" | "rename-restart" | "coredump-destroy" | "coredump-restart"
+            "destroy"
+                | "restart"
+                | "preserve"
+                | "rename-restart"
+                | "coredump-destroy"
+                | "coredump-restart"
         ) {
             return Err(bad_key(key, format!("unknown action '{v}'")));
         }
@@ -1664,7 +1876,11 @@ fn os_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
                         .with_text(&path),
                 );
             }
-            _ => os.push(Element::new("loader").with_attr("type", "rom").with_text(HVMLOADER)),
+            _ => os.push(
+                Element::new("loader")
+                    .with_attr("type", "rom")
+                    .with_text(HVMLOADER),
+            ),
         }
     }
     if let Some(k) = get_str(c, "kernel")? {
@@ -1691,7 +1907,11 @@ fn os_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
     if gt == GuestType::Hvm {
         if let Some(slic) = get_str(c, "acpi_firmware")? {
             let mut acpi = Element::new("acpi");
-            acpi.push(Element::new("table").with_attr("type", "slic").with_text(&slic));
+            acpi.push(
+                Element::new("table")
+                    .with_attr("type", "slic")
+                    .with_text(&slic),
+            );
             os.push(acpi);
         }
         let boot = get_str(c, "boot")?.unwrap_or_else(|| "c".to_string());
@@ -1749,13 +1969,20 @@ fn cpu_element(c: &Cfg, hvm: bool) -> Result<Option<Element>, ConvertError> {
     let mut cpu = Element::new("cpu");
     let nested = if hvm { get_bool(c, "nestedhvm")? } else { None };
     let cpuid = get_str(c, "cpuid").map_err(|_| {
-        bad_key("cpuid", "the list form of cpuid is not supported; use the string form")
+        bad_key(
+            "cpuid",
+            "the list form of cpuid is not supported; use the string form",
+        )
     })?;
     if nested.is_some() || cpuid.is_some() {
         cpu.set_attr("mode", "host-passthrough");
     }
     if nested == Some(false) {
-        cpu.push(Element::new("feature").with_attr("policy", "disable").with_attr("name", "vmx"));
+        cpu.push(
+            Element::new("feature")
+                .with_attr("policy", "disable")
+                .with_attr("name", "vmx"),
+        );
     }
     if let Some(id) = cpuid {
         let mut parts = id.split(',');
@@ -1790,7 +2017,9 @@ fn cpu_element(c: &Cfg, hvm: bool) -> Result<Option<Element>, ConvertError> {
             let kv: Vec<(String, String)> = items
                 .iter()
                 .filter_map(|v| match v {
-                    Value::Str(s) => s.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())),
+                    Value::Str(s) => s
+                        .split_once('=')
+                        .map(|(a, b)| (a.to_string(), b.to_string())),
                     _ => None,
                 })
                 .collect();
@@ -1798,7 +2027,8 @@ fn cpu_element(c: &Cfg, hvm: bool) -> Result<Option<Element>, ConvertError> {
                 .ok_or_else(|| bad_key("vnuma", format!("node {i} has no size")))?
                 .parse()
                 .map_err(|_| bad_key("vnuma", format!("node {i}: size is not a number")))?;
-            let cpus = opt(&kv, "vcpus").ok_or_else(|| bad_key("vnuma", format!("node {i} has no vcpus")))?;
+            let cpus = opt(&kv, "vcpus")
+                .ok_or_else(|| bad_key("vnuma", format!("node {i} has no vcpus")))?;
             let mut cell = Element::new("cell")
                 .with_attr("id", &i.to_string())
                 .with_attr("cpus", cpus)
@@ -1865,7 +2095,11 @@ fn clock_element(c: &Cfg, hvm: bool) -> Result<Element, ConvertError> {
 
 fn graphics_elements(c: &Cfg, gt: GuestType) -> Result<Vec<Element>, ConvertError> {
     let mut out = Vec::new();
-    let vnc_el = |display: Option<i64>, unused: bool, listen: Option<String>, passwd: Option<String>, keymap: Option<String>| {
+    let vnc_el = |display: Option<i64>,
+                  unused: bool,
+                  listen: Option<String>,
+                  passwd: Option<String>,
+                  keymap: Option<String>| {
         let mut g = Element::new("graphics").with_attr("type", "vnc");
         match display {
             Some(d) if !unused => {
@@ -1887,7 +2121,11 @@ fn graphics_elements(c: &Cfg, gt: GuestType) -> Result<Vec<Element>, ConvertErro
             g.set_attr("keymap", &k);
         }
         if let Some(l) = listen {
-            g.push(Element::new("listen").with_attr("type", "address").with_attr("address", &l));
+            g.push(
+                Element::new("listen")
+                    .with_attr("type", "address")
+                    .with_attr("address", &l),
+            );
         }
         g
     };
@@ -1922,7 +2160,14 @@ fn graphics_elements(c: &Cfg, gt: GuestType) -> Result<Vec<Element>, ConvertErro
             if let Some(t) = tls {
                 g.set_attr("tlsPort", &t.to_string());
             }
-            g.set_attr("autoport", if port.is_some() || tls.is_some() { "no" } else { "yes" });
+            g.set_attr(
+                "autoport",
+                if port.is_some() || tls.is_some() {
+                    "no"
+                } else {
+                    "yes"
+                },
+            );
             let host = get_str(c, "spicehost")?;
             if let Some(h) = &host {
                 g.set_attr("listen", h);
@@ -1933,13 +2178,21 @@ fn graphics_elements(c: &Cfg, gt: GuestType) -> Result<Vec<Element>, ConvertErro
                 g.set_attr("passwd", &p);
             }
             if let Some(h) = host {
-                g.push(Element::new("listen").with_attr("type", "address").with_attr("address", &h));
+                g.push(
+                    Element::new("listen")
+                        .with_attr("type", "address")
+                        .with_attr("address", &h),
+                );
             }
             let mouse = get_bool(c, "spiceagent_mouse")?.unwrap_or(false);
-            g.push(Element::new("mouse").with_attr("mode", if mouse { "client" } else { "server" }));
+            g.push(
+                Element::new("mouse").with_attr("mode", if mouse { "client" } else { "server" }),
+            );
             let clip = get_bool(c, "spicevdagent")?.unwrap_or(false)
                 && get_bool(c, "spice_clipboard_sharing")?.unwrap_or(false);
-            g.push(Element::new("clipboard").with_attr("copypaste", if clip { "yes" } else { "no" }));
+            g.push(
+                Element::new("clipboard").with_attr("copypaste", if clip { "yes" } else { "no" }),
+            );
             out.push(g);
         }
     } else {
@@ -2007,7 +2260,12 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
         let model = match (opt(&o, "type").unwrap_or("auto"), version) {
             (_, "1") => "qusb1",
             (_, "2") => "qusb2",
-            (_, v) => return Err(bad_key("usbctrl", format!("USB version '{v}' is not supported"))),
+            (_, v) => {
+                return Err(bad_key(
+                    "usbctrl",
+                    format!("USB version '{v}' is not supported"),
+                ));
+            }
         };
         let mut e = Element::new("controller")
             .with_attr("type", "usb")
@@ -2037,18 +2295,27 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
         }
         if let Some(p) = get_str(c, "parallel")?.filter(|p| p != "none") {
             devs.push(
-                chardev_element("parallel", &p, 0)
-                    .ok_or_else(|| bad_key("parallel", format!("'{p}' is not a character device")))?,
+                chardev_element("parallel", &p, 0).ok_or_else(|| {
+                    bad_key("parallel", format!("'{p}' is not a character device"))
+                })?,
             );
         }
         if let Some(t) = first_serial {
             let mut con = Element::new("console").with_attr("type", &t);
-            con.push(Element::new("target").with_attr("type", "serial").with_attr("port", "0"));
+            con.push(
+                Element::new("target")
+                    .with_attr("type", "serial")
+                    .with_attr("port", "0"),
+            );
             devs.push(con);
         }
     } else {
         let mut con = Element::new("console").with_attr("type", "pty");
-        con.push(Element::new("target").with_attr("type", "xen").with_attr("port", "0"));
+        con.push(
+            Element::new("target")
+                .with_attr("type", "xen")
+                .with_attr("port", "0"),
+        );
         devs.push(con);
     }
     for spec in get_list(c, "channel")? {
@@ -2057,12 +2324,21 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
             Some("pty") => Element::new("channel").with_attr("type", "pty"),
             Some("socket") => {
                 let mut ch = Element::new("channel").with_attr("type", "unix");
-                let p = opt(&o, "path").ok_or_else(|| bad_key("channel", format!("'{spec}': a socket needs a path")))?;
-                ch.push(Element::new("source").with_attr("mode", "bind").with_attr("path", p));
+                let p = opt(&o, "path").ok_or_else(|| {
+                    bad_key("channel", format!("'{spec}': a socket needs a path"))
+                })?;
+                ch.push(
+                    Element::new("source")
+                        .with_attr("mode", "bind")
+                        .with_attr("path", p),
+                );
                 ch
             }
             other => {
-                return Err(bad_key("channel", format!("connection '{}' is not supported", other.unwrap_or(""))));
+                return Err(bad_key(
+                    "channel",
+                    format!("connection '{}' is not supported", other.unwrap_or("")),
+                ));
             }
         };
         let mut t = Element::new("target").with_attr("type", "xen");
@@ -2074,12 +2350,24 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
     }
     for u in get_list(c, "usbdevice")? {
         if matches!(u.as_str(), "tablet" | "mouse") {
-            devs.push(Element::new("input").with_attr("type", &u).with_attr("bus", "usb"));
+            devs.push(
+                Element::new("input")
+                    .with_attr("type", &u)
+                    .with_attr("bus", "usb"),
+            );
         }
     }
     let bus = if hvm { "ps2" } else { "xen" };
-    devs.push(Element::new("input").with_attr("type", "mouse").with_attr("bus", bus));
-    devs.push(Element::new("input").with_attr("type", "keyboard").with_attr("bus", bus));
+    devs.push(
+        Element::new("input")
+            .with_attr("type", "mouse")
+            .with_attr("bus", bus),
+    );
+    devs.push(
+        Element::new("input")
+            .with_attr("type", "keyboard")
+            .with_attr("bus", bus),
+    );
     let graphics = graphics_elements(c, gt)?;
     let any_graphics = !graphics.is_empty();
     for g in graphics {
@@ -2088,7 +2376,11 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
     if hvm && any_graphics {
         let stdvga = get_bool(c, "stdvga")?.unwrap_or(false)
             || get_str(c, "vga")?.as_deref() == Some("stdvga");
-        let (model, default_vram) = if stdvga { ("vga", 16384) } else { ("cirrus", 8192) };
+        let (model, default_vram) = if stdvga {
+            ("vga", 16384)
+        } else {
+            ("cirrus", 8192)
+        };
         let vram = get_num(c, "videoram")?.map_or(default_vram, |m| m as u64 * 1024);
         let mut v = Element::new("video");
         v.push(
@@ -2106,14 +2398,21 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
     for spec in get_list(c, "usbdev")? {
         let o = spec_opts(&spec);
         let (Some(b), Some(a)) = (opt(&o, "hostbus"), opt(&o, "hostaddr")) else {
-            return Err(bad_key("usbdev", format!("'{spec}' needs hostbus and hostaddr")));
+            return Err(bad_key(
+                "usbdev",
+                format!("'{spec}' needs hostbus and hostaddr"),
+            ));
         };
         let mut h = Element::new("hostdev")
             .with_attr("mode", "subsystem")
             .with_attr("type", "usb")
             .with_attr("managed", "no");
         let mut s = Element::new("source");
-        s.push(Element::new("address").with_attr("bus", b).with_attr("device", a));
+        s.push(
+            Element::new("address")
+                .with_attr("bus", b)
+                .with_attr("device", a),
+        );
         h.push(s);
         devs.push(h);
     }
@@ -2136,7 +2435,10 @@ fn pci_element(spec: &str) -> Result<Element, ConvertError> {
     let (slot, func) = slotfn
         .split_once('.')
         .ok_or_else(|| bad_key("pci", format!("'{spec}' is not DDDD:BB:SS.F")))?;
-    let hex = |s: &str| u32::from_str_radix(s, 16).map_err(|_| bad_key("pci", format!("'{spec}': '{s}' is not hexadecimal")));
+    let hex = |s: &str| {
+        u32::from_str_radix(s, 16)
+            .map_err(|_| bad_key("pci", format!("'{spec}': '{s}' is not hexadecimal")))
+    };
     let (d, b, s, f) = (hex(dom)?, hex(bus)?, hex(slot)?, hex(func)?);
     let seize = opt(&opts, "seize") == Some("1");
     let mut h = Element::new("hostdev")
@@ -2181,15 +2483,21 @@ mod tests {
         assert_eq!(c.get("kernel"), Some(&Value::Str("/k".into())));
         assert_eq!(
             c.get("disk"),
-            Some(&Value::strings(&["format=qcow2,vdev=xvda,access=rw,backendtype=qdisk,target=/d.qcow2"]))
+            Some(&Value::strings(&[
+                "format=qcow2,vdev=xvda,access=rw,backendtype=qdisk,target=/d.qcow2"
+            ]))
         );
         assert_eq!(
             c.get("vif"),
-            Some(&Value::strings(&["mac=00:16:3e:00:00:01,bridge=xenbr0,rate=1024KB/s"]))
+            Some(&Value::strings(&[
+                "mac=00:16:3e:00:00:01,bridge=xenbr0,rate=1024KB/s"
+            ]))
         );
         assert_eq!(
             c.get("vfb"),
-            Some(&Value::strings(&["vnc=1,vncunused=0,vncdisplay=1,vnclisten=0.0.0.0"]))
+            Some(&Value::strings(&[
+                "vnc=1,vncunused=0,vncdisplay=1,vnclisten=0.0.0.0"
+            ]))
         );
         assert_eq!(c.get("pae"), None);
     }
@@ -2228,7 +2536,10 @@ mod tests {
         let t = "rbd:pool/image:auth_supported=none:mon_host=m1\\:6321\\;m2\\:6322";
         let s = rbd_source(t).unwrap();
         assert_eq!(s.attr("name"), Some("pool/image"));
-        let hosts: Vec<_> = s.children_named("host").map(|h| (h.attr("name").unwrap(), h.attr("port").unwrap())).collect();
+        let hosts: Vec<_> = s
+            .children_named("host")
+            .map(|h| (h.attr("name").unwrap(), h.attr("port").unwrap()))
+            .collect();
         assert_eq!(hosts, vec![("m1", "6321"), ("m2", "6322")]);
         assert_eq!(rbd_target(&s, "d").unwrap(), t);
     }
@@ -2243,14 +2554,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = domain_to_cfg(&Element::parse("<domain type='kvm'><name>a</name></domain>").unwrap()).unwrap_err();
+        let e =
+            domain_to_cfg(&Element::parse("<domain type='kvm'><name>a</name></domain>").unwrap())
+                .unwrap_err();
         assert!(e.to_string().contains("domain/@type"), "{e}");
         let e = domain_to_cfg(&Element::parse("<domain type='xen'><name>a</name><memory>x</memory><os><type>hvm</type></os></domain>").unwrap()).unwrap_err();
-        assert_eq!(e.to_string(), "domain/memory: 'x' is not a non-negative integer");
+        assert_eq!(
+            e.to_string(),
+            "domain/memory: 'x' is not a non-negative integer"
+        );
         let e = cfg_to_domain(&Cfg::parse("name=\"a\"\nbuilder=\"weird\"").unwrap()).unwrap_err();
-        assert_eq!(e.to_string(), "xl.cfg setting 'builder': unknown builder 'weird'");
+        assert_eq!(
+            e.to_string(),
+            "xl.cfg setting 'builder': unknown builder 'weird'"
+        );
         let e = domain_to_cfg(&Element::parse("<domain type='xen'><name>a</name><memory>1024</memory><os><type>hvm</type></os><devices><interface type='network'><source network='default'/></interface></devices></domain>").unwrap()).unwrap_err();
-        assert!(e.to_string().starts_with("domain/devices/interface[1]/@type"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("domain/devices/interface[1]/@type"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -242,9 +242,9 @@ impl Parser<'_> {
             }
         }
         if start == self.i || self.s[start].is_ascii_digit() {
-            let c = self.peek().map_or("end of file".to_string(), |c| {
-                format!("'{}'", c as char)
-            });
+            let c = self
+                .peek()
+                .map_or("end of file".to_string(), |c| format!("'{}'", c as char));
             return Err(self.err(format!("expected a setting name, found {c}")));
         }
         Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
@@ -354,7 +354,10 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b']') => {}
                 Some(c) => {
-                    return Err(self.err(format!("expected ',' or ']' in a list, found '{}'", c as char)));
+                    return Err(self.err(format!(
+                        "expected ',' or ']' in a list, found '{}'",
+                        c as char
+                    )));
                 }
                 None => return Err(self.err("unterminated list".into())),
             }

@@ -19,7 +19,11 @@ use std::path::{Path, PathBuf};
 fn corpus() -> PathBuf {
     if let Ok(p) = std::env::var("RVIRT_CORPUS") {
         let p = PathBuf::from(p);
-        assert!(p.is_dir(), "RVIRT_CORPUS={} is not a directory", p.display());
+        assert!(
+            p.is_dir(),
+            "RVIRT_CORPUS={} is not a directory",
+            p.display()
+        );
         return p;
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
@@ -93,12 +97,19 @@ fn xml_to_cfg() {
     for c in cases.iter().filter(|c| c.xml2cfg) {
         total += 1;
         let xml = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
-        let want = Cfg::parse(&std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap())
-            .unwrap_or_else(|e| panic!("{}.cfg: {e}", c.name));
+        let want =
+            Cfg::parse(&std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap())
+                .unwrap_or_else(|e| panic!("{}.cfg: {e}", c.name));
         match xml_to_xl(&xml) {
-            Err(e) => misses.push(format!("{}: {e} ({:?})", c.name, std::error::Error::source(&e).map(|s| s.to_string()))),
+            Err(e) => misses.push(format!(
+                "{}: {e} ({:?})",
+                c.name,
+                std::error::Error::source(&e).map(|s| s.to_string())
+            )),
             Ok(text) => {
-                let got = Cfg::parse(&text).unwrap_or_else(|e| panic!("{}: written cfg does not parse: {e}\n{text}", c.name));
+                let got = Cfg::parse(&text).unwrap_or_else(|e| {
+                    panic!("{}: written cfg does not parse: {e}\n{text}", c.name)
+                });
                 let d = cfg_diff(&want, &got);
                 if d.is_empty() {
                     pass += 1;
@@ -126,7 +137,11 @@ fn cfg_to_xml() {
         let want_text = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
         let want = Element::parse(&want_text).unwrap();
         match xl_to_xml(&cfg) {
-            Err(e) => misses.push(format!("{}: {e} ({:?})", c.name, std::error::Error::source(&e).map(|s| s.to_string()))),
+            Err(e) => misses.push(format!(
+                "{}: {e} ({:?})",
+                c.name,
+                std::error::Error::source(&e).map(|s| s.to_string())
+            )),
             Ok(got_text) => {
                 let got = Element::parse(&got_text).unwrap();
                 match rvirt_xml::compat::compare(&got, &want) {
@@ -138,7 +153,10 @@ fn cfg_to_xml() {
                             println!("not byte-exact: {}", c.name);
                         }
                     }
-                    Err(d) => misses.push(format!("{}: {d}\n--- want\n{want_text}--- got\n{got_text}", c.name)),
+                    Err(d) => misses.push(format!(
+                        "{}: {d}\n--- want\n{want_text}--- got\n{got_text}",
+                        c.name
+                    )),
                 }
             }
         }
@@ -157,14 +175,23 @@ mod xlu {
     type Init = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
     type ReadData = unsafe extern "C" fn(*mut c_void, *const c_char, c_int) -> c_int;
     type Destroy = unsafe extern "C" fn(*mut c_void);
-    type GetString = unsafe extern "C" fn(*const c_void, *const c_char, *mut *const c_char, c_int) -> c_int;
+    type GetString =
+        unsafe extern "C" fn(*const c_void, *const c_char, *mut *const c_char, c_int) -> c_int;
     type GetLong = unsafe extern "C" fn(*const c_void, *const c_char, *mut c_long, c_int) -> c_int;
-    type GetList = unsafe extern "C" fn(*const c_void, *const c_char, *mut *mut c_void, *mut c_int, c_int) -> c_int;
+    type GetList = unsafe extern "C" fn(
+        *const c_void,
+        *const c_char,
+        *mut *mut c_void,
+        *mut c_int,
+        c_int,
+    ) -> c_int;
     type ListItem = unsafe extern "C" fn(*const c_void, c_int) -> *const c_char;
     type ListItem2 = unsafe extern "C" fn(*const c_void, c_uint) -> *mut c_void;
     type ValueType = unsafe extern "C" fn(*const c_void) -> c_int;
-    type ValueGetString = unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_char, c_int) -> c_int;
-    type ValueGetList = unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_void, c_int) -> c_int;
+    type ValueGetString =
+        unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_char, c_int) -> c_int;
+    type ValueGetList =
+        unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_void, c_int) -> c_int;
 
     unsafe extern "C" {
         fn fdopen(fd: c_int, mode: *const c_char) -> *mut c_void;
@@ -208,8 +235,9 @@ mod xlu {
                     // SAFETY: the symbol is declared with the C signature of libxlutil.h
                     // (Xen 4.17); the library outlives the copied function pointer since
                     // both are kept in `Lib`.
-                    let s: libloading::Symbol<$t> = unsafe { lib.get($name) }
-                        .map_err(|e| format!("libxlutil lacks {}: {e}", String::from_utf8_lossy($name)))?;
+                    let s: libloading::Symbol<$t> = unsafe { lib.get($name) }.map_err(|e| {
+                        format!("libxlutil lacks {}: {e}", String::from_utf8_lossy($name))
+                    })?;
                     *s
                 }};
             }
@@ -269,7 +297,9 @@ mod xlu {
                         return Err(format!("{key}: xlu_cfg_get_string failed ({rc})"));
                     }
                     // SAFETY: p is a NUL-terminated string owned by cfg, still live.
-                    Ok(Back::Str(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()))
+                    Ok(Back::Str(
+                        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned(),
+                    ))
                 }
                 'n' => {
                     let mut v: c_long = 0;
@@ -293,14 +323,22 @@ mod xlu {
             }
         }
 
-        fn list_items(&self, cfg: *mut c_void, list: *mut c_void, n: c_int, key: &str) -> Result<Back, String> {
+        fn list_items(
+            &self,
+            cfg: *mut c_void,
+            list: *mut c_void,
+            n: c_int,
+            key: &str,
+        ) -> Result<Back, String> {
             let mut items = Vec::new();
             for i in 0..n {
                 // SAFETY: list is a live XLU_ConfigList with n entries.
                 let s = unsafe { (self.listitem)(list, i) };
                 if !s.is_null() {
                     // SAFETY: a NUL-terminated string owned by the list.
-                    items.push(Back::Str(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()));
+                    items.push(Back::Str(
+                        unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned(),
+                    ));
                     continue;
                 }
                 // not a string: a nested list (vnuma)
@@ -313,7 +351,9 @@ mod xlu {
                         // SAFETY: v is a list value; sub receives the list it holds.
                         let rc = unsafe { (self.value_get_list)(cfg, v, &mut sub, 0) };
                         if rc != 0 {
-                            return Err(format!("{key}[{i}]: xlu_cfg_value_get_list failed ({rc})"));
+                            return Err(format!(
+                                "{key}[{i}]: xlu_cfg_value_get_list failed ({rc})"
+                            ));
                         }
                         // The nested list's length: count until an item is missing.
                         let mut m = 0;
@@ -328,10 +368,14 @@ mod xlu {
                         // SAFETY: v is a string value; p receives a string owned by v.
                         let rc = unsafe { (self.value_get_string)(cfg, v, &mut p, 0) };
                         if rc != 0 || p.is_null() {
-                            return Err(format!("{key}[{i}]: xlu_cfg_value_get_string failed ({rc})"));
+                            return Err(format!(
+                                "{key}[{i}]: xlu_cfg_value_get_string failed ({rc})"
+                            ));
                         }
                         // SAFETY: NUL-terminated, owned by the value.
-                        items.push(Back::Str(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()));
+                        items.push(Back::Str(
+                            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned(),
+                        ));
                     }
                     t => return Err(format!("{key}[{i}]: unknown value type {t}")),
                 }
@@ -361,6 +405,18 @@ fn libxlutil_reads_back_every_written_key() {
             return;
         }
     };
+    // the check sees what libxlutil decodes: an escaped backslash reads as one backslash
+    assert_eq!(
+        lib.read_back(
+            "k = \"a\\\\b\"\nn = 7\n",
+            &[("k".into(), 's'), ("n".into(), 'n')]
+        ),
+        Ok(vec![xlu::Back::Str("a\\b".into()), xlu::Back::Num(7)])
+    );
+    assert!(
+        lib.read_back("k = [ \"x\"\n", &[]).is_err(),
+        "libxlutil accepted a broken list"
+    );
     let (dir, cases) = cases();
     let (mut files, mut keys_checked) = (0, 0);
     let mut failures = Vec::new();
@@ -389,7 +445,10 @@ fn libxlutil_reads_back_every_written_key() {
                 for ((k, v), b) in cfg.entries().iter().zip(back) {
                     keys_checked += 1;
                     if expected_back(v) != b {
-                        failures.push(format!("{}: {k}: libxlutil read {b:?}, the plugin wrote {v:?}", c.name));
+                        failures.push(format!(
+                            "{}: {k}: libxlutil read {b:?}, the plugin wrote {v:?}",
+                            c.name
+                        ));
                     }
                 }
             }
@@ -400,5 +459,449 @@ fn libxlutil_reads_back_every_written_key() {
         println!("FAIL {f}");
     }
     assert!(files > 0, "no cfg was written");
-    assert!(failures.is_empty(), "{} keys did not read back as written", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} keys did not read back as written",
+        failures.len()
+    );
+}
+
+/// Field names of `libxl_types.idl` (Xen 4.17, plus later additions) per JSON object.
+fn idl_fields(path: &str) -> Option<&'static [&'static str]> {
+    Some(match path {
+        "" => &[
+            "c_info",
+            "b_info",
+            "disks",
+            "nics",
+            "pcidevs",
+            "rdms",
+            "dtdevs",
+            "vfbs",
+            "vkbs",
+            "virtios",
+            "vtpms",
+            "p9s",
+            "pvcallsifs",
+            "vdispls",
+            "vsnds",
+            "channels",
+            "usbctrls",
+            "usbdevs",
+            "on_poweroff",
+            "on_reboot",
+            "on_watchdog",
+            "on_crash",
+            "on_soft_reset",
+        ],
+        "c_info" => &[
+            "type",
+            "hap",
+            "oos",
+            "ssidref",
+            "ssid_label",
+            "name",
+            "domid",
+            "uuid",
+            "xsdata",
+            "platformdata",
+            "poolid",
+            "pool_name",
+            "run_hotplug_scripts",
+            "driver_domain",
+            "passthrough",
+            "xend_suspend_evtchn_compat",
+        ],
+        "b_info" => &[
+            "max_vcpus",
+            "avail_vcpus",
+            "cpumap",
+            "nodemap",
+            "vcpu_hard_affinity",
+            "vcpu_soft_affinity",
+            "numa_placement",
+            "tsc_mode",
+            "max_memkb",
+            "target_memkb",
+            "video_memkb",
+            "shadow_memkb",
+            "iommu_memkb",
+            "rtc_timeoffset",
+            "exec_ssidref",
+            "exec_ssid_label",
+            "localtime",
+            "disable_migrate",
+            "cpuid",
+            "blkdev_start",
+            "vnuma_nodes",
+            "max_grant_frames",
+            "max_maptrack_frames",
+            "max_grant_version",
+            "device_model_version",
+            "device_model_stubdomain",
+            "stubdomain_memkb",
+            "stubdomain_kernel",
+            "stubdomain_cmdline",
+            "stubdomain_ramdisk",
+            "device_model",
+            "device_model_ssidref",
+            "device_model_ssid_label",
+            "device_model_user",
+            "extra",
+            "extra_pv",
+            "extra_hvm",
+            "sched_params",
+            "ioports",
+            "irqs",
+            "iomem",
+            "claim_mode",
+            "event_channels",
+            "kernel",
+            "cmdline",
+            "ramdisk",
+            "device_tree",
+            "acpi",
+            "bootloader",
+            "bootloader_args",
+            "timer_mode",
+            "nested_hvm",
+            "apic",
+            "dm_restrict",
+            "tee",
+            "type",
+            "type.hvm",
+            "type.pv",
+            "type.pvh",
+            "arch_arm",
+            "arch_x86",
+            "altp2m",
+            "vmtrace_buf_kb",
+            "vpmu",
+        ],
+        "b_info/type.hvm" => &[
+            "firmware",
+            "bios",
+            "pae",
+            "apic",
+            "acpi",
+            "acpi_s3",
+            "acpi_s4",
+            "acpi_laptop_slate",
+            "nx",
+            "viridian",
+            "viridian_enable",
+            "viridian_disable",
+            "timeoffset",
+            "hpet",
+            "vpt_align",
+            "mmio_hole_memkb",
+            "timer_mode",
+            "nested_hvm",
+            "altp2m",
+            "system_firmware",
+            "smbios_firmware",
+            "acpi_firmware",
+            "hdtype",
+            "nographic",
+            "vga",
+            "vnc",
+            "keymap",
+            "sdl",
+            "spice",
+            "gfx_passthru",
+            "gfx_passthru_kind",
+            "serial",
+            "boot",
+            "usb",
+            "usbversion",
+            "usbdevice",
+            "vkb_device",
+            "soundhw",
+            "xen_platform_pci",
+            "usbdevice_list",
+            "vendor_device",
+            "ms_vm_genid",
+            "serial_list",
+            "rdm",
+            "rdm_mem_boundary_memkb",
+            "mca_caps",
+            "pirq",
+        ],
+        "b_info/type.pv" => &[
+            "kernel",
+            "slack_memkb",
+            "bootloader",
+            "bootloader_args",
+            "cmdline",
+            "ramdisk",
+            "features",
+            "e820_host",
+        ],
+        "b_info/type.pvh" => &["pvshim", "pvshim_path", "pvshim_cmdline", "pvshim_extra"],
+        "b_info/type.hvm/vnc" | "vfbs/vnc" => {
+            &["enable", "listen", "passwd", "display", "findunused"]
+        }
+        "b_info/type.hvm/sdl" | "vfbs/sdl" => &["enable", "opengl", "display", "xauthority"],
+        "b_info/type.hvm/spice" => &[
+            "enable",
+            "port",
+            "tls_port",
+            "host",
+            "disable_ticketing",
+            "passwd",
+            "agent_mouse",
+            "vdagent",
+            "clipboard_sharing",
+            "usbredirection",
+            "image_compression",
+            "streaming_video",
+        ],
+        "b_info/type.hvm/vga" => &["kind"],
+        "b_info/vnuma_nodes" => &["memkb", "distances", "pnode", "vcpus"],
+        "disks" => &[
+            "backend_domid",
+            "backend_domname",
+            "pdev_path",
+            "vdev",
+            "backend",
+            "format",
+            "script",
+            "removable",
+            "readwrite",
+            "is_cdrom",
+            "direct_io_safe",
+            "discard_enable",
+            "specification",
+            "transport",
+            "irq",
+            "base",
+            "trusted",
+        ],
+        "nics" => &[
+            "backend_domid",
+            "backend_domname",
+            "devid",
+            "mtu",
+            "model",
+            "mac",
+            "ip",
+            "bridge",
+            "ifname",
+            "script",
+            "nictype",
+            "rate_bytes_per_interval",
+            "rate_interval_usecs",
+            "gatewaydev",
+            "trusted",
+        ],
+        "pcidevs" => &[
+            "func",
+            "dev",
+            "bus",
+            "domain",
+            "vdevfn",
+            "vfunc_mask",
+            "msitranslate",
+            "power_mgmt",
+            "permissive",
+            "seize",
+            "rdm_policy",
+            "name",
+        ],
+        "vfbs" => &[
+            "backend_domid",
+            "backend_domname",
+            "devid",
+            "vnc",
+            "sdl",
+            "keymap",
+        ],
+        "vkbs" => &[
+            "backend_domid",
+            "backend_domname",
+            "devid",
+            "backend_type",
+            "unique_id",
+        ],
+        "channels" => &[
+            "backend_domid",
+            "backend_domname",
+            "devid",
+            "name",
+            "connection",
+            "connection.socket",
+        ],
+        "channels/connection.socket" => &["path"],
+        "usbctrls" => &[
+            "type",
+            "devid",
+            "version",
+            "ports",
+            "backend_domid",
+            "backend_domname",
+        ],
+        "usbdevs" => &["ctrl", "port", "type", "type.hostdev"],
+        "usbdevs/type.hostdev" => &["hostbus", "hostaddr"],
+        _ => return None,
+    })
+}
+
+/// Enumeration values and libxl_defbool fields of the IDL.
+fn idl_check_value(path: &str, v: &serde_json::Value) -> Result<(), String> {
+    const DEFBOOLS: &[&str] = &[
+        "hap",
+        "localtime",
+        "nested_hvm",
+        "acpi",
+        "apic",
+        "pae",
+        "viridian",
+        "hpet",
+        "enable",
+        "findunused",
+        "disable_ticketing",
+        "agent_mouse",
+        "vdagent",
+        "clipboard_sharing",
+        "e820_host",
+    ];
+    let last = path.rsplit('/').next().unwrap_or(path);
+    let enum_of: Option<&[&str]> = match path {
+        "c_info/type" | "b_info/type" => Some(&["hvm", "pv", "pvh"]),
+        "on_poweroff" | "on_reboot" | "on_crash" | "on_watchdog" | "on_soft_reset" => Some(&[
+            "destroy",
+            "restart",
+            "restart_rename",
+            "preserve",
+            "coredump_destroy",
+            "coredump_restart",
+            "soft_reset",
+        ]),
+        "b_info/tsc_mode" => Some(&["default", "always_emulate", "native", "native_paravirt"]),
+        "b_info/type.hvm/bios" => Some(&["rombios", "seabios", "ovmf"]),
+        "c_info/passthrough" => Some(&["default", "disabled", "enabled", "sync_pt", "share_pt"]),
+        "disks/backend" => Some(&["unknown", "phy", "tap", "qdisk", "standalone"]),
+        "disks/format" => Some(&["unknown", "qcow", "qcow2", "vhd", "raw", "empty", "qed"]),
+        "nics/nictype" => Some(&["vif_ioemu", "vif"]),
+        "channels/connection" => Some(&["unknown", "pty", "socket"]),
+        "usbctrls/type" => Some(&["auto", "pv", "devicemodel", "qusb"]),
+        "usbdevs/type" => Some(&["hostdev"]),
+        "b_info/type.hvm/vga/kind" => Some(&["cirrus", "std", "none", "qxl"]),
+        _ => None,
+    };
+    if let Some(vals) = enum_of {
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("{path}: enumeration as {v}"))?;
+        if !vals.contains(&s) {
+            return Err(format!("{path}: '{s}' is not a value of the enumeration"));
+        }
+    } else if DEFBOOLS.contains(&last)
+        && !path.starts_with("pcidevs")
+        && !matches!(v.as_str(), Some("True") | Some("False"))
+    {
+        return Err(format!("{path}: libxl_defbool as {v}"));
+    }
+    Ok(())
+}
+
+fn idl_walk(path: &str, v: &serde_json::Value, errs: &mut Vec<String>) {
+    use serde_json::Value as J;
+    match v {
+        J::Object(m) => {
+            let Some(fields) = idl_fields(path) else {
+                errs.push(format!("{path}: an object where the IDL has none"));
+                return;
+            };
+            for (k, x) in m {
+                if !fields.contains(&k.as_str()) {
+                    errs.push(format!("{path}: '{k}' is not a field of the IDL"));
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}/{k}")
+                };
+                idl_walk(&p, x, errs);
+            }
+        }
+        J::Array(items) if idl_fields(path).is_some() => {
+            for it in items {
+                idl_walk(path, it, errs);
+            }
+        }
+        other => {
+            if let Err(e) = idl_check_value(path, other) {
+                errs.push(e);
+            }
+        }
+    }
+}
+
+#[test]
+fn libxl_json_follows_the_idl() {
+    use rvirt_plugin_xen::json::cfg_to_json;
+    let (dir, cases) = cases();
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for c in &cases {
+        let cfg =
+            Cfg::parse(&std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap())
+                .unwrap();
+        let j = match cfg_to_json(&cfg) {
+            Ok(j) => j,
+            Err(e) => {
+                failures.push(format!("{}: {e}", c.name));
+                continue;
+            }
+        };
+        n += 1;
+        let mut errs = Vec::new();
+        idl_walk("", &j, &mut errs);
+        // the values that must carry over from the cfg
+        let num = |k: &str| match cfg.get(k) {
+            Some(Value::Num(x)) => Some(*x),
+            _ => None,
+        };
+        if j["c_info"]["uuid"]
+            != serde_json::json!(match cfg.get("uuid") {
+                Some(Value::Str(s)) => s.clone(),
+                _ => String::new(),
+            })
+        {
+            errs.push("c_info/uuid differs from the cfg".into());
+        }
+        if let Some(m) = num("maxmem")
+            && j["b_info"]["max_memkb"] != serde_json::json!(m * 1024)
+        {
+            errs.push(format!(
+                "b_info/max_memkb {} for maxmem {m}",
+                j["b_info"]["max_memkb"]
+            ));
+        }
+        for (key, arr) in [
+            ("disk", "disks"),
+            ("vif", "nics"),
+            ("pci", "pcidevs"),
+            ("channel", "channels"),
+        ] {
+            let want = match cfg.get(key) {
+                Some(Value::List(l)) => l.len(),
+                _ => 0,
+            };
+            let got = j[arr].as_array().map_or(0, |a| a.len());
+            if want != got {
+                errs.push(format!("{arr}: {got} entries for {want} in '{key}'"));
+            }
+        }
+        for e in errs {
+            failures.push(format!("{}: {e}", c.name));
+        }
+    }
+    println!("libxl JSON of {n} corpus cfg files checked against the IDL");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(failures.is_empty(), "{} problems", failures.len());
 }
