@@ -105,7 +105,13 @@ pub fn open(
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if !query.is_empty() {
+        return Err(err(
+            ErrorCode::InvalidArg,
+            format!("invalid URI '{uri}': the Xen driver takes no URI parameters"),
+        ));
+    }
     if !host.is_empty() && host != "localhost" {
         return Err(err(
             ErrorCode::InvalidArg,
@@ -381,6 +387,9 @@ impl XenConnection {
 
     /// A lifecycle call: the domain must exist, then the no-hypervisor error.
     fn lifecycle(&self, u: Option<Uuid>, op: &str) -> Result<DomainRef, PluginError> {
+        if self.read_only {
+            return Err(read_only_denied(op));
+        }
         if let Some(u) = u {
             self.by_uuid(u)?;
         }
@@ -566,9 +575,13 @@ impl DriverConnection for XenConnection {
 
     fn create_xml(&self, xml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
         checked!("virDomainCreateXML", flags, 0);
-        let r = convert::xml_to_xl(xml.as_str())
-            .map_err(conv_err)
-            .and_then(|_| self.lifecycle(None, "virDomainCreateXML"));
+        let r = if self.read_only {
+            Err(read_only_denied("virDomainCreateXML"))
+        } else {
+            convert::xml_to_xl(xml.as_str())
+                .map_err(conv_err)
+                .and_then(|_| self.lifecycle(None, "virDomainCreateXML"))
+        };
         res(r)
     }
 
@@ -636,6 +649,9 @@ impl DriverConnection for XenConnection {
     }
 
     fn set_autostart(&self, _uuid: Uuid, _autostart: bool) -> PResult<()> {
+        if self.read_only {
+            return RResult::RErr(read_only_denied("virDomainSetAutostart"));
+        }
         RResult::RErr(PluginError::no_support("virDomainSetAutostart"))
     }
 
