@@ -384,6 +384,9 @@ pub fn domain_to_cfg(dom: &Element) -> Result<Cfg, ConvertError> {
         c.set_str("device_model_override", &em);
     }
     graphics_to_cfg(dom, gt, &mut c)?;
+    if hvm {
+        video_to_cfg(dom, &mut c)?;
+    }
     let vifs = interfaces_to_cfg(dom, hvm)?;
     if !vifs.is_empty() {
         c.set("vif", Value::strings(&vifs));
@@ -755,6 +758,38 @@ fn graphics_to_cfg(dom: &Element, gt: GuestType, c: &mut Cfg) -> Result<(), Conv
             vfbs.push(parts.join(","));
         }
         c.set("vfb", Value::strings(&vfbs));
+    }
+    Ok(())
+}
+
+fn video_to_cfg(dom: &Element, c: &mut Cfg) -> Result<(), ConvertError> {
+    let Some(model) = devices(dom)
+        .find(|d| d.name() == "video")
+        .and_then(|v| v.child("model"))
+    else {
+        return Ok(());
+    };
+    let path = "domain/devices/video/model";
+    let (vga, default_vram) = match model.attr("type").unwrap_or("cirrus") {
+        "cirrus" => (None, 8192),
+        "vga" => (Some("stdvga"), 16384),
+        "qxl" => (Some("qxl"), 65536),
+        "none" => (Some("none"), 0),
+        other => {
+            return Err(unsupported(
+                &format!("{path}/@type"),
+                format!("video model '{other}'"),
+            ));
+        }
+    };
+    if let Some(v) = vga {
+        c.set_str("vga", v);
+    }
+    if let Some(vram) = model.attr("vram") {
+        let kib = parse_u64(&format!("{path}/@vram"), vram)?;
+        if kib != default_vram && kib > 0 {
+            c.set_num("videoram", (kib / 1024) as i64);
+        }
     }
     Ok(())
 }
@@ -2374,12 +2409,14 @@ fn devices_element(c: &Cfg, gt: GuestType) -> Result<Element, ConvertError> {
         devs.push(g);
     }
     if hvm && any_graphics {
-        let stdvga = get_bool(c, "stdvga")?.unwrap_or(false)
-            || get_str(c, "vga")?.as_deref() == Some("stdvga");
-        let (model, default_vram) = if stdvga {
-            ("vga", 16384)
-        } else {
-            ("cirrus", 8192)
+        let stdvga = get_bool(c, "stdvga")?.unwrap_or(false);
+        let (model, default_vram) = match get_str(c, "vga")?.as_deref() {
+            Some("stdvga") => ("vga", 16384),
+            Some("qxl") => ("qxl", 65536),
+            Some("none") => ("none", 0),
+            Some("cirrus") | None if stdvga => ("vga", 16384),
+            Some("cirrus") | None => ("cirrus", 8192),
+            Some(other) => return Err(bad_key("vga", format!("unknown video card '{other}'"))),
         };
         let vram = get_num(c, "videoram")?.map_or(default_vram, |m| m as u64 * 1024);
         let mut v = Element::new("video");
@@ -2574,6 +2611,91 @@ mod tests {
                 .starts_with("domain/devices/interface[1]/@type"),
             "{e}"
         );
+    }
+
+    const RICH_HVM: &str = "<domain type='xen'><name>h</name><uuid>c7a5fdb2-cdaf-9455-926a-d65c16db1809</uuid>\
+        <memory unit='GiB'>2</memory><currentMemory unit='MiB'>1024</currentMemory><vcpu cpuset='0-3'>2</vcpu>\
+        <os><type>hvm</type><boot dev='hd'/><boot dev='network'/></os>\
+        <features><acpi/><apic/><pae/><viridian/><hap state='on'/><xen><e820_host state='on'/>\
+        <passthrough state='on' mode='sync_pt'/></xen></features>\
+        <clock offset='localtime'><timer name='tsc' present='yes' mode='emulate'/><timer name='hpet' present='no'/></clock>\
+        <on_crash>coredump-destroy</on_crash>\
+        <devices><disk type='file' device='disk'><driver name='qemu' type='vhd'/><source file='/s.vhd'/>\
+        <target dev='sdb' bus='scsi'/></disk>\
+        <interface type='ethernet'><mac address='00:16:3e:00:00:02'/><ip address='10.0.0.2'/>\
+        <script path='/etc/xen/scripts/vif-route'/><target dev='vif-h'/><backenddomain name='netdom'/></interface>\
+        <serial type='pty'><target port='0'/></serial><parallel type='file'><source path='/tmp/lp'/></parallel>\
+        <input type='tablet' bus='usb'/>\
+        <graphics type='vnc' port='5905' autoport='no' keymap='de'/><graphics type='sdl' display=':0'/>\
+        <video><model type='vga' vram='16384'/></video>\
+        <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x1'/></source></hostdev>\
+        </devices></domain>";
+
+    #[test]
+    fn rich_hvm_is_a_fixpoint() {
+        let c = domain_to_cfg(&Element::parse(RICH_HVM).unwrap()).unwrap();
+        let num = |k: &str| c.get(k).cloned();
+        assert_eq!(num("maxmem"), Some(Value::Num(2048)));
+        assert_eq!(num("memory"), Some(Value::Num(1024)));
+        assert_eq!(num("cpus"), Some(Value::Str("0-3".into())));
+        assert_eq!(num("viridian"), Some(Value::Num(1)));
+        assert_eq!(num("hap"), Some(Value::Num(1)));
+        assert_eq!(num("e820_host"), Some(Value::Num(1)));
+        assert_eq!(num("passthrough"), Some(Value::Str("sync_pt".into())));
+        assert_eq!(num("tsc_mode"), Some(Value::Str("always_emulate".into())));
+        assert_eq!(num("hpet"), Some(Value::Num(0)));
+        assert_eq!(num("localtime"), Some(Value::Num(1)));
+        assert_eq!(num("boot"), Some(Value::Str("cn".into())));
+        assert_eq!(num("serial"), Some(Value::Str("pty".into())));
+        assert_eq!(num("parallel"), Some(Value::Str("file:/tmp/lp".into())));
+        assert_eq!(num("usbdevice"), Some(Value::strings(&["tablet"])));
+        assert_eq!(num("vncdisplay"), Some(Value::Num(5)));
+        assert_eq!(num("vncunused"), Some(Value::Num(0)));
+        assert_eq!(num("keymap"), Some(Value::Str("de".into())));
+        assert_eq!(num("sdl"), Some(Value::Num(1)));
+        assert_eq!(num("display"), Some(Value::Str(":0".into())));
+        assert_eq!(num("on_crash"), Some(Value::Str("coredump-destroy".into())));
+        assert_eq!(num("pci"), Some(Value::strings(&["0000:03:00.1,seize=1"])));
+        assert_eq!(
+            num("disk"),
+            Some(Value::strings(&[
+                "format=vhd,vdev=sdb,access=rw,backendtype=qdisk,target=/s.vhd"
+            ]))
+        );
+        assert_eq!(
+            num("vif"),
+            Some(Value::strings(&[
+                "mac=00:16:3e:00:00:02,ip=10.0.0.2,script=/etc/xen/scripts/vif-route,vifname=vif-h,backend=netdom"
+            ]))
+        );
+        let back = cfg_to_domain(&Cfg::parse(&c.to_text()).unwrap()).unwrap();
+        let text = back.to_xml_string();
+        for part in [
+            "<serial type='pty'>",
+            "<console type='pty'>",
+            "<target type='serial' port='0'/>",
+            "<input type='tablet' bus='usb'/>",
+            "<controller type='scsi' index='0'/>",
+            "<address type='drive' controller='0' bus='0' target='0' unit='1'/>",
+            "<graphics type='sdl' display=':0'/>",
+            "<timer name='hpet' present='no'/>",
+            "<hostdev mode='subsystem' type='pci' managed='yes'>",
+        ] {
+            assert!(text.contains(part), "missing {part} in\n{text}");
+        }
+        let again = domain_to_cfg(&back).unwrap();
+        assert_eq!(num("vga"), Some(Value::Str("stdvga".into())));
+        assert!(
+            text.contains("<model type='vga' vram='16384' heads='1' primary='yes'/>"),
+            "{text}"
+        );
+        assert_eq!(as_sorted(&again), as_sorted(&c));
+    }
+
+    fn as_sorted(c: &Cfg) -> Vec<(String, Value)> {
+        let mut v = c.entries().to_vec();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     #[test]

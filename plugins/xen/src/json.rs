@@ -275,18 +275,11 @@ pub fn cfg_to_json(c: &Cfg) -> Result<J, ConvertError> {
         if let Some(p) = s(c, "bios_path_override") {
             u.insert("system_firmware".into(), json!(p));
         }
-        for (k, key) in [
-            ("pae", "pae"),
-            ("acpi", "acpi"),
-            ("viridian", "viridian"),
-            ("hpet", "hpet"),
-        ] {
+        // acpi and apic live in b_info itself (the type.hvm fields are deprecated)
+        for (k, key) in [("pae", "pae"), ("viridian", "viridian"), ("hpet", "hpet")] {
             if let Some(v) = n(c, k) {
                 u.insert(key.into(), defbool(v != 0));
             }
-        }
-        if let Some(r) = n(c, "rtc_timeoffset") {
-            u.insert("timeoffset".into(), json!(r.to_string()));
         }
         if let Some(a) = s(c, "acpi_firmware") {
             u.insert("acpi_firmware".into(), json!(a));
@@ -366,8 +359,16 @@ pub fn cfg_to_json(c: &Cfg) -> Result<J, ConvertError> {
         if !usbdevs.is_empty() {
             u.insert("usbdevice_list".into(), json!(usbdevs));
         }
-        if n(c, "stdvga") == Some(1) || s(c, "vga").as_deref() == Some("stdvga") {
-            u.insert("vga".into(), json!({"kind": "std"}));
+        let kind = match s(c, "vga").as_deref() {
+            Some("stdvga") => Some("std"),
+            Some("qxl") => Some("qxl"),
+            Some("none") => Some("none"),
+            Some("cirrus") => Some("cirrus"),
+            _ if n(c, "stdvga") == Some(1) => Some("std"),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            u.insert("vga".into(), json!({ "kind": k }));
         }
         if let Some(v) = n(c, "videoram") {
             bi.insert("video_memkb".into(), json!(v * 1024));
