@@ -108,7 +108,7 @@ fn cpu_bits(list: &str) -> Result<J, ConvertError> {
 }
 
 /// `rate=` as libxl's NIC fields: bytes per interval and the interval (xl's default
-/// interval is 50 ms).
+/// interval is 50 ms), as `xlu_vif_parse_rate` computes them.
 fn rate_fields(rate: &str) -> Option<(u64, u64)> {
     let (r, interval) = match rate.split_once('@') {
         Some((r, i)) => (r, i),
@@ -117,15 +117,16 @@ fn rate_fields(rate: &str) -> Option<(u64, u64)> {
     let r = r.strip_suffix("/s").unwrap_or(r);
     let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
     let v: u64 = digits.parse().ok()?;
+    // libxl counts K, M and G in thousands (10240KB/s is 10,240,000 bytes a second)
     let per_sec = match &r[digits.len()..] {
         "B" | "" => v,
-        "KB" => v * 1024,
-        "MB" => v * 1024 * 1024,
-        "GB" => v * 1024 * 1024 * 1024,
+        "KB" => v * 1000,
+        "MB" => v * 1_000_000,
+        "GB" => v * 1_000_000_000,
         "b" => v / 8,
-        "Kb" => v * 1024 / 8,
-        "Mb" => v * 1024 * 1024 / 8,
-        "Gb" => v * 1024 * 1024 * 1024 / 8,
+        "Kb" => v * 1000 / 8,
+        "Mb" => v * 1_000_000 / 8,
+        "Gb" => v * 1_000_000_000 / 8,
         _ => return None,
     };
     let idigits: String = interval
@@ -613,7 +614,7 @@ mod tests {
         assert_eq!(j["b_info"]["type.hvm"]["pae"], "True");
         assert_eq!(j["b_info"]["type.hvm"]["vnc"]["findunused"], "True");
         assert_eq!(j["nics"][0]["nictype"], "vif_ioemu");
-        assert_eq!(j["nics"][0]["rate_bytes_per_interval"], 524288);
+        assert_eq!(j["nics"][0]["rate_bytes_per_interval"], 512000);
         assert_eq!(j["nics"][0]["rate_interval_usecs"], 50000);
         assert_eq!(j["disks"][0]["is_cdrom"], 1);
         assert_eq!(j["disks"][0]["readwrite"], 0);

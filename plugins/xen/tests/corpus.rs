@@ -9,6 +9,9 @@
 //!   aside, as the vmx corpus test compares).
 //! * libxlutil: Debian's `libxlutil.so.4.17` (package libxenmisc4.17), loaded through
 //!   FFI, reads every cfg the plugin writes; every key must read back as written.
+//! * libxl's JSON: every corpus cfg's JSON is checked against `libxl_types.idl`, and
+//!   libxlutil's disk, PCI and vif-rate parsers must read every such spec as the JSON
+//!   states it.
 
 use rvirt_plugin_xen::convert::{xl_to_xml, xml_to_xl};
 use rvirt_plugin_xen::xlcfg::{Cfg, Value};
@@ -190,6 +193,11 @@ mod xlu {
     type ValueType = unsafe extern "C" fn(*const c_void) -> c_int;
     type ValueGetString =
         unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_char, c_int) -> c_int;
+    type DiskParse =
+        unsafe extern "C" fn(*mut c_void, c_int, *const *const c_char, *mut c_void) -> c_int;
+    type PciParse = unsafe extern "C" fn(*mut c_void, *mut c_void, *const c_char) -> c_int;
+    type VifRate = unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_void) -> c_int;
+    type DevFn = unsafe extern "C" fn(*mut c_void);
     type ValueGetList =
         unsafe extern "C" fn(*const c_void, *mut c_void, *mut *mut c_void, c_int) -> c_int;
 
@@ -214,6 +222,55 @@ mod xlu {
         value_type: ValueType,
         value_get_string: ValueGetString,
         value_get_list: ValueGetList,
+        disk_parse: DiskParse,
+        pci_parse: PciParse,
+        vif_rate: VifRate,
+        disk_init: DevFn,
+        disk_dispose: DevFn,
+        pci_init: DevFn,
+        pci_dispose: DevFn,
+        nic_init: DevFn,
+        nic_dispose: DevFn,
+    }
+
+    /// The leading fields of `libxl_device_disk` (Xen 4.17 `_libxl_types.h`) as read back.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct DiskBack {
+        pub pdev_path: Option<String>,
+        pub vdev: Option<String>,
+        pub backend: i32,
+        pub format: i32,
+        pub readwrite: i32,
+        pub is_cdrom: i32,
+    }
+
+    /// `libxl_device_pci`'s domain, bus, dev, func, permissive and seize.
+    pub type PciBack = (i32, u8, u8, u8, bool, bool);
+
+    /// A zeroed, 8-aligned buffer larger than the libxl device structs used here
+    /// (`libxl_device_nic` is the largest, under 1 KiB in 4.17).
+    fn device_buffer() -> Vec<u64> {
+        vec![0u64; 256]
+    }
+
+    /// Reads a C string field at `offset` of a device struct.
+    ///
+    /// # Safety
+    /// `buf` must hold a struct whose field at `offset` is a `char *` that is NULL or a
+    /// NUL-terminated string.
+    unsafe fn c_string_at(buf: &[u64], offset: usize) -> Option<String> {
+        // SAFETY: offset is 8-aligned within buf, as the caller promises a pointer there.
+        let p = unsafe {
+            *(buf.as_ptr() as *const u8)
+                .add(offset)
+                .cast::<*const c_char>()
+        };
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: the caller promises a NUL-terminated string.
+            Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        }
     }
 
     /// A read-back value: a string, a number, or a list.
@@ -225,6 +282,119 @@ mod xlu {
     }
 
     impl Lib {
+        /// Runs `f` with a fresh `XLU_Config`.
+        fn with_cfg<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> Result<T, String> {
+            // SAFETY: fd 2 stays open; "w" is a valid mode.
+            let report = unsafe { fdopen(2, c"w".as_ptr()) };
+            if report.is_null() {
+                return Err("fdopen(2) failed".into());
+            }
+            // SAFETY: report is a FILE*, the name a static C string.
+            let cfg = unsafe { (self.init)(report, c"rvirt-spec".as_ptr()) };
+            if cfg.is_null() {
+                return Err("xlu_cfg_init failed".into());
+            }
+            let out = f(cfg);
+            // SAFETY: cfg came from xlu_cfg_init and is not used afterwards.
+            unsafe { (self.destroy)(cfg) };
+            Ok(out)
+        }
+
+        /// libxlutil's reading of one disk spec (`xlu_disk_parse`).
+        pub fn disk(&self, spec: &str) -> Result<DiskBack, String> {
+            let c = CString::new(spec).map_err(|_| "NUL in spec".to_string())?;
+            self.with_cfg(|cfg| {
+                let mut buf = device_buffer();
+                let p = buf.as_mut_ptr().cast::<c_void>();
+                // SAFETY: buf is larger than libxl_device_disk and 8-aligned.
+                unsafe { (self.disk_init)(p) };
+                let specs = [c.as_ptr()];
+                // SAFETY: cfg is live, specs holds one C string, p an initialised disk.
+                let rc = unsafe { (self.disk_parse)(cfg, 1, specs.as_ptr(), p) };
+                let out = if rc != 0 {
+                    Err(format!("xlu_disk_parse('{spec}') failed: error {rc}"))
+                } else {
+                    let int_at = |off: usize| -> i32 {
+                        // SAFETY: off is a 4-aligned int field of libxl_device_disk (4.17 layout).
+                        unsafe { *(buf.as_ptr() as *const u8).add(off).cast::<i32>() }
+                    };
+                    Ok(DiskBack {
+                        // SAFETY: pdev_path and vdev are `char *` at 16 and 24.
+                        pdev_path: unsafe { c_string_at(&buf, 16) },
+                        // SAFETY: as above.
+                        vdev: unsafe { c_string_at(&buf, 24) },
+                        backend: int_at(32),
+                        format: int_at(36),
+                        readwrite: int_at(52),
+                        is_cdrom: int_at(56),
+                    })
+                };
+                // SAFETY: p is an initialised libxl_device_disk, disposed once.
+                unsafe { (self.disk_dispose)(p) };
+                out
+            })?
+        }
+
+        /// libxlutil's reading of one PCI spec (`xlu_pci_parse_spec_string`).
+        pub fn pci(&self, spec: &str) -> Result<PciBack, String> {
+            let c = CString::new(spec).map_err(|_| "NUL in spec".to_string())?;
+            self.with_cfg(|cfg| {
+                let mut buf = device_buffer();
+                let p = buf.as_mut_ptr().cast::<c_void>();
+                // SAFETY: buf is larger than libxl_device_pci and 8-aligned.
+                unsafe { (self.pci_init)(p) };
+                // SAFETY: cfg is live, p an initialised libxl_device_pci, c a C string.
+                let rc = unsafe { (self.pci_parse)(cfg, p, c.as_ptr()) };
+                let b = buf.as_ptr() as *const u8;
+                let out = if rc != 0 {
+                    Err(format!(
+                        "xlu_pci_parse_spec_string('{spec}') failed: error {rc}"
+                    ))
+                } else {
+                    // SAFETY: the 4.17 layout: func, dev, bus bytes at 0..3, int domain at
+                    // 4, bools permissive and seize at 18 and 19.
+                    unsafe {
+                        Ok((
+                            *b.add(4).cast::<i32>(),
+                            *b.add(2),
+                            *b.add(1),
+                            *b.add(0),
+                            *b.add(18) != 0,
+                            *b.add(19) != 0,
+                        ))
+                    }
+                };
+                // SAFETY: p is an initialised libxl_device_pci, disposed once.
+                unsafe { (self.pci_dispose)(p) };
+                out
+            })?
+        }
+
+        /// libxlutil's reading of a vif `rate` (`xlu_vif_parse_rate`): bytes per
+        /// interval and the interval in microseconds.
+        pub fn rate(&self, rate: &str) -> Result<(u64, u32), String> {
+            let c = CString::new(rate).map_err(|_| "NUL in rate".to_string())?;
+            self.with_cfg(|cfg| {
+                let mut buf = device_buffer();
+                let p = buf.as_mut_ptr().cast::<c_void>();
+                // SAFETY: buf is larger than libxl_device_nic and 8-aligned.
+                unsafe { (self.nic_init)(p) };
+                // SAFETY: cfg is live, c a C string, p an initialised libxl_device_nic.
+                let rc = unsafe { (self.vif_rate)(cfg, c.as_ptr(), p) };
+                let b = buf.as_ptr() as *const u8;
+                let out = if rc != 0 {
+                    Err(format!("xlu_vif_parse_rate('{rate}') failed: error {rc}"))
+                } else {
+                    // SAFETY: the 4.17 layout: u64 rate_bytes_per_interval at 80, u32
+                    // rate_interval_usecs at 88.
+                    unsafe { Ok((*b.add(80).cast::<u64>(), *b.add(88).cast::<u32>())) }
+                };
+                // SAFETY: p is an initialised libxl_device_nic, disposed once.
+                unsafe { (self.nic_dispose)(p) };
+                out
+            })?
+        }
+
         pub fn load() -> Result<Lib, String> {
             // SAFETY: loading Debian's libxlutil runs only its (and libxenlight's) ELF
             // constructors, which set up nothing beyond their own state.
@@ -253,6 +423,15 @@ mod xlu {
                 value_type: sym!(b"xlu_cfg_value_type", ValueType),
                 value_get_string: sym!(b"xlu_cfg_value_get_string", ValueGetString),
                 value_get_list: sym!(b"xlu_cfg_value_get_list", ValueGetList),
+                disk_parse: sym!(b"xlu_disk_parse", DiskParse),
+                pci_parse: sym!(b"xlu_pci_parse_spec_string", PciParse),
+                vif_rate: sym!(b"xlu_vif_parse_rate", VifRate),
+                disk_init: sym!(b"libxl_device_disk_init", DevFn),
+                disk_dispose: sym!(b"libxl_device_disk_dispose", DevFn),
+                pci_init: sym!(b"libxl_device_pci_init", DevFn),
+                pci_dispose: sym!(b"libxl_device_pci_dispose", DevFn),
+                nic_init: sym!(b"libxl_device_nic_init", DevFn),
+                nic_dispose: sym!(b"libxl_device_nic_dispose", DevFn),
                 _lib: lib,
             })
         }
@@ -904,4 +1083,136 @@ fn libxl_json_follows_the_idl() {
         println!("FAIL {f}");
     }
     assert!(failures.is_empty(), "{} problems", failures.len());
+}
+
+/// libxl's enumeration numbers (`libxl_disk_backend`, `libxl_disk_format`).
+fn disk_enum(what: &str, v: Option<&str>) -> i32 {
+    let table: &[&str] = if what == "backend" {
+        &["unknown", "phy", "tap", "qdisk", "standalone"]
+    } else {
+        &["unknown", "qcow", "qcow2", "vhd", "raw", "empty", "qed"]
+    };
+    v.and_then(|v| table.iter().position(|t| *t == v))
+        .unwrap_or(0) as i32
+}
+
+/// Every disk, PCI and vif rate spec of every corpus cfg and of every cfg the plugin
+/// writes, read by libxlutil's own parsers, must give what the plugin's libxl JSON says.
+#[test]
+fn libxl_parsers_agree_with_the_plugin() {
+    use rvirt_plugin_xen::json::cfg_to_json;
+    let lib = match xlu::Lib::load() {
+        Ok(l) => l,
+        Err(e) => {
+            rvirt_tests::cannot_run(
+                "libxl_parsers_agree_with_the_plugin",
+                &format!("{e} (install Debian's libxenmisc4.17)"),
+            );
+            return;
+        }
+    };
+    let (dir, cases) = cases();
+    let mut texts = Vec::new();
+    for c in &cases {
+        texts.push((
+            format!("{}.cfg", c.name),
+            std::fs::read_to_string(dir.join(format!("{}.cfg", c.name))).unwrap(),
+        ));
+        if c.xml2cfg {
+            let xml = std::fs::read_to_string(dir.join(format!("{}.xml", c.name))).unwrap();
+            if let Ok(t) = xml_to_xl(&xml) {
+                texts.push((format!("{} (written)", c.name), t));
+            }
+        }
+    }
+    let list = |cfg: &Cfg, k: &str| -> Vec<String> {
+        match cfg.get(k) {
+            Some(Value::List(l)) => l
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (mut disks, mut pcis, mut rates) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (name, text) in &texts {
+        let cfg = Cfg::parse(text).unwrap();
+        let j = cfg_to_json(&cfg).unwrap();
+        for (i, spec) in list(&cfg, "disk").iter().enumerate() {
+            disks += 1;
+            let jd = &j["disks"][i];
+            let want = xlu::DiskBack {
+                pdev_path: jd["pdev_path"].as_str().map(str::to_string),
+                vdev: jd["vdev"].as_str().map(str::to_string),
+                backend: disk_enum("backend", jd["backend"].as_str()),
+                format: disk_enum("format", jd["format"].as_str()),
+                readwrite: jd["readwrite"].as_i64().unwrap_or(-1) as i32,
+                is_cdrom: jd["is_cdrom"].as_i64().unwrap_or(-1) as i32,
+            };
+            match lib.disk(spec) {
+                Ok(got) if got == want => {}
+                Ok(got) => failures.push(format!(
+                    "{name}: disk '{spec}': libxl {got:?}, plugin {want:?}"
+                )),
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        for (i, spec) in list(&cfg, "pci").iter().enumerate() {
+            pcis += 1;
+            let jp = &j["pcidevs"][i];
+            let want: xlu::PciBack = (
+                jp["domain"].as_i64().unwrap_or(-1) as i32,
+                jp["bus"].as_u64().unwrap_or(0) as u8,
+                jp["dev"].as_u64().unwrap_or(0) as u8,
+                jp["func"].as_u64().unwrap_or(0) as u8,
+                jp["permissive"].as_bool().unwrap_or(false),
+                jp["seize"].as_bool().unwrap_or(false),
+            );
+            match lib.pci(spec) {
+                Ok(got) if got == want => {}
+                Ok(got) => failures.push(format!(
+                    "{name}: pci '{spec}': libxl {got:?}, plugin {want:?}"
+                )),
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        for (i, spec) in list(&cfg, "vif").iter().enumerate() {
+            let Some(rate) = spec.split(',').find_map(|p| p.strip_prefix("rate=")) else {
+                continue;
+            };
+            rates += 1;
+            let jn = &j["nics"][i];
+            let want = (
+                jn["rate_bytes_per_interval"].as_u64().unwrap_or(0),
+                jn["rate_interval_usecs"].as_u64().unwrap_or(0) as u32,
+            );
+            match lib.rate(rate) {
+                Ok(got) if got == want => {}
+                Ok(got) => failures.push(format!(
+                    "{name}: rate '{rate}': libxl {got:?}, plugin {want:?}"
+                )),
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+    }
+    println!(
+        "libxlutil parsed {disks} disk specs, {pcis} PCI specs and {rates} vif rates of {} cfg files",
+        texts.len()
+    );
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(
+        disks > 0 && pcis > 0 && rates > 0,
+        "the corpus lost its disk, PCI or rate specs"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} specs read differently",
+        failures.len()
+    );
 }
