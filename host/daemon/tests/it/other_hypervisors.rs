@@ -216,3 +216,62 @@ fn virsh_hyperv_through_rvirtd_names_the_unreachable_host() {
     let e = stderr(&out);
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+#[test]
+fn virsh_xen_through_rvirtd_converts_xl_cfg_and_names_the_missing_hypervisor() {
+    if no_virsh() {
+        return;
+    }
+    plugin("librvirt_plugin_xen.so");
+    assert!(
+        !std::path::Path::new("/dev/xen/privcmd").exists(),
+        "a Xen hypervisor is present: this test checks the error without one"
+    );
+    eprintln!("NOTE: no Xen hypervisor here (/dev/xen/privcmd is missing); conversions need none");
+    let d = Daemon::start_with_config("uris = [\"xen:///system\"]\n");
+    let uri = format!("xen+unix:///system?socket={}", d.socket().display());
+    let xml = "<domain type='xen'><name>xvm</name><uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>\
+               <memory unit='KiB'>592896</memory><currentMemory unit='KiB'>403456</currentMemory>\
+               <vcpu placement='static'>1</vcpu><os><type arch='x86_64' machine='xenpv'>linux</type>\
+               <kernel>/boot/vmlinuz</kernel></os><devices>\
+               <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+               <source file='/var/lib/xen/images/xvm.img'/><target dev='xvda' bus='xen'/></disk>\
+               <interface type='bridge'><mac address='00:16:3e:66:92:9c'/><source bridge='xenbr1'/>\
+               </interface></devices></domain>";
+    let file = write_file(d.root.path(), "xvm.xml", xml);
+    let out = virsh(
+        &uri,
+        &["domxml-to-native", "xen-xl", file.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let cfg = stdout(&out);
+    for line in [
+        "name = \"xvm\"",
+        "maxmem = 579",
+        "memory = 394",
+        "kernel = \"/boot/vmlinuz\"",
+    ] {
+        assert!(
+            cfg.lines().any(|l| l.trim() == line),
+            "{line} missing in:\n{cfg}"
+        );
+    }
+    assert!(cfg.contains("xenbr1") && cfg.contains("xvda"), "{cfg}");
+    let native = write_file(d.root.path(), "xvm.cfg", &cfg);
+    let out = virsh(
+        &uri,
+        &["domxml-from-native", "xen-xl", native.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let back = stdout(&out);
+    assert!(
+        back.contains("<name>xvm</name>") && back.contains("xenbr1"),
+        "{back}"
+    );
+    ok_define_and_refuse_start(&uri, &file, "xvm", "/dev/xen/privcmd");
+    // definitions live under the daemon's root
+    assert!(
+        !d.root.path().join("etc/rvirt/libxl/xvm.xml").exists(),
+        "undefined"
+    );
+}
