@@ -4,7 +4,7 @@
 //! work where the driver has them, and a call that needs the missing runtime answers a
 //! clear error naming what is missing.
 
-use crate::{Daemon, missing, write_file};
+use crate::{Daemon, encode, missing, write_file};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -197,16 +197,7 @@ fn virsh_hyperv_through_rvirtd_names_the_unreachable_host() {
         auth.display()
     );
     let d = Daemon::start_with_config(&format!("uris = [\"{hv}\"]\n"));
-    let name: String = hv
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let name = encode(&hv);
     let uri = format!(
         "hyperv+unix:///?socket={}&name={name}",
         d.socket().display()
@@ -273,5 +264,33 @@ fn virsh_xen_through_rvirtd_converts_xl_cfg_and_names_the_missing_hypervisor() {
     assert!(
         !d.root.path().join("etc/rvirt/libxl/xvm.xml").exists(),
         "undefined"
+    );
+}
+
+#[test]
+fn virsh_phyp_through_rvirtd_names_the_unreachable_hmc() {
+    if no_virsh() {
+        return;
+    }
+    plugin("librvirt_plugin_phyp.so");
+    if missing("ssh (openssh-client)", Command::new("ssh").arg("-V")) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    eprintln!("NOTE: no HMC here; the plugin's own tests run a private sshd with a fake HMC shell");
+    let hmc = format!("phyp://hscroot@127.0.0.1:{port}/SYS1?no_verify=1");
+    let d = Daemon::start_with_config(&format!("uris = [\"{hmc}\"]\n"));
+    let name = encode(&hmc);
+    let uri = format!("phyp+unix:///?socket={}&name={name}", d.socket().display());
+    let out = virsh(&uri, &["list", "--all"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) || e.contains("ssh"),
+        "{e}"
     );
 }
