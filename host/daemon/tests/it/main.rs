@@ -8,6 +8,7 @@
 mod activation;
 mod bridge_networks;
 mod esx;
+mod logging;
 mod networks;
 mod other_hypervisors;
 mod policy;
