@@ -11,6 +11,7 @@ mod activation;
 mod client;
 mod config;
 mod dispatch;
+mod metrics;
 mod outbox;
 mod plugin_report;
 mod served;
@@ -126,6 +127,11 @@ async fn run(
         tokio::task::spawn_blocking(move || access::open_engine(dir, cache))
     };
 
+    if let Some(text) = &config.metrics_listen {
+        let addr = metrics::parse_listen(text)?;
+        let bound = metrics::serve(addr).await?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
     // Sockets systemd passed are served as they are; the daemon binds the others.
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();

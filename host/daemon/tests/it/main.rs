@@ -8,8 +8,8 @@
 mod activation;
 mod bridge_networks;
 mod esx;
-mod logging;
 mod networks;
+mod observability;
 mod other_hypervisors;
 mod policy;
 mod protocol;
