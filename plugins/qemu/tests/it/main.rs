@@ -265,11 +265,21 @@ fn rvirt(root: &Path, args: &[&str]) -> (bool, String) {
         .env("RVIRT_PLUGIN_PATH", profile_dir())
         .output()
         .expect("run rvirt");
-    let text = format!(
+    let mut text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if !out.status.success() {
+        // a death by signal prints nothing of its own: say which
+        use std::os::unix::process::ExitStatusExt;
+        text.push_str(&format!(
+            "[rvirt {args:?} ended with {:?}, signal {:?}, core dumped {}]",
+            out.status.code(),
+            out.status.signal(),
+            out.status.core_dumped()
+        ));
+    }
     (out.status.success(), text)
 }
 
