@@ -46,7 +46,8 @@ fn tags(disk: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The first 16 bytes of the qcow2 image's guest-visible data.
+/// The first 16 bytes of the qcow2 image's guest-visible data, as `qemu-io` dumps them
+/// (non-alphanumerics as `.`).
 fn marker(disk: &Path) -> String {
     tool(
         "qemu-io",
@@ -215,7 +216,7 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     assert!(l.contains("GUEST-POWEROFF: acpi power button"), "{l}");
     assert!(!l.contains("GUEST-READY"), "the guest booted again: {l}");
     assert!(
-        marker(&disk).contains("VIRT-DISK-MARKER"),
+        marker(&disk).contains("VIRT.DISK.MARKER"),
         "s1's disk is back: {}",
         marker(&disk)
     );

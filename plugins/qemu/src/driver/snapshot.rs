@@ -1217,15 +1217,7 @@ impl Driver {
             .collect::<Vec<_>>();
         run_job(&q, "snapshot-load", &snap.name, job_args(&disks)?)?;
         if run {
-            q.execute("cont", None)?;
-            let e = self.transition_after(
-                uuid,
-                generation,
-                q.events_read(),
-                (state::RUNNING, from_snapshot::RUNNING_REASON),
-                Some((event::RESUMED, from_snapshot::RESUMED)),
-            );
-            self.emit(e);
+            self.cpus(uuid, "cont", Some((event::RESUMED, from_snapshot::RESUMED)))?;
         } else {
             self.set_quiet(uuid, generation, false, Some(q.events_read()));
             self.set_state(
@@ -1234,6 +1226,27 @@ impl Driver {
                 Some(event::SUSPENDED),
                 from_snapshot::SUSPENDED,
             );
+        }
+        Ok(())
+    }
+
+    /// Runs `stop` or `cont` for a revert: the state (`*_FROM_SNAPSHOT` reason) and the
+    /// event `ev` come from here, never from the event thread, which skips the STOP or
+    /// RESUME (racing with it, it would report a user's pause or resume).
+    fn cpus(&self, uuid: uuid::Uuid, command: &str, ev: Option<(i32, i32)>) -> Result<()> {
+        let (q, generation) = self.running(uuid)?;
+        self.set_quiet(uuid, generation, true, None);
+        let done = q.execute(command, None);
+        self.set_quiet(uuid, generation, false, Some(q.events_read()));
+        done?;
+        let to = if command == "cont" {
+            (state::RUNNING, from_snapshot::RUNNING_REASON)
+        } else {
+            (state::PAUSED, from_snapshot::PAUSED_REASON)
+        };
+        match ev {
+            Some((e, detail)) => self.set_state(uuid, to, Some(e), detail),
+            None => self.set_state(uuid, to, None, 0),
         }
         Ok(())
     }
@@ -1298,21 +1311,12 @@ impl Driver {
                 && f.qmp.is_some()
                 && f.live.as_ref().is_some_and(|l| same_def(l, &snap.def));
             if in_place {
-                let (q, generation) = self.running(uuid)?;
                 if f.state == state::RUNNING {
-                    if let Some(run) = self.lock().doms.get_mut(&uuid).and_then(|d| d.run.as_mut())
-                    {
-                        run.expect_pause = Some(from_snapshot::PAUSED_REASON);
-                    }
-                    q.execute("stop", None)?;
-                    let e = self.transition_after(
+                    self.cpus(
                         uuid,
-                        generation,
-                        q.events_read(),
-                        (state::PAUSED, from_snapshot::PAUSED_REASON),
+                        "stop",
                         Some((event::SUSPENDED, from_snapshot::SUSPENDED)),
-                    );
-                    self.emit(e);
+                    )?;
                 }
                 self.restore_def(
                     uuid,
@@ -1350,16 +1354,7 @@ impl Driver {
             if starts {
                 self.start_for_revert(&job)?;
                 if want_run {
-                    let (q, generation) = self.running(uuid)?;
-                    q.execute("cont", None)?;
-                    let e = self.transition_after(
-                        uuid,
-                        generation,
-                        q.events_read(),
-                        (state::RUNNING, from_snapshot::RUNNING_REASON),
-                        None,
-                    );
-                    self.emit(e);
+                    self.cpus(uuid, "cont", None)?;
                 } else {
                     self.set_state(
                         uuid,
