@@ -4,8 +4,8 @@
 //! place and from shut off), a snapshot of the shut-off domain goes through `qemu-img`,
 //! the metadata survives a daemon restart, and raw disks and bad names are refused.
 
-use super::Daemon;
 use super::qemu::{guest_xml, ok, state, tools_missing, virsh, wait_for};
+use super::{Daemon, EventWatch};
 use rvirt_tests::guest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,6 +106,8 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     let file = root.join("vsnap.xml");
     std::fs::write(&file, guest_xml("vsnap", &g, &serial, &disk, "qcow2")).unwrap();
     ok(&uri, &["define", file.to_str().unwrap()]);
+    // with its uuid now: defining the file again updates the domain
+    std::fs::write(&file, ok(&uri, &["dumpxml", "--inactive", "vsnap"])).unwrap();
     let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
 
     // A raw writable disk cannot hold an internal snapshot: refused naming the disk.
@@ -126,6 +128,26 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     );
     ok(&uri, &["undefine", "vraw"]);
 
+    let watch = |uri: &str| {
+        let w = EventWatch::spawn(
+            "virsh",
+            &[
+                "-c",
+                uri,
+                "event",
+                "vsnap",
+                "--event",
+                "lifecycle",
+                "--loop",
+            ],
+        );
+        // redefining makes an event: the watcher is registered once it shows
+        w.ready("Defined Updated", |_| {
+            ok(uri, &["define", file.to_str().unwrap()]);
+        });
+        w
+    };
+    let events = watch(&uri);
     ok(&uri, &["start", "vsnap"]);
     wait_for("GUEST-READY", Duration::from_secs(90), || {
         log().contains("GUEST-READY")
@@ -171,6 +193,7 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     ok(&uri, &["snapshot-revert", "vsnap", "s1"]);
     let r = ok(&uri, &["domstate", "--reason", "vsnap"]);
     assert!(r.contains("running (from snapshot)"), "{r}");
+    events.wait_for(&["Resumed Snapshot".to_string()]);
 
     // Shut off, the disk changes, and an offline snapshot goes through qemu-img.
     ok(&uri, &["destroy", "vsnap"]);
@@ -202,7 +225,9 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
 
     // Reverting the shut-off domain to the running snapshot starts it with the saved
     // memory: the guest does not boot again, and its acpid answers the power button.
+    let events = watch(&uri);
     ok(&uri, &["snapshot-revert", "vsnap", "s1"]);
+    events.wait_for(&["Started Snapshot".to_string()]);
     assert_eq!(state(&uri, "vsnap"), "running");
     let r = ok(&uri, &["domstate", "--reason", "vsnap"]);
     assert!(r.contains("running (from snapshot)"), "{r}");

@@ -653,7 +653,7 @@ impl Snapshots {
 
     /// Makes `name` current; returns the previous current one.
     pub fn set_current(&mut self, name: &str) -> Option<String> {
-        std::mem::replace(&mut self.current, Some(name.to_string()))
+        self.current.replace(name.to_string())
     }
 }
 
@@ -1069,6 +1069,14 @@ impl Driver {
         self.sync_from_disk(&job);
         let f = self.facts(uuid)?;
         let running = f.live.is_some();
+        if running && f.state != state::RUNNING && f.state != state::PAUSED {
+            // a crashed guest kept by <on_crash>preserve</on_crash>, a guest shut down
+            return Err(SnapshotError::Invalid(format!(
+                "cannot take an internal snapshot of a domain in state {}",
+                f.state
+            ))
+            .into());
+        }
         let name = req.name.clone().unwrap_or_else(|| now_secs().to_string());
         let exists = self
             .lock()
