@@ -260,14 +260,34 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
         "{e}"
     );
 
+    // A paused revert, then a snapshot of the paused guest that halts it.
+    ok(&uri, &["snapshot-revert", "vsnap", "s1", "--paused"]);
+    let r = ok(&uri, &["domstate", "--reason", "vsnap"]);
+    assert!(r.contains("paused (from snapshot)"), "{r}");
+    ok(&uri, &["snapshot-create-as", "vsnap", "s3", "--halt"]);
+    assert_eq!(state(&uri, "vsnap"), "shut off");
+    let x = ok(&uri, &["snapshot-dumpxml", "vsnap", "s3"]);
+    assert!(x.contains("<state>paused</state>"), "{x}");
+    assert_eq!(ok(&uri, &["snapshot-parent", "vsnap", "s3"]).trim(), "s1");
+    assert_eq!(tags(&disk), ["s1", "s3"]);
+
     // Undefine keeps a domain with snapshots unless their metadata may go.
     let meta = root.join("var/lib/rvirt/qemu/snapshot/vsnap");
     assert!(meta.join("s1.xml").is_file());
     let e = fails(&uri, &["undefine", "vsnap"]);
     assert!(
-        e.contains("cannot delete inactive domain with 1 snapshots"),
+        e.contains("cannot delete inactive domain with 2 snapshots"),
         "{e}"
     );
+    // Only the children of s1 go; s1 becomes current again.
+    ok(&uri, &["snapshot-delete", "vsnap", "s1", "--children-only"]);
+    assert_eq!(tags(&disk), ["s1"]);
+    assert_eq!(names(&uri), ["s1"]);
+    assert_eq!(
+        ok(&uri, &["snapshot-current", "vsnap", "--name"]).trim(),
+        "s1"
+    );
+    assert!(!meta.join("s3.xml").exists());
     ok(&uri, &["undefine", "vsnap", "--snapshots-metadata"]);
     assert!(!meta.exists());
     assert_eq!(tags(&disk), ["s1"], "the image keeps its snapshot");

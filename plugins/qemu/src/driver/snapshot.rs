@@ -1398,6 +1398,13 @@ impl Driver {
                 .ok_or_else(|| SnapshotError::NotFound(name.to_string()))?;
             (snaps.doomed(name, flags)?, snaps.clone())
         };
+        if flags & delete::METADATA_ONLY == 0 && f.live.is_some() && f.qmp.is_none() {
+            // qemu-img cannot touch images a running QEMU holds
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "the domain's monitor is held by another process",
+            )));
+        }
         if flags & delete::METADATA_ONLY == 0 {
             for n in &doomed {
                 let s = snaps.find(n)?;
