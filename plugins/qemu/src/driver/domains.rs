@@ -248,7 +248,6 @@ impl Driver {
                 );
             }
         }
-        self.load_snapshots();
         let mut statuses = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&self.paths.run) {
             for e in rd.flatten() {
@@ -277,6 +276,8 @@ impl Driver {
                 Err(_) => {}
             }
         }
+        // after reattaching: a running transient domain has snapshots too
+        self.load_snapshots();
         Ok(())
     }
 

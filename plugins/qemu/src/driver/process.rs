@@ -501,6 +501,7 @@ impl Driver {
         let transient = !d.persistent;
         if transient {
             st.doms.remove(&uuid);
+            self.forget_snapshots(&mut st, uuid, &name);
         } else {
             self.record_stop(&name, rsn);
         }

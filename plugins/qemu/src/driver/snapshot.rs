@@ -1032,6 +1032,14 @@ impl Driver {
         Ok(())
     }
 
+    /// Under the driver lock, when a transient domain goes away: its snapshot metadata
+    /// goes with it (as libvirt's); the images keep their snapshots.
+    pub(super) fn forget_snapshots(&self, st: &mut State, uuid: uuid::Uuid, name: &str) {
+        if st.snapshots.remove(&uuid).is_some() {
+            let _ = std::fs::remove_dir_all(self.snapshot_dir(name));
+        }
+    }
+
     /// Whether the domain has snapshots (for the list filters).
     pub(super) fn snapshot_count(st: &State, uuid: &uuid::Uuid) -> usize {
         st.snapshots.get(uuid).map_or(0, Snapshots::len)
@@ -1075,6 +1083,13 @@ impl Driver {
                 "cannot take an internal snapshot of a domain in state {}",
                 f.state
             ))
+            .into());
+        }
+        if flags & create::HALT != 0 && !f.persistent {
+            // halted, it would vanish with its snapshots
+            return Err(SnapshotError::Invalid(
+                "cannot halt after transient domain snapshot".into(),
+            )
             .into());
         }
         let name = req.name.clone().unwrap_or_else(|| now_secs().to_string());
