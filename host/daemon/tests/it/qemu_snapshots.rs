@@ -288,6 +288,27 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
         "s1"
     );
     assert!(!meta.join("s3.xml").exists());
+
+    // A guest running another definition than the snapshot's: the revert restarts QEMU
+    // with the snapshot's definition, which becomes the domain's again.
+    let bigger = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(">262144<", ">294912<");
+    assert!(bigger.contains(">294912</memory>"), "{bigger}");
+    std::fs::write(&file, bigger).unwrap();
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    ok(&uri, &["start", "vsnap"]);
+    assert!(ok(&uri, &["dominfo", "vsnap"]).contains("294912 KiB"));
+    ok(&uri, &["snapshot-revert", "vsnap", "s1"]);
+    let r = ok(&uri, &["domstate", "--reason", "vsnap"]);
+    assert!(r.contains("running (from snapshot)"), "{r}");
+    assert!(ok(&uri, &["dominfo", "vsnap"]).contains("262144 KiB"));
+    let inactive = ok(&uri, &["dumpxml", "--inactive", "vsnap"]);
+    assert!(
+        inactive.contains("<memory unit='KiB'>262144</memory>"),
+        "{inactive}"
+    );
+    ok(&uri, &["destroy", "vsnap"]);
     ok(&uri, &["undefine", "vsnap", "--snapshots-metadata"]);
     assert!(!meta.exists());
     assert_eq!(tags(&disk), ["s1"], "the image keeps its snapshot");
