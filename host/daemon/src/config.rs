@@ -55,6 +55,9 @@ pub struct Config {
     /// docs/policy-abi.md). Default: `policy.d` beside the config file
     /// (`/etc/rvirt/policy.d`, `DIR/etc/rvirt/policy.d` under `--root DIR`).
     pub policy_dir: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (`GET /metrics`), e.g. `"127.0.0.1:9177"` or a
+    /// bare port on 127.0.0.1. Absent: no endpoint and nothing recorded.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             libvirt_sockets: false,
             max_workers: 8,
             policy_dir: None,
+            metrics_listen: None,
         }
     }
 }

@@ -36,10 +36,19 @@ type CallResult = Result<Vec<u8>, Failure>;
 
 /// Answers one CALL of `REMOTE_PROGRAM`; returns the whole reply frame.
 pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> {
-    let result = match P::from_number(header.procedure) {
+    let started = crate::metrics::enabled().then(std::time::Instant::now);
+    let procedure = P::from_number(header.procedure);
+    let result = match procedure {
         Some(procedure) => dispatch(client, procedure, header.serial, payload),
         None => Err(unsupported(header.procedure)),
     };
+    if let Some(t0) = started {
+        crate::metrics::record_call(
+            procedure.map_or("unknown", P::name),
+            result.is_ok(),
+            t0.elapsed(),
+        );
+    }
     let encoded = match result {
         Ok(ret) => frame::encode_raw(&header.reply(Status::Ok), &ret),
         Err(err) => {

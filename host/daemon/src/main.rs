@@ -11,6 +11,7 @@ mod activation;
 mod client;
 mod config;
 mod dispatch;
+mod metrics;
 mod outbox;
 mod plugin_report;
 mod served;
@@ -61,6 +62,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // colour codes only for a terminal: a log file or journal gets plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let layout = match &args.root {
@@ -124,6 +127,11 @@ async fn run(
         tokio::task::spawn_blocking(move || access::open_engine(dir, cache))
     };
 
+    if let Some(text) = &config.metrics_listen {
+        let addr = metrics::parse_listen(text)?;
+        let bound = metrics::serve(addr).await?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
     // Sockets systemd passed are served as they are; the daemon binds the others.
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();

@@ -47,8 +47,9 @@ pub struct ConnectUri {
 
 /// Drivers that reach their hypervisor over the network themselves, as libvirt's
 /// client-side drivers do: `esx://host/`, `gsx://host/`, `vpx://vcenter/dc/cluster` and
-/// `hyperv://host/` open the driver in this process, not a remote daemon on `host`.
-pub const CLIENT_SIDE_DRIVERS: &[&str] = &["esx", "gsx", "vpx", "hyperv"];
+/// `hyperv://host/` and `phyp://user@hmc/system` (POWER HMC over SSH) open the driver in
+/// this process, not a remote daemon on `host`.
+pub const CLIENT_SIDE_DRIVERS: &[&str] = &["esx", "gsx", "vpx", "hyperv", "phyp"];
 
 /// Query parameters the client consumes itself and never passes to the server.
 const CLIENT_PARAMS: &[&str] = &[

@@ -456,6 +456,37 @@ impl DriverConnection for QemuConnection {
         res(self.driver.to_native(xml.as_str()).map(RString::from))
     }
 
+    fn set_memory_flags(&self, uuid: Uuid, kib: u64, flags: u32) -> PResult<()> {
+        self.write("virDomainSetMemoryFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_MEM_MAXIMUM
+            check_w("virDomainSetMemoryFlags", flags, 1 | 2 | 4)?;
+            d.set_memory(from_abi_uuid(uuid), kib, flags)
+        })
+    }
+
+    fn attach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainAttachDeviceFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG
+            check_w("virDomainAttachDeviceFlags", flags, 1 | 2)?;
+            d.attach_device(from_abi_uuid(uuid), xml.as_str(), flags)
+        })
+    }
+
+    fn detach_device_flags(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainDetachDeviceFlags", |d| {
+            check_w("virDomainDetachDeviceFlags", flags, 1 | 2)?;
+            d.detach_device(from_abi_uuid(uuid), xml.as_str(), flags)
+        })
+    }
+
+    fn set_vcpus_flags(&self, uuid: Uuid, nvcpus: u32, flags: u32) -> PResult<()> {
+        self.write("virDomainSetVcpusFlags", |d| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_VCPU_MAXIMUM
+            check_w("virDomainSetVcpusFlags", flags, 1 | 2 | 4)?;
+            d.set_vcpus(from_abi_uuid(uuid), nvcpus, flags)
+        })
+    }
+
     // ---- snapshots (driver::snapshot) ----
 
     fn snapshot_create_xml(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<RString> {

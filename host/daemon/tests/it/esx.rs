@@ -4,7 +4,7 @@
 //! reference: libvirt 9.0 refuses vcsim 0.24's answers, "AnyType is missing 'type'
 //! property".)
 
-use crate::{Daemon, missing};
+use crate::{Daemon, encode, missing};
 use rvirt_tests::vcsim::Vcsim;
 use std::process::{Command, Output};
 
@@ -22,18 +22,6 @@ fn virsh(uri: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[test]

@@ -9,6 +9,8 @@ mod activation;
 mod bridge_networks;
 mod esx;
 mod networks;
+mod observability;
+mod other_hypervisors;
 mod policy;
 mod protocol;
 mod python;
@@ -299,6 +301,19 @@ impl Drop for EventWatch {
 }
 
 /// Whether a tool needed by a test is missing; panics loudly unless skipping is allowed.
+/// Percent-encodes `s` for a URI query value (virsh's `name=` parameter).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 pub fn missing(tool: &str, check: &mut Command) -> bool {
     let ok = check
         .stdout(Stdio::null())

@@ -143,6 +143,89 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     );
     assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<domain type='qemu' id="));
 
+    // Memory and vCPU counts (plugin API 1.7): the balloon of the running guest, the
+    // persistent definition on disk; what QEMU cannot do is refused by name.
+    ok(&uri, &["setmem", "vguest", "131072", "--live"]);
+    let info = ok(&uri, &["dominfo", "vguest"]);
+    assert!(info.contains("Used memory:    131072 KiB"), "{info}");
+    let e = virsh(&uri, &["setmem", "vguest", "524288", "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("higher than max memory"));
+    let e = virsh(&uri, &["setmaxmem", "vguest", "393216", "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("maximum memory on an active domain"));
+    ok(&uri, &["setmaxmem", "vguest", "393216", "--config"]);
+    ok(&uri, &["setvcpus", "vguest", "2", "--config", "--maximum"]);
+    let e = virsh(&uri, &["setvcpus", "vguest", "2", "--live"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("vCPU hot-plug"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    let inactive = ok(&uri, &["dumpxml", "vguest", "--inactive"]);
+    assert!(
+        inactive.contains("<memory unit='KiB'>393216</memory>"),
+        "{inactive}"
+    );
+    assert!(
+        inactive.contains("<vcpu placement='static' current='1'>2</vcpu>"),
+        "{inactive}"
+    );
+    let on_disk = std::fs::read_to_string(root.join("etc/rvirt/qemu/vguest.xml")).unwrap();
+    assert!(on_disk.contains("393216"), "{on_disk}");
+    // the running guest keeps its own until it stops
+    assert!(ok(&uri, &["dominfo", "vguest"]).contains("Max memory:     262144 KiB"));
+
+    // Disk hot-plug (plugin API 1.7): a qcow2 disk into the running guest and out again,
+    // and into the persistent definition.
+    let extra = root.join("extra.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&extra)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let disk_xml = root.join("extra-disk.xml");
+    std::fs::write(
+        &disk_xml,
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+             <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            extra.display()
+        ),
+    )
+    .unwrap();
+    let disk_arg = disk_xml.to_str().unwrap();
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    let blk = ok(&uri, &["domblklist", "vguest"]);
+    assert!(blk.contains("vdb") && blk.contains("extra.qcow2"), "{blk}");
+    assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<alias name='virtio-disk1'/>"));
+    let e = virsh(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("target 'vdb' already exists"));
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
+    assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
+    // plugged again after the unplug: the block nodes were released
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
+    ok(&uri, &["attach-device", "vguest", disk_arg, "--config"]);
+    assert!(ok(&uri, &["dumpxml", "vguest", "--inactive"]).contains("extra.qcow2"));
+    assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
+    ok(&uri, &["detach-device", "vguest", disk_arg, "--config"]);
+    let nic = root.join("nic.xml");
+    std::fs::write(
+        &nic,
+        "<interface type='user'><model type='virtio'/></interface>",
+    )
+    .unwrap();
+    let e = virsh(
+        &uri,
+        &["attach-device", "vguest", nic.to_str().unwrap(), "--live"],
+    );
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("disks only"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+
     ok(&uri, &["shutdown", "vguest"]);
     wait_for("ACPI shutdown", Duration::from_secs(60), || {
         state(&uri, "vguest") == "shut off"

@@ -188,6 +188,7 @@ mod controller;
 mod defaults;
 mod disk;
 mod graphics;
+mod hotplug;
 mod machine;
 mod misc;
 mod net;
@@ -197,6 +198,7 @@ mod tests;
 
 pub use disk::{ResolvedVolume, TransientDisk, VolumeDisk, network_auths, volume_disks};
 pub use graphics::{GraphicsPassword, password_commands, set_passwords};
+pub use hotplug::{HotplugDisk, hotplug_disk};
 pub use machine::{OVMF_CODE, OVMF_VARS, default_emulator, kvm_usable};
 pub use net::{TapInfo, TapInterface, assign_macs, links_down, network_ports, tap_interfaces};
 pub use netdisk::{NetAuth, NetHost, NetSource, auth_of};

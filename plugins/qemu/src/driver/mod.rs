@@ -158,12 +158,14 @@ mod detail {
 }
 
 mod domains;
+mod hotplug;
 mod job;
 mod lifecycle;
 mod monitor;
 mod process;
 mod resources;
 pub mod snapshot;
+mod tuning;
 
 use domains::{Dom, Emit, State, mkdir_private};
 use process::proc_cpu_ns;

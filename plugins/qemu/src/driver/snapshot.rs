@@ -667,6 +667,8 @@ pub struct SnapDisk {
     pub node: String,
     /// The image file or device (none for a network disk).
     pub path: Option<String>,
+    /// The device's `<alias>` in a live definition.
+    pub alias: Option<String>,
 }
 
 /// The disks of `def` that hold an internal snapshot: every writable disk, which must be
@@ -719,13 +721,52 @@ pub fn snapshot_disks(
             _ => None,
         };
         out.push(SnapDisk {
-            // the numbering of `command::disk`: the last disk is 1
+            // the numbering of `command::disk` (the last disk is 1); a running QEMU's
+            // own names replace it (`live_nodes`: hot-plugged disks are numbered apart)
             node: format!("libvirt-{}-format", disks.len() - i),
             target,
             path,
+            alias: d
+                .child("alias")
+                .and_then(|a| a.attr("name"))
+                .map(str::to_string),
         });
     }
     Ok(out)
+}
+
+/// The disks of a live definition with the node names the running QEMU has for them
+/// (`query-block`: the node inserted in the device of the disk's alias). A disk QEMU has
+/// not opened as qcow2 is refused, naming it.
+fn live_nodes(
+    q: &Qmp,
+    mut disks: Vec<SnapDisk>,
+) -> std::result::Result<Vec<SnapDisk>, DriverError> {
+    let blocks = q.execute("query-block", None)?;
+    for d in &mut disks {
+        let Some(alias) = d.alias.clone() else {
+            continue;
+        };
+        let qdev = format!("/machine/peripheral/{alias}/");
+        let found = blocks.as_array().into_iter().flatten().find(|b| {
+            b["qdev"]
+                .as_str()
+                .is_some_and(|p| p == alias || p.starts_with(&qdev))
+        });
+        if let Some(ins) = found.map(|b| &b["inserted"])
+            && let Some(node) = ins["node-name"].as_str()
+        {
+            if ins["drv"].as_str().is_some_and(|f| f != "qcow2") {
+                return Err(SnapshotError::DiskFormat {
+                    target: d.target.clone(),
+                    format: ins["drv"].as_str().unwrap_or_default().to_string(),
+                }
+                .into());
+            }
+            d.node = node.to_string();
+        }
+    }
+    Ok(disks)
 }
 
 /// The driver's way of running `qemu-img`.
@@ -896,8 +937,10 @@ struct Facts {
     def: Domain,
     persistent: bool,
     state: i32,
-    /// The live definition (a running domain).
+    /// The live definition (a running domain), formatted as a definition.
     live: Option<Domain>,
+    /// The live definition itself (aliases included).
+    live_full: Option<Domain>,
     qmp: Option<(Qmp, u64)>,
 }
 
@@ -931,6 +974,7 @@ impl Driver {
                 state::SHUTOFF
             },
             live,
+            live_full: d.run.as_ref().map(|r| r.live.clone()),
             qmp: d
                 .run
                 .as_ref()
@@ -1129,7 +1173,8 @@ impl Driver {
                 ))
             })?;
             // The live definition shows volume disks with their resolved format.
-            disks = snapshot_disks(&def, &HashMap::new(), &req.excluded)?;
+            let live = f.live_full.as_ref().unwrap_or(&def);
+            disks = live_nodes(&q, snapshot_disks(live, &HashMap::new(), &req.excluded)?)?;
             let args = job_args(&disks)?;
             snap_state = f.state;
             let was_running = f.state == state::RUNNING;
@@ -1234,10 +1279,19 @@ impl Driver {
     /// Loads `snap` into the running (paused) domain and lets it run or stay paused.
     fn load_running(&self, uuid: uuid::Uuid, snap: &Snap, run: bool) -> Result<()> {
         let (q, generation) = self.running(uuid)?;
-        let disks = snapshot_disks(&snap.def, &HashMap::new(), &[])?
+        // the disks as this QEMU has them (aliases, hot-plugged disks' node names)
+        let live = self
+            .lock()
+            .doms
+            .get(&uuid)
+            .and_then(|d| d.run.as_ref())
+            .map(|r| r.live.clone())
+            .unwrap_or_else(|| snap.def.clone());
+        let disks = snapshot_disks(&live, &HashMap::new(), &[])?
             .into_iter()
             .filter(|d| snap.disks.contains(&d.target))
             .collect::<Vec<_>>();
+        let disks = live_nodes(&q, disks)?;
         run_job(&q, "snapshot-load", &snap.name, job_args(&disks)?)?;
         if run {
             self.cpus(uuid, "cont", Some((event::RESUMED, from_snapshot::RESUMED)))?;
@@ -1425,13 +1479,14 @@ impl Driver {
                 let s = snaps.find(n)?;
                 if let Some((q, _)) = &f.qmp {
                     // the disks as the running QEMU has them, that held the snapshot
-                    let live = f.live.as_ref().unwrap_or(&f.def);
-                    let disks: Vec<String> = snapshot_disks(live, &HashMap::new(), &[])
+                    let live = f.live_full.as_ref().unwrap_or(&f.def);
+                    let held: Vec<SnapDisk> = snapshot_disks(live, &HashMap::new(), &[])
                         .unwrap_or_default()
                         .into_iter()
                         .filter(|d| s.disks.contains(&d.target))
-                        .map(|d| d.node)
                         .collect();
+                    let disks: Vec<String> =
+                        live_nodes(q, held)?.into_iter().map(|d| d.node).collect();
                     if !disks.is_empty() {
                         run_job(q, "snapshot-delete", n, json!({"devices": disks}))?;
                     }
