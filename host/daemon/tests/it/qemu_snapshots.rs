@@ -308,6 +308,40 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
         inactive.contains("<memory unit='KiB'>262144</memory>"),
         "{inactive}"
     );
+
+    // A disk hot-plugged into the running guest holds the next snapshot too (its block
+    // nodes are named apart from the start's), and a delete on the running domain
+    // removes it from both images.
+    let extra = root.join("extra.qcow2");
+    tool(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", extra.to_str().unwrap(), "8M"],
+    );
+    let extra_xml = root.join("extra.xml");
+    std::fs::write(
+        &extra_xml,
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+             <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            extra.display()
+        ),
+    )
+    .unwrap();
+    ok(
+        &uri,
+        &[
+            "attach-device",
+            "vsnap",
+            extra_xml.to_str().unwrap(),
+            "--live",
+        ],
+    );
+    ok(&uri, &["snapshot-create-as", "vsnap", "s4"]);
+    assert_eq!(tags(&disk), ["s1", "s4"]);
+    assert_eq!(tags(&extra), ["s4"]);
+    ok(&uri, &["snapshot-delete", "vsnap", "s4"]);
+    assert_eq!(tags(&disk), ["s1"]);
+    assert!(tags(&extra).is_empty());
     ok(&uri, &["destroy", "vsnap"]);
     ok(&uri, &["undefine", "vsnap", "--snapshots-metadata"]);
     assert!(!meta.exists());
