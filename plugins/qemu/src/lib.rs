@@ -13,7 +13,7 @@ pub mod driver;
 pub mod paths;
 pub use rvirt_netdev::tap;
 
-use driver::Driver;
+use driver::{Driver, snapshot as snap};
 use rvirt_sdk::{
     PluginInfo,
     abi::{
@@ -145,7 +145,8 @@ pub mod flags {
     pub const DEFINE_VALIDATE: u32 = 1;
     /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: the driver makes no managed saves.
     pub const UNDEFINE_MANAGED_SAVE: u32 = 1;
-    /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`: the driver keeps no snapshots.
+    /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`: a shut-off domain's snapshot metadata
+    /// goes too (without it, a domain with snapshots is not undefined).
     pub const UNDEFINE_SNAPSHOTS_METADATA: u32 = 2;
     /// `VIR_DOMAIN_UNDEFINE_NVRAM`: the NVRAM file goes too.
     pub const UNDEFINE_NVRAM: u32 = 4;
@@ -287,7 +288,10 @@ impl DriverConnection for QemuConnection {
                     "cannot both keep and delete the TPM state",
                 )));
             }
-            d.undefine(from_abi_uuid(uuid), flags & UNDEFINE_NVRAM)
+            d.undefine(
+                from_abi_uuid(uuid),
+                flags & (UNDEFINE_NVRAM | UNDEFINE_SNAPSHOTS_METADATA),
+            )
         })
     }
 
@@ -480,6 +484,87 @@ impl DriverConnection for QemuConnection {
             // VIR_DOMAIN_AFFECT_LIVE | _CONFIG | VIR_DOMAIN_VCPU_MAXIMUM
             check_w("virDomainSetVcpusFlags", flags, 1 | 2 | 4)?;
             d.set_vcpus(from_abi_uuid(uuid), nvcpus, flags)
+        })
+    }
+
+    // ---- snapshots (driver::snapshot) ----
+
+    fn snapshot_create_xml(&self, uuid: Uuid, xml: RStr<'_>, flags: u32) -> PResult<RString> {
+        self.write("virDomainSnapshotCreateXML", |d| {
+            check_w("virDomainSnapshotCreateXML", flags, snap::create::ALLOWED)?;
+            d.snapshot_create(from_abi_uuid(uuid), xml.as_str(), flags)
+                .map(RString::from)
+        })
+    }
+
+    fn snapshot_list(&self, uuid: Uuid, flags: u32) -> PResult<RVec<RString>> {
+        let names = check("virDomainListAllSnapshots", flags, snap::list::ALL).and_then(|()| {
+            self.driver
+                .with_snapshots(from_abi_uuid(uuid), |s| Ok(s.names(flags)))
+        });
+        names
+            .map(|n| n.into_iter().map(RString::from).collect())
+            .into()
+    }
+
+    fn snapshot_list_children(
+        &self,
+        uuid: Uuid,
+        name: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RVec<RString>> {
+        let op = "virDomainSnapshotListAllChildren";
+        let names = check(op, flags, snap::list::ALL).and_then(|()| {
+            self.driver
+                .with_snapshots(from_abi_uuid(uuid), |s| s.children(name.as_str(), flags))
+        });
+        names
+            .map(|n| n.into_iter().map(RString::from).collect())
+            .into()
+    }
+
+    fn snapshot_get_xml_desc(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        check("virDomainSnapshotGetXMLDesc", flags, snap::XML_SECURE)
+            .and_then(|()| {
+                self.driver.with_snapshots(from_abi_uuid(uuid), |s| {
+                    s.xml(name.as_str(), flags & snap::XML_SECURE != 0)
+                })
+            })
+            .map(RString::from)
+            .into()
+    }
+
+    fn snapshot_current(&self, uuid: Uuid, flags: u32) -> PResult<RString> {
+        check("virDomainSnapshotCurrent", flags, 0)
+            .and_then(|()| {
+                self.driver
+                    .with_snapshots(from_abi_uuid(uuid), |s| s.current())
+            })
+            .map(RString::from)
+            .into()
+    }
+
+    fn snapshot_get_parent(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<RString> {
+        check("virDomainSnapshotGetParent", flags, 0)
+            .and_then(|()| {
+                self.driver
+                    .with_snapshots(from_abi_uuid(uuid), |s| s.parent(name.as_str()))
+            })
+            .map(RString::from)
+            .into()
+    }
+
+    fn snapshot_revert(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainRevertToSnapshot", |d| {
+            check_w("virDomainRevertToSnapshot", flags, snap::revert::ALLOWED)?;
+            d.snapshot_revert(from_abi_uuid(uuid), name.as_str(), flags)
+        })
+    }
+
+    fn snapshot_delete(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainSnapshotDelete", |d| {
+            check_w("virDomainSnapshotDelete", flags, snap::delete::ALLOWED)?;
+            d.snapshot_delete(from_abi_uuid(uuid), name.as_str(), flags)
         })
     }
 }

@@ -15,6 +15,7 @@ mod policy;
 mod protocol;
 mod python;
 mod qemu;
+mod qemu_snapshots;
 mod rbd;
 mod remote_driver;
 mod secrets;

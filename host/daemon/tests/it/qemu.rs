@@ -11,7 +11,7 @@ use std::{
 
 use rvirt_tests::guest;
 
-fn virsh(uri: &str, args: &[&str]) -> Output {
+pub(crate) fn virsh(uri: &str, args: &[&str]) -> Output {
     Command::new("virsh")
         .arg("-c")
         .arg(uri)
@@ -20,7 +20,7 @@ fn virsh(uri: &str, args: &[&str]) -> Output {
         .expect("cannot run virsh")
 }
 
-fn ok(uri: &str, args: &[&str]) -> String {
+pub(crate) fn ok(uri: &str, args: &[&str]) -> String {
     let o = virsh(uri, args);
     assert!(
         o.status.success(),
@@ -31,11 +31,11 @@ fn ok(uri: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn state(uri: &str, name: &str) -> String {
+pub(crate) fn state(uri: &str, name: &str) -> String {
     ok(uri, &["domstate", name]).trim().to_string()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
         assert!(
@@ -46,14 +46,41 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
-    if missing("virsh", Command::new("virsh").arg("--version"))
+/// Whether virsh or QEMU is missing (loudly, see [`missing`]).
+pub(crate) fn tools_missing() -> bool {
+    missing("virsh", Command::new("virsh").arg("--version"))
         || missing(
             "qemu-system-x86_64",
             Command::new("qemu-system-x86_64").arg("--version"),
         )
-    {
+}
+
+/// The definition of domain `name` booting the shared test guest `g` under TCG, its
+/// serial console written to `serial`, `disk` (of `format`) as `vda`.
+pub(crate) fn guest_xml(
+    name: &str,
+    g: &std::path::Path,
+    serial: &std::path::Path,
+    disk: &std::path::Path,
+    format: &str,
+) -> String {
+    format!(
+        "<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{s}'/></serial>\
+         <disk type='file' device='disk'><driver name='qemu' type='{format}'/><source file='{d}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='user'><model type='virtio'/></interface></devices></domain>",
+        k = g.join("vmlinux").display(),
+        i = g.join("initrd.img").display(),
+        s = serial.display(),
+        d = disk.display(),
+    )
+}
+
+#[test]
+fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
+    if tools_missing() {
         return;
     }
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
@@ -71,18 +98,7 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     let disk = root.join("disk.raw");
     std::fs::copy(g.join("disk.raw"), &disk).unwrap();
     let serial = root.join("serial.log");
-    let xml = format!(
-        "<domain type='qemu'><name>vguest</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
-         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
-         <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
-         <devices><serial type='file'><source path='{s}'/></serial>\
-         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{d}'/><target dev='vda' bus='virtio'/></disk>\
-         <interface type='user'><model type='virtio'/></interface></devices></domain>",
-        k = g.join("vmlinux").display(),
-        i = g.join("initrd.img").display(),
-        s = serial.display(),
-        d = disk.display(),
-    );
+    let xml = guest_xml("vguest", &g, &serial, &disk, "raw");
     let file = root.join("vguest.xml");
     std::fs::write(&file, xml).unwrap();
 

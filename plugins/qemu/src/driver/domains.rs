@@ -58,6 +58,8 @@ pub(super) struct Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stopping {
     Destroy,
+    /// Stopped by a snapshot revert (or a snapshot taken with `HALT`).
+    FromSnapshot,
 }
 
 pub(super) struct Run {
@@ -117,6 +119,8 @@ pub(super) struct State {
     pub(super) jobs: HashSet<uuid::Uuid>,
     /// QEMU processes spawned by a start that has not finished yet (destroy ends them).
     pub(super) starting: HashMap<uuid::Uuid, Arc<OwnedFd>>,
+    /// The domains' snapshot metadata (`snapshot`).
+    pub(super) snapshots: HashMap<uuid::Uuid, super::snapshot::Snapshots>,
 }
 
 pub(super) type Emit = Vec<(DomainRef, i32, i32)>;
@@ -272,6 +276,8 @@ impl Driver {
                 Err(_) => {}
             }
         }
+        // after reattaching: a running transient domain has snapshots too
+        self.load_snapshots();
         Ok(())
     }
 
@@ -475,7 +481,8 @@ impl Driver {
         Ok(r)
     }
 
-    /// virDomainUndefineFlags (`VIR_DOMAIN_UNDEFINE_NVRAM` = 4 removes the NVRAM file).
+    /// virDomainUndefineFlags (`VIR_DOMAIN_UNDEFINE_NVRAM` = 4 removes the NVRAM file,
+    /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA` = 2 the snapshots' metadata).
     pub fn undefine(&'static self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
         let job = self.begin_job(uuid, None)?;
         self.sync_from_disk(&job);
@@ -491,6 +498,9 @@ impl Driver {
             )));
         }
         let name = d.def.name().to_string();
+        let running = d.run.is_some();
+        self.snapshots_at_undefine(&mut st, uuid, &name, running, flags)?;
+        let d = st.doms.get_mut(&uuid).expect("checked above");
         let cfg = self.paths.config_file(&name);
         std::fs::remove_file(&cfg).map_err(io("remove", &cfg))?;
         let _ = std::fs::remove_file(self.paths.autostart_link(&name));

@@ -112,6 +112,17 @@ impl Driver {
     /// and to commit the run: `qemu-img`, the spawn, the monitor handshake and `cont` run
     /// without it.
     pub(super) fn start_in_job(&'static self, job: &Job<'_>, flags: u32) -> Result<DomainRef> {
+        self.start_in_job_as(job, flags, None)
+    }
+
+    /// [`Driver::start_in_job`]; with `from_snapshot` (a revert starting the domain to
+    /// load a snapshot into it), only `STARTED` with that detail is emitted.
+    pub(super) fn start_in_job_as(
+        &'static self,
+        job: &Job<'_>,
+        flags: u32,
+        from_snapshot: Option<i32>,
+    ) -> Result<DomainRef> {
         let uuid = job.uuid;
         let (def, persistent) = {
             let st = self.lock();
@@ -415,6 +426,10 @@ impl Driver {
         self.spawn_event_loop(uuid, generation, events, Some((log_path, up)));
         // started: the ports belong to the run now (released when it stops)
         ports.ports.clear();
+        if let Some(det) = from_snapshot {
+            self.emit(vec![(r.clone(), event::STARTED, det)]);
+            return Ok(r);
+        }
         let mut ev = vec![(r.clone(), event::STARTED, detail::STARTED_BOOTED)];
         if paused {
             ev.push((r.clone(), event::SUSPENDED, detail::SUSPENDED_PAUSED));
@@ -428,7 +443,6 @@ impl Driver {
     /// virDomainDestroy: SIGTERM, then SIGKILL after a grace period; returns once QEMU
     /// has exited and its state is cleaned up.
     pub fn destroy(&'static self, uuid: uuid::Uuid) -> Result<()> {
-        const GRACE: Duration = Duration::from_secs(5);
         // A start in progress is ended now rather than waited for (as libvirt's destroy):
         // its QEMU is killed, and the start fails and ends its job.
         let starting = self.lock().starting.get(&uuid).cloned();
@@ -437,6 +451,19 @@ impl Driver {
         }
         let job = self.begin_job(uuid, None)?;
         self.sync_from_disk(&job);
+        self.stop_in_job(&job, Stopping::Destroy, starting.is_some())
+    }
+
+    /// Ends the QEMU of the domain of `job` (`how` gives the reason and the event);
+    /// `interrupted_start`: a start this call killed, so nothing running is no error.
+    pub(super) fn stop_in_job(
+        &'static self,
+        job: &Job<'_>,
+        how: Stopping,
+        interrupted_start: bool,
+    ) -> Result<()> {
+        const GRACE: Duration = Duration::from_secs(5);
+        let uuid = job.uuid;
         let (generation, pidfd, own_child) = {
             let mut st = self.lock();
             let d = st
@@ -444,7 +471,7 @@ impl Driver {
                 .get_mut(&uuid)
                 .ok_or_else(|| perr(no_domain(ErrorDomain::Qemu, &uuid.to_string())))?;
             let Some(run) = d.run.as_mut() else {
-                if starting.is_some() {
+                if interrupted_start {
                     // The start it interrupted has failed: nothing runs.
                     return Ok(());
                 }
@@ -453,7 +480,7 @@ impl Driver {
                     "domain is not running",
                 )));
             };
-            run.stopping = Some(Stopping::Destroy);
+            run.stopping = Some(how);
             (run.generation, run.pidfd.clone(), run.own_child)
         };
         let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::TERM);

@@ -28,7 +28,7 @@
 //! and the read-only queries; [`domains`] the domain table and its files, [`job`] jobs
 //! and locks, [`process`] QEMU processes, status file checks, reattachment and
 //! supervision, [`monitor`] QMP events, [`resources`] TAPs, network ports, secrets and
-//! volumes, [`lifecycle`] the state-changing calls.
+//! volumes, [`lifecycle`] the state-changing calls, [`snapshot`] internal snapshots.
 
 use crate::command;
 use crate::paths::Paths;
@@ -164,6 +164,7 @@ mod lifecycle;
 mod monitor;
 mod process;
 mod resources;
+pub mod snapshot;
 mod tuning;
 
 use domains::{Dom, Emit, State, mkdir_private};
@@ -291,10 +292,10 @@ impl Driver {
 
     /// Domains matching the list flags.
     pub fn list(&self, flags: u32) -> Vec<DomainRef> {
-        self.lock()
-            .doms
-            .values()
-            .filter(|d| {
+        let st = self.lock();
+        st.doms
+            .iter()
+            .filter(|(uuid, d)| {
                 filter::matches(
                     flags,
                     &DomainFacts {
@@ -302,11 +303,11 @@ impl Driver {
                         persistent: d.persistent,
                         autostart: d.autostart,
                         managed_save: false,
-                        has_snapshot: false,
+                        has_snapshot: Self::snapshot_count(&st, uuid) > 0,
                     },
                 )
             })
-            .map(Dom::reference)
+            .map(|(_, d)| d.reference())
             .collect()
     }
 

@@ -483,6 +483,9 @@ impl Driver {
         }
         let (rsn, det) = if run.stopping == Some(Stopping::Destroy) {
             (reason::SHUTOFF_DESTROYED, detail::STOPPED_DESTROYED)
+        } else if run.stopping == Some(Stopping::FromSnapshot) {
+            // VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT
+            (7, 6)
         } else if run.shutdown_seen {
             (reason::SHUTOFF_SHUTDOWN, detail::STOPPED_SHUTDOWN)
         } else if run.panicked {
@@ -498,6 +501,7 @@ impl Driver {
         let transient = !d.persistent;
         if transient {
             st.doms.remove(&uuid);
+            self.forget_snapshots(&mut st, uuid, &name);
         } else {
             self.record_stop(&name, rsn);
         }
