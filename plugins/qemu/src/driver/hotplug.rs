@@ -12,8 +12,10 @@ use rvirt_xml::{Domain, Element};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// How long a detach waits for the guest to release the device.
-const UNPLUG_WAIT: Duration = Duration::from_secs(10);
+/// How long a detach waits for the guest to release the device. libvirt waits 5 s and
+/// then finishes the removal when QEMU reports it; this driver answers only once the
+/// device is gone (a loaded TCG guest can take more than 10 s to eject a PCI device).
+const UNPLUG_WAIT: Duration = Duration::from_secs(30);
 
 fn invalid(msg: String) -> DriverError {
     perr(PluginError::new(
