@@ -11,6 +11,7 @@ mod activation;
 mod client;
 mod config;
 mod dispatch;
+mod net;
 mod outbox;
 mod plugin_report;
 mod served;
@@ -43,6 +44,11 @@ struct Args {
     /// Also listen on libvirt's own socket paths (libvirt-sock, libvirt-sock-ro).
     #[arg(long)]
     libvirt_sockets: bool,
+    /// Listen for TCP/IP connections, as libvirtd's --listen: TLS on tls_port (16514)
+    /// unless the config says `listen_tls = 0`, and plain TCP on tcp_port if `listen_tcp = 1`
+    /// (which needs `auth_tcp = "none"`).
+    #[arg(long)]
+    listen: bool,
 }
 
 fn main() -> Result<()> {
@@ -83,6 +89,10 @@ fn main() -> Result<()> {
         &layout.ro_socket(),
     )
     .context("systemd socket activation")?;
+    // network settings are checked before anything starts: a bad one stops the daemon
+    config
+        .network_sockets(args.listen)
+        .context("invalid network settings in the configuration")?;
     let served_list = config.served_uris(layout.system);
     let served = served::Served::new(served_list.iter().map(String::as_str))
         .context("invalid 'uris' or 'default_uri' in the configuration")?;
@@ -99,7 +109,14 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let res = runtime.block_on(run(layout, config, served, served_list, activated));
+    let res = runtime.block_on(run(
+        layout,
+        config,
+        served,
+        served_list,
+        activated,
+        args.listen,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
 }
@@ -110,6 +127,7 @@ async fn run(
     served: served::Served,
     served_list: Vec<String>,
     mut activated: activation::Sockets,
+    listen: bool,
 ) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
@@ -168,6 +186,14 @@ async fn run(
             }
         }
     }
+
+    let network = match net::bind_all(&config, &layout, listen) {
+        Ok(n) => n,
+        Err(e) => {
+            remove_sockets(listeners.iter().filter(|l| !l.activated).map(|l| &l.path));
+            return Err(e);
+        }
+    };
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
     // which plugin version serves what: logged and published as each plugin loads
@@ -258,6 +284,10 @@ async fn run(
     for l in listeners {
         tracing::info!(socket = %l.path.display(), read_only = l.read_only, "listening");
         accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_loop(l)));
+    }
+    for l in network {
+        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), "listening");
+        accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_net(l)));
     }
 
     let _ = bound.await;
