@@ -1,5 +1,6 @@
 //! `rvirtd`: the rvirt host daemon. It speaks libvirt's remote protocol on unix
-//! sockets, so unmodified `virsh` and python-libvirt manage domains through it:
+//! sockets (and TCP/TLS when configured, see `net.rs`), so unmodified `virsh` and
+//! python-libvirt manage domains through it:
 //!
 //! ```text
 //! rvirtd --root /tmp/r &
@@ -25,7 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The rvirt host daemon: serves libvirt's remote protocol on unix sockets.
+/// The rvirt host daemon: serves libvirt's remote protocol on unix sockets, and on TCP
+/// and TLS (`listen_tcp`, `listen_tls`, `--listen`) when configured.
 #[derive(Debug, Parser)]
 #[command(name = "rvirtd", version)]
 struct Args {

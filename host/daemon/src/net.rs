@@ -77,7 +77,13 @@ pub fn bind_all(
         let tls = if tls {
             Some(TlsServer {
                 acceptor: tokio_rustls::TlsAcceptor::from(server_config(config, layout)?),
-                allowed: config.tls_allowed_dn_list.clone().map(Arc::new),
+                // tls_no_verify_certificate skips every check of the client's certificate,
+                // its DN too, as in libvirt
+                allowed: config
+                    .tls_allowed_dn_list
+                    .clone()
+                    .filter(|_| config.tls_no_verify_certificate != Some(true))
+                    .map(Arc::new),
             })
         } else {
             tracing::warn!(

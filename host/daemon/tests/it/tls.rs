@@ -483,3 +483,26 @@ fn listen_tcp_without_auth_tcp_none_refuses_to_start() {
     let want = root.path().join("etc/pki/libvirt/servercert.pem");
     assert!(err.contains(&want.display().to_string()), "{err}");
 }
+
+#[test]
+fn tls_no_verify_certificate_accepts_any_client() {
+    if no_openssl() || no_virsh() {
+        return;
+    }
+    let pki = Pki::new();
+    let port = free_port();
+    let d = Daemon::start_logged_with_config(&format!(
+        "listen_tls = 1\ntls_port = {port}\nlisten_addr = \"127.0.0.1\"\n{}tls_no_verify_certificate = 1\ntls_allowed_dn_list = [\"{ALLOWED_DN}\"]\n",
+        pki.server_config()
+    ));
+    wait_port(port);
+    // another CA's client and a name not on the list both get in
+    for client in ["stranger", "client2"] {
+        let o = Command::new(rvirt_tests::built("rvirt"))
+            .args(["-c", &tls_uri(port, &pki, client), "list", "--all"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{client}: {}", text(&o));
+    }
+    assert!(d.log().contains("tls_no_verify_certificate"), "{}", d.log());
+}
