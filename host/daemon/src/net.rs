@@ -512,6 +512,28 @@ mod tests {
         assert!(!wildcard_match("C=FR,*", "C=GB,CN=client"));
     }
 
+    /// A certificate made by `openssl req -x509 -multivalue-rdn -subj "/C=GB/ST=London/
+    /// O=Acme\, Inc/OU=ops+CN=client one/emailAddress=ops@example.org"`.
+    const DN_CERT: &str = include_str!("testdata/dn-cert.pem");
+
+    #[test]
+    fn subject_of_a_certificate() {
+        let der = CertificateDer::from_pem_slice(DN_CERT.as_bytes()).unwrap();
+        let rdns = subject_dn(&der).unwrap();
+        assert_eq!(
+            rdns.join(","),
+            "C=GB,ST=London,O=Acme\\, Inc,OU=ops+CN=client one,EMAIL=ops@example.org"
+        );
+        let allowed = |p: &str| check_dn(Some(&der), Some(&[p.to_string()]));
+        assert!(allowed("C=GB,ST=London,O=Acme\\, Inc,*").is_ok());
+        // the reversed (RFC 4514) order matches too
+        assert!(allowed("EMAIL=ops@example.org,OU=ops+CN=client one,*,C=GB").is_ok());
+        let e = allowed("C=GB,ST=Paris,*").unwrap_err();
+        assert!(e.contains("is not in tls_allowed_dn_list"), "{e}");
+        assert!(check_dn(None, Some(&[])).is_err());
+        assert!(check_dn(None, None).is_ok());
+    }
+
     #[test]
     fn escapes_and_oids() {
         assert_eq!(escape("Acme, Inc"), "Acme\\, Inc");

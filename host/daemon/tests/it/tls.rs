@@ -255,7 +255,7 @@ fn virsh_over_tls_with_client_certificates() {
     assert!(!o.status.success(), "client2 was let in: {}", text(&o));
     let log = d.log();
     assert!(
-        log.contains("CN=client2' is not in tls_allowed_dn_list"),
+        log.contains("DN 'C=GB,ST=London,L=London,O=Libvirt Project,CN=client2' is not in tls_allowed_dn_list"),
         "daemon log: {log}"
     );
 
