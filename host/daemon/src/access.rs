@@ -14,6 +14,8 @@ pub struct Peer {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub pid: Option<i32>,
+    /// Reached over plain TCP: `virConnectIsSecure` answers 0 (unix sockets and TLS: 1).
+    pub insecure: bool,
     /// `/proc/PID/comm`, read on first use.
     name: OnceLock<String>,
 }
@@ -26,12 +28,21 @@ impl Peer {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
                 pid: c.pid(),
+                insecure: false,
                 name: OnceLock::new(),
             },
             Err(e) => {
                 tracing::warn!("cannot read the peer credentials of a client: {e}");
                 Peer::default()
             }
+        }
+    }
+
+    /// A client over the network: no credentials; `insecure` for plain TCP.
+    pub fn network(insecure: bool) -> Peer {
+        Peer {
+            insecure,
+            ..Peer::default()
         }
     }
 

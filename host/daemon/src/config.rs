@@ -20,6 +20,16 @@ pub enum ConfigError {
     Perms(String),
     #[error("no runtime directory: XDG_RUNTIME_DIR is not set and the daemon does not run as root")]
     NoRuntimeDir,
+    #[error("invalid {key} '{value}': expected a port number")]
+    Port { key: &'static str, value: String },
+    #[error(
+        "{key} = \"{value}\" is not supported by rvirtd: it has no SASL or polkit, set {key} = \"none\"{hint}"
+    )]
+    Auth {
+        key: &'static str,
+        value: String,
+        hint: &'static str,
+    },
 }
 
 /// The settings of `rvirtd.toml`. Every key is optional.
@@ -58,6 +68,72 @@ pub struct Config {
     /// Address of the Prometheus endpoint (`GET /metrics`), e.g. `"127.0.0.1:9177"` or a
     /// bare port on 127.0.0.1. Absent: no endpoint and nothing recorded.
     pub metrics_listen: Option<String>,
+    /// libvirtd.conf's `listen_tls`: serve TLS on `tls_port` (`1`/`0` or `true`/`false`).
+    /// Unset: off, unless `--listen` is given (then on, as libvirtd's default).
+    #[serde(deserialize_with = "flag")]
+    pub listen_tls: Option<bool>,
+    /// libvirtd.conf's `listen_tcp`: serve plain TCP on `tcp_port`; needs `auth_tcp = "none"`.
+    #[serde(deserialize_with = "flag")]
+    pub listen_tcp: Option<bool>,
+    /// TLS port (libvirt writes it as a string: `"16514"`).
+    #[serde(deserialize_with = "port")]
+    pub tls_port: String,
+    /// TCP port (`"16509"`).
+    #[serde(deserialize_with = "port")]
+    pub tcp_port: String,
+    /// Address the TCP and TLS sockets bind; unset: every address (`[::]`, else `0.0.0.0`).
+    pub listen_addr: Option<String>,
+    /// Authentication on the TCP socket: only `"none"` (libvirt's default, `"sasl"`, is
+    /// refused at start).
+    pub auth_tcp: String,
+    /// Authentication on the TLS socket: the x509 check, then `"none"` (libvirt's default).
+    pub auth_tls: String,
+    /// Server private key (default `/etc/pki/libvirt/private/serverkey.pem`).
+    pub key_file: Option<PathBuf>,
+    /// Server certificate (default `/etc/pki/libvirt/servercert.pem`).
+    pub cert_file: Option<PathBuf>,
+    /// CA certificate(s) the client certificates must chain to (`/etc/pki/CA/cacert.pem`).
+    pub ca_file: Option<PathBuf>,
+    /// Revocation list (default `/etc/pki/CA/cacrl.pem`, used when it exists).
+    pub crl_file: Option<PathBuf>,
+    /// Accept TLS clients without checking their certificate (`1`; libvirt's default `0`).
+    #[serde(deserialize_with = "flag")]
+    pub tls_no_verify_certificate: Option<bool>,
+    /// Subject DNs of the client certificates accepted, with `*` wildcards
+    /// (`"C=GB,ST=London,L=London,O=Libvirt Project,CN=*"`); unset: any valid certificate.
+    pub tls_allowed_dn_list: Option<Vec<String>>,
+}
+
+/// libvirtd.conf's integer flags (`listen_tls = 1`), also as TOML booleans.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(Some(b)),
+        Flag::Int(0) => Ok(Some(false)),
+        Flag::Int(1) => Ok(Some(true)),
+        Flag::Int(n) => Err(serde::de::Error::custom(format!(
+            "expected 0 or 1, found {n}"
+        ))),
+    }
+}
+
+/// Ports as libvirtd.conf writes them (`"16514"`), or as TOML integers.
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Text(String),
+        Int(i64),
+    }
+    Ok(match Port::deserialize(d)? {
+        Port::Text(s) => s,
+        Port::Int(n) => n.to_string(),
+    })
 }
 
 impl Default for Config {
@@ -75,6 +151,19 @@ impl Default for Config {
             max_workers: 8,
             policy_dir: None,
             metrics_listen: None,
+            listen_tls: None,
+            listen_tcp: None,
+            tls_port: "16514".into(),
+            tcp_port: "16509".into(),
+            listen_addr: None,
+            auth_tcp: "sasl".into(),
+            auth_tls: "none".into(),
+            key_file: None,
+            cert_file: None,
+            ca_file: None,
+            crl_file: None,
+            tls_no_verify_certificate: None,
+            tls_allowed_dn_list: None,
         }
     }
 }
@@ -130,6 +219,43 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The TCP and TLS sockets to open: `(port, tls)`. `--listen` (`listen`) turns TLS on
+    /// unless the file says `listen_tls = 0`. Refuses plain TCP without `auth_tcp = "none"`
+    /// and any authentication rvirtd cannot do.
+    pub fn network_sockets(&self, listen: bool) -> Result<Vec<(u16, bool)>, ConfigError> {
+        let mut out = Vec::new();
+        if self.listen_tls.unwrap_or(listen) {
+            if self.auth_tls != "none" {
+                return Err(ConfigError::Auth {
+                    key: "auth_tls",
+                    value: self.auth_tls.clone(),
+                    hint: " (the client certificate is still required)",
+                });
+            }
+            out.push((parse_port("tls_port", &self.tls_port)?, true));
+        }
+        if self.listen_tcp.unwrap_or(false) {
+            if self.auth_tcp != "none" {
+                return Err(ConfigError::Auth {
+                    key: "auth_tcp",
+                    value: self.auth_tcp.clone(),
+                    hint: " to serve unauthenticated, unencrypted TCP, or use listen_tls",
+                });
+            }
+            out.push((parse_port("tcp_port", &self.tcp_port)?, false));
+        }
+        Ok(out)
+    }
+}
+
+fn parse_port(key: &'static str, value: &str) -> Result<u16, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Port {
+        key,
+        value: value.into(),
+    })
+}
+
 fn parse_mode(text: &str) -> Result<u32, ConfigError> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -151,6 +277,8 @@ pub struct Layout {
     /// Whether this is a system (root) daemon: it then also has a read-only socket on
     /// libvirt's paths.
     pub system: bool,
+    /// Prefix of libvirt's default TLS files (`/etc/pki/...`): `/`, or `--root DIR`.
+    pub pki_root: PathBuf,
 }
 
 impl Layout {
@@ -162,6 +290,7 @@ impl Layout {
             config_file: root.join("etc/rvirt/rvirtd.toml"),
             libvirt_run_dir: root.join("run/libvirt"),
             system: true,
+            pki_root: root.into(),
         }
     }
 
@@ -177,6 +306,7 @@ impl Layout {
                 config_file: "/etc/rvirt/rvirtd.toml".into(),
                 libvirt_run_dir: "/run/libvirt".into(),
                 system: true,
+                pki_root: "/".into(),
             });
         }
         let runtime = env("XDG_RUNTIME_DIR")
@@ -195,6 +325,7 @@ impl Layout {
             config_file: PathBuf::from(config_home).join("rvirt/rvirtd.toml"),
             libvirt_run_dir: PathBuf::from(runtime).join("libvirt"),
             system: false,
+            pki_root: "/".into(),
         })
     }
 
@@ -205,6 +336,11 @@ impl Layout {
             .parent()
             .unwrap_or(Path::new("/"))
             .join("policy.d")
+    }
+
+    /// libvirt's default path of a TLS file (`etc/pki/...`), under `--root` if given.
+    pub fn pki(&self, relative: &str) -> PathBuf {
+        self.pki_root.join(relative)
     }
 
     /// The read-write socket.
@@ -256,6 +392,36 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(bad.ro_mode(), Err(ConfigError::Perms(_))));
+    }
+
+    #[test]
+    fn network_settings() {
+        let c = Config::default();
+        assert!(c.network_sockets(false).unwrap().is_empty());
+        assert_eq!(c.network_sockets(true).unwrap(), [(16514, true)]);
+        let c = Config::parse(
+            "listen_tls = 0\nlisten_tcp = 1\nauth_tcp = \"none\"\ntcp_port = \"1234\"",
+        )
+        .unwrap();
+        assert_eq!(c.network_sockets(true).unwrap(), [(1234, false)]);
+        let c = Config::parse("listen_tcp = true").unwrap();
+        let e = c.network_sockets(false).unwrap_err().to_string();
+        assert!(e.contains("auth_tcp = \"sasl\""), "{e}");
+        let c = Config::parse("listen_tls = 1\ntls_port = 99999").unwrap();
+        assert!(matches!(
+            c.network_sockets(false),
+            Err(ConfigError::Port {
+                key: "tls_port",
+                ..
+            })
+        ));
+        assert!(Config::parse("listen_tls = 2").is_err());
+        let c = Config::parse("tls_allowed_dn_list = [\"CN=a\"]\nca_file = \"/x/ca.pem\"").unwrap();
+        assert_eq!(c.tls_allowed_dn_list.unwrap(), ["CN=a"]);
+        assert_eq!(
+            Layout::under_root(Path::new("/r")).pki("etc/pki/CA/cacert.pem"),
+            Path::new("/r/etc/pki/CA/cacert.pem")
+        );
     }
 
     #[test]

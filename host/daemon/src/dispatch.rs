@@ -359,9 +359,11 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                 .map_err(host_error)?;
             Ok(ConnectDomainXmlToNativeRet { native_config })
         }),
-        P::ConnectIsSecure => {
-            call::<procs::ConnectIsSecure>(payload, |()| Ok(ConnectIsSecureRet { secure: 1 }))
-        }
+        P::ConnectIsSecure => call::<procs::ConnectIsSecure>(payload, |()| {
+            Ok(ConnectIsSecureRet {
+                secure: i32::from(!client.peer.insecure),
+            })
+        }),
         P::NodeGetInfo => call::<procs::NodeGetInfo>(payload, |()| {
             let n = c()?.node_get_info().map_err(host_error)?;
             let i = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);

@@ -1,5 +1,6 @@
 //! `rvirtd`: the rvirt host daemon. It speaks libvirt's remote protocol on unix
-//! sockets, so unmodified `virsh` and python-libvirt manage domains through it:
+//! sockets (and TCP/TLS when configured, see `net.rs`), so unmodified `virsh` and
+//! python-libvirt manage domains through it:
 //!
 //! ```text
 //! rvirtd --root /tmp/r &
@@ -12,6 +13,7 @@ mod client;
 mod config;
 mod dispatch;
 mod metrics;
+mod net;
 mod outbox;
 mod plugin_report;
 mod served;
@@ -25,7 +27,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The rvirt host daemon: serves libvirt's remote protocol on unix sockets.
+/// The rvirt host daemon: serves libvirt's remote protocol on unix sockets, and on TCP
+/// and TLS (`listen_tcp`, `listen_tls`, `--listen`) when configured.
 #[derive(Debug, Parser)]
 #[command(name = "rvirtd", version)]
 struct Args {
@@ -44,6 +47,11 @@ struct Args {
     /// Also listen on libvirt's own socket paths (libvirt-sock, libvirt-sock-ro).
     #[arg(long)]
     libvirt_sockets: bool,
+    /// Listen for TCP/IP connections, as libvirtd's --listen: TLS on tls_port (16514)
+    /// unless the config says `listen_tls = 0`, and plain TCP on tcp_port if `listen_tcp = 1`
+    /// (which needs `auth_tcp = "none"`).
+    #[arg(long)]
+    listen: bool,
 }
 
 fn main() -> Result<()> {
@@ -86,6 +94,10 @@ fn main() -> Result<()> {
         &layout.ro_socket(),
     )
     .context("systemd socket activation")?;
+    // network settings are checked before anything starts: a bad one stops the daemon
+    config
+        .network_sockets(args.listen)
+        .context("invalid network settings in the configuration")?;
     let served_list = config.served_uris(layout.system);
     let served = served::Served::new(served_list.iter().map(String::as_str))
         .context("invalid 'uris' or 'default_uri' in the configuration")?;
@@ -102,7 +114,14 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let res = runtime.block_on(run(layout, config, served, served_list, activated));
+    let res = runtime.block_on(run(
+        layout,
+        config,
+        served,
+        served_list,
+        activated,
+        args.listen,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
 }
@@ -113,6 +132,7 @@ async fn run(
     served: served::Served,
     served_list: Vec<String>,
     mut activated: activation::Sockets,
+    listen: bool,
 ) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
@@ -176,6 +196,14 @@ async fn run(
             }
         }
     }
+
+    let network = match net::bind_all(&config, &layout, listen) {
+        Ok(n) => n,
+        Err(e) => {
+            remove_sockets(listeners.iter().filter(|l| !l.activated).map(|l| &l.path));
+            return Err(e);
+        }
+    };
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
     // which plugin version serves what: logged and published as each plugin loads
@@ -266,6 +294,10 @@ async fn run(
     for l in listeners {
         tracing::info!(socket = %l.path.display(), read_only = l.read_only, "listening");
         accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_loop(l)));
+    }
+    for l in network {
+        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), "listening");
+        accept_tasks.push(tokio::spawn(Arc::clone(&server).accept_net(l)));
     }
 
     let _ = bound.await;

@@ -155,7 +155,8 @@ impl Server {
                     let server = Arc::clone(&self);
                     let read_only = listener.read_only;
                     tokio::spawn(async move {
-                        server.serve(stream, read_only).await;
+                        let peer = crate::access::Peer::of(&stream);
+                        server.serve(stream, read_only, peer).await;
                         server.clients.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -168,11 +169,122 @@ impl Server {
         }
     }
 
+    /// Accepts clients on a TCP or TLS socket until shutdown. Each connection, once its
+    /// TLS handshake and DN check pass, is served read-write as a unix one: its plain
+    /// bytes are relayed through a socket pair to [`Server::serve`].
+    pub async fn accept_net(self: Arc<Server>, listener: crate::net::NetListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.listener.accept() => r,
+                _ = shutdown.changed() => break,
+            };
+            match accepted {
+                Ok((stream, from)) => {
+                    if self.clients.load(Ordering::Relaxed) >= self.settings.max_clients {
+                        tracing::warn!(
+                            %from,
+                            "refusing a client: max_clients ({}) reached",
+                            self.settings.max_clients
+                        );
+                        continue;
+                    }
+                    self.clients.fetch_add(1, Ordering::Relaxed);
+                    let server = Arc::clone(&self);
+                    let tls = listener.tls.clone();
+                    tokio::spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        match tls {
+                            Some(tls) => server.serve_tls(stream, from, tls).await,
+                            None => {
+                                tracing::debug!(%from, "tcp client connected");
+                                server.relay(stream, from, false).await
+                            }
+                        }
+                        server.clients.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %listener.addr, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake (bounded in time), the DN check, then the relay.
+    async fn serve_tls(
+        &self,
+        stream: tokio::net::TcpStream,
+        from: std::net::SocketAddr,
+        tls: crate::net::TlsServer,
+    ) {
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+        let stream = match handshake.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(%from, "tls handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%from, "tls handshake timed out");
+                return;
+            }
+        };
+        let mut stream = stream;
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        let checked = crate::net::check_dn(cert, tls.allowed.as_deref().map(Vec::as_slice));
+        match checked {
+            Ok(dn) => tracing::debug!(%from, dn, "tls client connected"),
+            Err(why) => {
+                // as libvirtd: no confirmation byte, the connection closes
+                tracing::warn!(%from, "refusing a tls client: {why}");
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                return;
+            }
+        }
+        // libvirt's clients wait for one byte, 1, saying the certificate was accepted
+        let confirm = async {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &[1]).await?;
+            tokio::io::AsyncWriteExt::flush(&mut stream).await
+        };
+        if let Err(e) = confirm.await {
+            tracing::debug!(%from, "cannot confirm the tls session: {e}");
+            return;
+        }
+        self.relay(stream, from, true).await;
+    }
+
+    /// Serves a network connection through a unix socket pair, read-write.
+    async fn relay<S>(&self, mut stream: S, from: std::net::SocketAddr, secure: bool)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let (ours, mut theirs) = match UnixStream::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%from, "cannot create a socket pair: {e}");
+                return;
+            }
+        };
+        let relay = async {
+            if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut theirs).await {
+                tracing::debug!(%from, "network connection ended: {e}");
+            }
+            drop(theirs);
+        };
+        let peer = crate::access::Peer::network(!secure);
+        tokio::join!(self.serve(ours, false, peer), relay);
+    }
+
     /// Serves one connection until it closes, misbehaves or the daemon stops.
-    async fn serve(&self, stream: UnixStream, read_only: bool) {
+    async fn serve(&self, stream: UnixStream, read_only: bool, peer: crate::access::Peer) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         set_socket_buffers(&stream);
-        let peer = crate::access::Peer::of(&stream);
         let (mut reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::new(writer));
         let flusher = {
@@ -299,6 +411,9 @@ impl Server {
         tracing::debug!(client = id, "client disconnected");
     }
 }
+
+/// Time a TLS client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Socket buffer wanted for a connection (send side: the bytes a volume download keeps in
 /// flight without waking the daemon).

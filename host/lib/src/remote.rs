@@ -1,7 +1,7 @@
 //! The remote driver: URIs with a transport or a host (`test+unix:///default?socket=...`)
 //! are served by a daemon speaking libvirt's remote protocol (`rvirtd`, or libvirtd).
 //!
-//! Only the `unix` transport is implemented. One connection is one socket: callers send
+//! Transports: `unix`, `tcp` and `tls` (see [`transport`]). One connection is one socket: callers send
 //! CALLs under a write lock and wait for the REPLY with their serial, while a reader
 //! thread cuts incoming frames, hands replies to their callers, answers keepalive PINGs
 //! and runs the event callbacks.
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 mod networks;
 mod secrets;
 mod storage;
+pub mod transport;
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
 /// while a call waits, the client pings the daemon every `interval` of silence and gives
@@ -49,23 +50,32 @@ impl Default for Keepalive {
 
 /// Opens a connection to the daemon the URI names.
 pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<RemoteBackend>> {
-    match uri.transport.as_deref() {
-        Some("unix") => {}
-        None if uri.host.is_none() || uri.host.as_deref() == Some("localhost") => {}
-        other => {
+    let parts = match uri.transport.as_deref() {
+        Some("unix") => None,
+        None if uri.host.is_none() || uri.host.as_deref() == Some("localhost") => None,
+        // a host without a transport means TLS, as in libvirt
+        Some("tls") | None => Some(transport::tls(uri)?),
+        Some("tcp") => Some(transport::tcp(uri)?),
+        Some(other) => {
             return Err(Error::driver(
                 ErrorCode::NoSupport,
                 ErrorDomain::Remote,
                 format!(
-                    "transport '{}' of '{}' is not supported by the remote driver (only unix)",
-                    other.unwrap_or("tls"),
+                    "transport '{other}' of '{}' is not supported by the remote driver (only unix, tcp and tls)",
                     uri.original
                 ),
             ));
         }
-    }
-    let path = socket_path(uri, read_only)?;
-    let remote = RemoteBackend::connect(&path, &uri.server_name(), read_only)?;
+    };
+    let remote = match parts {
+        Some(parts) => {
+            RemoteBackend::over_parts(parts, &uri.server_name(), read_only, Keepalive::default())?
+        }
+        None => {
+            let path = socket_path(uri, read_only)?;
+            RemoteBackend::connect(&path, &uri.server_name(), read_only)?
+        }
+    };
     Ok(Arc::new(remote))
 }
 
@@ -182,7 +192,9 @@ impl<C: Clone, R: Copy> Subscribers<C, R> {
 
 /// State shared with the reader thread.
 struct Link {
-    writer: Mutex<UnixStream>,
+    writer: Mutex<Box<dyn std::io::Write + Send>>,
+    /// The socket, to shut it down.
+    socket: transport::Socket,
     pending: Mutex<HashMap<u32, mpsc::Sender<Answer>>>,
     serial: AtomicU32,
     closed: AtomicBool,
@@ -307,11 +319,11 @@ impl Link {
     fn kill(&self, why: &str) {
         tracing::debug!("remote connection closed: {why}");
         self.closed.store(true, Ordering::Release);
-        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+        self.socket.shutdown();
     }
 
     /// Reader thread body: runs until the socket fails or closes.
-    fn read_loop(self: Arc<Link>, mut stream: UnixStream) {
+    fn read_loop(self: Arc<Link>, mut stream: Box<dyn std::io::Read + Send>) {
         let why = loop {
             let f = match frame::read_frame(&mut stream) {
                 Ok(Some(f)) => f,
@@ -460,11 +472,20 @@ impl RemoteBackend {
         read_only: bool,
         keepalive: Keepalive,
     ) -> Result<RemoteBackend> {
-        let reading = stream
-            .try_clone()
-            .map_err(|e| rpc_error(format!("cannot clone the socket: {e}")))?;
+        Self::over_parts(transport::unix(stream)?, name, read_only, keepalive)
+    }
+
+    /// Opens `name` over a connected transport.
+    fn over_parts(
+        parts: transport::Parts,
+        name: &str,
+        read_only: bool,
+        keepalive: Keepalive,
+    ) -> Result<RemoteBackend> {
+        let reading = parts.reader;
         let link = Arc::new(Link {
-            writer: Mutex::new(stream),
+            writer: Mutex::new(parts.writer),
+            socket: parts.socket,
             pending: Mutex::default(),
             serial: AtomicU32::new(1),
             closed: AtomicBool::new(false),
@@ -548,7 +569,7 @@ impl Drop for RemoteBackend {
         if !self.link.closed.load(Ordering::Acquire) {
             let _ = self.link.call::<procs::ConnectClose>(&());
         }
-        let _ = lock(&self.link.writer).shutdown(std::net::Shutdown::Both);
+        self.link.socket.shutdown();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }

@@ -25,6 +25,7 @@ mod snapshots;
 mod storage;
 mod storage_more;
 mod streams;
+mod tls;
 mod virsh;
 mod virt_install;
 mod vmware;
