@@ -1,5 +1,6 @@
 //! Prometheus metrics, opt-in (`metrics_listen` in rvirtd.toml, loopback by default):
-//! per-procedure call counts by result and latency histograms, served as the text
+//! per-procedure call counts by result and latency histograms, and the clients connected,
+//! served as the text
 //! exposition format on `GET /metrics` over HTTP/1.1.
 //!
 //! Nothing is recorded unless the endpoint is configured: the call path then pays one
@@ -11,6 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -41,6 +43,24 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
+/// Clients connected now (every socket), kept whether or not the endpoint is configured:
+/// one atomic add per connection.
+static CLIENTS: OnceLock<Gauge> = OnceLock::new();
+
+fn clients() -> &'static Gauge {
+    CLIENTS.get_or_init(Gauge::default)
+}
+
+/// A client connected.
+pub fn client_connected() {
+    clients().inc();
+}
+
+/// A client went away.
+pub fn client_disconnected() {
+    clients().dec();
+}
+
 fn latency_histogram() -> Histogram {
     // 5 µs .. ~5 s
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -63,6 +83,11 @@ impl Metrics {
             "call_duration_seconds",
             "Time from a call's arrival to its encoded answer, by procedure",
             latency.clone(),
+        );
+        registry.register(
+            "clients",
+            "Clients connected now, on every socket",
+            clients().clone(),
         );
         Metrics {
             registry,

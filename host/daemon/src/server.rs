@@ -152,12 +152,14 @@ impl Server {
                         continue;
                     }
                     self.clients.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::client_connected();
                     let server = Arc::clone(&self);
                     let read_only = listener.read_only;
                     tokio::spawn(async move {
                         let peer = crate::access::Peer::of(&stream);
                         server.serve(stream, read_only, peer).await;
                         server.clients.fetch_sub(1, Ordering::Relaxed);
+                        crate::metrics::client_disconnected();
                     });
                 }
                 Err(e) => {
@@ -190,6 +192,7 @@ impl Server {
                         continue;
                     }
                     self.clients.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::client_connected();
                     let server = Arc::clone(&self);
                     let tls = listener.tls.clone();
                     tokio::spawn(async move {
@@ -202,6 +205,7 @@ impl Server {
                             }
                         }
                         server.clients.fetch_sub(1, Ordering::Relaxed);
+                        crate::metrics::client_disconnected();
                     });
                 }
                 Err(e) => {

@@ -89,4 +89,26 @@ fn metrics_count_calls_by_procedure_and_result() {
         "{text}"
     );
     assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+    // a client that stays connected is counted, and forgotten when it leaves
+    let mut held = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    let t0 = Instant::now();
+    while !http_get(port, "/metrics").contains("rvirtd_clients 1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            http_get(port, "/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::io::Write::flush(&mut held).unwrap();
+    drop(held);
+    let t0 = Instant::now();
+    while !http_get(port, "/metrics").contains("rvirtd_clients 0") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            http_get(port, "/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
