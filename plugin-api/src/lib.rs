@@ -252,6 +252,62 @@ macro_rules! driver_connection_methods {
                 /// `_METADATA_ONLY` 2, `_CHILDREN_ONLY` 4). Since 1.7.
                 fn snapshot_delete(&self, uuid: Uuid, name: RStr<'_>, flags: u32) -> PResult<()> =
                     "virDomainSnapshotDelete";
+                /// Save the running domain's memory and device state to the file `path`
+                /// and stop it (`dxml`, when not empty, is the definition to restore with;
+                /// `VIR_DOMAIN_SAVE_BYPASS_CACHE` 1, `_RUNNING` 2, `_PAUSED` 4). Since 1.8.
+                fn save_flags(&self, uuid: Uuid, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainSaveFlags";
+                /// Start the domain saved in `path` where it stopped (`dxml` as in
+                /// `save_flags`; `VIR_DOMAIN_SAVE_*` flags); the restored domain. Since 1.8.
+                fn restore_flags(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<DomainRef> =
+                    "virDomainRestoreFlags";
+                /// The domain XML recorded in the save image `path`
+                /// (`VIR_DOMAIN_SAVE_IMAGE_XML_SECURE` 1). Since 1.8.
+                fn save_image_get_xml_desc(&self, path: RStr<'_>, flags: u32) -> PResult<RString> =
+                    "virDomainSaveImageGetXMLDesc";
+                /// Replace the domain XML recorded in the save image `path`. Since 1.8.
+                fn save_image_define_xml(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virDomainSaveImageDefineXML";
+                /// Save the running domain to the driver's own image, which the next start
+                /// resumes from (`VIR_DOMAIN_SAVE_*` flags). Since 1.8.
+                fn managed_save(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainManagedSave";
+                /// Remove the domain's managed save image. Since 1.8.
+                fn managed_save_remove(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainManagedSaveRemove";
+                /// The domain's statistics of the `VIR_DOMAIN_STATS_*` groups `stats`
+                /// selects (STATE 1, CPU_TOTAL 2, BALLOON 4, VCPU 8, INTERFACE 16, BLOCK 32),
+                /// with libvirt's typed-parameter names (`state.state`, `cpu.time`,
+                /// `block.0.rd.bytes`, ...). `flags` are `virConnectGetAllDomainStats`'.
+                /// Since 1.8.
+                fn domain_stats(&self, uuid: Uuid, stats: u32, flags: u32) -> PResult<RVec<TypedParam>> =
+                    "virConnectGetAllDomainStats";
+                /// One disk's I/O counters, named as `virDomainBlockStatsFlags` names them
+                /// (`rd_operations`, `rd_bytes`, `wr_operations`, `wr_bytes`, `errs`, ...);
+                /// `disk` is a target name (`vda`) or a source path. Since 1.8.
+                fn block_stats_flags(&self, uuid: Uuid, disk: RStr<'_>, flags: u32) -> PResult<RVec<TypedParam>> =
+                    "virDomainBlockStatsFlags";
+                /// One interface's counters, named as `virDomainInterfaceStats`' struct
+                /// members (`rx_bytes`, `rx_packets`, `rx_errs`, `rx_drop`, `tx_bytes`,
+                /// `tx_packets`, `tx_errs`, `tx_drop`); `device` is a target name or MAC.
+                /// Since 1.8.
+                fn interface_stats(&self, uuid: Uuid, device: RStr<'_>) -> PResult<RVec<TypedParam>> =
+                    "virDomainInterfaceStats";
+                /// Memory statistics, each named after its `VIR_DOMAIN_MEMORY_STAT_*` tag
+                /// (`actual`, `rss`, `available`, `unused`, `swap_in`, ...), values in KiB
+                /// except the counters and `last_update`. Since 1.8.
+                fn memory_stats(&self, uuid: Uuid, flags: u32) -> PResult<RVec<TypedParam>> =
+                    "virDomainMemoryStats";
+                /// The domain's current (or, with `VIR_DOMAIN_JOB_STATS_COMPLETED` 1, last
+                /// completed) job: its `VIR_DOMAIN_JOB_*` type and libvirt's job
+                /// parameters. Since 1.8.
+                fn get_job_stats(&self, uuid: Uuid, flags: u32) -> PResult<JobStats> =
+                    "virDomainGetJobStats";
+                /// CPU statistics: with `start_cpu` -1 one set for the whole domain
+                /// (`cpu_time`, `user_time`, `system_time`), else one set per host CPU from
+                /// `start_cpu`, at most `ncpus` (`cpu_time`, `vcpu_time`). Since 1.8.
+                fn get_cpu_stats(&self, uuid: Uuid, start_cpu: i32, ncpus: u32, flags: u32) -> PResult<RVec<RVec<TypedParam>>> =
+                    "virDomainGetCPUStats";
             }
         }
     };

@@ -88,6 +88,60 @@ pub struct Manifest {
     pub description: RString,
 }
 
+/// A value of libvirt's typed parameters (`virTypedParameter`), one variant per
+/// `VIR_TYPED_PARAM_*` type. Since 1.8.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum TypedValue {
+    /// VIR_TYPED_PARAM_INT (1)
+    Int(i32),
+    /// VIR_TYPED_PARAM_UINT (2)
+    UInt(u32),
+    /// VIR_TYPED_PARAM_LLONG (3)
+    LLong(i64),
+    /// VIR_TYPED_PARAM_ULLONG (4)
+    ULLong(u64),
+    /// VIR_TYPED_PARAM_DOUBLE (5)
+    Double(f64),
+    /// VIR_TYPED_PARAM_BOOLEAN (6)
+    Boolean(bool),
+    /// VIR_TYPED_PARAM_STRING (7)
+    String(RString),
+}
+
+/// One named typed parameter (`virTypedParameter`: a field name of at most 79 bytes and its
+/// value). Since 1.8.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct TypedParam {
+    /// The field name (`cpu.time`, `rd_bytes`).
+    pub field: RString,
+    /// Its value.
+    pub value: TypedValue,
+}
+
+impl TypedParam {
+    /// A parameter named `field` holding `value`.
+    pub fn new(field: impl Into<RString>, value: TypedValue) -> Self {
+        Self {
+            field: field.into(),
+            value,
+        }
+    }
+}
+
+/// A domain job's statistics (`virDomainGetJobStats`). Since 1.8.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct JobStats {
+    /// `VIR_DOMAIN_JOB_*`: NONE 0, BOUNDED 1, UNBOUNDED 2, COMPLETED 3, FAILED 4,
+    /// CANCELLED 5.
+    pub kind: i32,
+    /// libvirt's job parameters (`time_elapsed`, `data_total`, `data_processed`,
+    /// `memory_total`, `operation`, ...).
+    pub params: RVec<TypedParam>,
+}
+
 /// `VIR_DOMAIN_*` state numbers.
 pub mod state {
     /// VIR_DOMAIN_NOSTATE

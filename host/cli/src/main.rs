@@ -5,6 +5,7 @@
 
 mod assets;
 mod console;
+mod domstate;
 mod networks;
 mod plugins;
 mod policy;
@@ -151,6 +152,8 @@ enum Command {
         /// Domain XML file
         file: PathBuf,
     },
+    #[command(flatten)]
+    DomState(domstate::DomStateCommand),
     #[command(flatten)]
     Storage(storage::StorageCommand),
     #[command(flatten)]
@@ -518,6 +521,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::DomState(cmd) => domstate::run(&conn, cmd, json),
         Command::Storage(cmd) => storage::run(&conn, cmd, json),
         Command::Network(cmd) => networks::run(&conn, cmd, json),
         Command::Secret(cmd) => secrets::run(&conn, cmd, json),

@@ -928,6 +928,16 @@ mod guard {
                         ret,
                     })
                 }
+                P::ConnectGetAllDomainStats => {
+                    let ret: ConnectGetAllDomainStatsRet = decode(&call(p, payload)?)?;
+                    encode(&ConnectGetAllDomainStatsRet {
+                        ret_stats: ret
+                            .ret_stats
+                            .into_iter()
+                            .filter(|r| self.allowed("domain:read", &Obj::domain(&r.dom)))
+                            .collect(),
+                    })
+                }
                 P::ConnectNumOfDomains => num(domains(ACTIVE_DOMAINS)?.len()),
                 P::ConnectNumOfDefinedDomains => num(domains(INACTIVE_DOMAINS)?.len()),
                 P::ConnectListDomains => {

@@ -113,6 +113,12 @@ fn read_only_refusal(procedure: P, payload: &[u8]) -> Option<Failure> {
     {
         return denied("virDomainSnapshotGetXMLDesc with the secure flag");
     }
+    if procedure == P::DomainSaveImageGetXmlDesc
+        && let Ok(a) = xdr::from_bytes::<DomainSaveImageGetXmlDescArgs>(payload)
+        && a.flags & rvirt_host::SAVE_IMAGE_XML_SECURE != 0
+    {
+        return denied("virDomainSaveImageGetXMLDesc with the secure flag");
+    }
     if procedure == P::DomainGetXmlDesc {
         // VIR_DOMAIN_XML_SECURE: the XML with passwords and keys, as libvirt refuses it
         // to read-only connections. Undecodable arguments fail later, in the call.
@@ -698,6 +704,205 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
             lookup(c()?, &a.snap.dom)?
                 .revert_to_snapshot(&a.snap.name, a.flags)
                 .map_err(host_error)
+        }),
+        // save/restore and managed save (plugin API 1.8)
+        P::DomainSave => call::<procs::DomainSave>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .save(&a.to, None, 0)
+                .map_err(host_error)
+        }),
+        P::DomainSaveFlags => call::<procs::DomainSaveFlags>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .save(&a.to, a.dxml.as_deref(), a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainRestore => call::<procs::DomainRestore>(payload, |a| {
+            c()?.restore(&a.from, None, 0).map_err(host_error)
+        }),
+        P::DomainRestoreFlags => call::<procs::DomainRestoreFlags>(payload, |a| {
+            c()?.restore(&a.from, a.dxml.as_deref(), a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainSaveImageGetXmlDesc => call::<procs::DomainSaveImageGetXmlDesc>(payload, |a| {
+            let xml = c()?.save_image_xml(&a.file, a.flags).map_err(host_error)?;
+            Ok(DomainSaveImageGetXmlDescRet { xml })
+        }),
+        P::DomainSaveImageDefineXml => call::<procs::DomainSaveImageDefineXml>(payload, |a| {
+            c()?.save_image_define_xml(&a.file, &a.dxml, a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainManagedSave => call::<procs::DomainManagedSave>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .managed_save(a.flags)
+                .map_err(host_error)
+        }),
+        P::DomainManagedSaveRemove => call::<procs::DomainManagedSaveRemove>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .managed_save_remove(a.flags)
+                .map_err(host_error)
+        }),
+        // statistics (plugin API 1.8)
+        P::ConnectGetAllDomainStats => call::<procs::ConnectGetAllDomainStats>(payload, |a| {
+            let conn = c()?;
+            let doms = if a.doms.is_empty() {
+                None
+            } else {
+                Some(
+                    a.doms
+                        .iter()
+                        .map(|d| lookup(conn, d))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            };
+            let records = conn
+                .get_all_domain_stats(doms, a.stats, a.flags)
+                .map_err(host_error)?;
+            Ok(ConnectGetAllDomainStatsRet {
+                ret_stats: records
+                    .into_iter()
+                    .map(|(d, params)| DomainStatsRecord {
+                        dom: wire_domain(&d),
+                        params,
+                    })
+                    .collect(),
+            })
+        }),
+        P::DomainBlockStats => call::<procs::DomainBlockStats>(payload, |a| {
+            let p = lookup(c()?, &a.dom)?
+                .block_stats(&a.path, 0)
+                .map_err(host_error)?;
+            let v = |i: usize| {
+                rvirt_host::stats::signed_value_of(&p, rvirt_host::stats::BLOCK_STAT_NAMES[i])
+            };
+            Ok(DomainBlockStatsRet {
+                rd_req: v(0),
+                rd_bytes: v(1),
+                wr_req: v(2),
+                wr_bytes: v(3),
+                errs: v(4),
+            })
+        }),
+        P::DomainBlockStatsFlags => call::<procs::DomainBlockStatsFlags>(payload, |a| {
+            let mut params = lookup(c()?, &a.dom)?
+                .block_stats(&a.path, a.flags)
+                .map_err(host_error)?;
+            let n = i32::try_from(params.len()).unwrap_or(i32::MAX);
+            if a.nparams == 0 {
+                // libvirt's first step: how many there are
+                return Ok(DomainBlockStatsFlagsRet {
+                    params: Vec::new(),
+                    nparams: n,
+                });
+            }
+            params.truncate(usize::try_from(a.nparams).unwrap_or(0));
+            let nparams = i32::try_from(params.len()).unwrap_or(i32::MAX);
+            Ok(DomainBlockStatsFlagsRet { params, nparams })
+        }),
+        P::DomainInterfaceStats => call::<procs::DomainInterfaceStats>(payload, |a| {
+            let p = lookup(c()?, &a.dom)?
+                .interface_stats(&a.device)
+                .map_err(host_error)?;
+            let v = |i: usize| {
+                rvirt_host::stats::signed_value_of(&p, rvirt_host::stats::INTERFACE_STAT_NAMES[i])
+            };
+            Ok(DomainInterfaceStatsRet {
+                rx_bytes: v(0),
+                rx_packets: v(1),
+                rx_errs: v(2),
+                rx_drop: v(3),
+                tx_bytes: v(4),
+                tx_packets: v(5),
+                tx_errs: v(6),
+                tx_drop: v(7),
+            })
+        }),
+        P::DomainMemoryStats => call::<procs::DomainMemoryStats>(payload, |a| {
+            let p = lookup(c()?, &a.dom)?
+                .memory_stats(a.flags)
+                .map_err(host_error)?;
+            let stats = p
+                .iter()
+                .filter_map(|s| {
+                    Some(DomainMemoryStat {
+                        tag: rvirt_host::stats::memory_stat_tag(&s.field)?,
+                        val: s.value.as_u64()?,
+                    })
+                })
+                .take(usize::try_from(a.max_stats).unwrap_or(usize::MAX))
+                .collect();
+            Ok(DomainMemoryStatsRet { stats })
+        }),
+        P::DomainGetJobStats => call::<procs::DomainGetJobStats>(payload, |a| {
+            let (kind, params) = lookup(c()?, &a.dom)?
+                .job_stats(a.flags)
+                .map_err(host_error)?;
+            Ok(DomainGetJobStatsRet { kind, params })
+        }),
+        P::DomainGetJobInfo => call::<procs::DomainGetJobInfo>(payload, |a| {
+            let (kind, p) = lookup(c()?, &a.dom)?.job_stats(0).map_err(host_error)?;
+            let v =
+                |i: usize| rvirt_host::stats::value_of(&p, rvirt_host::stats::JOB_INFO_NAMES[i]);
+            Ok(DomainGetJobInfoRet {
+                kind,
+                time_elapsed: v(0),
+                time_remaining: v(1),
+                data_total: v(2),
+                data_processed: v(3),
+                data_remaining: v(4),
+                mem_total: v(5),
+                mem_processed: v(6),
+                mem_remaining: v(7),
+                file_total: v(8),
+                file_processed: v(9),
+                file_remaining: v(10),
+            })
+        }),
+        P::DomainGetCpuStats => call::<procs::DomainGetCpuStats>(payload, |a| {
+            let conn = c()?;
+            if a.ncpus > DOMAIN_GET_CPU_STATS_NCPUS_MAX || a.start_cpu < -1 {
+                return Err(err(
+                    error_code::INVALID_ARG,
+                    error_domain::RPC,
+                    format!(
+                        "invalid CPU range: start {} count {} (at most {})",
+                        a.start_cpu, a.ncpus, DOMAIN_GET_CPU_STATS_NCPUS_MAX
+                    ),
+                ));
+            }
+            let dom = lookup(conn, &a.dom)?;
+            if a.nparams == 0 && a.ncpus == 0 {
+                // libvirt's "how many CPUs": the host's
+                let cpus = conn.node_get_info().map_err(host_error)?.cpus;
+                return Ok(DomainGetCpuStatsRet {
+                    params: Vec::new(),
+                    nparams: i32::try_from(cpus).unwrap_or(i32::MAX),
+                });
+            }
+            let sets = dom
+                .cpu_stats(a.start_cpu, a.ncpus, a.flags)
+                .map_err(host_error)?;
+            let per = sets.iter().map(Vec::len).max().unwrap_or(0);
+            if a.nparams == 0 {
+                return Ok(DomainGetCpuStatsRet {
+                    params: Vec::new(),
+                    nparams: i32::try_from(per).unwrap_or(i32::MAX),
+                });
+            }
+            let stride = per.min(usize::try_from(a.nparams).unwrap_or(usize::MAX));
+            let mut params = Vec::with_capacity(stride * sets.len());
+            for set in sets {
+                if set.len() < stride {
+                    return Err(rpc_error(format!(
+                        "a CPU has {} statistics where the others have {stride}",
+                        set.len()
+                    )));
+                }
+                params.extend(set.into_iter().take(stride));
+            }
+            Ok(DomainGetCpuStatsRet {
+                params,
+                nparams: i32::try_from(stride).unwrap_or(i32::MAX),
+            })
         }),
         P::DomainSnapshotDelete => call::<procs::DomainSnapshotDelete>(payload, |a| {
             lookup(c()?, &a.snap.dom)?

@@ -159,6 +159,23 @@ pub fn rule(p: P) -> Rule {
         | P::DomainSnapshotHasMetadata
         | P::DomainSnapshotListAllChildren => r(SnapshotArg, &["domain:read"]),
         P::DomainRevertToSnapshot | P::DomainSnapshotDelete => r(SnapshotArg, &["domain:snapshot"]),
+        P::DomainSave | P::DomainSaveFlags | P::DomainManagedSave | P::DomainManagedSaveRemove => {
+            r(DomainArg, &["domain:hibernate"])
+        }
+        // a save image names its domain only inside the file: the connection's write
+        // (restore, define) and read permissions stand for the domain's
+        P::DomainRestore | P::DomainRestoreFlags | P::DomainSaveImageDefineXml => {
+            r(Connect, &["connect:write"])
+        }
+        P::DomainSaveImageGetXmlDesc => r(Connect, &["connect:read"]),
+        P::DomainBlockStats | P::DomainBlockStatsFlags => r(DomainArg, &["domain:block_read"]),
+        P::DomainInterfaceStats
+        | P::DomainMemoryStats
+        | P::DomainGetJobInfo
+        | P::DomainGetJobStats
+        | P::DomainGetCpuStats => r(DomainArg, &["domain:read"]),
+        // `connect:search_domains`, then the records filtered by `domain:read`
+        P::ConnectGetAllDomainStats => r(List, &["connect:search_domains"]),
         P::DomainMigratePrepare3 | P::DomainMigratePrepare3Params => r(
             MigrationXml,
             &["domain:migrate", "domain:start", "domain:write"],

@@ -1,7 +1,7 @@
 //! The seam between [`crate::Connection`] and what serves it: a loaded plugin
 //! ([`crate::plugin`]) or a remote daemon (`remote.rs`).
 
-use crate::{DomainEvent, DomainId, DomainInfo, NodeInfo, Result};
+use crate::{DomainEvent, DomainId, DomainInfo, NodeInfo, Result, TypedParam};
 use std::sync::Arc;
 
 /// A callback receiving domain events. It runs on the driver's thread: it must be quick
@@ -60,6 +60,24 @@ pub trait Backend: Send + Sync {
     fn snapshot_get_parent(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<String>;
     fn snapshot_revert(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()>;
     fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()>;
+    fn save(&self, uuid: uuid::Uuid, path: &str, dxml: Option<&str>, flags: u32) -> Result<()>;
+    fn restore(&self, path: &str, dxml: Option<&str>, flags: u32) -> Result<()>;
+    fn save_image_get_xml_desc(&self, path: &str, flags: u32) -> Result<String>;
+    fn save_image_define_xml(&self, path: &str, dxml: &str, flags: u32) -> Result<()>;
+    fn managed_save(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn managed_save_remove(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    fn domain_stats(&self, uuid: uuid::Uuid, stats: u32, flags: u32) -> Result<Vec<TypedParam>>;
+    fn block_stats(&self, uuid: uuid::Uuid, disk: &str, flags: u32) -> Result<Vec<TypedParam>>;
+    fn interface_stats(&self, uuid: uuid::Uuid, device: &str) -> Result<Vec<TypedParam>>;
+    fn memory_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<TypedParam>>;
+    fn job_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<(i32, Vec<TypedParam>)>;
+    fn cpu_stats(
+        &self,
+        uuid: uuid::Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> Result<Vec<Vec<TypedParam>>>;
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

@@ -57,6 +57,11 @@ fn no_snapshot(name: &str) -> crate::Error {
     }
 }
 
+/// `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`: the saved domain's XML with its secrets.
+pub const SAVE_IMAGE_XML_SECURE: u32 = 1;
+/// `VIR_ERR_NO_DOMAIN`.
+const NO_DOMAIN: i32 = rvirt_plugin_api::ErrorCode::NoDomain as i32;
+
 /// `VIR_DOMAIN_SNAPSHOT_XML_SECURE`: the snapshot's domain with its secrets.
 pub const SNAPSHOT_XML_SECURE: u32 = 1;
 /// `VIR_DOMAIN_XML_MIGRATABLE`
@@ -258,6 +263,63 @@ impl Connection {
     pub fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String> {
         self.check_connect(P::ConnectDomainXmlFromNative)?;
         self.backend.domain_xml_from_native(format, config, flags)
+    }
+
+    /// `virDomainRestoreFlags`: start the domain saved in `path` where it stopped
+    /// (`dxml`: the definition to restore with).
+    pub fn restore(&self, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.writable("virDomainRestoreFlags")?;
+        self.check_connect(P::DomainRestoreFlags)?;
+        self.backend.restore(path, dxml, flags)
+    }
+
+    /// `virDomainSaveImageGetXMLDesc`: the domain XML a save image holds
+    /// (`SAVE_IMAGE_XML_SECURE` is refused on read-only connections).
+    pub fn save_image_xml(&self, path: &str, flags: u32) -> Result<String> {
+        if flags & SAVE_IMAGE_XML_SECURE != 0 {
+            self.writable("virDomainSaveImageGetXMLDesc with the secure flag")?;
+        }
+        self.check_connect(P::DomainSaveImageGetXmlDesc)?;
+        self.backend.save_image_get_xml_desc(path, flags)
+    }
+
+    /// `virDomainSaveImageDefineXML`: replace the domain XML a save image holds.
+    pub fn save_image_define_xml(&self, path: &str, dxml: &str, flags: u32) -> Result<()> {
+        self.writable("virDomainSaveImageDefineXML")?;
+        self.check_connect(P::DomainSaveImageDefineXml)?;
+        self.backend.save_image_define_xml(path, dxml, flags)
+    }
+
+    /// `virConnectGetAllDomainStats` / `virDomainListGetStats`: the `stats` groups of
+    /// `doms`, or of every domain the list bits of `flags` select (they are
+    /// `VIR_CONNECT_LIST_DOMAINS_*`'s: ACTIVE 1 ... OTHER 128). A domain that goes away
+    /// meanwhile is left out, as libvirt does.
+    pub fn get_all_domain_stats(
+        &self,
+        doms: Option<Vec<Domain>>,
+        stats: u32,
+        flags: u32,
+    ) -> Result<Vec<(Domain, Vec<crate::TypedParam>)>> {
+        const LIST_BITS: u32 = 0xff;
+        let doms = match doms {
+            Some(d) => d,
+            None => self.list_all_domains(flags & LIST_BITS)?,
+        };
+        let mut out = Vec::with_capacity(doms.len());
+        for d in doms {
+            if !self.acl.visible("domain:read", dom_obj(&d.id)) {
+                continue;
+            }
+            match self
+                .backend
+                .domain_stats(d.id.uuid, stats, flags & !LIST_BITS)
+            {
+                Ok(params) => out.push((d, params)),
+                Err(e) if e.code() == NO_DOMAIN => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Registers `callback` for this connection's domain lifecycle events. The callback
@@ -627,5 +689,64 @@ impl Domain {
         self.conn.writable("virDomainSnapshotDelete")?;
         self.check(P::DomainSnapshotDelete)?;
         self.b().snapshot_delete(self.id.uuid, name, flags)
+    }
+
+    /// `virDomainSaveFlags`: the domain's state to the file `path`; the domain stops.
+    pub fn save(&self, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainSaveFlags")?;
+        self.check(P::DomainSaveFlags)?;
+        self.b().save(self.id.uuid, path, dxml, flags)
+    }
+
+    /// `virDomainManagedSave`: the domain's state to the driver's image, which the next
+    /// start resumes from.
+    pub fn managed_save(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainManagedSave")?;
+        self.check(P::DomainManagedSave)?;
+        self.b().managed_save(self.id.uuid, flags)
+    }
+
+    /// `virDomainManagedSaveRemove`.
+    pub fn managed_save_remove(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainManagedSaveRemove")?;
+        self.check(P::DomainManagedSaveRemove)?;
+        self.b().managed_save_remove(self.id.uuid, flags)
+    }
+
+    /// `virDomainBlockStatsFlags`: one disk's counters (`disk`: target or source path).
+    pub fn block_stats(&self, disk: &str, flags: u32) -> Result<Vec<crate::TypedParam>> {
+        self.check(P::DomainBlockStatsFlags)?;
+        self.b().block_stats(self.id.uuid, disk, flags)
+    }
+
+    /// `virDomainInterfaceStats`: one interface's counters (`device`: target or MAC).
+    pub fn interface_stats(&self, device: &str) -> Result<Vec<crate::TypedParam>> {
+        self.check(P::DomainInterfaceStats)?;
+        self.b().interface_stats(self.id.uuid, device)
+    }
+
+    /// `virDomainMemoryStats`, each statistic named after its tag
+    /// ([`crate::stats::MEMORY_STAT_NAMES`]).
+    pub fn memory_stats(&self, flags: u32) -> Result<Vec<crate::TypedParam>> {
+        self.check(P::DomainMemoryStats)?;
+        self.b().memory_stats(self.id.uuid, flags)
+    }
+
+    /// `virDomainGetJobStats`: the job type and its parameters.
+    pub fn job_stats(&self, flags: u32) -> Result<(i32, Vec<crate::TypedParam>)> {
+        self.check(P::DomainGetJobStats)?;
+        self.b().job_stats(self.id.uuid, flags)
+    }
+
+    /// `virDomainGetCPUStats`: with `start_cpu` -1 the domain's totals, else one set per
+    /// host CPU.
+    pub fn cpu_stats(
+        &self,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> Result<Vec<Vec<crate::TypedParam>>> {
+        self.check(P::DomainGetCpuStats)?;
+        self.b().cpu_stats(self.id.uuid, start_cpu, ncpus, flags)
     }
 }

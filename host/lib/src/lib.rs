@@ -42,6 +42,7 @@ mod roots;
 pub mod secrets;
 pub mod secrets_api;
 mod snapshot;
+pub mod stats;
 pub mod storage;
 mod storage_api;
 pub mod storage_bind;
@@ -49,8 +50,8 @@ mod types;
 pub mod uri;
 
 pub use connection::{
-    AFFECT_CONFIG, AFFECT_LIVE, Connection, Domain, MEM_MAXIMUM, SNAPSHOT_XML_SECURE, START_PAUSED,
-    VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE,
+    AFFECT_CONFIG, AFFECT_LIVE, Connection, Domain, MEM_MAXIMUM, SAVE_IMAGE_XML_SECURE,
+    SNAPSHOT_XML_SECURE, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE,
 };
 pub use error::{Error, Result};
 pub use network_api::NetworkService;
@@ -58,6 +59,7 @@ pub use plugin::{
     LoadError, LoadObserver, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal,
     ServedPlugin,
 };
+pub use rvirt_wire::protocol::{TypedParam, TypedParamValue};
 pub use secrets_api::{Secret, SecretEventInfo, SecretService};
 pub use storage::{
     PoolEvent, PoolId, PoolInfo, PoolRefresh, StorageBackend, VolumeId, VolumeInfo, VolumeStream,

@@ -10,7 +10,8 @@ mod host_services;
 pub(crate) use host_services::{ConnectionContext, PoolsLookup, secret_for_plugin};
 
 use crate::{
-    DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result,
+    DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result, TypedParam,
+    TypedParamValue,
     backend::{Backend, EventCallback},
     storage::StorageBackend,
 };
@@ -20,7 +21,7 @@ use rvirt_plugin_api::{
     abi_stable::{
         library::{LibraryError, lib_header_from_path},
         sabi_trait::TD_Opaque,
-        std_types::{RResult, RStr},
+        std_types::{RResult, RStr, RVec},
     },
 };
 use std::{
@@ -903,6 +904,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             6 => header
                 .ensure_layout::<api::frozen::v1_6::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            7 => header
+                .ensure_layout::<api::frozen::v1_7::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -1057,6 +1061,24 @@ fn domain_id(d: &api::DomainRef) -> DomainId {
         uuid: uuid::Uuid::from_bytes(d.uuid.0),
         id: d.id,
     }
+}
+
+/// Typed parameters from the ABI's form to the host's (the wire's).
+fn typed_params(v: RVec<api::TypedParam>) -> Vec<TypedParam> {
+    v.into_iter()
+        .map(|p| TypedParam {
+            field: p.field.into(),
+            value: match p.value {
+                api::TypedValue::Int(v) => TypedParamValue::Int(v),
+                api::TypedValue::UInt(v) => TypedParamValue::UInt(v),
+                api::TypedValue::LLong(v) => TypedParamValue::LLong(v),
+                api::TypedValue::ULLong(v) => TypedParamValue::ULLong(v),
+                api::TypedValue::Double(v) => TypedParamValue::Double(v),
+                api::TypedValue::Boolean(v) => TypedParamValue::Boolean(i32::from(v)),
+                api::TypedValue::String(v) => TypedParamValue::String(v.into()),
+            },
+        })
+        .collect()
 }
 
 fn abi_uuid(u: uuid::Uuid) -> api::Uuid {
@@ -1403,6 +1425,94 @@ impl Backend for PluginBackend {
             self.conn
                 .snapshot_delete(abi_uuid(uuid), RStr::from_str(name), flags)
         })
+    }
+    fn save(&self, uuid: uuid::Uuid, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.call("virDomainSaveFlags", || {
+            self.conn.save_flags(
+                abi_uuid(uuid),
+                RStr::from_str(path),
+                RStr::from_str(dxml.unwrap_or("")),
+                flags,
+            )
+        })
+    }
+    fn restore(&self, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.call("virDomainRestoreFlags", || {
+            self.conn.restore_flags(
+                RStr::from_str(path),
+                RStr::from_str(dxml.unwrap_or("")),
+                flags,
+            )
+        })
+        .map(|_| ())
+    }
+    fn save_image_get_xml_desc(&self, path: &str, flags: u32) -> Result<String> {
+        self.call("virDomainSaveImageGetXMLDesc", || {
+            self.conn
+                .save_image_get_xml_desc(RStr::from_str(path), flags)
+        })
+        .map(Into::into)
+    }
+    fn save_image_define_xml(&self, path: &str, dxml: &str, flags: u32) -> Result<()> {
+        self.call("virDomainSaveImageDefineXML", || {
+            self.conn
+                .save_image_define_xml(RStr::from_str(path), RStr::from_str(dxml), flags)
+        })
+    }
+    fn managed_save(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainManagedSave", || {
+            self.conn.managed_save(abi_uuid(uuid), flags)
+        })
+    }
+    fn managed_save_remove(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainManagedSaveRemove", || {
+            self.conn.managed_save_remove(abi_uuid(uuid), flags)
+        })
+    }
+    fn domain_stats(&self, uuid: uuid::Uuid, stats: u32, flags: u32) -> Result<Vec<TypedParam>> {
+        self.call("virConnectGetAllDomainStats", || {
+            self.conn.domain_stats(abi_uuid(uuid), stats, flags)
+        })
+        .map(typed_params)
+    }
+    fn block_stats(&self, uuid: uuid::Uuid, disk: &str, flags: u32) -> Result<Vec<TypedParam>> {
+        self.call("virDomainBlockStatsFlags", || {
+            self.conn
+                .block_stats_flags(abi_uuid(uuid), RStr::from_str(disk), flags)
+        })
+        .map(typed_params)
+    }
+    fn interface_stats(&self, uuid: uuid::Uuid, device: &str) -> Result<Vec<TypedParam>> {
+        self.call("virDomainInterfaceStats", || {
+            self.conn
+                .interface_stats(abi_uuid(uuid), RStr::from_str(device))
+        })
+        .map(typed_params)
+    }
+    fn memory_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<TypedParam>> {
+        self.call("virDomainMemoryStats", || {
+            self.conn.memory_stats(abi_uuid(uuid), flags)
+        })
+        .map(typed_params)
+    }
+    fn job_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<(i32, Vec<TypedParam>)> {
+        self.call("virDomainGetJobStats", || {
+            self.conn.get_job_stats(abi_uuid(uuid), flags)
+        })
+        .map(|j| (j.kind, typed_params(j.params)))
+    }
+    fn cpu_stats(
+        &self,
+        uuid: uuid::Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> Result<Vec<Vec<TypedParam>>> {
+        self.call("virDomainGetCPUStats", || {
+            self.conn
+                .get_cpu_stats(abi_uuid(uuid), start_cpu, ncpus, flags)
+        })
+        .map(|v| v.into_iter().map(typed_params).collect())
     }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;

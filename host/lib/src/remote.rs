@@ -8,7 +8,10 @@
 
 use crate::backend::{Backend, EventCallback};
 use crate::uri::ConnectUri;
-use crate::{DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result};
+use crate::{
+    DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result, TypedParam,
+    TypedParamValue,
+};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_wire::protocol::{self, NonnullDomain, RemoteError};
 use rvirt_wire::remote::*;
@@ -887,6 +890,158 @@ impl Backend for RemoteBackend {
 
     fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
         self.snap_flags::<procs::DomainSnapshotDelete>(uuid, name, flags)
+    }
+
+    fn save(&self, uuid: uuid::Uuid, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.call::<procs::DomainSaveFlags>(&DomainSaveFlagsArgs {
+            dom: handle(uuid),
+            to: path.to_string(),
+            dxml: dxml.map(str::to_string),
+            flags,
+        })
+    }
+
+    fn restore(&self, path: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.call::<procs::DomainRestoreFlags>(&DomainRestoreFlagsArgs {
+            from: path.to_string(),
+            dxml: dxml.map(str::to_string),
+            flags,
+        })
+    }
+
+    fn save_image_get_xml_desc(&self, path: &str, flags: u32) -> Result<String> {
+        let args = DomainSaveImageGetXmlDescArgs {
+            file: path.to_string(),
+            flags,
+        };
+        Ok(self.call::<procs::DomainSaveImageGetXmlDesc>(&args)?.xml)
+    }
+
+    fn save_image_define_xml(&self, path: &str, dxml: &str, flags: u32) -> Result<()> {
+        self.call::<procs::DomainSaveImageDefineXml>(&DomainSaveImageDefineXmlArgs {
+            file: path.to_string(),
+            dxml: dxml.to_string(),
+            flags,
+        })
+    }
+
+    fn managed_save(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.dom_flags::<procs::DomainManagedSave>(uuid, flags)
+    }
+
+    fn managed_save_remove(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.dom_flags::<procs::DomainManagedSaveRemove>(uuid, flags)
+    }
+
+    fn domain_stats(&self, uuid: uuid::Uuid, stats: u32, flags: u32) -> Result<Vec<TypedParam>> {
+        let args = ConnectGetAllDomainStatsArgs {
+            doms: vec![handle(uuid)],
+            stats,
+            flags,
+        };
+        let ret = self.call::<procs::ConnectGetAllDomainStats>(&args)?;
+        Ok(ret
+            .ret_stats
+            .into_iter()
+            .find(|r| r.dom.uuid == *uuid.as_bytes())
+            .map(|r| r.params)
+            .unwrap_or_default())
+    }
+
+    fn block_stats(&self, uuid: uuid::Uuid, disk: &str, flags: u32) -> Result<Vec<TypedParam>> {
+        let mut args = DomainBlockStatsFlagsArgs {
+            dom: handle(uuid),
+            path: disk.to_string(),
+            nparams: 0,
+            flags,
+        };
+        // libvirt's two steps: the count, then the values
+        args.nparams = self.call::<procs::DomainBlockStatsFlags>(&args)?.nparams;
+        Ok(self.call::<procs::DomainBlockStatsFlags>(&args)?.params)
+    }
+
+    fn interface_stats(&self, uuid: uuid::Uuid, device: &str) -> Result<Vec<TypedParam>> {
+        let r = self.call::<procs::DomainInterfaceStats>(&DomainInterfaceStatsArgs {
+            dom: handle(uuid),
+            device: device.to_string(),
+        })?;
+        let values = [
+            r.rx_bytes,
+            r.rx_packets,
+            r.rx_errs,
+            r.rx_drop,
+            r.tx_bytes,
+            r.tx_packets,
+            r.tx_errs,
+            r.tx_drop,
+        ];
+        Ok(crate::stats::INTERFACE_STAT_NAMES
+            .iter()
+            .zip(values)
+            .map(|(n, v)| TypedParam {
+                field: (*n).to_string(),
+                value: TypedParamValue::LLong(v),
+            })
+            .collect())
+    }
+
+    fn memory_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<Vec<TypedParam>> {
+        let r = self.call::<procs::DomainMemoryStats>(&DomainMemoryStatsArgs {
+            dom: handle(uuid),
+            max_stats: crate::stats::MEMORY_STAT_NAMES.len() as u32,
+            flags,
+        })?;
+        Ok(r.stats
+            .into_iter()
+            .filter_map(|s| {
+                let name = usize::try_from(s.tag)
+                    .ok()
+                    .and_then(|t| crate::stats::MEMORY_STAT_NAMES.get(t))?;
+                Some(TypedParam {
+                    field: (*name).to_string(),
+                    value: TypedParamValue::ULLong(s.val),
+                })
+            })
+            .collect())
+    }
+
+    fn job_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<(i32, Vec<TypedParam>)> {
+        let r = self.call::<procs::DomainGetJobStats>(&DomainFlagsArgs {
+            dom: handle(uuid),
+            flags,
+        })?;
+        Ok((r.kind, r.params))
+    }
+
+    fn cpu_stats(
+        &self,
+        uuid: uuid::Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> Result<Vec<Vec<TypedParam>>> {
+        let mut args = DomainGetCpuStatsArgs {
+            dom: handle(uuid),
+            nparams: 0,
+            start_cpu,
+            ncpus: ncpus.max(1),
+            flags,
+        };
+        // the number of parameters per CPU first, as libvirt's client does
+        let per = self.call::<procs::DomainGetCpuStats>(&args)?.nparams;
+        let Ok(per_cpu) = u32::try_from(per) else {
+            return Ok(Vec::new());
+        };
+        if per_cpu == 0 {
+            return Ok(Vec::new());
+        }
+        args.nparams = per_cpu;
+        let r = self.call::<procs::DomainGetCpuStats>(&args)?;
+        let stride = usize::try_from(r.nparams).unwrap_or(0).max(1);
+        Ok(r.params
+            .chunks(stride)
+            .map(<[TypedParam]>::to_vec)
+            .collect())
     }
 
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {

@@ -115,9 +115,11 @@ macro_rules! xdr_structs {
 }
 
 mod domain_mgmt;
+mod domain_state;
 mod network;
 mod storage;
 pub use domain_mgmt::*;
+pub use domain_state::*;
 pub use network::*;
 pub use storage::*;
 
@@ -275,6 +277,24 @@ remote_procedures! {
     #[ro] DomainSnapshotIsCurrent = 271: DomainSnapshotFlagsArgs => DomainSnapshotIsCurrentRet;
     #[ro] DomainSnapshotHasMetadata = 272: DomainSnapshotFlagsArgs => DomainSnapshotHasMetadataRet;
     #[ro] ConnectListAllDomains = 273: ConnectListAllDomainsArgs => ConnectListAllDomainsRet;
+    // save/restore, managed save and statistics (plugin API 1.8); the statistics and the
+    // non-secure save image XML read, as libvirt allows them read-only
+    DomainRestore = 54: DomainRestoreArgs => ();
+    DomainSave = 55: DomainSaveArgs => ();
+    #[ro] DomainBlockStats = 64: DomainBlockStatsArgs => DomainBlockStatsRet;
+    #[ro] DomainInterfaceStats = 65: DomainInterfaceStatsArgs => DomainInterfaceStatsRet;
+    #[ro] DomainMemoryStats = 159: DomainMemoryStatsArgs => DomainMemoryStatsRet;
+    #[ro] DomainGetJobInfo = 163: DomainArgs => DomainGetJobInfoRet;
+    DomainManagedSave = 182: DomainFlagsArgs => ();
+    DomainManagedSaveRemove = 184: DomainFlagsArgs => ();
+    DomainSaveFlags = 232: DomainSaveFlagsArgs => ();
+    DomainRestoreFlags = 233: DomainRestoreFlagsArgs => ();
+    #[ro] DomainSaveImageGetXmlDesc = 235: DomainSaveImageGetXmlDescArgs => DomainSaveImageGetXmlDescRet;
+    DomainSaveImageDefineXml = 236: DomainSaveImageDefineXmlArgs => ();
+    #[ro] DomainBlockStatsFlags = 243: DomainBlockStatsFlagsArgs => DomainBlockStatsFlagsRet;
+    #[ro] DomainGetCpuStats = 262: DomainGetCpuStatsArgs => DomainGetCpuStatsRet;
+    #[ro] DomainGetJobStats = 298: DomainFlagsArgs => DomainGetJobStatsRet;
+    #[ro] ConnectGetAllDomainStats = 344: ConnectGetAllDomainStatsArgs => ConnectGetAllDomainStatsRet;
     #[ro] DomainListAllSnapshots = 274: DomainListAllSnapshotsArgs => DomainSnapshotListRet;
     #[ro] DomainSnapshotListAllChildren = 275: DomainSnapshotListAllChildrenArgs => DomainSnapshotListRet;
     #[ro] ConnectListAllStoragePools = 281: ListAllArgs => ConnectListAllStoragePoolsRet;

@@ -4,8 +4,7 @@
 //! from [`super::v1_6`]. Nothing here refers to a type outside `frozen/` (abi_stable and
 //! std types excepted).
 //!
-//! 1.7 is the current minor: this copy is what the host checks a 1.7 plugin against once
-//! a later minor exists.
+//! The host checks a 1.7 plugin against this copy.
 
 pub use super::v1_6::{
     ConnectionUri, DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, FacetVersion,

@@ -18,7 +18,8 @@ use rvirt_sdk::{
     PluginInfo,
     abi::{
         DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
-        HostServicesBox, NodeInfo, PResult, PluginError, StateReason, Uuid,
+        HostServicesBox, JobStats, NodeInfo, PResult, PluginError, StateReason, TypedParam,
+        TypedValue, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -143,7 +144,7 @@ fn node_info() -> NodeInfo {
 pub mod flags {
     /// `VIR_DOMAIN_DEFINE_VALIDATE`: definitions are always validated.
     pub const DEFINE_VALIDATE: u32 = 1;
-    /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: the driver makes no managed saves.
+    /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: the managed save image goes with the domain.
     pub const UNDEFINE_MANAGED_SAVE: u32 = 1;
     /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`: a shut-off domain's snapshot metadata
     /// goes too (without it, a domain with snapshots is not undefined).
@@ -290,7 +291,7 @@ impl DriverConnection for QemuConnection {
             }
             d.undefine(
                 from_abi_uuid(uuid),
-                flags & (UNDEFINE_NVRAM | UNDEFINE_SNAPSHOTS_METADATA),
+                flags & (UNDEFINE_NVRAM | UNDEFINE_SNAPSHOTS_METADATA | UNDEFINE_MANAGED_SAVE),
             )
         })
     }
@@ -303,7 +304,10 @@ impl DriverConnection for QemuConnection {
                 flags,
                 START_PAUSED | START_BYPASS_CACHE | START_FORCE_BOOT,
             )?;
-            d.start(from_abi_uuid(uuid), flags & START_PAUSED)
+            d.start(
+                from_abi_uuid(uuid),
+                flags & (START_PAUSED | START_FORCE_BOOT),
+            )
         })
     }
 
@@ -431,10 +435,7 @@ impl DriverConnection for QemuConnection {
         if let Err(e) = check("virDomainHasManagedSaveImage", flags, 0) {
             return RResult::RErr(e);
         }
-        self.driver
-            .by_uuid(from_abi_uuid(uuid))
-            .map(|_| false)
-            .into()
+        self.driver.has_managed_save(from_abi_uuid(uuid)).into()
     }
 
     fn domain_xml_to_native(
@@ -566,6 +567,149 @@ impl DriverConnection for QemuConnection {
             check_w("virDomainSnapshotDelete", flags, snap::delete::ALLOWED)?;
             d.snapshot_delete(from_abi_uuid(uuid), name.as_str(), flags)
         })
+    }
+
+    fn save_flags(&self, uuid: Uuid, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainSaveFlags", |d| {
+            // VIR_DOMAIN_SAVE_BYPASS_CACHE (the page cache is not bypassed) | _RUNNING | _PAUSED
+            check_w("virDomainSaveFlags", flags, 1 | 2 | 4)?;
+            let dxml = Some(dxml.as_str()).filter(|x| !x.is_empty());
+            d.save(
+                from_abi_uuid(uuid),
+                std::path::Path::new(path.as_str()),
+                dxml,
+                flags,
+            )
+        })
+    }
+
+    fn restore_flags(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        self.write("virDomainRestoreFlags", |d| {
+            check_w("virDomainRestoreFlags", flags, 1 | 2 | 4)?;
+            let dxml = Some(dxml.as_str()).filter(|x| !x.is_empty());
+            d.restore(std::path::Path::new(path.as_str()), dxml, flags)
+        })
+    }
+
+    fn save_image_get_xml_desc(&self, path: RStr<'_>, flags: u32) -> PResult<RString> {
+        // VIR_DOMAIN_SAVE_IMAGE_XML_SECURE: the image holds the secure XML
+        if let Err(e) = check("virDomainSaveImageGetXMLDesc", flags, 1) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .save_image_xml(std::path::Path::new(path.as_str()))
+            .map(RString::from))
+    }
+
+    fn save_image_define_xml(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> {
+        self.write("virDomainSaveImageDefineXML", |d| {
+            check_w("virDomainSaveImageDefineXML", flags, 2 | 4)?;
+            d.save_image_define(std::path::Path::new(path.as_str()), dxml.as_str(), flags)
+        })
+    }
+
+    fn managed_save(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainManagedSave", |d| {
+            check_w("virDomainManagedSave", flags, 1 | 2 | 4)?;
+            d.managed_save(from_abi_uuid(uuid), flags)
+        })
+    }
+
+    fn managed_save_remove(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainManagedSaveRemove", |d| {
+            check_w("virDomainManagedSaveRemove", flags, 0)?;
+            d.managed_save_remove(from_abi_uuid(uuid))
+        })
+    }
+
+    fn domain_stats(&self, uuid: Uuid, stats: u32, flags: u32) -> PResult<RVec<TypedParam>> {
+        // VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT | _BACKING | _ENFORCE_STATS
+        if let Err(e) = check(
+            "virConnectGetAllDomainStats",
+            flags,
+            (1 << 29) | (1 << 30) | (1 << 31),
+        ) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .domain_stats(from_abi_uuid(uuid), stats)
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn block_stats_flags(
+        &self,
+        uuid: Uuid,
+        disk: RStr<'_>,
+        flags: u32,
+    ) -> PResult<RVec<TypedParam>> {
+        // VIR_TYPED_PARAM_STRING_OKAY
+        if let Err(e) = check("virDomainBlockStatsFlags", flags, 4) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .block_stats(from_abi_uuid(uuid), disk.as_str())
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn interface_stats(&self, uuid: Uuid, device: RStr<'_>) -> PResult<RVec<TypedParam>> {
+        res(self
+            .driver
+            .interface_stats(from_abi_uuid(uuid), device.as_str())
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn memory_stats(&self, uuid: Uuid, flags: u32) -> PResult<RVec<TypedParam>> {
+        if let Err(e) = check("virDomainMemoryStats", flags, 0) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .memory_stats(from_abi_uuid(uuid))
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn get_job_stats(&self, uuid: Uuid, flags: u32) -> PResult<JobStats> {
+        // VIR_DOMAIN_JOB_STATS_COMPLETED | _KEEP_COMPLETED
+        if let Err(e) = check("virDomainGetJobStats", flags, 1 | 2) {
+            return RResult::RErr(e);
+        }
+        self.driver
+            .job_stats(from_abi_uuid(uuid), flags & 1 != 0)
+            .map(|(kind, params)| JobStats {
+                kind,
+                params: params
+                    .into_iter()
+                    .map(|(n, v)| {
+                        let value = if n == "operation" {
+                            TypedValue::Int(i32::try_from(v).unwrap_or(0))
+                        } else {
+                            TypedValue::ULLong(v)
+                        };
+                        TypedParam::new(n, value)
+                    })
+                    .collect(),
+            })
+            .into()
+    }
+
+    fn get_cpu_stats(
+        &self,
+        uuid: Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> PResult<RVec<RVec<TypedParam>>> {
+        // VIR_TYPED_PARAM_STRING_OKAY: virsh sets it; the answer has no strings
+        if let Err(e) = check("virDomainGetCPUStats", flags, 4) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .cpu_stats(from_abi_uuid(uuid), start_cpu, ncpus)
+            .map(|v| v.into_iter().map(|s| s.into_iter().collect()).collect()))
     }
 }
 

@@ -198,6 +198,10 @@ impl Paths {
     pub fn nvram_dir(&self) -> PathBuf {
         self.state.join("nvram")
     }
+    /// `state/save/NAME.save`: the domain's managed save image.
+    pub fn managed_save_file(&self, name: &str) -> PathBuf {
+        self.state.join("save").join(format!("{name}.save"))
+    }
     /// `run/channel`.
     pub fn channel_dir(&self) -> PathBuf {
         self.run.join("channel")

@@ -21,8 +21,8 @@ use node::{Node, SharedNode};
 use rvirt_sdk::{
     PluginInfo,
     abi::{
-        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo,
-        PResult, PluginError, StateReason, Uuid,
+        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, JobStats,
+        NodeInfo, PResult, PluginError, StateReason, TypedParam, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
     },
     filter,
@@ -189,6 +189,16 @@ mod allowed {
     pub const SNAPSHOT_XML: u32 = 1;
     /// None (the topology flags of the children listing are all accepted there).
     pub const SNAPSHOT_CURRENT: u32 = 0;
+    /// `VIR_DOMAIN_SAVE_BYPASS_CACHE` (1, nothing to bypass in memory) |
+    /// `VIR_DOMAIN_SAVE_RUNNING` (2) | `VIR_DOMAIN_SAVE_PAUSED` (4).
+    pub const SAVE: u32 = 1 | 2 | 4;
+    /// `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`: the image holds the secure XML already.
+    pub const SAVE_IMAGE_XML: u32 = 1;
+    /// `VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT` (1 << 29), `_BACKING` (1 << 30),
+    /// `_ENFORCE_STATS` (1 << 31): nothing waits and there are no backing chains.
+    pub const STATS: u32 = (1 << 29) | (1 << 30) | (1 << 31);
+    /// `VIR_DOMAIN_JOB_STATS_COMPLETED` (1) | `_KEEP_COMPLETED` (2).
+    pub const JOB_STATS: u32 = 1 | 2;
 }
 
 /// Returns libvirt's invalid-argument error from the enclosing method when `flags` has a
@@ -426,6 +436,106 @@ impl DriverConnection for TestConnection {
         checked!("virDomainSnapshotDelete", flags, snapshot::delete::ALLOWED);
         self.write("virDomainSnapshotDelete", |n| {
             n.snapshot_delete(uuid, name.as_str(), flags)
+        })
+    }
+
+    fn save_flags(&self, uuid: Uuid, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> {
+        checked!("virDomainSaveFlags", flags, allowed::SAVE);
+        self.write("virDomainSaveFlags", |n| {
+            n.save(uuid, path.as_str(), dxml.as_str(), flags)
+        })
+    }
+
+    fn restore_flags(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<DomainRef> {
+        checked!("virDomainRestoreFlags", flags, allowed::SAVE);
+        self.write("virDomainRestoreFlags", |n| {
+            n.restore(path.as_str(), dxml.as_str(), flags)
+        })
+    }
+
+    fn save_image_get_xml_desc(&self, path: RStr<'_>, flags: u32) -> PResult<RString> {
+        checked!(
+            "virDomainSaveImageGetXMLDesc",
+            flags,
+            allowed::SAVE_IMAGE_XML
+        );
+        self.with(|n| n.save_image_xml(path.as_str()).map(Into::into))
+    }
+
+    fn save_image_define_xml(&self, path: RStr<'_>, dxml: RStr<'_>, flags: u32) -> PResult<()> {
+        checked!("virDomainSaveImageDefineXML", flags, allowed::SAVE & !1);
+        self.write("virDomainSaveImageDefineXML", |n| {
+            n.save_image_define(path.as_str(), dxml.as_str(), flags)
+        })
+    }
+
+    fn managed_save(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainManagedSave", flags, allowed::SAVE);
+        self.write("virDomainManagedSave", |n| n.managed_save(uuid, flags))
+    }
+
+    fn managed_save_remove(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        checked!("virDomainManagedSaveRemove", flags, 0);
+        self.write("virDomainManagedSaveRemove", |n| {
+            n.managed_save_remove(uuid)
+        })
+    }
+
+    fn domain_stats(&self, uuid: Uuid, stats: u32, flags: u32) -> PResult<RVec<TypedParam>> {
+        checked!("virConnectGetAllDomainStats", flags, allowed::STATS);
+        self.with(|n| n.domain_stats(uuid, stats))
+    }
+
+    fn memory_stats(&self, uuid: Uuid, flags: u32) -> PResult<RVec<TypedParam>> {
+        checked!("virDomainMemoryStats", flags, 0);
+        self.with(|n| {
+            let d = n.by_uuid(uuid)?;
+            if !d.is_active() {
+                return Err(rvirt_sdk::util::operation_invalid(
+                    ErrorDomain::Test,
+                    "domain is not running",
+                ));
+            }
+            Ok(d.memory_stats())
+        })
+    }
+
+    fn get_job_stats(&self, uuid: Uuid, flags: u32) -> PResult<JobStats> {
+        checked!("virDomainGetJobStats", flags, allowed::JOB_STATS);
+        // no job ever runs in the in-memory driver: VIR_DOMAIN_JOB_NONE
+        self.with(|n| {
+            n.by_uuid(uuid).map(|_| JobStats {
+                kind: 0,
+                params: RVec::new(),
+            })
+        })
+    }
+
+    fn get_cpu_stats(
+        &self,
+        uuid: Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> PResult<RVec<RVec<TypedParam>>> {
+        // VIR_TYPED_PARAM_STRING_OKAY: virsh sets it; the answer has no strings
+        checked!("virDomainGetCPUStats", flags, 4);
+        self.with(|n| {
+            let d = n.by_uuid(uuid)?;
+            if !d.is_active() {
+                return Err(rvirt_sdk::util::operation_invalid(
+                    ErrorDomain::Test,
+                    "domain is not running",
+                ));
+            }
+            if start_cpu != -1 || ncpus != 1 {
+                return Err(PluginError::new(
+                    ErrorCode::NoSupport,
+                    ErrorDomain::Test,
+                    "this function is not supported by the connection driver: virDomainGetCPUStats per host CPU (the test driver has the totals only)",
+                ));
+            }
+            Ok(std::iter::once(d.cpu_totals()).collect())
         })
     }
 }

@@ -1,6 +1,9 @@
 //! The state of one test node: its domains, networks, pools and host facts, and the
 //! lifecycle rules libvirt's test driver follows.
 
+mod save;
+mod stats;
+
 use crate::snapshot::{self, Snapshots};
 use rvirt_sdk::{
     abi::{
@@ -158,6 +161,8 @@ pub struct Dom {
     pub persistent: bool,
     pub autostart: bool,
     pub managed_save: bool,
+    /// Whether the managed save was taken of (or asked to restore) a paused domain.
+    managed_paused: bool,
     started: Option<Instant>,
     pub snapshots: Snapshots,
 }
@@ -175,6 +180,7 @@ impl Dom {
             persistent,
             autostart: false,
             managed_save: false,
+            managed_paused: false,
             started: None,
             snapshots: Snapshots::default(),
         }
@@ -528,8 +534,16 @@ impl Node {
     pub fn undefine(&mut self, uuid: Uuid, flags: u32) -> Result<(), PluginError> {
         /// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`.
         const SNAPSHOTS_METADATA: u32 = 2;
+        /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`.
+        const MANAGED_SAVE: u32 = 1;
         let i = self.index(uuid)?;
         let d = &self.doms[i];
+        if d.managed_save && flags & MANAGED_SAVE == 0 {
+            return Err(operation_invalid(
+                ErrorDomain::Test,
+                "Refusing to undefine while domain managed save image exists",
+            ));
+        }
         if !d.snapshots.is_empty() && flags & SNAPSHOTS_METADATA == 0 {
             return Err(operation_invalid(
                 ErrorDomain::Test,
@@ -586,7 +600,9 @@ impl Node {
                 "domain is already running",
             ));
         }
-        self.start_at(i, flags);
+        if self.start_managed(i, flags).is_none() {
+            self.start_at(i, flags);
+        }
         Ok(self.doms[i].reference())
     }
 

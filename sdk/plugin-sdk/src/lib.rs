@@ -212,7 +212,7 @@ macro_rules! no_connection {
     };
 }
 
-use abi::{DomainInfo, DomainRef, NodeInfo, StateReason, Uuid};
+use abi::{DomainInfo, DomainRef, JobStats, NodeInfo, StateReason, TypedParam, Uuid};
 abi::driver_connection_methods!(no_connection);
 
 /// The pool types of a storage facet, for the ABI.

@@ -60,6 +60,8 @@ pub(super) enum Stopping {
     Destroy,
     /// Stopped by a snapshot revert (or a snapshot taken with `HALT`).
     FromSnapshot,
+    /// Stopped after its state went to a save image.
+    Saved,
 }
 
 pub(super) struct Run {
@@ -121,6 +123,8 @@ pub(super) struct State {
     pub(super) starting: HashMap<uuid::Uuid, Arc<OwnedFd>>,
     /// The domains' snapshot metadata (`snapshot`).
     pub(super) snapshots: HashMap<uuid::Uuid, super::snapshot::Snapshots>,
+    /// The job statistics of saves (`save`): the one running and the last completed.
+    pub(super) job_stats: HashMap<uuid::Uuid, super::save::JobRecord>,
 }
 
 pub(super) type Emit = Vec<(DomainRef, i32, i32)>;
@@ -499,7 +503,16 @@ impl Driver {
         }
         let name = d.def.name().to_string();
         let running = d.run.is_some();
+        // VIR_DOMAIN_UNDEFINE_MANAGED_SAVE (1) removes the managed save image with it
+        let managed = self.paths.managed_save_file(&name);
+        if managed.exists() && flags & 1 == 0 {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "Refusing to undefine while domain managed save image exists",
+            )));
+        }
         self.snapshots_at_undefine(&mut st, uuid, &name, running, flags)?;
+        let _ = std::fs::remove_file(&managed);
         let d = st.doms.get_mut(&uuid).expect("checked above");
         let cfg = self.paths.config_file(&name);
         std::fs::remove_file(&cfg).map_err(io("remove", &cfg))?;

@@ -24,6 +24,53 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A start from a save image (see [`Driver::start_in_job_full`]).
+pub(super) struct Incoming {
+    /// The image, positioned at QEMU's migration stream.
+    pub(super) file: std::fs::File,
+    /// The definition to run instead of the domain's (the image's, or the caller's).
+    pub(super) def: Option<rvirt_xml::Domain>,
+    /// The guest stays paused after the restore.
+    pub(super) paused: bool,
+}
+
+/// Waits until QEMU has read the whole incoming stream: its run state leaves `inmigrate`
+/// (and, when the guest is to run, `cont` sent at start has made it `running`).
+fn wait_incoming(qmp: &Qmp, paused: bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let st = qmp.execute("query-status", None)?;
+        let status = st.get("status").and_then(|s| s.as_str()).unwrap_or("");
+        match status {
+            "internal-error" | "io-error" | "shutdown" | "guest-panicked" => {
+                return Err(DriverError::Launch {
+                    reason: format!(
+                        "restoring the saved state failed (qemu is in state '{status}')"
+                    ),
+                    log: String::new(),
+                });
+            }
+            "inmigrate" => {}
+            "running" => return Ok(()),
+            // the guest stays paused: any state past the stream will do
+            _ if paused => return Ok(()),
+            // `cont` during the incoming migration runs the guest once it is read
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err(DriverError::Launch {
+                reason: format!(
+                    "qemu did not finish reading the saved state in 600 s (state '{status}')"
+                ),
+                log: String::new(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 impl Driver {
     pub(super) fn autostart(&'static self) {
         let todo: Vec<uuid::Uuid> = self
@@ -105,7 +152,17 @@ impl Driver {
     pub fn start(&'static self, uuid: uuid::Uuid, flags: u32) -> Result<DomainRef> {
         let job = self.begin_job(uuid, None)?;
         self.sync_from_disk(&job);
-        self.start_in_job(&job, flags)
+        if self.with_dom(uuid, |d| d.run.is_some()).unwrap_or(false) {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "domain is already running",
+            )));
+        }
+        // a managed save image resumes the guest (VIR_DOMAIN_START_FORCE_BOOT = 8 drops it)
+        if let Some(r) = self.start_managed(&job, flags) {
+            return r;
+        }
+        self.start_in_job(&job, flags & !8)
     }
 
     /// Starts the domain of `job`. The driver lock is taken only to read the definition
@@ -123,6 +180,18 @@ impl Driver {
         flags: u32,
         from_snapshot: Option<i32>,
     ) -> Result<DomainRef> {
+        self.start_in_job_full(job, flags, from_snapshot, None)
+    }
+
+    /// [`Driver::start_in_job_as`]; with `incoming`, QEMU starts with `-incoming` on the
+    /// save image's stream and the guest resumes where it was saved (or stays paused).
+    pub(super) fn start_in_job_full(
+        &'static self,
+        job: &Job<'_>,
+        flags: u32,
+        from_snapshot: Option<i32>,
+        mut incoming: Option<Incoming>,
+    ) -> Result<DomainRef> {
         let uuid = job.uuid;
         let (def, persistent) = {
             let st = self.lock();
@@ -138,6 +207,7 @@ impl Driver {
             }
             (d.def.clone(), d.persistent)
         };
+        let def = incoming.as_mut().and_then(|i| i.def.take()).unwrap_or(def);
         let name = def.name().to_string();
         // Volume disks resolve through the host's pools before anything is made.
         let volumes = self.resolve_volumes(&def)?;
@@ -199,6 +269,14 @@ impl Driver {
             let _ = std::fs::remove_file(m);
         };
         let mut args = native.args.clone();
+        let mut tap_fds = tap_fds;
+        if let Some(inc) = &incoming {
+            // QEMU reads the migration stream from the image, past rvirt's header
+            let fd = inc.file.as_raw_fd();
+            args.push("-incoming".into());
+            args.push(format!("fd:{fd}"));
+            tap_fds.push(fd);
+        }
         let mut overlays = Vec::new();
         let prep = (|| -> Result<()> {
             if let Some((template, vars)) = &native.nvram {
@@ -336,9 +414,14 @@ impl Driver {
         // QEMU initialises for tens of milliseconds now; record it meanwhile. The status
         // file exists before the guest's CPUs run (`cont` below), so a running domain is
         // always found by a new process; it is rewritten with the pty paths once known.
-        let paused = flags & 1 != 0;
+        let paused = flags & 1 != 0 || incoming.as_ref().is_some_and(|i| i.paused);
+        let restored = incoming.is_some();
+        // QEMU has its own copy of the image's descriptor now
+        drop(incoming);
         let (dstate, dreason) = if paused {
             (state::PAUSED, reason::PAUSED_USER)
+        } else if restored {
+            (state::RUNNING, reason::RUNNING_RESTORED)
         } else {
             (state::RUNNING, reason::RUNNING_BOOTED)
         };
@@ -402,6 +485,10 @@ impl Driver {
         if let Ok(c) = &chardevs {
             fill_pty_paths(&mut run.live, c);
         }
+        if restored && let Err(e) = wait_incoming(&qmp, paused) {
+            qmp.close();
+            return Err(fail(&mut child, e));
+        }
         // The RESUME of `cont` is in the state set below.
         run.events_applied = qmp.events_read();
         run.qmp = Some(qmp);
@@ -430,9 +517,22 @@ impl Driver {
             self.emit(vec![(r.clone(), event::STARTED, det)]);
             return Ok(r);
         }
-        let mut ev = vec![(r.clone(), event::STARTED, detail::STARTED_BOOTED)];
+        let mut ev = vec![(
+            r.clone(),
+            event::STARTED,
+            if restored {
+                detail::STARTED_RESTORED
+            } else {
+                detail::STARTED_BOOTED
+            },
+        )];
         if paused {
-            ev.push((r.clone(), event::SUSPENDED, detail::SUSPENDED_PAUSED));
+            let det = if restored {
+                detail::SUSPENDED_RESTORED
+            } else {
+                detail::SUSPENDED_PAUSED
+            };
+            ev.push((r.clone(), event::SUSPENDED, det));
         }
         self.emit(ev);
         Ok(r)

@@ -129,6 +129,7 @@ fn perr(e: PluginError) -> DriverError {
 mod reason {
     pub const RUNNING_UNKNOWN: i32 = 0;
     pub const RUNNING_BOOTED: i32 = 1;
+    pub const RUNNING_RESTORED: i32 = 3;
     pub const RUNNING_UNPAUSED: i32 = 5;
     pub const PAUSED_UNKNOWN: i32 = 0;
     pub const PAUSED_USER: i32 = 1;
@@ -137,6 +138,7 @@ mod reason {
     pub const SHUTOFF_SHUTDOWN: i32 = 1;
     pub const SHUTOFF_DESTROYED: i32 = 2;
     pub const SHUTOFF_CRASHED: i32 = 3;
+    pub const SHUTOFF_SAVED: i32 = 5;
     pub const SHUTOFF_FAILED: i32 = 6;
     pub const CRASHED_PANICKED: i32 = 1;
 }
@@ -146,6 +148,8 @@ mod detail {
     pub const DEFINED_ADDED: i32 = 0;
     pub const DEFINED_UPDATED: i32 = 1;
     pub const STARTED_BOOTED: i32 = 0;
+    pub const STARTED_RESTORED: i32 = 2;
+    pub const SUSPENDED_RESTORED: i32 = 5;
     pub const SUSPENDED_PAUSED: i32 = 0;
     pub const RESUMED_UNPAUSED: i32 = 0;
     pub const STOPPED_SHUTDOWN: i32 = 0;
@@ -164,7 +168,9 @@ mod lifecycle;
 mod monitor;
 mod process;
 mod resources;
+mod save;
 pub mod snapshot;
+mod stats;
 mod tuning;
 
 use domains::{Dom, Emit, State, mkdir_private};
@@ -302,7 +308,7 @@ impl Driver {
                         state: d.state,
                         persistent: d.persistent,
                         autostart: d.autostart,
-                        managed_save: false,
+                        managed_save: self.paths.managed_save_file(d.def.name()).exists(),
                         has_snapshot: Self::snapshot_count(&st, uuid) > 0,
                     },
                 )

@@ -483,6 +483,9 @@ impl Driver {
         }
         let (rsn, det) = if run.stopping == Some(Stopping::Destroy) {
             (reason::SHUTOFF_DESTROYED, detail::STOPPED_DESTROYED)
+        } else if run.stopping == Some(Stopping::Saved) {
+            // VIR_DOMAIN_EVENT_STOPPED_SAVED
+            (reason::SHUTOFF_SAVED, 4)
         } else if run.stopping == Some(Stopping::FromSnapshot) {
             // VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT
             (7, 6)
