@@ -167,6 +167,9 @@ impl Header {
     }
 }
 
+/// A job's type (`VIR_DOMAIN_JOB_*`) and its named counters.
+pub type JobAnswer = (i32, Vec<(&'static str, u64)>);
+
 /// A save's job statistics, for `virDomainGetJobStats`.
 #[derive(Debug, Clone, Default)]
 pub struct JobRecord {
@@ -205,7 +208,7 @@ pub fn job_params(elapsed_ms: u64, m: &Value) -> Vec<(&'static str, u64)> {
 }
 
 /// `virDomainGetJobStats` answer: the job type and its parameters (the operation first).
-pub fn job_stats(rec: Option<&JobRecord>, completed: bool) -> (i32, Vec<(&'static str, u64)>) {
+pub fn job_stats(rec: Option<&JobRecord>, completed: bool) -> JobAnswer {
     let Some(rec) = rec else {
         return (0, Vec::new());
     };
@@ -650,7 +653,7 @@ impl Driver {
         &self,
         uuid: uuid::Uuid,
         completed: bool,
-    ) -> std::result::Result<(i32, Vec<(&'static str, u64)>), PluginError> {
+    ) -> std::result::Result<JobAnswer, PluginError> {
         let st = self.lock();
         if !st.doms.contains_key(&uuid) {
             return Err(no_domain(
