@@ -177,3 +177,60 @@ fn virsh_reads_test_domain_statistics_through_rvirtd() {
     let e = fails(&uri, &["domblkstat", "test", "vda"]);
     assert!(e.contains("virDomainBlockStatsFlags"), "{e}");
 }
+
+/// `rvirt` through the host library's remote driver (rvirtd's unix socket): the same
+/// calls over the wire from the other side.
+#[test]
+fn the_rvirt_cli_saves_restores_and_reads_statistics_over_the_remote_driver() {
+    let rvirt = rvirt_tests::built("rvirt");
+    assert!(
+        rvirt.is_file(),
+        "build rvirt-cli first: {}",
+        rvirt.display()
+    );
+    let d = Daemon::start();
+    let uri = d.uri();
+    let run = |args: &[&str]| -> String {
+        let o = Command::new(&rvirt)
+            .arg("-c")
+            .arg(&uri)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "rvirt {args:?} failed: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    let s = run(&["domstats", "test"]);
+    assert!(
+        s.contains("Domain: 'test'") && s.contains("vcpu.current=2"),
+        "{s}"
+    );
+    let s = run(&["domstats", "--balloon"]);
+    assert!(
+        s.contains("balloon.maximum=8388608") && !s.contains("state.state"),
+        "{s}"
+    );
+    let m = run(&["dommemstat", "test"]);
+    assert!(m.contains("available 8388608"), "{m}");
+    let j = run(&["domjobinfo", "test"]);
+    assert!(j.contains("None"), "{j}");
+    let c = run(&["cpu-stats", "test", "--total"]);
+    assert!(c.contains("cpu_time"), "{c}");
+    let image = d.root.path().join("cli.save");
+    let out = run(&["save", "test", image.to_str().unwrap()]);
+    assert!(out.contains("saved to"), "{out}");
+    let x = run(&["save-image-dumpxml", image.to_str().unwrap()]);
+    assert!(x.contains("<name>test</name>"), "{x}");
+    run(&["restore", image.to_str().unwrap()]);
+    let st = run(&["domstate", "test", "--reason"]);
+    assert!(st.contains("running (restored)"), "{st}");
+    run(&["managedsave", "test"]);
+    let st = run(&["domstate", "test", "--reason"]);
+    assert!(st.contains("shut off (saved)"), "{st}");
+    run(&["managedsave-remove", "test"]);
+}
