@@ -241,3 +241,94 @@ fn virsh_saves_restores_and_managed_saves_a_running_qemu_guest() {
     ok(&uri, &["destroy", "vsave"]);
     assert_eq!(state(&uri, "vsave"), "shut off");
 }
+
+fn ifstat(out: &str, dev: &str, key: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{dev} {key} ")))
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+const IFSTAT_TEST: &str = "qemu_save::domifstat_and_domstats_count_the_traffic_of_a_bridged_guest";
+
+/// `domifstat` and the `interface` group of `domstats` on a guest whose interface is a TAP
+/// on a bridge (in a network namespace of the test's own): the guest's DHCP requests move
+/// its transmit counters, seen from the guest's side.
+#[test]
+fn domifstat_and_domstats_count_the_traffic_of_a_bridged_guest() {
+    if tools_missing() {
+        return;
+    }
+    if rvirt_tests::rerun_in_netns(IFSTAT_TEST) {
+        return;
+    }
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh("ip link set lo up && ip link add br-st type bridge && ip link set br-st up");
+    let g = guest();
+    let d = Daemon::start();
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let serial = root.join("serial.log");
+    let file = root.join("vnet.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<domain type='qemu'><name>vnet</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+             <devices><serial type='file'><source path='{s}'/></serial>\
+             <interface type='bridge'><source bridge='br-st'/><model type='virtio'/></interface></devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    ok(&uri, &["start", "vnet"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    let live = ok(&uri, &["dumpxml", "vnet"]);
+    let dev = live
+        .split("<target dev='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap_or_else(|| panic!("no TAP in {live}"))
+        .to_string();
+    // before the guest's network is up, then after its DHCP client has asked (the guest
+    // transmits the requests whether or not anything answers)
+    let before = ok(&uri, &["domifstat", "vnet", &dev]);
+    wait_for("GUEST-READY", Duration::from_secs(120), || {
+        log().contains("GUEST-READY")
+    });
+    let after = ok(&uri, &["domifstat", "vnet", &dev]);
+    assert!(
+        ifstat(&after, &dev, "tx_packets") > ifstat(&before, &dev, "tx_packets"),
+        "the guest's DHCP requests are counted:\n{before}\n{after}\nguest: {}",
+        log()
+    );
+    assert!(ifstat(&after, &dev, "tx_bytes") > ifstat(&before, &dev, "tx_bytes"));
+    let _ = ifstat(&after, &dev, "rx_packets");
+    // by MAC too
+    let mac = live
+        .split("<mac address='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap()
+        .to_string();
+    let by_mac = ok(&uri, &["domifstat", "vnet", &mac]);
+    assert!(by_mac.contains("rx_packets"), "{by_mac}");
+    let s = ok(&uri, &["domstats", "vnet", "--interface"]);
+    assert!(s.contains("net.count=1"), "{s}");
+    assert!(s.contains(&format!("net.0.name={dev}")), "{s}");
+    assert!(stat(&s, "net.0.tx.pkts") > 0, "{s}");
+    let _ = stat(&s, "net.0.rx.bytes");
+    ok(&uri, &["destroy", "vnet"]);
+}

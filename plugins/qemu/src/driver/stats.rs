@@ -1,6 +1,6 @@
 //! Statistics of running domains, in libvirt's typed-parameter names: QMP for what QEMU
 //! knows (`query-blockstats`, `query-balloon`, `query-cpus-fast`), `/proc` for CPU times
-//! (the QEMU process and its vCPU threads) and `/sys/class/net` for the TAP devices.
+//! (the QEMU process and its vCPU threads) and `/proc/net/dev` for the TAP devices.
 //!
 //! A domain that is not running has the `state`, `balloon` and `vcpu` counts of its
 //! definition only, as libvirt's.
@@ -106,24 +106,29 @@ fn blockstats_of<'a>(all: &'a Value, alias: Option<&str>) -> Option<&'a Value> {
 }
 
 /// The counters of a TAP as the guest sees them (the host's receive is the guest's
-/// transmit), in `virDomainInterfaceStats` order.
+/// transmit), in `virDomainInterfaceStats` order. Read from `/proc/net/dev`, which shows
+/// the reader's network namespace (`/sys/class/net` shows the one sysfs was mounted in).
 fn tap_counters(dev: &str) -> Option<[(&'static str, i64); 8]> {
-    let read = |f: &str| -> Option<i64> {
-        std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{f}"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
+    let table = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let line = table
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{dev}:")))?;
+    let f: Vec<i64> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(-1))
+        .collect();
+    // receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes
+    // packets errs drop ...
+    let host = |i: usize| f.get(i).copied();
     Some([
-        ("rx_bytes", read("tx_bytes")?),
-        ("rx_packets", read("tx_packets")?),
-        ("rx_errs", read("tx_errors")?),
-        ("rx_drop", read("tx_dropped")?),
-        ("tx_bytes", read("rx_bytes")?),
-        ("tx_packets", read("rx_packets")?),
-        ("tx_errs", read("rx_errors")?),
-        ("tx_drop", read("rx_dropped")?),
+        ("rx_bytes", host(8)?),
+        ("rx_packets", host(9)?),
+        ("rx_errs", host(10)?),
+        ("rx_drop", host(11)?),
+        ("tx_bytes", host(0)?),
+        ("tx_packets", host(1)?),
+        ("tx_errs", host(2)?),
+        ("tx_drop", host(3)?),
     ])
 }
 
@@ -473,13 +478,8 @@ mod tests {
         let c = tap_counters("lo").expect("lo has statistics");
         assert_eq!(c[0].0, "rx_bytes");
         assert_eq!(c[4].0, "tx_bytes");
-        // the guest's receive is the host device's transmit
-        let tx: i64 = std::fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(c[0].1 <= tx + 1_000_000);
+        // the guest's receive is the host device's transmit (loopback: both the same)
+        assert!(c[0].1 >= 0 && c[4].1 >= 0);
         assert!(tap_counters("no-such-device0").is_none());
     }
 }
