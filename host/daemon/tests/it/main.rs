@@ -22,6 +22,7 @@ mod secrets;
 mod security;
 mod served_plugins;
 mod snapshots;
+mod ssh;
 mod storage;
 mod storage_more;
 mod streams;
