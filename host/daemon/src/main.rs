@@ -9,9 +9,11 @@
 
 mod access;
 mod activation;
+mod admin;
 mod client;
 mod config;
 mod dispatch;
+mod logging;
 mod metrics;
 mod net;
 mod outbox;
@@ -64,15 +66,8 @@ fn main() -> Result<()> {
         // can read the environment concurrently.
         unsafe { std::env::set_var(rvirt_host::SYSTEM_ROOT_ENV, root) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // colour codes only for a terminal: a log file or journal gets plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // RUST_LOG to stderr; the admin program changes filters and outputs at run time
+    logging::init();
 
     let layout = match &args.root {
         Some(root) => Layout::under_root(root),
@@ -275,7 +270,35 @@ async fn run(
         policy: policy.clone(),
         #[cfg(feature = "policy")]
         stops,
+        opened: Default::default(),
     });
+    {
+        // domains by state, counted when /metrics is scraped
+        let shared = Arc::clone(&shared);
+        metrics::set_domain_source(Box::new(move || {
+            let uris: Vec<String> = shared
+                .opened
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            uris.into_iter()
+                .map(|uri| {
+                    let states = shared
+                        .runtime
+                        .open(&uri, true)
+                        .and_then(|c| c.list_all_domains(0))
+                        .map(|list| {
+                            list.iter()
+                                .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
+                                .collect()
+                        });
+                    (uri, states.map_err(|e| e.to_string()))
+                })
+                .collect()
+        }));
+    }
     let settings = server::ConnSettings {
         max_clients: config.max_clients,
         max_client_requests: config.max_client_requests.max(1),
@@ -283,7 +306,36 @@ async fn run(
         keepalive_count: config.keepalive_count,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = server::Server::new(shared, settings, stop_rx);
+    let workers = admin::Workers::new(config.max_workers);
+    let server = server::Server::new(shared, settings, stop_rx.clone(), workers);
+    // the admin program on its own root-only socket(s)
+    let mut admin_sockets = vec![layout.admin_socket()];
+    if config.libvirt_sockets {
+        admin_sockets.push(layout.libvirt_admin_socket());
+    }
+    let admin = Arc::new(admin::Admin {
+        clients: Arc::clone(&server.registry),
+        admins: Arc::default(),
+        workers: Arc::clone(&server.workers),
+        max_clients: config.max_clients,
+    });
+    let mut admin_paths = Vec::new();
+    let mut admin_tasks = Vec::new();
+    for path in admin_sockets {
+        match admin::bind(&path) {
+            Ok(l) => {
+                tracing::info!(socket = %path.display(), "admin socket listening");
+                admin_paths.push(path.clone());
+                admin_tasks.push(tokio::spawn(admin::accept_loop(
+                    Arc::clone(&admin),
+                    l,
+                    path,
+                    stop_rx.clone(),
+                )));
+            }
+            Err(e) => tracing::warn!("no admin socket: {e}"),
+        }
+    }
     // sockets systemd passed stay: systemd owns them
     let paths: Vec<PathBuf> = listeners
         .iter()
@@ -346,7 +398,11 @@ async fn run(
     tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(true);
     remove_sockets(paths.iter());
+    remove_sockets(admin_paths.iter());
     report.remove();
+    for t in admin_tasks {
+        let _ = t.await;
+    }
     for t in accept_tasks {
         let _ = t.await;
     }

@@ -6,6 +6,7 @@
 //! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
 
 mod activation;
+mod admin;
 mod bridge_networks;
 mod esx;
 mod networks;
