@@ -54,6 +54,10 @@ struct Args {
     /// (which needs `auth_tcp = "none"`).
     #[arg(long)]
     listen: bool,
+    /// Exit once no client has been connected for SECS seconds (as libvirtd's --timeout;
+    /// what `rvirt` starts for a user's qemu:///session uses 30).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -116,6 +120,7 @@ fn main() -> Result<()> {
         served_list,
         activated,
         args.listen,
+        args.timeout.map(Duration::from_secs),
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
@@ -128,6 +133,7 @@ async fn run(
     served_list: Vec<String>,
     mut activated: activation::Sockets,
     listen: bool,
+    timeout: Option<Duration>,
 ) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
@@ -365,8 +371,18 @@ async fn run(
         }
         None => None,
     };
+    let idle = idle_watch(
+        timeout,
+        Arc::clone(&server.registry),
+        Arc::clone(&admin.admins),
+    );
+    tokio::pin!(idle);
     let signal = loop {
-        match signals.wait().await {
+        let got = tokio::select! {
+            s = signals.wait() => s,
+            _ = &mut idle => "idle timeout",
+        };
+        match got {
             "SIGHUP" => {
                 #[cfg(feature = "policy")]
                 if let Some(engine) = policy.clone() {
@@ -409,6 +425,29 @@ async fn run(
     // give connections a moment to notice the shutdown
     tokio::time::sleep(Duration::from_millis(20)).await;
     Ok(())
+}
+
+/// Resolves once no client (remote or admin) has been connected for `timeout`; never
+/// without one.
+async fn idle_watch(
+    timeout: Option<Duration>,
+    clients: Arc<admin::Clients>,
+    admins: Arc<admin::Clients>,
+) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    let step = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(step).await;
+        if clients.count() + admins.count() > 0 {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= timeout {
+            tracing::info!("no client for {} s: exiting", timeout.as_secs());
+            return;
+        }
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, installed before any socket exists so that a signal arriving

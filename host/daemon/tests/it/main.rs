@@ -22,6 +22,7 @@ mod remote_driver;
 mod secrets;
 mod security;
 mod served_plugins;
+mod session;
 mod snapshots;
 mod ssh;
 mod storage;
