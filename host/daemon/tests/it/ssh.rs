@@ -214,6 +214,25 @@ fn virsh_over_ssh_reaches_rvirtd_through_the_helper() {
         text(&o)
     );
 
+    // the QEMU driver through the same path: qemu:///system of the daemon's root
+    let qemu = sshd.uri("qemu:///system", "&no_verify=1");
+    let o = virsh(&qemu, &["uri"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("qemu+ssh://"),
+        "{}",
+        text(&o)
+    );
+    let o = virsh(&qemu, &["list", "--all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = virsh(&qemu, &["capabilities"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("<domain type='qemu'"),
+        "{}",
+        text(&o)
+    );
+
     // read-only: `virt-ssh-helper -r` relays to the read-only socket
     let o = Command::new("virsh")
         .args(["-r", "-c", &uri, "list", "--all"])
