@@ -59,6 +59,26 @@ pkg rvirt "rvirt command-line client (virsh-compatible commands)" ""
 # rvirtd: the daemon and its unit. Plugins come in their own packages.
 d=$work/rvirtd
 install -D -m 0755 "$bin/rvirtd" "$d/usr/sbin/rvirtd"
+# the far end of qemu+ssh:// (virsh runs `virt-ssh-helper URI` on the host it reaches):
+# linked as /usr/bin/virt-ssh-helper only where libvirt's (libvirt-daemon) is absent,
+# and unlinked on removal only while it is still our link
+install -D -m 0755 "$bin/rvirt-ssh-helper" "$d/usr/bin/rvirt-ssh-helper"
+mkdir -p "$d/DEBIAN"
+cat > "$d/DEBIAN/postinst" <<'EOS'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && [ ! -e /usr/bin/virt-ssh-helper ] && [ ! -L /usr/bin/virt-ssh-helper ]; then
+    ln -s rvirt-ssh-helper /usr/bin/virt-ssh-helper
+fi
+EOS
+cat > "$d/DEBIAN/prerm" <<'EOS'
+#!/bin/sh
+set -e
+if [ -L /usr/bin/virt-ssh-helper ] && [ "$(readlink /usr/bin/virt-ssh-helper)" = rvirt-ssh-helper ]; then
+    rm -f /usr/bin/virt-ssh-helper
+fi
+EOS
+chmod 0755 "$d/DEBIAN/postinst" "$d/DEBIAN/prerm"
 for unit in rvirtd.service rvirtd.socket rvirtd-ro.socket; do
     install -D -m 0644 "packaging/systemd/$unit" "$d/lib/systemd/system/$unit"
 done

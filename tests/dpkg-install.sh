@@ -41,7 +41,7 @@ done
 profile=${PROFILE:-debug}
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/$profile
-for f in rvirt rvirtd librvirt_plugin_qemu.so; do
+for f in rvirt rvirtd rvirt-ssh-helper librvirt_plugin_qemu.so; do
     [ -f "$bin/$f" ] || fail "$bin/$f is missing: run \`cargo build --workspace\` first"
 done
 
@@ -99,10 +99,11 @@ deps=$(dpkg-deb -f "$(deb rvirtd)" Depends)
 case $deps in *plugin*) fail "the rvirtd package depends on a plugin: $deps" ;; esac
 
 # 2. Install the daemon, one backend and the CLI.
+helper_before=$(readlink -f /usr/bin/virt-ssh-helper 2>/dev/null || true)
 installed=(rvirtd rvirt-plugin-qemu rvirt)
 dpkg -i "$(deb rvirtd)" "$(deb rvirt-plugin-qemu)" "$(deb rvirt)" >/dev/null ||
     fail "dpkg -i failed"
-for f in /usr/sbin/rvirtd /usr/bin/rvirt \
+for f in /usr/sbin/rvirtd /usr/bin/rvirt /usr/bin/rvirt-ssh-helper \
     /usr/lib/rvirt/plugins/librvirt_plugin_qemu.so \
     /lib/systemd/system/rvirtd.service /lib/systemd/system/rvirtd.socket \
     /lib/systemd/system/rvirtd-ro.socket \
@@ -111,6 +112,14 @@ for f in /usr/sbin/rvirtd /usr/bin/rvirt \
     [ -f "$f" ] || fail "$f is not installed"
 done
 [ ! -e /usr/lib/rvirt/plugins/librvirt_plugin_test.so ] || fail "the test plugin was installed"
+# virt-ssh-helper: libvirt's stays libvirt's; without it, ours is linked in its place
+if [ -n "$helper_before" ]; then
+    [ "$(readlink -f /usr/bin/virt-ssh-helper)" = "$helper_before" ] ||
+        fail "installing rvirtd replaced libvirt's /usr/bin/virt-ssh-helper"
+else
+    [ "$(readlink /usr/bin/virt-ssh-helper)" = rvirt-ssh-helper ] ||
+        fail "/usr/bin/virt-ssh-helper is not linked to rvirt-ssh-helper"
+fi
 grep -q 'complete' /usr/share/bash-completion/completions/rvirt || fail "the bash completion is empty"
 grep -q '#compdef rvirt' /usr/share/zsh/vendor-completions/_rvirt || fail "the zsh completion is not one"
 
@@ -157,6 +166,8 @@ stop_daemon
 # 4. Remove everything (the trap purges and checks nothing is left).
 dpkg --purge rvirtd rvirt >/dev/null || fail "dpkg --purge failed"
 installed=()
+[ "$(readlink -f /usr/bin/virt-ssh-helper 2>/dev/null || true)" = "$helper_before" ] ||
+    fail "/usr/bin/virt-ssh-helper changed after the purge"
 left=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 'rvirt*' 2>/dev/null |
     awk '$1 != "un" { print $2 }' || true)
 [ -z "$left" ] || fail "packages left after purge: $left"

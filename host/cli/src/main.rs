@@ -10,6 +10,7 @@ mod networks;
 mod plugins;
 mod policy;
 mod secrets;
+mod session;
 mod storage;
 mod table;
 
@@ -305,6 +306,8 @@ fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let uri = default_uri(cli.connect);
+    // a user's DRIVER:///session is served by their session daemon, started on demand
+    let uri = session::route(&uri)?;
     let runtime = Runtime::global();
     let conn = runtime
         .open(&uri, cli.readonly)

@@ -34,6 +34,9 @@ pub struct Shared {
     /// Domain stops made by client calls, so the stop watcher does not hook them twice.
     #[cfg(feature = "policy")]
     pub stops: Arc<crate::access::ClientStops>,
+    /// The URIs clients opened since the daemon started (their drivers are loaded): the
+    /// domains-by-state gauge counts over these at scrape time.
+    pub opened: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -358,6 +358,16 @@ impl Layout {
         self.libvirt_run_dir.join("libvirt-sock")
     }
 
+    /// The admin program's socket (`virt-admin -c 'libvirtd:///system?socket=...'`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.run_dir.join("rvirt-admin-sock")
+    }
+
+    /// libvirt's admin socket path (`libvirtd:///system`'s default), for `libvirt_sockets`.
+    pub fn libvirt_admin_socket(&self) -> PathBuf {
+        self.libvirt_run_dir.join("libvirt-admin-sock")
+    }
+
     /// libvirt's read-only socket path (system daemons only, like libvirt).
     pub fn libvirt_ro_socket(&self) -> Option<PathBuf> {
         self.system

@@ -1220,6 +1220,16 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
         .open(&uri, read_only)
         .map_err(host_error)?;
     tracing::debug!(client = client.id, uri, read_only, "connection opened");
+    if crate::metrics::enabled() {
+        let mut opened = client
+            .shared
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !opened.contains(&uri) {
+            opened.insert(uri.clone());
+        }
+    }
     if !client.set_connection(conn, read_only) {
         return Err(err(
             error_code::INTERNAL_ERROR,

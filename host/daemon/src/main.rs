@@ -9,9 +9,11 @@
 
 mod access;
 mod activation;
+mod admin;
 mod client;
 mod config;
 mod dispatch;
+mod logging;
 mod metrics;
 mod net;
 mod outbox;
@@ -52,6 +54,10 @@ struct Args {
     /// (which needs `auth_tcp = "none"`).
     #[arg(long)]
     listen: bool,
+    /// Exit once no client has been connected for SECS seconds (as libvirtd's --timeout;
+    /// what `rvirt` starts for a user's qemu:///session uses 30).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -64,15 +70,8 @@ fn main() -> Result<()> {
         // can read the environment concurrently.
         unsafe { std::env::set_var(rvirt_host::SYSTEM_ROOT_ENV, root) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // colour codes only for a terminal: a log file or journal gets plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // RUST_LOG to stderr; the admin program changes filters and outputs at run time
+    logging::init();
 
     let layout = match &args.root {
         Some(root) => Layout::under_root(root),
@@ -121,6 +120,7 @@ fn main() -> Result<()> {
         served_list,
         activated,
         args.listen,
+        args.timeout.map(Duration::from_secs),
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     res
@@ -133,6 +133,7 @@ async fn run(
     served_list: Vec<String>,
     mut activated: activation::Sockets,
     listen: bool,
+    timeout: Option<Duration>,
 ) -> Result<()> {
     // discover plugins while the sockets are being set up
     let mut signals = Signals::install()?;
@@ -275,7 +276,35 @@ async fn run(
         policy: policy.clone(),
         #[cfg(feature = "policy")]
         stops,
+        opened: Default::default(),
     });
+    {
+        // domains by state, counted when /metrics is scraped
+        let shared = Arc::clone(&shared);
+        metrics::set_domain_source(Box::new(move || {
+            let uris: Vec<String> = shared
+                .opened
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            uris.into_iter()
+                .map(|uri| {
+                    let states = shared
+                        .runtime
+                        .open(&uri, true)
+                        .and_then(|c| c.list_all_domains(0))
+                        .map(|list| {
+                            list.iter()
+                                .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
+                                .collect()
+                        });
+                    (uri, states.map_err(|e| e.to_string()))
+                })
+                .collect()
+        }));
+    }
     let settings = server::ConnSettings {
         max_clients: config.max_clients,
         max_client_requests: config.max_client_requests.max(1),
@@ -283,7 +312,36 @@ async fn run(
         keepalive_count: config.keepalive_count,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = server::Server::new(shared, settings, stop_rx);
+    let workers = admin::Workers::new(config.max_workers);
+    let server = server::Server::new(shared, settings, stop_rx.clone(), workers);
+    // the admin program on its own root-only socket(s)
+    let mut admin_sockets = vec![layout.admin_socket()];
+    if config.libvirt_sockets {
+        admin_sockets.push(layout.libvirt_admin_socket());
+    }
+    let admin = Arc::new(admin::Admin {
+        clients: Arc::clone(&server.registry),
+        admins: Arc::default(),
+        workers: Arc::clone(&server.workers),
+        max_clients: config.max_clients,
+    });
+    let mut admin_paths = Vec::new();
+    let mut admin_tasks = Vec::new();
+    for path in admin_sockets {
+        match admin::bind(&path) {
+            Ok(l) => {
+                tracing::info!(socket = %path.display(), "admin socket listening");
+                admin_paths.push(path.clone());
+                admin_tasks.push(tokio::spawn(admin::accept_loop(
+                    Arc::clone(&admin),
+                    l,
+                    path,
+                    stop_rx.clone(),
+                )));
+            }
+            Err(e) => tracing::warn!("no admin socket: {e}"),
+        }
+    }
     // sockets systemd passed stay: systemd owns them
     let paths: Vec<PathBuf> = listeners
         .iter()
@@ -313,8 +371,18 @@ async fn run(
         }
         None => None,
     };
+    let idle = idle_watch(
+        timeout,
+        Arc::clone(&server.registry),
+        Arc::clone(&admin.admins),
+    );
+    tokio::pin!(idle);
     let signal = loop {
-        match signals.wait().await {
+        let got = tokio::select! {
+            s = signals.wait() => s,
+            _ = &mut idle => "idle timeout",
+        };
+        match got {
             "SIGHUP" => {
                 #[cfg(feature = "policy")]
                 if let Some(engine) = policy.clone() {
@@ -346,13 +414,40 @@ async fn run(
     tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(true);
     remove_sockets(paths.iter());
+    remove_sockets(admin_paths.iter());
     report.remove();
+    for t in admin_tasks {
+        let _ = t.await;
+    }
     for t in accept_tasks {
         let _ = t.await;
     }
     // give connections a moment to notice the shutdown
     tokio::time::sleep(Duration::from_millis(20)).await;
     Ok(())
+}
+
+/// Resolves once no client (remote or admin) has been connected for `timeout`; never
+/// without one.
+async fn idle_watch(
+    timeout: Option<Duration>,
+    clients: Arc<admin::Clients>,
+    admins: Arc<admin::Clients>,
+) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    let step = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(step).await;
+        if clients.count() + admins.count() > 0 {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= timeout {
+            tracing::info!("no client for {} s: exiting", timeout.as_secs());
+            return;
+        }
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, installed before any socket exists so that a signal arriving

@@ -1,6 +1,7 @@
 //! Prometheus metrics, opt-in (`metrics_listen` in rvirtd.toml, loopback by default):
-//! per-procedure call counts by result and latency histograms, and the clients connected,
-//! served as the text
+//! per-procedure call counts by result and latency histograms, the clients connected, and
+//! the domains by state of every URI clients opened (counted when scraped), served as the
+//! text
 //! exposition format on `GET /metrics` over HTTP/1.1.
 //!
 //! Nothing is recorded unless the endpoint is configured: the call path then pays one
@@ -59,6 +60,55 @@ pub fn client_connected() {
 /// A client went away.
 pub fn client_disconnected() {
     clients().dec();
+}
+
+/// What the domain gauge counts over: each URI clients opened and its domains' states
+/// (or why they could not be listed).
+pub type DomainCounts = Vec<(String, Result<Vec<rvirt_host::DomainState>, String>)>;
+
+/// Lists the domains of the opened URIs; runs on a blocking thread at each scrape.
+pub type DomainSource = Box<dyn Fn() -> DomainCounts + Send + Sync>;
+
+static DOMAINS: OnceLock<DomainSource> = OnceLock::new();
+
+/// Sets what `rvirtd_domains` counts.
+pub fn set_domain_source(source: DomainSource) {
+    let _ = DOMAINS.set(source);
+}
+
+/// libvirt's names of the domain states, as `virsh domstate` prints them in short.
+const STATES: [(rvirt_host::DomainState, &str); 8] = [
+    (rvirt_host::DomainState::NoState, "nostate"),
+    (rvirt_host::DomainState::Running, "running"),
+    (rvirt_host::DomainState::Blocked, "blocked"),
+    (rvirt_host::DomainState::Paused, "paused"),
+    (rvirt_host::DomainState::Shutdown, "shutdown"),
+    (rvirt_host::DomainState::Shutoff, "shutoff"),
+    (rvirt_host::DomainState::Crashed, "crashed"),
+    (rvirt_host::DomainState::PmSuspended, "pmsuspended"),
+];
+
+/// The `rvirtd_domains` gauge family in the text format (every state of every URI, zeros
+/// included, so series do not vanish).
+fn render_domains(counts: &DomainCounts) -> String {
+    let mut out = String::from(
+        "# HELP rvirtd_domains Domains by state, per URI clients opened (counted at scrape time).\n# TYPE rvirtd_domains gauge\n",
+    );
+    for (uri, states) in counts {
+        let uri_label = uri.replace('\\', "\\\\").replace('"', "\\\"");
+        match states {
+            Ok(list) => {
+                for (state, name) in STATES {
+                    let n = list.iter().filter(|s| **s == state).count();
+                    out.push_str(&format!(
+                        "rvirtd_domains{{uri=\"{uri_label}\",state=\"{name}\"}} {n}\n"
+                    ));
+                }
+            }
+            Err(e) => tracing::debug!(uri, "cannot count the domains: {e}"),
+        }
+    }
+    out
 }
 
 fn latency_histogram() -> Histogram {
@@ -167,11 +217,25 @@ async fn answer(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            METRICS.get().map(Metrics::render).unwrap_or_default(),
-        ),
+        ("GET", "/metrics") => {
+            let mut text = METRICS.get().map(Metrics::render).unwrap_or_default();
+            if let Some(source) = DOMAINS.get() {
+                // listing domains calls drivers: off the reactor
+                let counts = tokio::task::spawn_blocking(source)
+                    .await
+                    .unwrap_or_default();
+                let domains = render_domains(&counts);
+                match text.rfind("# EOF") {
+                    Some(at) => text.insert_str(at, &domains),
+                    None => text.push_str(&domains),
+                }
+            }
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            )
+        }
         ("GET", _) => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -214,6 +278,35 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn domains_by_state_render_every_state() {
+        use rvirt_host::DomainState;
+        let text = render_domains(&vec![
+            (
+                "test:///default".to_string(),
+                Ok(vec![
+                    DomainState::Running,
+                    DomainState::Running,
+                    DomainState::Paused,
+                ]),
+            ),
+            ("qemu:///system".to_string(), Err("gone".into())),
+        ]);
+        assert!(
+            text.contains("rvirtd_domains{uri=\"test:///default\",state=\"running\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rvirtd_domains{uri=\"test:///default\",state=\"paused\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rvirtd_domains{uri=\"test:///default\",state=\"shutoff\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("qemu:///system"), "{text}");
     }
 
     #[test]

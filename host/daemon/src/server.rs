@@ -113,6 +113,10 @@ pub struct ConnSettings {
 pub struct Server {
     shared: Arc<Shared>,
     settings: ConnSettings,
+    /// The connected clients, for the admin program.
+    pub registry: Arc<crate::admin::Clients>,
+    /// The pool slots of calls that leave the reactor (`maxWorkers`).
+    pub workers: Arc<crate::admin::Workers>,
     clients: AtomicUsize,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -123,10 +127,13 @@ impl Server {
         shared: Arc<Shared>,
         settings: ConnSettings,
         shutdown: watch::Receiver<bool>,
+        workers: Arc<crate::admin::Workers>,
     ) -> Arc<Server> {
         Arc::new(Server {
             shared,
             settings,
+            registry: Arc::default(),
+            workers,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             shutdown,
@@ -157,7 +164,9 @@ impl Server {
                     let read_only = listener.read_only;
                     tokio::spawn(async move {
                         let peer = crate::access::Peer::of(&stream);
-                        server.serve(stream, read_only, peer).await;
+                        server
+                            .serve(stream, read_only, peer, crate::admin::Transport::Unix, None)
+                            .await;
                         server.clients.fetch_sub(1, Ordering::Relaxed);
                         crate::metrics::client_disconnected();
                     });
@@ -282,12 +291,34 @@ impl Server {
             drop(theirs);
         };
         let peer = crate::access::Peer::network(!secure);
-        tokio::join!(self.serve(ours, false, peer), relay);
+        let transport = if secure {
+            crate::admin::Transport::Tls
+        } else {
+            crate::admin::Transport::Tcp
+        };
+        tokio::join!(
+            self.serve(ours, false, peer, transport, Some(from.to_string())),
+            relay
+        );
     }
 
     /// Serves one connection until it closes, misbehaves or the daemon stops.
-    async fn serve(&self, stream: UnixStream, read_only: bool, peer: crate::access::Peer) {
+    async fn serve(
+        &self,
+        stream: UnixStream,
+        read_only: bool,
+        peer: crate::access::Peer,
+        transport: crate::admin::Transport,
+        addr: Option<String>,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let who = crate::admin::Who {
+            uid: peer.uid,
+            gid: peer.gid,
+            pid: peer.pid,
+            addr,
+        };
+        let close = self.registry.add(id, transport, read_only, who);
         set_socket_buffers(&stream);
         let (mut reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::new(writer));
@@ -357,6 +388,10 @@ impl Server {
                     continue;
                 }
                 _ = shutdown.changed() => break 'conn,
+                _ = close.notified() => {
+                    tracing::info!(client = id, "disconnected by an admin");
+                    break 'conn;
+                }
             }
             loop {
                 match decoder.next_frame() {
@@ -381,8 +416,15 @@ impl Server {
                                 _ = shutdown.changed() => break 'conn,
                             };
                             let Ok(permit) = permit else { break 'conn };
+                            // and at most `maxWorkers` calls of all clients
+                            let worker = tokio::select! {
+                                w = self.workers.acquire() => w,
+                                _ = shutdown.changed() => break 'conn,
+                            };
+                            let Some(worker) = worker else { break 'conn };
                             let client = Arc::clone(&client);
                             tokio::task::spawn_blocking(move || {
+                                let _worker = worker;
                                 let reply = dispatch::handle_call(&client, &f.header, &f.payload);
                                 client.send(reply);
                                 // a stream the call opened runs once its reply is out
@@ -412,6 +454,7 @@ impl Server {
             closing.close()
         })
         .await;
+        self.registry.remove(id);
         tracing::debug!(client = id, "client disconnected");
     }
 }

@@ -6,6 +6,7 @@
 //! python-libvirt fail loudly when those are missing, unless `RVIRT_ALLOW_SKIP=1`.
 
 mod activation;
+mod admin;
 mod bridge_networks;
 mod esx;
 mod networks;
@@ -23,7 +24,9 @@ mod save_stats;
 mod secrets;
 mod security;
 mod served_plugins;
+mod session;
 mod snapshots;
+mod ssh;
 mod storage;
 mod storage_more;
 mod streams;

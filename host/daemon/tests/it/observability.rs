@@ -112,3 +112,46 @@ fn metrics_count_calls_by_procedure_and_result() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn metrics_count_domains_by_state() {
+    if crate::missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = crate::Daemon::start_with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let uri = d.uri();
+    let series = |state: &str, n: usize| {
+        format!("rvirtd_domains{{uri=\"test:///default\",state=\"{state}\"}} {n}\n")
+    };
+    // nothing opened yet: no series
+    assert!(!http_get(port, "/metrics").contains("rvirtd_domains{"));
+    let virsh = |args: &[&str]| {
+        let o = Command::new("virsh")
+            .args(["-c", &uri])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    virsh(&["list"]);
+    let text = http_get(port, "/metrics");
+    assert!(text.contains(&series("running", 1)), "{text}");
+    assert!(text.contains(&series("paused", 0)), "{text}");
+    // a defined domain is shut off, a suspended one paused
+    let xml = crate::write_file(d.root.path(), "g.xml", &crate::domain_xml("gauge-a"));
+    virsh(&["define", &xml.display().to_string()]);
+    virsh(&["suspend", "test"]);
+    let text = http_get(port, "/metrics");
+    assert!(text.contains(&series("running", 0)), "{text}");
+    assert!(text.contains(&series("paused", 1)), "{text}");
+    assert!(text.contains(&series("shutoff", 1)), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+}

@@ -5,6 +5,11 @@
 //! `/etc/pki/CA/cacert.pem`, `/etc/pki/libvirt/clientcert.pem` and
 //! `/etc/pki/libvirt/private/clientkey.pem` (for a user other than root, the same names
 //! in `~/.pki/libvirt/` where they exist). `no_verify=1` skips the server certificate check.
+//!
+//! SSH (`qemu+ssh://user@host:port/system`) runs the system `ssh` client (or `command=`)
+//! with the arguments libvirt's client gives it and, on the far side, the shell snippet
+//! libvirt 9.0 sends: `virt-ssh-helper URI` where the host has it, else `nc -U SOCKET`
+//! (see [`ssh_remote_command`]). The helper's stdin and stdout are the connection.
 
 use crate::uri::ConnectUri;
 use crate::{Error, Result};
@@ -18,6 +23,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,14 +36,25 @@ pub const TLS_PORT: u16 = 16514;
 pub(super) enum Socket {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// The `ssh` process whose stdin and stdout are the connection.
+    Process(Mutex<Child>),
 }
 
 impl Socket {
     pub(super) fn shutdown(&self) {
-        let _ = match self {
-            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-        };
+        match self {
+            Socket::Unix(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Socket::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Socket::Process(child) => {
+                let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }
 
@@ -107,6 +124,205 @@ pub(super) fn tcp(uri: &ConnectUri) -> Result<Parts> {
         socket: Socket::Tcp(clone(&stream)?),
         writer: Box::new(stream),
     })
+}
+
+/// How the far side of an ssh connection reaches the daemon (`proxy=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshProxy {
+    /// `virt-ssh-helper` where the far host has it, else `nc` (the default).
+    Auto,
+    /// Always `nc -U SOCKET` (also what `netcat=` or `socket=` select under `auto`).
+    Netcat,
+    /// Always `virt-ssh-helper`.
+    Native,
+}
+
+/// Quotes `s` for a POSIX shell as libvirt's client does: unchanged unless it holds a
+/// character the shell treats specially, else in single quotes with a single quote
+/// written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    const SPECIAL: &str = "'\"\\ \t\n\r$&;|<>()*?~[]{}`!#^";
+    if !s.is_empty() && !s.chars().any(|c| SPECIAL.contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command sshd's shell runs on the far host, as libvirt 9.0's client writes it
+/// (the text unmodified virsh sends, so the far host cannot tell rvirt from virsh):
+/// the helper gets the driver URI (`qemu:///system`), `nc` the daemon's socket.
+/// Text inside the outer `sh -c '...'` is quoted twice, as sshd hands the command line
+/// to the user's shell, which hands the inner script to `sh`.
+pub fn ssh_remote_command(
+    proxy: SshProxy,
+    netcat: Option<&str>,
+    socket: &str,
+    driver_uri: &str,
+    read_only: bool,
+) -> String {
+    let twice = |s: &str| shell_quote(&shell_quote(s));
+    let nc = twice(netcat.unwrap_or("nc"));
+    let nc_cmd = format!(
+        "if '{nc}' -q 2>&1 | grep \"requires an argument\" >/dev/null 2>&1; then ARG=-q0;else ARG=;fi;'{nc}' $ARG -U {socket}"
+    );
+    let helper = format!(
+        "virt-ssh-helper{}'{}'",
+        if read_only { " -r " } else { " " },
+        twice(driver_uri)
+    );
+    let proxy = match proxy {
+        SshProxy::Auto if netcat.is_some() => SshProxy::Netcat,
+        p => p,
+    };
+    match proxy {
+        SshProxy::Auto => format!(
+            "sh -c 'which virt-ssh-helper 1>/dev/null 2>&1; if test $? = 0; then     {helper}; else    {nc_cmd}; fi'"
+        ),
+        SshProxy::Netcat => format!("sh -c '{nc_cmd}'"),
+        SshProxy::Native => format!("sh -c '{helper}'"),
+    }
+}
+
+/// The `ssh` command line for `uri` (program first), as libvirt's client builds it:
+/// `-p PORT`, `-l USER`, `-i KEYFILE`, `-T -e none`, `-o BatchMode=yes` for `no_tty=1`,
+/// `-o StrictHostKeyChecking=no` for `no_verify=1`, then `-- HOST COMMAND`. rvirt also
+/// honours `known_hosts=FILE` (`-o UserKnownHostsFile=FILE`), which libvirt's openssh
+/// transport ignores.
+pub fn ssh_command_line(uri: &ConnectUri, read_only: bool) -> Result<Vec<String>> {
+    let proxy = match uri.param("proxy") {
+        None | Some("auto") => SshProxy::Auto,
+        Some("netcat") => SshProxy::Netcat,
+        Some("native") => SshProxy::Native,
+        Some(other) => {
+            return Err(Error::driver(
+                ErrorCode::InvalidArg,
+                ErrorDomain::Remote,
+                format!(
+                    "unknown proxy '{other}' in '{}' (auto, netcat or native)",
+                    uri.original
+                ),
+            ));
+        }
+    };
+    let netcat = uri.param("netcat");
+    if proxy == SshProxy::Native && netcat.is_some() {
+        return Err(Error::driver(
+            ErrorCode::InvalidArg,
+            ErrorDomain::Remote,
+            "netcat path not valid with native proxy mode".to_string(),
+        ));
+    }
+    // `socket=` names the far daemon's socket, which only nc can use
+    let proxy = if uri.param("socket").is_some() && proxy == SshProxy::Auto {
+        SshProxy::Netcat
+    } else {
+        proxy
+    };
+    let socket = match uri.param("socket") {
+        Some(s) => s.to_string(),
+        None if read_only => "/var/run/libvirt/libvirt-sock-ro".to_string(),
+        None => "/var/run/libvirt/libvirt-sock".to_string(),
+    };
+    let host = uri.host.clone().unwrap_or_else(|| "localhost".into());
+    let mut argv = vec![uri.param("command").unwrap_or("ssh").to_string()];
+    if let Some(port) = uri.port {
+        argv.extend(["-p".to_string(), port.to_string()]);
+    }
+    if let Some(user) = &uri.user {
+        argv.extend(["-l".to_string(), user.clone()]);
+    }
+    if let Some(key) = uri.param("keyfile") {
+        argv.extend(["-i".to_string(), key.to_string()]);
+    }
+    argv.extend(["-T", "-e", "none"].map(String::from));
+    if uri.param("no_tty").is_some_and(|v| v != "0") {
+        argv.extend(["-o", "BatchMode=yes"].map(String::from));
+    }
+    if uri.param("no_verify").is_some_and(|v| v != "0") {
+        argv.extend(["-o", "StrictHostKeyChecking=no"].map(String::from));
+    }
+    if let Some(file) = uri.param("known_hosts") {
+        argv.extend(["-o".to_string(), format!("UserKnownHostsFile={file}")]);
+    }
+    argv.push("--".to_string());
+    argv.push(host);
+    argv.push(ssh_remote_command(
+        proxy,
+        netcat,
+        &socket,
+        &uri.server_name(),
+        read_only,
+    ));
+    Ok(argv)
+}
+
+/// What an ssh process wrote to its stderr (its reason when the connection fails).
+#[derive(Clone, Default)]
+pub(super) struct Stderr(Arc<Mutex<String>>);
+
+impl Stderr {
+    pub(super) fn text(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .trim()
+            .to_string()
+    }
+}
+
+/// SSH (`+ssh`): spawns the `ssh` client, whose stdin and stdout carry the protocol.
+pub(super) fn ssh(uri: &ConnectUri, read_only: bool) -> Result<(Parts, Stderr)> {
+    let argv = ssh_command_line(uri, read_only)?;
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            no_connect(format!(
+                "cannot run '{}' for '{}': {e}",
+                argv[0], uri.original
+            ))
+        })?;
+    let (Some(stdin), Some(stdout), Some(mut err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(no_connect("the ssh process has no pipes".to_string()));
+    };
+    let stderr = Stderr::default();
+    {
+        let stderr = stderr.clone();
+        std::thread::Builder::new()
+            .name("rvirt-ssh-stderr".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut text = stderr.0.lock().unwrap_or_else(|e| e.into_inner());
+                    // keep the last few KiB: the reason is at the end
+                    if text.len() > 16 * 1024 {
+                        let cut = text.len() - 8 * 1024;
+                        let cut = (cut..text.len())
+                            .find(|i| text.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        text.drain(..cut);
+                    }
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+            .map_err(|e| no_connect(format!("cannot start the ssh stderr reader: {e}")))?;
+    }
+    Ok((
+        Parts {
+            reader: Box::new(stdout),
+            writer: Box::new(stdin),
+            socket: Socket::Process(Mutex::new(child)),
+        },
+        stderr,
+    ))
 }
 
 /// Where the client's CA certificate, certificate and key are.
@@ -391,6 +607,94 @@ mod tests {
         let f = PkiFiles::locate(None, Some(home.path()));
         assert_eq!(f.cert, home.path().join(".pki/libvirt/clientcert.pem"));
         assert_eq!(f.ca, Path::new("/etc/pki/CA/cacert.pem"));
+    }
+
+    fn argv(uri: &str, read_only: bool) -> Vec<String> {
+        ssh_command_line(&ConnectUri::parse(uri).unwrap(), read_only).unwrap()
+    }
+
+    // The expected command lines are what unmodified virsh 9.0 ran for the same URIs
+    // (captured with `command=` naming a script that logs its arguments).
+    #[test]
+    fn ssh_command_lines_match_virsh() {
+        assert_eq!(
+            argv(
+                "qemu+ssh://root@127.0.0.1:2299/system?keyfile=/k&no_verify=1",
+                false
+            ),
+            [
+                "ssh",
+                "-p",
+                "2299",
+                "-l",
+                "root",
+                "-i",
+                "/k",
+                "-T",
+                "-e",
+                "none",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "--",
+                "127.0.0.1",
+                r#"sh -c 'which virt-ssh-helper 1>/dev/null 2>&1; if test $? = 0; then     virt-ssh-helper 'qemu:///system'; else    if 'nc' -q 2>&1 | grep "requires an argument" >/dev/null 2>&1; then ARG=-q0;else ARG=;fi;'nc' $ARG -U /var/run/libvirt/libvirt-sock; fi'"#
+            ]
+        );
+        assert_eq!(
+            argv("test+ssh://bob@h/default?no_tty=1", true),
+            [
+                "ssh",
+                "-l",
+                "bob",
+                "-T",
+                "-e",
+                "none",
+                "-o",
+                "BatchMode=yes",
+                "--",
+                "h",
+                r#"sh -c 'which virt-ssh-helper 1>/dev/null 2>&1; if test $? = 0; then     virt-ssh-helper -r 'test:///default'; else    if 'nc' -q 2>&1 | grep "requires an argument" >/dev/null 2>&1; then ARG=-q0;else ARG=;fi;'nc' $ARG -U /var/run/libvirt/libvirt-sock-ro; fi'"#
+            ]
+        );
+        assert_eq!(
+            argv(
+                "qemu+ssh://h/system?command=/tmp/fakessh&socket=/s/x&netcat=/my/nc",
+                false
+            ),
+            [
+                "/tmp/fakessh",
+                "-T",
+                "-e",
+                "none",
+                "--",
+                "h",
+                r#"sh -c 'if '/my/nc' -q 2>&1 | grep "requires an argument" >/dev/null 2>&1; then ARG=-q0;else ARG=;fi;'/my/nc' $ARG -U /s/x'"#
+            ]
+        );
+        assert_eq!(
+            argv("qemu+ssh://h/session?proxy=native", false)[6],
+            "sh -c 'virt-ssh-helper 'qemu:///session''"
+        );
+        // quoted twice: sshd's shell, then sh -c
+        let a = argv(
+            "test+ssh://h/default?name=te%20st:///a'b%3Dc%40x%2Cy%25z%2B%2B:%3B",
+            false,
+        );
+        let want = r#"virt-ssh-helper '''\''te st:///a'\''\'\'''\''b=c@x,y%z++:;'\''''; else"#;
+        assert!(a[6].contains(want), "{}", a[6]);
+        let a = argv("test+ssh://h/default?netcat=/a%20b/n'c", false);
+        let want = r#"sh -c 'if '''\''/a b/n'\''\'\'''\''c'\'''' -q 2>&1"#;
+        assert!(a[6].starts_with(want), "{}", a[6]);
+        // rvirt's own addition: known_hosts= as ssh's UserKnownHostsFile
+        assert!(
+            argv("qemu+ssh://h/system?known_hosts=/kh", false)
+                .windows(2)
+                .any(|w| w[0] == "-o" && w[1] == "UserKnownHostsFile=/kh")
+        );
+        let bad = ConnectUri::parse("qemu+ssh://h/system?proxy=native&netcat=nc").unwrap();
+        assert!(ssh_command_line(&bad, false).is_err());
+        let bad = ConnectUri::parse("qemu+ssh://h/system?proxy=carrier").unwrap();
+        assert!(ssh_command_line(&bad, false).is_err());
     }
 
     #[test]
