@@ -12,6 +12,7 @@ mod activation;
 mod client;
 mod config;
 mod dispatch;
+mod isolate;
 mod metrics;
 mod net;
 mod outbox;
@@ -52,10 +53,33 @@ struct Args {
     /// (which needs `auth_tcp = "none"`).
     #[arg(long)]
     listen: bool,
+    /// Internal: run as the plugin host process of one plugin FILE (see `isolate/host.rs`);
+    /// the daemon starts these for plugins whose isolation is "process".
+    #[arg(long, value_name = "FILE", hide = true, requires = "socket")]
+    plugin_host: Option<PathBuf>,
+    /// Internal: the plugin host process's socket.
+    #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
+    socket: Option<PathBuf>,
+    /// Internal: a URI the plugin host process serves (repeated).
+    #[arg(
+        long = "uri",
+        value_name = "URI",
+        hide = true,
+        requires = "plugin_host"
+    )]
+    uris: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(file), Some(socket)) = (args.plugin_host.clone(), args.socket.clone()) {
+        init_tracing();
+        return isolate::host::run(isolate::host::HostArgs {
+            file,
+            socket,
+            uris: args.uris,
+        });
+    }
     // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.
     let activated = unsafe { activation::take_from_env() };
     if let Some(root) = &args.root {
@@ -64,15 +88,7 @@ fn main() -> Result<()> {
         // can read the environment concurrently.
         unsafe { std::env::set_var(rvirt_host::SYSTEM_ROOT_ENV, root) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // colour codes only for a terminal: a log file or journal gets plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_tracing();
 
     let layout = match &args.root {
         Some(root) => Layout::under_root(root),
@@ -206,6 +222,14 @@ async fn run(
     };
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
+    // hypervisor plugins served from processes of their own (started on first use)
+    let isolation = Arc::new(
+        isolate::Isolation::new(&runtime, &config, &served_list, &layout.run_dir)
+            .context("cannot set up the plugin host processes")?,
+    );
+    let control = isolate::control::socket_path(&layout.run_dir);
+    isolate::control::serve(&control, Arc::clone(&isolation), Arc::clone(&runtime))
+        .with_context(|| format!("cannot listen on {}", control.display()))?;
     // which plugin version serves what: logged and published as each plugin loads
     let report = plugin_report::PluginReport::start(&layout.run_dir, &runtime);
     // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
@@ -271,6 +295,7 @@ async fn run(
         runtime,
         default_uri: config.default_uri.clone(),
         served,
+        isolation: Some(Arc::clone(&isolation)),
         #[cfg(feature = "policy")]
         policy: policy.clone(),
         #[cfg(feature = "policy")]
@@ -347,12 +372,26 @@ async fn run(
     let _ = stop_tx.send(true);
     remove_sockets(paths.iter());
     report.remove();
+    isolation.stop_all();
+    let _ = std::fs::remove_file(&control);
     for t in accept_tasks {
         let _ = t.await;
     }
     // give connections a moment to notice the shutdown
     tokio::time::sleep(Duration::from_millis(20)).await;
     Ok(())
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // colour codes only for a terminal: a log file or journal gets plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// SIGTERM, SIGINT and SIGHUP, installed before any socket exists so that a signal arriving

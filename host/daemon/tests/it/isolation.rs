@@ -1,0 +1,286 @@
+//! Crash-isolated plugins (`isolation = "process"`): the test driver runs in a plugin
+//! host process of its own, and its fault injection (`test:///default?faults=crash`:
+//! looking up the domain `segv`, `abort` or `hang`) kills or hangs that process. Through
+//! unmodified virsh and python-libvirt: the call fails naming the plugin and how its
+//! process died, the daemon stays up, the next call (on the same connection too)
+//! succeeds, events resume, and another plugin's connection sees nothing.
+
+use super::{Daemon, missing};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+const CONFIG: &str = r#"
+uris = ["test:///default", "test:///default?faults=crash", "qemu:///system"]
+[plugins.test]
+isolation = "process"
+call_timeout_ms = 1500
+"#;
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh")
+}
+
+fn faulty_uri(d: &Daemon) -> String {
+    format!(
+        "test+unix:///default?faults=crash&socket={}",
+        d.socket().display()
+    )
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The plugin host processes' pids (children of the daemon running `--plugin-host`).
+fn plugin_hosts(daemon: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(daemon) && String::from_utf8_lossy(&cmd).contains("--plugin-host") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn crash_and_recover(fault: &str, expect: &[&str]) {
+    if missing("virsh", Command::new("virsh").arg("--version")) {
+        return;
+    }
+    let d = Daemon::start_logged_with_config(CONFIG);
+    let uri = faulty_uri(&d);
+    // first use starts the plugin's process
+    let o = virsh(&uri, &["domstate", "test"]);
+    assert!(o.status.success(), "{o:?}");
+    let hosts = plugin_hosts(d.pid());
+    assert_eq!(hosts.len(), 1, "one plugin host process: {hosts:?}");
+
+    let t0 = Instant::now();
+    let o = virsh(&uri, &["domstate", fault]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "the faulty call failed");
+    // virsh prints its own line for a failed lookup (python-libvirt sees the daemon's
+    // error, below); the daemon logs how the plugin's process ended
+    assert!(
+        err.contains(&format!("failed to get domain '{fault}'")),
+        "{err}"
+    );
+    let log = d.log();
+    for e in expect {
+        assert!(log.contains(e), "the daemon log names {e:?}: {log}");
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the error came in {:?}",
+        t0.elapsed()
+    );
+    assert!(alive(d.pid()), "the daemon survived the plugin's {fault}");
+    assert!(!alive(hosts[0]), "the faulty plugin process is gone");
+    // the next call is served by a new process
+    let o = virsh(&uri, &["domstate", "test"]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("running"),
+        "the next call succeeded: {o:?}"
+    );
+    let after = plugin_hosts(d.pid());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0], hosts[0], "a new plugin process serves");
+}
+
+#[test]
+fn a_segfaulting_plugin_fails_the_call_and_is_restarted() {
+    crash_and_recover(
+        "segv",
+        &[
+            "killed by signal 11 (SIGSEGV); restarting it",
+            "plugin=\"test\"",
+        ],
+    );
+}
+
+#[test]
+fn an_aborting_plugin_fails_the_call_and_is_restarted() {
+    crash_and_recover(
+        "abort",
+        &[
+            "killed by signal 6 (SIGABRT); restarting it",
+            "plugin=\"test\"",
+        ],
+    );
+}
+
+#[test]
+fn a_hung_plugin_times_out_and_is_replaced() {
+    crash_and_recover(
+        "hang",
+        &[
+            "lookup_by_name did not return within the call deadline: killing the plugin process",
+            "killed by signal 9 (SIGKILL); restarting it",
+        ],
+    );
+}
+
+/// One python-libvirt process holds a connection to the isolated test driver and one to
+/// the (in-process) QEMU driver across crashes: the test connection's next call and its
+/// event subscription work again, the QEMU connection never notices.
+const SCRIPT: &str = r#"
+import sys, threading, time, libvirt
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+test = libvirt.open(sys.argv[1])
+qemu = libvirt.open(sys.argv[2])
+events = []
+def on_lifecycle(c, dom, event, detail, opaque):
+    events.append((dom.name(), event))
+test.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+qemu_domains = len(qemu.listAllDomains())
+for fault, signal in (("segv", "SIGSEGV"), ("abort", "SIGABRT"),
+                      ("hang", "did not answer lookup_by_name within 1500 ms")):
+    try:
+        test.lookupByName(fault)
+        raise SystemExit("the %s lookup succeeded" % fault)
+    except libvirt.libvirtError as e:
+        assert "plugin 'test'" in str(e) and signal in str(e), str(e)
+        if fault != "hang":
+            assert "being restarted, retry the call" in str(e), str(e)
+    # the same connection: the next call reaches the new process
+    assert test.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    # the other plugin's connection saw nothing
+    assert len(qemu.listAllDomains()) == qemu_domains
+    assert qemu.getType() == "QEMU", qemu.getType()
+    # events come again, from the new process
+    name = "after-" + fault
+    xml = "<domain type='test'><name>%s</name><memory>8192</memory><os><type>hvm</type></os></domain>" % name
+    test.defineXML(xml)
+    deadline = time.time() + 10
+    while time.time() < deadline and (name, libvirt.VIR_DOMAIN_EVENT_DEFINED) not in events:
+        time.sleep(0.05)
+    assert (name, libvirt.VIR_DOMAIN_EVENT_DEFINED) in events, events
+print("OK")
+"#;
+
+#[test]
+fn connections_and_events_survive_a_plugin_crash_and_other_plugins_never_notice() {
+    if missing(
+        "python3-libvirt",
+        Command::new(PYTHON).args(["-c", "import libvirt"]),
+    ) {
+        return;
+    }
+    let d = Daemon::start_with_config(CONFIG);
+    let qemu = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let out = Command::new(PYTHON)
+        .args(["-c", SCRIPT, &faulty_uri(&d), &qemu])
+        .output()
+        .expect("cannot run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "python-libvirt script failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(alive(d.pid()));
+}
+
+#[test]
+fn plugin_list_and_reload_through_the_daemon() {
+    if missing("virsh", Command::new("virsh").arg("--version")) {
+        return;
+    }
+    let d = Daemon::start_with_config(CONFIG);
+    let uri = faulty_uri(&d);
+    assert!(virsh(&uri, &["domstate", "test"]).status.success());
+    let rvirt = rvirt_tests::built("rvirt");
+    let root = d.root.path().to_str().unwrap();
+    let list = |_: ()| -> serde_json::Value {
+        let o = Command::new(&rvirt)
+            .args(["--json", "plugin", "list", "--root", root])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let find = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no plugin {name} in {v}"))
+    };
+    let v = list(());
+    let test = find(&v, "test");
+    assert_eq!(test["isolation"], "process", "{test}");
+    assert_eq!(test["restarts"], 0, "{test}");
+    let pid = test["pid"].as_u64().unwrap() as u32;
+    assert_eq!(plugin_hosts(d.pid()), vec![pid]);
+    assert_eq!(test["version"], env!("CARGO_PKG_VERSION"), "{test}");
+    assert!(
+        test["api_version"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("1."))
+    );
+    let qemu = find(&v, "qemu");
+    assert_eq!(qemu["isolation"], "in-process", "{qemu}");
+    assert_eq!(qemu["pid"], d.pid(), "{qemu}");
+
+    // a crash counts as a restart
+    assert!(!virsh(&uri, &["domstate", "segv"]).status.success());
+    assert!(virsh(&uri, &["domstate", "test"]).status.success());
+    let test = find(&list(()), "test");
+    assert_eq!(test["restarts"], 1, "{test}");
+    assert!(
+        test["last_death"]
+            .as_str()
+            .is_some_and(|s| s.contains("SIGSEGV")),
+        "{test}"
+    );
+    let pid = test["pid"].as_u64().unwrap() as u32;
+
+    // reload: a new process serves, the old one is stopped
+    let o = Command::new(&rvirt)
+        .args(["plugin", "reload", "test", "--root", root])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let test = find(&list(()), "test");
+    let new_pid = test["pid"].as_u64().unwrap() as u32;
+    assert_ne!(new_pid, pid);
+    assert!(virsh(&uri, &["domstate", "test"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the old plugin process was stopped");
+    assert_eq!(plugin_hosts(d.pid()), vec![new_pid]);
+
+    // an in-process plugin cannot be reloaded, and says why
+    let o = Command::new(&rvirt)
+        .args(["plugin", "reload", "qemu", "--root", root])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not run in a process of its own"),
+        "{o:?}"
+    );
+}
