@@ -284,3 +284,161 @@ fn plugin_list_and_reload_through_the_daemon() {
         "{o:?}"
     );
 }
+
+/// The processes whose command line mentions `needle` (the QEMU of a test's root).
+fn pids_with(needle: &str, program: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains(needle) && cmd.split('\0').next().is_some_and(|a| a.contains(program)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Live upgrade: a TCG guest runs under the QEMU plugin in its own process; the plugin
+/// file is replaced by a build reporting another version and `rvirt plugin reload qemu`
+/// switches to it. The same QEMU process keeps running, virsh still manages the guest,
+/// lifecycle events still arrive, and `rvirt plugin list` shows the new version.
+#[test]
+fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
+    use super::EventWatch;
+    use super::qemu::{guest_xml, ok, state, tools_missing, wait_for};
+    if tools_missing() {
+        return;
+    }
+    let bin_dir = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let built = bin_dir.join("librvirt_plugin_qemu.so");
+    assert!(built.is_file(), "run `cargo build --workspace` first");
+    // the new version: the same plugin built with another reported version, in a target
+    // directory of its own (kept between runs, so only the first run compiles it)
+    let new_version = "0.1.1-upgrade";
+    let fixture_target = bin_dir.parent().unwrap().join("upgrade-fixture");
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let st = Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args(["build", "-p", "rvirt-plugin-qemu", "--target-dir"])
+        .arg(&fixture_target)
+        .env("RVIRT_QEMU_PLUGIN_VERSION", new_version)
+        .status()
+        .expect("cannot run cargo");
+    assert!(st.success(), "cannot build the upgraded qemu plugin");
+    let upgraded = fixture_target.join("debug/librvirt_plugin_qemu.so");
+
+    let plugins = tempfile::tempdir().unwrap();
+    let file = plugins.path().join("librvirt_plugin_qemu.so");
+    std::fs::copy(&built, &file).unwrap();
+    let d = Daemon::start_logged_with_plugins(
+        "[plugins.qemu]\nisolation = \"process\"\n",
+        plugins.path(),
+    );
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let g = rvirt_tests::guest();
+    let disk = root.join("disk.raw");
+    std::fs::copy(g.join("disk.raw"), &disk).unwrap();
+    let serial = root.join("serial.log");
+    let xml = root.join("vup.xml");
+    std::fs::write(&xml, guest_xml("vup", &g, &serial, &disk, "raw")).unwrap();
+    ok(&uri, &["define", xml.to_str().unwrap()]);
+    ok(&uri, &["start", "vup"]);
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for("GUEST-READY", Duration::from_secs(90), || {
+        log().contains("GUEST-READY")
+    });
+    let qemu = pids_with(root.to_str().unwrap(), "qemu-system");
+    assert_eq!(qemu.len(), 1, "one QEMU for the guest: {qemu:?}");
+    let hosts = plugin_hosts(d.pid());
+    assert_eq!(hosts.len(), 1, "the qemu plugin runs in its own process");
+
+    let rvirt = rvirt_tests::built("rvirt");
+    let list = || -> serde_json::Value {
+        let o = Command::new(&rvirt)
+            .args(["--json", "plugin", "list", "--root", root.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "qemu")
+            .cloned()
+            .unwrap()
+    };
+    let before = list();
+    assert_eq!(before["version"], env!("CARGO_PKG_VERSION"), "{before}");
+    assert_eq!(before["isolation"], "process", "{before}");
+
+    let events = EventWatch::spawn(
+        "virsh",
+        &["-c", &uri, "event", "vup", "--event", "lifecycle", "--loop"],
+    );
+    events.ready("for domain 'vup': Suspended", |_| {
+        ok(&uri, &["suspend", "vup"]);
+        ok(&uri, &["resume", "vup"]);
+    });
+
+    // replace the file as `rvirt plugin upgrade` does (one rename), then reload
+    let tmp = plugins.path().join(".librvirt_plugin_qemu.so.new");
+    std::fs::copy(&upgraded, &tmp).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let o = Command::new(&rvirt)
+        .args(["plugin", "reload", "qemu", "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(new_version),
+        "{o:?}"
+    );
+
+    let after = list();
+    assert_eq!(after["version"], new_version, "{after}");
+    assert_ne!(after["pid"], before["pid"], "{after}");
+    assert_eq!(
+        pids_with(root.to_str().unwrap(), "qemu-system"),
+        qemu,
+        "the same QEMU process runs the guest"
+    );
+    assert_eq!(state(&uri, "vup"), "running");
+    // events still arrive: the daemon registered them with the new process
+    let count = |what: &str| events.seen().matches(what).count();
+    let (suspended, resumed) = (
+        count("for domain 'vup': Suspended"),
+        count("for domain 'vup': Resumed"),
+    );
+    ok(&uri, &["suspend", "vup"]);
+    assert_eq!(state(&uri, "vup"), "paused");
+    ok(&uri, &["resume", "vup"]);
+    wait_for(
+        "lifecycle events after the upgrade",
+        Duration::from_secs(30),
+        || {
+            count("for domain 'vup': Suspended") > suspended
+                && count("for domain 'vup': Resumed") > resumed
+        },
+    );
+    // the old plugin process is gone, the guest is still managed
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(hosts[0]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(hosts[0]), "the old plugin process stopped");
+    ok(&uri, &["destroy", "vup"]);
+    assert_eq!(state(&uri, "vup"), "shut off");
+    wait_for(
+        "QEMU to exit after destroy",
+        Duration::from_secs(10),
+        || qemu.iter().all(|p| !alive(*p)),
+    );
+}
