@@ -448,6 +448,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plugin_isolation_settings() {
+        let c = Config::default();
+        let s = c.plugin_settings("qemu");
+        assert_eq!(s.isolation, Isolation::InProcess);
+        assert_eq!(s.call_timeout(), Some(std::time::Duration::from_secs(300)));
+        assert!(s.rlimits().is_empty());
+        let c = Config::parse(
+            "plugin_isolation = \"process\"\n[plugins.test]\nisolation = \"in-process\"\n\
+             [plugins.qemu]\ncall_timeout_ms = 0\nrlimit_nofile = 256\nrlimit_as = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(c.plugin_settings("test").isolation, Isolation::InProcess);
+        let q = c.plugin_settings("qemu");
+        assert_eq!(q.isolation, Isolation::Process);
+        assert_eq!(q.call_timeout(), None);
+        assert_eq!(
+            q.rlimits(),
+            vec![
+                (rustix::process::Resource::As, 1 << 30),
+                (rustix::process::Resource::Nofile, 256)
+            ]
+        );
+        assert_eq!(c.plugin_settings("other").isolation, Isolation::Process);
+        assert!(Config::parse("[plugins.qemu]\nisolation = \"thread\"\n").is_err());
+        assert!(Config::parse("[plugins.qemu]\nrlimit_stack = 1\n").is_err());
+    }
+
+    #[test]
     fn defaults_and_parsing() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         let c = Config::parse("default_uri = \"test:///tmp/x.xml\"\nmax_clients = 10\n").unwrap();

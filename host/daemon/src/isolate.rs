@@ -184,18 +184,29 @@ impl Inner {
         }
         // the old link (if any) is dropped outside the lock's critical path below
         let old = link.take();
-        let generation = self.sup.current()?;
-        let remote = RemoteBackend::connect_with_deadline(
-            generation.socket(),
-            &self.uri,
-            self.read_only,
-            Keepalive {
-                interval: Duration::from_secs(1),
-                count: 5,
-            },
-            self.sup.settings().call_timeout(),
-        )
-        .map_err(|e| self.sup.unreachable(&generation, &e))?;
+        let connect = |generation: &Arc<Generation>| {
+            RemoteBackend::connect_with_deadline(
+                generation.socket(),
+                &self.uri,
+                self.read_only,
+                Keepalive {
+                    interval: Duration::from_secs(1),
+                    count: 5,
+                },
+                self.sup.settings().call_timeout(),
+            )
+        };
+        let mut generation = self.sup.current()?;
+        let remote = match connect(&generation) {
+            Ok(r) => r,
+            // it died between being handed out and the connect: once more, with its
+            // successor
+            Err(_) if generation.is_dead() => {
+                generation = self.sup.current()?;
+                connect(&generation).map_err(|e| self.sup.unreachable(&generation, &e))?
+            }
+            Err(e) => return Err(self.sup.unreachable(&generation, &e)),
+        };
         let remote = Arc::new(remote);
         let remote_sub = if lock(&self.subscribers).is_empty() {
             None

@@ -82,7 +82,8 @@ impl Generation {
         guard.clone()
     }
 
-    fn is_dead(&self) -> bool {
+    /// Whether `waitpid` has reported its end.
+    pub fn is_dead(&self) -> bool {
         lock(&self.death).is_some()
     }
 }
@@ -530,6 +531,8 @@ impl Supervisor {
                 "{op} did not return within the call deadline: killing the plugin process"
             );
             kill(g.pid, rustix::process::Signal::KILL);
+            // once reaped, the next call waits for the new process instead of this one
+            g.wait_death(Duration::from_secs(2));
         }
         rvirt_host::Error::driver(
             ErrorCode::OperationTimeout,
