@@ -434,6 +434,37 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(hosts[0]), "the old plugin process stopped");
+
+    // a crash of the plugin's process (SIGABRT; a SIGSEGV sent by kill is swallowed once
+    // by the Rust runtime's guard-page handler): the guest keeps running and is managed again by
+    // the restarted process (which reattaches from the status file)
+    let host = plugin_hosts(d.pid());
+    assert_eq!(host.len(), 1, "{host:?}");
+    let pid = rustix::process::Pid::from_raw(host[0] as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::ABORT).unwrap();
+    wait_for(
+        "the crashed plugin process to go",
+        Duration::from_secs(10),
+        || !alive(host[0]),
+    );
+    assert_eq!(state(&uri, "vup"), "running");
+    assert_eq!(
+        pids_with(root.to_str().unwrap(), "qemu-system"),
+        qemu,
+        "the same QEMU process runs the guest after the plugin crashed"
+    );
+    let after_crash = list();
+    assert_eq!(after_crash["restarts"], 1, "{after_crash}");
+    assert_ne!(after_crash["pid"], after["pid"], "{after_crash}");
+    let suspended = count("for domain 'vup': Suspended");
+    ok(&uri, &["suspend", "vup"]);
+    assert_eq!(state(&uri, "vup"), "paused");
+    ok(&uri, &["resume", "vup"]);
+    wait_for(
+        "lifecycle events after the crash",
+        Duration::from_secs(30),
+        || count("for domain 'vup': Suspended") > suspended,
+    );
     ok(&uri, &["destroy", "vup"]);
     assert_eq!(state(&uri, "vup"), "shut off");
     wait_for(
