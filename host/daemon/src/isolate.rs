@@ -269,11 +269,11 @@ impl Inner {
                     && e.domain() == ErrorDomain::Rpc as i32 =>
             {
                 self.forget(&generation);
-                Err(self.sup.hung(&generation, op))
+                Err(self.sup.hung(&generation, api_name(op)))
             }
             Err(_) if remote.is_closed() => {
                 self.forget(&generation);
-                Err(self.sup.died_during(&generation, op))
+                Err(self.sup.died_during(&generation, api_name(op)))
             }
             r => r,
         }
@@ -550,5 +550,54 @@ impl Backend for IsolatedBackend {
     fn snapshot_delete(&self, uuid: uuid::Uuid, name: &str, flags: u32) -> Result<()> {
         self.inner
             .call("snapshot_delete", |b| b.snapshot_delete(uuid, name, flags))
+    }
+}
+
+/// libvirt's name of the API a backend method implements, for error messages.
+fn api_name(method: &str) -> &str {
+    match method {
+        "get_type" => "virConnectGetType",
+        "get_version" => "virConnectGetVersion",
+        "get_uri" => "virConnectGetURI",
+        "get_hostname" => "virConnectGetHostname",
+        "get_capabilities" => "virConnectGetCapabilities",
+        "node_get_info" => "virNodeGetInfo",
+        "list_all_domains" => "virConnectListAllDomains",
+        "lookup_by_name" => "virDomainLookupByName",
+        "lookup_by_uuid" => "virDomainLookupByUUID",
+        "lookup_by_id" => "virDomainLookupByID",
+        "define_xml" => "virDomainDefineXMLFlags",
+        "undefine" => "virDomainUndefineFlags",
+        "create" => "virDomainCreateWithFlags",
+        "create_xml" => "virDomainCreateXML",
+        "destroy" => "virDomainDestroyFlags",
+        "shutdown" => "virDomainShutdownFlags",
+        "reboot" => "virDomainReboot",
+        "suspend" => "virDomainSuspend",
+        "resume" => "virDomainResume",
+        "get_info" => "virDomainGetInfo",
+        "get_state" => "virDomainGetState",
+        "get_xml_desc" => "virDomainGetXMLDesc",
+        "is_persistent" => "virDomainIsPersistent",
+        "get_autostart" => "virDomainGetAutostart",
+        "set_autostart" => "virDomainSetAutostart",
+        "get_vcpus_flags" => "virDomainGetVcpusFlags",
+        "get_os_type" => "virDomainGetOSType",
+        "has_managed_save_image" => "virDomainHasManagedSaveImage",
+        "domain_xml_to_native" => "virConnectDomainXMLToNative",
+        "domain_xml_from_native" => "virConnectDomainXMLFromNative",
+        "set_memory_flags" => "virDomainSetMemoryFlags",
+        "set_vcpus_flags" => "virDomainSetVcpusFlags",
+        "attach_device" => "virDomainAttachDeviceFlags",
+        "detach_device" => "virDomainDetachDeviceFlags",
+        "snapshot_create_xml" => "virDomainSnapshotCreateXML",
+        "snapshot_list" => "virDomainListAllSnapshots",
+        "snapshot_list_children" => "virDomainSnapshotListAllChildren",
+        "snapshot_get_xml_desc" => "virDomainSnapshotGetXMLDesc",
+        "snapshot_current" => "virDomainSnapshotCurrent",
+        "snapshot_get_parent" => "virDomainSnapshotGetParent",
+        "snapshot_revert" => "virDomainRevertToSnapshot",
+        "snapshot_delete" => "virDomainSnapshotDelete",
+        other => other,
     }
 }

@@ -129,7 +129,7 @@ fn a_hung_plugin_times_out_and_is_replaced() {
     crash_and_recover(
         "hang",
         &[
-            "lookup_by_name did not return within the call deadline: killing the plugin process",
+            "virDomainLookupByName did not return within the call deadline: killing the plugin process",
             "killed by signal 9 (SIGKILL); restarting it",
         ],
     );
@@ -153,7 +153,7 @@ def on_lifecycle(c, dom, event, detail, opaque):
 test.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
 qemu_domains = len(qemu.listAllDomains())
 for fault, signal in (("segv", "SIGSEGV"), ("abort", "SIGABRT"),
-                      ("hang", "did not answer lookup_by_name within 1500 ms")):
+                      ("hang", "did not answer virDomainLookupByName within 1500 ms")):
     try:
         test.lookupByName(fault)
         raise SystemExit("the %s lookup succeeded" % fault)
