@@ -191,6 +191,25 @@ enum PluginCommand {
         available: bool,
         #[command(flatten)]
         registry: plugins::RegistryArgs,
+        /// List what the running rvirtd with --root DIR serves domains with: version, API
+        /// version, isolation, process id and restarts per plugin
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["available", "daemon_socket"])]
+        root: Option<PathBuf>,
+        /// As --root, naming a socket of the daemon in its run directory
+        #[arg(long, value_name = "PATH", conflicts_with = "available")]
+        daemon_socket: Option<PathBuf>,
+    },
+    /// Live upgrade: the running rvirtd starts the plugin's (replaced) file in a new
+    /// process, sends new calls there and stops the old process (isolation = "process")
+    Reload {
+        /// The plugin's name
+        name: String,
+        /// The daemon's --root DIR
+        #[arg(long, value_name = "DIR", conflicts_with = "socket")]
+        root: Option<PathBuf>,
+        /// A socket of the daemon in its run directory
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Which plugin, at which version, a running rvirtd serves each scheme, pool type and
     /// forward mode with (the plugins it has loaded; read from its run directory)
@@ -276,14 +295,21 @@ fn run(cli: Cli) -> Result<()> {
                 PluginCommand::List {
                     available,
                     registry,
+                    root,
+                    daemon_socket,
                 },
         } => {
-            return if *available {
+            return if root.is_some() || daemon_socket.is_some() {
+                plugins::daemon_list(root.as_deref(), daemon_socket.as_deref(), json)
+            } else if *available {
                 plugins::list_available(registry, json)
             } else {
                 plugin_list(json)
             };
         }
+        Command::Plugin {
+            command: PluginCommand::Reload { name, root, socket },
+        } => return plugins::reload(name, root.as_deref(), socket.as_deref(), json),
         Command::Plugin {
             command: PluginCommand::Served { root, socket },
         } => return plugins::served(root.as_deref(), socket.as_deref(), json),

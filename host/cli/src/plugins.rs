@@ -363,24 +363,116 @@ const SERVED_FORMAT: u64 = 1;
 /// The report of the daemon at `--root DIR` or behind `--socket PATH`, else of the system
 /// daemon (root) or the session daemon (`$XDG_RUNTIME_DIR/rvirt`).
 fn served_file(root: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf> {
+    Ok(daemon_run_dir(root, socket)?.join(SERVED_FILE))
+}
+
+/// The run directory of the daemon named by `--root DIR` or one of its sockets.
+fn daemon_run_dir(root: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf> {
     if let Some(root) = root {
-        return Ok(root.join("run").join(SERVED_FILE));
+        return Ok(root.join("run"));
     }
     if let Some(socket) = socket {
         let dir = socket
             .parent()
             .with_context(|| format!("socket path {} has no directory", socket.display()))?;
-        return Ok(dir.join(SERVED_FILE));
+        return Ok(dir.to_path_buf());
     }
     if rustix::process::getuid().is_root() {
-        return Ok(PathBuf::from("/run/rvirt").join(SERVED_FILE));
+        return Ok(PathBuf::from("/run/rvirt"));
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => Ok(PathBuf::from(d).join("rvirt").join(SERVED_FILE)),
+        Some(d) => Ok(PathBuf::from(d).join("rvirt")),
         None => {
             bail!("XDG_RUNTIME_DIR is not set: name the daemon with --root DIR or --socket PATH")
         }
     }
+}
+
+/// The reply format of rvirtd's plugin control socket this rvirt reads.
+const CONTROL_FORMAT: u64 = 1;
+
+/// Sends one request line to the daemon's plugin control socket
+/// (`RUN_DIR/rvirtd-plugins.sock`) and returns its JSON reply.
+fn control(root: Option<&Path>, socket: Option<&Path>, request: &str) -> Result<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let path = daemon_run_dir(root, socket)?.join("rvirtd-plugins.sock");
+    let mut conn = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "cannot reach rvirtd's plugin control socket {} (is the daemon running, and are you its user?)",
+            path.display()
+        )
+    })?;
+    writeln!(conn, "{request}").context("cannot send the request to rvirtd")?;
+    let mut line = String::new();
+    std::io::BufReader::new(&conn)
+        .read_line(&mut line)
+        .context("cannot read rvirtd's answer")?;
+    serde_json::from_str(&line).with_context(|| format!("rvirtd answered {line:?}"))
+}
+
+/// `rvirt plugin list --root DIR`: the plugins a running rvirtd serves domains with, how
+/// each runs and, for a plugin in its own process, its pid and restarts.
+pub fn daemon_list(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Result<()> {
+    let v = control(root, socket, "list")?;
+    let format = v["format"].as_u64().unwrap_or(0);
+    if format != CONTROL_FORMAT {
+        bail!(
+            "rvirtd answers plugin list format {format}; this rvirt reads format {CONTROL_FORMAT}"
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "Plugin",
+        "Version",
+        "API",
+        "Isolation",
+        "PID",
+        "Restarts",
+        "File",
+    ]);
+    let text = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    for p in v["plugins"].as_array().map_or(&[][..], Vec::as_slice) {
+        t.row(vec![
+            text(&p["name"]),
+            text(&p["version"]),
+            text(&p["api_version"]),
+            text(&p["isolation"]),
+            text(&p["pid"]),
+            text(&p["restarts"]),
+            text(&p["file"]),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+/// `rvirt plugin reload NAME`: the daemon starts the plugin's file again in a new
+/// process, sends new calls there and stops the old process once its calls are done.
+pub fn reload(name: &str, root: Option<&Path>, socket: Option<&Path>, json: bool) -> Result<()> {
+    let v = control(root, socket, &format!("reload {name}"))?;
+    if v["ok"].as_bool() != Some(true) {
+        bail!(
+            "{}",
+            v["error"].as_str().unwrap_or("rvirtd refused the reload")
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "Plugin {name} reloaded: version {}, process {}",
+            v["version"].as_str().unwrap_or("?"),
+            v["pid"]
+        );
+    }
+    Ok(())
 }
 
 /// `rvirt plugin served`: prints what rvirtd serves with which plugin version.

@@ -28,6 +28,8 @@ pub struct Shared {
     pub default_uri: String,
     /// The URIs clients may open.
     pub served: crate::served::Served,
+    /// The plugins served from processes of their own (`None` in a plugin host process).
+    pub isolation: Option<Arc<crate::isolate::Isolation>>,
     /// The access policies and hooks (`None`: none configured, or the engine failed).
     #[cfg(feature = "policy")]
     pub policy: Option<Arc<rvirt_policy::PolicyEngine>>,

@@ -102,6 +102,72 @@ pub struct Config {
     /// Subject DNs of the client certificates accepted, with `*` wildcards
     /// (`"C=GB,ST=London,L=London,O=Libvirt Project,CN=*"`); unset: any valid certificate.
     pub tls_allowed_dn_list: Option<Vec<String>>,
+    /// Where hypervisor plugins run unless `[plugins.NAME]` says otherwise: `"process"`
+    /// (each in a plugin host process of its own, crash-isolated and reloadable) or
+    /// `"in-process"` (loaded into the daemon). Default `"in-process"` for now (see
+    /// docs/ARCHITECTURE.md, "Crash-isolated plugins").
+    pub plugin_isolation: Isolation,
+    /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
+    pub plugins: std::collections::BTreeMap<String, PluginConfig>,
+}
+
+/// Where a plugin runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// A plugin host process of its own.
+    Process,
+    /// Loaded into the daemon.
+    #[default]
+    InProcess,
+}
+
+/// `[plugins.NAME]` in `rvirtd.toml`; every key optional.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Overrides `plugin_isolation` for this plugin.
+    pub isolation: Option<Isolation>,
+    /// Milliseconds a call may take before it fails with a timeout and the (hung)
+    /// process is replaced; 0: no deadline. Default 300000 (5 minutes).
+    pub call_timeout_ms: Option<u64>,
+    /// `RLIMIT_AS` of the plugin process, in bytes.
+    pub rlimit_as: Option<u64>,
+    /// `RLIMIT_NOFILE` of the plugin process.
+    pub rlimit_nofile: Option<u64>,
+    /// `RLIMIT_CPU` of the plugin process, in seconds.
+    pub rlimit_cpu: Option<u64>,
+    /// `RLIMIT_NPROC` of the plugin process's user.
+    pub rlimit_nproc: Option<u64>,
+}
+
+/// A plugin's settings once defaults are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    pub isolation: Isolation,
+    pub call_timeout_ms: u64,
+    pub limits: PluginConfig,
+}
+
+impl PluginSettings {
+    /// The per-call deadline, if any.
+    pub fn call_timeout(&self) -> Option<std::time::Duration> {
+        (self.call_timeout_ms > 0).then(|| std::time::Duration::from_millis(self.call_timeout_ms))
+    }
+
+    /// The resource limits to set in the plugin process.
+    pub fn rlimits(&self) -> Vec<(rustix::process::Resource, u64)> {
+        use rustix::process::Resource as R;
+        [
+            (R::As, self.limits.rlimit_as),
+            (R::Nofile, self.limits.rlimit_nofile),
+            (R::Cpu, self.limits.rlimit_cpu),
+            (R::Nproc, self.limits.rlimit_nproc),
+        ]
+        .into_iter()
+        .filter_map(|(r, v)| v.map(|v| (r, v)))
+        .collect()
+    }
 }
 
 /// libvirtd.conf's integer flags (`listen_tls = 1`), also as TOML booleans.
@@ -164,6 +230,8 @@ impl Default for Config {
             crl_file: None,
             tls_no_verify_certificate: None,
             tls_allowed_dn_list: None,
+            plugin_isolation: Isolation::InProcess,
+            plugins: Default::default(),
         }
     }
 }
@@ -192,6 +260,16 @@ impl Config {
     /// Parses the TOML text of a config file.
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The settings of plugin `name`.
+    pub fn plugin_settings(&self, name: &str) -> PluginSettings {
+        let c = self.plugins.get(name).cloned().unwrap_or_default();
+        PluginSettings {
+            isolation: c.isolation.unwrap_or(self.plugin_isolation),
+            call_timeout_ms: c.call_timeout_ms.unwrap_or(300_000),
+            limits: c,
+        }
     }
 
     /// The URIs served: `uris` (or the default for the layout) and `default_uri`.
@@ -378,6 +456,34 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_isolation_settings() {
+        let c = Config::default();
+        let s = c.plugin_settings("qemu");
+        assert_eq!(s.isolation, Isolation::InProcess);
+        assert_eq!(s.call_timeout(), Some(std::time::Duration::from_secs(300)));
+        assert!(s.rlimits().is_empty());
+        let c = Config::parse(
+            "plugin_isolation = \"process\"\n[plugins.test]\nisolation = \"in-process\"\n\
+             [plugins.qemu]\ncall_timeout_ms = 0\nrlimit_nofile = 256\nrlimit_as = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(c.plugin_settings("test").isolation, Isolation::InProcess);
+        let q = c.plugin_settings("qemu");
+        assert_eq!(q.isolation, Isolation::Process);
+        assert_eq!(q.call_timeout(), None);
+        assert_eq!(
+            q.rlimits(),
+            vec![
+                (rustix::process::Resource::As, 1 << 30),
+                (rustix::process::Resource::Nofile, 256)
+            ]
+        );
+        assert_eq!(c.plugin_settings("other").isolation, Isolation::Process);
+        assert!(Config::parse("[plugins.qemu]\nisolation = \"thread\"\n").is_err());
+        assert!(Config::parse("[plugins.qemu]\nrlimit_stack = 1\n").is_err());
+    }
 
     #[test]
     fn defaults_and_parsing() {

@@ -1214,11 +1214,16 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
             "connection already open",
         ));
     }
-    let conn = client
-        .shared
-        .runtime
-        .open(&uri, read_only)
-        .map_err(host_error)?;
+    let shared = &client.shared;
+    let isolated = shared.isolation.as_ref().and_then(|iso| {
+        let scheme = rvirt_host::ConnectUri::parse(&uri).ok()?.driver;
+        iso.for_scheme(&scheme).cloned()
+    });
+    let conn = match isolated {
+        Some(sup) => crate::isolate::open(&shared.runtime, &sup, &uri, read_only),
+        None => shared.runtime.open(&uri, read_only),
+    }
+    .map_err(host_error)?;
     tracing::debug!(client = client.id, uri, read_only, "connection opened");
     if crate::metrics::enabled() {
         let mut opened = client

@@ -13,6 +13,7 @@ mod admin;
 mod client;
 mod config;
 mod dispatch;
+mod isolate;
 mod logging;
 mod metrics;
 mod net;
@@ -58,10 +59,33 @@ struct Args {
     /// what `rvirt` starts for a user's qemu:///session uses 30).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Internal: run as the plugin host process of one plugin FILE (see `isolate/host.rs`);
+    /// the daemon starts these for plugins whose isolation is "process".
+    #[arg(long, value_name = "FILE", hide = true, requires = "socket")]
+    plugin_host: Option<PathBuf>,
+    /// Internal: the plugin host process's socket.
+    #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
+    socket: Option<PathBuf>,
+    /// Internal: a URI the plugin host process serves (repeated).
+    #[arg(
+        long = "uri",
+        value_name = "URI",
+        hide = true,
+        requires = "plugin_host"
+    )]
+    uris: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(file), Some(socket)) = (args.plugin_host.clone(), args.socket.clone()) {
+        logging::init();
+        return isolate::host::run(isolate::host::HostArgs {
+            file,
+            socket,
+            uris: args.uris,
+        });
+    }
     // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.
     let activated = unsafe { activation::take_from_env() };
     if let Some(root) = &args.root {
@@ -207,6 +231,14 @@ async fn run(
     };
 
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
+    // hypervisor plugins served from processes of their own (started on first use)
+    let isolation = Arc::new(
+        isolate::Isolation::new(&runtime, &config, &served_list, &layout.run_dir)
+            .context("cannot set up the plugin host processes")?,
+    );
+    let control = isolate::control::socket_path(&layout.run_dir);
+    isolate::control::serve(&control, Arc::clone(&isolation), Arc::clone(&runtime))
+        .with_context(|| format!("cannot listen on {}", control.display()))?;
     // which plugin version serves what: logged and published as each plugin loads
     let report = plugin_report::PluginReport::start(&layout.run_dir, &runtime);
     // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
@@ -272,6 +304,7 @@ async fn run(
         runtime,
         default_uri: config.default_uri.clone(),
         served,
+        isolation: Some(Arc::clone(&isolation)),
         #[cfg(feature = "policy")]
         policy: policy.clone(),
         #[cfg(feature = "policy")]
@@ -419,6 +452,8 @@ async fn run(
     for t in admin_tasks {
         let _ = t.await;
     }
+    isolation.stop_all();
+    let _ = std::fs::remove_file(&control);
     for t in accept_tasks {
         let _ = t.await;
     }

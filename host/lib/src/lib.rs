@@ -188,6 +188,19 @@ impl Runtime {
     /// Opens a connection: URIs with a transport or a host go to the remote driver, the
     /// others to the plugin serving their scheme.
     pub fn open(&self, uri: &str, read_only: bool) -> Result<Connection> {
+        self.open_with_backend(uri, read_only, None)
+    }
+
+    /// [`Runtime::open`] with the domain operations served by `backend` instead of the
+    /// plugin's in-process connection (a daemon serving a plugin from its own process);
+    /// storage, secrets and networks stay this runtime's. `None` is [`Runtime::open`].
+    /// A remote URI ignores `backend`.
+    pub fn open_with_backend(
+        &self,
+        uri: &str,
+        read_only: bool,
+        backend: Option<Arc<dyn backend::Backend>>,
+    ) -> Result<Connection> {
         let parsed = ConnectUri::parse(uri)?;
         if parsed.is_remote() {
             let remote = remote::open(&parsed, read_only)?;
@@ -226,7 +239,10 @@ impl Runtime {
             pools: self.pools_lookup(&parsed),
             networks: Arc::clone(&networks),
         };
-        let backend = self.registry.open(&parsed.driver, uri, read_only, ctx)?;
+        let backend = match backend {
+            Some(b) => b,
+            None => self.registry.open(&parsed.driver, uri, read_only, ctx)?,
+        };
         let storage = storage_api::LocalStorage::new(
             &parsed,
             &self.system_root,

@@ -502,7 +502,8 @@ fn claim_pool_types(
 }
 
 impl Registry {
-    /// Scans `search_path` in order, loading every `*.so` file found.
+    /// Scans `search_path` in order, loading every `*.so` file found (an entry that is a
+    /// file is that one plugin).
     ///
     /// A plugin described by a manifest file (`FILE.manifest` beside its real file, as
     /// `rvirt plugin install` writes) is not loaded until first used: start-up reads small
@@ -515,13 +516,18 @@ impl Registry {
         let mut by_forward_mode: Vec<(String, Arc<PluginSlot>)> = Vec::new();
         let hook = Arc::new(LoadHook::default());
         for dir in &search_path {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
+            // an entry may also name one plugin file (a plugin host process serves one)
+            let mut files: Vec<PathBuf> = if dir.is_file() {
+                vec![dir.clone()]
+            } else {
+                let Ok(entries) = std::fs::read_dir(dir) else {
+                    continue;
+                };
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
+                    .collect()
             };
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
-                .collect();
             files.sort();
             for path in files {
                 let mut refused_pool_types = Vec::new();

@@ -51,6 +51,10 @@ impl Default for Keepalive {
     }
 }
 
+/// How the message of a call that exceeded its deadline starts
+/// ([`RemoteBackend::connect_with_deadline`]).
+pub const DEADLINE_PREFIX: &str = "no reply within the call deadline of";
+
 /// Opens a connection to the daemon the URI names.
 pub fn open(uri: &ConnectUri, read_only: bool) -> Result<Arc<RemoteBackend>> {
     if uri.transport.as_deref() == Some("ssh") {
@@ -238,6 +242,10 @@ struct Link {
     /// When the last frame of any kind arrived from the daemon.
     last_rx: Mutex<Instant>,
     keepalive: Keepalive,
+    /// The longest a call may wait for its reply, however alive the daemon is (`None`:
+    /// only the keepalive budget applies). Set for a plugin host process, whose hung
+    /// plugin answers pings but never the call.
+    deadline: Option<Duration>,
     /// Open volume streams: the packets the daemon sends for each, by the serial of the
     /// call that opened it. Bounded: a download nobody reads stops the reader thread,
     /// and so the daemon (flow control, as libvirt's client).
@@ -277,6 +285,13 @@ impl Link {
         }
         let reply = match self.wait(serial, &rx) {
             Ok(f) => f,
+            Err(e) if e.starts_with(DEADLINE_PREFIX) => {
+                return Err(Error::driver(
+                    ErrorCode::OperationTimeout,
+                    ErrorDomain::Rpc,
+                    format!("{}: {e}", P::PROC.name()),
+                ));
+            }
             Err(e) => return Err(rpc_error(e)),
         };
         match reply.header.status {
@@ -306,8 +321,18 @@ impl Link {
     /// been silent for the whole keepalive budget (a hung or vanished peer).
     fn wait(&self, serial: u32, rx: &mpsc::Receiver<Answer>) -> Answer {
         let budget = self.keepalive.interval * self.keepalive.count.max(1);
+        let started = Instant::now();
         loop {
-            match rx.recv_timeout(self.keepalive.interval) {
+            let mut slice = self.keepalive.interval;
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    lock(&self.pending).remove(&serial);
+                    return Err(format!("{DEADLINE_PREFIX} {} ms", deadline.as_millis()));
+                }
+                slice = slice.min(left);
+            }
+            match rx.recv_timeout(slice) {
                 Ok(answer) => return answer,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err("the connection to the daemon is closed".into());
@@ -493,6 +518,38 @@ impl RemoteBackend {
         Self::over_stream(stream, name, read_only, keepalive)
     }
 
+    /// [`RemoteBackend::connect_with`], and every call fails with
+    /// `VIR_ERR_OPERATION_TIMEOUT` once it has waited `deadline` for its reply (the
+    /// connection stays usable; a late reply is dropped).
+    pub fn connect_with_deadline(
+        path: &std::path::Path,
+        name: &str,
+        read_only: bool,
+        keepalive: Keepalive,
+        deadline: Option<Duration>,
+    ) -> Result<RemoteBackend> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Error::driver(
+                ErrorCode::NoConnect,
+                ErrorDomain::Remote,
+                format!("cannot connect to the daemon at {}: {e}", path.display()),
+            )
+        })?;
+        Self::over_parts_with(
+            transport::unix(stream)?,
+            name,
+            read_only,
+            keepalive,
+            deadline,
+        )
+    }
+
+    /// Whether the connection is dead (the daemon closed it, or it stopped answering):
+    /// every later call fails at once.
+    pub fn is_closed(&self) -> bool {
+        self.link.closed.load(Ordering::Acquire)
+    }
+
     /// Opens `name` over an already connected socket.
     pub fn over_stream(
         stream: UnixStream,
@@ -510,6 +567,16 @@ impl RemoteBackend {
         read_only: bool,
         keepalive: Keepalive,
     ) -> Result<RemoteBackend> {
+        Self::over_parts_with(parts, name, read_only, keepalive, None)
+    }
+
+    fn over_parts_with(
+        parts: transport::Parts,
+        name: &str,
+        read_only: bool,
+        keepalive: Keepalive,
+        deadline: Option<Duration>,
+    ) -> Result<RemoteBackend> {
         let reading = parts.reader;
         let link = Arc::new(Link {
             writer: Mutex::new(parts.writer),
@@ -524,6 +591,7 @@ impl RemoteBackend {
             registration: Mutex::new(()),
             last_rx: Mutex::new(Instant::now()),
             keepalive,
+            deadline,
             streams: Mutex::default(),
         });
         let reader = {

@@ -31,7 +31,11 @@ rvirt_sdk::export_plugin! {
         name: "qemu",
         kind: "hypervisor",
         schemes: &["qemu"],
-        version: env!("CARGO_PKG_VERSION"),
+        // a test build may report another version (the live upgrade test of rvirtd)
+        version: match option_env!("RVIRT_QEMU_PLUGIN_VERSION") {
+            Some(v) => v,
+            None => env!("CARGO_PKG_VERSION"),
+        },
         description: "QEMU/KVM driver: qemu:///system, qemu:///session, qemu:///embed?root=DIR",
     },
     open_with_host: open,

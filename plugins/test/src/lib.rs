@@ -89,6 +89,9 @@ pub fn open(
         .split_once('?')
         .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("panic=")))
         .map(str::to_string);
+    let crash_faults = uri
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "faults=crash"));
     let sink_id = node
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -104,6 +107,7 @@ pub fn open(
         read_only,
         sink_id,
         panic_in,
+        crash_faults,
     })
 }
 
@@ -116,6 +120,30 @@ pub struct TestConnection {
     /// Fault injection for testing the host: `?panic=virDomainSuspend` makes that
     /// mutating operation panic inside the plugin.
     panic_in: Option<String>,
+    /// Fault injection for testing plugin isolation (`?faults=crash`): looking up the
+    /// domain named `segv`, `abort` or `hang` kills the process with SIGSEGV, aborts it,
+    /// or never returns. Only a host that runs the plugin in a process of its own
+    /// survives these.
+    crash_faults: bool,
+}
+
+/// `?faults=crash`: what a lookup of `name` does to the process, if anything.
+fn crash_fault(name: &str) {
+    match name {
+        "segv" => {
+            // a wild write, as a buggy driver makes it: the kernel's SIGSEGV (the Rust
+            // runtime's handler only claims faults in a stack guard page)
+            // SAFETY: deliberately unsound: this write faults and the process dies, which
+            // is the point (only with `?faults=crash`, for the host's isolation tests).
+            unsafe { std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(16), 1) };
+            std::process::abort();
+        }
+        "abort" => std::process::abort(),
+        "hang" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        _ => {}
+    }
 }
 
 impl Drop for TestConnection {
@@ -246,6 +274,9 @@ impl DriverConnection for TestConnection {
     }
 
     fn lookup_by_name(&self, name: RStr<'_>) -> PResult<DomainRef> {
+        if self.crash_faults {
+            crash_fault(name.as_str());
+        }
         self.with(|n| n.by_name(name.as_str()).map(|d| d.reference()))
     }
 

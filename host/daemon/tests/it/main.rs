@@ -9,6 +9,7 @@ mod activation;
 mod admin;
 mod bridge_networks;
 mod esx;
+mod isolation;
 mod networks;
 mod observability;
 mod other_hypervisors;
@@ -75,7 +76,22 @@ impl Daemon {
         Daemon::start_inner(extra, config, false)
     }
 
+    /// [`Daemon::start_logged_with_config`] with `plugin_dir` searched for plugins before
+    /// the build directory (a plugin copied there wins over the built one).
+    pub fn start_logged_with_plugins(config: &str, plugin_dir: &Path) -> Daemon {
+        Daemon::start_env(&[], Some(config), true, Some(plugin_dir))
+    }
+
     fn start_inner(extra: &[&str], config: Option<&str>, logged: bool) -> Daemon {
+        Daemon::start_env(extra, config, logged, None)
+    }
+
+    fn start_env(
+        extra: &[&str],
+        config: Option<&str>,
+        logged: bool,
+        plugin_dir: Option<&Path>,
+    ) -> Daemon {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
         let bin_dir = bin.parent().expect("binary directory");
         let plugin = bin_dir.join("librvirt_plugin_test.so");
@@ -93,11 +109,15 @@ impl Daemon {
             std::fs::create_dir_all(&dir).expect("config dir");
             std::fs::write(dir.join("rvirtd.toml"), text).expect("config file");
         }
+        let search = match plugin_dir {
+            Some(first) => std::env::join_paths([first, bin_dir]).expect("plugin path"),
+            None => bin_dir.as_os_str().to_owned(),
+        };
         let mut cmd = Command::new(&bin);
         cmd.arg("--root")
             .arg(root.path())
             .args(extra)
-            .env("RVIRT_PLUGIN_PATH", bin_dir)
+            .env("RVIRT_PLUGIN_PATH", search)
             .env(
                 "RUST_LOG",
                 std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
