@@ -282,3 +282,48 @@ fn init_exiting_at_once_is_shut_off_with_a_reason_and_nothing_left() {
     assert!(!paths(&dir).status_file(name).exists());
     d.undefine(u).unwrap();
 }
+
+#[test]
+fn an_ethernet_interface_is_a_veth_pair_into_the_container() {
+    if !can_run("an_ethernet_interface_is_a_veth_pair_into_the_container") {
+        return;
+    }
+    // The host end of the pair is made in a network namespace of the test's own.
+    if rvirt_tests::rerun_in_netns(
+        "containers::an_ethernet_interface_is_a_veth_pair_into_the_container",
+    ) {
+        return;
+    }
+    let dir = test_dir("veth");
+    let root = rootfs(
+        &dir,
+        "ip addr show eth7 > /tmp/ip.txt\nip link > /tmp/links.txt\ncat /tmp/ip.txt /tmp/links.txt\necho listed\nexec sleep 1000\n",
+    );
+    let d = driver(&dir);
+    let name = "rvirt-it-veth";
+    let ifc = "<interface type='ethernet'><mac address='52:54:00:aa:bb:cc'/>\
+               <ip address='10.99.0.2' family='ipv4' prefix='24'/>\
+               <target dev='vethrvit0'/><guest dev='eth7'/></interface>";
+    let r = d.define(&xml(name, &root, 65536, "", ifc)).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    d.start(u, 0).unwrap();
+    let out = console_with(&dir, name, "listed");
+    assert!(out.contains("inet 10.99.0.2/24"), "{out}");
+    assert!(out.contains("52:54:00:aa:bb:cc"), "{out}");
+    assert!(out.contains("lo:") && out.contains("eth7"), "{out}");
+    let host = std::process::Command::new("ip")
+        .args(["link", "show", "vethrvit0"])
+        .output()
+        .unwrap();
+    assert!(
+        host.status.success(),
+        "the host end exists while the container runs"
+    );
+    d.destroy(u).unwrap();
+    let host = std::process::Command::new("ip")
+        .args(["link", "show", "vethrvit0"])
+        .output()
+        .unwrap();
+    assert!(!host.status.success(), "the pair went with the container");
+    d.undefine(u).unwrap();
+}
