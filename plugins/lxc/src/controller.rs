@@ -572,6 +572,19 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
         return Err(last("set the hostname"));
     }
     loopback_up();
+    // The controller's runtime ignores SIGPIPE; init starts with every signal at its
+    // default and none blocked, as after a normal exec.
+    // SAFETY: signal(2)/sigprocmask(2) with valid arguments; a zeroed sigset is empty.
+    unsafe {
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
     let dir = spec.dir.as_deref().unwrap_or("/");
     std::env::set_current_dir(dir).map_err(sys(format!("enter the init directory {dir}")))?;
     let mut env: Vec<CString> = vec![

@@ -842,7 +842,7 @@ impl Driver {
         let mut evs = vec![(doms[i].dref(), event::STARTED, detail::STARTED_BOOTED)];
         if paused != 0 {
             if let Some(r) = doms[i].run.as_mut()
-                && Cgroup::at(&r.status.cgroup)?.freeze(true).is_ok()
+                && Cgroup::at(&r.status.cgroup).is_ok_and(|c| c.freeze(true).is_ok())
             {
                 r.status.paused = true;
             }

@@ -8,6 +8,7 @@
 mod activation;
 mod bridge_networks;
 mod esx;
+mod lxc;
 mod networks;
 mod observability;
 mod other_hypervisors;
