@@ -29,7 +29,8 @@ mkdir -p $W/rvirt/etc/rvirt
 echo 'uris = ["lxc:///system"]' > $W/rvirt/etc/rvirt/rvirtd.toml
 RVIRT_PLUGIN_PATH=$BIN RUST_LOG=warn $BIN/rvirtd --root $W/rvirt 2>$W/rvirtd.log &
 RVIRTD=$!
-for _ in $(seq 100); do [ -S $W/rvirt/run/rvirt-sock ] && break; sleep 0.05; done
+for _ in $(seq 200); do [ -S $W/rvirt/run/rvirt-sock ] && break; sleep 0.05; done
+[ -S $W/rvirt/run/rvirt-sock ] || { cat $W/rvirtd.log; exit 1; }
 /usr/bin/python3 $HERE/benches/lxc_bench.py "lxc+unix:///system?socket=$W/rvirt/run/rvirt-sock" \
     $W/rootfs-rvirt bench-rvirt $RUNS
 
@@ -38,28 +39,8 @@ mkdir -p $W/lvd
 /usr/bin/python3 $LVD prepare $W/lvd --profile min >/dev/null
 /usr/bin/python3 $LVD start $W/lvd --no-qemu >/dev/null
 /usr/bin/python3 $HERE/benches/lxc_bench.py "lxc+unix:///system?socket=$W/lvd/sock/libvirt-sock" \
-    $W/rootfs-libvirt bench-libvirt $RUNS
+    $W/rootfs-libvirt bench-libvirt $RUNS 2>$W/libvirt.err ||
+    echo "{\"uri\": \"libvirt lxc:///system\", \"error\": \"$(tail -n1 $W/libvirt.err | tr -d '"')\"}"
 
-# the floor: cgroup + unshare + pivot_root by hand, destroy = kill -9 of init
-CG=/sys/fs/cgroup/memory/rvirt-bench-hand
-S=0; D=0
-for i in $(seq $RUNS); do
-    rm -f $W/rootfs-hand/up
-    t0=$(date +%s%N)
-    mkdir -p $CG; echo 67108864 > $CG/memory.limit_in_bytes
-    sh -c "echo \$\$ > $CG/cgroup.procs; exec unshare --pid --mount --net --uts --ipc --fork --propagation private sh -c '
-      cd $W/rootfs-hand && mount --bind . . && cd . && pivot_root . old && cd / &&
-      exec /bin/busybox sh -c \"mount -t proc proc /proc && umount -l /old && exec /bin/sh /init.sh\"'" &
-    while [ ! -e $W/rootfs-hand/up ]; do :; done
-    t1=$(date +%s%N)
-    kill -9 $(cat $CG/cgroup.procs) 2>/dev/null || true
-    while [ -n "$(cat $CG/cgroup.procs)" ]; do :; done
-    rmdir $CG
-    t2=$(date +%s%N)
-    wait 2>/dev/null || true
-    S="$S $(( (t1 - t0) / 1000 ))"; D="$D $(( (t2 - t1) / 1000 ))"
-done
-/usr/bin/python3 -c "
-import json, statistics, sys
-s=[int(x)/1000 for x in sys.argv[1].split()[1:]]; d=[int(x)/1000 for x in sys.argv[2].split()[1:]]
-print(json.dumps({'uri': 'by hand (unshare + pivot_root)', 'runs': len(s), 'start_ms': round(statistics.median(s),1), 'destroy_ms': round(statistics.median(d),1)}))" "$S" "$D"
+# the floor: cgroup + unshare + pivot_root by hand, destroy = SIGKILL to the group
+/usr/bin/python3 $HERE/benches/lxc_floor.py $W/rootfs-hand $RUNS
