@@ -327,3 +327,28 @@ fn an_ethernet_interface_is_a_veth_pair_into_the_container() {
     assert!(!host.status.success(), "the pair went with the container");
     d.undefine(u).unwrap();
 }
+
+#[test]
+fn autostart_containers_start_with_a_new_driver_instance() {
+    if !can_run("autostart_containers_start_with_a_new_driver_instance") {
+        return;
+    }
+    let dir = test_dir("autostart");
+    let root = rootfs(&dir, "echo auto-up\nexec sleep 1000\n");
+    let first = driver(&dir);
+    let name = "rvirt-it-auto";
+    let r = first.define(&xml(name, &root, 65536, "", "")).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    first.set_autostart(u, true).unwrap();
+    assert!(paths(&dir).autostart_file(name).exists());
+    assert_eq!(first.state(u).unwrap().0, state::SHUTOFF);
+    // The next instance (a daemon starting) runs it.
+    let second = driver(&dir);
+    assert!(second.get_autostart(u).unwrap());
+    assert_eq!(second.state(u).unwrap().0, state::RUNNING);
+    console_with(&dir, name, "auto-up");
+    second.destroy(u).unwrap();
+    second.set_autostart(u, false).unwrap();
+    assert!(!paths(&dir).autostart_file(name).exists());
+    second.undefine(u).unwrap();
+}
