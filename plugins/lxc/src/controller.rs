@@ -314,6 +314,9 @@ fn veths(spec: &Spec, pid: i32) -> Result<()> {
         }
         add.extend(["netns", pid_s.as_str()]);
         run_tool(&add)?;
+        if let Some(br) = &v.bridge {
+            run_tool(&["ip", "link", "set", &v.host_dev, "master", br])?;
+        }
         run_tool(&["ip", "link", "set", &v.host_dev, "up"])?;
         for a in &v.addrs {
             run_tool(&["nsenter", &ns, "ip", "addr", "add", a, "dev", &v.guest_dev])?;

@@ -45,6 +45,9 @@ pub struct Veth {
     pub mac: Option<String>,
     /// `ADDRESS/PREFIX` to configure inside the container.
     pub addrs: Vec<String>,
+    /// The host bridge the host end joins (`<interface type='bridge'>`).
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 /// cgroup limits (bytes and libvirt's CPU units).
@@ -294,14 +297,31 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
     let mut veths = Vec::new();
     for (i, ifc) in dom.devices_of("interface").enumerate() {
         let path = format!("domain/devices/interface[{}]", i + 1);
-        match ifc.attr("type") {
-            Some("ethernet") => {}
+        let bridge = match ifc.attr("type") {
+            Some("ethernet") => None,
+            Some("bridge") => Some(
+                ifc.child("source")
+                    .and_then(|s| s.attr("bridge"))
+                    .ok_or_else(|| {
+                        DefError::Invalid(format!(
+                            "domain '{name}': {path}/source/@bridge is missing"
+                        ))
+                    })?
+                    .to_string(),
+            ),
             other => {
                 return Err(DefError::Unsupported(format!(
-                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet')",
+                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet' or 'bridge')",
                     other.unwrap_or("")
                 )));
             }
+        };
+        if let Some(b) = &bridge
+            && !is_bridge(b)
+        {
+            return Err(DefError::Host(format!(
+                "domain '{name}': {path}/source/@bridge '{b}' is not a bridge of this host"
+            )));
         }
         let host_dev = ifc
             .child("target")
@@ -329,6 +349,7 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
                 .and_then(|m| m.attr("address"))
                 .map(str::to_string),
             addrs,
+            bridge,
         });
     }
     let consoles = dom.devices_of("console").count().max(1);
@@ -350,6 +371,15 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
         status: paths.status_file(&name),
         name,
     })
+}
+
+/// Whether `dev` is a bridge in this process's network namespace (sysfs may show
+/// another one's, so ask the kernel through `ip`).
+fn is_bridge(dev: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", dev, "type", "bridge"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
 }
 
 fn short(name: &str) -> String {

@@ -284,13 +284,13 @@ fn init_exiting_at_once_is_shut_off_with_a_reason_and_nothing_left() {
 }
 
 #[test]
-fn an_ethernet_interface_is_a_veth_pair_into_the_container() {
-    if !can_run("an_ethernet_interface_is_a_veth_pair_into_the_container") {
+fn ethernet_and_bridge_interfaces_are_veth_pairs_into_the_container() {
+    if !can_run("ethernet_and_bridge_interfaces_are_veth_pairs_into_the_container") {
         return;
     }
     // The host end of the pair is made in a network namespace of the test's own.
     if rvirt_tests::rerun_in_netns(
-        "containers::an_ethernet_interface_is_a_veth_pair_into_the_container",
+        "containers::ethernet_and_bridge_interfaces_are_veth_pairs_into_the_container",
     ) {
         return;
     }
@@ -326,6 +326,38 @@ fn an_ethernet_interface_is_a_veth_pair_into_the_container() {
         .unwrap();
     assert!(!host.status.success(), "the pair went with the container");
     d.undefine(u).unwrap();
+
+    // <interface type='bridge'>: the host end joins the bridge.
+    let ip = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let ifc = "<interface type='bridge'><source bridge='brlxcit0'/>\
+               <target dev='vethrvit1'/><guest dev='eth0'/></interface>";
+    let name = "rvirt-it-bridge";
+    let r = d.define(&xml(name, &root, 65536, "", ifc)).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    let e: rvirt_sdk::abi::PluginError = d.start(u, 0).unwrap_err().into();
+    assert!(
+        e.message
+            .contains("source/@bridge 'brlxcit0' is not a bridge"),
+        "{}",
+        e.message
+    );
+    ip(&["link", "add", "brlxcit0", "type", "bridge"]);
+    d.start(u, 0).unwrap();
+    assert!(ip(&["link", "show", "vethrvit1"]).contains("master brlxcit0"));
+    d.destroy(u).unwrap();
+    d.undefine(u).unwrap();
+    ip(&["link", "del", "brlxcit0"]);
 }
 
 #[test]
