@@ -93,6 +93,10 @@ for so in "$bin"/librvirt_plugin_*.so "$bin"/librvirt_storage_*.so "$bin"/librvi
     name=rvirt-plugin-${short//_/-}
     d=$work/$name
     install -D -m 0644 "$so" "$d/usr/lib/rvirt/plugins/$file"
+    # The LXC driver runs a controller per container; the plugin finds it next to itself.
+    if [ "$short" = lxc ]; then
+        install -D -m 0755 "$bin/rvirt-lxc-controller" "$d/usr/lib/rvirt/plugins/rvirt-lxc-controller"
+    fi
     pkg "$name" "rvirt plugin $short ($file)" "rvirtd (= $version) | rvirt (= $version)"
 done
 

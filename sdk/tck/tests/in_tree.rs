@@ -106,6 +106,36 @@ fn every_in_tree_plugin_is_conformant() {
     )
     .unwrap();
     let bhyve_xml_arg = bhyve_xml.display().to_string();
+    // LXC: an embedded root (never the host's /etc/rvirt/lxc) and a busybox container;
+    // running it needs root and busybox-static, else the running checks are skipped.
+    let lxc_uri = format!("lxc:///embed?root={}", scratch.path().join("lxc").display());
+    let lxc_fs = scratch.path().join("lxc-rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(lxc_fs.join(d)).unwrap();
+    }
+    let lxc_can_run = std::path::Path::new("/bin/busybox").is_file()
+        && std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if lxc_can_run {
+        std::fs::copy("/bin/busybox", lxc_fs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", lxc_fs.join("bin/sh")).unwrap();
+    }
+    let lxc_xml = scratch.path().join("lxc-domain.xml");
+    std::fs::write(
+        &lxc_xml,
+        format!(
+            "<domain type='lxc'><name>x</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+             <os><type>exe</type><init>/bin/sh</init><initarg>-c</initarg>\
+             <initarg>exec /bin/busybox sleep 1000</initarg></os><devices>\
+             <filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+             <console type='pty'/></devices></domain>",
+            lxc_fs.display()
+        ),
+    )
+    .unwrap();
+    let lxc_xml_arg = lxc_xml.display().to_string();
     for p in &plugins {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if name == "librvirt_plugin_esx.so" && esx_uri.is_empty() {
@@ -178,6 +208,24 @@ fn every_in_tree_plugin_is_conformant() {
                 "hv.lifecycle",
                 "--skip",
                 "hv.transient",
+            ],
+            "librvirt_plugin_lxc.so" if lxc_can_run => {
+                vec!["--uri", &lxc_uri, "--domain-xml", &lxc_xml_arg]
+            }
+            // not root or no busybox: containers cannot run here
+            "librvirt_plugin_lxc.so" => vec![
+                "--uri",
+                &lxc_uri,
+                "--domain-xml",
+                &lxc_xml_arg,
+                "--skip",
+                "hv.lifecycle",
+                "--skip",
+                "hv.transient",
+                "--skip",
+                "hv.list-flags",
+                "--skip",
+                "hv.events",
             ],
             // Virtuozzo has no transient domains (`prlctl` creates registered VMs only)
             "librvirt_plugin_vz.so" => vec!["--uri", "vz:///system", "--skip", "hv.transient"],

@@ -10,6 +10,7 @@ mod admin;
 mod bridge_networks;
 mod esx;
 mod isolation;
+mod lxc;
 mod networks;
 mod observability;
 mod other_hypervisors;

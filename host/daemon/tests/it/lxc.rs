@@ -1,0 +1,141 @@
+//! Unmodified `virsh` over `lxc+unix:///system` through rvirtd: a busybox container
+//! defined, started (its console prints what init writes), `dominfo` from its cgroup,
+//! found running by a restarted daemon, and destroyed with nothing left behind. The
+//! driver's files stay under the daemon's `--root`.
+
+use crate::{Daemon, missing, write_file};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh");
+    eprintln!(
+        "$ virsh -c {uri} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(o.status.success(), "virsh {args:?} failed");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rootfs(dir: &Path) -> PathBuf {
+    let r = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
+    for a in ["sh", "hostname", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        r.join("init.sh"),
+        "echo \"CT-READY $(hostname) $LIBVIRT_LXC_NAME\"\nexec sleep 1000\n",
+    )
+    .unwrap();
+    r
+}
+
+#[test]
+fn virsh_runs_a_container_over_lxc_unix_and_a_restarted_daemon_reattaches() {
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").is_file() {
+        rvirt_tests::cannot_run(
+            "virsh_runs_a_container_over_lxc_unix_and_a_restarted_daemon_reattaches",
+            "containers need root and busybox-static (/bin/busybox)",
+        );
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for f in ["librvirt_plugin_lxc.so", "rvirt-lxc-controller"] {
+        assert!(
+            bin_dir.join(f).is_file(),
+            "{f} is missing next to rvirtd: run `cargo build --workspace` first"
+        );
+    }
+    let mut d = Daemon::start_with_config("uris = [\"lxc:///system\"]\n");
+    let uri = format!("lxc+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let fs = rootfs(&root);
+    let name = "rvirtd-it-ct";
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>/init.sh</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        fs.display()
+    );
+    let file = write_file(&root, "ct.xml", &xml);
+    let version = ok(&uri, &["version"]);
+    assert!(version.contains("Running hypervisor: LXC"), "{version}");
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    assert!(
+        root.join("etc/rvirt/lxc")
+            .join(format!("{name}.xml"))
+            .is_file()
+    );
+    ok(&uri, &["start", name]);
+    let console = root.join(format!("var/log/rvirt/lxc/{name}.console.log"));
+    wait_for(
+        "init's output on the console",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&console)
+                .unwrap_or_default()
+                .contains(&format!("CT-READY {name} {name}"))
+        },
+    );
+    let info = ok(&uri, &["dominfo", name]);
+    assert!(info.contains("running"), "{info}");
+    assert!(info.contains("65536 KiB"), "{info}");
+    assert!(info.contains("OS Type:        exe"), "{info}");
+    assert!(ok(&uri, &["dumpxml", name]).contains("<domain type='lxc' id="));
+    assert!(ok(&uri, &["list", "--name"]).contains(name));
+    assert!(root.join(format!("run/rvirt/lxc/{name}.json")).is_file());
+
+    // The container outlives the daemon; the next one finds it running.
+    d.restart();
+    assert_eq!(ok(&uri, &["domstate", name]).trim(), "running");
+
+    ok(&uri, &["destroy", name]);
+    assert_eq!(
+        ok(&uri, &["domstate", "--reason", name]).trim(),
+        "shut off (destroyed)"
+    );
+    let cg = std::fs::read_dir("/sys/fs/cgroup/memory/machine")
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(name))
+        })
+        .unwrap_or(false);
+    assert!(!cg, "the container's cgroup is gone");
+    assert!(!root.join(format!("run/rvirt/lxc/{name}.json")).exists());
+    ok(&uri, &["undefine", name]);
+}

@@ -1,0 +1,358 @@
+//! A container's control group on cgroup v1 (one directory per controller hierarchy,
+//! `/sys/fs/cgroup/<controller>/<rel>`) or v2 (one directory in the unified tree):
+//! creation, limits, membership, freezer, accounting and removal.
+
+use crate::def::Limits;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Errors of cgroup operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// A file operation failed.
+    #[error("cannot {what} '{}'", path.display())]
+    Io {
+        /// What was done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No usable cgroup hierarchy.
+    #[error("no cgroup hierarchy found under {0} (neither v1 controllers nor a v2 tree)")]
+    NoHierarchy(String),
+    /// Processes stayed in the group.
+    #[error("cgroup '{}' still has processes after {ms} ms", path.display())]
+    Busy {
+        /// The group.
+        path: PathBuf,
+        /// How long we waited.
+        ms: u128,
+    },
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError::Io { what, path, source }
+}
+
+/// The v1 controllers a container gets a group in (those the host has).
+pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "freezer", "pids", "blkio"];
+
+/// A container's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cgroup {
+    /// cgroup v1: `(controller, directory)` per hierarchy (co-mounted controllers such as
+    /// `cpu,cpuacct` share one directory, listed under each name).
+    V1(Vec<(String, PathBuf)>),
+    /// cgroup v2: the group's directory.
+    V2(PathBuf),
+}
+
+/// The cgroup mount point (`RVIRT_CGROUP_ROOT` for tests, else `/sys/fs/cgroup`).
+pub fn mount_root() -> PathBuf {
+    std::env::var_os("RVIRT_CGROUP_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
+impl Cgroup {
+    /// The group at `rel` (e.g. `machine/ct1.libvirt-lxc`) in this host's layout.
+    pub fn at(rel: &str) -> Result<Cgroup> {
+        let root = mount_root();
+        let mut v1 = Vec::new();
+        for c in V1_CONTROLLERS {
+            let d = root.join(c);
+            if d.join("cgroup.procs").is_file() {
+                v1.push((c.to_string(), d.join(rel)));
+            }
+        }
+        if !v1.is_empty() {
+            return Ok(Cgroup::V1(v1));
+        }
+        if root.join("cgroup.controllers").is_file() {
+            return Ok(Cgroup::V2(root.join(rel)));
+        }
+        Err(CgroupError::NoHierarchy(root.display().to_string()))
+    }
+
+    /// The distinct directories of the group.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(v) => {
+                let mut out: Vec<PathBuf> = Vec::new();
+                for (_, d) in v {
+                    let canon = d
+                        .parent()
+                        .and_then(|p| p.canonicalize().ok())
+                        .map(|p| p.join(d.file_name().unwrap_or_default()))
+                        .unwrap_or_else(|| d.clone());
+                    if !out.contains(&canon) {
+                        out.push(canon);
+                    }
+                }
+                out
+            }
+            Cgroup::V2(d) => vec![d.clone()],
+        }
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<&Path> {
+        match self {
+            Cgroup::V1(v) => v
+                .iter()
+                .find(|(c, _)| c == controller)
+                .map(|(_, d)| d.as_path()),
+            Cgroup::V2(d) => Some(d),
+        }
+    }
+
+    /// Creates the group's directories (and their parents), enabling the v2 controllers
+    /// on the way down.
+    pub fn create(&self) -> Result<()> {
+        if let Cgroup::V2(d) = self {
+            let root = mount_root();
+            let mut cur = root.clone();
+            if let Ok(rel) = d.strip_prefix(&root) {
+                let comps: Vec<_> = rel.components().collect();
+                for (i, c) in comps.iter().enumerate() {
+                    // Controllers must be enabled in every ancestor's subtree_control.
+                    for ctl in ["+memory", "+cpu", "+pids", "+io"] {
+                        let _ = std::fs::write(cur.join("cgroup.subtree_control"), ctl);
+                    }
+                    cur = cur.join(c);
+                    if i + 1 < comps.len() {
+                        std::fs::create_dir_all(&cur).map_err(io("create", &cur))?;
+                    }
+                }
+            }
+        }
+        for d in self.dirs() {
+            std::fs::create_dir_all(&d).map_err(io("create", &d))?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, controller: &str, file: &str, value: &str) -> Result<()> {
+        let Some(d) = self.dir_of(controller) else {
+            return Ok(());
+        };
+        let p = d.join(file);
+        std::fs::write(&p, value).map_err(io("write", &p))
+    }
+
+    /// Applies `<memory>`/`<memtune>`/`<cputune>` limits.
+    pub fn apply(&self, l: &Limits) -> Result<()> {
+        match self {
+            Cgroup::V1(_) => {
+                if let Some(b) = l.memory_bytes {
+                    self.write("memory", "memory.limit_in_bytes", &b.to_string())?;
+                }
+                if let Some(b) = l.soft_bytes {
+                    self.write("memory", "memory.soft_limit_in_bytes", &b.to_string())?;
+                }
+                if let Some(b) = l.swap_hard_bytes {
+                    self.write("memory", "memory.memsw.limit_in_bytes", &b.to_string())?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    self.write("cpu", "cpu.shares", &s.to_string())?;
+                }
+                if let Some(p) = l.cpu_period {
+                    self.write("cpu", "cpu.cfs_period_us", &p.to_string())?;
+                }
+                if let Some(q) = l.cpu_quota {
+                    self.write("cpu", "cpu.cfs_quota_us", &q.to_string())?;
+                }
+            }
+            Cgroup::V2(_) => {
+                if let Some(b) = l.memory_bytes {
+                    self.write("memory", "memory.max", &b.to_string())?;
+                }
+                if let Some(b) = l.soft_bytes {
+                    self.write("memory", "memory.low", &b.to_string())?;
+                }
+                if let (Some(s), Some(m)) = (l.swap_hard_bytes, l.memory_bytes) {
+                    self.write(
+                        "memory",
+                        "memory.swap.max",
+                        &s.saturating_sub(m).to_string(),
+                    )?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    self.write("cpu", "cpu.weight", &s.clamp(1, 10000).to_string())?;
+                }
+                if l.cpu_period.is_some() || l.cpu_quota.is_some() {
+                    let period = l.cpu_period.unwrap_or(100_000);
+                    let quota = match l.cpu_quota {
+                        Some(q) if q > 0 => q.to_string(),
+                        _ => "max".into(),
+                    };
+                    self.write("cpu", "cpu.max", &format!("{quota} {period}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the group (every hierarchy).
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in self.dirs() {
+            let p = d.join("cgroup.procs");
+            std::fs::write(&p, pid.to_string()).map_err(io("write", &p))?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the group.
+    pub fn procs(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for d in self.dirs() {
+            if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in s.lines().filter_map(|l| l.trim().parse().ok()) {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any of the group's directories exists.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.is_dir())
+    }
+
+    /// Freezes (or thaws) every process of the group.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match self {
+            Cgroup::V1(_) => self.write(
+                "freezer",
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+            ),
+            Cgroup::V2(_) => self.write("cpu", "cgroup.freeze", if frozen { "1" } else { "0" }),
+        }
+    }
+
+    /// Whether the group is frozen.
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            Cgroup::V1(_) => self
+                .dir_of("freezer")
+                .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+                .is_some_and(|s| s.trim() == "FROZEN"),
+            Cgroup::V2(d) => {
+                std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            }
+        }
+    }
+
+    fn read_u64(&self, controller: &str, file: &str) -> Option<u64> {
+        let d = self.dir_of(controller)?;
+        std::fs::read_to_string(d.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn stat_field(&self, controller: &str, file: &str, key: &str) -> Option<u64> {
+        let d = self.dir_of(controller)?;
+        let s = std::fs::read_to_string(d.join(file)).ok()?;
+        s.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok())?
+        })
+    }
+
+    /// CPU time used by the group's processes, in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        match self {
+            Cgroup::V1(_) => self.read_u64("cpuacct", "cpuacct.usage").unwrap_or(0),
+            Cgroup::V2(_) => self
+                .stat_field("cpu", "cpu.stat", "usage_usec")
+                .map_or(0, |u| u * 1000),
+        }
+    }
+
+    /// Times the group was throttled by its CPU quota (`cpu.stat nr_throttled`).
+    pub fn nr_throttled(&self) -> u64 {
+        self.stat_field("cpu", "cpu.stat", "nr_throttled")
+            .unwrap_or(0)
+    }
+
+    /// Memory in use by the group, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Cgroup::V1(_) => self
+                .read_u64("memory", "memory.usage_in_bytes")
+                .unwrap_or(0),
+            Cgroup::V2(_) => self.read_u64("memory", "memory.current").unwrap_or(0),
+        }
+    }
+
+    /// OOM kills in the group so far.
+    pub fn oom_kills(&self) -> u64 {
+        match self {
+            Cgroup::V1(_) => self.stat_field("memory", "memory.oom_control", "oom_kill"),
+            Cgroup::V2(_) => self.stat_field("memory", "memory.events", "oom_kill"),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Kills every process left in the group, waits (up to `timeout`) for it to empty,
+    /// then removes its directories, and the empty parents up to (not including) the
+    /// hierarchy's `machine` directory's parent.
+    pub fn remove(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        // A frozen group's processes cannot die: thaw it first.
+        let _ = self.freeze(false);
+        loop {
+            let procs = self.procs();
+            if procs.is_empty() {
+                break;
+            }
+            for p in procs {
+                // SAFETY: kill(2) with a pid read from the group; no memory is involved.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            if start.elapsed() > timeout {
+                return Err(CgroupError::Busy {
+                    path: self.dirs().into_iter().next().unwrap_or_default(),
+                    ms: start.elapsed().as_millis(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for d in self.dirs() {
+            // rmdir can answer EBUSY for a moment after the last task left.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if tries < 200 && start.elapsed() < timeout => {
+                        let _ = e;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(io("remove", &d)(e)),
+                }
+            }
+            // The embedded root's own parent goes when it is empty (others may share
+            // `machine`, which stays).
+            if let Some(p) = d.parent()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("rvirt-embed-"))
+            {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! What a container definition means to the driver: the `<domain type='lxc'>` checks at
+//! define time, and the launch [`Spec`] (root, mounts, init, limits, consoles, network)
+//! the controller runs from, with the start-time checks of the host paths it names.
+
+use rvirt_xml::{Domain, Element};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors of a definition.
+#[derive(Debug, thiserror::Error)]
+pub enum DefError {
+    /// The document is not one this driver runs.
+    #[error("unsupported configuration: {0}")]
+    Unsupported(String),
+    /// A value of the document is wrong.
+    #[error("XML error: {0}")]
+    Invalid(String),
+    /// A host path the definition names is missing or unusable at start.
+    #[error("{0}")]
+    Host(String),
+}
+
+/// A bind mount (or tmpfs) inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Host directory bound (`None`: a tmpfs).
+    pub source: Option<PathBuf>,
+    /// Where inside the container.
+    pub target: PathBuf,
+    /// Read-only.
+    pub readonly: bool,
+    /// tmpfs size in KiB (`type='ram'`).
+    pub size_kib: Option<u64>,
+}
+
+/// An `<interface type='ethernet'>`: a veth pair, the host end named `host_dev`, the
+/// other moved into the container as `guest_dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Veth {
+    /// Host-side name.
+    pub host_dev: String,
+    /// Name inside the container.
+    pub guest_dev: String,
+    /// MAC of the container's end.
+    pub mac: Option<String>,
+    /// `ADDRESS/PREFIX` to configure inside the container.
+    pub addrs: Vec<String>,
+    /// The host bridge the host end joins (`<interface type='bridge'>`).
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+/// cgroup limits (bytes and libvirt's CPU units).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Hard memory limit in bytes (`<memtune><hard_limit>`, else `<memory>`).
+    pub memory_bytes: Option<u64>,
+    /// Soft limit in bytes.
+    pub soft_bytes: Option<u64>,
+    /// Memory + swap limit in bytes.
+    pub swap_hard_bytes: Option<u64>,
+    /// `<cputune><shares>`.
+    pub cpu_shares: Option<u64>,
+    /// `<cputune><period>` (µs).
+    pub cpu_period: Option<u64>,
+    /// `<cputune><quota>` (µs, negative: unlimited).
+    pub cpu_quota: Option<i64>,
+}
+
+/// Everything the controller needs to run one container (written as JSON to the run
+/// directory; `format` versions it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Spec format, [`SPEC_FORMAT`].
+    pub format: u32,
+    /// Domain name (the container's hostname too).
+    pub name: String,
+    /// Domain UUID.
+    pub uuid: String,
+    /// Root filesystem directory on the host.
+    pub root: PathBuf,
+    /// Other mounts, in document order.
+    pub mounts: Vec<Mount>,
+    /// `<init>`.
+    pub init: String,
+    /// `<initarg>`s.
+    pub args: Vec<String>,
+    /// `<initenv>`s.
+    pub env: Vec<(String, String)>,
+    /// `<initdir>`.
+    pub dir: Option<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// The cgroup directory, relative to each hierarchy.
+    pub cgroup: String,
+    /// Number of `<console>`s (the first is `/dev/console`, the others `/dev/ttyN`).
+    pub consoles: usize,
+    /// veth pairs.
+    pub veths: Vec<Veth>,
+    /// The controller's socket.
+    pub socket: PathBuf,
+    /// The console log.
+    pub console_log: PathBuf,
+    /// The status file the controller removes when it ends.
+    pub status: PathBuf,
+}
+
+/// The current [`Spec`] format.
+pub const SPEC_FORMAT: u32 = 1;
+
+fn kib(e: &Element, path: &str) -> Result<u64, DefError> {
+    rvirt_xml::util::scale_to_bytes(&e.text(), e.attr("unit"), 1024)
+        .map(|b| b / 1024)
+        .map_err(|m| DefError::Invalid(format!("{path}: {m}")))
+}
+
+fn num<T: std::str::FromStr>(e: &Element, path: &str) -> Result<T, DefError> {
+    e.text()
+        .trim()
+        .parse()
+        .map_err(|_| DefError::Invalid(format!("{path}: invalid number '{}'", e.text().trim())))
+}
+
+/// The define-time checks of an LXC domain: type `lxc`, OS type `exe`, an absolute
+/// `<init>` (when given), filesystems and interfaces of kinds the driver runs.
+pub fn check(dom: &Domain) -> Result<(), DefError> {
+    let name = dom.name();
+    if dom.domain_type() != "lxc" {
+        return Err(DefError::Unsupported(format!(
+            "domain '{name}': domain/@type is '{}', the lxc driver runs only type 'lxc'",
+            dom.domain_type()
+        )));
+    }
+    if dom.os_type() != "exe" {
+        return Err(DefError::Unsupported(format!(
+            "domain '{name}': domain/os/type is '{}', containers need 'exe'",
+            dom.os_type()
+        )));
+    }
+    if let Some(init) = dom.os().and_then(|o| o.init())
+        && !init.starts_with('/')
+    {
+        return Err(DefError::Invalid(format!(
+            "domain '{name}': domain/os/init '{init}' is not an absolute path"
+        )));
+    }
+    Ok(())
+}
+
+/// The launch spec of `dom`, checking the host paths it names: the root directory, each
+/// bind mount's source, and `<init>` (an executable regular file inside the root).
+pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result<Spec, DefError> {
+    let name = dom.name().to_string();
+    let root_el = dom.element();
+    let mut root: Option<PathBuf> = None;
+    let mut mounts = Vec::new();
+    for (i, fs) in dom.devices_of("filesystem").enumerate() {
+        let path = format!("domain/devices/filesystem[{}]", i + 1);
+        let kind = fs.attr("type").unwrap_or("mount");
+        let target = fs
+            .child("target")
+            .and_then(|t| t.attr("dir"))
+            .ok_or_else(|| {
+                DefError::Invalid(format!("domain '{name}': {path}/target/@dir is missing"))
+            })?;
+        let readonly = fs.child("readonly").is_some();
+        match kind {
+            "mount" => {
+                let src = fs
+                    .child("source")
+                    .and_then(|s| s.attr("dir"))
+                    .ok_or_else(|| {
+                        DefError::Invalid(format!("domain '{name}': {path}/source/@dir is missing"))
+                    })?;
+                let src = PathBuf::from(src);
+                if !src.is_dir() {
+                    return Err(DefError::Host(format!(
+                        "domain '{name}': {path}/source/@dir '{}' is not an existing directory",
+                        src.display()
+                    )));
+                }
+                if target == "/" {
+                    root = Some(src);
+                } else {
+                    mounts.push(Mount {
+                        source: Some(src),
+                        target: target.into(),
+                        readonly,
+                        size_kib: None,
+                    });
+                }
+            }
+            "ram" => {
+                let size = match fs.child("source") {
+                    Some(s) => match s.attr("usage") {
+                        Some(u) => Some(
+                            rvirt_xml::util::scale_to_bytes(u, s.attr("units"), 1024).map_err(
+                                |m| DefError::Invalid(format!("{path}/source/@usage: {m}")),
+                            )? / 1024,
+                        ),
+                        None => None,
+                    },
+                    None => None,
+                };
+                mounts.push(Mount {
+                    source: None,
+                    target: target.into(),
+                    readonly,
+                    size_kib: size,
+                });
+            }
+            other => {
+                return Err(DefError::Unsupported(format!(
+                    "domain '{name}': {path}/@type '{other}' is not supported by the lxc driver (use 'mount' or 'ram')"
+                )));
+            }
+        }
+    }
+    let root = root.ok_or_else(|| {
+        DefError::Unsupported(format!(
+            "domain '{name}': no <filesystem type='mount'> with target dir='/': a root shared with the host is not supported by the lxc driver"
+        ))
+    })?;
+    let os = dom.os();
+    let init = os
+        .and_then(|o| o.init())
+        .unwrap_or("/sbin/init")
+        .to_string();
+    let in_root = root.join(init.trim_start_matches('/'));
+    // The init is looked up inside the container's root (symlinks resolve there too, so
+    // an absolute link target is read relative to the root).
+    let resolved = resolve_in_root(&root, &in_root);
+    match std::fs::metadata(&resolved) {
+        Ok(m)
+            if m.is_file()
+                && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0 => {}
+        Ok(_) => {
+            return Err(DefError::Host(format!(
+                "domain '{name}': domain/os/init '{init}' is not an executable file in the root '{}'",
+                root.display()
+            )));
+        }
+        Err(e) => {
+            return Err(DefError::Host(format!(
+                "domain '{name}': domain/os/init '{init}' cannot be found in the root '{}': {}",
+                root.display(),
+                e.to_string().to_lowercase()
+            )));
+        }
+    }
+    let os_el = root_el.child("os");
+    let args = os_el
+        .map(|o| o.children_named("initarg").map(|a| a.text()).collect())
+        .unwrap_or_default();
+    let env = os_el
+        .map(|o| {
+            o.children_named("initenv")
+                .map(|e| (e.attr("name").unwrap_or_default().to_string(), e.text()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dir = os_el.and_then(|o| o.child("initdir")).map(|d| d.text());
+    let mut limits = Limits::default();
+    if let Some(m) = root_el.child("memory") {
+        limits.memory_bytes = Some(kib(m, "domain/memory")? * 1024);
+    }
+    if let Some(mt) = root_el.child("memtune") {
+        if let Some(h) = mt.child("hard_limit") {
+            limits.memory_bytes = Some(kib(h, "domain/memtune/hard_limit")? * 1024);
+        }
+        if let Some(s) = mt.child("soft_limit") {
+            limits.soft_bytes = Some(kib(s, "domain/memtune/soft_limit")? * 1024);
+        }
+        if let Some(s) = mt.child("swap_hard_limit") {
+            limits.swap_hard_bytes = Some(kib(s, "domain/memtune/swap_hard_limit")? * 1024);
+        }
+    }
+    if let Some(ct) = root_el.child("cputune") {
+        if let Some(s) = ct.child("shares") {
+            limits.cpu_shares = Some(num(s, "domain/cputune/shares")?);
+        }
+        if let Some(s) = ct.child("period") {
+            limits.cpu_period = Some(num(s, "domain/cputune/period")?);
+        }
+        if let Some(s) = ct.child("quota") {
+            limits.cpu_quota = Some(num(s, "domain/cputune/quota")?);
+        }
+    }
+    if let Some(b) = limits.memory_bytes
+        && b < 1024 * 1024
+    {
+        return Err(DefError::Invalid(format!(
+            "domain '{name}': memory limit of {} KiB is below the 1024 KiB a container needs to exec its init",
+            b / 1024
+        )));
+    }
+    let mut veths = Vec::new();
+    for (i, ifc) in dom.devices_of("interface").enumerate() {
+        let path = format!("domain/devices/interface[{}]", i + 1);
+        let bridge = match ifc.attr("type") {
+            Some("ethernet") => None,
+            Some("bridge") => Some(
+                ifc.child("source")
+                    .and_then(|s| s.attr("bridge"))
+                    .ok_or_else(|| {
+                        DefError::Invalid(format!(
+                            "domain '{name}': {path}/source/@bridge is missing"
+                        ))
+                    })?
+                    .to_string(),
+            ),
+            other => {
+                return Err(DefError::Unsupported(format!(
+                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet' or 'bridge')",
+                    other.unwrap_or("")
+                )));
+            }
+        };
+        if let Some(b) = &bridge
+            && !is_bridge(b)
+        {
+            return Err(DefError::Host(format!(
+                "domain '{name}': {path}/source/@bridge '{b}' is not a bridge of this host"
+            )));
+        }
+        let host_dev = ifc
+            .child("target")
+            .and_then(|t| t.attr("dev"))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("vethct{}{}", short(&name), i));
+        let guest_dev = ifc
+            .child("guest")
+            .and_then(|t| t.attr("dev"))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("eth{i}"));
+        let addrs = ifc
+            .children_named("ip")
+            .filter_map(|ip| {
+                let a = ip.attr("address")?;
+                let p = ip.attr("prefix").unwrap_or("24");
+                Some(format!("{a}/{p}"))
+            })
+            .collect();
+        veths.push(Veth {
+            host_dev,
+            guest_dev,
+            mac: ifc
+                .child("mac")
+                .and_then(|m| m.attr("address"))
+                .map(str::to_string),
+            addrs,
+            bridge,
+        });
+    }
+    let consoles = dom.devices_of("console").count().max(1);
+    Ok(Spec {
+        format: SPEC_FORMAT,
+        uuid: dom.uuid().to_string(),
+        root,
+        mounts,
+        init,
+        args,
+        env,
+        dir,
+        limits,
+        cgroup,
+        consoles,
+        veths,
+        socket: paths.socket(&name),
+        console_log: paths.console_log(&name),
+        status: paths.status_file(&name),
+        name,
+    })
+}
+
+/// Whether `dev` is a bridge in this process's network namespace (sysfs may show
+/// another one's, so ask the kernel through `ip`).
+fn is_bridge(dev: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", dev, "type", "bridge"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+fn short(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect()
+}
+
+/// `p` (a path under `root`) with symlinks resolved as the container will see them.
+fn resolve_in_root(root: &Path, p: &Path) -> PathBuf {
+    let mut cur = p.to_path_buf();
+    for _ in 0..16 {
+        match std::fs::read_link(&cur) {
+            Ok(t) if t.is_absolute() => cur = root.join(t.strip_prefix("/").unwrap_or(&t)),
+            Ok(t) => cur = cur.parent().unwrap_or(root).join(t),
+            Err(_) => break,
+        }
+    }
+    cur
+}
