@@ -29,6 +29,10 @@ pub fn serve(
     runtime: Arc<rvirt_host::Runtime>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    // a socket-activated daemon has not made its run directory (systemd made the sockets)
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
