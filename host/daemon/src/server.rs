@@ -86,8 +86,7 @@ pub fn bind(path: &Path, mode: u32, read_only: bool) -> Result<Listener, ServerE
         path: path.into(),
         source,
     };
-    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    let std_listener = bind_with_mode(path, mode).map_err(bind_err)?;
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let listener = UnixListener::from_std(std_listener).map_err(bind_err)?;
     Ok(Listener {
@@ -96,6 +95,30 @@ pub fn bind(path: &Path, mode: u32, read_only: bool) -> Result<Listener, ServerE
         activated: false,
         listener,
     })
+}
+
+/// Binds a unix socket at `path` that nobody can connect to before it has `mode`: the
+/// socket is made in a fresh 0700 directory beside `path`, given its mode there, then
+/// renamed into place (a plain bind then chmod leaves a window in which a connection
+/// made under a lax umask would outlive the chmod).
+pub fn bind_with_mode(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let private = parent.join(format!(".{name}.{}.bind", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let staged = private.join("s");
+    let result = std::os::unix::net::UnixListener::bind(&staged).and_then(|l| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 /// Per-connection settings.
@@ -559,5 +582,29 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
             );
             Route::Continue
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_appears_with_its_mode_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        std::fs::write(&path, b"stale").unwrap();
+        let l = bind_with_mode(&path, 0o600).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+        // it is the listener's socket, and nothing else is left beside it
+        let _c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        l.accept().unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("sock")]);
     }
 }

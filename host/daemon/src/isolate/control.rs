@@ -10,7 +10,6 @@
 
 use super::Isolation;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,14 +27,11 @@ pub fn serve(
     isolation: Arc<Isolation>,
     runtime: Arc<rvirt_host::Runtime>,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     // a socket-activated daemon has not made its run directory (systemd made the sockets)
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = crate::server::bind_with_mode(path, 0o600)?;
     std::thread::Builder::new()
         .name("rvirt-plugin-control".into())
         .spawn(move || {
