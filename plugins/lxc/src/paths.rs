@@ -31,24 +31,7 @@ pub struct Paths {
     pub cgroup_parent: String,
 }
 
-fn decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
-        {
-            out.push(x);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use rvirt_sdk::util::decode_query_value as decode;
 
 /// FNV-1a of a path (a short, stable tag for an embedded root).
 fn tag(p: &Path) -> String {

@@ -174,3 +174,24 @@ mod tests {
         assert_eq!(from_abi_uuid(to_abi_uuid(u)), u);
     }
 }
+
+/// Decodes one value of a URI's query (`root=%2Fsrv%2Fvm+1` → `/srv/vm 1`): `+` is a
+/// space, `%XX` a byte, invalid UTF-8 replaced.
+pub fn decode_query_value(v: &str) -> String {
+    let spaced = v.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::decode_query_value;
+
+    #[test]
+    fn query_values_decode_plus_and_percent_and_survive_odd_input() {
+        assert_eq!(decode_query_value("%2Fsrv%2Fvm+1"), "/srv/vm 1");
+        assert_eq!(decode_query_value("%zz%"), "%zz%");
+        assert_eq!(decode_query_value("%a\u{e9}"), "%a\u{e9}");
+    }
+}
