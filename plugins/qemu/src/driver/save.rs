@@ -127,7 +127,26 @@ impl Header {
             }
             .into()
         };
-        let mut f = File::open(path).map_err(io("open save image", path))?;
+        // O_NONBLOCK: a FIFO named by a client must not park the call; only a regular file
+        // is read (the flag does nothing to a regular file's reads)
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(io("open save image", path))?
+        };
+        let size = f
+            .metadata()
+            .map_err(io("open save image", path))
+            .and_then(|m| {
+                if m.is_file() {
+                    Ok(m.len())
+                } else {
+                    Err(bad("not a regular file"))
+                }
+            })?;
         let mut h = [0u8; HEADER_LEN];
         f.read_exact(&mut h).map_err(|_| bad("no header"))?;
         if &h[..16] == MAGIC_PARTIAL {
@@ -150,6 +169,9 @@ impl Header {
         let data_offset = u64::from_le_bytes(off);
         if (HEADER_LEN + len) as u64 > data_offset {
             return Err(bad("the XML overlaps the stream"));
+        }
+        if data_offset > size {
+            return Err(bad("truncated XML"));
         }
         let mut xml = vec![0u8; len];
         f.read_exact(&mut xml).map_err(|_| bad("truncated XML"))?;
@@ -711,6 +733,32 @@ mod tests {
         std::fs::write(&p, b"QEVM").unwrap();
         let e = PluginError::from(Header::read(&p).unwrap_err());
         assert_eq!(e.code, ErrorCode::InvalidArg as i32);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_header_claiming_more_than_the_file_holds_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // a FIFO with no writer: opening it for reading would block without O_NONBLOCK
+        let fifo = dir.join("f");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let e = PluginError::from(Header::read(&fifo).unwrap_err());
+        assert!(e.message.contains("not a regular file"), "{}", e.message);
+
+        // a header whose stream starts past the end of the file
+        let p = dir.join("short.save");
+        let h = Header::new(false, "<domain type='qemu'/>".into());
+        let mut bytes = h.encode(MAGIC);
+        bytes.truncate(HEADER_LEN + h.xml.len());
+        std::fs::write(&p, &bytes).unwrap();
+        let e = PluginError::from(Header::read(&p).unwrap_err());
+        assert!(e.message.contains("truncated"), "{}", e.message);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
