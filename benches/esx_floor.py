@@ -10,7 +10,10 @@ esx_floor.py PORT list [RUNS]        RetrieveServiceContent, Login, CreateContai
 esx_floor.py PORT info NAME [RUNS]   the same plus one RetrievePropertiesEx of the VM
 esx_floor.py PORT list-session RUNS, esx_floor.py PORT info-session NAME RUNS
                                      one session kept open, only each operation's calls
-                                     timed (see session())
+                                     timed (see Session); a third line lists every
+                                     run's time
+esx_floor.py PORT serve              one session; runs `list` / `info NAME` read from
+                                     stdin one at a time, answering `MS RESULT` (see serve())
 Prints the VM count (or the VM's memoryMB), then the median wall time of one run in ms,
 measured inside this process (the interpreter's start-up is not counted).
 """
@@ -87,49 +90,84 @@ def run(what, name):
     return out
 
 
-def session(what, name, runs):
-    """One session kept open (as rvirtd or an embedder holds it): only the calls of each
-    operation are timed. list: RetrievePropertiesEx of the VM properties over a view made
-    once; info: RetrievePropertiesEx of the names over that view (finding NAME), then one
-    of the VM's properties."""
-    c = Client()
-    sc = c.call('<RetrieveServiceContent xmlns="urn:vim25"><_this type="ServiceInstance">'
-                'ServiceInstance</_this></RetrieveServiceContent>')
-    pc, sm = ref(sc, "propertyCollector"), ref(sc, "sessionManager")
-    root = ref(sc, "rootFolder")
-    c.call(f'<Login xmlns="urn:vim25"><_this type="SessionManager">{sm}</_this>'
-           '<userName>user</userName><password>pass</password></Login>')
-    view = ref(c.call('<CreateContainerView xmlns="urn:vim25"><_this type="ViewManager">'
-                      f'ViewManager</_this><container type="Folder">{root}</container>'
-                      '<type>VirtualMachine</type><recursive>true</recursive>'
-                      '</CreateContainerView>'), "returnval")
+class Session:
+    """One session kept open (as rvirtd or an embedder holds it), with a view of the VMs
+    made once. list: RetrievePropertiesEx of the VM properties over the view; info:
+    RetrievePropertiesEx of the names over the view (finding NAME), then one of the VM's
+    properties."""
 
-    def over_view(paths):
-        return c.call(f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">'
-                      f'{pc}</_this><specSet><propSet><type>VirtualMachine</type>{paths}'
-                      f'</propSet><objectSet><obj type="ContainerView">{view}</obj>'
-                      '<skip>true</skip><selectSet xsi:type="TraversalSpec"><type>ContainerView'
-                      '</type><path>view</path></selectSet></objectSet></specSet><options>'
-                      '</options></RetrievePropertiesEx>')
-    times = []
-    out = None
-    for _ in range(runs):
+    def __init__(self):
+        c = self.c = Client()
+        sc = c.call('<RetrieveServiceContent xmlns="urn:vim25"><_this type="ServiceInstance">'
+                    'ServiceInstance</_this></RetrieveServiceContent>')
+        self.pc, self.sm = ref(sc, "propertyCollector"), ref(sc, "sessionManager")
+        root = ref(sc, "rootFolder")
+        c.call(f'<Login xmlns="urn:vim25"><_this type="SessionManager">{self.sm}</_this>'
+               '<userName>user</userName><password>pass</password></Login>')
+        self.view = ref(c.call('<CreateContainerView xmlns="urn:vim25"><_this '
+                               f'type="ViewManager">ViewManager</_this><container type="Folder">'
+                               f'{root}</container><type>VirtualMachine</type><recursive>true'
+                               '</recursive></CreateContainerView>'), "returnval")
+
+    def over_view(self, paths):
+        return self.c.call(f'<RetrievePropertiesEx xmlns="urn:vim25"><_this '
+                           f'type="PropertyCollector">{self.pc}</_this><specSet><propSet><type>'
+                           f'VirtualMachine</type>{paths}</propSet><objectSet><obj '
+                           f'type="ContainerView">{self.view}</obj><skip>true</skip><selectSet '
+                           'xsi:type="TraversalSpec"><type>ContainerView</type><path>view</path>'
+                           '</selectSet></objectSet></specSet><options></options>'
+                           '</RetrievePropertiesEx>')
+
+    def run(self, what, name):
+        """One operation; (its result, its wall time in ms)."""
         t = time.perf_counter()
         if what == "list":
-            out = len(over_view(PATHS).split("<objects>")[1:])
+            out = len(self.over_view(PATHS).split("<objects>")[1:])
         else:
-            objs = over_view("<pathSet>name</pathSet>").split("<objects>")[1:]
+            objs = self.over_view("<pathSet>name</pathSet>").split("<objects>")[1:]
             vm = next(ref(o, "obj") for o in objs if f">{name}</val>" in o)
-            one = c.call(f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">'
-                         f'{pc}</_this><specSet><propSet><type>VirtualMachine</type>{PATHS}'
-                         f'</propSet><objectSet><obj type="VirtualMachine">{vm}</obj></objectSet>'
-                         '</specSet><options></options></RetrievePropertiesEx>')
+            one = self.c.call(f'<RetrievePropertiesEx xmlns="urn:vim25"><_this '
+                              f'type="PropertyCollector">{self.pc}</_this><specSet><propSet>'
+                              f'<type>VirtualMachine</type>{PATHS}</propSet><objectSet><obj '
+                              f'type="VirtualMachine">{vm}</obj></objectSet></specSet><options>'
+                              '</options></RetrievePropertiesEx>')
             out = re.search(r"memoryMB</name><val[^>]*>(\d+)<", one).group(1)
-        times.append((time.perf_counter() - t) * 1000)
-    c.call(f'<Logout xmlns="urn:vim25"><_this type="SessionManager">{sm}</_this></Logout>')
-    print(out)
-    print(f"{statistics.median(times):.1f}")
+        return out, (time.perf_counter() - t) * 1000
 
+    def close(self):
+        self.c.call(f'<Logout xmlns="urn:vim25"><_this type="SessionManager">{self.sm}</_this>'
+                    '</Logout>')
+
+
+def session(what, name, runs):
+    """RUNS timed runs on one session, after one untimed run."""
+    s = Session()
+    s.run(what, name)
+    results = [s.run(what, name) for _ in range(runs)]
+    s.close()
+    times = [t for _, t in results]
+    print(results[-1][0])
+    print(f"{statistics.median(times):.1f}")
+    print(" ".join(f"{t:.3f}" for t in times))
+
+
+def serve():
+    """One session; each line of stdin (`list` or `info NAME`) runs that operation once
+    and answers `MS RESULT` (the benchmark alternates its runs with the plugin's, so that
+    both sides see the same load)."""
+    s = Session()
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            break
+        out, ms = s.run(words[0], words[1] if len(words) > 1 else None)
+        print(f"{ms:.3f} {out}", flush=True)
+    s.close()
+
+
+if len(sys.argv) > 2 and sys.argv[2] == "serve":
+    serve()
+    sys.exit(0)
 
 if len(sys.argv) > 2 and sys.argv[2].endswith("-session"):
     kind = sys.argv[2].removesuffix("-session")

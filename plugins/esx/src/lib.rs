@@ -43,7 +43,7 @@ use rvirt_vmx::{Context, Vmx};
 use rvirt_xml::Element;
 use soap::{Client, MoRef, Node, Options};
 use uri::{EsxUri, Scheme};
-use vim::{ObjectContent, Session, VimError};
+use vim::{ObjectContent, PropertySink, Session, VimError};
 
 rvirt_sdk::export_plugin! {
     manifest: PluginInfo {
@@ -251,37 +251,57 @@ pub struct Vm {
 }
 
 impl Vm {
-    fn from_content(o: &ObjectContent) -> Vm {
-        let state = match o.text("runtime.powerState") {
-            Some("poweredOn") => state::RUNNING,
-            Some("suspended") => state::PAUSED,
-            _ => state::SHUTOFF,
-        };
-        let num: String = o
-            .obj
-            .value
-            .trim_start_matches("vm-")
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let id = if state == state::SHUTOFF {
-            -1
-        } else {
-            num.parse().unwrap_or(-1)
-        };
+    /// A VM with nothing read yet (shut off, no id).
+    fn new(obj: MoRef) -> Vm {
         Vm {
-            obj: o.obj.clone(),
-            name: o.text("name").unwrap_or("").to_string(),
-            uuid: o
-                .text("config.uuid")
-                .and_then(|u| uuid::Uuid::parse_str(u).ok())
-                .unwrap_or_default(),
-            state,
-            id,
-            memory_mb: o.num("config.hardware.memoryMB").unwrap_or(0).max(0) as u64,
-            vcpus: o.num("config.hardware.numCPU").unwrap_or(0).max(0) as u32,
-            vmx_path: o.text("config.files.vmPathName").unwrap_or("").to_string(),
+            obj,
+            name: String::new(),
+            uuid: uuid::Uuid::nil(),
+            state: state::SHUTOFF,
+            id: -1,
+            memory_mb: 0,
+            vcpus: 0,
+            vmx_path: String::new(),
         }
+    }
+
+    /// Takes the property `path` (one of [`VM_PROPS`]) with the (trimmed) text `v`;
+    /// other paths are ignored.
+    fn set(&mut self, path: &str, v: &str) {
+        match path {
+            "name" => self.name = v.to_string(),
+            "config.uuid" => self.uuid = uuid::Uuid::parse_str(v).unwrap_or_default(),
+            "runtime.powerState" => {
+                self.state = match v {
+                    "poweredOn" => state::RUNNING,
+                    "suspended" => state::PAUSED,
+                    _ => state::SHUTOFF,
+                };
+                // libvirt's ids: the number of the managed-object id, for VMs that run
+                // or are suspended
+                let num = self.obj.value.trim_start_matches("vm-");
+                let digits = num.find(|c: char| !c.is_ascii_digit()).unwrap_or(num.len());
+                self.id = if self.state == state::SHUTOFF {
+                    -1
+                } else {
+                    num[..digits].parse().unwrap_or(-1)
+                };
+            }
+            "config.hardware.memoryMB" => {
+                self.memory_mb = v.parse::<i64>().unwrap_or(0).max(0) as u64
+            }
+            "config.hardware.numCPU" => self.vcpus = v.parse::<i64>().unwrap_or(0).max(0) as u32,
+            "config.files.vmPathName" => self.vmx_path = v.to_string(),
+            _ => {}
+        }
+    }
+
+    fn from_content(o: &ObjectContent) -> Vm {
+        let mut v = Vm::new(o.obj.clone());
+        for (path, val) in &o.props {
+            v.set(path, val.text.trim());
+        }
+        v
     }
 
     fn reference(&self) -> DomainRef {
@@ -290,6 +310,33 @@ impl Vm {
             uuid: to_abi_uuid(self.uuid),
             id: self.id,
         }
+    }
+}
+
+/// Reads VMs straight off a retrieval's answer, without trees: the [`VM_PROPS`] that were
+/// asked for (the listing's hot path: 500 VMs are 3,000 values).
+#[derive(Debug, Default)]
+struct VmSink {
+    vms: Vec<Vm>,
+    text: String,
+}
+
+impl PropertySink for VmSink {
+    fn object(&mut self, obj: MoRef) {
+        self.vms.push(Vm::new(obj));
+    }
+
+    fn property<R: std::io::BufRead>(
+        &mut self,
+        path: &str,
+        p: &mut soap::Pull<R>,
+        empty: bool,
+    ) -> Result<(), soap::SoapError> {
+        p.text_into(&mut self.text, empty)?;
+        if let Some(v) = self.vms.last_mut() {
+            v.set(path, &self.text);
+        }
+        Ok(())
     }
 }
 
@@ -615,32 +662,30 @@ impl EsxConnection {
         Ok((url, ds.to_string(), dir))
     }
 
-    /// `paths` of every VM of the datacenter, in one retrieval through the VM view the
-    /// connection keeps for its session.
-    fn retrieve_vms(&self, paths: &[&str]) -> Result<Vec<ObjectContent>, PluginError> {
+    /// `paths` (of [`VM_PROPS`]) of every VM of the datacenter, in one retrieval through
+    /// the VM view the connection keeps for its session, read straight into [`Vm`]s.
+    fn retrieve_vms(&self, paths: &[&str]) -> Result<Vec<Vm>, PluginError> {
         let fail = |e| vim_err("listing virtual machines", e);
+        let specs: &[(&str, &[&str])] = &[("VirtualMachine", paths)];
         let mut cached = self.vm_view.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match cached.clone() {
-            Some(view) => match self.session.retrieve(&view, true, "VirtualMachine", paths) {
+        if let Some(view) = cached.clone() {
+            let mut sink = VmSink::default();
+            match self.session.retrieve_into(&view, true, specs, &mut sink) {
                 // the session was renewed since the view was made: make it again
-                Err(e) if e.fault() == Some("ManagedObjectNotFound") => None,
-                r => Some(r.map_err(fail)?),
-            },
-            None => None,
-        };
-        match list {
-            Some(l) => Ok(l),
-            None => {
-                let view = self
-                    .session
-                    .container_view(&self.inv.vm_folder, "VirtualMachine")
-                    .map_err(fail)?;
-                *cached = Some(view.clone());
-                self.session
-                    .retrieve(&view, true, "VirtualMachine", paths)
-                    .map_err(fail)
+                Err(e) if e.fault() == Some("ManagedObjectNotFound") => {}
+                r => return r.map(|()| sink.vms).map_err(fail),
             }
         }
+        let view = self
+            .session
+            .container_view(&self.inv.vm_folder, "VirtualMachine")
+            .map_err(fail)?;
+        *cached = Some(view.clone());
+        let mut sink = VmSink::default();
+        self.session
+            .retrieve_into(&view, true, specs, &mut sink)
+            .map_err(fail)?;
+        Ok(sink.vms)
     }
 
     /// The VM named `name`: the names of every VM (not their other properties), then the
@@ -649,9 +694,9 @@ impl EsxConnection {
     fn vm_by_name(&self, name: &str) -> Result<Vm, PluginError> {
         let names = self.retrieve_vms(&["name"])?;
         let obj = names
-            .iter()
-            .find(|o| o.text("name") == Some(name))
-            .map(|o| o.obj.clone())
+            .into_iter()
+            .find(|v| v.name == name)
+            .map(|v| v.obj)
             .ok_or_else(|| {
                 err(
                     ErrorCode::NoDomain,
@@ -670,8 +715,7 @@ impl EsxConnection {
 
     /// Every VM of the datacenter, in one batch.
     pub fn vms(&self) -> Result<Vec<Vm>, PluginError> {
-        let list = self.retrieve_vms(VM_PROPS)?;
-        let mut v: Vec<Vm> = list.iter().map(Vm::from_content).collect();
+        let mut v = self.retrieve_vms(VM_PROPS)?;
         v.sort_by(|a, b| a.name.cmp(&b.name));
         *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((std::time::Instant::now(), v.clone()));

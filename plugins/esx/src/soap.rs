@@ -92,13 +92,6 @@ impl Node {
     }
 }
 
-fn local(name: &str) -> (Option<String>, String) {
-    match name.split_once(':') {
-        Some((p, l)) => (Some(p.to_string()), l.to_string()),
-        None => (None, name.to_string()),
-    }
-}
-
 /// The text of an entity reference (`lt`, `#xA`...); empty where unknown.
 fn entity(name: &str) -> String {
     match name {
@@ -139,75 +132,287 @@ fn unescape(raw: &str) -> String {
     out
 }
 
-/// Parses a response document into a tree (the root is the document element).
-pub fn parse(xml: &str) -> Result<Node, SoapError> {
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let open = |e: &BytesStart<'_>| -> Result<Node, SoapError> {
-        let mut n = Node {
-            name: local(e.name().as_ref()).1,
-            ..Node::default()
-        };
-        for a in e.attributes() {
-            let a = a.map_err(|e| SoapError::Malformed(e.to_string()))?;
-            let (prefix, key) = local(a.key.as_ref());
-            if prefix.as_deref() == Some("xmlns") || key == "xmlns" && prefix.is_none() {
-                continue;
-            }
-            let raw: &str = &a.value;
-            let v = unescape(raw);
-            if prefix.is_some() && key == "type" {
-                // xsi:type under whatever prefix; the value's own prefix (xsd:) goes
-                n.xsi_type = Some(local(&v).1);
-            } else {
-                n.attrs.push((key, v));
-            }
-        }
-        Ok(n)
-    };
-    loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| SoapError::Malformed(e.to_string()))?;
-        match ev {
-            Event::Start(e) => stack.push(open(&e)?),
-            Event::Empty(e) => {
-                let n = open(&e)?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(n),
-                    None => root = Some(n),
-                }
-            }
-            Event::End(_) => {
-                let n = stack
-                    .pop()
-                    .ok_or_else(|| SoapError::Malformed("unbalanced end tag".into()))?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(n),
-                    None => root = Some(n),
-                }
-            }
-            Event::Text(t) => {
-                if let Some(n) = stack.last_mut() {
-                    n.text.push_str(&t.into_inner());
-                }
-            }
-            Event::GeneralRef(r) => {
-                if let Some(n) = stack.last_mut() {
-                    n.text.push_str(&entity(&r.xml10_content()));
-                }
-            }
-            Event::CData(c) => {
-                if let Some(n) = stack.last_mut() {
-                    n.text.push_str(&c.xml10_content());
-                }
-            }
-            Event::Eof => break,
-            _ => {}
+/// What [`Pull`] read: an element's start (whether empty: `<x/>` has no end), an end,
+/// text, or the document's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ev {
+    Open(bool),
+    Close,
+    Text,
+    Eof,
+}
+
+/// A pull parser over a response as it arrives (quick-xml over a buffered reader): the
+/// caller walks the envelope by element names and reads the parts it wants straight into
+/// its own types, building [`Node`] trees only for the values it keeps. The current
+/// element's name and attributes are kept in reused buffers, so walking allocates
+/// nothing.
+pub struct Pull<R: std::io::BufRead> {
+    reader: quick_xml::Reader<R>,
+    buf: Vec<u8>,
+    /// The current element: local name, attributes by local name, `xsi:type`.
+    name: String,
+    attrs: Vec<(String, String)>,
+    xsi_type: Option<String>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> SoapError {
+    SoapError::Malformed(e.to_string())
+}
+
+fn ends_inside() -> SoapError {
+    malformed("document ends inside an element")
+}
+
+/// A name without its prefix.
+fn local(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(_, l)| l)
+}
+
+/// The first attribute of a start tag's attribute text (` a="1" b='2'`): its name, its
+/// raw value and the rest; `None` when only whitespace is left. (Hand-read rather than
+/// with quick-xml's attribute iterator: every value of a vSphere answer carries a
+/// namespace declaration and a type, and this is the hot path of a listing.)
+fn next_attribute(s: &str) -> Result<Option<(&str, &str, &str)>, SoapError> {
+    let s = s.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bad = || malformed(format!("malformed attribute in '{s}'"));
+    let eq = s.find('=').ok_or_else(bad)?;
+    let key = s[..eq].trim_end_matches(|c: char| c.is_ascii_whitespace());
+    if key.is_empty() || key.contains(|c: char| c.is_ascii_whitespace()) {
+        return Err(bad());
+    }
+    let v = s[eq + 1..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let quote = v
+        .chars()
+        .next()
+        .filter(|c| *c == '"' || *c == '\'')
+        .ok_or_else(bad)?;
+    let end = v[1..].find(quote).ok_or_else(bad)?;
+    Ok(Some((key, &v[1..1 + end], &v[end + 2..])))
+}
+
+impl<R: std::io::BufRead> Pull<R> {
+    pub fn new(r: R) -> Pull<R> {
+        Pull {
+            reader: quick_xml::Reader::from_reader(r),
+            buf: Vec::with_capacity(4096),
+            name: String::new(),
+            attrs: Vec::new(),
+            xsi_type: None,
         }
     }
-    root.ok_or_else(|| SoapError::Malformed("empty document".into()))
+
+    /// The next start, end or text; text (entity and character references resolved,
+    /// CDATA as is) is appended to `text` where given. Declarations, comments and
+    /// processing instructions are skipped.
+    fn read(&mut self, mut text: Option<&mut String>) -> Result<Ev, SoapError> {
+        loop {
+            self.buf.clear();
+            let ev = self
+                .reader
+                .read_event_into(&mut self.buf)
+                .map_err(malformed)?;
+            let (e, empty) = match ev {
+                Event::Start(e) => (e, false),
+                Event::Empty(e) => (e, true),
+                Event::End(_) => return Ok(Ev::Close),
+                Event::Eof => return Ok(Ev::Eof),
+                Event::Text(t) => {
+                    if let Some(out) = text.as_deref_mut() {
+                        out.push_str(&t.into_inner());
+                    }
+                    return Ok(Ev::Text);
+                }
+                Event::GeneralRef(r) => {
+                    if let Some(out) = text.as_deref_mut() {
+                        out.push_str(&entity(&r.xml10_content()));
+                    }
+                    return Ok(Ev::Text);
+                }
+                Event::CData(c) => {
+                    if let Some(out) = text.as_deref_mut() {
+                        out.push_str(&c.xml10_content());
+                    }
+                    return Ok(Ev::Text);
+                }
+                _ => continue,
+            };
+            self.name.clear();
+            self.name.push_str(local(e.name().as_ref()));
+            self.attrs.clear();
+            self.xsi_type = None;
+            let mut rest = e.attributes_raw();
+            while let Some((key, value, after)) = next_attribute(rest)? {
+                rest = after;
+                let (prefix, name) = match key.split_once(':') {
+                    Some((p, l)) => (Some(p), l),
+                    None => (None, key),
+                };
+                if prefix == Some("xmlns") || (prefix.is_none() && name == "xmlns") {
+                    continue;
+                }
+                let v = |value: &str| {
+                    if value.contains('&') {
+                        unescape(value)
+                    } else {
+                        value.to_string()
+                    }
+                };
+                if prefix.is_some() && name == "type" {
+                    // xsi:type under whatever prefix; the value's own prefix goes
+                    self.xsi_type = Some(v(local(value)));
+                } else {
+                    self.attrs.push((name.to_string(), v(value)));
+                }
+            }
+            return Ok(Ev::Open(empty));
+        }
+    }
+
+    /// The current element's local name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An attribute of the current element, by local name.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next child start inside the current element (`Some(empty)`; its name and
+    /// attributes are then current), or `None` at the element's end. Text between
+    /// children is skipped.
+    pub fn child(&mut self) -> Result<Option<bool>, SoapError> {
+        loop {
+            match self.read(None)? {
+                Ev::Open(e) => return Ok(Some(e)),
+                Ev::Text => {}
+                Ev::Close => return Ok(None),
+                Ev::Eof => return Err(ends_inside()),
+            }
+        }
+    }
+
+    /// The rest of the current element (`empty` as [`Pull::child`] said) as a tree.
+    pub fn subtree(&mut self, empty: bool) -> Result<Node, SoapError> {
+        let mut n = Node {
+            name: self.name.clone(),
+            attrs: self.attrs.clone(),
+            xsi_type: self.xsi_type.take(),
+            ..Node::default()
+        };
+        if empty {
+            return Ok(n);
+        }
+        loop {
+            match self.read(Some(&mut n.text))? {
+                Ev::Open(e) => {
+                    let c = self.subtree(e)?;
+                    n.children.push(c);
+                }
+                Ev::Text => {}
+                Ev::Close => return Ok(n),
+                Ev::Eof => return Err(ends_inside()),
+            }
+        }
+    }
+
+    /// The text of the current element (its children's texts too), trimmed, up to its
+    /// end.
+    pub fn text(&mut self, empty: bool) -> Result<String, SoapError> {
+        let mut out = String::new();
+        self.text_into(&mut out, empty)?;
+        Ok(out)
+    }
+
+    /// [`Pull::text`] into `out` (cleared first; its allocation reused).
+    pub fn text_into(&mut self, out: &mut String, empty: bool) -> Result<(), SoapError> {
+        out.clear();
+        if empty {
+            return Ok(());
+        }
+        let mut depth = 0usize;
+        loop {
+            match self.read(Some(out))? {
+                Ev::Open(true) | Ev::Text => {}
+                Ev::Open(false) => depth += 1,
+                Ev::Close if depth == 0 => break,
+                Ev::Close => depth -= 1,
+                Ev::Eof => return Err(ends_inside()),
+            }
+        }
+        let end = out.trim_end().len();
+        out.truncate(end);
+        let start = out.len() - out.trim_start().len();
+        out.drain(..start);
+        Ok(())
+    }
+
+    /// Skips the rest of the current element.
+    pub fn skip(&mut self, empty: bool) -> Result<(), SoapError> {
+        if empty {
+            return Ok(());
+        }
+        let mut depth = 0usize;
+        loop {
+            self.buf.clear();
+            match self
+                .reader
+                .read_event_into(&mut self.buf)
+                .map_err(malformed)?
+            {
+                Event::Start(_) => depth += 1,
+                Event::End(_) if depth == 0 => return Ok(()),
+                Event::End(_) => depth -= 1,
+                Event::Eof => return Err(ends_inside()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Opens the document element and the SOAP `Body` (skipping a `Header`); the first
+    /// element inside the body is then current (`empty` returned).
+    pub fn body(&mut self) -> Result<bool, SoapError> {
+        let root_empty = loop {
+            match self.read(None)? {
+                Ev::Open(e) => break e,
+                Ev::Text => {}
+                Ev::Close | Ev::Eof => return Err(malformed("empty document")),
+            }
+        };
+        if self.name != "Envelope" || root_empty {
+            return Err(malformed(format!("'{}' is not a soap envelope", self.name)));
+        }
+        while let Some(e) = self.child()? {
+            if self.name == "Body" {
+                return match e {
+                    true => Err(malformed("empty soap body")),
+                    false => self.child()?.ok_or_else(|| malformed("empty soap body")),
+                };
+            }
+            self.skip(e)?;
+        }
+        Err(malformed("no soap body"))
+    }
+}
+
+/// Parses a response document into a tree (the root is the document element).
+pub fn parse(xml: &str) -> Result<Node, SoapError> {
+    let mut p = Pull::new(xml.as_bytes());
+    loop {
+        match p.read(None)? {
+            Ev::Open(e) => return p.subtree(e),
+            Ev::Text => {}
+            Ev::Close => return Err(malformed("unbalanced end tag")),
+            Ev::Eof => return Err(malformed("empty document")),
+        }
+    }
 }
 
 /// The error of a `<Fault>`: the vSphere fault type is the `xsi:type` of the detail's
@@ -358,6 +563,8 @@ pub struct Client {
     /// `https://host:port`
     pub base: String,
     cookie: Mutex<Option<String>>,
+    /// SOAP calls posted so far (see [`Client::calls`]).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -373,6 +580,23 @@ fn trace() -> bool {
 }
 
 const BODY_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// A reader counting the bytes it gave (the answer's size, for the trace).
+pub struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+/// The answer of a call as [`Client::call_with`] hands it on.
+pub type Answer = Pull<std::io::BufReader<Counted<ureq::BodyReader<'static>>>>;
 
 impl Client {
     pub fn new(base: &str, opts: &Options) -> Result<Client, SoapError> {
@@ -397,6 +621,7 @@ impl Client {
             agent,
             base: base.trim_end_matches('/').to_string(),
             cookie: Mutex::new(None),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -419,23 +644,43 @@ impl Client {
         }
     }
 
+    /// How many SOAP calls this client has posted (what an operation costs in round
+    /// trips; the benchmark checks it against its floor).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets the session cookie.
     pub fn clear_cookie(&self) {
         *self.cookie.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Posts one call; returns the element inside `<Body>` (the `…Response`).
+    /// Posts one call; returns the element inside `<Body>` (the `…Response`) as a tree.
     pub fn call(
         &self,
         method: &str,
         this: &MoRef,
         args: impl FnOnce(&mut Body),
     ) -> Result<Node, SoapError> {
+        self.call_with(method, this, args, |p, e| p.subtree(e))
+    }
+
+    /// Posts one call and hands the parser, positioned on the start of the element inside
+    /// `<Body>` (the `…Response`, whether empty), to `read`, which reads it from the
+    /// network as it arrives; a `<Fault>` is an error instead.
+    pub fn call_with<T>(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: impl FnOnce(&mut Body),
+        read: impl FnOnce(&mut Answer, bool) -> Result<T, SoapError>,
+    ) -> Result<T, SoapError> {
         let started = std::time::Instant::now();
-        let r = self.call_inner(method, this, args);
+        let mut size = 0;
+        let r = self.call_inner(method, this, args, read, &mut size);
         if trace() {
             eprintln!(
-                "esx: {method} on {} {}: {:.1} ms{}",
+                "esx: {method} on {} {}: {:.1} ms, answer of {size} bytes{}",
                 this.kind,
                 this.value,
                 started.elapsed().as_secs_f64() * 1000.0,
@@ -448,14 +693,22 @@ impl Client {
         r
     }
 
-    fn call_inner(
+    fn call_inner<T>(
         &self,
         method: &str,
         this: &MoRef,
         args: impl FnOnce(&mut Body),
-    ) -> Result<Node, SoapError> {
+        read: impl FnOnce(&mut Answer, bool) -> Result<T, SoapError>,
+        size: &mut u64,
+    ) -> Result<T, SoapError> {
         let doc = envelope(method, this, args)?;
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = format!("{}/sdk", self.base);
+        let http = |e: ureq::Error| SoapError::Http {
+            url: url.clone(),
+            source: Box::new(e),
+        };
         let mut req = self
             .agent
             .post(&url)
@@ -464,62 +717,52 @@ impl Client {
         if let Some(c) = self.cookie() {
             req = req.header("Cookie", &c);
         }
-        let mut resp = req.send(doc.as_bytes()).map_err(|e| SoapError::Http {
-            url: url.clone(),
-            source: Box::new(e),
-        })?;
+        let mut resp = req.send(doc.as_bytes()).map_err(http)?;
         self.keep_cookie(&resp);
         let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(BODY_LIMIT)
-            .read_to_string()
-            .map_err(|e| SoapError::Http {
-                url: url.clone(),
-                source: Box::new(e),
-            })?;
-        let parse_started = std::time::Instant::now();
-        let parsed = parse(&text);
-        if trace() {
-            eprintln!(
-                "esx:   {method}: answer of {} bytes, parsed in {:.1} ms",
-                text.len(),
-                parse_started.elapsed().as_secs_f64() * 1000.0
-            );
-        }
-        let root = match parsed {
-            Ok(r) => r,
-            Err(_) if status != 200 => {
-                return Err(SoapError::Status {
-                    url,
-                    status,
-                    body: text.chars().take(300).collect(),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let body = root
-            .children
-            .into_iter()
-            .find(|c| c.name == "Body")
-            .ok_or_else(|| {
-                SoapError::Malformed(format!("no soap body in the answer to {method}"))
-            })?;
-        let first = body.children.into_iter().next().ok_or_else(|| {
-            SoapError::Malformed(format!("empty soap body in the answer to {method}"))
-        })?;
-        if first.name == "Fault" {
-            return Err(fault_of(&first));
-        }
         if status != 200 {
-            return Err(SoapError::Status {
-                url,
+            // a fault (500) or an error page: read whole, so that a page that is no soap
+            // document can be shown
+            let text = resp
+                .body_mut()
+                .with_config()
+                .limit(BODY_LIMIT)
+                .lossy_utf8(true)
+                .read_to_string()
+                .map_err(http)?;
+            *size = text.len() as u64;
+            let status_err = || SoapError::Status {
+                url: url.clone(),
                 status,
                 body: text.chars().take(300).collect(),
-            });
+            };
+            let mut p = Pull::new(text.as_bytes());
+            return match p.body() {
+                Ok(e) if p.name() == "Fault" => Err(fault_of(&p.subtree(e)?)),
+                _ => Err(status_err()),
+            };
         }
-        Ok(first)
+        let body = resp
+            .into_body()
+            .into_with_config()
+            .limit(BODY_LIMIT)
+            .reader();
+        let mut p = Pull::new(std::io::BufReader::with_capacity(
+            64 * 1024,
+            Counted { inner: body, n: 0 },
+        ));
+        let e = p.body()?;
+        let r = if p.name() == "Fault" {
+            Err(fault_of(&p.subtree(e)?))
+        } else {
+            read(&mut p, e)
+        };
+        // the rest (the closing tags), so that the connection goes back to the pool
+        let inner = p.reader.get_mut();
+        let drained = std::io::copy(inner, &mut std::io::sink());
+        *size = inner.get_ref().n;
+        drained.map_err(|e| SoapError::Malformed(format!("reading the answer: {e}")))?;
+        r
     }
 
     /// `GET` or `PUT` of a datastore file (`/folder/PATH?dcPath=DC&dsName=DS`).
@@ -604,6 +847,26 @@ mod tests {
         // no detail at all
         let none = parse(r#"<Fault><faultstring>x</faultstring></Fault>"#).unwrap();
         assert_eq!(fault_of(&none).fault(), Some("ServerFault"));
+    }
+
+    #[test]
+    fn attributes_read_by_hand() {
+        assert_eq!(
+            next_attribute(r#" a="1"  b = '2"x' "#).unwrap(),
+            Some(("a", "1", r#"  b = '2"x' "#))
+        );
+        assert_eq!(
+            next_attribute(r#"  b = '2"x' "#).unwrap(),
+            Some(("b", r#"2"x"#, " "))
+        );
+        assert_eq!(next_attribute("  ").unwrap(), None);
+        assert!(next_attribute(" a=1").is_err());
+        assert!(next_attribute(r#" a="1"#).is_err());
+        assert!(next_attribute(r#" a b="1""#).is_err());
+        let n =
+            parse(r#"<v X:type = 'xsd:string' t="a&amp;b" xmlns:X="u" xmlns="v">x</v>"#).unwrap();
+        assert_eq!(n.xsi_type.as_deref(), Some("string"));
+        assert_eq!(n.attrs, vec![("t".to_string(), "a&b".to_string())]);
     }
 
     #[test]

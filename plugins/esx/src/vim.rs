@@ -2,7 +2,7 @@
 //! arguments ([`Body`]) and reads its own answer. A call answered `NotAuthenticated` logs
 //! in again (the session expired on the server) and is retried once.
 
-use crate::soap::{Body, Client, MoRef, Node, SoapError};
+use crate::soap::{Answer, Body, Client, MoRef, Node, Pull, SoapError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,111 @@ fn need_moref(n: &Node, path: &str) -> Result<MoRef, VimError> {
         .ok_or_else(|| VimError::Missing(format!("{path}/@type")))
 }
 
+/// Receives the objects of a property retrieval as they are read off the network.
+pub trait PropertySink {
+    /// An object starts (its `obj`); its properties follow.
+    fn object(&mut self, obj: MoRef);
+    /// The property `path` of the last object: the `<val>` element is current in `p`
+    /// (`empty` as [`Pull::child`] said) and must be read to its end (`text`, `subtree`
+    /// or `skip`).
+    fn property<R: std::io::BufRead>(
+        &mut self,
+        path: &str,
+        p: &mut Pull<R>,
+        empty: bool,
+    ) -> Result<(), SoapError>;
+}
+
+/// The generic sink: every object with its properties as [`Node`] trees.
+#[derive(Debug, Default)]
+pub struct Contents(pub Vec<ObjectContent>);
+
+impl PropertySink for Contents {
+    fn object(&mut self, obj: MoRef) {
+        self.0.push(ObjectContent {
+            obj,
+            props: Vec::with_capacity(8),
+        });
+    }
+
+    fn property<R: std::io::BufRead>(
+        &mut self,
+        path: &str,
+        p: &mut Pull<R>,
+        empty: bool,
+    ) -> Result<(), SoapError> {
+        let v = p.subtree(empty)?;
+        if let Some(o) = self.0.last_mut() {
+            o.props.push((path.to_string(), v));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a `RetrievePropertiesExResponse` (or `ContinueRetrievePropertiesExResponse`)
+/// as it arrives, straight into `sink`: `returnval` > `token` and `objects` > `obj` and
+/// `propSet` > `name`, `val`; `missingSet`s and anything unknown are skipped. Returns the
+/// continuation token.
+pub fn read_retrieve_result<R: std::io::BufRead, S: PropertySink>(
+    p: &mut Pull<R>,
+    empty: bool,
+    sink: &mut S,
+) -> Result<Option<String>, SoapError> {
+    let mut token = None;
+    if empty {
+        return Ok(token);
+    }
+    let mut path = String::new();
+    while let Some(e) = p.child()? {
+        if p.name() != "returnval" || e {
+            p.skip(e)?;
+            continue;
+        }
+        while let Some(e) = p.child()? {
+            match p.name() {
+                "token" => token = Some(p.text(e)?).filter(|t| !t.is_empty()),
+                "objects" if !e => {
+                    let mut have_obj = false;
+                    while let Some(e) = p.child()? {
+                        match p.name() {
+                            "obj" => {
+                                let kind = p.attr("type").unwrap_or("").to_string();
+                                let value = p.text(e)?;
+                                sink.object(MoRef { kind, value });
+                                have_obj = true;
+                            }
+                            "propSet" if !e => {
+                                if !have_obj {
+                                    return Err(SoapError::Malformed(
+                                        "a propSet before its obj".into(),
+                                    ));
+                                }
+                                // DynamicProperty is a sequence: name, then val
+                                path.clear();
+                                while let Some(e) = p.child()? {
+                                    match p.name() {
+                                        "name" => p.text_into(&mut path, e)?,
+                                        "val" if path.is_empty() => {
+                                            return Err(SoapError::Malformed(
+                                                "a propSet val before its name".into(),
+                                            ));
+                                        }
+                                        "val" => sink.property(&path, p, e)?,
+                                        _ => p.skip(e)?,
+                                    }
+                                }
+                            }
+                            _ => p.skip(e)?,
+                        }
+                    }
+                }
+                _ => p.skip(e)?,
+            }
+        }
+    }
+    Ok(token)
+}
+
 /// A logged-in session.
 #[derive(Debug)]
 pub struct Session {
@@ -154,6 +259,24 @@ impl Session {
         }
     }
 
+    /// [`Session::invoke`] with the answer read by `read` as it arrives
+    /// ([`Client::call_with`]).
+    pub fn invoke_with<T>(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: impl Fn(&mut Body),
+        mut read: impl FnMut(&mut Answer, bool) -> Result<T, SoapError>,
+    ) -> Result<T, VimError> {
+        match self.client.call_with(method, this, &args, &mut read) {
+            Err(e) if e.fault() == Some("NotAuthenticated") => {
+                self.relogin()?;
+                Ok(self.client.call_with(method, this, &args, &mut read)?)
+            }
+            r => Ok(r?),
+        }
+    }
+
     /// `Logout` (errors ignored: the connection is going away).
     pub fn logout(&self) {
         let _ = self
@@ -203,62 +326,60 @@ impl Session {
         through_view: bool,
         specs: &[(&str, &[&str])],
     ) -> Result<Vec<ObjectContent>, VimError> {
+        let mut out = Contents::default();
+        self.retrieve_into(start, through_view, specs, &mut out)?;
+        Ok(out.0)
+    }
+
+    /// [`Session::retrieve_specs`] read straight into `sink` as the answer arrives.
+    pub fn retrieve_into<S: PropertySink>(
+        &self,
+        start: &MoRef,
+        through_view: bool,
+        specs: &[(&str, &[&str])],
+        sink: &mut S,
+    ) -> Result<(), VimError> {
         let pc = &self.content.property_collector;
-        let r = self.invoke("RetrievePropertiesEx", pc, |b| {
-            b.open("specSet", |b| {
-                for (kind, paths) in specs {
-                    b.open("propSet", |b| {
-                        b.text("type", kind);
-                        for p in *paths {
-                            b.text("pathSet", p);
+        let mut token = self.invoke_with(
+            "RetrievePropertiesEx",
+            pc,
+            |b| {
+                b.open("specSet", |b| {
+                    for (kind, paths) in specs {
+                        b.open("propSet", |b| {
+                            b.text("type", kind);
+                            for p in *paths {
+                                b.text("pathSet", p);
+                            }
+                        });
+                    }
+                    b.open("objectSet", |b| {
+                        b.moref("obj", start);
+                        if through_view {
+                            b.text("skip", "true");
+                            b.open_typed("selectSet", Some("TraversalSpec"), |b| {
+                                b.text("type", "ContainerView");
+                                b.text("path", "view");
+                                b.text("skip", "false");
+                            });
+                        } else {
+                            b.text("skip", "false");
                         }
                     });
-                }
-                b.open("objectSet", |b| {
-                    b.moref("obj", start);
-                    if through_view {
-                        b.text("skip", "true");
-                        b.open_typed("selectSet", Some("TraversalSpec"), |b| {
-                            b.text("type", "ContainerView");
-                            b.text("path", "view");
-                            b.text("skip", "false");
-                        });
-                    } else {
-                        b.text("skip", "false");
-                    }
                 });
-            });
-            b.open("options", |_| {});
-        })?;
-        let mut out = Vec::new();
-        let returnval = |r: Node| r.children.into_iter().find(|c| c.name == "returnval");
-        let mut ret = returnval(r);
-        while let Some(rv) = ret.take() {
-            let token = rv.text_of("token").map(str::to_string);
-            for o in rv.children.into_iter().filter(|c| c.name == "objects") {
-                let Some(obj) = o.child("obj").and_then(Node::moref) else {
-                    continue;
-                };
-                let props = o
-                    .children
-                    .into_iter()
-                    .filter(|c| c.name == "propSet")
-                    .filter_map(|p| {
-                        let name = p.text_of("name")?.to_string();
-                        let val = p.children.into_iter().find(|c| c.name == "val")?;
-                        Some((name, val))
-                    })
-                    .collect();
-                out.push(ObjectContent { obj, props });
-            }
-            if let Some(token) = token {
-                let r = self.invoke("ContinueRetrievePropertiesEx", pc, |b| {
-                    b.text("token", &token);
-                })?;
-                ret = returnval(r);
-            }
+                b.open("options", |_| {});
+            },
+            |p, e| read_retrieve_result(p, e, sink),
+        )?;
+        while let Some(t) = token.take() {
+            token = self.invoke_with(
+                "ContinueRetrievePropertiesEx",
+                pc,
+                |b| b.text("token", &t),
+                |p, e| read_retrieve_result(p, e, sink),
+            )?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Properties of every `kind` object under `container`, through one ContainerView.
@@ -547,5 +668,79 @@ impl Session {
             });
         })
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retrieve_answers_read_as_they_stream() {
+        // as vCenter writes it: prefixed envelope, xsi:type on values, a token, a
+        // missingSet, an array value, whitespace between elements
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<soapenv:Header/>
+<soapenv:Body>
+<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval>
+  <token>tok-1</token>
+  <objects><obj type="VirtualMachine">vm-42</obj>
+    <propSet><name>name</name><val xsi:type="xsd:string">a &amp; b</val></propSet>
+    <propSet><name>config.hardware.memoryMB</name><val xsi:type="xsd:int">2048</val></propSet>
+    <propSet><name>host</name><val xsi:type="ArrayOfManagedObjectReference"><ManagedObjectReference type="HostSystem">host-1</ManagedObjectReference><ManagedObjectReference type="HostSystem">host-2</ManagedObjectReference></val></propSet>
+    <missingSet><path>config.uuid</path><fault><fault xsi:type="NoPermission"/></fault></missingSet>
+  </objects>
+  <objects><obj type="VirtualMachine">vm-43</obj><propSet><name>name</name><val><![CDATA[c<d]]></val></propSet></objects>
+</returnval></RetrievePropertiesExResponse>
+</soapenv:Body></soapenv:Envelope>"#;
+        let mut p = Pull::new(doc.as_bytes());
+        let e = p.body().unwrap();
+        assert_eq!(p.name(), "RetrievePropertiesExResponse");
+        let mut c = Contents::default();
+        let token = read_retrieve_result(&mut p, e, &mut c).unwrap();
+        let objs = c.0;
+        assert_eq!(token.as_deref(), Some("tok-1"));
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0].obj, MoRef::new("VirtualMachine", "vm-42"));
+        assert_eq!(objs[0].text("name"), Some("a & b"));
+        assert_eq!(objs[0].num("config.hardware.memoryMB"), Some(2048));
+        assert_eq!(
+            objs[0]
+                .get("config.hardware.memoryMB")
+                .unwrap()
+                .xsi_type
+                .as_deref(),
+            Some("int")
+        );
+        let hosts: Vec<_> = objs[0]
+            .get("host")
+            .unwrap()
+            .children
+            .iter()
+            .filter_map(Node::moref)
+            .collect();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(objs[0].get("config.uuid"), None);
+        assert_eq!(objs[1].text("name"), Some("c<d"));
+        // an empty answer (no objects matched) and a vcsim one (no prefixes, no types)
+        let empty = r#"<Envelope><Body><RetrievePropertiesExResponse/></Body></Envelope>"#;
+        let mut p = Pull::new(empty.as_bytes());
+        let e = p.body().unwrap();
+        assert!(e);
+        let mut c = Contents::default();
+        assert_eq!(read_retrieve_result(&mut p, e, &mut c).unwrap(), None);
+        assert!(c.0.is_empty());
+        let vcsim = r#"<Envelope><Body><RetrievePropertiesExResponse><returnval><objects><obj type="VirtualMachine">vm-1</obj><propSet><name>runtime.powerState</name><val>poweredOn</val></propSet></objects></returnval></RetrievePropertiesExResponse></Body></Envelope>"#;
+        let mut p = Pull::new(vcsim.as_bytes());
+        let e = p.body().unwrap();
+        let mut c = Contents::default();
+        assert_eq!(read_retrieve_result(&mut p, e, &mut c).unwrap(), None);
+        assert_eq!(c.0[0].text("runtime.powerState"), Some("poweredOn"));
+        // a document cut short is an error, not a partial list
+        let cut = &vcsim[..vcsim.len() - 60];
+        let mut p = Pull::new(cut.as_bytes());
+        let e = p.body().unwrap();
+        assert!(read_retrieve_result(&mut p, e, &mut Contents::default()).is_err());
     }
 }
