@@ -511,6 +511,60 @@ fn snapshots_memory_and_vcpus_in_process() {
     }
 }
 
+/// A TCP relay on 127.0.0.1 to `target`, counting the connections it accepts.
+fn start_relay(target: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (mut c1, mut s1) = (conn.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c2, mut s2) = (conn, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s1, &mut c1);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn one_tls_connection_carries_the_session() {
+    // every call of a connection, SOAP and datastore file transfers alike, goes over one
+    // kept-alive TLS connection: no handshake (and no session resumption) per call
+    let test = "one_tls_connection_carries_the_session";
+    let Some(sim) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let (relay, count) = start_relay(sim.port);
+    let dir = tempfile::tempdir().unwrap();
+    let c = open_in_process(&format!("esx://127.0.0.1:{relay}/?no_verify=1"), dir.path());
+    let calls_after_open = c.session().client.calls();
+    let doms = ok(c.list_all_domains(0));
+    assert_eq!(doms.len(), 2);
+    let d = ok(c.lookup_by_name(doms[0].name.as_str().into()));
+    let info = ok(c.get_info(d.uuid));
+    assert!(info.memory_kib > 0);
+    // dumpxml reads the .vmx over HTTP from the datastore (vcsim's is empty)
+    assert!(ok(c.get_xml_desc(d.uuid, 0)).contains("<domain"));
+    assert_eq!(ok(c.list_all_domains(0)).len(), 2);
+    assert!(c.session().client.calls() > calls_after_open + 4);
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the calls opened more than one connection"
+    );
+}
+
 #[test]
 fn wrong_password_and_wrong_product_are_refused() {
     let test = "wrong_password_and_wrong_product_are_refused";
