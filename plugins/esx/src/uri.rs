@@ -57,7 +57,7 @@ pub struct EsxUri {
     pub port: Option<u16>,
     /// `vpx://` inventory path (`DC/…/COMPUTE[/HOST]`), empty for `esx://` / `gsx://`.
     pub path: String,
-    /// `https` (the default of esx and vpx) or `http` (the default of gsx).
+    /// `https` (the default) or `http`.
     pub transport: String,
     pub no_verify: bool,
     pub auto_answer: bool,
@@ -94,12 +94,7 @@ impl EsxUri {
             host,
             port: u.port(),
             path: u.path().trim_matches('/').to_string(),
-            transport: if scheme == Scheme::Gsx {
-                "http"
-            } else {
-                "https"
-            }
-            .into(),
+            transport: "https".into(),
             no_verify: false,
             auto_answer: false,
             proxy: None,
@@ -155,12 +150,14 @@ impl EsxUri {
         Ok(out)
     }
 
-    /// `https://host:port` of the server.
+    /// `https://host:port` of the server. libvirt's default ports: 443 (https) and 80
+    /// (http) for esx and vpx, 8333 (https) and 8222 (http) for gsx (VMware Server).
     pub fn base(&self) -> String {
         let port = self
             .port
             .unwrap_or(match (self.scheme, self.transport.as_str()) {
-                (Scheme::Gsx, _) => 8222,
+                (Scheme::Gsx, "http") => 8222,
+                (Scheme::Gsx, _) => 8333,
                 (_, "http") => 80,
                 _ => 443,
             });
@@ -307,7 +304,19 @@ mod tests {
         assert_eq!(u.path, "dc1/cluster1/h1");
         assert_eq!(u.base(), "http://vc.example:80");
         assert_eq!(u.proxy.as_deref(), Some("http://p:3128"));
-        assert_eq!(EsxUri::parse("gsx://h").unwrap().base(), "http://h:8222");
+        // GSX defaults to https as the others, on VMware Server's ports
+        assert_eq!(EsxUri::parse("gsx://h").unwrap().base(), "https://h:8333");
+        assert_eq!(
+            EsxUri::parse("gsx://h/?transport=http").unwrap().base(),
+            "http://h:8222"
+        );
+        assert_eq!(
+            EsxUri::parse("gsx://h:9000/?transport=http")
+                .unwrap()
+                .base(),
+            "http://h:9000"
+        );
+        assert_eq!(EsxUri::parse("gsx://h").unwrap().service(), "esx");
         assert!(EsxUri::parse("esx://h/?no_verify=2").is_err());
         assert!(EsxUri::parse("esx://h/?bogus=1").is_err());
         assert!(EsxUri::parse("esx://h/dc").is_err());

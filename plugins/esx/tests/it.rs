@@ -598,6 +598,61 @@ fn wrong_password_and_wrong_product_are_refused() {
 }
 
 #[test]
+fn gsx_scheme_against_vcsim_standing_for_vmware_server() {
+    // vcsim has no GSX model: in ESX mode with `-product gsx` it answers as VMware Server
+    // 2.0 does (productLineId gsx, apiType HostAgent) over the same API, which is what
+    // libvirt's gsx:// checks for; GSX 2.0's own API differences are not simulated
+    let test = "gsx_scheme_against_vcsim_standing_for_vmware_server";
+    let Some(sim) = Vcsim::start(test, true, &["-product", "gsx"]) else {
+        return;
+    };
+    let env = Env::new();
+    let uri = format!("gsx://user@127.0.0.1:{}/?no_verify=1", sim.port);
+    let rows = list_rows(&env.ok(&uri, &["list", "--all"]));
+    let mut raw = Raw::new(sim.port);
+    let mut want: Vec<(String, String)> = raw
+        .vms()
+        .into_iter()
+        .map(|(_, name, _, power)| (name, libvirt_state(&power).to_string()))
+        .collect();
+    want.sort();
+    let got: Vec<(String, String)> = rows.into_iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(got, want);
+    assert!(!got.is_empty());
+    assert!(
+        env.ok(&uri, &["dumpxml", &got[0].0])
+            .contains("<domain type='vmware'")
+    );
+    // an ESX connection to VMware Server is refused, and the other way round
+    let out = env.rvirt(
+        &format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'gsx'"));
+    drop(sim);
+    let Some(esx) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let out = env.rvirt(
+        &format!("gsx://user@127.0.0.1:{}/?no_verify=1", esx.port),
+        &["list", "--all"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'embeddedEsx'"));
+    drop(esx);
+    // gsx over plain http
+    let Some(plain) = Vcsim::start(test, true, &["-product", "gsx", "-tls=false"]) else {
+        return;
+    };
+    let uri = format!("gsx://user@127.0.0.1:{}/?transport=http", plain.port);
+    assert_eq!(
+        list_rows(&env.ok(&uri, &["list", "--all"])).len(),
+        got.len()
+    );
+}
+
+#[test]
 fn plain_http_transport() {
     let test = "plain_http_transport";
     let Some(sim) = Vcsim::start(test, true, &["-tls=false"]) else {

@@ -26,11 +26,31 @@ func main() {
 	clusters := flag.Int("cluster", -1, "clusters (model.Cluster; vCenter only)")
 	user := flag.String("user", "user", "login user")
 	pass := flag.String("pass", "pass", "login password")
+	product := flag.String("product", "", "with -esx: 'gsx' makes the host say it is VMware Server 2.0 (GSX: productLineId gsx), the product libvirt's gsx:// connects to; the API stays ESX's")
 	flag.Parse()
 
 	model := simulator.VPX()
 	if *esx {
 		model = simulator.ESX()
+	}
+	switch *product {
+	case "":
+	case "gsx":
+		if !*esx {
+			fmt.Fprintln(os.Stderr, "vcsim: -product gsx needs -esx")
+			os.Exit(2)
+		}
+		about := &model.ServiceContent.About
+		about.Name = "VMware Server"
+		about.FullName = "VMware Server 2.0.2 build-203138"
+		about.Version = "2.0.2"
+		about.Build = "203138"
+		about.ProductLineId = "gsx"
+		about.LicenseProductName = "VMware Server"
+		about.LicenseProductVersion = "2.0"
+	default:
+		fmt.Fprintln(os.Stderr, "vcsim: unknown -product", *product)
+		os.Exit(2)
 	}
 	if *vms >= 0 {
 		model.Machine = *vms
