@@ -11,7 +11,13 @@
 //! hostname to the domain name and execs `<init>` with `<initarg>`s, `<initenv>`s,
 //! `<initdir>` and `LIBVIRT_LXC_UUID`/`LIBVIRT_LXC_NAME` in its environment.
 //!
-//! Protocol with the driver: the controller prints `ready PID PTY...` on its stdout once
+//! Each console is two ptys, as libvirt's LXC controller does: the container's (its slave
+//! is the container's `/dev/console` or `/dev/ttyN`) and the host's, whose slave path is
+//! the one published (`<console><source path=>`): whoever opens it (rvirtd for `virsh
+//! console`) talks to the container through the controller's relay, and never shares a
+//! device with the container's init.
+//!
+//! Protocol with the driver: the controller prints `ready PID PTY...` (the host ptys) on its stdout once
 //! init has exec'd (or `error MESSAGE`), and `exit STATUS` when the container has ended
 //! and is cleaned up. Meanwhile it serves its unix socket:
 //! a client that sends `m\n` is a monitor and is sent `exit STATUS\n` when the container
@@ -83,6 +89,19 @@ struct Pty {
     master: OwnedFd,
     slave_path: String,
     _slave: OwnedFd,
+}
+
+/// One console: the container's pty and the host's, relayed by [`serve`].
+struct ConsolePty {
+    inner: Pty,
+    host: Pty,
+}
+
+fn open_console() -> Result<ConsolePty> {
+    Ok(ConsolePty {
+        inner: open_pty()?,
+        host: open_pty()?,
+    })
 }
 
 fn open_pty() -> Result<Pty> {
@@ -175,7 +194,7 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
             return Err(e);
         }
     };
-    let paths: Vec<&str> = ptys.iter().map(|p| p.slave_path.as_str()).collect();
+    let paths: Vec<&str> = ptys.iter().map(|p| p.host.slave_path.as_str()).collect();
     let _ = writeln!(ready, "ready {child} {}", paths.join(" "));
     let _ = ready.flush();
     let status = serve(&spec, &ptys, &listener, &pidfd, child);
@@ -191,14 +210,14 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-type Started = (i32, Vec<Pty>, UnixListener, OwnedFd);
+type Started = (i32, Vec<ConsolePty>, UnixListener, OwnedFd);
 
 fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     cg.create()?;
     cg.apply(&spec.limits)?;
     let mut ptys = Vec::new();
     for _ in 0..spec.consoles.max(1) {
-        ptys.push(open_pty()?);
+        ptys.push(open_console()?);
     }
     if let Some(d) = spec.socket.parent() {
         std::fs::create_dir_all(d).map_err(sys(format!("create {}", d.display())))?;
@@ -211,7 +230,7 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
         .map_err(sys("set the socket non-blocking"))?;
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let slaves: Vec<String> = ptys.iter().map(|p| p.slave_path.clone()).collect();
+    let slaves: Vec<String> = ptys.iter().map(|p| p.inner.slave_path.clone()).collect();
     let flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
@@ -663,7 +682,7 @@ fn notify(status: &str) {
 /// Relays consoles and serves clients until init exits; returns its exit status.
 fn serve(
     spec: &Spec,
-    ptys: &[Pty],
+    ptys: &[ConsolePty],
     listener: &UnixListener,
     pidfd: &OwnedFd,
     child: i32,
@@ -685,7 +704,10 @@ fn serve(
         fds.push(pfd(pidfd.as_raw_fd()));
         fds.push(pfd(listener.as_raw_fd()));
         for p in ptys {
-            fds.push(pfd(p.master.as_raw_fd()));
+            fds.push(pfd(p.inner.master.as_raw_fd()));
+        }
+        for p in ptys {
+            fds.push(pfd(p.host.master.as_raw_fd()));
         }
         for c in &clients {
             fds.push(pfd(c.stream.as_raw_fd()));
@@ -695,10 +717,14 @@ fn serve(
         if n < 0 {
             continue;
         }
-        let base = 2 + ptys.len();
+        let base = 2 + 2 * ptys.len();
         for (i, p) in ptys.iter().enumerate() {
             if fds[2 + i].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
                 relay_out(p, i, &mut buf, &mut log, &mut clients);
+            }
+            // what the host side's client typed goes to the container
+            if fds[2 + ptys.len() + i].revents & libc::POLLIN != 0 {
+                relay_in(p, &mut buf);
             }
         }
         let mut dead = Vec::new();
@@ -721,14 +747,14 @@ fn serve(
                                 && i < ptys.len()
                             {
                                 c.role = Role::Console(i);
-                                write_all_fd(ptys[i].master.as_raw_fd(), &rest);
+                                write_all_fd(ptys[i].inner.master.as_raw_fd(), &rest);
                             } else {
                                 dead.push(k);
                             }
                         }
                     }
                     Role::Monitor => {}
-                    Role::Console(i) => write_all_fd(ptys[*i].master.as_raw_fd(), &buf[..n]),
+                    Role::Console(i) => write_all_fd(ptys[*i].inner.master.as_raw_fd(), &buf[..n]),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => dead.push(k),
@@ -777,8 +803,48 @@ fn serve(
     }
 }
 
+/// Copies what the host pty's client wrote to the container's pty.
+fn relay_in(p: &ConsolePty, buf: &mut [u8]) {
+    loop {
+        // SAFETY: read into a live buffer of the length passed.
+        let n = unsafe {
+            libc::read(
+                p.host.master.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            return;
+        }
+        write_all_fd(p.inner.master.as_raw_fd(), &buf[..n as usize]);
+    }
+}
+
+/// Writes to the host pty without stalling the relay: while nobody reads its slave, its
+/// queue fills and the rest is dropped (after a short wait for a reader to catch up).
+fn write_host(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: write from a live buffer of the length passed.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n > 0 {
+            data = &data[n as usize..];
+            continue;
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 2) } <= 0 {
+            return;
+        }
+    }
+}
+
 fn relay_out(
-    p: &Pty,
+    p: &ConsolePty,
     i: usize,
     buf: &mut [u8],
     log: &mut Option<std::fs::File>,
@@ -786,7 +852,13 @@ fn relay_out(
 ) {
     loop {
         // SAFETY: read into a live buffer of the length passed.
-        let n = unsafe { libc::read(p.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::read(
+                p.inner.master.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n <= 0 {
             return;
         }
@@ -794,6 +866,7 @@ fn relay_out(
         if let Some(l) = log {
             let _ = l.write_all(data);
         }
+        write_host(p.host.master.as_raw_fd(), data);
         for c in clients.iter_mut() {
             if matches!(c.role, Role::Console(j) if j == i) {
                 let _ = c.stream.write_all(data);
