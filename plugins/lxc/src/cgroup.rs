@@ -280,6 +280,51 @@ impl Cgroup {
         }
     }
 
+    /// User and system CPU time of the group, in nanoseconds (`cpuacct.stat` in clock
+    /// ticks on v1, `cpu.stat` in microseconds on v2).
+    pub fn cpu_user_system_ns(&self) -> Option<(u64, u64)> {
+        match self {
+            Cgroup::V1(_) => {
+                let hz = rustix::param::clock_ticks_per_second().max(1);
+                let ns = 1_000_000_000 / hz;
+                Some((
+                    self.stat_field("cpuacct", "cpuacct.stat", "user")? * ns,
+                    self.stat_field("cpuacct", "cpuacct.stat", "system")? * ns,
+                ))
+            }
+            Cgroup::V2(_) => Some((
+                self.stat_field("cpu", "cpu.stat", "user_usec")? * 1000,
+                self.stat_field("cpu", "cpu.stat", "system_usec")? * 1000,
+            )),
+        }
+    }
+
+    /// CPU time of the group on each host CPU, in nanoseconds (v1's
+    /// `cpuacct.usage_percpu`; v2 has no per-CPU accounting: `None`).
+    pub fn cpu_ns_per_cpu(&self) -> Option<Vec<u64>> {
+        let d = self.dir_of("cpuacct")?;
+        if matches!(self, Cgroup::V2(_)) {
+            return None;
+        }
+        let s = std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok()?;
+        Some(
+            s.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    /// Swap in use by the group, in bytes, where the host accounts it.
+    pub fn swap_bytes(&self) -> Option<u64> {
+        match self {
+            Cgroup::V1(_) => {
+                let memsw = self.read_u64("memory", "memory.memsw.usage_in_bytes")?;
+                Some(memsw.saturating_sub(self.memory_bytes()))
+            }
+            Cgroup::V2(_) => self.read_u64("memory", "memory.swap.current"),
+        }
+    }
+
     /// Times the group was throttled by its CPU quota (`cpu.stat nr_throttled`).
     pub fn nr_throttled(&self) -> u64 {
         self.stat_field("cpu", "cpu.stat", "nr_throttled")

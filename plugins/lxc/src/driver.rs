@@ -12,6 +12,8 @@
 //! controller's `exit` notice (on the pipe of a controller it started, or the socket
 //! for one it reattached to) and turns it into the shut-off state with its reason.
 
+mod stats;
+
 use crate::cgroup::Cgroup;
 use crate::def::{self, DefError};
 use crate::paths::Paths;

@@ -139,3 +139,154 @@ fn virsh_runs_a_container_over_lxc_unix_and_a_restarted_daemon_reattaches() {
     assert!(!root.join(format!("run/rvirt/lxc/{name}.json")).exists());
     ok(&uri, &["undefine", name]);
 }
+
+/// The `NAME value` pairs of `virsh domstats` / `dommemstat` output (`  cpu.time=123`
+/// or `rss 1234`).
+fn fields(out: &str) -> std::collections::HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.split_once('=')
+                .or_else(|| l.split_once(' '))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn virsh_domstats_dommemstat_and_cpu_stats_of_a_container_come_from_its_cgroup() {
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").is_file() {
+        rvirt_tests::cannot_run(
+            "virsh_domstats_dommemstat_and_cpu_stats_of_a_container_come_from_its_cgroup",
+            "containers need root and busybox-static (/bin/busybox)",
+        );
+        return;
+    }
+    let d = Daemon::start_with_config("uris = [\"lxc:///system\"]\n");
+    let uri = format!("lxc+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let fs = rootfs(&root);
+    // a busy init: its CPU time grows between two reads
+    std::fs::write(
+        fs.join("init.sh"),
+        "echo CT-READY\ni=0\nwhile true; do i=$((i+1)); done\n",
+    )
+    .unwrap();
+    let name = "rvirtd-it-stats";
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <cputune><period>100000</period><quota>50000</quota></cputune>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>/init.sh</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        fs.display()
+    );
+    let file = write_file(&root, "ct.xml", &xml);
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    // shut off: the definition's counts only
+    let off = fields(&ok(&uri, &["domstats", name]));
+    assert_eq!(
+        off.get("state.state").map(String::as_str),
+        Some("5"),
+        "{off:?}"
+    );
+    assert_eq!(
+        off.get("balloon.maximum").map(String::as_str),
+        Some("65536")
+    );
+    assert!(!off.contains_key("cpu.time"), "{off:?}");
+    assert!(!virsh(&uri, &["dommemstat", name]).status.success());
+
+    ok(&uri, &["start", name]);
+    let cgdir = Path::new("/sys/fs/cgroup/cpuacct/machine").join(format!("{name}.libvirt-lxc"));
+    let cg_cpu = || -> u64 {
+        std::fs::read_to_string(cgdir.join("cpuacct.usage"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    wait_for("CPU time in the cgroup", Duration::from_secs(10), || {
+        cg_cpu() > 50_000_000
+    });
+    let first = fields(&ok(&uri, &["domstats", name]));
+    let t1: u64 = first["cpu.time"].parse().unwrap();
+    let after = cg_cpu();
+    assert!(
+        t1 > 0 && t1 <= after,
+        "cpu.time {t1} is the cgroup's ({after})"
+    );
+    assert_eq!(first["state.state"], "1");
+    assert_eq!(first["vcpu.current"], "1");
+    assert!(first.contains_key("cpu.user") && first.contains_key("cpu.system"));
+    let rss: u64 = first["balloon.rss"].parse().unwrap();
+    assert!(rss > 0 && rss <= 65536, "balloon.rss {rss} KiB");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = fields(&ok(&uri, &["domstats", "--cpu-total", name]));
+    let t2: u64 = second["cpu.time"].parse().unwrap();
+    assert!(t2 > t1, "cpu.time moves: {t1} then {t2}");
+    assert!(
+        !second.contains_key("balloon.current"),
+        "only the group asked for"
+    );
+
+    let mem = fields(&ok(&uri, &["dommemstat", name]));
+    assert_eq!(mem["actual"], "65536");
+    let mem_rss: u64 = mem["rss"].parse().unwrap();
+    let usage: u64 = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/memory/machine")
+            .join(format!("{name}.libvirt-lxc"))
+            .join("memory.usage_in_bytes"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        mem_rss.abs_diff(usage / 1024) < 4096,
+        "rss {mem_rss} KiB is the cgroup's usage ({} KiB)",
+        usage / 1024
+    );
+    let total = ok(&uri, &["cpu-stats", "--total", name]);
+    assert!(total.contains("cpu_time"), "{total}");
+    assert!(
+        total.contains("user_time") && total.contains("system_time"),
+        "{total}"
+    );
+    let per_cpu = ok(&uri, &["cpu-stats", "--start", "0", "--count", "1", name]);
+    assert!(
+        per_cpu.contains("CPU0:") && per_cpu.contains("cpu_time"),
+        "{per_cpu}"
+    );
+
+    let info = ok(&uri, &["dominfo", name]);
+    let cpu_line = info
+        .lines()
+        .find(|l| l.starts_with("CPU time:"))
+        .unwrap_or_default();
+    let secs: f64 = cpu_line
+        .trim_start_matches("CPU time:")
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or(0.0);
+    assert!(secs > 0.0, "dominfo's CPU time from the cgroup: {info}");
+    // the quota holds the busy loop to half a CPU
+    let wall = Duration::from_millis(1000);
+    let c0 = cg_cpu();
+    std::thread::sleep(wall);
+    let used = cg_cpu() - c0;
+    assert!(
+        used < 700_000_000,
+        "50% quota: {used} ns of CPU in {wall:?}"
+    );
+
+    ok(&uri, &["destroy", name]);
+    ok(&uri, &["undefine", name]);
+}
