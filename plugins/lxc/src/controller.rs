@@ -262,13 +262,21 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     }
     drop(sync_r);
     drop(err_w);
+    let err_r = std::fs::File::from(err_r);
     let fail = |e: ControllerError| {
         // SAFETY: pid is our child; kill + waitpid take no pointers but the status.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        e
+        // the child's own failure (its setup runs meanwhile) explains more than ours
+        let mut msg = String::new();
+        let _ = (&err_r).read_to_string(&mut msg);
+        if msg.is_empty() {
+            e
+        } else {
+            ControllerError::Child(msg)
+        }
     };
     if let Err(e) = cg.add(pid) {
         return Err(fail(e.into()));
@@ -282,7 +290,7 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     }
     drop(w);
     let mut msg = String::new();
-    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    let _ = (&err_r).read_to_string(&mut msg);
     if !msg.is_empty() {
         return Err(fail(ControllerError::Child(msg)));
     }
@@ -346,13 +354,19 @@ fn veths(spec: &Spec, pid: i32) -> Result<()> {
 }
 
 /// The container side: runs in the new namespaces; returns only with an error message.
+/// The container's side: its mounts and root are set up while the controller moves it
+/// into its cgroup and network (the two run at once: a cgroup v1 attach waits for an RCU
+/// grace period, the longest step of a start); init is exec'd once released.
 fn child(spec: &Spec, slaves: &[String], sync: OwnedFd) -> String {
+    if let Err(e) = setup(spec, slaves) {
+        return rvirt_sdk::util::error_chain(&e);
+    }
     let mut b = [0u8; 1];
     let mut f = std::fs::File::from(sync);
     if !matches!(f.read(&mut b), Ok(1)) {
         return "the controller did not release init".into();
     }
-    match setup(spec, slaves) {
+    match exec_init(spec) {
         Ok(never) => match never {},
         Err(e) => rvirt_sdk::util::error_chain(&e),
     }
@@ -419,7 +433,7 @@ fn touch(p: &Path) -> Result<()> {
         .map_err(sys(format!("create {}", p.display())))
 }
 
-fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
+fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
     // The console: a new session with the first pty as controlling terminal and stdio.
     let c = cstr(&slaves[0]);
     // SAFETY: setsid/open/ioctl/dup2 on descriptors we own; c is a valid path.
@@ -594,6 +608,11 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
         return Err(last("set the hostname"));
     }
     loopback_up();
+    Ok(())
+}
+
+/// Execs `<init>` with libvirt's environment.
+fn exec_init(spec: &Spec) -> Result<Never> {
     // The controller's runtime ignores SIGPIPE; init starts with every signal at its
     // default and none blocked, as after a normal exec.
     // SAFETY: signal(2)/sigprocmask(2) with valid arguments; a zeroed sigset is empty.

@@ -894,13 +894,8 @@ impl Driver {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(log);
-        // SAFETY: the pre_exec closure only calls setsid(2), async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // (no pre-exec hook: the controller makes its own session, and the spawn stays a
+        // posix_spawn, cheap even from a large multi-threaded daemon)
         let mut child = cmd.spawn().map_err(io("run", &ctl))?;
         let controller_pid = child.id() as i32;
         let stdout = child.stdout.take();
