@@ -65,6 +65,9 @@ pub struct Limits {
     pub cpu_period: Option<u64>,
     /// `<cputune><quota>` (µs, negative: unlimited).
     pub cpu_quota: Option<i64>,
+    /// `<blkiotune><weight>` (10 to 1000).
+    #[serde(default)]
+    pub blkio_weight: Option<u32>,
 }
 
 /// Everything the controller needs to run one container (written as JSON to the run
@@ -285,6 +288,20 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
         if let Some(s) = ct.child("quota") {
             limits.cpu_quota = Some(num(s, "domain/cputune/quota")?);
         }
+    }
+    if let Some(w) = root_el.child("blkiotune").and_then(|b| b.child("weight")) {
+        let weight: u32 = num(w, "domain/blkiotune/weight")?;
+        if !(10..=1000).contains(&weight) {
+            return Err(DefError::Invalid(format!(
+                "domain '{name}': domain/blkiotune/weight {weight} is out of range [10, 1000]"
+            )));
+        }
+        if let Err(why) = crate::cgroup::blkio_weight_available() {
+            return Err(DefError::Unsupported(format!(
+                "domain '{name}': domain/blkiotune/weight: block I/O weights are not available on this host ({why})"
+            )));
+        }
+        limits.blkio_weight = Some(weight);
     }
     if let Some(b) = limits.memory_bytes
         && b < 1024 * 1024

@@ -79,7 +79,10 @@ impl From<DriverError> for PluginError {
     fn from(e: DriverError) -> Self {
         let code = match &e {
             DriverError::Plugin(p) => return p.clone(),
-            DriverError::Def(DefError::Unsupported(_)) => ErrorCode::ConfigUnsupported,
+            DriverError::Def(DefError::Unsupported(_))
+            | DriverError::Cgroup(crate::cgroup::CgroupError::Unsupported(_)) => {
+                ErrorCode::ConfigUnsupported
+            }
             DriverError::Def(DefError::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
             DriverError::Def(DefError::Host(_))
             | DriverError::Io { .. }
