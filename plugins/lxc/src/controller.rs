@@ -191,6 +191,9 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
         Err(e) => {
             let _ = cg.remove(Duration::from_secs(2));
             let _ = std::fs::remove_file(&spec.socket);
+            if let Some(stage) = &spec.host_root {
+                let _ = std::fs::remove_dir(stage);
+            }
             return Err(e);
         }
     };
@@ -199,6 +202,10 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
     let _ = ready.flush();
     let status = serve(&spec, &ptys, &listener, &pidfd, child);
     let _ = cg.remove(Duration::from_secs(5));
+    if let Some(stage) = &spec.host_root {
+        // empty on the host: the bind lived in the container's mount namespace
+        let _ = std::fs::remove_dir(stage);
+    }
     // The veths went with the network namespace; the host ends of the pairs with them.
     let _ = std::fs::remove_file(&spec.socket);
     let _ = std::fs::remove_file(&spec.status);
@@ -451,7 +458,6 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
             libc::close(fd);
         }
     }
-    let root = &spec.root;
     mount(
         None,
         Path::new("/"),
@@ -459,13 +465,25 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )?;
-    mount(
-        Some(&root.to_string_lossy()),
-        root,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
+    // The root: the container's directory bound on itself, or the host's `/` bound at the
+    // staging directory (a root shared with the host).
+    let root = match &spec.host_root {
+        Some(stage) => {
+            std::fs::create_dir_all(stage).map_err(sys(format!("create {}", stage.display())))?;
+            mount(Some("/"), stage, None, libc::MS_BIND | libc::MS_REC, None)?;
+            stage
+        }
+        None => {
+            mount(
+                Some(&spec.root.to_string_lossy()),
+                &spec.root,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            &spec.root
+        }
+    };
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for m in &spec.mounts {
         let t = inside(&m.target);

@@ -106,6 +106,10 @@ pub struct Spec {
     pub console_log: PathBuf,
     /// The status file the controller removes when it ends.
     pub status: PathBuf,
+    /// When the container shares the host's root (`root` is `/`): the staging directory
+    /// the host's root is bound at and pivoted into.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
 }
 
 /// The current [`Spec`] format.
@@ -219,11 +223,13 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
             }
         }
     }
-    let root = root.ok_or_else(|| {
-        DefError::Unsupported(format!(
-            "domain '{name}': no <filesystem type='mount'> with target dir='/': a root shared with the host is not supported by the lxc driver"
-        ))
-    })?;
+    // No `<filesystem>` for `/`: the container shares the host's root (as libvirt's
+    // driver does), with its own /proc, /sys, /dev and the other mounts on top, through a
+    // recursive bind of `/` at a staging directory it pivots into.
+    let (root, host_root) = match root {
+        Some(r) => (r, None),
+        None => (PathBuf::from("/"), Some(paths.host_root_dir(&name))),
+    };
     let os = dom.os();
     let init = os
         .and_then(|o| o.init())
@@ -386,6 +392,7 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
         socket: paths.socket(&name),
         console_log: paths.console_log(&name),
         status: paths.status_file(&name),
+        host_root,
         name,
     })
 }

@@ -384,3 +384,64 @@ fn autostart_containers_start_with_a_new_driver_instance() {
     assert!(!paths(&dir).autostart_file(name).exists());
     second.undefine(u).unwrap();
 }
+
+#[test]
+fn a_container_without_a_root_filesystem_shares_the_hosts_root_with_its_own_proc_and_dev() {
+    if !can_run(
+        "a_container_without_a_root_filesystem_shares_the_hosts_root_with_its_own_proc_and_dev",
+    ) {
+        return;
+    }
+    let dir = test_dir("host-root");
+    let d = driver(&dir);
+    let name = "rvirt-it-hostroot";
+    // a file only the host has: the container reads it through the shared root
+    let marker = dir.join("host-marker");
+    std::fs::write(&marker, "HOST-FILE-SEEN\n").unwrap();
+    // a bind mount on top of the shared root, as libvirt adds a <filesystem> there
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("inside"), "EXTRA-MOUNT-SEEN\n").unwrap();
+    let script = format!(
+        "cat {m}; cat /mnt/rvirt-extra/inside; echo hostname=$(hostname); \
+         echo procs=$(ls /proc | grep -c '^[0-9]'); ls /dev > /dev/shm/devs; \
+         echo devs=$(grep -c . /dev/shm/devs); echo shared-done; exec sleep 1000",
+        m = marker.display()
+    );
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>-c</initarg><initarg>{script}</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/mnt/rvirt-extra'/></filesystem>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        extra.display()
+    );
+    let r = d.define(&xml).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    d.start(u, 0).unwrap();
+    let out = console_with(&dir, name, "shared-done");
+    assert!(out.contains("HOST-FILE-SEEN"), "{out}");
+    assert!(out.contains("EXTRA-MOUNT-SEEN"), "{out}");
+    assert!(out.contains(&format!("hostname={name}")), "{out}");
+    // its own /proc: sh, ls and grep (or fewer), never the host's hundreds
+    let procs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(procs <= 4, "{out}");
+    // its own /dev: the few nodes the driver makes, not the host's
+    let devs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("devs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(devs < 30, "{out}");
+    // nothing of it shows on the host: the extra mount is not at the host's /mnt
+    assert!(!std::path::Path::new("/mnt/rvirt-extra/inside").exists());
+    let stage = paths(&dir).host_root_dir(name);
+    d.destroy(u).unwrap();
+    assert!(!stage.exists(), "the staging directory is gone");
+    d.undefine(u).unwrap();
+    // the mount point was made in the shared root, as libvirt makes it: an empty directory
+    let _ = std::fs::remove_dir("/mnt/rvirt-extra");
+}
