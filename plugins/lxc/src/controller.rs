@@ -194,6 +194,7 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
             if let Some(stage) = &spec.host_root {
                 let _ = std::fs::remove_dir(stage);
             }
+            remove_veths(&spec);
             return Err(e);
         }
     };
@@ -206,7 +207,10 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
         // empty on the host: the bind lived in the container's mount namespace
         let _ = std::fs::remove_dir(stage);
     }
-    // The veths went with the network namespace; the host ends of the pairs with them.
+    // The host ends of the veth pairs go with the network namespace, but the kernel
+    // dismantles a namespace later, on a work queue: delete them now, so that nothing of
+    // the container is left when its end is reported.
+    remove_veths(&spec);
     let _ = std::fs::remove_file(&spec.socket);
     let _ = std::fs::remove_file(&spec.status);
     notify(&status);
@@ -237,12 +241,31 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
         .map_err(sys("set the socket non-blocking"))?;
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // <idmap>: the user namespace's maps are written before the child goes on
+    let (map_r, map_w) = pipe()?;
     let slaves: Vec<String> = ptys.iter().map(|p| p.inner.slave_path.clone()).collect();
-    let flags = libc::CLONE_NEWPID
+    let mut flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWNET;
+    if let Some(m) = &spec.idmap {
+        flags |= libc::CLONE_NEWUSER;
+        // the container's root owns its consoles (it reopens /dev/console and /dev/ttyN)
+        let (uid, gid) = (
+            crate::def::IdMap::root_of(&m.uid).unwrap_or(0),
+            crate::def::IdMap::root_of(&m.gid).unwrap_or(0),
+        );
+        for p in &ptys {
+            // SAFETY: fchown on a descriptor we own.
+            if unsafe { libc::fchown(p.inner._slave.as_raw_fd(), uid, gid) } != 0 {
+                return Err(last(format!(
+                    "give {} to the container's root",
+                    p.inner.slave_path
+                )));
+            }
+        }
+    }
     // SAFETY: clone without CLONE_VM and with a null stack behaves like fork(2): the child
     // gets a copy of this (single-threaded) process and returns 0 here.
     let pid = unsafe {
@@ -261,7 +284,8 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     if pid == 0 {
         drop(sync_w);
         drop(err_r);
-        let e = child(spec, &slaves, sync_r);
+        drop(map_w);
+        let e = child(spec, &slaves, sync_r, map_r);
         let mut w = std::fs::File::from(err_w);
         let _ = w.write_all(e.as_bytes());
         // SAFETY: _exit ends the child without running the parent's destructors.
@@ -269,6 +293,7 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     }
     drop(sync_r);
     drop(err_w);
+    drop(map_r);
     let err_r = std::fs::File::from(err_r);
     let fail = |e: ControllerError| {
         // SAFETY: pid is our child; kill + waitpid take no pointers but the status.
@@ -285,6 +310,16 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
             ControllerError::Child(msg)
         }
     };
+    if let Some(m) = &spec.idmap
+        && let Err(e) = write_maps(pid, m)
+    {
+        return Err(fail(e));
+    }
+    let mut mw = std::fs::File::from(map_w);
+    if let Err(e) = mw.write_all(b"m") {
+        return Err(fail(sys("release the container's setup")(e)));
+    }
+    drop(mw);
     if let Err(e) = cg.add(pid) {
         return Err(fail(e.into()));
     }
@@ -328,6 +363,15 @@ fn run_tool(args: &[&str]) -> Result<()> {
 
 /// Creates each veth pair with its container end in `pid`'s network namespace, named,
 /// addressed and up.
+/// Deletes the host ends of the container's veth pairs that still exist.
+fn remove_veths(spec: &Spec) {
+    for v in &spec.veths {
+        if Path::new("/sys/class/net").join(&v.host_dev).exists() {
+            let _ = run_tool(&["ip", "link", "del", &v.host_dev]);
+        }
+    }
+}
+
 fn veths(spec: &Spec, pid: i32) -> Result<()> {
     let ns = format!("--net=/proc/{pid}/ns/net");
     for v in &spec.veths {
@@ -364,11 +408,14 @@ fn veths(spec: &Spec, pid: i32) -> Result<()> {
 /// The container's side: its mounts and root are set up while the controller moves it
 /// into its cgroup and network (the two run at once: a cgroup v1 attach waits for an RCU
 /// grace period, the longest step of a start); init is exec'd once released.
-fn child(spec: &Spec, slaves: &[String], sync: OwnedFd) -> String {
+fn child(spec: &Spec, slaves: &[String], sync: OwnedFd, maps: OwnedFd) -> String {
+    let mut b = [0u8; 1];
+    if !matches!(std::fs::File::from(maps).read(&mut b), Ok(1)) {
+        return "the controller did not map the container's user namespace".into();
+    }
     if let Err(e) = setup(spec, slaves) {
         return rvirt_sdk::util::error_chain(&e);
     }
-    let mut b = [0u8; 1];
     let mut f = std::fs::File::from(sync);
     if !matches!(f.read(&mut b), Ok(1)) {
         return "the controller did not release init".into();
@@ -408,6 +455,16 @@ fn mount(
             src.or(fstype).unwrap_or("none"),
             target.display()
         )));
+    }
+    Ok(())
+}
+
+/// Writes the user namespace maps of the container's init `pid`.
+fn write_maps(pid: i32, m: &crate::def::IdMap) -> Result<()> {
+    for (file, ranges) in [("uid_map", &m.uid), ("gid_map", &m.gid)] {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, crate::def::IdMap::map_file(ranges))
+            .map_err(sys(format!("write {p}")))?;
     }
     Ok(())
 }
@@ -456,6 +513,21 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
         }
         if fd > 2 {
             libc::close(fd);
+        }
+    }
+    if spec.idmap.is_some() {
+        // the user namespace's root (the mapped ids on the host), with its capabilities
+        // SAFETY: set*id(2) with plain integers; setgroups with an empty list.
+        unsafe {
+            if libc::setresgid(0, 0, 0) != 0 {
+                return Err(last("become the user namespace's root group"));
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(last("drop the supplementary groups"));
+            }
+            if libc::setresuid(0, 0, 0) != 0 {
+                return Err(last("become the user namespace's root"));
+            }
         }
     }
     mount(
@@ -563,7 +635,14 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        mknod(&dev.join(n), maj, min)?;
+        if spec.idmap.is_some() {
+            // no device nodes can be made in a user namespace: the host's are bound
+            let t = dev.join(n);
+            touch(&t)?;
+            mount(Some(&format!("/dev/{n}")), &t, None, libc::MS_BIND, None)?;
+        } else {
+            mknod(&dev.join(n), maj, min)?;
+        }
     }
     for (l, t) in [
         ("fd", "/proc/self/fd"),

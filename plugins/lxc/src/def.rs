@@ -110,6 +110,67 @@ pub struct Spec {
     /// the host's root is bound at and pivoted into.
     #[serde(default)]
     pub host_root: Option<PathBuf>,
+    /// `<idmap>`: the container runs in a user namespace with these maps.
+    #[serde(default)]
+    pub idmap: Option<IdMap>,
+}
+
+/// A user namespace's maps: `(start inside, target on the host, count)` per range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// `<uid>` ranges.
+    pub uid: Vec<(u32, u32, u32)>,
+    /// `<gid>` ranges.
+    pub gid: Vec<(u32, u32, u32)>,
+}
+
+impl IdMap {
+    /// The host id the container's root (0) maps to, of `ranges`.
+    pub fn root_of(ranges: &[(u32, u32, u32)]) -> Option<u32> {
+        ranges
+            .iter()
+            .find(|(start, _, count)| *start == 0 && *count > 0)
+            .map(|(_, target, _)| *target)
+    }
+
+    /// The contents of a `uid_map` / `gid_map` file.
+    pub fn map_file(ranges: &[(u32, u32, u32)]) -> String {
+        ranges
+            .iter()
+            .map(|(s, t, c)| format!("{s} {t} {c}\n"))
+            .collect()
+    }
+}
+
+/// The `<idmap>` of `dom`: both uid and gid ranges, each mapping the container's root.
+fn idmap(dom: &Domain, name: &str) -> Result<Option<IdMap>, DefError> {
+    let Some(el) = dom.element().child("idmap") else {
+        return Ok(None);
+    };
+    let mut map = IdMap::default();
+    for (kind, out) in [("uid", &mut map.uid), ("gid", &mut map.gid)] {
+        for (i, e) in el.children_named(kind).enumerate() {
+            let path = format!("domain/idmap/{kind}[{}]", i + 1);
+            let n = |a: &str| -> Result<u32, DefError> {
+                e.attr(a)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| {
+                        DefError::Invalid(format!(
+                            "domain '{name}': {path}/@{a} is missing or not a number"
+                        ))
+                    })
+            };
+            out.push((n("start")?, n("target")?, n("count")?));
+        }
+    }
+    for (kind, ranges) in [("uid", &map.uid), ("gid", &map.gid)] {
+        if IdMap::root_of(ranges).is_none() {
+            return Err(DefError::Invalid(format!(
+                "domain '{name}': domain/idmap needs a <{kind} start='0'> range: the container's root must be mapped"
+            )));
+        }
+    }
+    Ok(Some(map))
 }
 
 /// The current [`Spec`] format.
@@ -393,6 +454,7 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
         console_log: paths.console_log(&name),
         status: paths.status_file(&name),
         host_root,
+        idmap: idmap(dom, &name)?,
         name,
     })
 }

@@ -82,7 +82,7 @@ fn a_container_runs_isolated_and_destroy_leaves_nothing() {
     assert_eq!(start_time(started.id), None, "init is gone");
     assert!(!mounted_under(&root), "no mount of the container is left");
     assert!(!paths(&dir).status_file(name).exists());
-    let evs = ev.of(name);
+    let evs = ev.at_least(name, 3);
     assert_eq!(
         evs,
         vec![
@@ -204,7 +204,7 @@ while :; do sleep 1; done
     console_with(&dir, name, "got-term");
     assert!(!cg.exists());
     assert_eq!(
-        ev.of(name),
+        ev.at_least(name, 7),
         vec![
             (event::DEFINED, 0),
             (event::STARTED, 0),
@@ -444,4 +444,63 @@ fn a_container_without_a_root_filesystem_shares_the_hosts_root_with_its_own_proc
     d.undefine(u).unwrap();
     // the mount point was made in the shared root, as libvirt makes it: an empty directory
     let _ = std::fs::remove_dir("/mnt/rvirt-extra");
+}
+
+#[test]
+fn idmap_runs_the_container_in_a_user_namespace_with_root_mapped() {
+    if !can_run("idmap_runs_the_container_in_a_user_namespace_with_root_mapped") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = test_dir("idmap");
+    let root = rootfs(
+        &dir,
+        "echo \"id=$(id)\"\necho \"uidmap=$(cat /proc/self/uid_map)\"\n\
+         echo made > /tmp/made-inside\necho idmap-done\nexec sleep 1000\n",
+    );
+    // the mapped root owns its root filesystem (as with libvirt), and reaches it
+    const HOST_ID: u32 = 200_000;
+    for p in [root.as_path(), &root.join("tmp")] {
+        std::os::unix::fs::chown(p, Some(HOST_ID), Some(HOST_ID)).unwrap();
+    }
+    let mut up = Some(root.as_path());
+    while let Some(p) = up {
+        if p.starts_with(std::env::temp_dir()) && p != std::env::temp_dir() {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o055)).unwrap();
+        }
+        up = p.parent();
+    }
+    let d = driver(&dir);
+    let name = "rvirt-it-idmap";
+    let map = format!(
+        "<idmap><uid start='0' target='{HOST_ID}' count='65536'/>\
+         <gid start='0' target='{HOST_ID}' count='65536'/></idmap>"
+    );
+    let r = d.define(&xml(name, &root, 65536, &map, "")).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    d.start(u, 0).unwrap();
+    let out = console_with(&dir, name, "idmap-done");
+    // root inside, mapped to HOST_ID outside
+    assert!(out.contains("id=uid=0") && out.contains("gid=0"), "{out}");
+    let uidmap = out
+        .lines()
+        .find_map(|l| l.strip_prefix("uidmap="))
+        .unwrap_or_default();
+    let fields: Vec<&str> = uidmap.split_whitespace().collect();
+    assert_eq!(fields, ["0", &HOST_ID.to_string(), "65536"], "{out}");
+    // init's process on the host runs as the mapped id
+    let init = d.status(u).unwrap().unwrap().init_pid;
+    let st = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&HOST_ID.to_string()),
+        "{uid_line}"
+    );
+    // a file it made belongs to the mapped ids on the host
+    let made = std::fs::metadata(root.join("tmp/made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (HOST_ID, HOST_ID));
+    d.destroy(u).unwrap();
+    d.undefine(u).unwrap();
+    assert!(!mounted_under(&root));
 }
