@@ -45,9 +45,14 @@ pub struct Veth {
     pub mac: Option<String>,
     /// `ADDRESS/PREFIX` to configure inside the container.
     pub addrs: Vec<String>,
-    /// The host bridge the host end joins (`<interface type='bridge'>`).
+    /// The host bridge the host end joins (`<interface type='bridge'>`, or the bridge the
+    /// network answered for `type='network'`).
     #[serde(default)]
     pub bridge: Option<String>,
+    /// `<interface type='network'>`: the network whose port the driver plugs (the bridge
+    /// is filled in at start from the port's answer).
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// cgroup limits (bytes and libvirt's CPU units).
@@ -381,8 +386,22 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
     let mut veths = Vec::new();
     for (i, ifc) in dom.devices_of("interface").enumerate() {
         let path = format!("domain/devices/interface[{}]", i + 1);
+        let mut network = None;
         let bridge = match ifc.attr("type") {
             Some("ethernet") => None,
+            Some("network") => {
+                network = Some(
+                    ifc.child("source")
+                        .and_then(|s| s.attr("network"))
+                        .ok_or_else(|| {
+                            DefError::Invalid(format!(
+                                "domain '{name}': {path}/source/@network is missing"
+                            ))
+                        })?
+                        .to_string(),
+                );
+                None
+            }
             Some("bridge") => Some(
                 ifc.child("source")
                     .and_then(|s| s.attr("bridge"))
@@ -395,7 +414,7 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
             ),
             other => {
                 return Err(DefError::Unsupported(format!(
-                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet' or 'bridge')",
+                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet', 'bridge' or 'network')",
                     other.unwrap_or("")
                 )));
             }
@@ -425,15 +444,22 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
                 Some(format!("{a}/{p}"))
             })
             .collect();
+        let mut mac = ifc
+            .child("mac")
+            .and_then(|m| m.attr("address"))
+            .map(str::to_string);
+        if network.is_some() && mac.is_none() {
+            // a network port is keyed by its MAC: one from libvirt's prefix
+            let b = *uuid::Uuid::new_v4().as_bytes();
+            mac = Some(format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]));
+        }
         veths.push(Veth {
             host_dev,
             guest_dev,
-            mac: ifc
-                .child("mac")
-                .and_then(|m| m.attr("address"))
-                .map(str::to_string),
+            mac,
             addrs,
             bridge,
+            network,
         });
     }
     let consoles = dom.devices_of("console").count().max(1);

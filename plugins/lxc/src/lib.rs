@@ -69,6 +69,9 @@ pub fn open(
     }
     .map_err(open_failed)?;
     let driver = driver::driver_for(&paths).map_err(PluginError::from)?;
+    if let Some(h) = host {
+        driver.set_host(h);
+    }
     Ok(LxcConnection::new(driver, read_only, events))
 }
 

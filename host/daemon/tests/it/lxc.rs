@@ -290,3 +290,113 @@ fn virsh_domstats_dommemstat_and_cpu_stats_of_a_container_come_from_its_cgroup()
     ok(&uri, &["destroy", name]);
     ok(&uri, &["undefine", name]);
 }
+
+const NETWORK_TEST: &str = "lxc::virsh_runs_a_container_on_a_network_through_a_network_port";
+
+#[test]
+fn virsh_runs_a_container_on_a_network_through_a_network_port() {
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) || missing("dnsmasq", Command::new("dnsmasq").arg("--version"))
+    {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").is_file() {
+        rvirt_tests::cannot_run(
+            NETWORK_TEST,
+            "containers need root and busybox-static (/bin/busybox)",
+        );
+        return;
+    }
+    // bridges and veths in a network namespace of the test's own
+    if rvirt_tests::rerun_in_netns(NETWORK_TEST) {
+        return;
+    }
+    let sh = |cmd: &str, args: &[&str]| {
+        let o = Command::new(cmd).args(args).output().expect("run a tool");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert!(sh("ip", &["link", "set", "lo", "up"]).0);
+    let d = Daemon::start_with_config("uris = [\"lxc:///system\"]\n");
+    let uri = format!("lxc+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let net = write_file(
+        &root,
+        "ctnet.xml",
+        "<network><name>ctnet</name><ip address='192.168.161.1' netmask='255.255.255.0'/></network>",
+    );
+    ok(&uri, &["net-define", net.to_str().unwrap()]);
+    ok(&uri, &["net-start", "ctnet"]);
+    let fs = rootfs(&root);
+    for a in ["ping", "ip"] {
+        std::os::unix::fs::symlink("busybox", fs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        fs.join("init.sh"),
+        "i=0; while [ $i -lt 20 ]; do\n\
+           ping -c 1 -W 1 192.168.161.1 >/dev/null 2>&1 && { echo PING-BRIDGE-OK; break; }\n\
+           i=$((i+1)); sleep 0.5; done\n\
+         [ $i -lt 20 ] || { echo PING-FAILED; ip addr; ip route; }\n\
+         exec sleep 1000\n",
+    )
+    .unwrap();
+    let name = "rvirtd-it-netct";
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>/init.sh</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+         <interface type='network'><source network='ctnet'/><ip address='192.168.161.7' prefix='24'/></interface>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        fs.display()
+    );
+    let file = write_file(&root, "ct.xml", &xml);
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    ok(&uri, &["start", name]);
+    let live = ok(&uri, &["dumpxml", name]);
+    let bridge = live
+        .split("bridge='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        live.contains("network='ctnet'") && live.contains("portid=") && !bridge.is_empty(),
+        "{live}"
+    );
+    let ports = ok(&uri, &["net-port-list", "ctnet"]);
+    assert_eq!(
+        ports.lines().filter(|l| l.trim().len() == 36).count(),
+        1,
+        "one port for the container: {ports}"
+    );
+    let (_, members) = sh("ip", &["-o", "link", "show", "master", &bridge]);
+    assert!(
+        members.contains("vethct"),
+        "the host end is on {bridge}: {members}"
+    );
+    let console = root.join(format!("var/log/rvirt/lxc/{name}.console.log"));
+    wait_for("the container's ping", Duration::from_secs(30), || {
+        let t = std::fs::read_to_string(&console).unwrap_or_default();
+        t.contains("PING-BRIDGE-OK") || t.contains("PING-FAILED")
+    });
+    let out = std::fs::read_to_string(&console).unwrap_or_default();
+    assert!(
+        out.contains("PING-BRIDGE-OK"),
+        "the container reaches the network's bridge: {out}"
+    );
+    ok(&uri, &["destroy", name]);
+    let ports = ok(&uri, &["net-port-list", "ctnet"]);
+    assert_eq!(
+        ports.lines().filter(|l| l.trim().len() == 36).count(),
+        0,
+        "the port is given back: {ports}"
+    );
+    let (_, members) = sh("ip", &["-o", "link", "show", "master", &bridge]);
+    assert!(!members.contains("vethct"), "{members}");
+    ok(&uri, &["undefine", name]);
+    ok(&uri, &["net-destroy", "ctnet"]);
+}
