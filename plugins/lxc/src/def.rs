@@ -513,3 +513,44 @@ fn resolve_in_root(root: &Path, p: &Path) -> PathBuf {
     }
     cur
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(idmap: &str) -> Domain {
+        Domain::parse(&format!(
+            "<domain type='lxc'><name>c</name><memory>65536</memory>{idmap}\
+             <os><type>exe</type><init>/bin/sh</init></os></domain>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn idmap_ranges_and_the_root_mapping() {
+        assert_eq!(idmap(&dom(""), "c").unwrap(), None);
+        let m = idmap(
+            &dom("<idmap><uid start='0' target='1000' count='10'/><uid start='10' target='5000' count='5'/>\
+                  <gid start='0' target='2000' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(IdMap::root_of(&m.uid), Some(1000));
+        assert_eq!(IdMap::root_of(&m.gid), Some(2000));
+        assert_eq!(IdMap::map_file(&m.uid), "0 1000 10\n10 5000 5\n");
+        // the container's root must be mapped, in both maps
+        let e = idmap(
+            &dom("<idmap><uid start='1' target='1000' count='10'/><gid start='0' target='1000' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("<uid start='0'>"), "{e}");
+        let e = idmap(
+            &dom("<idmap><uid start='0' target='x' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("domain/idmap/uid[1]/@target"), "{e}");
+    }
+}
