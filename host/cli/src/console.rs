@@ -112,6 +112,75 @@ pub fn run(domain: &str, xml: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the console session `session` opened through the daemon: what the domain prints
+/// goes to stdout (from a reader thread), what is typed goes to the session.
+pub fn run_remote(domain: &str, mut session: rvirt_host::remote::RemoteConsole) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    println!("Connected to domain '{domain}'\r\nEscape character is ^] (Ctrl + ])\r");
+    let _raw = RawMode::enter()?;
+    let writer = session.writer();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader_done = Arc::clone(&done);
+    let reader = std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let r = loop {
+            match session.recv() {
+                Ok(Some(d)) => {
+                    let _ = stdout.write_all(&d);
+                    let _ = stdout.flush();
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        reader_done.store(true, Ordering::SeqCst);
+        r
+    });
+    let stdin = std::io::stdin();
+    let mut buf = [0u8; 4096];
+    let mut stdin_open = true;
+    while !done.load(Ordering::SeqCst) {
+        if !stdin_open {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        let ready = {
+            let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+            let tick = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            match poll(&mut fds, Some(&tick)) {
+                Ok(n) => n > 0,
+                Err(rustix::io::Errno::INTR) => false,
+                Err(e) => return Err(e).context("poll failed"),
+            }
+        };
+        if !ready {
+            continue;
+        }
+        let n = stdin.lock().read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            // no more input: keep printing until the session ends
+            stdin_open = false;
+            continue;
+        }
+        if let Some(i) = buf[..n].iter().position(|b| *b == ESCAPE) {
+            writer.send(&buf[..i])?;
+            writer.finish()?;
+            break;
+        }
+        writer.send(&buf[..n])?;
+    }
+    let r = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the console reader panicked"))?;
+    drop(_raw);
+    println!();
+    r.with_context(|| format!("the console session of domain '{domain}' ended"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

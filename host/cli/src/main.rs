@@ -135,8 +135,17 @@ enum Command {
     Nodeinfo,
     /// Capabilities XML
     Capabilities,
-    /// Attach to the domain's serial console (pty); Ctrl + ] detaches
-    Console { domain: String },
+    /// Attach to the domain's console (its pty, or through the daemon for a remote
+    /// connection); Ctrl + ] detaches
+    Console {
+        domain: String,
+        /// The character device's alias (default: the first console, else serial port)
+        #[arg(long)]
+        devname: Option<String>,
+        /// End another client's session on the console (VIR_DOMAIN_CONSOLE_FORCE)
+        #[arg(long)]
+        force: bool,
+    },
     /// Convert a native configuration (e.g. vmware-vmx) to a domain XML document
     #[command(name = "domxml-from-native")]
     DomxmlFromNative {
@@ -511,8 +520,19 @@ fn run(cli: Cli) -> Result<()> {
             println!();
             Ok(())
         }
-        Command::Console { domain } => {
+        Command::Console {
+            domain,
+            devname,
+            force,
+        } => {
             let d = lookup(&conn, &domain)?;
+            if conn.driver_name() == "remote" {
+                // through the daemon: DOMAIN_OPEN_CONSOLE's stream
+                let session = d
+                    .open_console(devname.as_deref(), if force { 1 } else { 0 })
+                    .with_context(|| format!("cannot open the console of domain '{domain}'"))?;
+                return console::run_remote(d.name(), session);
+            }
             let xml = d
                 .get_xml_desc(0)
                 .with_context(|| format!("failed to get XML of domain '{domain}'"))?;

@@ -218,6 +218,35 @@ fn lookup(conn: &Connection, dom: &NonnullDomain) -> Result<Domain, Failure> {
     }))
 }
 
+/// `DOMAIN_OPEN_CONSOLE`: resolves the device's pty in the live XML, opens it and
+/// registers the session's stream under the call's serial; it runs once the reply is out.
+fn open_console(client: &Client, conn: &Connection, serial: u32, payload: &[u8]) -> CallResult {
+    call::<procs::DomainOpenConsole>(payload, |a| {
+        crate::console::check_flags(a.flags)?;
+        let dom = lookup(conn, &a.dom)?;
+        if !dom.is_active().map_err(host_error)? {
+            return Err(err(
+                error_code::OPERATION_INVALID,
+                error_domain::DOMAIN,
+                "Requested operation is not valid: domain is not running",
+            ));
+        }
+        let xml = dom.get_xml_desc(0).map_err(host_error)?;
+        let path = crate::console::find_pty(&xml, a.dev_name.as_deref())?;
+        let console = crate::console::open(&path, a.flags & crate::console::FORCE != 0)?;
+        tracing::debug!(client = client.id, domain = %dom.name(), %path, "console opened");
+        client
+            .with_streams(|s| {
+                s.register(
+                    serial,
+                    P::DomainOpenConsole.number(),
+                    crate::streams::Opened::Console(console),
+                )
+            })
+            .map_err(rpc_error)
+    })
+}
+
 /// A snapshot handle named `name` of the domain the call named.
 fn snap_ret(name: String, dom: NonnullDomain) -> DomainSnapshotRet {
     DomainSnapshotRet {
@@ -1092,6 +1121,8 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         P::StorageVolUpload | P::StorageVolDownload => {
             storage::open_stream(client, c()?, procedure, serial, payload)
         }
+        // consoles: the reply opens the stream (`console.rs`, `streams.rs`)
+        P::DomainOpenConsole => open_console(client, c()?, serial, payload),
         // event messages go from the daemon to clients
         P::SecretEventLifecycle
         | P::SecretEventValueChanged

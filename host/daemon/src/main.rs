@@ -12,6 +12,7 @@ mod activation;
 mod admin;
 mod client;
 mod config;
+mod console;
 mod dispatch;
 mod isolate;
 mod logging;

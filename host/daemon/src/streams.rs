@@ -1,5 +1,5 @@
-//! Volume upload and download streams (`STORAGE_VOL_UPLOAD` 208, `STORAGE_VOL_DOWNLOAD`
-//! 209) of one client.
+//! Streams of one client: volume upload and download (`STORAGE_VOL_UPLOAD` 208,
+//! `STORAGE_VOL_DOWNLOAD` 209) and domain consoles (`DOMAIN_OPEN_CONSOLE` 201).
 //!
 //! The call opens the host's [`VolStream`] and registers it here under the call's serial,
 //! with a bounded packet queue, before the reply is sent. Once the reply is out, a worker
@@ -15,17 +15,24 @@
 //!   [`HIGH_WATER`] bytes; at the end an empty CONTINUE packet (end of file), then the
 //!   client's STREAM OK is answered with STREAM OK.
 //!
+//! - console (`DOMAIN_OPEN_CONSOLE` 201, `console.rs`): both ways at once. A reader
+//!   thread polls the pty and sends what it prints as STREAM CONTINUE packets (an empty
+//!   one, end of file, when the device hangs up); the worker writes the client's packets
+//!   to the pty. A forced open by another client aborts the session with an error.
+//!
 //! A failure is a STREAM ERROR packet carrying the `remote_error`; a client's STREAM
 //! ERROR (abort) aborts the host stream and is confirmed with STREAM OK. When the client
 //! disconnects the queues close and every worker aborts its stream, so the volume is no
 //! longer busy.
 
 use crate::client::Client;
+use crate::console::Console;
 use rvirt_host::VolStream;
 use rvirt_wire::frame::{self, STREAM_CHUNK_MAX, StreamPacket};
 use rvirt_wire::protocol::{REMOTE_PROGRAM, REMOTE_VERSION, RemoteError, error_code, error_domain};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 /// Packets queued per upload before the reader stops reading the client's socket.
@@ -33,12 +40,20 @@ pub const QUEUE: usize = 16;
 /// Bytes a download may leave queued in the client's outbox before its worker waits.
 pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 
+/// What a stream carries.
+#[derive(Debug)]
+pub enum Opened {
+    /// A volume upload (`upload`) or download.
+    Volume { stream: VolStream, upload: bool },
+    /// A domain console.
+    Console(Console),
+}
+
 /// A stream opened by a call whose reply is not sent yet.
 struct Pending {
-    stream: VolStream,
+    opened: Opened,
     rx: mpsc::Receiver<StreamPacket>,
     procedure: i32,
-    upload: bool,
 }
 
 /// The streams of one client.
@@ -63,13 +78,7 @@ impl std::fmt::Debug for Streams {
 impl Streams {
     /// Registers a stream opened by call `serial`. Refused (the stream is dropped, which
     /// aborts it) when the client is gone or a stream of that serial is open.
-    pub fn register(
-        &mut self,
-        serial: u32,
-        procedure: i32,
-        upload: bool,
-        stream: VolStream,
-    ) -> Result<(), String> {
+    pub fn register(&mut self, serial: u32, procedure: i32, opened: Opened) -> Result<(), String> {
         if self.closed {
             return Err("the client is disconnecting".into());
         }
@@ -77,14 +86,16 @@ impl Streams {
             return Err(format!("a stream with serial {serial} is already open"));
         }
         let (tx, rx) = mpsc::channel(QUEUE);
+        if let Opened::Console(c) = &opened {
+            c.attach(&tx);
+        }
         self.open.insert(serial, tx);
         self.pending.insert(
             serial,
             Pending {
-                stream,
+                opened,
                 rx,
                 procedure,
-                upload,
             },
         );
         Ok(())
@@ -107,10 +118,10 @@ impl Streams {
 
     /// The client is gone: closes every queue (workers abort their streams) and returns
     /// the streams never started, for the caller to drop off the reactor.
-    pub fn close(&mut self) -> Vec<VolStream> {
+    pub fn close(&mut self) -> Vec<Opened> {
         self.closed = true;
         self.open.clear();
-        self.pending.drain().map(|(_, p)| p.stream).collect()
+        self.pending.drain().map(|(_, p)| p.opened).collect()
     }
 }
 
@@ -124,13 +135,17 @@ pub fn start(client: &Arc<Client>, serial: u32) {
         serial,
         procedure: p.procedure,
     };
-    let (stream, rx, upload) = (p.stream, p.rx, p.upload);
-    tokio::task::spawn_blocking(move || {
-        if upload {
-            worker.upload(stream, rx);
-        } else {
-            worker.download(stream, rx);
-        }
+    let rx = p.rx;
+    tokio::task::spawn_blocking(move || match p.opened {
+        Opened::Volume {
+            stream,
+            upload: true,
+        } => worker.upload(stream, rx),
+        Opened::Volume {
+            stream,
+            upload: false,
+        } => worker.download(stream, rx),
+        Opened::Console(c) => worker.console(c, rx),
     });
 }
 
@@ -277,6 +292,149 @@ impl Worker {
             }
         }
     }
+}
+
+impl Worker {
+    /// Pumps a console both ways until the client finishes or aborts, the device hangs
+    /// up and the client confirms, a forced open takes the device over, or the client
+    /// goes away.
+    fn console(self, console: Console, mut rx: mpsc::Receiver<StreamPacket>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = match console.pty.try_clone() {
+            Ok(fd) => {
+                let (client, serial, procedure) =
+                    (Arc::clone(&self.client), self.serial, self.procedure);
+                let stop = Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .name("rvirtd-console".into())
+                    .spawn(move || console_reader(&client, serial, procedure, &fd, &stop))
+                    .ok()
+            }
+            Err(_) => None,
+        };
+        let Some(reader) = reader else {
+            self.end(StreamPacket::Abort(Some(RemoteError::new(
+                error_code::INTERNAL_ERROR,
+                error_domain::STREAMS,
+                "internal error: cannot start the console reader",
+            ))));
+            return;
+        };
+        let halt = |reader: std::thread::JoinHandle<()>| {
+            stop.store(true, Ordering::SeqCst);
+            let _ = reader.join();
+        };
+        loop {
+            match rx.blocking_recv() {
+                None => {
+                    halt(reader);
+                    self.client.with_streams(|s| s.remove(self.serial));
+                    return;
+                }
+                Some(StreamPacket::Data(d)) => {
+                    if let Err(e) = write_pty(&console.pty, &d) {
+                        halt(reader);
+                        return self.end(StreamPacket::Abort(Some(RemoteError::new(
+                            error_code::OPERATION_FAILED,
+                            error_domain::STREAMS,
+                            format!(
+                                "operation failed: cannot write to the console {}: {e}",
+                                console.path
+                            ),
+                        ))));
+                    }
+                }
+                Some(StreamPacket::Hole(_)) => {}
+                Some(StreamPacket::End) => {
+                    halt(reader);
+                    return self.end(StreamPacket::End);
+                }
+                Some(StreamPacket::Abort(_)) => {
+                    halt(reader);
+                    if console.taken_over() {
+                        return self.end(StreamPacket::Abort(Some(
+                            crate::console::taken_over_error(&console.path),
+                        )));
+                    }
+                    return self.end(StreamPacket::End);
+                }
+            }
+        }
+    }
+}
+
+/// Sends what the pty prints to the client until `stop`, the client goes away, or the
+/// device hangs up (then an empty packet: end of file).
+fn console_reader(
+    client: &Client,
+    serial: u32,
+    procedure: i32,
+    pty: &std::os::fd::OwnedFd,
+    stop: &AtomicBool,
+) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut buf = vec![0u8; 16 * 1024];
+    let send = |data: &[u8]| match StreamPacket::Data(data.to_vec()).encode(
+        REMOTE_PROGRAM,
+        REMOTE_VERSION,
+        procedure,
+        serial,
+    ) {
+        Ok(bytes) => client.outbox.send_bounded(bytes, HIGH_WATER).is_ok(),
+        Err(_) => false,
+    };
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(pty, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        match rustix::io::read(pty, &mut buf) {
+            Ok(0) | Err(rustix::io::Errno::IO) => {
+                // the device hung up (the domain or its controller is gone): end of file
+                if !stop.load(Ordering::SeqCst) {
+                    send(&[]);
+                }
+                return;
+            }
+            Ok(n) => {
+                if stop.load(Ordering::SeqCst) || !send(&buf[..n]) {
+                    return;
+                }
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Writes all of `data` to the (non-blocking) pty, waiting while it is full (up to 5 s
+/// without progress).
+fn write_pty(pty: &std::os::fd::OwnedFd, mut data: &[u8]) -> Result<(), rustix::io::Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let wait = Timespec {
+        tv_sec: 5,
+        tv_nsec: 0,
+    };
+    while !data.is_empty() {
+        match rustix::io::write(pty, data) {
+            Ok(n) => data = &data[n..],
+            Err(rustix::io::Errno::AGAIN) => {
+                let mut fds = [PollFd::new(pty, PollFlags::OUT)];
+                if poll(&mut fds, Some(&wait))? == 0 {
+                    return Err(rustix::io::Errno::TIMEDOUT);
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn host_error(e: rvirt_host::Error) -> RemoteError {

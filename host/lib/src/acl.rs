@@ -145,6 +145,7 @@ pub fn rule(p: P) -> Rule {
         | P::DomainDetachDevice
         | P::DomainDetachDeviceFlags => r(DomainArg, &["domain:write"]),
         P::DomainSnapshotCreateXml => r(DomainArg, &["domain:snapshot"]),
+        P::DomainOpenConsole => r(DomainArg, &["domain:open_device"]),
         P::DomainSnapshotNum
         | P::DomainSnapshotListNames
         | P::DomainSnapshotLookupByName

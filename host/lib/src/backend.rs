@@ -78,6 +78,23 @@ pub trait Backend: Send + Sync {
         ncpus: u32,
         flags: u32,
     ) -> Result<Vec<Vec<TypedParam>>>;
+    /// `virDomainOpenConsole` as a stream: only through a daemon (a local driver's
+    /// console is its pty, which the caller opens itself).
+    fn open_console(
+        &self,
+        _uuid: uuid::Uuid,
+        _dev_name: Option<&str>,
+        _flags: u32,
+    ) -> Result<crate::remote::RemoteConsole> {
+        Err(crate::Error::driver(
+            rvirt_plugin_api::ErrorCode::NoSupport,
+            rvirt_plugin_api::ErrorDomain::Domain,
+            format!(
+                "this function is not supported by the connection driver: virDomainOpenConsole (driver '{}': open the console pty the live XML names)",
+                self.driver_name()
+            ),
+        ))
+    }
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

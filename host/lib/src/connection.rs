@@ -485,6 +485,20 @@ impl Domain {
             .map(|(s, r)| (DomainState::from_i32(s), r))
     }
 
+    /// `virDomainOpenConsole`: a session on the console `dev_name` (an alias; `None`: the
+    /// first console, else the first serial port) with `VIR_DOMAIN_CONSOLE_FORCE` /
+    /// `_SAFE` flags. Served over a daemon connection; a local driver answers no-support
+    /// (its console is the pty its live XML names).
+    pub fn open_console(
+        &self,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<crate::remote::RemoteConsole> {
+        self.conn.writable("virDomainOpenConsole")?;
+        self.check(P::DomainOpenConsole)?;
+        self.b().open_console(self.id.uuid, dev_name, flags)
+    }
+
     /// `virDomainGetXMLDesc` with `VIR_DOMAIN_XML_*` flags.
     /// `VIR_DOMAIN_XML_SECURE` (passwords and keys) is refused on read-only connections.
     pub fn get_xml_desc(&self, flags: u32) -> Result<String> {

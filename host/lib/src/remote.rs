@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod console;
 mod networks;
 mod secrets;
 mod storage;
 pub mod transport;
+pub use console::{ConsoleWriter, RemoteConsole};
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
 /// while a call waits, the client pings the daemon every `interval` of silence and gives
@@ -673,6 +675,15 @@ impl Drop for RemoteBackend {
 }
 
 impl Backend for RemoteBackend {
+    fn open_console(
+        &self,
+        uuid: uuid::Uuid,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<RemoteConsole> {
+        self.open_console_stream(uuid, dev_name, flags)
+    }
+
     fn driver_name(&self) -> &str {
         "remote"
     }

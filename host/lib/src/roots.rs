@@ -38,7 +38,9 @@ pub(crate) fn local_root(
     };
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     Ok(match (uri.driver.as_str(), uri.path.as_str()) {
-        ("qemu", "/system") => Some(LocalRoot::Dirs {
+        // every system driver shares the system's networks and storage, as libvirtd's
+        // hypervisor drivers share its network and storage drivers
+        ("qemu" | "lxc", "/system") => Some(LocalRoot::Dirs {
             config: system_root.join("etc/rvirt"),
             run: Ok(system_root.join("run/rvirt")),
         }),

@@ -256,6 +256,9 @@ remote_procedures! {
     DomainCreateWithFlags = 196: DomainFlagsArgs => DomainRet;
     DomainSetVcpusFlags = 199: DomainSetVcpusFlagsArgs => ();
     #[ro] DomainGetVcpusFlags = 200: DomainFlagsArgs => NumRet;
+    // a stream both ways: the client's bytes go to the domain's console, its output comes
+    // back (refused read-only, as libvirt does)
+    DomainOpenConsole = 201: DomainOpenConsoleArgs => ();
     DomainSetMemoryFlags = 204: DomainSetMemoryFlagsArgs => ();
     // streams: upload writes the volume; download reads all of its bytes, which libvirt
     // refuses read-only as well
@@ -391,6 +394,8 @@ xdr_structs! {
     DomainArgs { dom: NonnullDomain }
     /// Any `{remote_nonnull_domain dom; unsigned int flags}` argument list.
     DomainFlagsArgs { dom: NonnullDomain, flags: u32 }
+    /// `remote_domain_open_console_args`.
+    DomainOpenConsoleArgs { dom: NonnullDomain, dev_name: Option<String>, flags: u32 }
     /// Any `{remote_nonnull_domain dom}` return.
     DomainRet { dom: NonnullDomain }
     /// `remote_domain_create_xml_args`.

@@ -20,6 +20,9 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    /// The host's controllers cannot apply a limit.
+    #[error("unsupported configuration: {0}")]
+    Unsupported(String),
     /// No usable cgroup hierarchy.
     #[error("no cgroup hierarchy found under {0} (neither v1 controllers nor a v2 tree)")]
     NoHierarchy(String),
@@ -38,6 +41,46 @@ type Result<T> = std::result::Result<T, CgroupError>;
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.to_path_buf();
     move |source| CgroupError::Io { what, path, source }
+}
+
+/// The files a block I/O weight is written to, by preference: BFQ's, then the generic
+/// one (v1 `blkio`, v2 `io`).
+const V1_WEIGHT_FILES: &[&str] = &["blkio.bfq.weight", "blkio.weight"];
+const V2_WEIGHT_FILES: &[&str] = &["io.bfq.weight", "io.weight"];
+
+/// Whether this host can weight a container's block I/O: the v1 `blkio` hierarchy has a
+/// weight file (its I/O scheduler has weights), or the v2 tree has the `io` controller.
+/// The error says what is missing.
+pub fn blkio_weight_available() -> std::result::Result<(), String> {
+    let root = mount_root();
+    let blkio = root.join("blkio");
+    if blkio.join("cgroup.procs").is_file() {
+        // the weight files show in child groups only with some schedulers: look in the
+        // hierarchy's root and in the groups already there
+        let mut dirs = vec![blkio.clone()];
+        if let Ok(rd) = std::fs::read_dir(&blkio) {
+            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        if dirs
+            .iter()
+            .any(|d| V1_WEIGHT_FILES.iter().any(|f| d.join(f).is_file()))
+        {
+            return Ok(());
+        }
+        return Err(format!(
+            "the blkio controller at {} has neither {}: no I/O scheduler with weights",
+            blkio.display(),
+            V1_WEIGHT_FILES.join(" nor ")
+        ));
+    }
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if controllers.split_whitespace().any(|c| c == "io") {
+        return Ok(());
+    }
+    Err(format!(
+        "no blkio controller under {} (neither a v1 blkio hierarchy nor the v2 io controller)",
+        root.display()
+    ))
 }
 
 /// The v1 controllers a container gets a group in (those the host has).
@@ -137,6 +180,23 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Writes a block I/O weight to the first of `files` the group has.
+    fn write_weight(&self, controller: &str, files: &[&str], value: &str) -> Result<()> {
+        let Some(d) = self.dir_of(controller) else {
+            return Err(CgroupError::Unsupported(format!(
+                "block I/O weight: the host has no {controller} controller"
+            )));
+        };
+        let Some(f) = files.iter().map(|f| d.join(f)).find(|p| p.is_file()) else {
+            return Err(CgroupError::Unsupported(format!(
+                "block I/O weight: {} has neither {}",
+                d.display(),
+                files.join(" nor ")
+            )));
+        };
+        std::fs::write(&f, value).map_err(io("write", &f))
+    }
+
     fn write(&self, controller: &str, file: &str, value: &str) -> Result<()> {
         let Some(d) = self.dir_of(controller) else {
             return Ok(());
@@ -167,6 +227,9 @@ impl Cgroup {
                 if let Some(q) = l.cpu_quota {
                     self.write("cpu", "cpu.cfs_quota_us", &q.to_string())?;
                 }
+                if let Some(w) = l.blkio_weight {
+                    self.write_weight("blkio", V1_WEIGHT_FILES, &w.to_string())?;
+                }
             }
             Cgroup::V2(_) => {
                 if let Some(b) = l.memory_bytes {
@@ -192,6 +255,9 @@ impl Cgroup {
                         _ => "max".into(),
                     };
                     self.write("cpu", "cpu.max", &format!("{quota} {period}"))?;
+                }
+                if let Some(w) = l.blkio_weight {
+                    self.write_weight("io", V2_WEIGHT_FILES, &format!("default {w}"))?;
                 }
             }
         }
@@ -280,6 +346,51 @@ impl Cgroup {
         }
     }
 
+    /// User and system CPU time of the group, in nanoseconds (`cpuacct.stat` in clock
+    /// ticks on v1, `cpu.stat` in microseconds on v2).
+    pub fn cpu_user_system_ns(&self) -> Option<(u64, u64)> {
+        match self {
+            Cgroup::V1(_) => {
+                let hz = rustix::param::clock_ticks_per_second().max(1);
+                let ns = 1_000_000_000 / hz;
+                Some((
+                    self.stat_field("cpuacct", "cpuacct.stat", "user")? * ns,
+                    self.stat_field("cpuacct", "cpuacct.stat", "system")? * ns,
+                ))
+            }
+            Cgroup::V2(_) => Some((
+                self.stat_field("cpu", "cpu.stat", "user_usec")? * 1000,
+                self.stat_field("cpu", "cpu.stat", "system_usec")? * 1000,
+            )),
+        }
+    }
+
+    /// CPU time of the group on each host CPU, in nanoseconds (v1's
+    /// `cpuacct.usage_percpu`; v2 has no per-CPU accounting: `None`).
+    pub fn cpu_ns_per_cpu(&self) -> Option<Vec<u64>> {
+        let d = self.dir_of("cpuacct")?;
+        if matches!(self, Cgroup::V2(_)) {
+            return None;
+        }
+        let s = std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok()?;
+        Some(
+            s.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    /// Swap in use by the group, in bytes, where the host accounts it.
+    pub fn swap_bytes(&self) -> Option<u64> {
+        match self {
+            Cgroup::V1(_) => {
+                let memsw = self.read_u64("memory", "memory.memsw.usage_in_bytes")?;
+                Some(memsw.saturating_sub(self.memory_bytes()))
+            }
+            Cgroup::V2(_) => self.read_u64("memory", "memory.swap.current"),
+        }
+    }
+
     /// Times the group was throttled by its CPU quota (`cpu.stat nr_throttled`).
     pub fn nr_throttled(&self) -> u64 {
         self.stat_field("cpu", "cpu.stat", "nr_throttled")
@@ -354,5 +465,53 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blkio_weight_goes_to_the_file_the_scheduler_has() {
+        let d = tempfile_dir("weight");
+        let v1 = Cgroup::V1(vec![("blkio".into(), d.clone())]);
+        let limits = Limits {
+            blkio_weight: Some(500),
+            ..Limits::default()
+        };
+        // neither file: refused, saying why
+        let e = v1.apply(&limits).unwrap_err().to_string();
+        assert!(e.contains("blkio.bfq.weight nor blkio.weight"), "{e}");
+        // the generic file
+        std::fs::write(d.join("blkio.weight"), "").unwrap();
+        v1.apply(&limits).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("blkio.weight")).unwrap(),
+            "500"
+        );
+        // BFQ's first when both exist
+        std::fs::write(d.join("blkio.bfq.weight"), "").unwrap();
+        v1.apply(&limits).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("blkio.bfq.weight")).unwrap(),
+            "500"
+        );
+        // v2: io.weight with its "default" key
+        let v2 = Cgroup::V2(d.clone());
+        std::fs::write(d.join("io.weight"), "").unwrap();
+        v2.apply(&limits).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("io.weight")).unwrap(),
+            "default 500"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rvirt-lxc-cg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }

@@ -11,7 +11,13 @@
 //! hostname to the domain name and execs `<init>` with `<initarg>`s, `<initenv>`s,
 //! `<initdir>` and `LIBVIRT_LXC_UUID`/`LIBVIRT_LXC_NAME` in its environment.
 //!
-//! Protocol with the driver: the controller prints `ready PID PTY...` on its stdout once
+//! Each console is two ptys, as libvirt's LXC controller does: the container's (its slave
+//! is the container's `/dev/console` or `/dev/ttyN`) and the host's, whose slave path is
+//! the one published (`<console><source path=>`): whoever opens it (rvirtd for `virsh
+//! console`) talks to the container through the controller's relay, and never shares a
+//! device with the container's init.
+//!
+//! Protocol with the driver: the controller prints `ready PID PTY...` (the host ptys) on its stdout once
 //! init has exec'd (or `error MESSAGE`), and `exit STATUS` when the container has ended
 //! and is cleaned up. Meanwhile it serves its unix socket:
 //! a client that sends `m\n` is a monitor and is sent `exit STATUS\n` when the container
@@ -83,6 +89,19 @@ struct Pty {
     master: OwnedFd,
     slave_path: String,
     _slave: OwnedFd,
+}
+
+/// One console: the container's pty and the host's, relayed by [`serve`].
+struct ConsolePty {
+    inner: Pty,
+    host: Pty,
+}
+
+fn open_console() -> Result<ConsolePty> {
+    Ok(ConsolePty {
+        inner: open_pty()?,
+        host: open_pty()?,
+    })
 }
 
 fn open_pty() -> Result<Pty> {
@@ -172,15 +191,26 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
         Err(e) => {
             let _ = cg.remove(Duration::from_secs(2));
             let _ = std::fs::remove_file(&spec.socket);
+            if let Some(stage) = &spec.host_root {
+                let _ = std::fs::remove_dir(stage);
+            }
+            remove_veths(&spec);
             return Err(e);
         }
     };
-    let paths: Vec<&str> = ptys.iter().map(|p| p.slave_path.as_str()).collect();
+    let paths: Vec<&str> = ptys.iter().map(|p| p.host.slave_path.as_str()).collect();
     let _ = writeln!(ready, "ready {child} {}", paths.join(" "));
     let _ = ready.flush();
     let status = serve(&spec, &ptys, &listener, &pidfd, child);
     let _ = cg.remove(Duration::from_secs(5));
-    // The veths went with the network namespace; the host ends of the pairs with them.
+    if let Some(stage) = &spec.host_root {
+        // empty on the host: the bind lived in the container's mount namespace
+        let _ = std::fs::remove_dir(stage);
+    }
+    // The host ends of the veth pairs go with the network namespace, but the kernel
+    // dismantles a namespace later, on a work queue: delete them now, so that nothing of
+    // the container is left when its end is reported.
+    remove_veths(&spec);
     let _ = std::fs::remove_file(&spec.socket);
     let _ = std::fs::remove_file(&spec.status);
     notify(&status);
@@ -191,14 +221,14 @@ pub fn run(spec_path: &Path, ready: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-type Started = (i32, Vec<Pty>, UnixListener, OwnedFd);
+type Started = (i32, Vec<ConsolePty>, UnixListener, OwnedFd);
 
 fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     cg.create()?;
     cg.apply(&spec.limits)?;
     let mut ptys = Vec::new();
     for _ in 0..spec.consoles.max(1) {
-        ptys.push(open_pty()?);
+        ptys.push(open_console()?);
     }
     if let Some(d) = spec.socket.parent() {
         std::fs::create_dir_all(d).map_err(sys(format!("create {}", d.display())))?;
@@ -211,12 +241,31 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
         .map_err(sys("set the socket non-blocking"))?;
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let slaves: Vec<String> = ptys.iter().map(|p| p.slave_path.clone()).collect();
-    let flags = libc::CLONE_NEWPID
+    // <idmap>: the user namespace's maps are written before the child goes on
+    let (map_r, map_w) = pipe()?;
+    let slaves: Vec<String> = ptys.iter().map(|p| p.inner.slave_path.clone()).collect();
+    let mut flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWNET;
+    if let Some(m) = &spec.idmap {
+        flags |= libc::CLONE_NEWUSER;
+        // the container's root owns its consoles (it reopens /dev/console and /dev/ttyN)
+        let (uid, gid) = (
+            crate::def::IdMap::root_of(&m.uid).unwrap_or(0),
+            crate::def::IdMap::root_of(&m.gid).unwrap_or(0),
+        );
+        for p in &ptys {
+            // SAFETY: fchown on a descriptor we own.
+            if unsafe { libc::fchown(p.inner._slave.as_raw_fd(), uid, gid) } != 0 {
+                return Err(last(format!(
+                    "give {} to the container's root",
+                    p.inner.slave_path
+                )));
+            }
+        }
+    }
     // SAFETY: clone without CLONE_VM and with a null stack behaves like fork(2): the child
     // gets a copy of this (single-threaded) process and returns 0 here.
     let pid = unsafe {
@@ -235,7 +284,8 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     if pid == 0 {
         drop(sync_w);
         drop(err_r);
-        let e = child(spec, &slaves, sync_r);
+        drop(map_w);
+        let e = child(spec, &slaves, sync_r, map_r);
         let mut w = std::fs::File::from(err_w);
         let _ = w.write_all(e.as_bytes());
         // SAFETY: _exit ends the child without running the parent's destructors.
@@ -243,14 +293,33 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     }
     drop(sync_r);
     drop(err_w);
+    drop(map_r);
+    let err_r = std::fs::File::from(err_r);
     let fail = |e: ControllerError| {
         // SAFETY: pid is our child; kill + waitpid take no pointers but the status.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        e
+        // the child's own failure (its setup runs meanwhile) explains more than ours
+        let mut msg = String::new();
+        let _ = (&err_r).read_to_string(&mut msg);
+        if msg.is_empty() {
+            e
+        } else {
+            ControllerError::Child(msg)
+        }
     };
+    if let Some(m) = &spec.idmap
+        && let Err(e) = write_maps(pid, m)
+    {
+        return Err(fail(e));
+    }
+    let mut mw = std::fs::File::from(map_w);
+    if let Err(e) = mw.write_all(b"m") {
+        return Err(fail(sys("release the container's setup")(e)));
+    }
+    drop(mw);
     if let Err(e) = cg.add(pid) {
         return Err(fail(e.into()));
     }
@@ -263,7 +332,7 @@ fn start(spec: &Spec, cg: &Cgroup) -> Result<Started> {
     }
     drop(w);
     let mut msg = String::new();
-    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    let _ = (&err_r).read_to_string(&mut msg);
     if !msg.is_empty() {
         return Err(fail(ControllerError::Child(msg)));
     }
@@ -294,6 +363,15 @@ fn run_tool(args: &[&str]) -> Result<()> {
 
 /// Creates each veth pair with its container end in `pid`'s network namespace, named,
 /// addressed and up.
+/// Deletes the host ends of the container's veth pairs that still exist.
+fn remove_veths(spec: &Spec) {
+    for v in &spec.veths {
+        if Path::new("/sys/class/net").join(&v.host_dev).exists() {
+            let _ = run_tool(&["ip", "link", "del", &v.host_dev]);
+        }
+    }
+}
+
 fn veths(spec: &Spec, pid: i32) -> Result<()> {
     let ns = format!("--net=/proc/{pid}/ns/net");
     for v in &spec.veths {
@@ -327,13 +405,22 @@ fn veths(spec: &Spec, pid: i32) -> Result<()> {
 }
 
 /// The container side: runs in the new namespaces; returns only with an error message.
-fn child(spec: &Spec, slaves: &[String], sync: OwnedFd) -> String {
+/// The container's side: its mounts and root are set up while the controller moves it
+/// into its cgroup and network (the two run at once: a cgroup v1 attach waits for an RCU
+/// grace period, the longest step of a start); init is exec'd once released.
+fn child(spec: &Spec, slaves: &[String], sync: OwnedFd, maps: OwnedFd) -> String {
     let mut b = [0u8; 1];
+    if !matches!(std::fs::File::from(maps).read(&mut b), Ok(1)) {
+        return "the controller did not map the container's user namespace".into();
+    }
+    if let Err(e) = setup(spec, slaves) {
+        return rvirt_sdk::util::error_chain(&e);
+    }
     let mut f = std::fs::File::from(sync);
     if !matches!(f.read(&mut b), Ok(1)) {
         return "the controller did not release init".into();
     }
-    match setup(spec, slaves) {
+    match exec_init(spec) {
         Ok(never) => match never {},
         Err(e) => rvirt_sdk::util::error_chain(&e),
     }
@@ -372,6 +459,16 @@ fn mount(
     Ok(())
 }
 
+/// Writes the user namespace maps of the container's init `pid`.
+fn write_maps(pid: i32, m: &crate::def::IdMap) -> Result<()> {
+    for (file, ranges) in [("uid_map", &m.uid), ("gid_map", &m.gid)] {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, crate::def::IdMap::map_file(ranges))
+            .map_err(sys(format!("write {p}")))?;
+    }
+    Ok(())
+}
+
 fn mknod(path: &Path, major: u32, minor: u32) -> Result<()> {
     let c = cstr(path);
     // SAFETY: c is a valid path; makedev/mknod take plain integers.
@@ -400,7 +497,7 @@ fn touch(p: &Path) -> Result<()> {
         .map_err(sys(format!("create {}", p.display())))
 }
 
-fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
+fn setup(spec: &Spec, slaves: &[String]) -> Result<()> {
     // The console: a new session with the first pty as controlling terminal and stdio.
     let c = cstr(&slaves[0]);
     // SAFETY: setsid/open/ioctl/dup2 on descriptors we own; c is a valid path.
@@ -418,7 +515,21 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
             libc::close(fd);
         }
     }
-    let root = &spec.root;
+    if spec.idmap.is_some() {
+        // the user namespace's root (the mapped ids on the host), with its capabilities
+        // SAFETY: set*id(2) with plain integers; setgroups with an empty list.
+        unsafe {
+            if libc::setresgid(0, 0, 0) != 0 {
+                return Err(last("become the user namespace's root group"));
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(last("drop the supplementary groups"));
+            }
+            if libc::setresuid(0, 0, 0) != 0 {
+                return Err(last("become the user namespace's root"));
+            }
+        }
+    }
     mount(
         None,
         Path::new("/"),
@@ -426,13 +537,25 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )?;
-    mount(
-        Some(&root.to_string_lossy()),
-        root,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
+    // The root: the container's directory bound on itself, or the host's `/` bound at the
+    // staging directory (a root shared with the host).
+    let root = match &spec.host_root {
+        Some(stage) => {
+            std::fs::create_dir_all(stage).map_err(sys(format!("create {}", stage.display())))?;
+            mount(Some("/"), stage, None, libc::MS_BIND | libc::MS_REC, None)?;
+            stage
+        }
+        None => {
+            mount(
+                Some(&spec.root.to_string_lossy()),
+                &spec.root,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            &spec.root
+        }
+    };
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for m in &spec.mounts {
         let t = inside(&m.target);
@@ -512,7 +635,14 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        mknod(&dev.join(n), maj, min)?;
+        if spec.idmap.is_some() {
+            // no device nodes can be made in a user namespace: the host's are bound
+            let t = dev.join(n);
+            touch(&t)?;
+            mount(Some(&format!("/dev/{n}")), &t, None, libc::MS_BIND, None)?;
+        } else {
+            mknod(&dev.join(n), maj, min)?;
+        }
     }
     for (l, t) in [
         ("fd", "/proc/self/fd"),
@@ -575,6 +705,11 @@ fn setup(spec: &Spec, slaves: &[String]) -> Result<Never> {
         return Err(last("set the hostname"));
     }
     loopback_up();
+    Ok(())
+}
+
+/// Execs `<init>` with libvirt's environment.
+fn exec_init(spec: &Spec) -> Result<Never> {
     // The controller's runtime ignores SIGPIPE; init starts with every signal at its
     // default and none blocked, as after a normal exec.
     // SAFETY: signal(2)/sigprocmask(2) with valid arguments; a zeroed sigset is empty.
@@ -663,7 +798,7 @@ fn notify(status: &str) {
 /// Relays consoles and serves clients until init exits; returns its exit status.
 fn serve(
     spec: &Spec,
-    ptys: &[Pty],
+    ptys: &[ConsolePty],
     listener: &UnixListener,
     pidfd: &OwnedFd,
     child: i32,
@@ -685,7 +820,10 @@ fn serve(
         fds.push(pfd(pidfd.as_raw_fd()));
         fds.push(pfd(listener.as_raw_fd()));
         for p in ptys {
-            fds.push(pfd(p.master.as_raw_fd()));
+            fds.push(pfd(p.inner.master.as_raw_fd()));
+        }
+        for p in ptys {
+            fds.push(pfd(p.host.master.as_raw_fd()));
         }
         for c in &clients {
             fds.push(pfd(c.stream.as_raw_fd()));
@@ -695,10 +833,14 @@ fn serve(
         if n < 0 {
             continue;
         }
-        let base = 2 + ptys.len();
+        let base = 2 + 2 * ptys.len();
         for (i, p) in ptys.iter().enumerate() {
             if fds[2 + i].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
                 relay_out(p, i, &mut buf, &mut log, &mut clients);
+            }
+            // what the host side's client typed goes to the container
+            if fds[2 + ptys.len() + i].revents & libc::POLLIN != 0 {
+                relay_in(p, &mut buf);
             }
         }
         let mut dead = Vec::new();
@@ -721,14 +863,14 @@ fn serve(
                                 && i < ptys.len()
                             {
                                 c.role = Role::Console(i);
-                                write_all_fd(ptys[i].master.as_raw_fd(), &rest);
+                                write_all_fd(ptys[i].inner.master.as_raw_fd(), &rest);
                             } else {
                                 dead.push(k);
                             }
                         }
                     }
                     Role::Monitor => {}
-                    Role::Console(i) => write_all_fd(ptys[*i].master.as_raw_fd(), &buf[..n]),
+                    Role::Console(i) => write_all_fd(ptys[*i].inner.master.as_raw_fd(), &buf[..n]),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => dead.push(k),
@@ -777,8 +919,48 @@ fn serve(
     }
 }
 
+/// Copies what the host pty's client wrote to the container's pty.
+fn relay_in(p: &ConsolePty, buf: &mut [u8]) {
+    loop {
+        // SAFETY: read into a live buffer of the length passed.
+        let n = unsafe {
+            libc::read(
+                p.host.master.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            return;
+        }
+        write_all_fd(p.inner.master.as_raw_fd(), &buf[..n as usize]);
+    }
+}
+
+/// Writes to the host pty without stalling the relay: while nobody reads its slave, its
+/// queue fills and the rest is dropped (after a short wait for a reader to catch up).
+fn write_host(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: write from a live buffer of the length passed.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n > 0 {
+            data = &data[n as usize..];
+            continue;
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 2) } <= 0 {
+            return;
+        }
+    }
+}
+
 fn relay_out(
-    p: &Pty,
+    p: &ConsolePty,
     i: usize,
     buf: &mut [u8],
     log: &mut Option<std::fs::File>,
@@ -786,7 +968,13 @@ fn relay_out(
 ) {
     loop {
         // SAFETY: read into a live buffer of the length passed.
-        let n = unsafe { libc::read(p.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::read(
+                p.inner.master.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n <= 0 {
             return;
         }
@@ -794,6 +982,7 @@ fn relay_out(
         if let Some(l) = log {
             let _ = l.write_all(data);
         }
+        write_host(p.host.master.as_raw_fd(), data);
         for c in clients.iter_mut() {
             if matches!(c.role, Role::Console(j) if j == i) {
                 let _ = c.stream.write_all(data);

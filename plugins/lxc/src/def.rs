@@ -45,9 +45,14 @@ pub struct Veth {
     pub mac: Option<String>,
     /// `ADDRESS/PREFIX` to configure inside the container.
     pub addrs: Vec<String>,
-    /// The host bridge the host end joins (`<interface type='bridge'>`).
+    /// The host bridge the host end joins (`<interface type='bridge'>`, or the bridge the
+    /// network answered for `type='network'`).
     #[serde(default)]
     pub bridge: Option<String>,
+    /// `<interface type='network'>`: the network whose port the driver plugs (the bridge
+    /// is filled in at start from the port's answer).
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// cgroup limits (bytes and libvirt's CPU units).
@@ -65,6 +70,9 @@ pub struct Limits {
     pub cpu_period: Option<u64>,
     /// `<cputune><quota>` (µs, negative: unlimited).
     pub cpu_quota: Option<i64>,
+    /// `<blkiotune><weight>` (10 to 1000).
+    #[serde(default)]
+    pub blkio_weight: Option<u32>,
 }
 
 /// Everything the controller needs to run one container (written as JSON to the run
@@ -103,6 +111,71 @@ pub struct Spec {
     pub console_log: PathBuf,
     /// The status file the controller removes when it ends.
     pub status: PathBuf,
+    /// When the container shares the host's root (`root` is `/`): the staging directory
+    /// the host's root is bound at and pivoted into.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
+    /// `<idmap>`: the container runs in a user namespace with these maps.
+    #[serde(default)]
+    pub idmap: Option<IdMap>,
+}
+
+/// A user namespace's maps: `(start inside, target on the host, count)` per range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// `<uid>` ranges.
+    pub uid: Vec<(u32, u32, u32)>,
+    /// `<gid>` ranges.
+    pub gid: Vec<(u32, u32, u32)>,
+}
+
+impl IdMap {
+    /// The host id the container's root (0) maps to, of `ranges`.
+    pub fn root_of(ranges: &[(u32, u32, u32)]) -> Option<u32> {
+        ranges
+            .iter()
+            .find(|(start, _, count)| *start == 0 && *count > 0)
+            .map(|(_, target, _)| *target)
+    }
+
+    /// The contents of a `uid_map` / `gid_map` file.
+    pub fn map_file(ranges: &[(u32, u32, u32)]) -> String {
+        ranges
+            .iter()
+            .map(|(s, t, c)| format!("{s} {t} {c}\n"))
+            .collect()
+    }
+}
+
+/// The `<idmap>` of `dom`: both uid and gid ranges, each mapping the container's root.
+fn idmap(dom: &Domain, name: &str) -> Result<Option<IdMap>, DefError> {
+    let Some(el) = dom.element().child("idmap") else {
+        return Ok(None);
+    };
+    let mut map = IdMap::default();
+    for (kind, out) in [("uid", &mut map.uid), ("gid", &mut map.gid)] {
+        for (i, e) in el.children_named(kind).enumerate() {
+            let path = format!("domain/idmap/{kind}[{}]", i + 1);
+            let n = |a: &str| -> Result<u32, DefError> {
+                e.attr(a)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| {
+                        DefError::Invalid(format!(
+                            "domain '{name}': {path}/@{a} is missing or not a number"
+                        ))
+                    })
+            };
+            out.push((n("start")?, n("target")?, n("count")?));
+        }
+    }
+    for (kind, ranges) in [("uid", &map.uid), ("gid", &map.gid)] {
+        if IdMap::root_of(ranges).is_none() {
+            return Err(DefError::Invalid(format!(
+                "domain '{name}': domain/idmap needs a <{kind} start='0'> range: the container's root must be mapped"
+            )));
+        }
+    }
+    Ok(Some(map))
 }
 
 /// The current [`Spec`] format.
@@ -216,11 +289,13 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
             }
         }
     }
-    let root = root.ok_or_else(|| {
-        DefError::Unsupported(format!(
-            "domain '{name}': no <filesystem type='mount'> with target dir='/': a root shared with the host is not supported by the lxc driver"
-        ))
-    })?;
+    // No `<filesystem>` for `/`: the container shares the host's root (as libvirt's
+    // driver does), with its own /proc, /sys, /dev and the other mounts on top, through a
+    // recursive bind of `/` at a staging directory it pivots into.
+    let (root, host_root) = match root {
+        Some(r) => (r, None),
+        None => (PathBuf::from("/"), Some(paths.host_root_dir(&name))),
+    };
     let os = dom.os();
     let init = os
         .and_then(|o| o.init())
@@ -286,6 +361,20 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
             limits.cpu_quota = Some(num(s, "domain/cputune/quota")?);
         }
     }
+    if let Some(w) = root_el.child("blkiotune").and_then(|b| b.child("weight")) {
+        let weight: u32 = num(w, "domain/blkiotune/weight")?;
+        if !(10..=1000).contains(&weight) {
+            return Err(DefError::Invalid(format!(
+                "domain '{name}': domain/blkiotune/weight {weight} is out of range [10, 1000]"
+            )));
+        }
+        if let Err(why) = crate::cgroup::blkio_weight_available() {
+            return Err(DefError::Unsupported(format!(
+                "domain '{name}': domain/blkiotune/weight: block I/O weights are not available on this host ({why})"
+            )));
+        }
+        limits.blkio_weight = Some(weight);
+    }
     if let Some(b) = limits.memory_bytes
         && b < 1024 * 1024
     {
@@ -297,8 +386,22 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
     let mut veths = Vec::new();
     for (i, ifc) in dom.devices_of("interface").enumerate() {
         let path = format!("domain/devices/interface[{}]", i + 1);
+        let mut network = None;
         let bridge = match ifc.attr("type") {
             Some("ethernet") => None,
+            Some("network") => {
+                network = Some(
+                    ifc.child("source")
+                        .and_then(|s| s.attr("network"))
+                        .ok_or_else(|| {
+                            DefError::Invalid(format!(
+                                "domain '{name}': {path}/source/@network is missing"
+                            ))
+                        })?
+                        .to_string(),
+                );
+                None
+            }
             Some("bridge") => Some(
                 ifc.child("source")
                     .and_then(|s| s.attr("bridge"))
@@ -311,7 +414,7 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
             ),
             other => {
                 return Err(DefError::Unsupported(format!(
-                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet' or 'bridge')",
+                    "domain '{name}': {path}/@type '{}' is not supported by the lxc driver yet (use 'ethernet', 'bridge' or 'network')",
                     other.unwrap_or("")
                 )));
             }
@@ -341,15 +444,22 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
                 Some(format!("{a}/{p}"))
             })
             .collect();
+        let mut mac = ifc
+            .child("mac")
+            .and_then(|m| m.attr("address"))
+            .map(str::to_string);
+        if network.is_some() && mac.is_none() {
+            // a network port is keyed by its MAC: one from libvirt's prefix
+            let b = *uuid::Uuid::new_v4().as_bytes();
+            mac = Some(format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]));
+        }
         veths.push(Veth {
             host_dev,
             guest_dev,
-            mac: ifc
-                .child("mac")
-                .and_then(|m| m.attr("address"))
-                .map(str::to_string),
+            mac,
             addrs,
             bridge,
+            network,
         });
     }
     let consoles = dom.devices_of("console").count().max(1);
@@ -369,6 +479,8 @@ pub fn spec(dom: &Domain, cgroup: String, paths: &crate::paths::Paths) -> Result
         socket: paths.socket(&name),
         console_log: paths.console_log(&name),
         status: paths.status_file(&name),
+        host_root,
+        idmap: idmap(dom, &name)?,
         name,
     })
 }
@@ -400,4 +512,45 @@ fn resolve_in_root(root: &Path, p: &Path) -> PathBuf {
         }
     }
     cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(idmap: &str) -> Domain {
+        Domain::parse(&format!(
+            "<domain type='lxc'><name>c</name><memory>65536</memory>{idmap}\
+             <os><type>exe</type><init>/bin/sh</init></os></domain>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn idmap_ranges_and_the_root_mapping() {
+        assert_eq!(idmap(&dom(""), "c").unwrap(), None);
+        let m = idmap(
+            &dom("<idmap><uid start='0' target='1000' count='10'/><uid start='10' target='5000' count='5'/>\
+                  <gid start='0' target='2000' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(IdMap::root_of(&m.uid), Some(1000));
+        assert_eq!(IdMap::root_of(&m.gid), Some(2000));
+        assert_eq!(IdMap::map_file(&m.uid), "0 1000 10\n10 5000 5\n");
+        // the container's root must be mapped, in both maps
+        let e = idmap(
+            &dom("<idmap><uid start='1' target='1000' count='10'/><gid start='0' target='1000' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("<uid start='0'>"), "{e}");
+        let e = idmap(
+            &dom("<idmap><uid start='0' target='x' count='10'/></idmap>"),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("domain/idmap/uid[1]/@target"), "{e}");
+    }
 }

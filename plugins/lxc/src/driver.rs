@@ -12,6 +12,8 @@
 //! controller's `exit` notice (on the pipe of a controller it started, or the socket
 //! for one it reattached to) and turns it into the shut-off state with its reason.
 
+mod stats;
+
 use crate::cgroup::Cgroup;
 use crate::def::{self, DefError};
 use crate::paths::Paths;
@@ -77,7 +79,10 @@ impl From<DriverError> for PluginError {
     fn from(e: DriverError) -> Self {
         let code = match &e {
             DriverError::Plugin(p) => return p.clone(),
-            DriverError::Def(DefError::Unsupported(_)) => ErrorCode::ConfigUnsupported,
+            DriverError::Def(DefError::Unsupported(_))
+            | DriverError::Cgroup(crate::cgroup::CgroupError::Unsupported(_)) => {
+                ErrorCode::ConfigUnsupported
+            }
             DriverError::Def(DefError::Invalid(_)) | DriverError::Xml(_) => ErrorCode::XmlError,
             DriverError::Def(DefError::Host(_))
             | DriverError::Io { .. }
@@ -252,6 +257,9 @@ pub struct Driver {
     stopped: Condvar,
     sinks: Mutex<Vec<(u64, Arc<EventSinkBox>)>>,
     next: Mutex<u64>,
+    /// The host's services (network ports for `<interface type='network'>`), from the
+    /// latest connection that lent them.
+    host: Mutex<Option<Arc<rvirt_sdk::abi::HostServicesBox>>>,
 }
 
 /// The driver for `paths`, created (loaded, reattached, autostarted) on first use in this
@@ -410,6 +418,7 @@ impl Driver {
             stopped: Condvar::new(),
             sinks: Mutex::new(Vec::new()),
             next: Mutex::new(1),
+            host: Mutex::new(None),
         }));
         let mut doms = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&d.paths.config) {
@@ -860,6 +869,95 @@ impl Driver {
         Ok(dref)
     }
 
+    /// Lends the driver the host's services (network ports).
+    pub fn set_host(&self, h: rvirt_sdk::abi::HostServicesBox) {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(h));
+    }
+
+    /// Plugs a port of each `type='network'` veth's network and fills in its bridge;
+    /// returns `(interface index, network, port UUID, bridge)` of each, or releases what
+    /// it plugged and says why not.
+    fn plug_ports(
+        &self,
+        d: &Domain,
+        spec: &mut def::Spec,
+    ) -> Result<Vec<(usize, String, String, String)>> {
+        use rvirt_sdk::abi::abi_stable::std_types::{RResult, RStr};
+        let mut done: Vec<(usize, String, String, String)> = Vec::new();
+        for (i, v) in spec.veths.iter_mut().enumerate() {
+            let Some(net) = v.network.clone() else {
+                continue;
+            };
+            let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let fail = |done: &[(usize, String, String, String)], why: String| {
+                self.release_ports(done.iter().map(|(_, n, p, _)| (n.as_str(), p.as_str())));
+                DriverError::Launch {
+                    name: d.name().to_string(),
+                    reason: format!("domain/devices/interface[{}]: {why}", i + 1),
+                }
+            };
+            let Some(host) = host else {
+                return Err(fail(
+                    &done,
+                    format!("network '{net}' cannot be joined: the host lent no network services"),
+                ));
+            };
+            let portid = uuid::Uuid::new_v4().to_string();
+            let mut owner = rvirt_xml::Element::new("owner");
+            owner.push(rvirt_xml::Element::new("name").with_text(d.name()));
+            owner.push(rvirt_xml::Element::new("uuid").with_text(&d.uuid().to_string()));
+            let mut port = rvirt_xml::Element::new("networkport");
+            port.push(rvirt_xml::Element::new("uuid").with_text(&portid));
+            port.push(owner);
+            port.push(
+                rvirt_xml::Element::new("mac").with_attr("address", v.mac.as_deref().unwrap_or("")),
+            );
+            let answer = match host
+                .network_port_create(RStr::from_str(&net), RStr::from_str(&port.to_xml_string()))
+            {
+                RResult::ROk(x) => x.into_string(),
+                RResult::RErr(e) => {
+                    return Err(fail(&done, format!("network '{net}': {}", e.message)));
+                }
+            };
+            let bridge = rvirt_xml::Element::parse(&answer).ok().and_then(|e| {
+                e.child("plug")
+                    .and_then(|p| p.attr("bridge"))
+                    .map(str::to_string)
+            });
+            let Some(bridge) = bridge else {
+                let _ = host.network_port_delete(RStr::from_str(&net), RStr::from_str(&portid));
+                return Err(fail(
+                    &done,
+                    format!("network '{net}' plugged the port on no bridge"),
+                ));
+            };
+            v.bridge = Some(bridge.clone());
+            done.push((i, net, portid, bridge));
+        }
+        Ok(done)
+    }
+
+    /// Gives network ports back (best effort: the container is gone either way).
+    fn release_ports<'a>(&self, ports: impl Iterator<Item = (&'a str, &'a str)>) {
+        use rvirt_sdk::abi::abi_stable::std_types::{RResult, RStr};
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(host) = host else { return };
+        for (net, portid) in ports {
+            if let RResult::RErr(e) =
+                host.network_port_delete(RStr::from_str(net), RStr::from_str(portid))
+            {
+                host.log(
+                    rvirt_sdk::abi::log_level::WARN,
+                    RStr::from_str(&format!(
+                        "cannot release port {portid} of network '{net}': {}",
+                        e.message
+                    )),
+                );
+            }
+        }
+    }
+
     fn write_status(&self, s: &Status) -> Result<()> {
         let text = serde_json::to_vec_pretty(s).unwrap_or_default();
         atomic_write(&self.paths.status_file(&s.name), &text)?;
@@ -867,7 +965,22 @@ impl Driver {
     }
 
     fn launch(&self, d: &Domain, name: &str) -> Result<(Run, Watch)> {
-        let spec = def::spec(d, cgroup_rel(&self.paths, name), &self.paths)?;
+        let mut spec = def::spec(d, cgroup_rel(&self.paths, name), &self.paths)?;
+        let ports = self.plug_ports(d, &mut spec)?;
+        let r = self.launch_spec(d, name, spec, &ports);
+        if r.is_err() {
+            self.release_ports(ports.iter().map(|(_, n, p, _)| (n.as_str(), p.as_str())));
+        }
+        r
+    }
+
+    fn launch_spec(
+        &self,
+        d: &Domain,
+        name: &str,
+        spec: def::Spec,
+        ports: &[(usize, String, String, String)],
+    ) -> Result<(Run, Watch)> {
         let ctl = controller_path()?;
         // A group left by a container that ended while no driver watched it.
         let cg = Cgroup::at(&spec.cgroup)?;
@@ -892,13 +1005,8 @@ impl Driver {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(log);
-        // SAFETY: the pre_exec closure only calls setsid(2), async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // (no pre-exec hook: the controller makes its own session, and the spawn stays a
+        // posix_spawn, cheap even from a large multi-threaded daemon)
         let mut child = cmd.spawn().map_err(io("run", &ctl))?;
         let controller_pid = child.id() as i32;
         let stdout = child.stdout.take();
@@ -946,6 +1054,7 @@ impl Driver {
         let mut live = d.clone();
         live.set_id(Some(init_pid));
         annotate_consoles(&mut live, &ptys);
+        annotate_ports(&mut live, ports);
         let status = Status {
             format: STATUS_FORMAT,
             name: name.into(),
@@ -994,6 +1103,8 @@ impl Driver {
         if let Ok(cg) = Cgroup::at(&run.status.cgroup) {
             let _ = cg.remove(Duration::from_secs(5));
         }
+        let ports = live_ports(&run.live);
+        self.release_ports(ports.iter().map(|(n, p)| (n.as_str(), p.as_str())));
         let name = run.status.name.clone();
         for p in [
             self.paths.status_file(&name),
@@ -1270,6 +1381,36 @@ impl Driver {
         self.watch(u, run_id, Watch::Socket(BufReader::new(sock)));
         Ok(())
     }
+}
+
+/// Shows each plugged network port in its live `<interface type='network'>`:
+/// `<source network portid bridge>`, as libvirt does.
+fn annotate_ports(d: &mut Domain, ports: &[(usize, String, String, String)]) {
+    let Some(devs) = d.element_mut().child_mut("devices") else {
+        return;
+    };
+    for (i, ifc) in devs.children_named_mut("interface").enumerate() {
+        let Some((_, _, portid, bridge)) = ports.iter().find(|(k, ..)| *k == i) else {
+            continue;
+        };
+        let src = ifc.child_or_insert("source");
+        src.set_attr("portid", portid);
+        src.set_attr("bridge", bridge);
+    }
+}
+
+/// The `(network, port UUID)` of each plugged port a live definition shows.
+fn live_ports(d: &Domain) -> Vec<(String, String)> {
+    d.devices_of("interface")
+        .filter(|i| i.attr("type") == Some("network"))
+        .filter_map(|i| {
+            let s = i.child("source")?;
+            Some((
+                s.attr("network")?.to_string(),
+                s.attr("portid")?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// Adds the pty paths to the live `<console>`s (`tty=` and `<source path=>`), and the

@@ -18,7 +18,7 @@ use rvirt_sdk::{
     PluginInfo,
     abi::{
         DomainInfo, DomainRef, DriverConnection, ErrorCode, EventSinkBox, HostServicesBox,
-        NodeInfo, PResult, PluginError, StateReason, Uuid,
+        NodeInfo, PResult, PluginError, StateReason, TypedParam, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
     },
     util::{check_flags, from_abi_uuid, read_only_denied},
@@ -69,6 +69,9 @@ pub fn open(
     }
     .map_err(open_failed)?;
     let driver = driver::driver_for(&paths).map_err(PluginError::from)?;
+    if let Some(h) = host {
+        driver.set_host(h);
+    }
     Ok(LxcConnection::new(driver, read_only, events))
 }
 
@@ -370,6 +373,48 @@ impl DriverConnection for LxcConnection {
             .driver
             .by_uuid(from_abi_uuid(uuid))
             .map(|_| "exe".into()))
+    }
+
+    fn domain_stats(&self, uuid: Uuid, stats: u32, flags: u32) -> PResult<RVec<TypedParam>> {
+        // VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT | _BACKING | _ENFORCE_STATS
+        if let Err(e) = check(
+            "virConnectGetAllDomainStats",
+            flags,
+            (1 << 29) | (1 << 30) | (1 << 31),
+        ) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .domain_stats(from_abi_uuid(uuid), stats)
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn memory_stats(&self, uuid: Uuid, flags: u32) -> PResult<RVec<TypedParam>> {
+        if let Err(e) = check("virDomainMemoryStats", flags, 0) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .memory_stats(from_abi_uuid(uuid))
+            .map(|v| v.into_iter().collect()))
+    }
+
+    fn get_cpu_stats(
+        &self,
+        uuid: Uuid,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> PResult<RVec<RVec<TypedParam>>> {
+        // VIR_TYPED_PARAM_STRING_OKAY: virsh sets it; the answer has no strings
+        if let Err(e) = check("virDomainGetCPUStats", flags, 4) {
+            return RResult::RErr(e);
+        }
+        res(self
+            .driver
+            .cpu_stats(from_abi_uuid(uuid), start_cpu, ncpus)
+            .map(|v| v.into_iter().map(|s| s.into_iter().collect()).collect()))
     }
 
     fn has_managed_save_image(&self, uuid: Uuid, flags: u32) -> PResult<bool> {

@@ -135,6 +135,12 @@ impl Paths {
         self.run.join(format!("{name}.spec.json"))
     }
 
+    /// Where a container sharing the host's root binds it (in its own mount namespace)
+    /// before pivoting into it; an empty directory on the host.
+    pub fn host_root_dir(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.root"))
+    }
+
     /// The controller's log of `name`.
     pub fn log_file(&self, name: &str) -> PathBuf {
         self.log.join(format!("{name}.log"))

@@ -391,7 +391,13 @@ pub(super) fn open_stream(
         }
         .map_err(host_error)?;
         client
-            .with_streams(|s| s.register(serial, procedure.number(), upload, stream))
+            .with_streams(|s| {
+                s.register(
+                    serial,
+                    procedure.number(),
+                    crate::streams::Opened::Volume { stream, upload },
+                )
+            })
             .map_err(rpc_error)
     };
     if upload {

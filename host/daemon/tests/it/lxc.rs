@@ -139,3 +139,264 @@ fn virsh_runs_a_container_over_lxc_unix_and_a_restarted_daemon_reattaches() {
     assert!(!root.join(format!("run/rvirt/lxc/{name}.json")).exists());
     ok(&uri, &["undefine", name]);
 }
+
+/// The `NAME value` pairs of `virsh domstats` / `dommemstat` output (`  cpu.time=123`
+/// or `rss 1234`).
+fn fields(out: &str) -> std::collections::HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.split_once('=')
+                .or_else(|| l.split_once(' '))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn virsh_domstats_dommemstat_and_cpu_stats_of_a_container_come_from_its_cgroup() {
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").is_file() {
+        rvirt_tests::cannot_run(
+            "virsh_domstats_dommemstat_and_cpu_stats_of_a_container_come_from_its_cgroup",
+            "containers need root and busybox-static (/bin/busybox)",
+        );
+        return;
+    }
+    let d = Daemon::start_with_config("uris = [\"lxc:///system\"]\n");
+    let uri = format!("lxc+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let fs = rootfs(&root);
+    // a busy init: its CPU time grows between two reads
+    std::fs::write(
+        fs.join("init.sh"),
+        "echo CT-READY\ni=0\nwhile true; do i=$((i+1)); done\n",
+    )
+    .unwrap();
+    let name = "rvirtd-it-stats";
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <cputune><period>100000</period><quota>50000</quota></cputune>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>/init.sh</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        fs.display()
+    );
+    let file = write_file(&root, "ct.xml", &xml);
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    // shut off: the definition's counts only
+    let off = fields(&ok(&uri, &["domstats", name]));
+    assert_eq!(
+        off.get("state.state").map(String::as_str),
+        Some("5"),
+        "{off:?}"
+    );
+    assert_eq!(
+        off.get("balloon.maximum").map(String::as_str),
+        Some("65536")
+    );
+    assert!(!off.contains_key("cpu.time"), "{off:?}");
+    assert!(!virsh(&uri, &["dommemstat", name]).status.success());
+
+    ok(&uri, &["start", name]);
+    let cgdir = Path::new("/sys/fs/cgroup/cpuacct/machine").join(format!("{name}.libvirt-lxc"));
+    let cg_cpu = || -> u64 {
+        std::fs::read_to_string(cgdir.join("cpuacct.usage"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    wait_for("CPU time in the cgroup", Duration::from_secs(10), || {
+        cg_cpu() > 50_000_000
+    });
+    let first = fields(&ok(&uri, &["domstats", name]));
+    let t1: u64 = first["cpu.time"].parse().unwrap();
+    let after = cg_cpu();
+    assert!(
+        t1 > 0 && t1 <= after,
+        "cpu.time {t1} is the cgroup's ({after})"
+    );
+    assert_eq!(first["state.state"], "1");
+    assert_eq!(first["vcpu.current"], "1");
+    assert!(first.contains_key("cpu.user") && first.contains_key("cpu.system"));
+    let rss: u64 = first["balloon.rss"].parse().unwrap();
+    assert!(rss > 0 && rss <= 65536, "balloon.rss {rss} KiB");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = fields(&ok(&uri, &["domstats", "--cpu-total", name]));
+    let t2: u64 = second["cpu.time"].parse().unwrap();
+    assert!(t2 > t1, "cpu.time moves: {t1} then {t2}");
+    assert!(
+        !second.contains_key("balloon.current"),
+        "only the group asked for"
+    );
+
+    let mem = fields(&ok(&uri, &["dommemstat", name]));
+    assert_eq!(mem["actual"], "65536");
+    let mem_rss: u64 = mem["rss"].parse().unwrap();
+    let usage: u64 = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/memory/machine")
+            .join(format!("{name}.libvirt-lxc"))
+            .join("memory.usage_in_bytes"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        mem_rss.abs_diff(usage / 1024) < 4096,
+        "rss {mem_rss} KiB is the cgroup's usage ({} KiB)",
+        usage / 1024
+    );
+    let total = ok(&uri, &["cpu-stats", "--total", name]);
+    assert!(total.contains("cpu_time"), "{total}");
+    assert!(
+        total.contains("user_time") && total.contains("system_time"),
+        "{total}"
+    );
+    let per_cpu = ok(&uri, &["cpu-stats", "--start", "0", "--count", "1", name]);
+    assert!(
+        per_cpu.contains("CPU0:") && per_cpu.contains("cpu_time"),
+        "{per_cpu}"
+    );
+
+    let info = ok(&uri, &["dominfo", name]);
+    let cpu_line = info
+        .lines()
+        .find(|l| l.starts_with("CPU time:"))
+        .unwrap_or_default();
+    let secs: f64 = cpu_line
+        .trim_start_matches("CPU time:")
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or(0.0);
+    assert!(secs > 0.0, "dominfo's CPU time from the cgroup: {info}");
+    // the quota holds the busy loop to half a CPU
+    let wall = Duration::from_millis(1000);
+    let c0 = cg_cpu();
+    std::thread::sleep(wall);
+    let used = cg_cpu() - c0;
+    assert!(
+        used < 700_000_000,
+        "50% quota: {used} ns of CPU in {wall:?}"
+    );
+
+    ok(&uri, &["destroy", name]);
+    ok(&uri, &["undefine", name]);
+}
+
+const NETWORK_TEST: &str = "lxc::virsh_runs_a_container_on_a_network_through_a_network_port";
+
+#[test]
+fn virsh_runs_a_container_on_a_network_through_a_network_port() {
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) || missing("dnsmasq", Command::new("dnsmasq").arg("--version"))
+    {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").is_file() {
+        rvirt_tests::cannot_run(
+            NETWORK_TEST,
+            "containers need root and busybox-static (/bin/busybox)",
+        );
+        return;
+    }
+    // bridges and veths in a network namespace of the test's own
+    if rvirt_tests::rerun_in_netns(NETWORK_TEST) {
+        return;
+    }
+    let sh = |cmd: &str, args: &[&str]| {
+        let o = Command::new(cmd).args(args).output().expect("run a tool");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert!(sh("ip", &["link", "set", "lo", "up"]).0);
+    let d = Daemon::start_with_config("uris = [\"lxc:///system\"]\n");
+    let uri = format!("lxc+unix:///system?socket={}", d.socket().display());
+    let root = d.root.path().to_path_buf();
+    let net = write_file(
+        &root,
+        "ctnet.xml",
+        "<network><name>ctnet</name><ip address='192.168.161.1' netmask='255.255.255.0'/></network>",
+    );
+    ok(&uri, &["net-define", net.to_str().unwrap()]);
+    ok(&uri, &["net-start", "ctnet"]);
+    let fs = rootfs(&root);
+    for a in ["ping", "ip"] {
+        std::os::unix::fs::symlink("busybox", fs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        fs.join("init.sh"),
+        "i=0; while [ $i -lt 20 ]; do\n\
+           ping -c 1 -W 1 192.168.161.1 >/dev/null 2>&1 && { echo PING-BRIDGE-OK; break; }\n\
+           i=$((i+1)); sleep 0.5; done\n\
+         [ $i -lt 20 ] || { echo PING-FAILED; ip addr; ip route; }\n\
+         exec sleep 1000\n",
+    )
+    .unwrap();
+    let name = "rvirtd-it-netct";
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>/init.sh</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/'/></filesystem>\
+         <interface type='network'><source network='ctnet'/><ip address='192.168.161.7' prefix='24'/></interface>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        fs.display()
+    );
+    let file = write_file(&root, "ct.xml", &xml);
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    ok(&uri, &["start", name]);
+    let live = ok(&uri, &["dumpxml", name]);
+    let bridge = live
+        .split("bridge='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        live.contains("network='ctnet'") && live.contains("portid=") && !bridge.is_empty(),
+        "{live}"
+    );
+    let ports = ok(&uri, &["net-port-list", "ctnet"]);
+    assert_eq!(
+        ports.lines().filter(|l| l.trim().len() == 36).count(),
+        1,
+        "one port for the container: {ports}"
+    );
+    let (_, members) = sh("ip", &["-o", "link", "show", "master", &bridge]);
+    assert!(
+        members.contains("vethct"),
+        "the host end is on {bridge}: {members}"
+    );
+    let console = root.join(format!("var/log/rvirt/lxc/{name}.console.log"));
+    wait_for("the container's ping", Duration::from_secs(30), || {
+        let t = std::fs::read_to_string(&console).unwrap_or_default();
+        t.contains("PING-BRIDGE-OK") || t.contains("PING-FAILED")
+    });
+    let out = std::fs::read_to_string(&console).unwrap_or_default();
+    assert!(
+        out.contains("PING-BRIDGE-OK"),
+        "the container reaches the network's bridge: {out}"
+    );
+    ok(&uri, &["destroy", name]);
+    let ports = ok(&uri, &["net-port-list", "ctnet"]);
+    assert_eq!(
+        ports.lines().filter(|l| l.trim().len() == 36).count(),
+        0,
+        "the port is given back: {ports}"
+    );
+    let (_, members) = sh("ip", &["-o", "link", "show", "master", &bridge]);
+    assert!(!members.contains("vethct"), "{members}");
+    ok(&uri, &["undefine", name]);
+    ok(&uri, &["net-destroy", "ctnet"]);
+}

@@ -8,6 +8,7 @@
 mod activation;
 mod admin;
 mod bridge_networks;
+mod console;
 mod esx;
 mod isolation;
 mod lxc;

@@ -79,7 +79,7 @@ impl super::Link {
 
     /// Sends the call that opens a stream, with the stream's packet queue registered
     /// first (the daemon may send data right after the reply).
-    fn open_stream<P: Procedure>(
+    pub(super) fn open_stream<P: Procedure>(
         &self,
         args: &P::Args,
     ) -> Result<(u32, mpsc::Receiver<StreamPacket>)> {
@@ -98,7 +98,7 @@ impl super::Link {
     }
 
     /// Waits for the next packet of a stream, pinging a silent daemon as calls do.
-    fn next_packet(&self, rx: &mpsc::Receiver<StreamPacket>) -> Result<StreamPacket> {
+    pub(super) fn next_packet(&self, rx: &mpsc::Receiver<StreamPacket>) -> Result<StreamPacket> {
         let budget = self.keepalive.interval * self.keepalive.count.max(1);
         loop {
             match rx.recv_timeout(self.keepalive.interval) {

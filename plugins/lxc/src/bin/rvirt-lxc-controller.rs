@@ -4,6 +4,10 @@
 use std::io::Write;
 
 fn main() -> anyhow::Result<()> {
+    // A session of its own, away from the driver's: the driver spawns it without a
+    // pre-exec hook, so the spawn is a vfork-style posix_spawn, not a fork of the daemon.
+    // SAFETY: setsid(2) takes no arguments.
+    unsafe { libc::setsid() };
     let spec = std::env::args_os()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: rvirt-lxc-controller SPEC.json"))?;

@@ -147,6 +147,17 @@ impl Events {
         rvirt_sdk::abi::EventSink_TO::from_value(self.clone(), TD_Opaque)
     }
 
+    /// The events of `name` once there are at least `n` (events reach the sinks after
+    /// the state change that caused them: a call may return before its event arrives),
+    /// or what came within 5 s.
+    pub fn at_least(&self, name: &str, n: usize) -> Vec<(i32, i32)> {
+        let t0 = Instant::now();
+        while self.of(name).len() < n && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.of(name)
+    }
+
     /// The events of `name` so far.
     pub fn of(&self, name: &str) -> Vec<(i32, i32)> {
         self.0

@@ -82,7 +82,7 @@ fn a_container_runs_isolated_and_destroy_leaves_nothing() {
     assert_eq!(start_time(started.id), None, "init is gone");
     assert!(!mounted_under(&root), "no mount of the container is left");
     assert!(!paths(&dir).status_file(name).exists());
-    let evs = ev.of(name);
+    let evs = ev.at_least(name, 3);
     assert_eq!(
         evs,
         vec![
@@ -204,7 +204,7 @@ while :; do sleep 1; done
     console_with(&dir, name, "got-term");
     assert!(!cg.exists());
     assert_eq!(
-        ev.of(name),
+        ev.at_least(name, 7),
         vec![
             (event::DEFINED, 0),
             (event::STARTED, 0),
@@ -383,4 +383,124 @@ fn autostart_containers_start_with_a_new_driver_instance() {
     second.set_autostart(u, false).unwrap();
     assert!(!paths(&dir).autostart_file(name).exists());
     second.undefine(u).unwrap();
+}
+
+#[test]
+fn a_container_without_a_root_filesystem_shares_the_hosts_root_with_its_own_proc_and_dev() {
+    if !can_run(
+        "a_container_without_a_root_filesystem_shares_the_hosts_root_with_its_own_proc_and_dev",
+    ) {
+        return;
+    }
+    let dir = test_dir("host-root");
+    let d = driver(&dir);
+    let name = "rvirt-it-hostroot";
+    // a file only the host has: the container reads it through the shared root
+    let marker = dir.join("host-marker");
+    std::fs::write(&marker, "HOST-FILE-SEEN\n").unwrap();
+    // a bind mount on top of the shared root, as libvirt adds a <filesystem> there
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("inside"), "EXTRA-MOUNT-SEEN\n").unwrap();
+    let script = format!(
+        "cat {m}; cat /mnt/rvirt-extra/inside; echo hostname=$(hostname); \
+         echo procs=$(ls /proc | grep -c '^[0-9]'); ls /dev > /dev/shm/devs; \
+         echo devs=$(grep -c . /dev/shm/devs); echo shared-done; exec sleep 1000",
+        m = marker.display()
+    );
+    let xml = format!(
+        "<domain type='lxc'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>exe</type><init>/bin/sh</init><initarg>-c</initarg><initarg>{script}</initarg></os>\
+         <devices><filesystem type='mount'><source dir='{}'/><target dir='/mnt/rvirt-extra'/></filesystem>\
+         <console type='pty'><target type='lxc' port='0'/></console></devices></domain>",
+        extra.display()
+    );
+    let r = d.define(&xml).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    d.start(u, 0).unwrap();
+    let out = console_with(&dir, name, "shared-done");
+    assert!(out.contains("HOST-FILE-SEEN"), "{out}");
+    assert!(out.contains("EXTRA-MOUNT-SEEN"), "{out}");
+    assert!(out.contains(&format!("hostname={name}")), "{out}");
+    // its own /proc: sh, ls and grep (or fewer), never the host's hundreds
+    let procs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(procs <= 4, "{out}");
+    // its own /dev: the few nodes the driver makes, not the host's
+    let devs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("devs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(devs < 30, "{out}");
+    // nothing of it shows on the host: the extra mount is not at the host's /mnt
+    assert!(!std::path::Path::new("/mnt/rvirt-extra/inside").exists());
+    let stage = paths(&dir).host_root_dir(name);
+    d.destroy(u).unwrap();
+    assert!(!stage.exists(), "the staging directory is gone");
+    d.undefine(u).unwrap();
+    // the mount point was made in the shared root, as libvirt makes it: an empty directory
+    let _ = std::fs::remove_dir("/mnt/rvirt-extra");
+}
+
+#[test]
+fn idmap_runs_the_container_in_a_user_namespace_with_root_mapped() {
+    if !can_run("idmap_runs_the_container_in_a_user_namespace_with_root_mapped") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = test_dir("idmap");
+    let root = rootfs(
+        &dir,
+        "echo \"id=$(id)\"\necho \"uidmap=$(cat /proc/self/uid_map)\"\n\
+         echo made > /tmp/made-inside\necho idmap-done\nexec sleep 1000\n",
+    );
+    // the mapped root owns its root filesystem (as with libvirt), and reaches it
+    const HOST_ID: u32 = 200_000;
+    for p in [root.as_path(), &root.join("tmp")] {
+        std::os::unix::fs::chown(p, Some(HOST_ID), Some(HOST_ID)).unwrap();
+    }
+    let mut up = Some(root.as_path());
+    while let Some(p) = up {
+        if p.starts_with(std::env::temp_dir()) && p != std::env::temp_dir() {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o055)).unwrap();
+        }
+        up = p.parent();
+    }
+    let d = driver(&dir);
+    let name = "rvirt-it-idmap";
+    let map = format!(
+        "<idmap><uid start='0' target='{HOST_ID}' count='65536'/>\
+         <gid start='0' target='{HOST_ID}' count='65536'/></idmap>"
+    );
+    let r = d.define(&xml(name, &root, 65536, &map, "")).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    d.start(u, 0).unwrap();
+    let out = console_with(&dir, name, "idmap-done");
+    // root inside, mapped to HOST_ID outside
+    assert!(out.contains("id=uid=0") && out.contains("gid=0"), "{out}");
+    let uidmap = out
+        .lines()
+        .find_map(|l| l.strip_prefix("uidmap="))
+        .unwrap_or_default();
+    let fields: Vec<&str> = uidmap.split_whitespace().collect();
+    assert_eq!(fields, ["0", &HOST_ID.to_string(), "65536"], "{out}");
+    // init's process on the host runs as the mapped id
+    let init = d.status(u).unwrap().unwrap().init_pid;
+    let st = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&HOST_ID.to_string()),
+        "{uid_line}"
+    );
+    // a file it made belongs to the mapped ids on the host
+    let made = std::fs::metadata(root.join("tmp/made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (HOST_ID, HOST_ID));
+    d.destroy(u).unwrap();
+    d.undefine(u).unwrap();
+    assert!(!mounted_under(&root));
 }

@@ -144,3 +144,74 @@ fn refused_starts_name_the_field_and_leave_nothing() {
     }
     assert!(!mounted_under(&root));
 }
+
+#[test]
+fn a_blkio_weight_is_applied_where_the_host_weights_io_and_refused_where_not() {
+    if !can_run("a_blkio_weight_is_applied_where_the_host_weights_io_and_refused_where_not") {
+        return;
+    }
+    let dir = test_dir("blkio-weight");
+    let d = driver(&dir);
+    let root = rootfs(&dir, "exec sleep 1000\n");
+    let name = "rvirt-it-blkio";
+    let tune = "<blkiotune><weight>500</weight></blkiotune>";
+    // out of range: refused at start, naming the field
+    let r = d
+        .define(&xml(
+            "rvirt-it-blkio-range",
+            &root,
+            65536,
+            "<blkiotune><weight>5</weight></blkiotune>",
+            "",
+        ))
+        .unwrap();
+    let e = err(d
+        .start(rvirt_sdk::util::from_abi_uuid(r.uuid), 0)
+        .unwrap_err());
+    assert!(
+        e.message
+            .contains("domain/blkiotune/weight 5 is out of range"),
+        "{}",
+        e.message
+    );
+    let r = d.define(&xml(name, &root, 65536, tune, "")).unwrap();
+    let u = rvirt_sdk::util::from_abi_uuid(r.uuid);
+    let cg = Cgroup::at(&format!("{}/{name}.libvirt-lxc", paths(&dir).cgroup_parent)).unwrap();
+    match rvirt_plugin_lxc::cgroup::blkio_weight_available() {
+        Ok(()) => {
+            d.start(u, 0).unwrap();
+            let written = cg
+                .dirs()
+                .iter()
+                .flat_map(|g| {
+                    [
+                        "blkio.bfq.weight",
+                        "blkio.weight",
+                        "io.bfq.weight",
+                        "io.weight",
+                    ]
+                    .map(|f| std::fs::read_to_string(g.join(f)).unwrap_or_default())
+                })
+                .any(|v| v.split_whitespace().any(|w| w == "500"));
+            assert!(written, "the weight 500 is in the container's group");
+            d.destroy(u).unwrap();
+        }
+        Err(why) => {
+            eprintln!("this host has no block I/O weights ({why}): checking the refusal");
+            let e = err(d.start(u, 0).unwrap_err());
+            assert_eq!(e.code, ErrorCode::ConfigUnsupported as i32, "{}", e.message);
+            assert!(
+                e.message.contains("domain/blkiotune/weight")
+                    && e.message.contains("not available on this host"),
+                "{}",
+                e.message
+            );
+            assert_eq!(
+                d.state(u).unwrap(),
+                (state::SHUTOFF, reason::SHUTOFF_FAILED)
+            );
+        }
+    }
+    assert!(!cg.exists(), "no group left");
+    assert!(!mounted_under(&root));
+}
