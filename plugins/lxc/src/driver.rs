@@ -263,17 +263,24 @@ pub struct Driver {
 }
 
 /// The driver for `paths`, created (loaded, reattached, autostarted) on first use in this
-/// process.
-pub fn driver_for(paths: &Paths) -> Result<&'static Driver> {
+/// process. The host's services a connection lends are taken before the load, so that
+/// autostarted containers can join their networks.
+pub fn driver_for(
+    paths: &Paths,
+    host: Option<rvirt_sdk::abi::HostServicesBox>,
+) -> Result<&'static Driver> {
     static DRIVERS: OnceLock<Mutex<HashMap<Paths, &'static Driver>>> = OnceLock::new();
     let mut map = DRIVERS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if let Some(d) = map.get(paths) {
+        if let Some(h) = host {
+            d.set_host(h);
+        }
         return Ok(d);
     }
-    let d = Driver::load(paths.clone())?;
+    let d = Driver::load(paths.clone(), host)?;
     map.insert(paths.clone(), d);
     Ok(d)
 }
@@ -408,7 +415,10 @@ impl Watch {
 impl Driver {
     /// A new driver instance for `paths`: loads the definitions, reattaches to running
     /// containers and starts the autostart ones.
-    pub fn load(paths: Paths) -> Result<&'static Driver> {
+    pub fn load(
+        paths: Paths,
+        host: Option<rvirt_sdk::abi::HostServicesBox>,
+    ) -> Result<&'static Driver> {
         for d in [&paths.config, &paths.run, &paths.log] {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
@@ -418,7 +428,7 @@ impl Driver {
             stopped: Condvar::new(),
             sinks: Mutex::new(Vec::new()),
             next: Mutex::new(1),
-            host: Mutex::new(None),
+            host: Mutex::new(host.map(Arc::new)),
         }));
         let mut doms = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&d.paths.config) {

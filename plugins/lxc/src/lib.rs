@@ -68,10 +68,7 @@ pub fn open(
         None => paths::Paths::from_uri(uri),
     }
     .map_err(open_failed)?;
-    let driver = driver::driver_for(&paths).map_err(PluginError::from)?;
-    if let Some(h) = host {
-        driver.set_host(h);
-    }
+    let driver = driver::driver_for(&paths, host).map_err(PluginError::from)?;
     Ok(LxcConnection::new(driver, read_only, events))
 }
 

@@ -92,7 +92,7 @@ pub fn xml(name: &str, root: &Path, mem_kib: u64, extra: &str, devs: &str) -> St
 
 /// A driver instance on `dir/state` (a new one each call: a restarted daemon).
 pub fn driver(dir: &Path) -> &'static Driver {
-    Driver::load(paths(dir)).unwrap()
+    Driver::load(paths(dir), None).unwrap()
 }
 
 /// The paths of `dir/state`.
