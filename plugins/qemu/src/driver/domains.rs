@@ -92,6 +92,9 @@ pub(super) struct Run {
     /// thread runs behind) must not undo a newer change: a RESUME from the start's `cont`
     /// taken after a suspend would report a paused guest as running.
     pub(super) events_applied: u64,
+    /// The devices QEMU reported gone (`DEVICE_DELETED`) that a detach has not taken
+    /// yet, by id.
+    pub(super) deleted: HashSet<String>,
 }
 
 pub(super) struct Dom {

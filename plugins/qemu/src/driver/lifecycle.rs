@@ -447,6 +447,7 @@ impl Driver {
             resetting: false,
             expect_pause: None,
             events_applied: 0,
+            deleted: Default::default(),
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));

@@ -1,0 +1,375 @@
+//! NIC hot-plug through rvirtd with the real virsh: `attach-interface` / `detach-interface`
+//! and `attach-device` / `detach-device` of network (network-bridge plugin) and bridge
+//! interfaces on a running TCG guest, `--live`, `--config` and both. The guest's own
+//! `/sys/class/net` (read over its serial console) shows the NIC come and go; the host shows
+//! the TAP on the bridge and the network's port come and go. The test re-executes itself
+//! under `unshare -n`: bridges and TAPs live in a network namespace of its own.
+
+use super::qemu::{ok, virsh, wait_for};
+use super::{Daemon, missing};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NAME: &str = "qemu_nic_hotplug::virsh_hotplugs_network_and_bridge_nics_into_a_running_guest";
+
+fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(cmd).args(args).output().expect("run a tool");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// Kills whatever still runs with the daemon's root in its command line when the test
+/// ends (rvirtd, dnsmasq, QEMU): they would keep the namespace alive.
+struct Reap(std::path::PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.0.as_os_str())
+            .status();
+    }
+}
+
+/// The guest's serial console over its unix socket: everything it printed, and a way to
+/// run a shell command and read what it printed.
+struct Console {
+    out: Arc<Mutex<String>>,
+    w: UnixStream,
+    n: u32,
+}
+
+impl Console {
+    fn connect(path: &Path) -> Console {
+        let mut s = None;
+        wait_for("the serial socket", Duration::from_secs(20), || {
+            s = UnixStream::connect(path).ok();
+            s.is_some()
+        });
+        let s = s.unwrap();
+        let mut r = s.try_clone().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Console { out, w: s, n: 0 }
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// The MAC addresses of the guest's network devices, as its kernel lists them.
+    fn macs(&mut self) -> String {
+        self.n += 1;
+        let n = self.n;
+        // the marker printed differs from the marker typed (the shell echoes input)
+        let cmd =
+            format!("echo Q{n}-$((7*6)); cat /sys/class/net/eth*/address; echo E{n}-$((7*6))\n");
+        self.w.write_all(cmd.as_bytes()).unwrap();
+        let (start, end) = (format!("Q{n}-42"), format!("E{n}-42"));
+        wait_for("the guest's answer", Duration::from_secs(30), || {
+            self.text().contains(&end)
+        });
+        let t = self.text();
+        let a = t.find(&start).unwrap() + start.len();
+        let b = t.find(&end).unwrap();
+        t[a..b].to_string()
+    }
+}
+
+impl Console {
+    /// [`Console::macs`] until `f` holds for them (the guest takes a moment to probe or
+    /// release a PCI device); the last answer.
+    fn macs_until(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            let m = self.macs();
+            if f(&m) {
+                return m;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{what}: the guest lists {m}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+fn tap_of(live: &str, mac: &str) -> String {
+    let at = live.find(mac).unwrap_or_else(|| panic!("{mac} in {live}"));
+    live[at..]
+        .split("<target dev='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap()
+        .to_string()
+}
+
+fn port_rows(uri: &str, net: &str) -> usize {
+    ok(uri, &["net-port-list", net])
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            t.len() == 36 && t.chars().filter(|c| *c == '-').count() == 4
+        })
+        .count()
+}
+
+#[test]
+fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
+    if missing("virsh", Command::new("virsh").arg("--version"))
+        || missing("dnsmasq", Command::new("dnsmasq").arg("--version"))
+        || missing(
+            "qemu-system-x86_64",
+            Command::new("qemu-system-x86_64").arg("--version"),
+        )
+    {
+        return;
+    }
+    let _ = rvirt_tests::guest();
+    if rvirt_tests::rerun_in_netns(NAME) {
+        return;
+    }
+    assert!(sh("ip", &["link", "set", "lo", "up"]).0);
+    assert!(sh("ip", &["link", "add", "hpbr0", "type", "bridge"]).0);
+    assert!(sh("ip", &["link", "set", "hpbr0", "up"]).0);
+    let g = rvirt_tests::guest();
+    let d = Daemon::start();
+    let root = d.root.path().to_path_buf();
+    let _reap = Reap(root.clone());
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+
+    let f = root.join("hpnet.xml");
+    std::fs::write(
+        &f,
+        "<network><name>hpnet</name><bridge name='virbr7'/>\
+         <ip address='192.168.157.1' netmask='255.255.255.0'/></network>",
+    )
+    .unwrap();
+    ok(&uri, &["net-define", f.to_str().unwrap()]);
+    ok(&uri, &["net-start", "hpnet"]);
+
+    let serial = root.join("serial.sock");
+    let dom = root.join("vm.xml");
+    std::fs::write(
+        &dom,
+        format!(
+            "<domain type='qemu'><name>hpvm</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1 guest.ip=none</cmdline></os><features><acpi/></features>\
+             <devices><serial type='unix'><source mode='bind' path='{s}'/></serial>\
+             <interface type='user'><mac address='52:54:00:11:11:11'/><model type='virtio'/></interface>\
+             </devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", dom.to_str().unwrap()]);
+    ok(&uri, &["start", "hpvm"]);
+    let mut con = Console::connect(&serial);
+    wait_for("GUEST-READY", Duration::from_secs(120), || {
+        con.text().contains("GUEST-READY")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = con.macs();
+    assert!(before.contains("52:54:00:11:11:11"), "{before}");
+
+    // 1. attach-interface --live on a network: a MAC is made, the port and TAP appear.
+    ok(
+        &uri,
+        &[
+            "attach-interface",
+            "hpvm",
+            "network",
+            "hpnet",
+            "--model",
+            "virtio",
+            "--live",
+        ],
+    );
+    let live = ok(&uri, &["dumpxml", "hpvm"]);
+    let section = live
+        .split("<interface type='network'>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no network interface: {live}"));
+    let mac = section
+        .split("<mac address='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap()
+        .to_string();
+    assert!(mac.starts_with("52:54:00:"), "{mac}");
+    for want in [
+        "<alias name='net1'/>",
+        "bridge='virbr7'",
+        "portid=",
+        "slot='0x0",
+    ] {
+        assert!(section.contains(want), "{want}: {section}");
+    }
+    let tap = tap_of(&live, &mac);
+    assert!(
+        sh("ip", &["-o", "link", "show", "master", "virbr7"])
+            .1
+            .contains(&tap),
+        "{tap} on virbr7"
+    );
+    assert_eq!(port_rows(&uri, "hpnet"), 1);
+    assert!(
+        !ok(&uri, &["dumpxml", "hpvm", "--inactive"]).contains(&mac),
+        "--live only"
+    );
+    con.macs_until(&format!("the guest sees {mac}"), |m| m.contains(&mac));
+    let stats = ok(&uri, &["domifstat", "hpvm", &tap]);
+    assert!(stats.contains("rx_bytes"), "{stats}");
+
+    // the same MAC twice is refused
+    let o = virsh(
+        &uri,
+        &[
+            "attach-interface",
+            "hpvm",
+            "network",
+            "hpnet",
+            "--mac",
+            &mac,
+            "--live",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // 2. detach-interface --live: gone from the guest, the port released, the TAP removed.
+    ok(
+        &uri,
+        &[
+            "detach-interface",
+            "hpvm",
+            "network",
+            "--mac",
+            &mac,
+            "--live",
+        ],
+    );
+    assert!(!ok(&uri, &["dumpxml", "hpvm"]).contains(&mac));
+    assert_eq!(port_rows(&uri, "hpnet"), 0);
+    assert!(
+        !sh("ip", &["link", "show", &tap]).0,
+        "the TAP {tap} was removed"
+    );
+    let seen = con.macs();
+    assert!(
+        !seen.contains(&mac) && seen.contains("52:54:00:11:11:11"),
+        "the guest lost {mac} only (detach returned once QEMU deleted it): {seen}"
+    );
+
+    // 3. attach-device of a bridge interface, --live and --config at once.
+    let nic = root.join("nic.xml");
+    let bmac = "52:54:00:5e:00:07";
+    std::fs::write(
+        &nic,
+        format!(
+            "<interface type='bridge'><mac address='{bmac}'/><source bridge='hpbr0'/>\
+             <model type='virtio'/></interface>"
+        ),
+    )
+    .unwrap();
+    let nic_arg = nic.to_str().unwrap();
+    ok(
+        &uri,
+        &["attach-device", "hpvm", nic_arg, "--live", "--config"],
+    );
+    let live = ok(&uri, &["dumpxml", "hpvm"]);
+    assert!(live.contains(bmac), "{live}");
+    // the index after the highest in use (net1 was released)
+    assert!(live.contains("<alias name='net1'/>"), "{live}");
+    let inactive = ok(&uri, &["dumpxml", "hpvm", "--inactive"]);
+    assert!(
+        inactive.contains(bmac) && !inactive.contains("<target dev='vnet"),
+        "{inactive}"
+    );
+    let btap = tap_of(&live, bmac);
+    assert!(
+        sh("ip", &["-o", "link", "show", "master", "hpbr0"])
+            .1
+            .contains(&btap)
+    );
+    con.macs_until(&format!("the guest sees {bmac}"), |m| m.contains(bmac));
+    ok(
+        &uri,
+        &["detach-device", "hpvm", nic_arg, "--live", "--config"],
+    );
+    assert!(!ok(&uri, &["dumpxml", "hpvm"]).contains(bmac));
+    assert!(!ok(&uri, &["dumpxml", "hpvm", "--inactive"]).contains(bmac));
+    assert!(!sh("ip", &["link", "show", &btap]).0);
+    let seen = con.macs();
+    assert!(!seen.contains(bmac), "the guest lost {bmac}: {seen}");
+
+    // 4. --config only: the running guest is left alone.
+    ok(
+        &uri,
+        &[
+            "attach-interface",
+            "hpvm",
+            "bridge",
+            "hpbr0",
+            "--mac",
+            "52:54:00:5e:00:08",
+            "--config",
+        ],
+    );
+    assert!(ok(&uri, &["dumpxml", "hpvm", "--inactive"]).contains("52:54:00:5e:00:08"));
+    assert!(!ok(&uri, &["dumpxml", "hpvm"]).contains("52:54:00:5e:00:08"));
+    ok(
+        &uri,
+        &[
+            "detach-interface",
+            "hpvm",
+            "bridge",
+            "--mac",
+            "52:54:00:5e:00:08",
+            "--config",
+        ],
+    );
+    assert!(!ok(&uri, &["dumpxml", "hpvm", "--inactive"]).contains("52:54:00:5e:00:08"));
+    let o = virsh(
+        &uri,
+        &[
+            "detach-interface",
+            "hpvm",
+            "bridge",
+            "--mac",
+            "52:54:00:5e:00:09",
+            "--live",
+        ],
+    );
+    assert!(!o.status.success());
+
+    ok(&uri, &["destroy", "hpvm"]);
+    ok(&uri, &["undefine", "hpvm"]);
+    ok(&uri, &["net-destroy", "hpnet"]);
+    drop(d);
+}
