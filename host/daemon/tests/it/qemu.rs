@@ -156,7 +156,7 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     ok(&uri, &["setvcpus", "vguest", "2", "--config", "--maximum"]);
     let e = virsh(&uri, &["setvcpus", "vguest", "2", "--live"]);
     assert!(
-        String::from_utf8_lossy(&e.stderr).contains("vCPU hot-plug"),
+        String::from_utf8_lossy(&e.stderr).contains("max allowable vcpus for the live domain"),
         "{}",
         String::from_utf8_lossy(&e.stderr)
     );

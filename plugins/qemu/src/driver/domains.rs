@@ -95,6 +95,9 @@ pub(super) struct Run {
     /// The devices QEMU reported gone (`DEVICE_DELETED`) that a detach has not taken
     /// yet, by id.
     pub(super) deleted: HashSet<String>,
+    /// The vCPU ids unplugged from this TCG QEMU: QEMU 7.2 dies when one is plugged
+    /// again, so that is refused.
+    pub(super) unplugged_vcpus: HashSet<String>,
 }
 
 pub(super) struct Dom {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// How long a detach waits for the guest to release the device. libvirt waits 5 s and
 /// then finishes the removal when QEMU reports it; this driver answers only once the
 /// device is gone (a loaded TCG guest can take more than 10 s to eject a PCI device).
-const UNPLUG_WAIT: Duration = Duration::from_secs(30);
+pub(super) const UNPLUG_WAIT: Duration = Duration::from_secs(30);
 
 fn invalid(msg: String) -> DriverError {
     perr(PluginError::new(
@@ -526,7 +526,7 @@ impl Driver {
     }
 
     /// Whether QEMU reported the device `id` deleted since the last call (which forgets it).
-    fn take_deleted(&self, uuid: uuid::Uuid, id: &str) -> bool {
+    pub(super) fn take_deleted(&self, uuid: uuid::Uuid, id: &str) -> bool {
         self.lock()
             .doms
             .get_mut(&uuid)

@@ -448,6 +448,7 @@ impl Driver {
             expect_pause: None,
             events_applied: 0,
             deleted: Default::default(),
+            unplugged_vcpus: Default::default(),
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const NAME: &str = "qemu_nic_hotplug::virsh_hotplugs_network_and_bridge_nics_into_a_running_guest";
+const NAME: &str = "qemu_hotplug::virsh_hotplugs_network_and_bridge_nics_into_a_running_guest";
 
 fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
     let o = Command::new(cmd).args(args).output().expect("run a tool");
@@ -371,5 +371,133 @@ fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
     ok(&uri, &["destroy", "hpvm"]);
     ok(&uri, &["undefine", "hpvm"]);
     ok(&uri, &["net-destroy", "hpnet"]);
+    drop(d);
+}
+
+impl Console {
+    /// Runs `cmd` in the guest's shell and returns what it printed.
+    fn run(&mut self, cmd: &str) -> String {
+        self.n += 1;
+        let n = self.n;
+        let line = format!("echo Q{n}-$((7*6)); {cmd}; echo E{n}-$((7*6))\n");
+        self.w.write_all(line.as_bytes()).unwrap();
+        let (start, end) = (format!("Q{n}-42"), format!("E{n}-42"));
+        wait_for("the guest's answer", Duration::from_secs(30), || {
+            self.text().contains(&end)
+        });
+        let t = self.text();
+        let a = t.find(&start).unwrap() + start.len();
+        let b = t.find(&end).unwrap();
+        t[a..b].trim().to_string()
+    }
+
+    /// [`Console::run`] until `f` holds for its output.
+    fn run_until(&mut self, cmd: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            let m = self.run(cmd);
+            if f(&m) {
+                return m;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{what}: the guest printed {m}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[test]
+fn virsh_setvcpus_live_plugs_a_vcpu_the_guest_brings_online_and_unplugs_it() {
+    if super::qemu::tools_missing() {
+        return;
+    }
+    let g = rvirt_tests::guest();
+    let d = Daemon::start();
+    let root = d.root.path().to_path_buf();
+    let _reap = Reap(root.clone());
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let serial = root.join("serial.sock");
+    let dom = root.join("vm.xml");
+    std::fs::write(
+        &dom,
+        format!(
+            "<domain type='qemu'><name>cpuvm</name><memory unit='MiB'>256</memory>\
+             <vcpu placement='static' current='1'>2</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1 guest.ip=none</cmdline></os><features><acpi/></features>\
+             <devices><serial type='unix'><source mode='bind' path='{s}'/></serial></devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", dom.to_str().unwrap()]);
+    ok(&uri, &["start", "cpuvm"]);
+    let mut con = Console::connect(&serial);
+    wait_for("GUEST-READY", Duration::from_secs(120), || {
+        con.text().contains("GUEST-READY")
+    });
+    assert!(con.text().contains("cpus=1"), "{}", con.text());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(con.run("cat /sys/devices/system/cpu/present"), "0");
+
+    ok(&uri, &["setvcpus", "cpuvm", "2", "--live"]);
+    let count = ok(&uri, &["vcpucount", "cpuvm", "--live", "--active"]);
+    assert_eq!(count.trim(), "2", "{count}");
+    let live = ok(&uri, &["dumpxml", "cpuvm"]);
+    assert!(
+        live.contains("<vcpu placement='static' current='2'>2</vcpu>")
+            && live.contains("<vcpu id='1' enabled='yes' hotpluggable='yes' order='2'/>"),
+        "{live}"
+    );
+    assert!(
+        ok(&uri, &["dumpxml", "cpuvm", "--inactive"]).contains("current='1'"),
+        "--live leaves the definition alone"
+    );
+    // the guest's kernel sees the new CPU; it has no udev to online it, so the test does
+    con.run_until(
+        "cat /sys/devices/system/cpu/present",
+        "CPU 1 present",
+        |m| m == "0-1",
+    );
+    con.run("echo 1 > /sys/devices/system/cpu/cpu1/online");
+    assert_eq!(con.run("cat /sys/devices/system/cpu/online"), "0-1");
+    let stats = ok(&uri, &["domstats", "cpuvm", "--vcpu"]);
+    assert!(
+        stats.contains("vcpu.current=2") && stats.contains("vcpu.1.state=1"),
+        "{stats}"
+    );
+
+    // more than the maximum, and the vCPU the domain started with, are refused
+    let o = virsh(&uri, &["setvcpus", "cpuvm", "3", "--live"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("max allowable vcpus"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // unplug: the guest ejects the CPU (ACPI) and QEMU reports it deleted
+    ok(&uri, &["setvcpus", "cpuvm", "1", "--live"]);
+    assert_eq!(
+        ok(&uri, &["vcpucount", "cpuvm", "--live", "--active"]).trim(),
+        "1"
+    );
+    con.run_until("cat /sys/devices/system/cpu/present", "CPU 1 gone", |m| {
+        m == "0"
+    });
+    // QEMU 7.2 under TCG exits when the same vCPU is plugged again: refused, and the
+    // guest keeps running
+    let o = virsh(&uri, &["setvcpus", "cpuvm", "2", "--live"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot plug the same vCPU again"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(ok(&uri, &["domstate", "cpuvm"]).trim(), "running");
+    assert_eq!(con.run("cat /sys/devices/system/cpu/present"), "0");
+    ok(&uri, &["destroy", "cpuvm"]);
+    ok(&uri, &["undefine", "cpuvm"]);
     drop(d);
 }
