@@ -497,6 +497,29 @@ fn virsh_setvcpus_live_plugs_a_vcpu_the_guest_brings_online_and_unplugs_it() {
     );
     assert_eq!(ok(&uri, &["domstate", "cpuvm"]).trim(), "running");
     assert_eq!(con.run("cat /sys/devices/system/cpu/present"), "0");
+    // per host CPU: the QEMU process's and its vCPU threads' time (this driver makes no
+    // cgroup: summed from the threads, each counted on the CPU it last ran on)
+    let per = ok(&uri, &["cpu-stats", "cpuvm"]);
+    let host = std::thread::available_parallelism().unwrap().get();
+    for c in 0..host {
+        assert!(per.contains(&format!("CPU{c}:")), "{per}");
+    }
+    let sum = |key: &str| -> f64 {
+        per.split("Total:")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.trim_start().starts_with(key))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(sum("cpu_time") > 0.0 && sum("vcpu_time") > 0.0, "{per}");
+    assert!(sum("vcpu_time") <= sum("cpu_time"), "{per}");
+    let one = ok(
+        &uri,
+        &["cpu-stats", "cpuvm", "--start", "0", "--count", "1"],
+    );
+    assert!(one.contains("CPU0:") && !one.contains("CPU1:"), "{one}");
     ok(&uri, &["destroy", "cpuvm"]);
     ok(&uri, &["undefine", "cpuvm"]);
     drop(d);

@@ -45,6 +45,74 @@ fn task_times(stat_path: &str) -> Option<(u64, u64)> {
     Some((n(11).saturating_mul(ns), n(12).saturating_mul(ns)))
 }
 
+/// User plus system time (ns) of a task's `stat` text and the host CPU it last ran on.
+fn task_time_and_cpu(stat: &str) -> Option<(u64, usize)> {
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let t = (n(11)? + n(12)?).saturating_mul(1_000_000_000 / hz);
+    Some((t, usize::try_from(n(36)?).ok()?))
+}
+
+/// The `cpuacct.usage_percpu` file of the cgroup `pid` is in, when that cgroup is its
+/// own (not the root, whose figures are the whole host's).
+fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctl.split(',').any(|c| c == "cpuacct").then_some(path)
+    })?;
+    if path == "/" {
+        return None;
+    }
+    let f = std::path::Path::new("/sys/fs/cgroup/cpuacct")
+        .join(path.trim_start_matches('/'))
+        .join("cpuacct.usage_percpu");
+    f.is_file().then_some(f)
+}
+
+/// Per host CPU (`ncpu` of them): the time of `pid`'s threads and of those among them
+/// that are vCPU threads (`vcpu_tids`), each thread's whole time counted on the CPU it
+/// last ran on (`/proc/PID/task/*/stat`), or `cpu_time` from the cgroup's
+/// `cpuacct.usage_percpu` where the process has a cgroup of its own.
+fn per_cpu_times(pid: i32, vcpu_tids: &[i64], ncpu: usize) -> (Vec<u64>, Vec<u64>) {
+    let mut cpu = vec![0u64; ncpu];
+    let mut vcpu = vec![0u64; ncpu];
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<i64>().ok()) else {
+                continue;
+            };
+            let Some((t, c)) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| task_time_and_cpu(&s))
+            else {
+                continue;
+            };
+            if c < ncpu {
+                cpu[c] += t;
+                if vcpu_tids.contains(&tid) {
+                    vcpu[c] += t;
+                }
+            }
+        }
+    }
+    if let Some(f) = own_usage_percpu(pid)
+        && let Ok(text) = std::fs::read_to_string(f)
+    {
+        for (i, v) in text
+            .split_whitespace()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .enumerate()
+            .take(ncpu)
+        {
+            cpu[i] = v;
+        }
+    }
+    (cpu, vcpu)
+}
+
 /// One disk of a live definition: target, source, alias.
 struct Disk {
     target: String,
@@ -415,28 +483,51 @@ impl Driver {
         Ok(out)
     }
 
-    /// `virDomainGetCPUStats`: the totals (`start_cpu` -1); per host CPU needs the
-    /// cpuacct cgroup, which the driver does not make.
+    /// `virDomainGetCPUStats`: the totals (`start_cpu` -1), or per host CPU from
+    /// `start_cpu` (`ncpus` of them, as many as the host has) `cpu_time` and `vcpu_time`
+    /// (see [`per_cpu_times`] for where they come from).
     pub fn cpu_stats(
         &self,
         uuid: uuid::Uuid,
         start_cpu: i32,
-        _ncpus: u32,
+        ncpus: u32,
     ) -> Result<Vec<Vec<TypedParam>>> {
         let l = self.live_source(uuid)?;
-        if start_cpu != -1 {
+        if start_cpu == -1 {
+            let (user, system) = task_times(&format!("/proc/{}/stat", l.pid)).unwrap_or((0, 0));
+            return Ok(vec![vec![
+                ull("cpu_time", proc_cpu_ns(l.pid)),
+                ull("user_time", user),
+                ull("system_time", system),
+            ]]);
+        }
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let start = usize::try_from(start_cpu).unwrap_or(0);
+        if start >= host {
             return Err(perr(PluginError::new(
-                ErrorCode::NoSupport,
+                ErrorCode::InvalidArg,
                 ErrorDomain::Qemu,
-                "this function is not supported by the connection driver: virDomainGetCPUStats per host CPU (the qemu driver makes no cpuacct cgroup; --total works)",
+                format!(
+                    "invalid argument: start_cpu {start} larger than maximum of {}",
+                    host - 1
+                ),
             )));
         }
-        let (user, system) = task_times(&format!("/proc/{}/stat", l.pid)).unwrap_or((0, 0));
-        Ok(vec![vec![
-            ull("cpu_time", proc_cpu_ns(l.pid)),
-            ull("user_time", user),
-            ull("system_time", system),
-        ]])
+        let tids: Vec<i64> = match Self::stats_qmp(&l) {
+            Ok(q) => q
+                .execute("query-cpus-fast", None)?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["thread-id"].as_i64())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let (cpu, vcpu) = per_cpu_times(l.pid, &tids, host);
+        let end = host.min(start + ncpus as usize);
+        Ok((start..end)
+            .map(|i| vec![ull("cpu_time", cpu[i]), ull("vcpu_time", vcpu[i])])
+            .collect())
     }
 }
 
@@ -471,6 +562,36 @@ mod tests {
         // a test process has spent some time somewhere, or none at all yet
         let _ = (u, s);
         assert!(task_times("/proc/0/stat").is_none());
+    }
+
+    #[test]
+    fn a_process_s_threads_are_counted_on_the_cpu_they_last_ran_on() {
+        // fields 3.. of proc(5)'s stat: utime (14) 300, stime (15) 100, processor (39) 1
+        let mut f = vec!["0"; 40];
+        f[0] = "S";
+        f[11] = "300";
+        f[12] = "100";
+        f[36] = "1";
+        let stat = format!("1234 (qemu-system-x86) {}", f.join(" "));
+        let stat = stat.as_str();
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        let (t, c) = task_time_and_cpu(stat).unwrap();
+        assert_eq!((t, c), (400 * (1_000_000_000 / hz), 1));
+        assert!(task_time_and_cpu("garbage").is_none());
+        // this test process: its time is spread over the host's CPUs, its "vCPU" is
+        // the main thread
+        let me = std::process::id() as i32;
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (cpu, vcpu) = per_cpu_times(me, &[], n);
+        assert_eq!(cpu.len(), n);
+        assert!(cpu.iter().sum::<u64>() > 0, "{cpu:?}");
+        assert_eq!(vcpu.iter().sum::<u64>(), 0);
+        assert!(own_usage_percpu(0).is_none());
     }
 
     #[test]
