@@ -409,7 +409,7 @@ impl Console {
 }
 
 #[test]
-fn virsh_setvcpus_live_plugs_a_vcpu_the_guest_brings_online_and_unplugs_it() {
+fn virsh_vcpu_hotplug_per_cpu_stats_and_balloon_guest_statistics() {
     if super::qemu::tools_missing() {
         return;
     }
@@ -427,7 +427,8 @@ fn virsh_setvcpus_live_plugs_a_vcpu_the_guest_brings_online_and_unplugs_it() {
              <vcpu placement='static' current='1'>2</vcpu>\
              <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
              <cmdline>console=ttyS0 quiet panic=-1 guest.ip=none</cmdline></os><features><acpi/></features>\
-             <devices><serial type='unix'><source mode='bind' path='{s}'/></serial></devices></domain>",
+             <devices><serial type='unix'><source mode='bind' path='{s}'/></serial>\
+             <memballoon model='virtio'><stats period='1'/></memballoon></devices></domain>",
             k = g.join("vmlinux").display(),
             i = g.join("initrd.img").display(),
             s = serial.display(),
@@ -520,6 +521,46 @@ fn virsh_setvcpus_live_plugs_a_vcpu_the_guest_brings_online_and_unplugs_it() {
         &["cpu-stats", "cpuvm", "--start", "0", "--count", "1"],
     );
     assert!(one.contains("CPU0:") && !one.contains("CPU1:"), "{one}");
+
+    // the balloon's guest statistics, polled every second as <stats period='1'/> asks
+    let mut last = 0u64;
+    let field = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    };
+    wait_for("balloon guest statistics", Duration::from_secs(60), || {
+        let m = ok(&uri, &["dommemstat", "cpuvm"]);
+        last = field(&m, "last_update").unwrap_or(0);
+        last > 0
+    });
+    let m = ok(&uri, &["dommemstat", "cpuvm"]);
+    for k in [
+        "actual",
+        "unused",
+        "available",
+        "usable",
+        "major_fault",
+        "minor_fault",
+        "rss",
+    ] {
+        assert!(field(&m, k).is_some(), "{k}: {m}");
+    }
+    // the guest's own figure of its memory: under the 256 MiB it was given
+    let avail = field(&m, "available").unwrap();
+    assert!(avail > 100_000 && avail <= 262_144, "{m}");
+    let ds = ok(&uri, &["domstats", "cpuvm", "--balloon"]);
+    for k in [
+        "balloon.unused=",
+        "balloon.usable=",
+        "balloon.last-update=",
+        "balloon.rss=",
+    ] {
+        assert!(ds.contains(k), "{k}: {ds}");
+    }
+    wait_for("a newer balloon update", Duration::from_secs(30), || {
+        field(&ok(&uri, &["dommemstat", "cpuvm"]), "last_update").unwrap_or(0) > last
+    });
     ok(&uri, &["destroy", "cpuvm"]);
     ok(&uri, &["undefine", "cpuvm"]);
     drop(d);

@@ -200,6 +200,7 @@ pub use disk::{ResolvedVolume, TransientDisk, VolumeDisk, network_auths, volume_
 pub use graphics::{GraphicsPassword, password_commands, set_passwords};
 pub use hotplug::{HotplugDisk, HotplugNic, hotplug_disk, hotplug_nic, next_net_index};
 pub use machine::{OVMF_CODE, OVMF_VARS, default_emulator, kvm_usable};
+pub use misc::balloon_period;
 pub use net::{
     TapInfo, TapInterface, assign_macs, links_down, network_ports, random_mac, tap_interface,
     tap_interfaces,

@@ -846,3 +846,27 @@ fn unbuilt_devices_are_refused_and_a_tpm_emulator_names_swtpm() {
         "{e}"
     );
 }
+
+#[test]
+fn the_balloon_statistics_period_comes_from_its_stats_element() {
+    let d = |b: &str| Domain::parse(&format!("{BASE}<devices>{b}</devices></domain>")).unwrap();
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='virtio'><stats period='5'/></memballoon>"
+        )),
+        Some(5)
+    );
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='virtio'><stats period='0'/></memballoon>"
+        )),
+        None
+    );
+    assert_eq!(balloon_period(&d("<memballoon model='virtio'/>")), None);
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='none'><stats period='5'/></memballoon>"
+        )),
+        None
+    );
+}

@@ -113,6 +113,56 @@ fn per_cpu_times(pid: i32, vcpu_tids: &[i64], ncpu: usize) -> (Vec<u64>, Vec<u64
     (cpu, vcpu)
 }
 
+/// QEMU's balloon guest statistics (`guest-stats` of the virtio balloon) with libvirt's
+/// names and the divisor to KiB (the memory figures are in bytes, the fault counts are
+/// counts).
+const GUEST_STATS: [(&str, &str, u64); 10] = [
+    ("stat-swap-in", "swap_in", 1024),
+    ("stat-swap-out", "swap_out", 1024),
+    ("stat-major-faults", "major_fault", 1),
+    ("stat-minor-faults", "minor_fault", 1),
+    ("stat-free-memory", "unused", 1024),
+    ("stat-total-memory", "available", 1024),
+    ("stat-available-memory", "usable", 1024),
+    ("stat-disk-caches", "disk_caches", 1024),
+    ("stat-htlb-pgalloc", "hugetlb_pgalloc", 1),
+    ("stat-htlb-pgfail", "hugetlb_pgfail", 1),
+];
+
+/// The QOM path of the balloon device the driver names `balloon0`.
+pub(super) const BALLOON_PATH: &str = "/machine/peripheral/balloon0";
+
+/// The guest statistics of a `guest-stats` answer by libvirt name, then `last_update`;
+/// the ones the guest does not report (QEMU's -1) are left out.
+fn guest_stats(v: &Value) -> Vec<(&'static str, u64)> {
+    let mut out: Vec<(&'static str, u64)> = GUEST_STATS
+        .iter()
+        .filter_map(|(q, name, div)| Some((*name, v["stats"][q].as_u64()? / div)))
+        .collect();
+    if let Some(t) = v["last-update"].as_u64().filter(|t| *t > 0) {
+        out.insert(7, ("last_update", t));
+    }
+    out
+}
+
+/// Whether `live` has the virtio balloon (`balloon0`).
+fn has_virtio_balloon(live: &Domain) -> bool {
+    live.devices_of("memballoon")
+        .any(|b| b.attr("model").unwrap_or("virtio") == "virtio")
+}
+
+/// The resident set size (KiB) of a process.
+fn rss_kib(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|x| x.starts_with("VmRSS:"))
+                .and_then(|x| x.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+}
+
 /// One disk of a live definition: target, source, alias.
 struct Disk {
     target: String,
@@ -285,12 +335,24 @@ impl Driver {
         let blocks = (stats & BLOCK != 0)
             .then(|| q.and_then(|q| q.send("query-blockstats", None).ok()))
             .flatten();
+        let gstats = (stats & BALLOON != 0 && has_virtio_balloon(def_now))
+            .then(|| {
+                q.and_then(|q| {
+                    q.send(
+                        "qom-get",
+                        Some(serde_json::json!({"path": BALLOON_PATH, "property": "guest-stats"})),
+                    )
+                    .ok()
+                })
+            })
+            .flatten();
         let wait = |p: Option<rvirt_qmp::PendingReply>| {
             p.and_then(|p| p.wait(std::time::Duration::from_secs(10)).ok())
         };
         let balloon = wait(balloon);
         let cpus = wait(cpus);
         let blocks = wait(blocks);
+        let gstats = wait(gstats);
         if stats & CPU_TOTAL != 0
             && let Some(l) = &live
         {
@@ -307,6 +369,17 @@ impl Driver {
                 .map_or(def_now.current_memory_kib(), |b| b / 1024);
             out.push(ull("balloon.current", current));
             out.push(ull("balloon.maximum", def_now.memory_kib()));
+            for (name, v) in gstats.as_ref().map(guest_stats).unwrap_or_default() {
+                let name = if name == "last_update" {
+                    "last-update"
+                } else {
+                    name
+                };
+                out.push(ull(format!("balloon.{name}"), v));
+            }
+            if let Some(rss) = live.as_ref().and_then(|l| rss_kib(l.pid)) {
+                out.push(ull("balloon.rss", rss));
+            }
         }
         if stats & VCPU != 0 {
             let current = def_now.current_vcpus();
@@ -469,15 +542,17 @@ impl Driver {
             .and_then(|b| b["actual"].as_u64())
             .map_or(l.live.current_memory_kib(), |b| b / 1024);
         let mut out = vec![ull("actual", actual)];
-        if let Some(rss) = std::fs::read_to_string(format!("/proc/{}/status", l.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|x| x.starts_with("VmRSS:"))
-                    .and_then(|x| x.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
+        // the guest's own figures, once its balloon driver reported them (the polling
+        // period is `<memballoon><stats period>`, set at start)
+        if has_virtio_balloon(&l.live)
+            && let Ok(v) = q.execute(
+                "qom-get",
+                Some(serde_json::json!({"path": BALLOON_PATH, "property": "guest-stats"})),
+            )
         {
+            out.extend(guest_stats(&v).into_iter().map(|(n, v)| ull(n, v)));
+        }
+        if let Some(rss) = rss_kib(l.pid) {
             out.push(ull("rss", rss));
         }
         Ok(out)
@@ -592,6 +667,32 @@ mod tests {
         assert!(cpu.iter().sum::<u64>() > 0, "{cpu:?}");
         assert_eq!(vcpu.iter().sum::<u64>(), 0);
         assert!(own_usage_percpu(0).is_none());
+    }
+
+    #[test]
+    fn balloon_guest_statistics_get_libvirt_s_names_and_units() {
+        let v = json!({"stats": {"stat-swap-in": 4096, "stat-swap-out": 0, "stat-major-faults": 12,
+            "stat-minor-faults": 3400, "stat-free-memory": 104857600, "stat-total-memory": 209715200,
+            "stat-available-memory": 157286400, "stat-disk-caches": 2097152,
+            "stat-htlb-pgalloc": 0, "stat-htlb-pgfail": -1}, "last-update": 1796405502});
+        assert_eq!(
+            guest_stats(&v),
+            vec![
+                ("swap_in", 4),
+                ("swap_out", 0),
+                ("major_fault", 12),
+                ("minor_fault", 3400),
+                ("unused", 102400),
+                ("available", 204800),
+                ("usable", 153600),
+                ("last_update", 1796405502),
+                ("disk_caches", 2048),
+                ("hugetlb_pgalloc", 0),
+            ]
+        );
+        // no update yet: nothing
+        let none = json!({"stats": {"stat-swap-in": -1}, "last-update": 0});
+        assert!(guest_stats(&none).is_empty());
     }
 
     #[test]
