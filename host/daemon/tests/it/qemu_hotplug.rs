@@ -565,3 +565,90 @@ fn virsh_vcpu_hotplug_per_cpu_stats_and_balloon_guest_statistics() {
     ok(&uri, &["undefine", "cpuvm"]);
     drop(d);
 }
+
+#[test]
+fn a_q35_guest_takes_a_nic_on_a_free_pcie_root_port() {
+    if super::qemu::tools_missing() {
+        return;
+    }
+    let g = rvirt_tests::guest();
+    let d = Daemon::start();
+    let root = d.root.path().to_path_buf();
+    let _reap = Reap(root.clone());
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+    let serial = root.join("serial.sock");
+    let dom = root.join("vm.xml");
+    std::fs::write(
+        &dom,
+        format!(
+            "<domain type='qemu'><name>q35nic</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1 guest.ip=none</cmdline></os><features><acpi/></features>\
+             <devices><serial type='unix'><source mode='bind' path='{s}'/></serial>\
+             <controller type='pci' model='pcie-root'/>\
+             <controller type='pci' model='pcie-root-port'/>\
+             <controller type='pci' model='pcie-root-port'/>\
+             <controller type='pci' model='pcie-root-port'/>\
+             <controller type='pci' model='pcie-root-port'/>\
+             <controller type='pci' model='pcie-root-port'/></devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", dom.to_str().unwrap()]);
+    ok(&uri, &["start", "q35nic"]);
+    let mut con = Console::connect(&serial);
+    wait_for("GUEST-READY", Duration::from_secs(120), || {
+        con.text().contains("GUEST-READY")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mac = "52:54:00:35:00:01";
+    let nic_file = root.join("nic.xml");
+    let write_nic = |mac: &str, model: &str| {
+        std::fs::write(
+            &nic_file,
+            format!(
+                "<interface type='user'><mac address='{mac}'/><model type='{model}'/></interface>"
+            ),
+        )
+        .unwrap();
+    };
+    write_nic(mac, "virtio");
+    let nic_arg = nic_file.to_str().unwrap();
+    ok(&uri, &["attach-device", "q35nic", nic_arg, "--live"]);
+    let live = ok(&uri, &["dumpxml", "q35nic"]);
+    let nic = live.split("<interface type='user'>").nth(1).unwrap();
+    // on a root port's bus, slot 0, a port no other device holds
+    let bus = nic
+        .split("bus='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap()
+        .to_string();
+    assert!(nic.contains("slot='0x00'") && bus != "0x00", "{nic}");
+    assert_eq!(
+        live.matches(&format!("bus='{bus}'")).count(),
+        1,
+        "{bus} is the NIC's alone: {live}"
+    );
+    con.macs_until(&format!("the guest sees {mac}"), |m| m.contains(mac));
+    // rtl8139 is conventional PCI: no root port takes it
+    write_nic("52:54:00:35:00:02", "rtl8139");
+    let o = virsh(&uri, &["attach-device", "q35nic", nic_arg, "--live"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("conventional PCI"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(
+        &uri,
+        &["detach-interface", "q35nic", "user", "--mac", mac, "--live"],
+    );
+    let seen = con.macs();
+    assert!(!seen.contains(mac), "{seen}");
+    ok(&uri, &["destroy", "q35nic"]);
+    ok(&uri, &["undefine", "q35nic"]);
+    drop(d);
+}
