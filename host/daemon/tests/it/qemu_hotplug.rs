@@ -151,7 +151,7 @@ fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
     assert!(sh("ip", &["link", "add", "hpbr0", "type", "bridge"]).0);
     assert!(sh("ip", &["link", "set", "hpbr0", "up"]).0);
     let g = rvirt_tests::guest();
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let root = d.root.path().to_path_buf();
     let _reap = Reap(root.clone());
     let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
@@ -318,6 +318,9 @@ fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
             .contains(&btap)
     );
     con.macs_until(&format!("the guest sees {bmac}"), |m| m.contains(bmac));
+    // the plugged NIC is in the status file: a restarted daemon still has it, and unplugs it
+    d.restart();
+    assert!(ok(&uri, &["dumpxml", "hpvm"]).contains(bmac));
     ok(
         &uri,
         &["detach-device", "hpvm", nic_arg, "--live", "--config"],
