@@ -2,6 +2,7 @@
 """NIC hot-plug latency through a libvirt-protocol daemon (rvirtd or libvirtd, same run).
 
 usage: nic_hotplug_bench.py --guest DIR --bridge BR [--uri NAME=URI ...] [--runs N]
+                            [--settle S]
 
 The domain: the shared test guest (256 MiB, 1 vCPU, TCG, no disk, no NIC, serial to a file),
 booted until GUEST-READY, then idle. Per URI, each run:
@@ -10,7 +11,8 @@ booted until GUEST-READY, then idle. Per URI, each run:
              attach-interface --live`)
   detach_ms  dom.detachDeviceFlags(same, AFFECT_LIVE) until the interface is gone from the
              live XML (libvirt returns after DEVICE_DELETED or its 5 s wait; polled after)
-One second between the steps, so the guest has probed the new device before the unplug.
+`--settle` seconds (default 1) between the steps, so the guest has probed the new device
+before the unplug.
 Medians over the runs, one JSON line per URI.
 """
 import argparse
@@ -59,7 +61,7 @@ def ms(t0):
     return (time.perf_counter() - t0) * 1e3
 
 
-def bench_uri(label, uri, guest, bridge, runs, tmp):
+def bench_uri(label, uri, guest, bridge, runs, tmp, settle):
     conn = libvirt.open(uri)
     name = f"nicbench-{os.getpid()}"
     serial = os.path.join(tmp, f"{label}.serial")
@@ -82,7 +84,7 @@ def bench_uri(label, uri, guest, bridge, runs, tmp):
             attach.append(ms(t0))
             if mac not in dom.XMLDesc(0):
                 raise SystemExit(f"{label}: the interface is not in the live XML")
-            time.sleep(1)
+            time.sleep(settle)
             t0 = time.perf_counter()
             dom.detachDeviceFlags(nic, live)
             while mac in dom.XMLDesc(0):
@@ -92,7 +94,9 @@ def bench_uri(label, uri, guest, bridge, runs, tmp):
         out.update(
             attach_ms=round(statistics.median(attach), 1),
             detach_ms=round(statistics.median(detach), 1),
+            settle_s=settle,
             attach_all=[round(x, 1) for x in attach],
+            detach_all=[round(x, 1) for x in detach],
         )
     finally:
         try:
@@ -110,11 +114,12 @@ def main():
     ap.add_argument("--bridge", required=True)
     ap.add_argument("--uri", action="append", default=[])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=1.0)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="nicbench.") as tmp:
         for u in a.uri:
             label, uri = u.split("=", 1)
-            print(json.dumps(bench_uri(label, uri, a.guest, a.bridge, a.runs, tmp)), flush=True)
+            print(json.dumps(bench_uri(label, uri, a.guest, a.bridge, a.runs, tmp, a.settle)), flush=True)
 
 
 if __name__ == "__main__":

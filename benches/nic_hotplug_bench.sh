@@ -8,7 +8,7 @@
 # usage: benches/nic_hotplug_bench.sh     (as root; needs libvirt-daemon-driver-qemu,
 #                                          python3-libvirt, qemu-system-x86, util-linux and
 #                                          the shared test guest)
-# env:   RUNS=7 PROFILE=debug|release NO_BUILD=1 NO_LIBVIRTD=1 GUEST=/path/to/guest
+# env:   RUNS=7 SETTLE=1 PROFILE=debug|release NO_BUILD=1 NO_LIBVIRTD=1 GUEST=/path/to/guest
 #        BENCH_DIR=/work/shared/bench CARGO_TARGET_DIR=...
 set -eu
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +47,7 @@ if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
 fi
 for _ in $(seq 50); do [ -S "$R/run/rvirt-sock" ] && break; sleep 0.1; done
 # shellcheck disable=SC2086
-$PY "$ROOT_DIR/benches/nic_hotplug_bench.py" --guest "$GUEST" --bridge nicbr0 --runs "$RUNS" $URIS || true
+$PY "$ROOT_DIR/benches/nic_hotplug_bench.py" --guest "$GUEST" --bridge nicbr0 --runs "$RUNS" --settle "${SETTLE:-1}" $URIS || true
 kill "$RPID" 2>/dev/null || true
 [ "${NO_LIBVIRTD:-0}" != 1 ] && $PY "$BENCH_DIR/lvd.py" stop "$L" >/dev/null || true
 rm -rf "$OUT"
