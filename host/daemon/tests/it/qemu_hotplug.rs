@@ -645,6 +645,17 @@ fn a_q35_guest_takes_a_nic_on_a_free_pcie_root_port() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    std::fs::write(
+        &nic_file,
+        "<interface type='bridge'><model type='virtio'/></interface>",
+    )
+    .unwrap();
+    let o = virsh(&uri, &["attach-device", "q35nic", nic_arg, "--live"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("needs <source bridge=...>"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     ok(
         &uri,
         &["detach-interface", "q35nic", "user", "--mac", mac, "--live"],

@@ -379,9 +379,14 @@ impl Driver {
             )?;
             let (q, generation) = self.running(uuid)?;
             let index = live_def.devices_of("interface").count();
-            let made = match command::tap_interface(&iface, index) {
-                Some(t) => self.make_tap(&live_def, &t)?,
-                None => None,
+            let made = match (command::tap_interface(&iface, index), iface.attr("type")) {
+                (Some(t), _) => self.make_tap(&live_def, &t)?,
+                (None, Some(ty @ ("bridge" | "network"))) => {
+                    return Err(invalid(format!(
+                        "interface of type '{ty}' needs <source {ty}=...>"
+                    )));
+                }
+                (None, _) => None,
             };
             let release = |made: &Option<super::resources::MadeTap>| {
                 if let Some((net, portid, _)) = made.as_ref().and_then(|m| m.port.as_ref()) {
