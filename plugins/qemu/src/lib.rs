@@ -424,8 +424,9 @@ impl DriverConnection for QemuConnection {
         if let Err(e) = checked {
             return RResult::RErr(e);
         }
-        // Without vCPU hot-plug the live count is the defined one.
-        self.driver.vcpus(uuid, flags & VCPU_MAXIMUM).into()
+        self.driver
+            .vcpus(uuid, flags & (VCPU_CONFIG | VCPU_MAXIMUM))
+            .into()
     }
 
     fn get_os_type(&self, uuid: Uuid) -> PResult<RString> {

@@ -246,6 +246,28 @@ impl Qmp {
     /// Sends `command` without waiting for its answer, so that several commands can be in
     /// flight at once (QEMU answers them in order). Wait with [`PendingReply::wait`].
     pub fn send(&self, command: &str, arguments: Option<Value>) -> Result<PendingReply, QmpError> {
+        self.send_with(command, arguments, None)
+    }
+
+    /// Runs `command` with the descriptor `fd` passed along (`SCM_RIGHTS` on the command's
+    /// first byte), as `getfd` and `add-fd` expect: QEMU keeps its own copy under the name
+    /// the arguments give, the caller keeps `fd`.
+    pub fn execute_with_fd(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Value, QmpError> {
+        self.send_with(command, arguments, Some(fd))?
+            .wait(Duration::from_secs(60))
+    }
+
+    fn send_with(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<PendingReply, QmpError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         {
@@ -263,7 +285,10 @@ impl Qmp {
         line.push_str("\r\n");
         let written = {
             let mut w = self.shared.writer.lock().unwrap_or_else(|e| e.into_inner());
-            w.write_all(line.as_bytes())
+            match fd {
+                None => w.write_all(line.as_bytes()),
+                Some(fd) => send_fd(&mut w, line.as_bytes(), fd),
+            }
         };
         if let Err(e) = written {
             self.lock_pending().waiters.remove(&id);
@@ -337,6 +362,33 @@ impl PendingReply {
             }
         }
     }
+}
+
+/// Writes `bytes` with `fd` attached to the first of them, the rest plainly.
+fn send_fd(
+    w: &mut UnixStream,
+    bytes: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    if !cmsg.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("no room for the descriptor"));
+    }
+    let n = loop {
+        match sendmsg(
+            &*w,
+            &[std::io::IoSlice::new(bytes)],
+            &mut cmsg,
+            SendFlags::NOSIGNAL,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => break r.map_err(std::io::Error::from)?,
+        }
+    };
+    w.write_all(&bytes[n..])
 }
 
 fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: Sender<Event>) {
@@ -564,5 +616,63 @@ mod tests {
             e.to_string()
                 .starts_with("cannot connect to the monitor socket")
         );
+    }
+
+    #[test]
+    fn a_descriptor_travels_with_its_command() {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let path = socket_path("fd");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n").unwrap();
+            let mut got = Vec::new();
+            let mut fds = Vec::new();
+            let mut negotiated = false;
+            // read until both commands arrived, collecting any descriptor
+            while got.iter().filter(|b| **b == b'\n').count() < 2 {
+                let mut buf = [0u8; 512];
+                let mut space =
+                    [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+                let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+                let r = recvmsg(
+                    &s,
+                    &mut [std::io::IoSliceMut::new(&mut buf)],
+                    &mut cmsg,
+                    RecvFlags::empty(),
+                )
+                .unwrap();
+                got.extend_from_slice(&buf[..r.bytes]);
+                for m in cmsg.drain() {
+                    if let RecvAncillaryMessage::ScmRights(f) = m {
+                        fds.extend(f);
+                    }
+                }
+                if !negotiated && got.contains(&b'\n') {
+                    s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+                    negotiated = true;
+                }
+            }
+            s.write_all(b"{\"return\": {}, \"id\": 1}\r\n").unwrap();
+            (String::from_utf8_lossy(&got).into_owned(), fds)
+        });
+        let (q, _ev) = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        let (r, mut w) = std::io::pipe().unwrap();
+        q.execute_with_fd("getfd", Some(json!({"fdname": "x"})), r.as_fd())
+            .unwrap();
+        let (text, fds) = server.join().unwrap();
+        assert!(text.contains("\"getfd\""), "{text}");
+        assert_eq!(fds.len(), 1, "one descriptor arrived");
+        // the descriptor that arrived is the pipe's read end
+        w.write_all(b"ping").unwrap();
+        drop(w);
+        let mut got = String::new();
+        std::fs::File::from(fds.into_iter().next().unwrap())
+            .read_to_string(&mut got)
+            .unwrap();
+        assert_eq!(got, "ping");
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -19,6 +19,7 @@ mod policy;
 mod protocol;
 mod python;
 mod qemu;
+mod qemu_hotplug;
 mod qemu_save;
 mod qemu_snapshots;
 mod rbd;

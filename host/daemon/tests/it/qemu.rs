@@ -156,7 +156,7 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     ok(&uri, &["setvcpus", "vguest", "2", "--config", "--maximum"]);
     let e = virsh(&uri, &["setvcpus", "vguest", "2", "--live"]);
     assert!(
-        String::from_utf8_lossy(&e.stderr).contains("vCPU hot-plug"),
+        String::from_utf8_lossy(&e.stderr).contains("max allowable vcpus for the live domain"),
         "{}",
         String::from_utf8_lossy(&e.stderr)
     );
@@ -210,18 +210,14 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     assert!(ok(&uri, &["dumpxml", "vguest", "--inactive"]).contains("extra.qcow2"));
     assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
     ok(&uri, &["detach-device", "vguest", disk_arg, "--config"]);
-    let nic = root.join("nic.xml");
-    std::fs::write(
-        &nic,
-        "<interface type='user'><model type='virtio'/></interface>",
-    )
-    .unwrap();
+    let other = root.join("watchdog.xml");
+    std::fs::write(&other, "<watchdog model='i6300esb' action='reset'/>").unwrap();
     let e = virsh(
         &uri,
-        &["attach-device", "vguest", nic.to_str().unwrap(), "--live"],
+        &["attach-device", "vguest", other.to_str().unwrap(), "--live"],
     );
     assert!(
-        String::from_utf8_lossy(&e.stderr).contains("disks only"),
+        String::from_utf8_lossy(&e.stderr).contains("disks and interfaces only"),
         "{}",
         String::from_utf8_lossy(&e.stderr)
     );

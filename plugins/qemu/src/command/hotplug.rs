@@ -7,10 +7,16 @@
 //! Hot-plug is offered where it is plain on this machine: virtio disks (file or block,
 //! raw or qcow2) on `pci.0` of a pc machine, or on a free `pcie-root-port` of a q35
 //! machine. Anything else is refused naming what was asked.
+//!
+//! Network interfaces ([`hotplug_nic`]) take the same addresses: `user`, `bridge` and
+//! `network` interfaces, the last two on a TAP the driver made and passes to QEMU under
+//! a descriptor name (`getfd`), with libvirt's `hostnetN`/`netN` names, `N` one past the
+//! highest in use.
 
 use super::address::{addr_str, pci_address_element};
 use super::disk::target_index;
-use super::{CommandError, parse_num, set_alias};
+use super::net::TapInfo;
+use super::{CommandError, attr, parse_num, set_alias};
 use rvirt_xml::{Domain, Element};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -181,6 +187,132 @@ pub fn hotplug_disk(live: &Domain, disk: &Element, node: u32) -> Result<HotplugD
     })
 }
 
+/// A network interface ready to be plugged: the `netdev_add` and `device_add`
+/// arguments, the descriptor name the TAP is passed under (`getfd`) and the element for
+/// the live definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotplugNic {
+    pub alias: String,
+    pub netdev: Value,
+    pub device: Value,
+    pub fdname: Option<String>,
+    pub live: Element,
+}
+
+/// The `N` of the next `netN` alias: one past the highest among the live interfaces.
+pub fn next_net_index(live: &Domain) -> u32 {
+    live.devices_of("interface")
+        .filter_map(|i| i.child("alias").and_then(|a| a.attr("name")))
+        .filter_map(|a| a.strip_prefix("net")?.parse::<u32>().ok())
+        .max()
+        .map_or(0, |m| m + 1)
+}
+
+/// The QEMU device of an interface model, and whether it is a PCI Express device (one a
+/// `pcie-root-port` takes).
+fn nic_driver(model: &str) -> Result<(&'static str, bool), CommandError> {
+    Ok(match model {
+        "virtio" => ("virtio-net-pci", true),
+        "e1000e" => ("e1000e", true),
+        "e1000" => ("e1000", false),
+        "rtl8139" => ("rtl8139", false),
+        other => {
+            return Err(unsupported(format!(
+                "interface model '{other}' is not supported"
+            )));
+        }
+    })
+}
+
+/// Plans plugging `iface` (an `<interface>` element with its `<mac address>`) into the
+/// running `live` domain; `tap` is the TAP made for a bridge or network interface.
+pub fn hotplug_nic(
+    live: &Domain,
+    iface: &Element,
+    tap: Option<&TapInfo>,
+) -> Result<HotplugNic, CommandError> {
+    if iface.name() != "interface" {
+        return Err(unsupported(format!(
+            "hot-plug of <{}> is not supported by the qemu driver here (interfaces)",
+            iface.name()
+        )));
+    }
+    let mac = attr(iface, &["mac"], "address")
+        .ok_or_else(|| CommandError::Invalid("interface/mac/@address is missing".into()))?
+        .to_string();
+    if live
+        .devices_of("interface")
+        .any(|i| attr(i, &["mac"], "address").is_some_and(|m| m.eq_ignore_ascii_case(&mac)))
+    {
+        return Err(CommandError::Invalid(format!(
+            "an interface with MAC address '{mac}' already exists"
+        )));
+    }
+    let n = next_net_index(live);
+    let id = format!("hostnet{n}");
+    let alias = format!("net{n}");
+    let ty = iface.attr("type").unwrap_or("user");
+    let (netdev, fdname) = match (ty, tap) {
+        ("user", _) => (json!({"type": "user", "id": id}), None),
+        ("bridge" | "network", Some(_)) => {
+            let fdname = format!("{id}-fd");
+            (json!({"type": "tap", "fd": fdname, "id": id}), Some(fdname))
+        }
+        ("bridge" | "network", None) => {
+            return Err(CommandError::Invalid(format!(
+                "interface of type '{ty}' needs a TAP device to be plugged"
+            )));
+        }
+        (other, _) => {
+            return Err(unsupported(format!(
+                "hot-plug of an interface of type '{other}' is not supported by the qemu driver (user, bridge, network)"
+            )));
+        }
+    };
+    let model = attr(iface, &["model"], "type")
+        .unwrap_or("rtl8139")
+        .to_string();
+    let (driver, express) = nic_driver(&model)?;
+    let machine = live.os_machine().unwrap_or("pc");
+    if (machine == "q35" || machine.starts_with("pc-q35")) && !express {
+        return Err(unsupported(format!(
+            "hot-plug of interface model '{model}' (conventional PCI) on a q35 machine is not supported: use model 'virtio' or 'e1000e', which a pcie-root-port takes"
+        )));
+    }
+    let (bus_name, b, s, f) = free_address(live)?;
+    let device = json!({"driver": driver, "netdev": id, "id": alias, "mac": mac,
+                        "bus": bus_name, "addr": addr_str(s, f)});
+    let mut elem = iface.clone();
+    elem.remove_children(|c| matches!(c.name(), "address" | "alias" | "target"));
+    if elem.child("model").is_none() {
+        elem.push(Element::new("model").with_attr("type", &model));
+    }
+    if let Some(t) = tap {
+        if let (Some((portid, bridge)), Some(src)) = (&t.port, elem.child_mut("source")) {
+            src.set_attr("portid", portid);
+            src.set_attr("bridge", bridge);
+        }
+        let at = elem
+            .nodes()
+            .iter()
+            .position(|n| matches!(n, rvirt_xml::Node::Element(c) if c.name() == "model"))
+            .unwrap_or(elem.nodes().len());
+        elem.nodes_mut().insert(
+            at,
+            rvirt_xml::Node::Element(Element::new("target").with_attr("dev", &t.dev)),
+        );
+    }
+    set_alias(&mut elem, &alias);
+    elem.push(pci_address_element(b, s, f));
+    Ok(HotplugNic {
+        alias,
+        netdev,
+        device,
+        fdname,
+        live: elem,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +385,107 @@ mod tests {
         let full = devs.replace("index='2' model='pcie-root-port'/>", "index='2' model='pcie-root-port'/><disk type='file'><target dev='vdb'/><address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></disk>");
         let e = hotplug_disk(&live("q35", &full), &d, 3).unwrap_err();
         assert!(e.to_string().contains("no free pcie-root-port"), "{e}");
+    }
+
+    #[test]
+    fn a_nic_takes_the_next_net_names_a_free_slot_and_its_tap() {
+        let l = live(
+            "pc",
+            "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/><alias name='net0'/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/></interface>\
+             <interface type='user'><mac address='52:54:00:00:00:02'/><alias name='net3'/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></interface>",
+        );
+        let iface = disk(
+            "<interface type='network'><mac address='52:54:00:aa:bb:cc'/><source network='default'/><model type='virtio'/></interface>",
+        );
+        let tap = TapInfo {
+            fd: 9,
+            dev: "vnet7".into(),
+            port: Some((
+                "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
+                "virbr0".into(),
+            )),
+        };
+        let h = hotplug_nic(&l, &iface, Some(&tap)).unwrap();
+        assert_eq!(h.alias, "net4");
+        assert_eq!(
+            h.netdev,
+            json!({"type": "tap", "fd": "hostnet4-fd", "id": "hostnet4"})
+        );
+        assert_eq!(h.fdname.as_deref(), Some("hostnet4-fd"));
+        assert_eq!(
+            h.device,
+            json!({"driver": "virtio-net-pci", "netdev": "hostnet4", "id": "net4",
+                   "mac": "52:54:00:aa:bb:cc", "bus": "pci.0", "addr": "0x4"})
+        );
+        let x = h.live.to_xml_string().replace('"', "'");
+        for want in [
+            "portid='1b4e28ba-2fa1-11d2-883f-0016d3cca427'",
+            "bridge='virbr0'",
+            "<target dev='vnet7'/>",
+            "<alias name='net4'/>",
+            "slot='0x04'",
+        ] {
+            assert!(x.contains(want), "{want}: {x}");
+        }
+        assert!(
+            x.find("<target").unwrap() < x.find("<model").unwrap(),
+            "{x}"
+        );
+        // the same MAC twice is refused; a user NIC without a model gets rtl8139
+        let e = hotplug_nic(
+            &l,
+            &disk("<interface type='user'><mac address='52:54:00:00:00:02'/></interface>"),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("already exists"), "{e}");
+        let h = hotplug_nic(
+            &l,
+            &disk("<interface type='user'><mac address='52:54:00:00:00:09'/></interface>"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.device["driver"], "rtl8139");
+        assert_eq!(h.netdev, json!({"type": "user", "id": "hostnet4"}));
+        assert!(h.live.to_xml_string().contains("rtl8139"));
+        assert_eq!(next_net_index(&live("pc", "")), 0);
+    }
+
+    #[test]
+    fn q35_nics_need_a_pcie_model_and_a_free_root_port() {
+        let devs = "<controller type='pci' index='1' model='pcie-root-port'/>";
+        let l = live("q35", devs);
+        let ok = hotplug_nic(
+            &l,
+            &disk("<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000e'/></interface>"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.device["bus"], "pci.1");
+        assert_eq!(ok.device["driver"], "e1000e");
+        let e = hotplug_nic(
+            &l,
+            &disk("<interface type='user'><mac address='52:54:00:00:00:01'/><model type='rtl8139'/></interface>"),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("conventional PCI"), "{e}");
+        let e = hotplug_nic(
+            &l,
+            &disk("<interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br0'/></interface>"),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs a TAP"), "{e}");
+        let e = hotplug_nic(
+            &l,
+            &disk("<interface type='vhostuser'><mac address='52:54:00:00:00:01'/></interface>"),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("type 'vhostuser'"), "{e}");
     }
 
     #[test]

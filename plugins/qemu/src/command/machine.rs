@@ -145,7 +145,11 @@ pub(super) fn head(
     {
         machine_opts.insert(2, format!("vmport={st}"));
     }
-    machine_opts.push("memory-backend=pc.ram".into());
+    let cells = numa_cells(root)?;
+    // with NUMA cells each node has its own RAM backend instead
+    if cells.is_empty() {
+        machine_opts.push("memory-backend=pc.ram".into());
+    }
     // <clock><timer name='hpet' present>
     if let Some(present) = root
         .child("clock")
@@ -175,9 +179,10 @@ pub(super) fn head(
     let cpu = root.child("cpu").cloned();
     head.push("-cpu".into());
     head.push(cpu_arg(&cpu, accel)?);
-    memory(def, &mut head)?;
+    memory(def, &cells, &mut head)?;
     head.push("-smp".into());
     head.push(smp(def, &cpu)?);
+    numa(&cells, &mut head);
     head.push("-uuid".into());
     head.push(def.uuid().to_string());
 
@@ -362,8 +367,115 @@ fn cpu_arg(cpu: &Option<Element>, accel: &str) -> Result<String, CommandError> {
     Ok(cpu_arg)
 }
 
-/// `-m` and the RAM backend. QEMU wants whole MiB on x86.
-fn memory(def: &Domain, head: &mut Vec<String>) -> Result<(), CommandError> {
+/// A guest NUMA node (`<cpu><numa><cell>`): id, vCPU ranges, memory in KiB rounded up to
+/// whole MiB (as QEMU wants on x86).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct NumaCell {
+    id: u32,
+    cpus: Vec<String>,
+    kib: u64,
+}
+
+/// The NUMA cells of `<cpu><numa>`, by id. The plain form only: per-cell memory access
+/// modes, discard, distances, caches and a `<memoryBacking>` with NUMA are refused.
+pub(super) fn numa_cells(root: &Element) -> Result<Vec<NumaCell>, CommandError> {
+    let Some(numa) = root.child("cpu").and_then(|c| c.child("numa")) else {
+        return Ok(Vec::new());
+    };
+    if let Some(c) = numa.elements().find(|c| c.name() != "cell") {
+        return Err(CommandError::Unsupported(format!(
+            "<numa><{}> is not supported by the qemu driver",
+            c.name()
+        )));
+    }
+    if root.child("memoryBacking").is_some() {
+        return Err(CommandError::Unsupported(
+            "<memoryBacking> with guest NUMA cells is not supported by the qemu driver".into(),
+        ));
+    }
+    if root
+        .child("numatune")
+        .is_some_and(|t| t.child("memnode").is_some())
+    {
+        return Err(CommandError::Unsupported(
+            "<numatune><memnode> (host nodes per guest NUMA cell) is not supported by the qemu driver".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for (k, c) in numa.children_named("cell").enumerate() {
+        if let Some(a) = ["memAccess", "discard"]
+            .iter()
+            .find(|a| c.attr(a).is_some())
+        {
+            return Err(CommandError::Unsupported(format!(
+                "NUMA cell attribute '{a}' is not supported by the qemu driver"
+            )));
+        }
+        if let Some(x) = c.elements().next() {
+            return Err(CommandError::Unsupported(format!(
+                "NUMA cell <{}> is not supported by the qemu driver",
+                x.name()
+            )));
+        }
+        let id = match c.attr("id") {
+            Some(v) => parse_num(v)
+                .map(|v| v as u32)
+                .ok_or_else(|| CommandError::Invalid(format!("invalid NUMA cell id '{v}'")))?,
+            None => k as u32,
+        };
+        let cpus = c
+            .attr("cpus")
+            .ok_or_else(|| CommandError::Invalid(format!("NUMA cell {id} has no cpus")))?;
+        let mem = c
+            .attr("memory")
+            .ok_or_else(|| CommandError::Invalid(format!("NUMA cell {id} has no memory")))?;
+        let kib = rvirt_xml::util::scale_to_bytes(mem, c.attr("unit"), 1024)
+            .map_err(|e| CommandError::Invalid(format!("NUMA cell {id} memory: {e}")))?
+            / 1024;
+        out.push(NumaCell {
+            id,
+            cpus: cpus.split(',').map(|r| r.trim().to_string()).collect(),
+            kib: kib.div_ceil(1024) * 1024,
+        });
+    }
+    out.sort_by_key(|c| c.id);
+    if out.windows(2).any(|w| w[0].id == w[1].id) {
+        return Err(CommandError::Invalid("duplicate NUMA cell id".into()));
+    }
+    Ok(out)
+}
+
+/// A RAM backend and a `-numa node` per cell.
+fn numa(cells: &[NumaCell], head: &mut Vec<String>) {
+    for c in cells {
+        let mem = format!("ram-node{}", c.id);
+        head.push("-object".into());
+        head.push(json_arg(
+            &obj! {"qom-type": "memory-backend-ram", "id": mem, "size": c.kib * 1024},
+        ));
+        let mut node = format!("node,nodeid={}", c.id);
+        for r in &c.cpus {
+            node.push_str(&format!(",cpus={r}"));
+        }
+        node.push_str(&format!(",memdev={mem}"));
+        head.push("-numa".into());
+        head.push(node);
+    }
+}
+
+/// `-m` and the RAM backend (the NUMA cells' together when there are cells). QEMU
+/// wants whole MiB on x86.
+fn memory(def: &Domain, cells: &[NumaCell], head: &mut Vec<String>) -> Result<(), CommandError> {
+    if !cells.is_empty() {
+        head.push("-m".into());
+        head.push(format!(
+            "size={}k",
+            cells.iter().map(|c| c.kib).sum::<u64>()
+        ));
+        head.push("-overcommit".into());
+        head.push("mem-lock=off".into());
+        return Ok(());
+    }
     let mem_kib = def.memory_kib().div_ceil(1024) * 1024;
     if mem_kib == 0 {
         return Err(CommandError::Invalid(
@@ -400,9 +512,10 @@ fn smp(def: &Domain, cpu: &Option<Element>) -> Result<String, CommandError> {
         ),
         None => (maxv, 1, 1, 1),
     };
-    if sockets * dies * cores * threads != maxv {
+    let clusters = t("clusters").unwrap_or(1);
+    if sockets * dies * clusters * cores * threads != maxv {
         return Err(CommandError::Invalid(format!(
-            "CPU topology sockets={sockets} dies={dies} cores={cores} threads={threads} does not match {maxv} vcpus"
+            "CPU topology sockets={sockets} dies={dies} clusters={clusters} cores={cores} threads={threads} does not match {maxv} vcpus"
         )));
     }
     let mut smp = format!("{cur}");
@@ -410,8 +523,10 @@ fn smp(def: &Domain, cpu: &Option<Element>) -> Result<String, CommandError> {
         smp.push_str(&format!(",maxcpus={maxv}"));
     }
     smp.push_str(&format!(",sockets={sockets}"));
-    if dies != 1 {
-        smp.push_str(&format!(",dies={dies}"));
+    // an explicit <topology> names every level QEMU has (dies since 4.1, clusters
+    // since 7.0), as libvirt does
+    if topo.is_some() {
+        smp.push_str(&format!(",dies={dies},clusters={clusters}"));
     }
     smp.push_str(&format!(",cores={cores},threads={threads}"));
     Ok(smp)

@@ -101,6 +101,15 @@ pub(super) fn inputs(
     Ok(())
 }
 
+/// The guest statistics polling period (s) of the virtio balloon of `live`
+/// (`<memballoon><stats period>`), when it asks for one.
+pub fn balloon_period(live: &rvirt_xml::Domain) -> Option<u64> {
+    live.devices_of("memballoon")
+        .filter(|b| b.attr("model").unwrap_or("virtio") == "virtio")
+        .find_map(|b| b.child("stats")?.attr("period")?.trim().parse::<u64>().ok())
+        .filter(|p| *p > 0)
+}
+
 /// The memory balloon.
 pub(super) fn memballoon(
     pci: &mut Pci,

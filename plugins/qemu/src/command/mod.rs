@@ -198,9 +198,13 @@ mod tests;
 
 pub use disk::{ResolvedVolume, TransientDisk, VolumeDisk, network_auths, volume_disks};
 pub use graphics::{GraphicsPassword, password_commands, set_passwords};
-pub use hotplug::{HotplugDisk, hotplug_disk};
+pub use hotplug::{HotplugDisk, HotplugNic, hotplug_disk, hotplug_nic, next_net_index};
 pub use machine::{OVMF_CODE, OVMF_VARS, default_emulator, kvm_usable};
-pub use net::{TapInfo, TapInterface, assign_macs, links_down, network_ports, tap_interfaces};
+pub use misc::balloon_period;
+pub use net::{
+    TapInfo, TapInterface, assign_macs, links_down, network_ports, random_mac, tap_interface,
+    tap_interfaces,
+};
 pub use netdisk::{NetAuth, NetHost, NetSource, auth_of};
 
 fn set_alias(e: &mut Element, alias: &str) {

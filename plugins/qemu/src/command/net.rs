@@ -34,9 +34,7 @@ pub fn assign_macs(def: &mut Domain) -> usize {
         if i.child("mac").and_then(|m| m.attr("address")).is_some() {
             continue;
         }
-        let r = uuid::Uuid::new_v4();
-        let b = r.as_bytes();
-        let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]);
+        let mac = random_mac();
         i.remove_children(|c| c.name() == "mac");
         i.nodes_mut().insert(
             0,
@@ -71,25 +69,36 @@ pub fn tap_interfaces(def: &Domain) -> Vec<TapInterface> {
     };
     devs.children_named("interface")
         .enumerate()
-        .filter_map(|(index, i)| {
-            let (bridge, network) = match i.attr("type") {
-                Some("bridge") => (Some(attr(i, &["source"], "bridge")?.to_string()), None),
-                Some("network") => (None, Some(attr(i, &["source"], "network")?.to_string())),
-                _ => return None,
-            };
-            Some(TapInterface {
-                index,
-                bridge,
-                network,
-                mac: attr(i, &["mac"], "address").unwrap_or_default().to_string(),
-                virtio: attr(i, &["model"], "type") == Some("virtio"),
-                bandwidth: rvirt_xml::bandwidth::Bandwidth::of(
-                    i,
-                    &format!("domain/devices/interface[{}]", index + 1),
-                ),
-            })
-        })
+        .filter_map(|(index, i)| tap_interface(i, index))
         .collect()
+}
+
+/// What the driver makes for the `<interface>` `i` (the `index`th of its domain), if it
+/// is a bridge or network interface.
+pub fn tap_interface(i: &Element, index: usize) -> Option<TapInterface> {
+    let (bridge, network) = match i.attr("type") {
+        Some("bridge") => (Some(attr(i, &["source"], "bridge")?.to_string()), None),
+        Some("network") => (None, Some(attr(i, &["source"], "network")?.to_string())),
+        _ => return None,
+    };
+    Some(TapInterface {
+        index,
+        bridge,
+        network,
+        mac: attr(i, &["mac"], "address").unwrap_or_default().to_string(),
+        virtio: attr(i, &["model"], "type") == Some("virtio"),
+        bandwidth: rvirt_xml::bandwidth::Bandwidth::of(
+            i,
+            &format!("domain/devices/interface[{}]", index + 1),
+        ),
+    })
+}
+
+/// A MAC address as libvirt makes one: QEMU's `52:54:00` prefix and three random bytes.
+pub fn random_mac() -> String {
+    let r = uuid::Uuid::new_v4();
+    let b = r.as_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
 /// The device aliases (`net0`) of the interfaces with `<link state='down'/>`.

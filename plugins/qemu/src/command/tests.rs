@@ -171,7 +171,11 @@ fn kvm_requires_usable_kvm() {
 fn cpu_modes_topology_kernel_and_acpi() {
     let n = build_xml(&format!("{BASE}<features><acpi/></features><cpu mode='custom'><model>Haswell</model><feature policy='require' name='vmx'/><feature policy='disable' name='avx'/><topology sockets='1' dies='1' cores='2' threads='1'/></cpu><devices/></domain>").replace("<os><type arch='x86_64' machine='pc'>hvm</type></os>", "<os><type arch='x86_64' machine='q35'>hvm</type><kernel>/k</kernel><initrd>/i</initrd><cmdline>console=ttyS0</cmdline></os>")).unwrap();
     assert!(has_pair(&n, "-cpu", "Haswell,vmx=on,avx=off"));
-    assert!(has_pair(&n, "-smp", "2,sockets=1,cores=2,threads=1"));
+    assert!(has_pair(
+        &n,
+        "-smp",
+        "2,sockets=1,dies=1,clusters=1,cores=2,threads=1"
+    ));
     assert!(
         has_pair(&n, "-kernel", "/k")
             && has_pair(&n, "-initrd", "/i")
@@ -845,4 +849,66 @@ fn unbuilt_devices_are_refused_and_a_tpm_emulator_names_swtpm() {
         e.to_string().contains("device <panic> is not supported"),
         "{e}"
     );
+}
+
+#[test]
+fn the_balloon_statistics_period_comes_from_its_stats_element() {
+    let d = |b: &str| Domain::parse(&format!("{BASE}<devices>{b}</devices></domain>")).unwrap();
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='virtio'><stats period='5'/></memballoon>"
+        )),
+        Some(5)
+    );
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='virtio'><stats period='0'/></memballoon>"
+        )),
+        None
+    );
+    assert_eq!(balloon_period(&d("<memballoon model='virtio'/>")), None);
+    assert_eq!(
+        balloon_period(&d(
+            "<memballoon model='none'><stats period='5'/></memballoon>"
+        )),
+        None
+    );
+}
+
+#[test]
+fn numa_cells_get_a_ram_backend_and_a_node_each() {
+    let d = Domain::parse(
+        "<domain type='qemu'><name>t</name><uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>\
+         <memory unit='KiB'>219100</memory><vcpu>4</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>\
+         <cpu><numa><cell id='1' cpus='1-2' memory='109550' unit='KiB'/>\
+         <cell id='0' cpus='0,3' memory='107' unit='MiB'/></numa></cpu></domain>",
+    )
+    .unwrap();
+    let n = build(&d, &opts()).unwrap();
+    let a = &n.args;
+    assert!(has_pair(&n, "-m", "size=219136k"), "{a:?}");
+    assert!(!a.iter().any(|x| x.contains("pc.ram")), "{a:?}");
+    assert!(
+        has_pair(&n, "-numa", "node,nodeid=0,cpus=0,cpus=3,memdev=ram-node0"),
+        "{a:?}"
+    );
+    assert!(
+        has_pair(&n, "-numa", "node,nodeid=1,cpus=1-2,memdev=ram-node1"),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|x| x.contains("\"id\":\"ram-node1\"") && x.contains("112197632")),
+        "{a:?}"
+    );
+    for (extra, want) in [
+        ("memAccess='shared'", "memAccess"),
+        ("discard='yes'", "discard"),
+    ] {
+        let x = d
+            .to_xml(&Default::default())
+            .replace("cpus='1-2'", &format!("cpus='1-2' {extra}"));
+        let e = build(&Domain::parse(&x).unwrap(), &opts()).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
 }

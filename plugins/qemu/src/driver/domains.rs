@@ -92,6 +92,12 @@ pub(super) struct Run {
     /// thread runs behind) must not undo a newer change: a RESUME from the start's `cont`
     /// taken after a suspend would report a paused guest as running.
     pub(super) events_applied: u64,
+    /// The devices QEMU reported gone (`DEVICE_DELETED`) that a detach has not taken
+    /// yet, by id.
+    pub(super) deleted: HashSet<String>,
+    /// The vCPU ids unplugged from this TCG QEMU: QEMU 7.2 dies when one is plugged
+    /// again, so that is refused.
+    pub(super) unplugged_vcpus: HashSet<String>,
 }
 
 pub(super) struct Dom {

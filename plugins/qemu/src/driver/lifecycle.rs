@@ -447,6 +447,8 @@ impl Driver {
             resetting: false,
             expect_pause: None,
             events_applied: 0,
+            deleted: Default::default(),
+            unplugged_vcpus: Default::default(),
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));
@@ -473,6 +475,20 @@ impl Driver {
                 qmp.close();
                 return Err(fail(&mut child, e.into()));
             }
+        }
+        // The balloon's guest statistics polling, as `<memballoon><stats period>` asks
+        // (libvirt sets it after start too; a refusal only leaves the statistics off).
+        if let Some(period) = command::balloon_period(&run.live)
+            && let Err(e) = qmp.execute(
+                "qom-set",
+                Some(serde_json::json!({"path": "/machine/peripheral/balloon0",
+                    "property": "guest-stats-polling-interval", "value": period})),
+            )
+        {
+            let _ = super::process::append_log(
+                &self.paths.log_file(run.live.name()),
+                &format!("rvirt: cannot set the balloon's statistics period: {e}\n"),
+            );
         }
         // The pty paths and `cont` in flight together: one round trip.
         let chardevs = qmp.send("query-chardev", None);

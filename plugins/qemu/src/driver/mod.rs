@@ -28,7 +28,8 @@
 //! and the read-only queries; [`domains`] the domain table and its files, [`job`] jobs
 //! and locks, [`process`] QEMU processes, status file checks, reattachment and
 //! supervision, [`monitor`] QMP events, [`resources`] TAPs, network ports, secrets and
-//! volumes, [`lifecycle`] the state-changing calls, [`snapshot`] internal snapshots.
+//! volumes, [`lifecycle`] the state-changing calls, [`snapshot`] internal snapshots,
+//! [`hotplug`] disk and NIC attach/detach, [`vcpus`] vCPU hot-plug.
 
 use crate::command;
 use crate::paths::Paths;
@@ -172,6 +173,7 @@ mod save;
 pub mod snapshot;
 mod stats;
 mod tuning;
+mod vcpus;
 
 use domains::{Dom, Emit, State, mkdir_private};
 use process::proc_cpu_ns;
@@ -413,10 +415,15 @@ impl Driver {
     /// vCPUs (`VIR_DOMAIN_VCPU_MAXIMUM` = 4 gives the maximum).
     pub fn vcpus(&self, uuid: uuid::Uuid, flags: u32) -> std::result::Result<i32, PluginError> {
         self.with_dom(uuid, |d| {
+            // the running domain's own unless CONFIG asks for the definition
+            let def = match &d.run {
+                Some(run) if flags & 2 == 0 => &run.live,
+                _ => &d.def,
+            };
             let n = if flags & 4 != 0 {
-                d.def.max_vcpus()
+                def.max_vcpus()
             } else {
-                d.def.current_vcpus()
+                def.current_vcpus()
             };
             i32::try_from(n).unwrap_or(i32::MAX)
         })

@@ -115,6 +115,20 @@ impl Driver {
                 );
                 self.emit(e);
             }
+            "DEVICE_DELETED" => {
+                // devices the driver named (not the `/machine/peripheral-anon` ones)
+                if let Some(id) = ev.data["device"].as_str() {
+                    let mut st = self.lock();
+                    if let Some(run) = st
+                        .doms
+                        .get_mut(&uuid)
+                        .and_then(|d| d.run.as_mut())
+                        .filter(|r| r.generation == generation)
+                    {
+                        run.deleted.insert(id.to_string());
+                    }
+                }
+            }
             "RESUME" => {
                 {
                     let mut st = self.lock();

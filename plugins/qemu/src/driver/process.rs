@@ -414,6 +414,8 @@ impl Driver {
             resetting: false,
             expect_pause: None,
             events_applied: 0,
+            deleted: Default::default(),
+            unplugged_vcpus: Default::default(),
         };
         let entry = st.doms.entry(uuid).or_insert_with(|| Dom {
             def,

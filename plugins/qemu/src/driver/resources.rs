@@ -39,99 +39,107 @@ impl Driver {
     /// host's services, which names the bridge. On failure everything made is undone.
     pub(super) fn make_taps(&self, def: &Domain) -> Result<Vec<MadeTap>> {
         let mut out: Vec<MadeTap> = Vec::new();
-        let r = (|| -> Result<()> {
-            for t in command::tap_interfaces(def) {
-                let k = t.index;
-                let guest = rvirt_netdev::mac::parse(&t.mac)
-                    .ok_or_else(|| iface_err(k, &format!("no valid MAC address ('{}')", t.mac)))?;
-                let bandwidth = t
-                    .bandwidth
-                    .clone()
-                    .map_err(|e| iface_err(k, &e.to_string()))?
-                    .unwrap_or_default();
-                let (bridge, port) = match (&t.bridge, &t.network) {
-                    (Some(b), _) => (b.clone(), None),
-                    (None, Some(net)) => {
-                        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        let Some(host) = host else {
-                            return Err(iface_err(
-                                k,
-                                &format!(
-                                    "network '{net}' cannot be joined: the host lent no network services (plugin API 1.5 or later)"
-                                ),
-                            ));
-                        };
-                        let portid = uuid::Uuid::new_v4().to_string();
-                        let port_xml = {
-                            use rvirt_xml::Element;
-                            let mut owner = Element::new("owner");
-                            owner.push(Element::new("name").with_text(def.name()));
-                            owner.push(Element::new("uuid").with_text(&def.uuid().to_string()));
-                            let mut port = Element::new("networkport");
-                            port.push(Element::new("uuid").with_text(&portid));
-                            port.push(owner);
-                            port.push(Element::new("mac").with_attr("address", &t.mac));
-                            bandwidth.store_in(&mut port);
-                            port.to_xml_string()
-                        };
-                        let done = match host
-                            .network_port_create(RStr::from_str(net), RStr::from_str(&port_xml))
-                        {
-                            RResult::ROk(x) => x.into_string(),
-                            RResult::RErr(mut e) => {
-                                e.message =
-                                    format!("{} (interface {k}, network '{net}')", e.message)
-                                        .into();
-                                return Err(perr(e));
-                            }
-                        };
-                        let Some(bridge) = plug_bridge(&done) else {
-                            let _ = host
-                                .network_port_delete(RStr::from_str(net), RStr::from_str(&portid));
-                            return Err(iface_err(
-                                k,
-                                &format!("network '{net}' plugged the port on no bridge"),
-                            ));
-                        };
-                        (bridge.clone(), Some((net.clone(), portid, bridge)))
-                    }
-                    (None, None) => continue,
-                };
-                let made = crate::tap::create("vnet%d", &bridge, guest, t.virtio)
-                    .map_err(|e| rvirt_sdk::util::error_chain(&e))
-                    .and_then(|tap| {
-                        if bandwidth.is_empty() {
-                            return Ok(tap);
-                        }
-                        rvirt_netdev::bandwidth::apply(&tap.name, &bandwidth)
-                            .map(|()| tap)
-                            .map_err(|e| rvirt_sdk::util::error_chain(&e))
-                    });
-                match made {
-                    Ok(tap) => out.push(MadeTap {
-                        index: k,
-                        tap,
-                        port,
-                    }),
-                    Err(e) => {
-                        if let Some((net, portid, _)) = &port {
+        for t in command::tap_interfaces(def) {
+            match self.make_tap(def, &t) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {}
+                Err(e) => {
+                    for m in &out {
+                        if let Some((net, portid, _)) = &m.port {
                             self.release_port(net, portid);
                         }
-                        return Err(iface_err(k, &format!("on bridge '{bridge}': {e}")));
                     }
+                    return Err(e);
                 }
             }
-            Ok(())
-        })();
-        if let Err(e) = r {
-            for m in &out {
-                if let Some((net, portid, _)) = &m.port {
-                    self.release_port(net, portid);
-                }
-            }
-            return Err(e);
         }
         Ok(out)
+    }
+
+    /// Makes the TAP device of one bridge or network interface `t` of `def` (a network
+    /// port first for a network interface); nothing is left made on failure.
+    pub(super) fn make_tap(
+        &self,
+        def: &Domain,
+        t: &command::TapInterface,
+    ) -> Result<Option<MadeTap>> {
+        let k = t.index;
+        let guest = rvirt_netdev::mac::parse(&t.mac)
+            .ok_or_else(|| iface_err(k, &format!("no valid MAC address ('{}')", t.mac)))?;
+        let bandwidth = t
+            .bandwidth
+            .clone()
+            .map_err(|e| iface_err(k, &e.to_string()))?
+            .unwrap_or_default();
+        let (bridge, port) = match (&t.bridge, &t.network) {
+            (Some(b), _) => (b.clone(), None),
+            (None, Some(net)) => {
+                let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(host) = host else {
+                    return Err(iface_err(
+                        k,
+                        &format!(
+                            "network '{net}' cannot be joined: the host lent no network services (plugin API 1.5 or later)"
+                        ),
+                    ));
+                };
+                let portid = uuid::Uuid::new_v4().to_string();
+                let port_xml = {
+                    use rvirt_xml::Element;
+                    let mut owner = Element::new("owner");
+                    owner.push(Element::new("name").with_text(def.name()));
+                    owner.push(Element::new("uuid").with_text(&def.uuid().to_string()));
+                    let mut port = Element::new("networkport");
+                    port.push(Element::new("uuid").with_text(&portid));
+                    port.push(owner);
+                    port.push(Element::new("mac").with_attr("address", &t.mac));
+                    bandwidth.store_in(&mut port);
+                    port.to_xml_string()
+                };
+                let done = match host
+                    .network_port_create(RStr::from_str(net), RStr::from_str(&port_xml))
+                {
+                    RResult::ROk(x) => x.into_string(),
+                    RResult::RErr(mut e) => {
+                        e.message =
+                            format!("{} (interface {k}, network '{net}')", e.message).into();
+                        return Err(perr(e));
+                    }
+                };
+                let Some(bridge) = plug_bridge(&done) else {
+                    let _ = host.network_port_delete(RStr::from_str(net), RStr::from_str(&portid));
+                    return Err(iface_err(
+                        k,
+                        &format!("network '{net}' plugged the port on no bridge"),
+                    ));
+                };
+                (bridge.clone(), Some((net.clone(), portid, bridge)))
+            }
+            (None, None) => return Ok(None),
+        };
+        let made = crate::tap::create("vnet%d", &bridge, guest, t.virtio)
+            .map_err(|e| rvirt_sdk::util::error_chain(&e))
+            .and_then(|tap| {
+                if bandwidth.is_empty() {
+                    return Ok(tap);
+                }
+                rvirt_netdev::bandwidth::apply(&tap.name, &bandwidth)
+                    .map(|()| tap)
+                    .map_err(|e| rvirt_sdk::util::error_chain(&e))
+            });
+        match made {
+            Ok(tap) => Ok(Some(MadeTap {
+                index: k,
+                tap,
+                port,
+            })),
+            Err(e) => {
+                if let Some((net, portid, _)) = &port {
+                    self.release_port(net, portid);
+                }
+                Err(iface_err(k, &format!("on bridge '{bridge}': {e}")))
+            }
+        }
     }
 
     /// Gives back a network port (best effort: the guest is gone either way).

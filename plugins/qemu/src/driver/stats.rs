@@ -45,6 +45,124 @@ fn task_times(stat_path: &str) -> Option<(u64, u64)> {
     Some((n(11).saturating_mul(ns), n(12).saturating_mul(ns)))
 }
 
+/// User plus system time (ns) of a task's `stat` text and the host CPU it last ran on.
+fn task_time_and_cpu(stat: &str) -> Option<(u64, usize)> {
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let t = (n(11)? + n(12)?).saturating_mul(1_000_000_000 / hz);
+    Some((t, usize::try_from(n(36)?).ok()?))
+}
+
+/// The `cpuacct.usage_percpu` file of the cgroup `pid` is in, when that cgroup is its
+/// own (not the root, whose figures are the whole host's).
+fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctl.split(',').any(|c| c == "cpuacct").then_some(path)
+    })?;
+    if path == "/" {
+        return None;
+    }
+    let f = std::path::Path::new("/sys/fs/cgroup/cpuacct")
+        .join(path.trim_start_matches('/'))
+        .join("cpuacct.usage_percpu");
+    f.is_file().then_some(f)
+}
+
+/// Per host CPU (`ncpu` of them): the time of `pid`'s threads and of those among them
+/// that are vCPU threads (`vcpu_tids`), each thread's whole time counted on the CPU it
+/// last ran on (`/proc/PID/task/*/stat`), or `cpu_time` from the cgroup's
+/// `cpuacct.usage_percpu` where the process has a cgroup of its own.
+fn per_cpu_times(pid: i32, vcpu_tids: &[i64], ncpu: usize) -> (Vec<u64>, Vec<u64>) {
+    let mut cpu = vec![0u64; ncpu];
+    let mut vcpu = vec![0u64; ncpu];
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<i64>().ok()) else {
+                continue;
+            };
+            let Some((t, c)) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| task_time_and_cpu(&s))
+            else {
+                continue;
+            };
+            if c < ncpu {
+                cpu[c] += t;
+                if vcpu_tids.contains(&tid) {
+                    vcpu[c] += t;
+                }
+            }
+        }
+    }
+    if let Some(f) = own_usage_percpu(pid)
+        && let Ok(text) = std::fs::read_to_string(f)
+    {
+        for (i, v) in text
+            .split_whitespace()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .enumerate()
+            .take(ncpu)
+        {
+            cpu[i] = v;
+        }
+    }
+    (cpu, vcpu)
+}
+
+/// QEMU's balloon guest statistics (`guest-stats` of the virtio balloon) with libvirt's
+/// names and the divisor to KiB (the memory figures are in bytes, the fault counts are
+/// counts).
+const GUEST_STATS: [(&str, &str, u64); 10] = [
+    ("stat-swap-in", "swap_in", 1024),
+    ("stat-swap-out", "swap_out", 1024),
+    ("stat-major-faults", "major_fault", 1),
+    ("stat-minor-faults", "minor_fault", 1),
+    ("stat-free-memory", "unused", 1024),
+    ("stat-total-memory", "available", 1024),
+    ("stat-available-memory", "usable", 1024),
+    ("stat-disk-caches", "disk_caches", 1024),
+    ("stat-htlb-pgalloc", "hugetlb_pgalloc", 1),
+    ("stat-htlb-pgfail", "hugetlb_pgfail", 1),
+];
+
+/// The QOM path of the balloon device the driver names `balloon0`.
+pub(super) const BALLOON_PATH: &str = "/machine/peripheral/balloon0";
+
+/// The guest statistics of a `guest-stats` answer by libvirt name, then `last_update`;
+/// the ones the guest does not report (QEMU's -1) are left out.
+fn guest_stats(v: &Value) -> Vec<(&'static str, u64)> {
+    let mut out: Vec<(&'static str, u64)> = GUEST_STATS
+        .iter()
+        .filter_map(|(q, name, div)| Some((*name, v["stats"][q].as_u64()? / div)))
+        .collect();
+    if let Some(t) = v["last-update"].as_u64().filter(|t| *t > 0) {
+        out.insert(7, ("last_update", t));
+    }
+    out
+}
+
+/// Whether `live` has the virtio balloon (`balloon0`).
+fn has_virtio_balloon(live: &Domain) -> bool {
+    live.devices_of("memballoon")
+        .any(|b| b.attr("model").unwrap_or("virtio") == "virtio")
+}
+
+/// The resident set size (KiB) of a process.
+fn rss_kib(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|x| x.starts_with("VmRSS:"))
+                .and_then(|x| x.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+}
+
 /// One disk of a live definition: target, source, alias.
 struct Disk {
     target: String,
@@ -217,12 +335,24 @@ impl Driver {
         let blocks = (stats & BLOCK != 0)
             .then(|| q.and_then(|q| q.send("query-blockstats", None).ok()))
             .flatten();
+        let gstats = (stats & BALLOON != 0 && has_virtio_balloon(def_now))
+            .then(|| {
+                q.and_then(|q| {
+                    q.send(
+                        "qom-get",
+                        Some(serde_json::json!({"path": BALLOON_PATH, "property": "guest-stats"})),
+                    )
+                    .ok()
+                })
+            })
+            .flatten();
         let wait = |p: Option<rvirt_qmp::PendingReply>| {
             p.and_then(|p| p.wait(std::time::Duration::from_secs(10)).ok())
         };
         let balloon = wait(balloon);
         let cpus = wait(cpus);
         let blocks = wait(blocks);
+        let gstats = wait(gstats);
         if stats & CPU_TOTAL != 0
             && let Some(l) = &live
         {
@@ -239,6 +369,17 @@ impl Driver {
                 .map_or(def_now.current_memory_kib(), |b| b / 1024);
             out.push(ull("balloon.current", current));
             out.push(ull("balloon.maximum", def_now.memory_kib()));
+            for (name, v) in gstats.as_ref().map(guest_stats).unwrap_or_default() {
+                let name = if name == "last_update" {
+                    "last-update"
+                } else {
+                    name
+                };
+                out.push(ull(format!("balloon.{name}"), v));
+            }
+            if let Some(rss) = live.as_ref().and_then(|l| rss_kib(l.pid)) {
+                out.push(ull("balloon.rss", rss));
+            }
         }
         if stats & VCPU != 0 {
             let current = def_now.current_vcpus();
@@ -401,42 +542,67 @@ impl Driver {
             .and_then(|b| b["actual"].as_u64())
             .map_or(l.live.current_memory_kib(), |b| b / 1024);
         let mut out = vec![ull("actual", actual)];
-        if let Some(rss) = std::fs::read_to_string(format!("/proc/{}/status", l.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|x| x.starts_with("VmRSS:"))
-                    .and_then(|x| x.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
+        // the guest's own figures, once its balloon driver reported them (the polling
+        // period is `<memballoon><stats period>`, set at start)
+        if has_virtio_balloon(&l.live)
+            && let Ok(v) = q.execute(
+                "qom-get",
+                Some(serde_json::json!({"path": BALLOON_PATH, "property": "guest-stats"})),
+            )
         {
+            out.extend(guest_stats(&v).into_iter().map(|(n, v)| ull(n, v)));
+        }
+        if let Some(rss) = rss_kib(l.pid) {
             out.push(ull("rss", rss));
         }
         Ok(out)
     }
 
-    /// `virDomainGetCPUStats`: the totals (`start_cpu` -1); per host CPU needs the
-    /// cpuacct cgroup, which the driver does not make.
+    /// `virDomainGetCPUStats`: the totals (`start_cpu` -1), or per host CPU from
+    /// `start_cpu` (`ncpus` of them, as many as the host has) `cpu_time` and `vcpu_time`
+    /// (see [`per_cpu_times`] for where they come from).
     pub fn cpu_stats(
         &self,
         uuid: uuid::Uuid,
         start_cpu: i32,
-        _ncpus: u32,
+        ncpus: u32,
     ) -> Result<Vec<Vec<TypedParam>>> {
         let l = self.live_source(uuid)?;
-        if start_cpu != -1 {
+        if start_cpu == -1 {
+            let (user, system) = task_times(&format!("/proc/{}/stat", l.pid)).unwrap_or((0, 0));
+            return Ok(vec![vec![
+                ull("cpu_time", proc_cpu_ns(l.pid)),
+                ull("user_time", user),
+                ull("system_time", system),
+            ]]);
+        }
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let start = usize::try_from(start_cpu).unwrap_or(0);
+        if start >= host {
             return Err(perr(PluginError::new(
-                ErrorCode::NoSupport,
+                ErrorCode::InvalidArg,
                 ErrorDomain::Qemu,
-                "this function is not supported by the connection driver: virDomainGetCPUStats per host CPU (the qemu driver makes no cpuacct cgroup; --total works)",
+                format!(
+                    "invalid argument: start_cpu {start} larger than maximum of {}",
+                    host - 1
+                ),
             )));
         }
-        let (user, system) = task_times(&format!("/proc/{}/stat", l.pid)).unwrap_or((0, 0));
-        Ok(vec![vec![
-            ull("cpu_time", proc_cpu_ns(l.pid)),
-            ull("user_time", user),
-            ull("system_time", system),
-        ]])
+        let tids: Vec<i64> = match Self::stats_qmp(&l) {
+            Ok(q) => q
+                .execute("query-cpus-fast", None)?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["thread-id"].as_i64())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let (cpu, vcpu) = per_cpu_times(l.pid, &tids, host);
+        let end = host.min(start + ncpus as usize);
+        Ok((start..end)
+            .map(|i| vec![ull("cpu_time", cpu[i]), ull("vcpu_time", vcpu[i])])
+            .collect())
     }
 }
 
@@ -471,6 +637,62 @@ mod tests {
         // a test process has spent some time somewhere, or none at all yet
         let _ = (u, s);
         assert!(task_times("/proc/0/stat").is_none());
+    }
+
+    #[test]
+    fn a_process_s_threads_are_counted_on_the_cpu_they_last_ran_on() {
+        // fields 3.. of proc(5)'s stat: utime (14) 300, stime (15) 100, processor (39) 1
+        let mut f = vec!["0"; 40];
+        f[0] = "S";
+        f[11] = "300";
+        f[12] = "100";
+        f[36] = "1";
+        let stat = format!("1234 (qemu-system-x86) {}", f.join(" "));
+        let stat = stat.as_str();
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        let (t, c) = task_time_and_cpu(stat).unwrap();
+        assert_eq!((t, c), (400 * (1_000_000_000 / hz), 1));
+        assert!(task_time_and_cpu("garbage").is_none());
+        // this test process: its time is spread over the host's CPUs, its "vCPU" is
+        // the main thread
+        let me = std::process::id() as i32;
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (cpu, vcpu) = per_cpu_times(me, &[], n);
+        assert_eq!(cpu.len(), n);
+        assert!(cpu.iter().sum::<u64>() > 0, "{cpu:?}");
+        assert_eq!(vcpu.iter().sum::<u64>(), 0);
+        assert!(own_usage_percpu(0).is_none());
+    }
+
+    #[test]
+    fn balloon_guest_statistics_get_libvirt_s_names_and_units() {
+        let v = json!({"stats": {"stat-swap-in": 4096, "stat-swap-out": 0, "stat-major-faults": 12,
+            "stat-minor-faults": 3400, "stat-free-memory": 104857600, "stat-total-memory": 209715200,
+            "stat-available-memory": 157286400, "stat-disk-caches": 2097152,
+            "stat-htlb-pgalloc": 0, "stat-htlb-pgfail": -1}, "last-update": 1796405502});
+        assert_eq!(
+            guest_stats(&v),
+            vec![
+                ("swap_in", 4),
+                ("swap_out", 0),
+                ("major_fault", 12),
+                ("minor_fault", 3400),
+                ("unused", 102400),
+                ("available", 204800),
+                ("usable", 153600),
+                ("last_update", 1796405502),
+                ("disk_caches", 2048),
+                ("hugetlb_pgalloc", 0),
+            ]
+        );
+        // no update yet: nothing
+        let none = json!({"stats": {"stat-swap-in": -1}, "last-update": 0});
+        assert!(guest_stats(&none).is_empty());
     }
 
     #[test]

@@ -188,8 +188,8 @@ impl Driver {
     }
 
     /// virDomainSetVcpusFlags: the persistent `<vcpu current>` or, with `MAXIMUM`,
-    /// `<vcpu>` (`CONFIG`). A running domain's count would need vCPU hot-plug, which this
-    /// driver does not do: `LIVE` is refused with the no-support error.
+    /// `<vcpu>` (`CONFIG`); the running domain's count by vCPU hot-plug (`LIVE`, see
+    /// [`super::vcpus`]), whose maximum is fixed while it runs.
     pub fn set_vcpus(&'static self, uuid: uuid::Uuid, n: u32, flags: u32) -> Result<()> {
         let job = self.begin_job(uuid, None)?;
         self.sync_from_disk(&job);
@@ -200,13 +200,19 @@ impl Driver {
                 "invalid argument: the vCPU count must be at least 1".into(),
             ));
         }
-        if live {
-            return Err(perr(PluginError::no_support(
-                "virDomainSetVcpusFlags on a running domain (vCPU hot-plug) in the qemu driver",
+        if live && flags & MAXIMUM != 0 {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "cannot change the maximum vCPU count of a running domain",
             )));
         }
-        if config {
-            let new = with_vcpus(&def, n, flags & MAXIMUM != 0)?;
+        let new = config
+            .then(|| with_vcpus(&def, n, flags & MAXIMUM != 0))
+            .transpose()?;
+        if live {
+            self.set_live_vcpus(uuid, n)?;
+        }
+        if let Some(new) = new {
             self.store_config(uuid, new)?;
         }
         Ok(())
