@@ -10,6 +10,8 @@
 #        PROCS=lookup,info,xmldesc,define,listall  OUT=/tmp/callpath.XXXX
 #        NO_BUILD=1 (use the existing release build)  NO_LIBVIRTD=1 (rvirtd only)
 #        RVIRTD_CONFIG=FILE (rvirtd.toml for the rvirtd runs)  LABEL=rvirtd
+#        BASELINE_RVIRTD=PATH (another rvirtd binary, e.g. an older build, measured in each
+#        run too as BASELINE_LABEL=rvirtd-before: before/after figures in the same run)
 #        BENCH_DIR=/work/shared/bench  CARGO_TARGET_DIR=...
 # Runs of the two daemons alternate; the machine is shared and noisy: compare ratios.
 set -eu
@@ -47,11 +49,14 @@ load() {
 }
 
 run_rvirtd() {
+    # [binary label]
+    bin=${1:-$RVIRTD}
+    label=${2:-$LABEL}
     R="$OUT/rvirtd-root.$i"
     rm -rf "$R"
     mkdir -p "$R/etc/rvirt"
     if [ -n "${RVIRTD_CONFIG:-}" ]; then cp "$RVIRTD_CONFIG" "$R/etc/rvirt/rvirtd.toml"; fi
-    RUST_LOG=warn RVIRT_PLUGIN_PATH="${PLUGIN_DIR:-$TARGET/release}" "$RVIRTD" --root "$R" 2>>"$OUT/rvirtd.log" &
+    RUST_LOG=warn RVIRT_PLUGIN_PATH="${PLUGIN_DIR:-$TARGET/release}" "$bin" --root "$R" 2>>"$OUT/rvirtd.log" &
     PID=$!
     n=0
     while [ ! -S "$R/run/rvirt-sock" ]; do
@@ -61,7 +66,7 @@ run_rvirtd() {
     done
     # plugin host processes (process isolation) are charged to the daemon too
     # shellcheck disable=SC2046
-    load "$R/run/rvirt-sock" "$LABEL" "$PID" $(pgrep -P "$PID" || true)
+    load "$R/run/rvirt-sock" "$label" "$PID" $(pgrep -P "$PID" || true)
     kill -TERM "$PID"
     wait "$PID" || true
     rm -rf "$R"
@@ -83,6 +88,10 @@ i=1
 while [ "$i" -le "$RUNS" ]; do
     echo "run $i/$RUNS: $LABEL" >&2
     run_rvirtd
+    if [ -n "${BASELINE_RVIRTD:-}" ]; then
+        echo "run $i/$RUNS: ${BASELINE_LABEL:-rvirtd-before}" >&2
+        run_rvirtd "$BASELINE_RVIRTD" "${BASELINE_LABEL:-rvirtd-before}"
+    fi
     if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
         echo "run $i/$RUNS: libvirtd" >&2
         run_libvirtd

@@ -1219,6 +1219,7 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
         let scheme = rvirt_host::ConnectUri::parse(&uri).ok()?.driver;
         iso.for_scheme(&scheme).cloned()
     });
+    let remote = isolated.is_some();
     let conn = match isolated {
         Some(sup) => crate::isolate::open(&shared.runtime, &sup, &uri, read_only),
         None => shared.runtime.open(&uri, read_only),
@@ -1242,6 +1243,9 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
             "connection already open",
         ));
     }
+    client
+        .remote_driver
+        .store(remote, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
