@@ -45,6 +45,7 @@ pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> 
     if let Some(t0) = started {
         crate::metrics::record_call(
             procedure.map_or("unknown", P::name),
+            procedure.map(P::number),
             result.is_ok(),
             t0.elapsed(),
         );
