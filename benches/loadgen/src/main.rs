@@ -62,7 +62,8 @@ struct Args {
     /// The domain the lookup, info and XMLDesc calls name.
     #[arg(long, default_value = "test")]
     domain: String,
-    /// Daemon process ids whose CPU time is charged to the calls (summed).
+    /// Daemon process ids whose CPU time is charged to the calls (summed), with their
+    /// child processes (plugin host processes) as they are when a measurement starts.
     #[arg(long)]
     pid: Vec<u32>,
     /// A name for the daemon in the output.
@@ -236,10 +237,18 @@ fn call_for(proc: Proc, conn: &Conn) -> Result<(i32, Vec<u8>)> {
 /// Checks a reply the way a client would use it (decoding it whole).
 fn check(proc: Proc, f: &Frame) -> Result<()> {
     match proc {
-        Proc::Lookup | Proc::Define => drop(decode::<DomainRet>(f)?),
-        Proc::Info => drop(decode::<DomainGetInfoRet>(f)?),
-        Proc::Xmldesc => drop(decode::<DomainGetXmlDescRet>(f)?),
-        Proc::Listall => drop(decode::<ConnectListAllDomainsRet>(f)?),
+        Proc::Lookup | Proc::Define => {
+            decode::<DomainRet>(f)?;
+        }
+        Proc::Info => {
+            decode::<DomainGetInfoRet>(f)?;
+        }
+        Proc::Xmldesc => {
+            decode::<DomainGetXmlDescRet>(f)?;
+        }
+        Proc::Listall => {
+            decode::<ConnectListAllDomainsRet>(f)?;
+        }
     }
     Ok(())
 }
@@ -278,6 +287,28 @@ fn drive(
         }
     }
     Ok(done)
+}
+
+/// `pids` and their children (the plugin host processes of a daemon).
+fn with_children(pids: &[u32]) -> Vec<u32> {
+    let mut all = pids.to_vec();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            all.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// utime + stime of the processes, in seconds.
@@ -320,7 +351,8 @@ fn measure(
                 })
             })
             .collect();
-        let cpu0 = cpu_seconds(&args.pid)?;
+        let pids = with_children(&args.pid);
+        let cpu0 = cpu_seconds(&pids)?;
         start.wait();
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(args.duration));
@@ -330,7 +362,7 @@ fn measure(
                 .map_err(|_| anyhow::anyhow!("a connection thread panicked"))??;
         }
         let elapsed = t0.elapsed().as_secs_f64();
-        Ok((elapsed, cpu_seconds(&args.pid)? - cpu0))
+        Ok((elapsed, cpu_seconds(&pids)? - cpu0))
     })?;
     let calls = calls.load(Ordering::Relaxed);
     let mut out = serde_json::json!({
@@ -341,6 +373,7 @@ fn measure(
         "calls": calls,
         "secs": (elapsed * 1000.0).round() / 1000.0,
         "calls_per_s": (calls as f64 / elapsed).round(),
+        "latency_us": (conns.len() as f64 * inflight as f64 * elapsed * 1e7 / calls.max(1) as f64).round() / 10.0,
     });
     if !args.pid.is_empty() && calls > 0 {
         out["daemon_cpu_s"] = serde_json::json!(cpu);
