@@ -64,6 +64,9 @@ pub struct Client {
     pub keepalive: AtomicBool,
     /// Whether the client registered a close callback.
     pub close_callback: AtomicBool,
+    /// Whether the open connection's driver is served from a plugin process (its calls
+    /// wait on a socket: never run on an I/O worker, `placement.rs`).
+    pub remote_driver: AtomicBool,
     state: Mutex<State>,
     /// Serialises event subscription (held across the driver call, unlike `state`).
     subscribe: Mutex<()>,
@@ -454,6 +457,7 @@ impl Client {
             outbox,
             keepalive: AtomicBool::new(false),
             close_callback: AtomicBool::new(false),
+            remote_driver: AtomicBool::new(false),
             subscribe: Mutex::new(()),
             state: Mutex::new(State {
                 read_only: read_only_socket,

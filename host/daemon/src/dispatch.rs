@@ -45,6 +45,7 @@ pub fn handle_call(client: &Client, header: &Header, payload: &[u8]) -> Vec<u8> 
     if let Some(t0) = started {
         crate::metrics::record_call(
             procedure.map_or("unknown", P::name),
+            procedure.map(P::number),
             result.is_ok(),
             t0.elapsed(),
         );
@@ -1250,6 +1251,7 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
         let scheme = rvirt_host::ConnectUri::parse(&uri).ok()?.driver;
         iso.for_scheme(&scheme).cloned()
     });
+    let remote = isolated.is_some();
     let conn = match isolated {
         Some(sup) => crate::isolate::open(&shared.runtime, &sup, &uri, read_only),
         None => shared.runtime.open(&uri, read_only),
@@ -1273,6 +1275,9 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
             "connection already open",
         ));
     }
+    client
+        .remote_driver
+        .store(remote, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

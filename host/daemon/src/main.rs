@@ -19,6 +19,7 @@ mod logging;
 mod metrics;
 mod net;
 mod outbox;
+mod placement;
 mod plugin_report;
 mod served;
 mod server;

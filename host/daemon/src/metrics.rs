@@ -155,18 +155,55 @@ impl Metrics {
     }
 }
 
-/// Records one answered call of `procedure` (its name in libvirt's protocol table).
-pub fn record_call(procedure: &'static str, ok: bool, took: Duration) {
+/// One procedure's series, each looked up in its family when first needed: later calls pay
+/// an atomic add and a histogram observation, with no label hashing, allocation or family
+/// lock.
+struct Series {
+    ok: OnceLock<Counter>,
+    error: OnceLock<Counter>,
+    latency: OnceLock<Histogram>,
+}
+
+/// Procedure numbers whose series are kept in [`SERIES`] (the table ends well below).
+const CACHED: usize = 1024;
+static SERIES: [Series; CACHED] = [const {
+    Series {
+        ok: OnceLock::new(),
+        error: OnceLock::new(),
+        latency: OnceLock::new(),
+    }
+}; CACHED];
+
+/// Records one answered call of `procedure` (its name in libvirt's protocol table; its
+/// number, when known, keeps its series at hand).
+pub fn record_call(procedure: &'static str, number: Option<i32>, ok: bool, took: Duration) {
     let Some(m) = METRICS.get() else {
         return;
     };
     let result = if ok { "ok" } else { "error" };
-    m.calls
-        .get_or_create(&vec![("procedure", procedure), ("result", result)])
-        .inc();
-    m.latency
-        .get_or_create(&vec![("procedure", procedure)])
-        .observe(took.as_secs_f64());
+    let counter = || {
+        m.calls
+            .get_or_create(&vec![("procedure", procedure), ("result", result)])
+            .clone()
+    };
+    let latency = || {
+        m.latency
+            .get_or_create(&vec![("procedure", procedure)])
+            .clone()
+    };
+    match number
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| SERIES.get(n))
+    {
+        Some(s) => {
+            if ok { &s.ok } else { &s.error }.get_or_init(counter).inc();
+            s.latency.get_or_init(latency).observe(took.as_secs_f64());
+        }
+        None => {
+            counter().inc();
+            latency().observe(took.as_secs_f64());
+        }
+    }
 }
 
 /// Whether calls are being recorded (the endpoint is configured).

@@ -2,9 +2,10 @@
 //!
 //! Each connection is two tokio tasks: a reader that cuts frames and dispatches them,
 //! and a flush task writing what the client's [`Outbox`] could not write at once. Calls
-//! that reach a driver run under `block_in_place` (queries) or on tokio's blocking pool
-//! (everything else, at most `max_client_requests` per client); nothing that owns the
-//! reactor blocks.
+//! that reach a driver run on the I/O worker itself or under `block_in_place` (queries,
+//! placed by `placement.rs`: a hung or slow driver call never holds more than one worker)
+//! or on tokio's blocking pool (everything else, at most `max_client_requests` per
+//! client).
 
 use crate::client::{Client, Shared, keepalive_frame};
 use crate::dispatch;
@@ -526,11 +527,12 @@ fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
             if dispatch::is_inline(h.procedure) {
                 client.send(dispatch::handle_call(client, &h, &f.payload));
             } else if dispatch::is_quick(h.procedure) {
-                // a short driver call: this worker hands its scheduler duties to another
-                // thread for the duration, so the reactor never waits on the driver, and the
-                // reply needs no thread hand-off
-                let reply =
-                    tokio::task::block_in_place(|| dispatch::handle_call(client, &h, &f.payload));
+                // a short driver call: on this worker, or under block_in_place when it may
+                // be long (`placement.rs`); either way the reply needs no thread hand-off
+                let remote = client.remote_driver.load(Ordering::Relaxed);
+                let reply = crate::placement::run_quick(h.procedure, remote, || {
+                    dispatch::handle_call(client, &h, &f.payload)
+                });
                 client.send(reply);
             } else {
                 return Route::Offload(f);
