@@ -20,6 +20,18 @@ mod supervisor;
 
 pub use supervisor::{Generation, Supervisor};
 
+/// The daemon's socket for its plugin host processes, in the plugins' directory of the
+/// run directory: the host services of an isolated hypervisor plugin resolve
+/// `<disk type='volume'>` and plug `<interface type='network'>` through the daemon's
+/// storage pools and networks over it (the remote driver's storage and network
+/// procedures), so the plugin host keeps no pools or networks of its own.
+pub const SERVICES_SOCKET: &str = "services.sock";
+
+/// Where the daemon of run directory `run_dir` listens for its plugin host processes.
+pub fn services_socket(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join("plugins").join(SERVICES_SOCKET)
+}
+
 use crate::config::{self, Config};
 use rvirt_host::backend::{Backend, EventCallback};
 use rvirt_host::remote::{Keepalive, RemoteBackend};
@@ -96,6 +108,11 @@ impl Isolation {
             by_name.insert(m.name.clone(), sup);
         }
         Ok(Isolation { by_scheme, by_name })
+    }
+
+    /// Whether no plugin runs in a process of its own.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 
     /// The supervisor of the plugin serving `scheme`, when it runs in its own process.

@@ -74,6 +74,10 @@ struct Args {
         requires = "plugin_host"
     )]
     uris: Vec<String>,
+    /// Internal: the daemon's socket a plugin host process reaches its storage pools and
+    /// networks through (for the plugin's host services).
+    #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
+    services: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -84,6 +88,7 @@ fn main() -> Result<()> {
             file,
             socket,
             uris: args.uris,
+            services: args.services,
         });
     }
     // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.
@@ -376,6 +381,35 @@ async fn run(
         }
     }
     // sockets systemd passed stay: systemd owns them
+    // the plugin host processes' socket: their plugins' host services resolve storage
+    // volumes and network ports through this daemon's pools and networks
+    if !isolation.is_empty() {
+        let path = isolate::services_socket(&layout.run_dir);
+        let bound = path
+            .parent()
+            .map_or(Ok(()), |dir| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| {
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    })
+                    .map_err(|source| server::ServerError::Dir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+            })
+            .and_then(|()| server::bind(&path, 0o600, false));
+        match bound {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                remove_sockets(listeners.iter().filter(|l| !l.activated).map(|l| &l.path));
+                return Err(anyhow::Error::from(e).context(format!(
+                    "cannot listen on {} for the plugin host processes",
+                    path.display()
+                )));
+            }
+        }
+    }
     let paths: Vec<PathBuf> = listeners
         .iter()
         .filter(|l| !l.activated)

@@ -309,6 +309,9 @@ impl Supervisor {
         for u in &self.uris {
             cmd.arg("--uri").arg(u);
         }
+        // where the plugin's host services find the daemon's pools and networks
+        cmd.arg("--services")
+            .arg(self.dir.join(super::SERVICES_SOCKET));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -473,3 +473,130 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
         || qemu.iter().all(|p| !alive(*p)),
     );
 }
+
+const HOST_SERVICES_TEST: &str =
+    "isolation::an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks";
+
+/// The host services of an isolated QEMU plugin are the daemon's: a TCG guest whose disk
+/// is a `<disk type='volume'>` of a dir pool defined in the daemon, and whose interface
+/// is an `<interface type='network'>` on a network started in the daemon, starts under
+/// the plugin host process (which loads the QEMU plugin only: no storage or network
+/// plugin, no pools or networks of its own), boots from the volume, leases an address
+/// on the network's bridge through the port the daemon made, and its port goes when it
+/// stops. In a network namespace of its own.
+#[test]
+fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
+    use super::bridge_networks::{Reap, port_rows, sh};
+    use super::qemu::{ok, state, tools_missing, wait_for};
+    if tools_missing() || missing("dnsmasq", Command::new("dnsmasq").arg("--version")) {
+        return;
+    }
+    // built before entering the namespace (the guest build downloads packages)
+    let g = rvirt_tests::guest();
+    if rvirt_tests::rerun_in_netns(HOST_SERVICES_TEST) {
+        return;
+    }
+    assert!(sh("ip", &["link", "set", "lo", "up"]).0);
+    let d = Daemon::start_logged_with_config("[plugins.qemu]\nisolation = \"process\"\n");
+    let root = d.root.path().to_path_buf();
+    let _reap = Reap(root.clone());
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+
+    // the pool and the network live in the daemon
+    let pool_dir = root.join("vpool");
+    ok(
+        &uri,
+        &[
+            "pool-define-as",
+            "vpool",
+            "dir",
+            "--target",
+            pool_dir.to_str().unwrap(),
+        ],
+    );
+    ok(&uri, &["pool-build", "vpool"]);
+    ok(&uri, &["pool-start", "vpool"]);
+    std::fs::copy(g.join("disk.raw"), pool_dir.join("guest.raw")).unwrap();
+    ok(&uri, &["pool-refresh", "vpool"]);
+    assert!(ok(&uri, &["vol-list", "vpool"]).contains("guest.raw"));
+    let net = root.join("isonet.xml");
+    std::fs::write(
+        &net,
+        "<network><name>isonet</name><ip address='192.168.161.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.161.100' end='192.168.161.200'/></dhcp></ip></network>",
+    )
+    .unwrap();
+    ok(&uri, &["net-define", net.to_str().unwrap()]);
+    ok(&uri, &["net-start", "isonet"]);
+
+    let serial = root.join("serial.log");
+    let dom = root.join("svc.xml");
+    std::fs::write(
+        &dom,
+        format!(
+            "<domain type='qemu'><name>svc</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+             <devices><serial type='file'><source path='{s}'/></serial>\
+             <disk type='volume' device='disk'><driver name='qemu' type='raw'/>\
+             <source pool='vpool' volume='guest.raw'/><target dev='vda' bus='virtio'/></disk>\
+             <interface type='network'><source network='isonet'/><model type='virtio'/></interface>\
+             </devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", dom.to_str().unwrap()]);
+    ok(&uri, &["start", "svc"]);
+    let hosts = plugin_hosts(d.pid());
+    assert_eq!(hosts.len(), 1, "the qemu plugin runs in its own process");
+    // the plugin host loaded the QEMU plugin alone: the pool and the port came from the
+    // daemon (a dir pool needs the storage plugin the daemon loaded)
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", hosts[0])).unwrap();
+    assert!(maps.contains("librvirt_plugin_qemu"), "{maps}");
+    assert!(
+        !maps.contains("librvirt_storage_dir"),
+        "the plugin host opened pools of its own"
+    );
+    let qemu = pids_with(root.to_str().unwrap(), "qemu-system");
+    assert_eq!(qemu.len(), 1, "one QEMU for the guest: {qemu:?}");
+    let cmd = std::fs::read(format!("/proc/{}/cmdline", qemu[0])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmd).contains(pool_dir.join("guest.raw").to_str().unwrap()),
+        "QEMU opens the volume's file"
+    );
+    let live = ok(&uri, &["dumpxml", "svc"]);
+    assert!(
+        live.contains("pool='vpool'") && live.contains("volume='guest.raw'"),
+        "{live}"
+    );
+    assert!(
+        live.contains("portid=") && live.contains("bridge='virbr0'"),
+        "{live}"
+    );
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 1);
+
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for("GUEST-READY", Duration::from_secs(90), || {
+        log().contains("GUEST-READY")
+    });
+    let out = log();
+    let line = out
+        .lines()
+        .find(|l| l.contains("GUEST-NET: eth0"))
+        .unwrap_or_else(|| panic!("no GUEST-NET line: {out}"));
+    assert!(
+        line.contains("ip=192.168.161.") && line.contains("carrier=1"),
+        "the guest leased an address on the daemon's network: {line}"
+    );
+
+    // the guest's port goes back to the daemon's network when it stops
+    ok(&uri, &["destroy", "svc"]);
+    assert_eq!(state(&uri, "svc"), "shut off");
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
+    ok(&uri, &["undefine", "svc"]);
+    ok(&uri, &["net-destroy", "isonet"]);
+    ok(&uri, &["pool-destroy", "vpool"]);
+}
