@@ -103,9 +103,11 @@ pub struct Config {
     /// (`"C=GB,ST=London,L=London,O=Libvirt Project,CN=*"`); unset: any valid certificate.
     pub tls_allowed_dn_list: Option<Vec<String>>,
     /// Where hypervisor plugins run unless `[plugins.NAME]` says otherwise: `"process"`
-    /// (each in a plugin host process of its own, crash-isolated and reloadable) or
-    /// `"in-process"` (loaded into the daemon). Default `"in-process"` for now (see
-    /// docs/ARCHITECTURE.md, "Crash-isolated plugins").
+    /// (each in a plugin host process of its own, crash-isolated and reloadable; the
+    /// default, as libvirt's modular daemons are its default) or `"in-process"` (loaded
+    /// into the daemon, as embedders of the host library load them). Storage and network
+    /// plugins always run in the daemon (see docs/ARCHITECTURE.md, "Crash-isolated
+    /// plugins").
     pub plugin_isolation: Isolation,
     /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
     pub plugins: std::collections::BTreeMap<String, PluginConfig>,
@@ -115,10 +117,10 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// A plugin host process of its own.
+    /// A plugin host process of its own (rvirtd's default).
+    #[default]
     Process,
     /// Loaded into the daemon.
-    #[default]
     InProcess,
 }
 
@@ -230,7 +232,7 @@ impl Default for Config {
             crl_file: None,
             tls_no_verify_certificate: None,
             tls_allowed_dn_list: None,
-            plugin_isolation: Isolation::InProcess,
+            plugin_isolation: Isolation::Process,
             plugins: Default::default(),
         }
     }
@@ -461,7 +463,14 @@ mod tests {
     fn plugin_isolation_settings() {
         let c = Config::default();
         let s = c.plugin_settings("qemu");
-        assert_eq!(s.isolation, Isolation::InProcess);
+        assert_eq!(s.isolation, Isolation::Process, "rvirtd's default");
+        assert_eq!(
+            Config::parse("plugin_isolation = \"in-process\"\n")
+                .unwrap()
+                .plugin_settings("qemu")
+                .isolation,
+            Isolation::InProcess
+        );
         assert_eq!(s.call_timeout(), Some(std::time::Duration::from_secs(300)));
         assert!(s.rlimits().is_empty());
         let c = Config::parse(

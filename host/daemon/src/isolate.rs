@@ -133,6 +133,26 @@ impl Isolation {
     }
 }
 
+/// Opens `uri` for the daemon: through the host process of the plugin serving its
+/// scheme when that plugin is isolated, in-process otherwise. Every connection the
+/// daemon opens goes through here, so an isolated plugin is never loaded into the
+/// daemon as well.
+pub fn open_routed(
+    runtime: &rvirt_host::Runtime,
+    isolation: Option<&Isolation>,
+    uri: &str,
+    read_only: bool,
+) -> Result<rvirt_host::Connection> {
+    let sup = isolation.and_then(|iso| {
+        let scheme = rvirt_host::ConnectUri::parse(uri).ok()?.driver;
+        iso.for_scheme(&scheme).cloned()
+    });
+    match sup {
+        Some(sup) => open(runtime, &sup, uri, read_only),
+        None => runtime.open(uri, read_only),
+    }
+}
+
 /// Opens `uri` with its domain operations served by the plugin's host process.
 pub fn open(
     runtime: &rvirt_host::Runtime,

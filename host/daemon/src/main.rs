@@ -297,11 +297,18 @@ async fn run(
     #[cfg(feature = "policy")]
     let watch_stops = {
         let (runtime, stops) = (Arc::clone(&runtime), stops.clone());
+        let isolation = Arc::clone(&isolation);
         move |engine: &Arc<rvirt_policy::PolicyEngine>| {
             let wanted = engine.hooks_at(rvirt_policy::HookPoint::DomainStopped)
                 || engine.hooks_at(rvirt_policy::HookPoint::DomainRelease);
             wanted.then(|| {
-                access::StopWatcher::start(&runtime, &watched, engine.clone(), stops.clone())
+                access::StopWatcher::start(
+                    &runtime,
+                    Some(&isolation),
+                    &watched,
+                    engine.clone(),
+                    stops.clone(),
+                )
             })
         }
     };
@@ -329,15 +336,18 @@ async fn run(
                 .collect();
             uris.into_iter()
                 .map(|uri| {
-                    let states = shared
-                        .runtime
-                        .open(&uri, true)
-                        .and_then(|c| c.list_all_domains(0))
-                        .map(|list| {
-                            list.iter()
-                                .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
-                                .collect()
-                        });
+                    let states = isolate::open_routed(
+                        &shared.runtime,
+                        shared.isolation.as_deref(),
+                        &uri,
+                        true,
+                    )
+                    .and_then(|c| c.list_all_domains(0))
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
+                            .collect()
+                    });
                     (uri, states.map_err(|e| e.to_string()))
                 })
                 .collect()

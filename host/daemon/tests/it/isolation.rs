@@ -16,6 +16,8 @@ uris = ["test:///default", "test:///default?faults=crash", "qemu:///system"]
 [plugins.test]
 isolation = "process"
 call_timeout_ms = 1500
+[plugins.qemu]
+isolation = "in-process"
 "#;
 
 fn virsh(uri: &str, args: &[&str]) -> Output {
@@ -477,7 +479,8 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
 const HOST_SERVICES_TEST: &str =
     "isolation::an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks";
 
-/// The host services of an isolated QEMU plugin are the daemon's: a TCG guest whose disk
+/// The host services of an isolated QEMU plugin (isolated by default) are the daemon's:
+/// `rvirt plugin list` shows it in its process; a TCG guest whose disk
 /// is a `<disk type='volume'>` of a dir pool defined in the daemon, and whose interface
 /// is an `<interface type='network'>` on a network started in the daemon, starts under
 /// the plugin host process (which loads the QEMU plugin only: no storage or network
@@ -497,7 +500,8 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
         return;
     }
     assert!(sh("ip", &["link", "set", "lo", "up"]).0);
-    let d = Daemon::start_logged_with_config("[plugins.qemu]\nisolation = \"process\"\n");
+    // no isolation setting: process is rvirtd's default for hypervisor plugins
+    let d = Daemon::start_logged_with_config("");
     let root = d.root.path().to_path_buf();
     let _reap = Reap(root.clone());
     let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
@@ -552,6 +556,21 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
     ok(&uri, &["start", "svc"]);
     let hosts = plugin_hosts(d.pid());
     assert_eq!(hosts.len(), 1, "the qemu plugin runs in its own process");
+    let o = Command::new(rvirt_tests::built("rvirt"))
+        .args(["--json", "plugin", "list", "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let qemu = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "qemu")
+        .cloned()
+        .unwrap();
+    assert_eq!(qemu["isolation"], "process", "{qemu}");
+    assert_eq!(qemu["pid"], hosts[0], "{qemu}");
     // the plugin host loaded the QEMU plugin alone: the pool and the port came from the
     // daemon (a dir pool needs the storage plugin the daemon loaded)
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", hosts[0])).unwrap();
