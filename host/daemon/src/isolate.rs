@@ -110,6 +110,35 @@ impl Isolation {
         Ok(Isolation { by_scheme, by_name })
     }
 
+    /// Reports every isolated plugin in `report` as its process starts serving.
+    pub fn set_report(
+        &self,
+        runtime: &rvirt_host::Runtime,
+        report: &Arc<crate::plugin_report::PluginReport>,
+    ) {
+        for record in runtime.scanned_plugins() {
+            let rvirt_host::PluginStatus::Loaded(m) = &record.status else {
+                continue;
+            };
+            let Some(sup) = self.by_name.get(&m.name) else {
+                continue;
+            };
+            sup.set_report(
+                Arc::clone(report),
+                rvirt_host::ServedPlugin {
+                    name: m.name.clone(),
+                    version: m.version.clone(),
+                    api_version: m.api_version.clone(),
+                    file: record.path.clone(),
+                    real_file: record.path.clone(),
+                    schemes: m.schemes.clone(),
+                    pool_types: m.pool_types.clone(),
+                    forward_modes: m.forward_modes.clone(),
+                },
+            );
+        }
+    }
+
     /// Whether no plugin runs in a process of its own.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()

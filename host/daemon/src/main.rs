@@ -246,6 +246,7 @@ async fn run(
         .with_context(|| format!("cannot listen on {}", control.display()))?;
     // which plugin version serves what: logged and published as each plugin loads
     let report = plugin_report::PluginReport::start(&layout.run_dir, &runtime);
+    isolation.set_report(&runtime, &report);
     // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
     // networks of every served root are loaded now, so pools and networks that were
     // active stay active and autostart ones start.

@@ -406,6 +406,18 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
 
     let after = list();
     assert_eq!(after["version"], new_version, "{after}");
+    // and the served-plugins report names the version the new process loaded
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("run/plugins.json")).unwrap()).unwrap();
+    let served = report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "qemu")
+        .cloned()
+        .unwrap();
+    assert_eq!(served["version"], new_version, "{served}");
+    assert_eq!(served["schemes"][0], "qemu", "{served}");
     assert_ne!(after["pid"], before["pid"], "{after}");
     assert_eq!(
         pids_with(root.to_str().unwrap(), "qemu-system"),
