@@ -48,22 +48,43 @@ impl HostPools for Pools {
     }
 }
 
-/// The pools of a daemon, through any [`StorageService`] (the remote driver's).
-pub(crate) struct RemoteHostPools(pub(crate) Arc<dyn StorageService>);
+/// The pools of a daemon, through any [`StorageService`] (the remote driver's). Made
+/// afresh for each host-service call (`PoolsLookup`), so the pool handles it remembers
+/// (saving a `virStoragePoolLookupByName` round trip per question) live for one call.
+pub(crate) struct RemoteHostPools {
+    service: Arc<dyn StorageService>,
+    pools: Mutex<Vec<crate::PoolId>>,
+}
+
+impl RemoteHostPools {
+    pub(crate) fn new(service: Arc<dyn StorageService>) -> Self {
+        RemoteHostPools {
+            service,
+            pools: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pool(&self, name: &str) -> Result<crate::PoolId> {
+        let mut known = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = known.iter().find(|p| p.name == name) {
+            return Ok(p.clone());
+        }
+        let p = self.service.pool_by_name(name)?;
+        known.push(p.clone());
+        Ok(p)
+    }
+}
 
 impl HostPools for RemoteHostPools {
     fn is_active(&self, pool: &str) -> Result<bool> {
-        let id = self.0.pool_by_name(pool)?;
-        self.0.pool_is_active(&id)
+        self.service.pool_is_active(&self.pool(pool)?)
     }
     fn pool_xml(&self, pool: &str) -> Result<String> {
-        let id = self.0.pool_by_name(pool)?;
-        self.0.pool_xml(&id, 0)
+        self.service.pool_xml(&self.pool(pool)?, 0)
     }
     fn volume_xml(&self, pool: &str, volume: &str) -> Result<String> {
-        let id = self.0.pool_by_name(pool)?;
-        let vol = self.0.volume_by_name(&id, volume)?;
-        self.0.volume_xml(&vol, 0)
+        let vol = self.service.volume_by_name(&self.pool(pool)?, volume)?;
+        self.service.volume_xml(&vol, 0)
     }
 }
 
@@ -117,7 +138,9 @@ impl DaemonServices {
         let me = Arc::clone(self);
         Arc::new(move || {
             let remote: Arc<dyn StorageService> = me.remote()?;
-            Ok(Some(Arc::new(RemoteHostPools(remote)) as Arc<dyn HostPools>))
+            Ok(Some(
+                Arc::new(RemoteHostPools::new(remote)) as Arc<dyn HostPools>
+            ))
         })
     }
 
