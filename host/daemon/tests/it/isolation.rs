@@ -513,7 +513,7 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
     }
     assert!(sh("ip", &["link", "set", "lo", "up"]).0);
     // no isolation setting: process is rvirtd's default for hypervisor plugins
-    let d = Daemon::start_logged_with_config("");
+    let mut d = Daemon::start_logged_with_config("");
     let root = d.root.path().to_path_buf();
     let _reap = Reap(root.clone());
     let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
@@ -627,7 +627,40 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
     ok(&uri, &["destroy", "svc"]);
     assert_eq!(state(&uri, "svc"), "shut off");
     assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
+
+    // autostart at a host boot: the plugin host's first open starts the guest, asking
+    // the daemon for its volume and its port while the daemon waits on that very open
+    ok(&uri, &["autostart", "svc"]);
+    d.restart_after(|r| {
+        let markers = files_named(&r.join("run"), "autostarted");
+        let qemu: Vec<_> = markers
+            .iter()
+            .filter(|m| m.parent().is_some_and(|p| p.ends_with("qemu")))
+            .collect();
+        assert_eq!(qemu.len(), 1, "the QEMU driver's boot marker: {markers:?}");
+        std::fs::remove_file(qemu[0]).unwrap();
+    });
+    assert_eq!(state(&uri, "svc"), "running", "autostarted");
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 1);
+    assert_eq!(plugin_hosts(d.pid()).len(), 1);
+    ok(&uri, &["destroy", "svc"]);
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
+    ok(&uri, &["autostart", "--disable", "svc"]);
     ok(&uri, &["undefine", "svc"]);
     ok(&uri, &["net-destroy", "isonet"]);
     ok(&uri, &["pool-destroy", "vpool"]);
+}
+
+/// The files named `name` under `dir`, at any depth.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            found.extend(files_named(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            found.push(p);
+        }
+    }
+    found
 }
