@@ -22,7 +22,7 @@ mkdir -p "$B/etc/rvirt"
 printf 'uris = ["test:///default?faults=crash"]\n[plugins.test]\nisolation = "process"\n' \
     >"$B/etc/rvirt/rvirtd.toml"
 mkdir -p "$A/etc/rvirt"
-printf 'uris = ["test:///default?faults=crash"]\n' >"$A/etc/rvirt/rvirtd.toml"
+printf 'uris = ["test:///default?faults=crash"]\nplugin_isolation = "in-process"\n' >"$A/etc/rvirt/rvirtd.toml"
 RUST_LOG=error RVIRT_PLUGIN_PATH="$BIN" "$BIN/rvirtd" --root "$A" & PA=$!
 RUST_LOG=error RVIRT_PLUGIN_PATH="$BIN" "$BIN/rvirtd" --root "$B" & PB=$!
 trap 'kill $PA $PB 2>/dev/null; wait; rm -rf "$A" "$B"' EXIT

@@ -1299,6 +1299,7 @@ mod guard {
     impl StopWatcher {
         pub fn start(
             runtime: &rvirt_host::Runtime,
+            isolation: Option<&crate::isolate::Isolation>,
             uris: &[String],
             engine: Arc<PolicyEngine>,
             stops: Arc<ClientStops>,
@@ -1306,7 +1307,7 @@ mod guard {
             let (tx, rx) = std::sync::mpsc::channel::<(rvirt_host::DomainId, String)>();
             let mut conns = Vec::new();
             for uri in uris {
-                let conn = match runtime.open(uri, true) {
+                let conn = match crate::isolate::open_routed(runtime, isolation, uri, true) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(

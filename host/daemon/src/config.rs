@@ -104,21 +104,29 @@ pub struct Config {
     pub tls_allowed_dn_list: Option<Vec<String>>,
     /// Where hypervisor plugins run unless `[plugins.NAME]` says otherwise: `"process"`
     /// (each in a plugin host process of its own, crash-isolated and reloadable) or
-    /// `"in-process"` (loaded into the daemon). Default `"in-process"` for now (see
+    /// `"in-process"` (loaded into the daemon, as embedders of the host library load
+    /// them). Unset: `process` for every hypervisor plugin (as libvirt's modular daemons
+    /// are its default) except the built-in `test` driver, which holds no guests and stays
+    /// in the daemon. Storage and network plugins always run in the daemon (see
     /// docs/ARCHITECTURE.md, "Crash-isolated plugins").
-    pub plugin_isolation: Isolation,
+    pub plugin_isolation: Option<Isolation>,
     /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
     pub plugins: std::collections::BTreeMap<String, PluginConfig>,
 }
+
+/// The plugin that runs in the daemon unless configured otherwise: the built-in test
+/// driver (no guests to protect from a crash, and the reference of the protocol
+/// benchmarks).
+pub const BUILTIN_IN_PROCESS: &str = "test";
 
 /// Where a plugin runs.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// A plugin host process of its own.
+    /// A plugin host process of its own (rvirtd's default).
+    #[default]
     Process,
     /// Loaded into the daemon.
-    #[default]
     InProcess,
 }
 
@@ -230,7 +238,7 @@ impl Default for Config {
             crl_file: None,
             tls_no_verify_certificate: None,
             tls_allowed_dn_list: None,
-            plugin_isolation: Isolation::InProcess,
+            plugin_isolation: None,
             plugins: Default::default(),
         }
     }
@@ -266,7 +274,13 @@ impl Config {
     pub fn plugin_settings(&self, name: &str) -> PluginSettings {
         let c = self.plugins.get(name).cloned().unwrap_or_default();
         PluginSettings {
-            isolation: c.isolation.unwrap_or(self.plugin_isolation),
+            isolation: c.isolation.or(self.plugin_isolation).unwrap_or(
+                if name == BUILTIN_IN_PROCESS {
+                    Isolation::InProcess
+                } else {
+                    Isolation::Process
+                },
+            ),
             call_timeout_ms: c.call_timeout_ms.unwrap_or(300_000),
             limits: c,
         }
@@ -461,7 +475,26 @@ mod tests {
     fn plugin_isolation_settings() {
         let c = Config::default();
         let s = c.plugin_settings("qemu");
-        assert_eq!(s.isolation, Isolation::InProcess);
+        assert_eq!(s.isolation, Isolation::Process, "rvirtd's default");
+        assert_eq!(
+            c.plugin_settings("test").isolation,
+            Isolation::InProcess,
+            "the built-in test driver stays in the daemon unless configured"
+        );
+        assert_eq!(
+            Config::parse("plugin_isolation = \"process\"\n")
+                .unwrap()
+                .plugin_settings("test")
+                .isolation,
+            Isolation::Process
+        );
+        assert_eq!(
+            Config::parse("plugin_isolation = \"in-process\"\n")
+                .unwrap()
+                .plugin_settings("qemu")
+                .isolation,
+            Isolation::InProcess
+        );
         assert_eq!(s.call_timeout(), Some(std::time::Duration::from_secs(300)));
         assert!(s.rlimits().is_empty());
         let c = Config::parse(

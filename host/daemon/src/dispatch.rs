@@ -1247,15 +1247,17 @@ fn open(client: &Client, args: ConnectOpenArgs) -> Result<(), Failure> {
         ));
     }
     let shared = &client.shared;
-    let isolated = shared.isolation.as_ref().and_then(|iso| {
-        let scheme = rvirt_host::ConnectUri::parse(&uri).ok()?.driver;
-        iso.for_scheme(&scheme).cloned()
+    let remote = shared.isolation.as_deref().is_some_and(|iso| {
+        rvirt_host::ConnectUri::parse(&uri)
+            .ok()
+            .is_some_and(|u| iso.for_scheme(&u.driver).is_some())
     });
-    let remote = isolated.is_some();
-    let conn = match isolated {
-        Some(sup) => crate::isolate::open(&shared.runtime, &sup, &uri, read_only),
-        None => shared.runtime.open(&uri, read_only),
-    }
+    let conn = crate::isolate::open_routed(
+        &shared.runtime,
+        shared.isolation.as_deref(),
+        &uri,
+        read_only,
+    )
     .map_err(host_error)?;
     tracing::debug!(client = client.id, uri, read_only, "connection opened");
     if crate::metrics::enabled() {

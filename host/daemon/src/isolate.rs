@@ -20,6 +20,18 @@ mod supervisor;
 
 pub use supervisor::{Generation, Supervisor};
 
+/// The daemon's socket for its plugin host processes, in the plugins' directory of the
+/// run directory: the host services of an isolated hypervisor plugin resolve
+/// `<disk type='volume'>` and plug `<interface type='network'>` through the daemon's
+/// storage pools and networks over it (the remote driver's storage and network
+/// procedures), so the plugin host keeps no pools or networks of its own.
+pub const SERVICES_SOCKET: &str = "services.sock";
+
+/// Where the daemon of run directory `run_dir` listens for its plugin host processes.
+pub fn services_socket(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join("plugins").join(SERVICES_SOCKET)
+}
+
 use crate::config::{self, Config};
 use rvirt_host::backend::{Backend, EventCallback};
 use rvirt_host::remote::{Keepalive, RemoteBackend};
@@ -98,6 +110,40 @@ impl Isolation {
         Ok(Isolation { by_scheme, by_name })
     }
 
+    /// Reports every isolated plugin in `report` as its process starts serving.
+    pub fn set_report(
+        &self,
+        runtime: &rvirt_host::Runtime,
+        report: &Arc<crate::plugin_report::PluginReport>,
+    ) {
+        for record in runtime.scanned_plugins() {
+            let rvirt_host::PluginStatus::Loaded(m) = &record.status else {
+                continue;
+            };
+            let Some(sup) = self.by_name.get(&m.name) else {
+                continue;
+            };
+            sup.set_report(
+                Arc::clone(report),
+                rvirt_host::ServedPlugin {
+                    name: m.name.clone(),
+                    version: m.version.clone(),
+                    api_version: m.api_version.clone(),
+                    file: record.path.clone(),
+                    real_file: record.path.clone(),
+                    schemes: m.schemes.clone(),
+                    pool_types: m.pool_types.clone(),
+                    forward_modes: m.forward_modes.clone(),
+                },
+            );
+        }
+    }
+
+    /// Whether no plugin runs in a process of its own.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// The supervisor of the plugin serving `scheme`, when it runs in its own process.
     pub fn for_scheme(&self, scheme: &str) -> Option<&Arc<Supervisor>> {
         self.by_scheme.get(scheme)
@@ -113,6 +159,26 @@ impl Isolation {
         for s in self.by_name.values() {
             s.stop();
         }
+    }
+}
+
+/// Opens `uri` for the daemon: through the host process of the plugin serving its
+/// scheme when that plugin is isolated, in-process otherwise. Every connection the
+/// daemon opens goes through here, so an isolated plugin is never loaded into the
+/// daemon as well.
+pub fn open_routed(
+    runtime: &rvirt_host::Runtime,
+    isolation: Option<&Isolation>,
+    uri: &str,
+    read_only: bool,
+) -> Result<rvirt_host::Connection> {
+    let sup = isolation.and_then(|iso| {
+        let scheme = rvirt_host::ConnectUri::parse(uri).ok()?.driver;
+        iso.for_scheme(&scheme).cloned()
+    });
+    match sup {
+        Some(sup) => open(runtime, &sup, uri, read_only),
+        None => runtime.open(uri, read_only),
     }
 }
 

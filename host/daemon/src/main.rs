@@ -76,6 +76,10 @@ struct Args {
         requires = "plugin_host"
     )]
     uris: Vec<String>,
+    /// Internal: the daemon's socket a plugin host process reaches its storage pools and
+    /// networks through (for the plugin's host services).
+    #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
+    services: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -86,6 +90,7 @@ fn main() -> Result<()> {
             file,
             socket,
             uris: args.uris,
+            services: args.services,
         });
     }
     // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.
@@ -243,6 +248,7 @@ async fn run(
         .with_context(|| format!("cannot listen on {}", control.display()))?;
     // which plugin version serves what: logged and published as each plugin loads
     let report = plugin_report::PluginReport::start(&layout.run_dir, &runtime);
+    isolation.set_report(&runtime, &report);
     // As libvirtd starts its storage, secret and network drivers: the pools, secrets and
     // networks of every served root are loaded now, so pools and networks that were
     // active stay active and autostart ones start.
@@ -294,11 +300,18 @@ async fn run(
     #[cfg(feature = "policy")]
     let watch_stops = {
         let (runtime, stops) = (Arc::clone(&runtime), stops.clone());
+        let isolation = Arc::clone(&isolation);
         move |engine: &Arc<rvirt_policy::PolicyEngine>| {
             let wanted = engine.hooks_at(rvirt_policy::HookPoint::DomainStopped)
                 || engine.hooks_at(rvirt_policy::HookPoint::DomainRelease);
             wanted.then(|| {
-                access::StopWatcher::start(&runtime, &watched, engine.clone(), stops.clone())
+                access::StopWatcher::start(
+                    &runtime,
+                    Some(&isolation),
+                    &watched,
+                    engine.clone(),
+                    stops.clone(),
+                )
             })
         }
     };
@@ -326,15 +339,18 @@ async fn run(
                 .collect();
             uris.into_iter()
                 .map(|uri| {
-                    let states = shared
-                        .runtime
-                        .open(&uri, true)
-                        .and_then(|c| c.list_all_domains(0))
-                        .map(|list| {
-                            list.iter()
-                                .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
-                                .collect()
-                        });
+                    let states = isolate::open_routed(
+                        &shared.runtime,
+                        shared.isolation.as_deref(),
+                        &uri,
+                        true,
+                    )
+                    .and_then(|c| c.list_all_domains(0))
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|d| d.get_state().ok().map(|(s, _)| s))
+                            .collect()
+                    });
                     (uri, states.map_err(|e| e.to_string()))
                 })
                 .collect()
@@ -378,6 +394,35 @@ async fn run(
         }
     }
     // sockets systemd passed stay: systemd owns them
+    // the plugin host processes' socket: their plugins' host services resolve storage
+    // volumes and network ports through this daemon's pools and networks
+    if !isolation.is_empty() {
+        let path = isolate::services_socket(&layout.run_dir);
+        let bound = path
+            .parent()
+            .map_or(Ok(()), |dir| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| {
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    })
+                    .map_err(|source| server::ServerError::Dir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+            })
+            .and_then(|()| server::bind(&path, 0o600, false));
+        match bound {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                remove_sockets(listeners.iter().filter(|l| !l.activated).map(|l| &l.path));
+                return Err(anyhow::Error::from(e).context(format!(
+                    "cannot listen on {} for the plugin host processes",
+                    path.display()
+                )));
+            }
+        }
+    }
     let paths: Vec<PathBuf> = listeners
         .iter()
         .filter(|l| !l.activated)

@@ -14,7 +14,9 @@
 //!
 //! Plugins described by a manifest file load on first use, so a plugin appears once
 //! something used it; a plugin loaded stays loaded (and keeps its version) until the
-//! daemon restarts. The file is removed when the daemon stops.
+//! daemon restarts. A plugin served from a plugin host process (`isolate`) is reported
+//! when that process starts serving, with the version it loaded: after a reload or a
+//! restart, the new process's. The file is removed when the daemon stops.
 
 use rvirt_host::{Runtime, ServedPlugin};
 use std::path::{Path, PathBuf};
@@ -83,8 +85,8 @@ impl PluginReport {
         self.plugins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A plugin loaded.
-    fn loaded(&self, p: &ServedPlugin) {
+    /// A plugin loaded (in the daemon, or in a plugin host process it started).
+    pub fn loaded(&self, p: &ServedPlugin) {
         log(p);
         let mut list = self.lock();
         list.retain(|q| q.name != p.name);

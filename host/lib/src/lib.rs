@@ -96,6 +96,10 @@ pub struct Runtime {
     system_root: PathBuf,
     backends: Arc<storage_bind::Backends>,
     net_backends: Arc<network_bind::NetBackends>,
+    /// The daemon socket whose pools and networks the host services answer from
+    /// ([`Runtime::set_daemon_services`]), with one link per URI.
+    daemon_services: OnceLock<PathBuf>,
+    daemon_links: std::sync::Mutex<std::collections::HashMap<String, Arc<plugin::DaemonServices>>>,
 }
 
 impl Runtime {
@@ -122,6 +126,8 @@ impl Runtime {
             system_root,
             backends,
             net_backends,
+            daemon_services: OnceLock::new(),
+            daemon_links: Default::default(),
         }
     }
 
@@ -137,6 +143,26 @@ impl Runtime {
             network_bind::PluginNetBackends::new(self.registry.clone(), self.system_root.clone());
         self.net_backends = Arc::new(self.net_backends.with_plugins(Arc::new(net_plugins)));
         self
+    }
+
+    /// Makes the host services lent to this runtime's hypervisor connections answer
+    /// storage volumes (`<disk type='volume'>`, the pool definitions) and network ports
+    /// (`<interface type='network'>`) from the daemon listening on `socket`, over the
+    /// remote driver, instead of from pools and networks of this process: what a process
+    /// serving one plugin for a daemon (rvirtd's plugin host) needs, as the daemon owns
+    /// them. Returns whether it was set (only the first call counts).
+    pub fn set_daemon_services(&self, socket: impl Into<PathBuf>) -> bool {
+        self.daemon_services.set(socket.into()).is_ok()
+    }
+
+    /// The link to the daemon's pools and networks for `uri`, when
+    /// [`Runtime::set_daemon_services`] was called.
+    fn daemon_link(&self, uri: &str) -> Option<Arc<plugin::DaemonServices>> {
+        let socket = self.daemon_services.get()?;
+        let mut links = self.daemon_links.lock().unwrap_or_else(|e| e.into_inner());
+        Some(Arc::clone(links.entry(uri.to_string()).or_insert_with(
+            || plugin::DaemonServices::new(socket.clone(), uri),
+        )))
     }
 
     /// The directory system paths live under.
@@ -233,11 +259,18 @@ impl Runtime {
                 network_bind::networks_for(&root, Arc::clone(&backends))
             })
         };
+        let daemon = self.daemon_link(uri);
         let ctx = plugin::ConnectionContext {
             system_root: self.system_root.clone(),
             uri: parsed.clone(),
-            pools: self.pools_lookup(&parsed),
-            networks: Arc::clone(&networks),
+            pools: match &daemon {
+                Some(d) => d.pools_lookup(),
+                None => self.pools_lookup(&parsed),
+            },
+            networks: match &daemon {
+                Some(d) => d.networks_lookup(),
+                None => network_api::local_ops(Arc::clone(&networks)),
+            },
         };
         let backend = match backend {
             Some(b) => b,
@@ -268,7 +301,8 @@ impl Runtime {
         Arc::new(move || {
             match storage_bind::root_for(&uri, &system_root, |k| std::env::var(k).ok())? {
                 None => Ok(None),
-                Some(root) => storage_bind::pools_for(&root, Arc::clone(&backends)).map(Some),
+                Some(root) => storage_bind::pools_for(&root, Arc::clone(&backends))
+                    .map(|p| Some(p as Arc<dyn plugin::HostPools>)),
             }
         })
     }

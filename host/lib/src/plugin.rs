@@ -7,7 +7,9 @@
 
 mod host_services;
 
-pub(crate) use host_services::{ConnectionContext, PoolsLookup, secret_for_plugin};
+pub(crate) use host_services::{
+    ConnectionContext, DaemonServices, HostPools, PoolsLookup, secret_for_plugin,
+};
 
 use crate::{
     DomainEvent, DomainId, DomainInfo, DomainState, Error, NodeInfo, Result, TypedParam,

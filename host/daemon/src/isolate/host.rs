@@ -22,6 +22,10 @@ pub struct HostArgs {
     pub socket: PathBuf,
     /// The URIs it serves (the daemon's, for this plugin's schemes).
     pub uris: Vec<String>,
+    /// The daemon's socket for plugin hosts (`--services`): the plugin's host services
+    /// answer storage volumes and network ports from the daemon's pools and networks
+    /// through it. `None`: from this process's own (a plugin host started by hand).
+    pub services: Option<PathBuf>,
 }
 
 /// Runs the plugin host process until its stdin closes.
@@ -32,6 +36,9 @@ pub fn run(args: HostArgs) -> Result<()> {
     let served =
         served::Served::new(args.uris.iter().map(String::as_str)).context("invalid --uri")?;
     let runtime = rvirt_host::Runtime::with_search_path(vec![args.file.clone()]);
+    if let Some(services) = &args.services {
+        runtime.set_daemon_services(services);
+    }
     let manifest = runtime.plugins().iter().find_map(|r| match &r.status {
         rvirt_host::PluginStatus::Loaded(m) => Some(m.clone()),
         _ => None,

@@ -2,6 +2,7 @@
 
 use super::{Inner, lock};
 use crate::config::PluginSettings;
+use rvirt_host::ServedPlugin;
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,9 @@ pub struct Supervisor {
     changed: Condvar,
     restarts: AtomicU64,
     listeners: Mutex<Vec<Weak<Inner>>>,
+    /// Where each process's plugin is reported as it starts serving, with what the scan
+    /// said it serves (`RUN_DIR/plugins.json`).
+    report: std::sync::OnceLock<(Arc<crate::plugin_report::PluginReport>, ServedPlugin)>,
     me: Weak<Supervisor>,
 }
 
@@ -188,6 +192,7 @@ impl Supervisor {
             changed: Condvar::new(),
             restarts: AtomicU64::new(0),
             listeners: Mutex::default(),
+            report: std::sync::OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -205,6 +210,16 @@ impl Supervisor {
     /// Processes started again after a death (reloads do not count).
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Reports each process's plugin in `report` as it starts serving: `served` (what the
+    /// scan found in the file) with the version the process loaded.
+    pub fn set_report(
+        &self,
+        report: Arc<crate::plugin_report::PluginReport>,
+        served: ServedPlugin,
+    ) {
+        let _ = self.report.set((report, served));
     }
 
     pub(crate) fn add_listener(&self, inner: Weak<Inner>) {
@@ -309,6 +324,9 @@ impl Supervisor {
         for u in &self.uris {
             cmd.arg("--uri").arg(u);
         }
+        // where the plugin's host services find the daemon's pools and networks
+        cmd.arg("--services")
+            .arg(self.dir.join(super::SERVICES_SOCKET));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -387,6 +405,14 @@ impl Supervisor {
             version = g.version,
             "plugin host process serving"
         );
+        if let Some((report, served)) = self.report.get() {
+            report.loaded(&ServedPlugin {
+                version: g.version.clone(),
+                api_version: g.api_version.clone(),
+                real_file: std::fs::canonicalize(&self.file).unwrap_or_else(|_| self.file.clone()),
+                ..served.clone()
+            });
+        }
         lock(&self.state).alive.push(Arc::clone(&g));
         let me = self.me.clone();
         let watched = Arc::clone(&g);

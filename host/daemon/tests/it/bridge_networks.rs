@@ -31,7 +31,7 @@ fn ok(uri: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
+pub(super) fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
     let o = Command::new(cmd).args(args).output().expect("run a tool");
     (
         o.status.success(),
@@ -45,7 +45,7 @@ fn dnsmasq_of(root: &Path, net: &str) -> bool {
 }
 
 /// The rows of `virsh net-port-list` (one port UUID each).
-fn port_rows(table: &str) -> usize {
+pub(super) fn port_rows(table: &str) -> usize {
     table.lines().filter(|l| uuid_like(l.trim())).count()
 }
 
@@ -56,7 +56,7 @@ fn uuid_like(t: &str) -> bool {
 /// Kills whatever still runs with the daemon's root in its command line (rvirtd, dnsmasq,
 /// QEMU) when a test ends, passed or not: a process left in the test's network namespace
 /// would keep it alive.
-struct Reap(std::path::PathBuf);
+pub(super) struct Reap(pub(super) std::path::PathBuf);
 
 impl Drop for Reap {
     fn drop(&mut self) {

@@ -16,6 +16,8 @@ uris = ["test:///default", "test:///default?faults=crash", "qemu:///system"]
 [plugins.test]
 isolation = "process"
 call_timeout_ms = 1500
+[plugins.qemu]
+isolation = "in-process"
 "#;
 
 fn virsh(uri: &str, args: &[&str]) -> Output {
@@ -404,6 +406,18 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
 
     let after = list();
     assert_eq!(after["version"], new_version, "{after}");
+    // and the served-plugins report names the version the new process loaded
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("run/plugins.json")).unwrap()).unwrap();
+    let served = report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "qemu")
+        .cloned()
+        .unwrap();
+    assert_eq!(served["version"], new_version, "{served}");
+    assert_eq!(served["schemes"][0], "qemu", "{served}");
     assert_ne!(after["pid"], before["pid"], "{after}");
     assert_eq!(
         pids_with(root.to_str().unwrap(), "qemu-system"),
@@ -472,4 +486,181 @@ fn live_upgrade_of_the_qemu_plugin_keeps_the_guest_running() {
         Duration::from_secs(10),
         || qemu.iter().all(|p| !alive(*p)),
     );
+}
+
+const HOST_SERVICES_TEST: &str =
+    "isolation::an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks";
+
+/// The host services of an isolated QEMU plugin (isolated by default) are the daemon's:
+/// `rvirt plugin list` shows it in its process; a TCG guest whose disk
+/// is a `<disk type='volume'>` of a dir pool defined in the daemon, and whose interface
+/// is an `<interface type='network'>` on a network started in the daemon, starts under
+/// the plugin host process (which loads the QEMU plugin only: no storage or network
+/// plugin, no pools or networks of its own), boots from the volume, leases an address
+/// on the network's bridge through the port the daemon made, and its port goes when it
+/// stops. In a network namespace of its own.
+#[test]
+fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
+    use super::bridge_networks::{Reap, port_rows, sh};
+    use super::qemu::{ok, state, tools_missing, wait_for};
+    if tools_missing() || missing("dnsmasq", Command::new("dnsmasq").arg("--version")) {
+        return;
+    }
+    // built before entering the namespace (the guest build downloads packages)
+    let g = rvirt_tests::guest();
+    if rvirt_tests::rerun_in_netns(HOST_SERVICES_TEST) {
+        return;
+    }
+    assert!(sh("ip", &["link", "set", "lo", "up"]).0);
+    // no isolation setting: process is rvirtd's default for hypervisor plugins
+    let mut d = Daemon::start_logged_with_config("");
+    let root = d.root.path().to_path_buf();
+    let _reap = Reap(root.clone());
+    let uri = format!("qemu+unix:///system?socket={}", d.socket().display());
+
+    // the pool and the network live in the daemon
+    let pool_dir = root.join("vpool");
+    ok(
+        &uri,
+        &[
+            "pool-define-as",
+            "vpool",
+            "dir",
+            "--target",
+            pool_dir.to_str().unwrap(),
+        ],
+    );
+    ok(&uri, &["pool-build", "vpool"]);
+    ok(&uri, &["pool-start", "vpool"]);
+    std::fs::copy(g.join("disk.raw"), pool_dir.join("guest.raw")).unwrap();
+    ok(&uri, &["pool-refresh", "vpool"]);
+    assert!(ok(&uri, &["vol-list", "vpool"]).contains("guest.raw"));
+    let net = root.join("isonet.xml");
+    std::fs::write(
+        &net,
+        "<network><name>isonet</name><ip address='192.168.161.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.161.100' end='192.168.161.200'/></dhcp></ip></network>",
+    )
+    .unwrap();
+    ok(&uri, &["net-define", net.to_str().unwrap()]);
+    ok(&uri, &["net-start", "isonet"]);
+
+    let serial = root.join("serial.log");
+    let dom = root.join("svc.xml");
+    std::fs::write(
+        &dom,
+        format!(
+            "<domain type='qemu'><name>svc</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\
+             <cmdline>console=ttyS0 quiet panic=-1</cmdline></os><features><acpi/></features>\
+             <devices><serial type='file'><source path='{s}'/></serial>\
+             <disk type='volume' device='disk'><driver name='qemu' type='raw'/>\
+             <source pool='vpool' volume='guest.raw'/><target dev='vda' bus='virtio'/></disk>\
+             <interface type='network'><source network='isonet'/><model type='virtio'/></interface>\
+             </devices></domain>",
+            k = g.join("vmlinux").display(),
+            i = g.join("initrd.img").display(),
+            s = serial.display(),
+        ),
+    )
+    .unwrap();
+    ok(&uri, &["define", dom.to_str().unwrap()]);
+    ok(&uri, &["start", "svc"]);
+    let hosts = plugin_hosts(d.pid());
+    assert_eq!(hosts.len(), 1, "the qemu plugin runs in its own process");
+    let o = Command::new(rvirt_tests::built("rvirt"))
+        .args(["--json", "plugin", "list", "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let qemu = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "qemu")
+        .cloned()
+        .unwrap();
+    assert_eq!(qemu["isolation"], "process", "{qemu}");
+    assert_eq!(qemu["pid"], hosts[0], "{qemu}");
+    // the plugin host loaded the QEMU plugin alone: the pool and the port came from the
+    // daemon (a dir pool needs the storage plugin the daemon loaded)
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", hosts[0])).unwrap();
+    assert!(maps.contains("librvirt_plugin_qemu"), "{maps}");
+    assert!(
+        !maps.contains("librvirt_storage_dir"),
+        "the plugin host opened pools of its own"
+    );
+    let qemu = pids_with(root.to_str().unwrap(), "qemu-system");
+    assert_eq!(qemu.len(), 1, "one QEMU for the guest: {qemu:?}");
+    let cmd = std::fs::read(format!("/proc/{}/cmdline", qemu[0])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmd).contains(pool_dir.join("guest.raw").to_str().unwrap()),
+        "QEMU opens the volume's file"
+    );
+    let live = ok(&uri, &["dumpxml", "svc"]);
+    assert!(
+        live.contains("pool='vpool'") && live.contains("volume='guest.raw'"),
+        "{live}"
+    );
+    assert!(
+        live.contains("portid=") && live.contains("bridge='virbr0'"),
+        "{live}"
+    );
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 1);
+
+    let log = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    wait_for("GUEST-READY", Duration::from_secs(90), || {
+        log().contains("GUEST-READY")
+    });
+    let out = log();
+    let line = out
+        .lines()
+        .find(|l| l.contains("GUEST-NET: eth0"))
+        .unwrap_or_else(|| panic!("no GUEST-NET line: {out}"));
+    assert!(
+        line.contains("ip=192.168.161.") && line.contains("carrier=1"),
+        "the guest leased an address on the daemon's network: {line}"
+    );
+
+    // the guest's port goes back to the daemon's network when it stops
+    ok(&uri, &["destroy", "svc"]);
+    assert_eq!(state(&uri, "svc"), "shut off");
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
+
+    // autostart at a host boot: the plugin host's first open starts the guest, asking
+    // the daemon for its volume and its port while the daemon waits on that very open
+    ok(&uri, &["autostart", "svc"]);
+    d.restart_after(|r| {
+        let markers = files_named(&r.join("run"), "autostarted");
+        let qemu: Vec<_> = markers
+            .iter()
+            .filter(|m| m.parent().is_some_and(|p| p.ends_with("qemu")))
+            .collect();
+        assert_eq!(qemu.len(), 1, "the QEMU driver's boot marker: {markers:?}");
+        std::fs::remove_file(qemu[0]).unwrap();
+    });
+    assert_eq!(state(&uri, "svc"), "running", "autostarted");
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 1);
+    assert_eq!(plugin_hosts(d.pid()).len(), 1);
+    ok(&uri, &["destroy", "svc"]);
+    assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
+    ok(&uri, &["autostart", "--disable", "svc"]);
+    ok(&uri, &["undefine", "svc"]);
+    ok(&uri, &["net-destroy", "isonet"]);
+    ok(&uri, &["pool-destroy", "vpool"]);
+}
+
+/// The files named `name` under `dir`, at any depth.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            found.extend(files_named(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            found.push(p);
+        }
+    }
+    found
 }

@@ -6,7 +6,8 @@
 //! Every method runs on the plugin's side of the boundary (inside an abi_stable
 //! `extern "C"` shim): nothing here may unwind, so each body runs under `catch_unwind`.
 
-use crate::{Error, Result, storage::Pools, uri::ConnectUri};
+use crate::remote::RemoteBackend;
+use crate::{Error, Result, StorageService, storage::Pools, uri::ConnectUri};
 use rvirt_plugin_api::{
     self as api, ConnectionUri, ErrorCode, ErrorDomain, PResult, PluginError, UriParam,
     VolumeSource,
@@ -17,11 +18,138 @@ use rvirt_xml::{StoragePool, StorageVolume};
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 /// Finds the pools bound to a connection: `Ok(None)` when its URI has no storage.
-pub(crate) type PoolsLookup = Arc<dyn Fn() -> Result<Option<Arc<Pools>>> + Send + Sync>;
+pub(crate) type PoolsLookup = Arc<dyn Fn() -> Result<Option<Arc<dyn HostPools>>> + Send + Sync>;
+
+/// What the host services read of a connection's storage pools: the process's own
+/// [`Pools`], or a daemon's (reached over the remote driver, [`RemoteHostPools`]) when
+/// this process serves a plugin for a daemon that owns the pools.
+pub(crate) trait HostPools: Send + Sync {
+    /// Whether pool `pool` is active (unknown: `VIR_ERR_NO_STORAGE_POOL`).
+    fn is_active(&self, pool: &str) -> Result<bool>;
+    /// The definition of pool `pool`.
+    fn pool_xml(&self, pool: &str) -> Result<String>;
+    /// The definition of volume `volume` of pool `pool`.
+    fn volume_xml(&self, pool: &str, volume: &str) -> Result<String>;
+}
+
+impl HostPools for Pools {
+    fn is_active(&self, pool: &str) -> Result<bool> {
+        Pools::is_active(self, pool)
+    }
+    fn pool_xml(&self, pool: &str) -> Result<String> {
+        self.xml(pool, 0)
+    }
+    fn volume_xml(&self, pool: &str, volume: &str) -> Result<String> {
+        Pools::volume_xml(self, pool, volume, 0)
+    }
+}
+
+/// The pools of a daemon, through any [`StorageService`] (the remote driver's). Made
+/// afresh for each host-service call (`PoolsLookup`), so the pool handles it remembers
+/// (saving a `virStoragePoolLookupByName` round trip per question) live for one call.
+pub(crate) struct RemoteHostPools {
+    service: Arc<dyn StorageService>,
+    pools: Mutex<Vec<crate::PoolId>>,
+}
+
+impl RemoteHostPools {
+    pub(crate) fn new(service: Arc<dyn StorageService>) -> Self {
+        RemoteHostPools {
+            service,
+            pools: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pool(&self, name: &str) -> Result<crate::PoolId> {
+        let mut known = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = known.iter().find(|p| p.name == name) {
+            return Ok(p.clone());
+        }
+        let p = self.service.pool_by_name(name)?;
+        known.push(p.clone());
+        Ok(p)
+    }
+}
+
+impl HostPools for RemoteHostPools {
+    fn is_active(&self, pool: &str) -> Result<bool> {
+        self.service.pool_is_active(&self.pool(pool)?)
+    }
+    fn pool_xml(&self, pool: &str) -> Result<String> {
+        self.service.pool_xml(&self.pool(pool)?, 0)
+    }
+    fn volume_xml(&self, pool: &str, volume: &str) -> Result<String> {
+        let vol = self.service.volume_by_name(&self.pool(pool)?, volume)?;
+        self.service.volume_xml(&vol, 0)
+    }
+}
+
+/// The storage pools and networks of a daemon this process serves a plugin for (an
+/// rvirtd plugin host process, [`crate::Runtime::set_daemon_services`]): the host
+/// services of a connection to `uri` resolve `<disk type='volume'>` and plug
+/// `<interface type='network'>` through the daemon's own pools and networks, reached
+/// over the remote driver on the daemon's socket for plugin hosts, instead of opening
+/// this process's own copy of them. Connected on first use, and again once the link
+/// closed (the daemon restarted).
+pub(crate) struct DaemonServices {
+    socket: PathBuf,
+    uri: String,
+    link: Mutex<Option<Arc<RemoteBackend>>>,
+}
+
+impl DaemonServices {
+    pub(crate) fn new(socket: PathBuf, uri: &str) -> Arc<Self> {
+        Arc::new(DaemonServices {
+            socket,
+            uri: uri.to_string(),
+            link: Mutex::new(None),
+        })
+    }
+
+    /// The link to the daemon, connecting when there is none or it closed.
+    fn remote(&self) -> Result<Arc<RemoteBackend>> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = link.as_ref()
+            && !r.is_closed()
+        {
+            return Ok(Arc::clone(r));
+        }
+        let r =
+            RemoteBackend::connect(&self.socket, &self.uri, false).map_err(|e| Error::Driver {
+                code: e.code(),
+                domain: e.domain(),
+                message: format!(
+                    "cannot reach the daemon's storage pools and networks for '{}' at {}: {e}",
+                    self.uri,
+                    self.socket.display()
+                ),
+            })?;
+        let r = Arc::new(r);
+        *link = Some(Arc::clone(&r));
+        Ok(r)
+    }
+
+    /// The daemon's pools, for [`ConnectionContext::pools`].
+    pub(crate) fn pools_lookup(self: &Arc<Self>) -> PoolsLookup {
+        let me = Arc::clone(self);
+        Arc::new(move || {
+            let remote: Arc<dyn StorageService> = me.remote()?;
+            Ok(Some(
+                Arc::new(RemoteHostPools::new(remote)) as Arc<dyn HostPools>
+            ))
+        })
+    }
+
+    /// The daemon's networks, for [`ConnectionContext::networks`].
+    pub(crate) fn networks_lookup(self: &Arc<Self>) -> crate::network_api::NetworkOpsLookup {
+        let me = Arc::clone(self);
+        Arc::new(move || Ok(me.remote()? as Arc<dyn crate::network_api::NetworkOps>))
+    }
+}
 
 /// What the host knows about a connection it opens, for the services it lends.
 #[derive(Clone)]
@@ -32,8 +160,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) uri: ConnectUri,
     /// The pools bound to that URI, opened on first use.
     pub(crate) pools: PoolsLookup,
-    /// The networks bound to that URI, opened on first use.
-    pub(crate) networks: crate::network_api::NetworksLookup,
+    /// The networks bound to that URI (or a daemon's), opened on first use.
+    pub(crate) networks: crate::network_api::NetworkOpsLookup,
 }
 
 /// [`api::HostServices`] for one hypervisor connection.
@@ -72,8 +200,9 @@ impl HypervisorServices {
                 ),
             ));
         }
-        let vol_xml = pools.volume_xml(pool, volume, 0)?;
-        let pool_def = StoragePool::parse(&pools.xml(pool, 0)?).map_err(|e| bad_xml("pool", &e))?;
+        let vol_xml = pools.volume_xml(pool, volume)?;
+        let pool_def =
+            StoragePool::parse(&pools.pool_xml(pool)?).map_err(|e| bad_xml("pool", &e))?;
         let vol =
             StorageVolume::parse(&vol_xml, Some(&pool_def)).map_err(|e| bad_xml("volume", &e))?;
         let path = vol.target_path().ok_or_else(|| {
@@ -208,7 +337,7 @@ impl api::HostServices for HypervisorServices {
                     ),
                 )
             })?;
-            pools.xml(pool.as_str(), 0).map(RString::from)
+            pools.pool_xml(pool.as_str()).map(RString::from)
         })
     }
 
@@ -250,7 +379,7 @@ mod tests {
                     system_root: PathBuf::from("/srv/root"),
                     uri: ConnectUri::parse(uri).unwrap(),
                     pools,
-                    networks: crate::network_api::remote_lookup(),
+                    networks: crate::network_api::local_ops(crate::network_api::remote_lookup()),
                 },
             ),
             TD_Opaque,
@@ -288,7 +417,10 @@ mod tests {
     fn volume_source_resolves_through_the_bound_pools_with_libvirts_errors() {
         let pools = mem_pools();
         let p = pools.clone();
-        let h = services("qemu:///system", Arc::new(move || Ok(Some(p.clone()))));
+        let h = services(
+            "qemu:///system",
+            Arc::new(move || Ok(Some(p.clone() as Arc<dyn HostPools>))),
+        );
         let v = h.volume_source(s("p"), s("a.img")).unwrap();
         assert_eq!(v.path.as_str(), "/t/p/a.img");
         assert_eq!(v.format.as_str(), "raw");
