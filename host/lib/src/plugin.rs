@@ -913,6 +913,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             7 => header
                 .ensure_layout::<api::frozen::v1_7::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            8 => header
+                .ensure_layout::<api::frozen::v1_8::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
