@@ -1,0 +1,702 @@
+//! Live migration between hosts (libvirt's version 3 steps, driven by the host):
+//!
+//! - **begin** (source): the running domain's definition for the destination;
+//! - **prepare** (destination): QEMU starts with `-incoming defer`, then
+//!   `migrate-incoming tcp:ADDR:PORT` on a port of libvirt's range (49152-49215); the
+//!   domain is paused (reason migration) and the URI goes back to the source;
+//! - **perform** (source): QMP `migrate` to that URI, `query-migrate` polled for the job
+//!   statistics (`virDomainGetJobStats`) until QEMU reports completion; `migrate_cancel`
+//!   on `virDomainAbortJob`. A failed or cancelled migration leaves the guest running
+//!   here (QEMU resumes it);
+//! - **finish** (destination): once QEMU has read the stream the guest runs there
+//!   (`cont`), defined too with `VIR_MIGRATE_PERSIST_DEST`; when the migration was
+//!   cancelled the incoming QEMU is killed;
+//! - **confirm** (source): the source QEMU is stopped (shut off, reason migrated) and,
+//!   with `VIR_MIGRATE_UNDEFINE_SOURCE`, the domain undefined; when cancelled, the guest
+//!   runs on here.
+//!
+//! Storage is shared (both hosts see the same disk paths). The cookies carry nothing.
+
+use super::domains::{Dom, Stopping};
+use super::lifecycle::Incoming;
+use super::{Driver, DriverError, Result, detail, perr, reason};
+use rvirt_qmp::Qmp;
+use rvirt_sdk::abi::{
+    DomainRef, ErrorCode, ErrorDomain, PluginError, TypedParam, TypedValue, event, migrate as flag,
+    state,
+};
+use rvirt_sdk::util::{no_domain, operation_invalid};
+use rvirt_xml::FormatOptions;
+use serde_json::{Value, json};
+use std::net::{TcpListener, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The first port of libvirt's range for incoming migrations.
+pub const PORT_MIN: u16 = 49152;
+/// The last port of that range.
+pub const PORT_MAX: u16 = 49215;
+/// `VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT`.
+const OPERATION_MIGRATION_OUT: i32 = 5;
+/// `VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED`.
+const SUSPENDED_MIGRATED: i32 = 1;
+/// How long the destination waits for QEMU to finish reading the stream once the source
+/// reported completion.
+const FINISH_WAIT: Duration = Duration::from_secs(60);
+
+/// The `VIR_MIGRATE_*` flags this driver honours (peer-to-peer is the host's).
+pub const ALLOWED_FLAGS: u32 = flag::LIVE
+    | flag::PEER2PEER
+    | flag::PERSIST_DEST
+    | flag::UNDEFINE_SOURCE
+    | flag::PAUSED
+    | flag::CHANGE_PROTECTION
+    | flag::UNSAFE
+    | flag::ABORT_ON_ERROR;
+
+/// Errors of migrations.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A parameter is missing or malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArg(String),
+    /// No port of the range could be bound.
+    #[error(
+        "operation failed: no free port for the incoming migration in {PORT_MIN}-{PORT_MAX} on '{0}'"
+    )]
+    NoPort(String),
+    /// QEMU reported the migration failed.
+    #[error("operation failed: migration of domain '{name}' failed: {reason}")]
+    Failed {
+        /// The domain.
+        name: String,
+        /// QEMU's reason.
+        reason: String,
+    },
+    /// The migration was cancelled (`virDomainAbortJob`).
+    #[error("operation aborted: migration out job: canceled by client")]
+    Cancelled,
+}
+
+impl From<MigrateError> for DriverError {
+    fn from(e: MigrateError) -> Self {
+        let code = match e {
+            MigrateError::InvalidArg(_) => ErrorCode::InvalidArg,
+            MigrateError::NoPort(_) | MigrateError::Failed { .. } => ErrorCode::OperationFailed,
+            MigrateError::Cancelled => ErrorCode::OperationAborted,
+        };
+        DriverError::Plugin(PluginError::new(code, ErrorDomain::Qemu, e.to_string()))
+    }
+}
+
+/// The string parameter `name`, if given.
+pub fn param_str<'a>(params: &'a [TypedParam], name: &str) -> Option<&'a str> {
+    params.iter().rev().find_map(|p| match &p.value {
+        TypedValue::String(s) if p.field.as_str() == name => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// The integer parameter `name`, if given.
+pub fn param_u64(params: &[TypedParam], name: &str) -> Option<u64> {
+    params
+        .iter()
+        .rev()
+        .find(|p| p.field.as_str() == name)
+        .and_then(|p| match p.value {
+            TypedValue::Int(v) => u64::try_from(v).ok(),
+            TypedValue::UInt(v) => Some(u64::from(v)),
+            TypedValue::LLong(v) => u64::try_from(v).ok(),
+            TypedValue::ULLong(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// A `tcp:` migration URI's host and port (`tcp:HOST:PORT`, `tcp://HOST:PORT`, the port
+/// optional, an IPv6 host in brackets).
+pub fn parse_tcp_uri(uri: &str) -> std::result::Result<(String, Option<u16>), MigrateError> {
+    let bad = || {
+        MigrateError::InvalidArg(format!(
+            "migration URI '{uri}' is not of the form tcp:HOST[:PORT] (the only transport this driver listens on)"
+        ))
+    };
+    let rest = uri.strip_prefix("tcp:").ok_or_else(bad)?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, tail) = r.split_once(']').ok_or_else(bad)?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| bad())?),
+            None if tail.is_empty() => None,
+            None => return Err(bad()),
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (rest.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host, port))
+}
+
+/// QEMU's form of a TCP address (`tcp:HOST:PORT`, brackets around IPv6).
+pub fn qemu_tcp_uri(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("tcp:[{host}]:{port}")
+    } else {
+        format!("tcp:{host}:{port}")
+    }
+}
+
+/// The first port of the range that `addr` can be bound on (QEMU binds it next).
+fn free_port(addr: &str) -> std::result::Result<u16, MigrateError> {
+    (PORT_MIN..=PORT_MAX)
+        .find(|p| TcpListener::bind((addr, *p)).is_ok())
+        .ok_or_else(|| MigrateError::NoPort(addr.to_string()))
+}
+
+/// The name the source reaches this host by: the host name when it resolves, else the
+/// loopback address.
+fn reachable_host() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if !name.is_empty() && (name.as_str(), 0u16).to_socket_addrs().is_ok() {
+        name
+    } else {
+        "127.0.0.1".into()
+    }
+}
+
+impl Driver {
+    /// virDomainMigrateBegin3Params: the definition the destination starts (the caller's
+    /// `destination_xml` when given, for the same domain).
+    pub fn migrate_begin(&'static self, uuid: uuid::Uuid, params: &[TypedParam]) -> Result<String> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        let (name, live_xml, running) = self
+            .with_dom(uuid, |d| {
+                let live = d.run.as_ref().map_or(&d.def, |r| &r.live);
+                (
+                    d.def.name().to_string(),
+                    live.to_xml(&FormatOptions {
+                        inactive: true,
+                        secure: true,
+                    }),
+                    d.run.is_some(),
+                )
+            })
+            .map_err(perr)?;
+        if !running {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "domain is not running",
+            )));
+        }
+        match param_str(params, flag::PARAM_DEST_XML) {
+            Some(x) => {
+                let def = Self::parse_def(x)?;
+                if def.uuid() != uuid {
+                    return Err(MigrateError::InvalidArg(format!(
+                        "the destination XML describes domain '{}', not '{name}'",
+                        def.name()
+                    ))
+                    .into());
+                }
+                Ok(x.to_string())
+            }
+            None => Ok(live_xml),
+        }
+    }
+
+    /// virDomainMigratePrepare3Params: QEMU started for the incoming stream; the URI the
+    /// source sends it to.
+    pub fn migrate_prepare(&'static self, params: &[TypedParam]) -> Result<String> {
+        let xml = param_str(params, flag::PARAM_DEST_XML).ok_or_else(|| {
+            MigrateError::InvalidArg("no domain XML passed to the migration prepare step".into())
+        })?;
+        let mut def = Self::parse_def(xml)?;
+        if let Some(n) = param_str(params, flag::PARAM_DEST_NAME).filter(|n| !n.is_empty()) {
+            def.set_name(n);
+        }
+        // where QEMU listens, and the address the source is told
+        let asked = param_str(params, flag::PARAM_URI)
+            .map(parse_tcp_uri)
+            .transpose()?;
+        let listen = param_str(params, flag::PARAM_LISTEN_ADDRESS)
+            .map(str::to_string)
+            .or_else(|| asked.as_ref().map(|(h, _)| h.clone()))
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let port = match asked.as_ref().and_then(|(_, p)| *p) {
+            Some(p) => p,
+            None => free_port(&listen)?,
+        };
+        let told = match &asked {
+            Some((h, _)) => h.clone(),
+            None if listen != "0.0.0.0" && listen != "::" => listen.clone(),
+            None => reachable_host(),
+        };
+        let uuid = def.uuid();
+        let job = self.begin_job(uuid, Some(def.name()))?;
+        self.sync_from_disk(&job);
+        {
+            let mut st = self.lock();
+            match st.doms.get(&uuid) {
+                Some(d) if d.run.is_some() => {
+                    return Err(perr(operation_invalid(
+                        ErrorDomain::Qemu,
+                        &format!("domain '{}' is already active", def.name()),
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    Self::check_unique(&st, &def)?;
+                    st.doms.insert(
+                        uuid,
+                        Dom {
+                            def: def.clone(),
+                            persistent: false,
+                            autostart: false,
+                            state: state::SHUTOFF,
+                            reason: 0,
+                            run: None,
+                        },
+                    );
+                }
+            }
+        }
+        let r = self.start_in_job_full(
+            &job,
+            0,
+            None,
+            Some(Incoming {
+                file: None,
+                migrate_uri: Some(qemu_tcp_uri(&listen, port)),
+                def: Some(def),
+                paused: true,
+            }),
+        );
+        if r.is_err() {
+            let mut st = self.lock();
+            if st
+                .doms
+                .get(&uuid)
+                .is_some_and(|d| d.run.is_none() && !d.persistent)
+            {
+                st.doms.remove(&uuid);
+            }
+        }
+        r?;
+        Ok(qemu_tcp_uri(&told, port))
+    }
+
+    /// virDomainMigratePerform3Params: the domain's state sent to the `migrate_uri`
+    /// parameter; returns once QEMU reports the migration completed (the guest paused
+    /// here). A failed or cancelled migration leaves the guest running.
+    pub fn migrate_perform(
+        &'static self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<()> {
+        let uri = param_str(params, flag::PARAM_URI).ok_or_else(|| {
+            MigrateError::InvalidArg("the migration URI of the destination is missing".into())
+        })?;
+        let (host, port) = parse_tcp_uri(uri)?;
+        let port = port.ok_or_else(|| {
+            MigrateError::InvalidArg(format!("migration URI '{uri}' has no port"))
+        })?;
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        let (q, generation) = self.running(uuid)?;
+        let (name, was_running) = self
+            .with_dom(uuid, |d| {
+                (d.def.name().to_string(), d.state == state::RUNNING)
+            })
+            .map_err(perr)?;
+        // MiB/s as libvirt's bandwidth; unlimited otherwise
+        let bandwidth = param_u64(params, flag::PARAM_BANDWIDTH)
+            .filter(|b| *b > 0)
+            .map_or(1u64 << 40, |b| b.saturating_mul(1 << 20));
+        self.expect_migration_pause(uuid, generation);
+        let offline = flags & flag::LIVE == 0 && was_running;
+        if offline {
+            q.execute("stop", None)?;
+        }
+        let t0 = Instant::now();
+        {
+            let mut st = self.lock();
+            let r = st.job_stats.entry(uuid).or_default();
+            r.active = Some((t0, json!({})));
+            r.operation = OPERATION_MIGRATION_OUT;
+        }
+        let outcome = q
+            .execute(
+                "migrate-set-parameters",
+                Some(json!({"max-bandwidth": bandwidth})),
+            )
+            .and_then(|_| q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)}))))
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.poll_migration(&q, uuid, t0));
+        let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        {
+            let mut st = self.lock();
+            let r = st.job_stats.entry(uuid).or_default();
+            let last = r.active.take().map(|(_, m)| m).unwrap_or_default();
+            r.completed = Some(match &outcome {
+                Ok(m) => (ms, m.clone(), true),
+                Err(_) => (ms, last, false),
+            });
+        }
+        match outcome {
+            Ok(_) => {
+                let e = self.transition_after(
+                    uuid,
+                    generation,
+                    q.events_read(),
+                    (state::PAUSED, reason::PAUSED_MIGRATION),
+                    Some((event::SUSPENDED, SUSPENDED_MIGRATED)),
+                );
+                self.emit(e);
+                Ok(())
+            }
+            Err(reason_text) => {
+                self.clear_migration_pause(uuid, generation);
+                // QEMU resumes a guest it paused for the migration; one stopped here for
+                // an offline migration runs again too
+                self.resume_after_failure(&q, uuid, generation, was_running);
+                if reason_text == "cancelled" {
+                    Err(MigrateError::Cancelled.into())
+                } else {
+                    Err(MigrateError::Failed {
+                        name,
+                        reason: reason_text,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Polls `query-migrate` until the migration completes; the job statistics follow.
+    /// `Err("cancelled")` when it was cancelled, else QEMU's reason.
+    fn poll_migration(
+        &self,
+        q: &Qmp,
+        uuid: uuid::Uuid,
+        t0: Instant,
+    ) -> std::result::Result<Value, String> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let m = q
+                .execute("query-migrate", None)
+                .map_err(|e| e.to_string())?;
+            let status = m["status"].as_str().unwrap_or("").to_string();
+            if let Some(r) = self.lock().job_stats.get_mut(&uuid) {
+                r.active = Some((t0, m.clone()));
+            }
+            match status.as_str() {
+                "completed" => return Ok(m),
+                "cancelled" | "cancelling" => return Err("cancelled".into()),
+                "failed" => {
+                    return Err(m["error-desc"]
+                        .as_str()
+                        .unwrap_or("qemu reported a failure")
+                        .to_string());
+                }
+                _ => {}
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// The STOP QEMU emits when the migration completes is the migration's pause.
+    fn expect_migration_pause(&self, uuid: uuid::Uuid, generation: u64) {
+        if let Some(run) = self
+            .lock()
+            .doms
+            .get_mut(&uuid)
+            .and_then(|d| d.run.as_mut())
+            .filter(|r| r.generation == generation)
+        {
+            run.expect_pause = Some(reason::PAUSED_MIGRATION);
+        }
+    }
+
+    fn clear_migration_pause(&self, uuid: uuid::Uuid, generation: u64) {
+        if let Some(run) = self
+            .lock()
+            .doms
+            .get_mut(&uuid)
+            .and_then(|d| d.run.as_mut())
+            .filter(|r| r.generation == generation)
+            && run.expect_pause == Some(reason::PAUSED_MIGRATION)
+        {
+            run.expect_pause = None;
+        }
+    }
+
+    /// After a failed or cancelled migration: the guest runs again when it ran before
+    /// (`cont` when QEMU left it paused), its state recorded.
+    fn resume_after_failure(&self, q: &Qmp, uuid: uuid::Uuid, generation: u64, was_running: bool) {
+        if !was_running {
+            return;
+        }
+        let status = q
+            .execute("query-status", None)
+            .ok()
+            .and_then(|s| s["status"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if status != "running" && q.execute("cont", None).is_err() {
+            return;
+        }
+        let e = self.transition_after(
+            uuid,
+            generation,
+            q.events_read(),
+            (state::RUNNING, reason::RUNNING_MIGRATION_CANCELED),
+            Some((event::RESUMED, detail::RESUMED_MIGRATED)),
+        );
+        self.emit(e);
+    }
+
+    /// The arrived guest runs: state running (migrated) whether or not the monitor's
+    /// RESUME was handled first (which would record it as unpaused).
+    fn running_migrated(&self, uuid: uuid::Uuid, generation: u64, events_read: u64) {
+        let e = {
+            let mut st = self.lock();
+            let Some(d) = st.doms.get_mut(&uuid) else {
+                return;
+            };
+            let Some(run) = d.run.as_mut().filter(|r| r.generation == generation) else {
+                return;
+            };
+            run.events_applied = run.events_applied.max(events_read);
+            let changed = d.state != state::RUNNING;
+            d.state = state::RUNNING;
+            d.reason = reason::RUNNING_MIGRATED;
+            if let Some(run) = &d.run {
+                let _ = self.write_status_locked(d, run);
+            }
+            if changed {
+                vec![(d.reference(), event::RESUMED, detail::RESUMED_MIGRATED)]
+            } else {
+                vec![]
+            }
+        };
+        self.emit(e);
+    }
+
+    /// The domain a finish step names: the destination XML's UUID.
+    fn incoming_uuid(params: &[TypedParam]) -> Result<uuid::Uuid> {
+        let xml = param_str(params, flag::PARAM_DEST_XML).ok_or_else(|| {
+            MigrateError::InvalidArg("no domain XML passed to the migration finish step".into())
+        })?;
+        Ok(Self::parse_def(xml)?.uuid())
+    }
+
+    /// virDomainMigrateFinish3Params: the arrived guest runs (unless
+    /// `VIR_MIGRATE_PAUSED`), defined with `VIR_MIGRATE_PERSIST_DEST`; when `cancelled`
+    /// the incoming QEMU is stopped and an error answered.
+    pub fn migrate_finish(
+        &'static self,
+        params: &[TypedParam],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<DomainRef> {
+        let uuid = Self::incoming_uuid(params)?;
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        let name = self
+            .with_dom(uuid, |d| d.def.name().to_string())
+            .map_err(perr)?;
+        let stop = |job: &super::job::Job<'_>| {
+            let _ = self.stop_in_job(job, Stopping::Destroy, true);
+        };
+        if cancelled {
+            stop(&job);
+            return Err(MigrateError::Failed {
+                name,
+                reason: "the migration was cancelled by the source".into(),
+            }
+            .into());
+        }
+        let (q, generation) = match self.running(uuid) {
+            Ok(x) => x,
+            Err(e) => {
+                stop(&job);
+                return Err(e);
+            }
+        };
+        if let Err(e) = wait_stream_read(&q) {
+            stop(&job);
+            return Err(MigrateError::Failed { name, reason: e }.into());
+        }
+        if flags & flag::PAUSED == 0 {
+            if let Err(e) = q.execute("cont", None) {
+                stop(&job);
+                return Err(e.into());
+            }
+            self.running_migrated(uuid, generation, q.events_read());
+        }
+        let persist_xml = (flags & flag::PERSIST_DEST != 0).then(|| {
+            param_str(params, flag::PARAM_PERSIST_XML)
+                .map(str::to_string)
+                .or_else(|| {
+                    self.with_dom(uuid, |d| {
+                        d.run
+                            .as_ref()
+                            .map_or(&d.def, |r| &r.live)
+                            .to_xml(&FormatOptions {
+                                inactive: true,
+                                secure: true,
+                            })
+                    })
+                    .ok()
+                })
+        });
+        drop(job);
+        if let Some(Some(xml)) = persist_xml {
+            self.define(&xml)?;
+        }
+        self.with_dom(uuid, Dom::reference).map_err(perr)
+    }
+
+    /// virDomainMigrateConfirm3Params: the source QEMU stopped (shut off, reason
+    /// migrated) and, with `VIR_MIGRATE_UNDEFINE_SOURCE`, the domain undefined; when
+    /// `cancelled`, the guest runs on here.
+    pub fn migrate_confirm(
+        &'static self,
+        uuid: uuid::Uuid,
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()> {
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        if cancelled {
+            let (q, generation) = self.running(uuid)?;
+            let was_migrating = self
+                .with_dom(uuid, |d| {
+                    d.state == state::RUNNING
+                        || (d.state == state::PAUSED && d.reason == reason::PAUSED_MIGRATION)
+                })
+                .map_err(perr)?;
+            self.clear_migration_pause(uuid, generation);
+            self.resume_after_failure(&q, uuid, generation, was_migrating);
+            return Ok(());
+        }
+        let persistent = self.with_dom(uuid, |d| d.persistent).map_err(perr)?;
+        self.stop_in_job(&job, Stopping::Migrated, false)?;
+        drop(job);
+        if flags & flag::UNDEFINE_SOURCE != 0 && persistent {
+            self.undefine(uuid, 0)?;
+        }
+        Ok(())
+    }
+
+    /// virDomainAbortJob: the running migration (or save) cancelled.
+    pub fn abort_job(&self, uuid: uuid::Uuid) -> Result<()> {
+        let active = {
+            let st = self.lock();
+            if !st.doms.contains_key(&uuid) {
+                return Err(perr(no_domain(
+                    ErrorDomain::Qemu,
+                    &format!("no domain with matching uuid '{uuid}'"),
+                )));
+            }
+            st.job_stats.get(&uuid).is_some_and(|r| r.active.is_some())
+        };
+        if !active {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "no job is active on the domain",
+            )));
+        }
+        let q = self.qmp_of(uuid).ok_or_else(|| {
+            perr(operation_invalid(
+                ErrorDomain::Qemu,
+                "domain is not running",
+            ))
+        })?;
+        q.execute("migrate_cancel", None)?;
+        Ok(())
+    }
+}
+
+/// Waits until the destination QEMU has read the whole stream (its run state leaves
+/// `inmigrate`); an error names the state it ended in.
+fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + FINISH_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let st = q.execute("query-status", None).map_err(|e| e.to_string())?;
+        let status = st["status"].as_str().unwrap_or("");
+        match status {
+            "inmigrate" => {}
+            "paused" | "prelaunch" | "running" | "postmigrate" | "finish-migrate" => return Ok(()),
+            other => {
+                return Err(format!(
+                    "qemu is in state '{other}' after the incoming stream"
+                ));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "qemu did not finish reading the incoming stream in {} s",
+                FINISH_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_uris_parse_in_libvirt_and_qemu_forms() {
+        assert_eq!(
+            parse_tcp_uri("tcp:127.0.0.1:49152").unwrap(),
+            ("127.0.0.1".into(), Some(49152))
+        );
+        assert_eq!(
+            parse_tcp_uri("tcp://host.example:4444").unwrap(),
+            ("host.example".into(), Some(4444))
+        );
+        assert_eq!(parse_tcp_uri("tcp:dest").unwrap(), ("dest".into(), None));
+        assert_eq!(
+            parse_tcp_uri("tcp:[::1]:5000").unwrap(),
+            ("::1".into(), Some(5000))
+        );
+        assert!(parse_tcp_uri("rdma:1.2.3.4:5").is_err());
+        assert!(parse_tcp_uri("tcp:host:notaport").is_err());
+        assert!(parse_tcp_uri("tcp:").is_err());
+        assert_eq!(qemu_tcp_uri("::1", 5), "tcp:[::1]:5");
+        assert_eq!(qemu_tcp_uri("10.0.0.1", 49152), "tcp:10.0.0.1:49152");
+    }
+
+    #[test]
+    fn parameters_are_found_by_name_the_last_one_winning() {
+        let p = vec![
+            TypedParam::new("migrate_uri", TypedValue::String("tcp:a:1".into())),
+            TypedParam::new("bandwidth", TypedValue::ULLong(8)),
+            TypedParam::new("migrate_uri", TypedValue::String("tcp:b:2".into())),
+        ];
+        assert_eq!(param_str(&p, flag::PARAM_URI), Some("tcp:b:2"));
+        assert_eq!(param_u64(&p, flag::PARAM_BANDWIDTH), Some(8));
+        assert_eq!(param_str(&p, flag::PARAM_DEST_XML), None);
+    }
+
+    #[test]
+    fn a_free_port_comes_from_libvirts_range() {
+        let p = free_port("127.0.0.1").unwrap();
+        assert!((PORT_MIN..=PORT_MAX).contains(&p));
+    }
+}
