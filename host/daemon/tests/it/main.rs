@@ -11,6 +11,7 @@ mod bridge_networks;
 mod esx;
 mod isolation;
 mod lxc;
+mod migrate;
 mod networks;
 mod observability;
 mod other_hypervisors;
