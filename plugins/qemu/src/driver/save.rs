@@ -229,6 +229,11 @@ pub fn job_params(elapsed_ms: u64, m: &Value) -> Vec<(&'static str, u64)> {
         ("memory_iteration", n(&ram["dirty-sync-count"])),
         ("memory_page_size", n(&ram["page-size"])),
     ]
+    .into_iter()
+    // QEMU reports these once the stream completed: the guest's pause (ms) and the setup
+    .chain(m["downtime"].as_u64().map(|v| ("downtime", v)))
+    .chain(m["setup-time"].as_u64().map(|v| ("setup_time", v)))
+    .collect()
 }
 
 /// `virDomainGetJobStats` answer: the job type and its parameters (the operation first).
