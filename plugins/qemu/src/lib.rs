@@ -707,10 +707,11 @@ impl DriverConnection for QemuConnection {
                 flags,
                 driver::migrate::ALLOWED_FLAGS,
             )?;
-            d.migrate_prepare(&params).map(|uri| MigrateStep {
-                cookie: RVec::new(),
-                text: uri.into(),
-            })
+            d.migrate_prepare(&params, flags)
+                .map(|(uri, cookie)| MigrateStep {
+                    cookie: cookie.into(),
+                    text: uri.into(),
+                })
         })
     }
 
@@ -718,7 +719,7 @@ impl DriverConnection for QemuConnection {
         &self,
         uuid: Uuid,
         params: RVec<TypedParam>,
-        _cookie: RVec<u8>,
+        cookie: RVec<u8>,
         flags: u32,
     ) -> PResult<MigrateStep> {
         self.write("virDomainMigratePerform3Params", |d| {
@@ -727,7 +728,7 @@ impl DriverConnection for QemuConnection {
                 flags,
                 driver::migrate::ALLOWED_FLAGS,
             )?;
-            d.migrate_perform(from_abi_uuid(uuid), &params, flags)
+            d.migrate_perform(from_abi_uuid(uuid), &params, &cookie, flags)
                 .map(|()| MigrateStep::default())
         })
     }

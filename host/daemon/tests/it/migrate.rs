@@ -4,7 +4,9 @@
 //! `--undefinesource`; the guest keeps running on the destination (its uptime continues,
 //! it did not boot again) and the source no longer lists it. A migration slowed down with
 //! `--bandwidth` is cancelled with `domjobabort`, then one whose destination QEMU is
-//! killed mid-way fails: both times the guest runs on at the source.
+//! killed mid-way fails: both times the guest runs on at the source. With
+//! `--copy-storage-all` the disk goes along through QEMU's NBD server into the
+//! destination's own (empty) image.
 
 use super::Daemon;
 use super::qemu::{ok, tools_missing, virsh, wait_for};
@@ -310,4 +312,93 @@ fn an_aborted_migration_or_one_whose_destination_dies_leaves_the_guest_running_a
     let job = ok(&a, &["domjobinfo", "vslow", "--completed"]);
     assert!(job.contains("Failed"), "{job}");
     ok(&a, &["destroy", "vslow"]);
+}
+
+#[test]
+fn copy_storage_all_moves_the_disk_into_the_destinations_own_image() {
+    if tools_missing() {
+        return;
+    }
+    bin_dir_has_qemu_plugin();
+    let g = guest();
+    let src = Daemon::start();
+    let dst = Daemon::start();
+    let (a, b) = (uri_of(&src), uri_of(&dst));
+    let shared = tempfile::tempdir().unwrap();
+    let _reaper = QemuReaper(shared.path().to_path_buf());
+    let disk = disk_in(shared.path(), &g);
+    let sock = shared.path().join("serial-a.sock");
+    let sock_b = shared.path().join("serial-b.sock");
+    let file = shared.path().join("vcopy.xml");
+    std::fs::write(&file, guest_xml("vcopy", &g, &sock, &disk)).unwrap();
+    ok(&a, &["define", file.to_str().unwrap()]);
+    ok(&a, &["start", "vcopy"]);
+    let mut con = Console::connect(&sock);
+    wait_for("GUEST-READY", Duration::from_secs(120), || {
+        con.text().contains("GUEST-READY")
+    });
+    let before = con.uptime("before");
+
+    // the destination's own image, empty, of the same size (libvirt requires it to exist)
+    let disk_b = shared.path().join("disk-b.qcow2");
+    let info = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let size = String::from_utf8_lossy(&info.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("\"virtual-size\": ")
+                .map(|v| v.trim_end_matches(',').to_string())
+        })
+        .expect("virtual size");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk_b)
+        .arg(&size)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let to_b = dest_xml(&a, "vcopy", &sock, &sock_b, shared.path());
+    let xml = std::fs::read_to_string(&to_b).unwrap();
+    std::fs::write(
+        &to_b,
+        xml.replace(&*disk.to_string_lossy(), &disk_b.to_string_lossy()),
+    )
+    .unwrap();
+    ok(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--xml",
+            to_b.to_str().unwrap(),
+            "vcopy",
+            &b,
+        ],
+    );
+    assert_eq!(reason(&b, "vcopy"), "running (migrated)");
+    assert_eq!(reason(&a, "vcopy"), "shut off (migrated)");
+    let live = ok(&b, &["dumpxml", "vcopy"]);
+    assert!(live.contains(&*disk_b.to_string_lossy()), "{live}");
+    // the copy holds what the source image held (the source QEMU is gone)
+    let cmp = Command::new("qemu-img")
+        .args(["compare", "-U"])
+        .arg(&disk)
+        .arg(&disk_b)
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "the images differ: {}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+    let mut con_b = Console::connect(&sock_b);
+    let after = con_b.uptime("after");
+    assert!(after >= before, "uptime continues: {before} then {after}");
+    assert!(!con_b.text().contains("GUEST-READY"), "no new boot");
+    ok(&b, &["destroy", "vcopy"]);
 }

@@ -15,7 +15,15 @@
 //!   with `VIR_MIGRATE_UNDEFINE_SOURCE`, the domain undefined; when cancelled, the guest
 //!   runs on here.
 //!
-//! Storage is shared (both hosts see the same disk paths). The cookies carry nothing.
+//! Storage is shared (both hosts see the same disk paths), or copied with
+//! `VIR_MIGRATE_NON_SHARED_DISK` (`--copy-storage-all`): the destination, whose disk
+//! images exist already (as libvirt requires), exports its writable disks with QEMU's NBD
+//! server (`nbd-server-start`, `block-export-add`), its prepare cookie names the server and
+//! the disks ([`NbdCookie`], JSON, versioned), and the source mirrors each disk into its
+//! export (`blockdev-add` of an `nbd` node, `blockdev-mirror` with `sync: full`) until
+//! every mirror is ready before it migrates the memory; once migrated the mirrors are
+//! cancelled (the copies stay in sync) and finish stops the NBD server. Otherwise the
+//! cookies are empty.
 
 use super::domains::{Dom, Stopping};
 use super::lifecycle::Incoming;
@@ -27,6 +35,7 @@ use rvirt_sdk::abi::{
 };
 use rvirt_sdk::util::{no_domain, operation_invalid};
 use rvirt_xml::FormatOptions;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::net::{TcpListener, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -46,6 +55,7 @@ const FINISH_WAIT: Duration = Duration::from_secs(60);
 /// The `VIR_MIGRATE_*` flags this driver honours (peer-to-peer is the host's).
 pub const ALLOWED_FLAGS: u32 = flag::LIVE
     | flag::PEER2PEER
+    | flag::NON_SHARED_DISK
     | flag::PERSIST_DEST
     | flag::UNDEFINE_SOURCE
     | flag::PAUSED
@@ -85,6 +95,44 @@ impl From<MigrateError> for DriverError {
             MigrateError::Cancelled => ErrorCode::OperationAborted,
         };
         DriverError::Plugin(PluginError::new(code, ErrorDomain::Qemu, e.to_string()))
+    }
+}
+
+/// The version of [`NbdCookie`] written and read.
+pub const COOKIE_VERSION: u32 = 1;
+
+/// The destination's answer for a migration copying storage: where its NBD server
+/// listens and the disks (targets) it exports under their target names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NbdCookie {
+    /// [`COOKIE_VERSION`].
+    pub version: u32,
+    /// The host the source connects to.
+    pub host: String,
+    /// The NBD server's port.
+    pub port: u16,
+    /// The exported disks' targets (`vda`), each exported under that name.
+    pub disks: Vec<String>,
+}
+
+impl NbdCookie {
+    /// The cookie of a prepare step; `None` for an empty one (shared storage).
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Option<NbdCookie>, MigrateError> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let c: NbdCookie = serde_json::from_slice(bytes).map_err(|e| {
+            MigrateError::InvalidArg(format!(
+                "the destination's migration cookie is unreadable: {e}"
+            ))
+        })?;
+        if c.version != COOKIE_VERSION {
+            return Err(MigrateError::InvalidArg(format!(
+                "migration cookie version {} is not supported (this host reads version {COOKIE_VERSION})",
+                c.version
+            )));
+        }
+        Ok(Some(c))
     }
 }
 
@@ -215,7 +263,11 @@ impl Driver {
 
     /// virDomainMigratePrepare3Params: QEMU started for the incoming stream; the URI the
     /// source sends it to.
-    pub fn migrate_prepare(&'static self, params: &[TypedParam]) -> Result<String> {
+    pub fn migrate_prepare(
+        &'static self,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
         let xml = param_str(params, flag::PARAM_DEST_XML).ok_or_else(|| {
             MigrateError::InvalidArg("no domain XML passed to the migration prepare step".into())
         })?;
@@ -291,7 +343,224 @@ impl Driver {
             }
         }
         r?;
-        Ok(qemu_tcp_uri(&told, port))
+        let cookie = if flags & flag::NON_SHARED_DISK != 0 {
+            match self.export_disks(uuid, params, &listen, &told) {
+                Ok(c) => serde_json::to_vec(&c).unwrap_or_default(),
+                Err(e) => {
+                    let _ = self.stop_in_job(&job, Stopping::Destroy, true);
+                    return Err(e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        Ok((qemu_tcp_uri(&told, port), cookie))
+    }
+
+    /// The writable disks of the running domain `uuid` (those `migrate_disks` names, when
+    /// given): their targets and QEMU format nodes (found by device alias in
+    /// `query-block`).
+    fn disk_nodes(
+        &self,
+        uuid: uuid::Uuid,
+        q: &Qmp,
+        params: &[TypedParam],
+    ) -> Result<Vec<(String, String)>> {
+        let only: Vec<&str> = params
+            .iter()
+            .filter(|p| p.field.as_str() == flag::PARAM_MIGRATE_DISKS)
+            .filter_map(|p| match &p.value {
+                TypedValue::String(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        let disks: Vec<(String, String)> = self
+            .with_dom(uuid, |d| {
+                let live = d.run.as_ref().map_or(&d.def, |r| &r.live);
+                live.devices_of("disk")
+                    .filter(|e| {
+                        e.attr("device").is_none_or(|v| v == "disk")
+                            && e.child("readonly").is_none()
+                            && e.child("source").is_some()
+                    })
+                    .filter_map(|e| {
+                        Some((
+                            e.child("target")?.attr("dev")?.to_string(),
+                            e.child("alias")?.attr("name")?.to_string(),
+                        ))
+                    })
+                    .filter(|(t, _)| only.is_empty() || only.contains(&t.as_str()))
+                    .collect()
+            })
+            .map_err(perr)?;
+        let blocks = q.execute("query-block", None)?;
+        disks
+            .into_iter()
+            .map(|(target, alias)| {
+                let qdev = format!("/machine/peripheral/{alias}/");
+                blocks
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|b| {
+                        b["qdev"]
+                            .as_str()
+                            .is_some_and(|p| p == alias || p.starts_with(&qdev))
+                    })
+                    .and_then(|b| b["inserted"]["node-name"].as_str())
+                    .map(|n| (target.clone(), n.to_string()))
+                    .ok_or_else(|| {
+                        MigrateError::InvalidArg(format!(
+                            "disk '{target}' has no block node to copy (query-block)"
+                        ))
+                        .into()
+                    })
+            })
+            .collect()
+    }
+
+    /// Destination of `--copy-storage-all`: QEMU's NBD server on a free port of the range
+    /// and one writable export per disk, named by target.
+    fn export_disks(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        listen: &str,
+        told: &str,
+    ) -> Result<NbdCookie> {
+        let (q, _) = self.running(uuid)?;
+        let nodes = self.disk_nodes(uuid, &q, params)?;
+        let port = free_port(listen)?;
+        q.execute(
+            "nbd-server-start",
+            Some(json!({"addr": {"type": "inet", "data": {"host": listen, "port": port.to_string()}}})),
+        )?;
+        for (target, node) in &nodes {
+            q.execute(
+                "block-export-add",
+                Some(json!({"type": "nbd", "id": format!("migration-{target}"),
+                    "node-name": node, "name": target, "writable": true})),
+            )?;
+        }
+        Ok(NbdCookie {
+            version: COOKIE_VERSION,
+            host: told.to_string(),
+            port,
+            disks: nodes.into_iter().map(|(t, _)| t).collect(),
+        })
+    }
+
+    /// Source of `--copy-storage-all`: each exported disk mirrored into the
+    /// destination's NBD export; returns once every mirror is ready (the copies in
+    /// sync), with the jobs' and nodes' names for [`Driver::end_mirrors`].
+    fn start_mirrors(
+        &self,
+        uuid: uuid::Uuid,
+        q: &Qmp,
+        params: &[TypedParam],
+        c: &NbdCookie,
+    ) -> Result<Vec<(String, String)>> {
+        let nodes = self.disk_nodes(uuid, q, params)?;
+        let mut started = Vec::new();
+        let r = (|| -> Result<()> {
+            for target in &c.disks {
+                let node = nodes
+                    .iter()
+                    .find(|(t, _)| t == target)
+                    .map(|(_, n)| n.clone())
+                    .ok_or_else(|| {
+                        MigrateError::InvalidArg(format!(
+                            "the destination exports disk '{target}', which this domain lacks"
+                        ))
+                    })?;
+                let nbd = format!("migration-{target}-nbd");
+                let job = format!("migration-{target}");
+                q.execute(
+                    "blockdev-add",
+                    Some(json!({"driver": "nbd", "node-name": nbd, "export": target,
+                        "server": {"type": "inet", "host": c.host, "port": c.port.to_string()}})),
+                )?;
+                started.push((job.clone(), nbd.clone()));
+                q.execute(
+                    "blockdev-mirror",
+                    Some(
+                        json!({"job-id": job, "device": node, "target": nbd, "sync": "full",
+                        "auto-dismiss": true}),
+                    ),
+                )?;
+            }
+            // every mirror ready: the destination's disks hold what the guest wrote
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            loop {
+                let jobs = q.execute("query-block-jobs", None)?;
+                let ours: Vec<&Value> = jobs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|j| {
+                        started
+                            .iter()
+                            .any(|(id, _)| j["device"].as_str() == Some(id))
+                    })
+                    .collect();
+                if ours.len() < started.len() {
+                    return Err(MigrateError::Failed {
+                        name: String::new(),
+                        reason: "a disk mirror ended before it was ready".into(),
+                    }
+                    .into());
+                }
+                if ours.iter().all(|j| j["ready"].as_bool() == Some(true)) {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(MigrateError::Failed {
+                        name: String::new(),
+                        reason: "the disk mirrors did not converge".into(),
+                    }
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })();
+        match r {
+            Ok(()) => Ok(started),
+            Err(e) => {
+                Self::end_mirrors(q, &started);
+                Err(e)
+            }
+        }
+    }
+
+    /// The mirrors cancelled (a ready mirror's copy stays complete) and their NBD nodes
+    /// removed.
+    fn end_mirrors(q: &Qmp, started: &[(String, String)]) {
+        for (job, _) in started {
+            let _ = q.execute(
+                "block-job-cancel",
+                Some(json!({"device": job, "force": true})),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let left = q
+                .execute("query-block-jobs", None)
+                .ok()
+                .is_some_and(|jobs| {
+                    jobs.as_array().into_iter().flatten().any(|j| {
+                        started
+                            .iter()
+                            .any(|(id, _)| j["device"].as_str() == Some(id))
+                    })
+                });
+            if !left {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (_, nbd) in started {
+            let _ = q.execute("blockdev-del", Some(json!({"node-name": nbd})));
+        }
     }
 
     /// virDomainMigratePerform3Params: the domain's state sent to the `migrate_uri`
@@ -301,8 +570,18 @@ impl Driver {
         &'static self,
         uuid: uuid::Uuid,
         params: &[TypedParam],
+        cookie: &[u8],
         flags: u32,
     ) -> Result<()> {
+        let nbd = if flags & flag::NON_SHARED_DISK != 0 {
+            Some(NbdCookie::decode(cookie)?.ok_or_else(|| {
+                MigrateError::InvalidArg(
+                    "the destination did not export the disks to copy (no NBD cookie)".into(),
+                )
+            })?)
+        } else {
+            None
+        };
         let uri = param_str(params, flag::PARAM_URI).ok_or_else(|| {
             MigrateError::InvalidArg("the migration URI of the destination is missing".into())
         })?;
@@ -334,6 +613,18 @@ impl Driver {
             r.active = Some((t0, json!({})));
             r.operation = OPERATION_MIGRATION_OUT;
         }
+        let mirrors = match &nbd {
+            Some(c) => match self.start_mirrors(uuid, &q, params, c) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.clear_migration_pause(uuid, generation);
+                    self.resume_after_failure(&q, uuid, generation, was_running);
+                    self.lock().job_stats.entry(uuid).or_default().active.take();
+                    return Err(e);
+                }
+            },
+            None => Vec::new(),
+        };
         let outcome = q
             .execute(
                 "migrate-set-parameters",
@@ -342,6 +633,7 @@ impl Driver {
             .and_then(|_| q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)}))))
             .map_err(|e| e.to_string())
             .and_then(|_| self.poll_migration(&q, uuid, t0));
+        Self::end_mirrors(&q, &mirrors);
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         {
             let mut st = self.lock();
@@ -537,6 +829,12 @@ impl Driver {
             stop(&job);
             return Err(MigrateError::Failed { name, reason: e }.into());
         }
+        if flags & flag::NON_SHARED_DISK != 0
+            && let Err(e) = q.execute("nbd-server-stop", None)
+        {
+            stop(&job);
+            return Err(e.into());
+        }
         if flags & flag::PAUSED == 0 {
             if let Err(e) = q.execute("cont", None) {
                 stop(&job);
@@ -692,6 +990,27 @@ mod tests {
         assert_eq!(param_str(&p, flag::PARAM_URI), Some("tcp:b:2"));
         assert_eq!(param_u64(&p, flag::PARAM_BANDWIDTH), Some(8));
         assert_eq!(param_str(&p, flag::PARAM_DEST_XML), None);
+    }
+
+    #[test]
+    fn nbd_cookies_are_versioned_json_and_an_empty_one_is_shared_storage() {
+        let c = NbdCookie {
+            version: COOKIE_VERSION,
+            host: "dst".into(),
+            port: 49153,
+            disks: vec!["vda".into()],
+        };
+        let bytes = serde_json::to_vec(&c).unwrap();
+        assert_eq!(NbdCookie::decode(&bytes).unwrap(), Some(c));
+        assert_eq!(NbdCookie::decode(b"").unwrap(), None);
+        let future = br#"{"version": 2, "host": "h", "port": 1, "disks": []}"#;
+        assert!(
+            NbdCookie::decode(future)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
+        assert!(NbdCookie::decode(b"garbage").is_err());
     }
 
     #[test]
