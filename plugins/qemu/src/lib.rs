@@ -729,14 +729,17 @@ impl DriverConnection for QemuConnection {
                 driver::migrate::ALLOWED_FLAGS,
             )?;
             d.migrate_perform(from_abi_uuid(uuid), &params, &cookie, flags)
-                .map(|()| MigrateStep::default())
+                .map(|cookie| MigrateStep {
+                    cookie: cookie.into(),
+                    text: RString::new(),
+                })
         })
     }
 
     fn migrate_finish(
         &self,
         params: RVec<TypedParam>,
-        _cookie: RVec<u8>,
+        cookie: RVec<u8>,
         flags: u32,
         cancelled: bool,
     ) -> PResult<MigrateFinish> {
@@ -746,7 +749,7 @@ impl DriverConnection for QemuConnection {
                 flags,
                 driver::migrate::ALLOWED_FLAGS,
             )?;
-            d.migrate_finish(&params, flags, cancelled)
+            d.migrate_finish(&params, &cookie, flags, cancelled)
                 .map(|domain| MigrateFinish {
                     domain,
                     cookie: RVec::new(),

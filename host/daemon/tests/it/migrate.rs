@@ -173,6 +173,11 @@ fn virsh_migrates_a_running_guest_live_between_two_daemons_and_back_peer_to_peer
         job.contains("None"),
         "no job runs on the destination: {job}"
     );
+    let done = ok(&b, &["domjobinfo", "--completed", "vmig"]);
+    assert!(
+        done.contains("Incoming migration") && done.contains("Total downtime"),
+        "the guest's pause, source stop to destination resume: {done}"
+    );
 
     // peer-to-peer back: the destination daemon drives the migration itself
     let to_a = dest_xml(&b, "vmig", &sock_b, &sock, shared.path());

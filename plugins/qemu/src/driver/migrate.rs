@@ -46,6 +46,8 @@ pub const PORT_MIN: u16 = 49152;
 pub const PORT_MAX: u16 = 49215;
 /// `VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT`.
 const OPERATION_MIGRATION_OUT: i32 = 5;
+/// `VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN`.
+const OPERATION_MIGRATION_IN: i32 = 4;
 /// `VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED`.
 const SUSPENDED_MIGRATED: i32 = 1;
 /// How long the destination waits for QEMU to finish reading the stream once the source
@@ -134,6 +136,23 @@ impl NbdCookie {
         }
         Ok(Some(c))
     }
+}
+
+/// The source's answer to the destination once the memory is sent: when the guest
+/// stopped there (microseconds since the epoch; the hosts' clocks are taken as
+/// synchronized, as libvirt takes them), for the guest's real downtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerformCookie {
+    /// [`COOKIE_VERSION`].
+    pub version: u32,
+    /// When the source paused the guest.
+    pub stopped_at_us: u64,
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The string parameter `name`, if given.
@@ -572,7 +591,7 @@ impl Driver {
         params: &[TypedParam],
         cookie: &[u8],
         flags: u32,
-    ) -> Result<()> {
+    ) -> Result<Vec<u8>> {
         let nbd = if flags & flag::NON_SHARED_DISK != 0 {
             Some(NbdCookie::decode(cookie)?.ok_or_else(|| {
                 MigrateError::InvalidArg(
@@ -625,12 +644,16 @@ impl Driver {
             },
             None => Vec::new(),
         };
+        let mut started_us = 0;
         let outcome = q
             .execute(
                 "migrate-set-parameters",
                 Some(json!({"max-bandwidth": bandwidth})),
             )
-            .and_then(|_| q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)}))))
+            .and_then(|_| {
+                started_us = unix_us();
+                q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)})))
+            })
             .map_err(|e| e.to_string())
             .and_then(|_| self.poll_migration(&q, uuid, t0));
         Self::end_mirrors(&q, &mirrors);
@@ -645,7 +668,7 @@ impl Driver {
             });
         }
         match outcome {
-            Ok(_) => {
+            Ok(m) => {
                 let e = self.transition_after(
                     uuid,
                     generation,
@@ -654,7 +677,17 @@ impl Driver {
                     Some((event::SUSPENDED, SUSPENDED_MIGRATED)),
                 );
                 self.emit(e);
-                Ok(())
+                // when the guest stopped here: QEMU's total time less its downtime
+                let n = |k: &str| m[k].as_u64().unwrap_or(0);
+                let stopped = started_us
+                    + n("total-time")
+                        .saturating_sub(n("downtime"))
+                        .saturating_mul(1000);
+                Ok(serde_json::to_vec(&PerformCookie {
+                    version: COOKIE_VERSION,
+                    stopped_at_us: stopped,
+                })
+                .unwrap_or_default())
             }
             Err(reason_text) => {
                 self.clear_migration_pause(uuid, generation);
@@ -798,9 +831,14 @@ impl Driver {
     pub fn migrate_finish(
         &'static self,
         params: &[TypedParam],
+        cookie: &[u8],
         flags: u32,
         cancelled: bool,
     ) -> Result<DomainRef> {
+        let stopped_at = serde_json::from_slice::<PerformCookie>(cookie)
+            .ok()
+            .filter(|c| c.version == COOKIE_VERSION)
+            .map(|c| c.stopped_at_us);
         let uuid = Self::incoming_uuid(params)?;
         let job = self.begin_job(uuid, None)?;
         self.sync_from_disk(&job);
@@ -841,6 +879,19 @@ impl Driver {
                 return Err(e.into());
             }
             self.running_migrated(uuid, generation, q.events_read());
+            if let Some(t) = stopped_at {
+                // the guest's pause: from the source's stop to this resume (`domjobinfo
+                // --completed` on the destination: an incoming migration's downtime)
+                let down_ms = unix_us().saturating_sub(t) / 1000;
+                let mut st = self.lock();
+                let r = st.job_stats.entry(uuid).or_default();
+                r.operation = OPERATION_MIGRATION_IN;
+                r.completed = Some((
+                    down_ms,
+                    json!({"status": "completed", "downtime": down_ms}),
+                    true,
+                ));
+            }
         }
         let persist_xml = (flags & flag::PERSIST_DEST != 0).then(|| {
             param_str(params, flag::PARAM_PERSIST_XML)
