@@ -16,6 +16,7 @@ use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame,
 
 mod migrate;
 mod networks;
+mod screenshot;
 mod secrets;
 mod storage;
 
@@ -1092,6 +1093,8 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         | P::ConnectSecretEventRegisterAny
         | P::ConnectSecretEventDeregisterAny => secrets::dispatch(client, c()?, procedure, payload)
             .unwrap_or_else(|| Err(unsupported_named(procedure))),
+        // a screenshot: the reply opens a download stream of the image
+        P::DomainScreenshot => screenshot::open(client, c()?, serial, payload),
         // volume streams: the reply opens the stream (`streams.rs`)
         P::StorageVolUpload | P::StorageVolDownload => {
             storage::open_stream(client, c()?, procedure, serial, payload)

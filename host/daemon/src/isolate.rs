@@ -678,6 +678,11 @@ impl Backend for IsolatedBackend {
     fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
         self.inner.call("abort_job", |b| b.abort_job(uuid, flags))
     }
+
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.inner
+            .call("screenshot", |b| b.screenshot(uuid, screen, flags))
+    }
 }
 
 /// libvirt's name of the API a backend method implements, for error messages.
@@ -743,6 +748,7 @@ fn api_name(method: &str) -> &str {
         "migrate_finish" => "virDomainMigrateFinish3Params",
         "migrate_confirm" => "virDomainMigrateConfirm3Params",
         "abort_job" => "virDomainAbortJob",
+        "screenshot" => "virDomainScreenshot",
         other => other,
     }
 }

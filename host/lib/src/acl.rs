@@ -182,6 +182,7 @@ pub fn rule(p: P) -> Rule {
         // the arrived domain is known once the call returns
         P::DomainMigrateFinish3Params => r(Returned, &["domain:start"]),
         P::DomainAbortJob => r(DomainArg, &["domain:abort"]),
+        P::DomainScreenshot => r(DomainArg, &["domain:screenshot"]),
         P::DomainMigratePrepare3 | P::DomainMigratePrepare3Params => r(
             MigrationXml,
             &["domain:migrate", "domain:start", "domain:write"],

@@ -123,6 +123,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
     /// Cancel the domain's running job (`virDomainAbortJob`).
     fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    /// A screenshot of display `screen`: its MIME type and the image
+    /// (`virDomainScreenshot`).
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)>;
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

@@ -805,6 +805,13 @@ impl Domain {
             .migrate_confirm(self.id.uuid, params, cookie, flags, cancelled)
     }
 
+    /// `virDomainScreenshot`: the image of display `screen` and its MIME type.
+    pub fn screenshot(&self, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.conn.writable("virDomainScreenshot")?;
+        self.check(P::DomainScreenshot)?;
+        self.b().screenshot(self.id.uuid, screen, flags)
+    }
+
     /// `virDomainAbortJob`: cancel the domain's running job (a migration).
     pub fn abort_job(&self, flags: u32) -> Result<()> {
         self.conn.writable("virDomainAbortJob")?;

@@ -1627,6 +1627,12 @@ impl Backend for PluginBackend {
             self.conn.abort_job(abi_uuid(uuid), flags)
         })
     }
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.call("virDomainScreenshot", || {
+            self.conn.screenshot(abi_uuid(uuid), screen, flags)
+        })
+        .map(|s| (s.mime.into(), s.data.into()))
+    }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.subscribers

@@ -1184,6 +1184,10 @@ impl Backend for RemoteBackend {
         self.call::<procs::DomainAbortJob>(&DomainArgs { dom: handle(uuid) })
     }
 
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.download_screenshot(uuid, screen, flags)
+    }
+
     fn job_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<(i32, Vec<TypedParam>)> {
         let r = self.call::<procs::DomainGetJobStats>(&DomainFlagsArgs {
             dom: handle(uuid),

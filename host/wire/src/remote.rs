@@ -273,6 +273,8 @@ remote_procedures! {
     DomainMigratePerform3Params = 305: DomainMigratePerform3ParamsArgs => DomainMigratePerform3ParamsRet;
     DomainMigrateFinish3Params = 306: DomainMigrateFinish3ParamsArgs => DomainMigrateFinish3ParamsRet;
     DomainMigrateConfirm3Params = 307: DomainMigrateConfirm3ParamsArgs => ();
+    // a screenshot: the reply names the MIME type, the image follows as a download stream
+    DomainScreenshot = 211: DomainScreenshotArgs => DomainScreenshotRet;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
     #[ro] DomainSnapshotGetParent = 244: DomainSnapshotFlagsArgs => DomainSnapshotRet;

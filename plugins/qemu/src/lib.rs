@@ -19,7 +19,7 @@ use rvirt_sdk::{
     abi::{
         DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
         HostServicesBox, JobStats, MigrateFinish, MigrateStep, NodeInfo, PResult, PluginError,
-        StateReason, TypedParam, TypedValue, Uuid,
+        Screenshot, StateReason, TypedParam, TypedValue, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -772,6 +772,17 @@ impl DriverConnection for QemuConnection {
                 driver::migrate::ALLOWED_FLAGS,
             )?;
             d.migrate_confirm(from_abi_uuid(uuid), flags, cancelled)
+        })
+    }
+
+    fn screenshot(&self, uuid: Uuid, screen: u32, flags: u32) -> PResult<Screenshot> {
+        self.write("virDomainScreenshot", |d| {
+            check_w("virDomainScreenshot", flags, 0)?;
+            d.screenshot(from_abi_uuid(uuid), screen)
+                .map(|(mime, data)| Screenshot {
+                    mime: mime.into(),
+                    data: data.into(),
+                })
         })
     }
 

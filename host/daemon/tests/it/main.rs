@@ -24,6 +24,7 @@ mod qemu_snapshots;
 mod rbd;
 mod remote_driver;
 mod save_stats;
+mod screenshot;
 mod secrets;
 mod security;
 mod served_plugins;

@@ -1,5 +1,5 @@
 //! Argument and return types of the migration procedures of libvirt's version 3 protocol
-//! with typed parameters, and of job abort, from `remote_protocol.x`.
+//! with typed parameters, of job abort and of screenshots, from `remote_protocol.x`.
 
 use crate::protocol::{
     DOMAIN_MIGRATE_PARAM_LIST_MAX, MIGRATE_COOKIE_MAX, NonnullDomain, TypedParam,
@@ -50,6 +50,10 @@ xdr_structs! {
         #[serde(deserialize_with = "crate::xdr::bounded::<MIGRATE_COOKIE_MAX, _, _>")]
         cookie_out: Vec<u8>,
     }
+    /// `remote_domain_screenshot_args`: the image follows as a stream.
+    DomainScreenshotArgs { dom: NonnullDomain, screen: u32, flags: u32 }
+    /// `remote_domain_screenshot_ret`: the image's MIME type.
+    DomainScreenshotRet { mime: Option<String> }
     /// `remote_domain_migrate_confirm3_params_args`.
     DomainMigrateConfirm3ParamsArgs {
         dom: NonnullDomain,

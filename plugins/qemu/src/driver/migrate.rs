@@ -707,15 +707,17 @@ impl Driver {
         }
     }
 
-    /// Polls `query-migrate` until the migration completes; the job statistics follow.
-    /// `Err("cancelled")` when it was cancelled, else QEMU's reason.
+    /// Polls `query-migrate` every millisecond (the guest's pause lasts until the
+    /// completion is noticed and the destination resumes it) until the migration
+    /// completes; the job statistics follow. `Err("cancelled")` when it was cancelled,
+    /// else QEMU's reason.
     fn poll_migration(
         &self,
         q: &Qmp,
         uuid: uuid::Uuid,
         t0: Instant,
     ) -> std::result::Result<Value, String> {
-        let mut pause = Duration::from_millis(1);
+        let pause = Duration::from_millis(1);
         loop {
             let m = q
                 .execute("query-migrate", None)
@@ -736,7 +738,6 @@ impl Driver {
                 _ => {}
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 
@@ -974,6 +975,47 @@ impl Driver {
         })?;
         q.execute("migrate_cancel", None)?;
         Ok(())
+    }
+}
+
+impl Driver {
+    /// virDomainScreenshot: QMP `screendump` of display `screen` (the first video
+    /// device's, or `video{screen}`'s) into a file of the root's run directory, read
+    /// back and removed; a PPM image.
+    pub fn screenshot(&self, uuid: uuid::Uuid, screen: u32) -> Result<(String, Vec<u8>)> {
+        let (q, _) = self.running(uuid)?;
+        let (name, videos) = self
+            .with_dom(uuid, |d| {
+                let live = d.run.as_ref().map_or(&d.def, |r| &r.live);
+                (d.def.name().to_string(), live.devices_of("video").count())
+            })
+            .map_err(perr)?;
+        if videos == 0 {
+            return Err(perr(operation_invalid(
+                ErrorDomain::Qemu,
+                &format!("domain '{name}' has no video device to take a screenshot of"),
+            )));
+        }
+        if screen as usize >= videos {
+            return Err(MigrateError::InvalidArg(format!(
+                "no screen {screen}: domain '{name}' has {videos} video device(s)"
+            ))
+            .into());
+        }
+        let path = self
+            .paths
+            .run
+            .join(format!("{name}.screenshot.{}.ppm", unix_us()));
+        let mut args = json!({"filename": path});
+        if screen > 0 {
+            args["device"] = json!(format!("video{screen}"));
+        }
+        let taken = q.execute("screendump", Some(args));
+        let read = taken
+            .map_err(DriverError::from)
+            .and_then(|_| std::fs::read(&path).map_err(super::io("read screenshot", &path)));
+        let _ = std::fs::remove_file(&path);
+        Ok(("image/x-portable-pixmap".into(), read?))
     }
 }
 
