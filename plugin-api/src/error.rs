@@ -50,6 +50,8 @@ pub enum ErrorCode {
     OperationTimeout = 68,
     /// VIR_ERR_NO_DOMAIN_SNAPSHOT
     NoDomainSnapshot = 72,
+    /// VIR_ERR_OPERATION_ABORTED (since 1.9)
+    OperationAborted = 78,
     /// VIR_ERR_OPERATION_UNSUPPORTED
     OperationUnsupported = 84,
 }

@@ -308,6 +308,40 @@ macro_rules! driver_connection_methods {
                 /// `start_cpu`, at most `ncpus` (`cpu_time`, `vcpu_time`). Since 1.8.
                 fn get_cpu_stats(&self, uuid: Uuid, start_cpu: i32, ncpus: u32, flags: u32) -> PResult<RVec<RVec<TypedParam>>> =
                     "virDomainGetCPUStats";
+                /// Migration, source side, first step (libvirt's v3 flow with typed
+                /// parameters, `VIR_MIGRATE_PARAM_*` names): check the running domain can
+                /// migrate with `flags` (`VIR_MIGRATE_*`) and answer its definition for the
+                /// destination (`text`) and a cookie for `migrate_prepare`. Since 1.9.
+                fn migrate_begin(&self, uuid: Uuid, params: RVec<TypedParam>, flags: u32) -> PResult<MigrateStep> =
+                    "virDomainMigrateBegin3Params";
+                /// Migration, destination side: start the domain of `params`'
+                /// `destination_xml` waiting for the incoming stream; `text` is the URI the
+                /// source migrates to (empty: `params`' `migrate_uri` is used). Since 1.9.
+                fn migrate_prepare(&self, params: RVec<TypedParam>, cookie: RVec<u8>, flags: u32) -> PResult<MigrateStep> =
+                    "virDomainMigratePrepare3Params";
+                /// Migration, source side: send the domain's state to `params`'
+                /// `migrate_uri` and wait until it is transferred (the domain stays paused
+                /// here until `migrate_confirm`); progress is the current job's statistics
+                /// (`get_job_stats`), `abort_job` cancels it. `text` is unused. Since 1.9.
+                fn migrate_perform(&self, uuid: Uuid, params: RVec<TypedParam>, cookie: RVec<u8>, flags: u32) -> PResult<MigrateStep> =
+                    "virDomainMigratePerform3Params";
+                /// Migration, destination side: with `cancelled` false resume the migrated
+                /// domain (defined too with `VIR_MIGRATE_PERSIST_DEST`) and answer it; with
+                /// `cancelled` true stop and forget the incoming domain. Since 1.9.
+                fn migrate_finish(&self, params: RVec<TypedParam>, cookie: RVec<u8>, flags: u32, cancelled: bool) -> PResult<MigrateFinish> =
+                    "virDomainMigrateFinish3Params";
+                /// Migration, source side, last step: with `cancelled` false stop the
+                /// domain here (and undefine it with `VIR_MIGRATE_UNDEFINE_SOURCE`); with
+                /// `cancelled` true resume it where it ran. Since 1.9.
+                fn migrate_confirm(&self, uuid: Uuid, params: RVec<TypedParam>, cookie: RVec<u8>, flags: u32, cancelled: bool) -> PResult<()> =
+                    "virDomainMigrateConfirm3Params";
+                /// Cancel the domain's running job (a migration). Since 1.9.
+                fn abort_job(&self, uuid: Uuid, flags: u32) -> PResult<()> =
+                    "virDomainAbortJob";
+                /// A screenshot of the domain's display `screen`: the image and its MIME
+                /// type. Since 1.9.
+                fn screenshot(&self, uuid: Uuid, screen: u32, flags: u32) -> PResult<Screenshot> =
+                    "virDomainScreenshot";
             }
         }
     };

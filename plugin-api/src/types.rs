@@ -142,6 +142,88 @@ pub struct JobStats {
     pub params: RVec<TypedParam>,
 }
 
+/// The answer of a migration step (`migrate_begin`, `migrate_prepare`,
+/// `migrate_perform`): the cookie for the other side and the step's text (begin: the
+/// domain XML for the destination; prepare: the URI to migrate to). Since 1.9.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigrateStep {
+    /// The migration cookie handed to the next step on the other side.
+    pub cookie: RVec<u8>,
+    /// The step's text (see each method); empty when the step has none.
+    pub text: RString,
+}
+
+/// The answer of `migrate_finish`: the domain now running on the destination and the
+/// cookie for `migrate_confirm`. Since 1.9.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct MigrateFinish {
+    /// The migrated domain.
+    pub domain: DomainRef,
+    /// The cookie handed to the source's confirm step.
+    pub cookie: RVec<u8>,
+}
+
+/// A screenshot (`virDomainScreenshot`): the image bytes and their MIME type. Since 1.9.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Screenshot {
+    /// MIME type of `data` (`image/x-portable-pixmap`, `image/png`).
+    pub mime: RString,
+    /// The image.
+    pub data: RVec<u8>,
+}
+
+/// `VIR_MIGRATE_*` flags and `VIR_MIGRATE_PARAM_*` names (libvirt's values). Since 1.9.
+pub mod migrate {
+    /// VIR_MIGRATE_LIVE
+    pub const LIVE: u32 = 1 << 0;
+    /// VIR_MIGRATE_PEER2PEER
+    pub const PEER2PEER: u32 = 1 << 1;
+    /// VIR_MIGRATE_TUNNELLED
+    pub const TUNNELLED: u32 = 1 << 2;
+    /// VIR_MIGRATE_PERSIST_DEST
+    pub const PERSIST_DEST: u32 = 1 << 3;
+    /// VIR_MIGRATE_UNDEFINE_SOURCE
+    pub const UNDEFINE_SOURCE: u32 = 1 << 4;
+    /// VIR_MIGRATE_PAUSED
+    pub const PAUSED: u32 = 1 << 5;
+    /// VIR_MIGRATE_NON_SHARED_DISK
+    pub const NON_SHARED_DISK: u32 = 1 << 6;
+    /// VIR_MIGRATE_NON_SHARED_INC
+    pub const NON_SHARED_INC: u32 = 1 << 7;
+    /// VIR_MIGRATE_CHANGE_PROTECTION
+    pub const CHANGE_PROTECTION: u32 = 1 << 8;
+    /// VIR_MIGRATE_UNSAFE
+    pub const UNSAFE: u32 = 1 << 9;
+    /// VIR_MIGRATE_OFFLINE
+    pub const OFFLINE: u32 = 1 << 10;
+    /// VIR_MIGRATE_COMPRESSED
+    pub const COMPRESSED: u32 = 1 << 11;
+    /// VIR_MIGRATE_ABORT_ON_ERROR
+    pub const ABORT_ON_ERROR: u32 = 1 << 12;
+    /// VIR_MIGRATE_AUTO_CONVERGE
+    pub const AUTO_CONVERGE: u32 = 1 << 13;
+
+    /// VIR_MIGRATE_PARAM_URI: where the source sends the stream (`tcp:HOST:PORT`).
+    pub const PARAM_URI: &str = "migrate_uri";
+    /// VIR_MIGRATE_PARAM_DEST_NAME
+    pub const PARAM_DEST_NAME: &str = "destination_name";
+    /// VIR_MIGRATE_PARAM_DEST_XML
+    pub const PARAM_DEST_XML: &str = "destination_xml";
+    /// VIR_MIGRATE_PARAM_PERSIST_XML
+    pub const PARAM_PERSIST_XML: &str = "persistent_xml";
+    /// VIR_MIGRATE_PARAM_BANDWIDTH (MiB/s)
+    pub const PARAM_BANDWIDTH: &str = "bandwidth";
+    /// VIR_MIGRATE_PARAM_LISTEN_ADDRESS
+    pub const PARAM_LISTEN_ADDRESS: &str = "listen_address";
+    /// VIR_MIGRATE_PARAM_MIGRATE_DISKS
+    pub const PARAM_MIGRATE_DISKS: &str = "migrate_disks";
+    /// VIR_MIGRATE_PARAM_DISKS_PORT
+    pub const PARAM_DISKS_PORT: &str = "disks_port";
+}
+
 /// `VIR_DOMAIN_*` state numbers.
 pub mod state {
     /// VIR_DOMAIN_NOSTATE

@@ -14,7 +14,9 @@ use rvirt_wire::protocol::{
 use rvirt_wire::remote::*;
 use rvirt_wire::{Access, Header, Procedure, RemoteProcedure as P, Status, frame, procs, xdr};
 
+mod migrate;
 mod networks;
+mod screenshot;
 mod secrets;
 mod storage;
 
@@ -342,6 +344,9 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                 feature::REMOTE_EVENT_CALLBACK
                 | feature::REMOTE_CLOSE_CALLBACK
                 | feature::TYPED_PARAM_STRING => true,
+                // migration: the calls reach the driver, which answers no-support when it
+                // does not migrate
+                feature::MIGRATION_V3 | feature::MIGRATION_PARAMS | feature::MIGRATION_P2P => true,
                 _ => false,
             };
             Ok(ConnectSupportsFeatureRet {
@@ -495,19 +500,19 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         P::DomainDefineXml => {
             call::<procs::DomainDefineXml>(payload, |a| dom_ret(c()?.define_xml(&a.xml, 0)))
         }
-        // no driver migrates yet: the call reaches the connection (after the access
-        // checks and the migrate hook) and is answered no-support
+        // the version 3 flow without typed parameters is not served: virsh uses the
+        // *_PARAMS procedures (answered by `migrate`) when the daemon offers
+        // VIR_DRV_FEATURE_MIGRATION_PARAMS
         P::DomainMigratePrepare3 => call::<procs::DomainMigratePrepare3>(payload, |_| {
             Err::<DomainMigratePrepare3Ret, _>(no_migration(c()?, "virDomainMigratePrepare3"))
         }),
-        P::DomainMigratePrepare3Params => {
-            call::<procs::DomainMigratePrepare3Params>(payload, |_| {
-                Err::<DomainMigratePrepare3Ret, _>(no_migration(
-                    c()?,
-                    "virDomainMigratePrepare3Params",
-                ))
-            })
-        }
+        // migration (plugin API 1.9): after the access checks and the migrate hook
+        P::DomainMigratePrepare3Params
+        | P::DomainMigrateBegin3Params
+        | P::DomainMigratePerform3Params
+        | P::DomainMigrateFinish3Params
+        | P::DomainMigrateConfirm3Params
+        | P::DomainAbortJob => migrate::dispatch(c()?, procedure, payload),
         P::DomainDefineXmlFlags => call::<procs::DomainDefineXmlFlags>(payload, |a| {
             dom_ret(c()?.define_xml(&a.xml, a.flags))
         }),
@@ -1118,6 +1123,8 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
         | P::ConnectSecretEventRegisterAny
         | P::ConnectSecretEventDeregisterAny => secrets::dispatch(client, c()?, procedure, payload)
             .unwrap_or_else(|| Err(unsupported_named(procedure))),
+        // a screenshot: the reply opens a download stream of the image
+        P::DomainScreenshot => screenshot::open(client, c()?, serial, payload),
         // volume streams: the reply opens the stream (`streams.rs`)
         P::StorageVolUpload | P::StorageVolDownload => {
             storage::open_stream(client, c()?, procedure, serial, payload)
@@ -1212,13 +1219,14 @@ fn check_event_id(id: i32) -> Result<(), Failure> {
     }
 }
 
-/// The answer to a migration call: no driver of this host migrates.
+/// The answer to the version 3 migration procedures without typed parameters, which this
+/// host does not serve.
 fn no_migration(conn: &Connection, operation: &str) -> Failure {
     err(
         error_code::NO_SUPPORT,
         error_domain::DOMAIN,
         format!(
-            "this function is not supported by the connection driver: {operation} (the {} driver does not migrate domains)",
+            "this function is not supported by the connection driver: {operation} (this host migrates through the typed-parameter procedures only; driver '{}')",
             conn.driver_name()
         ),
     )

@@ -682,6 +682,73 @@ impl Backend for IsolatedBackend {
         self.inner
             .call("cpu_stats", |b| b.cpu_stats(uuid, start_cpu, ncpus, flags))
     }
+
+    fn migrate_begin(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
+        self.inner
+            .call("migrate_begin", |b| b.migrate_begin(uuid, params, flags))
+    }
+
+    fn migrate_prepare(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<(Option<String>, Vec<u8>)> {
+        self.inner.call("migrate_prepare", |b| {
+            b.migrate_prepare(params, cookie, flags)
+        })
+    }
+
+    fn migrate_perform(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>> {
+        self.inner.call("migrate_perform", |b| {
+            b.migrate_perform(uuid, params, cookie, flags)
+        })
+    }
+
+    fn migrate_finish(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<(DomainId, Vec<u8>)> {
+        self.inner.call("migrate_finish", |b| {
+            b.migrate_finish(params, cookie, flags, cancelled)
+        })
+    }
+
+    fn migrate_confirm(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()> {
+        self.inner.call("migrate_confirm", |b| {
+            b.migrate_confirm(uuid, params, cookie, flags, cancelled)
+        })
+    }
+
+    fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.inner.call("abort_job", |b| b.abort_job(uuid, flags))
+    }
+
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.inner
+            .call("screenshot", |b| b.screenshot(uuid, screen, flags))
+    }
 }
 
 /// libvirt's name of the API a backend method implements, for error messages.
@@ -741,6 +808,13 @@ fn api_name(method: &str) -> &str {
         "memory_stats" => "virDomainMemoryStats",
         "job_stats" => "virDomainGetJobStats",
         "cpu_stats" => "virDomainGetCPUStats",
+        "migrate_begin" => "virDomainMigrateBegin3Params",
+        "migrate_prepare" => "virDomainMigratePrepare3Params",
+        "migrate_perform" => "virDomainMigratePerform3Params",
+        "migrate_finish" => "virDomainMigrateFinish3Params",
+        "migrate_confirm" => "virDomainMigrateConfirm3Params",
+        "abort_job" => "virDomainAbortJob",
+        "screenshot" => "virDomainScreenshot",
         other => other,
     }
 }

@@ -177,6 +177,13 @@ pub fn rule(p: P) -> Rule {
         | P::DomainGetCpuStats => r(DomainArg, &["domain:read"]),
         // `connect:search_domains`, then the records filtered by `domain:read`
         P::ConnectGetAllDomainStats => r(List, &["connect:search_domains"]),
+        P::DomainMigrateBegin3Params
+        | P::DomainMigratePerform3Params
+        | P::DomainMigrateConfirm3Params => r(DomainArg, &["domain:migrate"]),
+        // the arrived domain is known once the call returns
+        P::DomainMigrateFinish3Params => r(Returned, &["domain:start"]),
+        P::DomainAbortJob => r(DomainArg, &["domain:abort"]),
+        P::DomainScreenshot => r(DomainArg, &["domain:screenshot"]),
         P::DomainMigratePrepare3 | P::DomainMigratePrepare3Params => r(
             MigrationXml,
             &["domain:migrate", "domain:start", "domain:write"],

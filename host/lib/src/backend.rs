@@ -95,6 +95,54 @@ pub trait Backend: Send + Sync {
             ),
         ))
     }
+    /// Migration, source, first step: the domain XML for the destination and a cookie
+    /// (`virDomainMigrateBegin3Params`).
+    fn migrate_begin(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)>;
+    /// Migration, destination: start the incoming domain; the URI to migrate to (when the
+    /// driver chose one) and a cookie (`virDomainMigratePrepare3Params`).
+    fn migrate_prepare(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<(Option<String>, Vec<u8>)>;
+    /// Migration, source: send the domain (`virDomainMigratePerform3Params`).
+    fn migrate_perform(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>>;
+    /// Migration, destination: resume the arrived domain, or clean up when `cancelled`
+    /// (`virDomainMigrateFinish3Params`).
+    fn migrate_finish(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<(DomainId, Vec<u8>)>;
+    /// Migration, source, last step: stop the domain here, or resume it when `cancelled`
+    /// (`virDomainMigrateConfirm3Params`).
+    fn migrate_confirm(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()>;
+    /// Cancel the domain's running job (`virDomainAbortJob`).
+    fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()>;
+    /// A screenshot of display `screen`: its MIME type and the image
+    /// (`virDomainScreenshot`).
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)>;
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

@@ -348,6 +348,38 @@ impl Connection {
     /// A handle on a domain the caller has already identified (say, from a remote
     /// client's domain reference), made without asking the driver. Operations on a domain
     /// that no longer exists fail with `VIR_ERR_NO_DOMAIN`.
+    /// `virDomainMigratePrepare3Params` (destination): start the incoming domain of the
+    /// `destination_xml` parameter; the URI the source migrates to (when the driver
+    /// chose one) and the cookie for the source. The daemon checks the incoming
+    /// definition's permissions (and runs the migrate hook) before this call.
+    pub fn migrate_prepare(
+        &self,
+        params: &[crate::TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<(Option<String>, Vec<u8>)> {
+        self.writable("virDomainMigratePrepare3Params")?;
+        self.backend.migrate_prepare(params, cookie, flags)
+    }
+
+    /// `virDomainMigrateFinish3Params` (destination): resume the arrived domain (or
+    /// clean up when `cancelled`); the domain and the cookie for the source's confirm.
+    pub fn migrate_finish(
+        &self,
+        params: &[crate::TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<(Domain, Vec<u8>)> {
+        self.writable("virDomainMigrateFinish3Params")?;
+        let (id, cookie) = self
+            .backend
+            .migrate_finish(params, cookie, flags, cancelled)?;
+        self.acl
+            .require(P::DomainMigrateFinish3Params, dom_obj(&id))?;
+        Ok((self.domain(id), cookie))
+    }
+
     pub fn domain_handle(&self, id: DomainId) -> Domain {
         self.domain(id)
     }
@@ -744,6 +776,61 @@ impl Domain {
     pub fn memory_stats(&self, flags: u32) -> Result<Vec<crate::TypedParam>> {
         self.check(P::DomainMemoryStats)?;
         self.b().memory_stats(self.id.uuid, flags)
+    }
+
+    /// `virDomainMigrateBegin3Params` (source): the domain XML for the destination and
+    /// the cookie for its prepare step.
+    pub fn migrate_begin(
+        &self,
+        params: &[crate::TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
+        self.conn.writable("virDomainMigrateBegin3Params")?;
+        self.check(P::DomainMigrateBegin3Params)?;
+        self.b().migrate_begin(self.id.uuid, params, flags)
+    }
+
+    /// `virDomainMigratePerform3Params` (source): send the domain to the `migrate_uri`
+    /// parameter; the cookie for the destination's finish step.
+    pub fn migrate_perform(
+        &self,
+        params: &[crate::TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>> {
+        self.conn.writable("virDomainMigratePerform3Params")?;
+        self.check(P::DomainMigratePerform3Params)?;
+        self.b()
+            .migrate_perform(self.id.uuid, params, cookie, flags)
+    }
+
+    /// `virDomainMigrateConfirm3Params` (source): stop the migrated domain here, or
+    /// resume it when the migration was `cancelled`.
+    pub fn migrate_confirm(
+        &self,
+        params: &[crate::TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()> {
+        self.conn.writable("virDomainMigrateConfirm3Params")?;
+        self.check(P::DomainMigrateConfirm3Params)?;
+        self.b()
+            .migrate_confirm(self.id.uuid, params, cookie, flags, cancelled)
+    }
+
+    /// `virDomainScreenshot`: the image of display `screen` and its MIME type.
+    pub fn screenshot(&self, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.conn.writable("virDomainScreenshot")?;
+        self.check(P::DomainScreenshot)?;
+        self.b().screenshot(self.id.uuid, screen, flags)
+    }
+
+    /// `virDomainAbortJob`: cancel the domain's running job (a migration).
+    pub fn abort_job(&self, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainAbortJob")?;
+        self.check(P::DomainAbortJob)?;
+        self.b().abort_job(self.id.uuid, flags)
     }
 
     /// `virDomainGetJobStats`: the job type and its parameters.

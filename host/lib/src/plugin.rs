@@ -915,6 +915,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             7 => header
                 .ensure_layout::<api::frozen::v1_7::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            8 => header
+                .ensure_layout::<api::frozen::v1_8::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -1085,6 +1088,26 @@ fn typed_params(v: RVec<api::TypedParam>) -> Vec<TypedParam> {
                 api::TypedValue::Boolean(v) => TypedParamValue::Boolean(i32::from(v)),
                 api::TypedValue::String(v) => TypedParamValue::String(v.into()),
             },
+        })
+        .collect()
+}
+
+/// Typed parameters from the host's form to the ABI's.
+fn abi_params(v: &[TypedParam]) -> RVec<api::TypedParam> {
+    v.iter()
+        .map(|p| {
+            api::TypedParam::new(
+                p.field.as_str(),
+                match &p.value {
+                    TypedParamValue::Int(v) => api::TypedValue::Int(*v),
+                    TypedParamValue::UInt(v) => api::TypedValue::UInt(*v),
+                    TypedParamValue::LLong(v) => api::TypedValue::LLong(*v),
+                    TypedParamValue::ULLong(v) => api::TypedValue::ULLong(*v),
+                    TypedParamValue::Double(v) => api::TypedValue::Double(*v),
+                    TypedParamValue::Boolean(v) => api::TypedValue::Boolean(*v != 0),
+                    TypedParamValue::String(v) => api::TypedValue::String(v.as_str().into()),
+                },
+            )
         })
         .collect()
 }
@@ -1521,6 +1544,96 @@ impl Backend for PluginBackend {
                 .get_cpu_stats(abi_uuid(uuid), start_cpu, ncpus, flags)
         })
         .map(|v| v.into_iter().map(typed_params).collect())
+    }
+    fn migrate_begin(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
+        self.call("virDomainMigrateBegin3Params", || {
+            self.conn
+                .migrate_begin(abi_uuid(uuid), abi_params(params), flags)
+        })
+        .map(|s| (s.text.into(), s.cookie.into()))
+    }
+    fn migrate_prepare(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<(Option<String>, Vec<u8>)> {
+        self.call("virDomainMigratePrepare3Params", || {
+            self.conn
+                .migrate_prepare(abi_params(params), RVec::from(cookie.to_vec()), flags)
+        })
+        .map(|s| {
+            let uri = String::from(s.text);
+            ((!uri.is_empty()).then_some(uri), s.cookie.into())
+        })
+    }
+    fn migrate_perform(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>> {
+        self.call("virDomainMigratePerform3Params", || {
+            self.conn.migrate_perform(
+                abi_uuid(uuid),
+                abi_params(params),
+                RVec::from(cookie.to_vec()),
+                flags,
+            )
+        })
+        .map(|s| s.cookie.into())
+    }
+    fn migrate_finish(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<(DomainId, Vec<u8>)> {
+        self.call("virDomainMigrateFinish3Params", || {
+            self.conn.migrate_finish(
+                abi_params(params),
+                RVec::from(cookie.to_vec()),
+                flags,
+                cancelled,
+            )
+        })
+        .map(|f| (domain_id(&f.domain), f.cookie.into()))
+    }
+    fn migrate_confirm(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()> {
+        self.call("virDomainMigrateConfirm3Params", || {
+            self.conn.migrate_confirm(
+                abi_uuid(uuid),
+                abi_params(params),
+                RVec::from(cookie.to_vec()),
+                flags,
+                cancelled,
+            )
+        })
+    }
+    fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        self.call("virDomainAbortJob", || {
+            self.conn.abort_job(abi_uuid(uuid), flags)
+        })
+    }
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.call("virDomainScreenshot", || {
+            self.conn.screenshot(abi_uuid(uuid), screen, flags)
+        })
+        .map(|s| (s.mime.into(), s.data.into()))
     }
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {
         let id = self.subscribers.next.fetch_add(1, Ordering::Relaxed) + 1;

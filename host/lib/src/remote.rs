@@ -1109,6 +1109,96 @@ impl Backend for RemoteBackend {
             .collect())
     }
 
+    fn migrate_begin(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
+        let r = self.call::<procs::DomainMigrateBegin3Params>(&DomainMigrateBegin3ParamsArgs {
+            dom: handle(uuid),
+            params: params.to_vec(),
+            flags,
+        })?;
+        Ok((r.xml, r.cookie_out))
+    }
+
+    fn migrate_prepare(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<(Option<String>, Vec<u8>)> {
+        let r =
+            self.call::<procs::DomainMigratePrepare3Params>(&DomainMigratePrepare3ParamsArgs {
+                params: params.to_vec(),
+                cookie_in: cookie.to_vec(),
+                flags,
+            })?;
+        Ok((r.uri_out, r.cookie_out))
+    }
+
+    fn migrate_perform(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>> {
+        let r =
+            self.call::<procs::DomainMigratePerform3Params>(&DomainMigratePerform3ParamsArgs {
+                dom: handle(uuid),
+                dconnuri: None,
+                params: params.to_vec(),
+                cookie_in: cookie.to_vec(),
+                flags,
+            })?;
+        Ok(r.cookie_out)
+    }
+
+    fn migrate_finish(
+        &self,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<(DomainId, Vec<u8>)> {
+        let r =
+            self.call::<procs::DomainMigrateFinish3Params>(&DomainMigrateFinish3ParamsArgs {
+                params: params.to_vec(),
+                cookie_in: cookie.to_vec(),
+                flags,
+                cancelled: i32::from(cancelled),
+            })?;
+        Ok((domain_id(r.dom), r.cookie_out))
+    }
+
+    fn migrate_confirm(
+        &self,
+        uuid: uuid::Uuid,
+        params: &[TypedParam],
+        cookie: &[u8],
+        flags: u32,
+        cancelled: bool,
+    ) -> Result<()> {
+        self.call::<procs::DomainMigrateConfirm3Params>(&DomainMigrateConfirm3ParamsArgs {
+            dom: handle(uuid),
+            params: params.to_vec(),
+            cookie_in: cookie.to_vec(),
+            flags,
+            cancelled: i32::from(cancelled),
+        })
+    }
+
+    fn abort_job(&self, uuid: uuid::Uuid, flags: u32) -> Result<()> {
+        let _ = flags;
+        self.call::<procs::DomainAbortJob>(&DomainArgs { dom: handle(uuid) })
+    }
+
+    fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)> {
+        self.download_screenshot(uuid, screen, flags)
+    }
+
     fn job_stats(&self, uuid: uuid::Uuid, flags: u32) -> Result<(i32, Vec<TypedParam>)> {
         let r = self.call::<procs::DomainGetJobStats>(&DomainFlagsArgs {
             dom: handle(uuid),

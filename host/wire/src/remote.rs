@@ -116,10 +116,12 @@ macro_rules! xdr_structs {
 
 mod domain_mgmt;
 mod domain_state;
+mod migrate;
 mod network;
 mod storage;
 pub use domain_mgmt::*;
 pub use domain_state::*;
+pub use migrate::*;
 pub use network::*;
 pub use storage::*;
 
@@ -265,10 +267,17 @@ remote_procedures! {
     StorageVolUpload = 208: StorageVolTransferArgs => ();
     StorageVolDownload = 209: StorageVolTransferArgs => ();
     #[ro] DomainGetState = 212: DomainFlagsArgs => DomainGetStateRet;
-    // incoming migration, destination side (rvirtd runs the migrate hook; no driver
-    // migrates yet)
+    // incoming migration, destination side (rvirtd runs the migrate hook)
     DomainMigratePrepare3 = 214: DomainMigratePrepare3Args => DomainMigratePrepare3Ret;
     DomainMigratePrepare3Params = 303: DomainMigratePrepare3ParamsArgs => DomainMigratePrepare3Ret;
+    // the rest of the version 3 flow with typed parameters (plugin API 1.9), and job abort
+    DomainAbortJob = 164: DomainArgs => ();
+    DomainMigrateBegin3Params = 302: DomainMigrateBegin3ParamsArgs => DomainMigrateBegin3ParamsRet;
+    DomainMigratePerform3Params = 305: DomainMigratePerform3ParamsArgs => DomainMigratePerform3ParamsRet;
+    DomainMigrateFinish3Params = 306: DomainMigrateFinish3ParamsArgs => DomainMigrateFinish3ParamsRet;
+    DomainMigrateConfirm3Params = 307: DomainMigrateConfirm3ParamsArgs => ();
+    // a screenshot: the reply names the MIME type, the image follows as a download stream
+    DomainScreenshot = 211: DomainScreenshotArgs => DomainScreenshotRet;
     DomainUndefineFlags = 231: DomainFlagsArgs => ();
     DomainDestroyFlags = 234: DomainFlagsArgs => ();
     #[ro] DomainSnapshotGetParent = 244: DomainSnapshotFlagsArgs => DomainSnapshotRet;

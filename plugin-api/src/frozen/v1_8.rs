@@ -4,8 +4,7 @@
 //! are copied here. Everything else is 1.7's, reused from [`super::v1_7`]. Nothing here
 //! refers to a type outside `frozen/` (abi_stable and std types excepted).
 //!
-//! 1.8 is the current minor: this copy is what the host checks a 1.8 plugin against once
-//! a later minor exists.
+//! The host checks a 1.8 plugin against this copy.
 
 pub use super::v1_7::{
     ConnectionUri, DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, FacetVersion,

@@ -18,8 +18,8 @@ use rvirt_sdk::{
     PluginInfo,
     abi::{
         DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
-        HostServicesBox, JobStats, NodeInfo, PResult, PluginError, StateReason, TypedParam,
-        TypedValue, Uuid,
+        HostServicesBox, JobStats, MigrateFinish, MigrateStep, NodeInfo, PResult, PluginError,
+        Screenshot, StateReason, TypedParam, TypedValue, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -674,6 +674,124 @@ impl DriverConnection for QemuConnection {
             .driver
             .memory_stats(from_abi_uuid(uuid))
             .map(|v| v.into_iter().collect()))
+    }
+
+    fn migrate_begin(
+        &self,
+        uuid: Uuid,
+        params: RVec<TypedParam>,
+        flags: u32,
+    ) -> PResult<MigrateStep> {
+        self.write("virDomainMigrateBegin3Params", |d| {
+            check_w(
+                "virDomainMigrateBegin3Params",
+                flags,
+                driver::migrate::ALLOWED_FLAGS,
+            )?;
+            d.migrate_begin(from_abi_uuid(uuid), &params)
+                .map(|xml| MigrateStep {
+                    cookie: RVec::new(),
+                    text: xml.into(),
+                })
+        })
+    }
+
+    fn migrate_prepare(
+        &self,
+        params: RVec<TypedParam>,
+        _cookie: RVec<u8>,
+        flags: u32,
+    ) -> PResult<MigrateStep> {
+        self.write("virDomainMigratePrepare3Params", |d| {
+            check_w(
+                "virDomainMigratePrepare3Params",
+                flags,
+                driver::migrate::ALLOWED_FLAGS,
+            )?;
+            d.migrate_prepare(&params, flags)
+                .map(|(uri, cookie)| MigrateStep {
+                    cookie: cookie.into(),
+                    text: uri.into(),
+                })
+        })
+    }
+
+    fn migrate_perform(
+        &self,
+        uuid: Uuid,
+        params: RVec<TypedParam>,
+        cookie: RVec<u8>,
+        flags: u32,
+    ) -> PResult<MigrateStep> {
+        self.write("virDomainMigratePerform3Params", |d| {
+            check_w(
+                "virDomainMigratePerform3Params",
+                flags,
+                driver::migrate::ALLOWED_FLAGS,
+            )?;
+            d.migrate_perform(from_abi_uuid(uuid), &params, &cookie, flags)
+                .map(|cookie| MigrateStep {
+                    cookie: cookie.into(),
+                    text: RString::new(),
+                })
+        })
+    }
+
+    fn migrate_finish(
+        &self,
+        params: RVec<TypedParam>,
+        cookie: RVec<u8>,
+        flags: u32,
+        cancelled: bool,
+    ) -> PResult<MigrateFinish> {
+        self.write("virDomainMigrateFinish3Params", |d| {
+            check_w(
+                "virDomainMigrateFinish3Params",
+                flags,
+                driver::migrate::ALLOWED_FLAGS,
+            )?;
+            d.migrate_finish(&params, &cookie, flags, cancelled)
+                .map(|domain| MigrateFinish {
+                    domain,
+                    cookie: RVec::new(),
+                })
+        })
+    }
+
+    fn migrate_confirm(
+        &self,
+        uuid: Uuid,
+        _params: RVec<TypedParam>,
+        _cookie: RVec<u8>,
+        flags: u32,
+        cancelled: bool,
+    ) -> PResult<()> {
+        self.write("virDomainMigrateConfirm3Params", |d| {
+            check_w(
+                "virDomainMigrateConfirm3Params",
+                flags,
+                driver::migrate::ALLOWED_FLAGS,
+            )?;
+            d.migrate_confirm(from_abi_uuid(uuid), flags, cancelled)
+        })
+    }
+
+    fn screenshot(&self, uuid: Uuid, screen: u32, flags: u32) -> PResult<Screenshot> {
+        self.write("virDomainScreenshot", |d| {
+            check_w("virDomainScreenshot", flags, 0)?;
+            d.screenshot(from_abi_uuid(uuid), screen)
+                .map(|(mime, data)| Screenshot {
+                    mime: mime.into(),
+                    data: data.into(),
+                })
+        })
+    }
+
+    fn abort_job(&self, uuid: Uuid, flags: u32) -> PResult<()> {
+        self.write("virDomainAbortJob", |d| {
+            check_w("virDomainAbortJob", flags, 0)?;
+            d.abort_job(from_abi_uuid(uuid))
+        })
     }
 
     fn get_job_stats(&self, uuid: Uuid, flags: u32) -> PResult<JobStats> {

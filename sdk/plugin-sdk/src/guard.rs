@@ -5,8 +5,8 @@
 //! connection and runs each method under [`guard`].
 
 use crate::abi::{
-    DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, JobStats, NodeInfo, PResult,
-    PluginError, StateReason, TypedParam, Uuid,
+    DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, JobStats, MigrateFinish,
+    MigrateStep, NodeInfo, PResult, PluginError, Screenshot, StateReason, TypedParam, Uuid,
     abi_stable::std_types::{RResult, RStr, RString, RVec},
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -212,7 +212,10 @@ macro_rules! no_connection {
     };
 }
 
-use abi::{DomainInfo, DomainRef, JobStats, NodeInfo, StateReason, TypedParam, Uuid};
+use abi::{
+    DomainInfo, DomainRef, JobStats, MigrateFinish, MigrateStep, NodeInfo, Screenshot, StateReason,
+    TypedParam, Uuid,
+};
 abi::driver_connection_methods!(no_connection);
 
 /// The pool types of a storage facet, for the ABI.

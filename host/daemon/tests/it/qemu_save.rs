@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The guest's serial console: what it printed since the connection, and a way to type.
-struct Console {
+pub(crate) struct Console {
     stream: UnixStream,
     seen: Arc<Mutex<String>>,
 }
 
 impl Console {
-    fn connect(sock: &Path) -> Console {
+    pub(crate) fn connect(sock: &Path) -> Console {
         let t0 = Instant::now();
         let stream = loop {
             match UnixStream::connect(sock) {
@@ -53,12 +53,12 @@ impl Console {
         Console { stream, seen }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.seen.lock().unwrap().clone()
     }
 
     /// The guest's uptime in seconds (`/proc/uptime`), asked on the console.
-    fn uptime(&mut self, tag: &str) -> f64 {
+    pub(crate) fn uptime(&mut self, tag: &str) -> f64 {
         let marker = format!("UPTIME-{tag}:");
         // the shell echoes the command line: the answer is the line that starts with it
         self.stream
@@ -81,7 +81,7 @@ impl Console {
     }
 }
 
-fn guest_xml(name: &str, g: &Path, sock: &Path, disk: &Path) -> String {
+pub(crate) fn guest_xml(name: &str, g: &Path, sock: &Path, disk: &Path) -> String {
     format!(
         "<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
          <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd>\

@@ -83,13 +83,21 @@ impl super::Link {
         &self,
         args: &P::Args,
     ) -> Result<(u32, mpsc::Receiver<StreamPacket>)> {
+        self.open_stream_ret::<P>(args).map(|(s, rx, _)| (s, rx))
+    }
+
+    /// [`Link::open_stream`], with the call's reply.
+    fn open_stream_ret<P: Procedure>(
+        &self,
+        args: &P::Args,
+    ) -> Result<(u32, mpsc::Receiver<StreamPacket>, P::Ret)> {
         let serial = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = mpsc::sync_channel(STREAM_QUEUE);
         lock(&self.streams).insert(serial, tx);
         match self.call_with_serial::<P>(serial, args) {
-            Ok(_) => Ok((serial, rx)),
+            Ok(ret) => Ok((serial, rx, ret)),
             Err(e) => {
                 lock(&self.streams).remove(&serial);
                 Err(e)
@@ -334,6 +342,47 @@ impl RemoteBackend {
 }
 
 impl RemoteBackend {
+    /// `DOMAIN_SCREENSHOT`: the MIME type from the reply, the image from its stream.
+    pub(super) fn download_screenshot(
+        &self,
+        uuid: uuid::Uuid,
+        screen: u32,
+        flags: u32,
+    ) -> Result<(String, Vec<u8>)> {
+        let args = DomainScreenshotArgs {
+            dom: rvirt_wire::protocol::NonnullDomain {
+                name: String::new(),
+                uuid: *uuid.as_bytes(),
+                id: -1,
+            },
+            screen,
+            flags,
+        };
+        let (serial, rx, ret) = self
+            .link
+            .open_stream_ret::<procs::DomainScreenshot>(&args)?;
+        let mut s = RemoteStream {
+            link: Arc::clone(&self.link),
+            procedure: procs::DomainScreenshot::PROC.number(),
+            serial,
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+            closed: false,
+        };
+        let mut data = Vec::new();
+        loop {
+            let chunk = s.recv(STREAM_CHUNK_MAX)?;
+            if chunk.is_empty() {
+                break;
+            }
+            data.extend_from_slice(&chunk);
+        }
+        s.finish()?;
+        Ok((ret.mime.unwrap_or_default(), data))
+    }
+
     fn open_vol_stream<P: Procedure<Args = StorageVolTransferArgs>>(
         &self,
         v: &VolumeId,

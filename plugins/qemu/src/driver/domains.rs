@@ -62,6 +62,8 @@ pub(super) enum Stopping {
     FromSnapshot,
     /// Stopped after its state went to a save image.
     Saved,
+    /// Stopped after it migrated to another host.
+    Migrated,
 }
 
 pub(super) struct Run {

@@ -24,10 +24,15 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A start from a save image (see [`Driver::start_in_job_full`]).
+/// A start from a save image or an incoming migration (see
+/// [`Driver::start_in_job_full`]).
 pub(super) struct Incoming {
-    /// The image, positioned at QEMU's migration stream.
-    pub(super) file: std::fs::File,
+    /// The image, positioned at QEMU's migration stream; `None` for a migration.
+    pub(super) file: Option<std::fs::File>,
+    /// An incoming migration: QEMU starts with `-incoming defer` and listens on this URI
+    /// (`tcp:ADDR:PORT`) once its monitor is up; the start returns without waiting for
+    /// the stream, the domain paused for the migration.
+    pub(super) migrate_uri: Option<String>,
     /// The definition to run instead of the domain's (the image's, or the caller's).
     pub(super) def: Option<rvirt_xml::Domain>,
     /// The guest stays paused after the restore.
@@ -271,11 +276,17 @@ impl Driver {
         let mut args = native.args.clone();
         let mut tap_fds = tap_fds;
         if let Some(inc) = &incoming {
-            // QEMU reads the migration stream from the image, past rvirt's header
-            let fd = inc.file.as_raw_fd();
             args.push("-incoming".into());
-            args.push(format!("fd:{fd}"));
-            tap_fds.push(fd);
+            match &inc.file {
+                // QEMU reads the migration stream from the image, past rvirt's header
+                Some(file) => {
+                    let fd = file.as_raw_fd();
+                    args.push(format!("fd:{fd}"));
+                    tap_fds.push(fd);
+                }
+                // the listening address is given once the monitor is up
+                None => args.push("defer".into()),
+            }
         }
         let mut overlays = Vec::new();
         let prep = (|| -> Result<()> {
@@ -415,10 +426,13 @@ impl Driver {
         // file exists before the guest's CPUs run (`cont` below), so a running domain is
         // always found by a new process; it is rewritten with the pty paths once known.
         let paused = flags & 1 != 0 || incoming.as_ref().is_some_and(|i| i.paused);
-        let restored = incoming.is_some();
+        let migrate_uri = incoming.as_mut().and_then(|i| i.migrate_uri.take());
+        let restored = incoming.is_some() && migrate_uri.is_none();
         // QEMU has its own copy of the image's descriptor now
         drop(incoming);
-        let (dstate, dreason) = if paused {
+        let (dstate, dreason) = if migrate_uri.is_some() {
+            (state::PAUSED, reason::PAUSED_MIGRATION)
+        } else if paused {
             (state::PAUSED, reason::PAUSED_USER)
         } else if restored {
             (state::RUNNING, reason::RUNNING_RESTORED)
@@ -490,9 +504,17 @@ impl Driver {
                 &format!("rvirt: cannot set the balloon's statistics period: {e}\n"),
             );
         }
+        // An incoming migration listens now; the guest runs when the migration
+        // finishes (`Driver::migrate_finish`).
+        if let Some(uri) = &migrate_uri
+            && let Err(e) = qmp.execute("migrate-incoming", Some(json!({"uri": uri})))
+        {
+            qmp.close();
+            return Err(fail(&mut child, e.into()));
+        }
         // The pty paths and `cont` in flight together: one round trip.
         let chardevs = qmp.send("query-chardev", None);
-        let cont = (!paused).then(|| qmp.send("cont", None));
+        let cont = (!paused && migrate_uri.is_none()).then(|| qmp.send("cont", None));
         let chardevs = chardevs.and_then(|p| p.wait(Duration::from_secs(60)));
         if let Some(Err(e)) = cont.map(|c| c.and_then(|p| p.wait(Duration::from_secs(60)))) {
             qmp.close();
@@ -538,11 +560,13 @@ impl Driver {
             event::STARTED,
             if restored {
                 detail::STARTED_RESTORED
+            } else if migrate_uri.is_some() {
+                detail::STARTED_MIGRATED
             } else {
                 detail::STARTED_BOOTED
             },
         )];
-        if paused {
+        if paused && migrate_uri.is_none() {
             let det = if restored {
                 detail::SUSPENDED_RESTORED
             } else {

@@ -132,6 +132,9 @@ mod reason {
     pub const RUNNING_BOOTED: i32 = 1;
     pub const RUNNING_RESTORED: i32 = 3;
     pub const RUNNING_UNPAUSED: i32 = 5;
+    pub const RUNNING_MIGRATED: i32 = 2;
+    pub const RUNNING_MIGRATION_CANCELED: i32 = 6;
+    pub const PAUSED_MIGRATION: i32 = 2;
     pub const PAUSED_UNKNOWN: i32 = 0;
     pub const PAUSED_USER: i32 = 1;
     pub const PAUSED_SHUTTING_DOWN: i32 = 8;
@@ -140,6 +143,7 @@ mod reason {
     pub const SHUTOFF_DESTROYED: i32 = 2;
     pub const SHUTOFF_CRASHED: i32 = 3;
     pub const SHUTOFF_SAVED: i32 = 5;
+    pub const SHUTOFF_MIGRATED: i32 = 4;
     pub const SHUTOFF_FAILED: i32 = 6;
     pub const CRASHED_PANICKED: i32 = 1;
 }
@@ -150,6 +154,9 @@ mod detail {
     pub const DEFINED_UPDATED: i32 = 1;
     pub const STARTED_BOOTED: i32 = 0;
     pub const STARTED_RESTORED: i32 = 2;
+    pub const STARTED_MIGRATED: i32 = 1;
+    pub const RESUMED_MIGRATED: i32 = 1;
+    pub const STOPPED_MIGRATED: i32 = 3;
     pub const SUSPENDED_RESTORED: i32 = 5;
     pub const SUSPENDED_PAUSED: i32 = 0;
     pub const RESUMED_UNPAUSED: i32 = 0;
@@ -166,6 +173,7 @@ mod domains;
 mod hotplug;
 mod job;
 mod lifecycle;
+pub mod migrate;
 mod monitor;
 mod process;
 mod resources;

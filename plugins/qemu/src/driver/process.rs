@@ -488,6 +488,8 @@ impl Driver {
         } else if run.stopping == Some(Stopping::Saved) {
             // VIR_DOMAIN_EVENT_STOPPED_SAVED
             (reason::SHUTOFF_SAVED, 4)
+        } else if run.stopping == Some(Stopping::Migrated) {
+            (reason::SHUTOFF_MIGRATED, detail::STOPPED_MIGRATED)
         } else if run.stopping == Some(Stopping::FromSnapshot) {
             // VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT
             (7, 6)

@@ -199,6 +199,8 @@ pub struct JobRecord {
     pub active: Option<(Instant, Value)>,
     /// The last save: how long it took (ms), QEMU's final `query-migrate`, success.
     pub completed: Option<(u64, Value, bool)>,
+    /// The job's `VIR_DOMAIN_JOB_OPERATION_*` (0: a save, the default).
+    pub operation: i32,
 }
 
 /// libvirt's job parameters from a `query-migrate` answer.
@@ -227,6 +229,11 @@ pub fn job_params(elapsed_ms: u64, m: &Value) -> Vec<(&'static str, u64)> {
         ("memory_iteration", n(&ram["dirty-sync-count"])),
         ("memory_page_size", n(&ram["page-size"])),
     ]
+    .into_iter()
+    // QEMU reports these once the stream completed: the guest's pause (ms) and the setup
+    .chain(m["downtime"].as_u64().map(|v| ("downtime", v)))
+    .chain(m["setup-time"].as_u64().map(|v| ("setup_time", v)))
+    .collect()
 }
 
 /// `virDomainGetJobStats` answer: the job type and its parameters (the operation first).
@@ -234,8 +241,13 @@ pub fn job_stats(rec: Option<&JobRecord>, completed: bool) -> JobAnswer {
     let Some(rec) = rec else {
         return (0, Vec::new());
     };
+    let op = if rec.operation == 0 {
+        OPERATION_SAVE
+    } else {
+        rec.operation
+    };
     let with_op = |mut v: Vec<(&'static str, u64)>| {
-        v.insert(0, ("operation", OPERATION_SAVE as u64));
+        v.insert(0, ("operation", op as u64));
         v
     };
     if completed {
@@ -442,7 +454,12 @@ impl Driver {
             let _ = UnixStream::connect(sock);
         };
         let t0 = Instant::now();
-        self.lock().job_stats.entry(uuid).or_default().active = Some((t0, json!({})));
+        {
+            let mut st = self.lock();
+            let r = st.job_stats.entry(uuid).or_default();
+            r.active = Some((t0, json!({})));
+            r.operation = 0;
+        }
         let started = q
             .execute(
                 "migrate-set-parameters",
@@ -567,7 +584,8 @@ impl Driver {
             0,
             None,
             Some(Incoming {
-                file,
+                file: Some(file),
+                migrate_uri: None,
                 def: Some(def),
                 paused,
             }),
@@ -611,7 +629,8 @@ impl Driver {
                 0,
                 None,
                 Some(Incoming {
-                    file,
+                    file: Some(file),
+                    migrate_uri: None,
                     def: Some(def),
                     paused,
                 }),
@@ -776,6 +795,7 @@ mod tests {
         let rec = JobRecord {
             active: None,
             completed: Some((12, m, true)),
+            operation: 0,
         };
         let (kind, p) = job_stats(Some(&rec), true);
         assert_eq!(kind, JOB_COMPLETED);
