@@ -12,8 +12,20 @@ use std::{
     sync::OnceLock,
 };
 
-/// The workspace root.
+/// The workspace root: the nearest directory above the working directory (cargo runs a
+/// test in its package's directory) whose `Cargo.toml` declares the workspace, else the
+/// one this crate was compiled in (a target directory reused by another checkout keeps
+/// that path).
 pub fn workspace_root() -> PathBuf {
+    let declares_workspace = |d: &Path| {
+        std::fs::read_to_string(d.join("Cargo.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"))
+    };
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(root) = cwd.ancestors().find(|d| declares_workspace(d))
+    {
+        return root.to_path_buf();
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()

@@ -45,7 +45,16 @@ pub(super) fn open(client: &Client, conn: &Connection, serial: u32, payload: &[u
             .map_err(host_error)?;
         let stream = VolStream::new(Box::new(Image { data, pos: 0 }));
         client
-            .with_streams(|s| s.register(serial, P::DomainScreenshot.number(), false, stream))
+            .with_streams(|s| {
+                s.register(
+                    serial,
+                    P::DomainScreenshot.number(),
+                    crate::streams::Opened::Volume {
+                        stream,
+                        upload: false,
+                    },
+                )
+            })
             .map_err(rpc_error)?;
         Ok(DomainScreenshotRet { mime: Some(mime) })
     })
