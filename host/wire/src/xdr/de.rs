@@ -215,10 +215,12 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // Any non-zero flag means present, as in libvirtd's XDR library (its xdr_pointer
+        // reads the flag as a bool, and any non-zero word is true): DigitalOcean's go-libvirt
+        // sends connect-open's optional name with the flag 0x01000000.
         match self.u32()? {
             0 => visitor.visit_none(),
-            1 => visitor.visit_some(self),
-            n => Err(Error::InvalidOptional(n)),
+            _ => visitor.visit_some(self),
         }
     }
 

@@ -11,7 +11,7 @@
 //! | `f32` / `f64`                        | `float` / `double`                                |
 //! | `char`                               | `unsigned int` holding the code point             |
 //! | `String`, `&str`                     | `string<>`: length, bytes, zero padding           |
-//! | `Option<T>`                          | optional data `T *`: u32 0/1, then the value      |
+//! | `Option<T>`                          | optional `T *`: u32 0/1 (non-0 read as 1), value  |
 //! | `Vec<T>`                             | variable array `T<>`: u32 count, then elements    |
 //! | `[T; N]`, tuples                     | fixed array `T[N]`: the elements, no count        |
 //! | `Vec<u8>`, `[u8; N]`, bytes          | `opaque<>` / `opaque[N]`: packed bytes, padded    |
@@ -53,8 +53,6 @@ pub enum Error {
     InvalidLength { len: usize, expected: String },
     #[error("invalid bool value {0}")]
     InvalidBool(u32),
-    #[error("invalid optional-data flag {0}")]
-    InvalidOptional(u32),
     #[error("invalid char code point {0:#x}")]
     InvalidChar(u32),
     #[error("string is not valid utf-8")]
@@ -369,9 +367,10 @@ mod tests {
             from_bytes::<bool>(&[0, 0, 0, 2]),
             Err(Error::InvalidBool(2))
         );
+        // a non-zero optional-data flag is "present", as libvirtd's XDR reads it
         assert_eq!(
-            from_bytes::<Option<u32>>(&[0, 0, 0, 3]),
-            Err(Error::InvalidOptional(3))
+            from_bytes::<Option<u32>>(&[1, 0, 0, 0, 0, 0, 0, 3]),
+            Ok(Some(3))
         );
         assert_eq!(
             from_bytes::<u32>(&[0, 0, 0, 1, 0]),
