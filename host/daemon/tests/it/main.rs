@@ -10,6 +10,7 @@ mod admin;
 mod bridge_networks;
 mod console;
 mod esx;
+mod golibvirt;
 mod isolation;
 mod lxc;
 mod migrate;
