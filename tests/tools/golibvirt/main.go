@@ -77,11 +77,28 @@ func main() {
 	if host == "" {
 		fail("ConnectGetHostname", errors.New("empty host name"))
 	}
+	// the README's example: Version and Domains
+	v, err := l.Version()
+	if err != nil {
+		fail("Version", err)
+	}
+	fmt.Printf("~ version %s\n", v)
+	readme, err := l.Domains()
+	if err != nil {
+		fail("Domains", err)
+	}
+	var names []string
+	for _, d := range readme {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	fmt.Printf("readme domains [%s]\n", strings.Join(names, " "))
+
 	doms, _, err := l.ConnectListAllDomains(1, 0)
 	if err != nil {
 		fail("ConnectListAllDomains", err)
 	}
-	var names []string
+	names = nil
 	for _, d := range doms {
 		names = append(names, d.Name)
 	}

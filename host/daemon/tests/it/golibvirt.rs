@@ -2,8 +2,8 @@
 //! DigitalOcean's pure-Go go-libvirt (Debian's golang-github-digitalocean-go-libvirt-dev),
 //! which encodes and decodes the protocol itself. `tests/tools/golibvirt/main.go`, written
 //! as its README shows a new user, dials rvirtd over TCP (`listen_tcp = 1`,
-//! `auth_tcp = "none"`) and runs connect, versions, host name, domain listing, lookup,
-//! info, XML, define/create/destroy/undefine under a lifecycle event subscription, pool
+//! `auth_tcp = "none"`) and runs connect, the README's `Version` and `Domains`, versions,
+//! host name, domain listing, lookup, info, XML, define/create/destroy/undefine under a lifecycle event subscription, pool
 //! and network listings and a missing domain's error; the same program against Debian's
 //! libvirtd (a private instance started by `../shared/bench/lvd.py`, listening on TCP)
 //! must answer the same, host name and versions aside.
@@ -95,6 +95,7 @@ fn go_libvirt_client_over_tcp() {
     let out = run(&bin, port, "test:///default");
     let want = [
         "connected test:///default",
+        "readme domains [test]",
         "domains [test]",
         "storage pools []",
         "networks []",
@@ -133,6 +134,7 @@ fn go_libvirt_client_over_tcp() {
         got,
         [
             "connected qemu:///system",
+            "readme domains []",
             "domains []",
             "storage pools []",
             "networks []",
