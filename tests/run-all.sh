@@ -7,6 +7,6 @@ cargo build --workspace --locked
 for fixture in tests/fixtures/*/Cargo.toml; do
     cargo build --locked --quiet --manifest-path "$fixture" --target-dir "${CARGO_TARGET_DIR:-target}/fixtures"
 done
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 # The packages installed into this machine with dpkg (as root; removed again after).
 tests/dpkg-install.sh
