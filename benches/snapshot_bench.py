@@ -2,7 +2,7 @@
 """Internal snapshot create / revert and live disk hot-plug latency of a running guest
 through a libvirt-protocol daemon (rvirtd or libvirtd, in the same run).
 
-usage: snapshot_bench.py --guest DIR [--uri NAME=URI ...] [--runs N]
+usage: snapshot_bench.py --guest DIR [--uri NAME=URI ...] [--runs N] [--floor]
 
 The domain: the shared test guest (256 MiB, 1 vCPU, TCG, qcow2 copy of disk.raw, serial to
 a file), booted until GUEST-READY, then idle. Per URI, each run:
@@ -12,7 +12,10 @@ a file), booted until GUEST-READY, then idle. Per URI, each run:
   delete_ms   snapshot.delete()
   attach_ms   dom.attachDeviceFlags(<disk> qcow2 vdb, AFFECT_LIVE) (= virsh attach-disk --live)
   detach_ms   dom.detachDeviceFlags(same, AFFECT_LIVE) until it returns (the guest let go)
-Medians over the runs, one JSON line per URI; qemu_pid_kept says whether every revert left
+Floor (--floor): QEMU started by hand (save_bench.py's command line) and driven over QMP:
+  create_ms  stop + snapshot-save job, query-jobs every ms until concluded + cont
+  revert_ms  stop + snapshot-load job, likewise + cont
+Medians over the runs, one JSON line per URI (and one for the floor); qemu_pid_kept says whether every revert left
 the same QEMU process running the guest (found by its disk path in /proc/PID/cmdline).
 """
 import argparse
@@ -24,7 +27,12 @@ import subprocess
 import tempfile
 import time
 
+import sys
+
 import libvirt
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from save_bench import Qmp, floor_argv  # noqa: E402
 
 
 def quiet(_c, _e):
@@ -159,11 +167,63 @@ def bench_uri(label, uri, guest, runs, tmp):
     return out
 
 
+def qmp_job(q, command, job_id, **args):
+    q.cmd(command, **{"job-id": job_id, **args})
+    while True:
+        jobs = [j for j in q.cmd("query-jobs") if j["id"] == job_id]
+        if not jobs:
+            raise RuntimeError(f"{job_id} vanished")
+        if jobs[0]["status"] == "concluded":
+            q.cmd("job-dismiss", id=job_id)
+            if "error" in jobs[0]:
+                raise RuntimeError(f"{command}: {jobs[0]['error']}")
+            return
+        time.sleep(0.001)
+
+
+def bench_floor(guest, runs, tmp):
+    disk = os.path.join(tmp, "floor.qcow2")
+    serial = os.path.join(tmp, "floor.serial")
+    qsock = os.path.join(tmp, "floor.qmp")
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", f"{guest}/disk.raw", disk],
+        check=True,
+    )
+    p = subprocess.Popen(
+        floor_argv(guest, disk, serial, qsock), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    creates, reverts = [], []
+    try:
+        q = Qmp(qsock)
+        wait_ready(serial)
+        time.sleep(1)
+        for i in range(runs):
+            t0 = time.perf_counter()
+            q.cmd("stop")
+            qmp_job(q, "snapshot-save", f"save{i}", tag=f"s{i}", vmstate="d0", devices=["d0"])
+            q.cmd("cont")
+            creates.append(ms(t0))
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            q.cmd("stop")
+            qmp_job(q, "snapshot-load", f"load{i}", tag=f"s{i}", vmstate="d0", devices=["d0"])
+            q.cmd("cont")
+            reverts.append(ms(t0))
+            time.sleep(0.3)
+            qmp_job(q, "snapshot-delete", f"del{i}", tag=f"s{i}", devices=["d0"])
+        q.close()
+    finally:
+        p.kill()
+        p.wait()
+    return {"label": "qemu-floor", "runs": runs, "create_ms": med(creates), "revert_ms": med(reverts)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--guest", required=True)
     ap.add_argument("--uri", action="append", default=[], help="NAME=URI")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--floor", action="store_true")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="snap-bench-")
     os.chmod(tmp, 0o755)
@@ -171,6 +231,8 @@ def main():
         for spec in a.uri:
             label, uri = spec.split("=", 1)
             print(json.dumps(bench_uri(label, uri, a.guest, a.runs, tmp)), flush=True)
+        if a.floor:
+            print(json.dumps(bench_floor(a.guest, a.runs, tmp)), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

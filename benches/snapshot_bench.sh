@@ -35,9 +35,9 @@ if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
     $PY "$BENCH_DIR/lvd.py" start "$L" >/dev/null
     URIS="$URIS --uri libvirtd-9.0=$($PY "$BENCH_DIR/lvd.py" uri "$L" qemu)"
 fi
-for _ in $(seq 50); do [ -S "$R/run/rvirt-sock" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -S "$R/run/rvirt-sock" ] && break; sleep 0.1; done
 # shellcheck disable=SC2086
-$PY "$ROOT_DIR/benches/snapshot_bench.py" --guest "$GUEST" --runs "$RUNS" $URIS || true
+$PY "$ROOT_DIR/benches/snapshot_bench.py" --guest "$GUEST" --runs "$RUNS" --floor $URIS || true
 kill "$RPID" 2>/dev/null || true
 [ "${NO_LIBVIRTD:-0}" != 1 ] && $PY "$BENCH_DIR/lvd.py" stop "$L" >/dev/null || true
 rm -rf "$OUT"
