@@ -34,7 +34,7 @@ for side in a b; do
     PIDS="$PIDS $!"
 done
 for side in a b; do
-    for _ in $(seq 50); do [ -S "$OUT/$side/run/rvirt-sock" ] && break; sleep 0.1; done
+    for _ in $(seq 300); do [ -S "$OUT/$side/run/rvirt-sock" ] && break; sleep 0.1; done
 done
 LIBVIRT=""
 if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
