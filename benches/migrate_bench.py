@@ -3,6 +3,7 @@
 roots on this machine), against QEMU's own migrate driven by hand.
 
 usage: migrate_bench.py --guest DIR --src URI --dst URI [--runs N] [--floor]
+                        [--libvirt-src URI --libvirt-dst URI]
 
 The domain: the shared test guest (256 MiB, 1 vCPU, TCG, qcow2 copy of disk.raw on storage
 both daemons see, serial to a file), booted until GUEST-READY, then idle; persistent on
@@ -20,6 +21,10 @@ Floor (--floor): a source QEMU started by hand and a destination with
   + cont on the destination (total_ms); the pause from the source's stop (its start plus
   QEMU's total-time less downtime) to the answered cont (downtime_ms), QEMU's own
   downtime (qemu_downtime_ms).
+libvirt (--libvirt-src/--libvirt-dst): the same between two private libvirtd (each with its
+  own host_uuid, or libvirt refuses a migration to "the same host"), the migration stream
+  to tcp://127.0.0.1 (VIR_MIGRATE_PARAM_URI), with VIR_MIGRATE_UNSAFE (the disk is on a
+  local file system both daemons see, which libvirt does not take for shared storage).
 Medians over the runs (both directions), one JSON line per daemon pair and one for the floor.
 """
 import argparse
@@ -44,12 +49,12 @@ def completed_downtime(dom):
     return stats.get("downtime")
 
 
-def bench_pair(src_uri, dst_uri, guest, runs, tmp):
+def bench_pair(label, src_uri, dst_uri, guest, runs, tmp, params=None, flags=0):
     a = libvirt.open(src_uri)
     b = libvirt.open(dst_uri)
     name = f"migbench-{os.getpid()}"
-    disk = os.path.join(tmp, "mig.qcow2")
-    serial = os.path.join(tmp, "mig.serial")
+    disk = os.path.join(tmp, f"{label}.qcow2")
+    serial = os.path.join(tmp, f"{label}.serial")
     qcow2_copy(guest, disk)
     dom = a.defineXML(dom_xml(name, guest, disk, serial))
     totals, downs, qdowns = [], [], []
@@ -61,7 +66,7 @@ def bench_pair(src_uri, dst_uri, guest, runs, tmp):
         for _ in range(2 * runs):
             d = here.lookupByName(name)
             t0 = time.perf_counter()
-            moved = d.migrate3(there, {}, libvirt.VIR_MIGRATE_LIVE)
+            moved = d.migrate3(there, dict(params or {}), libvirt.VIR_MIGRATE_LIVE | flags)
             totals.append(ms(t0))
             if moved.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
                 raise SystemExit(f"not running after migration: {moved.state()}")
@@ -89,7 +94,7 @@ def bench_pair(src_uri, dst_uri, guest, runs, tmp):
         a.close()
         b.close()
     return {
-        "label": "rvirtd",
+        "label": label,
         "runs": len(totals),
         "total_ms": med(totals),
         "downtime_ms": med(downs) if downs else None,
@@ -154,11 +159,25 @@ def main():
     ap.add_argument("--dst", required=True)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--floor", action="store_true")
+    ap.add_argument("--libvirt-src")
+    ap.add_argument("--libvirt-dst")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="migrate-bench-")
     os.chmod(tmp, 0o755)
     try:
-        print(json.dumps(bench_pair(a.src, a.dst, a.guest, a.runs, tmp)), flush=True)
+        print(json.dumps(bench_pair("rvirtd", a.src, a.dst, a.guest, a.runs, tmp)), flush=True)
+        if a.libvirt_src and a.libvirt_dst:
+            params = {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1"}
+            # the disk is in /tmp, which both see, but libvirt takes a local file system
+            # for unshared storage ("Migration without shared storage is unsafe")
+            try:
+                out = bench_pair(
+                    "libvirtd-9.0", a.libvirt_src, a.libvirt_dst, a.guest, a.runs, tmp,
+                    params, libvirt.VIR_MIGRATE_UNSAFE,
+                )
+            except libvirt.libvirtError as e:
+                out = {"label": "libvirtd-9.0", "error": str(e)}
+            print(json.dumps(out), flush=True)
         if a.floor:
             print(json.dumps(bench_floor(a.guest, a.runs, tmp)), flush=True)
     finally:

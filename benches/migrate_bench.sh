@@ -1,15 +1,18 @@
 #!/bin/sh
 # Live migration of an idle 256 MiB TCG guest between two rvirtd roots on this machine
 # (the qemu plugin, client-driven v3 flow as `virsh migrate --live`), against QEMU's own
-# migrate driven by hand, in the same run (benches/migrate_bench.py). Debian libvirt 9.0's
-# figures are the ones of issue 15 (measured on this machine; libvirt refuses a migration
-# between two daemons of one host, whose host UUIDs are the same).
+# migrate driven by hand and Debian's libvirt 9.0 between two private libvirtd
+# (/work/shared/bench/lvd.py, each given its own host_uuid in libvirtd.conf: libvirt refuses
+# a migration between two daemons whose host UUIDs are the same), in the same run
+# (benches/migrate_bench.py).
 #
 # usage: benches/migrate_bench.sh   (needs python3-libvirt, qemu-system-x86, qemu-utils
 #                                    and the shared test guest)
-# env:   RUNS=5 PROFILE=debug|release NO_BUILD=1 GUEST=/path/to/guest CARGO_TARGET_DIR=...
+# env:   RUNS=5 PROFILE=debug|release NO_BUILD=1 NO_LIBVIRTD=1 GUEST=/path/to/guest
+#        BENCH_DIR=/work/shared/bench CARGO_TARGET_DIR=...
 set -eu
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/work/shared/bench}
 TARGET=${CARGO_TARGET_DIR:-$ROOT_DIR/target}
 PROFILE=${PROFILE:-release}
 RUNS=${RUNS:-5}
@@ -31,11 +34,27 @@ for side in a b; do
     PIDS="$PIDS $!"
 done
 for side in a b; do
-    for _ in $(seq 50); do [ -S "$OUT/$side/run/rvirt-sock" ] && break; sleep 0.1; done
+    for _ in $(seq 300); do [ -S "$OUT/$side/run/rvirt-sock" ] && break; sleep 0.1; done
 done
+LIBVIRT=""
+if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
+    n=0
+    for side in la lb; do
+        n=$((n + 1))
+        $PY "$BENCH_DIR/lvd.py" prepare "$OUT/$side" >/dev/null
+        # a host UUID of its own per private libvirtd (both read the same SMBIOS one)
+        echo "host_uuid = \"7a4b0c1e-5d2f-4e8a-9c3b-00000000000$n\"" >>"$OUT/$side/libvirtd.conf"
+        $PY "$BENCH_DIR/lvd.py" start "$OUT/$side" >/dev/null
+    done
+    LIBVIRT="--libvirt-src $($PY "$BENCH_DIR/lvd.py" uri "$OUT/la" qemu) --libvirt-dst $($PY "$BENCH_DIR/lvd.py" uri "$OUT/lb" qemu)"
+fi
+# shellcheck disable=SC2086
 $PY "$ROOT_DIR/benches/migrate_bench.py" --guest "$GUEST" --runs "$RUNS" --floor \
     --src "qemu+unix:///system?socket=$OUT/a/run/rvirt-sock" \
-    --dst "qemu+unix:///system?socket=$OUT/b/run/rvirt-sock" || true
+    --dst "qemu+unix:///system?socket=$OUT/b/run/rvirt-sock" $LIBVIRT || true
+if [ "${NO_LIBVIRTD:-0}" != 1 ]; then
+    for side in la lb; do $PY "$BENCH_DIR/lvd.py" stop "$OUT/$side" >/dev/null || true; done
+fi
 # shellcheck disable=SC2086
 kill $PIDS 2>/dev/null || true
 rm -rf "$OUT"

@@ -72,6 +72,26 @@ fn names(uri: &str) -> Vec<String> {
         .collect()
 }
 
+/// The pid of the one QEMU process whose command line names `disk`.
+fn qemu_pid(disk: &Path) -> u32 {
+    let needle = disk.to_string_lossy();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains("qemu-system") && cmd.contains(needle.as_ref()) {
+            pids.push(pid);
+        }
+    }
+    assert_eq!(pids.len(), 1, "one QEMU runs {needle}: {pids:?}");
+    pids[0]
+}
+
 #[test]
 fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     if tools_missing() {
@@ -186,6 +206,16 @@ fn virsh_takes_reverts_and_deletes_internal_snapshots_of_a_qemu_guest() {
     ] {
         assert!(x.contains(part), "{part} missing in {x}");
     }
+
+    // Reverting the running guest loads the snapshot in the same QEMU process.
+    let pid = qemu_pid(&disk);
+    ok(&uri, &["snapshot-revert", "vsnap", "s1"]);
+    assert_eq!(state(&uri, "vsnap"), "running");
+    assert_eq!(
+        qemu_pid(&disk),
+        pid,
+        "the revert of a running guest replaced its QEMU process"
+    );
 
     // Reverting a paused domain in place: the guest runs again.
     ok(&uri, &["suspend", "vsnap"]);

@@ -313,9 +313,20 @@ impl Driver {
             }
             let (q, generation) = self.running(uuid)?;
             let nodes = nodes_of(&q, &alias)?;
+            self.take_deleted(uuid, &alias);
             q.execute("device_del", Some(json!({ "id": alias })))?;
             let t0 = Instant::now();
-            while !nodes_of(&q, &alias)?.is_empty() {
+            // QEMU's DEVICE_DELETED (seen by the event thread) ends the wait at once; the
+            // block nodes are asked after every 100 ms as well, in case the event was lost
+            let mut polls = 0u32;
+            loop {
+                if self.take_deleted(uuid, &alias) {
+                    break;
+                }
+                polls += 1;
+                if polls.is_multiple_of(20) && nodes_of(&q, &alias)?.is_empty() {
+                    break;
+                }
                 if t0.elapsed() > UNPLUG_WAIT {
                     return Err(perr(PluginError::new(
                         ErrorCode::OperationTimeout,
@@ -326,10 +337,27 @@ impl Driver {
                         ),
                     )));
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                if q.is_closed() {
+                    return Err(perr(operation_invalid(
+                        ErrorDomain::Qemu,
+                        "domain is not running",
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
+            // the nodes go once QEMU let go of them (a node the device still held is
+            // refused "in use" for a moment after the unplug): left open, its image stays
+            // locked and cannot be attached again
             for n in &nodes {
-                let _ = q.execute("blockdev-del", Some(json!({ "node-name": n })));
+                let mut tries = 0;
+                while let Err(e) = q.execute("blockdev-del", Some(json!({ "node-name": n }))) {
+                    tries += 1;
+                    if tries >= 200 || q.is_closed() {
+                        eprintln!("rvirt qemu: blockdev-del {n}: {e}");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             let mut st = self.lock();
             if let Some(d) = st.doms.get_mut(&uuid)
