@@ -31,6 +31,7 @@ mod secrets;
 mod storage;
 pub mod transport;
 pub use console::{ConsoleWriter, RemoteConsole};
+pub use direct::{ESCAPE_AFTER, Escape, with_escape};
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
 /// while a call waits, the client pings the daemon every `interval` of silence and gives
@@ -1371,6 +1372,84 @@ mod tests {
             ("vm", 4, 2)
         );
         drop(backend);
+        daemon.join().unwrap();
+    }
+
+    static ESCAPES: AtomicU32 = AtomicU32::new(0);
+
+    fn counting_escape(wait: &mut dyn FnMut()) {
+        ESCAPES.fetch_add(1, Ordering::SeqCst);
+        wait()
+    }
+
+    #[test]
+    fn callers_read_their_own_replies_and_a_slow_one_escapes() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let daemon = fake_daemon(server, |h, _| {
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectGetType) => {
+                    // slower than ESCAPE_AFTER
+                    std::thread::sleep(ESCAPE_AFTER * 6);
+                    ok(
+                        h,
+                        &ConnectGetTypeRet {
+                            r#type: "Slow".into(),
+                        },
+                    )
+                }
+                Some(RemoteProcedure::ConnectGetVersion) => ok(
+                    h,
+                    &ConnectGetVersionRet {
+                        hv_ver: h.serial.into(),
+                    },
+                ),
+                _ => ok(h, &()),
+            }
+        });
+        let backend =
+            Arc::new(RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap());
+        assert!(
+            backend.link.direct.is_some(),
+            "a unix socket reads directly"
+        );
+        let before = ESCAPES.load(Ordering::SeqCst);
+        assert!(with_escape(counting_escape, || backend.get_version()).is_ok());
+        assert_eq!(
+            ESCAPES.load(Ordering::SeqCst),
+            before,
+            "a quick reply stays"
+        );
+        let t = with_escape(counting_escape, || backend.get_type()).unwrap();
+        assert_eq!(t, "Slow");
+        assert_eq!(
+            ESCAPES.load(Ordering::SeqCst),
+            before + 1,
+            "a slow one escapes once"
+        );
+        // callers in parallel: each gets its own reply (the version is the call's serial),
+        // whoever reads the socket
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = Arc::clone(&backend);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for _ in 0..200 {
+                        seen.push(b.get_version().unwrap());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "every caller got a reply of its own");
+        drop(Arc::into_inner(backend).unwrap());
         daemon.join().unwrap();
     }
 

@@ -18,6 +18,7 @@
 
 use super::{Answer, DEADLINE_PREFIX, Link, lock};
 use rvirt_wire::{Frame, MessageType, frame, protocol};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -55,6 +56,49 @@ pub(super) struct Direct {
     watch: UnixStream,
     state: Mutex<State>,
     wake: Condvar,
+    tick: Duration,
+}
+
+/// See [`with_escape`]: runs the rest of a long wait, given as its argument.
+pub type Escape = fn(&mut dyn FnMut());
+
+thread_local! {
+    static ESCAPE: Cell<Option<Escape>> = const { Cell::new(None) };
+}
+
+/// How long a call waits for its reply on the caller's thread before it runs the rest of
+/// its wait inside the escape of [`with_escape`].
+pub const ESCAPE_AFTER: Duration = Duration::from_millis(5);
+
+/// Runs `f` (on this thread) with `escape` as the way out for a remote call that waits
+/// longer than [`ESCAPE_AFTER`]: the rest of its wait runs inside `escape`, which must
+/// call its argument once. The daemon runs quick calls of a plugin process on its I/O
+/// worker and passes tokio's `block_in_place`, so a quick call costs no thread hand-over
+/// and a hung plugin holds the worker for a few milliseconds only.
+pub fn with_escape<R>(escape: Escape, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Escape>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ESCAPE.with(|e| e.set(self.0));
+        }
+    }
+    let _restore = Restore(ESCAPE.with(|e| e.replace(Some(escape))));
+    f()
+}
+
+/// Waits up to `timeout` for `s` to have something to read (or to be closed).
+fn readable(s: &UnixStream, timeout: Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(s, PollFlags::IN)];
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether an error is the socket's receive timeout.
@@ -103,11 +147,11 @@ fn take(m: &Mutex<UnixStream>) -> Option<MutexGuard<'_, UnixStream>> {
 }
 
 impl Direct {
-    /// `socket`: a handle of the link's unix socket; `tick`: its receive timeout, how
-    /// often a waiting leader looks at its deadline and the keepalive.
+    /// `socket`: a handle of the link's unix socket; `tick`: how often a waiting
+    /// leader looks at its deadline and the keepalive.
     pub(super) fn new(socket: UnixStream, tick: Duration) -> io::Result<Direct> {
-        socket.set_read_timeout(Some(tick))?;
         Ok(Direct {
+            tick,
             watch: socket.try_clone()?,
             reading: Mutex::new(socket),
             state: Mutex::default(),
@@ -232,7 +276,8 @@ impl Link {
     }
 
     /// Waits for the reply `serial` on a unix socket: reads it while holding the role,
-    /// else waits for it (or the role) on `rx`.
+    /// else waits for it (or the role) on `rx`. Past [`ESCAPE_AFTER`], the rest of the
+    /// wait runs inside the escape of [`with_escape`] if one is set.
     pub(super) fn wait_direct(
         &self,
         d: &Direct,
@@ -241,76 +286,137 @@ impl Link {
         rx: &mpsc::Receiver<Msg>,
     ) -> Answer {
         let started = Instant::now();
-        let closed = || Err("the connection to the daemon is closed".to_string());
+        // taken: a call made inside the escape does not escape again
+        let Some(escape) = ESCAPE.with(Cell::take) else {
+            return self
+                .wait_until(d, calling, serial, rx, started, None)
+                .unwrap_or_else(|| Err("the wait ended without a reply".to_string()));
+        };
+        struct Restore(Escape);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                ESCAPE.with(|e| e.set(Some(self.0)));
+            }
+        }
+        let _restore = Restore(escape);
+        if let Some(a) = self.wait_until(d, calling, serial, rx, started, Some(ESCAPE_AFTER)) {
+            return a;
+        }
+        let mut out = None;
+        escape(&mut || out = self.wait_until(d, calling, serial, rx, started, None));
+        out.unwrap_or_else(|| Err("the escape did not run the wait".to_string()))
+    }
+
+    /// [`Link::wait_direct`] for at most `limit` (then `None`).
+    fn wait_until(
+        &self,
+        d: &Direct,
+        calling: &Calling<'_>,
+        serial: u32,
+        rx: &mpsc::Receiver<Msg>,
+        started: Instant,
+        limit: Option<Duration>,
+    ) -> Option<Answer> {
+        let closed = || Some(Err("the connection to the daemon is closed".to_string()));
         loop {
             match rx.try_recv() {
-                Ok(Msg::Answer(a)) => return a,
+                Ok(Msg::Answer(a)) => return Some(a),
                 Ok(Msg::Lead) | Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => return closed(),
             }
             if calling.0.is_some()
-                && let Some(mut s) = take(&d.reading)
+                && let Some(s) = take(&d.reading)
             {
                 // a reply handed over before the role was free
                 let r = match rx.try_recv() {
-                    Ok(Msg::Answer(a)) => a,
-                    _ => self.lead(&mut s, serial, started),
+                    Ok(Msg::Answer(a)) => Some(a),
+                    _ => self.lead(d, &s, serial, started, limit),
                 };
                 drop(s);
                 self.hand_over(d, 1);
                 return r;
             }
             if let Some(e) = self.past_deadline(serial, started) {
-                return Err(e);
+                return Some(Err(e));
             }
             let mut slice = self.keepalive.interval.min(FOLLOW);
             if let Some(deadline) = self.deadline {
                 slice = slice.min(deadline.saturating_sub(started.elapsed()));
             }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return None;
+                }
+                slice = slice.min(left);
+            }
             match rx.recv_timeout(slice) {
-                Ok(Msg::Answer(a)) => return a,
+                Ok(Msg::Answer(a)) => return Some(a),
                 Ok(Msg::Lead) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return closed(),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(why) = self.check_alive(serial) {
-                        return Err(why);
+                        return Some(Err(why));
                     }
                 }
             }
         }
     }
 
-    /// Reads frames with the role held until the reply `serial` comes.
-    fn lead(&self, s: &mut UnixStream, serial: u32, started: Instant) -> Answer {
+    /// Reads frames with the role held until the reply `serial` comes (or `limit`).
+    fn lead(
+        &self,
+        d: &Direct,
+        s: &UnixStream,
+        serial: u32,
+        started: Instant,
+        limit: Option<Duration>,
+    ) -> Option<Answer> {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 lock(&self.pending).remove(&serial);
-                return Err("the connection to the daemon is closed".to_string());
+                return Some(Err("the connection to the daemon is closed".to_string()));
             }
             if let Some(e) = self.past_deadline(serial, started) {
-                return Err(e);
+                return Some(Err(e));
             }
-            match peek(s, false) {
-                Ok(0) => return Err(self.broke("the daemon closed the connection".into())),
-                Ok(_) => match frame::read_frame(&mut Patient(s, self)) {
+            let mut wait = d.tick;
+            if let Some(deadline) = self.deadline {
+                wait = wait.min(deadline.saturating_sub(started.elapsed()));
+            }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return None;
+                }
+                wait = wait.min(left);
+            }
+            match readable(s, wait) {
+                Ok(true) => match frame::read_frame(&mut Patient(s, self)) {
                     Ok(Some(f)) => {
                         if let Some(f) = self.route(f, Some(serial), true) {
-                            return Ok(f);
+                            return Some(Ok(f));
                         }
                     }
                     Ok(None) => {
-                        return Err(self.broke("the daemon closed the connection".into()));
+                        return Some(Err(self.broke("the daemon closed the connection".into())));
                     }
                     Err(e) => {
-                        return Err(self.broke(format!("connection to the daemon failed: {e}")));
+                        return Some(Err(
+                            self.broke(format!("connection to the daemon failed: {e}"))
+                        ));
                     }
                 },
-                Err(e) if timed_out(&e) => {
+                Ok(false) => {
                     if let Some(why) = self.check_alive(serial) {
-                        return Err(why);
+                        return Some(Err(why));
                     }
                 }
-                Err(e) => return Err(self.broke(format!("connection to the daemon failed: {e}"))),
+                Err(e) => {
+                    return Some(Err(
+                        self.broke(format!("connection to the daemon failed: {e}"))
+                    ));
+                }
             }
         }
     }
