@@ -3,11 +3,14 @@
 //!
 //! `block_in_place` hands the worker's scheduler to another thread for the length of the
 //! call: two thread wake-ups and about 6 µs of CPU per call on this project's machines,
-//! half of a `lookupByName`'s whole cost in the daemon. Most queries of an in-process
-//! driver take a few microseconds, so they run on the I/O worker directly, unless:
+//! half of a `lookupByName`'s whole cost in the daemon. Most queries take a few
+//! microseconds (a plugin process's: a socket round trip), so they run on the I/O worker
+//! directly. A plugin process's call that has no reply after
+//! [`rvirt_host::remote::ESCAPE_AFTER`] leaves the worker for the rest of its wait (the
+//! remote driver calls `block_in_place` then, see [`leave_worker`]): a hung plugin holds
+//! its caller until the call deadline, as before, but an I/O worker for a few milliseconds
+//! only. Queries run under `block_in_place` from the start when:
 //!
-//! - the connection's driver is served from a plugin process of its own (its calls wait on
-//!   a socket and a hung plugin holds them until the call deadline), or
 //! - this procedure was seen to be slow: its last call took more than [`SLOW_CALL`] (the
 //!   mark is cleared once a call of it is fast again, so the choice follows the driver), or
 //! - a call running on an I/O worker has been running for more than [`STUCK`] (a driver
@@ -101,12 +104,23 @@ fn record(procedure: i32, took: Duration) {
     }
 }
 
+/// The remote driver's way off the I/O worker for a plugin process's call that waits long:
+/// the worker's other tasks go to another thread, and this call no longer counts as a
+/// stuck inline call.
+fn leave_worker(wait: &mut dyn FnMut()) {
+    SLOT.with(|s| {
+        if let Some(i) = s.0 {
+            STARTED[i].store(0, Ordering::Release);
+        }
+    });
+    tokio::task::block_in_place(wait)
+}
+
 /// Runs the quick call `f` of `procedure`, inline or under `block_in_place` as the
 /// module explains. `remote`: the connection's driver is in a plugin process.
 pub fn run_quick<R>(procedure: i32, remote: bool, f: impl FnOnce() -> R) -> R {
     let now = micros_now();
-    let inline = !remote
-        && !is_slow(procedure)
+    let inline = !is_slow(procedure)
         && !INLINE.with(Cell::get)
         && !stuck(now)
         && SLOT.with(|s| s.0).is_some_and(|i| {
@@ -129,7 +143,11 @@ pub fn run_quick<R>(procedure: i32, remote: bool, f: impl FnOnce() -> R) -> R {
             }
         }
         let _done = Done;
-        f()
+        if remote {
+            rvirt_host::remote::with_escape(leave_worker, f)
+        } else {
+            f()
+        }
     } else {
         tokio::task::block_in_place(f)
     };
@@ -159,8 +177,8 @@ mod tests {
         // that call, made under block_in_place, was fast: the mark is gone
         assert!(run_quick(p, false, on_worker));
         assert!(
-            !run_quick(q, true, on_worker),
-            "a plugin process's calls never run inline"
+            run_quick(q, true, on_worker),
+            "a plugin process's quick calls run inline too"
         );
         assert!(
             !run_quick(5000, false, on_worker),

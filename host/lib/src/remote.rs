@@ -15,7 +15,7 @@ use crate::{
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
 use rvirt_wire::protocol::{self, NonnullDomain, RemoteError};
 use rvirt_wire::remote::*;
-use rvirt_wire::{Frame, Header, MessageType, Procedure, RemoteProcedure, Status, frame, procs};
+use rvirt_wire::{Frame, Header, Procedure, RemoteProcedure, Status, frame, procs};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,11 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 mod console;
+mod direct;
 mod networks;
 mod secrets;
 mod storage;
 pub mod transport;
 pub use console::{ConsoleWriter, RemoteConsole};
+pub use direct::{ESCAPE_AFTER, Escape, with_escape};
 
 /// How the remote driver tells a dead daemon from a slow call, as libvirt's client does:
 /// while a call waits, the client pings the daemon every `interval` of silence and gives
@@ -229,7 +231,7 @@ struct Link {
     writer: Mutex<Box<dyn std::io::Write + Send>>,
     /// The socket, to shut it down.
     socket: transport::Socket,
-    pending: Mutex<HashMap<u32, mpsc::Sender<Answer>>>,
+    pending: Mutex<HashMap<u32, mpsc::Sender<direct::Msg>>>,
     serial: AtomicU32,
     closed: AtomicBool,
     subscribers: Mutex<Subscribers<EventCallback, i32>>,
@@ -252,6 +254,8 @@ struct Link {
     /// call that opened it. Bounded: a download nobody reads stops the reader thread,
     /// and so the daemon (flow control, as libvirt's client).
     streams: Mutex<HashMap<u32, mpsc::SyncSender<frame::StreamPacket>>>,
+    /// A unix socket: callers read their own replies ([`direct`]).
+    direct: Option<direct::Direct>,
 }
 
 impl Link {
@@ -281,11 +285,17 @@ impl Link {
             .map_err(|e| rpc_error(format!("cannot encode {}: {e}", P::PROC.name())))?;
         let (tx, rx) = mpsc::channel();
         lock(&self.pending).insert(serial, tx);
+        let calling = self.calling();
         if let Err(e) = self.send(&bytes) {
             lock(&self.pending).remove(&serial);
             return Err(e);
         }
-        let reply = match self.wait(serial, &rx) {
+        let answer = match &self.direct {
+            Some(d) => self.wait_direct(d, &calling, serial, &rx),
+            None => self.wait(serial, &rx),
+        };
+        drop(calling);
+        let reply = match answer {
             Ok(f) => f,
             Err(e) if e.starts_with(DEADLINE_PREFIX) => {
                 return Err(Error::driver(
@@ -321,39 +331,27 @@ impl Link {
 
     /// Waits for the reply `serial`, pinging a silent daemon; fails once the daemon has
     /// been silent for the whole keepalive budget (a hung or vanished peer).
-    fn wait(&self, serial: u32, rx: &mpsc::Receiver<Answer>) -> Answer {
-        let budget = self.keepalive.interval * self.keepalive.count.max(1);
+    fn wait(&self, serial: u32, rx: &mpsc::Receiver<direct::Msg>) -> Answer {
         let started = Instant::now();
         loop {
             let mut slice = self.keepalive.interval;
             if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    lock(&self.pending).remove(&serial);
-                    return Err(format!("{DEADLINE_PREFIX} {} ms", deadline.as_millis()));
+                if let Some(e) = self.past_deadline(serial, started) {
+                    return Err(e);
                 }
-                slice = slice.min(left);
+                slice = slice.min(deadline.saturating_sub(started.elapsed()));
             }
             match rx.recv_timeout(slice) {
-                Ok(answer) => return answer,
+                Ok(direct::Msg::Answer(answer)) => return answer,
+                Ok(direct::Msg::Lead) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err("the connection to the daemon is closed".into());
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            let silent = lock(&self.last_rx).elapsed();
-            if silent >= budget {
-                lock(&self.pending).remove(&serial);
-                let why = format!(
-                    "the daemon did not answer for {} s (keepalive: {} pings unanswered): the connection is dead",
-                    silent.as_secs(),
-                    self.keepalive.count
-                );
-                self.kill(&why);
-                return Err(why);
-            }
-            if silent >= self.keepalive.interval {
-                self.send_keepalive(protocol::KEEPALIVE_PING);
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(why) = self.check_alive(serial) {
+                        return Err(why);
+                    }
+                }
             }
         }
     }
@@ -379,37 +377,22 @@ impl Link {
 
     /// Reader thread body: runs until the socket fails or closes.
     fn read_loop(self: Arc<Link>, mut stream: Box<dyn std::io::Read + Send>) {
+        if let Some(d) = &self.direct {
+            // callers read their replies from their own handle
+            drop(stream);
+            return self.watch_loop(d);
+        }
         let why = loop {
-            let f = match frame::read_frame(&mut stream) {
-                Ok(Some(f)) => f,
+            match frame::read_frame(&mut stream) {
+                Ok(Some(f)) => {
+                    self.route(f, None, false);
+                }
                 Ok(None) => break "the daemon closed the connection".to_string(),
                 Err(e) => break format!("connection to the daemon failed: {e}"),
-            };
-            *lock(&self.last_rx) = Instant::now();
-            match (f.header.prog, f.header.msg_type) {
-                (_, MessageType::Reply) => {
-                    if let Some(tx) = lock(&self.pending).remove(&f.header.serial) {
-                        let _ = tx.send(Ok(f));
-                    }
-                }
-                (protocol::KEEPALIVE_PROGRAM, MessageType::Message) => {
-                    if f.header.procedure == protocol::KEEPALIVE_PING {
-                        self.send_keepalive(protocol::KEEPALIVE_PONG);
-                    }
-                }
-                (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
-                (protocol::REMOTE_PROGRAM, MessageType::Stream | MessageType::StreamHole) => {
-                    self.stream_packet(&f)
-                }
-                _ => tracing::debug!(prog = f.header.prog, "ignoring an unexpected message"),
             }
         };
         tracing::debug!("remote reader ends: {why}");
-        self.closed.store(true, Ordering::Release);
-        lock(&self.streams).clear();
-        for (_, tx) in lock(&self.pending).drain() {
-            let _ = tx.send(Err(why.clone()));
-        }
+        self.fail(&why);
     }
 
     fn event(&self, f: &Frame) {
@@ -580,6 +563,17 @@ impl RemoteBackend {
         deadline: Option<Duration>,
     ) -> Result<RemoteBackend> {
         let reading = parts.reader;
+        // the receive timeout of a unix socket: how often a caller reading its own reply
+        // looks at its deadline and the keepalive
+        let tick = (keepalive.interval.min(deadline.unwrap_or(Duration::MAX)) / 10)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let direct = match parts.unix {
+            Some(s) => Some(
+                direct::Direct::new(s, tick)
+                    .map_err(|e| rpc_error(format!("cannot set up the socket: {e}")))?,
+            ),
+            None => None,
+        };
         let link = Arc::new(Link {
             writer: Mutex::new(parts.writer),
             socket: parts.socket,
@@ -595,6 +589,7 @@ impl RemoteBackend {
             keepalive,
             deadline,
             streams: Mutex::default(),
+            direct,
         });
         let reader = {
             let link = Arc::clone(&link);
@@ -1377,6 +1372,84 @@ mod tests {
             ("vm", 4, 2)
         );
         drop(backend);
+        daemon.join().unwrap();
+    }
+
+    static ESCAPES: AtomicU32 = AtomicU32::new(0);
+
+    fn counting_escape(wait: &mut dyn FnMut()) {
+        ESCAPES.fetch_add(1, Ordering::SeqCst);
+        wait()
+    }
+
+    #[test]
+    fn callers_read_their_own_replies_and_a_slow_one_escapes() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let daemon = fake_daemon(server, |h, _| {
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectGetType) => {
+                    // slower than ESCAPE_AFTER
+                    std::thread::sleep(ESCAPE_AFTER * 6);
+                    ok(
+                        h,
+                        &ConnectGetTypeRet {
+                            r#type: "Slow".into(),
+                        },
+                    )
+                }
+                Some(RemoteProcedure::ConnectGetVersion) => ok(
+                    h,
+                    &ConnectGetVersionRet {
+                        hv_ver: h.serial.into(),
+                    },
+                ),
+                _ => ok(h, &()),
+            }
+        });
+        let backend =
+            Arc::new(RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap());
+        assert!(
+            backend.link.direct.is_some(),
+            "a unix socket reads directly"
+        );
+        let before = ESCAPES.load(Ordering::SeqCst);
+        assert!(with_escape(counting_escape, || backend.get_version()).is_ok());
+        assert_eq!(
+            ESCAPES.load(Ordering::SeqCst),
+            before,
+            "a quick reply stays"
+        );
+        let t = with_escape(counting_escape, || backend.get_type()).unwrap();
+        assert_eq!(t, "Slow");
+        assert_eq!(
+            ESCAPES.load(Ordering::SeqCst),
+            before + 1,
+            "a slow one escapes once"
+        );
+        // callers in parallel: each gets its own reply (the version is the call's serial),
+        // whoever reads the socket
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = Arc::clone(&backend);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for _ in 0..200 {
+                        seen.push(b.get_version().unwrap());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "every caller got a reply of its own");
+        drop(Arc::into_inner(backend).unwrap());
         daemon.join().unwrap();
     }
 

@@ -63,6 +63,9 @@ pub(super) struct Parts {
     pub reader: Box<dyn Read + Send>,
     pub writer: Box<dyn Write + Send>,
     pub socket: Socket,
+    /// A unix socket's own handle: callers read their replies from it themselves (see
+    /// `super::direct`); `None` for the other transports, whose reader thread reads all.
+    pub unix: Option<UnixStream>,
 }
 
 fn no_connect(message: String) -> Error {
@@ -78,6 +81,7 @@ pub(super) fn unix(stream: UnixStream) -> Result<Parts> {
     Ok(Parts {
         reader: Box::new(clone(&stream)?),
         socket: Socket::Unix(clone(&stream)?),
+        unix: Some(clone(&stream)?),
         writer: Box::new(stream),
     })
 }
@@ -122,6 +126,7 @@ pub(super) fn tcp(uri: &ConnectUri) -> Result<Parts> {
     Ok(Parts {
         reader: Box::new(clone(&stream)?),
         socket: Socket::Tcp(clone(&stream)?),
+        unix: None,
         writer: Box::new(stream),
     })
 }
@@ -320,6 +325,7 @@ pub(super) fn ssh(uri: &ConnectUri, read_only: bool) -> Result<(Parts, Stderr)> 
             reader: Box::new(stdout),
             writer: Box::new(stdin),
             socket: Socket::Process(Mutex::new(child)),
+            unix: None,
         },
         stderr,
     ))
@@ -507,6 +513,7 @@ pub(super) fn tls(uri: &ConnectUri) -> Result<Parts> {
         reader: Box::new(reader),
         writer: Box::new(TlsWriter(shared)),
         socket: Socket::Tcp(stream),
+        unix: None,
     })
 }
 

@@ -1,0 +1,500 @@
+//! Unix sockets: the calling thread reads its own reply (leader/follower).
+//!
+//! Handing every reply from the reader thread to the caller costs a thread wake-up per
+//! call, about 40 µs on a VM when the two threads sit on different CPUs: more than the
+//! rest of a plugin host round trip. So on a unix socket (the daemon's link to a plugin
+//! host process, local clients) the reading role is a lock: a caller that finds it free
+//! takes it and reads frames until its own reply arrives. Replies of other callers found
+//! on the way go to their channels, events and stream packets to the reader thread (their
+//! callbacks never run on a caller's thread), PINGs are answered at once. A caller that
+//! finds the role taken waits on its channel for its reply or for the role: the leader
+//! hands the role to a waiting caller when it lets go.
+//!
+//! The reader thread reads only while no call is in flight (and none ended within
+//! [`IDLE`], so calls in a row never wake it): it waits for data without the role
+//! (`peek`), then takes the role for one frame. Open volume streams turn the direct
+//! path off (their flow control blocks the reader on a full queue, which must never be
+//! a caller's thread).
+
+use super::{Answer, DEADLINE_PREFIX, Link, lock};
+use rvirt_wire::{Frame, MessageType, frame, protocol};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError, mpsc};
+use std::time::{Duration, Instant};
+
+/// How long after the last call the reader thread goes back to watching the socket.
+pub(super) const IDLE: Duration = Duration::from_millis(1);
+/// The longest a follower waits before it looks at the role again (a hand-over can be
+/// lost when the caller it went to gave up at that moment).
+const FOLLOW: Duration = Duration::from_millis(5);
+
+/// What a waiting caller receives on its channel.
+pub(super) enum Msg {
+    Answer(Answer),
+    /// The reading role is free: take it.
+    Lead,
+}
+
+#[derive(Default)]
+struct State {
+    /// Callers that may take the role, between sending their call and their reply.
+    callers: usize,
+    last_end: Option<Instant>,
+    /// Events and stream packets callers read, for the reader thread.
+    frames: VecDeque<Frame>,
+}
+
+/// The direct-read state of a unix socket link.
+pub(super) struct Direct {
+    /// The reading role: whoever holds it reads frames.
+    reading: Mutex<UnixStream>,
+    /// The reader thread's handle, to wait for data without the role.
+    watch: UnixStream,
+    state: Mutex<State>,
+    wake: Condvar,
+    tick: Duration,
+}
+
+/// See [`with_escape`]: runs the rest of a long wait, given as its argument.
+pub type Escape = fn(&mut dyn FnMut());
+
+thread_local! {
+    static ESCAPE: Cell<Option<Escape>> = const { Cell::new(None) };
+}
+
+/// How long a call waits for its reply on the caller's thread before it runs the rest of
+/// its wait inside the escape of [`with_escape`].
+pub const ESCAPE_AFTER: Duration = Duration::from_millis(5);
+
+/// Runs `f` (on this thread) with `escape` as the way out for a remote call that waits
+/// longer than [`ESCAPE_AFTER`]: the rest of its wait runs inside `escape`, which must
+/// call its argument once. The daemon runs quick calls of a plugin process on its I/O
+/// worker and passes tokio's `block_in_place`, so a quick call costs no thread hand-over
+/// and a hung plugin holds the worker for a few milliseconds only.
+pub fn with_escape<R>(escape: Escape, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Escape>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ESCAPE.with(|e| e.set(self.0));
+        }
+    }
+    let _restore = Restore(ESCAPE.with(|e| e.replace(Some(escape))));
+    f()
+}
+
+/// Waits up to `timeout` for `s` to have something to read (or to be closed).
+fn readable(s: &UnixStream, timeout: Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(s, PollFlags::IN)];
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether an error is the socket's receive timeout.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Reads a frame's bytes, riding out the receive timeout in the middle of a frame.
+struct Patient<'a>(&'a UnixStream, &'a Link);
+
+impl Read for Patient<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&mut &*self.0).read(buf) {
+                Err(e) if timed_out(&e) && !self.1.closed.load(Ordering::Acquire) => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+/// Looks at whether a byte is there without taking it (blocking up to the socket's
+/// receive timeout unless `now`): `Ok(0)` at the end of the stream.
+fn peek(s: &UnixStream, now: bool) -> io::Result<usize> {
+    use rustix::net::RecvFlags;
+    let mut one = [0u8; 1];
+    let flags = if now {
+        RecvFlags::PEEK | RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::PEEK
+    };
+    rustix::net::recv(s, &mut one, flags)
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+fn take(m: &Mutex<UnixStream>) -> Option<MutexGuard<'_, UnixStream>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+impl Direct {
+    /// `socket`: a handle of the link's unix socket; `tick`: how often a waiting
+    /// leader looks at its deadline and the keepalive.
+    pub(super) fn new(socket: UnixStream, tick: Duration) -> io::Result<Direct> {
+        Ok(Direct {
+            tick,
+            watch: socket.try_clone()?,
+            reading: Mutex::new(socket),
+            state: Mutex::default(),
+            wake: Condvar::new(),
+        })
+    }
+}
+
+/// A call in flight that may read its own reply; ends the call's count when dropped.
+pub(super) struct Calling<'a>(Option<&'a Direct>);
+
+impl Drop for Calling<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0 {
+            let mut st = lock(&d.state);
+            st.callers -= 1;
+            st.last_end = Some(Instant::now());
+        }
+    }
+}
+
+impl Link {
+    /// Counts a call about to be sent (before it goes out, so the reader thread leaves
+    /// its reply to it).
+    pub(super) fn calling(&self) -> Calling<'_> {
+        match &self.direct {
+            Some(d) if lock(&self.streams).is_empty() => {
+                lock(&d.state).callers += 1;
+                Calling(Some(d))
+            }
+            _ => Calling(None),
+        }
+    }
+
+    /// Hands a frame that is not `own`'s reply to where it goes; returns `own`'s reply.
+    pub(super) fn route(&self, f: Frame, own: Option<u32>, caller: bool) -> Option<Frame> {
+        *lock(&self.last_rx) = Instant::now();
+        match (f.header.prog, f.header.msg_type) {
+            (_, MessageType::Reply) => {
+                if Some(f.header.serial) == own {
+                    lock(&self.pending).remove(&f.header.serial);
+                    return Some(f);
+                }
+                if let Some(tx) = lock(&self.pending).remove(&f.header.serial) {
+                    let _ = tx.send(Msg::Answer(Ok(f)));
+                }
+            }
+            (protocol::KEEPALIVE_PROGRAM, MessageType::Message) => {
+                if f.header.procedure == protocol::KEEPALIVE_PING {
+                    self.send_keepalive(protocol::KEEPALIVE_PONG);
+                }
+            }
+            (
+                protocol::REMOTE_PROGRAM,
+                MessageType::Message | MessageType::Stream | MessageType::StreamHole,
+            ) if caller => {
+                if let Some(d) = &self.direct {
+                    lock(&d.state).frames.push_back(f);
+                    d.wake.notify_one();
+                }
+            }
+            (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
+            (protocol::REMOTE_PROGRAM, MessageType::Stream | MessageType::StreamHole) => {
+                self.stream_packet(&f)
+            }
+            _ => tracing::debug!(prog = f.header.prog, "ignoring an unexpected message"),
+        }
+        None
+    }
+
+    /// The connection is gone: later calls fail at once, waiting ones get `why`.
+    pub(super) fn fail(&self, why: &str) {
+        self.closed.store(true, Ordering::Release);
+        lock(&self.streams).clear();
+        for (_, tx) in lock(&self.pending).drain() {
+            let _ = tx.send(Msg::Answer(Err(why.to_string())));
+        }
+        if let Some(d) = &self.direct {
+            d.wake.notify_all();
+        }
+    }
+
+    /// Gives the free role to a waiting caller, if more than `holders` callers are
+    /// counted (the one letting go is still counted).
+    fn hand_over(&self, d: &Direct, holders: usize) {
+        if lock(&d.state).callers <= holders {
+            return;
+        }
+        if let Some(tx) = lock(&self.pending).values().next() {
+            let _ = tx.send(Msg::Lead);
+        }
+    }
+
+    /// The deadline's error once `started + deadline` has passed.
+    pub(super) fn past_deadline(&self, serial: u32, started: Instant) -> Option<String> {
+        let deadline = self.deadline?;
+        if started.elapsed() < deadline {
+            return None;
+        }
+        lock(&self.pending).remove(&serial);
+        Some(format!("{DEADLINE_PREFIX} {} ms", deadline.as_millis()))
+    }
+
+    /// After a wait without news: pings a silent daemon, gives up on a dead one.
+    pub(super) fn check_alive(&self, serial: u32) -> Option<String> {
+        let budget = self.keepalive.interval * self.keepalive.count.max(1);
+        let silent = lock(&self.last_rx).elapsed();
+        if silent >= budget {
+            lock(&self.pending).remove(&serial);
+            let why = format!(
+                "the daemon did not answer for {} s (keepalive: {} pings unanswered): the connection is dead",
+                silent.as_secs(),
+                self.keepalive.count
+            );
+            self.kill(&why);
+            return Some(why);
+        }
+        if silent >= self.keepalive.interval {
+            self.send_keepalive(protocol::KEEPALIVE_PING);
+        }
+        None
+    }
+
+    /// Waits for the reply `serial` on a unix socket: reads it while holding the role,
+    /// else waits for it (or the role) on `rx`. Past [`ESCAPE_AFTER`], the rest of the
+    /// wait runs inside the escape of [`with_escape`] if one is set.
+    pub(super) fn wait_direct(
+        &self,
+        d: &Direct,
+        calling: &Calling<'_>,
+        serial: u32,
+        rx: &mpsc::Receiver<Msg>,
+    ) -> Answer {
+        let started = Instant::now();
+        // taken: a call made inside the escape does not escape again
+        let Some(escape) = ESCAPE.with(Cell::take) else {
+            return self
+                .wait_until(d, calling, serial, rx, started, None)
+                .unwrap_or_else(|| Err("the wait ended without a reply".to_string()));
+        };
+        struct Restore(Escape);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                ESCAPE.with(|e| e.set(Some(self.0)));
+            }
+        }
+        let _restore = Restore(escape);
+        if let Some(a) = self.wait_until(d, calling, serial, rx, started, Some(ESCAPE_AFTER)) {
+            return a;
+        }
+        let mut out = None;
+        escape(&mut || out = self.wait_until(d, calling, serial, rx, started, None));
+        out.unwrap_or_else(|| Err("the escape did not run the wait".to_string()))
+    }
+
+    /// [`Link::wait_direct`] for at most `limit` (then `None`).
+    fn wait_until(
+        &self,
+        d: &Direct,
+        calling: &Calling<'_>,
+        serial: u32,
+        rx: &mpsc::Receiver<Msg>,
+        started: Instant,
+        limit: Option<Duration>,
+    ) -> Option<Answer> {
+        let closed = || Some(Err("the connection to the daemon is closed".to_string()));
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Answer(a)) => return Some(a),
+                Ok(Msg::Lead) | Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => return closed(),
+            }
+            if calling.0.is_some()
+                && let Some(s) = take(&d.reading)
+            {
+                // a reply handed over before the role was free
+                let r = match rx.try_recv() {
+                    Ok(Msg::Answer(a)) => Some(a),
+                    _ => self.lead(d, &s, serial, started, limit),
+                };
+                drop(s);
+                self.hand_over(d, 1);
+                return r;
+            }
+            if let Some(e) = self.past_deadline(serial, started) {
+                return Some(Err(e));
+            }
+            let mut slice = self.keepalive.interval.min(FOLLOW);
+            if let Some(deadline) = self.deadline {
+                slice = slice.min(deadline.saturating_sub(started.elapsed()));
+            }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return None;
+                }
+                slice = slice.min(left);
+            }
+            match rx.recv_timeout(slice) {
+                Ok(Msg::Answer(a)) => return Some(a),
+                Ok(Msg::Lead) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return closed(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(why) = self.check_alive(serial) {
+                        return Some(Err(why));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads frames with the role held until the reply `serial` comes (or `limit`).
+    fn lead(
+        &self,
+        d: &Direct,
+        s: &UnixStream,
+        serial: u32,
+        started: Instant,
+        limit: Option<Duration>,
+    ) -> Option<Answer> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                lock(&self.pending).remove(&serial);
+                return Some(Err("the connection to the daemon is closed".to_string()));
+            }
+            if let Some(e) = self.past_deadline(serial, started) {
+                return Some(Err(e));
+            }
+            let mut wait = d.tick;
+            if let Some(deadline) = self.deadline {
+                wait = wait.min(deadline.saturating_sub(started.elapsed()));
+            }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return None;
+                }
+                wait = wait.min(left);
+            }
+            match readable(s, wait) {
+                Ok(true) => match frame::read_frame(&mut Patient(s, self)) {
+                    Ok(Some(f)) => {
+                        if let Some(f) = self.route(f, Some(serial), true) {
+                            return Some(Ok(f));
+                        }
+                    }
+                    Ok(None) => {
+                        return Some(Err(self.broke("the daemon closed the connection".into())));
+                    }
+                    Err(e) => {
+                        return Some(Err(
+                            self.broke(format!("connection to the daemon failed: {e}"))
+                        ));
+                    }
+                },
+                Ok(false) => {
+                    if let Some(why) = self.check_alive(serial) {
+                        return Some(Err(why));
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(
+                        self.broke(format!("connection to the daemon failed: {e}"))
+                    ));
+                }
+            }
+        }
+    }
+
+    fn broke(&self, why: String) -> String {
+        tracing::debug!("remote connection ends: {why}");
+        self.fail(&why);
+        self.socket.shutdown();
+        why
+    }
+
+    /// Reader thread body on a unix socket: events and stream packets, and replies while
+    /// no caller reads (see the module).
+    pub(super) fn watch_loop(&self, d: &Direct) {
+        let why = loop {
+            let frames: Vec<Frame> = {
+                let mut st = lock(&d.state);
+                loop {
+                    if self.closed.load(Ordering::Acquire) {
+                        break Vec::new();
+                    }
+                    if !st.frames.is_empty() {
+                        break st.frames.drain(..).collect();
+                    }
+                    let busy = st.callers > 0 || st.last_end.is_some_and(|t| t.elapsed() < IDLE);
+                    if !busy {
+                        break Vec::new();
+                    }
+                    st = d
+                        .wake
+                        .wait_timeout(st, IDLE)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            };
+            if self.closed.load(Ordering::Acquire) {
+                break "the connection is closed".to_string();
+            }
+            if !frames.is_empty() {
+                for f in frames {
+                    self.route(f, None, false);
+                }
+                continue;
+            }
+            match peek(&d.watch, false) {
+                Ok(0) => break "the daemon closed the connection".to_string(),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => continue,
+                Err(e) => break format!("connection to the daemon failed: {e}"),
+            }
+            if lock(&d.state).callers > 0 {
+                continue;
+            }
+            let Some(s) = take(&d.reading) else {
+                continue;
+            };
+            // a caller may have read what was there
+            let got = match peek(&s, true) {
+                Ok(0) => Err("the daemon closed the connection".to_string()),
+                Ok(_) => match frame::read_frame(&mut Patient(&s, self)) {
+                    Ok(Some(f)) => Ok(Some(f)),
+                    Ok(None) => Err("the daemon closed the connection".to_string()),
+                    Err(e) => Err(format!("connection to the daemon failed: {e}")),
+                },
+                Err(e) if timed_out(&e) => Ok(None),
+                Err(e) => Err(format!("connection to the daemon failed: {e}")),
+            };
+            drop(s);
+            match got {
+                Ok(Some(f)) => {
+                    self.route(f, None, false);
+                }
+                Ok(None) => {}
+                Err(why) => break why,
+            }
+            self.hand_over(d, 0);
+        };
+        tracing::debug!("remote reader ends: {why}");
+        self.fail(&why);
+    }
+}
