@@ -12,7 +12,8 @@
 //!
 //! The reader thread reads only while no call is in flight (and none ended within
 //! [`IDLE`], so calls in a row never wake it): it waits for data without the role
-//! (`peek`), then takes the role for one frame. Open volume streams turn the direct
+//! (`poll`, beside a socket pair on which callers nudge it when they queue a frame for
+//! it), then takes the role for one frame. Open volume streams turn the direct
 //! path off (their flow control blocks the reader on a full queue, which must never be
 //! a caller's thread).
 
@@ -20,7 +21,7 @@ use super::{Answer, DEADLINE_PREFIX, Link, lock};
 use rvirt_wire::{Frame, MessageType, frame, protocol};
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, MutexGuard, TryLockError, mpsc};
@@ -56,6 +57,11 @@ pub(super) struct Direct {
     watch: UnixStream,
     state: Mutex<State>,
     wake: Condvar,
+    /// A byte is written to `nudge_tx` whenever a caller queues a frame for the reader
+    /// thread, which polls `nudge_rx` beside the socket: a frame queued while the reader
+    /// thread waits for the socket is delivered at once, not when more data arrives.
+    nudge_tx: UnixStream,
+    nudge_rx: UnixStream,
     tick: Duration,
 }
 
@@ -150,13 +156,45 @@ impl Direct {
     /// `socket`: a handle of the link's unix socket; `tick`: how often a waiting
     /// leader looks at its deadline and the keepalive.
     pub(super) fn new(socket: UnixStream, tick: Duration) -> io::Result<Direct> {
+        let (nudge_tx, nudge_rx) = UnixStream::pair()?;
+        nudge_tx.set_nonblocking(true)?;
+        nudge_rx.set_nonblocking(true)?;
         Ok(Direct {
             tick,
             watch: socket.try_clone()?,
             reading: Mutex::new(socket),
             state: Mutex::default(),
             wake: Condvar::new(),
+            nudge_tx,
+            nudge_rx,
         })
+    }
+
+    /// Tells the reader thread that frames wait for it (a full nudge buffer already
+    /// says so).
+    fn nudge(&self) {
+        let _ = (&self.nudge_tx).write(&[1]);
+    }
+
+    /// Waits until the socket has something to read or is closed (`Ok(true)`), or a
+    /// nudge arrived (`Ok(false)`, the nudges drained).
+    fn wait_socket_or_nudge(&self) -> io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags};
+        let mut fds = [
+            PollFd::new(&self.watch, PollFlags::IN),
+            PollFd::new(&self.nudge_rx, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let socket = !fds[0].revents().is_empty();
+        if !fds[1].revents().is_empty() {
+            let mut buf = [0u8; 64];
+            while matches!((&self.nudge_rx).read(&mut buf), Ok(n) if n > 0) {}
+        }
+        Ok(socket)
     }
 }
 
@@ -211,6 +249,7 @@ impl Link {
                 if let Some(d) = &self.direct {
                     lock(&d.state).frames.push_back(f);
                     d.wake.notify_one();
+                    d.nudge();
                 }
             }
             (protocol::REMOTE_PROGRAM, MessageType::Message) => self.event(&f),
@@ -461,7 +500,12 @@ impl Link {
                 }
                 continue;
             }
-            match peek(&d.watch, false) {
+            match d.wait_socket_or_nudge() {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => break format!("connection to the daemon failed: {e}"),
+            }
+            match peek(&d.watch, true) {
                 Ok(0) => break "the daemon closed the connection".to_string(),
                 Ok(_) => {}
                 Err(e) if timed_out(&e) => continue,
