@@ -47,6 +47,7 @@
 pub mod error;
 pub mod frozen;
 pub mod network;
+pub mod owned;
 pub mod storage;
 pub mod types;
 
@@ -60,6 +61,7 @@ use abi_stable::{
 };
 pub use error::{ErrorCode, ErrorDomain, PluginError};
 pub use network::*;
+pub use owned::*;
 pub use storage::*;
 pub use types::*;
 
@@ -342,6 +344,15 @@ macro_rules! driver_connection_methods {
                 /// type. Since 1.9.
                 fn screenshot(&self, uuid: Uuid, screen: u32, flags: u32) -> PResult<Screenshot> =
                     "virDomainScreenshot";
+                // ---- 1.10: connection-owned storage pools and networks ----
+                /// The connection's extension object (since 1.10): a second vtable for
+                /// what later minors add to a connection, because this trait's vtable is
+                /// full (abi_stable's prefix types hold at most 64 fields, and this is the
+                /// 64th). The default no-support means "no extensions": every
+                /// [`ConnExtension`] method then answers as its default does.
+                fn extension(&self) -> PResult<ConnExtensionBox> =
+                    "virConnectOpen (connection extensions)";
+                // ---- end of 1.10's connection-owned group ----
             }
         }
     };

@@ -21,7 +21,7 @@ use abi_stable::{
 };
 use rvirt_plugin_api::{
     self as api,
-    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5, v1_6, v1_7, v1_8, v1_9},
+    frozen::{v1_0, v1_1, v1_2, v1_3, v1_4, v1_5, v1_6, v1_7, v1_8, v1_9, v1_10},
 };
 
 /// abi_stable's layout check, as the loader runs it (`check_layout_compatibility` is this
@@ -192,6 +192,27 @@ macro_rules! migrate_closure {
     }};
 }
 
+/// The objects and values 1.10 added for connection-owned storage pools and networks;
+/// with [`migrate_closure!`], the whole closure of a 1.10 or later root module.
+macro_rules! owned_closure {
+    ($old:path => $new:path) => {{
+        use $new as new;
+        use $old as old;
+        let mut v = migrate_closure!($old => $new);
+        v.extend([
+            pair!(ConnExtensionBox, old, new),
+            pair!(ConnStorageBox, old, new),
+            pair!(ConnNetworkBox, old, new),
+            pair!(OwnedPool, old, new),
+            pair!(OwnedPoolInfo, old, new),
+            pair!(OwnedVol, old, new),
+            pair!(OwnedVolInfo, old, new),
+            pair!(OwnedNetwork, old, new),
+        ]);
+        v
+    }};
+}
+
 macro_rules! pair {
     ($t:ident, $old:ident, $new:ident) => {
         Pair {
@@ -226,6 +247,7 @@ fn current_types_extend_every_frozen_layout() {
     fails.extend(extends("1.7 -> current", &network_closure!(v1_7 => api)));
     fails.extend(extends("1.8 -> current", &stats_closure!(v1_8 => api)));
     fails.extend(extends("1.9 -> current", &migrate_closure!(v1_9 => api)));
+    fails.extend(extends("1.10 -> current", &owned_closure!(v1_10 => api)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -240,6 +262,7 @@ fn each_frozen_minor_extends_the_one_before() {
     fails.extend(extends("1.6 -> 1.7", &network_closure!(v1_6 => v1_7)));
     fails.extend(extends("1.7 -> 1.8", &network_closure!(v1_7 => v1_8)));
     fails.extend(extends("1.8 -> 1.9", &stats_closure!(v1_8 => v1_9)));
+    fails.extend(extends("1.9 -> 1.10", &migrate_closure!(v1_9 => v1_10)));
     assert!(fails.is_empty(), "{}", fails.join("\n\n"));
 }
 
@@ -249,7 +272,7 @@ fn the_current_minor_has_a_frozen_copy_equal_to_the_current_types() {
     // the current layout exactly (both directions pass only when nothing was appended).
     let minor = api::API_VERSION.split('.').nth(1).unwrap();
     let frozen = match minor {
-        "9" => migrate_closure!(v1_9 => api),
+        "10" => owned_closure!(v1_10 => api),
         m => panic!(
             "plugin API 1.{m} has no frozen copy: add plugin-api/src/frozen/v1_{m}.rs and list it here"
         ),
@@ -310,6 +333,7 @@ fn frozen_files_take_no_type_from_outside_frozen() {
         ("v1_7.rs", include_str!("../src/frozen/v1_7.rs")),
         ("v1_8.rs", include_str!("../src/frozen/v1_8.rs")),
         ("v1_9.rs", include_str!("../src/frozen/v1_9.rs")),
+        ("v1_10.rs", include_str!("../src/frozen/v1_10.rs")),
     ];
     let mut bad = Vec::new();
     for (name, source) in files {
@@ -349,7 +373,7 @@ fn an_older_minor_does_not_extend_a_newer_one() {
     .unwrap_err();
     assert!(
         e.iter()
-            .any(|l| l.contains("field count 63 expected, 27 found")),
+            .any(|l| l.contains("field count 64 expected, 27 found")),
         "{e:#?}"
     );
 }
@@ -385,8 +409,8 @@ mod changed_domain_info {
         std_types::{RBox, RStr, RString, RVec},
     };
     pub use rvirt_plugin_api::{
-        DomainRef, EventSinkBox, JobStats, Manifest, MigrateFinish, MigrateStep, NodeInfo, PResult,
-        Screenshot, StateReason, TypedParam, Uuid,
+        ConnExtensionBox, DomainRef, EventSinkBox, JobStats, Manifest, MigrateFinish, MigrateStep,
+        NodeInfo, PResult, Screenshot, StateReason, TypedParam, Uuid,
     };
 
     #[repr(C)]
@@ -492,8 +516,8 @@ fn a_change_deep_in_the_closure_fails_the_root_module_check() {
 mod unchanged {
     use abi_stable::std_types::{RBox, RStr, RString, RVec};
     pub use rvirt_plugin_api::{
-        DomainInfo, DomainRef, JobStats, MigrateFinish, MigrateStep, NodeInfo, PResult, Screenshot,
-        StateReason, TypedParam, Uuid,
+        ConnExtensionBox, DomainInfo, DomainRef, JobStats, MigrateFinish, MigrateStep, NodeInfo,
+        PResult, Screenshot, StateReason, TypedParam, Uuid,
     };
 
     rvirt_plugin_api::driver_connection_methods!(connection_trait);

@@ -143,6 +143,17 @@ pub trait Backend: Send + Sync {
     /// A screenshot of display `screen`: its MIME type and the image
     /// (`virDomainScreenshot`).
     fn screenshot(&self, uuid: uuid::Uuid, screen: u32, flags: u32) -> Result<(String, Vec<u8>)>;
+    /// The storage pools and volumes this connection owns (a remote hypervisor's
+    /// datastores, plugin API 1.10): when `Some`, every storage call of the connection goes
+    /// to it instead of the host's pools. `None` (the default): server-owned.
+    fn owned_storage(&self) -> Option<Arc<dyn crate::StorageService>> {
+        None
+    }
+    /// The networks this connection owns (a remote hypervisor's port groups, plugin API
+    /// 1.10), as [`Backend::owned_storage`] for storage.
+    fn owned_networks(&self) -> Option<Arc<dyn crate::network_api::NetworkOps>> {
+        None
+    }
     /// Register a callback for domain events; returns its id.
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64>;
     /// Remove a callback registered with [`Backend::subscribe_events`].

@@ -54,7 +54,7 @@ pub use connection::{
     SNAPSHOT_XML_SECURE, START_PAUSED, VCPU_MAXIMUM, XML_INACTIVE, XML_SECURE,
 };
 pub use error::{Error, Result};
-pub use network_api::NetworkService;
+pub use network_api::{NetworkOps, NetworkService};
 pub use plugin::{
     LoadError, LoadObserver, PluginManifest, PluginRecord, PluginStatus, PoolTypeRefusal,
     ServedPlugin,
@@ -276,17 +276,27 @@ impl Runtime {
             Some(b) => b,
             None => self.registry.open(&parsed.driver, uri, read_only, ctx)?,
         };
-        let storage = storage_api::LocalStorage::new(
-            &parsed,
-            &self.system_root,
-            self.pool_backends_for(&parsed),
-        );
+        // A connection that owns its storage and networks (a remote hypervisor's
+        // datastores and port groups, plugin API 1.10) answers them itself; the others
+        // use the pools and networks bound to the URI.
+        let storage: Arc<dyn StorageService> = match backend.owned_storage() {
+            Some(owned) => owned,
+            None => Arc::new(storage_api::LocalStorage::new(
+                &parsed,
+                &self.system_root,
+                self.pool_backends_for(&parsed),
+            )),
+        };
+        let network_ops: network_api::NetworkOpsLookup = match backend.owned_networks() {
+            Some(owned) => Arc::new(move || Ok(Arc::clone(&owned))),
+            None => network_api::local_ops(networks),
+        };
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
         Ok(Connection::new(
             backend,
-            Arc::new(storage),
+            storage,
             Arc::new(secrets),
-            network_api::local_ops(networks),
+            network_ops,
             read_only,
         ))
     }

@@ -34,7 +34,8 @@ pub(crate) fn local_ops(lookup: NetworksLookup) -> NetworkOpsLookup {
 
 /// The network operations of one connection, addressed by network name, as
 /// [`Networks`] answers them.
-pub(crate) trait NetworkOps: Send + Sync {
+#[allow(missing_docs)]
+pub trait NetworkOps: Send + Sync {
     fn list(&self, flags: u32) -> Result<Vec<NetworkId>>;
     fn lookup_by_name(&self, name: &str) -> Result<NetworkId>;
     fn lookup_by_uuid(&self, uuid: uuid::Uuid) -> Result<NetworkId>;

@@ -6,6 +6,7 @@
 //! types; everything they hand out is a plain host type.
 
 mod host_services;
+mod owned;
 
 pub(crate) use host_services::{
     ConnectionContext, DaemonServices, HostPools, PoolsLookup, secret_for_plugin,
@@ -918,6 +919,9 @@ fn load_uncached(path: &Path) -> std::result::Result<LoadedPlugin, LoadError> {
             8 => header
                 .ensure_layout::<api::frozen::v1_8::PluginMod_Ref>()
                 .map_err(abi_err)?,
+            9 => header
+                .ensure_layout::<api::frozen::v1_9::PluginMod_Ref>()
+                .map_err(abi_err)?,
             m => {
                 return Err(LoadError::Incompatible {
                     path: path.to_path_buf(),
@@ -1121,6 +1125,10 @@ struct PluginBackend {
     plugin: Arc<LoadedPlugin>,
     conn: DriverConnectionBox,
     subscribers: Subscribers,
+    /// The storage the connection owns (plugin API 1.10), `None` when server-owned.
+    owned_storage: Option<Arc<dyn crate::StorageService>>,
+    /// The networks the connection owns (plugin API 1.10), `None` when server-owned.
+    owned_networks: Option<Arc<dyn crate::network_api::NetworkOps>>,
 }
 
 impl PluginBackend {
@@ -1152,10 +1160,13 @@ impl PluginBackend {
                 })?
             }
         };
+        let (owned_storage, owned_networks) = owned::discover(&plugin, &conn);
         Ok(Arc::new(Self {
             plugin,
             conn,
             subscribers,
+            owned_storage,
+            owned_networks,
         }))
     }
 
@@ -1214,6 +1225,12 @@ fn from_plugin_error(e: PluginError) -> Error {
 impl Backend for PluginBackend {
     fn driver_name(&self) -> &str {
         &self.plugin.manifest.name
+    }
+    fn owned_storage(&self) -> Option<Arc<dyn crate::StorageService>> {
+        self.owned_storage.clone()
+    }
+    fn owned_networks(&self) -> Option<Arc<dyn crate::network_api::NetworkOps>> {
+        self.owned_networks.clone()
     }
     fn get_type(&self) -> Result<String> {
         self.call("virConnectGetType", || self.conn.get_type())

@@ -12,7 +12,7 @@
 //! living under `frozen/`, never a re-export of a current type, so that editing a current
 //! type cannot silently change a frozen layout. A minor reuses the previous minor's types
 //! where it did not change them (`v1_1` and `v1_2` reuse `v1_0`'s values and event sink,
-//! `v1_3` reuses `v1_2`'s connection, `v1_4` reuses `v1_3`'s storage backend and stream, `v1_5` reuses everything of `v1_4`'s, `v1_6` reuses `v1_5`'s values and backends, `v1_7` reuses `v1_6`'s facets and host services, `v1_8` reuses `v1_7`'s, `v1_9` reuses `v1_8`'s).
+//! `v1_3` reuses `v1_2`'s connection, `v1_4` reuses `v1_3`'s storage backend and stream, `v1_5` reuses everything of `v1_4`'s, `v1_6` reuses `v1_5`'s values and backends, `v1_7` reuses `v1_6`'s facets and host services, `v1_8` reuses `v1_7`'s, `v1_9` reuses `v1_8`'s, `v1_10` reuses `v1_9`'s).
 //! The test `plugin-api/tests/layouts.rs` checks that the current types extend every
 //! frozen layout, with the same layout checker the loader runs.
 //!
@@ -22,6 +22,7 @@
 
 pub mod v1_0;
 pub mod v1_1;
+pub mod v1_10;
 pub mod v1_2;
 pub mod v1_3;
 pub mod v1_4;

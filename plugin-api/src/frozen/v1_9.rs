@@ -4,8 +4,7 @@
 //! Everything else is 1.8's, reused from [`super::v1_8`]. Nothing here refers to a type
 //! outside `frozen/` (abi_stable and std types excepted).
 //!
-//! 1.9 is the current minor: this copy is what the host checks a 1.9 plugin against once
-//! a later minor exists.
+//! The host checks a 1.9 plugin against this copy.
 
 pub use super::v1_8::{
     ConnectionUri, DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, FacetVersion,

@@ -5,8 +5,9 @@
 //! connection and runs each method under [`guard`].
 
 use crate::abi::{
-    DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, JobStats, MigrateFinish,
-    MigrateStep, NodeInfo, PResult, PluginError, Screenshot, StateReason, TypedParam, Uuid,
+    ConnExtensionBox, DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, JobStats,
+    MigrateFinish, MigrateStep, NodeInfo, PResult, PluginError, Screenshot, StateReason,
+    TypedParam, Uuid,
     abi_stable::std_types::{RResult, RStr, RString, RVec},
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -53,12 +53,14 @@
 pub mod filter;
 mod guard;
 mod network_guard;
+mod owned_guard;
 mod storage_guard;
 pub mod tool;
 pub mod util;
 
 pub use guard::{Guarded, guard, panic_message};
 pub use network_guard::{GuardedNetworkBackend, not_a_network_hypervisor, open_network_guarded};
+pub use owned_guard::{GuardedOwned, conn_network_box, conn_storage_box, extension_box};
 pub use rvirt_plugin_api as abi;
 pub use storage_guard::{GuardedBackend, GuardedStream, not_a_hypervisor, stream_box};
 
@@ -213,8 +215,8 @@ macro_rules! no_connection {
 }
 
 use abi::{
-    DomainInfo, DomainRef, JobStats, MigrateFinish, MigrateStep, NodeInfo, Screenshot, StateReason,
-    TypedParam, Uuid,
+    ConnExtensionBox, DomainInfo, DomainRef, JobStats, MigrateFinish, MigrateStep, NodeInfo,
+    Screenshot, StateReason, TypedParam, Uuid,
 };
 abi::driver_connection_methods!(no_connection);
 
