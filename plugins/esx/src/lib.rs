@@ -24,6 +24,7 @@
 //!   offered as inherent methods of [`EsxConnection`] (tested in-process) until the API
 //!   grows them.
 
+pub mod owned;
 pub mod soap;
 pub mod uri;
 pub mod vim;
@@ -31,8 +32,8 @@ pub mod vim;
 use rvirt_sdk::{
     PluginInfo,
     abi::{
-        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox, NodeInfo,
-        PResult, PluginError, StateReason, Uuid,
+        ConnExtensionBox, DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain,
+        EventSinkBox, NodeInfo, PResult, PluginError, StateReason, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -384,7 +385,9 @@ struct Inventory {
 pub struct EsxConnection {
     uri: String,
     parsed: EsxUri,
-    session: Session,
+    /// Shared with the connection's own storage and networks ([`owned`]); the session
+    /// logs out when the last holder drops it.
+    session: std::sync::Arc<Session>,
     inv: Inventory,
     read_only: bool,
     events: EventSinkBox,
@@ -402,12 +405,6 @@ pub struct EsxConnection {
 
 /// How long a list of VMs answers state queries (see `EsxConnection::recent`).
 const RECENT: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl Drop for EsxConnection {
-    fn drop(&mut self) {
-        self.session.logout();
-    }
-}
 
 /// Opens `esx://`, `gsx://` or `vpx://`.
 pub fn open(
@@ -458,7 +455,7 @@ pub fn open(
     Ok(EsxConnection {
         uri: uri.to_string(),
         parsed,
-        session,
+        session: std::sync::Arc::new(session),
         inv,
         read_only,
         events,
@@ -1496,6 +1493,15 @@ macro_rules! checked {
 }
 
 impl DriverConnection for EsxConnection {
+    fn extension(&self) -> PResult<ConnExtensionBox> {
+        RResult::ROk(rvirt_sdk::extension_box(
+            "esx",
+            owned::Extension(owned::Shared {
+                session: std::sync::Arc::clone(&self.session),
+                inv: self.inv.clone(),
+            }),
+        ))
+    }
     fn get_type(&self) -> PResult<RString> {
         RResult::ROk("ESX".into())
     }

@@ -199,6 +199,12 @@ pub struct Session {
     credentials: Mutex<(String, String)>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.logout();
+    }
+}
+
 impl Session {
     /// `RetrieveServiceContent` then `Login`.
     pub fn login(client: Client, user: &str, password: &str) -> Result<Session, VimError> {
