@@ -160,6 +160,119 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// A ContainerView of `kind` objects under the root folder.
+    fn view(&mut self, kind: &str) -> String {
+        let root = self.root.clone();
+        let v = self.post(&format!(r#"<CreateContainerView xmlns="urn:vim25"><_this type="ViewManager">ViewManager</_this><container type="Folder">{root}</container><type>{kind}</type><recursive>true</recursive></CreateContainerView>"#));
+        between(&v, r#"<returnval type="ContainerView">"#, "<")
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `RetrievePropertiesEx` of `paths` of every `kind` object, split per object.
+    fn objects(&mut self, kind: &str, paths: &[&str]) -> Vec<String> {
+        let view = self.view(kind);
+        let pc = self.pc.clone();
+        let sets: String = paths
+            .iter()
+            .map(|p| format!("<pathSet>{p}</pathSet>"))
+            .collect();
+        let text = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>{kind}</type>{sets}</propSet><objectSet><obj type="ContainerView">{view}</obj><skip>true</skip><selectSet xsi:type="TraversalSpec"><type>ContainerView</type><path>view</path></selectSet></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+        text.split("<objects>")
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// (name, capacity, freeSpace, browser) of every datastore, by name.
+    fn datastores(&mut self) -> Vec<(String, u64, u64, String)> {
+        let mut out: Vec<_> = self
+            .objects("Datastore", &["summary", "browser"])
+            .iter()
+            .map(|o| {
+                let summary = o.split_once("DatastoreSummary\">").unwrap().1;
+                let n = |t: &str| between(summary, &format!("<{t}>"), &format!("</{t}>")).unwrap();
+                (
+                    n("name").to_string(),
+                    n("capacity").parse().unwrap(),
+                    n("freeSpace").parse().unwrap(),
+                    between(o, r#"type="HostDatastoreBrowser">"#, "<")
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The `.vmdk` files of a datastore as `dir/file.vmdk`, through its browser.
+    fn vmdk_files(&mut self, ds: &str, browser: &str) -> Vec<String> {
+        let t = self.post(&format!(r#"<SearchDatastoreSubFolders_Task xmlns="urn:vim25"><_this type="HostDatastoreBrowser">{browser}</_this><datastorePath>[{ds}]</datastorePath><searchSpec><query xsi:type="VmDiskFileQuery"></query><matchPattern>*.vmdk</matchPattern></searchSpec></SearchDatastoreSubFolders_Task>"#));
+        let task = between(&t, r#"<returnval type="Task">"#, "<")
+            .unwrap()
+            .to_string();
+        let pc = self.pc.clone();
+        for _ in 0..100 {
+            let r = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>Task</type><pathSet>info</pathSet></propSet><objectSet><obj type="Task">{task}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+            if r.contains("<state>success</state>") {
+                let mut files = Vec::new();
+                for folder in r.split("<HostDatastoreBrowserSearchResults>").skip(1) {
+                    let dir = between(folder, "<folderPath>", "</folderPath>").unwrap();
+                    let dir = dir.split_once(']').unwrap().1;
+                    let dir = dir.trim_start_matches([' ', '/']).trim_end_matches('/');
+                    for f in folder.split("<file ").skip(1) {
+                        let name = between(f, "<path>", "</path>").unwrap();
+                        files.push(if dir.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{dir}/{name}")
+                        });
+                    }
+                }
+                files.sort();
+                return files;
+            }
+            assert!(!r.contains("<state>error</state>"), "{r}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the datastore search did not end");
+    }
+
+    /// (switch name, port group names) of the virtual switches of every host.
+    fn vswitches(&mut self) -> Vec<(String, Vec<String>)> {
+        let hosts = self.objects("HostSystem", &["configManager.networkSystem"]);
+        let pc = self.pc.clone();
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for h in hosts {
+            let ns = between(&h, r#"type="HostNetworkSystem">"#, "<").unwrap();
+            let r = self.post(&format!(r#"<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet><type>HostNetworkSystem</type><pathSet>networkInfo.portgroup</pathSet></propSet><objectSet><obj type="HostNetworkSystem">{ns}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>"#));
+            for pg in r.split("<HostPortGroup>").skip(1) {
+                let spec = pg.split_once("<spec>").unwrap().1;
+                let name = between(spec, "<name>", "</name>").unwrap().to_string();
+                let sw = between(spec, "<vswitchName>", "</vswitchName>")
+                    .unwrap()
+                    .to_string();
+                match out.iter_mut().find(|(s, _)| *s == sw) {
+                    Some((_, pgs)) => {
+                        if !pgs.contains(&name) {
+                            pgs.push(name)
+                        }
+                    }
+                    None => out.push((sw, vec![name])),
+                }
+            }
+        }
+        for (_, pgs) in &mut out {
+            pgs.sort();
+        }
+        out.sort();
+        out
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The plugin through the CLI.
 
@@ -427,6 +540,181 @@ fn esx_mode_through_the_cli_agrees_with_the_api() {
 #[test]
 fn vcenter_mode_through_the_cli_agrees_with_the_api() {
     check_cli("vcenter_mode_through_the_cli_agrees_with_the_api", false);
+}
+
+/// GiB figure of `rvirt pool-info` (two decimals) for a byte count.
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Plugin API 1.10: the connection's own storage pools (datastores), volumes (their
+/// `.vmdk` files) and networks (virtual switches with their port groups) through the CLI,
+/// compared with the simulator's API read independently.
+fn check_storage_and_networks(test: &str, esx: bool) {
+    let Some(sim) = Vcsim::start(test, esx, &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(sim.port);
+    let env = Env::new();
+    let uri = if esx {
+        format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port)
+    } else {
+        format!("vpx://127.0.0.1:{}/DC0/DC0_C0?no_verify=1", sim.port)
+    };
+    let datastores = raw.datastores();
+    assert!(!datastores.is_empty());
+    // pool-list: every datastore, active, autostarting
+    let rows = list_rows(&env.ok(&uri, &["pool-list", "--all"]));
+    let mut got: Vec<(String, String)> = rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+    got.sort();
+    let want: Vec<(String, String)> = datastores
+        .iter()
+        .map(|d| (d.0.clone(), "active".to_string()))
+        .collect();
+    assert_eq!(got, want);
+    for (name, capacity, free, browser) in &datastores {
+        // pool-info and pool-dumpxml carry the simulator's figures
+        let info = env.ok(&uri, &["pool-info", name]);
+        assert!(info.contains("running"), "{info}");
+        assert!(info.contains(&gib(*capacity)), "{info}");
+        assert!(info.contains(&gib(*free)), "{info}");
+        let xml = env.ok(&uri, &["pool-dumpxml", name]);
+        assert!(xml.contains(&format!("<name>{name}</name>")), "{xml}");
+        assert!(
+            xml.contains(&format!("<capacity unit='bytes'>{capacity}</capacity>")),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!("<available unit='bytes'>{free}</available>")),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!(
+                "<allocation unit='bytes'>{}</allocation>",
+                capacity - free
+            )),
+            "{xml}"
+        );
+        assert!(xml.starts_with("<pool type='dir'>"), "{xml}");
+        // the UUID is the same on the next connection, and finds the pool
+        let uuid_of = |info: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("UUID:"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let uuid = uuid_of(&info);
+        let again = env.ok(&uri, &["pool-info", &uuid]);
+        assert_eq!(uuid_of(&again), uuid);
+        assert!(
+            again.contains(&format!("Name:           {name}")),
+            "{again}"
+        );
+        // vol-list: the datastore's .vmdk files, with their datastore paths
+        let files = raw.vmdk_files(name, browser);
+        assert!(!files.is_empty(), "no .vmdk on {name}");
+        let vols = env.ok(&uri, &["vol-list", name]);
+        let mut listed: Vec<(String, String)> = vols
+            .lines()
+            .skip_while(|l| !l.starts_with("---"))
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (n, p) = l.trim().split_once(char::is_whitespace).unwrap();
+                (n.to_string(), p.trim().to_string())
+            })
+            .collect();
+        listed.sort();
+        let want: Vec<(String, String)> = files
+            .iter()
+            .map(|f| (f.clone(), format!("[{name}] {f}")))
+            .collect();
+        assert_eq!(listed, want);
+        let first = &files[0];
+        let vx = env.ok(&uri, &["vol-dumpxml", "--pool", name, first]);
+        assert!(vx.contains(&format!("<name>{first}</name>")), "{vx}");
+        assert!(
+            vx.contains(&format!("<path>[{name}] {first}</path>")),
+            "{vx}"
+        );
+        assert!(vx.contains("<format type='vmdk'/>"), "{vx}");
+        let vi = env.ok(&uri, &["vol-info", "--pool", name, first]);
+        assert!(vi.contains("file"), "{vi}");
+        // lookup by path (and key: the same datastore path)
+        let path = format!("[{name}] {first}");
+        let by_path = env.ok(&uri, &["vol-info", &path]);
+        assert!(
+            by_path.contains(&format!("Name:           {first}")),
+            "{by_path}"
+        );
+        let vp = env.ok(&uri, &["vol-path", "--pool", name, first]);
+        assert_eq!(vp.trim(), path);
+    }
+    // a missing pool is libvirt's error
+    let out = env.rvirt(&uri, &["pool-info", "NoSuchDS"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Storage pool not found"));
+    // what the read-only API does not carry says so, naming the API and the driver
+    let dir = tempfile::tempdir().unwrap();
+    let px = dir.path().join("p.xml");
+    std::fs::write(
+        &px,
+        "<pool type='dir'><name>x</name><target><path>/x</path></target></pool>",
+    )
+    .unwrap();
+    let out = env.rvirt(&uri, &["pool-define", px.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("virStoragePoolDefineXML") && e.contains("'esx'"),
+        "{e}"
+    );
+    // networks: the host's virtual switches, their port groups as <portgroup>s
+    let switches = raw.vswitches();
+    assert!(!switches.is_empty());
+    let nets = env.ok(&uri, &["net-list", "--all"]);
+    let mut names: Vec<String> = nets
+        .lines()
+        .skip_while(|l| !l.starts_with("---"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        switches.iter().map(|s| s.0.clone()).collect::<Vec<_>>()
+    );
+    for (sw, pgs) in &switches {
+        let xml = env.ok(&uri, &["net-dumpxml", sw]);
+        assert!(xml.contains(&format!("<name>{sw}</name>")), "{xml}");
+        let mut got: Vec<&str> = xml
+            .split("<portgroup name='")
+            .skip(1)
+            .map(|p| p.split('\'').next().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, pgs.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(pgs.iter().any(|p| p == "VM Network"), "{pgs:?}");
+        let uuid = env.ok(&uri, &["net-uuid", sw]).trim().to_string();
+        assert_eq!(env.ok(&uri, &["net-name", &uuid]).trim(), sw);
+    }
+}
+
+#[test]
+fn esx_mode_pools_volumes_and_networks_agree_with_the_api() {
+    check_storage_and_networks(
+        "esx_mode_pools_volumes_and_networks_agree_with_the_api",
+        true,
+    );
+}
+
+#[test]
+fn vcenter_mode_pools_volumes_and_networks_agree_with_the_api() {
+    check_storage_and_networks(
+        "vcenter_mode_pools_volumes_and_networks_agree_with_the_api",
+        false,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
