@@ -347,6 +347,12 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                 // migration: the calls reach the driver, which answers no-support when it
                 // does not migrate
                 feature::MIGRATION_V3 | feature::MIGRATION_PARAMS | feature::MIGRATION_P2P => true,
+                // rvirtd asks its plugin host processes whether a connection owns its
+                // storage and networks (plugin API 1.10), to route those calls there
+                rvirt_host::backend::feature::OWNED_STORAGE => c().is_ok_and(|c| c.owns_storage()),
+                rvirt_host::backend::feature::OWNED_NETWORKS => {
+                    c().is_ok_and(|c| c.owns_networks())
+                }
                 _ => false,
             };
             Ok(ConnectSupportsFeatureRet {

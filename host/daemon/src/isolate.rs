@@ -16,6 +16,7 @@
 
 pub mod control;
 pub mod host;
+mod owned;
 mod supervisor;
 
 pub use supervisor::{Generation, Supervisor};
@@ -196,6 +197,9 @@ pub fn open(
 /// One client connection's backend, served by the plugin host process of the moment.
 pub struct IsolatedBackend {
     inner: Arc<Inner>,
+    /// Whether the plugin host process's connection owns its storage and its networks
+    /// (plugin API 1.10): those calls are then forwarded there ([`owned`]).
+    owns: (bool, bool),
 }
 
 /// A live link to one generation of the plugin host process.
@@ -231,9 +235,15 @@ impl IsolatedBackend {
             next_sub: AtomicU64::new(1),
             me: me.clone(),
         });
-        inner.current()?;
+        let (_, remote) = inner.current()?;
+        // a process that does not know the question (or cannot answer it) owns nothing
+        let owns = |f| remote.supports_feature(f).unwrap_or(false);
+        let owns = (
+            owns(rvirt_host::backend::feature::OWNED_STORAGE),
+            owns(rvirt_host::backend::feature::OWNED_NETWORKS),
+        );
         sup.add_listener(Arc::downgrade(&inner));
-        Ok(IsolatedBackend { inner })
+        Ok(IsolatedBackend { inner, owns })
     }
 }
 
@@ -361,6 +371,20 @@ impl Inner {
 impl Backend for IsolatedBackend {
     fn driver_name(&self) -> &str {
         &self.inner.driver
+    }
+
+    fn owned_storage(&self) -> Option<Arc<dyn rvirt_host::StorageService>> {
+        self.owns.0.then(|| {
+            Arc::new(owned::IsolatedStorage(Arc::clone(&self.inner)))
+                as Arc<dyn rvirt_host::StorageService>
+        })
+    }
+
+    fn owned_networks(&self) -> Option<Arc<dyn rvirt_host::NetworkOps>> {
+        self.owns.1.then(|| {
+            Arc::new(owned::IsolatedNetworks(Arc::clone(&self.inner)))
+                as Arc<dyn rvirt_host::NetworkOps>
+        })
     }
 
     fn subscribe_events(&self, callback: EventCallback) -> Result<u64> {

@@ -4,6 +4,15 @@
 use crate::{DomainEvent, DomainId, DomainInfo, NodeInfo, Result, TypedParam};
 use std::sync::Arc;
 
+/// rvirt's own `virConnectSupportsFeature` numbers, asked between rvirtd and its plugin
+/// host processes (libvirt's `VIR_DRV_FEATURE_*` stay far below them).
+pub mod feature {
+    /// The connection owns its storage pools (plugin API 1.10): storage calls go to it.
+    pub const OWNED_STORAGE: i32 = 0x7276_0001;
+    /// The connection owns its networks (plugin API 1.10): network calls go to it.
+    pub const OWNED_NETWORKS: i32 = 0x7276_0002;
+}
+
 /// A callback receiving domain events. It runs on the driver's thread: it must be quick
 /// and must not call back into the connection (queue the event instead).
 pub type EventCallback = Arc<dyn Fn(&DomainEvent) + Send + Sync>;

@@ -15,6 +15,9 @@ pub struct Connection {
     pub(crate) secrets: Arc<dyn SecretService>,
     pub(crate) networks: crate::network_api::NetworkOpsLookup,
     read_only: bool,
+    /// Whether the storage and the networks are the connection's own (plugin API 1.10),
+    /// not the host's.
+    pub(crate) owns: (bool, bool),
     /// Access checks (feature `policy`, [`Connection::with_policy`]); empty otherwise.
     pub(crate) acl: crate::acl::Checker,
 }
@@ -91,8 +94,21 @@ impl Connection {
             secrets,
             networks,
             read_only,
+            owns: (false, false),
             acl: crate::acl::Checker::default(),
         }
+    }
+
+    /// Whether the connection's storage pools are its own (a remote hypervisor's
+    /// datastores, plugin API 1.10) rather than the host's.
+    pub fn owns_storage(&self) -> bool {
+        self.owns.0
+    }
+
+    /// Whether the connection's networks are its own (a remote hypervisor's virtual
+    /// switches, plugin API 1.10) rather than the host's.
+    pub fn owns_networks(&self) -> bool {
+        self.owns.1
     }
 
     /// This connection with `engine`'s access policies and hooks applied to every call of

@@ -279,7 +279,10 @@ impl Runtime {
         // A connection that owns its storage and networks (a remote hypervisor's
         // datastores and port groups, plugin API 1.10) answers them itself; the others
         // use the pools and networks bound to the URI.
-        let storage: Arc<dyn StorageService> = match backend.owned_storage() {
+        let owned_storage = backend.owned_storage();
+        let owned_networks = backend.owned_networks();
+        let owns = (owned_storage.is_some(), owned_networks.is_some());
+        let storage: Arc<dyn StorageService> = match owned_storage {
             Some(owned) => owned,
             None => Arc::new(storage_api::LocalStorage::new(
                 &parsed,
@@ -287,18 +290,14 @@ impl Runtime {
                 self.pool_backends_for(&parsed),
             )),
         };
-        let network_ops: network_api::NetworkOpsLookup = match backend.owned_networks() {
+        let network_ops: network_api::NetworkOpsLookup = match owned_networks {
             Some(owned) => Arc::new(move || Ok(Arc::clone(&owned))),
             None => network_api::local_ops(networks),
         };
         let secrets = secrets_api::LocalSecrets::new(&parsed, &self.system_root);
-        Ok(Connection::new(
-            backend,
-            storage,
-            Arc::new(secrets),
-            network_ops,
-            read_only,
-        ))
+        let mut conn = Connection::new(backend, storage, Arc::new(secrets), network_ops, read_only);
+        conn.owns = owns;
+        Ok(conn)
     }
 
     /// The pools bound to `uri`, for the host services of its connection: opened when a

@@ -1264,6 +1264,18 @@ impl Backend for RemoteBackend {
     }
 }
 
+impl RemoteBackend {
+    /// `virConnectSupportsFeature` of the daemon's connection: whether it supports
+    /// `feature` (a `VIR_DRV_FEATURE_*` number, or one of rvirt's own in
+    /// [`crate::backend::feature`]).
+    pub fn supports_feature(&self, feature: i32) -> Result<bool> {
+        Ok(self
+            .call::<procs::ConnectSupportsFeature>(&ConnectSupportsFeatureArgs { feature })?
+            .supported
+            != 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

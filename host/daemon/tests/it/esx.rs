@@ -163,3 +163,103 @@ fn virsh_esx_snapshots_memory_and_vcpus_through_rvirtd() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected 1 or a multiple of 2"));
 }
+
+/// Plugin API 1.10 through rvirtd: virsh's storage and network calls on an `esx://`
+/// connection reach the plugin's own pools (datastores), volumes (`.vmdk` files) and
+/// networks (virtual switches), in the plugin host process (the default isolation, the
+/// daemon forwarding them) and in-process alike, never the daemon's own pools.
+#[test]
+fn virsh_esx_pools_volumes_and_networks_through_rvirtd() {
+    let test = "esx::virsh_esx_pools_volumes_and_networks_through_rvirtd";
+    if missing(
+        "virsh (libvirt-clients)",
+        Command::new("virsh").arg("--version"),
+    ) {
+        return;
+    }
+    let Some(sim) = Vcsim::start(test, true, &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.conf");
+    std::fs::write(
+        &auth,
+        "[credentials-sim]\nusername=user\npassword=pass\n[auth-esx-default]\ncredentials=sim\n",
+    )
+    .unwrap();
+    let esx = format!(
+        "esx://user@127.0.0.1:{}/?no_verify=1&authfile={}",
+        sim.port,
+        auth.display()
+    );
+    let mut seen = Vec::new();
+    for isolation in ["process", "in-process"] {
+        let d = Daemon::start_with_config(&format!(
+            "plugin_isolation = \"{isolation}\"\nuris = [\"test:///default\", \"{esx}\"]\n"
+        ));
+        let uri = format!(
+            "esx+unix:///?socket={}&name={}",
+            d.socket().display(),
+            encode(&esx)
+        );
+        let ok = |args: &[&str]| {
+            let out = virsh(&uri, args);
+            assert!(out.status.success(), "{isolation}: virsh {args:?} failed");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        // the simulator's datastore, not the daemon's pools
+        let pools = ok(&["pool-list", "--all", "--name"]);
+        let pools: Vec<&str> = pools
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(pools, ["LocalDS_0"], "{isolation}");
+        let xml = ok(&["pool-dumpxml", "LocalDS_0"]);
+        assert!(xml.contains("<pool type='dir'>"), "{isolation}: {xml}");
+        assert!(xml.contains("govcsim"), "{isolation}: {xml}");
+        let info = ok(&["pool-info", "LocalDS_0"]);
+        assert!(info.contains("running"), "{isolation}: {info}");
+        let vols = ok(&["vol-list", "LocalDS_0"]);
+        assert!(
+            vols.contains("ha-host_VM0/disk1.vmdk")
+                && vols.contains("[LocalDS_0] ha-host_VM1/disk1.vmdk"),
+            "{isolation}: {vols}"
+        );
+        let vx = ok(&[
+            "vol-dumpxml",
+            "--pool",
+            "LocalDS_0",
+            "ha-host_VM0/disk1.vmdk",
+        ]);
+        assert!(vx.contains("<format type='vmdk'/>"), "{isolation}: {vx}");
+        let nets = ok(&["net-list", "--all", "--name"]);
+        let nets: Vec<&str> = nets
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(nets, ["vSwitch0"], "{isolation}");
+        let nx = ok(&["net-dumpxml", "vSwitch0"]);
+        assert!(
+            nx.contains("<portgroup name='VM Network'/>"),
+            "{isolation}: {nx}"
+        );
+        // read-only in API 1.10: refused naming the API and the driver
+        let out = virsh(&uri, &["pool-destroy", "LocalDS_0"]);
+        assert!(!out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            e.contains("virStoragePoolDestroy") && e.contains("'esx'"),
+            "{isolation}: {e}"
+        );
+        // the same answers either way, UUIDs included
+        seen.push((xml, nx));
+        // the test:///default connection of the same daemon keeps the daemon's pools
+        let test_uri = format!("test+unix:///default?socket={}", d.socket().display());
+        let out = virsh(&test_uri, &["pool-list", "--all", "--name"]);
+        assert!(out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("LocalDS_0"));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
