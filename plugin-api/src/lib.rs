@@ -92,6 +92,11 @@ pub trait EventSink: Send + Sync {
     /// detail code.
     #[sabi(last_prefix_field)]
     fn domain_lifecycle(&self, dom: DomainRef, event: i32, detail: i32);
+
+    /// The guest released device `alias` (`VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`): a
+    /// hot-unplug finished. Since 1.10; an older host's sink lacks it and the call does
+    /// nothing.
+    fn domain_device_removed(&self, _dom: DomainRef, _alias: RStr<'_>) {}
 }
 
 /// The boxed event sink trait object.

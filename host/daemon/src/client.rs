@@ -11,10 +11,11 @@ use rvirt_host::secrets::SecretEvent;
 use rvirt_host::{Connection, DomainEvent, PoolEvent, SecretEventInfo};
 use rvirt_wire::protocol::{
     self, NonnullDomain, NonnullNetwork, NonnullSecret, NonnullStoragePool, REMOTE_PROGRAM,
-    REMOTE_VERSION, event_id,
+    REMOTE_VERSION,
 };
 use rvirt_wire::remote::{
-    DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg, NetworkEventLifecycleMsg,
+    DomainEventCallbackDeviceRemovedMsg, DomainEventCallbackLifecycleMsg,
+    DomainEventDeviceRemovedMsg, DomainEventLifecycleMsg, NetworkEventLifecycleMsg,
     SecretEventLifecycleMsg, SecretEventValueChangedMsg, StoragePoolEventLifecycleMsg,
     StoragePoolEventRefreshMsg,
 };
@@ -389,7 +390,8 @@ impl Events {
         before != self.callbacks.len()
     }
 
-    /// The frames to push for one lifecycle event.
+    /// The frames to push for one domain event (lifecycle or device removal) to the
+    /// callbacks registered for its event id.
     pub fn frames_for(&self, event: &DomainEvent) -> Vec<Vec<u8>> {
         let uuid = *event.domain.uuid.as_bytes();
         let dom = NonnullDomain {
@@ -397,40 +399,61 @@ impl Events {
             uuid,
             id: event.domain.id,
         };
-        let msg = DomainEventLifecycleMsg {
-            dom,
-            event: event.event,
-            detail: event.detail,
-        };
+        let wanted = event.event_id();
         let mut out = Vec::new();
         for cb in &self.callbacks {
-            if cb.event_id != event_id::LIFECYCLE || cb.domain.is_some_and(|d| d != uuid) {
+            if cb.event_id != wanted || cb.domain.is_some_and(|d| d != uuid) {
                 continue;
             }
-            let encoded = if cb.legacy {
-                let header = Header::message(
-                    REMOTE_PROGRAM,
-                    REMOTE_VERSION,
-                    RemoteProcedure::DomainEventLifecycle.number(),
-                );
-                frame::encode(&header, &msg)
-            } else {
-                let header = Header::message(
-                    REMOTE_PROGRAM,
-                    REMOTE_VERSION,
-                    RemoteProcedure::DomainEventCallbackLifecycle.number(),
-                );
-                frame::encode(
-                    &header,
-                    &DomainEventCallbackLifecycleMsg {
+            let encoded = match &event.removed_device {
+                // device removals exist only as callback events (libvirt >= 1.2.1 clients)
+                Some(_) if cb.legacy => continue,
+                Some(alias) => frame::encode(
+                    &Header::message(
+                        REMOTE_PROGRAM,
+                        REMOTE_VERSION,
+                        RemoteProcedure::DomainEventCallbackDeviceRemoved.number(),
+                    ),
+                    &DomainEventCallbackDeviceRemovedMsg {
                         callback_id: cb.id,
-                        msg: msg.clone(),
+                        msg: DomainEventDeviceRemovedMsg {
+                            dom: dom.clone(),
+                            dev_alias: alias.clone(),
+                        },
                     },
-                )
+                ),
+                None => {
+                    let msg = DomainEventLifecycleMsg {
+                        dom: dom.clone(),
+                        event: event.event,
+                        detail: event.detail,
+                    };
+                    if cb.legacy {
+                        let header = Header::message(
+                            REMOTE_PROGRAM,
+                            REMOTE_VERSION,
+                            RemoteProcedure::DomainEventLifecycle.number(),
+                        );
+                        frame::encode(&header, &msg)
+                    } else {
+                        let header = Header::message(
+                            REMOTE_PROGRAM,
+                            REMOTE_VERSION,
+                            RemoteProcedure::DomainEventCallbackLifecycle.number(),
+                        );
+                        frame::encode(
+                            &header,
+                            &DomainEventCallbackLifecycleMsg {
+                                callback_id: cb.id,
+                                msg,
+                            },
+                        )
+                    }
+                }
             };
             match encoded {
                 Ok(f) => out.push(f),
-                Err(e) => tracing::warn!("cannot encode lifecycle event: {e}"),
+                Err(e) => tracing::warn!("cannot encode a domain event: {e}"),
             }
         }
         out
@@ -666,18 +689,51 @@ pub fn keepalive_frame(procedure: i32) -> Vec<u8> {
 mod tests {
     use super::*;
     use rvirt_host::DomainId;
+    use rvirt_wire::protocol::event_id;
     use rvirt_wire::xdr;
 
     fn event(uuid: uuid::Uuid) -> DomainEvent {
-        DomainEvent {
-            domain: DomainId {
+        DomainEvent::lifecycle(
+            DomainId {
                 name: "vm".into(),
                 uuid,
                 id: 3,
             },
-            event: 2,
-            detail: 0,
-        }
+            2,
+            0,
+        )
+    }
+
+    #[test]
+    fn device_removed_frames_go_to_their_callbacks_only() {
+        let mut ev = Events::default();
+        let lc = ev.add(event_id::LIFECYCLE, None);
+        let rm = ev.add(event_id::DEVICE_REMOVED, None);
+        assert!(ev.add_legacy(event_id::DEVICE_REMOVED));
+        let dom = DomainId {
+            name: "vm".into(),
+            uuid: uuid::Uuid::nil(),
+            id: 3,
+        };
+        let frames = ev.frames_for(&DomainEvent::device_removed(
+            dom.clone(),
+            "virtio-disk1".into(),
+        ));
+        assert_eq!(frames.len(), 1, "one modern callback; legacy ones get none");
+        assert_eq!(&frames[0][12..16], 333i32.to_be_bytes());
+        let body: DomainEventCallbackDeviceRemovedMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(
+            (
+                body.callback_id,
+                body.msg.dev_alias.as_str(),
+                body.msg.dom.name.as_str()
+            ),
+            (rm, "virtio-disk1", "vm")
+        );
+        let frames = ev.frames_for(&DomainEvent::lifecycle(dom, 2, 0));
+        assert_eq!(frames.len(), 1);
+        let body: DomainEventCallbackLifecycleMsg = xdr::from_bytes(&frames[0][28..]).unwrap();
+        assert_eq!(body.callback_id, lc);
     }
 
     #[test]

@@ -1079,9 +1079,9 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
             })
         }
         // event messages go from the daemon to clients, never the other way
-        P::DomainEventLifecycle | P::DomainEventCallbackLifecycle => {
-            Err(unsupported(procedure.number()))
-        }
+        P::DomainEventLifecycle
+        | P::DomainEventCallbackLifecycle
+        | P::DomainEventCallbackDeviceRemoved => Err(unsupported(procedure.number())),
         // networks and their ports
         P::ConnectNumOfNetworks
         | P::ConnectNumOfDefinedNetworks
@@ -1212,12 +1212,12 @@ fn list_max(requested: i32) -> Result<usize, Failure> {
 /// rather than a registration that would never fire.
 fn check_event_id(id: i32) -> Result<(), Failure> {
     match id {
-        event_id::LIFECYCLE => Ok(()),
+        event_id::LIFECYCLE | event_id::DEVICE_REMOVED => Ok(()),
         _ if (0..event_id::LAST).contains(&id) => Err(err(
             error_code::NO_SUPPORT,
             error_domain::RPC,
             format!(
-                "this function is not supported by the connection driver: rvirtd does not deliver domain event {id} (only lifecycle events, id 0)"
+                "this function is not supported by the connection driver: rvirtd does not deliver domain event {id} (only lifecycle events, id 0, and device removals, id 15)"
             ),
         )),
         _ => Err(err(

@@ -63,6 +63,7 @@ pub fn rule(p: P) -> Rule {
         // event messages travel daemon to client only
         P::DomainEventLifecycle
         | P::DomainEventCallbackLifecycle
+        | P::DomainEventCallbackDeviceRemoved
         | P::NetworkEventLifecycle
         | P::StoragePoolEventLifecycle
         | P::StoragePoolEventRefresh

@@ -338,7 +338,8 @@ impl Connection {
         Ok(out)
     }
 
-    /// Registers `callback` for this connection's domain lifecycle events. The callback
+    /// Registers `callback` for this connection's domain events (lifecycle events and device
+    /// removals: [`DomainEvent::removed_device`]). The callback
     /// runs on the driver's thread: keep it quick and do not call the connection from it.
     pub fn subscribe_events(
         &self,

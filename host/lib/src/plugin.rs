@@ -1052,11 +1052,19 @@ struct HostSink(Subscribers);
 
 impl EventSink for HostSink {
     fn domain_lifecycle(&self, dom: api::DomainRef, event: i32, detail: i32) {
-        let ev = DomainEvent {
-            domain: domain_id(&dom),
-            event,
-            detail,
-        };
+        self.deliver(DomainEvent::lifecycle(domain_id(&dom), event, detail));
+    }
+
+    fn domain_device_removed(&self, dom: api::DomainRef, alias: RStr<'_>) {
+        self.deliver(DomainEvent::device_removed(
+            domain_id(&dom),
+            alias.to_string(),
+        ));
+    }
+}
+
+impl HostSink {
+    fn deliver(&self, ev: DomainEvent) {
         let callbacks: Vec<EventCallback> = {
             let list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
             list.iter().map(|(_, c)| c.clone()).collect()

@@ -234,7 +234,9 @@ struct Link {
     pending: Mutex<HashMap<u32, mpsc::Sender<direct::Msg>>>,
     serial: AtomicU32,
     closed: AtomicBool,
-    subscribers: Mutex<Subscribers<EventCallback, i32>>,
+    /// Domain events: the daemon's lifecycle callback id and its device-removed one
+    /// (`None` where the daemon does not offer that event).
+    subscribers: Mutex<Subscribers<EventCallback, (i32, Option<i32>)>>,
     /// Storage pool event callbacks.
     pool_subscribers: Mutex<Subscribers<crate::storage::PoolEventCallback, (i32, i32)>>,
     /// Secret event callbacks.
@@ -396,13 +398,24 @@ impl Link {
     }
 
     fn event(&self, f: &Frame) {
-        let msg = match RemoteProcedure::from_number(f.header.procedure) {
+        let event = match RemoteProcedure::from_number(f.header.procedure) {
             Some(RemoteProcedure::DomainEventCallbackLifecycle) => {
                 match f.body::<DomainEventCallbackLifecycleMsg>() {
-                    // one daemon-side registration per connection: every event is ours
-                    Ok(m) => m.msg,
+                    // one daemon-side registration per event id: every event is ours
+                    Ok(m) => {
+                        DomainEvent::lifecycle(domain_id(m.msg.dom), m.msg.event, m.msg.detail)
+                    }
                     Err(e) => {
                         tracing::debug!("undecodable lifecycle event: {e}");
+                        return;
+                    }
+                }
+            }
+            Some(RemoteProcedure::DomainEventCallbackDeviceRemoved) => {
+                match f.body::<DomainEventCallbackDeviceRemovedMsg>() {
+                    Ok(m) => DomainEvent::device_removed(domain_id(m.msg.dom), m.msg.dev_alias),
+                    Err(e) => {
+                        tracing::debug!("undecodable device-removed event: {e}");
                         return;
                     }
                 }
@@ -416,11 +429,6 @@ impl Link {
             ) => return self.secret_event(f),
             Some(RemoteProcedure::NetworkEventLifecycle) => return self.network_event(f),
             _ => return,
-        };
-        let event = DomainEvent {
-            domain: domain_id(msg.dom),
-            event: msg.event,
-            detail: msg.detail,
         };
         // one daemon-side registration per connection: every event is ours, even one
         // that arrives before the registration's reply has been recorded
@@ -1242,13 +1250,26 @@ impl Backend for RemoteBackend {
                 event_id: protocol::event_id::LIFECYCLE,
                 dom: None,
             };
-            match self.call::<procs::ConnectDomainEventCallbackRegisterAny>(&args) {
-                Ok(ret) => lock(&self.link.subscribers).remote = Some(ret.callback_id),
+            let lifecycle = match self.call::<procs::ConnectDomainEventCallbackRegisterAny>(&args) {
+                Ok(ret) => ret.callback_id,
                 Err(e) => {
                     lock(&self.link.subscribers).forget(id);
                     return Err(e);
                 }
-            }
+            };
+            // device removals ride along; a daemon without them still serves lifecycle
+            let args = ConnectDomainEventCallbackRegisterAnyArgs {
+                event_id: protocol::event_id::DEVICE_REMOVED,
+                dom: None,
+            };
+            let removed = match self.call::<procs::ConnectDomainEventCallbackRegisterAny>(&args) {
+                Ok(ret) => Some(ret.callback_id),
+                Err(e) => {
+                    tracing::debug!("the daemon offers no device-removed events: {e}");
+                    None
+                }
+            };
+            lock(&self.link.subscribers).remote = Some((lifecycle, removed));
         }
         Ok(id)
     }
@@ -1256,9 +1277,11 @@ impl Backend for RemoteBackend {
     fn unsubscribe_events(&self, id: u64) -> Result<()> {
         let _serial = lock(&self.link.registration);
         let remote = lock(&self.link.subscribers).remove(id, "event")?;
-        if let Some(callback_id) = remote {
-            let args = ConnectDomainEventCallbackDeregisterAnyArgs { callback_id };
-            self.call::<procs::ConnectDomainEventCallbackDeregisterAny>(&args)?;
+        if let Some((lifecycle, removed)) = remote {
+            for callback_id in std::iter::once(lifecycle).chain(removed) {
+                let args = ConnectDomainEventCallbackDeregisterAnyArgs { callback_id };
+                self.call::<procs::ConnectDomainEventCallbackDeregisterAny>(&args)?;
+            }
         }
         Ok(())
     }

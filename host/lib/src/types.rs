@@ -186,18 +186,49 @@ pub struct NodeInfo {
     pub threads: u32,
 }
 
-/// A domain lifecycle event.
+/// A domain event: a lifecycle event, or (when `removed_device` is set) the guest's
+/// release of a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainEvent {
     /// The domain.
     pub domain: DomainId,
-    /// `VIR_DOMAIN_EVENT_*`.
+    /// `VIR_DOMAIN_EVENT_*` of a lifecycle event (-1 for a device removal).
     pub event: i32,
     /// The event's detail code.
     pub detail: i32,
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the alias of the device a hot-unplug
+    /// removed; `None` for lifecycle events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_device: Option<String>,
 }
 
 impl DomainEvent {
+    /// A lifecycle event.
+    pub fn lifecycle(domain: DomainId, event: i32, detail: i32) -> Self {
+        DomainEvent {
+            domain,
+            event,
+            detail,
+            removed_device: None,
+        }
+    }
+
+    /// The guest released device `alias`.
+    pub fn device_removed(domain: DomainId, alias: String) -> Self {
+        DomainEvent {
+            domain,
+            event: -1,
+            detail: 0,
+            removed_device: Some(alias),
+        }
+    }
+
+    /// libvirt's event id: `VIR_DOMAIN_EVENT_ID_LIFECYCLE` (0) or
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED` (15).
+    pub fn event_id(&self) -> i32 {
+        if self.removed_device.is_some() { 15 } else { 0 }
+    }
+
     /// The event name as virsh prints it (`Started`, `Stopped`, ...).
     pub fn event_str(&self) -> &'static str {
         const NAMES: [&str; 9] = [

@@ -143,6 +143,8 @@ pub mod error_level {
 pub mod event_id {
     pub const LIFECYCLE: i32 = 0;
     pub const REBOOT: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the guest released a device (its alias).
+    pub const DEVICE_REMOVED: i32 = 15;
     /// Number of event ids known to libvirt 10.x.
     pub const LAST: i32 = 27;
 }

@@ -321,6 +321,7 @@ remote_procedures! {
     #[ro] ConnectDomainEventCallbackRegisterAny = 316: ConnectDomainEventCallbackRegisterAnyArgs => ConnectDomainEventCallbackRegisterAnyRet;
     #[ro] ConnectDomainEventCallbackDeregisterAny = 317: ConnectDomainEventCallbackDeregisterAnyArgs => ();
     DomainEventCallbackLifecycle = 318: DomainEventCallbackLifecycleMsg => ();
+    DomainEventCallbackDeviceRemoved = 333: DomainEventCallbackDeviceRemovedMsg => ();
     // leases name the guests' addresses; libvirt answers them read-only
     #[ro] NetworkGetDhcpLeases = 341: NetworkGetDhcpLeasesArgs => NetworkGetDhcpLeasesRet;
     DomainInterfaceAddresses = 353: DomainInterfaceAddressesArgs => DomainInterfaceAddressesRet;
@@ -521,6 +522,10 @@ xdr_structs! {
     DomainEventLifecycleMsg { dom: NonnullDomain, event: i32, detail: i32 }
     /// `remote_domain_event_callback_lifecycle_msg`.
     DomainEventCallbackLifecycleMsg { callback_id: i32, msg: DomainEventLifecycleMsg }
+    /// `remote_domain_event_device_removed_msg`.
+    DomainEventDeviceRemovedMsg { dom: NonnullDomain, dev_alias: String }
+    /// `remote_domain_event_callback_device_removed_msg`.
+    DomainEventCallbackDeviceRemovedMsg { callback_id: i32, msg: DomainEventDeviceRemovedMsg }
 }
 
 #[cfg(test)]

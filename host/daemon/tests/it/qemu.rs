@@ -201,8 +201,11 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     assert!(ok(&uri, &["dumpxml", "vguest"]).contains("<alias name='virtio-disk1'/>"));
     let e = virsh(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("target 'vdb' already exists"));
+    // python-libvirt hears the removal (VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED) with the alias
+    let mut listener = DeviceRemovedListener::start(&uri, "vguest");
     ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
     assert!(!ok(&uri, &["domblklist", "vguest"]).contains("vdb"));
+    assert_eq!(listener.wait(), "removed vguest virtio-disk1");
     // plugged again after the unplug: the block nodes were released
     ok(&uri, &["attach-device", "vguest", disk_arg, "--live"]);
     ok(&uri, &["detach-device", "vguest", disk_arg, "--live"]);
@@ -230,4 +233,55 @@ fn virsh_boots_the_guest_over_qemu_unix_and_a_restarted_daemon_reattaches() {
     assert!(reason.contains("shut off (shutdown)"), "{reason}");
     ok(&uri, &["undefine", "vguest"]);
     assert!(!virsh(&uri, &["domstate", "vguest"]).status.success());
+}
+
+/// A python-libvirt client registered for `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED` on one
+/// domain: `start` returns once the registration is made, `wait` gives the first event.
+pub(crate) struct DeviceRemovedListener {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+const DEVICE_REMOVED_PY: &str = r#"
+import sys, time, libvirt
+libvirt.virEventRegisterDefaultImpl()
+conn = libvirt.open(sys.argv[1])
+dom = conn.lookupByName(sys.argv[2])
+got = []
+def removed(conn, dom, alias, opaque):
+    got.append("removed %s %s" % (dom.name(), alias))
+conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, removed, None)
+print("registered", flush=True)
+deadline = time.time() + 60
+while not got and time.time() < deadline:
+    libvirt.virEventRunDefaultImpl()
+print(got[0] if got else "timeout", flush=True)
+"#;
+
+impl DeviceRemovedListener {
+    pub(crate) fn start(uri: &str, dom: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", DEVICE_REMOVED_PY, uri, dom])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with python-libvirt");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "registered",
+            "the python listener failed to register"
+        );
+        DeviceRemovedListener { child, out }
+    }
+
+    pub(crate) fn wait(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let _ = self.child.wait();
+        line.trim().to_string()
+    }
 }

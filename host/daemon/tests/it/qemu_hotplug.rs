@@ -262,7 +262,9 @@ fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    // 2. detach-interface --live: gone from the guest, the port released, the TAP removed.
+    // 2. detach-interface --live: gone from the guest, the port released, the TAP removed,
+    // and a device-removed event names the NIC's alias.
+    let mut listener = super::qemu::DeviceRemovedListener::start(&uri, "hpvm");
     ok(
         &uri,
         &[
@@ -275,6 +277,8 @@ fn virsh_hotplugs_network_and_bridge_nics_into_a_running_guest() {
         ],
     );
     assert!(!ok(&uri, &["dumpxml", "hpvm"]).contains(&mac));
+    let heard = listener.wait();
+    assert!(heard.starts_with("removed hpvm net"), "{heard}");
     assert_eq!(port_rows(&uri, "hpnet"), 0);
     assert!(
         !sh("ip", &["link", "show", &tap]).0,

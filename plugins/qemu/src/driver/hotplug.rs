@@ -366,6 +366,9 @@ impl Driver {
                 run.live = new_live;
                 let run_ref = d.run.as_ref().expect("just matched");
                 let _ = self.write_status_locked(d, run_ref);
+                let dom = d.reference();
+                drop(st);
+                self.emit_device_removed(dom, &alias);
             }
         }
         if let Some(def) = new_config {
@@ -550,6 +553,9 @@ impl Driver {
                 run.live = without_nic(&run.live, &mac);
                 let run_ref = d.run.as_ref().expect("just matched");
                 let _ = self.write_status_locked(d, run_ref);
+                let dom = d.reference();
+                drop(st);
+                self.emit_device_removed(dom, &alias);
             }
         }
         if let Some(def) = new_config {

@@ -295,6 +295,21 @@ impl Driver {
         }
     }
 
+    /// Tells the subscribers that the guest released device `alias` (libvirt's
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`), once it is gone from the live definition.
+    fn emit_device_removed(&self, d: DomainRef, alias: &str) {
+        let sinks: Vec<_> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in &sinks {
+            s.domain_device_removed(d.clone(), alias.into());
+        }
+    }
+
     /// The order lock of lifecycle events that race across threads (see `emit_order`).
     fn order(&self) -> MutexGuard<'_, ()> {
         self.emit_order.lock().unwrap_or_else(|e| e.into_inner())
