@@ -2,15 +2,16 @@
 //! `DriverConnection` (`extension`, the 64th and last slot of its vtable, returning the
 //! second vtable `ConnExtension` with `conn_storage` and `conn_network`) and added the
 //! objects and values they return (`ConnExtension`, `ConnStorage`, `ConnNetwork`, `OwnedPool`, `OwnedPoolInfo`, `OwnedVol`,
-//! `OwnedVolInfo`, `OwnedNetwork`), so those, the trait and the root module whose `open`
-//! returns it are copied here. Everything else is 1.9's, reused from [`super::v1_9`].
+//! `OwnedVolInfo`, `OwnedNetwork`), and appended `domain_device_removed` to the host's
+//! `EventSink`, so those, the traits and the root module whose `open` takes and returns
+//! them are copied here. Everything else is 1.9's, reused from [`super::v1_9`].
 //! Nothing here refers to a type outside `frozen/` (abi_stable and std types excepted).
 //!
 //! 1.10 is the current minor: this copy is what the host checks a 1.10 plugin against
 //! once a later minor exists.
 
 pub use super::v1_9::{
-    ConnectionUri, DomainInfo, DomainRef, EventSink, EventSink_TO, EventSinkBox, FacetVersion,
+    ConnectionUri, DomainInfo, DomainRef, FacetVersion,
     HostServices, HostServices_TO, HostServicesBox, JobStats, Lease, Manifest, MigrateFinish,
     MigrateStep, NetworkBackend, NetworkBackend_TO, NetworkBackendBox, NetworkFacet,
     NetworkFacet_Ref, NodeInfo, PResult, PluginError, PoolRefresh, PortPlug, Screenshot,
@@ -26,6 +27,18 @@ use abi_stable::{
     sabi_types::VersionStrings,
     std_types::{RBox, ROption, RResult, RStr, RString, RVec},
 };
+
+// ---- API 1.10: the event sink's device removals ----
+
+#[sabi_trait]
+pub trait EventSink: Send + Sync {
+    #[sabi(last_prefix_field)]
+    fn domain_lifecycle(&self, dom: DomainRef, event: i32, detail: i32);
+
+    fn domain_device_removed(&self, _dom: DomainRef, _alias: RStr<'_>) {}
+}
+
+pub type EventSinkBox = EventSink_TO<'static, RBox<()>>;
 
 // ---- API 1.10: connection-owned storage pools and networks ----
 
