@@ -277,17 +277,21 @@ impl Driver {
             .retain(|(i, _)| *i != id);
     }
 
-    fn emit(&self, events: Emit) {
-        if events.is_empty() {
-            return;
-        }
-        let sinks: Vec<_> = self
-            .sinks
+    /// The connections' event sinks as they are now (the lock is not held while they run).
+    fn sinks_now(&self) -> Vec<Arc<EventSinkBox>> {
+        self.sinks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(_, s)| s.clone())
-            .collect();
+            .collect()
+    }
+
+    fn emit(&self, events: Emit) {
+        if events.is_empty() {
+            return;
+        }
+        let sinks = self.sinks_now();
         for (d, ev, det) in events {
             for s in &sinks {
                 s.domain_lifecycle(d.clone(), ev, det);
@@ -298,14 +302,7 @@ impl Driver {
     /// Tells the subscribers that the guest released device `alias` (libvirt's
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`), once it is gone from the live definition.
     fn emit_device_removed(&self, d: DomainRef, alias: &str) {
-        let sinks: Vec<_> = self
-            .sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, s)| s.clone())
-            .collect();
-        for s in &sinks {
+        for s in &self.sinks_now() {
             s.domain_device_removed(d.clone(), alias.into());
         }
     }
