@@ -486,8 +486,12 @@ fn virsh_vcpu_hotplug_per_cpu_stats_and_balloon_guest_statistics() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // unplug: the guest ejects the CPU (ACPI) and QEMU reports it deleted
+    // unplug: the guest ejects the CPU (ACPI) and QEMU reports it deleted; clients hear
+    // the device removal with the vCPU's alias
+    let mut listener = super::qemu::DeviceRemovedListener::start(&uri, "cpuvm");
     ok(&uri, &["setvcpus", "cpuvm", "1", "--live"]);
+    let heard = listener.wait();
+    assert!(heard.starts_with("removed cpuvm vcpu"), "{heard}");
     assert_eq!(
         ok(&uri, &["vcpucount", "cpuvm", "--live", "--active"]).trim(),
         "1"

@@ -236,6 +236,12 @@ impl Driver {
             run.live = with_live_vcpus(&run.live, &p.after);
             let run_ref = d.run.as_ref().expect("just matched");
             let _ = self.write_status_locked(d, run_ref);
+            // each vCPU the guest let go is a removed device (its alias, `vcpuN`)
+            let dom = d.reference();
+            drop(st);
+            for id in &p.remove {
+                self.emit_device_removed(dom.clone(), id);
+            }
         }
         Ok(())
     }
