@@ -190,9 +190,15 @@ macro_rules! conn_extension_methods {
                     "virConnectListAllStoragePools";
                 /// The networks this connection owns (a remote hypervisor's port groups),
                 /// as `conn_storage` for storage.
-                #[sabi(last_prefix_field)]
                 fn conn_network(&self) -> PResult<ROption<ConnNetworkBox>> =
                     "virConnectListAllNetworks";
+                /// `virDomainSetMemoryStatsPeriod`: how often (seconds; 0 stops) the
+                /// guest's memory statistics are collected, for the running guest
+                /// (`VIR_DOMAIN_AFFECT_LIVE`, 1) and/or its persistent definition
+                /// (`VIR_DOMAIN_AFFECT_CONFIG`, 2). Since 1.10.
+                #[sabi(last_prefix_field)]
+                fn set_memory_stats_period(&self, uuid: Uuid, period: i32, flags: u32) -> PResult<()> =
+                    "virDomainSetMemoryStatsPeriod";
             }
             appended {
             }

@@ -660,6 +660,11 @@ fn dispatch_procedure(client: &Client, procedure: P, serial: u32, payload: &[u8]
                 .set_memory_flags(a.memory, a.flags)
                 .map_err(host_error)
         }),
+        P::DomainSetMemoryStatsPeriod => call::<procs::DomainSetMemoryStatsPeriod>(payload, |a| {
+            lookup(c()?, &a.dom)?
+                .set_memory_stats_period(a.period, a.flags)
+                .map_err(host_error)
+        }),
         P::DomainSetVcpus => call::<procs::DomainSetVcpus>(payload, |a| {
             lookup(c()?, &a.dom)?
                 .set_vcpus_flags(a.nvcpus, rvirt_host::AFFECT_LIVE)

@@ -577,6 +577,12 @@ impl Backend for IsolatedBackend {
             .call("set_memory_flags", |b| b.set_memory_flags(uuid, kib, flags))
     }
 
+    fn set_memory_stats_period(&self, uuid: uuid::Uuid, period: i32, flags: u32) -> Result<()> {
+        self.inner.call("set_memory_stats_period", |b| {
+            b.set_memory_stats_period(uuid, period, flags)
+        })
+    }
+
     fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()> {
         self.inner.call("set_vcpus_flags", |b| {
             b.set_vcpus_flags(uuid, nvcpus, flags)
@@ -830,6 +836,7 @@ fn api_name(method: &str) -> &str {
         "block_stats" => "virDomainBlockStatsFlags",
         "interface_stats" => "virDomainInterfaceStats",
         "memory_stats" => "virDomainMemoryStats",
+        "set_memory_stats_period" => "virDomainSetMemoryStatsPeriod",
         "job_stats" => "virDomainGetJobStats",
         "cpu_stats" => "virDomainGetCPUStats",
         "migrate_begin" => "virDomainMigrateBegin3Params",

@@ -139,6 +139,7 @@ pub fn rule(p: P) -> Rule {
         P::DomainSetMaxMemory
         | P::DomainSetMemory
         | P::DomainSetMemoryFlags
+        | P::DomainSetMemoryStatsPeriod
         | P::DomainSetVcpus
         | P::DomainSetVcpusFlags
         | P::DomainAttachDevice

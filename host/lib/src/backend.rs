@@ -53,6 +53,8 @@ pub trait Backend: Send + Sync {
     fn domain_xml_to_native(&self, format: &str, xml: &str, flags: u32) -> Result<String>;
     fn domain_xml_from_native(&self, format: &str, config: &str, flags: u32) -> Result<String>;
     fn set_memory_flags(&self, uuid: uuid::Uuid, kib: u64, flags: u32) -> Result<()>;
+    /// `virDomainSetMemoryStatsPeriod` (seconds; `AFFECT_LIVE`/`AFFECT_CONFIG`).
+    fn set_memory_stats_period(&self, uuid: uuid::Uuid, period: i32, flags: u32) -> Result<()>;
     fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()>;
     fn attach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()>;
     fn detach_device(&self, uuid: uuid::Uuid, xml: &str, flags: u32) -> Result<()>;

@@ -630,6 +630,16 @@ impl Domain {
         self.b().set_memory_flags(self.id.uuid, kib, flags)
     }
 
+    /// `virDomainSetMemoryStatsPeriod`: the guest memory statistics' collection period
+    /// in seconds (0 stops it), with `AFFECT_LIVE`/`AFFECT_CONFIG`.
+    pub fn set_memory_stats_period(&self, period: i32, flags: u32) -> Result<()> {
+        self.conn.writable("virDomainSetMemoryStatsPeriod")?;
+        self.check(P::DomainSetMemoryStatsPeriod)?;
+        self.config_perm(flags)?;
+        self.b()
+            .set_memory_stats_period(self.id.uuid, period, flags)
+    }
+
     /// `virDomainSetVcpusFlags`, with `AFFECT_LIVE`/`AFFECT_CONFIG`/`VCPU_MAXIMUM`.
     pub fn set_vcpus_flags(&self, nvcpus: u32, flags: u32) -> Result<()> {
         self.conn.writable("virDomainSetVcpusFlags")?;

@@ -1137,6 +1137,8 @@ struct PluginBackend {
     owned_storage: Option<Arc<dyn crate::StorageService>>,
     /// The networks the connection owns (plugin API 1.10), `None` when server-owned.
     owned_networks: Option<Arc<dyn crate::network_api::NetworkOps>>,
+    /// The connection's extension object (plugin API 1.10), `None` when it has none.
+    ext: Option<api::ConnExtensionBox>,
 }
 
 impl PluginBackend {
@@ -1168,13 +1170,15 @@ impl PluginBackend {
                 })?
             }
         };
-        let (owned_storage, owned_networks) = owned::discover(&plugin, &conn);
+        let ext = owned::extension(&plugin, &conn);
+        let (owned_storage, owned_networks) = owned::discover(&plugin, ext.as_ref());
         Ok(Arc::new(Self {
             plugin,
             conn,
             subscribers,
             owned_storage,
             owned_networks,
+            ext,
         }))
     }
 
@@ -1406,6 +1410,20 @@ impl Backend for PluginBackend {
     fn set_memory_flags(&self, uuid: uuid::Uuid, kib: u64, flags: u32) -> Result<()> {
         self.call("virDomainSetMemoryFlags", || {
             self.conn.set_memory_flags(abi_uuid(uuid), kib, flags)
+        })
+    }
+    fn set_memory_stats_period(&self, uuid: uuid::Uuid, period: i32, flags: u32) -> Result<()> {
+        const API: &str = "virDomainSetMemoryStatsPeriod";
+        let Some(ext) = &self.ext else {
+            // a plugin without extensions (older than 1.10, or none offered)
+            return self.call(API, || {
+                rvirt_plugin_api::abi_stable::std_types::RResult::RErr(
+                    api::PluginError::no_support(API),
+                )
+            });
+        };
+        self.call(API, || {
+            ext.set_memory_stats_period(abi_uuid(uuid), period, flags)
         })
     }
     fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()> {

@@ -910,6 +910,14 @@ impl Backend for RemoteBackend {
         })
     }
 
+    fn set_memory_stats_period(&self, uuid: uuid::Uuid, period: i32, flags: u32) -> Result<()> {
+        self.call::<procs::DomainSetMemoryStatsPeriod>(&DomainSetMemoryStatsPeriodArgs {
+            dom: handle(uuid),
+            period,
+            flags,
+        })
+    }
+
     fn set_vcpus_flags(&self, uuid: uuid::Uuid, nvcpus: u32, flags: u32) -> Result<()> {
         self.call::<procs::DomainSetVcpusFlags>(&DomainSetVcpusFlagsArgs {
             dom: handle(uuid),

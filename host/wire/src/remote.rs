@@ -262,6 +262,7 @@ remote_procedures! {
     // back (refused read-only, as libvirt does)
     DomainOpenConsole = 201: DomainOpenConsoleArgs => ();
     DomainSetMemoryFlags = 204: DomainSetMemoryFlagsArgs => ();
+    DomainSetMemoryStatsPeriod = 308: DomainSetMemoryStatsPeriodArgs => ();
     // streams: upload writes the volume; download reads all of its bytes, which libvirt
     // refuses read-only as well
     StorageVolUpload = 208: StorageVolTransferArgs => ();

@@ -1,6 +1,7 @@
 //! API 1.10, frozen. 1.10 appended connection-owned storage pools and networks to
 //! `DriverConnection` (`extension`, the 64th and last slot of its vtable, returning the
-//! second vtable `ConnExtension` with `conn_storage` and `conn_network`) and added the
+//! second vtable `ConnExtension` with `conn_storage`, `conn_network` and
+//! `set_memory_stats_period`) and added the
 //! objects and values they return (`ConnExtension`, `ConnStorage`, `ConnNetwork`, `OwnedPool`, `OwnedPoolInfo`, `OwnedVol`,
 //! `OwnedVolInfo`, `OwnedNetwork`), and appended `domain_device_removed` to the host's
 //! `EventSink`, so those, the traits and the root module whose `open` takes and returns
@@ -11,13 +12,12 @@
 //! once a later minor exists.
 
 pub use super::v1_9::{
-    ConnectionUri, DomainInfo, DomainRef, FacetVersion,
-    HostServices, HostServices_TO, HostServicesBox, JobStats, Lease, Manifest, MigrateFinish,
-    MigrateStep, NetworkBackend, NetworkBackend_TO, NetworkBackendBox, NetworkFacet,
-    NetworkFacet_Ref, NodeInfo, PResult, PluginError, PoolRefresh, PortPlug, Screenshot,
-    StateReason, StorageBackend, StorageBackend_TO, StorageBackendBox, StorageFacet,
-    StorageFacet_Ref, Stream, Stream_TO, StreamBox, TypedParam, TypedValue, UriParam, Uuid,
-    VolumeSource,
+    ConnectionUri, DomainInfo, DomainRef, FacetVersion, HostServices, HostServices_TO,
+    HostServicesBox, JobStats, Lease, Manifest, MigrateFinish, MigrateStep, NetworkBackend,
+    NetworkBackend_TO, NetworkBackendBox, NetworkFacet, NetworkFacet_Ref, NodeInfo, PResult,
+    PluginError, PoolRefresh, PortPlug, Screenshot, StateReason, StorageBackend, StorageBackend_TO,
+    StorageBackendBox, StorageFacet, StorageFacet_Ref, Stream, Stream_TO, StreamBox, TypedParam,
+    TypedValue, UriParam, Uuid, VolumeSource,
 };
 
 use abi_stable::{
@@ -157,9 +157,12 @@ pub trait ConnExtension: Send + Sync {
     fn conn_storage(&self) -> PResult<ROption<ConnStorageBox>> {
         RResult::RErr(PluginError::no_support("virConnectListAllStoragePools"))
     }
-    #[sabi(last_prefix_field)]
     fn conn_network(&self) -> PResult<ROption<ConnNetworkBox>> {
         RResult::RErr(PluginError::no_support("virConnectListAllNetworks"))
+    }
+    #[sabi(last_prefix_field)]
+    fn set_memory_stats_period(&self, _uuid: Uuid, _period: i32, _flags: u32) -> PResult<()> {
+        RResult::RErr(PluginError::no_support("virDomainSetMemoryStatsPeriod"))
     }
 }
 

@@ -17,9 +17,9 @@ use driver::{Driver, snapshot as snap};
 use rvirt_sdk::{
     PluginInfo,
     abi::{
-        DomainInfo, DomainRef, DriverConnection, ErrorCode, ErrorDomain, EventSinkBox,
-        HostServicesBox, JobStats, MigrateFinish, MigrateStep, NodeInfo, PResult, PluginError,
-        Screenshot, StateReason, TypedParam, TypedValue, Uuid,
+        ConnExtension, ConnExtensionBox, DomainInfo, DomainRef, DriverConnection, ErrorCode,
+        ErrorDomain, EventSinkBox, HostServicesBox, JobStats, MigrateFinish, MigrateStep, NodeInfo,
+        PResult, PluginError, Screenshot, StateReason, TypedParam, TypedValue, Uuid,
         abi_stable::std_types::{RResult, RStr, RString, RVec},
         state,
     },
@@ -205,6 +205,28 @@ fn check_w(op: &str, flags: u32, allowed: u32) -> Result<(), driver::DriverError
 
 fn capabilities() -> String {
     caps::capabilities().to_xml()
+}
+
+/// What the QEMU connection offers beyond the `DriverConnection` vtable (plugin API
+/// 1.10): storage and networks stay the host's (the defaults), the balloon's statistics
+/// period is set here.
+struct QemuExtension {
+    driver: &'static Driver,
+    read_only: bool,
+}
+
+impl ConnExtension for QemuExtension {
+    fn set_memory_stats_period(&self, uuid: Uuid, period: i32, flags: u32) -> PResult<()> {
+        const OP: &str = "virDomainSetMemoryStatsPeriod";
+        if self.read_only {
+            return RResult::RErr(read_only_denied(OP));
+        }
+        res(check_w(OP, flags, 1 | 2).and_then(|()| {
+            // VIR_DOMAIN_AFFECT_LIVE | _CONFIG
+            self.driver
+                .set_memory_stats_period(from_abi_uuid(uuid), period, flags)
+        }))
+    }
 }
 
 impl DriverConnection for QemuConnection {
@@ -777,6 +799,16 @@ impl DriverConnection for QemuConnection {
             )?;
             d.migrate_confirm(from_abi_uuid(uuid), flags, cancelled)
         })
+    }
+
+    fn extension(&self) -> PResult<ConnExtensionBox> {
+        RResult::ROk(rvirt_sdk::extension_box(
+            DRIVER_NAME,
+            QemuExtension {
+                driver: self.driver,
+                read_only: self.read_only,
+            },
+        ))
     }
 
     fn screenshot(&self, uuid: Uuid, screen: u32, flags: u32) -> PResult<Screenshot> {

@@ -572,6 +572,28 @@ fn virsh_vcpu_hotplug_per_cpu_stats_and_balloon_guest_statistics() {
     wait_for("a newer balloon update", Duration::from_secs(30), || {
         field(&ok(&uri, &["dommemstat", "cpuvm"]), "last_update").unwrap_or(0) > last
     });
+    // `dommemstat --period` (virDomainSetMemoryStatsPeriod): 0 stops the collection of the
+    // running guest (no update for three periods), 1 starts it again, `--config` is kept
+    // in the persistent definition, a negative period is refused
+    ok(&uri, &["dommemstat", "cpuvm", "--period", "0", "--live"]);
+    assert!(!ok(&uri, &["dumpxml", "cpuvm"]).contains("<stats period"));
+    std::thread::sleep(Duration::from_millis(1200));
+    let stopped = field(&ok(&uri, &["dommemstat", "cpuvm"]), "last_update").unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        field(&ok(&uri, &["dommemstat", "cpuvm"]), "last_update").unwrap_or(0),
+        stopped,
+        "the guest statistics were still collected with the period at 0"
+    );
+    ok(&uri, &["dommemstat", "cpuvm", "--period", "1", "--live"]);
+    wait_for("balloon updates again", Duration::from_secs(30), || {
+        field(&ok(&uri, &["dommemstat", "cpuvm"]), "last_update").unwrap_or(0) > stopped
+    });
+    ok(&uri, &["dommemstat", "cpuvm", "--period", "5", "--config"]);
+    assert!(ok(&uri, &["dumpxml", "cpuvm", "--inactive"]).contains("<stats period='5'/>"));
+    assert!(ok(&uri, &["dumpxml", "cpuvm"]).contains("<stats period='1'/>"));
+    let e = virsh(&uri, &["dommemstat", "cpuvm", "--period", "-1", "--live"]);
+    assert!(!e.status.success());
     ok(&uri, &["destroy", "cpuvm"]);
     ok(&uri, &["undefine", "cpuvm"]);
     drop(d);

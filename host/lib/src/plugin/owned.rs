@@ -26,18 +26,30 @@ use std::sync::{
 /// What a connection owns: its storage and its networks (`None`: server-owned).
 pub(super) type Owned = (Option<Arc<dyn StorageService>>, Option<Arc<dyn NetworkOps>>);
 
-/// The connection-owned storage and networks a plugin connection offers, asked once when
-/// it opens (`None` for each it does not own: server-owned).
-pub(super) fn discover(plugin: &Arc<LoadedPlugin>, conn: &DriverConnectionBox) -> Owned {
-    let name = plugin.manifest.name.clone();
-    let ext: ConnExtensionBox = match call(&name, "virConnectOpen", || conn.extension()) {
-        Ok(e) => e,
+/// The extension object of a plugin connection (plugin API 1.10), asked once when it
+/// opens; `None` when the plugin offers none.
+pub(super) fn extension(
+    plugin: &Arc<LoadedPlugin>,
+    conn: &DriverConnectionBox,
+) -> Option<ConnExtensionBox> {
+    let name = &plugin.manifest.name;
+    match call(name, "virConnectOpen", || conn.extension()) {
+        Ok(e) => Some(e),
         Err(e) => {
             if !is_no_support(&e) {
                 tracing::warn!("plugin '{name}': connection extensions: {e}");
             }
-            return (None, None);
+            None
         }
+    }
+}
+
+/// The connection-owned storage and networks a plugin connection offers through its
+/// extension object (`None` for each it does not own: server-owned).
+pub(super) fn discover(plugin: &Arc<LoadedPlugin>, ext: Option<&ConnExtensionBox>) -> Owned {
+    let name = plugin.manifest.name.clone();
+    let Some(ext) = ext else {
+        return (None, None);
     };
     let storage = match call(&name, "virConnectListAllStoragePools", || {
         ext.conn_storage()

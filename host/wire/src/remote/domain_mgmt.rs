@@ -12,6 +12,8 @@ xdr_structs! {
     DomainSetMemoryArgs { dom: NonnullDomain, memory: u64 }
     /// `remote_domain_set_memory_flags_args` (KiB).
     DomainSetMemoryFlagsArgs { dom: NonnullDomain, memory: u64, flags: u32 }
+    /// `remote_domain_set_memory_stats_period_args` (seconds).
+    DomainSetMemoryStatsPeriodArgs { dom: NonnullDomain, period: i32, flags: u32 }
     /// `remote_domain_set_vcpus_args`.
     DomainSetVcpusArgs { dom: NonnullDomain, nvcpus: u32 }
     /// `remote_domain_set_vcpus_flags_args`.

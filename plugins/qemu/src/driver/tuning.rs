@@ -66,6 +66,33 @@ fn with_memory(def: &Domain, kib: u64, maximum: bool, which: &str) -> Result<Dom
     Ok(d)
 }
 
+/// `def` with its virtio balloon's `<stats period>` set to `seconds` (removed at 0);
+/// refused without a virtio balloon, whose statistics these are.
+fn with_stats_period(def: &Domain, seconds: u32, which: &str) -> Result<Domain> {
+    let mut d = def.clone();
+    let balloon = d.element_mut().child_mut("devices").and_then(|devs| {
+        devs.children_named_mut("memballoon")
+            .find(|c| c.attr("model") == Some("virtio"))
+    });
+    let Some(balloon) = balloon else {
+        return Err(perr(PluginError::new(
+            ErrorCode::OperationUnsupported,
+            ErrorDomain::Qemu,
+            format!(
+                "Operation not supported: the {which} definition has no virtio memory balloon to collect statistics"
+            ),
+        )));
+    };
+    if seconds == 0 {
+        balloon.remove_children(|c| c.name() == "stats");
+    } else {
+        balloon
+            .child_or_insert("stats")
+            .set_attr("period", &seconds.to_string());
+    }
+    Ok(d)
+}
+
 /// `<vcpu>` (with `maximum`) or `<vcpu current>` of `def` set to `n`, checked.
 fn with_vcpus(def: &Domain, n: u32, maximum: bool) -> Result<Domain> {
     let mut d = def.clone();
@@ -171,6 +198,51 @@ impl Driver {
             q.execute(
                 "balloon",
                 Some(serde_json::json!({ "value": kib.saturating_mul(1024) })),
+            )?;
+            let mut st = self.lock();
+            if let Some(d) = st.doms.get_mut(&uuid)
+                && let Some(run) = d.run.as_mut().filter(|r| r.generation == generation)
+            {
+                run.live = new_live;
+                let run_ref = d.run.as_ref().expect("just matched");
+                let _ = self.write_status_locked(d, run_ref);
+            }
+        }
+        if let Some(def) = new_config {
+            self.store_config(uuid, def)?;
+        }
+        Ok(())
+    }
+
+    /// virDomainSetMemoryStatsPeriod: `<memballoon><stats period>` of the persistent
+    /// definition (`CONFIG`) and, for the running guest (`LIVE`), the balloon's
+    /// `guest-stats-polling-interval` (0 stops the collection).
+    pub fn set_memory_stats_period(
+        &'static self,
+        uuid: uuid::Uuid,
+        period: i32,
+        flags: u32,
+    ) -> Result<()> {
+        let Ok(seconds) = u32::try_from(period) else {
+            return Err(invalid_arg(format!(
+                "invalid argument: the memory statistics period must be 0 or more seconds, not {period}"
+            )));
+        };
+        let job = self.begin_job(uuid, None)?;
+        self.sync_from_disk(&job);
+        let (active, persistent, def, live_def) = self.defs(uuid)?;
+        let (live, config) = affected(flags, active, persistent)?;
+        let new_config = config
+            .then(|| with_stats_period(&def, seconds, "persistent"))
+            .transpose()?;
+        if live {
+            let live_def = live_def.expect("an active domain has a live definition");
+            let new_live = with_stats_period(&live_def, seconds, "running")?;
+            let (q, generation) = self.running(uuid)?;
+            q.execute(
+                "qom-set",
+                Some(serde_json::json!({"path": "/machine/peripheral/balloon0",
+                    "property": "guest-stats-polling-interval", "value": seconds})),
             )?;
             let mut st = self.lock();
             if let Some(d) = st.doms.get_mut(&uuid)
