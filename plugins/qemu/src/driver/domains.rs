@@ -346,6 +346,24 @@ impl Driver {
             .is_some_and(|s| s.pid == pid && s.start_time == start_time)
     }
 
+    /// Replaces the live definition of run `generation` of domain `uuid` (when that run
+    /// is still the domain's) and records it in the status file; the domain's reference
+    /// when it did.
+    pub(super) fn replace_live(
+        &self,
+        uuid: uuid::Uuid,
+        generation: u64,
+        live: Domain,
+    ) -> Option<DomainRef> {
+        let mut st = self.lock();
+        let d = st.doms.get_mut(&uuid)?;
+        let run = d.run.as_mut().filter(|r| r.generation == generation)?;
+        run.live = live;
+        let run_ref = d.run.as_ref().expect("just matched");
+        let _ = self.write_status_locked(d, run_ref);
+        Some(d.reference())
+    }
+
     pub(super) fn write_status_locked(&self, d: &Dom, run: &Run) -> Result<()> {
         self.write_status(&d.def, d.persistent, d.state, d.reason, run)
     }

@@ -359,15 +359,7 @@ impl Driver {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            let mut st = self.lock();
-            if let Some(d) = st.doms.get_mut(&uuid)
-                && let Some(run) = d.run.as_mut().filter(|r| r.generation == generation)
-            {
-                run.live = new_live;
-                let run_ref = d.run.as_ref().expect("just matched");
-                let _ = self.write_status_locked(d, run_ref);
-                let dom = d.reference();
-                drop(st);
+            if let Some(dom) = self.replace_live(uuid, generation, new_live) {
                 self.emit_device_removed(dom, &alias);
             }
         }

@@ -199,14 +199,7 @@ impl Driver {
                 "balloon",
                 Some(serde_json::json!({ "value": kib.saturating_mul(1024) })),
             )?;
-            let mut st = self.lock();
-            if let Some(d) = st.doms.get_mut(&uuid)
-                && let Some(run) = d.run.as_mut().filter(|r| r.generation == generation)
-            {
-                run.live = new_live;
-                let run_ref = d.run.as_ref().expect("just matched");
-                let _ = self.write_status_locked(d, run_ref);
-            }
+            let _ = self.replace_live(uuid, generation, new_live);
         }
         if let Some(def) = new_config {
             self.store_config(uuid, def)?;
@@ -244,14 +237,7 @@ impl Driver {
                 Some(serde_json::json!({"path": "/machine/peripheral/balloon0",
                     "property": "guest-stats-polling-interval", "value": seconds})),
             )?;
-            let mut st = self.lock();
-            if let Some(d) = st.doms.get_mut(&uuid)
-                && let Some(run) = d.run.as_mut().filter(|r| r.generation == generation)
-            {
-                run.live = new_live;
-                let run_ref = d.run.as_ref().expect("just matched");
-                let _ = self.write_status_locked(d, run_ref);
-            }
+            let _ = self.replace_live(uuid, generation, new_live);
         }
         if let Some(def) = new_config {
             self.store_config(uuid, def)?;
