@@ -1502,6 +1502,7 @@ impl DriverConnection for EsxConnection {
             owned::Extension(owned::Shared {
                 session: std::sync::Arc::clone(&self.session),
                 inv: self.inv.clone(),
+                recent: Default::default(),
             }),
         ))
     }

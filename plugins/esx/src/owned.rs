@@ -3,7 +3,8 @@
 //! datastores are the pools, the `.vmdk` files on them (found with the datastore
 //! browser's `SearchDatastoreSubFolders_Task`) the volumes, and the host's virtual
 //! switches (its `HostNetworkSystem`'s `networkInfo`) the networks, with their port groups
-//! as `<portgroup>`s. Nothing is cached: every call reads the server.
+//! as `<portgroup>`s. Every call reads the server, except volume lookups within a second of
+//! a search of the same datastore (the per-volume calls that follow a `vol-list`).
 //!
 //! UUIDs are derived from the remote objects' identities (a datastore's URL, a virtual
 //! switch's key), hashed, so they are the same on every connection to the server.
@@ -88,7 +89,17 @@ fn flags_err(api: &str, flags: u32, domain: i32) -> PluginError {
 pub(crate) struct Shared {
     pub(crate) session: Arc<Session>,
     pub(crate) inv: Inventory,
+    /// The last datastore searches and when they were made: volume lookups within
+    /// [`RECENT`] answer from them (`vol-list` asks each listed volume's path, `vol-list
+    /// --details` its info); a refresh forgets them.
+    pub(crate) recent: Arc<std::sync::Mutex<Option<Searched>>>,
 }
+
+/// Volumes found by recent datastore searches, and when.
+pub(crate) type Searched = (std::time::Instant, Vec<Volume>);
+
+/// How long a datastore search answers volume lookups.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The connection's extension object (`DriverConnection::extension`).
 pub(crate) struct Extension(pub(crate) Shared);
@@ -374,9 +385,35 @@ impl Shared {
         Ok(out)
     }
 
+    /// [`Shared::volumes`], remembered as the recent search.
+    fn search(&self, api: &str, ds: &Datastore) -> Result<Vec<Volume>, PluginError> {
+        let v = self.volumes(api, ds)?;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // keep the other datastores' recent volumes, replace this one's
+        let mut kept: Vec<Volume> = match recent.take() {
+            Some((t, old)) if t.elapsed() < RECENT => {
+                old.into_iter().filter(|o| o.pool != ds.name).collect()
+            }
+            _ => Vec::new(),
+        };
+        kept.extend(v.iter().cloned());
+        *recent = Some((std::time::Instant::now(), kept));
+        Ok(v)
+    }
+
+    fn forget(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn volume(&self, api: &str, pool: &str, name: &str) -> Result<Volume, PluginError> {
+        if let Some((t, vols)) = &*self.recent.lock().unwrap_or_else(|e| e.into_inner())
+            && t.elapsed() < RECENT
+            && let Some(v) = vols.iter().find(|v| v.pool == pool && v.name == name)
+        {
+            return Ok(v.clone());
+        }
         let ds = self.datastore(api, pool)?;
-        self.volumes(api, &ds)?
+        self.search(api, &ds)?
             .into_iter()
             .find(|v| v.name == name)
             .ok_or_else(|| no_vol(&format!("no storage vol with matching name '{name}'")))
@@ -466,7 +503,8 @@ impl ConnStorage for Storage {
         if flags != 0 {
             return RResult::RErr(flags_err(api, flags, FROM_STORAGE));
         }
-        // nothing is cached: a refresh checks the datastore is there
+        // a refresh forgets the recent searches and asks the server to re-read the datastore
+        self.0.forget();
         let ds = match self.0.datastore(api, pool.as_str()) {
             Ok(d) => d,
             Err(e) => return RResult::RErr(e),
@@ -495,7 +533,7 @@ impl ConnStorage for Storage {
         r(self
             .0
             .datastore(api, pool.as_str())
-            .and_then(|d| self.0.volumes(api, &d))
+            .and_then(|d| self.0.search(api, &d))
             .map(|v| v.iter().map(Volume::owned).collect()))
     }
     fn volume_by_name(&self, pool: RStr<'_>, name: RStr<'_>) -> PResult<OwnedVol> {
