@@ -1503,6 +1503,7 @@ impl DriverConnection for EsxConnection {
                 session: std::sync::Arc::clone(&self.session),
                 inv: self.inv.clone(),
                 recent: Default::default(),
+                read_only: self.read_only,
             }),
         ))
     }

@@ -651,6 +651,59 @@ fn check_storage_and_networks(test: &str, esx: bool) {
         let vp = env.ok(&uri, &["vol-path", "--pool", name, first]);
         assert_eq!(vp.trim(), path);
     }
+    // volume creation and deletion: CreateVirtualDisk_Task / DeleteVirtualDisk_Task, as
+    // the simulator's datastore browser sees them
+    let (ds, _, _, browser) = &datastores[0];
+    let created = env.ok(
+        &uri,
+        &[
+            "vol-create-as",
+            ds,
+            "rvirt-new/disk.vmdk",
+            "64M",
+            "--format",
+            "vmdk",
+        ],
+    );
+    assert!(created.contains("rvirt-new/disk.vmdk"), "{created}");
+    assert!(
+        raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    assert!(
+        env.ok(&uri, &["vol-list", ds])
+            .contains(&format!("[{ds}] rvirt-new/disk.vmdk"))
+    );
+    let out = env.rvirt(
+        &uri,
+        &["-r", "vol-delete", "--pool", ds, "rvirt-new/disk.vmdk"],
+    );
+    assert!(
+        !out.status.success(),
+        "a read-only connection deleted a volume"
+    );
+    assert!(
+        raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    env.ok(&uri, &["vol-delete", "--pool", ds, "rvirt-new/disk.vmdk"]);
+    assert!(
+        !raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    // a format a .vmdk cannot be is refused before the server is asked
+    let out = env.rvirt(
+        &uri,
+        &[
+            "vol-create-as",
+            ds,
+            "rvirt-new/x.qcow2",
+            "1M",
+            "--format",
+            "qcow2",
+        ],
+    );
+    assert!(!out.status.success());
     // a missing pool is libvirt's error
     let out = env.rvirt(&uri, &["pool-info", "NoSuchDS"]);
     assert!(!out.status.success());
