@@ -215,6 +215,11 @@ fn virsh_esx_pools_volumes_and_networks_through_rvirtd() {
             .filter(|l| !l.is_empty())
             .collect();
         assert_eq!(pools, ["LocalDS_0"], "{isolation}");
+        // the pool type bits of VIR_CONNECT_LIST_STORAGE_POOLS_*: a local datastore is 'dir'
+        let dir = ok(&["pool-list", "--all", "--name", "--type", "dir"]);
+        assert_eq!(dir.trim(), "LocalDS_0", "{isolation}");
+        let netfs = ok(&["pool-list", "--all", "--name", "--type", "netfs"]);
+        assert_eq!(netfs.trim(), "", "{isolation}");
         let xml = ok(&["pool-dumpxml", "LocalDS_0"]);
         assert!(xml.contains("<pool type='dir'>"), "{isolation}: {xml}");
         assert!(xml.contains("govcsim"), "{isolation}: {xml}");
