@@ -224,6 +224,107 @@ pub fn open(path: &str, force: bool) -> Result<Console, Failure> {
     Ok(console_guard)
 }
 
+/// Checks that the domain's driver vouches for pty `path` (see `rvirt_sdk::console`): a
+/// process in the daemon's mount namespace whose environment says it serves the domain
+/// (`owner`, `DRIVER/UUID`) holds the pty's master. The XML alone proves nothing: a
+/// driver may echo what a client wrote, and the daemon must not open another session's
+/// terminal for it.
+pub fn check_owner(path: &str, owner: &str, domain: &str, driver: &str) -> Result<(), Failure> {
+    let index: u32 = path
+        .strip_prefix(PTS_DIR)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            failure(
+                error_code::OPERATION_FAILED,
+                error_domain::DOMAIN,
+                format!("operation failed: console path '{path}' is not a pty under {PTS_DIR}"),
+            )
+        })?;
+    match pty_holders(std::path::Path::new("/proc"), owner, index) {
+        Holders { tagged: 0, .. } => Err(failure(
+            error_code::NO_SUPPORT,
+            error_domain::DOMAIN,
+            format!(
+                "this function is not supported by the connection driver: virDomainOpenConsole \
+                 (driver '{driver}' runs no console process for domain '{domain}')"
+            ),
+        )),
+        Holders { holds: false, .. } => Err(failure(
+            error_code::OPERATION_FAILED,
+            error_domain::DOMAIN,
+            format!(
+                "operation failed: console '{path}' of domain '{domain}' is not a pty its driver allocated"
+            ),
+        )),
+        Holders { holds: true, .. } => Ok(()),
+    }
+}
+
+/// What a scan of `/proc` found for one domain's pty.
+#[derive(Debug, PartialEq, Eq)]
+struct Holders {
+    /// Processes in the daemon's mount namespace tagged as serving the domain.
+    tagged: usize,
+    /// Whether one of them holds the master of pty `index` of the host's devpts.
+    holds: bool,
+}
+
+fn pty_holders(proc_root: &std::path::Path, owner: &str, index: u32) -> Holders {
+    let entry = format!("{}={owner}", rvirt_sdk::console::OWNER_ENV);
+    let own_ns = std::fs::read_link(proc_root.join("self/ns/mnt")).ok();
+    let mut found = Holders {
+        tagged: 0,
+        holds: false,
+    };
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return found;
+    };
+    for pid in dir.flatten() {
+        let name = pid.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let p = pid.path();
+        let Ok(env) = std::fs::read(p.join("environ")) else {
+            continue;
+        };
+        if !env.split(|&b| b == 0).any(|v| v == entry.as_bytes()) {
+            continue;
+        }
+        // a process in another mount namespace (a container's) sees another devpts
+        if std::fs::read_link(p.join("ns/mnt")).ok() != own_ns {
+            continue;
+        }
+        found.tagged += 1;
+        if holds_master(&p, index) {
+            found.holds = true;
+            break;
+        }
+    }
+    found
+}
+
+/// Whether process directory `p` has the host devpts' master of pty `index` open
+/// (`/proc/PID/fdinfo/FD` shows a master's `tty-index`).
+fn holds_master(p: &std::path::Path, index: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(p.join("fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let is_ptmx = std::fs::read_link(fd.path()).is_ok_and(|t| {
+            t == std::path::Path::new("/dev/ptmx") || t == std::path::Path::new("/dev/pts/ptmx")
+        });
+        is_ptmx
+            && std::fs::read_to_string(p.join("fdinfo").join(fd.file_name())).is_ok_and(|info| {
+                info.lines().any(|l| {
+                    l.strip_prefix("tty-index:")
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                        == Some(index)
+                })
+            })
+    })
+}
+
 fn open_pty(path: &str) -> Result<OwnedFd, Failure> {
     let fail = |what: &str, e: rustix::io::Errno| {
         failure(
@@ -299,6 +400,81 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A process tagged for a domain that holds a pty master vouches for that pty only;
+    /// an untagged holder (the test process) vouches for nothing.
+    #[test]
+    fn only_the_domains_own_process_vouches_for_a_pty() {
+        let tag = "qemu/7f3c1a52-4d7e-4a0c-9a40-2f4f5d0b8c11";
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exec 3<>/dev/ptmx; echo ready; exec sleep 30"])
+            .env(rvirt_sdk::console::OWNER_ENV, tag)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/3", child.id())).unwrap();
+        let index: u32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("tty-index:"))
+            .expect("the kernel shows a ptmx fd's tty-index")
+            .trim()
+            .parse()
+            .unwrap();
+        let proc_root = std::path::Path::new("/proc");
+        let held = pty_holders(proc_root, tag, index);
+        let other_pty = pty_holders(proc_root, tag, index + 100_000);
+        let other_domain = pty_holders(
+            proc_root,
+            "qemu/00000000-0000-0000-0000-000000000001",
+            index,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            held,
+            Holders {
+                tagged: 1,
+                holds: true
+            }
+        );
+        assert_eq!(
+            other_pty,
+            Holders {
+                tagged: 1,
+                holds: false
+            }
+        );
+        assert_eq!(
+            other_domain,
+            Holders {
+                tagged: 0,
+                holds: false
+            }
+        );
+        // refusals name the driver and the domain
+        let e = check_owner(
+            &format!("/dev/pts/{index}"),
+            "test/00000000-0000-0000-0000-000000000001",
+            "vm1",
+            "test",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, error_code::NO_SUPPORT);
+        assert!(
+            e.message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("driver 'test'"),
+            "{e:?}"
+        );
     }
 
     #[test]

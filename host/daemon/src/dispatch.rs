@@ -236,6 +236,9 @@ fn open_console(client: &Client, conn: &Connection, serial: u32, payload: &[u8])
         }
         let xml = dom.get_xml_desc(0).map_err(host_error)?;
         let path = crate::console::find_pty(&xml, a.dev_name.as_deref())?;
+        let driver = conn.driver_name();
+        let owner = rvirt_sdk::console::owner_tag(driver, &dom.uuid());
+        crate::console::check_owner(&path, &owner, dom.name(), driver)?;
         let console = crate::console::open(&path, a.flags & crate::console::FORCE != 0)?;
         tracing::debug!(client = client.id, domain = %dom.name(), %path, "console opened");
         client

@@ -1015,6 +1015,8 @@ impl Driver {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(log);
+        // the controller holds the host side of the consoles: it vouches for them
+        rvirt_sdk::console::tag_command(&mut cmd, crate::DRIVER_NAME, &d.uuid());
         // (no pre-exec hook: the controller makes its own session, and the spawn stays a
         // posix_spawn, cheap even from a large multi-threaded daemon)
         let mut child = cmd.spawn().map_err(io("run", &ctl))?;

@@ -24,9 +24,12 @@ use rvirt_sdk::{
     util::{check_flags, from_abi_uuid, read_only_denied},
 };
 
+/// The plugin's name (its manifest's): what rvirtd calls the driver.
+pub(crate) const DRIVER_NAME: &str = "lxc";
+
 rvirt_sdk::export_plugin! {
     manifest: PluginInfo {
-        name: "lxc",
+        name: DRIVER_NAME,
         kind: "hypervisor",
         schemes: &["lxc"],
         version: env!("CARGO_PKG_VERSION"),

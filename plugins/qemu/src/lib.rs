@@ -26,9 +26,12 @@ use rvirt_sdk::{
     util::{check_flags, from_abi_uuid, operation_invalid, read_only_denied},
 };
 
+/// The plugin's name (its manifest's): what rvirtd calls the driver.
+pub(crate) const DRIVER_NAME: &str = "qemu";
+
 rvirt_sdk::export_plugin! {
     manifest: PluginInfo {
-        name: "qemu",
+        name: DRIVER_NAME,
         kind: "hypervisor",
         schemes: &["qemu"],
         // a test build may report another version (the live upgrade test of rvirtd)

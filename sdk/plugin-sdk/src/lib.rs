@@ -50,6 +50,7 @@
 //! Architecture invariant: the SDK never changes the ABI; it only builds on
 //! `rvirt-plugin-api`, which it re-exports as [`abi`].
 
+pub mod console;
 pub mod filter;
 mod guard;
 mod network_guard;

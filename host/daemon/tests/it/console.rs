@@ -363,3 +363,62 @@ fn virsh_console_prints_a_qemu_guests_serial_pty_and_types_into_it() {
     ok(&uri, &["destroy", name]);
     ok(&uri, &["undefine", name]);
 }
+
+/// The live XML alone does not make the daemon open a pty: the `test` driver echoes the
+/// XML a client defines, so a domain whose console names another session's terminal must
+/// not get that terminal opened (nor switched to raw mode) by the daemon. The console is
+/// refused as not supported, and the terminal is untouched.
+#[test]
+fn a_console_path_the_driver_did_not_allocate_is_never_opened() {
+    if tools_missing() {
+        return;
+    }
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use rustix::termios::{LocalModes, tcgetattr};
+    // "another session's terminal": a pty this test holds
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap();
+    let slave_path = slave_path.to_str().unwrap().to_string();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+    let before = tcgetattr(&slave).unwrap();
+    assert!(
+        before
+            .local_modes
+            .contains(LocalModes::ECHO | LocalModes::ICANON)
+    );
+
+    let d = Daemon::start();
+    let uri = d.uri();
+    let name = "rvirtd-it-console-forged";
+    let xml = format!(
+        "<domain type='test'><name>{name}</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu>\
+         <os><type>hvm</type></os><devices>\
+         <console type='pty'><source path='{slave_path}'/><target type='serial' port='0'/></console>\
+         </devices></domain>"
+    );
+    let file = write_file(d.root.path(), "forged.xml", &xml);
+    ok(&uri, &["define", file.to_str().unwrap()]);
+    ok(&uri, &["start", name]);
+    assert!(
+        ok(&uri, &["dumpxml", name]).contains(&slave_path),
+        "the test driver echoes the console path"
+    );
+    let mut t = Terminal::virsh(&["-c", &uri, "console", "--force", name]);
+    let st = t.wait_exit(Duration::from_secs(20));
+    let said = t.text();
+    assert!(!st.success(), "console opened a forged pty: {said}");
+    assert!(
+        said.contains("not supported") && said.contains("driver 'test'"),
+        "{said}"
+    );
+    // the daemon never switched the terminal to raw mode
+    let after = tcgetattr(&slave).unwrap();
+    assert_eq!(after.local_modes, before.local_modes);
+    assert_eq!(after.input_modes, before.input_modes);
+}

@@ -361,6 +361,8 @@ impl Driver {
             secret_raw,
             tap_fds,
         );
+        // the process that holds the console ptys vouches for them (rvirt_sdk::console)
+        rvirt_sdk::console::tag_command(&mut cmd, crate::DRIVER_NAME, &uuid);
         // The id is chosen and recorded (status file) under the root's id lock: no other
         // start of this root, in any process, picks it meanwhile.
         let ids = match FileLock::acquire(&self.paths.ids_lock(), Instant::now() + job_timeout()) {
