@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The esx plugin against vcsim with many VMs: `rvirt list --all` and `rvirt dominfo` (a new
+# The esx plugin against vcsim with many VMs: `rvirt list --all`, `rvirt dominfo` and the
+# connection's pools, volumes and networks (`pool-list`, `vol-list`, `net-list`) (a new
 # process, plugin load, login, inventory discovery and the calls, each run) against the
 # floor of the vSphere calls they need from a minimal client (benches/esx_floor.py: a new
 # connection and session per run, timed inside its process). See docs/performance.md.
@@ -51,5 +52,12 @@ printf '%-42s %8s\n' "rvirt list --all" "$(time_ms rvirt list --all)"
 printf '%-42s %8s\n' "floor: list (esx_floor.py, in-process)" "$(benches/esx_floor.py "$port" list "$RUNS" | tail -n 1)"
 printf '%-42s %8s\n' "rvirt dominfo $vm" "$(time_ms rvirt dominfo "$vm")"
 printf '%-42s %8s\n' "floor: info (esx_floor.py, in-process)" "$(benches/esx_floor.py "$port" info "$vm" "$RUNS" | tail -n 1)"
+# the connection's own storage and networks (plugin API 1.10): datastores, the .vmdk files
+# of the first (one SearchDatastoreSubFolders_Task), virtual switches
+ds=$(rvirt pool-list --all | awk 'NR==3 {print $1}')
+nvols=$(rvirt vol-list "$ds" | tail -n +3 | grep -c .)
+printf '%-42s %8s\n' "rvirt pool-list --all" "$(time_ms rvirt pool-list --all)"
+printf '%-42s %8s\n' "rvirt vol-list $ds ($nvols volumes)" "$(time_ms rvirt vol-list "$ds")"
+printf '%-42s %8s\n' "rvirt net-list --all" "$(time_ms rvirt net-list --all)"
 printf '%-42s %8s\n' "python3 -c pass (start-up)" "$(time_ms python3 -c pass)"
 printf '%-42s %8s\n' "rvirt --version (start-up)" "$(time_ms "$target/release/rvirt" --version)"

@@ -137,9 +137,25 @@ macro_rules! conn_storage_methods {
                 fn volume_xml(&self, pool: RStr<'_>, name: RStr<'_>, flags: u32) -> PResult<RString> =
                     "virStorageVolGetXMLDesc";
                 /// The volume's path.
-                #[sabi(last_prefix_field)]
                 fn volume_path(&self, pool: RStr<'_>, name: RStr<'_>) -> PResult<RString> =
                     "virStorageVolGetPath";
+                /// Create a volume in a pool from a `<volume>` document.
+                fn create_volume(&self, pool: RStr<'_>, xml: RStr<'_>, flags: u32) -> PResult<OwnedVol> =
+                    "virStorageVolCreateXML";
+                /// Create a volume in a pool from a `<volume>` document as a copy of the
+                /// volume `from_name` of the pool `from_pool`.
+                fn create_volume_from(
+                    &self,
+                    pool: RStr<'_>,
+                    xml: RStr<'_>,
+                    from_pool: RStr<'_>,
+                    from_name: RStr<'_>,
+                    flags: u32
+                ) -> PResult<OwnedVol> = "virStorageVolCreateXMLFrom";
+                /// Delete a volume.
+                #[sabi(last_prefix_field)]
+                fn delete_volume(&self, pool: RStr<'_>, name: RStr<'_>, flags: u32) -> PResult<()> =
+                    "virStorageVolDelete";
             }
             appended {
             }

@@ -5,6 +5,7 @@
 
 mod assets;
 mod console;
+mod credentials;
 mod domstate;
 mod networks;
 mod plugins;
@@ -344,9 +345,8 @@ fn run(cli: Cli) -> Result<()> {
     // a user's DRIVER:///session is served by their session daemon, started on demand
     let uri = session::route(&uri)?;
     let runtime = Runtime::global();
-    let conn = runtime
-        .open(&uri, cli.readonly)
-        .with_context(|| format!("failed to connect to '{uri}'"))?;
+    // a VMware URI without a password anywhere asks for one, as virsh does
+    let conn = credentials::open(runtime, &uri, cli.readonly)?;
     match cli.command {
         Command::List {
             all,

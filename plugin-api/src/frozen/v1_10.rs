@@ -125,9 +125,25 @@ pub trait ConnStorage: Send + Sync {
     fn volume_xml(&self, _pool: RStr<'_>, _name: RStr<'_>, _flags: u32) -> PResult<RString> {
         RResult::RErr(PluginError::no_support("virStorageVolGetXMLDesc"))
     }
-    #[sabi(last_prefix_field)]
     fn volume_path(&self, _pool: RStr<'_>, _name: RStr<'_>) -> PResult<RString> {
         RResult::RErr(PluginError::no_support("virStorageVolGetPath"))
+    }
+    fn create_volume(&self, _pool: RStr<'_>, _xml: RStr<'_>, _flags: u32) -> PResult<OwnedVol> {
+        RResult::RErr(PluginError::no_support("virStorageVolCreateXML"))
+    }
+    fn create_volume_from(
+        &self,
+        _pool: RStr<'_>,
+        _xml: RStr<'_>,
+        _from_pool: RStr<'_>,
+        _from_name: RStr<'_>,
+        _flags: u32,
+    ) -> PResult<OwnedVol> {
+        RResult::RErr(PluginError::no_support("virStorageVolCreateXMLFrom"))
+    }
+    #[sabi(last_prefix_field)]
+    fn delete_volume(&self, _pool: RStr<'_>, _name: RStr<'_>, _flags: u32) -> PResult<()> {
+        RResult::RErr(PluginError::no_support("virStorageVolDelete"))
     }
 }
 

@@ -19,7 +19,10 @@
 //!   (`[DS] dir/NAME.vmx`, HTTP PUT) and registers it (`RegisterVM_Task` in the vmFolder,
 //!   the compute resource's pool); editing an existing domain is refused, as by libvirt.
 //! * **Credentials** come from libvirt's `auth.conf` (the plugin API has no callback to
-//!   ask the client): see [`uri::EsxUri::credentials`].
+//!   ask the client; `rvirt` asks on the terminal and hands the answers over as a private
+//!   `authfile=`): see [`uri::EsxUri::credentials`].
+//! * **Storage pools and networks** are the connection's own (plugin API 1.10, [`owned`]):
+//!   datastores, their `.vmdk` files, and the host's virtual switches.
 //! * **Snapshots, memory and vCPU changes** have no methods in plugin API 1.6; they are
 //!   offered as inherent methods of [`EsxConnection`] (tested in-process) until the API
 //!   grows them.
@@ -1499,6 +1502,8 @@ impl DriverConnection for EsxConnection {
             owned::Extension(owned::Shared {
                 session: std::sync::Arc::clone(&self.session),
                 inv: self.inv.clone(),
+                recent: Default::default(),
+                read_only: self.read_only,
             }),
         ))
     }

@@ -3,7 +3,8 @@
 //! datastores are the pools, the `.vmdk` files on them (found with the datastore
 //! browser's `SearchDatastoreSubFolders_Task`) the volumes, and the host's virtual
 //! switches (its `HostNetworkSystem`'s `networkInfo`) the networks, with their port groups
-//! as `<portgroup>`s. Nothing is cached: every call reads the server.
+//! as `<portgroup>`s. Every call reads the server, except volume lookups within a second of
+//! a search of the same datastore (the per-volume calls that follow a `vol-list`).
 //!
 //! UUIDs are derived from the remote objects' identities (a datastore's URL, a virtual
 //! switch's key), hashed, so they are the same on every connection to the server.
@@ -88,7 +89,19 @@ fn flags_err(api: &str, flags: u32, domain: i32) -> PluginError {
 pub(crate) struct Shared {
     pub(crate) session: Arc<Session>,
     pub(crate) inv: Inventory,
+    /// The last datastore searches and when they were made: volume lookups within
+    /// [`RECENT`] answer from them (`vol-list` asks each listed volume's path, `vol-list
+    /// --details` its info); a refresh forgets them.
+    pub(crate) recent: Arc<std::sync::Mutex<Option<Searched>>>,
+    /// A read-only connection refuses volume creation and deletion.
+    pub(crate) read_only: bool,
 }
+
+/// Volumes found by recent datastore searches, and when.
+pub(crate) type Searched = (std::time::Instant, Vec<Volume>);
+
+/// How long a datastore search answers volume lookups.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The connection's extension object (`DriverConnection::extension`).
 pub(crate) struct Extension(pub(crate) Shared);
@@ -374,9 +387,35 @@ impl Shared {
         Ok(out)
     }
 
+    /// [`Shared::volumes`], remembered as the recent search.
+    fn search(&self, api: &str, ds: &Datastore) -> Result<Vec<Volume>, PluginError> {
+        let v = self.volumes(api, ds)?;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // keep the other datastores' recent volumes, replace this one's
+        let mut kept: Vec<Volume> = match recent.take() {
+            Some((t, old)) if t.elapsed() < RECENT => {
+                old.into_iter().filter(|o| o.pool != ds.name).collect()
+            }
+            _ => Vec::new(),
+        };
+        kept.extend(v.iter().cloned());
+        *recent = Some((std::time::Instant::now(), kept));
+        Ok(v)
+    }
+
+    fn forget(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn volume(&self, api: &str, pool: &str, name: &str) -> Result<Volume, PluginError> {
+        if let Some((t, vols)) = &*self.recent.lock().unwrap_or_else(|e| e.into_inner())
+            && t.elapsed() < RECENT
+            && let Some(v) = vols.iter().find(|v| v.pool == pool && v.name == name)
+        {
+            return Ok(v.clone());
+        }
         let ds = self.datastore(api, pool)?;
-        self.volumes(api, &ds)?
+        self.search(api, &ds)?
             .into_iter()
             .find(|v| v.name == name)
             .ok_or_else(|| no_vol(&format!("no storage vol with matching name '{name}'")))
@@ -392,6 +431,202 @@ impl Shared {
                 e
             }
         })
+    }
+}
+
+impl Shared {
+    fn writable(&self, api: &str) -> Result<(), PluginError> {
+        if self.read_only {
+            return Err(rvirt_sdk::util::read_only_denied(api));
+        }
+        self.forget();
+        Ok(())
+    }
+
+    fn disk_manager(&self, api: &str) -> Result<&MoRef, PluginError> {
+        self.session
+            .content
+            .virtual_disk_manager
+            .as_ref()
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::NoSupport,
+                    format!(
+                        "this function is not supported by the connection driver: {api} (esx driver: the server has no VirtualDiskManager)"
+                    ),
+                )
+            })
+    }
+
+    /// `FileManager.MakeDirectory` of the directory holding `name` (`dir/disk.vmdk`) on the
+    /// datastore, with its parents; one that exists is fine.
+    fn make_parent(&self, api: &str, ds: &str, name: &str) -> Result<(), PluginError> {
+        let Some((dir, _)) = name.rsplit_once('/') else {
+            return Ok(());
+        };
+        let Some(fm) = self.session.content.file_manager.as_ref() else {
+            return Ok(());
+        };
+        let path = format!("[{ds}] {dir}");
+        match self.session.invoke("MakeDirectory", fm, |b| {
+            b.text("name", &path);
+            b.moref("datacenter", &self.inv.datacenter);
+            b.text("createParentDirectories", "true");
+        }) {
+            Ok(_) => Ok(()),
+            Err(e) if e.fault() == Some("FileAlreadyExists") => Ok(()),
+            Err(e) => Err(vim_err(api, e)),
+        }
+    }
+
+    /// The name a new volume's `<volume>` document gives, checked as libvirt's esx driver
+    /// does: a `.vmdk` file (format `vmdk` or none), thin (allocation 0) or thick
+    /// (allocation equal to capacity).
+    fn new_volume(
+        &self,
+        api: &str,
+        pool: &str,
+        xml: &str,
+    ) -> Result<(Datastore, String, u64, &'static str), PluginError> {
+        let ds = self.datastore(api, pool)?;
+        // an esx volume's name is a path in the datastore (`dir/disk.vmdk`), which the
+        // generic volume rules refuse: validate the rest under a stand-in name
+        let xml_err = |e: rvirt_xml::XmlError| err(ErrorCode::XmlError, e.to_string());
+        let mut root = Element::parse(xml).map_err(xml_err)?;
+        let name = root
+            .child("name")
+            .map(|n| n.text().trim().trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        if let Some(n) = root.child_mut("name") {
+            n.set_text("volume.vmdk");
+        }
+        let v = rvirt_xml::volume::StorageVolume::from_element(root, None).map_err(xml_err)?;
+        if name.is_empty() || name.split('/').any(|p| p.is_empty() || p == "..") {
+            return Err(err(
+                ErrorCode::InvalidArg,
+                format!("invalid argument: volume name '{name}' is not a path in the datastore"),
+            ));
+        }
+        if !name.ends_with(".vmdk") {
+            return Err(err(
+                ErrorCode::ConfigUnsupported,
+                format!("unsupported configuration: volume name '{name}' has no .vmdk suffix"),
+            ));
+        }
+        if let Some(f) = v.format_type()
+            && f != "vmdk"
+        {
+            return Err(err(
+                ErrorCode::ConfigUnsupported,
+                format!("unsupported configuration: volume format '{f}' (only vmdk)"),
+            ));
+        }
+        let (capacity, allocation) = (v.capacity_bytes(), v.allocation_bytes());
+        let disk_type = if allocation == 0 {
+            "thin"
+        } else if allocation == capacity {
+            "thick"
+        } else {
+            return Err(err(
+                ErrorCode::ConfigUnsupported,
+                format!(
+                    "unsupported configuration: allocation {allocation} with capacity {capacity} (a vmdk is thin, allocation 0, or thick, allocation equal to capacity)"
+                ),
+            ));
+        };
+        Ok((ds, name, capacity, disk_type))
+    }
+
+    fn created(&self, ds: &Datastore, name: &str) -> OwnedVol {
+        Volume {
+            pool: ds.name.clone(),
+            name: name.to_string(),
+            capacity: 0,
+            allocation: 0,
+        }
+        .owned()
+    }
+
+    /// `VirtualDiskManager.CreateVirtualDisk_Task` of a `FileBackedVirtualDiskSpec`.
+    pub fn create_volume(
+        &self,
+        pool: &str,
+        xml: &str,
+        flags: u32,
+    ) -> Result<OwnedVol, PluginError> {
+        let api = "virStorageVolCreateXML";
+        if flags != 0 {
+            return Err(flags_err(api, flags, FROM_STORAGE));
+        }
+        self.writable(api)?;
+        let (ds, name, capacity, disk_type) = self.new_volume(api, pool, xml)?;
+        let vdm = self.disk_manager(api)?;
+        self.make_parent(api, &ds.name, &name)?;
+        let path = format!("[{}] {name}", ds.name);
+        self.session
+            .task("CreateVirtualDisk_Task", vdm, |b| {
+                b.text("name", &path);
+                b.moref("datacenter", &self.inv.datacenter);
+                b.open_typed("spec", Some("FileBackedVirtualDiskSpec"), |b| {
+                    b.text("diskType", disk_type);
+                    b.text("adapterType", "busLogic");
+                    b.text("capacityKb", &capacity.div_ceil(1024).to_string());
+                });
+            })
+            .map_err(|e| vim_err(api, e))?;
+        self.forget();
+        Ok(self.created(&ds, &name))
+    }
+
+    /// `VirtualDiskManager.CopyVirtualDisk_Task` of the source volume to the new name.
+    pub fn create_volume_from(
+        &self,
+        pool: &str,
+        xml: &str,
+        from_pool: &str,
+        from_name: &str,
+        flags: u32,
+    ) -> Result<OwnedVol, PluginError> {
+        let api = "virStorageVolCreateXMLFrom";
+        if flags != 0 {
+            return Err(flags_err(api, flags, FROM_STORAGE));
+        }
+        self.writable(api)?;
+        let src = self.volume(api, from_pool, from_name)?;
+        let (ds, name, _, _) = self.new_volume(api, pool, xml)?;
+        let vdm = self.disk_manager(api)?;
+        self.make_parent(api, &ds.name, &name)?;
+        let dest = format!("[{}] {name}", ds.name);
+        self.session
+            .task("CopyVirtualDisk_Task", vdm, |b| {
+                b.text("sourceName", &src.ds_path());
+                b.moref("sourceDatacenter", &self.inv.datacenter);
+                b.text("destName", &dest);
+                b.moref("destDatacenter", &self.inv.datacenter);
+                b.text("force", "false");
+            })
+            .map_err(|e| vim_err(api, e))?;
+        self.forget();
+        Ok(self.created(&ds, &name))
+    }
+
+    /// `VirtualDiskManager.DeleteVirtualDisk_Task`.
+    pub fn delete_volume(&self, pool: &str, name: &str, flags: u32) -> Result<(), PluginError> {
+        let api = "virStorageVolDelete";
+        if flags != 0 {
+            return Err(flags_err(api, flags, FROM_STORAGE));
+        }
+        self.writable(api)?;
+        let v = self.volume(api, pool, name)?;
+        let vdm = self.disk_manager(api)?;
+        self.session
+            .task("DeleteVirtualDisk_Task", vdm, |b| {
+                b.text("name", &v.ds_path());
+                b.moref("datacenter", &self.inv.datacenter);
+            })
+            .map_err(|e| vim_err(api, e))?;
+        self.forget();
+        Ok(())
     }
 }
 
@@ -466,7 +701,8 @@ impl ConnStorage for Storage {
         if flags != 0 {
             return RResult::RErr(flags_err(api, flags, FROM_STORAGE));
         }
-        // nothing is cached: a refresh checks the datastore is there
+        // a refresh forgets the recent searches and asks the server to re-read the datastore
+        self.0.forget();
         let ds = match self.0.datastore(api, pool.as_str()) {
             Ok(d) => d,
             Err(e) => return RResult::RErr(e),
@@ -495,7 +731,7 @@ impl ConnStorage for Storage {
         r(self
             .0
             .datastore(api, pool.as_str())
-            .and_then(|d| self.0.volumes(api, &d))
+            .and_then(|d| self.0.search(api, &d))
             .map(|v| v.iter().map(Volume::owned).collect()))
     }
     fn volume_by_name(&self, pool: RStr<'_>, name: RStr<'_>) -> PResult<OwnedVol> {
@@ -545,6 +781,28 @@ impl ConnStorage for Storage {
             .0
             .volume("virStorageVolGetPath", pool.as_str(), name.as_str())
             .map(|v| v.ds_path().into()))
+    }
+    fn create_volume(&self, pool: RStr<'_>, xml: RStr<'_>, flags: u32) -> PResult<OwnedVol> {
+        r(self.0.create_volume(pool.as_str(), xml.as_str(), flags))
+    }
+    fn create_volume_from(
+        &self,
+        pool: RStr<'_>,
+        xml: RStr<'_>,
+        from_pool: RStr<'_>,
+        from_name: RStr<'_>,
+        flags: u32,
+    ) -> PResult<OwnedVol> {
+        r(self.0.create_volume_from(
+            pool.as_str(),
+            xml.as_str(),
+            from_pool.as_str(),
+            from_name.as_str(),
+            flags,
+        ))
+    }
+    fn delete_volume(&self, pool: RStr<'_>, name: RStr<'_>, flags: u32) -> PResult<()> {
+        r(self.0.delete_volume(pool.as_str(), name.as_str(), flags))
     }
 }
 

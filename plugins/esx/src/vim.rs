@@ -46,6 +46,10 @@ pub struct ServiceContent {
     pub view_manager: MoRef,
     pub session_manager: MoRef,
     pub search_index: MoRef,
+    /// `VirtualDiskManager` (absent on servers without one).
+    pub virtual_disk_manager: Option<MoRef>,
+    /// `FileManager` (absent on servers without one).
+    pub file_manager: Option<MoRef>,
     /// `HostAgent` (ESX, GSX) or `VirtualCenter`.
     pub api_type: String,
     pub api_version: String,
@@ -219,6 +223,8 @@ impl Session {
             view_manager: need_moref(rv, "viewManager")?,
             session_manager: need_moref(rv, "sessionManager")?,
             search_index: need_moref(rv, "searchIndex")?,
+            virtual_disk_manager: rv.child("virtualDiskManager").and_then(Node::moref),
+            file_manager: rv.child("fileManager").and_then(Node::moref),
             api_type: t("apiType"),
             api_version: t("apiVersion"),
             version: t("version"),

@@ -651,6 +651,59 @@ fn check_storage_and_networks(test: &str, esx: bool) {
         let vp = env.ok(&uri, &["vol-path", "--pool", name, first]);
         assert_eq!(vp.trim(), path);
     }
+    // volume creation and deletion: CreateVirtualDisk_Task / DeleteVirtualDisk_Task, as
+    // the simulator's datastore browser sees them
+    let (ds, _, _, browser) = &datastores[0];
+    let created = env.ok(
+        &uri,
+        &[
+            "vol-create-as",
+            ds,
+            "rvirt-new/disk.vmdk",
+            "64M",
+            "--format",
+            "vmdk",
+        ],
+    );
+    assert!(created.contains("rvirt-new/disk.vmdk"), "{created}");
+    assert!(
+        raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    assert!(
+        env.ok(&uri, &["vol-list", ds])
+            .contains(&format!("[{ds}] rvirt-new/disk.vmdk"))
+    );
+    let out = env.rvirt(
+        &uri,
+        &["-r", "vol-delete", "--pool", ds, "rvirt-new/disk.vmdk"],
+    );
+    assert!(
+        !out.status.success(),
+        "a read-only connection deleted a volume"
+    );
+    assert!(
+        raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    env.ok(&uri, &["vol-delete", "--pool", ds, "rvirt-new/disk.vmdk"]);
+    assert!(
+        !raw.vmdk_files(ds, browser)
+            .contains(&"rvirt-new/disk.vmdk".to_string())
+    );
+    // a format a .vmdk cannot be is refused before the server is asked
+    let out = env.rvirt(
+        &uri,
+        &[
+            "vol-create-as",
+            ds,
+            "rvirt-new/x.qcow2",
+            "1M",
+            "--format",
+            "qcow2",
+        ],
+    );
+    assert!(!out.status.success());
     // a missing pool is libvirt's error
     let out = env.rvirt(&uri, &["pool-info", "NoSuchDS"]);
     assert!(!out.status.success());
@@ -715,6 +768,208 @@ fn vcenter_mode_pools_volumes_and_networks_agree_with_the_api() {
         "vcenter_mode_pools_volumes_and_networks_agree_with_the_api",
         false,
     );
+}
+
+/// `rvirt -c URI ARGS` with `input` on standard input and no auth.conf entry for the host
+/// (the config directory holds an auth.conf for another host only).
+fn rvirt_asked(uri: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("plugins")).unwrap();
+    std::fs::create_dir_all(root.join("config/libvirt")).unwrap();
+    std::fs::write(
+        root.join("config/libvirt/auth.conf"),
+        "[credentials-other]\nusername=x\npassword=y\n\n[auth-esx-192.0.2.1]\ncredentials=other\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        built("librvirt_plugin_esx.so"),
+        root.join("plugins/librvirt_plugin_esx.so"),
+    )
+    .unwrap();
+    let mut child = Command::new(built("rvirt"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", root.join("home"))
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("XDG_RUNTIME_DIR", root)
+        .env("RVIRT_PLUGIN_PATH", root.join("plugins"))
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "$ echo ... | rvirt -c {uri} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the answers' auth file is gone once the connection is open
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rvirt-auth-"))
+        .collect();
+    assert!(left.is_empty(), "an auth file was left behind: {left:?}");
+    out
+}
+
+/// The interactive credential prompt of `rvirt` (issue 18): with no password in any auth
+/// file, `rvirt` asks for the user (when the URI has none) and the password, as virsh
+/// does, and the connection opens with them; a wrong password is the server's refusal,
+/// and no answer at all is the original "no password" error.
+#[test]
+fn rvirt_asks_for_credentials_the_auth_file_lacks() {
+    let test = "rvirt_asks_for_credentials_the_auth_file_lacks";
+    for esx in [true, false] {
+        let Some(sim) = Vcsim::start(test, esx, &[]) else {
+            return;
+        };
+        let mut raw = Raw::new(sim.port);
+        let want: Vec<String> = raw.vms().into_iter().map(|v| v.1).collect();
+        let (with_user, without_user) = if esx {
+            (
+                format!("esx://user@127.0.0.1:{}/?no_verify=1", sim.port),
+                format!("esx://127.0.0.1:{}/?no_verify=1", sim.port),
+            )
+        } else {
+            (
+                format!("vpx://user@127.0.0.1:{}/DC0/DC0_C0?no_verify=1", sim.port),
+                format!("vpx://127.0.0.1:{}/DC0/DC0_C0?no_verify=1", sim.port),
+            )
+        };
+        let names = |out: &Output| {
+            let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        };
+        let mut want_dc: Vec<String> = want.clone();
+        want_dc.sort();
+        // the URI names the user: only the password is asked
+        let out = rvirt_asked(&with_user, &["list", "--all", "--name"], "pass\n");
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Enter user's password for 127.0.0.1: "),
+            "{err}"
+        );
+        assert!(!err.contains("Enter username"), "{err}");
+        let got = names(&out);
+        assert!(
+            !got.is_empty() && got.iter().all(|n| want_dc.contains(n)),
+            "{got:?}"
+        );
+        // no user in the URI: both are asked
+        let out = rvirt_asked(&without_user, &["list", "--all", "--name"], "user\npass\n");
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let default = if esx { "root" } else { "administrator" };
+        assert!(
+            err.contains(&format!("Enter username for 127.0.0.1 [{default}]: ")),
+            "{err}"
+        );
+        assert_eq!(names(&out), got);
+        // a wrong password is refused by the server
+        let out = rvirt_asked(&with_user, &["list", "--all"], "wrong\n");
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot log in"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // nothing to read: the original error names the auth files
+        let out = rvirt_asked(&with_user, &["list", "--all"], "");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no password for user@127.0.0.1"));
+    }
+}
+
+/// The prompt on a terminal (a pty from util-linux's `script`): the password typed after
+/// the prompt is not echoed, and the connection opens with it.
+#[test]
+fn rvirt_reads_the_password_from_a_terminal_without_echo() {
+    use std::io::{Read as _, Write as _};
+    let test = "rvirt_reads_the_password_from_a_terminal_without_echo";
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!(
+            "{test}: FAILED: util-linux's script (the pty) is missing: apt-get install util-linux"
+        );
+        assert!(
+            std::env::var("RVIRT_ALLOW_SKIP").is_ok_and(|v| v == "1"),
+            "script missing"
+        );
+        return;
+    }
+    let secret = "s3cr3t-Qz9";
+    let Some(sim) = Vcsim::start(test, true, &["-pass", secret]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("plugins")).unwrap();
+    std::fs::create_dir_all(root.join("config/libvirt")).unwrap();
+    std::fs::copy(
+        built("librvirt_plugin_esx.so"),
+        root.join("plugins/librvirt_plugin_esx.so"),
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} -c 'esx://user@127.0.0.1:{}/?no_verify=1' list --all --name",
+        built("rvirt").display(),
+        sim.port
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", root.join("home"))
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("XDG_RUNTIME_DIR", root)
+        .env("RVIRT_PLUGIN_PATH", root.join("plugins"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    // type only once the prompt is up (and echo is off)
+    while !String::from_utf8_lossy(&seen).contains("password for 127.0.0.1: ") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{secret}\n").as_bytes()).unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    eprintln!("$ script -qfec \"{cmd}\"\n{text}");
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("ha-host_VM0") && text.contains("ha-host_VM1"),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "the password was echoed: {text}");
 }
 
 // ---------------------------------------------------------------------------------------

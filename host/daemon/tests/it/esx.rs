@@ -215,6 +215,11 @@ fn virsh_esx_pools_volumes_and_networks_through_rvirtd() {
             .filter(|l| !l.is_empty())
             .collect();
         assert_eq!(pools, ["LocalDS_0"], "{isolation}");
+        // the pool type bits of VIR_CONNECT_LIST_STORAGE_POOLS_*: a local datastore is 'dir'
+        let dir = ok(&["pool-list", "--all", "--name", "--type", "dir"]);
+        assert_eq!(dir.trim(), "LocalDS_0", "{isolation}");
+        let netfs = ok(&["pool-list", "--all", "--name", "--type", "netfs"]);
+        assert_eq!(netfs.trim(), "", "{isolation}");
         let xml = ok(&["pool-dumpxml", "LocalDS_0"]);
         assert!(xml.contains("<pool type='dir'>"), "{isolation}: {xml}");
         assert!(xml.contains("govcsim"), "{isolation}: {xml}");
@@ -245,7 +250,31 @@ fn virsh_esx_pools_volumes_and_networks_through_rvirtd() {
             nx.contains("<portgroup name='VM Network'/>"),
             "{isolation}: {nx}"
         );
-        // read-only in API 1.10: refused naming the API and the driver
+        // volumes made, copied and deleted on the datastore (the name is a path in it)
+        let made = format!("rvirt-{}/a.vmdk", isolation);
+        let copy = format!("rvirt-{}/b.vmdk", isolation);
+        ok(&[
+            "vol-create-as",
+            "LocalDS_0",
+            &made,
+            "16M",
+            "--format",
+            "vmdk",
+        ]);
+        ok(&["vol-clone", "--pool", "LocalDS_0", &made, &copy]);
+        let vols = ok(&["vol-list", "LocalDS_0"]);
+        assert!(
+            vols.contains(&made) && vols.contains(&copy),
+            "{isolation}: {vols}"
+        );
+        ok(&["vol-delete", "--pool", "LocalDS_0", &made]);
+        ok(&["vol-delete", "--pool", "LocalDS_0", &copy]);
+        let vols = ok(&["vol-list", "LocalDS_0"]);
+        assert!(
+            !vols.contains(&made) && !vols.contains(&copy),
+            "{isolation}: {vols}"
+        );
+        // what API 1.10 does not carry: refused naming the API and the driver
         let out = virsh(&uri, &["pool-destroy", "LocalDS_0"]);
         assert!(!out.status.success());
         let e = String::from_utf8_lossy(&out.stderr);

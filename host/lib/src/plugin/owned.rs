@@ -1,9 +1,9 @@
 //! Connection-owned storage pools and networks (plugin API 1.10): a plugin connection
 //! whose extension object answers `conn_storage` / `conn_network` serves every storage
 //! (network) call of that connection itself, in place of the host's registries. The host
-//! keeps nothing for such objects: every list and lookup asks the plugin. What the
-//! read-only API of 1.10 does not carry (define, build, start, delete, volume creation,
-//! uploads, ports…) answers libvirt's no-support error naming the API and the driver.
+//! keeps nothing for such objects: every list and lookup asks the plugin. What the API of
+//! 1.10 does not carry (pool define, build, start, delete, wipe, resize, uploads, network
+//! changes, ports…) answers libvirt's no-support error naming the API and the driver.
 
 use super::{LoadedPlugin, abi_uuid, call};
 use crate::{
@@ -116,7 +116,7 @@ impl Owner {
             ErrorCode::NoSupport,
             domain,
             format!(
-                "this function is not supported by the connection driver: {api} (driver '{}' owns the connection's {}, read-only in plugin API 1.10)",
+                "this function is not supported by the connection driver: {api} (driver '{}' owns the connection's {}, not carried by plugin API 1.10)",
                 self.name(),
                 if domain == ErrorDomain::Network {
                     "networks"
@@ -301,20 +301,36 @@ impl StorageService for OwnedStorage {
             })
             .map(|v| vol_id(&v))
     }
-    fn create_volume(&self, _pool: &PoolId, _xml: &str, _flags: u32) -> Result<VolumeId> {
-        self.unsupported("virStorageVolCreateXML")
+    fn create_volume(&self, pool: &PoolId, xml: &str, flags: u32) -> Result<VolumeId> {
+        self.owner
+            .call("virStorageVolCreateXML", || {
+                self.obj.create_volume(s(&pool.name), s(xml), flags)
+            })
+            .map(|v| vol_id(&v))
     }
     fn create_volume_from(
         &self,
-        _pool: &PoolId,
-        _xml: &str,
-        _from: &VolumeId,
-        _flags: u32,
+        pool: &PoolId,
+        xml: &str,
+        from: &VolumeId,
+        flags: u32,
     ) -> Result<VolumeId> {
-        self.unsupported("virStorageVolCreateXMLFrom")
+        self.owner
+            .call("virStorageVolCreateXMLFrom", || {
+                self.obj.create_volume_from(
+                    s(&pool.name),
+                    s(xml),
+                    s(&from.pool),
+                    s(&from.name),
+                    flags,
+                )
+            })
+            .map(|v| vol_id(&v))
     }
-    fn delete_volume(&self, _vol: &VolumeId, _flags: u32) -> Result<()> {
-        self.unsupported("virStorageVolDelete")
+    fn delete_volume(&self, vol: &VolumeId, flags: u32) -> Result<()> {
+        self.owner.call("virStorageVolDelete", || {
+            self.obj.delete_volume(s(&vol.pool), s(&vol.name), flags)
+        })
     }
     fn wipe_volume(&self, _vol: &VolumeId, _algorithm: u32, _flags: u32) -> Result<()> {
         self.unsupported("virStorageVolWipePattern")
