@@ -570,7 +570,19 @@ impl Link {
             // a caller may have read what was there
             let got = match peek(&s.socket, true) {
                 Ok(0) => Err("the daemon closed the connection".to_string()),
-                Ok(_) => self.read_whole(&mut s),
+                // replies go to their callers now, while the role is held: a caller
+                // that takes the role next must find its reply in its channel, not
+                // wait on the socket for it (events and stream packets go after: their
+                // callbacks and flow control must not hold the role)
+                Ok(_) => self.read_whole(&mut s).map(|frames| {
+                    frames
+                        .into_iter()
+                        .filter_map(|f| match f.header.msg_type {
+                            MessageType::Reply => self.route(f, None, false),
+                            _ => Some(f),
+                        })
+                        .collect()
+                }),
                 Err(e) if timed_out(&e) => Ok(Vec::new()),
                 Err(e) => Err(format!("connection to the daemon failed: {e}")),
             };
