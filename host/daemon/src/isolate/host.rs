@@ -7,14 +7,15 @@
 //! daemon stopped it, or died).
 //!
 //! Each connection (the daemon opens one per client connection of this plugin's driver)
-//! is read by a thread of its own, with blocking `poll` and `recv`: a query is answered
-//! on that thread and its reply written from there, so a call costs the process one
-//! wake-up and three system calls, not an epoll wake-up of an I/O worker, a task switch
-//! and a second `epoll_wait` (the async server's path). Everything else is the daemon's
-//! server code: [`server::handle_frame`] decides where a frame goes, other calls run on
-//! the async runtime's blocking pool (so a long call never stops the connection's
-//! reading, and keepalive PINGs are answered meanwhile), replies and events leave
-//! through the connection's [`Outbox`] (whose flush task runs on that runtime).
+//! is read by a thread of its own with a blocking `recv`, outside the async runtime's
+//! reactor: a query is answered on that thread and its reply written from there, so a
+//! call costs the process one wake-up and two system calls, not an epoll wake-up of an
+//! I/O worker, a task switch, a read and a second `epoll_wait` (the async server's path).
+//! Everything else is the daemon's server code: [`server::handle_frame`] decides where
+//! a frame goes, other calls run on the async runtime's blocking pool (so a long call
+//! never stops the connection's reading, and keepalive PINGs are answered meanwhile),
+//! replies and events leave through the connection's [`Outbox`] (`MSG_DONTWAIT` writes;
+//! its flush task on the runtime writes what a full socket did not take).
 
 use crate::client::{self, Client, keepalive_frame};
 use crate::outbox::Outbox;
@@ -151,27 +152,24 @@ async fn accept_loop(
         let id = next_id;
         next_id += 1;
         let peer = crate::access::Peer::of(&stream);
-        // the thread reads from its own handle of the socket; the outbox writes through
-        // the runtime's (the same non-blocking socket)
-        let reading = match stream.into_std().and_then(|s| Ok((s.try_clone()?, s))) {
-            Ok((reading, writing)) => match tokio::net::UnixStream::from_std(writing) {
-                Ok(w) => (reading, w),
-                Err(e) => {
-                    tracing::warn!("cannot serve a connection: {e}");
-                    continue;
-                }
-            },
+        // out of the reactor: the thread reads with blocking `recv` (its receive timeout
+        // paces the keepalive), the outbox writes with `MSG_DONTWAIT`
+        let socket = stream.into_std().and_then(|s| {
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(settings.keepalive_interval))?;
+            Ok((s.try_clone()?, s))
+        });
+        let (reading, writing) = match socket {
+            Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!("cannot serve a connection: {e}");
                 continue;
             }
         };
-        let (reading, writing) = reading;
-        let (_, writer) = writing.into_split();
         let conn = Conn {
             id,
             socket: reading,
-            outbox: Arc::new(Outbox::new(writer)),
+            outbox: Arc::new(Outbox::plain(writing)),
             peer,
             shared: Arc::clone(&shared),
             settings: settings.clone(),
@@ -190,7 +188,8 @@ async fn accept_loop(
 /// One connection of the daemon, served by [`Conn::serve`] on its own thread.
 struct Conn {
     id: u64,
-    /// The thread's handle of the socket (non-blocking, as the runtime's).
+    /// The thread's handle of the socket (blocking, with the keepalive interval as its
+    /// receive timeout).
     socket: UnixStream,
     outbox: Arc<Outbox>,
     peer: crate::access::Peer,
@@ -198,29 +197,6 @@ struct Conn {
     settings: ConnSettings,
     workers: Arc<crate::admin::Workers>,
     runtime: tokio::runtime::Handle,
-}
-
-/// What waiting for the connection's next bytes gave.
-enum Wait {
-    Readable,
-    /// Nothing within the keepalive interval.
-    Quiet,
-}
-
-/// Waits up to `timeout` for `s` to be readable (or closed).
-fn wait_readable(s: &UnixStream, timeout: Duration) -> std::io::Result<Wait> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(s, PollFlags::IN)];
-    let ts = Timespec {
-        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
-        tv_nsec: timeout.subsec_nanos().into(),
-    };
-    match rustix::event::poll(&mut fds, Some(&ts)) {
-        Ok(0) => Ok(Wait::Quiet),
-        Ok(_) => Ok(Wait::Readable),
-        Err(rustix::io::Errno::INTR) => Ok(Wait::Readable),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Bytes one `recv` may take.
@@ -253,27 +229,6 @@ impl Conn {
         let mut last_rx = Instant::now();
         let mut pings = 0u32;
         'conn: loop {
-            match wait_readable(&socket, interval) {
-                Ok(Wait::Readable) => {}
-                Ok(Wait::Quiet) => {
-                    if client.keepalive_enabled() && last_rx.elapsed() >= interval {
-                        if pings >= settings.keepalive_count {
-                            tracing::info!(
-                                client = id,
-                                "keepalive timeout, closing the connection"
-                            );
-                            break 'conn;
-                        }
-                        pings += 1;
-                        client.send(keepalive_frame(protocol::KEEPALIVE_PING));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(client = id, "poll failed: {e}");
-                    break 'conn;
-                }
-            }
             match (&socket).read(&mut scratch) {
                 Ok(0) => {
                     if let Err(e) = frames.finish() {
@@ -286,12 +241,25 @@ impl Conn {
                     last_rx = Instant::now();
                     pings = 0;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // the receive timeout: nothing for a keepalive interval
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if client.keepalive_enabled() && last_rx.elapsed() >= interval {
+                        if pings >= settings.keepalive_count {
+                            tracing::info!(
+                                client = id,
+                                "keepalive timeout, closing the connection"
+                            );
+                            break 'conn;
+                        }
+                        pings += 1;
+                        client.send(keepalive_frame(protocol::KEEPALIVE_PING));
+                    }
                     continue;
                 }
                 Err(e) => {
