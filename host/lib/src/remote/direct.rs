@@ -468,7 +468,7 @@ impl Link {
             match r.fill() {
                 Ok(0) => {
                     let why = self.broke("the daemon closed the connection".into());
-                    return Some(mine.map_or(Err(why), Ok));
+                    return Some(mine.ok_or(why));
                 }
                 Ok(_) => {}
                 // the rest of a frame is on its way: wait for it whatever the deadline
@@ -484,7 +484,7 @@ impl Link {
                 }
                 Err(e) => {
                     let why = self.broke(format!("connection to the daemon failed: {e}"));
-                    return Some(mine.map_or(Err(why), Ok));
+                    return Some(mine.ok_or(why));
                 }
             }
         }
