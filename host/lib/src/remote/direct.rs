@@ -391,10 +391,18 @@ impl Link {
             if calling.0.is_some()
                 && let Some(mut s) = take(&d.reading)
             {
-                // a reply handed over before the role was free
-                let r = match rx.try_recv() {
-                    Ok(Msg::Answer(a)) => Some(a),
-                    _ => self.lead(&mut s, serial, started, limit),
+                // a reply handed over before the role was free, maybe queued behind
+                // hand-overs of the role (each a `Lead`): look past all of them
+                let handed = loop {
+                    match rx.try_recv() {
+                        Ok(Msg::Answer(a)) => break Some(a),
+                        Ok(Msg::Lead) => {}
+                        Err(_) => break None,
+                    }
+                };
+                let r = match handed {
+                    Some(a) => Some(a),
+                    None => self.lead(&mut s, serial, started, limit),
                 };
                 drop(s);
                 self.hand_over(d, 1);
