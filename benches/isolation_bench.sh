@@ -4,6 +4,7 @@
 #
 # usage: benches/isolation_bench.sh        (needs python3-libvirt)
 # env:   PROFILE=release|debug NO_BUILD=1 RVIRT=path/to/rvirt CARGO_TARGET_DIR=...
+#        PER_CALL_ONLY=1: the per-call overhead only (no crash or reload runs)
 set -eu
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT_DIR/target}

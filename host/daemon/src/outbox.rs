@@ -26,10 +26,48 @@ struct Queue {
     closed: bool,
 }
 
+/// The socket an outbox writes to.
+#[derive(Debug)]
+enum Half {
+    /// The write half of a connection the runtime's reactor watches.
+    Async(OwnedWriteHalf),
+    /// A blocking socket no reactor watches (a plugin host's connection thread reads
+    /// it: registering it with the reactor would wake an I/O worker on every frame),
+    /// written with `MSG_DONTWAIT`.
+    Plain(std::os::unix::net::UnixStream),
+}
+
+/// How often the flush task of a [`Half::Plain`] socket retries a full socket.
+const PLAIN_RETRY: Duration = Duration::from_millis(1);
+
+impl Half {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Half::Async(h) => h.try_write(buf),
+            Half::Plain(s) => {
+                use rustix::net::SendFlags;
+                rustix::net::send(s, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
+                    .map_err(io::Error::from)
+            }
+        }
+    }
+
+    /// Waits until the socket may take more bytes.
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Half::Async(h) => h.writable().await,
+            Half::Plain(_) => {
+                tokio::time::sleep(PLAIN_RETRY).await;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The write side of a client connection.
 #[derive(Debug)]
 pub struct Outbox {
-    half: OwnedWriteHalf,
+    half: Half,
     queue: Mutex<Queue>,
     notify: Notify,
     /// Signalled when queued bytes are written or the outbox closes.
@@ -38,6 +76,17 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(half: OwnedWriteHalf) -> Outbox {
+        Outbox::with(Half::Async(half))
+    }
+
+    /// An outbox writing to a blocking socket that no reactor watches: frames are
+    /// written with `MSG_DONTWAIT`; what the socket does not take at once is queued for
+    /// [`Outbox::flush_loop`], which retries every millisecond.
+    pub fn plain(socket: std::os::unix::net::UnixStream) -> Outbox {
+        Outbox::with(Half::Plain(socket))
+    }
+
+    fn with(half: Half) -> Outbox {
         Outbox {
             half,
             queue: Mutex::default(),
@@ -219,5 +268,34 @@ mod tests {
         flusher.await.unwrap();
         assert!(out.is_closed());
         out.send(vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_plain_socket_never_blocks_the_sender_and_keeps_order() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let out = std::sync::Arc::new(Outbox::plain(a));
+        let flusher = {
+            let out = out.clone();
+            tokio::spawn(async move { out.flush_loop().await })
+        };
+        // more than the socket buffer while nobody reads: queued, not blocking
+        let mut expected = Vec::new();
+        for i in 0..64u32 {
+            let frame = vec![i as u8; 64 * 1024];
+            expected.extend_from_slice(&frame);
+            out.send(frame);
+        }
+        let total = expected.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; total];
+            std::io::Read::read_exact(&mut &b, &mut got).unwrap();
+            got
+        });
+        let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(got == expected, "bytes out of order");
+        out.close();
+        flusher.await.unwrap();
     }
 }

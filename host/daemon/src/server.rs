@@ -503,7 +503,7 @@ fn set_socket_buffers(stream: &UnixStream) {
 }
 
 /// What to do after [`handle_frame`].
-enum Route {
+pub(crate) enum Route {
     Continue,
     /// Run this call on the worker pool.
     Offload(Frame),
@@ -512,7 +512,7 @@ enum Route {
 }
 
 /// Handles one frame, except the calls it hands back for the worker pool.
-fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
+pub(crate) fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
     let h = f.header;
     match (h.prog, h.msg_type) {
         (KEEPALIVE_PROGRAM, MessageType::Message) => {

@@ -1496,6 +1496,83 @@ mod tests {
         daemon.join().unwrap();
     }
 
+    /// The race the nudge socket closes: the reader thread, idle, waits in `poll` for the
+    /// socket; a caller's `recv` takes the reply and an event that came with it before
+    /// the reader thread runs, so its `poll` sees nothing and sleeps on. The event must
+    /// still reach its callback at once, though the daemon sends nothing after it.
+    #[test]
+    fn an_event_a_caller_reads_is_delivered_while_the_daemon_stays_silent() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let daemon = fake_daemon(server, |h, _| {
+            match RemoteProcedure::from_number(h.procedure) {
+                Some(RemoteProcedure::AuthList) => ok(h, &AuthListRet { types: vec![0] }),
+                Some(RemoteProcedure::ConnectDomainEventCallbackRegisterAny) => ok(
+                    h,
+                    &ConnectDomainEventCallbackRegisterAnyRet { callback_id: 3 },
+                ),
+                Some(RemoteProcedure::ConnectGetVersion) => {
+                    // the event, then the reply, in one write: the caller reads both
+                    let msg = DomainEventCallbackLifecycleMsg {
+                        callback_id: 3,
+                        msg: DomainEventLifecycleMsg {
+                            dom: NonnullDomain {
+                                name: "vm".into(),
+                                uuid: [7; 16],
+                                id: i32::try_from(h.serial).unwrap(),
+                            },
+                            event: 4,
+                            detail: 0,
+                        },
+                    };
+                    let ev = Header::message(
+                        protocol::REMOTE_PROGRAM,
+                        protocol::REMOTE_VERSION,
+                        RemoteProcedure::DomainEventCallbackLifecycle.number(),
+                    );
+                    let mut out = frame::encode(&ev, &msg).unwrap();
+                    out.extend(
+                        frame::encode(
+                            &h.reply(Status::Ok),
+                            &ConnectGetVersionRet {
+                                hv_ver: h.serial.into(),
+                            },
+                        )
+                        .unwrap(),
+                    );
+                    Some(out)
+                }
+                _ => ok(h, &()),
+            }
+        });
+        let backend = RemoteBackend::over_stream(client, "", false, Keepalive::default()).unwrap();
+        assert!(
+            backend.link.direct.is_some(),
+            "a unix socket reads directly"
+        );
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        backend
+            .subscribe_events(Arc::new(move |e: &DomainEvent| {
+                let _ = lock(&tx).send(e.domain.id);
+            }))
+            .unwrap();
+        for round in 0..40 {
+            // long enough after the last call for the reader thread to watch the socket
+            std::thread::sleep(direct::IDLE * 5);
+            let serial = backend.get_version().unwrap();
+            let id = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| {
+                panic!("round {round}: the event read with the reply was not delivered")
+            });
+            assert_eq!(
+                i64::from(id),
+                i64::try_from(serial).unwrap(),
+                "round {round}"
+            );
+        }
+        drop(backend);
+        daemon.join().unwrap();
+    }
+
     /// A daemon that answers the opening calls, then nothing at all (not even pings).
     fn hung_daemon(sock: UnixStream) -> std::thread::JoinHandle<()> {
         fake_daemon(sock, |h, _| {

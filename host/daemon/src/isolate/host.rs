@@ -5,13 +5,30 @@
 //! code. Its first line on stdout is a JSON object naming the plugin, its version and
 //! API version once the socket accepts connections; it ends when its stdin closes (the
 //! daemon stopped it, or died).
+//!
+//! Each connection (the daemon opens one per client connection of this plugin's driver)
+//! is read by a thread of its own with a blocking `recv`, outside the async runtime's
+//! reactor: a query is answered on that thread and its reply written from there, so a
+//! call costs the process one wake-up and two system calls, not an epoll wake-up of an
+//! I/O worker, a task switch, a read and a second `epoll_wait` (the async server's path).
+//! Everything else is the daemon's server code: [`server::handle_frame`] decides where
+//! a frame goes, other calls run on the async runtime's blocking pool (so a long call
+//! never stops the connection's reading, and keepalive PINGs are answered meanwhile),
+//! replies and events leave through the connection's [`Outbox`] (`MSG_DONTWAIT` writes;
+//! its flush task on the runtime writes what a full socket did not take).
 
-use crate::{client, served, server};
+use crate::client::{self, Client, keepalive_frame};
+use crate::outbox::Outbox;
+use crate::server::{self, ConnSettings, Route};
+use crate::{dispatch, served};
 use anyhow::{Context, Result, bail};
-use std::io::Write;
+use rvirt_wire::FrameDecoder;
+use rvirt_wire::protocol;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the daemon hands a plugin host process.
 #[derive(Debug)]
@@ -76,9 +93,12 @@ pub fn run(args: HostArgs) -> Result<()> {
             keepalive_count: 5,
         };
         let listener = server::bind(&args.socket, 0o600, false)?;
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = server::Server::new(shared, settings, stop_rx, crate::admin::Workers::new(64));
-        let accept = tokio::spawn(Arc::clone(&server).accept_loop(listener));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            shared,
+            settings,
+            crate::admin::Workers::new(64),
+        ));
         let ready = serde_json::json!({
             "name": manifest.name,
             "version": manifest.version,
@@ -110,4 +130,193 @@ pub fn run(args: HostArgs) -> Result<()> {
         accept.abort();
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Accepts the daemon's connections; each is served by a thread of its own.
+async fn accept_loop(
+    listener: server::Listener,
+    shared: Arc<client::Shared>,
+    settings: ConnSettings,
+    workers: Arc<crate::admin::Workers>,
+) {
+    let mut next_id = 1u64;
+    loop {
+        let stream = match listener.listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(socket = %listener.path.display(), "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let peer = crate::access::Peer::of(&stream);
+        // out of the reactor: the thread reads with blocking `recv` (its receive timeout
+        // paces the keepalive), the outbox writes with `MSG_DONTWAIT`
+        let socket = stream.into_std().and_then(|s| {
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(settings.keepalive_interval))?;
+            Ok((s.try_clone()?, s))
+        });
+        let (reading, writing) = match socket {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!("cannot serve a connection: {e}");
+                continue;
+            }
+        };
+        let conn = Conn {
+            id,
+            socket: reading,
+            outbox: Arc::new(Outbox::plain(writing)),
+            peer,
+            shared: Arc::clone(&shared),
+            settings: settings.clone(),
+            workers: Arc::clone(&workers),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("rvirt-conn-{id}"))
+            .spawn(move || conn.serve());
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// One connection of the daemon, served by [`Conn::serve`] on its own thread.
+struct Conn {
+    id: u64,
+    /// The thread's handle of the socket (blocking, with the keepalive interval as its
+    /// receive timeout).
+    socket: UnixStream,
+    outbox: Arc<Outbox>,
+    peer: crate::access::Peer,
+    shared: Arc<client::Shared>,
+    settings: ConnSettings,
+    workers: Arc<crate::admin::Workers>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Bytes one `recv` may take.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Conn {
+    /// Reads and answers frames until the connection closes, then drops the client's
+    /// streams, events and driver connection.
+    fn serve(self) {
+        let Conn {
+            id,
+            socket,
+            outbox,
+            peer,
+            shared,
+            settings,
+            workers,
+            runtime,
+        } = self;
+        let flusher = {
+            let outbox = Arc::clone(&outbox);
+            runtime.spawn(async move { outbox.flush_loop().await })
+        };
+        let client = Arc::new(Client::new(id, false, peer, shared, Arc::clone(&outbox)));
+        tracing::debug!(client = id, "daemon connection");
+        let requests = Arc::new(tokio::sync::Semaphore::new(settings.max_client_requests));
+        let interval = settings.keepalive_interval;
+        let mut frames = FrameDecoder::new();
+        let mut scratch = vec![0u8; READ_CHUNK];
+        let mut last_rx = Instant::now();
+        let mut pings = 0u32;
+        'conn: loop {
+            match (&socket).read(&mut scratch) {
+                Ok(0) => {
+                    if let Err(e) = frames.finish() {
+                        tracing::debug!(client = id, "connection closed mid-frame: {e}");
+                    }
+                    break 'conn;
+                }
+                Ok(n) => {
+                    frames.feed(&scratch[..n]);
+                    last_rx = Instant::now();
+                    pings = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // the receive timeout: nothing for a keepalive interval
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if client.keepalive_enabled() && last_rx.elapsed() >= interval {
+                        if pings >= settings.keepalive_count {
+                            tracing::info!(
+                                client = id,
+                                "keepalive timeout, closing the connection"
+                            );
+                            break 'conn;
+                        }
+                        pings += 1;
+                        client.send(keepalive_frame(protocol::KEEPALIVE_PING));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(client = id, "read failed: {e}");
+                    break 'conn;
+                }
+            }
+            loop {
+                let f = match frames.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(client = id, "closing the connection: {e}");
+                        break 'conn;
+                    }
+                };
+                match server::handle_frame(&client, f) {
+                    Route::Continue => {}
+                    // a full queue stops reading this connection: flow control
+                    Route::Stream(tx, packet) => {
+                        if tx.blocking_send(packet).is_err() {
+                            tracing::debug!(client = id, "dropping a packet of an ended stream");
+                        }
+                    }
+                    Route::Offload(f) => {
+                        // as the async server: at most `max_client_requests` calls of the
+                        // connection and `maxWorkers` of all at once, then stop reading
+                        let Ok(permit) = runtime.block_on(Arc::clone(&requests).acquire_owned())
+                        else {
+                            break 'conn;
+                        };
+                        let Some(worker) = runtime.block_on(workers.acquire()) else {
+                            break 'conn;
+                        };
+                        let client = Arc::clone(&client);
+                        runtime.spawn_blocking(move || {
+                            let _worker = worker;
+                            let reply = dispatch::handle_call(&client, &f.header, &f.payload);
+                            client.send(reply);
+                            crate::streams::start(&client, f.header.serial);
+                            drop(permit);
+                        });
+                    }
+                }
+            }
+            if frames.pending() == 0 && frames.read_buffer().capacity() > 256 * 1024 {
+                *frames.read_buffer() = Vec::new();
+            }
+            if outbox.is_closed() {
+                tracing::debug!(client = id, "output closed, dropping the connection");
+                break 'conn;
+            }
+        }
+        outbox.close();
+        let _ = runtime.block_on(flusher);
+        drop(client.with_streams(|s| s.close()));
+        client.close();
+        tracing::debug!(client = id, "daemon connection closed");
+    }
 }

@@ -16,9 +16,15 @@
 //! it), then takes the role for one frame. Open volume streams turn the direct
 //! path off (their flow control blocks the reader on a full queue, which must never be
 //! a caller's thread).
+//!
+//! Whoever holds the role reads with one blocking `recv` (the socket's receive timeout,
+//! set by [`Direct::new`], bounds the wait so the leader still looks at its deadline and
+//! the keepalive) into a buffer, so a reply costs a single system call, not a `poll` then
+//! a read of the length then one of the rest. The role is never let go with part of a
+//! frame in that buffer, so the reader thread can watch the socket itself.
 
 use super::{Answer, DEADLINE_PREFIX, Link, lock};
-use rvirt_wire::{Frame, MessageType, frame, protocol};
+use rvirt_wire::{Frame, FrameDecoder, MessageType, protocol};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -49,10 +55,27 @@ struct State {
     frames: VecDeque<Frame>,
 }
 
+/// The socket's reading side and the bytes read past the last whole frame (none while
+/// nobody holds the role).
+pub(super) struct Reader {
+    socket: UnixStream,
+    frames: FrameDecoder,
+    scratch: Box<[u8]>,
+}
+
+/// Bytes one `recv` may take (a reply is usually a few hundred).
+const READ_CHUNK: usize = 64 * 1024;
+/// A buffer grown past this for a large frame is given back once it is empty.
+const KEEP_BUFFER: usize = 256 * 1024;
+
+/// The longest a leader's `recv` blocks before it looks at its deadline, its escape
+/// and the keepalive.
+const RECV_TICK: Duration = Duration::from_millis(2);
+
 /// The direct-read state of a unix socket link.
 pub(super) struct Direct {
     /// The reading role: whoever holds it reads frames.
-    reading: Mutex<UnixStream>,
+    reading: Mutex<Reader>,
     /// The reader thread's handle, to wait for data without the role.
     watch: UnixStream,
     state: Mutex<State>,
@@ -62,7 +85,6 @@ pub(super) struct Direct {
     /// thread waits for the socket is delivered at once, not when more data arrives.
     nudge_tx: UnixStream,
     nudge_rx: UnixStream,
-    tick: Duration,
 }
 
 /// See [`with_escape`]: runs the rest of a long wait, given as its argument.
@@ -92,21 +114,6 @@ pub fn with_escape<R>(escape: Escape, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Waits up to `timeout` for `s` to have something to read (or to be closed).
-fn readable(s: &UnixStream, timeout: Duration) -> io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(s, PollFlags::IN)];
-    let ts = Timespec {
-        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
-        tv_nsec: timeout.subsec_nanos().into(),
-    };
-    match rustix::event::poll(&mut fds, Some(&ts)) {
-        Ok(n) => Ok(n > 0),
-        Err(rustix::io::Errno::INTR) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Whether an error is the socket's receive timeout.
 fn timed_out(e: &io::Error) -> bool {
     matches!(
@@ -115,17 +122,30 @@ fn timed_out(e: &io::Error) -> bool {
     )
 }
 
-/// Reads a frame's bytes, riding out the receive timeout in the middle of a frame.
-struct Patient<'a>(&'a UnixStream, &'a Link);
+impl Reader {
+    /// One `recv` into the buffer (blocking up to the receive timeout): `Ok(0)` at the
+    /// end of the stream.
+    fn fill(&mut self) -> io::Result<usize> {
+        let n = (&self.socket).read(&mut self.scratch)?;
+        self.frames.feed(&self.scratch[..n]);
+        Ok(n)
+    }
 
-impl Read for Patient<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match (&mut &*self.0).read(buf) {
-                Err(e) if timed_out(&e) && !self.1.closed.load(Ordering::Acquire) => {}
-                r => return r,
-            }
+    /// Whether part of a frame is in the buffer.
+    fn partial(&self) -> bool {
+        self.frames.pending() > 0
+    }
+
+    /// The next whole frame in the buffer.
+    fn next(&mut self) -> Result<Option<Frame>, String> {
+        let f = self
+            .frames
+            .next_frame()
+            .map_err(|e| format!("connection to the daemon failed: {e}"))?;
+        if !self.partial() && self.frames.read_buffer().capacity() > KEEP_BUFFER {
+            *self.frames.read_buffer() = Vec::new();
         }
+        Ok(f)
     }
 }
 
@@ -144,7 +164,7 @@ fn peek(s: &UnixStream, now: bool) -> io::Result<usize> {
         .map_err(io::Error::from)
 }
 
-fn take(m: &Mutex<UnixStream>) -> Option<MutexGuard<'_, UnixStream>> {
+fn take(m: &Mutex<Reader>) -> Option<MutexGuard<'_, Reader>> {
     match m.try_lock() {
         Ok(g) => Some(g),
         Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -153,16 +173,21 @@ fn take(m: &Mutex<UnixStream>) -> Option<MutexGuard<'_, UnixStream>> {
 }
 
 impl Direct {
-    /// `socket`: a handle of the link's unix socket; `tick`: how often a waiting
-    /// leader looks at its deadline and the keepalive.
+    /// `socket`: a handle of the link's unix socket (its receive timeout is set here:
+    /// every handle of the socket shares it); `tick`: how often a waiting leader looks
+    /// at its deadline and the keepalive (at most [`RECV_TICK`]).
     pub(super) fn new(socket: UnixStream, tick: Duration) -> io::Result<Direct> {
         let (nudge_tx, nudge_rx) = UnixStream::pair()?;
         nudge_tx.set_nonblocking(true)?;
         nudge_rx.set_nonblocking(true)?;
+        socket.set_read_timeout(Some(tick.min(RECV_TICK)))?;
         Ok(Direct {
-            tick,
             watch: socket.try_clone()?,
-            reading: Mutex::new(socket),
+            reading: Mutex::new(Reader {
+                socket,
+                frames: FrameDecoder::new(),
+                scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            }),
             state: Mutex::default(),
             wake: Condvar::new(),
             nudge_tx,
@@ -364,12 +389,20 @@ impl Link {
                 Err(mpsc::TryRecvError::Disconnected) => return closed(),
             }
             if calling.0.is_some()
-                && let Some(s) = take(&d.reading)
+                && let Some(mut s) = take(&d.reading)
             {
-                // a reply handed over before the role was free
-                let r = match rx.try_recv() {
-                    Ok(Msg::Answer(a)) => Some(a),
-                    _ => self.lead(d, &s, serial, started, limit),
+                // a reply handed over before the role was free, maybe queued behind
+                // hand-overs of the role (each a `Lead`): look past all of them
+                let handed = loop {
+                    match rx.try_recv() {
+                        Ok(Msg::Answer(a)) => break Some(a),
+                        Ok(Msg::Lead) => {}
+                        Err(_) => break None,
+                    }
+                };
+                let r = match handed {
+                    Some(a) => Some(a),
+                    None => self.lead(&mut s, serial, started, limit),
                 };
                 drop(s);
                 self.hand_over(d, 1);
@@ -402,60 +435,85 @@ impl Link {
         }
     }
 
-    /// Reads frames with the role held until the reply `serial` comes (or `limit`).
+    /// Reads frames with the role held until the reply `serial` comes (or `limit`), and
+    /// never returns with part of a frame read.
     fn lead(
         &self,
-        d: &Direct,
-        s: &UnixStream,
+        r: &mut Reader,
         serial: u32,
         started: Instant,
         limit: Option<Duration>,
     ) -> Option<Answer> {
+        let mut mine = None;
         loop {
-            if self.closed.load(Ordering::Acquire) {
-                lock(&self.pending).remove(&serial);
-                return Some(Err("the connection to the daemon is closed".to_string()));
-            }
-            if let Some(e) = self.past_deadline(serial, started) {
-                return Some(Err(e));
-            }
-            let mut wait = d.tick;
-            if let Some(deadline) = self.deadline {
-                wait = wait.min(deadline.saturating_sub(started.elapsed()));
-            }
-            if let Some(limit) = limit {
-                let left = limit.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    return None;
-                }
-                wait = wait.min(left);
-            }
-            match readable(s, wait) {
-                Ok(true) => match frame::read_frame(&mut Patient(s, self)) {
+            loop {
+                match r.next() {
                     Ok(Some(f)) => {
                         if let Some(f) = self.route(f, Some(serial), true) {
-                            return Some(Ok(f));
+                            mine = Some(f);
                         }
                     }
-                    Ok(None) => {
-                        return Some(Err(self.broke("the daemon closed the connection".into())));
+                    Ok(None) => break,
+                    Err(why) => return Some(Err(self.broke(why))),
+                }
+            }
+            let partial = r.partial();
+            if !partial {
+                if let Some(f) = mine {
+                    return Some(Ok(f));
+                }
+                if self.closed.load(Ordering::Acquire) {
+                    lock(&self.pending).remove(&serial);
+                    return Some(Err("the connection to the daemon is closed".to_string()));
+                }
+                if let Some(e) = self.past_deadline(serial, started) {
+                    return Some(Err(e));
+                }
+                if limit.is_some_and(|l| started.elapsed() >= l) {
+                    return None;
+                }
+            }
+            match r.fill() {
+                Ok(0) => {
+                    let why = self.broke("the daemon closed the connection".into());
+                    return Some(mine.ok_or(why));
+                }
+                Ok(_) => {}
+                // the rest of a frame is on its way: wait for it whatever the deadline
+                Err(e) if timed_out(&e) && partial => {
+                    if self.closed.load(Ordering::Acquire) {
+                        return Some(Err("the connection to the daemon is closed".to_string()));
                     }
-                    Err(e) => {
-                        return Some(Err(
-                            self.broke(format!("connection to the daemon failed: {e}"))
-                        ));
-                    }
-                },
-                Ok(false) => {
+                }
+                Err(e) if timed_out(&e) => {
                     if let Some(why) = self.check_alive(serial) {
                         return Some(Err(why));
                     }
                 }
                 Err(e) => {
-                    return Some(Err(
-                        self.broke(format!("connection to the daemon failed: {e}"))
-                    ));
+                    let why = self.broke(format!("connection to the daemon failed: {e}"));
+                    return Some(mine.ok_or(why));
                 }
+            }
+        }
+    }
+
+    /// Reads with the role held until at least one whole frame has come and no part of
+    /// one is left (the reader thread, once the socket is readable).
+    fn read_whole(&self, r: &mut Reader) -> Result<Vec<Frame>, String> {
+        let mut frames = Vec::new();
+        loop {
+            while let Some(f) = r.next()? {
+                frames.push(f);
+            }
+            if !frames.is_empty() && !r.partial() {
+                return Ok(frames);
+            }
+            match r.fill() {
+                Ok(0) => return Err("the daemon closed the connection".to_string()),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) && !self.closed.load(Ordering::Acquire) => {}
+                Err(e) => return Err(format!("connection to the daemon failed: {e}")),
             }
         }
     }
@@ -514,26 +572,35 @@ impl Link {
             if lock(&d.state).callers > 0 {
                 continue;
             }
-            let Some(s) = take(&d.reading) else {
+            let Some(mut s) = take(&d.reading) else {
                 continue;
             };
             // a caller may have read what was there
-            let got = match peek(&s, true) {
+            let got = match peek(&s.socket, true) {
                 Ok(0) => Err("the daemon closed the connection".to_string()),
-                Ok(_) => match frame::read_frame(&mut Patient(&s, self)) {
-                    Ok(Some(f)) => Ok(Some(f)),
-                    Ok(None) => Err("the daemon closed the connection".to_string()),
-                    Err(e) => Err(format!("connection to the daemon failed: {e}")),
-                },
-                Err(e) if timed_out(&e) => Ok(None),
+                // replies go to their callers now, while the role is held: a caller
+                // that takes the role next must find its reply in its channel, not
+                // wait on the socket for it (events and stream packets go after: their
+                // callbacks and flow control must not hold the role)
+                Ok(_) => self.read_whole(&mut s).map(|frames| {
+                    frames
+                        .into_iter()
+                        .filter_map(|f| match f.header.msg_type {
+                            MessageType::Reply => self.route(f, None, false),
+                            _ => Some(f),
+                        })
+                        .collect()
+                }),
+                Err(e) if timed_out(&e) => Ok(Vec::new()),
                 Err(e) => Err(format!("connection to the daemon failed: {e}")),
             };
             drop(s);
             match got {
-                Ok(Some(f)) => {
-                    self.route(f, None, false);
+                Ok(frames) => {
+                    for f in frames {
+                        self.route(f, None, false);
+                    }
                 }
-                Ok(None) => {}
                 Err(why) => break why,
             }
             self.hand_over(d, 0);
