@@ -623,6 +623,12 @@ mod guard {
                         }
                         return Ok(ret);
                     }
+                    let hooks = self.engine.hooks_active();
+                    if !checking && !hooks {
+                        // nothing looks at the object: a define's XML is parsed once, by
+                        // the driver
+                        return call(p, payload);
+                    }
                     let obj = if target == Target::MigrationXml {
                         migration_object(p, payload)
                     } else {
@@ -634,7 +640,7 @@ mod guard {
                         }
                     }
                     match obj {
-                        Some(obj) if self.engine.hooks_active() => self.hooked(&obj, payload, call),
+                        Some(obj) if hooks => self.hooked(&obj, payload, call),
                         _ => call(p, payload),
                     }
                 }

@@ -112,6 +112,14 @@ pub struct Config {
     pub plugin_isolation: Option<Isolation>,
     /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
     pub plugins: std::collections::BTreeMap<String, PluginConfig>,
+    /// libvirtd.conf's `log_filters`: `"LEVEL:NAME ..."` (1 debug, 2 info, 3 warning,
+    /// 4 error; NAME a module path prefix such as `rvirtd::server`). Unset: none
+    /// (`RUST_LOG` decides).
+    pub log_filters: Option<String>,
+    /// libvirtd.conf's `log_outputs`: `"LEVEL:stderr"`, `"LEVEL:file:PATH"`,
+    /// `"LEVEL:syslog:IDENT"` (the local syslog socket, `/dev/log`) or `"LEVEL:journald"`
+    /// (journald's native socket), several separated by spaces. Unset: stderr.
+    pub log_outputs: Option<String>,
 }
 
 /// The plugin that runs in the daemon unless configured otherwise: the built-in test
@@ -240,6 +248,8 @@ impl Default for Config {
             tls_allowed_dn_list: None,
             plugin_isolation: None,
             plugins: Default::default(),
+            log_filters: None,
+            log_outputs: None,
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Everything here is synchronous and may block in a driver. [`is_inline`] names the
 //! calls that never touch a driver (answered by the connection's task), [`is_quick`] the
-//! queries (run under `block_in_place`), and the rest runs on the blocking pool: a driver
-//! call never runs on a thread that owns the reactor.
+//! queries and [`is_short_change`] definition changes (placed by `placement.rs`: on the I/O
+//! worker, or under `block_in_place` once seen slow), and the rest runs on the blocking
+//! pool.
 
 use crate::client::Client;
 use crate::served::ServedError;
@@ -94,6 +95,24 @@ pub fn is_quick(procedure: i32) -> bool {
     P::from_number(procedure).is_some_and(|p| {
         p.access() == Access::ReadOnly && !matches!(p, P::ConnectOpen | P::ConnectClose)
     })
+}
+
+/// State changes that only touch a definition (parse, validate, store: no guest is
+/// started or stopped): `define` and `undefine` of a domain. Their own work is a few tens
+/// of microseconds on the test driver, less than handing them to the blocking pool and
+/// the reply back (four thread switches a call), so they are placed as queries are
+/// (`placement.rs`): on the I/O worker unless the procedure was seen to be slow (a driver
+/// that writes and syncs a file on a slow disk, a hook script) or a call is stuck there.
+pub fn is_short_change(procedure: i32) -> bool {
+    matches!(
+        P::from_number(procedure),
+        Some(
+            P::DomainDefineXml
+                | P::DomainDefineXmlFlags
+                | P::DomainUndefine
+                | P::DomainUndefineFlags
+        )
+    )
 }
 
 /// Whether a read-only connection may make this call. Decided by the procedure table's

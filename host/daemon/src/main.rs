@@ -114,6 +114,13 @@ fn main() -> Result<()> {
         Some(path) => Config::load(path, true)?,
         None => Config::load(&layout.config_file, false)?,
     };
+    // libvirtd.conf's log settings; the admin program changes them at run time
+    if let Some(outputs) = &config.log_outputs {
+        logging::set_outputs(outputs).context("invalid 'log_outputs' in the configuration")?;
+    }
+    if let Some(filters) = &config.log_filters {
+        logging::set_filters(filters).context("invalid 'log_filters' in the configuration")?;
+    }
     if let Some(uri) = args.default_uri {
         config.default_uri = uri;
     }

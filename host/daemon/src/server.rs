@@ -526,7 +526,7 @@ pub(crate) fn handle_frame(client: &Arc<Client>, f: Frame) -> Route {
         {
             if dispatch::is_inline(h.procedure) {
                 client.send(dispatch::handle_call(client, &h, &f.payload));
-            } else if dispatch::is_quick(h.procedure) {
+            } else if dispatch::is_quick(h.procedure) || dispatch::is_short_change(h.procedure) {
                 // a short driver call: on this worker, or under block_in_place when it may
                 // be long (`placement.rs`); either way the reply needs no thread hand-off
                 let remote = client.remote_driver.load(Ordering::Relaxed);

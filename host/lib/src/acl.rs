@@ -405,6 +405,11 @@ impl Checker {
     }
 
     #[inline(always)]
+    pub(crate) fn identity(&self, _xml: &str, _hooks: &[Hook]) -> (String, Option<uuid::Uuid>) {
+        (String::new(), None)
+    }
+
+    #[inline(always)]
     pub(crate) fn hooks_at(&self, _hook: Hook) -> bool {
         false
     }

@@ -234,7 +234,8 @@ impl Connection {
     /// `virDomainDefineXMLFlags`.
     pub fn define_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
         self.writable("virDomainDefineXML")?;
-        let (name, uuid) = crate::acl::xml_identity(xml);
+        // parsed here only for a policy or a define hook: the driver parses it anyway
+        let (name, uuid) = self.acl.identity(xml, &[Hook::Define]);
         let obj = Object::Domain { name: &name, uuid };
         self.acl.require(P::DomainDefineXmlFlags, obj)?;
         match self.acl.hook_before(Hook::Define, obj, Some(xml))? {
@@ -256,7 +257,7 @@ impl Connection {
     /// `virDomainCreateXML`: create and start a transient domain.
     pub fn create_xml(&self, xml: &str, flags: u32) -> Result<Domain> {
         self.writable("virDomainCreateXML")?;
-        let (name, uuid) = crate::acl::xml_identity(xml);
+        let (name, uuid) = self.acl.identity(xml, &[Hook::Prepare, Hook::Start]);
         let obj = Object::Domain { name: &name, uuid };
         self.acl.require(P::DomainCreateXml, obj)?;
         let amended = self.acl.hook_before(Hook::Prepare, obj, Some(xml))?;

@@ -209,6 +209,19 @@ impl crate::acl::Checker {
         }
     }
 
+    /// `<name>` and `<uuid>` of a definition, parsed only when something will look at
+    /// them (access checks, or a hook at one of `hooks`); empty otherwise.
+    pub(crate) fn identity(&self, xml: &str, hooks: &[Hook]) -> (String, Option<uuid::Uuid>) {
+        let wanted = self.guard.as_ref().is_some_and(|g| {
+            g.engine.access_active() || hooks.iter().any(|&h| g.engine.hooks_at(Guard::point(h)))
+        });
+        if wanted {
+            crate::acl::xml_identity(xml)
+        } else {
+            (String::new(), None)
+        }
+    }
+
     pub(crate) fn hooks_at(&self, hook: Hook) -> bool {
         self.guard
             .as_ref()

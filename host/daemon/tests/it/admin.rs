@@ -271,15 +271,135 @@ fn virt_admin_manages_servers_clients_and_logs() {
         assert!(t0.elapsed() < Duration::from_secs(5), "file log missing");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // libvirt's journald output does not exist here: refused, nothing changes
+    // no terminal: not one colour code in the log
+    assert!(!d.log().contains('\x1b'), "escape codes in {}", d.log());
+    assert!(
+        !std::fs::read_to_string(&file).unwrap().contains('\x1b'),
+        "escape codes in the file output"
+    );
+
+    // syslog and journald, at the sockets a system has (`/dev/log` and journald's native
+    // socket), under the daemon's --root; fakes bound here read what the daemon sends
+    let bind = |rel: &str| {
+        let path = d.root.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let s = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    };
+    // a message containing `needle`, within 5 s of virsh calls
+    let received = |sock: &std::os::unix::net::UnixDatagram, needle: &str| -> Vec<u8> {
+        let t0 = Instant::now();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            assert!(t0.elapsed() < Duration::from_secs(5), "no {needle:?} sent");
+            let o = Command::new("virsh")
+                .args(["-c", &d.uri(), "list"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+            while let Ok(n) = sock.recv(&mut buf) {
+                let msg = &buf[..n];
+                if String::from_utf8_lossy(msg).contains(needle) {
+                    return msg.to_vec();
+                }
+            }
+        }
+    };
+    // refused while nothing listens, and nothing changes
     let o = Command::new("virt-admin")
-        .args(["-c", &admin_uri(&d), "daemon-log-outputs", "1:journald"])
+        .args([
+            "-c",
+            &admin_uri(&d),
+            "daemon-log-outputs",
+            "1:syslog:rvirtd",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not supported"),
+        String::from_utf8_lossy(&o.stderr).contains("syslog socket"),
         "{}",
         text(&o)
     );
+    let syslog = bind("dev/log");
+    virt_admin(&d, &["daemon-log-outputs", "1:syslog:rvirtd"]);
+    let o = virt_admin(&d, &["daemon-log-outputs"]);
+    assert!(out(&o).contains("1:syslog:rvirtd"), "{}", text(&o));
+    let msg = String::from_utf8(received(&syslog, "client connected")).unwrap();
+    // facility daemon (3) x 8 + debug (7); the receiver adds the time
+    assert!(
+        msg.starts_with(&format!("<31>rvirtd[{}]: ", d.pid())),
+        "{msg:?}"
+    );
+    assert!(!msg.contains('\x1b') && !msg.ends_with('\n'), "{msg:?}");
+
+    let journal = bind("run/systemd/journal/socket");
+    virt_admin(&d, &["daemon-log-outputs", "2:stderr 1:journald"]);
+    let o = virt_admin(&d, &["daemon-log-outputs"]);
+    assert!(out(&o).contains("2:stderr 1:journald"), "{}", text(&o));
+    let msg = String::from_utf8(received(&journal, "client connected")).unwrap();
+    for field in [
+        "\nPRIORITY=7\n",
+        "\nSYSLOG_IDENTIFIER=rvirtd\n",
+        &format!("\nSYSLOG_PID={}\n", d.pid()),
+        "\nRVIRT_TARGET=rvirtd::server\n",
+    ] {
+        assert!(msg.contains(field), "{field:?} missing in {msg:?}");
+    }
+    assert!(
+        msg.starts_with("MESSAGE=") && !msg.contains('\x1b'),
+        "{msg:?}"
+    );
+    // syslog is no longer an output
+    let mut buf = [0u8; 4096];
+    while syslog.recv(&mut buf).is_ok() {}
+    let o = Command::new("virsh")
+        .args(["-c", &d.uri(), "list"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(syslog.recv(&mut buf).is_err(), "syslog still written");
+
+    // an output libvirt does not have
+    let o = Command::new("virt-admin")
+        .args(["-c", &admin_uri(&d), "daemon-log-outputs", "1:fluentd"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+}
+
+/// `log_filters` and `log_outputs` of rvirtd.toml (libvirtd.conf's names and syntax) apply
+/// from the start.
+#[test]
+fn log_settings_of_the_config_file() {
+    if missing("virt-admin", Command::new("virt-admin").arg("--version")) {
+        return;
+    }
+    let d = Daemon::start_logged_with_config(
+        "log_filters = \"1:rvirtd::server\"\nlog_outputs = \"1:stderr\"\n",
+    );
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(d.root.path().join("run/rvirt-admin-sock"))
+        .is_err()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no admin socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = virt_admin(&d, &["daemon-log-outputs"]);
+    assert!(out(&o).contains("1:stderr"), "{}", text(&o));
+    let o = virt_admin(&d, &["daemon-log-filters"]);
+    assert!(out(&o).contains("1:rvirtd::server"), "{}", text(&o));
+    let o = Command::new("virsh")
+        .args(["-c", &d.uri(), "list"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = Instant::now();
+    while !d.log().contains("client connected") {
+        assert!(t0.elapsed() < Duration::from_secs(5), "log: {}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!d.log().contains('\x1b'), "escape codes in {}", d.log());
 }
