@@ -463,6 +463,7 @@ impl Driver {
             events_applied: 0,
             deleted: Default::default(),
             unplugged_vcpus: Default::default(),
+            next_node: 0,
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));
