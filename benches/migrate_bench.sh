@@ -9,6 +9,7 @@
 # usage: benches/migrate_bench.sh   (needs python3-libvirt, qemu-system-x86, qemu-utils
 #                                    and the shared test guest)
 # env:   RUNS=5 PROFILE=debug|release NO_BUILD=1 NO_LIBVIRTD=1 GUEST=/path/to/guest
+#        ISOLATION=in-process|process (rvirtd's plugin_isolation; its default: process)
 #        BENCH_DIR=/work/shared/bench CARGO_TARGET_DIR=...
 set -eu
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +31,10 @@ BIN="$TARGET/$PROFILE"
 PIDS=""
 for side in a b; do
     mkdir -p "$OUT/$side"
+    if [ -n "${ISOLATION:-}" ]; then
+        mkdir -p "$OUT/$side/etc/rvirt"
+        echo "plugin_isolation = \"$ISOLATION\"" >"$OUT/$side/etc/rvirt/rvirtd.toml"
+    fi
     RUST_LOG=warn RVIRT_PLUGIN_PATH="$BIN" "$BIN/rvirtd" --root "$OUT/$side" 2>"$OUT/$side.log" &
     PIDS="$PIDS $!"
 done

@@ -2,7 +2,7 @@
 """Internal snapshot create / revert and live disk hot-plug latency of a running guest
 through a libvirt-protocol daemon (rvirtd or libvirtd, in the same run).
 
-usage: snapshot_bench.py --guest DIR [--uri NAME=URI ...] [--runs N] [--floor]
+usage: snapshot_bench.py --guest DIR [--uri NAME=URI ...] [--runs N] [--floor] [--hotplug-only]
 
 The domain: the shared test guest (256 MiB, 1 vCPU, TCG, qcow2 copy of disk.raw, serial to
 a file), booted until GUEST-READY, then idle. Per URI, each run:
@@ -12,6 +12,7 @@ a file), booted until GUEST-READY, then idle. Per URI, each run:
   delete_ms   snapshot.delete()
   attach_ms   dom.attachDeviceFlags(<disk> qcow2 vdb, AFFECT_LIVE) (= virsh attach-disk --live)
   detach_ms   dom.detachDeviceFlags(same, AFFECT_LIVE) until it returns (the guest let go)
+With --hotplug-only each run is the attach and detach alone (no snapshots, no floor).
 Floor (--floor): QEMU started by hand (save_bench.py's command line) and driven over QMP:
   create_ms  stop + snapshot-save job, query-jobs every ms until concluded + cont
   revert_ms  stop + snapshot-load job, likewise + cont
@@ -99,7 +100,21 @@ def qemu_pid(disk):
     return found[0] if len(found) == 1 else None
 
 
-def bench_uri(label, uri, guest, runs, tmp):
+def attach_detach(dom, extra, label, attaches, detaches):
+    live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    t0 = time.perf_counter()
+    dom.attachDeviceFlags(disk_xml(extra), live)
+    attaches.append(ms(t0))
+    time.sleep(1)
+    t0 = time.perf_counter()
+    dom.detachDeviceFlags(disk_xml(extra), live)
+    detaches.append(ms(t0))
+    if "vdb" in dom.XMLDesc(0):
+        raise SystemExit(f"{label}: vdb still attached after detach")
+    time.sleep(0.5)
+
+
+def bench_uri(label, uri, guest, runs, tmp, snapshots=True):
     conn = libvirt.open(uri)
     name = f"snapbench-{os.getpid()}"
     disk = os.path.join(tmp, f"{label}.qcow2")
@@ -112,7 +127,6 @@ def bench_uri(label, uri, guest, runs, tmp):
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", extra, "16M"], check=True)
     dom = conn.defineXML(dom_xml(name, guest, disk, serial))
     out = {"label": label, "uri": uri, "runs": runs}
-    live = libvirt.VIR_DOMAIN_AFFECT_LIVE
     try:
         dom.create()
         wait_ready(serial)
@@ -120,6 +134,9 @@ def bench_uri(label, uri, guest, runs, tmp):
         creates, reverts, deletes, attaches, detaches = [], [], [], [], []
         kept = True
         for i in range(runs):
+            if not snapshots:
+                attach_detach(dom, extra, label, attaches, detaches)
+                continue
             t0 = time.perf_counter()
             snap = dom.snapshotCreateXML(f"<domainsnapshot><name>s{i}</name></domainsnapshot>", 0)
             creates.append(ms(t0))
@@ -136,21 +153,15 @@ def bench_uri(label, uri, guest, runs, tmp):
             snap.delete(0)
             deletes.append(ms(t0))
             time.sleep(0.3)
-            t0 = time.perf_counter()
-            dom.attachDeviceFlags(disk_xml(extra), live)
-            attaches.append(ms(t0))
-            time.sleep(1)
-            t0 = time.perf_counter()
-            dom.detachDeviceFlags(disk_xml(extra), live)
-            detaches.append(ms(t0))
-            if "vdb" in dom.XMLDesc(0):
-                raise SystemExit(f"{label}: vdb still attached after detach")
-            time.sleep(0.5)
+            attach_detach(dom, extra, label, attaches, detaches)
+        if snapshots:
+            out.update(
+                create_ms=med(creates),
+                revert_ms=med(reverts),
+                delete_ms=med(deletes),
+                qemu_pid_kept=kept,
+            )
         out.update(
-            create_ms=med(creates),
-            revert_ms=med(reverts),
-            delete_ms=med(deletes),
-            qemu_pid_kept=kept,
             attach_ms=med(attaches),
             detach_ms=med(detaches),
         )
@@ -224,14 +235,18 @@ def main():
     ap.add_argument("--uri", action="append", default=[], help="NAME=URI")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--floor", action="store_true")
+    ap.add_argument(
+        "--hotplug-only", action="store_true", help="only attach_ms and detach_ms (no snapshots)"
+    )
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="snap-bench-")
     os.chmod(tmp, 0o755)
     try:
         for spec in a.uri:
             label, uri = spec.split("=", 1)
-            print(json.dumps(bench_uri(label, uri, a.guest, a.runs, tmp)), flush=True)
-        if a.floor:
+            out = bench_uri(label, uri, a.guest, a.runs, tmp, not a.hotplug_only)
+            print(json.dumps(out), flush=True)
+        if a.floor and not a.hotplug_only:
             print(json.dumps(bench_floor(a.guest, a.runs, tmp)), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -100,6 +100,10 @@ pub(super) struct Run {
     /// The vCPU ids unplugged from this TCG QEMU: QEMU 7.2 dies when one is plugged
     /// again, so that is refused.
     pub(super) unplugged_vcpus: HashSet<String>,
+    /// The `N` the next hot-plugged disk's `libvirt-N-*` block nodes get: 0 until the
+    /// first hot-plug asked QEMU (`query-named-block-nodes`), then counted here, so later
+    /// plugs skip that round trip (only hot-plug names such nodes in a running QEMU).
+    pub(super) next_node: u32,
 }
 
 pub(super) struct Dom {

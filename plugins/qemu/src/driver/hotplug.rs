@@ -230,7 +230,15 @@ impl Driver {
         if live {
             let live_def = live_def.expect("an active domain has a live definition");
             let (q, generation) = self.running(uuid)?;
-            let plan = command::hotplug_disk(&live_def, &disk, next_node(&q)?)?;
+            let known = self
+                .lock()
+                .doms
+                .get(&uuid)
+                .and_then(|d| d.run.as_ref())
+                .filter(|r| r.generation == generation)
+                .map_or(0, |r| r.next_node);
+            let node = if known > 0 { known } else { next_node(&q)? };
+            let plan = command::hotplug_disk(&live_def, &disk, node)?;
             if let Some(src) = disk
                 .child("source")
                 .and_then(|s| s.attr("file").or_else(|| s.attr("dev")))
@@ -242,6 +250,19 @@ impl Driver {
                 )));
             }
             let mut added: Vec<String> = Vec::new();
+            {
+                // taken whether the plug succeeds or not: a failed one may have left a
+                // node QEMU refused to delete
+                let mut st = self.lock();
+                if let Some(run) = st
+                    .doms
+                    .get_mut(&uuid)
+                    .and_then(|d| d.run.as_mut())
+                    .filter(|r| r.generation == generation)
+                {
+                    run.next_node = node + 1;
+                }
+            }
             let plugged = (|| -> Result<()> {
                 for node in &plan.blockdevs {
                     q.execute("blockdev-add", Some(node.clone()))?;

@@ -41,8 +41,11 @@ pub(super) struct Incoming {
 
 /// Waits until QEMU has read the whole incoming stream: its run state leaves `inmigrate`
 /// (and, when the guest is to run, `cont` sent at start has made it `running`).
+/// Asked every millisecond for the first seconds (a restore returning up to 20 ms after
+/// QEMU is done was most of its time over QEMU's own), less often after.
 fn wait_incoming(qmp: &Qmp, paused: bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(600);
     let mut pause = Duration::from_millis(1);
     loop {
         let st = qmp.execute("query-status", None)?;
@@ -72,7 +75,9 @@ fn wait_incoming(qmp: &Qmp, paused: bool) -> Result<()> {
             });
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        if t0.elapsed() > Duration::from_secs(2) {
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 }
 
@@ -465,6 +470,7 @@ impl Driver {
             events_applied: 0,
             deleted: Default::default(),
             unplugged_vcpus: Default::default(),
+            next_node: 0,
         };
         if let Err(e) = self.write_status(&def, persistent, dstate, dreason, &run) {
             return Err(fail(&mut child, e));

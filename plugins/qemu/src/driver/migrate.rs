@@ -554,6 +554,10 @@ impl Driver {
     /// The mirrors cancelled (a ready mirror's copy stays complete) and their NBD nodes
     /// removed.
     fn end_mirrors(q: &Qmp, started: &[(String, String)]) {
+        if started.is_empty() {
+            // shared storage: no `query-block-jobs` round trip while the guest is paused
+            return;
+        }
         for (job, _) in started {
             let _ = q.execute(
                 "block-job-cancel",
@@ -879,11 +883,13 @@ impl Driver {
                 stop(&job);
                 return Err(e.into());
             }
+            // the guest runs from QEMU's answer on (the state and status file follow)
+            let resumed_us = unix_us();
             self.running_migrated(uuid, generation, q.events_read());
             if let Some(t) = stopped_at {
                 // the guest's pause: from the source's stop to this resume (`domjobinfo
                 // --completed` on the destination: an incoming migration's downtime)
-                let down_ms = unix_us().saturating_sub(t) / 1000;
+                let down_ms = resumed_us.saturating_sub(t) / 1000;
                 let mut st = self.lock();
                 let r = st.job_stats.entry(uuid).or_default();
                 r.operation = OPERATION_MIGRATION_IN;
@@ -1020,10 +1026,13 @@ impl Driver {
 }
 
 /// Waits until the destination QEMU has read the whole stream (its run state leaves
-/// `inmigrate`); an error names the state it ended in.
+/// `inmigrate`); an error names the state it ended in. Asked every millisecond: the
+/// guest is paused until this returns, and the source's completion usually comes a few
+/// milliseconds before the destination's (a wait backing off to 10 ms added up to that
+/// much to the guest's pause).
 fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
     let deadline = Instant::now() + FINISH_WAIT;
-    let mut pause = Duration::from_millis(1);
+    let pause = Duration::from_millis(1);
     loop {
         let st = q.execute("query-status", None).map_err(|e| e.to_string())?;
         let status = st["status"].as_str().unwrap_or("");
@@ -1043,7 +1052,6 @@ fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
             ));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 

@@ -416,6 +416,7 @@ impl Driver {
             events_applied: 0,
             deleted: Default::default(),
             unplugged_vcpus: Default::default(),
+            next_node: 0,
         };
         let entry = st.doms.entry(uuid).or_insert_with(|| Dom {
             def,

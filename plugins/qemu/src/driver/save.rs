@@ -5,13 +5,14 @@
 //! form of the live definition, with secrets) and free room up to `data_offset`, then
 //! QEMU's migration stream to the end of the file. The header is the magic (16 bytes),
 //! the format version, whether the guest was running (u32 each, little-endian), the XML
-//! length (u32) and `data_offset` (u64). A save writes [`MAGIC_PARTIAL`] first and
-//! replaces it with [`MAGIC`] once the stream is complete and synced: an interrupted save
-//! leaves an image no restore accepts.
+//! length (u32) and `data_offset` (u64). A save writes the image under a temporary name
+//! beside its path with [`MAGIC_PARTIAL`] first, replaces that with [`MAGIC`] once the
+//! stream is complete, syncs it and renames it over the path: an interrupted save leaves
+//! the earlier image (if any) whole and no image a restore takes for complete.
 //!
-//! The stream comes from QEMU's `migrate` to a unix socket of ours (QEMU 7.2 has no
-//! `file:` migration), copied into the file past the header by a thread that sees its
-//! end; a restore hands QEMU the image's descriptor, positioned at `data_offset`, as
+//! The stream comes from QEMU's `migrate fd:` on the image's own descriptor (`getfd`;
+//! QEMU 7.2 has no `file:` migration): QEMU writes past the header itself, while a thread
+//! of ours starts the write-back of what landed; a restore hands QEMU the image's descriptor, positioned at `data_offset`, as
 //! `-incoming fd:N`, so QEMU reads the file directly.
 
 use super::domains::{Stopping, mkdir_private};
@@ -26,45 +27,61 @@ use serde_json::{Value, json};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Bytes the save copier writes before it asks the kernel to start writing them back.
+/// Bytes QEMU writes into the image before their write-back is started.
 const WRITEBACK_STEP: u64 = 16 << 20;
 
-/// Copies `from` to its end into `file` (at its position), starting the write-back of
-/// every [`WRITEBACK_STEP`] bytes as they land (`sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`: no waiting), so the disk works while QEMU streams and the
-/// final `fdatasync` has little left to do. Returns the bytes copied.
-fn copy_with_writeback(from: &mut impl Read, file: &mut File) -> std::io::Result<u64> {
+/// Follows the image `file` while QEMU writes its stream into it (through its own copy
+/// of the descriptor) and starts the write-back of every [`WRITEBACK_STEP`] bytes as they
+/// land (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`: no waiting), so the disk works
+/// while QEMU streams and the final `fdatasync` has little left to do. Ends once `done`
+/// is set.
+fn follow_writeback(file: &File, from: u64, done: &std::sync::atomic::AtomicBool) {
     use std::os::fd::AsRawFd;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = file.stream_position()?;
-    let mut flushed = pos;
-    let mut n = 0u64;
-    loop {
-        let got = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    use std::sync::atomic::Ordering;
+    let mut flushed = from;
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(2));
+        let Ok(len) = file.metadata().map(|m| m.len()) else {
+            return;
         };
-        file.write_all(&buf[..got])?;
-        pos += got as u64;
-        n += got as u64;
-        if pos - flushed >= WRITEBACK_STEP {
-            if let (Ok(off), Ok(len)) = (i64::try_from(flushed), i64::try_from(pos - flushed)) {
-                // SAFETY: `file` is open for the call; sync_file_range reads no memory of
-                // this process. Best effort: a failure leaves the work to the final sync.
-                let _ = unsafe {
-                    libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE)
-                };
-            }
-            flushed = pos;
+        if len.saturating_sub(flushed) < WRITEBACK_STEP {
+            continue;
         }
+        if let (Ok(off), Ok(n)) = (i64::try_from(flushed), i64::try_from(len - flushed)) {
+            // SAFETY: `file` is open for the call; sync_file_range reads no memory of
+            // this process. Best effort: a failure leaves the work to the final sync.
+            let _ = unsafe {
+                libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE)
+            };
+        }
+        flushed = len;
     }
-    Ok(n)
+}
+
+/// Where a save image for `path` is written before it is complete: beside the path the
+/// symlink names, if it is one (the rename then replaces the file it points to).
+fn save_temp(path: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = real
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    (real, tmp)
 }
 
 /// The magic of a complete image.
@@ -412,18 +429,22 @@ impl Driver {
             was_running
         };
         let header = Header::new(resume_after, xml);
+        // Written beside its path and renamed over it once complete: an earlier image at
+        // the path stays whole until then, and its blocks are freed off the save's path.
+        let (real, tmp) = save_temp(path);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(io("create save image", path))?;
-        file.write_all(&header.encode(MAGIC_PARTIAL))
-            .map_err(io("write save image", path))?;
+            .open(&tmp)
+            .map_err(io("create save image", &tmp))?;
         let remove_image = || {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&tmp);
         };
+        if let Err(e) = file.write_all(&header.encode(MAGIC_PARTIAL)) {
+            remove_image();
+            return Err(io("write save image", &tmp)(e));
+        }
         // The guest stops before its memory goes to the file, as libvirt's save.
         if was_running {
             if let Err(e) = q.execute("stop", None) {
@@ -439,10 +460,7 @@ impl Driver {
             );
             self.emit(e);
         }
-        let sock = self.paths.run.join(format!("{name}.save.sock"));
-        let streamed = self.stream_to(&q, uuid, &sock, file);
-        let _ = std::fs::remove_file(&sock);
-        let file = match streamed {
+        let file = match self.stream_to(&q, uuid, file) {
             Ok(f) => f,
             Err(e) => {
                 remove_image();
@@ -460,16 +478,28 @@ impl Driver {
                 return Err(e);
             }
         };
-        // Complete: the magic says so once everything before it is on disk (most of it
-        // already is: the copier started its write-back as the stream came), then the
-        // directory holds the new name durably.
+        // Complete: the magic says so, and the image is on disk (most of it already is:
+        // its write-back started as the stream came) before it takes the path, then the
+        // directory holds the new name durably. The temporary name is never restored, so
+        // one sync covers the data and the magic.
         let seal = (|| -> std::io::Result<()> {
-            let mut file = file;
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(MAGIC, 0)?;
             file.sync_data()?;
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(MAGIC)?;
-            file.sync_data()?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // the image replaced (if any) is freed when this last reference closes, off
+            // the save's path: freeing tens of MB of blocks takes milliseconds
+            let old = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+                .open(&real)
+                .ok();
+            std::fs::rename(&tmp, &real)?;
+            if let Some(old) = old {
+                let _ = std::thread::Builder::new()
+                    .name("qemu-save-free".into())
+                    .spawn(move || drop(old));
+            }
+            if let Some(dir) = real.parent().filter(|d| !d.as_os_str().is_empty()) {
                 File::open(dir)?.sync_all()?;
             }
             Ok(())
@@ -481,20 +511,22 @@ impl Driver {
         self.stop_in_job(job, Stopping::Saved, false)
     }
 
-    /// QEMU's migration stream into `file` (positioned past the header) through the unix
-    /// socket `sock`; job statistics kept meanwhile. The file is returned once QEMU
-    /// reports completion and the stream has ended.
-    fn stream_to(&self, q: &Qmp, uuid: uuid::Uuid, sock: &Path, mut file: File) -> Result<File> {
-        let _ = std::fs::remove_file(sock);
-        let listener = UnixListener::bind(sock).map_err(io("bind migration socket", sock))?;
-        let copier = std::thread::spawn(move || -> std::io::Result<(File, u64)> {
-            let (mut conn, _) = listener.accept()?;
-            let n = copy_with_writeback(&mut conn, &mut file)?;
-            Ok((file, n))
-        });
-        let unblock = |sock: &Path| {
-            // an accept still waiting gets an empty stream
-            let _ = UnixStream::connect(sock);
+    /// QEMU's migration stream into `file` (positioned past the header): QEMU gets its
+    /// own copy of the descriptor (`getfd`, `migrate fd:`), which shares the file
+    /// position, and writes the image itself; job statistics kept meanwhile. The file is
+    /// returned once QEMU reports completion (its stream flushed).
+    fn stream_to(&self, q: &Qmp, uuid: uuid::Uuid, file: File) -> Result<File> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const FDNAME: &str = "rvirt-save";
+        let file = std::sync::Arc::new(file);
+        let from = (&*file).stream_position().unwrap_or(0);
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let follower = {
+            let (file, done) = (file.clone(), done.clone());
+            std::thread::Builder::new()
+                .name("qemu-save-wb".into())
+                .spawn(move || follow_writeback(&file, from, &done))
+                .ok()
         };
         let t0 = Instant::now();
         {
@@ -503,17 +535,24 @@ impl Driver {
             r.active = Some((t0, json!({})));
             r.operation = 0;
         }
-        let started = q
+        let passed = q
             .execute(
                 "migrate-set-parameters",
                 Some(json!({"max-bandwidth": 1u64 << 40})),
             )
             .and_then(|_| {
-                q.execute(
-                    "migrate",
-                    Some(json!({"uri": format!("unix:{}", sock.display())})),
+                q.execute_with_fd(
+                    "getfd",
+                    Some(json!({ "fdname": FDNAME })),
+                    std::os::fd::AsFd::as_fd(&*file),
                 )
             });
+        let started = passed.and_then(|_| {
+            q.execute("migrate", Some(json!({"uri": format!("fd:{FDNAME}")})))
+                .inspect_err(|_| {
+                    let _ = q.execute("closefd", Some(json!({ "fdname": FDNAME })));
+                })
+        });
         let mut outcome: std::result::Result<Value, String> = match started {
             Ok(_) => Err(String::new()),
             Err(e) => Err(e.to_string()),
@@ -551,16 +590,14 @@ impl Driver {
                 Err(_) => (ms, last, false),
             });
         }
-        if outcome.is_err() {
-            unblock(sock);
+        done.store(true, Ordering::Release);
+        if let Some(t) = follower {
+            let _ = t.join();
         }
-        let copied = copier
-            .join()
-            .map_err(|_| SaveError::Migration("the stream copier panicked".into()))?;
-        match (outcome, copied) {
-            (Ok(_), Ok((file, _))) => Ok(file),
-            (Err(e), _) => Err(SaveError::Migration(e).into()),
-            (Ok(_), Err(e)) => Err(io("write save image", sock)(e)),
+        match outcome {
+            Ok(_) => Ok(std::sync::Arc::try_unwrap(file)
+                .map_err(|_| SaveError::Migration("the save image is still shared".into()))?),
+            Err(e) => Err(SaveError::Migration(e).into()),
         }
     }
 
@@ -826,19 +863,36 @@ mod tests {
     }
 
     #[test]
-    fn the_copier_appends_the_whole_stream_past_the_header() {
+    fn the_writeback_follower_leaves_a_stream_written_beside_it_whole_and_ends_when_told() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let dir = std::env::temp_dir().join(format!("rvirt-qemu-copy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("img");
         let mut file = File::create(&path).unwrap();
         file.write_all(&[7u8; HEADER_LEN]).unwrap();
-        // more than two write-back steps, not a multiple of the buffer
+        // more than two write-back steps, not a multiple of the chunk, written through a
+        // second descriptor of the same open file (as QEMU's copy from `getfd`)
         let data: Vec<u8> = (0..(2 * WRITEBACK_STEP as usize + 12345))
             .map(|i| (i % 251) as u8)
             .collect();
-        let n = copy_with_writeback(&mut data.as_slice(), &mut file).unwrap();
-        assert_eq!(n, data.len() as u64);
-        drop(file);
+        let mut theirs = file.try_clone().unwrap();
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let follower = {
+            let (f, d) = (file.try_clone().unwrap(), done.clone());
+            std::thread::spawn(move || follow_writeback(&f, HEADER_LEN as u64, &d))
+        };
+        for c in data.chunks(1 << 20) {
+            theirs.write_all(c).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        done.store(true, Ordering::Release);
+        follower.join().unwrap();
+        assert_eq!(
+            file.stream_position().unwrap(),
+            (HEADER_LEN + data.len()) as u64,
+            "the descriptors share one position"
+        );
+        drop((file, theirs));
         let back = std::fs::read(&path).unwrap();
         assert_eq!(&back[..HEADER_LEN], &[7u8; HEADER_LEN][..]);
         let _ = std::fs::remove_dir_all(&dir);
@@ -846,6 +900,33 @@ mod tests {
             back[HEADER_LEN..] == data[..],
             "the stream came back changed"
         );
+    }
+
+    #[test]
+    fn a_save_is_written_beside_the_file_a_symlink_names() {
+        let dir = std::env::temp_dir().join(format!("rvirt-qemu-tmp-{}", std::process::id()));
+        let sub = dir.join("real");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("img"), b"old").unwrap();
+        std::os::unix::fs::symlink(sub.join("img"), dir.join("link")).unwrap();
+        let (real, tmp) = save_temp(&dir.join("link"));
+        let (fresh, tmp2) = save_temp(&dir.join("new"));
+        let canon = std::fs::canonicalize(&sub).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(real, canon.join("img"));
+        assert_eq!(tmp.parent(), Some(canon.as_path()));
+        assert!(
+            tmp.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".img.tmp"),
+            "{}",
+            tmp.display()
+        );
+        assert_eq!(fresh, dir.join("new"));
+        assert_eq!(tmp2.parent(), Some(dir.as_path()));
+        assert_ne!(tmp, tmp2);
     }
 
     #[test]
