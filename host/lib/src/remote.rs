@@ -350,7 +350,7 @@ impl Link {
                     return Err("the connection to the daemon is closed".into());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(why) = self.check_alive(serial) {
+                    if let Some(why) = self.check_alive(serial, started) {
                         return Err(why);
                     }
                 }
@@ -1610,20 +1610,18 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(1));
     }
 
-    #[test]
-    fn a_slow_daemon_that_answers_pings_is_waited_for() {
-        let (client, server) = UnixStream::pair().unwrap();
+    /// A daemon that answers `GetType` after `delay`, and every ping at once.
+    fn slow_daemon(server: UnixStream, delay: Duration) -> std::thread::JoinHandle<()> {
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let mut writer = server.try_clone().unwrap();
-        // answers GetType after 600 ms, and every ping at once
         std::thread::spawn(move || {
-            if let Ok(bytes) = rx.recv() {
-                std::thread::sleep(Duration::from_millis(600));
+            while let Ok(bytes) = rx.recv() {
+                std::thread::sleep(delay);
                 let _ = writer.write_all(&bytes);
             }
         });
         let tx = Mutex::new(tx);
-        let _daemon = fake_daemon(server, move |h, _| {
+        fake_daemon(server, move |h, _| {
             if h.prog == protocol::KEEPALIVE_PROGRAM {
                 let pong = Header::message(
                     protocol::KEEPALIVE_PROGRAM,
@@ -1649,13 +1647,37 @@ mod tests {
                 }
                 _ => None,
             }
-        });
+        })
+    }
+
+    #[test]
+    fn a_slow_daemon_that_answers_pings_is_waited_for() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let _daemon = slow_daemon(server, Duration::from_millis(600));
         let keepalive = Keepalive {
             interval: Duration::from_millis(100),
             count: 3,
         };
         let backend = RemoteBackend::over_stream(client, "", false, keepalive).unwrap();
         assert_eq!(backend.get_type().unwrap(), "Slow");
+    }
+
+    /// A link idle for longer than the keepalive budget (no call, so nothing to hear) is
+    /// not a dead daemon: a slow call made after it waits (the plugin host's link failed
+    /// every call that outlasted one receive tick after five quiet seconds).
+    #[test]
+    fn a_slow_call_after_a_quiet_spell_is_waited_for() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let _daemon = slow_daemon(server, Duration::from_millis(150));
+        let keepalive = Keepalive {
+            interval: Duration::from_millis(100),
+            count: 3,
+        };
+        let backend = RemoteBackend::over_stream(client, "", false, keepalive).unwrap();
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(700));
+            assert_eq!(backend.get_type().unwrap(), "Slow");
+        }
     }
 
     #[test]

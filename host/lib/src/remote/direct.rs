@@ -320,9 +320,12 @@ impl Link {
     }
 
     /// After a wait without news: pings a silent daemon, gives up on a dead one.
-    pub(super) fn check_alive(&self, serial: u32) -> Option<String> {
+    /// `started`: when the call went out. Silence counts from then at the earliest: a
+    /// link that was idle before the call (nothing to say, nobody asked) is not a silent
+    /// daemon, and a call that outlasts one receive tick must not be failed for it.
+    pub(super) fn check_alive(&self, serial: u32, started: Instant) -> Option<String> {
         let budget = self.keepalive.interval * self.keepalive.count.max(1);
-        let silent = lock(&self.last_rx).elapsed();
+        let silent = lock(&self.last_rx).elapsed().min(started.elapsed());
         if silent >= budget {
             lock(&self.pending).remove(&serial);
             let why = format!(
@@ -427,7 +430,7 @@ impl Link {
                 Ok(Msg::Lead) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return closed(),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(why) = self.check_alive(serial) {
+                    if let Some(why) = self.check_alive(serial, started) {
                         return Some(Err(why));
                     }
                 }
@@ -486,7 +489,7 @@ impl Link {
                     }
                 }
                 Err(e) if timed_out(&e) => {
-                    if let Some(why) = self.check_alive(serial) {
+                    if let Some(why) = self.check_alive(serial, started) {
                         return Some(Err(why));
                     }
                 }

@@ -108,6 +108,8 @@ impl super::Link {
     /// Waits for the next packet of a stream, pinging a silent daemon as calls do.
     pub(super) fn next_packet(&self, rx: &mpsc::Receiver<StreamPacket>) -> Result<StreamPacket> {
         let budget = self.keepalive.interval * self.keepalive.count.max(1);
+        // silence counts from this wait at the earliest (see `Link::check_alive`)
+        let started = std::time::Instant::now();
         loop {
             match rx.recv_timeout(self.keepalive.interval) {
                 Ok(p) => return Ok(p),
@@ -116,7 +118,7 @@ impl super::Link {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            let silent = lock(&self.last_rx).elapsed();
+            let silent = lock(&self.last_rx).elapsed().min(started.elapsed());
             if silent >= budget {
                 let why = format!(
                     "the daemon did not answer for {} s (keepalive: {} pings unanswered): the connection is dead",
