@@ -231,13 +231,9 @@ impl Dom {
         };
         if inactive {
             let def = self.next_def.as_ref().unwrap_or(&self.def);
-            let mut d = def.clone();
-            d.set_id(None);
-            d.to_xml(&opts)
+            def.to_xml_with_id(&opts, None)
         } else {
-            let mut d = self.def.clone();
-            d.set_id(self.id);
-            d.to_xml(&opts)
+            self.def.to_xml_with_id(&opts, self.id)
         }
     }
 

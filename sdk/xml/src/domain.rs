@@ -443,6 +443,46 @@ impl Domain {
         crate::normalize::format_filter_domain(&mut root, opts);
         root.to_xml_string()
     }
+
+    /// Formats the domain as [`Domain::to_xml`] would after [`Domain::set_id`]`(id)`,
+    /// without copying the tree when nothing else changes: what a driver's `XMLDesc`
+    /// answers from the definition it keeps, many times a second.
+    pub fn to_xml_with_id(&self, opts: &FormatOptions, id: Option<i32>) -> String {
+        let id = id.filter(|v| *v >= 0);
+        let current = self.root.attr("id");
+        // the inactive form never shows the id; an unchanged id needs no variant
+        let same = match id {
+            None => current.is_none(),
+            Some(v) => current.is_some_and(|c| c.parse::<i32>().ok() == Some(v)),
+        };
+        if same || (opts.inactive && current.is_none()) {
+            return self.to_xml(opts);
+        }
+        if opts.inactive || crate::domrules::format_changes(&self.root, opts.inactive, opts.secure)
+        {
+            let mut d = self.clone();
+            d.set_id(id);
+            return d.to_xml(opts);
+        }
+        let text = id.map(|v| v.to_string());
+        let mut attrs: Vec<(&str, &str)> = Vec::with_capacity(self.root.attrs().len() + 1);
+        // where set_id puts it: in place of the old one, else after `type`
+        for (k, v) in self.root.attrs() {
+            match (k.as_str(), &text) {
+                ("id", Some(t)) => attrs.push(("id", t)),
+                ("id", None) => {}
+                _ => attrs.push((k, v)),
+            }
+        }
+        if let (None, Some(t)) = (current, &text) {
+            let pos = attrs
+                .iter()
+                .position(|(k, _)| *k == "type")
+                .map_or(0, |p| p + 1);
+            attrs.insert(pos, ("id", t));
+        }
+        self.root.to_xml_string_with_attrs(&attrs)
+    }
 }
 
 fn kib_of(e: Option<&Element>) -> u64 {
@@ -555,6 +595,32 @@ mod tests {
         assert!(!d.uuid().is_nil());
         let iface = d.devices_of("interface").next().expect("iface");
         assert!(iface.child("mac").and_then(|m| m.attr("address")).is_some());
+    }
+
+    #[test]
+    fn formatting_with_an_id_equals_setting_it_first() {
+        let graphics = "<domain type='qemu' id='7'><name>g</name><memory unit='MiB'>64</memory>\
+            <os><type>hvm</type></os><devices><graphics type='vnc' passwd='s'/>\
+            <serial type='pty'><source path='/dev/pts/3'/></serial>\
+            <description>mixed <b>text</b></description></devices></domain>";
+        let id_first = "<domain id='3' type='kvm'><name>n</name><memory>1024</memory><os><type>hvm</type></os></domain>";
+        for xml in [MIN, graphics, id_first] {
+            let d = Domain::parse(xml).expect("parse");
+            for id in [None, Some(-1), Some(0), Some(7), Some(12)] {
+                for (inactive, secure) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
+                    let opts = FormatOptions { inactive, secure };
+                    let mut slow = d.clone();
+                    slow.set_id(id);
+                    assert_eq!(
+                        d.to_xml_with_id(&opts, id),
+                        slow.to_xml(&opts),
+                        "{xml} id {id:?} inactive {inactive} secure {secure}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

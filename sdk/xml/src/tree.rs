@@ -565,28 +565,49 @@ impl Element {
     pub fn write(&self, out: &mut String, depth: usize) {
         indent(out, depth);
         self.write_open(out);
-        let has_elem = self.children.iter().any(|n| matches!(n, Node::Element(_)));
-        let has_other = self
-            .children
-            .iter()
-            .any(|n| matches!(n, Node::Comment(_) | Node::Pi(_)));
-        let has_text = self.children.iter().any(|n| match n {
-            Node::Text(t) => !t.trim().is_empty(),
-            Node::CData(_) => true,
-            _ => false,
-        });
+        self.write_body(out, depth);
+    }
+
+    /// Serialises the element as [`Element::to_xml_string`] would with `attrs` as its own
+    /// attributes (its children unchanged): a variant of the root without copying the tree.
+    pub fn to_xml_string_with_attrs(&self, attrs: &[(&str, &str)]) -> String {
+        let mut out = String::with_capacity(1024);
+        out.push('<');
+        out.push_str(&self.name);
+        for (k, v) in attrs {
+            write_attr(k, v, &mut out);
+        }
+        self.write_body(&mut out, 0);
+        out
+    }
+
+    /// What follows the attributes of the opening tag: content and the closing tag.
+    fn write_body(&self, out: &mut String, depth: usize) {
+        // one pass over the children says which layout applies
+        let (mut has_elem, mut has_other, mut has_text, mut only_layout_ws) =
+            (false, false, false, true);
+        for n in &self.children {
+            match n {
+                Node::Element(_) => has_elem = true,
+                Node::Comment(_) | Node::Pi(_) => has_other = true,
+                Node::Text(t) => {
+                    let blank = t.trim().is_empty();
+                    has_text |= !blank;
+                    only_layout_ws &= blank && (t.is_empty() || t.contains('\n'));
+                }
+                Node::CData(_) => {
+                    has_text = true;
+                    only_layout_ws = false;
+                }
+            }
+        }
         if !has_elem && !has_other {
             // leaf: text content, or empty
-            let text_nodes: Vec<&Node> = self.children.iter().collect();
-            let only_layout_ws = self.children.iter().all(|n| match n {
-                Node::Text(t) => t.trim().is_empty() && (t.is_empty() || t.contains('\n')),
-                _ => false,
-            });
             if only_layout_ws {
                 out.push_str("/>\n");
             } else {
                 out.push('>');
-                for n in text_nodes {
+                for n in &self.children {
                     write_inline(n, out);
                 }
                 out.push_str("</");
@@ -633,11 +654,7 @@ impl Element {
         out.push('<');
         out.push_str(&self.name);
         for (k, v) in &self.attrs {
-            out.push(' ');
-            out.push_str(k);
-            out.push_str("='");
-            escape_into(v, out, true);
-            out.push('\'');
+            write_attr(k, v, out);
         }
     }
 
@@ -656,6 +673,14 @@ impl Element {
         out.push_str(&self.name);
         out.push('>');
     }
+}
+
+fn write_attr(k: &str, v: &str, out: &mut String) {
+    out.push(' ');
+    out.push_str(k);
+    out.push_str("='");
+    escape_into(v, out, true);
+    out.push('\'');
 }
 
 fn write_inline(n: &Node, out: &mut String) {
