@@ -8,6 +8,14 @@
 //! (the supervisor starts a new one); a call past `call_timeout_ms` fails with
 //! `VIR_ERR_OPERATION_TIMEOUT` and the hung process is killed and replaced. Calls are
 //! never retried: the backend may have done part of the work.
+//!
+//! A network backend may keep what the host gave each running network at its start or
+//! at the reattach check (the bridge plugin keeps the run directory, for the lease and
+//! update calls whose ABI does not carry it). A new process (a restart after a crash, a
+//! reload) has seen neither, so before its first call the forwarder replays
+//! `check_network` there for every network it saw running through this plugin: the
+//! same reattach check a restarted daemon makes. Helpers those networks run (dnsmasq)
+//! are the network's, not the process's: they keep running across the change.
 
 use super::lock;
 use super::supervisor::{Generation, OwnedBusy, Supervisor};
@@ -16,6 +24,7 @@ use rvirt_host::networks::{Lease, NetBackend, PortPlug};
 use rvirt_host::storage::{BackendStream, PoolBackend, PoolRefresh};
 use rvirt_host::{Error, Result};
 use rvirt_plugin_api::{ErrorCode, ErrorDomain};
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +36,11 @@ const MAX_IDLE: usize = 8;
 pub struct Forwarder {
     sup: Arc<Supervisor>,
     idle: Mutex<Vec<(Arc<Generation>, UnixStream)>>,
+    /// The networks running through this plugin, by run directory: (forward mode,
+    /// definition as last handed to the backend).
+    running: Mutex<BTreeMap<String, (String, String)>>,
+    /// The process those networks were last checked in (held while checking).
+    reattached: Mutex<Option<Arc<Generation>>>,
 }
 
 fn rpc(code: ErrorCode, message: String) -> Error {
@@ -39,12 +53,92 @@ impl Forwarder {
         Arc::new(Forwarder {
             sup,
             idle: Mutex::default(),
+            running: Mutex::default(),
+            reattached: Mutex::default(),
         })
     }
 
-    /// A connection to the current process (started on first use): an idle one, or a
-    /// new one.
+    /// Records what a network backend was told about a running network (`Some`) or that
+    /// it stopped (`None`).
+    fn network_running(&self, state_dir: &str, running: Option<(&str, &str)>) {
+        let mut r = lock(&self.running);
+        match running {
+            Some((mode, net)) => {
+                r.insert(state_dir.to_string(), (mode.to_string(), net.to_string()));
+            }
+            None => {
+                r.remove(state_dir);
+            }
+        }
+    }
+
+    /// Replays the reattach check of every running network in `g` unless done already.
+    fn reattach(&self, g: &Arc<Generation>) {
+        let mut done = lock(&self.reattached);
+        if done.as_ref().is_some_and(|d| Arc::ptr_eq(d, g)) {
+            return;
+        }
+        let nets: Vec<(String, String, String)> = lock(&self.running)
+            .iter()
+            .map(|(dir, (mode, net))| (mode.clone(), net.clone(), dir.clone()))
+            .collect();
+        for (mode, net, state_dir) in nets {
+            let call = Call::CheckNetwork {
+                mode,
+                net,
+                state_dir: state_dir.clone(),
+            };
+            let r = self
+                .connect_to(g)
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| {
+                    let _busy = g.busy();
+                    exchange(
+                        &mut s,
+                        &Request {
+                            version: wire::VERSION,
+                            call,
+                        },
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match r {
+                Ok(Reply {
+                    result: Ok(Answer::Bool(true)),
+                    ..
+                }) => {}
+                r => tracing::warn!(
+                    plugin = self.sup.name(),
+                    pid = g.pid(),
+                    state_dir,
+                    "a running network is not found by the new plugin process: {r:?}"
+                ),
+            }
+        }
+        *done = Some(Arc::clone(g));
+    }
+
+    /// A new connection to process `g`.
+    fn connect_to(&self, g: &Arc<Generation>) -> std::io::Result<UnixStream> {
+        let path = g
+            .backend_socket()
+            .ok_or_else(|| std::io::Error::other("the process has no backend-call socket"))?;
+        let s = UnixStream::connect(path)?;
+        let timeout = self.sup.settings().call_timeout();
+        s.set_read_timeout(timeout)?;
+        s.set_write_timeout(timeout)?;
+        Ok(s)
+    }
+
+    /// A connection to the current process (started on first use, its running networks
+    /// reattached): an idle one, or a new one.
     fn connection(&self) -> Result<(Arc<Generation>, UnixStream)> {
+        let (g, s) = self.any_connection()?;
+        self.reattach(&g);
+        Ok((g, s))
+    }
+
+    fn any_connection(&self) -> Result<(Arc<Generation>, UnixStream)> {
         {
             let mut idle = lock(&self.idle);
             while let Some((g, s)) = idle.pop() {
@@ -53,16 +147,7 @@ impl Forwarder {
                 }
             }
         }
-        let connect = |g: &Arc<Generation>| -> std::io::Result<UnixStream> {
-            let path = g
-                .backend_socket()
-                .ok_or_else(|| std::io::Error::other("the process has no backend-call socket"))?;
-            let s = UnixStream::connect(path)?;
-            let timeout = self.sup.settings().call_timeout();
-            s.set_read_timeout(timeout)?;
-            s.set_write_timeout(timeout)?;
-            Ok(s)
-        };
+        let connect = |g: &Arc<Generation>| self.connect_to(g);
         let unreachable = |g: &Arc<Generation>, e: std::io::Error| {
             let e = rpc(ErrorCode::Rpc, e.to_string());
             self.sup.unreachable(g, &e)
@@ -510,7 +595,10 @@ impl NetBackend for ForwardNet {
             net: net.into(),
             state_dir: state_dir.into(),
         })? {
-            Answer::Text(t) => Ok(t),
+            Answer::Text(t) => {
+                self.fwd.network_running(state_dir, Some((&self.mode, net)));
+                Ok(t)
+            }
             a => Err(unexpected(a)),
         }
     }
@@ -520,7 +608,9 @@ impl NetBackend for ForwardNet {
             mode: self.m(),
             net: net.into(),
             state_dir: state_dir.into(),
-        })
+        })?;
+        self.fwd.network_running(state_dir, None);
+        Ok(())
     }
 
     fn check_network(&self, net: &str, state_dir: &str) -> Result<bool> {
@@ -529,7 +619,11 @@ impl NetBackend for ForwardNet {
             net: net.into(),
             state_dir: state_dir.into(),
         })? {
-            Answer::Bool(b) => Ok(b),
+            Answer::Bool(b) => {
+                self.fwd
+                    .network_running(state_dir, b.then_some((self.mode.as_str(), net)));
+                Ok(b)
+            }
             a => Err(unexpected(a)),
         }
     }
