@@ -1,4 +1,5 @@
-//! Crash-isolated plugins: a hypervisor plugin served from a process of its own.
+//! Crash-isolated plugins: a hypervisor, storage or network plugin served from a process
+//! of its own.
 //!
 //! A plugin whose isolation is `process` (`rvirtd.toml`) is loaded by a plugin host
 //! process, `rvirtd --plugin-host FILE --socket PATH --uri URI...` (`host.rs`): the same
@@ -13,6 +14,11 @@
 //! how it died, the next call reconnects to the new process, and event subscriptions are
 //! registered again there. A call past the plugin's deadline fails with
 //! `VIR_ERR_OPERATION_TIMEOUT` and the hung process is killed and replaced.
+//!
+//! A plugin's storage and network facets are served by the same process over a private
+//! backend-call channel (`wire.rs`): the daemon keeps its pools and networks and
+//! registers forwarding backends (`forward.rs`) that send each backend call there, where
+//! `serve.rs` runs the plugin's real backend.
 
 pub mod control;
 mod forward;

@@ -295,6 +295,38 @@ fn a_crashing_storage_plugin_fails_the_call_in_flight_and_the_next_call_gets_a_n
     );
 }
 
+#[test]
+fn a_hung_storage_plugin_times_out_and_is_replaced() {
+    if tools_missing() {
+        return;
+    }
+    let d = Daemon::start_with_config("[plugins.storage-dir]\ncall_timeout_ms = 1500\n");
+    let uri = system_uri(&d);
+    dir_pool(&uri, d.root.path());
+    let hung = plugin_pid(&d, "storage-dir").unwrap();
+    rustix_kill(hung, "STOP");
+    let t0 = Instant::now();
+    let o = virsh(&uri, &["pool-refresh", "p"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the refresh timed out");
+    assert!(
+        err.contains("plugin 'storage-dir' did not answer virStoragePoolRefresh within 1500 ms")
+            && err.contains("was killed and is being replaced"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let next = new_pid(&d, "storage-dir", hung);
+    assert!(
+        !alive(hung) || {
+            std::thread::sleep(Duration::from_millis(500));
+            !alive(hung)
+        }
+    );
+    ok(&uri, &["pool-refresh", "p"]);
+    assert!(ok(&uri, &["pool-info", "p"]).contains("running"));
+    assert_eq!(plugin_pid(&d, "storage-dir"), Some(next));
+}
+
 /// SIGSEGV sent to `pid` until it dies: the Rust runtime's handler (stack overflow
 /// detection) takes the first one that no fault caused and restores the default.
 fn segv(pid: u32) {

@@ -1,0 +1,71 @@
+#!/usr/bin/python3
+"""Storage backend calls through rvirtd: the storage-dir plugin in the daemon against the
+storage-dir plugin in its plugin host process (each backend call forwarded over the
+backend-call channel). Run by benches/isolated_backends.sh.
+
+usage: isolated_backends.py IN_PROCESS_URI ROOT_A PROCESS_URI ROOT_B
+"""
+import sys, time
+import libvirt
+
+N = 50
+ROUNDS = 15
+VOL = ("<volume><name>b{i}.raw</name><capacity unit='KiB'>64</capacity>"
+       "<target><format type='raw'/></target></volume>")
+
+
+def setup(uri, root):
+    c = libvirt.open(uri)
+    p = c.storagePoolDefineXML(
+        f"<pool type='dir'><name>bpool</name><target><path>{root}/bpool</path></target></pool>")
+    p.build(0)
+    p.create(0)
+    # a pool with a few volumes, as a refresh reads each
+    for i in range(8):
+        p.createXML(VOL.format(i=f"fixed{i}"), 0)
+    return c, p
+
+
+def best(f):
+    for _ in range(20):
+        f()
+    out = None
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        for _ in range(N):
+            f()
+        us = (time.perf_counter() - t0) / N * 1e6
+        out = us if out is None else min(out, us)
+    return out
+
+
+def create_delete(p):
+    n = [0]
+
+    def once():
+        n[0] += 1
+        v = p.createXML(VOL.format(i=n[0]), 0)
+        v.delete(0)
+    return once
+
+
+a_uri, a_root, b_uri, b_root = sys.argv[1:5]
+sides = []
+for name, uri, root in (("in-process", a_uri, a_root), ("process", b_uri, b_root)):
+    c, p = setup(uri, root)
+    sides.append((name, c, p))
+# best of ROUNDS rounds of N calls each (the machine is shared: the minimum is the cost),
+# the two sides interleaved
+rows = {name: {} for name, _, _ in sides}
+for what, make in (("pool info (no backend call)", lambda p: (lambda: p.info())),
+                   ("pool refresh (refresh_pool)", lambda p: (lambda: p.refresh(0))),
+                   ("vol create + delete", create_delete)):
+    for name, c, p in sides:
+        rows[name][what] = best(make(p))
+whats = list(rows["in-process"].keys())
+print("| | " + " | ".join(whats) + " |")
+print("| --- |" + " --- |" * len(whats))
+for name in ("in-process", "process"):
+    print(f"| {name} | " + " | ".join(f"{rows[name][w]:.0f} us" for w in whats) + " |")
+print("| forwarding cost | " + " | ".join(
+    f"{rows['process'][w] - rows['in-process'][w]:+.0f} us" for w in whats) + " |")
