@@ -5,7 +5,7 @@ backend-call channel). Run by benches/isolated_backends.sh.
 
 usage: isolated_backends.py IN_PROCESS_URI ROOT_A PROCESS_URI ROOT_B
 """
-import sys, time
+import glob, json, socket, struct, sys, time
 import libvirt
 
 N = 50
@@ -62,6 +62,33 @@ for what, make in (("pool info (no backend call)", lambda p: (lambda: p.info()))
                    ("vol create + delete", create_delete)):
     for name, c, p in sides:
         rows[name][what] = best(make(p))
+
+
+def raw_channel(root, pool_xml, op):
+    """One backend call straight on the plugin host's backend-call socket (the
+    daemon's side of the forwarding left out)."""
+    path = glob.glob(f"{root}/run/plugins/storage-dir.*.backends.sock")[0]
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    req = json.dumps({"version": 1, "call": {"op": op, "pool_type": "dir",
+                                             "pool": pool_xml}}).encode()
+    frame = struct.pack(">I", len(req) + 1) + b"\0" + req
+
+    def once():
+        s.sendall(frame)
+        head = b""
+        while len(head) < 5:
+            head += s.recv(5 - len(head))
+        n = struct.unpack(">I", head[:4])[0] - 1
+        body = b""
+        while len(body) < n:
+            body += s.recv(n - len(body))
+        assert b'"Ok"' in body, body
+    return once
+
+
+pool_xml = sides[1][2].XMLDesc(0)
+raw = {op: best(raw_channel(b_root, pool_xml, op)) for op in ("check_pool", "refresh_pool")}
 whats = list(rows["in-process"].keys())
 print("| | " + " | ".join(whats) + " |")
 print("| --- |" + " --- |" * len(whats))
@@ -69,3 +96,6 @@ for name in ("in-process", "process"):
     print(f"| {name} | " + " | ".join(f"{rows[name][w]:.0f} us" for w in whats) + " |")
 print("| forwarding cost | " + " | ".join(
     f"{rows['process'][w] - rows['in-process'][w]:+.0f} us" for w in whats) + " |")
+print()
+print("backend-call channel alone (python client on the plugin host's socket): "
+      + ", ".join(f"{op} {us:.0f} us" for op, us in raw.items()))

@@ -338,3 +338,166 @@ fn stream_loop(conn: &mut UnixStream, mut stream: Box<dyn BackendStream>) -> Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvirt_host::Result;
+    use rvirt_host::networks::NetBackend;
+    use rvirt_host::storage::{PoolBackend, PoolRefresh};
+
+    /// A backend whose refresh panics and whose other calls answer from memory.
+    struct Fixture;
+
+    impl PoolBackend for Fixture {
+        fn check_pool(&self, pool: &str) -> Result<bool> {
+            Ok(pool.contains("active"))
+        }
+        fn build_pool(&self, _: &str, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn start_pool(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn stop_pool(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn delete_pool(&self, _: &str, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn refresh_pool(&self, _: &str) -> Result<PoolRefresh> {
+            panic!("the backend's bug")
+        }
+        fn create_volume(&self, _: &str, vol: &str, _: u32) -> Result<String> {
+            Ok(vol.to_string())
+        }
+        fn create_volume_from(&self, _: &str, _: &str, _: &str, _: &str, _: u32) -> Result<String> {
+            Ok(String::new())
+        }
+        fn delete_volume(&self, _: &str, _: &str, _: u32) -> Result<()> {
+            Err(rvirt_host::Error::driver(
+                ErrorCode::NoStoragePool,
+                ErrorDomain::Storage,
+                "no storage vol",
+            ))
+        }
+        fn resize_volume(&self, _: &str, _: &str, _: u64, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn wipe_volume(&self, _: &str, _: &str, _: u32, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn refresh_volume(&self, _: &str, vol: &str) -> Result<String> {
+            Ok(vol.to_string())
+        }
+    }
+
+    struct One;
+
+    impl BackendResolver for One {
+        fn backend(&self, pool_type: &str) -> Result<Arc<dyn PoolBackend>> {
+            match pool_type {
+                "dir" => Ok(Arc::new(Fixture)),
+                t => Err(rvirt_host::storage_bind::no_backend(t)),
+            }
+        }
+    }
+
+    impl NetBackendResolver for One {
+        fn backend(&self, mode: &str) -> Result<Arc<dyn NetBackend>> {
+            Err(rvirt_host::network_bind::no_backend(mode, "nothing"))
+        }
+    }
+
+    fn served() -> (tempfile::TempDir, UnixStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sock");
+        listen(
+            &path,
+            Arc::new(Backends {
+                pools: Arc::new(One),
+                nets: Arc::new(One),
+            }),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let s = UnixStream::connect(&path).unwrap();
+        (dir, s)
+    }
+
+    fn ask(s: &mut UnixStream, version: u32, call: Call) -> Reply {
+        wire::write_message(s, &Request { version, call }).unwrap();
+        wire::read_frame(s).unwrap().message().unwrap()
+    }
+
+    fn pool(op: &str) -> Call {
+        let v = serde_json::json!({"op": op, "pool_type": "dir", "pool": "<pool>active</pool>"});
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn calls_reach_the_backend_and_errors_keep_their_numbers() {
+        let (_d, mut s) = served();
+        assert_eq!(
+            ask(&mut s, wire::VERSION, pool("check_pool")).result,
+            Ok(Answer::Bool(true))
+        );
+        let r = ask(
+            &mut s,
+            wire::VERSION,
+            Call::DeleteVolume {
+                pool_type: "dir".into(),
+                pool: "<pool/>".into(),
+                vol: "<volume/>".into(),
+                flags: 0,
+            },
+        );
+        let f = r.result.unwrap_err();
+        assert_eq!(f.code, ErrorCode::NoStoragePool as i32);
+        assert_eq!(f.domain, ErrorDomain::Storage as i32);
+        // an unknown pool type names it
+        let r = ask(
+            &mut s,
+            wire::VERSION,
+            Call::CheckPool {
+                pool_type: "zfs".into(),
+                pool: "<pool/>".into(),
+            },
+        );
+        assert!(r.result.unwrap_err().message.contains("'zfs'"));
+    }
+
+    #[test]
+    fn a_panicking_backend_answers_an_error_and_the_connection_serves_on() {
+        let (_d, mut s) = served();
+        let f = ask(&mut s, wire::VERSION, pool("refresh_pool"))
+            .result
+            .unwrap_err();
+        assert_eq!(f.code, ErrorCode::InternalError as i32, "{f:?}");
+        assert!(f.message.contains("panicked"), "{f:?}");
+        assert_eq!(
+            ask(&mut s, wire::VERSION, pool("check_pool")).result,
+            Ok(Answer::Bool(true))
+        );
+    }
+
+    #[test]
+    fn another_version_is_refused_and_oversized_frames_close_the_connection() {
+        let (_d, mut s) = served();
+        let f = ask(&mut s, wire::VERSION + 1, pool("check_pool"))
+            .result
+            .unwrap_err();
+        assert!(
+            f.message
+                .contains("backend-call protocol version 2 is not this plugin host's (1)"),
+            "{f:?}"
+        );
+        let (_d, mut s) = served();
+        use std::io::Write;
+        s.write_all(&(wire::MAX_FRAME + 1).to_be_bytes()).unwrap();
+        s.write_all(&[wire::KIND_MESSAGE]).unwrap();
+        assert!(matches!(wire::read_frame(&mut s), Err(WireError::Closed)));
+    }
+}
