@@ -327,6 +327,66 @@ fn a_hung_storage_plugin_times_out_and_is_replaced() {
     assert_eq!(plugin_pid(&d, "storage-dir"), Some(next));
 }
 
+/// The daemon's children serving plugins, with their command lines.
+fn plugin_hosts(daemon: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if ppid == Some(daemon) && cmd.contains("--plugin-host") {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hypervisor_plugin_with_storage_and_network_facets_is_one_process() {
+    if tools_missing() {
+        return;
+    }
+    // the test plugin: the test:// driver, pool type `mock` (for embedders: no libvirt
+    // pool XML names it) and the networks of test:///default (forward mode `test`)
+    let d = Daemon::start_with_config("[plugins.test]\nisolation = \"process\"\n");
+    let uri = d.uri();
+    assert!(ok(&uri, &["domstate", "test"]).contains("running"));
+    let net = d.root.path().join("tn.xml");
+    std::fs::write(
+        &net,
+        "<network><name>tn</name><ip address='10.79.0.1' netmask='255.255.255.0'/></network>",
+    )
+    .unwrap();
+    // started by the plugin's network backend, in the plugin's process
+    ok(&uri, &["net-create", net.to_str().unwrap()]);
+    assert!(ok(&uri, &["net-list"]).contains("tn"));
+    ok(&uri, &["net-destroy", "tn"]);
+    let e = plugin_entry(&d, "test");
+    assert_eq!(e["isolation"], "process", "{e}");
+    assert_eq!(e["pool_types"], serde_json::json!(["mock"]), "{e}");
+    assert_eq!(e["forward_modes"], serde_json::json!(["test"]), "{e}");
+    let pid = e["pid"].as_u64().unwrap() as u32;
+    let hosts = plugin_hosts(d.pid());
+    let test: Vec<_> = hosts
+        .iter()
+        .filter(|(_, cmd)| cmd.contains("librvirt_plugin_test"))
+        .collect();
+    assert_eq!(test.len(), 1, "one process serves the plugin: {hosts:?}");
+    assert_eq!(test[0].0, pid);
+    assert!(
+        test[0].1.contains("--uri test:///default") && test[0].1.contains("--backend-socket"),
+        "{}",
+        test[0].1
+    );
+}
+
 /// SIGSEGV sent to `pid` until it dies: the Rust runtime's handler (stack overflow
 /// detection) takes the first one that no fault caused and restores the default.
 fn segv(pid: u32) {
