@@ -87,6 +87,40 @@ def raw_channel(root, pool_xml, op):
     return once
 
 
+# volume streams: 64 MiB up and down, 256 KiB chunks (virsh's)
+SIZE = 64 << 20
+CHUNK = 256 << 10
+data = bytes(range(256)) * (CHUNK // 256)
+streams = {}
+for name, c, p in sides:
+    v = p.createXML("<volume><name>s.raw</name><capacity unit='MiB'>64</capacity>"
+                    "<target><format type='raw'/></target></volume>", 0)
+    up = down = None
+    for _ in range(3):
+        st = c.newStream(0)
+        t0 = time.perf_counter()
+        v.upload(st, 0, SIZE, 0)
+        for _ in range(SIZE // CHUNK):
+            st.send(data)
+        st.finish()
+        t = time.perf_counter() - t0
+        up = t if up is None else min(up, t)
+        st = c.newStream(0)
+        t0 = time.perf_counter()
+        v.download(st, 0, SIZE, 0)
+        got = 0
+        while True:
+            b = st.recv(CHUNK)
+            if not b:
+                break
+            got += len(b)
+        st.finish()
+        assert got == SIZE, got
+        t = time.perf_counter() - t0
+        down = t if down is None else min(down, t)
+    streams[name] = (SIZE / up / 2**20, SIZE / down / 2**20)
+    v.delete(0)
+
 pool_xml = sides[1][2].XMLDesc(0)
 raw = {op: best(raw_channel(b_root, pool_xml, op)) for op in ("check_pool", "refresh_pool")}
 whats = list(rows["in-process"].keys())
@@ -97,5 +131,8 @@ for name in ("in-process", "process"):
 print("| forwarding cost | " + " | ".join(
     f"{rows['process'][w] - rows['in-process'][w]:+.0f} us" for w in whats) + " |")
 print()
+for name in ("in-process", "process"):
+    print(f"{name}: upload {streams[name][0]:.0f} MiB/s, download {streams[name][1]:.0f} MiB/s "
+          "(64 MiB, best of 3)")
 print("backend-call channel alone (python client on the plugin host's socket): "
       + ", ".join(f"{op} {us:.0f} us" for op, us in raw.items()))
