@@ -1,8 +1,10 @@
-//! The plugin host process: `rvirtd --plugin-host FILE --socket PATH --uri URI...`.
+//! The plugin host process: `rvirtd --plugin-host FILE --socket PATH --uri URI...
+//! [--backend-socket PATH --secrets-uri URI]`.
 //!
 //! Loads the one plugin file in-process, exactly as the daemon would, and serves it over
 //! libvirt's remote protocol on a private socket (0600) with the daemon's own server
-//! code. Its first line on stdout is a JSON object naming the plugin, its version and
+//! code (when it serves URIs), and its storage and network backends over the
+//! backend-call channel (`--backend-socket`, `serve.rs`) when the daemon forwards them. Its first line on stdout is a JSON object naming the plugin, its version and
 //! API version once the socket accepts connections; it ends when its stdin closes (the
 //! daemon stopped it, or died).
 //!
