@@ -327,6 +327,40 @@ fn a_hung_storage_plugin_times_out_and_is_replaced() {
     assert_eq!(plugin_pid(&d, "storage-dir"), Some(next));
 }
 
+#[test]
+fn a_storage_plugin_killed_during_a_call_fails_that_call_only() {
+    if tools_missing() {
+        return;
+    }
+    let d = Daemon::start();
+    let uri = system_uri(&d);
+    dir_pool(&uri, d.root.path());
+    ok(&uri, &["vol-create-as", "p", "a.raw", "1M"]);
+    let pid = plugin_pid(&d, "storage-dir").unwrap();
+    // stopped, the process holds the next call; killed, it fails that call
+    rustix_kill(pid, "STOP");
+    let refresh = Command::new("virsh")
+        .args(["-c", &uri, "pool-refresh", "p"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    rustix_kill(pid, "KILL");
+    let out = refresh.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "plugin 'storage-dir' failed during virStoragePoolRefresh: its process {pid} was killed by signal 9 (SIGKILL); the plugin is being restarted, retry the call"
+        )),
+        "{err}"
+    );
+    new_pid(&d, "storage-dir", pid);
+    ok(&uri, &["pool-refresh", "p"]);
+    assert!(ok(&uri, &["vol-list", "p"]).contains("a.raw"));
+}
+
 /// The daemon's children serving plugins, with their command lines.
 fn plugin_hosts(daemon: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
