@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Storage backend calls through rvirtd: the storage-dir plugin in the daemon against the
 storage-dir plugin in its plugin host process (each backend call forwarded over the
-backend-call channel). Run by benches/isolated_backends.sh.
+backend-call channel): pool info (no backend call), pool refresh, volume create + delete,
+64 MiB volume upload and download, and the channel alone (a client on the plugin host's
+backend-call socket). Run by benches/isolated_backends.sh.
 
 usage: isolated_backends.py IN_PROCESS_URI ROOT_A PROCESS_URI ROOT_B
 """

@@ -3,7 +3,8 @@
 # backend-call channel (host/daemon/src/isolate/wire.rs) costs, against the storage-dir
 # plugin loaded into the daemon (benches/isolated_backends.py, python-libvirt:
 # virStoragePoolRefresh, virStorageVolCreateXML + virStorageVolDelete, and
-# virStoragePoolGetInfo, which the daemon answers without the backend).
+# virStoragePoolGetInfo, which the daemon answers without the backend; volume upload and
+# download throughput).
 #
 # usage: benches/isolated_backends.sh     (needs python3-libvirt)
 # env:   PROFILE=release|debug NO_BUILD=1 CARGO_TARGET_DIR=...
