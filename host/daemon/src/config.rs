@@ -102,13 +102,14 @@ pub struct Config {
     /// Subject DNs of the client certificates accepted, with `*` wildcards
     /// (`"C=GB,ST=London,L=London,O=Libvirt Project,CN=*"`); unset: any valid certificate.
     pub tls_allowed_dn_list: Option<Vec<String>>,
-    /// Where hypervisor plugins run unless `[plugins.NAME]` says otherwise: `"process"`
-    /// (each in a plugin host process of its own, crash-isolated and reloadable) or
-    /// `"in-process"` (loaded into the daemon, as embedders of the host library load
-    /// them). Unset: `process` for every hypervisor plugin (as libvirt's modular daemons
-    /// are its default) except the built-in `test` driver, which holds no guests and stays
-    /// in the daemon. Storage and network plugins always run in the daemon (see
-    /// docs/ARCHITECTURE.md, "Crash-isolated plugins").
+    /// Where plugins run unless `[plugins.NAME]` says otherwise: `"process"` (each in a
+    /// plugin host process of its own, crash-isolated and reloadable) or `"in-process"`
+    /// (loaded into the daemon, as embedders of the host library load them). Unset:
+    /// `process` for every hypervisor, storage and network plugin (as libvirt's modular
+    /// daemons are its default) except the built-in `test` driver, which holds no guests
+    /// and stays in the daemon. A storage or network plugin in a process of its own does
+    /// the type-specific work only: the daemon keeps its pools and networks and forwards
+    /// each backend call (see docs/ARCHITECTURE.md, "Crash-isolated plugins").
     pub plugin_isolation: Option<Isolation>,
     /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
     pub plugins: std::collections::BTreeMap<String, PluginConfig>,

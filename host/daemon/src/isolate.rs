@@ -1,4 +1,5 @@
-//! Crash-isolated plugins: a hypervisor plugin served from a process of its own.
+//! Crash-isolated plugins: a hypervisor, storage or network plugin served from a process
+//! of its own.
 //!
 //! A plugin whose isolation is `process` (`rvirtd.toml`) is loaded by a plugin host
 //! process, `rvirtd --plugin-host FILE --socket PATH --uri URI...` (`host.rs`): the same
@@ -13,13 +14,21 @@
 //! how it died, the next call reconnects to the new process, and event subscriptions are
 //! registered again there. A call past the plugin's deadline fails with
 //! `VIR_ERR_OPERATION_TIMEOUT` and the hung process is killed and replaced.
+//!
+//! A plugin's storage and network facets are served by the same process over a private
+//! backend-call channel (`wire.rs`): the daemon keeps its pools and networks and
+//! registers forwarding backends (`forward.rs`) that send each backend call there, where
+//! `serve.rs` runs the plugin's real backend.
 
 pub mod control;
+mod forward;
 pub mod host;
 mod owned;
+pub mod serve;
 mod supervisor;
+pub mod wire;
 
-pub use supervisor::{Generation, Supervisor};
+pub use supervisor::{BackendFacets, Generation, Supervisor};
 
 /// The daemon's socket for its plugin host processes, in the plugins' directory of the
 /// run directory: the host services of an isolated hypervisor plugin resolve
@@ -63,9 +72,13 @@ impl std::fmt::Debug for Isolation {
 }
 
 impl Isolation {
-    /// A supervisor (not started yet) for every hypervisor plugin the scan found whose
-    /// isolation is `process`; `served` are the daemon's URIs, each handed to the host
-    /// process of the plugin serving its scheme.
+    /// A supervisor (not started yet) for every plugin the scan found whose isolation is
+    /// `process`; `served` are the daemon's URIs, each handed to the host process of the
+    /// plugin serving its scheme. The pool types and forward modes such a plugin serves
+    /// (its storage and network facets, as the scan gave them out: the first plugin along
+    /// the search path claiming one serves it) are registered with `runtime` as
+    /// forwarding backends ahead of the plugins, so the daemon never loads the plugin
+    /// itself: call this before any root's pools or networks are opened.
     pub fn new(
         runtime: &rvirt_host::Runtime,
         config: &Config,
@@ -75,17 +88,43 @@ impl Isolation {
         let exe = std::env::current_exe()?;
         let mut by_scheme = BTreeMap::new();
         let mut by_name = BTreeMap::new();
+        // forward modes already given out (pool types: the scan's refusals say)
+        let mut modes_taken: Vec<String> = Vec::new();
+        let secrets_uri = served
+            .iter()
+            .find(|u| !u.starts_with("test:"))
+            .or(served.first())
+            .cloned();
         for record in runtime.scanned_plugins() {
             let rvirt_host::PluginStatus::Loaded(m) = &record.status else {
                 continue;
             };
-            if m.schemes.is_empty() {
+            let pool_types: Vec<String> = m
+                .pool_types
+                .iter()
+                .filter(|t| !record.refused_pool_types.iter().any(|r| &r.pool_type == *t))
+                .cloned()
+                .collect();
+            let forward_modes: Vec<String> = m
+                .forward_modes
+                .iter()
+                .filter(|f| !modes_taken.contains(f))
+                .cloned()
+                .collect();
+            modes_taken.extend(forward_modes.iter().cloned());
+            if m.schemes.is_empty() && pool_types.is_empty() && forward_modes.is_empty() {
                 continue;
             }
             let settings = config.plugin_settings(&m.name);
             if settings.isolation != config::Isolation::Process {
                 continue;
             }
+            let backends =
+                (!pool_types.is_empty() || !forward_modes.is_empty()).then(|| BackendFacets {
+                    pool_types: pool_types.clone(),
+                    forward_modes: forward_modes.clone(),
+                    secrets_uri: secrets_uri.clone(),
+                });
             let uris: Vec<String> = served
                 .iter()
                 .filter(|u| {
@@ -98,9 +137,25 @@ impl Isolation {
                 record.path.clone(),
                 exe.clone(),
                 uris,
+                backends,
                 run_dir.join("plugins"),
                 settings,
             );
+            if !pool_types.is_empty() || !forward_modes.is_empty() {
+                let fwd = forward::Forwarder::new(Arc::clone(&sup));
+                for t in &pool_types {
+                    runtime.add_pool_backend(
+                        t,
+                        Arc::new(forward::ForwardPool::new(Arc::clone(&fwd), t)),
+                    );
+                }
+                for f in &forward_modes {
+                    runtime.add_network_backend(
+                        f,
+                        Arc::new(forward::ForwardNet::new(Arc::clone(&fwd), f)),
+                    );
+                }
+            }
             for s in &m.schemes {
                 by_scheme
                     .entry(s.clone())

@@ -80,6 +80,13 @@ struct Args {
     /// networks through (for the plugin's host services).
     #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
     services: Option<PathBuf>,
+    /// Internal: where the plugin host process serves its plugin's storage and network
+    /// backends to the daemon (the backend-call channel, `isolate/wire.rs`).
+    #[arg(long, value_name = "PATH", hide = true, requires = "plugin_host")]
+    backend_socket: Option<PathBuf>,
+    /// Internal: the URI whose secret store the plugin host's storage backends read.
+    #[arg(long, value_name = "URI", hide = true, requires = "plugin_host")]
+    secrets_uri: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -91,6 +98,8 @@ fn main() -> Result<()> {
             socket,
             uris: args.uris,
             services: args.services,
+            backend_socket: args.backend_socket,
+            secrets_uri: args.secrets_uri,
         });
     }
     // SAFETY: nothing else runs yet (no thread has been spawned), and this is the only call.

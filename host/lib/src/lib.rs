@@ -341,6 +341,14 @@ impl Runtime {
         ))
     }
 
+    /// [`Runtime::pool_backends`] for the pools of the local connection URI `uri`: the
+    /// storage plugins' backends are lent the secrets bound to that URI (a Ceph key, CHAP
+    /// credentials). What a process serving one storage plugin for a daemon (rvirtd's
+    /// plugin host) resolves its backends with.
+    pub fn pool_backends_for_uri(&self, uri: &str) -> Result<Arc<dyn storage::BackendResolver>> {
+        Ok(self.pool_backends_for(&ConnectUri::parse(uri)?))
+    }
+
     /// What serves each pool type for this runtime: the in-process backends, then the
     /// storage plugins.
     pub fn pool_backends(&self) -> Arc<dyn storage::BackendResolver> {

@@ -77,6 +77,31 @@ pub fn secrets_for(root: &SecretsRoot) -> Result<Arc<Secrets>> {
     Ok(s)
 }
 
+/// Whether plugins' secret lookups read the store's files afresh
+/// ([`read_driver_secrets_from_files`]).
+static DRIVER_READS_FILES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every secret value a plugin asks the host for (`HostServices::secret_value`: a
+/// Ceph key, CHAP credentials, a disk passphrase) come from the root's secret files as
+/// they are now, instead of from this process's store: what a process serving plugins
+/// for a daemon (rvirtd's plugin host) needs, as the daemon owns the store and changes
+/// it. Ephemeral secrets, which live in the daemon's memory only, are then not found.
+pub fn read_driver_secrets_from_files() {
+    DRIVER_READS_FILES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The store a plugin's secret lookup reads: [`secrets_for`], or the files afresh after
+/// [`read_driver_secrets_from_files`].
+pub(crate) fn secrets_for_driver(root: &SecretsRoot) -> Result<Arc<Secrets>> {
+    match root {
+        SecretsRoot::Dir(d) if DRIVER_READS_FILES.load(std::sync::atomic::Ordering::Relaxed) => {
+            Ok(Arc::new(Secrets::open(Some(d.clone()))?))
+        }
+        _ => secrets_for(root),
+    }
+}
+
 /// A secret event as a subscriber sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretEventInfo {

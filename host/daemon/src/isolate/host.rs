@@ -1,8 +1,10 @@
-//! The plugin host process: `rvirtd --plugin-host FILE --socket PATH --uri URI...`.
+//! The plugin host process: `rvirtd --plugin-host FILE --socket PATH --uri URI...
+//! [--backend-socket PATH --secrets-uri URI]`.
 //!
 //! Loads the one plugin file in-process, exactly as the daemon would, and serves it over
 //! libvirt's remote protocol on a private socket (0600) with the daemon's own server
-//! code. Its first line on stdout is a JSON object naming the plugin, its version and
+//! code (when it serves URIs), and its storage and network backends over the
+//! backend-call channel (`--backend-socket`, `serve.rs`) when the daemon forwards them. Its first line on stdout is a JSON object naming the plugin, its version and
 //! API version once the socket accepts connections; it ends when its stdin closes (the
 //! daemon stopped it, or died).
 //!
@@ -43,16 +45,26 @@ pub struct HostArgs {
     /// answer storage volumes and network ports from the daemon's pools and networks
     /// through it. `None`: from this process's own (a plugin host started by hand).
     pub services: Option<PathBuf>,
+    /// Where to serve the plugin's storage and network backends to the daemon
+    /// (`--backend-socket`, `wire.rs`), when the daemon forwards them here.
+    pub backend_socket: Option<PathBuf>,
+    /// The URI whose secret store the storage backends read (`--secrets-uri`).
+    pub secrets_uri: Option<String>,
 }
 
 /// Runs the plugin host process until its stdin closes.
 pub fn run(args: HostArgs) -> Result<()> {
-    if args.uris.is_empty() {
-        bail!("--plugin-host needs at least one --uri");
+    if args.uris.is_empty() && args.backend_socket.is_none() {
+        bail!("--plugin-host needs at least one --uri or a --backend-socket");
     }
-    let served =
-        served::Served::new(args.uris.iter().map(String::as_str)).context("invalid --uri")?;
+    // a storage- or network-only plugin serves no URI: no remote-protocol socket then
+    let served = (!args.uris.is_empty())
+        .then(|| served::Served::new(args.uris.iter().map(String::as_str)))
+        .transpose()
+        .context("invalid --uri")?;
     let runtime = rvirt_host::Runtime::with_search_path(vec![args.file.clone()]);
+    // the daemon owns the secret store and changes it: read values as they are now
+    rvirt_host::secrets_api::read_driver_secrets_from_files();
     if let Some(services) = &args.services {
         runtime.set_daemon_services(services);
     }
@@ -67,6 +79,22 @@ pub fn run(args: HostArgs) -> Result<()> {
         );
         bail!("cannot load {}: {why}", args.file.display());
     };
+    let runtime = Arc::new(runtime);
+    if let Some(path) = &args.backend_socket {
+        // the backends as the daemon resolves them in-process: this one file's
+        let pools = match &args.secrets_uri {
+            Some(uri) => runtime
+                .pool_backends_for_uri(uri)
+                .context("invalid --secrets-uri")?,
+            None => runtime.pool_backends(),
+        };
+        let backends = Arc::new(super::serve::Backends {
+            pools,
+            nets: runtime.network_backends(),
+        });
+        super::serve::listen(path, backends)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
@@ -75,30 +103,10 @@ pub fn run(args: HostArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
-        let shared = Arc::new(client::Shared {
-            runtime: Arc::new(runtime),
-            default_uri: args.uris[0].clone(),
-            served,
-            isolation: None,
-            opened: Default::default(),
-            #[cfg(feature = "policy")]
-            policy: None,
-            #[cfg(feature = "policy")]
-            stops: Arc::new(crate::access::ClientStops::default()),
-        });
-        let settings = server::ConnSettings {
-            max_clients: 5000,
-            max_client_requests: 64,
-            keepalive_interval: Duration::from_secs(5),
-            keepalive_count: 5,
+        let accept = match served {
+            Some(served) => Some(serve_uris(&args, runtime, served)?),
+            None => None,
         };
-        let listener = server::bind(&args.socket, 0o600, false)?;
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            shared,
-            settings,
-            crate::admin::Workers::new(64),
-        ));
         let ready = serde_json::json!({
             "name": manifest.name,
             "version": manifest.version,
@@ -110,26 +118,70 @@ pub fn run(args: HostArgs) -> Result<()> {
             writeln!(out, "{ready}").context("cannot write the ready line")?;
             out.flush().context("cannot write the ready line")?;
         }
-        // stdin closes when the daemon stops this process or dies
-        let socket = args.socket.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut buf = [0u8; 64];
-            loop {
-                match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
+        let sockets: Vec<PathBuf> = std::iter::once(args.socket.clone())
+            .chain(args.backend_socket.clone())
+            .collect();
+        let remove = move || {
+            for s in &sockets {
+                let _ = std::fs::remove_file(s);
             }
-            let _ = std::fs::remove_file(&socket);
-            std::process::exit(0);
-        });
+        };
+        // stdin closes when the daemon stops this process or dies
+        {
+            let remove = remove.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut buf = [0u8; 64];
+                loop {
+                    match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                remove();
+                std::process::exit(0);
+            });
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot handle SIGTERM")?;
         term.recv().await;
-        let _ = std::fs::remove_file(&args.socket);
-        accept.abort();
+        remove();
+        if let Some(accept) = accept {
+            accept.abort();
+        }
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Serves the daemon's URIs of this plugin over libvirt's remote protocol on `--socket`.
+fn serve_uris(
+    args: &HostArgs,
+    runtime: Arc<rvirt_host::Runtime>,
+    served: served::Served,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let shared = Arc::new(client::Shared {
+        runtime,
+        default_uri: args.uris[0].clone(),
+        served,
+        isolation: None,
+        opened: Default::default(),
+        #[cfg(feature = "policy")]
+        policy: None,
+        #[cfg(feature = "policy")]
+        stops: Arc::new(crate::access::ClientStops::default()),
+    });
+    let settings = server::ConnSettings {
+        max_clients: 5000,
+        max_client_requests: 64,
+        keepalive_interval: Duration::from_secs(5),
+        keepalive_count: 5,
+    };
+    let listener = server::bind(&args.socket, 0o600, false)?;
+    Ok(tokio::spawn(accept_loop(
+        listener,
+        shared,
+        settings,
+        crate::admin::Workers::new(64),
+    )))
 }
 
 /// Accepts the daemon's connections; each is served by a thread of its own.

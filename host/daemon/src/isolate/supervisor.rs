@@ -33,6 +33,9 @@ pub struct Generation {
     id: u64,
     pid: u32,
     socket: PathBuf,
+    /// Its backend-call socket (`wire.rs`), when the plugin has storage or network
+    /// facets the daemon forwards to it.
+    backend_socket: Option<PathBuf>,
     version: String,
     api_version: String,
     started: Instant,
@@ -56,6 +59,15 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// [`Busy`] holding its generation (a volume stream, open across calls).
+pub struct OwnedBusy(Arc<Generation>);
+
+impl Drop for OwnedBusy {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Generation {
     /// The socket it serves on.
     pub fn socket(&self) -> &Path {
@@ -65,6 +77,17 @@ impl Generation {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Its backend-call socket, when it serves storage or network backends.
+    pub fn backend_socket(&self) -> Option<&Path> {
+        self.backend_socket.as_deref()
+    }
+
+    /// [`Generation::busy`] for as long as the guard lives, wherever it goes.
+    pub fn busy_owned(self: &Arc<Self>) -> OwnedBusy {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        OwnedBusy(Arc::clone(self))
     }
 
     /// Marks a call in flight until the guard drops.
@@ -111,6 +134,8 @@ pub struct Supervisor {
     file: PathBuf,
     exe: PathBuf,
     uris: Vec<String>,
+    /// What its storage and network facets serve for the daemon, if anything.
+    backends: Option<BackendFacets>,
     dir: PathBuf,
     settings: PluginSettings,
     state: Mutex<State>,
@@ -121,6 +146,19 @@ pub struct Supervisor {
     /// said it serves (`RUN_DIR/plugins.json`).
     report: std::sync::OnceLock<(Arc<crate::plugin_report::PluginReport>, ServedPlugin)>,
     me: Weak<Supervisor>,
+}
+
+/// The storage and network facets a plugin host process serves for the daemon over its
+/// backend-call socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendFacets {
+    /// The pool types the daemon forwards to it.
+    pub pool_types: Vec<String>,
+    /// The forward modes the daemon forwards to it.
+    pub forward_modes: Vec<String>,
+    /// The URI whose secret store its storage backends read (a Ceph key, CHAP
+    /// credentials): the daemon's first served URI.
+    pub secrets_uri: Option<String>,
 }
 
 /// `waitpid`'s answer in words.
@@ -178,6 +216,7 @@ impl Supervisor {
         file: PathBuf,
         exe: PathBuf,
         uris: Vec<String>,
+        backends: Option<BackendFacets>,
         dir: PathBuf,
         settings: PluginSettings,
     ) -> Arc<Supervisor> {
@@ -186,6 +225,7 @@ impl Supervisor {
             file,
             exe,
             uris,
+            backends,
             dir,
             settings,
             state: Mutex::default(),
@@ -324,6 +364,17 @@ impl Supervisor {
         for u in &self.uris {
             cmd.arg("--uri").arg(u);
         }
+        let backend_socket = self
+            .backends
+            .as_ref()
+            .map(|_| self.dir.join(format!("{}.{id}.backends.sock", self.name)));
+        if let Some(path) = &backend_socket {
+            let _ = std::fs::remove_file(path);
+            cmd.arg("--backend-socket").arg(path);
+        }
+        if let Some(uri) = self.backends.as_ref().and_then(|b| b.secrets_uri.as_ref()) {
+            cmd.arg("--secrets-uri").arg(uri);
+        }
         // where the plugin's host services find the daemon's pools and networks
         cmd.arg("--services")
             .arg(self.dir.join(super::SERVICES_SOCKET));
@@ -372,6 +423,9 @@ impl Supervisor {
             Err(_) => {
                 let status = child.wait().map(describe).unwrap_or_default();
                 let _ = std::fs::remove_file(&socket);
+                if let Some(path) = &backend_socket {
+                    let _ = std::fs::remove_file(path);
+                }
                 return Err(format!(
                     "plugin host process {pid} for {} {status} before serving",
                     self.file.display()
@@ -390,6 +444,7 @@ impl Supervisor {
             id,
             pid,
             socket,
+            backend_socket,
             version: ready.version,
             api_version: ready.api_version,
             started: Instant::now(),
@@ -436,6 +491,9 @@ impl Supervisor {
         *lock(&g.death) = Some(how.clone());
         g.died.notify_all();
         let _ = std::fs::remove_file(&g.socket);
+        if let Some(path) = &g.backend_socket {
+            let _ = std::fs::remove_file(path);
+        }
         let retiring = g.retiring.load(Ordering::Acquire);
         let delay = {
             let mut st = lock(&self.state);
@@ -632,6 +690,8 @@ impl Supervisor {
             "name": self.name,
             "file": self.file.display().to_string(),
             "isolation": "process",
+            "pool_types": self.backends.as_ref().map(|b| b.pool_types.clone()).unwrap_or_default(),
+            "forward_modes": self.backends.as_ref().map(|b| b.forward_modes.clone()).unwrap_or_default(),
             "version": cur.map(|g| g.version.clone()),
             "api_version": cur.map(|g| g.api_version.clone()),
             "pid": cur.map(|g| g.pid),

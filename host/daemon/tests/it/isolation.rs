@@ -566,26 +566,41 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
     .unwrap();
     ok(&uri, &["define", dom.to_str().unwrap()]);
     ok(&uri, &["start", "svc"]);
-    let hosts = plugin_hosts(d.pid());
-    assert_eq!(hosts.len(), 1, "the qemu plugin runs in its own process");
     let o = Command::new(rvirt_tests::built("rvirt"))
         .args(["--json", "plugin", "list", "--root", root.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let qemu = v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "qemu")
-        .cloned()
-        .unwrap();
+    let entry = |name: &str| {
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let qemu = entry("qemu");
     assert_eq!(qemu["isolation"], "process", "{qemu}");
-    assert_eq!(qemu["pid"], hosts[0], "{qemu}");
+    let host = qemu["pid"].as_u64().unwrap() as u32;
+    // the qemu plugin, and the storage and network plugins serving the daemon's pool and
+    // network, each in a process of its own
+    let mut hosts = plugin_hosts(d.pid());
+    hosts.sort();
+    let mut listed: Vec<u32> = ["qemu", "storage-dir", "network-bridge"]
+        .iter()
+        .map(|n| {
+            let e = entry(n);
+            assert_eq!(e["isolation"], "process", "{e}");
+            e["pid"].as_u64().unwrap() as u32
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(hosts, listed, "{v}");
     // the plugin host loaded the QEMU plugin alone: the pool and the port came from the
-    // daemon (a dir pool needs the storage plugin the daemon loaded)
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", hosts[0])).unwrap();
+    // daemon (whose dir pool is served by the storage plugin's own process)
+    let maps = std::fs::read_to_string(format!("/proc/{host}/maps")).unwrap();
     assert!(maps.contains("librvirt_plugin_qemu"), "{maps}");
     assert!(
         !maps.contains("librvirt_storage_dir"),
@@ -642,7 +657,9 @@ fn an_isolated_qemu_plugin_uses_the_daemons_pools_and_networks() {
     });
     assert_eq!(state(&uri, "svc"), "running", "autostarted");
     assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 1);
-    assert_eq!(plugin_hosts(d.pid()).len(), 1);
+    // qemu, storage-dir (the pool was revived) and network-bridge (the network was
+    // reattached)
+    assert_eq!(plugin_hosts(d.pid()).len(), 3);
     ok(&uri, &["destroy", "svc"]);
     assert_eq!(port_rows(&ok(&uri, &["net-port-list", "isonet"])), 0);
     ok(&uri, &["autostart", "--disable", "svc"]);

@@ -11,6 +11,7 @@ mod bridge_networks;
 mod console;
 mod esx;
 mod golibvirt;
+mod isolated_backends;
 mod isolation;
 mod lxc;
 mod migrate;

@@ -255,7 +255,7 @@ pub(crate) fn secret_for_plugin(
         return RResult::RErr(PluginError::no_support("virSecretGetValue"));
     };
     guarded("virSecretGetValue", || {
-        let store = crate::secrets_api::secrets_for(root)?;
+        let store = crate::secrets_api::secrets_for_driver(root)?;
         store.value_for_driver(usage_type, usage_id).map(RVec::from)
     })
 }
