@@ -3,6 +3,7 @@
 //! refusing mutating calls, and leaves them in place when it stops. The served-plugin
 //! report names the plugin that served the connection.
 
+use crate::virsh;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,15 +16,6 @@ impl Drop for Activator {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
 }
 
 fn text(o: &Output) -> String {

@@ -5,6 +5,7 @@
 //! refused, a forced one takes the console over (the first virsh ends), and a read-only
 //! connection is refused.
 
+use crate::virsh_ok as ok;
 use crate::{Daemon, missing, write_file};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -148,17 +149,6 @@ fn virsh(uri: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn tools_missing() -> bool {

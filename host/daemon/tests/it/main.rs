@@ -45,7 +45,7 @@ mod vmware;
 mod volume_disk;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A daemon started for one test; stopped (SIGTERM) on drop.
@@ -335,6 +335,28 @@ impl Drop for EventWatch {
 
 /// Whether a tool needed by a test is missing; panics loudly unless skipping is allowed.
 /// Percent-encodes `s` for a URI query value (virsh's `name=` parameter).
+/// Runs the real virsh against `uri`.
+pub fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("cannot run virsh")
+}
+
+/// Runs virsh, which must succeed; its standard output.
+pub fn virsh_ok(uri: &str, args: &[&str]) -> String {
+    let o = virsh(uri, args);
+    assert!(
+        o.status.success(),
+        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {

@@ -4,28 +4,9 @@
 //! host asked in `ROOT/test-network-calls.log`.
 
 use super::{Daemon, EventWatch, missing, write_file};
+use crate::{virsh, virsh_ok as ok};
 use std::process::{Command, Output};
 use std::time::Duration;
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn fails(uri: &str, args: &[&str]) -> String {
     let o = virsh(uri, args);

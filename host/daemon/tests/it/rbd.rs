@@ -7,11 +7,12 @@
 //! (`secret-define` + `secret-set-value`) and reaches the plugin through the host.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::missing;
+use crate::{virsh, virsh_ok as ok};
 
 struct Cluster {
     dir: PathBuf,
@@ -159,26 +160,6 @@ impl Drop for NsDaemon {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn fails(uri: &str, args: &[&str]) -> String {

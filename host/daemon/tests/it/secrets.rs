@@ -4,33 +4,14 @@
 //! that never shows a value.
 
 use super::{Daemon, EventWatch, missing, write_file};
+use crate::{virsh, virsh_ok as ok};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A value that must never appear anywhere but in a reply to its owner.
 const VALUE: &str = "zq-s3cr3t-Rv1rt-7731";
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn fails(uri: &str, args: &[&str]) -> String {
     let o = virsh(uri, args);

@@ -8,6 +8,7 @@
 //! directory), starts its own component and stops it by PID. A test whose component is
 //! missing says so loudly and fails (skips with `RVIRT_ALLOW_SKIP=1`).
 
+use crate::{virsh, virsh_ok as ok};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -148,26 +149,6 @@ impl Drop for Rvirtd {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn fails(uri: &str, args: &[&str]) -> String {

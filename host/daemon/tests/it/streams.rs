@@ -3,32 +3,13 @@
 //! remote driver and `rvirt vol-upload`/`vol-download`, on a `dir` pool.
 
 use super::{Daemon, missing};
+use crate::{virsh, virsh_ok as ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PYTHON: &str = "/usr/bin/python3";
 const MIB: usize = 1 << 20;
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn fails(uri: &str, args: &[&str]) -> String {
     let o = virsh(uri, args);

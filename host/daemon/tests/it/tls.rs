@@ -3,6 +3,7 @@
 //! another CA), rvirtd with `listen_tls` on a free port and `tls_allowed_dn_list` naming
 //! one client, and unmodified virsh, python-libvirt and `rvirt` as clients.
 
+use crate::virsh;
 use crate::{Daemon, missing};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -194,15 +195,6 @@ pub(crate) fn wait_port(port: u16) {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
 }
 
 /// A daemon serving TLS on a free port (by `--listen` when `by_switch`, else

@@ -1,22 +1,14 @@
 //! The real `virsh` against rvirtd.
 
+use crate::virsh;
 use crate::{Daemon, EventWatch, domain_xml, missing, write_file};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn no_virsh() -> bool {
     missing(
         "virsh (libvirt-clients)",
         Command::new("virsh").arg("--version"),
     )
-}
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
 }
 
 /// Runs virsh and returns stdout; panics with both streams on failure.

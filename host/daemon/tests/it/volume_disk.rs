@@ -5,30 +5,11 @@
 //! runs. Every path stays under the daemon's `--root`.
 
 use super::{Daemon, missing};
+use crate::{virsh, virsh_ok as ok};
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
-
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
-fn ok(uri: &str, args: &[&str]) -> String {
-    let o = virsh(uri, args);
-    assert!(
-        o.status.success(),
-        "virsh {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// The error virsh printed for a command that must fail.
 fn fails(uri: &str, args: &[&str]) -> String {
