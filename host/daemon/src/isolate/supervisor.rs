@@ -138,6 +138,9 @@ pub struct Supervisor {
     backends: Option<BackendFacets>,
     dir: PathBuf,
     settings: PluginSettings,
+    /// The cgroup its processes run in, relative to each hierarchy
+    /// (`rvirt/TAG/plugin-NAME`), when a `cgroup_*` key is set.
+    cgroup: Option<String>,
     state: Mutex<State>,
     changed: Condvar,
     restarts: AtomicU64,
@@ -219,7 +222,9 @@ impl Supervisor {
         backends: Option<BackendFacets>,
         dir: PathBuf,
         settings: PluginSettings,
+        cgroup_tag: &str,
     ) -> Arc<Supervisor> {
+        let cgroup = (!settings.cgroup_keys().is_empty()).then(|| cgroup_path(cgroup_tag, &name));
         Arc::new_cyclic(|me| Supervisor {
             name,
             file,
@@ -228,6 +233,7 @@ impl Supervisor {
             backends,
             dir,
             settings,
+            cgroup,
             state: Mutex::default(),
             changed: Condvar::new(),
             restarts: AtomicU64::new(0),
@@ -245,6 +251,66 @@ impl Supervisor {
     /// Its settings.
     pub fn settings(&self) -> &PluginSettings {
         &self.settings
+    }
+
+    /// Makes the plugin's cgroup (every time a process starts: it may have been removed
+    /// meanwhile) and applies its limits; the files a child writes to join it. Errors
+    /// name the keys and the reason.
+    fn prepare_cgroup(&self) -> Result<Option<rvirt_cgroup::JoinFiles>, String> {
+        let Some(rel) = &self.cgroup else {
+            return Ok(None);
+        };
+        let keys = self.settings.cgroup_keys().join(", ");
+        let cg = rvirt_cgroup::Cgroup::at(rel)
+            .and_then(|cg| cg.create().map(|()| cg))
+            .map_err(|e| format!("{keys} set, but its cgroup {rel} cannot be made: {e}"))?;
+        for (keys, limits) in self.settings.cgroup_limits() {
+            cg.apply(&limits).map_err(|e| {
+                format!(
+                    "{} set, but cgroup {rel} cannot be limited: {e}",
+                    keys.join(" and ")
+                )
+            })?;
+        }
+        cg.join_files()
+            .map(Some)
+            .map_err(|e| format!("{keys} set, but cgroup {rel} cannot be joined: {e}"))
+    }
+
+    /// Removes the plugin's cgroup once its processes are gone (daemon shutdown, after
+    /// [`Supervisor::stop`]): waits up to `wait` for them, never kills anything (the
+    /// group may hold processes the plugin started, such as guests). Best effort,
+    /// logged.
+    pub fn remove_cgroup(&self, wait: Duration) {
+        let Some(rel) = &self.cgroup else { return };
+        let Ok(cg) = rvirt_cgroup::Cgroup::at(rel) else {
+            return;
+        };
+        // its processes are gone once waitpid reported each (`reaped`)
+        let deadline = Instant::now() + wait;
+        let mut st = lock(&self.state);
+        while !st.alive.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(st);
+        // `rvirt/TAG` and `rvirt` go too once empty
+        match cg.remove_if_empty(2) {
+            Ok(()) => tracing::info!(plugin = self.name, cgroup = rel, "cgroup removed"),
+            Err(e) => tracing::warn!(
+                plugin = self.name,
+                cgroup = rel,
+                procs = ?cg.procs(),
+                "cgroup left in place: {e}"
+            ),
+        }
     }
 
     /// Processes started again after a death (reloads do not count).
@@ -382,13 +448,21 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let limits = self.settings.rlimits();
-        if !limits.is_empty() {
+        let join = self
+            .prepare_cgroup()
+            .map_err(|e| format!("plugin '{}': {e}", self.name))?;
+        if !limits.is_empty() || join.is_some() {
             use std::os::unix::process::CommandExt;
             // SAFETY: the closure runs in the forked child before exec and only calls
-            // setrlimit, which is async-signal-safe; it allocates nothing (the limits
-            // were collected before the fork).
+            // open/write/close on the cgroup files (JoinFiles::join_current) and
+            // setrlimit, which are async-signal-safe; it allocates nothing (the limits
+            // and the cgroup paths were prepared before the fork). It joins the cgroup
+            // first, so the plugin is loaded inside it.
             unsafe {
                 cmd.pre_exec(move || {
+                    if let Some(join) = &join {
+                        join.join_current()?;
+                    }
                     for (res, value) in &limits {
                         rustix::process::setrlimit(
                             *res,
@@ -403,9 +477,13 @@ impl Supervisor {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
+        let mut child = cmd.spawn().map_err(|e| match &self.cgroup {
+            Some(rel) => format!(
+                "cannot run {} in cgroup {rel} (with the plugin's rlimits): {e}",
+                self.exe.display()
+            ),
+            None => format!("cannot run {}: {e}", self.exe.display()),
+        })?;
         let pid = child.id();
         let stdout = child.stdout.take();
         let ready = stdout
@@ -501,6 +579,8 @@ impl Supervisor {
             let is_current = st.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, g));
             if retiring || st.stopped || !is_current {
                 tracing::info!(plugin = self.name, pid = g.pid, "plugin host process {how}");
+                // remove_cgroup waits for `alive` to empty
+                self.changed.notify_all();
                 return;
             }
             tracing::error!(
@@ -672,7 +752,8 @@ impl Supervisor {
         let alive = {
             let mut st = lock(&self.state);
             st.stopped = true;
-            std::mem::take(&mut st.alive)
+            // they leave `alive` as they are reaped ([`Supervisor::remove_cgroup`] waits)
+            st.alive.clone()
         };
         self.changed.notify_all();
         for g in alive {
@@ -699,8 +780,15 @@ impl Supervisor {
             "restarts": self.restarts(),
             "last_death": st.last_death,
             "call_timeout_ms": self.settings.call_timeout_ms,
+            "cgroup": self.cgroup,
         })
     }
+}
+
+/// The cgroup of plugin `name`'s processes, relative to each hierarchy: under
+/// `rvirt/TAG` so that daemons with different roots never share one.
+pub fn cgroup_path(tag: &str, name: &str) -> String {
+    format!("rvirt/{tag}/plugin-{name}")
 }
 
 fn backoff(quick_deaths: u32) -> Duration {
