@@ -490,6 +490,12 @@ impl Cgroup {
         }
     }
 
+    /// Forks and thread creations the group's `pids.max` refused so far (`pids.events`
+    /// `max`, v1 and v2).
+    pub fn pids_refused(&self) -> u64 {
+        self.stat_field("pids", "pids.events", "max").unwrap_or(0)
+    }
+
     /// OOM kills in the group so far.
     pub fn oom_kills(&self) -> u64 {
         match self {

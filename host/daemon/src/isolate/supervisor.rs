@@ -277,6 +277,43 @@ impl Supervisor {
             .map_err(|e| format!("{keys} set, but cgroup {rel} cannot be joined: {e}"))
     }
 
+    /// What the plugin's cgroup refused so far: `(tasks over pids.max, OOM kills)`.
+    fn cgroup_counters(&self) -> (u64, u64) {
+        self.cgroup
+            .as_ref()
+            .and_then(|rel| rvirt_cgroup::Cgroup::at(rel).ok())
+            .map_or((0, 0), |cg| (cg.pids_refused(), cg.oom_kills()))
+    }
+
+    /// Why a process that died may have: the limits its cgroup enforced since `before`
+    /// ([`Supervisor::cgroup_counters`]), as `: ...` to append to the error, or nothing.
+    fn cgroup_hint(&self, before: &(u64, u64)) -> String {
+        let Some(rel) = &self.cgroup else {
+            return String::new();
+        };
+        let now = self.cgroup_counters();
+        let l = &self.settings.limits;
+        let mut why = Vec::new();
+        if now.0 > before.0 {
+            why.push(format!(
+                "cgroup_pids_max = {} refused {} new task(s)",
+                l.cgroup_pids_max.unwrap_or_default(),
+                now.0 - before.0
+            ));
+        }
+        if now.1 > before.1 {
+            why.push(format!(
+                "cgroup_memory_max = {} killed {} process(es)",
+                l.cgroup_memory_max.unwrap_or_default(),
+                now.1 - before.1
+            ));
+        }
+        if why.is_empty() {
+            return String::new();
+        }
+        format!(": in cgroup {rel}, {}", why.join(" and "))
+    }
+
     /// Removes the plugin's cgroup once its processes are gone (daemon shutdown, after
     /// [`Supervisor::stop`]): waits up to `wait` for them, never kills anything (the
     /// group may hold processes the plugin started, such as guests). Best effort,
@@ -448,9 +485,7 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let limits = self.settings.rlimits();
-        let join = self
-            .prepare_cgroup()
-            .map_err(|e| format!("plugin '{}': {e}", self.name))?;
+        let join = self.prepare_cgroup()?;
         if !limits.is_empty() || join.is_some() {
             use std::os::unix::process::CommandExt;
             // SAFETY: the closure runs in the forked child before exec and only calls
@@ -477,6 +512,7 @@ impl Supervisor {
                 });
             }
         }
+        let before = self.cgroup_counters();
         let mut child = cmd.spawn().map_err(|e| match &self.cgroup {
             Some(rel) => format!(
                 "cannot run {} in cgroup {rel} (with the plugin's rlimits): {e}",
@@ -505,8 +541,9 @@ impl Supervisor {
                     let _ = std::fs::remove_file(path);
                 }
                 return Err(format!(
-                    "plugin host process {pid} for {} {status} before serving",
-                    self.file.display()
+                    "plugin host process {pid} for {} {status} before serving{}",
+                    self.file.display(),
+                    self.cgroup_hint(&before)
                 ));
             }
         };
