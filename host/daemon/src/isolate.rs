@@ -139,9 +139,11 @@ impl Isolation {
                 exe.clone(),
                 uris,
                 backends,
-                run_dir.join("plugins"),
                 settings,
-                cgroup_tag,
+                supervisor::Place {
+                    dir: run_dir.join("plugins"),
+                    cgroup_tag: cgroup_tag.to_string(),
+                },
             );
             if !pool_types.is_empty() || !forward_modes.is_empty() {
                 let fwd = forward::Forwarder::new(Arc::clone(&sup));

@@ -164,6 +164,16 @@ pub struct BackendFacets {
     pub secrets_uri: Option<String>,
 }
 
+/// Where a plugin's processes run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The directory of their sockets.
+    pub dir: PathBuf,
+    /// What tells this daemon's cgroups from other daemons' (`Layout::cgroup_tag`): the
+    /// plugin's group, when it has one, is `rvirt/TAG/plugin-NAME`.
+    pub cgroup_tag: String,
+}
+
 /// `waitpid`'s answer in words.
 fn describe(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -220,18 +230,18 @@ impl Supervisor {
         exe: PathBuf,
         uris: Vec<String>,
         backends: Option<BackendFacets>,
-        dir: PathBuf,
         settings: PluginSettings,
-        cgroup_tag: &str,
+        place: Place,
     ) -> Arc<Supervisor> {
-        let cgroup = (!settings.cgroup_keys().is_empty()).then(|| cgroup_path(cgroup_tag, &name));
+        let cgroup =
+            (!settings.cgroup_keys().is_empty()).then(|| cgroup_path(&place.cgroup_tag, &name));
         Arc::new_cyclic(|me| Supervisor {
             name,
             file,
             exe,
             uris,
             backends,
-            dir,
+            dir: place.dir,
             settings,
             cgroup,
             state: Mutex::default(),
