@@ -55,7 +55,8 @@ fn task_time_and_cpu(stat: &str) -> Option<(u64, usize)> {
 }
 
 /// The `cpuacct.usage_percpu` file of the cgroup `pid` is in, when that cgroup is its
-/// own (not the root, whose figures are the whole host's).
+/// own: not the root, whose figures are the whole host's, nor a group it shares with
+/// other processes (an isolated plugin's cgroup, which its guests inherit).
 fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| {
@@ -66,9 +67,12 @@ fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
     if path == "/" {
         return None;
     }
-    let f = std::path::Path::new("/sys/fs/cgroup/cpuacct")
-        .join(path.trim_start_matches('/'))
-        .join("cpuacct.usage_percpu");
+    let dir = std::path::Path::new("/sys/fs/cgroup/cpuacct").join(path.trim_start_matches('/'));
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    if procs.lines().any(|l| l.trim() != pid.to_string()) {
+        return None;
+    }
+    let f = dir.join("cpuacct.usage_percpu");
     f.is_file().then_some(f)
 }
 
