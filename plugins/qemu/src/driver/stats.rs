@@ -674,6 +674,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_shared_with_other_processes_is_not_the_guest_s_own() {
+        let base = std::path::Path::new("/sys/fs/cgroup/cpuacct");
+        if !rustix::process::geteuid().is_root() || !base.join("cgroup.procs").is_file() {
+            eprintln!(
+                "\n!!! no writable v1 cpuacct hierarchy (needs root): the shared-cgroup case \
+                 of own_usage_percpu is not tested here\n"
+            );
+            return;
+        }
+        let dir = base.join(format!("rvirt-qemu-stats-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        std::fs::write(dir.join("cgroup.procs"), a.id().to_string()).unwrap();
+        let own = own_usage_percpu(a.id() as i32);
+        // an isolated plugin's cgroup: the guest shares it with another process
+        std::fs::write(dir.join("cgroup.procs"), b.id().to_string()).unwrap();
+        let shared = own_usage_percpu(a.id() as i32);
+        for c in [&mut a, &mut b] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir(&dir);
+        assert_eq!(own, Some(dir.join("cpuacct.usage_percpu")));
+        assert_eq!(shared, None);
+    }
+
+    #[test]
     fn balloon_guest_statistics_get_libvirt_s_names_and_units() {
         let v = json!({"stats": {"stat-swap-in": 4096, "stat-swap-out": 0, "stat-major-faults": 12,
             "stat-minor-faults": 3400, "stat-free-memory": 104857600, "stat-total-memory": 209715200,
