@@ -46,6 +46,8 @@ pub struct Generation {
     inflight: AtomicUsize,
     /// Replaced by a reload: its death is expected and starts nothing.
     retiring: AtomicBool,
+    /// What its cgroup had refused when it started ([`Supervisor::cgroup_counters`]).
+    cgroup_before: (u64, u64),
     /// Its stdin: the process ends when this closes (and when the daemon dies).
     stdin: Mutex<Option<ChildStdin>>,
 }
@@ -525,7 +527,7 @@ impl Supervisor {
         let before = self.cgroup_counters();
         let mut child = cmd.spawn().map_err(|e| match &self.cgroup {
             Some(rel) => format!(
-                "cannot run {} in cgroup {rel} (with the plugin's rlimits): {e}",
+                "cannot run {} (joining cgroup {rel}): {e}",
                 self.exe.display()
             ),
             None => format!("cannot run {}: {e}", self.exe.display()),
@@ -573,6 +575,7 @@ impl Supervisor {
             version: ready.version,
             api_version: ready.api_version,
             started: Instant::now(),
+            cgroup_before: before,
             death: Mutex::new(None),
             died: Condvar::new(),
             inflight: AtomicUsize::new(0),
@@ -613,6 +616,8 @@ impl Supervisor {
     /// `waitpid` returned for `g`: record how, and start a new process unless this one
     /// was replaced or the daemon stops.
     fn reaped(&self, g: &Arc<Generation>, how: String) {
+        // a limit of its cgroup may be why
+        let how = format!("{how}{}", self.cgroup_hint(&g.cgroup_before));
         *lock(&g.death) = Some(how.clone());
         g.died.notify_all();
         let _ = std::fs::remove_file(&g.socket);

@@ -2,7 +2,8 @@
 //! driver in a process of its own runs in `rvirt/TAG/plugin-test` with the configured
 //! limits, from its first instruction on (joined between fork and exec), again after a
 //! crash and a reload; the group goes when the daemon stops; a limit too low, or no
-//! cgroup hierarchy, fails the call saying why and the daemon stays up.
+//! cgroup hierarchy, fails the call saying why and the daemon stays up; a process the
+//! memory limit kills is named as such to the client.
 
 use super::isolation::plugin_hosts;
 use super::{Daemon, missing};
@@ -39,10 +40,17 @@ fn alive(pid: u32) -> bool {
 /// Whether this host lets the tests make cgroups (root, and a v1 or v2 hierarchy); says
 /// loudly why not (and fails unless `RVIRT_ALLOW_SKIP=1`).
 fn cgroups_unavailable() -> bool {
+    cannot_test(None)
+}
+
+/// [`cgroups_unavailable`], or `extra` (a further reason) when it says so.
+fn cannot_test(extra: Option<String>) -> bool {
     if missing("virsh", Command::new("virsh").arg("--version")) {
         return true;
     }
-    let why = if !rustix::process::geteuid().is_root() {
+    let why = if let Some(why) = extra {
+        why
+    } else if !rustix::process::geteuid().is_root() {
         "the tests do not run as root, so they cannot make cgroups".to_string()
     } else if let Err(e) = Cgroup::at("rvirt") {
         e.to_string()
@@ -165,6 +173,22 @@ fn an_isolated_plugin_runs_in_its_cgroup_with_the_limits_across_crash_reload_and
         "a group of this daemon's own: {rel}"
     );
     assert_eq!(listed(&d, "qemu")["cgroup"], serde_json::Value::Null);
+    // the human listing has it in its own column
+    let o = Command::new(rvirt_tests::built("rvirt"))
+        .args(["plugin", "list", "--root"])
+        .arg(d.root.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines().next().is_some_and(|h| h.contains("Cgroup")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("test ") && l.contains(rel)),
+        "{text}"
+    );
     let pid = test["pid"].as_u64().unwrap() as u32;
     assert_eq!(plugin_hosts(d.pid()), [pid]);
     assert_in_group(pid, rel);
@@ -251,6 +275,62 @@ fn a_pids_limit_too_low_fails_the_call_saying_so_and_the_daemon_stays_up() {
     let rel = listed(&d, "test")["cgroup"].as_str().unwrap().to_string();
     assert!(d.stop());
     assert!(!Cgroup::at(&rel).unwrap().exists(), "{rel} removed");
+}
+
+#[test]
+fn a_plugin_killed_by_its_memory_limit_says_so_and_comes_back_in_its_group() {
+    if cgroups_unavailable() {
+        return;
+    }
+    // with swap the kernel swaps the group out instead of killing it
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().count() > 1 && cannot_test(Some(format!("swap is on: {swaps}"))) {
+        return;
+    }
+    // 32 MiB: the plugin host starts (it charges a few MiB), the test driver's `oom`
+    // fault (256 MiB written) is killed
+    let config = "uris = [\"test:///default\", \"test:///default?faults=crash\"]\n\
+                  [plugins.test]\nisolation = \"process\"\ncgroup_memory_max = 33554432\n\
+                  [plugins.qemu]\nisolation = \"in-process\"\n";
+    let d = Daemon::start_logged_with_config(config);
+    let uri = format!(
+        "test+unix:///default?faults=crash&socket={}",
+        d.socket().display()
+    );
+    let script = r#"
+import sys, libvirt
+c = libvirt.open(sys.argv[1])
+try:
+    c.lookupByName("oom")
+    print("NOT KILLED")
+except libvirt.libvirtError as e:
+    print(str(e))
+print(c.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_RUNNING)
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script, &uri])
+        .output()
+        .expect("cannot run python3");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        out.contains("plugin 'test' failed during virDomainLookupByName: its process")
+            && out.contains("was killed by signal 9 (SIGKILL): in cgroup rvirt/root-")
+            && out.contains("cgroup_memory_max = 33554432 killed 1 process(es)")
+            && out.trim_end().ends_with("True"),
+        "the client is told which limit killed the plugin, and the next call works: {out}\n{}",
+        d.log()
+    );
+    assert!(
+        d.log()
+            .contains("cgroup_memory_max = 33554432 killed 1 process(es); restarting it"),
+        "{}",
+        d.log()
+    );
+    let test = listed(&d, "test");
+    let rel = test["cgroup"].as_str().unwrap();
+    assert_in_group(test["pid"].as_u64().unwrap() as u32, rel);
+    assert!(alive(d.pid()));
 }
 
 #[test]
