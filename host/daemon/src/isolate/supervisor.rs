@@ -275,18 +275,27 @@ impl Supervisor {
         let keys = self.settings.cgroup_keys().join(", ");
         let cg = rvirt_cgroup::Cgroup::at(rel)
             .and_then(|cg| cg.create().map(|()| cg))
-            .map_err(|e| format!("{keys} set, but its cgroup {rel} cannot be made: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "{keys} set, but its cgroup {rel} cannot be made: {}",
+                    with_causes(&e)
+                )
+            })?;
         for (keys, limits) in self.settings.cgroup_limits() {
             cg.apply(&limits).map_err(|e| {
                 format!(
-                    "{} set, but cgroup {rel} cannot be limited: {e}",
-                    keys.join(" and ")
+                    "{} set, but cgroup {rel} cannot be limited: {}",
+                    keys.join(" and "),
+                    with_causes(&e)
                 )
             })?;
         }
-        cg.join_files()
-            .map(Some)
-            .map_err(|e| format!("{keys} set, but cgroup {rel} cannot be joined: {e}"))
+        cg.join_files().map(Some).map_err(|e| {
+            format!(
+                "{keys} set, but cgroup {rel} cannot be joined: {}",
+                with_causes(&e)
+            )
+        })
     }
 
     /// What the plugin's cgroup refused so far: `(tasks over pids.max, OOM kills)`.
@@ -837,6 +846,18 @@ impl Supervisor {
     }
 }
 
+/// `e` and its sources, `: `-separated (a cgroup error's OS reason is its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// The cgroup of plugin `name`'s processes, relative to each hierarchy: under
 /// `rvirt/TAG` so that daemons with different roots never share one.
 pub fn cgroup_path(tag: &str, name: &str) -> String {
@@ -873,6 +894,20 @@ fn retire(g: &Arc<Generation>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_errors_keep_their_os_reason() {
+        let e = rvirt_cgroup::CgroupError::Io {
+            what: "create",
+            path: "/sys/fs/cgroup/memory/rvirt".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot create '/sys/fs/cgroup/memory/rvirt': Permission denied (os error 13)"
+        );
+        assert_eq!(cgroup_path("system", "qemu"), "rvirt/system/plugin-qemu");
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -360,3 +360,68 @@ fn without_a_cgroup_hierarchy_a_plugin_with_cgroup_limits_does_not_start() {
     );
     assert!(alive(d.pid()));
 }
+
+#[test]
+fn an_unprivileged_daemon_cannot_make_the_cgroup_and_says_why() {
+    if cgroups_unavailable() {
+        return;
+    }
+    if missing("setpriv", Command::new("setpriv").arg("--version")) {
+        return;
+    }
+    // rvirtd --root DIR as nobody: the cgroup hierarchies are root's
+    let root = tempfile::Builder::new()
+        .prefix("rvirtd-it.")
+        .tempdir()
+        .unwrap();
+    let etc = root.path().join("etc/rvirt");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("rvirtd.toml"),
+        "[plugins.test]\nisolation = \"process\"\ncgroup_pids_max = 64\n\
+         [plugins.qemu]\nisolation = \"in-process\"\n",
+    )
+    .unwrap();
+    for e in ["", "etc", "etc/rvirt", "etc/rvirt/rvirtd.toml"] {
+        std::os::unix::fs::chown(root.path().join(e), Some(65534), Some(65534)).unwrap();
+    }
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
+    let mut daemon = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .arg("--root")
+        .arg(root.path())
+        .env("RVIRT_PLUGIN_PATH", bin.parent().unwrap())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = root.path().join("run/rvirt-sock");
+    wait_until("the unprivileged daemon listens", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg(format!("test+unix:///default?socket={}", socket.display()))
+        .args(["domstate", "test"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let up = daemon.try_wait().unwrap().is_none();
+    let hosts = plugin_hosts(daemon.id());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        err.contains("cannot start plugin 'test': cgroup_pids_max set, but its cgroup rvirt/root-")
+            && err.contains("cannot be made: cannot create '")
+            && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert!(up, "the daemon stays up");
+    assert!(
+        hosts.is_empty(),
+        "no process ran without its limits: {hosts:?}"
+    );
+}
