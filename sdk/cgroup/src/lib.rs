@@ -506,8 +506,8 @@ impl Cgroup {
     }
 
     /// Kills every process left in the group, waits (up to `timeout`) for it to empty,
-    /// then removes its directories, and the empty parents up to (not including) the
-    /// hierarchy's `machine` directory's parent.
+    /// then removes its directories, and their parent when it is an embedded LXC root's
+    /// (`rvirt-embed-*`) and empty. [`Cgroup::remove_if_empty`] kills nothing.
     pub fn remove(&self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         // A frozen group's processes cannot die: thaw it first.
