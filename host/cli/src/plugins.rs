@@ -411,7 +411,8 @@ fn control(root: Option<&Path>, socket: Option<&Path>, request: &str) -> Result<
 }
 
 /// `rvirt plugin list --root DIR`: the plugins a running rvirtd serves domains with, how
-/// each runs and, for a plugin in its own process, its pid and restarts.
+/// each runs and, for a plugin in its own process, its pid, restarts and cgroup (relative
+/// to each cgroup hierarchy; `-`: none of its own).
 pub fn daemon_list(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Result<()> {
     let v = control(root, socket, "list")?;
     let format = v["format"].as_u64().unwrap_or(0);
@@ -431,6 +432,7 @@ pub fn daemon_list(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Re
         "Isolation",
         "PID",
         "Restarts",
+        "Cgroup",
         "File",
     ]);
     let text = |x: &serde_json::Value| match x {
@@ -446,6 +448,7 @@ pub fn daemon_list(root: Option<&Path>, socket: Option<&Path>, json: bool) -> Re
             text(&p["isolation"]),
             text(&p["pid"]),
             text(&p["restarts"]),
+            text(&p["cgroup"]),
             text(&p["file"]),
         ]);
     }

@@ -30,6 +30,14 @@ pub enum ConfigError {
         value: String,
         hint: &'static str,
     },
+    #[error("[{section}] {key} = {value}: {expected}")]
+    PluginKey {
+        /// `plugins.NAME` or `plugin_defaults`.
+        section: String,
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// The settings of `rvirtd.toml`. Every key is optional.
@@ -113,6 +121,10 @@ pub struct Config {
     pub plugin_isolation: Option<Isolation>,
     /// Per-plugin settings, by plugin name (`[plugins.qemu]`).
     pub plugins: std::collections::BTreeMap<String, PluginConfig>,
+    /// Defaults of the `[plugins.NAME]` keys for every plugin (`[plugin_defaults]`): each
+    /// key a plugin's table does not set is taken from here (`isolation` excepted: that
+    /// default is `plugin_isolation`).
+    pub plugin_defaults: PluginConfig,
     /// libvirtd.conf's `log_filters`: `"LEVEL:NAME ..."` (1 debug, 2 info, 3 warning,
     /// 4 error; NAME a module path prefix such as `rvirtd::server`). Unset: none
     /// (`RUST_LOG` decides).
@@ -156,6 +168,97 @@ pub struct PluginConfig {
     pub rlimit_cpu: Option<u64>,
     /// `RLIMIT_NPROC` of the plugin process's user.
     pub rlimit_nproc: Option<u64>,
+    /// Memory limit of the plugin's cgroup, in bytes (v1 `memory.limit_in_bytes`, v2
+    /// `memory.max`). Any `cgroup_*` key puts the plugin's processes in a cgroup of their
+    /// own (`rvirt/TAG/plugin-NAME`), and the plugin does not start without it.
+    pub cgroup_memory_max: Option<u64>,
+    /// CPU shares of the plugin's cgroup (v1 `cpu.shares`, 2 to 262144; v2 `cpu.weight`,
+    /// clamped to 1 to 10000).
+    pub cgroup_cpu_shares: Option<u64>,
+    /// CPU time the plugin's cgroup may use per `cgroup_cpu_period_us`, in microseconds
+    /// (v1 `cpu.cfs_quota_us`, v2 `cpu.max`).
+    pub cgroup_cpu_quota_us: Option<u64>,
+    /// Period of `cgroup_cpu_quota_us`, in microseconds (1000 to 1000000; default
+    /// the kernel's, 100000).
+    pub cgroup_cpu_period_us: Option<u64>,
+    /// Most tasks (processes and threads) in the plugin's cgroup (`pids.max`).
+    pub cgroup_pids_max: Option<u64>,
+}
+
+impl PluginConfig {
+    /// Each key unset here taken from `defaults`.
+    fn or(self, defaults: &PluginConfig) -> PluginConfig {
+        PluginConfig {
+            isolation: self.isolation,
+            call_timeout_ms: self.call_timeout_ms.or(defaults.call_timeout_ms),
+            rlimit_as: self.rlimit_as.or(defaults.rlimit_as),
+            rlimit_nofile: self.rlimit_nofile.or(defaults.rlimit_nofile),
+            rlimit_cpu: self.rlimit_cpu.or(defaults.rlimit_cpu),
+            rlimit_nproc: self.rlimit_nproc.or(defaults.rlimit_nproc),
+            cgroup_memory_max: self.cgroup_memory_max.or(defaults.cgroup_memory_max),
+            cgroup_cpu_shares: self.cgroup_cpu_shares.or(defaults.cgroup_cpu_shares),
+            cgroup_cpu_quota_us: self.cgroup_cpu_quota_us.or(defaults.cgroup_cpu_quota_us),
+            cgroup_cpu_period_us: self.cgroup_cpu_period_us.or(defaults.cgroup_cpu_period_us),
+            cgroup_pids_max: self.cgroup_pids_max.or(defaults.cgroup_pids_max),
+        }
+    }
+
+    /// Checks the values of the keys set; `section` names the table in errors.
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, value: String, expected: &'static str| {
+            Err(ConfigError::PluginKey {
+                section: section.to_string(),
+                key,
+                value,
+                expected,
+            })
+        };
+        let ranges: [(&'static str, Option<u64>, u64, u64, &'static str); 5] = [
+            (
+                "cgroup_memory_max",
+                self.cgroup_memory_max,
+                1,
+                u64::MAX,
+                "expected a number of bytes above 0",
+            ),
+            (
+                "cgroup_cpu_shares",
+                self.cgroup_cpu_shares,
+                2,
+                262_144,
+                "expected 2 to 262144",
+            ),
+            (
+                "cgroup_cpu_quota_us",
+                self.cgroup_cpu_quota_us,
+                1000,
+                i64::MAX as u64,
+                "expected at least 1000 microseconds",
+            ),
+            (
+                "cgroup_cpu_period_us",
+                self.cgroup_cpu_period_us,
+                1000,
+                1_000_000,
+                "expected 1000 to 1000000 microseconds",
+            ),
+            (
+                "cgroup_pids_max",
+                self.cgroup_pids_max,
+                1,
+                u64::MAX,
+                "expected a number of tasks above 0",
+            ),
+        ];
+        for (key, value, min, max, expected) in ranges {
+            if let Some(v) = value
+                && !(min..=max).contains(&v)
+            {
+                return bad(key, v.to_string(), expected);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A plugin's settings once defaults are applied.
@@ -184,6 +287,68 @@ impl PluginSettings {
         .into_iter()
         .filter_map(|(r, v)| v.map(|v| (r, v)))
         .collect()
+    }
+
+    /// The `cgroup_*` keys set, in the order [`PluginSettings::cgroup_limits`] applies
+    /// them.
+    pub fn cgroup_keys(&self) -> Vec<&'static str> {
+        let l = &self.limits;
+        [
+            ("cgroup_memory_max", l.cgroup_memory_max.is_some()),
+            ("cgroup_cpu_shares", l.cgroup_cpu_shares.is_some()),
+            ("cgroup_cpu_quota_us", l.cgroup_cpu_quota_us.is_some()),
+            ("cgroup_cpu_period_us", l.cgroup_cpu_period_us.is_some()),
+            ("cgroup_pids_max", l.cgroup_pids_max.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// The cgroup limits, one group of keys at a time (the CPU quota and period go
+    /// together: v2 writes both to `cpu.max`), each with the keys it comes from; empty
+    /// when no `cgroup_*` key is set (the plugin then gets no cgroup of its own).
+    pub fn cgroup_limits(&self) -> Vec<(Vec<&'static str>, rvirt_cgroup::Limits)> {
+        use rvirt_cgroup::Limits;
+        let l = &self.limits;
+        let mut out = Vec::new();
+        if let Some(b) = l.cgroup_memory_max {
+            let limits = Limits {
+                memory_bytes: Some(b),
+                ..Limits::default()
+            };
+            out.push((vec!["cgroup_memory_max"], limits));
+        }
+        if let Some(s) = l.cgroup_cpu_shares {
+            let limits = Limits {
+                cpu_shares: Some(s),
+                ..Limits::default()
+            };
+            out.push((vec!["cgroup_cpu_shares"], limits));
+        }
+        if l.cgroup_cpu_quota_us.is_some() || l.cgroup_cpu_period_us.is_some() {
+            let keys = ["cgroup_cpu_period_us", "cgroup_cpu_quota_us"]
+                .into_iter()
+                .zip([l.cgroup_cpu_period_us, l.cgroup_cpu_quota_us])
+                .filter_map(|(k, v)| v.map(|_| k))
+                .collect();
+            let limits = Limits {
+                cpu_period: l.cgroup_cpu_period_us,
+                cpu_quota: l
+                    .cgroup_cpu_quota_us
+                    .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+                ..Limits::default()
+            };
+            out.push((keys, limits));
+        }
+        if let Some(n) = l.cgroup_pids_max {
+            let limits = Limits {
+                pids_max: Some(n),
+                ..Limits::default()
+            };
+            out.push((vec!["cgroup_pids_max"], limits));
+        }
+        out
     }
 }
 
@@ -249,6 +414,7 @@ impl Default for Config {
             tls_allowed_dn_list: None,
             plugin_isolation: None,
             plugins: Default::default(),
+            plugin_defaults: PluginConfig::default(),
             log_filters: None,
             log_outputs: None,
         }
@@ -270,10 +436,12 @@ impl Config {
                 });
             }
         };
-        Config::parse(&text).map_err(|source| ConfigError::Parse {
+        let config = Config::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.into(),
             source,
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Parses the TOML text of a config file.
@@ -281,9 +449,32 @@ impl Config {
         toml::from_str(text)
     }
 
+    /// Checks the plugin settings: errors name the table (`plugins.NAME` or
+    /// `plugin_defaults`) and the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(i) = self.plugin_defaults.isolation {
+            return Err(ConfigError::PluginKey {
+                section: "plugin_defaults".into(),
+                key: "isolation",
+                value: format!("{i:?}"),
+                expected: "the default isolation is the top-level plugin_isolation key",
+            });
+        }
+        self.plugin_defaults.validate("plugin_defaults")?;
+        for (name, c) in &self.plugins {
+            c.validate(&format!("plugins.{name}"))?;
+        }
+        Ok(())
+    }
+
     /// The settings of plugin `name`.
     pub fn plugin_settings(&self, name: &str) -> PluginSettings {
-        let c = self.plugins.get(name).cloned().unwrap_or_default();
+        let c = self
+            .plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+            .or(&self.plugin_defaults);
         PluginSettings {
             isolation: c.isolation.or(self.plugin_isolation).unwrap_or(
                 if name == BUILTIN_IN_PROCESS {
@@ -441,6 +632,26 @@ impl Layout {
             .join("policy.d")
     }
 
+    /// What tells this daemon's cgroups (`rvirt/TAG/plugin-NAME`) from other daemons':
+    /// `system` for the system daemon, `session-UID` for a user's, `root-HASH` for
+    /// `--root DIR` (a 64-bit FNV-1a hash of the directory, absolute, in hex).
+    pub fn cgroup_tag(&self, uid: u32) -> String {
+        if self.pki_root != Path::new("/") {
+            let root =
+                std::path::absolute(&self.pki_root).unwrap_or_else(|_| self.pki_root.clone());
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in root.as_os_str().as_encoded_bytes() {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            format!("root-{h:016x}")
+        } else if self.system {
+            "system".into()
+        } else {
+            format!("session-{uid}")
+        }
+    }
+
     /// libvirt's default path of a TLS file (`etc/pki/...`), under `--root` if given.
     pub fn pki(&self, relative: &str) -> PathBuf {
         self.pki_root.join(relative)
@@ -530,6 +741,106 @@ mod tests {
     }
 
     #[test]
+    fn plugin_cgroup_settings_and_their_defaults() {
+        let c = Config::default();
+        assert!(c.plugin_settings("qemu").cgroup_limits().is_empty());
+        assert!(c.plugin_settings("qemu").cgroup_keys().is_empty());
+        let c = Config::parse(
+            "[plugin_defaults]\ncgroup_pids_max = 64\nrlimit_nofile = 100\n\
+             [plugins.qemu]\ncgroup_memory_max = 268435456\ncgroup_cpu_quota_us = 50000\n\
+             cgroup_cpu_period_us = 100000\ncgroup_cpu_shares = 512\n\
+             [plugins.lxc]\ncgroup_pids_max = 8\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let q = c.plugin_settings("qemu");
+        assert_eq!(
+            q.cgroup_keys(),
+            [
+                "cgroup_memory_max",
+                "cgroup_cpu_shares",
+                "cgroup_cpu_quota_us",
+                "cgroup_cpu_period_us",
+                "cgroup_pids_max"
+            ]
+        );
+        let limits = q.cgroup_limits();
+        let keys: Vec<_> = limits.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys,
+            [
+                vec!["cgroup_memory_max"],
+                vec!["cgroup_cpu_shares"],
+                vec!["cgroup_cpu_period_us", "cgroup_cpu_quota_us"],
+                vec!["cgroup_pids_max"],
+            ]
+        );
+        assert_eq!(limits[0].1.memory_bytes, Some(256 << 20));
+        assert_eq!(limits[1].1.cpu_shares, Some(512));
+        assert_eq!(
+            (limits[2].1.cpu_quota, limits[2].1.cpu_period),
+            (Some(50_000), Some(100_000))
+        );
+        assert_eq!(limits[3].1.pids_max, Some(64), "from plugin_defaults");
+        assert_eq!(q.rlimits(), [(rustix::process::Resource::Nofile, 100)]);
+        // a plugin's own key wins over the default
+        let l = c.plugin_settings("lxc").cgroup_limits();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].1.pids_max, Some(8));
+        // only the default
+        assert_eq!(
+            c.plugin_settings("other").cgroup_keys(),
+            ["cgroup_pids_max"]
+        );
+        assert!(Config::parse("[plugins.qemu]\ncgroup_memory = 1\n").is_err());
+    }
+
+    #[test]
+    fn invalid_plugin_values_name_the_table_and_the_key() {
+        for (text, want) in [
+            (
+                "[plugins.qemu]\ncgroup_cpu_shares = 1\n",
+                "[plugins.qemu] cgroup_cpu_shares = 1: expected 2 to 262144",
+            ),
+            (
+                "[plugins.test]\ncgroup_cpu_period_us = 999\n",
+                "[plugins.test] cgroup_cpu_period_us = 999",
+            ),
+            (
+                "[plugins.test]\ncgroup_cpu_quota_us = 10\n",
+                "[plugins.test] cgroup_cpu_quota_us = 10",
+            ),
+            (
+                "[plugin_defaults]\ncgroup_pids_max = 0\n",
+                "[plugin_defaults] cgroup_pids_max = 0",
+            ),
+            (
+                "[plugins.x]\ncgroup_memory_max = 0\n",
+                "[plugins.x] cgroup_memory_max = 0",
+            ),
+            (
+                "[plugin_defaults]\nisolation = \"process\"\n",
+                "[plugin_defaults] isolation = Process: the default isolation is the top-level plugin_isolation key",
+            ),
+        ] {
+            let e = Config::parse(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
+        // load validates
+        let dir = std::env::temp_dir().join(format!("rvirtd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("rvirtd.toml");
+        std::fs::write(&f, "[plugins.qemu]\ncgroup_pids_max = 0\n").unwrap();
+        let e = Config::load(&f, true).unwrap_err().to_string();
+        assert!(e.contains("[plugins.qemu] cgroup_pids_max = 0"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn defaults_and_parsing() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         let c = Config::parse("default_uri = \"test:///tmp/x.xml\"\nmax_clients = 10\n").unwrap();
@@ -611,6 +922,13 @@ mod tests {
             Path::new("/home/u/.config/rvirt/rvirtd.toml")
         );
         assert!(user.libvirt_ro_socket().is_none());
+        assert_eq!(root.cgroup_tag(0), "system");
+        assert_eq!(user.cgroup_tag(1000), "session-1000");
+        let a = Layout::under_root(Path::new("/tmp/a")).cgroup_tag(0);
+        let b = Layout::under_root(Path::new("/tmp/b")).cgroup_tag(0);
+        assert!(a.starts_with("root-") && a.len() == 21, "{a}");
+        assert_ne!(a, b, "different roots, different groups");
+        assert_eq!(a, Layout::under_root(Path::new("/tmp/a")).cgroup_tag(0));
         assert!(matches!(
             Layout::default_for(1000, |_| None),
             Err(ConfigError::NoRuntimeDir)

@@ -84,6 +84,7 @@ impl Isolation {
         config: &Config,
         served: &[String],
         run_dir: &Path,
+        cgroup_tag: &str,
     ) -> std::io::Result<Isolation> {
         let exe = std::env::current_exe()?;
         let mut by_scheme = BTreeMap::new();
@@ -138,8 +139,11 @@ impl Isolation {
                 exe.clone(),
                 uris,
                 backends,
-                run_dir.join("plugins"),
                 settings,
+                supervisor::Place {
+                    dir: run_dir.join("plugins"),
+                    cgroup_tag: cgroup_tag.to_string(),
+                },
             );
             if !pool_types.is_empty() || !forward_modes.is_empty() {
                 let fwd = forward::Forwarder::new(Arc::clone(&sup));
@@ -210,10 +214,14 @@ impl Isolation {
         self.by_name.get(name)
     }
 
-    /// Stops every plugin host process (daemon shutdown).
+    /// Stops every plugin host process (daemon shutdown), then removes the plugins'
+    /// cgroups once their processes are gone (best effort, logged).
     pub fn stop_all(&self) {
         for s in self.by_name.values() {
             s.stop();
+        }
+        for s in self.by_name.values() {
+            s.remove_cgroup(std::time::Duration::from_secs(5));
         }
     }
 }

@@ -256,8 +256,14 @@ async fn run(
     let runtime = Arc::new(discovery.await.context("plugin discovery failed")?);
     // hypervisor plugins served from processes of their own (started on first use)
     let isolation = Arc::new(
-        isolate::Isolation::new(&runtime, &config, &served_list, &layout.run_dir)
-            .context("cannot set up the plugin host processes")?,
+        isolate::Isolation::new(
+            &runtime,
+            &config,
+            &served_list,
+            &layout.run_dir,
+            &layout.cgroup_tag(rustix::process::getuid().as_raw()),
+        )
+        .context("cannot set up the plugin host processes")?,
     );
     let control = isolate::control::socket_path(&layout.run_dir);
     isolate::control::serve(&control, Arc::clone(&isolation), Arc::clone(&runtime))

@@ -55,25 +55,7 @@ pub struct Veth {
     pub network: Option<String>,
 }
 
-/// cgroup limits (bytes and libvirt's CPU units).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Hard memory limit in bytes (`<memtune><hard_limit>`, else `<memory>`).
-    pub memory_bytes: Option<u64>,
-    /// Soft limit in bytes.
-    pub soft_bytes: Option<u64>,
-    /// Memory + swap limit in bytes.
-    pub swap_hard_bytes: Option<u64>,
-    /// `<cputune><shares>`.
-    pub cpu_shares: Option<u64>,
-    /// `<cputune><period>` (µs).
-    pub cpu_period: Option<u64>,
-    /// `<cputune><quota>` (µs, negative: unlimited).
-    pub cpu_quota: Option<i64>,
-    /// `<blkiotune><weight>` (10 to 1000).
-    #[serde(default)]
-    pub blkio_weight: Option<u32>,
-}
+pub use rvirt_cgroup::Limits;
 
 /// Everything the controller needs to run one container (written as JSON to the run
 /// directory; `format` versions it).

@@ -7,7 +7,7 @@
 //! cgroup and outlives the driver; [`driver`] keeps the books, talks to controllers and
 //! reattaches to them; [`def`] reads definitions; [`cgroup`] handles cgroup v1 and v2.
 
-pub mod cgroup;
+pub use rvirt_cgroup as cgroup;
 pub mod controller;
 pub mod def;
 pub mod driver;

@@ -122,7 +122,8 @@ pub struct TestConnection {
     panic_in: Option<String>,
     /// Fault injection for testing plugin isolation (`?faults=crash`): looking up the
     /// domain named `segv`, `abort` or `hang` kills the process with SIGSEGV, aborts it,
-    /// or never returns. Only a host that runs the plugin in a process of its own
+    /// or never returns; `oom` fills 256 MiB of memory (killed where a cgroup's memory
+    /// limit is lower, returning otherwise). Only a host that runs the plugin in a process of its own
     /// survives these.
     crash_faults: bool,
 }
@@ -139,6 +140,14 @@ fn crash_fault(name: &str) {
             std::process::abort();
         }
         "abort" => std::process::abort(),
+        "oom" => {
+            // written, not just reserved: every page is charged to the cgroup
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..256 {
+                held.push(vec![1u8; 1 << 20]);
+            }
+            std::hint::black_box(&held);
+        }
         "hang" => loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         },

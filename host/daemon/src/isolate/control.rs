@@ -3,7 +3,8 @@
 //!
 //! One request line, one JSON reply line: `list` answers
 //! `{"format": 1, "pid", "plugins": [...]}` (per hypervisor plugin: name, file, version,
-//! API version, isolation, pid, restarts); `reload NAME` starts the plugin's file again
+//! API version, isolation, pid, restarts, cgroup: its processes' group relative to each
+//! cgroup hierarchy or null); `reload NAME` starts the plugin's file again
 //! in a new process, switches new calls to it and stops the old one once its calls are
 //! done, answering `{"ok": true, "pid", "version"}` or `{"ok": false, "error"}`. Only the
 //! daemon's user can connect (the socket's mode), as only it may signal the daemon.
@@ -73,6 +74,7 @@ fn answer(request: &str, iso: &Isolation, runtime: &rvirt_host::Runtime) -> serd
                         "api_version": m.api_version,
                         "pid": std::process::id(),
                         "restarts": 0,
+                        "cgroup": null,
                     }));
                 }
             }

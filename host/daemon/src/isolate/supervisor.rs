@@ -46,6 +46,8 @@ pub struct Generation {
     inflight: AtomicUsize,
     /// Replaced by a reload: its death is expected and starts nothing.
     retiring: AtomicBool,
+    /// What its cgroup had refused when it started ([`Supervisor::cgroup_counters`]).
+    cgroup_before: (u64, u64),
     /// Its stdin: the process ends when this closes (and when the daemon dies).
     stdin: Mutex<Option<ChildStdin>>,
 }
@@ -138,6 +140,9 @@ pub struct Supervisor {
     backends: Option<BackendFacets>,
     dir: PathBuf,
     settings: PluginSettings,
+    /// The cgroup its processes run in, relative to each hierarchy
+    /// (`rvirt/TAG/plugin-NAME`), when a `cgroup_*` key is set.
+    cgroup: Option<String>,
     state: Mutex<State>,
     changed: Condvar,
     restarts: AtomicU64,
@@ -159,6 +164,16 @@ pub struct BackendFacets {
     /// The URI whose secret store its storage backends read (a Ceph key, CHAP
     /// credentials): the daemon's first served URI.
     pub secrets_uri: Option<String>,
+}
+
+/// Where a plugin's processes run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The directory of their sockets.
+    pub dir: PathBuf,
+    /// What tells this daemon's cgroups from other daemons' (`Layout::cgroup_tag`): the
+    /// plugin's group, when it has one, is `rvirt/TAG/plugin-NAME`.
+    pub cgroup_tag: String,
 }
 
 /// `waitpid`'s answer in words.
@@ -217,17 +232,20 @@ impl Supervisor {
         exe: PathBuf,
         uris: Vec<String>,
         backends: Option<BackendFacets>,
-        dir: PathBuf,
         settings: PluginSettings,
+        place: Place,
     ) -> Arc<Supervisor> {
+        let cgroup =
+            (!settings.cgroup_keys().is_empty()).then(|| cgroup_path(&place.cgroup_tag, &name));
         Arc::new_cyclic(|me| Supervisor {
             name,
             file,
             exe,
             uris,
             backends,
-            dir,
+            dir: place.dir,
             settings,
+            cgroup,
             state: Mutex::default(),
             changed: Condvar::new(),
             restarts: AtomicU64::new(0),
@@ -245,6 +263,112 @@ impl Supervisor {
     /// Its settings.
     pub fn settings(&self) -> &PluginSettings {
         &self.settings
+    }
+
+    /// Makes the plugin's cgroup (every time a process starts: it may have been removed
+    /// meanwhile) and applies its limits; the files a child writes to join it. Errors
+    /// name the keys and the reason.
+    fn prepare_cgroup(&self) -> Result<Option<rvirt_cgroup::JoinFiles>, String> {
+        let Some(rel) = &self.cgroup else {
+            return Ok(None);
+        };
+        let keys = self.settings.cgroup_keys().join(", ");
+        let cg = rvirt_cgroup::Cgroup::at(rel)
+            .and_then(|cg| cg.create().map(|()| cg))
+            .map_err(|e| {
+                format!(
+                    "{keys} set, but its cgroup {rel} cannot be made: {}",
+                    with_causes(&e)
+                )
+            })?;
+        for (keys, limits) in self.settings.cgroup_limits() {
+            cg.apply(&limits).map_err(|e| {
+                format!(
+                    "{} set, but cgroup {rel} cannot be limited: {}",
+                    keys.join(" and "),
+                    with_causes(&e)
+                )
+            })?;
+        }
+        cg.join_files().map(Some).map_err(|e| {
+            format!(
+                "{keys} set, but cgroup {rel} cannot be joined: {}",
+                with_causes(&e)
+            )
+        })
+    }
+
+    /// What the plugin's cgroup refused so far: `(tasks over pids.max, OOM kills)`.
+    fn cgroup_counters(&self) -> (u64, u64) {
+        self.cgroup
+            .as_ref()
+            .and_then(|rel| rvirt_cgroup::Cgroup::at(rel).ok())
+            .map_or((0, 0), |cg| (cg.pids_refused(), cg.oom_kills()))
+    }
+
+    /// Why a process that died may have: the limits its cgroup enforced since `before`
+    /// ([`Supervisor::cgroup_counters`]), as `: ...` to append to the error, or nothing.
+    fn cgroup_hint(&self, before: &(u64, u64)) -> String {
+        let Some(rel) = &self.cgroup else {
+            return String::new();
+        };
+        let now = self.cgroup_counters();
+        let l = &self.settings.limits;
+        let mut why = Vec::new();
+        if now.0 > before.0 {
+            why.push(format!(
+                "cgroup_pids_max = {} refused {} new task(s)",
+                l.cgroup_pids_max.unwrap_or_default(),
+                now.0 - before.0
+            ));
+        }
+        if now.1 > before.1 {
+            why.push(format!(
+                "cgroup_memory_max = {} killed {} process(es)",
+                l.cgroup_memory_max.unwrap_or_default(),
+                now.1 - before.1
+            ));
+        }
+        if why.is_empty() {
+            return String::new();
+        }
+        format!(": in cgroup {rel}, {}", why.join(" and "))
+    }
+
+    /// Removes the plugin's cgroup once its processes are gone (daemon shutdown, after
+    /// [`Supervisor::stop`]): waits up to `wait` for them, never kills anything (the
+    /// group may hold processes the plugin started, such as guests). Best effort,
+    /// logged.
+    pub fn remove_cgroup(&self, wait: Duration) {
+        let Some(rel) = &self.cgroup else { return };
+        let Ok(cg) = rvirt_cgroup::Cgroup::at(rel) else {
+            return;
+        };
+        // its processes are gone once waitpid reported each (`reaped`)
+        let deadline = Instant::now() + wait;
+        let mut st = lock(&self.state);
+        while !st.alive.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(st);
+        // `rvirt/TAG` and `rvirt` go too once empty
+        match cg.remove_if_empty(2) {
+            Ok(()) => tracing::info!(plugin = self.name, cgroup = rel, "cgroup removed"),
+            Err(e) => tracing::warn!(
+                plugin = self.name,
+                cgroup = rel,
+                procs = ?cg.procs(),
+                "cgroup left in place: {e}"
+            ),
+        }
     }
 
     /// Processes started again after a death (reloads do not count).
@@ -382,13 +506,19 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let limits = self.settings.rlimits();
-        if !limits.is_empty() {
+        let join = self.prepare_cgroup()?;
+        if !limits.is_empty() || join.is_some() {
             use std::os::unix::process::CommandExt;
             // SAFETY: the closure runs in the forked child before exec and only calls
-            // setrlimit, which is async-signal-safe; it allocates nothing (the limits
-            // were collected before the fork).
+            // open/write/close on the cgroup files (JoinFiles::join_current) and
+            // setrlimit, which are async-signal-safe; it allocates nothing (the limits
+            // and the cgroup paths were prepared before the fork). It joins the cgroup
+            // first, so the plugin is loaded inside it.
             unsafe {
                 cmd.pre_exec(move || {
+                    if let Some(join) = &join {
+                        join.join_current()?;
+                    }
                     for (res, value) in &limits {
                         rustix::process::setrlimit(
                             *res,
@@ -403,9 +533,14 @@ impl Supervisor {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
+        let before = self.cgroup_counters();
+        let mut child = cmd.spawn().map_err(|e| match &self.cgroup {
+            Some(rel) => format!(
+                "cannot run {} (joining cgroup {rel}): {e}",
+                self.exe.display()
+            ),
+            None => format!("cannot run {}: {e}", self.exe.display()),
+        })?;
         let pid = child.id();
         let stdout = child.stdout.take();
         let ready = stdout
@@ -427,8 +562,9 @@ impl Supervisor {
                     let _ = std::fs::remove_file(path);
                 }
                 return Err(format!(
-                    "plugin host process {pid} for {} {status} before serving",
-                    self.file.display()
+                    "plugin host process {pid} for {} {status} before serving{}",
+                    self.file.display(),
+                    self.cgroup_hint(&before)
                 ));
             }
         };
@@ -448,6 +584,7 @@ impl Supervisor {
             version: ready.version,
             api_version: ready.api_version,
             started: Instant::now(),
+            cgroup_before: before,
             death: Mutex::new(None),
             died: Condvar::new(),
             inflight: AtomicUsize::new(0),
@@ -488,6 +625,8 @@ impl Supervisor {
     /// `waitpid` returned for `g`: record how, and start a new process unless this one
     /// was replaced or the daemon stops.
     fn reaped(&self, g: &Arc<Generation>, how: String) {
+        // a limit of its cgroup may be why
+        let how = format!("{how}{}", self.cgroup_hint(&g.cgroup_before));
         *lock(&g.death) = Some(how.clone());
         g.died.notify_all();
         let _ = std::fs::remove_file(&g.socket);
@@ -501,6 +640,8 @@ impl Supervisor {
             let is_current = st.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, g));
             if retiring || st.stopped || !is_current {
                 tracing::info!(plugin = self.name, pid = g.pid, "plugin host process {how}");
+                // remove_cgroup waits for `alive` to empty
+                self.changed.notify_all();
                 return;
             }
             tracing::error!(
@@ -672,7 +813,8 @@ impl Supervisor {
         let alive = {
             let mut st = lock(&self.state);
             st.stopped = true;
-            std::mem::take(&mut st.alive)
+            // they leave `alive` as they are reaped ([`Supervisor::remove_cgroup`] waits)
+            st.alive.clone()
         };
         self.changed.notify_all();
         for g in alive {
@@ -699,8 +841,27 @@ impl Supervisor {
             "restarts": self.restarts(),
             "last_death": st.last_death,
             "call_timeout_ms": self.settings.call_timeout_ms,
+            "cgroup": self.cgroup,
         })
     }
+}
+
+/// `e` and its sources, `: `-separated (a cgroup error's OS reason is its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The cgroup of plugin `name`'s processes, relative to each hierarchy: under
+/// `rvirt/TAG` so that daemons with different roots never share one.
+pub fn cgroup_path(tag: &str, name: &str) -> String {
+    format!("rvirt/{tag}/plugin-{name}")
 }
 
 fn backoff(quick_deaths: u32) -> Duration {
@@ -733,6 +894,20 @@ fn retire(g: &Arc<Generation>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_errors_keep_their_os_reason() {
+        let e = rvirt_cgroup::CgroupError::Io {
+            what: "create",
+            path: "/sys/fs/cgroup/memory/rvirt".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "cannot create '/sys/fs/cgroup/memory/rvirt': Permission denied (os error 13)"
+        );
+        assert_eq!(cgroup_path("system", "qemu"), "rvirt/system/plugin-qemu");
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

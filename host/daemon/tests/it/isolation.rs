@@ -41,7 +41,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// The plugin host processes' pids (children of the daemon running `--plugin-host`).
-fn plugin_hosts(daemon: u32) -> Vec<u32> {
+pub fn plugin_hosts(daemon: u32) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {

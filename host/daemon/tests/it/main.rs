@@ -18,6 +18,7 @@ mod migrate;
 mod networks;
 mod observability;
 mod other_hypervisors;
+mod plugin_cgroups;
 mod policy;
 mod protocol;
 mod python;
@@ -86,11 +87,16 @@ impl Daemon {
     /// [`Daemon::start_logged_with_config`] with `plugin_dir` searched for plugins before
     /// the build directory (a plugin copied there wins over the built one).
     pub fn start_logged_with_plugins(config: &str, plugin_dir: &Path) -> Daemon {
-        Daemon::start_env(&[], Some(config), true, Some(plugin_dir))
+        Daemon::start_env(&[], Some(config), true, Some(plugin_dir), &[])
+    }
+
+    /// [`Daemon::start_logged_with_config`] with `env` set for the daemon.
+    pub fn start_logged_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_env(&[], Some(config), true, None, env)
     }
 
     fn start_inner(extra: &[&str], config: Option<&str>, logged: bool) -> Daemon {
-        Daemon::start_env(extra, config, logged, None)
+        Daemon::start_env(extra, config, logged, None, &[])
     }
 
     fn start_env(
@@ -98,6 +104,7 @@ impl Daemon {
         config: Option<&str>,
         logged: bool,
         plugin_dir: Option<&Path>,
+        env: &[(&str, &str)],
     ) -> Daemon {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_rvirtd"));
         let bin_dir = bin.parent().expect("binary directory");
@@ -129,6 +136,7 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RVIRTD_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null());
         if logged {
             let log = std::fs::File::create(root.path().join("rvirtd.log")).expect("log file");

@@ -55,7 +55,8 @@ fn task_time_and_cpu(stat: &str) -> Option<(u64, usize)> {
 }
 
 /// The `cpuacct.usage_percpu` file of the cgroup `pid` is in, when that cgroup is its
-/// own (not the root, whose figures are the whole host's).
+/// own: not the root, whose figures are the whole host's, nor a group it shares with
+/// other processes (an isolated plugin's cgroup, which its guests inherit).
 fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| {
@@ -66,9 +67,12 @@ fn own_usage_percpu(pid: i32) -> Option<std::path::PathBuf> {
     if path == "/" {
         return None;
     }
-    let f = std::path::Path::new("/sys/fs/cgroup/cpuacct")
-        .join(path.trim_start_matches('/'))
-        .join("cpuacct.usage_percpu");
+    let dir = std::path::Path::new("/sys/fs/cgroup/cpuacct").join(path.trim_start_matches('/'));
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    if procs.lines().any(|l| l.trim() != pid.to_string()) {
+        return None;
+    }
+    let f = dir.join("cpuacct.usage_percpu");
     f.is_file().then_some(f)
 }
 
@@ -667,6 +671,39 @@ mod tests {
         assert!(cpu.iter().sum::<u64>() > 0, "{cpu:?}");
         assert_eq!(vcpu.iter().sum::<u64>(), 0);
         assert!(own_usage_percpu(0).is_none());
+    }
+
+    #[test]
+    fn a_cgroup_shared_with_other_processes_is_not_the_guest_s_own() {
+        let base = std::path::Path::new("/sys/fs/cgroup/cpuacct");
+        if !rustix::process::geteuid().is_root() || !base.join("cgroup.procs").is_file() {
+            eprintln!(
+                "\n!!! no writable v1 cpuacct hierarchy (needs root): the shared-cgroup case \
+                 of own_usage_percpu is not tested here\n"
+            );
+            return;
+        }
+        let dir = base.join(format!("rvirt-qemu-stats-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        std::fs::write(dir.join("cgroup.procs"), a.id().to_string()).unwrap();
+        let own = own_usage_percpu(a.id() as i32);
+        // an isolated plugin's cgroup: the guest shares it with another process
+        std::fs::write(dir.join("cgroup.procs"), b.id().to_string()).unwrap();
+        let shared = own_usage_percpu(a.id() as i32);
+        for c in [&mut a, &mut b] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir(&dir);
+        assert_eq!(own, Some(dir.join("cpuacct.usage_percpu")));
+        assert_eq!(shared, None);
     }
 
     #[test]

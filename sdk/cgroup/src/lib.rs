@@ -1,8 +1,12 @@
-//! A container's control group on cgroup v1 (one directory per controller hierarchy,
+//! A control group on cgroup v1 (one directory per controller hierarchy,
 //! `/sys/fs/cgroup/<controller>/<rel>`) or v2 (one directory in the unified tree):
-//! creation, limits, membership, freezer, accounting and removal.
+//! creation, limits, membership (also of a forked child before `exec`, [`JoinFiles`]),
+//! freezer, accounting and removal. Used by the LXC plugin for its containers and by
+//! rvirtd for its plugin host processes.
 
-use crate::def::Limits;
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,30 @@ pub enum CgroupError {
 }
 
 type Result<T> = std::result::Result<T, CgroupError>;
+
+/// Limits of a group (bytes and libvirt's CPU units). Persisted by the LXC plugin in its
+/// launch spec: a field added later is `#[serde(default)]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Hard memory limit in bytes (`<memtune><hard_limit>`, else `<memory>`).
+    pub memory_bytes: Option<u64>,
+    /// Soft limit in bytes.
+    pub soft_bytes: Option<u64>,
+    /// Memory + swap limit in bytes.
+    pub swap_hard_bytes: Option<u64>,
+    /// `<cputune><shares>`.
+    pub cpu_shares: Option<u64>,
+    /// `<cputune><period>` (µs).
+    pub cpu_period: Option<u64>,
+    /// `<cputune><quota>` (µs, negative: unlimited).
+    pub cpu_quota: Option<i64>,
+    /// `<blkiotune><weight>` (10 to 1000).
+    #[serde(default)]
+    pub blkio_weight: Option<u32>,
+    /// Most tasks (processes and threads) in the group (`pids.max`).
+    #[serde(default)]
+    pub pids_max: Option<u64>,
+}
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.to_path_buf();
@@ -205,6 +233,18 @@ impl Cgroup {
         std::fs::write(&p, value).map_err(io("write", &p))
     }
 
+    /// Writes `file` of `controller`, which the host must have: a limit the host cannot
+    /// apply is refused, not dropped.
+    fn write_required(&self, controller: &str, file: &str, value: &str) -> Result<()> {
+        let Some(d) = self.dir_of(controller) else {
+            return Err(CgroupError::Unsupported(format!(
+                "{file}: the host has no {controller} controller"
+            )));
+        };
+        let p = d.join(file);
+        std::fs::write(&p, value).map_err(io("write", &p))
+    }
+
     /// Applies `<memory>`/`<memtune>`/`<cputune>` limits.
     pub fn apply(&self, l: &Limits) -> Result<()> {
         match self {
@@ -229,6 +269,9 @@ impl Cgroup {
                 }
                 if let Some(w) = l.blkio_weight {
                     self.write_weight("blkio", V1_WEIGHT_FILES, &w.to_string())?;
+                }
+                if let Some(n) = l.pids_max {
+                    self.write_required("pids", "pids.max", &n.to_string())?;
                 }
             }
             Cgroup::V2(_) => {
@@ -259,6 +302,46 @@ impl Cgroup {
                 if let Some(w) = l.blkio_weight {
                     self.write_weight("io", V2_WEIGHT_FILES, &format!("default {w}"))?;
                 }
+                if let Some(n) = l.pids_max {
+                    self.write_required("pids", "pids.max", &n.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The files a forked child writes to join the group, prebuilt so that joining
+    /// allocates nothing ([`JoinFiles::join_current`]).
+    pub fn join_files(&self) -> Result<JoinFiles> {
+        let mut files = Vec::new();
+        for d in self.dirs() {
+            let p = d.join("cgroup.procs");
+            let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                CgroupError::Unsupported(format!("cgroup path '{}' has a NUL byte", p.display()))
+            })?;
+            files.push(c);
+        }
+        Ok(JoinFiles(files))
+    }
+
+    /// Removes the group's directories if no process is left in them (nothing is
+    /// killed: the processes may be guests a plugin started), then its parents up to
+    /// `parents` levels where they are empty too. Fails, naming the directory, when the
+    /// group still has processes.
+    pub fn remove_if_empty(&self, parents: usize) -> Result<()> {
+        for d in self.dirs() {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &d)(e)),
+            }
+            let mut p = d.parent();
+            for _ in 0..parents {
+                let Some(dir) = p else { break };
+                if std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+                p = dir.parent();
             }
         }
         Ok(())
@@ -407,6 +490,12 @@ impl Cgroup {
         }
     }
 
+    /// Forks and thread creations the group's `pids.max` refused so far (`pids.events`
+    /// `max`, v1 and v2).
+    pub fn pids_refused(&self) -> u64 {
+        self.stat_field("pids", "pids.events", "max").unwrap_or(0)
+    }
+
     /// OOM kills in the group so far.
     pub fn oom_kills(&self) -> u64 {
         match self {
@@ -417,8 +506,8 @@ impl Cgroup {
     }
 
     /// Kills every process left in the group, waits (up to `timeout`) for it to empty,
-    /// then removes its directories, and the empty parents up to (not including) the
-    /// hierarchy's `machine` directory's parent.
+    /// then removes its directories, and their parent when it is an embedded LXC root's
+    /// (`rvirt-embed-*`) and empty. [`Cgroup::remove_if_empty`] kills nothing.
     pub fn remove(&self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         // A frozen group's processes cannot die: thaw it first.
@@ -468,6 +557,42 @@ impl Cgroup {
     }
 }
 
+/// The `cgroup.procs` files of a group, as C strings: what a child writes between
+/// `fork` and `exec` to move itself in ([`Cgroup::join_files`]).
+#[derive(Debug, Clone)]
+pub struct JoinFiles(Vec<CString>);
+
+impl JoinFiles {
+    /// Moves the calling process into the group: writes `0` (the writer itself, on v1
+    /// and v2) to each hierarchy's `cgroup.procs`. Async-signal-safe: only `open`,
+    /// `write` and `close`, and no allocation, so it may run in a forked child of a
+    /// multithreaded process (`CommandExt::pre_exec`).
+    pub fn join_current(&self) -> std::io::Result<()> {
+        for f in &self.0 {
+            // SAFETY: `f` is a NUL-terminated path that lives for the call; open(2) and
+            // close(2) are async-signal-safe and touch no memory of ours.
+            let fd = unsafe { libc::open(f.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: writes one byte from a static buffer to the descriptor just opened.
+            let n = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
+            let err = (n != 1).then(std::io::Error::last_os_error);
+            // SAFETY: closes the descriptor opened above, once.
+            unsafe { libc::close(fd) };
+            if let Some(e) = err {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The files, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &std::ffi::CStr> {
+        self.0.iter().map(|c| c.as_c_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,8 +633,69 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    #[test]
+    fn pids_max_is_written_or_refused_on_both_layouts() {
+        let d = tempfile_dir("pids");
+        let limits = Limits {
+            pids_max: Some(7),
+            ..Limits::default()
+        };
+        // v1 without a pids hierarchy: refused, naming the controller
+        let none = Cgroup::V1(vec![("memory".into(), d.clone())]);
+        let e = none.apply(&limits).unwrap_err().to_string();
+        assert!(e.contains("no pids controller"), "{e}");
+        let v1 = Cgroup::V1(vec![("pids".into(), d.clone())]);
+        v1.apply(&limits).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("pids.max")).unwrap(), "7");
+        std::fs::remove_file(d.join("pids.max")).unwrap();
+        Cgroup::V2(d.clone()).apply(&limits).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("pids.max")).unwrap(), "7");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn limits_persisted_before_pids_max_still_read() {
+        let old = r#"{"memory_bytes":1024,"soft_bytes":null,"swap_hard_bytes":null,
+            "cpu_shares":2,"cpu_period":null,"cpu_quota":-1}"#;
+        let l: Limits = serde_json::from_str(old).unwrap();
+        assert_eq!(l.memory_bytes, Some(1024));
+        assert_eq!(l.pids_max, None);
+        assert_eq!(l.blkio_weight, None);
+    }
+
+    #[test]
+    fn a_process_joins_by_writing_0_and_empty_groups_go_with_their_parents() {
+        let d = tempfile_dir("join");
+        let group = d.join("a/b/g");
+        let v1 = Cgroup::V1(vec![("memory".into(), group.clone())]);
+        v1.create().unwrap();
+        // regular files stand in for the kernel's: what is written shows
+        let procs = group.join("cgroup.procs");
+        std::fs::write(&procs, "").unwrap();
+        let files = v1.join_files().unwrap();
+        assert_eq!(
+            files
+                .paths()
+                .map(|p| p.to_str().unwrap())
+                .collect::<Vec<_>>(),
+            [procs.to_str().unwrap()]
+        );
+        files.join_current().unwrap();
+        assert_eq!(std::fs::read_to_string(&procs).unwrap(), "0");
+        // a directory with a file in it is busy: refused, nothing removed
+        assert!(v1.remove_if_empty(2).is_err());
+        assert!(group.is_dir());
+        std::fs::remove_file(&procs).unwrap();
+        v1.remove_if_empty(2).unwrap();
+        assert!(!group.exists() && !d.join("a/b").exists() && !d.join("a").exists());
+        assert!(d.is_dir(), "only `parents` levels go");
+        // joining a group that is gone fails
+        assert!(files.join_current().is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     fn tempfile_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rvirt-lxc-cg-{tag}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("rvirt-cg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
