@@ -82,7 +82,7 @@ fn crash_and_recover(fault: &str, expect: &[&str]) {
         err.contains(&format!("failed to get domain '{fault}'")),
         "{err}"
     );
-    let log = d.log();
+    let log = d.log_with(expect);
     for e in expect {
         assert!(log.contains(e), "the daemon log names {e:?}: {log}");
     }

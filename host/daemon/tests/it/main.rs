@@ -80,6 +80,19 @@ impl Daemon {
         std::fs::read_to_string(self.root.path().join("rvirtd.log")).unwrap_or_default()
     }
 
+    /// The log once it holds every one of `needles`, or after 5 s whatever it holds: a
+    /// client whose call failed may see the error before the daemon has logged why.
+    pub fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn start_full(extra: &[&str], config: Option<&str>) -> Daemon {
         Daemon::start_inner(extra, config, false)
     }

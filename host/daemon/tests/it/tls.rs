@@ -9,19 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// The daemon's log once it holds every one of `needles`, or after 5 s whatever it holds:
-/// a client that was refused may exit before the daemon has written why.
-fn logged(d: &Daemon, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = d.log();
-        if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Debian's python (python3-libvirt is installed for it).
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -258,12 +245,9 @@ fn virsh_over_tls_with_client_certificates() {
     // a client of the same CA whose DN is not in tls_allowed_dn_list
     let o = virsh(&tls_uri(port, &pki, "client2"), &["list", "--all"]);
     assert!(!o.status.success(), "client2 was let in: {}", text(&o));
-    let log = logged(
-        &d,
-        &[
-            "DN 'C=GB,ST=London,L=London,O=Libvirt Project,CN=client2' is not in tls_allowed_dn_list",
-        ],
-    );
+    let log = d.log_with(&[
+        "DN 'C=GB,ST=London,L=London,O=Libvirt Project,CN=client2' is not in tls_allowed_dn_list",
+    ]);
     assert!(
         log.contains("DN 'C=GB,ST=London,L=London,O=Libvirt Project,CN=client2' is not in tls_allowed_dn_list"),
         "daemon log: {log}"
@@ -281,7 +265,7 @@ fn virsh_over_tls_with_client_certificates() {
         "a foreign CA's client was let in: {}",
         text(&o)
     );
-    let log = logged(&d, &["tls handshake failed"]);
+    let log = d.log_with(&["tls handshake failed"]);
     assert!(log.contains("tls handshake failed"), "daemon log: {log}");
     // rustls (rvirt) offers it anyway: the daemon refuses the issuer
     let o = Command::new(rvirt_tests::built("rvirt"))
@@ -295,7 +279,7 @@ fn virsh_over_tls_with_client_certificates() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("refused the TLS session"), "{}", text(&o));
-    let log = logged(&d, &["UnknownIssuer"]);
+    let log = d.log_with(&["UnknownIssuer"]);
     assert!(log.contains("UnknownIssuer"), "daemon log: {log}");
 
     // the rvirt CLI through the host library's TLS transport
@@ -359,7 +343,7 @@ except (ssl.SSLError, ConnectionError) as e:
         !out.contains("answered"),
         "a client without certificate was answered: {out}"
     );
-    let log = logged(&d, &["tls handshake failed", "certificate"]);
+    let log = d.log_with(&["tls handshake failed", "certificate"]);
     assert!(
         log.contains("tls handshake failed") && log.contains("certificate"),
         "daemon log: {log}"
@@ -441,7 +425,7 @@ fn plain_tcp_with_auth_tcp_none() {
             text(&o)
         );
     }
-    let log = logged(&d, &["neither authenticated nor encrypted"]);
+    let log = d.log_with(&["neither authenticated nor encrypted"]);
     assert!(log.contains("neither authenticated nor encrypted"), "{log}");
 }
 
@@ -509,7 +493,7 @@ fn tls_no_verify_certificate_accepts_any_client() {
             .unwrap();
         assert!(o.status.success(), "{client}: {}", text(&o));
     }
-    let log = logged(&d, &["tls_no_verify_certificate"]);
+    let log = d.log_with(&["tls_no_verify_certificate"]);
     assert!(log.contains("tls_no_verify_certificate"), "{log}");
 }
 
