@@ -119,9 +119,9 @@ fn leave_worker(wait: &mut dyn FnMut()) {
 /// Runs the quick call `f` of `procedure`, inline or under `block_in_place` as the
 /// module explains. `remote`: the connection's driver is in a plugin process.
 pub fn run_quick<R>(procedure: i32, remote: bool, f: impl FnOnce() -> R) -> R {
-    // outside the runtime's tasks (a plugin host's connection thread) there is no worker
-    // to keep free: the call just runs (`block_in_place` would run it in place too)
-    if tokio::task::try_id().is_none() {
+    // outside the runtime (a plugin host's connection thread) there is no worker to keep
+    // free: the call just runs (`block_in_place` would run it in place too)
+    if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }
     let now = micros_now();
