@@ -334,6 +334,7 @@ impl Conn {
         if let Err(e) = set_slice(Some(CONN_SLICE)) {
             tracing::debug!(client = id, "cannot shorten the thread's time slice: {e}");
         }
+        crate::placement::serve_on_own_thread();
         let flusher = {
             let outbox = Arc::clone(&outbox);
             runtime.spawn(async move { outbox.flush_loop().await })
