@@ -134,6 +134,13 @@ fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .max_blocking_threads(64)
         .thread_keep_alive(Duration::from_secs(30))
+        // a blocking-pool thread started by a connection thread would inherit its short
+        // slice: the runtime's threads (long calls among them) keep the default
+        .on_thread_start(|| {
+            if let Err(e) = set_slice(None) {
+                tracing::debug!("cannot reset a thread's time slice: {e}");
+            }
+        })
         .enable_all()
         .build()
 }
@@ -206,6 +213,85 @@ struct Conn {
 /// Bytes one `recv` may take.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The time slice a connection thread asks the scheduler for (the kernel's default
+/// grows with the number of CPUs: 1.4 ms on this project's 2-CPU machines).
+///
+/// Linux's EEVDF scheduler runs, among the threads ready to run, the one whose virtual
+/// deadline (where its slice started plus the slice, in virtual time) comes first, and a
+/// woken thread preempts the running one only when its deadline is earlier. With the
+/// default slice a woken connection thread often waited behind the client the daemon's
+/// worker had preempted, and the daemon's worker, woken by the reply, preempted it before
+/// it got back to its `poll` (a second pair of context switches just to go to sleep). With
+/// a short slice it runs as soon as the call arrives, answers and sleeps before anything
+/// else runs (measured on one CPU: its preemptions went from 0.5 to 0.01 a call, the
+/// daemon's and the plugin host's CPU per `lookupByName` + `info` pair from 29 to 26 µs).
+/// It gives the thread no more CPU (its weight is unchanged); only a thread that runs
+/// longer than its slice while others wait is preempted sooner.
+const CONN_SLICE: Duration = Duration::from_micros(100);
+
+/// Sets this thread's time slice: `Some` asks for a custom one, `None` goes back to the
+/// kernel's default. The thread's policy and nice value are kept; a thread that is
+/// neither `SCHED_OTHER` nor `SCHED_BATCH` is left alone. Custom slices are Linux 6.12
+/// and later (`sched_attr.sched_runtime` of a fair-class thread); older kernels take the
+/// request and ignore it.
+fn set_slice(slice: Option<Duration>) -> std::io::Result<()> {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    const SCHED_FLAG_RESET_ON_FORK: u64 = 1;
+    let mut attr = sched_attr()?;
+    if attr.sched_policy != SCHED_OTHER && attr.sched_policy != SCHED_BATCH {
+        return Ok(());
+    }
+    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
+    attr.sched_runtime = slice.map_or(0, |s| u64::try_from(s.as_nanos()).unwrap_or(u64::MAX));
+    // SAFETY: sched_setattr reads `attr.size` bytes from `attr`, a live `sched_attr` of
+    // that size (pid 0: the calling thread).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &raw const attr,
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's scheduling attributes (`sched_runtime`: its slice in ns on a
+/// kernel with custom slices, 0 on older ones).
+fn sched_attr() -> std::io::Result<libc::sched_attr> {
+    let size = std::mem::size_of::<libc::sched_attr>();
+    let mut attr = libc::sched_attr {
+        size: size as u32,
+        sched_policy: 0,
+        sched_flags: 0,
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: 0,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: sched_getattr writes at most `size` bytes to `attr`, a live, exclusively
+    // borrowed `sched_attr` of that size (pid 0: the calling thread).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &raw mut attr,
+            size as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    attr.size = size as u32;
+    Ok(attr)
+}
+
 /// Waits up to `timeout` until `socket` has something to read, has ended or failed
 /// (`Ok(true)`; `Ok(false)` when the time is up).
 ///
@@ -245,6 +331,9 @@ impl Conn {
             workers,
             runtime,
         } = self;
+        if let Err(e) = set_slice(Some(CONN_SLICE)) {
+            tracing::debug!(client = id, "cannot shorten the thread's time slice: {e}");
+        }
         crate::placement::serve_on_own_thread();
         let flusher = {
             let outbox = Arc::clone(&outbox);
@@ -355,5 +444,40 @@ impl Conn {
         drop(client.with_streams(|s| s.close()));
         client.close();
         tracing::debug!(client = id, "daemon connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_thread_has_a_short_slice_and_the_runtime_s_threads_the_default() {
+        std::thread::spawn(|| {
+            let slice = || sched_attr().unwrap().sched_runtime;
+            let default = slice();
+            if default == 0 {
+                // a kernel without custom slices (before 6.12): nothing to look at
+                return;
+            }
+            assert_ne!(default, CONN_SLICE.as_nanos() as u64);
+            let nice = sched_attr().unwrap().sched_nice;
+            set_slice(Some(CONN_SLICE)).unwrap();
+            assert_eq!(slice(), CONN_SLICE.as_nanos() as u64);
+            assert_eq!(
+                sched_attr().unwrap().sched_nice,
+                nice,
+                "the nice value is kept"
+            );
+            // a blocking-pool thread this thread starts does not keep the short slice
+            let rt = async_runtime().unwrap();
+            let pool = rt.block_on(async { tokio::task::spawn_blocking(slice).await.unwrap() });
+            assert_eq!(pool, default);
+            drop(rt);
+            set_slice(None).unwrap();
+            assert_eq!(slice(), default);
+        })
+        .join()
+        .unwrap();
     }
 }
