@@ -539,7 +539,7 @@ mod guard {
             req.set(keys::SUBJECT_NAME, peer.name());
             req.set(
                 keys::SUBJECT_READONLY,
-                i32::from(self.client.is_read_only()),
+                i32::from(self.client.open_and_read_only().1),
             );
             req.set(keys::PROCEDURE, self.procedure.name());
             if let Some(conn) = self.client.connection() {

@@ -506,9 +506,11 @@ impl Client {
         lock(&self.state).conn.clone()
     }
 
-    /// Whether mutating calls are refused (read-only socket or read-only open).
-    pub fn is_read_only(&self) -> bool {
-        lock(&self.state).read_only
+    /// Whether a driver connection is open, and whether mutating calls are refused
+    /// (read-only socket or read-only open).
+    pub fn open_and_read_only(&self) -> (bool, bool) {
+        let st = lock(&self.state);
+        (st.conn.is_some(), st.read_only)
     }
 
     /// Stores the connection made by CONNECT_OPEN; false if one is open already.

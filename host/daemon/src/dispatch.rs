@@ -315,17 +315,16 @@ fn int(b: bool) -> i32 {
 }
 
 fn dispatch(client: &Client, procedure: P, serial: u32, payload: &[u8]) -> CallResult {
-    let conn = client.connection();
-    if conn.is_none() && !allowed_before_open(procedure) {
+    // one look at the client's state (no clone of its connection: the procedure takes its own)
+    let (open, read_only) = client.open_and_read_only();
+    if !open && !allowed_before_open(procedure) {
         return Err(err(
             error_code::INTERNAL_ERROR,
             error_domain::RPC,
             "connection not open",
         ));
     }
-    if client.is_read_only()
-        && let Some(refusal) = read_only_refusal(procedure, payload)
-    {
+    if read_only && let Some(refusal) = read_only_refusal(procedure, payload) {
         return Err(refusal);
     }
     // access policies and hooks (`access.rs`); a pointer test when none is loaded

@@ -72,6 +72,14 @@ impl Drop for Slot {
 thread_local! {
     static SLOT: Slot = Slot::claim();
     static INLINE: Cell<bool> = const { Cell::new(false) };
+    static OWN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one that serves a single connection outside the runtime
+/// (a plugin host's connection thread): there is no worker to keep free there, so
+/// [`run_quick`] just runs its calls (`block_in_place` would run them in place too).
+pub fn serve_on_own_thread() {
+    OWN_THREAD.with(|c| c.set(true));
 }
 
 /// Whether an inline call has been running for longer than [`STUCK`].
@@ -119,6 +127,9 @@ fn leave_worker(wait: &mut dyn FnMut()) {
 /// Runs the quick call `f` of `procedure`, inline or under `block_in_place` as the
 /// module explains. `remote`: the connection's driver is in a plugin process.
 pub fn run_quick<R>(procedure: i32, remote: bool, f: impl FnOnce() -> R) -> R {
+    if OWN_THREAD.with(Cell::get) {
+        return f();
+    }
     let now = micros_now();
     let inline = !is_slow(procedure)
         && !INLINE.with(Cell::get)
@@ -184,6 +195,20 @@ mod tests {
             !run_quick(5000, false, on_worker),
             "an unknown number never runs inline"
         );
+    }
+
+    #[test]
+    fn a_thread_of_its_own_runs_its_calls_without_bookkeeping() {
+        std::thread::spawn(|| {
+            // a procedure number no other test uses
+            let p = 1003;
+            serve_on_own_thread();
+            assert!(!run_quick(p, false, || INLINE.with(Cell::get)));
+            run_quick(p, false, || std::thread::sleep(SLOW_CALL * 2));
+            assert!(!is_slow(p), "nothing is recorded");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

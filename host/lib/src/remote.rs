@@ -571,8 +571,8 @@ impl RemoteBackend {
         deadline: Option<Duration>,
     ) -> Result<RemoteBackend> {
         let reading = parts.reader;
-        // the receive timeout of a unix socket: how often a caller reading its own reply
-        // looks at its deadline and the keepalive
+        // on a unix socket: how often a caller waiting for its own reply looks at its
+        // deadline and the keepalive
         let tick = (keepalive.interval.min(deadline.unwrap_or(Duration::MAX)) / 10)
             .clamp(Duration::from_millis(5), Duration::from_secs(1));
         let direct = match parts.unix {

@@ -9,10 +9,11 @@
 //! daemon stopped it, or died).
 //!
 //! Each connection (the daemon opens one per client connection of this plugin's driver)
-//! is read by a thread of its own with a blocking `recv`, outside the async runtime's
-//! reactor: a query is answered on that thread and its reply written from there, so a
-//! call costs the process one wake-up and two system calls, not an epoll wake-up of an
-//! I/O worker, a task switch, a read and a second `epoll_wait` (the async server's path).
+//! is read by a thread of its own (`poll` for input, then `recv`), outside the async
+//! runtime's reactor: a query is answered on that thread and its reply written from
+//! there, so a call costs the process one wake-up and three system calls, not an epoll
+//! wake-up of an I/O worker, a task switch, a read and a second `epoll_wait` (the async
+//! server's path).
 //! Everything else is the daemon's server code: [`server::handle_frame`] decides where
 //! a frame goes, other calls run on the async runtime's blocking pool (so a long call
 //! never stops the connection's reading, and keepalive PINGs are answered meanwhile),
@@ -26,7 +27,7 @@ use crate::{dispatch, served};
 use anyhow::{Context, Result, bail};
 use rvirt_wire::FrameDecoder;
 use rvirt_wire::protocol;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,13 +96,7 @@ pub fn run(args: HostArgs) -> Result<()> {
         super::serve::listen(path, backends)
             .with_context(|| format!("cannot listen on {}", path.display()))?;
     }
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .thread_keep_alive(Duration::from_secs(30))
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let tokio = async_runtime().context("cannot start the async runtime")?;
     tokio.block_on(async move {
         let accept = match served {
             Some(served) => Some(serve_uris(&args, runtime, served)?),
@@ -184,6 +179,24 @@ fn serve_uris(
     )))
 }
 
+/// The process's async runtime: the accept loop, the outboxes' flush tasks, and the
+/// blocking pool for calls that are not queries.
+fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_keep_alive(Duration::from_secs(30))
+        // a blocking-pool thread started by a connection thread would inherit its short
+        // slice: the runtime's threads (long calls among them) keep the default
+        .on_thread_start(|| {
+            if let Err(e) = set_slice(None) {
+                tracing::debug!("cannot reset a thread's time slice: {e}");
+            }
+        })
+        .enable_all()
+        .build()
+}
+
 /// Accepts the daemon's connections; each is served by a thread of its own.
 async fn accept_loop(
     listener: server::Listener,
@@ -204,11 +217,10 @@ async fn accept_loop(
         let id = next_id;
         next_id += 1;
         let peer = crate::access::Peer::of(&stream);
-        // out of the reactor: the thread reads with blocking `recv` (its receive timeout
-        // paces the keepalive), the outbox writes with `MSG_DONTWAIT`
+        // out of the reactor: the thread waits with `poll` (its timeout paces the
+        // keepalive) and reads with `recv`, the outbox writes with `MSG_DONTWAIT`
         let socket = stream.into_std().and_then(|s| {
             s.set_nonblocking(false)?;
-            s.set_read_timeout(Some(settings.keepalive_interval))?;
             Ok((s.try_clone()?, s))
         });
         let (reading, writing) = match socket {
@@ -240,8 +252,7 @@ async fn accept_loop(
 /// One connection of the daemon, served by [`Conn::serve`] on its own thread.
 struct Conn {
     id: u64,
-    /// The thread's handle of the socket (blocking, with the keepalive interval as its
-    /// receive timeout).
+    /// The thread's handle of the socket (waited on with `poll`, read without waiting).
     socket: UnixStream,
     outbox: Arc<Outbox>,
     peer: crate::access::Peer,
@@ -253,6 +264,109 @@ struct Conn {
 
 /// Bytes one `recv` may take.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The time slice a connection thread asks the scheduler for (the kernel's default
+/// grows with the number of CPUs: 1.4 ms on this project's 2-CPU machines).
+///
+/// Linux's EEVDF scheduler runs, among the threads ready to run, the one whose virtual
+/// deadline (where its slice started plus the slice, in virtual time) comes first, and a
+/// woken thread preempts the running one only when its deadline is earlier. A connection
+/// thread runs a few microseconds a call, between the daemon's worker that sent the call
+/// and the client that worker preempted; a short slice gives it the earlier deadline
+/// when a call wakes it. Measured on one CPU (client, daemon and plugin host pinned
+/// together, 4 sessions): the daemon's and the plugin host's CPU per `lookupByName` +
+/// `info` pair went from 27.3-28.7 to 23.8-25.3 µs with it, and did not move without it
+/// (the `poll` waits alone). It gives the thread no more CPU (its weight is unchanged);
+/// only a thread that runs longer than its slice while others wait is preempted sooner.
+const CONN_SLICE: Duration = Duration::from_micros(100);
+
+/// Sets this thread's time slice: `Some` asks for a custom one, `None` goes back to the
+/// kernel's default. The thread's policy and nice value are kept; a thread that is
+/// neither `SCHED_OTHER` nor `SCHED_BATCH` is left alone. Custom slices are Linux 6.12
+/// and later (`sched_attr.sched_runtime` of a fair-class thread); older kernels take the
+/// request and ignore it.
+fn set_slice(slice: Option<Duration>) -> std::io::Result<()> {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    const SCHED_FLAG_RESET_ON_FORK: u64 = 1;
+    let mut attr = sched_attr()?;
+    if attr.sched_policy != SCHED_OTHER && attr.sched_policy != SCHED_BATCH {
+        return Ok(());
+    }
+    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
+    attr.sched_runtime = slice.map_or(0, |s| u64::try_from(s.as_nanos()).unwrap_or(u64::MAX));
+    // SAFETY: sched_setattr reads `attr.size` bytes from `attr`, a live `sched_attr` of
+    // that size (pid 0: the calling thread).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &raw const attr,
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's scheduling attributes (`sched_runtime`: its slice in ns on a
+/// kernel with custom slices, 0 on older ones).
+fn sched_attr() -> std::io::Result<libc::sched_attr> {
+    let size = std::mem::size_of::<libc::sched_attr>();
+    let mut attr = libc::sched_attr {
+        size: size as u32,
+        sched_policy: 0,
+        sched_flags: 0,
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: 0,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: sched_getattr writes at most `size` bytes to `attr`, a live, exclusively
+    // borrowed `sched_attr` of that size (pid 0: the calling thread).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &raw mut attr,
+            size as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    attr.size = size as u32;
+    Ok(attr)
+}
+
+/// Waits up to `timeout` until `socket` has something to read, has ended or failed
+/// (`Ok(true)`; `Ok(false)` when the time is up).
+///
+/// `poll` for `POLLIN`, not a `recv` that blocks: a thread asleep in `recv` sleeps on the
+/// socket's wait queue, where the kernel also signals write space each time the daemon
+/// reads a reply this thread sent, so every call woke the thread once for nothing (two
+/// context switches); a `poll` wait is woken only by the events it asked for.
+fn wait_readable(socket: &UnixStream, timeout: Duration) -> std::io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 5,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(socket, PollFlags::IN)];
+    Ok(poll(&mut fds, Some(&timeout))? > 0)
+}
+
+/// One `recv` of what is there, without waiting: `Ok(0)` at the end of the stream.
+fn recv_now(socket: &UnixStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use rustix::net::RecvFlags;
+    rustix::net::recv(socket, buf, RecvFlags::DONTWAIT)
+        .map(|(n, _)| n)
+        .map_err(std::io::Error::from)
+}
 
 impl Conn {
     /// Reads and answers frames until the connection closes, then drops the client's
@@ -268,6 +382,10 @@ impl Conn {
             workers,
             runtime,
         } = self;
+        if let Err(e) = set_slice(Some(CONN_SLICE)) {
+            tracing::debug!(client = id, "cannot shorten the thread's time slice: {e}");
+        }
+        crate::placement::serve_on_own_thread();
         let flusher = {
             let outbox = Arc::clone(&outbox);
             runtime.spawn(async move { outbox.flush_loop().await })
@@ -281,7 +399,27 @@ impl Conn {
         let mut last_rx = Instant::now();
         let mut pings = 0u32;
         'conn: loop {
-            match (&socket).read(&mut scratch) {
+            let ready = match wait_readable(&socket, interval) {
+                Ok(ready) => ready,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(client = id, "poll failed: {e}");
+                    break 'conn;
+                }
+            };
+            // nothing for a keepalive interval
+            if !ready {
+                if client.keepalive_enabled() && last_rx.elapsed() >= interval {
+                    if pings >= settings.keepalive_count {
+                        tracing::info!(client = id, "keepalive timeout, closing the connection");
+                        break 'conn;
+                    }
+                    pings += 1;
+                    client.send(keepalive_frame(protocol::KEEPALIVE_PING));
+                }
+                continue;
+            }
+            match recv_now(&socket, &mut scratch) {
                 Ok(0) => {
                     if let Err(e) = frames.finish() {
                         tracing::debug!(client = id, "connection closed mid-frame: {e}");
@@ -293,25 +431,12 @@ impl Conn {
                     last_rx = Instant::now();
                     pings = 0;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // the receive timeout: nothing for a keepalive interval
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
                     ) =>
                 {
-                    if client.keepalive_enabled() && last_rx.elapsed() >= interval {
-                        if pings >= settings.keepalive_count {
-                            tracing::info!(
-                                client = id,
-                                "keepalive timeout, closing the connection"
-                            );
-                            break 'conn;
-                        }
-                        pings += 1;
-                        client.send(keepalive_frame(protocol::KEEPALIVE_PING));
-                    }
                     continue;
                 }
                 Err(e) => {
@@ -370,5 +495,40 @@ impl Conn {
         drop(client.with_streams(|s| s.close()));
         client.close();
         tracing::debug!(client = id, "daemon connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_thread_has_a_short_slice_and_the_runtime_s_threads_the_default() {
+        std::thread::spawn(|| {
+            let slice = || sched_attr().unwrap().sched_runtime;
+            let default = slice();
+            if default == 0 {
+                // a kernel without custom slices (before 6.12): nothing to look at
+                return;
+            }
+            assert_ne!(default, CONN_SLICE.as_nanos() as u64);
+            let nice = sched_attr().unwrap().sched_nice;
+            set_slice(Some(CONN_SLICE)).unwrap();
+            assert_eq!(slice(), CONN_SLICE.as_nanos() as u64);
+            assert_eq!(
+                sched_attr().unwrap().sched_nice,
+                nice,
+                "the nice value is kept"
+            );
+            // a blocking-pool thread this thread starts does not keep the short slice
+            let rt = async_runtime().unwrap();
+            let pool = rt.block_on(async { tokio::task::spawn_blocking(slice).await.unwrap() });
+            assert_eq!(pool, default);
+            drop(rt);
+            set_slice(None).unwrap();
+            assert_eq!(slice(), default);
+        })
+        .join()
+        .unwrap();
     }
 }

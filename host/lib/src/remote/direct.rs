@@ -17,11 +17,12 @@
 //! path off (their flow control blocks the reader on a full queue, which must never be
 //! a caller's thread).
 //!
-//! Whoever holds the role reads with one blocking `recv` (the socket's receive timeout,
-//! set by [`Direct::new`], bounds the wait so the leader still looks at its deadline and
-//! the keepalive) into a buffer, so a reply costs a single system call, not a `poll` then
-//! a read of the length then one of the rest. The role is never let go with part of a
-//! frame in that buffer, so the reader thread can watch the socket itself.
+//! Whoever holds the role waits for input with `poll` (its timeout, the tick given to
+//! [`Direct::new`], bounds the wait so the leader still looks at its deadline and the
+//! keepalive), then reads what is there with one `recv` into a buffer, not a read of the
+//! length then one of the rest. Not a `recv` that blocks: see [`Reader::fill`]. The role
+//! is never let go with part of a frame in that buffer, so the reader thread can watch
+//! the socket itself.
 
 use super::{Answer, DEADLINE_PREFIX, Link, lock};
 use rvirt_wire::{Frame, FrameDecoder, MessageType, protocol};
@@ -61,6 +62,8 @@ pub(super) struct Reader {
     socket: UnixStream,
     frames: FrameDecoder,
     scratch: Box<[u8]>,
+    /// The longest [`Reader::fill`] waits.
+    tick: Duration,
 }
 
 /// Bytes one `recv` may take (a reply is usually a few hundred).
@@ -68,7 +71,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A buffer grown past this for a large frame is given back once it is empty.
 const KEEP_BUFFER: usize = 256 * 1024;
 
-/// The longest a leader's `recv` blocks before it looks at its deadline, its escape
+/// The longest a leader waits for input before it looks at its deadline, its escape
 /// and the keepalive.
 const RECV_TICK: Duration = Duration::from_millis(2);
 
@@ -114,7 +117,7 @@ pub fn with_escape<R>(escape: Escape, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Whether an error is the socket's receive timeout.
+/// Whether an error is a wait that timed out (or found nothing, or was interrupted).
 fn timed_out(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -123,10 +126,33 @@ fn timed_out(e: &io::Error) -> bool {
 }
 
 impl Reader {
-    /// One `recv` into the buffer (blocking up to the receive timeout): `Ok(0)` at the
-    /// end of the stream.
+    /// One `recv` into the buffer of what is there, waiting for it up to the tick (then
+    /// `TimedOut`): `Ok(0)` at the end of the stream.
+    ///
+    /// A reply is often there already (the plugin host ran while the caller was
+    /// preempted): one `recv` that does not wait. Else the wait is a `poll` for `POLLIN`,
+    /// not a `recv` that blocks: a thread asleep in `recv` sleeps on the socket's wait
+    /// queue, where the kernel also signals write space when the plugin host reads the
+    /// call just sent, so every call woke the caller once for nothing (two context
+    /// switches); a `poll` wait is woken only for input.
     fn fill(&mut self) -> io::Result<usize> {
-        let n = (&self.socket).read(&mut self.scratch)?;
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        use rustix::net::RecvFlags;
+        let n = match rustix::net::recv(&self.socket, &mut self.scratch[..], RecvFlags::DONTWAIT) {
+            Ok((n, _)) => n,
+            Err(rustix::io::Errno::AGAIN) => {
+                let tick = Timespec::try_from(self.tick).unwrap_or(Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 2_000_000,
+                });
+                let mut fds = [PollFd::new(&self.socket, PollFlags::IN)];
+                if rustix::event::poll(&mut fds, Some(&tick))? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                rustix::net::recv(&self.socket, &mut self.scratch[..], RecvFlags::DONTWAIT)?.0
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.frames.feed(&self.scratch[..n]);
         Ok(n)
     }
@@ -149,17 +175,12 @@ impl Reader {
     }
 }
 
-/// Looks at whether a byte is there without taking it (blocking up to the socket's
-/// receive timeout unless `now`): `Ok(0)` at the end of the stream.
-fn peek(s: &UnixStream, now: bool) -> io::Result<usize> {
+/// Looks at whether a byte is there without taking it or waiting: `Ok(0)` at the end of
+/// the stream.
+fn peek(s: &UnixStream) -> io::Result<usize> {
     use rustix::net::RecvFlags;
     let mut one = [0u8; 1];
-    let flags = if now {
-        RecvFlags::PEEK | RecvFlags::DONTWAIT
-    } else {
-        RecvFlags::PEEK
-    };
-    rustix::net::recv(s, &mut one, flags)
+    rustix::net::recv(s, &mut one, RecvFlags::PEEK | RecvFlags::DONTWAIT)
         .map(|(n, _)| n)
         .map_err(io::Error::from)
 }
@@ -173,20 +194,20 @@ fn take(m: &Mutex<Reader>) -> Option<MutexGuard<'_, Reader>> {
 }
 
 impl Direct {
-    /// `socket`: a handle of the link's unix socket (its receive timeout is set here:
-    /// every handle of the socket shares it); `tick`: how often a waiting leader looks
-    /// at its deadline and the keepalive (at most [`RECV_TICK`]).
+    /// `socket`: a handle of the link's unix socket; `tick`: how often a waiting leader
+    /// looks at its deadline and the keepalive (at most [`RECV_TICK`]).
     pub(super) fn new(socket: UnixStream, tick: Duration) -> io::Result<Direct> {
         let (nudge_tx, nudge_rx) = UnixStream::pair()?;
         nudge_tx.set_nonblocking(true)?;
         nudge_rx.set_nonblocking(true)?;
-        socket.set_read_timeout(Some(tick.min(RECV_TICK)))?;
+        let tick = tick.min(RECV_TICK);
         Ok(Direct {
             watch: socket.try_clone()?,
             reading: Mutex::new(Reader {
                 socket,
                 frames: FrameDecoder::new(),
                 scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+                tick,
             }),
             state: Mutex::default(),
             wake: Condvar::new(),
@@ -566,7 +587,7 @@ impl Link {
                 Ok(false) => continue,
                 Err(e) => break format!("connection to the daemon failed: {e}"),
             }
-            match peek(&d.watch, true) {
+            match peek(&d.watch) {
                 Ok(0) => break "the daemon closed the connection".to_string(),
                 Ok(_) => {}
                 Err(e) if timed_out(&e) => continue,
@@ -579,7 +600,7 @@ impl Link {
                 continue;
             };
             // a caller may have read what was there
-            let got = match peek(&s.socket, true) {
+            let got = match peek(&s.socket) {
                 Ok(0) => Err("the daemon closed the connection".to_string()),
                 // replies go to their callers now, while the role is held: a caller
                 // that takes the role next must find its reply in its channel, not
