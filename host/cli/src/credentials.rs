@@ -127,10 +127,12 @@ fn ask(t: &Target, input: &mut impl BufRead) -> Result<Option<(String, String)>>
             }
         }
     };
-    write!(err, "Enter {user}'s password for {}: ", t.host)?;
-    err.flush()?;
     let password = {
+        // echo goes off before the prompt shows: what is typed as soon as the prompt is
+        // seen must never be echoed
         let _quiet = NoEcho::on_stdin();
+        write!(err, "Enter {user}'s password for {}: ", t.host)?;
+        err.flush()?;
         read_line(input)?
     };
     // the newline the user typed was not echoed
