@@ -6,7 +6,7 @@
 //! call is served by a new process and the pool is intact; a bridge network keeps its
 //! bridge and dnsmasq across a reload of the network-bridge plugin and a daemon restart.
 
-use super::{Daemon, missing};
+use super::{Daemon, alive, missing, plugin_hosts_with_cmdlines};
 use crate::{virsh, virsh_ok as ok};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,30 +29,8 @@ fn system_uri(d: &Daemon) -> String {
     format!("qemu+unix:///system?socket={}", d.socket().display())
 }
 
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// `rvirt --json plugin list --root ROOT`'s entry for `name`.
-fn plugin_entry(d: &Daemon, name: &str) -> serde_json::Value {
-    let o = Command::new(rvirt_tests::built("rvirt"))
-        .args(["--json", "plugin", "list", "--root"])
-        .arg(d.root.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no plugin {name} in {v}"))
-}
-
 fn plugin_pid(d: &Daemon, name: &str) -> Option<u32> {
-    plugin_entry(d, name)["pid"].as_u64().map(|p| p as u32)
+    d.plugin_entry(name)["pid"].as_u64().map(|p| p as u32)
 }
 
 /// Whether process `pid` has the file `lib` mapped.
@@ -143,20 +121,20 @@ fn a_dir_pool_is_served_by_the_storage_plugins_own_process() {
     assert!(vi.contains("8.00 MiB"), "{vi}");
 
     // the plugin runs in a process of its own, and only there
-    let e = plugin_entry(&d, "storage-dir");
+    let e = d.plugin_entry("storage-dir");
     assert_eq!(e["isolation"], "process", "{e}");
     assert_eq!(e["pool_types"], serde_json::json!(["dir"]), "{e}");
     let pid = e["pid"].as_u64().unwrap() as u32;
     assert_ne!(pid, d.pid());
     assert!(maps(pid, "librvirt_storage_dir.so"));
     // and the test driver's in-process storage is the daemon's
-    assert_eq!(plugin_entry(&d, "test")["isolation"], "in-process");
+    assert_eq!(d.plugin_entry("test")["isolation"], "in-process");
 
     // `isolation = "in-process"` loads it into the daemon, as before
     let d2 = Daemon::start_with_config("[plugins.storage-dir]\nisolation = \"in-process\"\n");
     let uri2 = system_uri(&d2);
     dir_pool(&uri2, d2.root.path());
-    let e = plugin_entry(&d2, "storage-dir");
+    let e = d2.plugin_entry("storage-dir");
     assert_eq!(e["isolation"], "in-process", "{e}");
     assert_eq!(e["pid"], d2.pid(), "{e}");
     assert!(ok(&uri2, &["pool-info", "p"]).contains("running"));
@@ -266,7 +244,7 @@ fn a_crashing_storage_plugin_fails_the_call_in_flight_and_the_next_call_gets_a_n
     assert!(ok(&uri, &["vol-list", "p"]).contains("a.raw"));
     upload_and_download(&uri, root, "a.raw", 5);
     assert_eq!(plugin_pid(&d, "storage-dir"), Some(third));
-    let e = plugin_entry(&d, "storage-dir");
+    let e = d.plugin_entry("storage-dir");
     assert_eq!(e["restarts"], 2, "{e}");
     assert!(
         e["last_death"]
@@ -342,27 +320,6 @@ fn a_storage_plugin_killed_during_a_call_fails_that_call_only() {
     assert!(ok(&uri, &["vol-list", "p"]).contains("a.raw"));
 }
 
-/// The daemon's children serving plugins, with their command lines.
-fn plugin_hosts(daemon: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if ppid == Some(daemon) && cmd.contains("--plugin-host") {
-            out.push((pid, cmd));
-        }
-    }
-    out
-}
-
 #[test]
 fn a_hypervisor_plugin_with_storage_and_network_facets_is_one_process() {
     if tools_missing() {
@@ -383,12 +340,12 @@ fn a_hypervisor_plugin_with_storage_and_network_facets_is_one_process() {
     ok(&uri, &["net-create", net.to_str().unwrap()]);
     assert!(ok(&uri, &["net-list"]).contains("tn"));
     ok(&uri, &["net-destroy", "tn"]);
-    let e = plugin_entry(&d, "test");
+    let e = d.plugin_entry("test");
     assert_eq!(e["isolation"], "process", "{e}");
     assert_eq!(e["pool_types"], serde_json::json!(["mock"]), "{e}");
     assert_eq!(e["forward_modes"], serde_json::json!(["test"]), "{e}");
     let pid = e["pid"].as_u64().unwrap() as u32;
-    let hosts = plugin_hosts(d.pid());
+    let hosts = plugin_hosts_with_cmdlines(d.pid());
     let test: Vec<_> = hosts
         .iter()
         .filter(|(_, cmd)| cmd.contains("librvirt_plugin_test"))
@@ -467,7 +424,7 @@ fn a_bridge_network_keeps_its_bridge_and_dnsmasq_across_a_plugin_reload_and_a_da
     let (up, a) = bridge_up();
     assert!(up && a.contains("10.74.0.1/24"), "{a}");
     let dnsmasq = dnsmasq_pid(&root, "isonat").expect("dnsmasq runs");
-    let e = plugin_entry(&d, "network-bridge");
+    let e = d.plugin_entry("network-bridge");
     assert_eq!(e["isolation"], "process", "{e}");
     let host = e["pid"].as_u64().unwrap() as u32;
     assert_ne!(host, d.pid());

@@ -5,8 +5,9 @@
 //! process died, the daemon stays up, the next call (on the same connection too)
 //! succeeds, events resume, and another plugin's connection sees nothing.
 
-use super::{Daemon, missing};
-use std::process::{Command, Output};
+use super::{Daemon, alive, missing, plugin_hosts};
+use crate::virsh;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -20,44 +21,11 @@ call_timeout_ms = 1500
 isolation = "in-process"
 "#;
 
-fn virsh(uri: &str, args: &[&str]) -> Output {
-    Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .expect("cannot run virsh")
-}
-
 fn faulty_uri(d: &Daemon) -> String {
     format!(
         "test+unix:///default?faults=crash&socket={}",
         d.socket().display()
     )
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The plugin host processes' pids (children of the daemon running `--plugin-host`).
-pub fn plugin_hosts(daemon: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == Some(daemon) && String::from_utf8_lossy(&cmd).contains("--plugin-host") {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 fn crash_and_recover(fault: &str, expect: &[&str]) {

@@ -76,6 +76,24 @@ impl Daemon {
     }
 
     /// What the daemon logged so far (daemons started with [`Daemon::start_logged_with_config`]).
+    /// `rvirt --json plugin list --root ROOT`'s entry for the plugin `name`.
+    pub fn plugin_entry(&self, name: &str) -> serde_json::Value {
+        let o = Command::new(rvirt_tests::built("rvirt"))
+            .args(["--json", "plugin", "list", "--root"])
+            .arg(self.root.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no plugin {name} in {v}"))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("rvirtd.log")).unwrap_or_default()
     }
@@ -356,6 +374,42 @@ impl Drop for EventWatch {
 
 /// Whether a tool needed by a test is missing; panics loudly unless skipping is allowed.
 /// Percent-encodes `s` for a URI query value (virsh's `name=` parameter).
+/// Whether a process is alive (a zombie is gone for this purpose).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// The daemon's children serving plugins (`--plugin-host`), with their command lines.
+pub fn plugin_hosts_with_cmdlines(daemon: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if ppid == Some(daemon) && cmd.contains("--plugin-host") {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// The pids of the daemon's plugin host processes.
+pub fn plugin_hosts(daemon: u32) -> Vec<u32> {
+    plugin_hosts_with_cmdlines(daemon)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Runs the real virsh against `uri`.
 pub fn virsh(uri: &str, args: &[&str]) -> Output {
     Command::new("virsh")

@@ -5,8 +5,7 @@
 //! cgroup hierarchy, fails the call saying why and the daemon stays up; a process the
 //! memory limit kills is named as such to the client.
 
-use super::isolation::plugin_hosts;
-use super::{Daemon, missing};
+use super::{Daemon, alive, missing, plugin_hosts};
 use rvirt_cgroup::Cgroup;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -31,10 +30,6 @@ fn virsh(d: &Daemon, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run virsh")
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether this host lets the tests make cgroups (root, and a v1 or v2 hierarchy); says
@@ -63,24 +58,6 @@ fn cannot_test(extra: Option<String>) -> bool {
         return true;
     }
     panic!("{msg}!!! (set RVIRT_ALLOW_SKIP=1 to skip instead of failing)\n");
-}
-
-/// `rvirt --json plugin list --root ROOT`'s entry for `name`.
-fn listed(d: &Daemon, name: &str) -> serde_json::Value {
-    let o = Command::new(rvirt_tests::built("rvirt"))
-        .args(["--json", "plugin", "list", "--root"])
-        .arg(d.root.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no plugin {name} in {v}"))
 }
 
 /// The groups `/proc/PID/cgroup` names, by controller (`""` for v2's).
@@ -166,13 +143,13 @@ fn an_isolated_plugin_runs_in_its_cgroup_with_the_limits_across_crash_reload_and
     let mut d = Daemon::start_logged_with_config(LIMITS);
     let o = virsh(&d, &["domstate", "test"]);
     assert!(o.status.success(), "{o:?}\n{}", d.log());
-    let test = listed(&d, "test");
+    let test = d.plugin_entry("test");
     let rel = test["cgroup"].as_str().unwrap_or_else(|| panic!("{test}"));
     assert!(
         rel.starts_with("rvirt/root-") && rel.ends_with("/plugin-test"),
         "a group of this daemon's own: {rel}"
     );
-    assert_eq!(listed(&d, "qemu")["cgroup"], serde_json::Value::Null);
+    assert_eq!(d.plugin_entry("qemu")["cgroup"], serde_json::Value::Null);
     // the human listing has it in its own column
     let o = Command::new(rvirt_tests::built("rvirt"))
         .args(["plugin", "list", "--root"])
@@ -225,7 +202,7 @@ fn an_isolated_plugin_runs_in_its_cgroup_with_the_limits_across_crash_reload_and
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let reloaded = listed(&d, "test")["pid"].as_u64().unwrap() as u32;
+    let reloaded = d.plugin_entry("test")["pid"].as_u64().unwrap() as u32;
     assert_ne!(reloaded, after[0]);
     assert_in_group(reloaded, rel);
     assert!(virsh(&d, &["domstate", "test"]).status.success());
@@ -272,7 +249,10 @@ fn a_pids_limit_too_low_fails_the_call_saying_so_and_the_daemon_stays_up() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let rel = listed(&d, "test")["cgroup"].as_str().unwrap().to_string();
+    let rel = d.plugin_entry("test")["cgroup"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(d.stop());
     assert!(!Cgroup::at(&rel).unwrap().exists(), "{rel} removed");
 }
@@ -327,7 +307,7 @@ print(c.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_RUNNING)
         "{}",
         d.log()
     );
-    let test = listed(&d, "test");
+    let test = d.plugin_entry("test");
     let rel = test["cgroup"].as_str().unwrap();
     assert_in_group(test["pid"].as_u64().unwrap() as u32, rel);
     assert!(alive(d.pid()));

@@ -3,6 +3,7 @@
 //! `$XDG_RUNTIME_DIR/rvirt`; a second command reuses it; with no client left it exits
 //! after its idle timeout (`RVIRT_SESSION_TIMEOUT=2` here, 30 s by default).
 
+use super::alive;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -39,13 +40,6 @@ fn rvirt_as_nobody(home: &Path, runtime: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run setpriv")
-}
-
-fn alive(pid: u32) -> bool {
-    // a zombie is gone for this purpose
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
 }
 
 #[test]
