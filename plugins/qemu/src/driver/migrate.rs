@@ -4,11 +4,14 @@
 //! - **prepare** (destination): QEMU starts with `-incoming defer`, then
 //!   `migrate-incoming tcp:ADDR:PORT` on a port of libvirt's range (49152-49215); the
 //!   domain is paused (reason migration) and the URI goes back to the source;
-//! - **perform** (source): QMP `migrate` to that URI, `query-migrate` polled for the job
-//!   statistics (`virDomainGetJobStats`) until QEMU reports completion; `migrate_cancel`
+//! - **perform** (source): QMP `migrate` to that URI; QEMU's `MIGRATION` event (the
+//!   `events` capability is on at both ends) ends the wait, `query-migrate` then gives the
+//!   final job statistics (`virDomainGetJobStats`; asked every 50 ms meanwhile, also a
+//!   safety net against a missed event); `migrate_cancel`
 //!   on `virDomainAbortJob`. A failed or cancelled migration leaves the guest running
 //!   here (QEMU resumes it);
-//! - **finish** (destination): once QEMU has read the stream the guest runs there
+//! - **finish** (destination): once QEMU has read the stream (its `MIGRATION` completed
+//!   event, or a run state past `inmigrate`) the guest runs there
 //!   (`cont`), defined too with `VIR_MIGRATE_PERSIST_DEST`; when the migration was
 //!   cancelled the incoming QEMU is killed;
 //! - **confirm** (source): the source QEMU is stopped (shut off, reason migrated) and,
@@ -27,8 +30,9 @@
 
 use super::domains::{Dom, Stopping};
 use super::lifecycle::Incoming;
+use super::monitor::{EVENT_FALLBACK, migration_ended, migration_events};
 use super::{Driver, DriverError, Result, detail, perr, reason};
-use rvirt_qmp::Qmp;
+use rvirt_qmp::{EventWatch, Qmp};
 use rvirt_sdk::abi::{
     DomainRef, ErrorCode, ErrorDomain, PluginError, TypedParam, TypedValue, event, migrate as flag,
     state,
@@ -649,17 +653,26 @@ impl Driver {
             None => Vec::new(),
         };
         let mut started_us = 0;
+        // registered before `migrate`: its end cannot be missed
+        let ended = q.watch(migration_ended);
         let outcome = q
-            .execute(
-                "migrate-set-parameters",
-                Some(json!({"max-bandwidth": bandwidth})),
-            )
+            .send("migrate-set-capabilities", Some(migration_events()))
+            .and_then(|caps| {
+                let params = q.execute(
+                    "migrate-set-parameters",
+                    Some(json!({"max-bandwidth": bandwidth})),
+                );
+                // without the events the wait still ends, by the fallback poll
+                let _ = caps.wait(Duration::from_secs(60));
+                params
+            })
             .and_then(|_| {
                 started_us = unix_us();
                 q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)})))
             })
             .map_err(|e| e.to_string())
-            .and_then(|_| self.poll_migration(&q, uuid, t0));
+            .and_then(|_| self.poll_migration(&q, &ended, uuid, t0));
+        drop(ended);
         Self::end_mirrors(&q, &mirrors);
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         {
@@ -711,17 +724,19 @@ impl Driver {
         }
     }
 
-    /// Polls `query-migrate` every millisecond (the guest's pause lasts until the
-    /// completion is noticed and the destination resumes it) until the migration
-    /// completes; the job statistics follow. `Err("cancelled")` when it was cancelled,
-    /// else QEMU's reason.
+    /// Waits until the migration ends: QEMU's `MIGRATION` event on `ended` (the guest's
+    /// pause lasts until the completion is noticed and the destination resumes it), or
+    /// `query-migrate`, asked every [`EVENT_FALLBACK`] for the job statistics and once
+    /// more after the event for the final ones. Waiting on the event rather than asking
+    /// every millisecond leaves QEMU's main loop and the CPUs to the migration.
+    /// `Err("cancelled")` when it was cancelled, else QEMU's reason.
     fn poll_migration(
         &self,
         q: &Qmp,
+        ended: &EventWatch,
         uuid: uuid::Uuid,
         t0: Instant,
     ) -> std::result::Result<Value, String> {
-        let pause = Duration::from_millis(1);
         loop {
             let m = q
                 .execute("query-migrate", None)
@@ -741,7 +756,7 @@ impl Driver {
                 }
                 _ => {}
             }
-            std::thread::sleep(pause);
+            ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())?;
         }
     }
 
@@ -1026,13 +1041,16 @@ impl Driver {
 }
 
 /// Waits until the destination QEMU has read the whole stream (its run state leaves
-/// `inmigrate`); an error names the state it ended in. Asked every millisecond: the
-/// guest is paused until this returns, and the source's completion usually comes a few
-/// milliseconds before the destination's (a wait backing off to 10 ms added up to that
-/// much to the guest's pause).
+/// `inmigrate`); an error names the state it ended in. The guest is paused until this
+/// returns, and the source's completion usually comes a few milliseconds before the
+/// destination's: QEMU's `MIGRATION` event (the `events` capability was turned on before
+/// `migrate-incoming`) ends the wait at once, the run state is asked at the start (the
+/// watch registered first: an event after that answer is not missed) and every
+/// [`EVENT_FALLBACK`] as a safety net. (Asking every millisecond instead competed with
+/// the stream's loading in QEMU's main loop.)
 fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
     let deadline = Instant::now() + FINISH_WAIT;
-    let pause = Duration::from_millis(1);
+    let ended = q.watch(migration_ended);
     loop {
         let st = q.execute("query-status", None).map_err(|e| e.to_string())?;
         let status = st["status"].as_str().unwrap_or("");
@@ -1051,7 +1069,12 @@ fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
                 FINISH_WAIT.as_secs()
             ));
         }
-        std::thread::sleep(pause);
+        if let Some(ev) = ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())? {
+            // the run state was set before QEMU reported the status: asked once more
+            if ev.data["status"] == "failed" {
+                return Err("qemu failed to read the incoming stream".into());
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 use super::domains::{Durability, State, Stopping, mkdir_private, write_file};
 use super::job::Job;
+use super::monitor::EVENT_FALLBACK;
 use super::{Driver, DriverError, Result, io, perr};
 use crate::command::ResolvedVolume;
 use rvirt_qmp::Qmp;
@@ -850,8 +851,12 @@ fn snapshot_timeout() -> Duration {
     super::job::env_ms("RVIRT_QEMU_SNAPSHOT_TIMEOUT_MS", Duration::from_secs(600))
 }
 
-/// Runs a QMP snapshot job (`snapshot-save`, `-load`, `-delete`) and waits for it with
-/// `query-jobs`; the concluded job is dismissed. QEMU's own error ends up in the error.
+/// Runs a QMP snapshot job (`snapshot-save`, `-load`, `-delete`) and waits for its
+/// `JOB_STATUS_CHANGE` to `concluded` (the watch registered before the command), then
+/// asks `query-jobs` once for its error and dismisses it, both in one round trip.
+/// `query-jobs` is also asked every [`EVENT_FALLBACK`] as a safety net against a missed
+/// event. (Asking every millisecond instead competed with the job, which runs in QEMU's
+/// main loop.) QEMU's own error ends up in the error.
 fn run_job(
     q: &Qmp,
     command: &'static str,
@@ -866,14 +871,26 @@ fn run_job(
     );
     args["job-id"] = json!(id);
     args["tag"] = json!(name);
+    let concluded = {
+        let id = id.clone();
+        q.watch(move |e| {
+            e.name == "JOB_STATUS_CHANGE"
+                && e.data["id"].as_str() == Some(&id)
+                && e.data["status"] == "concluded"
+        })
+    };
     q.execute(command, Some(args))?;
     let deadline = Instant::now() + snapshot_timeout();
-    // A revert's load of a small guest takes 70-400 ms: polled with a pause backing off to
-    // 100 ms it was seen done up to 100 ms late (half a revert); 5 ms at most costs a few
-    // dozen `query-jobs` round trips.
-    let mut pause = Duration::from_millis(1);
     loop {
-        let jobs = q.execute("query-jobs", None)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let seen = concluded.wait(EVENT_FALLBACK.min(left))?.is_some();
+        // once concluded, its dismissal goes with the question for its error
+        let jobs = q.send("query-jobs", None)?;
+        let dismissed = seen.then(|| q.send("job-dismiss", Some(json!({"id": id}))));
+        let jobs = jobs.wait(Duration::from_secs(60))?;
+        if let Some(d) = dismissed {
+            let _ = d.and_then(|d| d.wait(Duration::from_secs(60)));
+        }
         let job = jobs
             .as_array()
             .and_then(|a| a.iter().find(|j| j["id"] == json!(id)))
@@ -887,7 +904,9 @@ fn run_job(
             .into());
         };
         if job["status"] == "concluded" {
-            let _ = q.execute("job-dismiss", Some(json!({"id": id})));
+            if !seen {
+                let _ = q.execute("job-dismiss", Some(json!({"id": id})));
+            }
             if let Some(e) = job["error"].as_str() {
                 return Err(SnapshotError::Job {
                     command,
@@ -907,8 +926,6 @@ fn run_job(
             }
             .into());
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 
