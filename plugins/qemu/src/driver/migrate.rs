@@ -159,6 +159,31 @@ fn unix_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// When QEMU sent event `e` (its timestamp, µs since the epoch).
+fn event_us(e: &rvirt_qmp::Event) -> Option<u64> {
+    let (s, us) = e.timestamp?;
+    u64::try_from(s)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(u64::try_from(us).ok()?)
+}
+
+/// A completed migration's `total-time` and `downtime` (ms) when QEMU's own are not
+/// computed yet: QEMU reports the completion (its event, and `query-migrate`) a moment
+/// before it records them, so the answer to a question sent on the event often has
+/// both 0. They come from the times seen instead: `started_us` (when `migrate` was sent),
+/// the guest's STOP and the completion event.
+fn complete_times(m: &mut Value, started_us: u64, stopped_us: Option<u64>, ended_us: Option<u64>) {
+    if m["total-time"].as_u64().unwrap_or(0) > 0 {
+        return;
+    }
+    let Some(end) = ended_us else { return };
+    m["total-time"] = json!(end.saturating_sub(started_us) / 1000);
+    if let Some(stop) = stopped_us {
+        m["downtime"] = json!(end.saturating_sub(stop) / 1000);
+    }
+}
+
 /// The string parameter `name`, if given.
 pub fn param_str<'a>(params: &'a [TypedParam], name: &str) -> Option<&'a str> {
     params.iter().rev().find_map(|p| match &p.value {
@@ -653,8 +678,9 @@ impl Driver {
             None => Vec::new(),
         };
         let mut started_us = 0;
-        // registered before `migrate`: its end cannot be missed
+        // registered before `migrate`: its end cannot be missed, nor the guest's stop
         let ended = q.watch(migration_ended);
+        let stops = q.watch(|e| e.name == "STOP");
         let outcome = q
             .send("migrate-set-capabilities", Some(migration_events()))
             .and_then(|caps| {
@@ -673,6 +699,13 @@ impl Driver {
             .map_err(|e| e.to_string())
             .and_then(|_| self.poll_migration(&q, &ended, uuid, t0));
         drop(ended);
+        // when QEMU stopped the guest for the switch-over (its STOP's timestamp)
+        let stopped_us = stops.try_next().ok().flatten().as_ref().and_then(event_us);
+        drop(stops);
+        let outcome = outcome.map(|(mut m, ended_us)| {
+            complete_times(&mut m, started_us, stopped_us, ended_us);
+            m
+        });
         Self::end_mirrors(&q, &mirrors);
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         {
@@ -694,7 +727,9 @@ impl Driver {
                     Some((event::SUSPENDED, SUSPENDED_MIGRATED)),
                 );
                 self.emit(e);
-                // when the guest stopped here: QEMU's total time less its downtime
+                // when the guest stopped here: QEMU's total time less its downtime (as
+                // the floor of benches/migrate_bench.py takes it; from the STOP when QEMU
+                // had not computed them yet, see `complete_times`)
                 let n = |k: &str| m[k].as_u64().unwrap_or(0);
                 let stopped = started_us
                     + n("total-time")
@@ -729,14 +764,17 @@ impl Driver {
     /// `query-migrate`, asked every [`EVENT_FALLBACK`] for the job statistics and once
     /// more after the event for the final ones. Waiting on the event rather than asking
     /// every millisecond leaves QEMU's main loop and the CPUs to the migration.
-    /// `Err("cancelled")` when it was cancelled, else QEMU's reason.
+    /// The final `query-migrate` answer comes with the completion event's time (µs since
+    /// the epoch, when the event was seen); `Err("cancelled")` when it was cancelled, else
+    /// QEMU's reason.
     fn poll_migration(
         &self,
         q: &Qmp,
         ended: &EventWatch,
         uuid: uuid::Uuid,
         t0: Instant,
-    ) -> std::result::Result<Value, String> {
+    ) -> std::result::Result<(Value, Option<u64>), String> {
+        let mut ended_us = None;
         loop {
             let m = q
                 .execute("query-migrate", None)
@@ -746,7 +784,7 @@ impl Driver {
                 r.active = Some((t0, m.clone()));
             }
             match status.as_str() {
-                "completed" => return Ok(m),
+                "completed" => return Ok((m, ended_us)),
                 "cancelled" | "cancelling" => return Err("cancelled".into()),
                 "failed" => {
                     return Err(m["error-desc"]
@@ -756,7 +794,9 @@ impl Driver {
                 }
                 _ => {}
             }
-            ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())?;
+            if let Some(e) = ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())? {
+                ended_us = event_us(&e);
+            }
         }
     }
 
@@ -1102,6 +1142,38 @@ mod tests {
         assert!(parse_tcp_uri("tcp:").is_err());
         assert_eq!(qemu_tcp_uri("::1", 5), "tcp:[::1]:5");
         assert_eq!(qemu_tcp_uri("10.0.0.1", 49152), "tcp:10.0.0.1:49152");
+    }
+
+    #[test]
+    fn a_completion_answered_before_qemus_totals_gets_them_from_the_events() {
+        let ev = |s: i64, us: i64| rvirt_qmp::Event {
+            name: "STOP".into(),
+            data: Value::Null,
+            timestamp: Some((s, us)),
+            seq: 1,
+        };
+        assert_eq!(
+            event_us(&ev(1_700_000_000, 250_000)),
+            Some(1_700_000_000_250_000)
+        );
+        assert_eq!(event_us(&ev(-1, 0)), None);
+        let start = 1_700_000_000_000_000;
+        // QEMU's totals not computed yet: from the STOP and the completion
+        let mut m = json!({"status": "completed", "total-time": 0, "downtime": 0});
+        complete_times(&mut m, start, Some(start + 400_000), Some(start + 421_500));
+        assert_eq!(m["total-time"], 421);
+        assert_eq!(m["downtime"], 21);
+        // QEMU's own are kept
+        let mut m = json!({"status": "completed", "total-time": 300, "downtime": 12});
+        complete_times(&mut m, start, Some(start + 1), Some(start + 2));
+        assert_eq!(
+            (m["total-time"].as_u64(), m["downtime"].as_u64()),
+            (Some(300), Some(12))
+        );
+        // without the completion's time nothing is made up
+        let mut m = json!({"status": "completed", "total-time": 0, "downtime": 0});
+        complete_times(&mut m, start, Some(start + 1), None);
+        assert_eq!(m["total-time"], 0);
     }
 
     #[test]

@@ -1552,6 +1552,134 @@ impl Driver {
 mod tests {
     use super::*;
 
+    /// A fake QEMU for [`run_job`]: the job concludes `after` its command was answered
+    /// (its JOB_STATUS_CHANGE sent then, by a timer; `query-jobs` reports it running
+    /// before, concluded with `error` after). Returns the commands it got, in order;
+    /// `query-jobs+dismiss` for a `query-jobs` whose `job-dismiss` came before its answer
+    /// was sent (the two in flight together).
+    fn fake_job_qemu(
+        after: Duration,
+        error: Option<&'static str>,
+    ) -> (Qmp, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let w = Arc::new(Mutex::new(theirs.try_clone().unwrap()));
+            let send = |w: &Mutex<std::os::unix::net::UnixStream>, v: Value| {
+                w.lock()
+                    .unwrap()
+                    .write_all(format!("{v}\r\n").as_bytes())
+                    .unwrap();
+            };
+            theirs
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut r = BufReader::new(theirs);
+            send(&w, json!({"QMP": {"version": {}, "capabilities": []}}));
+            let concluded = Arc::new(AtomicBool::new(false));
+            let mut job = String::new();
+            let mut seen = Vec::new();
+            let mut line = String::new();
+            let mut next = |r: &mut BufReader<std::os::unix::net::UnixStream>| {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(n) if n > 0 => Some(serde_json::from_str::<Value>(line.trim()).unwrap()),
+                    _ => None,
+                }
+            };
+            let mut queued = None;
+            while let Some(cmd) = queued.take().or_else(|| next(&mut r)) {
+                let name = cmd["execute"].as_str().unwrap().to_string();
+                let ret = match name.as_str() {
+                    "snapshot-load" => {
+                        job = cmd["arguments"]["job-id"].as_str().unwrap().into();
+                        let (w, c, id) = (w.clone(), concluded.clone(), job.clone());
+                        // the answer first, then the job runs
+                        send(&w, json!({"return": {}, "id": cmd["id"]}));
+                        std::thread::spawn(move || {
+                            std::thread::sleep(after);
+                            let w = w.lock().unwrap();
+                            c.store(true, Ordering::SeqCst);
+                            let ev = json!({"event": "JOB_STATUS_CHANGE",
+                                "data": {"id": id, "status": "concluded"}});
+                            let _ = (&*w).write_all(format!("{ev}\r\n").as_bytes());
+                        });
+                        seen.push(name);
+                        continue;
+                    }
+                    "query-jobs" => {
+                        let done = concluded.load(Ordering::SeqCst);
+                        let mut j = json!({"id": job, "type": "snapshot-load",
+                            "status": if done { "concluded" } else { "running" }});
+                        if let (true, Some(e)) = (done, error) {
+                            j["error"] = json!(e);
+                        }
+                        if done {
+                            // is the dismissal in flight already?
+                            queued = next(&mut r);
+                        }
+                        json!([j])
+                    }
+                    _ => json!({}),
+                };
+                let pipelined = queued
+                    .as_ref()
+                    .is_some_and(|c| c["execute"] == "job-dismiss");
+                match name.as_str() {
+                    "qmp_capabilities" => {}
+                    "query-jobs" if pipelined => seen.push("query-jobs+dismiss".into()),
+                    _ => seen.push(name.clone()),
+                }
+                send(&w, json!({"return": ret, "id": cmd["id"]}));
+                if name == "job-dismiss" {
+                    break;
+                }
+            }
+            seen
+        });
+        let (q, _events) = Qmp::handshake(ours, Duration::from_secs(5)).unwrap();
+        (q, server)
+    }
+
+    #[test]
+    fn a_snapshot_job_ends_on_its_event_and_is_dismissed_with_one_question() {
+        // concluded right behind the command's answer: the event is not missed, and one
+        // `query-jobs` (for the error) goes out with the dismissal; a wait that missed the
+        // event would ask `query-jobs` first and dismiss only after its answer
+        let (q, server) = fake_job_qemu(Duration::ZERO, None);
+        run_job(&q, "snapshot-load", "s1", json!({})).unwrap();
+        q.close();
+        assert_eq!(
+            server.join().unwrap(),
+            ["snapshot-load", "query-jobs+dismiss", "job-dismiss"]
+        );
+        // QEMU's error of the concluded job is the call's
+        let (q, server) = fake_job_qemu(Duration::ZERO, Some("no such snapshot"));
+        let e = run_job(&q, "snapshot-load", "s1", json!({})).unwrap_err();
+        assert!(e.to_string().contains("no such snapshot"), "{e}");
+        q.close();
+        assert_eq!(server.join().unwrap().last().unwrap(), "job-dismiss");
+    }
+
+    #[test]
+    fn a_running_snapshot_job_is_not_polled_every_millisecond() {
+        // a job of 300 ms: asked every millisecond it took about 300 `query-jobs` (60 at
+        // least with the old back-off to 5 ms); now only the safety net's every 50 ms,
+        // and the end comes from the event
+        let (q, server) = fake_job_qemu(Duration::from_millis(300), None);
+        run_job(&q, "snapshot-load", "s1", json!({})).unwrap();
+        q.close();
+        let seen = server.join().unwrap();
+        let polls = seen.iter().filter(|c| c.starts_with("query-jobs")).count();
+        assert!((1..=12).contains(&polls), "{polls} query-jobs: {seen:?}");
+        assert_eq!(
+            seen[seen.len() - 2..],
+            ["query-jobs+dismiss", "job-dismiss"]
+        );
+    }
+
     fn def(disks: &str) -> Domain {
         Domain::parse(&format!(
             "<domain type='qemu'><name>d</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>\
