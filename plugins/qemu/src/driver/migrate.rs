@@ -784,7 +784,14 @@ impl Driver {
                 r.active = Some((t0, m.clone()));
             }
             match status.as_str() {
-                "completed" => return Ok((m, ended_us)),
+                "completed" => {
+                    // (seen by the fallback question before its event was read: the event
+                    // is right behind, else now is when the completion was seen)
+                    let seen = ended_us
+                        .or_else(|| ended.try_next().ok().flatten().as_ref().and_then(event_us))
+                        .unwrap_or_else(unix_us);
+                    return Ok((m, Some(seen)));
+                }
                 "cancelled" | "cancelling" => return Err("cancelled".into()),
                 "failed" => {
                     return Err(m["error-desc"]
