@@ -10,6 +10,12 @@
 //! [`QmpError::Closed`] and the event channel disconnects, so a supervisor can block on the
 //! channel to learn both about events and about the end of the monitor.
 //!
+//! A caller that waits for a particular event (a `MIGRATION` status, a job's
+//! `JOB_STATUS_CHANGE`) registers an [`EventWatch`] with [`Qmp::watch`] *before* it sends
+//! the command that leads to it: the reader thread hands every matching event read from
+//! then on to the watch as well as to the channel, so an event QEMU writes right after the
+//! command's answer cannot slip between the answer and the start of the wait.
+//!
 //! The crate knows nothing of rvirt: any plugin that drives QEMU can use it.
 
 use serde_json::{Value, json};
@@ -88,9 +94,20 @@ pub struct Event {
 
 type Reply = Result<Value, (String, String)>;
 
+type Filter = Box<dyn Fn(&Event) -> bool + Send>;
+
+struct Watcher {
+    id: u64,
+    filter: Filter,
+    tx: Sender<Event>,
+}
+
 struct Pending {
     closed: bool,
     waiters: HashMap<u64, Sender<Reply>>,
+    /// The registered [`EventWatch`]es; cleared (their channels disconnected) once the
+    /// connection ends.
+    watchers: Vec<Watcher>,
 }
 
 struct Shared {
@@ -200,6 +217,7 @@ impl Qmp {
             pending: Mutex::new(Pending {
                 closed: false,
                 waiters: HashMap::new(),
+                watchers: Vec::new(),
             }),
             next_id: AtomicU64::new(1),
             events_read: AtomicU64::new(0),
@@ -315,6 +333,30 @@ impl Qmp {
         self.shared.events_read.load(Ordering::SeqCst)
     }
 
+    /// Registers a watch for the events `filter` accepts: from now on the reader thread
+    /// hands each of them to the watch (as well as to the event channel). Register it
+    /// before sending the command whose effect it waits for; dropping it unregisters it.
+    /// On a closed connection the watch reports [`QmpError::Closed`] at once.
+    pub fn watch(&self, filter: impl Fn(&Event) -> bool + Send + 'static) -> EventWatch {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        {
+            let mut p = self.lock_pending();
+            if !p.closed {
+                p.watchers.push(Watcher {
+                    id,
+                    filter: Box::new(filter),
+                    tx,
+                });
+            }
+        }
+        EventWatch {
+            qmp: self.clone(),
+            id,
+            rx,
+        }
+    }
+
     /// Whether the reader has seen the end of the connection.
     pub fn is_closed(&self) -> bool {
         self.lock_pending().closed
@@ -364,6 +406,47 @@ impl PendingReply {
     }
 }
 
+/// A registered interest in some events (see [`Qmp::watch`]).
+pub struct EventWatch {
+    qmp: Qmp,
+    id: u64,
+    rx: Receiver<Event>,
+}
+
+impl std::fmt::Debug for EventWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWatch").field("id", &self.id).finish()
+    }
+}
+
+impl EventWatch {
+    /// Blocks until the next matching event (the oldest one not taken yet) arrives;
+    /// `Ok(None)` once `timeout` passed without one, [`QmpError::Closed`] when the
+    /// connection ended (events read before the end are still returned first).
+    pub fn wait(&self, timeout: Duration) -> Result<Option<Event>, QmpError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(ev) => Ok(Some(ev)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Closed),
+        }
+    }
+
+    /// The next matching event if one arrived already.
+    pub fn try_next(&self) -> Result<Option<Event>, QmpError> {
+        match self.rx.try_recv() {
+            Ok(ev) => Ok(Some(ev)),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(QmpError::Closed),
+        }
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        self.qmp.lock_pending().watchers.retain(|w| w.id != self.id);
+    }
+}
+
 /// Writes `bytes` with `fd` attached to the first of them, the rest plainly.
 fn send_fd(
     w: &mut UnixStream,
@@ -404,12 +487,19 @@ fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: S
             let ts = &msg["timestamp"];
             let timestamp = ts["seconds"].as_i64().zip(ts["microseconds"].as_i64());
             let seq = shared.events_read.fetch_add(1, Ordering::SeqCst) + 1;
-            let _ = events.send(Event {
+            let ev = Event {
                 name: name.to_string(),
                 data: msg.get("data").cloned().unwrap_or(Value::Null),
                 timestamp,
                 seq,
-            });
+            };
+            {
+                let p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+                for w in p.watchers.iter().filter(|w| (w.filter)(&ev)) {
+                    let _ = w.tx.send(ev.clone());
+                }
+            }
+            let _ = events.send(ev);
             continue;
         }
         let Some(id) = msg.get("id").and_then(Value::as_u64) else {
@@ -433,6 +523,7 @@ fn reader_loop(mut reader: BufReader<UnixStream>, shared: Arc<Shared>, events: S
     let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
     p.closed = true;
     p.waiters.clear();
+    p.watchers.clear();
     // `events` is dropped here: the receiver sees the disconnection.
 }
 
@@ -616,6 +707,78 @@ mod tests {
             e.to_string()
                 .starts_with("cannot connect to the monitor socket")
         );
+    }
+
+    #[test]
+    fn a_watch_registered_before_the_command_gets_the_event_right_after_its_answer() {
+        // The server answers `migrate` and writes the MIGRATION events in the same write,
+        // right behind the answer: the caller cannot start waiting before they are read.
+        let path = socket_path("watch");
+        let l = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = l.accept().unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
+            while let Ok(Some(cmd)) = read_message(&mut r) {
+                let id = cmd["id"].clone();
+                let mut out = format!("{}\r\n", json!({"return": {}, "id": id}));
+                if cmd["execute"] == "migrate" {
+                    for st in ["setup", "active", "completed"] {
+                        out.push_str(&format!(
+                            "{}\r\n",
+                            json!({"event": "MIGRATION", "data": {"status": st},
+                                "timestamp": {"seconds": 1, "microseconds": 0}})
+                        ));
+                    }
+                    out.push_str("{\"event\": \"STOP\"}\r\n");
+                }
+                w.write_all(out.as_bytes()).unwrap();
+            }
+        });
+        let (qmp, events) = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        let done = qmp.watch(|e| {
+            e.name == "MIGRATION"
+                && matches!(e.data["status"].as_str(), Some("completed" | "failed"))
+        });
+        let stops = qmp.watch(|e| e.name == "STOP");
+        qmp.execute("migrate", Some(json!({"uri": "tcp:x:1"})))
+            .unwrap();
+        // every event is read (the channel has all four) before anyone waits
+        for _ in 0..4 {
+            events.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        let ev = done
+            .wait(Duration::from_secs(5))
+            .unwrap()
+            .expect("the event");
+        assert_eq!(ev.data["status"], "completed");
+        assert_eq!(ev.seq, 3);
+        // only the matching events went to each watch
+        assert_eq!(done.try_next().unwrap(), None);
+        assert_eq!(
+            stops.wait(Duration::from_secs(5)).unwrap().unwrap().name,
+            "STOP"
+        );
+        // a watch registered after the event does not see it: it only waits
+        let late = qmp.watch(|e| e.name == "MIGRATION");
+        assert_eq!(late.wait(Duration::from_millis(50)).unwrap(), None);
+        // dropped watches are unregistered
+        drop((late, stops));
+        assert_eq!(qmp.lock_pending().watchers.len(), 1);
+        // the end of the connection ends the wait
+        qmp.close();
+        server.join().unwrap();
+        assert!(matches!(
+            done.wait(Duration::from_secs(5)),
+            Err(QmpError::Closed)
+        ));
+        assert!(matches!(
+            qmp.watch(|_| true).wait(Duration::from_secs(5)),
+            Err(QmpError::Closed)
+        ));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

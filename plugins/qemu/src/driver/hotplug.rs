@@ -25,6 +25,17 @@ use std::time::{Duration, Instant};
 /// device is gone (a loaded TCG guest can take more than 10 s to eject a PCI device).
 pub(super) const UNPLUG_WAIT: Duration = Duration::from_secs(30);
 
+/// How often a detach without QEMU's `DEVICE_DELETED` yet looks whether the device went
+/// anyway (a safety net against a missed event).
+const UNPLUG_POLL: Duration = Duration::from_millis(100);
+
+/// A watch for QEMU's `DEVICE_DELETED` of the device `id`, registered before its
+/// `device_del` so that an event right after the answer is not missed.
+pub(super) fn deleted_watch(q: &rvirt_qmp::Qmp, id: &str) -> rvirt_qmp::EventWatch {
+    let id = id.to_string();
+    q.watch(move |e| e.name == "DEVICE_DELETED" && e.data["device"].as_str() == Some(&id))
+}
+
 fn invalid(msg: String) -> DriverError {
     perr(PluginError::new(
         ErrorCode::InvalidArg,
@@ -335,18 +346,22 @@ impl Driver {
             let (q, generation) = self.running(uuid)?;
             let nodes = nodes_of(&q, &alias)?;
             self.take_deleted(uuid, &alias);
+            let gone = deleted_watch(&q, &alias);
             q.execute("device_del", Some(json!({ "id": alias })))?;
             let t0 = Instant::now();
-            // QEMU's DEVICE_DELETED (seen by the event thread) ends the wait at once; the
-            // block nodes are asked after every 100 ms as well, in case the event was lost
-            let mut polls = 0u32;
+            // QEMU's DEVICE_DELETED ends the wait at once; the block nodes are asked after
+            // every 100 ms without it as well, in case the event was lost
             loop {
-                if self.take_deleted(uuid, &alias) {
-                    break;
-                }
-                polls += 1;
-                if polls.is_multiple_of(20) && nodes_of(&q, &alias)?.is_empty() {
-                    break;
+                match gone.wait(UNPLUG_POLL) {
+                    Ok(Some(_)) => break,
+                    Ok(None) if nodes_of(&q, &alias)?.is_empty() => break,
+                    Ok(None) => {}
+                    Err(_) => {
+                        return Err(perr(operation_invalid(
+                            ErrorDomain::Qemu,
+                            "domain is not running",
+                        )));
+                    }
                 }
                 if t0.elapsed() > UNPLUG_WAIT {
                     return Err(perr(PluginError::new(
@@ -358,14 +373,9 @@ impl Driver {
                         ),
                     )));
                 }
-                if q.is_closed() {
-                    return Err(perr(operation_invalid(
-                        ErrorDomain::Qemu,
-                        "domain is not running",
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(5));
             }
+            // (the event thread's record of it is not needed any more)
+            self.take_deleted(uuid, &alias);
             // the nodes go once QEMU let go of them (a node the device still held is
             // refused "in use" for a moment after the unplug): left open, its image stays
             // locked and cannot be attached again
@@ -529,9 +539,23 @@ impl Driver {
             let netdev_id = format!("hostnet{n}");
             let (q, generation) = self.running(uuid)?;
             self.take_deleted(uuid, &alias);
+            let gone = deleted_watch(&q, &alias);
             q.execute("device_del", Some(json!({ "id": alias })))?;
             let t0 = Instant::now();
-            while !self.take_deleted(uuid, &alias) {
+            // QEMU's DEVICE_DELETED ends the wait at once; the event thread's record of it
+            // is looked at every 100 ms too
+            loop {
+                match gone.wait(UNPLUG_POLL) {
+                    Ok(Some(_)) => break,
+                    Ok(None) if self.take_deleted(uuid, &alias) => break,
+                    Ok(None) => {}
+                    Err(_) => {
+                        return Err(perr(operation_invalid(
+                            ErrorDomain::Qemu,
+                            "domain is not running",
+                        )));
+                    }
+                }
                 if t0.elapsed() > UNPLUG_WAIT {
                     return Err(perr(PluginError::new(
                         ErrorCode::OperationTimeout,
@@ -542,14 +566,8 @@ impl Driver {
                         ),
                     )));
                 }
-                if q.is_closed() {
-                    return Err(perr(operation_invalid(
-                        ErrorDomain::Qemu,
-                        "domain is not running",
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(20));
             }
+            self.take_deleted(uuid, &alias);
             if let Err(e) = q.execute("netdev_del", Some(json!({ "id": netdev_id }))) {
                 eprintln!("rvirt qemu: netdev_del {netdev_id}: {e}");
             }

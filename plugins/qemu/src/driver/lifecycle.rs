@@ -514,8 +514,19 @@ impl Driver {
         }
         // An incoming migration listens now; the guest runs when the migration
         // finishes (`Driver::migrate_finish`).
+        // (its `MIGRATION` events on first, in flight with it: the finish waits on them)
         if let Some(uri) = &migrate_uri
-            && let Err(e) = qmp.execute("migrate-incoming", Some(json!({"uri": uri})))
+            && let Err(e) = qmp
+                .send(
+                    "migrate-set-capabilities",
+                    Some(super::monitor::migration_events()),
+                )
+                .and_then(|caps| {
+                    let incoming = qmp.execute("migrate-incoming", Some(json!({"uri": uri})));
+                    // without the events the finish still ends, by its fallback poll
+                    let _ = caps.wait(Duration::from_secs(60));
+                    incoming
+                })
         {
             qmp.close();
             return Err(fail(&mut child, e.into()));

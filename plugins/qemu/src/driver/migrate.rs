@@ -4,11 +4,14 @@
 //! - **prepare** (destination): QEMU starts with `-incoming defer`, then
 //!   `migrate-incoming tcp:ADDR:PORT` on a port of libvirt's range (49152-49215); the
 //!   domain is paused (reason migration) and the URI goes back to the source;
-//! - **perform** (source): QMP `migrate` to that URI, `query-migrate` polled for the job
-//!   statistics (`virDomainGetJobStats`) until QEMU reports completion; `migrate_cancel`
+//! - **perform** (source): QMP `migrate` to that URI; QEMU's `MIGRATION` event (the
+//!   `events` capability is on at both ends) ends the wait, `query-migrate` then gives the
+//!   final job statistics (`virDomainGetJobStats`; asked every 50 ms meanwhile, also a
+//!   safety net against a missed event); `migrate_cancel`
 //!   on `virDomainAbortJob`. A failed or cancelled migration leaves the guest running
 //!   here (QEMU resumes it);
-//! - **finish** (destination): once QEMU has read the stream the guest runs there
+//! - **finish** (destination): once QEMU has read the stream (its `MIGRATION` completed
+//!   event, or a run state past `inmigrate`) the guest runs there
 //!   (`cont`), defined too with `VIR_MIGRATE_PERSIST_DEST`; when the migration was
 //!   cancelled the incoming QEMU is killed;
 //! - **confirm** (source): the source QEMU is stopped (shut off, reason migrated) and,
@@ -27,8 +30,9 @@
 
 use super::domains::{Dom, Stopping};
 use super::lifecycle::Incoming;
+use super::monitor::{EVENT_FALLBACK, migration_ended, migration_events};
 use super::{Driver, DriverError, Result, detail, perr, reason};
-use rvirt_qmp::Qmp;
+use rvirt_qmp::{EventWatch, Qmp};
 use rvirt_sdk::abi::{
     DomainRef, ErrorCode, ErrorDomain, PluginError, TypedParam, TypedValue, event, migrate as flag,
     state,
@@ -153,6 +157,31 @@ fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// When QEMU sent event `e` (its timestamp, µs since the epoch).
+fn event_us(e: &rvirt_qmp::Event) -> Option<u64> {
+    let (s, us) = e.timestamp?;
+    u64::try_from(s)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(u64::try_from(us).ok()?)
+}
+
+/// A completed migration's `total-time` and `downtime` (ms) when QEMU's own are not
+/// computed yet: QEMU reports the completion (its event, and `query-migrate`) a moment
+/// before it records them, so the answer to a question sent on the event often has
+/// both 0. They come from the times seen instead: `started_us` (when `migrate` was sent),
+/// the guest's STOP and the completion event.
+fn complete_times(m: &mut Value, started_us: u64, stopped_us: Option<u64>, ended_us: Option<u64>) {
+    if m["total-time"].as_u64().unwrap_or(0) > 0 {
+        return;
+    }
+    let Some(end) = ended_us else { return };
+    m["total-time"] = json!(end.saturating_sub(started_us) / 1000);
+    if let Some(stop) = stopped_us {
+        m["downtime"] = json!(end.saturating_sub(stop) / 1000);
+    }
 }
 
 /// The string parameter `name`, if given.
@@ -649,17 +678,34 @@ impl Driver {
             None => Vec::new(),
         };
         let mut started_us = 0;
+        // registered before `migrate`: its end cannot be missed, nor the guest's stop
+        let ended = q.watch(migration_ended);
+        let stops = q.watch(|e| e.name == "STOP");
         let outcome = q
-            .execute(
-                "migrate-set-parameters",
-                Some(json!({"max-bandwidth": bandwidth})),
-            )
+            .send("migrate-set-capabilities", Some(migration_events()))
+            .and_then(|caps| {
+                let params = q.execute(
+                    "migrate-set-parameters",
+                    Some(json!({"max-bandwidth": bandwidth})),
+                );
+                // without the events the wait still ends, by the fallback poll
+                let _ = caps.wait(Duration::from_secs(60));
+                params
+            })
             .and_then(|_| {
                 started_us = unix_us();
                 q.execute("migrate", Some(json!({"uri": qemu_tcp_uri(&host, port)})))
             })
             .map_err(|e| e.to_string())
-            .and_then(|_| self.poll_migration(&q, uuid, t0));
+            .and_then(|_| self.poll_migration(&q, &ended, uuid, t0));
+        drop(ended);
+        // when QEMU stopped the guest for the switch-over (its STOP's timestamp)
+        let stopped_us = stops.try_next().ok().flatten().as_ref().and_then(event_us);
+        drop(stops);
+        let outcome = outcome.map(|(mut m, ended_us)| {
+            complete_times(&mut m, started_us, stopped_us, ended_us);
+            m
+        });
         Self::end_mirrors(&q, &mirrors);
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         {
@@ -681,7 +727,9 @@ impl Driver {
                     Some((event::SUSPENDED, SUSPENDED_MIGRATED)),
                 );
                 self.emit(e);
-                // when the guest stopped here: QEMU's total time less its downtime
+                // when the guest stopped here: QEMU's total time less its downtime (as
+                // the floor of benches/migrate_bench.py takes it; from the STOP when QEMU
+                // had not computed them yet, see `complete_times`)
                 let n = |k: &str| m[k].as_u64().unwrap_or(0);
                 let stopped = started_us
                     + n("total-time")
@@ -711,17 +759,22 @@ impl Driver {
         }
     }
 
-    /// Polls `query-migrate` every millisecond (the guest's pause lasts until the
-    /// completion is noticed and the destination resumes it) until the migration
-    /// completes; the job statistics follow. `Err("cancelled")` when it was cancelled,
-    /// else QEMU's reason.
+    /// Waits until the migration ends: QEMU's `MIGRATION` event on `ended` (the guest's
+    /// pause lasts until the completion is noticed and the destination resumes it), or
+    /// `query-migrate`, asked every [`EVENT_FALLBACK`] for the job statistics and once
+    /// more after the event for the final ones. Waiting on the event rather than asking
+    /// every millisecond leaves QEMU's main loop and the CPUs to the migration.
+    /// The final `query-migrate` answer comes with the completion event's time (µs since
+    /// the epoch, when the event was seen); `Err("cancelled")` when it was cancelled, else
+    /// QEMU's reason.
     fn poll_migration(
         &self,
         q: &Qmp,
+        ended: &EventWatch,
         uuid: uuid::Uuid,
         t0: Instant,
-    ) -> std::result::Result<Value, String> {
-        let pause = Duration::from_millis(1);
+    ) -> std::result::Result<(Value, Option<u64>), String> {
+        let mut ended_us = None;
         loop {
             let m = q
                 .execute("query-migrate", None)
@@ -731,7 +784,14 @@ impl Driver {
                 r.active = Some((t0, m.clone()));
             }
             match status.as_str() {
-                "completed" => return Ok(m),
+                "completed" => {
+                    // (seen by the fallback question before its event was read: the event
+                    // is right behind, else now is when the completion was seen)
+                    let seen = ended_us
+                        .or_else(|| ended.try_next().ok().flatten().as_ref().and_then(event_us))
+                        .unwrap_or_else(unix_us);
+                    return Ok((m, Some(seen)));
+                }
                 "cancelled" | "cancelling" => return Err("cancelled".into()),
                 "failed" => {
                     return Err(m["error-desc"]
@@ -741,7 +801,9 @@ impl Driver {
                 }
                 _ => {}
             }
-            std::thread::sleep(pause);
+            if let Some(e) = ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())? {
+                ended_us = event_us(&e);
+            }
         }
     }
 
@@ -1026,13 +1088,16 @@ impl Driver {
 }
 
 /// Waits until the destination QEMU has read the whole stream (its run state leaves
-/// `inmigrate`); an error names the state it ended in. Asked every millisecond: the
-/// guest is paused until this returns, and the source's completion usually comes a few
-/// milliseconds before the destination's (a wait backing off to 10 ms added up to that
-/// much to the guest's pause).
+/// `inmigrate`); an error names the state it ended in. The guest is paused until this
+/// returns, and the source's completion usually comes a few milliseconds before the
+/// destination's: QEMU's `MIGRATION` event (the `events` capability was turned on before
+/// `migrate-incoming`) ends the wait at once, the run state is asked at the start (the
+/// watch registered first: an event after that answer is not missed) and every
+/// [`EVENT_FALLBACK`] as a safety net. (Asking every millisecond instead competed with
+/// the stream's loading in QEMU's main loop.)
 fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
     let deadline = Instant::now() + FINISH_WAIT;
-    let pause = Duration::from_millis(1);
+    let ended = q.watch(migration_ended);
     loop {
         let st = q.execute("query-status", None).map_err(|e| e.to_string())?;
         let status = st["status"].as_str().unwrap_or("");
@@ -1051,7 +1116,12 @@ fn wait_stream_read(q: &Qmp) -> std::result::Result<(), String> {
                 FINISH_WAIT.as_secs()
             ));
         }
-        std::thread::sleep(pause);
+        if let Some(ev) = ended.wait(EVENT_FALLBACK).map_err(|e| e.to_string())? {
+            // the run state was set before QEMU reported the status: asked once more
+            if ev.data["status"] == "failed" {
+                return Err("qemu failed to read the incoming stream".into());
+            }
+        }
     }
 }
 
@@ -1079,6 +1149,38 @@ mod tests {
         assert!(parse_tcp_uri("tcp:").is_err());
         assert_eq!(qemu_tcp_uri("::1", 5), "tcp:[::1]:5");
         assert_eq!(qemu_tcp_uri("10.0.0.1", 49152), "tcp:10.0.0.1:49152");
+    }
+
+    #[test]
+    fn a_completion_answered_before_qemus_totals_gets_them_from_the_events() {
+        let ev = |s: i64, us: i64| rvirt_qmp::Event {
+            name: "STOP".into(),
+            data: Value::Null,
+            timestamp: Some((s, us)),
+            seq: 1,
+        };
+        assert_eq!(
+            event_us(&ev(1_700_000_000, 250_000)),
+            Some(1_700_000_000_250_000)
+        );
+        assert_eq!(event_us(&ev(-1, 0)), None);
+        let start = 1_700_000_000_000_000;
+        // QEMU's totals not computed yet: from the STOP and the completion
+        let mut m = json!({"status": "completed", "total-time": 0, "downtime": 0});
+        complete_times(&mut m, start, Some(start + 400_000), Some(start + 421_500));
+        assert_eq!(m["total-time"], 421);
+        assert_eq!(m["downtime"], 21);
+        // QEMU's own are kept
+        let mut m = json!({"status": "completed", "total-time": 300, "downtime": 12});
+        complete_times(&mut m, start, Some(start + 1), Some(start + 2));
+        assert_eq!(
+            (m["total-time"].as_u64(), m["downtime"].as_u64()),
+            (Some(300), Some(12))
+        );
+        // without the completion's time nothing is made up
+        let mut m = json!({"status": "completed", "total-time": 0, "downtime": 0});
+        complete_times(&mut m, start, Some(start + 1), None);
+        assert_eq!(m["total-time"], 0);
     }
 
     #[test]

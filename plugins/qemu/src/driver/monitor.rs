@@ -15,6 +15,28 @@ use rvirt_sdk::util::{no_domain, operation_invalid};
 use rvirt_xml::Domain;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a wait for a QMP event lasts before the waiter asks QEMU itself: a safety net
+/// against a missed event (and the refresh of a migration's job statistics), not the
+/// way the end is normally noticed.
+pub(super) const EVENT_FALLBACK: Duration = Duration::from_millis(50);
+
+/// Whether `e` is a `MIGRATION` event with a final status (QEMU sends them once
+/// `migrate-set-capabilities` turned the `events` capability on; see
+/// [`migration_events`]).
+pub(super) fn migration_ended(e: &Event) -> bool {
+    e.name == "MIGRATION"
+        && matches!(
+            e.data["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        )
+}
+
+/// `migrate-set-capabilities` arguments turning QEMU's `MIGRATION` status events on.
+pub(super) fn migration_events() -> serde_json::Value {
+    serde_json::json!({"capabilities": [{"capability": "events", "state": true}]})
+}
 
 impl Driver {
     pub(super) fn spawn_event_loop(

@@ -535,11 +535,22 @@ impl Driver {
             r.active = Some((t0, json!({})));
             r.operation = 0;
         }
+        // registered before `migrate`: its end cannot be missed
+        let ended = q.watch(super::monitor::migration_ended);
         let passed = q
-            .execute(
-                "migrate-set-parameters",
-                Some(json!({"max-bandwidth": 1u64 << 40})),
+            .send(
+                "migrate-set-capabilities",
+                Some(super::monitor::migration_events()),
             )
+            .and_then(|caps| {
+                let params = q.execute(
+                    "migrate-set-parameters",
+                    Some(json!({"max-bandwidth": 1u64 << 40})),
+                );
+                // without the events the wait still ends, by the fallback poll
+                let _ = caps.wait(Duration::from_secs(60));
+                params
+            })
             .and_then(|_| {
                 q.execute_with_fd(
                     "getfd",
@@ -558,9 +569,10 @@ impl Driver {
             Err(e) => Err(e.to_string()),
         };
         if outcome.as_ref().is_err_and(String::is_empty) {
-            // every millisecond, as the live migration's: a backed-off poll noticed the end
-            // of a 100 ms stream up to 10 ms late
-            let pause = Duration::from_millis(1);
+            // QEMU's MIGRATION event ends the wait at once (a poll backing off to 10 ms
+            // noticed the end of a 100 ms stream up to 10 ms late, one every millisecond
+            // competed with the stream); `query-migrate` then gives the final statistics,
+            // and is asked every 50 ms meanwhile for the job's
             outcome = loop {
                 let m = match q.execute("query-migrate", None) {
                     Ok(m) => m,
@@ -577,7 +589,9 @@ impl Driver {
                     }
                     _ => {}
                 }
-                std::thread::sleep(pause);
+                if let Err(e) = ended.wait(super::monitor::EVENT_FALLBACK) {
+                    break Err(e.to_string());
+                }
             };
         }
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -14,6 +14,7 @@
 
 use super::domains::{Durability, State, Stopping, mkdir_private, write_file};
 use super::job::Job;
+use super::monitor::EVENT_FALLBACK;
 use super::{Driver, DriverError, Result, io, perr};
 use crate::command::ResolvedVolume;
 use rvirt_qmp::Qmp;
@@ -850,8 +851,12 @@ fn snapshot_timeout() -> Duration {
     super::job::env_ms("RVIRT_QEMU_SNAPSHOT_TIMEOUT_MS", Duration::from_secs(600))
 }
 
-/// Runs a QMP snapshot job (`snapshot-save`, `-load`, `-delete`) and waits for it with
-/// `query-jobs`; the concluded job is dismissed. QEMU's own error ends up in the error.
+/// Runs a QMP snapshot job (`snapshot-save`, `-load`, `-delete`) and waits for its
+/// `JOB_STATUS_CHANGE` to `concluded` (the watch registered before the command), then
+/// asks `query-jobs` once for its error and dismisses it, both in one round trip.
+/// `query-jobs` is also asked every [`EVENT_FALLBACK`] as a safety net against a missed
+/// event. (Asking every millisecond instead competed with the job, which runs in QEMU's
+/// main loop.) QEMU's own error ends up in the error.
 fn run_job(
     q: &Qmp,
     command: &'static str,
@@ -866,14 +871,26 @@ fn run_job(
     );
     args["job-id"] = json!(id);
     args["tag"] = json!(name);
+    let concluded = {
+        let id = id.clone();
+        q.watch(move |e| {
+            e.name == "JOB_STATUS_CHANGE"
+                && e.data["id"].as_str() == Some(&id)
+                && e.data["status"] == "concluded"
+        })
+    };
     q.execute(command, Some(args))?;
     let deadline = Instant::now() + snapshot_timeout();
-    // A revert's load of a small guest takes 70-400 ms: polled with a pause backing off to
-    // 100 ms it was seen done up to 100 ms late (half a revert); 5 ms at most costs a few
-    // dozen `query-jobs` round trips.
-    let mut pause = Duration::from_millis(1);
     loop {
-        let jobs = q.execute("query-jobs", None)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let seen = concluded.wait(EVENT_FALLBACK.min(left))?.is_some();
+        // once concluded, its dismissal goes with the question for its error
+        let jobs = q.send("query-jobs", None)?;
+        let dismissed = seen.then(|| q.send("job-dismiss", Some(json!({"id": id}))));
+        let jobs = jobs.wait(Duration::from_secs(60))?;
+        if let Some(d) = dismissed {
+            let _ = d.and_then(|d| d.wait(Duration::from_secs(60)));
+        }
         let job = jobs
             .as_array()
             .and_then(|a| a.iter().find(|j| j["id"] == json!(id)))
@@ -887,7 +904,9 @@ fn run_job(
             .into());
         };
         if job["status"] == "concluded" {
-            let _ = q.execute("job-dismiss", Some(json!({"id": id})));
+            if !seen {
+                let _ = q.execute("job-dismiss", Some(json!({"id": id})));
+            }
             if let Some(e) = job["error"].as_str() {
                 return Err(SnapshotError::Job {
                     command,
@@ -907,8 +926,6 @@ fn run_job(
             }
             .into());
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 
@@ -1534,6 +1551,134 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake QEMU for [`run_job`]: the job concludes `after` its command was answered
+    /// (its JOB_STATUS_CHANGE sent then, by a timer; `query-jobs` reports it running
+    /// before, concluded with `error` after). Returns the commands it got, in order;
+    /// `query-jobs+dismiss` for a `query-jobs` whose `job-dismiss` came before its answer
+    /// was sent (the two in flight together).
+    fn fake_job_qemu(
+        after: Duration,
+        error: Option<&'static str>,
+    ) -> (Qmp, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let w = Arc::new(Mutex::new(theirs.try_clone().unwrap()));
+            let send = |w: &Mutex<std::os::unix::net::UnixStream>, v: Value| {
+                w.lock()
+                    .unwrap()
+                    .write_all(format!("{v}\r\n").as_bytes())
+                    .unwrap();
+            };
+            theirs
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut r = BufReader::new(theirs);
+            send(&w, json!({"QMP": {"version": {}, "capabilities": []}}));
+            let concluded = Arc::new(AtomicBool::new(false));
+            let mut job = String::new();
+            let mut seen = Vec::new();
+            let mut line = String::new();
+            let mut next = |r: &mut BufReader<std::os::unix::net::UnixStream>| {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(n) if n > 0 => Some(serde_json::from_str::<Value>(line.trim()).unwrap()),
+                    _ => None,
+                }
+            };
+            let mut queued = None;
+            while let Some(cmd) = queued.take().or_else(|| next(&mut r)) {
+                let name = cmd["execute"].as_str().unwrap().to_string();
+                let ret = match name.as_str() {
+                    "snapshot-load" => {
+                        job = cmd["arguments"]["job-id"].as_str().unwrap().into();
+                        let (w, c, id) = (w.clone(), concluded.clone(), job.clone());
+                        // the answer first, then the job runs
+                        send(&w, json!({"return": {}, "id": cmd["id"]}));
+                        std::thread::spawn(move || {
+                            std::thread::sleep(after);
+                            let w = w.lock().unwrap();
+                            c.store(true, Ordering::SeqCst);
+                            let ev = json!({"event": "JOB_STATUS_CHANGE",
+                                "data": {"id": id, "status": "concluded"}});
+                            let _ = (&*w).write_all(format!("{ev}\r\n").as_bytes());
+                        });
+                        seen.push(name);
+                        continue;
+                    }
+                    "query-jobs" => {
+                        let done = concluded.load(Ordering::SeqCst);
+                        let mut j = json!({"id": job, "type": "snapshot-load",
+                            "status": if done { "concluded" } else { "running" }});
+                        if let (true, Some(e)) = (done, error) {
+                            j["error"] = json!(e);
+                        }
+                        if done {
+                            // is the dismissal in flight already?
+                            queued = next(&mut r);
+                        }
+                        json!([j])
+                    }
+                    _ => json!({}),
+                };
+                let pipelined = queued
+                    .as_ref()
+                    .is_some_and(|c| c["execute"] == "job-dismiss");
+                match name.as_str() {
+                    "qmp_capabilities" => {}
+                    "query-jobs" if pipelined => seen.push("query-jobs+dismiss".into()),
+                    _ => seen.push(name.clone()),
+                }
+                send(&w, json!({"return": ret, "id": cmd["id"]}));
+                if name == "job-dismiss" {
+                    break;
+                }
+            }
+            seen
+        });
+        let (q, _events) = Qmp::handshake(ours, Duration::from_secs(5)).unwrap();
+        (q, server)
+    }
+
+    #[test]
+    fn a_snapshot_job_ends_on_its_event_and_is_dismissed_with_one_question() {
+        // concluded right behind the command's answer: the event is not missed, and one
+        // `query-jobs` (for the error) goes out with the dismissal; a wait that missed the
+        // event would ask `query-jobs` first and dismiss only after its answer
+        let (q, server) = fake_job_qemu(Duration::ZERO, None);
+        run_job(&q, "snapshot-load", "s1", json!({})).unwrap();
+        q.close();
+        assert_eq!(
+            server.join().unwrap(),
+            ["snapshot-load", "query-jobs+dismiss", "job-dismiss"]
+        );
+        // QEMU's error of the concluded job is the call's
+        let (q, server) = fake_job_qemu(Duration::ZERO, Some("no such snapshot"));
+        let e = run_job(&q, "snapshot-load", "s1", json!({})).unwrap_err();
+        assert!(e.to_string().contains("no such snapshot"), "{e}");
+        q.close();
+        assert_eq!(server.join().unwrap().last().unwrap(), "job-dismiss");
+    }
+
+    #[test]
+    fn a_running_snapshot_job_is_not_polled_every_millisecond() {
+        // a job of 300 ms: asked every millisecond it took about 300 `query-jobs` (60 at
+        // least with the old back-off to 5 ms); now only the safety net's every 50 ms,
+        // and the end comes from the event
+        let (q, server) = fake_job_qemu(Duration::from_millis(300), None);
+        run_job(&q, "snapshot-load", "s1", json!({})).unwrap();
+        q.close();
+        let seen = server.join().unwrap();
+        let polls = seen.iter().filter(|c| c.starts_with("query-jobs")).count();
+        assert!((1..=12).contains(&polls), "{polls} query-jobs: {seen:?}");
+        assert_eq!(
+            seen[seen.len() - 2..],
+            ["query-jobs+dismiss", "job-dismiss"]
+        );
+    }
 
     fn def(disks: &str) -> Domain {
         Domain::parse(&format!(
